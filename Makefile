@@ -1,0 +1,175 @@
+# idprov - top-level build.
+#
+#   make            build everything (plain, optimised) into build/plain
+#   make check      install missing packages, then build and run the whole
+#                   suite twice: under ASan+UBSan (build/asan) and plain
+#   make demo       the production-line-to-site run on embedded defaults
+#   make bench      benchmarks, printed as ratios against ceilings measured
+#                   in the same run
+#   make fuzz       a bounded libFuzzer run of every fuzz target
+#   make install    PREFIX (default /usr/local) and DESTDIR are honoured
+#
+# Each component directory has a module.mk that adds its sources, programs
+# and tests to the variables below; this file only knows the rules.
+
+.SUFFIXES:
+.DELETE_ON_ERROR:
+.SECONDARY:
+SHELL := /bin/bash
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VARIANT ?= plain
+B       := build/$(VARIANT)
+
+CC      ?= cc
+ifeq ($(origin CC),default)
+CC      := gcc
+endif
+FUZZ_CC ?= clang
+
+PKGS := openssl sqlite3 libcjson libcurl libserialport libusb-1.0 libevent \
+        libevent_openssl libevent_pthreads avahi-client avahi-core
+# Libraries go to -isystem so that a warning in their headers never breaks -Werror.
+PKG_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wcast-qual -Wstrict-prototypes \
+        -Wmissing-prototypes -Wvla -Wformat=2 -Wundef -Wwrite-strings \
+        -Wimplicit-fallthrough -Werror
+STD  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+
+ifeq ($(VARIANT),asan)
+OPT  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDSAN := -fsanitize=address,undefined
+else
+OPT  := -O2 -g
+LDSAN :=
+endif
+
+CFLAGS_ALL = $(STD) $(WARN) $(OPT) -I. $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
+
+# Filled in by the module.mk files:
+#   LIBS_<name> += sources of the static library <name> (formats, server, ...)
+#   PROGS += program names; <prog>_SRCS = sources with main(); <prog>_LIBS =
+#            project libraries it links, in link order; <prog>_PKGS = pkg-config
+#            packages (default: all)
+#   UNIT_TESTS += tests/unit/test_x.c (each a Check suite, linked with all libs)
+#   BENCHES += tests/bench/bench_x.c
+#   FUZZERS += tests/fuzz/fuzz_x.c; fuzz_x_SRCS = project sources compiled in
+#   MANPAGES += docs/man/x.N
+PROJECT_LIBS :=
+PROGS :=
+UNIT_TESTS :=
+BENCHES :=
+FUZZERS :=
+MANPAGES :=
+
+include $(sort $(wildcard */module.mk tests/*/module.mk))
+
+# ---------------------------------------------------------------- rules
+lib_path = $(B)/lib/libidprov-$(1).a
+objs_of  = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+ALL_LIB_ARCHIVES = $(foreach l,$(PROJECT_LIBS),$(call lib_path,$(l)))
+PROG_BINS   = $(addprefix $(B)/bin/,$(PROGS))
+UNIT_BINS   = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TESTS))
+BENCH_BINS  = $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCHES))
+
+.PHONY: all programs build-tests check check-variant demo bench fuzz fuzz-build install clean \
+        deps deps-quiet
+# Entry points first install missing packages, then re-run make so that the
+# pkg-config flags are read after the packages exist (fresh machine).
+all: deps-quiet
+	@$(MAKE) --no-print-directory programs
+programs: $(PROG_BINS)
+build-tests: $(PROG_BINS) $(UNIT_BINS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+-include $(shell find build/$(VARIANT)/obj -name '*.d' 2>/dev/null)
+
+define LIB_template
+$(call lib_path,$(1)): $(call objs_of,$(LIBS_$(1)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(PROJECT_LIBS),$(eval $(call LIB_template,$(l))))
+
+define PROG_template
+$(B)/bin/$(1): $(call objs_of,$($(1)_SRCS)) $(foreach l,$($(1)_LIBS),$(call lib_path,$(l)))
+	@mkdir -p $$(@D)
+	$(CC) $(LDFLAGS_ALL) -o $$@ $$^ $(if $($(1)_PKGS),$$(shell pkg-config --libs $($(1)_PKGS)) -lpthread,$$(PKG_LIBS))
+endef
+$(foreach p,$(PROGS),$(eval $(call PROG_template,$(p))))
+
+# Unit tests link every project library (server before formats) and all packages.
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/obj/tests/unit/check_main.o $(ALL_LIB_ARCHIVES)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(B)/obj/tests/unit/check_main.o \
+		$(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) $(PKG_LIBS) $(CHECK_LIBS)
+
+$(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) $(PKG_LIBS)
+
+# Fuzz targets: clang + libFuzzer, the parsers compiled in from source so that
+# coverage reaches them (Debian's libraries are not instrumented).
+FUZZ_FLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -I. \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+define FUZZ_template
+build/fuzz/$(basename $(notdir $(1))): $(1) $($(basename $(notdir $(1)))_SRCS) $(wildcard formats/*.h)
+	@mkdir -p $$(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $$@ $(1) $($(basename $(notdir $(1)))_SRCS) $$(PKG_LIBS)
+endef
+$(foreach f,$(FUZZERS),$(eval $(call FUZZ_template,$(f))))
+FUZZ_BINS = $(foreach f,$(FUZZERS),build/fuzz/$(basename $(notdir $(f))))
+
+# ---------------------------------------------------------------- entry points
+deps:
+	@.ci/install-deps
+deps-quiet:
+	@.ci/install-deps
+
+check: deps
+	@rm -f build/results-*
+	$(MAKE) --no-print-directory VARIANT=asan build-tests
+	$(MAKE) --no-print-directory VARIANT=plain build-tests
+	$(MAKE) --no-print-directory fuzz-build
+	@tests/run-suite build/asan build/results-asan || true
+	@tests/run-suite build/plain build/results-plain || true
+	@FUZZ_SECONDS=$${FUZZ_CHECK_SECONDS:-4} tests/run-fuzz build/results-fuzz || true
+	@tests/summarize build/results-asan build/results-plain build/results-fuzz
+
+check-variant: deps
+	@$(MAKE) --no-print-directory build-tests
+	@tests/run-suite $(B) $(B)/results && tests/summarize $(B)/results
+
+fuzz-build: $(FUZZ_BINS)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} tests/run-fuzz build/results-fuzz; \
+		tests/summarize build/results-fuzz
+
+bench: deps
+	$(MAKE) --no-print-directory VARIANT=plain $(PROG_BINS) $(BENCH_BINS)
+	@tests/run-bench build/plain
+
+demo: deps
+	@$(MAKE) --no-print-directory VARIANT=plain programs
+	@samples/demo.sh build/plain/bin
+
+install: programs
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
+	$(if $(PROGS),install -m 0755 $(PROG_BINS) $(DESTDIR)$(PREFIX)/bin/)
+	@for m in $(MANPAGES); do \
+		s=$${m##*.}; echo install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; \
+		install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+
+clean:
+	rm -rf build

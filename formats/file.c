@@ -1,0 +1,193 @@
+/*
+ * file.c - see file.h.
+ */
+#include "formats/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+/* Directory part of path into dir (".", when path has no slash). */
+static enum idp_err dir_of(const char *path, char *dir, size_t size, struct idp_error *err)
+{
+	const char *slash = strrchr(path, '/');
+	int n;
+	if (slash == NULL)
+		n = snprintf(dir, size, ".");
+	else if (slash == path)
+		n = snprintf(dir, size, "/");
+	else
+		n = snprintf(dir, size, "%.*s", (int)(slash - path), path);
+	if (n < 0 || (size_t)n >= size)
+		return idp_error_set(err, IDP_E_LIMIT, "%s: path too long", path);
+	return IDP_OK;
+}
+
+enum idp_err fmt_file_sync_dir(const char *path, struct idp_error *err)
+{
+	char dir[PATH_MAX];
+	enum idp_err rc = dir_of(path, dir, sizeof(dir), err);
+	if (rc != IDP_OK)
+		return rc;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return idp_error_set(err, IDP_E_IO, "%s: %s", dir, strerror(errno));
+	if (fsync(fd) != 0 && errno != EINVAL) {
+		int e = errno;
+		(void)close(fd);
+		return idp_error_set(err, IDP_E_IO, "%s: fsync: %s", dir, strerror(e));
+	}
+	(void)close(fd);
+	return IDP_OK;
+}
+
+enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t len, mode_t mode,
+                                   struct idp_error *err)
+{
+	char tmp[PATH_MAX];
+	uint8_t rnd[6];
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "%s: random temp name", path);
+	int n = snprintf(tmp, sizeof(tmp), "%s.tmp-%02x%02x%02x%02x%02x%02x", path, rnd[0], rnd[1],
+	                 rnd[2], rnd[3], rnd[4], rnd[5]);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return idp_error_set(err, IDP_E_LIMIT, "%s: path too long", path);
+
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		return idp_error_set(err, IDP_E_IO, "%s: create: %s", tmp, strerror(errno));
+	enum idp_err rc = IDP_OK;
+	/* open() applied the umask; the mode asked for is the mode meant. */
+	if (fchmod(fd, mode) != 0) {
+		rc = idp_error_set(err, IDP_E_IO, "%s: chmod: %s", tmp, strerror(errno));
+		goto out;
+	}
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, buf + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			rc = idp_error_set(err, IDP_E_IO, "%s: write: %s", tmp,
+			                   w < 0 ? strerror(errno) : "no progress");
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		rc = idp_error_set(err, IDP_E_IO, "%s: fsync: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = idp_error_set(err, IDP_E_IO, "%s: close: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		rc = idp_error_set(err, IDP_E_IO, "%s: rename: %s", path, strerror(errno));
+		goto out;
+	}
+	return fmt_file_sync_dir(path, err);
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	(void)unlink(tmp);
+	return rc;
+}
+
+enum idp_err fmt_file_read(const char *path, size_t max, uint8_t **out, size_t *len,
+                           struct idp_error *err)
+{
+	*out = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		return idp_error_set(err, e == ENOENT ? IDP_E_NOTFOUND : IDP_E_IO, "%s: %s", path,
+		                     strerror(e));
+	}
+	enum idp_err rc = IDP_OK;
+	uint8_t *buf = NULL;
+	size_t cap = 0, used = 0;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		rc = idp_error_set(err, IDP_E_IO, "%s: stat: %s", path, strerror(errno));
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		rc = idp_error_set(err, IDP_E_IO, "%s: is a directory", path);
+		goto out;
+	}
+	if (st.st_size > 0 && (uint64_t)st.st_size > max) {
+		rc = idp_error_set(err, IDP_E_LIMIT, "%s: %lld bytes, max %zu", path,
+		                   (long long)st.st_size, max);
+		goto out;
+	}
+	/* Grow as we read: st_size may be 0 (pipes, /proc) or change under us. */
+	for (;;) {
+		if (cap - used < 2) {
+			size_t ncap = cap == 0 ? 4096 : cap * 2;
+			if (ncap > max + 2)
+				ncap = max + 2;
+			if (ncap <= cap) {
+				rc = idp_error_set(err, IDP_E_LIMIT, "%s: more than %zu bytes", path, max);
+				goto out;
+			}
+			uint8_t *nb = realloc(buf, ncap);
+			if (nb == NULL) {
+				rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);
+				goto out;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		ssize_t r = read(fd, buf + used, cap - used - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = idp_error_set(err, IDP_E_IO, "%s: read: %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		used += (size_t)r;
+		if (used > max) {
+			rc = idp_error_set(err, IDP_E_LIMIT, "%s: more than %zu bytes", path, max);
+			goto out;
+		}
+	}
+	if (buf == NULL) {
+		buf = malloc(1);
+		if (buf == NULL) {
+			rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);
+			goto out;
+		}
+	}
+	buf[used] = '\0';
+	*out = buf;
+	*len = used;
+	buf = NULL;
+out:
+	/* WARNING: the file may hold a private key; never leave a copy behind. */
+	if (buf != NULL)
+		fmt_file_free_secret(buf, cap);
+	(void)close(fd);
+	return rc;
+}
+
+void fmt_file_free_secret(uint8_t *buf, size_t len)
+{
+	if (buf == NULL)
+		return;
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+}

@@ -1,0 +1,36 @@
+/*
+ * file.h - the few file helpers every idprov tool needs: crash-safe atomic
+ * replacement of a file and a bounded read of a whole file.
+ *
+ * The only module in formats/ that touches the file system. Thread-safe.
+ */
+#ifndef IDP_FORMATS_FILE_H
+#define IDP_FORMATS_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "formats/error.h"
+
+/* Replace path with buf[0..len) atomically: write a temporary file in the same
+ * directory with the given mode, fsync it, rename it over path, fsync the
+ * directory. After a crash path holds either the old or the new content, never
+ * a mix. Fails with IDP_E_IO naming the path and the system error. */
+IDP_MUST_CHECK enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t len,
+                                                  mode_t mode, struct idp_error *err);
+
+/* Read the whole of path into a new NUL-terminated buffer (*out, *len excludes
+ * the NUL; the caller frees *out with free(), or with fmt_file_free_secret()
+ * for secrets). Refuses files larger than max with IDP_E_LIMIT, missing files
+ * with IDP_E_NOTFOUND. On failure *out is NULL. */
+IDP_MUST_CHECK enum idp_err fmt_file_read(const char *path, size_t max, uint8_t **out, size_t *len,
+                                          struct idp_error *err);
+
+/* Cleanse buf[0..len) and free it. NULL is a no-op. */
+void fmt_file_free_secret(uint8_t *buf, size_t len);
+
+/* fsync the directory that holds path (after creating or renaming in it). */
+IDP_MUST_CHECK enum idp_err fmt_file_sync_dir(const char *path, struct idp_error *err);
+
+#endif /* IDP_FORMATS_FILE_H */

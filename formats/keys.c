@@ -1,0 +1,463 @@
+/*
+ * keys.c - see keys.h. Spec: formats/keys.md.
+ */
+#include "formats/keys.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+#include <openssl/obj_mac.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+struct fmt_key {
+	EVP_PKEY *pkey;
+	enum fmt_key_type type;
+	bool has_private;
+};
+
+/* Type of pkey, or 0 when it is neither P-256 nor Ed25519. */
+static enum fmt_key_type type_of(EVP_PKEY *pkey)
+{
+	if (EVP_PKEY_is_a(pkey, "ED25519"))
+		return FMT_KEY_ED25519;
+	if (EVP_PKEY_is_a(pkey, "EC")) {
+		char group[64];
+		size_t glen = 0;
+		if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
+		                                   sizeof(group), &glen) == 1 &&
+		    strcmp(group, "prime256v1") == 0)
+			return FMT_KEY_P256;
+	}
+	return 0;
+}
+
+static const char *describe(EVP_PKEY *pkey)
+{
+	const char *name = EVP_PKEY_get0_type_name(pkey);
+	return name != NULL ? name : "unknown";
+}
+
+/* Wrap pkey (takes ownership of the caller's reference in every case). */
+static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct idp_error *err)
+{
+	*out = NULL;
+	enum fmt_key_type t = type_of(pkey);
+	if (t == 0) {
+		enum idp_err rc = idp_error_set(err, IDP_E_UNSUPPORTED,
+		                                "key: type %s is not supported (use p256 or ed25519)",
+		                                describe(pkey));
+		EVP_PKEY_free(pkey);
+		return rc;
+	}
+	struct fmt_key *k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		EVP_PKEY_free(pkey);
+		return idp_error_set(err, IDP_E_NOMEM, "key: out of memory");
+	}
+	k->pkey = pkey;
+	k->type = t;
+	k->has_private = priv;
+	*out = k;
+	return IDP_OK;
+}
+
+enum idp_err fmt_key_generate(enum fmt_key_type type, struct fmt_key **out, struct idp_error *err)
+{
+	*out = NULL;
+	EVP_PKEY *pkey = NULL;
+	if (type == FMT_KEY_P256)
+		pkey = EVP_EC_gen("P-256");
+	else if (type == FMT_KEY_ED25519)
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	else
+		return idp_error_set(err, IDP_E_UNSUPPORTED, "key: type %d is not supported",
+		                     (int)type);
+	if (pkey == NULL)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "key: generate %s", fmt_key_type_name(type));
+	return wrap(pkey, true, out, err);
+}
+
+static enum idp_err check_len(size_t len, size_t max, const char *what, struct idp_error *err)
+{
+	if (len == 0)
+		return idp_error_set(err, IDP_E_FORMAT, "%s: empty", what);
+	if (len > max || len > INT_MAX)
+		return idp_error_set(err, IDP_E_LIMIT, "%s: %zu bytes, max %zu", what, len, max);
+	return IDP_OK;
+}
+
+enum idp_err fmt_key_parse_private_pem(const uint8_t *buf, size_t len, struct fmt_key **out,
+                                       struct idp_error *err)
+{
+	*out = NULL;
+	enum idp_err rc = check_len(len, FMT_KEY_PEM_MAX, "private key", err);
+	if (rc != IDP_OK)
+		return rc;
+	BIO *bio = BIO_new_mem_buf(buf, (int)len);
+	if (bio == NULL)
+		return idp_error_ssl(err, IDP_E_NOMEM, "private key: out of memory");
+	/* An empty password callback result makes encrypted keys fail, not prompt. */
+	char nopass[1] = {0};
+	EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, nopass);
+	BIO_free(bio);
+	if (pkey == NULL)
+		return idp_error_ssl(err, IDP_E_FORMAT,
+		                     "private key: not an unencrypted PKCS#8 PEM key");
+	return wrap(pkey, true, out, err);
+}
+
+enum idp_err fmt_key_parse_public_pem(const uint8_t *buf, size_t len, struct fmt_key **out,
+                                      struct idp_error *err)
+{
+	*out = NULL;
+	enum idp_err rc = check_len(len, FMT_KEY_PEM_MAX, "public key", err);
+	if (rc != IDP_OK)
+		return rc;
+	BIO *bio = BIO_new_mem_buf(buf, (int)len);
+	if (bio == NULL)
+		return idp_error_ssl(err, IDP_E_NOMEM, "public key: out of memory");
+	EVP_PKEY *pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (pkey == NULL)
+		return idp_error_ssl(err, IDP_E_FORMAT, "public key: not an SPKI PEM key");
+	return wrap(pkey, false, out, err);
+}
+
+enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t len, struct fmt_key **out,
+                                    struct idp_error *err)
+{
+	*out = NULL;
+	enum idp_err rc = check_len(len, FMT_KEY_SPKI_MAX, "public key", err);
+	if (rc != IDP_OK)
+		return rc;
+	const unsigned char *p = buf;
+	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)len);
+	if (pkey == NULL)
+		return idp_error_ssl(err, IDP_E_FORMAT, "public key: not an SPKI DER key");
+	if (p != buf + len) {
+		EVP_PKEY_free(pkey);
+		return idp_error_set(err, IDP_E_FORMAT, "public key: %zu trailing bytes after SPKI",
+		                     (size_t)(buf + len - p));
+	}
+	struct fmt_key *k = NULL;
+	rc = wrap(pkey, false, &k, err);
+	if (rc != IDP_OK)
+		return rc;
+	/* One key, one encoding: refuse BER variants and compressed points. */
+	uint8_t again[FMT_KEY_SPKI_MAX];
+	size_t alen = 0;
+	rc = fmt_key_spki_der(k, again, &alen, err);
+	if (rc == IDP_OK && (alen != len || memcmp(again, buf, len) != 0))
+		rc = idp_error_set(err, IDP_E_FORMAT, "public key: SPKI is not in canonical form");
+	if (rc != IDP_OK) {
+		fmt_key_free(k);
+		return rc;
+	}
+	*out = k;
+	return IDP_OK;
+}
+
+/* Copy a memory BIO's content into a new NUL-terminated buffer. */
+static enum idp_err bio_take(BIO *bio, char **pem, size_t *len, const char *what,
+                             struct idp_error *err)
+{
+	char *data = NULL;
+	long n = BIO_get_mem_data(bio, &data);
+	if (n <= 0 || data == NULL)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "%s: encode", what);
+	char *copy = malloc((size_t)n + 1);
+	if (copy == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", what);
+	memcpy(copy, data, (size_t)n);
+	copy[n] = '\0';
+	*pem = copy;
+	*len = (size_t)n;
+	return IDP_OK;
+}
+
+enum idp_err fmt_key_private_pem(const struct fmt_key *key, char **pem, size_t *len,
+                                 struct idp_error *err)
+{
+	*pem = NULL;
+	*len = 0;
+	if (!key->has_private)
+		return idp_error_set(err, IDP_E_ARG, "private key: key has no private half");
+	BIO *bio = BIO_new(BIO_s_secmem());
+	if (bio == NULL)
+		bio = BIO_new(BIO_s_mem());
+	if (bio == NULL)
+		return idp_error_ssl(err, IDP_E_NOMEM, "private key: out of memory");
+	enum idp_err rc;
+	if (PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) != 1)
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "private key: encode PKCS#8");
+	else
+		rc = bio_take(bio, pem, len, "private key", err);
+	/* WARNING: the BIO held the key; free it cleansed. */
+	BIO_free(bio);
+	return rc;
+}
+
+enum idp_err fmt_key_public_pem(const struct fmt_key *key, char **pem, size_t *len,
+                                struct idp_error *err)
+{
+	*pem = NULL;
+	*len = 0;
+	BIO *bio = BIO_new(BIO_s_mem());
+	if (bio == NULL)
+		return idp_error_ssl(err, IDP_E_NOMEM, "public key: out of memory");
+	enum idp_err rc;
+	if (PEM_write_bio_PUBKEY(bio, key->pkey) != 1)
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "public key: encode SPKI");
+	else
+		rc = bio_take(bio, pem, len, "public key", err);
+	BIO_free(bio);
+	return rc;
+}
+
+enum idp_err fmt_key_spki_der(const struct fmt_key *key, uint8_t out[static FMT_KEY_SPKI_MAX],
+                              size_t *len, struct idp_error *err)
+{
+	*len = 0;
+	int n = i2d_PUBKEY(key->pkey, NULL);
+	if (n <= 0)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "public key: encode SPKI");
+	if ((size_t)n > FMT_KEY_SPKI_MAX)
+		return idp_error_set(err, IDP_E_LIMIT, "public key: SPKI is %d bytes, max %u", n,
+		                     FMT_KEY_SPKI_MAX);
+	unsigned char *p = out;
+	if (i2d_PUBKEY(key->pkey, &p) != n)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "public key: encode SPKI");
+	*len = (size_t)n;
+	return IDP_OK;
+}
+
+enum idp_err fmt_key_fingerprint(const struct fmt_key *key,
+                                 uint8_t out[static FMT_KEY_FINGERPRINT_LEN], struct idp_error *err)
+{
+	uint8_t der[FMT_KEY_SPKI_MAX];
+	size_t len = 0;
+	enum idp_err rc = fmt_key_spki_der(key, der, &len, err);
+	if (rc != IDP_OK)
+		return rc;
+	if (SHA256(der, len, out) == NULL)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "public key: fingerprint");
+	return IDP_OK;
+}
+
+void fmt_key_fingerprint_hex(const uint8_t fp[static FMT_KEY_FINGERPRINT_LEN], char out[static 65])
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < FMT_KEY_FINGERPRINT_LEN; i++) {
+		out[2 * i] = hex[fp[i] >> 4];
+		out[2 * i + 1] = hex[fp[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+/* DER ECDSA signature -> 64-byte r||s. */
+static enum idp_err der_to_raw(const uint8_t *der, size_t len, uint8_t raw[static 64],
+                               struct idp_error *err)
+{
+	const unsigned char *p = der;
+	ECDSA_SIG *s = d2i_ECDSA_SIG(NULL, &p, (long)len);
+	if (s == NULL || p != der + len) {
+		ECDSA_SIG_free(s);
+		return idp_error_ssl(err, IDP_E_VERIFY, "signature: not a DER ECDSA signature");
+	}
+	const BIGNUM *r = NULL, *sv = NULL;
+	ECDSA_SIG_get0(s, &r, &sv);
+	int ok = BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(sv, raw + 32, 32) == 32;
+	ECDSA_SIG_free(s);
+	if (!ok)
+		return idp_error_ssl(err, IDP_E_VERIFY, "signature: ECDSA value out of range");
+	return IDP_OK;
+}
+
+/* 64-byte r||s -> DER ECDSA signature in der (FMT_KEY_SIG_MAX bytes). */
+static enum idp_err raw_to_der(const uint8_t raw[static 64], uint8_t der[static FMT_KEY_SIG_MAX],
+                               size_t *len, struct idp_error *err)
+{
+	ECDSA_SIG *s = ECDSA_SIG_new();
+	BIGNUM *r = BN_bin2bn(raw, 32, NULL);
+	BIGNUM *sv = BN_bin2bn(raw + 32, 32, NULL);
+	enum idp_err rc = IDP_OK;
+	if (s == NULL || r == NULL || sv == NULL || ECDSA_SIG_set0(s, r, sv) != 1) {
+		BN_free(r);
+		BN_free(sv);
+		rc = idp_error_ssl(err, IDP_E_NOMEM, "signature: out of memory");
+		goto out;
+	}
+	int n = i2d_ECDSA_SIG(s, NULL);
+	if (n <= 0 || (size_t)n > FMT_KEY_SIG_MAX) {
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "signature: encode DER");
+		goto out;
+	}
+	unsigned char *p = der;
+	if (i2d_ECDSA_SIG(s, &p) != n) {
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "signature: encode DER");
+		goto out;
+	}
+	*len = (size_t)n;
+out:
+	ECDSA_SIG_free(s);
+	return rc;
+}
+
+enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc, const uint8_t *msg,
+                          size_t len, uint8_t sig[static FMT_KEY_SIG_MAX], size_t *sig_len,
+                          struct idp_error *err)
+{
+	*sig_len = 0;
+	if (!key->has_private)
+		return idp_error_set(err, IDP_E_ARG, "sign: key has no private half");
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		return idp_error_ssl(err, IDP_E_NOMEM, "sign: out of memory");
+	enum idp_err rc = IDP_OK;
+	const char *md = key->type == FMT_KEY_P256 ? "SHA256" : NULL;
+	size_t n = FMT_KEY_SIG_MAX;
+	if (EVP_DigestSignInit_ex(ctx, NULL, md, NULL, NULL, key->pkey, NULL) != 1 ||
+	    EVP_DigestSign(ctx, sig, &n, msg, len) != 1) {
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "sign: %s", fmt_key_type_name(key->type));
+		goto out;
+	}
+	if (key->type == FMT_KEY_P256 && enc == FMT_SIG_RAW) {
+		uint8_t raw[64];
+		rc = der_to_raw(sig, n, raw, err);
+		if (rc != IDP_OK)
+			goto out;
+		memcpy(sig, raw, sizeof(raw));
+		n = sizeof(raw);
+	}
+	*sig_len = n;
+out:
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+enum idp_err fmt_key_verify(const struct fmt_key *key, enum fmt_sig_enc enc, const uint8_t *msg,
+                            size_t len, const uint8_t *sig, size_t sig_len, struct idp_error *err)
+{
+	uint8_t der[FMT_KEY_SIG_MAX];
+	if (key->type == FMT_KEY_ED25519 || enc == FMT_SIG_RAW) {
+		if (sig_len != FMT_KEY_RAW_SIG_LEN)
+			return idp_error_set(err, IDP_E_VERIFY, "signature: %zu bytes, expected %u",
+			                     sig_len, FMT_KEY_RAW_SIG_LEN);
+	} else if (sig_len == 0 || sig_len > FMT_KEY_SIG_MAX) {
+		return idp_error_set(err, IDP_E_VERIFY, "signature: %zu bytes is not a P-256 signature",
+		                     sig_len);
+	}
+	if (key->type == FMT_KEY_P256 && enc == FMT_SIG_RAW) {
+		size_t n = 0;
+		enum idp_err rc = raw_to_der(sig, der, &n, err);
+		if (rc != IDP_OK)
+			return rc;
+		sig = der;
+		sig_len = n;
+	}
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		return idp_error_ssl(err, IDP_E_NOMEM, "verify: out of memory");
+	const char *md = key->type == FMT_KEY_P256 ? "SHA256" : NULL;
+	enum idp_err rc = IDP_OK;
+	if (EVP_DigestVerifyInit_ex(ctx, NULL, md, NULL, NULL, key->pkey, NULL) != 1) {
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "verify: %s", fmt_key_type_name(key->type));
+		goto out;
+	}
+	if (EVP_DigestVerify(ctx, sig, sig_len, msg, len) != 1)
+		rc = idp_error_ssl(err, IDP_E_VERIFY, "signature: does not match");
+out:
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return rc;
+}
+
+enum fmt_key_type fmt_key_type(const struct fmt_key *key)
+{
+	return key->type;
+}
+
+const char *fmt_key_type_name(enum fmt_key_type type)
+{
+	switch (type) {
+	case FMT_KEY_P256: return "p256";
+	case FMT_KEY_ED25519: return "ed25519";
+	}
+	return "unknown";
+}
+
+enum idp_err fmt_key_type_parse(const char *s, size_t len, enum fmt_key_type *type,
+                                struct idp_error *err)
+{
+	if (len == 4 && memcmp(s, "p256", 4) == 0) {
+		*type = FMT_KEY_P256;
+		return IDP_OK;
+	}
+	if (len == 7 && memcmp(s, "ed25519", 7) == 0) {
+		*type = FMT_KEY_ED25519;
+		return IDP_OK;
+	}
+	return idp_error_set(err, IDP_E_UNSUPPORTED,
+	                     "key type: \"%.*s\" is not supported (use p256 or ed25519)",
+	                     (int)(len > 32 ? 32 : len), s);
+}
+
+bool fmt_key_has_private(const struct fmt_key *key)
+{
+	return key->has_private;
+}
+
+bool fmt_key_equal(const struct fmt_key *a, const struct fmt_key *b)
+{
+	return a->type == b->type && EVP_PKEY_eq(a->pkey, b->pkey) == 1;
+}
+
+EVP_PKEY *fmt_key_evp(const struct fmt_key *key)
+{
+	return key->pkey;
+}
+
+enum idp_err fmt_key_from_evp(EVP_PKEY *pkey, struct fmt_key **out, struct idp_error *err)
+{
+	*out = NULL;
+	if (pkey == NULL || EVP_PKEY_up_ref(pkey) != 1)
+		return idp_error_set(err, IDP_E_ARG, "key: no key");
+	/* A key with a private half answers a private-key parameter query. */
+	bool priv;
+	if (EVP_PKEY_is_a(pkey, "EC")) {
+		BIGNUM *d = NULL;
+		priv = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1;
+		BN_clear_free(d);
+	} else {
+		size_t n = 0;
+		priv = EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PRIV_KEY, NULL, 0, &n) ==
+		       1;
+	}
+	ERR_clear_error();
+	return wrap(pkey, priv, out, err);
+}
+
+void fmt_key_free(struct fmt_key *key)
+{
+	if (key == NULL)
+		return;
+	EVP_PKEY_free(key->pkey);
+	free(key);
+}
+
+void fmt_key_free_secret(char *buf, size_t len)
+{
+	if (buf == NULL)
+		return;
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+}

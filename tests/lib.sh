@@ -1,0 +1,26 @@
+# tests/lib.sh - helpers for shell tests (sourced). Each check prints ok/not ok;
+# t_done prints "RESULT <passed> <failed>" for tests/run-suite and exits.
+# Environment from run-suite: IDP_TOP, IDP_BIN, IDP_BUILD, IDP_VARIANT.
+set -u
+: "${IDP_TOP:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+: "${IDP_BIN:=$IDP_TOP/build/plain/bin}"
+T_PASS=0
+T_FAIL=0
+T_TMP=$(mktemp -d)
+T_CLEANUP=()
+t_cleanup() {
+	local c
+	for c in "${T_CLEANUP[@]}"; do eval "$c" || true; done
+	rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+
+t_ok() { T_PASS=$((T_PASS + 1)); echo "ok - $*"; }
+t_fail() { T_FAIL=$((T_FAIL + 1)); echo "not ok - $*"; }
+# t_run DESC CMD... : passes when CMD exits 0
+t_run() { local d=$1; shift; if "$@"; then t_ok "$d"; else t_fail "$d (exit $?)"; fi; }
+# t_refuse DESC CMD... : passes when CMD exits non-zero
+t_refuse() { local d=$1; shift; if "$@"; then t_fail "$d (unexpected success)"; else t_ok "$d"; fi; }
+# t_grep DESC PATTERN FILE : passes when FILE contains PATTERN (extended regex)
+t_grep() { if grep -qE -- "$2" "$3"; then t_ok "$1"; else t_fail "$1 (no /$2/ in $3)"; sed 's/^/    # /' "$3" | head -20; fi; }
+t_done() { echo "RESULT $T_PASS $T_FAIL"; [ "$T_FAIL" -eq 0 ]; exit $?; }

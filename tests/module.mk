@@ -1,0 +1,9 @@
+# tests/ - every tests/unit/test_*.c is a Check binary; every
+# tests/bench/bench_*.c a benchmark; every tests/fuzz/fuzz_*.c a libFuzzer
+# target whose project sources are listed as fuzz_<name>_SRCS (default: all of
+# formats/).
+UNIT_TESTS += $(wildcard tests/unit/test_*.c)
+BENCHES    += $(wildcard tests/bench/bench_*.c)
+FUZZERS    += $(wildcard tests/fuzz/fuzz_*.c)
+FORMATS_SRCS = $(filter-out %_main.c,$(wildcard formats/*.c))
+$(foreach f,$(wildcard tests/fuzz/fuzz_*.c),$(eval $(basename $(notdir $(f)))_SRCS ?= $$(FORMATS_SRCS)))

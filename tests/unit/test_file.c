@@ -1,0 +1,137 @@
+/*
+ * test_file.c - file.h: atomic replacement leaves old-or-new content and no
+ * temporary files, modes are as asked, bounded reads refuse large files.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "formats/file.h"
+#include "tests/unit/check_main.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/idp-file-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static size_t count_entries(void)
+{
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+START_TEST(test_file_write_read_round_trip)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/a.txt", dir);
+	umask(077);
+	ck_assert_int_eq(fmt_file_write_atomic(path, (const uint8_t *)"first", 5, 0644, NULL), IDP_OK);
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0644);
+	ck_assert_int_eq(fmt_file_write_atomic(path, (const uint8_t *)"second!", 7, 0600, NULL),
+	                 IDP_OK);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(fmt_file_read(path, 100, &buf, &len, NULL), IDP_OK);
+	ck_assert_uint_eq(len, 7);
+	ck_assert_str_eq((char *)buf, "second!");
+	free(buf);
+	ck_assert_uint_eq(count_entries(), 1);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+}
+END_TEST
+
+START_TEST(test_file_read_limits_and_errors)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/big", dir);
+	uint8_t data[1000];
+	memset(data, 'x', sizeof(data));
+	ck_assert_int_eq(fmt_file_write_atomic(path, data, sizeof(data), 0644, NULL), IDP_OK);
+	uint8_t *buf = (uint8_t *)1;
+	size_t len = 5;
+	struct idp_error err;
+	ck_assert_int_eq(fmt_file_read(path, 999, &buf, &len, &err), IDP_E_LIMIT);
+	ck_assert_ptr_null(buf);
+	ck_assert_ptr_nonnull(strstr(err.msg, path));
+	ck_assert_int_eq(fmt_file_read(path, 1000, &buf, &len, NULL), IDP_OK);
+	ck_assert_uint_eq(len, 1000);
+	free(buf);
+	ck_assert_int_eq(fmt_file_read(dir, 1000, &buf, &len, &err), IDP_E_IO);
+	snprintf(path, sizeof(path), "%s/none", dir);
+	ck_assert_int_eq(fmt_file_read(path, 1000, &buf, &len, &err), IDP_E_NOTFOUND);
+	/* Writing into a missing directory fails cleanly and names it. */
+	snprintf(path, sizeof(path), "%s/no/such", dir);
+	ck_assert_int_eq(fmt_file_write_atomic(path, data, 1, 0644, &err), IDP_E_IO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/no/such"));
+}
+END_TEST
+
+START_TEST(test_file_atomic_under_kill)
+{
+	/* A child rewrites the file in a loop with one of two contents and is
+	 * killed at a random moment; the file must hold one of them whole. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/state", dir);
+	static uint8_t a[65536], b[65536];
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	ck_assert_int_eq(fmt_file_write_atomic(path, a, sizeof(a), 0644, NULL), IDP_OK);
+	for (int round = 0; round < 5; round++) {
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			for (int i = 0; i < 100000; i++)
+				if (fmt_file_write_atomic(path, i % 2 ? a : b, sizeof(a), 0644, NULL) !=
+				    IDP_OK)
+					_exit(1);
+			_exit(0);
+		}
+		usleep((useconds_t)(2000 + round * 3000));
+		kill(pid, SIGKILL);
+		int status;
+		waitpid(pid, &status, 0);
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		ck_assert_int_eq(fmt_file_read(path, sizeof(a), &buf, &len, NULL), IDP_OK);
+		ck_assert_uint_eq(len, sizeof(a));
+		ck_assert(memcmp(buf, a, len) == 0 || memcmp(buf, b, len) == 0);
+		free(buf);
+	}
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	Suite *s = suite_create("file");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_file_write_read_round_trip);
+	tcase_add_test(tc, test_file_read_limits_and_errors);
+	tcase_add_test(tc, test_file_atomic_under_kill);
+	suite_add_tcase(s, tc);
+	return s;
+}

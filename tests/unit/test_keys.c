@@ -1,0 +1,311 @@
+/*
+ * test_keys.c - keys.h and keyfile.h: both key types round-trip through every
+ * encoding, signatures verify and forgeries do not, other key types are
+ * refused, files get their modes. Includes RFC 8032 test 1 as a known answer.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include "formats/file.h"
+#include "formats/keyfile.h"
+#include "formats/keys.h"
+#include "tests/unit/check_main.h"
+
+static const enum fmt_key_type types[] = {FMT_KEY_P256, FMT_KEY_ED25519};
+
+static void hex2bin(const char *hex, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v = 0;
+		for (int j = 0; j < 2; j++) {
+			char c = hex[2 * i + (size_t)j];
+			v = v * 16 + (unsigned)(c <= '9' ? c - '0' : c - 'a' + 10);
+		}
+		out[i] = (uint8_t)v;
+	}
+}
+
+START_TEST(test_key_round_trip_pem_and_der)
+{
+	enum fmt_key_type t = types[_i];
+	struct fmt_key *k = NULL, *priv = NULL, *pub = NULL, *der = NULL;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_type(k), t);
+	ck_assert(fmt_key_has_private(k));
+
+	char *pem = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(fmt_key_private_pem(k, &pem, &len, NULL), IDP_OK);
+	ck_assert_ptr_nonnull(strstr(pem, "-----BEGIN PRIVATE KEY-----"));
+	ck_assert_int_eq(fmt_key_parse_private_pem((const uint8_t *)pem, len, &priv, NULL), IDP_OK);
+	fmt_key_free_secret(pem, len);
+	ck_assert(fmt_key_equal(k, priv));
+
+	ck_assert_int_eq(fmt_key_public_pem(k, &pem, &len, NULL), IDP_OK);
+	ck_assert_ptr_nonnull(strstr(pem, "-----BEGIN PUBLIC KEY-----"));
+	ck_assert_int_eq(fmt_key_parse_public_pem((const uint8_t *)pem, len, &pub, NULL), IDP_OK);
+	free(pem);
+	ck_assert(fmt_key_equal(k, pub));
+	ck_assert(!fmt_key_has_private(pub));
+
+	uint8_t spki[FMT_KEY_SPKI_MAX];
+	size_t slen = 0;
+	ck_assert_int_eq(fmt_key_spki_der(k, spki, &slen, NULL), IDP_OK);
+	ck_assert_uint_eq(slen, t == FMT_KEY_P256 ? 91 : 44);
+	ck_assert_int_eq(fmt_key_parse_spki_der(spki, slen, &der, NULL), IDP_OK);
+	ck_assert(fmt_key_equal(k, der));
+
+	uint8_t fp[FMT_KEY_FINGERPRINT_LEN], want[32];
+	ck_assert_int_eq(fmt_key_fingerprint(pub, fp, NULL), IDP_OK);
+	SHA256(spki, slen, want);
+	ck_assert_mem_eq(fp, want, 32);
+	char hex[65];
+	fmt_key_fingerprint_hex(fp, hex);
+	ck_assert_uint_eq(strlen(hex), 64);
+
+	fmt_key_free(k);
+	fmt_key_free(priv);
+	fmt_key_free(pub);
+	fmt_key_free(der);
+}
+END_TEST
+
+START_TEST(test_key_sign_verify_and_forgery)
+{
+	enum fmt_key_type t = types[_i / 2];
+	enum fmt_sig_enc enc = _i % 2 ? FMT_SIG_RAW : FMT_SIG_DER;
+	struct fmt_key *k = NULL, *other = NULL;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_generate(t, &other, NULL), IDP_OK);
+	const uint8_t msg[] = "idprov test message";
+	uint8_t sig[FMT_KEY_SIG_MAX];
+	size_t n = 0;
+	ck_assert_int_eq(fmt_key_sign(k, enc, msg, sizeof(msg), sig, &n, NULL), IDP_OK);
+	if (enc == FMT_SIG_RAW || t == FMT_KEY_ED25519)
+		ck_assert_uint_eq(n, 64);
+	ck_assert_int_eq(fmt_key_verify(k, enc, msg, sizeof(msg), sig, n, NULL), IDP_OK);
+
+	struct idp_error err;
+	/* Every single-bit flip of the signature fails. */
+	for (size_t i = 0; i < n * 8; i++) {
+		sig[i / 8] ^= (uint8_t)(1u << (i % 8));
+		ck_assert_int_eq(fmt_key_verify(k, enc, msg, sizeof(msg), sig, n, &err),
+		                 IDP_E_VERIFY);
+		sig[i / 8] ^= (uint8_t)(1u << (i % 8));
+	}
+	/* Altered message, truncated signature, another key, empty signature. */
+	uint8_t msg2[sizeof(msg)];
+	memcpy(msg2, msg, sizeof(msg));
+	msg2[0] ^= 1;
+	ck_assert_int_eq(fmt_key_verify(k, enc, msg2, sizeof(msg2), sig, n, &err), IDP_E_VERIFY);
+	ck_assert_int_eq(fmt_key_verify(k, enc, msg, sizeof(msg), sig, n - 1, &err), IDP_E_VERIFY);
+	ck_assert_int_eq(fmt_key_verify(other, enc, msg, sizeof(msg), sig, n, &err), IDP_E_VERIFY);
+	ck_assert_int_eq(fmt_key_verify(k, enc, msg, sizeof(msg), sig, 0, &err), IDP_E_VERIFY);
+	/* A public-only key cannot sign. */
+	uint8_t spki[FMT_KEY_SPKI_MAX];
+	size_t slen;
+	struct fmt_key *pub = NULL;
+	ck_assert_int_eq(fmt_key_spki_der(k, spki, &slen, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_parse_spki_der(spki, slen, &pub, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_sign(pub, enc, msg, sizeof(msg), sig, &n, &err), IDP_E_ARG);
+	fmt_key_free(pub);
+	fmt_key_free(k);
+	fmt_key_free(other);
+}
+END_TEST
+
+START_TEST(test_key_ed25519_rfc8032_known_answer)
+{
+	uint8_t sk[32], pk[32], want[64];
+	hex2bin("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", sk, 32);
+	hex2bin("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", pk, 32);
+	hex2bin("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+	        "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+	        want, 64);
+	EVP_PKEY *p = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, sk, 32);
+	ck_assert_ptr_nonnull(p);
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_from_evp(p, &k, NULL), IDP_OK);
+	EVP_PKEY_free(p);
+	ck_assert(fmt_key_has_private(k));
+	uint8_t spki[FMT_KEY_SPKI_MAX];
+	size_t slen;
+	ck_assert_int_eq(fmt_key_spki_der(k, spki, &slen, NULL), IDP_OK);
+	ck_assert_mem_eq(spki + 12, pk, 32);
+	uint8_t sig[FMT_KEY_SIG_MAX];
+	size_t n;
+	ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_RAW, (const uint8_t *)"", 0, sig, &n, NULL), IDP_OK);
+	ck_assert_uint_eq(n, 64);
+	ck_assert_mem_eq(sig, want, 64);
+	fmt_key_free(k);
+}
+END_TEST
+
+START_TEST(test_key_raw_and_der_interoperate)
+{
+	/* A raw r||s signature, once converted by the verifier, is the same
+	 * signature as DER: verifying raw must accept what DER-signing made after
+	 * conversion, and a high-S/zero signature is refused. */
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k, NULL), IDP_OK);
+	uint8_t sig[FMT_KEY_SIG_MAX];
+	size_t n;
+	ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_RAW, (const uint8_t *)"m", 1, sig, &n, NULL), IDP_OK);
+	uint8_t zero[64] = {0};
+	ck_assert_int_eq(fmt_key_verify(k, FMT_SIG_RAW, (const uint8_t *)"m", 1, zero, 64, NULL),
+	                 IDP_E_VERIFY);
+	ck_assert_int_eq(fmt_key_verify(k, FMT_SIG_DER, (const uint8_t *)"m", 1, sig, n, NULL),
+	                 IDP_E_VERIFY);
+	ck_assert_int_eq(fmt_key_verify(k, FMT_SIG_RAW, (const uint8_t *)"m", 1, sig, n, NULL), IDP_OK);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* PEM of a freshly generated key of an OpenSSL algorithm name. */
+static char *other_pem(const char *alg, const char *param, int private_half)
+{
+	EVP_PKEY *p = param ? EVP_PKEY_Q_keygen(NULL, NULL, alg, param)
+	                    : EVP_PKEY_Q_keygen(NULL, NULL, alg);
+	if (p == NULL && strcmp(alg, "RSA") == 0)
+		p = EVP_PKEY_Q_keygen(NULL, NULL, alg, (size_t)1024);
+	ck_assert_ptr_nonnull(p);
+	BIO *b = BIO_new(BIO_s_mem());
+	if (private_half)
+		ck_assert_int_eq(PEM_write_bio_PrivateKey(b, p, NULL, NULL, 0, NULL, NULL), 1);
+	else
+		ck_assert_int_eq(PEM_write_bio_PUBKEY(b, p), 1);
+	char *data;
+	long n = BIO_get_mem_data(b, &data);
+	char *s = strndup(data, (size_t)n);
+	BIO_free(b);
+	EVP_PKEY_free(p);
+	return s;
+}
+
+START_TEST(test_key_refuses_other_types)
+{
+	static const struct {
+		const char *alg, *param;
+	} other[] = {{"EC", "P-384"}, {"X25519", NULL}, {"ED448", NULL}, {"EC", "secp256k1"}};
+	struct idp_error err;
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		for (int priv = 0; priv < 2; priv++) {
+			char *pem = other_pem(other[i].alg, other[i].param, priv);
+			struct fmt_key *k = (struct fmt_key *)1;
+			int rc = priv ? fmt_key_parse_private_pem((const uint8_t *)pem, strlen(pem), &k,
+			                                          &err)
+			              : fmt_key_parse_public_pem((const uint8_t *)pem, strlen(pem), &k,
+			                                         &err);
+			ck_assert_int_eq(rc, IDP_E_UNSUPPORTED);
+			ck_assert_ptr_null(k);
+			ck_assert_msg(strstr(err.msg, "not supported") != NULL, "%s", err.msg);
+			free(pem);
+		}
+	}
+	enum fmt_key_type t;
+	ck_assert_int_eq(fmt_key_type_parse("rsa", 3, &t, &err), IDP_E_UNSUPPORTED);
+	ck_assert_ptr_nonnull(strstr(err.msg, "\"rsa\""));
+	ck_assert_int_eq(fmt_key_type_parse("p256", 4, &t, NULL), IDP_OK);
+	ck_assert_int_eq(t, FMT_KEY_P256);
+}
+END_TEST
+
+START_TEST(test_key_refuses_bad_encodings)
+{
+	struct fmt_key *k = NULL;
+	struct idp_error err;
+	uint8_t spki[FMT_KEY_SPKI_MAX + 2];
+	size_t slen;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_spki_der(k, spki, &slen, NULL), IDP_OK);
+	struct fmt_key *bad = (struct fmt_key *)1;
+	/* Trailing byte. */
+	spki[slen] = 0;
+	ck_assert_int_eq(fmt_key_parse_spki_der(spki, slen + 1, &bad, &err), IDP_E_FORMAT);
+	ck_assert_ptr_null(bad);
+	/* Every truncation. */
+	for (size_t n = 0; n < slen; n++)
+		ck_assert_int_ne(fmt_key_parse_spki_der(spki, n, &bad, NULL), IDP_OK);
+	/* Point not on the curve. */
+	spki[slen - 1] ^= 1;
+	ck_assert_int_ne(fmt_key_parse_spki_der(spki, slen, &bad, NULL), IDP_OK);
+	/* Garbage PEM, encrypted PEM. */
+	ck_assert_int_eq(fmt_key_parse_public_pem((const uint8_t *)"hello", 5, &bad, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_key_parse_private_pem((const uint8_t *)"", 0, &bad, &err), IDP_E_FORMAT);
+	BIO *b = BIO_new(BIO_s_mem());
+	ck_assert_int_eq(PEM_write_bio_PKCS8PrivateKey(b, fmt_key_evp(k), EVP_aes_256_cbc(), "pw", 2,
+	                                               NULL, NULL),
+	                 1);
+	char *data;
+	long n = BIO_get_mem_data(b, &data);
+	ck_assert_int_eq(fmt_key_parse_private_pem((const uint8_t *)data, (size_t)n, &bad, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_ptr_null(bad);
+	BIO_free(b);
+	fmt_key_free(k);
+}
+END_TEST
+
+START_TEST(test_keyfile_save_load_modes)
+{
+	char dir[] = "/tmp/idp-keys-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char priv[128], pub[128];
+	snprintf(priv, sizeof(priv), "%s/station.key", dir);
+	snprintf(pub, sizeof(pub), "%s/station.pub", dir);
+	umask(022);
+	struct fmt_key *k = NULL, *lp = NULL, *lq = NULL, *lr = NULL;
+	ck_assert_int_eq(fmt_key_generate(types[_i], &k, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_keyfile_save(k, priv, pub, NULL), IDP_OK);
+	struct stat st;
+	ck_assert_int_eq(stat(priv, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(stat(pub, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0644);
+	ck_assert_int_eq(fmt_keyfile_load_private(priv, &lp, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_keyfile_load_public(pub, &lq, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_keyfile_load_public(priv, &lr, NULL), IDP_OK);
+	ck_assert(fmt_key_equal(k, lp) && fmt_key_equal(k, lq) && fmt_key_equal(k, lr));
+	ck_assert(fmt_key_has_private(lp) && !fmt_key_has_private(lr));
+
+	/* Errors name the path. */
+	struct idp_error err;
+	struct fmt_key *none = NULL;
+	ck_assert_int_eq(fmt_keyfile_load_private(pub, &none, &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, pub));
+	char missing[160];
+	snprintf(missing, sizeof(missing), "%s/missing.key", dir);
+	ck_assert_int_eq(fmt_keyfile_load_private(missing, &none, &err), IDP_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(err.msg, missing));
+
+	fmt_key_free(k);
+	fmt_key_free(lp);
+	fmt_key_free(lq);
+	fmt_key_free(lr);
+	unlink(priv);
+	unlink(pub);
+	rmdir(dir);
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	Suite *s = suite_create("keys");
+	TCase *tc = tcase_create("core");
+	tcase_add_loop_test(tc, test_key_round_trip_pem_and_der, 0, 2);
+	tcase_add_loop_test(tc, test_key_sign_verify_and_forgery, 0, 4);
+	tcase_add_test(tc, test_key_ed25519_rfc8032_known_answer);
+	tcase_add_test(tc, test_key_raw_and_der_interoperate);
+	tcase_add_test(tc, test_key_refuses_other_types);
+	tcase_add_test(tc, test_key_refuses_bad_encodings);
+	tcase_add_loop_test(tc, test_keyfile_save_load_modes, 0, 2);
+	suite_add_tcase(s, tc);
+	return s;
+}
