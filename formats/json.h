@@ -1,0 +1,71 @@
+/*
+ * json.h - strict JSON over cJSON, for every format that crosses a boundary.
+ *
+ * cJSON alone accepts duplicate object keys, invalid UTF-8 and unbounded
+ * nesting; fmt_json_parse refuses all three, plus NUL bytes in strings, so two
+ * parties cannot read one document two ways. The getters check type, presence
+ * and bounds and name the field in their errors ("mac: expected a string").
+ * Pure; thread-safe (cJSON's default allocator hooks are never changed).
+ */
+#ifndef IDP_FORMATS_JSON_H
+#define IDP_FORMATS_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "formats/error.h"
+
+#define FMT_JSON_DEPTH_MAX   16u  /* deepest nesting accepted by any format */
+#define FMT_JSON_MEMBERS_MAX 256u /* most members of one object or array */
+#define FMT_JSON_INT_MAX     9007199254740991LL /* 2^53 - 1: exact in a double */
+
+/* True when buf[0..len) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points above U+10FFFF). */
+bool fmt_utf8_valid(const uint8_t *buf, size_t len);
+
+/* Parse buf[0..len) as exactly one JSON value (whitespace around it allowed).
+ * Refuses invalid UTF-8, "\u0000", duplicate keys, nesting deeper than
+ * max_depth and objects or arrays of more than FMT_JSON_MEMBERS_MAX members,
+ * with IDP_E_FORMAT or IDP_E_LIMIT. Caller frees *out with cJSON_Delete(). */
+IDP_MUST_CHECK enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth,
+                                           cJSON **out, struct idp_error *err);
+
+/* Refuse members of obj whose names are not in allowed[0..n) (IDP_E_FORMAT
+ * naming the first unknown one). */
+IDP_MUST_CHECK enum idp_err fmt_json_only_keys(const cJSON *obj, const char *const *allowed,
+                                               size_t n, struct idp_error *err);
+
+/* String member name of obj. Absent: IDP_E_FORMAT when required, else IDP_OK
+ * with *s = NULL, *len = 0. Present: must be a string of 1..max bytes (0..max
+ * when allow_empty). *s is borrowed from obj. */
+IDP_MUST_CHECK enum idp_err fmt_json_get_string(const cJSON *obj, const char *name, bool required,
+                                                bool allow_empty, size_t max, const char **s,
+                                                size_t *len, struct idp_error *err);
+
+/* Integer member in [min, max] (both within +-FMT_JSON_INT_MAX). Absent and not
+ * required: IDP_OK with *present = false (present may be NULL when required). */
+IDP_MUST_CHECK enum idp_err fmt_json_get_int(const cJSON *obj, const char *name, bool required,
+                                             int64_t min, int64_t max, int64_t *v, bool *present,
+                                             struct idp_error *err);
+
+/* Boolean member; absent and not required leaves *v unchanged with *present false. */
+IDP_MUST_CHECK enum idp_err fmt_json_get_bool(const cJSON *obj, const char *name, bool required,
+                                              bool *v, bool *present, struct idp_error *err);
+
+/* Object member (borrowed); absent and not required gives *out = NULL. */
+IDP_MUST_CHECK enum idp_err fmt_json_get_object(const cJSON *obj, const char *name, bool required,
+                                                const cJSON **out, struct idp_error *err);
+
+/* Append s[0..len) to out as a JSON string literal with quotes, escaping what
+ * RFC 8259 requires (", \, control characters) and nothing else, so the
+ * output is deterministic. out must hold fmt_json_quoted_max(len) bytes; the
+ * return value is the number of bytes written (no NUL). s must be valid UTF-8. */
+size_t fmt_json_quote(const char *s, size_t len, char *out);
+
+/* Most bytes fmt_json_quote can write for len input bytes. */
+size_t fmt_json_quoted_max(size_t len);
+
+#endif /* IDP_FORMATS_JSON_H */

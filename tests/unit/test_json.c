@@ -1,0 +1,118 @@
+/*
+ * test_json.c - strict JSON: duplicate keys, UTF-8, depth, NUL, trailing data
+ * and typed getters are refused or accepted as json.h says.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "formats/json.h"
+#include "tests/unit/check_main.h"
+
+static enum idp_err parse(const char *s, struct idp_error *err)
+{
+	cJSON *j = NULL;
+	enum idp_err rc = fmt_json_parse((const uint8_t *)s, strlen(s), FMT_JSON_DEPTH_MAX, &j, err);
+	if (rc == IDP_OK)
+		ck_assert_ptr_nonnull(j);
+	else
+		ck_assert_ptr_null(j);
+	cJSON_Delete(j);
+	return rc;
+}
+
+START_TEST(test_json_parse_refusals)
+{
+	static const struct {
+		const char *in, *msg;
+	} bad[] = {
+		{"{\"a\":1,\"a\":2}", "duplicate key \"a\""},
+		{"{\"x\":{\"b\":1,\"c\":2,\"b\":3}}", "duplicate key \"b\""},
+		{"{\"a\":\"\xc3\x28\"}", "UTF-8"},
+		{"{\"a\":\"\xed\xa0\x80\"}", "UTF-8"},  /* encoded surrogate */
+		{"{\"a\":\"\xc0\xaf\"}", "UTF-8"},      /* overlong '/' */
+		{"{\"a\":\"\\u0000\"}", "\\u0000"},
+		{"{\"a\":1} x", "trailing data"},
+		{"{\"a\":1}{}", "trailing data"},
+		{"{\"a\":", "syntax error"},
+		{"", "syntax error"},
+		{"[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]", "nested deeper"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct idp_error err;
+		ck_assert_msg(parse(bad[i].in, &err) != IDP_OK, "accepted %s", bad[i].in);
+		ck_assert_msg(strstr(err.msg, bad[i].msg) != NULL, "'%s' for %s", err.msg, bad[i].in);
+	}
+	ck_assert_int_eq(parse(" {\"a\":[1,2,{\"b\":\"\xc3\xa9\"}]}\n", NULL), IDP_OK);
+}
+END_TEST
+
+START_TEST(test_json_getters)
+{
+	const char *doc = "{\"s\":\"abc\",\"e\":\"\",\"i\":42,\"f\":1.5,\"big\":1e300,"
+	                  "\"b\":true,\"o\":{},\"n\":null}";
+	cJSON *j = NULL;
+	ck_assert_int_eq(fmt_json_parse((const uint8_t *)doc, strlen(doc), 4, &j, NULL), IDP_OK);
+	struct idp_error err;
+	const char *s;
+	size_t len;
+	ck_assert_int_eq(fmt_json_get_string(j, "s", true, false, 3, &s, &len, NULL), IDP_OK);
+	ck_assert_uint_eq(len, 3);
+	ck_assert_int_eq(fmt_json_get_string(j, "s", true, false, 2, &s, &len, &err), IDP_E_LIMIT);
+	ck_assert_str_eq(err.msg, "s: longer than 2 bytes");
+	ck_assert_int_eq(fmt_json_get_string(j, "e", true, false, 9, &s, &len, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_json_get_string(j, "e", true, true, 9, &s, &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_json_get_string(j, "i", true, false, 9, &s, &len, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "i: expected a string");
+	ck_assert_int_eq(fmt_json_get_string(j, "zz", true, false, 9, &s, &len, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "zz: missing");
+	ck_assert_int_eq(fmt_json_get_string(j, "zz", false, false, 9, &s, &len, NULL), IDP_OK);
+	ck_assert_ptr_null(s);
+
+	int64_t v = 0;
+	bool present;
+	ck_assert_int_eq(fmt_json_get_int(j, "i", true, 0, 100, &v, &present, NULL), IDP_OK);
+	ck_assert(present && v == 42);
+	ck_assert_int_eq(fmt_json_get_int(j, "i", true, 0, 41, &v, NULL, &err), IDP_E_LIMIT);
+	ck_assert_int_eq(fmt_json_get_int(j, "f", true, 0, 41, &v, NULL, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_json_get_int(j, "big", true, 0, 41, &v, NULL, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_json_get_int(j, "n", true, 0, 41, &v, NULL, &err), IDP_E_FORMAT);
+	bool b = false;
+	ck_assert_int_eq(fmt_json_get_bool(j, "b", true, &b, NULL, NULL), IDP_OK);
+	ck_assert(b);
+	const cJSON *o;
+	ck_assert_int_eq(fmt_json_get_object(j, "o", true, &o, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_json_get_object(j, "s", true, &o, &err), IDP_E_FORMAT);
+
+	static const char *const allowed[] = {"s", "e", "i", "f", "big", "b", "o"};
+	ck_assert_int_eq(fmt_json_only_keys(j, allowed, 7, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "unknown field \"n\"");
+	cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(test_json_quote_round_trip)
+{
+	const char in[] = "a\"b\\c\n\x01 \xc3\xa9/";
+	char out[64];
+	size_t n = fmt_json_quote(in, sizeof(in) - 1, out);
+	ck_assert_uint_le(n, fmt_json_quoted_max(sizeof(in) - 1));
+	ck_assert_mem_eq(out, "\"a\\\"b\\\\c\\n\\u0001 \xc3\xa9/\"", n);
+	char doc[80];
+	int d = snprintf(doc, sizeof(doc), "{\"k\":%.*s}", (int)n, out);
+	cJSON *j = NULL;
+	ck_assert_int_eq(fmt_json_parse((const uint8_t *)doc, (size_t)d, 2, &j, NULL), IDP_OK);
+	ck_assert_str_eq(cJSON_GetObjectItem(j, "k")->valuestring, in);
+	cJSON_Delete(j);
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	Suite *s = suite_create("json");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_json_parse_refusals);
+	tcase_add_test(tc, test_json_getters);
+	tcase_add_test(tc, test_json_quote_round_trip);
+	suite_add_tcase(s, tc);
+	return s;
+}
