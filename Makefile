@@ -173,3 +173,7 @@ install: programs
 
 clean:
 	rm -rf build
+
+# make print-VAR shows a variable (used by tests/integration/build/deps.sh).
+print-%:
+	@echo $($*)
