@@ -16,6 +16,10 @@ _Static_assert(FMT_WIRE_BIN_MAX % 3 == 0 && FMT_WIRE_B64_MAX == FMT_WIRE_BIN_MAX
 _Static_assert(FMT_WIRE_PAYLOAD_MAX <= 0xffffu, "the length field is 16 bits");
 _Static_assert(sizeof(FMT_WIRE_MARKER) == FMT_WIRE_MARKER_LEN + 1, "marker length");
 _Static_assert(FMT_KEY_SPKI_MAX <= 0xffu, "SPKI length is one byte on the wire");
+_Static_assert(FMT_WIRE_PROOF_MSG_MAX == 383, "proof message bound as in wire.md");
+
+/* The marker as bytes (no NUL), for the encoder and the decoder alike. */
+static const uint8_t marker[FMT_WIRE_MARKER_LEN] = {'~', 'I', 'D', 'P', '1', ':'};
 
 enum dstate {
 	D_HUNT, /* looking for the marker; d->match bytes of it seen */
@@ -87,7 +91,7 @@ enum idp_err fmt_wire_encode(uint8_t type, uint16_t seq, const uint8_t *payload,
 		memcpy(bin + FMT_WIRE_HEADER_LEN, payload, len);
 	size_t body = FMT_WIRE_HEADER_LEN + len;
 	put_u32(bin + body, fmt_crc32c(0, bin, body));
-	memcpy(out, FMT_WIRE_MARKER, FMT_WIRE_MARKER_LEN);
+	memcpy(out, marker, FMT_WIRE_MARKER_LEN);
 	/* The encoder's NUL lands where the "\n" goes, so out needs no extra byte. */
 	size_t e = fmt_b64_encode(FMT_B64_URL, bin, body + FMT_WIRE_CRC_LEN,
 	                          (char *)out + FMT_WIRE_MARKER_LEN);
@@ -128,7 +132,7 @@ static bool is_b64url(uint8_t c)
  * into noise; the failing byte may itself start the next marker. */
 static void hunt(struct fmt_wire_decoder *d, uint8_t c)
 {
-	if (c == (uint8_t)FMT_WIRE_MARKER[d->match]) {
+	if (c == marker[d->match]) {
 		if (++d->match == FMT_WIRE_MARKER_LEN) {
 			d->match = 0;
 			d->n = 0;
@@ -138,7 +142,7 @@ static void hunt(struct fmt_wire_decoder *d, uint8_t c)
 	}
 	d->stats.noise_bytes += d->match;
 	d->match = 0;
-	if (c == (uint8_t)FMT_WIRE_MARKER[0])
+	if (c == marker[0])
 		d->match = 1;
 	else
 		d->stats.noise_bytes++;
@@ -302,9 +306,10 @@ static enum idp_err wr_str(struct wr *w, const char *what, const char *s, size_t
 static enum idp_err rd_bytes(struct rd *r, size_t n, const uint8_t **out, const char *what,
                              struct idp_error *err)
 {
-	if (n > r->left)
-		return idp_error_set(err, IDP_E_FORMAT, "%s: needs %zu bytes, %zu left", what, n,
-		                     r->left);
+	if (n > r->left) {
+		idp_error_set(err, IDP_E_FORMAT, "%s: needs %zu bytes, %zu left", what, n, r->left);
+		return IDP_E_FORMAT; /* spelled out so that analysers see *out is set on success */
+	}
 	*out = r->p;
 	r->p += n;
 	r->left -= n;

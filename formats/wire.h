@@ -40,9 +40,10 @@
 #define FMT_WIRE_NONCE_LEN    32u
 #define FMT_WIRE_SIG_LEN      FMT_KEY_RAW_SIG_LEN /* raw signature: R||S or Ed25519 */
 #define FMT_WIRE_PROOF_DOMAIN "idprov-wire-proof-v1" /* signed first, with its NUL */
-#define FMT_WIRE_PROOF_MSG_MAX                                                                    \
-	(sizeof(FMT_WIRE_PROOF_DOMAIN) + FMT_WIRE_NONCE_LEN + 3u * (1u + FMT_WIRE_ID_MAX) +       \
-	 FMT_WIRE_MAC_LEN + 1u + FMT_KEY_SPKI_MAX)
+#define FMT_WIRE_PROOF_MSG_MAX /* 383: domain, nonce, station ID, device ID, MAC, serial, key */ \
+	(sizeof(FMT_WIRE_PROOF_DOMAIN) + FMT_WIRE_NONCE_LEN + (1u + FMT_WIRE_ID_MAX) +            \
+	 (1u + FMT_WIRE_ID_MAX) + FMT_WIRE_MAC_LEN + (1u + FMT_WIRE_SERIAL_MAX) + 1u +             \
+	 FMT_KEY_SPKI_MAX)
 
 /* Station-side deadlines and retries per request (wire.md section 6). */
 #define FMT_WIRE_HELLO_TIMEOUT_MS     500u   /* per attempt */

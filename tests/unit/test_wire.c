@@ -448,7 +448,8 @@ END_TEST
 
 static size_t raw_line(const uint8_t *bin, size_t n, uint8_t *out)
 {
-	memcpy(out, FMT_WIRE_MARKER, FMT_WIRE_MARKER_LEN);
+	for (size_t i = 0; i < FMT_WIRE_MARKER_LEN; i++)
+		out[i] = (uint8_t)FMT_WIRE_MARKER[i];
 	size_t e = fmt_b64_encode(FMT_B64_URL, bin, n, (char *)out + FMT_WIRE_MARKER_LEN);
 	out[FMT_WIRE_MARKER_LEN + e] = '\n';
 	return FMT_WIRE_MARKER_LEN + e + 1;
@@ -691,7 +692,7 @@ START_TEST(test_wire_proof_binds_challenge_and_identity)
 	set_str(t.device_id, &t.device_id_len, "Adev-0001:ACME");
 	ck_assert_int_eq(fmt_wire_proof_verify(&tc, &t, &pr, NULL), IDP_E_VERIFY);
 	/* Any flipped signature bit. */
-	for (size_t i = 0; i < FMT_WIRE_SIG_LEN * 8; i += 37) {
+	for (size_t i = 0; i < (size_t)FMT_WIRE_SIG_LEN * 8; i += 37) {
 		tp = pr;
 		tp.sig[i / 8] ^= (uint8_t)(1u << (i % 8));
 		ck_assert_int_eq(fmt_wire_proof_verify(&ch, &info, &tp, NULL), IDP_E_VERIFY);
