@@ -202,7 +202,13 @@ enum idp_err fmt_wire_feed(struct fmt_wire_decoder *d, const uint8_t *buf, size_
 		case D_BODY:
 			if (is_b64url(c)) {
 				if (d->n < FMT_WIRE_B64_MAX) {
-					d->line[d->n++] = (char)c;
+					/* Take the whole run of symbols, up to the bound. */
+					size_t run = 1, room = FMT_WIRE_B64_MAX - d->n;
+					while (run < room && run < len - i && is_b64url(buf[i + run]))
+						run++;
+					memcpy(d->line + d->n, buf + i, run);
+					d->n += run;
+					i += run - 1;
 					break;
 				}
 				/* Longer than any frame: the rest of the line is noise. */
@@ -689,5 +695,6 @@ void fmt_wire_cache_store(struct fmt_wire_cache *c, const struct fmt_wire_frame 
 	if (f->len > 0)
 		memcpy(c->req, f->payload, f->len);
 	c->line_len = line_len;
-	memcpy(c->line, line, line_len);
+	if (line_len > 0)
+		memcpy(c->line, line, line_len);
 }

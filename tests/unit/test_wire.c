@@ -4,7 +4,9 @@
  * boot-log noise, every single-byte corruption is refused with recovery on the
  * next frame, oversized lengths are refused, payload parsers refuse malformed
  * fields, the proof binds nonce, station, device, MAC, serial and key (P-256
- * and Ed25519), and the device's answer cache is idempotent.
+ * and Ed25519), the device's answer cache is idempotent, and a whole session
+ * over an echoing console works with retries. The spec's example lines are
+ * known answers.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -780,6 +782,186 @@ START_TEST(test_wire_cache_idempotent)
 }
 END_TEST
 
+/* The example lines of wire.md section 3.3, byte for byte. */
+START_TEST(test_wire_spec_examples)
+{
+	struct fmt_wire_msg m;
+	uint8_t line[FMT_WIRE_LINE_MAX];
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_HELLO;
+	m.seq = 0x1234;
+	m.u.hello.role = FMT_WIRE_ROLE_STATION;
+	m.u.hello.versions = 2;
+	size_t n = encode(&m, line, sizeof(line));
+	ck_assert_uint_eq(n, 29);
+	ck_assert_mem_eq(line, "~IDP1:AQEAEjQABQEAAAACOX5yZw\n", n);
+	m.type = FMT_WIRE_INFO_REQ;
+	m.seq = 0x1235;
+	n = encode(&m, line, sizeof(line));
+	ck_assert_mem_eq(line, "~IDP1:AQIAEjUAAPTLxCA\n", n);
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_ERROR;
+	m.seq = 0x1236;
+	m.u.error.code = FMT_WIRE_ERR_NO_KEY;
+	set_str(m.u.error.text, &m.u.error.text_len, "no key");
+	n = encode(&m, line, sizeof(line));
+	ck_assert_mem_eq(line, "~IDP1:Af8AEjYACQAFBm5vIGtleesg2-g\n", n);
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_CHALLENGE;
+	m.seq = 0x1236;
+	for (size_t i = 0; i < FMT_WIRE_NONCE_LEN; i++)
+		m.u.challenge.nonce[i] = (uint8_t)i;
+	set_str(m.u.challenge.station_id, &m.u.challenge.station_id_len, "st-1");
+	n = encode(&m, line, sizeof(line));
+	static const char ch[] =
+		"~IDP1:AQMAEjYAJQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fBHN0LTF3DM3r\n";
+	ck_assert_uint_eq(n, sizeof(ch) - 1);
+	ck_assert_mem_eq(line, ch, n);
+}
+END_TEST
+
+/* A device as wire.md section 8 drives it: answer cache first, then parse
+ * and answer. Returns the response line in out. */
+static size_t device_answer(const struct fmt_key *k, const struct fmt_wire_info *info,
+                            struct fmt_wire_cache *cache, const struct fmt_wire_frame *f,
+                            uint8_t *out, unsigned *signatures)
+{
+	enum fmt_wire_cache_hit hit = fmt_wire_cache_lookup(cache, f);
+	if (hit == FMT_WIRE_CACHE_REPLAY) {
+		memcpy(out, cache->line, cache->line_len);
+		return cache->line_len;
+	}
+	struct fmt_wire_msg req, resp;
+	memset(&resp, 0, sizeof(resp));
+	resp.seq = f->seq;
+	resp.type = FMT_WIRE_ERROR;
+	struct idp_error err;
+	if (hit == FMT_WIRE_CACHE_CONFLICT) {
+		resp.u.error.code = FMT_WIRE_ERR_SEQ_REUSED;
+		set_str(resp.u.error.text, &resp.u.error.text_len, "seq: reused or old");
+	} else if (fmt_wire_msg_parse(f, &req, &err) != IDP_OK) {
+		resp.u.error.code = FMT_WIRE_ERR_PAYLOAD;
+		set_str(resp.u.error.text, &resp.u.error.text_len, "request: does not parse");
+	} else if (req.type == FMT_WIRE_HELLO) {
+		resp.type = FMT_WIRE_HELLO_ACK;
+		resp.u.hello.role = FMT_WIRE_ROLE_DEVICE;
+		resp.u.hello.versions = 1u << FMT_WIRE_VERSION;
+	} else if (req.type == FMT_WIRE_INFO_REQ) {
+		resp.type = FMT_WIRE_INFO;
+		resp.u.info = *info;
+	} else if (req.type == FMT_WIRE_CHALLENGE) {
+		resp.type = FMT_WIRE_PROOF;
+		ck_assert_int_eq(
+			fmt_wire_proof_sign(k, &req.u.challenge, info, &resp.u.proof, NULL), IDP_OK);
+		(*signatures)++;
+	} else {
+		resp.u.error.code = FMT_WIRE_ERR_TYPE;
+		set_str(resp.u.error.text, &resp.u.error.text_len, "type: unexpected");
+	}
+	size_t n = encode(&resp, out, FMT_WIRE_LINE_MAX);
+	fmt_wire_cache_store(cache, f, out, n);
+	return n;
+}
+
+/* What the station reads after sending `req`: its own request echoed by the
+ * console, a log line, then the device's answer (if any) split across reads.
+ * Returns the answer to the outstanding seq, ignoring echo and stale answers. */
+static bool station_exchange(struct fmt_wire_decoder *sd, struct fmt_wire_decoder *dd,
+                             const struct fmt_key *k, const struct fmt_wire_info *info,
+                             struct fmt_wire_cache *cache, const struct fmt_wire_msg *req,
+                             struct fmt_wire_msg *resp, uint8_t *resp_line, size_t *resp_len,
+                             unsigned *signatures)
+{
+	static uint8_t line[FMT_WIRE_LINE_MAX], ans[FMT_WIRE_LINE_MAX], rx[STREAM_MAX];
+	size_t n = encode(req, line, sizeof(line)), rlen = 0, alen = 0;
+	struct fmt_wire_frame f[FRAMES_MAX];
+	/* Device side: decode the request (in 5-byte reads) and answer it. */
+	ck_assert_uint_eq(decode_chunked(dd, line, n, 5, 0, f), 1);
+	alen = device_answer(k, info, cache, &f[0], ans, signatures);
+	put(rx, &rlen, line, n); /* echo */
+	puts_(rx, &rlen, "[  12.345678] usb 1-1: new high-speed USB device number 3\r\n");
+	put(rx, &rlen, ans, alen);
+	size_t nf = decode_chunked(sd, rx, rlen, 17, 0, f);
+	bool found = false;
+	for (size_t i = 0; i < nf; i++) {
+		if ((f[i].type & 0x80) == 0 || f[i].seq != req->seq)
+			continue;
+		ck_assert(!found);
+		ck_assert_int_eq(fmt_wire_msg_parse(&f[i], resp, NULL), IDP_OK);
+		memcpy(resp_line, ans, alen);
+		*resp_len = alen;
+		found = true;
+	}
+	return found;
+}
+
+/* A whole station session against a device over an echoing console, with a
+ * retried CHALLENGE (answered with the same bytes, signed once) and a buggy
+ * station reusing a seq (refused, nothing signed). */
+START_TEST(test_wire_session_with_retry)
+{
+	struct fmt_key *k = new_key(types[_i]);
+	struct fmt_wire_info info;
+	make_info(k, &info);
+	struct fmt_wire_cache *cache = calloc(1, sizeof(*cache));
+	struct fmt_wire_decoder *sd = fmt_wire_decoder_new(), *dd = fmt_wire_decoder_new();
+	ck_assert_ptr_nonnull(cache);
+	static uint8_t first[FMT_WIRE_LINE_MAX], again[FMT_WIRE_LINE_MAX];
+	size_t flen = 0, alen = 0;
+	unsigned sigs = 0;
+	struct fmt_wire_msg req, resp;
+	memset(&req, 0, sizeof(req));
+	req.type = FMT_WIRE_HELLO;
+	req.seq = 0xfffe; /* random start; crosses the wrap below */
+	req.u.hello.role = FMT_WIRE_ROLE_STATION;
+	req.u.hello.versions = 1u << FMT_WIRE_VERSION;
+	ck_assert(station_exchange(sd, dd, k, &info, cache, &req, &resp, first, &flen, &sigs));
+	ck_assert_int_eq(resp.type, FMT_WIRE_HELLO_ACK);
+	ck_assert_uint_eq(fmt_wire_version_pick(req.u.hello.versions, resp.u.hello.versions), 1);
+
+	memset(&req, 0, sizeof(req));
+	req.type = FMT_WIRE_INFO_REQ;
+	req.seq = 0xffff;
+	ck_assert(station_exchange(sd, dd, k, &info, cache, &req, &resp, first, &flen, &sigs));
+	ck_assert_int_eq(resp.type, FMT_WIRE_INFO);
+	struct fmt_wire_info got = resp.u.info;
+
+	memset(&req, 0, sizeof(req));
+	req.type = FMT_WIRE_CHALLENGE;
+	req.seq = 0;
+	make_challenge(&req.u.challenge);
+	ck_assert(station_exchange(sd, dd, k, &info, cache, &req, &resp, first, &flen, &sigs));
+	ck_assert_int_eq(resp.type, FMT_WIRE_PROOF);
+	/* The answer was "lost": the station resends the identical line. */
+	ck_assert(station_exchange(sd, dd, k, &info, cache, &req, &resp, again, &alen, &sigs));
+	ck_assert_uint_eq(alen, flen);
+	ck_assert_mem_eq(again, first, flen);
+	ck_assert_uint_eq(sigs, 1);
+	ck_assert_int_eq(fmt_wire_proof_verify(&req.u.challenge, &got, &resp.u.proof, NULL),
+	                 IDP_OK);
+
+	/* Another nonce under the same seq, then under an older seq: refused. */
+	req.u.challenge.nonce[0] ^= 0xff;
+	ck_assert(station_exchange(sd, dd, k, &info, cache, &req, &resp, again, &alen, &sigs));
+	ck_assert_int_eq(resp.type, FMT_WIRE_ERROR);
+	ck_assert_uint_eq(resp.u.error.code, FMT_WIRE_ERR_SEQ_REUSED);
+	req.seq = 0xfff0;
+	ck_assert(station_exchange(sd, dd, k, &info, cache, &req, &resp, again, &alen, &sigs));
+	ck_assert_uint_eq(resp.u.error.code, FMT_WIRE_ERR_SEQ_REUSED);
+	ck_assert_uint_eq(sigs, 1);
+
+	/* The station saw its own requests (echo), the log lines, and 6 answers. */
+	struct fmt_wire_stats st;
+	fmt_wire_decoder_stats(sd, &st);
+	ck_assert_uint_eq(st.frames, 12);
+	ck_assert_uint_eq(st.bad_cut + st.bad_crc + st.bad_base64 + st.bad_length, 0);
+	fmt_wire_decoder_free(sd);
+	fmt_wire_decoder_free(dd);
+	free(cache);
+	fmt_key_free(k);
+}
+END_TEST
+
 START_TEST(test_wire_version_pick)
 {
 	ck_assert_uint_eq(fmt_wire_version_pick(1u << 1, 1u << 1), 1);
@@ -823,6 +1005,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_wire_payload_parse_rejects);
 	tcase_add_loop_test(tc, test_wire_proof_binds_challenge_and_identity, 0, 2);
 	tcase_add_test(tc, test_wire_cache_idempotent);
+	tcase_add_test(tc, test_wire_spec_examples);
+	tcase_add_loop_test(tc, test_wire_session_with_retry, 0, 2);
 	tcase_add_test(tc, test_wire_version_pick);
 	tcase_add_test(tc, test_wire_feed_arguments);
 	suite_add_tcase(s, tc);
