@@ -50,7 +50,7 @@
 #define FMT_WIRE_HELLO_WINDOW_MS      30000u /* keep sending HELLO while the device boots */
 #define FMT_WIRE_INFO_TIMEOUT_MS      1000u
 #define FMT_WIRE_CHALLENGE_TIMEOUT_MS 5000u  /* signing may run on a slow secure element */
-#define FMT_WIRE_RETRIES              3u     /* further attempts after the first (not HELLO) */
+#define FMT_WIRE_RETRIES              3u     /* more attempts after the first (not HELLO) */
 
 /* Frame types: requests (station -> device) have the top bit clear, responses
  * (device -> station) set, so a console that echoes input never makes the
@@ -77,7 +77,7 @@ enum fmt_wire_error_code {
 	FMT_WIRE_ERR_PAYLOAD = 3,    /* payload does not parse */
 	FMT_WIRE_ERR_SEQ_REUSED = 4, /* same seq as the cached request, different content */
 	FMT_WIRE_ERR_NO_KEY = 5,     /* the device has no key yet */
-	FMT_WIRE_ERR_BUSY = 6,       /* try again after the request's timeout */
+	FMT_WIRE_ERR_BUSY = 6,       /* try again after the timeout, under a new seq */
 	FMT_WIRE_ERR_INTERNAL = 7,   /* anything else; the text says what */
 };
 
