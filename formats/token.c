@@ -23,19 +23,21 @@
 #include "formats/json.h"
 
 /* Decoded bytes of one part of a token of at most FMT_TOKEN_MAX characters. */
-#define PART_MAX      (FMT_TOKEN_MAX / 4u * 3u + 3u)
-#define SIG_B64_LEN   86u /* base64url of a 64-byte signature */
-#define JTI_BYTES     16u
-#define ALG_SHOW_MAX  16  /* characters of an unknown alg quoted in an error */
-#define PAYLOAD_ROOM  4608u
+#define PART_MAX     (FMT_TOKEN_MAX / 4u * 3u + 3u)
+#define SIG_B64_LEN  86u /* base64url of a 64-byte signature */
+#define JTI_BYTES    16u
+#define ALG_SHOW_MAX 16 /* characters of an unknown alg quoted in an error */
+#define PAYLOAD_ROOM 4608u
 
 /* P-256 group order n, and floor(n / 2): an ECDSA s above it is "high". */
-static const uint8_t p256_order[32] = {
-	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
-static const uint8_t p256_half_order[32] = {
-	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8};
+static const uint8_t p256_order[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+                                       0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                       0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+                                       0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+static const uint8_t p256_half_order[32] = {0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
+                                            0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                            0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+                                            0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8};
 
 static const char *alg_of(enum fmt_key_type t)
 {
@@ -45,8 +47,10 @@ static const char *alg_of(enum fmt_key_type t)
 const char *fmt_token_kind_name(enum fmt_token_kind kind)
 {
 	switch (kind) {
-	case FMT_TOKEN_PROVISION: return "provision";
-	case FMT_TOKEN_DEVICE: return "device";
+	case FMT_TOKEN_PROVISION:
+		return "provision";
+	case FMT_TOKEN_DEVICE:
+		return "device";
 	}
 	return "unknown";
 }
@@ -54,23 +58,15 @@ const char *fmt_token_kind_name(enum fmt_token_kind kind)
 const char *fmt_token_check_name(enum fmt_token_check check)
 {
 	static const char *const names[] = {
-		[FMT_TOKEN_CHECK_OK] = "ok",
-		[FMT_TOKEN_CHECK_ARGS] = "args",
-		[FMT_TOKEN_CHECK_SIZE] = "size",
-		[FMT_TOKEN_CHECK_STRUCTURE] = "structure",
-		[FMT_TOKEN_CHECK_HEADER] = "header",
-		[FMT_TOKEN_CHECK_ALG] = "alg",
-		[FMT_TOKEN_CHECK_KID] = "kid",
-		[FMT_TOKEN_CHECK_SIGNATURE] = "signature",
-		[FMT_TOKEN_CHECK_CLAIMS] = "claims",
-		[FMT_TOKEN_CHECK_ISS] = "iss",
-		[FMT_TOKEN_CHECK_AUD] = "aud",
-		[FMT_TOKEN_CHECK_KIND] = "kind",
-		[FMT_TOKEN_CHECK_SUB] = "sub",
-		[FMT_TOKEN_CHECK_NOT_YET] = "not-yet-valid",
-		[FMT_TOKEN_CHECK_EXPIRED] = "expired",
-		[FMT_TOKEN_CHECK_LIFETIME] = "lifetime",
-		[FMT_TOKEN_CHECK_CNF] = "cnf",
+	        [FMT_TOKEN_CHECK_OK] = "ok",           [FMT_TOKEN_CHECK_ARGS] = "args",
+	        [FMT_TOKEN_CHECK_SIZE] = "size",       [FMT_TOKEN_CHECK_STRUCTURE] = "structure",
+	        [FMT_TOKEN_CHECK_HEADER] = "header",   [FMT_TOKEN_CHECK_ALG] = "alg",
+	        [FMT_TOKEN_CHECK_KID] = "kid",         [FMT_TOKEN_CHECK_SIGNATURE] = "signature",
+	        [FMT_TOKEN_CHECK_CLAIMS] = "claims",   [FMT_TOKEN_CHECK_ISS] = "iss",
+	        [FMT_TOKEN_CHECK_AUD] = "aud",         [FMT_TOKEN_CHECK_KIND] = "kind",
+	        [FMT_TOKEN_CHECK_SUB] = "sub",         [FMT_TOKEN_CHECK_NOT_YET] = "not-yet-valid",
+	        [FMT_TOKEN_CHECK_EXPIRED] = "expired", [FMT_TOKEN_CHECK_LIFETIME] = "lifetime",
+	        [FMT_TOKEN_CHECK_CNF] = "cnf",
 	};
 	if ((unsigned)check < sizeof(names) / sizeof(names[0]) && names[check] != NULL)
 		return names[check];
@@ -141,15 +137,17 @@ enum idp_err fmt_token_jkt(const struct fmt_key *key, char out[static FMT_TOKEN_
 		fmt_b64_encode(FMT_B64_URL, x, 32, bx);
 		fmt_b64_encode(FMT_B64_URL, y, 32, by);
 		/* RFC 7638 section 3.2: required members only, in lexicographic order. */
-		n = snprintf(jwk, sizeof(jwk), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-		             bx, by);
+		n = snprintf(jwk, sizeof(jwk),
+		             "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", bx,
+		             by);
 	} else {
 		size_t len = sizeof(x);
 		if (EVP_PKEY_get_raw_public_key(pkey, x, &len) != 1 || len != 32)
 			return idp_error_ssl(err, IDP_E_CRYPTO, "jkt: read ed25519 public key");
 		fmt_b64_encode(FMT_B64_URL, x, 32, bx);
 		/* RFC 8037 section 2: an Ed25519 JWK is kty OKP, crv Ed25519, x. */
-		n = snprintf(jwk, sizeof(jwk), "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", bx);
+		n = snprintf(jwk, sizeof(jwk), "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}",
+		             bx);
 	}
 	if (n <= 0 || (size_t)n >= sizeof(jwk))
 		return idp_error_set(err, IDP_E_CRYPTO, "jkt: jwk does not fit");
@@ -216,7 +214,8 @@ static enum idp_err check_text_field(const char *s, size_t size, size_t max, con
 		return idp_error_set(err, IDP_E_ARG, "token: %s is empty", name);
 	if (!text_valid(s, n))
 		return idp_error_set(err, IDP_E_ARG,
-		                     "token: %s is not UTF-8 text without control characters", name);
+		                     "token: %s is not UTF-8 text without control characters",
+		                     name);
 	*len = n;
 	return IDP_OK;
 }
@@ -244,14 +243,16 @@ static enum idp_err prepare_claims(const char *kid, struct fmt_token_claims *c, 
 	if (c->kind != FMT_TOKEN_PROVISION && c->kind != FMT_TOKEN_DEVICE)
 		return idp_error_set(err, IDP_E_ARG, "token: kind %d is unknown", (int)c->kind);
 	if (!b64url_exact(c->jkt, strnlen(c->jkt, sizeof(c->jkt)), FMT_TOKEN_JKT_LEN, 32))
-		return idp_error_set(err, IDP_E_ARG, "token: jkt is not a base64url SHA-256 thumbprint");
+		return idp_error_set(err, IDP_E_ARG,
+		                     "token: jkt is not a base64url SHA-256 thumbprint");
 	if (lifetime == 0)
 		lifetime = c->kind == FMT_TOKEN_PROVISION ? FMT_TOKEN_PROVISION_LIFETIME_DEFAULT
 		                                          : FMT_TOKEN_DEVICE_LIFETIME_DEFAULT;
 	if (lifetime < FMT_TOKEN_LIFETIME_MIN || lifetime > lifetime_max(c->kind))
-		return idp_error_set(err, IDP_E_ARG, "token: lifetime %lld s is outside %d..%lld for %s",
-		                     (long long)lifetime, FMT_TOKEN_LIFETIME_MIN,
-		                     (long long)lifetime_max(c->kind), fmt_token_kind_name(c->kind));
+		return idp_error_set(
+		        err, IDP_E_ARG, "token: lifetime %lld s is outside %d..%lld for %s",
+		        (long long)lifetime, FMT_TOKEN_LIFETIME_MIN,
+		        (long long)lifetime_max(c->kind), fmt_token_kind_name(c->kind));
 	if (now < 0 || now > FMT_JSON_INT_MAX - lifetime)
 		return idp_error_set(err, IDP_E_ARG, "token: time %lld is out of range",
 		                     (long long)now);
@@ -295,7 +296,8 @@ static enum idp_err build_payload(const struct fmt_token_claims *c, struct sbuf 
 	sb_str(b, c->jkt);
 	sb_str(b, "\"}}");
 	if (b->overflow)
-		return idp_error_set(err, IDP_E_LIMIT, "token: payload longer than %zu bytes", b->cap);
+		return idp_error_set(err, IDP_E_LIMIT, "token: payload longer than %zu bytes",
+		                     b->cap);
 	return IDP_OK;
 }
 
@@ -401,7 +403,8 @@ static enum idp_err split(const uint8_t *buf, size_t len, struct parts *p,
 	if (len == 0)
 		return idp_error_set(err, IDP_E_FORMAT, "token: empty");
 	if (len > FMT_TOKEN_MAX)
-		return idp_error_set(err, IDP_E_LIMIT, "token: %zu bytes, max %u", len, FMT_TOKEN_MAX);
+		return idp_error_set(err, IDP_E_LIMIT, "token: %zu bytes, max %u", len,
+		                     FMT_TOKEN_MAX);
 	*chk = FMT_TOKEN_CHECK_STRUCTURE;
 	const char *s = (const char *)buf;
 	size_t dot[2], ndots = 0;
@@ -451,7 +454,8 @@ static enum idp_err check_header(const struct parts *p, const struct fmt_token_k
 	if ((rc = fmt_json_only_keys(h, allowed, sizeof(allowed) / sizeof(allowed[0]), err)) ||
 	    (rc = fmt_json_get_string(h, "typ", true, false, 8, &typ, &tlen, err)) ||
 	    (rc = fmt_json_get_string(h, "alg", true, false, 64, &alg, &alen, err)) ||
-	    (rc = fmt_json_get_string(h, "kid", true, false, FMT_TOKEN_KID_MAX, &kid, &klen, err))) {
+	    (rc = fmt_json_get_string(h, "kid", true, false, FMT_TOKEN_KID_MAX, &kid, &klen,
+	                              err))) {
 		idp_error_prefix(err, "token header");
 		goto out;
 	}
@@ -460,8 +464,9 @@ static enum idp_err check_header(const struct parts *p, const struct fmt_token_k
 		goto out;
 	}
 	if (!kid_valid(kid, klen)) {
-		rc = idp_error_set(err, IDP_E_FORMAT, "token header: kid has characters outside "
-		                                      "[A-Za-z0-9._:-]");
+		rc = idp_error_set(err, IDP_E_FORMAT,
+		                   "token header: kid has characters outside "
+		                   "[A-Za-z0-9._:-]");
 		goto out;
 	}
 	*chk = FMT_TOKEN_CHECK_ALG;
@@ -470,8 +475,8 @@ static enum idp_err check_header(const struct parts *p, const struct fmt_token_k
 	if (!es256 && !eddsa) {
 		if (alen <= ALG_SHOW_MAX && printable(alg, alen))
 			rc = idp_error_set(err, IDP_E_UNSUPPORTED,
-			                   "token: alg \"%.*s\" is not allowed (ES256, EdDSA)", (int)alen,
-			                   alg);
+			                   "token: alg \"%.*s\" is not allowed (ES256, EdDSA)",
+			                   (int)alen, alg);
 		else
 			rc = idp_error_set(err, IDP_E_UNSUPPORTED,
 			                   "token: alg is not allowed (ES256, EdDSA)");
@@ -506,12 +511,13 @@ static enum idp_err check_signature(const uint8_t *buf, const struct parts *p,
                                     const struct fmt_key *key, struct idp_error *err)
 {
 	if (p->sig_len != FMT_KEY_RAW_SIG_LEN)
-		return idp_error_set(err, IDP_E_VERIFY, "token: signature is %zu bytes, expected %u",
-		                     p->sig_len, FMT_KEY_RAW_SIG_LEN);
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "token: signature is %zu bytes, expected %u", p->sig_len,
+		                     FMT_KEY_RAW_SIG_LEN);
 	if (fmt_key_type(key) == FMT_KEY_P256 && memcmp(p->sig + 32, p256_half_order, 32) > 0)
 		return idp_error_set(err, IDP_E_VERIFY, "token: ecdsa signature is not low-s");
-	enum idp_err rc = fmt_key_verify(key, FMT_SIG_RAW, buf, p->signed_len, p->sig, p->sig_len,
-	                                 err);
+	enum idp_err rc =
+	        fmt_key_verify(key, FMT_SIG_RAW, buf, p->signed_len, p->sig, p->sig_len, err);
 	if (rc != IDP_OK)
 		idp_error_prefix(err, "token");
 	return rc;
@@ -593,8 +599,9 @@ static enum idp_err parse_claims(const struct parts *p, struct fmt_token_claims 
 		goto out;
 	}
 	if (c->nbf < c->iat || c->exp <= c->nbf)
-		rc = idp_error_set(err, IDP_E_FORMAT, "times: need iat <= nbf < exp, got %lld, %lld, "
-		                                      "%lld",
+		rc = idp_error_set(err, IDP_E_FORMAT,
+		                   "times: need iat <= nbf < exp, got %lld, %lld, "
+		                   "%lld",
 		                   (long long)c->iat, (long long)c->nbf, (long long)c->exp);
 out:
 	cJSON_Delete(o);
@@ -612,20 +619,20 @@ static enum idp_err check_claims(const struct fmt_token_claims *c,
 {
 	*chk = FMT_TOKEN_CHECK_ISS;
 	if (strcmp(c->iss, pol->iss) != 0)
-		return idp_error_set(err, IDP_E_DENIED, "token: issuer \"%s\" is not \"%s\"", c->iss,
-		                     pol->iss);
+		return idp_error_set(err, IDP_E_DENIED, "token: issuer \"%s\" is not \"%s\"",
+		                     c->iss, pol->iss);
 	*chk = FMT_TOKEN_CHECK_AUD;
 	if (strcmp(c->aud, pol->aud) != 0)
-		return idp_error_set(err, IDP_E_DENIED, "token: audience \"%s\" is not \"%s\"", c->aud,
-		                     pol->aud);
+		return idp_error_set(err, IDP_E_DENIED, "token: audience \"%s\" is not \"%s\"",
+		                     c->aud, pol->aud);
 	*chk = FMT_TOKEN_CHECK_KIND;
 	if ((pol->kinds & (unsigned)c->kind) == 0)
 		return idp_error_set(err, IDP_E_DENIED, "token: a %s token is not accepted here",
 		                     fmt_token_kind_name(c->kind));
 	*chk = FMT_TOKEN_CHECK_SUB;
 	if (pol->sub != NULL && strcmp(c->sub, pol->sub) != 0)
-		return idp_error_set(err, IDP_E_DENIED, "token: subject \"%s\" is not \"%s\"", c->sub,
-		                     pol->sub);
+		return idp_error_set(err, IDP_E_DENIED, "token: subject \"%s\" is not \"%s\"",
+		                     c->sub, pol->sub);
 	*chk = FMT_TOKEN_CHECK_NOT_YET;
 	if (c->nbf > pol->now + FMT_TOKEN_SKEW)
 		return idp_error_set(err, IDP_E_EXPIRED,
@@ -633,7 +640,8 @@ static enum idp_err check_claims(const struct fmt_token_claims *c,
 		                     (long long)c->nbf, (long long)pol->now, FMT_TOKEN_SKEW);
 	*chk = FMT_TOKEN_CHECK_EXPIRED;
 	if (pol->now - FMT_TOKEN_SKEW >= c->exp)
-		return idp_error_set(err, IDP_E_EXPIRED, "token: expired at %lld (now %lld, skew %d s)",
+		return idp_error_set(err, IDP_E_EXPIRED,
+		                     "token: expired at %lld (now %lld, skew %d s)",
 		                     (long long)c->exp, (long long)pol->now, FMT_TOKEN_SKEW);
 	*chk = FMT_TOKEN_CHECK_LIFETIME;
 	int64_t life = c->exp - c->iat;
@@ -641,10 +649,12 @@ static enum idp_err check_claims(const struct fmt_token_claims *c,
 		return idp_error_set(err, IDP_E_DENIED,
 		                     "token: lifetime %lld s is outside %d..%lld for a %s token",
 		                     (long long)life, FMT_TOKEN_LIFETIME_MIN,
-		                     (long long)lifetime_max(c->kind), fmt_token_kind_name(c->kind));
+		                     (long long)lifetime_max(c->kind),
+		                     fmt_token_kind_name(c->kind));
 	*chk = FMT_TOKEN_CHECK_CNF;
 	if (pol->jkt != NULL && CRYPTO_memcmp(c->jkt, pol->jkt, sizeof(c->jkt)) != 0)
-		return idp_error_set(err, IDP_E_DENIED, "token: not bound to this device key (cnf.jkt)");
+		return idp_error_set(err, IDP_E_DENIED,
+		                     "token: not bound to this device key (cnf.jkt)");
 	*chk = FMT_TOKEN_CHECK_OK;
 	return IDP_OK;
 }
@@ -658,7 +668,8 @@ static enum idp_err check_args(const struct fmt_token_key *keys, size_t nkeys,
 	for (size_t i = 0; i < nkeys; i++) {
 		if (keys[i].key == NULL || keys[i].kid == NULL ||
 		    !kid_valid(keys[i].kid, strnlen(keys[i].kid, FMT_TOKEN_KID_MAX + 1)))
-			return idp_error_set(err, IDP_E_ARG, "token: key set entry %zu is invalid", i);
+			return idp_error_set(err, IDP_E_ARG, "token: key set entry %zu is invalid",
+			                     i);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(keys[i].kid, keys[j].kid) == 0)
 				return idp_error_set(err, IDP_E_ARG,
@@ -686,7 +697,7 @@ enum idp_err fmt_token_verify(const uint8_t *buf, size_t len, const struct fmt_t
 	enum fmt_token_check chk = FMT_TOKEN_CHECK_ARGS;
 	struct fmt_token_claims c;
 	memset(&c, 0, sizeof(c));
-	struct parts *p = malloc(sizeof(*p));
+	struct parts *p = calloc(1, sizeof(*p));
 	enum idp_err rc;
 	const struct fmt_key *key = NULL;
 	if (p == NULL) {
@@ -720,7 +731,7 @@ enum idp_err fmt_token_decode_unverified(const uint8_t *buf, size_t len,
                                          struct fmt_token_claims *out, struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
-	struct parts *p = malloc(sizeof(*p));
+	struct parts *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "token: out of memory");
 	enum fmt_token_check chk;

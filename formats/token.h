@@ -20,16 +20,16 @@
 #include "formats/error.h"
 #include "formats/keys.h"
 
-#define FMT_TOKEN_MAX       4096u /* bytes of a whole compact token */
-#define FMT_TOKEN_KID_MAX   64u   /* bytes of kid: [A-Za-z0-9._:-] */
-#define FMT_TOKEN_ISS_MAX   255u  /* bytes of iss */
-#define FMT_TOKEN_AUD_MAX   255u  /* bytes of aud */
-#define FMT_TOKEN_SUB_MAX   128u  /* bytes of sub (the device ID) */
-#define FMT_TOKEN_JTI_LEN   22u   /* base64url of 16 random bytes */
-#define FMT_TOKEN_JKT_LEN   43u   /* base64url of a SHA-256 thumbprint */
-#define FMT_TOKEN_KEYS_MAX  16u   /* most keys in one verification key set */
-#define FMT_TOKEN_SKEW      60    /* seconds of clock skew allowed on iat/nbf/exp */
-#define FMT_TOKEN_LIFETIME_MIN 60 /* seconds; shortest exp - iat */
+#define FMT_TOKEN_MAX          4096u /* bytes of a whole compact token */
+#define FMT_TOKEN_KID_MAX      64u   /* bytes of kid: [A-Za-z0-9._:-] */
+#define FMT_TOKEN_ISS_MAX      255u  /* bytes of iss */
+#define FMT_TOKEN_AUD_MAX      255u  /* bytes of aud */
+#define FMT_TOKEN_SUB_MAX      128u  /* bytes of sub (the device ID) */
+#define FMT_TOKEN_JTI_LEN      22u   /* base64url of 16 random bytes */
+#define FMT_TOKEN_JKT_LEN      43u   /* base64url of a SHA-256 thumbprint */
+#define FMT_TOKEN_KEYS_MAX     16u   /* most keys in one verification key set */
+#define FMT_TOKEN_SKEW         60    /* seconds of clock skew allowed on iat/nbf/exp */
+#define FMT_TOKEN_LIFETIME_MIN 60    /* seconds; shortest exp - iat */
 
 #define FMT_TOKEN_PROVISION_LIFETIME_DEFAULT 300      /* 5 minutes */
 #define FMT_TOKEN_PROVISION_LIFETIME_MAX     900      /* 15 minutes */
@@ -113,17 +113,15 @@ IDP_MUST_CHECK enum idp_err fmt_token_sign(const struct fmt_key *key, const char
 /* Verify buf[0..len) (need not be NUL-terminated) against the key set
  * keys[0..nkeys) and policy. IDP_OK fills *out (may be NULL). On refusal *failed
  * (may be NULL) names the check, err says why, and *out is zeroed. Codes:
- * IDP_E_LIMIT (size, or an oversized part or claim), IDP_E_FORMAT (structure,
- * header, claims),
- * IDP_E_UNSUPPORTED (alg), IDP_E_NOTFOUND (kid), IDP_E_VERIFY (signature),
- * IDP_E_DENIED (iss, aud, kind, sub, lifetime, cnf), IDP_E_EXPIRED (not yet
- * valid, expired), IDP_E_ARG (bad key set or policy). */
+ * IDP_E_LIMIT (too long, or an oversized part or claim), IDP_E_FORMAT (empty,
+ * structure, header, claims), IDP_E_UNSUPPORTED (alg), IDP_E_NOTFOUND (kid), IDP_E_VERIFY
+ * (signature), IDP_E_DENIED (iss, aud, kind, sub, lifetime, cnf), IDP_E_EXPIRED (not yet valid,
+ * expired), IDP_E_ARG (bad key set or policy). */
 IDP_MUST_CHECK enum idp_err fmt_token_verify(const uint8_t *buf, size_t len,
                                              const struct fmt_token_key *keys, size_t nkeys,
                                              const struct fmt_token_policy *policy,
                                              struct fmt_token_claims *out,
-                                             enum fmt_token_check *failed,
-                                             struct idp_error *err);
+                                             enum fmt_token_check *failed, struct idp_error *err);
 
 /* WARNING: no signature, issuer, audience or time check. For the device agent,
  * which holds no verification key and only needs its own token's times: checks

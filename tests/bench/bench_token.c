@@ -52,8 +52,8 @@ static void token_once(const struct ctx *c)
 	if (fmt_token_sign(c->key, c->kid, &cl, NOW, 0, &t, &len, &err) != IDP_OK)
 		die("sign", &err);
 	struct fmt_token_key set[1] = {{c->kid, c->key}};
-	struct fmt_token_policy p = {.iss = cl.iss, .aud = cl.aud, .jkt = cl.jkt,
-	                             .kinds = FMT_TOKEN_DEVICE, .now = NOW};
+	struct fmt_token_policy p = {
+	        .iss = cl.iss, .aud = cl.aud, .jkt = cl.jkt, .kinds = FMT_TOKEN_DEVICE, .now = NOW};
 	if (fmt_token_verify((const uint8_t *)t, len, set, 1, &p, NULL, NULL, &err) != IDP_OK)
 		die("verify", &err);
 	fmt_token_free(t);

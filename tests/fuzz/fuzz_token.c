@@ -10,8 +10,8 @@
  *      the header checks and the alg/key pairing are reached).
  * Invariants (abort on violation): no crash or leak; a token that verifies
  * also decodes unverified to the same claims; re-signing the claims of a
- * verified token gives a token that verifies to the same claims; a token
- * never verifies under a policy of another audience.
+ * verified token gives a token that verifies to the same claims; what
+ * verifies has the policy's issuer and audience and is within its times.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,9 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NOW 1800000000LL
 
 /* RFC 8032 test 1 secret key. */
-static const uint8_t ed_secret[32] = {
-	0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
-	0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
+static const uint8_t ed_secret[32] = {0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60,
+                                      0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+                                      0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19,
+                                      0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
 
 /* A fixed test-only P-256 key. */
 static const char es_pem[] = "-----BEGIN PRIVATE KEY-----\n"
@@ -55,10 +56,10 @@ static void init_keys(void)
 }
 
 static const struct fmt_token_policy policy = {
-	.iss = "https://idprovd.local:8443",
-	.aud = "idprov",
-	.kinds = FMT_TOKEN_PROVISION | FMT_TOKEN_DEVICE,
-	.now = NOW,
+        .iss = "https://idprovd.local:8443",
+        .aud = "idprov",
+        .kinds = FMT_TOKEN_PROVISION | FMT_TOKEN_DEVICE,
+        .now = NOW,
 };
 
 /* header.payload signed by the Ed25519 key into a new string. */
@@ -74,8 +75,8 @@ static char *sign_parts(const uint8_t *h, size_t hn, const uint8_t *p, size_t pn
 	t[eh + 1 + ep] = '.';
 	uint8_t sig[FMT_KEY_SIG_MAX];
 	size_t sn = 0;
-	if (fmt_key_sign(keys[0].key, FMT_SIG_RAW, (const uint8_t *)t, eh + 1 + ep, sig, &sn, NULL) !=
-	    IDP_OK)
+	if (fmt_key_sign(keys[0].key, FMT_SIG_RAW, (const uint8_t *)t, eh + 1 + ep, sig, &sn,
+	                 NULL) != IDP_OK)
 		abort();
 	fmt_b64_encode(FMT_B64_URL, sig, sn, t + eh + 2 + ep);
 	return t;
@@ -92,11 +93,12 @@ static void check(const uint8_t *tok, size_t len)
 		(void)fmt_token_renew_at(&d);
 	if (rc != IDP_OK)
 		return;
-	if (fmt_token_decode_unverified(tok, len, &d, NULL) != IDP_OK || memcmp(&c, &d, sizeof(c)))
+	if (fmt_token_decode_unverified(tok, len, &d, NULL) != IDP_OK ||
+	    memcmp(&c, &d, sizeof(c)) != 0)
 		abort();
-	struct fmt_token_policy other = policy;
-	other.aud = "elsewhere";
-	if (fmt_token_verify(tok, len, keys, 2, &other, NULL, NULL, NULL) == IDP_OK)
+	/* What verified has the policy's issuer and audience and is in time. */
+	if (strcmp(c.iss, policy.iss) != 0 || strcmp(c.aud, policy.aud) != 0 ||
+	    c.nbf > NOW + FMT_TOKEN_SKEW || NOW - FMT_TOKEN_SKEW >= c.exp)
 		abort();
 	/* Re-sign the same claims (same jti and times) with the Ed25519 key:
 	 * whatever verifies, the signer makes (it writes nbf = iat only). */
@@ -117,7 +119,7 @@ static void check(const uint8_t *tok, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	init_keys();
-	if (size == 0 || size > 2 * FMT_TOKEN_MAX)
+	if (size == 0 || size > 2 * (size_t)FMT_TOKEN_MAX)
 		return 0;
 	uint8_t mode = data[0] % 3;
 	data++;

@@ -84,23 +84,23 @@ static enum fmt_token_check verify_p(const char *s, size_t len, const struct fmt
                                      struct idp_error *err)
 {
 	static const enum idp_err code[] = {
-		[FMT_TOKEN_CHECK_OK] = IDP_OK,
-		[FMT_TOKEN_CHECK_ARGS] = IDP_E_ARG,
-		[FMT_TOKEN_CHECK_SIZE] = IDP_E_LIMIT,
-		[FMT_TOKEN_CHECK_STRUCTURE] = IDP_E_FORMAT,
-		[FMT_TOKEN_CHECK_HEADER] = IDP_E_FORMAT,
-		[FMT_TOKEN_CHECK_ALG] = IDP_E_UNSUPPORTED,
-		[FMT_TOKEN_CHECK_KID] = IDP_E_NOTFOUND,
-		[FMT_TOKEN_CHECK_SIGNATURE] = IDP_E_VERIFY,
-		[FMT_TOKEN_CHECK_CLAIMS] = IDP_E_FORMAT,
-		[FMT_TOKEN_CHECK_ISS] = IDP_E_DENIED,
-		[FMT_TOKEN_CHECK_AUD] = IDP_E_DENIED,
-		[FMT_TOKEN_CHECK_KIND] = IDP_E_DENIED,
-		[FMT_TOKEN_CHECK_SUB] = IDP_E_DENIED,
-		[FMT_TOKEN_CHECK_NOT_YET] = IDP_E_EXPIRED,
-		[FMT_TOKEN_CHECK_EXPIRED] = IDP_E_EXPIRED,
-		[FMT_TOKEN_CHECK_LIFETIME] = IDP_E_DENIED,
-		[FMT_TOKEN_CHECK_CNF] = IDP_E_DENIED,
+	        [FMT_TOKEN_CHECK_OK] = IDP_OK,
+	        [FMT_TOKEN_CHECK_ARGS] = IDP_E_ARG,
+	        [FMT_TOKEN_CHECK_SIZE] = IDP_E_LIMIT,
+	        [FMT_TOKEN_CHECK_STRUCTURE] = IDP_E_FORMAT,
+	        [FMT_TOKEN_CHECK_HEADER] = IDP_E_FORMAT,
+	        [FMT_TOKEN_CHECK_ALG] = IDP_E_UNSUPPORTED,
+	        [FMT_TOKEN_CHECK_KID] = IDP_E_NOTFOUND,
+	        [FMT_TOKEN_CHECK_SIGNATURE] = IDP_E_VERIFY,
+	        [FMT_TOKEN_CHECK_CLAIMS] = IDP_E_FORMAT,
+	        [FMT_TOKEN_CHECK_ISS] = IDP_E_DENIED,
+	        [FMT_TOKEN_CHECK_AUD] = IDP_E_DENIED,
+	        [FMT_TOKEN_CHECK_KIND] = IDP_E_DENIED,
+	        [FMT_TOKEN_CHECK_SUB] = IDP_E_DENIED,
+	        [FMT_TOKEN_CHECK_NOT_YET] = IDP_E_EXPIRED,
+	        [FMT_TOKEN_CHECK_EXPIRED] = IDP_E_EXPIRED,
+	        [FMT_TOKEN_CHECK_LIFETIME] = IDP_E_DENIED,
+	        [FMT_TOKEN_CHECK_CNF] = IDP_E_DENIED,
 	};
 	struct fmt_token_claims out;
 	memset(&out, 0x5a, sizeof(out));
@@ -108,9 +108,9 @@ static enum fmt_token_check verify_p(const char *s, size_t len, const struct fmt
 	enum idp_err rc = fmt_token_verify((const uint8_t *)s, len, keyset, 2, p, &out, &chk, err);
 	ck_assert_int_ne(chk, 99);
 	/* Size, part and claim limits answer IDP_E_LIMIT within their check. */
-	bool limit_ok = rc == IDP_E_LIMIT && (chk == FMT_TOKEN_CHECK_STRUCTURE ||
-	                                      chk == FMT_TOKEN_CHECK_CLAIMS ||
-	                                      chk == FMT_TOKEN_CHECK_HEADER);
+	bool limit_ok = rc == IDP_E_LIMIT &&
+	                (chk == FMT_TOKEN_CHECK_STRUCTURE || chk == FMT_TOKEN_CHECK_CLAIMS ||
+	                 chk == FMT_TOKEN_CHECK_HEADER);
 	bool empty_ok = rc == IDP_E_FORMAT && chk == FMT_TOKEN_CHECK_SIZE && len == 0;
 	if (!limit_ok && !empty_ok)
 		ck_assert_msg(rc == code[chk], "check %s with code %s (%s)",
@@ -129,12 +129,12 @@ static enum fmt_token_check verify(const char *s, struct idp_error *err)
 	return verify_p(s, strlen(s), &p, err);
 }
 
-#define ASSERT_CHECK(tok, want, errp)                                                             \
-	do {                                                                                      \
-		enum fmt_token_check got_ = verify((tok), (errp));                                \
-		ck_assert_msg(got_ == (want), "got check %s, want %s (%s)",                       \
-		              fmt_token_check_name(got_), fmt_token_check_name(want),             \
-		              (errp)->msg);                                         \
+#define ASSERT_CHECK(tok, want, errp)                                                              \
+	do {                                                                                       \
+		enum fmt_token_check got_ = verify((tok), (errp));                                 \
+		ck_assert_msg(got_ == (want), "got check %s, want %s (%s)",                        \
+		              fmt_token_check_name(got_), fmt_token_check_name(want),              \
+		              (errp)->msg);                                                        \
 	} while (0)
 
 /* base64url of s[0..n) in a new string. */
@@ -170,8 +170,9 @@ static char *forge(const struct fmt_key *k, const char *header, const char *payl
 	uint8_t sig[FMT_KEY_SIG_MAX];
 	size_t sn = 0;
 	for (int tries = 0; tries < 64; tries++) {
-		ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_RAW, (const uint8_t *)t, in, sig, &sn, NULL),
-		                 IDP_OK);
+		ck_assert_int_eq(
+		        fmt_key_sign(k, FMT_SIG_RAW, (const uint8_t *)t, in, sig, &sn, NULL),
+		        IDP_OK);
 		if (fmt_key_type(k) == FMT_KEY_ED25519 || sig[32] < 0x7f)
 			break;
 	}
@@ -258,9 +259,9 @@ START_TEST(test_token_round_trip)
 	p.jkt = dev_jkt;
 	enum fmt_token_check chk = FMT_TOKEN_CHECK_SIZE;
 	struct idp_error err;
-	ck_assert_int_eq(fmt_token_verify((const uint8_t *)t, strlen(t), keyset, 2, &p, &out, &chk,
-	                                  &err),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        fmt_token_verify((const uint8_t *)t, strlen(t), keyset, 2, &p, &out, &chk, &err),
+	        IDP_OK);
 	ck_assert_int_eq(chk, FMT_TOKEN_CHECK_OK);
 	ck_assert_mem_eq(&out, &c, sizeof(c));
 
@@ -281,9 +282,9 @@ START_TEST(test_token_round_trip)
 	uint8_t der[80];
 	if (i == 0) {
 		ECDSA_SIG *es = ECDSA_SIG_new();
-		ck_assert_int_eq(ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL),
-		                                BN_bin2bn(sig + 32, 32, NULL)),
-		                 1);
+		ck_assert_int_eq(
+		        ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL)),
+		        1);
 		unsigned char *dp = der;
 		int dn = i2d_ECDSA_SIG(es, &dp);
 		ck_assert_int_gt(dn, 0);
@@ -399,21 +400,24 @@ START_TEST(test_token_eddsa_known_answer)
 	/* Checked independently with the stock openssl command:
 	 * openssl pkeyutl -verify -pubin -inkey RFC8032-TEST1.pub -rawin -in HEADER.PAYLOAD
 	 * -sigfile SIG gives "Signature Verified Successfully". */
-	static const char known[] =
-		"eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6ImVkLTIwMjYifQ."
-		"eyJpc3MiOiJodHRwczovL2lkcHJvdmQubG9jYWw6ODQ0MyIsImF1ZCI6ImlkcHJvdiIsInN1YiI6ImRldi0w"
-		"MDAxIiwia2luZCI6InByb3Zpc2lvbiIsImlhdCI6MTgwMDAwMDAwMCwibmJmIjoxODAwMDAwMDAwLCJleHAi"
-		"OjE4MDAwMDA2MDAsImp0aSI6IkFBRUNBd1FGQmdjSUNRb0xEQTBPRHciLCJjbmYiOnsiamt0Ijoia1ByS19x"
-		"bXhWV2FZVkE5d3dCRjZJdW8zdlZ6ejdUeEhDVHdYQnlnclM0ayJ9fQ."
-		"zxjqufdYseUYrtLRk72Bxqkv9Rk_uaV0OQZsw4Z2Ed5qBMen1KC5r4MoJ0qK5XzOCBmntksK94I-2N350BQjCg";
+	static const char known[] = "eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6ImVkLTIwMjYifQ."
+	                            "eyJpc3MiOiJodHRwczovL2lkcHJvdmQubG9jYWw6ODQ0MyIsImF1ZCI6ImlkcH"
+	                            "JvdiIsInN1YiI6ImRldi0w"
+	                            "MDAxIiwia2luZCI6InByb3Zpc2lvbiIsImlhdCI6MTgwMDAwMDAwMCwibmJmIj"
+	                            "oxODAwMDAwMDAwLCJleHAi"
+	                            "OjE4MDAwMDA2MDAsImp0aSI6IkFBRUNBd1FGQmdjSUNRb0xEQTBPRHciLCJjbm"
+	                            "YiOnsiamt0Ijoia1ByS19x"
+	                            "bXhWV2FZVkE5d3dCRjZJdW8zdlZ6ejdUeEhDVHdYQnlnclM0ayJ9fQ."
+	                            "zxjqufdYseUYrtLRk72Bxqkv9Rk_"
+	                            "uaV0OQZsw4Z2Ed5qBMen1KC5r4MoJ0qK5XzOCBmntksK94I-2N350BQjCg";
 	ck_assert_str_eq(t, known);
 	struct fmt_token_key set[1] = {{"ed-2026", k}};
 	struct fmt_token_policy p = base_policy();
 	p.kinds = FMT_TOKEN_PROVISION;
 	p.jkt = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
 	struct fmt_token_claims out;
-	ck_assert_int_eq(fmt_token_verify((const uint8_t *)known, sizeof(known) - 1, set, 1, &p, &out,
-	                                  NULL, NULL),
+	ck_assert_int_eq(fmt_token_verify((const uint8_t *)known, sizeof(known) - 1, set, 1, &p,
+	                                  &out, NULL, NULL),
 	                 IDP_OK);
 	ck_assert_str_eq(out.jti, "AAECAwQFBgcICQoLDA0ODw");
 	ck_assert_int_eq(out.exp, NOW + 600);
@@ -426,17 +430,17 @@ START_TEST(test_token_alg_none_refused)
 {
 	char *payload = std_payload();
 	static const char *const headers[] = {
-		"{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"ed-1\"}",
-		"{\"alg\":\"None\",\"typ\":\"JWT\",\"kid\":\"ed-1\"}",
-		"{\"alg\":\"NONE\",\"typ\":\"JWT\",\"kid\":\"es-1\"}",
-		"{\"alg\":\"\",\"typ\":\"JWT\",\"kid\":\"es-1\"}",
+	        "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"ed-1\"}",
+	        "{\"alg\":\"None\",\"typ\":\"JWT\",\"kid\":\"ed-1\"}",
+	        "{\"alg\":\"NONE\",\"typ\":\"JWT\",\"kid\":\"es-1\"}",
+	        "{\"alg\":\"\",\"typ\":\"JWT\",\"kid\":\"es-1\"}",
 	};
 	struct idp_error err;
 	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
 		/* The unsecured JWS of RFC 7515 A.5: empty signature. */
 		char *t = assemble(headers[i], payload, (const uint8_t *)"", 0);
 		enum fmt_token_check want =
-			i == 3 ? FMT_TOKEN_CHECK_HEADER : FMT_TOKEN_CHECK_ALG; /* "" is no alg */
+		        i == 3 ? FMT_TOKEN_CHECK_HEADER : FMT_TOKEN_CHECK_ALG; /* "" is no alg */
 		ASSERT_CHECK(t, want, &err);
 		free(t);
 		/* Even with a valid EdDSA signature over it. */
@@ -469,9 +473,11 @@ START_TEST(test_token_hs256_with_public_key_refused)
 			size_t in = strlen(unsigned_t) - 1;
 			uint8_t mac[EVP_MAX_MD_SIZE];
 			unsigned mac_len = 0;
-			const EVP_MD *md = a == 0 ? EVP_sha256() : a == 1 ? EVP_sha384() : EVP_sha512();
-			ck_assert_ptr_nonnull(HMAC(md, pem, (int)pem_len, (const uint8_t *)unsigned_t, in,
-			                           mac, &mac_len));
+			const EVP_MD *md = a == 0   ? EVP_sha256()
+			                   : a == 1 ? EVP_sha384()
+			                            : EVP_sha512();
+			ck_assert_ptr_nonnull(HMAC(md, pem, (int)pem_len,
+			                           (const uint8_t *)unsigned_t, in, mac, &mac_len));
 			free(unsigned_t);
 			char *t = assemble(header, payload, mac, mac_len);
 			struct idp_error err;
@@ -499,7 +505,7 @@ START_TEST(test_token_alg_key_confusion_refused)
 	ASSERT_CHECK(t, FMT_TOKEN_CHECK_ALG, &err);
 	free(t);
 	/* Algorithms never allowed, whatever the key. */
-	static const char *const algs[] = {"RS256", "PS256", "ES384", "ES512", "ES256K", "Ed25519",
+	static const char *const algs[] = {"RS256", "PS256", "ES384",  "ES512", "ES256K", "Ed25519",
 	                                   "es256", "eddsa", "ES256 ", "HS256", "A128KW", "dir"};
 	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
 		for (int k = 0; k < 2; k++) {
@@ -522,28 +528,29 @@ START_TEST(test_token_header_members_refused)
 {
 	char *payload = std_payload();
 	static const char *const headers[] = {
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"crit\":[\"exp\"]}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"jku\":\"https://x/k\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"jwk\":{\"kty\":\"OKP\"}}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"x5u\":\"https://x/c\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"x5c\":[\"MII\"]}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"cty\":\"JWT\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"b64\":false}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"zip\":\"DEF\"}",
-		"{\"alg\":\"EdDSA\",\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\"}",
-		"{\"alg\":\"EdDSA\",\"kid\":\"ed-1\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"jwt\",\"kid\":\"ed-1\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT+x\",\"kid\":\"ed-1\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed 1\"}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":[\"ed-1\"]}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		"aaaaaaaaaaaaaaaaaaaaaaaa\"}",
-		"[\"EdDSA\",\"JWT\",\"ed-1\"]",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\"",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\"} {}",
-		"{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed\\u0000-1\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"crit\":[\"exp\"]}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"jku\":\"https://x/k\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"jwk\":{\"kty\":\"OKP\"}}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"x5u\":\"https://x/c\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"x5c\":[\"MII\"]}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"cty\":\"JWT\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"b64\":false}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\",\"zip\":\"DEF\"}",
+	        "{\"alg\":\"EdDSA\",\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\"}",
+	        "{\"alg\":\"EdDSA\",\"kid\":\"ed-1\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"jwt\",\"kid\":\"ed-1\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT+x\",\"kid\":\"ed-1\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed 1\"}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":[\"ed-1\"]}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":"
+	        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	        "aaaaaaaaaaaaaaaaaaaaaaaa\"}",
+	        "[\"EdDSA\",\"JWT\",\"ed-1\"]",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\"",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed-1\"} {}",
+	        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"ed\\u0000-1\"}",
 	};
 	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
 		char *t = forge(ed_key, headers[i], payload);
@@ -555,7 +562,8 @@ START_TEST(test_token_header_members_refused)
 	}
 	/* Member order and spacing do not matter. */
 	struct idp_error err;
-	char *t = forge(ed_key, " { \"kid\" : \"ed-1\", \"typ\":\"JWT\" ,\"alg\":\"EdDSA\" } ", payload);
+	char *t = forge(ed_key, " { \"kid\" : \"ed-1\", \"typ\":\"JWT\" ,\"alg\":\"EdDSA\" } ",
+	                payload);
 	ASSERT_CHECK(t, FMT_TOKEN_CHECK_OK, &err);
 	free(t);
 	free(payload);
@@ -574,7 +582,8 @@ START_TEST(test_token_kid_and_key_set)
 	/* Signed by another key of the same type under a known kid. */
 	for (int k = 0; k < 2; k++) {
 		struct fmt_key *other = NULL;
-		ck_assert_int_eq(fmt_key_generate(fmt_key_type(keyset[k].key), &other, NULL), IDP_OK);
+		ck_assert_int_eq(fmt_key_generate(fmt_key_type(keyset[k].key), &other, NULL),
+		                 IDP_OK);
 		char header[96];
 		header_of(header, k == 0 ? "ES256" : "EdDSA", keyset[k].kid);
 		t = forge(other, header, payload);
@@ -656,16 +665,17 @@ START_TEST(test_token_signature_moved_swapped_high_s)
 		/* (r, n - s) is the same ECDSA signature mathematically: OpenSSL
 		 * accepts it, the token verifier does not (one token, one spelling). */
 		BIGNUM *ord = NULL, *s = BN_bin2bn(sig + 32, 32, NULL);
-		ck_assert_int_gt(BN_hex2bn(&ord, "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9"
-		                                 "CAC2FC632551"),
+		ck_assert_int_gt(BN_hex2bn(&ord,
+		                           "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9"
+		                           "CAC2FC632551"),
 		                 0);
 		ck_assert_int_eq(BN_sub(s, ord, s), 1);
 		ck_assert_int_eq(BN_bn2binpad(s, sig + 32, 32), 32);
 		BN_free(ord);
 		BN_free(s);
 		size_t signed_len = (size_t)(d2 - a);
-		ck_assert_int_eq(fmt_key_verify(es_key, FMT_SIG_RAW, (const uint8_t *)a, signed_len, sig,
-		                                 64, NULL),
+		ck_assert_int_eq(fmt_key_verify(es_key, FMT_SIG_RAW, (const uint8_t *)a, signed_len,
+		                                sig, 64, NULL),
 		                 IDP_OK);
 		char *hs = b64u(sig, 64);
 		char *t = malloc(n);
@@ -688,7 +698,8 @@ START_TEST(test_token_every_truncation_and_flip)
 	size_t len = strlen(t);
 	struct fmt_token_policy p = base_policy();
 	for (size_t n = 0; n < len; n++)
-		ck_assert_msg(verify_p(t, n, &p, NULL) != FMT_TOKEN_CHECK_OK, "prefix %zu accepted", n);
+		ck_assert_msg(verify_p(t, n, &p, NULL) != FMT_TOKEN_CHECK_OK, "prefix %zu accepted",
+		              n);
 	/* One more byte than the token, from a longer buffer. */
 	char *longer = malloc(len + 2);
 	memcpy(longer, t, len);
@@ -705,7 +716,8 @@ START_TEST(test_token_every_truncation_and_flip)
 		for (size_t m = 0; m < 3; m++) {
 			t[k] ^= (char)masks[m];
 			enum fmt_token_check got = verify_p(t, len, &p, NULL);
-			ck_assert_msg(got != FMT_TOKEN_CHECK_OK, "byte %zu ^ %u accepted", k, masks[m]);
+			ck_assert_msg(got != FMT_TOKEN_CHECK_OK, "byte %zu ^ %u accepted", k,
+			              masks[m]);
 			t[k] ^= (char)masks[m];
 		}
 		seen[(k > (size_t)(strchr(t, '.') - t)) + (k > (size_t)(strrchr(t, '.') - t))]++;
@@ -744,15 +756,15 @@ START_TEST(test_token_noncanonical_base64url_refused)
 	/* Non-zero unused bits in the last symbol of the signature (86 symbols
 	 * carry 516 bits for 512): same bytes, another spelling. */
 	static const char alpha[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	memcpy(b, t, len + 1);
 	size_t v = (size_t)(strchr(alpha, b[len - 1]) - alpha);
 	b[len - 1] = alpha[v ^ 1];
 	ASSERT_CHECK(b, FMT_TOKEN_CHECK_STRUCTURE, &err);
 	ck_assert_msg(strstr(err.msg, "non-canonical") != NULL, "%s", err.msg);
 	/* Wrong number of parts, empty parts. */
-	static const char *const shapes[] = {"a", "a.b", "a.b.c.d", ".b.c", "a..c", "..", "...",
-	                                     "e30.e30.", "e30.e30"};
+	static const char *const shapes[] = {"a",  "a.b", "a.b.c.d",  ".b.c",   "a..c",
+	                                     "..", "...", "e30.e30.", "e30.e30"};
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		enum fmt_token_check got = verify(shapes[i], &err);
 		ck_assert_msg(got == FMT_TOKEN_CHECK_STRUCTURE || got == FMT_TOKEN_CHECK_HEADER,
@@ -828,34 +840,35 @@ START_TEST(test_token_claims_refused)
 		drop(o, names[i]);
 		char *t = forge_obj((int)(i % 2), o);
 		ASSERT_CHECK(t, FMT_TOKEN_CHECK_CLAIMS, &err);
-		ck_assert_msg(strstr(err.msg, names[i]) && strstr(err.msg, "missing"), "%s", err.msg);
+		ck_assert_msg(strstr(err.msg, names[i]) && strstr(err.msg, "missing"), "%s",
+		              err.msg);
 		free(t);
 	}
 	static const struct {
 		const char *name, *json, *msg;
 	} bad[] = {
-		{"exp", "\"1802592000\"", "expected a number"},
-		{"iat", "1800000000.5", "expected an integer"},
-		{"nbf", "-1", "outside"},
-		{"exp", "9007199254740993", "expected an integer"},
-		{"aud", "[\"idprov\"]", "expected a string"},
-		{"iss", "\"\"", "empty"},
-		{"sub", "\"dev\\u0007\"", "control"},
-		{"sub", "null", "expected a string"},
-		{"kind", "\"admin\"", "kind"},
-		{"kind", "\"Device\"", "kind"},
-		{"jti", "\"AAAAAAAAAAAAAAAAAAAAA\"", "jti"},
-		{"jti", "\"AAAAAAAAAAAAAAAAAAAAAB\"", "jti"},
-		{"jti", "\"AAAAAAAAAAAAAAAAAAAA+A\"", "jti"},
-		{"cnf", "\"x\"", "expected an object"},
-		{"cnf", "{}", "jkt: missing"},
-		{"cnf", "{\"jkt\":\"x\",\"x5t\":\"y\"}", "unknown field \"x5t\""},
-		{"cnf", "{\"jkt\":\"x\",\"jwk\":{}}", "nested deeper"},
-		{"cnf", "{\"jkt\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4\"}", "jkt"},
-		{"cnf", "{\"jkt\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4l\"}", "jkt"},
-		{"extra", "1", "unknown field \"extra\""},
-		{"nbf", "1799999999", "iat <= nbf"},
-		{"exp", "1800000000", "nbf < exp"},
+	        {"exp", "\"1802592000\"", "expected a number"},
+	        {"iat", "1800000000.5", "expected an integer"},
+	        {"nbf", "-1", "outside"},
+	        {"exp", "9007199254740993", "expected an integer"},
+	        {"aud", "[\"idprov\"]", "expected a string"},
+	        {"iss", "\"\"", "empty"},
+	        {"sub", "\"dev\\u0007\"", "control"},
+	        {"sub", "null", "expected a string"},
+	        {"kind", "\"admin\"", "kind"},
+	        {"kind", "\"Device\"", "kind"},
+	        {"jti", "\"AAAAAAAAAAAAAAAAAAAAA\"", "jti"},
+	        {"jti", "\"AAAAAAAAAAAAAAAAAAAAAB\"", "jti"},
+	        {"jti", "\"AAAAAAAAAAAAAAAAAAAA+A\"", "jti"},
+	        {"cnf", "\"x\"", "expected an object"},
+	        {"cnf", "{}", "jkt: missing"},
+	        {"cnf", "{\"jkt\":\"x\",\"x5t\":\"y\"}", "unknown field \"x5t\""},
+	        {"cnf", "{\"jkt\":\"x\",\"jwk\":{}}", "nested deeper"},
+	        {"cnf", "{\"jkt\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4\"}", "jkt"},
+	        {"cnf", "{\"jkt\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4l\"}", "jkt"},
+	        {"extra", "1", "unknown field \"extra\""},
+	        {"nbf", "1799999999", "iat <= nbf"},
+	        {"exp", "1800000000", "nbf < exp"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cJSON *o = std_claims();
@@ -883,7 +896,8 @@ START_TEST(test_token_claims_refused)
 		                i == 0 ? dup : payloads[i]);
 		ASSERT_CHECK(t, FMT_TOKEN_CHECK_CLAIMS, &err);
 		if (i == 0)
-			ck_assert_msg(strstr(err.msg, "duplicate key \"sub\"") != NULL, "%s", err.msg);
+			ck_assert_msg(strstr(err.msg, "duplicate key \"sub\"") != NULL, "%s",
+			              err.msg);
 		free(t);
 	}
 	free(dup);
@@ -1008,9 +1022,8 @@ START_TEST(test_token_decode_unverified_and_renewal)
 	cJSON *o = std_claims();
 	drop(o, "exp");
 	char *bad = forge_obj(1, o);
-	ck_assert_int_eq(
-		fmt_token_decode_unverified((const uint8_t *)bad, strlen(bad), &out, &err),
-		IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_token_decode_unverified((const uint8_t *)bad, strlen(bad), &out, &err),
+	                 IDP_E_FORMAT);
 	ck_assert_msg(strstr(err.msg, "exp: missing") != NULL, "%s", err.msg);
 	struct fmt_token_claims zero;
 	memset(&zero, 0, sizeof(zero));
@@ -1036,11 +1049,11 @@ START_TEST(test_token_sign_refuses_bad_input)
 	size_t len = 1;
 	struct fmt_token_claims c;
 #define SIGN_REFUSED(key, kid, now, life, want)                                                    \
-	do {                                                                                      \
-		ck_assert_int_eq(fmt_token_sign((key), (kid), &c, (now), (life), &t, &len, &err), \
-		                 IDP_E_ARG);                                                      \
-		ck_assert_ptr_null(t);                                                            \
-		ck_assert_msg(strstr(err.msg, (want)) != NULL, "%s", err.msg);                    \
+	do {                                                                                       \
+		ck_assert_int_eq(fmt_token_sign((key), (kid), &c, (now), (life), &t, &len, &err),  \
+		                 IDP_E_ARG);                                                       \
+		ck_assert_ptr_null(t);                                                             \
+		ck_assert_msg(strstr(err.msg, (want)) != NULL, "%s", err.msg);                     \
 	} while (0)
 	c = base_claims(FMT_TOKEN_DEVICE);
 	SIGN_REFUSED(ed_key, "ed 1", NOW, 0, "kid");
