@@ -228,7 +228,7 @@ static int64_t lifetime_max(enum fmt_token_kind kind)
 
 /* Check what fmt_token_sign takes from the caller; fill in jti, times. */
 static enum idp_err prepare_claims(const char *kid, struct fmt_token_claims *c, int64_t now,
-                                   int64_t lifetime, struct idp_error *err)
+                                   int64_t lifetime, const char *jti, struct idp_error *err)
 {
 	size_t n;
 	enum idp_err rc;
@@ -256,15 +256,17 @@ static enum idp_err prepare_claims(const char *kid, struct fmt_token_claims *c, 
 	if (now < 0 || now > FMT_JSON_INT_MAX - lifetime)
 		return idp_error_set(err, IDP_E_ARG, "token: time %lld is out of range",
 		                     (long long)now);
-	size_t jn = strnlen(c->jti, sizeof(c->jti));
-	if (jn == 0) {
+	if (jti == NULL) {
 		uint8_t r[JTI_BYTES];
 		if (RAND_bytes(r, (int)sizeof(r)) != 1)
 			return idp_error_ssl(err, IDP_E_CRYPTO, "token: random jti");
 		fmt_b64_encode(FMT_B64_URL, r, sizeof(r), c->jti);
-	} else if (!b64url_exact(c->jti, jn, FMT_TOKEN_JTI_LEN, JTI_BYTES)) {
-		return idp_error_set(err, IDP_E_ARG, "token: jti is not base64url of %u bytes",
-		                     JTI_BYTES);
+	} else {
+		size_t jn = strnlen(jti, FMT_TOKEN_JTI_LEN + 1);
+		if (!b64url_exact(jti, jn, FMT_TOKEN_JTI_LEN, JTI_BYTES))
+			return idp_error_set(err, IDP_E_ARG,
+			                     "token: jti is not base64url of %u bytes", JTI_BYTES);
+		memcpy(c->jti, jti, FMT_TOKEN_JTI_LEN + 1);
 	}
 	c->iat = now;
 	c->nbf = now;
@@ -317,11 +319,11 @@ static enum idp_err p256_low_s(uint8_t s[static 32], struct idp_error *err)
 
 enum idp_err fmt_token_sign(const struct fmt_key *key, const char *kid,
                             struct fmt_token_claims *claims, int64_t now, int64_t lifetime,
-                            char **token, size_t *len, struct idp_error *err)
+                            const char *jti, char **token, size_t *len, struct idp_error *err)
 {
 	*token = NULL;
 	*len = 0;
-	enum idp_err rc = prepare_claims(kid, claims, now, lifetime, err);
+	enum idp_err rc = prepare_claims(kid, claims, now, lifetime, jti, err);
 	if (rc != IDP_OK)
 		return rc;
 	char header[128];

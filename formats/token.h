@@ -100,15 +100,15 @@ IDP_MUST_CHECK enum idp_err fmt_token_jkt(const struct fmt_key *key,
 
 /* Sign a token with key (alg ES256 for P-256, EdDSA for Ed25519) under kid.
  * claims is in/out: the caller sets iss, aud, sub, kind and jkt; this sets
- * iat = nbf = now, exp = now + lifetime (0: the kind's default) and, when
- * claims->jti is empty, a fresh random jti (a caller-set jti is used as is:
- * for tests and known answers only). *token gets a new NUL-terminated token of
- * *len bytes; free it with fmt_token_free(). IDP_E_ARG names a bad claim,
- * kid or lifetime. */
+ * iat = nbf = now, exp = now + lifetime (0: the kind's default) and jti: a
+ * fresh random one when jti is NULL (always, outside tests), else a copy of
+ * jti (22 base64url characters; for known-answer tests). *token gets a new
+ * NUL-terminated token of *len bytes; free it with fmt_token_free().
+ * IDP_E_ARG names a bad claim, kid, jti or lifetime. */
 IDP_MUST_CHECK enum idp_err fmt_token_sign(const struct fmt_key *key, const char *kid,
                                            struct fmt_token_claims *claims, int64_t now,
-                                           int64_t lifetime, char **token, size_t *len,
-                                           struct idp_error *err);
+                                           int64_t lifetime, const char *jti, char **token,
+                                           size_t *len, struct idp_error *err);
 
 /* Verify buf[0..len) (need not be NUL-terminated) against the key set
  * keys[0..nkeys) and policy. IDP_OK fills *out (may be NULL). On refusal *failed

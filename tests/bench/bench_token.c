@@ -49,7 +49,7 @@ static void token_once(const struct ctx *c)
 	struct fmt_token_claims cl = c->claims;
 	char *t = NULL;
 	size_t len = 0;
-	if (fmt_token_sign(c->key, c->kid, &cl, NOW, 0, &t, &len, &err) != IDP_OK)
+	if (fmt_token_sign(c->key, c->kid, &cl, NOW, 0, NULL, &t, &len, &err) != IDP_OK)
 		die("sign", &err);
 	struct fmt_token_key set[1] = {{c->kid, c->key}};
 	struct fmt_token_policy p = {
@@ -110,7 +110,7 @@ static int bench(enum fmt_key_type type, const char *alg)
 	struct fmt_token_claims cl = c.claims;
 	char *t = NULL;
 	size_t len = 0;
-	if (fmt_token_sign(key, c.kid, &cl, NOW, 0, &t, &len, &err) != IDP_OK)
+	if (fmt_token_sign(key, c.kid, &cl, NOW, 0, NULL, &t, &len, &err) != IDP_OK)
 		die("sign", &err);
 	c.msg_len = (size_t)(strrchr(t, '.') - t);
 	fmt_token_free(t);

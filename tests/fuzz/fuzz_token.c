@@ -107,8 +107,8 @@ static void check(const uint8_t *tok, size_t len)
 	struct fmt_token_claims again = c;
 	char *t2 = NULL;
 	size_t n2 = 0;
-	if (fmt_token_sign(keys[0].key, "ed-1", &again, c.iat, c.exp - c.iat, &t2, &n2, NULL) !=
-	    IDP_OK)
+	if (fmt_token_sign(keys[0].key, "ed-1", &again, c.iat, c.exp - c.iat, c.jti, &t2, &n2,
+	                   NULL) != IDP_OK)
 		abort();
 	if (fmt_token_verify((const uint8_t *)t2, n2, keys, 2, &policy, &d, NULL, NULL) != IDP_OK ||
 	    memcmp(&c, &d, sizeof(c)) != 0)

@@ -72,8 +72,9 @@ static char *make_token(int i, struct fmt_token_claims *c)
 	*c = base_claims(FMT_TOKEN_DEVICE);
 	char *t = NULL;
 	size_t len = 0;
-	ck_assert_int_eq(fmt_token_sign(keyset[i].key, keyset[i].kid, c, NOW, 0, &t, &len, NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        fmt_token_sign(keyset[i].key, keyset[i].kid, c, NOW, 0, NULL, &t, &len, NULL),
+	        IDP_OK);
 	ck_assert_uint_eq(len, strlen(t));
 	return t;
 }
@@ -316,10 +317,19 @@ START_TEST(test_token_round_trip)
 	char *t2 = make_token(i, &c2);
 	ck_assert_str_ne(c.jti, c2.jti);
 	fmt_token_free(t2);
-	c2 = base_claims(FMT_TOKEN_PROVISION);
+	/* Signing the same claims struct again draws a new jti too. */
+	char old_jti[FMT_TOKEN_JTI_LEN + 1];
+	memcpy(old_jti, c2.jti, sizeof(old_jti));
 	size_t len;
-	ck_assert_int_eq(fmt_token_sign(keyset[i].key, keyset[i].kid, &c2, NOW, 0, &t2, &len, NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        fmt_token_sign(keyset[i].key, keyset[i].kid, &c2, NOW, 0, NULL, &t2, &len, NULL),
+	        IDP_OK);
+	ck_assert_str_ne(old_jti, c2.jti);
+	fmt_token_free(t2);
+	c2 = base_claims(FMT_TOKEN_PROVISION);
+	ck_assert_int_eq(
+	        fmt_token_sign(keyset[i].key, keyset[i].kid, &c2, NOW, 0, NULL, &t2, &len, NULL),
+	        IDP_OK);
 	ck_assert_int_eq(c2.exp - c2.iat, FMT_TOKEN_PROVISION_LIFETIME_DEFAULT);
 	p.kinds = FMT_TOKEN_PROVISION | FMT_TOKEN_DEVICE;
 	ck_assert_int_eq(verify_p(t2, len, &p, NULL), FMT_TOKEN_CHECK_OK);
@@ -393,10 +403,11 @@ START_TEST(test_token_eddsa_known_answer)
 	struct fmt_token_claims c = base_claims(FMT_TOKEN_PROVISION);
 	ck_assert_int_eq(fmt_token_jkt(k, c.jkt, NULL), IDP_OK);
 	ck_assert_str_eq(c.jkt, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
-	snprintf(c.jti, sizeof(c.jti), "%s", "AAECAwQFBgcICQoLDA0ODw");
 	char *t = NULL;
 	size_t len;
-	ck_assert_int_eq(fmt_token_sign(k, "ed-2026", &c, NOW, 600, &t, &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_token_sign(k, "ed-2026", &c, NOW, 600, "AAECAwQFBgcICQoLDA0ODw", &t,
+	                                &len, NULL),
+	                 IDP_OK);
 	/* Checked independently with the stock openssl command:
 	 * openssl pkeyutl -verify -pubin -inkey RFC8032-TEST1.pub -rawin -in HEADER.PAYLOAD
 	 * -sigfile SIG gives "Signature Verified Successfully". */
@@ -597,7 +608,7 @@ START_TEST(test_token_kid_and_key_set)
 	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &old, NULL), IDP_OK);
 	struct fmt_token_claims c = base_claims(FMT_TOKEN_DEVICE);
 	size_t len;
-	ck_assert_int_eq(fmt_token_sign(old, "es-0", &c, NOW, 0, &t, &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_token_sign(old, "es-0", &c, NOW, 0, NULL, &t, &len, NULL), IDP_OK);
 	struct fmt_token_key set[3] = {keyset[0], keyset[1], {"es-0", old}};
 	struct fmt_token_policy p = base_policy();
 	enum fmt_token_check chk;
@@ -817,7 +828,7 @@ START_TEST(test_token_size_limits)
 	memset(c.aud, '\\', FMT_TOKEN_AUD_MAX);
 	memset(c.sub, '"', FMT_TOKEN_SUB_MAX);
 	size_t len;
-	ck_assert_int_eq(fmt_token_sign(es_key, "es-1", &c, NOW, 0, &t, &len, &err), IDP_OK);
+	ck_assert_int_eq(fmt_token_sign(es_key, "es-1", &c, NOW, 0, NULL, &t, &len, &err), IDP_OK);
 	ck_assert_uint_le(len, FMT_TOKEN_MAX);
 	ck_assert_int_eq(verify(t, &err), FMT_TOKEN_CHECK_ISS);
 	fmt_token_free(t);
@@ -938,8 +949,9 @@ START_TEST(test_token_policy_checks)
 	/* A provisioning token is not a device token. */
 	fmt_token_free(t);
 	c = base_claims(FMT_TOKEN_PROVISION);
-	ck_assert_int_eq(fmt_token_sign(keyset[_i].key, keyset[_i].kid, &c, NOW, 0, &t, &len, NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        fmt_token_sign(keyset[_i].key, keyset[_i].kid, &c, NOW, 0, NULL, &t, &len, NULL),
+	        IDP_OK);
 	p = base_policy();
 	ck_assert_int_eq(verify_p(t, len, &p, &err), FMT_TOKEN_CHECK_KIND);
 	ck_assert_msg(strstr(err.msg, "provision token is not accepted") != NULL, "%s", err.msg);
@@ -1035,7 +1047,7 @@ START_TEST(test_token_decode_unverified_and_renewal)
 	c.exp = 1301;
 	ck_assert_int_eq(fmt_token_renew_at(&c), 1150);
 	c = base_claims(FMT_TOKEN_PROVISION);
-	ck_assert_int_eq(fmt_token_sign(ed_key, "ed-1", &c, NOW, 0, &t, &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_token_sign(ed_key, "ed-1", &c, NOW, 0, NULL, &t, &len, NULL), IDP_OK);
 	ck_assert_int_eq(fmt_token_decode_unverified((const uint8_t *)t, len, &out, NULL), IDP_OK);
 	ck_assert_int_eq(fmt_token_renew_at(&out), NOW + FMT_TOKEN_PROVISION_LIFETIME_DEFAULT / 2);
 	fmt_token_free(t);
@@ -1048,10 +1060,12 @@ START_TEST(test_token_sign_refuses_bad_input)
 	char *t = (char *)1;
 	size_t len = 1;
 	struct fmt_token_claims c;
+	const char *jti = NULL;
 #define SIGN_REFUSED(key, kid, now, life, want)                                                    \
 	do {                                                                                       \
-		ck_assert_int_eq(fmt_token_sign((key), (kid), &c, (now), (life), &t, &len, &err),  \
-		                 IDP_E_ARG);                                                       \
+		ck_assert_int_eq(                                                                  \
+		        fmt_token_sign((key), (kid), &c, (now), (life), jti, &t, &len, &err),      \
+		        IDP_E_ARG);                                                                \
 		ck_assert_ptr_null(t);                                                             \
 		ck_assert_msg(strstr(err.msg, (want)) != NULL, "%s", err.msg);                     \
 	} while (0)
@@ -1078,8 +1092,11 @@ START_TEST(test_token_sign_refuses_bad_input)
 	c.jkt[5] = '+';
 	SIGN_REFUSED(ed_key, "ed-1", NOW, 0, "jkt");
 	c = base_claims(FMT_TOKEN_DEVICE);
-	snprintf(c.jti, sizeof(c.jti), "%s", "short");
+	jti = "short";
 	SIGN_REFUSED(ed_key, "ed-1", NOW, 0, "jti");
+	jti = "AAAAAAAAAAAAAAAAAAAAAB"; /* non-canonical last symbol */
+	SIGN_REFUSED(ed_key, "ed-1", NOW, 0, "jti");
+	jti = NULL;
 	c = base_claims(FMT_TOKEN_PROVISION);
 	SIGN_REFUSED(ed_key, "ed-1", NOW, FMT_TOKEN_PROVISION_LIFETIME_MAX + 1, "for provision");
 	c = base_claims((enum fmt_token_kind)3);
