@@ -22,8 +22,9 @@
 #include "formats/b64.h"
 #include "formats/json.h"
 
-/* Decoded bytes of one part of a token of at most FMT_TOKEN_MAX characters. */
-#define PART_MAX     (FMT_TOKEN_MAX / 4u * 3u + 3u)
+/* Decoded bytes of all three parts of a token of at most FMT_TOKEN_MAX
+ * characters (a part of n characters decodes to at most n * 3 / 4 bytes). */
+#define PARTS_MAX    (FMT_TOKEN_MAX / 4u * 3u)
 #define SIG_B64_LEN  86u /* base64url of a 64-byte signature */
 #define JTI_BYTES    16u
 #define ALG_SHOW_MAX 16 /* characters of an unknown alg quoted in an error */
@@ -380,20 +381,35 @@ void fmt_token_free(char *token)
 
 /* A token split into its parts, each decoded. */
 struct parts {
-	size_t signed_len; /* bytes of header.payload, the JWS signing input */
-	uint8_t header[PART_MAX], payload[PART_MAX], sig[PART_MAX];
-	size_t header_len, payload_len, sig_len;
+	size_t signed_len;                     /* bytes of header.payload, the JWS signing input */
+	const uint8_t *header, *payload, *sig; /* into bytes */
+	size_t header_len, payload_len, sig_len, used;
+	uint8_t bytes[PARTS_MAX];
 };
 
-static enum idp_err decode_part(const char *s, size_t n, const char *what, uint8_t *out,
-                                size_t *out_len, struct idp_error *err)
+/* Decode s[0..n) into the free room of p->bytes; *out points at it. */
+static enum idp_err decode_part(struct parts *p, const char *s, size_t n, const char *what,
+                                const uint8_t **out, size_t *out_len, struct idp_error *err)
 {
-	enum idp_err rc = fmt_b64_decode(FMT_B64_URL, s, n, out, PART_MAX, out_len, err);
+	uint8_t *dst = p->bytes + p->used;
+	enum idp_err rc =
+	        fmt_b64_decode(FMT_B64_URL, s, n, dst, sizeof(p->bytes) - p->used, out_len, err);
 	if (rc != IDP_OK) {
 		idp_error_prefix(err, "token: %s", what);
 		return rc == IDP_E_LIMIT ? rc : IDP_E_FORMAT;
 	}
+	*out = dst;
+	p->used += *out_len;
 	return IDP_OK;
+}
+
+/* Cleanse (the decoded parts reassemble the bearer token) and free. */
+static void parts_free(struct parts *p)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p->bytes, p->used);
+	free(p);
 }
 
 /* Size and structure: three parts, each canonical base64url, the first two
@@ -423,11 +439,11 @@ static enum idp_err split(const uint8_t *buf, size_t len, struct parts *p,
 		return idp_error_set(err, IDP_E_FORMAT, "token: empty %s",
 		                     dot[0] == 0 ? "header" : "payload");
 	enum idp_err rc;
-	if ((rc = decode_part(s, dot[0], "header", p->header, &p->header_len, err)) ||
-	    (rc = decode_part(s + dot[0] + 1, dot[1] - dot[0] - 1, "payload", p->payload,
+	if ((rc = decode_part(p, s, dot[0], "header", &p->header, &p->header_len, err)) ||
+	    (rc = decode_part(p, s + dot[0] + 1, dot[1] - dot[0] - 1, "payload", &p->payload,
 	                      &p->payload_len, err)) ||
-	    (rc = decode_part(s + dot[1] + 1, len - dot[1] - 1, "signature", p->sig, &p->sig_len,
-	                      err)))
+	    (rc = decode_part(p, s + dot[1] + 1, len - dot[1] - 1, "signature", &p->sig,
+	                      &p->sig_len, err)))
 		return rc;
 	p->signed_len = dot[1];
 	return IDP_OK;
@@ -716,10 +732,7 @@ enum idp_err fmt_token_verify(const uint8_t *buf, size_t len, const struct fmt_t
 	if ((rc = parse_claims(p, &c, err)) || (rc = check_claims(&c, policy, &chk, err)))
 		goto out;
 out:
-	if (p != NULL) {
-		OPENSSL_cleanse(p, sizeof(*p));
-		free(p);
-	}
+	parts_free(p);
 	if (rc != IDP_OK)
 		memset(&c, 0, sizeof(c));
 	if (out != NULL)
@@ -743,8 +756,7 @@ enum idp_err fmt_token_decode_unverified(const uint8_t *buf, size_t len,
 		                   p->sig_len, FMT_KEY_RAW_SIG_LEN);
 	if (rc == IDP_OK)
 		rc = parse_claims(p, out, err);
-	OPENSSL_cleanse(p, sizeof(*p));
-	free(p);
+	parts_free(p);
 	return rc;
 }
 
