@@ -10,6 +10,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "formats/api.h"
@@ -79,10 +80,10 @@ static size_t encode_request(const struct fmt_api_request *r, char *out, size_t 
 	return len;
 }
 
-/* A self-signed certificate as PEM, for ca_pem. Caller frees. */
-static char *make_cert_pem(void)
+/* A self-signed P-256 certificate and its key. Caller frees both. */
+static X509 *make_cert(struct fmt_key **key)
 {
-	struct fmt_key *k = new_key(FMT_KEY_P256);
+	*key = new_key(FMT_KEY_P256);
 	X509 *x = X509_new();
 	ck_assert_ptr_nonnull(x);
 	ck_assert_int_eq(X509_set_version(x, 2), 1);
@@ -95,8 +96,16 @@ static char *make_cert_pem(void)
 	ck_assert_int_eq(X509_set_issuer_name(x, name), 1);
 	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), 0));
 	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
-	ck_assert_int_eq(X509_set_pubkey(x, fmt_key_evp(k)), 1);
-	ck_assert_int_gt(X509_sign(x, fmt_key_evp(k), EVP_sha256()), 0);
+	ck_assert_int_eq(X509_set_pubkey(x, fmt_key_evp(*key)), 1);
+	ck_assert_int_gt(X509_sign(x, fmt_key_evp(*key), EVP_sha256()), 0);
+	return x;
+}
+
+/* A self-signed certificate as PEM, for ca_pem. Caller frees. */
+static char *make_cert_pem(void)
+{
+	struct fmt_key *k = NULL;
+	X509 *x = make_cert(&k);
 	BIO *bio = BIO_new(BIO_s_mem());
 	ck_assert_int_eq(PEM_write_bio_X509(bio, x), 1);
 	char *data = NULL;
@@ -653,6 +662,150 @@ START_TEST(test_api_pop_message_max)
 }
 END_TEST
 
+/* ----------------------------------------- channel binding over real TLS */
+
+/* A TLS server context with a fresh self-signed certificate. */
+static SSL_CTX *server_ctx(void)
+{
+	struct fmt_key *k = NULL;
+	X509 *x = make_cert(&k);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert_int_eq(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION), 1);
+	ck_assert_int_eq(SSL_CTX_use_certificate(ctx, x), 1);
+	ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, fmt_key_evp(k)), 1);
+	X509_free(x);
+	fmt_key_free(k);
+	return ctx;
+}
+
+static SSL_CTX *client_ctx(int max_version, bool no_ems)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert_int_eq(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION), 1);
+	ck_assert_int_eq(SSL_CTX_set_max_proto_version(ctx, max_version), 1);
+	if (no_ems)
+		SSL_CTX_set_options(ctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+	return ctx;
+}
+
+struct tls_link {
+	SSL *client, *server;
+};
+
+/* Handshake a client and a server over an in-memory BIO pair: real OpenSSL
+ * TLS, no sockets. */
+static void tls_link_open(struct tls_link *l, SSL_CTX *cctx, SSL_CTX *sctx)
+{
+	l->client = SSL_new(cctx);
+	l->server = SSL_new(sctx);
+	ck_assert(l->client != NULL && l->server != NULL);
+	BIO *cb = NULL, *sb = NULL;
+	ck_assert_int_eq(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
+	SSL_set_bio(l->client, cb, cb);
+	SSL_set_bio(l->server, sb, sb);
+	SSL_set_connect_state(l->client);
+	SSL_set_accept_state(l->server);
+	int c = 0, s = 0;
+	for (int round = 0; round < 20 && (c != 1 || s != 1); round++) {
+		c = SSL_do_handshake(l->client);
+		s = SSL_do_handshake(l->server);
+		if (c != 1)
+			ck_assert_int_eq(SSL_get_error(l->client, c), SSL_ERROR_WANT_READ);
+		if (s != 1)
+			ck_assert_int_eq(SSL_get_error(l->server, s), SSL_ERROR_WANT_READ);
+	}
+	ck_assert(c == 1 && s == 1);
+}
+
+static void tls_link_close(struct tls_link *l)
+{
+	SSL_free(l->client);
+	SSL_free(l->server);
+}
+
+/* RFC 9266 tls-exporter of one end, as agent and server read it. */
+static void exporter_of(SSL *ssl, uint8_t out[static FMT_API_EXPORTER_LEN])
+{
+	ck_assert_int_eq(SSL_export_keying_material(ssl, out, FMT_API_EXPORTER_LEN,
+	                                            FMT_API_EXPORTER_LABEL,
+	                                            strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0),
+	                 1);
+}
+
+/* The device signs on its end of link; the server verifies on its end. */
+static enum idp_err prove_over(const struct fmt_key *key, SSL *device_end, SSL *server_end)
+{
+	uint8_t dev_x[FMT_API_EXPORTER_LEN], srv_x[FMT_API_EXPORTER_LEN];
+	exporter_of(device_end, dev_x);
+	exporter_of(server_end, srv_x);
+	struct fmt_api_request r, got;
+	make_request(&r, FMT_API_PROVISION, key, dev_x, NULL);
+	char body[FMT_API_BODY_MAX + 1];
+	size_t len = encode_request(&r, body, sizeof(body));
+	ck_assert_int_eq(fmt_api_request_parse(FMT_API_PROVISION, (const uint8_t *)body, len, &got,
+	                                       NULL),
+	                 IDP_OK);
+	enum idp_err rc = fmt_api_pop_verify(&got, srv_x, NOW, SKEW, NULL);
+	fmt_api_request_wipe(&r);
+	fmt_api_request_wipe(&got);
+	return rc;
+}
+
+START_TEST(test_api_pop_over_tls)
+{
+	SSL_CTX *sctx = server_ctx(), *mctx = server_ctx();
+	struct fmt_key *key = new_key(FMT_KEY_P256);
+	static const struct {
+		int version;
+		const char *name;
+	} versions[] = {{TLS1_3_VERSION, "TLSv1.3"}, {TLS1_2_VERSION, "TLSv1.2"}};
+	for (size_t v = 0; v < 2; v++) {
+		SSL_CTX *cctx = client_ctx(versions[v].version, false);
+		struct tls_link direct, again, dev_mitm, mitm_srv;
+		tls_link_open(&direct, cctx, sctx);
+		ck_assert_str_eq(SSL_get_version(direct.server), versions[v].name);
+		if (versions[v].version == TLS1_2_VERSION)
+			ck_assert_int_eq(SSL_get_extms_support(direct.server), 1);
+		uint8_t a[FMT_API_EXPORTER_LEN], b[FMT_API_EXPORTER_LEN];
+		exporter_of(direct.client, a);
+		exporter_of(direct.server, b);
+		ck_assert_mem_eq(a, b, FMT_API_EXPORTER_LEN); /* both ends agree */
+		ck_assert_int_eq(prove_over(key, direct.client, direct.server), IDP_OK);
+
+		/* A second connection of the same device: its own exporter, so a
+		 * proof captured on the first is refused on it. */
+		tls_link_open(&again, cctx, sctx);
+		exporter_of(again.server, b);
+		ck_assert_mem_ne(a, b, FMT_API_EXPORTER_LEN);
+		ck_assert_int_eq(prove_over(key, direct.client, again.server), IDP_E_VERIFY);
+
+		/* A relay terminating TLS: device <-> relay <-> server. */
+		tls_link_open(&dev_mitm, cctx, mctx);
+		tls_link_open(&mitm_srv, cctx, sctx);
+		ck_assert_int_eq(prove_over(key, dev_mitm.client, mitm_srv.server), IDP_E_VERIFY);
+		ck_assert_int_eq(prove_over(key, mitm_srv.client, mitm_srv.server), IDP_OK);
+
+		tls_link_close(&direct);
+		tls_link_close(&again);
+		tls_link_close(&dev_mitm);
+		tls_link_close(&mitm_srv);
+		SSL_CTX_free(cctx);
+	}
+	/* TLS 1.2 without extended master secret: what a server must refuse. */
+	SSL_CTX *weak = client_ctx(TLS1_2_VERSION, true);
+	struct tls_link l;
+	tls_link_open(&l, weak, sctx);
+	ck_assert_int_eq(SSL_get_extms_support(l.server), 0);
+	tls_link_close(&l);
+	SSL_CTX_free(weak);
+	fmt_key_free(key);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(mctx);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- answers */
 
 static void status_round_trip(const struct fmt_api_status *st, const char *exact)
@@ -1022,6 +1175,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_pop_verify);
 	tcase_add_test(tc, test_api_pop_vector);
 	tcase_add_test(tc, test_api_pop_message_max);
+	tcase_add_test(tc, test_api_pop_over_tls);
 	tcase_add_test(tc, test_api_status_round_trip);
 	tcase_add_test(tc, test_api_status_refusals);
 	tcase_add_test(tc, test_api_error_messages);
