@@ -65,17 +65,41 @@ static bool char_ok(enum text_class cls, unsigned char c, size_t i)
 	return false;
 }
 
-/* Every certificate in a PEM text parses (OpenSSL), at least one, nothing
- * after the last one. */
-static enum idp_err check_pem(const char *s, size_t n, const char *what, struct idp_error *err)
+/* Count the certificate blocks of a PEM text that is nothing but blocks:
+ * BEGIN line, body, END line, an optional '\n', the next BEGIN line. */
+static enum idp_err pem_blocks(const char *s, size_t n, const char *what, unsigned *count,
+                               struct idp_error *err)
 {
 	static const char begin[] = "-----BEGIN CERTIFICATE-----\n";
-	static const char end[] = "-----END CERTIFICATE-----";
+	static const char end[] = "\n-----END CERTIFICATE-----";
 	size_t bl = sizeof(begin) - 1, el = sizeof(end) - 1;
-	size_t tail = n > 0 && s[n - 1] == '\n' ? 1 : 0;
-	if (n < bl + el + tail || memcmp(s, begin, bl) != 0 ||
-	    memcmp(s + n - tail - el, end, el) != 0)
-		return idp_error_set(err, IDP_E_FORMAT, "%s: not a PEM certificate list", what);
+	*count = 0;
+	size_t i = 0;
+	while (i < n) {
+		if (n - i < bl || memcmp(s + i, begin, bl) != 0)
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "%s: not a PEM certificate list (offset %zu)", what, i);
+		size_t j = i + bl;
+		while (j < n && (n - j < el || memcmp(s + j, end, el) != 0))
+			j++;
+		if (j == n)
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "%s: certificate %u has no END line", what, *count + 1);
+		i = j + el;
+		if (i < n && s[i] == '\n')
+			i++;
+		(*count)++;
+	}
+	return IDP_OK;
+}
+
+/* Every certificate block of a PEM text parses as X.509 (OpenSSL). */
+static enum idp_err check_pem(const char *s, size_t n, const char *what, struct idp_error *err)
+{
+	unsigned blocks = 0;
+	enum idp_err rc = pem_blocks(s, n, what, &blocks, err);
+	if (rc != IDP_OK)
+		return rc;
 	BIO *bio = BIO_new_mem_buf(s, (int)n);
 	if (bio == NULL)
 		return idp_error_ssl(err, IDP_E_NOMEM, "%s: out of memory", what);
@@ -89,7 +113,8 @@ static enum idp_err check_pem(const char *s, size_t n, const char *what, struct 
 	BIO_free(bio);
 	ERR_clear_error();
 	/* The loop ends with "no start line" at the end of good input only. */
-	if (count == 0 || ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
+	if (count != blocks || ERR_GET_LIB(e) != ERR_LIB_PEM ||
+	    ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
 		return idp_error_set(err, IDP_E_FORMAT, "%s: certificate %u does not parse", what,
 		                     count + 1);
 	return IDP_OK;
@@ -739,6 +764,7 @@ enum idp_err fmt_api_pop_sign(struct fmt_api_request *req, const struct fmt_key 
                               const uint8_t exporter[static FMT_API_EXPORTER_LEN], int64_t ts,
                               const uint8_t *nonce, struct idp_error *err)
 {
+	memset(req->pop.sig, 0, sizeof(req->pop.sig));
 	if (!fmt_key_has_private(key))
 		return idp_error_set(err, IDP_E_ARG, "pop: key has no private half");
 	enum idp_err rc = fmt_key_spki_der(key, req->spki, &req->spki_len, err);
@@ -801,9 +827,10 @@ enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req,
 
 /* ---------------------------------------------------------------- status */
 
-static const char *const status_known[] = {"status",     "token_kind", "token",
-                                           "expires",    "server_url", "ca_pem",
-                                           "retry_after", "reason",    "message"};
+/* Names a decision may carry, and "error": a body is one kind or the other. */
+static const char *const status_known[] = {"status",  "token_kind",  "token",  "expires",
+                                           "server_url", "ca_pem",   "retry_after",
+                                           "reason",  "message",     "error"};
 static const char *const status_approved[] = {"status",  "token_kind", "token",
                                               "expires", "server_url", "ca_pem"};
 static const char *const status_pending[] = {"status", "retry_after"};
@@ -976,6 +1003,8 @@ static enum idp_err check_error(const struct fmt_api_error *e, struct idp_error 
 static enum idp_err error_from_json(const cJSON *root, void *out, struct idp_error *err)
 {
 	struct fmt_api_error *e = out;
+	if (cJSON_GetObjectItemCaseSensitive(root, "status") != NULL)
+		return idp_error_set(err, IDP_E_FORMAT, "status: not allowed in an error answer");
 	const cJSON *o = NULL;
 	enum idp_err rc = fmt_json_get_object(root, "error", true, &o, err);
 	if (rc == IDP_OK)

@@ -195,7 +195,8 @@ IDP_MUST_CHECK enum idp_err fmt_api_pop_message(const struct fmt_api_request *re
                                                 size_t *len, struct idp_error *err);
 
 /* Device side: set req's key_type and spki from key, pop.ts = ts, the nonce
- * (NULL: none), and sign. key must hold its private half (IDP_E_ARG). */
+ * (NULL: none), and sign. key must hold its private half (IDP_E_ARG). The
+ * other members must be filled in first; on failure pop.sig is all zero. */
 IDP_MUST_CHECK enum idp_err fmt_api_pop_sign(struct fmt_api_request *req, const struct fmt_key *key,
                                              const uint8_t exporter[static FMT_API_EXPORTER_LEN],
                                              int64_t ts, const uint8_t *nonce,

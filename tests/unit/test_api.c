@@ -949,6 +949,16 @@ START_TEST(test_api_status_refusals)
 		{"-----END CERTIFICATE-----\\n\"", "-----END CERTIFICATE-----\\njunk\"",
 		 "ca_pem: not a PEM certificate list"},
 		{"\"ca_pem\":\"-----BEGIN", "\"ca_pem\":\"\\u0007-----BEGIN", "ca_pem: character 0x07"},
+		{"-----END CERTIFICATE-----\\n\"", "-----END CERTIFICATE-----\\njunk\\n" "-----BEGIN "
+		 "CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\"",
+		 "ca_pem: not a PEM certificate list (offset"},
+		{"-----END CERTIFICATE-----\\n\"", "-----END CERTIFICATE-----\\n-----BEGIN "
+		 "CERTIFICATE-----\\nAAAA\\n\"", "ca_pem: certificate 2 has no END line"},
+		{"-----END CERTIFICATE-----\\n\"", "-----END CERTIFICATE-----\\n-----BEGIN "
+		 "CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\"",
+		 "ca_pem: certificate 2 does not parse"},
+		{"\"status\":\"approved\",", "\"status\":\"approved\",\"error\":{},",
+		 "error: not allowed in an approved answer"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *b = replace(body, bad[i].from, bad[i].to);
@@ -1083,7 +1093,8 @@ START_TEST(test_api_error_messages)
 		{"{\"error\":{\"code\":\"internal\",\"code\":\"x\",\"message\":\"m\"}}",
 		 "duplicate key \"code\""},
 		{"{\"error\":\"internal\"}", "error: expected an object"},
-		{"{\"status\":\"pending\",\"retry_after\":3}", "error: missing"},
+		{"{\"status\":\"pending\",\"retry_after\":3}", "status: not allowed in an error"},
+		{"{\"code\":\"internal\",\"message\":\"m\"}", "error: missing"},
 		{"{\"error\":{\"code\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"message\":\"m\"}}",
 		 "code: longer than 32"},
 	};
