@@ -380,12 +380,14 @@ static enum idp_err jb_begin(struct jbuf *b, char *out, size_t out_max, size_t *
                              struct idp_error *err)
 {
 	*len = 0;
-	if (out == NULL || out_max == 0)
-		return idp_error_set(err, IDP_E_ARG, "encode: no output buffer");
 	b->p = out;
 	b->cap = out_max;
 	b->len = 0;
-	b->full = false;
+	b->full = out == NULL || out_max == 0;
+	if (b->full) {
+		(void)idp_error_set(err, IDP_E_ARG, "encode: no output buffer");
+		return IDP_E_ARG;
+	}
 	out[0] = '\0';
 	jb_lit(b, "{");
 	return IDP_OK;
@@ -395,6 +397,7 @@ static enum idp_err jb_end(struct jbuf *b, size_t *len, const char *what, struct
 {
 	jb_lit(b, "}");
 	if (b->full || b->len > FMT_API_BODY_MAX) {
+		/* WARNING: a half-written body may hold a token; leave none. */
 		OPENSSL_cleanse(b->p, b->cap);
 		b->p[0] = '\0';
 		return idp_error_set(err, IDP_E_LIMIT, "%s: does not fit in %zu bytes", what,
@@ -407,31 +410,31 @@ static enum idp_err jb_end(struct jbuf *b, size_t *len, const char *what, struct
 /* ---------------------------------------------------------------- tables */
 
 struct code_entry {
-	enum fmt_api_err_code code;
 	const char *name;
+	enum fmt_api_err_code code;
 	int http;
 };
 
 static const struct code_entry err_codes[] = {
-	{FMT_API_ERR_BAD_REQUEST, "bad_request", 400},
-	{FMT_API_ERR_INVALID_FIELD, "invalid_field", 400},
-	{FMT_API_ERR_UNSUPPORTED, "unsupported", 400},
-	{FMT_API_ERR_POP_INVALID, "pop_invalid", 401},
-	{FMT_API_ERR_POP_STALE, "pop_stale", 401},
-	{FMT_API_ERR_NONCE_INVALID, "nonce_invalid", 401},
-	{FMT_API_ERR_TOKEN_INVALID, "token_invalid", 401},
-	{FMT_API_ERR_UNAUTHORIZED, "unauthorized", 401},
-	{FMT_API_ERR_FORBIDDEN, "forbidden", 403},
-	{FMT_API_ERR_NOT_FOUND, "not_found", 404},
-	{FMT_API_ERR_METHOD_NOT_ALLOWED, "method_not_allowed", 405},
-	{FMT_API_ERR_TIMEOUT, "timeout", 408},
-	{FMT_API_ERR_CONFLICT, "conflict", 409},
-	{FMT_API_ERR_TOO_LARGE, "too_large", 413},
-	{FMT_API_ERR_MEDIA_TYPE, "unsupported_media_type", 415},
-	{FMT_API_ERR_THROTTLED, "throttled", 429},
-	{FMT_API_ERR_INTERNAL, "internal", 500},
-	{FMT_API_ERR_SUSPENDED, "suspended", 503},
-	{FMT_API_ERR_UNAVAILABLE, "unavailable", 503},
+	{"bad_request", FMT_API_ERR_BAD_REQUEST, 400},
+	{"invalid_field", FMT_API_ERR_INVALID_FIELD, 400},
+	{"unsupported", FMT_API_ERR_UNSUPPORTED, 400},
+	{"pop_invalid", FMT_API_ERR_POP_INVALID, 401},
+	{"pop_stale", FMT_API_ERR_POP_STALE, 401},
+	{"nonce_invalid", FMT_API_ERR_NONCE_INVALID, 401},
+	{"token_invalid", FMT_API_ERR_TOKEN_INVALID, 401},
+	{"unauthorized", FMT_API_ERR_UNAUTHORIZED, 401},
+	{"forbidden", FMT_API_ERR_FORBIDDEN, 403},
+	{"not_found", FMT_API_ERR_NOT_FOUND, 404},
+	{"method_not_allowed", FMT_API_ERR_METHOD_NOT_ALLOWED, 405},
+	{"timeout", FMT_API_ERR_TIMEOUT, 408},
+	{"conflict", FMT_API_ERR_CONFLICT, 409},
+	{"too_large", FMT_API_ERR_TOO_LARGE, 413},
+	{"unsupported_media_type", FMT_API_ERR_MEDIA_TYPE, 415},
+	{"throttled", FMT_API_ERR_THROTTLED, 429},
+	{"internal", FMT_API_ERR_INTERNAL, 500},
+	{"suspended", FMT_API_ERR_SUSPENDED, 503},
+	{"unavailable", FMT_API_ERR_UNAVAILABLE, 503},
 };
 
 static const char *const reason_names[] = {
