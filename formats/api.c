@@ -583,9 +583,10 @@ static enum idp_err check_request(const struct fmt_api_request *r, struct fmt_ke
 	return IDP_OK;
 }
 
-static enum idp_err request_from_json(const cJSON *root, void *out, struct idp_error *err)
+/* The members of a request body into r, unchecked beyond type and size. */
+static enum idp_err request_fields(const cJSON *root, struct fmt_api_request *r,
+                                   struct idp_error *err)
 {
-	struct fmt_api_request *r = out;
 	static const char *const prov_keys[] = {"device_id",     "mac",        "key_type", "public_key",
 	                                        "agent_version", "oob_secret", "pop"};
 	static const char *const tok_keys[] = {"device_id",  "mac",   "key_type",
@@ -633,11 +634,17 @@ static enum idp_err request_from_json(const cJSON *root, void *out, struct idp_e
 	if (rc == IDP_OK)
 		rc = get_b64(pop, "sig", true, r->pop.sig, FMT_KEY_RAW_SIG_LEN, 0, NULL, &present,
 		             err);
-	if (rc != IDP_OK) {
+	if (rc != IDP_OK)
 		idp_error_prefix(err, "pop");
-		return rc;
-	}
-	return check_request(r, NULL, err);
+	return rc;
+}
+
+static enum idp_err request_from_json(const cJSON *root, void *out, struct idp_error *err)
+{
+	enum idp_err rc = request_fields(root, out, err);
+	if (rc == IDP_OK)
+		rc = check_request(out, NULL, err);
+	return rc;
 }
 
 enum idp_err fmt_api_request_parse(enum fmt_api_purpose purpose, const uint8_t *buf, size_t len,
@@ -795,17 +802,20 @@ enum idp_err fmt_api_pop_sign(struct fmt_api_request *req, const struct fmt_key 
 	return rc;
 }
 
-enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req,
-                                const uint8_t exporter[static FMT_API_EXPORTER_LEN], int64_t now,
-                                int64_t max_skew, struct idp_error *err)
+static enum idp_err check_clock(int64_t now, int64_t max_skew, struct idp_error *err)
 {
 	if (now < 0 || now > FMT_API_TIME_MAX || max_skew < 0 || max_skew > SKEW_MAX)
 		return idp_error_set(err, IDP_E_ARG, "pop: now %lld or max skew %lld out of range",
 		                     (long long)now, (long long)max_skew);
-	struct fmt_key *key = NULL;
-	enum idp_err rc = check_request(req, &key, err);
-	if (rc != IDP_OK)
-		return rc;
+	return IDP_OK;
+}
+
+/* Time window and signature of a checked request, key being its public key. */
+static enum idp_err verify_checked(const struct fmt_api_request *req, const struct fmt_key *key,
+                                   const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                   int64_t now, int64_t max_skew, struct idp_error *err)
+{
+	enum idp_err rc = IDP_OK;
 	/* Time first: it is cheap, and a stale proof is refused without crypto. */
 	int64_t age = now - req->pop.ts;
 	if (age > max_skew)
@@ -824,6 +834,52 @@ enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req,
 	            IDP_OK)
 		rc = idp_error_set(err, IDP_E_VERIFY, "pop: signature does not match this key, "
 		                   "these claims and this TLS channel");
+	return rc;
+}
+
+enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req,
+                                const uint8_t exporter[static FMT_API_EXPORTER_LEN], int64_t now,
+                                int64_t max_skew, struct idp_error *err)
+{
+	struct fmt_key *key = NULL;
+	enum idp_err rc = check_clock(now, max_skew, err);
+	if (rc == IDP_OK)
+		rc = check_request(req, &key, err);
+	if (rc == IDP_OK)
+		rc = verify_checked(req, key, exporter, now, max_skew, err);
+	fmt_key_free(key);
+	return rc;
+}
+
+enum idp_err fmt_api_request_accept(enum fmt_api_purpose purpose, const uint8_t *buf, size_t len,
+                                    const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                    int64_t now, int64_t max_skew, struct fmt_api_request *out,
+                                    struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const char *what = purpose_name(purpose);
+	if (what == NULL)
+		return idp_error_set(err, IDP_E_ARG, "request: purpose %d is unknown", (int)purpose);
+	enum idp_err rc = check_clock(now, max_skew, err);
+	if (rc != IDP_OK)
+		return rc;
+	out->purpose = purpose;
+	cJSON *root = NULL;
+	struct fmt_key *key = NULL;
+	rc = parse_body(buf, len, what, &root, err);
+	if (rc == IDP_OK)
+		rc = request_fields(root, out, err);
+	if (root != NULL)
+		wipe_tree(root);
+	cJSON_Delete(root);
+	/* One key import serves both the check and the signature. */
+	if (rc == IDP_OK)
+		rc = check_request(out, &key, err);
+	if (rc != IDP_OK) {
+		fmt_api_request_wipe(out);
+		return rc;
+	}
+	rc = verify_checked(out, key, exporter, now, max_skew, err);
 	fmt_key_free(key);
 	return rc;
 }

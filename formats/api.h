@@ -213,6 +213,19 @@ IDP_MUST_CHECK enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req
                                                int64_t now, int64_t max_skew,
                                                struct idp_error *err);
 
+/* Server side, in one step: fmt_api_request_parse, then fmt_api_pop_verify,
+ * importing the public key once instead of twice. A body the parser refuses
+ * leaves *out wiped, as the parser does. WARNING: when the body parses but
+ * the proof fails (IDP_E_EXPIRED, IDP_E_VERIFY), *out keeps the request so
+ * that the refusal can be logged and flagged under the claimed device ID;
+ * those claims are unproven and must decide nothing. */
+IDP_MUST_CHECK enum idp_err fmt_api_request_accept(enum fmt_api_purpose purpose, const uint8_t *buf,
+                                                   size_t len,
+                                                   const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                                   int64_t now, int64_t max_skew,
+                                                   struct fmt_api_request *out,
+                                                   struct idp_error *err);
+
 /* --- answers --------------------------------------------------------------- */
 
 /* Parse a decision. Members this version does not know are ignored (answers

@@ -2,8 +2,9 @@
  * fuzz_api.c - libFuzzer target for every provisioning API parser
  * (formats/api.h) and fmt_mac_parse. The first input byte picks the parser,
  * the rest is the body. No input may crash a parser; whatever parses must
- * encode, parse again and encode to the same bytes (one canonical form), and
- * a parsed request must go through fmt_api_pop_verify without crashing.
+ * encode, parse again and encode to the same bytes (one canonical form); a
+ * request's proof never verifies (no seed is signed for the exporter used
+ * here), and fmt_api_request_accept agrees with parse + fmt_api_pop_verify.
  * Seeds: tests/fuzz/corpus/fuzz_api/ (selector byte + a valid body).
  */
 #include <stdint.h>
@@ -23,13 +24,22 @@ static void same(size_t l1, size_t l2)
 		abort(); /* re-encoding is not stable */
 }
 
+static const uint8_t exporter[FMT_API_EXPORTER_LEN] = {0x11};
+
 static void request(enum fmt_api_purpose p, const uint8_t *b, size_t n)
 {
 	static struct fmt_api_request r, r2;
-	static const uint8_t exporter[FMT_API_EXPORTER_LEN] = {0x11};
 	size_t l1 = 0, l2 = 0;
-	if (fmt_api_request_parse(p, b, n, &r, NULL) != IDP_OK)
+	enum idp_err parsed = fmt_api_request_parse(p, b, n, &r, NULL);
+	/* The one-step server entry agrees with parse then verify. */
+	enum idp_err accepted = fmt_api_request_accept(p, b, n, exporter, 1, 0, &r2, NULL);
+	if (parsed != IDP_OK) {
+		if (accepted != parsed)
+			abort();
 		return;
+	}
+	if (accepted == IDP_OK || accepted != fmt_api_pop_verify(&r, exporter, 1, 0, NULL))
+		abort();
 	/* No seed is signed for this exporter: a proof that verifies is a forgery. */
 	if (fmt_api_pop_verify(&r, exporter, r.pop.ts, 0, NULL) == IDP_OK)
 		abort();
