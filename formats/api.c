@@ -177,6 +177,18 @@ enum idp_err fmt_api_check_id(const char *s, size_t len, const char *what, struc
 
 /* ------------------------------------------------------------ JSON input */
 
+/* Cleanse every string in a parsed tree before it is freed: a body may carry
+ * a token or the out-of-band secret, and cJSON_Delete does not cleanse. */
+static void wipe_tree(cJSON *node)
+{
+	for (cJSON *c = node; c != NULL; c = c->next) {
+		if (c->valuestring != NULL)
+			OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
+		if (c->child != NULL)
+			wipe_tree(c->child);
+	}
+}
+
 /* Bounded body -> JSON object. */
 static enum idp_err parse_body(const uint8_t *buf, size_t len, const char *what, cJSON **root,
                                struct idp_error *err)
@@ -191,23 +203,12 @@ static enum idp_err parse_body(const uint8_t *buf, size_t len, const char *what,
 	if (rc != IDP_OK)
 		return rc;
 	if (!cJSON_IsObject(*root)) {
+		wipe_tree(*root);
 		cJSON_Delete(*root);
 		*root = NULL;
 		return idp_error_set(err, IDP_E_FORMAT, "%s: body is not a JSON object", what);
 	}
 	return IDP_OK;
-}
-
-/* Cleanse every string in a parsed tree before it is freed: a body may carry
- * a token or the out-of-band secret, and cJSON_Delete does not cleanse. */
-static void wipe_tree(cJSON *node)
-{
-	for (cJSON *c = node; c != NULL; c = c->next) {
-		if (c->valuestring != NULL)
-			OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
-		if (c->child != NULL)
-			wipe_tree(c->child);
-	}
 }
 
 /* Fills one message struct from a parsed body. */
