@@ -28,7 +28,7 @@
 /* ------------------------------------------------------------------ text */
 
 enum text_class {
-	TEXT_ID,      /* [A-Za-z0-9] then [A-Za-z0-9._-] */
+	TEXT_ID,      /* formats/id.h: [A-Za-z0-9] then [A-Za-z0-9._:-] */
 	TEXT_AGENT,   /* [A-Za-z0-9._+~-] */
 	TEXT_OOB,     /* printable ASCII without space */
 	TEXT_TOKEN,   /* [A-Za-z0-9._-] */
@@ -43,11 +43,11 @@ static bool is_alnum(unsigned char c)
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
-static bool char_ok(enum text_class cls, unsigned char c, size_t i)
+static bool char_ok(enum text_class cls, unsigned char c)
 {
 	switch (cls) {
-	case TEXT_ID:
-		return is_alnum(c) || (i > 0 && (c == '.' || c == '_' || c == '-'));
+	case TEXT_ID: /* checked by fmt_id_check before this is reached */
+		return false;
 	case TEXT_AGENT:
 		return is_alnum(c) || c == '.' || c == '_' || c == '+' || c == '~' || c == '-';
 	case TEXT_OOB:
@@ -128,13 +128,15 @@ static enum idp_err check_text(const char *s, size_t n, size_t max, enum text_cl
 		return idp_error_set(err, IDP_E_FORMAT, "%s: empty", what);
 	if (n > max)
 		return idp_error_set(err, IDP_E_LIMIT, "%s: %zu bytes, max %zu", what, n, max);
+	if (cls == TEXT_ID)
+		return fmt_id_check(s, n, what, err);
 	if (cls == TEXT_MESSAGE && !fmt_utf8_valid((const uint8_t *)s, n))
 		return idp_error_set(err, IDP_E_FORMAT, "%s: not valid UTF-8", what);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (cls == TEXT_MESSAGE && c >= 0x80)
 			continue;
-		if (char_ok(cls, c, i))
+		if (char_ok(cls, c))
 			continue;
 		/* A secret's characters stay out of messages; its offset is enough. */
 		if (cls == TEXT_OOB || cls == TEXT_TOKEN)

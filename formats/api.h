@@ -21,11 +21,12 @@
 #include <stdint.h>
 
 #include "formats/error.h"
+#include "formats/id.h"
 #include "formats/keys.h"
 #include "formats/mac.h"
 
 #define FMT_API_BODY_MAX          16384u /* bytes of any request or answer body */
-#define FMT_API_ID_MAX            64u    /* device and batch IDs: [A-Za-z0-9][A-Za-z0-9._-]* */
+#define FMT_API_ID_MAX            FMT_ID_MAX /* device and batch IDs: formats/id.h */
 #define FMT_API_AGENT_VERSION_MAX 32u    /* [A-Za-z0-9._+~-] */
 #define FMT_API_OOB_MAX           64u    /* out-of-band label secret: printable ASCII, no space */
 #define FMT_API_TOKEN_MAX         4096u  /* opaque token: [A-Za-z0-9._-] (JWS compact) */

@@ -173,7 +173,7 @@ START_TEST(test_api_check_id)
 	ck_assert_int_eq(fmt_api_check_id("a", 1, "device_id", NULL), IDP_OK);
 	ck_assert_int_eq(fmt_api_check_id("Dev_01.x-9", 10, "device_id", NULL), IDP_OK);
 	ck_assert_int_eq(fmt_api_check_id("-dev", 4, "device_id", &err), IDP_E_FORMAT);
-	ck_assert_str_eq(err.msg, "device_id: character 0x2d at offset 0 is not allowed");
+	ck_assert_str_eq(err.msg, "device_id: byte 0x2d at offset 0 is not allowed (A-Z a-z 0-9, then . _ - :)");
 	ck_assert_int_eq(fmt_api_check_id("dev 1", 5, "device_id", &err), IDP_E_FORMAT);
 	ck_assert_int_eq(fmt_api_check_id("dev/1", 5, "device_id", &err), IDP_E_FORMAT);
 	ck_assert_int_eq(fmt_api_check_id("d\xc3\xa9v", 4, "device_id", &err), IDP_E_FORMAT);
@@ -353,7 +353,7 @@ START_TEST(test_api_request_refusals)
 		{"\"device_id\":\"dev-0001\"", long_id, IDP_E_LIMIT, "device_id: longer than 64"},
 		{"\"device_id\":\"dev-0001\"", "\"device_id\":\"\"", IDP_E_FORMAT, "device_id: empty"},
 		{"\"device_id\":\"dev-0001\"", "\"device_id\":\"dev 0001\"", IDP_E_FORMAT,
-		 "device_id: character 0x20 at offset 3"},
+		 "device_id: byte 0x20 at offset 3"},
 		{"\"agent_version\":\"1.2.3\"", long_agent, IDP_E_LIMIT, "agent_version: longer than 32"},
 		{"\"agent_version\":\"1.2.3\"", "\"agent_version\":\"1.2;3\"", IDP_E_FORMAT,
 		 "agent_version: character 0x3b"},
@@ -1205,7 +1205,7 @@ START_TEST(test_api_nonce_and_batch)
 		{"\"devices\":100000", "\"devices\":-1", "devices: -1 is outside"},
 		{"\"created\":true", "\"created\":1", "created: expected true or false"},
 		{"\"gap\":false", "\"gap\":null", "gap: expected true or false"},
-		{"\"batch_id\":\"st1-000042\"", "\"batch_id\":\"st1/42\"", "batch_id: character 0x2f"},
+		{"\"batch_id\":\"st1-000042\"", "\"batch_id\":\"st1/42\"", "batch_id: byte 0x2f"},
 		{"\"sequence\":42,", "", "sequence: missing"},
 		{"\"gap\":false", "\"gap\":false,\"gap\":true", "duplicate key \"gap\""},
 	};
