@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs7.h>
 
 struct fmt_manifest_signer {
 	enum fmt_manifest_sig kind;
@@ -236,6 +237,38 @@ enum idp_err fmt_manifest_sign(enum fmt_manifest_sig kind, const struct fmt_key 
 
 /* ---------------------------------------------------------------- verifier */
 
+/* The fields CMS verification ignores, pinned to the one profile we sign:
+ * SignedData version 1, digestAlgorithms exactly {sha-256}, one SignerInfo
+ * of version 1. The CMS API has no getters for them; the PKCS#7 structures
+ * (same ASN.1 for this profile) have, so one byte changed there is refused
+ * too. */
+static enum idp_err cms_profile(const uint8_t *sig, size_t len, struct idp_error *err)
+{
+	const unsigned char *p = sig;
+	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)len);
+	bool ok = p7 != NULL && PKCS7_type_is_signed(p7) && p7->d.sign != NULL;
+	if (ok) {
+		const PKCS7_SIGNED *sd = p7->d.sign;
+		ok = ASN1_INTEGER_get(sd->version) == 1 && sk_X509_ALGOR_num(sd->md_algs) == 1 &&
+		     sk_PKCS7_SIGNER_INFO_num(sd->signer_info) == 1;
+		if (ok) {
+			const ASN1_OBJECT *obj = NULL;
+			int ptype = 0;
+			X509_ALGOR_get0(&obj, &ptype, NULL, sk_X509_ALGOR_value(sd->md_algs, 0));
+			const PKCS7_SIGNER_INFO *si = sk_PKCS7_SIGNER_INFO_value(sd->signer_info, 0);
+			ok = OBJ_obj2nid(obj) == NID_sha256 && ptype == V_ASN1_UNDEF &&
+			     ASN1_INTEGER_get(si->version) == 1;
+		}
+	}
+	PKCS7_free(p7);
+	ERR_clear_error();
+	if (!ok)
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "signature: cms is not the manifest profile (SignedData v1, "
+		                     "sha-256 only, one SignerInfo v1)");
+	return IDP_OK;
+}
+
 /* Parse and pre-check a detached CMS SignedData with one signer. */
 static enum idp_err cms_parse(const uint8_t *sig, size_t len, CMS_ContentInfo **out,
                               struct idp_error *err)
@@ -266,6 +299,19 @@ static enum idp_err cms_parse(const uint8_t *sig, size_t len, CMS_ContentInfo **
 		                   "signature: cms carries its own content; expected detached");
 		goto out;
 	}
+	/* OpenSSL's decoder tolerates some wrong tags; DER has one encoding. */
+	int n = i2d_CMS_ContentInfo(cms, NULL);
+	uint8_t *again = n > 0 ? malloc((size_t)n) : NULL;
+	unsigned char *q = again;
+	bool same = again != NULL && i2d_CMS_ContentInfo(cms, &q) == n && (size_t)n == len &&
+	            memcmp(again, sig, len) == 0;
+	free(again);
+	if (!same) {
+		rc = idp_error_set(err, IDP_E_VERIFY, "signature: cms is not in DER form");
+		goto out;
+	}
+	if ((rc = cms_profile(sig, len, err)) != IDP_OK)
+		goto out;
 	STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
 	if (sis == NULL || sk_CMS_SignerInfo_num(sis) != 1) {
 		rc = idp_error_set(err, IDP_E_VERIFY, "signature: cms must have exactly one signer");
@@ -385,6 +431,16 @@ static enum idp_err cms_chain(const struct fmt_manifest_verifier *v, X509 *signe
 	return rc;
 }
 
+/* True when a and b have the same DER bytes (not just the same canonical form). */
+static bool same_der_name(const X509_NAME *a, const X509_NAME *b)
+{
+	const unsigned char *da = NULL, *db = NULL;
+	size_t la = 0, lb = 0;
+	if (X509_NAME_get0_der(a, &da, &la) != 1 || X509_NAME_get0_der(b, &db, &lb) != 1)
+		return false;
+	return la == lb && memcmp(da, db, la) == 0;
+}
+
 /* Verify the one SignerInfo against the body digest; *signer_fp gets the
  * fingerprint of the signer certificate's key. */
 static enum idp_err cms_verify(const struct fmt_manifest_verifier *v, const uint8_t *digest,
@@ -411,6 +467,24 @@ static enum idp_err cms_verify(const struct fmt_manifest_verifier *v, const uint
 	X509_ALGOR_get0(&dobj, NULL, NULL, dig);
 	if (OBJ_obj2nid(dobj) != NID_sha256) {
 		rc = idp_error_set(err, IDP_E_VERIFY, "signature: cms digest is not sha-256");
+		goto out;
+	}
+	/* The unsigned parts that name the signer and algorithm must say exactly
+	 * what was used (OpenSSL alone matches names case-insensitively and
+	 * ignores the signature algorithm identifier). */
+	const ASN1_OBJECT *sobj = NULL;
+	int sptype = 0;
+	X509_ALGOR_get0(&sobj, &sptype, NULL, sigalg);
+	if (OBJ_obj2nid(sobj) != NID_ecdsa_with_SHA256 || sptype != V_ASN1_UNDEF) {
+		rc = idp_error_set(err, IDP_E_VERIFY,
+		                   "signature: cms signature algorithm is not ecdsa-with-SHA256");
+		goto out;
+	}
+	X509_NAME *issuer = NULL;
+	if (CMS_SignerInfo_get0_signer_id(si, NULL, &issuer, NULL) != 1 || issuer == NULL ||
+	    !same_der_name(issuer, X509_get_issuer_name(signer))) {
+		rc = idp_error_set(err, IDP_E_VERIFY,
+		                   "signature: cms signer identifier does not name the certificate");
 		goto out;
 	}
 	rc = fmt_key_from_evp(X509_get0_pubkey(signer), &k, err);
