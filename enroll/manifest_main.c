@@ -575,11 +575,10 @@ static void print_record(const struct fmt_manifest_record *r)
 	char mac[18];
 	fmt_manifest_mac_format(r->mac, mac);
 	const char *kt = "-";
-	struct fmt_key *k = NULL;
-	if (r->pub_len > 0 && fmt_key_parse_spki_der(r->pub, r->pub_len, &k, NULL) == IDP_OK)
-		kt = fmt_key_type_name(fmt_key_type(k));
+	enum fmt_key_type t;
+	if (r->pub_len > 0 && fmt_key_spki_check(r->pub, r->pub_len, NULL, &t, NULL) == IDP_OK)
+		kt = fmt_key_type_name(t);
 	printf("  %-24s %s  %-20s %-7s", r->id, mac, r->serial, kt);
-	fmt_key_free(k);
 	for (size_t i = 0; i < r->nattrs; i++)
 		printf(" %s=%s", r->attrs[i].key, r->attrs[i].value);
 	printf("\n");

@@ -253,6 +253,55 @@ enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t len, struct fmt_k
 	return IDP_OK;
 }
 
+/* The only two SPKI encodings accepted, up to the key bytes (RFC 5480 with
+ * an uncompressed point; RFC 8410). DER is unique, so matching these bytes
+ * is what the parse-and-re-encode check of fmt_key_parse_spki_der ensures. */
+static const uint8_t p256_spki_prefix[27] = {
+	0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+	0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04};
+static const uint8_t ed25519_spki_prefix[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
+                                                0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+
+EC_GROUP *fmt_key_p256_group(void)
+{
+	return EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+}
+
+enum idp_err fmt_key_spki_check(const uint8_t *buf, size_t len, const EC_GROUP *p256,
+                                enum fmt_key_type *type, struct idp_error *err)
+{
+	if (len == 44 && memcmp(buf, ed25519_spki_prefix, sizeof(ed25519_spki_prefix)) == 0) {
+		/* OpenSSL accepts any 32 bytes as an Ed25519 public key, as RFC 8032 does. */
+		*type = FMT_KEY_ED25519;
+		return IDP_OK;
+	}
+	if (len == 91 && memcmp(buf, p256_spki_prefix, sizeof(p256_spki_prefix)) == 0) {
+		EC_GROUP *own = p256 == NULL ? fmt_key_p256_group() : NULL;
+		const EC_GROUP *g = p256 != NULL ? p256 : own;
+		EC_POINT *pt = g != NULL ? EC_POINT_new(g) : NULL;
+		if (pt == NULL) {
+			EC_GROUP_free(own);
+			return idp_error_ssl(err, IDP_E_NOMEM, "public key: out of memory");
+		}
+		/* Fails unless the point is on the curve. */
+		int ok = EC_POINT_oct2point(g, pt, buf + 26, 65, NULL);
+		EC_POINT_free(pt);
+		EC_GROUP_free(own);
+		if (ok != 1)
+			return idp_error_ssl(err, IDP_E_FORMAT,
+			                     "public key: P-256 point is not on the curve");
+		*type = FMT_KEY_P256;
+		return IDP_OK;
+	}
+	/* Not one of the two: the full parse names the problem (slow, refusals only). */
+	struct fmt_key *k = NULL;
+	enum idp_err rc = fmt_key_parse_spki_der(buf, len, &k, err);
+	fmt_key_free(k);
+	if (rc == IDP_OK)
+		rc = idp_error_set(err, IDP_E_FORMAT, "public key: SPKI is not in canonical form");
+	return rc;
+}
+
 /* Copy a memory BIO's content into a new NUL-terminated buffer. */
 static enum idp_err bio_take(BIO *bio, char **pem, size_t *len, const char *what,
                              struct idp_error *err)

@@ -157,7 +157,7 @@ enum fmt_manifest_item {
 	FMT_MANIFEST_RECORD = 2, /* fmt_manifest_reader_record() holds the next record */
 };
 
-struct fmt_manifest_reader; /* opaque; about 5 KiB whatever the body size */
+struct fmt_manifest_reader; /* opaque; about 6 KiB whatever the body size */
 
 /* New reader; NULL when out of memory. Free with fmt_manifest_reader_free(). */
 struct fmt_manifest_reader *fmt_manifest_reader_new(void);

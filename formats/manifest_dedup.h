@@ -6,7 +6,8 @@
  * must remember what it saw. It stores, per field value, the first 64 bits
  * of SHA-256(field tag || value) in an open-addressing table: 8 bytes per
  * value at a load of at most 3/4, so between about 43 and 85 bytes per
- * device for its four values (fmt_manifest_dedup_bytes() says how many).
+ * device for its four values, 1.5 times that while the table doubles
+ * (fmt_manifest_dedup_bytes() says how many).
  * A duplicate is never missed (equal values hash alike); two different
  * values are refused as duplicates only if their 64-bit prefixes collide,
  * with probability below (4n)^2 / 2^65 for n devices (4e-7 for a million).

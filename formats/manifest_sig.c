@@ -125,7 +125,8 @@ enum idp_err fmt_manifest_signer_update(struct fmt_manifest_signer *s, const uin
 {
 	if (s->spent)
 		return idp_error_set(err, IDP_E_ARG, "sign: signer already finished");
-	if (len > 0 && EVP_DigestUpdate(s->md, buf, len) != 1)
+	/* cms hashes the body in its own BIO chain; hashing twice would halve the rate. */
+	if (s->cms_bio == NULL && len > 0 && EVP_DigestUpdate(s->md, buf, len) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "sign: sha-256");
 	while (s->cms_bio != NULL && len > 0) {
 		int n = len > INT_MAX ? INT_MAX : (int)len;
@@ -154,10 +155,19 @@ static enum idp_err es256_sign(const struct fmt_key *key, const uint8_t *digest,
 }
 
 static enum idp_err cms_final(struct fmt_manifest_signer *s, uint8_t **sig, size_t *sig_len,
-                              struct idp_error *err)
+                              uint8_t digest[static FMT_MANIFEST_HASH_LEN], struct idp_error *err)
 {
 	if (BIO_flush(s->cms_bio) != 1 || CMS_dataFinal(s->cms, s->cms_bio) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "sign: cms");
+	/* The body's SHA-256 is the signed messageDigest attribute. */
+	CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(s->cms), 0);
+	ASN1_OCTET_STRING *md = si == NULL ? NULL
+	                                   : CMS_signed_get0_data_by_OBJ(
+	                                             si, OBJ_nid2obj(NID_pkcs9_messageDigest), -3,
+	                                             V_ASN1_OCTET_STRING);
+	if (md == NULL || ASN1_STRING_length(md) != (int)FMT_MANIFEST_HASH_LEN)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "sign: cms has no sha-256 messageDigest");
+	memcpy(digest, ASN1_STRING_get0_data(md), FMT_MANIFEST_HASH_LEN);
 	int n = i2d_CMS_ContentInfo(s->cms, NULL);
 	if (n <= 0 || (size_t)n > FMT_MANIFEST_SIG_MAX)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "sign: cms encodes to %d bytes", n);
@@ -184,12 +194,10 @@ enum idp_err fmt_manifest_signer_final(struct fmt_manifest_signer *s, uint8_t **
 		return idp_error_set(err, IDP_E_ARG, "sign: signer already finished");
 	s->spent = true;
 	uint8_t digest[FMT_MANIFEST_HASH_LEN];
-	enum idp_err rc = md_final(s->md, digest, err);
-	if (rc != IDP_OK)
-		return rc;
+	enum idp_err rc;
 	if (s->kind == FMT_MANIFEST_SIG_CMS) {
-		rc = cms_final(s, sig, sig_len, err);
-	} else {
+		rc = cms_final(s, sig, sig_len, digest, err);
+	} else if ((rc = md_final(s->md, digest, err)) == IDP_OK) {
 		uint8_t buf[FMT_KEY_SIG_MAX];
 		size_t n = 0;
 		if (s->kind == FMT_MANIFEST_SIG_ES256)

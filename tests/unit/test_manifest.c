@@ -850,6 +850,43 @@ START_TEST(test_manifest_writer_checks)
 }
 END_TEST
 
+START_TEST(test_manifest_fast_key_check_agrees)
+{
+	/* fmt_key_spki_check (used per record) accepts exactly what the full
+	 * OpenSSL parse accepts: every single-byte change of each key type. */
+	EC_GROUP *g = fmt_key_p256_group();
+	ck_assert_ptr_nonnull(g);
+	for (int t = 0; t < 2; t++) {
+		struct fmt_key *k = NULL;
+		ck_assert_int_eq(fmt_key_generate(t ? FMT_KEY_ED25519 : FMT_KEY_P256, &k, NULL),
+		                 IDP_OK);
+		uint8_t spki[FMT_KEY_SPKI_MAX];
+		size_t n = 0;
+		ck_assert_int_eq(fmt_key_spki_der(k, spki, &n, NULL), IDP_OK);
+		enum fmt_key_type type;
+		ck_assert_int_eq(fmt_key_spki_check(spki, n, g, &type, NULL), IDP_OK);
+		ck_assert_int_eq(type, fmt_key_type(k));
+		for (size_t i = 0; i < n; i++) {
+			spki[i] ^= 0x40;
+			struct fmt_key *slow = NULL;
+			bool want = fmt_key_parse_spki_der(spki, n, &slow, NULL) == IDP_OK;
+			fmt_key_free(slow);
+			bool got = fmt_key_spki_check(spki, n, i % 2 ? g : NULL, &type, NULL) == IDP_OK;
+			ck_assert_msg(want == got, "type %d byte %zu: full parse %d, fast check %d", t,
+			              i, want, got);
+			spki[i] ^= 0x40;
+		}
+		/* Cut short, and one byte too many. */
+		struct idp_error err;
+		ck_assert_int_ne(fmt_key_spki_check(spki, n - 1, g, &type, &err), IDP_OK);
+		spki[n] = 0;
+		ck_assert_int_ne(fmt_key_spki_check(spki, n + 1, g, &type, &err), IDP_OK);
+		fmt_key_free(k);
+	}
+	EC_GROUP_free(g);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("manifest");
@@ -866,6 +903,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_manifest_header_binds_key_and_kind, 0, 3);
 	tcase_add_test(tc, test_manifest_cms_details);
 	tcase_add_test(tc, test_manifest_writer_checks);
+	tcase_add_test(tc, test_manifest_fast_key_check_agrees);
 	suite_add_tcase(s, tc);
 	return s;
 }
