@@ -69,8 +69,9 @@ static int exit_for(enum idp_err rc)
 
 static int report(enum idp_err rc, const struct idp_error *err)
 {
-	fprintf(stderr, "%s: %s\n", prog, err->msg);
-	return exit_for(rc);
+	int code = exit_for(rc);
+	fprintf(stderr, "%s: %s%s\n", prog, code == EXIT_REFUSED ? "REFUSED: " : "", err->msg);
+	return code;
 }
 
 /* ---------------------------------------------------------------- options */
@@ -619,7 +620,10 @@ static enum idp_err check(struct source *src, const uint8_t *sig, size_t sig_len
 	do {
 		if ((rc = src_read(src, buf, sizeof(buf), &n, err)))
 			goto out;
-		EVP_DigestUpdate(md, buf, n);
+		if (EVP_DigestUpdate(md, buf, n) != 1) {
+			rc = idp_error_ssl(err, IDP_E_CRYPTO, "sha-256");
+			goto out;
+		}
 		size_t pos = 0;
 		while (pos < n) {
 			size_t used = 0;
@@ -721,13 +725,7 @@ out:
 	free(cabuf);
 	fmt_key_free(key);
 	X509_STORE_free(trust.store);
-	if (rc != IDP_OK) {
-		int code = exit_for(rc);
-		fprintf(stderr, "%s: %s%s\n", prog, code == EXIT_REFUSED ? "REFUSED: " : "",
-		        err.msg);
-		return code;
-	}
-	return 0;
+	return rc == IDP_OK ? 0 : report(rc, &err);
 }
 
 int main(int argc, char **argv)
