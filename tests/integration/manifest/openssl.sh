@@ -79,6 +79,35 @@ t_run "a stock ed25519 signature verifies with idprov-manifest" \
 	"$tool" verify ed.manifest --sig ed.stock.sig --station-pub ed.pub -q
 t_refuse "cms against another CA is refused" "$tool" verify cms.manifest --ca "$samples/sample-factory-ca.pem"
 
+# --- an intermediate CA rides inside the cms; the purpose is smime_sign for both
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out int.key 2>/dev/null
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n' >int.ext
+openssl req -new -key int.key -subj "/CN=test line CA" 2>/dev/null |
+	openssl x509 -req -CA ca.pem -CAkey ca.key -sha256 -set_serial 8 -days 30 -extfile int.ext \
+		-out int.pem 2>/dev/null
+openssl req -new -key st.key -subj "/CN=station-01 via line CA" 2>/dev/null |
+	openssl x509 -req -CA int.pem -CAkey int.key -sha256 -set_serial 9 -days 30 -extfile st.ext \
+		-out st-int.crt 2>/dev/null
+mk chain st.key --cert st-int.crt --chain int.pem
+t_run "a chain through an intermediate verifies (root only trusted)" \
+	"$tool" verify chain.manifest --ca ca.pem -q
+t_run "openssl cms verifies the same chain" \
+	openssl cms -verify -binary -inform DER -in chain.manifest.sig -content chain.manifest \
+	-CAfile ca.pem -out /dev/null
+mk nochain st.key --cert st-int.crt
+t_refuse "without the intermediate it does not" "$tool" verify nochain.manifest --ca ca.pem -q
+printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >tls.ext
+openssl req -new -key st.key -subj "/CN=a TLS server" 2>/dev/null |
+	openssl x509 -req -CA ca.pem -CAkey ca.key -sha256 -set_serial 10 -days 30 -extfile tls.ext \
+		-out tls.crt 2>/dev/null
+mk tls st.key --cert tls.crt
+"$tool" verify tls.manifest --ca ca.pem 2>err.txt
+t_grep "a serverAuth-only certificate cannot sign manifests" \
+	"station certificate: unsuitable certificate purpose" err.txt
+t_refuse "nor for openssl cms -verify" \
+	openssl cms -verify -binary -inform DER -in tls.manifest.sig -content tls.manifest \
+	-CAfile ca.pem -out /dev/null
+
 # --- the committed samples verify
 t_run "sample es256 verifies" "$tool" verify "$samples/sample-es256.manifest" \
 	--station-pub "$samples/sample-station-p256.pub" -q
