@@ -41,7 +41,7 @@ static const char *prog = "idprov-manifest";
 
 static void usage(void)
 {
-	fprintf(stderr,
+	(void)fprintf(stderr,
 	        "usage: %s keygen --type p256|ed25519 --out KEY [--pub PUB] [--force]\n"
 	        "       %s create --key KEY [--cert CERT [--chain PEM]] --batch ID --station ID\n"
 	        "              --seq N [--prev PREV.manifest | --prev-sha256 HEX] --product TEXT\n"
@@ -70,7 +70,7 @@ static int exit_for(enum idp_err rc)
 static int report(enum idp_err rc, const struct idp_error *err)
 {
 	int code = exit_for(rc);
-	fprintf(stderr, "%s: %s%s\n", prog, code == EXIT_REFUSED ? "REFUSED: " : "", err->msg);
+	(void)fprintf(stderr, "%s: %s%s\n", prog, code == EXIT_REFUSED ? "REFUSED: " : "", err->msg);
 	return code;
 }
 
@@ -126,7 +126,7 @@ static bool parse_opts(int argc, char **argv, struct opts *o)
 				continue;
 			found = true;
 			if (i + 1 >= argc) {
-				fprintf(stderr, "%s: %s needs a value\n", prog, a);
+				(void)fprintf(stderr, "%s: %s needs a value\n", prog, a);
 				return false;
 			}
 			const char **slot = (const char **)(void *)((char *)o + value_opts[k].off);
@@ -135,7 +135,7 @@ static bool parse_opts(int argc, char **argv, struct opts *o)
 		if (found)
 			continue;
 		if (a[0] == '-' || o->file != NULL) {
-			fprintf(stderr, "%s: unexpected argument \"%s\"\n", prog, a);
+			(void)fprintf(stderr, "%s: unexpected argument \"%s\"\n", prog, a);
 			return false;
 		}
 		o->file = a;
@@ -146,7 +146,7 @@ static bool parse_opts(int argc, char **argv, struct opts *o)
 static bool need(const char *v, const char *name)
 {
 	if (v == NULL)
-		fprintf(stderr, "%s: %s is required\n", prog, name);
+		(void)fprintf(stderr, "%s: %s is required\n", prog, name);
 	return v != NULL;
 }
 
@@ -160,23 +160,28 @@ static int cmd_keygen(const struct opts *o)
 	enum fmt_key_type t;
 	enum idp_err rc = fmt_key_type_parse(o->type, strlen(o->type), &t, &err);
 	if (rc != IDP_OK) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return EXIT_USAGE;
 	}
 	char pub[PATH_MAX_ARG + 8];
 	size_t n = strnlen(o->out, PATH_MAX_ARG + 1);
 	if (n > PATH_MAX_ARG) {
-		fprintf(stderr, "%s: --out: path too long\n", prog);
+		(void)fprintf(stderr, "%s: --out: path too long\n", prog);
 		return EXIT_USAGE;
 	}
+	int pn;
 	if (o->pub != NULL)
-		snprintf(pub, sizeof(pub), "%s", o->pub);
+		pn = snprintf(pub, sizeof(pub), "%s", o->pub);
 	else if (n > 4 && strcmp(o->out + n - 4, ".key") == 0)
-		snprintf(pub, sizeof(pub), "%.*s.pub", (int)(n - 4), o->out);
+		pn = snprintf(pub, sizeof(pub), "%.*s.pub", (int)(n - 4), o->out);
 	else
-		snprintf(pub, sizeof(pub), "%s.pub", o->out);
+		pn = snprintf(pub, sizeof(pub), "%s.pub", o->out);
+	if (pn < 0 || (size_t)pn >= sizeof(pub)) {
+		(void)fprintf(stderr, "%s: --pub: path too long\n", prog);
+		return EXIT_USAGE;
+	}
 	if (!o->force && (access(o->out, F_OK) == 0 || access(pub, F_OK) == 0)) {
-		fprintf(stderr, "%s: %s or %s exists; use --force to replace a key\n", prog, o->out,
+		(void)fprintf(stderr, "%s: %s or %s exists; use --force to replace a key\n", prog, o->out,
 		        pub);
 		return EXIT_ERROR;
 	}
@@ -192,7 +197,7 @@ static int cmd_keygen(const struct opts *o)
 		return report(rc, &err);
 	char hex[65];
 	fmt_key_fingerprint_hex(fp, hex);
-	printf("%s: %s station key (mode 0600), public key %s\nfingerprint %s\n", o->out, o->type,
+	(void)printf("%s: %s station key (mode 0600), public key %s\nfingerprint %s\n", o->out, o->type,
 	       pub, hex);
 	return 0;
 }
@@ -270,6 +275,8 @@ static enum idp_err body_add(struct body *b, const uint8_t *s, size_t n, struct 
 		b->p = p;
 		b->cap = cap;
 	}
+	if (n == 0)
+		return IDP_OK;
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	return IDP_OK;
@@ -391,6 +398,17 @@ static enum idp_err read_devices(const char *path, bool jsonl, struct create_ctx
 	return rc;
 }
 
+/* Copy a command-line value into a fixed field; too long is refused, never cut. */
+static enum idp_err copy_arg(char *dst, size_t size, const char *src, const char *name,
+                             struct idp_error *err)
+{
+	size_t n = strnlen(src, size);
+	if (n >= size)
+		return idp_error_set(err, IDP_E_LIMIT, "%s: longer than %zu bytes", name, size - 1);
+	memcpy(dst, src, n + 1);
+	return IDP_OK;
+}
+
 static enum idp_err fill_header(const struct opts *o, const struct fmt_key *key, bool cms,
                                 uint64_t count, struct fmt_manifest_header *h,
                                 struct idp_error *err)
@@ -401,21 +419,20 @@ static enum idp_err fill_header(const struct opts *o, const struct fmt_key *key,
 	h->sig = cms ? FMT_MANIFEST_SIG_CMS
 	             : fmt_key_type(key) == FMT_KEY_P256 ? FMT_MANIFEST_SIG_ES256
 	                                                 : FMT_MANIFEST_SIG_ED25519;
-	snprintf(h->batch, sizeof(h->batch), "%s", o->batch);
-	snprintf(h->station, sizeof(h->station), "%s", o->station);
-	snprintf(h->product, sizeof(h->product), "%s", o->product);
-	if (strlen(o->batch) >= sizeof(h->batch) || strlen(o->station) >= sizeof(h->station) ||
-	    strlen(o->product) >= sizeof(h->product))
-		return idp_error_set(err, IDP_E_LIMIT, "--batch, --station or --product: too long");
+	enum idp_err rc;
+	if ((rc = copy_arg(h->batch, sizeof(h->batch), o->batch, "--batch", err)) ||
+	    (rc = copy_arg(h->station, sizeof(h->station), o->station, "--station", err)) ||
+	    (rc = copy_arg(h->product, sizeof(h->product), o->product, "--product", err)))
+		return rc;
 	char *end = NULL;
 	errno = 0;
 	unsigned long long seq = strtoull(o->seq, &end, 10);
 	if (errno != 0 || end == o->seq || *end != '\0' || o->seq[0] == '-')
 		return idp_error_set(err, IDP_E_ARG, "--seq: \"%s\" is not a number", o->seq);
 	h->seq = seq;
-	enum idp_err rc;
 	if (o->created != NULL) {
-		snprintf(h->created, sizeof(h->created), "%s", o->created);
+		if ((rc = copy_arg(h->created, sizeof(h->created), o->created, "--created", err)))
+			return rc;
 	} else if ((rc = fmt_manifest_time_format((int64_t)time(NULL), h->created, err))) {
 		return rc;
 	}
@@ -423,7 +440,7 @@ static enum idp_err fill_header(const struct opts *o, const struct fmt_key *key,
 		return rc;
 	if (o->prev_sha256 != NULL) {
 		const char *s = o->prev_sha256;
-		if (strlen(s) != 2 * FMT_MANIFEST_HASH_LEN)
+		if (strlen(s) != (size_t)2 * FMT_MANIFEST_HASH_LEN)
 			return idp_error_set(err, IDP_E_ARG, "--prev-sha256: expected 64 hex digits");
 		for (size_t i = 0; i < FMT_MANIFEST_HASH_LEN; i++) {
 			char two[3] = {s[2 * i], s[2 * i + 1], '\0'};
@@ -446,7 +463,7 @@ static int cmd_create(const struct opts *o)
 	    !need(o->out, "--out"))
 		return EXIT_USAGE;
 	if (o->prev != NULL && o->prev_sha256 != NULL) {
-		fprintf(stderr, "%s: give --prev or --prev-sha256, not both\n", prog);
+		(void)fprintf(stderr, "%s: give --prev or --prev-sha256, not both\n", prog);
 		return EXIT_USAGE;
 	}
 	bool jsonl;
@@ -457,7 +474,7 @@ static int cmd_create(const struct opts *o)
 		jsonl = (dl > 6 && strcmp(o->devices + dl - 6, ".jsonl") == 0) ||
 		        (dl > 5 && strcmp(o->devices + dl - 5, ".json") == 0);
 	if (o->format != NULL && !jsonl && strcmp(o->format, "csv") != 0) {
-		fprintf(stderr, "%s: --format: use csv or jsonl\n", prog);
+		(void)fprintf(stderr, "%s: --format: use csv or jsonl\n", prog);
 		return EXIT_USAGE;
 	}
 	struct idp_error err = {0};
@@ -509,13 +526,13 @@ static int cmd_create(const struct opts *o)
 		rc = idp_error_set(&err, IDP_E_ARG, "--out: path too long");
 		goto out_cert;
 	}
-	snprintf(sigpath, sizeof(sigpath), "%s.sig", o->out);
+	(void)snprintf(sigpath, sizeof(sigpath), "%s.sig", o->out); /* length checked above */
 	if ((rc = fmt_file_write_atomic(o->out, body.p, body.len, 0644, &err)) ||
 	    (rc = fmt_file_write_atomic(sigpath, sig, sig_len, 0644, &err)))
 		goto out_cert;
 	char hex[65];
 	fmt_key_fingerprint_hex(digest, hex);
-	printf("%s: %" PRIu64 " devices, batch %s, station %s, seq %" PRIu64 ", sig %s\n"
+	(void)printf("%s: %" PRIu64 " devices, batch %s, station %s, seq %" PRIu64 ", sig %s\n"
 	       "%s: signature\nsha256 %s (the next manifest's --prev-sha256)\n",
 	       o->out, h.count, h.batch, h.station, h.seq, fmt_manifest_sig_name(h.sig), sigpath,
 	       hex);
@@ -579,10 +596,10 @@ static void print_record(const struct fmt_manifest_record *r)
 	enum fmt_key_type t;
 	if (r->pub_len > 0 && fmt_key_spki_check(r->pub, r->pub_len, NULL, &t, NULL) == IDP_OK)
 		kt = fmt_key_type_name(t);
-	printf("  %-24s %s  %-20s %-7s", r->id, mac, r->serial, kt);
+	(void)printf("  %-24s %s  %-20s %-7s", r->id, mac, r->serial, kt);
 	for (size_t i = 0; i < r->nattrs; i++)
-		printf(" %s=%s", r->attrs[i].key, r->attrs[i].value);
-	printf("\n");
+		(void)printf(" %s=%s", r->attrs[i].key, r->attrs[i].value);
+	(void)printf("\n");
 }
 
 /* Pass 1 verifies the signature over the raw bytes; pass 2 (only after it)
@@ -613,7 +630,7 @@ static enum idp_err check(struct source *src, const uint8_t *sig, size_t sig_len
 	if ((rc = fmt_manifest_verifier_final(v, ok, err)) || (rc = src_rewind(src, err)))
 		goto out;
 	if (print)
-		printf("batch %s  station %s  seq %" PRIu64 "  created %s\nproduct %s  devices %" PRIu64
+		(void)printf("batch %s  station %s  seq %" PRIu64 "  created %s\nproduct %s  devices %" PRIu64
 		       "  sig %s\n",
 		       ok->header.batch, ok->header.station, ok->header.seq, ok->header.created,
 		       ok->header.product, ok->header.count, fmt_manifest_sig_name(ok->header.sig));
@@ -662,18 +679,21 @@ static int cmd_verify(const struct opts *o, bool show)
 	if (!need(o->file, "NAME.manifest"))
 		return EXIT_USAGE;
 	if ((o->station_pub == NULL) == (o->ca == NULL)) {
-		fprintf(stderr, "%s: give --station-pub PUB or --ca CA.pem\n", prog);
+		(void)fprintf(stderr, "%s: give --station-pub PUB or --ca CA.pem\n", prog);
 		return EXIT_USAGE;
 	}
 	struct idp_error err = {0};
 	char sigpath[PATH_MAX_ARG + 8];
 	if (strlen(o->file) > PATH_MAX_ARG) {
-		fprintf(stderr, "%s: path too long\n", prog);
+		(void)fprintf(stderr, "%s: path too long\n", prog);
 		return EXIT_USAGE;
 	}
-	snprintf(sigpath, sizeof(sigpath), "%s", o->sig != NULL ? o->sig : o->file);
-	if (o->sig == NULL)
-		strncat(sigpath, ".sig", sizeof(sigpath) - strlen(sigpath) - 1);
+	int sn = o->sig != NULL ? snprintf(sigpath, sizeof(sigpath), "%s", o->sig)
+	                        : snprintf(sigpath, sizeof(sigpath), "%s.sig", o->file);
+	if (sn < 0 || (size_t)sn >= sizeof(sigpath)) {
+		(void)fprintf(stderr, "%s: --sig: path too long\n", prog);
+		return EXIT_USAGE;
+	}
 	struct fmt_manifest_trust trust = {NULL, NULL};
 	struct fmt_key *key = NULL;
 	uint8_t *sig = NULL, *body = NULL, *cabuf = NULL;
@@ -703,6 +723,7 @@ static int cmd_verify(const struct opts *o, bool show)
 	if (rc != IDP_OK)
 		goto out;
 	struct fmt_manifest_verified ok;
+	memset(&ok, 0, sizeof(ok));
 	rc = check(&src, sig, sig_len, &trust, show, &ok, &err);
 	if (rc != IDP_OK) {
 		idp_error_prefix(&err, "%s", o->file);
@@ -712,7 +733,7 @@ static int cmd_verify(const struct opts *o, bool show)
 		char fp[65], hex[65];
 		fmt_key_fingerprint_hex(ok.header.key, fp);
 		fmt_key_fingerprint_hex(ok.body_sha256, hex);
-		printf("%s: OK: batch %s, station %s, seq %" PRIu64 ", %" PRIu64
+		(void)printf("%s: OK: batch %s, station %s, seq %" PRIu64 ", %" PRIu64
 		       " devices, sig %s, station key %.16s...\nsha256 %s\n",
 		       o->file, ok.header.batch, ok.header.station, ok.header.seq, ok.header.count,
 		       fmt_manifest_sig_name(ok.header.sig), fp, hex);
@@ -740,19 +761,27 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *verb = argv[1];
+	int rc = -1;
 	if (strcmp(verb, "keygen") == 0)
-		return cmd_keygen(&o);
-	if (strcmp(verb, "create") == 0)
-		return cmd_create(&o);
-	if (strcmp(verb, "verify") == 0)
-		return cmd_verify(&o, false);
-	if (strcmp(verb, "show") == 0)
-		return cmd_verify(&o, true);
+		rc = cmd_keygen(&o);
+	else if (strcmp(verb, "create") == 0)
+		rc = cmd_create(&o);
+	else if (strcmp(verb, "verify") == 0)
+		rc = cmd_verify(&o, false);
+	else if (strcmp(verb, "show") == 0)
+		rc = cmd_verify(&o, true);
+	if (rc >= 0) {
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			(void)fprintf(stderr, "%s: writing the output failed\n", prog);
+			return rc == 0 ? EXIT_ERROR : rc;
+		}
+		return rc;
+	}
 	if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
 		usage();
 		return 0;
 	}
-	fprintf(stderr, "%s: unknown verb \"%s\"\n", prog, verb);
+	(void)fprintf(stderr, "%s: unknown verb \"%s\"\n", prog, verb);
 	usage();
 	return EXIT_USAGE;
 }
