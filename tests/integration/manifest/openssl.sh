@@ -147,6 +147,9 @@ rc=$?
 t_grep "a bad device list is named by file, line and field" \
 	'devs.csv: line 2: mac: "02-00-00-00-00-02" is not in canonical form' err.txt
 t_refuse "no manifest is written from a bad list" test -e x.manifest
+"$tool" create --key st.key --batch b --station s --seq 1 --product p --devices "$samples/devices.csv" \
+	--created 2026-11-23T12:00:00Zjunk --out x.manifest 2>err.txt
+t_grep "an over-long --created is refused, not cut" 'REFUSED: --created: longer than 20 bytes' err.txt
 "$tool" verify es.manifest 2>/dev/null
 rc=$?
 [ $rc -eq 2 ] && t_ok "missing trust is a usage error (exit 2)" || t_fail "usage: exit $rc"
