@@ -340,7 +340,7 @@ static enum idp_err csv_record(const char *line, size_t len, struct fmt_manifest
 		                     "csv: %zu fields, expected id,mac,serial[,pub]", nf);
 	enum idp_err rc;
 	if ((rc = csv_field("id", f[0], fl[0], r->id, FMT_MANIFEST_ID_MAX, err)) ||
-	    (rc = fmt_manifest_mac_parse(f[1], fl[1], r->mac, err)) ||
+	    (rc = fmt_mac_parse(f[1], fl[1], r->mac, err)) ||
 	    (rc = csv_field("serial", f[2], fl[2], r->serial, FMT_MANIFEST_ID_MAX, err)))
 		return rc;
 	if (nf == 4 && fl[3] > 0)
@@ -591,7 +591,7 @@ static enum idp_err src_read(struct source *s, uint8_t *buf, size_t cap, size_t 
 static void print_record(const struct fmt_manifest_record *r)
 {
 	char mac[18];
-	fmt_manifest_mac_format(r->mac, mac);
+	fmt_mac_format(r->mac, mac);
 	const char *kt = "-";
 	enum fmt_key_type t;
 	if (r->pub_len > 0 && fmt_key_spki_check(r->pub, r->pub_len, NULL, &t, NULL) == IDP_OK)

@@ -253,15 +253,6 @@ enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t len, struct fmt_k
 	return IDP_OK;
 }
 
-/* The only two SPKI encodings accepted, up to the key bytes (RFC 5480 with
- * an uncompressed point; RFC 8410). DER is unique, so matching these bytes
- * is what the parse-and-re-encode check of fmt_key_parse_spki_der ensures. */
-static const uint8_t p256_spki_prefix[27] = {
-	0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-	0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04};
-static const uint8_t ed25519_spki_prefix[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
-                                                0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
-
 EC_GROUP *fmt_key_p256_group(void)
 {
 	return EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
@@ -270,12 +261,15 @@ EC_GROUP *fmt_key_p256_group(void)
 enum idp_err fmt_key_spki_check(const uint8_t *buf, size_t len, const EC_GROUP *p256,
                                 enum fmt_key_type *type, struct idp_error *err)
 {
-	if (len == 44 && memcmp(buf, ed25519_spki_prefix, sizeof(ed25519_spki_prefix)) == 0) {
+	/* The same two canonical forms as spki_fast_parse (DER is unique, so
+	 * matching them is what parse-and-re-encode would ensure). */
+	size_t eh = sizeof(spki_ed25519_head), ph = sizeof(spki_p256_head);
+	if (len == eh + ED25519_KEY_LEN && memcmp(buf, spki_ed25519_head, eh) == 0) {
 		/* OpenSSL accepts any 32 bytes as an Ed25519 public key, as RFC 8032 does. */
 		*type = FMT_KEY_ED25519;
 		return IDP_OK;
 	}
-	if (len == 91 && memcmp(buf, p256_spki_prefix, sizeof(p256_spki_prefix)) == 0) {
+	if (len == ph + P256_POINT_LEN && memcmp(buf, spki_p256_head, ph) == 0 && buf[ph] == 0x04) {
 		EC_GROUP *own = p256 == NULL ? fmt_key_p256_group() : NULL;
 		const EC_GROUP *g = p256 != NULL ? p256 : own;
 		EC_POINT *pt = g != NULL ? EC_POINT_new(g) : NULL;
@@ -284,7 +278,7 @@ enum idp_err fmt_key_spki_check(const uint8_t *buf, size_t len, const EC_GROUP *
 			return idp_error_ssl(err, IDP_E_NOMEM, "public key: out of memory");
 		}
 		/* Fails unless the point is on the curve. */
-		int ok = EC_POINT_oct2point(g, pt, buf + 26, 65, NULL);
+		int ok = EC_POINT_oct2point(g, pt, buf + ph, P256_POINT_LEN, NULL);
 		EC_POINT_free(pt);
 		EC_GROUP_free(own);
 		if (ok != 1)

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "formats/b64.h"
+#include "formats/id.h"
 #include "formats/json.h"
 
 #define PUB_B64_MAX 172u /* base64 of FMT_KEY_SPKI_MAX bytes */
@@ -77,56 +78,7 @@ static int hexval(char c)
 		return c - '0';
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
 	return -1;
-}
-
-/* True when s[0..len) spells some EUI-48 other than the canonical way:
- * upper or mixed case, '-' separators, "aabb.ccdd.eeff" or 12 bare digits. */
-static bool mac_other_spelling(const char *s, size_t len)
-{
-	size_t digits = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (hexval(s[i]) >= 0)
-			digits++;
-		else if (s[i] != ':' && s[i] != '-' && s[i] != '.')
-			return false;
-	}
-	return digits == 12 && (len == 12 || len == 14 || len == 17);
-}
-
-enum idp_err fmt_manifest_mac_parse(const char *s, size_t len,
-                                    uint8_t mac[static FMT_MANIFEST_MAC_LEN], struct idp_error *err)
-{
-	bool ok = len == FMT_MANIFEST_MAC_TEXT;
-	for (size_t i = 0; ok && i < FMT_MANIFEST_MAC_LEN; i++) {
-		int hi = hexval(s[3 * i]), lo = hexval(s[3 * i + 1]);
-		ok = hi >= 0 && lo >= 0 && (i == 5 || s[3 * i + 2] == ':') &&
-		     !(s[3 * i] >= 'A' && s[3 * i] <= 'F') && !(s[3 * i + 1] >= 'A' && s[3 * i + 1] <= 'F');
-		if (ok)
-			mac[i] = (uint8_t)(hi << 4 | lo);
-	}
-	if (ok)
-		return IDP_OK;
-	char v[4 * SHOW_MAX + 4];
-	if (mac_other_spelling(s, len))
-		return idp_error_set(err, IDP_E_FORMAT,
-		                     "mac: \"%s\" is not in canonical form (write aa:bb:cc:dd:ee:ff, "
-		                     "lower case)",
-		                     show(s, len, v));
-	return idp_error_set(err, IDP_E_FORMAT, "mac: \"%s\" is not an EUI-48 address",
-	                     show(s, len, v));
-}
-
-void fmt_manifest_mac_format(const uint8_t mac[static FMT_MANIFEST_MAC_LEN], char out[static 18])
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < FMT_MANIFEST_MAC_LEN; i++) {
-		out[3 * i] = hex[mac[i] >> 4];
-		out[3 * i + 1] = hex[mac[i] & 15];
-		out[3 * i + 2] = i == 5 ? '\0' : ':';
-	}
 }
 
 enum idp_err fmt_manifest_time_format(int64_t t, char out[static FMT_MANIFEST_TIME_LEN + 1],
@@ -145,7 +97,8 @@ enum idp_err fmt_manifest_time_format(int64_t t, char out[static FMT_MANIFEST_TI
 
 /* ---------------------------------------------------------------- field checks */
 
-/* IDs and serials: 1..FMT_MANIFEST_ID_MAX of A-Z a-z 0-9 . _ - : */
+/* IDs and serials: the one ID rule of all formats (formats/id.h), with the
+ * refused value quoted. */
 static enum idp_err check_token(const char *name, const char *s, size_t len, struct idp_error *err)
 {
 	char v[4 * SHOW_MAX + 4];
@@ -154,14 +107,10 @@ static enum idp_err check_token(const char *name, const char *s, size_t len, str
 	if (len > FMT_MANIFEST_ID_MAX)
 		return idp_error_set(err, IDP_E_LIMIT, "%s: \"%s\" is %zu bytes, max %u", name,
 		                     show(s, len, v), len, FMT_MANIFEST_ID_MAX);
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-' || c == ':'))
-			return idp_error_set(err, IDP_E_FORMAT,
-			                     "%s: \"%s\" has a character outside A-Z a-z 0-9 . _ - :",
-			                     name, show(s, len, v));
-	}
+	if (!fmt_id_valid(s, len))
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "%s: \"%s\" is not an ID (A-Z a-z 0-9 first, then also . _ - :)",
+		                     name, show(s, len, v));
 	return IDP_OK;
 }
 
@@ -468,7 +417,7 @@ static enum idp_err encode_record(const struct fmt_manifest_record *r, uint8_t *
 	char mac[18];
 	put_s(&o, "{");
 	put_str(&o, "id", r->id, true);
-	fmt_manifest_mac_format(r->mac, mac);
+	fmt_mac_format(r->mac, mac);
 	put_str(&o, "mac", mac, false);
 	put_str(&o, "serial", r->serial, false);
 	if (r->pub_len > 0) {
@@ -684,7 +633,7 @@ static enum idp_err record_fields(const cJSON *o, struct fmt_manifest_record *r,
 	if ((rc = get_into(o, "id", true, FMT_MANIFEST_ID_MAX, r->id, &n, err)) ||
 	    (rc = check_token("id", r->id, n, err)) ||
 	    (rc = get_into(o, "mac", true, FMT_MANIFEST_ID_MAX, buf, &n, err)) ||
-	    (rc = fmt_manifest_mac_parse(buf, n, r->mac, err)) ||
+	    (rc = fmt_mac_parse(buf, n, r->mac, err)) ||
 	    (rc = get_into(o, "serial", true, FMT_MANIFEST_ID_MAX, r->serial, &n, err)) ||
 	    (rc = check_token("serial", r->serial, n, err)))
 		return rc;

@@ -22,11 +22,13 @@
 #include <stdint.h>
 
 #include "formats/error.h"
+#include "formats/id.h"
 #include "formats/keys.h"
+#include "formats/mac.h"
 
 #define FMT_MANIFEST_VERSION     1u
 #define FMT_MANIFEST_LINE_MAX    4096u     /* bytes of one line, LF included */
-#define FMT_MANIFEST_ID_MAX      64u       /* batch, station and device IDs, serials */
+#define FMT_MANIFEST_ID_MAX      FMT_ID_MAX /* batch, station and device IDs, serials: formats/id.h */
 #define FMT_MANIFEST_PRODUCT_MAX 64u       /* product/model */
 #define FMT_MANIFEST_ATTRS_MAX   16u       /* attributes of one record */
 #define FMT_MANIFEST_ATTR_KEY_MAX 32u      /* bytes of an attribute name */
@@ -35,7 +37,7 @@
 #define FMT_MANIFEST_SEQ_MAX     9007199254740991ULL /* 2^53 - 1 */
 #define FMT_MANIFEST_TIME_LEN    20u       /* "2026-11-23T23:45:00Z" */
 #define FMT_MANIFEST_HASH_LEN    32u       /* SHA-256 */
-#define FMT_MANIFEST_MAC_LEN     6u        /* EUI-48 */
+#define FMT_MANIFEST_MAC_LEN     FMT_MAC_LEN /* EUI-48, formats/mac.h */
 #define FMT_MANIFEST_MAC_TEXT    17u       /* "aa:bb:cc:dd:ee:ff" */
 
 /* How the body is signed; the header names it and the verifier checks it. */
@@ -81,16 +83,6 @@ const char *fmt_manifest_sig_name(enum fmt_manifest_sig sig);
 IDP_MUST_CHECK enum idp_err fmt_manifest_sig_parse(const char *s, size_t len,
                                                    enum fmt_manifest_sig *sig,
                                                    struct idp_error *err);
-
-/* Parse a canonical EUI-48 "aa:bb:cc:dd:ee:ff" (lower case) from s[0..len).
- * Other spellings of a MAC get IDP_E_FORMAT "mac: ... is not in canonical
- * form"; anything else "mac: ... is not an EUI-48 address". */
-IDP_MUST_CHECK enum idp_err fmt_manifest_mac_parse(const char *s, size_t len,
-                                                   uint8_t mac[static FMT_MANIFEST_MAC_LEN],
-                                                   struct idp_error *err);
-
-/* Canonical text of mac into out (18 bytes with the NUL). */
-void fmt_manifest_mac_format(const uint8_t mac[static FMT_MANIFEST_MAC_LEN], char out[static 18]);
 
 /* Current UTC time as "YYYY-MM-DDTHH:MM:SSZ" for a header, from t (seconds
  * since the epoch; the caller reads the clock). */

@@ -120,7 +120,7 @@ enum idp_err fmt_manifest_dedup_add(struct fmt_manifest_dedup *d,
 		if (d->slots[find(d->slots, d->nslots, h[f])] == 0)
 			continue;
 		char mac[18];
-		fmt_manifest_mac_format(r->mac, mac);
+		fmt_mac_format(r->mac, mac);
 		const char *v = f == F_ID ? r->id : f == F_MAC ? mac : f == F_SERIAL ? r->serial : NULL;
 		if (v == NULL)
 			return idp_error_set(err, IDP_E_DUPLICATE,

@@ -143,15 +143,16 @@ START_TEST(test_mac_parse_format)
 	static const struct {
 		const char *in, *msg;
 	} bad[] = {
-		{"02:00:5E:10:00:01", "lower-case hex at offset 6"},
-		{"02-00-5e-10-00-01", "expected ':' at offset 2"},
-		{"02:00:5e:10:00:0", "16 characters"},
-		{"02:00:5e:10:00:011", "18 characters"},
-		{"0200.5e10.0001", "14 characters"},
+		{"02:00:5E:10:00:01", "mac: \"02:00:5E:10:00:01\" is not in canonical form"},
+		{"02-00-5e-10-00-01", "not in canonical form"},
+		{"02:00:5e:10:00:0", "mac: \"02:00:5e:10:00:0\" is not an EUI-48 address"},
+		{"02:00:5e:10:00:011", "not an EUI-48 address"},
+		{"0200.5e10.0001", "not in canonical form"},
+		{"02005e100001", "not in canonical form"},
 		{"01:00:5e:10:00:01", "group (multicast)"},
 		{"00:00:00:00:00:00", "all-zero"},
-		{"02:00:5e:10:00:g1", "offset 15"},
-		{"02:00:5e:10:00:0 ", "offset 15"},
+		{"02:00:5e:10:00:g1", "not an EUI-48 address"},
+		{"02:00:5e:10:00:0\x1b", "\"02:00:5e:10:00:0\\x1b\" is not an EUI-48"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct idp_error err;
@@ -361,9 +362,9 @@ START_TEST(test_api_request_refusals)
 		{"\"oob_secret\":\"LBL-7Q2X\"", "\"oob_secret\":\"LBL 7Q2X\"", IDP_E_FORMAT,
 		 "oob_secret: character at offset 3 is not allowed"},
 		{"\"mac\":\"02:00:5e:10:00:01\"", "\"mac\":\"02:00:5E:10:00:01\"", IDP_E_FORMAT,
-		 "mac: expected lower-case hex"},
+		 "is not in canonical form"},
 		{"\"mac\":\"02:00:5e:10:00:01\"", "\"mac\":\"03:00:5e:10:00:01\"", IDP_E_FORMAT,
-		 "mac: group (multicast) address"},
+		 "is a group (multicast) address"},
 		{"\"key_type\":\"p256\"", "\"key_type\":\"rsa\"", IDP_E_UNSUPPORTED,
 		 "key type: \"rsa\" is not supported"},
 		{"\"key_type\":\"p256\"", "\"key_type\":\"P256\"", IDP_E_UNSUPPORTED,
@@ -456,7 +457,7 @@ START_TEST(test_api_request_refusals)
 	e = r;
 	e.mac[0] = 1;
 	ck_assert_int_eq(fmt_api_request_encode(&e, body, sizeof(body), &len, &err), IDP_E_FORMAT);
-	ck_assert_str_eq(err.msg, "mac: group (multicast) address");
+	ck_assert_str_eq(err.msg, "mac: \"01:00:5e:10:00:01\" is a group (multicast) address, not a device's");
 	e = r;
 	memset(e.device_id, 'a', sizeof(e.device_id));
 	ck_assert_int_eq(fmt_api_request_encode(&e, body, sizeof(body), &len, &err), IDP_E_ARG);
