@@ -72,6 +72,30 @@ static enum idp_err check_tree(const cJSON *node, unsigned depth, unsigned max_d
 	return IDP_OK;
 }
 
+/* Bytes of the number token at s[0..left): what cJSON's number parser takes. */
+static size_t number_len(const uint8_t *s, size_t left)
+{
+	size_t n = 0;
+	while (n < left && ((s[n] >= '0' && s[n] <= '9') || s[n] == '-' || s[n] == '+' ||
+	                    s[n] == '.' || s[n] == 'e' || s[n] == 'E'))
+		n++;
+	return n;
+}
+
+/* -?(0|[1-9][0-9]*) but not -0: the one spelling of an integer. cJSON would
+ * read 1e3, 1.0, 01 and -0 as integers too (and 9007199254740991.4 as one), so
+ * two parties could read one number two ways. */
+static bool plain_integer(const uint8_t *s, size_t n)
+{
+	size_t i = s[0] == '-' ? 1 : 0;
+	if (i == n || (s[i] == '0' && (n - i > 1 || i == 1)))
+		return false;
+	for (; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
 enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth, cJSON **out,
                             struct idp_error *err)
 {
@@ -80,13 +104,18 @@ enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth, 
 		max_depth = FMT_JSON_DEPTH_MAX;
 	if (!fmt_utf8_valid(buf, len))
 		return idp_error_set(err, IDP_E_FORMAT, "json: input is not valid UTF-8");
-	/* Cheap pre-scan: depth before cJSON recurses, NUL bytes, "\u0000". */
+	/* Cheap pre-scan: depth before cJSON recurses, NUL bytes, "\u0000", and
+	 * what cJSON tolerates but RFC 8259 forbids (raw control bytes, any byte
+	 * up to 0x20 as whitespace), plus numbers that are not plain integers. */
 	unsigned depth = 0;
 	bool in_str = false;
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = buf[i];
 		if (c == 0)
 			return idp_error_set(err, IDP_E_FORMAT, "json: NUL byte at offset %zu", i);
+		if (c < 0x20 && (in_str || (c != '\t' && c != '\n' && c != '\r')))
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "json: control byte 0x%02x at offset %zu", c, i);
 		if (in_str) {
 			if (c == '\\' && i + 1 < len) {
 				if (buf[i + 1] == 'u' && len - i >= 6 && memcmp(buf + i + 2, "0000", 4) == 0)
@@ -100,6 +129,14 @@ enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth, 
 		}
 		if (c == '"') {
 			in_str = true;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t n = number_len(buf + i, len - i);
+			if (!plain_integer(buf + i, n))
+				return idp_error_set(err, IDP_E_FORMAT,
+				                     "json: number at offset %zu is not a plain integer "
+				                     "(no fraction, exponent, leading zero or -0)",
+				                     i);
+			i += n - 1;
 		} else if (c == '{' || c == '[') {
 			if (++depth > max_depth)
 				return idp_error_set(err, IDP_E_LIMIT, "json: nested deeper than %u",

@@ -1,9 +1,12 @@
 /*
  * json.h - strict JSON over cJSON, for every format that crosses a boundary.
  *
- * cJSON alone accepts duplicate object keys, invalid UTF-8 and unbounded
- * nesting; fmt_json_parse refuses all three, plus NUL bytes in strings, so two
- * parties cannot read one document two ways. The getters check type, presence
+ * cJSON alone accepts duplicate object keys, invalid UTF-8, unbounded
+ * nesting, raw control bytes, any byte up to 0x20 as whitespace, and numbers
+ * such as 1e3, 1.0, 01 or -0 that it then reads as integers; fmt_json_parse
+ * refuses all of these, plus NUL bytes in strings, so two parties cannot read
+ * one document two ways. Every format here uses integers only: a number must be
+ * spelt -?(0|[1-9][0-9]*), and not -0. The getters check type, presence
  * and bounds and name the field in their errors ("mac: expected a string").
  * Pure; thread-safe (cJSON's default allocator hooks are never changed).
  */
@@ -27,7 +30,9 @@
 bool fmt_utf8_valid(const uint8_t *buf, size_t len);
 
 /* Parse buf[0..len) as exactly one JSON value (whitespace around it allowed).
- * Refuses invalid UTF-8, "\u0000", duplicate keys, nesting deeper than
+ * Refuses invalid UTF-8, "\u0000", control bytes other than whitespace (tab,
+ * LF, CR) outside strings, numbers that are not plain integers, duplicate keys,
+ * nesting deeper than
  * max_depth and objects or arrays of more than FMT_JSON_MEMBERS_MAX members,
  * with IDP_E_FORMAT or IDP_E_LIMIT. Caller frees *out with cJSON_Delete(). */
 IDP_MUST_CHECK enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth,

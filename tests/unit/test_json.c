@@ -1,6 +1,7 @@
 /*
- * test_json.c - strict JSON: duplicate keys, UTF-8, depth, NUL, trailing data
- * and typed getters are refused or accepted as json.h says.
+ * test_json.c - strict JSON: duplicate keys, UTF-8, depth, NUL, trailing data,
+ * control bytes, non-integer number spellings and typed getters are refused or
+ * accepted as json.h says.
  */
 #include <stdio.h>
 #include <string.h>
@@ -48,8 +49,8 @@ END_TEST
 
 START_TEST(test_json_getters)
 {
-	const char *doc = "{\"s\":\"abc\",\"e\":\"\",\"i\":42,\"f\":1.5,\"big\":1e300,"
-	                  "\"b\":true,\"o\":{},\"n\":null}";
+	const char *doc = "{\"s\":\"abc\",\"e\":\"\",\"i\":42,\"f\":\"1\","
+	                  "\"big\":9007199254740992,\"b\":true,\"o\":{},\"n\":null}";
 	cJSON *j = NULL;
 	ck_assert_int_eq(fmt_json_parse((const uint8_t *)doc, strlen(doc), 4, &j, NULL), IDP_OK);
 	struct idp_error err;
@@ -90,6 +91,51 @@ START_TEST(test_json_getters)
 }
 END_TEST
 
+/* Numbers: one spelling per integer. cJSON reads every one of these refused
+ * spellings as an integral double, so without the lexical check a token's
+ * "exp":1.8e9 or a PoP's "ts":1.7e9 would pass as integers that another
+ * parser reads differently (or refuses). */
+START_TEST(test_json_numbers_plain_integers_only)
+{
+	static const char *const bad[] = {
+	        "{\"a\":1e3}",   "{\"a\":1E3}",  "{\"a\":1.0}",  "{\"a\":1.5}",
+	        "{\"a\":01}",    "{\"a\":-0}",   "{\"a\":00}",   "{\"a\":-01}",
+	        "{\"a\":1e+3}",  "{\"a\":10e-1}", "[1,2.0]",      "{\"a\":-}",
+	        "{\"a\":9007199254740991.4}", "{\"a\":[0,-0.0]}", "1800000000.0",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct idp_error err;
+		ck_assert_msg(parse(bad[i], &err) == IDP_E_FORMAT, "accepted %s", bad[i]);
+		ck_assert_msg(strstr(err.msg, "not a plain integer") != NULL, "'%s' for %s",
+		              err.msg, bad[i]);
+	}
+	static const char *const good[] = {
+	        "0", "-1", "{\"a\":0}", "{\"a\":-9007199254740991}", "[1,-2,30,400]",
+	        "{\"a\":true,\"b\":false,\"c\":null,\"d\":\"1e3 1.0 -0\"}",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(parse(good[i], NULL) == IDP_OK, "refused %s", good[i]);
+}
+END_TEST
+
+/* Control bytes: cJSON takes any byte up to 0x20 as whitespace and raw
+ * control bytes inside strings; RFC 8259 allows neither. */
+START_TEST(test_json_control_bytes_refused)
+{
+	static const char *const bad[] = {
+	        "{\"a\":\"x\x01y\"}", "{\"a\":\"x\ty\"}", "{\"a\":\"x\ny\"}",
+	        "{\x0c\"a\":1}",        "{\"a\":1}\x0b",      "\x1f{}",
+	        "{\"a\x1b\":1}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct idp_error err;
+		ck_assert_msg(parse(bad[i], &err) == IDP_E_FORMAT, "accepted #%zu", i);
+		ck_assert_msg(strstr(err.msg, "control byte") != NULL, "'%s' for #%zu", err.msg, i);
+	}
+	ck_assert_int_eq(parse(" \t\r\n{ \"a\" :\t\"\\t\\n\\u0001\" }\r\n", NULL), IDP_OK);
+}
+END_TEST
+
 START_TEST(test_json_quote_round_trip)
 {
 	const char in[] = "a\"b\\c\n\x01 \xc3\xa9/";
@@ -112,6 +158,8 @@ Suite *idp_test_suite(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_json_parse_refusals);
 	tcase_add_test(tc, test_json_getters);
+	tcase_add_test(tc, test_json_numbers_plain_integers_only);
+	tcase_add_test(tc, test_json_control_bytes_refused);
 	tcase_add_test(tc, test_json_quote_round_trip);
 	suite_add_tcase(s, tc);
 	return s;
