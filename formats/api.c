@@ -516,14 +516,6 @@ static const char *purpose_name(enum fmt_api_purpose p)
 	return NULL;
 }
 
-static enum idp_err check_mac(const uint8_t mac[static FMT_MAC_LEN], struct idp_error *err)
-{
-	char text[FMT_MAC_TEXT_LEN + 1];
-	uint8_t again[FMT_MAC_LEN];
-	fmt_mac_format(mac, text);
-	return fmt_mac_parse(text, FMT_MAC_TEXT_LEN, again, err);
-}
-
 /* Every value and cross-member rule of a request; *key (optional) gets the
  * parsed public key, which the caller frees. */
 static enum idp_err check_request(const struct fmt_api_request *r, struct fmt_key **key,
@@ -538,7 +530,7 @@ static enum idp_err check_request(const struct fmt_api_request *r, struct fmt_ke
 	enum idp_err rc = check_field(r->device_id, sizeof(r->device_id), true, TEXT_ID,
 	                              "device_id", err);
 	if (rc == IDP_OK)
-		rc = check_mac(r->mac, err);
+		rc = fmt_mac_check(r->mac, err);
 	if (rc != IDP_OK)
 		return rc;
 	if (r->key_type != FMT_KEY_P256 && r->key_type != FMT_KEY_ED25519)

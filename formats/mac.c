@@ -64,6 +64,14 @@ enum idp_err fmt_mac_parse(const char *s, size_t len, uint8_t out[static FMT_MAC
 	return IDP_OK;
 }
 
+enum idp_err fmt_mac_check(const uint8_t mac[static FMT_MAC_LEN], struct idp_error *err)
+{
+	char text[FMT_MAC_TEXT_LEN + 1];
+	uint8_t again[FMT_MAC_LEN];
+	fmt_mac_format(mac, text);
+	return fmt_mac_parse(text, FMT_MAC_TEXT_LEN, again, err);
+}
+
 void fmt_mac_format(const uint8_t mac[static FMT_MAC_LEN], char out[static FMT_MAC_TEXT_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";

@@ -22,6 +22,12 @@
 IDP_MUST_CHECK enum idp_err fmt_mac_parse(const char *s, size_t len, uint8_t out[static FMT_MAC_LEN],
                                           struct idp_error *err);
 
+/* The byte rules of fmt_mac_parse for a MAC held as bytes: IDP_E_FORMAT for
+ * the all-zero or a group address. Encoders call it so that they never write
+ * a MAC the parser refuses. */
+IDP_MUST_CHECK enum idp_err fmt_mac_check(const uint8_t mac[static FMT_MAC_LEN],
+                                          struct idp_error *err);
+
 /* Canonical text of mac into out (FMT_MAC_TEXT_LEN + 1 bytes, NUL-terminated). */
 void fmt_mac_format(const uint8_t mac[static FMT_MAC_LEN], char out[static FMT_MAC_TEXT_LEN + 1]);
 

@@ -281,6 +281,7 @@ static enum idp_err check_record(const struct fmt_manifest_record *r, bool check
 {
 	enum idp_err rc;
 	if ((rc = check_token("id", r->id, strnlen(r->id, sizeof(r->id)), err)) ||
+	    (rc = fmt_mac_check(r->mac, err)) ||
 	    (rc = check_token("serial", r->serial, strnlen(r->serial, sizeof(r->serial)), err)))
 		return rc;
 	if (r->pub_len > FMT_KEY_SPKI_MAX)

@@ -833,6 +833,25 @@ START_TEST(test_manifest_writer_checks)
 	strcpy(r.attrs[1].key, "hw");
 	ck_assert_int_eq(fmt_manifest_encode_record(&r, line, &len, &err), IDP_E_DUPLICATE);
 	ck_assert_str_eq(err.msg, "attrs: name \"hw\" appears twice");
+	/* A MAC the reader refuses is never written: an unprogrammed (all-zero)
+	 * or group MAC read from one device would otherwise be signed into the
+	 * batch and make the whole signed manifest unimportable on site. */
+	static const uint8_t bad_macs[][6] = {
+	        {0, 0, 0, 0, 0, 0},          {0x01, 0x00, 0x5e, 0x00, 0x00, 0x01},
+	        {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, {0x03, 0x1a, 0x2c, 0x00, 0x00, 0x01},
+	};
+	for (size_t i = 0; i < sizeof(bad_macs) / sizeof(bad_macs[0]); i++) {
+		record_n(2, false, &r);
+		memcpy(r.mac, bad_macs[i], 6);
+		ck_assert_int_eq(fmt_manifest_encode_record(&r, line, &len, &err), IDP_E_FORMAT);
+		ck_assert_msg(strstr(err.msg, "mac: ") != NULL, "%s", err.msg);
+		ck_assert_uint_eq(len, 0);
+		header_for(&s, 2, &h);
+		ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, line, &len, NULL), IDP_OK);
+		ck_assert_int_eq(fmt_manifest_writer_record(&w, &r, line, &len, &err), IDP_E_FORMAT);
+	}
+	record_n(2, false, &r);
+	ck_assert_int_eq(fmt_manifest_encode_record(&r, line, &len, NULL), IDP_OK);
 	/* MAC parsing and time formatting. */
 	uint8_t mac[6];
 	ck_assert_int_eq(fmt_mac_parse("0a:1b:2c:3d:4e:5f", 17, mac, NULL), IDP_OK);
