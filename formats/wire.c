@@ -11,6 +11,7 @@
 #include "formats/b64.h"
 #include "formats/crc32c.h"
 #include "formats/id.h"
+#include "formats/mac.h"
 
 _Static_assert(FMT_WIRE_BIN_MAX % 3 == 0 && FMT_WIRE_B64_MAX == FMT_WIRE_BIN_MAX / 3 * 4,
                "FMT_WIRE_B64_MAX must be the base64url length of FMT_WIRE_BIN_MAX");
@@ -400,12 +401,24 @@ static enum idp_err check_hello(uint8_t type, const struct fmt_wire_hello *h,
 	return IDP_OK;
 }
 
+/* The MAC rules of every format (formats/mac.h): not all-zero, not a group
+ * address. A station that took one would PASS a device whose record the
+ * manifest writer then refuses. */
+static enum idp_err check_mac(const uint8_t mac[static FMT_WIRE_MAC_LEN], struct idp_error *err)
+{
+	enum idp_err rc = fmt_mac_check(mac, err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "info");
+	return rc;
+}
+
 static enum idp_err enc_info(struct wr *w, const struct fmt_wire_info *in, struct idp_error *err)
 {
 	enum idp_err rc;
 	uint8_t kt = (uint8_t)in->key_type;
 	if ((rc = wr_str(w, "info: device_id", in->device_id, in->device_id_len, 1,
 	                 FMT_WIRE_ID_MAX, STR_ID, err)) != IDP_OK ||
+	    (rc = check_mac(in->mac, err)) != IDP_OK ||
 	    (rc = wr_bytes(w, in->mac, FMT_WIRE_MAC_LEN, "info: mac", err)) != IDP_OK ||
 	    (rc = wr_str(w, "info: serial", in->serial, in->serial_len, 0, FMT_WIRE_SERIAL_MAX,
 	                 STR_ID, err)) != IDP_OK)
@@ -434,7 +447,8 @@ static enum idp_err dec_info(struct rd *r, struct fmt_wire_info *out, struct idp
 	    (rc = rd_bytes(r, FMT_WIRE_MAC_LEN, &p, "info: mac", err)) != IDP_OK)
 		return rc;
 	memcpy(out->mac, p, FMT_WIRE_MAC_LEN);
-	if ((rc = rd_str(r, "info: serial", out->serial, &out->serial_len, 0, FMT_WIRE_SERIAL_MAX,
+	if ((rc = check_mac(out->mac, err)) != IDP_OK ||
+	    (rc = rd_str(r, "info: serial", out->serial, &out->serial_len, 0, FMT_WIRE_SERIAL_MAX,
 	                 STR_ID, err)) != IDP_OK ||
 	    (rc = rd_u8(r, &kt, "info: key_type", err)) != IDP_OK ||
 	    (rc = rd_u8(r, &n, "info: public key", err)) != IDP_OK)

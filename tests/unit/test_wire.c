@@ -577,8 +577,25 @@ START_TEST(test_wire_payload_parse_rejects)
 	memcpy(q, p, n);
 	q[3] = ' '; /* IDs carry no spaces */
 	ck_assert_int_eq(fmt_wire_payload_parse(FMT_WIRE_INFO, q, n, &out, &err), IDP_E_FORMAT);
+	/* An unprogrammed (all-zero) or group MAC: the manifest cannot carry it,
+	 * so the station must not PASS the device. */
+	size_t mac_at = 1 + m.u.info.device_id_len;
+	memcpy(q, p, n);
+	memset(q + mac_at, 0, 6);
+	ck_assert_int_eq(fmt_wire_payload_parse(FMT_WIRE_INFO, q, n, &out, &err), IDP_E_FORMAT);
+	ck_assert_msg(strstr(err.msg, "info: mac: ") != NULL, "%s", err.msg);
+	memcpy(q, p, n);
+	q[mac_at] |= 1u;
+	ck_assert_int_eq(fmt_wire_payload_parse(FMT_WIRE_INFO, q, n, &out, &err), IDP_E_FORMAT);
+	ck_assert_msg(strstr(err.msg, "group") != NULL, "%s", err.msg);
+	memcpy(q, p, n);
+	ck_assert_int_eq(fmt_wire_payload_parse(FMT_WIRE_INFO, q, n, &out, &err), IDP_OK);
 
 	/* The encoder refuses what the parser would. */
+	m.u.info.mac[0] = 0x01;
+	ck_assert_int_eq(fmt_wire_payload_encode(&m, p, &n, &err), IDP_E_FORMAT);
+	ck_assert_msg(strstr(err.msg, "info: mac: ") != NULL, "%s", err.msg);
+	make_info(k, &m.u.info);
 	m.u.info.device_id_len = FMT_WIRE_ID_MAX + 1;
 	ck_assert_int_eq(fmt_wire_payload_encode(&m, p, &n, &err), IDP_E_LIMIT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "device_id"));
