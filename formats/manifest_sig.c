@@ -43,6 +43,10 @@ struct fmt_manifest_verifier {
 	size_t header_len;
 	bool header_done; /* its LF was seen */
 	bool spent;
+	/* cms: the signer certificate's one commonName, bound to the header's
+	 * station ID; cn_len is 0 when it has none, several, or a longer one. */
+	char cn[FMT_MANIFEST_ID_MAX + 1];
+	size_t cn_len;
 };
 
 static enum idp_err md_new(EVP_MD_CTX **md, struct idp_error *err)
@@ -450,9 +454,26 @@ static bool same_der_name(const X509_NAME *a, const X509_NAME *b)
 	return la == lb && memcmp(da, db, la) == 0;
 }
 
+/* The one commonName of the signer certificate's subject into v->cn. */
+static void signer_cn(struct fmt_manifest_verifier *v, X509 *signer)
+{
+	const X509_NAME *subject = X509_get_subject_name(signer);
+	int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+	v->cn_len = 0;
+	if (at < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, at) >= 0)
+		return;
+	const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+	int n = s != NULL ? ASN1_STRING_length(s) : 0;
+	if (n <= 0 || (size_t)n > FMT_MANIFEST_ID_MAX)
+		return;
+	memcpy(v->cn, ASN1_STRING_get0_data(s), (size_t)n);
+	v->cn[n] = '\0';
+	v->cn_len = (size_t)n;
+}
+
 /* Verify the one SignerInfo against the body digest; *signer_fp gets the
  * fingerprint of the signer certificate's key. */
-static enum idp_err cms_verify(const struct fmt_manifest_verifier *v, const uint8_t *digest,
+static enum idp_err cms_verify(struct fmt_manifest_verifier *v, const uint8_t *digest,
                                uint8_t signer_fp[static FMT_KEY_FINGERPRINT_LEN],
                                struct idp_error *err)
 {
@@ -508,6 +529,7 @@ static enum idp_err cms_verify(const struct fmt_manifest_verifier *v, const uint
 	}
 	if ((rc = cms_chain(v, signer, err)) != IDP_OK)
 		goto out;
+	signer_cn(v, signer);
 	if (CMS_signed_get_attr_count(si) <= 0) {
 		rc = idp_error_set(err, IDP_E_VERIFY, "signature: cms has no signed attributes");
 		goto out;
@@ -544,6 +566,21 @@ static enum idp_err bind_header(const struct fmt_manifest_verifier *v,
 		return idp_error_set(err, IDP_E_VERIFY,
 		                     "line 1: sig: header says %s but the trust given verifies %s",
 		                     fmt_manifest_sig_name(h->sig), fmt_manifest_sig_name(v->kind));
+	/* cms: the factory CA vouches for the station's name, not only its key;
+	 * without this any certified station could write batches as another. */
+	size_t sn = strnlen(h->station, sizeof(h->station));
+	if (v->kind == FMT_MANIFEST_SIG_CMS && (sn != v->cn_len || memcmp(h->station, v->cn, sn))) {
+		char q[IDP_QUOTE_MAX];
+		if (v->cn_len == 0)
+			return idp_error_set(err, IDP_E_VERIFY,
+			                     "line 1: station: the station certificate has no single "
+			                     "commonName of 1..%u bytes to match \"%s\"",
+			                     FMT_MANIFEST_ID_MAX, h->station);
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "line 1: station: header says \"%s\" but the station "
+		                     "certificate is for \"%s\"",
+		                     h->station, idp_quote(v->cn, v->cn_len, q));
+	}
 	if (CRYPTO_memcmp(h->key, fp, FMT_KEY_FINGERPRINT_LEN) != 0) {
 		char want[65], got[65];
 		fmt_key_fingerprint_hex(h->key, want);

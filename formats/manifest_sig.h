@@ -10,7 +10,8 @@
  *
  * The verifier also parses the header line it sees stream past (canonical
  * form) and checks that its sig kind and station key fingerprint are the ones
- * that made the signature. Verify first, then read records with
+ * that made the signature, and (cms) that its station ID is the signer
+ * certificate's one commonName. Verify first, then read records with
  * formats/manifest.h.
  *
  * Pure: no I/O. A signer or verifier belongs to one thread; the keys and the
@@ -94,8 +95,9 @@ IDP_MUST_CHECK enum idp_err fmt_manifest_verifier_update(struct fmt_manifest_ver
                                                          struct idp_error *err);
 
 /* IDP_OK only when the signature matches the whole body, (cms) the signer
- * certificate chains to the store, and the header line names this kind and
- * this station key's fingerprint; then *out is filled. IDP_E_VERIFY (or
+ * certificate chains to the store and its one commonName is the header's
+ * station, and the header line names this kind and this station key's
+ * fingerprint; then *out is filled. IDP_E_VERIFY (or
  * IDP_E_FORMAT for an unreadable header) otherwise. */
 IDP_MUST_CHECK enum idp_err fmt_manifest_verifier_final(struct fmt_manifest_verifier *v,
                                                         struct fmt_manifest_verified *out,

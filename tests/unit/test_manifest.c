@@ -710,15 +710,14 @@ START_TEST(test_manifest_wrong_key_types)
 }
 END_TEST
 
-START_TEST(test_manifest_header_binds_key_and_kind)
+/* A one-record body whose header names station and key fingerprint fp_key. */
+static struct buf body_as(const struct station *s, const char *station,
+                          const struct fmt_key *fp_key)
 {
-	/* Signed by the right key, but the header names another station key. */
-	struct station s, other;
-	station_new(&s, kinds[_i]);
-	station_new(&other, kinds[_i]);
 	struct fmt_manifest_header h;
-	header_for(&s, 1, &h);
-	ck_assert_int_eq(fmt_key_fingerprint(other.key, h.key, NULL), IDP_OK);
+	header_for(s, 1, &h);
+	snprintf(h.station, sizeof(h.station), "%s", station);
+	ck_assert_int_eq(fmt_key_fingerprint(fp_key, h.key, NULL), IDP_OK);
 	uint8_t line[FMT_MANIFEST_LINE_MAX];
 	size_t len;
 	struct buf body = {NULL, 0};
@@ -728,6 +727,16 @@ START_TEST(test_manifest_header_binds_key_and_kind)
 	record_n(1, false, &r);
 	ck_assert_int_eq(fmt_manifest_encode_record(&r, line, &len, NULL), IDP_OK);
 	buf_add(&body, line, len);
+	return body;
+}
+
+START_TEST(test_manifest_header_binds_key_and_kind)
+{
+	/* Signed by the right key, but the header names another station key. */
+	struct station s, other;
+	station_new(&s, kinds[_i]);
+	station_new(&other, kinds[_i]);
+	struct buf body = body_as(&s, "station-01", other.key);
 	uint8_t *sig = NULL;
 	size_t sig_len = 0;
 	sign(&s, &body, &sig, &sig_len);
@@ -755,6 +764,68 @@ START_TEST(test_manifest_header_binds_key_and_kind)
 	free(body.p);
 	station_free(&s);
 	station_free(&other);
+}
+END_TEST
+
+/* The factory CA certifies a station's name, not only its key: a certified
+ * station-02 signing a batch that says station-01 (to take over or fork
+ * station-01's seq/prev chain) verifies with `openssl cms -verify` but must
+ * not here. */
+START_TEST(test_manifest_cms_station_named_by_certificate)
+{
+	struct station s;
+	station_new(&s, FMT_MANIFEST_SIG_CMS);
+	struct fmt_key *k2 = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k2, NULL), IDP_OK);
+	X509 *c2 = make_cert(k2, "station-02", s.ca, s.ca_key, false);
+	struct idp_error err;
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	struct buf body = body_as(&s, "station-01", k2);
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_CMS, k2, c2, NULL, body.p, body.len,
+	                                   &sig, &sig_len, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(verify(&s, sig, sig_len, body.p, body.len, &err), IDP_E_VERIFY);
+	ck_assert_str_eq(err.msg, "line 1: station: header says \"station-01\" but the station "
+	                          "certificate is for \"station-02\"");
+	free(sig);
+	free(body.p);
+	/* Its own name verifies; so does the usual station-01 manifest. */
+	body = body_as(&s, "station-02", k2);
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_CMS, k2, c2, NULL, body.p, body.len,
+	                                   &sig, &sig_len, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(verify(&s, sig, sig_len, body.p, body.len, &err), IDP_OK);
+	free(sig);
+	free(body.p);
+	/* Case matters, as for every ID; and a name that is only a prefix fails. */
+	static const char *const near[] = {"Station-02", "station-0", "station-02x"};
+	for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++) {
+		body = body_as(&s, near[i], k2);
+		ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_CMS, k2, c2, NULL, body.p,
+		                                   body.len, &sig, &sig_len, NULL),
+		                 IDP_OK);
+		ck_assert_int_eq(verify(&s, sig, sig_len, body.p, body.len, &err), IDP_E_VERIFY);
+		ck_assert_msg(strstr(err.msg, "line 1: station: header says") != NULL, "%s",
+		              err.msg);
+		free(sig);
+		free(body.p);
+	}
+	/* A certificate with two commonNames names no one station. */
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(c2), "CN", MBSTRING_ASC,
+	                           (const unsigned char *)"station-01", -1, -1, 0);
+	ck_assert_int_gt(X509_sign(c2, fmt_key_evp(s.ca_key), EVP_sha256()), 0);
+	body = body_as(&s, "station-02", k2);
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_CMS, k2, c2, NULL, body.p, body.len,
+	                                   &sig, &sig_len, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(verify(&s, sig, sig_len, body.p, body.len, &err), IDP_E_VERIFY);
+	ck_assert_msg(strstr(err.msg, "no single commonName") != NULL, "%s", err.msg);
+	free(sig);
+	free(body.p);
+	X509_free(c2);
+	fmt_key_free(k2);
+	station_free(&s);
 }
 END_TEST
 
@@ -923,6 +994,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_manifest_wrong_key_types);
 	tcase_add_loop_test(tc, test_manifest_header_binds_key_and_kind, 0, 3);
 	tcase_add_test(tc, test_manifest_cms_details);
+	tcase_add_test(tc, test_manifest_cms_station_named_by_certificate);
 	tcase_add_test(tc, test_manifest_writer_checks);
 	tcase_add_test(tc, test_manifest_fast_key_check_agrees);
 	suite_add_tcase(s, tc);

@@ -85,7 +85,7 @@ printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n' >int
 openssl req -new -key int.key -subj "/CN=test line CA" 2>/dev/null |
 	openssl x509 -req -CA ca.pem -CAkey ca.key -sha256 -set_serial 8 -days 30 -extfile int.ext \
 		-out int.pem 2>/dev/null
-openssl req -new -key st.key -subj "/CN=station-01 via line CA" 2>/dev/null |
+openssl req -new -key st.key -subj "/OU=via line CA/CN=station-01" 2>/dev/null |
 	openssl x509 -req -CA int.pem -CAkey int.key -sha256 -set_serial 9 -days 30 -extfile st.ext \
 		-out st-int.crt 2>/dev/null
 mk chain st.key --cert st-int.crt --chain int.pem
@@ -107,6 +107,16 @@ t_grep "a serverAuth-only certificate cannot sign manifests" \
 t_refuse "nor for openssl cms -verify" \
 	openssl cms -verify -binary -inform DER -in tls.manifest.sig -content tls.manifest \
 	-CAfile ca.pem -out /dev/null
+
+# --- the certificate names the station: a certified station cannot write as another
+"$tool" create --key st.key --cert st.crt --batch b-spoof --station station-02 --seq 1 \
+	--product "Test P1" --devices "$samples/devices.csv" --out spoof.manifest >/dev/null
+t_run "openssl cms alone accepts a batch another station's certificate signed" \
+	openssl cms -verify -binary -inform DER -in spoof.manifest.sig -content spoof.manifest \
+	-CAfile ca.pem -out /dev/null
+"$tool" verify spoof.manifest --ca ca.pem 2>err.txt
+t_grep "idprov-manifest refuses it, naming both" \
+	'station: header says "station-02" but the station certificate is for "station-01"' err.txt
 
 # --- the committed samples verify
 t_run "sample es256 verifies" "$tool" verify "$samples/sample-es256.manifest" \
