@@ -709,6 +709,21 @@ static enum idp_err put_hash(uint8_t *out, size_t *o, const char *s, const char 
 	return IDP_OK;
 }
 
+/* WARNING: a caller whose SSL_export_keying_material failed and who passes
+ * its zeroed buffer on binds every proof to one value shared by all
+ * connections, and a relay passes; a real exporter is never all zero. */
+static enum idp_err check_exporter(const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                   struct idp_error *err)
+{
+	uint8_t any = 0;
+	for (size_t i = 0; i < FMT_API_EXPORTER_LEN; i++)
+		any |= exporter[i];
+	if (any == 0)
+		return idp_error_set(err, IDP_E_ARG,
+		                     "pop: tls exporter is all zero (not read from the connection?)");
+	return IDP_OK;
+}
+
 /* The signed bytes of a checked request (layout: formats/api.md). */
 static enum idp_err build_pop(const struct fmt_api_request *r,
                               const uint8_t exporter[static FMT_API_EXPORTER_LEN],
@@ -717,6 +732,9 @@ static enum idp_err build_pop(const struct fmt_api_request *r,
 {
 	size_t o = 0;
 	*len = 0;
+	enum idp_err rc = check_exporter(exporter, err);
+	if (rc != IDP_OK)
+		return rc;
 	memcpy(out, POP_CONTEXT, sizeof(POP_CONTEXT)); /* with its NUL */
 	o += sizeof(POP_CONTEXT);
 	out[o++] = POP_VERSION;
@@ -745,7 +763,7 @@ static enum idp_err build_pop(const struct fmt_api_request *r,
 	out[o++] = (uint8_t)n;
 	memcpy(out + o, r->agent_version, n);
 	o += n;
-	enum idp_err rc = put_hash(out, &o, r->oob_secret, "oob_secret", err);
+	rc = put_hash(out, &o, r->oob_secret, "oob_secret", err);
 	if (rc == IDP_OK)
 		rc = put_hash(out, &o, r->token, "token", err);
 	if (rc == IDP_OK)
@@ -797,8 +815,11 @@ enum idp_err fmt_api_pop_sign(struct fmt_api_request *req, const struct fmt_key 
 	return rc;
 }
 
-static enum idp_err check_clock(int64_t now, int64_t max_skew, struct idp_error *err)
+static enum idp_err check_clock(const uint8_t exporter[static FMT_API_EXPORTER_LEN], int64_t now,
+                                int64_t max_skew, struct idp_error *err)
 {
+	if (check_exporter(exporter, err) != IDP_OK)
+		return IDP_E_ARG;
 	if (now < 0 || now > FMT_API_TIME_MAX || max_skew < 0 || max_skew > SKEW_MAX)
 		return idp_error_set(err, IDP_E_ARG, "pop: now %lld or max skew %lld out of range",
 		                     (long long)now, (long long)max_skew);
@@ -837,7 +858,7 @@ enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req,
                                 int64_t max_skew, struct idp_error *err)
 {
 	struct fmt_key *key = NULL;
-	enum idp_err rc = check_clock(now, max_skew, err);
+	enum idp_err rc = check_clock(exporter, now, max_skew, err);
 	if (rc == IDP_OK)
 		rc = check_request(req, &key, err);
 	if (rc == IDP_OK)
@@ -855,7 +876,7 @@ enum idp_err fmt_api_request_accept(enum fmt_api_purpose purpose, const uint8_t 
 	const char *what = purpose_name(purpose);
 	if (what == NULL)
 		return idp_error_set(err, IDP_E_ARG, "request: purpose %d is unknown", (int)purpose);
-	enum idp_err rc = check_clock(now, max_skew, err);
+	enum idp_err rc = check_clock(exporter, now, max_skew, err);
 	if (rc != IDP_OK)
 		return rc;
 	out->purpose = purpose;

@@ -189,7 +189,9 @@ void fmt_api_request_wipe(struct fmt_api_request *req);
 
 /* The exact bytes a proof signs (formats/api.md, "Proof of possession"):
  * every member of req except pop.sig, and exporter, the RFC 9266 value of the
- * TLS connection carrying the request. *len gets at most FMT_API_POP_MSG_MAX. */
+ * TLS connection carrying the request. *len gets at most FMT_API_POP_MSG_MAX.
+ * An all-zero exporter is refused (IDP_E_ARG) here and by the signer and
+ * verifiers below: it is what a failed export leaves, never a real value. */
 IDP_MUST_CHECK enum idp_err fmt_api_pop_message(const struct fmt_api_request *req,
                                                 const uint8_t exporter[static FMT_API_EXPORTER_LEN],
                                                 uint8_t out[static FMT_API_POP_MSG_MAX],

@@ -546,6 +546,17 @@ START_TEST(test_api_pop_verify)
 		expect_verify(&r, exporter_a, NOW - 6 - SKEW, IDP_E_EXPIRED,
 		              "pop: timestamp is 61 s in the future, max skew 60 s", "future");
 		expect_verify(&r, exporter_a, -1, IDP_E_ARG, "out of range", "bad now");
+		/* A failed export left zeros on both ends: refused, never signed
+		 * or verified, whatever the time. */
+		static const uint8_t zero[FMT_API_EXPORTER_LEN];
+		expect_verify(&r, zero, NOW, IDP_E_ARG, "pop: tls exporter is all zero", "zero");
+		expect_verify(&r, zero, NOW + 3600, IDP_E_ARG, "exporter is all zero", "zero, stale");
+		m = r;
+		ck_assert_int_eq(fmt_api_pop_sign(&m, key, zero, NOW, NULL, NULL), IDP_E_ARG);
+		uint8_t zmsg[FMT_API_POP_MSG_MAX];
+		size_t zlen = 1;
+		ck_assert_int_eq(fmt_api_pop_message(&r, zero, zmsg, &zlen, NULL), IDP_E_ARG);
+		ck_assert_uint_eq(zlen, 0);
 		/* Every single-bit flip of the signature, in each byte. */
 		for (size_t i = 0; i < FMT_KEY_RAW_SIG_LEN; i++) {
 			m = r;
@@ -621,6 +632,10 @@ START_TEST(test_api_request_accept)
 	ck_assert_int_eq(fmt_api_request_accept(FMT_API_EXCHANGE, b, len, exporter_a, NOW, SKEW,
 	                                        &got, &err),
 	                 IDP_E_VERIFY);
+	static const uint8_t zero[FMT_API_EXPORTER_LEN];
+	ck_assert_int_eq(fmt_api_request_accept(FMT_API_RENEW, b, len, zero, NOW, SKEW, &got, &err),
+	                 IDP_E_ARG);
+	ck_assert_str_eq(err.msg, "pop: tls exporter is all zero (not read from the connection?)");
 	/* A body the parser refuses: same error as the parser, nothing kept. */
 	ck_assert_int_eq(fmt_api_request_accept(FMT_API_PROVISION, b, len, exporter_a, NOW, SKEW,
 	                                        &got, &err),
