@@ -509,7 +509,10 @@ static int cmd_create(const struct opts *o)
 	struct fmt_manifest_writer w;
 	uint8_t line[FMT_MANIFEST_LINE_MAX];
 	size_t ll = 0;
+	/* A cms manifest whose station is not its certificate's name would be
+	 * refused on site: refuse it here, before signing. */
 	if ((rc = fill_header(o, key, cert != NULL, c.count, &h, &err)) ||
+	    (cert != NULL && (rc = fmt_manifest_cert_station_check(cert, h.station, &err))) ||
 	    (rc = fmt_manifest_writer_begin(&w, &h, line, &ll, &err)) ||
 	    (rc = body_add(&body, line, ll, &err)) ||
 	    (rc = body_add(&body, c.records.p, c.records.len, &err)))

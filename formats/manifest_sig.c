@@ -43,10 +43,7 @@ struct fmt_manifest_verifier {
 	size_t header_len;
 	bool header_done; /* its LF was seen */
 	bool spent;
-	/* cms: the signer certificate's one commonName, bound to the header's
-	 * station ID; cn_len is 0 when it has none, several, or a longer one. */
-	char cn[FMT_MANIFEST_ID_MAX + 1];
-	size_t cn_len;
+	X509 *signer; /* cms: the verified signer certificate, names the station */
 };
 
 static enum idp_err md_new(EVP_MD_CTX **md, struct idp_error *err)
@@ -454,23 +451,6 @@ static bool same_der_name(const X509_NAME *a, const X509_NAME *b)
 	return la == lb && memcmp(da, db, la) == 0;
 }
 
-/* The one commonName of the signer certificate's subject into v->cn. */
-static void signer_cn(struct fmt_manifest_verifier *v, X509 *signer)
-{
-	const X509_NAME *subject = X509_get_subject_name(signer);
-	int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-	v->cn_len = 0;
-	if (at < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, at) >= 0)
-		return;
-	const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
-	int n = s != NULL ? ASN1_STRING_length(s) : 0;
-	if (n <= 0 || (size_t)n > FMT_MANIFEST_ID_MAX)
-		return;
-	memcpy(v->cn, ASN1_STRING_get0_data(s), (size_t)n);
-	v->cn[n] = '\0';
-	v->cn_len = (size_t)n;
-}
-
 /* Verify the one SignerInfo against the body digest; *signer_fp gets the
  * fingerprint of the signer certificate's key. */
 static enum idp_err cms_verify(struct fmt_manifest_verifier *v, const uint8_t *digest,
@@ -529,7 +509,8 @@ static enum idp_err cms_verify(struct fmt_manifest_verifier *v, const uint8_t *d
 	}
 	if ((rc = cms_chain(v, signer, err)) != IDP_OK)
 		goto out;
-	signer_cn(v, signer);
+	if (X509_up_ref(signer) == 1)
+		v->signer = signer;
 	if (CMS_signed_get_attr_count(si) <= 0) {
 		rc = idp_error_set(err, IDP_E_VERIFY, "signature: cms has no signed attributes");
 		goto out;
@@ -568,18 +549,15 @@ static enum idp_err bind_header(const struct fmt_manifest_verifier *v,
 		                     fmt_manifest_sig_name(h->sig), fmt_manifest_sig_name(v->kind));
 	/* cms: the factory CA vouches for the station's name, not only its key;
 	 * without this any certified station could write batches as another. */
-	size_t sn = strnlen(h->station, sizeof(h->station));
-	if (v->kind == FMT_MANIFEST_SIG_CMS && (sn != v->cn_len || memcmp(h->station, v->cn, sn))) {
-		char q[IDP_QUOTE_MAX];
-		if (v->cn_len == 0)
-			return idp_error_set(err, IDP_E_VERIFY,
-			                     "line 1: station: the station certificate has no single "
-			                     "commonName of 1..%u bytes to match \"%s\"",
-			                     FMT_MANIFEST_ID_MAX, h->station);
-		return idp_error_set(err, IDP_E_VERIFY,
-		                     "line 1: station: header says \"%s\" but the station "
-		                     "certificate is for \"%s\"",
-		                     h->station, idp_quote(v->cn, v->cn_len, q));
+	if (v->kind == FMT_MANIFEST_SIG_CMS) {
+		enum idp_err rc2 = v->signer != NULL
+		                           ? fmt_manifest_cert_station_check(v->signer, h->station, err)
+		                           : idp_error_set(err, IDP_E_VERIFY,
+		                                           "station: no verified signer certificate");
+		if (rc2 != IDP_OK) {
+			idp_error_prefix(err, "line 1");
+			return rc2;
+		}
 	}
 	if (CRYPTO_memcmp(h->key, fp, FMT_KEY_FINGERPRINT_LEN) != 0) {
 		char want[65], got[65];
@@ -646,6 +624,7 @@ void fmt_manifest_verifier_free(struct fmt_manifest_verifier *v)
 		return;
 	EVP_MD_CTX_free(v->md);
 	CMS_ContentInfo_free(v->cms);
+	X509_free(v->signer);
 	free(v);
 }
 
@@ -667,6 +646,32 @@ enum idp_err fmt_manifest_verify(const uint8_t *sig, size_t sig_len,
 }
 
 /* ---------------------------------------------------------------- certificates */
+
+enum idp_err fmt_manifest_cert_station_check(const X509 *cert, const char *station,
+                                             struct idp_error *err)
+{
+	const X509_NAME *subject = X509_get_subject_name(cert);
+	int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+	const ASN1_STRING *cn = NULL;
+	if (at >= 0 && X509_NAME_get_index_by_NID(subject, NID_commonName, at) < 0)
+		cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+	int n = cn != NULL ? ASN1_STRING_length(cn) : 0;
+	if (n <= 0 || (size_t)n > FMT_MANIFEST_ID_MAX)
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "station: the station certificate has no single commonName of "
+		                     "1..%u bytes to match \"%s\"",
+		                     FMT_MANIFEST_ID_MAX, station);
+	const char *name = (const char *)ASN1_STRING_get0_data(cn);
+	size_t sn = strnlen(station, FMT_MANIFEST_ID_MAX + 1);
+	if (sn != (size_t)n || memcmp(station, name, sn) != 0) {
+		char q[IDP_QUOTE_MAX];
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "station: header says \"%s\" but the station certificate is "
+		                     "for \"%s\"",
+		                     station, idp_quote(name, (size_t)n, q));
+	}
+	return IDP_OK;
+}
 
 enum idp_err fmt_manifest_certs_parse(const uint8_t *buf, size_t len, STACK_OF(X509) **out,
                                       struct idp_error *err)

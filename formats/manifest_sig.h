@@ -113,6 +113,13 @@ IDP_MUST_CHECK enum idp_err fmt_manifest_verify(const uint8_t *sig, size_t sig_l
                                                 struct fmt_manifest_verified *out,
                                                 struct idp_error *err);
 
+/* IDP_OK when cert's subject has exactly one commonName and it is station,
+ * byte for byte (formats/manifest.md 5.2); IDP_E_VERIFY naming both
+ * otherwise. The verifier applies it to the cms signer; a station tool can
+ * apply it before signing. */
+IDP_MUST_CHECK enum idp_err fmt_manifest_cert_station_check(const X509 *cert, const char *station,
+                                                            struct idp_error *err);
+
 /* Parse 1..FMT_MANIFEST_CERTS_MAX PEM certificates from buf[0..len) (a
  * station certificate, a chain, or CA bundle). Caller frees *out with
  * OSSL_STACK_OF_X509_free()-equivalent sk_X509_pop_free(*out, X509_free). */

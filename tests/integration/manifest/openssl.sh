@@ -97,7 +97,7 @@ t_run "openssl cms verifies the same chain" \
 mk nochain st.key --cert st-int.crt
 t_refuse "without the intermediate it does not" "$tool" verify nochain.manifest --ca ca.pem -q
 printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >tls.ext
-openssl req -new -key st.key -subj "/CN=a TLS server" 2>/dev/null |
+openssl req -new -key st.key -subj "/OU=a TLS server/CN=station-01" 2>/dev/null |
 	openssl x509 -req -CA ca.pem -CAkey ca.key -sha256 -set_serial 10 -days 30 -extfile tls.ext \
 		-out tls.crt 2>/dev/null
 mk tls st.key --cert tls.crt
@@ -110,7 +110,16 @@ t_refuse "nor for openssl cms -verify" \
 
 # --- the certificate names the station: a certified station cannot write as another
 "$tool" create --key st.key --cert st.crt --batch b-spoof --station station-02 --seq 1 \
+	--product "Test P1" --devices "$samples/devices.csv" --out spoof.manifest 2>err.txt
+t_grep "create refuses a --station that is not the certificate's CN" \
+	'station: header says "station-02" but the station certificate is for "station-01"' err.txt
+t_refuse "and writes no manifest" test -e spoof.manifest
+# the same batch made with the stock command, as a rogue station would
+"$tool" create --key st.key --batch b-spoof --station station-02 --seq 1 \
 	--product "Test P1" --devices "$samples/devices.csv" --out spoof.manifest >/dev/null
+sed -i 's/"sig":"es256"/"sig":"cms"/' spoof.manifest
+openssl cms -sign -binary -in spoof.manifest -signer st.crt -inkey st.key -outform DER \
+	-out spoof.manifest.sig
 t_run "openssl cms alone accepts a batch another station's certificate signed" \
 	openssl cms -verify -binary -inform DER -in spoof.manifest.sig -content spoof.manifest \
 	-CAfile ca.pem -out /dev/null
