@@ -79,7 +79,7 @@ UNIT_BINS   = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TESTS))
 BENCH_BINS  = $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCHES))
 
 .PHONY: all programs build-tests check check-variant demo bench fuzz fuzz-build install clean \
-        deps deps-quiet
+        deps deps-quiet asan lint
 # Entry points first install missing packages, then re-run make so that the
 # pkg-config flags are read after the packages exist (fresh machine).
 all: deps-quiet
@@ -155,6 +155,20 @@ fuzz: deps
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} tests/run-fuzz build/results-fuzz; \
 		tests/summarize build/results-fuzz
 
+# make asan: the suite under ASan+UBSan only (the fast development loop).
+asan: deps
+	@$(MAKE) --no-print-directory VARIANT=asan check-variant
+
+# make lint: cppcheck and clang-tidy with the checks STYLE.md names.
+TIDY_CHECKS := clang-analyzer-*,bugprone-*,cert-err33-c,-bugprone-easily-swappable-parameters,$\
+-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling
+LINT_SRCS = $(sort $(foreach l,$(PROJECT_LIBS),$(LIBS_$(l))) $(foreach p,$(PROGS),$($(p)_SRCS)))
+lint: deps
+	cppcheck --quiet --enable=warning,portability --error-exitcode=1 --inline-suppr \
+		-I. $(LINT_SRCS)
+	clang-tidy --quiet --warnings-as-errors='*' --checks='$(TIDY_CHECKS)' $(LINT_SRCS) -- \
+		$(STD) -I. $(PKG_CFLAGS)
+
 bench: deps
 	$(MAKE) --no-print-directory VARIANT=plain $(PROG_BINS) $(BENCH_BINS)
 	@tests/run-bench build/plain
@@ -173,3 +187,7 @@ install: programs
 
 clean:
 	rm -rf build
+
+# make print-VAR shows a variable (used by tests/integration/build/deps.sh).
+print-%:
+	@echo $($*)

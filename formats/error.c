@@ -15,8 +15,9 @@ static void vset(struct idp_error *err, enum idp_err code, const char *fmt, va_l
 static void vset(struct idp_error *err, enum idp_err code, const char *fmt, va_list ap)
 {
 	err->code = code;
-	/* Truncation is acceptable for a message; it stays NUL-terminated. */
-	if (vsnprintf(err->msg, sizeof(err->msg), fmt, ap) < 0)
+	/* Truncation is acceptable for a message; it stays NUL-terminated.
+	 * (clang-analyzer 14 misreads va_list passed on as an argument.) */
+	if (vsnprintf(err->msg, sizeof(err->msg), fmt, ap) < 0) // NOLINT(clang-analyzer-valist.Uninitialized)
 		err->msg[0] = '\0';
 }
 
@@ -49,10 +50,8 @@ enum idp_err idp_error_ssl(struct idp_error *err, enum idp_err code, const char 
 		char buf[256];
 		ERR_error_string_n(e, buf, sizeof(buf));
 		int n = snprintf(err->msg + used, sizeof(err->msg) - used, "%s%s", sep, buf);
-		if (n < 0 || (size_t)n >= sizeof(err->msg) - used) {
-			used = sizeof(err->msg) - 1;
-			break;
-		}
+		if (n < 0 || (size_t)n >= sizeof(err->msg) - used)
+			break; /* the message is full; the rest of the queue is dropped */
 		used += (size_t)n;
 		sep = "; ";
 	}
@@ -67,7 +66,7 @@ void idp_error_prefix(struct idp_error *err, const char *fmt, ...)
 	char ctx[IDP_ERROR_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	int n = vsnprintf(ctx, sizeof(ctx), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
 	if (n < 0)
 		return;

@@ -52,16 +52,17 @@ static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct
 	*out = NULL;
 	enum fmt_key_type t = type_of(pkey);
 	if (t == 0) {
-		enum idp_err rc = idp_error_set(err, IDP_E_UNSUPPORTED,
-		                                "key: type %s is not supported (use p256 or ed25519)",
-		                                describe(pkey));
+		(void)idp_error_set(err, IDP_E_UNSUPPORTED,
+		                    "key: type %s is not supported (use p256 or ed25519)",
+		                    describe(pkey));
 		EVP_PKEY_free(pkey);
-		return rc;
+		return IDP_E_UNSUPPORTED;
 	}
 	struct fmt_key *k = calloc(1, sizeof(*k));
 	if (k == NULL) {
 		EVP_PKEY_free(pkey);
-		return idp_error_set(err, IDP_E_NOMEM, "key: out of memory");
+		(void)idp_error_set(err, IDP_E_NOMEM, "key: out of memory");
+		return IDP_E_NOMEM;
 	}
 	k->pkey = pkey;
 	k->type = t;
