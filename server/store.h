@@ -24,17 +24,17 @@
 #include "formats/error.h"
 #include "formats/keys.h"
 
-#define SRV_STORE_ID_MAX      64u  /* device, batch and station IDs, bytes */
-#define SRV_STORE_SERIAL_MAX  64u  /* device serial, bytes */
-#define SRV_STORE_MAC_MAX     17u  /* "aa:bb:cc:dd:ee:ff" */
-#define SRV_STORE_HASH_LEN    32u  /* SHA-256 of a manifest */
-#define SRV_STORE_PRODUCT_MAX 64u  /* product/model name, bytes */
-#define SRV_STORE_JTI_MAX     64u  /* token ID, bytes */
-#define SRV_STORE_NONCE_MAX   64u  /* server nonce, bytes */
-#define SRV_STORE_KIND_MAX    32u  /* flag, audit and release kinds */
-#define SRV_STORE_DETAIL_MAX  1024u /* flag and audit details, bytes */
+#define SRV_STORE_ID_MAX      64u    /* device, batch and station IDs, bytes */
+#define SRV_STORE_SERIAL_MAX  64u    /* device serial, bytes */
+#define SRV_STORE_MAC_MAX     17u    /* "aa:bb:cc:dd:ee:ff" */
+#define SRV_STORE_HASH_LEN    32u    /* SHA-256 of a manifest */
+#define SRV_STORE_PRODUCT_MAX 64u    /* product/model name, bytes */
+#define SRV_STORE_JTI_MAX     64u    /* token ID, bytes */
+#define SRV_STORE_NONCE_MAX   64u    /* server nonce, bytes */
+#define SRV_STORE_KIND_MAX    32u    /* flag, audit and release kinds */
+#define SRV_STORE_DETAIL_MAX  1024u  /* flag and audit details, bytes */
 #define SRV_STORE_PEM_MAX     16384u /* a certificate PEM */
-#define SRV_STORE_BUSY_MS     5000 /* how long a writer waits for the lock */
+#define SRV_STORE_BUSY_MS     5000   /* how long a writer waits for the lock */
 
 /* Device states, as the seed's flow names them. */
 enum srv_device_state {
@@ -140,8 +140,7 @@ IDP_MUST_CHECK enum idp_err srv_store_commit(struct srv_store *st, struct idp_er
 void srv_store_rollback(struct srv_store *st);
 
 /* Stations. _put inserts or replaces; _get gives IDP_E_NOTFOUND naming the ID. */
-IDP_MUST_CHECK enum idp_err srv_store_station_put(struct srv_store *st,
-                                                  const struct srv_station *s,
+IDP_MUST_CHECK enum idp_err srv_store_station_put(struct srv_store *st, const struct srv_station *s,
                                                   struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_station_get(struct srv_store *st, const char *id,
                                                   struct srv_station *out, struct idp_error *err);
@@ -160,28 +159,23 @@ IDP_MUST_CHECK enum idp_err srv_store_factory_ca_foreach(struct srv_store *st,
 /* Batches. _insert: IDP_E_DUPLICATE when the ID, or the station and sequence,
  * exist. _get_seq: the batch of a station with that sequence; _get_last: the
  * station's highest sequence. Both IDP_E_NOTFOUND when there is none. */
-IDP_MUST_CHECK enum idp_err srv_store_batch_insert(struct srv_store *st,
-                                                   const struct srv_batch *b,
+IDP_MUST_CHECK enum idp_err srv_store_batch_insert(struct srv_store *st, const struct srv_batch *b,
                                                    struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_batch_get(struct srv_store *st, const char *id,
                                                 struct srv_batch *out, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_batch_get_seq(struct srv_store *st, const char *station_id,
                                                     int64_t sequence, struct srv_batch *out,
                                                     struct idp_error *err);
-IDP_MUST_CHECK enum idp_err srv_store_batch_get_last(struct srv_store *st,
-                                                     const char *station_id,
-                                                     struct srv_batch *out,
-                                                     struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_batch_get_last(struct srv_store *st, const char *station_id,
+                                                     struct srv_batch *out, struct idp_error *err);
 
 /* Devices. _insert: IDP_E_DUPLICATE when the ID exists. _update writes every
  * field but the ID and created_at; IDP_E_NOTFOUND when absent. _get:
  * IDP_E_NOTFOUND when absent. */
-IDP_MUST_CHECK enum idp_err srv_store_device_insert(struct srv_store *st,
-                                                    const struct srv_device *d,
-                                                    struct idp_error *err);
-IDP_MUST_CHECK enum idp_err srv_store_device_update(struct srv_store *st,
-                                                    const struct srv_device *d,
-                                                    struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+srv_store_device_insert(struct srv_store *st, const struct srv_device *d, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+srv_store_device_update(struct srv_store *st, const struct srv_device *d, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_device_get(struct srv_store *st, const char *id,
                                                  struct srv_device *out, struct idp_error *err);
 
@@ -204,8 +198,7 @@ IDP_MUST_CHECK enum idp_err srv_store_device_count(struct srv_store *st,
 IDP_MUST_CHECK enum idp_err srv_store_release_add(struct srv_store *st, enum srv_ident_kind kind,
                                                   const uint8_t *value, size_t len, int64_t now,
                                                   struct idp_error *err);
-IDP_MUST_CHECK enum idp_err srv_store_release_check(struct srv_store *st,
-                                                    enum srv_ident_kind kind,
+IDP_MUST_CHECK enum idp_err srv_store_release_check(struct srv_store *st, enum srv_ident_kind kind,
                                                     const uint8_t *value, size_t len,
                                                     bool *released, struct idp_error *err);
 
@@ -213,13 +206,12 @@ IDP_MUST_CHECK enum idp_err srv_store_release_check(struct srv_store *st,
  * token used: IDP_E_NOTFOUND when unknown, IDP_E_EXPIRED when expired at now,
  * IDP_E_CONFLICT when already used (a replay); only the first _use wins, also
  * across connections. */
-IDP_MUST_CHECK enum idp_err srv_store_token_insert(struct srv_store *st,
-                                                   const struct srv_token *t,
+IDP_MUST_CHECK enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token *t,
                                                    struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_token_get(struct srv_store *st, const char *jti,
                                                 struct srv_token *out, struct idp_error *err);
-IDP_MUST_CHECK enum idp_err srv_store_token_use(struct srv_store *st, const char *jti,
-                                                int64_t now, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_token_use(struct srv_store *st, const char *jti, int64_t now,
+                                                struct idp_error *err);
 
 /* Server nonces: single use, with an expiry. _consume deletes the nonce and
  * gives IDP_OK once; IDP_E_NOTFOUND for an unknown or already used one,
@@ -228,19 +220,18 @@ IDP_MUST_CHECK enum idp_err srv_store_nonce_insert(struct srv_store *st, const u
                                                    size_t len, int64_t expires_at,
                                                    struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_nonce_consume(struct srv_store *st, const uint8_t *nonce,
-                                                    size_t len, int64_t now,
-                                                    struct idp_error *err);
+                                                    size_t len, int64_t now, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_nonce_purge(struct srv_store *st, int64_t now,
                                                   struct idp_error *err);
 
 /* Raise a flag for review (kind e.g. "key-reuse", "mac-mismatch", "batch-gap";
  * subject a device, batch or station ID). */
 IDP_MUST_CHECK enum idp_err srv_store_flag_add(struct srv_store *st, const char *kind,
-                                               const char *subject, const char *detail,
-                                               int64_t now, struct idp_error *err);
+                                               const char *subject, const char *detail, int64_t now,
+                                               struct idp_error *err);
 /* Count open flags of a kind (NULL = all kinds). */
-IDP_MUST_CHECK enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind,
-                                                 int64_t *n, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_t *n,
+                                                 struct idp_error *err);
 
 /* The audit hook: append one event. Called inside the transaction of the
  * decision it records, so that both are durable or neither is. The audit

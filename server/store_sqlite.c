@@ -21,82 +21,82 @@
 /* The ordered list of migrations: entry i brings the schema to version i + 1.
  * Never edit a shipped entry; append a new one. */
 static const char *const migrations[] = {
-	/* 1: the first schema. */
-	"CREATE TABLE stations ("
-	"  id TEXT PRIMARY KEY,"
-	"  public_key BLOB NOT NULL,"
-	"  enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),"
-	"  created_at INTEGER NOT NULL"
-	") STRICT;"
-	"CREATE TABLE factory_cas ("
-	"  seq INTEGER PRIMARY KEY,"
-	"  name TEXT NOT NULL UNIQUE,"
-	"  cert_pem TEXT NOT NULL,"
-	"  created_at INTEGER NOT NULL"
-	") STRICT;"
-	"CREATE TABLE batches ("
-	"  id TEXT PRIMARY KEY,"
-	"  station_id TEXT NOT NULL,"
-	"  sequence INTEGER NOT NULL CHECK (sequence > 0),"
-	"  hash BLOB NOT NULL,"
-	"  prev_hash BLOB,"
-	"  product TEXT,"
-	"  device_count INTEGER NOT NULL,"
-	"  imported_at INTEGER NOT NULL,"
-	"  state TEXT NOT NULL CHECK (state IN ('imported', 'gap')),"
-	"  UNIQUE (station_id, sequence)"
-	") STRICT;"
-	"CREATE TABLE devices ("
-	"  id TEXT PRIMARY KEY,"
-	"  mac TEXT,"
-	"  serial TEXT,"
-	"  public_key BLOB,"
-	"  state TEXT NOT NULL CHECK (state IN"
-	"    ('preloaded', 'pending', 'approved', 'rejected', 'revoked')),"
-	"  batch_id TEXT REFERENCES batches(id),"
-	"  created_at INTEGER NOT NULL,"
-	"  updated_at INTEGER NOT NULL,"
-	"  provisioned_at INTEGER NOT NULL DEFAULT 0,"
-	"  attempts INTEGER NOT NULL DEFAULT 0"
-	") STRICT;"
-	"CREATE INDEX devices_mac ON devices(mac) WHERE mac IS NOT NULL;"
-	"CREATE INDEX devices_serial ON devices(serial) WHERE serial IS NOT NULL;"
-	"CREATE INDEX devices_key ON devices(public_key) WHERE public_key IS NOT NULL;"
-	"CREATE INDEX devices_batch ON devices(batch_id);"
-	"CREATE TABLE releases ("
-	"  kind TEXT NOT NULL,"
-	"  value BLOB NOT NULL,"
-	"  released_at INTEGER NOT NULL,"
-	"  PRIMARY KEY (kind, value)"
-	") STRICT;"
-	"CREATE TABLE tokens ("
-	"  jti TEXT PRIMARY KEY,"
-	"  device_id TEXT NOT NULL,"
-	"  kind TEXT NOT NULL CHECK (kind IN ('provisioning', 'device')),"
-	"  issued_at INTEGER NOT NULL,"
-	"  expires_at INTEGER NOT NULL,"
-	"  used INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1))"
-	") STRICT;"
-	"CREATE INDEX tokens_device ON tokens(device_id);"
-	"CREATE TABLE nonces ("
-	"  nonce BLOB PRIMARY KEY,"
-	"  expires_at INTEGER NOT NULL"
-	") STRICT;"
-	"CREATE TABLE flags ("
-	"  seq INTEGER PRIMARY KEY,"
-	"  kind TEXT NOT NULL,"
-	"  subject TEXT,"
-	"  detail TEXT,"
-	"  created_at INTEGER NOT NULL,"
-	"  cleared INTEGER NOT NULL DEFAULT 0 CHECK (cleared IN (0, 1))"
-	") STRICT;"
-	"CREATE TABLE audit ("
-	"  seq INTEGER PRIMARY KEY,"
-	"  at INTEGER NOT NULL,"
-	"  event TEXT NOT NULL,"
-	"  subject TEXT,"
-	"  detail TEXT"
-	") STRICT;",
+        /* 1: the first schema. */
+        "CREATE TABLE stations ("
+        "  id TEXT PRIMARY KEY,"
+        "  public_key BLOB NOT NULL,"
+        "  enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE factory_cas ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  cert_pem TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE batches ("
+        "  id TEXT PRIMARY KEY,"
+        "  station_id TEXT NOT NULL,"
+        "  sequence INTEGER NOT NULL CHECK (sequence > 0),"
+        "  hash BLOB NOT NULL,"
+        "  prev_hash BLOB,"
+        "  product TEXT,"
+        "  device_count INTEGER NOT NULL,"
+        "  imported_at INTEGER NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('imported', 'gap')),"
+        "  UNIQUE (station_id, sequence)"
+        ") STRICT;"
+        "CREATE TABLE devices ("
+        "  id TEXT PRIMARY KEY,"
+        "  mac TEXT,"
+        "  serial TEXT,"
+        "  public_key BLOB,"
+        "  state TEXT NOT NULL CHECK (state IN"
+        "    ('preloaded', 'pending', 'approved', 'rejected', 'revoked')),"
+        "  batch_id TEXT REFERENCES batches(id),"
+        "  created_at INTEGER NOT NULL,"
+        "  updated_at INTEGER NOT NULL,"
+        "  provisioned_at INTEGER NOT NULL DEFAULT 0,"
+        "  attempts INTEGER NOT NULL DEFAULT 0"
+        ") STRICT;"
+        "CREATE INDEX devices_mac ON devices(mac) WHERE mac IS NOT NULL;"
+        "CREATE INDEX devices_serial ON devices(serial) WHERE serial IS NOT NULL;"
+        "CREATE INDEX devices_key ON devices(public_key) WHERE public_key IS NOT NULL;"
+        "CREATE INDEX devices_batch ON devices(batch_id);"
+        "CREATE TABLE releases ("
+        "  kind TEXT NOT NULL,"
+        "  value BLOB NOT NULL,"
+        "  released_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (kind, value)"
+        ") STRICT;"
+        "CREATE TABLE tokens ("
+        "  jti TEXT PRIMARY KEY,"
+        "  device_id TEXT NOT NULL,"
+        "  kind TEXT NOT NULL CHECK (kind IN ('provisioning', 'device')),"
+        "  issued_at INTEGER NOT NULL,"
+        "  expires_at INTEGER NOT NULL,"
+        "  used INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1))"
+        ") STRICT;"
+        "CREATE INDEX tokens_device ON tokens(device_id);"
+        "CREATE TABLE nonces ("
+        "  nonce BLOB PRIMARY KEY,"
+        "  expires_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE flags ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  kind TEXT NOT NULL,"
+        "  subject TEXT,"
+        "  detail TEXT,"
+        "  created_at INTEGER NOT NULL,"
+        "  cleared INTEGER NOT NULL DEFAULT 0 CHECK (cleared IN (0, 1))"
+        ") STRICT;"
+        "CREATE TABLE audit ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  at INTEGER NOT NULL,"
+        "  event TEXT NOT NULL,"
+        "  subject TEXT,"
+        "  detail TEXT"
+        ") STRICT;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -139,56 +139,60 @@ enum stmt_id {
 };
 
 #define DEVICE_COLS                                                                                \
-	"id, mac, serial, public_key, state, batch_id, created_at, updated_at, provisioned_at, "    \
+	"id, mac, serial, public_key, state, batch_id, created_at, updated_at, provisioned_at, "   \
 	"attempts"
 #define BATCH_COLS                                                                                 \
 	"id, station_id, sequence, hash, prev_hash, product, device_count, imported_at, state"
 
 static const char *const stmt_sql[S_COUNT_] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
-	[S_STATION_PUT] = "INSERT OR REPLACE INTO stations (id, public_key, enabled, created_at) "
-	                  "VALUES (?1, ?2, ?3, ?4)",
-	[S_STATION_GET] = "SELECT id, public_key, enabled, created_at FROM stations WHERE id = ?1",
-	[S_CA_ADD] = "INSERT INTO factory_cas (name, cert_pem, created_at) VALUES (?1, ?2, ?3)",
-	[S_CA_LIST] = "SELECT name, cert_pem FROM factory_cas ORDER BY seq",
-	[S_BATCH_INSERT] = "INSERT INTO batches (" BATCH_COLS ") "
-	                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[S_BATCH_GET] = "SELECT " BATCH_COLS " FROM batches WHERE id = ?1",
-	[S_BATCH_GET_SEQ] = "SELECT " BATCH_COLS " FROM batches "
-	                    "WHERE station_id = ?1 AND sequence = ?2",
-	[S_BATCH_GET_LAST] = "SELECT " BATCH_COLS " FROM batches WHERE station_id = ?1 "
-	                     "ORDER BY sequence DESC LIMIT 1",
-	[S_DEVICE_INSERT] = "INSERT INTO devices (" DEVICE_COLS ") "
-	                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-	[S_DEVICE_UPDATE] = "UPDATE devices SET mac = ?2, serial = ?3, public_key = ?4, state = ?5, "
-	                    "batch_id = ?6, updated_at = ?8, provisioned_at = ?9, attempts = ?10 "
-	                    "WHERE id = ?1",
-	[S_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices WHERE id = ?1",
-	[S_DEVICE_FIND_ID] = "SELECT id FROM devices WHERE id = ?1 AND id IS NOT ?2",
-	[S_DEVICE_FIND_SERIAL] = "SELECT id FROM devices WHERE serial = ?1 AND id IS NOT ?2 LIMIT 1",
-	[S_DEVICE_FIND_MAC] = "SELECT id FROM devices WHERE mac = ?1 AND id IS NOT ?2 LIMIT 1",
-	[S_DEVICE_FIND_KEY] = "SELECT id FROM devices WHERE public_key = ?1 AND id IS NOT ?2 "
-	                      "LIMIT 1",
-	[S_DEVICE_COUNT] = "SELECT count(*) FROM devices",
-	[S_DEVICE_COUNT_STATE] = "SELECT count(*) FROM devices WHERE state = ?1",
-	[S_RELEASE_ADD] = "INSERT OR IGNORE INTO releases (kind, value, released_at) "
-	                  "VALUES (?1, ?2, ?3)",
-	[S_RELEASE_CHECK] = "SELECT 1 FROM releases WHERE kind = ?1 AND value = ?2",
-	[S_TOKEN_INSERT] = "INSERT INTO tokens (jti, device_id, kind, issued_at, expires_at, used) "
-	                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_TOKEN_GET] = "SELECT jti, device_id, kind, issued_at, expires_at, used FROM tokens "
-	                "WHERE jti = ?1",
-	[S_TOKEN_USE] = "UPDATE tokens SET used = 1 WHERE jti = ?1 AND used = 0 AND expires_at > ?2",
-	[S_NONCE_INSERT] = "INSERT INTO nonces (nonce, expires_at) VALUES (?1, ?2)",
-	[S_NONCE_DELETE] = "DELETE FROM nonces WHERE nonce = ?1 RETURNING expires_at",
-	[S_NONCE_PURGE] = "DELETE FROM nonces WHERE expires_at <= ?1",
-	[S_FLAG_ADD] = "INSERT INTO flags (kind, subject, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
-	[S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
-	[S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
-	[S_AUDIT_APPEND] = "INSERT INTO audit (at, event, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+        [S_BEGIN] = "BEGIN IMMEDIATE",
+        [S_COMMIT] = "COMMIT",
+        [S_ROLLBACK] = "ROLLBACK",
+        [S_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [S_STATION_PUT] = "INSERT OR REPLACE INTO stations (id, public_key, enabled, created_at) "
+                          "VALUES (?1, ?2, ?3, ?4)",
+        [S_STATION_GET] = "SELECT id, public_key, enabled, created_at FROM stations WHERE id = ?1",
+        [S_CA_ADD] = "INSERT INTO factory_cas (name, cert_pem, created_at) VALUES (?1, ?2, ?3)",
+        [S_CA_LIST] = "SELECT name, cert_pem FROM factory_cas ORDER BY seq",
+        [S_BATCH_INSERT] = "INSERT INTO batches (" BATCH_COLS ") "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [S_BATCH_GET] = "SELECT " BATCH_COLS " FROM batches WHERE id = ?1",
+        [S_BATCH_GET_SEQ] = "SELECT " BATCH_COLS " FROM batches "
+                            "WHERE station_id = ?1 AND sequence = ?2",
+        [S_BATCH_GET_LAST] = "SELECT " BATCH_COLS " FROM batches WHERE station_id = ?1 "
+                             "ORDER BY sequence DESC LIMIT 1",
+        [S_DEVICE_INSERT] = "INSERT INTO devices (" DEVICE_COLS ") "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        [S_DEVICE_UPDATE] =
+                "UPDATE devices SET mac = ?2, serial = ?3, public_key = ?4, state = ?5, "
+                "batch_id = ?6, updated_at = ?8, provisioned_at = ?9, attempts = ?10 "
+                "WHERE id = ?1",
+        [S_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices WHERE id = ?1",
+        [S_DEVICE_FIND_ID] = "SELECT id FROM devices WHERE id = ?1 AND id IS NOT ?2",
+        [S_DEVICE_FIND_SERIAL] =
+                "SELECT id FROM devices WHERE serial = ?1 AND id IS NOT ?2 LIMIT 1",
+        [S_DEVICE_FIND_MAC] = "SELECT id FROM devices WHERE mac = ?1 AND id IS NOT ?2 LIMIT 1",
+        [S_DEVICE_FIND_KEY] = "SELECT id FROM devices WHERE public_key = ?1 AND id IS NOT ?2 "
+                              "LIMIT 1",
+        [S_DEVICE_COUNT] = "SELECT count(*) FROM devices",
+        [S_DEVICE_COUNT_STATE] = "SELECT count(*) FROM devices WHERE state = ?1",
+        [S_RELEASE_ADD] = "INSERT OR IGNORE INTO releases (kind, value, released_at) "
+                          "VALUES (?1, ?2, ?3)",
+        [S_RELEASE_CHECK] = "SELECT 1 FROM releases WHERE kind = ?1 AND value = ?2",
+        [S_TOKEN_INSERT] = "INSERT INTO tokens (jti, device_id, kind, issued_at, expires_at, used) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [S_TOKEN_GET] = "SELECT jti, device_id, kind, issued_at, expires_at, used FROM tokens "
+                        "WHERE jti = ?1",
+        [S_TOKEN_USE] =
+                "UPDATE tokens SET used = 1 WHERE jti = ?1 AND used = 0 AND expires_at > ?2",
+        [S_NONCE_INSERT] = "INSERT INTO nonces (nonce, expires_at) VALUES (?1, ?2)",
+        [S_NONCE_DELETE] = "DELETE FROM nonces WHERE nonce = ?1 RETURNING expires_at",
+        [S_NONCE_PURGE] = "DELETE FROM nonces WHERE expires_at <= ?1",
+        [S_FLAG_ADD] =
+                "INSERT INTO flags (kind, subject, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+        [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
+        [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
+        [S_AUDIT_APPEND] = "INSERT INTO audit (at, event, subject, detail) VALUES (?1, ?2, ?3, ?4)",
 };
 
 struct srv_store {
@@ -199,28 +203,28 @@ struct srv_store {
 };
 
 static const char *const device_states[] = {
-	[SRV_DEV_PRELOADED] = "preloaded", [SRV_DEV_PENDING] = "pending",
-	[SRV_DEV_APPROVED] = "approved",   [SRV_DEV_REJECTED] = "rejected",
-	[SRV_DEV_REVOKED] = "revoked",
+        [SRV_DEV_PRELOADED] = "preloaded", [SRV_DEV_PENDING] = "pending",
+        [SRV_DEV_APPROVED] = "approved",   [SRV_DEV_REJECTED] = "rejected",
+        [SRV_DEV_REVOKED] = "revoked",
 };
 static const char *const token_kinds[] = {
-	[SRV_TOKEN_PROVISIONING] = "provisioning",
-	[SRV_TOKEN_DEVICE] = "device",
+        [SRV_TOKEN_PROVISIONING] = "provisioning",
+        [SRV_TOKEN_DEVICE] = "device",
 };
 static const char *const batch_states[] = {
-	[SRV_BATCH_IMPORTED] = "imported",
-	[SRV_BATCH_GAP] = "gap",
+        [SRV_BATCH_IMPORTED] = "imported",
+        [SRV_BATCH_GAP] = "gap",
 };
 static const char *const ident_kinds[] = {
-	[SRV_IDENT_ID] = "id",
-	[SRV_IDENT_SERIAL] = "serial",
-	[SRV_IDENT_MAC] = "mac",
-	[SRV_IDENT_KEY] = "key",
+        [SRV_IDENT_ID] = "id",
+        [SRV_IDENT_SERIAL] = "serial",
+        [SRV_IDENT_MAC] = "mac",
+        [SRV_IDENT_KEY] = "key",
 };
 
 #define NAME_OF(table, v)                                                                          \
-	((size_t)(v) < sizeof(table) / sizeof(table[0]) && (table)[(v)] != NULL ? (table)[(v)]     \
-	                                                                         : "unknown")
+	((size_t)(v) < sizeof(table) / sizeof((table)[0]) && (table)[(v)] != NULL ? (table)[(v)]   \
+	                                                                          : "unknown")
 
 const char *srv_device_state_name(enum srv_device_state s)
 {
@@ -284,11 +288,23 @@ struct arg {
 	size_t len;
 	int64_t i;
 };
-#define TEXT(v)     {A_TEXT, (v), 0, 0}
-#define TEXTN(v, n) {A_TEXT, (v), (n), 0}
-#define BLOB(v, n)  {A_BLOB, (v), (n), 0}
-#define INT(v)      {A_INT, NULL, 0, (int64_t)(v)}
-#define NARGS(a)    (sizeof(a) / sizeof((a)[0]))
+#define TEXT(v)                                                                                    \
+	{                                                                                          \
+		A_TEXT, (v), 0, 0                                                                  \
+	}
+#define TEXTN(v, n)                                                                                \
+	{                                                                                          \
+		A_TEXT, (v), (n), 0                                                                \
+	}
+#define BLOB(v, n)                                                                                 \
+	{                                                                                          \
+		A_BLOB, (v), (n), 0                                                                \
+	}
+#define INT(v)                                                                                     \
+	{                                                                                          \
+		A_INT, NULL, 0, (int64_t)(v)                                                       \
+	}
+#define NARGS(a) (sizeof(a) / sizeof((a)[0]))
 
 static int bind_arg(sqlite3_stmt *s, int i, const struct arg *a)
 {
@@ -417,7 +433,8 @@ static enum idp_err check_len(const char *v, size_t max, bool required, const ch
                               struct idp_error *err)
 {
 	if (v == NULL || v[0] == '\0')
-		return required ? idp_error_set(err, IDP_E_ARG, "store: %s is empty", name) : IDP_OK;
+		return required ? idp_error_set(err, IDP_E_ARG, "store: %s is empty", name)
+		                : IDP_OK;
 	if (strnlen(v, max + 1) > max)
 		return idp_error_set(err, IDP_E_LIMIT, "store: %s is longer than %zu bytes", name,
 		                     max);
@@ -542,8 +559,7 @@ void srv_store_close(struct srv_store *st)
 	free(st);
 }
 
-enum idp_err srv_store_schema_version(struct srv_store *st, int64_t *version,
-                                      struct idp_error *err)
+enum idp_err srv_store_schema_version(struct srv_store *st, int64_t *version, struct idp_error *err)
 {
 	return query_int(st, S_VERSION, NULL, version, err);
 }
@@ -624,8 +640,9 @@ enum idp_err srv_store_factory_ca_add(struct srv_store *st, const char *name, co
 	if (rc != IDP_OK)
 		return rc;
 	if (pem_len == 0 || pem_len > SRV_STORE_PEM_MAX)
-		return idp_error_set(err, IDP_E_LIMIT, "store: factory ca %s: pem is %zu bytes, max %u",
-		                     name, pem_len, SRV_STORE_PEM_MAX);
+		return idp_error_set(err, IDP_E_LIMIT,
+		                     "store: factory ca %s: pem is %zu bytes, max %u", name,
+		                     pem_len, SRV_STORE_PEM_MAX);
 	const struct arg a[] = {TEXT(name), TEXTN(pem, pem_len), INT(now)};
 	return run(st, S_CA_ADD, a, NARGS(a), "factory ca add", err);
 }
@@ -726,9 +743,8 @@ enum idp_err srv_store_batch_get(struct srv_store *st, const char *id, struct sr
 	return batch_query(st, S_BATCH_GET, a, NARGS(a), out, id, err);
 }
 
-enum idp_err srv_store_batch_get_seq(struct srv_store *st, const char *station_id,
-                                     int64_t sequence, struct srv_batch *out,
-                                     struct idp_error *err)
+enum idp_err srv_store_batch_get_seq(struct srv_store *st, const char *station_id, int64_t sequence,
+                                     struct srv_batch *out, struct idp_error *err)
 {
 	const struct arg a[] = {TEXT(station_id), INT(sequence)};
 	return batch_query(st, S_BATCH_GET_SEQ, a, NARGS(a), out, "of station", err);
@@ -755,7 +771,8 @@ static enum idp_err device_write(struct srv_store *st, enum stmt_id id, const st
 	if (rc == IDP_OK)
 		rc = check_len(d->batch_id, SRV_STORE_ID_MAX, false, "batch id", err);
 	if (rc == IDP_OK && d->pubkey_len > FMT_KEY_SPKI_MAX)
-		rc = idp_error_set(err, IDP_E_LIMIT, "store: device %s: public key too long", d->id);
+		rc = idp_error_set(err, IDP_E_LIMIT, "store: device %s: public key too long",
+		                   d->id);
 	if (rc == IDP_OK && (d->state < SRV_DEV_PRELOADED || d->state > SRV_DEV_REVOKED))
 		rc = idp_error_set(err, IDP_E_ARG, "store: device %s: bad state %d", d->id,
 		                   (int)d->state);
@@ -828,17 +845,17 @@ enum idp_err srv_store_device_find(struct srv_store *st, enum srv_ident_kind kin
                                    char id_out[static SRV_STORE_ID_MAX + 1], struct idp_error *err)
 {
 	static const enum stmt_id by_kind[] = {
-		[SRV_IDENT_ID] = S_DEVICE_FIND_ID,
-		[SRV_IDENT_SERIAL] = S_DEVICE_FIND_SERIAL,
-		[SRV_IDENT_MAC] = S_DEVICE_FIND_MAC,
-		[SRV_IDENT_KEY] = S_DEVICE_FIND_KEY,
+	        [SRV_IDENT_ID] = S_DEVICE_FIND_ID,
+	        [SRV_IDENT_SERIAL] = S_DEVICE_FIND_SERIAL,
+	        [SRV_IDENT_MAC] = S_DEVICE_FIND_MAC,
+	        [SRV_IDENT_KEY] = S_DEVICE_FIND_KEY,
 	};
 	id_out[0] = '\0';
 	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
 		return idp_error_set(err, IDP_E_ARG, "store: device find: bad kind or length");
-	const struct arg a[] = {
-		kind == SRV_IDENT_KEY ? (struct arg)BLOB(value, len) : (struct arg)TEXTN(value, len),
-		TEXT(except_id)};
+	const struct arg a[] = {kind == SRV_IDENT_KEY ? (struct arg)BLOB(value, len)
+	                                              : (struct arg)TEXTN(value, len),
+	                        TEXT(except_id)};
 	sqlite3_stmt *s = NULL;
 	enum idp_err rc = query_row(st, by_kind[kind], a, NARGS(a), &s, err);
 	if (rc == IDP_E_NOTFOUND)
@@ -902,9 +919,9 @@ enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token
 		rc = idp_error_set(err, IDP_E_ARG, "store: token %s: bad kind", t->jti);
 	if (rc != IDP_OK)
 		return rc;
-	const struct arg a[] = {TEXT(t->jti),         TEXT(t->device_id),
-	                        TEXT(srv_token_kind_name(t->kind)), INT(t->issued_at),
-	                        INT(t->expires_at),   INT(t->used)};
+	const struct arg a[] = {
+	        TEXT(t->jti),      TEXT(t->device_id), TEXT(srv_token_kind_name(t->kind)),
+	        INT(t->issued_at), INT(t->expires_at), INT(t->used)};
 	return run(st, S_TOKEN_INSERT, a, NARGS(a), "token insert", err);
 }
 

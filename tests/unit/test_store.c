@@ -220,15 +220,15 @@ START_TEST(test_store_device_round_trip_find_and_update)
 	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_MAC, (const uint8_t *)d.mac,
 	                                       strlen(d.mac), NULL, id, NULL),
 	                 IDP_OK);
-	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_KEY, d.pubkey, d.pubkey_len, NULL, id,
-	                                       NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_device_find(st, SRV_IDENT_KEY, d.pubkey, d.pubkey_len, NULL, id, NULL),
+	        IDP_OK);
 	uint8_t other[91];
 	memcpy(other, d.pubkey, sizeof(other));
 	other[90] ^= 1;
-	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_KEY, other, sizeof(other), NULL, id,
-	                                       NULL),
-	                 IDP_E_NOTFOUND);
+	ck_assert_int_eq(
+	        srv_store_device_find(st, SRV_IDENT_KEY, other, sizeof(other), NULL, id, NULL),
+	        IDP_E_NOTFOUND);
 
 	/* A device without key or MAC stores NULLs, and the lookups do not match "". */
 	struct srv_device bare;
@@ -376,23 +376,23 @@ START_TEST(test_store_tokens_single_use_across_connections)
 	ck_assert_int_eq(srv_store_flag_count(b, "key-reuse", &n, NULL), IDP_OK);
 	ck_assert_int_eq(n, 1);
 	bool rel = true;
-	ck_assert_int_eq(srv_store_release_check(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3,
-	                                         &rel, NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_release_check(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, &rel, NULL),
+	        IDP_OK);
 	ck_assert(!rel);
-	ck_assert_int_eq(srv_store_release_add(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, 9,
-	                                       NULL),
-	                 IDP_OK);
-	ck_assert_int_eq(srv_store_release_add(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, 9,
-	                                       NULL),
-	                 IDP_OK);
-	ck_assert_int_eq(srv_store_release_check(b, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3,
-	                                         &rel, NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_release_add(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, 9, NULL),
+	        IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_release_add(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, 9, NULL),
+	        IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_release_check(b, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, &rel, NULL),
+	        IDP_OK);
 	ck_assert(rel);
-	ck_assert_int_eq(srv_store_release_check(b, SRV_IDENT_MAC, (const uint8_t *)"SN1", 3, &rel,
-	                                         NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_release_check(b, SRV_IDENT_MAC, (const uint8_t *)"SN1", 3, &rel, NULL),
+	        IDP_OK);
 	ck_assert(!rel);
 	struct srv_audit_event ev = {.at = 5, .event = "provision.approved", .subject = "dev-1"};
 	ck_assert_int_eq(srv_store_audit_append(a, &ev, NULL), IDP_OK);
@@ -569,11 +569,12 @@ START_TEST(test_store_sigkill_mid_transaction_leaves_nothing_half_done)
 			/* Committed: undo it for the next round. */
 			sqlite3 *db = NULL;
 			ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-			ck_assert_int_eq(sqlite3_exec(db,
-			                              "DELETE FROM devices WHERE batch_id = 'batch-2';"
-			                              "DELETE FROM batches WHERE id = 'batch-2';",
-			                              NULL, NULL, NULL),
-			                 SQLITE_OK);
+			ck_assert_int_eq(
+			        sqlite3_exec(db,
+			                     "DELETE FROM devices WHERE batch_id = 'batch-2';"
+			                     "DELETE FROM batches WHERE id = 'batch-2';",
+			                     NULL, NULL, NULL),
+			        SQLITE_OK);
 			sqlite3_close(db);
 		}
 		srv_store_close(st);
