@@ -58,6 +58,8 @@ static const struct key keys[] = {
          "open connections over all threads"},
         {"header-timeout", K_DURATION, FIELD(header_timeout), 1, 3600, "10s",
          "time a client has to send the whole request head"},
+        {"body-timeout", K_DURATION, FIELD(body_timeout), 1, 86400, "60s",
+         "time a client has to send a request body after its head"},
         {"request-timeout", K_DURATION, FIELD(request_timeout), 1, 3600, "30s",
          "silence after which a connection is closed"},
 };
@@ -90,6 +92,7 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->max_headers = 8u << 10;
 	cfg->max_connections = 1024;
 	cfg->header_timeout = 10;
+	cfg->body_timeout = 60;
 	cfg->request_timeout = 30;
 }
 

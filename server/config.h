@@ -54,6 +54,7 @@ struct srv_config {
 	size_t max_headers;                  /* bytes of all request headers */
 	unsigned max_connections;            /* open connections, whole server */
 	unsigned header_timeout;             /* seconds to receive the request headers */
+	unsigned body_timeout;               /* seconds to receive a body after its head */
 	unsigned request_timeout;            /* seconds of silence before closing */
 };
 

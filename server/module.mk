@@ -4,3 +4,7 @@
 SERVER_MAINS := server/idprovd.c
 PROJECT_LIBS += server
 LIBS_server += $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
+
+PROGS += idprovd
+idprovd_SRCS := server/idprovd.c
+idprovd_LIBS := server formats
