@@ -34,7 +34,7 @@ t_run "a normal request after the refusals" [ "$(cat "$T_TMP/code")" = 200 ]
 # Slow loris over TLS: a request head one byte a second for up to 12 s.
 start=$SECONDS
 (for c in G E T ' ' / v 1 / h e a l; do printf '%s' "$c"; sleep 1; done) |
-	timeout 20 openssl s_client -quiet -CAfile "$SRV_CA" -connect 127.0.0.1:$SRV_PORT \
+	timeout 20 openssl s_client -quiet -no_ign_eof -CAfile "$SRV_CA" -connect 127.0.0.1:$SRV_PORT \
 		>"$T_TMP/loris" 2>&1
 took=$((SECONDS - start))
 t_run "slow-loris TLS client cut off by the head deadline (${took}s)" test "$took" -ge 3 -a "$took" -le 9
@@ -48,7 +48,7 @@ t_grep "deadline is logged" 'event=conn.deadline' "$SRV_ERR"
 # Connection bound: 3 idle TLS clients hold every slot; a 4th waits.
 holders=()
 for i in 1 2 3; do
-	(sleep 8 | openssl s_client -quiet -CAfile "$SRV_CA" -connect 127.0.0.1:$SRV_PORT \
+	(sleep 8 | openssl s_client -quiet -no_ign_eof -CAfile "$SRV_CA" -connect 127.0.0.1:$SRV_PORT \
 		>/dev/null 2>&1) &
 	holders+=($!)
 	T_CLEANUP+=("kill ${holders[-1]} 2>/dev/null")
