@@ -149,9 +149,9 @@ END_TEST
 
 START_TEST(test_key_raw_and_der_interoperate)
 {
-	/* A raw r||s signature, once converted by the verifier, is the same
-	 * signature as DER: verifying raw must accept what DER-signing made after
-	 * conversion, and a high-S/zero signature is refused. */
+	/* A raw r||s signature verifies only as raw (it is not DER), and an
+	 * all-zero r||s is refused. Both S and n-S verify here (ECDSA is
+	 * malleable); formats that need one spelling (tokens) enforce low S. */
 	struct fmt_key *k = NULL;
 	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k, NULL), IDP_OK);
 	uint8_t sig[FMT_KEY_SIG_MAX];
