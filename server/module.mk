@@ -8,3 +8,4 @@ LIBS_server += $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 PROGS += idprovd
 idprovd_SRCS := server/idprovd.c
 idprovd_LIBS := server formats
+MANPAGES += docs/man/idprovd.8
