@@ -240,6 +240,12 @@ IDP_MUST_CHECK enum idp_err srv_store_audit_append(struct srv_store *st,
                                                    const struct srv_audit_event *ev,
                                                    struct idp_error *err);
 
+/* SHA-256 over every row of every table (schema order, rows by their first
+ * column): equal digests mean equal contents. For tests that show a refused
+ * request changed nothing, and for checking a backup. */
+IDP_MUST_CHECK enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32],
+                                             struct idp_error *err);
+
 /* Names of enum values as stored ("preloaded", "pending", ...); never NULL. */
 const char *srv_device_state_name(enum srv_device_state s);
 const char *srv_token_kind_name(enum srv_token_kind k);

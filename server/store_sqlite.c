@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 /* The ordered list of migrations: entry i brings the schema to version i + 1.
@@ -1040,4 +1041,63 @@ enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit
 		return rc;
 	const struct arg a[] = {INT(ev->at), TEXT(ev->event), TEXT(ev->subject), TEXT(ev->detail)};
 	return run(st, S_AUDIT_APPEND, a, NARGS(a), "audit append", err);
+}
+
+/* ---------------------------------------------------------------- digest */
+
+/* Hash every row of table name into md. */
+static enum idp_err digest_table(struct srv_store *st, EVP_MD_CTX *md, const char *name,
+                                 struct idp_error *err)
+{
+	char sql[128];
+	int n = snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\" ORDER BY 1", name);
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return idp_error_set(err, IDP_E_LIMIT, "store: table name too long");
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return db_error(st, "digest", err);
+	enum idp_err rc = IDP_OK;
+	if (EVP_DigestUpdate(md, sql, (size_t)n) != 1)
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+	int r;
+	while (rc == IDP_OK && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		for (int c = 0; rc == IDP_OK && c < sqlite3_column_count(s); c++) {
+			const void *b = sqlite3_column_blob(s, c);
+			int len = sqlite3_column_bytes(s, c);
+			const uint8_t sep[2] = {0xff, (uint8_t)sqlite3_column_type(s, c)};
+			if (EVP_DigestUpdate(md, sep, sizeof(sep)) != 1 ||
+			    (b != NULL && len > 0 && EVP_DigestUpdate(md, b, (size_t)len) != 1))
+				rc = idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+		}
+	}
+	if (rc == IDP_OK && r != SQLITE_DONE)
+		rc = db_error(st, "digest", err);
+	(void)sqlite3_finalize(s);
+	return rc;
+}
+
+enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32], struct idp_error *err)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	sqlite3_stmt *tables = NULL;
+	enum idp_err rc = IDP_OK;
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(md);
+		return idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+	}
+	if (sqlite3_prepare_v2(st->db,
+	                       "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name",
+	                       -1, &tables, NULL) != SQLITE_OK)
+		rc = db_error(st, "digest", err);
+	int r = SQLITE_DONE;
+	while (rc == IDP_OK && (r = sqlite3_step(tables)) == SQLITE_ROW)
+		rc = digest_table(st, md, (const char *)sqlite3_column_text(tables, 0), err);
+	if (rc == IDP_OK && r != SQLITE_DONE)
+		rc = db_error(st, "digest", err);
+	(void)sqlite3_finalize(tables);
+	unsigned len = 0;
+	if (rc == IDP_OK && EVP_DigestFinal_ex(md, out, &len) != 1)
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+	EVP_MD_CTX_free(md);
+	return rc;
 }
