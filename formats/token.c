@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "formats/b64.h"
+#include "formats/id.h"
 #include "formats/json.h"
 
 /* Decoded bytes of all three parts of a token of at most FMT_TOKEN_MAX
@@ -239,7 +240,8 @@ static enum idp_err prepare_claims(const char *kid, struct fmt_token_claims *c, 
 		                     FMT_TOKEN_KID_MAX);
 	if ((rc = check_text_field(c->iss, sizeof(c->iss), FMT_TOKEN_ISS_MAX, "iss", &n, err)) ||
 	    (rc = check_text_field(c->aud, sizeof(c->aud), FMT_TOKEN_AUD_MAX, "aud", &n, err)) ||
-	    (rc = check_text_field(c->sub, sizeof(c->sub), FMT_TOKEN_SUB_MAX, "sub", &n, err)))
+	    (rc = check_text_field(c->sub, sizeof(c->sub), FMT_TOKEN_SUB_MAX, "sub", &n, err)) ||
+	    (rc = fmt_id_check(c->sub, n, "sub", err)))
 		return rc;
 	if (c->kind != FMT_TOKEN_PROVISION && c->kind != FMT_TOKEN_DEVICE)
 		return idp_error_set(err, IDP_E_ARG, "token: kind %d is unknown", (int)c->kind);
@@ -596,6 +598,7 @@ static enum idp_err parse_claims(const struct parts *p, struct fmt_token_claims 
 	    (rc = get_text(o, "iss", FMT_TOKEN_ISS_MAX, c->iss, err)) ||
 	    (rc = get_text(o, "aud", FMT_TOKEN_AUD_MAX, c->aud, err)) ||
 	    (rc = get_text(o, "sub", FMT_TOKEN_SUB_MAX, c->sub, err)) ||
+	    (rc = fmt_id_check(c->sub, strlen(c->sub), "sub", err)) ||
 	    (rc = fmt_json_get_string(o, "kind", true, false, 16, &kind, &klen, err)) ||
 	    (rc = fmt_json_get_int(o, "iat", true, 0, FMT_JSON_INT_MAX, &c->iat, NULL, err)) ||
 	    (rc = fmt_json_get_int(o, "nbf", true, 0, FMT_JSON_INT_MAX, &c->nbf, NULL, err)) ||

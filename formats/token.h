@@ -18,13 +18,14 @@
 #include <stdint.h>
 
 #include "formats/error.h"
+#include "formats/id.h"
 #include "formats/keys.h"
 
 #define FMT_TOKEN_MAX          4096u /* bytes of a whole compact token */
 #define FMT_TOKEN_KID_MAX      64u   /* bytes of kid: [A-Za-z0-9._:-] */
 #define FMT_TOKEN_ISS_MAX      255u  /* bytes of iss */
 #define FMT_TOKEN_AUD_MAX      255u  /* bytes of aud */
-#define FMT_TOKEN_SUB_MAX      128u  /* bytes of sub (the device ID) */
+#define FMT_TOKEN_SUB_MAX      FMT_ID_MAX /* sub is a device ID: formats/id.h */
 #define FMT_TOKEN_JTI_LEN      22u   /* base64url of 16 random bytes */
 #define FMT_TOKEN_JKT_LEN      43u   /* base64url of a SHA-256 thumbprint */
 #define FMT_TOKEN_KEYS_MAX     16u   /* most keys in one verification key set */

@@ -10,6 +10,7 @@
 
 #include "formats/b64.h"
 #include "formats/crc32c.h"
+#include "formats/id.h"
 
 _Static_assert(FMT_WIRE_BIN_MAX % 3 == 0 && FMT_WIRE_B64_MAX == FMT_WIRE_BIN_MAX / 3 * 4,
                "FMT_WIRE_B64_MAX must be the base64url length of FMT_WIRE_BIN_MAX");
@@ -280,13 +281,23 @@ static enum idp_err wr_u8(struct wr *w, uint8_t v, const char *what, struct idp_
 	return wr_bytes(w, &v, 1, what, err);
 }
 
-/* Check a string field: min..max bytes, each in lo..0x7e. */
+/* Character classes of string fields: IDs and serials follow formats/id.h,
+ * version strings and error text are printable ASCII. */
+enum str_class {
+	STR_ID,
+	STR_TEXT,
+};
+
+/* Check a string field: min..max bytes of its class. */
 static enum idp_err check_str(const char *what, const char *s, size_t len, size_t min, size_t max,
-                              uint8_t lo, struct idp_error *err)
+                              enum str_class cls, struct idp_error *err)
 {
 	if (len < min || len > max)
 		return idp_error_set(err, len > max ? IDP_E_LIMIT : IDP_E_FORMAT,
 		                     "%s: %zu bytes, must be %zu..%zu", what, len, min, max);
+	if (cls == STR_ID)
+		return len == 0 ? IDP_OK : fmt_id_check(s, len, what, err);
+	const uint8_t lo = 0x20;
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = (uint8_t)s[i];
 		if (c < lo || c > 0x7e)
@@ -299,9 +310,9 @@ static enum idp_err check_str(const char *what, const char *s, size_t len, size_
 
 /* A string field with its one-byte length. */
 static enum idp_err wr_str(struct wr *w, const char *what, const char *s, size_t len, size_t min,
-                           size_t max, uint8_t lo, struct idp_error *err)
+                           size_t max, enum str_class cls, struct idp_error *err)
 {
-	enum idp_err rc = check_str(what, s, len, min, max, lo, err);
+	enum idp_err rc = check_str(what, s, len, min, max, cls, err);
 	if (rc == IDP_OK)
 		rc = wr_u8(w, (uint8_t)len, what, err);
 	if (rc == IDP_OK)
@@ -333,7 +344,7 @@ static enum idp_err rd_u8(struct rd *r, uint8_t *v, const char *what, struct idp
 
 /* Read a string field into out (NUL-terminated, room for max + 1). */
 static enum idp_err rd_str(struct rd *r, const char *what, char *out, size_t *out_len, size_t min,
-                           size_t max, uint8_t lo, struct idp_error *err)
+                           size_t max, enum str_class cls, struct idp_error *err)
 {
 	uint8_t n = 0;
 	const uint8_t *p = NULL;
@@ -341,7 +352,7 @@ static enum idp_err rd_str(struct rd *r, const char *what, char *out, size_t *ou
 	if (rc == IDP_OK)
 		rc = rd_bytes(r, n, &p, what, err);
 	if (rc == IDP_OK)
-		rc = check_str(what, (const char *)p, n, min, max, lo, err);
+		rc = check_str(what, (const char *)p, n, min, max, cls, err);
 	if (rc != IDP_OK)
 		return rc;
 	memcpy(out, p, n);
@@ -394,10 +405,10 @@ static enum idp_err enc_info(struct wr *w, const struct fmt_wire_info *in, struc
 	enum idp_err rc;
 	uint8_t kt = (uint8_t)in->key_type;
 	if ((rc = wr_str(w, "info: device_id", in->device_id, in->device_id_len, 1,
-	                 FMT_WIRE_ID_MAX, 0x21, err)) != IDP_OK ||
+	                 FMT_WIRE_ID_MAX, STR_ID, err)) != IDP_OK ||
 	    (rc = wr_bytes(w, in->mac, FMT_WIRE_MAC_LEN, "info: mac", err)) != IDP_OK ||
 	    (rc = wr_str(w, "info: serial", in->serial, in->serial_len, 0, FMT_WIRE_SERIAL_MAX,
-	                 0x21, err)) != IDP_OK)
+	                 STR_ID, err)) != IDP_OK)
 		return rc;
 	if (in->spki_len == 0 || in->spki_len > FMT_KEY_SPKI_MAX)
 		return idp_error_set(err, IDP_E_LIMIT, "info: public key is %zu bytes, must be 1..%u",
@@ -407,10 +418,10 @@ static enum idp_err enc_info(struct wr *w, const struct fmt_wire_info *in, struc
 	    (rc = wr_u8(w, (uint8_t)in->spki_len, "info: public key", err)) != IDP_OK ||
 	    (rc = wr_bytes(w, in->spki, in->spki_len, "info: public key", err)) != IDP_OK ||
 	    (rc = wr_str(w, "info: fw_version", in->fw_version, in->fw_version_len, 0,
-	                 FMT_WIRE_VERSTR_MAX, 0x20, err)) != IDP_OK)
+	                 FMT_WIRE_VERSTR_MAX, STR_TEXT, err)) != IDP_OK)
 		return rc;
 	return wr_str(w, "info: agent_version", in->agent_version, in->agent_version_len, 0,
-	              FMT_WIRE_VERSTR_MAX, 0x20, err);
+	              FMT_WIRE_VERSTR_MAX, STR_TEXT, err);
 }
 
 static enum idp_err dec_info(struct rd *r, struct fmt_wire_info *out, struct idp_error *err)
@@ -419,12 +430,12 @@ static enum idp_err dec_info(struct rd *r, struct fmt_wire_info *out, struct idp
 	const uint8_t *p = NULL;
 	uint8_t kt = 0, n = 0;
 	if ((rc = rd_str(r, "info: device_id", out->device_id, &out->device_id_len, 1,
-	                 FMT_WIRE_ID_MAX, 0x21, err)) != IDP_OK ||
+	                 FMT_WIRE_ID_MAX, STR_ID, err)) != IDP_OK ||
 	    (rc = rd_bytes(r, FMT_WIRE_MAC_LEN, &p, "info: mac", err)) != IDP_OK)
 		return rc;
 	memcpy(out->mac, p, FMT_WIRE_MAC_LEN);
 	if ((rc = rd_str(r, "info: serial", out->serial, &out->serial_len, 0, FMT_WIRE_SERIAL_MAX,
-	                 0x21, err)) != IDP_OK ||
+	                 STR_ID, err)) != IDP_OK ||
 	    (rc = rd_u8(r, &kt, "info: key_type", err)) != IDP_OK ||
 	    (rc = rd_u8(r, &n, "info: public key", err)) != IDP_OK)
 		return rc;
@@ -438,10 +449,10 @@ static enum idp_err dec_info(struct rd *r, struct fmt_wire_info *out, struct idp
 	out->key_type = (enum fmt_key_type)kt;
 	if ((rc = check_spki(out->key_type, out->spki, n, NULL, err)) != IDP_OK ||
 	    (rc = rd_str(r, "info: fw_version", out->fw_version, &out->fw_version_len, 0,
-	                 FMT_WIRE_VERSTR_MAX, 0x20, err)) != IDP_OK)
+	                 FMT_WIRE_VERSTR_MAX, STR_TEXT, err)) != IDP_OK)
 		return rc;
 	return rd_str(r, "info: agent_version", out->agent_version, &out->agent_version_len, 0,
-	              FMT_WIRE_VERSTR_MAX, 0x20, err);
+	              FMT_WIRE_VERSTR_MAX, STR_TEXT, err);
 }
 
 enum idp_err fmt_wire_payload_encode(const struct fmt_wire_msg *m,
@@ -470,7 +481,7 @@ enum idp_err fmt_wire_payload_encode(const struct fmt_wire_msg *m,
 		if ((rc = wr_bytes(&w, m->u.challenge.nonce, FMT_WIRE_NONCE_LEN, "challenge: nonce",
 		                   err)) == IDP_OK)
 			rc = wr_str(&w, "challenge: station_id", m->u.challenge.station_id,
-			            m->u.challenge.station_id_len, 1, FMT_WIRE_ID_MAX, 0x21, err);
+			            m->u.challenge.station_id_len, 1, FMT_WIRE_ID_MAX, STR_ID, err);
 		break;
 	case FMT_WIRE_PROOF:
 		rc = wr_bytes(&w, m->u.proof.sig, FMT_WIRE_SIG_LEN, "proof: signature", err);
@@ -481,7 +492,7 @@ enum idp_err fmt_wire_payload_encode(const struct fmt_wire_msg *m,
 		put_u16(b, m->u.error.code);
 		if ((rc = wr_bytes(&w, b, 2, "error: code", err)) == IDP_OK)
 			rc = wr_str(&w, "error: text", m->u.error.text, m->u.error.text_len, 0,
-			            FMT_WIRE_TEXT_MAX, 0x20, err);
+			            FMT_WIRE_TEXT_MAX, STR_TEXT, err);
 		break;
 	default:
 		return idp_error_set(err, IDP_E_UNSUPPORTED, "frame: type 0x%02x is unknown",
@@ -523,7 +534,7 @@ enum idp_err fmt_wire_payload_parse(uint8_t type, const uint8_t *buf, size_t len
 			return rc;
 		memcpy(m->u.challenge.nonce, p, FMT_WIRE_NONCE_LEN);
 		rc = rd_str(&r, "challenge: station_id", m->u.challenge.station_id,
-		            &m->u.challenge.station_id_len, 1, FMT_WIRE_ID_MAX, 0x21, err);
+		            &m->u.challenge.station_id_len, 1, FMT_WIRE_ID_MAX, STR_ID, err);
 		break;
 	case FMT_WIRE_PROOF:
 		what = "proof";
@@ -538,7 +549,7 @@ enum idp_err fmt_wire_payload_parse(uint8_t type, const uint8_t *buf, size_t len
 		if (m->u.error.code == 0)
 			return idp_error_set(err, IDP_E_FORMAT, "error: code 0 is reserved");
 		rc = rd_str(&r, "error: text", m->u.error.text, &m->u.error.text_len, 0,
-		            FMT_WIRE_TEXT_MAX, 0x20, err);
+		            FMT_WIRE_TEXT_MAX, STR_TEXT, err);
 		break;
 	default:
 		return idp_error_set(err, IDP_E_UNSUPPORTED, "frame: type 0x%02x is unknown", type);
@@ -605,12 +616,12 @@ enum idp_err fmt_wire_proof_message(const struct fmt_wire_challenge *ch,
 	                   "proof: domain", err)) != IDP_OK ||
 	    (rc = wr_bytes(&w, ch->nonce, FMT_WIRE_NONCE_LEN, "proof: nonce", err)) != IDP_OK ||
 	    (rc = wr_str(&w, "proof: station_id", ch->station_id, ch->station_id_len, 1,
-	                 FMT_WIRE_ID_MAX, 0x21, err)) != IDP_OK ||
+	                 FMT_WIRE_ID_MAX, STR_ID, err)) != IDP_OK ||
 	    (rc = wr_str(&w, "proof: device_id", info->device_id, info->device_id_len, 1,
-	                 FMT_WIRE_ID_MAX, 0x21, err)) != IDP_OK ||
+	                 FMT_WIRE_ID_MAX, STR_ID, err)) != IDP_OK ||
 	    (rc = wr_bytes(&w, info->mac, FMT_WIRE_MAC_LEN, "proof: mac", err)) != IDP_OK ||
 	    (rc = wr_str(&w, "proof: serial", info->serial, info->serial_len, 0,
-	                 FMT_WIRE_SERIAL_MAX, 0x21, err)) != IDP_OK ||
+	                 FMT_WIRE_SERIAL_MAX, STR_ID, err)) != IDP_OK ||
 	    (rc = wr_u8(&w, (uint8_t)info->spki_len, "proof: public key", err)) != IDP_OK ||
 	    (rc = wr_bytes(&w, info->spki, info->spki_len, "proof: public key", err)) != IDP_OK)
 		return rc;

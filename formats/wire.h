@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "formats/error.h"
+#include "formats/id.h"
 #include "formats/keys.h"
 
 /* Framing (wire.md section 3). */
@@ -32,8 +33,8 @@
 #define FMT_WIRE_LINE_MAX     (FMT_WIRE_MARKER_LEN + FMT_WIRE_B64_MAX + 1u) /* with "\n" */
 
 /* Message fields (wire.md section 5). Strings are printable ASCII. */
-#define FMT_WIRE_ID_MAX       64u  /* device ID, station ID: 1..64 of 0x21..0x7e */
-#define FMT_WIRE_SERIAL_MAX   64u  /* 0..64 of 0x21..0x7e */
+#define FMT_WIRE_ID_MAX       FMT_ID_MAX /* device ID, station ID: formats/id.h */
+#define FMT_WIRE_SERIAL_MAX   FMT_ID_MAX /* 0..64, formats/id.h when not empty */
 #define FMT_WIRE_VERSTR_MAX   32u  /* firmware/agent version: 0..32 of 0x20..0x7e */
 #define FMT_WIRE_TEXT_MAX     200u /* ERROR text: 0..200 of 0x20..0x7e */
 #define FMT_WIRE_MAC_LEN      6u

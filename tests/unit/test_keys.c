@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
@@ -60,6 +61,17 @@ START_TEST(test_key_round_trip_pem_and_der)
 	ck_assert_uint_eq(slen, t == FMT_KEY_P256 ? 91 : 44);
 	ck_assert_int_eq(fmt_key_parse_spki_der(spki, slen, &der, NULL), IDP_OK);
 	ck_assert(fmt_key_equal(k, der));
+	/* keys.c writes and reads canonical SPKI itself: it must be OpenSSL's. */
+	unsigned char *ossl = NULL;
+	int olen = i2d_PUBKEY(fmt_key_evp(k), &ossl);
+	ck_assert_int_eq(olen, (int)slen);
+	ck_assert_mem_eq(ossl, spki, slen);
+	OPENSSL_free(ossl);
+	uint8_t again[FMT_KEY_SPKI_MAX];
+	size_t alen = 0;
+	ck_assert_int_eq(fmt_key_spki_der(der, again, &alen, NULL), IDP_OK);
+	ck_assert_uint_eq(alen, slen);
+	ck_assert_mem_eq(again, spki, slen);
 
 	uint8_t fp[FMT_KEY_FINGERPRINT_LEN], want[32];
 	ck_assert_int_eq(fmt_key_fingerprint(pub, fp, NULL), IDP_OK);
@@ -235,6 +247,25 @@ START_TEST(test_key_refuses_bad_encodings)
 	/* Point not on the curve. */
 	spki[slen - 1] ^= 1;
 	ck_assert_int_ne(fmt_key_parse_spki_der(spki, slen, &bad, NULL), IDP_OK);
+	spki[slen - 1] ^= 1;
+	/* Hybrid point form (0x06/0x07), same length: not canonical. */
+	spki[26] = 0x06;
+	ck_assert_int_ne(fmt_key_parse_spki_der(spki, slen, &bad, NULL), IDP_OK);
+	ck_assert_ptr_null(bad);
+	spki[26] = 0x04;
+	/* Compressed point: a valid key, but not its canonical encoding. */
+	EVP_PKEY *cp = EVP_PKEY_dup(fmt_key_evp(k));
+	ck_assert_ptr_nonnull(cp);
+	ck_assert_int_eq(EVP_PKEY_set_utf8_string_param(cp, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+	                                                "compressed"),
+	                 1);
+	unsigned char *cder = NULL;
+	int clen = i2d_PUBKEY(cp, &cder);
+	ck_assert_int_eq(clen, 59);
+	ck_assert_int_eq(fmt_key_parse_spki_der(cder, (size_t)clen, &bad, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "public key: SPKI is not in canonical form");
+	OPENSSL_free(cder);
+	EVP_PKEY_free(cp);
 	/* Garbage PEM, encrypted PEM. */
 	ck_assert_int_eq(fmt_key_parse_public_pem((const uint8_t *)"hello", 5, &bad, &err),
 	                 IDP_E_FORMAT);

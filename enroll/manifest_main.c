@@ -1,0 +1,787 @@
+/*
+ * manifest_main.c - idprov-manifest: make station keys, create and sign batch
+ * manifests from a device list, verify and show them. Man page:
+ * docs/man/idprov-manifest.1; format: formats/manifest.md.
+ *
+ * Exit codes: 0 success; 1 refused (bad signature, invalid manifest or device
+ * list); 2 usage; 3 any other failure (I/O, out of memory, crypto).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "formats/b64.h"
+#include "formats/file.h"
+#include "formats/keyfile.h"
+#include "formats/keys.h"
+#include "formats/manifest.h"
+#include "formats/manifest_dedup.h"
+#include "formats/manifest_sig.h"
+
+#define EXIT_REFUSED 1
+#define EXIT_USAGE   2
+#define EXIT_ERROR   3
+
+#define CHUNK        65536u
+#define PATH_MAX_ARG 4000u
+#define DEVICES_MAX  ((size_t)1 << 32) /* bytes of a device list */
+#define SHOW_MAX     ((size_t)256 << 20) /* show reads the whole body into memory */
+
+static const char *prog = "idprov-manifest";
+
+static void usage(void)
+{
+	(void)fprintf(stderr,
+	        "usage: %s keygen --type p256|ed25519 --out KEY [--pub PUB] [--force]\n"
+	        "       %s create --key KEY [--cert CERT [--chain PEM]] --batch ID --station ID\n"
+	        "              --seq N [--prev PREV.manifest | --prev-sha256 HEX] --product TEXT\n"
+	        "              [--created YYYY-MM-DDTHH:MM:SSZ] --devices FILE [--format csv|jsonl]\n"
+	        "              --out NAME.manifest\n"
+	        "       %s verify NAME.manifest [--sig SIG] (--station-pub PUB | --ca CA.pem) [-q]\n"
+	        "       %s show NAME.manifest [--sig SIG] (--station-pub PUB | --ca CA.pem)\n",
+	        prog, prog, prog, prog);
+}
+
+/* Exit code for an error code. */
+static int exit_for(enum idp_err rc)
+{
+	switch (rc) {
+	case IDP_OK: return 0;
+	case IDP_E_ARG: return EXIT_USAGE;
+	case IDP_E_FORMAT:
+	case IDP_E_LIMIT:
+	case IDP_E_UNSUPPORTED:
+	case IDP_E_VERIFY:
+	case IDP_E_DUPLICATE: return EXIT_REFUSED;
+	default: return EXIT_ERROR;
+	}
+}
+
+static int report(enum idp_err rc, const struct idp_error *err)
+{
+	int code = exit_for(rc);
+	(void)fprintf(stderr, "%s: %s%s\n", prog, code == EXIT_REFUSED ? "REFUSED: " : "", err->msg);
+	return code;
+}
+
+/* ---------------------------------------------------------------- options */
+
+struct opts {
+	const char *type, *out, *pub, *key, *cert, *chain, *batch, *station, *seq, *prev,
+		*prev_sha256, *product, *created, *devices, *format, *sig, *station_pub, *ca;
+	const char *file; /* the one positional argument */
+	bool force, quiet;
+};
+
+static const struct {
+	const char *name;
+	size_t off;
+} value_opts[] = {
+	{"--type", offsetof(struct opts, type)},
+	{"--out", offsetof(struct opts, out)},
+	{"--pub", offsetof(struct opts, pub)},
+	{"--key", offsetof(struct opts, key)},
+	{"--cert", offsetof(struct opts, cert)},
+	{"--chain", offsetof(struct opts, chain)},
+	{"--batch", offsetof(struct opts, batch)},
+	{"--station", offsetof(struct opts, station)},
+	{"--seq", offsetof(struct opts, seq)},
+	{"--prev", offsetof(struct opts, prev)},
+	{"--prev-sha256", offsetof(struct opts, prev_sha256)},
+	{"--product", offsetof(struct opts, product)},
+	{"--created", offsetof(struct opts, created)},
+	{"--devices", offsetof(struct opts, devices)},
+	{"--format", offsetof(struct opts, format)},
+	{"--sig", offsetof(struct opts, sig)},
+	{"--station-pub", offsetof(struct opts, station_pub)},
+	{"--ca", offsetof(struct opts, ca)},
+};
+
+static bool parse_opts(int argc, char **argv, struct opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--force") == 0) {
+			o->force = true;
+			continue;
+		}
+		if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+			o->quiet = true;
+			continue;
+		}
+		bool found = false;
+		for (size_t k = 0; k < sizeof(value_opts) / sizeof(value_opts[0]) && !found; k++) {
+			if (strcmp(a, value_opts[k].name) != 0)
+				continue;
+			found = true;
+			if (i + 1 >= argc) {
+				(void)fprintf(stderr, "%s: %s needs a value\n", prog, a);
+				return false;
+			}
+			const char **slot = (const char **)(void *)((char *)o + value_opts[k].off);
+			*slot = argv[++i];
+		}
+		if (found)
+			continue;
+		if (a[0] == '-' || o->file != NULL) {
+			(void)fprintf(stderr, "%s: unexpected argument \"%s\"\n", prog, a);
+			return false;
+		}
+		o->file = a;
+	}
+	return true;
+}
+
+static bool need(const char *v, const char *name)
+{
+	if (v == NULL)
+		(void)fprintf(stderr, "%s: %s is required\n", prog, name);
+	return v != NULL;
+}
+
+/* ---------------------------------------------------------------- keygen */
+
+static int cmd_keygen(const struct opts *o)
+{
+	if (!need(o->type, "--type") || !need(o->out, "--out"))
+		return EXIT_USAGE;
+	struct idp_error err = {0};
+	enum fmt_key_type t;
+	enum idp_err rc = fmt_key_type_parse(o->type, strlen(o->type), &t, &err);
+	if (rc != IDP_OK) {
+		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return EXIT_USAGE;
+	}
+	char pub[PATH_MAX_ARG + 8];
+	size_t n = strnlen(o->out, PATH_MAX_ARG + 1);
+	if (n > PATH_MAX_ARG) {
+		(void)fprintf(stderr, "%s: --out: path too long\n", prog);
+		return EXIT_USAGE;
+	}
+	int pn;
+	if (o->pub != NULL)
+		pn = snprintf(pub, sizeof(pub), "%s", o->pub);
+	else if (n > 4 && strcmp(o->out + n - 4, ".key") == 0)
+		pn = snprintf(pub, sizeof(pub), "%.*s.pub", (int)(n - 4), o->out);
+	else
+		pn = snprintf(pub, sizeof(pub), "%s.pub", o->out);
+	if (pn < 0 || (size_t)pn >= sizeof(pub)) {
+		(void)fprintf(stderr, "%s: --pub: path too long\n", prog);
+		return EXIT_USAGE;
+	}
+	if (!o->force && (access(o->out, F_OK) == 0 || access(pub, F_OK) == 0)) {
+		(void)fprintf(stderr, "%s: %s or %s exists; use --force to replace a key\n", prog, o->out,
+		        pub);
+		return EXIT_ERROR;
+	}
+	struct fmt_key *k = NULL;
+	rc = fmt_key_generate(t, &k, &err);
+	if (rc == IDP_OK)
+		rc = fmt_keyfile_save(k, o->out, pub, &err);
+	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
+	if (rc == IDP_OK)
+		rc = fmt_key_fingerprint(k, fp, &err);
+	fmt_key_free(k);
+	if (rc != IDP_OK)
+		return report(rc, &err);
+	char hex[65];
+	fmt_key_fingerprint_hex(fp, hex);
+	(void)printf("%s: %s station key (mode 0600), public key %s\nfingerprint %s\n", o->out, o->type,
+	       pub, hex);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* SHA-256 of a whole file, streamed. */
+static enum idp_err file_sha256(const char *path, uint8_t out[static FMT_MANIFEST_HASH_LEN],
+                                struct idp_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return idp_error_set(err, errno == ENOENT ? IDP_E_NOTFOUND : IDP_E_IO, "%s: %s", path,
+		                     strerror(errno));
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	enum idp_err rc = IDP_OK;
+	if (md == NULL || EVP_DigestInit_ex2(md, EVP_sha256(), NULL) != 1) {
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "sha-256");
+		goto out;
+	}
+	static uint8_t buf[CHUNK];
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = idp_error_set(err, IDP_E_IO, "%s: read: %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		if (EVP_DigestUpdate(md, buf, (size_t)r) != 1) {
+			rc = idp_error_ssl(err, IDP_E_CRYPTO, "sha-256");
+			goto out;
+		}
+	}
+	unsigned n = 0;
+	if (EVP_DigestFinal_ex(md, out, &n) != 1)
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "sha-256");
+out:
+	EVP_MD_CTX_free(md);
+	(void)close(fd);
+	return rc;
+}
+
+static enum idp_err load_certs(const char *path, STACK_OF(X509) **out, struct idp_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	enum idp_err rc = fmt_file_read(path, FMT_MANIFEST_SIG_MAX, &buf, &len, err);
+	if (rc == IDP_OK)
+		rc = fmt_manifest_certs_parse(buf, len, out, err);
+	free(buf);
+	if (rc != IDP_OK && rc != IDP_E_NOTFOUND && rc != IDP_E_IO)
+		idp_error_prefix(err, "%s", path);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- create */
+
+struct body {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static enum idp_err body_add(struct body *b, const uint8_t *s, size_t n, struct idp_error *err)
+{
+	if (n > b->cap - b->len) {
+		size_t cap = b->cap ? b->cap : 65536;
+		while (n > cap - b->len)
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (p == NULL)
+			return idp_error_set(err, IDP_E_NOMEM, "manifest: out of memory");
+		b->p = p;
+		b->cap = cap;
+	}
+	if (n == 0)
+		return IDP_OK;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return IDP_OK;
+}
+
+/* Copy a CSV field into a fixed record field; name the field when too long. */
+static enum idp_err csv_field(const char *name, const char *s, size_t n, char *dst, size_t max,
+                              struct idp_error *err)
+{
+	if (n > max)
+		return idp_error_set(err, IDP_E_LIMIT, "%s: %zu bytes, max %zu", name, n, max);
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	return IDP_OK;
+}
+
+/* The optional 4th CSV field: a PEM file path (ends in .pem) or SPKI base64. */
+static enum idp_err csv_pub(const char *s, size_t n, struct fmt_manifest_record *r,
+                            struct idp_error *err)
+{
+	if (n > 4 && memcmp(s + n - 4, ".pem", 4) == 0) {
+		char path[PATH_MAX_ARG + 1];
+		if (n > PATH_MAX_ARG)
+			return idp_error_set(err, IDP_E_LIMIT, "pub: path too long");
+		memcpy(path, s, n);
+		path[n] = '\0';
+		struct fmt_key *k = NULL;
+		enum idp_err rc = fmt_keyfile_load_public(path, &k, err);
+		if (rc == IDP_OK)
+			rc = fmt_key_spki_der(k, r->pub, &r->pub_len, err);
+		fmt_key_free(k);
+		if (rc != IDP_OK)
+			idp_error_prefix(err, "pub");
+		return rc;
+	}
+	enum idp_err rc = fmt_b64_decode(FMT_B64_STD, s, n, r->pub, sizeof(r->pub), &r->pub_len, err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "pub");
+	return rc;
+}
+
+/* One CSV line "id,mac,serial[,pub]" (no quoting: no field may hold a comma). */
+static enum idp_err csv_record(const char *line, size_t len, struct fmt_manifest_record *r,
+                               struct idp_error *err)
+{
+	memset(r, 0, sizeof(*r));
+	const char *f[5];
+	size_t fl[5], nf = 0;
+	const char *p = line, *end = line + len;
+	while (nf < 5) {
+		const char *c = memchr(p, ',', (size_t)(end - p));
+		const char *e = c != NULL ? c : end;
+		f[nf] = p;
+		fl[nf++] = (size_t)(e - p);
+		if (c == NULL)
+			break;
+		p = c + 1;
+	}
+	if (nf < 3 || nf > 4)
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "csv: %zu fields, expected id,mac,serial[,pub]", nf);
+	enum idp_err rc;
+	if ((rc = csv_field("id", f[0], fl[0], r->id, FMT_MANIFEST_ID_MAX, err)) ||
+	    (rc = fmt_mac_parse(f[1], fl[1], r->mac, err)) ||
+	    (rc = csv_field("serial", f[2], fl[2], r->serial, FMT_MANIFEST_ID_MAX, err)))
+		return rc;
+	if (nf == 4 && fl[3] > 0)
+		return csv_pub(f[3], fl[3], r, err);
+	return IDP_OK;
+}
+
+struct create_ctx {
+	struct body records;
+	uint64_t count;
+	struct fmt_manifest_dedup *dedup;
+};
+
+/* Read the device list and encode every record line (checked, deduplicated). */
+static enum idp_err read_devices(const char *path, bool jsonl, struct create_ctx *c,
+                                 struct idp_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	enum idp_err rc = fmt_file_read(path, DEVICES_MAX, &buf, &len, err);
+	if (rc != IDP_OK)
+		return rc;
+	static struct fmt_manifest_record r;
+	uint8_t line[FMT_MANIFEST_LINE_MAX];
+	size_t pos = 0;
+	uint64_t lineno = 0;
+	while (rc == IDP_OK && pos < len) {
+		const uint8_t *s = buf + pos;
+		const uint8_t *lf = memchr(s, '\n', len - pos);
+		size_t n = lf != NULL ? (size_t)(lf - s) : len - pos;
+		pos += n + (lf != NULL);
+		lineno++;
+		if (n > 0 && s[n - 1] == '\r')
+			n--;
+		if (n == 0 || s[0] == '#')
+			continue;
+		if (jsonl)
+			rc = fmt_manifest_parse_record(s, n, false, &r, err);
+		else
+			rc = csv_record((const char *)s, n, &r, err);
+		size_t ll = 0;
+		if (rc == IDP_OK)
+			rc = fmt_manifest_encode_record(&r, line, &ll, err);
+		if (rc == IDP_OK)
+			rc = fmt_manifest_dedup_add(c->dedup, &r, err);
+		if (rc == IDP_OK)
+			rc = body_add(&c->records, line, ll, err);
+		if (rc != IDP_OK)
+			idp_error_prefix(err, "%s: line %" PRIu64, path, lineno);
+		c->count++;
+	}
+	free(buf);
+	if (rc == IDP_OK && c->count == 0)
+		rc = idp_error_set(err, IDP_E_FORMAT, "%s: no devices", path);
+	return rc;
+}
+
+/* Copy a command-line value into a fixed field; too long is refused, never cut. */
+static enum idp_err copy_arg(char *dst, size_t size, const char *src, const char *name,
+                             struct idp_error *err)
+{
+	size_t n = strnlen(src, size);
+	if (n >= size)
+		return idp_error_set(err, IDP_E_LIMIT, "%s: longer than %zu bytes", name, size - 1);
+	memcpy(dst, src, n + 1);
+	return IDP_OK;
+}
+
+static enum idp_err fill_header(const struct opts *o, const struct fmt_key *key, bool cms,
+                                uint64_t count, struct fmt_manifest_header *h,
+                                struct idp_error *err)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = FMT_MANIFEST_VERSION;
+	h->count = count;
+	h->sig = cms ? FMT_MANIFEST_SIG_CMS
+	             : fmt_key_type(key) == FMT_KEY_P256 ? FMT_MANIFEST_SIG_ES256
+	                                                 : FMT_MANIFEST_SIG_ED25519;
+	enum idp_err rc;
+	if ((rc = copy_arg(h->batch, sizeof(h->batch), o->batch, "--batch", err)) ||
+	    (rc = copy_arg(h->station, sizeof(h->station), o->station, "--station", err)) ||
+	    (rc = copy_arg(h->product, sizeof(h->product), o->product, "--product", err)))
+		return rc;
+	char *end = NULL;
+	errno = 0;
+	unsigned long long seq = strtoull(o->seq, &end, 10);
+	if (errno != 0 || end == o->seq || *end != '\0' || o->seq[0] == '-')
+		return idp_error_set(err, IDP_E_ARG, "--seq: \"%s\" is not a number", o->seq);
+	h->seq = seq;
+	if (o->created != NULL) {
+		if ((rc = copy_arg(h->created, sizeof(h->created), o->created, "--created", err)))
+			return rc;
+	} else if ((rc = fmt_manifest_time_format((int64_t)time(NULL), h->created, err))) {
+		return rc;
+	}
+	if (o->prev != NULL && (rc = file_sha256(o->prev, h->prev, err)) != IDP_OK)
+		return rc;
+	if (o->prev_sha256 != NULL) {
+		const char *s = o->prev_sha256;
+		if (strlen(s) != (size_t)2 * FMT_MANIFEST_HASH_LEN)
+			return idp_error_set(err, IDP_E_ARG, "--prev-sha256: expected 64 hex digits");
+		for (size_t i = 0; i < FMT_MANIFEST_HASH_LEN; i++) {
+			char two[3] = {s[2 * i], s[2 * i + 1], '\0'};
+			char *e = NULL;
+			unsigned long v = strtoul(two, &e, 16);
+			if (*e != '\0')
+				return idp_error_set(err, IDP_E_ARG,
+				                     "--prev-sha256: expected 64 hex digits");
+			h->prev[i] = (uint8_t)v;
+		}
+	}
+	return fmt_key_fingerprint(key, h->key, err);
+}
+
+static int cmd_create(const struct opts *o)
+{
+	if (!need(o->key, "--key") || !need(o->batch, "--batch") ||
+	    !need(o->station, "--station") || !need(o->seq, "--seq") ||
+	    !need(o->product, "--product") || !need(o->devices, "--devices") ||
+	    !need(o->out, "--out"))
+		return EXIT_USAGE;
+	if (o->prev != NULL && o->prev_sha256 != NULL) {
+		(void)fprintf(stderr, "%s: give --prev or --prev-sha256, not both\n", prog);
+		return EXIT_USAGE;
+	}
+	bool jsonl;
+	size_t dl = strlen(o->devices);
+	if (o->format != NULL)
+		jsonl = strcmp(o->format, "jsonl") == 0;
+	else
+		jsonl = (dl > 6 && strcmp(o->devices + dl - 6, ".jsonl") == 0) ||
+		        (dl > 5 && strcmp(o->devices + dl - 5, ".json") == 0);
+	if (o->format != NULL && !jsonl && strcmp(o->format, "csv") != 0) {
+		(void)fprintf(stderr, "%s: --format: use csv or jsonl\n", prog);
+		return EXIT_USAGE;
+	}
+	struct idp_error err = {0};
+	struct create_ctx c = {{NULL, 0, 0}, 0, fmt_manifest_dedup_new()};
+	struct fmt_key *key = NULL;
+	STACK_OF(X509) *certs = NULL, *chain = NULL;
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	struct body body = {NULL, 0, 0};
+	struct fmt_manifest_signer *s = NULL;
+	enum idp_err rc = IDP_OK;
+	if (c.dedup == NULL) {
+		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = fmt_keyfile_load_private(o->key, &key, &err)) ||
+	    (o->cert != NULL && (rc = load_certs(o->cert, &certs, &err))) ||
+	    (o->chain != NULL && (rc = load_certs(o->chain, &chain, &err))) ||
+	    (rc = read_devices(o->devices, jsonl, &c, &err)))
+		goto out;
+	/* The first certificate of --cert is the station's; the rest ride along. */
+	X509 *cert = certs != NULL ? sk_X509_shift(certs) : NULL;
+	if (cert != NULL && chain == NULL) {
+		chain = certs;
+		certs = NULL;
+	} else if (cert != NULL) {
+		while (sk_X509_num(certs) > 0)
+			if (sk_X509_push(chain, sk_X509_shift(certs)) <= 0)
+				break;
+	}
+	struct fmt_manifest_header h;
+	struct fmt_manifest_writer w;
+	uint8_t line[FMT_MANIFEST_LINE_MAX];
+	size_t ll = 0;
+	if ((rc = fill_header(o, key, cert != NULL, c.count, &h, &err)) ||
+	    (rc = fmt_manifest_writer_begin(&w, &h, line, &ll, &err)) ||
+	    (rc = body_add(&body, line, ll, &err)) ||
+	    (rc = body_add(&body, c.records.p, c.records.len, &err)))
+		goto out_cert;
+	w.written = c.count;
+	uint8_t digest[FMT_MANIFEST_HASH_LEN];
+	if ((rc = fmt_manifest_writer_finish(&w, &err)) ||
+	    (rc = fmt_manifest_signer_new(h.sig, key, cert, chain, &s, &err)) ||
+	    (rc = fmt_manifest_signer_update(s, body.p, body.len, &err)) ||
+	    (rc = fmt_manifest_signer_final(s, &sig, &sig_len, digest, &err)))
+		goto out_cert;
+	char sigpath[PATH_MAX_ARG + 8];
+	if (strlen(o->out) > PATH_MAX_ARG) {
+		rc = idp_error_set(&err, IDP_E_ARG, "--out: path too long");
+		goto out_cert;
+	}
+	(void)snprintf(sigpath, sizeof(sigpath), "%s.sig", o->out); /* length checked above */
+	if ((rc = fmt_file_write_atomic(o->out, body.p, body.len, 0644, &err)) ||
+	    (rc = fmt_file_write_atomic(sigpath, sig, sig_len, 0644, &err)))
+		goto out_cert;
+	char hex[65];
+	fmt_key_fingerprint_hex(digest, hex);
+	(void)printf("%s: %" PRIu64 " devices, batch %s, station %s, seq %" PRIu64 ", sig %s\n"
+	       "%s: signature\nsha256 %s (the next manifest's --prev-sha256)\n",
+	       o->out, h.count, h.batch, h.station, h.seq, fmt_manifest_sig_name(h.sig), sigpath,
+	       hex);
+out_cert:
+	X509_free(cert);
+out:
+	fmt_manifest_signer_free(s);
+	free(sig);
+	free(body.p);
+	free(c.records.p);
+	fmt_manifest_dedup_free(c.dedup);
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(chain, X509_free);
+	fmt_key_free(key);
+	return rc == IDP_OK ? 0 : report(rc, &err);
+}
+
+/* ---------------------------------------------------------------- verify, show */
+
+/* Where body bytes come from: a file read twice (verify) or memory (show). */
+struct source {
+	int fd;
+	const uint8_t *mem;
+	size_t mem_len, mem_pos;
+	const char *path;
+};
+
+static enum idp_err src_rewind(struct source *s, struct idp_error *err)
+{
+	s->mem_pos = 0;
+	if (s->fd >= 0 && lseek(s->fd, 0, SEEK_SET) != 0)
+		return idp_error_set(err, IDP_E_IO, "%s: seek: %s", s->path, strerror(errno));
+	return IDP_OK;
+}
+
+static enum idp_err src_read(struct source *s, uint8_t *buf, size_t cap, size_t *n,
+                             struct idp_error *err)
+{
+	if (s->fd < 0) {
+		*n = s->mem_len - s->mem_pos < cap ? s->mem_len - s->mem_pos : cap;
+		memcpy(buf, s->mem + s->mem_pos, *n);
+		s->mem_pos += *n;
+		return IDP_OK;
+	}
+	for (;;) {
+		ssize_t r = read(s->fd, buf, cap);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return idp_error_set(err, IDP_E_IO, "%s: read: %s", s->path, strerror(errno));
+		*n = (size_t)r;
+		return IDP_OK;
+	}
+}
+
+static void print_record(const struct fmt_manifest_record *r)
+{
+	char mac[18];
+	fmt_mac_format(r->mac, mac);
+	const char *kt = "-";
+	enum fmt_key_type t;
+	if (r->pub_len > 0 && fmt_key_spki_check(r->pub, r->pub_len, NULL, &t, NULL) == IDP_OK)
+		kt = fmt_key_type_name(t);
+	(void)printf("  %-24s %s  %-20s %-7s", r->id, mac, r->serial, kt);
+	for (size_t i = 0; i < r->nattrs; i++)
+		(void)printf(" %s=%s", r->attrs[i].key, r->attrs[i].value);
+	(void)printf("\n");
+}
+
+/* Pass 1 verifies the signature over the raw bytes; pass 2 (only after it)
+ * reads the records, refuses duplicates and checks that the bytes it read
+ * hash to what was verified, so a file changed in between is refused. */
+static enum idp_err check(struct source *src, const uint8_t *sig, size_t sig_len,
+                          const struct fmt_manifest_trust *trust, bool print,
+                          struct fmt_manifest_verified *ok, struct idp_error *err)
+{
+	static uint8_t buf[CHUNK];
+	struct fmt_manifest_verifier *v = NULL;
+	struct fmt_manifest_reader *r = fmt_manifest_reader_new();
+	struct fmt_manifest_dedup *d = fmt_manifest_dedup_new();
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	enum idp_err rc = IDP_OK;
+	if (r == NULL || d == NULL || md == NULL || EVP_DigestInit_ex2(md, EVP_sha256(), NULL) != 1) {
+		rc = idp_error_set(err, IDP_E_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = fmt_manifest_verifier_new(sig, sig_len, trust, &v, err)))
+		goto out;
+	size_t n = 0;
+	do {
+		if ((rc = src_read(src, buf, sizeof(buf), &n, err)) ||
+		    (rc = fmt_manifest_verifier_update(v, buf, n, err)))
+			goto out;
+	} while (n > 0);
+	if ((rc = fmt_manifest_verifier_final(v, ok, err)) || (rc = src_rewind(src, err)))
+		goto out;
+	if (print)
+		(void)printf("batch %s  station %s  seq %" PRIu64 "  created %s\nproduct %s  devices %" PRIu64
+		       "  sig %s\n",
+		       ok->header.batch, ok->header.station, ok->header.seq, ok->header.created,
+		       ok->header.product, ok->header.count, fmt_manifest_sig_name(ok->header.sig));
+	do {
+		if ((rc = src_read(src, buf, sizeof(buf), &n, err)))
+			goto out;
+		if (EVP_DigestUpdate(md, buf, n) != 1) {
+			rc = idp_error_ssl(err, IDP_E_CRYPTO, "sha-256");
+			goto out;
+		}
+		size_t pos = 0;
+		while (pos < n) {
+			size_t used = 0;
+			enum fmt_manifest_item item;
+			if ((rc = fmt_manifest_reader_feed(r, buf + pos, n - pos, &used, &item, err)))
+				goto out;
+			pos += used;
+			if (item != FMT_MANIFEST_RECORD)
+				continue;
+			const struct fmt_manifest_record *rec = fmt_manifest_reader_record(r);
+			if ((rc = fmt_manifest_dedup_add(d, rec, err))) {
+				idp_error_prefix(err, "line %" PRIu64, fmt_manifest_reader_line(r));
+				goto out;
+			}
+			if (print)
+				print_record(rec);
+		}
+	} while (n > 0);
+	if ((rc = fmt_manifest_reader_finish(r, err)))
+		goto out;
+	uint8_t again[FMT_MANIFEST_HASH_LEN];
+	unsigned dl = 0;
+	if (EVP_DigestFinal_ex(md, again, &dl) != 1 ||
+	    memcmp(again, ok->body_sha256, sizeof(again)) != 0)
+		rc = idp_error_set(err, IDP_E_VERIFY, "changed while it was being read");
+out:
+	EVP_MD_CTX_free(md);
+	fmt_manifest_dedup_free(d);
+	fmt_manifest_reader_free(r);
+	fmt_manifest_verifier_free(v);
+	return rc;
+}
+
+static int cmd_verify(const struct opts *o, bool show)
+{
+	if (!need(o->file, "NAME.manifest"))
+		return EXIT_USAGE;
+	if ((o->station_pub == NULL) == (o->ca == NULL)) {
+		(void)fprintf(stderr, "%s: give --station-pub PUB or --ca CA.pem\n", prog);
+		return EXIT_USAGE;
+	}
+	struct idp_error err = {0};
+	char sigpath[PATH_MAX_ARG + 8];
+	if (strlen(o->file) > PATH_MAX_ARG) {
+		(void)fprintf(stderr, "%s: path too long\n", prog);
+		return EXIT_USAGE;
+	}
+	int sn = o->sig != NULL ? snprintf(sigpath, sizeof(sigpath), "%s", o->sig)
+	                        : snprintf(sigpath, sizeof(sigpath), "%s.sig", o->file);
+	if (sn < 0 || (size_t)sn >= sizeof(sigpath)) {
+		(void)fprintf(stderr, "%s: --sig: path too long\n", prog);
+		return EXIT_USAGE;
+	}
+	struct fmt_manifest_trust trust = {NULL, NULL};
+	struct fmt_key *key = NULL;
+	uint8_t *sig = NULL, *body = NULL, *cabuf = NULL;
+	size_t sig_len = 0, body_len = 0, ca_len = 0;
+	struct source src = {-1, NULL, 0, 0, o->file};
+	enum idp_err rc;
+	if (o->station_pub != NULL) {
+		rc = fmt_keyfile_load_public(o->station_pub, &key, &err);
+		trust.station_key = key;
+	} else {
+		rc = fmt_file_read(o->ca, FMT_MANIFEST_SIG_MAX, &cabuf, &ca_len, &err);
+		if (rc == IDP_OK && (rc = fmt_manifest_store_parse(cabuf, ca_len, &trust.store, &err)))
+			idp_error_prefix(&err, "%s", o->ca);
+	}
+	if (rc != IDP_OK || (rc = fmt_file_read(sigpath, FMT_MANIFEST_SIG_MAX, &sig, &sig_len, &err)))
+		goto out;
+	if (show) {
+		rc = fmt_file_read(o->file, SHOW_MAX, &body, &body_len, &err);
+		src.mem = body;
+		src.mem_len = body_len;
+	} else {
+		src.fd = open(o->file, O_RDONLY | O_CLOEXEC);
+		if (src.fd < 0)
+			rc = idp_error_set(&err, errno == ENOENT ? IDP_E_NOTFOUND : IDP_E_IO, "%s: %s",
+			                   o->file, strerror(errno));
+	}
+	if (rc != IDP_OK)
+		goto out;
+	struct fmt_manifest_verified ok;
+	memset(&ok, 0, sizeof(ok));
+	rc = check(&src, sig, sig_len, &trust, show, &ok, &err);
+	if (rc != IDP_OK) {
+		idp_error_prefix(&err, "%s", o->file);
+		goto out;
+	}
+	if (!o->quiet) {
+		char fp[65], hex[65];
+		fmt_key_fingerprint_hex(ok.header.key, fp);
+		fmt_key_fingerprint_hex(ok.body_sha256, hex);
+		(void)printf("%s: OK: batch %s, station %s, seq %" PRIu64 ", %" PRIu64
+		       " devices, sig %s, station key %.16s...\nsha256 %s\n",
+		       o->file, ok.header.batch, ok.header.station, ok.header.seq, ok.header.count,
+		       fmt_manifest_sig_name(ok.header.sig), fp, hex);
+	}
+out:
+	if (src.fd >= 0)
+		(void)close(src.fd);
+	free(body);
+	free(sig);
+	free(cabuf);
+	fmt_key_free(key);
+	X509_STORE_free(trust.store);
+	return rc == IDP_OK ? 0 : report(rc, &err);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage();
+		return EXIT_USAGE;
+	}
+	struct opts o;
+	if (!parse_opts(argc - 2, argv + 2, &o)) {
+		usage();
+		return EXIT_USAGE;
+	}
+	const char *verb = argv[1];
+	int rc = -1;
+	if (strcmp(verb, "keygen") == 0)
+		rc = cmd_keygen(&o);
+	else if (strcmp(verb, "create") == 0)
+		rc = cmd_create(&o);
+	else if (strcmp(verb, "verify") == 0)
+		rc = cmd_verify(&o, false);
+	else if (strcmp(verb, "show") == 0)
+		rc = cmd_verify(&o, true);
+	if (rc >= 0) {
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			(void)fprintf(stderr, "%s: writing the output failed\n", prog);
+			return rc == 0 ? EXIT_ERROR : rc;
+		}
+		return rc;
+	}
+	if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
+		usage();
+		return 0;
+	}
+	(void)fprintf(stderr, "%s: unknown verb \"%s\"\n", prog, verb);
+	usage();
+	return EXIT_USAGE;
+}

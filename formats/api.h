@@ -1,0 +1,288 @@
+/*
+ * api.h - the provisioning API's JSON bodies (requests and answers of
+ * idprovd's HTTP API) and the device's proof of possession, bound to the TLS
+ * channel that carries it. Spec: formats/api.md (normative: endpoints, fields,
+ * limits, the exact signed bytes, error codes and HTTP statuses, DNS-SD).
+ *
+ * Every message is a plain struct with fixed-size fields (no allocation);
+ * fmt_api_*_parse fills one from a bounded body and fmt_api_*_encode writes it
+ * back as deterministic JSON (fixed member order, no whitespace), after the
+ * same checks the parser makes, so an encoder never emits what a parser
+ * refuses. Tokens are opaque strings here (formats/token.h reads them).
+ *
+ * Pure (no I/O, logging or globals); thread-safe. Structs holding secrets
+ * (tokens, the out-of-band secret) must be wiped with the matching _wipe().
+ */
+#ifndef IDP_FORMATS_API_H
+#define IDP_FORMATS_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/error.h"
+#include "formats/id.h"
+#include "formats/keys.h"
+#include "formats/mac.h"
+
+#define FMT_API_BODY_MAX          16384u /* bytes of any request or answer body */
+#define FMT_API_ID_MAX            FMT_ID_MAX /* device and batch IDs: formats/id.h */
+#define FMT_API_AGENT_VERSION_MAX 32u    /* [A-Za-z0-9._+~-] */
+#define FMT_API_OOB_MAX           64u    /* out-of-band label secret: printable ASCII, no space */
+#define FMT_API_TOKEN_MAX         4096u  /* opaque token: [A-Za-z0-9._-] (JWS compact) */
+#define FMT_API_URL_MAX           256u   /* server_url: "https://" + printable ASCII */
+#define FMT_API_CA_PEM_MAX        8192u  /* ca_pem: one or more PEM certificates */
+#define FMT_API_MESSAGE_MAX       256u   /* human-readable text in answers (UTF-8) */
+#define FMT_API_CODE_MAX          32u    /* error and reason codes: [a-z_] */
+#define FMT_API_RETRY_MAX         86400  /* most seconds a retry_after may ask for */
+#define FMT_API_TIME_MAX          253402300799LL /* 9999-12-31T23:59:59Z in Unix seconds */
+#define FMT_API_EXPORTER_LEN      32u    /* RFC 9266 tls-exporter value */
+#define FMT_API_EXPORTER_LABEL    "EXPORTER-Channel-Binding"
+#define FMT_API_NONCE_LEN         32u    /* server nonce */
+#define FMT_API_HASH_LEN          32u    /* SHA-256 inside the signed PoP bytes */
+#define FMT_API_POP_MSG_MAX       289u   /* longest PoP byte string (formats/api.md) */
+#define FMT_API_POP_SKEW_DEFAULT  300    /* recommended max clock skew, seconds */
+
+/* What a proof of possession is for; part of the signed bytes. */
+enum fmt_api_purpose {
+	FMT_API_PROVISION = 1, /* POST /v1/provision */
+	FMT_API_EXCHANGE = 2,  /* POST /v1/token/exchange */
+	FMT_API_RENEW = 3,     /* POST /v1/token/renew */
+};
+
+struct fmt_api_pop {
+	int64_t ts;                        /* signer's clock, Unix seconds */
+	bool has_nonce;                    /* a server nonce is bound in */
+	uint8_t nonce[FMT_API_NONCE_LEN];  /* from POST /v1/nonce */
+	uint8_t sig[FMT_KEY_RAW_SIG_LEN];  /* FMT_SIG_RAW over fmt_api_pop_message() */
+};
+
+/* A device request. Strings are NUL-terminated; "" means absent. Which
+ * members a purpose allows is in formats/api.md. */
+struct fmt_api_request {
+	enum fmt_api_purpose purpose;
+	char device_id[FMT_API_ID_MAX + 1];
+	uint8_t mac[FMT_MAC_LEN];
+	enum fmt_key_type key_type;
+	uint8_t spki[FMT_KEY_SPKI_MAX]; /* public key, canonical SPKI DER */
+	size_t spki_len;
+	char agent_version[FMT_API_AGENT_VERSION_MAX + 1]; /* provision: required */
+	char oob_secret[FMT_API_OOB_MAX + 1];              /* provision: optional; secret */
+	char token[FMT_API_TOKEN_MAX + 1];                 /* exchange, renew: required; secret */
+	struct fmt_api_pop pop;
+};
+
+enum fmt_api_status_kind {
+	FMT_API_APPROVED = 1, /* HTTP 200 */
+	FMT_API_PENDING = 2,  /* HTTP 202, with Retry-After */
+	FMT_API_REJECTED = 3, /* HTTP 403 */
+};
+
+enum fmt_api_token_kind {
+	FMT_API_TOKEN_PROVISIONING = 1, /* short-lived, only for /v1/token/exchange */
+	FMT_API_TOKEN_DEVICE = 2,       /* the normal device token */
+};
+
+enum fmt_api_reason {
+	FMT_API_REASON_OTHER = 0, /* a code this version does not know (text kept) */
+	FMT_API_REASON_KEY_MISMATCH,
+	FMT_API_REASON_MAC_MISMATCH,
+	FMT_API_REASON_OOB_MISMATCH,
+	FMT_API_REASON_KEY_REUSED,
+	FMT_API_REASON_REJECTED,
+	FMT_API_REASON_REVOKED,
+};
+
+/* A decision: the answer to /v1/provision, /v1/token/exchange and /renew. */
+struct fmt_api_status {
+	enum fmt_api_status_kind status;
+	/* approved */
+	enum fmt_api_token_kind token_kind;
+	char token[FMT_API_TOKEN_MAX + 1]; /* secret */
+	int64_t expires;                   /* token expiry, Unix seconds */
+	char server_url[FMT_API_URL_MAX + 1]; /* required with a provisioning token */
+	char ca_pem[FMT_API_CA_PEM_MAX + 1];  /* required with a provisioning token */
+	/* pending */
+	int64_t retry_after; /* seconds, 1..FMT_API_RETRY_MAX */
+	/* rejected */
+	enum fmt_api_reason reason;
+	char reason_code[FMT_API_CODE_MAX + 1];
+	char message[FMT_API_MESSAGE_MAX + 1]; /* optional */
+};
+
+enum fmt_api_err_code {
+	FMT_API_ERR_UNKNOWN = 0, /* a code this version does not know (text kept) */
+	FMT_API_ERR_BAD_REQUEST,
+	FMT_API_ERR_INVALID_FIELD,
+	FMT_API_ERR_UNSUPPORTED,
+	FMT_API_ERR_POP_INVALID,
+	FMT_API_ERR_POP_STALE,
+	FMT_API_ERR_NONCE_INVALID,
+	FMT_API_ERR_TOKEN_INVALID,
+	FMT_API_ERR_UNAUTHORIZED,
+	FMT_API_ERR_FORBIDDEN,
+	FMT_API_ERR_NOT_FOUND,
+	FMT_API_ERR_METHOD_NOT_ALLOWED,
+	FMT_API_ERR_TIMEOUT,
+	FMT_API_ERR_CONFLICT,
+	FMT_API_ERR_TOO_LARGE,
+	FMT_API_ERR_MEDIA_TYPE,
+	FMT_API_ERR_THROTTLED,
+	FMT_API_ERR_INTERNAL,
+	FMT_API_ERR_SUSPENDED,
+	FMT_API_ERR_UNAVAILABLE,
+};
+
+/* {"error":{"code":...,"message":...,"retry_after":...}} */
+struct fmt_api_error {
+	enum fmt_api_err_code code;
+	char code_text[FMT_API_CODE_MAX + 1];
+	char message[FMT_API_MESSAGE_MAX + 1];
+	int64_t retry_after; /* 0: absent */
+};
+
+/* Any answer body of the device endpoints: a decision or an error. */
+struct fmt_api_answer {
+	bool is_error;
+	struct fmt_api_status status; /* when !is_error */
+	struct fmt_api_error error;   /* when is_error */
+};
+
+/* Answer of POST /v1/nonce. */
+struct fmt_api_nonce {
+	uint8_t nonce[FMT_API_NONCE_LEN];
+	int64_t time;    /* server's clock, Unix seconds: pop.ts for a device without one */
+	int64_t expires; /* Unix seconds after which the server refuses it; >= time */
+};
+
+/* Answer of POST /v1/batches. */
+struct fmt_api_batch {
+	char batch_id[FMT_API_ID_MAX + 1];
+	int64_t sequence; /* the station's sequence number of this batch */
+	int64_t devices;  /* records in the batch */
+	bool created;     /* false: the same batch was already imported */
+	bool gap;         /* sequence or previous-hash gap was recorded and flagged */
+};
+
+/* --- requests ------------------------------------------------------------ */
+
+/* Parse the body of the endpoint for purpose. Strict: unknown, missing,
+ * misplaced, duplicate, mistyped and oversized members are refused with
+ * IDP_E_FORMAT / IDP_E_LIMIT / IDP_E_UNSUPPORTED naming the member. The
+ * public key must be canonical SPKI DER of key_type. Does not verify the
+ * proof (fmt_api_pop_verify does). On failure *out is wiped. */
+IDP_MUST_CHECK enum idp_err fmt_api_request_parse(enum fmt_api_purpose purpose, const uint8_t *buf,
+                                                  size_t len, struct fmt_api_request *out,
+                                                  struct idp_error *err);
+
+/* Write req as JSON into out[0..out_max) with a NUL; *len excludes it.
+ * IDP_E_LIMIT when out is too small (FMT_API_BODY_MAX + 1 always suffices);
+ * refuses what the parser would refuse. */
+IDP_MUST_CHECK enum idp_err fmt_api_request_encode(const struct fmt_api_request *req, char *out,
+                                                   size_t out_max, size_t *len,
+                                                   struct idp_error *err);
+
+/* Cleanse req (it may hold a token and the out-of-band secret). */
+void fmt_api_request_wipe(struct fmt_api_request *req);
+
+/* --- proof of possession -------------------------------------------------- */
+
+/* The exact bytes a proof signs (formats/api.md, "Proof of possession"):
+ * every member of req except pop.sig, and exporter, the RFC 9266 value of the
+ * TLS connection carrying the request. *len gets at most FMT_API_POP_MSG_MAX. */
+IDP_MUST_CHECK enum idp_err fmt_api_pop_message(const struct fmt_api_request *req,
+                                                const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                                uint8_t out[static FMT_API_POP_MSG_MAX],
+                                                size_t *len, struct idp_error *err);
+
+/* Device side: set req's key_type and spki from key, pop.ts = ts, the nonce
+ * (NULL: none), and sign. key must hold its private half (IDP_E_ARG). The
+ * other members must be filled in first; on failure pop.sig is all zero. */
+IDP_MUST_CHECK enum idp_err fmt_api_pop_sign(struct fmt_api_request *req, const struct fmt_key *key,
+                                             const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                             int64_t ts, const uint8_t *nonce,
+                                             struct idp_error *err);
+
+/* Server side: IDP_OK when req->pop is a signature by req's own public key
+ * over req's claims and this connection's exporter, made within max_skew
+ * seconds of now. IDP_E_EXPIRED: timestamp too old or in the future;
+ * IDP_E_VERIFY: the signature does not match (other key, claim, purpose,
+ * nonce or TLS channel). Proves possession only: whether the key belongs to
+ * the device, and whether the nonce is fresh and unused, are the caller's. */
+IDP_MUST_CHECK enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req,
+                                               const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                               int64_t now, int64_t max_skew,
+                                               struct idp_error *err);
+
+/* Server side, in one step: fmt_api_request_parse, then fmt_api_pop_verify,
+ * importing the public key once instead of twice. A body the parser refuses
+ * leaves *out wiped, as the parser does. WARNING: when the body parses but
+ * the proof fails (IDP_E_EXPIRED, IDP_E_VERIFY), *out keeps the request so
+ * that the refusal can be logged and flagged under the claimed device ID;
+ * those claims are unproven and must decide nothing. */
+IDP_MUST_CHECK enum idp_err fmt_api_request_accept(enum fmt_api_purpose purpose, const uint8_t *buf,
+                                                   size_t len,
+                                                   const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                                   int64_t now, int64_t max_skew,
+                                                   struct fmt_api_request *out,
+                                                   struct idp_error *err);
+
+/* --- answers --------------------------------------------------------------- */
+
+/* Parse a decision. Members this version does not know are ignored (answers
+ * may grow); known ones must have their type and limits and belong to the
+ * status. On failure *out is wiped. */
+IDP_MUST_CHECK enum idp_err fmt_api_status_parse(const uint8_t *buf, size_t len,
+                                                 struct fmt_api_status *out,
+                                                 struct idp_error *err);
+IDP_MUST_CHECK enum idp_err fmt_api_status_encode(const struct fmt_api_status *st, char *out,
+                                                  size_t out_max, size_t *len,
+                                                  struct idp_error *err);
+void fmt_api_status_wipe(struct fmt_api_status *st);
+
+/* Parse / encode an error body. An unknown code is kept in code_text with
+ * code = FMT_API_ERR_UNKNOWN; the encoder refuses FMT_API_ERR_UNKNOWN. */
+IDP_MUST_CHECK enum idp_err fmt_api_error_parse(const uint8_t *buf, size_t len,
+                                                struct fmt_api_error *out, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err fmt_api_error_encode(const struct fmt_api_error *e, char *out,
+                                                 size_t out_max, size_t *len,
+                                                 struct idp_error *err);
+
+/* Parse either kind of answer, told apart by its top-level "error" member. */
+IDP_MUST_CHECK enum idp_err fmt_api_answer_parse(const uint8_t *buf, size_t len,
+                                                 struct fmt_api_answer *out,
+                                                 struct idp_error *err);
+void fmt_api_answer_wipe(struct fmt_api_answer *a);
+
+IDP_MUST_CHECK enum idp_err fmt_api_nonce_parse(const uint8_t *buf, size_t len,
+                                                struct fmt_api_nonce *out, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err fmt_api_nonce_encode(const struct fmt_api_nonce *n, char *out,
+                                                 size_t out_max, size_t *len,
+                                                 struct idp_error *err);
+
+IDP_MUST_CHECK enum idp_err fmt_api_batch_parse(const uint8_t *buf, size_t len,
+                                                struct fmt_api_batch *out, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err fmt_api_batch_encode(const struct fmt_api_batch *b, char *out,
+                                                 size_t out_max, size_t *len,
+                                                 struct idp_error *err);
+
+/* --- names and checks ------------------------------------------------------ */
+
+/* "bad_request", ...; NULL for FMT_API_ERR_UNKNOWN or an invalid value. */
+const char *fmt_api_err_code_name(enum fmt_api_err_code code);
+
+/* The HTTP status that goes with code (400..503); 0 for FMT_API_ERR_UNKNOWN. */
+int fmt_api_err_http_status(enum fmt_api_err_code code);
+
+/* "key_mismatch", ...; NULL for FMT_API_REASON_OTHER or an invalid value. */
+const char *fmt_api_reason_name(enum fmt_api_reason reason);
+
+/* The HTTP status of a decision: 200, 202 or 403; 0 for an invalid value. */
+int fmt_api_status_http_status(enum fmt_api_status_kind status);
+
+/* Check a device or batch ID s[0..len): 1..FMT_API_ID_MAX characters,
+ * [A-Za-z0-9] then [A-Za-z0-9._-]. what names it in the error. */
+IDP_MUST_CHECK enum idp_err fmt_api_check_id(const char *s, size_t len, const char *what,
+                                             struct idp_error *err);
+
+#endif /* IDP_FORMATS_API_H */
