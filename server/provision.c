@@ -247,7 +247,10 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 		rc = srv_store_begin(st, err);
 	if (rc != IDP_OK)
 		return rc;
-	rc = decide(st, state, cfg, req, spki, spki_len, out, err);
+	if (req->nonce != NULL)
+		rc = srv_store_nonce_consume(st, req->nonce, SRV_NONCE_LEN, req->now, err);
+	if (rc == IDP_OK)
+		rc = decide(st, state, cfg, req, spki, spki_len, out, err);
 	if (rc == IDP_OK)
 		rc = srv_store_commit(st, err); /* the answer leaves only after this */
 	else
@@ -262,9 +265,9 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
  * device token is issued. */
 static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
                            const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
-                           const struct fmt_key *key, int64_t now, unsigned kinds,
-                           const char *event, struct srv_issued *out, enum fmt_token_check *failed,
-                           struct idp_error *err)
+                           const char *device_id, const struct fmt_key *key, const uint8_t *nonce,
+                           int64_t now, unsigned kinds, const char *event, struct srv_issued *out,
+                           enum fmt_token_check *failed, struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	*failed = FMT_TOKEN_CHECK_OK;
@@ -275,8 +278,12 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 	if (rc != IDP_OK)
 		return rc;
 	const struct fmt_token_key keys[] = {{.kid = kid, .key = state->token_key}};
-	const struct fmt_token_policy policy = {
-	        .iss = cfg->issuer, .aud = cfg->audience, .jkt = jkt, .kinds = kinds, .now = now};
+	const struct fmt_token_policy policy = {.iss = cfg->issuer,
+	                                        .aud = cfg->audience,
+	                                        .sub = device_id,
+	                                        .jkt = jkt,
+	                                        .kinds = kinds,
+	                                        .now = now};
 	struct fmt_token_claims claims;
 	rc = fmt_token_verify(token, len, keys, 1, &policy, &claims, failed, err);
 	if (rc != IDP_OK)
@@ -288,8 +295,11 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 		rc = srv_store_begin(st, err);
 	if (rc != IDP_OK)
 		return rc;
+	if (nonce != NULL)
+		rc = srv_store_nonce_consume(st, nonce, SRV_NONCE_LEN, now, err);
 	struct srv_device d;
-	rc = srv_store_device_get(st, claims.sub, &d, err);
+	if (rc == IDP_OK)
+		rc = srv_store_device_get(st, claims.sub, &d, err);
 	if (rc == IDP_OK && d.state != SRV_DEV_APPROVED)
 		rc = idp_error_set(err, IDP_E_DENIED, "device %s: %s", d.id,
 		                   srv_device_state_name(d.state));
@@ -314,21 +324,22 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 
 enum idp_err srv_token_exchange(struct srv_store *st, const struct srv_state *state,
                                 const struct srv_provision_cfg *cfg, const uint8_t *token,
-                                size_t len, const struct fmt_key *key, int64_t now,
-                                struct srv_issued *out, enum fmt_token_check *failed,
-                                struct idp_error *err)
+                                size_t len, const char *device_id, const struct fmt_key *key,
+                                const uint8_t *nonce, int64_t now, struct srv_issued *out,
+                                enum fmt_token_check *failed, struct idp_error *err)
 {
-	return redeem(st, state, cfg, token, len, key, now, FMT_TOKEN_PROVISION, "token.exchanged",
-	              out, failed, err);
+	return redeem(st, state, cfg, token, len, device_id, key, nonce, now, FMT_TOKEN_PROVISION,
+	              "token.exchanged", out, failed, err);
 }
 
 enum idp_err srv_token_renew(struct srv_store *st, const struct srv_state *state,
                              const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
-                             const struct fmt_key *key, int64_t now, struct srv_issued *out,
+                             const char *device_id, const struct fmt_key *key,
+                             const uint8_t *nonce, int64_t now, struct srv_issued *out,
                              enum fmt_token_check *failed, struct idp_error *err)
 {
-	return redeem(st, state, cfg, token, len, key, now, FMT_TOKEN_DEVICE, "token.renewed", out,
-	              failed, err);
+	return redeem(st, state, cfg, token, len, device_id, key, nonce, now, FMT_TOKEN_DEVICE,
+	              "token.renewed", out, failed, err);
 }
 
 enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,

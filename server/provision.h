@@ -31,6 +31,7 @@
 #include "server/store.h"
 
 #define SRV_TOKEN_KID_MAX 32u
+#define SRV_NONCE_LEN     32u /* server nonce bytes (formats/api.md) */
 
 struct srv_provision_cfg {
 	const char *issuer;   /* iss of every token */
@@ -60,6 +61,7 @@ struct srv_provision_req {
 	const char *device_id;     /* 1..SRV_STORE_ID_MAX bytes */
 	const char *mac;           /* NULL or "" when the device sent none */
 	const struct fmt_key *key; /* the key whose possession was proven */
+	const uint8_t *nonce;      /* NULL, or a server nonce (SRV_NONCE_LEN) to consume */
 	int64_t now;
 };
 
@@ -79,30 +81,33 @@ IDP_MUST_CHECK enum idp_err srv_token_kid(const struct srv_state *state,
                                           struct idp_error *err);
 
 /* Decide a provisioning request. IDP_OK with *out filled for every decision
- * (refusals included); an error only when the store or crypto failed (then
- * nothing was changed). */
+ * (refusals included); an error when the nonce is unknown, used or expired
+ * (IDP_E_NOTFOUND, IDP_E_EXPIRED) or the store or crypto failed: then nothing
+ * was changed. A nonce is consumed in the decision's transaction. */
 IDP_MUST_CHECK enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
                                           const struct srv_provision_cfg *cfg,
                                           const struct srv_provision_req *req,
                                           struct srv_issued *out, struct idp_error *err);
 
 /* Exchange a provisioning token (once) for a device token, or renew a device
- * token (once per token), for the device holding key. Refusals are errors:
+ * token (once per token), for device_id holding key (nonce as for
+ * srv_provision; may be NULL). Refusals are errors:
  * IDP_E_DENIED / IDP_E_EXPIRED / IDP_E_VERIFY ... from the token check (with
  * *failed naming it), IDP_E_CONFLICT for a token already used, IDP_E_DENIED
  * for a device no longer approved; the store is then unchanged. */
 IDP_MUST_CHECK enum idp_err srv_token_exchange(struct srv_store *st, const struct srv_state *state,
                                                const struct srv_provision_cfg *cfg,
                                                const uint8_t *token, size_t len,
-                                               const struct fmt_key *key, int64_t now,
+                                               const char *device_id, const struct fmt_key *key,
+                                               const uint8_t *nonce, int64_t now,
                                                struct srv_issued *out, enum fmt_token_check *failed,
                                                struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_token_renew(struct srv_store *st, const struct srv_state *state,
                                             const struct srv_provision_cfg *cfg,
-                                            const uint8_t *token, size_t len,
-                                            const struct fmt_key *key, int64_t now,
-                                            struct srv_issued *out, enum fmt_token_check *failed,
-                                            struct idp_error *err);
+                                            const uint8_t *token, size_t len, const char *device_id,
+                                            const struct fmt_key *key, const uint8_t *nonce,
+                                            int64_t now, struct srv_issued *out,
+                                            enum fmt_token_check *failed, struct idp_error *err);
 
 enum srv_admin_action {
 	SRV_ADMIN_APPROVE = 1, /* a pending device: approved with the key it presented */

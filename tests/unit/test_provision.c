@@ -266,7 +266,8 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	/* Presented by another key (a relay that stole the token). */
 	digest(before);
 	ck_assert_int_eq(srv_token_exchange(st, state, &cfg, (const uint8_t *)prov.token,
-	                                    prov.token_len, thief, NOW + 1, &r, &failed, &err),
+	                                    prov.token_len, "dev-t", thief, NULL, NOW + 1, &r,
+	                                    &failed, &err),
 	                 IDP_E_DENIED);
 	ck_assert_int_eq(failed, FMT_TOKEN_CHECK_CNF);
 	/* Forged: one byte of the signature changed. */
@@ -274,7 +275,8 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	ck_assert_ptr_nonnull(forged);
 	forged[prov.token_len - 5] = forged[prov.token_len - 5] == 'A' ? 'B' : 'A';
 	ck_assert_int_ne(srv_token_exchange(st, state, &cfg, (const uint8_t *)forged,
-	                                    prov.token_len, k, NOW + 1, &r, &failed, &err),
+	                                    prov.token_len, "dev-t", k, NULL, NOW + 1, &r, &failed,
+	                                    &err),
 	                 IDP_OK);
 	ck_assert_int_ne(failed, FMT_TOKEN_CHECK_OK);
 	free(forged);
@@ -282,29 +284,34 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	struct srv_provision_cfg other = cfg;
 	other.audience = "some-other-service";
 	ck_assert_int_eq(srv_token_exchange(st, state, &other, (const uint8_t *)prov.token,
-	                                    prov.token_len, k, NOW + 1, &r, &failed, &err),
+	                                    prov.token_len, "dev-t", k, NULL, NOW + 1, &r, &failed,
+	                                    &err),
 	                 IDP_E_DENIED);
 	ck_assert_int_eq(failed, FMT_TOKEN_CHECK_AUD);
 	/* Expired. */
 	ck_assert_int_eq(srv_token_exchange(st, state, &cfg, (const uint8_t *)prov.token,
-	                                    prov.token_len, k, NOW + 1000, &r, &failed, &err),
+	                                    prov.token_len, "dev-t", k, NULL, NOW + 1000, &r,
+	                                    &failed, &err),
 	                 IDP_E_EXPIRED);
 	digest(after);
 	ck_assert_mem_eq(before, after, 32);
 
 	/* The real exchange, once. */
 	ck_assert_int_eq(srv_token_exchange(st, state, &cfg, (const uint8_t *)prov.token,
-	                                    prov.token_len, k, NOW + 1, &dev, &failed, &err),
+	                                    prov.token_len, "dev-t", k, NULL, NOW + 1, &dev,
+	                                    &failed, &err),
 	                 IDP_OK);
 	check_token(&dev, FMT_TOKEN_DEVICE, "dev-t", k);
 	ck_assert_int_eq(dev.expires_at, NOW + 1 + 30 * 86400);
 	digest(before);
 	ck_assert_int_eq(srv_token_exchange(st, state, &cfg, (const uint8_t *)prov.token,
-	                                    prov.token_len, k, NOW + 2, &r, &failed, &err),
+	                                    prov.token_len, "dev-t", k, NULL, NOW + 2, &r, &failed,
+	                                    &err),
 	                 IDP_E_CONFLICT);
 	/* A device token is not a provisioning token. */
 	ck_assert_int_eq(srv_token_exchange(st, state, &cfg, (const uint8_t *)dev.token,
-	                                    dev.token_len, k, NOW + 2, &r, &failed, &err),
+	                                    dev.token_len, "dev-t", k, NULL, NOW + 2, &r, &failed,
+	                                    &err),
 	                 IDP_E_DENIED);
 	ck_assert_int_eq(failed, FMT_TOKEN_CHECK_KIND);
 	digest(after);
@@ -313,22 +320,24 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	/* Renewal: once per token; then revoked devices get nothing. */
 	struct srv_issued dev2;
 	ck_assert_int_eq(srv_token_renew(st, state, &cfg, (const uint8_t *)dev.token, dev.token_len,
-	                                 k, NOW + 100, &dev2, &failed, &err),
+	                                 "dev-t", k, NULL, NOW + 100, &dev2, &failed, &err),
 	                 IDP_OK);
 	ck_assert_int_eq(dev2.expires_at, NOW + 100 + 30 * 86400);
 	digest(before);
 	ck_assert_int_eq(srv_token_renew(st, state, &cfg, (const uint8_t *)dev.token, dev.token_len,
-	                                 k, NOW + 101, &r, &failed, &err),
+	                                 "dev-t", k, NULL, NOW + 101, &r, &failed, &err),
 	                 IDP_E_CONFLICT);
 	ck_assert_int_eq(srv_token_renew(st, state, &cfg, (const uint8_t *)prov.token,
-	                                 prov.token_len, k, NOW + 101, &r, &failed, &err),
+	                                 prov.token_len, "dev-t", k, NULL, NOW + 101, &r, &failed,
+	                                 &err),
 	                 IDP_E_DENIED);
 	digest(after);
 	ck_assert_mem_eq(before, after, 32);
 	ck_assert_int_eq(srv_admin_decide(st, "dev-t", SRV_ADMIN_REVOKE, NOW + 200, NULL), IDP_OK);
 	digest(before);
 	ck_assert_int_eq(srv_token_renew(st, state, &cfg, (const uint8_t *)dev2.token,
-	                                 dev2.token_len, k, NOW + 300, &r, &failed, &err),
+	                                 dev2.token_len, "dev-t", k, NULL, NOW + 300, &r, &failed,
+	                                 &err),
 	                 IDP_E_DENIED);
 	ck_assert_ptr_nonnull(strstr(err.msg, "revoked"));
 	ck_assert_ptr_null(r.token);
