@@ -40,6 +40,10 @@ static const struct key keys[] = {
          "type of a new token-signing key: p256 or ed25519"},
         {"station-ca", K_PATH, FIELD(station_ca), 0, 0, "none",
          "PEM file of the CA that issues station client certificates"},
+        {"server-url", K_PATH, FIELD(server_url), 0, 0, "https://HOSTNAME:PORT",
+         "URL devices are given with their token; also the tokens' issuer"},
+        {"token-audience", K_PATH, FIELD(token_audience), 0, 0, "idprov",
+         "audience (aud) of every token"},
         {"token-lifetime", K_DURATION, FIELD(token_lifetime), 60, 366ull * 86400, "30d",
          "lifetime of a device token (s, m, h or d suffix)"},
         {"provisioning-token-lifetime", K_DURATION, FIELD(provisioning_token_lifetime), 10, 86400,
@@ -48,7 +52,7 @@ static const struct key keys[] = {
          "Retry-After given to a device waiting for approval"},
         {"nonce-lifetime", K_DURATION, FIELD(nonce_lifetime), 5, 3600, "2m",
          "how long a server nonce may be used"},
-        {"max-body", K_SIZE, FIELD(max_body), 1024, 16u << 20, "64K",
+        {"max-body", K_SIZE, FIELD(max_body), 1024, 16u << 20, "16K",
          "largest API request body (K, M suffix)"},
         {"max-manifest", K_SIZE, FIELD(max_manifest), 1024, 1u << 30, "64M",
          "largest uploaded manifest"},
@@ -83,11 +87,12 @@ void srv_config_defaults(struct srv_config *cfg)
 	               : n > (long)SRV_CONFIG_THREADS_MAX ? SRV_CONFIG_THREADS_MAX
 	                                                  : (unsigned)n;
 	cfg->token_key = FMT_KEY_P256;
+	(void)snprintf(cfg->token_audience, sizeof(cfg->token_audience), "idprov");
 	cfg->token_lifetime = 30LL * 86400;
 	cfg->provisioning_token_lifetime = 300;
 	cfg->pending_retry_after = 30;
 	cfg->nonce_lifetime = 120;
-	cfg->max_body = 64u << 10;
+	cfg->max_body = 16u << 10; /* formats/api.md: FMT_API_BODY_MAX */
 	cfg->max_manifest = 64u << 20;
 	cfg->max_headers = 8u << 10;
 	cfg->max_connections = 1024;

@@ -43,8 +43,11 @@ struct srv_config {
 	unsigned threads;
 	char server_names[SRV_STATE_NAMES_MAX][SRV_STATE_NAME_MAX + 1];
 	size_t n_server_names;
-	enum fmt_key_type token_key;         /* type of a newly created token key */
-	char station_ca[SRV_STATE_PATH_MAX]; /* PEM file of the station CA; "" = none */
+	enum fmt_key_type token_key; /* type of a newly created token key */
+	char station_ca[SRV_STATE_PATH_MAX];
+	char server_url[SRV_STATE_PATH_MAX]; /* told to devices; token issuer; "" = derived */
+	char token_audience[SRV_STATE_PATH_MAX];
+	        /* aud of every token */     /* PEM file of the station CA; "" = none */
 	int64_t token_lifetime;              /* device token, seconds */
 	int64_t provisioning_token_lifetime; /* provisioning token, seconds */
 	int64_t pending_retry_after;         /* seconds a pending device waits */

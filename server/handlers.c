@@ -1,11 +1,66 @@
 /*
- * handlers.c - see handlers.h.
+ * handlers.c - see handlers.h. Error codes and statuses: formats/api.md §9.
+ *
+ * Order of checks (formats/api.md §5.3): parse and proof first, so that an
+ * unauthenticated request writes nothing; then nonce, token and decision in
+ * one store transaction (server/provision.c).
  */
 #include "server/handlers.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "server/log.h"
+
+#define ANSWER_MAX (2 * FMT_API_BODY_MAX)
+
+enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
+                          const char *first_bound, struct idp_error *err)
+{
+	memset(app, 0, sizeof(*app));
+	int n;
+	if (cfg->server_url[0] != '\0') {
+		n = snprintf(app->server_url, sizeof(app->server_url), "%s", cfg->server_url);
+	} else {
+		char host[256];
+		if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+			(void)snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		const char *colon = first_bound != NULL ? strrchr(first_bound, ':') : NULL;
+		n = snprintf(app->server_url, sizeof(app->server_url), "https://%s:%s", host,
+		             colon != NULL ? colon + 1 : "8443");
+	}
+	if (n < 0 || (size_t)n >= sizeof(app->server_url) ||
+	    strncmp(app->server_url, "https://", 8) != 0)
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "server-url: must be https:// and at most %u bytes",
+		                     FMT_API_URL_MAX);
+	n = snprintf(app->audience, sizeof(app->audience), "%s", cfg->token_audience);
+	if (n <= 0 || (size_t)n >= sizeof(app->audience))
+		return idp_error_set(err, IDP_E_FORMAT, "token-audience: 1 to %u bytes",
+		                     FMT_TOKEN_AUD_MAX);
+	app->pcfg.issuer = app->server_url;
+	app->pcfg.audience = app->audience;
+	app->pcfg.provisioning_lifetime = cfg->provisioning_token_lifetime;
+	app->pcfg.device_lifetime = cfg->token_lifetime;
+	app->pcfg.retry_after = cfg->pending_retry_after;
+	app->pop_skew = FMT_API_POP_SKEW_DEFAULT;
+	app->nonce_lifetime = cfg->nonce_lifetime;
+	return IDP_OK;
+}
+
+/* An error body of formats/api.md §9. */
+static void api_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *msg)
+{
+	srv_http_error(req, fmt_api_err_http_status(code), fmt_api_err_code_name(code), "%s", msg);
+}
 
 /* GET /v1/health: the server answers and its store connection works. */
 static void health(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -14,7 +69,7 @@ static void health(struct srv_ctx *ctx, struct evhttp_request *req)
 	struct idp_error err = {0};
 	if (srv_store_schema_version(ctx->store, &version, &err) != IDP_OK) {
 		srv_log(SRV_LOG_ERROR, "health.store", "loop=%u error=\"%s\"", ctx->loop, err.msg);
-		srv_http_error(req, 503, "unavailable", "store unavailable");
+		api_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
 		return;
 	}
 	cJSON *o = cJSON_CreateObject();
@@ -23,7 +78,7 @@ static void health(struct srv_ctx *ctx, struct evhttp_request *req)
 	    cJSON_AddNumberToObject(o, "schema", (double)version) == NULL ||
 	    cJSON_AddStringToObject(o, "ca_fingerprint", ctx->state->ca_fingerprint) == NULL) {
 		cJSON_Delete(o);
-		srv_http_error(req, 500, "internal", "out of memory");
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	srv_http_json(req, 200, o);
@@ -37,9 +92,223 @@ static void ca(struct srv_ctx *ctx, struct evhttp_request *req)
 	               ctx->state->ca_pem_len);
 }
 
+/* POST /v1/nonce: a fresh single-use nonce (expired ones are purged in the
+ * same transaction). */
+static void nonce(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	const struct srv_app *app = ctx->app;
+	struct fmt_api_nonce n = {.time = (int64_t)time(NULL)};
+	n.expires = n.time + app->nonce_lifetime;
+	struct idp_error err = {0};
+	if (RAND_bytes(n.nonce, sizeof(n.nonce)) != 1) {
+		api_error(req, FMT_API_ERR_INTERNAL, "no randomness");
+		return;
+	}
+	enum idp_err rc = srv_store_begin(ctx->store, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_nonce_purge(ctx->store, n.time, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_nonce_insert(ctx->store, n.nonce, sizeof(n.nonce), n.expires, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_commit(ctx->store, &err);
+	else
+		srv_store_rollback(ctx->store);
+	char body[256];
+	size_t len = 0;
+	if (rc == IDP_OK)
+		rc = fmt_api_nonce_encode(&n, body, sizeof(body), &len, &err);
+	if (rc != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "nonce.error", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		api_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
+		return;
+	}
+	srv_http_reply(req, 200, "application/json", body, len);
+}
+
+static enum fmt_api_reason reason_of(enum srv_refusal r)
+{
+	switch (r) {
+	case SRV_REFUSE_KEY_MISMATCH:
+		return FMT_API_REASON_KEY_MISMATCH;
+	case SRV_REFUSE_MAC_MISMATCH:
+		return FMT_API_REASON_MAC_MISMATCH;
+	case SRV_REFUSE_KEY_IN_USE:
+		return FMT_API_REASON_KEY_REUSED;
+	case SRV_REFUSE_REVOKED:
+		return FMT_API_REASON_REVOKED;
+	default:
+		return FMT_API_REASON_REJECTED;
+	}
+}
+
+/* Send a decision (formats/api.md §6). */
+static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
+{
+	char *body = malloc(ANSWER_MAX);
+	size_t len = 0;
+	struct idp_error err = {0};
+	if (body == NULL || fmt_api_status_encode(s, body, ANSWER_MAX, &len, &err) != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "answer.error", "error=\"%s\"", err.msg);
+		api_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+	} else {
+		if (s->status == FMT_API_PENDING) {
+			char ra[24];
+			(void)snprintf(ra, sizeof(ra), "%lld", (long long)s->retry_after);
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        "Retry-After", ra);
+		}
+		srv_http_reply(req, fmt_api_status_http_status(s->status), "application/json", body,
+		               len);
+	}
+	if (body != NULL) {
+		OPENSSL_cleanse(body, ANSWER_MAX); /* it may hold a token */
+		free(body);
+	}
+}
+
+/* The shared part of the device endpoints: parse, verify the proof on this
+ * connection, then decide. */
+static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
+                           enum fmt_api_purpose purpose)
+{
+	const struct srv_app *app = ctx->app;
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	if (ct != NULL && strncmp(ct, "application/json", 16) != 0) {
+		api_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/json");
+		return;
+	}
+	const uint8_t *buf = NULL;
+	size_t len = 0;
+	srv_http_body(req, &buf, &len);
+	uint8_t exporter[FMT_API_EXPORTER_LEN];
+	struct idp_error err = {0};
+	if (srv_http_channel_binding(req, exporter, &err) != IDP_OK) {
+		api_error(req, FMT_API_ERR_POP_INVALID, err.msg);
+		return;
+	}
+	int64_t now = (int64_t)time(NULL);
+	struct fmt_api_request *r = malloc(sizeof(*r));
+	struct fmt_key *key = NULL;
+	struct srv_issued out;
+	memset(&out, 0, sizeof(out));
+	char idbuf[SRV_LOG_ESC_MAX];
+	if (r == NULL) {
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	enum idp_err rc =
+	        fmt_api_request_accept(purpose, buf, len, exporter, now, app->pop_skew, r, &err);
+	if (rc != IDP_OK) {
+		enum fmt_api_err_code code = rc == IDP_E_UNSUPPORTED ? FMT_API_ERR_UNSUPPORTED
+		                             : rc == IDP_E_EXPIRED   ? FMT_API_ERR_POP_STALE
+		                             : rc == IDP_E_VERIFY    ? FMT_API_ERR_POP_INVALID
+		                                                     : FMT_API_ERR_INVALID_FIELD;
+		srv_log(SRV_LOG_INFO, "device.refused", "loop=%u check=%s", ctx->loop,
+		        fmt_api_err_code_name(code));
+		api_error(req, code, err.msg);
+		goto out;
+	}
+	(void)srv_log_esc(r->device_id, strlen(r->device_id), idbuf, sizeof(idbuf));
+	rc = fmt_key_parse_spki_der(r->spki, r->spki_len, &key, &err);
+	if (rc != IDP_OK) {
+		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		goto out;
+	}
+	const uint8_t *nonce_p = r->pop.has_nonce ? r->pop.nonce : NULL;
+	enum fmt_token_check failed = FMT_TOKEN_CHECK_OK;
+	if (purpose == FMT_API_PROVISION) {
+		char mac[FMT_MAC_TEXT_LEN + 1];
+		fmt_mac_format(r->mac, mac);
+		const struct srv_provision_req pr = {.device_id = r->device_id,
+		                                     .mac = mac,
+		                                     .key = key,
+		                                     .nonce = nonce_p,
+		                                     .now = now};
+		rc = srv_provision(ctx->store, ctx->state, &app->pcfg, &pr, &out, &err);
+	} else if (purpose == FMT_API_EXCHANGE) {
+		rc = srv_token_exchange(ctx->store, ctx->state, &app->pcfg,
+		                        (const uint8_t *)r->token, strlen(r->token), r->device_id,
+		                        key, nonce_p, now, &out, &failed, &err);
+	} else {
+		rc = srv_token_renew(ctx->store, ctx->state, &app->pcfg, (const uint8_t *)r->token,
+		                     strlen(r->token), r->device_id, key, nonce_p, now, &out,
+		                     &failed, &err);
+	}
+	struct fmt_api_status s;
+	memset(&s, 0, sizeof(s));
+	if (rc != IDP_OK) {
+		srv_log(SRV_LOG_INFO, "device.refused",
+		        "loop=%u device=%s purpose=%d refusal=%s check=%s", ctx->loop, idbuf,
+		        (int)purpose, srv_refusal_name(out.refusal), fmt_token_check_name(failed));
+		if (out.refusal == SRV_REFUSE_NONCE)
+			api_error(req, FMT_API_ERR_NONCE_INVALID, "nonce unknown, expired or used");
+		else if (out.refusal == SRV_REFUSE_TOKEN)
+			api_error(req, FMT_API_ERR_TOKEN_INVALID, err.msg);
+		else if (out.refusal != SRV_REFUSE_NONE) {
+			s.status = FMT_API_REJECTED;
+			s.reason = reason_of(out.refusal);
+			send_status(req, &s);
+		} else {
+			srv_log(SRV_LOG_ERROR, "device.error", "loop=%u error=\"%s\"", ctx->loop,
+			        err.msg);
+			api_error(req,
+			          rc == IDP_E_AGAIN ? FMT_API_ERR_UNAVAILABLE
+			                            : FMT_API_ERR_INTERNAL,
+			          "try again later");
+		}
+		goto out;
+	}
+	srv_log(SRV_LOG_INFO, "device.decision",
+	        "loop=%u device=%s purpose=%d decision=%d refusal=%s", ctx->loop, idbuf,
+	        (int)purpose, (int)out.decision, srv_refusal_name(out.refusal));
+	if (out.decision == SRV_DECISION_APPROVED) {
+		s.status = FMT_API_APPROVED;
+		s.token_kind = purpose == FMT_API_PROVISION ? FMT_API_TOKEN_PROVISIONING
+		                                            : FMT_API_TOKEN_DEVICE;
+		(void)snprintf(s.token, sizeof(s.token), "%s", out.token);
+		s.expires = out.expires_at;
+		if (purpose == FMT_API_PROVISION) {
+			(void)snprintf(s.server_url, sizeof(s.server_url), "%s", app->server_url);
+			(void)snprintf(s.ca_pem, sizeof(s.ca_pem), "%s", ctx->state->ca_pem);
+		}
+	} else if (out.decision == SRV_DECISION_PENDING) {
+		s.status = FMT_API_PENDING;
+		s.retry_after = out.retry_after;
+	} else {
+		s.status = FMT_API_REJECTED;
+		s.reason = reason_of(out.refusal);
+	}
+	send_status(req, &s);
+	fmt_api_status_wipe(&s);
+out:
+	srv_issued_clear(&out);
+	fmt_key_free(key);
+	fmt_api_request_wipe(r);
+	free(r);
+}
+
+static void provision(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	device_request(ctx, req, FMT_API_PROVISION);
+}
+
+static void exchange(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	device_request(ctx, req, FMT_API_EXCHANGE);
+}
+
+static void renew(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	device_request(ctx, req, FMT_API_RENEW);
+}
+
 static const struct srv_route routes[] = {
         {"/v1/health", EVHTTP_REQ_GET, 0, health},
         {"/v1/ca", EVHTTP_REQ_GET, 0, ca},
+        {"/v1/nonce", EVHTTP_REQ_POST, 0, nonce},
+        {"/v1/provision", EVHTTP_REQ_POST, FMT_API_BODY_MAX, provision},
+        {"/v1/token/exchange", EVHTTP_REQ_POST, FMT_API_BODY_MAX, exchange},
+        {"/v1/token/renew", EVHTTP_REQ_POST, FMT_API_BODY_MAX, renew},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -506,7 +506,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		if (end == 0 || end > cfg->max_headers) {
 			if (n <= cfg->max_headers)
 				break; /* wait for the rest; the deadline runs */
-			conn_reject(c, src, dst, 431, "headers_too_large",
+			conn_reject(c, src, dst, 431, "too_large",
 			            "request head is larger than %zu bytes", cfg->max_headers);
 			return BEV_OK;
 		}
@@ -520,12 +520,12 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			return BEV_OK;
 		}
 		if (hi.chunked) {
-			conn_reject(c, src, dst, 411, "length_required",
+			conn_reject(c, src, dst, 411, "bad_request",
 			            "send the body with a Content-Length");
 			return BEV_OK;
 		}
 		if (hi.has_length && hi.length > max) {
-			conn_reject(c, src, dst, 413, "body_too_large",
+			conn_reject(c, src, dst, 413, "too_large",
 			            "body is %llu bytes, max %zu for this path",
 			            (unsigned long long)hi.length, max);
 			return BEV_OK;
@@ -658,7 +658,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 		srv_http_error(req, 405, "method_not_allowed", "use %s", allow);
 	} else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
 	           route_max_body(l->h, r)) {
-		srv_http_error(req, 413, "body_too_large", "body too large for this path");
+		srv_http_error(req, 413, "too_large", "body too large for this path");
 	} else {
 		r->fn(&l->ctx, req);
 	}

@@ -112,7 +112,9 @@ static int run(const struct srv_config *cfg)
 	size_t n_routes = 0;
 	const struct srv_route *routes = srv_handlers_routes(&n_routes);
 	struct srv_httpd *h = NULL;
-	if (srv_httpd_new(cfg, state, routes, n_routes, NULL, &h, &err) != IDP_OK ||
+	static struct srv_app app;
+	if (srv_httpd_new(cfg, state, routes, n_routes, &app, &h, &err) != IDP_OK ||
+	    srv_app_init(&app, cfg, srv_httpd_bound(h, 0), &err) != IDP_OK ||
 	    srv_httpd_start(h, &err) != IDP_OK) {
 		srv_log(SRV_LOG_ERROR, "http.error", "error=\"%s\"", err.msg);
 		srv_httpd_free(h);

@@ -18,6 +18,8 @@ static const char *const refusal_names[] = {
         [SRV_REFUSE_REJECTED] = "rejected",
         [SRV_REFUSE_REVOKED] = "revoked",
         [SRV_REFUSE_NO_IDENTITY] = "no-identity",
+        [SRV_REFUSE_NONCE] = "nonce",
+        [SRV_REFUSE_TOKEN] = "token",
 };
 
 const char *srv_refusal_name(enum srv_refusal r)
@@ -249,14 +251,19 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 		return rc;
 	if (req->nonce != NULL)
 		rc = srv_store_nonce_consume(st, req->nonce, SRV_NONCE_LEN, req->now, err);
+	if (rc != IDP_OK)
+		out->refusal = SRV_REFUSE_NONCE;
 	if (rc == IDP_OK)
 		rc = decide(st, state, cfg, req, spki, spki_len, out, err);
 	if (rc == IDP_OK)
 		rc = srv_store_commit(st, err); /* the answer leaves only after this */
 	else
 		srv_store_rollback(st);
-	if (rc != IDP_OK)
+	if (rc != IDP_OK) {
+		enum srv_refusal why = out->refusal;
 		srv_issued_clear(out);
+		out->refusal = why;
+	}
 	return rc;
 }
 
@@ -286,8 +293,10 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 	                                        .now = now};
 	struct fmt_token_claims claims;
 	rc = fmt_token_verify(token, len, keys, 1, &policy, &claims, failed, err);
-	if (rc != IDP_OK)
+	if (rc != IDP_OK) {
+		out->refusal = SRV_REFUSE_TOKEN;
 		return rc;
+	}
 	uint8_t spki[FMT_KEY_SPKI_MAX];
 	size_t spki_len = 0;
 	rc = fmt_key_spki_der(key, spki, &spki_len, err);
@@ -295,18 +304,25 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 		rc = srv_store_begin(st, err);
 	if (rc != IDP_OK)
 		return rc;
+	enum srv_refusal why = SRV_REFUSE_NONE;
 	if (nonce != NULL)
 		rc = srv_store_nonce_consume(st, nonce, SRV_NONCE_LEN, now, err);
+	if (rc != IDP_OK)
+		why = SRV_REFUSE_NONCE;
 	struct srv_device d;
-	if (rc == IDP_OK)
-		rc = srv_store_device_get(st, claims.sub, &d, err);
-	if (rc == IDP_OK && d.state != SRV_DEV_APPROVED)
+	if (rc == IDP_OK && (rc = srv_store_device_get(st, claims.sub, &d, err)) != IDP_OK)
+		why = SRV_REFUSE_TOKEN;
+	if (rc == IDP_OK && d.state != SRV_DEV_APPROVED) {
+		why = d.state == SRV_DEV_REVOKED ? SRV_REFUSE_REVOKED : SRV_REFUSE_REJECTED;
 		rc = idp_error_set(err, IDP_E_DENIED, "device %s: %s", d.id,
 		                   srv_device_state_name(d.state));
-	if (rc == IDP_OK && !key_is(&d, spki, spki_len))
+	}
+	if (rc == IDP_OK && !key_is(&d, spki, spki_len)) {
+		why = SRV_REFUSE_KEY_MISMATCH;
 		rc = idp_error_set(err, IDP_E_DENIED, "device %s: key changed", d.id);
-	if (rc == IDP_OK)
-		rc = srv_store_token_use(st, claims.jti, now, err);
+	}
+	if (rc == IDP_OK && (rc = srv_store_token_use(st, claims.jti, now, err)) != IDP_OK)
+		why = SRV_REFUSE_TOKEN;
 	if (rc == IDP_OK)
 		rc = issue(st, state, cfg, d.id, key, FMT_TOKEN_DEVICE, now, out, err);
 	if (rc == IDP_OK)
@@ -315,10 +331,12 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 		rc = srv_store_commit(st, err);
 	else
 		srv_store_rollback(st);
-	if (rc != IDP_OK)
+	if (rc != IDP_OK) {
 		srv_issued_clear(out);
-	else
+		out->refusal = why;
+	} else {
 		out->decision = SRV_DECISION_APPROVED;
+	}
 	return rc;
 }
 
@@ -334,9 +352,9 @@ enum idp_err srv_token_exchange(struct srv_store *st, const struct srv_state *st
 
 enum idp_err srv_token_renew(struct srv_store *st, const struct srv_state *state,
                              const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
-                             const char *device_id, const struct fmt_key *key,
-                             const uint8_t *nonce, int64_t now, struct srv_issued *out,
-                             enum fmt_token_check *failed, struct idp_error *err)
+                             const char *device_id, const struct fmt_key *key, const uint8_t *nonce,
+                             int64_t now, struct srv_issued *out, enum fmt_token_check *failed,
+                             struct idp_error *err)
 {
 	return redeem(st, state, cfg, token, len, device_id, key, nonce, now, FMT_TOKEN_DEVICE,
 	              "token.renewed", out, failed, err);

@@ -55,6 +55,8 @@ enum srv_refusal {
 	SRV_REFUSE_REJECTED,     /* an administrator rejected the device */
 	SRV_REFUSE_REVOKED,      /* the device was revoked */
 	SRV_REFUSE_NO_IDENTITY,  /* the record has neither key nor MAC */
+	SRV_REFUSE_NONCE,        /* the nonce is unknown, used or expired (an error too) */
+	SRV_REFUSE_TOKEN,        /* the token is invalid or already used (an error too) */
 };
 
 struct srv_provision_req {
@@ -67,9 +69,9 @@ struct srv_provision_req {
 
 struct srv_issued {
 	enum srv_decision decision;
-	enum srv_refusal refusal;
-	int64_t retry_after; /* PENDING */
-	char *token;         /* APPROVED / exchanged / renewed: free with srv_issued_clear() */
+	enum srv_refusal refusal; /* also set when an error was a refusal (nonce, token, state) */
+	int64_t retry_after;      /* PENDING */
+	char *token;              /* APPROVED / exchanged / renewed: free with srv_issued_clear() */
 	size_t token_len;
 	int64_t expires_at;
 };
