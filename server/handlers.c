@@ -141,6 +141,14 @@ static enum fmt_api_reason reason_of(enum srv_refusal r)
 	}
 }
 
+static void set_rejected(struct fmt_api_status *s, enum srv_refusal r)
+{
+	s->status = FMT_API_REJECTED;
+	s->reason = reason_of(r);
+	(void)snprintf(s->reason_code, sizeof(s->reason_code), "%s",
+	               fmt_api_reason_name(s->reason));
+}
+
 /* Send a decision (formats/api.md §6). */
 static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
 {
@@ -245,8 +253,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		else if (out.refusal == SRV_REFUSE_TOKEN)
 			api_error(req, FMT_API_ERR_TOKEN_INVALID, err.msg);
 		else if (out.refusal != SRV_REFUSE_NONE) {
-			s.status = FMT_API_REJECTED;
-			s.reason = reason_of(out.refusal);
+			set_rejected(&s, out.refusal);
 			send_status(req, &s);
 		} else {
 			srv_log(SRV_LOG_ERROR, "device.error", "loop=%u error=\"%s\"", ctx->loop,
@@ -275,8 +282,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		s.status = FMT_API_PENDING;
 		s.retry_after = out.retry_after;
 	} else {
-		s.status = FMT_API_REJECTED;
-		s.reason = reason_of(out.refusal);
+		set_rejected(&s, out.refusal);
 	}
 	send_status(req, &s);
 	fmt_api_status_wipe(&s);
