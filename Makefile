@@ -143,7 +143,11 @@ check: deps
 	@tests/run-suite build/asan build/results-asan || true
 	@tests/run-suite build/plain build/results-plain || true
 	@FUZZ_SECONDS=$${FUZZ_CHECK_SECONDS:-4} tests/run-fuzz build/results-fuzz || true
-	@tests/summarize build/results-asan build/results-plain build/results-fuzz
+	@if $(MAKE) --no-print-directory -s lint >build/lint.log 2>&1; then \
+		echo "[lint] PASS cppcheck + clang-tidy"; echo "1 0" >build/results-lint; \
+	else echo "[lint] FAIL cppcheck + clang-tidy"; grep -E 'error|warning' build/lint.log | head -40; \
+		echo "0 1" >build/results-lint; fi
+	@tests/summarize build/results-asan build/results-plain build/results-fuzz build/results-lint
 
 check-variant: deps
 	@$(MAKE) --no-print-directory build-tests

@@ -211,7 +211,7 @@ static enum idp_err parse_hash(const char *name, const char *s, size_t len,
                                uint8_t out[static FMT_MANIFEST_HASH_LEN], struct idp_error *err)
 {
 	char v[4 * SHOW_MAX + 4];
-	bool ok = len == 2 * FMT_MANIFEST_HASH_LEN;
+	bool ok = len == 2 * (size_t)FMT_MANIFEST_HASH_LEN;
 	for (size_t i = 0; ok && i < len; i++)
 		ok = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
 	if (!ok)
@@ -398,7 +398,7 @@ static enum idp_err encode_header(const struct fmt_manifest_header *h, uint8_t *
 	put_str(&o, "station", h->station, false);
 	put_u64(&o, "seq", h->seq);
 	hex_encode(h->prev, FMT_MANIFEST_HASH_LEN, hex);
-	hex[2 * FMT_MANIFEST_HASH_LEN] = '\0';
+	hex[2 * (size_t)FMT_MANIFEST_HASH_LEN] = '\0';
 	put_str(&o, "prev", hex, false);
 	put_str(&o, "created", h->created, false);
 	put_str(&o, "product", h->product, false);
@@ -429,7 +429,7 @@ static enum idp_err encode_record(const struct fmt_manifest_record *r, uint8_t *
 		const struct fmt_manifest_attr *sorted[FMT_MANIFEST_ATTRS_MAX];
 		for (size_t i = 0; i < r->nattrs; i++)
 			sorted[i] = &r->attrs[i];
-		qsort(sorted, r->nattrs, sizeof(sorted[0]), attr_cmp);
+		qsort(sorted, r->nattrs, sizeof(const struct fmt_manifest_attr *), attr_cmp);
 		put_s(&o, ",\"attrs\":{");
 		for (size_t i = 0; i < r->nattrs; i++)
 			put_str(&o, sorted[i]->key, sorted[i]->value, i == 0);
@@ -551,7 +551,7 @@ static enum idp_err header_fields(const cJSON *o, struct fmt_manifest_header *h,
 	    (rc = get_into(o, "station", true, FMT_MANIFEST_ID_MAX, h->station, &sl, err)) ||
 	    (rc = check_token("station", h->station, sl, err)) ||
 	    (rc = get_u64(o, "seq", &h->seq, err)) ||
-	    (rc = get_into(o, "prev", true, 2 * FMT_MANIFEST_HASH_LEN, buf, &n, err)) ||
+	    (rc = get_into(o, "prev", true, 2 * (size_t)FMT_MANIFEST_HASH_LEN, buf, &n, err)) ||
 	    (rc = parse_hash("prev", buf, n, h->prev, err)) ||
 	    (rc = check_chain(h->seq, h->prev, err)) ||
 	    (rc = get_into(o, "created", true, FMT_MANIFEST_TIME_LEN, h->created, &cl, err)) ||
@@ -565,7 +565,7 @@ static enum idp_err header_fields(const cJSON *o, struct fmt_manifest_header *h,
 	h->count = (uint64_t)count;
 	if ((rc = get_into(o, "sig", true, 16, buf, &n, err)) ||
 	    (rc = fmt_manifest_sig_parse(buf, n, &h->sig, err)) ||
-	    (rc = get_into(o, "key", true, 2 * FMT_KEY_FINGERPRINT_LEN, buf, &n, err)) ||
+	    (rc = get_into(o, "key", true, 2 * (size_t)FMT_KEY_FINGERPRINT_LEN, buf, &n, err)) ||
 	    (rc = parse_hash("key", buf, n, h->key, err)))
 		return rc;
 	return IDP_OK;

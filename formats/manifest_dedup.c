@@ -107,7 +107,7 @@ static enum idp_err grow(struct fmt_manifest_dedup *d, struct idp_error *err)
 enum idp_err fmt_manifest_dedup_add(struct fmt_manifest_dedup *d,
                                     const struct fmt_manifest_record *r, struct idp_error *err)
 {
-	uint64_t h[F_COUNT];
+	uint64_t h[F_COUNT] = {0};
 	size_t n = r->pub_len > 0 ? F_COUNT : F_PUB;
 	enum idp_err rc;
 	if ((rc = hash(d, F_ID, r->id, strnlen(r->id, sizeof(r->id)), &h[F_ID], err)) ||

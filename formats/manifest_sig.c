@@ -235,10 +235,11 @@ enum idp_err fmt_manifest_sign(enum fmt_manifest_sig kind, const struct fmt_key 
 	*sig_len = 0;
 	struct fmt_manifest_signer *s = NULL;
 	enum idp_err rc = fmt_manifest_signer_new(kind, key, cert, chain, &s, err);
-	if (rc == IDP_OK)
+	if (rc == IDP_OK && s != NULL) { /* s is set whenever rc is IDP_OK */
 		rc = fmt_manifest_signer_update(s, body, len, err);
-	if (rc == IDP_OK)
-		rc = fmt_manifest_signer_final(s, sig, sig_len, NULL, err);
+		if (rc == IDP_OK)
+			rc = fmt_manifest_signer_final(s, sig, sig_len, NULL, err);
+	}
 	fmt_manifest_signer_free(s);
 	return rc;
 }
@@ -619,10 +620,11 @@ enum idp_err fmt_manifest_verify(const uint8_t *sig, size_t sig_len,
 	memset(out, 0, sizeof(*out));
 	struct fmt_manifest_verifier *v = NULL;
 	enum idp_err rc = fmt_manifest_verifier_new(sig, sig_len, trust, &v, err);
-	if (rc == IDP_OK)
+	if (rc == IDP_OK && v != NULL) { /* v is set whenever rc is IDP_OK */
 		rc = fmt_manifest_verifier_update(v, body, len, err);
-	if (rc == IDP_OK)
-		rc = fmt_manifest_verifier_final(v, out, err);
+		if (rc == IDP_OK)
+			rc = fmt_manifest_verifier_final(v, out, err);
+	}
 	fmt_manifest_verifier_free(v);
 	return rc;
 }

@@ -232,7 +232,7 @@ static int64_t lifetime_max(enum fmt_token_kind kind)
 static enum idp_err prepare_claims(const char *kid, struct fmt_token_claims *c, int64_t now,
                                    int64_t lifetime, const char *jti, struct idp_error *err)
 {
-	size_t n;
+	size_t n = 0;
 	enum idp_err rc;
 	if (kid == NULL || !kid_valid(kid, strnlen(kid, FMT_TOKEN_KID_MAX + 1)))
 		return idp_error_set(err, IDP_E_ARG,
