@@ -19,7 +19,7 @@
 
 #include "server/log.h"
 
-#define ANSWER_MAX (2 * FMT_API_BODY_MAX)
+#define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
 
 enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
                           const char *first_bound, struct idp_error *err)
