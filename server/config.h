@@ -47,7 +47,7 @@ struct srv_config {
 	char station_ca[SRV_STATE_PATH_MAX];
 	char server_url[SRV_STATE_PATH_MAX]; /* told to devices; token issuer; "" = derived */
 	char token_audience[SRV_STATE_PATH_MAX];
-	        /* aud of every token */     /* PEM file of the station CA; "" = none */
+	/* aud of every token */             /* PEM file of the station CA; "" = none */
 	int64_t token_lifetime;              /* device token, seconds */
 	int64_t provisioning_token_lifetime; /* provisioning token, seconds */
 	int64_t pending_retry_after;         /* seconds a pending device waits */

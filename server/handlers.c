@@ -17,6 +17,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "formats/b64.h"
+#include "server/import.h"
 #include "server/log.h"
 
 #define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
@@ -308,6 +310,82 @@ static void renew(struct srv_ctx *ctx, struct evhttp_request *req)
 	device_request(ctx, req, FMT_API_RENEW);
 }
 
+#define SIG_HEADER_MAX 12288u /* base64 of a detached signature (formats/api.md §8) */
+
+/* POST /v1/batches: a station uploads its signed manifest (client
+ * certificate authentication); imported whole or not at all. */
+static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	char station[SRV_STORE_ID_MAX + 1];
+	struct idp_error err = {0};
+	enum idp_err rc = srv_http_station(req, station, &err);
+	if (rc != IDP_OK) {
+		api_error(req,
+		          rc == IDP_E_DENIED ? FMT_API_ERR_UNAUTHORIZED : FMT_API_ERR_FORBIDDEN,
+		          err.msg);
+		return;
+	}
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *ct = evhttp_find_header(in, "Content-Type");
+	if (ct == NULL || strcmp(ct, "application/vnd.idprov.manifest") != 0) {
+		api_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/vnd.idprov.manifest");
+		return;
+	}
+	const char *sig64 = evhttp_find_header(in, "Idprov-Signature");
+	size_t sig64_len = sig64 != NULL ? strnlen(sig64, SIG_HEADER_MAX + 1) : 0;
+	if (sig64_len == 0 || sig64_len > SIG_HEADER_MAX) {
+		api_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: missing or too long");
+		return;
+	}
+	uint8_t *sig = malloc(fmt_b64_decoded_max(sig64_len));
+	size_t sig_len = 0;
+	if (sig == NULL) {
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	rc = fmt_b64_decode(FMT_B64_STD, sig64, sig64_len, sig, fmt_b64_decoded_max(sig64_len),
+	                    &sig_len, &err);
+	if (rc != IDP_OK) {
+		free(sig);
+		api_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: not base64");
+		return;
+	}
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	srv_http_body(req, &body, &len);
+	struct srv_import_result r;
+	rc = srv_import(ctx->store, body, len, sig, sig_len, station, (int64_t)time(NULL), &r,
+	                &err);
+	free(sig);
+	char sbuf[SRV_LOG_ESC_MAX];
+	(void)srv_log_esc(station, strlen(station), sbuf, sizeof(sbuf));
+	if (rc != IDP_OK) {
+		enum fmt_api_err_code code =
+		        rc == IDP_E_VERIFY || rc == IDP_E_DENIED ? FMT_API_ERR_FORBIDDEN
+		        : rc == IDP_E_CONFLICT                   ? FMT_API_ERR_CONFLICT
+		        : rc == IDP_E_AGAIN                      ? FMT_API_ERR_UNAVAILABLE
+		        : rc == IDP_E_NOMEM || rc == IDP_E_IO    ? FMT_API_ERR_INTERNAL
+		                                                 : FMT_API_ERR_INVALID_FIELD;
+		srv_log(SRV_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s", ctx->loop,
+		        sbuf, fmt_api_err_code_name(code));
+		api_error(req, code, err.msg);
+		return;
+	}
+	srv_log(SRV_LOG_INFO, "batch.imported",
+	        "loop=%u station=%s batch=%s devices=%lld created=%s gap=%s", ctx->loop, sbuf,
+	        r.batch_id, (long long)r.devices, r.created ? "yes" : "no", r.gap ? "yes" : "no");
+	struct fmt_api_batch b = {
+	        .sequence = r.sequence, .devices = r.devices, .created = r.created, .gap = r.gap};
+	(void)snprintf(b.batch_id, sizeof(b.batch_id), "%s", r.batch_id);
+	char out[512];
+	size_t olen = 0;
+	if (fmt_api_batch_encode(&b, out, sizeof(out), &olen, &err) != IDP_OK) {
+		api_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+		return;
+	}
+	srv_http_reply(req, r.created ? 201 : 200, "application/json", out, olen);
+}
+
 static const struct srv_route routes[] = {
         {"/v1/health", EVHTTP_REQ_GET, 0, health},
         {"/v1/ca", EVHTTP_REQ_GET, 0, ca},
@@ -315,6 +393,7 @@ static const struct srv_route routes[] = {
         {"/v1/provision", EVHTTP_REQ_POST, FMT_API_BODY_MAX, provision},
         {"/v1/token/exchange", EVHTTP_REQ_POST, FMT_API_BODY_MAX, exchange},
         {"/v1/token/renew", EVHTTP_REQ_POST, FMT_API_BODY_MAX, renew},
+        {"/v1/batches", EVHTTP_REQ_POST, SRV_ROUTE_MANIFEST, batches},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -41,6 +41,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "formats/id.h"
 #include "formats/json.h"
 #include "server/log.h"
 
@@ -136,6 +137,7 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 	if (len > 0 && evbuffer_add(out, body, len) != 0)
 		code = 500;
 	const char *reason = code == 200   ? "OK"
+	                     : code == 201 ? "Created"
 	                     : code == 202 ? "Accepted"
 	                     : code == 400 ? "Bad Request"
 	                     : code == 401 ? "Unauthorized"
@@ -143,6 +145,7 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 	                     : code == 404 ? "Not Found"
 	                     : code == 405 ? "Method Not Allowed"
 	                     : code == 409 ? "Conflict"
+	                     : code == 415 ? "Unsupported Media Type"
 	                     : code == 411 ? "Length Required"
 	                     : code == 413 ? "Content Too Large"
 	                     : code == 429 ? "Too Many Requests"
@@ -208,6 +211,27 @@ SSL *srv_http_ssl(struct evhttp_request *req)
 	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	struct bufferevent *tls = bev != NULL ? bufferevent_get_underlying(bev) : NULL;
 	return tls != NULL ? bufferevent_openssl_get_ssl(tls) : NULL;
+}
+
+enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1],
+                              struct idp_error *err)
+{
+	id[0] = '\0';
+	SSL *ssl = srv_http_ssl(req);
+	X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	if (cert == NULL)
+		return idp_error_set(err, IDP_E_DENIED, "station: no client certificate");
+	if (SSL_get_verify_result(ssl) != X509_V_OK)
+		return idp_error_set(err, IDP_E_VERIFY, "station: certificate not trusted");
+	int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, id,
+	                                  SRV_STORE_ID_MAX + 1);
+	if (n <= 0 || (size_t)n > SRV_STORE_ID_MAX ||
+	    fmt_id_check(id, (size_t)n, "station", err) != IDP_OK) {
+		id[0] = '\0';
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "station: certificate CN is not a station ID");
+	}
+	return IDP_OK;
 }
 
 static struct conn *conn_of(struct evhttp_request *req)
@@ -459,6 +483,8 @@ static const struct srv_route *route_find(const struct srv_httpd *h, const char 
 
 static size_t route_max_body(const struct srv_httpd *h, const struct srv_route *r)
 {
+	if (r != NULL && r->max_body == SRV_ROUTE_MANIFEST)
+		return h->cfg->max_manifest;
 	return r != NULL && r->max_body != 0 ? r->max_body : h->cfg->max_body;
 }
 
@@ -899,9 +925,12 @@ enum idp_err srv_httpd_new(const struct srv_config *cfg, const struct srv_state 
 	h->n_routes = n_routes;
 	h->n_listen = cfg->n_listen;
 	h->max_body_any = cfg->max_body;
-	for (size_t i = 0; i < n_routes; i++)
-		if (routes[i].max_body > h->max_body_any)
-			h->max_body_any = routes[i].max_body;
+	for (size_t i = 0; i < n_routes; i++) {
+		size_t m = routes[i].max_body == SRV_ROUTE_MANIFEST ? cfg->max_manifest
+		                                                    : routes[i].max_body;
+		if (m > h->max_body_any)
+			h->max_body_any = m;
+	}
 	h->n_loops = cfg->threads;
 	h->loops = calloc(h->n_loops, sizeof(*h->loops));
 	if (h->loops == NULL) {

@@ -39,6 +39,7 @@
 #define SRV_HTTP_EXPORTER_LEN   32u /* RFC 9266 tls-exporter channel binding */
 #define SRV_HTTP_EXPORTER_LABEL "EXPORTER-Channel-Binding"
 #define SRV_HTTP_ROUTES_MAX     32u
+#define SRV_ROUTE_MANIFEST      SIZE_MAX /* a route's max_body: the configured max-manifest */
 
 /* What a handler gets: its loop's own store connection and the shared,
  * read-only server state. */
@@ -102,6 +103,14 @@ void srv_http_error(struct evhttp_request *req, int code, const char *code_name,
 
 /* The request body as one contiguous buffer (borrowed until the reply). */
 void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len);
+
+/* The station a request authenticated as with its client certificate:
+ * the certificate verified against station-ca and its subject CN (a valid
+ * ID) copied to id. IDP_E_DENIED (401) without a certificate, IDP_E_VERIFY
+ * (403) when it did not verify or its CN is not an ID. */
+IDP_MUST_CHECK enum idp_err srv_http_station(struct evhttp_request *req,
+                                             char id[static SRV_STORE_ID_MAX + 1],
+                                             struct idp_error *err);
 
 /* The TLS session of the request's connection (borrowed). */
 SSL *srv_http_ssl(struct evhttp_request *req);

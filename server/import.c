@@ -215,13 +215,18 @@ static enum idp_err import_records(struct srv_store *st, const uint8_t *body, si
 }
 
 enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, const uint8_t *sig,
-                        size_t sig_len, int64_t now, struct srv_import_result *out,
-                        struct idp_error *err)
+                        size_t sig_len, const char *station, int64_t now,
+                        struct srv_import_result *out, struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct fmt_manifest_header h;
 	struct fmt_manifest_verified v;
 	enum idp_err rc = peek_header(body, len, &h, err);
+	if (rc == IDP_OK && station != NULL && strcmp(station, h.station) != 0)
+		rc = idp_error_set(
+		        err, IDP_E_DENIED,
+		        "import: authenticated as station %s, the manifest is station %s's",
+		        station, h.station);
 	if (rc == IDP_OK)
 		rc = verify(st, &h, body, len, sig, sig_len, &v, err);
 	if (rc != IDP_OK)

@@ -15,10 +15,16 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "formats/api.h"
+#include "formats/b64.h"
+#include "formats/file.h"
+#include "formats/manifest.h"
+#include "formats/manifest_sig.h"
 #include "formats/token.h"
 #include "server/handlers.h"
 #include "server/httpd.h"
@@ -32,6 +38,67 @@ static struct srv_httpd *httpd;
 static struct srv_app app;
 static struct srv_store *db; /* the test's own connection */
 static char base_url[96];
+static struct fmt_key *station_key; /* station-01's key, certified by the station CA */
+
+/* A certificate for key, CN cn, signed by issuer_key (self-signed: issuer NULL). */
+static X509 *make_cert(const char *cn, const struct fmt_key *key, X509 *issuer,
+                       const struct fmt_key *issuer_key, bool ca)
+{
+	X509 *c = X509_new();
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(X509_set_version(c, 2), 1);
+	ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(c), (long)(time(NULL) & 0xffff)),
+	                 1);
+	X509_NAME *n = X509_get_subject_name(c);
+	ck_assert_int_eq(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8,
+	                                            (const unsigned char *)cn, -1, -1, 0),
+	                 1);
+	ck_assert_int_eq(
+	        X509_set_issuer_name(c, issuer != NULL ? X509_get_subject_name(issuer) : n), 1);
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(c), -3600));
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(c), 86400));
+	ck_assert_int_eq(X509_set_pubkey(c, fmt_key_evp(key)), 1);
+	X509V3_CTX ctx;
+	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : c, c, NULL, NULL, 0);
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
+	                                        ca ? "critical,CA:TRUE" : "CA:FALSE");
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(X509_add_ext(c, e, -1), 1);
+	X509_EXTENSION_free(e);
+	ck_assert_int_gt(X509_sign(c, fmt_key_evp(issuer_key), EVP_sha256()), 0);
+	return c;
+}
+
+static void write_pem(const char *name, X509 *cert, const struct fmt_key *key)
+{
+	char path[160];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	if (cert != NULL)
+		ck_assert_int_eq(PEM_write_X509(f, cert), 1);
+	else
+		ck_assert_int_eq(
+		        PEM_write_PrivateKey(f, fmt_key_evp(key), NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+}
+
+/* Station CA, station-01's certificate and key as files; station-ca in cfg. */
+static void make_station(void)
+{
+	struct fmt_key *ca_key = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &ca_key, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &station_key, NULL), IDP_OK);
+	X509 *ca = make_cert("factory CA", ca_key, NULL, ca_key, true);
+	X509 *crt = make_cert("station-01", station_key, ca, ca_key, false);
+	write_pem("station-ca.pem", ca, NULL);
+	write_pem("station.pem", crt, NULL);
+	write_pem("station.key", NULL, station_key);
+	snprintf(cfg.station_ca, sizeof(cfg.station_ca), "%s/station-ca.pem", dir);
+	X509_free(ca);
+	X509_free(crt);
+	fmt_key_free(ca_key);
+}
 
 static void setup(void)
 {
@@ -42,6 +109,7 @@ static void setup(void)
 	cfg.n_listen = 0;
 	ck_assert_int_eq(srv_config_set(&cfg, "listen", "127.0.0.1:0", NULL), IDP_OK);
 	cfg.threads = 2;
+	make_station();
 	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	struct srv_state_opts o = {.dir = cfg.state_dir};
 	ck_assert_int_eq(srv_state_open(&o, &state, secret, NULL), IDP_OK);
@@ -55,6 +123,10 @@ static void setup(void)
 	snprintf(base_url, sizeof(base_url), "https://%s", srv_httpd_bound(httpd, 0));
 	snprintf(ca_path, sizeof(ca_path), "%s/state/ca.pem", dir);
 	ck_assert_int_eq(srv_store_open(state->db_path, &db, NULL), IDP_OK);
+	struct srv_station st = {.enabled = true};
+	snprintf(st.id, sizeof(st.id), "station-01");
+	ck_assert_int_eq(fmt_key_spki_der(station_key, st.pubkey, &st.pubkey_len, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_station_put(db, &st, NULL), IDP_OK);
 }
 
 static void teardown(void)
@@ -63,6 +135,7 @@ static void teardown(void)
 	srv_httpd_shutdown(httpd);
 	srv_httpd_free(httpd);
 	srv_state_free(state);
+	fmt_key_free(station_key);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	ck_assert_int_eq(system(cmd), 0);
@@ -488,6 +561,160 @@ START_TEST(test_api_nonce_single_use_and_foreign_tokens)
 }
 END_TEST
 
+struct upload {
+	const uint8_t *body;
+	size_t len, off;
+	char answer[1024];
+	size_t answer_len;
+};
+
+static size_t up_read(char *buf, size_t size, size_t n, void *arg)
+{
+	struct upload *u = arg;
+	size_t k = u->len - u->off < size * n ? u->len - u->off : size * n;
+	memcpy(buf, u->body + u->off, k);
+	u->off += k;
+	return k;
+}
+
+static size_t up_write(char *buf, size_t size, size_t n, void *arg)
+{
+	struct upload *u = arg;
+	size_t k = size * n;
+	ck_assert_uint_le(u->answer_len + k, sizeof(u->answer) - 1);
+	memcpy(u->answer + u->answer_len, buf, k);
+	u->answer_len += k;
+	u->answer[u->answer_len] = '\0';
+	return k;
+}
+
+/* POST a manifest to /v1/batches, with station-01's certificate or none. */
+static long upload(const uint8_t *body, size_t len, const uint8_t *sig, size_t sig_len,
+                   bool with_cert, struct upload *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->body = body;
+	u->len = len;
+	char *b64 = malloc(fmt_b64_encoded_len(FMT_B64_STD, sig_len) + 1);
+	ck_assert_ptr_nonnull(b64);
+	(void)fmt_b64_encode(FMT_B64_STD, sig, sig_len, b64);
+	char *hdr = malloc(strlen(b64) + 32);
+	ck_assert_ptr_nonnull(hdr);
+	snprintf(hdr, strlen(b64) + 32, "Idprov-Signature: %s", b64);
+	struct curl_slist *h =
+	        curl_slist_append(NULL, "Content-Type: application/vnd.idprov.manifest");
+	h = curl_slist_append(h, hdr);
+	char url[160], crt[160], key[160];
+	snprintf(url, sizeof(url), "%s/v1/batches", base_url);
+	snprintf(crt, sizeof(crt), "%s/station.pem", dir);
+	snprintf(key, sizeof(key), "%s/station.key", dir);
+	CURL *c = curl_easy_init();
+	ck_assert_ptr_nonnull(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CAINFO, ca_path);
+	if (with_cert) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, crt);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+	}
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, up_read);
+	curl_easy_setopt(c, CURLOPT_READDATA, u);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, up_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, u);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	CURLcode rc = curl_easy_perform(c);
+	ck_assert_msg(rc == CURLE_OK, "upload: %s", curl_easy_strerror(rc));
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	free(hdr);
+	free(b64);
+	return status;
+}
+
+START_TEST(test_api_batch_upload_by_station)
+{
+	/* A signed batch of 20 devices from station-01. */
+	struct fmt_manifest_header h;
+	memset(&h, 0, sizeof(h));
+	h.version = FMT_MANIFEST_VERSION;
+	snprintf(h.batch, sizeof(h.batch), "st1-000001");
+	snprintf(h.station, sizeof(h.station), "station-01");
+	h.seq = 1;
+	snprintf(h.created, sizeof(h.created), "2026-11-23T10:00:00Z");
+	snprintf(h.product, sizeof(h.product), "sensor-x");
+	h.count = 20;
+	h.sig = FMT_MANIFEST_SIG_ES256;
+	ck_assert_int_eq(fmt_key_fingerprint(station_key, h.key, NULL), IDP_OK);
+	uint8_t *body = malloc(20 * FMT_MANIFEST_LINE_MAX + FMT_MANIFEST_LINE_MAX);
+	ck_assert_ptr_nonnull(body);
+	size_t len = 0, n = 0;
+	struct fmt_manifest_writer w;
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, body, &n, NULL), IDP_OK);
+	len += n;
+	for (unsigned i = 1; i <= 20; i++) {
+		struct fmt_manifest_record r;
+		memset(&r, 0, sizeof(r));
+		snprintf(r.id, sizeof(r.id), "up-%04u", i);
+		snprintf(r.serial, sizeof(r.serial), "UP%06u", i);
+		r.mac[0] = 0x02;
+		r.mac[1] = 0x10;
+		r.mac[5] = (uint8_t)i;
+		ck_assert_int_eq(fmt_manifest_writer_record(&w, &r, body + len, &n, NULL), IDP_OK);
+		len += n;
+	}
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_ES256, station_key, NULL, NULL, body,
+	                                   len, &sig, &sig_len, NULL),
+	                 IDP_OK);
+	uint8_t before[32], after[32];
+	struct upload u;
+	/* Without a client certificate, and tampered: refused, nothing written. */
+	digest(before);
+	ck_assert_int_eq(upload(body, len, sig, sig_len, false, &u), 401);
+	ck_assert_ptr_nonnull(strstr(u.answer, "\"unauthorized\""));
+	body[len - 5] ^= 1;
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 403);
+	ck_assert_ptr_nonnull(strstr(u.answer, "\"forbidden\""));
+	body[len - 5] ^= 1;
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 201);
+	struct fmt_api_batch b;
+	ck_assert_int_eq(fmt_api_batch_parse((const uint8_t *)u.answer, u.answer_len, &b, NULL),
+	                 IDP_OK);
+	ck_assert_str_eq(b.batch_id, "st1-000001");
+	ck_assert_int_eq(b.devices, 20);
+	ck_assert(b.created);
+	ck_assert(!b.gap);
+	/* The same upload again: 200, same batch, nothing written. */
+	digest(before);
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 200);
+	ck_assert_int_eq(fmt_api_batch_parse((const uint8_t *)u.answer, u.answer_len, &b, NULL),
+	                 IDP_OK);
+	ck_assert(!b.created);
+	ck_assert_int_eq(b.devices, 20);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+
+	/* A preloaded device from the upload provisions. */
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	struct call *c = call_new(FMT_API_PROVISION, "up-0003", "02:10:00:00:00:03", k, NULL);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(run(c, &a), 200); /* matched by ID + MAC, key recorded */
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	fmt_key_free(k);
+	free(sig);
+	free(body);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -499,6 +726,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_unknown_pending_once_then_rejected_and_revoked);
 	tcase_add_test(tc, test_api_bad_proofs_change_nothing);
 	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
+	tcase_add_test(tc, test_api_batch_upload_by_station);
 	suite_add_tcase(s, tc);
 	return s;
 }

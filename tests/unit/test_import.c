@@ -120,7 +120,7 @@ static void body_free(struct body *b)
 
 static enum idp_err import(const struct body *b, struct srv_import_result *r, struct idp_error *err)
 {
-	return srv_import(st, b->p, b->len, b->sig, b->sig_len, NOW, r, err);
+	return srv_import(st, b->p, b->len, b->sig, b->sig_len, NULL, NOW, r, err);
 }
 
 static void digest(uint8_t out[32])
@@ -301,7 +301,7 @@ START_TEST(test_import_sigkill_leaves_batch_whole_or_absent)
 			if (srv_store_open(db_path, &cs, NULL) != IDP_OK)
 				_exit(2);
 			struct srv_import_result cr;
-			_exit(srv_import(cs, big.p, big.len, big.sig, big.sig_len, NOW, &cr,
+			_exit(srv_import(cs, big.p, big.len, big.sig, big.sig_len, NULL, NOW, &cr,
 			                 NULL) == IDP_OK
 			              ? 0
 			              : 3);
