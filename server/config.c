@@ -12,7 +12,7 @@
 
 #include "formats/file.h"
 
-enum kind { K_PATH, K_LISTEN, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_NAME, K_KEYTYPE };
+enum kind { K_PATH, K_LISTEN, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_NAME, K_KEYTYPE, K_RULE };
 
 struct key {
 	const char *name;
@@ -36,6 +36,9 @@ static const struct key keys[] = {
          "event loops, each with its own listener and store connection"},
         {"server-name", K_NAME, FIELD(server_names), 0, 0, "host name, localhost, 127.0.0.1, ::1",
          "extra DNS name or address for the server certificate; repeat for several"},
+        {"rule", K_RULE, FIELD(rules), 0, 0, "none",
+         "serial or ID rule for imports: product=P field=serial|id [pattern=ERE] "
+         "[check=luhn|mod97-10|div7]; repeat for several"},
         {"token-key", K_KEYTYPE, FIELD(token_key), 0, 0, "p256",
          "type of a new token-signing key: p256 or ed25519"},
         {"station-ca", K_PATH, FIELD(station_ca), 0, 0, "none",
@@ -225,6 +228,23 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 		memcpy(cfg->server_names[cfg->n_server_names++], value, n + 1);
 		return IDP_OK;
 	}
+	case K_RULE: {
+		size_t n = strnlen(value, SRV_RULE_TEXT_MAX);
+		if (cfg->n_rules >= SRV_RULES_MAX)
+			return idp_error_set(err, IDP_E_LIMIT, "%s: more than %u rules", k->name,
+			                     SRV_RULES_MAX);
+		if (n >= SRV_RULE_TEXT_MAX)
+			return idp_error_set(err, IDP_E_FORMAT, "%s: longer than %u bytes", k->name,
+			                     SRV_RULE_TEXT_MAX - 1);
+		/* Checked now, so that a bad rule is an error naming its line. */
+		struct srv_rules probe = {.n = 0};
+		enum idp_err rc = srv_rules_add(&probe, value, err);
+		srv_rules_free(&probe);
+		if (rc != IDP_OK)
+			return rc;
+		memcpy(cfg->rules[cfg->n_rules++], value, n + 1);
+		return IDP_OK;
+	}
 	case K_KEYTYPE: {
 		enum fmt_key_type t = 0;
 		if (fmt_key_type_parse(value, strlen(value), &t, NULL) != IDP_OK)
@@ -271,6 +291,8 @@ static enum idp_err layer_set(struct srv_config *cfg, bool seen[static N_KEYS], 
 		cfg->n_listen = 0;
 	if (!seen[i] && k->kind == K_NAME)
 		cfg->n_server_names = 0;
+	if (!seen[i] && k->kind == K_RULE)
+		cfg->n_rules = 0;
 	seen[i] = true;
 	return key_set(cfg, k, value, err);
 }
@@ -332,7 +354,7 @@ enum idp_err srv_config_apply_file(struct srv_config *cfg, const char *name, con
 		if (*v == '\0')
 			return idp_error_set(err, IDP_E_FORMAT, "%s:%u: %s: empty value", name,
 			                     line, k->name);
-		if (seen[k - keys] && k->kind != K_LISTEN && k->kind != K_NAME)
+		if (seen[k - keys] && k->kind != K_LISTEN && k->kind != K_NAME && k->kind != K_RULE)
 			return idp_error_set(err, IDP_E_FORMAT, "%s:%u: %s: set twice", name, line,
 			                     k->name);
 		enum idp_err rc = layer_set(cfg, seen, k, v, err);

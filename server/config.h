@@ -18,6 +18,7 @@
 
 #include "formats/error.h"
 #include "formats/keys.h"
+#include "server/rules.h"
 #include "server/state.h"
 
 #define SRV_CONFIG_LISTEN_MAX   8u     /* listen addresses */
@@ -43,6 +44,8 @@ struct srv_config {
 	unsigned threads;
 	char server_names[SRV_STATE_NAMES_MAX][SRV_STATE_NAME_MAX + 1];
 	size_t n_server_names;
+	char rules[SRV_RULES_MAX][SRV_RULE_TEXT_MAX]; /* "product=... field=... ..." */
+	size_t n_rules;
 	enum fmt_key_type token_key; /* type of a newly created token key */
 	char station_ca[SRV_STATE_PATH_MAX];
 	char server_url[SRV_STATE_PATH_MAX]; /* told to devices; token issuer; "" = derived */

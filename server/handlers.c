@@ -55,7 +55,19 @@ enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
 	app->pcfg.retry_after = cfg->pending_retry_after;
 	app->pop_skew = FMT_API_POP_SKEW_DEFAULT;
 	app->nonce_lifetime = cfg->nonce_lifetime;
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		enum idp_err rc = srv_rules_add(&app->rules, cfg->rules[i], err);
+		if (rc != IDP_OK) {
+			srv_rules_free(&app->rules);
+			return rc;
+		}
+	}
 	return IDP_OK;
+}
+
+void srv_app_free(struct srv_app *app)
+{
+	srv_rules_free(&app->rules);
 }
 
 /* An error body of formats/api.md §9. */
@@ -354,8 +366,8 @@ static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
 	size_t len = 0;
 	srv_http_body(req, &body, &len);
 	struct srv_import_result r;
-	rc = srv_import(ctx->store, body, len, sig, sig_len, station, (int64_t)time(NULL), &r,
-	                &err);
+	rc = srv_import(ctx->store, body, len, sig, sig_len, station,
+	                &((const struct srv_app *)ctx->app)->rules, (int64_t)time(NULL), &r, &err);
 	free(sig);
 	char sbuf[SRV_LOG_ESC_MAX];
 	(void)srv_log_esc(station, strlen(station), sbuf, sizeof(sbuf));

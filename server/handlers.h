@@ -15,6 +15,7 @@
 #include "server/config.h"
 #include "server/httpd.h"
 #include "server/provision.h"
+#include "server/rules.h"
 
 #define SRV_VERSION "0.1.0"
 
@@ -25,12 +26,16 @@ struct srv_app {
 	char audience[FMT_TOKEN_AUD_MAX + 1];
 	int64_t pop_skew;
 	int64_t nonce_lifetime;
+	struct srv_rules rules; /* serial and ID rules applied to imports */
 };
 
 /* Fill app from cfg. The default server URL is https://HOST:PORT with the
  * host name and the port of first_bound ("ADDR:PORT"). */
 IDP_MUST_CHECK enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
                                          const char *first_bound, struct idp_error *err);
+
+/* Release what srv_app_init built (the compiled rules). */
+void srv_app_free(struct srv_app *app);
 
 /* The routes, and their count in *n. Static: valid for the whole run. */
 const struct srv_route *srv_handlers_routes(size_t *n);

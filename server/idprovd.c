@@ -118,6 +118,7 @@ static int run(const struct srv_config *cfg)
 	    srv_httpd_start(h, &err) != IDP_OK) {
 		srv_log(SRV_LOG_ERROR, "http.error", "error=\"%s\"", err.msg);
 		srv_httpd_free(h);
+		srv_app_free(&app);
 		srv_state_free(state);
 		report(ready_fd, 1);
 		return 1;
@@ -140,6 +141,7 @@ static int run(const struct srv_config *cfg)
 	srv_log(SRV_LOG_INFO, "http.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	srv_httpd_shutdown(h);
 	srv_httpd_free(h);
+	srv_app_free(&app);
 	srv_state_free(state);
 	srv_log(SRV_LOG_INFO, "http.stopped", "status=0");
 	return 0;

@@ -186,7 +186,8 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 
 /* Stream every record of body into the store. */
 static enum idp_err import_records(struct srv_store *st, const uint8_t *body, size_t len,
-                                   const char *batch_id, int64_t now, int64_t *count,
+                                   const char *batch_id, const char *product,
+                                   const struct srv_rules *rules, int64_t now, int64_t *count,
                                    struct idp_error *err)
 {
 	struct fmt_manifest_reader *r = fmt_manifest_reader_new();
@@ -201,8 +202,14 @@ static enum idp_err import_records(struct srv_store *st, const uint8_t *body, si
 		rc = fmt_manifest_reader_feed(r, body + off, len - off, &used, &item, err);
 		off += used;
 		if (rc == IDP_OK && item == FMT_MANIFEST_RECORD) {
-			rc = import_record(st, fmt_manifest_reader_record(r), batch_id,
-			                   fmt_manifest_reader_line(r), now, err);
+			const struct fmt_manifest_record *rec = fmt_manifest_reader_record(r);
+			uint64_t line = fmt_manifest_reader_line(r);
+			rc = srv_rules_check(rules, product, rec->id, rec->serial, err);
+			if (rc != IDP_OK)
+				idp_error_prefix(err, "line %llu: device %s",
+				                 (unsigned long long)line, rec->id);
+			if (rc == IDP_OK)
+				rc = import_record(st, rec, batch_id, line, now, err);
 			(*count)++;
 		} else if (rc == IDP_OK && used == 0 && item == FMT_MANIFEST_NONE) {
 			break;
@@ -215,8 +222,8 @@ static enum idp_err import_records(struct srv_store *st, const uint8_t *body, si
 }
 
 enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, const uint8_t *sig,
-                        size_t sig_len, const char *station, int64_t now,
-                        struct srv_import_result *out, struct idp_error *err)
+                        size_t sig_len, const char *station, const struct srv_rules *rules,
+                        int64_t now, struct srv_import_result *out, struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct fmt_manifest_header h;
@@ -286,7 +293,8 @@ enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, c
 	if (rc == IDP_OK)
 		rc = srv_store_batch_insert(st, &b, err);
 	if (rc == IDP_OK)
-		rc = import_records(st, body, len, h.batch, now, &out->devices, err);
+		rc = import_records(st, body, len, h.batch, h.product, rules, now, &out->devices,
+		                    err);
 	if (rc == IDP_OK && !chained)
 		rc = srv_store_flag_add(st, "batch-gap", h.batch,
 		                        "previous sequence missing or its hash differs", now, err);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "formats/error.h"
+#include "server/rules.h"
 #include "server/store.h"
 
 struct srv_import_result {
@@ -37,14 +38,15 @@ struct srv_import_result {
 
 /* Import body[0..len) signed by sig[0..sig_len). When station is not NULL
  * (an upload authenticated as that station) the manifest must be that
- * station's. Errors: IDP_E_VERIFY (bad signature), IDP_E_DENIED (unknown,
+ * station's. Every record must pass rules (may be NULL) for the batch's
+ * product. Errors: IDP_E_VERIFY (bad signature), IDP_E_DENIED (unknown,
  * disabled or other station, untrusted chain),
  * IDP_E_CONFLICT (a replaced batch), IDP_E_DUPLICATE (a record reuses
  * another device's ID, serial, MAC or key; the message names the line),
  * IDP_E_FORMAT / IDP_E_LIMIT (malformed manifest, naming the line). */
 IDP_MUST_CHECK enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len,
                                        const uint8_t *sig, size_t sig_len, const char *station,
-                                       int64_t now, struct srv_import_result *out,
-                                       struct idp_error *err);
+                                       const struct srv_rules *rules, int64_t now,
+                                       struct srv_import_result *out, struct idp_error *err);
 
 #endif /* IDP_SERVER_IMPORT_H */

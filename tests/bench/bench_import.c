@@ -113,7 +113,8 @@ static int run_import(const char *path, const struct fmt_key *key, const struct 
 	}
 	struct srv_import_result r;
 	double t0 = now_s();
-	enum idp_err rc = srv_import(st, b->p, b->len, sig, sig_len, NULL, 1800000000, &r, &err);
+	enum idp_err rc =
+	        srv_import(st, b->p, b->len, sig, sig_len, NULL, NULL, 1800000000, &r, &err);
 	*secs = now_s() - t0;
 	srv_store_close(st);
 	if (rc != IDP_OK || r.devices != DEVICES) {

@@ -138,6 +138,7 @@ static void teardown(void)
 	srv_store_close(db);
 	srv_httpd_shutdown(httpd);
 	srv_httpd_free(httpd);
+	srv_app_free(&app);
 	srv_state_free(state);
 	fmt_key_free(station_key);
 	char cmd[128];

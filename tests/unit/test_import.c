@@ -120,7 +120,7 @@ static void body_free(struct body *b)
 
 static enum idp_err import(const struct body *b, struct srv_import_result *r, struct idp_error *err)
 {
-	return srv_import(st, b->p, b->len, b->sig, b->sig_len, NULL, NOW, r, err);
+	return srv_import(st, b->p, b->len, b->sig, b->sig_len, NULL, NULL, NOW, r, err);
 }
 
 static void digest(uint8_t out[32])
@@ -278,6 +278,38 @@ START_TEST(test_import_chain_gap_reuse_and_pending)
 }
 END_TEST
 
+/* A product rule: serials SN + 8 digits, divisible by 7. */
+START_TEST(test_import_rules_refuse_a_bad_serial)
+{
+	struct srv_rules rules = {.n = 0};
+	ck_assert_int_eq(srv_rules_add(&rules,
+	                               "product=sensor-x field=serial pattern=^SN[0-9]{8}$ "
+	                               "check=div7",
+	                               NULL),
+	                 IDP_OK);
+	struct body ok = make(1, NULL, 7, 1, station_key);   /* SN00000007 */
+	struct body bad = make(1, NULL, 14, 2, station_key); /* SN00000014, SN00000015 */
+	struct srv_import_result r;
+	struct idp_error err = {0};
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(
+	        srv_import(st, bad.p, bad.len, bad.sig, bad.sig_len, NULL, &rules, NOW, &r, &err),
+	        IDP_E_FORMAT);
+	ck_assert_msg(strstr(err.msg, "line 3: device dev-000015") != NULL &&
+	                      strstr(err.msg, "div7") != NULL,
+	              "%s", err.msg);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	ck_assert_int_eq(
+	        srv_import(st, ok.p, ok.len, ok.sig, ok.sig_len, NULL, &rules, NOW, &r, &err),
+	        IDP_OK);
+	srv_rules_free(&rules);
+	body_free(&ok);
+	body_free(&bad);
+}
+END_TEST
+
 START_TEST(test_import_sigkill_leaves_batch_whole_or_absent)
 {
 	const size_t n = 8000;
@@ -301,8 +333,8 @@ START_TEST(test_import_sigkill_leaves_batch_whole_or_absent)
 			if (srv_store_open(db_path, &cs, NULL) != IDP_OK)
 				_exit(2);
 			struct srv_import_result cr;
-			_exit(srv_import(cs, big.p, big.len, big.sig, big.sig_len, NULL, NOW, &cr,
-			                 NULL) == IDP_OK
+			_exit(srv_import(cs, big.p, big.len, big.sig, big.sig_len, NULL, NULL, NOW,
+			                 &cr, NULL) == IDP_OK
 			              ? 0
 			              : 3);
 		}
@@ -354,6 +386,7 @@ Suite *idp_test_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_import_whole_idempotent_and_replaced);
 	tcase_add_test(tc, test_import_chain_gap_reuse_and_pending);
+	tcase_add_test(tc, test_import_rules_refuse_a_bad_serial);
 	tcase_add_test(tc, test_import_sigkill_leaves_batch_whole_or_absent);
 	suite_add_tcase(s, tc);
 	return s;
