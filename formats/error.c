@@ -108,3 +108,26 @@ const char *idp_err_name(enum idp_err code)
 	}
 	return "unknown";
 }
+
+const char *idp_quote(const char *s, size_t len, char out[static IDP_QUOTE_MAX])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	for (size_t i = 0; i < len && i < IDP_QUOTE_SHOW; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	if (len > IDP_QUOTE_SHOW) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return out;
+}

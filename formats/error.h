@@ -58,6 +58,14 @@ void idp_error_prefix(struct idp_error *err, const char *fmt, ...) IDP_PRINTF(2,
 /* Reset err to IDP_OK with an empty message. NULL is a no-op. */
 void idp_error_clear(struct idp_error *err);
 
+#define IDP_QUOTE_SHOW 40u                          /* input bytes shown before "..." */
+#define IDP_QUOTE_MAX  (4u * IDP_QUOTE_SHOW + 4u) /* bytes idp_quote may write, NUL included */
+
+/* A printable, bounded copy of an untrusted value for a message: at most
+ * IDP_QUOTE_SHOW bytes of s[0..len), each byte outside printable ASCII (and
+ * '"', '\\') as \xNN, "..." when cut. Returns out. Never a secret. */
+const char *idp_quote(const char *s, size_t len, char out[static IDP_QUOTE_MAX]);
+
 /* Short stable name of a code ("format", "verify", ...); never NULL. */
 const char *idp_err_name(enum idp_err code);
 

@@ -4,9 +4,6 @@
 #include "formats/mac.h"
 
 #include <stdbool.h>
-#include <stdio.h>
-
-#define SHOW_MAX 40u /* bytes of a refused value quoted in a message */
 
 static int hexval(char c, bool upper_ok)
 {
@@ -17,29 +14,6 @@ static int hexval(char c, bool upper_ok)
 	if (upper_ok && c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
-}
-
-/* s[0..len) for a message: cut at SHOW_MAX, bytes outside printable ASCII and
- * '"' '\' as \xNN, so a hostile value never reaches a terminal raw. */
-static const char *show(const char *s, size_t len, char out[static 4 * SHOW_MAX + 4])
-{
-	size_t o = 0;
-	for (size_t i = 0; i < len && i < SHOW_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			out[o++] = (char)c;
-		} else {
-			(void)snprintf(out + o, 5, "\\x%02x", c);
-			o += 4;
-		}
-	}
-	if (len > SHOW_MAX) {
-		out[o++] = '.';
-		out[o++] = '.';
-		out[o++] = '.';
-	}
-	out[o] = '\0';
-	return out;
 }
 
 /* True when s[0..len) spells an EUI-48 some other way: upper or mixed case,
@@ -69,22 +43,22 @@ enum idp_err fmt_mac_parse(const char *s, size_t len, uint8_t out[static FMT_MAC
 		m[i] = (uint8_t)((ok ? hi : 0) << 4 | (ok ? lo : 0));
 		any |= m[i];
 	}
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	if (!ok && other_spelling(s, len))
 		return idp_error_set(err, IDP_E_FORMAT,
 		                     "mac: \"%s\" is not in canonical form (write aa:bb:cc:dd:ee:ff, "
 		                     "lower case)",
-		                     show(s, len, v));
+		                     idp_quote(s, len, v));
 	if (!ok)
 		return idp_error_set(err, IDP_E_FORMAT, "mac: \"%s\" is not an EUI-48 address",
-		                     show(s, len, v));
+		                     idp_quote(s, len, v));
 	if (any == 0)
 		return idp_error_set(err, IDP_E_FORMAT, "mac: \"%s\" is the all-zero address",
-		                     show(s, len, v));
+		                     idp_quote(s, len, v));
 	if (m[0] & 1u)
 		return idp_error_set(err, IDP_E_FORMAT,
 		                     "mac: \"%s\" is a group (multicast) address, not a device's",
-		                     show(s, len, v));
+		                     idp_quote(s, len, v));
 	for (size_t i = 0; i < FMT_MAC_LEN; i++)
 		out[i] = m[i];
 	return IDP_OK;

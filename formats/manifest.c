@@ -18,31 +18,6 @@
 #include "formats/json.h"
 
 #define PUB_B64_MAX 172u /* base64 of FMT_KEY_SPKI_MAX bytes */
-#define SHOW_MAX    40u  /* bytes of an offending value quoted in an error */
-
-/* Printable, bounded copy of an untrusted value for an error message. */
-static const char *show(const char *s, size_t len, char out[static 4 * SHOW_MAX + 4])
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (size_t i = 0; i < len && i < SHOW_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	if (len > SHOW_MAX) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
-	return out;
-}
 
 const char *fmt_manifest_sig_name(enum fmt_manifest_sig sig)
 {
@@ -66,10 +41,10 @@ enum idp_err fmt_manifest_sig_parse(const char *s, size_t len, enum fmt_manifest
 			return IDP_OK;
 		}
 	}
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	return idp_error_set(err, IDP_E_UNSUPPORTED,
 	                     "sig: \"%s\" is not a signature kind (cms, es256 or ed25519)",
-	                     show(s, len, v));
+	                     idp_quote(s, len, v));
 }
 
 static int hexval(char c)
@@ -101,16 +76,16 @@ enum idp_err fmt_manifest_time_format(int64_t t, char out[static FMT_MANIFEST_TI
  * refused value quoted. */
 static enum idp_err check_token(const char *name, const char *s, size_t len, struct idp_error *err)
 {
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	if (len == 0)
 		return idp_error_set(err, IDP_E_FORMAT, "%s: empty", name);
 	if (len > FMT_MANIFEST_ID_MAX)
 		return idp_error_set(err, IDP_E_LIMIT, "%s: \"%s\" is %zu bytes, max %u", name,
-		                     show(s, len, v), len, FMT_MANIFEST_ID_MAX);
+		                     idp_quote(s, len, v), len, FMT_MANIFEST_ID_MAX);
 	if (!fmt_id_valid(s, len))
 		return idp_error_set(err, IDP_E_FORMAT,
 		                     "%s: \"%s\" is not an ID (A-Z a-z 0-9 first, then also . _ - :)",
-		                     name, show(s, len, v));
+		                     name, idp_quote(s, len, v));
 	return IDP_OK;
 }
 
@@ -118,33 +93,33 @@ static enum idp_err check_token(const char *name, const char *s, size_t len, str
  * space at either end. */
 static enum idp_err check_product(const char *s, size_t len, struct idp_error *err)
 {
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	if (len == 0)
 		return idp_error_set(err, IDP_E_FORMAT, "product: empty");
 	if (len > FMT_MANIFEST_PRODUCT_MAX)
 		return idp_error_set(err, IDP_E_LIMIT, "product: \"%s\" is %zu bytes, max %u",
-		                     show(s, len, v), len, FMT_MANIFEST_PRODUCT_MAX);
+		                     idp_quote(s, len, v), len, FMT_MANIFEST_PRODUCT_MAX);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
 			return idp_error_set(err, IDP_E_FORMAT,
 			                     "product: \"%s\" has a character outside printable ASCII "
 			                     "(no \" or \\)",
-			                     show(s, len, v));
+			                     idp_quote(s, len, v));
 	}
 	if (s[0] == ' ' || s[len - 1] == ' ')
 		return idp_error_set(err, IDP_E_FORMAT, "product: \"%s\" starts or ends with a space",
-		                     show(s, len, v));
+		                     idp_quote(s, len, v));
 	return IDP_OK;
 }
 
 /* Attribute name: 1..32 of a-z 0-9 _ . -, starting with a-z. */
 static enum idp_err check_attr_key(const char *s, size_t len, struct idp_error *err)
 {
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	if (len == 0 || len > FMT_MANIFEST_ATTR_KEY_MAX)
 		return idp_error_set(err, len == 0 ? IDP_E_FORMAT : IDP_E_LIMIT,
-		                     "attrs: name \"%s\" is %zu bytes, expected 1..%u", show(s, len, v),
+		                     "attrs: name \"%s\" is %zu bytes, expected 1..%u", idp_quote(s, len, v),
 		                     len, FMT_MANIFEST_ATTR_KEY_MAX);
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
@@ -152,7 +127,7 @@ static enum idp_err check_attr_key(const char *s, size_t len, struct idp_error *
 		                                          c == '.' || c == '-'))))
 			return idp_error_set(err, IDP_E_FORMAT,
 			                     "attrs: name \"%s\" must be a-z then a-z 0-9 _ . -",
-			                     show(s, len, v));
+			                     idp_quote(s, len, v));
 	}
 	return IDP_OK;
 }
@@ -161,7 +136,7 @@ static enum idp_err check_attr_key(const char *s, size_t len, struct idp_error *
 static enum idp_err check_attr_value(const char *key, const char *s, size_t len,
                                      struct idp_error *err)
 {
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	if (len > FMT_MANIFEST_ATTR_VAL_MAX)
 		return idp_error_set(err, IDP_E_LIMIT, "attrs: %s: value is %zu bytes, max %u", key,
 		                     len, FMT_MANIFEST_ATTR_VAL_MAX);
@@ -172,7 +147,7 @@ static enum idp_err check_attr_value(const char *key, const char *s, size_t len,
 		if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
 			return idp_error_set(err, IDP_E_FORMAT,
 			                     "attrs: %s: value \"%s\" has a control character, \" or \\",
-			                     key, show(s, len, v));
+			                     key, idp_quote(s, len, v));
 	}
 	return IDP_OK;
 }
@@ -187,7 +162,7 @@ static enum idp_err check_time(const char *s, size_t len, struct idp_error *err)
 {
 	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
 	static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	bool ok = len == FMT_MANIFEST_TIME_LEN;
 	for (size_t i = 0; ok && i < len; i++)
 		ok = shape[i] == 'd' ? (s[i] >= '0' && s[i] <= '9') : s[i] == shape[i];
@@ -202,7 +177,7 @@ static enum idp_err check_time(const char *s, size_t len, struct idp_error *err)
 	if (!ok)
 		return idp_error_set(err, IDP_E_FORMAT,
 		                     "created: \"%s\" is not a UTC time YYYY-MM-DDTHH:MM:SSZ",
-		                     show(s, len, v));
+		                     idp_quote(s, len, v));
 	return IDP_OK;
 }
 
@@ -210,14 +185,14 @@ static enum idp_err check_time(const char *s, size_t len, struct idp_error *err)
 static enum idp_err parse_hash(const char *name, const char *s, size_t len,
                                uint8_t out[static FMT_MANIFEST_HASH_LEN], struct idp_error *err)
 {
-	char v[4 * SHOW_MAX + 4];
+	char v[IDP_QUOTE_MAX];
 	bool ok = len == 2 * (size_t)FMT_MANIFEST_HASH_LEN;
 	for (size_t i = 0; ok && i < len; i++)
 		ok = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
 	if (!ok)
 		return idp_error_set(err, IDP_E_FORMAT,
 		                     "%s: \"%s\" is not 64 lower-case hex digits (a SHA-256)", name,
-		                     show(s, len, v));
+		                     idp_quote(s, len, v));
 	for (size_t i = 0; i < FMT_MANIFEST_HASH_LEN; i++)
 		out[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
 	return IDP_OK;

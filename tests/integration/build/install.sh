@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# make install honours PREFIX and DESTDIR, installs every program and man page,
+# and the installed program runs.
+. "$IDP_TOP/tests/lib.sh"
+cd "$IDP_TOP"
+dest="$T_TMP/root"
+t_run "make install DESTDIR PREFIX" make -s --no-print-directory install DESTDIR="$dest" PREFIX=/opt/idp
+for p in $(make -s --no-print-directory print-PROGS); do
+	t_run "program $p installed and runs" "$dest/opt/idp/bin/$p" --help
+done 2>/dev/null
+n=0
+for m in $(make -s --no-print-directory print-MANPAGES); do
+	sect=${m##*.}
+	[ -f "$dest/opt/idp/share/man/man$sect/$(basename "$m")" ] && n=$((n + 1))
+done
+want=$(make -s --no-print-directory print-MANPAGES | wc -w)
+if [ "$n" -eq "$want" ] && [ "$want" -gt 0 ]; then t_ok "all $want man pages installed"; else t_fail "$n of $want man pages installed"; fi
+t_refuse "nothing is installed outside DESTDIR" test -e /opt/idp/bin
+t_done
