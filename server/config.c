@@ -38,7 +38,7 @@ static const struct key keys[] = {
          "extra DNS name or address for the server certificate; repeat for several"},
         {"rule", K_RULE, FIELD(rules), 0, 0, "none",
          "serial or ID rule for imports: product=P field=serial|id [pattern=ERE] "
-         "[check=luhn|mod97-10|div7]; repeat for several"},
+         "[check=luhn|mod97-10|div:N] (formats/idrule.md); repeat for several"},
         {"token-key", K_KEYTYPE, FIELD(token_key), 0, 0, "p256",
          "type of a new token-signing key: p256 or ed25519"},
         {"station-ca", K_PATH, FIELD(station_ca), 0, 0, "none",

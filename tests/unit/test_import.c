@@ -283,8 +283,8 @@ START_TEST(test_import_rules_refuse_a_bad_serial)
 {
 	struct srv_rules rules = {.n = 0};
 	ck_assert_int_eq(srv_rules_add(&rules,
-	                               "product=sensor-x field=serial pattern=^SN[0-9]{8}$ "
-	                               "check=div7",
+	                               "product=sensor-x field=serial pattern=SN[0-9]{8} "
+	                               "check=div:7",
 	                               NULL),
 	                 IDP_OK);
 	struct body ok = make(1, NULL, 7, 1, station_key);   /* SN00000007 */
@@ -297,7 +297,7 @@ START_TEST(test_import_rules_refuse_a_bad_serial)
 	        srv_import(st, bad.p, bad.len, bad.sig, bad.sig_len, NULL, &rules, NOW, &r, &err),
 	        IDP_E_FORMAT);
 	ck_assert_msg(strstr(err.msg, "line 3: device dev-000015") != NULL &&
-	                      strstr(err.msg, "div7") != NULL,
+	                      strstr(err.msg, "divisible by 7") != NULL,
 	              "%s", err.msg);
 	digest(after);
 	ck_assert_mem_eq(before, after, 32);
