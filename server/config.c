@@ -1,0 +1,455 @@
+/*
+ * config.c - see config.h.
+ */
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/file.h"
+
+enum kind { K_PATH, K_LISTEN, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_NAME, K_KEYTYPE, K_RULE };
+
+struct key {
+	const char *name;
+	enum kind kind;
+	size_t off, size; /* the field in struct srv_config */
+	uint64_t min, max;
+	const char *def; /* the default, as shown by --help */
+	const char *help;
+};
+
+#define FIELD(f) offsetof(struct srv_config, f), sizeof(((struct srv_config *)NULL)->f)
+
+static const struct key keys[] = {
+        {"state-dir", K_PATH, FIELD(state_dir), 0, 0, SRV_STATE_DEFAULT_DIR,
+         "directory for the CA, keys, admin credential and database"},
+        {"listen", K_LISTEN, FIELD(listen), 0, 0, "[::]:8443 (IPv6 and IPv4)",
+         "ADDR:PORT to listen on; repeat for several"},
+        {"foreground", K_BOOL, FIELD(foreground), 0, 0, "no",
+         "stay in the foreground (for systemd)"},
+        {"threads", K_UINT, FIELD(threads), 1, SRV_CONFIG_THREADS_MAX, "number of cores",
+         "event loops, each with its own listener and store connection"},
+        {"server-name", K_NAME, FIELD(server_names), 0, 0, "host name, localhost, 127.0.0.1, ::1",
+         "extra DNS name or address for the server certificate; repeat for several"},
+        {"rule", K_RULE, FIELD(rules), 0, 0, "none",
+         "serial or ID rule for imports: product=P field=serial|id [pattern=ERE] "
+         "[check=luhn|mod97-10|div:N] (formats/idrule.md); repeat for several"},
+        {"token-key", K_KEYTYPE, FIELD(token_key), 0, 0, "p256",
+         "type of a new token-signing key: p256 or ed25519"},
+        {"station-ca", K_PATH, FIELD(station_ca), 0, 0, "none",
+         "PEM file of the CA that issues station client certificates"},
+        {"server-url", K_PATH, FIELD(server_url), 0, 0, "https://HOSTNAME:PORT",
+         "URL devices are given with their token; also the tokens' issuer"},
+        {"token-audience", K_PATH, FIELD(token_audience), 0, 0, "idprov",
+         "audience (aud) of every token"},
+        {"token-lifetime", K_DURATION, FIELD(token_lifetime), 60, 366ull * 86400, "30d",
+         "lifetime of a device token (s, m, h or d suffix)"},
+        {"provisioning-token-lifetime", K_DURATION, FIELD(provisioning_token_lifetime), 10, 86400,
+         "5m", "lifetime of the short-lived provisioning token"},
+        {"pending-retry-after", K_DURATION, FIELD(pending_retry_after), 1, 86400, "30s",
+         "Retry-After given to a device waiting for approval"},
+        {"nonce-lifetime", K_DURATION, FIELD(nonce_lifetime), 5, 3600, "2m",
+         "how long a server nonce may be used"},
+        {"max-body", K_SIZE, FIELD(max_body), 1024, 16u << 20, "16K",
+         "largest API request body (K, M suffix)"},
+        {"max-manifest", K_SIZE, FIELD(max_manifest), 1024, 1u << 30, "64M",
+         "largest uploaded manifest"},
+        {"max-headers", K_SIZE, FIELD(max_headers), 1024, 1u << 20, "8K",
+         "largest request header block"},
+        {"max-connections", K_UINT, FIELD(max_connections), 1, 1000000, "1024",
+         "open connections over all threads"},
+        {"header-timeout", K_DURATION, FIELD(header_timeout), 1, 3600, "10s",
+         "time a client has to send the whole request head"},
+        {"body-timeout", K_DURATION, FIELD(body_timeout), 1, 86400, "60s",
+         "time a client has to send a request body after its head"},
+        {"request-timeout", K_DURATION, FIELD(request_timeout), 1, 3600, "30s",
+         "silence after which a connection is closed"},
+};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+void srv_config_defaults(struct srv_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	(void)snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", SRV_STATE_DEFAULT_DIR);
+	struct sockaddr_in6 *a = (struct sockaddr_in6 *)&cfg->listen[0].addr;
+	a->sin6_family = AF_INET6;
+	a->sin6_addr = in6addr_any;
+	a->sin6_port = htons(SRV_CONFIG_DEFAULT_PORT);
+	cfg->listen[0].addr_len = sizeof(*a);
+	cfg->listen[0].dual_stack = true;
+	(void)snprintf(cfg->listen[0].text, sizeof(cfg->listen[0].text), "[::]:%u",
+	               SRV_CONFIG_DEFAULT_PORT);
+	cfg->n_listen = 1;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cfg->threads = n < 1                              ? 1
+	               : n > (long)SRV_CONFIG_THREADS_MAX ? SRV_CONFIG_THREADS_MAX
+	                                                  : (unsigned)n;
+	cfg->token_key = FMT_KEY_P256;
+	(void)snprintf(cfg->token_audience, sizeof(cfg->token_audience), "idprov");
+	cfg->token_lifetime = 30LL * 86400;
+	cfg->provisioning_token_lifetime = 300;
+	cfg->pending_retry_after = 30;
+	cfg->nonce_lifetime = 120;
+	cfg->max_body = 16u << 10; /* formats/api.md: FMT_API_BODY_MAX */
+	cfg->max_manifest = 64u << 20;
+	cfg->max_headers = 8u << 10;
+	cfg->max_connections = 1024;
+	cfg->header_timeout = 10;
+	cfg->body_timeout = 60;
+	cfg->request_timeout = 30;
+}
+
+/* Decimal digits of s with an optional one-letter suffix from units (its
+ * multiplier in mult[]); IDP_OK with *v in [min, max]. */
+static bool parse_scaled(const char *s, const char *units, const uint64_t *mult, uint64_t *v)
+{
+	uint64_t x = 0;
+	size_t i = 0;
+	for (; s[i] >= '0' && s[i] <= '9'; i++) {
+		if (x > (UINT64_MAX - 9) / 10)
+			return false;
+		x = x * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (i == 0)
+		return false;
+	if (s[i] != '\0') {
+		const char *u = units != NULL ? strchr(units, s[i]) : NULL;
+		if (u == NULL || s[i + 1] != '\0')
+			return false;
+		uint64_t m = mult[u - units];
+		if (x > UINT64_MAX / m)
+			return false;
+		x *= m;
+	}
+	*v = x;
+	return true;
+}
+
+enum idp_err srv_config_parse_listen(const char *s, struct srv_listen *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	size_t n = strnlen(s, SRV_CONFIG_ADDR_TEXT);
+	if (n == 0 || n >= SRV_CONFIG_ADDR_TEXT)
+		return idp_error_set(err, IDP_E_FORMAT, "listen: '%.64s' is not ADDR:PORT", s);
+	char host[SRV_CONFIG_ADDR_TEXT];
+	const char *colon = strrchr(s, ':');
+	const char *h = s;
+	size_t hlen = colon != NULL ? (size_t)(colon - s) : 0;
+	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+		h = s + 1;
+		hlen -= 2;
+	} else if (memchr(s, ':', hlen) != NULL) {
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "listen: '%s': write IPv6 addresses as [ADDR]:PORT", s);
+	}
+	uint64_t port = 0;
+	if (colon == NULL || hlen == 0 || !parse_scaled(colon + 1, NULL, NULL, &port) ||
+	    port > 65535)
+		return idp_error_set(err, IDP_E_FORMAT, "listen: '%s' is not ADDR:PORT", s);
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
+	if (h == s && inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		out->addr_len = sizeof(*a4);
+	} else if (h != s && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		out->addr_len = sizeof(*a6);
+		out->dual_stack = IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
+	} else {
+		return idp_error_set(err, IDP_E_FORMAT, "listen: '%s': '%s' is not an IP address",
+		                     s, host);
+	}
+	memcpy(out->text, s, n + 1);
+	return IDP_OK;
+}
+
+static const struct key *key_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strlen(keys[i].name) == len && memcmp(keys[i].name, name, len) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* Set k to value. A list key appends. */
+static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const char *value,
+                            struct idp_error *err)
+{
+	uint8_t *field = (uint8_t *)cfg + k->off;
+	static const uint64_t dur_mult[] = {1, 60, 3600, 86400};
+	static const uint64_t size_mult[] = {1u << 10, 1u << 20, 1u << 30};
+	uint64_t v = 0;
+	switch (k->kind) {
+	case K_PATH: {
+		size_t n = strnlen(value, SRV_STATE_PATH_MAX);
+		if (n == 0 || n >= SRV_STATE_PATH_MAX)
+			return idp_error_set(err, IDP_E_FORMAT, "%s: path empty or too long",
+			                     k->name);
+		memcpy(field, value, n + 1);
+		return IDP_OK;
+	}
+	case K_LISTEN: {
+		if (cfg->n_listen >= SRV_CONFIG_LISTEN_MAX)
+			return idp_error_set(err, IDP_E_LIMIT, "%s: more than %u addresses",
+			                     k->name, SRV_CONFIG_LISTEN_MAX);
+		enum idp_err rc = srv_config_parse_listen(value, &cfg->listen[cfg->n_listen], err);
+		if (rc == IDP_OK)
+			cfg->n_listen++;
+		return rc;
+	}
+	case K_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+		         strcmp(value, "0") == 0)
+			*(bool *)field = false;
+		else
+			return idp_error_set(err, IDP_E_FORMAT, "%s: '%.64s' is not yes or no",
+			                     k->name, value);
+		return IDP_OK;
+	case K_NAME: {
+		size_t n = strnlen(value, SRV_STATE_NAME_MAX + 1);
+		if (cfg->n_server_names >= SRV_STATE_NAMES_MAX)
+			return idp_error_set(err, IDP_E_LIMIT, "%s: more than %u names", k->name,
+			                     SRV_STATE_NAMES_MAX);
+		if (n == 0 || n > SRV_STATE_NAME_MAX)
+			return idp_error_set(err, IDP_E_FORMAT, "%s: name empty or too long",
+			                     k->name);
+		memcpy(cfg->server_names[cfg->n_server_names++], value, n + 1);
+		return IDP_OK;
+	}
+	case K_RULE: {
+		size_t n = strnlen(value, SRV_RULE_TEXT_MAX);
+		if (cfg->n_rules >= SRV_RULES_MAX)
+			return idp_error_set(err, IDP_E_LIMIT, "%s: more than %u rules", k->name,
+			                     SRV_RULES_MAX);
+		if (n >= SRV_RULE_TEXT_MAX)
+			return idp_error_set(err, IDP_E_FORMAT, "%s: longer than %u bytes", k->name,
+			                     SRV_RULE_TEXT_MAX - 1);
+		/* Checked now, so that a bad rule is an error naming its line. */
+		struct srv_rules probe = {.n = 0};
+		enum idp_err rc = srv_rules_add(&probe, value, err);
+		srv_rules_free(&probe);
+		if (rc != IDP_OK)
+			return rc;
+		memcpy(cfg->rules[cfg->n_rules++], value, n + 1);
+		return IDP_OK;
+	}
+	case K_KEYTYPE: {
+		enum fmt_key_type t = 0;
+		if (fmt_key_type_parse(value, strlen(value), &t, NULL) != IDP_OK)
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "%s: '%.64s' is not p256 or ed25519", k->name, value);
+		cfg->token_key = t;
+		return IDP_OK;
+	}
+	case K_UINT:
+	case K_DURATION:
+	case K_SIZE:
+		if (!parse_scaled(value,
+		                  k->kind == K_DURATION ? "smhd"
+		                  : k->kind == K_SIZE   ? "KMG"
+		                                        : NULL,
+		                  k->kind == K_DURATION ? dur_mult : size_mult, &v) ||
+		    v < k->min || v > k->max)
+			return idp_error_set(
+			        err, IDP_E_FORMAT, "%s: '%.64s' is not a %s from %llu to %llu",
+			        k->name, value,
+			        k->kind == K_DURATION ? "duration in seconds"
+			        : k->kind == K_SIZE   ? "size in bytes"
+			                              : "number",
+			        (unsigned long long)k->min, (unsigned long long)k->max);
+		break;
+	}
+	/* v <= k->max, which fits every field's type. */
+	if (k->kind == K_SIZE)
+		*(size_t *)field = (size_t)v;
+	else if (k->size == sizeof(unsigned))
+		*(unsigned *)field = (unsigned)v;
+	else
+		*(int64_t *)field = (int64_t)v;
+	return IDP_OK;
+}
+
+/* Set key from one source (a file or the command line): the first value of
+ * a list key in a source replaces the list of the sources before it. */
+static enum idp_err layer_set(struct srv_config *cfg, bool seen[static N_KEYS], const struct key *k,
+                              const char *value, struct idp_error *err)
+{
+	size_t i = (size_t)(k - keys);
+	if (!seen[i] && k->kind == K_LISTEN)
+		cfg->n_listen = 0;
+	if (!seen[i] && k->kind == K_NAME)
+		cfg->n_server_names = 0;
+	if (!seen[i] && k->kind == K_RULE)
+		cfg->n_rules = 0;
+	seen[i] = true;
+	return key_set(cfg, k, value, err);
+}
+
+enum idp_err srv_config_set(struct srv_config *cfg, const char *key, const char *value,
+                            struct idp_error *err)
+{
+	const struct key *k = key_find(key, strlen(key));
+	if (k == NULL)
+		return idp_error_set(err, IDP_E_FORMAT, "unknown key '%.64s'", key);
+	return key_set(cfg, k, value, err);
+}
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+enum idp_err srv_config_apply_file(struct srv_config *cfg, const char *name, const uint8_t *buf,
+                                   size_t len, struct idp_error *err)
+{
+	bool seen[N_KEYS] = {0};
+	const char *p = (const char *)buf, *end = p + len;
+	for (unsigned line = 1; p < end; line++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl != NULL ? nl : end;
+		if ((size_t)(le - p) >= SRV_CONFIG_LINE_MAX)
+			return idp_error_set(err, IDP_E_LIMIT, "%s:%u: line longer than %u bytes",
+			                     name, line, SRV_CONFIG_LINE_MAX - 1);
+		if (memchr(p, '\0', (size_t)(le - p)) != NULL)
+			return idp_error_set(err, IDP_E_FORMAT, "%s:%u: NUL byte", name, line);
+		char text[SRV_CONFIG_LINE_MAX];
+		size_t n = (size_t)(le - p);
+		memcpy(text, p, n);
+		text[n] = '\0';
+		p = nl != NULL ? nl + 1 : end;
+		while (n > 0 && (is_space(text[n - 1]) || text[n - 1] == '\r'))
+			text[--n] = '\0';
+		char *s = text;
+		while (is_space(*s))
+			s++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL)
+			return idp_error_set(err, IDP_E_FORMAT, "%s:%u: expected 'key = value'",
+			                     name, line);
+		char *ke = eq;
+		while (ke > s && is_space(ke[-1]))
+			ke--;
+		char *v = eq + 1;
+		while (is_space(*v))
+			v++;
+		const struct key *k = key_find(s, (size_t)(ke - s));
+		*ke = '\0';
+		if (k == NULL)
+			return idp_error_set(err, IDP_E_FORMAT, "%s:%u: unknown key '%.64s'", name,
+			                     line, s);
+		if (*v == '\0')
+			return idp_error_set(err, IDP_E_FORMAT, "%s:%u: %s: empty value", name,
+			                     line, k->name);
+		if (seen[k - keys] && k->kind != K_LISTEN && k->kind != K_NAME && k->kind != K_RULE)
+			return idp_error_set(err, IDP_E_FORMAT, "%s:%u: %s: set twice", name, line,
+			                     k->name);
+		enum idp_err rc = layer_set(cfg, seen, k, v, err);
+		if (rc != IDP_OK) {
+			idp_error_prefix(err, "%s:%u", name, line);
+			return rc;
+		}
+	}
+	return IDP_OK;
+}
+
+/* The value of flag argv[*i] ("--k=v" or "--k v"); NULL when missing. */
+static const char *flag_value(int argc, char *const argv[], int *i, const char *eq)
+{
+	if (eq != NULL)
+		return eq + 1;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+enum idp_err srv_config_from_args(int argc, char *const argv[], struct srv_config *cfg,
+                                  enum srv_config_action *action, struct idp_error *err)
+{
+	*action = SRV_CONFIG_RUN;
+	srv_config_defaults(cfg);
+	/* First pass: --help, --version and --config, which come before the rest. */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			*action = SRV_CONFIG_HELP;
+			return IDP_OK;
+		}
+		if (strcmp(a, "--version") == 0) {
+			*action = SRV_CONFIG_VERSION;
+			return IDP_OK;
+		}
+		if (strncmp(a, "--config", 8) == 0 && (a[8] == '\0' || a[8] == '=')) {
+			const char *v = flag_value(argc, argv, &i, a[8] == '=' ? a + 8 : NULL);
+			if (v == NULL || v[0] == '\0' ||
+			    strnlen(v, sizeof(cfg->config_file)) >= sizeof(cfg->config_file))
+				return idp_error_set(err, IDP_E_FORMAT,
+				                     "--config: needs a file name");
+			memcpy(cfg->config_file, v, strlen(v) + 1);
+		}
+	}
+	if (cfg->config_file[0] != '\0') {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		enum idp_err rc =
+		        fmt_file_read(cfg->config_file, SRV_CONFIG_FILE_MAX, &buf, &len, err);
+		if (rc == IDP_OK)
+			rc = srv_config_apply_file(cfg, cfg->config_file, buf, len, err);
+		free(buf);
+		if (rc != IDP_OK)
+			return rc;
+	}
+	bool seen[N_KEYS] = {0};
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strncmp(a, "--", 2) != 0)
+			return idp_error_set(err, IDP_E_FORMAT, "'%.64s': unexpected argument", a);
+		const char *eq = strchr(a, '=');
+		size_t klen = eq != NULL ? (size_t)(eq - a - 2) : strlen(a + 2);
+		if (klen == 6 && strncmp(a + 2, "config", 6) == 0) {
+			if (eq == NULL)
+				i++;
+			continue;
+		}
+		const struct key *k = key_find(a + 2, klen);
+		if (k == NULL)
+			return idp_error_set(err, IDP_E_FORMAT, "--%.*s: unknown option",
+			                     (int)(klen > 64 ? 64 : klen), a + 2);
+		const char *v =
+		        k->kind == K_BOOL && eq == NULL ? "yes" : flag_value(argc, argv, &i, eq);
+		if (v == NULL)
+			return idp_error_set(err, IDP_E_FORMAT, "--%s: needs a value", k->name);
+		enum idp_err rc = layer_set(cfg, seen, k, v, err);
+		if (rc != IDP_OK) {
+			idp_error_prefix(err, "command line");
+			return rc;
+		}
+	}
+	return IDP_OK;
+}
+
+void srv_config_usage(FILE *f)
+{
+	(void)fprintf(f,
+	              "usage: idprovd [--config FILE] [--state-dir DIR] [--listen ADDR:PORT]...\n"
+	              "               [--foreground] [--threads N] [--KEY VALUE]...\n"
+	              "       idprovd --help | --version\n\n"
+	              "Every option is also a config file key (\"key = value\").\n\n"
+	              "  --config FILE\n      read keys from FILE first (the command line wins)\n");
+	for (size_t i = 0; i < N_KEYS; i++)
+		(void)fprintf(f, "  --%s%s\n      %s (default: %s)\n", keys[i].name,
+		              keys[i].kind == K_BOOL ? "" : " VALUE", keys[i].help, keys[i].def);
+}

@@ -1,0 +1,415 @@
+/*
+ * handlers.c - see handlers.h. Error codes and statuses: formats/api.md §9.
+ *
+ * Order of checks (formats/api.md §5.3): parse and proof first, so that an
+ * unauthenticated request writes nothing; then nonce, token and decision in
+ * one store transaction (server/provision.c).
+ */
+#include "server/handlers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "formats/b64.h"
+#include "server/import.h"
+#include "server/log.h"
+
+#define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
+
+enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
+                          const char *first_bound, struct idp_error *err)
+{
+	memset(app, 0, sizeof(*app));
+	int n;
+	if (cfg->server_url[0] != '\0') {
+		n = snprintf(app->server_url, sizeof(app->server_url), "%s", cfg->server_url);
+	} else {
+		char host[256];
+		if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+			(void)snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		const char *colon = first_bound != NULL ? strrchr(first_bound, ':') : NULL;
+		n = snprintf(app->server_url, sizeof(app->server_url), "https://%s:%s", host,
+		             colon != NULL ? colon + 1 : "8443");
+	}
+	if (n < 0 || (size_t)n >= sizeof(app->server_url) ||
+	    strncmp(app->server_url, "https://", 8) != 0)
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "server-url: must be https:// and at most %u bytes",
+		                     FMT_API_URL_MAX);
+	n = snprintf(app->audience, sizeof(app->audience), "%s", cfg->token_audience);
+	if (n <= 0 || (size_t)n >= sizeof(app->audience))
+		return idp_error_set(err, IDP_E_FORMAT, "token-audience: 1 to %u bytes",
+		                     FMT_TOKEN_AUD_MAX);
+	app->pcfg.issuer = app->server_url;
+	app->pcfg.audience = app->audience;
+	app->pcfg.provisioning_lifetime = cfg->provisioning_token_lifetime;
+	app->pcfg.device_lifetime = cfg->token_lifetime;
+	app->pcfg.retry_after = cfg->pending_retry_after;
+	app->pop_skew = FMT_API_POP_SKEW_DEFAULT;
+	app->nonce_lifetime = cfg->nonce_lifetime;
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		enum idp_err rc = srv_rules_add(&app->rules, cfg->rules[i], err);
+		if (rc != IDP_OK) {
+			srv_rules_free(&app->rules);
+			return rc;
+		}
+	}
+	return IDP_OK;
+}
+
+void srv_app_free(struct srv_app *app)
+{
+	srv_rules_free(&app->rules);
+}
+
+/* An error body of formats/api.md §9. */
+static void api_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *msg)
+{
+	srv_http_error(req, fmt_api_err_http_status(code), fmt_api_err_code_name(code), "%s", msg);
+}
+
+/* GET /v1/health: the server answers and its store connection works. */
+static void health(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	int64_t version = 0;
+	struct idp_error err = {0};
+	if (srv_store_schema_version(ctx->store, &version, &err) != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "health.store", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		api_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || cJSON_AddStringToObject(o, "status", "ok") == NULL ||
+	    cJSON_AddStringToObject(o, "version", SRV_VERSION) == NULL ||
+	    cJSON_AddNumberToObject(o, "schema", (double)version) == NULL ||
+	    cJSON_AddStringToObject(o, "ca_fingerprint", ctx->state->ca_fingerprint) == NULL) {
+		cJSON_Delete(o);
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	srv_http_json(req, 200, o);
+	cJSON_Delete(o);
+}
+
+/* GET /v1/ca: the CA certificate devices pin. */
+static void ca(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	srv_http_reply(req, 200, "application/x-pem-file", ctx->state->ca_pem,
+	               ctx->state->ca_pem_len);
+}
+
+/* POST /v1/nonce: a fresh single-use nonce (expired ones are purged in the
+ * same transaction). */
+static void nonce(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	const struct srv_app *app = ctx->app;
+	struct fmt_api_nonce n = {.time = (int64_t)time(NULL)};
+	n.expires = n.time + app->nonce_lifetime;
+	struct idp_error err = {0};
+	if (RAND_bytes(n.nonce, sizeof(n.nonce)) != 1) {
+		api_error(req, FMT_API_ERR_INTERNAL, "no randomness");
+		return;
+	}
+	enum idp_err rc = srv_store_begin(ctx->store, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_nonce_purge(ctx->store, n.time, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_nonce_insert(ctx->store, n.nonce, sizeof(n.nonce), n.expires, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_commit(ctx->store, &err);
+	else
+		srv_store_rollback(ctx->store);
+	char body[256];
+	size_t len = 0;
+	if (rc == IDP_OK)
+		rc = fmt_api_nonce_encode(&n, body, sizeof(body), &len, &err);
+	if (rc != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "nonce.error", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		api_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
+		return;
+	}
+	srv_http_reply(req, 200, "application/json", body, len);
+}
+
+static enum fmt_api_reason reason_of(enum srv_refusal r)
+{
+	switch (r) {
+	case SRV_REFUSE_KEY_MISMATCH:
+		return FMT_API_REASON_KEY_MISMATCH;
+	case SRV_REFUSE_MAC_MISMATCH:
+		return FMT_API_REASON_MAC_MISMATCH;
+	case SRV_REFUSE_KEY_IN_USE:
+		return FMT_API_REASON_KEY_REUSED;
+	case SRV_REFUSE_REVOKED:
+		return FMT_API_REASON_REVOKED;
+	default:
+		return FMT_API_REASON_REJECTED;
+	}
+}
+
+static void set_rejected(struct fmt_api_status *s, enum srv_refusal r)
+{
+	s->status = FMT_API_REJECTED;
+	s->reason = reason_of(r);
+	(void)snprintf(s->reason_code, sizeof(s->reason_code), "%s",
+	               fmt_api_reason_name(s->reason));
+}
+
+/* Send a decision (formats/api.md §6). */
+static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
+{
+	char *body = malloc(ANSWER_MAX);
+	size_t len = 0;
+	struct idp_error err = {0};
+	if (body == NULL || fmt_api_status_encode(s, body, ANSWER_MAX, &len, &err) != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "answer.error", "error=\"%s\"", err.msg);
+		api_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+	} else {
+		if (s->status == FMT_API_PENDING) {
+			char ra[24];
+			(void)snprintf(ra, sizeof(ra), "%lld", (long long)s->retry_after);
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        "Retry-After", ra);
+		}
+		srv_http_reply(req, fmt_api_status_http_status(s->status), "application/json", body,
+		               len);
+	}
+	if (body != NULL) {
+		OPENSSL_cleanse(body, ANSWER_MAX); /* it may hold a token */
+		free(body);
+	}
+}
+
+/* The shared part of the device endpoints: parse, verify the proof on this
+ * connection, then decide. */
+static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
+                           enum fmt_api_purpose purpose)
+{
+	const struct srv_app *app = ctx->app;
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	if (ct != NULL && strncmp(ct, "application/json", 16) != 0) {
+		api_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/json");
+		return;
+	}
+	const uint8_t *buf = NULL;
+	size_t len = 0;
+	srv_http_body(req, &buf, &len);
+	uint8_t exporter[FMT_API_EXPORTER_LEN];
+	struct idp_error err = {0};
+	if (srv_http_channel_binding(req, exporter, &err) != IDP_OK) {
+		api_error(req, FMT_API_ERR_POP_INVALID, err.msg);
+		return;
+	}
+	int64_t now = (int64_t)time(NULL);
+	struct fmt_api_request *r = malloc(sizeof(*r));
+	struct fmt_key *key = NULL;
+	struct srv_issued out;
+	memset(&out, 0, sizeof(out));
+	char idbuf[SRV_LOG_ESC_MAX];
+	if (r == NULL) {
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	enum idp_err rc =
+	        fmt_api_request_accept(purpose, buf, len, exporter, now, app->pop_skew, r, &err);
+	if (rc != IDP_OK) {
+		enum fmt_api_err_code code = rc == IDP_E_UNSUPPORTED ? FMT_API_ERR_UNSUPPORTED
+		                             : rc == IDP_E_EXPIRED   ? FMT_API_ERR_POP_STALE
+		                             : rc == IDP_E_VERIFY    ? FMT_API_ERR_POP_INVALID
+		                                                     : FMT_API_ERR_INVALID_FIELD;
+		srv_log(SRV_LOG_INFO, "device.refused", "loop=%u check=%s", ctx->loop,
+		        fmt_api_err_code_name(code));
+		api_error(req, code, err.msg);
+		goto out;
+	}
+	(void)srv_log_esc(r->device_id, strlen(r->device_id), idbuf, sizeof(idbuf));
+	rc = fmt_key_parse_spki_der(r->spki, r->spki_len, &key, &err);
+	if (rc != IDP_OK) {
+		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		goto out;
+	}
+	const uint8_t *nonce_p = r->pop.has_nonce ? r->pop.nonce : NULL;
+	enum fmt_token_check failed = FMT_TOKEN_CHECK_OK;
+	if (purpose == FMT_API_PROVISION) {
+		char mac[FMT_MAC_TEXT_LEN + 1];
+		fmt_mac_format(r->mac, mac);
+		const struct srv_provision_req pr = {.device_id = r->device_id,
+		                                     .mac = mac,
+		                                     .key = key,
+		                                     .nonce = nonce_p,
+		                                     .now = now};
+		rc = srv_provision(ctx->store, ctx->state, &app->pcfg, &pr, &out, &err);
+	} else if (purpose == FMT_API_EXCHANGE) {
+		rc = srv_token_exchange(ctx->store, ctx->state, &app->pcfg,
+		                        (const uint8_t *)r->token, strlen(r->token), r->device_id,
+		                        key, nonce_p, now, &out, &failed, &err);
+	} else {
+		rc = srv_token_renew(ctx->store, ctx->state, &app->pcfg, (const uint8_t *)r->token,
+		                     strlen(r->token), r->device_id, key, nonce_p, now, &out,
+		                     &failed, &err);
+	}
+	struct fmt_api_status s;
+	memset(&s, 0, sizeof(s));
+	if (rc != IDP_OK) {
+		srv_log(SRV_LOG_INFO, "device.refused",
+		        "loop=%u device=%s purpose=%d refusal=%s check=%s", ctx->loop, idbuf,
+		        (int)purpose, srv_refusal_name(out.refusal), fmt_token_check_name(failed));
+		if (out.refusal == SRV_REFUSE_NONCE)
+			api_error(req, FMT_API_ERR_NONCE_INVALID, "nonce unknown, expired or used");
+		else if (out.refusal == SRV_REFUSE_TOKEN)
+			api_error(req, FMT_API_ERR_TOKEN_INVALID, err.msg);
+		else if (out.refusal != SRV_REFUSE_NONE) {
+			set_rejected(&s, out.refusal);
+			send_status(req, &s);
+		} else {
+			srv_log(SRV_LOG_ERROR, "device.error", "loop=%u error=\"%s\"", ctx->loop,
+			        err.msg);
+			api_error(req,
+			          rc == IDP_E_AGAIN ? FMT_API_ERR_UNAVAILABLE
+			                            : FMT_API_ERR_INTERNAL,
+			          "try again later");
+		}
+		goto out;
+	}
+	srv_log(SRV_LOG_INFO, "device.decision",
+	        "loop=%u device=%s purpose=%d decision=%d refusal=%s", ctx->loop, idbuf,
+	        (int)purpose, (int)out.decision, srv_refusal_name(out.refusal));
+	if (out.decision == SRV_DECISION_APPROVED) {
+		s.status = FMT_API_APPROVED;
+		s.token_kind = purpose == FMT_API_PROVISION ? FMT_API_TOKEN_PROVISIONING
+		                                            : FMT_API_TOKEN_DEVICE;
+		(void)snprintf(s.token, sizeof(s.token), "%s", out.token);
+		s.expires = out.expires_at;
+		if (purpose == FMT_API_PROVISION) {
+			(void)snprintf(s.server_url, sizeof(s.server_url), "%s", app->server_url);
+			(void)snprintf(s.ca_pem, sizeof(s.ca_pem), "%s", ctx->state->ca_pem);
+		}
+	} else if (out.decision == SRV_DECISION_PENDING) {
+		s.status = FMT_API_PENDING;
+		s.retry_after = out.retry_after;
+	} else {
+		set_rejected(&s, out.refusal);
+	}
+	send_status(req, &s);
+	fmt_api_status_wipe(&s);
+out:
+	srv_issued_clear(&out);
+	fmt_key_free(key);
+	fmt_api_request_wipe(r);
+	free(r);
+}
+
+static void provision(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	device_request(ctx, req, FMT_API_PROVISION);
+}
+
+static void exchange(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	device_request(ctx, req, FMT_API_EXCHANGE);
+}
+
+static void renew(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	device_request(ctx, req, FMT_API_RENEW);
+}
+
+#define SIG_HEADER_MAX 12288u /* base64 of a detached signature (formats/api.md §8) */
+
+/* POST /v1/batches: a station uploads its signed manifest (client
+ * certificate authentication); imported whole or not at all. */
+static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	char station[SRV_STORE_ID_MAX + 1];
+	struct idp_error err = {0};
+	enum idp_err rc = srv_http_station(req, station, &err);
+	if (rc != IDP_OK) {
+		api_error(req,
+		          rc == IDP_E_DENIED ? FMT_API_ERR_UNAUTHORIZED : FMT_API_ERR_FORBIDDEN,
+		          err.msg);
+		return;
+	}
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *ct = evhttp_find_header(in, "Content-Type");
+	if (ct == NULL || strcmp(ct, "application/vnd.idprov.manifest") != 0) {
+		api_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/vnd.idprov.manifest");
+		return;
+	}
+	const char *sig64 = evhttp_find_header(in, "Idprov-Signature");
+	size_t sig64_len = sig64 != NULL ? strnlen(sig64, SIG_HEADER_MAX + 1) : 0;
+	if (sig64_len == 0 || sig64_len > SIG_HEADER_MAX) {
+		api_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: missing or too long");
+		return;
+	}
+	uint8_t *sig = malloc(fmt_b64_decoded_max(sig64_len));
+	size_t sig_len = 0;
+	if (sig == NULL) {
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	rc = fmt_b64_decode(FMT_B64_STD, sig64, sig64_len, sig, fmt_b64_decoded_max(sig64_len),
+	                    &sig_len, &err);
+	if (rc != IDP_OK) {
+		free(sig);
+		api_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: not base64");
+		return;
+	}
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	srv_http_body(req, &body, &len);
+	struct srv_import_result r;
+	rc = srv_import(ctx->store, body, len, sig, sig_len, station,
+	                &((const struct srv_app *)ctx->app)->rules, (int64_t)time(NULL), &r, &err);
+	free(sig);
+	char sbuf[SRV_LOG_ESC_MAX];
+	(void)srv_log_esc(station, strlen(station), sbuf, sizeof(sbuf));
+	if (rc != IDP_OK) {
+		enum fmt_api_err_code code =
+		        rc == IDP_E_VERIFY || rc == IDP_E_DENIED ? FMT_API_ERR_FORBIDDEN
+		        : rc == IDP_E_CONFLICT                   ? FMT_API_ERR_CONFLICT
+		        : rc == IDP_E_AGAIN                      ? FMT_API_ERR_UNAVAILABLE
+		        : rc == IDP_E_NOMEM || rc == IDP_E_IO    ? FMT_API_ERR_INTERNAL
+		                                                 : FMT_API_ERR_INVALID_FIELD;
+		srv_log(SRV_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s", ctx->loop,
+		        sbuf, fmt_api_err_code_name(code));
+		api_error(req, code, err.msg);
+		return;
+	}
+	srv_log(SRV_LOG_INFO, "batch.imported",
+	        "loop=%u station=%s batch=%s devices=%lld created=%s gap=%s", ctx->loop, sbuf,
+	        r.batch_id, (long long)r.devices, r.created ? "yes" : "no", r.gap ? "yes" : "no");
+	struct fmt_api_batch b = {
+	        .sequence = r.sequence, .devices = r.devices, .created = r.created, .gap = r.gap};
+	(void)snprintf(b.batch_id, sizeof(b.batch_id), "%s", r.batch_id);
+	char out[512];
+	size_t olen = 0;
+	if (fmt_api_batch_encode(&b, out, sizeof(out), &olen, &err) != IDP_OK) {
+		api_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+		return;
+	}
+	srv_http_reply(req, r.created ? 201 : 200, "application/json", out, olen);
+}
+
+static const struct srv_route routes[] = {
+        {"/v1/health", EVHTTP_REQ_GET, 0, health},
+        {"/v1/ca", EVHTTP_REQ_GET, 0, ca},
+        {"/v1/nonce", EVHTTP_REQ_POST, 0, nonce},
+        {"/v1/provision", EVHTTP_REQ_POST, FMT_API_BODY_MAX, provision},
+        {"/v1/token/exchange", EVHTTP_REQ_POST, FMT_API_BODY_MAX, exchange},
+        {"/v1/token/renew", EVHTTP_REQ_POST, FMT_API_BODY_MAX, renew},
+        {"/v1/batches", EVHTTP_REQ_POST, SRV_ROUTE_MANIFEST, batches},
+};
+
+const struct srv_route *srv_handlers_routes(size_t *n)
+{
+	*n = sizeof(routes) / sizeof(routes[0]);
+	return routes;
+}

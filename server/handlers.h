@@ -1,0 +1,43 @@
+/*
+ * handlers.h - idprovd's HTTP API: the route table the server runs.
+ * API: formats/api.md (POST /v1/nonce, /v1/provision, /v1/token/exchange,
+ * /v1/token/renew) plus GET /v1/health and GET /v1/ca. Handlers run on their
+ * loop's thread with that loop's store connection (server/httpd.h) and the
+ * read-only struct srv_app shared by all loops.
+ */
+#ifndef IDP_SERVER_HANDLERS_H
+#define IDP_SERVER_HANDLERS_H
+
+#include <stddef.h>
+
+#include "formats/api.h"
+#include "formats/token.h"
+#include "server/config.h"
+#include "server/httpd.h"
+#include "server/provision.h"
+#include "server/rules.h"
+
+#define SRV_VERSION "0.1.0"
+
+/* What every handler shares (read-only once the loops run). */
+struct srv_app {
+	struct srv_provision_cfg pcfg; /* points into the strings below */
+	char server_url[FMT_API_URL_MAX + 1];
+	char audience[FMT_TOKEN_AUD_MAX + 1];
+	int64_t pop_skew;
+	int64_t nonce_lifetime;
+	struct srv_rules rules; /* serial and ID rules applied to imports */
+};
+
+/* Fill app from cfg. The default server URL is https://HOST:PORT with the
+ * host name and the port of first_bound ("ADDR:PORT"). */
+IDP_MUST_CHECK enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
+                                         const char *first_bound, struct idp_error *err);
+
+/* Release what srv_app_init built (the compiled rules). */
+void srv_app_free(struct srv_app *app);
+
+/* The routes, and their count in *n. Static: valid for the whole run. */
+const struct srv_route *srv_handlers_routes(size_t *n);
+
+#endif /* IDP_SERVER_HANDLERS_H */

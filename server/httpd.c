@@ -1,0 +1,1012 @@
+/*
+ * httpd.c - see httpd.h.
+ *
+ * Per connection: a bufferevent_openssl on the socket, under a filtering
+ * bufferevent (conn_filter) that evhttp reads from. The filter passes the
+ * request head to evhttp only once it is whole, checks its size and the
+ * body size it announces against the route, and passes exactly the body
+ * bytes announced; a refused request is replaced by a tiny synthetic one
+ * ("GET /") so that evhttp calls the dispatcher, which answers the
+ * recorded JSON error and closes.
+ *
+ * WARNING: evhttp frees a connection as soon as the reply has left the
+ * filter, i.e. before TLS has sent it. So evhttp must never close a
+ * connection itself: when a request completes we strip what would make it
+ * close (Connection: close, HTTP/1.0) and close the socket ourselves once
+ * the TLS output is flushed; the client still sees "Connection: close".
+ */
+#include "server/httpd.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "formats/id.h"
+#include "formats/json.h"
+#include "server/log.h"
+
+#define LISTEN_BACKLOG    511
+#define ERROR_MSG_MAX     256u
+#define FLUSH_POLL_MS     20
+#define SYNTHETIC_REQUEST "GET / HTTP/1.1\r\nHost: idprovd\r\n\r\n"
+
+struct loop;
+
+enum conn_state {
+	C_HEAD,   /* reading a request head */
+	C_BODY,   /* passing the announced body */
+	C_REJECT, /* refused: everything further is dropped */
+};
+
+struct conn {
+	struct loop *loop;
+	struct conn *prev, *next;
+	struct bufferevent *bev; /* the filter evhttp owns */
+	struct bufferevent *tls; /* the TLS bufferevent under it */
+	struct event *deadline;
+	struct event *flush_close; /* close once the TLS output is flushed */
+	struct event *kick;        /* push evhttp's output through the filter */
+	enum conn_state state;
+	size_t body_left;
+	bool in_request;  /* a head was passed and its response is not complete */
+	bool http10;      /* the last head passed was HTTP/1.0 */
+	bool close_after; /* close once the current reply is sent */
+	bool nodelay;
+	int status;      /* status of the last reply, for the log */
+	int reject_code; /* HTTP status of a refused request, 0 when none */
+	const char *reject_name;
+	char reject_msg[ERROR_MSG_MAX];
+};
+
+struct loop {
+	struct srv_httpd *h;
+	struct srv_ctx ctx;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound[SRV_CONFIG_LISTEN_MAX];
+	size_t n_bound;
+	struct event *stop_ev;
+	struct event *grace_ev;
+	pthread_t thread;
+	bool started;
+	bool stopping;
+	bool accepting;
+	unsigned n_conns;
+	unsigned max_conns;
+	struct conn *conns;
+};
+
+struct srv_httpd {
+	const struct srv_config *cfg;
+	const struct srv_state *state;
+	const struct srv_route *routes;
+	size_t n_routes;
+	SSL_CTX *ssl_ctx;
+	struct loop *loops;
+	size_t n_loops;
+	size_t max_body_any; /* the largest body any route takes */
+	char bound_text[SRV_CONFIG_LISTEN_MAX][SRV_CONFIG_ADDR_TEXT];
+	size_t n_listen;
+	bool started;
+};
+
+static struct conn *conn_of(struct evhttp_request *req);
+
+/* ---------------------------------------------------------------- replies */
+
+/* vsnprintf into buf[size], always NUL-terminated (cut when too long). */
+static void srv_vformat(char *buf, size_t size, const char *fmt, va_list ap) IDP_PRINTF(3, 0);
+
+static void srv_vformat(char *buf, size_t size, const char *fmt, va_list ap)
+{
+	/* clang-tidy 14 reports an uninitialized va_list here, falsely, and only
+	 * when several files are checked in one run. */
+	// NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
+	if (vsnprintf(buf, size, fmt, ap) < 0)
+		buf[0] = '\0';
+}
+
+void srv_http_reply(struct evhttp_request *req, int code, const char *content_type,
+                    const void *body, size_t len)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	(void)evhttp_add_header(h, "Content-Type", content_type);
+	(void)evhttp_add_header(h, "Cache-Control", "no-store");
+	(void)evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	if (len > 0 && evbuffer_add(out, body, len) != 0)
+		code = 500;
+	const char *reason = code == 200   ? "OK"
+	                     : code == 201 ? "Created"
+	                     : code == 202 ? "Accepted"
+	                     : code == 400 ? "Bad Request"
+	                     : code == 401 ? "Unauthorized"
+	                     : code == 403 ? "Forbidden"
+	                     : code == 404 ? "Not Found"
+	                     : code == 405 ? "Method Not Allowed"
+	                     : code == 409 ? "Conflict"
+	                     : code == 415 ? "Unsupported Media Type"
+	                     : code == 411 ? "Length Required"
+	                     : code == 413 ? "Content Too Large"
+	                     : code == 429 ? "Too Many Requests"
+	                     : code == 431 ? "Request Header Fields Too Large"
+	                     : code == 503 ? "Service Unavailable"
+	                                   : "Error";
+	struct conn *c = conn_of(req);
+	if (c != NULL)
+		c->status = code;
+	evhttp_send_reply(req, code, reason, NULL);
+}
+
+void srv_http_json(struct evhttp_request *req, int code, const cJSON *obj)
+{
+	char *text = cJSON_PrintUnformatted(obj);
+	if (text == NULL) {
+		srv_http_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	srv_http_reply(req, code, "application/json", text, strlen(text));
+	cJSON_free(text);
+}
+
+void srv_http_error(struct evhttp_request *req, int code, const char *code_name, const char *fmt,
+                    ...)
+{
+	char msg[ERROR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	srv_vformat(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* The message may quote client input: keep it valid UTF-8 for JSON. */
+	if (!fmt_utf8_valid((const uint8_t *)msg, strlen(msg)))
+		(void)snprintf(msg, sizeof(msg), "request refused");
+	cJSON *o = cJSON_CreateObject();
+	cJSON *e = cJSON_AddObjectToObject(o, "error");
+	if (e == NULL || cJSON_AddStringToObject(e, "code", code_name) == NULL ||
+	    cJSON_AddStringToObject(e, "message", msg) == NULL) {
+		cJSON_Delete(o);
+		static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of "
+		                          "memory\"}}";
+		srv_http_reply(req, 500, "application/json", oom, sizeof(oom) - 1);
+		return;
+	}
+	srv_http_json(req, code, o);
+	cJSON_Delete(o);
+}
+
+void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	*len = evbuffer_get_length(in);
+	*buf = *len > 0 ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
+	if (*buf == NULL) {
+		*buf = (const uint8_t *)"";
+		*len = 0;
+	}
+}
+
+SSL *srv_http_ssl(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	struct bufferevent *tls = bev != NULL ? bufferevent_get_underlying(bev) : NULL;
+	return tls != NULL ? bufferevent_openssl_get_ssl(tls) : NULL;
+}
+
+enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1],
+                              struct idp_error *err)
+{
+	id[0] = '\0';
+	SSL *ssl = srv_http_ssl(req);
+	X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	if (cert == NULL)
+		return idp_error_set(err, IDP_E_DENIED, "station: no client certificate");
+	if (SSL_get_verify_result(ssl) != X509_V_OK)
+		return idp_error_set(err, IDP_E_VERIFY, "station: certificate not trusted");
+	int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, id,
+	                                  SRV_STORE_ID_MAX + 1);
+	if (n <= 0 || (size_t)n > SRV_STORE_ID_MAX ||
+	    fmt_id_check(id, (size_t)n, "station", err) != IDP_OK) {
+		id[0] = '\0';
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "station: certificate CN is not a station ID");
+	}
+	return IDP_OK;
+}
+
+static struct conn *conn_of(struct evhttp_request *req)
+{
+	SSL *ssl = srv_http_ssl(req);
+	return ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+}
+
+enum idp_err srv_http_channel_binding(struct evhttp_request *req,
+                                      uint8_t out[static SRV_HTTP_EXPORTER_LEN],
+                                      struct idp_error *err)
+{
+	SSL *ssl = srv_http_ssl(req);
+	if (ssl == NULL)
+		return idp_error_set(err, IDP_E_ARG, "tls: no session on this request");
+	/* RFC 9266 needs TLS 1.3, or 1.2 with the extended master secret. */
+	if (SSL_version(ssl) < TLS1_3_VERSION && SSL_get_extms_support(ssl) != 1)
+		return idp_error_set(
+		        err, IDP_E_DENIED,
+		        "tls: channel binding needs TLS 1.3 or extended master secret");
+	if (SSL_export_keying_material(ssl, out, SRV_HTTP_EXPORTER_LEN, SRV_HTTP_EXPORTER_LABEL,
+	                               strlen(SRV_HTTP_EXPORTER_LABEL), NULL, 0, 0) != 1)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: export keying material");
+	return IDP_OK;
+}
+
+const char *srv_http_peer(struct evhttp_request *req, char buf[static 64])
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	if (evcon != NULL)
+		evhttp_connection_get_peer(evcon, &addr, &port);
+	(void)snprintf(buf, 64, "%s:%u", addr != NULL ? addr : "?", (unsigned)port);
+	return buf;
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void conn_close_now(struct conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->tls);
+	if (fd >= 0)
+		(void)shutdown(fd, SHUT_RDWR);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	srv_log(SRV_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
+	        c->state == C_BODY ? "body" : "head");
+	conn_close_now(c);
+}
+
+static void arm(struct conn *c, unsigned seconds)
+{
+	struct timeval tv = {.tv_sec = (time_t)seconds, .tv_usec = 0};
+	(void)evtimer_add(c->deadline, &tv);
+}
+
+static void flush_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	if (evbuffer_get_length(bufferevent_get_output(c->tls)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		(void)event_del(c->flush_close);
+		conn_close_now(c);
+	}
+}
+
+/* libevent 2.1's filter moves output only when data is added while
+ * writing is enabled, but evhttp adds a reply and then enables writing: the
+ * reply would sit in the filter until the next timeout. So every addition
+ * schedules a flush for when evhttp is done with the current call. */
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	(void)bufferevent_flush(c->bev, EV_WRITE, BEV_NORMAL);
+}
+
+static void output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	struct conn *c = arg;
+	if (info->n_added > 0)
+		event_active(c->kick, EV_TIMEOUT, 1);
+}
+
+/* Close c once what it has to send is sent. */
+static void conn_close_when_flushed(struct conn *c)
+{
+	struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)FLUSH_POLL_MS * 1000};
+	(void)event_add(c->flush_close, &tv);
+}
+
+static void loop_check_done(struct loop *l)
+{
+	if (l->stopping && l->n_conns == 0)
+		(void)event_base_loopexit(l->base, NULL);
+}
+
+static void loop_accept(struct loop *l, bool on)
+{
+	if (l->accepting == on || (on && l->stopping))
+		return;
+	for (size_t i = 0; i < l->n_bound; i++) {
+		struct evconnlistener *lev = evhttp_bound_socket_get_listener(l->bound[i]);
+		if (lev != NULL)
+			(void)(on ? evconnlistener_enable(lev) : evconnlistener_disable(lev));
+	}
+	l->accepting = on;
+}
+
+/* The filter's context is freed with the filter, which evhttp frees with the
+ * connection: the one place a connection's bookkeeping ends. */
+static void conn_free(void *arg)
+{
+	struct conn *c = arg;
+	struct loop *l = c->loop;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	event_free(c->deadline);
+	event_free(c->flush_close);
+	event_free(c->kick);
+	free(c);
+	l->n_conns--;
+	if (l->n_conns < l->max_conns)
+		loop_accept(l, true);
+	loop_check_done(l);
+}
+
+/* Refuse the current request: drop its bytes, hand evhttp a synthetic
+ * request instead, and remember what to answer. */
+static void conn_reject(struct conn *c, struct evbuffer *src, struct evbuffer *dst, int code,
+                        const char *name, const char *fmt, ...) IDP_PRINTF(6, 7);
+
+static void conn_reject(struct conn *c, struct evbuffer *src, struct evbuffer *dst, int code,
+                        const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	srv_vformat(c->reject_msg, sizeof(c->reject_msg), fmt, ap);
+	va_end(ap);
+	c->reject_code = code;
+	c->reject_name = name;
+	c->state = C_REJECT;
+	c->in_request = true;
+	(void)evbuffer_drain(src, evbuffer_get_length(src));
+	(void)evbuffer_add(dst, SYNTHETIC_REQUEST, sizeof(SYNTHETIC_REQUEST) - 1);
+	(void)event_del(c->deadline);
+}
+
+/* Offset just past the blank line that ends the head in p[0..n), or 0. */
+static size_t head_end(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (p[i + 1] == '\n')
+			return i + 2;
+		if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+struct head_info {
+	bool http10;
+	const char *path;
+	size_t path_len;
+	bool has_length;
+	uint64_t length;
+	bool chunked;
+	bool bad;
+};
+
+/* Just enough of the head to bound the body: the target's path,
+ * Content-Length (digits, all copies equal) and Transfer-Encoding. evhttp
+ * parses the head fully after us. */
+static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
+{
+	memset(hi, 0, sizeof(*hi));
+	const uint8_t *end = p + n;
+	const uint8_t *sp = memchr(p, ' ', n);
+	if (sp == NULL) {
+		hi->bad = true;
+		return;
+	}
+	const uint8_t *t = sp + 1;
+	const uint8_t *te = t;
+	while (te < end && *te != ' ' && *te != '?' && *te != '\r' && *te != '\n')
+		te++;
+	hi->path = (const char *)t;
+	hi->path_len = (size_t)(te - t);
+	const uint8_t *line = memchr(p, '\n', n);
+	if (line != NULL && line - p >= 8) {
+		const uint8_t *v = line[-1] == '\r' ? line - 9 : line - 8;
+		hi->http10 = v >= p && memcmp(v, "HTTP/1.0", 8) == 0;
+	}
+	while (line != NULL && line + 1 < end) {
+		line++;
+		const uint8_t *le = memchr(line, '\n', (size_t)(end - line));
+		if (le == NULL)
+			break;
+		const uint8_t *colon = memchr(line, ':', (size_t)(le - line));
+		if (colon != NULL) {
+			size_t nlen = (size_t)(colon - line);
+			const uint8_t *v = colon + 1;
+			while (v < le && (*v == ' ' || *v == '\t'))
+				v++;
+			if (nlen == 14 &&
+			    strncasecmp((const char *)line, "content-length", 14) == 0) {
+				uint64_t x = 0;
+				const uint8_t *d = v;
+				while (d < le && *d >= '0' && *d <= '9' && x < (UINT64_C(1) << 50))
+					x = x * 10 + (uint64_t)(*d++ - '0');
+				while (d < le && (*d == ' ' || *d == '\t' || *d == '\r'))
+					d++;
+				if (d == v || d != le || (hi->has_length && hi->length != x))
+					hi->bad = true;
+				hi->has_length = true;
+				hi->length = x;
+			} else if (nlen == 17 &&
+			           strncasecmp((const char *)line, "transfer-encoding", 17) == 0) {
+				hi->chunked = true;
+			}
+		}
+		line = le;
+	}
+}
+
+static const struct srv_route *route_find(const struct srv_httpd *h, const char *path, size_t len)
+{
+	for (size_t i = 0; i < h->n_routes; i++)
+		if (strlen(h->routes[i].path) == len && memcmp(h->routes[i].path, path, len) == 0)
+			return &h->routes[i];
+	return NULL;
+}
+
+static size_t route_max_body(const struct srv_httpd *h, const struct srv_route *r)
+{
+	if (r != NULL && r->max_body == SRV_ROUTE_MANIFEST)
+		return h->cfg->max_manifest;
+	return r != NULL && r->max_body != 0 ? r->max_body : h->cfg->max_body;
+}
+
+static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct evbuffer *dst,
+                                                  ev_ssize_t dst_limit,
+                                                  enum bufferevent_flush_mode mode, void *arg)
+{
+	(void)dst_limit;
+	(void)mode;
+	struct conn *c = arg;
+	const struct srv_config *cfg = c->loop->h->cfg;
+	bool produced = false;
+	if (!c->nodelay) {
+		int one = 1;
+		evutil_socket_t fd = bufferevent_getfd(c->tls);
+		if (fd >= 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->nodelay = true;
+	}
+	for (;;) {
+		size_t n = evbuffer_get_length(src);
+		if (n == 0)
+			break;
+		if (c->state == C_REJECT) {
+			(void)evbuffer_drain(src, n);
+			break;
+		}
+		if (c->state == C_BODY) {
+			size_t k = n < c->body_left ? n : c->body_left;
+			if (evbuffer_remove_buffer(src, dst, k) != (int)k)
+				return BEV_ERROR;
+			produced = true;
+			c->body_left -= k;
+			if (c->body_left == 0) {
+				c->state = C_HEAD;
+				(void)event_del(c->deadline);
+			}
+			continue;
+		}
+		size_t look = n < cfg->max_headers + 3 ? n : cfg->max_headers + 3;
+		const uint8_t *p = evbuffer_pullup(src, (ev_ssize_t)look);
+		if (p == NULL)
+			return BEV_ERROR;
+		size_t end = head_end(p, look);
+		if (end == 0 || end > cfg->max_headers) {
+			if (n <= cfg->max_headers)
+				break; /* wait for the rest; the deadline runs */
+			conn_reject(c, src, dst, 431, "too_large",
+			            "request head is larger than %zu bytes", cfg->max_headers);
+			return BEV_OK;
+		}
+		struct head_info hi;
+		head_parse(p, end, &hi);
+		const struct srv_route *r =
+		        hi.bad ? NULL : route_find(c->loop->h, hi.path, hi.path_len);
+		size_t max = route_max_body(c->loop->h, r);
+		if (hi.bad) {
+			conn_reject(c, src, dst, 400, "bad_request", "malformed request head");
+			return BEV_OK;
+		}
+		if (hi.chunked) {
+			conn_reject(c, src, dst, 411, "bad_request",
+			            "send the body with a Content-Length");
+			return BEV_OK;
+		}
+		if (hi.has_length && hi.length > max) {
+			conn_reject(c, src, dst, 413, "too_large",
+			            "body is %llu bytes, max %zu for this path",
+			            (unsigned long long)hi.length, max);
+			return BEV_OK;
+		}
+		if (evbuffer_remove_buffer(src, dst, end) != (int)end)
+			return BEV_ERROR;
+		produced = true;
+		c->in_request = true;
+		c->http10 = hi.http10;
+		(void)event_del(c->deadline);
+		if (hi.has_length && hi.length > 0) {
+			c->state = C_BODY;
+			c->body_left = (size_t)hi.length;
+			arm(c, cfg->body_timeout);
+		}
+	}
+	return produced ? BEV_OK : BEV_NEED_MORE;
+}
+
+/* evhttp's bufferevent factory: a TLS bufferevent under our filter. */
+static struct bufferevent *conn_new(struct event_base *base, void *arg)
+{
+	struct loop *l = arg;
+	struct conn *c = calloc(1, sizeof(*c));
+	SSL *ssl = c != NULL ? SSL_new(l->h->ssl_ctx) : NULL;
+	if (ssl == NULL) {
+		free(c);
+		srv_log(SRV_LOG_ERROR, "conn.error", "loop=%u what=out-of-memory", l->ctx.loop);
+		return NULL;
+	}
+	c->loop = l;
+	SSL_set_app_data(ssl, c);
+	c->deadline = evtimer_new(base, deadline_cb, c);
+	c->flush_close = event_new(base, -1, EV_PERSIST, flush_close_cb, c);
+	c->kick = event_new(base, -1, 0, kick_cb, c);
+	c->tls = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	                                        BEV_OPT_CLOSE_ON_FREE);
+	if (c->tls == NULL)
+		SSL_free(ssl);
+	else
+		bufferevent_openssl_set_allow_dirty_shutdown(c->tls, 1);
+	c->bev = c->tls != NULL
+	                 ? bufferevent_filter_new(c->tls, conn_filter, NULL,
+	                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS,
+	                                          conn_free, c)
+	                 : NULL;
+	if (c->deadline == NULL || c->flush_close == NULL || c->kick == NULL || c->bev == NULL ||
+	    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added, c) == NULL) {
+		if (c->bev != NULL) {
+			bufferevent_free(c->bev); /* frees c through conn_free */
+			return NULL;
+		}
+		if (c->tls != NULL)
+			bufferevent_free(c->tls);
+		event_free(c->deadline);
+		event_free(c->flush_close);
+		event_free(c->kick);
+		free(c);
+		return NULL;
+	}
+	c->next = l->conns;
+	if (l->conns != NULL)
+		l->conns->prev = c;
+	l->conns = c;
+	l->n_conns++;
+	if (l->n_conns >= l->max_conns)
+		loop_accept(l, false);
+	arm(c, l->h->cfg->header_timeout);
+	return c->bev;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static void request_done(struct evhttp_request *req, void *arg)
+{
+	struct conn *c = arg;
+	c->in_request = false;
+	/* Runs before evhttp decides whether to close: keep it from closing
+	 * (see the WARNING at the top) and close after the flush instead. */
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	(void)evhttp_remove_header(in, "Connection");
+	(void)evhttp_remove_header(evhttp_request_get_output_headers(req), "Connection");
+	if (c->http10)
+		(void)evhttp_add_header(in, "Connection", "keep-alive");
+	if (c->close_after || c->loop->stopping) {
+		conn_close_when_flushed(c);
+		return;
+	}
+	if (c->state == C_HEAD)
+		arm(c, c->loop->h->cfg->header_timeout);
+}
+
+static void dispatch(struct evhttp_request *req, void *arg)
+{
+	struct loop *l = arg;
+	struct conn *c = conn_of(req);
+	const char *uri = evhttp_request_get_uri(req);
+	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+	const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
+	char pbuf[SRV_LOG_ESC_MAX], peer[64];
+	/* Taken before the reply: the request may be gone after it. */
+	(void)srv_http_peer(req, peer);
+	if (c != NULL && c->reject_code != 0)
+		(void)snprintf(pbuf, sizeof(pbuf), "-");
+	else
+		(void)srv_log_esc(uri != NULL ? uri : "", uri != NULL ? strnlen(uri, 4096) : 0,
+		                  pbuf, sizeof(pbuf));
+	if (c != NULL) {
+		evhttp_request_set_on_complete_cb(req, request_done, c);
+		const char *ch =
+		        evhttp_find_header(evhttp_request_get_input_headers(req), "Connection");
+		bool keep = ch != NULL && strcasecmp(ch, "keep-alive") == 0;
+		c->close_after = l->stopping || c->reject_code != 0 ||
+		                 (ch != NULL && strcasecmp(ch, "close") == 0) ||
+		                 (c->http10 && !keep);
+		if (c->close_after)
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        "Connection", "close");
+	}
+	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path)) : NULL;
+	if (c != NULL && c->reject_code != 0) {
+		srv_http_error(req, c->reject_code, c->reject_name, "%s", c->reject_msg);
+	} else if (path == NULL) {
+		srv_http_error(req, 400, "bad_request", "malformed request target");
+	} else if (r == NULL) {
+		srv_http_error(req, 404, "not_found", "no such path");
+	} else if (evhttp_request_get_command(req) != r->method) {
+		const char *allow = r->method == EVHTTP_REQ_POST ? "POST" : "GET";
+		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+		srv_http_error(req, 405, "method_not_allowed", "use %s", allow);
+	} else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
+	           route_max_body(l->h, r)) {
+		srv_http_error(req, 413, "too_large", "body too large for this path");
+	} else {
+		r->fn(&l->ctx, req);
+	}
+	srv_log(SRV_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d", l->ctx.loop,
+	        peer, pbuf, c != NULL ? c->status : 0);
+}
+
+/* ---------------------------------------------------------------- loops */
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct loop *l = arg;
+	srv_log(SRV_LOG_WARN, "http.stop_forced", "loop=%u open=%u", l->ctx.loop, l->n_conns);
+	(void)event_base_loopbreak(l->base);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct loop *l = arg;
+	l->stopping = true;
+	for (size_t i = 0; i < l->n_bound; i++)
+		evhttp_del_accept_socket(l->http, l->bound[i]);
+	l->n_bound = 0;
+	l->accepting = false;
+	for (struct conn *c = l->conns; c != NULL; c = c->next) {
+		if (!c->in_request && c->state == C_HEAD &&
+		    evbuffer_get_length(bufferevent_get_input(c->tls)) == 0)
+			conn_close_now(c);
+	}
+	const struct srv_config *cfg = l->h->cfg;
+	struct timeval tv = {
+	        .tv_sec = (time_t)(cfg->header_timeout + cfg->body_timeout + cfg->request_timeout),
+	        .tv_usec = 0};
+	(void)evtimer_add(l->grace_ev, &tv);
+	loop_check_done(l);
+}
+
+static void *loop_run(void *arg)
+{
+	struct loop *l = arg;
+	(void)event_base_dispatch(l->base);
+	return NULL;
+}
+
+/* A listening socket for addr (port already fixed for loops after the first). */
+static enum idp_err listen_socket(const struct srv_config *cfg, size_t idx,
+                                  const struct sockaddr_storage *addr, socklen_t len,
+                                  evutil_socket_t *out, struct idp_error *err)
+{
+	const struct srv_listen *ls = &cfg->listen[idx];
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return idp_error_set(err, IDP_E_IO, "listen %s: socket: %s", ls->text,
+		                     strerror(errno));
+	int one = 1;
+	int v6only = 1;
+	if (ls->dual_stack) {
+		v6only = 0;
+		/* An explicit IPv4 wildcard on the same port takes IPv4 itself. */
+		uint16_t port = ((const struct sockaddr_in6 *)addr)->sin6_port;
+		for (size_t j = 0; j < cfg->n_listen; j++) {
+			const struct sockaddr_in *o =
+			        (const struct sockaddr_in *)&cfg->listen[j].addr;
+			if (o->sin_family == AF_INET && o->sin_port == port)
+				v6only = 1;
+		}
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
+	    (addr->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0) ||
+	    bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+		int e = errno;
+		(void)close(fd);
+		return idp_error_set(err, IDP_E_IO, "listen %s: %s", ls->text, strerror(e));
+	}
+	*out = fd;
+	return IDP_OK;
+}
+
+static void addr_text(const struct sockaddr_storage *a, char out[static SRV_CONFIG_ADDR_TEXT])
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)a;
+		(void)inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
+		port = ntohs(a6->sin6_port);
+		(void)snprintf(out, SRV_CONFIG_ADDR_TEXT, "[%s]:%u", host, port);
+	} else {
+		const struct sockaddr_in *a4 = (const struct sockaddr_in *)a;
+		(void)inet_ntop(AF_INET, &a4->sin_addr, host, sizeof(host));
+		port = ntohs(a4->sin_port);
+		(void)snprintf(out, SRV_CONFIG_ADDR_TEXT, "%s:%u", host, port);
+	}
+}
+
+/* Bind every address on loop l; addrs[] holds the resolved addresses, and
+ * the first loop fills in ports chosen by the kernel. */
+static enum idp_err loop_bind(struct loop *l, struct sockaddr_storage *addrs, socklen_t *lens,
+                              struct idp_error *err)
+{
+	const struct srv_config *cfg = l->h->cfg;
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		evutil_socket_t fd = -1;
+		enum idp_err rc = listen_socket(cfg, i, &addrs[i], lens[i], &fd, err);
+		if (rc == IDP_E_IO && cfg->listen[i].dual_stack && errno == EAFNOSUPPORT) {
+			/* No IPv6 on this host: the default falls back to IPv4. */
+			struct sockaddr_in *a4 = (struct sockaddr_in *)&addrs[i];
+			uint16_t port = ((struct sockaddr_in6 *)&addrs[i])->sin6_port;
+			memset(&addrs[i], 0, sizeof(addrs[i]));
+			a4->sin_family = AF_INET;
+			a4->sin_port = port;
+			a4->sin_addr.s_addr = htonl(INADDR_ANY);
+			lens[i] = sizeof(*a4);
+			rc = listen_socket(cfg, i, &addrs[i], lens[i], &fd, err);
+		}
+		if (rc != IDP_OK)
+			return rc;
+		if (l->ctx.loop == 0) {
+			socklen_t sl = lens[i];
+			if (getsockname(fd, (struct sockaddr *)&addrs[i], &sl) != 0) {
+				(void)close(fd);
+				return idp_error_set(err, IDP_E_IO, "listen %s: getsockname: %s",
+				                     cfg->listen[i].text, strerror(errno));
+			}
+			addr_text(&addrs[i], l->h->bound_text[i]);
+		}
+		struct evconnlistener *lev =
+		        evconnlistener_new(l->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (lev == NULL) {
+			(void)close(fd);
+			return idp_error_set(err, IDP_E_NOMEM, "listen %s: out of memory",
+			                     cfg->listen[i].text);
+		}
+		l->bound[l->n_bound] = evhttp_bind_listener(l->http, lev);
+		if (l->bound[l->n_bound] == NULL) {
+			evconnlistener_free(lev);
+			return idp_error_set(err, IDP_E_NOMEM, "listen %s: out of memory",
+			                     cfg->listen[i].text);
+		}
+		l->n_bound++;
+	}
+	l->accepting = true;
+	return IDP_OK;
+}
+
+static enum idp_err loop_init(struct srv_httpd *h, struct loop *l, unsigned idx,
+                              struct sockaddr_storage *addrs, socklen_t *lens, void *app,
+                              struct idp_error *err)
+{
+	const struct srv_config *cfg = h->cfg;
+	l->h = h;
+	l->ctx.loop = idx;
+	l->ctx.state = h->state;
+	l->ctx.cfg = cfg;
+	l->ctx.app = app;
+	unsigned per = (cfg->max_connections + (unsigned)h->n_loops - 1) / (unsigned)h->n_loops;
+	l->max_conns = per > 0 ? per : 1;
+	l->base = event_base_new();
+	l->http = l->base != NULL ? evhttp_new(l->base) : NULL;
+	l->stop_ev = l->base != NULL ? event_new(l->base, -1, 0, stop_cb, l) : NULL;
+	l->grace_ev = l->base != NULL ? evtimer_new(l->base, grace_cb, l) : NULL;
+	if (l->http == NULL || l->stop_ev == NULL || l->grace_ev == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
+	evhttp_set_bevcb(l->http, conn_new, l);
+	evhttp_set_gencb(l->http, dispatch, l);
+	evhttp_set_max_headers_size(l->http, (ev_ssize_t)cfg->max_headers);
+	evhttp_set_max_body_size(l->http, (ev_ssize_t)h->max_body_any);
+	evhttp_set_timeout(l->http, (int)cfg->request_timeout);
+	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+	enum idp_err rc = srv_store_open(h->state->db_path, &l->ctx.store, err);
+	if (rc != IDP_OK)
+		return rc;
+	return loop_bind(l, addrs, lens, err);
+}
+
+static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: new context");
+	h->ssl_ctx = ctx;
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_use_certificate(ctx, h->state->server_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, fmt_key_evp(h->state->server_key)) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: server certificate");
+	(void)SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+	                                       SSL_OP_NO_COMPRESSION);
+	static const unsigned char sid[] = "idprovd";
+	if (SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1) != 1)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: session id context");
+	const char *ca = h->cfg->station_ca;
+	if (ca[0] != '\0') {
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+		if (names == NULL || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+			sk_X509_NAME_pop_free(names, X509_NAME_free);
+			return idp_error_ssl(err, IDP_E_CRYPTO, "tls: station-ca %s", ca);
+		}
+		SSL_CTX_set_client_CA_list(ctx, names);
+		/* Ask for a certificate, do not require one: devices have none. */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	return IDP_OK;
+}
+
+/* libevent's locking, once per process, before the first event base. */
+static int threads_rc = -1;
+static void threads_init(void)
+{
+	threads_rc = evthread_use_pthreads();
+}
+
+enum idp_err srv_httpd_new(const struct srv_config *cfg, const struct srv_state *state,
+                           const struct srv_route *routes, size_t n_routes, void *app,
+                           struct srv_httpd **out, struct idp_error *err)
+{
+	*out = NULL;
+	if (n_routes > SRV_HTTP_ROUTES_MAX || cfg->n_listen == 0 || cfg->threads == 0)
+		return idp_error_set(err, IDP_E_ARG, "httpd: bad routes, listen or threads");
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	if (pthread_once(&once, threads_init) != 0 || threads_rc != 0)
+		return idp_error_set(err, IDP_E_ARG, "httpd: libevent has no pthreads support");
+	struct srv_httpd *h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
+	h->cfg = cfg;
+	h->state = state;
+	h->routes = routes;
+	h->n_routes = n_routes;
+	h->n_listen = cfg->n_listen;
+	h->max_body_any = cfg->max_body;
+	for (size_t i = 0; i < n_routes; i++) {
+		size_t m = routes[i].max_body == SRV_ROUTE_MANIFEST ? cfg->max_manifest
+		                                                    : routes[i].max_body;
+		if (m > h->max_body_any)
+			h->max_body_any = m;
+	}
+	h->n_loops = cfg->threads;
+	h->loops = calloc(h->n_loops, sizeof(*h->loops));
+	if (h->loops == NULL) {
+		free(h);
+		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
+	}
+	enum idp_err rc = tls_init(h, err);
+	struct sockaddr_storage addrs[SRV_CONFIG_LISTEN_MAX];
+	socklen_t lens[SRV_CONFIG_LISTEN_MAX];
+	memset(addrs, 0, sizeof(addrs));
+	memset(lens, 0, sizeof(lens));
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		addrs[i] = cfg->listen[i].addr;
+		lens[i] = cfg->listen[i].addr_len;
+	}
+	for (size_t i = 0; rc == IDP_OK && i < h->n_loops; i++)
+		rc = loop_init(h, &h->loops[i], (unsigned)i, addrs, lens, app, err);
+	if (rc != IDP_OK) {
+		srv_httpd_free(h);
+		return rc;
+	}
+	*out = h;
+	return IDP_OK;
+}
+
+const char *srv_httpd_bound(const struct srv_httpd *h, size_t i)
+{
+	return i < h->n_listen ? h->bound_text[i] : NULL;
+}
+
+enum idp_err srv_httpd_start(struct srv_httpd *h, struct idp_error *err)
+{
+	for (size_t i = 0; i < h->n_loops; i++) {
+		int e = pthread_create(&h->loops[i].thread, NULL, loop_run, &h->loops[i]);
+		if (e != 0) {
+			srv_httpd_shutdown(h);
+			return idp_error_set(err, IDP_E_IO, "httpd: thread: %s", strerror(e));
+		}
+		h->loops[i].started = true;
+	}
+	h->started = true;
+	return IDP_OK;
+}
+
+void srv_httpd_shutdown(struct srv_httpd *h)
+{
+	for (size_t i = 0; i < h->n_loops; i++)
+		if (h->loops[i].started)
+			event_active(h->loops[i].stop_ev, EV_READ, 0);
+	for (size_t i = 0; i < h->n_loops; i++) {
+		if (h->loops[i].started) {
+			(void)pthread_join(h->loops[i].thread, NULL);
+			h->loops[i].started = false;
+		}
+	}
+}
+
+void srv_httpd_free(struct srv_httpd *h)
+{
+	if (h == NULL)
+		return;
+	for (size_t i = 0; h->loops != NULL && i < h->n_loops; i++) {
+		struct loop *l = &h->loops[i];
+		l->stopping = false; /* no loopexit calls on a base being torn down */
+		l->n_bound = 0;      /* evhttp_free frees the listeners first */
+		if (l->http != NULL)
+			evhttp_free(l->http); /* closes listeners and connections */
+		if (l->stop_ev != NULL)
+			event_free(l->stop_ev);
+		if (l->grace_ev != NULL)
+			event_free(l->grace_ev);
+		if (l->base != NULL)
+			event_base_free(l->base);
+		srv_store_close(l->ctx.store);
+	}
+	free(h->loops);
+	SSL_CTX_free(h->ssl_ctx);
+	free(h);
+}

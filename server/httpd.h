@@ -1,0 +1,128 @@
+/*
+ * httpd.h - idprovd's HTTPS front: libevent evhttp over bufferevent_openssl,
+ * one event loop per thread, each with its own SO_REUSEPORT listener per
+ * address and its own store connection (handlers never share a connection,
+ * so one request's crypto and database write do not hold up the others).
+ *
+ * TLS 1.2 and 1.3 only, with the state directory's server certificate;
+ * client certificates are requested (not required) when a station CA is
+ * configured. In front of evhttp each connection has a small filter that
+ * enforces what evhttp cannot: a deadline for the TLS handshake and the
+ * request head (slow-loris), one for the body, the head size, and the
+ * body size of the route the head names, answering 413/431/411 with a JSON
+ * error before any body is read. Open connections are bounded per loop
+ * (max-connections split over the threads): at the bound the loop stops
+ * accepting until one closes.
+ *
+ * Errors are JSON: {"error":{"code":"...","message":"..."}}.
+ *
+ * Threads: srv_httpd_start() runs the loops; handlers run on their loop's
+ * thread with that loop's struct srv_ctx. srv_httpd_shutdown() may be
+ * called from any one thread (not from a handler).
+ */
+#ifndef IDP_SERVER_HTTPD_H
+#define IDP_SERVER_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <event2/http.h>
+#include <openssl/ssl.h>
+
+#include "formats/error.h"
+#include "server/config.h"
+#include "server/state.h"
+#include "server/store.h"
+
+#define SRV_HTTP_EXPORTER_LEN   32u /* RFC 9266 tls-exporter channel binding */
+#define SRV_HTTP_EXPORTER_LABEL "EXPORTER-Channel-Binding"
+#define SRV_HTTP_ROUTES_MAX     32u
+#define SRV_ROUTE_MANIFEST      SIZE_MAX /* a route's max_body: the configured max-manifest */
+
+/* What a handler gets: its loop's own store connection and the shared,
+ * read-only server state. */
+struct srv_ctx {
+	unsigned loop;           /* index of the event loop (0..threads-1) */
+	struct srv_store *store; /* this loop's connection */
+	const struct srv_state *state;
+	const struct srv_config *cfg;
+	void *app; /* the handlers' shared data, as given to srv_httpd_new */
+};
+
+/* A handler answers req exactly once (srv_http_* below or evhttp_send_reply). */
+typedef void srv_handler_fn(struct srv_ctx *ctx, struct evhttp_request *req);
+
+struct srv_route {
+	const char *path;            /* exact path, e.g. "/v1/health" */
+	enum evhttp_cmd_type method; /* EVHTTP_REQ_GET, EVHTTP_REQ_POST, ... */
+	size_t max_body;             /* 0: the configured max-body */
+	srv_handler_fn *fn;
+};
+
+struct srv_httpd;
+
+/* Bind every listen address once per loop (SO_REUSEPORT; port 0 is chosen
+ * by the first loop and reused by the others), set up TLS and open one store
+ * connection per loop. Nothing runs until srv_httpd_start(). routes must
+ * outlive the server. Caller frees *out with srv_httpd_free(). */
+IDP_MUST_CHECK enum idp_err srv_httpd_new(const struct srv_config *cfg,
+                                          const struct srv_state *state,
+                                          const struct srv_route *routes, size_t n_routes,
+                                          void *app, struct srv_httpd **out, struct idp_error *err);
+
+/* The address listener i is bound to, as "ADDR:PORT" (the real port when
+ * 0 was asked for). NULL when i is out of range. */
+const char *srv_httpd_bound(const struct srv_httpd *h, size_t i);
+
+/* Start one thread per loop. */
+IDP_MUST_CHECK enum idp_err srv_httpd_start(struct srv_httpd *h, struct idp_error *err);
+
+/* Graceful stop: stop accepting, close idle connections, let requests in
+ * flight finish (bounded by the header, body and request timeouts), then
+ * join the threads and close the store connections. */
+void srv_httpd_shutdown(struct srv_httpd *h);
+
+/* Release everything (after srv_httpd_shutdown when started). NULL is a no-op. */
+void srv_httpd_free(struct srv_httpd *h);
+
+/* ---------------------------------------------------------------- for handlers */
+
+/* Send body[0..len) with status code and content type. */
+void srv_http_reply(struct evhttp_request *req, int code, const char *content_type,
+                    const void *body, size_t len);
+
+/* Send obj as JSON with status code. */
+void srv_http_json(struct evhttp_request *req, int code, const cJSON *obj);
+
+/* Send {"error":{"code":code_name,"message":...}} with status code. The
+ * message is formatted from fmt and JSON-escaped. */
+void srv_http_error(struct evhttp_request *req, int code, const char *code_name, const char *fmt,
+                    ...) IDP_PRINTF(4, 5);
+
+/* The request body as one contiguous buffer (borrowed until the reply). */
+void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len);
+
+/* The station a request authenticated as with its client certificate:
+ * the certificate verified against station-ca and its subject CN (a valid
+ * ID) copied to id. IDP_E_DENIED (401) without a certificate, IDP_E_VERIFY
+ * (403) when it did not verify or its CN is not an ID. */
+IDP_MUST_CHECK enum idp_err srv_http_station(struct evhttp_request *req,
+                                             char id[static SRV_STORE_ID_MAX + 1],
+                                             struct idp_error *err);
+
+/* The TLS session of the request's connection (borrowed). */
+SSL *srv_http_ssl(struct evhttp_request *req);
+
+/* RFC 9266 tls-exporter value of the request's connection:
+ * SSL_export_keying_material with label "EXPORTER-Channel-Binding", no
+ * context, 32 bytes. */
+IDP_MUST_CHECK enum idp_err srv_http_channel_binding(struct evhttp_request *req,
+                                                     uint8_t out[static SRV_HTTP_EXPORTER_LEN],
+                                                     struct idp_error *err);
+
+/* The peer's address as text (for logs). */
+const char *srv_http_peer(struct evhttp_request *req, char buf[static 64]);
+
+#endif /* IDP_SERVER_HTTPD_H */

@@ -1,0 +1,180 @@
+/*
+ * idprovd.c - the provisioning server program: configuration, state
+ * directory, HTTPS loops, signals. Manual: docs/man/idprovd.8.
+ *
+ * Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 when the server
+ * cannot start, 2 for a bad command line or config file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "server/config.h"
+#include "server/handlers.h"
+#include "server/httpd.h"
+#include "server/log.h"
+#include "server/state.h"
+
+/* Detach from the terminal: the parent exits once the child reports (over
+ * a pipe) that it listens, with its status, so that start-up errors still
+ * reach the caller. Returns the write end in the child. */
+static int daemonize(void)
+{
+	int p[2];
+	if (pipe(p) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		(void)close(p[1]);
+		char c = 1;
+		ssize_t r;
+		do
+			r = read(p[0], &c, 1);
+		while (r < 0 && errno == EINTR);
+		_exit(r == 1 ? c : 1);
+	}
+	(void)close(p[0]);
+	if (setsid() < 0)
+		return -1;
+	if (chdir("/") != 0)
+		return -1;
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)dup2(fd, STDIN_FILENO);
+		(void)dup2(fd, STDOUT_FILENO);
+		(void)close(fd);
+	}
+	return p[1];
+}
+
+static void report(int fd, char status)
+{
+	if (fd >= 0) {
+		ssize_t w = write(fd, &status, 1);
+		(void)w;
+		(void)close(fd);
+	}
+}
+
+static int run(const struct srv_config *cfg)
+{
+	struct idp_error err = {0};
+	const char *names[SRV_STATE_NAMES_MAX];
+	for (size_t i = 0; i < cfg->n_server_names; i++)
+		names[i] = cfg->server_names[i];
+	struct srv_state_opts so = {.dir = cfg->state_dir,
+	                            .names = names,
+	                            .n_names = cfg->n_server_names,
+	                            .token_key = cfg->token_key};
+	struct srv_state *state = NULL;
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+	if (srv_state_open(&so, &state, secret, &err) != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "state.error", "dir=%s error=\"%s\"", cfg->state_dir,
+		        err.msg);
+		return 1;
+	}
+	if (state->admin_created) {
+		/* Printed once: only its hash is kept. */
+		(void)printf("idprovd: admin credential (shown only now): %s\n", secret);
+		(void)fflush(stdout);
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	srv_log(SRV_LOG_INFO, "state.ready", "dir=%s created=%s ca_fingerprint=%s cert_issued=%s",
+	        state->dir, state->created ? "yes" : "no", state->ca_fingerprint,
+	        state->server_cert_issued ? "yes" : "no");
+
+	int ready_fd = -1;
+	if (!cfg->foreground && (ready_fd = daemonize()) < 0) {
+		srv_log(SRV_LOG_ERROR, "daemon.error", "error=\"%s\"", strerror(errno));
+		srv_state_free(state);
+		return 1;
+	}
+
+	/* Signals go to this thread only: block them before the loops start. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	(void)pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	size_t n_routes = 0;
+	const struct srv_route *routes = srv_handlers_routes(&n_routes);
+	struct srv_httpd *h = NULL;
+	static struct srv_app app;
+	if (srv_httpd_new(cfg, state, routes, n_routes, &app, &h, &err) != IDP_OK ||
+	    srv_app_init(&app, cfg, srv_httpd_bound(h, 0), &err) != IDP_OK ||
+	    srv_httpd_start(h, &err) != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "http.error", "error=\"%s\"", err.msg);
+		srv_httpd_free(h);
+		srv_app_free(&app);
+		srv_state_free(state);
+		report(ready_fd, 1);
+		return 1;
+	}
+	for (size_t i = 0; srv_httpd_bound(h, i) != NULL; i++)
+		srv_log(SRV_LOG_INFO, "http.listening", "addr=%s threads=%u", srv_httpd_bound(h, i),
+		        cfg->threads);
+	report(ready_fd, 0);
+
+	int sig = 0;
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			srv_log(SRV_LOG_INFO, "signal.ignored", "signal=HUP");
+			continue;
+		}
+		break;
+	}
+	srv_log(SRV_LOG_INFO, "http.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	srv_httpd_shutdown(h);
+	srv_httpd_free(h);
+	srv_app_free(&app);
+	srv_state_free(state);
+	srv_log(SRV_LOG_INFO, "http.stopped", "status=0");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct srv_config *cfg = malloc(sizeof(*cfg));
+	if (cfg == NULL) {
+		(void)fprintf(stderr, "idprovd: out of memory\n");
+		return 1;
+	}
+	enum srv_config_action action = SRV_CONFIG_RUN;
+	struct idp_error err = {0};
+	if (srv_config_from_args(argc, argv, cfg, &action, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprovd: %s\n", err.msg);
+		(void)fprintf(stderr, "idprovd: try 'idprovd --help'\n");
+		free(cfg);
+		return 2;
+	}
+	if (action == SRV_CONFIG_HELP) {
+		srv_config_usage(stdout);
+		free(cfg);
+		return 0;
+	}
+	if (action == SRV_CONFIG_VERSION) {
+		(void)printf("idprovd %s\n", SRV_VERSION);
+		free(cfg);
+		return 0;
+	}
+	umask(077);
+	(void)signal(SIGPIPE, SIG_IGN);
+	int rc = run(cfg);
+	free(cfg);
+	return rc;
+}

@@ -1,0 +1,314 @@
+/*
+ * import.c - see import.h.
+ */
+#include "server/import.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include "formats/mac.h"
+#include "formats/manifest.h"
+#include "formats/manifest_sig.h"
+
+/* The header of body, read before anything is trusted (to find the station). */
+static enum idp_err peek_header(const uint8_t *body, size_t len, struct fmt_manifest_header *h,
+                                struct idp_error *err)
+{
+	memset(h, 0, sizeof(*h));
+	struct fmt_manifest_reader *r = fmt_manifest_reader_new();
+	if (r == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "import: out of memory");
+	enum idp_err rc = IDP_OK;
+	enum fmt_manifest_item item = FMT_MANIFEST_NONE;
+	size_t off = 0;
+	while (rc == IDP_OK && item != FMT_MANIFEST_HEADER && off < len) {
+		size_t used = 0;
+		rc = fmt_manifest_reader_feed(r, body + off, len - off, &used, &item, err);
+		off += used;
+		if (rc == IDP_OK && used == 0 && item == FMT_MANIFEST_NONE)
+			break;
+	}
+	if (rc == IDP_OK && item != FMT_MANIFEST_HEADER)
+		rc = idp_error_set(err, IDP_E_FORMAT, "import: no manifest header");
+	if (rc == IDP_OK)
+		*h = *fmt_manifest_reader_header(r);
+	fmt_manifest_reader_free(r);
+	return rc;
+}
+
+struct ca_walk {
+	X509_STORE *store;
+	int added;
+	bool failed;
+};
+
+static int add_ca(void *ctx, const char *name, const char *pem, size_t len)
+{
+	(void)name;
+	struct ca_walk *w = ctx;
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	if (x == NULL || X509_STORE_add_cert(w->store, x) != 1)
+		w->failed = true;
+	else
+		w->added++;
+	X509_free(x);
+	BIO_free(bio);
+	return 0;
+}
+
+/* Verify the signature with what the store trusts for the header's station. */
+static enum idp_err verify(struct srv_store *st, const struct fmt_manifest_header *h,
+                           const uint8_t *body, size_t len, const uint8_t *sig, size_t sig_len,
+                           struct fmt_manifest_verified *v, struct idp_error *err)
+{
+	struct srv_station s;
+	enum idp_err rc = srv_store_station_get(st, h->station, &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, IDP_E_DENIED, "import: station %s is not trusted",
+		                     h->station);
+	if (rc != IDP_OK)
+		return rc;
+	if (!s.enabled)
+		return idp_error_set(err, IDP_E_DENIED, "import: station %s is disabled",
+		                     h->station);
+	uint8_t fp[SHA256_DIGEST_LENGTH];
+	SHA256(s.pubkey, s.pubkey_len, fp);
+	if (CRYPTO_memcmp(fp, h->key, sizeof(fp)) != 0)
+		return idp_error_set(err, IDP_E_DENIED,
+		                     "import: station %s: manifest signed by another key",
+		                     h->station);
+	struct fmt_key *key = NULL;
+	struct fmt_manifest_trust trust = {0};
+	struct ca_walk walk = {0};
+	if (h->sig == FMT_MANIFEST_SIG_CMS) {
+		walk.store = X509_STORE_new();
+		if (walk.store == NULL)
+			return idp_error_set(err, IDP_E_NOMEM, "import: out of memory");
+		rc = srv_store_factory_ca_foreach(st, add_ca, &walk, err);
+		if (rc == IDP_OK && (walk.failed || walk.added == 0))
+			rc = idp_error_set(err, IDP_E_DENIED, "import: no usable factory CA");
+		trust.store = walk.store;
+	} else {
+		rc = fmt_key_parse_spki_der(s.pubkey, s.pubkey_len, &key, err);
+		trust.station_key = key;
+	}
+	if (rc == IDP_OK)
+		rc = fmt_manifest_verify(sig, sig_len, &trust, body, len, v, err);
+	if (rc == IDP_OK && (strcmp(v->header.station, h->station) != 0 ||
+	                     strcmp(v->header.batch, h->batch) != 0 || v->header.seq != h->seq))
+		rc = idp_error_set(err, IDP_E_VERIFY, "import: signed header differs");
+	fmt_key_free(key);
+	X509_STORE_free(walk.store);
+	return rc;
+}
+
+/* value of kind already another device's (not id's) and not released? */
+static enum idp_err check_free(struct srv_store *st, enum srv_ident_kind kind, const char *what,
+                               const uint8_t *v, size_t len, const char *shown, const char *id,
+                               uint64_t line, struct idp_error *err)
+{
+	char other[SRV_STORE_ID_MAX + 1];
+	enum idp_err rc = srv_store_device_find(st, kind, v, len, id, other, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc != IDP_OK)
+		return rc;
+	bool released = false;
+	rc = srv_store_release_check(st, kind, v, len, &released, err);
+	if (rc != IDP_OK || released)
+		return rc;
+	return idp_error_set(err, IDP_E_DUPLICATE,
+	                     "line %llu: device %s: %s %s is already enrolled as device %s",
+	                     (unsigned long long)line, id, what, shown, other);
+}
+
+static enum idp_err import_record(struct srv_store *st, const struct fmt_manifest_record *rec,
+                                  const char *batch_id, uint64_t line, int64_t now,
+                                  struct idp_error *err)
+{
+	struct srv_device d;
+	memset(&d, 0, sizeof(d));
+	char mac[FMT_MAC_TEXT_LEN + 1];
+	fmt_mac_format(rec->mac, mac);
+	bool replace = false;
+	struct srv_device old;
+	enum idp_err rc = srv_store_device_get(st, rec->id, &old, err);
+	if (rc == IDP_OK) {
+		bool released = false;
+		if (old.state != SRV_DEV_PENDING) {
+			rc = srv_store_release_check(st, SRV_IDENT_ID, (const uint8_t *)rec->id,
+			                             strlen(rec->id), &released, err);
+			if (rc == IDP_OK && !released)
+				return idp_error_set(
+				        err, IDP_E_DUPLICATE,
+				        "line %llu: device %s is already enrolled (batch %s)",
+				        (unsigned long long)line, rec->id,
+				        old.batch_id[0] != '\0' ? old.batch_id : "none");
+		}
+		replace = true;
+		d.created_at = old.created_at;
+		d.attempts = old.attempts;
+	} else if (rc != IDP_E_NOTFOUND) {
+		return rc;
+	} else {
+		d.created_at = now;
+	}
+	rc = check_free(st, SRV_IDENT_SERIAL, "serial", (const uint8_t *)rec->serial,
+	                strlen(rec->serial), rec->serial, rec->id, line, err);
+	if (rc == IDP_OK)
+		rc = check_free(st, SRV_IDENT_MAC, "mac", (const uint8_t *)mac, strlen(mac), mac,
+		                rec->id, line, err);
+	if (rc == IDP_OK && rec->pub_len > 0)
+		rc = check_free(st, SRV_IDENT_KEY, "public key", rec->pub, rec->pub_len, "(key)",
+		                rec->id, line, err);
+	if (rc != IDP_OK)
+		return rc;
+	(void)snprintf(d.id, sizeof(d.id), "%s", rec->id);
+	(void)snprintf(d.serial, sizeof(d.serial), "%s", rec->serial);
+	memcpy(d.mac, mac, sizeof(mac));
+	memcpy(d.pubkey, rec->pub, rec->pub_len);
+	d.pubkey_len = rec->pub_len;
+	d.state = SRV_DEV_PRELOADED;
+	(void)snprintf(d.batch_id, sizeof(d.batch_id), "%s", batch_id);
+	d.updated_at = now;
+	rc = replace ? srv_store_device_update(st, &d, err) : srv_store_device_insert(st, &d, err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "line %llu", (unsigned long long)line);
+	return rc;
+}
+
+/* Stream every record of body into the store. */
+static enum idp_err import_records(struct srv_store *st, const uint8_t *body, size_t len,
+                                   const char *batch_id, const char *product,
+                                   const struct srv_rules *rules, int64_t now, int64_t *count,
+                                   struct idp_error *err)
+{
+	struct fmt_manifest_reader *r = fmt_manifest_reader_new();
+	if (r == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "import: out of memory");
+	enum idp_err rc = IDP_OK;
+	size_t off = 0;
+	*count = 0;
+	while (rc == IDP_OK && off < len) {
+		size_t used = 0;
+		enum fmt_manifest_item item = FMT_MANIFEST_NONE;
+		rc = fmt_manifest_reader_feed(r, body + off, len - off, &used, &item, err);
+		off += used;
+		if (rc == IDP_OK && item == FMT_MANIFEST_RECORD) {
+			const struct fmt_manifest_record *rec = fmt_manifest_reader_record(r);
+			uint64_t line = fmt_manifest_reader_line(r);
+			rc = srv_rules_check(rules, product, rec->id, rec->serial, err);
+			if (rc != IDP_OK)
+				idp_error_prefix(err, "line %llu: device %s",
+				                 (unsigned long long)line, rec->id);
+			if (rc == IDP_OK)
+				rc = import_record(st, rec, batch_id, line, now, err);
+			(*count)++;
+		} else if (rc == IDP_OK && used == 0 && item == FMT_MANIFEST_NONE) {
+			break;
+		}
+	}
+	if (rc == IDP_OK)
+		rc = fmt_manifest_reader_finish(r, err);
+	fmt_manifest_reader_free(r);
+	return rc;
+}
+
+enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, const uint8_t *sig,
+                        size_t sig_len, const char *station, const struct srv_rules *rules,
+                        int64_t now, struct srv_import_result *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct fmt_manifest_header h;
+	struct fmt_manifest_verified v;
+	enum idp_err rc = peek_header(body, len, &h, err);
+	if (rc == IDP_OK && station != NULL && strcmp(station, h.station) != 0)
+		rc = idp_error_set(
+		        err, IDP_E_DENIED,
+		        "import: authenticated as station %s, the manifest is station %s's",
+		        station, h.station);
+	if (rc == IDP_OK)
+		rc = verify(st, &h, body, len, sig, sig_len, &v, err);
+	if (rc != IDP_OK)
+		return rc;
+	if (h.seq > (uint64_t)INT64_MAX)
+		return idp_error_set(err, IDP_E_LIMIT, "import: sequence too large");
+	(void)snprintf(out->batch_id, sizeof(out->batch_id), "%s", h.batch);
+	out->sequence = (int64_t)h.seq;
+	rc = srv_store_begin(st, err);
+	if (rc != IDP_OK)
+		return rc;
+	struct srv_batch b;
+	rc = srv_store_batch_get_seq(st, h.station, (int64_t)h.seq, &b, err);
+	if (rc == IDP_OK) {
+		/* This sequence again: the same bytes answer the same, others are refused. */
+		srv_store_rollback(st);
+		if (CRYPTO_memcmp(b.hash, v.body_sha256, sizeof(b.hash)) != 0 ||
+		    strcmp(b.id, h.batch) != 0)
+			return idp_error_set(
+			        err, IDP_E_CONFLICT,
+			        "import: station %s sequence %llu was imported with other "
+			        "bytes (batch %s)",
+			        h.station, (unsigned long long)h.seq, b.id);
+		out->devices = b.device_count;
+		out->gap = b.state == SRV_BATCH_GAP;
+		return IDP_OK;
+	}
+	if (rc == IDP_E_NOTFOUND)
+		rc = srv_store_batch_get(st, h.batch, &b, err) == IDP_OK
+		             ? idp_error_set(
+		                       err, IDP_E_CONFLICT,
+		                       "import: batch %s exists under station %s sequence %lld",
+		                       h.batch, b.station_id, (long long)b.sequence)
+		             : IDP_OK;
+	/* The chain: the previous sequence must be here with the hash this one names. */
+	static const uint8_t zero[FMT_MANIFEST_HASH_LEN] = {0};
+	bool chained = false;
+	if (rc == IDP_OK && h.seq == 1) {
+		chained = CRYPTO_memcmp(h.prev, zero, sizeof(zero)) == 0;
+	} else if (rc == IDP_OK) {
+		struct srv_batch prev;
+		enum idp_err prc =
+		        srv_store_batch_get_seq(st, h.station, (int64_t)h.seq - 1, &prev, NULL);
+		chained = prc == IDP_OK && CRYPTO_memcmp(prev.hash, h.prev, sizeof(h.prev)) == 0;
+	}
+	memset(&b, 0, sizeof(b));
+	(void)snprintf(b.id, sizeof(b.id), "%s", h.batch);
+	(void)snprintf(b.station_id, sizeof(b.station_id), "%s", h.station);
+	(void)snprintf(b.product, sizeof(b.product), "%s", h.product);
+	b.sequence = (int64_t)h.seq;
+	memcpy(b.hash, v.body_sha256, sizeof(b.hash));
+	memcpy(b.prev_hash, h.prev, sizeof(b.prev_hash));
+	b.has_prev = h.seq > 1;
+	b.device_count = (int64_t)h.count;
+	b.imported_at = now;
+	b.state = chained ? SRV_BATCH_IMPORTED : SRV_BATCH_GAP;
+	if (rc == IDP_OK)
+		rc = srv_store_batch_insert(st, &b, err);
+	if (rc == IDP_OK)
+		rc = import_records(st, body, len, h.batch, h.product, rules, now, &out->devices,
+		                    err);
+	if (rc == IDP_OK && !chained)
+		rc = srv_store_flag_add(st, "batch-gap", h.batch,
+		                        "previous sequence missing or its hash differs", now, err);
+	const struct srv_audit_event ev = {
+	        .at = now, .event = "batch.imported", .subject = h.batch, .detail = h.station};
+	if (rc == IDP_OK)
+		rc = srv_store_audit_append(st, &ev, err);
+	if (rc == IDP_OK)
+		rc = srv_store_commit(st, err);
+	else
+		srv_store_rollback(st);
+	if (rc == IDP_OK) {
+		out->created = true;
+		out->gap = !chained;
+	}
+	return rc;
+}

@@ -1,0 +1,52 @@
+/*
+ * import.h - import of a signed batch manifest (formats/manifest.md) into
+ * the store, whole or not at all.
+ *
+ * Verify first, then read: the signature is checked over the exact body
+ * against the trusted station it names (es256/ed25519: the station's key in
+ * the stations table, whose fingerprint the header carries; cms: the factory
+ * CAs in the store). Then, in one transaction: the batch is looked up by
+ * station and sequence (the same bytes again: nothing to do, same answer; a
+ * different body under that sequence: refused as a replaced batch); the
+ * previous-hash chain is checked (a gap is recorded in the batch state and
+ * flagged for review); every record is streamed in and refused, with its
+ * line, when its ID, serial, MAC or key is already another device's
+ * (unless an administrator released that value). A device that asked to
+ * provision before its manifest arrived (pending) is taken over by the
+ * manifest. Nothing is written when any record fails.
+ *
+ * Thread-safety: as the store connection passed in.
+ */
+#ifndef IDP_SERVER_IMPORT_H
+#define IDP_SERVER_IMPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/error.h"
+#include "server/rules.h"
+#include "server/store.h"
+
+struct srv_import_result {
+	char batch_id[SRV_STORE_ID_MAX + 1];
+	int64_t sequence;
+	int64_t devices;
+	bool created; /* false: this very batch was imported before */
+	bool gap;     /* sequence or previous-hash gap: recorded and flagged */
+};
+
+/* Import body[0..len) signed by sig[0..sig_len). When station is not NULL
+ * (an upload authenticated as that station) the manifest must be that
+ * station's. Every record must pass rules (may be NULL) for the batch's
+ * product. Errors: IDP_E_VERIFY (bad signature), IDP_E_DENIED (unknown,
+ * disabled or other station, untrusted chain),
+ * IDP_E_CONFLICT (a replaced batch), IDP_E_DUPLICATE (a record reuses
+ * another device's ID, serial, MAC or key; the message names the line),
+ * IDP_E_FORMAT / IDP_E_LIMIT (malformed manifest, naming the line). */
+IDP_MUST_CHECK enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len,
+                                       const uint8_t *sig, size_t sig_len, const char *station,
+                                       const struct srv_rules *rules, int64_t now,
+                                       struct srv_import_result *out, struct idp_error *err);
+
+#endif /* IDP_SERVER_IMPORT_H */

@@ -1,0 +1,408 @@
+/*
+ * provision.c - see provision.h.
+ */
+#include "server/provision.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+static const char *const refusal_names[] = {
+        [SRV_REFUSE_NONE] = "none",
+        [SRV_REFUSE_KEY_MISMATCH] = "key-mismatch",
+        [SRV_REFUSE_MAC_MISMATCH] = "mac-mismatch",
+        [SRV_REFUSE_KEY_IN_USE] = "key-in-use",
+        [SRV_REFUSE_REJECTED] = "rejected",
+        [SRV_REFUSE_REVOKED] = "revoked",
+        [SRV_REFUSE_NO_IDENTITY] = "no-identity",
+        [SRV_REFUSE_NONCE] = "nonce",
+        [SRV_REFUSE_TOKEN] = "token",
+};
+
+const char *srv_refusal_name(enum srv_refusal r)
+{
+	return (size_t)r < sizeof(refusal_names) / sizeof(refusal_names[0]) ? refusal_names[r]
+	                                                                    : "unknown";
+}
+
+void srv_issued_clear(struct srv_issued *r)
+{
+	fmt_token_free(r->token);
+	memset(r, 0, sizeof(*r));
+}
+
+enum idp_err srv_token_kid(const struct srv_state *state, char kid[static SRV_TOKEN_KID_MAX],
+                           struct idp_error *err)
+{
+	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
+	char hex[65];
+	enum idp_err rc = fmt_key_fingerprint(state->token_key, fp, err);
+	if (rc != IDP_OK)
+		return rc;
+	fmt_key_fingerprint_hex(fp, hex);
+	(void)snprintf(kid, SRV_TOKEN_KID_MAX, "t-%.16s", hex);
+	return IDP_OK;
+}
+
+static enum idp_err audit(struct srv_store *st, int64_t now, const char *event, const char *subject,
+                          const char *detail, struct idp_error *err)
+{
+	const struct srv_audit_event ev = {
+	        .at = now, .event = event, .subject = subject, .detail = detail};
+	return srv_store_audit_append(st, &ev, err);
+}
+
+/* Sign a token of kind for device_id bound to key, record it, put it in out. */
+static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
+                          const struct srv_provision_cfg *cfg, const char *device_id,
+                          const struct fmt_key *key, enum fmt_token_kind kind, int64_t now,
+                          struct srv_issued *out, struct idp_error *err)
+{
+	char kid[SRV_TOKEN_KID_MAX];
+	struct fmt_token_claims claims;
+	memset(&claims, 0, sizeof(claims));
+	enum idp_err rc = srv_token_kid(state, kid, err);
+	if (rc == IDP_OK)
+		rc = fmt_token_jkt(key, claims.jkt, err);
+	if (rc != IDP_OK)
+		return rc;
+	(void)snprintf(claims.iss, sizeof(claims.iss), "%s", cfg->issuer);
+	(void)snprintf(claims.aud, sizeof(claims.aud), "%s", cfg->audience);
+	(void)snprintf(claims.sub, sizeof(claims.sub), "%s", device_id);
+	claims.kind = kind;
+	int64_t lifetime =
+	        kind == FMT_TOKEN_PROVISION ? cfg->provisioning_lifetime : cfg->device_lifetime;
+	char *tok = NULL;
+	size_t len = 0;
+	rc = fmt_token_sign(state->token_key, kid, &claims, now, lifetime, NULL, &tok, &len, err);
+	if (rc != IDP_OK)
+		return rc;
+	struct srv_token t = {.kind = kind == FMT_TOKEN_PROVISION ? SRV_TOKEN_PROVISIONING
+	                                                          : SRV_TOKEN_DEVICE,
+	                      .issued_at = claims.iat,
+	                      .expires_at = claims.exp};
+	(void)snprintf(t.jti, sizeof(t.jti), "%s", claims.jti);
+	(void)snprintf(t.device_id, sizeof(t.device_id), "%s", device_id);
+	rc = srv_store_token_insert(st, &t, err);
+	if (rc != IDP_OK) {
+		fmt_token_free(tok);
+		return rc;
+	}
+	out->token = tok;
+	out->token_len = len;
+	out->expires_at = claims.exp;
+	return IDP_OK;
+}
+
+static bool key_is(const struct srv_device *d, const uint8_t *spki, size_t len)
+{
+	return d->pubkey_len == len && CRYPTO_memcmp(d->pubkey, spki, len) == 0;
+}
+
+/* Record a refusal (audit, and a flag for review when flag_kind is set). */
+static enum idp_err refuse(struct srv_store *st, const struct srv_provision_req *req,
+                           enum srv_refusal why, const char *flag_kind, const char *detail,
+                           struct srv_issued *out, struct idp_error *err)
+{
+	out->decision = SRV_DECISION_REFUSED;
+	out->refusal = why;
+	enum idp_err rc = IDP_OK;
+	if (flag_kind != NULL)
+		rc = srv_store_flag_add(st, flag_kind, req->device_id, detail, req->now, err);
+	if (rc == IDP_OK)
+		rc = audit(st, req->now, "provision.refused", req->device_id, srv_refusal_name(why),
+		           err);
+	return rc;
+}
+
+/* Flag when another device holds the same value (key reuse, MAC reuse). */
+static enum idp_err flag_if_shared(struct srv_store *st, enum srv_ident_kind kind, const uint8_t *v,
+                                   size_t len, const char *id, int64_t now, const char *flag_kind,
+                                   struct idp_error *err)
+{
+	char other[SRV_STORE_ID_MAX + 1];
+	if (len == 0)
+		return IDP_OK;
+	enum idp_err rc = srv_store_device_find(st, kind, v, len, id, other, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc != IDP_OK)
+		return rc;
+	char detail[SRV_STORE_ID_MAX + 16];
+	(void)snprintf(detail, sizeof(detail), "also %s", other);
+	return srv_store_flag_add(st, flag_kind, id, detail, now, err);
+}
+
+/* The decision proper, inside the transaction. */
+static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
+                           const struct srv_provision_cfg *cfg, const struct srv_provision_req *req,
+                           const uint8_t *spki, size_t spki_len, struct srv_issued *out,
+                           struct idp_error *err)
+{
+	const char *mac = req->mac != NULL ? req->mac : "";
+	size_t mac_len = strnlen(mac, SRV_STORE_MAC_MAX + 1);
+	if (mac_len > SRV_STORE_MAC_MAX)
+		return idp_error_set(err, IDP_E_LIMIT, "mac: longer than %u bytes",
+		                     SRV_STORE_MAC_MAX);
+	struct srv_device d;
+	enum idp_err rc = srv_store_device_get(st, req->device_id, &d, err);
+	if (rc == IDP_E_NOTFOUND) {
+		/* Unknown: stored once as pending; retries only count. */
+		memset(&d, 0, sizeof(d));
+		(void)snprintf(d.id, sizeof(d.id), "%s", req->device_id);
+		memcpy(d.mac, mac, mac_len + 1);
+		memcpy(d.pubkey, spki, spki_len);
+		d.pubkey_len = spki_len;
+		d.state = SRV_DEV_PENDING;
+		d.created_at = d.updated_at = req->now;
+		d.attempts = 1;
+		rc = flag_if_shared(st, SRV_IDENT_KEY, spki, spki_len, d.id, req->now, "key-reuse",
+		                    err);
+		if (rc == IDP_OK)
+			rc = flag_if_shared(st, SRV_IDENT_MAC, (const uint8_t *)mac, mac_len, d.id,
+			                    req->now, "mac-reuse", err);
+		if (rc == IDP_OK)
+			rc = srv_store_device_insert(st, &d, err);
+		if (rc == IDP_OK)
+			rc = audit(st, req->now, "provision.pending", d.id, NULL, err);
+		out->decision = SRV_DECISION_PENDING;
+		out->retry_after = cfg->retry_after;
+		return rc;
+	}
+	if (rc != IDP_OK)
+		return rc;
+	switch (d.state) {
+	case SRV_DEV_REJECTED:
+		return refuse(st, req, SRV_REFUSE_REJECTED, NULL, NULL, out, err);
+	case SRV_DEV_REVOKED:
+		return refuse(st, req, SRV_REFUSE_REVOKED, NULL, NULL, out, err);
+	case SRV_DEV_PENDING:
+		if (!key_is(&d, spki, spki_len))
+			return refuse(st, req, SRV_REFUSE_KEY_MISMATCH, "key-mismatch",
+			              "pending with another key", out, err);
+		d.attempts++;
+		d.updated_at = req->now;
+		out->decision = SRV_DECISION_PENDING;
+		out->retry_after = cfg->retry_after;
+		return srv_store_device_update(st, &d, err);
+	case SRV_DEV_PRELOADED:
+	case SRV_DEV_APPROVED:
+		break;
+	}
+	if (d.pubkey_len > 0) {
+		if (!key_is(&d, spki, spki_len))
+			return refuse(st, req, SRV_REFUSE_KEY_MISMATCH, "key-mismatch",
+			              "presented another key", out, err);
+		if (mac_len > 0 && d.mac[0] != '\0' && strcasecmp(mac, d.mac) != 0)
+			rc = srv_store_flag_add(st, "mac-mismatch", d.id, mac, req->now, err);
+	} else if (d.mac[0] != '\0') {
+		if (mac_len == 0 || strcasecmp(mac, d.mac) != 0)
+			return refuse(st, req, SRV_REFUSE_MAC_MISMATCH, "mac-mismatch", mac, out,
+			              err);
+		char other[SRV_STORE_ID_MAX + 1];
+		rc = srv_store_device_find(st, SRV_IDENT_KEY, spki, spki_len, d.id, other, err);
+		if (rc == IDP_OK)
+			return refuse(st, req, SRV_REFUSE_KEY_IN_USE, "key-reuse", other, out, err);
+		if (rc != IDP_E_NOTFOUND)
+			return rc;
+		rc = IDP_OK;
+		memcpy(d.pubkey, spki, spki_len);
+		d.pubkey_len = spki_len;
+	} else {
+		return refuse(st, req, SRV_REFUSE_NO_IDENTITY, NULL, NULL, out, err);
+	}
+	if (rc == IDP_OK && d.state == SRV_DEV_APPROVED)
+		rc = srv_store_flag_add(st, "repeat-provision", d.id, NULL, req->now, err);
+	if (rc != IDP_OK)
+		return rc;
+	d.state = SRV_DEV_APPROVED;
+	if (d.provisioned_at == 0)
+		d.provisioned_at = req->now;
+	d.updated_at = req->now;
+	d.attempts++;
+	rc = srv_store_device_update(st, &d, err);
+	if (rc == IDP_OK)
+		rc = issue(st, state, cfg, d.id, req->key, FMT_TOKEN_PROVISION, req->now, out, err);
+	if (rc == IDP_OK)
+		rc = audit(st, req->now, "provision.approved", d.id, NULL, err);
+	if (rc == IDP_OK)
+		out->decision = SRV_DECISION_APPROVED;
+	return rc;
+}
+
+enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
+                           const struct srv_provision_cfg *cfg, const struct srv_provision_req *req,
+                           struct srv_issued *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	size_t id_len = req->device_id != NULL ? strnlen(req->device_id, SRV_STORE_ID_MAX + 1) : 0;
+	if (id_len == 0 || id_len > SRV_STORE_ID_MAX)
+		return idp_error_set(err, IDP_E_FORMAT, "device id: 1 to %u bytes",
+		                     SRV_STORE_ID_MAX);
+	uint8_t spki[FMT_KEY_SPKI_MAX];
+	size_t spki_len = 0;
+	enum idp_err rc = fmt_key_spki_der(req->key, spki, &spki_len, err);
+	if (rc == IDP_OK)
+		rc = srv_store_begin(st, err);
+	if (rc != IDP_OK)
+		return rc;
+	if (req->nonce != NULL)
+		rc = srv_store_nonce_consume(st, req->nonce, SRV_NONCE_LEN, req->now, err);
+	if (rc != IDP_OK)
+		out->refusal = SRV_REFUSE_NONCE;
+	if (rc == IDP_OK)
+		rc = decide(st, state, cfg, req, spki, spki_len, out, err);
+	if (rc == IDP_OK)
+		rc = srv_store_commit(st, err); /* the answer leaves only after this */
+	else
+		srv_store_rollback(st);
+	if (rc != IDP_OK) {
+		enum srv_refusal why = out->refusal;
+		srv_issued_clear(out);
+		out->refusal = why;
+	}
+	return rc;
+}
+
+/* Verify token (kinds) for the holder of key, then, in one transaction:
+ * the device is still approved with that key, the token is used once, a
+ * device token is issued. */
+static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
+                           const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
+                           const char *device_id, const struct fmt_key *key, const uint8_t *nonce,
+                           int64_t now, unsigned kinds, const char *event, struct srv_issued *out,
+                           enum fmt_token_check *failed, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	*failed = FMT_TOKEN_CHECK_OK;
+	char kid[SRV_TOKEN_KID_MAX], jkt[FMT_TOKEN_JKT_LEN + 1];
+	enum idp_err rc = srv_token_kid(state, kid, err);
+	if (rc == IDP_OK)
+		rc = fmt_token_jkt(key, jkt, err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct fmt_token_key keys[] = {{.kid = kid, .key = state->token_key}};
+	const struct fmt_token_policy policy = {.iss = cfg->issuer,
+	                                        .aud = cfg->audience,
+	                                        .sub = device_id,
+	                                        .jkt = jkt,
+	                                        .kinds = kinds,
+	                                        .now = now};
+	struct fmt_token_claims claims;
+	rc = fmt_token_verify(token, len, keys, 1, &policy, &claims, failed, err);
+	if (rc != IDP_OK) {
+		out->refusal = SRV_REFUSE_TOKEN;
+		return rc;
+	}
+	uint8_t spki[FMT_KEY_SPKI_MAX];
+	size_t spki_len = 0;
+	rc = fmt_key_spki_der(key, spki, &spki_len, err);
+	if (rc == IDP_OK)
+		rc = srv_store_begin(st, err);
+	if (rc != IDP_OK)
+		return rc;
+	enum srv_refusal why = SRV_REFUSE_NONE;
+	if (nonce != NULL)
+		rc = srv_store_nonce_consume(st, nonce, SRV_NONCE_LEN, now, err);
+	if (rc != IDP_OK)
+		why = SRV_REFUSE_NONCE;
+	struct srv_device d;
+	if (rc == IDP_OK && (rc = srv_store_device_get(st, claims.sub, &d, err)) != IDP_OK)
+		why = SRV_REFUSE_TOKEN;
+	if (rc == IDP_OK && d.state != SRV_DEV_APPROVED) {
+		why = d.state == SRV_DEV_REVOKED ? SRV_REFUSE_REVOKED : SRV_REFUSE_REJECTED;
+		rc = idp_error_set(err, IDP_E_DENIED, "device %s: %s", d.id,
+		                   srv_device_state_name(d.state));
+	}
+	if (rc == IDP_OK && !key_is(&d, spki, spki_len)) {
+		why = SRV_REFUSE_KEY_MISMATCH;
+		rc = idp_error_set(err, IDP_E_DENIED, "device %s: key changed", d.id);
+	}
+	if (rc == IDP_OK && (rc = srv_store_token_use(st, claims.jti, now, err)) != IDP_OK)
+		why = SRV_REFUSE_TOKEN;
+	if (rc == IDP_OK)
+		rc = issue(st, state, cfg, d.id, key, FMT_TOKEN_DEVICE, now, out, err);
+	if (rc == IDP_OK)
+		rc = audit(st, now, event, d.id, NULL, err);
+	if (rc == IDP_OK)
+		rc = srv_store_commit(st, err);
+	else
+		srv_store_rollback(st);
+	if (rc != IDP_OK) {
+		srv_issued_clear(out);
+		out->refusal = why;
+	} else {
+		out->decision = SRV_DECISION_APPROVED;
+	}
+	return rc;
+}
+
+enum idp_err srv_token_exchange(struct srv_store *st, const struct srv_state *state,
+                                const struct srv_provision_cfg *cfg, const uint8_t *token,
+                                size_t len, const char *device_id, const struct fmt_key *key,
+                                const uint8_t *nonce, int64_t now, struct srv_issued *out,
+                                enum fmt_token_check *failed, struct idp_error *err)
+{
+	return redeem(st, state, cfg, token, len, device_id, key, nonce, now, FMT_TOKEN_PROVISION,
+	              "token.exchanged", out, failed, err);
+}
+
+enum idp_err srv_token_renew(struct srv_store *st, const struct srv_state *state,
+                             const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
+                             const char *device_id, const struct fmt_key *key, const uint8_t *nonce,
+                             int64_t now, struct srv_issued *out, enum fmt_token_check *failed,
+                             struct idp_error *err)
+{
+	return redeem(st, state, cfg, token, len, device_id, key, nonce, now, FMT_TOKEN_DEVICE,
+	              "token.renewed", out, failed, err);
+}
+
+enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,
+                              enum srv_admin_action action, int64_t now, struct idp_error *err)
+{
+	enum idp_err rc = srv_store_begin(st, err);
+	if (rc != IDP_OK)
+		return rc;
+	struct srv_device d;
+	rc = srv_store_device_get(st, device_id, &d, err);
+	const char *event = NULL;
+	if (rc == IDP_OK) {
+		switch (action) {
+		case SRV_ADMIN_APPROVE:
+			if (d.state != SRV_DEV_PENDING && d.state != SRV_DEV_REJECTED)
+				rc = IDP_E_CONFLICT;
+			d.state = SRV_DEV_APPROVED;
+			event = "admin.approved";
+			break;
+		case SRV_ADMIN_REJECT:
+			if (d.state != SRV_DEV_PENDING)
+				rc = IDP_E_CONFLICT;
+			d.state = SRV_DEV_REJECTED;
+			event = "admin.rejected";
+			break;
+		case SRV_ADMIN_REVOKE:
+			if (d.state != SRV_DEV_APPROVED && d.state != SRV_DEV_PRELOADED)
+				rc = IDP_E_CONFLICT;
+			d.state = SRV_DEV_REVOKED;
+			event = "admin.revoked";
+			break;
+		default:
+			rc = IDP_E_ARG;
+		}
+		if (rc != IDP_OK)
+			rc = idp_error_set(err, rc, "device %s: action does not apply", device_id);
+	}
+	d.updated_at = now;
+	if (rc == IDP_OK)
+		rc = srv_store_device_update(st, &d, err);
+	if (rc == IDP_OK)
+		rc = audit(st, now, event, device_id, NULL, err);
+	if (rc == IDP_OK)
+		rc = srv_store_commit(st, err);
+	else
+		srv_store_rollback(st);
+	return rc;
+}

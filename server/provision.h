@@ -1,0 +1,133 @@
+/*
+ * provision.h - the provisioning decisions (the seed's flow) and the token
+ * lifecycle, over the store, independent of the HTTP and message formats.
+ * The handlers verify the request and its proof of possession (formats/api.h)
+ * and then call these with the device key whose possession was proven.
+ *
+ *   known ID + same public key          -> approved, provisioning token
+ *   known ID + MAC, no key in manifest  -> key recorded, approved, token
+ *   unknown ID                          -> pending (stored once), retry later
+ *   known ID + other key, rejected,
+ *   revoked, key of another device      -> refused, nothing issued
+ *
+ * Each decision is one store transaction with its audit entry (and flags for
+ * review: key or MAC seen under several IDs, MAC mismatch, repeated
+ * provisioning); a token is returned only after its transaction committed,
+ * so an answered decision is never lost. Refusals of a token (forged,
+ * replayed, expired, other audience) change nothing in the store.
+ *
+ * Thread-safety: as the store connection passed in (one per loop).
+ */
+#ifndef IDP_SERVER_PROVISION_H
+#define IDP_SERVER_PROVISION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/error.h"
+#include "formats/keys.h"
+#include "formats/token.h"
+#include "server/state.h"
+#include "server/store.h"
+
+#define SRV_TOKEN_KID_MAX 32u
+#define SRV_NONCE_LEN     32u /* server nonce bytes (formats/api.md) */
+
+struct srv_provision_cfg {
+	const char *issuer;   /* iss of every token */
+	const char *audience; /* aud of every token */
+	int64_t provisioning_lifetime;
+	int64_t device_lifetime;
+	int64_t retry_after; /* seconds a pending device waits */
+};
+
+enum srv_decision {
+	SRV_DECISION_APPROVED = 1, /* token issued */
+	SRV_DECISION_PENDING = 2,  /* wait for an administrator */
+	SRV_DECISION_REFUSED = 3,  /* nothing issued */
+};
+
+enum srv_refusal {
+	SRV_REFUSE_NONE = 0,
+	SRV_REFUSE_KEY_MISMATCH, /* the device is known with another key */
+	SRV_REFUSE_MAC_MISMATCH, /* known by MAC only, and the MAC differs */
+	SRV_REFUSE_KEY_IN_USE,   /* the key belongs to another device */
+	SRV_REFUSE_REJECTED,     /* an administrator rejected the device */
+	SRV_REFUSE_REVOKED,      /* the device was revoked */
+	SRV_REFUSE_NO_IDENTITY,  /* the record has neither key nor MAC */
+	SRV_REFUSE_NONCE,        /* the nonce is unknown, used or expired (an error too) */
+	SRV_REFUSE_TOKEN,        /* the token is invalid or already used (an error too) */
+};
+
+struct srv_provision_req {
+	const char *device_id;     /* 1..SRV_STORE_ID_MAX bytes */
+	const char *mac;           /* NULL or "" when the device sent none */
+	const struct fmt_key *key; /* the key whose possession was proven */
+	const uint8_t *nonce;      /* NULL, or a server nonce (SRV_NONCE_LEN) to consume */
+	int64_t now;
+};
+
+struct srv_issued {
+	enum srv_decision decision;
+	enum srv_refusal refusal; /* also set when an error was a refusal (nonce, token, state) */
+	int64_t retry_after;      /* PENDING */
+	char *token;              /* APPROVED / exchanged / renewed: free with srv_issued_clear() */
+	size_t token_len;
+	int64_t expires_at;
+};
+
+/* The key ID tokens carry: "t-" and 16 hex digits of the token key's
+ * fingerprint. */
+IDP_MUST_CHECK enum idp_err srv_token_kid(const struct srv_state *state,
+                                          char kid[static SRV_TOKEN_KID_MAX],
+                                          struct idp_error *err);
+
+/* Decide a provisioning request. IDP_OK with *out filled for every decision
+ * (refusals included); an error when the nonce is unknown, used or expired
+ * (IDP_E_NOTFOUND, IDP_E_EXPIRED) or the store or crypto failed: then nothing
+ * was changed. A nonce is consumed in the decision's transaction. */
+IDP_MUST_CHECK enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
+                                          const struct srv_provision_cfg *cfg,
+                                          const struct srv_provision_req *req,
+                                          struct srv_issued *out, struct idp_error *err);
+
+/* Exchange a provisioning token (once) for a device token, or renew a device
+ * token (once per token), for device_id holding key (nonce as for
+ * srv_provision; may be NULL). Refusals are errors:
+ * IDP_E_DENIED / IDP_E_EXPIRED / IDP_E_VERIFY ... from the token check (with
+ * *failed naming it), IDP_E_CONFLICT for a token already used, IDP_E_DENIED
+ * for a device no longer approved; the store is then unchanged. */
+IDP_MUST_CHECK enum idp_err srv_token_exchange(struct srv_store *st, const struct srv_state *state,
+                                               const struct srv_provision_cfg *cfg,
+                                               const uint8_t *token, size_t len,
+                                               const char *device_id, const struct fmt_key *key,
+                                               const uint8_t *nonce, int64_t now,
+                                               struct srv_issued *out, enum fmt_token_check *failed,
+                                               struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_token_renew(struct srv_store *st, const struct srv_state *state,
+                                            const struct srv_provision_cfg *cfg,
+                                            const uint8_t *token, size_t len, const char *device_id,
+                                            const struct fmt_key *key, const uint8_t *nonce,
+                                            int64_t now, struct srv_issued *out,
+                                            enum fmt_token_check *failed, struct idp_error *err);
+
+enum srv_admin_action {
+	SRV_ADMIN_APPROVE = 1, /* a pending device: approved with the key it presented */
+	SRV_ADMIN_REJECT = 2,  /* a pending device: refused from now on */
+	SRV_ADMIN_REVOKE = 3,  /* an approved or preloaded device: no more tokens */
+};
+
+/* An administrator's decision on a device, with its audit entry.
+ * IDP_E_NOTFOUND for an unknown device, IDP_E_CONFLICT when the action does
+ * not apply to the device's state. */
+IDP_MUST_CHECK enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,
+                                             enum srv_admin_action action, int64_t now,
+                                             struct idp_error *err);
+
+/* Free the token in r (cleansed) and zero r. */
+void srv_issued_clear(struct srv_issued *r);
+
+/* "key-mismatch", "rejected", ... ("none" for SRV_REFUSE_NONE). */
+const char *srv_refusal_name(enum srv_refusal r);
+
+#endif /* IDP_SERVER_PROVISION_H */

@@ -1,0 +1,254 @@
+/*
+ * store.h - the provisioning server's store: the one interface the handlers,
+ * the import and the admin API use. Engine: SQLite (server/store_sqlite.c); a
+ * second engine implements this same header. Schema and durability rules:
+ * docs/store.md.
+ *
+ * Thread-safety: a struct srv_store is one connection and is used by one
+ * thread at a time (one per event loop); many connections to the same file
+ * may be open at once in one or several processes (the engine locks).
+ *
+ * Times are Unix seconds supplied by the caller ("now"), so that expiry is
+ * testable. Every change the caller wants atomic across several calls goes
+ * between srv_store_begin() and srv_store_commit(); a single call outside a
+ * transaction is atomic and durable by itself. When a call returns IDP_OK
+ * after a commit, the change is on disk (synchronous=FULL).
+ */
+#ifndef IDP_SERVER_STORE_H
+#define IDP_SERVER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/error.h"
+#include "formats/keys.h"
+
+#define SRV_STORE_ID_MAX      64u    /* device, batch and station IDs, bytes */
+#define SRV_STORE_SERIAL_MAX  64u    /* device serial, bytes */
+#define SRV_STORE_MAC_MAX     17u    /* "aa:bb:cc:dd:ee:ff" */
+#define SRV_STORE_HASH_LEN    32u    /* SHA-256 of a manifest */
+#define SRV_STORE_PRODUCT_MAX 64u    /* product/model name, bytes */
+#define SRV_STORE_JTI_MAX     64u    /* token ID, bytes */
+#define SRV_STORE_NONCE_MAX   64u    /* server nonce, bytes */
+#define SRV_STORE_KIND_MAX    32u    /* flag, audit and release kinds */
+#define SRV_STORE_DETAIL_MAX  1024u  /* flag and audit details, bytes */
+#define SRV_STORE_PEM_MAX     16384u /* a certificate PEM */
+#define SRV_STORE_BUSY_MS     5000   /* how long a writer waits for the lock */
+
+/* Device states, as the seed's flow names them. */
+enum srv_device_state {
+	SRV_DEV_PRELOADED = 1, /* named by an imported manifest, not yet seen */
+	SRV_DEV_PENDING = 2,   /* asked to provision, unknown: waits for an admin */
+	SRV_DEV_APPROVED = 3,  /* provisioned (or approved by an admin) */
+	SRV_DEV_REJECTED = 4,  /* refused by an admin */
+	SRV_DEV_REVOKED = 5,   /* was approved, then revoked */
+};
+
+/* The three kinds of value a device must not share with another batch's. */
+enum srv_ident_kind {
+	SRV_IDENT_ID = 1,
+	SRV_IDENT_SERIAL = 2,
+	SRV_IDENT_MAC = 3,
+	SRV_IDENT_KEY = 4, /* SPKI DER of the public key */
+};
+
+enum srv_batch_state {
+	SRV_BATCH_IMPORTED = 1, /* chained on the previous batch of its station */
+	SRV_BATCH_GAP = 2,      /* imported, but a sequence number before it is missing */
+};
+
+enum srv_token_kind {
+	SRV_TOKEN_PROVISIONING = 1, /* short-lived, exchanged once */
+	SRV_TOKEN_DEVICE = 2,       /* the normal token, renewed */
+};
+
+struct srv_station {
+	char id[SRV_STORE_ID_MAX + 1];
+	uint8_t pubkey[FMT_KEY_SPKI_MAX]; /* SPKI DER */
+	size_t pubkey_len;
+	bool enabled;
+	int64_t created_at;
+};
+
+struct srv_batch {
+	char id[SRV_STORE_ID_MAX + 1];
+	char station_id[SRV_STORE_ID_MAX + 1];
+	int64_t sequence; /* 1, 2, ... per station */
+	uint8_t hash[SRV_STORE_HASH_LEN];
+	uint8_t prev_hash[SRV_STORE_HASH_LEN];
+	bool has_prev; /* false for a station's first batch */
+	char product[SRV_STORE_PRODUCT_MAX + 1];
+	int64_t device_count;
+	int64_t imported_at;
+	enum srv_batch_state state;
+};
+
+struct srv_device {
+	char id[SRV_STORE_ID_MAX + 1];
+	char mac[SRV_STORE_MAC_MAX + 1];       /* "" when unknown */
+	char serial[SRV_STORE_SERIAL_MAX + 1]; /* "" when unknown */
+	uint8_t pubkey[FMT_KEY_SPKI_MAX];      /* SPKI DER */
+	size_t pubkey_len;                     /* 0 when no key is known */
+	enum srv_device_state state;
+	char batch_id[SRV_STORE_ID_MAX + 1]; /* "" when no manifest named it */
+	int64_t created_at;
+	int64_t updated_at;
+	int64_t provisioned_at; /* 0 until approved */
+	int64_t attempts;       /* provisioning requests seen */
+};
+
+struct srv_token {
+	char jti[SRV_STORE_JTI_MAX + 1];
+	char device_id[SRV_STORE_ID_MAX + 1];
+	enum srv_token_kind kind;
+	int64_t issued_at;
+	int64_t expires_at;
+	bool used; /* a provisioning token already exchanged, or a renewed device token */
+};
+
+/* One decision or administrative act, for the audit log. */
+struct srv_audit_event {
+	int64_t at;
+	const char *event;   /* "provision.approved", "batch.imported", ... */
+	const char *subject; /* device, batch or station ID; may be NULL */
+	const char *detail;  /* free text (already escaped by the caller); may be NULL */
+};
+
+struct srv_store; /* opaque: one connection */
+
+/* Open (creating with mode 0600 when absent) the store at path and bring its
+ * schema up to date. A schema newer than this build is refused with
+ * IDP_E_UNSUPPORTED. Caller frees *out with srv_store_close(); NULL on failure. */
+IDP_MUST_CHECK enum idp_err srv_store_open(const char *path, struct srv_store **out,
+                                           struct idp_error *err);
+
+/* Close the connection (a transaction still open is rolled back). NULL is a no-op. */
+void srv_store_close(struct srv_store *st);
+
+/* The schema version in use, and the newest this build knows. */
+IDP_MUST_CHECK enum idp_err srv_store_schema_version(struct srv_store *st, int64_t *version,
+                                                     struct idp_error *err);
+int64_t srv_store_schema_latest(void);
+
+/* Start a write transaction (waits up to SRV_STORE_BUSY_MS for other writers;
+ * IDP_E_AGAIN when they hold on longer). Not nestable: IDP_E_ARG when one is open. */
+IDP_MUST_CHECK enum idp_err srv_store_begin(struct srv_store *st, struct idp_error *err);
+/* Make the transaction's changes durable. On failure it has been rolled back. */
+IDP_MUST_CHECK enum idp_err srv_store_commit(struct srv_store *st, struct idp_error *err);
+/* Undo the open transaction; no-op when none is open. */
+void srv_store_rollback(struct srv_store *st);
+
+/* Stations. _put inserts or replaces; _get gives IDP_E_NOTFOUND naming the ID. */
+IDP_MUST_CHECK enum idp_err srv_store_station_put(struct srv_store *st, const struct srv_station *s,
+                                                  struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_station_get(struct srv_store *st, const char *id,
+                                                  struct srv_station *out, struct idp_error *err);
+
+/* Factory CAs (PEM certificates the station certificates chain to). Adding
+ * the same name twice gives IDP_E_DUPLICATE. _foreach calls fn for each, in
+ * insertion order; a non-zero return from fn stops the walk (still IDP_OK). */
+IDP_MUST_CHECK enum idp_err srv_store_factory_ca_add(struct srv_store *st, const char *name,
+                                                     const char *pem, size_t pem_len, int64_t now,
+                                                     struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_factory_ca_foreach(struct srv_store *st,
+                                                         int (*fn)(void *ctx, const char *name,
+                                                                   const char *pem, size_t len),
+                                                         void *ctx, struct idp_error *err);
+
+/* Batches. _insert: IDP_E_DUPLICATE when the ID, or the station and sequence,
+ * exist. _get_seq: the batch of a station with that sequence; _get_last: the
+ * station's highest sequence. Both IDP_E_NOTFOUND when there is none. */
+IDP_MUST_CHECK enum idp_err srv_store_batch_insert(struct srv_store *st, const struct srv_batch *b,
+                                                   struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_batch_get(struct srv_store *st, const char *id,
+                                                struct srv_batch *out, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_batch_get_seq(struct srv_store *st, const char *station_id,
+                                                    int64_t sequence, struct srv_batch *out,
+                                                    struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_batch_get_last(struct srv_store *st, const char *station_id,
+                                                     struct srv_batch *out, struct idp_error *err);
+
+/* Devices. _insert: IDP_E_DUPLICATE when the ID exists. _update writes every
+ * field but the ID and created_at; IDP_E_NOTFOUND when absent. _get:
+ * IDP_E_NOTFOUND when absent. */
+IDP_MUST_CHECK enum idp_err
+srv_store_device_insert(struct srv_store *st, const struct srv_device *d, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+srv_store_device_update(struct srv_store *st, const struct srv_device *d, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_device_get(struct srv_store *st, const char *id,
+                                                 struct srv_device *out, struct idp_error *err);
+
+/* A device other than except_id (may be NULL) holding value[0..len) as its
+ * kind (serial, MAC or key; SRV_IDENT_ID looks the ID up): IDP_OK with its ID
+ * in id_out, or IDP_E_NOTFOUND. */
+IDP_MUST_CHECK enum idp_err srv_store_device_find(struct srv_store *st, enum srv_ident_kind kind,
+                                                  const uint8_t *value, size_t len,
+                                                  const char *except_id,
+                                                  char id_out[static SRV_STORE_ID_MAX + 1],
+                                                  struct idp_error *err);
+
+/* Count devices in a state (0 = all). */
+IDP_MUST_CHECK enum idp_err srv_store_device_count(struct srv_store *st,
+                                                   enum srv_device_state state, int64_t *n,
+                                                   struct idp_error *err);
+
+/* An administrator released value[0..len) of this kind for reuse by a later
+ * batch (_add; adding twice is IDP_OK). _is_released says whether it was. */
+IDP_MUST_CHECK enum idp_err srv_store_release_add(struct srv_store *st, enum srv_ident_kind kind,
+                                                  const uint8_t *value, size_t len, int64_t now,
+                                                  struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_release_check(struct srv_store *st, enum srv_ident_kind kind,
+                                                    const uint8_t *value, size_t len,
+                                                    bool *released, struct idp_error *err);
+
+/* Tokens issued. _insert: IDP_E_DUPLICATE on a known jti. _use marks the
+ * token used: IDP_E_NOTFOUND when unknown, IDP_E_EXPIRED when expired at now,
+ * IDP_E_CONFLICT when already used (a replay); only the first _use wins, also
+ * across connections. */
+IDP_MUST_CHECK enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token *t,
+                                                   struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_token_get(struct srv_store *st, const char *jti,
+                                                struct srv_token *out, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_token_use(struct srv_store *st, const char *jti, int64_t now,
+                                                struct idp_error *err);
+
+/* Server nonces: single use, with an expiry. _consume deletes the nonce and
+ * gives IDP_OK once; IDP_E_NOTFOUND for an unknown or already used one,
+ * IDP_E_EXPIRED when it expired (it is deleted too). _purge deletes expired ones. */
+IDP_MUST_CHECK enum idp_err srv_store_nonce_insert(struct srv_store *st, const uint8_t *nonce,
+                                                   size_t len, int64_t expires_at,
+                                                   struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_nonce_consume(struct srv_store *st, const uint8_t *nonce,
+                                                    size_t len, int64_t now, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_nonce_purge(struct srv_store *st, int64_t now,
+                                                  struct idp_error *err);
+
+/* Raise a flag for review (kind e.g. "key-reuse", "mac-mismatch", "batch-gap";
+ * subject a device, batch or station ID). */
+IDP_MUST_CHECK enum idp_err srv_store_flag_add(struct srv_store *st, const char *kind,
+                                               const char *subject, const char *detail, int64_t now,
+                                               struct idp_error *err);
+/* Count open flags of a kind (NULL = all kinds). */
+IDP_MUST_CHECK enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_t *n,
+                                                 struct idp_error *err);
+
+/* The audit hook: append one event. Called inside the transaction of the
+ * decision it records, so that both are durable or neither is. The audit
+ * issue makes this chain tamper-evident behind the same signature. */
+IDP_MUST_CHECK enum idp_err srv_store_audit_append(struct srv_store *st,
+                                                   const struct srv_audit_event *ev,
+                                                   struct idp_error *err);
+
+/* SHA-256 over every row of every table (schema order, rows by their first
+ * column): equal digests mean equal contents. For tests that show a refused
+ * request changed nothing, and for checking a backup. */
+IDP_MUST_CHECK enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32],
+                                             struct idp_error *err);
+
+/* Names of enum values as stored ("preloaded", "pending", ...); never NULL. */
+const char *srv_device_state_name(enum srv_device_state s);
+const char *srv_token_kind_name(enum srv_token_kind k);
+const char *srv_batch_state_name(enum srv_batch_state s);
+
+#endif /* IDP_SERVER_STORE_H */

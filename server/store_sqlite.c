@@ -1,0 +1,1103 @@
+/*
+ * store_sqlite.c - the SQLite engine behind store.h. Schema: docs/store.md.
+ *
+ * WAL journal with synchronous=FULL: a commit returns only after the WAL is
+ * fsynced, so every answered decision survives power loss (WAL+NORMAL may
+ * lose the last commits). Writers take the lock up front (BEGIN IMMEDIATE)
+ * and wait up to SRV_STORE_BUSY_MS for one another; readers never block.
+ * Statements are prepared once per connection and reused.
+ */
+#include "server/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+/* The ordered list of migrations: entry i brings the schema to version i + 1.
+ * Never edit a shipped entry; append a new one. */
+static const char *const migrations[] = {
+        /* 1: the first schema. */
+        "CREATE TABLE stations ("
+        "  id TEXT PRIMARY KEY,"
+        "  public_key BLOB NOT NULL,"
+        "  enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE factory_cas ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  cert_pem TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE batches ("
+        "  id TEXT PRIMARY KEY,"
+        "  station_id TEXT NOT NULL,"
+        "  sequence INTEGER NOT NULL CHECK (sequence > 0),"
+        "  hash BLOB NOT NULL,"
+        "  prev_hash BLOB,"
+        "  product TEXT,"
+        "  device_count INTEGER NOT NULL,"
+        "  imported_at INTEGER NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('imported', 'gap')),"
+        "  UNIQUE (station_id, sequence)"
+        ") STRICT;"
+        "CREATE TABLE devices ("
+        "  id TEXT PRIMARY KEY,"
+        "  mac TEXT,"
+        "  serial TEXT,"
+        "  public_key BLOB,"
+        "  state TEXT NOT NULL CHECK (state IN"
+        "    ('preloaded', 'pending', 'approved', 'rejected', 'revoked')),"
+        "  batch_id TEXT REFERENCES batches(id),"
+        "  created_at INTEGER NOT NULL,"
+        "  updated_at INTEGER NOT NULL,"
+        "  provisioned_at INTEGER NOT NULL DEFAULT 0,"
+        "  attempts INTEGER NOT NULL DEFAULT 0"
+        ") STRICT;"
+        "CREATE INDEX devices_mac ON devices(mac) WHERE mac IS NOT NULL;"
+        "CREATE INDEX devices_serial ON devices(serial) WHERE serial IS NOT NULL;"
+        "CREATE INDEX devices_key ON devices(public_key) WHERE public_key IS NOT NULL;"
+        "CREATE INDEX devices_batch ON devices(batch_id);"
+        "CREATE TABLE releases ("
+        "  kind TEXT NOT NULL,"
+        "  value BLOB NOT NULL,"
+        "  released_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (kind, value)"
+        ") STRICT;"
+        "CREATE TABLE tokens ("
+        "  jti TEXT PRIMARY KEY,"
+        "  device_id TEXT NOT NULL,"
+        "  kind TEXT NOT NULL CHECK (kind IN ('provisioning', 'device')),"
+        "  issued_at INTEGER NOT NULL,"
+        "  expires_at INTEGER NOT NULL,"
+        "  used INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1))"
+        ") STRICT;"
+        "CREATE INDEX tokens_device ON tokens(device_id);"
+        "CREATE TABLE nonces ("
+        "  nonce BLOB PRIMARY KEY,"
+        "  expires_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE flags ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  kind TEXT NOT NULL,"
+        "  subject TEXT,"
+        "  detail TEXT,"
+        "  created_at INTEGER NOT NULL,"
+        "  cleared INTEGER NOT NULL DEFAULT 0 CHECK (cleared IN (0, 1))"
+        ") STRICT;"
+        "CREATE TABLE audit ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  at INTEGER NOT NULL,"
+        "  event TEXT NOT NULL,"
+        "  subject TEXT,"
+        "  detail TEXT"
+        ") STRICT;",
+};
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+/* Every statement the engine runs, prepared lazily once per connection. */
+enum stmt_id {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_VERSION,
+	S_STATION_PUT,
+	S_STATION_GET,
+	S_CA_ADD,
+	S_CA_LIST,
+	S_BATCH_INSERT,
+	S_BATCH_GET,
+	S_BATCH_GET_SEQ,
+	S_BATCH_GET_LAST,
+	S_DEVICE_INSERT,
+	S_DEVICE_UPDATE,
+	S_DEVICE_GET,
+	S_DEVICE_FIND_ID,
+	S_DEVICE_FIND_SERIAL,
+	S_DEVICE_FIND_MAC,
+	S_DEVICE_FIND_KEY,
+	S_DEVICE_COUNT,
+	S_DEVICE_COUNT_STATE,
+	S_RELEASE_ADD,
+	S_RELEASE_CHECK,
+	S_TOKEN_INSERT,
+	S_TOKEN_GET,
+	S_TOKEN_USE,
+	S_NONCE_INSERT,
+	S_NONCE_DELETE,
+	S_NONCE_PURGE,
+	S_FLAG_ADD,
+	S_FLAG_COUNT,
+	S_FLAG_COUNT_KIND,
+	S_AUDIT_APPEND,
+	S_COUNT_
+};
+
+#define DEVICE_COLS                                                                                \
+	"id, mac, serial, public_key, state, batch_id, created_at, updated_at, provisioned_at, "   \
+	"attempts"
+#define BATCH_COLS                                                                                 \
+	"id, station_id, sequence, hash, prev_hash, product, device_count, imported_at, state"
+
+static const char *const stmt_sql[S_COUNT_] = {
+        [S_BEGIN] = "BEGIN IMMEDIATE",
+        [S_COMMIT] = "COMMIT",
+        [S_ROLLBACK] = "ROLLBACK",
+        [S_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [S_STATION_PUT] = "INSERT OR REPLACE INTO stations (id, public_key, enabled, created_at) "
+                          "VALUES (?1, ?2, ?3, ?4)",
+        [S_STATION_GET] = "SELECT id, public_key, enabled, created_at FROM stations WHERE id = ?1",
+        [S_CA_ADD] = "INSERT INTO factory_cas (name, cert_pem, created_at) VALUES (?1, ?2, ?3)",
+        [S_CA_LIST] = "SELECT name, cert_pem FROM factory_cas ORDER BY seq",
+        [S_BATCH_INSERT] = "INSERT INTO batches (" BATCH_COLS ") "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [S_BATCH_GET] = "SELECT " BATCH_COLS " FROM batches WHERE id = ?1",
+        [S_BATCH_GET_SEQ] = "SELECT " BATCH_COLS " FROM batches "
+                            "WHERE station_id = ?1 AND sequence = ?2",
+        [S_BATCH_GET_LAST] = "SELECT " BATCH_COLS " FROM batches WHERE station_id = ?1 "
+                             "ORDER BY sequence DESC LIMIT 1",
+        [S_DEVICE_INSERT] = "INSERT INTO devices (" DEVICE_COLS ") "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        [S_DEVICE_UPDATE] =
+                "UPDATE devices SET mac = ?2, serial = ?3, public_key = ?4, state = ?5, "
+                "batch_id = ?6, updated_at = ?8, provisioned_at = ?9, attempts = ?10 "
+                "WHERE id = ?1",
+        [S_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices WHERE id = ?1",
+        [S_DEVICE_FIND_ID] = "SELECT id FROM devices WHERE id = ?1 AND id IS NOT ?2",
+        [S_DEVICE_FIND_SERIAL] =
+                "SELECT id FROM devices WHERE serial = ?1 AND id IS NOT ?2 LIMIT 1",
+        [S_DEVICE_FIND_MAC] = "SELECT id FROM devices WHERE mac = ?1 AND id IS NOT ?2 LIMIT 1",
+        [S_DEVICE_FIND_KEY] = "SELECT id FROM devices WHERE public_key = ?1 AND id IS NOT ?2 "
+                              "LIMIT 1",
+        [S_DEVICE_COUNT] = "SELECT count(*) FROM devices",
+        [S_DEVICE_COUNT_STATE] = "SELECT count(*) FROM devices WHERE state = ?1",
+        [S_RELEASE_ADD] = "INSERT OR IGNORE INTO releases (kind, value, released_at) "
+                          "VALUES (?1, ?2, ?3)",
+        [S_RELEASE_CHECK] = "SELECT 1 FROM releases WHERE kind = ?1 AND value = ?2",
+        [S_TOKEN_INSERT] = "INSERT INTO tokens (jti, device_id, kind, issued_at, expires_at, used) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [S_TOKEN_GET] = "SELECT jti, device_id, kind, issued_at, expires_at, used FROM tokens "
+                        "WHERE jti = ?1",
+        [S_TOKEN_USE] =
+                "UPDATE tokens SET used = 1 WHERE jti = ?1 AND used = 0 AND expires_at > ?2",
+        [S_NONCE_INSERT] = "INSERT INTO nonces (nonce, expires_at) VALUES (?1, ?2)",
+        [S_NONCE_DELETE] = "DELETE FROM nonces WHERE nonce = ?1 RETURNING expires_at",
+        [S_NONCE_PURGE] = "DELETE FROM nonces WHERE expires_at <= ?1",
+        [S_FLAG_ADD] =
+                "INSERT INTO flags (kind, subject, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+        [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
+        [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
+        [S_AUDIT_APPEND] = "INSERT INTO audit (at, event, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+};
+
+struct srv_store {
+	sqlite3 *db;
+	char path[256];
+	bool in_tx;
+	sqlite3_stmt *stmt[S_COUNT_];
+};
+
+static const char *const device_states[] = {
+        [SRV_DEV_PRELOADED] = "preloaded", [SRV_DEV_PENDING] = "pending",
+        [SRV_DEV_APPROVED] = "approved",   [SRV_DEV_REJECTED] = "rejected",
+        [SRV_DEV_REVOKED] = "revoked",
+};
+static const char *const token_kinds[] = {
+        [SRV_TOKEN_PROVISIONING] = "provisioning",
+        [SRV_TOKEN_DEVICE] = "device",
+};
+static const char *const batch_states[] = {
+        [SRV_BATCH_IMPORTED] = "imported",
+        [SRV_BATCH_GAP] = "gap",
+};
+static const char *const ident_kinds[] = {
+        [SRV_IDENT_ID] = "id",
+        [SRV_IDENT_SERIAL] = "serial",
+        [SRV_IDENT_MAC] = "mac",
+        [SRV_IDENT_KEY] = "key",
+};
+
+#define NAME_OF(table, v)                                                                          \
+	((size_t)(v) < sizeof(table) / sizeof((table)[0]) && (table)[(v)] != NULL ? (table)[(v)]   \
+	                                                                          : "unknown")
+
+const char *srv_device_state_name(enum srv_device_state s)
+{
+	return NAME_OF(device_states, s);
+}
+
+const char *srv_token_kind_name(enum srv_token_kind k)
+{
+	return NAME_OF(token_kinds, k);
+}
+
+const char *srv_batch_state_name(enum srv_batch_state s)
+{
+	return NAME_OF(batch_states, s);
+}
+
+/* Index of name in table (1-based enums), or 0 when absent. */
+static int index_of(const char *const *table, size_t n, const unsigned char *name, int len)
+{
+	for (size_t i = 1; i < n; i++)
+		if (table[i] != NULL && len >= 0 && strlen(table[i]) == (size_t)len &&
+		    memcmp(table[i], name, (size_t)len) == 0)
+			return (int)i;
+	return 0;
+}
+
+int64_t srv_store_schema_latest(void)
+{
+	return (int64_t)N_MIGRATIONS;
+}
+
+/* err from the connection's last error: busy/locked become IDP_E_AGAIN. */
+static enum idp_err db_error(struct srv_store *st, const char *what, struct idp_error *err)
+{
+	int code = sqlite3_extended_errcode(st->db);
+	enum idp_err rc = IDP_E_IO;
+	if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+		rc = IDP_E_AGAIN;
+	else if ((code & 0xff) == SQLITE_NOMEM)
+		rc = IDP_E_NOMEM;
+	else if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
+		rc = IDP_E_DUPLICATE;
+	else if ((code & 0xff) == SQLITE_CONSTRAINT)
+		rc = IDP_E_CONFLICT;
+	return idp_error_set(err, rc, "store: %s: %s", what, sqlite3_errmsg(st->db));
+}
+
+/* Done with s: reset it so that it holds no read lock and no bindings. */
+static void stmt_done(sqlite3_stmt *s)
+{
+	(void)sqlite3_reset(s);
+	(void)sqlite3_clear_bindings(s);
+}
+
+/* One bound parameter. Text with len 0 is NUL-terminated; empty text and
+ * empty blobs are bound as NULL (absent values are NULL, never ""). */
+enum arg_type { A_TEXT, A_BLOB, A_INT };
+struct arg {
+	enum arg_type type;
+	const void *p;
+	size_t len;
+	int64_t i;
+};
+#define TEXT(v)                                                                                    \
+	{                                                                                          \
+		A_TEXT, (v), 0, 0                                                                  \
+	}
+#define TEXTN(v, n)                                                                                \
+	{                                                                                          \
+		A_TEXT, (v), (n), 0                                                                \
+	}
+#define BLOB(v, n)                                                                                 \
+	{                                                                                          \
+		A_BLOB, (v), (n), 0                                                                \
+	}
+#define INT(v)                                                                                     \
+	{                                                                                          \
+		A_INT, NULL, 0, (int64_t)(v)                                                       \
+	}
+#define NARGS(a) (sizeof(a) / sizeof((a)[0]))
+
+static int bind_arg(sqlite3_stmt *s, int i, const struct arg *a)
+{
+	if (a->type == A_INT)
+		return sqlite3_bind_int64(s, i, a->i);
+	size_t len = a->len;
+	if (a->type == A_TEXT && a->p != NULL && len == 0)
+		len = strlen(a->p);
+	if (a->p == NULL || len == 0)
+		return sqlite3_bind_null(s, i);
+	if (len > (size_t)INT32_MAX)
+		return SQLITE_TOOBIG;
+	if (a->type == A_TEXT)
+		return sqlite3_bind_text(s, i, a->p, (int)len, SQLITE_STATIC);
+	return sqlite3_bind_blob(s, i, a->p, (int)len, SQLITE_STATIC);
+}
+
+/* Statement id, prepared on first use, bound to args[0..n) as ?1..?n. The
+ * caller steps it and ends with stmt_done(). */
+static enum idp_err stmt_bound(struct srv_store *st, enum stmt_id id, const struct arg *args,
+                               size_t n, sqlite3_stmt **out, struct idp_error *err)
+{
+	if (st->stmt[id] == NULL &&
+	    sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[id],
+	                       NULL) != SQLITE_OK)
+		return db_error(st, "prepare", err);
+	sqlite3_stmt *s = st->stmt[id];
+	for (size_t i = 0; i < n; i++) {
+		if (bind_arg(s, (int)i + 1, &args[i]) != SQLITE_OK) {
+			enum idp_err rc = db_error(st, "bind", err);
+			stmt_done(s);
+			return rc;
+		}
+	}
+	*out = s;
+	return IDP_OK;
+}
+
+/* Run a statement that returns no rows worth reading; what names it in errors. */
+static enum idp_err run(struct srv_store *st, enum stmt_id id, const struct arg *args, size_t n,
+                        const char *what, struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, id, args, n, &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	int r = sqlite3_step(s);
+	if (r != SQLITE_DONE && r != SQLITE_ROW)
+		rc = db_error(st, what, err);
+	stmt_done(s);
+	return rc;
+}
+
+/* Run a query to its first row: IDP_OK with *out on that row (the caller
+ * reads it, then stmt_done()), IDP_E_NOTFOUND with no message and the
+ * statement already reset when there is none. */
+static enum idp_err query_row(struct srv_store *st, enum stmt_id id, const struct arg *args,
+                              size_t n, sqlite3_stmt **out, struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, id, args, n, &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		*out = s;
+		return IDP_OK;
+	}
+	rc = r == SQLITE_DONE ? IDP_E_NOTFOUND : db_error(st, "query", err);
+	stmt_done(s);
+	return rc;
+}
+
+/* A query giving one integer; its optional text argument is arg. */
+static enum idp_err query_int(struct srv_store *st, enum stmt_id id, const char *arg, int64_t *v,
+                              struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(arg)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, id, a, arg != NULL ? 1 : 0, &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, IDP_E_IO, "store: query gave no row");
+	if (rc != IDP_OK)
+		return rc;
+	*v = sqlite3_column_int64(s, 0);
+	stmt_done(s);
+	return IDP_OK;
+}
+
+/* Copy a text column into out[size]; IDP_E_FORMAT when it does not fit (a
+ * row written by something other than this engine). NULL gives "". */
+static enum idp_err col_text(sqlite3_stmt *s, int col, char *out, size_t size, const char *name,
+                             struct idp_error *err)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	int n = sqlite3_column_bytes(s, col);
+	out[0] = '\0';
+	if (t == NULL || n <= 0)
+		return IDP_OK;
+	if ((size_t)n >= size)
+		return idp_error_set(err, IDP_E_FORMAT, "store: %s is %d bytes, max %zu", name, n,
+		                     size - 1);
+	memcpy(out, t, (size_t)n);
+	out[n] = '\0';
+	return IDP_OK;
+}
+
+static enum idp_err col_blob(sqlite3_stmt *s, int col, uint8_t *out, size_t size, size_t *len,
+                             const char *name, struct idp_error *err)
+{
+	const void *b = sqlite3_column_blob(s, col);
+	int n = sqlite3_column_bytes(s, col);
+	*len = 0;
+	if (b == NULL || n <= 0)
+		return IDP_OK;
+	if ((size_t)n > size)
+		return idp_error_set(err, IDP_E_FORMAT, "store: %s is %d bytes, max %zu", name, n,
+		                     size);
+	memcpy(out, b, (size_t)n);
+	*len = (size_t)n;
+	return IDP_OK;
+}
+
+/* Check a caller's string against its limit before it reaches the DB. */
+static enum idp_err check_len(const char *v, size_t max, bool required, const char *name,
+                              struct idp_error *err)
+{
+	if (v == NULL || v[0] == '\0')
+		return required ? idp_error_set(err, IDP_E_ARG, "store: %s is empty", name)
+		                : IDP_OK;
+	if (strnlen(v, max + 1) > max)
+		return idp_error_set(err, IDP_E_LIMIT, "store: %s is longer than %zu bytes", name,
+		                     max);
+	return IDP_OK;
+}
+
+static enum idp_err exec(struct srv_store *st, const char *sql, const char *what,
+                         struct idp_error *err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		enum idp_err rc = db_error(st, what, err);
+		sqlite3_free(msg);
+		return rc;
+	}
+	return IDP_OK;
+}
+
+static enum idp_err setup(struct srv_store *st, struct idp_error *err)
+{
+	if (sqlite3_busy_timeout(st->db, SRV_STORE_BUSY_MS) != SQLITE_OK)
+		return db_error(st, "busy timeout", err);
+	(void)sqlite3_extended_result_codes(st->db, 1);
+	/* journal_mode answers with the mode in force: anything but wal is a failure. */
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK)
+		return db_error(st, "journal mode", err);
+	int r = sqlite3_step(s);
+	const unsigned char *mode = r == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+	bool wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+	(void)sqlite3_finalize(s);
+	if (!wal)
+		return idp_error_set(err, IDP_E_IO, "store: %s: cannot enable WAL journal",
+		                     st->path);
+	enum idp_err rc = exec(st,
+	                       "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+	                       "PRAGMA trusted_schema=OFF;"
+	                       "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	                       "  version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+	                       "pragmas", err);
+	if (rc != IDP_OK)
+		return rc;
+
+	rc = exec(st, "BEGIN IMMEDIATE", "migrate", err);
+	if (rc != IDP_OK)
+		return rc;
+	int64_t version = 0;
+	rc = query_int(st, S_VERSION, NULL, &version, err);
+	if (rc == IDP_OK && version > (int64_t)N_MIGRATIONS)
+		rc = idp_error_set(err, IDP_E_UNSUPPORTED,
+		                   "store: %s: schema version %lld is newer than this server's %zu",
+		                   st->path, (long long)version, N_MIGRATIONS);
+	for (size_t i = (size_t)(version < 0 ? 0 : version); rc == IDP_OK && i < N_MIGRATIONS;
+	     i++) {
+		rc = exec(st, migrations[i], "migrate", err);
+		if (rc != IDP_OK)
+			break;
+		char sql[128];
+		int n = snprintf(sql, sizeof(sql),
+		                 "INSERT INTO schema_migrations VALUES (%zu, unixepoch())", i + 1);
+		if (n < 0 || (size_t)n >= sizeof(sql))
+			rc = idp_error_set(err, IDP_E_LIMIT, "store: migration statement too long");
+		else
+			rc = exec(st, sql, "migrate", err);
+	}
+	if (rc != IDP_OK) {
+		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	return exec(st, "COMMIT", "migrate", err);
+}
+
+enum idp_err srv_store_open(const char *path, struct srv_store **out, struct idp_error *err)
+{
+	*out = NULL;
+	struct srv_store *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "store: out of memory");
+	int n = snprintf(st->path, sizeof(st->path), "%s", path);
+	enum idp_err rc = IDP_OK;
+	if (n < 0 || (size_t)n >= sizeof(st->path)) {
+		rc = idp_error_set(err, IDP_E_LIMIT, "store: path is longer than %zu bytes",
+		                   sizeof(st->path) - 1);
+		goto out;
+	}
+	/* Create the file ourselves so that it is 0600 whatever the umask; SQLite
+	 * gives its -wal and -shm files the mode of the database file. */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		rc = idp_error_set(err, IDP_E_IO, "store: %s: %s", path, strerror(errno));
+		goto out;
+	}
+	(void)close(fd);
+	if (sqlite3_open_v2(path, &st->db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	                    NULL) != SQLITE_OK) {
+		rc = idp_error_set(err, IDP_E_IO, "store: %s: %s", path,
+		                   st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
+		goto out;
+	}
+	rc = setup(st, err);
+out:
+	if (rc != IDP_OK) {
+		srv_store_close(st);
+		return rc;
+	}
+	*out = st;
+	return IDP_OK;
+}
+
+void srv_store_close(struct srv_store *st)
+{
+	if (st == NULL)
+		return;
+	for (size_t i = 0; i < S_COUNT_; i++)
+		(void)sqlite3_finalize(st->stmt[i]);
+	if (st->db != NULL) {
+		if (st->in_tx || !sqlite3_get_autocommit(st->db))
+			(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		(void)sqlite3_close(st->db);
+	}
+	free(st);
+}
+
+enum idp_err srv_store_schema_version(struct srv_store *st, int64_t *version, struct idp_error *err)
+{
+	return query_int(st, S_VERSION, NULL, version, err);
+}
+
+enum idp_err srv_store_begin(struct srv_store *st, struct idp_error *err)
+{
+	if (st->in_tx)
+		return idp_error_set(err, IDP_E_ARG, "store: a transaction is already open");
+	enum idp_err rc = run(st, S_BEGIN, NULL, 0, "begin", err);
+	if (rc == IDP_OK)
+		st->in_tx = true;
+	return rc;
+}
+
+enum idp_err srv_store_commit(struct srv_store *st, struct idp_error *err)
+{
+	if (!st->in_tx)
+		return idp_error_set(err, IDP_E_ARG, "store: no transaction is open");
+	enum idp_err rc = run(st, S_COMMIT, NULL, 0, "commit", err);
+	if (rc != IDP_OK)
+		srv_store_rollback(st);
+	st->in_tx = false;
+	return rc;
+}
+
+void srv_store_rollback(struct srv_store *st)
+{
+	if (!st->in_tx && sqlite3_get_autocommit(st->db))
+		return;
+	if (run(st, S_ROLLBACK, NULL, 0, "rollback", NULL) != IDP_OK)
+		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	st->in_tx = false;
+}
+
+/* ---------------------------------------------------------------- stations */
+
+/* ---------------------------------------------------------------- stations */
+
+enum idp_err srv_store_station_put(struct srv_store *st, const struct srv_station *s,
+                                   struct idp_error *err)
+{
+	enum idp_err rc = check_len(s->id, SRV_STORE_ID_MAX, true, "station id", err);
+	if (rc != IDP_OK)
+		return rc;
+	if (s->pubkey_len == 0 || s->pubkey_len > FMT_KEY_SPKI_MAX)
+		return idp_error_set(err, IDP_E_ARG, "store: station %s: bad public key length",
+		                     s->id);
+	const struct arg a[] = {TEXT(s->id), BLOB(s->pubkey, s->pubkey_len), INT(s->enabled),
+	                        INT(s->created_at)};
+	return run(st, S_STATION_PUT, a, NARGS(a), "station put", err);
+}
+
+enum idp_err srv_store_station_get(struct srv_store *st, const char *id, struct srv_station *out,
+                                   struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {TEXT(id)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_STATION_GET, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: station %s: not found", id);
+	if (rc != IDP_OK)
+		return rc;
+	rc = col_text(s, 0, out->id, sizeof(out->id), "station id", err);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 1, out->pubkey, sizeof(out->pubkey), &out->pubkey_len,
+		              "station key", err);
+	out->enabled = sqlite3_column_int(s, 2) != 0;
+	out->created_at = sqlite3_column_int64(s, 3);
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_factory_ca_add(struct srv_store *st, const char *name, const char *pem,
+                                      size_t pem_len, int64_t now, struct idp_error *err)
+{
+	enum idp_err rc = check_len(name, SRV_STORE_ID_MAX, true, "factory ca name", err);
+	if (rc != IDP_OK)
+		return rc;
+	if (pem_len == 0 || pem_len > SRV_STORE_PEM_MAX)
+		return idp_error_set(err, IDP_E_LIMIT,
+		                     "store: factory ca %s: pem is %zu bytes, max %u", name,
+		                     pem_len, SRV_STORE_PEM_MAX);
+	const struct arg a[] = {TEXT(name), TEXTN(pem, pem_len), INT(now)};
+	return run(st, S_CA_ADD, a, NARGS(a), "factory ca add", err);
+}
+
+enum idp_err srv_store_factory_ca_foreach(struct srv_store *st,
+                                          int (*fn)(void *ctx, const char *name, const char *pem,
+                                                    size_t len),
+                                          void *ctx, struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_CA_LIST, NULL, 0, &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	for (;;) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "factory ca list", err);
+			break;
+		}
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		const char *pem = (const char *)sqlite3_column_text(s, 1);
+		int len = sqlite3_column_bytes(s, 1);
+		if (name == NULL || pem == NULL || len <= 0)
+			continue;
+		if (fn(ctx, name, pem, (size_t)len) != 0)
+			break;
+	}
+	stmt_done(s);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+/* Run a batch query (statement id with args) into out; what names it. */
+static enum idp_err batch_query(struct srv_store *st, enum stmt_id id, const struct arg *args,
+                                size_t n, struct srv_batch *out, const char *what,
+                                struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, id, args, n, &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: batch %s: not found", what);
+	if (rc != IDP_OK)
+		return rc;
+	size_t hlen = 0, plen = 0;
+	rc = col_text(s, 0, out->id, sizeof(out->id), "batch id", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 1, out->station_id, sizeof(out->station_id), "station id", err);
+	out->sequence = sqlite3_column_int64(s, 2);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 3, out->hash, sizeof(out->hash), &hlen, "batch hash", err);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 4, out->prev_hash, sizeof(out->prev_hash), &plen, "previous hash",
+		              err);
+	out->has_prev = plen == SRV_STORE_HASH_LEN;
+	if (rc == IDP_OK)
+		rc = col_text(s, 5, out->product, sizeof(out->product), "product", err);
+	out->device_count = sqlite3_column_int64(s, 6);
+	out->imported_at = sqlite3_column_int64(s, 7);
+	out->state = (enum srv_batch_state)index_of(batch_states, 3, sqlite3_column_text(s, 8),
+	                                            sqlite3_column_bytes(s, 8));
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_batch_insert(struct srv_store *st, const struct srv_batch *b,
+                                    struct idp_error *err)
+{
+	enum idp_err rc = check_len(b->id, SRV_STORE_ID_MAX, true, "batch id", err);
+	if (rc == IDP_OK)
+		rc = check_len(b->station_id, SRV_STORE_ID_MAX, true, "station id", err);
+	if (rc == IDP_OK)
+		rc = check_len(b->product, SRV_STORE_PRODUCT_MAX, false, "product", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(b->id),
+	                        TEXT(b->station_id),
+	                        INT(b->sequence),
+	                        BLOB(b->hash, sizeof(b->hash)),
+	                        BLOB(b->prev_hash, b->has_prev ? sizeof(b->prev_hash) : 0),
+	                        TEXT(b->product),
+	                        INT(b->device_count),
+	                        INT(b->imported_at),
+	                        TEXT(srv_batch_state_name(b->state))};
+	rc = run(st, S_BATCH_INSERT, a, NARGS(a), "batch insert", err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "batch %s", b->id);
+	return rc;
+}
+
+enum idp_err srv_store_batch_get(struct srv_store *st, const char *id, struct srv_batch *out,
+                                 struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(id)};
+	return batch_query(st, S_BATCH_GET, a, NARGS(a), out, id, err);
+}
+
+enum idp_err srv_store_batch_get_seq(struct srv_store *st, const char *station_id, int64_t sequence,
+                                     struct srv_batch *out, struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(station_id), INT(sequence)};
+	return batch_query(st, S_BATCH_GET_SEQ, a, NARGS(a), out, "of station", err);
+}
+
+enum idp_err srv_store_batch_get_last(struct srv_store *st, const char *station_id,
+                                      struct srv_batch *out, struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(station_id)};
+	return batch_query(st, S_BATCH_GET_LAST, a, NARGS(a), out, "of station", err);
+}
+
+/* ---------------------------------------------------------------- devices */
+
+/* Validate d, then run the insert or the update (same parameter order). */
+static enum idp_err device_write(struct srv_store *st, enum stmt_id id, const struct srv_device *d,
+                                 struct idp_error *err)
+{
+	enum idp_err rc = check_len(d->id, SRV_STORE_ID_MAX, true, "device id", err);
+	if (rc == IDP_OK)
+		rc = check_len(d->mac, SRV_STORE_MAC_MAX, false, "mac", err);
+	if (rc == IDP_OK)
+		rc = check_len(d->serial, SRV_STORE_SERIAL_MAX, false, "serial", err);
+	if (rc == IDP_OK)
+		rc = check_len(d->batch_id, SRV_STORE_ID_MAX, false, "batch id", err);
+	if (rc == IDP_OK && d->pubkey_len > FMT_KEY_SPKI_MAX)
+		rc = idp_error_set(err, IDP_E_LIMIT, "store: device %s: public key too long",
+		                   d->id);
+	if (rc == IDP_OK && (d->state < SRV_DEV_PRELOADED || d->state > SRV_DEV_REVOKED))
+		rc = idp_error_set(err, IDP_E_ARG, "store: device %s: bad state %d", d->id,
+		                   (int)d->state);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(d->id),
+	                        TEXT(d->mac),
+	                        TEXT(d->serial),
+	                        BLOB(d->pubkey, d->pubkey_len),
+	                        TEXT(srv_device_state_name(d->state)),
+	                        TEXT(d->batch_id),
+	                        INT(d->created_at),
+	                        INT(d->updated_at),
+	                        INT(d->provisioned_at),
+	                        INT(d->attempts)};
+	rc = run(st, id, a, NARGS(a), id == S_DEVICE_INSERT ? "device insert" : "device update",
+	         err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "device %s", d->id);
+	else if (id == S_DEVICE_UPDATE && sqlite3_changes(st->db) != 1)
+		rc = idp_error_set(err, IDP_E_NOTFOUND, "store: device %s: not found", d->id);
+	return rc;
+}
+
+enum idp_err srv_store_device_insert(struct srv_store *st, const struct srv_device *d,
+                                     struct idp_error *err)
+{
+	return device_write(st, S_DEVICE_INSERT, d, err);
+}
+
+enum idp_err srv_store_device_update(struct srv_store *st, const struct srv_device *d,
+                                     struct idp_error *err)
+{
+	return device_write(st, S_DEVICE_UPDATE, d, err);
+}
+
+enum idp_err srv_store_device_get(struct srv_store *st, const char *id, struct srv_device *out,
+                                  struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {TEXT(id)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_DEVICE_GET, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: device %s: not found", id);
+	if (rc != IDP_OK)
+		return rc;
+	rc = col_text(s, 0, out->id, sizeof(out->id), "device id", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 1, out->mac, sizeof(out->mac), "mac", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 2, out->serial, sizeof(out->serial), "serial", err);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 3, out->pubkey, sizeof(out->pubkey), &out->pubkey_len,
+		              "public key", err);
+	out->state = (enum srv_device_state)index_of(device_states, 6, sqlite3_column_text(s, 4),
+	                                             sqlite3_column_bytes(s, 4));
+	if (rc == IDP_OK)
+		rc = col_text(s, 5, out->batch_id, sizeof(out->batch_id), "batch id", err);
+	out->created_at = sqlite3_column_int64(s, 6);
+	out->updated_at = sqlite3_column_int64(s, 7);
+	out->provisioned_at = sqlite3_column_int64(s, 8);
+	out->attempts = sqlite3_column_int64(s, 9);
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_device_find(struct srv_store *st, enum srv_ident_kind kind,
+                                   const uint8_t *value, size_t len, const char *except_id,
+                                   char id_out[static SRV_STORE_ID_MAX + 1], struct idp_error *err)
+{
+	static const enum stmt_id by_kind[] = {
+	        [SRV_IDENT_ID] = S_DEVICE_FIND_ID,
+	        [SRV_IDENT_SERIAL] = S_DEVICE_FIND_SERIAL,
+	        [SRV_IDENT_MAC] = S_DEVICE_FIND_MAC,
+	        [SRV_IDENT_KEY] = S_DEVICE_FIND_KEY,
+	};
+	id_out[0] = '\0';
+	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
+		return idp_error_set(err, IDP_E_ARG, "store: device find: bad kind or length");
+	const struct arg a[] = {kind == SRV_IDENT_KEY ? (struct arg)BLOB(value, len)
+	                                              : (struct arg)TEXTN(value, len),
+	                        TEXT(except_id)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, by_kind[kind], a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: no other device has this %s",
+		                     NAME_OF(ident_kinds, kind));
+	if (rc != IDP_OK)
+		return rc;
+	rc = col_text(s, 0, id_out, SRV_STORE_ID_MAX + 1, "device id", err);
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_device_count(struct srv_store *st, enum srv_device_state state, int64_t *n,
+                                    struct idp_error *err)
+{
+	if ((int)state == 0)
+		return query_int(st, S_DEVICE_COUNT, NULL, n, err);
+	return query_int(st, S_DEVICE_COUNT_STATE, srv_device_state_name(state), n, err);
+}
+
+/* ---------------------------------------------------------------- releases */
+
+enum idp_err srv_store_release_add(struct srv_store *st, enum srv_ident_kind kind,
+                                   const uint8_t *value, size_t len, int64_t now,
+                                   struct idp_error *err)
+{
+	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
+		return idp_error_set(err, IDP_E_ARG, "store: release: bad kind or length");
+	const struct arg a[] = {TEXT(NAME_OF(ident_kinds, kind)), BLOB(value, len), INT(now)};
+	return run(st, S_RELEASE_ADD, a, NARGS(a), "release add", err);
+}
+
+enum idp_err srv_store_release_check(struct srv_store *st, enum srv_ident_kind kind,
+                                     const uint8_t *value, size_t len, bool *released,
+                                     struct idp_error *err)
+{
+	*released = false;
+	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
+		return idp_error_set(err, IDP_E_ARG, "store: release: bad kind or length");
+	const struct arg a[] = {TEXT(NAME_OF(ident_kinds, kind)), BLOB(value, len)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_RELEASE_CHECK, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc != IDP_OK)
+		return rc;
+	*released = true;
+	stmt_done(s);
+	return IDP_OK;
+}
+
+/* ---------------------------------------------------------------- tokens */
+
+enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token *t,
+                                    struct idp_error *err)
+{
+	enum idp_err rc = check_len(t->jti, SRV_STORE_JTI_MAX, true, "jti", err);
+	if (rc == IDP_OK)
+		rc = check_len(t->device_id, SRV_STORE_ID_MAX, true, "device id", err);
+	if (rc == IDP_OK && t->kind != SRV_TOKEN_PROVISIONING && t->kind != SRV_TOKEN_DEVICE)
+		rc = idp_error_set(err, IDP_E_ARG, "store: token %s: bad kind", t->jti);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {
+	        TEXT(t->jti),      TEXT(t->device_id), TEXT(srv_token_kind_name(t->kind)),
+	        INT(t->issued_at), INT(t->expires_at), INT(t->used)};
+	return run(st, S_TOKEN_INSERT, a, NARGS(a), "token insert", err);
+}
+
+enum idp_err srv_store_token_get(struct srv_store *st, const char *jti, struct srv_token *out,
+                                 struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {TEXT(jti)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_TOKEN_GET, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: token: not found");
+	if (rc != IDP_OK)
+		return rc;
+	rc = col_text(s, 0, out->jti, sizeof(out->jti), "jti", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 1, out->device_id, sizeof(out->device_id), "device id", err);
+	out->kind = (enum srv_token_kind)index_of(token_kinds, 3, sqlite3_column_text(s, 2),
+	                                          sqlite3_column_bytes(s, 2));
+	out->issued_at = sqlite3_column_int64(s, 3);
+	out->expires_at = sqlite3_column_int64(s, 4);
+	out->used = sqlite3_column_int(s, 5) != 0;
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_token_use(struct srv_store *st, const char *jti, int64_t now,
+                                 struct idp_error *err)
+{
+	/* One conditional UPDATE: of two racing exchanges only one changes the row. */
+	const struct arg a[] = {TEXT(jti), INT(now)};
+	enum idp_err rc = run(st, S_TOKEN_USE, a, NARGS(a), "token use", err);
+	if (rc != IDP_OK || sqlite3_changes(st->db) == 1)
+		return rc;
+	struct srv_token t;
+	rc = srv_store_token_get(st, jti, &t, err);
+	if (rc != IDP_OK)
+		return rc;
+	if (t.used)
+		return idp_error_set(err, IDP_E_CONFLICT, "store: token: already used");
+	return idp_error_set(err, IDP_E_EXPIRED, "store: token: expired");
+}
+
+/* ---------------------------------------------------------------- nonces */
+
+enum idp_err srv_store_nonce_insert(struct srv_store *st, const uint8_t *nonce, size_t len,
+                                    int64_t expires_at, struct idp_error *err)
+{
+	if (len == 0 || len > SRV_STORE_NONCE_MAX)
+		return idp_error_set(err, IDP_E_ARG, "store: nonce is %zu bytes, max %u", len,
+		                     SRV_STORE_NONCE_MAX);
+	const struct arg a[] = {BLOB(nonce, len), INT(expires_at)};
+	return run(st, S_NONCE_INSERT, a, NARGS(a), "nonce insert", err);
+}
+
+enum idp_err srv_store_nonce_consume(struct srv_store *st, const uint8_t *nonce, size_t len,
+                                     int64_t now, struct idp_error *err)
+{
+	if (len == 0 || len > SRV_STORE_NONCE_MAX)
+		return idp_error_set(err, IDP_E_NOTFOUND, "nonce: unknown");
+	/* DELETE ... RETURNING: only the connection whose delete removed the row
+	 * sees it, so a nonce is used once even under concurrent requests. */
+	const struct arg a[] = {BLOB(nonce, len)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_NONCE_DELETE, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "nonce: unknown or already used");
+	if (rc != IDP_OK)
+		return rc;
+	int64_t exp = sqlite3_column_int64(s, 0);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		rc = db_error(st, "nonce consume", err);
+	else if (exp <= now)
+		rc = idp_error_set(err, IDP_E_EXPIRED, "nonce: expired");
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_nonce_purge(struct srv_store *st, int64_t now, struct idp_error *err)
+{
+	const struct arg a[] = {INT(now)};
+	return run(st, S_NONCE_PURGE, a, NARGS(a), "nonce purge", err);
+}
+
+/* ---------------------------------------------------------------- flags, audit */
+
+enum idp_err srv_store_flag_add(struct srv_store *st, const char *kind, const char *subject,
+                                const char *detail, int64_t now, struct idp_error *err)
+{
+	enum idp_err rc = check_len(kind, SRV_STORE_KIND_MAX, true, "flag kind", err);
+	if (rc == IDP_OK)
+		rc = check_len(subject, SRV_STORE_ID_MAX, false, "flag subject", err);
+	if (rc == IDP_OK)
+		rc = check_len(detail, SRV_STORE_DETAIL_MAX, false, "flag detail", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(kind), TEXT(subject), TEXT(detail), INT(now)};
+	return run(st, S_FLAG_ADD, a, NARGS(a), "flag add", err);
+}
+
+enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_t *n,
+                                  struct idp_error *err)
+{
+	return query_int(st, kind == NULL ? S_FLAG_COUNT : S_FLAG_COUNT_KIND, kind, n, err);
+}
+
+enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit_event *ev,
+                                    struct idp_error *err)
+{
+	enum idp_err rc = check_len(ev->event, SRV_STORE_KIND_MAX, true, "audit event", err);
+	if (rc == IDP_OK)
+		rc = check_len(ev->subject, SRV_STORE_ID_MAX, false, "audit subject", err);
+	if (rc == IDP_OK)
+		rc = check_len(ev->detail, SRV_STORE_DETAIL_MAX, false, "audit detail", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {INT(ev->at), TEXT(ev->event), TEXT(ev->subject), TEXT(ev->detail)};
+	return run(st, S_AUDIT_APPEND, a, NARGS(a), "audit append", err);
+}
+
+/* ---------------------------------------------------------------- digest */
+
+/* Hash every row of table name into md. */
+static enum idp_err digest_table(struct srv_store *st, EVP_MD_CTX *md, const char *name,
+                                 struct idp_error *err)
+{
+	char sql[128];
+	int n = snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\" ORDER BY 1", name);
+	if (n < 0 || (size_t)n >= sizeof(sql))
+		return idp_error_set(err, IDP_E_LIMIT, "store: table name too long");
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return db_error(st, "digest", err);
+	enum idp_err rc = IDP_OK;
+	if (EVP_DigestUpdate(md, sql, (size_t)n) != 1)
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+	int r;
+	while (rc == IDP_OK && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		for (int c = 0; rc == IDP_OK && c < sqlite3_column_count(s); c++) {
+			const void *b = sqlite3_column_blob(s, c);
+			int len = sqlite3_column_bytes(s, c);
+			const uint8_t sep[2] = {0xff, (uint8_t)sqlite3_column_type(s, c)};
+			if (EVP_DigestUpdate(md, sep, sizeof(sep)) != 1 ||
+			    (b != NULL && len > 0 && EVP_DigestUpdate(md, b, (size_t)len) != 1))
+				rc = idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+		}
+	}
+	if (rc == IDP_OK && r != SQLITE_DONE)
+		rc = db_error(st, "digest", err);
+	(void)sqlite3_finalize(s);
+	return rc;
+}
+
+enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32], struct idp_error *err)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	sqlite3_stmt *tables = NULL;
+	enum idp_err rc = IDP_OK;
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(md);
+		return idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+	}
+	if (sqlite3_prepare_v2(st->db,
+	                       "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name",
+	                       -1, &tables, NULL) != SQLITE_OK)
+		rc = db_error(st, "digest", err);
+	int r = SQLITE_DONE;
+	while (rc == IDP_OK && (r = sqlite3_step(tables)) == SQLITE_ROW)
+		rc = digest_table(st, md, (const char *)sqlite3_column_text(tables, 0), err);
+	if (rc == IDP_OK && r != SQLITE_DONE)
+		rc = db_error(st, "digest", err);
+	(void)sqlite3_finalize(tables);
+	unsigned len = 0;
+	if (rc == IDP_OK && EVP_DigestFinal_ex(md, out, &len) != 1)
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
+	EVP_MD_CTX_free(md);
+	return rc;
+}

@@ -1,0 +1,902 @@
+/*
+ * test_api_server.c - the device endpoints end to end: idprovd's HTTPS front
+ * and handlers run in this process on 127.0.0.1 (two loops, real TLS, a real
+ * SQLite file); the client is libcurl, which signs each proof of possession
+ * with the TLS exporter of its own connection from inside the read callback
+ * (CURLINFO_TLS_SSL_PTR). Every decision path, and forged, relayed and
+ * replayed proofs, stale proofs, replayed nonces, tokens for another audience
+ * or already used, and truncated or oversized bodies, each of which must
+ * leave the store unchanged (digest before and after).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "formats/api.h"
+#include "formats/b64.h"
+#include "formats/file.h"
+#include "formats/manifest.h"
+#include "formats/manifest_sig.h"
+#include "formats/token.h"
+#include "server/handlers.h"
+#include "server/httpd.h"
+#include "tests/unit/check_main.h"
+
+static char dir[64];
+static char ca_path[128];
+static struct srv_config cfg;
+static struct srv_state *state;
+static struct srv_httpd *httpd;
+static struct srv_app app;
+static struct srv_store *db; /* the test's own connection */
+static char base_url[96];
+static struct fmt_key *station_key; /* station-01's key, certified by the station CA */
+
+/* A certificate for key, CN cn, signed by issuer_key (self-signed: issuer NULL). */
+static X509 *make_cert(const char *cn, const struct fmt_key *key, X509 *issuer,
+                       const struct fmt_key *issuer_key, bool ca)
+{
+	X509 *c = X509_new();
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(X509_set_version(c, 2), 1);
+	ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(c), (long)(time(NULL) & 0xffff)),
+	                 1);
+	X509_NAME *n = X509_get_subject_name(c);
+	ck_assert_int_eq(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8,
+	                                            (const unsigned char *)cn, -1, -1, 0),
+	                 1);
+	ck_assert_int_eq(
+	        X509_set_issuer_name(c, issuer != NULL ? X509_get_subject_name(issuer) : n), 1);
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(c), -3600));
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(c), 86400));
+	ck_assert_int_eq(X509_set_pubkey(c, fmt_key_evp(key)), 1);
+	X509V3_CTX ctx;
+	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : c, c, NULL, NULL, 0);
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
+	                                        ca ? "critical,CA:TRUE" : "CA:FALSE");
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(X509_add_ext(c, e, -1), 1);
+	X509_EXTENSION_free(e);
+	ck_assert_int_gt(X509_sign(c, fmt_key_evp(issuer_key), EVP_sha256()), 0);
+	return c;
+}
+
+static void write_pem(const char *name, X509 *cert, const struct fmt_key *key)
+{
+	char path[160];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	if (cert != NULL)
+		ck_assert_int_eq(PEM_write_X509(f, cert), 1);
+	else
+		ck_assert_int_eq(
+		        PEM_write_PrivateKey(f, fmt_key_evp(key), NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+}
+
+/* Station CA, station-01's certificate and key as files; station-ca in cfg. */
+static void make_station(void)
+{
+	struct fmt_key *ca_key = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &ca_key, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &station_key, NULL), IDP_OK);
+	X509 *ca = make_cert("factory CA", ca_key, NULL, ca_key, true);
+	X509 *crt = make_cert("station-01", station_key, ca, ca_key, false);
+	write_pem("station-ca.pem", ca, NULL);
+	write_pem("station.pem", crt, NULL);
+	write_pem("station.key", NULL, station_key);
+	snprintf(cfg.station_ca, sizeof(cfg.station_ca), "%s/station-ca.pem", dir);
+	X509_free(ca);
+	X509_free(crt);
+	fmt_key_free(ca_key);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/idp-apis-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	srv_config_defaults(&cfg);
+	snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s/state", dir);
+	cfg.n_listen = 0;
+	ck_assert_int_eq(srv_config_set(&cfg, "listen", "127.0.0.1:0", NULL), IDP_OK);
+	cfg.threads = 2;
+	make_station();
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+	struct srv_state_opts o = {.dir = cfg.state_dir};
+	ck_assert_int_eq(srv_state_open(&o, &state, secret, NULL), IDP_OK);
+	size_t n = 0;
+	const struct srv_route *routes = srv_handlers_routes(&n);
+	struct idp_error err = {0};
+	ck_assert_msg(srv_httpd_new(&cfg, state, routes, n, &app, &httpd, &err) == IDP_OK, "%s",
+	              err.msg);
+	ck_assert_int_eq(srv_app_init(&app, &cfg, srv_httpd_bound(httpd, 0), NULL), IDP_OK);
+	ck_assert_int_eq(srv_httpd_start(httpd, NULL), IDP_OK);
+	snprintf(base_url, sizeof(base_url), "https://%s", srv_httpd_bound(httpd, 0));
+	snprintf(ca_path, sizeof(ca_path), "%s/state/ca.pem", dir);
+	ck_assert_int_eq(srv_store_open(state->db_path, &db, NULL), IDP_OK);
+	struct srv_station st = {.enabled = true};
+	snprintf(st.id, sizeof(st.id), "station-01");
+	ck_assert_int_eq(fmt_key_spki_der(station_key, st.pubkey, &st.pubkey_len, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_station_put(db, &st, NULL), IDP_OK);
+}
+
+static void teardown(void)
+{
+	srv_store_close(db);
+	srv_httpd_shutdown(httpd);
+	srv_httpd_free(httpd);
+	srv_app_free(&app);
+	srv_state_free(state);
+	fmt_key_free(station_key);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* ---------------------------------------------------------------- client */
+
+enum sign_mode {
+	SIGN_OWN,     /* the exporter of the request's own connection */
+	SIGN_RELAYED, /* another connection's exporter (a relay) */
+	SIGN_FORGED,  /* own exporter, then one signature bit flipped */
+	SIGN_STALE,   /* ts 1000 s in the past */
+	RAW,          /* send raw[] as it is */
+};
+
+struct call {
+	CURL *curl;
+	enum sign_mode mode;
+	struct fmt_api_request req;
+	const struct fmt_key *key;
+	const uint8_t *nonce;
+	char body[FMT_API_BODY_MAX + 64];
+	size_t len, off;
+	bool built;
+	char answer[2 * FMT_API_BODY_MAX];
+	size_t answer_len;
+	long status; /* 0 when the transfer failed (may_fail) */
+	bool may_fail;
+	char retry_after[32];
+};
+
+static void build(struct call *c, const uint8_t exporter[static FMT_API_EXPORTER_LEN])
+{
+	int64_t ts = (int64_t)time(NULL) - (c->mode == SIGN_STALE ? 1000 : 0);
+	struct idp_error err = {0};
+	ck_assert_msg(fmt_api_pop_sign(&c->req, c->key, exporter, ts, c->nonce, &err) == IDP_OK,
+	              "%s", err.msg);
+	if (c->mode == SIGN_FORGED)
+		c->req.pop.sig[10] ^= 0x01;
+	size_t len = 0;
+	ck_assert_msg(fmt_api_request_encode(&c->req, c->body, sizeof(c->body), &len, &err) ==
+	                      IDP_OK,
+	              "%s", err.msg);
+	c->len = len;
+}
+
+static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct call *c = arg;
+	if (!c->built && c->mode != RAW) {
+		const struct curl_tlssessioninfo *ti = NULL;
+		ck_assert_int_eq(curl_easy_getinfo(c->curl, CURLINFO_TLS_SSL_PTR, &ti), CURLE_OK);
+		ck_assert_ptr_nonnull(ti);
+		ck_assert_int_eq(ti->backend, CURLSSLBACKEND_OPENSSL);
+		uint8_t exporter[FMT_API_EXPORTER_LEN];
+		ck_assert_int_eq(
+		        SSL_export_keying_material(ti->internals, exporter, sizeof(exporter),
+		                                   FMT_API_EXPORTER_LABEL,
+		                                   strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0),
+		        1);
+		if (c->mode == SIGN_RELAYED)
+			exporter[0] ^= 0x80;
+		size_t want = c->len;
+		build(c, exporter);
+		ck_assert_uint_eq(c->len, want); /* Content-Length was announced */
+	}
+	c->built = true;
+	size_t k = c->len - c->off;
+	if (k > size * n)
+		k = size * n;
+	memcpy(buf, c->body + c->off, k);
+	c->off += k;
+	return k;
+}
+
+static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct call *c = arg;
+	size_t k = size * n;
+	ck_assert_uint_le(c->answer_len + k, sizeof(c->answer) - 1);
+	memcpy(c->answer + c->answer_len, buf, k);
+	c->answer_len += k;
+	c->answer[c->answer_len] = '\0';
+	return k;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct call *c = arg;
+	size_t k = size * n;
+	if (k > 13 && strncasecmp(buf, "Retry-After: ", 13) == 0)
+		snprintf(c->retry_after, sizeof(c->retry_after), "%.*s", (int)(k - 15), buf + 13);
+	return k;
+}
+
+/* POST c to path on a fresh connection. */
+static void post(const char *path, struct call *c)
+{
+	char url[160];
+	snprintf(url, sizeof(url), "%s%s", base_url, path);
+	c->curl = curl_easy_init();
+	ck_assert_ptr_nonnull(c->curl);
+	if (c->mode != RAW) {
+		/* The length is fixed by the members: sign once with a dummy
+		 * exporter to learn it, announce it, sign for real in read_cb. */
+		const uint8_t zero[FMT_API_EXPORTER_LEN] = {0};
+		build(c, zero);
+	}
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	curl_easy_setopt(c->curl, CURLOPT_CAINFO, ca_path);
+	curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(c->curl, CURLOPT_READDATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->len);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 20L);
+	CURLcode rc = curl_easy_perform(c->curl);
+	ck_assert_msg(rc == CURLE_OK || c->may_fail, "%s: %s", path, curl_easy_strerror(rc));
+	c->status = 0;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c->curl);
+	c->curl = NULL;
+}
+
+/* A fresh call for device id with key (a request of purpose, MAC mac). */
+static struct call *call_new(enum fmt_api_purpose purpose, const char *id, const char *mac,
+                             const struct fmt_key *key, const char *token)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	ck_assert_ptr_nonnull(c);
+	c->req.purpose = purpose;
+	snprintf(c->req.device_id, sizeof(c->req.device_id), "%s", id);
+	ck_assert_int_eq(fmt_mac_parse(mac, strlen(mac), c->req.mac, NULL), IDP_OK);
+	if (purpose == FMT_API_PROVISION)
+		snprintf(c->req.agent_version, sizeof(c->req.agent_version), "test-1.0");
+	if (token != NULL)
+		snprintf(c->req.token, sizeof(c->req.token), "%s", token);
+	c->key = key;
+	return c;
+}
+
+static void call_free(struct call *c)
+{
+	fmt_api_request_wipe(&c->req);
+	free(c);
+}
+
+static const char *path_of(enum fmt_api_purpose p)
+{
+	return p == FMT_API_PROVISION  ? "/v1/provision"
+	       : p == FMT_API_EXCHANGE ? "/v1/token/exchange"
+	                               : "/v1/token/renew";
+}
+
+/* Run a call and parse its decision into *s (when it is one). */
+static long run(struct call *c, struct fmt_api_answer *a)
+{
+	post(path_of(c->req.purpose), c);
+	struct idp_error err = {0};
+	ck_assert_msg(fmt_api_answer_parse((const uint8_t *)c->answer, c->answer_len, a, &err) ==
+	                      IDP_OK,
+	              "%ld %s: %s", c->status, c->answer, err.msg);
+	return c->status;
+}
+
+static void digest(uint8_t out[32])
+{
+	ck_assert_int_eq(srv_store_digest(db, out, NULL), IDP_OK);
+}
+
+static struct fmt_key *new_key(enum fmt_key_type t)
+{
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	return k;
+}
+
+static void preload(const char *id, const struct fmt_key *key, const char *mac)
+{
+	struct srv_device d;
+	memset(&d, 0, sizeof(d));
+	snprintf(d.id, sizeof(d.id), "%s", id);
+	snprintf(d.mac, sizeof(d.mac), "%s", mac);
+	if (key != NULL)
+		ck_assert_int_eq(fmt_key_spki_der(key, d.pubkey, &d.pubkey_len, NULL), IDP_OK);
+	d.state = SRV_DEV_PRELOADED;
+	ck_assert_int_eq(srv_store_device_insert(db, &d, NULL), IDP_OK);
+}
+
+/* Expect an error answer with HTTP status and code; the store unchanged. */
+static void expect_error(struct call *c, long status, enum fmt_api_err_code code)
+{
+	uint8_t before[32], after[32];
+	digest(before);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(run(c, &a), status);
+	ck_assert_msg(a.is_error && a.error.code == code, "%s", c->answer);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	fmt_api_answer_wipe(&a);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+START_TEST(test_api_preloaded_device_provisions_exchanges_renews)
+{
+	struct fmt_key *k = new_key(_i == 0 ? FMT_KEY_P256 : FMT_KEY_ED25519);
+	preload("dev-0001", k, "02:00:5e:10:00:01");
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-0001", "02:00:5e:10:00:01", k, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	ck_assert(!a.is_error);
+	ck_assert_int_eq(a.status.status, FMT_API_APPROVED);
+	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_PROVISIONING);
+	ck_assert_str_eq(a.status.server_url, app.server_url);
+	ck_assert_str_eq(a.status.ca_pem, state->ca_pem);
+	char prov[FMT_API_TOKEN_MAX + 1];
+	snprintf(prov, sizeof(prov), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+
+	c = call_new(FMT_API_EXCHANGE, "dev-0001", "02:00:5e:10:00:01", k, prov);
+	ck_assert_int_eq(run(c, &a), 200);
+	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
+	ck_assert_int_ge(a.status.expires, (int64_t)time(NULL) + 30 * 86400 - 60);
+	char dev[FMT_API_TOKEN_MAX + 1];
+	snprintf(dev, sizeof(dev), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+
+	/* The provisioning token once only; a device token for renewal. */
+	c = call_new(FMT_API_EXCHANGE, "dev-0001", "02:00:5e:10:00:01", k, prov);
+	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
+	call_free(c);
+	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev);
+	ck_assert_int_eq(run(c, &a), 200);
+	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
+	ck_assert_str_ne(a.status.token, dev);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	fmt_key_free(k);
+}
+END_TEST
+
+START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
+{
+	struct fmt_key *k = new_key(FMT_KEY_P256), *other = new_key(FMT_KEY_P256);
+	struct fmt_api_answer a;
+	for (int i = 0; i < 3; i++) {
+		struct call *c =
+		        call_new(FMT_API_PROVISION, "dev-new", "02:00:5e:10:00:02", k, NULL);
+		ck_assert_int_eq(run(c, &a), 202);
+		ck_assert_int_eq(a.status.status, FMT_API_PENDING);
+		ck_assert_int_eq(a.status.retry_after, cfg.pending_retry_after);
+		ck_assert_str_eq(c->retry_after, "30");
+		call_free(c);
+	}
+	int64_t n = 0;
+	ck_assert_int_eq(srv_store_device_count(db, 0, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+
+	/* Known with another key: 403 key_mismatch, nothing issued. */
+	preload("dev-k", k, "02:00:5e:10:00:03");
+	struct call *c = call_new(FMT_API_PROVISION, "dev-k", "02:00:5e:10:00:03", other, NULL);
+	ck_assert_int_eq(run(c, &a), 403);
+	ck_assert_int_eq(a.status.status, FMT_API_REJECTED);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_KEY_MISMATCH);
+	call_free(c);
+
+	/* Rejected by an admin. */
+	ck_assert_int_eq(srv_admin_decide(db, "dev-new", SRV_ADMIN_REJECT, 1, NULL), IDP_OK);
+	c = call_new(FMT_API_PROVISION, "dev-new", "02:00:5e:10:00:02", k, NULL);
+	ck_assert_int_eq(run(c, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_REJECTED);
+	call_free(c);
+
+	/* Revoked after provisioning: no renewal. */
+	c = call_new(FMT_API_PROVISION, "dev-k", "02:00:5e:10:00:03", k, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	char prov[FMT_API_TOKEN_MAX + 1];
+	snprintf(prov, sizeof(prov), "%s", a.status.token);
+	call_free(c);
+	c = call_new(FMT_API_EXCHANGE, "dev-k", "02:00:5e:10:00:03", k, prov);
+	ck_assert_int_eq(run(c, &a), 200);
+	char dev[FMT_API_TOKEN_MAX + 1];
+	snprintf(dev, sizeof(dev), "%s", a.status.token);
+	call_free(c);
+	ck_assert_int_eq(srv_admin_decide(db, "dev-k", SRV_ADMIN_REVOKE, 1, NULL), IDP_OK);
+	uint8_t before[32], after[32];
+	digest(before);
+	c = call_new(FMT_API_RENEW, "dev-k", "02:00:5e:10:00:03", k, dev);
+	ck_assert_int_eq(run(c, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_REVOKED);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	call_free(c);
+	fmt_api_answer_wipe(&a);
+	fmt_key_free(k);
+	fmt_key_free(other);
+}
+END_TEST
+
+START_TEST(test_api_bad_proofs_change_nothing)
+{
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	preload("dev-p", k, "02:00:5e:10:00:04");
+	static const enum sign_mode modes[] = {SIGN_RELAYED, SIGN_FORGED, SIGN_STALE};
+	static const enum fmt_api_err_code codes[] = {
+	        FMT_API_ERR_POP_INVALID, FMT_API_ERR_POP_INVALID, FMT_API_ERR_POP_STALE};
+	for (size_t i = 0; i < 3; i++) {
+		struct call *c = call_new(FMT_API_PROVISION, "dev-p", "02:00:5e:10:00:04", k, NULL);
+		c->mode = modes[i];
+		expect_error(c, 401, codes[i]);
+		call_free(c);
+	}
+	/* A proof made for one connection, replayed on another. */
+	struct call *c = call_new(FMT_API_PROVISION, "dev-p", "02:00:5e:10:00:04", k, NULL);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(run(c, &a), 200);
+	fmt_api_answer_wipe(&a);
+	struct call *replay = call_new(FMT_API_PROVISION, "dev-p", "02:00:5e:10:00:04", k, NULL);
+	memcpy(replay->body, c->body, c->len);
+	replay->len = c->len;
+	replay->mode = RAW;
+	expect_error(replay, 401, FMT_API_ERR_POP_INVALID);
+	/* A proof for provisioning sent to the exchange endpoint. */
+	memset(replay, 0, sizeof(*replay));
+	memcpy(replay->body, c->body, c->len);
+	replay->len = c->len;
+	replay->mode = RAW;
+	replay->req.purpose = FMT_API_EXCHANGE;
+	expect_error(replay, 400, FMT_API_ERR_INVALID_FIELD);
+	/* Truncated body. */
+	memset(replay, 0, sizeof(*replay));
+	memcpy(replay->body, c->body, c->len / 2);
+	replay->len = c->len / 2;
+	replay->mode = RAW;
+	replay->req.purpose = FMT_API_PROVISION;
+	expect_error(replay, 400, FMT_API_ERR_INVALID_FIELD);
+	/* Oversized body: refused before it is read. */
+	memset(replay, 0, sizeof(*replay));
+	memset(replay->body, ' ', sizeof(replay->body));
+	replay->len = FMT_API_BODY_MAX + 1;
+	replay->mode = RAW;
+	replay->req.purpose = FMT_API_PROVISION;
+	expect_error(replay, 413, FMT_API_ERR_TOO_LARGE);
+	call_free(replay);
+	call_free(c);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* POST /v1/nonce and parse it. */
+static void get_nonce(uint8_t out[static FMT_API_NONCE_LEN])
+{
+	struct call *c = calloc(1, sizeof(*c));
+	ck_assert_ptr_nonnull(c);
+	c->mode = RAW;
+	post("/v1/nonce", c);
+	ck_assert_int_eq(c->status, 200);
+	struct fmt_api_nonce n;
+	ck_assert_int_eq(fmt_api_nonce_parse((const uint8_t *)c->answer, c->answer_len, &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_le(n.time, (int64_t)time(NULL) + 1);
+	ck_assert_int_eq(n.expires, n.time + cfg.nonce_lifetime);
+	memcpy(out, n.nonce, FMT_API_NONCE_LEN);
+	free(c);
+}
+
+START_TEST(test_api_nonce_single_use_and_foreign_tokens)
+{
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	preload("dev-n", k, "02:00:5e:10:00:05");
+	uint8_t nonce[FMT_API_NONCE_LEN];
+	get_nonce(nonce);
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-n", "02:00:5e:10:00:05", k, NULL);
+	c->nonce = nonce;
+	ck_assert_int_eq(run(c, &a), 200);
+	char prov[FMT_API_TOKEN_MAX + 1];
+	snprintf(prov, sizeof(prov), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	/* The same nonce again, and one the server never issued. */
+	c = call_new(FMT_API_PROVISION, "dev-n", "02:00:5e:10:00:05", k, NULL);
+	c->nonce = nonce;
+	expect_error(c, 401, FMT_API_ERR_NONCE_INVALID);
+	call_free(c);
+	uint8_t made_up[FMT_API_NONCE_LEN];
+	ck_assert_int_eq(RAND_bytes(made_up, sizeof(made_up)), 1);
+	c = call_new(FMT_API_PROVISION, "dev-n", "02:00:5e:10:00:05", k, NULL);
+	c->nonce = made_up;
+	expect_error(c, 401, FMT_API_ERR_NONCE_INVALID);
+	call_free(c);
+
+	/* A token signed by the server's key for another audience, and one for
+	 * another device ID. */
+	char kid[SRV_TOKEN_KID_MAX], *tok = NULL;
+	size_t tlen = 0;
+	ck_assert_int_eq(srv_token_kid(state, kid, NULL), IDP_OK);
+	struct fmt_token_claims cl;
+	memset(&cl, 0, sizeof(cl));
+	snprintf(cl.iss, sizeof(cl.iss), "%.255s", app.server_url);
+	snprintf(cl.aud, sizeof(cl.aud), "another-service");
+	snprintf(cl.sub, sizeof(cl.sub), "dev-n");
+	cl.kind = FMT_TOKEN_PROVISION;
+	ck_assert_int_eq(fmt_token_jkt(k, cl.jkt, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_token_sign(state->token_key, kid, &cl, (int64_t)time(NULL), 300, NULL,
+	                                &tok, &tlen, NULL),
+	                 IDP_OK);
+	c = call_new(FMT_API_EXCHANGE, "dev-n", "02:00:5e:10:00:05", k, tok);
+	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
+	call_free(c);
+	fmt_token_free(tok);
+	c = call_new(FMT_API_EXCHANGE, "dev-other", "02:00:5e:10:00:05", k, prov);
+	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
+	call_free(c);
+	fmt_key_free(k);
+}
+END_TEST
+
+struct upload {
+	const uint8_t *body;
+	size_t len, off;
+	char answer[1024];
+	size_t answer_len;
+};
+
+static size_t up_read(char *buf, size_t size, size_t n, void *arg)
+{
+	struct upload *u = arg;
+	size_t k = u->len - u->off < size * n ? u->len - u->off : size * n;
+	memcpy(buf, u->body + u->off, k);
+	u->off += k;
+	return k;
+}
+
+static size_t up_write(char *buf, size_t size, size_t n, void *arg)
+{
+	struct upload *u = arg;
+	size_t k = size * n;
+	ck_assert_uint_le(u->answer_len + k, sizeof(u->answer) - 1);
+	memcpy(u->answer + u->answer_len, buf, k);
+	u->answer_len += k;
+	u->answer[u->answer_len] = '\0';
+	return k;
+}
+
+/* POST a manifest to /v1/batches, with station-01's certificate or none. */
+static long upload(const uint8_t *body, size_t len, const uint8_t *sig, size_t sig_len,
+                   bool with_cert, struct upload *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->body = body;
+	u->len = len;
+	char *b64 = malloc(fmt_b64_encoded_len(FMT_B64_STD, sig_len) + 1);
+	ck_assert_ptr_nonnull(b64);
+	(void)fmt_b64_encode(FMT_B64_STD, sig, sig_len, b64);
+	char *hdr = malloc(strlen(b64) + 32);
+	ck_assert_ptr_nonnull(hdr);
+	snprintf(hdr, strlen(b64) + 32, "Idprov-Signature: %s", b64);
+	struct curl_slist *h =
+	        curl_slist_append(NULL, "Content-Type: application/vnd.idprov.manifest");
+	h = curl_slist_append(h, hdr);
+	char url[160], crt[160], key[160];
+	snprintf(url, sizeof(url), "%s/v1/batches", base_url);
+	snprintf(crt, sizeof(crt), "%s/station.pem", dir);
+	snprintf(key, sizeof(key), "%s/station.key", dir);
+	CURL *c = curl_easy_init();
+	ck_assert_ptr_nonnull(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CAINFO, ca_path);
+	if (with_cert) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, crt);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+	}
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, up_read);
+	curl_easy_setopt(c, CURLOPT_READDATA, u);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, up_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, u);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	CURLcode rc = curl_easy_perform(c);
+	ck_assert_msg(rc == CURLE_OK, "upload: %s", curl_easy_strerror(rc));
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	free(hdr);
+	free(b64);
+	return status;
+}
+
+START_TEST(test_api_batch_upload_by_station)
+{
+	/* A signed batch of 20 devices from station-01. */
+	struct fmt_manifest_header h;
+	memset(&h, 0, sizeof(h));
+	h.version = FMT_MANIFEST_VERSION;
+	snprintf(h.batch, sizeof(h.batch), "st1-000001");
+	snprintf(h.station, sizeof(h.station), "station-01");
+	h.seq = 1;
+	snprintf(h.created, sizeof(h.created), "2026-11-23T10:00:00Z");
+	snprintf(h.product, sizeof(h.product), "sensor-x");
+	h.count = 20;
+	h.sig = FMT_MANIFEST_SIG_ES256;
+	ck_assert_int_eq(fmt_key_fingerprint(station_key, h.key, NULL), IDP_OK);
+	uint8_t *body = malloc(20 * FMT_MANIFEST_LINE_MAX + FMT_MANIFEST_LINE_MAX);
+	ck_assert_ptr_nonnull(body);
+	size_t len = 0, n = 0;
+	struct fmt_manifest_writer w;
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, body, &n, NULL), IDP_OK);
+	len += n;
+	for (unsigned i = 1; i <= 20; i++) {
+		struct fmt_manifest_record r;
+		memset(&r, 0, sizeof(r));
+		snprintf(r.id, sizeof(r.id), "up-%04u", i);
+		snprintf(r.serial, sizeof(r.serial), "UP%06u", i);
+		r.mac[0] = 0x02;
+		r.mac[1] = 0x10;
+		r.mac[5] = (uint8_t)i;
+		ck_assert_int_eq(fmt_manifest_writer_record(&w, &r, body + len, &n, NULL), IDP_OK);
+		len += n;
+	}
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_ES256, station_key, NULL, NULL, body,
+	                                   len, &sig, &sig_len, NULL),
+	                 IDP_OK);
+	uint8_t before[32], after[32];
+	struct upload u;
+	/* Without a client certificate, and tampered: refused, nothing written. */
+	digest(before);
+	ck_assert_int_eq(upload(body, len, sig, sig_len, false, &u), 401);
+	ck_assert_ptr_nonnull(strstr(u.answer, "\"unauthorized\""));
+	body[len - 5] ^= 1;
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 403);
+	ck_assert_ptr_nonnull(strstr(u.answer, "\"forbidden\""));
+	body[len - 5] ^= 1;
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 201);
+	struct fmt_api_batch b;
+	ck_assert_int_eq(fmt_api_batch_parse((const uint8_t *)u.answer, u.answer_len, &b, NULL),
+	                 IDP_OK);
+	ck_assert_str_eq(b.batch_id, "st1-000001");
+	ck_assert_int_eq(b.devices, 20);
+	ck_assert(b.created);
+	ck_assert(!b.gap);
+	/* The same upload again: 200, same batch, nothing written. */
+	digest(before);
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 200);
+	ck_assert_int_eq(fmt_api_batch_parse((const uint8_t *)u.answer, u.answer_len, &b, NULL),
+	                 IDP_OK);
+	ck_assert(!b.created);
+	ck_assert_int_eq(b.devices, 20);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+
+	/* A preloaded device from the upload provisions. */
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	struct call *c = call_new(FMT_API_PROVISION, "up-0003", "02:10:00:00:00:03", k, NULL);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(run(c, &a), 200); /* matched by ID + MAC, key recorded */
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	fmt_key_free(k);
+	free(sig);
+	free(body);
+}
+END_TEST
+
+/* Start the idprovd program on state_dir; its port from its log. */
+static pid_t spawn_idprovd(const char *state_dir, char url[static 96])
+{
+	const char *bin = getenv("IDP_BIN");
+	char exe[512];
+	snprintf(exe, sizeof(exe), "%s/idprovd", bin != NULL ? bin : "build/asan/bin");
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		execl(exe, "idprovd", "--foreground", "--state-dir", state_dir, "--listen",
+		      "127.0.0.1:0", "--threads", "2", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	FILE *f = fdopen(p[0], "r");
+	ck_assert_ptr_nonnull(f);
+	char line[1024];
+	url[0] = '\0';
+	while (url[0] == '\0' && fgets(line, sizeof(line), f) != NULL) {
+		const char *a = strstr(line, "event=http.listening addr=");
+		if (a != NULL) {
+			a += strlen("event=http.listening addr=");
+			snprintf(url, 96, "https://%.*s", (int)strcspn(a, " \n"), a);
+		}
+	}
+	ck_assert_msg(url[0] != '\0', "idprovd did not start (%s)", exe);
+	/* Keep draining its log so that it never blocks on a full pipe. */
+	if (fork() == 0) {
+		while (fgets(line, sizeof(line), f) != NULL)
+			;
+		_exit(0);
+	}
+	fclose(f);
+	return pid;
+}
+
+struct killer {
+	pid_t pid;
+	long after_ms;
+};
+
+static void *kill_later(void *arg)
+{
+	struct killer *k = arg;
+	struct timespec ts = {k->after_ms / 1000, (k->after_ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+	kill(k->pid, SIGKILL);
+	return NULL;
+}
+
+#define CRASH_DEVICES 400
+
+/* kill -9 of the server under provisioning load, at several points: after
+ * a restart every decision that was answered is in the store, with its
+ * token, and the server provisions again. */
+START_TEST(test_api_sigkill_under_load_keeps_answered_decisions)
+{
+	char sd[160], url[96];
+	snprintf(sd, sizeof(sd), "%s/crash", dir);
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+	struct srv_state_opts o = {.dir = sd};
+	struct srv_state *cs = NULL;
+	ck_assert_int_eq(srv_state_open(&o, &cs, secret, NULL), IDP_OK);
+	struct srv_store *cdb = NULL;
+	ck_assert_int_eq(srv_store_open(cs->db_path, &cdb, NULL), IDP_OK);
+	static struct fmt_key *ks[CRASH_DEVICES];
+	for (int i = 0; i < CRASH_DEVICES; i++) {
+		ks[i] = new_key(FMT_KEY_P256);
+		struct srv_device d;
+		memset(&d, 0, sizeof(d));
+		snprintf(d.id, sizeof(d.id), "crash-%04d", i);
+		snprintf(d.mac, sizeof(d.mac), "02:20:00:00:%02x:%02x", i >> 8, i & 0xff);
+		ck_assert_int_eq(fmt_key_spki_der(ks[i], d.pubkey, &d.pubkey_len, NULL), IDP_OK);
+		d.state = SRV_DEV_PRELOADED;
+		ck_assert_int_eq(srv_store_device_insert(cdb, &d, NULL), IDP_OK);
+	}
+	srv_store_close(cdb);
+	snprintf(ca_path, sizeof(ca_path), "%s/crash/ca.pem", dir);
+	static char jtis[CRASH_DEVICES][FMT_TOKEN_JTI_LEN + 1];
+	int next = 0, answered = 0;
+	static const long kill_ms[] = {150, 400, 900};
+	for (size_t round = 0; round < 3 && next < CRASH_DEVICES; round++) {
+		pid_t pid = spawn_idprovd(sd, url);
+		snprintf(base_url, sizeof(base_url), "%s", url);
+		struct killer k = {pid, kill_ms[round]};
+		pthread_t t;
+		ck_assert_int_eq(pthread_create(&t, NULL, kill_later, &k), 0);
+		for (; next < CRASH_DEVICES; next++) {
+			char id[32], mac[24];
+			snprintf(id, sizeof(id), "crash-%04d", next);
+			snprintf(mac, sizeof(mac), "02:20:00:00:%02x:%02x", next >> 8, next & 0xff);
+			struct call *c = call_new(FMT_API_PROVISION, id, mac, ks[next], NULL);
+			c->may_fail = true;
+			post("/v1/provision", c);
+			struct fmt_api_answer a;
+			if (c->status != 200 ||
+			    fmt_api_answer_parse((const uint8_t *)c->answer, c->answer_len, &a,
+			                         NULL) != IDP_OK) {
+				call_free(c);
+				break; /* the server died under this request */
+			}
+			struct fmt_token_claims cl;
+			ck_assert_int_eq(
+			        fmt_token_decode_unverified((const uint8_t *)a.status.token,
+			                                    strlen(a.status.token), &cl, NULL),
+			        IDP_OK);
+			snprintf(jtis[next], sizeof(jtis[next]), "%s", cl.jti);
+			answered++;
+			fmt_api_answer_wipe(&a);
+			call_free(c);
+		}
+		pthread_join(t, NULL);
+		int status = 0;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		next++; /* the interrupted device: answered or not, skip it */
+	}
+	ck_assert_int_gt(answered, 0);
+	ck_assert_int_lt(next, CRASH_DEVICES); /* every round was cut by its kill */
+	/* After the crashes: every answered decision and its token are there. */
+	ck_assert_int_eq(srv_store_open(cs->db_path, &cdb, NULL), IDP_OK);
+	for (int i = 0; i < CRASH_DEVICES; i++) {
+		if (jtis[i][0] == '\0')
+			continue;
+		struct srv_device d;
+		char id[32];
+		snprintf(id, sizeof(id), "crash-%04d", i);
+		ck_assert_int_eq(srv_store_device_get(cdb, id, &d, NULL), IDP_OK);
+		ck_assert_int_eq(d.state, SRV_DEV_APPROVED);
+		struct srv_token t;
+		ck_assert_int_eq(srv_store_token_get(cdb, jtis[i], &t, NULL), IDP_OK);
+		ck_assert_str_eq(t.device_id, id);
+	}
+	uint8_t dg[32];
+	ck_assert_int_eq(srv_store_digest(cdb, dg, NULL), IDP_OK);
+	srv_store_close(cdb);
+	/* And it serves again. */
+	pid_t pid = spawn_idprovd(sd, url);
+	snprintf(base_url, sizeof(base_url), "%s", url);
+	struct call *c = call_new(FMT_API_PROVISION, "crash-0399", "02:20:00:00:01:8f",
+	                          ks[CRASH_DEVICES - 1], NULL);
+	struct fmt_api_answer a;
+	long st = run(c, &a);
+	ck_assert(st == 200);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	kill(pid, SIGTERM);
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < CRASH_DEVICES; i++)
+		fmt_key_free(ks[i]);
+	srv_state_free(cs);
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	Suite *s = suite_create("api_server");
+	TCase *tc = tcase_create("https");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_api_preloaded_device_provisions_exchanges_renews, 0, 2);
+	tcase_add_test(tc, test_api_unknown_pending_once_then_rejected_and_revoked);
+	tcase_add_test(tc, test_api_bad_proofs_change_nothing);
+	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
+	tcase_add_test(tc, test_api_batch_upload_by_station);
+	tcase_add_test(tc, test_api_sigkill_under_load_keeps_answered_decisions);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,239 @@
+/*
+ * test_config.c - config.h: defaults, the file format (comments, spaces,
+ * units, lists), the command line over the file, and errors that name the
+ * file, line and key for unknown keys, bad values, duplicates and junk.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/config.h"
+#include "tests/unit/check_main.h"
+
+/* srv_config_from_args on a copy of args (argv strings must be writable). */
+static enum idp_err from_args(const char *const *args, struct srv_config *cfg,
+                              enum srv_config_action *act, struct idp_error *err)
+{
+	char *argv[16] = {0};
+	int argc = 0;
+	for (; args[argc] != NULL; argc++) {
+		ck_assert_int_lt(argc, 15);
+		argv[argc] = strdup(args[argc]);
+		ck_assert_ptr_nonnull(argv[argc]);
+	}
+	enum idp_err rc = srv_config_from_args(argc, argv, cfg, act, err);
+	for (int i = 0; i < argc; i++)
+		free(argv[i]);
+	return rc;
+}
+
+static enum idp_err apply(struct srv_config *cfg, const char *text, struct idp_error *err)
+{
+	return srv_config_apply_file(cfg, "test.conf", (const uint8_t *)text, strlen(text), err);
+}
+
+START_TEST(test_config_defaults)
+{
+	struct srv_config cfg;
+	srv_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.n_listen, 1);
+	ck_assert_str_eq(cfg.listen[0].text, "[::]:8443");
+	ck_assert(cfg.listen[0].dual_stack);
+	ck_assert_int_eq(cfg.listen[0].addr.ss_family, AF_INET6);
+	ck_assert_str_eq(cfg.state_dir, "/var/lib/idprov");
+	ck_assert_uint_ge(cfg.threads, 1);
+	ck_assert_uint_eq(cfg.threads, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	ck_assert_int_eq(cfg.token_lifetime, 30 * 86400);
+	ck_assert(!cfg.foreground);
+}
+END_TEST
+
+START_TEST(test_config_file_keys_units_and_lists)
+{
+	struct srv_config cfg;
+	srv_config_defaults(&cfg);
+	struct idp_error err = {0};
+	enum idp_err rc = apply(&cfg,
+	                        "# idprovd test\n"
+	                        "\n"
+	                        "  state-dir = /tmp/x y  \r\n"
+	                        "listen=127.0.0.1:9000\n"
+	                        "listen = [::1]:9001\n"
+	                        "\tthreads\t=\t3\n"
+	                        "token-lifetime = 2d\n"
+	                        "provisioning-token-lifetime = 90\n"
+	                        "max-body = 128K\n"
+	                        "max-manifest = 2M\n"
+	                        "foreground = yes\n"
+	                        "token-key = ed25519\n"
+	                        "server-name = idprov.example\n"
+	                        "server-name = 10.0.0.1\n"
+	                        "header-timeout = 1m",
+	                        &err);
+	ck_assert_msg(rc == IDP_OK, "%s", err.msg);
+	ck_assert_str_eq(cfg.state_dir, "/tmp/x y");
+	ck_assert_uint_eq(cfg.n_listen, 2);
+	ck_assert_str_eq(cfg.listen[0].text, "127.0.0.1:9000");
+	ck_assert_int_eq(cfg.listen[0].addr.ss_family, AF_INET);
+	ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&cfg.listen[0].addr)->sin_port), 9000);
+	ck_assert_int_eq(cfg.listen[1].addr.ss_family, AF_INET6);
+	ck_assert(!cfg.listen[1].dual_stack);
+	ck_assert_uint_eq(cfg.threads, 3);
+	ck_assert_int_eq(cfg.token_lifetime, 2 * 86400);
+	ck_assert_int_eq(cfg.provisioning_token_lifetime, 90);
+	ck_assert_uint_eq(cfg.max_body, 128u << 10);
+	ck_assert_uint_eq(cfg.max_manifest, 2u << 20);
+	ck_assert(cfg.foreground);
+	ck_assert_int_eq(cfg.token_key, FMT_KEY_ED25519);
+	ck_assert_uint_eq(cfg.n_server_names, 2);
+	ck_assert_str_eq(cfg.server_names[1], "10.0.0.1");
+	ck_assert_uint_eq(cfg.header_timeout, 60);
+}
+END_TEST
+
+/* Each bad file gives an error naming the file, the line and the key. */
+START_TEST(test_config_file_errors_name_file_line_and_key)
+{
+	static const struct {
+		const char *text;
+		const char *want[3];
+	} cases[] = {
+	        {"threads = 2\nlisten = 127.0.0.1:1\nbogus-key = 1\n",
+	         {"test.conf:3", "unknown key", "bogus-key"}},
+	        {"threads = many\n", {"test.conf:1", "threads", "many"}},
+	        {"threads = 0\n", {"test.conf:1", "threads", "from 1"}},
+	        {"threads = 99999999999999999999999\n", {"test.conf:1", "threads", "number"}},
+	        {"\n\ntoken-lifetime = 3w\n", {"test.conf:3", "token-lifetime", "3w"}},
+	        {"foreground = maybe\n", {"test.conf:1", "foreground", "maybe"}},
+	        {"threads = 1\nthreads = 2\n", {"test.conf:2", "threads", "twice"}},
+	        {"listen = ::1:80\n", {"test.conf:1", "listen", "[ADDR]:PORT"}},
+	        {"listen = localhost:80\n", {"test.conf:1", "listen", "not an IP address"}},
+	        {"listen = 127.0.0.1:65536\n", {"test.conf:1", "listen", "65536"}},
+	        {"token-key = rsa\n", {"test.conf:1", "token-key", "rsa"}},
+	        {"just words\n", {"test.conf:1", "key = value", "test.conf"}},
+	        {"state-dir =\n", {"test.conf:1", "state-dir", "empty"}},
+	        {"max-body = 1T\n", {"test.conf:1", "max-body", "1T"}},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct srv_config cfg;
+		srv_config_defaults(&cfg);
+		struct idp_error err = {0};
+		ck_assert_msg(apply(&cfg, cases[i].text, &err) != IDP_OK, "case %zu accepted", i);
+		for (size_t j = 0; j < 3; j++)
+			ck_assert_msg(strstr(err.msg, cases[i].want[j]) != NULL,
+			              "case %zu: '%s' lacks '%s'", i, err.msg, cases[i].want[j]);
+	}
+	/* A NUL byte and an overlong line. */
+	struct srv_config cfg;
+	srv_config_defaults(&cfg);
+	struct idp_error err = {0};
+	static const uint8_t nul[] = "threads = 1\nthreads\0 = 2\n";
+	ck_assert_int_eq(srv_config_apply_file(&cfg, "n.conf", nul, sizeof(nul) - 1, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "n.conf:2"));
+	char *longline = malloc(SRV_CONFIG_LINE_MAX + 20);
+	ck_assert_ptr_nonnull(longline);
+	memset(longline, 'a', SRV_CONFIG_LINE_MAX + 19);
+	memcpy(longline, "state-dir = /", 13);
+	longline[SRV_CONFIG_LINE_MAX + 19] = '\0';
+	ck_assert_int_eq(apply(&cfg, longline, &err), IDP_E_LIMIT);
+	free(longline);
+}
+END_TEST
+
+START_TEST(test_config_command_line_over_file)
+{
+	char path[] = "/tmp/idp-conf-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	static const char text[] = "listen = 127.0.0.1:9000\nlisten = 127.0.0.1:9001\n"
+	                           "threads = 3\nstate-dir = /from/file\n";
+	ck_assert_int_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+
+	struct srv_config cfg;
+	enum srv_config_action act;
+	struct idp_error err = {0};
+	const char *const argv1[] = {"idprovd",      "--threads=2", "--config",   path,
+	                             "--foreground", "--listen",    "[::1]:7000", NULL};
+	ck_assert_int_eq(from_args(argv1, &cfg, &act, &err), IDP_OK);
+	ck_assert_int_eq(act, SRV_CONFIG_RUN);
+	ck_assert_str_eq(cfg.config_file, path);
+	ck_assert_str_eq(cfg.state_dir, "/from/file");
+	ck_assert_uint_eq(cfg.threads, 2);
+	ck_assert(cfg.foreground);
+	ck_assert_uint_eq(cfg.n_listen, 1); /* the command line's list replaces the file's */
+	ck_assert_str_eq(cfg.listen[0].text, "[::1]:7000");
+
+	const char *const argv2[] = {"idprovd", "--config=/nonexistent/idprovd.conf", NULL};
+	ck_assert_int_eq(from_args(argv2, &cfg, &act, &err), IDP_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/idprovd.conf"));
+	const char *const argv3[] = {"idprovd", "--threads", NULL};
+	ck_assert_int_eq(from_args(argv3, &cfg, &act, &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "--threads"));
+	const char *const argv4[] = {"idprovd", "--bogus=1", NULL};
+	ck_assert_int_eq(from_args(argv4, &cfg, &act, &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "--bogus"));
+	const char *const argv5[] = {"idprovd", "--threads", "65", NULL};
+	ck_assert_int_eq(from_args(argv5, &cfg, &act, &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "threads"));
+	const char *const argv6[] = {"idprovd", "stray", NULL};
+	ck_assert_int_eq(from_args(argv6, &cfg, &act, &err), IDP_E_FORMAT);
+	const char *const argv7[] = {"idprovd", "--bogus", "--help", NULL};
+	ck_assert_int_eq(from_args(argv7, &cfg, &act, &err), IDP_OK);
+	ck_assert_int_eq(act, SRV_CONFIG_HELP);
+	const char *const argv8[] = {"idprovd", "--version", NULL};
+	ck_assert_int_eq(from_args(argv8, &cfg, &act, &err), IDP_OK);
+	ck_assert_int_eq(act, SRV_CONFIG_VERSION);
+	unlink(path);
+}
+END_TEST
+
+/* samples/idprovd.conf parses as it is, and with every key uncommented. */
+START_TEST(test_config_sample_file_parses)
+{
+	const char *top = getenv("IDP_TOP");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/samples/idprovd.conf", top != NULL ? top : ".");
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s", path);
+	static char orig[16384], keys_on[16384];
+	size_t n = fread(orig, 1, sizeof(orig) - 1, f);
+	fclose(f);
+	orig[n] = '\0';
+	size_t m = 0;
+	int uncommented = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool line_start = i == 0 || orig[i - 1] == '\n';
+		if (line_start && orig[i] == '#' && orig[i + 1] >= 'a' && orig[i + 1] <= 'z') {
+			uncommented++;
+			continue;
+		}
+		keys_on[m++] = orig[i];
+	}
+	keys_on[m] = '\0';
+	struct srv_config cfg;
+	srv_config_defaults(&cfg);
+	struct idp_error err = {0};
+	ck_assert_msg(apply(&cfg, orig, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_msg(apply(&cfg, keys_on, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_int_ge(uncommented, 17);
+	ck_assert_uint_eq(cfg.n_listen, 2);
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("config");
+	tcase_add_test(tc, test_config_defaults);
+	tcase_add_test(tc, test_config_file_keys_units_and_lists);
+	tcase_add_test(tc, test_config_file_errors_name_file_line_and_key);
+	tcase_add_test(tc, test_config_command_line_over_file);
+	tcase_add_test(tc, test_config_sample_file_parses);
+	suite_add_tcase(s, tc);
+	return s;
+}

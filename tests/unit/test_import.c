@@ -1,0 +1,393 @@
+/*
+ * test_import.c - import.h on a real SQLite file: a signed manifest imports
+ * whole; the same batch again imports once and answers the same; a replaced
+ * batch, a bad signature, an untrusted station and a record reusing another
+ * batch's serial are refused with the store unchanged (the reuse allowed once
+ * an administrator released the value); a sequence gap is recorded and
+ * flagged; a pending device is taken over; SIGKILL in the middle of a large
+ * import, at several points, leaves the batch whole or absent.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "formats/manifest.h"
+#include "formats/manifest_sig.h"
+#include "server/import.h"
+#include "tests/unit/check_main.h"
+
+#define NOW 1800000000
+
+static char dir[64];
+static char db_path[128];
+static struct srv_store *st;
+static struct fmt_key *station_key;
+
+struct body {
+	uint8_t *p;
+	size_t len;
+	uint8_t *sig;
+	size_t sig_len;
+};
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/idp-imp-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(db_path, sizeof(db_path), "%s/idprov.db", dir);
+	ck_assert_int_eq(srv_store_open(db_path, &st, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &station_key, NULL), IDP_OK);
+	struct srv_station s = {.enabled = true, .created_at = 1};
+	snprintf(s.id, sizeof(s.id), "station-01");
+	ck_assert_int_eq(fmt_key_spki_der(station_key, s.pubkey, &s.pubkey_len, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_station_put(st, &s, NULL), IDP_OK);
+}
+
+static void teardown(void)
+{
+	srv_store_close(st);
+	fmt_key_free(station_key);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static void add(struct body *b, const uint8_t *s, size_t n)
+{
+	b->p = realloc(b->p, b->len + n);
+	ck_assert_ptr_nonnull(b->p);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* Batch seq of station-01 with n records numbered from first; prev is the
+ * previous body's SHA-256 (NULL: zero for seq 1, else an unknown hash).
+ * Signed with key. */
+static struct body make(uint64_t seq, const uint8_t *prev, size_t first, size_t n,
+                        const struct fmt_key *key)
+{
+	struct body b = {0};
+	struct fmt_manifest_header h;
+	memset(&h, 0, sizeof(h));
+	h.version = FMT_MANIFEST_VERSION;
+	snprintf(h.batch, sizeof(h.batch), "batch-%llu", (unsigned long long)seq);
+	snprintf(h.station, sizeof(h.station), "station-01");
+	h.seq = seq;
+	if (prev != NULL)
+		memcpy(h.prev, prev, sizeof(h.prev));
+	else if (seq > 1)
+		memset(h.prev, 0x55, sizeof(h.prev)); /* a body this store never saw */
+	snprintf(h.created, sizeof(h.created), "2026-11-23T10:00:00Z");
+	snprintf(h.product, sizeof(h.product), "sensor-x");
+	h.count = n;
+	h.sig = FMT_MANIFEST_SIG_ES256;
+	ck_assert_int_eq(fmt_key_fingerprint(key, h.key, NULL), IDP_OK);
+	struct fmt_manifest_writer w;
+	uint8_t line[FMT_MANIFEST_LINE_MAX];
+	size_t len = 0;
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, line, &len, NULL), IDP_OK);
+	add(&b, line, len);
+	for (size_t i = first; i < first + n; i++) {
+		struct fmt_manifest_record r;
+		memset(&r, 0, sizeof(r));
+		snprintf(r.id, sizeof(r.id), "dev-%06zu", i);
+		snprintf(r.serial, sizeof(r.serial), "SN%08zu", i);
+		r.mac[0] = 0x02;
+		r.mac[3] = (uint8_t)(i >> 16);
+		r.mac[4] = (uint8_t)(i >> 8);
+		r.mac[5] = (uint8_t)i;
+		ck_assert_int_eq(fmt_manifest_writer_record(&w, &r, line, &len, NULL), IDP_OK);
+		add(&b, line, len);
+	}
+	ck_assert_int_eq(fmt_manifest_writer_finish(&w, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_ES256, key, NULL, NULL, b.p, b.len,
+	                                   &b.sig, &b.sig_len, NULL),
+	                 IDP_OK);
+	return b;
+}
+
+static void body_free(struct body *b)
+{
+	free(b->p);
+	free(b->sig);
+}
+
+static enum idp_err import(const struct body *b, struct srv_import_result *r, struct idp_error *err)
+{
+	return srv_import(st, b->p, b->len, b->sig, b->sig_len, NULL, NULL, NOW, r, err);
+}
+
+static void digest(uint8_t out[32])
+{
+	ck_assert_int_eq(srv_store_digest(st, out, NULL), IDP_OK);
+}
+
+static int64_t devices(void)
+{
+	int64_t n = -1;
+	ck_assert_int_eq(srv_store_device_count(st, 0, &n, NULL), IDP_OK);
+	return n;
+}
+
+START_TEST(test_import_whole_idempotent_and_replaced)
+{
+	struct body b1 = make(1, NULL, 1, 50, station_key);
+	struct srv_import_result r;
+	struct idp_error err = {0};
+	ck_assert_msg(import(&b1, &r, &err) == IDP_OK, "%s", err.msg);
+	ck_assert(r.created);
+	ck_assert(!r.gap);
+	ck_assert_int_eq(r.devices, 50);
+	ck_assert_str_eq(r.batch_id, "batch-1");
+	ck_assert_int_eq(devices(), 50);
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000007", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
+	ck_assert_str_eq(d.batch_id, "batch-1");
+	ck_assert_str_eq(d.serial, "SN00000007");
+
+	/* The same upload again: same answer, nothing written. */
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(import(&b1, &r, &err), IDP_OK);
+	ck_assert(!r.created);
+	ck_assert_int_eq(r.devices, 50);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+
+	/* Another body under sequence 1: a replaced batch. */
+	struct body other = make(1, NULL, 1000, 3, station_key);
+	ck_assert_int_eq(import(&other, &r, &err), IDP_E_CONFLICT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "other bytes"));
+	/* One changed byte: the signature fails. */
+	struct body b2 = make(2, NULL, 100, 5, station_key);
+	b2.p[b2.len - 3] ^= 1;
+	ck_assert_int_eq(import(&b2, &r, &err), IDP_E_VERIFY);
+	/* A key the station does not have. */
+	struct fmt_key *rogue = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &rogue, NULL), IDP_OK);
+	struct body b3 = make(2, NULL, 100, 5, rogue);
+	ck_assert_int_eq(import(&b3, &r, &err), IDP_E_DENIED);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	fmt_key_free(rogue);
+	body_free(&b1);
+	body_free(&other);
+	body_free(&b2);
+	body_free(&b3);
+}
+END_TEST
+
+START_TEST(test_import_chain_gap_reuse_and_pending)
+{
+	struct body b1 = make(1, NULL, 1, 10, station_key);
+	struct srv_import_result r;
+	struct idp_error err = {0};
+	ck_assert_int_eq(import(&b1, &r, &err), IDP_OK);
+	uint8_t h1[32];
+	SHA256(b1.p, b1.len, h1);
+
+	/* Sequence 3 while 2 is missing: imported, recorded as a gap, flagged. */
+	struct body b3 = make(3, h1, 300, 5, station_key);
+	ck_assert_int_eq(import(&b3, &r, &err), IDP_OK);
+	ck_assert(r.gap);
+	struct srv_batch got;
+	ck_assert_int_eq(srv_store_batch_get(st, "batch-3", &got, NULL), IDP_OK);
+	ck_assert_int_eq(got.state, SRV_BATCH_GAP);
+	int64_t n = 0;
+	ck_assert_int_eq(srv_store_flag_count(st, "batch-gap", &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+
+	/* Sequence 2 chained on 1, but its 4th record reuses batch 1's dev-000002
+	 * (ID, serial, MAC): refused whole, naming the line. */
+	struct body b2r = {0};
+	{
+		/* Records 200, 201, 202, then 2 (a reuse), then 203. */
+		struct body tmp = make(2, h1, 200, 3, station_key);
+		struct body reuse = make(2, h1, 2, 1, station_key);
+		struct body tail = make(2, h1, 203, 1, station_key);
+		const uint8_t *nl = memchr(tmp.p, '\n', tmp.len);
+		size_t head_len = (size_t)(nl - tmp.p) + 1;
+		/* Rebuild the header with count 5 via make(), then splice records. */
+		struct body hdr = make(2, h1, 900, 5, station_key);
+		const uint8_t *hnl = memchr(hdr.p, '\n', hdr.len);
+		add(&b2r, hdr.p, (size_t)(hnl - hdr.p) + 1);
+		add(&b2r, tmp.p + head_len, tmp.len - head_len);
+		const uint8_t *rnl = memchr(reuse.p, '\n', reuse.len);
+		add(&b2r, rnl + 1, reuse.len - (size_t)(rnl + 1 - reuse.p));
+		const uint8_t *tnl = memchr(tail.p, '\n', tail.len);
+		add(&b2r, tnl + 1, tail.len - (size_t)(tnl + 1 - tail.p));
+		ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_ES256, station_key, NULL, NULL,
+		                                   b2r.p, b2r.len, &b2r.sig, &b2r.sig_len, NULL),
+		                 IDP_OK);
+		body_free(&tmp);
+		body_free(&reuse);
+		body_free(&tail);
+		body_free(&hdr);
+	}
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(import(&b2r, &r, &err), IDP_E_DUPLICATE);
+	ck_assert_msg(strstr(err.msg, "line 5") != NULL && strstr(err.msg, "dev-000002") != NULL,
+	              "%s", err.msg);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	ck_assert_int_eq(srv_store_batch_get(st, "batch-2", &got, NULL), IDP_E_NOTFOUND);
+
+	/* Released by an administrator (ID, serial and MAC): now it imports. */
+	ck_assert_int_eq(srv_store_release_add(st, SRV_IDENT_ID, (const uint8_t *)"dev-000002", 10,
+	                                       NOW, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(srv_store_release_add(st, SRV_IDENT_SERIAL, (const uint8_t *)"SN00000002",
+	                                       10, NOW, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(srv_store_release_add(st, SRV_IDENT_MAC,
+	                                       (const uint8_t *)"02:00:00:00:00:02", 17, NOW, NULL),
+	                 IDP_OK);
+	ck_assert_msg(import(&b2r, &r, &err) == IDP_OK, "%s", err.msg);
+	ck_assert(!r.gap);
+	ck_assert_int_eq(r.devices, 5);
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000002", &d, NULL), IDP_OK);
+	ck_assert_str_eq(d.batch_id, "batch-2");
+
+	/* A device that asked before its manifest came is taken over. */
+	struct srv_device p;
+	memset(&p, 0, sizeof(p));
+	snprintf(p.id, sizeof(p.id), "dev-000400");
+	p.state = SRV_DEV_PENDING;
+	p.attempts = 3;
+	ck_assert_int_eq(srv_store_device_insert(st, &p, NULL), IDP_OK);
+	struct body b4 = make(4, NULL, 400, 2, station_key);
+	ck_assert_int_eq(import(&b4, &r, &err), IDP_OK);
+	ck_assert(r.gap); /* its prev is not batch 3's hash */
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000400", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
+	ck_assert_int_eq(d.attempts, 3);
+	ck_assert_str_eq(d.batch_id, "batch-4");
+	body_free(&b1);
+	body_free(&b3);
+	body_free(&b2r);
+	body_free(&b4);
+}
+END_TEST
+
+/* A product rule: serials SN + 8 digits, divisible by 7. */
+START_TEST(test_import_rules_refuse_a_bad_serial)
+{
+	struct srv_rules rules = {.n = 0};
+	ck_assert_int_eq(srv_rules_add(&rules,
+	                               "product=sensor-x field=serial pattern=SN[0-9]{8} "
+	                               "check=div:7",
+	                               NULL),
+	                 IDP_OK);
+	struct body ok = make(1, NULL, 7, 1, station_key);   /* SN00000007 */
+	struct body bad = make(1, NULL, 14, 2, station_key); /* SN00000014, SN00000015 */
+	struct srv_import_result r;
+	struct idp_error err = {0};
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(
+	        srv_import(st, bad.p, bad.len, bad.sig, bad.sig_len, NULL, &rules, NOW, &r, &err),
+	        IDP_E_FORMAT);
+	ck_assert_msg(strstr(err.msg, "line 3: device dev-000015") != NULL &&
+	                      strstr(err.msg, "divisible by 7") != NULL,
+	              "%s", err.msg);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	ck_assert_int_eq(
+	        srv_import(st, ok.p, ok.len, ok.sig, ok.sig_len, NULL, &rules, NOW, &r, &err),
+	        IDP_OK);
+	srv_rules_free(&rules);
+	body_free(&ok);
+	body_free(&bad);
+}
+END_TEST
+
+START_TEST(test_import_sigkill_leaves_batch_whole_or_absent)
+{
+	const size_t n = 8000;
+	struct body b1 = make(1, NULL, 1, 10, station_key);
+	struct srv_import_result r;
+	ck_assert_int_eq(import(&b1, &r, NULL), IDP_OK);
+	uint8_t h1[32];
+	SHA256(b1.p, b1.len, h1);
+	struct body big = make(2, h1, 1000, n, station_key);
+	uint8_t before[32], after[32];
+	digest(before);
+	srv_store_close(st);
+	st = NULL;
+	static const long delays_us[] = {1000, 20000, 60000, 150000, 400000};
+	bool saw_absent = false;
+	for (size_t i = 0; i < sizeof(delays_us) / sizeof(delays_us[0]); i++) {
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			struct srv_store *cs = NULL;
+			if (srv_store_open(db_path, &cs, NULL) != IDP_OK)
+				_exit(2);
+			struct srv_import_result cr;
+			_exit(srv_import(cs, big.p, big.len, big.sig, big.sig_len, NULL, NULL, NOW,
+			                 &cr, NULL) == IDP_OK
+			              ? 0
+			              : 3);
+		}
+		struct timespec ts = {0, delays_us[i] * 1000};
+		nanosleep(&ts, NULL);
+		(void)kill(pid, SIGKILL);
+		int status = 0;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(!WIFEXITED(status) || WEXITSTATUS(status) == 0);
+		ck_assert_int_eq(srv_store_open(db_path, &st, NULL), IDP_OK);
+		struct srv_batch got;
+		enum idp_err brc = srv_store_batch_get(st, "batch-2", &got, NULL);
+		if (brc == IDP_OK) {
+			/* Committed before the kill: whole. Undo for the next round. */
+			ck_assert_int_eq(devices(), 10 + (int64_t)n);
+			srv_store_close(st);
+			st = NULL;
+			char cmd[512];
+			snprintf(
+			        cmd, sizeof(cmd),
+			        "sqlite3 '%s' \"DELETE FROM devices WHERE batch_id = 'batch-2'; "
+			        "DELETE FROM batches WHERE id = 'batch-2'; DELETE FROM audit WHERE "
+			        "subject = 'batch-2';\"",
+			        db_path);
+			ck_assert_int_eq(system(cmd), 0);
+			ck_assert_int_eq(srv_store_open(db_path, &st, NULL), IDP_OK);
+		} else {
+			ck_assert_int_eq(brc, IDP_E_NOTFOUND);
+			ck_assert_int_eq(devices(), 10);
+			saw_absent = true;
+		}
+		digest(after);
+		ck_assert_mem_eq(before, after, 32);
+		srv_store_close(st);
+		st = NULL;
+	}
+	ck_assert(saw_absent); /* at least one kill landed mid-import */
+	ck_assert_int_eq(srv_store_open(db_path, &st, NULL), IDP_OK);
+	body_free(&b1);
+	body_free(&big);
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	Suite *s = suite_create("import");
+	TCase *tc = tcase_create("manifest");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_import_whole_idempotent_and_replaced);
+	tcase_add_test(tc, test_import_chain_gap_reuse_and_pending);
+	tcase_add_test(tc, test_import_rules_refuse_a_bad_serial);
+	tcase_add_test(tc, test_import_sigkill_leaves_batch_whole_or_absent);
+	suite_add_tcase(s, tc);
+	return s;
+}

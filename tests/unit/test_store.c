@@ -1,0 +1,571 @@
+/*
+ * test_store.c - store.h on real SQLite files in a temporary directory:
+ * migration from empty and re-open, a newer schema refused, each table's
+ * calls, single-use tokens and nonces across connections, a transaction that
+ * fails midway leaves the database unchanged, and a process killed with
+ * SIGKILL in the middle of a large transaction (or of its commit) leaves
+ * nothing half-done.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "server/store.h"
+#include "tests/unit/check_main.h"
+
+static char dir[64];
+static char db_path[128];
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/idp-store-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(db_path, sizeof(db_path), "%s/idprov.db", dir);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct srv_store *open_ok(void)
+{
+	struct srv_store *st = NULL;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_store_open(db_path, &st, &err);
+	ck_assert_msg(rc == IDP_OK, "open: %s", err.msg);
+	return st;
+}
+
+/* The store's digest of the database, through a connection of its own. */
+static void db_digest(uint8_t out[32])
+{
+	struct srv_store *st = NULL;
+	ck_assert_int_eq(srv_store_open(db_path, &st, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_digest(st, out, NULL), IDP_OK);
+	srv_store_close(st);
+}
+
+/* A raw one-integer query, for checks the store API does not offer. */
+static int64_t raw_int(const char *sql)
+{
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_stmt *s = NULL;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static void make_device(struct srv_device *d, unsigned i, const char *batch)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->id, sizeof(d->id), "dev-%06u", i);
+	snprintf(d->serial, sizeof(d->serial), "SN%08u", i);
+	snprintf(d->mac, sizeof(d->mac), "02:00:00:%02x:%02x:%02x", (i >> 16) & 0xff,
+	         (i >> 8) & 0xff, i & 0xff);
+	d->pubkey_len = 91;
+	memset(d->pubkey, 0x30, d->pubkey_len);
+	memcpy(d->pubkey + 80, &i, sizeof(i));
+	d->state = SRV_DEV_PRELOADED;
+	if (batch != NULL)
+		snprintf(d->batch_id, sizeof(d->batch_id), "%s", batch);
+	d->created_at = d->updated_at = 1700000000;
+}
+
+static void make_batch(struct srv_batch *b, const char *id, int64_t seq, int64_t count)
+{
+	memset(b, 0, sizeof(*b));
+	snprintf(b->id, sizeof(b->id), "%s", id);
+	snprintf(b->station_id, sizeof(b->station_id), "station-1");
+	snprintf(b->product, sizeof(b->product), "sensor-x");
+	b->sequence = seq;
+	memset(b->hash, (int)seq, sizeof(b->hash));
+	b->has_prev = seq > 1;
+	if (b->has_prev)
+		memset(b->prev_hash, (int)(seq - 1), sizeof(b->prev_hash));
+	b->device_count = count;
+	b->imported_at = 1700000000;
+	b->state = SRV_BATCH_IMPORTED;
+}
+
+START_TEST(test_store_open_migrates_from_empty_and_reopens)
+{
+	umask(022);
+	struct srv_store *st = open_ok();
+	int64_t v = 0;
+	ck_assert_int_eq(srv_store_schema_version(st, &v, NULL), IDP_OK);
+	ck_assert_int_eq(v, srv_store_schema_latest());
+	ck_assert_int_ge(v, 1);
+	struct srv_device d;
+	make_device(&d, 1, NULL);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	srv_store_close(st);
+
+	struct stat sb;
+	ck_assert_int_eq(stat(db_path, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+	sqlite3_stmt *s = NULL;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM schema_migrations"),
+	                 srv_store_schema_latest());
+
+	/* Re-open: no migration runs again, the data is there. */
+	st = open_ok();
+	ck_assert_int_eq(srv_store_schema_version(st, &v, NULL), IDP_OK);
+	ck_assert_int_eq(v, srv_store_schema_latest());
+	struct srv_device got;
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000001", &got, NULL), IDP_OK);
+	ck_assert_str_eq(got.serial, "SN00000001");
+	ck_assert_int_eq(got.state, SRV_DEV_PRELOADED);
+	srv_store_close(st);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM schema_migrations"),
+	                 srv_store_schema_latest());
+}
+END_TEST
+
+START_TEST(test_store_open_refuses_newer_schema)
+{
+	srv_store_close(open_ok());
+	ck_assert_int_eq(raw_int("INSERT INTO schema_migrations VALUES (999, 0) RETURNING 1"), 1);
+	struct srv_store *st = (struct srv_store *)1;
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_open(db_path, &st, &err), IDP_E_UNSUPPORTED);
+	ck_assert_ptr_null(st);
+	ck_assert_ptr_nonnull(strstr(err.msg, "999"));
+
+	/* Not a database at all. */
+	FILE *f = fopen(db_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("this is not an sqlite database, but long enough to look like one..........", f);
+	fclose(f);
+	ck_assert_int_ne(srv_store_open(db_path, &st, &err), IDP_OK);
+	ck_assert_ptr_null(st);
+}
+END_TEST
+
+START_TEST(test_store_device_round_trip_find_and_update)
+{
+	struct srv_store *st = open_ok();
+	struct srv_device d, got;
+	struct idp_error err = {0};
+	make_device(&d, 7, NULL);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, &err), IDP_E_DUPLICATE);
+	ck_assert_ptr_nonnull(strstr(err.msg, "dev-000007"));
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000007", &got, NULL), IDP_OK);
+	ck_assert_str_eq(got.mac, d.mac);
+	ck_assert_uint_eq(got.pubkey_len, d.pubkey_len);
+	ck_assert_mem_eq(got.pubkey, d.pubkey, d.pubkey_len);
+	ck_assert_str_eq(got.batch_id, "");
+	ck_assert_int_eq(srv_store_device_get(st, "nope", &got, &err), IDP_E_NOTFOUND);
+
+	char id[SRV_STORE_ID_MAX + 1];
+	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_SERIAL, (const uint8_t *)"SN00000007",
+	                                       10, NULL, id, NULL),
+	                 IDP_OK);
+	ck_assert_str_eq(id, "dev-000007");
+	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_SERIAL, (const uint8_t *)"SN00000007",
+	                                       10, "dev-000007", id, NULL),
+	                 IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_MAC, (const uint8_t *)d.mac,
+	                                       strlen(d.mac), NULL, id, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_device_find(st, SRV_IDENT_KEY, d.pubkey, d.pubkey_len, NULL, id, NULL),
+	        IDP_OK);
+	uint8_t other[91];
+	memcpy(other, d.pubkey, sizeof(other));
+	other[90] ^= 1;
+	ck_assert_int_eq(
+	        srv_store_device_find(st, SRV_IDENT_KEY, other, sizeof(other), NULL, id, NULL),
+	        IDP_E_NOTFOUND);
+
+	/* A device without key or MAC stores NULLs, and the lookups do not match "". */
+	struct srv_device bare;
+	make_device(&bare, 8, NULL);
+	bare.mac[0] = '\0';
+	bare.pubkey_len = 0;
+	bare.state = SRV_DEV_PENDING;
+	ck_assert_int_eq(srv_store_device_insert(st, &bare, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000008", &got, NULL), IDP_OK);
+	ck_assert_uint_eq(got.pubkey_len, 0);
+	ck_assert_str_eq(got.mac, "");
+
+	got.state = SRV_DEV_APPROVED;
+	got.pubkey_len = 44;
+	memset(got.pubkey, 0x44, 44);
+	got.provisioned_at = 1700000100;
+	got.attempts = 3;
+	ck_assert_int_eq(srv_store_device_update(st, &got, NULL), IDP_OK);
+	struct srv_device again;
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000008", &again, NULL), IDP_OK);
+	ck_assert_int_eq(again.state, SRV_DEV_APPROVED);
+	ck_assert_uint_eq(again.pubkey_len, 44);
+	ck_assert_int_eq(again.attempts, 3);
+	int64_t n = 0;
+	ck_assert_int_eq(srv_store_device_count(st, SRV_DEV_APPROVED, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(srv_store_device_count(st, 0, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 2);
+
+	/* Oversized and bad values are refused before they reach the database. */
+	struct srv_device bad = d;
+	memset(bad.id, 'a', sizeof(bad.id) - 1);
+	bad.id[sizeof(bad.id) - 1] = '\0';
+	snprintf(bad.mac, sizeof(bad.mac), "x");
+	bad.state = (enum srv_device_state)9;
+	ck_assert_int_eq(srv_store_device_insert(st, &bad, &err), IDP_E_ARG);
+	snprintf(bad.id, sizeof(bad.id), "fresh");
+	snprintf(bad.serial, sizeof(bad.serial), "SN");
+	bad.state = SRV_DEV_PRELOADED;
+	snprintf(bad.batch_id, sizeof(bad.batch_id), "no-such-batch");
+	ck_assert_int_eq(srv_store_device_insert(st, &bad, &err), IDP_E_CONFLICT);
+	srv_store_close(st);
+}
+END_TEST
+
+START_TEST(test_store_batches_and_chain_lookups)
+{
+	struct srv_store *st = open_ok();
+	struct srv_station s = {.enabled = true, .pubkey_len = 91, .created_at = 1};
+	snprintf(s.id, sizeof(s.id), "station-1");
+	memset(s.pubkey, 0x30, s.pubkey_len);
+	ck_assert_int_eq(srv_store_station_put(st, &s, NULL), IDP_OK);
+	struct srv_station sg;
+	ck_assert_int_eq(srv_store_station_get(st, "station-1", &sg, NULL), IDP_OK);
+	ck_assert(sg.enabled);
+	ck_assert_uint_eq(sg.pubkey_len, 91);
+	ck_assert_int_eq(srv_store_station_get(st, "station-2", &sg, NULL), IDP_E_NOTFOUND);
+
+	struct srv_batch b, got;
+	make_batch(&b, "batch-1", 1, 0);
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, NULL), IDP_OK);
+	make_batch(&b, "batch-2", 2, 0);
+	b.state = SRV_BATCH_GAP;
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, NULL), IDP_OK);
+	/* Same station and sequence under another ID: the unique pair refuses it. */
+	make_batch(&b, "batch-2b", 2, 0);
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, &err), IDP_E_DUPLICATE);
+	ck_assert_ptr_nonnull(strstr(err.msg, "batch-2b"));
+
+	ck_assert_int_eq(srv_store_batch_get(st, "batch-1", &got, NULL), IDP_OK);
+	ck_assert(!got.has_prev);
+	ck_assert_int_eq(got.state, SRV_BATCH_IMPORTED);
+	ck_assert_int_eq(srv_store_batch_get_seq(st, "station-1", 2, &got, NULL), IDP_OK);
+	ck_assert_str_eq(got.id, "batch-2");
+	ck_assert(got.has_prev);
+	ck_assert_int_eq(got.prev_hash[0], 1);
+	ck_assert_int_eq(got.state, SRV_BATCH_GAP);
+	ck_assert_int_eq(srv_store_batch_get_last(st, "station-1", &got, NULL), IDP_OK);
+	ck_assert_int_eq(got.sequence, 2);
+	ck_assert_int_eq(srv_store_batch_get_last(st, "station-9", &got, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_batch_get_seq(st, "station-1", 3, &got, NULL), IDP_E_NOTFOUND);
+
+	static const char pem[] = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+	ck_assert_int_eq(srv_store_factory_ca_add(st, "acme", pem, sizeof(pem) - 1, 1, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(srv_store_factory_ca_add(st, "acme", pem, sizeof(pem) - 1, 1, NULL),
+	                 IDP_E_DUPLICATE);
+	srv_store_close(st);
+}
+END_TEST
+
+static int count_ca(void *ctx, const char *name, const char *pem, size_t len)
+{
+	(void)name;
+	(void)pem;
+	(void)len;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+START_TEST(test_store_tokens_single_use_across_connections)
+{
+	struct srv_store *a = open_ok();
+	struct srv_store *b = open_ok();
+	struct srv_token t = {.kind = SRV_TOKEN_PROVISIONING, .issued_at = 100, .expires_at = 200};
+	snprintf(t.jti, sizeof(t.jti), "jti-1");
+	snprintf(t.device_id, sizeof(t.device_id), "dev-1");
+	ck_assert_int_eq(srv_store_token_insert(a, &t, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_token_insert(b, &t, NULL), IDP_E_DUPLICATE);
+	ck_assert_int_eq(srv_store_token_use(a, "jti-1", 150, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_token_use(b, "jti-1", 150, NULL), IDP_E_CONFLICT);
+	ck_assert_int_eq(srv_store_token_use(a, "jti-1", 150, NULL), IDP_E_CONFLICT);
+	ck_assert_int_eq(srv_store_token_use(a, "jti-x", 150, NULL), IDP_E_NOTFOUND);
+	snprintf(t.jti, sizeof(t.jti), "jti-2");
+	ck_assert_int_eq(srv_store_token_insert(a, &t, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_token_use(b, "jti-2", 200, NULL), IDP_E_EXPIRED);
+	struct srv_token got;
+	ck_assert_int_eq(srv_store_token_get(b, "jti-2", &got, NULL), IDP_OK);
+	ck_assert(!got.used);
+	ck_assert_int_eq(got.kind, SRV_TOKEN_PROVISIONING);
+	ck_assert_str_eq(got.device_id, "dev-1");
+
+	/* Nonces: one use, whoever asks first; expired ones are refused and gone. */
+	const uint8_t n1[16] = {1}, n2[16] = {2}, n3[16] = {3};
+	ck_assert_int_eq(srv_store_nonce_insert(a, n1, sizeof(n1), 300, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_nonce_insert(a, n1, sizeof(n1), 300, NULL), IDP_E_DUPLICATE);
+	ck_assert_int_eq(srv_store_nonce_consume(b, n1, sizeof(n1), 250, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_nonce_consume(a, n1, sizeof(n1), 250, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_nonce_insert(a, n2, sizeof(n2), 300, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_nonce_consume(a, n2, sizeof(n2), 300, NULL), IDP_E_EXPIRED);
+	ck_assert_int_eq(srv_store_nonce_consume(a, n2, sizeof(n2), 299, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_nonce_insert(a, n3, sizeof(n3), 300, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_nonce_purge(b, 301, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_nonce_consume(a, n3, sizeof(n3), 10, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_nonce_insert(a, n3, 0, 300, NULL), IDP_E_ARG);
+
+	/* Flags, releases, audit, CA walk. */
+	ck_assert_int_eq(srv_store_flag_add(a, "key-reuse", "dev-1", "also dev-2", 5, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(srv_store_flag_add(a, "mac-mismatch", "dev-1", NULL, 5, NULL), IDP_OK);
+	int64_t n = 0;
+	ck_assert_int_eq(srv_store_flag_count(b, NULL, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(srv_store_flag_count(b, "key-reuse", &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+	bool rel = true;
+	ck_assert_int_eq(
+	        srv_store_release_check(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, &rel, NULL),
+	        IDP_OK);
+	ck_assert(!rel);
+	ck_assert_int_eq(
+	        srv_store_release_add(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, 9, NULL),
+	        IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_release_add(a, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, 9, NULL),
+	        IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_release_check(b, SRV_IDENT_SERIAL, (const uint8_t *)"SN1", 3, &rel, NULL),
+	        IDP_OK);
+	ck_assert(rel);
+	ck_assert_int_eq(
+	        srv_store_release_check(b, SRV_IDENT_MAC, (const uint8_t *)"SN1", 3, &rel, NULL),
+	        IDP_OK);
+	ck_assert(!rel);
+	struct srv_audit_event ev = {.at = 5, .event = "provision.approved", .subject = "dev-1"};
+	ck_assert_int_eq(srv_store_audit_append(a, &ev, NULL), IDP_OK);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM audit WHERE subject = 'dev-1'"), 1);
+	static const char pem[] = "x";
+	ck_assert_int_eq(srv_store_factory_ca_add(a, "one", pem, 1, 1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_factory_ca_add(a, "two", pem, 1, 1, NULL), IDP_OK);
+	int cas = 0;
+	ck_assert_int_eq(srv_store_factory_ca_foreach(b, count_ca, &cas, NULL), IDP_OK);
+	ck_assert_int_eq(cas, 2);
+	srv_store_close(a);
+	srv_store_close(b);
+}
+END_TEST
+
+START_TEST(test_store_failed_transaction_leaves_db_unchanged)
+{
+	struct srv_store *st = open_ok();
+	struct srv_batch b;
+	make_batch(&b, "batch-1", 1, 1);
+	struct srv_device d;
+	make_device(&d, 1, "batch-1");
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_E_ARG);
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_commit(st, NULL), IDP_OK);
+	uint8_t before[32], after[32];
+	db_digest(before);
+
+	/* A second batch whose 500th device repeats an ID: the caller rolls back. */
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	make_batch(&b, "batch-2", 2, 1000);
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, NULL), IDP_OK);
+	enum idp_err rc = IDP_OK;
+	struct idp_error err = {0};
+	for (unsigned i = 2; i < 1002 && rc == IDP_OK; i++) {
+		make_device(&d, i == 500 ? 1 : i, "batch-2");
+		rc = srv_store_device_insert(st, &d, &err);
+	}
+	ck_assert_int_eq(rc, IDP_E_DUPLICATE);
+	ck_assert_ptr_nonnull(strstr(err.msg, "dev-000001"));
+	struct srv_audit_event ev = {.at = 1, .event = "batch.refused", .subject = "batch-2"};
+	ck_assert_int_eq(srv_store_audit_append(st, &ev, NULL), IDP_OK);
+	srv_store_rollback(st);
+	db_digest(after);
+	ck_assert_mem_eq(before, after, sizeof(before));
+
+	/* A commit with nothing open fails cleanly; closing with a transaction
+	 * open rolls it back. */
+	ck_assert_int_eq(srv_store_commit(st, NULL), IDP_E_ARG);
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, NULL), IDP_OK);
+	srv_store_close(st);
+	db_digest(after);
+	ck_assert_mem_eq(before, after, sizeof(before));
+
+	/* A second writer waits for the first and then sees its work. */
+	struct srv_store *w1 = open_ok(), *w2 = open_ok();
+	ck_assert_int_eq(srv_store_begin(w1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_batch_insert(w1, &b, NULL), IDP_OK);
+	struct srv_batch got;
+	ck_assert_int_eq(srv_store_batch_get(w2, "batch-2", &got, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_commit(w1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_batch_get(w2, "batch-2", &got, NULL), IDP_OK);
+	srv_store_close(w1);
+	srv_store_close(w2);
+}
+END_TEST
+
+/* Child: commit a first batch of 10 devices, then insert n more in one
+ * transaction, writing 'H' to fd half-way, 'C' just before the commit and 'D'
+ * after it. Never returns. */
+static void child_import(int fd, unsigned n)
+{
+	struct srv_store *st = NULL;
+	if (srv_store_open(db_path, &st, NULL) != IDP_OK)
+		_exit(2);
+	struct srv_batch b;
+	struct srv_device d;
+	make_batch(&b, "batch-2", 2, n);
+	if (srv_store_begin(st, NULL) != IDP_OK || srv_store_batch_insert(st, &b, NULL) != IDP_OK)
+		_exit(3);
+	for (unsigned i = 0; i < n; i++) {
+		make_device(&d, 1000 + i, "batch-2");
+		if (srv_store_device_insert(st, &d, NULL) != IDP_OK)
+			_exit(4);
+		if (i == n / 2 && write(fd, "H", 1) != 1)
+			_exit(5);
+	}
+	if (write(fd, "C", 1) != 1)
+		_exit(5);
+	if (srv_store_commit(st, NULL) != IDP_OK)
+		_exit(6);
+	if (write(fd, "D", 1) != 1)
+		_exit(5);
+	for (;;)
+		pause();
+}
+
+/* Run child_import and kill it after it wrote `at` (plus delay_us); return
+ * whether it had reported the commit done before it died. */
+static bool kill_child_at(char at, long delay_us, unsigned n)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		child_import(p[1], n);
+	}
+	close(p[1]);
+	char c = 0;
+	while (c != at)
+		ck_assert_int_eq(read(p[0], &c, 1), 1);
+	if (delay_us > 0) {
+		struct timespec ts = {0, delay_us * 1000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	bool done = false;
+	while (read(p[0], &c, 1) == 1)
+		done = done || c == 'D';
+	close(p[0]);
+	return done;
+}
+
+START_TEST(test_store_sigkill_mid_transaction_leaves_nothing_half_done)
+{
+	const unsigned n = 10000;
+	struct srv_store *st = open_ok();
+	struct srv_batch b;
+	make_batch(&b, "batch-1", 1, 10);
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, NULL), IDP_OK);
+	for (unsigned i = 0; i < 10; i++) {
+		struct srv_device d;
+		make_device(&d, i, "batch-1");
+		ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	}
+	ck_assert_int_eq(srv_store_commit(st, NULL), IDP_OK);
+	srv_store_close(st);
+	uint8_t before[32], after[32];
+	db_digest(before);
+
+	/* Half-way through the inserts: nothing of batch-2 may survive. */
+	ck_assert(!kill_child_at('H', 0, n));
+	db_digest(after);
+	ck_assert_mem_eq(before, after, sizeof(before));
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_integrity_check "
+	                         "WHERE integrity_check != 'ok'"),
+	                 0);
+
+	/* Around the commit, at several delays: all of batch-2 or none of it, and
+	 * all of it whenever the commit had returned. */
+	static const long delays[] = {0, 200, 1000, 5000, 20000};
+	for (size_t i = 0; i < sizeof(delays) / sizeof(delays[0]); i++) {
+		bool done = kill_child_at('C', delays[i], n);
+		st = open_ok();
+		int64_t count = 0;
+		ck_assert_int_eq(srv_store_device_count(st, 0, &count, NULL), IDP_OK);
+		struct srv_batch got;
+		enum idp_err brc = srv_store_batch_get(st, "batch-2", &got, NULL);
+		if (count == 10) {
+			ck_assert(!done);
+			ck_assert_int_eq(brc, IDP_E_NOTFOUND);
+		} else {
+			ck_assert_int_eq(count, 10 + (int64_t)n);
+			ck_assert_int_eq(brc, IDP_OK);
+			/* Committed: undo it for the next round. */
+			sqlite3 *db = NULL;
+			ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+			ck_assert_int_eq(
+			        sqlite3_exec(db,
+			                     "DELETE FROM devices WHERE batch_id = 'batch-2';"
+			                     "DELETE FROM batches WHERE id = 'batch-2';",
+			                     NULL, NULL, NULL),
+			        SQLITE_OK);
+			sqlite3_close(db);
+		}
+		srv_store_close(st);
+		db_digest(after);
+		ck_assert_mem_eq(before, after, sizeof(before));
+	}
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("sqlite");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_store_open_migrates_from_empty_and_reopens);
+	tcase_add_test(tc, test_store_open_refuses_newer_schema);
+	tcase_add_test(tc, test_store_device_round_trip_find_and_update);
+	tcase_add_test(tc, test_store_batches_and_chain_lookups);
+	tcase_add_test(tc, test_store_tokens_single_use_across_connections);
+	tcase_add_test(tc, test_store_failed_transaction_leaves_db_unchanged);
+	tcase_add_test(tc, test_store_sigkill_mid_transaction_leaves_nothing_half_done);
+	suite_add_tcase(s, tc);
+	return s;
+}
