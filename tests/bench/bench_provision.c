@@ -208,8 +208,10 @@ static int one_request(struct client *cl)
 		c.req.mac[4] = (uint8_t)(i >> 8);
 		c.req.mac[5] = (uint8_t)i;
 		(void)snprintf(c.req.agent_version, sizeof(c.req.agent_version), "bench");
-		const uint8_t zero[FMT_API_EXPORTER_LEN] = {0};
-		if (build(&c, zero) != 0) {
+		/* Dummy exporter to learn the length (the PoP refuses all zero). */
+		uint8_t dummy[FMT_API_EXPORTER_LEN];
+		memset(dummy, 0x5a, sizeof(dummy));
+		if (build(&c, dummy) != 0) {
 			curl_easy_cleanup(curl);
 			return -1;
 		}
