@@ -7,8 +7,10 @@
  * clients. Both servers run one thread per core in this process; every
  * request of ours is a first-time approval of a different preloaded device
  * (proof verified, decision committed with synchronous=FULL, token signed).
- * Alternated slices, medians compared (goal: ratio >= 0.5). Exits non-zero
- * only when an operation fails.
+ * Token renewals likewise: every renewal spends a different preloaded
+ * device token of an approved device (proof verified, token checked, used
+ * once, a new one signed and committed). Alternated slices, medians compared
+ * (goal: ratio >= 0.5). Exits non-zero only when an operation fails.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,11 +31,14 @@
 #include "server/handlers.h"
 #include "server/httpd.h"
 #include "server/log.h"
+#include "server/provision.h"
+#include "server/store.h"
 
 #define CLIENTS       8
 #define SLICE_SECONDS 1.5
 #define ROUNDS        3
 #define DEVICES       12000u
+#define RENEWALS      8000u
 
 static double now_s(void)
 {
@@ -44,7 +49,9 @@ static double now_s(void)
 
 static char ca_path[128];
 static struct fmt_key *keys[DEVICES];
-static atomic_uint next_device;
+static struct fmt_key *renew_keys[RENEWALS];
+static char *renew_tokens[RENEWALS];
+static atomic_uint next_device, next_renewal;
 static atomic_int failures;
 
 /* ---------------------------------------------------------------- plain server */
@@ -172,10 +179,12 @@ static size_t sink(char *buf, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+enum kind { PLAIN, PROVISION, RENEW };
+
 struct client {
 	pthread_t thread;
 	const char *url;
-	bool provision;
+	enum kind kind;
 	double until;
 	long done;
 };
@@ -194,20 +203,26 @@ static int one_request(struct client *cl)
 	curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sink);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
-	if (cl->provision) {
-		unsigned i = atomic_fetch_add(&next_device, 1);
-		if (i >= DEVICES) {
+	if (cl->kind != PLAIN) {
+		bool prov = cl->kind == PROVISION;
+		unsigned i = atomic_fetch_add(prov ? &next_device : &next_renewal, 1);
+		if (i >= (prov ? DEVICES : RENEWALS)) {
 			curl_easy_cleanup(curl);
 			return 1; /* out of devices: stop early */
 		}
-		c.key = keys[i];
-		c.req.purpose = FMT_API_PROVISION;
-		(void)snprintf(c.req.device_id, sizeof(c.req.device_id), "bench-%06u", i);
+		c.key = prov ? keys[i] : renew_keys[i];
+		c.req.purpose = prov ? FMT_API_PROVISION : FMT_API_RENEW;
+		(void)snprintf(c.req.device_id, sizeof(c.req.device_id), "%s-%06u",
+		               prov ? "bench" : "renew", i);
 		c.req.mac[0] = 0x02;
+		c.req.mac[2] = prov ? 0 : 1;
 		c.req.mac[3] = (uint8_t)(i >> 16);
 		c.req.mac[4] = (uint8_t)(i >> 8);
 		c.req.mac[5] = (uint8_t)i;
-		(void)snprintf(c.req.agent_version, sizeof(c.req.agent_version), "bench");
+		if (prov)
+			(void)snprintf(c.req.agent_version, sizeof(c.req.agent_version), "bench");
+		else
+			(void)snprintf(c.req.token, sizeof(c.req.token), "%s", renew_tokens[i]);
 		/* Dummy exporter to learn the length (the PoP refuses all zero). */
 		uint8_t dummy[FMT_API_EXPORTER_LEN];
 		memset(dummy, 0x5a, sizeof(dummy));
@@ -251,13 +266,13 @@ static void *client_run(void *arg)
 }
 
 /* Requests per second over one slice of CLIENTS concurrent clients. */
-static double slice(const char *url, bool provision)
+static double slice(const char *url, enum kind kind)
 {
 	struct client cl[CLIENTS];
 	double t0 = now_s();
 	for (int i = 0; i < CLIENTS; i++) {
 		cl[i] = (struct client){
-		        .url = url, .provision = provision, .until = t0 + SLICE_SECONDS};
+		        .url = url, .kind = kind, .until = t0 + SLICE_SECONDS};
 		if (pthread_create(&cl[i].thread, NULL, client_run, &cl[i]) != 0)
 			return -1;
 	}
@@ -267,6 +282,62 @@ static double slice(const char *url, bool provision)
 		done += cl[i].done;
 	}
 	return (double)done / (now_s() - t0);
+}
+
+/* Insert n devices <prefix>-NNNNNN (MAC 02:00:<tag>:...) in state, each
+ * with a fresh key kept in keys[] (inside the caller's transaction). */
+static int preload(struct srv_store *db, const char *prefix, unsigned tag,
+                   enum srv_device_state state, struct fmt_key **k, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct srv_device d;
+		memset(&d, 0, sizeof(d));
+		(void)snprintf(d.id, sizeof(d.id), "%s-%06u", prefix, i);
+		(void)snprintf(d.mac, sizeof(d.mac), "02:00:%02x:%02x:%02x:%02x", tag,
+		               (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
+		d.state = state;
+		if (fmt_key_generate(FMT_KEY_P256, &k[i], NULL) != IDP_OK ||
+		    fmt_key_spki_der(k[i], d.pubkey, &d.pubkey_len, NULL) != IDP_OK ||
+		    srv_store_device_insert(db, &d, NULL) != IDP_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/* A recorded device token for each renewal device, in one transaction, as
+ * the server would have issued it at exchange time. */
+static int mint_device_tokens(struct srv_store *db, const struct srv_state *state,
+                              const struct srv_provision_cfg *pcfg)
+{
+	char kid[SRV_TOKEN_KID_MAX];
+	int64_t now = (int64_t)time(NULL);
+	if (srv_token_kid(state, kid, NULL) != IDP_OK || srv_store_begin(db, NULL) != IDP_OK)
+		return -1;
+	for (unsigned i = 0; i < RENEWALS; i++) {
+		struct fmt_token_claims claims;
+		memset(&claims, 0, sizeof(claims));
+		(void)snprintf(claims.iss, sizeof(claims.iss), "%s", pcfg->issuer);
+		(void)snprintf(claims.aud, sizeof(claims.aud), "%s", pcfg->audience);
+		(void)snprintf(claims.sub, sizeof(claims.sub), "renew-%06u", i);
+		claims.kind = FMT_TOKEN_DEVICE;
+		size_t len = 0;
+		struct srv_token t = {.kind = SRV_TOKEN_DEVICE};
+		if (fmt_token_jkt(renew_keys[i], claims.jkt, NULL) != IDP_OK ||
+		    fmt_token_sign(state->token_key, kid, &claims, now, pcfg->device_lifetime, NULL,
+		                   &renew_tokens[i], &len, NULL) != IDP_OK) {
+			srv_store_rollback(db);
+			return -1;
+		}
+		t.issued_at = claims.iat;
+		t.expires_at = claims.exp;
+		(void)snprintf(t.jti, sizeof(t.jti), "%s", claims.jti);
+		(void)snprintf(t.device_id, sizeof(t.device_id), "%s", claims.sub);
+		if (srv_store_token_insert(db, &t, NULL) != IDP_OK) {
+			srv_store_rollback(db);
+			return -1;
+		}
+	}
+	return srv_store_commit(db, NULL) == IDP_OK ? 0 : -1;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -304,23 +375,14 @@ int main(void)
 	/* Preload the devices, with their keys, in one transaction. */
 	if (srv_store_begin(db, NULL) != IDP_OK)
 		goto out;
-	for (unsigned i = 0; i < DEVICES; i++) {
-		struct srv_device d;
-		memset(&d, 0, sizeof(d));
-		(void)snprintf(d.id, sizeof(d.id), "bench-%06u", i);
-		(void)snprintf(d.mac, sizeof(d.mac), "02:00:00:%02x:%02x:%02x", (i >> 16) & 0xff,
-		               (i >> 8) & 0xff, i & 0xff);
-		d.state = SRV_DEV_PRELOADED;
-		if (fmt_key_generate(FMT_KEY_P256, &keys[i], NULL) != IDP_OK ||
-		    fmt_key_spki_der(keys[i], d.pubkey, &d.pubkey_len, NULL) != IDP_OK ||
-		    srv_store_device_insert(db, &d, NULL) != IDP_OK)
-			goto out;
-	}
+	if (preload(db, "bench", 0, SRV_DEV_PRELOADED, keys, DEVICES) != 0 ||
+	    preload(db, "renew", 1, SRV_DEV_APPROVED, renew_keys, RENEWALS) != 0)
+		goto out;
 	if (srv_store_commit(db, NULL) != IDP_OK)
 		goto out;
 	if (srv_httpd_new(&cfg, state, routes, nr, &app, &h, NULL) != IDP_OK ||
 	    srv_app_init(&app, &cfg, srv_httpd_bound(h, 0), NULL) != IDP_OK ||
-	    srv_httpd_start(h, NULL) != IDP_OK)
+	    mint_device_tokens(db, state, &app.pcfg) != 0 || srv_httpd_start(h, NULL) != IDP_OK)
 		goto out;
 	int port = 0;
 	if (plain_start(&plain, state, (int)cfg.threads, &port) != 0)
@@ -329,10 +391,14 @@ int main(void)
 	char ours[128], theirs[128];
 	(void)snprintf(ours, sizeof(ours), "https://%s/v1/provision", srv_httpd_bound(h, 0));
 	(void)snprintf(theirs, sizeof(theirs), "https://127.0.0.1:%d/", port);
-	double r_ours[ROUNDS], r_plain[ROUNDS];
+	char renewal[128];
+	(void)snprintf(renewal, sizeof(renewal), "https://%s/v1/token/renew",
+	               srv_httpd_bound(h, 0));
+	double r_ours[ROUNDS], r_plain[ROUNDS], r_renew[ROUNDS];
 	for (int i = 0; i < ROUNDS; i++) {
-		r_plain[i] = slice(theirs, false);
-		r_ours[i] = slice(ours, true);
+		r_plain[i] = slice(theirs, PLAIN);
+		r_ours[i] = slice(ours, PROVISION);
+		r_renew[i] = slice(renewal, RENEW);
 	}
 	if (atomic_load(&failures) != 0) {
 		fprintf(stderr, "bench_provision: %d requests failed\n", atomic_load(&failures));
@@ -340,10 +406,13 @@ int main(void)
 	}
 	qsort(r_ours, ROUNDS, sizeof(double), cmp_double);
 	qsort(r_plain, ROUNDS, sizeof(double), cmp_double);
+	qsort(r_renew, ROUNDS, sizeof(double), cmp_double);
 	printf("provision, fresh TLS connection each, %d clients, %u threads: %.0f req/s; plain "
 	       "TLS handshake + tiny answer: %.0f req/s\n",
 	       CLIENTS, cfg.threads, r_ours[ROUNDS / 2], r_plain[ROUNDS / 2]);
 	printf("provision ratio: %.2f (goal >= 0.50)\n", r_ours[ROUNDS / 2] / r_plain[ROUNDS / 2]);
+	printf("token renewal, fresh TLS connection each: %.0f req/s\n", r_renew[ROUNDS / 2]);
+	printf("renewal ratio: %.2f (goal >= 0.50)\n", r_renew[ROUNDS / 2] / r_plain[ROUNDS / 2]);
 	rc = 0;
 out:
 	if (rc != 0)
@@ -358,6 +427,10 @@ out:
 	srv_state_free(state);
 	for (unsigned i = 0; i < DEVICES; i++)
 		fmt_key_free(keys[i]);
+	for (unsigned i = 0; i < RENEWALS; i++) {
+		fmt_key_free(renew_keys[i]);
+		fmt_token_free(renew_tokens[i]);
+	}
 	curl_global_cleanup();
 	char cmd[128];
 	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
