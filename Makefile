@@ -138,16 +138,18 @@ deps-quiet:
 check: deps
 	@rm -f build/results-*
 	$(MAKE) --no-print-directory VARIANT=asan build-tests
-	$(MAKE) --no-print-directory VARIANT=plain build-tests
+	$(MAKE) --no-print-directory VARIANT=plain build-tests $(BENCH_BINS)
 	$(MAKE) --no-print-directory fuzz-build
 	@tests/run-suite build/asan build/results-asan || true
 	@tests/run-suite build/plain build/results-plain || true
 	@FUZZ_SECONDS=$${FUZZ_CHECK_SECONDS:-4} tests/run-fuzz build/results-fuzz || true
+	@tests/run-bench build/plain --smoke build/results-bench || true
 	@if $(MAKE) --no-print-directory -s lint >build/lint.log 2>&1; then \
 		echo "[lint] PASS cppcheck + clang-tidy"; echo "1 0" >build/results-lint; \
 	else echo "[lint] FAIL cppcheck + clang-tidy"; grep -E 'error|warning' build/lint.log | head -40; \
 		echo "0 1" >build/results-lint; fi
-	@tests/summarize build/results-asan build/results-plain build/results-fuzz build/results-lint
+	@tests/summarize build/results-asan build/results-plain build/results-fuzz \
+		build/results-bench build/results-lint
 
 check-variant: deps
 	@$(MAKE) --no-print-directory build-tests

@@ -84,7 +84,7 @@ static void station_new(struct station *s)
 	    fmt_key_generate(FMT_KEY_P256, &s->ca_key, NULL) != IDP_OK)
 		die("keys", NULL);
 	s->ca = make_cert(fmt_key_evp(s->ca_key), "bench CA", NULL, fmt_key_evp(s->ca_key));
-	s->cert = make_cert(fmt_key_evp(s->p256), "bench station", s->ca, fmt_key_evp(s->ca_key));
+	s->cert = make_cert(fmt_key_evp(s->p256), "station-01", s->ca, fmt_key_evp(s->ca_key));
 	s->store = X509_STORE_new();
 	X509_STORE_add_cert(s->store, s->ca);
 }
