@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "formats/b64.h"
+#include "server/admin.h"
 #include "server/import.h"
 #include "server/log.h"
 
@@ -337,6 +338,13 @@ static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
 		          err.msg);
 		return;
 	}
+	srv_handlers_import(ctx, req, station);
+}
+
+void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const char *station)
+{
+	struct idp_error err = {0};
+	enum idp_err rc;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	const char *ct = evhttp_find_header(in, "Content-Type");
 	if (ct == NULL || strcmp(ct, "application/vnd.idprov.manifest") != 0) {
@@ -370,7 +378,8 @@ static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
 	                &((const struct srv_app *)ctx->app)->rules, (int64_t)time(NULL), &r, &err);
 	free(sig);
 	char sbuf[SRV_LOG_ESC_MAX];
-	(void)srv_log_esc(station, strlen(station), sbuf, sizeof(sbuf));
+	const char *who = station != NULL ? station : "(admin)";
+	(void)srv_log_esc(who, strlen(who), sbuf, sizeof(sbuf));
 	if (rc != IDP_OK) {
 		enum fmt_api_err_code code =
 		        rc == IDP_E_VERIFY || rc == IDP_E_DENIED ? FMT_API_ERR_FORBIDDEN
@@ -406,6 +415,14 @@ static const struct srv_route routes[] = {
         {"/v1/token/exchange", EVHTTP_REQ_POST, FMT_API_BODY_MAX, exchange},
         {"/v1/token/renew", EVHTTP_REQ_POST, FMT_API_BODY_MAX, renew},
         {"/v1/batches", EVHTTP_REQ_POST, SRV_ROUTE_MANIFEST, batches},
+        {"/v1/admin/stations", EVHTTP_REQ_POST, 0, srv_admin_station_add},
+        {"/v1/admin/stations/disable", EVHTTP_REQ_POST, 0, srv_admin_station_disable},
+        {"/v1/admin/cas", EVHTTP_REQ_POST, 0, srv_admin_ca_add},
+        {"/v1/admin/import", EVHTTP_REQ_POST, SRV_ROUTE_MANIFEST, srv_admin_import},
+        {"/v1/admin/devices/approve", EVHTTP_REQ_POST, 0, srv_admin_approve},
+        {"/v1/admin/devices/reject", EVHTTP_REQ_POST, 0, srv_admin_reject},
+        {"/v1/admin/devices/revoke", EVHTTP_REQ_POST, 0, srv_admin_revoke},
+        {"/v1/admin/release", EVHTTP_REQ_POST, 0, srv_admin_release},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -37,6 +37,11 @@ IDP_MUST_CHECK enum idp_err srv_app_init(struct srv_app *app, const struct srv_c
 /* Release what srv_app_init built (the compiled rules). */
 void srv_app_free(struct srv_app *app);
 
+/* Import the signed manifest in req's body (signature: base64 in the
+ * Idprov-Signature header) and answer: POST /v1/batches for an authenticated
+ * station, POST /v1/admin/import with station NULL (any trusted station). */
+void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const char *station);
+
 /* The routes, and their count in *n. Static: valid for the whole run. */
 const struct srv_route *srv_handlers_routes(size_t *n);
 

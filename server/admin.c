@@ -1,0 +1,480 @@
+/*
+ * admin.c - see admin.h. Error bodies and statuses: formats/api.md §9.
+ *
+ * Order: the credential first (nothing is parsed for an unauthenticated
+ * request), then the JSON body (strict, known members only), then one store
+ * transaction holding the change and its audit entry.
+ */
+#include "server/admin.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/keyvalq_struct.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "formats/api.h"
+#include "formats/b64.h"
+#include "formats/id.h"
+#include "formats/json.h"
+#include "formats/keys.h"
+#include "formats/mac.h"
+#include "server/handlers.h"
+#include "server/log.h"
+#include "server/provision.h"
+
+#define ADMIN_JSON_DEPTH 4u
+#define ADMIN_KEY_TEXT_MAX 4096u /* a public key as PEM or base64 DER */
+#define ADMIN_VALUE_MAX    4096u /* a released value */
+
+static void api_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *msg)
+{
+	srv_http_error(req, fmt_api_err_http_status(code), fmt_api_err_code_name(code), "%s", msg);
+}
+
+static enum fmt_api_err_code code_of(enum idp_err rc)
+{
+	switch (rc) {
+	case IDP_E_NOTFOUND:
+		return FMT_API_ERR_NOT_FOUND;
+	case IDP_E_CONFLICT:
+	case IDP_E_DUPLICATE:
+		return FMT_API_ERR_CONFLICT;
+	case IDP_E_AGAIN:
+		return FMT_API_ERR_UNAVAILABLE;
+	case IDP_E_NOMEM:
+	case IDP_E_IO:
+	case IDP_E_CRYPTO:
+		return FMT_API_ERR_INTERNAL;
+	case IDP_E_VERIFY:
+	case IDP_E_DENIED:
+		return FMT_API_ERR_FORBIDDEN;
+	default:
+		return FMT_API_ERR_INVALID_FIELD;
+	}
+}
+
+/* True when req carries "Authorization: Bearer <admin credential>";
+ * otherwise it has been answered 401. The secret is never logged. */
+static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	size_t len = h != NULL ? strnlen(h, SRV_ADMIN_AUTH_MAX + 1) : 0;
+	bool ok = false;
+	if (len > 7 && len <= SRV_ADMIN_AUTH_MAX && strncasecmp(h, "Bearer ", 7) == 0) {
+		struct idp_error err = {0};
+		if (srv_state_admin_check(ctx->state, h + 7, len - 7, &ok, &err) != IDP_OK) {
+			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop,
+			        err.msg);
+			api_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
+			return false;
+		}
+	}
+	if (!ok) {
+		char pbuf[64];
+		srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u peer=%s", ctx->loop,
+		        srv_http_peer(req, pbuf));
+		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+		                        "Bearer realm=\"idprov-admin\"");
+		api_error(req, FMT_API_ERR_UNAUTHORIZED,
+		          h == NULL ? "authorization: missing admin credential"
+		                    : "authorization: not the admin credential");
+	}
+	return ok;
+}
+
+/* The request body as a JSON object with only the members in allowed;
+ * answered 400 (and NULL returned) otherwise. */
+static cJSON *json_body(struct evhttp_request *req, const char *const *allowed, size_t n)
+{
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	srv_http_body(req, &body, &len);
+	cJSON *o = NULL;
+	struct idp_error err = {0};
+	enum idp_err rc = fmt_json_parse(body, len, ADMIN_JSON_DEPTH, &o, &err);
+	if (rc == IDP_OK && !cJSON_IsObject(o))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "body: not a JSON object");
+	if (rc == IDP_OK)
+		rc = fmt_json_only_keys(o, allowed, n, &err);
+	if (rc != IDP_OK) {
+		cJSON_Delete(o);
+		api_error(req, FMT_API_ERR_BAD_REQUEST, err.msg);
+		return NULL;
+	}
+	return o;
+}
+
+/* One change and its audit entry in one transaction: fn(st, arg) then the
+ * audit event. */
+typedef enum idp_err change_fn(struct srv_store *st, const void *arg, int64_t now,
+                               struct idp_error *err);
+
+static enum idp_err in_transaction(struct srv_store *st, change_fn *fn, const void *arg,
+                                   const char *event, const char *subject, const char *detail,
+                                   int64_t now, struct idp_error *err)
+{
+	enum idp_err rc = srv_store_begin(st, err);
+	if (rc != IDP_OK)
+		return rc;
+	rc = fn(st, arg, now, err);
+	if (rc == IDP_OK) {
+		const struct srv_audit_event ev = {
+		        .at = now, .event = event, .subject = subject, .detail = detail};
+		rc = srv_store_audit_append(st, &ev, err);
+	}
+	if (rc == IDP_OK)
+		return srv_store_commit(st, err);
+	srv_store_rollback(st);
+	return rc;
+}
+
+/* Answer {"ok":true, name: value} (200) or the error of rc. */
+static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *event,
+                   enum idp_err rc, const struct idp_error *err, const char *name,
+                   const char *value)
+{
+	char vbuf[SRV_LOG_ESC_MAX];
+	(void)srv_log_esc(value, strlen(value), vbuf, sizeof(vbuf));
+	if (rc != IDP_OK) {
+		srv_log(SRV_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=\"%s\"",
+		        ctx->loop, event, name, vbuf, err->msg);
+		api_error(req, code_of(rc), err->msg);
+		return;
+	}
+	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
+	        vbuf);
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || cJSON_AddBoolToObject(o, "ok", 1) == NULL ||
+	    cJSON_AddStringToObject(o, name, value) == NULL) {
+		cJSON_Delete(o);
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	srv_http_json(req, 200, o);
+	cJSON_Delete(o);
+}
+
+/* ---------------------------------------------------------------- stations */
+
+/* A public key given as SPKI PEM or base64 SPKI DER, as canonical DER. */
+static enum idp_err parse_public_key(const char *s, size_t len,
+                                     uint8_t der[static FMT_KEY_SPKI_MAX], size_t *der_len,
+                                     struct idp_error *err)
+{
+	struct fmt_key *key = NULL;
+	enum idp_err rc;
+	if (len > 10 && memcmp(s, "-----BEGIN", 10) == 0) {
+		rc = fmt_key_parse_public_pem((const uint8_t *)s, len, &key, err);
+	} else {
+		size_t max = fmt_b64_decoded_max(len);
+		uint8_t *buf = malloc(max > 0 ? max : 1);
+		size_t n = 0;
+		if (buf == NULL)
+			return idp_error_set(err, IDP_E_NOMEM, "public_key: out of memory");
+		rc = fmt_b64_decode(FMT_B64_STD, s, len, buf, max, &n, err);
+		if (rc == IDP_OK)
+			rc = fmt_key_parse_spki_der(buf, n, &key, err);
+		free(buf);
+	}
+	if (rc == IDP_OK)
+		rc = fmt_key_spki_der(key, der, der_len, err);
+	fmt_key_free(key);
+	if (rc != IDP_OK)
+		return idp_error_set(err, rc, "public_key: not an SPKI PEM or base64 DER key (%s)",
+		                     err->msg);
+	return IDP_OK;
+}
+
+static enum idp_err station_put(struct srv_store *st, const void *arg, int64_t now,
+                                struct idp_error *err)
+{
+	(void)now;
+	return srv_store_station_put(st, arg, err);
+}
+
+/* POST /v1/admin/stations {"id", "public_key"}: trust a station's signing
+ * key (a station of that ID is replaced, and enabled). */
+void srv_admin_station_add(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	static const char *const keys[] = {"id", "public_key"};
+	cJSON *o = json_body(req, keys, 2);
+	if (o == NULL)
+		return;
+	struct idp_error err = {0};
+	const char *id = NULL, *pk = NULL;
+	size_t id_len = 0, pk_len = 0;
+	struct srv_station s = {.enabled = true, .created_at = (int64_t)time(NULL)};
+	enum idp_err rc = fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &id, &id_len,
+	                                      &err);
+	if (rc == IDP_OK)
+		rc = fmt_id_check(id, id_len, "id", &err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "public_key", true, false, ADMIN_KEY_TEXT_MAX, &pk,
+		                         &pk_len, &err);
+	if (rc == IDP_OK)
+		rc = parse_public_key(pk, pk_len, s.pubkey, &s.pubkey_len, &err);
+	if (rc != IDP_OK) {
+		cJSON_Delete(o);
+		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		return;
+	}
+	memcpy(s.id, id, id_len);
+	cJSON_Delete(o);
+	rc = in_transaction(ctx->store, station_put, &s, "admin.station_added", s.id, NULL,
+	                    s.created_at, &err);
+	answer(ctx, req, "station_add", rc, &err, "id", s.id);
+}
+
+static enum idp_err station_disable(struct srv_store *st, const void *arg, int64_t now,
+                                    struct idp_error *err)
+{
+	(void)now;
+	struct srv_station s;
+	enum idp_err rc = srv_store_station_get(st, arg, &s, err);
+	if (rc == IDP_OK && !s.enabled)
+		rc = idp_error_set(err, IDP_E_CONFLICT, "station %s: already disabled", s.id);
+	s.enabled = false;
+	if (rc == IDP_OK)
+		rc = srv_store_station_put(st, &s, err);
+	return rc;
+}
+
+/* The "id" member of a JSON body {"id"} (answered 400 when it is not an ID). */
+static bool body_id(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1])
+{
+	static const char *const keys[] = {"id"};
+	cJSON *o = json_body(req, keys, 1);
+	if (o == NULL)
+		return false;
+	struct idp_error err = {0};
+	const char *s = NULL;
+	size_t len = 0;
+	enum idp_err rc = fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &s, &len, &err);
+	if (rc == IDP_OK)
+		rc = fmt_id_check(s, len, "id", &err);
+	if (rc == IDP_OK) {
+		memcpy(id, s, len);
+		id[len] = '\0';
+	}
+	cJSON_Delete(o);
+	if (rc != IDP_OK)
+		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+	return rc == IDP_OK;
+}
+
+/* POST /v1/admin/stations/disable {"id"}: stop trusting a station (its
+ * imported batches stay; new manifests it signs are refused). */
+void srv_admin_station_disable(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	char id[SRV_STORE_ID_MAX + 1];
+	if (!authorized(ctx, req) || !body_id(req, id))
+		return;
+	struct idp_error err = {0};
+	enum idp_err rc = in_transaction(ctx->store, station_disable, id, "admin.station_disabled",
+	                                 id, NULL, (int64_t)time(NULL), &err);
+	answer(ctx, req, "station_disable", rc, &err, "id", id);
+}
+
+/* ---------------------------------------------------------------- factory CAs */
+
+struct ca_add {
+	const char *name;
+	const char *pem;
+	size_t len;
+};
+
+static enum idp_err ca_put(struct srv_store *st, const void *arg, int64_t now,
+                           struct idp_error *err)
+{
+	const struct ca_add *a = arg;
+	return srv_store_factory_ca_add(st, a->name, a->pem, a->len, now, err);
+}
+
+/* pem[0..len) as exactly one CA certificate; its SHA-256 fingerprint in hex. */
+static enum idp_err check_ca(const char *pem, size_t len, char fp_hex[static 65],
+                             struct idp_error *err)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	enum idp_err rc = IDP_OK;
+	if (x == NULL)
+		rc = idp_error_set(err, IDP_E_FORMAT, "pem: not a PEM certificate");
+	else if (X509_check_ca(x) == 0)
+		rc = idp_error_set(err, IDP_E_FORMAT, "pem: certificate is not a CA");
+	if (rc == IDP_OK) {
+		X509 *extra = PEM_read_bio_X509(b, NULL, NULL, NULL);
+		if (extra != NULL)
+			rc = idp_error_set(err, IDP_E_FORMAT, "pem: more than one certificate");
+		X509_free(extra);
+	}
+	unsigned char md[32];
+	unsigned int md_len = 0;
+	if (rc == IDP_OK && (X509_digest(x, EVP_sha256(), md, &md_len) != 1 || md_len != 32))
+		rc = idp_error_set(err, IDP_E_CRYPTO, "pem: cannot hash the certificate");
+	if (rc == IDP_OK)
+		fmt_key_fingerprint_hex(md, fp_hex);
+	X509_free(x);
+	BIO_free(b);
+	return rc;
+}
+
+/* POST /v1/admin/cas {"pem", "name"?}: trust a factory CA (the stations'
+ * certificates chain to it). The name defaults to the certificate's SHA-256
+ * fingerprint; the same name twice is a conflict. */
+void srv_admin_ca_add(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	static const char *const keys[] = {"pem", "name"};
+	cJSON *o = json_body(req, keys, 2);
+	if (o == NULL)
+		return;
+	struct idp_error err = {0};
+	const char *pem = NULL, *name = NULL;
+	size_t pem_len = 0, name_len = 0;
+	char fp[65];
+	enum idp_err rc = fmt_json_get_string(o, "pem", true, false, SRV_STORE_PEM_MAX, &pem,
+	                                      &pem_len, &err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "name", false, false, SRV_STORE_ID_MAX, &name,
+		                         &name_len, &err);
+	if (rc == IDP_OK && name != NULL)
+		rc = fmt_id_check(name, name_len, "name", &err);
+	if (rc == IDP_OK)
+		rc = check_ca(pem, pem_len, fp, &err);
+	if (rc != IDP_OK) {
+		cJSON_Delete(o);
+		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		return;
+	}
+	char nbuf[SRV_STORE_ID_MAX + 1];
+	(void)snprintf(nbuf, sizeof(nbuf), "%.*s", name != NULL ? (int)name_len : 64,
+	               name != NULL ? name : fp);
+	const struct ca_add a = {.name = nbuf, .pem = pem, .len = pem_len};
+	rc = in_transaction(ctx->store, ca_put, &a, "admin.ca_added", nbuf, fp, (int64_t)time(NULL),
+	                    &err);
+	cJSON_Delete(o);
+	answer(ctx, req, "ca_add", rc, &err, "name", nbuf);
+}
+
+/* ---------------------------------------------------------------- import */
+
+/* POST /v1/admin/import: a manifest by file, signed by any trusted station
+ * (body and Idprov-Signature as POST /v1/batches). */
+void srv_admin_import(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (authorized(ctx, req))
+		srv_handlers_import(ctx, req, NULL);
+}
+
+/* ---------------------------------------------------------------- devices */
+
+static void decide(struct srv_ctx *ctx, struct evhttp_request *req, enum srv_admin_action action,
+                   const char *what)
+{
+	char id[SRV_STORE_ID_MAX + 1];
+	if (!authorized(ctx, req) || !body_id(req, id))
+		return;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_admin_decide(ctx->store, id, action, (int64_t)time(NULL), &err);
+	answer(ctx, req, what, rc, &err, "id", id);
+}
+
+/* POST /v1/admin/devices/approve|reject|revoke {"id"} (server/provision.h). */
+void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	decide(ctx, req, SRV_ADMIN_APPROVE, "approve");
+}
+
+void srv_admin_reject(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	decide(ctx, req, SRV_ADMIN_REJECT, "reject");
+}
+
+void srv_admin_revoke(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	decide(ctx, req, SRV_ADMIN_REVOKE, "revoke");
+}
+
+/* ---------------------------------------------------------------- release */
+
+struct release {
+	enum srv_ident_kind kind;
+	const uint8_t *value;
+	size_t len;
+};
+
+static enum idp_err release_put(struct srv_store *st, const void *arg, int64_t now,
+                                struct idp_error *err)
+{
+	const struct release *r = arg;
+	return srv_store_release_add(st, r->kind, r->value, r->len, now, err);
+}
+
+/* POST /v1/admin/release {"kind": "id"|"serial"|"mac"|"key", "value"}: allow
+ * a later batch to reuse a value another device holds. A MAC is given in its
+ * canonical text form, a key as SPKI PEM or base64 DER. */
+void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	static const char *const keys[] = {"kind", "value"};
+	cJSON *o = json_body(req, keys, 2);
+	if (o == NULL)
+		return;
+	struct idp_error err = {0};
+	const char *kind = NULL, *value = NULL;
+	size_t kind_len = 0, value_len = 0;
+	struct release r = {0};
+	uint8_t buf[FMT_KEY_SPKI_MAX];
+	enum idp_err rc = fmt_json_get_string(o, "kind", true, false, SRV_STORE_KIND_MAX, &kind,
+	                                      &kind_len, &err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "value", true, false, ADMIN_VALUE_MAX, &value,
+		                         &value_len, &err);
+	if (rc == IDP_OK) {
+		r.value = (const uint8_t *)value;
+		r.len = value_len;
+		if (strcmp(kind, "id") == 0) {
+			r.kind = SRV_IDENT_ID;
+			rc = fmt_id_check(value, value_len, "value", &err);
+		} else if (strcmp(kind, "serial") == 0) {
+			r.kind = SRV_IDENT_SERIAL;
+			rc = fmt_id_check(value, value_len, "value", &err);
+		} else if (strcmp(kind, "mac") == 0) {
+			uint8_t mac[FMT_MAC_LEN];
+			r.kind = SRV_IDENT_MAC;
+			rc = fmt_mac_parse(value, value_len, mac, &err);
+		} else if (strcmp(kind, "key") == 0) {
+			r.kind = SRV_IDENT_KEY;
+			rc = parse_public_key(value, value_len, buf, &r.len, &err);
+			r.value = buf;
+		} else {
+			rc = idp_error_set(&err, IDP_E_FORMAT,
+			                   "kind: must be id, serial, mac or key, not \"%.32s\"", kind);
+		}
+	}
+	if (rc != IDP_OK) {
+		cJSON_Delete(o);
+		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		return;
+	}
+	char shown[SRV_STORE_DETAIL_MAX];
+	(void)snprintf(shown, sizeof(shown), "%s", r.kind == SRV_IDENT_KEY ? "(key)" : value);
+	rc = in_transaction(ctx->store, release_put, &r, "admin.released", NULL, kind,
+	                    (int64_t)time(NULL), &err);
+	char kbuf[SRV_STORE_KIND_MAX + 1];
+	(void)snprintf(kbuf, sizeof(kbuf), "%s", kind);
+	cJSON_Delete(o);
+	answer(ctx, req, "release", rc, &err, kbuf, shown);
+}

@@ -1,0 +1,34 @@
+/*
+ * admin.h - idprovd's admin API under /v1/admin/ (docs/administrator.md,
+ * "Admin API"): trust stations and factory CAs, import a manifest by file,
+ * list devices and decide on them, release values for reuse, list flags.
+ *
+ * Every request carries the admin credential as "Authorization: Bearer
+ * <secret>", checked with srv_state_admin_check (constant-time compare of
+ * its scrypt hash); anything else is answered 401 with a JSON error and
+ * changes nothing. The secret is never logged. Each change is one store
+ * transaction with its audit entry.
+ *
+ * Thread-safety: as the handlers (one loop's store connection).
+ */
+#ifndef IDP_SERVER_ADMIN_H
+#define IDP_SERVER_ADMIN_H
+
+#include <stddef.h>
+
+#include "server/httpd.h"
+
+#define SRV_ADMIN_AUTH_MAX 256u /* longest Authorization header accepted */
+
+/* The handlers, registered in the route table (server/handlers.c). Bodies:
+ * docs/administrator.md ("Admin API"). */
+srv_handler_fn srv_admin_station_add;     /* POST /v1/admin/stations */
+srv_handler_fn srv_admin_station_disable; /* POST /v1/admin/stations/disable */
+srv_handler_fn srv_admin_ca_add;          /* POST /v1/admin/cas */
+srv_handler_fn srv_admin_import;          /* POST /v1/admin/import */
+srv_handler_fn srv_admin_approve;         /* POST /v1/admin/devices/approve */
+srv_handler_fn srv_admin_reject;          /* POST /v1/admin/devices/reject */
+srv_handler_fn srv_admin_revoke;          /* POST /v1/admin/devices/revoke */
+srv_handler_fn srv_admin_release;         /* POST /v1/admin/release */
+
+#endif /* IDP_SERVER_ADMIN_H */

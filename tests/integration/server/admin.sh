@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# admin.sh - idprovd's admin API (/v1/admin/): a missing or wrong bearer
+# token is refused 401 and changes nothing; a station is trusted by key; a
+# manifest it signed imports by file (its devices preloaded), twice imports
+# once, tampered is refused with nothing changed; revoke and release are
+# recorded with their audit entries; bad bodies are refused.
+. "$(dirname "$0")/../../lib.sh"
+. "$(dirname "$0")/idprovd.inc"
+
+samples=$IDP_TOP/samples/manifests
+st=$T_TMP/state
+t_run "server starts" srv_start "$st"
+token=$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")
+db=$st/idprov.db
+snap() { sqlite3 -readonly "$db" .dump; }
+
+# admin METHOD PATH [CURL ARGS...]: the body to $T_TMP/out, the status printed.
+admin() {
+	local path=$1
+	shift
+	srv_curl -o "$T_TMP/out" -w '%{http_code}' -H "Authorization: Bearer $token" \
+		"$SRV_URL/v1/admin/$path" "$@"
+}
+json() { admin "$1" -H 'Content-Type: application/json' --data-binary "$2"; }
+
+# PEM as a JSON string (newlines escaped).
+pem_json() { awk '{printf "%s\\n", $0}' "$1"; }
+body="{\"id\":\"station-01\",\"public_key\":\"$(pem_json "$samples/sample-station-p256.pub")\"}"
+ca_body="{\"pem\":\"$(pem_json "$samples/sample-factory-ca.pem")\"}"
+der64=$(openssl pkey -pubin -in "$samples/sample-station-ed25519.pub" -outform DER | base64 -w0)
+
+snap >"$T_TMP/before"
+code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H 'Content-Type: application/json' \
+	--data-binary "$body" "$SRV_URL/v1/admin/stations")
+t_run "no token: 401" [ "$code" = 401 ]
+t_grep "no token: JSON error" '"code":"unauthorized"' "$T_TMP/out"
+code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H "Authorization: Bearer ${token%?}x" \
+	-H 'Content-Type: application/json' --data-binary "$body" "$SRV_URL/v1/admin/stations")
+t_run "wrong token: 401" [ "$code" = 401 ]
+code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H "Authorization: Basic $token" \
+	--data-binary @"$samples/sample-es256.manifest" "$SRV_URL/v1/admin/import")
+t_run "other scheme: 401" [ "$code" = 401 ]
+t_run "refused requests changed nothing" bash -c "[ \"\$(sqlite3 -readonly '$db' .dump)\" = \"\$(cat '$T_TMP/before')\" ]"
+t_refuse "token not in the log" grep -qF -- "$token" "$SRV_ERR"
+
+t_run "bad key refused 400" [ "$(json stations '{"id":"station-01","public_key":"bm90IGEga2V5"}')" = 400 ]
+t_run "unknown member refused 400" [ "$(json stations '{"id":"s","public_key":"x","x":1}')" = 400 ]
+t_run "station add: 200" [ "$(json stations "$body")" = 200 ]
+t_run "station in the store" [ "$(sqlite3 -readonly "$db" "select count(*) from stations where id='station-01'")" = 1 ]
+
+# A manifest made now by idprov-manifest with the sample station key.
+m=$T_TMP/b1.manifest
+grep -v '^#' "$samples/devices.csv" | head -3 | cut -d, -f1-3 >"$T_TMP/devs.csv"
+t_run "manifest created" "$IDP_BIN/idprov-manifest" create --key "$samples/sample-station-p256.key" \
+	--batch b-admin-1 --station station-01 --seq 1 --product sx1 --devices "$T_TMP/devs.csv" \
+	--format csv --out "$m" >/dev/null
+sig=$(base64 -w0 "$m.sig")
+import() {
+	admin import -H 'Content-Type: application/vnd.idprov.manifest' \
+		-H "Idprov-Signature: $sig" --data-binary @"$1"
+}
+head -c -2 "$m" >"$T_TMP/tampered.manifest"
+printf 'x\n' >>"$T_TMP/tampered.manifest"
+snap >"$T_TMP/before"
+t_run "tampered manifest refused 403" [ "$(import "$T_TMP/tampered.manifest")" = 403 ]
+t_run "tampered import changed nothing" bash -c "[ \"\$(sqlite3 -readonly '$db' .dump)\" = \"\$(cat '$T_TMP/before')\" ]"
+t_run "import: 201" [ "$(import "$m")" = 201 ]
+t_grep "import answers the batch" '"devices":3' "$T_TMP/out"
+t_run "devices preloaded" [ "$(sqlite3 -readonly "$db" "select count(*) from devices where state='preloaded'")" = 3 ]
+t_run "same import again: 200" [ "$(import "$m")" = 200 ]
+t_grep "second import not created" '"created":false' "$T_TMP/out"
+t_run "imported once" [ "$(sqlite3 -readonly "$db" "select count(*) from batches")" = 1 ]
+
+t_run "revoke a preloaded device" [ "$(json devices/revoke '{"id":"dev-0001"}')" = 200 ]
+t_run "device revoked" [ "$(sqlite3 -readonly "$db" "select state from devices where id='dev-0001'")" = revoked ]
+t_run "revoke again: 409" [ "$(json devices/revoke '{"id":"dev-0001"}')" = 409 ]
+t_run "approve a preloaded device: 409" [ "$(json devices/approve '{"id":"dev-0002"}')" = 409 ]
+t_run "unknown device: 404" [ "$(json devices/reject '{"id":"nobody"}')" = 404 ]
+t_run "release a serial" [ "$(json release '{"kind":"serial","value":"SX1-2026-000001"}')" = 200 ]
+t_run "release a mac" [ "$(json release '{"kind":"mac","value":"02:1a:2b:00:00:01"}')" = 200 ]
+t_run "bad kind refused" [ "$(json release '{"kind":"colour","value":"red"}')" = 400 ]
+t_run "bad mac refused" [ "$(json release '{"kind":"mac","value":"02-1A"}')" = 400 ]
+t_run "releases stored" [ "$(sqlite3 -readonly "$db" "select count(*) from releases")" = 2 ]
+t_run "audit entries" [ "$(sqlite3 -readonly "$db" "select count(*) from audit where event like 'admin.%'")" = 4 ]
+
+t_run "CA add" [ "$(json cas "$ca_body")" = 200 ]
+t_run "same CA again: 409" [ "$(json cas "$ca_body")" = 409 ]
+t_run "a key is not a CA: 400" [ "$(json cas "{\"pem\":\"$(pem_json "$samples/sample-station-p256.pub")\"}")" = 400 ]
+t_run "station add by base64 DER" [ "$(json stations "{\"id\":\"station-02\",\"public_key\":\"$der64\"}")" = 200 ]
+t_run "station disable" [ "$(json stations/disable '{"id":"station-01"}')" = 200 ]
+t_run "disabled station's manifest refused" [ "$(import "$m")" = 403 ]
+
+srv_stop
+t_run "server stops cleanly" [ "$SRV_RC" -eq 0 ]
+t_done
