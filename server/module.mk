@@ -1,7 +1,7 @@
 # server/ - the provisioning server idprovd and its library (libidprov-server.a):
 # the store, the state directory, the configuration, HTTPS and the handlers.
 # The programs' main() files stay out of the library.
-SERVER_MAINS := server/idprovd.c
+SERVER_MAINS := server/idprovd.c server/admin_main.c
 PROJECT_LIBS += server
 LIBS_server += $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 
@@ -9,3 +9,8 @@ PROGS += idprovd
 idprovd_SRCS := server/idprovd.c
 idprovd_LIBS := server formats
 MANPAGES += docs/man/idprovd.8
+
+PROGS += idprov-admin
+idprov-admin_SRCS := server/admin_main.c
+idprov-admin_LIBS := formats
+MANPAGES += docs/man/idprov-admin.8

@@ -87,6 +87,24 @@ t_run "CA add" [ "$(json cas "$ca_body")" = 200 ]
 t_run "same CA again: 409" [ "$(json cas "$ca_body")" = 409 ]
 t_run "a key is not a CA: 400" [ "$(json cas "{\"pem\":\"$(pem_json "$samples/sample-station-p256.pub")\"}")" = 400 ]
 t_run "station add by base64 DER" [ "$(json stations "{\"id\":\"station-02\",\"public_key\":\"$der64\"}")" = 200 ]
+# The idprov-admin CLI against the same server.
+cli() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" "$@" >"$T_TMP/cli" 2>&1; }
+printf '%s\n' "$token" >"$T_TMP/token"
+IDPROV_ADMIN_TOKEN=wrong cli revoke dev-0002
+t_run "cli: wrong token exits 1" [ $? -eq 1 ]
+t_grep "cli: names the server's error" 'refused \(401 unauthorized\)' "$T_TMP/cli"
+env -u IDPROV_ADMIN_TOKEN "$IDP_BIN/idprov-admin" --server "$SRV_URL" revoke dev-0002 2>/dev/null
+t_run "cli: no token exits 2" [ $? -eq 2 ]
+cli --token-file "$T_TMP/token" --ca "$samples/sample-factory-ca.pem" revoke dev-0002
+t_run "cli: other CA exits 3" [ $? -eq 3 ]
+t_run "cli: import again" cli --token-file "$T_TMP/token" import "$m"
+t_grep "cli: imported before" '"created":false' "$T_TMP/cli"
+t_run "cli: revoke" env IDPROV_ADMIN_TOKEN="$token" "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" revoke dev-0002 >/dev/null
+t_run "cli: station add" cli --token-file "$T_TMP/token" station add station-03 "$samples/sample-station-ed25519.pub"
+t_run "cli: release a key" cli --token-file "$T_TMP/token" release key "$samples/sample-station-ed25519.pub"
+t_run "cli: state in the store" [ "$(sqlite3 -readonly "$db" "select (select state from devices where id='dev-0002') || (select count(*) from stations) || (select count(*) from releases)")" = revoked33 ]
+cli --token-file "$T_TMP/token" release colour red
+t_run "cli: bad kind exits 1" [ $? -eq 1 ]
 t_run "station disable" [ "$(json stations/disable '{"id":"station-01"}')" = 200 ]
 t_run "disabled station's manifest refused" [ "$(import "$m")" = 403 ]
 

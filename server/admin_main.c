@@ -1,0 +1,330 @@
+/*
+ * admin_main.c - idprov-admin: the administrator's client of idprovd's admin
+ * API (server/admin.h) over HTTPS with libcurl. Usage and exit codes:
+ * docs/man/idprov-admin.8.
+ *
+ * Exit codes: 0 done; 1 the server refused (its JSON error code and message
+ * are printed); 2 usage; 3 a local problem (file, credential, connection,
+ * TLS, an answer that is not the API's).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "formats/api.h"
+#include "formats/b64.h"
+#include "formats/error.h"
+#include "formats/file.h"
+#include "server/state.h"
+
+#define ADM_DEFAULT_URL   "https://localhost:8443"
+#define ADM_DEFAULT_CA    SRV_STATE_DEFAULT_DIR "/ca.pem"
+#define ADM_TOKEN_MAX     256u         /* bytes of the credential file */
+#define ADM_PEM_MAX       16384u       /* a key or CA PEM */
+#define ADM_MANIFEST_MAX  (1u << 30)   /* the server's largest max-manifest */
+#define ADM_SIG_MAX       8192u        /* a detached signature */
+#define ADM_ANSWER_MAX    (1u << 20)   /* bytes of an answer kept */
+#define ADM_URL_MAX       2048u
+#define ADM_TIMEOUT_S     300L
+
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_LOCAL = 3 };
+
+struct opts {
+	const char *server;
+	const char *ca;
+	const char *token_file;
+};
+
+struct answer {
+	uint8_t *buf;
+	size_t len;
+	bool overflow;
+};
+
+static void usage(FILE *f)
+{
+	(void)fprintf(f,
+	              "usage: idprov-admin [--server URL] [--ca CA.pem] [--token-file FILE] COMMAND\n"
+	              "  station add ID PUBKEY.pem    trust a station's signing key\n"
+	              "  station disable ID           stop trusting a station\n"
+	              "  ca add CA.pem [--name NAME]  trust a factory CA\n"
+	              "  import NAME.manifest [--sig FILE]\n"
+	              "  approve ID | reject ID | revoke ID\n"
+	              "  release id|serial|mac|key VALUE  (key: a PEM file)\n"
+	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
+	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
+}
+
+static size_t on_data(char *p, size_t size, size_t n, void *arg)
+{
+	struct answer *a = arg;
+	size_t len = size * n;
+	if (a->len + len > ADM_ANSWER_MAX) {
+		a->overflow = true;
+		return 0;
+	}
+	uint8_t *nb = realloc(a->buf, a->len + len + 1);
+	if (nb == NULL)
+		return 0;
+	memcpy(nb + a->len, p, len);
+	a->buf = nb;
+	a->len += len;
+	a->buf[a->len] = '\0';
+	return len;
+}
+
+/* The admin credential: the token file's first line, or $IDPROV_ADMIN_TOKEN. */
+static int load_token(const struct opts *o, char tok[static ADM_TOKEN_MAX + 1])
+{
+	if (o->token_file != NULL) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		struct idp_error err = {0};
+		if (fmt_file_read(o->token_file, ADM_TOKEN_MAX, &buf, &len, &err) != IDP_OK) {
+			(void)fprintf(stderr, "idprov-admin: %s: %s\n", o->token_file, err.msg);
+			return EXIT_LOCAL;
+		}
+		size_t n = strcspn((const char *)buf, "\r\n");
+		memcpy(tok, buf, n);
+		tok[n] = '\0';
+		fmt_file_free_secret(buf, len);
+	} else {
+		const char *e = getenv("IDPROV_ADMIN_TOKEN");
+		if (e == NULL || strlen(e) > ADM_TOKEN_MAX) {
+			(void)fprintf(stderr, "idprov-admin: no admin credential: give --token-file "
+			                      "or set IDPROV_ADMIN_TOKEN\n");
+			return EXIT_USAGE;
+		}
+		(void)snprintf(tok, ADM_TOKEN_MAX + 1, "%s", e);
+	}
+	if (tok[0] == '\0') {
+		(void)fprintf(stderr, "idprov-admin: the admin credential is empty\n");
+		return EXIT_LOCAL;
+	}
+	return 0;
+}
+
+/* POST body[0..len) to /v1/admin/PATH; print the outcome. */
+static int post(const struct opts *o, const char *path, const char *type, const void *body,
+                size_t len, const char *sig64)
+{
+	char tok[ADM_TOKEN_MAX + 1];
+	int rc = load_token(o, tok);
+	if (rc != 0)
+		return rc;
+	char url[ADM_URL_MAX], auth[ADM_TOKEN_MAX + 32], ct[128];
+	char sigh[ADM_SIG_MAX * 2];
+	(void)snprintf(url, sizeof(url), "%s/v1/admin/%s", o->server, path);
+	(void)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	OPENSSL_cleanse(tok, sizeof(tok));
+	(void)snprintf(ct, sizeof(ct), "Content-Type: %s", type);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	OPENSSL_cleanse(auth, sizeof(auth));
+	struct curl_slist *h2 = h != NULL ? curl_slist_append(h, ct) : NULL;
+	if (h2 != NULL && sig64 != NULL) {
+		(void)snprintf(sigh, sizeof(sigh), "Idprov-Signature: %s", sig64);
+		h2 = curl_slist_append(h2, sigh);
+	}
+	CURL *c = h2 != NULL ? curl_easy_init() : NULL;
+	if (c == NULL) {
+		curl_slist_free_all(h);
+		(void)fprintf(stderr, "idprov-admin: out of memory\n");
+		return EXIT_LOCAL;
+	}
+	struct answer a = {0};
+	char cerr[CURL_ERROR_SIZE] = "";
+	(void)curl_easy_setopt(c, CURLOPT_URL, url);
+	(void)curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+	(void)curl_easy_setopt(c, CURLOPT_CAINFO, o->ca);
+	(void)curl_easy_setopt(c, CURLOPT_HTTPHEADER, h2);
+	(void)curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	(void)curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	(void)curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	(void)curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+	(void)curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	(void)curl_easy_setopt(c, CURLOPT_TIMEOUT, ADM_TIMEOUT_S);
+	(void)curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	CURLcode cc = curl_easy_perform(c);
+	long status = 0;
+	(void)curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h2);
+	if (cc != CURLE_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", o->server,
+		              a.overflow ? "answer too large" : cerr[0] != '\0' ? cerr
+		                                                : curl_easy_strerror(cc));
+		free(a.buf);
+		return EXIT_LOCAL;
+	}
+	if (status >= 200 && status < 300) {
+		(void)printf("%s\n", a.buf != NULL ? (const char *)a.buf : "");
+		free(a.buf);
+		return 0;
+	}
+	struct fmt_api_error e;
+	struct idp_error err = {0};
+	if (a.buf == NULL || fmt_api_error_parse(a.buf, a.len, &e, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: server answered %ld without an API error\n",
+		              status);
+		free(a.buf);
+		return EXIT_LOCAL;
+	}
+	free(a.buf);
+	(void)fprintf(stderr, "idprov-admin: refused (%ld %s): %s\n", status, e.code_text,
+	              e.message);
+	return EXIT_REFUSED;
+}
+
+/* POST a JSON object of string members names[i] = values[i]. */
+static int post_json(const struct opts *o, const char *path, const char *const *names,
+                     const char *const *values, size_t n)
+{
+	cJSON *obj = cJSON_CreateObject();
+	bool ok = obj != NULL;
+	for (size_t i = 0; ok && i < n; i++)
+		if (values[i] != NULL)
+			ok = cJSON_AddStringToObject(obj, names[i], values[i]) != NULL;
+	char *s = ok ? cJSON_PrintUnformatted(obj) : NULL;
+	cJSON_Delete(obj);
+	if (s == NULL) {
+		(void)fprintf(stderr, "idprov-admin: out of memory\n");
+		return EXIT_LOCAL;
+	}
+	int rc = post(o, path, "application/json", s, strlen(s), NULL);
+	cJSON_free(s);
+	return rc;
+}
+
+static int read_file(const char *path, size_t max, uint8_t **buf, size_t *len)
+{
+	struct idp_error err = {0};
+	if (fmt_file_read(path, max, buf, len, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, err.msg);
+		return EXIT_LOCAL;
+	}
+	return 0;
+}
+
+/* POST a JSON object whose member field is the text of file path. */
+static int post_file_member(const struct opts *o, const char *path, const char *const *names,
+                            const char **values, size_t n, size_t file_i, const char *file)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = read_file(file, ADM_PEM_MAX, &buf, &len);
+	if (rc != 0)
+		return rc;
+	values[file_i] = (const char *)buf;
+	rc = post_json(o, path, names, values, n);
+	free(buf);
+	return rc;
+}
+
+static int import(const struct opts *o, const char *manifest, const char *sig_path)
+{
+	char def[4096];
+	if (sig_path == NULL) {
+		(void)snprintf(def, sizeof(def), "%s.sig", manifest);
+		sig_path = def;
+	}
+	uint8_t *sig = NULL, *body = NULL;
+	size_t sig_len = 0, len = 0;
+	int rc = read_file(sig_path, ADM_SIG_MAX, &sig, &sig_len);
+	if (rc == 0)
+		rc = read_file(manifest, ADM_MANIFEST_MAX, &body, &len);
+	char sig64[ADM_SIG_MAX * 2];
+	if (rc == 0) {
+		(void)fmt_b64_encode(FMT_B64_STD, sig, sig_len, sig64);
+		rc = post(o, "import", "application/vnd.idprov.manifest", body, len, sig64);
+	}
+	free(sig);
+	free(body);
+	return rc;
+}
+
+static int run(const struct opts *o, int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {
+		static const char *const names[] = {"id"};
+		const char *values[] = {argv[2]};
+		return post_json(o, "stations/disable", names, values, 1);
+	}
+	if (argc == 4 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "add") == 0) {
+		static const char *const names[] = {"id", "public_key"};
+		const char *values[] = {argv[2], NULL};
+		return post_file_member(o, "stations", names, values, 2, 1, argv[3]);
+	}
+	if ((argc == 3 || argc == 5) && strcmp(cmd, "ca") == 0 && strcmp(argv[1], "add") == 0) {
+		static const char *const names[] = {"pem", "name"};
+		const char *values[] = {NULL, NULL};
+		if (argc == 5) {
+			if (strcmp(argv[3], "--name") != 0)
+				return EXIT_USAGE;
+			values[1] = argv[4];
+		}
+		return post_file_member(o, "cas", names, values, 2, 0, argv[2]);
+	}
+	if ((argc == 2 || argc == 4) && strcmp(cmd, "import") == 0) {
+		if (argc == 4 && strcmp(argv[2], "--sig") != 0)
+			return EXIT_USAGE;
+		return import(o, argv[1], argc == 4 ? argv[3] : NULL);
+	}
+	if (argc == 2 && (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0 ||
+	                  strcmp(cmd, "revoke") == 0)) {
+		char path[32];
+		(void)snprintf(path, sizeof(path), "devices/%s", cmd);
+		static const char *const names[] = {"id"};
+		const char *values[] = {argv[1]};
+		return post_json(o, path, names, values, 1);
+	}
+	if (argc == 3 && strcmp(cmd, "release") == 0) {
+		static const char *const names[] = {"kind", "value"};
+		const char *values[] = {argv[1], argv[2]};
+		if (strcmp(argv[1], "key") == 0)
+			return post_file_member(o, "release", names, values, 2, 1, argv[2]);
+		return post_json(o, "release", names, values, 2);
+	}
+	return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.server = ADM_DEFAULT_URL, .ca = ADM_DEFAULT_CA};
+	int i = 1;
+	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		if (strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (i + 1 >= argc)
+			break;
+		if (strcmp(argv[i], "--server") == 0)
+			o.server = argv[++i];
+		else if (strcmp(argv[i], "--ca") == 0)
+			o.ca = argv[++i];
+		else if (strcmp(argv[i], "--token-file") == 0)
+			o.token_file = argv[++i];
+		else
+			break;
+	}
+	if (i >= argc || strncmp(argv[i], "--", 2) == 0 || strlen(o.server) > ADM_URL_MAX - 64) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		(void)fprintf(stderr, "idprov-admin: cannot start libcurl\n");
+		return EXIT_LOCAL;
+	}
+	int rc = run(&o, argc - i, argv + i);
+	curl_global_cleanup();
+	if (rc == EXIT_USAGE)
+		usage(stderr);
+	return rc;
+}
