@@ -76,12 +76,22 @@ t_run "device revoked" [ "$(sqlite3 -readonly "$db" "select state from devices w
 t_run "revoke again: 409" [ "$(json devices/revoke '{"id":"dev-0001"}')" = 409 ]
 t_run "approve a preloaded device: 409" [ "$(json devices/approve '{"id":"dev-0002"}')" = 409 ]
 t_run "unknown device: 404" [ "$(json devices/reject '{"id":"nobody"}')" = 404 ]
+# Pending devices are made by a provision request with a proof of possession,
+# which shell cannot sign; two are written as the store would, with the
+# server stopped (the request path is covered by tests/unit/test_provision.c).
+srv_stop
+t_run "pending devices written" sqlite3 "$db" "insert into devices(id, state, created_at, updated_at) values ('dev-p1', 'pending', 1, 1), ('dev-p2', 'pending', 1, 1)"
+t_run "server restarts" srv_start "$st"
+t_run "approve a pending device" [ "$(json devices/approve '{"id":"dev-p1"}')" = 200 ]
+t_run "reject a pending device" [ "$(json devices/reject '{"id":"dev-p2"}')" = 200 ]
+t_run "decisions stored" [ "$(sqlite3 -readonly "$db" "select group_concat(state) from (select state from devices where id like 'dev-p%' order by id)")" = approved,rejected ]
+t_run "reject an approved device: 409" [ "$(json devices/reject '{"id":"dev-p1"}')" = 409 ]
 t_run "release a serial" [ "$(json release '{"kind":"serial","value":"SX1-2026-000001"}')" = 200 ]
 t_run "release a mac" [ "$(json release '{"kind":"mac","value":"02:1a:2b:00:00:01"}')" = 200 ]
 t_run "bad kind refused" [ "$(json release '{"kind":"colour","value":"red"}')" = 400 ]
 t_run "bad mac refused" [ "$(json release '{"kind":"mac","value":"02-1A"}')" = 400 ]
 t_run "releases stored" [ "$(sqlite3 -readonly "$db" "select count(*) from releases")" = 2 ]
-t_run "audit entries" [ "$(sqlite3 -readonly "$db" "select count(*) from audit where event like 'admin.%'")" = 4 ]
+t_run "audit entries" [ "$(sqlite3 -readonly "$db" "select count(*) from audit where event like 'admin.%'")" = 6 ]
 
 t_run "CA add" [ "$(json cas "$ca_body")" = 200 ]
 t_run "same CA again: 409" [ "$(json cas "$ca_body")" = 409 ]
