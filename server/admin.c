@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/keyvalq_struct.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "formats/api.h"
@@ -469,12 +471,177 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
 		return;
 	}
-	char shown[SRV_STORE_DETAIL_MAX];
-	(void)snprintf(shown, sizeof(shown), "%s", r.kind == SRV_IDENT_KEY ? "(key)" : value);
-	rc = in_transaction(ctx->store, release_put, &r, "admin.released", NULL, kind,
+	char shown[SRV_STORE_DETAIL_MAX / 2], detail[SRV_STORE_DETAIL_MAX];
+	if (r.kind == SRV_IDENT_KEY) {
+		uint8_t fp[32];
+		char hex[65];
+		(void)SHA256(r.value, r.len, fp);
+		fmt_key_fingerprint_hex(fp, hex);
+		(void)snprintf(shown, sizeof(shown), "sha256:%s", hex);
+	} else {
+		(void)srv_log_esc(value, value_len, shown, sizeof(shown));
+	}
+	(void)snprintf(detail, sizeof(detail), "%s %s", kind, shown);
+	rc = in_transaction(ctx->store, release_put, &r, "admin.released", NULL, detail,
 	                    (int64_t)time(NULL), &err);
 	char kbuf[SRV_STORE_KIND_MAX + 1];
 	(void)snprintf(kbuf, sizeof(kbuf), "%s", kind);
 	cJSON_Delete(o);
 	answer(ctx, req, "release", rc, &err, kbuf, shown);
+}
+
+/* ---------------------------------------------------------------- listings */
+
+struct list {
+	cJSON *arr;
+	size_t n;
+	bool failed;
+	char last[SRV_STORE_ID_MAX + 1];
+};
+
+static int add_station(void *ctx, const struct srv_station *s)
+{
+	struct list *l = ctx;
+	uint8_t fp[32];
+	char hex[65];
+	(void)SHA256(s->pubkey, s->pubkey_len, fp);
+	fmt_key_fingerprint_hex(fp, hex);
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
+	    cJSON_AddStringToObject(o, "id", s->id) == NULL ||
+	    cJSON_AddBoolToObject(o, "enabled", s->enabled) == NULL ||
+	    cJSON_AddStringToObject(o, "key_sha256", hex) == NULL ||
+	    cJSON_AddNumberToObject(o, "created_at", (double)s->created_at) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	l->n++;
+	return 0;
+}
+
+static int add_device(void *ctx, const struct srv_device *d)
+{
+	struct list *l = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
+	    cJSON_AddStringToObject(o, "id", d->id) == NULL ||
+	    cJSON_AddStringToObject(o, "state", srv_device_state_name(d->state)) == NULL ||
+	    cJSON_AddStringToObject(o, "mac", d->mac) == NULL ||
+	    cJSON_AddStringToObject(o, "serial", d->serial) == NULL ||
+	    cJSON_AddStringToObject(o, "batch_id", d->batch_id) == NULL ||
+	    cJSON_AddBoolToObject(o, "has_key", d->pubkey_len > 0) == NULL ||
+	    cJSON_AddNumberToObject(o, "updated_at", (double)d->updated_at) == NULL ||
+	    cJSON_AddNumberToObject(o, "attempts", (double)d->attempts) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	(void)snprintf(l->last, sizeof(l->last), "%s", d->id);
+	l->n++;
+	return 0;
+}
+
+static int add_flag(void *ctx, const struct srv_flag *f)
+{
+	struct list *l = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
+	    cJSON_AddNumberToObject(o, "seq", (double)f->seq) == NULL ||
+	    cJSON_AddStringToObject(o, "kind", f->kind) == NULL ||
+	    cJSON_AddStringToObject(o, "subject", f->subject) == NULL ||
+	    cJSON_AddStringToObject(o, "detail", f->detail) == NULL ||
+	    cJSON_AddNumberToObject(o, "created_at", (double)f->created_at) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	l->n++;
+	return 0;
+}
+
+/* Answer {name: [...]} (plus "next" when a device page is full). */
+static void send_list(struct evhttp_request *req, cJSON *top, struct list *l, enum idp_err rc,
+                      const struct idp_error *err, const char *next)
+{
+	if (rc != IDP_OK)
+		api_error(req, code_of(rc), err->msg);
+	else if (l->failed || (next != NULL && cJSON_AddStringToObject(top, "next", next) == NULL))
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	else
+		srv_http_json(req, 200, top);
+	cJSON_Delete(top);
+}
+
+static cJSON *list_top(struct evhttp_request *req, const char *name, struct list *l)
+{
+	cJSON *top = cJSON_CreateObject();
+	l->arr = top != NULL ? cJSON_AddArrayToObject(top, name) : NULL;
+	if (l->arr == NULL) {
+		cJSON_Delete(top);
+		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	return top;
+}
+
+/* GET /v1/admin/stations: every station, with its key's SHA-256. */
+void srv_admin_station_list(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	struct list l = {0};
+	cJSON *top = authorized(ctx, req) ? list_top(req, "stations", &l) : NULL;
+	if (top == NULL)
+		return;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_store_station_foreach(ctx->store, add_station, &l, &err);
+	send_list(req, top, &l, rc, &err, NULL);
+}
+
+/* GET /v1/admin/devices[?state=S][&after=ID]: devices in ID order, at most
+ * SRV_ADMIN_LIST_MAX; "next" names the ID to continue after. */
+void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
+		api_error(req, FMT_API_ERR_BAD_REQUEST, "query: malformed");
+		return;
+	}
+	const char *state = evhttp_find_header(&q, "state");
+	const char *after = evhttp_find_header(&q, "after");
+	enum srv_device_state s = 0;
+	for (int i = SRV_DEV_PRELOADED; state != NULL && i <= SRV_DEV_REVOKED; i++)
+		if (strcmp(state, srv_device_state_name((enum srv_device_state)i)) == 0)
+			s = (enum srv_device_state)i;
+	struct idp_error err = {0};
+	enum idp_err rc = IDP_OK;
+	if (state != NULL && s == 0)
+		rc = idp_error_set(&err, IDP_E_FORMAT,
+		                   "state: must be preloaded, pending, approved, rejected or revoked");
+	else if (after != NULL)
+		rc = fmt_id_check(after, strlen(after), "after", &err);
+	struct list l = {0};
+	cJSON *top = rc == IDP_OK ? list_top(req, "devices", &l) : NULL;
+	if (rc != IDP_OK)
+		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+	if (top != NULL) {
+		rc = srv_store_device_foreach(ctx->store, s, after, SRV_ADMIN_LIST_MAX, add_device,
+		                              &l, &err);
+		send_list(req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+	}
+	evhttp_clear_headers(&q);
+}
+
+/* GET /v1/admin/flags: the open flags for review, oldest first (at most
+ * SRV_ADMIN_LIST_MAX). */
+void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	struct list l = {0};
+	cJSON *top = authorized(ctx, req) ? list_top(req, "flags", &l) : NULL;
+	if (top == NULL)
+		return;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_store_flag_foreach(ctx->store, 0, SRV_ADMIN_LIST_MAX, add_flag, &l,
+	                                         &err);
+	send_list(req, top, &l, rc, &err, NULL);
 }

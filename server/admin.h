@@ -19,6 +19,7 @@
 #include "server/httpd.h"
 
 #define SRV_ADMIN_AUTH_MAX 256u /* longest Authorization header accepted */
+#define SRV_ADMIN_LIST_MAX 1000 /* most rows one listing answers */
 
 /* The handlers, registered in the route table (server/handlers.c). Bodies:
  * docs/administrator.md ("Admin API"). */
@@ -30,5 +31,8 @@ srv_handler_fn srv_admin_approve;         /* POST /v1/admin/devices/approve */
 srv_handler_fn srv_admin_reject;          /* POST /v1/admin/devices/reject */
 srv_handler_fn srv_admin_revoke;          /* POST /v1/admin/devices/revoke */
 srv_handler_fn srv_admin_release;         /* POST /v1/admin/release */
+srv_handler_fn srv_admin_station_list;    /* GET /v1/admin/stations */
+srv_handler_fn srv_admin_device_list;     /* GET /v1/admin/devices[?state=S&after=ID] */
+srv_handler_fn srv_admin_flag_list;       /* GET /v1/admin/flags */
 
 #endif /* IDP_SERVER_ADMIN_H */

@@ -53,6 +53,7 @@ static void usage(FILE *f)
 	              "usage: idprov-admin [--server URL] [--ca CA.pem] [--token-file FILE] COMMAND\n"
 	              "  station add ID PUBKEY.pem    trust a station's signing key\n"
 	              "  station disable ID           stop trusting a station\n"
+	              "  station list | flags | devices [--state S] [--after ID]\n"
 	              "  ca add CA.pem [--name NAME]  trust a factory CA\n"
 	              "  import NAME.manifest [--sig FILE]\n"
 	              "  approve ID | reject ID | revoke ID\n"
@@ -110,7 +111,8 @@ static int load_token(const struct opts *o, char tok[static ADM_TOKEN_MAX + 1])
 	return 0;
 }
 
-/* POST body[0..len) to /v1/admin/PATH; print the outcome. */
+/* POST body[0..len) to /v1/admin/PATH (GET when body is NULL); print the
+ * outcome. */
 static int post(const struct opts *o, const char *path, const char *type, const void *body,
                 size_t len, const char *sig64)
 {
@@ -143,8 +145,10 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	(void)curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
 	(void)curl_easy_setopt(c, CURLOPT_CAINFO, o->ca);
 	(void)curl_easy_setopt(c, CURLOPT_HTTPHEADER, h2);
-	(void)curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	(void)curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	if (body != NULL) {
+		(void)curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		(void)curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	}
 	(void)curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	(void)curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
 	(void)curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
@@ -251,6 +255,32 @@ static int import(const struct opts *o, const char *manifest, const char *sig_pa
 static int run(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
+	if (argc == 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)
+		return post(o, "stations", "application/json", NULL, 0, NULL);
+	if (argc == 1 && strcmp(cmd, "flags") == 0)
+		return post(o, "flags", "application/json", NULL, 0, NULL);
+	if (strcmp(cmd, "devices") == 0) {
+		const char *state = NULL, *after = NULL;
+		for (int i = 1; i + 1 < argc; i += 2) {
+			if (strcmp(argv[i], "--state") == 0)
+				state = argv[i + 1];
+			else if (strcmp(argv[i], "--after") == 0)
+				after = argv[i + 1];
+			else
+				return EXIT_USAGE;
+		}
+		if (argc % 2 == 0)
+			return EXIT_USAGE;
+		char *es = state != NULL ? curl_easy_escape(NULL, state, 0) : NULL;
+		char *ea = after != NULL ? curl_easy_escape(NULL, after, 0) : NULL;
+		char path[512];
+		(void)snprintf(path, sizeof(path), "devices%s%s%s%s", es != NULL ? "?state=" : "",
+		               es != NULL ? es : "", ea != NULL ? (es != NULL ? "&after=" : "?after=") : "",
+		               ea != NULL ? ea : "");
+		curl_free(es);
+		curl_free(ea);
+		return post(o, path, "application/json", NULL, 0, NULL);
+	}
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {
 		static const char *const names[] = {"id"};
 		const char *values[] = {argv[2]};

@@ -423,6 +423,9 @@ static const struct srv_route routes[] = {
         {"/v1/admin/devices/reject", EVHTTP_REQ_POST, 0, srv_admin_reject},
         {"/v1/admin/devices/revoke", EVHTTP_REQ_POST, 0, srv_admin_revoke},
         {"/v1/admin/release", EVHTTP_REQ_POST, 0, srv_admin_release},
+        {"/v1/admin/stations", EVHTTP_REQ_GET, 0, srv_admin_station_list},
+        {"/v1/admin/devices", EVHTTP_REQ_GET, 0, srv_admin_device_list},
+        {"/v1/admin/flags", EVHTTP_REQ_GET, 0, srv_admin_flag_list},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -473,12 +473,21 @@ static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 	}
 }
 
-static const struct srv_route *route_find(const struct srv_httpd *h, const char *path, size_t len)
+/* The route of path for method (0: the first of any method); when no route
+ * of path has that method, the first of path (answered 405). */
+static const struct srv_route *route_find(const struct srv_httpd *h, const char *path, size_t len,
+                                          enum evhttp_cmd_type method)
 {
-	for (size_t i = 0; i < h->n_routes; i++)
-		if (strlen(h->routes[i].path) == len && memcmp(h->routes[i].path, path, len) == 0)
+	const struct srv_route *first = NULL;
+	for (size_t i = 0; i < h->n_routes; i++) {
+		if (strlen(h->routes[i].path) != len || memcmp(h->routes[i].path, path, len) != 0)
+			continue;
+		if (method == 0 || h->routes[i].method == method)
 			return &h->routes[i];
-	return NULL;
+		if (first == NULL)
+			first = &h->routes[i];
+	}
+	return first;
 }
 
 static size_t route_max_body(const struct srv_httpd *h, const struct srv_route *r)
@@ -539,7 +548,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		struct head_info hi;
 		head_parse(p, end, &hi);
 		const struct srv_route *r =
-		        hi.bad ? NULL : route_find(c->loop->h, hi.path, hi.path_len);
+		        hi.bad ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
 		size_t max = route_max_body(c->loop->h, r);
 		if (hi.bad) {
 			conn_reject(c, src, dst, 400, "bad_request", "malformed request head");
@@ -671,7 +680,8 @@ static void dispatch(struct evhttp_request *req, void *arg)
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
 			                        "Connection", "close");
 	}
-	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path)) : NULL;
+	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path),
+	                                                          evhttp_request_get_command(req)) : NULL;
 	if (c != NULL && c->reject_code != 0) {
 		srv_http_error(req, c->reject_code, c->reject_name, "%s", c->reject_msg);
 	} else if (path == NULL) {

@@ -246,6 +246,32 @@ IDP_MUST_CHECK enum idp_err srv_store_audit_append(struct srv_store *st,
 IDP_MUST_CHECK enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32],
                                              struct idp_error *err);
 
+/* Listings for the admin API, in key order. A non-zero return from fn stops
+ * the walk (still IDP_OK). Devices: state 0 lists all; IDs after after_id
+ * ("" or NULL: from the first), at most limit. Flags: open ones with seq
+ * after after_seq, at most limit. */
+struct srv_flag {
+	int64_t seq;
+	char kind[SRV_STORE_KIND_MAX + 1];
+	char subject[SRV_STORE_ID_MAX + 1];
+	char detail[SRV_STORE_DETAIL_MAX + 1];
+	int64_t created_at;
+};
+IDP_MUST_CHECK enum idp_err srv_store_station_foreach(struct srv_store *st,
+                                                      int (*fn)(void *ctx,
+                                                                const struct srv_station *s),
+                                                      void *ctx, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_device_foreach(struct srv_store *st,
+                                                     enum srv_device_state state,
+                                                     const char *after_id, int64_t limit,
+                                                     int (*fn)(void *ctx,
+                                                               const struct srv_device *d),
+                                                     void *ctx, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st, int64_t after_seq,
+                                                   int64_t limit,
+                                                   int (*fn)(void *ctx, const struct srv_flag *f),
+                                                   void *ctx, struct idp_error *err);
+
 /* Names of enum values as stored ("preloaded", "pending", ...); never NULL. */
 const char *srv_device_state_name(enum srv_device_state s);
 const char *srv_token_kind_name(enum srv_token_kind k);

@@ -136,6 +136,10 @@ enum stmt_id {
 	S_FLAG_COUNT,
 	S_FLAG_COUNT_KIND,
 	S_AUDIT_APPEND,
+	S_STATION_LIST,
+	S_DEVICE_LIST,
+	S_DEVICE_LIST_STATE,
+	S_FLAG_LIST,
 	S_COUNT_
 };
 
@@ -194,6 +198,13 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
         [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
         [S_AUDIT_APPEND] = "INSERT INTO audit (at, event, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+        [S_STATION_LIST] = "SELECT id, public_key, enabled, created_at FROM stations ORDER BY id",
+        [S_DEVICE_LIST] = "SELECT " DEVICE_COLS " FROM devices "
+                          "WHERE id > coalesce(?1, '') ORDER BY id LIMIT ?2",
+        [S_DEVICE_LIST_STATE] = "SELECT " DEVICE_COLS " FROM devices "
+                                "WHERE id > coalesce(?1, '') AND state = ?3 ORDER BY id LIMIT ?2",
+        [S_FLAG_LIST] = "SELECT seq, kind, subject, detail, created_at FROM flags "
+                        "WHERE cleared = 0 AND seq > ?1 ORDER BY seq LIMIT ?2",
 };
 
 struct srv_store {
@@ -613,6 +624,17 @@ enum idp_err srv_store_station_put(struct srv_store *st, const struct srv_statio
 	return run(st, S_STATION_PUT, a, NARGS(a), "station put", err);
 }
 
+static enum idp_err station_row(sqlite3_stmt *s, struct srv_station *out, struct idp_error *err)
+{
+	enum idp_err rc = col_text(s, 0, out->id, sizeof(out->id), "station id", err);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 1, out->pubkey, sizeof(out->pubkey), &out->pubkey_len,
+		              "station key", err);
+	out->enabled = sqlite3_column_int(s, 2) != 0;
+	out->created_at = sqlite3_column_int64(s, 3);
+	return rc;
+}
+
 enum idp_err srv_store_station_get(struct srv_store *st, const char *id, struct srv_station *out,
                                    struct idp_error *err)
 {
@@ -624,12 +646,7 @@ enum idp_err srv_store_station_get(struct srv_store *st, const char *id, struct 
 		return idp_error_set(err, rc, "store: station %s: not found", id);
 	if (rc != IDP_OK)
 		return rc;
-	rc = col_text(s, 0, out->id, sizeof(out->id), "station id", err);
-	if (rc == IDP_OK)
-		rc = col_blob(s, 1, out->pubkey, sizeof(out->pubkey), &out->pubkey_len,
-		              "station key", err);
-	out->enabled = sqlite3_column_int(s, 2) != 0;
-	out->created_at = sqlite3_column_int64(s, 3);
+	rc = station_row(s, out, err);
 	stmt_done(s);
 	return rc;
 }
@@ -810,18 +827,9 @@ enum idp_err srv_store_device_update(struct srv_store *st, const struct srv_devi
 	return device_write(st, S_DEVICE_UPDATE, d, err);
 }
 
-enum idp_err srv_store_device_get(struct srv_store *st, const char *id, struct srv_device *out,
-                                  struct idp_error *err)
+static enum idp_err device_row(sqlite3_stmt *s, struct srv_device *out, struct idp_error *err)
 {
-	memset(out, 0, sizeof(*out));
-	const struct arg a[] = {TEXT(id)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = query_row(st, S_DEVICE_GET, a, NARGS(a), &s, err);
-	if (rc == IDP_E_NOTFOUND)
-		return idp_error_set(err, rc, "store: device %s: not found", id);
-	if (rc != IDP_OK)
-		return rc;
-	rc = col_text(s, 0, out->id, sizeof(out->id), "device id", err);
+	enum idp_err rc = col_text(s, 0, out->id, sizeof(out->id), "device id", err);
 	if (rc == IDP_OK)
 		rc = col_text(s, 1, out->mac, sizeof(out->mac), "mac", err);
 	if (rc == IDP_OK)
@@ -837,6 +845,21 @@ enum idp_err srv_store_device_get(struct srv_store *st, const char *id, struct s
 	out->updated_at = sqlite3_column_int64(s, 7);
 	out->provisioned_at = sqlite3_column_int64(s, 8);
 	out->attempts = sqlite3_column_int64(s, 9);
+	return rc;
+}
+
+enum idp_err srv_store_device_get(struct srv_store *st, const char *id, struct srv_device *out,
+                                  struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {TEXT(id)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_DEVICE_GET, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: device %s: not found", id);
+	if (rc != IDP_OK)
+		return rc;
+	rc = device_row(s, out, err);
 	stmt_done(s);
 	return rc;
 }
@@ -1099,5 +1122,90 @@ enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32], stru
 	if (rc == IDP_OK && EVP_DigestFinal_ex(md, out, &len) != 1)
 		rc = idp_error_ssl(err, IDP_E_CRYPTO, "store: digest");
 	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- listings */
+
+enum idp_err srv_store_station_foreach(struct srv_store *st,
+                                       int (*fn)(void *ctx, const struct srv_station *s),
+                                       void *ctx, struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_STATION_LIST, NULL, 0, &s, err);
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "station list", err);
+			break;
+		}
+		struct srv_station row;
+		memset(&row, 0, sizeof(row));
+		rc = station_row(s, &row, err);
+		if (rc == IDP_OK && fn(ctx, &row) != 0)
+			break;
+	}
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_device_foreach(struct srv_store *st, enum srv_device_state state,
+                                      const char *after_id, int64_t limit,
+                                      int (*fn)(void *ctx, const struct srv_device *d), void *ctx,
+                                      struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(after_id != NULL ? after_id : ""), INT(limit),
+	                        TEXT(srv_device_state_name(state))};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = state == 0 ? stmt_bound(st, S_DEVICE_LIST, a, 2, &s, err)
+	                             : stmt_bound(st, S_DEVICE_LIST_STATE, a, 3, &s, err);
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "device list", err);
+			break;
+		}
+		struct srv_device row;
+		memset(&row, 0, sizeof(row));
+		rc = device_row(s, &row, err);
+		if (rc == IDP_OK && fn(ctx, &row) != 0)
+			break;
+	}
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_flag_foreach(struct srv_store *st, int64_t after_seq, int64_t limit,
+                                    int (*fn)(void *ctx, const struct srv_flag *f), void *ctx,
+                                    struct idp_error *err)
+{
+	const struct arg a[] = {INT(after_seq), INT(limit)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_FLAG_LIST, a, NARGS(a), &s, err);
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "flag list", err);
+			break;
+		}
+		struct srv_flag row;
+		memset(&row, 0, sizeof(row));
+		row.seq = sqlite3_column_int64(s, 0);
+		rc = col_text(s, 1, row.kind, sizeof(row.kind), "flag kind", err);
+		if (rc == IDP_OK)
+			rc = col_text(s, 2, row.subject, sizeof(row.subject), "flag subject", err);
+		if (rc == IDP_OK)
+			rc = col_text(s, 3, row.detail, sizeof(row.detail), "flag detail", err);
+		row.created_at = sqlite3_column_int64(s, 4);
+		if (rc == IDP_OK && fn(ctx, &row) != 0)
+			break;
+	}
+	stmt_done(s);
 	return rc;
 }

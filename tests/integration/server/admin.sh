@@ -90,6 +90,7 @@ t_run "release a serial" [ "$(json release '{"kind":"serial","value":"SX1-2026-0
 t_run "release a mac" [ "$(json release '{"kind":"mac","value":"02:1a:2b:00:00:01"}')" = 200 ]
 t_run "bad kind refused" [ "$(json release '{"kind":"colour","value":"red"}')" = 400 ]
 t_run "bad mac refused" [ "$(json release '{"kind":"mac","value":"02-1A"}')" = 400 ]
+t_run "release audited with its value" [ "$(sqlite3 -readonly "$db" "select count(*) from audit where event='admin.released' and detail='mac 02:1a:2b:00:00:01'")" = 1 ]
 t_run "releases stored" [ "$(sqlite3 -readonly "$db" "select count(*) from releases")" = 2 ]
 t_run "audit entries" [ "$(sqlite3 -readonly "$db" "select count(*) from audit where event like 'admin.%'")" = 6 ]
 
@@ -113,6 +114,20 @@ t_run "cli: revoke" env IDPROV_ADMIN_TOKEN="$token" "$IDP_BIN/idprov-admin" --se
 t_run "cli: station add" cli --token-file "$T_TMP/token" station add station-03 "$samples/sample-station-ed25519.pub"
 t_run "cli: release a key" cli --token-file "$T_TMP/token" release key "$samples/sample-station-ed25519.pub"
 t_run "cli: state in the store" [ "$(sqlite3 -readonly "$db" "select (select state from devices where id='dev-0002') || (select count(*) from stations) || (select count(*) from releases)")" = revoked33 ]
+t_run "cli: station list" cli --token-file "$T_TMP/token" station list
+t_grep "cli: stations listed" '"id":"station-03"' "$T_TMP/cli"
+t_run "cli: devices --state revoked" cli --token-file "$T_TMP/token" devices --state revoked
+t_run "cli: two revoked listed" [ "$(grep -o '"state":"revoked"' "$T_TMP/cli" | wc -l)" = 2 ]
+t_run "cli: all devices" cli --token-file "$T_TMP/token" devices
+t_run "cli: five listed" [ "$(grep -o '"id":' "$T_TMP/cli" | wc -l)" = 5 ]
+t_run "cli: devices after dev-0003" cli --token-file "$T_TMP/token" devices --after dev-0003
+t_grep "cli: page starts after" '^\{"devices":\[\{"id":"dev-p1".*"id":"dev-p2"[^]]*\]\}$' "$T_TMP/cli"
+t_run "cli: flags" cli --token-file "$T_TMP/token" flags
+t_grep "cli: flags listed" '^\{"flags":\[' "$T_TMP/cli"
+cli --token-file "$T_TMP/token" devices --state lost
+t_run "cli: bad state exits 1" [ $? -eq 1 ]
+t_run "GET without token: 401" [ "$(srv_curl -o /dev/null -w '%{http_code}' "$SRV_URL/v1/admin/devices")" = 401 ]
+t_run "DELETE stations: 405" [ "$(srv_curl -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $token" "$SRV_URL/v1/admin/stations")" = 405 ]
 cli --token-file "$T_TMP/token" release colour red
 t_run "cli: bad kind exits 1" [ $? -eq 1 ]
 t_run "station disable" [ "$(json stations/disable '{"id":"station-01"}')" = 200 ]
