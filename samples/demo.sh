@@ -8,12 +8,15 @@ bin=$(cd "${1:-build/plain/bin}" && pwd)
 top=$(cd "$(dirname "$0")/.." && pwd)
 tool="$bin/idprov-manifest"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+srv_pid=""
+# The demo's server is stopped by its PID, also when a step fails.
+trap '[ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
 devices="$top/samples/manifests/devices.csv"
 
 step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+say() { printf '%s\n' "$*"; }
 # refuse CMD...: run a command that must fail; show its message, not a trace.
 refuse() {
 	printf '$ %s\n' "$*"
@@ -88,4 +91,33 @@ refuse openssl pkeyutl -verify -pubin -inkey station-ed.pub -rawin -in bad-003.s
 step "4. a manifest signed by the wrong station is refused by name"
 refuse "$tool" verify demo-003.manifest --station-pub station.pub
 
-printf '\nidprov demo: done (the station tool, server and agent come next)\n'
+step "5. on site: idprovd with no configuration; the manifests arrive as files"
+say "\$ idprovd --foreground --state-dir state --listen 127.0.0.1:0   (first start creates CA, keys, database)"
+"$bin/idprovd" --foreground --state-dir state --listen 127.0.0.1:0 --threads 2 \
+	>idprovd.out 2>idprovd.log &
+srv_pid=$!
+port=""
+for _ in $(seq 1 100); do
+	port=$(grep -o 'event=http.listening addr=127.0.0.1:[0-9]*' idprovd.log | head -1 | sed 's/.*://' || true)
+	[ -n "$port" ] && break
+	kill -0 "$srv_pid" 2>/dev/null || break
+	sleep 0.1
+done
+[ -n "$port" ] || { cat idprovd.log; echo "demo: idprovd did not start" >&2; exit 1; }
+sed -n 's/.*(shown only now): //p' idprovd.out >admin.token
+say "listening on 127.0.0.1:$port; the admin credential was printed once (kept in admin.token)"
+admin="$bin/idprov-admin --server https://127.0.0.1:$port --ca state/ca.pem --token-file admin.token"
+run $admin station add station-01 station.pub
+run $admin ca add factory-ca.pem
+run $admin import demo-001.manifest
+run $admin import demo-001.manifest
+say "(the same batch twice imports once)"
+run $admin devices
+step "   a changed byte, and devices already enrolled by another batch, are refused"
+refuse $admin import bad-001.manifest --sig demo-001.manifest.sig
+refuse $admin import demo-002.manifest
+run $admin flags
+kill -TERM "$srv_pid" && wait "$srv_pid" && srv_pid=""
+say "idprovd stopped (SIGTERM, clean exit)"
+
+printf '\nidprov demo: done (the station tool on serial/USB and the device agent come next)\n'
