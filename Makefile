@@ -2,12 +2,15 @@
 #
 #   make            build everything (plain, optimised) into build/plain
 #   make check      install missing packages, then build and run the whole
-#                   suite twice: under ASan+UBSan (build/asan) and plain
+#                   suite twice: under ASan+UBSan (build/asan) and plain;
+#                   then 4 s of each fuzz target, one run of each benchmark
+#                   (passes when it completes; no ratio asserted) and lint
 #   make demo       the production-line-to-site run on embedded defaults
 #   make bench      benchmarks, printed as ratios against ceilings measured
 #                   in the same run
 #   make fuzz       a bounded libFuzzer run of every fuzz target
 #   make install    PREFIX (default /usr/local) and DESTDIR are honoured
+#   make lint       cppcheck + clang-tidy;  make asan: the ASan suite only
 #
 # Each component directory has a module.mk that adds its sources, programs
 # and tests to the variables below; this file only knows the rules.
