@@ -10,6 +10,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -766,16 +767,24 @@ static pid_t spawn_idprovd(const char *state_dir, char url[static 96])
 	return pid;
 }
 
+/* The killer waits until the request loop has started device number
+ * `at` (counted, not timed, so a fast build cannot outrun it), then lets
+ * that request get under way and sends SIGKILL. Bounded: it gives up
+ * waiting after about 60 s and kills anyway. */
 struct killer {
 	pid_t pid;
-	long after_ms;
+	int at;
+	const atomic_int *progress;
 };
 
 static void *kill_later(void *arg)
 {
-	struct killer *k = arg;
-	struct timespec ts = {k->after_ms / 1000, (k->after_ms % 1000) * 1000000};
-	nanosleep(&ts, NULL);
+	const struct killer *k = arg;
+	const struct timespec tick = {0, 1000000};
+	for (int i = 0; i < 60000 && atomic_load(k->progress) < k->at; i++)
+		nanosleep(&tick, NULL);
+	const struct timespec settle = {0, 300000 + (long)(k->at % 7) * 100000};
+	nanosleep(&settle, NULL);
 	kill(k->pid, SIGKILL);
 	return NULL;
 }
@@ -810,11 +819,13 @@ START_TEST(test_api_sigkill_under_load_keeps_answered_decisions)
 	snprintf(ca_path, sizeof(ca_path), "%s/crash/ca.pem", dir);
 	static char jtis[CRASH_DEVICES][FMT_TOKEN_JTI_LEN + 1];
 	int next = 0, answered = 0;
-	static const long kill_ms[] = {150, 400, 900};
+	static atomic_int progress;
+	atomic_store(&progress, 0);
+	static const int kill_at[] = {40, 150, 300};
 	for (size_t round = 0; round < 3 && next < CRASH_DEVICES; round++) {
 		pid_t pid = spawn_idprovd(sd, url);
 		snprintf(base_url, sizeof(base_url), "%s", url);
-		struct killer k = {pid, kill_ms[round]};
+		struct killer k = {pid, kill_at[round], &progress};
 		pthread_t t;
 		ck_assert_int_eq(pthread_create(&t, NULL, kill_later, &k), 0);
 		for (; next < CRASH_DEVICES; next++) {
@@ -823,6 +834,7 @@ START_TEST(test_api_sigkill_under_load_keeps_answered_decisions)
 			snprintf(mac, sizeof(mac), "02:20:00:00:%02x:%02x", next >> 8, next & 0xff);
 			struct call *c = call_new(FMT_API_PROVISION, id, mac, ks[next], NULL);
 			c->may_fail = true;
+			atomic_store(&progress, next);
 			post("/v1/provision", c);
 			struct fmt_api_answer a;
 			if (c->status != 200 ||
