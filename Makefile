@@ -149,7 +149,7 @@ check: deps
 	@tests/run-bench build/plain --smoke build/results-bench || true
 	@if $(MAKE) --no-print-directory -s lint >build/lint.log 2>&1; then \
 		echo "[lint] PASS cppcheck + clang-tidy"; echo "1 0" >build/results-lint; \
-	else echo "[lint] FAIL cppcheck + clang-tidy"; grep -E 'error|warning' build/lint.log | head -40; \
+	else echo "[lint] FAIL cppcheck + clang-tidy"; tail -n 40 build/lint.log; \
 		echo "0 1" >build/results-lint; fi
 	@tests/summarize build/results-asan build/results-plain build/results-fuzz \
 		build/results-bench build/results-lint
