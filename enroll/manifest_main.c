@@ -27,6 +27,7 @@
 #include "formats/manifest.h"
 #include "formats/manifest_dedup.h"
 #include "formats/manifest_sig.h"
+#include "formats/version.h"
 
 #define EXIT_REFUSED 1
 #define EXIT_USAGE   2
@@ -48,8 +49,9 @@ static void usage(void)
 	        "              [--created YYYY-MM-DDTHH:MM:SSZ] --devices FILE [--format csv|jsonl]\n"
 	        "              --out NAME.manifest\n"
 	        "       %s verify NAME.manifest [--sig SIG] (--station-pub PUB | --ca CA.pem) [-q]\n"
-	        "       %s show NAME.manifest [--sig SIG] (--station-pub PUB | --ca CA.pem)\n",
-	        prog, prog, prog, prog);
+	        "       %s show NAME.manifest [--sig SIG] (--station-pub PUB | --ca CA.pem)\n"
+	        "       %s --version | --help\n",
+	        prog, prog, prog, prog, prog);
 }
 
 /* Exit code for an error code. */
@@ -181,9 +183,9 @@ static int cmd_keygen(const struct opts *o)
 		return EXIT_USAGE;
 	}
 	if (!o->force && (access(o->out, F_OK) == 0 || access(pub, F_OK) == 0)) {
-		(void)fprintf(stderr, "%s: %s or %s exists; use --force to replace a key\n", prog, o->out,
-		        pub);
-		return EXIT_ERROR;
+		(void)fprintf(stderr, "%s: REFUSED: %s or %s exists; use --force to replace a key\n",
+		        prog, o->out, pub);
+		return EXIT_REFUSED;
 	}
 	struct fmt_key *k = NULL;
 	rc = fmt_key_generate(t, &k, &err);
@@ -779,6 +781,10 @@ int main(int argc, char **argv)
 			return rc == 0 ? EXIT_ERROR : rc;
 		}
 		return rc;
+	}
+	if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
+		(void)printf("%s %s\n", prog, IDP_VERSION);
+		return 0;
 	}
 	if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
 		usage();

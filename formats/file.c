@@ -62,12 +62,17 @@ enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t 
 		return idp_error_set(err, IDP_E_LIMIT, "%s: path too long", path);
 
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-	if (fd < 0)
-		return idp_error_set(err, IDP_E_IO, "%s: create: %s", tmp, strerror(errno));
+	if (fd < 0) {
+		/* Name the file the caller asked for, not the temp file beside it. */
+		if (errno == ENOENT)
+			return idp_error_set(err, IDP_E_IO, "%s: its directory does not exist", path);
+		return idp_error_set(err, IDP_E_IO, "%s: cannot create a file in its directory: %s",
+		                     path, strerror(errno));
+	}
 	enum idp_err rc = IDP_OK;
 	/* open() applied the umask; the mode asked for is the mode meant. */
 	if (fchmod(fd, mode) != 0) {
-		rc = idp_error_set(err, IDP_E_IO, "%s: chmod: %s", tmp, strerror(errno));
+		rc = idp_error_set(err, IDP_E_IO, "%s: chmod: %s", path, strerror(errno));
 		goto out;
 	}
 	size_t off = 0;
@@ -76,19 +81,19 @@ enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			rc = idp_error_set(err, IDP_E_IO, "%s: write: %s", tmp,
+			rc = idp_error_set(err, IDP_E_IO, "%s: write: %s", path,
 			                   w < 0 ? strerror(errno) : "no progress");
 			goto out;
 		}
 		off += (size_t)w;
 	}
 	if (fsync(fd) != 0) {
-		rc = idp_error_set(err, IDP_E_IO, "%s: fsync: %s", tmp, strerror(errno));
+		rc = idp_error_set(err, IDP_E_IO, "%s: fsync: %s", path, strerror(errno));
 		goto out;
 	}
 	if (close(fd) != 0) {
 		fd = -1;
-		rc = idp_error_set(err, IDP_E_IO, "%s: close: %s", tmp, strerror(errno));
+		rc = idp_error_set(err, IDP_E_IO, "%s: close: %s", path, strerror(errno));
 		goto out;
 	}
 	fd = -1;

@@ -21,6 +21,7 @@
 #include "formats/b64.h"
 #include "formats/error.h"
 #include "formats/file.h"
+#include "formats/version.h"
 #include "server/state.h"
 
 #define ADM_DEFAULT_URL   "https://localhost:8443"
@@ -331,6 +332,10 @@ int main(int argc, char **argv)
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			(void)printf("idprov-admin %s\n", IDP_VERSION);
 			return 0;
 		}
 		if (i + 1 >= argc)

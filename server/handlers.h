@@ -12,12 +12,13 @@
 
 #include "formats/api.h"
 #include "formats/token.h"
+#include "formats/version.h"
 #include "server/config.h"
 #include "server/httpd.h"
 #include "server/provision.h"
 #include "server/rules.h"
 
-#define SRV_VERSION "0.1.0"
+#define SRV_VERSION IDP_VERSION
 
 /* What every handler shares (read-only once the loops run). */
 struct srv_app {

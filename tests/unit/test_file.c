@@ -90,6 +90,21 @@ START_TEST(test_file_read_limits_and_errors)
 }
 END_TEST
 
+/* A write into a missing directory names the file asked for and the
+ * problem, not the temporary file the writer would have used. */
+START_TEST(test_file_write_missing_dir_names_the_path)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/no-such-dir/station.key", dir);
+	struct idp_error err = {0};
+	ck_assert_int_eq(fmt_file_write_atomic(path, (const uint8_t *)"k", 1, 0600, &err), IDP_E_IO);
+	char want[192];
+	snprintf(want, sizeof(want), "%s: its directory does not exist", path);
+	ck_assert_str_eq(err.msg, want);
+	ck_assert_ptr_null(strstr(err.msg, ".tmp-"));
+}
+END_TEST
+
 START_TEST(test_file_atomic_under_kill)
 {
 	/* A child rewrites the file in a loop with one of two contents and is
@@ -131,6 +146,7 @@ Suite *idp_test_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_file_write_read_round_trip);
 	tcase_add_test(tc, test_file_read_limits_and_errors);
+	tcase_add_test(tc, test_file_write_missing_dir_names_the_path);
 	tcase_add_test(tc, test_file_atomic_under_kill);
 	suite_add_tcase(s, tc);
 	return s;

@@ -8,6 +8,11 @@ t_run "make install DESTDIR PREFIX" make -s --no-print-directory install DESTDIR
 for p in $(make -s --no-print-directory print-PROGS); do
 	t_run "program $p installed and runs" "$dest/opt/idp/bin/$p" --help
 done 2>/dev/null
+# One version for every program, the one in formats/version.h.
+ver=$(sed -n 's/^#define IDP_VERSION "\(.*\)"$/\1/p' formats/version.h)
+for p in $(make -s --no-print-directory print-PROGS); do
+	t_grep "$p --version prints $ver" "^$p $ver\$" <("$dest/opt/idp/bin/$p" --version)
+done
 n=0
 for m in $(make -s --no-print-directory print-MANPAGES); do
 	sect=${m##*.}
@@ -15,5 +20,9 @@ for m in $(make -s --no-print-directory print-MANPAGES); do
 done
 want=$(make -s --no-print-directory print-MANPAGES | wc -w)
 if [ "$n" -eq "$want" ] && [ "$want" -gt 0 ]; then t_ok "all $want man pages installed"; else t_fail "$n of $want man pages installed"; fi
+# The man pages are clean for mandoc's linter (dates, macros, references).
+for m in $(make -s --no-print-directory print-MANPAGES); do
+	t_run "mandoc -T lint finds nothing in $m" mandoc -T lint -W warning "$m"
+done
 t_refuse "nothing is installed outside DESTDIR" test -e /opt/idp/bin
 t_done

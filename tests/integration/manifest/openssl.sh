@@ -13,7 +13,15 @@ cd "$T_TMP"
 "$tool" keygen --type p256 --out st.key >/dev/null
 "$tool" keygen --type ed25519 --out ed.key >/dev/null
 t_grep "keygen writes the private key with mode 0600" '^-rw-------' <(ls -l st.key)
-t_refuse "keygen does not overwrite a key" "$tool" keygen --type p256 --out st.key
+"$tool" keygen --type p256 --out st.key 2>kg.err
+rc=$?
+if [ $rc -eq 1 ]; then t_ok "keygen over an existing key is refused (exit 1)"; else
+	t_fail "keygen over an existing key exited $rc, not 1"; fi
+t_grep "and says --force replaces it" 'REFUSED: st.key or st.pub exists; use --force' kg.err
+t_refuse "keygen into a missing directory fails" "$tool" keygen --type p256 \
+	--out "$T_TMP/no-dir/station.key" 2>kg.err
+t_grep "naming the key's path and the missing directory" \
+	"no-dir/station.key: its directory does not exist" kg.err
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
 openssl req -x509 -new -key ca.key -sha256 -days 30 -subj "/CN=test factory CA" \
 	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign -out ca.pem
