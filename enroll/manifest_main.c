@@ -20,7 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "formats/b64.h"
+#include "formats/devlist.h"
 #include "formats/file.h"
 #include "formats/keyfile.h"
 #include "formats/keys.h"
@@ -284,70 +284,18 @@ static enum idp_err body_add(struct body *b, const uint8_t *s, size_t n, struct 
 	return IDP_OK;
 }
 
-/* Copy a CSV field into a fixed record field; name the field when too long. */
-static enum idp_err csv_field(const char *name, const char *s, size_t n, char *dst, size_t max,
-                              struct idp_error *err)
+/* Load the key of a device-list line that names a PEM file. */
+static enum idp_err load_pem_pub(const char *path, struct fmt_manifest_record *r,
+                                 struct idp_error *err)
 {
-	if (n > max)
-		return idp_error_set(err, IDP_E_LIMIT, "%s: %zu bytes, max %zu", name, n, max);
-	memcpy(dst, s, n);
-	dst[n] = '\0';
-	return IDP_OK;
-}
-
-/* The optional 4th CSV field: a PEM file path (ends in .pem) or SPKI base64. */
-static enum idp_err csv_pub(const char *s, size_t n, struct fmt_manifest_record *r,
-                            struct idp_error *err)
-{
-	if (n > 4 && memcmp(s + n - 4, ".pem", 4) == 0) {
-		char path[PATH_MAX_ARG + 1];
-		if (n > PATH_MAX_ARG)
-			return idp_error_set(err, IDP_E_LIMIT, "pub: path too long");
-		memcpy(path, s, n);
-		path[n] = '\0';
-		struct fmt_key *k = NULL;
-		enum idp_err rc = fmt_keyfile_load_public(path, &k, err);
-		if (rc == IDP_OK)
-			rc = fmt_key_spki_der(k, r->pub, &r->pub_len, err);
-		fmt_key_free(k);
-		if (rc != IDP_OK)
-			idp_error_prefix(err, "pub");
-		return rc;
-	}
-	enum idp_err rc = fmt_b64_decode(FMT_B64_STD, s, n, r->pub, sizeof(r->pub), &r->pub_len, err);
+	struct fmt_key *k = NULL;
+	enum idp_err rc = fmt_keyfile_load_public(path, &k, err);
+	if (rc == IDP_OK)
+		rc = fmt_key_spki_der(k, r->pub, &r->pub_len, err);
+	fmt_key_free(k);
 	if (rc != IDP_OK)
 		idp_error_prefix(err, "pub");
 	return rc;
-}
-
-/* One CSV line "id,mac,serial[,pub]" (no quoting: no field may hold a comma). */
-static enum idp_err csv_record(const char *line, size_t len, struct fmt_manifest_record *r,
-                               struct idp_error *err)
-{
-	memset(r, 0, sizeof(*r));
-	const char *f[5];
-	size_t fl[5], nf = 0;
-	const char *p = line, *end = line + len;
-	while (nf < 5) {
-		const char *c = memchr(p, ',', (size_t)(end - p));
-		const char *e = c != NULL ? c : end;
-		f[nf] = p;
-		fl[nf++] = (size_t)(e - p);
-		if (c == NULL)
-			break;
-		p = c + 1;
-	}
-	if (nf < 3 || nf > 4)
-		return idp_error_set(err, IDP_E_FORMAT,
-		                     "csv: %zu fields, expected id,mac,serial[,pub]", nf);
-	enum idp_err rc;
-	if ((rc = csv_field("id", f[0], fl[0], r->id, FMT_MANIFEST_ID_MAX, err)) ||
-	    (rc = fmt_mac_parse(f[1], fl[1], r->mac, err)) ||
-	    (rc = csv_field("serial", f[2], fl[2], r->serial, FMT_MANIFEST_ID_MAX, err)))
-		return rc;
-	if (nf == 4 && fl[3] > 0)
-		return csv_pub(f[3], fl[3], r, err);
-	return IDP_OK;
 }
 
 struct create_ctx {
@@ -366,23 +314,16 @@ static enum idp_err read_devices(const char *path, bool jsonl, struct create_ctx
 	if (rc != IDP_OK)
 		return rc;
 	static struct fmt_manifest_record r;
+	static char pem_path[FMT_DEVLIST_PATH_MAX + 1];
 	uint8_t line[FMT_MANIFEST_LINE_MAX];
-	size_t pos = 0;
-	uint64_t lineno = 0;
-	while (rc == IDP_OK && pos < len) {
-		const uint8_t *s = buf + pos;
-		const uint8_t *lf = memchr(s, '\n', len - pos);
-		size_t n = lf != NULL ? (size_t)(lf - s) : len - pos;
-		pos += n + (lf != NULL);
-		lineno++;
-		if (n > 0 && s[n - 1] == '\r')
-			n--;
-		if (n == 0 || s[0] == '#')
-			continue;
-		if (jsonl)
-			rc = fmt_manifest_parse_record(s, n, false, &r, err);
-		else
-			rc = csv_record((const char *)s, n, &r, err);
+	struct fmt_devlist d = {.format = jsonl ? FMT_DEVLIST_JSONL : FMT_DEVLIST_CSV};
+	for (;;) {
+		int got = 0;
+		rc = fmt_devlist_next(&d, buf, len, &r, pem_path, &got, err);
+		if (rc == IDP_OK && got == 0)
+			break;
+		if (rc == IDP_OK && pem_path[0] != '\0')
+			rc = load_pem_pub(pem_path, &r, err);
 		size_t ll = 0;
 		if (rc == IDP_OK)
 			rc = fmt_manifest_encode_record(&r, line, &ll, err);
@@ -390,8 +331,10 @@ static enum idp_err read_devices(const char *path, bool jsonl, struct create_ctx
 			rc = fmt_manifest_dedup_add(c->dedup, &r, err);
 		if (rc == IDP_OK)
 			rc = body_add(&c->records, line, ll, err);
-		if (rc != IDP_OK)
-			idp_error_prefix(err, "%s: line %" PRIu64, path, lineno);
+		if (rc != IDP_OK) {
+			idp_error_prefix(err, "%s: line %" PRIu64, path, d.lineno);
+			break;
+		}
 		c->count++;
 	}
 	free(buf);
