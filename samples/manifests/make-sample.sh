@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make-sample.sh [BIN_DIR] - (re)generate the signed sample manifests in this
-# directory from devices.csv, one per signature kind, with the SAMPLE keys
+# directory from the device lists, one per signature kind, with the SAMPLE keys
 # here (made on first run). The keys are published: never trust them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +34,6 @@ common=(--product "Sensor X1 rev B" --created 2026-11-23T12:00:00Z)
 	--batch sample-es256 --seq 1 --devices devices.csv --out sample-es256.manifest
 "$tool" create "${common[@]}" --station station-01 --key sample-station-p256.key \
 	--cert sample-station.crt --batch sample-cms --seq 2 --prev sample-es256.manifest \
-	--devices devices.csv --out sample-cms.manifest
+	--devices devices-2.csv --out sample-cms.manifest
 "$tool" create "${common[@]}" --station station-02 --key sample-station-ed25519.key \
 	--batch sample-ed25519 --seq 1 --devices devices.jsonl --out sample-ed25519.manifest
