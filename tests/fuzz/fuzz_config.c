@@ -1,0 +1,37 @@
+/*
+ * fuzz_config.c - libFuzzer target for idprovd's config file parser
+ * (server/config.c, syntax in docs/man/idprovd.8 and samples/idprovd.conf):
+ * arbitrary file text over the defaults. Whatever it accepts must leave the
+ * configuration within its documented bounds; whatever it refuses must say
+ * why in a terminated message.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct srv_config cfg;
+	srv_config_defaults(&cfg);
+	struct idp_error err;
+	memset(&err, 0, sizeof(err));
+	enum idp_err rc = srv_config_apply_file(&cfg, "fuzz.conf", data, size, &err);
+	if (rc != IDP_OK) {
+		if (err.msg[0] == '\0' || strnlen(err.msg, sizeof(err.msg)) == sizeof(err.msg))
+			abort(); /* a refusal that names nothing, or an unterminated one */
+		return 0;
+	}
+	if (size > SRV_CONFIG_FILE_MAX)
+		abort(); /* an oversized file was accepted */
+	if (cfg.n_listen > SRV_CONFIG_LISTEN_MAX || cfg.n_rules > SRV_RULES_MAX ||
+	    cfg.n_server_names > SRV_STATE_NAMES_MAX || cfg.threads > SRV_CONFIG_THREADS_MAX)
+		abort(); /* a count past its array */
+	if (strnlen(cfg.state_dir, sizeof(cfg.state_dir)) == sizeof(cfg.state_dir) ||
+	    strnlen(cfg.server_url, sizeof(cfg.server_url)) == sizeof(cfg.server_url))
+		abort(); /* an unterminated string */
+	return 0;
+}
