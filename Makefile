@@ -70,7 +70,7 @@ BENCHES :=
 FUZZERS :=
 MANPAGES :=
 
-include $(sort $(wildcard */module.mk tests/*/module.mk))
+include $(sort $(wildcard */module.mk formats/*/module.mk tests/*/module.mk))
 
 # ---------------------------------------------------------------- rules
 lib_path = $(B)/lib/libidprov-$(1).a

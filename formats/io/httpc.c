@@ -1,0 +1,444 @@
+/*
+ * httpc.c - the shared HTTPS client (see httpc.h). One CURL easy handle
+ * per client, reset before each request so that connections and the CA
+ * cache are kept but no option leaks from one request into the next.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "formats/io/httpc.h"
+
+struct fio_httpc {
+	CURL *curl;
+	char *base_url, *ca_file, *client_cert, *client_key;
+	bool no_verify;
+	long timeout_s, connect_timeout_s;
+	unsigned attempts, backoff_ms, backoff_max_ms;
+	size_t answer_max;
+};
+
+/* What the callbacks of one attempt share. */
+struct xfer {
+	struct fio_httpc *c;
+	const struct fio_httpc_req *r;
+	uint8_t *made;     /* body made by body_fn on this connection */
+	bool built;
+	size_t off;
+	struct idp_error body_err; /* body_fn's failure, reported after perform */
+	bool body_failed;
+	uint8_t *ans;
+	size_t ans_len, ans_cap;
+	bool overflow;
+	int64_t retry_after;
+};
+
+static char *dup_opt(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+void fio_httpc_free(struct fio_httpc *c)
+{
+	if (c == NULL)
+		return;
+	curl_easy_cleanup(c->curl);
+	free(c->base_url);
+	free(c->ca_file);
+	free(c->client_cert);
+	free(c->client_key);
+	free(c);
+}
+
+enum idp_err fio_httpc_new(const struct fio_httpc_opts *o, struct fio_httpc **out,
+                           struct idp_error *err)
+{
+	*out = NULL;
+	if (o->base_url == NULL || strncmp(o->base_url, "https://", 8) != 0 ||
+	    strnlen(o->base_url, FIO_HTTPC_URL_MAX) >= FIO_HTTPC_URL_MAX / 2)
+		return idp_error_set(err, IDP_E_ARG, "https client: the server URL must be https://");
+	if (o->ca_file == NULL && !o->no_verify)
+		return idp_error_set(err, IDP_E_ARG, "https client: no CA to check the server with");
+	if ((o->client_cert == NULL) != (o->client_key == NULL))
+		return idp_error_set(err, IDP_E_ARG,
+		                     "https client: a client certificate needs its key, and back");
+	if (o->attempts > FIO_HTTPC_ATTEMPTS_MAX)
+		return idp_error_set(err, IDP_E_ARG, "https client: %u attempts, max %u", o->attempts,
+		                     FIO_HTTPC_ATTEMPTS_MAX);
+	struct fio_httpc *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "https client: out of memory");
+	c->curl = curl_easy_init();
+	c->base_url = dup_opt(o->base_url);
+	c->ca_file = dup_opt(o->ca_file);
+	c->client_cert = dup_opt(o->client_cert);
+	c->client_key = dup_opt(o->client_key);
+	if (c->curl == NULL || c->base_url == NULL || (o->ca_file != NULL && c->ca_file == NULL) ||
+	    (o->client_cert != NULL && (c->client_cert == NULL || c->client_key == NULL))) {
+		fio_httpc_free(c);
+		return idp_error_set(err, IDP_E_NOMEM, "https client: out of memory");
+	}
+	size_t bl = strlen(c->base_url);
+	while (bl > 8 && c->base_url[bl - 1] == '/')
+		c->base_url[--bl] = '\0';
+	c->no_verify = o->no_verify;
+	c->timeout_s = o->timeout_s > 0 ? o->timeout_s : 30;
+	c->connect_timeout_s = o->connect_timeout_s > 0 ? o->connect_timeout_s : 10;
+	c->attempts = o->attempts > 0 ? o->attempts : 1;
+	c->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 500;
+	c->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
+	c->answer_max = o->answer_max > 0 ? o->answer_max : FIO_HTTPC_ANSWER_DEFAULT;
+	*out = c;
+	return IDP_OK;
+}
+
+void fio_httpc_resp_free(struct fio_httpc_resp *resp)
+{
+	if (resp == NULL)
+		return;
+	if (resp->body != NULL) {
+		OPENSSL_cleanse(resp->body, resp->len); /* answers carry tokens */
+		free(resp->body);
+	}
+	OPENSSL_cleanse(resp, sizeof(*resp));
+}
+
+/* ---------------------------------------------------------------- callbacks */
+
+/* The body: fixed, or made now from this connection's exporter. */
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	const struct fio_httpc_req *r = x->r;
+	const uint8_t *src = r->body;
+	if (r->body_fn != NULL) {
+		if (!x->built) {
+			const struct curl_tlssessioninfo *ti = NULL;
+			uint8_t exp[FIO_TLS_EXPORTER_LEN];
+			enum idp_err rc;
+			if (curl_easy_getinfo(x->c->curl, CURLINFO_TLS_SSL_PTR, &ti) != CURLE_OK ||
+			    ti == NULL || ti->backend != CURLSSLBACKEND_OPENSSL)
+				rc = idp_error_set(&x->body_err, IDP_E_CRYPTO,
+				                   "https client: no TLS session to bind to");
+			else
+				rc = fio_tls_exporter(ti->internals, exp, &x->body_err);
+			if (rc == IDP_OK)
+				rc = r->body_fn(r->body_arg, exp, x->made, r->body_len, &x->body_err);
+			OPENSSL_cleanse(exp, sizeof(exp));
+			if (rc != IDP_OK) {
+				x->body_failed = true;
+				return CURL_READFUNC_ABORT;
+			}
+			x->built = true;
+		}
+		src = x->made;
+	}
+	size_t k = r->body_len - x->off;
+	if (k > size * n)
+		k = size * n;
+	if (k > 0)
+		memcpy(buf, src + x->off, k);
+	x->off += k;
+	return k;
+}
+
+/* libcurl rewinds when it must send the body again on a new connection:
+ * that connection has another exporter, so the body is made again. */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct xfer *x = arg;
+	if (origin != SEEK_SET || offset != 0)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->off = 0;
+	x->built = false;
+	return CURL_SEEKFUNC_OK;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+	if (len > x->c->answer_max - x->ans_len) {
+		x->overflow = true;
+		return 0;
+	}
+	if (x->ans_len + len + 1 > x->ans_cap) {
+		size_t cap = x->ans_cap ? x->ans_cap : 4096;
+		while (cap < x->ans_len + len + 1)
+			cap *= 2;
+		uint8_t *nb = realloc(x->ans, cap);
+		if (nb == NULL)
+			return 0;
+		x->ans = nb;
+		x->ans_cap = cap;
+	}
+	memcpy(x->ans + x->ans_len, p, len);
+	x->ans_len += len;
+	x->ans[x->ans_len] = '\0';
+	return len;
+}
+
+/* Retry-After: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3). */
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+	static const char name[] = "retry-after:";
+	if (len <= sizeof(name) - 1 || strncasecmp(p, name, sizeof(name) - 1) != 0)
+		return len;
+	char v[64];
+	size_t i = sizeof(name) - 1, k = 0;
+	while (i < len && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	while (i < len && p[i] != '\r' && p[i] != '\n' && k < sizeof(v) - 1)
+		v[k++] = p[i++];
+	v[k] = '\0';
+	int64_t secs = 0;
+	size_t d = 0;
+	while (d < k && v[d] >= '0' && v[d] <= '9' && secs <= 10 * FIO_HTTPC_RETRY_AFTER_MAX)
+		secs = secs * 10 + (v[d++] - '0');
+	if (d == 0 || d != k) {
+		time_t t = curl_getdate(v, NULL);
+		secs = t > 0 ? (int64_t)t - (int64_t)time(NULL) : 0;
+	}
+	x->retry_after = secs > 0 ? secs : 0;
+	return len;
+}
+
+/* ---------------------------------------------------------------- request */
+
+static enum idp_err add_header(struct curl_slist **h, const char *line, struct idp_error *err)
+{
+	struct curl_slist *n = curl_slist_append(*h, line);
+	if (n == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "https client: out of memory");
+	*h = n;
+	return IDP_OK;
+}
+
+/* The header list of r; the bearer line is wiped from it by free_headers. */
+static enum idp_err make_headers(const struct fio_httpc_req *r, struct curl_slist **h,
+                                 struct idp_error *err)
+{
+	char line[FIO_HTTPC_HEADER_MAX];
+	enum idp_err rc = add_header(h, "Expect:", err); /* no 100-continue round trip */
+	if (rc == IDP_OK && r->content_type != NULL) {
+		int n = snprintf(line, sizeof(line), "Content-Type: %s", r->content_type);
+		rc = n < 0 || (size_t)n >= sizeof(line)
+		             ? idp_error_set(err, IDP_E_ARG, "https client: content type too long")
+		             : add_header(h, line, err);
+	}
+	if (rc == IDP_OK && r->bearer != NULL) {
+		size_t bl = strnlen(r->bearer, FIO_HTTPC_BEARER_MAX + 1);
+		if (bl == 0 || bl > FIO_HTTPC_BEARER_MAX || strpbrk(r->bearer, "\r\n") != NULL)
+			rc = idp_error_set(err, IDP_E_ARG, "https client: the credential is %s",
+			                   bl == 0 ? "empty" : "malformed or too long");
+		else {
+			(void)snprintf(line, sizeof(line), "Authorization: Bearer %s", r->bearer);
+			rc = add_header(h, line, err);
+			OPENSSL_cleanse(line, sizeof(line));
+		}
+	}
+	for (size_t i = 0; rc == IDP_OK && r->headers != NULL && r->headers[i] != NULL; i++) {
+		if (strpbrk(r->headers[i], "\r\n") != NULL)
+			rc = idp_error_set(err, IDP_E_ARG, "https client: a header holds a line break");
+		else
+			rc = add_header(h, r->headers[i], err);
+	}
+	return rc;
+}
+
+static void free_headers(struct curl_slist *h)
+{
+	for (struct curl_slist *p = h; p != NULL; p = p->next)
+		OPENSSL_cleanse(p->data, strlen(p->data));
+	curl_slist_free_all(h);
+}
+
+static void set_options(struct fio_httpc *c, const struct fio_httpc_req *r, const char *url,
+                        struct curl_slist *h, struct xfer *x, char *errbuf)
+{
+	CURL *e = c->curl;
+	curl_easy_reset(e);
+	(void)curl_easy_setopt(e, CURLOPT_URL, url);
+	(void)curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+	(void)curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT, c->timeout_s);
+	(void)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
+	(void)curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (c->no_verify) {
+		(void)curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		(void)curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	} else {
+		/* Only the given CA: never the system's bundle or directory. */
+		(void)curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+		(void)curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+	}
+	if (c->client_cert != NULL) {
+		(void)curl_easy_setopt(e, CURLOPT_SSLCERT, c->client_cert);
+		(void)curl_easy_setopt(e, CURLOPT_SSLKEY, c->client_key);
+	}
+	(void)curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	(void)curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	(void)curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	(void)curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	(void)curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	bool has_body = r->body != NULL || r->body_fn != NULL;
+	if (has_body) {
+		(void)curl_easy_setopt(e, CURLOPT_POST, 1L);
+		(void)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+		(void)curl_easy_setopt(e, CURLOPT_READDATA, x);
+		(void)curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+		(void)curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+	}
+	if (strcmp(r->method, "HEAD") == 0)
+		(void)curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	else if (strcmp(r->method, has_body ? "POST" : "GET") != 0)
+		(void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+}
+
+/* The idp_err an HTTP error status stands for. */
+static enum idp_err status_err(long status)
+{
+	switch (status) {
+	case 400: return IDP_E_FORMAT;
+	case 401:
+	case 403: return IDP_E_DENIED;
+	case 404: return IDP_E_NOTFOUND;
+	case 409: return IDP_E_CONFLICT;
+	case 413: return IDP_E_LIMIT;
+	case 429:
+	case 503: return IDP_E_AGAIN;
+	default: return IDP_E_IO;
+	}
+}
+
+/* A transport failure after which nothing can have reached the server. */
+static bool nothing_sent(CURLcode cc)
+{
+	return cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+	       cc == CURLE_SSL_CONNECT_ERROR;
+}
+
+/* Sleep ms milliseconds (restarted after signals). */
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Delay before try number `next` (2, 3, ...): backoff doubled per try, half
+ * of it random (so a line of devices restarted together spreads out), and
+ * never less than the server's Retry-After. */
+static unsigned delay_ms(const struct fio_httpc *c, unsigned next, int64_t retry_after)
+{
+	uint64_t base = c->backoff_ms;
+	for (unsigned i = 2; i < next && base < c->backoff_max_ms; i++)
+		base *= 2;
+	if (base > c->backoff_max_ms)
+		base = c->backoff_max_ms;
+	uint32_t rnd = 0;
+	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
+		rnd = (uint32_t)time(NULL);
+	uint64_t d = base / 2 + (base > 1 ? rnd % (base / 2 + 1) : 0);
+	if ((uint64_t)retry_after * 1000u > d)
+		d = (uint64_t)retry_after * 1000u;
+	return (unsigned)d;
+}
+
+static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req *r, const char *url,
+                                struct curl_slist *h, struct fio_httpc_resp *resp,
+                                CURLcode *ccp, struct idp_error *err)
+{
+	struct xfer x = {.c = c, .r = r};
+	char errbuf[CURL_ERROR_SIZE] = "";
+	if (r->body_fn != NULL) {
+		x.made = malloc(r->body_len > 0 ? r->body_len : 1);
+		if (x.made == NULL)
+			return idp_error_set(err, IDP_E_NOMEM, "https client: out of memory");
+	}
+	set_options(c, r, url, h, &x, errbuf);
+	CURLcode cc = curl_easy_perform(c->curl);
+	*ccp = cc;
+	resp->status = 0;
+	(void)curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+	resp->retry_after = x.retry_after;
+	resp->body = x.ans;
+	resp->len = x.ans_len;
+	if (x.made != NULL) {
+		OPENSSL_cleanse(x.made, r->body_len);
+		free(x.made);
+	}
+	if (x.body_failed) {
+		if (err != NULL)
+			*err = x.body_err;
+		return x.body_err.code != IDP_OK ? x.body_err.code : IDP_E_CRYPTO;
+	}
+	if (cc == CURLE_OK)
+		return IDP_OK;
+	const char *why = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
+	if (x.overflow)
+		return idp_error_set(err, IDP_E_LIMIT, "%s: answer over %zu bytes", c->base_url,
+		                     c->answer_max);
+	if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)
+		return idp_error_set(err, IDP_E_VERIFY, "%s: server not trusted: %s", c->base_url, why);
+	if (cc == CURLE_OPERATION_TIMEDOUT)
+		return idp_error_set(err, IDP_E_TIMEOUT, "%s: %s", c->base_url, why);
+	return idp_error_set(err, IDP_E_IO, "%s: %s", c->base_url, why);
+}
+
+enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
+                          struct fio_httpc_resp *resp, struct idp_error *err)
+{
+	memset(resp, 0, sizeof(*resp));
+	if (r->method == NULL || r->path == NULL || r->path[0] != '/' ||
+	    (r->body != NULL && r->body_fn != NULL))
+		return idp_error_set(err, IDP_E_ARG, "https client: bad request description");
+	char url[FIO_HTTPC_URL_MAX];
+	int n = snprintf(url, sizeof(url), "%s%s", c->base_url, r->path);
+	if (n < 0 || (size_t)n >= sizeof(url))
+		return idp_error_set(err, IDP_E_LIMIT, "https client: URL longer than %u bytes",
+		                     FIO_HTTPC_URL_MAX - 1);
+	struct curl_slist *h = NULL;
+	enum idp_err rc = make_headers(r, &h, err);
+	for (unsigned attempt = 1; rc == IDP_OK; attempt++) {
+		fio_httpc_resp_free(resp);
+		CURLcode cc = CURLE_OK;
+		resp->attempts = attempt;
+		rc = one_attempt(c, r, url, h, resp, &cc, err);
+		bool again;
+		if (rc == IDP_OK && resp->status >= 200 && resp->status < 300)
+			break;
+		if (rc == IDP_OK) {
+			again = resp->status == 429 || resp->status == 503;
+			rc = status_err(resp->status);
+			resp->has_api_error =
+			        resp->body != NULL &&
+			        fmt_api_error_parse(resp->body, resp->len, &resp->api, NULL) == IDP_OK;
+			if (resp->has_api_error)
+				(void)idp_error_set(err, rc, "server refused (%ld %s): %s", resp->status,
+				                    resp->api.code_text, resp->api.message);
+			else
+				(void)idp_error_set(err, rc, "server answered %ld without an API error",
+				                    resp->status);
+		} else {
+			again = rc == IDP_E_IO || rc == IDP_E_TIMEOUT;
+			again = again && (nothing_sent(cc) || r->idempotent);
+		}
+		if (!again || attempt >= c->attempts || resp->retry_after > FIO_HTTPC_RETRY_AFTER_MAX)
+			break;
+		sleep_ms(delay_ms(c, attempt + 1, resp->retry_after));
+		rc = IDP_OK;
+	}
+	free_headers(h);
+	return rc;
+}

@@ -1,0 +1,106 @@
+/*
+ * httpc.h - the one HTTPS client of idprov's programs (idprov-admin,
+ * idprov-station, idprov-agent), over libcurl with OpenSSL. Part of
+ * formats/io: I/O without policy. It verifies the server against a CA
+ * file, can present a client certificate, sends a bearer credential and
+ * wipes its copies, keeps answers under a cap, turns API error bodies
+ * (formats/api.md) into an idp_error, retries with exponential backoff and
+ * jitter that honour Retry-After, and can build a request body on the live
+ * connection from its RFC 9266 exporter (the proof of possession).
+ *
+ * One client per thread: a client reuses its connection between requests
+ * and is not to be shared between threads. curl_global_init() is the
+ * program's job (main), as libcurl requires.
+ */
+#ifndef IDP_FORMATS_IO_HTTPC_H
+#define IDP_FORMATS_IO_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/api.h"
+#include "formats/error.h"
+#include "formats/io/tls.h"
+
+#define FIO_HTTPC_URL_MAX           2048u      /* bytes of base URL + path */
+#define FIO_HTTPC_BEARER_MAX        512u       /* bytes of a bearer credential */
+#define FIO_HTTPC_HEADER_MAX        8192u      /* bytes of one extra header line */
+#define FIO_HTTPC_ANSWER_DEFAULT    (1u << 20) /* bytes of an answer kept */
+#define FIO_HTTPC_RETRY_AFTER_MAX   INT64_C(3600)/* seconds: a longer Retry-After is not waited */
+#define FIO_HTTPC_ATTEMPTS_MAX      100u
+
+struct fio_httpc_opts {
+	const char *base_url;     /* "https://host:port" (no trailing '/'); https only */
+	const char *ca_file;      /* PEM trust anchors the server chain must reach */
+	/* WARNING: skips server verification. Only for fetching a CA whose
+	 * fingerprint the caller then checks against a pin (trust on first
+	 * use); never for anything that sends a secret. */
+	bool no_verify;
+	const char *client_cert;  /* PEM certificate presented to the server, or NULL */
+	const char *client_key;   /* its PEM private key (required with client_cert) */
+	long timeout_s;           /* one attempt, whole transfer; 0 = 30 */
+	long connect_timeout_s;   /* 0 = 10 */
+	unsigned attempts;        /* tries in all for a retryable failure; 0 = 1 */
+	unsigned backoff_ms;      /* delay before the 2nd try, doubled each time; 0 = 500 */
+	unsigned backoff_max_ms;  /* cap of one delay; 0 = 30000 */
+	size_t answer_max;        /* bytes of an answer kept; 0 = FIO_HTTPC_ANSWER_DEFAULT */
+};
+
+/* Writes exactly len bytes of body into out, on the connection whose RFC
+ * 9266 exporter is given (called once per attempt, after the handshake).
+ * A failure ends the request with that error. */
+typedef enum idp_err (*fio_httpc_body_fn)(void *arg,
+                                          const uint8_t exporter[static FIO_TLS_EXPORTER_LEN],
+                                          uint8_t *out, size_t len, struct idp_error *err);
+
+struct fio_httpc_req {
+	const char *method;        /* "GET", "POST", ... */
+	const char *path;          /* "/v1/provision": appended to base_url */
+	const char *content_type;  /* NULL: no Content-Type */
+	const uint8_t *body;       /* the body, body_len bytes; or NULL with body_fn */
+	size_t body_len;
+	fio_httpc_body_fn body_fn; /* or: make body_len bytes on the live connection */
+	void *body_arg;
+	const char *bearer;        /* "Authorization: Bearer ..." or NULL; borrowed */
+	const char *const *headers; /* extra "Name: value" lines, NULL-terminated, or NULL */
+	/* The request may be sent again after it could have reached the server
+	 * (safe to repeat: a GET, an idempotent upload). Otherwise only
+	 * failures before anything was sent, 429 and 503 are retried. */
+	bool idempotent;
+};
+
+struct fio_httpc_resp {
+	long status;               /* HTTP status; 0 when no answer arrived */
+	uint8_t *body;             /* NUL-terminated; owned, free with _resp_free() */
+	size_t len;
+	int64_t retry_after;       /* seconds from Retry-After; 0 = absent */
+	bool has_api_error;        /* status >= 400 and the body is an API error */
+	struct fmt_api_error api;  /* when has_api_error */
+	unsigned attempts;         /* tries made */
+};
+
+struct fio_httpc; /* opaque */
+
+/* A client for o (copied; o's strings are copied too). NULL *out on
+ * failure: IDP_E_ARG names a bad option, IDP_E_NOMEM. */
+IDP_MUST_CHECK enum idp_err fio_httpc_new(const struct fio_httpc_opts *o, struct fio_httpc **out,
+                                          struct idp_error *err);
+
+/* Send r, retrying as above. IDP_OK for a 2xx answer. An HTTP error answer
+ * returns a code by status (400 IDP_E_FORMAT, 401/403 IDP_E_DENIED, 404
+ * IDP_E_NOTFOUND, 409 IDP_E_CONFLICT, 413 IDP_E_LIMIT, 429/503 IDP_E_AGAIN,
+ * other IDP_E_IO) with "server refused (STATUS CODE): MESSAGE"; resp is
+ * filled in both cases and must be freed. Transport failures: IDP_E_VERIFY
+ * (the server's certificate), IDP_E_TIMEOUT, IDP_E_LIMIT (answer over the
+ * cap), IDP_E_IO, each naming the server. */
+IDP_MUST_CHECK enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
+                                         struct fio_httpc_resp *resp, struct idp_error *err);
+
+/* Free resp's body and zero it. NULL is a no-op. */
+void fio_httpc_resp_free(struct fio_httpc_resp *resp);
+
+/* Release c. NULL is a no-op. */
+void fio_httpc_free(struct fio_httpc *c);
+
+#endif /* IDP_FORMATS_IO_HTTPC_H */

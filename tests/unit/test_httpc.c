@@ -1,0 +1,474 @@
+/*
+ * test_httpc.c - formats/io/httpc against a real TLS server on loopback (an
+ * OpenSSL server thread in this test that answers from a script and records
+ * what it received, including its own RFC 9266 exporter of each
+ * connection): answers and API errors, Retry-After, retries only when safe,
+ * the answer cap, server verification, the bearer, and a body built from
+ * the live connection's exporter under TLS 1.3 and 1.2.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "formats/io/httpc.h"
+#include "tests/unit/check_main.h"
+
+#define SCRIPT_MAX 8
+
+struct step {
+	int status;          /* 0: close the connection without answering */
+	const char *headers; /* extra header lines, each ending in \r\n */
+	const char *body;
+	size_t body_repeat;  /* body sent this many times (for the cap) */
+};
+
+struct seen {
+	char head[4096];
+	char body[1024];
+	size_t body_len;
+	uint8_t exporter[FIO_TLS_EXPORTER_LEN];   /* RFC 9266: empty context */
+	uint8_t no_context[FIO_TLS_EXPORTER_LEN]; /* the pre-RFC spelling */
+};
+
+static struct server {
+	int lfd;
+	unsigned port;
+	SSL_CTX *ctx;
+	pthread_t thread;
+	struct step script[SCRIPT_MAX];
+	size_t n_steps, next;
+	struct seen seen[SCRIPT_MAX];
+	size_t n_seen;
+	int max_proto;
+} srv;
+
+static char dir[64], ca_path[128], other_ca_path[128];
+
+/* A self-signed P-256 certificate for 127.0.0.1, written to path. */
+static void make_cert(const char *path, EVP_PKEY **key_out, X509 **cert_out)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	ck_assert_ptr_nonnull(k);
+	X509 *x = X509_new();
+	ck_assert_ptr_nonnull(x);
+	ck_assert_int_eq(X509_set_version(x, 2), 1);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	ck_assert_int_eq(X509_set_pubkey(x, k), 1);
+	X509_NAME *n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1,
+	                           -1, 0);
+	ck_assert_int_eq(X509_set_issuer_name(x, n), 1);
+	X509V3_CTX v3;
+	X509V3_set_ctx_nodb(&v3);
+	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+	ck_assert_ptr_nonnull(e);
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	ck_assert_int_gt(X509_sign(x, k, EVP_sha256()), 0);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(PEM_write_X509(f, x), 1);
+	fclose(f);
+	*key_out = k;
+	*cert_out = x;
+}
+
+/* Read one request head and its Content-Length body; false at EOF. */
+static bool read_request(SSL *s, struct seen *out)
+{
+	size_t n = 0;
+	while (n < sizeof(out->head) - 1) {
+		int r = SSL_read(s, out->head + n, 1);
+		if (r <= 0)
+			return false;
+		n++;
+		out->head[n] = '\0';
+		if (n >= 4 && memcmp(out->head + n - 4, "\r\n\r\n", 4) == 0)
+			break;
+	}
+	out->body_len = 0;
+	const char *cl = strstr(out->head, "\r\nContent-Length: ");
+	size_t want = cl != NULL ? strtoul(cl + 18, NULL, 10) : 0;
+	ck_assert_uint_lt(want, sizeof(out->body));
+	while (out->body_len < want) {
+		int r = SSL_read(s, out->body + out->body_len, (int)(want - out->body_len));
+		if (r <= 0)
+			return false;
+		out->body_len += (size_t)r;
+	}
+	out->body[out->body_len] = '\0';
+	return true;
+}
+
+static void answer(SSL *s, const struct step *st)
+{
+	size_t blen = st->body != NULL ? strlen(st->body) : 0;
+	size_t rep = st->body_repeat > 0 ? st->body_repeat : 1;
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n%sContent-Length: "
+	                 "%zu\r\n\r\n",
+	                 st->status, st->headers != NULL ? st->headers : "", blen * rep);
+	ck_assert_int_eq(SSL_write(s, head, n), n);
+	for (size_t i = 0; i < rep && blen > 0; i++)
+		ck_assert_int_eq(SSL_write(s, st->body, (int)blen), (int)blen);
+}
+
+/* Serve connections one after another until the script is done. */
+static void *serve(void *arg)
+{
+	(void)arg;
+	while (srv.next < srv.n_steps) {
+		int fd = accept(srv.lfd, NULL, NULL);
+		if (fd < 0)
+			break;
+		SSL *s = SSL_new(srv.ctx);
+		SSL_set_fd(s, fd);
+		if (SSL_accept(s) == 1) {
+			while (srv.next < srv.n_steps) {
+				struct seen *sn = &srv.seen[srv.n_seen];
+				if (!read_request(s, sn))
+					break;
+				static const unsigned char empty[1] = {0};
+				SSL_export_keying_material(s, sn->exporter, FIO_TLS_EXPORTER_LEN,
+				                           FMT_API_EXPORTER_LABEL,
+				                           strlen(FMT_API_EXPORTER_LABEL), empty, 0, 1);
+				SSL_export_keying_material(s, sn->no_context, FIO_TLS_EXPORTER_LEN,
+				                           FMT_API_EXPORTER_LABEL,
+				                           strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0);
+				srv.n_seen++;
+				const struct step *st = &srv.script[srv.next++];
+				if (st->status == 0)
+					break;
+				answer(s, st);
+			}
+		}
+		SSL_free(s);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void start_server(const struct step *steps, size_t n, int max_proto)
+{
+	memset(&srv, 0, sizeof(srv));
+	ck_assert_uint_le(n, SCRIPT_MAX);
+	memcpy(srv.script, steps, n * sizeof(*steps));
+	srv.n_steps = n;
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	make_cert(ca_path, &k, &x);
+	srv.ctx = SSL_CTX_new(TLS_server_method());
+	ck_assert_ptr_nonnull(srv.ctx);
+	SSL_CTX_set_min_proto_version(srv.ctx, TLS1_2_VERSION);
+	if (max_proto != 0)
+		SSL_CTX_set_max_proto_version(srv.ctx, max_proto);
+	ck_assert_int_eq(SSL_CTX_use_certificate(srv.ctx, x), 1);
+	ck_assert_int_eq(SSL_CTX_use_PrivateKey(srv.ctx, k), 1);
+	EVP_PKEY_free(k);
+	X509_free(x);
+	srv.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_int_eq(bind(srv.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(srv.lfd, 8), 0);
+	socklen_t al = sizeof(a);
+	ck_assert_int_eq(getsockname(srv.lfd, (struct sockaddr *)&a, &al), 0);
+	srv.port = ntohs(a.sin_port);
+	ck_assert_int_eq(pthread_create(&srv.thread, NULL, serve, NULL), 0);
+}
+
+static void stop_server(void)
+{
+	shutdown(srv.lfd, SHUT_RDWR);
+	pthread_join(srv.thread, NULL);
+	close(srv.lfd);
+	SSL_CTX_free(srv.ctx);
+}
+
+static struct fio_httpc *client(unsigned attempts, size_t answer_max, const char *ca)
+{
+	char url[64];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/", srv.port);
+	struct fio_httpc_opts o = {.base_url = url,
+	                           .ca_file = ca,
+	                           .attempts = attempts,
+	                           .backoff_ms = 10,
+	                           .answer_max = answer_max};
+	struct fio_httpc *c = NULL;
+	struct idp_error err = {0};
+	ck_assert_msg(fio_httpc_new(&o, &c, &err) == IDP_OK, "%s", err.msg);
+	return c;
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/idp-httpc-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
+	snprintf(other_ca_path, sizeof(other_ca_path), "%s/other.pem", dir);
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	make_cert(other_ca_path, &k, &x);
+	EVP_PKEY_free(k);
+	X509_free(x);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_httpc_get_sends_bearer_and_keeps_answer)
+{
+	static const struct step s[] = {{200, NULL, "{\"ok\":true}", 0}};
+	start_server(s, 1, 0);
+	struct fio_httpc *c = client(1, 0, ca_path);
+	struct fio_httpc_req r = {.method = "GET", .path = "/v1/ca", .bearer = "s3cret"};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	ck_assert_msg(fio_httpc_do(c, &r, &resp, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_int_eq(resp.status, 200);
+	ck_assert_str_eq((const char *)resp.body, "{\"ok\":true}");
+	ck_assert_uint_eq(resp.attempts, 1);
+	ck_assert_ptr_nonnull(strstr(srv.seen[0].head, "GET /v1/ca HTTP/1.1\r\n"));
+	ck_assert_ptr_nonnull(strstr(srv.seen[0].head, "\r\nAuthorization: Bearer s3cret\r\n"));
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+}
+END_TEST
+
+/* 429 with Retry-After is tried again no sooner than asked; an API error
+ * comes back as its code and message and is not retried. */
+START_TEST(test_httpc_retry_after_then_api_error)
+{
+	static const struct step s[] = {
+	        {429, "Retry-After: 1\r\n",
+	         "{\"error\":{\"code\":\"throttled\",\"message\":\"slow down\"}}", 0},
+	        {403, NULL, "{\"error\":{\"code\":\"forbidden\",\"message\":\"device revoked\"}}", 0},
+	};
+	start_server(s, 2, 0);
+	struct fio_httpc *c = client(5, 0, ca_path);
+	static const uint8_t body[] = "{}";
+	struct fio_httpc_req r = {.method = "POST",
+	                          .path = "/v1/token/renew",
+	                          .content_type = "application/json",
+	                          .body = body,
+	                          .body_len = 2};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_DENIED);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_uint_eq(resp.attempts, 2);
+	ck_assert_int_ge(t1.tv_sec - t0.tv_sec + (t1.tv_nsec >= t0.tv_nsec ? 0 : -1), 1);
+	ck_assert(resp.has_api_error);
+	ck_assert_int_eq(resp.api.code, FMT_API_ERR_FORBIDDEN);
+	ck_assert_str_eq(err.msg, "server refused (403 forbidden): device revoked");
+	ck_assert_ptr_nonnull(strstr(srv.seen[1].head, "Content-Type: application/json\r\n"));
+	ck_assert_str_eq(srv.seen[1].body, "{}");
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+}
+END_TEST
+
+/* A request that may have reached the server is sent once unless it is
+ * safe to repeat. */
+START_TEST(test_httpc_retries_only_when_safe)
+{
+	/* Each 0 step reads the request, then hangs up without an answer. */
+	static const struct step s[] = {{0, NULL, NULL, 0}, {0, NULL, NULL, 0}, {200, NULL, "{}", 0}};
+	start_server(s, 3, 0);
+	struct fio_httpc *c = client(3, 0, ca_path);
+	static const uint8_t body[] = "x";
+	struct fio_httpc_req r = {.method = "POST", .path = "/v1/token/exchange", .body = body,
+	                          .body_len = 1};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_IO);
+	ck_assert_uint_eq(resp.attempts, 1);
+	ck_assert_uint_eq(srv.n_seen, 1);
+	fio_httpc_resp_free(&resp);
+	r.idempotent = true;
+	ck_assert_msg(fio_httpc_do(c, &r, &resp, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_uint_eq(resp.attempts, 2);
+	ck_assert_uint_eq(srv.n_seen, 3);
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+}
+END_TEST
+
+START_TEST(test_httpc_refused_connection_retried_then_reported)
+{
+	static const struct step s[] = {{200, NULL, "{}", 0}};
+	start_server(s, 1, 0);
+	unsigned port = srv.port;
+	struct fio_httpc *c = client(3, 0, ca_path);
+	struct fio_httpc_req r = {.method = "GET", .path = "/v1/ca"};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_OK);
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server(); /* nobody listens on port now */
+	char url[64];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u", port);
+	struct fio_httpc_opts o = {.base_url = url, .ca_file = ca_path, .attempts = 3,
+	                           .backoff_ms = 5};
+	ck_assert_int_eq(fio_httpc_new(&o, &c, NULL), IDP_OK);
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_IO);
+	ck_assert_uint_eq(resp.attempts, 3);
+	ck_assert_ptr_nonnull(strstr(err.msg, url));
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+}
+END_TEST
+
+START_TEST(test_httpc_answer_cap_and_unknown_ca)
+{
+	/* The second step keeps the server accepting for the second client. */
+	static const struct step s[] = {{200, NULL, "0123456789abcdef", 100}, {200, NULL, "{}", 0}};
+	start_server(s, 2, 0);
+	struct fio_httpc *c = client(1, 1000, ca_path);
+	struct fio_httpc_req r = {.method = "GET", .path = "/big"};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_LIMIT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "answer over 1000 bytes"));
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	/* The same server checked against another CA: refused, never retried. */
+	c = client(3, 0, other_ca_path);
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_VERIFY);
+	ck_assert_uint_eq(resp.attempts, 1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "server not trusted"));
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+}
+END_TEST
+
+START_TEST(test_httpc_bad_options_and_headers)
+{
+	struct fio_httpc *c = NULL;
+	struct idp_error err = {0};
+	struct fio_httpc_opts o = {.base_url = "http://127.0.0.1:1", .ca_file = "x"};
+	ck_assert_int_eq(fio_httpc_new(&o, &c, &err), IDP_E_ARG);
+	ck_assert_ptr_null(c);
+	o.base_url = "https://127.0.0.1:1";
+	o.ca_file = NULL;
+	ck_assert_int_eq(fio_httpc_new(&o, &c, &err), IDP_E_ARG);
+	o.ca_file = "x";
+	o.client_cert = "c.pem";
+	ck_assert_int_eq(fio_httpc_new(&o, &c, &err), IDP_E_ARG);
+	o.client_cert = NULL;
+	ck_assert_int_eq(fio_httpc_new(&o, &c, &err), IDP_OK);
+	struct fio_httpc_req r = {.method = "GET", .path = "/x", .bearer = "a\r\nX-Evil: 1"};
+	struct fio_httpc_resp resp;
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_ARG);
+	ck_assert_str_eq(err.msg, "https client: the credential is malformed or too long");
+	static const char *const hs[] = {"X-A: 1\nX-B: 2", NULL};
+	r.bearer = NULL;
+	r.headers = hs;
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_ARG);
+	fio_httpc_free(c);
+}
+END_TEST
+
+struct bound {
+	uint8_t seen[FIO_TLS_EXPORTER_LEN];
+	int calls;
+};
+
+/* The body is the hex of the exporter the client was given. */
+static enum idp_err make_body(void *arg, const uint8_t exporter[static FIO_TLS_EXPORTER_LEN],
+                              uint8_t *out, size_t len, struct idp_error *err)
+{
+	(void)err;
+	struct bound *b = arg;
+	ck_assert_uint_eq(len, 2 * FIO_TLS_EXPORTER_LEN);
+	memcpy(b->seen, exporter, FIO_TLS_EXPORTER_LEN);
+	b->calls++;
+	char hex[2 * FIO_TLS_EXPORTER_LEN + 1];
+	for (size_t i = 0; i < FIO_TLS_EXPORTER_LEN; i++)
+		(void)snprintf(hex + 2 * i, 3, "%02x", exporter[i]);
+	memcpy(out, hex, len);
+	return IDP_OK;
+}
+
+/* Both ends compute the same RFC 9266 value, with an empty context; under
+ * TLS 1.2 that differs from the value without a context. */
+START_TEST(test_httpc_body_bound_to_live_exporter)
+{
+	static const int protos[] = {0, TLS1_2_VERSION};
+	for (size_t p = 0; p < 2; p++) {
+		static const struct step s[] = {{200, NULL, "{}", 0}};
+		start_server(s, 1, protos[p]);
+		struct fio_httpc *c = client(1, 0, ca_path);
+		struct bound b = {.calls = 0};
+		struct fio_httpc_req r = {.method = "POST",
+		                          .path = "/v1/provision",
+		                          .body_fn = make_body,
+		                          .body_arg = &b,
+		                          .body_len = 2 * FIO_TLS_EXPORTER_LEN};
+		struct fio_httpc_resp resp;
+		struct idp_error err = {0};
+		ck_assert_msg(fio_httpc_do(c, &r, &resp, &err) == IDP_OK, "%s", err.msg);
+		ck_assert_int_eq(b.calls, 1);
+		ck_assert_mem_eq(b.seen, srv.seen[0].exporter, FIO_TLS_EXPORTER_LEN);
+		char hex[2 * FIO_TLS_EXPORTER_LEN + 1];
+		for (size_t i = 0; i < FIO_TLS_EXPORTER_LEN; i++)
+			(void)snprintf(hex + 2 * i, 3, "%02x", srv.seen[0].exporter[i]);
+		ck_assert_str_eq(srv.seen[0].body, hex);
+		if (protos[p] == TLS1_2_VERSION)
+			ck_assert(memcmp(srv.seen[0].exporter, srv.seen[0].no_context,
+			                 FIO_TLS_EXPORTER_LEN) != 0);
+		fio_httpc_resp_free(&resp);
+		fio_httpc_free(c);
+		stop_server();
+	}
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	Suite *s = suite_create("httpc");
+	TCase *tc = tcase_create("tls");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_httpc_get_sends_bearer_and_keeps_answer);
+	tcase_add_test(tc, test_httpc_retry_after_then_api_error);
+	tcase_add_test(tc, test_httpc_retries_only_when_safe);
+	tcase_add_test(tc, test_httpc_refused_connection_retried_then_reported);
+	tcase_add_test(tc, test_httpc_answer_cap_and_unknown_ca);
+	tcase_add_test(tc, test_httpc_bad_options_and_headers);
+	tcase_add_test(tc, test_httpc_body_bound_to_live_exporter);
+	suite_add_tcase(s, tc);
+	return s;
+}
