@@ -119,7 +119,12 @@ struct srv_store; /* opaque: one connection */
 
 /* Open (creating with mode 0600 when absent) the store at path and bring its
  * schema up to date. A schema newer than this build is refused with
- * IDP_E_UNSUPPORTED. Caller frees *out with srv_store_close(); NULL on failure. */
+ * IDP_E_UNSUPPORTED; a database, -wal or -shm file that is a symbolic link,
+ * not a regular file, not ours or open to group or others with IDP_E_DENIED.
+ * The file is never opened outside SQLite (docs/store.md), so a second call
+ * does not drop the locks of connections already open. Creating a database
+ * changes the process umask for the call: call it before threads start.
+ * Caller frees *out with srv_store_close(); NULL on failure. */
 IDP_MUST_CHECK enum idp_err srv_store_open(const char *path, struct srv_store **out,
                                            struct idp_error *err);
 

@@ -10,10 +10,10 @@
 #include "server/store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -519,6 +519,47 @@ static enum idp_err setup(struct srv_store *st, struct idp_error *err)
 	return exec(st, "COMMIT", "migrate", err);
 }
 
+/* Check by path (lstat: no descriptor is opened, see srv_store_open) that
+ * path, when it exists, is a regular file of ours that nobody else may read
+ * or write. *exists says whether it exists. */
+static enum idp_err check_file(const char *path, bool *exists, struct idp_error *err)
+{
+	struct stat sb;
+	*exists = false;
+	if (lstat(path, &sb) != 0) {
+		if (errno == ENOENT)
+			return IDP_OK;
+		return idp_error_set(err, IDP_E_IO, "store: %s: %s", path, strerror(errno));
+	}
+	*exists = true;
+	if (S_ISLNK(sb.st_mode))
+		return idp_error_set(err, IDP_E_DENIED, "store: %s: is a symbolic link", path);
+	if (!S_ISREG(sb.st_mode))
+		return idp_error_set(err, IDP_E_DENIED, "store: %s: not a regular file", path);
+	if (sb.st_uid != geteuid())
+		return idp_error_set(err, IDP_E_DENIED, "store: %s: owned by uid %u, not by us",
+		                     path, (unsigned)sb.st_uid);
+	if ((sb.st_mode & 077) != 0)
+		return idp_error_set(err, IDP_E_DENIED,
+		                     "store: %s: mode %03o lets others read or write it; use 0600",
+		                     path, (unsigned)(sb.st_mode & 0777));
+	return IDP_OK;
+}
+
+/* The database and its -wal and -shm files, checked by path. */
+static enum idp_err check_files(const char *path, bool *exists, struct idp_error *err)
+{
+	enum idp_err rc = check_file(path, exists, err);
+	static const char *const suffixes[] = {"-wal", "-shm"};
+	for (size_t i = 0; rc == IDP_OK && i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		char side[sizeof(((struct srv_store *)NULL)->path) + 8];
+		bool side_exists = false;
+		(void)snprintf(side, sizeof(side), "%s%s", path, suffixes[i]);
+		rc = check_file(side, &side_exists, err);
+	}
+	return rc;
+}
+
 enum idp_err srv_store_open(const char *path, struct srv_store **out, struct idp_error *err)
 {
 	*out = NULL;
@@ -527,27 +568,45 @@ enum idp_err srv_store_open(const char *path, struct srv_store **out, struct idp
 		return idp_error_set(err, IDP_E_NOMEM, "store: out of memory");
 	int n = snprintf(st->path, sizeof(st->path), "%s", path);
 	enum idp_err rc = IDP_OK;
+	bool exists = false;
 	if (n < 0 || (size_t)n >= sizeof(st->path)) {
 		rc = idp_error_set(err, IDP_E_LIMIT, "store: path is longer than %zu bytes",
 		                   sizeof(st->path) - 1);
 		goto out;
 	}
-	/* Create the file ourselves so that it is 0600 whatever the umask; SQLite
-	 * gives its -wal and -shm files the mode of the database file. */
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		rc = idp_error_set(err, IDP_E_IO, "store: %s: %s", path, strerror(errno));
+	/* WARNING: never open() the database file here. Closing any descriptor
+	 * of it drops every POSIX lock this process holds on it, including those
+	 * of connections already open (one per event loop): another process
+	 * (the sqlite3 CLI, a second server) then sees no user and deletes the
+	 * -wal and -shm files under us, and answered writes are lost. Modes are
+	 * checked by path, and a new file is created by SQLite itself. */
+	rc = check_files(path, &exists, err);
+	if (rc != IDP_OK)
 		goto out;
-	}
-	(void)close(fd);
-	if (sqlite3_open_v2(path, &st->db,
-	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-	                    NULL) != SQLITE_OK) {
+	/* SQLite creates the file with 0644 & ~umask and gives -wal and -shm the
+	 * database's mode: create it under umask 077. WARNING: the umask is
+	 * process-wide; a new database is made before the server's threads run
+	 * (and idprovd already runs with umask 077). */
+	mode_t old_mask = exists ? 0 : umask(077);
+	int r = sqlite3_open_v2(path, &st->db,
+	                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+	                                SQLITE_OPEN_NOFOLLOW,
+	                        NULL);
+	if (!exists)
+		(void)umask(old_mask);
+	if (r != SQLITE_OK) {
 		rc = idp_error_set(err, IDP_E_IO, "store: %s: %s", path,
 		                   st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
 		goto out;
 	}
-	rc = setup(st, err);
+	/* A file just created gets 0600 whatever the umask was (by path). */
+	if (!exists && chmod(path, 0600) != 0) {
+		rc = idp_error_set(err, IDP_E_IO, "store: %s: chmod: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = check_file(path, &exists, err);
+	if (rc == IDP_OK)
+		rc = setup(st, err);
 out:
 	if (rc != IDP_OK) {
 		srv_store_close(st);

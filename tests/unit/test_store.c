@@ -157,8 +157,72 @@ START_TEST(test_store_open_refuses_newer_schema)
 	ck_assert_ptr_nonnull(f);
 	fputs("this is not an sqlite database, but long enough to look like one..........", f);
 	fclose(f);
+	ck_assert_int_eq(chmod(db_path, 0600), 0);
 	ck_assert_int_ne(srv_store_open(db_path, &st, &err), IDP_OK);
 	ck_assert_ptr_null(st);
+}
+END_TEST
+
+/* Expect srv_store_open to refuse with IDP_E_DENIED and a message holding want. */
+static void expect_refused(const char *want)
+{
+	struct srv_store *st = (struct srv_store *)1;
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_open(db_path, &st, &err), IDP_E_DENIED);
+	ck_assert_ptr_null(st);
+	ck_assert_msg(strstr(err.msg, want) != NULL, "%s", err.msg);
+}
+
+START_TEST(test_store_open_refuses_symlink_and_loose_modes)
+{
+	srv_store_close(open_ok());
+	uint8_t before[32], after[32];
+	db_digest(before);
+
+	/* The database readable by others, then its -wal. */
+	ck_assert_int_eq(chmod(db_path, 0644), 0);
+	expect_refused("mode 644 lets others read or write it");
+	ck_assert_int_eq(chmod(db_path, 0600), 0);
+	char side[160];
+	snprintf(side, sizeof(side), "%s-wal", db_path);
+	FILE *f = fopen(side, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(chmod(side, 0660), 0);
+	expect_refused("-wal: mode 660");
+	ck_assert_int_eq(unlink(side), 0);
+
+	/* A symbolic link to a good database. */
+	char real[160];
+	snprintf(real, sizeof(real), "%s/real.db", dir);
+	ck_assert_int_eq(rename(db_path, real), 0);
+	ck_assert_int_eq(symlink(real, db_path), 0);
+	expect_refused("is a symbolic link");
+	ck_assert_int_eq(unlink(db_path), 0);
+	ck_assert_int_eq(rename(real, db_path), 0);
+
+	/* A directory in its place. */
+	char moved[160];
+	snprintf(moved, sizeof(moved), "%s/moved.db", dir);
+	ck_assert_int_eq(rename(db_path, moved), 0);
+	ck_assert_int_eq(mkdir(db_path, 0700), 0);
+	expect_refused("not a regular file");
+	ck_assert_int_eq(rmdir(db_path), 0);
+	ck_assert_int_eq(rename(moved, db_path), 0);
+
+	/* Refusals changed nothing; a new database is 0600 even under umask 0. */
+	db_digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	snprintf(db_path, sizeof(db_path), "%s/fresh.db", dir);
+	mode_t old = umask(0);
+	srv_store_close(open_ok());
+	umask(old);
+	struct stat sb;
+	ck_assert_int_eq(stat(db_path, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	snprintf(side, sizeof(side), "%s-wal", db_path);
+	if (stat(side, &sb) == 0)
+		ck_assert_uint_eq(sb.st_mode & 0777, 0600);
 }
 END_TEST
 
@@ -561,6 +625,7 @@ Suite *idp_test_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_store_open_migrates_from_empty_and_reopens);
 	tcase_add_test(tc, test_store_open_refuses_newer_schema);
+	tcase_add_test(tc, test_store_open_refuses_symlink_and_loose_modes);
 	tcase_add_test(tc, test_store_device_round_trip_find_and_update);
 	tcase_add_test(tc, test_store_batches_and_chain_lookups);
 	tcase_add_test(tc, test_store_tokens_single_use_across_connections);
