@@ -32,6 +32,8 @@ static const struct key keys[] = {
          "ADDR:PORT to listen on; repeat for several"},
         {"foreground", K_BOOL, FIELD(foreground), 0, 0, "no",
          "stay in the foreground (for systemd)"},
+        {"pid-file", K_PATH, FIELD(pid_file), 0, 0, "none",
+         "file to write the server's PID to (removed at a clean stop)"},
         {"threads", K_UINT, FIELD(threads), 1, SRV_CONFIG_THREADS_MAX, "number of cores",
          "event loops, each with its own listener and store connection"},
         {"server-name", K_NAME, FIELD(server_names), 0, 0, "host name, localhost, 127.0.0.1, ::1",

@@ -41,6 +41,7 @@ struct srv_config {
 	struct srv_listen listen[SRV_CONFIG_LISTEN_MAX];
 	size_t n_listen;
 	bool foreground;
+	char pid_file[SRV_STATE_PATH_MAX]; /* "" when none */
 	unsigned threads;
 	char server_names[SRV_STATE_NAMES_MAX][SRV_STATE_NAME_MAX + 1];
 	size_t n_server_names;

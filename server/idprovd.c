@@ -21,6 +21,7 @@
 #include "server/config.h"
 #include "server/handlers.h"
 #include "server/httpd.h"
+#include "server/lock.h"
 #include "server/log.h"
 #include "server/state.h"
 
@@ -76,7 +77,8 @@ static int run(const struct srv_config *cfg)
 	struct srv_state_opts so = {.dir = cfg->state_dir,
 	                            .names = names,
 	                            .n_names = cfg->n_server_names,
-	                            .token_key = cfg->token_key};
+	                            .token_key = cfg->token_key,
+	                            .lock = true};
 	struct srv_state *state = NULL;
 	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	if (srv_state_open(&so, &state, secret, &err) != IDP_OK) {
@@ -100,6 +102,14 @@ static int run(const struct srv_config *cfg)
 		srv_state_free(state);
 		return 1;
 	}
+	/* The lock (inherited over fork) and the pid file name this process. */
+	if (srv_lock_set_pid(state->lock_fd, getpid(), &err) != IDP_OK ||
+	    (cfg->pid_file[0] != '\0' && srv_pidfile_write(cfg->pid_file, getpid(), &err) != IDP_OK)) {
+		srv_log(SRV_LOG_ERROR, "daemon.error", "error=\"%s\"", err.msg);
+		srv_state_free(state);
+		report(ready_fd, 1);
+		return 1;
+	}
 
 	/* Signals go to this thread only: block them before the loops start. */
 	sigset_t sigs;
@@ -119,6 +129,8 @@ static int run(const struct srv_config *cfg)
 		srv_log(SRV_LOG_ERROR, "http.error", "error=\"%s\"", err.msg);
 		srv_httpd_free(h);
 		srv_app_free(&app);
+		if (cfg->pid_file[0] != '\0')
+			(void)unlink(cfg->pid_file);
 		srv_state_free(state);
 		report(ready_fd, 1);
 		return 1;
@@ -142,6 +154,8 @@ static int run(const struct srv_config *cfg)
 	srv_httpd_shutdown(h);
 	srv_httpd_free(h);
 	srv_app_free(&app);
+	if (cfg->pid_file[0] != '\0')
+		(void)unlink(cfg->pid_file);
 	srv_state_free(state);
 	srv_log(SRV_LOG_INFO, "http.stopped", "status=0");
 	return 0;

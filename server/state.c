@@ -26,6 +26,7 @@
 #include "formats/b64.h"
 #include "formats/file.h"
 #include "formats/keyfile.h"
+#include "server/lock.h"
 
 /* scrypt cost for the admin credential: 16 MiB and ~50 ms per check. The
  * credential is 256 random bits, so the cost only guards a stolen hash file
@@ -486,6 +487,7 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 	struct srv_state *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "state: out of memory");
+	s->lock_fd = -1;
 	const char *dir = opts->dir != NULL ? opts->dir : SRV_STATE_DEFAULT_DIR;
 	enum idp_err rc = IDP_OK;
 	int w = snprintf(s->dir, sizeof(s->dir), "%s", dir);
@@ -501,6 +503,8 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 		rc = cert_names(opts, host, names, &n_names, err);
 	if (rc == IDP_OK)
 		rc = ensure_dir(s, err);
+	if (rc == IDP_OK && opts->lock)
+		rc = srv_lock_take(s->dir, &s->lock_fd, err);
 
 	/* The CA: its key is the root of everything; never replaced once made. */
 	if (rc == IDP_OK)
@@ -578,5 +582,6 @@ void srv_state_free(struct srv_state *s)
 	fmt_key_free(s->server_key);
 	fmt_key_free(s->token_key);
 	free(s->ca_pem);
+	srv_lock_release(s->lock_fd);
 	free(s);
 }

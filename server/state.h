@@ -11,6 +11,7 @@
  *     token.pub     0644
  *     admin.hash    0600  scrypt hash of the admin credential (never the credential)
  *     idprov.db     0600  the SQLite store (plus -wal and -shm)
+ *     idprovd.lock  0600  held by the running server, holds its PID (server/lock.h)
  *
  * Every file is written atomically (formats/file.h). A missing file is made
  * again from what exists (a missing server certificate is issued again by the
@@ -48,6 +49,7 @@ struct srv_state_opts {
 	const char *const *names;    /* extra DNS names / IP addresses for the certificate */
 	size_t n_names;              /* <= SRV_STATE_NAMES_MAX */
 	enum fmt_key_type token_key; /* type of a new token key (0: P-256) */
+	bool lock;                   /* take DIR/idprovd.lock (server/lock.h) before any file */
 };
 
 struct srv_state {
@@ -64,12 +66,15 @@ struct srv_state {
 	bool created;            /* this open created the directory (first start) */
 	bool admin_created;      /* this open created the admin credential */
 	bool server_cert_issued; /* this open issued a new server certificate */
+	int lock_fd;             /* DIR/idprovd.lock held (opts.lock), else -1 */
 };
 
 /* Open the state directory, creating what is missing. When the admin
  * credential is created, admin_secret (SRV_STATE_ADMIN_SECRET_LEN + 1 bytes)
  * gets it NUL-terminated, for the caller to print once and then cleanse;
- * otherwise admin_secret[0] is '\0'. Errors name the file. Caller frees *out
+ * otherwise admin_secret[0] is '\0'. With opts->lock, another process
+ * holding the directory's lock gives IDP_E_CONFLICT naming its PID, before
+ * any file is read or written. Errors name the file. Caller frees *out
  * with srv_state_free(); NULL on failure. */
 IDP_MUST_CHECK enum idp_err srv_state_open(const struct srv_state_opts *opts,
                                            struct srv_state **out,

@@ -2,7 +2,8 @@
 # outside_reader.sh - no answered write is lost while other processes touch
 # the database (issue 9 §1): the real sqlite3 CLI runs ".backup" and a plain
 # read-only query beside a running idprovd, a second idprovd is started and
-# stopped on the same state directory, writes are confirmed by idprov-admin
+# stopped on the same state directory (it is refused: lock.sh), writes are
+# confirmed by idprov-admin
 # in between; then idprovd is killed with SIGKILL, started again, and every
 # answered write must be there, with PRAGMA integrity_check = ok.
 #
@@ -58,6 +59,8 @@ for _ in $(seq 1 100); do
 done
 kill -TERM "$second" 2>/dev/null
 wait "$second"
+t_run "the second server was refused" [ $? = 1 ]
+t_grep "naming the first one's PID" "in use by another idprovd \\(pid $first_pid," "$T_TMP/second.err"
 for i in 9 10; do station_add "$i"; done
 t_run "first server still answers" srv_curl -o /dev/null "$SRV_URL/v1/health"
 t_run "ten writes answered in all" [ "${#answered[@]}" = 10 ]
