@@ -7,13 +7,19 @@
  */
 #include "server/admin.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/keyvalq_struct.h>
 #include <openssl/bio.h>
@@ -644,4 +650,58 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	enum idp_err rc = srv_store_flag_foreach(ctx->store, 0, SRV_ADMIN_LIST_MAX, add_flag, &l,
 	                                         &err);
 	send_list(req, top, &l, rc, &err, NULL);
+}
+
+/* ---------------------------------------------------------------- backup */
+
+/* POST /v1/admin/backup: a consistent snapshot of the database (VACUUM INTO
+ * a temporary file in the state directory, served as
+ * application/vnd.sqlite3, then gone). The file is created here (0600,
+ * O_EXCL) and unlinked before it is served; it is never the database file,
+ * whose locks an open()/close() would drop (docs/store.md). */
+void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	static atomic_uint counter;
+	if (!authorized(ctx, req))
+		return;
+	const uint8_t *body = NULL;
+	size_t body_len = 0;
+	srv_http_body(req, &body, &body_len);
+	if (body_len != 0) {
+		api_error(req, FMT_API_ERR_BAD_REQUEST, "body: a backup request has no body");
+		return;
+	}
+	char path[SRV_STATE_PATH_MAX + 64];
+	int n = snprintf(path, sizeof(path), "%s/.backup-%ld-%u.tmp", ctx->state->dir,
+	                 (long)getpid(), atomic_fetch_add(&counter, 1u));
+	struct idp_error err = {0};
+	enum idp_err rc = IDP_OK;
+	int fd = -1;
+	if (n < 0 || (size_t)n >= sizeof(path))
+		rc = idp_error_set(&err, IDP_E_LIMIT, "backup: state directory path too long");
+	if (rc == IDP_OK &&
+	    (fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+		rc = idp_error_set(&err, IDP_E_IO, "backup: %s: %s", path, strerror(errno));
+	if (rc == IDP_OK)
+		rc = srv_store_snapshot(ctx->store, path, &err);
+	if (fd >= 0)
+		(void)unlink(path);
+	struct stat sb;
+	void *map = MAP_FAILED;
+	if (rc == IDP_OK && (fstat(fd, &sb) != 0 || sb.st_size <= 0))
+		rc = idp_error_set(&err, IDP_E_IO, "backup: snapshot is empty");
+	if (rc == IDP_OK &&
+	    (map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
+		rc = idp_error_set(&err, IDP_E_IO, "backup: map snapshot: %s", strerror(errno));
+	if (fd >= 0)
+		(void)close(fd);
+	if (rc != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "admin.backup", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		api_error(req, code_of(rc), "backup failed; see the server log");
+		return;
+	}
+	srv_http_reply(req, 200, "application/vnd.sqlite3", map, (size_t)sb.st_size);
+	(void)munmap(map, (size_t)sb.st_size);
+	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=backup bytes=%lld", ctx->loop,
+	        (long long)sb.st_size);
 }

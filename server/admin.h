@@ -1,7 +1,8 @@
 /*
  * admin.h - idprovd's admin API under /v1/admin/ (docs/administrator.md,
  * "Admin API"): trust stations and factory CAs, import a manifest by file,
- * list devices and decide on them, release values for reuse, list flags.
+ * list devices and decide on them, release values for reuse, list flags,
+ * take a backup of the database.
  *
  * Every request carries the admin credential as "Authorization: Bearer
  * <secret>", checked with srv_state_admin_check (constant-time compare of
@@ -34,5 +35,6 @@ srv_handler_fn srv_admin_release;         /* POST /v1/admin/release */
 srv_handler_fn srv_admin_station_list;    /* GET /v1/admin/stations */
 srv_handler_fn srv_admin_device_list;     /* GET /v1/admin/devices[?state=S&after=ID] */
 srv_handler_fn srv_admin_flag_list;       /* GET /v1/admin/flags */
+srv_handler_fn srv_admin_backup;          /* POST /v1/admin/backup: the database snapshot */
 
 #endif /* IDP_SERVER_ADMIN_H */

@@ -31,6 +31,8 @@
 #define ADM_MANIFEST_MAX  (1u << 30)   /* the server's largest max-manifest */
 #define ADM_SIG_MAX       8192u        /* a detached signature */
 #define ADM_ANSWER_MAX    (1u << 20)   /* bytes of an answer kept */
+#define ADM_BACKUP_MAX    ((size_t)1 << 34) /* bytes of a database backup */
+#define ADM_SQLITE_MAGIC  "SQLite format 3" /* + NUL: the first 16 bytes of a database */
 #define ADM_URL_MAX       2048u
 #define ADM_TIMEOUT_S     300L
 
@@ -44,7 +46,8 @@ struct opts {
 
 struct answer {
 	uint8_t *buf;
-	size_t len;
+	size_t len, cap;
+	size_t max; /* bytes kept at most */
 	bool overflow;
 };
 
@@ -59,6 +62,7 @@ static void usage(FILE *f)
 	              "  import NAME.manifest [--sig FILE]\n"
 	              "  approve ID | reject ID | revoke ID\n"
 	              "  release id|serial|mac|key VALUE  (key: a PEM file)\n"
+	              "  backup FILE                  write a consistent copy of the database\n"
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
 }
@@ -67,15 +71,22 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 {
 	struct answer *a = arg;
 	size_t len = size * n;
-	if (a->len + len > ADM_ANSWER_MAX) {
+	if (len > a->max - a->len) {
 		a->overflow = true;
 		return 0;
 	}
-	uint8_t *nb = realloc(a->buf, a->len + len + 1);
-	if (nb == NULL)
-		return 0;
-	memcpy(nb + a->len, p, len);
-	a->buf = nb;
+	if (a->len + len + 1 > a->cap) {
+		/* Doubling: a backup arrives in many small pieces. */
+		size_t cap = a->cap > 0 ? a->cap : 4096;
+		while (cap < a->len + len + 1)
+			cap *= 2;
+		uint8_t *nb = realloc(a->buf, cap);
+		if (nb == NULL)
+			return 0;
+		a->buf = nb;
+		a->cap = cap;
+	}
+	memcpy(a->buf + a->len, p, len);
 	a->len += len;
 	a->buf[a->len] = '\0';
 	return len;
@@ -112,10 +123,36 @@ static int load_token(const struct opts *o, char tok[static ADM_TOKEN_MAX + 1])
 	return 0;
 }
 
+/* Write the database snapshot a[0..len) to path atomically (0600), after
+ * checking that it is one; print {"ok":true,"file","bytes"}. */
+static int save_backup(const struct answer *a, const char *path)
+{
+	struct idp_error err = {0};
+	if (a->len < sizeof(ADM_SQLITE_MAGIC) ||
+	    memcmp(a->buf, ADM_SQLITE_MAGIC, sizeof(ADM_SQLITE_MAGIC)) != 0) {
+		(void)fprintf(stderr, "idprov-admin: the answer is not an SQLite database\n");
+		return EXIT_LOCAL;
+	}
+	if (fmt_file_write_atomic(path, a->buf, a->len, 0600, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
+		return EXIT_LOCAL;
+	}
+	cJSON *o = cJSON_CreateObject();
+	char *s = NULL;
+	if (o != NULL && cJSON_AddBoolToObject(o, "ok", 1) != NULL &&
+	    cJSON_AddStringToObject(o, "file", path) != NULL &&
+	    cJSON_AddNumberToObject(o, "bytes", (double)a->len) != NULL)
+		s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	(void)printf("%s\n", s != NULL ? s : "{\"ok\":true}");
+	cJSON_free(s);
+	return 0;
+}
+
 /* POST body[0..len) to /v1/admin/PATH (GET when body is NULL); print the
- * outcome. */
+ * outcome, or with save set write the answer there (a backup). */
 static int post(const struct opts *o, const char *path, const char *type, const void *body,
-                size_t len, const char *sig64)
+                size_t len, const char *sig64, const char *save)
 {
 	char tok[ADM_TOKEN_MAX + 1];
 	int rc = load_token(o, tok);
@@ -140,7 +177,7 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 		(void)fprintf(stderr, "idprov-admin: out of memory\n");
 		return EXIT_LOCAL;
 	}
-	struct answer a = {0};
+	struct answer a = {.max = save != NULL ? ADM_BACKUP_MAX : ADM_ANSWER_MAX};
 	char cerr[CURL_ERROR_SIZE] = "";
 	(void)curl_easy_setopt(c, CURLOPT_URL, url);
 	(void)curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
@@ -168,9 +205,13 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 		return EXIT_LOCAL;
 	}
 	if (status >= 200 && status < 300) {
-		(void)printf("%s\n", a.buf != NULL ? (const char *)a.buf : "");
+		rc = 0;
+		if (save != NULL)
+			rc = save_backup(&a, save);
+		else
+			(void)printf("%s\n", a.buf != NULL ? (const char *)a.buf : "");
 		free(a.buf);
-		return 0;
+		return rc;
 	}
 	struct fmt_api_error e;
 	struct idp_error err = {0};
@@ -201,7 +242,7 @@ static int post_json(const struct opts *o, const char *path, const char *const *
 		(void)fprintf(stderr, "idprov-admin: out of memory\n");
 		return EXIT_LOCAL;
 	}
-	int rc = post(o, path, "application/json", s, strlen(s), NULL);
+	int rc = post(o, path, "application/json", s, strlen(s), NULL, NULL);
 	cJSON_free(s);
 	return rc;
 }
@@ -246,7 +287,7 @@ static int import(const struct opts *o, const char *manifest, const char *sig_pa
 	char sig64[ADM_SIG_MAX * 2];
 	if (rc == 0) {
 		(void)fmt_b64_encode(FMT_B64_STD, sig, sig_len, sig64);
-		rc = post(o, "import", "application/vnd.idprov.manifest", body, len, sig64);
+		rc = post(o, "import", "application/vnd.idprov.manifest", body, len, sig64, NULL);
 	}
 	free(sig);
 	free(body);
@@ -257,9 +298,11 @@ static int run(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
 	if (argc == 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)
-		return post(o, "stations", "application/json", NULL, 0, NULL);
+		return post(o, "stations", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 2 && strcmp(cmd, "backup") == 0)
+		return post(o, "backup", "application/json", "", 0, NULL, argv[1]);
 	if (argc == 1 && strcmp(cmd, "flags") == 0)
-		return post(o, "flags", "application/json", NULL, 0, NULL);
+		return post(o, "flags", "application/json", NULL, 0, NULL, NULL);
 	if (strcmp(cmd, "devices") == 0) {
 		const char *state = NULL, *after = NULL;
 		for (int i = 1; i + 1 < argc; i += 2) {
@@ -280,7 +323,7 @@ static int run(const struct opts *o, int argc, char **argv)
 		               ea != NULL ? ea : "");
 		curl_free(es);
 		curl_free(ea);
-		return post(o, path, "application/json", NULL, 0, NULL);
+		return post(o, path, "application/json", NULL, 0, NULL, NULL);
 	}
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {
 		static const char *const names[] = {"id"};

@@ -426,6 +426,7 @@ static const struct srv_route routes[] = {
         {"/v1/admin/stations", EVHTTP_REQ_GET, 0, srv_admin_station_list},
         {"/v1/admin/devices", EVHTTP_REQ_GET, 0, srv_admin_device_list},
         {"/v1/admin/flags", EVHTTP_REQ_GET, 0, srv_admin_flag_list},
+        {"/v1/admin/backup", EVHTTP_REQ_POST, 0, srv_admin_backup},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -251,6 +251,14 @@ IDP_MUST_CHECK enum idp_err srv_store_audit_append(struct srv_store *st,
 IDP_MUST_CHECK enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32],
                                              struct idp_error *err);
 
+/* Write a consistent snapshot of the whole database to path (VACUUM INTO:
+ * one read transaction, so writers on other connections go on and none is
+ * seen half-done). path must not exist or be an empty file; it is written
+ * with SQLite's own I/O. Not inside a transaction (IDP_E_ARG). The snapshot
+ * is a complete database: the store opens it as it is. */
+IDP_MUST_CHECK enum idp_err srv_store_snapshot(struct srv_store *st, const char *path,
+                                               struct idp_error *err);
+
 /* Listings for the admin API, in key order. A non-zero return from fn stops
  * the walk (still IDP_OK). Devices: state 0 lists all; IDs after after_id
  * ("" or NULL: from the first), at most limit. Flags: open ones with seq

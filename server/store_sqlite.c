@@ -1184,6 +1184,23 @@ enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32], stru
 	return rc;
 }
 
+/* ---------------------------------------------------------------- snapshot */
+
+enum idp_err srv_store_snapshot(struct srv_store *st, const char *path, struct idp_error *err)
+{
+	if (st->in_tx || !sqlite3_get_autocommit(st->db))
+		return idp_error_set(err, IDP_E_ARG, "store: snapshot inside a transaction");
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, "VACUUM INTO ?1", -1, &s, NULL) != SQLITE_OK)
+		return db_error(st, "snapshot", err);
+	enum idp_err rc = IDP_OK;
+	if (sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_DONE)
+		rc = db_error(st, "snapshot", err);
+	(void)sqlite3_finalize(s);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- listings */
 
 enum idp_err srv_store_station_foreach(struct srv_store *st,

@@ -226,6 +226,33 @@ START_TEST(test_store_open_refuses_symlink_and_loose_modes)
 }
 END_TEST
 
+START_TEST(test_store_snapshot_is_the_same_database)
+{
+	struct srv_store *st = open_ok();
+	struct srv_device d;
+	make_device(&d, 1, NULL);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	char snap[160];
+	snprintf(snap, sizeof(snap), "%s/snap.db", dir);
+	struct idp_error err = {0};
+	ck_assert_msg(srv_store_snapshot(st, snap, &err) == IDP_OK, "%s", err.msg);
+	/* Not inside a transaction; not over a file that holds data. */
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_snapshot(st, snap, NULL), IDP_E_ARG);
+	srv_store_rollback(st);
+	ck_assert_int_ne(srv_store_snapshot(st, snap, NULL), IDP_OK);
+	uint8_t a[32], b[32];
+	ck_assert_int_eq(srv_store_digest(st, a, NULL), IDP_OK);
+	srv_store_close(st);
+	ck_assert_int_eq(chmod(snap, 0600), 0);
+	struct srv_store *copy = NULL;
+	ck_assert_int_eq(srv_store_open(snap, &copy, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_digest(copy, b, NULL), IDP_OK);
+	ck_assert_mem_eq(a, b, 32);
+	srv_store_close(copy);
+}
+END_TEST
+
 START_TEST(test_store_device_round_trip_find_and_update)
 {
 	struct srv_store *st = open_ok();
@@ -626,6 +653,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_open_migrates_from_empty_and_reopens);
 	tcase_add_test(tc, test_store_open_refuses_newer_schema);
 	tcase_add_test(tc, test_store_open_refuses_symlink_and_loose_modes);
+	tcase_add_test(tc, test_store_snapshot_is_the_same_database);
 	tcase_add_test(tc, test_store_device_round_trip_find_and_update);
 	tcase_add_test(tc, test_store_batches_and_chain_lookups);
 	tcase_add_test(tc, test_store_tokens_single_use_across_connections);

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# backup.sh - idprov-admin backup (issue 9 §1): the server snapshots its
+# database (VACUUM INTO) while writes go on and streams it to the CLI, which
+# writes FILE atomically (0600). The snapshot holds every write answered
+# before the backup began and passes integrity_check; restored into a new
+# state directory with the key files (docs/administrator.md, "Backup and
+# restore"), a server starts on it with the same CA, credential, stations
+# and devices. Unauthenticated or malformed requests get nothing, and no
+# temporary file is left behind.
+. "$(dirname "$0")/../../lib.sh"
+. "$(dirname "$0")/idprovd.inc"
+
+samples=$IDP_TOP/samples/manifests
+st=$T_TMP/state
+t_run "server starts" srv_start "$st"
+printf '%s\n' "$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")" >"$T_TMP/token"
+url=$SRV_URL
+cli() {
+	"$IDP_BIN/idprov-admin" --server "$url" --ca "$SRV_CA" --token-file "$T_TMP/token" "$@"
+}
+
+# A trusted station and an imported batch: preloaded devices to find again.
+t_run "station added" cli station add station-01 "$samples/sample-station-p256.pub" >/dev/null
+grep -v '^#' "$samples/devices.csv" | head -3 | cut -d, -f1-3 >"$T_TMP/devs.csv"
+"$IDP_BIN/idprov-manifest" create --key "$samples/sample-station-p256.key" --batch b-bk-1 \
+	--station station-01 --seq 1 --product sx1 --devices "$T_TMP/devs.csv" --format csv \
+	--out "$T_TMP/b1.manifest" >/dev/null
+t_run "batch imported" cli import "$T_TMP/b1.manifest" >/dev/null
+t_run "a device revoked" cli revoke dev-0002 >/dev/null
+cli devices >"$T_TMP/devices.before"
+
+# Writes in the background while the backups run: each answered station is
+# appended to answered.txt.
+openssl genpkey -algorithm ed25519 -out "$T_TMP/w.key" 2>/dev/null
+openssl pkey -in "$T_TMP/w.key" -pubout -out "$T_TMP/w.pub" 2>/dev/null
+: >"$T_TMP/answered.txt"
+(
+	for i in $(seq 1 40); do
+		cli station add "st-w$i" "$T_TMP/w.pub" 2>/dev/null | grep -q '"ok":true' &&
+			echo "st-w$i" >>"$T_TMP/answered.txt"
+	done
+) &
+writer=$!
+T_CLEANUP+=("kill $writer 2>/dev/null")
+for _ in $(seq 1 200); do [ "$(wc -l <"$T_TMP/answered.txt")" -ge 5 ] && break; sleep 0.1; done
+cp "$T_TMP/answered.txt" "$T_TMP/answered.before"
+t_run "backup while writes go on" cli backup "$T_TMP/backup.db" >"$T_TMP/cli.out"
+t_grep "backup answers the file and its size" '^\{"ok":true,"file":".*backup.db","bytes":[0-9]+\}$' "$T_TMP/cli.out"
+t_run "second backup while writes go on" cli backup "$T_TMP/backup2.db" >/dev/null
+wait "$writer"
+t_run "writes went on during the backups" [ "$(wc -l <"$T_TMP/answered.txt")" -gt "$(wc -l <"$T_TMP/answered.before")" ]
+t_run "backup file is 0600" [ "$(stat -c %a "$T_TMP/backup.db")" = 600 ]
+t_run "backup passes integrity_check" [ "$(sqlite3 "$T_TMP/backup.db" 'pragma integrity_check')" = ok ]
+t_run "second backup passes integrity_check" [ "$(sqlite3 "$T_TMP/backup2.db" 'pragma integrity_check')" = ok ]
+lost=0
+while read -r s; do
+	[ "$(sqlite3 "$T_TMP/backup.db" "select count(*) from stations where id='$s'")" = 1 ] ||
+		lost=$((lost + 1))
+done <"$T_TMP/answered.before"
+t_run "every write answered before the backup is in it ($(wc -l <"$T_TMP/answered.before") checked)" [ "$lost" = 0 ]
+t_run "no temporary file left in the state directory" [ -z "$(ls -A "$st" | grep -i backup)" ]
+t_grep "backup logged" 'event=admin.done .*action=backup bytes=[0-9]+' "$SRV_ERR"
+
+# Refusals: no credential, a body, an unwritable destination, another CA.
+code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -X POST "$SRV_URL/v1/admin/backup")
+t_run "no credential: 401" [ "$code" = 401 ]
+t_refuse "no credential: no database in the answer" grep -q 'SQLite format 3' "$T_TMP/out"
+code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H "Authorization: Bearer $(cat "$T_TMP/token")" \
+	-H 'Content-Type: application/json' --data-binary '{"x":1}' "$SRV_URL/v1/admin/backup")
+t_run "a body: 400" [ "$code" = 400 ]
+t_grep "a body: JSON error" '"code":"bad_request"' "$T_TMP/out"
+cli backup "$T_TMP/no/such/dir/b.db" 2>"$T_TMP/err.out"
+t_run "unwritable destination exits 3" [ $? = 3 ]
+t_grep "and names it" 'no/such/dir' "$T_TMP/err.out"
+"$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$samples/sample-factory-ca.pem" \
+	--token-file "$T_TMP/token" backup "$T_TMP/other-ca.db" 2>/dev/null
+t_run "another CA exits 3" [ $? = 3 ]
+t_run "and writes nothing" [ ! -e "$T_TMP/other-ca.db" ]
+
+# Restore into a new state directory: the database plus the key files.
+cli devices >"$T_TMP/devices.before"
+fp=$(srv_curl "$SRV_URL/v1/health" | grep -o '"ca_fingerprint":"[0-9a-f]*"')
+srv_stop
+r=$T_TMP/restored
+mkdir -m 0700 "$r"
+cp "$T_TMP/backup.db" "$r/idprov.db"
+chmod 0600 "$r/idprov.db"
+cp -p "$st/ca.pem" "$st/ca.key" "$st/token.key" "$st/token.pub" "$st/admin.hash" "$r/"
+t_run "server starts on the restored directory" srv_start "$r"
+url=$SRV_URL
+t_run "same CA" [ "$(srv_curl "$SRV_URL/v1/health" | grep -o '"ca_fingerprint":"[0-9a-f]*"')" = "$fp" ]
+cli devices >"$T_TMP/devices.after"
+t_run "same admin credential" [ $? = 0 ]
+t_run "same devices, same states" cmp -s "$T_TMP/devices.before" "$T_TMP/devices.after"
+t_grep "the revoked device is still revoked" '"id":"dev-0002","state":"revoked"' "$T_TMP/devices.after"
+cli station list >"$T_TMP/stations.after"
+t_grep "the station is there" '"id":"station-01"' "$T_TMP/stations.after"
+t_run "same import again: already imported" cli import "$T_TMP/b1.manifest" >"$T_TMP/imp.out"
+t_grep "the batch is known" '"created":false' "$T_TMP/imp.out"
+srv_stop
+t_run "restored server stops cleanly" [ "$SRV_RC" = 0 ]
+t_done
