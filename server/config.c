@@ -57,6 +57,12 @@ static const struct key keys[] = {
          "Retry-After given to a device waiting for approval"},
         {"nonce-lifetime", K_DURATION, FIELD(nonce_lifetime), 5, 3600, "2m",
          "how long a server nonce may be used"},
+        {"max-pending", K_UINT, FIELD(max_pending), 1, 10000000, "10000",
+         "pending devices kept at once (unknown devices beyond are refused, 503)"},
+        {"max-pending-per-address", K_UINT, FIELD(max_pending_per_address), 1, 10000000, "64",
+         "pending devices created from one client address (beyond: 429)"},
+        {"pending-lifetime", K_DURATION, FIELD(pending_lifetime), 60, 366ull * 86400, "7d",
+         "a pending device not heard from for this long is deleted"},
         {"max-body", K_SIZE, FIELD(max_body), 1024, 16u << 20, "16K",
          "largest API request body (K, M suffix)"},
         {"max-manifest", K_SIZE, FIELD(max_manifest), 1024, 1u << 30, "64M",
@@ -97,6 +103,9 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->provisioning_token_lifetime = 300;
 	cfg->pending_retry_after = 30;
 	cfg->nonce_lifetime = 120;
+	cfg->max_pending = 10000;
+	cfg->max_pending_per_address = 64;
+	cfg->pending_lifetime = 7LL * 86400;
 	cfg->max_body = 16u << 10; /* formats/api.md: FMT_API_BODY_MAX */
 	cfg->max_manifest = 64u << 20;
 	cfg->max_headers = 8u << 10;

@@ -56,6 +56,9 @@ struct srv_config {
 	int64_t provisioning_token_lifetime; /* provisioning token, seconds */
 	int64_t pending_retry_after;         /* seconds a pending device waits */
 	int64_t nonce_lifetime;              /* seconds a server nonce is valid */
+	unsigned max_pending;                /* pending devices kept at once */
+	unsigned max_pending_per_address;    /* pending devices created per client address */
+	int64_t pending_lifetime;            /* seconds a silent pending device is kept */
 	size_t max_body;                     /* bytes of a request body */
 	size_t max_manifest;                 /* bytes of an uploaded manifest */
 	size_t max_headers;                  /* bytes of all request headers */

@@ -7,6 +7,8 @@
  */
 #include "server/handlers.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,9 @@ enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
 	app->pcfg.provisioning_lifetime = cfg->provisioning_token_lifetime;
 	app->pcfg.device_lifetime = cfg->token_lifetime;
 	app->pcfg.retry_after = cfg->pending_retry_after;
+	app->pcfg.pending.max_total = cfg->max_pending;
+	app->pcfg.pending.max_per_source = cfg->max_pending_per_address;
+	app->pcfg.pending.lifetime = cfg->pending_lifetime;
 	app->pop_skew = FMT_API_POP_SKEW_DEFAULT;
 	app->nonce_lifetime = cfg->nonce_lifetime;
 	for (size_t i = 0; i < cfg->n_rules; i++) {
@@ -189,6 +194,38 @@ static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
 	}
 }
 
+/* The client address that counts for the per-address pending cap: an IPv4
+ * address, or the /64 prefix of an IPv6 one (a host picks addresses in its
+ * /64 at will). NULL when unknown. */
+static const char *source_of(struct evhttp_request *req, char buf[static SRV_STORE_SOURCE_MAX + 1])
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	if (evcon != NULL)
+		evhttp_connection_get_peer(evcon, &addr, &port);
+	if (addr == NULL)
+		return NULL;
+	struct in6_addr a6;
+	char text[INET6_ADDRSTRLEN];
+	int n;
+	if (inet_pton(AF_INET6, addr, &a6) == 1 && IN6_IS_ADDR_V4MAPPED(&a6)) {
+		struct in_addr a4;
+		memcpy(&a4, &a6.s6_addr[12], sizeof(a4));
+		if (inet_ntop(AF_INET, &a4, text, sizeof(text)) == NULL)
+			return NULL;
+		n = snprintf(buf, SRV_STORE_SOURCE_MAX + 1, "%s", text);
+	} else if (inet_pton(AF_INET6, addr, &a6) == 1) {
+		memset(&a6.s6_addr[8], 0, 8);
+		if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) == NULL)
+			return NULL;
+		n = snprintf(buf, SRV_STORE_SOURCE_MAX + 1, "%s/64", text);
+	} else {
+		n = snprintf(buf, SRV_STORE_SOURCE_MAX + 1, "%s", addr);
+	}
+	return n > 0 && (size_t)n <= SRV_STORE_SOURCE_MAX ? buf : NULL;
+}
+
 /* The shared part of the device endpoints: parse, verify the proof on this
  * connection, then decide. */
 static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
@@ -240,13 +277,14 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	const uint8_t *nonce_p = r->pop.has_nonce ? r->pop.nonce : NULL;
 	enum fmt_token_check failed = FMT_TOKEN_CHECK_OK;
 	if (purpose == FMT_API_PROVISION) {
-		char mac[FMT_MAC_TEXT_LEN + 1];
+		char mac[FMT_MAC_TEXT_LEN + 1], source[SRV_STORE_SOURCE_MAX + 1];
 		fmt_mac_format(r->mac, mac);
 		const struct srv_provision_req pr = {.device_id = r->device_id,
 		                                     .mac = mac,
 		                                     .key = key,
 		                                     .nonce = nonce_p,
-		                                     .now = now};
+		                                     .now = now,
+		                                     .source = source_of(req, source)};
 		rc = srv_provision(ctx->store, ctx->state, &app->pcfg, &pr, &out, &err);
 	} else if (purpose == FMT_API_EXCHANGE) {
 		rc = srv_token_exchange(ctx->store, ctx->state, &app->pcfg,
@@ -267,6 +305,15 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 			api_error(req, FMT_API_ERR_NONCE_INVALID, "nonce unknown, expired or used");
 		else if (out.refusal == SRV_REFUSE_TOKEN)
 			api_error(req, FMT_API_ERR_TOKEN_INVALID, err.msg);
+		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT) {
+			char ra[24];
+			(void)snprintf(ra, sizeof(ra), "%lld", (long long)app->pcfg.retry_after);
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        "Retry-After", ra);
+			api_error(req,
+			          rc == IDP_E_LIMIT ? FMT_API_ERR_THROTTLED : FMT_API_ERR_UNAVAILABLE,
+			          err.msg);
+		}
 		else if (out.refusal != SRV_REFUSE_NONE) {
 			set_rejected(&s, out.refusal);
 			send_status(req, &s);

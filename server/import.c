@@ -109,15 +109,42 @@ static enum idp_err verify(struct srv_store *st, const struct fmt_manifest_heade
 	return rc;
 }
 
-/* value of kind already another device's (not id's) and not released? */
+struct claim_flag {
+	struct srv_store *st;
+	const char *detail;
+	int64_t now;
+	enum idp_err rc;
+	struct idp_error *err;
+};
+
+/* A pending or rejected device claims a value a signed manifest gives to
+ * another device: flag it for review (the manifest wins). */
+static int flag_claim(void *ctx, const char *id)
+{
+	struct claim_flag *c = ctx;
+	c->rc = srv_store_flag_add(c->st, SRV_IMPORT_FLAG_COLLISION, id, c->detail, c->now, c->err);
+	return c->rc != IDP_OK;
+}
+
+/* value of kind already an enrolled device's (not id's) and not released?
+ * Pending and rejected devices holding it do not count (anyone can claim a
+ * MAC): they are flagged instead. */
 static enum idp_err check_free(struct srv_store *st, enum srv_ident_kind kind, const char *what,
                                const uint8_t *v, size_t len, const char *shown, const char *id,
-                               uint64_t line, struct idp_error *err)
+                               const char *batch_id, uint64_t line, int64_t now,
+                               struct idp_error *err)
 {
 	char other[SRV_STORE_ID_MAX + 1];
-	enum idp_err rc = srv_store_device_find(st, kind, v, len, id, other, err);
-	if (rc == IDP_E_NOTFOUND)
-		return IDP_OK;
+	enum idp_err rc = srv_store_device_find_enrolled(st, kind, v, len, id, other, err);
+	if (rc == IDP_E_NOTFOUND) {
+		char detail[SRV_STORE_DETAIL_MAX];
+		(void)snprintf(detail, sizeof(detail), "%s %s is manifest device %s's (batch %s)",
+		               what, shown, id, batch_id);
+		struct claim_flag c = {.st = st, .detail = detail, .now = now, .err = err};
+		rc = srv_store_device_claims(st, kind, v, len, id, SRV_STORE_CLAIMS_MAX, flag_claim,
+		                             &c, err);
+		return rc != IDP_OK ? rc : c.rc;
+	}
 	if (rc != IDP_OK)
 		return rc;
 	bool released = false;
@@ -142,7 +169,25 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 	enum idp_err rc = srv_store_device_get(st, rec->id, &old, err);
 	if (rc == IDP_OK) {
 		bool released = false;
-		if (old.state != SRV_DEV_PENDING) {
+		if (old.state == SRV_DEV_PENDING || old.state == SRV_DEV_REJECTED) {
+			/* A claim, replaced by the signed record; flagged when it
+			 * presented another key or MAC than the manifest's. */
+			bool differs = (old.pubkey_len > 0 && rec->pub_len > 0 &&
+			                (old.pubkey_len != rec->pub_len ||
+			                 CRYPTO_memcmp(old.pubkey, rec->pub, rec->pub_len) != 0)) ||
+			               (old.mac[0] != '\0' && strcmp(old.mac, mac) != 0) ||
+			               old.state == SRV_DEV_REJECTED;
+			char detail[SRV_STORE_DETAIL_MAX];
+			(void)snprintf(detail, sizeof(detail),
+			               "%s device replaced by manifest batch %s (line %llu)",
+			               srv_device_state_name(old.state), batch_id,
+			               (unsigned long long)line);
+			if (differs)
+				rc = srv_store_flag_add(st, SRV_IMPORT_FLAG_COLLISION, rec->id, detail,
+				                        now, err);
+			if (rc != IDP_OK)
+				return rc;
+		} else {
 			rc = srv_store_release_check(st, SRV_IDENT_ID, (const uint8_t *)rec->id,
 			                             strlen(rec->id), &released, err);
 			if (rc == IDP_OK && !released)
@@ -161,13 +206,13 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 		d.created_at = now;
 	}
 	rc = check_free(st, SRV_IDENT_SERIAL, "serial", (const uint8_t *)rec->serial,
-	                strlen(rec->serial), rec->serial, rec->id, line, err);
+	                strlen(rec->serial), rec->serial, rec->id, batch_id, line, now, err);
 	if (rc == IDP_OK)
 		rc = check_free(st, SRV_IDENT_MAC, "mac", (const uint8_t *)mac, strlen(mac), mac,
-		                rec->id, line, err);
+		                rec->id, batch_id, line, now, err);
 	if (rc == IDP_OK && rec->pub_len > 0)
 		rc = check_free(st, SRV_IDENT_KEY, "public key", rec->pub, rec->pub_len, "(key)",
-		                rec->id, line, err);
+		                rec->id, batch_id, line, now, err);
 	if (rc != IDP_OK)
 		return rc;
 	(void)snprintf(d.id, sizeof(d.id), "%s", rec->id);

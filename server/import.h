@@ -10,10 +10,16 @@
  * different body under that sequence: refused as a replaced batch); the
  * previous-hash chain is checked (a gap is recorded in the batch state and
  * flagged for review); every record is streamed in and refused, with its
- * line, when its ID, serial, MAC or key is already another device's
- * (unless an administrator released that value). A device that asked to
- * provision before its manifest arrived (pending) is taken over by the
- * manifest. Nothing is written when any record fails.
+ * line, when its ID, serial, MAC or key is already another enrolled
+ * (preloaded, approved or revoked) device's, unless an administrator
+ * released that value. Pending and rejected devices are claims anyone can
+ * make, not enrolled identities: the signed manifest wins over them. A
+ * pending or rejected device of the record's ID is taken over by the
+ * manifest; one that holds the record's serial, MAC or key under another ID
+ * stays as it is. Either collision raises a SRV_IMPORT_FLAG_COLLISION flag on
+ * the pending (or rejected) device's ID (for the same ID: only when its key
+ * or MAC differed from the manifest's, or it was rejected). Nothing is
+ * written when any record fails.
  *
  * Thread-safety: as the store connection passed in.
  */
@@ -27,6 +33,8 @@
 #include "formats/error.h"
 #include "server/rules.h"
 #include "server/store.h"
+
+#define SRV_IMPORT_FLAG_COLLISION "pending-collision" /* flag kind, see above */
 
 struct srv_import_result {
 	char batch_id[SRV_STORE_ID_MAX + 1];

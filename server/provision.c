@@ -20,6 +20,7 @@ static const char *const refusal_names[] = {
         [SRV_REFUSE_NO_IDENTITY] = "no-identity",
         [SRV_REFUSE_NONCE] = "nonce",
         [SRV_REFUSE_TOKEN] = "token",
+        [SRV_REFUSE_PENDING_LIMIT] = "pending-limit",
 };
 
 const char *srv_refusal_name(enum srv_refusal r)
@@ -159,13 +160,28 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		d.state = SRV_DEV_PENDING;
 		d.created_at = d.updated_at = req->now;
 		d.attempts = 1;
-		rc = flag_if_shared(st, SRV_IDENT_KEY, spki, spki_len, d.id, req->now, "key-reuse",
+		int64_t expired = 0;
+		rc = srv_store_pending_admit(st, req->source, req->now, &cfg->pending, &expired,
+		                             err);
+		if (rc != IDP_OK) {
+			out->refusal = SRV_REFUSE_PENDING_LIMIT;
+			return rc;
+		}
+		if (expired > 0) {
+			char n[32];
+			(void)snprintf(n, sizeof(n), "%lld devices", (long long)expired);
+			rc = audit(st, req->now, "pending.expired", NULL, n, err);
+		}
+		if (rc == IDP_OK)
+			rc = flag_if_shared(st, SRV_IDENT_KEY, spki, spki_len, d.id, req->now, "key-reuse",
 		                    err);
 		if (rc == IDP_OK)
 			rc = flag_if_shared(st, SRV_IDENT_MAC, (const uint8_t *)mac, mac_len, d.id,
 			                    req->now, "mac-reuse", err);
 		if (rc == IDP_OK)
 			rc = srv_store_device_insert(st, &d, err);
+		if (rc == IDP_OK && req->source != NULL)
+			rc = srv_store_pending_source(st, d.id, req->source, err);
 		if (rc == IDP_OK)
 			rc = audit(st, req->now, "provision.pending", d.id, NULL, err);
 		out->decision = SRV_DECISION_PENDING;

@@ -6,7 +6,9 @@
  *
  *   known ID + same public key          -> approved, provisioning token
  *   known ID + MAC, no key in manifest  -> key recorded, approved, token
- *   unknown ID                          -> pending (stored once), retry later
+ *   unknown ID                          -> pending (stored once), retry later;
+ *                                          refused while a pending cap is
+ *                                          reached (cfg->pending)
  *   known ID + other key, rejected,
  *   revoked, key of another device      -> refused, nothing issued
  *
@@ -39,6 +41,7 @@ struct srv_provision_cfg {
 	int64_t provisioning_lifetime;
 	int64_t device_lifetime;
 	int64_t retry_after; /* seconds a pending device waits */
+	struct srv_pending_limits pending; /* caps and expiry of pending devices (0: none) */
 };
 
 enum srv_decision {
@@ -57,6 +60,8 @@ enum srv_refusal {
 	SRV_REFUSE_NO_IDENTITY,  /* the record has neither key nor MAC */
 	SRV_REFUSE_NONCE,        /* the nonce is unknown, used or expired (an error too) */
 	SRV_REFUSE_TOKEN,        /* the token is invalid or already used (an error too) */
+	SRV_REFUSE_PENDING_LIMIT, /* a pending cap is reached (an error: IDP_E_LIMIT per
+	                           * source, IDP_E_AGAIN in total); nothing stored */
 };
 
 struct srv_provision_req {
@@ -65,6 +70,7 @@ struct srv_provision_req {
 	const struct fmt_key *key; /* the key whose possession was proven */
 	const uint8_t *nonce;      /* NULL, or a server nonce (SRV_NONCE_LEN) to consume */
 	int64_t now;
+	const char *source; /* client address (the per-source pending cap); NULL: none */
 };
 
 struct srv_issued {

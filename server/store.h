@@ -35,6 +35,8 @@
 #define SRV_STORE_DETAIL_MAX  1024u  /* flag and audit details, bytes */
 #define SRV_STORE_PEM_MAX     16384u /* a certificate PEM */
 #define SRV_STORE_BUSY_MS     5000   /* how long a writer waits for the lock */
+#define SRV_STORE_SOURCE_MAX  64u    /* client address that created a pending device */
+#define SRV_STORE_CLAIMS_MAX  16u    /* claims srv_store_device_claims reports at most */
 
 /* Device states, as the seed's flow names them. */
 enum srv_device_state {
@@ -192,6 +194,47 @@ IDP_MUST_CHECK enum idp_err srv_store_device_find(struct srv_store *st, enum srv
                                                   const char *except_id,
                                                   char id_out[static SRV_STORE_ID_MAX + 1],
                                                   struct idp_error *err);
+
+/* As srv_store_device_find for a serial, MAC or key, but only devices that
+ * are enrolled identities: preloaded, approved or revoked. Pending and
+ * rejected devices are claims anyone can make, never a reason to refuse a
+ * signed manifest (import). IDP_OK with the ID, or IDP_E_NOTFOUND. */
+IDP_MUST_CHECK enum idp_err
+srv_store_device_find_enrolled(struct srv_store *st, enum srv_ident_kind kind, const uint8_t *value,
+                               size_t len, const char *except_id,
+                               char id_out[static SRV_STORE_ID_MAX + 1], struct idp_error *err);
+
+/* Call fn for each pending or rejected device other than except_id that
+ * holds value as its kind (serial, MAC or key), in ID order, at most
+ * min(limit, SRV_STORE_CLAIMS_MAX); fn may write to the store. A non-zero
+ * return from fn stops the walk (still IDP_OK). */
+IDP_MUST_CHECK enum idp_err srv_store_device_claims(struct srv_store *st, enum srv_ident_kind kind,
+                                                    const uint8_t *value, size_t len,
+                                                    const char *except_id, int64_t limit,
+                                                    int (*fn)(void *ctx, const char *id),
+                                                    void *ctx, struct idp_error *err);
+
+/* Bounds on pending devices; 0 disables each. */
+struct srv_pending_limits {
+	int64_t max_total;      /* pending devices at once */
+	int64_t max_per_source; /* pending devices created from one source */
+	int64_t lifetime;       /* seconds: a pending device not updated since is deleted */
+};
+
+/* Before a new pending device from source (a client address, "" or NULL:
+ * no per-source count) is inserted, inside the caller's transaction: delete
+ * the pending devices not updated for lim->lifetime (*expired: how many),
+ * then IDP_E_LIMIT when source already created lim->max_per_source of the
+ * pending devices, IDP_E_AGAIN when lim->max_total are pending; both
+ * messages name the count and the setting. */
+IDP_MUST_CHECK enum idp_err srv_store_pending_admit(struct srv_store *st, const char *source,
+                                                    int64_t now,
+                                                    const struct srv_pending_limits *lim,
+                                                    int64_t *expired, struct idp_error *err);
+
+/* Record the source of pending device id (no-op for a device not pending). */
+IDP_MUST_CHECK enum idp_err srv_store_pending_source(struct srv_store *st, const char *id,
+                                                     const char *source, struct idp_error *err);
 
 /* Count devices in a state (0 = all). */
 IDP_MUST_CHECK enum idp_err srv_store_device_count(struct srv_store *st,

@@ -98,6 +98,9 @@ static const char *const migrations[] = {
         "  subject TEXT,"
         "  detail TEXT"
         ") STRICT;",
+        /* 2: the client address that created a pending device, for its cap. */
+        "ALTER TABLE devices ADD COLUMN source TEXT;"
+        "CREATE INDEX devices_pending ON devices(state, source, updated_at);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -140,12 +143,23 @@ enum stmt_id {
 	S_DEVICE_LIST,
 	S_DEVICE_LIST_STATE,
 	S_FLAG_LIST,
+	S_FIND_ENROLLED_SERIAL,
+	S_FIND_ENROLLED_MAC,
+	S_FIND_ENROLLED_KEY,
+	S_CLAIMS_SERIAL,
+	S_CLAIMS_MAC,
+	S_CLAIMS_KEY,
+	S_PENDING_PURGE,
+	S_PENDING_COUNT_SOURCE,
+	S_PENDING_SOURCE,
 	S_COUNT_
 };
 
 #define DEVICE_COLS                                                                                \
 	"id, mac, serial, public_key, state, batch_id, created_at, updated_at, provisioned_at, "   \
 	"attempts"
+/* States that are claims, not enrolled identities (import reuse checks). */
+#define UNENROLLED "'pending', 'rejected'"
 #define BATCH_COLS                                                                                 \
 	"id, station_id, sequence, hash, prev_hash, product, device_count, imported_at, state"
 
@@ -205,6 +219,22 @@ static const char *const stmt_sql[S_COUNT_] = {
                                 "WHERE id > coalesce(?1, '') AND state = ?3 ORDER BY id LIMIT ?2",
         [S_FLAG_LIST] = "SELECT seq, kind, subject, detail, created_at FROM flags "
                         "WHERE cleared = 0 AND seq > ?1 ORDER BY seq LIMIT ?2",
+        [S_FIND_ENROLLED_SERIAL] = "SELECT id FROM devices WHERE serial = ?1 AND id IS NOT ?2 "
+                                   "AND state NOT IN (" UNENROLLED ") LIMIT 1",
+        [S_FIND_ENROLLED_MAC] = "SELECT id FROM devices WHERE mac = ?1 AND id IS NOT ?2 "
+                                "AND state NOT IN (" UNENROLLED ") LIMIT 1",
+        [S_FIND_ENROLLED_KEY] = "SELECT id FROM devices WHERE public_key = ?1 AND id IS NOT ?2 "
+                                "AND state NOT IN (" UNENROLLED ") LIMIT 1",
+        [S_CLAIMS_SERIAL] = "SELECT id FROM devices WHERE serial = ?1 AND id IS NOT ?2 "
+                            "AND state IN (" UNENROLLED ") ORDER BY id LIMIT ?3",
+        [S_CLAIMS_MAC] = "SELECT id FROM devices WHERE mac = ?1 AND id IS NOT ?2 "
+                         "AND state IN (" UNENROLLED ") ORDER BY id LIMIT ?3",
+        [S_CLAIMS_KEY] = "SELECT id FROM devices WHERE public_key = ?1 AND id IS NOT ?2 "
+                         "AND state IN (" UNENROLLED ") ORDER BY id LIMIT ?3",
+        [S_PENDING_PURGE] = "DELETE FROM devices WHERE state = 'pending' AND updated_at < ?1",
+        [S_PENDING_COUNT_SOURCE] =
+                "SELECT count(*) FROM devices WHERE state = 'pending' AND source = ?1",
+        [S_PENDING_SOURCE] = "UPDATE devices SET source = ?2 WHERE id = ?1 AND state = 'pending'",
 };
 
 struct srv_store {
@@ -923,6 +953,29 @@ enum idp_err srv_store_device_get(struct srv_store *st, const char *id, struct s
 	return rc;
 }
 
+/* The one device (other than except_id) that statement id finds holding
+ * value as its kind; whom ("" or "enrolled ") names it in the not-found
+ * message. */
+static enum idp_err find_one(struct srv_store *st, enum stmt_id id, enum srv_ident_kind kind,
+                             const uint8_t *value, size_t len, const char *except_id,
+                             char id_out[static SRV_STORE_ID_MAX + 1], const char *whom,
+                             struct idp_error *err)
+{
+	const struct arg a[] = {kind == SRV_IDENT_KEY ? (struct arg)BLOB(value, len)
+	                                              : (struct arg)TEXTN(value, len),
+	                        TEXT(except_id)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, id, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: no other %sdevice has this %s", whom,
+		                     NAME_OF(ident_kinds, kind));
+	if (rc != IDP_OK)
+		return rc;
+	rc = col_text(s, 0, id_out, SRV_STORE_ID_MAX + 1, "device id", err);
+	stmt_done(s);
+	return rc;
+}
+
 enum idp_err srv_store_device_find(struct srv_store *st, enum srv_ident_kind kind,
                                    const uint8_t *value, size_t len, const char *except_id,
                                    char id_out[static SRV_STORE_ID_MAX + 1], struct idp_error *err)
@@ -936,19 +989,7 @@ enum idp_err srv_store_device_find(struct srv_store *st, enum srv_ident_kind kin
 	id_out[0] = '\0';
 	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
 		return idp_error_set(err, IDP_E_ARG, "store: device find: bad kind or length");
-	const struct arg a[] = {kind == SRV_IDENT_KEY ? (struct arg)BLOB(value, len)
-	                                              : (struct arg)TEXTN(value, len),
-	                        TEXT(except_id)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = query_row(st, by_kind[kind], a, NARGS(a), &s, err);
-	if (rc == IDP_E_NOTFOUND)
-		return idp_error_set(err, rc, "store: no other device has this %s",
-		                     NAME_OF(ident_kinds, kind));
-	if (rc != IDP_OK)
-		return rc;
-	rc = col_text(s, 0, id_out, SRV_STORE_ID_MAX + 1, "device id", err);
-	stmt_done(s);
-	return rc;
+	return find_one(st, by_kind[kind], kind, value, len, except_id, id_out, "", err);
 }
 
 enum idp_err srv_store_device_count(struct srv_store *st, enum srv_device_state state, int64_t *n,
@@ -957,6 +998,124 @@ enum idp_err srv_store_device_count(struct srv_store *st, enum srv_device_state 
 	if ((int)state == 0)
 		return query_int(st, S_DEVICE_COUNT, NULL, n, err);
 	return query_int(st, S_DEVICE_COUNT_STATE, srv_device_state_name(state), n, err);
+}
+
+/* The statement of kind among serial, MAC and key in table (indexed by kind). */
+static enum idp_err ident_stmt(const enum stmt_id table[static 5], enum srv_ident_kind kind,
+                               size_t len, enum stmt_id *id, struct idp_error *err)
+{
+	if (kind < SRV_IDENT_SERIAL || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
+		return idp_error_set(err, IDP_E_ARG, "store: device find: bad kind or length");
+	*id = table[kind];
+	return IDP_OK;
+}
+
+enum idp_err srv_store_device_find_enrolled(struct srv_store *st, enum srv_ident_kind kind,
+                                            const uint8_t *value, size_t len,
+                                            const char *except_id,
+                                            char id_out[static SRV_STORE_ID_MAX + 1],
+                                            struct idp_error *err)
+{
+	static const enum stmt_id by_kind[5] = {
+	        [SRV_IDENT_SERIAL] = S_FIND_ENROLLED_SERIAL,
+	        [SRV_IDENT_MAC] = S_FIND_ENROLLED_MAC,
+	        [SRV_IDENT_KEY] = S_FIND_ENROLLED_KEY,
+	};
+	id_out[0] = '\0';
+	enum stmt_id id = S_COUNT_;
+	enum idp_err rc = ident_stmt(by_kind, kind, len, &id, err);
+	if (rc != IDP_OK)
+		return rc;
+	return find_one(st, id, kind, value, len, except_id, id_out, "enrolled ", err);
+}
+
+enum idp_err srv_store_device_claims(struct srv_store *st, enum srv_ident_kind kind,
+                                     const uint8_t *value, size_t len, const char *except_id,
+                                     int64_t limit, int (*fn)(void *ctx, const char *id),
+                                     void *ctx, struct idp_error *err)
+{
+	static const enum stmt_id by_kind[5] = {
+	        [SRV_IDENT_SERIAL] = S_CLAIMS_SERIAL,
+	        [SRV_IDENT_MAC] = S_CLAIMS_MAC,
+	        [SRV_IDENT_KEY] = S_CLAIMS_KEY,
+	};
+	enum stmt_id id = S_COUNT_;
+	enum idp_err rc = ident_stmt(by_kind, kind, len, &id, err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {kind == SRV_IDENT_KEY ? (struct arg)BLOB(value, len)
+	                                              : (struct arg)TEXTN(value, len),
+	                        TEXT(except_id), INT(limit)};
+	sqlite3_stmt *s = NULL;
+	rc = stmt_bound(st, id, a, NARGS(a), &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	/* Copied out first: fn may write to the store (a flag) while we walk. */
+	char ids[SRV_STORE_CLAIMS_MAX][SRV_STORE_ID_MAX + 1];
+	size_t n = 0;
+	for (;;) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "device claims", err);
+			break;
+		}
+		if (n < SRV_STORE_CLAIMS_MAX &&
+		    (rc = col_text(s, 0, ids[n], sizeof(ids[n]), "device id", err)) == IDP_OK)
+			n++;
+		if (rc != IDP_OK)
+			break;
+	}
+	stmt_done(s);
+	for (size_t i = 0; rc == IDP_OK && i < n; i++)
+		if (fn(ctx, ids[i]) != 0)
+			break;
+	return rc;
+}
+
+/* ---------------------------------------------------------------- pending */
+
+enum idp_err srv_store_pending_admit(struct srv_store *st, const char *source, int64_t now,
+                                     const struct srv_pending_limits *lim, int64_t *expired,
+                                     struct idp_error *err)
+{
+	*expired = 0;
+	enum idp_err rc = check_len(source, SRV_STORE_SOURCE_MAX, false, "pending source", err);
+	if (rc == IDP_OK && lim->lifetime > 0) {
+		const struct arg a[] = {INT(now - lim->lifetime)};
+		rc = run(st, S_PENDING_PURGE, a, NARGS(a), "pending purge", err);
+		if (rc == IDP_OK)
+			*expired = sqlite3_changes64(st->db);
+	}
+	int64_t n = 0;
+	if (rc == IDP_OK && lim->max_per_source > 0 && source != NULL && source[0] != '\0') {
+		rc = query_int(st, S_PENDING_COUNT_SOURCE, source, &n, err);
+		if (rc == IDP_OK && n >= lim->max_per_source)
+			return idp_error_set(err, IDP_E_LIMIT,
+			                     "pending: %lld unknown devices from %s are already "
+			                     "waiting for approval (max-pending-per-address %lld)",
+			                     (long long)n, source, (long long)lim->max_per_source);
+	}
+	if (rc == IDP_OK && lim->max_total > 0) {
+		rc = srv_store_device_count(st, SRV_DEV_PENDING, &n, err);
+		if (rc == IDP_OK && n >= lim->max_total)
+			return idp_error_set(err, IDP_E_AGAIN,
+			                     "pending: %lld unknown devices are already waiting for "
+			                     "approval (max-pending %lld)",
+			                     (long long)n, (long long)lim->max_total);
+	}
+	return rc;
+}
+
+enum idp_err srv_store_pending_source(struct srv_store *st, const char *id, const char *source,
+                                      struct idp_error *err)
+{
+	enum idp_err rc = check_len(source, SRV_STORE_SOURCE_MAX, false, "pending source", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(id), TEXT(source)};
+	return run(st, S_PENDING_SOURCE, a, NARGS(a), "pending source", err);
 }
 
 /* ---------------------------------------------------------------- releases */

@@ -33,6 +33,7 @@
 #include "formats/token.h"
 #include "server/handlers.h"
 #include "server/httpd.h"
+#include "server/import.h"
 #include "tests/unit/check_main.h"
 
 static char dir[64];
@@ -646,20 +647,26 @@ static long upload(const uint8_t *body, size_t len, const uint8_t *sig, size_t s
 	return status;
 }
 
+/* The header of station-01's first batch (ES256) with count records. */
+static void manifest_header(struct fmt_manifest_header *h, const char *batch, uint64_t count)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = FMT_MANIFEST_VERSION;
+	snprintf(h->batch, sizeof(h->batch), "%s", batch);
+	snprintf(h->station, sizeof(h->station), "station-01");
+	h->seq = 1;
+	snprintf(h->created, sizeof(h->created), "2026-11-23T10:00:00Z");
+	snprintf(h->product, sizeof(h->product), "sensor-x");
+	h->count = count;
+	h->sig = FMT_MANIFEST_SIG_ES256;
+	ck_assert_int_eq(fmt_key_fingerprint(station_key, h->key, NULL), IDP_OK);
+}
+
 START_TEST(test_api_batch_upload_by_station)
 {
 	/* A signed batch of 20 devices from station-01. */
 	struct fmt_manifest_header h;
-	memset(&h, 0, sizeof(h));
-	h.version = FMT_MANIFEST_VERSION;
-	snprintf(h.batch, sizeof(h.batch), "st1-000001");
-	snprintf(h.station, sizeof(h.station), "station-01");
-	h.seq = 1;
-	snprintf(h.created, sizeof(h.created), "2026-11-23T10:00:00Z");
-	snprintf(h.product, sizeof(h.product), "sensor-x");
-	h.count = 20;
-	h.sig = FMT_MANIFEST_SIG_ES256;
-	ck_assert_int_eq(fmt_key_fingerprint(station_key, h.key, NULL), IDP_OK);
+	manifest_header(&h, "st1-000001", 20);
 	uint8_t *body = malloc(20 * FMT_MANIFEST_LINE_MAX + FMT_MANIFEST_LINE_MAX);
 	ck_assert_ptr_nonnull(body);
 	size_t len = 0, n = 0;
@@ -723,6 +730,127 @@ START_TEST(test_api_batch_upload_by_station)
 	fmt_key_free(k);
 	free(sig);
 	free(body);
+}
+END_TEST
+
+struct collisions {
+	char subjects[8][SRV_STORE_ID_MAX + 1];
+	size_t n;
+};
+
+static int collision_flag(void *ctx, const struct srv_flag *f)
+{
+	struct collisions *c = ctx;
+	if (strcmp(f->kind, SRV_IMPORT_FLAG_COLLISION) == 0 && c->n < 8)
+		snprintf(c->subjects[c->n++], sizeof(c->subjects[0]), "%s", f->subject);
+	return 0;
+}
+
+/* Provision unknown device id with key and MAC: expect 202 pending. */
+static void expect_pending(const char *id, const char *mac, const struct fmt_key *key)
+{
+	struct call *c = call_new(FMT_API_PROVISION, id, mac, key, NULL);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(run(c, &a), 202);
+	ck_assert_int_eq(a.status.status, FMT_API_PENDING);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+}
+
+/* Provision unknown device id: expect the pending cap's refusal (status,
+ * code, a message naming setting, Retry-After) with the store unchanged. */
+static void expect_capped(const char *id, const struct fmt_key *key, long status,
+                          enum fmt_api_err_code code, const char *setting)
+{
+	struct call *c = call_new(FMT_API_PROVISION, id, "02:00:5e:77:00:01", key, NULL);
+	expect_error(c, status, code);
+	ck_assert_msg(strstr(c->answer, setting) != NULL, "%s", c->answer);
+	ck_assert_str_eq(c->retry_after, "30");
+	call_free(c);
+}
+
+static int64_t pending_count(void)
+{
+	int64_t n = -1;
+	ck_assert_int_eq(srv_store_device_count(db, SRV_DEV_PENDING, &n, NULL), IDP_OK);
+	return n;
+}
+
+/* Issue 8 item 3: an unauthenticated client squats a manifest device's MAC
+ * and key in pending rows; the station's signed batch still imports and the
+ * squats are flagged; the genuine device provisions. Then a flood of unknown
+ * devices from one address stops at max-pending-per-address (429 throttled)
+ * and, in total, at max-pending (503 unavailable), each naming its setting,
+ * with nothing stored. */
+START_TEST(test_api_pending_claims_do_not_block_and_are_capped)
+{
+	struct fmt_key *attacker = new_key(FMT_KEY_P256), *ka = new_key(FMT_KEY_P256);
+	struct fmt_key *kb = new_key(FMT_KEY_ED25519); /* a key the attacker also holds */
+	expect_pending("junk-1", "02:20:00:00:00:01", attacker);
+	expect_pending("junk-2", "02:00:5e:99:00:02", kb);
+
+	struct fmt_manifest_header h;
+	manifest_header(&h, "st1-claims", 2);
+	uint8_t body[3 * FMT_MANIFEST_LINE_MAX];
+	size_t len = 0, n = 0;
+	struct fmt_manifest_writer w;
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, body, &n, NULL), IDP_OK);
+	len += n;
+	for (unsigned i = 1; i <= 2; i++) {
+		struct fmt_manifest_record r;
+		memset(&r, 0, sizeof(r));
+		snprintf(r.id, sizeof(r.id), "cl-%04u", i);
+		snprintf(r.serial, sizeof(r.serial), "CL%06u", i);
+		ck_assert_int_eq(fmt_mac_parse(i == 1 ? "02:20:00:00:00:01" : "02:20:00:00:00:02",
+		                               17, r.mac, NULL),
+		                 IDP_OK);
+		if (i == 2)
+			ck_assert_int_eq(fmt_key_spki_der(kb, r.pub, &r.pub_len, NULL), IDP_OK);
+		ck_assert_int_eq(fmt_manifest_writer_record(&w, &r, body + len, &n, NULL), IDP_OK);
+		len += n;
+	}
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_ES256, station_key, NULL, NULL, body,
+	                                   len, &sig, &sig_len, NULL),
+	                 IDP_OK);
+	struct upload u;
+	ck_assert_msg(upload(body, len, sig, sig_len, true, &u) == 201, "%s", u.answer);
+	free(sig);
+	struct collisions col = {0};
+	ck_assert_int_eq(srv_store_flag_foreach(db, 0, 100, collision_flag, &col, NULL), IDP_OK);
+	ck_assert_uint_eq(col.n, 2);
+	ck_assert_str_eq(col.subjects[0], "junk-1");
+	ck_assert_str_eq(col.subjects[1], "junk-2");
+	/* The genuine device provisions: matched by ID + MAC, its key recorded. */
+	struct call *c = call_new(FMT_API_PROVISION, "cl-0001", "02:20:00:00:00:01", ka, NULL);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(run(c, &a), 200);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+
+	/* A flood from this address (127.0.0.1; junk-1 and junk-2 count). The
+	 * loops only read app between requests. */
+	app.pcfg.pending.max_per_source = 4;
+	expect_pending("fl-1", "02:00:5e:77:00:01", attacker);
+	expect_pending("fl-2", "02:00:5e:77:00:01", attacker);
+	for (int i = 0; i < 3; i++)
+		expect_capped("fl-x", attacker, 429, FMT_API_ERR_THROTTLED,
+		              "max-pending-per-address 4");
+	ck_assert_int_eq(pending_count(), 4);
+	/* The total cap. */
+	app.pcfg.pending.max_per_source = 0;
+	app.pcfg.pending.max_total = 6;
+	expect_pending("fl-3", "02:00:5e:77:00:01", attacker);
+	expect_pending("fl-4", "02:00:5e:77:00:01", attacker);
+	for (int i = 0; i < 3; i++)
+		expect_capped("fl-y", attacker, 503, FMT_API_ERR_UNAVAILABLE, "max-pending 6");
+	ck_assert_int_eq(pending_count(), 6);
+	/* A pending device already stored still gets its answer. */
+	expect_pending("fl-1", "02:00:5e:77:00:01", attacker);
+	fmt_key_free(attacker);
+	fmt_key_free(ka);
+	fmt_key_free(kb);
 }
 END_TEST
 
@@ -910,6 +1038,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_bad_proofs_change_nothing);
 	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
 	tcase_add_test(tc, test_api_batch_upload_by_station);
+	tcase_add_test(tc, test_api_pending_claims_do_not_block_and_are_capped);
 	tcase_add_test(tc, test_api_sigkill_under_load_keeps_answered_decisions);
 	suite_add_tcase(s, tc);
 	return s;

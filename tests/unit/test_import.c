@@ -278,6 +278,76 @@ START_TEST(test_import_chain_gap_reuse_and_pending)
 }
 END_TEST
 
+/* A device row in state with mac (may be "") inserted directly. */
+static void claim(const char *id, enum srv_device_state state, const char *mac)
+{
+	struct srv_device d;
+	memset(&d, 0, sizeof(d));
+	snprintf(d.id, sizeof(d.id), "%s", id);
+	snprintf(d.mac, sizeof(d.mac), "%s", mac);
+	d.state = state;
+	d.created_at = d.updated_at = NOW - 10;
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+}
+
+struct seen {
+	char subjects[8][SRV_STORE_ID_MAX + 1];
+	size_t n;
+};
+
+static int seen_flag(void *ctx, const struct srv_flag *f)
+{
+	struct seen *s = ctx;
+	if (strcmp(f->kind, SRV_IMPORT_FLAG_COLLISION) == 0 && s->n < 8)
+		snprintf(s->subjects[s->n++], sizeof(s->subjects[0]), "%s", f->subject);
+	return 0;
+}
+
+/* Issue 8 item 3: unknown clients' pending rows (and rejected ones) holding a
+ * manifest device's MAC, or its ID with another MAC, do not block the signed
+ * manifest; each collision is flagged on the claim. Enrolled devices still do. */
+START_TEST(test_import_claims_do_not_block_the_manifest)
+{
+	claim("junk-1", SRV_DEV_PENDING, "02:00:00:00:00:01");
+	claim("junk-2", SRV_DEV_REJECTED, "02:00:00:00:00:02");
+	claim("dev-000003", SRV_DEV_PENDING, "02:66:66:66:66:66");
+	claim("dev-000004", SRV_DEV_PENDING, ""); /* asked before its manifest, no MAC */
+	struct body b1 = make(1, NULL, 1, 5, station_key);
+	struct srv_import_result r;
+	struct idp_error err = {0};
+	ck_assert_msg(import(&b1, &r, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_int_eq(r.devices, 5);
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000001", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
+	ck_assert_str_eq(d.mac, "02:00:00:00:00:01");
+	ck_assert_int_eq(srv_store_device_get(st, "junk-1", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PENDING); /* left for the administrator */
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000003", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
+	ck_assert_str_eq(d.mac, "02:00:00:00:00:03");
+	struct seen seen = {0};
+	ck_assert_int_eq(srv_store_flag_foreach(st, 0, 100, seen_flag, &seen, NULL), IDP_OK);
+	ck_assert_uint_eq(seen.n, 3);
+	ck_assert_str_eq(seen.subjects[0], "junk-1");
+	ck_assert_str_eq(seen.subjects[1], "junk-2");
+	ck_assert_str_eq(seen.subjects[2], "dev-000003");
+
+	/* An enrolled device holding a record's MAC still refuses the batch. */
+	claim("real-9", SRV_DEV_APPROVED, "02:00:00:00:00:0a");
+	uint8_t h1[32], before[32], after[32];
+	SHA256(b1.p, b1.len, h1);
+	struct body b2 = make(2, h1, 10, 2, station_key);
+	digest(before);
+	ck_assert_int_eq(import(&b2, &r, &err), IDP_E_DUPLICATE);
+	ck_assert_msg(strstr(err.msg, "real-9") != NULL, "%s", err.msg);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	body_free(&b1);
+	body_free(&b2);
+}
+END_TEST
+
 /* A product rule: serials SN + 8 digits, divisible by 7. */
 START_TEST(test_import_rules_refuse_a_bad_serial)
 {
@@ -386,6 +456,7 @@ Suite *idp_test_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_import_whole_idempotent_and_replaced);
 	tcase_add_test(tc, test_import_chain_gap_reuse_and_pending);
+	tcase_add_test(tc, test_import_claims_do_not_block_the_manifest);
 	tcase_add_test(tc, test_import_rules_refuse_a_bad_serial);
 	tcase_add_test(tc, test_import_sigkill_leaves_batch_whole_or_absent);
 	suite_add_tcase(s, tc);

@@ -253,6 +253,67 @@ START_TEST(test_store_snapshot_is_the_same_database)
 }
 END_TEST
 
+/* Admit and insert pending device number i from source at now. */
+static enum idp_err pending_from(struct srv_store *st, unsigned i, const char *source, int64_t now,
+                                 const struct srv_pending_limits *lim, int64_t *expired,
+                                 struct idp_error *err)
+{
+	enum idp_err rc = srv_store_pending_admit(st, source, now, lim, expired, err);
+	if (rc != IDP_OK)
+		return rc;
+	struct srv_device d;
+	make_device(&d, i, NULL);
+	d.state = SRV_DEV_PENDING;
+	d.created_at = d.updated_at = now;
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_pending_source(st, d.id, source, NULL), IDP_OK);
+	return IDP_OK;
+}
+
+START_TEST(test_store_pending_caps_and_expiry)
+{
+	struct srv_store *st = open_ok();
+	const struct srv_pending_limits lim = {.max_total = 5, .max_per_source = 3, .lifetime = 100};
+	const int64_t t0 = 1700000000;
+	int64_t expired = -1, n = 0;
+	struct idp_error err = {0};
+	/* An approved device does not count. */
+	struct srv_device d;
+	make_device(&d, 100, NULL);
+	d.state = SRV_DEV_APPROVED;
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	for (unsigned i = 1; i <= 3; i++)
+		ck_assert_int_eq(pending_from(st, i, "192.0.2.7", t0, &lim, &expired, NULL), IDP_OK);
+	ck_assert_int_eq(pending_from(st, 4, "192.0.2.7", t0, &lim, &expired, &err), IDP_E_LIMIT);
+	ck_assert_msg(strstr(err.msg, "3 unknown devices from 192.0.2.7") != NULL &&
+	                      strstr(err.msg, "max-pending-per-address 3") != NULL,
+	              "%s", err.msg);
+	ck_assert_int_eq(pending_from(st, 5, "2001:db8::/64", t0, &lim, &expired, NULL), IDP_OK);
+	ck_assert_int_eq(pending_from(st, 6, NULL, t0 + 50, &lim, &expired, NULL), IDP_OK);
+	ck_assert_int_eq(pending_from(st, 7, "198.51.100.1", t0 + 50, &lim, &expired, &err),
+	                 IDP_E_AGAIN);
+	ck_assert_msg(strstr(err.msg, "5 unknown devices") != NULL &&
+	                      strstr(err.msg, "max-pending 5") != NULL,
+	              "%s", err.msg);
+	ck_assert_int_eq(srv_store_device_count(st, SRV_DEV_PENDING, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 5);
+	/* 101 s later the four from t0 expire (deleted), the one from t0 + 50 stays. */
+	ck_assert_int_eq(pending_from(st, 8, "192.0.2.7", t0 + 101, &lim, &expired, NULL), IDP_OK);
+	ck_assert_int_eq(expired, 4);
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000001", &d, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000006", &d, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000100", &d, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_count(st, SRV_DEV_PENDING, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 2);
+	/* No limits: nothing refused, nothing expires. */
+	const struct srv_pending_limits none = {0};
+	ck_assert_int_eq(pending_from(st, 9, "192.0.2.7", t0 + 99999, &none, &expired, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(expired, 0);
+	srv_store_close(st);
+}
+END_TEST
+
 START_TEST(test_store_device_round_trip_find_and_update)
 {
 	struct srv_store *st = open_ok();
@@ -654,6 +715,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_open_refuses_newer_schema);
 	tcase_add_test(tc, test_store_open_refuses_symlink_and_loose_modes);
 	tcase_add_test(tc, test_store_snapshot_is_the_same_database);
+	tcase_add_test(tc, test_store_pending_caps_and_expiry);
 	tcase_add_test(tc, test_store_device_round_trip_find_and_update);
 	tcase_add_test(tc, test_store_batches_and_chain_lookups);
 	tcase_add_test(tc, test_store_tokens_single_use_across_connections);
