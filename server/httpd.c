@@ -516,9 +516,9 @@ static bool value_is(const uint8_t *p, size_t n, const char *w)
 
 /* Why evhttp would refuse the whole head p[0..n) with its own HTML page
  * (libevent 2.1 has no error callback), or NULL: so the filter refuses it
- * first and the answer is JSON. The request line must be METHOD SP TARGET
- * SP HTTP/1.x with a target evhttp's own URI parser takes; each header line
- * NAME ":" VALUE; no Expect but 100-continue (evhttp: 417); a body only on
+ * first and the answer is JSON. A CR only before an LF; the request line
+ * METHOD SP TARGET SP HTTP/1.x with a target evhttp's own URI parser takes;
+ * each header line NAME ":" VALUE (so no obs-fold); no Expect but 100-continue (evhttp: 417); a body only on
  * POST, PUT and PATCH (evhttp reads none for other methods and would parse
  * it as the next request); and on those, no Connection other than "close"
  * without a Content-Length (evhttp: 400). *code is set with the reason. */
@@ -526,6 +526,10 @@ static const char *head_refusal(const uint8_t *p, size_t n, const struct head_in
                                 enum fmt_api_err_code *code)
 {
 	*code = FMT_API_ERR_BAD_REQUEST;
+	for (const uint8_t *cr = memchr(p, '\r', n); cr != NULL;
+	     cr = memchr(cr + 1, '\r', n - (size_t)(cr + 1 - p)))
+		if (cr + 1 == p + n || cr[1] != '\n')
+			return "request head: a CR not followed by LF";
 	const uint8_t *lf = memchr(p, '\n', n);
 	size_t ll = chomp(p, lf != NULL ? (size_t)(lf - p) : n);
 	const uint8_t *sp1 = memchr(p, ' ', ll);

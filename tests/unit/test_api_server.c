@@ -1029,6 +1029,8 @@ START_TEST(test_api_every_refusal_is_a_parsable_json_error)
 		{"GET /v1/health HTTP/1.1\r\nno colon here\r\n\r\n", 0, 400,
 		 FMT_API_ERR_BAD_REQUEST},
 		{"GET /v1/health HTTP/1.1\r\nBad Name: x\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health HTTP/1.1\r\n folded: x\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
 		{"POST /v1/nonce HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 0, 400,
 		 FMT_API_ERR_BAD_REQUEST},
 	};
