@@ -438,6 +438,37 @@ static const struct code_entry err_codes[] = {
 	{"internal", FMT_API_ERR_INTERNAL, 500},
 	{"suspended", FMT_API_ERR_SUSPENDED, 503},
 	{"unavailable", FMT_API_ERR_UNAVAILABLE, 503},
+	{"length_required", FMT_API_ERR_LENGTH_REQUIRED, 411},
+	{"headers_too_large", FMT_API_ERR_HEADERS_TOO_LARGE, 431},
+};
+
+/* The one idp_err -> API error map (formats/api.md §9). A row for a
+ * specific origin wins over the FMT_API_ORIGIN_SERVER row of its code. */
+static const struct {
+	enum idp_err rc;
+	enum fmt_api_err_origin origin;
+	enum fmt_api_err_code code;
+} err_map[] = {
+	{IDP_E_NOMEM, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+	{IDP_E_ARG, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+	{IDP_E_IO, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+	{IDP_E_FORMAT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INVALID_FIELD},
+	{IDP_E_LIMIT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INVALID_FIELD},
+	{IDP_E_UNSUPPORTED, FMT_API_ORIGIN_SERVER, FMT_API_ERR_UNSUPPORTED},
+	{IDP_E_CRYPTO, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+	{IDP_E_VERIFY, FMT_API_ORIGIN_SERVER, FMT_API_ERR_FORBIDDEN},
+	{IDP_E_DUPLICATE, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},
+	{IDP_E_NOTFOUND, FMT_API_ORIGIN_SERVER, FMT_API_ERR_NOT_FOUND},
+	{IDP_E_EXPIRED, FMT_API_ORIGIN_SERVER, FMT_API_ERR_FORBIDDEN},
+	{IDP_E_DENIED, FMT_API_ORIGIN_SERVER, FMT_API_ERR_FORBIDDEN},
+	{IDP_E_CONFLICT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},
+	{IDP_E_TIMEOUT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_UNAVAILABLE},
+	{IDP_E_AGAIN, FMT_API_ORIGIN_SERVER, FMT_API_ERR_UNAVAILABLE},
+	{IDP_E_VERIFY, FMT_API_ORIGIN_POP, FMT_API_ERR_POP_INVALID},
+	{IDP_E_EXPIRED, FMT_API_ORIGIN_POP, FMT_API_ERR_POP_STALE},
+	{IDP_E_DENIED, FMT_API_ORIGIN_POP, FMT_API_ERR_POP_INVALID},
+	{IDP_E_DENIED, FMT_API_ORIGIN_AUTH, FMT_API_ERR_UNAUTHORIZED},
+	{IDP_E_NOTFOUND, FMT_API_ORIGIN_AUTH, FMT_API_ERR_UNAUTHORIZED},
 };
 
 static const char *const reason_names[] = {
@@ -471,6 +502,20 @@ int fmt_api_err_http_status(enum fmt_api_err_code code)
 		if (err_codes[i].code == code)
 			return err_codes[i].http;
 	return 0;
+}
+
+enum fmt_api_err_code fmt_api_err_of(enum idp_err rc, enum fmt_api_err_origin origin)
+{
+	enum fmt_api_err_code code = FMT_API_ERR_INTERNAL;
+	for (size_t i = 0; i < COUNT(err_map); i++) {
+		if (err_map[i].rc != rc)
+			continue;
+		if (err_map[i].origin == origin)
+			return err_map[i].code;
+		if (err_map[i].origin == FMT_API_ORIGIN_SERVER)
+			code = err_map[i].code;
+	}
+	return code;
 }
 
 const char *fmt_api_reason_name(enum fmt_api_reason reason)
@@ -1107,28 +1152,97 @@ enum idp_err fmt_api_error_parse(const uint8_t *buf, size_t len, struct fmt_api_
 	return parse_with(buf, len, "error answer", error_from_json, out, sizeof(*out), err);
 }
 
-enum idp_err fmt_api_error_encode(const struct fmt_api_error *e, char *out, size_t out_max,
-                                  size_t *len, struct idp_error *err)
+/* Bytes of the valid UTF-8 character at s[0..left) that a message may
+ * hold (1..4), or 0: a control character, DEL, or no valid character. */
+static size_t message_char(const uint8_t *s, size_t left)
+{
+	uint8_t c = s[0];
+	size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+	if (n == 0 || n > left || !fmt_utf8_valid(s, n))
+		return 0;
+	if (n == 1 && !char_ok(TEXT_MESSAGE, c))
+		return 0;
+	return n;
+}
+
+/* msg[0..len) as a message: what the type does not allow as \xNN, cut to
+ * FMT_API_MESSAGE_MAX with "...", empty as dflt. */
+static void message_clean(const char *msg, size_t len, const char *dflt,
+                          char out[static FMT_API_MESSAGE_MAX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t *s = (const uint8_t *)msg;
+	size_t o = 0, keep = 0; /* keep: last boundary that leaves room for "..." */
+	for (size_t i = 0; i < len;) {
+		size_t n = message_char(s + i, len - i);
+		size_t w = n > 0 ? n : 4;
+		if (o + w > FMT_API_MESSAGE_MAX) {
+			memcpy(out + keep, "...", 3);
+			o = keep + 3;
+			break;
+		}
+		if (n > 0) {
+			memcpy(out + o, s + i, n);
+			i += n;
+		} else {
+			out[o] = '\\';
+			out[o + 1] = 'x';
+			out[o + 2] = hex[s[i] >> 4];
+			out[o + 3] = hex[s[i] & 15];
+			i++;
+		}
+		o += w;
+		if (o <= FMT_API_MESSAGE_MAX - 3)
+			keep = o;
+	}
+	if (o == 0)
+		o = (size_t)snprintf(out, FMT_API_MESSAGE_MAX + 1, "%s", dflt);
+	out[o] = '\0';
+}
+
+enum idp_err fmt_api_error_body(enum fmt_api_err_code code, const char *msg, size_t len,
+                                int64_t retry_after, char *out, size_t out_max, size_t *out_len,
+                                struct idp_error *err)
 {
 	struct jbuf b;
-	*len = 0;
-	enum idp_err rc = IDP_OK;
-	if (e->code == FMT_API_ERR_UNKNOWN)
-		rc = idp_error_set(err, IDP_E_ARG, "error.code: unknown code cannot be sent");
-	if (rc == IDP_OK)
-		rc = check_error(e, err);
-	if (rc == IDP_OK)
-		rc = jb_begin(&b, out, out_max, len, err);
+	*out_len = 0;
+	const char *name = fmt_api_err_code_name(code);
+	if (name == NULL)
+		return idp_error_set(err, IDP_E_ARG, "error.code: %d cannot be sent", (int)code);
+	if (retry_after < 0 || retry_after > FMT_API_RETRY_MAX)
+		return idp_error_set(err, IDP_E_ARG, "error.retry_after: %lld is outside 1..%d",
+		                     (long long)retry_after, FMT_API_RETRY_MAX);
+	char text[FMT_API_MESSAGE_MAX + 1];
+	message_clean(msg != NULL ? msg : "", msg != NULL ? len : 0, name, text);
+	enum idp_err rc = jb_begin(&b, out, out_max, out_len, err);
 	if (rc != IDP_OK)
 		return rc;
 	jb_key(&b, "error");
 	jb_lit(&b, "{");
-	jb_str(&b, "code", e->code_text);
-	jb_str(&b, "message", e->message);
-	if (e->retry_after != 0)
-		jb_int(&b, "retry_after", e->retry_after);
+	jb_str(&b, "code", name);
+	jb_str(&b, "message", text);
+	if (retry_after != 0)
+		jb_int(&b, "retry_after", retry_after);
 	jb_lit(&b, "}");
-	return jb_end(&b, len, "error answer", err);
+	return jb_end(&b, out_len, "error answer", err);
+}
+
+enum idp_err fmt_api_error_encode(const struct fmt_api_error *e, char *out, size_t out_max,
+                                  size_t *len, struct idp_error *err)
+{
+	*len = 0;
+	if (e->code == FMT_API_ERR_UNKNOWN)
+		return idp_error_set(err, IDP_E_ARG, "error.code: unknown code cannot be sent");
+	enum idp_err rc = check_field(e->code_text, sizeof(e->code_text), true, TEXT_CODE,
+	                              "error.code", err);
+	if (rc != IDP_OK)
+		return rc;
+	const char *name = fmt_api_err_code_name(e->code);
+	if (name == NULL || strcmp(name, e->code_text) != 0)
+		return idp_error_set(err, IDP_E_FORMAT, "error.code: %d does not match \"%s\"",
+		                     (int)e->code, e->code_text);
+	return fmt_api_error_body(e->code, e->message, strnlen(e->message, sizeof(e->message)),
+	                          e->retry_after, out, out_max, len, err);
 }
 
 static enum idp_err answer_from_json(const cJSON *root, void *out, struct idp_error *err)

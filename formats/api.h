@@ -34,6 +34,7 @@
 #define FMT_API_CA_PEM_MAX        8192u  /* ca_pem: one or more PEM certificates */
 #define FMT_API_MESSAGE_MAX       256u   /* human-readable text in answers (UTF-8) */
 #define FMT_API_CODE_MAX          32u    /* error and reason codes: [a-z_] */
+#define FMT_API_ERROR_BODY_MAX    1024u  /* longest error body fmt_api_error_body writes */
 #define FMT_API_RETRY_MAX         86400  /* most seconds a retry_after may ask for */
 #define FMT_API_TIME_MAX          253402300799LL /* 9999-12-31T23:59:59Z in Unix seconds */
 #define FMT_API_EXPORTER_LEN      32u    /* RFC 9266 tls-exporter value */
@@ -131,6 +132,17 @@ enum fmt_api_err_code {
 	FMT_API_ERR_INTERNAL,
 	FMT_API_ERR_SUSPENDED,
 	FMT_API_ERR_UNAVAILABLE,
+	FMT_API_ERR_LENGTH_REQUIRED,
+	FMT_API_ERR_HEADERS_TOO_LARGE,
+};
+
+/* Where a failure came from, for fmt_api_err_of(): the same enum idp_err
+ * means another API error when a device's proof of possession or a
+ * caller's credential failed. */
+enum fmt_api_err_origin {
+	FMT_API_ORIGIN_SERVER = 0, /* body parsers, store, imports, admin changes */
+	FMT_API_ORIGIN_POP,        /* fmt_api_request_accept, channel binding */
+	FMT_API_ORIGIN_AUTH,       /* a station's or administrator's credential */
 };
 
 /* {"error":{"code":...,"message":...,"retry_after":...}} */
@@ -243,12 +255,28 @@ IDP_MUST_CHECK enum idp_err fmt_api_status_encode(const struct fmt_api_status *s
 void fmt_api_status_wipe(struct fmt_api_status *st);
 
 /* Parse / encode an error body. An unknown code is kept in code_text with
- * code = FMT_API_ERR_UNKNOWN; the encoder refuses FMT_API_ERR_UNKNOWN. */
+ * code = FMT_API_ERR_UNKNOWN; the encoder refuses FMT_API_ERR_UNKNOWN and a
+ * code_text that is not code's name (IDP_E_ARG, IDP_E_FORMAT). The encoder
+ * writes e->message as fmt_api_error_body() does, so any message gives a
+ * body that fmt_api_error_parse accepts. */
 IDP_MUST_CHECK enum idp_err fmt_api_error_parse(const uint8_t *buf, size_t len,
                                                 struct fmt_api_error *out, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err fmt_api_error_encode(const struct fmt_api_error *e, char *out,
                                                  size_t out_max, size_t *len,
                                                  struct idp_error *err);
+
+/* Write the error body of code with the message msg[0..len), which may be
+ * any bytes (client text included): each byte that the message type does
+ * not allow (control characters, DEL, bytes outside valid UTF-8) becomes
+ * "\xNN", a longer text is cut on a character boundary and ends in "...",
+ * and an empty one becomes the code's name; so the body always parses with
+ * fmt_api_error_parse. retry_after: 0 (absent) or 1..FMT_API_RETRY_MAX.
+ * IDP_E_ARG for FMT_API_ERR_UNKNOWN, an invalid code or retry_after;
+ * IDP_E_LIMIT when out_max is too small (FMT_API_ERROR_BODY_MAX suffices). */
+IDP_MUST_CHECK enum idp_err fmt_api_error_body(enum fmt_api_err_code code, const char *msg,
+                                               size_t len, int64_t retry_after, char *out,
+                                               size_t out_max, size_t *out_len,
+                                               struct idp_error *err);
 
 /* Parse either kind of answer, told apart by its top-level "error" member. */
 IDP_MUST_CHECK enum idp_err fmt_api_answer_parse(const uint8_t *buf, size_t len,
@@ -275,6 +303,11 @@ const char *fmt_api_err_code_name(enum fmt_api_err_code code);
 
 /* The HTTP status that goes with code (400..503); 0 for FMT_API_ERR_UNKNOWN. */
 int fmt_api_err_http_status(enum fmt_api_err_code code);
+
+/* The one map from a failure to the API error a server answers
+ * (formats/api.md §9, "Mapping"): rc (not IDP_OK) as it came from origin.
+ * Out-of-range values give FMT_API_ERR_INTERNAL. */
+enum fmt_api_err_code fmt_api_err_of(enum idp_err rc, enum fmt_api_err_origin origin);
 
 /* "key_mismatch", ...; NULL for FMT_API_REASON_OTHER or an invalid value. */
 const char *fmt_api_reason_name(enum fmt_api_reason reason);

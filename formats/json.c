@@ -60,10 +60,14 @@ static enum idp_err check_tree(const cJSON *node, unsigned depth, unsigned max_d
 			if (!fmt_utf8_valid((const uint8_t *)c->string, strlen(c->string)))
 				return idp_error_set(err, IDP_E_FORMAT,
 				                     "json: key is not valid UTF-8");
-			for (const cJSON *d = node->child; d != c; d = d->next)
-				if (strcmp(d->string, c->string) == 0)
-					return idp_error_set(err, IDP_E_FORMAT,
-					                     "json: duplicate key \"%.64s\"", c->string);
+			for (const cJSON *d = node->child; d != c; d = d->next) {
+				if (strcmp(d->string, c->string) == 0) {
+					char q[IDP_QUOTE_MAX];
+					return idp_error_set(
+					        err, IDP_E_FORMAT, "json: duplicate key \"%s\"",
+					        idp_quote(c->string, strlen(c->string), q));
+				}
+			}
 		}
 		enum idp_err rc = check_tree(c, depth + 1, max_depth, err);
 		if (rc != IDP_OK)
@@ -177,8 +181,11 @@ enum idp_err fmt_json_only_keys(const cJSON *obj, const char *const *allowed, si
 		bool ok = false;
 		for (size_t i = 0; i < n && !ok; i++)
 			ok = strcmp(c->string, allowed[i]) == 0;
-		if (!ok)
-			return idp_error_set(err, IDP_E_FORMAT, "unknown field \"%.64s\"", c->string);
+		if (!ok) {
+			char q[IDP_QUOTE_MAX];
+			return idp_error_set(err, IDP_E_FORMAT, "unknown field \"%s\"",
+			                     idp_quote(c->string, strlen(c->string), q));
+		}
 	}
 	return IDP_OK;
 }

@@ -538,9 +538,10 @@ enum idp_err fmt_key_type_parse(const char *s, size_t len, enum fmt_key_type *ty
 		*type = FMT_KEY_ED25519;
 		return IDP_OK;
 	}
+	char q[IDP_QUOTE_MAX];
 	return idp_error_set(err, IDP_E_UNSUPPORTED,
-	                     "key type: \"%.*s\" is not supported (use p256 or ed25519)",
-	                     (int)(len > 32 ? 32 : len), s);
+	                     "key type: \"%s\" is not supported (use p256 or ed25519)",
+	                     idp_quote(s, len, q));
 }
 
 bool fmt_key_has_private(const struct fmt_key *key)

@@ -42,33 +42,6 @@
 #define ADMIN_KEY_TEXT_MAX 4096u /* a public key as PEM or base64 DER */
 #define ADMIN_VALUE_MAX    4096u /* a released value */
 
-static void api_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *msg)
-{
-	srv_http_error(req, fmt_api_err_http_status(code), fmt_api_err_code_name(code), "%s", msg);
-}
-
-static enum fmt_api_err_code code_of(enum idp_err rc)
-{
-	switch (rc) {
-	case IDP_E_NOTFOUND:
-		return FMT_API_ERR_NOT_FOUND;
-	case IDP_E_CONFLICT:
-	case IDP_E_DUPLICATE:
-		return FMT_API_ERR_CONFLICT;
-	case IDP_E_AGAIN:
-		return FMT_API_ERR_UNAVAILABLE;
-	case IDP_E_NOMEM:
-	case IDP_E_IO:
-	case IDP_E_CRYPTO:
-		return FMT_API_ERR_INTERNAL;
-	case IDP_E_VERIFY:
-	case IDP_E_DENIED:
-		return FMT_API_ERR_FORBIDDEN;
-	default:
-		return FMT_API_ERR_INVALID_FIELD;
-	}
-}
-
 /* True when req carries "Authorization: Bearer <admin credential>";
  * otherwise it has been answered 401. The secret is never logged. */
 static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -81,7 +54,7 @@ static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
 		if (srv_state_admin_check(ctx->state, h + 7, len - 7, &ok, &err) != IDP_OK) {
 			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop,
 			        err.msg);
-			api_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
+			srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
 			return false;
 		}
 	}
@@ -91,7 +64,7 @@ static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
 		        srv_http_peer(req, pbuf));
 		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		                        "Bearer realm=\"idprov-admin\"");
-		api_error(req, FMT_API_ERR_UNAUTHORIZED,
+		srv_http_error(req, FMT_API_ERR_UNAUTHORIZED, "%s", 
 		          h == NULL ? "authorization: missing admin credential"
 		                    : "authorization: not the admin credential");
 	}
@@ -100,7 +73,8 @@ static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
 
 /* The request body as a JSON object with only the members in allowed;
  * answered 400 (and NULL returned) otherwise. */
-static cJSON *json_body(struct evhttp_request *req, const char *const *allowed, size_t n)
+static cJSON *json_body(struct srv_ctx *ctx, struct evhttp_request *req,
+                        const char *const *allowed, size_t n)
 {
 	const uint8_t *body = NULL;
 	size_t len = 0;
@@ -114,7 +88,7 @@ static cJSON *json_body(struct evhttp_request *req, const char *const *allowed, 
 		rc = fmt_json_only_keys(o, allowed, n, &err);
 	if (rc != IDP_OK) {
 		cJSON_Delete(o);
-		api_error(req, FMT_API_ERR_BAD_REQUEST, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return NULL;
 	}
 	return o;
@@ -154,7 +128,7 @@ static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *
 	if (rc != IDP_OK) {
 		srv_log(SRV_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=\"%s\"",
 		        ctx->loop, event, name, vbuf, err->msg);
-		api_error(req, code_of(rc), err->msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
 		return;
 	}
 	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
@@ -163,7 +137,7 @@ static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *
 	if (o == NULL || cJSON_AddBoolToObject(o, "ok", 1) == NULL ||
 	    cJSON_AddStringToObject(o, name, value) == NULL) {
 		cJSON_Delete(o);
-		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	srv_http_json(req, 200, o);
@@ -215,7 +189,7 @@ void srv_admin_station_add(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (!authorized(ctx, req))
 		return;
 	static const char *const keys[] = {"id", "public_key"};
-	cJSON *o = json_body(req, keys, 2);
+	cJSON *o = json_body(ctx, req, keys, 2);
 	if (o == NULL)
 		return;
 	struct idp_error err = {0};
@@ -233,7 +207,7 @@ void srv_admin_station_add(struct srv_ctx *ctx, struct evhttp_request *req)
 		rc = parse_public_key(pk, pk_len, s.pubkey, &s.pubkey_len, &err);
 	if (rc != IDP_OK) {
 		cJSON_Delete(o);
-		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
 	memcpy(s.id, id, id_len);
@@ -258,10 +232,11 @@ static enum idp_err station_disable(struct srv_store *st, const void *arg, int64
 }
 
 /* The "id" member of a JSON body {"id"} (answered 400 when it is not an ID). */
-static bool body_id(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1])
+static bool body_id(struct srv_ctx *ctx, struct evhttp_request *req,
+                    char id[static SRV_STORE_ID_MAX + 1])
 {
 	static const char *const keys[] = {"id"};
-	cJSON *o = json_body(req, keys, 1);
+	cJSON *o = json_body(ctx, req, keys, 1);
 	if (o == NULL)
 		return false;
 	struct idp_error err = {0};
@@ -276,7 +251,7 @@ static bool body_id(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX 
 	}
 	cJSON_Delete(o);
 	if (rc != IDP_OK)
-		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 	return rc == IDP_OK;
 }
 
@@ -285,7 +260,7 @@ static bool body_id(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX 
 void srv_admin_station_disable(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	char id[SRV_STORE_ID_MAX + 1];
-	if (!authorized(ctx, req) || !body_id(req, id))
+	if (!authorized(ctx, req) || !body_id(ctx, req, id))
 		return;
 	struct idp_error err = {0};
 	enum idp_err rc = in_transaction(ctx->store, station_disable, id, "admin.station_disabled",
@@ -344,7 +319,7 @@ void srv_admin_ca_add(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (!authorized(ctx, req))
 		return;
 	static const char *const keys[] = {"pem", "name"};
-	cJSON *o = json_body(req, keys, 2);
+	cJSON *o = json_body(ctx, req, keys, 2);
 	if (o == NULL)
 		return;
 	struct idp_error err = {0};
@@ -362,7 +337,7 @@ void srv_admin_ca_add(struct srv_ctx *ctx, struct evhttp_request *req)
 		rc = check_ca(pem, pem_len, fp, &err);
 	if (rc != IDP_OK) {
 		cJSON_Delete(o);
-		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
 	char nbuf[SRV_STORE_ID_MAX + 1];
@@ -391,7 +366,7 @@ static void decide(struct srv_ctx *ctx, struct evhttp_request *req, enum srv_adm
                    const char *what)
 {
 	char id[SRV_STORE_ID_MAX + 1];
-	if (!authorized(ctx, req) || !body_id(req, id))
+	if (!authorized(ctx, req) || !body_id(ctx, req, id))
 		return;
 	struct idp_error err = {0};
 	enum idp_err rc = srv_admin_decide(ctx->store, id, action, (int64_t)time(NULL), &err);
@@ -437,7 +412,7 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (!authorized(ctx, req))
 		return;
 	static const char *const keys[] = {"kind", "value"};
-	cJSON *o = json_body(req, keys, 2);
+	cJSON *o = json_body(ctx, req, keys, 2);
 	if (o == NULL)
 		return;
 	struct idp_error err = {0};
@@ -468,13 +443,15 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 			rc = parse_public_key(value, value_len, buf, &r.len, &err);
 			r.value = buf;
 		} else {
+			char q[IDP_QUOTE_MAX];
 			rc = idp_error_set(&err, IDP_E_FORMAT,
-			                   "kind: must be id, serial, mac or key, not \"%.32s\"", kind);
+			                   "kind: must be id, serial, mac or key, not \"%s\"",
+			                   idp_quote(kind, kind_len, q));
 		}
 	}
 	if (rc != IDP_OK) {
 		cJSON_Delete(o);
-		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
 	char shown[SRV_STORE_DETAIL_MAX / 2], detail[SRV_STORE_DETAIL_MAX];
@@ -564,13 +541,13 @@ static int add_flag(void *ctx, const struct srv_flag *f)
 }
 
 /* Answer {name: [...]} (plus "next" when a device page is full). */
-static void send_list(struct evhttp_request *req, cJSON *top, struct list *l, enum idp_err rc,
+static void send_list(struct srv_ctx *ctx, struct evhttp_request *req, cJSON *top, struct list *l, enum idp_err rc,
                       const struct idp_error *err, const char *next)
 {
 	if (rc != IDP_OK)
-		api_error(req, code_of(rc), err->msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
 	else if (l->failed || (next != NULL && cJSON_AddStringToObject(top, "next", next) == NULL))
-		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 	else
 		srv_http_json(req, 200, top);
 	cJSON_Delete(top);
@@ -582,7 +559,7 @@ static cJSON *list_top(struct evhttp_request *req, const char *name, struct list
 	l->arr = top != NULL ? cJSON_AddArrayToObject(top, name) : NULL;
 	if (l->arr == NULL) {
 		cJSON_Delete(top);
-		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
 	return top;
@@ -597,7 +574,7 @@ void srv_admin_station_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	struct idp_error err = {0};
 	enum idp_err rc = srv_store_station_foreach(ctx->store, add_station, &l, &err);
-	send_list(req, top, &l, rc, &err, NULL);
+	send_list(ctx, req, top, &l, rc, &err, NULL);
 }
 
 /* GET /v1/admin/devices[?state=S][&after=ID]: devices in ID order, at most
@@ -610,7 +587,7 @@ void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	TAILQ_INIT(&q);
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		api_error(req, FMT_API_ERR_BAD_REQUEST, "query: malformed");
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "query: malformed");
 		return;
 	}
 	const char *state = evhttp_find_header(&q, "state");
@@ -629,11 +606,11 @@ void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	struct list l = {0};
 	cJSON *top = rc == IDP_OK ? list_top(req, "devices", &l) : NULL;
 	if (rc != IDP_OK)
-		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 	if (top != NULL) {
 		rc = srv_store_device_foreach(ctx->store, s, after, SRV_ADMIN_LIST_MAX, add_device,
 		                              &l, &err);
-		send_list(req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+		send_list(ctx, req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
 	}
 	evhttp_clear_headers(&q);
 }
@@ -649,7 +626,7 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	struct idp_error err = {0};
 	enum idp_err rc = srv_store_flag_foreach(ctx->store, 0, SRV_ADMIN_LIST_MAX, add_flag, &l,
 	                                         &err);
-	send_list(req, top, &l, rc, &err, NULL);
+	send_list(ctx, req, top, &l, rc, &err, NULL);
 }
 
 /* ---------------------------------------------------------------- backup */
@@ -668,7 +645,7 @@ void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
 	size_t body_len = 0;
 	srv_http_body(req, &body, &body_len);
 	if (body_len != 0) {
-		api_error(req, FMT_API_ERR_BAD_REQUEST, "body: a backup request has no body");
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: a backup request has no body");
 		return;
 	}
 	char path[SRV_STATE_PATH_MAX + 64];
@@ -696,8 +673,7 @@ void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (fd >= 0)
 		(void)close(fd);
 	if (rc != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "admin.backup", "loop=%u error=\"%s\"", ctx->loop, err.msg);
-		api_error(req, code_of(rc), "backup failed; see the server log");
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
 	srv_http_reply(req, 200, "application/vnd.sqlite3", map, (size_t)sb.st_size);

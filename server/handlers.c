@@ -76,10 +76,21 @@ void srv_app_free(struct srv_app *app)
 	srv_rules_free(&app->rules);
 }
 
-/* An error body of formats/api.md §9. */
-static void api_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *msg)
+enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_request *req,
+                                        enum idp_err rc, enum fmt_api_err_origin origin,
+                                        const struct idp_error *err)
 {
-	srv_http_error(req, fmt_api_err_http_status(code), fmt_api_err_code_name(code), "%s", msg);
+	enum fmt_api_err_code code = fmt_api_err_of(rc, origin);
+	if (fmt_api_err_http_status(code) < 500) {
+		srv_http_error(req, code, "%s", err->msg);
+		return code;
+	}
+	srv_log(SRV_LOG_ERROR, "request.error", "loop=%u code=%s error=\"%s\"", ctx->loop,
+	        fmt_api_err_code_name(code), err->msg);
+	srv_http_error(req, code, "%s",
+	               code == FMT_API_ERR_UNAVAILABLE ? "try again later"
+	                                               : "server error (details in its log)");
+	return code;
 }
 
 /* GET /v1/health: the server answers and its store connection works. */
@@ -89,7 +100,7 @@ static void health(struct srv_ctx *ctx, struct evhttp_request *req)
 	struct idp_error err = {0};
 	if (srv_store_schema_version(ctx->store, &version, &err) != IDP_OK) {
 		srv_log(SRV_LOG_ERROR, "health.store", "loop=%u error=\"%s\"", ctx->loop, err.msg);
-		api_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
+		srv_http_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
 		return;
 	}
 	cJSON *o = cJSON_CreateObject();
@@ -98,7 +109,7 @@ static void health(struct srv_ctx *ctx, struct evhttp_request *req)
 	    cJSON_AddNumberToObject(o, "schema", (double)version) == NULL ||
 	    cJSON_AddStringToObject(o, "ca_fingerprint", ctx->state->ca_fingerprint) == NULL) {
 		cJSON_Delete(o);
-		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	srv_http_json(req, 200, o);
@@ -121,7 +132,7 @@ static void nonce(struct srv_ctx *ctx, struct evhttp_request *req)
 	n.expires = n.time + app->nonce_lifetime;
 	struct idp_error err = {0};
 	if (RAND_bytes(n.nonce, sizeof(n.nonce)) != 1) {
-		api_error(req, FMT_API_ERR_INTERNAL, "no randomness");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "no randomness");
 		return;
 	}
 	enum idp_err rc = srv_store_begin(ctx->store, &err);
@@ -138,8 +149,7 @@ static void nonce(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (rc == IDP_OK)
 		rc = fmt_api_nonce_encode(&n, body, sizeof(body), &len, &err);
 	if (rc != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "nonce.error", "loop=%u error=\"%s\"", ctx->loop, err.msg);
-		api_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
 	srv_http_reply(req, 200, "application/json", body, len);
@@ -177,7 +187,7 @@ static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
 	struct idp_error err = {0};
 	if (body == NULL || fmt_api_status_encode(s, body, ANSWER_MAX, &len, &err) != IDP_OK) {
 		srv_log(SRV_LOG_ERROR, "answer.error", "error=\"%s\"", err.msg);
-		api_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
 	} else {
 		if (s->status == FMT_API_PENDING) {
 			char ra[24];
@@ -234,7 +244,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	const struct srv_app *app = ctx->app;
 	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
 	if (ct != NULL && strncmp(ct, "application/json", 16) != 0) {
-		api_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/json");
+		srv_http_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/json");
 		return;
 	}
 	const uint8_t *buf = NULL;
@@ -242,8 +252,9 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	srv_http_body(req, &buf, &len);
 	uint8_t exporter[FMT_API_EXPORTER_LEN];
 	struct idp_error err = {0};
-	if (srv_http_channel_binding(req, exporter, &err) != IDP_OK) {
-		api_error(req, FMT_API_ERR_POP_INVALID, err.msg);
+	enum idp_err rc = srv_http_channel_binding(req, exporter, &err);
+	if (rc != IDP_OK) {
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_POP, &err);
 		return;
 	}
 	int64_t now = (int64_t)time(NULL);
@@ -253,25 +264,20 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	memset(&out, 0, sizeof(out));
 	char idbuf[SRV_LOG_ESC_MAX];
 	if (r == NULL) {
-		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	enum idp_err rc =
-	        fmt_api_request_accept(purpose, buf, len, exporter, now, app->pop_skew, r, &err);
+	rc = fmt_api_request_accept(purpose, buf, len, exporter, now, app->pop_skew, r, &err);
 	if (rc != IDP_OK) {
-		enum fmt_api_err_code code = rc == IDP_E_UNSUPPORTED ? FMT_API_ERR_UNSUPPORTED
-		                             : rc == IDP_E_EXPIRED   ? FMT_API_ERR_POP_STALE
-		                             : rc == IDP_E_VERIFY    ? FMT_API_ERR_POP_INVALID
-		                                                     : FMT_API_ERR_INVALID_FIELD;
+		enum fmt_api_err_code code = srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_POP, &err);
 		srv_log(SRV_LOG_INFO, "device.refused", "loop=%u check=%s", ctx->loop,
 		        fmt_api_err_code_name(code));
-		api_error(req, code, err.msg);
 		goto out;
 	}
 	(void)srv_log_esc(r->device_id, strlen(r->device_id), idbuf, sizeof(idbuf));
 	rc = fmt_key_parse_spki_der(r->spki, r->spki_len, &key, &err);
 	if (rc != IDP_OK) {
-		api_error(req, FMT_API_ERR_INVALID_FIELD, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		goto out;
 	}
 	const uint8_t *nonce_p = r->pop.has_nonce ? r->pop.nonce : NULL;
@@ -302,28 +308,23 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		        "loop=%u device=%s purpose=%d refusal=%s check=%s", ctx->loop, idbuf,
 		        (int)purpose, srv_refusal_name(out.refusal), fmt_token_check_name(failed));
 		if (out.refusal == SRV_REFUSE_NONCE)
-			api_error(req, FMT_API_ERR_NONCE_INVALID, "nonce unknown, expired or used");
+			srv_http_error(req, FMT_API_ERR_NONCE_INVALID, "nonce unknown, expired or used");
 		else if (out.refusal == SRV_REFUSE_TOKEN)
-			api_error(req, FMT_API_ERR_TOKEN_INVALID, err.msg);
+			srv_http_error(req, FMT_API_ERR_TOKEN_INVALID, "%s", err.msg);
 		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT) {
 			char ra[24];
 			(void)snprintf(ra, sizeof(ra), "%lld", (long long)app->pcfg.retry_after);
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
 			                        "Retry-After", ra);
-			api_error(req,
-			          rc == IDP_E_LIMIT ? FMT_API_ERR_THROTTLED : FMT_API_ERR_UNAVAILABLE,
-			          err.msg);
+			srv_http_error(req,
+			               rc == IDP_E_LIMIT ? FMT_API_ERR_THROTTLED : FMT_API_ERR_UNAVAILABLE,
+			               "%s", err.msg);
 		}
 		else if (out.refusal != SRV_REFUSE_NONE) {
 			set_rejected(&s, out.refusal);
 			send_status(req, &s);
 		} else {
-			srv_log(SRV_LOG_ERROR, "device.error", "loop=%u error=\"%s\"", ctx->loop,
-			        err.msg);
-			api_error(req,
-			          rc == IDP_E_AGAIN ? FMT_API_ERR_UNAVAILABLE
-			                            : FMT_API_ERR_INTERNAL,
-			          "try again later");
+			(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		}
 		goto out;
 	}
@@ -380,9 +381,7 @@ static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
 	struct idp_error err = {0};
 	enum idp_err rc = srv_http_station(req, station, &err);
 	if (rc != IDP_OK) {
-		api_error(req,
-		          rc == IDP_E_DENIED ? FMT_API_ERR_UNAUTHORIZED : FMT_API_ERR_FORBIDDEN,
-		          err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_AUTH, &err);
 		return;
 	}
 	srv_handlers_import(ctx, req, station);
@@ -395,26 +394,26 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	const char *ct = evhttp_find_header(in, "Content-Type");
 	if (ct == NULL || strcmp(ct, "application/vnd.idprov.manifest") != 0) {
-		api_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/vnd.idprov.manifest");
+		srv_http_error(req, FMT_API_ERR_MEDIA_TYPE, "send application/vnd.idprov.manifest");
 		return;
 	}
 	const char *sig64 = evhttp_find_header(in, "Idprov-Signature");
 	size_t sig64_len = sig64 != NULL ? strnlen(sig64, SIG_HEADER_MAX + 1) : 0;
 	if (sig64_len == 0 || sig64_len > SIG_HEADER_MAX) {
-		api_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: missing or too long");
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: missing or too long");
 		return;
 	}
 	uint8_t *sig = malloc(fmt_b64_decoded_max(sig64_len));
 	size_t sig_len = 0;
 	if (sig == NULL) {
-		api_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	rc = fmt_b64_decode(FMT_B64_STD, sig64, sig64_len, sig, fmt_b64_decoded_max(sig64_len),
 	                    &sig_len, &err);
 	if (rc != IDP_OK) {
 		free(sig);
-		api_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: not base64");
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: not base64");
 		return;
 	}
 	const uint8_t *body = NULL;
@@ -429,14 +428,9 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 	(void)srv_log_esc(who, strlen(who), sbuf, sizeof(sbuf));
 	if (rc != IDP_OK) {
 		enum fmt_api_err_code code =
-		        rc == IDP_E_VERIFY || rc == IDP_E_DENIED ? FMT_API_ERR_FORBIDDEN
-		        : rc == IDP_E_CONFLICT                   ? FMT_API_ERR_CONFLICT
-		        : rc == IDP_E_AGAIN                      ? FMT_API_ERR_UNAVAILABLE
-		        : rc == IDP_E_NOMEM || rc == IDP_E_IO    ? FMT_API_ERR_INTERNAL
-		                                                 : FMT_API_ERR_INVALID_FIELD;
+		        srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		srv_log(SRV_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s", ctx->loop,
 		        sbuf, fmt_api_err_code_name(code));
-		api_error(req, code, err.msg);
 		return;
 	}
 	srv_log(SRV_LOG_INFO, "batch.imported",
@@ -448,7 +442,7 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 	char out[512];
 	size_t olen = 0;
 	if (fmt_api_batch_encode(&b, out, sizeof(out), &olen, &err) != IDP_OK) {
-		api_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
 		return;
 	}
 	srv_http_reply(req, r.created ? 201 : 200, "application/json", out, olen);

@@ -43,6 +43,14 @@ void srv_app_free(struct srv_app *app);
  * station, POST /v1/admin/import with station NULL (any trusted station). */
 void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const char *station);
 
+/* Answer the failure rc that came from origin with the one map of
+ * formats/api.md §9 (fmt_api_err_of): a client error with err's message
+ * (which srv_http_error escapes), a server fault (5xx) with a fixed text,
+ * the details going to the log. Returns the code answered. */
+enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_request *req,
+                                        enum idp_err rc, enum fmt_api_err_origin origin,
+                                        const struct idp_error *err);
+
 /* The routes, and their count in *n. Static: valid for the whole run. */
 const struct srv_route *srv_handlers_routes(size_t *n);
 

@@ -72,9 +72,8 @@ struct conn {
 	bool http10;      /* the last head passed was HTTP/1.0 */
 	bool close_after; /* close once the current reply is sent */
 	bool nodelay;
-	int status;      /* status of the last reply, for the log */
-	int reject_code; /* HTTP status of a refused request, 0 when none */
-	const char *reject_name;
+	int status; /* status of the last reply, for the log */
+	enum fmt_api_err_code reject_code; /* of a refused request; FMT_API_ERR_UNKNOWN: none */
 	char reject_msg[ERROR_MSG_MAX];
 };
 
@@ -144,12 +143,14 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 	                     : code == 403 ? "Forbidden"
 	                     : code == 404 ? "Not Found"
 	                     : code == 405 ? "Method Not Allowed"
+	                     : code == 408 ? "Request Timeout"
 	                     : code == 409 ? "Conflict"
 	                     : code == 415 ? "Unsupported Media Type"
 	                     : code == 411 ? "Length Required"
 	                     : code == 413 ? "Content Too Large"
 	                     : code == 429 ? "Too Many Requests"
 	                     : code == 431 ? "Request Header Fields Too Large"
+	                     : code == 500 ? "Internal Server Error"
 	                     : code == 503 ? "Service Unavailable"
 	                                   : "Error";
 	struct conn *c = conn_of(req);
@@ -162,36 +163,30 @@ void srv_http_json(struct evhttp_request *req, int code, const cJSON *obj)
 {
 	char *text = cJSON_PrintUnformatted(obj);
 	if (text == NULL) {
-		srv_http_error(req, 500, "internal", "out of memory");
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	srv_http_reply(req, code, "application/json", text, strlen(text));
 	cJSON_free(text);
 }
 
-void srv_http_error(struct evhttp_request *req, int code, const char *code_name, const char *fmt,
-                    ...)
+void srv_http_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *fmt, ...)
 {
-	char msg[ERROR_MSG_MAX];
+	char msg[IDP_ERROR_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	srv_vformat(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	/* The message may quote client input: keep it valid UTF-8 for JSON. */
-	if (!fmt_utf8_valid((const uint8_t *)msg, strlen(msg)))
-		(void)snprintf(msg, sizeof(msg), "request refused");
-	cJSON *o = cJSON_CreateObject();
-	cJSON *e = cJSON_AddObjectToObject(o, "error");
-	if (e == NULL || cJSON_AddStringToObject(e, "code", code_name) == NULL ||
-	    cJSON_AddStringToObject(e, "message", msg) == NULL) {
-		cJSON_Delete(o);
-		static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of "
-		                          "memory\"}}";
-		srv_http_reply(req, 500, "application/json", oom, sizeof(oom) - 1);
-		return;
+	char body[FMT_API_ERROR_BODY_MAX];
+	size_t len = 0;
+	if (fmt_api_error_body(code, msg, strlen(msg), 0, body, sizeof(body), &len, NULL) !=
+	    IDP_OK) {
+		/* Only a code that is not in the table gets here: a server bug. */
+		code = FMT_API_ERR_INTERNAL;
+		if (fmt_api_error_body(code, NULL, 0, 0, body, sizeof(body), &len, NULL) != IDP_OK)
+			len = 0;
 	}
-	srv_http_json(req, code, o);
-	cJSON_Delete(o);
+	srv_http_reply(req, fmt_api_err_http_status(code), "application/json", body, len);
 }
 
 void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len)
@@ -375,18 +370,17 @@ static void conn_free(void *arg)
 
 /* Refuse the current request: drop its bytes, hand evhttp a synthetic
  * request instead, and remember what to answer. */
-static void conn_reject(struct conn *c, struct evbuffer *src, struct evbuffer *dst, int code,
-                        const char *name, const char *fmt, ...) IDP_PRINTF(6, 7);
+static void conn_reject(struct conn *c, struct evbuffer *src, struct evbuffer *dst,
+                        enum fmt_api_err_code code, const char *fmt, ...) IDP_PRINTF(5, 6);
 
-static void conn_reject(struct conn *c, struct evbuffer *src, struct evbuffer *dst, int code,
-                        const char *name, const char *fmt, ...)
+static void conn_reject(struct conn *c, struct evbuffer *src, struct evbuffer *dst,
+                        enum fmt_api_err_code code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	srv_vformat(c->reject_msg, sizeof(c->reject_msg), fmt, ap);
 	va_end(ap);
 	c->reject_code = code;
-	c->reject_name = name;
 	c->state = C_REJECT;
 	c->in_request = true;
 	(void)evbuffer_drain(src, evbuffer_get_length(src));
@@ -497,6 +491,113 @@ static size_t route_max_body(const struct srv_httpd *h, const struct srv_route *
 	return r != NULL && r->max_body != 0 ? r->max_body : h->cfg->max_body;
 }
 
+/* An RFC 9110 token character (methods, header field names). */
+static bool tchar(uint8_t ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* p[0..n) without a trailing CR. */
+static size_t chomp(const uint8_t *p, size_t n)
+{
+	return n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+}
+
+/* p[0..n) equals the lower-case word w, ignoring case and outer blanks. */
+static bool value_is(const uint8_t *p, size_t n, const char *w)
+{
+	while (n > 0 && (*p == ' ' || *p == '\t'))
+		p++, n--;
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	return n == strlen(w) && strncasecmp((const char *)p, w, n) == 0;
+}
+
+/* Why evhttp would refuse the whole head p[0..n) with its own HTML page
+ * (libevent 2.1 has no error callback), or NULL: so the filter refuses it
+ * first and the answer is JSON. A CR only before an LF; the request line
+ * METHOD SP TARGET SP HTTP/1.x with a target evhttp's own URI parser takes;
+ * each header line NAME ":" VALUE (so no obs-fold); no Expect but 100-continue (evhttp: 417); a body only on
+ * POST, PUT and PATCH (evhttp reads none for other methods and would parse
+ * it as the next request); and on those, no Connection other than "close"
+ * without a Content-Length (evhttp: 400). *code is set with the reason. */
+static const char *head_refusal(const uint8_t *p, size_t n, const struct head_info *hi,
+                                enum fmt_api_err_code *code)
+{
+	*code = FMT_API_ERR_BAD_REQUEST;
+	for (const uint8_t *cr = memchr(p, '\r', n); cr != NULL;
+	     cr = memchr(cr + 1, '\r', n - (size_t)(cr + 1 - p)))
+		if (cr + 1 == p + n || cr[1] != '\n')
+			return "request head: a CR not followed by LF";
+	const uint8_t *lf = memchr(p, '\n', n);
+	size_t ll = chomp(p, lf != NULL ? (size_t)(lf - p) : n);
+	const uint8_t *sp1 = memchr(p, ' ', ll);
+	const uint8_t *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', ll - (size_t)(sp1 + 1 - p)) : NULL;
+	if (lf == NULL || sp1 == NULL || sp2 == NULL || sp1 == p || sp2 == sp1 + 1)
+		return "request line: not METHOD TARGET VERSION";
+	size_t mlen = (size_t)(sp1 - p), tlen = (size_t)(sp2 - sp1 - 1);
+	size_t vlen = ll - (size_t)(sp2 + 1 - p);
+	for (size_t i = 0; i < mlen; i++)
+		if (!tchar(p[i]))
+			return "request line: the method is not a token";
+	if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 && memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
+		return "request line: the version is not HTTP/1.1 or HTTP/1.0";
+	for (size_t i = 0; i < tlen; i++)
+		if (sp1[1 + i] <= 0x20 || sp1[1 + i] >= 0x7f)
+			return "request line: the target has a byte outside printable ASCII";
+	char *t = malloc(tlen + 1);
+	if (t == NULL) {
+		*code = FMT_API_ERR_INTERNAL;
+		return "out of memory";
+	}
+	memcpy(t, sp1 + 1, tlen);
+	t[tlen] = '\0';
+	struct evhttp_uri *u = evhttp_uri_parse_with_flags(t, EVHTTP_URI_NONCONFORMANT);
+	free(t);
+	if (u == NULL)
+		return "request line: the target is not a URI";
+	evhttp_uri_free(u);
+	bool body_method = (mlen == 4 && memcmp(p, "POST", 4) == 0) ||
+	                   (mlen == 3 && memcmp(p, "PUT", 3) == 0) ||
+	                   (mlen == 5 && memcmp(p, "PATCH", 5) == 0);
+	bool seen_connection = false, keep_open = false;
+	const uint8_t *end = p + n;
+	for (const uint8_t *line = lf + 1; line < end;) {
+		const uint8_t *le = memchr(line, '\n', (size_t)(end - line));
+		size_t len = chomp(line, le != NULL ? (size_t)(le - line) : (size_t)(end - line));
+		if (len == 0)
+			break; /* the blank line that ends the head */
+		const uint8_t *colon = memchr(line, ':', len);
+		if (colon == NULL || colon == line)
+			return "header: a line is not NAME: VALUE";
+		size_t nlen = (size_t)(colon - line);
+		for (size_t i = 0; i < nlen; i++)
+			if (!tchar(line[i]))
+				return "header: a field name is not a token";
+		const uint8_t *v = colon + 1;
+		size_t vl = len - nlen - 1;
+		if (nlen == 6 && strncasecmp((const char *)line, "expect", 6) == 0 &&
+		    !value_is(v, vl, "100-continue"))
+			return "expect: only 100-continue is supported";
+		if (nlen == 10 && strncasecmp((const char *)line, "connection", 10) == 0 &&
+		    !seen_connection) {
+			seen_connection = true;
+			keep_open = !value_is(v, vl, "close");
+		}
+		if (le == NULL)
+			break;
+		line = le + 1;
+	}
+	if (!body_method && hi->has_length && hi->length > 0)
+		return "body: only POST requests carry one";
+	if (body_method && !hi->has_length && keep_open) {
+		*code = FMT_API_ERR_LENGTH_REQUIRED;
+		return "content-length: missing (send 0 for an empty body)";
+	}
+	return NULL;
+}
+
 static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct evbuffer *dst,
                                                   ev_ssize_t dst_limit,
                                                   enum bufferevent_flush_mode mode, void *arg)
@@ -541,7 +642,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		if (end == 0 || end > cfg->max_headers) {
 			if (n <= cfg->max_headers)
 				break; /* wait for the rest; the deadline runs */
-			conn_reject(c, src, dst, 431, "too_large",
+			conn_reject(c, src, dst, FMT_API_ERR_HEADERS_TOO_LARGE,
 			            "request head is larger than %zu bytes", cfg->max_headers);
 			return BEV_OK;
 		}
@@ -551,16 +652,22 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		        hi.bad ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
 		size_t max = route_max_body(c->loop->h, r);
 		if (hi.bad) {
-			conn_reject(c, src, dst, 400, "bad_request", "malformed request head");
+			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "malformed request head");
 			return BEV_OK;
 		}
 		if (hi.chunked) {
-			conn_reject(c, src, dst, 411, "bad_request",
+			conn_reject(c, src, dst, FMT_API_ERR_LENGTH_REQUIRED,
 			            "send the body with a Content-Length");
 			return BEV_OK;
 		}
+		enum fmt_api_err_code why_code = FMT_API_ERR_BAD_REQUEST;
+		const char *why = head_refusal(p, end, &hi, &why_code);
+		if (why != NULL) {
+			conn_reject(c, src, dst, why_code, "%s", why);
+			return BEV_OK;
+		}
 		if (hi.has_length && hi.length > max) {
-			conn_reject(c, src, dst, 413, "too_large",
+			conn_reject(c, src, dst, FMT_API_ERR_TOO_LARGE,
 			            "body is %llu bytes, max %zu for this path",
 			            (unsigned long long)hi.length, max);
 			return BEV_OK;
@@ -682,19 +789,19 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	}
 	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path),
 	                                                          evhttp_request_get_command(req)) : NULL;
-	if (c != NULL && c->reject_code != 0) {
-		srv_http_error(req, c->reject_code, c->reject_name, "%s", c->reject_msg);
+	if (c != NULL && c->reject_code != FMT_API_ERR_UNKNOWN) {
+		srv_http_error(req, c->reject_code, "%s", c->reject_msg);
 	} else if (path == NULL) {
-		srv_http_error(req, 400, "bad_request", "malformed request target");
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");
 	} else if (r == NULL) {
-		srv_http_error(req, 404, "not_found", "no such path");
+		srv_http_error(req, FMT_API_ERR_NOT_FOUND, "no such path");
 	} else if (evhttp_request_get_command(req) != r->method) {
 		const char *allow = r->method == EVHTTP_REQ_POST ? "POST" : "GET";
 		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-		srv_http_error(req, 405, "method_not_allowed", "use %s", allow);
+		srv_http_error(req, FMT_API_ERR_METHOD_NOT_ALLOWED, "use %s", allow);
 	} else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
 	           route_max_body(l->h, r)) {
-		srv_http_error(req, 413, "too_large", "body too large for this path");
+		srv_http_error(req, FMT_API_ERR_TOO_LARGE, "body too large for this path");
 	} else {
 		r->fn(&l->ctx, req);
 	}
@@ -870,8 +977,10 @@ static enum idp_err loop_init(struct srv_httpd *h, struct loop *l, unsigned idx,
 	evhttp_set_max_headers_size(l->http, (ev_ssize_t)cfg->max_headers);
 	evhttp_set_max_body_size(l->http, (ev_ssize_t)h->max_body_any);
 	evhttp_set_timeout(l->http, (int)cfg->request_timeout);
-	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+	/* Every method, unknown ones included, reaches dispatch, which answers
+	 * 404 or 405 in JSON; evhttp would answer a method it does not allow
+	 * with its own HTML 501. */
+	evhttp_set_allowed_methods(l->http, UINT16_MAX);
 	enum idp_err rc = srv_store_open(h->state->db_path, &l->ctx.store, err);
 	if (rc != IDP_OK)
 		return rc;

@@ -14,7 +14,9 @@
  * (max-connections split over the threads): at the bound the loop stops
  * accepting until one closes.
  *
- * Errors are JSON: {"error":{"code":"...","message":"..."}}.
+ * Errors are JSON: {"error":{"code":"...","message":"..."}}, also for
+ * requests evhttp would refuse with its own HTML page: the filter refuses
+ * those heads first (formats/api.md §9 lists the one exception).
  *
  * Threads: srv_httpd_start() runs the loops; handlers run on their loop's
  * thread with that loop's struct srv_ctx. srv_httpd_shutdown() may be
@@ -31,6 +33,7 @@
 #include <event2/http.h>
 #include <openssl/ssl.h>
 
+#include "formats/api.h"
 #include "formats/error.h"
 #include "server/config.h"
 #include "server/state.h"
@@ -96,10 +99,12 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 /* Send obj as JSON with status code. */
 void srv_http_json(struct evhttp_request *req, int code, const cJSON *obj);
 
-/* Send {"error":{"code":code_name,"message":...}} with status code. The
- * message is formatted from fmt and JSON-escaped. */
-void srv_http_error(struct evhttp_request *req, int code, const char *code_name, const char *fmt,
-                    ...) IDP_PRINTF(4, 5);
+/* Send the error body of code (formats/api.md §9, fmt_api_error_body) with
+ * code's HTTP status: the one way any error leaves idprovd. The message is
+ * formatted from fmt and may hold client text: whatever its bytes, the body
+ * parses with fmt_api_error_parse. */
+void srv_http_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *fmt, ...)
+	IDP_PRINTF(3, 4);
 
 /* The request body as one contiguous buffer (borrowed until the reply). */
 void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len);

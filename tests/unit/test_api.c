@@ -1102,7 +1102,8 @@ START_TEST(test_api_error_messages)
 		{FMT_API_ERR_CONFLICT, 409},     {FMT_API_ERR_TOO_LARGE, 413},
 		{FMT_API_ERR_MEDIA_TYPE, 415},   {FMT_API_ERR_THROTTLED, 429},
 		{FMT_API_ERR_INTERNAL, 500},     {FMT_API_ERR_SUSPENDED, 503},
-		{FMT_API_ERR_UNAVAILABLE, 503},
+		{FMT_API_ERR_UNAVAILABLE, 503},  {FMT_API_ERR_LENGTH_REQUIRED, 411},
+		{FMT_API_ERR_HEADERS_TOO_LARGE, 431},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		ck_assert_int_eq(fmt_api_err_http_status(want[i].code), want[i].http);
@@ -1170,6 +1171,130 @@ START_TEST(test_api_error_messages)
 		ck_assert_msg(strstr(err.msg, bad[i].msg) != NULL, "'%s' lacks '%s'", err.msg,
 		              bad[i].msg);
 	}
+}
+END_TEST
+
+/* body parses as an error of code whose message is want. */
+static void error_parses(const char *body, size_t len, enum fmt_api_err_code code, const char *want)
+{
+	struct fmt_api_error e;
+	struct idp_error err = {0};
+	ck_assert_msg(fmt_api_error_parse((const uint8_t *)body, len, &e, &err) == IDP_OK,
+	              "%s: %s", body, err.msg);
+	ck_assert_int_eq(e.code, code);
+	if (want != NULL)
+		ck_assert_str_eq(e.message, want);
+}
+
+START_TEST(test_api_error_body_any_message)
+{
+	char body[FMT_API_ERROR_BODY_MAX];
+	size_t len = 0;
+	/* The body of issue 9: a client's member name with a newline. Before,
+	 * the server sent it raw and its own parser refused the answer. */
+	static const char nl[] = "unknown field \"a\nb\"";
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_INVALID_FIELD, nl, strlen(nl), 0, body,
+	                                    sizeof(body), &len, NULL),
+	                 IDP_OK);
+	ck_assert_str_eq(body, "{\"error\":{\"code\":\"invalid_field\",\"message\":\"unknown "
+	                       "field \\\"a\\\\x0ab\\\"\"}}");
+	ck_assert_uint_eq(len, strlen(body));
+	error_parses(body, len, FMT_API_ERR_INVALID_FIELD, "unknown field \"a\\x0ab\"");
+	/* NUL, DEL, C0 controls, broken and overlong UTF-8, a surrogate: escaped;
+	 * valid UTF-8 kept. */
+	static const char mixed[] = "a\0b\x7f\x1b\xc3\xa9\xff\xc3(\xc0\xaf\xed\xa0\x80z";
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_BAD_REQUEST, mixed, sizeof(mixed) - 1, 0,
+	                                    body, sizeof(body), &len, NULL),
+	                 IDP_OK);
+	error_parses(body, len, FMT_API_ERR_BAD_REQUEST,
+	             "a\\x00b\\x7f\\x1b\xc3\xa9\\xff\\xc3(\\xc0\\xaf\\xed\\xa0\\x80z");
+	/* Empty: the code's name. */
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_INTERNAL, NULL, 0, 0, body, sizeof(body),
+	                                    &len, NULL),
+	                 IDP_OK);
+	error_parses(body, len, FMT_API_ERR_INTERNAL, "internal");
+	/* Too long, even after escaping: cut on a character boundary, "...". */
+	char big[1000];
+	for (size_t i = 0; i < sizeof(big); i += 2) {
+		big[i] = '\xc3';
+		big[i + 1] = '\xa9';
+	}
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_CONFLICT, big, sizeof(big), 0, body,
+	                                    sizeof(body), &len, NULL),
+	                 IDP_OK);
+	struct fmt_api_error e;
+	ck_assert_int_eq(fmt_api_error_parse((const uint8_t *)body, len, &e, NULL), IDP_OK);
+	ck_assert_uint_eq(strlen(e.message), 2 * 126 + 3);
+	ck_assert_str_eq(e.message + 2 * 126, "...");
+	memset(big, '\n', sizeof(big));
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_CONFLICT, big, sizeof(big), 7, body,
+	                                    sizeof(body), &len, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(fmt_api_error_parse((const uint8_t *)body, len, &e, NULL), IDP_OK);
+	ck_assert_uint_eq(strlen(e.message), 4 * 63 + 3);
+	ck_assert_int_eq(e.retry_after, 7);
+	/* The struct encoder writes the same. */
+	struct fmt_api_error s = {.code = FMT_API_ERR_FORBIDDEN};
+	snprintf(s.code_text, sizeof(s.code_text), "forbidden");
+	snprintf(s.message, sizeof(s.message), "tab\there");
+	ck_assert_int_eq(fmt_api_error_encode(&s, body, sizeof(body), &len, NULL), IDP_OK);
+	error_parses(body, len, FMT_API_ERR_FORBIDDEN, "tab\\x09here");
+	/* Refused: what no message can fix. */
+	struct idp_error err;
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_UNKNOWN, "m", 1, 0, body, sizeof(body), &len,
+	                                    &err),
+	                 IDP_E_ARG);
+	ck_assert_int_eq(fmt_api_error_body((enum fmt_api_err_code)99, "m", 1, 0, body,
+	                                    sizeof(body), &len, &err),
+	                 IDP_E_ARG);
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_THROTTLED, "m", 1, FMT_API_RETRY_MAX + 1,
+	                                    body, sizeof(body), &len, &err),
+	                 IDP_E_ARG);
+	ck_assert_int_eq(fmt_api_error_body(FMT_API_ERR_THROTTLED, "m", 1, 0, body, 20, &len, &err),
+	                 IDP_E_LIMIT);
+}
+END_TEST
+
+START_TEST(test_api_err_of_one_map)
+{
+	/* Every failure maps to a code that has a name and an HTTP status. */
+	for (int rc = IDP_E_AGAIN; rc <= IDP_E_NOMEM; rc++) {
+		for (int o = FMT_API_ORIGIN_SERVER; o <= FMT_API_ORIGIN_AUTH; o++) {
+			enum fmt_api_err_code c =
+			        fmt_api_err_of((enum idp_err)rc, (enum fmt_api_err_origin)o);
+			ck_assert_ptr_nonnull(fmt_api_err_code_name(c));
+			ck_assert_int_ge(fmt_api_err_http_status(c), 400);
+		}
+	}
+	static const struct {
+		enum idp_err rc;
+		enum fmt_api_err_origin origin;
+		enum fmt_api_err_code code;
+	} want[] = {
+		{IDP_E_FORMAT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INVALID_FIELD},
+		{IDP_E_LIMIT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INVALID_FIELD},
+		{IDP_E_UNSUPPORTED, FMT_API_ORIGIN_SERVER, FMT_API_ERR_UNSUPPORTED},
+		{IDP_E_NOMEM, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+		{IDP_E_IO, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+		{IDP_E_CRYPTO, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+		{IDP_E_AGAIN, FMT_API_ORIGIN_SERVER, FMT_API_ERR_UNAVAILABLE},
+		{IDP_E_NOTFOUND, FMT_API_ORIGIN_SERVER, FMT_API_ERR_NOT_FOUND},
+		{IDP_E_DUPLICATE, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},
+		{IDP_E_CONFLICT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},
+		{IDP_E_VERIFY, FMT_API_ORIGIN_SERVER, FMT_API_ERR_FORBIDDEN},
+		{IDP_E_DENIED, FMT_API_ORIGIN_SERVER, FMT_API_ERR_FORBIDDEN},
+		{IDP_E_VERIFY, FMT_API_ORIGIN_POP, FMT_API_ERR_POP_INVALID},
+		{IDP_E_EXPIRED, FMT_API_ORIGIN_POP, FMT_API_ERR_POP_STALE},
+		{IDP_E_DENIED, FMT_API_ORIGIN_POP, FMT_API_ERR_POP_INVALID},
+		{IDP_E_FORMAT, FMT_API_ORIGIN_POP, FMT_API_ERR_INVALID_FIELD},
+		{IDP_E_UNSUPPORTED, FMT_API_ORIGIN_POP, FMT_API_ERR_UNSUPPORTED},
+		{IDP_E_DENIED, FMT_API_ORIGIN_AUTH, FMT_API_ERR_UNAUTHORIZED},
+		{IDP_E_VERIFY, FMT_API_ORIGIN_AUTH, FMT_API_ERR_FORBIDDEN},
+		{IDP_OK, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ck_assert_msg(fmt_api_err_of(want[i].rc, want[i].origin) == want[i].code,
+		              "row %zu: %s", i, fmt_api_err_code_name(want[i].code));
 }
 END_TEST
 
@@ -1256,6 +1381,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_status_round_trip);
 	tcase_add_test(tc, test_api_status_refusals);
 	tcase_add_test(tc, test_api_error_messages);
+	tcase_add_test(tc, test_api_error_body_any_message);
+	tcase_add_test(tc, test_api_err_of_one_map);
 	tcase_add_test(tc, test_api_nonce_and_batch);
 	suite_add_tcase(s, tc);
 	return s;

@@ -15,11 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -1026,6 +1030,168 @@ START_TEST(test_api_sigkill_under_load_keeps_answered_decisions)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- raw HTTP */
+
+struct raw_answer {
+	int status;
+	char ctype[64];
+	char head[4096];
+	char body[4096];
+	size_t body_len;
+};
+
+/* The value of header name in the answer head h (lower-case name), or "". */
+static void raw_header(const char *h, const char *name, char *out, size_t max)
+{
+	out[0] = '\0';
+	size_t nl = strlen(name);
+	for (const char *l = strstr(h, "\r\n"); l != NULL; l = strstr(l + 2, "\r\n")) {
+		if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':') {
+			const char *v = l + 3 + nl;
+			while (*v == ' ')
+				v++;
+			size_t n = strcspn(v, "\r");
+			snprintf(out, max, "%.*s", (int)(n < max ? n : max - 1), v);
+			return;
+		}
+	}
+}
+
+/* Send raw[0..n) as it is on a new TLS connection to the server and read
+ * one answer (head, then Content-Length bytes of body). */
+static void raw_exchange(const char *raw, size_t n, struct raw_answer *a)
+{
+	memset(a, 0, sizeof(*a));
+	const char *colon = strrchr(base_url, ':');
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+	ck_assert_int_eq(inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr), 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct timeval tv = {.tv_sec = 10};
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, ca_path, NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL *ssl = SSL_new(ctx);
+	ck_assert_ptr_nonnull(ssl);
+	ck_assert_int_eq(SSL_set_fd(ssl, fd), 1);
+	ck_assert_int_eq(SSL_connect(ssl), 1);
+	ck_assert_int_eq(SSL_write(ssl, raw, (int)n), (int)n);
+	char buf[sizeof(a->head) + sizeof(a->body)];
+	size_t got = 0, need = 0;
+	const char *end = NULL;
+	for (int i = 0; i < 1000 && got < sizeof(buf) - 1; i++) {
+		int r = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got));
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		buf[got] = '\0';
+		if (end == NULL && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+			size_t hl = (size_t)(end - buf) + 2;
+			ck_assert_uint_lt(hl, sizeof(a->head));
+			memcpy(a->head, buf, hl);
+			char cl[24];
+			raw_header(a->head, "content-length", cl, sizeof(cl));
+			need = hl + 2 + (size_t)strtoul(cl, NULL, 10);
+		}
+		if (end != NULL && got >= need)
+			break;
+	}
+	ck_assert_msg(end != NULL && got == need, "no whole answer to %.40s: %s", raw, buf);
+	ck_assert_int_eq(sscanf(a->head, "HTTP/1.1 %d ", &a->status), 1);
+	raw_header(a->head, "content-type", a->ctype, sizeof(a->ctype));
+	a->body_len = got - (size_t)(end + 4 - buf);
+	memcpy(a->body, end + 4, a->body_len);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+}
+
+START_TEST(test_api_every_refusal_is_a_parsable_json_error)
+{
+	char big_head[9000 + 64];
+	snprintf(big_head, sizeof(big_head), "GET /v1/health HTTP/1.1\r\nX-Pad: %09000d\r\n\r\n", 0);
+	static const char ctl_member[] = "POST /v1/provision HTTP/1.1\r\nContent-Type: "
+	                                 "application/json\r\nContent-Length: 10\r\n\r\n"
+	                                 "{\"a\\nb\":1}";
+	static const char ctl_raw[] = "POST /v1/provision HTTP/1.1\r\nContent-Length: 18\r\n\r\n"
+	                              "{\"device_id\":\"\x01\x1b\"}";
+	static const char ctl_value[] = "POST /v1/token/renew HTTP/1.1\r\nContent-Length: 23\r\n\r\n"
+	                                "{\"device_id\":\"\\u0007x\"}";
+	const struct {
+		const char *raw;
+		size_t len; /* 0: strlen */
+		int status;
+		enum fmt_api_err_code code;
+	} cases[] = {
+		/* Bad JSON and client text with control characters. */
+		{ctl_member, 0, 400, FMT_API_ERR_INVALID_FIELD},
+		{ctl_raw, 0, 400, FMT_API_ERR_INVALID_FIELD},
+		{ctl_value, 0, 400, FMT_API_ERR_INVALID_FIELD},
+		/* Unknown route; wrong, unknown and bodiless methods. */
+		{"GET /v1/nothing HTTP/1.1\r\n\r\n", 0, 404, FMT_API_ERR_NOT_FOUND},
+		{"DELETE /v1/health HTTP/1.1\r\n\r\n", 0, 405, FMT_API_ERR_METHOD_NOT_ALLOWED},
+		{"BREW /v1/health HTTP/1.1\r\n\r\n", 0, 405, FMT_API_ERR_METHOD_NOT_ALLOWED},
+		{"PATCH /v1/nonce HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0, 405,
+		 FMT_API_ERR_METHOD_NOT_ALLOWED},
+		{"GET /v1/provision HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /", 0, 400,
+		 FMT_API_ERR_BAD_REQUEST},
+		/* Oversized body and head; chunked; no length on a kept-open POST. */
+		{"POST /v1/provision HTTP/1.1\r\nContent-Length: 20000\r\n\r\n", 0, 413,
+		 FMT_API_ERR_TOO_LARGE},
+		{big_head, 0, 431, FMT_API_ERR_HEADERS_TOO_LARGE},
+		{"POST /v1/nonce HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 411,
+		 FMT_API_ERR_LENGTH_REQUIRED},
+		{"POST /v1/nonce HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", 0, 411,
+		 FMT_API_ERR_LENGTH_REQUIRED},
+		/* Malformed request lines and header lines. */
+		{"GARBAGE\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health HTTP/2.0\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET  /v1/health HTTP/1.1\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"G(T /v1/health HTTP/1.1\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET http://a:b:c/ HTTP/1.1\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/\x01health HTTP/1.1\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health HTTP/1.1\r\nno colon here\r\n\r\n", 0, 400,
+		 FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health HTTP/1.1\r\nBad Name: x\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"GET /v1/health HTTP/1.1\r\n folded: x\r\n\r\n", 0, 400, FMT_API_ERR_BAD_REQUEST},
+		{"POST /v1/nonce HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 0, 400,
+		 FMT_API_ERR_BAD_REQUEST},
+	};
+	uint8_t before[32], after[32];
+	digest(before);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct raw_answer a;
+		size_t n = cases[i].len != 0 ? cases[i].len : strlen(cases[i].raw);
+		raw_exchange(cases[i].raw, n, &a);
+		struct fmt_api_error e;
+		struct idp_error err = {0};
+		ck_assert_msg(fmt_api_error_parse((const uint8_t *)a.body, a.body_len, &e, &err) ==
+		                      IDP_OK,
+		              "case %zu: %d %s: %s (%s)", i, a.status, a.ctype, a.body, err.msg);
+		ck_assert_msg(a.status == cases[i].status && e.code == cases[i].code,
+		              "case %zu: %d %s", i, a.status, a.body);
+		ck_assert_int_eq(fmt_api_err_http_status(e.code), a.status);
+		ck_assert_str_eq(a.ctype, "application/json");
+	}
+	/* The client's newline comes back escaped, not raw. */
+	struct raw_answer a;
+	raw_exchange(ctl_member, strlen(ctl_member), &a);
+	ck_assert_msg(strstr(a.body, "a\\\\x0ab") != NULL, "%s", a.body);
+	/* A 405 names the method to use. */
+	raw_exchange(cases[5].raw, strlen(cases[5].raw), &a);
+	char allow[16];
+	raw_header(a.head, "allow", allow, sizeof(allow));
+	ck_assert_str_eq(allow, "GET");
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1039,6 +1205,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
 	tcase_add_test(tc, test_api_batch_upload_by_station);
 	tcase_add_test(tc, test_api_pending_claims_do_not_block_and_are_capped);
+	tcase_add_test(tc, test_api_every_refusal_is_a_parsable_json_error);
 	tcase_add_test(tc, test_api_sigkill_under_load_keeps_answered_decisions);
 	suite_add_tcase(s, tc);
 	return s;

@@ -24,8 +24,8 @@ json_err() { # DESC CODE ERRCODE CURL-ARGS...
 
 head -c 70000 /dev/zero >"$T_TMP/big"
 json_err "oversized body gets 413 JSON" 413 too_large -X POST --data-binary @"$T_TMP/big" "$SRV_URL/v1/health"
-json_err "oversized head gets 431 JSON" 431 too_large -H "X-Pad: $(head -c 9000 /dev/zero | tr '\0' a)" "$SRV_URL/v1/health"
-json_err "chunked body gets 411 JSON" 411 bad_request -H 'Transfer-Encoding: chunked' -X POST -d x "$SRV_URL/v1/health"
+json_err "oversized head gets 431 JSON" 431 headers_too_large -H "X-Pad: $(head -c 9000 /dev/zero | tr '\0' a)" "$SRV_URL/v1/health"
+json_err "chunked body gets 411 JSON" 411 length_required -H 'Transfer-Encoding: chunked' -X POST -d x "$SRV_URL/v1/health"
 json_err "unknown path gets 404 JSON" 404 not_found "$SRV_URL/v1/nothing"
 json_err "wrong method gets 405 JSON" 405 method_not_allowed -X POST -d '{}' "$SRV_URL/v1/health"
 srv_curl -o /dev/null -w '%{http_code}' "$SRV_URL/v1/health" >"$T_TMP/code"
