@@ -253,7 +253,8 @@ enum idp_err srv_http_channel_binding(struct evhttp_request *req,
 		        err, IDP_E_DENIED,
 		        "tls: channel binding needs TLS 1.3 or extended master secret");
 	if (SSL_export_keying_material(ssl, out, SRV_HTTP_EXPORTER_LEN, SRV_HTTP_EXPORTER_LABEL,
-	                               strlen(SRV_HTTP_EXPORTER_LABEL), NULL, 0, 0) != 1)
+	                               strlen(SRV_HTTP_EXPORTER_LABEL), (const uint8_t *)"", 0,
+	                               1) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: export keying material");
 	return IDP_OK;
 }

@@ -159,9 +159,9 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
 		size_t want = c->len;
 		if (curl_easy_getinfo(c->curl, CURLINFO_TLS_SSL_PTR, &ti) != CURLE_OK ||
 		    ti == NULL ||
-		    SSL_export_keying_material(ti->internals, exporter, sizeof(exporter),
-		                               FMT_API_EXPORTER_LABEL,
-		                               strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0) != 1 ||
+		    SSL_export_keying_material(
+		            ti->internals, exporter, sizeof(exporter), FMT_API_EXPORTER_LABEL,
+		            strlen(FMT_API_EXPORTER_LABEL), (const uint8_t *)"", 0, 1) != 1 ||
 		    build(c, exporter) != 0 || c->len != want)
 			return CURL_READFUNC_ABORT;
 		c->built = true;
