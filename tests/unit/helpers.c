@@ -59,6 +59,16 @@ void idp_test_ed25519_spki(const uint8_t pub[static 32],
 	memcpy(out + sizeof(head), pub, 32);
 }
 
+size_t idp_test_fresh_spki(enum fmt_key_type t, uint8_t out[static FMT_KEY_SPKI_MAX])
+{
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	size_t n = 0;
+	ck_assert_int_eq(fmt_key_spki_der(k, out, &n, NULL), IDP_OK);
+	fmt_key_free(k);
+	return n;
+}
+
 void idp_test_ecdsa_twin(uint8_t sig[static 64])
 {
 	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);

@@ -12,6 +12,8 @@
 
 #include <openssl/evp.h>
 
+#include "formats/keys.h"
+
 #define IDP_TEST_SMALL_ORDER_N    8u /* the whole torsion subgroup of edwards25519 */
 #define IDP_TEST_NONCANONICAL_N   6u
 #define IDP_TEST_ED25519_SPKI_LEN 44u
@@ -27,6 +29,9 @@ extern const uint8_t idp_test_noncanonical[IDP_TEST_NONCANONICAL_N][32];
 /* The canonical Ed25519 SPKI DER of the 32 key bytes pub. */
 void idp_test_ed25519_spki(const uint8_t pub[static 32],
                            uint8_t out[static IDP_TEST_ED25519_SPKI_LEN]);
+
+/* The SPKI DER of a freshly generated key of type t into out; its length. */
+size_t idp_test_fresh_spki(enum fmt_key_type t, uint8_t out[static FMT_KEY_SPKI_MAX]);
 
 /* sig (P-256 r||s) -> its malleable twin (r, n - s). */
 void idp_test_ecdsa_twin(uint8_t sig[static 64]);

@@ -407,12 +407,8 @@ START_TEST(test_import_refuses_weak_ed25519_keys)
 	digest(after);
 	ck_assert_mem_eq(before, after, 32);
 	ck_assert_int_eq(devices(), 0);
-	struct fmt_key *k = NULL;
-	ck_assert_int_eq(fmt_key_generate(FMT_KEY_ED25519, &k, NULL), IDP_OK);
 	uint8_t good[FMT_KEY_SPKI_MAX];
-	size_t glen = 0;
-	ck_assert_int_eq(fmt_key_spki_der(k, good, &glen, NULL), IDP_OK);
-	fmt_key_free(k);
+	size_t glen = idp_test_fresh_spki(FMT_KEY_ED25519, good);
 	struct body ok = with_pub(&plain, 2, good, glen);
 	ck_assert_msg(import(&ok, &r, &err) == IDP_OK, "%s", err.msg);
 	ck_assert_int_eq(devices(), 3);
