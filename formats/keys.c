@@ -53,10 +53,11 @@ static const char *describe(EVP_PKEY *pkey)
  * its one canonical encoding: y little-endian, bit 255 the sign of x. A key
  * among them verifies "signatures" made without any private key (for the
  * identity, R = identity and S = 0 verifies for every message in OpenSSL
- * 3.0), so the parser refuses them. Checked against RFC 8032 decoding and
- * [8]P = identity by tests/unit/test_keys.c. The six non-canonical encodings
- * of these points (y = p, y = p + 1, x = 0 with the sign bit set) are
- * refused by ed25519_check as not canonical.
+ * 3.0), so the parser refuses them. tests/unit/test_keys.c checks the table
+ * independently (X25519 of each point's Montgomery u is zero) and forges a
+ * signature for each with plain OpenSSL. The six non-canonical encodings of
+ * these points (y = p and y = p + 1 with either sign, x = 0 with the sign
+ * bit set) are refused by ed25519_check as not canonical.
  */
 static const uint8_t ed25519_small_order[8][ED25519_KEY_LEN] = {
         /* identity (0, 1), order 1 */
