@@ -111,9 +111,10 @@ endef
 $(foreach p,$(PROGS),$(eval $(call PROG_template,$(p))))
 
 # Unit tests link every project library (server before formats) and all packages.
-$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/obj/tests/unit/check_main.o $(ALL_LIB_ARCHIVES)
+UNIT_COMMON = $(B)/obj/tests/unit/check_main.o $(B)/obj/tests/unit/helpers.o
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(UNIT_COMMON) $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(B)/obj/tests/unit/check_main.o \
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(UNIT_COMMON) \
 		$(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) $(PKG_LIBS) $(CHECK_LIBS)
 
 $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)

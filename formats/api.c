@@ -890,6 +890,9 @@ static enum idp_err verify_checked(const struct fmt_api_request *req, const stru
 	size_t mlen = 0;
 	if (rc == IDP_OK)
 		rc = build_pop(req, exporter, msg, &mlen, err);
+	/* One signature, one spelling: the twin (r, n - s) of a proof is refused. */
+	if (rc == IDP_OK && fmt_key_sig_high_s(key, req->pop.sig, FMT_KEY_RAW_SIG_LEN))
+		rc = idp_error_set(err, IDP_E_VERIFY, "pop: ecdsa signature is not low-s");
 	if (rc == IDP_OK &&
 	    fmt_key_verify(key, FMT_SIG_RAW, msg, mlen, req->pop.sig, FMT_KEY_RAW_SIG_LEN, NULL) !=
 	            IDP_OK)

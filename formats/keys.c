@@ -46,7 +46,90 @@ static const char *describe(EVP_PKEY *pkey)
 	return name != NULL ? name : "unknown";
 }
 
-/* Wrap pkey (takes ownership of the caller's reference in every case). */
+#define ED25519_KEY_LEN 32u
+
+/*
+ * The eight points of small order (1, 2, 4 and 8) of edwards25519, each in
+ * its one canonical encoding: y little-endian, bit 255 the sign of x. A key
+ * among them verifies "signatures" made without any private key (for the
+ * identity, R = identity and S = 0 verifies for every message in OpenSSL
+ * 3.0), so the parser refuses them. tests/unit/test_keys.c checks the table
+ * independently (X25519 of each point's Montgomery u is zero) and forges a
+ * signature for each with plain OpenSSL. The six non-canonical encodings of
+ * these points (y = p and y = p + 1 with either sign, x = 0 with the sign
+ * bit set) are refused by ed25519_check as not canonical.
+ */
+static const uint8_t ed25519_small_order[8][ED25519_KEY_LEN] = {
+        /* identity (0, 1), order 1 */
+        {0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},
+        /* (0, p - 1), order 2 */
+        {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+        /* (sqrt(-1), 0) and (-sqrt(-1), 0), order 4 */
+        {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},
+        {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80},
+        /* the four points of order 8: two values of y, each with both signs of x */
+        {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4,
+         0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6,
+         0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+        {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4,
+         0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6,
+         0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x85},
+        {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+         0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+         0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+        {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+         0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+         0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0xfa},
+};
+
+/* Refuse an Ed25519 public key of small order or in a non-canonical
+ * encoding (RFC 8032 section 5.1.3 decoding fails: y >= p = 2^255 - 19, or
+ * x = 0 with the sign bit set). Keys are public: plain compares are fine. */
+static enum idp_err ed25519_check(const uint8_t pub[static ED25519_KEY_LEN], struct idp_error *err)
+{
+	for (size_t i = 0; i < sizeof(ed25519_small_order) / sizeof(ed25519_small_order[0]); i++)
+		if (memcmp(pub, ed25519_small_order[i], ED25519_KEY_LEN) == 0)
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "key: ed25519 public key is of small order");
+	/* y is the low 255 bits; p is ed ff .. ff 7f little-endian. */
+	bool y_ge_p = pub[0] >= 0xed && (pub[31] & 0x7f) == 0x7f;
+	for (size_t i = 1; i < ED25519_KEY_LEN - 1 && y_ge_p; i++)
+		y_ge_p = pub[i] == 0xff;
+	/* x = 0 only for y = 1 and y = p - 1 (table rows 0 and 1, sign bit clear). */
+	bool neg_zero = false;
+	if ((pub[31] & 0x80) != 0) {
+		uint8_t y[ED25519_KEY_LEN];
+		memcpy(y, pub, sizeof(y));
+		y[31] &= 0x7f;
+		neg_zero = memcmp(y, ed25519_small_order[0], sizeof(y)) == 0 ||
+		           memcmp(y, ed25519_small_order[1], sizeof(y)) == 0;
+	}
+	if (y_ge_p || neg_zero)
+		return idp_error_set(err, IDP_E_FORMAT, "key: ed25519 public key is not canonical");
+	return IDP_OK;
+}
+
+/* ed25519_check on the public half of an Ed25519 pkey. */
+static enum idp_err ed25519_pkey_check(EVP_PKEY *pkey, struct idp_error *err)
+{
+	uint8_t pub[ED25519_KEY_LEN];
+	size_t n = sizeof(pub);
+	if (EVP_PKEY_get_raw_public_key(pkey, pub, &n) != 1 || n != sizeof(pub))
+		return idp_error_ssl(err, IDP_E_CRYPTO, "key: read ed25519 public key");
+	return ed25519_check(pub, err);
+}
+
+/* Wrap pkey (takes ownership of the caller's reference in every case). Every
+ * key the module hands out passes here, so the Ed25519 key checks live here:
+ * wire, API, manifests, station keys and certificates all inherit them. */
 static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct idp_error *err)
 {
 	*out = NULL;
@@ -57,6 +140,13 @@ static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct
 		                    describe(pkey));
 		EVP_PKEY_free(pkey);
 		return IDP_E_UNSUPPORTED;
+	}
+	if (t == FMT_KEY_ED25519) {
+		enum idp_err rc = ed25519_pkey_check(pkey, err);
+		if (rc != IDP_OK) {
+			EVP_PKEY_free(pkey);
+			return rc;
+		}
 	}
 	struct fmt_key *k = calloc(1, sizeof(*k));
 	if (k == NULL) {
@@ -150,8 +240,7 @@ static const uint8_t spki_p256_head[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2
                                          0x01, 0x07, 0x03, 0x42, 0x00};
 static const uint8_t spki_ed25519_head[] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
                                             0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
-#define P256_POINT_LEN  65u /* 0x04 || X || Y */
-#define ED25519_KEY_LEN 32u
+#define P256_POINT_LEN 65u /* 0x04 || X || Y */
 
 /* A key from canonical SPKI bytes. *tried is false when buf is in neither
  * canonical form; then NULL. With *tried, NULL means OpenSSL refused the key. */
@@ -265,9 +354,11 @@ enum idp_err fmt_key_spki_check(const uint8_t *buf, size_t len, const EC_GROUP *
 	 * matching them is what parse-and-re-encode would ensure). */
 	size_t eh = sizeof(spki_ed25519_head), ph = sizeof(spki_p256_head);
 	if (len == eh + ED25519_KEY_LEN && memcmp(buf, spki_ed25519_head, eh) == 0) {
-		/* OpenSSL accepts any 32 bytes as an Ed25519 public key, as RFC 8032 does. */
-		*type = FMT_KEY_ED25519;
-		return IDP_OK;
+		/* OpenSSL accepts any 32 bytes as an Ed25519 public key; we do not. */
+		enum idp_err rc = ed25519_check(buf + eh, err);
+		if (rc == IDP_OK)
+			*type = FMT_KEY_ED25519;
+		return rc;
 	}
 	if (len == ph + P256_POINT_LEN && memcmp(buf, spki_p256_head, ph) == 0 && buf[ph] == 0x04) {
 		EC_GROUP *own = p256 == NULL ? fmt_key_p256_group() : NULL;
@@ -395,6 +486,36 @@ void fmt_key_fingerprint_hex(const uint8_t fp[static FMT_KEY_FINGERPRINT_LEN], c
 	out[64] = '\0';
 }
 
+/* P-256 group order n, and floor(n / 2): an ECDSA s above it is "high". */
+static const uint8_t p256_order[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+                                       0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                       0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+                                       0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+static const uint8_t p256_half_order[32] = {0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
+                                            0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                            0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+                                            0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8};
+
+bool fmt_key_sig_high_s(const struct fmt_key *key, const uint8_t *sig, size_t sig_len)
+{
+	return key->type == FMT_KEY_P256 && sig_len == FMT_KEY_RAW_SIG_LEN &&
+	       memcmp(sig + 32, p256_half_order, 32) > 0;
+}
+
+/* ECDSA s -> n - s when s > n/2, so that a message has one valid signature
+ * (ECDSA signatures are otherwise malleable: (r, n - s) verifies too). */
+static enum idp_err p256_low_s(uint8_t s[static 32], struct idp_error *err)
+{
+	if (memcmp(s, p256_half_order, 32) <= 0)
+		return IDP_OK;
+	BIGNUM *n = BN_bin2bn(p256_order, 32, NULL);
+	BIGNUM *v = BN_bin2bn(s, 32, NULL);
+	int ok = n != NULL && v != NULL && BN_sub(v, n, v) == 1 && BN_bn2binpad(v, s, 32) == 32;
+	BN_free(n);
+	BN_free(v);
+	return ok ? IDP_OK : idp_error_ssl(err, IDP_E_CRYPTO, "sign: normalise ecdsa s");
+}
+
 /* DER ECDSA signature -> 64-byte r||s. */
 static enum idp_err der_to_raw(const uint8_t *der, size_t len, uint8_t raw[static 64],
                                struct idp_error *err)
@@ -462,13 +583,20 @@ enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc, const
 		rc = idp_error_ssl(err, IDP_E_CRYPTO, "sign: %s", fmt_key_type_name(key->type));
 		goto out;
 	}
-	if (key->type == FMT_KEY_P256 && enc == FMT_SIG_RAW) {
+	if (key->type == FMT_KEY_P256) {
+		/* Low s in both encodings: one signature per message and key. */
 		uint8_t raw[64];
 		rc = der_to_raw(sig, n, raw, err);
+		if (rc == IDP_OK)
+			rc = p256_low_s(raw + 32, err);
+		if (rc == IDP_OK && enc == FMT_SIG_RAW) {
+			memcpy(sig, raw, sizeof(raw));
+			n = sizeof(raw);
+		} else if (rc == IDP_OK) {
+			rc = raw_to_der(raw, sig, &n, err);
+		}
 		if (rc != IDP_OK)
 			goto out;
-		memcpy(sig, raw, sizeof(raw));
-		n = sizeof(raw);
 	}
 	*sig_len = n;
 out:
@@ -488,6 +616,9 @@ enum idp_err fmt_key_verify(const struct fmt_key *key, enum fmt_sig_enc enc, con
 		return idp_error_set(err, IDP_E_VERIFY, "signature: %zu bytes is not a P-256 signature",
 		                     sig_len);
 	}
+	if (enc == FMT_SIG_RAW && fmt_key_sig_high_s(key, sig, sig_len))
+		return idp_error_set(err, IDP_E_VERIFY,
+		                     "signature: ecdsa s is above n/2 (not low-s)");
 	if (key->type == FMT_KEY_P256 && enc == FMT_SIG_RAW) {
 		size_t n = 0;
 		enum idp_err rc = raw_to_der(sig, der, &n, err);

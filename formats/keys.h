@@ -57,7 +57,10 @@ IDP_MUST_CHECK enum idp_err fmt_key_parse_public_pem(const uint8_t *buf, size_t 
                                                      struct fmt_key **out, struct idp_error *err);
 
 /* Parse SPKI DER. The whole of buf must be one SPKI, re-encoding to the same
- * bytes (so a key has exactly one accepted encoding). */
+ * bytes (so a key has exactly one accepted encoding). Every parser and
+ * constructor here refuses an Ed25519 public key of small order ("key:
+ * ed25519 public key is of small order") or in a non-canonical encoding
+ * ("... is not canonical"), IDP_E_FORMAT: anyone can sign for such a key. */
 IDP_MUST_CHECK enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t len,
                                                    struct fmt_key **out, struct idp_error *err);
 
@@ -99,17 +102,27 @@ IDP_MUST_CHECK enum idp_err fmt_key_fingerprint(const struct fmt_key *key,
 void fmt_key_fingerprint_hex(const uint8_t fp[static FMT_KEY_FINGERPRINT_LEN], char out[static 65]);
 
 /* Sign msg[0..len) (ECDSA hashes with SHA-256; Ed25519 signs msg itself).
- * *sig_len gets the length. IDP_E_ARG when key has no private half. */
+ * *sig_len gets the length. ECDSA signatures always have a low s (s <= n/2),
+ * in both encodings. IDP_E_ARG when key has no private half. */
 IDP_MUST_CHECK enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc,
                                          const uint8_t *msg, size_t len,
                                          uint8_t sig[static FMT_KEY_SIG_MAX], size_t *sig_len,
                                          struct idp_error *err);
 
 /* Verify sig over msg. IDP_OK when it matches; IDP_E_VERIFY when it does not
- * (including malformed or wrongly sized signatures). */
+ * (including malformed or wrongly sized signatures). FMT_SIG_RAW ECDSA
+ * signatures with a high s are refused (one signature, one spelling: JWS,
+ * wire and API proofs); FMT_SIG_DER accepts either s, because manifests may
+ * be signed with the stock openssl command, which does not normalise s. */
 IDP_MUST_CHECK enum idp_err fmt_key_verify(const struct fmt_key *key, enum fmt_sig_enc enc,
                                            const uint8_t *msg, size_t len, const uint8_t *sig,
                                            size_t sig_len, struct idp_error *err);
+
+/* True when key is P-256 and sig is a 64-byte r||s whose s is above n/2
+ * (the malleable twin (r, n - s) of a low-s signature, or s >= n). Callers
+ * that verify FMT_SIG_RAW use it to name that refusal; fmt_key_verify
+ * refuses such signatures itself. */
+bool fmt_key_sig_high_s(const struct fmt_key *key, const uint8_t *sig, size_t sig_len);
 
 /* The key's type. */
 enum fmt_key_type fmt_key_type(const struct fmt_key *key);

@@ -31,16 +31,6 @@
 #define ALG_SHOW_MAX 16 /* characters of an unknown alg quoted in an error */
 #define PAYLOAD_ROOM 4608u
 
-/* P-256 group order n, and floor(n / 2): an ECDSA s above it is "high". */
-static const uint8_t p256_order[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
-                                       0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                       0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
-                                       0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
-static const uint8_t p256_half_order[32] = {0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
-                                            0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                            0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
-                                            0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8};
-
 static const char *alg_of(enum fmt_key_type t)
 {
 	return t == FMT_KEY_P256 ? "ES256" : "EdDSA";
@@ -306,20 +296,6 @@ static enum idp_err build_payload(const struct fmt_token_claims *c, struct sbuf 
 	return IDP_OK;
 }
 
-/* ECDSA s -> n - s when s > n/2, so that a token has one valid signature
- * (ECDSA signatures are otherwise malleable: (r, n - s) verifies too). */
-static enum idp_err p256_low_s(uint8_t s[static 32], struct idp_error *err)
-{
-	if (memcmp(s, p256_half_order, 32) <= 0)
-		return IDP_OK;
-	BIGNUM *n = BN_bin2bn(p256_order, 32, NULL);
-	BIGNUM *v = BN_bin2bn(s, 32, NULL);
-	int ok = n != NULL && v != NULL && BN_sub(v, n, v) == 1 && BN_bn2binpad(v, s, 32) == 32;
-	BN_free(n);
-	BN_free(v);
-	return ok ? IDP_OK : idp_error_ssl(err, IDP_E_CRYPTO, "token: normalise ecdsa s");
-}
-
 enum idp_err fmt_token_sign(const struct fmt_key *key, const char *kid,
                             struct fmt_token_claims *claims, int64_t now, int64_t lifetime,
                             const char *jti, char **token, size_t *len, struct idp_error *err)
@@ -357,8 +333,6 @@ enum idp_err fmt_token_sign(const struct fmt_key *key, const char *kid,
 	rc = fmt_key_sign(key, FMT_SIG_RAW, (const uint8_t *)t, eh + 1 + ep, sig, &sn, err);
 	if (rc == IDP_OK && sn != FMT_KEY_RAW_SIG_LEN)
 		rc = idp_error_set(err, IDP_E_CRYPTO, "token: signature is %zu bytes", sn);
-	if (rc == IDP_OK && fmt_key_type(key) == FMT_KEY_P256)
-		rc = p256_low_s(sig + 32, err);
 	if (rc != IDP_OK) {
 		/* Not yet NUL-terminated at its end: fmt_token_free() cannot be used. */
 		OPENSSL_cleanse(t, total + 1);
@@ -534,7 +508,8 @@ static enum idp_err check_signature(const uint8_t *buf, const struct parts *p,
 		return idp_error_set(err, IDP_E_VERIFY,
 		                     "token: signature is %zu bytes, expected %u", p->sig_len,
 		                     FMT_KEY_RAW_SIG_LEN);
-	if (fmt_key_type(key) == FMT_KEY_P256 && memcmp(p->sig + 32, p256_half_order, 32) > 0)
+	/* fmt_key_sign makes low-s signatures; the twin (r, n - s) is refused. */
+	if (fmt_key_sig_high_s(key, p->sig, p->sig_len))
 		return idp_error_set(err, IDP_E_VERIFY, "token: ecdsa signature is not low-s");
 	enum idp_err rc =
 	        fmt_key_verify(key, FMT_SIG_RAW, buf, p->signed_len, p->sig, p->sig_len, err);

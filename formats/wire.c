@@ -675,6 +675,9 @@ enum idp_err fmt_wire_proof_verify(const struct fmt_wire_challenge *ch,
 	enum idp_err rc = fmt_wire_proof_message(ch, info, msg, &msg_len, err);
 	if (rc == IDP_OK)
 		rc = check_spki(info->key_type, info->spki, info->spki_len, &key, err);
+	/* One signature, one spelling: the twin (r, n - s) of a proof is refused. */
+	if (rc == IDP_OK && fmt_key_sig_high_s(key, proof->sig, FMT_WIRE_SIG_LEN))
+		rc = idp_error_set(err, IDP_E_VERIFY, "proof: ecdsa signature is not low-s");
 	if (rc == IDP_OK) {
 		rc = fmt_key_verify(key, FMT_SIG_RAW, msg, msg_len, proof->sig, FMT_WIRE_SIG_LEN,
 		                    err);

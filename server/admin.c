@@ -169,10 +169,10 @@ static enum idp_err parse_public_key(const char *s, size_t len,
 	if (rc == IDP_OK)
 		rc = fmt_key_spki_der(key, der, der_len, err);
 	fmt_key_free(key);
+	/* WARNING: formatting err->msg into itself lost the reason (and err may be NULL). */
 	if (rc != IDP_OK)
-		return idp_error_set(err, rc, "public_key: not an SPKI PEM or base64 DER key (%s)",
-		                     err->msg);
-	return IDP_OK;
+		idp_error_prefix(err, "public_key: not an SPKI PEM or base64 DER key");
+	return rc;
 }
 
 static enum idp_err station_put(struct srv_store *st, const void *arg, int64_t now,

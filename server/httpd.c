@@ -42,6 +42,7 @@
 #include <openssl/x509.h>
 
 #include "formats/id.h"
+#include "formats/io/tls.h"
 #include "formats/json.h"
 #include "server/log.h"
 
@@ -247,10 +248,7 @@ enum idp_err srv_http_channel_binding(struct evhttp_request *req,
 		return idp_error_set(
 		        err, IDP_E_DENIED,
 		        "tls: channel binding needs TLS 1.3 or extended master secret");
-	if (SSL_export_keying_material(ssl, out, SRV_HTTP_EXPORTER_LEN, SRV_HTTP_EXPORTER_LABEL,
-	                               strlen(SRV_HTTP_EXPORTER_LABEL), NULL, 0, 0) != 1)
-		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: export keying material");
-	return IDP_OK;
+	return fio_tls_exporter(ssl, out, err); /* RFC 9266: empty context, not none */
 }
 
 const char *srv_http_peer(struct evhttp_request *req, char buf[static 64])

@@ -121,8 +121,9 @@ IDP_MUST_CHECK enum idp_err srv_http_station(struct evhttp_request *req,
 SSL *srv_http_ssl(struct evhttp_request *req);
 
 /* RFC 9266 tls-exporter value of the request's connection:
- * SSL_export_keying_material with label "EXPORTER-Channel-Binding", no
- * context, 32 bytes. */
+ * SSL_export_keying_material with label "EXPORTER-Channel-Binding", an
+ * empty context (use_context = 1, length 0; differs from no context under
+ * TLS 1.2), 32 bytes. */
 IDP_MUST_CHECK enum idp_err srv_http_channel_binding(struct evhttp_request *req,
                                                      uint8_t out[static SRV_HTTP_EXPORTER_LEN],
                                                      struct idp_error *err);

@@ -7,7 +7,7 @@ LIBS_server += $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 
 PROGS += idprovd
 idprovd_SRCS := server/idprovd.c
-idprovd_LIBS := server formats
+idprovd_LIBS := server io formats
 MANPAGES += docs/man/idprovd.8
 
 PROGS += idprov-admin

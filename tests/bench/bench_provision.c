@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 
 #include "formats/api.h"
+#include "formats/io/tls.h"
 #include "server/handlers.h"
 #include "server/httpd.h"
 #include "server/log.h"
@@ -158,10 +159,7 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
 		uint8_t exporter[FMT_API_EXPORTER_LEN];
 		size_t want = c->len;
 		if (curl_easy_getinfo(c->curl, CURLINFO_TLS_SSL_PTR, &ti) != CURLE_OK ||
-		    ti == NULL ||
-		    SSL_export_keying_material(ti->internals, exporter, sizeof(exporter),
-		                               FMT_API_EXPORTER_LABEL,
-		                               strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0) != 1 ||
+		    ti == NULL || fio_tls_exporter(ti->internals, exporter, NULL) != IDP_OK ||
 		    build(c, exporter) != 0 || c->len != want)
 			return CURL_READFUNC_ABORT;
 		c->built = true;

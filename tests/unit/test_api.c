@@ -14,9 +14,12 @@
 #include <openssl/x509.h>
 
 #include "formats/api.h"
+#include "formats/b64.h"
+#include "formats/io/tls.h"
 #include "formats/json.h"
 #include "formats/mac.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 static const uint8_t exporter_a[FMT_API_EXPORTER_LEN] = {
 	0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
@@ -605,6 +608,77 @@ START_TEST(test_api_pop_verify)
 }
 END_TEST
 
+/* A request with an Ed25519 key anyone can sign for is refused by the
+ * parser, naming the problem, although for the identity key plain OpenSSL
+ * verifies the forged proof (R = identity, S = 0) over any message. */
+START_TEST(test_api_request_refuses_weak_ed25519_keys)
+{
+	bool small = _i < (int)IDP_TEST_SMALL_ORDER_N;
+	const uint8_t *pub = small ? idp_test_small_order[_i]
+	                           : idp_test_noncanonical[_i - (int)IDP_TEST_SMALL_ORDER_N];
+	const char *want = small ? "public_key: key: ed25519 public key is of small order"
+	                         : "public_key: key: ed25519 public key is not canonical";
+	struct fmt_key *key = new_key(FMT_KEY_ED25519);
+	struct fmt_api_request r, got;
+	make_request(&r, FMT_API_PROVISION, key, exporter_a, NULL);
+	char body[FMT_API_BODY_MAX + 1];
+	encode_request(&r, body, sizeof(body));
+	uint8_t msg[FMT_API_POP_MSG_MAX];
+	size_t mlen = 0;
+	ck_assert_int_eq(fmt_api_pop_message(&r, exporter_a, msg, &mlen, NULL), IDP_OK);
+	/* The same body with the weak key and the forged signature. */
+	char good_b64[64], weak_b64[64], sig_b64[96], forged_b64[96];
+	uint8_t weak[IDP_TEST_ED25519_SPKI_LEN], forged[64] = {0};
+	idp_test_ed25519_spki(pub, weak);
+	memcpy(forged, idp_test_small_order[0], 32);
+	good_b64[fmt_b64_encode(FMT_B64_STD, r.spki, r.spki_len, good_b64)] = '\0';
+	weak_b64[fmt_b64_encode(FMT_B64_STD, weak, sizeof(weak), weak_b64)] = '\0';
+	sig_b64[fmt_b64_encode(FMT_B64_STD, r.pop.sig, 64, sig_b64)] = '\0';
+	forged_b64[fmt_b64_encode(FMT_B64_STD, forged, 64, forged_b64)] = '\0';
+	char bad[FMT_API_BODY_MAX + 1];
+	snprintf(bad, sizeof(bad), "%s", replace(body, good_b64, weak_b64));
+	const char *b = replace(bad, sig_b64, forged_b64);
+	if (_i == 0) {
+		EVP_PKEY *e = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+		ck_assert_ptr_nonnull(e);
+		ck_assert_int_eq(idp_test_ossl_verify_raw(e, msg, mlen, forged), 1);
+		EVP_PKEY_free(e);
+	}
+	struct idp_error err = {0};
+	ck_assert_int_eq(
+	        fmt_api_request_parse(FMT_API_PROVISION, (const uint8_t *)b, strlen(b), &got, &err),
+	        IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, want);
+	ck_assert_int_eq(fmt_api_request_accept(FMT_API_PROVISION, (const uint8_t *)b, strlen(b),
+	                                        exporter_a, NOW, SKEW, &got, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, want);
+	fmt_api_request_wipe(&r);
+	fmt_api_request_wipe(&got);
+	fmt_key_free(key);
+}
+END_TEST
+
+/* The twin (r, n - s) of a valid P-256 proof verifies in OpenSSL; the
+ * proof of possession refuses it (one signature, one spelling). */
+START_TEST(test_api_pop_high_s_refused)
+{
+	struct fmt_key *key = new_key(FMT_KEY_P256);
+	struct fmt_api_request r;
+	make_request(&r, FMT_API_PROVISION, key, exporter_a, nonce_1);
+	expect_verify(&r, exporter_a, NOW, IDP_OK, NULL, "low-s proof");
+	uint8_t msg[FMT_API_POP_MSG_MAX];
+	size_t mlen = 0;
+	ck_assert_int_eq(fmt_api_pop_message(&r, exporter_a, msg, &mlen, NULL), IDP_OK);
+	idp_test_ecdsa_twin(r.pop.sig);
+	ck_assert_int_eq(idp_test_ossl_verify_raw(fmt_key_evp(key), msg, mlen, r.pop.sig), 1);
+	expect_verify(&r, exporter_a, NOW, IDP_E_VERIFY, "pop: ecdsa signature is not low-s",
+	              "high-s twin");
+	fmt_api_request_wipe(&r);
+	fmt_key_free(key);
+}
+END_TEST
+
 START_TEST(test_api_request_accept)
 {
 	struct fmt_key *key = new_key(FMT_KEY_P256);
@@ -794,10 +868,7 @@ static void tls_link_close(struct tls_link *l)
 /* RFC 9266 tls-exporter of one end, as agent and server read it. */
 static void exporter_of(SSL *ssl, uint8_t out[static FMT_API_EXPORTER_LEN])
 {
-	ck_assert_int_eq(SSL_export_keying_material(ssl, out, FMT_API_EXPORTER_LEN,
-	                                            FMT_API_EXPORTER_LABEL,
-	                                            strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0),
-	                 1);
+	ck_assert_int_eq(fio_tls_exporter(ssl, out, NULL), IDP_OK);
 }
 
 /* The device signs on its end of link; the server verifies on its end. */
@@ -837,6 +908,16 @@ START_TEST(test_api_pop_over_tls)
 		exporter_of(direct.client, a);
 		exporter_of(direct.server, b);
 		ck_assert_mem_eq(a, b, FMT_API_EXPORTER_LEN); /* both ends agree */
+		/* RFC 9266: an empty context, not none; under TLS 1.2 they differ. */
+		uint8_t none[FMT_API_EXPORTER_LEN];
+		ck_assert_int_eq(SSL_export_keying_material(
+		                         direct.client, none, sizeof(none), FMT_API_EXPORTER_LABEL,
+		                         strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0),
+		                 1);
+		if (versions[v].version == TLS1_2_VERSION)
+			ck_assert_mem_ne(a, none, FMT_API_EXPORTER_LEN);
+		else
+			ck_assert_mem_eq(a, none, FMT_API_EXPORTER_LEN);
 		ck_assert_int_eq(prove_over(key, direct.client, direct.server), IDP_OK);
 
 		/* A second connection of the same device: its own exporter, so a
@@ -1375,6 +1456,9 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_request_refusals);
 	tcase_add_test(tc, test_api_pop_verify);
 	tcase_add_test(tc, test_api_request_accept);
+	tcase_add_loop_test(tc, test_api_request_refuses_weak_ed25519_keys, 0,
+	                    IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N);
+	tcase_add_test(tc, test_api_pop_high_s_refused);
 	tcase_add_test(tc, test_api_pop_vector);
 	tcase_add_test(tc, test_api_pop_message_max);
 	tcase_add_test(tc, test_api_pop_over_tls);

@@ -32,6 +32,7 @@
 #include "formats/api.h"
 #include "formats/b64.h"
 #include "formats/file.h"
+#include "formats/io/tls.h"
 #include "formats/manifest.h"
 #include "formats/manifest_sig.h"
 #include "formats/token.h"
@@ -39,6 +40,7 @@
 #include "server/httpd.h"
 #include "server/import.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 static char dir[64];
 static char ca_path[128];
@@ -159,6 +161,8 @@ enum sign_mode {
 	SIGN_RELAYED, /* another connection's exporter (a relay) */
 	SIGN_FORGED,  /* own exporter, then one signature bit flipped */
 	SIGN_STALE,   /* ts 1000 s in the past */
+	SIGN_NO_CTX,  /* own exporter computed with no context (not RFC 9266) */
+	SIGN_HIGH_S,  /* own exporter, then the ECDSA twin (r, n - s) */
 	RAW,          /* send raw[] as it is */
 };
 
@@ -176,6 +180,9 @@ struct call {
 	long status; /* 0 when the transfer failed (may_fail) */
 	bool may_fail;
 	char retry_after[32];
+	bool tls12;       /* client limited to TLS 1.2 */
+	int tls_version;  /* of the connection, seen in read_cb */
+	bool ctx_differs; /* empty-context and no-context exporters differ */
 };
 
 static void build(struct call *c, const uint8_t exporter[static FMT_API_EXPORTER_LEN])
@@ -186,6 +193,8 @@ static void build(struct call *c, const uint8_t exporter[static FMT_API_EXPORTER
 	              "%s", err.msg);
 	if (c->mode == SIGN_FORGED)
 		c->req.pop.sig[10] ^= 0x01;
+	if (c->mode == SIGN_HIGH_S)
+		idp_test_ecdsa_twin(c->req.pop.sig);
 	size_t len = 0;
 	ck_assert_msg(fmt_api_request_encode(&c->req, c->body, sizeof(c->body), &len, &err) ==
 	                      IDP_OK,
@@ -201,12 +210,17 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
 		ck_assert_int_eq(curl_easy_getinfo(c->curl, CURLINFO_TLS_SSL_PTR, &ti), CURLE_OK);
 		ck_assert_ptr_nonnull(ti);
 		ck_assert_int_eq(ti->backend, CURLSSLBACKEND_OPENSSL);
-		uint8_t exporter[FMT_API_EXPORTER_LEN];
-		ck_assert_int_eq(
-		        SSL_export_keying_material(ti->internals, exporter, sizeof(exporter),
-		                                   FMT_API_EXPORTER_LABEL,
-		                                   strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0),
-		        1);
+		/* RFC 9266: an empty context (use_context = 1, length 0). */
+		uint8_t exporter[FMT_API_EXPORTER_LEN], none[FMT_API_EXPORTER_LEN];
+		ck_assert_int_eq(fio_tls_exporter(ti->internals, exporter, NULL), IDP_OK);
+		ck_assert_int_eq(SSL_export_keying_material(
+		                         ti->internals, none, sizeof(none), FMT_API_EXPORTER_LABEL,
+		                         strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0),
+		                 1);
+		c->tls_version = SSL_version(ti->internals);
+		c->ctx_differs = memcmp(exporter, none, sizeof(none)) != 0;
+		if (c->mode == SIGN_NO_CTX)
+			memcpy(exporter, none, sizeof(none));
 		if (c->mode == SIGN_RELAYED)
 			exporter[0] ^= 0x80;
 		size_t want = c->len;
@@ -270,6 +284,9 @@ static void post(const char *path, struct call *c)
 	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, c);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 20L);
+	if (c->tls12)
+		curl_easy_setopt(c->curl, CURLOPT_SSLVERSION,
+		                 (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
 	CURLcode rc = curl_easy_perform(c->curl);
 	ck_assert_msg(rc == CURLE_OK || c->may_fail, "%s: %s", path, curl_easy_strerror(rc));
 	c->status = 0;
@@ -505,6 +522,101 @@ START_TEST(test_api_bad_proofs_change_nothing)
 	call_free(replay);
 	call_free(c);
 	fmt_key_free(k);
+}
+END_TEST
+
+/* RFC 9266 over a real connection: under TLS 1.2 the exporter with an empty
+ * context (what the RFC says) differs from the one with none; the server
+ * takes the first and refuses the second. Under TLS 1.3 they are equal. */
+START_TEST(test_api_rfc9266_exporter_empty_context)
+{
+	bool tls12 = _i == 0;
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	preload("dev-cb", k, "02:00:5e:10:00:0c");
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-cb", "02:00:5e:10:00:0c", k, NULL);
+	c->tls12 = tls12;
+	c->mode = SIGN_NO_CTX;
+	if (tls12) {
+		expect_error(c, 401, FMT_API_ERR_POP_INVALID);
+		ck_assert_int_eq(c->tls_version, TLS1_2_VERSION);
+		ck_assert(c->ctx_differs);
+	} else {
+		ck_assert_int_eq(run(c, &a), 200);
+		fmt_api_answer_wipe(&a);
+		ck_assert_int_eq(c->tls_version, TLS1_3_VERSION);
+		ck_assert(!c->ctx_differs);
+	}
+	call_free(c);
+	c = call_new(FMT_API_PROVISION, "dev-cb", "02:00:5e:10:00:0c", k, NULL);
+	c->tls12 = tls12;
+	ck_assert_int_eq(run(c, &a), 200);
+	ck_assert_int_eq(a.status.status, FMT_API_APPROVED);
+	ck_assert_int_eq(c->tls_version, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* The twin (r, n - s) of the device's own valid proof: refused, store unchanged. */
+START_TEST(test_api_pop_high_s_refused_by_server)
+{
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	preload("dev-hs", k, "02:00:5e:10:00:0d");
+	struct call *c = call_new(FMT_API_PROVISION, "dev-hs", "02:00:5e:10:00:0d", k, NULL);
+	c->mode = SIGN_HIGH_S;
+	expect_error(c, 401, FMT_API_ERR_POP_INVALID);
+	call_free(c);
+	struct fmt_api_answer a;
+	c = call_new(FMT_API_PROVISION, "dev-hs", "02:00:5e:10:00:0d", k, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* A counterfeit device with an Ed25519 key anyone can sign for, claiming a
+ * device the manifest named by MAC only (which would be approved with the
+ * presented key): every small-order and non-canonical key is refused with
+ * 400 and the store is unchanged. For the identity key the proof is the
+ * forgery R = identity, S = 0, which OpenSSL's verify accepts. */
+START_TEST(test_api_weak_ed25519_keys_refused_by_server)
+{
+	preload("dev-w", NULL, "02:00:5e:10:00:0e");
+	for (size_t i = 0; i < IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N; i++) {
+		const uint8_t *pub = i < IDP_TEST_SMALL_ORDER_N
+		                             ? idp_test_small_order[i]
+		                             : idp_test_noncanonical[i - IDP_TEST_SMALL_ORDER_N];
+		uint8_t spki[IDP_TEST_ED25519_SPKI_LEN], sig[64] = {0};
+		idp_test_ed25519_spki(pub, spki);
+		memcpy(sig, idp_test_small_order[0], 32);
+		char pk[64], sg[96];
+		pk[fmt_b64_encode(FMT_B64_STD, spki, sizeof(spki), pk)] = '\0';
+		sg[fmt_b64_encode(FMT_B64_STD, sig, sizeof(sig), sg)] = '\0';
+		struct call *c =
+		        call_new(FMT_API_PROVISION, "dev-w", "02:00:5e:10:00:0e", NULL, NULL);
+		c->mode = RAW;
+		int n = snprintf(
+		        c->body, sizeof(c->body),
+		        "{\"device_id\":\"dev-w\",\"mac\":\"02:00:5e:10:00:0e\","
+		        "\"key_type\":\"ed25519\",\"public_key\":\"%s\","
+		        "\"agent_version\":\"evil-1\",\"pop\":{\"ts\":%lld,\"sig\":\"%s\"}}",
+		        pk, (long long)time(NULL), sg);
+		ck_assert(n > 0 && (size_t)n < sizeof(c->body));
+		c->len = (size_t)n;
+		expect_error(c, 400, FMT_API_ERR_INVALID_FIELD);
+		ck_assert_msg(strstr(c->answer, i < IDP_TEST_SMALL_ORDER_N
+		                                        ? "small order"
+		                                        : "not canonical") != NULL,
+		              "%s", c->answer);
+		call_free(c);
+	}
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(db, "dev-w", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
+	ck_assert_uint_eq(d.pubkey_len, 0);
 }
 END_TEST
 
@@ -1202,6 +1314,9 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_api_preloaded_device_provisions_exchanges_renews, 0, 2);
 	tcase_add_test(tc, test_api_unknown_pending_once_then_rejected_and_revoked);
 	tcase_add_test(tc, test_api_bad_proofs_change_nothing);
+	tcase_add_loop_test(tc, test_api_rfc9266_exporter_empty_context, 0, 2);
+	tcase_add_test(tc, test_api_pop_high_s_refused_by_server);
+	tcase_add_test(tc, test_api_weak_ed25519_keys_refused_by_server);
 	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
 	tcase_add_test(tc, test_api_batch_upload_by_station);
 	tcase_add_test(tc, test_api_pending_claims_do_not_block_and_are_capped);

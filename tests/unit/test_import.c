@@ -17,10 +17,12 @@
 
 #include <openssl/sha.h>
 
+#include "formats/b64.h"
 #include "formats/manifest.h"
 #include "formats/manifest_sig.h"
 #include "server/import.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 #define NOW 1800000000
 
@@ -349,6 +351,72 @@ START_TEST(test_import_claims_do_not_block_the_manifest)
 END_TEST
 
 /* A product rule: serials SN + 8 digits, divisible by 7. */
+/* src with record number rec (1-based) given pub = spki, signed again by
+ * station_key: what a station (or anyone holding its key) could upload. */
+static struct body with_pub(const struct body *src, size_t rec, const uint8_t *spki, size_t n)
+{
+	char b64[FMT_KEY_SPKI_MAX * 2];
+	b64[fmt_b64_encode(FMT_B64_STD, spki, n, b64)] = '\0';
+	struct body b = {0};
+	const uint8_t *p = src->p, *end = src->p + src->len;
+	for (size_t line = 0; p < end; line++) {
+		const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+		ck_assert_ptr_nonnull(nl);
+		if (line == rec) {
+			ck_assert_uint_eq(nl[-1], '}');
+			add(&b, p, (size_t)(nl - 1 - p));
+			char member[160];
+			int m = snprintf(member, sizeof(member), ",\"pub\":\"%s\"}\n", b64);
+			add(&b, (const uint8_t *)member, (size_t)m);
+		} else {
+			add(&b, p, (size_t)(nl + 1 - p));
+		}
+		p = nl + 1;
+	}
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_ES256, station_key, NULL, NULL, b.p,
+	                                   b.len, &b.sig, &b.sig_len, NULL),
+	                 IDP_OK);
+	return b;
+}
+
+/* A signed manifest naming a device with an Ed25519 key anyone can sign for
+ * is refused whole, naming the line and the problem; store unchanged. The
+ * same manifest with a real key imports (the patching makes valid bodies). */
+START_TEST(test_import_refuses_weak_ed25519_keys)
+{
+	struct body plain = make(1, NULL, 1, 3, station_key);
+	struct srv_import_result r;
+	struct idp_error err = {0};
+	uint8_t before[32], after[32];
+	digest(before);
+	for (size_t i = 0; i < IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N; i++) {
+		bool small = i < IDP_TEST_SMALL_ORDER_N;
+		uint8_t spki[IDP_TEST_ED25519_SPKI_LEN];
+		idp_test_ed25519_spki(small ? idp_test_small_order[i]
+		                            : idp_test_noncanonical[i - IDP_TEST_SMALL_ORDER_N],
+		                      spki);
+		struct body bad = with_pub(&plain, 2, spki, sizeof(spki));
+		ck_assert_int_eq(import(&bad, &r, &err), IDP_E_FORMAT);
+		ck_assert_msg(strstr(err.msg, "line 3") != NULL &&
+		                      strstr(err.msg,
+		                             small ? "ed25519 public key is of small order"
+		                                   : "ed25519 public key is not canonical") != NULL,
+		              "%s", err.msg);
+		body_free(&bad);
+	}
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	ck_assert_int_eq(devices(), 0);
+	uint8_t good[FMT_KEY_SPKI_MAX];
+	size_t glen = idp_test_fresh_spki(FMT_KEY_ED25519, good);
+	struct body ok = with_pub(&plain, 2, good, glen);
+	ck_assert_msg(import(&ok, &r, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_int_eq(devices(), 3);
+	body_free(&ok);
+	body_free(&plain);
+}
+END_TEST
+
 START_TEST(test_import_rules_refuse_a_bad_serial)
 {
 	struct srv_rules rules = {.n = 0};
@@ -458,6 +526,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_import_chain_gap_reuse_and_pending);
 	tcase_add_test(tc, test_import_claims_do_not_block_the_manifest);
 	tcase_add_test(tc, test_import_rules_refuse_a_bad_serial);
+	tcase_add_test(tc, test_import_refuses_weak_ed25519_keys);
 	tcase_add_test(tc, test_import_sigkill_leaves_batch_whole_or_absent);
 	suite_add_tcase(s, tc);
 	return s;

@@ -2,21 +2,28 @@
  * test_keys.c - keys.h and keyfile.h: both key types round-trip through every
  * encoding, signatures verify and forgeries do not, other key types are
  * refused, files get their modes. Includes RFC 8032 test 1 as a known answer.
+ * Ed25519 keys anyone can sign for (the eight small-order points, shown
+ * forgeable with plain OpenSSL) and non-canonical encodings are refused by
+ * every parser; P-256 signatures are made low-s and raw high-s ones refused.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
+#include "formats/b64.h"
 #include "formats/file.h"
 #include "formats/keyfile.h"
 #include "formats/keys.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 static const enum fmt_key_type types[] = {FMT_KEY_P256, FMT_KEY_ED25519};
 
@@ -284,6 +291,187 @@ START_TEST(test_key_refuses_bad_encodings)
 }
 END_TEST
 
+/* Montgomery u = (1 + y) / (1 - y) of an Edwards y (RFC 7748 section 4.1),
+ * little-endian into u; false for y = 1 (the identity has no u). */
+static bool edwards_to_u(const uint8_t enc[static 32], uint8_t u[static 32])
+{
+	uint8_t be[32];
+	for (size_t i = 0; i < 32; i++)
+		be[i] = enc[31 - i];
+	be[0] &= 0x7f;
+	BN_CTX *ctx = BN_CTX_new();
+	BIGNUM *p = NULL, *y = BN_bin2bn(be, 32, NULL), *num = BN_new(), *den = BN_new();
+	ck_assert_int_gt(
+	        BN_hex2bn(&p, "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed"),
+	        0);
+	ck_assert_int_eq(BN_mod_add(num, BN_value_one(), y, p, ctx), 1);
+	ck_assert_int_eq(BN_mod_sub(den, BN_value_one(), y, p, ctx), 1);
+	bool ok = !BN_is_zero(den);
+	if (ok) {
+		ck_assert_ptr_nonnull(BN_mod_inverse(den, den, p, ctx));
+		ck_assert_int_eq(BN_mod_mul(num, num, den, p, ctx), 1);
+		ck_assert_int_eq(BN_bn2lebinpad(num, u, 32), 32);
+	}
+	BN_free(p);
+	BN_free(y);
+	BN_free(num);
+	BN_free(den);
+	BN_CTX_free(ctx);
+	return ok;
+}
+
+/* 1 when X25519 with a fresh private key and peer u gives a shared secret;
+ * OpenSSL refuses the all-zero result that every small-order u gives. */
+static int x25519_derives(const uint8_t u[static 32])
+{
+	EVP_PKEY *mine = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	EVP_PKEY *peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, u, 32);
+	ck_assert_ptr_nonnull(mine);
+	ck_assert_ptr_nonnull(peer);
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(mine, NULL);
+	uint8_t out[32];
+	size_t n = sizeof(out);
+	int ok = c != NULL && EVP_PKEY_derive_init(c) == 1 &&
+	         EVP_PKEY_derive_set_peer(c, peer) == 1 && EVP_PKEY_derive(c, out, &n) == 1;
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(peer);
+	EVP_PKEY_free(mine);
+	return ok;
+}
+
+/* Every public-key entry point refuses the 32 key bytes pub with want. */
+static void assert_ed25519_refused(const uint8_t pub[static 32], const char *want)
+{
+	uint8_t spki[IDP_TEST_ED25519_SPKI_LEN];
+	idp_test_ed25519_spki(pub, spki);
+	struct fmt_key *k = NULL;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fmt_key_parse_spki_der(spki, sizeof(spki), &k, &err), IDP_E_FORMAT);
+	ck_assert_ptr_null(k);
+	ck_assert_str_eq(err.msg, want);
+	enum fmt_key_type t = 0;
+	ck_assert_int_eq(fmt_key_spki_check(spki, sizeof(spki), NULL, &t, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, want);
+	char pem[160];
+	int pn = snprintf(pem, sizeof(pem), "-----BEGIN PUBLIC KEY-----\n");
+	pn += (int)fmt_b64_encode(FMT_B64_STD, spki, sizeof(spki), pem + pn);
+	pn += snprintf(pem + pn, sizeof(pem) - (size_t)pn, "\n-----END PUBLIC KEY-----\n");
+	ck_assert_int_eq(fmt_key_parse_public_pem((const uint8_t *)pem, (size_t)pn, &k, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, want);
+	/* OpenSSL itself takes the key; fmt_key_from_evp (certificates) does not. */
+	EVP_PKEY *e = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(fmt_key_from_evp(e, &k, &err), IDP_E_FORMAT);
+	ck_assert_ptr_null(k);
+	ck_assert_str_eq(err.msg, want);
+	EVP_PKEY_free(e);
+}
+
+START_TEST(test_key_ed25519_small_order_refused)
+{
+	const uint8_t *pub = idp_test_small_order[_i];
+	/* The table is what it claims, checked without our code: the identity
+	 * by its definition (0, 1); the others have Montgomery u of small order,
+	 * on which X25519 yields zero. A real key's u derives fine. */
+	uint8_t u[32];
+	if (_i == 0) {
+		ck_assert_uint_eq(pub[0], 1);
+		ck_assert(!edwards_to_u(pub, u));
+	} else {
+		ck_assert(edwards_to_u(pub, u));
+		ck_assert_int_eq(x25519_derives(u), 0);
+	}
+	struct fmt_key *real = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_ED25519, &real, NULL), IDP_OK);
+	uint8_t rp[32];
+	size_t rn = sizeof(rp);
+	ck_assert_int_eq(EVP_PKEY_get_raw_public_key(fmt_key_evp(real), rp, &rn), 1);
+	ck_assert(edwards_to_u(rp, u));
+	ck_assert_int_eq(x25519_derives(u), 1);
+	fmt_key_free(real);
+
+	/* The forgery: plain OpenSSL verifies a "signature" (R, S = 0) made
+	 * without any private key, R one of the small-order points, for some
+	 * message among the first 64 (for the identity, R = identity and
+	 * every message). */
+	EVP_PKEY *e = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+	ck_assert_ptr_nonnull(e);
+	bool forged = false;
+	for (unsigned m = 0; m < 64 && !forged; m++) {
+		uint8_t msg[32];
+		int ml = snprintf((char *)msg, sizeof(msg), "forged message %u", m);
+		for (size_t r = 0; r < IDP_TEST_SMALL_ORDER_N && !forged; r++) {
+			uint8_t sig[64] = {0};
+			memcpy(sig, idp_test_small_order[r], 32);
+			forged = idp_test_ossl_verify_raw(e, msg, (size_t)ml, sig) == 1;
+		}
+		ck_assert(_i != 0 || forged);
+	}
+	ck_assert_msg(forged, "no forgery found for small-order key %d", _i);
+	EVP_PKEY_free(e);
+
+	assert_ed25519_refused(pub, "key: ed25519 public key is of small order");
+}
+END_TEST
+
+START_TEST(test_key_ed25519_noncanonical_refused)
+{
+	assert_ed25519_refused(idp_test_noncanonical[_i],
+	                       "key: ed25519 public key is not canonical");
+	/* Near misses stay accepted: y = p - 2 and y = 2 are canonical. */
+	if (_i == 0) {
+		uint8_t ok[32];
+		memcpy(ok, idp_test_noncanonical[0], 32);
+		ok[0] = 0xeb; /* p - 2 */
+		uint8_t spki[IDP_TEST_ED25519_SPKI_LEN];
+		enum fmt_key_type t = 0;
+		struct idp_error err = {0};
+		idp_test_ed25519_spki(ok, spki);
+		enum idp_err rc = fmt_key_spki_check(spki, sizeof(spki), NULL, &t, &err);
+		ck_assert_msg(rc == IDP_OK, "%s", err.msg);
+	}
+}
+END_TEST
+
+START_TEST(test_key_p256_low_s_only)
+{
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k, NULL), IDP_OK);
+	const uint8_t msg[] = "one signature, one spelling";
+	struct idp_error err = {0};
+	/* 64 signatures: about half would have a high s without normalising. */
+	for (int i = 0; i < 64; i++) {
+		uint8_t sig[FMT_KEY_SIG_MAX], der[FMT_KEY_SIG_MAX];
+		size_t n = 0, dn = 0;
+		ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_RAW, msg, sizeof(msg), sig, &n, NULL),
+		                 IDP_OK);
+		ck_assert(!fmt_key_sig_high_s(k, sig, n));
+		ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_DER, msg, sizeof(msg), der, &dn, NULL),
+		                 IDP_OK);
+		const uint8_t *dp = der;
+		ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &dp, (long)dn);
+		ck_assert_ptr_nonnull(es);
+		uint8_t raw[64];
+		ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, 32), 32);
+		ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + 32, 32), 32);
+		ECDSA_SIG_free(es);
+		ck_assert(!fmt_key_sig_high_s(k, raw, sizeof(raw)));
+		ck_assert_int_eq(fmt_key_verify(k, FMT_SIG_DER, msg, sizeof(msg), der, dn, NULL),
+		                 IDP_OK);
+		/* The twin (r, n - s): valid for OpenSSL, refused raw by us. */
+		idp_test_ecdsa_twin(sig);
+		ck_assert(fmt_key_sig_high_s(k, sig, n));
+		ck_assert_int_eq(idp_test_ossl_verify_raw(fmt_key_evp(k), msg, sizeof(msg), sig),
+		                 1);
+		ck_assert_int_eq(fmt_key_verify(k, FMT_SIG_RAW, msg, sizeof(msg), sig, n, &err),
+		                 IDP_E_VERIFY);
+		ck_assert_str_eq(err.msg, "signature: ecdsa s is above n/2 (not low-s)");
+	}
+	fmt_key_free(k);
+}
+END_TEST
+
 START_TEST(test_keyfile_save_load_modes)
 {
 	char dir[] = "/tmp/idp-keys-XXXXXX";
@@ -336,6 +524,9 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_key_raw_and_der_interoperate);
 	tcase_add_test(tc, test_key_refuses_other_types);
 	tcase_add_test(tc, test_key_refuses_bad_encodings);
+	tcase_add_loop_test(tc, test_key_ed25519_small_order_refused, 0, IDP_TEST_SMALL_ORDER_N);
+	tcase_add_loop_test(tc, test_key_ed25519_noncanonical_refused, 0, IDP_TEST_NONCANONICAL_N);
+	tcase_add_test(tc, test_key_p256_low_s_only);
 	tcase_add_loop_test(tc, test_keyfile_save_load_modes, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;

@@ -15,10 +15,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "formats/b64.h"
 #include "formats/manifest.h"
 #include "formats/manifest_dedup.h"
 #include "formats/manifest_sig.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 static const enum fmt_manifest_sig kinds[] = {FMT_MANIFEST_SIG_CMS, FMT_MANIFEST_SIG_ES256,
                                               FMT_MANIFEST_SIG_ED25519};
@@ -659,6 +661,49 @@ START_TEST(test_manifest_duplicates_refused)
 }
 END_TEST
 
+/* A record whose pub is an Ed25519 key anyone can sign for: the reader
+ * (the fast key check) and the encoder refuse it, naming the problem. */
+START_TEST(test_manifest_refuses_weak_ed25519_keys)
+{
+	bool small = _i < (int)IDP_TEST_SMALL_ORDER_N;
+	const uint8_t *pub = small ? idp_test_small_order[_i]
+	                           : idp_test_noncanonical[_i - (int)IDP_TEST_SMALL_ORDER_N];
+	const char *want = small ? "line 2: pub: key: ed25519 public key is of small order"
+	                         : "line 2: pub: key: ed25519 public key is not canonical";
+	uint8_t spki[IDP_TEST_ED25519_SPKI_LEN];
+	idp_test_ed25519_spki(pub, spki);
+	char b64[64], rec[256];
+	b64[fmt_b64_encode(FMT_B64_STD, spki, sizeof(spki), b64)] = '\0';
+	snprintf(rec, sizeof(rec),
+	         "{\"id\":\"d1\",\"mac\":\"02:00:00:00:00:01\",\"serial\":\"S1\",\"pub\":\"%s\"}\n",
+	         b64);
+	char body[2048];
+	snprintf(body, sizeof(body), "%s", cat(hdr(1), rec));
+	refused(body, IDP_E_FORMAT, want);
+	/* The same line with a real key reads: the refusal is the key's. */
+	uint8_t good[FMT_KEY_SPKI_MAX];
+	size_t glen = idp_test_fresh_spki(FMT_KEY_ED25519, good);
+	b64[fmt_b64_encode(FMT_B64_STD, good, glen, b64)] = '\0';
+	snprintf(rec, sizeof(rec),
+	         "{\"id\":\"d1\",\"mac\":\"02:00:00:00:00:01\",\"serial\":\"S1\",\"pub\":\"%s\"}\n",
+	         b64);
+	snprintf(body, sizeof(body), "%s", cat(hdr(1), rec));
+	struct idp_error err = {0};
+	enum idp_err rc = read_all((const uint8_t *)body, strlen(body), 7, NULL, NULL, &err);
+	ck_assert_msg(rc == IDP_OK, "%s", err.msg);
+	/* The writer refuses to put the weak key in a manifest. */
+	struct fmt_manifest_record r;
+	record_n(1, false, &r);
+	memcpy(r.pub, spki, sizeof(spki));
+	r.pub_len = sizeof(spki);
+	uint8_t line[FMT_MANIFEST_LINE_MAX];
+	size_t len = 0;
+	ck_assert_int_eq(fmt_manifest_encode_record(&r, line, &len, &err), IDP_E_FORMAT);
+	ck_assert_msg(strstr(err.msg, small ? "small order" : "not canonical") != NULL, "%s",
+	              err.msg);
+}
+END_TEST
+
 START_TEST(test_manifest_wrong_key_types)
 {
 	/* Device keys other than P-256 and Ed25519 are refused by name. */
@@ -992,6 +1037,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_manifest_header_refusals);
 	tcase_add_test(tc, test_manifest_duplicates_refused);
 	tcase_add_test(tc, test_manifest_wrong_key_types);
+	tcase_add_loop_test(tc, test_manifest_refuses_weak_ed25519_keys, 0,
+	                    IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N);
 	tcase_add_loop_test(tc, test_manifest_header_binds_key_and_kind, 0, 3);
 	tcase_add_test(tc, test_manifest_cms_details);
 	tcase_add_test(tc, test_manifest_cms_station_named_by_certificate);

@@ -15,6 +15,7 @@
 #include "formats/crc32c.h"
 #include "formats/wire.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 static const enum fmt_key_type types[] = {FMT_KEY_P256, FMT_KEY_ED25519};
 
@@ -735,6 +736,78 @@ START_TEST(test_wire_proof_binds_challenge_and_identity)
 }
 END_TEST
 
+/* INFO carrying an Ed25519 key anyone can sign for is refused by the parser
+ * and the encoder; PROOF with it is refused although plain OpenSSL verifies
+ * the forged (R = identity, S = 0) proof for the identity key. */
+START_TEST(test_wire_info_refuses_weak_ed25519_keys)
+{
+	bool small = _i < (int)IDP_TEST_SMALL_ORDER_N;
+	const uint8_t *pub = small ? idp_test_small_order[_i]
+	                           : idp_test_noncanonical[_i - (int)IDP_TEST_SMALL_ORDER_N];
+	const char *want = small ? "info: public key: key: ed25519 public key is of small order"
+	                         : "info: public key: key: ed25519 public key is not canonical";
+	struct fmt_key *ed = new_key(FMT_KEY_ED25519);
+	struct fmt_wire_msg m, out;
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_INFO;
+	make_info(ed, &m.u.info);
+	uint8_t p[FMT_WIRE_PAYLOAD_MAX];
+	size_t n = 0;
+	ck_assert_int_eq(fmt_wire_payload_encode(&m, p, &n, NULL), IDP_OK);
+	size_t kt = 1 + m.u.info.device_id_len + 6 + 1 + m.u.info.serial_len;
+	ck_assert_uint_eq(p[kt + 1], IDP_TEST_ED25519_SPKI_LEN);
+	idp_test_ed25519_spki(pub, p + kt + 2);
+	struct idp_error err = {0};
+	ck_assert_int_eq(fmt_wire_payload_parse(FMT_WIRE_INFO, p, n, &out, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, want);
+	/* The encoder refuses it too (a device cannot send it). */
+	idp_test_ed25519_spki(pub, m.u.info.spki);
+	ck_assert_int_eq(fmt_wire_payload_encode(&m, p, &n, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, want);
+	/* The station's PROOF check refuses the key before any signature. */
+	struct fmt_wire_challenge ch;
+	make_challenge(&ch);
+	struct fmt_wire_proof pr;
+	memset(&pr, 0, sizeof(pr));
+	memcpy(pr.sig, idp_test_small_order[0], 32); /* R = identity, S = 0 */
+	uint8_t msg[FMT_WIRE_PROOF_MSG_MAX];
+	size_t mlen = 0;
+	ck_assert_int_eq(fmt_wire_proof_message(&ch, &m.u.info, msg, &mlen, NULL), IDP_OK);
+	if (_i == 0) {
+		EVP_PKEY *e = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+		ck_assert_ptr_nonnull(e);
+		ck_assert_int_eq(idp_test_ossl_verify_raw(e, msg, mlen, pr.sig), 1);
+		EVP_PKEY_free(e);
+	}
+	ck_assert_int_eq(fmt_wire_proof_verify(&ch, &m.u.info, &pr, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, want);
+	fmt_key_free(ed);
+}
+END_TEST
+
+/* A P-256 PROOF's twin (r, n - s) verifies in OpenSSL but not here. */
+START_TEST(test_wire_proof_high_s_refused)
+{
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	struct fmt_wire_info info;
+	struct fmt_wire_challenge ch;
+	struct fmt_wire_proof pr;
+	make_info(k, &info);
+	make_challenge(&ch);
+	ck_assert_int_eq(fmt_wire_proof_sign(k, &ch, &info, &pr, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_wire_proof_verify(&ch, &info, &pr, NULL), IDP_OK);
+	uint8_t msg[FMT_WIRE_PROOF_MSG_MAX];
+	size_t mlen = 0;
+	ck_assert_int_eq(fmt_wire_proof_message(&ch, &info, msg, &mlen, NULL), IDP_OK);
+	idp_test_ecdsa_twin(pr.sig);
+	ck_assert_int_eq(idp_test_ossl_verify_raw(fmt_key_evp(k), msg, mlen, pr.sig), 1);
+	struct idp_error err = {0};
+	ck_assert_int_eq(fmt_wire_proof_verify(&ch, &info, &pr, &err), IDP_E_VERIFY);
+	ck_assert_str_eq(err.msg, "proof: ecdsa signature is not low-s");
+	fmt_key_free(k);
+}
+END_TEST
+
 static struct fmt_wire_frame frame_of(const struct fmt_wire_msg *m)
 {
 	uint8_t line[FMT_WIRE_LINE_MAX];
@@ -1021,6 +1094,9 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_wire_oversized_length_refused);
 	tcase_add_test(tc, test_wire_payload_parse_rejects);
 	tcase_add_loop_test(tc, test_wire_proof_binds_challenge_and_identity, 0, 2);
+	tcase_add_loop_test(tc, test_wire_info_refuses_weak_ed25519_keys, 0,
+	                    IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N);
+	tcase_add_test(tc, test_wire_proof_high_s_refused);
 	tcase_add_test(tc, test_wire_cache_idempotent);
 	tcase_add_test(tc, test_wire_spec_examples);
 	tcase_add_loop_test(tc, test_wire_session_with_retry, 0, 2);

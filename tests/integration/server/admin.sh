@@ -45,6 +45,11 @@ t_refuse "token not in the log" grep -qF -- "$token" "$SRV_ERR"
 
 t_run "bad key refused 400" [ "$(json stations '{"id":"station-01","public_key":"bm90IGEga2V5"}')" = 400 ]
 t_run "unknown member refused 400" [ "$(json stations '{"id":"s","public_key":"x","x":1}')" = 400 ]
+# The Ed25519 identity point (small order: anyone can sign for it) as a station key.
+weak='MCowBQYDK2VwAyEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='
+t_run "small-order station key refused 400" [ "$(json stations "{\"id\":\"station-w\",\"public_key\":\"$weak\"}")" = 400 ]
+t_grep "small-order station key named" 'ed25519 public key is of small order' "$T_TMP/out"
+t_run "small-order station key not stored" [ "$(sqlite3 -readonly "$db" "select count(*) from stations where id='station-w'")" = 0 ]
 t_run "station add: 200" [ "$(json stations "$body")" = 200 ]
 t_run "station in the store" [ "$(sqlite3 -readonly "$db" "select count(*) from stations where id='station-01'")" = 1 ]
 

@@ -1,0 +1,110 @@
+/*
+ * helpers.c - see helpers.h.
+ */
+#include "tests/unit/helpers.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/obj_mac.h>
+
+#include "tests/unit/check_main.h"
+
+const uint8_t idp_test_small_order[IDP_TEST_SMALL_ORDER_N][32] = {
+        /* (0, 1): order 1 */
+        {0x01},
+        /* (0, -1): order 2 */
+        {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+        /* (+-sqrt(-1), 0): order 4 */
+        {0x00},
+        {[31] = 0x80},
+        /* order 8 */
+        {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4,
+         0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6,
+         0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+        {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4,
+         0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6,
+         0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x85},
+        {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+         0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+         0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+        {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+         0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+         0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0xfa},
+};
+
+#define FF15                                                                                       \
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+const uint8_t idp_test_noncanonical[IDP_TEST_NONCANONICAL_N][32] = {
+        {0xed, FF15, FF15, 0x7f}, /* y = p (0 mod p) */
+        {0xee, FF15, FF15, 0x7f}, /* y = p + 1 (1 mod p) */
+        {0xff, FF15, FF15, 0x7f}, /* y = 2^255 - 1 */
+        {0xed, FF15, FF15, 0xff}, /* y = p, sign bit set */
+        {0x01, [31] = 0x80},      /* identity, x = 0 with the sign bit */
+        {0xec, FF15, FF15, 0xff}, /* (0, -1), x = 0 with the sign bit */
+};
+
+void idp_test_ed25519_spki(const uint8_t pub[static 32],
+                           uint8_t out[static IDP_TEST_ED25519_SPKI_LEN])
+{
+	/* RFC 8410: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING { key } } */
+	static const uint8_t head[] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
+	                               0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+	memcpy(out, head, sizeof(head));
+	memcpy(out + sizeof(head), pub, 32);
+}
+
+size_t idp_test_fresh_spki(enum fmt_key_type t, uint8_t out[static FMT_KEY_SPKI_MAX])
+{
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	size_t n = 0;
+	ck_assert_int_eq(fmt_key_spki_der(k, out, &n, NULL), IDP_OK);
+	fmt_key_free(k);
+	return n;
+}
+
+void idp_test_ecdsa_twin(uint8_t sig[static 64])
+{
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	ck_assert_ptr_nonnull(g);
+	BIGNUM *s = BN_bin2bn(sig + 32, 32, NULL);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(BN_sub(s, EC_GROUP_get0_order(g), s), 1);
+	ck_assert_int_eq(BN_bn2binpad(s, sig + 32, 32), 32);
+	BN_free(s);
+	EC_GROUP_free(g);
+}
+
+int idp_test_ossl_verify_raw(EVP_PKEY *pkey, const uint8_t *msg, size_t len,
+                             const uint8_t sig[static 64])
+{
+	uint8_t der[80];
+	const uint8_t *sp = sig;
+	size_t sn = 64;
+	bool ec = EVP_PKEY_is_a(pkey, "EC");
+	if (ec) {
+		ECDSA_SIG *es = ECDSA_SIG_new();
+		ck_assert_ptr_nonnull(es);
+		ck_assert_int_eq(
+		        ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL)),
+		        1);
+		unsigned char *dp = der;
+		int dn = i2d_ECDSA_SIG(es, &dp);
+		ck_assert_int_gt(dn, 0);
+		ECDSA_SIG_free(es);
+		sp = der;
+		sn = (size_t)dn;
+	}
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert_int_eq(EVP_DigestVerifyInit(ctx, NULL, ec ? EVP_sha256() : NULL, NULL, pkey), 1);
+	int ok = EVP_DigestVerify(ctx, sp, sn, msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}

@@ -1,0 +1,44 @@
+/*
+ * helpers.h - fixtures shared by the unit tests (linked into every one):
+ * known edwards25519 encodings that must be refused, and ECDSA signature
+ * spellings that must be refused. Known-answer data, written from RFC 8032
+ * and checked independently in test_keys.c; not taken from formats/.
+ */
+#ifndef IDP_TESTS_UNIT_HELPERS_H
+#define IDP_TESTS_UNIT_HELPERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "formats/keys.h"
+
+#define IDP_TEST_SMALL_ORDER_N    8u /* the whole torsion subgroup of edwards25519 */
+#define IDP_TEST_NONCANONICAL_N   6u
+#define IDP_TEST_ED25519_SPKI_LEN 44u
+
+/* The eight points of order 1, 2, 4, 8 in canonical encoding; [0] is the
+ * identity 01 00..00. */
+extern const uint8_t idp_test_small_order[IDP_TEST_SMALL_ORDER_N][32];
+
+/* Encodings RFC 8032 decoding refuses: y >= p (p, p + 1, 2^255 - 1, p with
+ * the sign bit) and x = 0 with the sign bit set (y = 1, y = p - 1). */
+extern const uint8_t idp_test_noncanonical[IDP_TEST_NONCANONICAL_N][32];
+
+/* The canonical Ed25519 SPKI DER of the 32 key bytes pub. */
+void idp_test_ed25519_spki(const uint8_t pub[static 32],
+                           uint8_t out[static IDP_TEST_ED25519_SPKI_LEN]);
+
+/* The SPKI DER of a freshly generated key of type t into out; its length. */
+size_t idp_test_fresh_spki(enum fmt_key_type t, uint8_t out[static FMT_KEY_SPKI_MAX]);
+
+/* sig (P-256 r||s) -> its malleable twin (r, n - s). */
+void idp_test_ecdsa_twin(uint8_t sig[static 64]);
+
+/* Plain OpenSSL verification of a raw signature (P-256 r||s over SHA-256, or
+ * Ed25519) by pkey: 1 when it verifies, 0 when not. No project code. */
+int idp_test_ossl_verify_raw(EVP_PKEY *pkey, const uint8_t *msg, size_t len,
+                             const uint8_t sig[static 64]);
+
+#endif /* IDP_TESTS_UNIT_HELPERS_H */
