@@ -120,6 +120,16 @@ enum idp_err fmt_file_read(const char *path, size_t max, uint8_t **out, size_t *
 		return idp_error_set(err, e == ENOENT ? IDP_E_NOTFOUND : IDP_E_IO, "%s: %s", path,
 		                     strerror(e));
 	}
+	enum idp_err rc = fmt_file_read_fd(fd, path, max, out, len, err);
+	(void)close(fd);
+	return rc;
+}
+
+enum idp_err fmt_file_read_fd(int fd, const char *path, size_t max, uint8_t **out, size_t *len,
+                              struct idp_error *err)
+{
+	*out = NULL;
+	*len = 0;
 	enum idp_err rc = IDP_OK;
 	uint8_t *buf = NULL;
 	size_t cap = 0, used = 0;
@@ -185,7 +195,6 @@ out:
 	/* WARNING: the file may hold a private key; never leave a copy behind. */
 	if (buf != NULL)
 		fmt_file_free_secret(buf, cap);
-	(void)close(fd);
 	return rc;
 }
 

@@ -27,6 +27,12 @@ IDP_MUST_CHECK enum idp_err fmt_file_write_atomic(const char *path, const uint8_
 IDP_MUST_CHECK enum idp_err fmt_file_read(const char *path, size_t max, uint8_t **out, size_t *len,
                                           struct idp_error *err);
 
+/* As fmt_file_read, from the open descriptor fd (read from its current
+ * offset; not closed); path is for messages. For callers that check the file
+ * with fstat first (modes, owner) and must read the very file they checked. */
+IDP_MUST_CHECK enum idp_err fmt_file_read_fd(int fd, const char *path, size_t max, uint8_t **out,
+                                             size_t *len, struct idp_error *err);
+
 /* Cleanse buf[0..len) and free it. NULL is a no-op. */
 void fmt_file_free_secret(uint8_t *buf, size_t len);
 

@@ -108,16 +108,16 @@ static bool printable(const char *s, size_t n)
 
 /* ---------------------------------------------------------------- thumbprint */
 
-enum idp_err fmt_token_jkt(const struct fmt_key *key, char out[static FMT_TOKEN_JKT_LEN + 1],
-                           struct idp_error *err)
+/* The base64url public coordinates of key: x and y for P-256 (*ec true), x
+ * alone for Ed25519. what names the caller in errors. */
+static enum idp_err jwk_coords(const struct fmt_key *key, char bx[static 44], char by[static 44],
+                               bool *ec, const char *what, struct idp_error *err)
 {
 	EVP_PKEY *pkey = fmt_key_evp(key);
 	uint8_t x[32], y[32];
-	char bx[44], by[44];
-	char jwk[160];
-	int n;
-	out[0] = '\0';
-	if (fmt_key_type(key) == FMT_KEY_P256) {
+	bx[0] = by[0] = '\0';
+	*ec = fmt_key_type(key) == FMT_KEY_P256;
+	if (*ec) {
 		BIGNUM *bnx = NULL, *bny = NULL;
 		int ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &bnx) == 1 &&
 		         EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &bny) == 1 &&
@@ -125,28 +125,107 @@ enum idp_err fmt_token_jkt(const struct fmt_key *key, char out[static FMT_TOKEN_
 		BN_free(bnx);
 		BN_free(bny);
 		if (!ok)
-			return idp_error_ssl(err, IDP_E_CRYPTO, "jkt: read p256 public point");
+			return idp_error_ssl(err, IDP_E_CRYPTO, "%s: read p256 public point", what);
 		fmt_b64_encode(FMT_B64_URL, x, 32, bx);
 		fmt_b64_encode(FMT_B64_URL, y, 32, by);
+		return IDP_OK;
+	}
+	size_t len = sizeof(x);
+	if (EVP_PKEY_get_raw_public_key(pkey, x, &len) != 1 || len != 32)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "%s: read ed25519 public key", what);
+	fmt_b64_encode(FMT_B64_URL, x, 32, bx);
+	return IDP_OK;
+}
+
+enum idp_err fmt_token_jkt(const struct fmt_key *key, char out[static FMT_TOKEN_JKT_LEN + 1],
+                           struct idp_error *err)
+{
+	char bx[44], by[44];
+	char jwk[160];
+	bool ec = false;
+	int n;
+	out[0] = '\0';
+	enum idp_err rc = jwk_coords(key, bx, by, &ec, "jkt", err);
+	if (rc != IDP_OK)
+		return rc;
+	if (ec)
 		/* RFC 7638 section 3.2: required members only, in lexicographic order. */
 		n = snprintf(jwk, sizeof(jwk),
 		             "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", bx,
 		             by);
-	} else {
-		size_t len = sizeof(x);
-		if (EVP_PKEY_get_raw_public_key(pkey, x, &len) != 1 || len != 32)
-			return idp_error_ssl(err, IDP_E_CRYPTO, "jkt: read ed25519 public key");
-		fmt_b64_encode(FMT_B64_URL, x, 32, bx);
+	else
 		/* RFC 8037 section 2: an Ed25519 JWK is kty OKP, crv Ed25519, x. */
 		n = snprintf(jwk, sizeof(jwk), "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}",
 		             bx);
-	}
 	if (n <= 0 || (size_t)n >= sizeof(jwk))
 		return idp_error_set(err, IDP_E_CRYPTO, "jkt: jwk does not fit");
 	uint8_t digest[SHA256_DIGEST_LENGTH];
 	if (SHA256((const uint8_t *)jwk, (size_t)n, digest) == NULL)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "jkt: sha-256");
 	fmt_b64_encode(FMT_B64_URL, digest, sizeof(digest), out);
+	return IDP_OK;
+}
+
+enum idp_err fmt_token_jwks_encode(const struct fmt_token_key *keys, size_t nkeys, char **out,
+                                   size_t *len, struct idp_error *err)
+{
+	*out = NULL;
+	*len = 0;
+	if (nkeys > FMT_TOKEN_KEYS_MAX)
+		return idp_error_set(err, IDP_E_ARG, "jwks: %zu keys, max %u", nkeys,
+		                     FMT_TOKEN_KEYS_MAX);
+	char *buf = malloc(FMT_TOKEN_JWKS_MAX);
+	if (buf == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "jwks: out of memory");
+	size_t used = 0;
+	int w = snprintf(buf, FMT_TOKEN_JWKS_MAX, "{\"keys\":[");
+	enum idp_err rc = IDP_OK;
+	used = (size_t)w;
+	for (size_t i = 0; i < nkeys; i++) {
+		size_t kid_len = keys[i].kid != NULL ? strnlen(keys[i].kid, FMT_TOKEN_KID_MAX + 1) : 0;
+		if (keys[i].key == NULL || kid_len == 0 || kid_len > FMT_TOKEN_KID_MAX ||
+		    !kid_valid(keys[i].kid, kid_len)) {
+			rc = idp_error_set(err, IDP_E_ARG, "jwks: key %zu: no key or a bad kid", i);
+			break;
+		}
+		char bx[44], by[44];
+		bool ec = false;
+		rc = jwk_coords(keys[i].key, bx, by, &ec, "jwks", err);
+		if (rc != IDP_OK)
+			break;
+		/* Members: kty, crv, x (, y) as RFC 7517/7518/8037 define them,
+		 * then kid, use and alg. */
+		if (ec)
+			w = snprintf(buf + used, FMT_TOKEN_JWKS_MAX - used,
+			             "%s{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\","
+			             "\"kid\":\"%s\",\"use\":\"sig\",\"alg\":\"ES256\"}",
+			             i == 0 ? "" : ",", bx, by, keys[i].kid);
+		else
+			w = snprintf(buf + used, FMT_TOKEN_JWKS_MAX - used,
+			             "%s{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\","
+			             "\"kid\":\"%s\",\"use\":\"sig\",\"alg\":\"EdDSA\"}",
+			             i == 0 ? "" : ",", bx, keys[i].kid);
+		if (w < 0 || (size_t)w >= FMT_TOKEN_JWKS_MAX - used) {
+			rc = idp_error_set(err, IDP_E_LIMIT, "jwks: longer than %u bytes",
+			                   FMT_TOKEN_JWKS_MAX);
+			break;
+		}
+		used += (size_t)w;
+	}
+	if (rc == IDP_OK) {
+		w = snprintf(buf + used, FMT_TOKEN_JWKS_MAX - used, "]}");
+		if (w < 0 || (size_t)w >= FMT_TOKEN_JWKS_MAX - used)
+			rc = idp_error_set(err, IDP_E_LIMIT, "jwks: longer than %u bytes",
+			                   FMT_TOKEN_JWKS_MAX);
+		else
+			used += (size_t)w;
+	}
+	if (rc != IDP_OK) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = used;
 	return IDP_OK;
 }
 

@@ -29,6 +29,7 @@
 #define FMT_TOKEN_JTI_LEN      22u   /* base64url of 16 random bytes */
 #define FMT_TOKEN_JKT_LEN      43u   /* base64url of a SHA-256 thumbprint */
 #define FMT_TOKEN_KEYS_MAX     16u   /* most keys in one verification key set */
+#define FMT_TOKEN_JWKS_MAX     8192u /* bytes of a JWK Set of FMT_TOKEN_KEYS_MAX keys */
 #define FMT_TOKEN_SKEW         60    /* seconds of clock skew allowed on iat/nbf/exp */
 #define FMT_TOKEN_LIFETIME_MIN 60    /* seconds; shortest exp - iat */
 
@@ -98,6 +99,17 @@ struct fmt_token_policy {
 IDP_MUST_CHECK enum idp_err fmt_token_jkt(const struct fmt_key *key,
                                           char out[static FMT_TOKEN_JKT_LEN + 1],
                                           struct idp_error *err);
+
+/* The JWK Set (RFC 7517 section 5) of the public halves of keys[0..nkeys)
+ * (nkeys <= FMT_TOKEN_KEYS_MAX): {"keys":[...]}, one JWK per key in order,
+ * P-256 as {"kty":"EC","crv":"P-256","x","y"} (RFC 7518 section 6.2),
+ * Ed25519 as {"kty":"OKP","crv":"Ed25519","x"} (RFC 8037), each with its
+ * "kid", "use":"sig" and "alg" (ES256 / EdDSA). *out gets a new
+ * NUL-terminated string of *len bytes (free()); NULL on failure. IDP_E_ARG
+ * for a missing key or a bad kid. Spec: formats/token.md, "Key set". */
+IDP_MUST_CHECK enum idp_err fmt_token_jwks_encode(const struct fmt_token_key *keys, size_t nkeys,
+                                                  char **out, size_t *len,
+                                                  struct idp_error *err);
 
 /* Sign a token with key (alg ES256 for P-256, EdDSA for Ed25519) under kid.
  * claims is in/out: the caller sets iss, aud, sub, kind and jkt; this sets

@@ -104,9 +104,8 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 [ -n "$port" ] || { cat idprovd.log; echo "demo: idprovd did not start" >&2; exit 1; }
-sed -n 's/.*(shown only now): //p' idprovd.out >admin.token
-say "listening on 127.0.0.1:$port; the admin credential was printed once (kept in admin.token)"
-admin="$bin/idprov-admin --server https://127.0.0.1:$port --ca state/ca.pem --token-file admin.token"
+say "listening on 127.0.0.1:$port; the admin credential is in state/admin.token (mode 0600, never printed)"
+admin="$bin/idprov-admin --server https://127.0.0.1:$port --ca state/ca.pem --token-file state/admin.token"
 run $admin station add station-01 station.pub
 run $admin ca add factory-ca.pem
 run $admin import demo-001.manifest

@@ -360,6 +360,44 @@ void srv_admin_import(struct srv_ctx *ctx, struct evhttp_request *req)
 		srv_handlers_import(ctx, req, NULL);
 }
 
+/* ---------------------------------------------------------------- token keys */
+
+static enum idp_err no_change(struct srv_store *st, const void *arg, int64_t now,
+                              struct idp_error *err)
+{
+	(void)st;
+	(void)arg;
+	(void)now;
+	(void)err;
+	return IDP_OK;
+}
+
+/* POST /v1/admin/token-keys/rotate {}: a new token-signing key signs from now
+ * on; the old one stays in the verification set (and GET /v1/keys) until
+ * every token it signed has expired (server/state.h). */
+void srv_admin_token_rotate(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	cJSON *o = json_body(ctx, req, NULL, 0);
+	if (o == NULL)
+		return;
+	cJSON_Delete(o);
+	struct idp_error err = {0};
+	const struct fmt_key *old_key = NULL;
+	char old[SRV_STATE_KID_MAX], kid[SRV_STATE_KID_MAX];
+	int64_t now = (int64_t)time(NULL);
+	srv_state_token_signer(ctx->state, &old_key, old);
+	enum idp_err rc = srv_state_token_rotate(ctx->state, now, kid, &err);
+	if (rc == IDP_OK) {
+		srv_log(SRV_LOG_WARN, "token.key_rotated", "loop=%u kid=%s retired=%s", ctx->loop,
+		        kid, old);
+		rc = in_transaction(ctx->store, no_change, NULL, "admin.token_key_rotated", kid, old,
+		                    now, &err);
+	}
+	answer(ctx, req, "token_key_rotate", rc, &err, "kid", rc == IDP_OK ? kid : old);
+}
+
 /* ---------------------------------------------------------------- devices */
 
 static void decide(struct srv_ctx *ctx, struct evhttp_request *req, enum srv_admin_action action,

@@ -5,8 +5,8 @@
  * take a backup of the database.
  *
  * Every request carries the admin credential as "Authorization: Bearer
- * <secret>", checked with srv_state_admin_check (constant-time compare of
- * its scrypt hash); anything else is answered 401 with a JSON error and
+ * <secret>", checked with srv_state_admin_check (a SHA-256 of it compared
+ * in constant time with the hash loaded at start; no file read, no KDF); anything else is answered 401 with a JSON error and
  * changes nothing. The secret is never logged. Each change is one store
  * transaction with its audit entry.
  *
@@ -36,5 +36,6 @@ srv_handler_fn srv_admin_station_list;    /* GET /v1/admin/stations */
 srv_handler_fn srv_admin_device_list;     /* GET /v1/admin/devices[?state=S&after=ID] */
 srv_handler_fn srv_admin_flag_list;       /* GET /v1/admin/flags */
 srv_handler_fn srv_admin_backup;          /* POST /v1/admin/backup: the database snapshot */
+srv_handler_fn srv_admin_token_rotate;    /* POST /v1/admin/token-keys/rotate */
 
 #endif /* IDP_SERVER_ADMIN_H */

@@ -63,6 +63,8 @@ static void usage(FILE *f)
 	              "  approve ID | reject ID | revoke ID\n"
 	              "  release id|serial|mac|key VALUE  (key: a PEM file)\n"
 	              "  backup FILE                  write a consistent copy of the database\n"
+	              "  token-key rotate             a new token-signing key; the old one is\n"
+	              "                               still verified until its tokens expire\n"
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
 }
@@ -325,6 +327,8 @@ static int run(const struct opts *o, int argc, char **argv)
 		curl_free(ea);
 		return post(o, path, "application/json", NULL, 0, NULL, NULL);
 	}
+	if (argc == 2 && strcmp(cmd, "token-key") == 0 && strcmp(argv[1], "rotate") == 0)
+		return post(o, "token-keys/rotate", "application/json", "{}", 2, NULL, NULL);
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {
 		static const char *const names[] = {"id"};
 		const char *values[] = {argv[2]};

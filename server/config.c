@@ -435,6 +435,10 @@ enum idp_err srv_config_from_args(int argc, char *const argv[], struct srv_confi
 				i++;
 			continue;
 		}
+		if (eq == NULL && strcmp(a, "--reset-admin") == 0) {
+			*action = SRV_CONFIG_RESET_ADMIN;
+			continue;
+		}
 		const struct key *k = key_find(a + 2, klen);
 		if (k == NULL)
 			return idp_error_set(err, IDP_E_FORMAT, "--%.*s: unknown option",
@@ -457,9 +461,12 @@ void srv_config_usage(FILE *f)
 	(void)fprintf(f,
 	              "usage: idprovd [--config FILE] [--state-dir DIR] [--listen ADDR:PORT]...\n"
 	              "               [--foreground] [--threads N] [--KEY VALUE]...\n"
+	              "       idprovd --reset-admin [--config FILE] [--state-dir DIR]\n"
 	              "       idprovd --help | --version\n\n"
 	              "Every option is also a config file key (\"key = value\").\n\n"
-	              "  --config FILE\n      read keys from FILE first (the command line wins)\n");
+	              "  --config FILE\n      read keys from FILE first (the command line wins)\n"
+	              "  --reset-admin\n      write a new admin credential to STATE-DIR/admin.token "
+	              "and exit;\n      a running idprovd takes it on SIGHUP\n");
 	for (size_t i = 0; i < N_KEYS; i++)
 		(void)fprintf(f, "  --%s%s\n      %s (default: %s)\n", keys[i].name,
 		              keys[i].kind == K_BOOL ? "" : " VALUE", keys[i].help, keys[i].def);

@@ -72,6 +72,7 @@ enum srv_config_action {
 	SRV_CONFIG_RUN = 0,
 	SRV_CONFIG_HELP = 1,
 	SRV_CONFIG_VERSION = 2,
+	SRV_CONFIG_RESET_ADMIN = 3, /* --reset-admin: new admin credential, then exit */
 };
 
 /* Fill cfg with the built-in defaults (listen on [::]:8443 dual-stack,
@@ -80,7 +81,7 @@ void srv_config_defaults(struct srv_config *cfg);
 
 /* Parse the command line (argv[0] is the program): defaults, then the file
  * of --config (if any), then the flags. --help and --version set *action and
- * stop. Errors name the flag or the file, line and key. */
+ * stop; --reset-admin sets *action and the rest still applies (--state-dir). Errors name the flag or the file, line and key. */
 IDP_MUST_CHECK enum idp_err srv_config_from_args(int argc, char *const argv[],
                                                  struct srv_config *cfg,
                                                  enum srv_config_action *action,

@@ -123,6 +123,25 @@ static void ca(struct srv_ctx *ctx, struct evhttp_request *req)
 	               ctx->state->ca_pem_len);
 }
 
+/* GET /v1/keys and /.well-known/jwks.json: the token-verification keys as a
+ * JWK Set (formats/token.md, "Key set"): the current key and every retired
+ * one whose tokens may still be alive, so a hub can verify device tokens. */
+static void jwks(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	struct fmt_token_key keys[SRV_STATE_TOKEN_KEYS_MAX];
+	size_t n = srv_state_token_keys(ctx->state, (int64_t)time(NULL), keys);
+	char *body = NULL;
+	size_t len = 0;
+	struct idp_error err = {0};
+	if (fmt_token_jwks_encode(keys, n, &body, &len, &err) != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "jwks.error", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the key set");
+		return;
+	}
+	srv_http_reply(req, 200, "application/jwk-set+json", body, len);
+	free(body);
+}
+
 /* POST /v1/nonce: a fresh single-use nonce (expired ones are purged in the
  * same transaction). */
 static void nonce(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -451,6 +470,8 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 static const struct srv_route routes[] = {
         {"/v1/health", EVHTTP_REQ_GET, 0, health},
         {"/v1/ca", EVHTTP_REQ_GET, 0, ca},
+        {"/v1/keys", EVHTTP_REQ_GET, 0, jwks},
+        {"/.well-known/jwks.json", EVHTTP_REQ_GET, 0, jwks},
         {"/v1/nonce", EVHTTP_REQ_POST, 0, nonce},
         {"/v1/provision", EVHTTP_REQ_POST, FMT_API_BODY_MAX, provision},
         {"/v1/token/exchange", EVHTTP_REQ_POST, FMT_API_BODY_MAX, exchange},
@@ -468,6 +489,7 @@ static const struct srv_route routes[] = {
         {"/v1/admin/devices", EVHTTP_REQ_GET, 0, srv_admin_device_list},
         {"/v1/admin/flags", EVHTTP_REQ_GET, 0, srv_admin_flag_list},
         {"/v1/admin/backup", EVHTTP_REQ_POST, 0, srv_admin_backup},
+        {"/v1/admin/token-keys/rotate", EVHTTP_REQ_POST, 0, srv_admin_token_rotate},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -4,6 +4,10 @@
  *
  * Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 when the server
  * cannot start, 2 for a bad command line or config file.
+ *
+ * Secrets: the process is made non-dumpable at once (no core file, no
+ * ptrace by other processes of the same user), and the admin credential is
+ * never printed: it goes to STATE/admin.token (0600).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -74,11 +80,17 @@ static int run(const struct srv_config *cfg)
 	const char *names[SRV_STATE_NAMES_MAX];
 	for (size_t i = 0; i < cfg->n_server_names; i++)
 		names[i] = cfg->server_names[i];
+	/* A retired token key stays verified as long as any token it signed
+	 * can live. */
+	int64_t keep = cfg->token_lifetime > cfg->provisioning_token_lifetime
+	                       ? (int64_t)cfg->token_lifetime
+	                       : (int64_t)cfg->provisioning_token_lifetime;
 	struct srv_state_opts so = {.dir = cfg->state_dir,
 	                            .names = names,
 	                            .n_names = cfg->n_server_names,
 	                            .token_key = cfg->token_key,
-	                            .lock = true};
+	                            .lock = true,
+	                            .token_keep = keep + FMT_TOKEN_SKEW};
 	struct srv_state *state = NULL;
 	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	if (srv_state_open(&so, &state, secret, &err) != IDP_OK) {
@@ -86,12 +98,21 @@ static int run(const struct srv_config *cfg)
 		        err.msg);
 		return 1;
 	}
-	if (state->admin_created) {
-		/* Printed once: only its hash is kept. */
-		(void)printf("idprovd: admin credential (shown only now): %s\n", secret);
-		(void)fflush(stdout);
-	}
+	/* The credential is in admin.token: never on stdout, never logged. */
 	OPENSSL_cleanse(secret, sizeof(secret));
+	if (state->admin_created)
+		srv_log(SRV_LOG_INFO, "admin.created", "path=%s/admin.token mode=0600", state->dir);
+	if (state->token_key_created)
+		srv_log(SRV_LOG_WARN, "token.key_created",
+		        "kid=%s type=%s retired=%s note=\"tokens signed by a key that is no longer "
+		        "in token.key or token.retired do not verify\"",
+		        state->token_kid, fmt_key_type_name(fmt_key_type(state->token_key)),
+		        state->token_replaced[0] != '\0' ? state->token_replaced : "none");
+	{
+		struct fmt_token_key keys[SRV_STATE_TOKEN_KEYS_MAX];
+		size_t n = srv_state_token_keys(state, (int64_t)time(NULL), keys);
+		srv_log(SRV_LOG_INFO, "token.keys", "signing=%s verified=%zu", state->token_kid, n);
+	}
 	srv_log(SRV_LOG_INFO, "state.ready", "dir=%s created=%s ca_fingerprint=%s cert_issued=%s",
 	        state->dir, state->created ? "yes" : "no", state->ca_fingerprint,
 	        state->server_cert_issued ? "yes" : "no");
@@ -145,7 +166,13 @@ static int run(const struct srv_config *cfg)
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			srv_log(SRV_LOG_INFO, "signal.ignored", "signal=HUP");
+			/* After idprovd --reset-admin: the new credential replaces the old. */
+			if (srv_state_admin_reload(state, &err) == IDP_OK)
+				srv_log(SRV_LOG_INFO, "admin.reloaded", "signal=HUP");
+			else
+				srv_log(SRV_LOG_ERROR, "admin.reload_failed",
+				        "signal=HUP error=\"%s\" note=\"the old credential stays\"",
+				        err.msg);
 			continue;
 		}
 		break;
@@ -186,7 +213,26 @@ int main(int argc, char **argv)
 		free(cfg);
 		return 0;
 	}
+	/* Before any key is loaded: a core dump would hold ca.key and token.key. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		(void)fprintf(stderr, "idprovd: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
 	umask(077);
+	if (action == SRV_CONFIG_RESET_ADMIN) {
+		char path[SRV_STATE_PATH_MAX + 32];
+		int rc = 0;
+		if (srv_state_admin_reset(cfg->state_dir, path, &err) != IDP_OK) {
+			(void)fprintf(stderr, "idprovd: %s\n", err.msg);
+			rc = 1;
+		} else {
+			(void)fprintf(stderr,
+			              "idprovd: new admin credential in %s (mode 0600); the old one "
+			              "stops working when idprovd reloads (systemctl reload idprovd, "
+			              "or SIGHUP) or restarts\n",
+			              path);
+		}
+		free(cfg);
+		return rc;
+	}
 	(void)signal(SIGPIPE, SIG_IGN);
 	int rc = run(cfg);
 	free(cfg);

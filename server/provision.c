@@ -38,13 +38,9 @@ void srv_issued_clear(struct srv_issued *r)
 enum idp_err srv_token_kid(const struct srv_state *state, char kid[static SRV_TOKEN_KID_MAX],
                            struct idp_error *err)
 {
-	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
-	char hex[65];
-	enum idp_err rc = fmt_key_fingerprint(state->token_key, fp, err);
-	if (rc != IDP_OK)
-		return rc;
-	fmt_key_fingerprint_hex(fp, hex);
-	(void)snprintf(kid, SRV_TOKEN_KID_MAX, "t-%.16s", hex);
+	(void)err;
+	const struct fmt_key *key = NULL;
+	srv_state_token_signer(state, &key, kid);
 	return IDP_OK;
 }
 
@@ -63,11 +59,11 @@ static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
                           struct srv_issued *out, struct idp_error *err)
 {
 	char kid[SRV_TOKEN_KID_MAX];
+	const struct fmt_key *signer = NULL;
 	struct fmt_token_claims claims;
 	memset(&claims, 0, sizeof(claims));
-	enum idp_err rc = srv_token_kid(state, kid, err);
-	if (rc == IDP_OK)
-		rc = fmt_token_jkt(key, claims.jkt, err);
+	srv_state_token_signer(state, &signer, kid);
+	enum idp_err rc = fmt_token_jkt(key, claims.jkt, err);
 	if (rc != IDP_OK)
 		return rc;
 	(void)snprintf(claims.iss, sizeof(claims.iss), "%s", cfg->issuer);
@@ -78,7 +74,7 @@ static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
 	        kind == FMT_TOKEN_PROVISION ? cfg->provisioning_lifetime : cfg->device_lifetime;
 	char *tok = NULL;
 	size_t len = 0;
-	rc = fmt_token_sign(state->token_key, kid, &claims, now, lifetime, NULL, &tok, &len, err);
+	rc = fmt_token_sign(signer, kid, &claims, now, lifetime, NULL, &tok, &len, err);
 	if (rc != IDP_OK)
 		return rc;
 	struct srv_token t = {.kind = kind == FMT_TOKEN_PROVISION ? SRV_TOKEN_PROVISIONING
@@ -294,13 +290,13 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 {
 	memset(out, 0, sizeof(*out));
 	*failed = FMT_TOKEN_CHECK_OK;
-	char kid[SRV_TOKEN_KID_MAX], jkt[FMT_TOKEN_JKT_LEN + 1];
-	enum idp_err rc = srv_token_kid(state, kid, err);
-	if (rc == IDP_OK)
-		rc = fmt_token_jkt(key, jkt, err);
+	char jkt[FMT_TOKEN_JKT_LEN + 1];
+	enum idp_err rc = fmt_token_jkt(key, jkt, err);
 	if (rc != IDP_OK)
 		return rc;
-	const struct fmt_token_key keys[] = {{.kid = kid, .key = state->token_key}};
+	/* The current key and the retired ones still in their keep time. */
+	struct fmt_token_key keys[SRV_STATE_TOKEN_KEYS_MAX];
+	size_t nkeys = srv_state_token_keys(state, now, keys);
 	const struct fmt_token_policy policy = {.iss = cfg->issuer,
 	                                        .aud = cfg->audience,
 	                                        .sub = device_id,
@@ -308,7 +304,7 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 	                                        .kinds = kinds,
 	                                        .now = now};
 	struct fmt_token_claims claims;
-	rc = fmt_token_verify(token, len, keys, 1, &policy, &claims, failed, err);
+	rc = fmt_token_verify(token, len, keys, nkeys, &policy, &claims, failed, err);
 	if (rc != IDP_OK) {
 		out->refusal = SRV_REFUSE_TOKEN;
 		return rc;

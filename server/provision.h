@@ -82,8 +82,8 @@ struct srv_issued {
 	int64_t expires_at;
 };
 
-/* The key ID tokens carry: "t-" and 16 hex digits of the token key's
- * fingerprint. */
+/* The kid new tokens carry (the current key's, srv_state_token_signer):
+ * "t-" and 16 hex digits of the token key's fingerprint. */
 IDP_MUST_CHECK enum idp_err srv_token_kid(const struct srv_state *state,
                                           char kid[static SRV_TOKEN_KID_MAX],
                                           struct idp_error *err);

@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +19,9 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
-#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "formats/b64.h"
@@ -28,54 +29,173 @@
 #include "formats/keyfile.h"
 #include "server/lock.h"
 
-/* scrypt cost for the admin credential: 16 MiB and ~50 ms per check. The
- * credential is 256 random bits, so the cost only guards a stolen hash file
- * against being a free oracle. */
-#define ADMIN_SCRYPT_N   16384u
-#define ADMIN_SCRYPT_R   8u
-#define ADMIN_SCRYPT_P   1u
-#define ADMIN_SALT_LEN   16u
+/* The admin credential is 256 random bits: a plain SHA-256 of it is as
+ * strong as any KDF (nothing to guess), and costs a microsecond, so a
+ * flood of bogus bearers costs the event loop nothing. */
 #define ADMIN_HASH_LEN   32u
 #define ADMIN_FILE_MAX   256u
 #define ADMIN_SECRET_RAW 32u
+#define ADMIN_CHECK_MAX  256u /* longest credential compared */
 #define SAN_MAX          8192u
+#define RETIRED_FILE_MAX 8192u
+#define PRIVATE_FORBID   ((mode_t)077) /* keys, admin files: owner only */
+#define PUBLIC_FORBID    ((mode_t)022) /* certificates, public keys: not writable by others */
 
-/* DIR/name into out; IDP_E_LIMIT when too long. */
-static enum idp_err path_of(const struct srv_state *s, const char *name, char *out, size_t size,
+struct srv_admin_cred {
+	pthread_mutex_t lock;
+	uint8_t hash[ADMIN_HASH_LEN];
+};
+
+/* One token key. Entries are only appended while running and freed by
+ * srv_state_free, so a borrowed pointer stays valid. */
+struct token_entry {
+	struct fmt_key *key;
+	char kid[SRV_STATE_KID_MAX];
+	int64_t not_after; /* retired: verified until then; current: 0 */
+};
+
+struct srv_token_ring {
+	pthread_rwlock_t lock;   /* n, current, not_after */
+	pthread_mutex_t rotate;  /* one rotation (file writes) at a time */
+	struct token_entry e[SRV_STATE_TOKEN_KEYS_MAX];
+	size_t n;
+	size_t current;
+	int64_t keep;
+	enum fmt_key_type type;
+	char dir[SRV_STATE_PATH_MAX];
+};
+
+/* dir/name into out; IDP_E_LIMIT when too long. */
+static enum idp_err path_in(const char *dir, const char *name, char *out, size_t size,
                             struct idp_error *err)
 {
-	int n = snprintf(out, size, "%s/%s", s->dir, name);
+	int n = snprintf(out, size, "%s/%s", dir, name);
 	if (n < 0 || (size_t)n >= size)
-		return idp_error_set(err, IDP_E_LIMIT, "state: %s/%s: path too long", s->dir, name);
+		return idp_error_set(err, IDP_E_LIMIT, "state: %s/%s: path too long", dir, name);
 	return IDP_OK;
 }
 
-/* Create dir with mode 0700, or check that the existing one is ours and not
- * writable by others. */
-static enum idp_err ensure_dir(struct srv_state *s, struct idp_error *err)
+static enum idp_err path_of(const struct srv_state *s, const char *name, char *out, size_t size,
+                            struct idp_error *err)
 {
-	if (mkdir(s->dir, 0700) == 0) {
-		s->created = true;
-		if (chmod(s->dir, 0700) != 0)
-			return idp_error_set(err, IDP_E_IO, "state: %s: chmod: %s", s->dir,
+	return path_in(s->dir, name, out, size, err);
+}
+
+/* Refuse st (of path) unless it is owned by us and has none of the forbid
+ * bits; kind names what it is in the message. */
+static enum idp_err check_owner_mode(const char *path, const struct stat *st, mode_t forbid,
+                                     const char *kind, struct idp_error *err)
+{
+	if (st->st_uid != geteuid())
+		return idp_error_set(err, IDP_E_DENIED,
+		                     "state: %s: owned by uid %u, not by the server's uid %u; run "
+		                     "'chown %u %s'",
+		                     path, (unsigned)st->st_uid, (unsigned)geteuid(),
+		                     (unsigned)geteuid(), path);
+	if ((st->st_mode & forbid) != 0) {
+		unsigned want = (unsigned)(st->st_mode & 0777 & ~forbid);
+		return idp_error_set(err, IDP_E_DENIED,
+		                     "state: %s: mode %03o lets others %s this %s; run 'chmod %03o "
+		                     "%s'%s",
+		                     path, (unsigned)(st->st_mode & 0777),
+		                     (st->st_mode & 022) != 0 ? "write" : "read", kind, want, path,
+		                     forbid == PRIVATE_FORBID && S_ISREG(st->st_mode)
+		                             ? " and consider the key exposed"
+		                             : "");
+	}
+	return IDP_OK;
+}
+
+/* Read dir/name whole (at most max bytes) through one descriptor opened
+ * without following symlinks, after checking it with fstat: a regular file,
+ * ours, none of the forbid bits. IDP_E_NOTFOUND when absent. Free *out with
+ * fmt_file_free_secret(*out, *len). */
+static enum idp_err read_checked(const char *dir, const char *name, mode_t forbid, size_t max,
+                                 uint8_t **out, size_t *len, struct idp_error *err)
+{
+	*out = NULL;
+	*len = 0;
+	char path[SRV_STATE_PATH_MAX + 32];
+	enum idp_err rc = path_in(dir, name, path, sizeof(path), err);
+	if (rc != IDP_OK)
+		return rc;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		int e = errno;
+		return idp_error_set(err, e == ENOENT ? IDP_E_NOTFOUND : IDP_E_IO, "state: %s: %s",
+		                     path, e == ELOOP ? "is a symlink" : strerror(e));
+	}
+	struct stat st;
+	uint8_t *buf = NULL;
+	size_t got = 0;
+	if (fstat(fd, &st) != 0) {
+		rc = idp_error_set(err, IDP_E_IO, "state: %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = idp_error_set(err, IDP_E_IO, "state: %s: not a regular file", path);
+		goto out;
+	}
+	rc = check_owner_mode(path, &st, forbid, forbid == PRIVATE_FORBID ? "private file" : "file",
+	                      err);
+	if (rc != IDP_OK)
+		goto out;
+	rc = fmt_file_read_fd(fd, path, max, &buf, &got, err);
+out:
+	(void)close(fd);
+	if (rc != IDP_OK)
+		return rc;
+	*out = buf;
+	*len = got;
+	return IDP_OK;
+}
+
+/* Create dir with mode 0700, or check the existing one: it may be a
+ * symlink (systemd's DynamicUser= makes the state directory one) to a
+ * directory that is ours and that nobody else may enter. */
+static enum idp_err ensure_dir(const char *dir, bool *created, struct idp_error *err)
+{
+	*created = false;
+	if (mkdir(dir, 0700) == 0) {
+		*created = true;
+		if (chmod(dir, 0700) != 0)
+			return idp_error_set(err, IDP_E_IO, "state: %s: chmod: %s", dir,
 			                     strerror(errno));
-		return fmt_file_sync_dir(s->dir, err);
+		return fmt_file_sync_dir(dir, err);
 	}
 	if (errno != EEXIST)
-		return idp_error_set(err, IDP_E_IO, "state: %s: %s", s->dir, strerror(errno));
+		return idp_error_set(err, IDP_E_IO, "state: %s: %s", dir, strerror(errno));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return idp_error_set(err, IDP_E_IO, "state: %s: %s", dir,
+		                     errno == ENOTDIR ? "not a directory" : strerror(errno));
 	struct stat st;
-	if (lstat(s->dir, &st) != 0)
-		return idp_error_set(err, IDP_E_IO, "state: %s: %s", s->dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return idp_error_set(err, IDP_E_IO, "state: %s: not a directory", s->dir);
-	if (st.st_uid != geteuid())
-		return idp_error_set(err, IDP_E_DENIED, "state: %s: owned by uid %u, not by us",
-		                     s->dir, (unsigned)st.st_uid);
-	if ((st.st_mode & 022) != 0)
-		return idp_error_set(err, IDP_E_DENIED,
-		                     "state: %s: mode %03o lets others write; use 0700", s->dir,
-		                     (unsigned)(st.st_mode & 0777));
-	return IDP_OK;
+	enum idp_err rc = IDP_OK;
+	if (fstat(fd, &st) != 0)
+		rc = idp_error_set(err, IDP_E_IO, "state: %s: %s", dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		rc = idp_error_set(err, IDP_E_IO, "state: %s: not a directory", dir);
+	else
+		rc = check_owner_mode(dir, &st, PRIVATE_FORBID, "directory", err);
+	(void)close(fd);
+	return rc;
+}
+
+/* Load dir/name as a private key (checked as a private file). */
+static enum idp_err key_load(const char *dir, const char *name, struct fmt_key **out,
+                             struct idp_error *err)
+{
+	*out = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	enum idp_err rc = read_checked(dir, name, PRIVATE_FORBID, FMT_KEY_PEM_MAX, &buf, &len, err);
+	if (rc != IDP_OK)
+		return rc;
+	rc = fmt_key_parse_private_pem(buf, len, out, err);
+	fmt_file_free_secret(buf, len);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "state: %s/%s", dir, name);
+	return rc;
 }
 
 /* Load DIR/name as a private key, or generate (type) and save it with its
@@ -90,7 +210,7 @@ static enum idp_err key_load_or_make(struct srv_state *s, const char *name, cons
 		rc = path_of(s, pub_name, pub, sizeof(pub), err);
 	if (rc != IDP_OK)
 		return rc;
-	rc = fmt_keyfile_load_private(path, out, err);
+	rc = key_load(s->dir, name, out, err);
 	if (rc != IDP_E_NOTFOUND)
 		return rc;
 	rc = fmt_key_generate(type, out, err);
@@ -136,22 +256,20 @@ static enum idp_err cert_load(const struct srv_state *s, const char *name, X509 
                               struct idp_error *err)
 {
 	*out = NULL;
-	char path[SRV_STATE_PATH_MAX + 32];
-	enum idp_err rc = path_of(s, name, path, sizeof(path), err);
-	if (rc != IDP_OK)
-		return rc;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	rc = fmt_file_read(path, SRV_STATE_CERT_PEM_MAX, &buf, &len, err);
+	enum idp_err rc = read_checked(s->dir, name, PUBLIC_FORBID, SRV_STATE_CERT_PEM_MAX, &buf,
+	                               &len, err);
 	if (rc != IDP_OK)
 		return rc;
 	BIO *bio = BIO_new_mem_buf(buf, (int)len);
 	if (bio != NULL)
 		*out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	BIO_free(bio);
-	free(buf);
+	fmt_file_free_secret(buf, len);
 	if (*out == NULL)
-		return idp_error_ssl(err, IDP_E_FORMAT, "state: %s: not a PEM certificate", path);
+		return idp_error_ssl(err, IDP_E_FORMAT, "state: %s/%s: not a PEM certificate",
+		                     s->dir, name);
 	return IDP_OK;
 }
 
@@ -349,133 +467,445 @@ static bool server_cert_fit(const struct srv_state *s, X509 *c, const char *cons
 	return true;
 }
 
-/* Derive the scrypt hash of secret with salt and the given cost. */
-static enum idp_err admin_hash(const char *secret, size_t len, const uint8_t *salt, size_t salt_len,
-                               uint64_t n, uint32_t r, uint32_t p,
-                               uint8_t out[static ADMIN_HASH_LEN], struct idp_error *err)
+/* ---------------------------------------------------------------- admin credential */
+
+static void admin_digest(const char *secret, size_t len, uint8_t out[static ADMIN_HASH_LEN])
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
-	EVP_KDF_CTX *ctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
-	OSSL_PARAM params[] = {
-	        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD,
-	                                          (void *)(uintptr_t)secret, len),
-	        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)(uintptr_t)salt,
-	                                          salt_len),
-	        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
-	        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
-	        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
-	        OSSL_PARAM_construct_end(),
-	};
-	enum idp_err rc = IDP_OK;
-	if (ctx == NULL || EVP_KDF_derive(ctx, out, ADMIN_HASH_LEN, params) != 1)
-		rc = idp_error_ssl(err, IDP_E_CRYPTO, "state: admin credential hash");
-	EVP_KDF_CTX_free(ctx);
-	EVP_KDF_free(kdf);
+	(void)SHA256((const uint8_t *)secret, len, out);
+}
+
+/* Parse admin.hash ("sha256 HASH\n") of dir into hash. */
+static enum idp_err admin_load(const char *dir, uint8_t hash[static ADMIN_HASH_LEN],
+                               struct idp_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	enum idp_err rc = read_checked(dir, "admin.hash", PRIVATE_FORBID, ADMIN_FILE_MAX, &buf, &len,
+	                               err);
+	if (rc != IDP_OK)
+		return rc;
+	const char *p = (const char *)buf;
+	size_t got = 0;
+	if (len >= 7 && memcmp(p, "scrypt ", 7) == 0) {
+		rc = idp_error_set(err, IDP_E_UNSUPPORTED,
+		                   "state: %s/admin.hash: an scrypt hash from an older idprovd, no "
+		                   "longer accepted; run 'idprovd --reset-admin --state-dir %s' to "
+		                   "make a new admin credential (in %s/admin.token)",
+		                   dir, dir, dir);
+	} else if (len < 8 || memcmp(p, "sha256 ", 7) != 0 || p[len - 1] != '\n' ||
+	           fmt_b64_decode(FMT_B64_URL, p + 7, len - 8, hash, ADMIN_HASH_LEN, &got, NULL) !=
+	                   IDP_OK ||
+	           got != ADMIN_HASH_LEN) {
+		rc = idp_error_set(err, IDP_E_FORMAT,
+		                   "state: %s/admin.hash: not a \"sha256 HASH\" line; run 'idprovd "
+		                   "--reset-admin --state-dir %s'",
+		                   dir, dir);
+	}
+	fmt_file_free_secret(buf, len);
 	return rc;
 }
 
-/* Create the admin credential: secret out, "scrypt N r p SALT HASH" in the file. */
-static enum idp_err admin_create(struct srv_state *s, const char *path,
+/* Write a new credential to dir/admin.token and its hash to dir/admin.hash;
+ * hash gets the hash, secret the credential (cleansed on failure). */
+static enum idp_err admin_create(const char *dir, uint8_t hash[static ADMIN_HASH_LEN],
                                  char secret[static SRV_STATE_ADMIN_SECRET_LEN + 1],
                                  struct idp_error *err)
 {
-	uint8_t raw[ADMIN_SECRET_RAW], salt[ADMIN_SALT_LEN], hash[ADMIN_HASH_LEN];
-	char salt_b64[32], hash_b64[48], line[ADMIN_FILE_MAX];
-	enum idp_err rc = IDP_OK;
-	if (RAND_bytes(raw, sizeof(raw)) != 1 || RAND_bytes(salt, sizeof(salt)) != 1) {
+	uint8_t raw[ADMIN_SECRET_RAW];
+	char hash_b64[48], line[ADMIN_FILE_MAX], tok_path[SRV_STATE_PATH_MAX + 32],
+	        hash_path[SRV_STATE_PATH_MAX + 32];
+	enum idp_err rc = path_in(dir, "admin.token", tok_path, sizeof(tok_path), err);
+	if (rc == IDP_OK)
+		rc = path_in(dir, "admin.hash", hash_path, sizeof(hash_path), err);
+	if (rc != IDP_OK)
+		return rc;
+	if (RAND_bytes(raw, sizeof(raw)) != 1) {
 		rc = idp_error_ssl(err, IDP_E_CRYPTO, "state: random admin credential");
 		goto out;
 	}
 	(void)fmt_b64_encode(FMT_B64_URL, raw, sizeof(raw), secret);
-	rc = admin_hash(secret, SRV_STATE_ADMIN_SECRET_LEN, salt, sizeof(salt), ADMIN_SCRYPT_N,
-	                ADMIN_SCRYPT_R, ADMIN_SCRYPT_P, hash, err);
-	if (rc != IDP_OK)
-		goto out;
-	(void)fmt_b64_encode(FMT_B64_URL, salt, sizeof(salt), salt_b64);
-	(void)fmt_b64_encode(FMT_B64_URL, hash, sizeof(hash), hash_b64);
-	int n = snprintf(line, sizeof(line), "scrypt %u %u %u %s %s\n", ADMIN_SCRYPT_N,
-	                 ADMIN_SCRYPT_R, ADMIN_SCRYPT_P, salt_b64, hash_b64);
-	if (n < 0 || (size_t)n >= sizeof(line)) {
-		rc = idp_error_set(err, IDP_E_LIMIT, "state: admin hash line too long");
-		goto out;
-	}
-	rc = fmt_file_write_atomic(path, (const uint8_t *)line, (size_t)n, 0600, err);
-	if (rc == IDP_OK)
-		s->admin_created = true;
+	admin_digest(secret, SRV_STATE_ADMIN_SECRET_LEN, hash);
+	(void)fmt_b64_encode(FMT_B64_URL, hash, ADMIN_HASH_LEN, hash_b64);
+	int n = snprintf(line, sizeof(line), "%s\n", secret);
+	/* The credential first: a crash before the hash is written leaves the
+	 * old credential working and a reset to run again. */
+	if (n > 0 && (size_t)n < sizeof(line))
+		rc = fmt_file_write_atomic(tok_path, (const uint8_t *)line, (size_t)n, 0600, err);
+	OPENSSL_cleanse(line, sizeof(line));
+	n = snprintf(line, sizeof(line), "sha256 %s\n", hash_b64);
+	if (rc == IDP_OK && n > 0 && (size_t)n < sizeof(line))
+		rc = fmt_file_write_atomic(hash_path, (const uint8_t *)line, (size_t)n, 0600, err);
 out:
 	OPENSSL_cleanse(raw, sizeof(raw));
-	OPENSSL_cleanse(hash, sizeof(hash));
 	if (rc != IDP_OK)
 		OPENSSL_cleanse(secret, SRV_STATE_ADMIN_SECRET_LEN + 1);
 	return rc;
 }
 
-/* Parse one unsigned decimal field of the admin file at *p (bounded by end). */
-static bool parse_uint(const char **p, const char *end, uint64_t max, uint64_t *v)
-{
-	uint64_t x = 0;
-	const char *q = *p;
-	while (q < end && *q >= '0' && *q <= '9') {
-		x = x * 10 + (uint64_t)(*q - '0');
-		if (x > max)
-			return false;
-		q++;
-	}
-	if (q == *p || q >= end || *q != ' ')
-		return false;
-	*p = q + 1;
-	*v = x;
-	return true;
-}
-
 enum idp_err srv_state_admin_check(const struct srv_state *state, const char *secret, size_t len,
                                    bool *ok, struct idp_error *err)
 {
+	(void)err;
 	*ok = false;
-	char path[SRV_STATE_PATH_MAX + 32];
-	enum idp_err rc = path_of(state, "admin.hash", path, sizeof(path), err);
-	if (rc != IDP_OK)
-		return rc;
-	uint8_t *buf = NULL;
-	size_t blen = 0;
-	rc = fmt_file_read(path, ADMIN_FILE_MAX, &buf, &blen, err);
-	if (rc != IDP_OK)
-		return rc;
-	const char *p = (const char *)buf, *end = p + blen;
-	uint64_t n = 0, r = 0, par = 0;
-	uint8_t salt[ADMIN_SALT_LEN], want[ADMIN_HASH_LEN], got[ADMIN_HASH_LEN];
-	size_t salt_len = 0, want_len = 0;
-	const char *sp1 = NULL, *sp2 = NULL;
-	if ((size_t)(end - p) < 7 || memcmp(p, "scrypt ", 7) != 0)
-		goto bad;
-	p += 7;
-	if (!parse_uint(&p, end, 1u << 20, &n) || n < 1024 || (n & (n - 1)) != 0 ||
-	    !parse_uint(&p, end, 32, &r) || r == 0 || !parse_uint(&p, end, 16, &par) || par == 0)
-		goto bad;
-	sp1 = memchr(p, ' ', (size_t)(end - p));
-	if (sp1 == NULL)
-		goto bad;
-	sp2 = memchr(sp1 + 1, '\n', (size_t)(end - sp1 - 1));
-	if (sp2 == NULL || sp2 + 1 != end)
-		goto bad;
-	if (fmt_b64_decode(FMT_B64_URL, p, (size_t)(sp1 - p), salt, sizeof(salt), &salt_len,
-	                   NULL) != IDP_OK ||
-	    salt_len != sizeof(salt) ||
-	    fmt_b64_decode(FMT_B64_URL, sp1 + 1, (size_t)(sp2 - sp1 - 1), want, sizeof(want),
-	                   &want_len, NULL) != IDP_OK ||
-	    want_len != sizeof(want))
-		goto bad;
-	free(buf);
-	if (len == 0 || len > 256)
+	if (len == 0 || len > ADMIN_CHECK_MAX)
 		return IDP_OK;
-	rc = admin_hash(secret, len, salt, salt_len, n, (uint32_t)r, (uint32_t)par, got, err);
-	if (rc == IDP_OK)
-		*ok = CRYPTO_memcmp(got, want, sizeof(got)) == 0;
+	uint8_t got[ADMIN_HASH_LEN], want[ADMIN_HASH_LEN];
+	admin_digest(secret, len, got);
+	(void)pthread_mutex_lock(&state->admin->lock);
+	memcpy(want, state->admin->hash, sizeof(want));
+	(void)pthread_mutex_unlock(&state->admin->lock);
+	*ok = CRYPTO_memcmp(got, want, sizeof(got)) == 0;
 	OPENSSL_cleanse(got, sizeof(got));
+	OPENSSL_cleanse(want, sizeof(want));
+	return IDP_OK;
+}
+
+enum idp_err srv_state_admin_reload(const struct srv_state *state, struct idp_error *err)
+{
+	uint8_t hash[ADMIN_HASH_LEN];
+	enum idp_err rc = admin_load(state->dir, hash, err);
+	if (rc == IDP_OK) {
+		(void)pthread_mutex_lock(&state->admin->lock);
+		memcpy(state->admin->hash, hash, sizeof(hash));
+		(void)pthread_mutex_unlock(&state->admin->lock);
+	}
+	OPENSSL_cleanse(hash, sizeof(hash));
 	return rc;
-bad:
+}
+
+enum idp_err srv_state_admin_reset(const char *dir, char path[static SRV_STATE_PATH_MAX + 32],
+                                   struct idp_error *err)
+{
+	path[0] = '\0';
+	if (dir == NULL)
+		dir = SRV_STATE_DEFAULT_DIR;
+	size_t n = strnlen(dir, SRV_STATE_PATH_MAX);
+	if (n == 0 || n >= SRV_STATE_PATH_MAX)
+		return idp_error_set(err, IDP_E_LIMIT, "state: directory path empty or too long");
+	bool created = false;
+	uint8_t hash[ADMIN_HASH_LEN];
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+	enum idp_err rc = ensure_dir(dir, &created, err);
+	if (rc == IDP_OK)
+		rc = path_in(dir, "admin.token", path, SRV_STATE_PATH_MAX + 32, err);
+	if (rc == IDP_OK)
+		rc = admin_create(dir, hash, secret, err);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	OPENSSL_cleanse(hash, sizeof(hash));
+	return rc;
+}
+
+/* ---------------------------------------------------------------- token keys */
+
+/* The kid of a token key: "t-" and the first 16 hex digits of the SHA-256
+ * of its SPKI DER (formats/token.md, "Key IDs"). */
+static enum idp_err kid_of(const struct fmt_key *key, char kid[static SRV_STATE_KID_MAX],
+                           struct idp_error *err)
+{
+	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
+	char hex[65];
+	enum idp_err rc = fmt_key_fingerprint(key, fp, err);
+	if (rc != IDP_OK)
+		return rc;
+	fmt_key_fingerprint_hex(fp, hex);
+	(void)snprintf(kid, SRV_STATE_KID_MAX, "t-%.16s", hex);
+	return IDP_OK;
+}
+
+/* Append key (owned by the ring from now on) with not_after; the caller
+ * holds the write lock or is the only thread. */
+static enum idp_err ring_add(struct srv_token_ring *r, struct fmt_key *key, int64_t not_after,
+                             struct idp_error *err)
+{
+	if (r->n >= SRV_STATE_TOKEN_KEYS_MAX) {
+		fmt_key_free(key);
+		return idp_error_set(err, IDP_E_LIMIT,
+		                     "state: token keys: %u in this run already; restart idprovd to "
+		                     "drop expired ones",
+		                     SRV_STATE_TOKEN_KEYS_MAX);
+	}
+	struct token_entry *e = &r->e[r->n];
+	enum idp_err rc = kid_of(key, e->kid, err);
+	if (rc != IDP_OK) {
+		fmt_key_free(key);
+		return rc;
+	}
+	e->key = key;
+	e->not_after = not_after;
+	r->n++;
+	return IDP_OK;
+}
+
+static bool ring_has(const struct srv_token_ring *r, const char *kid)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->e[i].kid, kid) == 0)
+			return true;
+	return false;
+}
+
+/* dir/token.retired: one line per retired key, "KID NOT_AFTER SPKI-B64", the
+ * entries e[0..n) other than e[current] that are still valid at now. */
+static enum idp_err retired_save(const char *dir, const struct token_entry *e, size_t n,
+                                 size_t current, int64_t now, struct idp_error *err)
+{
+	char path[SRV_STATE_PATH_MAX + 32];
+	enum idp_err rc = path_in(dir, "token.retired", path, sizeof(path), err);
+	if (rc != IDP_OK)
+		return rc;
+	char *buf = malloc(RETIRED_FILE_MAX);
+	if (buf == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "state: out of memory");
+	size_t used = 0;
+	for (size_t i = 0; rc == IDP_OK && i < n; i++) {
+		if (i == current || e[i].not_after < now)
+			continue;
+		uint8_t der[FMT_KEY_SPKI_MAX];
+		char b64[FMT_KEY_SPKI_MAX * 2];
+		size_t dlen = 0;
+		rc = fmt_key_spki_der(e[i].key, der, &dlen, err);
+		if (rc != IDP_OK)
+			break;
+		(void)fmt_b64_encode(FMT_B64_STD, der, dlen, b64);
+		int w = snprintf(buf + used, RETIRED_FILE_MAX - used, "%s %lld %s\n", e[i].kid,
+		                 (long long)e[i].not_after, b64);
+		if (w < 0 || (size_t)w >= RETIRED_FILE_MAX - used)
+			rc = idp_error_set(err, IDP_E_LIMIT, "state: %s: too many retired keys", path);
+		else
+			used += (size_t)w;
+	}
+	if (rc == IDP_OK)
+		rc = fmt_file_write_atomic(path, (const uint8_t *)buf, used, 0644, err);
 	free(buf);
-	return idp_error_set(err, IDP_E_FORMAT, "state: %s: not an admin hash line", path);
+	return rc;
+}
+
+/* Load token.retired into r: keys still valid at now that are not already
+ * in r. A damaged line is an error naming the file and line. */
+static enum idp_err retired_load(struct srv_token_ring *r, int64_t now, struct idp_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	enum idp_err rc = read_checked(r->dir, "token.retired", PUBLIC_FORBID, RETIRED_FILE_MAX, &buf,
+	                               &len, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc != IDP_OK)
+		return rc;
+	const char *p = (const char *)buf, *end = p + len;
+	for (unsigned line = 1; rc == IDP_OK && p < end; line++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *sp1 = nl != NULL ? memchr(p, ' ', (size_t)(nl - p)) : NULL;
+		const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(nl - sp1 - 1)) : NULL;
+		char kid[SRV_STATE_KID_MAX], num[24];
+		uint8_t der[FMT_KEY_SPKI_MAX];
+		size_t dlen = 0;
+		struct fmt_key *key = NULL;
+		char *num_end = NULL;
+		long long not_after = 0;
+		bool ok = sp2 != NULL && (size_t)(sp1 - p) < sizeof(kid) &&
+		          (size_t)(sp2 - sp1 - 1) < sizeof(num) && sp2 - sp1 > 1;
+		if (ok) {
+			(void)snprintf(kid, sizeof(kid), "%.*s", (int)(sp1 - p), p);
+			(void)snprintf(num, sizeof(num), "%.*s", (int)(sp2 - sp1 - 1), sp1 + 1);
+			errno = 0;
+			not_after = strtoll(num, &num_end, 10);
+			ok = errno == 0 && *num_end == '\0' && not_after > 0 &&
+			     fmt_b64_decode(FMT_B64_STD, sp2 + 1, (size_t)(nl - sp2 - 1), der,
+			                    sizeof(der), &dlen, NULL) == IDP_OK &&
+			     fmt_key_parse_spki_der(der, dlen, &key, NULL) == IDP_OK;
+		}
+		char want[SRV_STATE_KID_MAX];
+		if (ok && (kid_of(key, want, NULL) != IDP_OK || strcmp(want, kid) != 0))
+			ok = false;
+		if (!ok) {
+			fmt_key_free(key);
+			rc = idp_error_set(err, IDP_E_FORMAT,
+			                   "state: %s/token.retired:%u: not \"KID NOT_AFTER SPKI-B64\" "
+			                   "of a matching key",
+			                   r->dir, line);
+			break;
+		}
+		if ((int64_t)not_after < now || ring_has(r, kid))
+			fmt_key_free(key);
+		else
+			rc = ring_add(r, key, (int64_t)not_after, err);
+		p = nl + 1;
+	}
+	free(buf);
+	return rc;
+}
+
+/* Load or make the token key into a new ring for s. A token.key made anew
+ * while a token.pub of another key remains retires that key (its tokens
+ * keep verifying for the keep time) instead of forgetting it. */
+static enum idp_err tokens_open(struct srv_state *s, enum fmt_key_type type, int64_t keep,
+                                struct idp_error *err)
+{
+	struct srv_token_ring *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "state: out of memory");
+	if (pthread_rwlock_init(&r->lock, NULL) != 0) {
+		free(r);
+		return idp_error_set(err, IDP_E_NOMEM, "state: token key lock");
+	}
+	if (pthread_mutex_init(&r->rotate, NULL) != 0) {
+		(void)pthread_rwlock_destroy(&r->lock);
+		free(r);
+		return idp_error_set(err, IDP_E_NOMEM, "state: token key lock");
+	}
+	s->tokens = r;
+	r->keep = keep;
+	(void)snprintf(r->dir, sizeof(r->dir), "%s", s->dir);
+	int64_t now = (int64_t)time(NULL);
+	struct fmt_key *key = NULL, *old = NULL;
+	enum idp_err rc = key_load(s->dir, "token.key", &key, err);
+	if (rc == IDP_E_NOTFOUND) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		rc = read_checked(s->dir, "token.pub", PUBLIC_FORBID, FMT_KEY_PEM_MAX, &buf, &len,
+		                  err);
+		if (rc == IDP_OK) {
+			rc = fmt_key_parse_public_pem(buf, len, &old, err);
+			if (rc != IDP_OK)
+				idp_error_prefix(err, "state: %s/token.pub", s->dir);
+		} else if (rc == IDP_E_NOTFOUND) {
+			rc = IDP_OK;
+		}
+		free(buf);
+		if (rc == IDP_OK)
+			rc = fmt_key_generate(type, &key, err);
+		s->token_key_created = rc == IDP_OK;
+	}
+	if (rc == IDP_OK)
+		rc = ring_add(r, key, 0, err); /* the ring owns key from here, even on failure */
+	if (rc == IDP_OK && old != NULL) {
+		rc = ring_add(r, old, now + keep, err);
+		old = NULL;
+		if (rc == IDP_OK)
+			(void)snprintf(s->token_replaced, sizeof(s->token_replaced), "%s",
+			               r->e[1].kid);
+	}
+	fmt_key_free(old);
+	if (rc == IDP_OK)
+		rc = retired_load(r, now, err);
+	if (rc == IDP_OK && s->token_key_created) {
+		/* Retired list first, then the new key: a crash in between leaves
+		 * the old key retired and no key current, which the next start
+		 * makes again. */
+		char priv[SRV_STATE_PATH_MAX + 32], pub[SRV_STATE_PATH_MAX + 32];
+		rc = retired_save(r->dir, r->e, r->n, 0, now, err);
+		if (rc == IDP_OK)
+			rc = path_of(s, "token.key", priv, sizeof(priv), err);
+		if (rc == IDP_OK)
+			rc = path_of(s, "token.pub", pub, sizeof(pub), err);
+		if (rc == IDP_OK)
+			rc = fmt_keyfile_save(r->e[0].key, priv, pub, err);
+	}
+	if (rc == IDP_OK) {
+		r->type = fmt_key_type(r->e[0].key);
+		s->token_key = r->e[0].key;
+		(void)snprintf(s->token_kid, sizeof(s->token_kid), "%s", r->e[0].kid);
+	}
+	return rc;
+}
+
+static void tokens_free(struct srv_token_ring *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		fmt_key_free(r->e[i].key);
+	(void)pthread_rwlock_destroy(&r->lock);
+	(void)pthread_mutex_destroy(&r->rotate);
+	free(r);
+}
+
+void srv_state_token_signer(const struct srv_state *state, const struct fmt_key **key,
+                            char kid[static SRV_STATE_KID_MAX])
+{
+	struct srv_token_ring *r = state->tokens;
+	(void)pthread_rwlock_rdlock(&r->lock);
+	*key = r->e[r->current].key;
+	memcpy(kid, r->e[r->current].kid, SRV_STATE_KID_MAX);
+	(void)pthread_rwlock_unlock(&r->lock);
+}
+
+size_t srv_state_token_keys(const struct srv_state *state, int64_t now,
+                            struct fmt_token_key keys[static SRV_STATE_TOKEN_KEYS_MAX])
+{
+	struct srv_token_ring *r = state->tokens;
+	(void)pthread_rwlock_rdlock(&r->lock);
+	size_t n = 0;
+	keys[n].kid = r->e[r->current].kid;
+	keys[n++].key = r->e[r->current].key;
+	for (size_t i = 0; i < r->n; i++) {
+		if (i == r->current || r->e[i].not_after < now)
+			continue;
+		keys[n].kid = r->e[i].kid;
+		keys[n++].key = r->e[i].key;
+	}
+	(void)pthread_rwlock_unlock(&r->lock);
+	return n;
+}
+
+enum idp_err srv_state_token_rotate(const struct srv_state *state, int64_t now,
+                                    char kid[static SRV_STATE_KID_MAX], struct idp_error *err)
+{
+	struct srv_token_ring *r = state->tokens;
+	kid[0] = '\0';
+	(void)pthread_mutex_lock(&r->rotate);
+	struct fmt_key *key = NULL;
+	char priv[SRV_STATE_PATH_MAX + 32], pub[SRV_STATE_PATH_MAX + 32];
+	enum idp_err rc = IDP_OK;
+	if (r->n >= SRV_STATE_TOKEN_KEYS_MAX)
+		rc = idp_error_set(err, IDP_E_LIMIT,
+		                   "state: token keys: %u in this run already; restart idprovd to "
+		                   "drop expired ones",
+		                   SRV_STATE_TOKEN_KEYS_MAX);
+	if (rc == IDP_OK)
+		rc = path_in(r->dir, "token.key", priv, sizeof(priv), err);
+	if (rc == IDP_OK)
+		rc = path_in(r->dir, "token.pub", pub, sizeof(pub), err);
+	if (rc == IDP_OK)
+		rc = fmt_key_generate(r->type, &key, err);
+	if (rc != IDP_OK)
+		goto out;
+	/* Only the rotation mutex's holder appends, so the new entry can be
+	 * built outside the write lock; readers see it once n and current move. */
+	size_t old = r->current, fresh = r->n;
+	struct token_entry *e = &r->e[fresh];
+	rc = kid_of(key, e->kid, err);
+	if (rc != IDP_OK) {
+		fmt_key_free(key);
+		goto out;
+	}
+	e->key = key;
+	e->not_after = 0;
+	/* The files: the retired list with the old key (as it will be), then
+	 * the new key. A crash in between leaves the old key current and
+	 * listed as retired too, which loading tolerates. */
+	int64_t old_not_after = now + r->keep;
+	struct token_entry view[SRV_STATE_TOKEN_KEYS_MAX];
+	memcpy(view, r->e, (fresh + 1) * sizeof(view[0]));
+	view[old].not_after = old_not_after;
+	rc = retired_save(r->dir, view, fresh + 1, fresh, now, err);
+	if (rc == IDP_OK)
+		rc = fmt_keyfile_save(key, priv, pub, err);
+	if (rc != IDP_OK) {
+		fmt_key_free(key);
+		memset(e, 0, sizeof(*e));
+		goto out;
+	}
+	(void)pthread_rwlock_wrlock(&r->lock);
+	r->e[old].not_after = old_not_after;
+	r->n = fresh + 1;
+	r->current = fresh;
+	(void)pthread_rwlock_unlock(&r->lock);
+	memcpy(kid, e->kid, SRV_STATE_KID_MAX);
+out:
+	(void)pthread_mutex_unlock(&r->rotate);
+	return rc;
 }
 
 enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state **out,
@@ -502,7 +932,23 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 	if (rc == IDP_OK)
 		rc = cert_names(opts, host, names, &n_names, err);
 	if (rc == IDP_OK)
-		rc = ensure_dir(s, err);
+		rc = ensure_dir(s->dir, &s->created, err);
+	/* From here on the resolved path: a symlinked state directory (systemd's
+	 * DynamicUser=) then reaches the store as a path without symlinks, which
+	 * SQLite's SQLITE_OPEN_NOFOLLOW requires. */
+	if (rc == IDP_OK) {
+		char *real = realpath(s->dir, NULL);
+		if (real == NULL) {
+			rc = idp_error_set(err, IDP_E_IO, "state: %s: %s", s->dir, strerror(errno));
+		} else {
+			w = snprintf(s->dir, sizeof(s->dir), "%s", real);
+			free(real);
+			if (w <= 0 || (size_t)w >= sizeof(s->dir))
+				rc = idp_error_set(err, IDP_E_LIMIT, "state: directory path too long");
+		}
+	}
+	if (rc == IDP_OK)
+		rc = path_of(s, "idprov.db", s->db_path, sizeof(s->db_path), err);
 	if (rc == IDP_OK && opts->lock)
 		rc = srv_lock_take(s->dir, &s->lock_fd, err);
 
@@ -541,15 +987,27 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 	}
 
 	if (rc == IDP_OK)
-		rc = key_load_or_make(s, "token.key", "token.pub",
-		                      opts->token_key != 0 ? opts->token_key : FMT_KEY_P256,
-		                      &s->token_key, err);
+		rc = tokens_open(s, opts->token_key != 0 ? opts->token_key : FMT_KEY_P256,
+		                 opts->token_keep > 0
+		                         ? opts->token_keep
+		                         : (int64_t)FMT_TOKEN_DEVICE_LIFETIME_MAX + FMT_TOKEN_SKEW,
+		                 err);
 
+	/* The admin credential: its hash is loaded once, here. */
 	if (rc == IDP_OK) {
-		char path[SRV_STATE_PATH_MAX + 32];
-		rc = path_of(s, "admin.hash", path, sizeof(path), err);
-		if (rc == IDP_OK && access(path, F_OK) != 0)
-			rc = admin_create(s, path, admin_secret, err);
+		s->admin = calloc(1, sizeof(*s->admin));
+		if (s->admin == NULL || pthread_mutex_init(&s->admin->lock, NULL) != 0) {
+			free(s->admin);
+			s->admin = NULL;
+			rc = idp_error_set(err, IDP_E_NOMEM, "state: out of memory");
+		}
+	}
+	if (rc == IDP_OK) {
+		rc = admin_load(s->dir, s->admin->hash, err);
+		if (rc == IDP_E_NOTFOUND) {
+			rc = admin_create(s->dir, s->admin->hash, admin_secret, err);
+			s->admin_created = rc == IDP_OK;
+		}
 	}
 
 	if (rc == IDP_OK)
@@ -580,7 +1038,12 @@ void srv_state_free(struct srv_state *s)
 	X509_free(s->server_cert);
 	fmt_key_free(s->ca_key);
 	fmt_key_free(s->server_key);
-	fmt_key_free(s->token_key);
+	tokens_free(s->tokens); /* s->token_key is one of its keys */
+	if (s->admin != NULL) {
+		OPENSSL_cleanse(s->admin->hash, sizeof(s->admin->hash));
+		(void)pthread_mutex_destroy(&s->admin->lock);
+		free(s->admin);
+	}
 	free(s->ca_pem);
 	srv_lock_release(s->lock_fd);
 	free(s);

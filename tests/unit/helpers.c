@@ -11,6 +11,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/obj_mac.h>
 
+#include "formats/b64.h"
 #include "tests/unit/check_main.h"
 
 const uint8_t idp_test_small_order[IDP_TEST_SMALL_ORDER_N][32] = {
@@ -107,4 +108,49 @@ int idp_test_ossl_verify_raw(EVP_PKEY *pkey, const uint8_t *msg, size_t len,
 	int ok = EVP_DigestVerify(ctx, sp, sn, msg, len) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok;
+}
+
+/* The P-256 SubjectPublicKeyInfo header (RFC 5480) up to the point's x. */
+static const uint8_t p256_prefix[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+                                      0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+                                      0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04};
+
+/* base64url member name of jwk, exactly 32 bytes, into out. */
+static bool jwk_coord(const cJSON *jwk, const char *name, uint8_t out[static 32])
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(jwk, name);
+	size_t n = 0;
+	return cJSON_IsString(v) &&
+	       fmt_b64_decode(FMT_B64_URL, v->valuestring, strlen(v->valuestring), out, 32, &n,
+	                      NULL) == IDP_OK &&
+	       n == 32;
+}
+
+static bool jwk_member_is(const cJSON *jwk, const char *name, const char *want)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(jwk, name);
+	return cJSON_IsString(v) && strcmp(v->valuestring, want) == 0;
+}
+
+struct fmt_key *idp_test_jwk_key(const cJSON *jwk)
+{
+	uint8_t der[FMT_KEY_SPKI_MAX], x[32], y[32];
+	size_t len = 0;
+	if (jwk_member_is(jwk, "kty", "EC") && jwk_member_is(jwk, "crv", "P-256") &&
+	    jwk_coord(jwk, "x", x) && jwk_coord(jwk, "y", y)) {
+		memcpy(der, p256_prefix, sizeof(p256_prefix));
+		memcpy(der + sizeof(p256_prefix), x, 32);
+		memcpy(der + sizeof(p256_prefix) + 32, y, 32);
+		len = sizeof(p256_prefix) + 64;
+	} else if (jwk_member_is(jwk, "kty", "OKP") && jwk_member_is(jwk, "crv", "Ed25519") &&
+	           jwk_coord(jwk, "x", x)) {
+		idp_test_ed25519_spki(x, der);
+		len = IDP_TEST_ED25519_SPKI_LEN;
+	} else {
+		return NULL;
+	}
+	struct fmt_key *key = NULL;
+	if (fmt_key_parse_spki_der(der, len, &key, NULL) != IDP_OK)
+		return NULL;
+	return key;
 }

@@ -2,7 +2,8 @@
  * helpers.h - fixtures shared by the unit tests (linked into every one):
  * known edwards25519 encodings that must be refused, and ECDSA signature
  * spellings that must be refused. Known-answer data, written from RFC 8032
- * and checked independently in test_keys.c; not taken from formats/.
+ * and checked independently in test_keys.c; not taken from formats/. And a
+ * JWK-to-key conversion written without formats/token.c.
  */
 #ifndef IDP_TESTS_UNIT_HELPERS_H
 #define IDP_TESTS_UNIT_HELPERS_H
@@ -11,6 +12,8 @@
 #include <stdint.h>
 
 #include <openssl/evp.h>
+
+#include <cjson/cJSON.h>
 
 #include "formats/keys.h"
 
@@ -40,5 +43,12 @@ void idp_test_ecdsa_twin(uint8_t sig[static 64]);
  * Ed25519) by pkey: 1 when it verifies, 0 when not. No project code. */
 int idp_test_ossl_verify_raw(EVP_PKEY *pkey, const uint8_t *msg, size_t len,
                              const uint8_t sig[static 64]);
+
+/* The public key a JWK (RFC 7517) describes, rebuilt independently of
+ * formats/token.c: the SPKI DER is assembled from the fixed P-256 / Ed25519
+ * prefixes and the JWK's x (and y), then parsed. Only {"kty":"EC",
+ * "crv":"P-256"} and {"kty":"OKP","crv":"Ed25519"} are known. NULL for any
+ * other or malformed JWK. Caller frees with fmt_key_free(). */
+struct fmt_key *idp_test_jwk_key(const cJSON *jwk);
 
 #endif /* IDP_TESTS_UNIT_HELPERS_H */

@@ -6,7 +6,8 @@
  * (CURLINFO_TLS_SSL_PTR). Every decision path, and forged, relayed and
  * replayed proofs, stale proofs, replayed nonces, tokens for another audience
  * or already used, and truncated or oversized bodies, each of which must
- * leave the store unchanged (digest before and after).
+ * leave the store unchanged (digest before and after). The token key set at
+ * GET /v1/keys verifies issued tokens, before and after a key rotation.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -51,6 +52,7 @@ static struct srv_app app;
 static struct srv_store *db; /* the test's own connection */
 static char base_url[96];
 static struct fmt_key *station_key; /* station-01's key, certified by the station CA */
+static char admin_secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 
 /* A certificate for key, CN cn, signed by issuer_key (self-signed: issuer NULL). */
 static X509 *make_cert(const char *cn, const struct fmt_key *key, X509 *issuer,
@@ -122,9 +124,8 @@ static void setup(void)
 	ck_assert_int_eq(srv_config_set(&cfg, "listen", "127.0.0.1:0", NULL), IDP_OK);
 	cfg.threads = 2;
 	make_station();
-	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	struct srv_state_opts o = {.dir = cfg.state_dir};
-	ck_assert_int_eq(srv_state_open(&o, &state, secret, NULL), IDP_OK);
+	ck_assert_int_eq(srv_state_open(&o, &state, admin_secret, NULL), IDP_OK);
 	size_t n = 0;
 	const struct srv_route *routes = srv_handlers_routes(&n);
 	struct idp_error err = {0};
@@ -1304,6 +1305,194 @@ START_TEST(test_api_every_refusal_is_a_parsable_json_error)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- key set */
+
+struct got {
+	char body[16384];
+	size_t len;
+	char type[128];
+};
+
+static size_t got_body(char *buf, size_t size, size_t n, void *arg)
+{
+	struct got *g = arg;
+	size_t k = size * n;
+	ck_assert_uint_le(g->len + k, sizeof(g->body) - 1);
+	memcpy(g->body + g->len, buf, k);
+	g->len += k;
+	g->body[g->len] = '\0';
+	return k;
+}
+
+/* GET path, or POST "{}" with "Authorization: Bearer bearer" when bearer is
+ * not NULL; the status, the body and its content type in *g. */
+static long fetch(const char *path, const char *bearer, struct got *g)
+{
+	memset(g, 0, sizeof(*g));
+	char url[160], auth[128];
+	snprintf(url, sizeof(url), "%s%s", base_url, path);
+	CURL *curl = curl_easy_init();
+	ck_assert_ptr_nonnull(curl);
+	struct curl_slist *h = NULL;
+	if (bearer != NULL) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+		h = curl_slist_append(h, auth);
+		h = curl_slist_append(h, "Content-Type: application/json");
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CAINFO, ca_path);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, got_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, g);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
+	ck_assert_int_eq(curl_easy_perform(curl), CURLE_OK);
+	long status = 0;
+	const char *type = NULL;
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
+	snprintf(g->type, sizeof(g->type), "%s", type != NULL ? type : "");
+	curl_slist_free_all(h);
+	curl_easy_cleanup(curl);
+	return status;
+}
+
+/* The kid in the header of token tok. */
+static void header_kid(const char *tok, char kid[static 65])
+{
+	const char *dot = strchr(tok, '.');
+	ck_assert_ptr_nonnull(dot);
+	uint8_t hdr[512];
+	size_t n = 0;
+	ck_assert_int_eq(fmt_b64_decode(FMT_B64_URL, tok, (size_t)(dot - tok), hdr, sizeof(hdr) - 1,
+	                                &n, NULL),
+	                 IDP_OK);
+	cJSON *o = cJSON_ParseWithLength((const char *)hdr, n);
+	ck_assert_ptr_nonnull(o);
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "kid");
+	ck_assert(cJSON_IsString(k));
+	snprintf(kid, 65, "%s", k->valuestring);
+	cJSON_Delete(o);
+}
+
+/* Verify device token tok with the key GET /v1/keys publishes under its kid
+ * (rebuilt from the JWK by the test, not by the server's code); n_keys gets
+ * the size of the published set. */
+static enum idp_err verify_with_jwks(const char *tok, int *n_keys)
+{
+	struct got g;
+	ck_assert_int_eq(fetch("/v1/keys", NULL, &g), 200);
+	ck_assert_str_eq(g.type, "application/jwk-set+json");
+	cJSON *doc = cJSON_ParseWithLength(g.body, g.len);
+	ck_assert_ptr_nonnull(doc);
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(doc, "keys");
+	ck_assert(cJSON_IsArray(arr));
+	*n_keys = cJSON_GetArraySize(arr);
+	char kid[65];
+	header_kid(tok, kid);
+	struct fmt_key *key = NULL;
+	const cJSON *jwk = NULL;
+	cJSON_ArrayForEach(jwk, arr)
+	{
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(jwk, "kid");
+		if (cJSON_IsString(k) && strcmp(k->valuestring, kid) == 0)
+			key = idp_test_jwk_key(jwk);
+	}
+	cJSON_Delete(doc);
+	if (key == NULL)
+		return IDP_E_NOTFOUND;
+	const struct fmt_token_key one = {kid, key};
+	const struct fmt_token_policy pol = {.iss = app.pcfg.issuer,
+	                                     .aud = app.pcfg.audience,
+	                                     .kinds = FMT_TOKEN_DEVICE,
+	                                     .now = (int64_t)time(NULL)};
+	enum idp_err rc =
+	        fmt_token_verify((const uint8_t *)tok, strlen(tok), &one, 1, &pol, NULL, NULL, NULL);
+	fmt_key_free(key);
+	return rc;
+}
+
+START_TEST(test_api_jwks_verifies_tokens_across_rotation)
+{
+	struct fmt_key *k = new_key(FMT_KEY_ED25519);
+	preload("dev-jwks", k, "02:00:5e:10:00:31");
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-jwks", "02:00:5e:10:00:31", k, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	char prov[FMT_API_TOKEN_MAX + 1], dev[FMT_API_TOKEN_MAX + 1];
+	snprintf(prov, sizeof(prov), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	c = call_new(FMT_API_EXCHANGE, "dev-jwks", "02:00:5e:10:00:31", k, prov);
+	ck_assert_int_eq(run(c, &a), 200);
+	snprintf(dev, sizeof(dev), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+
+	/* The issued device token verifies with the published JWK. */
+	int n = 0;
+	ck_assert_int_eq(verify_with_jwks(dev, &n), IDP_OK);
+	ck_assert_int_eq(n, 1);
+	struct got g1, g2;
+	ck_assert_int_eq(fetch("/v1/keys", NULL, &g1), 200);
+	ck_assert_int_eq(fetch("/.well-known/jwks.json", NULL, &g2), 200);
+	ck_assert_str_eq(g1.body, g2.body);
+	char old_kid[65];
+	header_kid(dev, old_kid);
+	ck_assert_str_eq(old_kid, state->token_kid);
+
+	/* Rotation is an admin action: refused without the credential. */
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(fetch("/v1/admin/token-keys/rotate", "not-the-credential", &g1), 401);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	ck_assert_int_eq(verify_with_jwks(dev, &n), IDP_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(fetch("/v1/admin/token-keys/rotate", admin_secret, &g1), 200);
+	cJSON *o = cJSON_ParseWithLength(g1.body, g1.len);
+	ck_assert_ptr_nonnull(o);
+	char new_kid[65];
+	snprintf(new_kid, sizeof(new_kid), "%s",
+	         cJSON_GetObjectItemCaseSensitive(o, "kid")->valuestring);
+	cJSON_Delete(o);
+	ck_assert_str_ne(new_kid, old_kid);
+
+	/* After the rotation: both keys published, the old token still
+	 * verifies (with the JWK and at the server: it renews), and the new
+	 * token carries the new kid and verifies with its JWK. */
+	ck_assert_int_eq(verify_with_jwks(dev, &n), IDP_OK);
+	ck_assert_int_eq(n, 2);
+	c = call_new(FMT_API_RENEW, "dev-jwks", "02:00:5e:10:00:31", k, dev);
+	ck_assert_int_eq(run(c, &a), 200);
+	char renewed[FMT_API_TOKEN_MAX + 1], kid[65];
+	snprintf(renewed, sizeof(renewed), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	header_kid(renewed, kid);
+	ck_assert_str_eq(kid, new_kid);
+	ck_assert_int_eq(verify_with_jwks(renewed, &n), IDP_OK);
+	/* A token signed by a key the server never published is not in the set. */
+	struct fmt_key *rogue = new_key(FMT_KEY_P256);
+	struct fmt_token_claims cl;
+	memset(&cl, 0, sizeof(cl));
+	snprintf(cl.iss, sizeof(cl.iss), "%s", app.pcfg.issuer);
+	snprintf(cl.aud, sizeof(cl.aud), "%s", app.pcfg.audience);
+	snprintf(cl.sub, sizeof(cl.sub), "dev-jwks");
+	cl.kind = FMT_TOKEN_DEVICE;
+	ck_assert_int_eq(fmt_token_jkt(k, cl.jkt, NULL), IDP_OK);
+	char *forged = NULL;
+	size_t flen = 0;
+	ck_assert_int_eq(fmt_token_sign(rogue, "t-0000000000000000", &cl, (int64_t)time(NULL), 0,
+	                                NULL, &forged, &flen, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(verify_with_jwks(forged, &n), IDP_E_NOTFOUND);
+	fmt_token_free(forged);
+	fmt_key_free(rogue);
+	fmt_key_free(k);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1322,6 +1511,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_pending_claims_do_not_block_and_are_capped);
 	tcase_add_test(tc, test_api_every_refusal_is_a_parsable_json_error);
 	tcase_add_test(tc, test_api_sigkill_under_load_keeps_answered_decisions);
+	tcase_add_test(tc, test_api_jwks_verifies_tokens_across_rotation);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -4,7 +4,9 @@
  * with the public key, alg/key confusion, forged, moved and high-S signatures,
  * header members, claims, issuer, audience, kind, subject, times, lifetime,
  * key binding, truncation, flipped bytes, non-canonical base64url, size);
- * RFC 8037 / RFC 9449 thumbprints as known answers.
+ * RFC 8037 / RFC 9449 thumbprints as known answers; the JWK Set of a key set
+ * gives back the same keys (rebuilt from x/y without token.c) that verify
+ * its tokens, and a bad kid or too many keys are refused.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -1098,6 +1100,76 @@ START_TEST(test_token_sign_refuses_bad_input)
 }
 END_TEST
 
+START_TEST(test_token_jwks_gives_back_the_verifying_keys)
+{
+	char *jwks = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(fmt_token_jwks_encode(keyset, 2, &jwks, &len, NULL), IDP_OK);
+	ck_assert_uint_eq(len, strlen(jwks));
+	cJSON *doc = cJSON_ParseWithLength(jwks, len);
+	ck_assert_ptr_nonnull(doc);
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(doc, "keys");
+	ck_assert(cJSON_IsArray(arr));
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 2);
+	static const char *const algs[] = {"ES256", "EdDSA"};
+	static const char *const ktys[] = {"EC", "OKP"};
+	for (int i = 0; i < 2; i++) {
+		const cJSON *jwk = cJSON_GetArrayItem(arr, i);
+		ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(jwk, "kid")->valuestring,
+		                 keyset[i].kid);
+		ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(jwk, "alg")->valuestring, algs[i]);
+		ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(jwk, "kty")->valuestring, ktys[i]);
+		ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(jwk, "use")->valuestring, "sig");
+		ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(jwk, "d")); /* public only */
+		ck_assert_int_eq(cJSON_GetArraySize(jwk), i == 0 ? 7 : 6);
+		struct fmt_key *back = idp_test_jwk_key(jwk);
+		ck_assert_ptr_nonnull(back);
+		ck_assert(fmt_key_equal(back, keyset[i].key));
+		/* A token of that key verifies with the key taken from the JWK. */
+		struct fmt_token_claims c;
+		char *t = make_token(i, &c);
+		const struct fmt_token_key one = {keyset[i].kid, back};
+		const struct fmt_token_policy pol = base_policy();
+		ck_assert_int_eq(fmt_token_verify((const uint8_t *)t, strlen(t), &one, 1, &pol, NULL,
+		                                  NULL, NULL),
+		                 IDP_OK);
+		fmt_token_free(t);
+		fmt_key_free(back);
+	}
+	cJSON_Delete(doc);
+	free(jwks);
+
+	/* Refusals: a kid the token header could not carry, no key, too many. */
+	struct fmt_token_key bad[FMT_TOKEN_KEYS_MAX + 1];
+	for (size_t i = 0; i < FMT_TOKEN_KEYS_MAX + 1; i++)
+		bad[i] = keyset[0];
+	bad[0].kid = "bad kid\"";
+	struct idp_error err = {0};
+	ck_assert_int_eq(fmt_token_jwks_encode(bad, 1, &jwks, &len, &err), IDP_E_ARG);
+	ck_assert_ptr_null(jwks);
+	bad[0].kid = "k";
+	bad[0].key = NULL;
+	ck_assert_int_eq(fmt_token_jwks_encode(bad, 1, &jwks, &len, &err), IDP_E_ARG);
+	bad[0] = keyset[0];
+	ck_assert_int_eq(fmt_token_jwks_encode(bad, FMT_TOKEN_KEYS_MAX + 1, &jwks, &len, &err),
+	                 IDP_E_ARG);
+	/* The largest set fits: 16 keys with 64-byte kids. */
+	char kids[FMT_TOKEN_KEYS_MAX][FMT_TOKEN_KID_MAX + 1];
+	for (size_t i = 0; i < FMT_TOKEN_KEYS_MAX; i++) {
+		memset(kids[i], 'k', FMT_TOKEN_KID_MAX);
+		kids[i][FMT_TOKEN_KID_MAX] = '\0';
+		bad[i].kid = kids[i];
+	}
+	ck_assert_int_eq(fmt_token_jwks_encode(bad, FMT_TOKEN_KEYS_MAX, &jwks, &len, &err), IDP_OK);
+	ck_assert_uint_lt(len, FMT_TOKEN_JWKS_MAX);
+	free(jwks);
+	/* An empty set is a valid (empty) JWK Set. */
+	ck_assert_int_eq(fmt_token_jwks_encode(bad, 0, &jwks, &len, &err), IDP_OK);
+	ck_assert_str_eq(jwks, "{\"keys\":[]}");
+	free(jwks);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("token");
@@ -1120,6 +1192,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_token_times, 0, 2);
 	tcase_add_test(tc, test_token_decode_unverified_and_renewal);
 	tcase_add_test(tc, test_token_sign_refuses_bad_input);
+	tcase_add_test(tc, test_token_jwks_gives_back_the_verifying_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

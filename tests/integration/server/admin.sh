@@ -10,7 +10,7 @@
 samples=$IDP_TOP/samples/manifests
 st=$T_TMP/state
 t_run "server starts" srv_start "$st"
-token=$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")
+token=$(cat "$st/admin.token")
 db=$st/idprov.db
 snap() { sqlite3 -readonly "$db" .dump; }
 
