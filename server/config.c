@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "formats/file.h"
+#include "server/log.h"
 
 enum kind { K_PATH, K_LISTEN, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_NAME, K_KEYTYPE, K_RULE };
 
@@ -77,6 +78,8 @@ static const struct key keys[] = {
          "time a client has to send a request body after its head"},
         {"request-timeout", K_DURATION, FIELD(request_timeout), 1, 3600, "30s",
          "silence after which a connection is closed"},
+        {"log-burst", K_UINT, FIELD(log_burst), 0, 1000000, "50",
+         "log lines of one event per second before the rest are counted, not written (0: all)"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -113,6 +116,7 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->header_timeout = 10;
 	cfg->body_timeout = 60;
 	cfg->request_timeout = 30;
+	cfg->log_burst = SRV_LOG_BURST;
 }
 
 /* Decimal digits of s with an optional one-letter suffix from units (its

@@ -66,6 +66,7 @@ struct srv_config {
 	unsigned header_timeout;             /* seconds to receive the request headers */
 	unsigned body_timeout;               /* seconds to receive a body after its head */
 	unsigned request_timeout;            /* seconds of silence before closing */
+	unsigned log_burst;                  /* log lines of one event per second (0: all) */
 };
 
 enum srv_config_action {

@@ -93,7 +93,8 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
 	return code;
 }
 
-/* GET /v1/health: the server answers and its store connection works. */
+/* GET /v1/health: the server answers and its store connection works; also
+ * the count of log lines the rate limit dropped (server/log.h). */
 static void health(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	int64_t version = 0;
@@ -107,7 +108,9 @@ static void health(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (o == NULL || cJSON_AddStringToObject(o, "status", "ok") == NULL ||
 	    cJSON_AddStringToObject(o, "version", SRV_VERSION) == NULL ||
 	    cJSON_AddNumberToObject(o, "schema", (double)version) == NULL ||
-	    cJSON_AddStringToObject(o, "ca_fingerprint", ctx->state->ca_fingerprint) == NULL) {
+	    cJSON_AddStringToObject(o, "ca_fingerprint", ctx->state->ca_fingerprint) == NULL ||
+	    cJSON_AddNumberToObject(o, "log_suppressed", (double)srv_log_suppressed_total()) ==
+	            NULL) {
 		cJSON_Delete(o);
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;

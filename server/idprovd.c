@@ -77,6 +77,7 @@ static void report(int fd, char status)
 static int run(const struct srv_config *cfg)
 {
 	struct idp_error err = {0};
+	srv_log_set_burst(cfg->log_burst);
 	const char *names[SRV_STATE_NAMES_MAX];
 	for (size_t i = 0; i < cfg->n_server_names; i++)
 		names[i] = cfg->server_names[i];
@@ -184,7 +185,9 @@ static int run(const struct srv_config *cfg)
 	if (cfg->pid_file[0] != '\0')
 		(void)unlink(cfg->pid_file);
 	srv_state_free(state);
-	srv_log(SRV_LOG_INFO, "http.stopped", "status=0");
+	srv_log_flush();
+	srv_log(SRV_LOG_INFO, "http.stopped", "status=0 log_suppressed=%llu",
+	        (unsigned long long)srv_log_suppressed_total());
 	return 0;
 }
 

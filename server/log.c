@@ -3,6 +3,7 @@
  */
 #include "server/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -13,6 +14,30 @@
 #include <unistd.h>
 
 static atomic_int max_level = SRV_LOG_INFO;
+static atomic_uint burst = SRV_LOG_BURST;
+static atomic_uint_least64_t suppressed_total;
+
+/* One rate-limit slot per event name (by hash; a collision only makes two
+ * events share a budget). */
+struct slot {
+	char name[64];
+	int64_t second;
+	unsigned lines;
+	uint64_t suppressed;
+};
+
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot slots[SRV_LOG_EVENTS];
+
+void srv_log_set_burst(unsigned b)
+{
+	atomic_store(&burst, b);
+}
+
+uint64_t srv_log_suppressed_total(void)
+{
+	return atomic_load(&suppressed_total);
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -33,10 +58,109 @@ static size_t vformat(char *buf, size_t size, const char *fmt, va_list ap)
 	return m < 0 ? 0 : (size_t)m;
 }
 
+static void emit(enum srv_log_level level, const char *event, const char *fmt, va_list ap)
+        IDP_PRINTF(3, 0);
+
+static void emitf(enum srv_log_level level, const char *event, const char *fmt, ...)
+        IDP_PRINTF(3, 4);
+
+static void emitf(enum srv_log_level level, const char *event, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	emit(level, event, fmt, ap);
+	va_end(ap);
+}
+
+/* The slot of event: its own (found by FNV-1a hash and linear probing), or
+ * a free one it takes; when all are taken by other names, the hashed one is
+ * shared. Called with slots_lock held. */
+static struct slot *slot_of(const char *event)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; event[i] != '\0' && i < sizeof(slots[0].name) - 1; i++)
+		h = (h ^ (uint8_t)event[i]) * 16777619u;
+	for (size_t k = 0; k < SRV_LOG_EVENTS; k++) {
+		struct slot *sl = &slots[(h + k) % SRV_LOG_EVENTS];
+		if (sl->name[0] == '\0') {
+			(void)snprintf(sl->name, sizeof(sl->name), "%s", event);
+			return sl;
+		}
+		if (strncmp(sl->name, event, sizeof(sl->name) - 1) == 0)
+			return sl;
+	}
+	return &slots[h % SRV_LOG_EVENTS];
+}
+
+/* True when this line of event may be written now. When a new second starts
+ * with lines suppressed in the last one, *owed gets their count (0: none). */
+static bool admit(const char *event, uint64_t *owed)
+{
+	*owed = 0;
+	unsigned b = atomic_load(&burst);
+	if (b == 0)
+		return true;
+	int64_t now = (int64_t)time(NULL);
+	(void)pthread_mutex_lock(&slots_lock);
+	struct slot *sl = slot_of(event);
+	if (sl->second != now) {
+		*owed = sl->suppressed;
+		sl->second = now;
+		sl->lines = 0;
+		sl->suppressed = 0;
+	}
+	bool ok = sl->lines < b;
+	if (ok)
+		sl->lines++;
+	else
+		sl->suppressed++;
+	(void)pthread_mutex_unlock(&slots_lock);
+	if (!ok)
+		atomic_fetch_add(&suppressed_total, 1);
+	return ok;
+}
+
+/* The line that reports count suppressed lines of event. */
+static void summary(const char *event, uint64_t count)
+{
+	char esc[SRV_LOG_ESC_MAX];
+	(void)srv_log_esc(event, strnlen(event, sizeof(slots[0].name)), esc, sizeof(esc));
+	emitf(SRV_LOG_WARN, "log.suppressed", "of=%s count=%llu", esc, (unsigned long long)count);
+}
+
+void srv_log_flush(void)
+{
+	for (size_t i = 0; i < SRV_LOG_EVENTS; i++) {
+		char name[sizeof(slots[0].name)];
+		uint64_t n;
+		(void)pthread_mutex_lock(&slots_lock);
+		n = slots[i].suppressed;
+		slots[i].suppressed = 0;
+		memcpy(name, slots[i].name, sizeof(name));
+		(void)pthread_mutex_unlock(&slots_lock);
+		if (n > 0)
+			summary(name, n);
+	}
+}
+
 void srv_log(enum srv_log_level level, const char *event, const char *fmt, ...)
 {
 	if ((int)level > atomic_load(&max_level))
 		return;
+	uint64_t owed = 0;
+	bool ok = admit(event, &owed);
+	if (owed > 0)
+		summary(event, owed);
+	if (!ok)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	emit(level, event, fmt, ap);
+	va_end(ap);
+}
+
+static void emit(enum srv_log_level level, const char *event, const char *fmt, va_list ap)
+{
 	char line[SRV_LOG_LINE_MAX];
 	struct timeval tv;
 	struct tm tm;
@@ -49,10 +173,7 @@ void srv_log(enum srv_log_level level, const char *event, const char *fmt, ...)
 	if (n < 0)
 		return;
 	size_t used = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
-	va_list ap;
-	va_start(ap, fmt);
 	used += vformat(line + used, sizeof(line) - used, fmt, ap);
-	va_end(ap);
 	if (used >= sizeof(line) - 1) {
 		used = sizeof(line) - 1;
 		line[used - 4] = line[used - 3] = line[used - 2] = '.';

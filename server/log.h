@@ -5,16 +5,26 @@
  * Values that come from outside (device IDs, paths a client sent, error
  * messages quoting input) go through srv_log_esc() first, so that a device
  * cannot forge or split log lines. Thread-safe: each line is one write(2).
+ *
+ * Rate limit: at most SRV_LOG_BURST lines of one event name per second (UTC
+ * wall-clock second); the rest are dropped and counted (per event, and in
+ * srv_log_suppressed_total), and the next line of that event, or
+ * srv_log_flush(), first writes "event=log.suppressed of=EVENT count=N". So
+ * a flood cannot push journald into its own rate limit and lose the lines
+ * that matter, and nothing is lost without a trace.
  */
 #ifndef IDP_SERVER_LOG_H
 #define IDP_SERVER_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "formats/error.h"
 
 #define SRV_LOG_LINE_MAX 2048u /* longer lines are cut, marked with "..." */
 #define SRV_LOG_ESC_MAX  512u  /* a buffer big enough for most escaped values */
+#define SRV_LOG_BURST    50u   /* default: lines of one event per second */
+#define SRV_LOG_EVENTS   128u  /* distinct event names rate-limited (more share one slot) */
 
 enum srv_log_level {
 	SRV_LOG_ERROR = 0,
@@ -26,6 +36,16 @@ enum srv_log_level {
 /* Lines above this level are dropped (default SRV_LOG_INFO). Call before
  * threads start. */
 void srv_log_set_level(enum srv_log_level level);
+
+/* Lines of one event per second before the rest are suppressed (0: no
+ * limit). Call before threads start. */
+void srv_log_set_burst(unsigned burst);
+
+/* Lines suppressed by the rate limit since the start. */
+uint64_t srv_log_suppressed_total(void);
+
+/* Write the pending "log.suppressed" summaries now (at shutdown). */
+void srv_log_flush(void);
 
 /* Log event with the key=value pairs of fmt (values already escaped). */
 void srv_log(enum srv_log_level level, const char *event, const char *fmt, ...) IDP_PRINTF(3, 4);

@@ -4,18 +4,24 @@
 # while the right one works; the hash is read once at start (a damaged
 # admin.hash under a running server changes nothing); the credential never
 # appears in idprovd's output; --reset-admin writes a new one (0600) and the
-# running server swaps on SIGHUP: the old one fails, the new one works.
+# running server swaps on SIGHUP: the old one fails, the new one works. The
+# flood's log lines are cut to the burst and every dropped one is counted.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
 st=$T_TMP/state
-t_run "server starts" srv_start "$st"
+t_run "server starts" srv_start "$st" --log-burst 5
 token=$(cat "$st/admin.token")
 t_run "credential is 43 base64url characters" bash -c "[[ '$token' =~ ^[A-Za-z0-9_-]{43}\$ ]]"
 
-# status BEARER-HEADER-VALUE: GET /v1/admin/stations with that Authorization.
+# status BEARER-HEADER-VALUE: GET /v1/admin/stations with that Authorization;
+# every status is also kept in $T_TMP/codes.
 status() {
-	srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: $1" "$SRV_URL/v1/admin/stations"
+	local code
+	code=$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: $1" \
+		"$SRV_URL/v1/admin/stations")
+	echo "$code" >>"$T_TMP/codes"
+	echo "$code"
 }
 t_run "right credential: 200" [ "$(status "Bearer $token")" = 200 ]
 t_run "wrong credential: 401" [ "$(status "Bearer ${token%?}x")" = 401 ]
@@ -31,6 +37,7 @@ seq 1 400 | xargs -P 8 -I{} curl -s --max-time 20 --cacert "$SRV_CA" -o /dev/nul
 	-w '%{http_code}\n' -H 'Authorization: Bearer bogus-{}' "$SRV_URL/v1/admin/stations" \
 	>"$T_TMP/flood"
 t_run "400 bogus bearers: all 401" [ "$(grep -c '^401$' "$T_TMP/flood")" = 400 ]
+cat "$T_TMP/flood" >>"$T_TMP/codes"
 t_run "after the flood the credential works" [ "$(status "Bearer $token")" = 200 ]
 
 # The hash is loaded once: replacing admin.hash under the running server
@@ -65,6 +72,18 @@ t_run "new credential 200" [ "$(status "Bearer $new")" = 200 ]
 t_refuse "no credential in idprovd's stdout" grep -qF -e "$token" -e "$new" "$SRV_OUT"
 t_refuse "no credential in idprovd's log" grep -qF -e "$token" -e "$new" "$SRV_ERR"
 srv_stop
+# The log is rate-limited (--log-burst 5 per event per second): every refusal
+# is either a line or counted in a log.suppressed line, none is lost.
+n401=$(grep -c '^401$' "$T_TMP/codes")
+lines=$(grep -c 'event=admin.unauthorized ' "$SRV_ERR")
+dropped=$(sed -n 's/.*event=log.suppressed of=admin.unauthorized count=\([0-9]*\).*/\1/p' "$SRV_ERR" |
+	awk '{s += $1} END {print s + 0}')
+echo "# 401 answers: $n401, logged: $lines, suppressed: $dropped"
+t_run "each 401 logged or counted as suppressed" [ $((lines + dropped)) -eq "$n401" ]
+total=$(sed -n 's/.*event=http.stopped status=0 log_suppressed=\([0-9]*\).*/\1/p' "$SRV_ERR")
+all=$(sed -n 's/.*event=log.suppressed of=[^ ]* count=\([0-9]*\).*/\1/p' "$SRV_ERR" |
+	awk '{s += $1} END {print s + 0}')
+t_run "the stop line counts every suppressed line (all events)" [ "${total:-x}" = "$all" ]
 
 # A restart keeps the new credential; the old stays refused.
 t_run "restart" srv_start "$st"
