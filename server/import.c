@@ -63,10 +63,9 @@ static int add_ca(void *ctx, const char *name, const char *pem, size_t len)
 	return 0;
 }
 
-/* Verify the signature with what the store trusts for the header's station. */
-static enum idp_err verify(struct srv_store *st, const struct fmt_manifest_header *h,
-                           const uint8_t *body, size_t len, const uint8_t *sig, size_t sig_len,
-                           struct fmt_manifest_verified *v, struct idp_error *err)
+/* The header's station is known, enabled and still has the key that signed. */
+static enum idp_err station_still_trusted(struct srv_store *st, const struct fmt_manifest_header *h,
+                                          struct idp_error *err)
 {
 	struct srv_station s;
 	enum idp_err rc = srv_store_station_get(st, h->station, &s, err);
@@ -84,6 +83,21 @@ static enum idp_err verify(struct srv_store *st, const struct fmt_manifest_heade
 		return idp_error_set(err, IDP_E_DENIED,
 		                     "import: station %s: manifest signed by another key",
 		                     h->station);
+	return IDP_OK;
+}
+
+/* Verify the signature with what the store trusts for the header's station. */
+static enum idp_err verify(struct srv_store *st, const struct fmt_manifest_header *h,
+                           const uint8_t *body, size_t len, const uint8_t *sig, size_t sig_len,
+                           struct fmt_manifest_verified *v, struct idp_error *err)
+{
+	enum idp_err rc = station_still_trusted(st, h, err);
+	if (rc != IDP_OK)
+		return rc;
+	struct srv_station s;
+	rc = srv_store_station_get(st, h->station, &s, err);
+	if (rc != IDP_OK)
+		return rc;
 	struct fmt_key *key = NULL;
 	struct fmt_manifest_trust trust = {0};
 	struct ca_walk walk = {0};
@@ -290,6 +304,13 @@ enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, c
 	rc = srv_store_begin(st, err);
 	if (rc != IDP_OK)
 		return rc;
+	/* The station again, under the write lock: a station disabled (or given
+	 * another key) while this import was being verified imports nothing. */
+	rc = station_still_trusted(st, &h, err);
+	if (rc != IDP_OK) {
+		srv_store_rollback(st);
+		return rc;
+	}
 	struct srv_batch b;
 	rc = srv_store_batch_get_seq(st, h.station, (int64_t)h.seq, &b, err);
 	if (rc == IDP_OK) {

@@ -5,8 +5,10 @@
  * batch's serial are refused with the store unchanged (the reuse allowed once
  * an administrator released the value); a sequence gap is recorded and
  * flagged; a pending device is taken over; SIGKILL in the middle of a large
- * import, at several points, leaves the batch whole or absent.
+ * import, at several points, leaves the batch whole or absent; a station
+ * disabled while its import waits for the write lock imports nothing.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -516,6 +518,58 @@ START_TEST(test_import_sigkill_leaves_batch_whole_or_absent)
 }
 END_TEST
 
+struct racer {
+	const struct body *b;
+	struct srv_import_result r;
+	struct idp_error err;
+	enum idp_err rc;
+};
+
+static void *import_thread(void *arg)
+{
+	struct racer *x = arg;
+	x->rc = import(x->b, &x->r, &x->err);
+	return NULL;
+}
+
+START_TEST(test_import_station_disabled_in_flight_imports_nothing)
+{
+	/* Another connection holds the write lock and disables the station;
+	 * the import reads the station (still enabled: the change is not
+	 * committed), verifies, and waits for the lock. When it gets it, the
+	 * station is disabled: the check inside the transaction refuses. */
+	struct srv_store *admin = NULL;
+	ck_assert_int_eq(srv_store_open(db_path, &admin, NULL), IDP_OK);
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(srv_store_begin(admin, NULL), IDP_OK);
+	struct srv_station s;
+	ck_assert_int_eq(srv_store_station_get(admin, "station-01", &s, NULL), IDP_OK);
+	s.enabled = false;
+	ck_assert_int_eq(srv_store_station_put(admin, &s, NULL), IDP_OK);
+	struct body b = make(1, NULL, 1, 20, station_key);
+	struct racer x = {.b = &b};
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, import_thread, &x), 0);
+	/* Give the import time to pass its first checks (not an assertion:
+	 * the outcome below must be the same whenever the commit lands). */
+	struct timespec pause = {.tv_sec = 0, .tv_nsec = 300 * 1000 * 1000};
+	nanosleep(&pause, NULL);
+	ck_assert_int_eq(srv_store_commit(admin, NULL), IDP_OK);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(x.rc, IDP_E_DENIED);
+	ck_assert_ptr_nonnull(strstr(x.err.msg, "station-01 is disabled"));
+	ck_assert_int_eq(devices(), 0);
+	/* Only the station row changed (the admin's commit). */
+	s.enabled = true;
+	ck_assert_int_eq(srv_store_station_put(admin, &s, NULL), IDP_OK);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	srv_store_close(admin);
+	body_free(&b);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("import");
@@ -528,6 +582,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_import_rules_refuse_a_bad_serial);
 	tcase_add_test(tc, test_import_refuses_weak_ed25519_keys);
 	tcase_add_test(tc, test_import_sigkill_leaves_batch_whole_or_absent);
+	tcase_add_test(tc, test_import_station_disabled_in_flight_imports_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
