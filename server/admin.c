@@ -175,11 +175,48 @@ static enum idp_err parse_public_key(const char *s, size_t len,
 	return rc;
 }
 
+struct key_owner {
+	const struct srv_station *s; /* the station being added */
+	char other[SRV_STORE_ID_MAX + 1];
+	bool other_enabled;
+};
+
+static int find_key_owner(void *ctx, const struct srv_station *o)
+{
+	struct key_owner *k = ctx;
+	if (strcmp(o->id, k->s->id) == 0 || o->pubkey_len != k->s->pubkey_len ||
+	    memcmp(o->pubkey, k->s->pubkey, o->pubkey_len) != 0)
+		return 0;
+	(void)snprintf(k->other, sizeof(k->other), "%s", o->id);
+	k->other_enabled = o->enabled;
+	return o->enabled ? 1 : 0; /* an enabled holder decides; keep looking otherwise */
+}
+
+/* Put the station, unless its key is already another station's: one key
+ * under two enabled IDs would let either sign as the other, so that is
+ * refused (409); a key moving from a disabled station to a new ID is
+ * allowed, with a "station-key-reuse" flag and a warning. */
 static enum idp_err station_put(struct srv_store *st, const void *arg, int64_t now,
                                 struct idp_error *err)
 {
-	(void)now;
-	return srv_store_station_put(st, arg, err);
+	const struct srv_station *s = arg;
+	struct key_owner k = {.s = s};
+	enum idp_err rc = srv_store_station_foreach(st, find_key_owner, &k, err);
+	if (rc == IDP_OK && k.other_enabled)
+		return idp_error_set(err, IDP_E_CONFLICT,
+		                     "public_key: already the key of station %s; disable that "
+		                     "station first",
+		                     k.other);
+	if (rc == IDP_OK && k.other[0] != '\0') {
+		char detail[SRV_STORE_DETAIL_MAX];
+		(void)snprintf(detail, sizeof(detail), "key of disabled station %s", k.other);
+		srv_log(SRV_LOG_WARN, "admin.station_key_reused", "station=%s other=%s", s->id,
+		        k.other);
+		rc = srv_store_flag_add(st, "station-key-reuse", s->id, detail, now, err);
+	}
+	if (rc == IDP_OK)
+		rc = srv_store_station_put(st, s, err);
+	return rc;
 }
 
 /* POST /v1/admin/stations {"id", "public_key"}: trust a station's signing

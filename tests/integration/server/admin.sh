@@ -3,7 +3,8 @@
 # token is refused 401 and changes nothing; a station is trusted by key; a
 # manifest it signed imports by file (its devices preloaded), twice imports
 # once, tampered is refused with nothing changed; revoke and release are
-# recorded with their audit entries; bad bodies are refused.
+# recorded with their audit entries; bad bodies are refused; one key under
+# two enabled station IDs is refused, moving it from a disabled one is flagged.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -116,7 +117,10 @@ t_run "cli: other CA exits 3" [ $? -eq 3 ]
 t_run "cli: import again" cli --token-file "$T_TMP/token" import "$m"
 t_grep "cli: imported before" '"created":false' "$T_TMP/cli"
 t_run "cli: revoke" env IDPROV_ADMIN_TOKEN="$token" "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" revoke dev-0002 >/dev/null
-t_run "cli: station add" cli --token-file "$T_TMP/token" station add station-03 "$samples/sample-station-ed25519.pub"
+t_run "cli: station add with station-02's key refused" [ "$(cli --token-file "$T_TMP/token" station add station-03 "$samples/sample-station-ed25519.pub"; echo $?)" = 1 ]
+t_grep "cli: the refusal names the key's station" 'already the key of station station-02' "$T_TMP/cli"
+openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout -out "$T_TMP/st3.pub"
+t_run "cli: station add" cli --token-file "$T_TMP/token" station add station-03 "$T_TMP/st3.pub"
 t_run "cli: release a key" cli --token-file "$T_TMP/token" release key "$samples/sample-station-ed25519.pub"
 t_run "cli: state in the store" [ "$(sqlite3 -readonly "$db" "select (select state from devices where id='dev-0002') || (select count(*) from stations) || (select count(*) from releases)")" = revoked33 ]
 t_run "cli: station list" cli --token-file "$T_TMP/token" station list
@@ -135,8 +139,17 @@ t_run "GET without token: 401" [ "$(srv_curl -o /dev/null -w '%{http_code}' "$SR
 t_run "DELETE stations: 405" [ "$(srv_curl -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $token" "$SRV_URL/v1/admin/stations")" = 405 ]
 cli --token-file "$T_TMP/token" release colour red
 t_run "cli: bad kind exits 1" [ $? -eq 1 ]
+# One key under two station IDs: refused while its station is enabled (either
+# could sign as the other); after a disable it may move, with a flag.
+snap >"$T_TMP/before"
+t_run "station-01's key under another ID: 409" [ "$(json stations "{\"id\":\"station-05\",\"public_key\":\"$(pem_json "$samples/sample-station-p256.pub")\"}")" = 409 ]
+t_grep "the refusal names station-01" 'already the key of station station-01' "$T_TMP/out"
+t_run "the refusal changed nothing" bash -c "[ \"\$(sqlite3 -readonly '$db' .dump)\" = \"\$(cat '$T_TMP/before')\" ]"
 t_run "station disable" [ "$(json stations/disable '{"id":"station-01"}')" = 200 ]
 t_run "disabled station's manifest refused" [ "$(import "$m")" = 403 ]
+t_run "the key moves to a new ID once disabled" [ "$(json stations "{\"id\":\"station-05\",\"public_key\":\"$(pem_json "$samples/sample-station-p256.pub")\"}")" = 200 ]
+t_run "with a station-key-reuse flag" [ "$(sqlite3 -readonly "$db" "select count(*) from flags where kind='station-key-reuse' and subject='station-05'")" = 1 ]
+t_grep "and a warning in the log" 'event=admin.station_key_reused station=station-05 other=station-01' "$SRV_ERR"
 
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" -eq 0 ]
