@@ -78,7 +78,7 @@ static void emitf(enum srv_log_level level, const char *event, const char *fmt, 
 static struct slot *slot_of(const char *event)
 {
 	uint32_t h = 2166136261u;
-	for (size_t i = 0; event[i] != '\0' && i < sizeof(slots[0].name) - 1; i++)
+	for (size_t i = 0; i < sizeof(slots[0].name) - 1 && event[i] != '\0'; i++)
 		h = (h ^ (uint8_t)event[i]) * 16777619u;
 	for (size_t k = 0; k < SRV_LOG_EVENTS; k++) {
 		struct slot *sl = &slots[(h + k) % SRV_LOG_EVENTS];
