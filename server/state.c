@@ -584,12 +584,34 @@ enum idp_err srv_state_admin_reset(const char *dir, char path[static SRV_STATE_P
 		return idp_error_set(err, IDP_E_LIMIT, "state: directory path empty or too long");
 	bool created = false;
 	uint8_t hash[ADMIN_HASH_LEN];
-	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
-	enum idp_err rc = ensure_dir(dir, &created, err);
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1], hash_path[SRV_STATE_PATH_MAX + 32];
+	/* Root may reset the credential of a server that runs as another user
+	 * (systemd DynamicUser=): the directory's owner then gets the files. */
+	struct stat st;
+	bool for_owner = false;
+	int fd = geteuid() == 0 ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		for_owner = fstat(fd, &st) == 0 && st.st_uid != 0;
+		(void)close(fd);
+	}
+	enum idp_err rc = IDP_OK;
+	if (!for_owner)
+		rc = ensure_dir(dir, &created, err);
+	else if ((st.st_mode & PRIVATE_FORBID) != 0)
+		rc = idp_error_set(err, IDP_E_DENIED,
+		                   "state: %s: mode %03o lets others in this directory; run 'chmod "
+		                   "700 %s'",
+		                   dir, (unsigned)(st.st_mode & 0777), dir);
 	if (rc == IDP_OK)
 		rc = path_in(dir, "admin.token", path, SRV_STATE_PATH_MAX + 32, err);
 	if (rc == IDP_OK)
+		rc = path_in(dir, "admin.hash", hash_path, sizeof(hash_path), err);
+	if (rc == IDP_OK)
 		rc = admin_create(dir, hash, secret, err);
+	if (rc == IDP_OK && for_owner &&
+	    (chown(path, st.st_uid, st.st_gid) != 0 || chown(hash_path, st.st_uid, st.st_gid) != 0))
+		rc = idp_error_set(err, IDP_E_IO, "state: %s: chown to uid %u: %s", dir,
+		                   (unsigned)st.st_uid, strerror(errno));
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(hash, sizeof(hash));
 	return rc;

@@ -126,7 +126,9 @@ IDP_MUST_CHECK enum idp_err srv_state_admin_reload(const struct srv_state *state
 /* idprovd --reset-admin: check dir as srv_state_open does, then write a new
  * random credential to DIR/admin.token (0600) and its hash to DIR/admin.hash.
  * The old credential stops working when the server reloads (SIGHUP) or
- * restarts. path gets DIR/admin.token. The secret is never returned. */
+ * restarts. path gets DIR/admin.token. The secret is never returned. Run
+ * by root on a directory owned by another user (the server's, e.g. under
+ * systemd's DynamicUser=), the two files are given to that user. */
 IDP_MUST_CHECK enum idp_err srv_state_admin_reset(const char *dir,
                                                   char path[static SRV_STATE_PATH_MAX + 32],
                                                   struct idp_error *err);

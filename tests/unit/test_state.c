@@ -326,6 +326,26 @@ START_TEST(test_state_admin_reset_rotates_on_reload)
 	ck_assert(!admin_ok(s, first));
 	srv_state_free(s);
 
+	/* Root resetting the credential of a server that runs as another user
+	 * (DynamicUser=) gives the files to that user, so the server can read
+	 * them. */
+	if (geteuid() == 0) {
+		char cmd[300];
+		snprintf(cmd, sizeof(cmd), "chown -R 12345:12345 '%s'", dir);
+		ck_assert_int_eq(system(cmd), 0);
+		ck_assert_msg(srv_state_admin_reset(dir, path, &err) == IDP_OK, "%s", err.msg);
+		struct stat st;
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_uint_eq(st.st_uid, 12345);
+		ck_assert_uint_eq(st.st_mode & 0777, 0600);
+		char hp[300];
+		snprintf(hp, sizeof(hp), "%s/admin.hash", dir);
+		ck_assert_int_eq(stat(hp, &st), 0);
+		ck_assert_uint_eq(st.st_uid, 12345);
+		snprintf(cmd, sizeof(cmd), "chown -R 0:0 '%s'", dir);
+		ck_assert_int_eq(system(cmd), 0);
+	}
+
 	/* A reset refuses an unsafe directory like a start does. */
 	ck_assert_int_eq(chmod(dir, 0755), 0);
 	ck_assert_int_eq(srv_state_admin_reset(dir, path, &err), IDP_E_DENIED);
