@@ -114,6 +114,8 @@ static int run(const struct srv_config *cfg)
 		size_t n = srv_state_token_keys(state, (int64_t)time(NULL), keys);
 		srv_log(SRV_LOG_INFO, "token.keys", "signing=%s verified=%zu", state->token_kid, n);
 	}
+	/* Say what the process is, as the kernel sees it (0: no core file). */
+	srv_log(SRV_LOG_INFO, "process.secured", "dumpable=%d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 	srv_log(SRV_LOG_INFO, "state.ready", "dir=%s created=%s ca_fingerprint=%s cert_issued=%s",
 	        state->dir, state->created ? "yes" : "no", state->ca_fingerprint,
 	        state->server_cert_issued ? "yes" : "no");

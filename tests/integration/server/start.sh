@@ -15,6 +15,7 @@ t_run "nothing on stdout" [ ! -s "$SRV_OUT" ]
 t_refuse "credential not in the log" grep -qF -- "$secret" "$SRV_ERR"
 t_grep "the log names the file, not the secret" "event=admin.created path=$st/admin.token" "$SRV_ERR"
 t_run "credential in clear only in admin.token" [ "$(grep -rlF -- "$secret" "$st")" = "$st/admin.token" ]
+t_grep "the process is not dumpable (no core file with the keys)" 'event=process.secured dumpable=0' "$SRV_ERR"
 t_grep "token key creation is logged" 'event=token.key_created kid=t-[0-9a-f]{16} ' "$SRV_ERR"
 modes=$(stat -c '%n %a' "$st" "$st"/ca.key "$st"/server.key "$st"/token.key "$st"/admin.hash \
 	"$st"/admin.token "$st"/idprov.db "$st"/ca.pem | sed "s|$st|S|")
