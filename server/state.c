@@ -198,24 +198,20 @@ static enum idp_err key_load(const char *dir, const char *name, struct fmt_key *
 	return rc;
 }
 
-/* Load DIR/name as a private key, or generate (type) and save it with its
- * public half at DIR/pub_name (may be NULL). */
-static enum idp_err key_load_or_make(struct srv_state *s, const char *name, const char *pub_name,
-                                     enum fmt_key_type type, struct fmt_key **out,
+/* Load DIR/name as a P-256 private key, or generate one and save it. */
+static enum idp_err key_load_or_make(struct srv_state *s, const char *name, struct fmt_key **out,
                                      struct idp_error *err)
 {
-	char path[SRV_STATE_PATH_MAX + 32], pub[SRV_STATE_PATH_MAX + 32];
+	char path[SRV_STATE_PATH_MAX + 32];
 	enum idp_err rc = path_of(s, name, path, sizeof(path), err);
-	if (rc == IDP_OK && pub_name != NULL)
-		rc = path_of(s, pub_name, pub, sizeof(pub), err);
 	if (rc != IDP_OK)
 		return rc;
 	rc = key_load(s->dir, name, out, err);
 	if (rc != IDP_E_NOTFOUND)
 		return rc;
-	rc = fmt_key_generate(type, out, err);
+	rc = fmt_key_generate(FMT_KEY_P256, out, err);
 	if (rc == IDP_OK)
-		rc = fmt_keyfile_save(*out, path, pub_name != NULL ? pub : NULL, err);
+		rc = fmt_keyfile_save(*out, path, NULL, err);
 	if (rc != IDP_OK) {
 		fmt_key_free(*out);
 		*out = NULL;
@@ -976,7 +972,7 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 
 	/* The CA: its key is the root of everything; never replaced once made. */
 	if (rc == IDP_OK)
-		rc = key_load_or_make(s, "ca.key", NULL, FMT_KEY_P256, &s->ca_key, err);
+		rc = key_load_or_make(s, "ca.key", &s->ca_key, err);
 	if (rc == IDP_OK) {
 		rc = cert_load(s, "ca.pem", &s->ca_cert, err);
 		if (rc == IDP_E_NOTFOUND) {
@@ -992,7 +988,7 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 
 	/* The server certificate: re-issued whenever it no longer fits. */
 	if (rc == IDP_OK)
-		rc = key_load_or_make(s, "server.key", NULL, FMT_KEY_P256, &s->server_key, err);
+		rc = key_load_or_make(s, "server.key", &s->server_key, err);
 	if (rc == IDP_OK) {
 		rc = cert_load(s, "server.pem", &s->server_cert, err);
 		if (rc == IDP_OK && !server_cert_fit(s, s->server_cert, names, n_names)) {
