@@ -13,7 +13,7 @@
 samples=$IDP_TOP/samples/manifests
 st=$T_TMP/state
 t_run "server starts" srv_start "$st"
-printf '%s\n' "$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")" >"$T_TMP/token"
+cp "$st/admin.token" "$T_TMP/token"
 url=$SRV_URL
 cli() {
 	"$IDP_BIN/idprov-admin" --server "$url" --ca "$SRV_CA" --token-file "$T_TMP/token" "$@"
@@ -30,13 +30,15 @@ t_run "a device revoked" cli revoke dev-0002 >/dev/null
 cli devices >"$T_TMP/devices.before"
 
 # Writes in the background while the backups run: each answered station is
-# appended to answered.txt.
-openssl genpkey -algorithm ed25519 -out "$T_TMP/w.key" 2>/dev/null
-openssl pkey -in "$T_TMP/w.key" -pubout -out "$T_TMP/w.pub" 2>/dev/null
+# appended to answered.txt. One key per station (a key under two enabled
+# station IDs is refused).
+for i in $(seq 1 40); do
+	openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout -out "$T_TMP/w$i.pub"
+done
 : >"$T_TMP/answered.txt"
 (
 	for i in $(seq 1 40); do
-		cli station add "st-w$i" "$T_TMP/w.pub" 2>/dev/null | grep -q '"ok":true' &&
+		cli station add "st-w$i" "$T_TMP/w$i.pub" 2>/dev/null | grep -q '"ok":true' &&
 			echo "st-w$i" >>"$T_TMP/answered.txt"
 	done
 ) &

@@ -18,7 +18,7 @@ st=$T_TMP/state
 db=$st/idprov.db
 t_run "server starts" srv_start "$st"
 first_pid=$SRV_PID
-printf '%s\n' "$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")" >"$T_TMP/token"
+cp "$st/admin.token" "$T_TMP/token"
 cli() {
 	"$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" \
 		"$@" >"$T_TMP/cli" 2>&1

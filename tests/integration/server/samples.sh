@@ -9,7 +9,7 @@
 samples=$IDP_TOP/samples/manifests
 st=$T_TMP/state
 t_run "server starts" srv_start "$st"
-sed -n 's/.*(shown only now): //p' "$SRV_OUT" >"$T_TMP/token"
+cp "$st/admin.token" "$T_TMP/token"
 db=$st/idprov.db
 cli() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" \
 	"$@" >"$T_TMP/cli" 2>&1; }
