@@ -67,6 +67,7 @@ struct conn {
 	struct event *deadline;
 	struct event *flush_close; /* close once the TLS output is flushed */
 	struct event *kick;        /* push evhttp's output through the filter */
+	bool kick_ref;             /* kick is pending and holds a reference on bev */
 	enum conn_state state;
 	size_t body_left;
 	bool in_request;  /* a head was passed and its response is not complete */
@@ -301,22 +302,36 @@ static void flush_close_cb(evutil_socket_t fd, short what, void *arg)
 
 /* libevent 2.1's filter moves output only when data is added while
  * writing is enabled, but evhttp adds a reply and then enables writing: the
- * reply would sit in the filter until the next timeout. So every addition
- * schedules a flush for when evhttp is done with the current call. */
+ * reply would sit in the filter. So every addition schedules a flush for
+ * when evhttp is done with the current call.
+ * WARNING: the pending kick holds a reference on the filter. Without it,
+ * evhttp could free the filter first, and the flush would take and drop a
+ * reference on the dead filter, finalizing it a second time (issue 8, the
+ * use-after-free in conn_free; tests/integration/server/conn_reset.sh).
+ * (Deferring the buffer's callbacks instead is no cure: libevent 2.1 then
+ * finalizes the filter with the buffer as its argument.) */
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct conn *c = arg;
-	(void)bufferevent_flush(c->bev, EV_WRITE, BEV_NORMAL);
+	struct bufferevent *bev = c->bev;
+	c->kick_ref = false;
+	(void)bufferevent_flush(bev, EV_WRITE, BEV_NORMAL);
+	(void)bufferevent_decref(bev); /* may free c: touch nothing after */
 }
 
+/* Data is only added by evhttp, which holds the filter: the reference
+ * taken here is never the first one on a freed filter. */
 static void output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	(void)buf;
 	struct conn *c = arg;
-	if (info->n_added > 0)
-		event_active(c->kick, EV_TIMEOUT, 1);
+	if (info->n_added == 0 || c->kick_ref)
+		return;
+	c->kick_ref = true;
+	bufferevent_incref(c->bev);
+	event_active(c->kick, EV_TIMEOUT, 1);
 }
 
 /* Close c once what it has to send is sent. */
