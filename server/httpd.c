@@ -49,6 +49,13 @@
 #define LISTEN_BACKLOG    511
 #define ERROR_MSG_MAX     256u
 #define FLUSH_POLL_MS     20
+/* Pipelining: the next request head is passed to evhttp only when the
+ * answers waiting to be sent are under OUT_HIGH bytes; reading resumes
+ * once they drained to OUT_LOW. While held, at most HOLD_INPUT_MAX bytes
+ * of unparsed requests are read from the client (plus one TLS record). */
+#define OUT_HIGH       ((size_t)256 * 1024)
+#define OUT_LOW        ((size_t)64 * 1024)
+#define HOLD_INPUT_MAX ((size_t)64 * 1024)
 #define SYNTHETIC_REQUEST "GET / HTTP/1.1\r\nHost: idprovd\r\n\r\n"
 
 struct loop;
@@ -68,9 +75,12 @@ struct conn {
 	struct event *flush_close; /* close once the TLS output is flushed */
 	struct event *kick;        /* push evhttp's output through the filter */
 	bool kick_ref;             /* kick is pending and holds a reference on bev */
+	struct evbuffer_cb_entry *drained; /* on the TLS output: resume when paused */
 	enum conn_state state;
 	size_t body_left;
 	bool in_request;  /* a head was passed and its response is not complete */
+	bool paused;      /* holding the next head until the output drains */
+	bool read_off;    /* reading from the client stopped while holding */
 	bool http10;      /* the last head passed was HTTP/1.0 */
 	bool close_after; /* close once the current reply is sent */
 	bool nodelay;
@@ -278,7 +288,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct conn *c = arg;
 	srv_log(SRV_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
-	        c->state == C_BODY ? "body" : "head");
+	        c->state == C_BODY ? "body" : c->paused ? "output" : "head");
 	conn_close_now(c);
 }
 
@@ -334,6 +344,39 @@ static void output_added(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	event_active(c->kick, EV_TIMEOUT, 1);
 }
 
+/* Bytes of answers c has not sent yet. */
+static size_t conn_out_pending(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->tls)) +
+	       evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Let the filter look at the unparsed input again: after a request
+ * completed or the output drained. Deferred, so it runs after evhttp is
+ * done with the current call; the TLS bufferevent's deferred callback is
+ * cancelled with it, and once the filter is freed its read callback is
+ * unset, so this never reaches a freed filter. */
+static void conn_pump(struct conn *c)
+{
+	if (c->read_off) {
+		c->read_off = false;
+		(void)bufferevent_enable(c->tls, EV_READ);
+	}
+	bufferevent_trigger(c->tls, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The TLS output shrank: resume a paused connection at the low watermark. */
+static void output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+	if (!c->paused || info->n_deleted == 0 || conn_out_pending(c) > OUT_LOW)
+		return;
+	(void)buf;
+	c->paused = false;
+	arm(c, c->loop->h->cfg->header_timeout);
+	conn_pump(c);
+}
+
 /* Close c once what it has to send is sent. */
 static void conn_close_when_flushed(struct conn *c)
 {
@@ -374,6 +417,8 @@ static void conn_free(void *arg)
 	event_free(c->deadline);
 	event_free(c->flush_close);
 	event_free(c->kick);
+	if (c->drained != NULL)
+		(void)evbuffer_remove_cb_entry(bufferevent_get_output(c->tls), c->drained);
 	free(c);
 	l->n_conns--;
 	if (l->n_conns < l->max_conns)
@@ -647,6 +692,19 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			}
 			continue;
 		}
+		/* One request at a time, and none while answers pile up: a
+		 * client that pipelines and reads nothing is held here. */
+		if (c->in_request || conn_out_pending(c) > OUT_HIGH) {
+			if (!c->in_request && !c->paused) {
+				c->paused = true;
+				arm(c, cfg->request_timeout);
+			}
+			if (n > HOLD_INPUT_MAX && !c->read_off) {
+				c->read_off = true;
+				(void)bufferevent_disable(c->tls, EV_READ);
+			}
+			break;
+		}
 		size_t look = n < cfg->max_headers + 3 ? n : cfg->max_headers + 3;
 		const uint8_t *p = evbuffer_pullup(src, (ev_ssize_t)look);
 		if (p == NULL)
@@ -727,7 +785,11 @@ static struct bufferevent *conn_new(struct event_base *base, void *arg)
 	                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS,
 	                                          conn_free, c)
 	                 : NULL;
+	c->drained = c->tls != NULL ? evbuffer_add_cb(bufferevent_get_output(c->tls),
+	                                              output_drained, c)
+	                            : NULL;
 	if (c->deadline == NULL || c->flush_close == NULL || c->kick == NULL || c->bev == NULL ||
+	    c->drained == NULL ||
 	    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added, c) == NULL) {
 		if (c->bev != NULL) {
 			bufferevent_free(c->bev); /* frees c through conn_free */
@@ -769,8 +831,10 @@ static void request_done(struct evhttp_request *req, void *arg)
 		conn_close_when_flushed(c);
 		return;
 	}
-	if (c->state == C_HEAD)
+	if (c->state == C_HEAD) {
 		arm(c, c->loop->h->cfg->header_timeout);
+		conn_pump(c); /* a pipelined head may be waiting */
+	}
 }
 
 static void dispatch(struct evhttp_request *req, void *arg)

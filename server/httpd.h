@@ -10,7 +10,10 @@
  * enforces what evhttp cannot: a deadline for the TLS handshake and the
  * request head (slow-loris), one for the body, the head size, and the
  * body size of the route the head names, answering 413/431/411 with a JSON
- * error before any body is read. Open connections are bounded per loop
+ * error before any body is read. It hands evhttp one request at a time,
+ * and none while a connection's unsent answers exceed a watermark (a
+ * client that pipelines and reads nothing is held, and cut off by the
+ * request timeout). Open connections are bounded per loop
  * (max-connections split over the threads): at the bound the loop stops
  * accepting until one closes.
  *
