@@ -145,8 +145,14 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 	(void)evhttp_add_header(h, "Cache-Control", "no-store");
 	(void)evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
-	if (len > 0 && evbuffer_add(out, body, len) != 0)
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		/* evhttp 2.1 would send a HEAD answer's body, and no length. */
+		char cl[24];
+		(void)snprintf(cl, sizeof(cl), "%zu", len);
+		(void)evhttp_add_header(h, "Content-Length", cl);
+	} else if (len > 0 && evbuffer_add(out, body, len) != 0) {
 		code = 500;
+	}
 	const char *reason = code == 200   ? "OK"
 	                     : code == 201 ? "Created"
 	                     : code == 202 ? "Accepted"
@@ -467,19 +473,27 @@ struct head_info {
 	bool has_length;
 	uint64_t length;
 	bool chunked;
-	bool bad;
+	const char *bad; /* why the head is refused (400); NULL when it is not */
 };
 
 /* Just enough of the head to bound the body: the target's path,
  * Content-Length (digits, all copies equal) and Transfer-Encoding. evhttp
- * parses the head fully after us. */
+ * parses the head fully after us (head_refusal keeps the two in step).
+ * Refused here already: a NUL byte anywhere (evhttp ends a head at a line
+ * starting with NUL, so a second request, a chunked body or a body could
+ * hide behind it) and a target that is not a path (the routes, their body
+ * limits and authentication are looked up by the path seen here). */
 static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 {
 	memset(hi, 0, sizeof(*hi));
 	const uint8_t *end = p + n;
+	if (memchr(p, '\0', n) != NULL) {
+		hi->bad = "request head: a NUL byte";
+		return;
+	}
 	const uint8_t *sp = memchr(p, ' ', n);
-	if (sp == NULL) {
-		hi->bad = true;
+	if (sp == NULL || sp + 1 == end || sp[1] != '/') {
+		hi->bad = "request line: the target is not a path (origin form)";
 		return;
 	}
 	const uint8_t *t = sp + 1;
@@ -513,7 +527,7 @@ static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 				while (d < le && (*d == ' ' || *d == '\t' || *d == '\r'))
 					d++;
 				if (d == v || d != le || (hi->has_length && hi->length != x))
-					hi->bad = true;
+					hi->bad = "content-length: malformed or not all equal";
 				hi->has_length = true;
 				hi->length = x;
 			} else if (nlen == 17 &&
@@ -523,6 +537,20 @@ static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 		}
 		line = le;
 	}
+}
+
+/* The methods path takes, for an Allow header ("" when no route has it). */
+static void route_allow(const struct srv_httpd *h, const char *path, size_t len, char out[static 32])
+{
+	bool get = false, post = false;
+	for (size_t i = 0; i < h->n_routes; i++) {
+		if (strlen(h->routes[i].path) != len || memcmp(h->routes[i].path, path, len) != 0)
+			continue;
+		get = get || h->routes[i].method == EVHTTP_REQ_GET;
+		post = post || h->routes[i].method == EVHTTP_REQ_POST;
+	}
+	(void)snprintf(out, 32, "%s%s%s", get ? "GET, HEAD" : "", get && post ? ", " : "",
+	               post ? "POST" : "");
 }
 
 /* The route of path for method (0: the first of any method); when no route
@@ -720,10 +748,10 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		struct head_info hi;
 		head_parse(p, end, &hi);
 		const struct srv_route *r =
-		        hi.bad ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
+		        hi.bad != NULL ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
 		size_t max = route_max_body(c->loop->h, r);
-		if (hi.bad) {
-			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "malformed request head");
+		if (hi.bad != NULL) {
+			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "%s", hi.bad);
 			return BEV_OK;
 		}
 		if (hi.chunked) {
@@ -864,16 +892,20 @@ static void dispatch(struct evhttp_request *req, void *arg)
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
 			                        "Connection", "close");
 	}
-	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path),
-	                                                          evhttp_request_get_command(req)) : NULL;
+	/* HEAD is GET without the body (srv_http_reply leaves it out). */
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	if (cmd == EVHTTP_REQ_HEAD)
+		cmd = EVHTTP_REQ_GET;
+	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path), cmd) : NULL;
 	if (c != NULL && c->reject_code != FMT_API_ERR_UNKNOWN) {
 		srv_http_error(req, c->reject_code, "%s", c->reject_msg);
 	} else if (path == NULL) {
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");
 	} else if (r == NULL) {
 		srv_http_error(req, FMT_API_ERR_NOT_FOUND, "no such path");
-	} else if (evhttp_request_get_command(req) != r->method) {
-		const char *allow = r->method == EVHTTP_REQ_POST ? "POST" : "GET";
+	} else if (cmd != r->method) {
+		char allow[32];
+		route_allow(l->h, path, strlen(path), allow);
 		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
 		srv_http_error(req, FMT_API_ERR_METHOD_NOT_ALLOWED, "use %s", allow);
 	} else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
