@@ -41,9 +41,11 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "formats/api.h"
 #include "formats/id.h"
 #include "formats/io/tls.h"
 #include "formats/json.h"
+#include "server/admin.h"
 #include "server/log.h"
 
 #define LISTEN_BACKLOG    511
@@ -56,6 +58,7 @@
 #define OUT_HIGH       ((size_t)256 * 1024)
 #define OUT_LOW        ((size_t)64 * 1024)
 #define HOLD_INPUT_MAX ((size_t)64 * 1024)
+#define LINGER_S          2u /* seconds a refused client may send on */
 #define SYNTHETIC_REQUEST "GET / HTTP/1.1\r\nHost: idprovd\r\n\r\n"
 
 struct loop;
@@ -81,11 +84,14 @@ struct conn {
 	bool in_request;  /* a head was passed and its response is not complete */
 	bool paused;      /* holding the next head until the output drains */
 	bool read_off;    /* reading from the client stopped while holding */
+	bool lingering;   /* refused and answered: dropping input until closed */
 	bool http10;      /* the last head passed was HTTP/1.0 */
 	bool close_after; /* close once the current reply is sent */
 	bool nodelay;
 	int status; /* status of the last reply, for the log */
 	enum fmt_api_err_code reject_code; /* of a refused request; FMT_API_ERR_UNKNOWN: none */
+	const char *reject_hdr;            /* a header for the refusal (NULL when none) */
+	char reject_hdr_value[48];         /* ... and its value */
 	char reject_msg[ERROR_MSG_MAX];
 };
 
@@ -226,11 +232,11 @@ SSL *srv_http_ssl(struct evhttp_request *req)
 	return tls != NULL ? bufferevent_openssl_get_ssl(tls) : NULL;
 }
 
-enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1],
-                              struct idp_error *err)
+/* srv_http_station on the TLS session ssl (NULL: none). */
+static enum idp_err ssl_station(SSL *ssl, char id[static SRV_STORE_ID_MAX + 1],
+                                struct idp_error *err)
 {
 	id[0] = '\0';
-	SSL *ssl = srv_http_ssl(req);
 	X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
 	if (cert == NULL)
 		return idp_error_set(err, IDP_E_DENIED, "station: no client certificate");
@@ -245,6 +251,12 @@ enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STO
 		                     "station: certificate CN is not a station ID");
 	}
 	return IDP_OK;
+}
+
+enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1],
+                              struct idp_error *err)
+{
+	return ssl_station(srv_http_ssl(req), id, err);
 }
 
 static struct conn *conn_of(struct evhttp_request *req)
@@ -294,7 +306,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct conn *c = arg;
 	srv_log(SRV_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
-	        c->state == C_BODY ? "body" : c->paused ? "output" : "head");
+	        c->state == C_BODY ? "body"
+	        : c->lingering     ? "linger"
+	        : c->paused        ? "output"
+	                           : "head");
 	conn_close_now(c);
 }
 
@@ -309,11 +324,26 @@ static void flush_close_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct conn *c = arg;
-	if (evbuffer_get_length(bufferevent_get_output(c->tls)) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-		(void)event_del(c->flush_close);
-		conn_close_now(c);
+	if (evbuffer_get_length(bufferevent_get_output(c->tls)) != 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return;
+	(void)event_del(c->flush_close);
+	/* A refused client may still be sending the body we will not read:
+	 * closing now would reset the connection and could destroy our
+	 * answer before the client reads it. Send FIN and drop what comes
+	 * until the client closes or LINGER_S pass. */
+	evutil_socket_t sfd = bufferevent_getfd(c->tls);
+	if (c->state == C_REJECT && !c->lingering && sfd >= 0) {
+		c->lingering = true;
+		(void)shutdown(sfd, SHUT_WR);
+		if (c->read_off) {
+			c->read_off = false;
+			(void)bufferevent_enable(c->tls, EV_READ);
+		}
+		arm(c, LINGER_S);
+		return;
 	}
+	conn_close_now(c);
 }
 
 /* libevent 2.1's filter moves output only when data is added while
@@ -473,6 +503,8 @@ struct head_info {
 	bool has_length;
 	uint64_t length;
 	bool chunked;
+	const char *auth; /* the first Authorization value (NULL: none) */
+	size_t auth_len;
 	const char *bad; /* why the head is refused (400); NULL when it is not */
 };
 
@@ -533,6 +565,14 @@ static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 			} else if (nlen == 17 &&
 			           strncasecmp((const char *)line, "transfer-encoding", 17) == 0) {
 				hi->chunked = true;
+			} else if (nlen == 13 && hi->auth == NULL &&
+			           strncasecmp((const char *)line, "authorization", 13) == 0) {
+				const uint8_t *ve = le; /* trimmed as evhttp does */
+				while (ve > v &&
+				       (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
+					ve--;
+				hi->auth = (const char *)v;
+				hi->auth_len = (size_t)(ve - v);
 			}
 		}
 		line = le;
@@ -684,6 +724,60 @@ static const char *head_refusal(const uint8_t *p, size_t n, const struct head_in
 	return NULL;
 }
 
+static enum srv_route_auth route_auth(const struct srv_route *r)
+{
+	if (r->auth == SRV_AUTH_NONE && strncmp(r->path, "/v1/admin/", 10) == 0)
+		return SRV_AUTH_ADMIN;
+	return r->auth;
+}
+
+/* Authenticate the head hi for route r before any body is read; when it
+ * fails, the request is refused (401/403) and false returned. */
+static bool head_authorized(struct conn *c, const struct srv_route *r, const struct head_info *hi,
+                            struct evbuffer *src, struct evbuffer *dst)
+{
+	struct idp_error err = {0};
+	enum fmt_api_err_code code = FMT_API_ERR_UNAUTHORIZED;
+	switch (route_auth(r)) {
+	case SRV_AUTH_NONE:
+		return true;
+	case SRV_AUTH_ADMIN: {
+		bool ok = false;
+		if (srv_admin_bearer_check(c->loop->ctx.state, hi->auth, hi->auth_len, &ok, &err) !=
+		    IDP_OK) {
+			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
+			        c->loop->ctx.loop, err.msg);
+			code = FMT_API_ERR_INTERNAL;
+			(void)snprintf(err.msg, sizeof(err.msg),
+			               "cannot check the admin credential");
+		} else if (ok) {
+			return true;
+		} else {
+			srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
+			        c->loop->ctx.loop);
+			c->reject_hdr = "WWW-Authenticate";
+			(void)snprintf(c->reject_hdr_value, sizeof(c->reject_hdr_value),
+			               "Bearer realm=\"idprov-admin\"");
+			(void)snprintf(err.msg, sizeof(err.msg), "authorization: %s",
+			               hi->auth == NULL ? "missing admin credential"
+			                                : "not the admin credential");
+		}
+		break;
+	}
+	case SRV_AUTH_STATION: {
+		char id[SRV_STORE_ID_MAX + 1];
+		enum idp_err rc = ssl_station(bufferevent_openssl_get_ssl(c->tls), id, &err);
+		if (rc == IDP_OK)
+			return true;
+		if (rc != IDP_E_DENIED)
+			code = FMT_API_ERR_FORBIDDEN;
+		break;
+	}
+	}
+	conn_reject(c, src, dst, code, "%s", err.msg);
+	return false;
+}
+
 static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct evbuffer *dst,
                                                   ev_ssize_t dst_limit,
                                                   enum bufferevent_flush_mode mode, void *arg)
@@ -754,6 +848,8 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "%s", hi.bad);
 			return BEV_OK;
 		}
+		if (r != NULL && !head_authorized(c, r, &hi, src, dst))
+			return BEV_OK;
 		if (hi.chunked) {
 			conn_reject(c, src, dst, FMT_API_ERR_LENGTH_REQUIRED,
 			            "send the body with a Content-Length");
@@ -898,6 +994,9 @@ static void dispatch(struct evhttp_request *req, void *arg)
 		cmd = EVHTTP_REQ_GET;
 	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path), cmd) : NULL;
 	if (c != NULL && c->reject_code != FMT_API_ERR_UNKNOWN) {
+		if (c->reject_hdr != NULL)
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        c->reject_hdr, c->reject_hdr_value);
 		srv_http_error(req, c->reject_code, "%s", c->reject_msg);
 	} else if (path == NULL) {
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");

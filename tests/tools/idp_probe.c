@@ -265,8 +265,9 @@ static size_t read_answer(SSL *ssl, int fd, FILE *out, int *status, int wait_ms)
 		int r = SSL_read(ssl, rb, sizeof(rb));
 		if (r > 0) {
 			if (got < sizeof(head) - 1) {
-				size_t k = (size_t)r < sizeof(head) - 1 - got ? (size_t)r
-				                                                : sizeof(head) - 1 - got;
+				size_t k = (size_t)r < sizeof(head) - 1 - got
+				                   ? (size_t)r
+				                   : sizeof(head) - 1 - got;
 				memcpy(head + got, rb, k);
 				head[got + k] = '\0';
 			}
@@ -305,6 +306,16 @@ static int cmd_raw(unsigned port)
 	return 0;
 }
 
+/* Whether application data (or the end of the connection) is waiting. */
+static bool has_answer(SSL *ssl)
+{
+	char b;
+	int r = SSL_peek(ssl, &b, 1);
+	int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+	ERR_clear_error();
+	return e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+}
+
 static int cmd_slow(unsigned port, unsigned long conns, unsigned long body, const char *headfile)
 {
 	static char head[16384];
@@ -336,8 +347,9 @@ static int cmd_slow(unsigned port, unsigned long conns, unsigned long body, cons
 		for (unsigned long i = 0; i < conns; i++) {
 			if (done[i])
 				continue;
-			/* An answer (or a close) ends this connection. */
-			if (wait_fd(fd[i], POLLIN, 0) || sent[i] >= body) {
+			/* An answer (or a close) ends this connection; session
+			 * tickets do not. */
+			if ((wait_fd(fd[i], POLLIN, 0) && has_answer(ssl[i])) || sent[i] >= body) {
 				(void)read_answer(ssl[i], fd[i], NULL, &status[i],
 				                  sent[i] >= body ? SILENCE_MS : 200);
 				done[i] = true;
