@@ -1058,9 +1058,38 @@ static void *loop_run(void *arg)
 	return NULL;
 }
 
-/* A listening socket for addr (port already fixed for loops after the first). */
+/* Whether nobody else listens on addr: the loops' listeners share their
+ * port through SO_REUSEPORT, which would let a second server (or any
+ * program of the same user that sets it) join the group silently and take
+ * part of the connections. A bind without SO_REUSEPORT fails when anyone
+ * holds the port. */
+static enum idp_err port_free(const struct srv_listen *ls, const struct sockaddr_storage *addr,
+                              socklen_t len, int v6only, struct idp_error *err)
+{
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (addr->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0) ||
+	    bind(fd, (const struct sockaddr *)addr, len) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			(void)close(fd);
+		if (e == EADDRINUSE)
+			return idp_error_set(err, IDP_E_IO,
+			                     "listen %s: address already in use by another "
+			                     "process (another idprovd?)",
+			                     ls->text);
+		return idp_error_set(err, IDP_E_IO, "listen %s: %s", ls->text, strerror(e));
+	}
+	(void)close(fd);
+	return IDP_OK;
+}
+
+/* A listening socket for addr (port already fixed for loops after the
+ * first, which checks that the port is free: probe). */
 static enum idp_err listen_socket(const struct srv_config *cfg, size_t idx,
-                                  const struct sockaddr_storage *addr, socklen_t len,
+                                  const struct sockaddr_storage *addr, socklen_t len, bool probe,
                                   evutil_socket_t *out, struct idp_error *err)
 {
 	const struct srv_listen *ls = &cfg->listen[idx];
@@ -1079,6 +1108,16 @@ static enum idp_err listen_socket(const struct srv_config *cfg, size_t idx,
 			        (const struct sockaddr_in *)&cfg->listen[j].addr;
 			if (o->sin_family == AF_INET && o->sin_port == port)
 				v6only = 1;
+		}
+	}
+	uint16_t port = addr->ss_family == AF_INET6
+	                        ? ((const struct sockaddr_in6 *)addr)->sin6_port
+	                        : ((const struct sockaddr_in *)addr)->sin_port;
+	if (probe && port != 0) {
+		enum idp_err rc = port_free(ls, addr, len, v6only, err);
+		if (rc != IDP_OK) {
+			(void)close(fd);
+			return rc;
 		}
 	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
@@ -1120,7 +1159,8 @@ static enum idp_err loop_bind(struct loop *l, struct sockaddr_storage *addrs, so
 	const struct srv_config *cfg = l->h->cfg;
 	for (size_t i = 0; i < cfg->n_listen; i++) {
 		evutil_socket_t fd = -1;
-		enum idp_err rc = listen_socket(cfg, i, &addrs[i], lens[i], &fd, err);
+		bool probe = l->ctx.loop == 0;
+		enum idp_err rc = listen_socket(cfg, i, &addrs[i], lens[i], probe, &fd, err);
 		if (rc == IDP_E_IO && cfg->listen[i].dual_stack && errno == EAFNOSUPPORT) {
 			/* No IPv6 on this host: the default falls back to IPv4. */
 			struct sockaddr_in *a4 = (struct sockaddr_in *)&addrs[i];
@@ -1130,7 +1170,7 @@ static enum idp_err loop_bind(struct loop *l, struct sockaddr_storage *addrs, so
 			a4->sin_port = port;
 			a4->sin_addr.s_addr = htonl(INADDR_ANY);
 			lens[i] = sizeof(*a4);
-			rc = listen_socket(cfg, i, &addrs[i], lens[i], &fd, err);
+			rc = listen_socket(cfg, i, &addrs[i], lens[i], probe, &fd, err);
 		}
 		if (rc != IDP_OK)
 			return rc;

@@ -81,7 +81,9 @@ struct srv_route {
 struct srv_httpd;
 
 /* Bind every listen address once per loop (SO_REUSEPORT; port 0 is chosen
- * by the first loop and reused by the others), set up TLS and open one store
+ * by the first loop and reused by the others; IDP_E_IO naming the address
+ * when another process, e.g. a second idprovd, listens there already, with
+ * or without SO_REUSEPORT), set up TLS and open one store
  * connection per loop. Nothing runs until srv_httpd_start(). routes must
  * outlive the server. Caller frees *out with srv_httpd_free(). */
 IDP_MUST_CHECK enum idp_err srv_httpd_new(const struct srv_config *cfg,

@@ -18,6 +18,9 @@
  *   idp_probe raw PORT
  *       Sends stdin as it is (binary), then prints everything the server
  *       sends until it closes (or 10 s of silence).
+ *   idp_probe listen PORT plain|reuseport
+ *       Listens on 127.0.0.1:PORT (0: any), with SO_REUSEPORT or without,
+ *       prints "port=N" and holds the port until stdin ends.
  *   idp_probe slow PORT CONNS BODY HEADFILE
  *       Opens CONNS connections, sends the request head in HEADFILE on
  *       each, then trickles up to BODY body bytes on each (64 KiB per
@@ -375,10 +378,34 @@ static int cmd_slow(unsigned port, unsigned long conns, unsigned long body, cons
 	return 0;
 }
 
+static int cmd_listen(unsigned port, const char *mode)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t al = sizeof(a);
+	if (fd < 0 ||
+	    (strcmp(mode, "reuseport") == 0 &&
+	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+	    bind(fd, (const struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 8) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+		perror("idp_probe: listen");
+		return 1;
+	}
+	printf("port=%u\n", (unsigned)ntohs(a.sin_port));
+	(void)fflush(stdout);
+	char c;
+	while (read(0, &c, 1) > 0)
+		;
+	(void)close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: idp_probe flood|hold|pipe|raw|slow PORT ...\n");
+		fprintf(stderr, "usage: idp_probe flood|hold|pipe|raw|slow|listen PORT ...\n");
 		return 2;
 	}
 	ctx = SSL_CTX_new(TLS_client_method());
@@ -395,6 +422,8 @@ int main(int argc, char **argv)
 		rc = cmd_flood(port, number(argv[3], "requests"), 1, argv[4], true);
 	else if (strcmp(cmd, "pipe") == 0 && argc == 5)
 		rc = cmd_pipe(port, number(argv[3], "requests"), argv[4]);
+	else if (strcmp(cmd, "listen") == 0 && argc == 4)
+		rc = cmd_listen(port, argv[3]);
 	else if (strcmp(cmd, "raw") == 0 && argc == 3)
 		rc = cmd_raw(port);
 	else if (strcmp(cmd, "slow") == 0 && argc == 6)
