@@ -60,12 +60,14 @@ LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
 #            project libraries it links, in link order; <prog>_PKGS = pkg-config
 #            packages (default: all)
 #   UNIT_TESTS += tests/unit/test_x.c (each a Check suite, linked with all libs)
+#   TEST_TOOLS += tests/tools/x.c (a helper program the shell tests run: $(B)/tools/x)
 #   BENCHES += tests/bench/bench_x.c
 #   FUZZERS += tests/fuzz/fuzz_x.c; fuzz_x_SRCS = project sources compiled in
 #   MANPAGES += docs/man/x.N
 PROJECT_LIBS :=
 PROGS :=
 UNIT_TESTS :=
+TEST_TOOLS :=
 BENCHES :=
 FUZZERS :=
 MANPAGES :=
@@ -80,6 +82,7 @@ ALL_LIB_ARCHIVES = $(foreach l,$(PROJECT_LIBS),$(call lib_path,$(l)))
 PROG_BINS   = $(addprefix $(B)/bin/,$(PROGS))
 UNIT_BINS   = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TESTS))
 BENCH_BINS  = $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCHES))
+TOOL_BINS   = $(patsubst tests/tools/%.c,$(B)/tools/%,$(TEST_TOOLS))
 
 .PHONY: all programs build-tests check check-variant demo bench fuzz fuzz-build install clean \
         deps deps-quiet asan lint
@@ -88,7 +91,7 @@ BENCH_BINS  = $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCHES))
 all: deps-quiet
 	@$(MAKE) --no-print-directory programs
 programs: $(PROG_BINS)
-build-tests: $(PROG_BINS) $(UNIT_BINS)
+build-tests: $(PROG_BINS) $(UNIT_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -116,6 +119,10 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(UNIT_COMMON) $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(UNIT_COMMON) \
 		$(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) $(PKG_LIBS) $(CHECK_LIBS)
+
+$(B)/tools/%: $(B)/obj/tests/tools/%.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PKG_LIBS)
 
 $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)

@@ -42,6 +42,15 @@
 #define ADMIN_KEY_TEXT_MAX 4096u /* a public key as PEM or base64 DER */
 #define ADMIN_VALUE_MAX    4096u /* a released value */
 
+enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h, size_t len,
+                                    bool *ok, struct idp_error *err)
+{
+	*ok = false;
+	if (h == NULL || len <= 7 || len > SRV_ADMIN_AUTH_MAX || strncasecmp(h, "Bearer ", 7) != 0)
+		return IDP_OK;
+	return srv_state_admin_check(state, h + 7, len - 7, ok, err);
+}
+
 /* True when req carries "Authorization: Bearer <admin credential>";
  * otherwise it has been answered 401. The secret is never logged. */
 static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -49,14 +58,11 @@ static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 	size_t len = h != NULL ? strnlen(h, SRV_ADMIN_AUTH_MAX + 1) : 0;
 	bool ok = false;
-	if (len > 7 && len <= SRV_ADMIN_AUTH_MAX && strncasecmp(h, "Bearer ", 7) == 0) {
-		struct idp_error err = {0};
-		if (srv_state_admin_check(ctx->state, h + 7, len - 7, &ok, &err) != IDP_OK) {
-			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop,
-			        err.msg);
-			srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
-			return false;
-		}
+	struct idp_error err = {0};
+	if (srv_admin_bearer_check(ctx->state, h, len, &ok, &err) != IDP_OK) {
+		srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
+		return false;
 	}
 	if (!ok) {
 		char pbuf[64];

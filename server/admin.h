@@ -15,12 +15,20 @@
 #ifndef IDP_SERVER_ADMIN_H
 #define IDP_SERVER_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "server/httpd.h"
 
 #define SRV_ADMIN_AUTH_MAX 256u /* longest Authorization header accepted */
 #define SRV_ADMIN_LIST_MAX 1000 /* most rows one listing answers */
+
+/* Whether an Authorization header value h[0..len) is "Bearer <admin
+ * credential>" (*ok). Fails only when the credential cannot be checked.
+ * Also called by the connection filter on the request head, before any
+ * body is read (server/httpd.c). */
+IDP_MUST_CHECK enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h,
+                                                   size_t len, bool *ok, struct idp_error *err);
 
 /* The handlers, registered in the route table (server/handlers.c). Bodies:
  * docs/administrator.md ("Admin API"). */

@@ -41,14 +41,24 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "formats/api.h"
 #include "formats/id.h"
 #include "formats/io/tls.h"
 #include "formats/json.h"
+#include "server/admin.h"
 #include "server/log.h"
 
 #define LISTEN_BACKLOG    511
 #define ERROR_MSG_MAX     256u
 #define FLUSH_POLL_MS     20
+/* Pipelining: the next request head is passed to evhttp only when the
+ * answers waiting to be sent are under OUT_HIGH bytes; reading resumes
+ * once they drained to OUT_LOW. While held, at most HOLD_INPUT_MAX bytes
+ * of unparsed requests are read from the client (plus one TLS record). */
+#define OUT_HIGH       ((size_t)256 * 1024)
+#define OUT_LOW        ((size_t)64 * 1024)
+#define HOLD_INPUT_MAX ((size_t)64 * 1024)
+#define LINGER_S          2u /* seconds a refused client may send on */
 #define SYNTHETIC_REQUEST "GET / HTTP/1.1\r\nHost: idprovd\r\n\r\n"
 
 struct loop;
@@ -67,14 +77,21 @@ struct conn {
 	struct event *deadline;
 	struct event *flush_close; /* close once the TLS output is flushed */
 	struct event *kick;        /* push evhttp's output through the filter */
+	bool kick_ref;             /* kick is pending and holds a reference on bev */
+	struct evbuffer_cb_entry *drained; /* on the TLS output: resume when paused */
 	enum conn_state state;
 	size_t body_left;
 	bool in_request;  /* a head was passed and its response is not complete */
+	bool paused;      /* holding the next head until the output drains */
+	bool read_off;    /* reading from the client stopped while holding */
+	bool lingering;   /* refused and answered: dropping input until closed */
 	bool http10;      /* the last head passed was HTTP/1.0 */
 	bool close_after; /* close once the current reply is sent */
 	bool nodelay;
 	int status; /* status of the last reply, for the log */
 	enum fmt_api_err_code reject_code; /* of a refused request; FMT_API_ERR_UNKNOWN: none */
+	const char *reject_hdr;            /* a header for the refusal (NULL when none) */
+	char reject_hdr_value[48];         /* ... and its value */
 	char reject_msg[ERROR_MSG_MAX];
 };
 
@@ -134,8 +151,14 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 	(void)evhttp_add_header(h, "Cache-Control", "no-store");
 	(void)evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
-	if (len > 0 && evbuffer_add(out, body, len) != 0)
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		/* evhttp 2.1 would send a HEAD answer's body, and no length. */
+		char cl[24];
+		(void)snprintf(cl, sizeof(cl), "%zu", len);
+		(void)evhttp_add_header(h, "Content-Length", cl);
+	} else if (len > 0 && evbuffer_add(out, body, len) != 0) {
 		code = 500;
+	}
 	const char *reason = code == 200   ? "OK"
 	                     : code == 201 ? "Created"
 	                     : code == 202 ? "Accepted"
@@ -209,11 +232,11 @@ SSL *srv_http_ssl(struct evhttp_request *req)
 	return tls != NULL ? bufferevent_openssl_get_ssl(tls) : NULL;
 }
 
-enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1],
-                              struct idp_error *err)
+/* srv_http_station on the TLS session ssl (NULL: none). */
+static enum idp_err ssl_station(SSL *ssl, char id[static SRV_STORE_ID_MAX + 1],
+                                struct idp_error *err)
 {
 	id[0] = '\0';
-	SSL *ssl = srv_http_ssl(req);
 	X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
 	if (cert == NULL)
 		return idp_error_set(err, IDP_E_DENIED, "station: no client certificate");
@@ -228,6 +251,12 @@ enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STO
 		                     "station: certificate CN is not a station ID");
 	}
 	return IDP_OK;
+}
+
+enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1],
+                              struct idp_error *err)
+{
+	return ssl_station(srv_http_ssl(req), id, err);
 }
 
 static struct conn *conn_of(struct evhttp_request *req)
@@ -277,7 +306,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct conn *c = arg;
 	srv_log(SRV_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
-	        c->state == C_BODY ? "body" : "head");
+	        c->state == C_BODY ? "body"
+	        : c->lingering     ? "linger"
+	        : c->paused        ? "output"
+	                           : "head");
 	conn_close_now(c);
 }
 
@@ -292,31 +324,93 @@ static void flush_close_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct conn *c = arg;
-	if (evbuffer_get_length(bufferevent_get_output(c->tls)) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-		(void)event_del(c->flush_close);
-		conn_close_now(c);
+	if (evbuffer_get_length(bufferevent_get_output(c->tls)) != 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return;
+	(void)event_del(c->flush_close);
+	/* A refused client may still be sending the body we will not read:
+	 * closing now would reset the connection and could destroy our
+	 * answer before the client reads it. Send FIN and drop what comes
+	 * until the client closes or LINGER_S pass. */
+	evutil_socket_t sfd = bufferevent_getfd(c->tls);
+	if (c->state == C_REJECT && !c->lingering && sfd >= 0) {
+		c->lingering = true;
+		(void)shutdown(sfd, SHUT_WR);
+		if (c->read_off) {
+			c->read_off = false;
+			(void)bufferevent_enable(c->tls, EV_READ);
+		}
+		arm(c, LINGER_S);
+		return;
 	}
+	conn_close_now(c);
 }
 
 /* libevent 2.1's filter moves output only when data is added while
  * writing is enabled, but evhttp adds a reply and then enables writing: the
- * reply would sit in the filter until the next timeout. So every addition
- * schedules a flush for when evhttp is done with the current call. */
+ * reply would sit in the filter. So every addition schedules a flush for
+ * when evhttp is done with the current call.
+ * WARNING: the pending kick holds a reference on the filter. Without it,
+ * evhttp could free the filter first, and the flush would take and drop a
+ * reference on the dead filter, finalizing it a second time (issue 8, the
+ * use-after-free in conn_free; tests/integration/server/conn_reset.sh).
+ * (Deferring the buffer's callbacks instead is no cure: libevent 2.1 then
+ * finalizes the filter with the buffer as its argument.) */
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct conn *c = arg;
-	(void)bufferevent_flush(c->bev, EV_WRITE, BEV_NORMAL);
+	struct bufferevent *bev = c->bev;
+	c->kick_ref = false;
+	(void)bufferevent_flush(bev, EV_WRITE, BEV_NORMAL);
+	(void)bufferevent_decref(bev); /* may free c: touch nothing after */
 }
 
+/* Data is only added by evhttp, which holds the filter: the reference
+ * taken here is never the first one on a freed filter. */
 static void output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	(void)buf;
 	struct conn *c = arg;
-	if (info->n_added > 0)
-		event_active(c->kick, EV_TIMEOUT, 1);
+	if (info->n_added == 0 || c->kick_ref)
+		return;
+	c->kick_ref = true;
+	bufferevent_incref(c->bev);
+	event_active(c->kick, EV_TIMEOUT, 1);
+}
+
+/* Bytes of answers c has not sent yet. */
+static size_t conn_out_pending(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->tls)) +
+	       evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Let the filter look at the unparsed input again: after a request
+ * completed or the output drained. Deferred, so it runs after evhttp is
+ * done with the current call; the TLS bufferevent's deferred callback is
+ * cancelled with it, and once the filter is freed its read callback is
+ * unset, so this never reaches a freed filter. */
+static void conn_pump(struct conn *c)
+{
+	if (c->read_off) {
+		c->read_off = false;
+		(void)bufferevent_enable(c->tls, EV_READ);
+	}
+	bufferevent_trigger(c->tls, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The TLS output shrank: resume a paused connection at the low watermark. */
+static void output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+	if (!c->paused || info->n_deleted == 0 || conn_out_pending(c) > OUT_LOW)
+		return;
+	(void)buf;
+	c->paused = false;
+	arm(c, c->loop->h->cfg->header_timeout);
+	conn_pump(c);
 }
 
 /* Close c once what it has to send is sent. */
@@ -359,6 +453,8 @@ static void conn_free(void *arg)
 	event_free(c->deadline);
 	event_free(c->flush_close);
 	event_free(c->kick);
+	if (c->drained != NULL)
+		(void)evbuffer_remove_cb_entry(bufferevent_get_output(c->tls), c->drained);
 	free(c);
 	l->n_conns--;
 	if (l->n_conns < l->max_conns)
@@ -407,19 +503,29 @@ struct head_info {
 	bool has_length;
 	uint64_t length;
 	bool chunked;
-	bool bad;
+	const char *auth; /* the first Authorization value (NULL: none) */
+	size_t auth_len;
+	const char *bad; /* why the head is refused (400); NULL when it is not */
 };
 
 /* Just enough of the head to bound the body: the target's path,
  * Content-Length (digits, all copies equal) and Transfer-Encoding. evhttp
- * parses the head fully after us. */
+ * parses the head fully after us (head_refusal keeps the two in step).
+ * Refused here already: a NUL byte anywhere (evhttp ends a head at a line
+ * starting with NUL, so a second request, a chunked body or a body could
+ * hide behind it) and a target that is not a path (the routes, their body
+ * limits and authentication are looked up by the path seen here). */
 static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 {
 	memset(hi, 0, sizeof(*hi));
 	const uint8_t *end = p + n;
+	if (memchr(p, '\0', n) != NULL) {
+		hi->bad = "request head: a NUL byte";
+		return;
+	}
 	const uint8_t *sp = memchr(p, ' ', n);
-	if (sp == NULL) {
-		hi->bad = true;
+	if (sp == NULL || sp + 1 == end || sp[1] != '/') {
+		hi->bad = "request line: the target is not a path (origin form)";
 		return;
 	}
 	const uint8_t *t = sp + 1;
@@ -453,16 +559,38 @@ static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 				while (d < le && (*d == ' ' || *d == '\t' || *d == '\r'))
 					d++;
 				if (d == v || d != le || (hi->has_length && hi->length != x))
-					hi->bad = true;
+					hi->bad = "content-length: malformed or not all equal";
 				hi->has_length = true;
 				hi->length = x;
 			} else if (nlen == 17 &&
 			           strncasecmp((const char *)line, "transfer-encoding", 17) == 0) {
 				hi->chunked = true;
+			} else if (nlen == 13 && hi->auth == NULL &&
+			           strncasecmp((const char *)line, "authorization", 13) == 0) {
+				const uint8_t *ve = le; /* trimmed as evhttp does */
+				while (ve > v &&
+				       (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
+					ve--;
+				hi->auth = (const char *)v;
+				hi->auth_len = (size_t)(ve - v);
 			}
 		}
 		line = le;
 	}
+}
+
+/* The methods path takes, for an Allow header ("" when no route has it). */
+static void route_allow(const struct srv_httpd *h, const char *path, size_t len, char out[static 32])
+{
+	bool get = false, post = false;
+	for (size_t i = 0; i < h->n_routes; i++) {
+		if (strlen(h->routes[i].path) != len || memcmp(h->routes[i].path, path, len) != 0)
+			continue;
+		get = get || h->routes[i].method == EVHTTP_REQ_GET;
+		post = post || h->routes[i].method == EVHTTP_REQ_POST;
+	}
+	(void)snprintf(out, 32, "%s%s%s", get ? "GET, HEAD" : "", get && post ? ", " : "",
+	               post ? "POST" : "");
 }
 
 /* The route of path for method (0: the first of any method); when no route
@@ -596,6 +724,60 @@ static const char *head_refusal(const uint8_t *p, size_t n, const struct head_in
 	return NULL;
 }
 
+static enum srv_route_auth route_auth(const struct srv_route *r)
+{
+	if (r->auth == SRV_AUTH_NONE && strncmp(r->path, "/v1/admin/", 10) == 0)
+		return SRV_AUTH_ADMIN;
+	return r->auth;
+}
+
+/* Authenticate the head hi for route r before any body is read; when it
+ * fails, the request is refused (401/403) and false returned. */
+static bool head_authorized(struct conn *c, const struct srv_route *r, const struct head_info *hi,
+                            struct evbuffer *src, struct evbuffer *dst)
+{
+	struct idp_error err = {0};
+	enum fmt_api_err_code code = FMT_API_ERR_UNAUTHORIZED;
+	switch (route_auth(r)) {
+	case SRV_AUTH_NONE:
+		return true;
+	case SRV_AUTH_ADMIN: {
+		bool ok = false;
+		if (srv_admin_bearer_check(c->loop->ctx.state, hi->auth, hi->auth_len, &ok, &err) !=
+		    IDP_OK) {
+			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
+			        c->loop->ctx.loop, err.msg);
+			code = FMT_API_ERR_INTERNAL;
+			(void)snprintf(err.msg, sizeof(err.msg),
+			               "cannot check the admin credential");
+		} else if (ok) {
+			return true;
+		} else {
+			srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
+			        c->loop->ctx.loop);
+			c->reject_hdr = "WWW-Authenticate";
+			(void)snprintf(c->reject_hdr_value, sizeof(c->reject_hdr_value),
+			               "Bearer realm=\"idprov-admin\"");
+			(void)snprintf(err.msg, sizeof(err.msg), "authorization: %s",
+			               hi->auth == NULL ? "missing admin credential"
+			                                : "not the admin credential");
+		}
+		break;
+	}
+	case SRV_AUTH_STATION: {
+		char id[SRV_STORE_ID_MAX + 1];
+		enum idp_err rc = ssl_station(bufferevent_openssl_get_ssl(c->tls), id, &err);
+		if (rc == IDP_OK)
+			return true;
+		if (rc != IDP_E_DENIED)
+			code = FMT_API_ERR_FORBIDDEN;
+		break;
+	}
+	}
+	conn_reject(c, src, dst, code, "%s", err.msg);
+	return false;
+}
+
 static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct evbuffer *dst,
                                                   ev_ssize_t dst_limit,
                                                   enum bufferevent_flush_mode mode, void *arg)
@@ -632,6 +814,19 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			}
 			continue;
 		}
+		/* One request at a time, and none while answers pile up: a
+		 * client that pipelines and reads nothing is held here. */
+		if (c->in_request || conn_out_pending(c) > OUT_HIGH) {
+			if (!c->in_request && !c->paused) {
+				c->paused = true;
+				arm(c, cfg->request_timeout);
+			}
+			if (n > HOLD_INPUT_MAX && !c->read_off) {
+				c->read_off = true;
+				(void)bufferevent_disable(c->tls, EV_READ);
+			}
+			break;
+		}
 		size_t look = n < cfg->max_headers + 3 ? n : cfg->max_headers + 3;
 		const uint8_t *p = evbuffer_pullup(src, (ev_ssize_t)look);
 		if (p == NULL)
@@ -647,12 +842,14 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		struct head_info hi;
 		head_parse(p, end, &hi);
 		const struct srv_route *r =
-		        hi.bad ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
+		        hi.bad != NULL ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
 		size_t max = route_max_body(c->loop->h, r);
-		if (hi.bad) {
-			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "malformed request head");
+		if (hi.bad != NULL) {
+			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "%s", hi.bad);
 			return BEV_OK;
 		}
+		if (r != NULL && !head_authorized(c, r, &hi, src, dst))
+			return BEV_OK;
 		if (hi.chunked) {
 			conn_reject(c, src, dst, FMT_API_ERR_LENGTH_REQUIRED,
 			            "send the body with a Content-Length");
@@ -712,7 +909,11 @@ static struct bufferevent *conn_new(struct event_base *base, void *arg)
 	                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS,
 	                                          conn_free, c)
 	                 : NULL;
+	c->drained = c->tls != NULL ? evbuffer_add_cb(bufferevent_get_output(c->tls),
+	                                              output_drained, c)
+	                            : NULL;
 	if (c->deadline == NULL || c->flush_close == NULL || c->kick == NULL || c->bev == NULL ||
+	    c->drained == NULL ||
 	    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added, c) == NULL) {
 		if (c->bev != NULL) {
 			bufferevent_free(c->bev); /* frees c through conn_free */
@@ -754,8 +955,10 @@ static void request_done(struct evhttp_request *req, void *arg)
 		conn_close_when_flushed(c);
 		return;
 	}
-	if (c->state == C_HEAD)
+	if (c->state == C_HEAD) {
 		arm(c, c->loop->h->cfg->header_timeout);
+		conn_pump(c); /* a pipelined head may be waiting */
+	}
 }
 
 static void dispatch(struct evhttp_request *req, void *arg)
@@ -785,16 +988,23 @@ static void dispatch(struct evhttp_request *req, void *arg)
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
 			                        "Connection", "close");
 	}
-	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path),
-	                                                          evhttp_request_get_command(req)) : NULL;
+	/* HEAD is GET without the body (srv_http_reply leaves it out). */
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	if (cmd == EVHTTP_REQ_HEAD)
+		cmd = EVHTTP_REQ_GET;
+	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path), cmd) : NULL;
 	if (c != NULL && c->reject_code != FMT_API_ERR_UNKNOWN) {
+		if (c->reject_hdr != NULL)
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        c->reject_hdr, c->reject_hdr_value);
 		srv_http_error(req, c->reject_code, "%s", c->reject_msg);
 	} else if (path == NULL) {
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");
 	} else if (r == NULL) {
 		srv_http_error(req, FMT_API_ERR_NOT_FOUND, "no such path");
-	} else if (evhttp_request_get_command(req) != r->method) {
-		const char *allow = r->method == EVHTTP_REQ_POST ? "POST" : "GET";
+	} else if (cmd != r->method) {
+		char allow[32];
+		route_allow(l->h, path, strlen(path), allow);
 		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
 		srv_http_error(req, FMT_API_ERR_METHOD_NOT_ALLOWED, "use %s", allow);
 	} else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
@@ -848,9 +1058,38 @@ static void *loop_run(void *arg)
 	return NULL;
 }
 
-/* A listening socket for addr (port already fixed for loops after the first). */
+/* Whether nobody else listens on addr: the loops' listeners share their
+ * port through SO_REUSEPORT, which would let a second server (or any
+ * program of the same user that sets it) join the group silently and take
+ * part of the connections. A bind without SO_REUSEPORT fails when anyone
+ * holds the port. */
+static enum idp_err port_free(const struct srv_listen *ls, const struct sockaddr_storage *addr,
+                              socklen_t len, int v6only, struct idp_error *err)
+{
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (addr->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0) ||
+	    bind(fd, (const struct sockaddr *)addr, len) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			(void)close(fd);
+		if (e == EADDRINUSE)
+			return idp_error_set(err, IDP_E_IO,
+			                     "listen %s: address already in use by another "
+			                     "process (another idprovd?)",
+			                     ls->text);
+		return idp_error_set(err, IDP_E_IO, "listen %s: %s", ls->text, strerror(e));
+	}
+	(void)close(fd);
+	return IDP_OK;
+}
+
+/* A listening socket for addr (port already fixed for loops after the
+ * first, which checks that the port is free: probe). */
 static enum idp_err listen_socket(const struct srv_config *cfg, size_t idx,
-                                  const struct sockaddr_storage *addr, socklen_t len,
+                                  const struct sockaddr_storage *addr, socklen_t len, bool probe,
                                   evutil_socket_t *out, struct idp_error *err)
 {
 	const struct srv_listen *ls = &cfg->listen[idx];
@@ -869,6 +1108,16 @@ static enum idp_err listen_socket(const struct srv_config *cfg, size_t idx,
 			        (const struct sockaddr_in *)&cfg->listen[j].addr;
 			if (o->sin_family == AF_INET && o->sin_port == port)
 				v6only = 1;
+		}
+	}
+	uint16_t port = addr->ss_family == AF_INET6
+	                        ? ((const struct sockaddr_in6 *)addr)->sin6_port
+	                        : ((const struct sockaddr_in *)addr)->sin_port;
+	if (probe && port != 0) {
+		enum idp_err rc = port_free(ls, addr, len, v6only, err);
+		if (rc != IDP_OK) {
+			(void)close(fd);
+			return rc;
 		}
 	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
@@ -910,7 +1159,8 @@ static enum idp_err loop_bind(struct loop *l, struct sockaddr_storage *addrs, so
 	const struct srv_config *cfg = l->h->cfg;
 	for (size_t i = 0; i < cfg->n_listen; i++) {
 		evutil_socket_t fd = -1;
-		enum idp_err rc = listen_socket(cfg, i, &addrs[i], lens[i], &fd, err);
+		bool probe = l->ctx.loop == 0;
+		enum idp_err rc = listen_socket(cfg, i, &addrs[i], lens[i], probe, &fd, err);
 		if (rc == IDP_E_IO && cfg->listen[i].dual_stack && errno == EAFNOSUPPORT) {
 			/* No IPv6 on this host: the default falls back to IPv4. */
 			struct sockaddr_in *a4 = (struct sockaddr_in *)&addrs[i];
@@ -920,7 +1170,7 @@ static enum idp_err loop_bind(struct loop *l, struct sockaddr_storage *addrs, so
 			a4->sin_port = port;
 			a4->sin_addr.s_addr = htonl(INADDR_ANY);
 			lens[i] = sizeof(*a4);
-			rc = listen_socket(cfg, i, &addrs[i], lens[i], &fd, err);
+			rc = listen_socket(cfg, i, &addrs[i], lens[i], probe, &fd, err);
 		}
 		if (rc != IDP_OK)
 			return rc;

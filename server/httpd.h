@@ -9,8 +9,12 @@
  * configured. In front of evhttp each connection has a small filter that
  * enforces what evhttp cannot: a deadline for the TLS handshake and the
  * request head (slow-loris), one for the body, the head size, and the
- * body size of the route the head names, answering 413/431/411 with a JSON
- * error before any body is read. Open connections are bounded per loop
+ * body size of the route the head names, and the route's authentication
+ * (admin bearer, station certificate), answering 413/431/411/401/403 with
+ * a JSON error before any body is read. It hands evhttp one request at a time,
+ * and none while a connection's unsent answers exceed a watermark (a
+ * client that pipelines and reads nothing is held, and cut off by the
+ * request timeout). Open connections are bounded per loop
  * (max-connections split over the threads): at the bound the loop stops
  * accepting until one closes.
  *
@@ -57,17 +61,29 @@ struct srv_ctx {
 /* A handler answers req exactly once (srv_http_* below or evhttp_send_reply). */
 typedef void srv_handler_fn(struct srv_ctx *ctx, struct evhttp_request *req);
 
+/* Who may send a route a body, checked on the request head before any of
+ * the body is read (the handler checks again). */
+enum srv_route_auth {
+	SRV_AUTH_NONE = 0,
+	SRV_AUTH_ADMIN,   /* "Authorization: Bearer <admin credential>" (server/admin.h) */
+	SRV_AUTH_STATION, /* a client certificate verified against station-ca */
+};
+
 struct srv_route {
 	const char *path;            /* exact path, e.g. "/v1/health" */
 	enum evhttp_cmd_type method; /* EVHTTP_REQ_GET, EVHTTP_REQ_POST, ... */
 	size_t max_body;             /* 0: the configured max-body */
 	srv_handler_fn *fn;
+	enum srv_route_auth auth; /* the same for every route of one path; routes
+	                           * under /v1/admin/ are always SRV_AUTH_ADMIN */
 };
 
 struct srv_httpd;
 
 /* Bind every listen address once per loop (SO_REUSEPORT; port 0 is chosen
- * by the first loop and reused by the others), set up TLS and open one store
+ * by the first loop and reused by the others; IDP_E_IO naming the address
+ * when another process, e.g. a second idprovd, listens there already, with
+ * or without SO_REUSEPORT), set up TLS and open one store
  * connection per loop. Nothing runs until srv_httpd_start(). routes must
  * outlive the server. Caller frees *out with srv_httpd_free(). */
 IDP_MUST_CHECK enum idp_err srv_httpd_new(const struct srv_config *cfg,

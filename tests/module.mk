@@ -1,10 +1,12 @@
 # tests/ - every tests/unit/test_*.c is a Check binary; every
 # tests/bench/bench_*.c a benchmark; every tests/fuzz/fuzz_*.c a libFuzzer
 # target whose project sources are listed as fuzz_<name>_SRCS (default: all of
-# formats/).
+# formats/). Every tests/tools/*.c is a helper program for the shell tests,
+# built as $(B)/tools/<name>.
 UNIT_TESTS += $(wildcard tests/unit/test_*.c)
 BENCHES    += $(wildcard tests/bench/bench_*.c)
 FUZZERS    += $(wildcard tests/fuzz/fuzz_*.c)
 FORMATS_SRCS = $(filter-out %_main.c,$(wildcard formats/*.c))
 fuzz_config_SRCS = server/config.c server/rules.c $(FORMATS_SRCS)
 $(foreach f,$(wildcard tests/fuzz/fuzz_*.c),$(eval $(basename $(notdir $(f)))_SRCS ?= $$(FORMATS_SRCS)))
+TEST_TOOLS += $(wildcard tests/tools/*.c)
