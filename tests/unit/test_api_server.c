@@ -257,8 +257,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 	return k;
 }
 
-/* POST c to path on a fresh connection. */
-static void post(const char *path, struct call *c)
+/* Open c's handle for POST to path (the body signed on first read). */
+static struct curl_slist *post_open(const char *path, struct call *c)
 {
 	char url[160];
 	snprintf(url, sizeof(url), "%s%s", base_url, path);
@@ -288,14 +288,32 @@ static void post(const char *path, struct call *c)
 	if (c->tls12)
 		curl_easy_setopt(c->curl, CURLOPT_SSLVERSION,
 		                 (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+	return h;
+}
+
+/* Send c on its open handle; c->status from the answer. */
+static void post_perform(const char *path, struct call *c)
+{
 	CURLcode rc = curl_easy_perform(c->curl);
 	ck_assert_msg(rc == CURLE_OK || c->may_fail, "%s: %s", path, curl_easy_strerror(rc));
 	c->status = 0;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+}
+
+static void post_close(struct call *c, struct curl_slist *h)
+{
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c->curl);
 	c->curl = NULL;
+}
+
+/* POST c to path on a fresh connection. */
+static void post(const char *path, struct call *c)
+{
+	struct curl_slist *h = post_open(path, c);
+	post_perform(path, c);
+	post_close(c, h);
 }
 
 /* A fresh call for device id with key (a request of purpose, MAC mac). */
@@ -404,15 +422,43 @@ START_TEST(test_api_preloaded_device_provisions_exchanges_renews)
 	fmt_api_answer_wipe(&a);
 	call_free(c);
 
-	/* The provisioning token once only; a device token for renewal. */
+	/* The answer was lost: the same exchange again (new connection, new
+	 * proof) gets a new device token and the first one is revoked. */
+	c = call_new(FMT_API_EXCHANGE, "dev-0001", "02:00:5e:10:00:01", k, prov);
+	ck_assert_int_eq(run(c, &a), 200);
+	char dev2[FMT_API_TOKEN_MAX + 1];
+	snprintf(dev2, sizeof(dev2), "%s", a.status.token);
+	ck_assert_str_ne(dev2, dev);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	int64_t n = -1;
+	ck_assert_int_eq(srv_store_token_live(db, "dev-0001", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev);
+	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
+	call_free(c);
+	/* A device token for renewal; then the provisioning token is spent. */
+	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev2);
+	ck_assert_int_eq(run(c, &a), 200);
+	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
+	ck_assert_str_ne(a.status.token, dev2);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
 	c = call_new(FMT_API_EXCHANGE, "dev-0001", "02:00:5e:10:00:01", k, prov);
 	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
 	call_free(c);
-	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev);
+
+	/* Provisioning again (a device reset) revokes the earlier chain. */
+	c = call_new(FMT_API_PROVISION, "dev-0001", "02:00:5e:10:00:01", k, NULL);
 	ck_assert_int_eq(run(c, &a), 200);
-	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
-	ck_assert_str_ne(a.status.token, dev);
 	fmt_api_answer_wipe(&a);
+	call_free(c);
+	ck_assert_int_eq(srv_store_token_live(db, "dev-0001", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev2);
+	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
 	call_free(c);
 	fmt_key_free(k);
 }
@@ -444,7 +490,7 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	call_free(c);
 
 	/* Rejected by an admin. */
-	ck_assert_int_eq(srv_admin_decide(db, "dev-new", SRV_ADMIN_REJECT, 1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(db, "dev-new", SRV_ADMIN_REJECT, NULL, 1, NULL, NULL), IDP_OK);
 	c = call_new(FMT_API_PROVISION, "dev-new", "02:00:5e:10:00:02", k, NULL);
 	ck_assert_int_eq(run(c, &a), 403);
 	ck_assert_int_eq(a.status.reason, FMT_API_REASON_REJECTED);
@@ -461,7 +507,7 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	char dev[FMT_API_TOKEN_MAX + 1];
 	snprintf(dev, sizeof(dev), "%s", a.status.token);
 	call_free(c);
-	ck_assert_int_eq(srv_admin_decide(db, "dev-k", SRV_ADMIN_REVOKE, 1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(db, "dev-k", SRV_ADMIN_REVOKE, NULL, 1, NULL, NULL), IDP_OK);
 	uint8_t before[32], after[32];
 	digest(before);
 	c = call_new(FMT_API_RENEW, "dev-k", "02:00:5e:10:00:03", k, dev);
@@ -618,6 +664,43 @@ START_TEST(test_api_weak_ed25519_keys_refused_by_server)
 	ck_assert_int_eq(srv_store_device_get(db, "dev-w", &d, NULL), IDP_OK);
 	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
 	ck_assert_uint_eq(d.pubkey_len, 0);
+}
+END_TEST
+
+/* A proof made without a server nonce, sent again on the same connection
+ * (same exporter, inside the skew window): refused, nothing changed. */
+START_TEST(test_api_proof_replayed_on_same_connection)
+{
+	struct fmt_key *k = new_key(_i == 0 ? FMT_KEY_P256 : FMT_KEY_ED25519);
+	struct call *c = call_new(FMT_API_PROVISION, "dev-rp", "02:00:5e:10:00:07", k, NULL);
+	struct curl_slist *h = post_open("/v1/provision", c);
+	post_perform("/v1/provision", c);
+	ck_assert_int_eq(c->status, 202); /* unknown: pending */
+	uint8_t before[32], after[32];
+	digest(before);
+	c->off = 0; /* the same bytes again: read_cb signs only once */
+	c->answer_len = 0;
+	post_perform("/v1/provision", c);
+	long conns = -1;
+	curl_easy_getinfo(c->curl, CURLINFO_NUM_CONNECTS, &conns);
+	ck_assert_int_eq(conns, 0); /* the connection was reused */
+	ck_assert_int_eq(c->status, 401);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(fmt_api_answer_parse((const uint8_t *)c->answer, c->answer_len, &a, NULL),
+	                 IDP_OK);
+	ck_assert(a.is_error && a.error.code == FMT_API_ERR_POP_INVALID);
+	ck_assert_ptr_nonnull(strstr(a.error.message, "already used"));
+	fmt_api_answer_wipe(&a);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	int64_t attempts = 0;
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(db, "dev-rp", &d, NULL), IDP_OK);
+	attempts = d.attempts;
+	ck_assert_int_eq(attempts, 1);
+	post_close(c, h);
+	call_free(c);
+	fmt_key_free(k);
 }
 END_TEST
 
@@ -935,10 +1018,11 @@ START_TEST(test_api_pending_claims_do_not_block_and_are_capped)
 	ck_assert_msg(upload(body, len, sig, sig_len, true, &u) == 201, "%s", u.answer);
 	free(sig);
 	struct collisions col = {0};
-	ck_assert_int_eq(srv_store_flag_foreach(db, 0, 100, collision_flag, &col, NULL), IDP_OK);
+	const struct srv_flag_query fq = {.limit = 100, .kind = SRV_IMPORT_FLAG_COLLISION};
+	ck_assert_int_eq(srv_store_flag_foreach(db, &fq, collision_flag, &col, NULL), IDP_OK);
 	ck_assert_uint_eq(col.n, 2);
-	ck_assert_str_eq(col.subjects[0], "junk-1");
-	ck_assert_str_eq(col.subjects[1], "junk-2");
+	ck_assert_str_eq(col.subjects[0], "junk-2"); /* newest first */
+	ck_assert_str_eq(col.subjects[1], "junk-1");
 	/* The genuine device provisions: matched by ID + MAC, its key recorded. */
 	struct call *c = call_new(FMT_API_PROVISION, "cl-0001", "02:20:00:00:00:01", ka, NULL);
 	struct fmt_api_answer a;
@@ -1506,6 +1590,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_api_rfc9266_exporter_empty_context, 0, 2);
 	tcase_add_test(tc, test_api_pop_high_s_refused_by_server);
 	tcase_add_test(tc, test_api_weak_ed25519_keys_refused_by_server);
+	tcase_add_loop_test(tc, test_api_proof_replayed_on_same_connection, 0, 2);
 	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
 	tcase_add_test(tc, test_api_batch_upload_by_station);
 	tcase_add_test(tc, test_api_pending_claims_do_not_block_and_are_capped);
