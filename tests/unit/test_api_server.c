@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -701,6 +702,133 @@ START_TEST(test_api_proof_replayed_on_same_connection)
 	post_close(c, h);
 	call_free(c);
 	fmt_key_free(k);
+}
+END_TEST
+
+/* Run idprov-admin ARGS against this server; its stdout in out. Exit code. */
+static int admin_cli(char *out, size_t size, const char *args)
+{
+	const char *bin = getenv("IDP_BIN");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "'%s/idprov-admin' --server '%s' --ca '%s' %s",
+	         bin != NULL ? bin : "build/asan/bin", base_url, ca_path, args);
+	ck_assert_int_eq(setenv("IDPROV_ADMIN_TOKEN", admin_secret, 1), 0);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	size_t n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void sha256_hex(const struct fmt_key *k, char hex[static 65])
+{
+	uint8_t der[FMT_KEY_SPKI_MAX], fp[32];
+	size_t len = 0;
+	ck_assert_int_eq(fmt_key_spki_der(k, der, &len, NULL), IDP_OK);
+	SHA256(der, len, fp);
+	fmt_key_fingerprint_hex(fp, hex);
+}
+
+#define FLOOD 1100
+
+/* Issue 9: a flood of repeated provisioning of one device is one flag with
+ * a count, so a later key-reuse flag is on top of "idprov-admin flags
+ * --open"; filters by kind and device. Issue 8: a second key for a pending
+ * ID contests it; the listing shows both keys' SHA-256; approval must name
+ * one, and the named key is the one approved. */
+START_TEST(test_api_admin_cli_flags_and_contested_ids)
+{
+	static char out[1 << 20];
+	struct fmt_key *k = new_key(FMT_KEY_P256), *k2 = new_key(FMT_KEY_ED25519);
+	preload("dev-fl", k, "02:00:5e:10:00:10");
+	/* The flood, through the server's own decision code and store. */
+	for (int i = 0; i < FLOOD; i++) {
+		const struct srv_provision_req pr = {.device_id = "dev-fl",
+		                                     .mac = "02:00:5e:10:00:10",
+		                                     .key = k,
+		                                     .now = (int64_t)time(NULL)};
+		struct srv_issued r;
+		ck_assert_int_eq(srv_provision(db, state, &app.pcfg, &pr, &r, NULL), IDP_OK);
+		ck_assert_int_eq(r.decision, SRV_DECISION_APPROVED);
+		srv_issued_clear(&r);
+	}
+	/* Then the same key under another ID, over HTTPS. */
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-fl2", "02:00:5e:10:00:11", k, NULL);
+	ck_assert_int_eq(run(c, &a), 202);
+	call_free(c);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --open"), 0);
+	cJSON *j = cJSON_Parse(out);
+	ck_assert_ptr_nonnull(j);
+	cJSON *fl = cJSON_GetObjectItem(j, "flags");
+	ck_assert_int_eq(cJSON_GetArraySize(fl), 2);
+	cJSON *top = cJSON_GetArrayItem(fl, 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(top, "kind")->valuestring, "key-reuse");
+	ck_assert_str_eq(cJSON_GetObjectItem(top, "subject")->valuestring, "dev-fl2");
+	cJSON *rep = cJSON_GetArrayItem(fl, 1);
+	ck_assert_str_eq(cJSON_GetObjectItem(rep, "kind")->valuestring, "repeat-provision");
+	ck_assert_int_eq(cJSON_GetObjectItem(rep, "count")->valueint, FLOOD - 1);
+	cJSON_Delete(j);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --kind repeat-provision"), 0);
+	ck_assert_ptr_null(strstr(out, "key-reuse"));
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --device dev-fl2"), 0);
+	ck_assert_ptr_null(strstr(out, "repeat-provision"));
+	ck_assert_ptr_nonnull(strstr(out, "key-reuse"));
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --kind 'Bad Kind'"), 1);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --after 1"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"flags\":[]"));
+
+	/* A contested ID. */
+	char h1[65], h2[65], arg[160];
+	sha256_hex(k2, h2);
+	struct fmt_key *k1 = new_key(FMT_KEY_P256);
+	sha256_hex(k1, h1);
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:12", k1, NULL);
+	ck_assert_int_eq(run(c, &a), 202);
+	call_free(c);
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:13", k2, NULL);
+	ck_assert_int_eq(run(c, &a), 202); /* not key_mismatch: both wait */
+	call_free(c);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "devices --state pending --after dev-c-"), 0);
+	ck_assert_ptr_null(strstr(out, "\"dev-c\""));
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "devices --state pending"), 0);
+	j = cJSON_Parse(out);
+	ck_assert_ptr_nonnull(j);
+	cJSON *dv = NULL, *it = NULL;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "devices")) {
+		if (strcmp(cJSON_GetObjectItem(it, "id")->valuestring, "dev-c") == 0)
+			dv = it;
+	}
+	ck_assert_ptr_nonnull(dv);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(dv, "contested")));
+	ck_assert_str_eq(cJSON_GetObjectItem(dv, "key_sha256")->valuestring, h1);
+	cJSON *ok = cJSON_GetArrayItem(cJSON_GetObjectItem(dv, "other_keys"), 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(ok, "key_sha256")->valuestring, h2);
+	ck_assert_str_eq(cJSON_GetObjectItem(ok, "mac")->valuestring, "02:00:5e:10:00:13");
+	cJSON_Delete(j);
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "approve dev-c"), 1);
+	snprintf(arg, sizeof(arg), "approve dev-c --key %064d", 0);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), arg), 1);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	snprintf(arg, sizeof(arg), "approve dev-c --key SHA256:%s", h2);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), arg), 0);
+	ck_assert_ptr_nonnull(strstr(out, h2));
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:13", k2, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:12", k1, NULL);
+	ck_assert_int_eq(run(c, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_KEY_MISMATCH);
+	call_free(c);
+	fmt_key_free(k);
+	fmt_key_free(k1);
+	fmt_key_free(k2);
 }
 END_TEST
 
@@ -1591,6 +1719,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_pop_high_s_refused_by_server);
 	tcase_add_test(tc, test_api_weak_ed25519_keys_refused_by_server);
 	tcase_add_loop_test(tc, test_api_proof_replayed_on_same_connection, 0, 2);
+	tcase_add_test(tc, test_api_admin_cli_flags_and_contested_ids);
 	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
 	tcase_add_test(tc, test_api_batch_upload_by_station);
 	tcase_add_test(tc, test_api_pending_claims_do_not_block_and_are_capped);
