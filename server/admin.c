@@ -87,6 +87,10 @@ static cJSON *json_body(struct srv_ctx *ctx, struct evhttp_request *req,
 	const uint8_t *body = NULL;
 	size_t len = 0;
 	srv_http_body(req, &body, &len);
+	if (len == 0) { /* formats/api.md §9: no body where one is needed */
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: empty; send a JSON object");
+		return NULL;
+	}
 	cJSON *o = NULL;
 	struct idp_error err = {0};
 	enum idp_err rc = fmt_json_parse(body, len, ADMIN_JSON_DEPTH, &o, &err);
@@ -648,6 +652,12 @@ static int add_station(void *ctx, const struct srv_station *s)
 	return 0;
 }
 
+/* name: v, or null when v is "" (an absent value is NULL in the store too). */
+static cJSON *add_text(cJSON *o, const char *name, const char *v)
+{
+	return v[0] != '\0' ? cJSON_AddStringToObject(o, name, v) : cJSON_AddNullToObject(o, name);
+}
+
 static int add_device(void *ctx, const struct srv_device *d)
 {
 	struct list *l = ctx;
@@ -658,12 +668,10 @@ static int add_device(void *ctx, const struct srv_device *d)
 	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
 	    cJSON_AddStringToObject(o, "id", d->id) == NULL ||
 	    cJSON_AddStringToObject(o, "state", srv_device_state_name(d->state)) == NULL ||
-	    cJSON_AddStringToObject(o, "mac", d->mac) == NULL ||
-	    cJSON_AddStringToObject(o, "serial", d->serial) == NULL ||
-	    cJSON_AddStringToObject(o, "batch_id", d->batch_id) == NULL ||
+	    add_text(o, "mac", d->mac) == NULL || add_text(o, "serial", d->serial) == NULL ||
+	    add_text(o, "batch_id", d->batch_id) == NULL ||
 	    cJSON_AddBoolToObject(o, "has_key", d->pubkey_len > 0) == NULL ||
-	    (d->pubkey_len > 0 ? cJSON_AddStringToObject(o, "key_sha256", hex)
-	                       : cJSON_AddNullToObject(o, "key_sha256")) == NULL ||
+	    add_text(o, "key_sha256", hex) == NULL ||
 	    cJSON_AddNumberToObject(o, "updated_at", (double)d->updated_at) == NULL ||
 	    cJSON_AddNumberToObject(o, "attempts", (double)d->attempts) == NULL) {
 		l->failed = true;

@@ -275,6 +275,10 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	const uint8_t *buf = NULL;
 	size_t len = 0;
 	srv_http_body(req, &buf, &len);
+	if (len == 0) { /* formats/api.md §9: no body where one is needed */
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: empty; send the request as JSON");
+		return;
+	}
 	uint8_t exporter[FMT_API_EXPORTER_LEN];
 	struct idp_error err = {0};
 	enum idp_err rc = srv_http_channel_binding(req, exporter, &err);

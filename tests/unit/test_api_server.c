@@ -30,6 +30,7 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sqlite3.h>
 
 #include "formats/api.h"
 #include "formats/b64.h"
@@ -481,6 +482,21 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	int64_t n = 0;
 	ck_assert_int_eq(srv_store_device_count(db, 0, &n, NULL), IDP_OK);
 	ck_assert_int_eq(n, 1);
+	/* Absent values of the pending row are NULL, never "" (docs/store.md). */
+	sqlite3 *raw = NULL;
+	ck_assert_int_eq(sqlite3_open_v2(state->db_path, &raw, SQLITE_OPEN_READONLY, NULL),
+	                 SQLITE_OK);
+	sqlite3_stmt *q = NULL;
+	ck_assert_int_eq(sqlite3_prepare_v2(raw,
+	                                    "SELECT typeof(serial) || typeof(batch_id) || "
+	                                    "typeof(mac) || typeof(public_key) FROM devices "
+	                                    "WHERE id = 'dev-new'",
+	                                    -1, &q, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "nullnulltextblob");
+	sqlite3_finalize(q);
+	sqlite3_close(raw);
 
 	/* Known with another key: 403 key_mismatch, nothing issued. */
 	preload("dev-k", k, "02:00:5e:10:00:03");
@@ -560,6 +576,11 @@ START_TEST(test_api_bad_proofs_change_nothing)
 	replay->mode = RAW;
 	replay->req.purpose = FMT_API_PROVISION;
 	expect_error(replay, 400, FMT_API_ERR_INVALID_FIELD);
+	/* No body at all: the HTTP request is unusable (formats/api.md §9). */
+	memset(replay, 0, sizeof(*replay));
+	replay->mode = RAW;
+	replay->req.purpose = FMT_API_PROVISION;
+	expect_error(replay, 400, FMT_API_ERR_BAD_REQUEST);
 	/* Oversized body: refused before it is read. */
 	memset(replay, 0, sizeof(*replay));
 	memset(replay->body, ' ', sizeof(replay->body));
