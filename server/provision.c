@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -350,6 +351,17 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 	return rc;
 }
 
+/* WARNING: a test-only fault point. With IDPROVD_TEST_FAULT=name in the
+ * server's environment the process ends here at once (exit status 99), as
+ * a crash would: tests use it to kill the server between a commit and its
+ * answer (docs/design.md, "Fault points for tests"). Never set in service. */
+static void fault_point(const char *name)
+{
+	const char *f = getenv("IDPROVD_TEST_FAULT");
+	if (f != NULL && strcmp(f, name) == 0)
+		_exit(99);
+}
+
 /* The token jti was redeemed before (*rc is IDP_E_CONFLICT): when what that
  * issued was never used, its answer was lost, so revoke it and let the
  * caller issue a new one (IDP_OK); otherwise keep the refusal. */
@@ -441,6 +453,8 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 		rc = srv_store_commit(st, err);
 	else
 		srv_store_rollback(st);
+	if (rc == IDP_OK)
+		fault_point("redeem.committed");
 	if (rc != IDP_OK) {
 		srv_issued_clear(out);
 		out->refusal = why;

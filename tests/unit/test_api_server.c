@@ -1218,8 +1218,10 @@ static pid_t spawn_idprovd(const char *state_dir, char url[static 96])
 		dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
+		/* A fixed issuer: the port changes with every start. */
 		execl(exe, "idprovd", "--foreground", "--state-dir", state_dir, "--listen",
-		      "127.0.0.1:0", "--threads", "2", (char *)NULL);
+		      "127.0.0.1:0", "--threads", "2", "--server-url", "https://idprovd.test:8443",
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -1726,6 +1728,83 @@ START_TEST(test_api_jwks_verifies_tokens_across_rotation)
 }
 END_TEST
 
+/* Issue 9, lost answers: idprovd dies right after committing an exchange,
+ * before answering (the test-only fault point, docs/design.md). After a
+ * restart the device retries with the same provisioning token and a new
+ * proof: it gets a device token, the undelivered one is revoked, and the
+ * device holds exactly one live token. */
+START_TEST(test_api_token_exchange_survives_crash_after_commit)
+{
+	char sd[160], url[96];
+	snprintf(sd, sizeof(sd), "%s/fault", dir);
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+	struct srv_state_opts o = {.dir = sd};
+	struct srv_state *fs = NULL;
+	ck_assert_int_eq(srv_state_open(&o, &fs, secret, NULL), IDP_OK);
+	struct srv_store *fdb = NULL;
+	ck_assert_int_eq(srv_store_open(fs->db_path, &fdb, NULL), IDP_OK);
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	struct srv_device d;
+	memset(&d, 0, sizeof(d));
+	snprintf(d.id, sizeof(d.id), "dev-crash");
+	snprintf(d.mac, sizeof(d.mac), "02:30:00:00:00:01");
+	ck_assert_int_eq(fmt_key_spki_der(k, d.pubkey, &d.pubkey_len, NULL), IDP_OK);
+	d.state = SRV_DEV_PRELOADED;
+	ck_assert_int_eq(srv_store_device_insert(fdb, &d, NULL), IDP_OK);
+	snprintf(ca_path, sizeof(ca_path), "%s/fault/ca.pem", dir);
+
+	ck_assert_int_eq(setenv("IDPROVD_TEST_FAULT", "redeem.committed", 1), 0);
+	pid_t pid = spawn_idprovd(sd, url);
+	ck_assert_int_eq(unsetenv("IDPROVD_TEST_FAULT"), 0);
+	snprintf(base_url, sizeof(base_url), "%s", url);
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-crash", "02:30:00:00:00:01", k, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	char prov[FMT_API_TOKEN_MAX + 1];
+	snprintf(prov, sizeof(prov), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	c = call_new(FMT_API_EXCHANGE, "dev-crash", "02:30:00:00:00:01", k, prov);
+	c->may_fail = true;
+	post("/v1/token/exchange", c);
+	ck_assert_int_eq(c->status, 0); /* no answer */
+	call_free(c);
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 99);
+	/* The exchange was committed: one live device token nobody received. */
+	int64_t n = -1;
+	ck_assert_int_eq(srv_store_token_live(fdb, "dev-crash", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+
+	pid = spawn_idprovd(sd, url);
+	snprintf(base_url, sizeof(base_url), "%s", url);
+	c = call_new(FMT_API_EXCHANGE, "dev-crash", "02:30:00:00:00:01", k, prov);
+	ck_assert_int_eq(run(c, &a), 200); /* before: 401 token_invalid */
+	char dev[FMT_API_TOKEN_MAX + 1];
+	snprintf(dev, sizeof(dev), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	ck_assert_int_eq(srv_store_token_live(fdb, "dev-crash", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1); /* before: 2 (the orphan beside the new one) */
+	c = call_new(FMT_API_RENEW, "dev-crash", "02:30:00:00:00:01", k, dev);
+	ck_assert_int_eq(run(c, &a), 200);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	ck_assert_int_eq(srv_store_token_live(fdb, "dev-crash", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	srv_store_close(fdb);
+	srv_state_free(fs);
+	fmt_key_free(k);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1747,6 +1826,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_every_refusal_is_a_parsable_json_error);
 	tcase_add_test(tc, test_api_sigkill_under_load_keeps_answered_decisions);
 	tcase_add_test(tc, test_api_jwks_verifies_tokens_across_rotation);
+	tcase_add_test(tc, test_api_token_exchange_survives_crash_after_commit);
 	suite_add_tcase(s, tc);
 	return s;
 }
