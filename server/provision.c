@@ -229,6 +229,10 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 	case SRV_DEV_REVOKED:
 		return refuse(st, req, SRV_REFUSE_REVOKED, NULL, NULL, out, err);
 	case SRV_DEV_PENDING:
+		/* A manifest's key is attested: another one is a mismatch. */
+		if (!key_is(&d, spki, spki_len) && d.batch_id[0] != '\0')
+			return refuse(st, req, SRV_REFUSE_KEY_MISMATCH, "key-mismatch",
+			              "presented another key", out, err);
 		if (!key_is(&d, spki, spki_len)) {
 			/* A second key for a pending ID: the first one is not
 			 * trusted to own it. Keep both for the administrator,

@@ -559,10 +559,18 @@ END_TEST
 /* mac-mismatch: a device known with its key presents another MAC. */
 START_TEST(test_provision_mac_mismatch_policy)
 {
-	struct fmt_key *k = new_key();
+	struct fmt_key *k = new_key(), *other = new_key();
 	struct srv_provision_cfg c = cfg;
 	c.mac_mismatch = (enum srv_policy)_i;
 	preload("dev-m", k, "02:00:00:00:00:50");
+	struct srv_device b;
+	ck_assert_int_eq(srv_store_device_get(st, "dev-m", &b, NULL), IDP_OK);
+	snprintf(b.batch_id, sizeof(b.batch_id), "b-1");
+	struct srv_batch batch = {.sequence = 1, .device_count = 1, .state = SRV_BATCH_IMPORTED};
+	snprintf(batch.id, sizeof(batch.id), "b-1");
+	snprintf(batch.station_id, sizeof(batch.station_id), "st-1");
+	ck_assert_int_eq(srv_store_batch_insert(st, &batch, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_update(st, &b, NULL), IDP_OK);
 	struct srv_issued r;
 	provision_with(&c, "dev-m", "02:00:00:00:00:51", k, NOW, &r);
 	ck_assert_int_eq(flags("mac-mismatch"), 1);
@@ -583,6 +591,10 @@ START_TEST(test_provision_mac_mismatch_policy)
 		ck_assert_int_eq(r.decision, SRV_DECISION_PENDING);
 		ck_assert_ptr_null(r.token);
 		ck_assert_int_eq(d.state, SRV_DEV_PENDING);
+		/* Held, its manifest key still decides: another key does not
+		 * contest it, it is refused. */
+		provision_with(&c, "dev-m", "02:00:00:00:00:51", other, NOW + 1, &r);
+		ck_assert_int_eq(r.refusal, SRV_REFUSE_KEY_MISMATCH);
 		/* Approved by an administrator, with the MAC it presented. */
 		ck_assert_int_eq(srv_admin_decide(st, "dev-m", SRV_ADMIN_APPROVE, NULL, NOW + 1,
 		                                  NULL, NULL),
@@ -594,6 +606,7 @@ START_TEST(test_provision_mac_mismatch_policy)
 	}
 	srv_issued_clear(&r);
 	fmt_key_free(k);
+	fmt_key_free(other);
 }
 END_TEST
 
