@@ -477,7 +477,8 @@ void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
 	const char *s = NULL, *k = NULL;
 	size_t len = 0, klen = 0;
 	char id[SRV_STORE_ID_MAX + 1], want[65], got[65];
-	enum idp_err rc = fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &s, &len, &err);
+	enum idp_err rc =
+	        fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &s, &len, &err);
 	if (rc == IDP_OK)
 		rc = fmt_id_check(s, len, "id", &err);
 	if (rc == IDP_OK)
@@ -501,8 +502,8 @@ void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
 		answer(ctx, req, "approve", rc, &err, "id", id);
 		return;
 	}
-	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=approve id=%s key=sha256:%s",
-	        ctx->loop, id, got);
+	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=approve id=%s key=sha256:%s", ctx->loop,
+	        id, got);
 	cJSON *a = cJSON_CreateObject();
 	if (a == NULL || cJSON_AddBoolToObject(a, "ok", 1) == NULL ||
 	    cJSON_AddStringToObject(a, "id", id) == NULL ||
@@ -794,7 +795,8 @@ void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
 static enum idp_err check_kind(const char *k, struct idp_error *err)
 {
 	size_t n = strnlen(k, SRV_STORE_KIND_MAX + 1);
-	if (n == 0 || n > SRV_STORE_KIND_MAX || strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+	if (n == 0 || n > SRV_STORE_KIND_MAX ||
+	    strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
 		return idp_error_set(err, IDP_E_FORMAT, "kind: 1 to %u of [a-z0-9-]",
 		                     SRV_STORE_KIND_MAX);
 	return IDP_OK;

@@ -315,8 +315,8 @@ static int list(const struct opts *o, int argc, char **argv)
 		if (flags && strcmp(argv[i], "--open") == 0)
 			continue;
 		size_t k = 0;
-		while (k < n_names && (strncmp(argv[i], "--", 2) != 0 ||
-		                       strcmp(argv[i] + 2, names[k]) != 0))
+		while (k < n_names &&
+		       (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i] + 2, names[k]) != 0))
 			k++;
 		if (k == n_names || i + 1 >= argc)
 			return EXIT_USAGE;

@@ -389,8 +389,8 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
                            const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
                            const char *device_id, const struct fmt_key *key, const uint8_t *nonce,
                            const struct srv_proof *proof, int64_t now, unsigned kinds,
-                           const char *event, struct srv_issued *out,
-                           enum fmt_token_check *failed, struct idp_error *err)
+                           const char *event, struct srv_issued *out, enum fmt_token_check *failed,
+                           struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	*failed = FMT_TOKEN_CHECK_OK;
@@ -553,8 +553,8 @@ enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,
 {
 	if (approved_sha256 != NULL)
 		approved_sha256[0] = '\0';
-	if (key_sha256 != NULL && (strlen(key_sha256) != 64 ||
-	                           strspn(key_sha256, "0123456789abcdefABCDEF") != 64))
+	if (key_sha256 != NULL &&
+	    (strlen(key_sha256) != 64 || strspn(key_sha256, "0123456789abcdefABCDEF") != 64))
 		return idp_error_set(err, IDP_E_FORMAT, "key_sha256: not 64 hex digits");
 	if (key_sha256 != NULL && action != SRV_ADMIN_APPROVE)
 		return idp_error_set(err, IDP_E_FORMAT, "key_sha256: only for approve");

@@ -1227,11 +1227,10 @@ enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token
 		rc = check_len(t->parent, SRV_STORE_JTI_MAX, false, "token parent", err);
 	if (rc != IDP_OK)
 		return rc;
-	const struct arg a[] = {TEXT(t->jti),        TEXT(t->device_id),
-	                        TEXT(srv_token_kind_name(t->kind)),
-	                        INT(t->issued_at),   INT(t->expires_at),
-	                        INT(t->used),        TEXT(t->parent),
-	                        INT(t->revoked_at)};
+	const struct arg a[] = {
+	        TEXT(t->jti),      TEXT(t->device_id), TEXT(srv_token_kind_name(t->kind)),
+	        INT(t->issued_at), INT(t->expires_at), INT(t->used),
+	        TEXT(t->parent),   INT(t->revoked_at)};
 	return run(st, S_TOKEN_INSERT, a, NARGS(a), "token insert", err);
 }
 
@@ -1253,8 +1252,7 @@ static enum idp_err token_row(sqlite3_stmt *s, struct srv_token *out, struct idp
 
 /* One token by statement id (bound to key); missing names it in the error. */
 static enum idp_err token_query(struct srv_store *st, enum stmt_id id, const char *key,
-                                struct srv_token *out, const char *missing,
-                                struct idp_error *err)
+                                struct srv_token *out, const char *missing, struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	const struct arg a[] = {TEXT(key)};
@@ -1288,8 +1286,8 @@ enum idp_err srv_store_token_revoke(struct srv_store *st, const char *jti, int64
 	return run(st, S_TOKEN_REVOKE, a, NARGS(a), "token revoke", err);
 }
 
-enum idp_err srv_store_token_revoke_device(struct srv_store *st, const char *device_id,
-                                           int64_t now, struct idp_error *err)
+enum idp_err srv_store_token_revoke_device(struct srv_store *st, const char *device_id, int64_t now,
+                                           struct idp_error *err)
 {
 	const struct arg a[] = {TEXT(device_id), INT(now)};
 	return run(st, S_TOKEN_REVOKE_DEVICE, a, NARGS(a), "token revoke", err);
@@ -1393,8 +1391,8 @@ enum idp_err srv_store_proof_use(struct srv_store *st, const uint8_t *hash, size
 /* ---------------------------------------------------------------- contenders */
 
 enum idp_err srv_store_contender_put(struct srv_store *st, const char *device_id,
-                                     const uint8_t *spki, size_t len, const char *mac,
-                                     int64_t now, struct idp_error *err)
+                                     const uint8_t *spki, size_t len, const char *mac, int64_t now,
+                                     struct idp_error *err)
 {
 	enum idp_err rc = check_len(device_id, SRV_STORE_ID_MAX, true, "device id", err);
 	if (rc == IDP_OK)
@@ -1653,8 +1651,7 @@ enum idp_err srv_store_flag_foreach(struct srv_store *st, const struct srv_flag_
                                     int (*fn)(void *ctx, const struct srv_flag *f), void *ctx,
                                     struct idp_error *err)
 {
-	const struct arg a[] = {INT(q->before_seq), INT(q->limit), TEXT(q->kind),
-	                        TEXT(q->subject)};
+	const struct arg a[] = {INT(q->before_seq), INT(q->limit), TEXT(q->kind), TEXT(q->subject)};
 	sqlite3_stmt *s = NULL;
 	enum idp_err rc = stmt_bound(st, S_FLAG_LIST, a, NARGS(a), &s, err);
 	while (rc == IDP_OK) {

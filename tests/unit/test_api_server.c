@@ -507,7 +507,8 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	call_free(c);
 
 	/* Rejected by an admin. */
-	ck_assert_int_eq(srv_admin_decide(db, "dev-new", SRV_ADMIN_REJECT, NULL, 1, NULL, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(db, "dev-new", SRV_ADMIN_REJECT, NULL, 1, NULL, NULL),
+	                 IDP_OK);
 	c = call_new(FMT_API_PROVISION, "dev-new", "02:00:5e:10:00:02", k, NULL);
 	ck_assert_int_eq(run(c, &a), 403);
 	ck_assert_int_eq(a.status.reason, FMT_API_REASON_REJECTED);
@@ -524,7 +525,8 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	char dev[FMT_API_TOKEN_MAX + 1];
 	snprintf(dev, sizeof(dev), "%s", a.status.token);
 	call_free(c);
-	ck_assert_int_eq(srv_admin_decide(db, "dev-k", SRV_ADMIN_REVOKE, NULL, 1, NULL, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(db, "dev-k", SRV_ADMIN_REVOKE, NULL, 1, NULL, NULL),
+	                 IDP_OK);
 	uint8_t before[32], after[32];
 	digest(before);
 	c = call_new(FMT_API_RENEW, "dev-k", "02:00:5e:10:00:03", k, dev);
@@ -818,7 +820,8 @@ START_TEST(test_api_admin_cli_flags_and_contested_ids)
 	j = cJSON_Parse(out);
 	ck_assert_ptr_nonnull(j);
 	cJSON *dv = NULL, *it = NULL;
-	cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "devices")) {
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "devices"))
+	{
 		if (strcmp(cJSON_GetObjectItem(it, "id")->valuestring, "dev-c") == 0)
 			dv = it;
 	}

@@ -261,23 +261,27 @@ START_TEST(test_provision_unknown_pending_once_then_admin)
 	uint8_t before[32], after[32];
 	digest(before);
 	struct idp_error err = {0};
-	ck_assert_int_eq(srv_admin_decide(st, "dev-u", SRV_ADMIN_APPROVE, NULL, NOW + 50, got, &err),
-	                 IDP_E_CONFLICT);
+	ck_assert_int_eq(
+	        srv_admin_decide(st, "dev-u", SRV_ADMIN_APPROVE, NULL, NOW + 50, got, &err),
+	        IDP_E_CONFLICT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "contested"));
 	char wrong[65];
 	memset(wrong, 'a', 64);
 	wrong[64] = '\0';
-	ck_assert_int_eq(srv_admin_decide(st, "dev-u", SRV_ADMIN_APPROVE, wrong, NOW + 50, got, &err),
-	                 IDP_E_CONFLICT);
-	ck_assert_int_eq(srv_admin_decide(st, "dev-u", SRV_ADMIN_APPROVE, "xyz", NOW + 50, got, &err),
-	                 IDP_E_FORMAT);
+	ck_assert_int_eq(
+	        srv_admin_decide(st, "dev-u", SRV_ADMIN_APPROVE, wrong, NOW + 50, got, &err),
+	        IDP_E_CONFLICT);
+	ck_assert_int_eq(
+	        srv_admin_decide(st, "dev-u", SRV_ADMIN_APPROVE, "xyz", NOW + 50, got, &err),
+	        IDP_E_FORMAT);
 	digest(after);
 	ck_assert_mem_eq(before, after, 32);
 	ck_assert_int_eq(srv_admin_decide(st, "dev-u", SRV_ADMIN_APPROVE, fk, NOW + 50, got, NULL),
 	                 IDP_OK);
 	ck_assert_str_eq(got, fk);
-	ck_assert_int_eq(srv_admin_decide(st, "dev-u", SRV_ADMIN_REJECT, NULL, NOW + 50, NULL, NULL),
-	                 IDP_E_CONFLICT);
+	ck_assert_int_eq(
+	        srv_admin_decide(st, "dev-u", SRV_ADMIN_REJECT, NULL, NOW + 50, NULL, NULL),
+	        IDP_E_CONFLICT);
 	ck_assert_int_eq(srv_admin_decide(st, "nope", SRV_ADMIN_APPROVE, NULL, NOW, NULL, NULL),
 	                 IDP_E_NOTFOUND);
 	provision("dev-u", "02:00:00:00:00:20", k, NOW + 60, &r);
@@ -299,14 +303,16 @@ START_TEST(test_provision_rejected_and_revoked_get_nothing)
 	struct fmt_key *k = new_key(), *k2 = new_key();
 	struct srv_issued r;
 	provision("dev-r", NULL, k, NOW, &r);
-	ck_assert_int_eq(srv_admin_decide(st, "dev-r", SRV_ADMIN_REJECT, NULL, NOW, NULL, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(st, "dev-r", SRV_ADMIN_REJECT, NULL, NOW, NULL, NULL),
+	                 IDP_OK);
 	provision("dev-r", NULL, k, NOW + 1, &r);
 	ck_assert_int_eq(r.decision, SRV_DECISION_REFUSED);
 	ck_assert_int_eq(r.refusal, SRV_REFUSE_REJECTED);
 	ck_assert_ptr_null(r.token);
 
 	preload("dev-v", k2, "");
-	ck_assert_int_eq(srv_admin_decide(st, "dev-v", SRV_ADMIN_REVOKE, NULL, NOW, NULL, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(st, "dev-v", SRV_ADMIN_REVOKE, NULL, NOW, NULL, NULL),
+	                 IDP_OK);
 	provision("dev-v", NULL, k2, NOW + 1, &r);
 	ck_assert_int_eq(r.refusal, SRV_REFUSE_REVOKED);
 	ck_assert_ptr_null(r.token);
@@ -342,8 +348,8 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	ck_assert_ptr_nonnull(forged);
 	forged[prov.token_len - 5] = forged[prov.token_len - 5] == 'A' ? 'B' : 'A';
 	ck_assert_int_ne(srv_token_exchange(st, state, &cfg, (const uint8_t *)forged,
-	                                    prov.token_len, "dev-t", k, NULL, NULL, NOW + 1, &r, &failed,
-	                                    &err),
+	                                    prov.token_len, "dev-t", k, NULL, NULL, NOW + 1, &r,
+	                                    &failed, &err),
 	                 IDP_OK);
 	ck_assert_int_ne(failed, FMT_TOKEN_CHECK_OK);
 	free(forged);
@@ -351,8 +357,8 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	struct srv_provision_cfg other = cfg;
 	other.audience = "some-other-service";
 	ck_assert_int_eq(srv_token_exchange(st, state, &other, (const uint8_t *)prov.token,
-	                                    prov.token_len, "dev-t", k, NULL, NULL, NOW + 1, &r, &failed,
-	                                    &err),
+	                                    prov.token_len, "dev-t", k, NULL, NULL, NOW + 1, &r,
+	                                    &failed, &err),
 	                 IDP_E_DENIED);
 	ck_assert_int_eq(failed, FMT_TOKEN_CHECK_AUD);
 	/* Expired. */
@@ -374,8 +380,8 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	digest(before);
 	/* A device token is not a provisioning token. */
 	ck_assert_int_eq(srv_token_exchange(st, state, &cfg, (const uint8_t *)dev.token,
-	                                    dev.token_len, "dev-t", k, NULL, NULL, NOW + 2, &r, &failed,
-	                                    &err),
+	                                    dev.token_len, "dev-t", k, NULL, NULL, NOW + 2, &r,
+	                                    &failed, &err),
 	                 IDP_E_DENIED);
 	ck_assert_int_eq(failed, FMT_TOKEN_CHECK_KIND);
 	digest(after);
@@ -401,16 +407,18 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	                                 "dev-t", k, NULL, NULL, NOW + 101, &r, &failed, &err),
 	                 IDP_E_CONFLICT);
 	ck_assert_int_eq(srv_token_renew(st, state, &cfg, (const uint8_t *)prov.token,
-	                                 prov.token_len, "dev-t", k, NULL, NULL, NOW + 101, &r, &failed,
-	                                 &err),
+	                                 prov.token_len, "dev-t", k, NULL, NULL, NOW + 101, &r,
+	                                 &failed, &err),
 	                 IDP_E_DENIED);
 	digest(after);
 	ck_assert_mem_eq(before, after, 32);
-	ck_assert_int_eq(srv_admin_decide(st, "dev-t", SRV_ADMIN_REVOKE, NULL, NOW + 200, NULL, NULL), IDP_OK);
+	ck_assert_int_eq(
+	        srv_admin_decide(st, "dev-t", SRV_ADMIN_REVOKE, NULL, NOW + 200, NULL, NULL),
+	        IDP_OK);
 	digest(before);
 	ck_assert_int_eq(srv_token_renew(st, state, &cfg, (const uint8_t *)dev2.token,
-	                                 dev2.token_len, "dev-t", k, NULL, NULL, NOW + 300, &r, &failed,
-	                                 &err),
+	                                 dev2.token_len, "dev-t", k, NULL, NULL, NOW + 300, &r,
+	                                 &failed, &err),
 	                 IDP_E_DENIED);
 	ck_assert_ptr_nonnull(strstr(err.msg, "revoked"));
 	ck_assert_ptr_null(r.token);
@@ -423,7 +431,6 @@ START_TEST(test_token_exchange_once_and_refusals_change_nothing)
 	fmt_key_free(thief);
 }
 END_TEST
-
 
 /* Re-provisioning revokes the device's earlier tokens: one chain is live. */
 START_TEST(test_provision_again_revokes_earlier_tokens)
@@ -456,7 +463,8 @@ START_TEST(test_provision_again_revokes_earlier_tokens)
 	ck_assert_int_eq(redeem(FMT_TOKEN_DEVICE, &d2, "dev-a", k, NOW + 51, &r), IDP_E_DENIED);
 	/* An administrator's revocation revokes every token too. */
 	ck_assert_int_eq(
-	        srv_admin_decide(st, "dev-a", SRV_ADMIN_REVOKE, NULL, NOW + 60, NULL, NULL), IDP_OK);
+	        srv_admin_decide(st, "dev-a", SRV_ADMIN_REVOKE, NULL, NOW + 60, NULL, NULL),
+	        IDP_OK);
 	ck_assert_int_eq(live("dev-a", NOW + 61), 0);
 	srv_issued_clear(&p1);
 	srv_issued_clear(&d1);
@@ -483,9 +491,9 @@ START_TEST(test_token_retry_after_lost_answer)
 	ck_assert_int_eq(live("dev-l", NOW + 3), 1);
 	struct srv_token t;
 	struct fmt_token_claims c;
-	ck_assert_int_eq(fmt_token_decode_unverified((const uint8_t *)lost.token, lost.token_len,
-	                                             &c, NULL),
-	                 IDP_OK);
+	ck_assert_int_eq(
+	        fmt_token_decode_unverified((const uint8_t *)lost.token, lost.token_len, &c, NULL),
+	        IDP_OK);
 	ck_assert_int_eq(srv_store_token_get(st, c.jti, &t, NULL), IDP_OK);
 	ck_assert_int_ne(t.revoked_at, 0);
 	/* The undelivered token is dead, also for renewal. */
@@ -534,7 +542,8 @@ START_TEST(test_provision_proof_single_use)
 	preload("dev-p", k, "");
 	struct srv_proof pr = {.expires_at = NOW + 301};
 	memset(pr.hash, 0x42, sizeof(pr.hash));
-	const struct srv_provision_req req = {.device_id = "dev-p", .key = k, .proof = &pr, .now = NOW};
+	const struct srv_provision_req req = {
+	        .device_id = "dev-p", .key = k, .proof = &pr, .now = NOW};
 	struct srv_issued r;
 	ck_assert_int_eq(srv_provision(st, state, &cfg, &req, &r, NULL), IDP_OK);
 	ck_assert_int_eq(r.decision, SRV_DECISION_APPROVED);
@@ -596,9 +605,9 @@ START_TEST(test_provision_mac_mismatch_policy)
 		provision_with(&c, "dev-m", "02:00:00:00:00:51", other, NOW + 1, &r);
 		ck_assert_int_eq(r.refusal, SRV_REFUSE_KEY_MISMATCH);
 		/* Approved by an administrator, with the MAC it presented. */
-		ck_assert_int_eq(srv_admin_decide(st, "dev-m", SRV_ADMIN_APPROVE, NULL, NOW + 1,
-		                                  NULL, NULL),
-		                 IDP_OK);
+		ck_assert_int_eq(
+		        srv_admin_decide(st, "dev-m", SRV_ADMIN_APPROVE, NULL, NOW + 1, NULL, NULL),
+		        IDP_OK);
 		srv_issued_clear(&r);
 		provision_with(&c, "dev-m", "02:00:00:00:00:51", k, NOW + 2, &r);
 		ck_assert_int_eq(r.decision, SRV_DECISION_APPROVED);
