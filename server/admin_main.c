@@ -7,13 +7,13 @@
  * are printed); 2 usage; 3 a local problem (file, credential, connection,
  * TLS, an answer that is not the API's).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <ctype.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
