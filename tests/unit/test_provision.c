@@ -69,6 +69,26 @@ static void preload(const char *id, const struct fmt_key *key, const char *mac)
 	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
 }
 
+/* preload(), named by batch "b-1" of station "st-1" (made on first use). */
+static void preload_in_batch(const char *id, const struct fmt_key *key, const char *mac)
+{
+	preload(id, key, mac);
+	struct srv_batch batch;
+	if (srv_store_batch_get(st, "b-1", &batch, NULL) == IDP_E_NOTFOUND) {
+		memset(&batch, 0, sizeof(batch));
+		batch.sequence = 1;
+		batch.device_count = 1;
+		batch.state = SRV_BATCH_IMPORTED;
+		snprintf(batch.id, sizeof(batch.id), "b-1");
+		snprintf(batch.station_id, sizeof(batch.station_id), "st-1");
+		ck_assert_int_eq(srv_store_batch_insert(st, &batch, NULL), IDP_OK);
+	}
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(st, id, &d, NULL), IDP_OK);
+	snprintf(d.batch_id, sizeof(d.batch_id), "b-1");
+	ck_assert_int_eq(srv_store_device_update(st, &d, NULL), IDP_OK);
+}
+
 static void provision_with(const struct srv_provision_cfg *c, const char *id, const char *mac,
                            const struct fmt_key *key, int64_t now, struct srv_issued *out)
 {
@@ -571,15 +591,7 @@ START_TEST(test_provision_mac_mismatch_policy)
 	struct fmt_key *k = new_key(), *other = new_key();
 	struct srv_provision_cfg c = cfg;
 	c.mac_mismatch = (enum srv_policy)_i;
-	preload("dev-m", k, "02:00:00:00:00:50");
-	struct srv_device b;
-	ck_assert_int_eq(srv_store_device_get(st, "dev-m", &b, NULL), IDP_OK);
-	snprintf(b.batch_id, sizeof(b.batch_id), "b-1");
-	struct srv_batch batch = {.sequence = 1, .device_count = 1, .state = SRV_BATCH_IMPORTED};
-	snprintf(batch.id, sizeof(batch.id), "b-1");
-	snprintf(batch.station_id, sizeof(batch.station_id), "st-1");
-	ck_assert_int_eq(srv_store_batch_insert(st, &batch, NULL), IDP_OK);
-	ck_assert_int_eq(srv_store_device_update(st, &b, NULL), IDP_OK);
+	preload_in_batch("dev-m", k, "02:00:00:00:00:50");
 	struct srv_issued r;
 	provision_with(&c, "dev-m", "02:00:00:00:00:51", k, NOW, &r);
 	ck_assert_int_eq(flags("mac-mismatch"), 1);
@@ -697,6 +709,48 @@ START_TEST(test_flags_aggregate_and_filter)
 }
 END_TEST
 
+static int count_contender(void *ctx, const struct srv_contender *c)
+{
+	(void)c;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* pending-lifetime deletes silent claims (and their contenders) but never a
+ * manifest's device that a policy holds pending. */
+START_TEST(test_pending_expiry_keeps_held_manifest_devices)
+{
+	struct fmt_key *k = new_key(), *k1 = new_key(), *k2 = new_key(), *k3 = new_key();
+	struct srv_provision_cfg c = cfg;
+	c.pending.lifetime = 100;
+	preload_in_batch("dev-h", k, "02:00:00:00:00:70");
+	struct srv_issued r;
+	provision_with(&c, "dev-h", "02:00:00:00:00:71", k, NOW, &r);
+	ck_assert_int_eq(r.decision, SRV_DECISION_PENDING); /* held: MAC mismatch */
+	provision_with(&c, "dev-q", "02:00:00:00:00:72", k1, NOW, &r);
+	provision_with(&c, "dev-q", "02:00:00:00:00:73", k2, NOW, &r); /* contested */
+	int n = 0;
+	ck_assert_int_eq(srv_store_contender_foreach(st, "dev-q", count_contender, &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+	/* Much later, the next unknown device expires the silent ones. */
+	provision_with(&c, "dev-z", "02:00:00:00:00:74", k3, NOW + 1000, &r);
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(st, "dev-q", &d, NULL), IDP_E_NOTFOUND);
+	n = 0;
+	ck_assert_int_eq(srv_store_contender_foreach(st, "dev-q", count_contender, &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(srv_store_device_get(st, "dev-h", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PENDING);
+	ck_assert_str_eq(d.batch_id, "b-1");
+	fmt_key_free(k);
+	fmt_key_free(k1);
+	fmt_key_free(k2);
+	fmt_key_free(k3);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("provision");
@@ -716,6 +770,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_provision_identity_reuse_policy, SRV_POLICY_HOLD,
 	                    SRV_POLICY_REFUSE + 1);
 	tcase_add_test(tc, test_flags_aggregate_and_filter);
+	tcase_add_test(tc, test_pending_expiry_keeps_held_manifest_devices);
 	suite_add_tcase(s, tc);
 	return s;
 }
