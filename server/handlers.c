@@ -276,7 +276,8 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	size_t len = 0;
 	srv_http_body(req, &buf, &len);
 	if (len == 0) { /* formats/api.md §9: no body where one is needed */
-		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: empty; send the request as JSON");
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST,
+		               "body: empty; send the request as JSON");
 		return;
 	}
 	uint8_t exporter[FMT_API_EXPORTER_LEN];
@@ -350,7 +351,8 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		if (out.refusal == SRV_REFUSE_NONCE)
 			srv_http_error(req, FMT_API_ERR_NONCE_INVALID, "nonce unknown, expired or used");
 		else if (out.refusal == SRV_REFUSE_PROOF)
-			srv_http_error(req, FMT_API_ERR_POP_INVALID, "pop: already used; sign a new one");
+			srv_http_error(req, FMT_API_ERR_POP_INVALID,
+			               "pop: already used; sign a new one");
 		else if (out.refusal == SRV_REFUSE_TOKEN)
 			srv_http_error(req, FMT_API_ERR_TOKEN_INVALID, "%s", err.msg);
 		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT) {
