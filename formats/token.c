@@ -40,7 +40,7 @@ const char *fmt_token_kind_name(enum fmt_token_kind kind)
 {
 	switch (kind) {
 	case FMT_TOKEN_PROVISION:
-		return "provision";
+		return "provisioning";
 	case FMT_TOKEN_DEVICE:
 		return "device";
 	}
@@ -665,12 +665,12 @@ static enum idp_err parse_claims(const struct parts *p, struct fmt_token_claims 
 		idp_error_prefix(err, "cnf");
 		goto out;
 	}
-	if (klen == 9 && memcmp(kind, "provision", 9) == 0) {
+	if (klen == 12 && memcmp(kind, "provisioning", 12) == 0) {
 		c->kind = FMT_TOKEN_PROVISION;
 	} else if (klen == 6 && memcmp(kind, "device", 6) == 0) {
 		c->kind = FMT_TOKEN_DEVICE;
 	} else {
-		rc = idp_error_set(err, IDP_E_FORMAT, "kind: not \"provision\" or \"device\"");
+		rc = idp_error_set(err, IDP_E_FORMAT, "kind: not \"provisioning\" or \"device\"");
 		goto out;
 	}
 	if (c->nbf < c->iat || c->exp <= c->nbf)

@@ -40,7 +40,7 @@
 
 /* Token kinds; the values are bits so that a policy can accept several. */
 enum fmt_token_kind {
-	FMT_TOKEN_PROVISION = 1, /* "provision": short-lived, only exchanged for a device token */
+	FMT_TOKEN_PROVISION = 1, /* "provisioning": short-lived, only exchanged for a device token */
 	FMT_TOKEN_DEVICE = 2,    /* "device": the normal token, renewed at half its lifetime */
 };
 
@@ -146,7 +146,7 @@ IDP_MUST_CHECK enum idp_err fmt_token_decode_unverified(const uint8_t *buf, size
 /* When to renew: iat + (exp - iat) / 2 (half the lifetime). */
 int64_t fmt_token_renew_at(const struct fmt_token_claims *claims);
 
-/* "provision" or "device" ("unknown" for other values). */
+/* "provisioning" or "device" ("unknown" for other values). */
 const char *fmt_token_kind_name(enum fmt_token_kind kind);
 
 /* Short stable name of a check ("signature", "expired", ...); never NULL. */

@@ -51,6 +51,14 @@ enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h
 	return srv_state_admin_check(state, h + 7, len - 7, ok, err);
 }
 
+/* The hex SHA-256 of spki[0..len) (a key's fingerprint as listings show it). */
+static void key_hex(const uint8_t *spki, size_t len, char hex[static 65])
+{
+	uint8_t fp[32];
+	(void)SHA256(spki, len, fp);
+	fmt_key_fingerprint_hex(fp, hex);
+}
+
 /* True when req carries "Authorization: Bearer <admin credential>";
  * otherwise it has been answered 401. The secret is never logged. */
 static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -85,6 +93,10 @@ static cJSON *json_body(struct srv_ctx *ctx, struct evhttp_request *req,
 	const uint8_t *body = NULL;
 	size_t len = 0;
 	srv_http_body(req, &body, &len);
+	if (len == 0) { /* formats/api.md §9: no body where one is needed */
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: empty; send a JSON object");
+		return NULL;
+	}
 	cJSON *o = NULL;
 	struct idp_error err = {0};
 	enum idp_err rc = fmt_json_parse(body, len, ADMIN_JSON_DEPTH, &o, &err);
@@ -450,14 +462,62 @@ static void decide(struct srv_ctx *ctx, struct evhttp_request *req, enum srv_adm
 	if (!authorized(ctx, req) || !body_id(ctx, req, id))
 		return;
 	struct idp_error err = {0};
-	enum idp_err rc = srv_admin_decide(ctx->store, id, action, (int64_t)time(NULL), &err);
+	enum idp_err rc =
+	        srv_admin_decide(ctx->store, id, action, NULL, (int64_t)time(NULL), NULL, &err);
 	answer(ctx, req, what, rc, &err, "id", id);
 }
 
-/* POST /v1/admin/devices/approve|reject|revoke {"id"} (server/provision.h). */
+/* POST /v1/admin/devices/approve {"id", "key_sha256"?}: approve a pending
+ * (or rejected) device with the key named by its SHA-256 fingerprint (the
+ * key on record when absent; required for a contested ID). The answer names
+ * the approved key. */
 void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	decide(ctx, req, SRV_ADMIN_APPROVE, "approve");
+	if (!authorized(ctx, req))
+		return;
+	static const char *const keys[] = {"id", "key_sha256"};
+	cJSON *o = json_body(ctx, req, keys, 2);
+	if (o == NULL)
+		return;
+	struct idp_error err = {0};
+	const char *s = NULL, *k = NULL;
+	size_t len = 0, klen = 0;
+	char id[SRV_STORE_ID_MAX + 1], want[65], got[65];
+	enum idp_err rc =
+	        fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &s, &len, &err);
+	if (rc == IDP_OK)
+		rc = fmt_id_check(s, len, "id", &err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "key_sha256", false, false, 64, &k, &klen, &err);
+	if (rc == IDP_OK && k != NULL && (klen != 64 || strspn(k, "0123456789abcdef") != 64))
+		rc = idp_error_set(&err, IDP_E_FORMAT,
+		                   "key_sha256: must be 64 lower-case hex digits (a SHA-256)");
+	if (rc != IDP_OK) {
+		cJSON_Delete(o);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+		return;
+	}
+	memcpy(id, s, len);
+	id[len] = '\0';
+	if (k != NULL)
+		memcpy(want, k, 65);
+	cJSON_Delete(o);
+	rc = srv_admin_decide(ctx->store, id, SRV_ADMIN_APPROVE, k != NULL ? want : NULL,
+	                      (int64_t)time(NULL), got, &err);
+	if (rc != IDP_OK || got[0] == '\0') {
+		answer(ctx, req, "approve", rc, &err, "id", id);
+		return;
+	}
+	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=approve id=%s key=sha256:%s", ctx->loop,
+	        id, got);
+	cJSON *a = cJSON_CreateObject();
+	if (a == NULL || cJSON_AddBoolToObject(a, "ok", 1) == NULL ||
+	    cJSON_AddStringToObject(a, "id", id) == NULL ||
+	    cJSON_AddStringToObject(a, "key_sha256", got) == NULL)
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	else
+		srv_http_json(req, 200, a);
+	cJSON_Delete(a);
 }
 
 void srv_admin_reject(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -537,10 +597,8 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 	}
 	char shown[SRV_STORE_DETAIL_MAX / 2], detail[SRV_STORE_DETAIL_MAX];
 	if (r.kind == SRV_IDENT_KEY) {
-		uint8_t fp[32];
 		char hex[65];
-		(void)SHA256(r.value, r.len, fp);
-		fmt_key_fingerprint_hex(fp, hex);
+		key_hex(r.value, r.len, hex);
 		(void)snprintf(shown, sizeof(shown), "sha256:%s", hex);
 	} else {
 		(void)srv_log_esc(value, value_len, shown, sizeof(shown));
@@ -561,15 +619,33 @@ struct list {
 	size_t n;
 	bool failed;
 	char last[SRV_STORE_ID_MAX + 1];
+	struct srv_store *st; /* for per-row lookups (contenders) */
+	cJSON *keys;          /* the contenders array being filled */
 };
+
+static int add_contender(void *ctx, const struct srv_contender *c)
+{
+	struct list *l = ctx;
+	char hex[65];
+	key_hex(c->pubkey, c->pubkey_len, hex);
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l->keys, o) ||
+	    cJSON_AddStringToObject(o, "key_sha256", hex) == NULL ||
+	    cJSON_AddStringToObject(o, "mac", c->mac) == NULL ||
+	    cJSON_AddNumberToObject(o, "first_seen", (double)c->first_seen) == NULL ||
+	    cJSON_AddNumberToObject(o, "last_seen", (double)c->last_seen) == NULL ||
+	    cJSON_AddNumberToObject(o, "attempts", (double)c->attempts) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	return 0;
+}
 
 static int add_station(void *ctx, const struct srv_station *s)
 {
 	struct list *l = ctx;
-	uint8_t fp[32];
 	char hex[65];
-	(void)SHA256(s->pubkey, s->pubkey_len, fp);
-	fmt_key_fingerprint_hex(fp, hex);
+	key_hex(s->pubkey, s->pubkey_len, hex);
 	cJSON *o = cJSON_CreateObject();
 	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
 	    cJSON_AddStringToObject(o, "id", s->id) == NULL ||
@@ -583,19 +659,41 @@ static int add_station(void *ctx, const struct srv_station *s)
 	return 0;
 }
 
+/* name: v, or null when v is "" (an absent value is NULL in the store too). */
+static cJSON *add_text(cJSON *o, const char *name, const char *v)
+{
+	return v[0] != '\0' ? cJSON_AddStringToObject(o, name, v) : cJSON_AddNullToObject(o, name);
+}
+
 static int add_device(void *ctx, const struct srv_device *d)
 {
 	struct list *l = ctx;
+	char hex[65] = "";
+	if (d->pubkey_len > 0)
+		key_hex(d->pubkey, d->pubkey_len, hex);
 	cJSON *o = cJSON_CreateObject();
 	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
 	    cJSON_AddStringToObject(o, "id", d->id) == NULL ||
 	    cJSON_AddStringToObject(o, "state", srv_device_state_name(d->state)) == NULL ||
-	    cJSON_AddStringToObject(o, "mac", d->mac) == NULL ||
-	    cJSON_AddStringToObject(o, "serial", d->serial) == NULL ||
-	    cJSON_AddStringToObject(o, "batch_id", d->batch_id) == NULL ||
+	    add_text(o, "mac", d->mac) == NULL || add_text(o, "serial", d->serial) == NULL ||
+	    add_text(o, "batch_id", d->batch_id) == NULL ||
 	    cJSON_AddBoolToObject(o, "has_key", d->pubkey_len > 0) == NULL ||
+	    add_text(o, "key_sha256", hex) == NULL ||
 	    cJSON_AddNumberToObject(o, "updated_at", (double)d->updated_at) == NULL ||
 	    cJSON_AddNumberToObject(o, "attempts", (double)d->attempts) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	/* A contested ID lists the other keys presented for it. */
+	struct idp_error err = {0};
+	l->keys = cJSON_CreateArray();
+	if (l->keys == NULL ||
+	    srv_store_contender_foreach(l->st, d->id, add_contender, l, &err) != IDP_OK ||
+	    l->failed ||
+	    cJSON_AddBoolToObject(o, "contested",
+	                          d->batch_id[0] == '\0' && cJSON_GetArraySize(l->keys) > 0) == NULL ||
+	    !cJSON_AddItemToObject(o, "other_keys", l->keys)) {
+		cJSON_Delete(l->keys);
 		l->failed = true;
 		return 1;
 	}
@@ -613,10 +711,13 @@ static int add_flag(void *ctx, const struct srv_flag *f)
 	    cJSON_AddStringToObject(o, "kind", f->kind) == NULL ||
 	    cJSON_AddStringToObject(o, "subject", f->subject) == NULL ||
 	    cJSON_AddStringToObject(o, "detail", f->detail) == NULL ||
-	    cJSON_AddNumberToObject(o, "created_at", (double)f->created_at) == NULL) {
+	    cJSON_AddNumberToObject(o, "count", (double)f->count) == NULL ||
+	    cJSON_AddNumberToObject(o, "first_seen", (double)f->created_at) == NULL ||
+	    cJSON_AddNumberToObject(o, "last_seen", (double)f->last_seen) == NULL) {
 		l->failed = true;
 		return 1;
 	}
+	(void)snprintf(l->last, sizeof(l->last), "%lld", (long long)f->seq);
 	l->n++;
 	return 0;
 }
@@ -684,7 +785,7 @@ void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		                   "state: must be preloaded, pending, approved, rejected or revoked");
 	else if (after != NULL)
 		rc = fmt_id_check(after, strlen(after), "after", &err);
-	struct list l = {0};
+	struct list l = {.st = ctx->store};
 	cJSON *top = rc == IDP_OK ? list_top(req, "devices", &l) : NULL;
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
@@ -696,18 +797,66 @@ void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	evhttp_clear_headers(&q);
 }
 
-/* GET /v1/admin/flags: the open flags for review, oldest first (at most
- * SRV_ADMIN_LIST_MAX). */
+/* A flag kind as given in a query: 1..SRV_STORE_KIND_MAX of [a-z0-9-]. */
+static enum idp_err check_kind(const char *k, struct idp_error *err)
+{
+	size_t n = strnlen(k, SRV_STORE_KIND_MAX + 1);
+	if (n == 0 || n > SRV_STORE_KIND_MAX ||
+	    strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+		return idp_error_set(err, IDP_E_FORMAT, "kind: 1 to %u of [a-z0-9-]",
+		                     SRV_STORE_KIND_MAX);
+	return IDP_OK;
+}
+
+/* GET /v1/admin/flags[?kind=K][&device=ID][&after=SEQ]: the open flags,
+ * newest first, one row per (kind, subject) with its count and first and
+ * last time seen; at most SRV_ADMIN_LIST_MAX, "next" the seq to continue
+ * after. */
 void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	struct list l = {0};
-	cJSON *top = authorized(ctx, req) ? list_top(req, "flags", &l) : NULL;
-	if (top == NULL)
+	if (!authorized(ctx, req))
 		return;
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "query: malformed");
+		return;
+	}
+	struct srv_flag_query fq = {.limit = SRV_ADMIN_LIST_MAX,
+	                            .kind = evhttp_find_header(&q, "kind"),
+	                            .subject = evhttp_find_header(&q, "device")};
+	const char *after = evhttp_find_header(&q, "after");
 	struct idp_error err = {0};
-	enum idp_err rc = srv_store_flag_foreach(ctx->store, 0, SRV_ADMIN_LIST_MAX, add_flag, &l,
-	                                         &err);
-	send_list(ctx, req, top, &l, rc, &err, NULL);
+	enum idp_err rc = IDP_OK;
+	for (const struct evkeyval *kv = TAILQ_FIRST(&q); rc == IDP_OK && kv != NULL;
+	     kv = TAILQ_NEXT(kv, next))
+		if (strcmp(kv->key, "kind") != 0 && strcmp(kv->key, "device") != 0 &&
+		    strcmp(kv->key, "after") != 0)
+			rc = idp_error_set(&err, IDP_E_FORMAT,
+			                   "query: unknown parameter (kind, device or after)");
+	if (rc == IDP_OK && fq.kind != NULL)
+		rc = check_kind(fq.kind, &err);
+	if (rc == IDP_OK && fq.subject != NULL)
+		rc = fmt_id_check(fq.subject, strlen(fq.subject), "device", &err);
+	if (rc == IDP_OK && after != NULL) {
+		size_t n = strnlen(after, 20);
+		if (n == 0 || n > 18 || strspn(after, "0123456789") != n)
+			rc = idp_error_set(&err, IDP_E_FORMAT, "after: not a flag seq");
+		else
+			fq.before_seq = strtoll(after, NULL, 10);
+		if (rc == IDP_OK && fq.before_seq <= 0)
+			rc = idp_error_set(&err, IDP_E_FORMAT, "after: not a flag seq");
+	}
+	struct list l = {0};
+	cJSON *top = rc == IDP_OK ? list_top(req, "flags", &l) : NULL;
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	if (top != NULL) {
+		rc = srv_store_flag_foreach(ctx->store, &fq, add_flag, &l, &err);
+		send_list(ctx, req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+	}
+	evhttp_clear_headers(&q);
 }
 
 /* ---------------------------------------------------------------- backup */

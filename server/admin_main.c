@@ -7,11 +7,13 @@
  * are printed); 2 usage; 3 a local problem (file, credential, connection,
  * TLS, an answer that is not the API's).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -57,10 +59,11 @@ static void usage(FILE *f)
 	              "usage: idprov-admin [--server URL] [--ca CA.pem] [--token-file FILE] COMMAND\n"
 	              "  station add ID PUBKEY.pem    trust a station's signing key\n"
 	              "  station disable ID           stop trusting a station\n"
-	              "  station list | flags | devices [--state S] [--after ID]\n"
+	              "  station list | devices [--state S] [--after ID]\n"
+	              "  flags [--open] [--kind K] [--device ID] [--after SEQ]\n"
 	              "  ca add CA.pem [--name NAME]  trust a factory CA\n"
 	              "  import NAME.manifest [--sig FILE]\n"
-	              "  approve ID | reject ID | revoke ID\n"
+	              "  approve ID [--key SHA256] | reject ID | revoke ID\n"
 	              "  release id|serial|mac|key VALUE  (key: a PEM file)\n"
 	              "  backup FILE                  write a consistent copy of the database\n"
 	              "  token-key rotate             a new token-signing key; the old one is\n"
@@ -296,6 +299,44 @@ static int import(const struct opts *o, const char *manifest, const char *sig_pa
 	return rc;
 }
 
+/* GET a listing: "flags" or "devices" with its options as query parameters
+ * (flags: --open is what is listed anyway; --kind, --device, --after SEQ;
+ * devices: --state, --after ID). */
+static int list(const struct opts *o, int argc, char **argv)
+{
+	bool flags = strcmp(argv[0], "flags") == 0;
+	static const char *const flag_opts[] = {"kind", "device", "after"};
+	static const char *const device_opts[] = {"state", "after"};
+	const char *const *names = flags ? flag_opts : device_opts;
+	size_t n_names = flags ? 3 : 2;
+	char path[1024];
+	size_t len = (size_t)snprintf(path, sizeof(path), "%s", argv[0]);
+	for (int i = 1; i < argc; i++) {
+		if (flags && strcmp(argv[i], "--open") == 0)
+			continue;
+		size_t k = 0;
+		while (k < n_names &&
+		       (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i] + 2, names[k]) != 0))
+			k++;
+		if (k == n_names || i + 1 >= argc)
+			return EXIT_USAGE;
+		char *e = curl_easy_escape(NULL, argv[++i], 0);
+		if (e == NULL) {
+			(void)fprintf(stderr, "idprov-admin: out of memory\n");
+			return EXIT_LOCAL;
+		}
+		int w = snprintf(path + len, sizeof(path) - len, "%c%s=%s",
+		                 strchr(path, '?') != NULL ? '&' : '?', names[k], e);
+		curl_free(e);
+		if (w < 0 || (size_t)w >= sizeof(path) - len) {
+			(void)fprintf(stderr, "idprov-admin: %s: options too long\n", argv[0]);
+			return EXIT_USAGE;
+		}
+		len += (size_t)w;
+	}
+	return post(o, path, "application/json", NULL, 0, NULL, NULL);
+}
+
 static int run(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -303,30 +344,8 @@ static int run(const struct opts *o, int argc, char **argv)
 		return post(o, "stations", "application/json", NULL, 0, NULL, NULL);
 	if (argc == 2 && strcmp(cmd, "backup") == 0)
 		return post(o, "backup", "application/json", "", 0, NULL, argv[1]);
-	if (argc == 1 && strcmp(cmd, "flags") == 0)
-		return post(o, "flags", "application/json", NULL, 0, NULL, NULL);
-	if (strcmp(cmd, "devices") == 0) {
-		const char *state = NULL, *after = NULL;
-		for (int i = 1; i + 1 < argc; i += 2) {
-			if (strcmp(argv[i], "--state") == 0)
-				state = argv[i + 1];
-			else if (strcmp(argv[i], "--after") == 0)
-				after = argv[i + 1];
-			else
-				return EXIT_USAGE;
-		}
-		if (argc % 2 == 0)
-			return EXIT_USAGE;
-		char *es = state != NULL ? curl_easy_escape(NULL, state, 0) : NULL;
-		char *ea = after != NULL ? curl_easy_escape(NULL, after, 0) : NULL;
-		char path[512];
-		(void)snprintf(path, sizeof(path), "devices%s%s%s%s", es != NULL ? "?state=" : "",
-		               es != NULL ? es : "", ea != NULL ? (es != NULL ? "&after=" : "?after=") : "",
-		               ea != NULL ? ea : "");
-		curl_free(es);
-		curl_free(ea);
-		return post(o, path, "application/json", NULL, 0, NULL, NULL);
-	}
+	if (strcmp(cmd, "flags") == 0 || strcmp(cmd, "devices") == 0)
+		return list(o, argc, argv);
 	if (argc == 2 && strcmp(cmd, "token-key") == 0 && strcmp(argv[1], "rotate") == 0)
 		return post(o, "token-keys/rotate", "application/json", "{}", 2, NULL, NULL);
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {
@@ -353,6 +372,21 @@ static int run(const struct opts *o, int argc, char **argv)
 		if (argc == 4 && strcmp(argv[2], "--sig") != 0)
 			return EXIT_USAGE;
 		return import(o, argv[1], argc == 4 ? argv[3] : NULL);
+	}
+	if (argc == 4 && strcmp(cmd, "approve") == 0 && strcmp(argv[2], "--key") == 0) {
+		static const char *const names[] = {"id", "key_sha256"};
+		const char *key = argv[3];
+		if (strncasecmp(key, "sha256:", 7) == 0)
+			key += 7;
+		char lower[65];
+		size_t n = strnlen(key, sizeof(lower));
+		if (n >= sizeof(lower))
+			n = sizeof(lower) - 1; /* the server names a wrong length */
+		for (size_t i = 0; i < n; i++)
+			lower[i] = (char)tolower((unsigned char)key[i]);
+		lower[n] = '\0';
+		const char *values[] = {argv[1], lower};
+		return post_json(o, "devices/approve", names, values, 2);
 	}
 	if (argc == 2 && (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0 ||
 	                  strcmp(cmd, "revoke") == 0)) {

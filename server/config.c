@@ -13,7 +13,18 @@
 #include "formats/file.h"
 #include "server/log.h"
 
-enum kind { K_PATH, K_LISTEN, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_NAME, K_KEYTYPE, K_RULE };
+enum kind {
+	K_PATH,
+	K_LISTEN,
+	K_BOOL,
+	K_UINT,
+	K_DURATION,
+	K_SIZE,
+	K_NAME,
+	K_KEYTYPE,
+	K_RULE,
+	K_POLICY
+};
 
 struct key {
 	const char *name;
@@ -64,6 +75,12 @@ static const struct key keys[] = {
          "pending devices created from one client address (beyond: 429)"},
         {"pending-lifetime", K_DURATION, FIELD(pending_lifetime), 60, 366ull * 86400, "7d",
          "a pending device not heard from for this long is deleted"},
+        {"mac-mismatch", K_POLICY, FIELD(mac_mismatch), 0, SRV_POLICY_FLAG, "hold",
+         "a device known with a key presents another MAC: hold (pending for an "
+         "administrator), refuse (mac_mismatch) or flag (approve); always flagged"},
+        {"identity-reuse", K_POLICY, FIELD(identity_reuse), 0, SRV_POLICY_REFUSE, "hold",
+         "an unknown ID presents a key or MAC another device holds: hold (pending) or "
+         "refuse (key_reused); always flagged"},
         {"max-body", K_SIZE, FIELD(max_body), 1024, 16u << 20, "16K",
          "largest API request body (K, M suffix)"},
         {"max-manifest", K_SIZE, FIELD(max_manifest), 1024, 1u << 30, "64M",
@@ -267,6 +284,20 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 			                     "%s: '%.64s' is not p256 or ed25519", k->name, value);
 		cfg->token_key = t;
 		return IDP_OK;
+	}
+	case K_POLICY: {
+		static const char *const names[] = {[SRV_POLICY_HOLD] = "hold",
+		                                    [SRV_POLICY_REFUSE] = "refuse",
+		                                    [SRV_POLICY_FLAG] = "flag"};
+		for (size_t i = 0; i <= k->max && i < sizeof(names) / sizeof(names[0]); i++) {
+			if (strcmp(value, names[i]) == 0) {
+				*(enum srv_policy *)field = (enum srv_policy)i;
+				return IDP_OK;
+			}
+		}
+		return idp_error_set(err, IDP_E_FORMAT, "%s: '%.64s' is not %s", k->name, value,
+		                     k->max == SRV_POLICY_FLAG ? "hold, refuse or flag"
+		                                               : "hold or refuse");
 	}
 	case K_UINT:
 	case K_DURATION:

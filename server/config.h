@@ -18,6 +18,7 @@
 
 #include "formats/error.h"
 #include "formats/keys.h"
+#include "server/provision.h"
 #include "server/rules.h"
 #include "server/state.h"
 
@@ -59,6 +60,8 @@ struct srv_config {
 	unsigned max_pending;                /* pending devices kept at once */
 	unsigned max_pending_per_address;    /* pending devices created per client address */
 	int64_t pending_lifetime;            /* seconds a silent pending device is kept */
+	enum srv_policy mac_mismatch;        /* a known key with another MAC */
+	enum srv_policy identity_reuse;      /* an unknown ID with another's key or MAC */
 	size_t max_body;                     /* bytes of a request body */
 	size_t max_manifest;                 /* bytes of an uploaded manifest */
 	size_t max_headers;                  /* bytes of all request headers */

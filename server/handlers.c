@@ -18,6 +18,7 @@
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "formats/b64.h"
 #include "server/admin.h"
@@ -59,6 +60,8 @@ enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
 	app->pcfg.pending.max_total = cfg->max_pending;
 	app->pcfg.pending.max_per_source = cfg->max_pending_per_address;
 	app->pcfg.pending.lifetime = cfg->pending_lifetime;
+	app->pcfg.mac_mismatch = cfg->mac_mismatch;
+	app->pcfg.identity_reuse = cfg->identity_reuse;
 	app->pop_skew = FMT_API_POP_SKEW_DEFAULT;
 	app->nonce_lifetime = cfg->nonce_lifetime;
 	for (size_t i = 0; i < cfg->n_rules; i++) {
@@ -272,6 +275,11 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	const uint8_t *buf = NULL;
 	size_t len = 0;
 	srv_http_body(req, &buf, &len);
+	if (len == 0) { /* formats/api.md §9: no body where one is needed */
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST,
+		               "body: empty; send the request as JSON");
+		return;
+	}
 	uint8_t exporter[FMT_API_EXPORTER_LEN];
 	struct idp_error err = {0};
 	enum idp_err rc = srv_http_channel_binding(req, exporter, &err);
@@ -304,6 +312,16 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	}
 	const uint8_t *nonce_p = r->pop.has_nonce ? r->pop.nonce : NULL;
 	enum fmt_token_check failed = FMT_TOKEN_CHECK_OK;
+	/* The proof is used once (formats/api.md §5.3): its signed bytes are
+	 * remembered until its timestamp leaves the skew window. */
+	struct srv_proof proof = {.expires_at = r->pop.ts + app->pop_skew + 1};
+	uint8_t msg[FMT_API_POP_MSG_MAX];
+	size_t msg_len = 0;
+	rc = fmt_api_pop_message(r, exporter, msg, &msg_len, &err);
+	if (rc != IDP_OK || SHA256(msg, msg_len, proof.hash) == NULL) {
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot hash the proof");
+		goto out;
+	}
 	if (purpose == FMT_API_PROVISION) {
 		char mac[FMT_MAC_TEXT_LEN + 1], source[SRV_STORE_SOURCE_MAX + 1];
 		fmt_mac_format(r->mac, mac);
@@ -311,17 +329,18 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		                                     .mac = mac,
 		                                     .key = key,
 		                                     .nonce = nonce_p,
+		                                     .proof = &proof,
 		                                     .now = now,
 		                                     .source = source_of(req, source)};
 		rc = srv_provision(ctx->store, ctx->state, &app->pcfg, &pr, &out, &err);
 	} else if (purpose == FMT_API_EXCHANGE) {
 		rc = srv_token_exchange(ctx->store, ctx->state, &app->pcfg,
 		                        (const uint8_t *)r->token, strlen(r->token), r->device_id,
-		                        key, nonce_p, now, &out, &failed, &err);
+		                        key, nonce_p, &proof, now, &out, &failed, &err);
 	} else {
 		rc = srv_token_renew(ctx->store, ctx->state, &app->pcfg, (const uint8_t *)r->token,
-		                     strlen(r->token), r->device_id, key, nonce_p, now, &out,
-		                     &failed, &err);
+		                     strlen(r->token), r->device_id, key, nonce_p, &proof, now,
+		                     &out, &failed, &err);
 	}
 	struct fmt_api_status s;
 	memset(&s, 0, sizeof(s));
@@ -331,6 +350,9 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		        (int)purpose, srv_refusal_name(out.refusal), fmt_token_check_name(failed));
 		if (out.refusal == SRV_REFUSE_NONCE)
 			srv_http_error(req, FMT_API_ERR_NONCE_INVALID, "nonce unknown, expired or used");
+		else if (out.refusal == SRV_REFUSE_PROOF)
+			srv_http_error(req, FMT_API_ERR_POP_INVALID,
+			               "pop: already used; sign a new one");
 		else if (out.refusal == SRV_REFUSE_TOKEN)
 			srv_http_error(req, FMT_API_ERR_TOKEN_INVALID, "%s", err.msg);
 		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT) {

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 static const char *const refusal_names[] = {
         [SRV_REFUSE_NONE] = "none",
@@ -21,6 +23,7 @@ static const char *const refusal_names[] = {
         [SRV_REFUSE_NONCE] = "nonce",
         [SRV_REFUSE_TOKEN] = "token",
         [SRV_REFUSE_PENDING_LIMIT] = "pending-limit",
+        [SRV_REFUSE_PROOF] = "proof",
 };
 
 const char *srv_refusal_name(enum srv_refusal r)
@@ -52,11 +55,12 @@ static enum idp_err audit(struct srv_store *st, int64_t now, const char *event, 
 	return srv_store_audit_append(st, &ev, err);
 }
 
-/* Sign a token of kind for device_id bound to key, record it, put it in out. */
+/* Sign a token of kind for device_id bound to key, record it (with the
+ * token redeemed for it, parent; may be NULL), put it in out. */
 static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
                           const struct srv_provision_cfg *cfg, const char *device_id,
-                          const struct fmt_key *key, enum fmt_token_kind kind, int64_t now,
-                          struct srv_issued *out, struct idp_error *err)
+                          const struct fmt_key *key, enum fmt_token_kind kind, const char *parent,
+                          int64_t now, struct srv_issued *out, struct idp_error *err)
 {
 	char kid[SRV_TOKEN_KID_MAX];
 	const struct fmt_key *signer = NULL;
@@ -83,6 +87,8 @@ static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
 	                      .expires_at = claims.exp};
 	(void)snprintf(t.jti, sizeof(t.jti), "%s", claims.jti);
 	(void)snprintf(t.device_id, sizeof(t.device_id), "%s", device_id);
+	if (parent != NULL)
+		(void)snprintf(t.parent, sizeof(t.parent), "%s", parent);
 	rc = srv_store_token_insert(st, &t, err);
 	if (rc != IDP_OK) {
 		fmt_token_free(tok);
@@ -97,6 +103,16 @@ static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
 static bool key_is(const struct srv_device *d, const uint8_t *spki, size_t len)
 {
 	return d->pubkey_len == len && CRYPTO_memcmp(d->pubkey, spki, len) == 0;
+}
+
+/* "sha256:" and the hex SHA-256 of spki[0..len), for flags and answers. */
+static void key_text(const uint8_t *spki, size_t len, char out[static 72])
+{
+	uint8_t fp[SHA256_DIGEST_LENGTH];
+	char hex[65];
+	(void)SHA256(spki, len, fp);
+	fmt_key_fingerprint_hex(fp, hex);
+	(void)snprintf(out, 72, "sha256:%s", hex);
 }
 
 /* Record a refusal (audit, and a flag for review when flag_kind is set). */
@@ -115,10 +131,11 @@ static enum idp_err refuse(struct srv_store *st, const struct srv_provision_req 
 	return rc;
 }
 
-/* Flag when another device holds the same value (key reuse, MAC reuse). */
+/* Flag when another device holds the same value (key reuse, MAC reuse);
+ * *shared says whether one does. */
 static enum idp_err flag_if_shared(struct srv_store *st, enum srv_ident_kind kind, const uint8_t *v,
                                    size_t len, const char *id, int64_t now, const char *flag_kind,
-                                   struct idp_error *err)
+                                   bool *shared, struct idp_error *err)
 {
 	char other[SRV_STORE_ID_MAX + 1];
 	if (len == 0)
@@ -128,9 +145,26 @@ static enum idp_err flag_if_shared(struct srv_store *st, enum srv_ident_kind kin
 		return IDP_OK;
 	if (rc != IDP_OK)
 		return rc;
+	*shared = true;
 	char detail[SRV_STORE_ID_MAX + 16];
 	(void)snprintf(detail, sizeof(detail), "also %s", other);
 	return srv_store_flag_add(st, flag_kind, id, detail, now, err);
+}
+
+/* Hold d for an administrator: pending, answered as such. */
+static enum idp_err hold(struct srv_store *st, const struct srv_provision_cfg *cfg,
+                         struct srv_device *d, int64_t now, const char *event,
+                         struct srv_issued *out, struct idp_error *err)
+{
+	d->state = SRV_DEV_PENDING;
+	d->attempts++;
+	d->updated_at = now;
+	out->decision = SRV_DECISION_PENDING;
+	out->retry_after = cfg->retry_after;
+	enum idp_err rc = srv_store_device_update(st, d, err);
+	if (rc == IDP_OK)
+		rc = audit(st, now, event, d->id, NULL, err);
+	return rc;
 }
 
 /* The decision proper, inside the transaction. */
@@ -156,6 +190,7 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		d.state = SRV_DEV_PENDING;
 		d.created_at = d.updated_at = req->now;
 		d.attempts = 1;
+		bool shared = false;
 		int64_t expired = 0;
 		rc = srv_store_pending_admit(st, req->source, req->now, &cfg->pending, &expired,
 		                             err);
@@ -169,11 +204,13 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 			rc = audit(st, req->now, "pending.expired", NULL, n, err);
 		}
 		if (rc == IDP_OK)
-			rc = flag_if_shared(st, SRV_IDENT_KEY, spki, spki_len, d.id, req->now, "key-reuse",
-		                    err);
+			rc = flag_if_shared(st, SRV_IDENT_KEY, spki, spki_len, d.id, req->now,
+			                    "key-reuse", &shared, err);
 		if (rc == IDP_OK)
 			rc = flag_if_shared(st, SRV_IDENT_MAC, (const uint8_t *)mac, mac_len, d.id,
-			                    req->now, "mac-reuse", err);
+			                    req->now, "mac-reuse", &shared, err);
+		if (rc == IDP_OK && shared && cfg->identity_reuse == SRV_POLICY_REFUSE)
+			return refuse(st, req, SRV_REFUSE_KEY_IN_USE, NULL, NULL, out, err);
 		if (rc == IDP_OK)
 			rc = srv_store_device_insert(st, &d, err);
 		if (rc == IDP_OK && req->source != NULL)
@@ -192,9 +229,28 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 	case SRV_DEV_REVOKED:
 		return refuse(st, req, SRV_REFUSE_REVOKED, NULL, NULL, out, err);
 	case SRV_DEV_PENDING:
-		if (!key_is(&d, spki, spki_len))
+		/* A manifest's key is attested: another one is a mismatch. */
+		if (!key_is(&d, spki, spki_len) && d.batch_id[0] != '\0')
 			return refuse(st, req, SRV_REFUSE_KEY_MISMATCH, "key-mismatch",
-			              "pending with another key", out, err);
+			              "presented another key", out, err);
+		if (!key_is(&d, spki, spki_len)) {
+			/* A second key for a pending ID: the first one is not
+			 * trusted to own it. Keep both for the administrator,
+			 * who approves one by its fingerprint. */
+			char kt[72], detail[128];
+			key_text(spki, spki_len, kt);
+			(void)snprintf(detail, sizeof(detail), "another key %s mac %s", kt,
+			               mac_len > 0 ? mac : "none");
+			rc = srv_store_contender_put(st, d.id, spki, spki_len, mac, req->now, err);
+			if (rc == IDP_OK)
+				rc = srv_store_flag_add(st, "contested", d.id, detail, req->now,
+				                        err);
+			if (rc == IDP_OK)
+				rc = audit(st, req->now, "provision.contested", d.id, kt, err);
+			out->decision = SRV_DECISION_PENDING;
+			out->retry_after = cfg->retry_after;
+			return rc;
+		}
 		d.attempts++;
 		d.updated_at = req->now;
 		out->decision = SRV_DECISION_PENDING;
@@ -208,8 +264,20 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		if (!key_is(&d, spki, spki_len))
 			return refuse(st, req, SRV_REFUSE_KEY_MISMATCH, "key-mismatch",
 			              "presented another key", out, err);
-		if (mac_len > 0 && d.mac[0] != '\0' && strcasecmp(mac, d.mac) != 0)
-			rc = srv_store_flag_add(st, "mac-mismatch", d.id, mac, req->now, err);
+		if (mac_len > 0 && d.mac[0] != '\0' && strcasecmp(mac, d.mac) != 0) {
+			char detail[64];
+			(void)snprintf(detail, sizeof(detail), "record %s, presented %s", d.mac,
+			               mac);
+			if (cfg->mac_mismatch == SRV_POLICY_REFUSE)
+				return refuse(st, req, SRV_REFUSE_MAC_MISMATCH, "mac-mismatch",
+				              detail, out, err);
+			rc = srv_store_flag_add(st, "mac-mismatch", d.id, detail, req->now, err);
+			if (rc == IDP_OK && cfg->mac_mismatch == SRV_POLICY_HOLD) {
+				/* The presented MAC is what an approval accepts. */
+				memcpy(d.mac, mac, mac_len + 1);
+				return hold(st, cfg, &d, req->now, "provision.held", out, err);
+			}
+		}
 	} else if (d.mac[0] != '\0') {
 		if (mac_len == 0 || strcasecmp(mac, d.mac) != 0)
 			return refuse(st, req, SRV_REFUSE_MAC_MISMATCH, "mac-mismatch", mac, out,
@@ -226,8 +294,12 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 	} else {
 		return refuse(st, req, SRV_REFUSE_NO_IDENTITY, NULL, NULL, out, err);
 	}
+	/* A device provisioning again (a reset in the field) starts a new token
+	 * chain: every earlier token of it is revoked, so one chain is live. */
 	if (rc == IDP_OK && d.state == SRV_DEV_APPROVED)
 		rc = srv_store_flag_add(st, "repeat-provision", d.id, NULL, req->now, err);
+	if (rc == IDP_OK)
+		rc = srv_store_token_revoke_device(st, d.id, req->now, err);
 	if (rc != IDP_OK)
 		return rc;
 	d.state = SRV_DEV_APPROVED;
@@ -237,7 +309,8 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 	d.attempts++;
 	rc = srv_store_device_update(st, &d, err);
 	if (rc == IDP_OK)
-		rc = issue(st, state, cfg, d.id, req->key, FMT_TOKEN_PROVISION, req->now, out, err);
+		rc = issue(st, state, cfg, d.id, req->key, FMT_TOKEN_PROVISION, NULL, req->now, out,
+		           err);
 	if (rc == IDP_OK)
 		rc = audit(st, req->now, "provision.approved", d.id, NULL, err);
 	if (rc == IDP_OK)
@@ -261,9 +334,12 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 		rc = srv_store_begin(st, err);
 	if (rc != IDP_OK)
 		return rc;
-	if (req->nonce != NULL)
-		rc = srv_store_nonce_consume(st, req->nonce, SRV_NONCE_LEN, req->now, err);
-	if (rc != IDP_OK)
+	if (req->proof != NULL &&
+	    (rc = srv_store_proof_use(st, req->proof->hash, sizeof(req->proof->hash),
+	                              req->proof->expires_at, req->now, err)) != IDP_OK)
+		out->refusal = SRV_REFUSE_PROOF;
+	if (rc == IDP_OK && req->nonce != NULL &&
+	    (rc = srv_store_nonce_consume(st, req->nonce, SRV_NONCE_LEN, req->now, err)) != IDP_OK)
 		out->refusal = SRV_REFUSE_NONCE;
 	if (rc == IDP_OK)
 		rc = decide(st, state, cfg, req, spki, spki_len, out, err);
@@ -279,14 +355,42 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 	return rc;
 }
 
+/* WARNING: a test-only fault point. With IDPROVD_TEST_FAULT=name in the
+ * server's environment the process ends here at once (exit status 99), as
+ * a crash would: tests use it to kill the server between a commit and its
+ * answer (docs/design.md, "Fault points for tests"). Never set in service. */
+static void fault_point(const char *name)
+{
+	const char *f = getenv("IDPROVD_TEST_FAULT");
+	if (f != NULL && strcmp(f, name) == 0)
+		_exit(99);
+}
+
+/* The token jti was redeemed before (*rc is IDP_E_CONFLICT): when what that
+ * issued was never used, its answer was lost, so revoke it and let the
+ * caller issue a new one (IDP_OK); otherwise keep the refusal. */
+static enum idp_err retry_lost(struct srv_store *st, const char *jti, int64_t now,
+                               struct idp_error *err)
+{
+	struct srv_token child;
+	enum idp_err rc = srv_store_token_child(st, jti, &child, err);
+	if (rc == IDP_E_NOTFOUND || (rc == IDP_OK && child.used))
+		return idp_error_set(err, IDP_E_CONFLICT, "token: already used");
+	if (rc != IDP_OK)
+		return rc;
+	return srv_store_token_revoke(st, child.jti, now, err);
+}
+
 /* Verify token (kinds) for the holder of key, then, in one transaction:
- * the device is still approved with that key, the token is used once, a
- * device token is issued. */
+ * the proof and nonce are used once, the device is still approved with that
+ * key, the token is used once (or retried, see provision.h), a device token
+ * is issued. */
 static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
                            const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
                            const char *device_id, const struct fmt_key *key, const uint8_t *nonce,
-                           int64_t now, unsigned kinds, const char *event, struct srv_issued *out,
-                           enum fmt_token_check *failed, struct idp_error *err)
+                           const struct srv_proof *proof, int64_t now, unsigned kinds,
+                           const char *event, struct srv_issued *out, enum fmt_token_check *failed,
+                           struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	*failed = FMT_TOKEN_CHECK_OK;
@@ -317,9 +421,11 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 	if (rc != IDP_OK)
 		return rc;
 	enum srv_refusal why = SRV_REFUSE_NONE;
-	if (nonce != NULL)
-		rc = srv_store_nonce_consume(st, nonce, SRV_NONCE_LEN, now, err);
-	if (rc != IDP_OK)
+	if (proof != NULL && (rc = srv_store_proof_use(st, proof->hash, sizeof(proof->hash),
+	                                               proof->expires_at, now, err)) != IDP_OK)
+		why = SRV_REFUSE_PROOF;
+	if (rc == IDP_OK && nonce != NULL &&
+	    (rc = srv_store_nonce_consume(st, nonce, SRV_NONCE_LEN, now, err)) != IDP_OK)
 		why = SRV_REFUSE_NONCE;
 	struct srv_device d;
 	if (rc == IDP_OK && (rc = srv_store_device_get(st, claims.sub, &d, err)) != IDP_OK)
@@ -333,16 +439,26 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 		why = SRV_REFUSE_KEY_MISMATCH;
 		rc = idp_error_set(err, IDP_E_DENIED, "device %s: key changed", d.id);
 	}
-	if (rc == IDP_OK && (rc = srv_store_token_use(st, claims.jti, now, err)) != IDP_OK)
-		why = SRV_REFUSE_TOKEN;
+	bool retried = false;
+	if (rc == IDP_OK) {
+		rc = srv_store_token_use(st, claims.jti, now, err);
+		if (rc == IDP_E_CONFLICT) {
+			rc = retry_lost(st, claims.jti, now, err);
+			retried = rc == IDP_OK;
+		}
+		if (rc != IDP_OK)
+			why = SRV_REFUSE_TOKEN;
+	}
 	if (rc == IDP_OK)
-		rc = issue(st, state, cfg, d.id, key, FMT_TOKEN_DEVICE, now, out, err);
+		rc = issue(st, state, cfg, d.id, key, FMT_TOKEN_DEVICE, claims.jti, now, out, err);
 	if (rc == IDP_OK)
-		rc = audit(st, now, event, d.id, NULL, err);
+		rc = audit(st, now, retried ? "token.reissued" : event, d.id, NULL, err);
 	if (rc == IDP_OK)
 		rc = srv_store_commit(st, err);
 	else
 		srv_store_rollback(st);
+	if (rc == IDP_OK)
+		fault_point("redeem.committed");
 	if (rc != IDP_OK) {
 		srv_issued_clear(out);
 		out->refusal = why;
@@ -355,26 +471,93 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 enum idp_err srv_token_exchange(struct srv_store *st, const struct srv_state *state,
                                 const struct srv_provision_cfg *cfg, const uint8_t *token,
                                 size_t len, const char *device_id, const struct fmt_key *key,
-                                const uint8_t *nonce, int64_t now, struct srv_issued *out,
-                                enum fmt_token_check *failed, struct idp_error *err)
+                                const uint8_t *nonce, const struct srv_proof *proof, int64_t now,
+                                struct srv_issued *out, enum fmt_token_check *failed,
+                                struct idp_error *err)
 {
-	return redeem(st, state, cfg, token, len, device_id, key, nonce, now, FMT_TOKEN_PROVISION,
-	              "token.exchanged", out, failed, err);
+	return redeem(st, state, cfg, token, len, device_id, key, nonce, proof, now,
+	              FMT_TOKEN_PROVISION, "token.exchanged", out, failed, err);
 }
 
 enum idp_err srv_token_renew(struct srv_store *st, const struct srv_state *state,
                              const struct srv_provision_cfg *cfg, const uint8_t *token, size_t len,
                              const char *device_id, const struct fmt_key *key, const uint8_t *nonce,
-                             int64_t now, struct srv_issued *out, enum fmt_token_check *failed,
-                             struct idp_error *err)
+                             const struct srv_proof *proof, int64_t now, struct srv_issued *out,
+                             enum fmt_token_check *failed, struct idp_error *err)
 {
-	return redeem(st, state, cfg, token, len, device_id, key, nonce, now, FMT_TOKEN_DEVICE,
-	              "token.renewed", out, failed, err);
+	return redeem(st, state, cfg, token, len, device_id, key, nonce, proof, now,
+	              FMT_TOKEN_DEVICE, "token.renewed", out, failed, err);
+}
+
+/* Find the presented key whose fingerprint is want (hex) among a device's
+ * contenders. */
+struct pick {
+	const char *want;
+	bool found;
+	struct srv_contender c;
+	int64_t n;
+};
+
+static bool key_hex_is(const uint8_t *spki, size_t len, const char *want)
+{
+	char kt[72];
+	key_text(spki, len, kt);
+	return strcasecmp(kt + 7, want) == 0;
+}
+
+static int pick_cb(void *ctx, const struct srv_contender *c)
+{
+	struct pick *p = ctx;
+	p->n++;
+	if (p->want != NULL && !p->found && key_hex_is(c->pubkey, c->pubkey_len, p->want)) {
+		p->found = true;
+		p->c = *c;
+	}
+	return 0;
+}
+
+/* Approval of d: the key it names (see provision.h), taken into d. */
+static enum idp_err approve_key(struct srv_store *st, struct srv_device *d, const char *want,
+                                struct idp_error *err)
+{
+	struct pick p = {.want = want};
+	enum idp_err rc = IDP_OK;
+	/* A manifest named the device: its key decides, nothing contests it. */
+	if (d->batch_id[0] == '\0')
+		rc = srv_store_contender_foreach(st, d->id, pick_cb, &p, err);
+	if (rc != IDP_OK)
+		return rc;
+	if (want == NULL) {
+		if (p.n > 0)
+			return idp_error_set(err, IDP_E_CONFLICT,
+			                     "device %s: contested (%lld other keys presented): "
+			                     "name the key to approve (key_sha256)",
+			                     d->id, (long long)p.n);
+		return IDP_OK;
+	}
+	if (d->pubkey_len > 0 && key_hex_is(d->pubkey, d->pubkey_len, want))
+		return IDP_OK;
+	if (!p.found)
+		return idp_error_set(err, IDP_E_CONFLICT,
+		                     "device %s: key sha256:%.64s was not presented for it", d->id,
+		                     want);
+	memcpy(d->pubkey, p.c.pubkey, p.c.pubkey_len);
+	d->pubkey_len = p.c.pubkey_len;
+	memcpy(d->mac, p.c.mac, sizeof(d->mac));
+	return IDP_OK;
 }
 
 enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,
-                              enum srv_admin_action action, int64_t now, struct idp_error *err)
+                              enum srv_admin_action action, const char *key_sha256, int64_t now,
+                              char approved_sha256[65], struct idp_error *err)
 {
+	if (approved_sha256 != NULL)
+		approved_sha256[0] = '\0';
+	if (key_sha256 != NULL &&
+	    (strlen(key_sha256) != 64 || strspn(key_sha256, "0123456789abcdefABCDEF") != 64))
+		return idp_error_set(err, IDP_E_FORMAT, "key_sha256: not 64 hex digits");
+	if (key_sha256 != NULL && action != SRV_ADMIN_APPROVE)
+		return idp_error_set(err, IDP_E_FORMAT, "key_sha256: only for approve");
 	enum idp_err rc = srv_store_begin(st, err);
 	if (rc != IDP_OK)
 		return rc;
@@ -407,14 +590,26 @@ enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,
 		if (rc != IDP_OK)
 			rc = idp_error_set(err, rc, "device %s: action does not apply", device_id);
 	}
+	char kt[72] = "";
+	if (rc == IDP_OK && action == SRV_ADMIN_APPROVE) {
+		rc = approve_key(st, &d, key_sha256, err);
+		if (rc == IDP_OK && d.pubkey_len > 0)
+			key_text(d.pubkey, d.pubkey_len, kt);
+	}
+	if (rc == IDP_OK && action != SRV_ADMIN_REVOKE)
+		rc = srv_store_contender_clear(st, device_id, err);
+	if (rc == IDP_OK && action == SRV_ADMIN_REVOKE)
+		rc = srv_store_token_revoke_device(st, device_id, now, err);
 	d.updated_at = now;
 	if (rc == IDP_OK)
 		rc = srv_store_device_update(st, &d, err);
 	if (rc == IDP_OK)
-		rc = audit(st, now, event, device_id, NULL, err);
+		rc = audit(st, now, event, device_id, kt[0] != '\0' ? kt : NULL, err);
 	if (rc == IDP_OK)
 		rc = srv_store_commit(st, err);
 	else
 		srv_store_rollback(st);
+	if (rc == IDP_OK && approved_sha256 != NULL && kt[0] != '\0')
+		(void)snprintf(approved_sha256, 65, "%s", kt + 7);
 	return rc;
 }

@@ -35,6 +35,15 @@
 #define SRV_TOKEN_KID_MAX 32u
 #define SRV_NONCE_LEN     32u /* server nonce bytes (formats/api.md) */
 
+/* What to do with a device whose identity is in doubt (config keys
+ * mac-mismatch and identity-reuse, docs/administrator.md). Zero is the
+ * default: hold. */
+enum srv_policy {
+	SRV_POLICY_HOLD = 0,   /* nothing issued: pending for an administrator, flagged */
+	SRV_POLICY_REFUSE = 1, /* nothing issued: rejected (mac_mismatch / key_reused), flagged */
+	SRV_POLICY_FLAG = 2,   /* approved as usual, flagged (mac-mismatch only) */
+};
+
 struct srv_provision_cfg {
 	const char *issuer;   /* iss of every token */
 	const char *audience; /* aud of every token */
@@ -42,6 +51,18 @@ struct srv_provision_cfg {
 	int64_t device_lifetime;
 	int64_t retry_after; /* seconds a pending device waits */
 	struct srv_pending_limits pending; /* caps and expiry of pending devices (0: none) */
+	/* A device known with a key presents it with another MAC than its record. */
+	enum srv_policy mac_mismatch;
+	/* An unknown ID presents a key or MAC another device holds (HOLD or REFUSE). */
+	enum srv_policy identity_reuse;
+};
+
+/* One proof of possession, for refusing a second use of it: a hash of its
+ * signed bytes (formats/api.md §5.2), kept until it could no longer pass the
+ * clock-skew check. */
+struct srv_proof {
+	uint8_t hash[32];
+	int64_t expires_at;
 };
 
 enum srv_decision {
@@ -62,6 +83,7 @@ enum srv_refusal {
 	SRV_REFUSE_TOKEN,        /* the token is invalid or already used (an error too) */
 	SRV_REFUSE_PENDING_LIMIT, /* a pending cap is reached (an error: IDP_E_LIMIT per
 	                           * source, IDP_E_AGAIN in total); nothing stored */
+	SRV_REFUSE_PROOF,        /* the proof was used before (an error too) */
 };
 
 struct srv_provision_req {
@@ -69,6 +91,7 @@ struct srv_provision_req {
 	const char *mac;           /* NULL or "" when the device sent none */
 	const struct fmt_key *key; /* the key whose possession was proven */
 	const uint8_t *nonce;      /* NULL, or a server nonce (SRV_NONCE_LEN) to consume */
+	const struct srv_proof *proof; /* NULL, or the request's proof: used once */
 	int64_t now;
 	const char *source; /* client address (the per-source pending cap); NULL: none */
 };
@@ -98,23 +121,32 @@ IDP_MUST_CHECK enum idp_err srv_provision(struct srv_store *st, const struct srv
                                           struct srv_issued *out, struct idp_error *err);
 
 /* Exchange a provisioning token (once) for a device token, or renew a device
- * token (once per token), for device_id holding key (nonce as for
- * srv_provision; may be NULL). Refusals are errors:
- * IDP_E_DENIED / IDP_E_EXPIRED / IDP_E_VERIFY ... from the token check (with
- * *failed naming it), IDP_E_CONFLICT for a token already used, IDP_E_DENIED
- * for a device no longer approved; the store is then unchanged. */
+ * token (once per token), for device_id holding key (nonce and proof as for
+ * srv_provision; may be NULL). Each issued token records the token redeemed
+ * for it (its parent).
+ *
+ * A retry is safe: when the token was already redeemed and what that issued
+ * was never used (its answer was lost), the earlier token is revoked and a
+ * new one issued in its place, so the device holds exactly one live token.
+ *
+ * Refusals are errors: IDP_E_DENIED / IDP_E_EXPIRED / IDP_E_VERIFY ... from
+ * the token check (with *failed naming it), IDP_E_CONFLICT for a token
+ * already used whose successor was used too, IDP_E_DENIED for a revoked
+ * token or a device no longer approved; the store is then unchanged. */
 IDP_MUST_CHECK enum idp_err srv_token_exchange(struct srv_store *st, const struct srv_state *state,
                                                const struct srv_provision_cfg *cfg,
                                                const uint8_t *token, size_t len,
                                                const char *device_id, const struct fmt_key *key,
-                                               const uint8_t *nonce, int64_t now,
-                                               struct srv_issued *out, enum fmt_token_check *failed,
+                                               const uint8_t *nonce, const struct srv_proof *proof,
+                                               int64_t now, struct srv_issued *out,
+                                               enum fmt_token_check *failed,
                                                struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_token_renew(struct srv_store *st, const struct srv_state *state,
                                             const struct srv_provision_cfg *cfg,
                                             const uint8_t *token, size_t len, const char *device_id,
                                             const struct fmt_key *key, const uint8_t *nonce,
-                                            int64_t now, struct srv_issued *out,
+                                            const struct srv_proof *proof, int64_t now,
+                                            struct srv_issued *out,
                                             enum fmt_token_check *failed, struct idp_error *err);
 
 enum srv_admin_action {
@@ -125,10 +157,18 @@ enum srv_admin_action {
 
 /* An administrator's decision on a device, with its audit entry.
  * IDP_E_NOTFOUND for an unknown device, IDP_E_CONFLICT when the action does
- * not apply to the device's state. */
+ * not apply to the device's state.
+ *
+ * Approval names the key it approves: key_sha256 (64 hex digits, SHA-256 of
+ * the SPKI DER; NULL = the key on record) must be the device's key or one of
+ * the other keys presented for its ID (a contested ID, which then takes that
+ * key and its MAC); else IDP_E_CONFLICT. A contested ID is approved only
+ * with key_sha256. approved_sha256 (may be NULL) gets the approved key's
+ * fingerprint. Revocation also revokes every token of the device. */
 IDP_MUST_CHECK enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,
-                                             enum srv_admin_action action, int64_t now,
-                                             struct idp_error *err);
+                                             enum srv_admin_action action,
+                                             const char *key_sha256, int64_t now,
+                                             char approved_sha256[65], struct idp_error *err);
 
 /* Free the token in r (cleansed) and zero r. */
 void srv_issued_clear(struct srv_issued *r);

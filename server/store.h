@@ -107,6 +107,8 @@ struct srv_token {
 	int64_t issued_at;
 	int64_t expires_at;
 	bool used; /* a provisioning token already exchanged, or a renewed device token */
+	char parent[SRV_STORE_JTI_MAX + 1]; /* the token redeemed for this one; "" for none */
+	int64_t revoked_at;                 /* 0 while not revoked */
 };
 
 /* One decision or administrative act, for the audit log. */
@@ -251,8 +253,9 @@ IDP_MUST_CHECK enum idp_err srv_store_release_check(struct srv_store *st, enum s
                                                     bool *released, struct idp_error *err);
 
 /* Tokens issued. _insert: IDP_E_DUPLICATE on a known jti. _use marks the
- * token used: IDP_E_NOTFOUND when unknown, IDP_E_EXPIRED when expired at now,
- * IDP_E_CONFLICT when already used (a replay); only the first _use wins, also
+ * token used: IDP_E_NOTFOUND when unknown, IDP_E_DENIED when revoked,
+ * IDP_E_EXPIRED when expired at now, IDP_E_CONFLICT when already used (a
+ * replay, or a retry after a lost answer); only the first _use wins, also
  * across connections. */
 IDP_MUST_CHECK enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token *t,
                                                    struct idp_error *err);
@@ -260,6 +263,50 @@ IDP_MUST_CHECK enum idp_err srv_store_token_get(struct srv_store *st, const char
                                                 struct srv_token *out, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_token_use(struct srv_store *st, const char *jti, int64_t now,
                                                 struct idp_error *err);
+/* The newest token not revoked whose parent is jti (what redeeming jti
+ * issued): IDP_OK with *out, or IDP_E_NOTFOUND. */
+IDP_MUST_CHECK enum idp_err srv_store_token_child(struct srv_store *st, const char *jti,
+                                                  struct srv_token *out, struct idp_error *err);
+/* Revoke one token (jti) or every token of a device (_revoke_device), at
+ * now; tokens already revoked keep their time. Unknown jti: IDP_OK. */
+IDP_MUST_CHECK enum idp_err srv_store_token_revoke(struct srv_store *st, const char *jti,
+                                                   int64_t now, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_token_revoke_device(struct srv_store *st,
+                                                          const char *device_id, int64_t now,
+                                                          struct idp_error *err);
+/* Count a device's live tokens: not used, not revoked, not expired at now. */
+IDP_MUST_CHECK enum idp_err srv_store_token_live(struct srv_store *st, const char *device_id,
+                                                 int64_t now, int64_t *n,
+                                                 struct idp_error *err);
+
+/* Proofs of possession seen (a hash of the signed bytes): _use records one
+ * until expires_at, deleting those expired at now first; IDP_E_CONFLICT when
+ * it was recorded already (a replayed proof). */
+IDP_MUST_CHECK enum idp_err srv_store_proof_use(struct srv_store *st, const uint8_t *hash,
+                                                size_t len, int64_t expires_at, int64_t now,
+                                                struct idp_error *err);
+
+/* Other keys presented for a pending device ID (a contested ID). _put adds
+ * or refreshes one (mac may be NULL); _foreach walks a device's, oldest
+ * first (a non-zero return from fn stops it); _clear forgets them. */
+struct srv_contender {
+	uint8_t pubkey[FMT_KEY_SPKI_MAX]; /* SPKI DER */
+	size_t pubkey_len;
+	char mac[SRV_STORE_MAC_MAX + 1]; /* "" when none */
+	int64_t first_seen;
+	int64_t last_seen;
+	int64_t attempts;
+};
+IDP_MUST_CHECK enum idp_err srv_store_contender_put(struct srv_store *st, const char *device_id,
+                                                    const uint8_t *spki, size_t len,
+                                                    const char *mac, int64_t now,
+                                                    struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+srv_store_contender_foreach(struct srv_store *st, const char *device_id,
+                            int (*fn)(void *ctx, const struct srv_contender *c), void *ctx,
+                            struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_contender_clear(struct srv_store *st, const char *device_id,
+                                                      struct idp_error *err);
 
 /* Server nonces: single use, with an expiry. _consume deletes the nonce and
  * gives IDP_OK once; IDP_E_NOTFOUND for an unknown or already used one,
@@ -273,9 +320,17 @@ IDP_MUST_CHECK enum idp_err srv_store_nonce_purge(struct srv_store *st, int64_t 
                                                   struct idp_error *err);
 
 /* Raise a flag for review (kind e.g. "key-reuse", "mac-mismatch", "batch-gap";
- * subject a device, batch or station ID). */
+ * subject a device, batch or station ID, or NULL). Repeats aggregate: while
+ * a flag of that kind and subject is open, it is counted again (count, last
+ * seen, and detail when one is given) instead of adding a row. */
 IDP_MUST_CHECK enum idp_err srv_store_flag_add(struct srv_store *st, const char *kind,
                                                const char *subject, const char *detail, int64_t now,
+                                               struct idp_error *err);
+/* The open flag of kind for subject (may be NULL): IDP_OK with *out, or
+ * IDP_E_NOTFOUND. */
+struct srv_flag;
+IDP_MUST_CHECK enum idp_err srv_store_flag_get(struct srv_store *st, const char *kind,
+                                               const char *subject, struct srv_flag *out,
                                                struct idp_error *err);
 /* Count open flags of a kind (NULL = all kinds). */
 IDP_MUST_CHECK enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_t *n,
@@ -304,14 +359,22 @@ IDP_MUST_CHECK enum idp_err srv_store_snapshot(struct srv_store *st, const char 
 
 /* Listings for the admin API, in key order. A non-zero return from fn stops
  * the walk (still IDP_OK). Devices: state 0 lists all; IDs after after_id
- * ("" or NULL: from the first), at most limit. Flags: open ones with seq
- * after after_seq, at most limit. */
+ * ("" or NULL: from the first), at most limit. Flags: the open ones, newest
+ * first (by seq), as struct srv_flag_query selects. */
 struct srv_flag {
 	int64_t seq;
 	char kind[SRV_STORE_KIND_MAX + 1];
 	char subject[SRV_STORE_ID_MAX + 1];
-	char detail[SRV_STORE_DETAIL_MAX + 1];
-	int64_t created_at;
+	char detail[SRV_STORE_DETAIL_MAX + 1]; /* the latest detail given */
+	int64_t created_at;                    /* first seen */
+	int64_t count;                         /* times raised while open */
+	int64_t last_seen;
+};
+struct srv_flag_query {
+	int64_t before_seq;  /* only seq < before_seq; 0: from the newest */
+	int64_t limit;       /* at most this many */
+	const char *kind;    /* NULL: every kind */
+	const char *subject; /* NULL: every subject */
 };
 IDP_MUST_CHECK enum idp_err srv_store_station_foreach(struct srv_store *st,
                                                       int (*fn)(void *ctx,
@@ -323,8 +386,8 @@ IDP_MUST_CHECK enum idp_err srv_store_device_foreach(struct srv_store *st,
                                                      int (*fn)(void *ctx,
                                                                const struct srv_device *d),
                                                      void *ctx, struct idp_error *err);
-IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st, int64_t after_seq,
-                                                   int64_t limit,
+IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st,
+                                                   const struct srv_flag_query *q,
                                                    int (*fn)(void *ctx, const struct srv_flag *f),
                                                    void *ctx, struct idp_error *err);
 

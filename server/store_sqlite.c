@@ -101,6 +101,32 @@ static const char *const migrations[] = {
         /* 2: the client address that created a pending device, for its cap. */
         "ALTER TABLE devices ADD COLUMN source TEXT;"
         "CREATE INDEX devices_pending ON devices(state, source, updated_at);",
+        /* 3: token chains and revocation (one live token per device, safe
+         * retries), aggregated flags, single-use proofs, contested IDs. */
+        "ALTER TABLE tokens ADD COLUMN parent TEXT;"
+        "ALTER TABLE tokens ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;"
+        "CREATE INDEX tokens_parent ON tokens(parent) WHERE parent IS NOT NULL;"
+        "ALTER TABLE flags ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
+        "ALTER TABLE flags ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;"
+        "UPDATE flags SET last_seen = created_at;"
+        "CREATE INDEX flags_open ON flags(kind, subject) WHERE cleared = 0;"
+        "CREATE TABLE proofs ("
+        "  hash BLOB PRIMARY KEY,"
+        "  expires_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX proofs_expiry ON proofs(expires_at);"
+        "CREATE TABLE contenders ("
+        "  device_id TEXT NOT NULL,"
+        "  public_key BLOB NOT NULL,"
+        "  mac TEXT,"
+        "  first_seen INTEGER NOT NULL,"
+        "  last_seen INTEGER NOT NULL,"
+        "  attempts INTEGER NOT NULL DEFAULT 1,"
+        "  PRIMARY KEY (device_id, public_key)"
+        ") STRICT;"
+        "CREATE TRIGGER contenders_gone AFTER DELETE ON devices BEGIN"
+        "  DELETE FROM contenders WHERE device_id = old.id;"
+        "END;",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -132,10 +158,21 @@ enum stmt_id {
 	S_TOKEN_INSERT,
 	S_TOKEN_GET,
 	S_TOKEN_USE,
+	S_TOKEN_CHILD,
+	S_TOKEN_REVOKE,
+	S_TOKEN_REVOKE_DEVICE,
+	S_TOKEN_LIVE,
+	S_PROOF_PURGE,
+	S_PROOF_INSERT,
+	S_CONTENDER_PUT,
+	S_CONTENDER_LIST,
+	S_CONTENDER_CLEAR,
 	S_NONCE_INSERT,
 	S_NONCE_DELETE,
 	S_NONCE_PURGE,
 	S_FLAG_ADD,
+	S_FLAG_BUMP,
+	S_FLAG_GET,
 	S_FLAG_COUNT,
 	S_FLAG_COUNT_KIND,
 	S_AUDIT_APPEND,
@@ -160,6 +197,8 @@ enum stmt_id {
 	"attempts"
 /* States that are claims, not enrolled identities (import reuse checks). */
 #define UNENROLLED "'pending', 'rejected'"
+#define TOKEN_COLS "jti, device_id, kind, issued_at, expires_at, used, parent, revoked_at"
+#define FLAG_COLS  "seq, kind, subject, detail, created_at, count, last_seen"
 #define BATCH_COLS                                                                                 \
 	"id, station_id, sequence, hash, prev_hash, product, device_count, imported_at, state"
 
@@ -198,17 +237,37 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_RELEASE_ADD] = "INSERT OR IGNORE INTO releases (kind, value, released_at) "
                           "VALUES (?1, ?2, ?3)",
         [S_RELEASE_CHECK] = "SELECT 1 FROM releases WHERE kind = ?1 AND value = ?2",
-        [S_TOKEN_INSERT] = "INSERT INTO tokens (jti, device_id, kind, issued_at, expires_at, used) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        [S_TOKEN_GET] = "SELECT jti, device_id, kind, issued_at, expires_at, used FROM tokens "
-                        "WHERE jti = ?1",
-        [S_TOKEN_USE] =
-                "UPDATE tokens SET used = 1 WHERE jti = ?1 AND used = 0 AND expires_at > ?2",
+        [S_TOKEN_INSERT] = "INSERT INTO tokens (" TOKEN_COLS ") "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        [S_TOKEN_GET] = "SELECT " TOKEN_COLS " FROM tokens WHERE jti = ?1",
+        [S_TOKEN_USE] = "UPDATE tokens SET used = 1 "
+                        "WHERE jti = ?1 AND used = 0 AND revoked_at = 0 AND expires_at > ?2",
+        [S_TOKEN_CHILD] = "SELECT " TOKEN_COLS " FROM tokens "
+                          "WHERE parent = ?1 AND revoked_at = 0 ORDER BY issued_at DESC LIMIT 1",
+        [S_TOKEN_REVOKE] = "UPDATE tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at = 0",
+        [S_TOKEN_REVOKE_DEVICE] =
+                "UPDATE tokens SET revoked_at = ?2 WHERE device_id = ?1 AND revoked_at = 0",
+        [S_TOKEN_LIVE] = "SELECT count(*) FROM tokens WHERE device_id = ?1 AND used = 0 "
+                         "AND revoked_at = 0 AND expires_at > ?2",
+        [S_PROOF_PURGE] = "DELETE FROM proofs WHERE expires_at <= ?1",
+        [S_PROOF_INSERT] = "INSERT INTO proofs (hash, expires_at) VALUES (?1, ?2)",
+        [S_CONTENDER_PUT] =
+                "INSERT INTO contenders (device_id, public_key, mac, first_seen, last_seen) "
+                "VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (device_id, public_key) DO UPDATE "
+                "SET mac = excluded.mac, last_seen = excluded.last_seen, attempts = attempts + 1",
+        [S_CONTENDER_LIST] = "SELECT public_key, mac, first_seen, last_seen, attempts "
+                             "FROM contenders WHERE device_id = ?1 ORDER BY first_seen, rowid",
+        [S_CONTENDER_CLEAR] = "DELETE FROM contenders WHERE device_id = ?1",
         [S_NONCE_INSERT] = "INSERT INTO nonces (nonce, expires_at) VALUES (?1, ?2)",
         [S_NONCE_DELETE] = "DELETE FROM nonces WHERE nonce = ?1 RETURNING expires_at",
         [S_NONCE_PURGE] = "DELETE FROM nonces WHERE expires_at <= ?1",
-        [S_FLAG_ADD] =
-                "INSERT INTO flags (kind, subject, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+        [S_FLAG_ADD] = "INSERT INTO flags (kind, subject, detail, created_at, last_seen) "
+                       "VALUES (?1, ?2, ?3, ?4, ?4)",
+        [S_FLAG_BUMP] = "UPDATE flags SET count = count + 1, last_seen = max(last_seen, ?4), "
+                        "detail = coalesce(?3, detail) "
+                        "WHERE cleared = 0 AND kind = ?1 AND subject IS ?2",
+        [S_FLAG_GET] = "SELECT " FLAG_COLS " FROM flags "
+                       "WHERE cleared = 0 AND kind = ?1 AND subject IS ?2",
         [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
         [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
         [S_AUDIT_APPEND] = "INSERT INTO audit (at, event, subject, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -217,8 +276,9 @@ static const char *const stmt_sql[S_COUNT_] = {
                           "WHERE id > coalesce(?1, '') ORDER BY id LIMIT ?2",
         [S_DEVICE_LIST_STATE] = "SELECT " DEVICE_COLS " FROM devices "
                                 "WHERE id > coalesce(?1, '') AND state = ?3 ORDER BY id LIMIT ?2",
-        [S_FLAG_LIST] = "SELECT seq, kind, subject, detail, created_at FROM flags "
-                        "WHERE cleared = 0 AND seq > ?1 ORDER BY seq LIMIT ?2",
+        [S_FLAG_LIST] = "SELECT " FLAG_COLS " FROM flags "
+                        "WHERE cleared = 0 AND (?1 <= 0 OR seq < ?1) AND (?3 IS NULL OR kind = ?3) "
+                        "AND (?4 IS NULL OR subject = ?4) ORDER BY seq DESC LIMIT ?2",
         [S_FIND_ENROLLED_SERIAL] = "SELECT id FROM devices WHERE serial = ?1 AND id IS NOT ?2 "
                                    "AND state NOT IN (" UNENROLLED ") LIMIT 1",
         [S_FIND_ENROLLED_MAC] = "SELECT id FROM devices WHERE mac = ?1 AND id IS NOT ?2 "
@@ -231,7 +291,9 @@ static const char *const stmt_sql[S_COUNT_] = {
                          "AND state IN (" UNENROLLED ") ORDER BY id LIMIT ?3",
         [S_CLAIMS_KEY] = "SELECT id FROM devices WHERE public_key = ?1 AND id IS NOT ?2 "
                          "AND state IN (" UNENROLLED ") ORDER BY id LIMIT ?3",
-        [S_PENDING_PURGE] = "DELETE FROM devices WHERE state = 'pending' AND updated_at < ?1",
+        /* A manifest's device held pending (a policy) is not a claim: kept. */
+        [S_PENDING_PURGE] = "DELETE FROM devices WHERE state = 'pending' AND updated_at < ?1 "
+                            "AND batch_id IS NULL",
         [S_PENDING_COUNT_SOURCE] =
                 "SELECT count(*) FROM devices WHERE state = 'pending' AND source = ?1",
         [S_PENDING_SOURCE] = "UPDATE devices SET source = ?2 WHERE id = ?1 AND state = 'pending'",
@@ -1161,24 +1223,20 @@ enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token
 		rc = idp_error_set(err, IDP_E_ARG, "store: token %s: bad kind", t->jti);
 	if (rc != IDP_OK)
 		return rc;
+	if (rc == IDP_OK)
+		rc = check_len(t->parent, SRV_STORE_JTI_MAX, false, "token parent", err);
+	if (rc != IDP_OK)
+		return rc;
 	const struct arg a[] = {
 	        TEXT(t->jti),      TEXT(t->device_id), TEXT(srv_token_kind_name(t->kind)),
-	        INT(t->issued_at), INT(t->expires_at), INT(t->used)};
+	        INT(t->issued_at), INT(t->expires_at), INT(t->used),
+	        TEXT(t->parent),   INT(t->revoked_at)};
 	return run(st, S_TOKEN_INSERT, a, NARGS(a), "token insert", err);
 }
 
-enum idp_err srv_store_token_get(struct srv_store *st, const char *jti, struct srv_token *out,
-                                 struct idp_error *err)
+static enum idp_err token_row(sqlite3_stmt *s, struct srv_token *out, struct idp_error *err)
 {
-	memset(out, 0, sizeof(*out));
-	const struct arg a[] = {TEXT(jti)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = query_row(st, S_TOKEN_GET, a, NARGS(a), &s, err);
-	if (rc == IDP_E_NOTFOUND)
-		return idp_error_set(err, rc, "store: token: not found");
-	if (rc != IDP_OK)
-		return rc;
-	rc = col_text(s, 0, out->jti, sizeof(out->jti), "jti", err);
+	enum idp_err rc = col_text(s, 0, out->jti, sizeof(out->jti), "jti", err);
 	if (rc == IDP_OK)
 		rc = col_text(s, 1, out->device_id, sizeof(out->device_id), "device id", err);
 	out->kind = (enum srv_token_kind)index_of(token_kinds, 3, sqlite3_column_text(s, 2),
@@ -1186,8 +1244,68 @@ enum idp_err srv_store_token_get(struct srv_store *st, const char *jti, struct s
 	out->issued_at = sqlite3_column_int64(s, 3);
 	out->expires_at = sqlite3_column_int64(s, 4);
 	out->used = sqlite3_column_int(s, 5) != 0;
+	if (rc == IDP_OK)
+		rc = col_text(s, 6, out->parent, sizeof(out->parent), "token parent", err);
+	out->revoked_at = sqlite3_column_int64(s, 7);
+	return rc;
+}
+
+/* One token by statement id (bound to key); missing names it in the error. */
+static enum idp_err token_query(struct srv_store *st, enum stmt_id id, const char *key,
+                                struct srv_token *out, const char *missing, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {TEXT(key)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, id, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: token: %s", missing);
+	if (rc != IDP_OK)
+		return rc;
+	rc = token_row(s, out, err);
 	stmt_done(s);
 	return rc;
+}
+
+enum idp_err srv_store_token_get(struct srv_store *st, const char *jti, struct srv_token *out,
+                                 struct idp_error *err)
+{
+	return token_query(st, S_TOKEN_GET, jti, out, "not found", err);
+}
+
+enum idp_err srv_store_token_child(struct srv_store *st, const char *jti, struct srv_token *out,
+                                   struct idp_error *err)
+{
+	return token_query(st, S_TOKEN_CHILD, jti, out, "nothing issued for it", err);
+}
+
+enum idp_err srv_store_token_revoke(struct srv_store *st, const char *jti, int64_t now,
+                                    struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(jti), INT(now)};
+	return run(st, S_TOKEN_REVOKE, a, NARGS(a), "token revoke", err);
+}
+
+enum idp_err srv_store_token_revoke_device(struct srv_store *st, const char *device_id, int64_t now,
+                                           struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(device_id), INT(now)};
+	return run(st, S_TOKEN_REVOKE_DEVICE, a, NARGS(a), "token revoke", err);
+}
+
+enum idp_err srv_store_token_live(struct srv_store *st, const char *device_id, int64_t now,
+                                  int64_t *n, struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(device_id), INT(now)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_TOKEN_LIVE, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, IDP_E_IO, "store: query gave no row");
+	if (rc != IDP_OK)
+		return rc;
+	*n = sqlite3_column_int64(s, 0);
+	stmt_done(s);
+	return IDP_OK;
 }
 
 enum idp_err srv_store_token_use(struct srv_store *st, const char *jti, int64_t now,
@@ -1202,6 +1320,9 @@ enum idp_err srv_store_token_use(struct srv_store *st, const char *jti, int64_t 
 	rc = srv_store_token_get(st, jti, &t, err);
 	if (rc != IDP_OK)
 		return rc;
+	if (t.revoked_at != 0)
+		return idp_error_set(err, IDP_E_DENIED,
+		                     "store: token: revoked (the device provisioned again)");
 	if (t.used)
 		return idp_error_set(err, IDP_E_CONFLICT, "store: token: already used");
 	return idp_error_set(err, IDP_E_EXPIRED, "store: token: expired");
@@ -1248,6 +1369,82 @@ enum idp_err srv_store_nonce_purge(struct srv_store *st, int64_t now, struct idp
 	return run(st, S_NONCE_PURGE, a, NARGS(a), "nonce purge", err);
 }
 
+/* ---------------------------------------------------------------- proofs */
+
+enum idp_err srv_store_proof_use(struct srv_store *st, const uint8_t *hash, size_t len,
+                                 int64_t expires_at, int64_t now, struct idp_error *err)
+{
+	if (len == 0 || len > SRV_STORE_HASH_LEN)
+		return idp_error_set(err, IDP_E_ARG, "store: proof hash is %zu bytes, max %u", len,
+		                     SRV_STORE_HASH_LEN);
+	const struct arg p[] = {INT(now)};
+	enum idp_err rc = run(st, S_PROOF_PURGE, p, NARGS(p), "proof purge", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {BLOB(hash, len), INT(expires_at)};
+	rc = run(st, S_PROOF_INSERT, a, NARGS(a), "proof use", err);
+	if (rc == IDP_E_DUPLICATE)
+		return idp_error_set(err, IDP_E_CONFLICT, "proof: already used; sign a new one");
+	return rc;
+}
+
+/* ---------------------------------------------------------------- contenders */
+
+enum idp_err srv_store_contender_put(struct srv_store *st, const char *device_id,
+                                     const uint8_t *spki, size_t len, const char *mac, int64_t now,
+                                     struct idp_error *err)
+{
+	enum idp_err rc = check_len(device_id, SRV_STORE_ID_MAX, true, "device id", err);
+	if (rc == IDP_OK)
+		rc = check_len(mac, SRV_STORE_MAC_MAX, false, "mac", err);
+	if (rc == IDP_OK && (len == 0 || len > FMT_KEY_SPKI_MAX))
+		rc = idp_error_set(err, IDP_E_ARG, "store: contender: bad public key length");
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(device_id), BLOB(spki, len), TEXT(mac), INT(now)};
+	return run(st, S_CONTENDER_PUT, a, NARGS(a), "contender put", err);
+}
+
+enum idp_err srv_store_contender_foreach(struct srv_store *st, const char *device_id,
+                                         int (*fn)(void *ctx, const struct srv_contender *c),
+                                         void *ctx, struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(device_id)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_CONTENDER_LIST, a, NARGS(a), &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	for (;;) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "contender list", err);
+			break;
+		}
+		struct srv_contender c;
+		memset(&c, 0, sizeof(c));
+		rc = col_blob(s, 0, c.pubkey, sizeof(c.pubkey), &c.pubkey_len, "contender key",
+		              err);
+		if (rc == IDP_OK)
+			rc = col_text(s, 1, c.mac, sizeof(c.mac), "contender mac", err);
+		c.first_seen = sqlite3_column_int64(s, 2);
+		c.last_seen = sqlite3_column_int64(s, 3);
+		c.attempts = sqlite3_column_int64(s, 4);
+		if (rc != IDP_OK || fn(ctx, &c) != 0)
+			break;
+	}
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_contender_clear(struct srv_store *st, const char *device_id,
+                                       struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(device_id)};
+	return run(st, S_CONTENDER_CLEAR, a, NARGS(a), "contender clear", err);
+}
+
 /* ---------------------------------------------------------------- flags, audit */
 
 enum idp_err srv_store_flag_add(struct srv_store *st, const char *kind, const char *subject,
@@ -1260,8 +1457,44 @@ enum idp_err srv_store_flag_add(struct srv_store *st, const char *kind, const ch
 		rc = check_len(detail, SRV_STORE_DETAIL_MAX, false, "flag detail", err);
 	if (rc != IDP_OK)
 		return rc;
+	/* A repeat counts on the open flag: a flood of one kind for one subject
+	 * stays one row, so that it cannot bury the others. */
 	const struct arg a[] = {TEXT(kind), TEXT(subject), TEXT(detail), INT(now)};
+	rc = run(st, S_FLAG_BUMP, a, NARGS(a), "flag add", err);
+	if (rc != IDP_OK || sqlite3_changes(st->db) > 0)
+		return rc;
 	return run(st, S_FLAG_ADD, a, NARGS(a), "flag add", err);
+}
+
+static enum idp_err flag_row(sqlite3_stmt *s, struct srv_flag *row, struct idp_error *err)
+{
+	memset(row, 0, sizeof(*row));
+	row->seq = sqlite3_column_int64(s, 0);
+	enum idp_err rc = col_text(s, 1, row->kind, sizeof(row->kind), "flag kind", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 2, row->subject, sizeof(row->subject), "flag subject", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 3, row->detail, sizeof(row->detail), "flag detail", err);
+	row->created_at = sqlite3_column_int64(s, 4);
+	row->count = sqlite3_column_int64(s, 5);
+	row->last_seen = sqlite3_column_int64(s, 6);
+	return rc;
+}
+
+enum idp_err srv_store_flag_get(struct srv_store *st, const char *kind, const char *subject,
+                                struct srv_flag *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {TEXT(kind), TEXT(subject)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_FLAG_GET, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "store: no open %s flag", kind);
+	if (rc != IDP_OK)
+		return rc;
+	rc = flag_row(s, out, err);
+	stmt_done(s);
+	return rc;
 }
 
 enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_t *n,
@@ -1414,11 +1647,11 @@ enum idp_err srv_store_device_foreach(struct srv_store *st, enum srv_device_stat
 	return rc;
 }
 
-enum idp_err srv_store_flag_foreach(struct srv_store *st, int64_t after_seq, int64_t limit,
+enum idp_err srv_store_flag_foreach(struct srv_store *st, const struct srv_flag_query *q,
                                     int (*fn)(void *ctx, const struct srv_flag *f), void *ctx,
                                     struct idp_error *err)
 {
-	const struct arg a[] = {INT(after_seq), INT(limit)};
+	const struct arg a[] = {INT(q->before_seq), INT(q->limit), TEXT(q->kind), TEXT(q->subject)};
 	sqlite3_stmt *s = NULL;
 	enum idp_err rc = stmt_bound(st, S_FLAG_LIST, a, NARGS(a), &s, err);
 	while (rc == IDP_OK) {
@@ -1430,14 +1663,7 @@ enum idp_err srv_store_flag_foreach(struct srv_store *st, int64_t after_seq, int
 			break;
 		}
 		struct srv_flag row;
-		memset(&row, 0, sizeof(row));
-		row.seq = sqlite3_column_int64(s, 0);
-		rc = col_text(s, 1, row.kind, sizeof(row.kind), "flag kind", err);
-		if (rc == IDP_OK)
-			rc = col_text(s, 2, row.subject, sizeof(row.subject), "flag subject", err);
-		if (rc == IDP_OK)
-			rc = col_text(s, 3, row.detail, sizeof(row.detail), "flag detail", err);
-		row.created_at = sqlite3_column_int64(s, 4);
+		rc = flag_row(s, &row, err);
 		if (rc == IDP_OK && fn(ctx, &row) != 0)
 			break;
 	}

@@ -27,8 +27,10 @@
 #include <netinet/in.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sqlite3.h>
 
 #include "formats/api.h"
 #include "formats/b64.h"
@@ -257,8 +259,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 	return k;
 }
 
-/* POST c to path on a fresh connection. */
-static void post(const char *path, struct call *c)
+/* Open c's handle for POST to path (the body signed on first read). */
+static struct curl_slist *post_open(const char *path, struct call *c)
 {
 	char url[160];
 	snprintf(url, sizeof(url), "%s%s", base_url, path);
@@ -288,14 +290,32 @@ static void post(const char *path, struct call *c)
 	if (c->tls12)
 		curl_easy_setopt(c->curl, CURLOPT_SSLVERSION,
 		                 (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+	return h;
+}
+
+/* Send c on its open handle; c->status from the answer. */
+static void post_perform(const char *path, struct call *c)
+{
 	CURLcode rc = curl_easy_perform(c->curl);
 	ck_assert_msg(rc == CURLE_OK || c->may_fail, "%s: %s", path, curl_easy_strerror(rc));
 	c->status = 0;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+}
+
+static void post_close(struct call *c, struct curl_slist *h)
+{
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c->curl);
 	c->curl = NULL;
+}
+
+/* POST c to path on a fresh connection. */
+static void post(const char *path, struct call *c)
+{
+	struct curl_slist *h = post_open(path, c);
+	post_perform(path, c);
+	post_close(c, h);
 }
 
 /* A fresh call for device id with key (a request of purpose, MAC mac). */
@@ -404,15 +424,43 @@ START_TEST(test_api_preloaded_device_provisions_exchanges_renews)
 	fmt_api_answer_wipe(&a);
 	call_free(c);
 
-	/* The provisioning token once only; a device token for renewal. */
+	/* The answer was lost: the same exchange again (new connection, new
+	 * proof) gets a new device token and the first one is revoked. */
+	c = call_new(FMT_API_EXCHANGE, "dev-0001", "02:00:5e:10:00:01", k, prov);
+	ck_assert_int_eq(run(c, &a), 200);
+	char dev2[FMT_API_TOKEN_MAX + 1];
+	snprintf(dev2, sizeof(dev2), "%s", a.status.token);
+	ck_assert_str_ne(dev2, dev);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	int64_t n = -1;
+	ck_assert_int_eq(srv_store_token_live(db, "dev-0001", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev);
+	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
+	call_free(c);
+	/* A device token for renewal; then the provisioning token is spent. */
+	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev2);
+	ck_assert_int_eq(run(c, &a), 200);
+	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
+	ck_assert_str_ne(a.status.token, dev2);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
 	c = call_new(FMT_API_EXCHANGE, "dev-0001", "02:00:5e:10:00:01", k, prov);
 	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
 	call_free(c);
-	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev);
+
+	/* Provisioning again (a device reset) revokes the earlier chain. */
+	c = call_new(FMT_API_PROVISION, "dev-0001", "02:00:5e:10:00:01", k, NULL);
 	ck_assert_int_eq(run(c, &a), 200);
-	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
-	ck_assert_str_ne(a.status.token, dev);
 	fmt_api_answer_wipe(&a);
+	call_free(c);
+	ck_assert_int_eq(srv_store_token_live(db, "dev-0001", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev2);
+	expect_error(c, 401, FMT_API_ERR_TOKEN_INVALID);
 	call_free(c);
 	fmt_key_free(k);
 }
@@ -434,6 +482,21 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	int64_t n = 0;
 	ck_assert_int_eq(srv_store_device_count(db, 0, &n, NULL), IDP_OK);
 	ck_assert_int_eq(n, 1);
+	/* Absent values of the pending row are NULL, never "" (docs/store.md). */
+	sqlite3 *raw = NULL;
+	ck_assert_int_eq(sqlite3_open_v2(state->db_path, &raw, SQLITE_OPEN_READONLY, NULL),
+	                 SQLITE_OK);
+	sqlite3_stmt *q = NULL;
+	ck_assert_int_eq(sqlite3_prepare_v2(raw,
+	                                    "SELECT typeof(serial) || typeof(batch_id) || "
+	                                    "typeof(mac) || typeof(public_key) FROM devices "
+	                                    "WHERE id = 'dev-new'",
+	                                    -1, &q, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "nullnulltextblob");
+	sqlite3_finalize(q);
+	sqlite3_close(raw);
 
 	/* Known with another key: 403 key_mismatch, nothing issued. */
 	preload("dev-k", k, "02:00:5e:10:00:03");
@@ -444,7 +507,8 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	call_free(c);
 
 	/* Rejected by an admin. */
-	ck_assert_int_eq(srv_admin_decide(db, "dev-new", SRV_ADMIN_REJECT, 1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(db, "dev-new", SRV_ADMIN_REJECT, NULL, 1, NULL, NULL),
+	                 IDP_OK);
 	c = call_new(FMT_API_PROVISION, "dev-new", "02:00:5e:10:00:02", k, NULL);
 	ck_assert_int_eq(run(c, &a), 403);
 	ck_assert_int_eq(a.status.reason, FMT_API_REASON_REJECTED);
@@ -461,7 +525,8 @@ START_TEST(test_api_unknown_pending_once_then_rejected_and_revoked)
 	char dev[FMT_API_TOKEN_MAX + 1];
 	snprintf(dev, sizeof(dev), "%s", a.status.token);
 	call_free(c);
-	ck_assert_int_eq(srv_admin_decide(db, "dev-k", SRV_ADMIN_REVOKE, 1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_admin_decide(db, "dev-k", SRV_ADMIN_REVOKE, NULL, 1, NULL, NULL),
+	                 IDP_OK);
 	uint8_t before[32], after[32];
 	digest(before);
 	c = call_new(FMT_API_RENEW, "dev-k", "02:00:5e:10:00:03", k, dev);
@@ -513,6 +578,11 @@ START_TEST(test_api_bad_proofs_change_nothing)
 	replay->mode = RAW;
 	replay->req.purpose = FMT_API_PROVISION;
 	expect_error(replay, 400, FMT_API_ERR_INVALID_FIELD);
+	/* No body at all: the HTTP request is unusable (formats/api.md §9). */
+	memset(replay, 0, sizeof(*replay));
+	replay->mode = RAW;
+	replay->req.purpose = FMT_API_PROVISION;
+	expect_error(replay, 400, FMT_API_ERR_BAD_REQUEST);
 	/* Oversized body: refused before it is read. */
 	memset(replay, 0, sizeof(*replay));
 	memset(replay->body, ' ', sizeof(replay->body));
@@ -618,6 +688,171 @@ START_TEST(test_api_weak_ed25519_keys_refused_by_server)
 	ck_assert_int_eq(srv_store_device_get(db, "dev-w", &d, NULL), IDP_OK);
 	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
 	ck_assert_uint_eq(d.pubkey_len, 0);
+}
+END_TEST
+
+/* A proof made without a server nonce, sent again on the same connection
+ * (same exporter, inside the skew window): refused, nothing changed. */
+START_TEST(test_api_proof_replayed_on_same_connection)
+{
+	struct fmt_key *k = new_key(_i == 0 ? FMT_KEY_P256 : FMT_KEY_ED25519);
+	struct call *c = call_new(FMT_API_PROVISION, "dev-rp", "02:00:5e:10:00:07", k, NULL);
+	struct curl_slist *h = post_open("/v1/provision", c);
+	post_perform("/v1/provision", c);
+	ck_assert_int_eq(c->status, 202); /* unknown: pending */
+	uint8_t before[32], after[32];
+	digest(before);
+	c->off = 0; /* the same bytes again: read_cb signs only once */
+	c->answer_len = 0;
+	post_perform("/v1/provision", c);
+	long conns = -1;
+	curl_easy_getinfo(c->curl, CURLINFO_NUM_CONNECTS, &conns);
+	ck_assert_int_eq(conns, 0); /* the connection was reused */
+	ck_assert_int_eq(c->status, 401);
+	struct fmt_api_answer a;
+	ck_assert_int_eq(fmt_api_answer_parse((const uint8_t *)c->answer, c->answer_len, &a, NULL),
+	                 IDP_OK);
+	ck_assert(a.is_error && a.error.code == FMT_API_ERR_POP_INVALID);
+	ck_assert_ptr_nonnull(strstr(a.error.message, "already used"));
+	fmt_api_answer_wipe(&a);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	int64_t attempts = 0;
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(db, "dev-rp", &d, NULL), IDP_OK);
+	attempts = d.attempts;
+	ck_assert_int_eq(attempts, 1);
+	post_close(c, h);
+	call_free(c);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* Run idprov-admin ARGS against this server; its stdout in out. Exit code. */
+static int admin_cli(char *out, size_t size, const char *args)
+{
+	const char *bin = getenv("IDP_BIN");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "'%s/idprov-admin' --server '%s' --ca '%s' %s",
+	         bin != NULL ? bin : "build/asan/bin", base_url, ca_path, args);
+	ck_assert_int_eq(setenv("IDPROV_ADMIN_TOKEN", admin_secret, 1), 0);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	size_t n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void sha256_hex(const struct fmt_key *k, char hex[static 65])
+{
+	uint8_t der[FMT_KEY_SPKI_MAX], fp[32];
+	size_t len = 0;
+	ck_assert_int_eq(fmt_key_spki_der(k, der, &len, NULL), IDP_OK);
+	SHA256(der, len, fp);
+	fmt_key_fingerprint_hex(fp, hex);
+}
+
+#define FLOOD 1100
+
+/* Issue 9: a flood of repeated provisioning of one device is one flag with
+ * a count, so a later key-reuse flag is on top of "idprov-admin flags
+ * --open"; filters by kind and device. Issue 8: a second key for a pending
+ * ID contests it; the listing shows both keys' SHA-256; approval must name
+ * one, and the named key is the one approved. */
+START_TEST(test_api_admin_cli_flags_and_contested_ids)
+{
+	static char out[1 << 20];
+	struct fmt_key *k = new_key(FMT_KEY_P256), *k2 = new_key(FMT_KEY_ED25519);
+	preload("dev-fl", k, "02:00:5e:10:00:10");
+	/* The flood, through the server's own decision code and store. */
+	for (int i = 0; i < FLOOD; i++) {
+		const struct srv_provision_req pr = {.device_id = "dev-fl",
+		                                     .mac = "02:00:5e:10:00:10",
+		                                     .key = k,
+		                                     .now = (int64_t)time(NULL)};
+		struct srv_issued r;
+		ck_assert_int_eq(srv_provision(db, state, &app.pcfg, &pr, &r, NULL), IDP_OK);
+		ck_assert_int_eq(r.decision, SRV_DECISION_APPROVED);
+		srv_issued_clear(&r);
+	}
+	/* Then the same key under another ID, over HTTPS. */
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-fl2", "02:00:5e:10:00:11", k, NULL);
+	ck_assert_int_eq(run(c, &a), 202);
+	call_free(c);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --open"), 0);
+	cJSON *j = cJSON_Parse(out);
+	ck_assert_ptr_nonnull(j);
+	cJSON *fl = cJSON_GetObjectItem(j, "flags");
+	ck_assert_int_eq(cJSON_GetArraySize(fl), 2);
+	cJSON *top = cJSON_GetArrayItem(fl, 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(top, "kind")->valuestring, "key-reuse");
+	ck_assert_str_eq(cJSON_GetObjectItem(top, "subject")->valuestring, "dev-fl2");
+	cJSON *rep = cJSON_GetArrayItem(fl, 1);
+	ck_assert_str_eq(cJSON_GetObjectItem(rep, "kind")->valuestring, "repeat-provision");
+	ck_assert_int_eq(cJSON_GetObjectItem(rep, "count")->valueint, FLOOD - 1);
+	cJSON_Delete(j);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --kind repeat-provision"), 0);
+	ck_assert_ptr_null(strstr(out, "key-reuse"));
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --device dev-fl2"), 0);
+	ck_assert_ptr_null(strstr(out, "repeat-provision"));
+	ck_assert_ptr_nonnull(strstr(out, "key-reuse"));
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --kind 'Bad Kind'"), 1);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --after 1"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"flags\":[]"));
+
+	/* A contested ID. */
+	char h1[65], h2[65], arg[160];
+	sha256_hex(k2, h2);
+	struct fmt_key *k1 = new_key(FMT_KEY_P256);
+	sha256_hex(k1, h1);
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:12", k1, NULL);
+	ck_assert_int_eq(run(c, &a), 202);
+	call_free(c);
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:13", k2, NULL);
+	ck_assert_int_eq(run(c, &a), 202); /* not key_mismatch: both wait */
+	call_free(c);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "devices --state pending --after dev-c-"), 0);
+	ck_assert_ptr_null(strstr(out, "\"dev-c\""));
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "devices --state pending"), 0);
+	j = cJSON_Parse(out);
+	ck_assert_ptr_nonnull(j);
+	cJSON *dv = NULL, *it = NULL;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "devices"))
+	{
+		if (strcmp(cJSON_GetObjectItem(it, "id")->valuestring, "dev-c") == 0)
+			dv = it;
+	}
+	ck_assert_ptr_nonnull(dv);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(dv, "contested")));
+	ck_assert_str_eq(cJSON_GetObjectItem(dv, "key_sha256")->valuestring, h1);
+	cJSON *ok = cJSON_GetArrayItem(cJSON_GetObjectItem(dv, "other_keys"), 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(ok, "key_sha256")->valuestring, h2);
+	ck_assert_str_eq(cJSON_GetObjectItem(ok, "mac")->valuestring, "02:00:5e:10:00:13");
+	cJSON_Delete(j);
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), "approve dev-c"), 1);
+	snprintf(arg, sizeof(arg), "approve dev-c --key %064d", 0);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), arg), 1);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	snprintf(arg, sizeof(arg), "approve dev-c --key SHA256:%s", h2);
+	ck_assert_int_eq(admin_cli(out, sizeof(out), arg), 0);
+	ck_assert_ptr_nonnull(strstr(out, h2));
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:13", k2, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	c = call_new(FMT_API_PROVISION, "dev-c", "02:00:5e:10:00:12", k1, NULL);
+	ck_assert_int_eq(run(c, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_KEY_MISMATCH);
+	call_free(c);
+	fmt_key_free(k);
+	fmt_key_free(k1);
+	fmt_key_free(k2);
 }
 END_TEST
 
@@ -935,10 +1170,11 @@ START_TEST(test_api_pending_claims_do_not_block_and_are_capped)
 	ck_assert_msg(upload(body, len, sig, sig_len, true, &u) == 201, "%s", u.answer);
 	free(sig);
 	struct collisions col = {0};
-	ck_assert_int_eq(srv_store_flag_foreach(db, 0, 100, collision_flag, &col, NULL), IDP_OK);
+	const struct srv_flag_query fq = {.limit = 100, .kind = SRV_IMPORT_FLAG_COLLISION};
+	ck_assert_int_eq(srv_store_flag_foreach(db, &fq, collision_flag, &col, NULL), IDP_OK);
 	ck_assert_uint_eq(col.n, 2);
-	ck_assert_str_eq(col.subjects[0], "junk-1");
-	ck_assert_str_eq(col.subjects[1], "junk-2");
+	ck_assert_str_eq(col.subjects[0], "junk-2"); /* newest first */
+	ck_assert_str_eq(col.subjects[1], "junk-1");
 	/* The genuine device provisions: matched by ID + MAC, its key recorded. */
 	struct call *c = call_new(FMT_API_PROVISION, "cl-0001", "02:20:00:00:00:01", ka, NULL);
 	struct fmt_api_answer a;
@@ -985,8 +1221,10 @@ static pid_t spawn_idprovd(const char *state_dir, char url[static 96])
 		dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
+		/* A fixed issuer: the port changes with every start. */
 		execl(exe, "idprovd", "--foreground", "--state-dir", state_dir, "--listen",
-		      "127.0.0.1:0", "--threads", "2", (char *)NULL);
+		      "127.0.0.1:0", "--threads", "2", "--server-url", "https://idprovd.test:8443",
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -1493,6 +1731,83 @@ START_TEST(test_api_jwks_verifies_tokens_across_rotation)
 }
 END_TEST
 
+/* Issue 9, lost answers: idprovd dies right after committing an exchange,
+ * before answering (the test-only fault point, docs/design.md). After a
+ * restart the device retries with the same provisioning token and a new
+ * proof: it gets a device token, the undelivered one is revoked, and the
+ * device holds exactly one live token. */
+START_TEST(test_api_token_exchange_survives_crash_after_commit)
+{
+	char sd[160], url[96];
+	snprintf(sd, sizeof(sd), "%s/fault", dir);
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+	struct srv_state_opts o = {.dir = sd};
+	struct srv_state *fs = NULL;
+	ck_assert_int_eq(srv_state_open(&o, &fs, secret, NULL), IDP_OK);
+	struct srv_store *fdb = NULL;
+	ck_assert_int_eq(srv_store_open(fs->db_path, &fdb, NULL), IDP_OK);
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	struct srv_device d;
+	memset(&d, 0, sizeof(d));
+	snprintf(d.id, sizeof(d.id), "dev-crash");
+	snprintf(d.mac, sizeof(d.mac), "02:30:00:00:00:01");
+	ck_assert_int_eq(fmt_key_spki_der(k, d.pubkey, &d.pubkey_len, NULL), IDP_OK);
+	d.state = SRV_DEV_PRELOADED;
+	ck_assert_int_eq(srv_store_device_insert(fdb, &d, NULL), IDP_OK);
+	snprintf(ca_path, sizeof(ca_path), "%s/fault/ca.pem", dir);
+
+	ck_assert_int_eq(setenv("IDPROVD_TEST_FAULT", "redeem.committed", 1), 0);
+	pid_t pid = spawn_idprovd(sd, url);
+	ck_assert_int_eq(unsetenv("IDPROVD_TEST_FAULT"), 0);
+	snprintf(base_url, sizeof(base_url), "%s", url);
+	struct fmt_api_answer a;
+	struct call *c = call_new(FMT_API_PROVISION, "dev-crash", "02:30:00:00:00:01", k, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	char prov[FMT_API_TOKEN_MAX + 1];
+	snprintf(prov, sizeof(prov), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	c = call_new(FMT_API_EXCHANGE, "dev-crash", "02:30:00:00:00:01", k, prov);
+	c->may_fail = true;
+	post("/v1/token/exchange", c);
+	ck_assert_int_eq(c->status, 0); /* no answer */
+	call_free(c);
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 99);
+	/* The exchange was committed: one live device token nobody received. */
+	int64_t n = -1;
+	ck_assert_int_eq(srv_store_token_live(fdb, "dev-crash", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+
+	pid = spawn_idprovd(sd, url);
+	snprintf(base_url, sizeof(base_url), "%s", url);
+	c = call_new(FMT_API_EXCHANGE, "dev-crash", "02:30:00:00:00:01", k, prov);
+	ck_assert_int_eq(run(c, &a), 200); /* before: 401 token_invalid */
+	char dev[FMT_API_TOKEN_MAX + 1];
+	snprintf(dev, sizeof(dev), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	ck_assert_int_eq(srv_store_token_live(fdb, "dev-crash", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1); /* before: 2 (the orphan beside the new one) */
+	c = call_new(FMT_API_RENEW, "dev-crash", "02:30:00:00:00:01", k, dev);
+	ck_assert_int_eq(run(c, &a), 200);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	ck_assert_int_eq(srv_store_token_live(fdb, "dev-crash", (int64_t)time(NULL), &n, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(n, 1);
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	srv_store_close(fdb);
+	srv_state_free(fs);
+	fmt_key_free(k);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1506,12 +1821,15 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_api_rfc9266_exporter_empty_context, 0, 2);
 	tcase_add_test(tc, test_api_pop_high_s_refused_by_server);
 	tcase_add_test(tc, test_api_weak_ed25519_keys_refused_by_server);
+	tcase_add_loop_test(tc, test_api_proof_replayed_on_same_connection, 0, 2);
+	tcase_add_test(tc, test_api_admin_cli_flags_and_contested_ids);
 	tcase_add_test(tc, test_api_nonce_single_use_and_foreign_tokens);
 	tcase_add_test(tc, test_api_batch_upload_by_station);
 	tcase_add_test(tc, test_api_pending_claims_do_not_block_and_are_capped);
 	tcase_add_test(tc, test_api_every_refusal_is_a_parsable_json_error);
 	tcase_add_test(tc, test_api_sigkill_under_load_keeps_answered_decisions);
 	tcase_add_test(tc, test_api_jwks_verifies_tokens_across_rotation);
+	tcase_add_test(tc, test_api_token_exchange_survives_crash_after_commit);
 	suite_add_tcase(s, tc);
 	return s;
 }

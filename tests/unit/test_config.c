@@ -48,6 +48,13 @@ START_TEST(test_config_defaults)
 	ck_assert_uint_eq(cfg.threads, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
 	ck_assert_int_eq(cfg.token_lifetime, 30 * 86400);
 	ck_assert(!cfg.foreground);
+	ck_assert_int_eq(cfg.mac_mismatch, SRV_POLICY_HOLD);
+	ck_assert_int_eq(cfg.identity_reuse, SRV_POLICY_HOLD);
+	struct idp_error err = {0};
+	ck_assert_int_eq(apply(&cfg, "mac-mismatch = flag\nidentity-reuse = refuse\n", &err),
+	                 IDP_OK);
+	ck_assert_int_eq(cfg.mac_mismatch, SRV_POLICY_FLAG);
+	ck_assert_int_eq(cfg.identity_reuse, SRV_POLICY_REFUSE);
 }
 END_TEST
 
@@ -116,6 +123,9 @@ START_TEST(test_config_file_errors_name_file_line_and_key)
 	        {"just words\n", {"test.conf:1", "key = value", "test.conf"}},
 	        {"state-dir =\n", {"test.conf:1", "state-dir", "empty"}},
 	        {"max-body = 1T\n", {"test.conf:1", "max-body", "1T"}},
+	        {"mac-mismatch = ignore\n", {"test.conf:1", "mac-mismatch", "hold, refuse or flag"}},
+	        {"identity-reuse = flag\n", {"test.conf:1", "identity-reuse", "hold or refuse"}},
+	        {"nonce-lifetime = 4s\n", {"test.conf:1", "nonce-lifetime", "from 5"}},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct srv_config cfg;

@@ -331,11 +331,12 @@ START_TEST(test_import_claims_do_not_block_the_manifest)
 	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
 	ck_assert_str_eq(d.mac, "02:00:00:00:00:03");
 	struct seen seen = {0};
-	ck_assert_int_eq(srv_store_flag_foreach(st, 0, 100, seen_flag, &seen, NULL), IDP_OK);
-	ck_assert_uint_eq(seen.n, 3);
-	ck_assert_str_eq(seen.subjects[0], "junk-1");
+	const struct srv_flag_query fq = {.limit = 100};
+	ck_assert_int_eq(srv_store_flag_foreach(st, &fq, seen_flag, &seen, NULL), IDP_OK);
+	ck_assert_uint_eq(seen.n, 3); /* newest first */
+	ck_assert_str_eq(seen.subjects[0], "dev-000003");
 	ck_assert_str_eq(seen.subjects[1], "junk-2");
-	ck_assert_str_eq(seen.subjects[2], "dev-000003");
+	ck_assert_str_eq(seen.subjects[2], "junk-1");
 
 	/* An enrolled device holding a record's MAC still refuses the batch. */
 	claim("real-9", SRV_DEV_APPROVED, "02:00:00:00:00:0a");

@@ -397,16 +397,14 @@ START_TEST(test_token_eddsa_known_answer)
 	/* Checked independently with the stock openssl command:
 	 * openssl pkeyutl -verify -pubin -inkey RFC8032-TEST1.pub -rawin -in HEADER.PAYLOAD
 	 * -sigfile SIG gives "Signature Verified Successfully". */
-	static const char known[] = "eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6ImVkLTIwMjYifQ."
-	                            "eyJpc3MiOiJodHRwczovL2lkcHJvdmQubG9jYWw6ODQ0MyIsImF1ZCI6ImlkcH"
-	                            "JvdiIsInN1YiI6ImRldi0w"
-	                            "MDAxIiwia2luZCI6InByb3Zpc2lvbiIsImlhdCI6MTgwMDAwMDAwMCwibmJmIj"
-	                            "oxODAwMDAwMDAwLCJleHAi"
-	                            "OjE4MDAwMDA2MDAsImp0aSI6IkFBRUNBd1FGQmdjSUNRb0xEQTBPRHciLCJjbm"
-	                            "YiOnsiamt0Ijoia1ByS19x"
-	                            "bXhWV2FZVkE5d3dCRjZJdW8zdlZ6ejdUeEhDVHdYQnlnclM0ayJ9fQ."
-	                            "zxjqufdYseUYrtLRk72Bxqkv9Rk_"
-	                            "uaV0OQZsw4Z2Ed5qBMen1KC5r4MoJ0qK5XzOCBmntksK94I-2N350BQjCg";
+	static const char known[] = "eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6ImVkLTIwMjYifQ.eyJpc"
+	                            "3MiOiJodHRwczovL2lkcHJvdmQubG9jYWw6ODQ0MyIsImF1ZCI6ImlkcHJvdiIsI"
+	                            "nN1YiI6ImRldi0wMDAxIiwia2luZCI6InByb3Zpc2lvbmluZyIsImlhdCI6MTgwM"
+	                            "DAwMDAwMCwibmJmIjoxODAwMDAwMDAwLCJleHAiOjE4MDAwMDA2MDAsImp0aSI6I"
+	                            "kFBRUNBd1FGQmdjSUNRb0xEQTBPRHciLCJjbmYiOnsiamt0Ijoia1ByS19xbXhWV"
+	                            "2FZVkE5d3dCRjZJdW8zdlZ6ejdUeEhDVHdYQnlnclM0ayJ9fQ.1g5VxzGVPZYtV_"
+	                            "wAUBf64rP0Tb_HvBBq-mNqprX5InBzBs274HvnAGZ346o6jE5mOKMbrmI5FZiFtc"
+	                            "QsXHREBQ";
 	ck_assert_str_eq(t, known);
 	struct fmt_token_key set[1] = {{"ed-2026", k}};
 	struct fmt_token_policy p = base_policy();
@@ -937,7 +935,7 @@ START_TEST(test_token_policy_checks)
 	        IDP_OK);
 	p = base_policy();
 	ck_assert_int_eq(verify_p(t, len, &p, &err), FMT_TOKEN_CHECK_KIND);
-	ck_assert_msg(strstr(err.msg, "provision token is not accepted") != NULL, "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, "provisioning token is not accepted") != NULL, "%s", err.msg);
 	p.kinds = FMT_TOKEN_PROVISION;
 	ck_assert_int_eq(verify_p(t, len, &p, &err), FMT_TOKEN_CHECK_OK);
 	fmt_token_free(t);
@@ -988,7 +986,7 @@ START_TEST(test_token_times)
 	ASSERT_CHECK(t, FMT_TOKEN_CHECK_LIFETIME, &err);
 	free(t);
 	o = std_claims();
-	cJSON_ReplaceItemInObject(o, "kind", cJSON_CreateString("provision"));
+	cJSON_ReplaceItemInObject(o, "kind", cJSON_CreateString("provisioning"));
 	cJSON_ReplaceItemInObject(o, "exp", cJSON_CreateNumber((double)(NOW + 901)));
 	t = forge_obj(_i, o);
 	p = base_policy();

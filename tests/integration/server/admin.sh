@@ -46,6 +46,9 @@ t_refuse "token not in the log" grep -qF -- "$token" "$SRV_ERR"
 
 t_run "bad key refused 400" [ "$(json stations '{"id":"station-01","public_key":"bm90IGEga2V5"}')" = 400 ]
 t_run "unknown member refused 400" [ "$(json stations '{"id":"s","public_key":"x","x":1}')" = 400 ]
+t_grep "unknown member: invalid_field" '"code":"invalid_field"' "$T_TMP/out"
+t_run "empty body refused 400" [ "$(json devices/approve '')" = 400 ]
+t_grep "empty body: bad_request" '"code":"bad_request"' "$T_TMP/out"
 # The Ed25519 identity point (small order: anyone can sign for it) as a station key.
 weak='MCowBQYDK2VwAyEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='
 t_run "small-order station key refused 400" [ "$(json stations "{\"id\":\"station-w\",\"public_key\":\"$weak\"}")" = 400 ]
@@ -130,7 +133,8 @@ t_run "cli: two revoked listed" [ "$(grep -o '"state":"revoked"' "$T_TMP/cli" | 
 t_run "cli: all devices" cli --token-file "$T_TMP/token" devices
 t_run "cli: five listed" [ "$(grep -o '"id":' "$T_TMP/cli" | wc -l)" = 5 ]
 t_run "cli: devices after dev-0003" cli --token-file "$T_TMP/token" devices --after dev-0003
-t_grep "cli: page starts after" '^\{"devices":\[\{"id":"dev-p1".*"id":"dev-p2"[^]]*\]\}$' "$T_TMP/cli"
+t_grep "cli: page starts after" '^\{"devices":\[\{"id":"dev-p1".*"id":"dev-p2"[^{]*\]\}$' "$T_TMP/cli"
+t_grep "cli: absent values listed as null" '"id":"dev-p1","state":"approved","mac":null,"serial":null,"batch_id":null' "$T_TMP/cli"
 t_run "cli: flags" cli --token-file "$T_TMP/token" flags
 t_grep "cli: flags listed" '^\{"flags":\[' "$T_TMP/cli"
 cli --token-file "$T_TMP/token" devices --state lost
