@@ -1429,7 +1429,12 @@ static void raw_exchange(const char *raw, size_t n, struct raw_answer *a)
 	ck_assert_ptr_nonnull(ssl);
 	ck_assert_int_eq(SSL_set_fd(ssl, fd), 1);
 	ck_assert_int_eq(SSL_connect(ssl), 1);
-	ck_assert_int_eq(SSL_write(ssl, raw, (int)n), (int)n);
+	/* The server may refuse on the head and stop reading before the rest
+	 * arrives: a failed write (EPIPE, SIGPIPE ignored) is not the test's
+	 * verdict, the answer read below is. */
+	(void)signal(SIGPIPE, SIG_IGN);
+	int w = SSL_write(ssl, raw, (int)n);
+	ck_assert(w == (int)n || w <= 0);
 	char buf[sizeof(a->head) + sizeof(a->body)];
 	size_t got = 0, need = 0;
 	const char *end = NULL;
