@@ -4,6 +4,7 @@
 #include "server/state.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -754,6 +755,25 @@ static enum idp_err retired_load(struct srv_token_ring *r, int64_t now, struct i
 	return rc;
 }
 
+/* Remove the temporary snapshots (".backup-*.tmp", server/admin.c) a
+ * server killed during a backup left behind. Only the lock holder calls
+ * this, so no backup of another server is in progress. Best effort: a file
+ * that cannot be removed stays, as it would have without the sweep. */
+static void sweep_stale_backups(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	const struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strnlen(e->d_name, sizeof(e->d_name));
+		if (n > 12 && strncmp(e->d_name, ".backup-", 8) == 0 &&
+		    strcmp(e->d_name + n - 4, ".tmp") == 0)
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+	}
+	(void)closedir(d);
+}
+
 /* Load or make the token key into a new ring for s. A token.key made anew
  * while a token.pub of another key remains retires that key (its tokens
  * keep verifying for the keep time) instead of forgetting it. */
@@ -969,6 +989,8 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 		rc = path_of(s, "idprov.db", s->db_path, sizeof(s->db_path), err);
 	if (rc == IDP_OK && opts->lock)
 		rc = srv_lock_take(s->dir, &s->lock_fd, err);
+	if (rc == IDP_OK && opts->lock)
+		sweep_stale_backups(s->dir);
 
 	/* The CA: its key is the root of everything; never replaced once made. */
 	if (rc == IDP_OK)

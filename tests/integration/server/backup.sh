@@ -88,7 +88,10 @@ mkdir -m 0700 "$r"
 cp "$T_TMP/backup.db" "$r/idprov.db"
 chmod 0600 "$r/idprov.db"
 cp -p "$st/ca.pem" "$st/ca.key" "$st/token.key" "$st/token.pub" "$st/admin.hash" "$r/"
+# A snapshot left by a server killed during a backup is removed at start.
+printf 'SQLite format 3' >"$r/.backup-4242-0.tmp"
 t_run "server starts on the restored directory" srv_start "$r"
+t_run "a stale backup snapshot is removed at start" [ ! -e "$r/.backup-4242-0.tmp" ]
 url=$SRV_URL
 t_run "same CA" [ "$(srv_curl "$SRV_URL/v1/health" | grep -o '"ca_fingerprint":"[0-9a-f]*"')" = "$fp" ]
 cli devices >"$T_TMP/devices.after"
