@@ -1089,7 +1089,6 @@ enum idp_err agt_run_once(struct agt_ctx *c, struct idp_error *err)
 		rc = state_save(c, err);
 		if (rc != IDP_OK)
 			return rc;
-		rc = IDP_E_EXPIRED;
 	}
 	return idp_error_set(err, IDP_E_DENIED, "token: refused %u times after provisioning",
 	                     AGT_REPROVISION_MAX);

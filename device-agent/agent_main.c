@@ -41,7 +41,7 @@ enum {
 };
 
 #define DEFAULT_STATE_DIR "/var/lib/idprov-agent"
-#define CONFIG_LINE_MAX   1024u
+#define CONFIG_FILE_MAX   65536u
 #define RETRY_MIN_S       5
 #define RETRY_MAX_S       300
 
@@ -52,8 +52,7 @@ struct opts {
 	unsigned baud;
 	const char *console;
 	bool once, json, verbose, renew;
-	char *owned[32]; /* strings from the config file */
-	size_t n_owned;
+	char *conf; /* the config file's text; settings point into it */
 };
 
 static volatile sig_atomic_t g_stop;
@@ -172,17 +171,23 @@ static bool set_opt(struct opts *o, const char *name, const char *value)
  * because they are applied after it. */
 static int read_config(struct opts *o, const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (f == NULL) {
-		(void)fprintf(stderr, "idprov-agent: %s: %s\n", path, strerror(errno));
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct idp_error err = {0};
+	if (o->conf != NULL || fmt_file_read(path, CONFIG_FILE_MAX, &buf, &len, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-agent: %s\n",
+		              o->conf != NULL ? "--config given twice" : err.msg);
 		return EX_USAGE;
 	}
-	char line[CONFIG_LINE_MAX];
+	o->conf = (char *)buf; /* set_opt keeps pointers into it; main frees it */
 	unsigned no = 0;
 	int rc = EX_DONE;
-	while (rc == EX_DONE && fgets(line, sizeof(line), f) != NULL) {
+	for (char *line = o->conf, *next; rc == EX_DONE && line != NULL; line = next) {
 		no++;
-		char *p = line, *e = line + strcspn(line, "#\r\n");
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		char *p = line, *e = line + strcspn(line, "#\r");
 		*e = '\0';
 		while (*p == ' ' || *p == '\t')
 			p++;
@@ -196,21 +201,12 @@ static int read_config(struct opts *o, const char *path)
 			p++;
 		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
 			*--e = '\0';
-		char *value = strdup(*p != '\0' ? p : "yes");
-		if (value == NULL || o->n_owned >= sizeof(o->owned) / sizeof(o->owned[0])) {
-			free(value);
-			(void)fprintf(stderr, "idprov-agent: %s:%u: too many settings\n", path, no);
-			rc = EX_USAGE;
-			break;
-		}
-		o->owned[o->n_owned++] = value;
-		if (!set_opt(o, name, value)) {
+		if (!set_opt(o, name, *p != '\0' ? p : "yes")) {
 			(void)fprintf(stderr, "idprov-agent: %s:%u: bad setting '%.40s'\n", path, no,
 			              name);
 			rc = EX_USAGE;
 		}
 	}
-	(void)fclose(f);
 	return rc;
 }
 
@@ -487,8 +483,7 @@ int main(int argc, char **argv)
 		OPENSSL_cleanse(o.oob, strlen(o.oob));
 		free(o.oob);
 	}
-	for (size_t i = 0; i < o.n_owned; i++)
-		free(o.owned[i]);
+	free(o.conf);
 	curl_global_cleanup();
 	return code;
 }

@@ -41,12 +41,12 @@ done
 adm station add station-01 "$samples/sample-station-p256.pub" >/dev/null
 t_run "MAC-only records imported" adm import "$T_TMP/b.manifest" --sig "$T_TMP/b.manifest.sig"
 
-# check_dir D: every state file whole (key parses, state.json is JSON, the
-# pin is a certificate).
+# check_dir D ID: every state file whole (the key parses, the pin is a
+# certificate, and status reads state.json with the strict JSON parser).
 check_dir() {
 	openssl pkey -in "$1/key.pem" -noout 2>/dev/null &&
-		python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1/state.json" &&
-		openssl x509 -in "$1/ca.pem" -noout 2>/dev/null
+		openssl x509 -in "$1/ca.pem" -noout 2>/dev/null &&
+		"$A" --state-dir "$1" --id "$2" status >/dev/null
 }
 
 n=0
@@ -71,7 +71,7 @@ for p in $points $delays; do
 	if [ -n "$key1" ]; then
 		t_run "killed at $p: same key" [ "$(sha256sum <"$T_TMP/$d/key.pem")" = "$key1" ]
 	fi
-	t_run "killed at $p: state files whole" check_dir "$T_TMP/$d"
+	t_run "killed at $p: state files whole" check_dir "$T_TMP/$d" "dev-k$n"
 	t_refuse "killed at $p: no key mismatch" grep -q key_mismatch "$T_TMP/$d.log"
 	"$A" --state-dir "$T_TMP/$d" status --json --id "dev-k$n" >"$T_TMP/$d.json"
 	t_grep "killed at $p: holds a device token" '"token":"device"' "$T_TMP/$d.json"

@@ -37,7 +37,8 @@ wait_for() {
 	return 1
 }
 ca_fp=$(openssl x509 -in "$SRV_CA" -outform DER | sha256sum | cut -c1-64)
-json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# json_field NAME < JSON: a string or number member of status --json's flat object.
+json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
 # --- a manifest naming the agents' keys (preloaded) and a MAC only ---------
 agent pre key --id dev-a1 --mac 02:00:5e:00:a1:01 >"$T_TMP/pre.pub.pem"
@@ -52,6 +53,7 @@ agent rev key --id dev-a7 --mac 02:00:5e:00:a1:07 >"$T_TMP/rev.pub.pem"
 cat >"$T_TMP/devs.csv" <<EOF
 dev-a1,02:00:5e:00:a1:01,SA1-0001,$T_TMP/pre.pub.pem
 dev-a2,02:00:5e:00:a1:02,SA1-0002,
+dev-a6,02:00:5e:00:a1:06,SA1-0006,
 dev-a7,02:00:5e:00:a1:07,SA1-0007,$T_TMP/rev.pub.pem
 dev-a9,02:00:5e:00:a1:09,SA1-0009,$T_TMP/emb.pub.pem
 EOF
@@ -70,7 +72,9 @@ t_grep "preloaded: sealed after the first provisioning" 'event=factory.sealed' "
 agent pre status --json --id dev-a1 >"$T_TMP/st.json"
 t_run "status: device token" [ "$(json_field token <"$T_TMP/st.json")" = device ]
 t_run "status: pinned CA is the server's" [ "$(json_field pinned_ca <"$T_TMP/st.json")" = "$ca_fp" ]
-t_run "status: next renewal before expiry" python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(not (0 < s["next_renewal"] < s["token_expires"]))' "$T_TMP/st.json"
+nr=$(json_field next_renewal <"$T_TMP/st.json")
+te=$(json_field token_expires <"$T_TMP/st.json")
+t_run "status: next renewal before expiry" test "$nr" -gt 0 -a "$nr" -lt "$te"
 t_run "state.json is 0600" [ "$(stat -c %a "$T_TMP/pre/state.json")" = 600 ]
 t_run "key never replaced" [ "$(sha256sum "$T_TMP/pre/key.pem")" = "$fp0" ]
 t_refuse "no token in the log" grep -qE 'eyJ' "$T_TMP/pre.log"
@@ -88,6 +92,23 @@ t_run "mac-only: provisions with TOFU" agent mac run --once --id dev-a2 --mac 02
 	--server "$SRV_URL" --ca-fingerprint "$ca_fp" --wait 30
 t_grep "mac-only: CA pinned on first use" "event=ca.pinned source=first-use fingerprint=$ca_fp" "$T_TMP/mac.log"
 t_run "mac-only: pin is the server's CA" cmp -s "$T_TMP/mac/ca.pem" "$SRV_CA"
+
+# --- a config file, server nonces, an out-of-band secret never logged --------
+oob='Lb1-s3cr3t!x'
+printf '%s\n' "$oob" >"$T_TMP/oob"
+cat >"$T_TMP/agent.conf" <<EOF
+# agent settings, names as the long options
+id = dev-a6
+mac 02:00:5e:00:a1:06
+server = $SRV_URL
+ca = $SRV_CA
+oob-file = $T_TMP/oob
+nonce
+EOF
+t_run "config file, nonce, oob: provisions" agent cfg --config "$T_TMP/agent.conf" run --once
+t_grep "config file: exchanged" 'event=token.exchanged device=dev-a6' "$T_TMP/cfg.log"
+t_refuse "oob secret never logged" grep -qF -- "$oob" "$T_TMP/cfg.log" "$SRV_ERR" "$SRV_OUT"
+t_refuse "a bad setting is refused" agent cfg --config "$T_TMP/devs.csv" status
 
 # --- a wrong fingerprint: nothing pinned --------------------------------------
 agent fpw run --once --id dev-a3 --mac 02:00:5e:00:a1:03 --server "$SRV_URL" \
