@@ -11,7 +11,7 @@
 A=$IDP_BIN/idprov-agent
 samples=$IDP_TOP/samples/manifests
 t_run "server starts" srv_start "$T_TMP/srv" --token-lifetime 60s
-token=$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")
+token=$(cat "$T_TMP/srv/admin.token")
 adm() { IDPROV_ADMIN_TOKEN=$token "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" "$@"; }
 agent_bg() {
 	local d=$1

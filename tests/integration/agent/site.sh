@@ -12,7 +12,7 @@
 A=$IDP_BIN/idprov-agent
 samples=$IDP_TOP/samples/manifests
 t_run "server starts" srv_start "$T_TMP/srv" --pending-retry-after 1s --token-lifetime 60s
-token=$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")
+token=$(cat "$T_TMP/srv/admin.token")
 adm() { IDPROV_ADMIN_TOKEN=$token "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" "$@"; }
 # agent DIR ARGS...: the agent with its state in $T_TMP/DIR, stderr to DIR.log.
 agent() {
