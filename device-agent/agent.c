@@ -842,10 +842,11 @@ static enum idp_err api_error(struct agt_ctx *c, const struct fmt_api_answer *a,
 		say(c, AGT_LOG_INFO, "api.nonce", "the server asks for a nonce");
 		return IDP_OK;
 	}
-	enum idp_err code = status == 429 || status == 503 ? IDP_E_AGAIN
-	                    : e->code == FMT_API_ERR_TOKEN_INVALID ? IDP_E_EXPIRED
-	                    : status >= 500                        ? IDP_E_IO
-	                                                           : IDP_E_DENIED;
+	/* Throttled or suspended (429, 503) after the client's own retries is
+	 * temporary like a server fault: IDP_E_AGAIN is kept for "pending". */
+	enum idp_err code = e->code == FMT_API_ERR_TOKEN_INVALID ? IDP_E_EXPIRED
+	                    : status == 429 || status >= 500      ? IDP_E_IO
+	                                                          : IDP_E_DENIED;
 	return idp_error_set(err, code, "server refused (%ld %s): %s", status, e->code_text,
 	                     e->message);
 }
