@@ -164,8 +164,32 @@ kill -TERM "$dpid"
 wait "$dpid"
 t_run "daemon: SIGTERM ends it with exit 0" [ $? = 0 ]
 
+# --- an expired token (device offline past its expiry): provisions again -----
+# The stored token's times are moved into the past (its signature no longer
+# matters: the agent reads its own token's times without a key and never
+# sends an expired one).
+tok=$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$T_TMP/mac/state.json")
+p64=$(printf '%s' "$tok" | cut -d. -f2 | tr '_-' '/+')
+while [ $((${#p64} % 4)) != 0 ]; do p64="$p64="; done
+claims=$(printf '%s' "$p64" | base64 -d | sed -E 's/"iat":[0-9]+/"iat":1700000000/;
+	s/"nbf":[0-9]+/"nbf":1700000000/; s/"exp":[0-9]+/"exp":1700000600/')
+p2=$(printf '%s' "$claims" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+old_tok=$tok
+tok="$(printf '%s' "$tok" | cut -d. -f1).$p2.$(printf '%s' "$tok" | cut -d. -f3)"
+sed -i "s|$old_tok|$tok|" "$T_TMP/mac/state.json"
+agent mac status --json --id dev-a2 >"$T_TMP/exp.json"
+t_run "expired: status shows the past expiry" [ "$(json_field token_expires <"$T_TMP/exp.json")" = 1700000600 ]
+t_run "expired: run provisions again (exit 0)" agent mac run --once --id dev-a2 \
+	--mac 02:00:5e:00:a1:02 --server "$SRV_URL"
+t_grep "expired: noticed" 'event=token.expired device=dev-a2' "$T_TMP/mac.log"
+agent mac status --json --id dev-a2 >"$T_TMP/exp.json"
+t_run "expired: a new token in the future" [ "$(json_field token_expires <"$T_TMP/exp.json")" -gt "$(date +%s)" ]
+
 # --- TOFU pin, then a server with another CA ---------------------------------
 srv_stop
+agent pre run --once --renew --id dev-a1 --mac 02:00:5e:00:a1:01 --server "$SRV_URL"
+t_run "server down: exit 4 (temporary)" [ $? = 4 ]
+t_run "server down: token kept" grep -q '"token_kind":"device"' "$T_TMP/pre/state.json"
 t_run "second server (another CA) starts" srv_start "$T_TMP/srv2"
 agent mac run --once --id dev-a2 --mac 02:00:5e:00:a1:02 --server "$SRV_URL"
 rc=$?
