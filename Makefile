@@ -60,7 +60,8 @@ LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
 #            project libraries it links, in link order; <prog>_PKGS = pkg-config
 #            packages (default: all)
 #   UNIT_TESTS += tests/unit/test_x.c (each a Check suite, linked with all libs)
-#   TEST_TOOLS += tests/tools/x.c (a helper program the shell tests run: $(B)/tools/x)
+#   TEST_TOOLS += tests/tools/x.c (a helper program the shell tests run: $(B)/tools/x,
+#            linked with the project libraries; x_PKGS = pkg-config packages besides PKGS)
 #   BENCHES += tests/bench/bench_x.c
 #   FUZZERS += tests/fuzz/fuzz_x.c; fuzz_x_SRCS = project sources compiled in
 #   MANPAGES += docs/man/x.N
@@ -120,9 +121,10 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(UNIT_COMMON) $(ALL_LIB_ARCHIVES)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(UNIT_COMMON) \
 		$(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) $(PKG_LIBS) $(CHECK_LIBS)
 
-$(B)/tools/%: $(B)/obj/tests/tools/%.o
+$(B)/tools/%: $(B)/obj/tests/tools/%.o $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PKG_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) \
+		$(if $($*_PKGS),$(shell pkg-config --libs $($*_PKGS))) $(PKG_LIBS)
 
 $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)

@@ -5,3 +5,8 @@ idprov-manifest_SRCS = enroll/manifest_main.c
 idprov-manifest_LIBS = formats
 idprov-manifest_PKGS = openssl libcjson
 MANPAGES += docs/man/idprov-manifest.1
+
+# libidprov-enroll: the station's modules, shared by idprov-station and
+# idprov-manifest (and linked into the unit tests).
+PROJECT_LIBS += enroll
+LIBS_enroll += $(filter-out %_main.c,$(wildcard enroll/*.c))
