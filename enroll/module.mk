@@ -10,3 +10,10 @@ MANPAGES += docs/man/idprov-manifest.1
 # idprov-manifest (and linked into the unit tests).
 PROJECT_LIBS += enroll
 LIBS_enroll += $(filter-out %_main.c,$(wildcard enroll/*.c))
+
+# idprov-station: the factory line (docs/station-operator.md).
+PROGS += idprov-station
+idprov-station_SRCS = enroll/station_main.c
+idprov-station_LIBS = enroll io formats
+idprov-station_PKGS = openssl libcjson libcurl libserialport
+MANPAGES += docs/man/idprov-station.1
