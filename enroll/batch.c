@@ -569,7 +569,7 @@ static enum idp_err state_load(const char *dir, struct state *st, struct idp_err
 	bool have_seq = false, have_prev = false;
 	while (*p != '\0') {
 		size_t n = strcspn(p, "\n");
-		if (n > 5 && strncmp(p, "seq ", 4) == 0) {
+		if (n > 4 && strncmp(p, "seq ", 4) == 0) {
 			char *end = NULL;
 			errno = 0;
 			st->seq = strtoull(p + 4, &end, 10);
