@@ -128,6 +128,31 @@ enum idp_err enr_batch_summary(const char *dir, const char *batch, struct fmt_jo
 	return rc;
 }
 
+struct devices_ctx {
+	void (*fn)(void *arg, const struct fmt_journal_entry *e);
+	void *arg;
+};
+
+static enum idp_err on_device(void *arg, const struct fmt_journal_entry *e, struct idp_error *err)
+{
+	(void)err;
+	const struct devices_ctx *d = arg;
+	if (e->type == FMT_JOURNAL_DEVICE)
+		d->fn(d->arg, e);
+	return IDP_OK;
+}
+
+enum idp_err enr_batch_devices(const char *dir, const char *batch,
+                               void (*fn)(void *arg, const struct fmt_journal_entry *e), void *arg,
+                               struct idp_error *err)
+{
+	char path[ENR_PATH_MAX + 1];
+	struct devices_ctx d = {fn, arg};
+	size_t good = 0, size = 0;
+	enum idp_err rc = enr_batch_path(dir, batch, JOURNAL_SUFFIX, path, err);
+	return rc != IDP_OK ? rc : walk(path, on_device, &d, &good, &size, err);
+}
+
 /* Is name "X.journal" with X an ID? Then copy X. */
 static bool journal_name(const char *name, char batch[static FMT_ID_MAX + 1])
 {

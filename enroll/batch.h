@@ -106,4 +106,11 @@ IDP_MUST_CHECK enum idp_err enr_batch_summary(const char *dir, const char *batch
                                               struct fmt_journal_entry *open, uint64_t *count,
                                               bool *closed, struct idp_error *err);
 
+/* Call fn for every DEVICE entry of batch's journal, in order (a torn
+ * tail is not read). */
+IDP_MUST_CHECK enum idp_err enr_batch_devices(const char *dir, const char *batch,
+                                              void (*fn)(void *arg,
+                                                         const struct fmt_journal_entry *e),
+                                              void *arg, struct idp_error *err);
+
 #endif /* IDP_ENROLL_BATCH_H */

@@ -68,7 +68,7 @@ static void usage(void)
 	        "       %s read --batch ID [--product TEXT] (--port PATH | --pty)\n"
 	        "       %s close [--batch ID]\n"
 	        "       %s upload (--batch ID | --pending)\n"
-	        "       %s batches\n"
+	        "       %s batches [--batch ID]\n"
 	        "       %s ports\n"
 	        "       %s --version | --help\n"
 	        "common: [--config FILE] [--state DIR] [--station ID] [--key KEY [--cert CERT]\n"
@@ -921,12 +921,26 @@ static void on_list(void *arg, const char *batch)
 	(void)printf("%-24s %8" PRIu64 " devices  %s\n", batch, n, state);
 }
 
+static void on_device_line(void *arg, const struct fmt_journal_entry *e)
+{
+	(void)arg;
+	char mac[FMT_MAC_TEXT_LEN + 1];
+	fmt_mac_format(e->mac, mac);
+	(void)printf("%s  %s  %s  %s\n", e->id, e->serial, mac, fmt_key_type_name(e->key_type));
+}
+
 static int cmd_batches(const struct opts *o)
 {
 	if (!need(o->state, "state"))
 		return EXIT_USAGE;
 	struct list_ctx l = {o->state, 0};
 	struct idp_error err = {0};
+	if (o->batch != NULL) {
+		enum idp_err e = enr_batch_devices(o->state, o->batch, on_device_line, NULL, &err);
+		if (e != IDP_OK)
+			(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return e == IDP_OK ? 0 : e == IDP_E_NOTFOUND ? EXIT_FAIL : EXIT_LOCAL;
+	}
 	if (enr_batch_each(o->state, on_list, &l, &err) != IDP_OK) {
 		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return EXIT_LOCAL;
