@@ -12,11 +12,11 @@
  * delivered (server unreachable or busy: the batch stays pending); 6 the
  * state directory is in use by another idprov-station.
  */
-#define _XOPEN_SOURCE 600
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pty.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -338,15 +338,15 @@ static bool line_open(const struct opts *o, uint64_t baud, struct line *l)
 	l->fd = l->keep_fd = -1;
 	l->sp = NULL;
 	if (o->pty) {
-		l->fd = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 		const char *name = NULL;
-		if (l->fd < 0 || grantpt(l->fd) != 0 || unlockpt(l->fd) != 0 ||
-		    (name = ptsname(l->fd)) == NULL) {
+		if (openpty(&l->fd, &l->keep_fd, NULL, NULL, NULL) != 0 ||
+		    (name = ttyname(l->keep_fd)) == NULL) {
 			(void)fprintf(stderr, "%s: cannot make a pty: %s\n", prog, strerror(errno));
 			return false;
 		}
-		l->keep_fd = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (l->keep_fd < 0 || !raw_tty(l->keep_fd, baud)) {
+		(void)fcntl(l->fd, F_SETFD, FD_CLOEXEC);
+		(void)fcntl(l->keep_fd, F_SETFD, FD_CLOEXEC);
+		if (!raw_tty(l->keep_fd, baud)) {
 			(void)fprintf(stderr, "%s: %s: %s\n", prog, name, strerror(errno));
 			return false;
 		}
@@ -445,6 +445,7 @@ static void event(bool tty, const struct enr_batch *b, const struct counts *c, c
 		(void)printf("\r\033[K");
 	va_list ap;
 	va_start(ap, fmt);
+	// NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
 	(void)vprintf(fmt, ap);
 	va_end(ap);
 	char tgt[32] = "";

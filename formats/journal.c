@@ -143,7 +143,7 @@ static enum idp_err get_bytes(struct rbuf *r, void *out, size_t n, const char *w
 
 static enum idp_err get_u64(struct rbuf *r, uint64_t *v, const char *what, struct idp_error *err)
 {
-	uint8_t b[8];
+	uint8_t b[8] = {0};
 	enum idp_err rc = get_bytes(r, b, sizeof(b), what, err);
 	*v = 0;
 	for (size_t i = 0; rc == IDP_OK && i < 8; i++)
