@@ -197,7 +197,7 @@ static bool hello(struct sess *s)
 		uint64_t now = enr_now_ms();
 		uint64_t dl = now + interval < end ? now + interval : end;
 		struct fmt_wire_msg a;
-		enum wait_rc w = await(s, FMT_WIRE_HELLO_ACK, dl, true, &a);
+		enum wait_rc w = await(s, FMT_WIRE_HELLO_ACK, dl, !c->no_early_resend, &a);
 		if (w == W_FAIL)
 			return false;
 		if (w == W_GOT && a.type == FMT_WIRE_ERROR) {
@@ -236,7 +236,7 @@ static bool exchange(struct sess *s, struct fmt_wire_msg *req, uint8_t want, uns
 		return false;
 	uint64_t dl = enr_now_ms() + timeout;
 	for (unsigned attempt = 1;;) {
-		enum wait_rc w = await(s, want, dl, true, ans);
+		enum wait_rc w = await(s, want, dl, !s->cfg->no_early_resend, ans);
 		if (w == W_FAIL)
 			return false;
 		if (w == W_GOT && ans->type == want)

@@ -36,6 +36,7 @@ struct enr_station_cfg {
 	unsigned challenge_timeout_ms;       /* 0 = FMT_WIRE_CHALLENGE_TIMEOUT_MS */
 	unsigned retries;                    /* 0 = FMT_WIRE_RETRIES */
 	volatile const int *stop;            /* non-zero: give up (signal), or NULL */
+	bool no_early_resend;                /* wait for the timeout only (for comparison) */
 };
 
 /* Where a read ended. */
