@@ -64,7 +64,7 @@ static void usage(void)
 {
 	(void)fprintf(
 	        stderr,
-	        "usage: %s run --batch ID [--product TEXT] [--count N] (--port PATH | --pty)\n"
+	        "usage: %s run [--batch ID] [--product TEXT] [--count N] (--port PATH | --pty)\n"
 	        "       %s read --batch ID [--product TEXT] (--port PATH | --pty)\n"
 	        "       %s close [--batch ID]\n"
 	        "       %s upload (--batch ID | --pending)\n"
@@ -477,7 +477,7 @@ static int close_and_sign(const struct opts *o, const char *batch);
 static int cmd_run(const struct opts *o, bool once)
 {
 	uint64_t target = 0, baud = 115200, window = 0, timeout = 0;
-	if (!need(o->state, "state") || !need(o->station, "station") || !need(o->batch, "batch"))
+	if (!need(o->state, "state") || !need(o->station, "station"))
 		return EXIT_USAGE;
 	if ((o->port == NULL) == !o->pty) {
 		(void)fprintf(stderr, "%s: give --port PATH or --pty\n", prog);
@@ -508,13 +508,34 @@ static int cmd_run(const struct opts *o, bool once)
 	}
 	if (dec == NULL)
 		goto out;
-	enum idp_err e = enr_batch_open(o->state, o->batch, o->station,
+	/* One open batch per station: a restart resumes it (with or without
+	 * --batch), and no other batch starts before it is closed. */
+	char open_batch[FMT_ID_MAX + 1];
+	bool have_open = false;
+	if (enr_batch_find_open(o->state, open_batch, &have_open, &err) != IDP_OK) {
+		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
+		goto out;
+	}
+	const char *batch = o->batch != NULL ? o->batch : have_open ? open_batch : NULL;
+	if (batch == NULL) {
+		(void)fprintf(stderr, "%s: no open batch in %s: give --batch ID\n", prog, o->state);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (have_open && strcmp(batch, open_batch) != 0) {
+		(void)fprintf(stderr, "%s: batch %s is still open: resume it (--batch %s) or close "
+		                      "it first\n",
+		              prog, open_batch, open_batch);
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	enum idp_err e = enr_batch_open(o->state, batch, o->station,
 	                                o->product != NULL ? o->product : "", target, &b, &resumed,
 	                                &err);
 	if (e != IDP_OK) {
 		if (e == IDP_E_NOTFOUND || (e == IDP_E_FORMAT && o->product == NULL &&
 		                            strstr(err.msg, "product") != NULL)) {
-			(void)fprintf(stderr, "%s: batch %s is new: give --product\n", prog, o->batch);
+			(void)fprintf(stderr, "%s: batch %s is new: give --product\n", prog, batch);
 			rc = EXIT_USAGE;
 		} else {
 			(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
@@ -523,10 +544,10 @@ static int cmd_run(const struct opts *o, bool once)
 		goto out;
 	}
 	if (resumed)
-		(void)printf("resumed batch %s: %" PRIu64 " devices from the journal\n", o->batch,
+		(void)printf("resumed batch %s: %" PRIu64 " devices from the journal\n", batch,
 		             enr_batch_count(b));
 	else
-		(void)printf("opened batch %s\n", o->batch);
+		(void)printf("opened batch %s\n", batch);
 	if (!line_open(o, baud, &l))
 		goto out;
 	struct sigaction sa;
@@ -633,7 +654,7 @@ static int cmd_run(const struct opts *o, bool once)
 	if (once || rc != 0)
 		goto out;
 	if (enr_batch_count(b) == 0) {
-		(void)printf("batch %s has no devices: left open\n", o->batch);
+		(void)printf("batch %s has no devices: left open\n", batch);
 		goto out;
 	}
 	if (enr_batch_close(b, (int64_t)time(NULL), &err) != IDP_OK) {
@@ -643,11 +664,11 @@ static int cmd_run(const struct opts *o, bool once)
 	}
 	(void)printf("closed batch %s: %" PRIu64 " devices (PASS %" PRIu64 ", FAIL %" PRIu64
 	             " this run)\n",
-	             o->batch, enr_batch_count(b), c.pass, c.fail);
+	             batch, enr_batch_count(b), c.pass, c.fail);
 	if (o->key != NULL)
-		rc = close_and_sign(o, o->batch);
+		rc = close_and_sign(o, batch);
 	else
-		(void)printf("sign it with: %s close --batch %s --key KEY\n", prog, o->batch);
+		(void)printf("sign it with: %s close --batch %s --key KEY\n", prog, batch);
 out:
 	(void)fflush(stdout);
 	line_close(&l);

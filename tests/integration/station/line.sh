@@ -61,6 +61,11 @@ t_grep "rule failure quoted" 'serial: "SN-13" does not match' "$T_TMP/one"
 station batches >"$T_TMP/list"
 t_grep "b-2 open with the one PASS" '^b-2 +1 devices  open' "$T_TMP/list"
 
+"$IDP_BIN/idprov-station" read --state "$st" --station st-1 --batch b-3 --product P --pty \
+	2>"$T_TMP/other" >/dev/null
+t_run "another batch while b-2 is open: exit 1" [ $? = 1 ]
+t_grep "open batch named" 'batch b-2 is still open' "$T_TMP/other"
+
 # The state directory is held by a running station.
 st_start "$T_TMP/hold" run --state "$st" --station st-1 --batch b-2 --pty --hello-window-ms 500
 station batches >/dev/null
