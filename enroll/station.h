@@ -12,7 +12,10 @@
  * length, overlong) while it waits: the answer it awaits was most likely
  * that line. The resend is the identical line (same seq, same nonce), so
  * the device answers from its cache and signs nothing twice; it uses up
- * one attempt of the same retry budget as a timeout.
+ * one attempt of the same retry budget as a timeout. ERROR PAYLOAD is
+ * retried once and NO_KEY/BUSY after the timeout, each under a new seq (and
+ * a fresh nonce), from the same budget; any other ERROR, SEQ_REUSED
+ * included, ends the read as FAIL (the next read is a new session).
  *
  * One engine call per device; not thread-safe (one fd, one decoder).
  */

@@ -571,7 +571,7 @@ static int cmd_run(const struct opts *o, bool once)
 	struct counts c = {0, 0, enr_now_ms()};
 	uint8_t last_key[FMT_KEY_SPKI_MAX];
 	size_t last_key_len = 0;
-	bool said_same = false;
+	bool said_same = false, port_gone = false;
 	rc = 0;
 	while (!stop_flag && (target == 0 || enr_batch_count(b) < target)) {
 		static struct enr_result res;
@@ -595,9 +595,18 @@ static int cmd_run(const struct opts *o, bool once)
 			continue; /* nobody on the line yet */
 		}
 		if (res.gone) {
-			struct timespec ts = {0, 200000000L};
-			(void)nanosleep(&ts, NULL); /* unplugged: wait for the next one */
+			/* The port failed (a USB tty unplugged): FAIL the device
+			 * being read, if any, then wait quietly. */
+			struct timespec ts = {0, 500000000L};
+			(void)nanosleep(&ts, NULL);
+			if (res.stage == ENR_STAGE_HELLO && !once) {
+				if (!port_gone)
+					(void)fprintf(stderr, "\n%s: %s\n", prog, res.reason);
+				port_gone = true;
+				continue;
+			}
 		}
+		port_gone = false;
 		if (res.pass) {
 			const struct fmt_wire_info *in = &res.info;
 			enum idp_err a = enr_batch_add(b, in, res.nonce, &res.proof,
