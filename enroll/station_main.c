@@ -414,12 +414,13 @@ static void *stdin_commands(void *arg)
 struct counts {
 	uint64_t pass, fail;
 	uint64_t t0_ms;
+	uint64_t target; /* --count, else the journal's; 0 = open-ended */
 };
 
 /* The progress line: redrawn in place on a terminal. */
 static void progress(const struct enr_batch *b, const struct counts *c, const char *what)
 {
-	uint64_t done = enr_batch_count(b), target = enr_batch_target(b);
+	uint64_t done = enr_batch_count(b), target = c->target;
 	double mins = (double)(enr_now_ms() - c->t0_ms) / 60000.0;
 	double rate = mins > 0 ? (double)c->pass / mins : 0.0;
 	char eta[32] = "-";
@@ -449,8 +450,8 @@ static void event(bool tty, const struct enr_batch *b, const struct counts *c, c
 	(void)vprintf(fmt, ap);
 	va_end(ap);
 	char tgt[32] = "";
-	if (enr_batch_target(b) > 0)
-		(void)snprintf(tgt, sizeof(tgt), "/%" PRIu64, enr_batch_target(b));
+	if (c->target > 0)
+		(void)snprintf(tgt, sizeof(tgt), "/%" PRIu64, c->target);
 	(void)printf("  [%" PRIu64 "%s pass %" PRIu64 " fail %" PRIu64 "]\n", enr_batch_count(b),
 	             tgt, c->pass, c->fail);
 	if (tty)
@@ -568,7 +569,9 @@ static int cmd_run(const struct opts *o, bool once)
 	                              .info_timeout_ms = (unsigned)timeout,
 	                              .challenge_timeout_ms = (unsigned)timeout,
 	                              .stop = &stop_flag};
-	struct counts c = {0, 0, enr_now_ms()};
+	if (target == 0)
+		target = enr_batch_target(b); /* a resumed batch keeps its count */
+	struct counts c = {0, 0, enr_now_ms(), target};
 	uint8_t last_key[FMT_KEY_SPKI_MAX];
 	size_t last_key_len = 0;
 	bool said_same = false, port_gone = false;
@@ -611,7 +614,7 @@ static int cmd_run(const struct opts *o, bool once)
 			const struct fmt_wire_info *in = &res.info;
 			enum idp_err a = enr_batch_add(b, in, res.nonce, &res.proof,
 			                               (int64_t)time(NULL), &err);
-			if (a == IDP_E_DUPLICATE && in->spki_len == last_key_len &&
+			if (a == IDP_E_DUPLICATE && !once && in->spki_len == last_key_len &&
 			    memcmp(in->spki, last_key, last_key_len) == 0) {
 				/* The device just recorded is still connected. */
 				if (!said_same)

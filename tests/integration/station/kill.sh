@@ -54,6 +54,8 @@ rc=$?
 t_run "final run closes the batch" [ "$rc" = 0 ]
 t_refuse "the torn bytes were cut off" grep -q partial-device "$journal"
 t_grep "closed with 2 more" "^closed batch b-k: $(($(wc -l <"$T_TMP/shown") + 2)) devices" "$T_TMP/r4"
+n=$(($(wc -l <"$T_TMP/shown") + 2))
+t_grep "resumed run counts against --count" "^PASS .*\[$n/$n pass 2 fail 0\]" "$T_TMP/r4"
 grep '^PASS ' "$T_TMP/r4" | awk '{print $2}' >>"$T_TMP/shown"
 "$IDP_BIN/idprov-manifest" show "$st/batches/b-k.manifest" --station-pub "$T_TMP/st.pub" |
 	awk '/^  /{print $1}' >"$T_TMP/manifest-ids"
