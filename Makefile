@@ -125,6 +125,11 @@ $(B)/tools/%: $(B)/obj/tests/tools/%.o $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) \
 		$(if $($*_PKGS),$(shell pkg-config --libs $($*_PKGS))) $(PKG_LIBS)
+# A tool's own packages (x_PKGS) add their compile flags to its object.
+tool_name = $(basename $(notdir $(1)))
+$(foreach t,$(TEST_TOOLS),$(if $($(call tool_name,$(t))_PKGS),$(eval \
+	$(B)/obj/$(t:.c=.o): PKG_CFLAGS += $$(patsubst -I%,-isystem %,$$(shell \
+	pkg-config --cflags $($(call tool_name,$(t))_PKGS))))))
 
 $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)

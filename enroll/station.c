@@ -340,7 +340,7 @@ enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
 	res->stage = ENR_STAGE_VERIFY;
 	struct idp_error e;
 	if (fmt_wire_proof_verify(&req.u.challenge, &res->info, &res->proof, &e) != IDP_OK) {
-		fail(&s, ENR_STAGE_VERIFY, "proof: %s", e.msg);
+		fail(&s, ENR_STAGE_VERIFY, "%s", e.msg); /* "proof: ..." */
 		goto out;
 	}
 	res->stage = ENR_STAGE_RULES;

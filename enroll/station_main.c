@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <pty.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,14 +26,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <libserialport.h>
 
 #include "enroll/batch.h"
+#include "enroll/line.h"
 #include "enroll/manifest_build.h"
 #include "enroll/station.h"
 #include "formats/b64.h"
@@ -261,129 +259,28 @@ static int lock_state(const char *dir, bool *busy)
 
 /* ---------------------------------------------------------------- ports */
 
+static void print_port(void *arg, const struct enr_port_info *p)
+{
+	unsigned *n = arg;
+	(*n)++;
+	if (p->usb)
+		(void)printf("%s  usb %04x:%04x  serial %s  %s %s\n", p->name, p->vid, p->pid,
+		             p->serial[0] != '\0' ? p->serial : "-", p->manufacturer, p->product);
+	else
+		(void)printf("%s  %s\n", p->name, p->description);
+}
+
 static int cmd_ports(void)
 {
-	struct sp_port **list = NULL;
-	if (sp_list_ports(&list) != SP_OK) {
-		(void)fprintf(stderr, "%s: cannot list serial ports: %s\n", prog, sp_last_error_message());
+	unsigned n = 0;
+	struct idp_error err = {0};
+	if (enr_line_ports(print_port, &n, &err) != IDP_OK) {
+		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return EXIT_LOCAL;
 	}
-	unsigned n = 0;
-	for (; list[n] != NULL; n++) {
-		struct sp_port *p = list[n];
-		const char *desc = sp_get_port_description(p);
-		(void)printf("%s", sp_get_port_name(p));
-		if (sp_get_port_transport(p) == SP_TRANSPORT_USB) {
-			int vid = 0, pid = 0;
-			(void)sp_get_port_usb_vid_pid(p, &vid, &pid);
-			const char *ser = sp_get_port_usb_serial(p), *man = sp_get_port_usb_manufacturer(p),
-			           *prod = sp_get_port_usb_product(p);
-			(void)printf("  usb %04x:%04x  serial %s  %s %s", (unsigned)vid, (unsigned)pid,
-			             ser != NULL ? ser : "-", man != NULL ? man : "",
-			             prod != NULL ? prod : "");
-		} else {
-			(void)printf("  %s", desc != NULL ? desc : "");
-		}
-		(void)printf("\n");
-	}
-	sp_free_port_list(list);
 	if (n == 0)
 		(void)printf("no serial ports\n");
 	return 0;
-}
-
-/* ---------------------------------------------------------------- the line */
-
-struct line {
-	int fd;      /* what the engine reads */
-	int keep_fd; /* pty: the slave side, kept open so the master never hangs up */
-	struct sp_port *sp;
-};
-
-static bool baud_speed(uint64_t baud, speed_t *sp)
-{
-	static const struct {
-		uint64_t b;
-		speed_t s;
-	} t[] = {{9600, B9600}, {19200, B19200}, {38400, B38400}, {57600, B57600},
-	         {115200, B115200}, {230400, B230400}, {460800, B460800}, {921600, B921600}};
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		if (t[i].b == baud) {
-			*sp = t[i].s;
-			return true;
-		}
-	return false;
-}
-
-static bool raw_tty(int fd, uint64_t baud)
-{
-	struct termios t;
-	speed_t sp = B115200;
-	if (tcgetattr(fd, &t) != 0)
-		return false;
-	cfmakeraw(&t);
-	if (baud_speed(baud, &sp)) {
-		(void)cfsetispeed(&t, sp);
-		(void)cfsetospeed(&t, sp);
-	}
-	t.c_cflag |= CLOCAL | CREAD;
-	return tcsetattr(fd, TCSANOW, &t) == 0;
-}
-
-/* Open the line: a new pty (its slave path printed as "pty PATH"), a serial
- * port through libserialport (8N1, no flow control), or, for a tty that
- * libserialport cannot open (a pty), the tty directly in raw mode. */
-static bool line_open(const struct opts *o, uint64_t baud, struct line *l)
-{
-	l->fd = l->keep_fd = -1;
-	l->sp = NULL;
-	if (o->pty) {
-		const char *name = NULL;
-		if (openpty(&l->fd, &l->keep_fd, NULL, NULL, NULL) != 0 ||
-		    (name = ttyname(l->keep_fd)) == NULL) {
-			(void)fprintf(stderr, "%s: cannot make a pty: %s\n", prog, strerror(errno));
-			return false;
-		}
-		(void)fcntl(l->fd, F_SETFD, FD_CLOEXEC);
-		(void)fcntl(l->keep_fd, F_SETFD, FD_CLOEXEC);
-		if (!raw_tty(l->keep_fd, baud)) {
-			(void)fprintf(stderr, "%s: %s: %s\n", prog, name, strerror(errno));
-			return false;
-		}
-		(void)printf("pty %s\n", name);
-		(void)fflush(stdout);
-		return true;
-	}
-	if (sp_get_port_by_name(o->port, &l->sp) == SP_OK) {
-		if (sp_open(l->sp, SP_MODE_READ_WRITE) != SP_OK ||
-		    sp_set_baudrate(l->sp, (int)baud) != SP_OK || sp_set_bits(l->sp, 8) != SP_OK ||
-		    sp_set_parity(l->sp, SP_PARITY_NONE) != SP_OK || sp_set_stopbits(l->sp, 1) != SP_OK ||
-		    sp_set_flowcontrol(l->sp, SP_FLOWCONTROL_NONE) != SP_OK ||
-		    sp_get_port_handle(l->sp, &l->fd) != SP_OK) {
-			(void)fprintf(stderr, "%s: %s: %s\n", prog, o->port, sp_last_error_message());
-			return false;
-		}
-		return true;
-	}
-	l->fd = open(o->port, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-	if (l->fd < 0 || !raw_tty(l->fd, baud)) {
-		(void)fprintf(stderr, "%s: %s: %s\n", prog, o->port,
-		              l->fd < 0 ? strerror(errno) : "not a serial port");
-		return false;
-	}
-	return true;
-}
-
-static void line_close(struct line *l)
-{
-	if (l->sp != NULL) {
-		(void)sp_close(l->sp);
-		sp_free_port(l->sp);
-	} else if (l->fd >= 0) {
-		(void)close(l->fd);
-	}
-	if (l->keep_fd >= 0)
-		(void)close(l->keep_fd);
 }
 
 /* ---------------------------------------------------------------- run */
@@ -500,7 +397,7 @@ static int cmd_run(const struct opts *o, bool once)
 	struct idp_error err = {0};
 	struct enr_batch *b = NULL;
 	struct fmt_wire_decoder *dec = fmt_wire_decoder_new();
-	struct line l = {-1, -1, NULL};
+	struct enr_line l = {-1, -1, NULL};
 	bool busy = false, resumed = false;
 	int lock = lock_state(o->state, &busy);
 	if (lock < 0) {
@@ -549,8 +446,15 @@ static int cmd_run(const struct opts *o, bool once)
 		             enr_batch_count(b));
 	else
 		(void)printf("opened batch %s\n", batch);
-	if (!line_open(o, baud, &l))
+	char pty_name[ENR_PATH_MAX + 1];
+	if (enr_line_open(o->pty ? NULL : o->port, baud, &l, pty_name, &err) != IDP_OK) {
+		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
 		goto out;
+	}
+	if (o->pty) {
+		(void)printf("pty %s\n", pty_name);
+		(void)fflush(stdout);
+	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -683,7 +587,7 @@ static int cmd_run(const struct opts *o, bool once)
 		(void)printf("sign it with: %s close --batch %s --key KEY\n", prog, batch);
 out:
 	(void)fflush(stdout);
-	line_close(&l);
+	enr_line_close(&l);
 	enr_batch_free(b);
 	fmt_wire_decoder_free(dec);
 	fmt_idrule_free(id_rule);

@@ -16,3 +16,8 @@ TEST_TOOLS += $(wildcard tests/tools/*.c)
 # it on a tty for the shell tests).
 PROJECT_LIBS += testdev
 LIBS_testdev = tests/device/wire_device.c
+
+# tests/tools/serial-rig.c: libserialport on a USB serial adapter that
+# umockdev presents, a pty behind it running the test device
+# (tests/integration/station/serial.sh).
+serial-rig_PKGS = umockdev-1.0
