@@ -31,7 +31,7 @@ CC      := gcc
 endif
 FUZZ_CC ?= clang
 
-PKGS := openssl sqlite3 libcjson libcurl libserialport libusb-1.0 libevent \
+PKGS := openssl sqlite3 libcjson libcurl libserialport libusb-1.0 libqrencode libevent \
         libevent_openssl libevent_pthreads avahi-client avahi-core
 # Libraries go to -isystem so that a warning in their headers never breaks -Werror.
 PKG_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))

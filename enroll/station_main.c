@@ -32,6 +32,7 @@
 #include <curl/curl.h>
 
 #include "enroll/batch.h"
+#include "enroll/label.h"
 #include "enroll/line.h"
 #include "enroll/manifest_build.h"
 #include "enroll/station.h"
@@ -72,7 +73,8 @@ static void usage(void)
 	        "common: [--config FILE] [--state DIR] [--station ID] [--key KEY [--cert CERT]\n"
 	        "        [--chain PEM]] [--id-rule RULE] [--serial-rule RULE] [--baud N]\n"
 	        "        [--server URL --ca CA.pem --client-cert CERT --client-key KEY]\n"
-	        "        [--hello-window-ms N] [--timeout-ms N] [--attempts N]\n",
+	        "        [--hello-window-ms N] [--timeout-ms N] [--attempts N]\n"
+	        "        [--label-dir DIR [--print-cmd CMD]]\n",
 	        prog, prog, prog, prog, prog, prog, prog);
 }
 
@@ -81,7 +83,7 @@ static void usage(void)
 struct opts {
 	const char *config, *state, *station, *key, *cert, *chain, *batch, *product, *count,
 	        *port, *baud, *id_rule, *serial_rule, *server, *ca, *client_cert, *client_key,
-	        *hello_window, *timeout, *attempts;
+	        *hello_window, *timeout, *attempts, *label_dir, *print_cmd;
 	bool pty, pending;
 };
 
@@ -109,6 +111,8 @@ static const struct {
         {"hello-window-ms", offsetof(struct opts, hello_window)},
         {"timeout-ms", offsetof(struct opts, timeout)},
         {"attempts", offsetof(struct opts, attempts)},
+        {"label-dir", offsetof(struct opts, label_dir)},
+        {"print-cmd", offsetof(struct opts, print_cmd)},
 };
 #define NOPTS (sizeof(value_opts) / sizeof(value_opts[0]))
 
@@ -552,6 +556,11 @@ static int cmd_run(const struct opts *o, bool once)
 			fmt_mac_format(in->mac, mac);
 			event(tty, b, &c, "PASS  %s  %s  %s  %s  %.2fs", in->device_id, in->serial, mac,
 			      fmt_key_type_name(in->key_type), (double)res.elapsed_ms / 1000.0);
+			/* The label only now: the key was proved and the device is on disk. */
+			if (o->label_dir != NULL &&
+			    enr_label_write(o->label_dir, in, o->print_cmd, &err) != IDP_OK)
+				(void)fprintf(stderr, "%s: LABEL %s not made: %s\n", prog, in->device_id,
+				              err.msg);
 			if (once)
 				break;
 			continue;
