@@ -26,7 +26,7 @@ t_run "client certificate made" [ -s "$pki/client.pem" ]
 "$IDP_BIN/idprov-manifest" keygen --type p256 --out "$T_TMP/st.key" >/dev/null
 
 t_run "server starts" srv_start "$srv" --station-ca "$pki/ca.pem"
-token=$(sed -n 's/.*(shown only now): //p' "$SRV_OUT")
+token=$(cat "$srv/admin.token")
 admin() { IDPROV_ADMIN_TOKEN=$token "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" "$@"; }
 t_run "station trusted" q admin station add st-1 "$T_TMP/st.pub"
 
