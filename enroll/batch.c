@@ -28,7 +28,7 @@ struct enr_batch {
 	uint64_t count, history;
 	struct fmt_manifest_record *recs; /* this batch's devices, for messages and manifests */
 	size_t cap;
-	struct fmt_manifest_dedup *seen;  /* this batch and the earlier ones */
+	struct fmt_manifest_dedup *seen; /* this batch and the earlier ones */
 };
 
 enum idp_err enr_batch_path(const char *dir, const char *batch, const char *suffix,
@@ -53,8 +53,9 @@ static void to_record(const struct fmt_journal_entry *e, struct fmt_manifest_rec
 /* Walk the journal at path: fn(arg, entry) for each good entry. *good gets
  * the length of the good prefix, *size the file's, so that the caller can
  * cut a torn tail. IDP_E_NOTFOUND when there is no journal. */
-static enum idp_err walk(const char *path, enum idp_err (*fn)(void *, const struct fmt_journal_entry *,
-                                                             struct idp_error *),
+static enum idp_err walk(const char *path,
+                         enum idp_err (*fn)(void *, const struct fmt_journal_entry *,
+                                            struct idp_error *),
                          void *arg, size_t *good, size_t *size, struct idp_error *err)
 {
 	uint8_t *buf = NULL;
@@ -72,9 +73,10 @@ static enum idp_err walk(const char *path, enum idp_err (*fn)(void *, const stru
 		if (item != FMT_JOURNAL_ITEM_ENTRY)
 			break;
 		if (first != (e.type == FMT_JOURNAL_OPEN) || closed) {
-			rc = idp_error_set(err, IDP_E_FORMAT,
-			                   "journal: entry of type %d out of order before offset %zu",
-			                   (int)e.type, pos);
+			rc = idp_error_set(
+			        err, IDP_E_FORMAT,
+			        "journal: entry of type %d out of order before offset %zu",
+			        (int)e.type, pos);
 			break;
 		}
 		first = false;
@@ -179,8 +181,9 @@ enum idp_err enr_batch_each(const char *dir, void (*fn)(void *arg, const char *b
 		return idp_error_set(err, IDP_E_ARG, "%s: state path too long", dir);
 	DIR *d = opendir(path);
 	if (d == NULL)
-		return errno == ENOENT ? IDP_OK
-		                       : idp_error_set(err, IDP_E_IO, "%s: %s", path, strerror(errno));
+		return errno == ENOENT
+		               ? IDP_OK
+		               : idp_error_set(err, IDP_E_IO, "%s: %s", path, strerror(errno));
 	char **names = NULL;
 	size_t count = 0, cap = 0;
 	enum idp_err rc = IDP_OK;
@@ -236,8 +239,8 @@ static void on_find(void *arg, const char *batch)
 	if (f->rc == IDP_OK && !closed) {
 		if (f->open++ > 0) {
 			f->rc = idp_error_set(f->err, IDP_E_CONFLICT,
-			                      "%s: batches %s and %s are both open", f->dir, f->batch,
-			                      batch);
+			                      "%s: batches %s and %s are both open", f->dir,
+			                      f->batch, batch);
 			return;
 		}
 		(void)snprintf(f->batch, FMT_ID_MAX + 1, "%s", batch);
@@ -314,8 +317,7 @@ static enum idp_err on_own(void *arg, const struct fmt_journal_entry *e, struct 
 	return rc != IDP_OK ? rc : remember(b, &r, err);
 }
 
-static enum idp_err on_history(void *arg, const struct fmt_journal_entry *e,
-                               struct idp_error *err)
+static enum idp_err on_history(void *arg, const struct fmt_journal_entry *e, struct idp_error *err)
 {
 	struct enr_batch *b = arg;
 	if (e->type != FMT_JOURNAL_DEVICE)
@@ -354,7 +356,8 @@ static enum idp_err make_dirs(const char *dir, struct idp_error *err)
 	int n = snprintf(path, sizeof(path), "%s/batches", dir);
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return idp_error_set(err, IDP_E_ARG, "%s: state path too long", dir);
-	if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || (mkdir(path, 0700) != 0 && errno != EEXIST))
+	if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
+	    (mkdir(path, 0700) != 0 && errno != EEXIST))
 		return idp_error_set(err, IDP_E_IO, "%s: %s", path, strerror(errno));
 	return IDP_OK;
 }
@@ -382,7 +385,8 @@ enum idp_err enr_batch_open(const char *dir, const char *batch, const char *stat
 		rc = idp_error_set(err, IDP_E_NOMEM, "out of memory");
 		goto fail;
 	}
-	if ((rc = make_dirs(dir, err)) || (rc = enr_batch_path(dir, batch, JOURNAL_SUFFIX, b->path, err)))
+	if ((rc = make_dirs(dir, err)) ||
+	    (rc = enr_batch_path(dir, batch, JOURNAL_SUFFIX, b->path, err)))
 		goto fail;
 	size_t good = 0, size = 0;
 	rc = walk(b->path, on_own, b, &good, &size, err);
@@ -396,8 +400,8 @@ enum idp_err enr_batch_open(const char *dir, const char *batch, const char *stat
 			goto fail;
 		}
 		if (strcmp(b->open.station, station) != 0) {
-			rc = idp_error_set(err, IDP_E_CONFLICT, "batch %s belongs to station %s", batch,
-			                   b->open.station);
+			rc = idp_error_set(err, IDP_E_CONFLICT, "batch %s belongs to station %s",
+			                   batch, b->open.station);
 			goto fail;
 		}
 		b->fd = open(b->path, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -436,7 +440,8 @@ enum idp_err enr_batch_open(const char *dir, const char *batch, const char *stat
 		if ((rc = write_all(b->fd, buf, n, b->path, err)))
 			goto fail;
 		if (fsync(b->fd) != 0) {
-			rc = idp_error_set(err, IDP_E_IO, "%s: fsync: %s", b->path, strerror(errno));
+			rc = idp_error_set(err, IDP_E_IO, "%s: fsync: %s", b->path,
+			                   strerror(errno));
 			goto fail;
 		}
 		if ((rc = fmt_file_sync_dir(b->path, err)))
@@ -510,8 +515,8 @@ enum idp_err enr_batch_add(struct enr_batch *b, const struct fmt_wire_info *info
 	if (rc == IDP_E_DUPLICATE) {
 		size_t i = find_in_batch(b, &r);
 		if (i != SIZE_MAX)
-			return idp_error_set(err, rc, "already in this batch as device %zu (%s)", i + 1,
-			                     b->recs[i].id);
+			return idp_error_set(err, rc, "already in this batch as device %zu (%s)",
+			                     i + 1, b->recs[i].id);
 		return idp_error_set(err, rc, "already in an earlier batch of this station");
 	}
 	if (rc != IDP_OK) {
@@ -611,8 +616,8 @@ static enum idp_err state_load(const char *dir, struct state *st, struct idp_err
 	}
 	free(buf);
 	if (!have_seq || !have_prev)
-		return idp_error_set(err, IDP_E_FORMAT, "%s: needs \"seq N\" and \"prev HEX64\" lines",
-		                     path);
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "%s: needs \"seq N\" and \"prev HEX64\" lines", path);
 	return IDP_OK;
 }
 

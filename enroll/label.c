@@ -20,7 +20,7 @@
 #define PGM_PX 4 /* pixels a module in the PGM raster */
 
 static enum idp_err addf(struct enr_body *b, struct idp_error *err, const char *fmt, ...)
-	IDP_PRINTF(3, 4);
+        IDP_PRINTF(3, 4);
 static enum idp_err addf(struct enr_body *b, struct idp_error *err, const char *fmt, ...)
 {
 	char buf[512];
@@ -121,8 +121,8 @@ enum idp_err enr_label_write(const char *dir, const struct fmt_wire_info *info,
 		size_t w = fwrite(zpl.p, 1, zpl.len, p);
 		int st = pclose(p);
 		if (w != zpl.len || st != 0)
-			rc = idp_error_set(err, IDP_E_IO, "label: \"%s\" failed (status %d)", print_cmd,
-			                   st);
+			rc = idp_error_set(err, IDP_E_IO, "label: \"%s\" failed (status %d)",
+			                   print_cmd, st);
 	}
 out:
 	QRcode_free(q);

@@ -33,13 +33,13 @@ IDP_MUST_CHECK enum idp_err enr_line_open(const char *port, uint64_t baud, struc
 void enr_line_close(struct enr_line *l);
 
 struct enr_port_info {
-	const char *name;        /* "/dev/ttyUSB0" */
+	const char *name; /* "/dev/ttyUSB0" */
 	bool usb;
-	unsigned vid, pid;       /* USB vendor and product IDs */
-	char serial[128];        /* USB serial number, printable, "" if none */
+	unsigned vid, pid; /* USB vendor and product IDs */
+	char serial[128];  /* USB serial number, printable, "" if none */
 	char manufacturer[128];
 	char product[128];
-	char description[128];   /* other transports */
+	char description[128]; /* other transports */
 };
 
 /* Call fn for each serial port libserialport finds. Device-supplied

@@ -32,7 +32,7 @@ enum idp_err enr_body_add(struct enr_body *b, const uint8_t *s, size_t n, struct
 	return IDP_OK;
 }
 
-static enum idp_err load_certs(const char *path, STACK_OF(X509) **out, struct idp_error *err)
+static enum idp_err load_certs(const char *path, STACK_OF(X509) * *out, struct idp_error *err)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -93,7 +93,7 @@ enum idp_err enr_manifest_write(const struct enr_signing *s, struct fmt_manifest
 	char sigpath[ENR_PATH_MAX + 8];
 	h->version = FMT_MANIFEST_VERSION;
 	h->count = count;
-	h->sig = s->cert != NULL                      ? FMT_MANIFEST_SIG_CMS
+	h->sig = s->cert != NULL                        ? FMT_MANIFEST_SIG_CMS
 	         : fmt_key_type(s->key) == FMT_KEY_P256 ? FMT_MANIFEST_SIG_ES256
 	                                                : FMT_MANIFEST_SIG_ED25519;
 	enum idp_err rc;

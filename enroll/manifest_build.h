@@ -33,9 +33,9 @@ IDP_MUST_CHECK enum idp_err enr_body_add(struct enr_body *b, const uint8_t *s, s
 
 /* The station's signing material. */
 struct enr_signing {
-	struct fmt_key *key;  /* private */
-	X509 *cert;           /* the station's certificate, or NULL (then es256/ed25519) */
-	STACK_OF(X509) *chain; /* the rest of the chain, or NULL */
+	struct fmt_key *key;    /* private */
+	X509 *cert;             /* the station's certificate, or NULL (then es256/ed25519) */
+	STACK_OF(X509) * chain; /* the rest of the chain, or NULL */
 };
 
 /* Load key (PEM private key), and optionally cert (PEM: the station's
@@ -53,11 +53,9 @@ void enr_signing_free(struct enr_signing *s);
  * lines. Writes out_path and out_path + ".sig" atomically (the body first)
  * and puts the body's SHA-256 into digest. A cms manifest whose station is
  * not its certificate's name is refused before signing. */
-IDP_MUST_CHECK enum idp_err enr_manifest_write(const struct enr_signing *s,
-                                               struct fmt_manifest_header *h,
-                                               const struct enr_body *records, uint64_t count,
-                                               const char *out_path,
-                                               uint8_t digest[static FMT_MANIFEST_HASH_LEN],
-                                               struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+enr_manifest_write(const struct enr_signing *s, struct fmt_manifest_header *h,
+                   const struct enr_body *records, uint64_t count, const char *out_path,
+                   uint8_t digest[static FMT_MANIFEST_HASH_LEN], struct idp_error *err);
 
 #endif /* IDP_ENROLL_MANIFEST_BUILD_H */

@@ -114,8 +114,9 @@ static enum wait_rc await(struct sess *s, uint8_t want, uint64_t deadline, bool 
 			size_t used = 0;
 			bool got = false;
 			struct idp_error e;
-			if (fmt_wire_feed(s->dec, s->pending + s->pend_off, s->pend_len - s->pend_off,
-			                  &used, &s->frame, &got, &e) != IDP_OK) {
+			if (fmt_wire_feed(s->dec, s->pending + s->pend_off,
+			                  s->pend_len - s->pend_off, &used, &s->frame, &got,
+			                  &e) != IDP_OK) {
 				fail(s, s->res->stage, "station: decoder: %s", e.msg);
 				return W_FAIL;
 			}
@@ -169,13 +170,20 @@ static enum wait_rc await(struct sess *s, uint8_t want, uint64_t deadline, bool 
 static const char *err_name(uint16_t code)
 {
 	switch (code) {
-	case FMT_WIRE_ERR_VERSION: return "VERSION";
-	case FMT_WIRE_ERR_TYPE: return "TYPE";
-	case FMT_WIRE_ERR_PAYLOAD: return "PAYLOAD";
-	case FMT_WIRE_ERR_SEQ_REUSED: return "SEQ_REUSED";
-	case FMT_WIRE_ERR_NO_KEY: return "NO_KEY";
-	case FMT_WIRE_ERR_BUSY: return "BUSY";
-	default: return "INTERNAL";
+	case FMT_WIRE_ERR_VERSION:
+		return "VERSION";
+	case FMT_WIRE_ERR_TYPE:
+		return "TYPE";
+	case FMT_WIRE_ERR_PAYLOAD:
+		return "PAYLOAD";
+	case FMT_WIRE_ERR_SEQ_REUSED:
+		return "SEQ_REUSED";
+	case FMT_WIRE_ERR_NO_KEY:
+		return "NO_KEY";
+	case FMT_WIRE_ERR_BUSY:
+		return "BUSY";
+	default:
+		return "INTERNAL";
 	}
 }
 
@@ -247,8 +255,9 @@ static bool exchange(struct sess *s, struct fmt_wire_msg *req, uint8_t want, uns
 				     err_name(ans->u.error.code), what, (int)ans->u.error.text_len,
 				     ans->u.error.text);
 			else
-				fail(s, s->res->stage, "device: no %s answer after %u attempts of %u ms",
-				     what, budget, timeout);
+				fail(s, s->res->stage,
+				     "device: no %s answer after %u attempts of %u ms", what,
+				     budget, timeout);
 			return false;
 		}
 		attempt++;
@@ -329,8 +338,8 @@ enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
 	req.u.challenge.station_id_len = sl;
 	if (RAND_bytes(req.u.challenge.nonce, FMT_WIRE_NONCE_LEN) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "station: random nonce");
-	unsigned ch_ms =
-	        cfg->challenge_timeout_ms ? cfg->challenge_timeout_ms : FMT_WIRE_CHALLENGE_TIMEOUT_MS;
+	unsigned ch_ms = cfg->challenge_timeout_ms ? cfg->challenge_timeout_ms
+	                                           : FMT_WIRE_CHALLENGE_TIMEOUT_MS;
 	if (!exchange(&s, &req, FMT_WIRE_PROOF, ch_ms, "CHALLENGE", &ans))
 		goto out;
 	/* Verify against the challenge as last sent (a retry after an ERROR
@@ -349,10 +358,11 @@ enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
 		fail(&s, ENR_STAGE_RULES, "serial: the device reports none (a manifest needs one)");
 		goto out;
 	}
-	if ((cfg->id_rule != NULL &&
-	     fmt_idrule_check(cfg->id_rule, in->device_id, in->device_id_len, "id", &e) != IDP_OK) ||
-	    (cfg->serial_rule != NULL && fmt_idrule_check(cfg->serial_rule, in->serial,
-	                                                  in->serial_len, "serial", &e) != IDP_OK)) {
+	if ((cfg->id_rule != NULL && fmt_idrule_check(cfg->id_rule, in->device_id,
+	                                              in->device_id_len, "id", &e) != IDP_OK) ||
+	    (cfg->serial_rule != NULL &&
+	     fmt_idrule_check(cfg->serial_rule, in->serial, in->serial_len, "serial", &e) !=
+	             IDP_OK)) {
 		fail(&s, ENR_STAGE_RULES, "%s", e.msg);
 		goto out;
 	}

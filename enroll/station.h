@@ -30,16 +30,16 @@
 #include "formats/wire.h"
 
 struct enr_station_cfg {
-	const char *station_id;              /* sent in CHALLENGE, 1..64 bytes, formats/id.h */
-	const struct fmt_idrule *id_rule;    /* device ID rule, or NULL */
+	const char *station_id;               /* sent in CHALLENGE, 1..64 bytes, formats/id.h */
+	const struct fmt_idrule *id_rule;     /* device ID rule, or NULL */
 	const struct fmt_idrule *serial_rule; /* serial rule, or NULL */
-	unsigned hello_interval_ms;          /* 0 = FMT_WIRE_HELLO_TIMEOUT_MS */
-	unsigned hello_window_ms;            /* 0 = FMT_WIRE_HELLO_WINDOW_MS */
-	unsigned info_timeout_ms;            /* 0 = FMT_WIRE_INFO_TIMEOUT_MS */
-	unsigned challenge_timeout_ms;       /* 0 = FMT_WIRE_CHALLENGE_TIMEOUT_MS */
-	unsigned retries;                    /* 0 = FMT_WIRE_RETRIES */
-	volatile const int *stop;            /* non-zero: give up (signal), or NULL */
-	bool no_early_resend;                /* wait for the timeout only (for comparison) */
+	unsigned hello_interval_ms;           /* 0 = FMT_WIRE_HELLO_TIMEOUT_MS */
+	unsigned hello_window_ms;             /* 0 = FMT_WIRE_HELLO_WINDOW_MS */
+	unsigned info_timeout_ms;             /* 0 = FMT_WIRE_INFO_TIMEOUT_MS */
+	unsigned challenge_timeout_ms;        /* 0 = FMT_WIRE_CHALLENGE_TIMEOUT_MS */
+	unsigned retries;                     /* 0 = FMT_WIRE_RETRIES */
+	volatile const int *stop;             /* non-zero: give up (signal), or NULL */
+	bool no_early_resend;                 /* wait for the timeout only (for comparison) */
 };
 
 /* Where a read ended. */
@@ -55,15 +55,15 @@ enum enr_stage {
 struct enr_result {
 	bool pass;
 	enum enr_stage stage;
-	bool gone;    /* the port hung up or failed (device unplugged) */
-	bool stopped; /* cfg->stop was set */
+	bool gone;                      /* the port hung up or failed (device unplugged) */
+	bool stopped;                   /* cfg->stop was set */
 	char reason[IDP_ERROR_MSG_MAX]; /* FAIL: why, printable ("" on PASS) */
 	struct fmt_wire_info info;      /* valid from stage CHALLENGE on */
 	uint8_t nonce[FMT_WIRE_NONCE_LEN];
-	struct fmt_wire_proof proof;    /* valid on PASS */
-	unsigned resends;               /* requests sent again after a timeout */
-	unsigned early_resends;         /* ... at once after a damaged frame */
-	uint64_t elapsed_ms;            /* from the first HELLO to the result */
+	struct fmt_wire_proof proof; /* valid on PASS */
+	unsigned resends;            /* requests sent again after a timeout */
+	unsigned early_resends;      /* ... at once after a damaged frame */
+	uint64_t elapsed_ms;         /* from the first HELLO to the result */
 };
 
 /* Read one device on fd (non-blocking or blocking; the engine polls) with

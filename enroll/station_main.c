@@ -50,10 +50,10 @@
 #define EXIT_PENDING  5
 #define EXIT_BUSY     6
 
-#define CONFIG_MAX      65536u
-#define MANIFEST_MAX    ((size_t)1 << 31)
-#define SIG_MAX         65536u
-#define WAIT_SAME_MS    300
+#define CONFIG_MAX   65536u
+#define MANIFEST_MAX ((size_t)1 << 31)
+#define SIG_MAX      65536u
+#define WAIT_SAME_MS 300
 
 static const char *prog = "idprov-station";
 static volatile int stop_flag;
@@ -81,8 +81,8 @@ static void usage(void)
 /* ---------------------------------------------------------------- options */
 
 struct opts {
-	const char *config, *state, *station, *key, *cert, *chain, *batch, *product, *count,
-	        *port, *baud, *id_rule, *serial_rule, *server, *ca, *client_cert, *client_key,
+	const char *config, *state, *station, *key, *cert, *chain, *batch, *product, *count, *port,
+	        *baud, *id_rule, *serial_rule, *server, *ca, *client_cert, *client_key,
 	        *hello_window, *timeout, *attempts, *label_dir, *print_cmd;
 	bool pty, pending;
 };
@@ -154,8 +154,9 @@ static bool parse_opts(int argc, char **argv, struct opts *o)
 		if (strncmp(a, "--", 2) != 0 || strcmp(a + 2, "pty") == 0 || i + 1 >= argc ||
 		    !set_opt(o, a + 2, argv[i + 1], true)) {
 			(void)fprintf(stderr, "%s: unexpected argument \"%s\"%s\n", prog, a,
-			              i + 1 >= argc && strncmp(a, "--", 2) == 0 ? " (needs a value?)"
-			                                                        : "");
+			              i + 1 >= argc && strncmp(a, "--", 2) == 0
+			                      ? " (needs a value?)"
+			                      : "");
 			return false;
 		}
 		i++;
@@ -196,8 +197,9 @@ static bool load_config(struct opts *o, char **keep)
 					v++;
 			}
 			if ((*v == '\0' && strcmp(p, "pty") != 0) || !set_opt(o, p, v, false)) {
-				(void)fprintf(stderr, "%s: %s: line %u: \"%s\" is not a known setting "
-				                      "with a value\n",
+				(void)fprintf(stderr,
+				              "%s: %s: line %u: \"%s\" is not a known setting "
+				              "with a value\n",
 				              prog, o->config, line, p);
 				return false;
 			}
@@ -222,8 +224,8 @@ static bool parse_u64(const char *s, const char *name, uint64_t max, uint64_t *o
 	errno = 0;
 	unsigned long long v = s != NULL ? strtoull(s, &end, 10) : 0;
 	if (s == NULL || errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > max) {
-		(void)fprintf(stderr, "%s: --%s: \"%s\" is not a number 0..%" PRIu64 "\n", prog, name,
-		              s != NULL ? s : "", max);
+		(void)fprintf(stderr, "%s: --%s: \"%s\" is not a number 0..%" PRIu64 "\n", prog,
+		              name, s != NULL ? s : "", max);
 		return false;
 	}
 	*out = v;
@@ -338,10 +340,9 @@ static void progress(const struct enr_batch *b, const struct counts *c, const ch
 	(void)fflush(stdout);
 }
 
-static void event(bool tty, const struct enr_batch *b, const struct counts *c, const char *fmt,
-                  ...) IDP_PRINTF(4, 5);
-static void event(bool tty, const struct enr_batch *b, const struct counts *c, const char *fmt,
-                  ...)
+static void event(bool tty, const struct enr_batch *b, const struct counts *c, const char *fmt, ...)
+        IDP_PRINTF(4, 5);
+static void event(bool tty, const struct enr_batch *b, const struct counts *c, const char *fmt, ...)
 {
 	if (tty)
 		(void)printf("\r\033[K");
@@ -425,15 +426,16 @@ static int cmd_run(const struct opts *o, bool once)
 		goto out;
 	}
 	if (have_open && strcmp(batch, open_batch) != 0) {
-		(void)fprintf(stderr, "%s: batch %s is still open: resume it (--batch %s) or close "
-		                      "it first\n",
+		(void)fprintf(stderr,
+		              "%s: batch %s is still open: resume it (--batch %s) or close "
+		              "it first\n",
 		              prog, open_batch, open_batch);
 		rc = EXIT_FAIL;
 		goto out;
 	}
-	enum idp_err e = enr_batch_open(o->state, batch, o->station,
-	                                o->product != NULL ? o->product : "", target, &b, &resumed,
-	                                &err);
+	enum idp_err e =
+	        enr_batch_open(o->state, batch, o->station, o->product != NULL ? o->product : "",
+	                       target, &b, &resumed, &err);
 	if (e != IDP_OK) {
 		if (e == IDP_E_NOTFOUND || (e == IDP_E_FORMAT && o->product == NULL &&
 		                            strstr(err.msg, "product") != NULL)) {
@@ -441,7 +443,9 @@ static int cmd_run(const struct opts *o, bool once)
 			rc = EXIT_USAGE;
 		} else {
 			(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
-			rc = e == IDP_E_ARG ? EXIT_USAGE : e == IDP_E_CONFLICT ? EXIT_FAIL : EXIT_LOCAL;
+			rc = e == IDP_E_ARG        ? EXIT_USAGE
+			     : e == IDP_E_CONFLICT ? EXIT_FAIL
+			                           : EXIT_LOCAL;
 		}
 		goto out;
 	}
@@ -526,7 +530,8 @@ static int cmd_run(const struct opts *o, bool once)
 			    memcmp(in->spki, last_key, last_key_len) == 0) {
 				/* The device just recorded is still connected. */
 				if (!said_same)
-					event(tty, b, &c, "SAME  %s still connected: connect the next device",
+					event(tty, b, &c,
+					      "SAME  %s still connected: connect the next device",
 					      in->device_id);
 				said_same = true;
 				struct timespec ts = {0, WAIT_SAME_MS * 1000000L};
@@ -554,13 +559,14 @@ static int cmd_run(const struct opts *o, bool once)
 			last_key_len = in->spki_len;
 			char mac[FMT_MAC_TEXT_LEN + 1];
 			fmt_mac_format(in->mac, mac);
-			event(tty, b, &c, "PASS  %s  %s  %s  %s  %.2fs", in->device_id, in->serial, mac,
-			      fmt_key_type_name(in->key_type), (double)res.elapsed_ms / 1000.0);
+			event(tty, b, &c, "PASS  %s  %s  %s  %s  %.2fs", in->device_id, in->serial,
+			      mac, fmt_key_type_name(in->key_type),
+			      (double)res.elapsed_ms / 1000.0);
 			/* The label only now: the key was proved and the device is on disk. */
 			if (o->label_dir != NULL &&
 			    enr_label_write(o->label_dir, in, o->print_cmd, &err) != IDP_OK)
-				(void)fprintf(stderr, "%s: LABEL %s not made: %s\n", prog, in->device_id,
-				              err.msg);
+				(void)fprintf(stderr, "%s: LABEL %s not made: %s\n", prog,
+				              in->device_id, err.msg);
 			if (once)
 				break;
 			continue;
@@ -617,8 +623,8 @@ static int close_and_sign(const struct opts *o, const char *batch)
 	bool already = false;
 	enum idp_err e = enr_signing_load(o->key, o->cert, o->chain, &s, &err);
 	if (e == IDP_OK)
-		e = enr_batch_manifest(o->state, batch, &s, (int64_t)time(NULL), &seq, &count, digest,
-		                       &already, &err);
+		e = enr_batch_manifest(o->state, batch, &s, (int64_t)time(NULL), &seq, &count,
+		                       digest, &already, &err);
 	enr_signing_free(&s);
 	if (e != IDP_OK) {
 		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
@@ -631,7 +637,8 @@ static int close_and_sign(const struct opts *o, const char *batch)
 	if (already)
 		(void)printf("%s: already signed as seq %" PRIu64 "\n", path, seq);
 	else
-		(void)printf("%s: %" PRIu64 " devices, seq %" PRIu64 ", sha256 %s: pending upload\n",
+		(void)printf("%s: %" PRIu64 " devices, seq %" PRIu64
+		             ", sha256 %s: pending upload\n",
 		             path, count, seq, hex);
 	return 0;
 }
@@ -663,8 +670,9 @@ static int cmd_close(const struct opts *o)
 		rc = EXIT_LOCAL;
 		goto out;
 	} else if (!found) {
-		(void)fprintf(stderr, "%s: no open batch in %s (give --batch to sign a closed one)\n",
-		              prog, o->state);
+		(void)fprintf(stderr,
+		              "%s: no open batch in %s (give --batch to sign a closed one)\n", prog,
+		              o->state);
 		rc = EXIT_FAIL;
 		goto out;
 	}
@@ -672,14 +680,16 @@ static int cmd_close(const struct opts *o)
 		/* Resume the journal (cutting a torn tail) and close it. */
 		struct enr_batch *b = NULL;
 		bool resumed = false;
-		enum idp_err e = enr_batch_open(o->state, batch, o->station != NULL ? o->station : "",
-		                                "", 0, &b, &resumed, &err);
+		enum idp_err e =
+		        enr_batch_open(o->state, batch, o->station != NULL ? o->station : "", "", 0,
+		                       &b, &resumed, &err);
 		if (e == IDP_E_CONFLICT && o->station == NULL) {
 			struct fmt_journal_entry open;
 			uint64_t n = 0;
 			bool closed = false;
 			if (enr_batch_summary(o->state, batch, &open, &n, &closed, &err) == IDP_OK)
-				e = enr_batch_open(o->state, batch, open.station, "", 0, &b, &resumed, &err);
+				e = enr_batch_open(o->state, batch, open.station, "", 0, &b,
+				                   &resumed, &err);
 		}
 		if (e == IDP_OK)
 			e = enr_batch_close(b, (int64_t)time(NULL), &err);
@@ -743,8 +753,8 @@ static int upload_one(const struct opts *o, struct fio_httpc *hc, const char *ba
 			goto out;
 		}
 		char line[ENR_STATUS_MAX];
-		(void)snprintf(line, sizeof(line), "uploaded %ld devices %" PRId64 "%s%s", resp.status,
-		               ans.devices, ans.created ? "" : " (already imported)",
+		(void)snprintf(line, sizeof(line), "uploaded %ld devices %" PRId64 "%s%s",
+		               resp.status, ans.devices, ans.created ? "" : " (already imported)",
 		               ans.gap ? " gap flagged" : "");
 		if (enr_batch_status_set(o->state, batch, line, &err) != IDP_OK) {
 			(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
@@ -754,8 +764,8 @@ static int upload_one(const struct opts *o, struct fio_httpc *hc, const char *ba
 		rc = 0;
 		goto out;
 	}
-	bool final = resp.status >= 400 && resp.status < 500 && resp.status != 408 &&
-	             resp.status != 429;
+	bool final =
+	        resp.status >= 400 && resp.status < 500 && resp.status != 408 && resp.status != 429;
 	if (final) {
 		(void)snprintf(status, sizeof(status), "refused: %.480s", err.msg);
 		if (enr_batch_status_set(o->state, batch, status, &err) != IDP_OK)
@@ -806,8 +816,8 @@ static int cmd_upload(const struct opts *o)
 		(void)fprintf(stderr, "%s: give --batch ID or --pending\n", prog);
 		return EXIT_USAGE;
 	}
-	if (o->attempts != NULL && !parse_u64(o->attempts, "attempts", FIO_HTTPC_ATTEMPTS_MAX,
-	                                      &attempts))
+	if (o->attempts != NULL &&
+	    !parse_u64(o->attempts, "attempts", FIO_HTTPC_ATTEMPTS_MAX, &attempts))
 		return EXIT_USAGE;
 	bool busy = false;
 	int lock = lock_state(o->state, &busy);

@@ -80,7 +80,8 @@ enum idp_err fmt_journal_encode(const struct fmt_journal_entry *e,
 	case FMT_JOURNAL_OPEN:
 		if ((rc = put_str(&w, e->batch, FMT_ID_MAX, true, 1, "batch", err)) ||
 		    (rc = put_str(&w, e->station, FMT_ID_MAX, true, 1, "station", err)) ||
-		    (rc = put_str(&w, e->product, FMT_JOURNAL_PRODUCT_MAX, false, 1, "product", err)))
+		    (rc = put_str(&w, e->product, FMT_JOURNAL_PRODUCT_MAX, false, 1, "product",
+		                  err)))
 			return rc;
 		put_u64(&w, e->target);
 		break;
@@ -95,12 +96,13 @@ enum idp_err fmt_journal_encode(const struct fmt_journal_entry *e,
 		if ((rc = put_str(&w, e->serial, FMT_ID_MAX, true, 1, "serial", err)))
 			return rc;
 		if (e->key_type != FMT_KEY_P256 && e->key_type != FMT_KEY_ED25519)
-			return idp_error_set(err, IDP_E_UNSUPPORTED, "journal: key_type: %d unknown",
-			                     (int)e->key_type);
+			return idp_error_set(err, IDP_E_UNSUPPORTED,
+			                     "journal: key_type: %d unknown", (int)e->key_type);
 		put_u8(&w, (uint8_t)e->key_type);
 		if (e->spki_len == 0 || e->spki_len > FMT_KEY_SPKI_MAX)
-			return idp_error_set(err, IDP_E_LIMIT, "journal: spki: %zu bytes, must be 1..%u",
-			                     e->spki_len, FMT_KEY_SPKI_MAX);
+			return idp_error_set(err, IDP_E_LIMIT,
+			                     "journal: spki: %zu bytes, must be 1..%u", e->spki_len,
+			                     FMT_KEY_SPKI_MAX);
 		put_u8(&w, (uint8_t)e->spki_len);
 		put_bytes(&w, e->spki, e->spki_len);
 		put_bytes(&w, e->nonce, FMT_JOURNAL_NONCE_LEN);
@@ -179,7 +181,8 @@ static enum idp_err parse_payload(uint8_t type, const uint8_t *p, size_t len,
 	case FMT_JOURNAL_OPEN:
 		if ((rc = get_str(&r, e->batch, FMT_ID_MAX, true, 1, "batch", err)) ||
 		    (rc = get_str(&r, e->station, FMT_ID_MAX, true, 1, "station", err)) ||
-		    (rc = get_str(&r, e->product, FMT_JOURNAL_PRODUCT_MAX, false, 1, "product", err)) ||
+		    (rc = get_str(&r, e->product, FMT_JOURNAL_PRODUCT_MAX, false, 1, "product",
+		                  err)) ||
 		    (rc = get_u64(&r, &e->target, "target", err)))
 			return rc;
 		break;
@@ -252,7 +255,8 @@ enum idp_err fmt_journal_next(const uint8_t *buf, size_t len, size_t *pos,
 			return IDP_OK;
 		*item = FMT_JOURNAL_ITEM_END;
 		return idp_error_set(err, IDP_E_FORMAT,
-		                     "journal: offset %zu: not an entry header (damaged journal)", at);
+		                     "journal: offset %zu: not an entry header (damaged journal)",
+		                     at);
 	}
 	size_t n = FMT_JOURNAL_HEADER_LEN + plen + FMT_JOURNAL_CRC_LEN;
 	if (n > left)

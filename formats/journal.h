@@ -22,10 +22,11 @@
 #define FMT_JOURNAL_HEADER_LEN  8u    /* magic (4), type, flags, len (2) */
 #define FMT_JOURNAL_CRC_LEN     4u    /* CRC-32C over header + payload */
 #define FMT_JOURNAL_PAYLOAD_MAX 1024u /* bytes of one entry's payload */
-#define FMT_JOURNAL_ENTRY_MAX   (FMT_JOURNAL_HEADER_LEN + FMT_JOURNAL_PAYLOAD_MAX + FMT_JOURNAL_CRC_LEN)
-#define FMT_JOURNAL_PRODUCT_MAX 64u   /* as FMT_MANIFEST_PRODUCT_MAX */
-#define FMT_JOURNAL_NONCE_LEN   32u   /* as FMT_WIRE_NONCE_LEN */
-#define FMT_JOURNAL_SIG_LEN     64u   /* as FMT_WIRE_SIG_LEN */
+#define FMT_JOURNAL_ENTRY_MAX                                                                      \
+	(FMT_JOURNAL_HEADER_LEN + FMT_JOURNAL_PAYLOAD_MAX + FMT_JOURNAL_CRC_LEN)
+#define FMT_JOURNAL_PRODUCT_MAX 64u /* as FMT_MANIFEST_PRODUCT_MAX */
+#define FMT_JOURNAL_NONCE_LEN   32u /* as FMT_WIRE_NONCE_LEN */
+#define FMT_JOURNAL_SIG_LEN     64u /* as FMT_WIRE_SIG_LEN */
 
 enum fmt_journal_type {
 	FMT_JOURNAL_OPEN = 1,   /* a batch begins: batch, station, product, target count */

@@ -57,14 +57,15 @@ enum idp_err fmt_label_parse(const char *buf, size_t len, char id[static FMT_ID_
 	if (id_len > FMT_ID_MAX || fmt_id_check(p, id_len, "label: id", err) != IDP_OK)
 		return idp_error_set(err, IDP_E_FORMAT, "label: id: not a device ID");
 	const char *h = semi + 1;
-	if ((size_t)(buf + len - h) != 2 * FMT_KEY_FINGERPRINT_LEN)
+	if ((size_t)(buf + len - h) != (size_t)2 * FMT_KEY_FINGERPRINT_LEN)
 		return idp_error_set(err, IDP_E_FORMAT,
 		                     "label: fingerprint: expected 64 lower-case hex digits");
 	for (size_t i = 0; i < FMT_KEY_FINGERPRINT_LEN; i++) {
 		int a = hexval(h[2 * i]), b = hexval(h[2 * i + 1]);
 		if (a < 0 || b < 0)
-			return idp_error_set(err, IDP_E_FORMAT,
-			                     "label: fingerprint: expected 64 lower-case hex digits");
+			return idp_error_set(
+			        err, IDP_E_FORMAT,
+			        "label: fingerprint: expected 64 lower-case hex digits");
 		fp[i] = (uint8_t)(a << 4 | b);
 	}
 	memcpy(id, p, id_len);

@@ -15,7 +15,8 @@
 
 #define FMT_LABEL_PREFIX "IDPL1;"
 /* "IDPL1;" + ID (64) + ";" + 64 hex digits */
-#define FMT_LABEL_MAX (sizeof(FMT_LABEL_PREFIX) - 1 + FMT_ID_MAX + 1 + 2 * FMT_KEY_FINGERPRINT_LEN)
+#define FMT_LABEL_MAX                                                                              \
+	(sizeof(FMT_LABEL_PREFIX) - 1 + FMT_ID_MAX + 1 + (size_t)2 * FMT_KEY_FINGERPRINT_LEN)
 
 /* Encode the payload for device id (formats/id.h) and the fingerprint fp
  * (SHA-256 of the device key's SPKI DER) into out (not NUL-terminated);

@@ -23,8 +23,8 @@
 #include "enroll/station.h"
 #include "tests/device/wire_device.h"
 
-#define ROUNDS  5
-#define PER     40 /* appends per round */
+#define ROUNDS 5
+#define PER    40 /* appends per round */
 
 static double now_s(void)
 {
@@ -66,8 +66,10 @@ static int bench_journal(const char *dir)
 	/* The raw loop writes entries of exactly the size ours encode. */
 	uint8_t entry[FMT_JOURNAL_ENTRY_MAX];
 	size_t entry_len = 0;
-	struct fmt_journal_entry e = {.type = FMT_JOURNAL_DEVICE, .key_type = FMT_KEY_P256,
-	                              .spki_len = 91, .mac = {2, 0, 0, 0, 0, 1}};
+	struct fmt_journal_entry e = {.type = FMT_JOURNAL_DEVICE,
+	                              .key_type = FMT_KEY_P256,
+	                              .spki_len = 91,
+	                              .mac = {2, 0, 0, 0, 0, 1}};
 	snprintf(e.id, sizeof(e.id), "dev-%u", 1000000u);
 	snprintf(e.serial, sizeof(e.serial), "SN-%u", 1000000u);
 	if (fmt_journal_encode(&e, entry, &entry_len, NULL) != IDP_OK)
@@ -128,14 +130,18 @@ static double session(bool cut, bool early)
 	tcgetattr(r.slave, &t);
 	cfmakeraw(&t);
 	tcsetattr(r.slave, TCSANOW, &t);
-	r.dev = (struct tdev_cfg){.id_prefix = "dev", .serial_prefix = "SN", .first = 1,
-	                          .devices = 1, .key_type = FMT_KEY_P256, .cut_first = cut};
+	r.dev = (struct tdev_cfg){.id_prefix = "dev",
+	                          .serial_prefix = "SN",
+	                          .first = 1,
+	                          .devices = 1,
+	                          .key_type = FMT_KEY_P256,
+	                          .cut_first = cut};
 	pthread_t th;
 	if (pthread_create(&th, NULL, dev_thread, &r) != 0)
 		return -1;
 	struct fmt_wire_decoder *dec = fmt_wire_decoder_new();
-	struct enr_station_cfg c = {.station_id = "st-1", .hello_interval_ms = 50,
-	                            .no_early_resend = !early};
+	struct enr_station_cfg c = {
+	        .station_id = "st-1", .hello_interval_ms = 50, .no_early_resend = !early};
 	static struct enr_result res;
 	struct idp_error err;
 	/* A HELLO_ACK first, so that only INFO and PROOF are measured. */

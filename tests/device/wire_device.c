@@ -55,12 +55,13 @@ static enum idp_err make_identity(struct dev *d, const struct tdev_cfg *c, struc
 	struct fmt_wire_info *in = &d->info;
 	memset(in, 0, sizeof(*in));
 	unsigned n = c->first + d->index;
-	in->device_id_len = (size_t)snprintf(in->device_id, sizeof(in->device_id), "%s-%u",
-	                                     c->id_prefix, n);
+	in->device_id_len =
+	        (size_t)snprintf(in->device_id, sizeof(in->device_id), "%s-%u", c->id_prefix, n);
 	if (c->serial_prefix[0] != '\0')
 		in->serial_len = (size_t)snprintf(in->serial, sizeof(in->serial), "%s-%u",
 		                                  c->serial_prefix, c->dup_serial ? c->first : n);
-	const uint8_t mac[6] = {0x02, 0x1a, 0x2c, (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+	const uint8_t mac[6] = {0x02,      0x1a, 0x2c, (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+	                        (uint8_t)n};
 	memcpy(in->mac, mac, 6);
 	in->key_type = c->key_type;
 	if ((rc = fmt_key_spki_der(d->key, in->spki, &in->spki_len, err)) != IDP_OK)
@@ -84,8 +85,8 @@ static void answer(int fd, struct dev *d, const struct tdev_cfg *c, struct fmt_w
 	case FMT_WIRE_CACHE_CONFLICT: {
 		struct fmt_wire_msg e = {.type = FMT_WIRE_ERROR, .seq = f->seq};
 		e.u.error.code = FMT_WIRE_ERR_SEQ_REUSED;
-		e.u.error.text_len = (size_t)snprintf(e.u.error.text, sizeof(e.u.error.text),
-		                                      "seq: reused");
+		e.u.error.text_len =
+		        (size_t)snprintf(e.u.error.text, sizeof(e.u.error.text), "seq: reused");
 		if (fmt_wire_msg_encode(&e, line, sizeof(line), &len, NULL) == IDP_OK) {
 			put(fd, line, len, c->split);
 			fmt_wire_cache_store(cache, f, line, len);
@@ -118,7 +119,8 @@ static void answer(int fd, struct dev *d, const struct tdev_cfg *c, struct fmt_w
 			/* The other key signs, claiming this device's SPKI: sign
 			 * refuses a key that is not the INFO's, so sign over the
 			 * other key's own INFO and send that signature. */
-			if (d->other == NULL && fmt_key_generate(c->key_type, &d->other, NULL) != IDP_OK)
+			if (d->other == NULL &&
+			    fmt_key_generate(c->key_type, &d->other, NULL) != IDP_OK)
 				return;
 			k = d->other;
 			if (fmt_key_spki_der(k, info.spki, &info.spki_len, NULL) != IDP_OK)

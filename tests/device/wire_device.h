@@ -22,13 +22,13 @@ struct tdev_cfg {
 	unsigned first;            /* number of the first device */
 	unsigned devices;          /* identities to serve; then stop answering */
 	enum fmt_key_type key_type;
-	bool noise;           /* boot log before the first answer and inside lines */
-	bool split;           /* answers in 7-byte writes with 2 ms pauses */
-	bool cut_first;       /* the first INFO and first PROOF are cut by a kernel line */
-	bool wrong_proof;     /* sign with another key */
-	bool silent;          /* never answer anything */
+	bool noise;            /* boot log before the first answer and inside lines */
+	bool split;            /* answers in 7-byte writes with 2 ms pauses */
+	bool cut_first;        /* the first INFO and first PROOF are cut by a kernel line */
+	bool wrong_proof;      /* sign with another key */
+	bool silent;           /* never answer anything */
 	bool silent_challenge; /* answer HELLO and INFO, not CHALLENGE */
-	bool dup_serial;      /* every device has the serial of device first */
+	bool dup_serial;       /* every device has the serial of device first */
 	const char *done_file; /* append "<id>\n" after each PROOF sent, or NULL */
 };
 

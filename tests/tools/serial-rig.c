@@ -127,15 +127,24 @@ int main(int argc, char **argv)
 	struct rig r;
 	memset(&r, 0, sizeof(r));
 	r.master = umockdev_testbed_get_dev_fd(tb, "/dev/ttyUSB0");
-	r.dev = (struct tdev_cfg){.id_prefix = "usb", .serial_prefix = "SN", .first = 1,
-	                          .devices = 1, .key_type = FMT_KEY_P256};
+	r.dev = (struct tdev_cfg){.id_prefix = "usb",
+	                          .serial_prefix = "SN",
+	                          .first = 1,
+	                          .devices = 1,
+	                          .key_type = FMT_KEY_P256};
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--noise") == 0) r.dev.noise = true;
-		else if (strcmp(argv[i], "--cut") == 0) r.dev.cut_first = true;
-		else if (strcmp(argv[i], "--split") == 0) r.dev.split = true;
-		else if (strcmp(argv[i], "--wrong-proof") == 0) r.dev.wrong_proof = true;
-		else if (strcmp(argv[i], "--silent-challenge") == 0) r.dev.silent_challenge = true;
-		else return 2;
+		if (strcmp(argv[i], "--noise") == 0)
+			r.dev.noise = true;
+		else if (strcmp(argv[i], "--cut") == 0)
+			r.dev.cut_first = true;
+		else if (strcmp(argv[i], "--split") == 0)
+			r.dev.split = true;
+		else if (strcmp(argv[i], "--wrong-proof") == 0)
+			r.dev.wrong_proof = true;
+		else if (strcmp(argv[i], "--silent-challenge") == 0)
+			r.dev.silent_challenge = true;
+		else
+			return 2;
 	}
 	struct enr_line l;
 	char pty[ENR_PATH_MAX + 1];
@@ -148,8 +157,10 @@ int main(int argc, char **argv)
 	if (pthread_create(&th, NULL, dev_thread, &r) != 0)
 		return 3;
 	struct fmt_wire_decoder *dec = fmt_wire_decoder_new();
-	struct enr_station_cfg c = {.station_id = "st-1", .hello_interval_ms = 100,
-	                            .hello_window_ms = 5000, .info_timeout_ms = 2000,
+	struct enr_station_cfg c = {.station_id = "st-1",
+	                            .hello_interval_ms = 100,
+	                            .hello_window_ms = 5000,
+	                            .info_timeout_ms = 2000,
 	                            .challenge_timeout_ms = 300};
 	static struct enr_result res;
 	enum idp_err rc = enr_station_read(l.fd, dec, &c, &res, &err);

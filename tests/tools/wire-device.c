@@ -28,23 +28,38 @@ static void on_term(int sig)
 
 int main(int argc, char **argv)
 {
-	struct tdev_cfg c = {.id_prefix = "dev", .serial_prefix = "SN", .first = 1, .devices = 1,
+	struct tdev_cfg c = {.id_prefix = "dev",
+	                     .serial_prefix = "SN",
+	                     .first = 1,
+	                     .devices = 1,
 	                     .key_type = FMT_KEY_ED25519};
 	const char *tty = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--tty") == 0 && v) tty = argv[++i];
-		else if (strcmp(a, "--prefix") == 0 && v) c.id_prefix = argv[++i];
-		else if (strcmp(a, "--first") == 0 && v) c.first = (unsigned)strtoul(argv[++i], NULL, 10);
-		else if (strcmp(a, "--devices") == 0 && v) c.devices = (unsigned)strtoul(argv[++i], NULL, 10);
-		else if (strcmp(a, "--type") == 0 && v) c.key_type = strcmp(argv[++i], "p256") == 0 ? FMT_KEY_P256 : FMT_KEY_ED25519;
-		else if (strcmp(a, "--noise") == 0) c.noise = true;
-		else if (strcmp(a, "--split") == 0) c.split = true;
-		else if (strcmp(a, "--cut") == 0) c.cut_first = true;
-		else if (strcmp(a, "--wrong-proof") == 0) c.wrong_proof = true;
-		else if (strcmp(a, "--silent") == 0) c.silent = true;
-		else if (strcmp(a, "--done") == 0 && v) c.done_file = argv[++i];
+		if (strcmp(a, "--tty") == 0 && v)
+			tty = argv[++i];
+		else if (strcmp(a, "--prefix") == 0 && v)
+			c.id_prefix = argv[++i];
+		else if (strcmp(a, "--first") == 0 && v)
+			c.first = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (strcmp(a, "--devices") == 0 && v)
+			c.devices = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (strcmp(a, "--type") == 0 && v)
+			c.key_type =
+			        strcmp(argv[++i], "p256") == 0 ? FMT_KEY_P256 : FMT_KEY_ED25519;
+		else if (strcmp(a, "--noise") == 0)
+			c.noise = true;
+		else if (strcmp(a, "--split") == 0)
+			c.split = true;
+		else if (strcmp(a, "--cut") == 0)
+			c.cut_first = true;
+		else if (strcmp(a, "--wrong-proof") == 0)
+			c.wrong_proof = true;
+		else if (strcmp(a, "--silent") == 0)
+			c.silent = true;
+		else if (strcmp(a, "--done") == 0 && v)
+			c.done_file = argv[++i];
 		else {
 			(void)fprintf(stderr, "wire-device: bad argument \"%s\"\n", a);
 			return 2;

@@ -52,8 +52,11 @@ static void rig_open(struct rig *r)
 	ck_assert_int_eq(tcgetattr(r->slave, &t), 0);
 	cfmakeraw(&t);
 	ck_assert_int_eq(tcsetattr(r->slave, TCSANOW, &t), 0);
-	r->dev = (struct tdev_cfg){.id_prefix = "dev", .serial_prefix = "SN", .first = 1,
-	                           .devices = 1, .key_type = FMT_KEY_ED25519};
+	r->dev = (struct tdev_cfg){.id_prefix = "dev",
+	                           .serial_prefix = "SN",
+	                           .first = 1,
+	                           .devices = 1,
+	                           .key_type = FMT_KEY_ED25519};
 	r->dec = fmt_wire_decoder_new();
 	ck_assert_ptr_nonnull(r->dec);
 }
@@ -74,8 +77,10 @@ static void rig_close(struct rig *r)
 	fmt_wire_decoder_free(r->dec);
 }
 
-static const struct enr_station_cfg fast = {.station_id = "st-1", .hello_interval_ms = 100,
-                                            .hello_window_ms = 3000, .info_timeout_ms = 3000,
+static const struct enr_station_cfg fast = {.station_id = "st-1",
+                                            .hello_interval_ms = 100,
+                                            .hello_window_ms = 3000,
+                                            .info_timeout_ms = 3000,
                                             .challenge_timeout_ms = 3000};
 
 static void read_one(struct rig *r, const struct enr_station_cfg *c, struct enr_result *res)
