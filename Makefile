@@ -31,7 +31,7 @@ CC      := gcc
 endif
 FUZZ_CC ?= clang
 
-PKGS := openssl sqlite3 libcjson libcurl libserialport libusb-1.0 libevent \
+PKGS := openssl sqlite3 libcjson libcurl libserialport libusb-1.0 libqrencode libevent \
         libevent_openssl libevent_pthreads avahi-client avahi-core
 # Libraries go to -isystem so that a warning in their headers never breaks -Werror.
 PKG_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
@@ -61,7 +61,7 @@ LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
 #            packages (default: all)
 #   UNIT_TESTS += tests/unit/test_x.c (each a Check suite, linked with all libs)
 #   TEST_TOOLS += tests/tools/x.c (a helper program the shell tests run: $(B)/tools/x,
-#            linked with the project libraries)
+#            linked with the project libraries; x_PKGS = pkg-config packages besides PKGS)
 #   BENCHES += tests/bench/bench_x.c
 #   FUZZERS += tests/fuzz/fuzz_x.c; fuzz_x_SRCS = project sources compiled in
 #   MANPAGES += docs/man/x.N
@@ -124,7 +124,13 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(UNIT_COMMON) $(ALL_LIB_ARCHIVES)
 # Tools may use the project libraries (only the objects they call are linked).
 $(B)/tools/%: $(B)/obj/tests/tools/%.o $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) $(PKG_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) \
+		$(if $($*_PKGS),$(shell pkg-config --libs $($*_PKGS))) $(PKG_LIBS)
+# A tool's own packages (x_PKGS) add their compile flags to its object.
+tool_name = $(basename $(notdir $(1)))
+$(foreach t,$(TEST_TOOLS),$(if $($(call tool_name,$(t))_PKGS),$(eval \
+	$(B)/obj/$(t:.c=.o): PKG_CFLAGS += $$(patsubst -I%,-isystem %,$$(shell \
+	pkg-config --cflags $($(call tool_name,$(t))_PKGS))))))
 
 $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)
 	@mkdir -p $(@D)

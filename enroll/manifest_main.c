@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "enroll/manifest_build.h"
 #include "formats/devlist.h"
 #include "formats/file.h"
 #include "formats/keyfile.h"
@@ -245,44 +246,7 @@ out:
 	return rc;
 }
 
-static enum idp_err load_certs(const char *path, STACK_OF(X509) **out, struct idp_error *err)
-{
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	enum idp_err rc = fmt_file_read(path, FMT_MANIFEST_SIG_MAX, &buf, &len, err);
-	if (rc == IDP_OK)
-		rc = fmt_manifest_certs_parse(buf, len, out, err);
-	free(buf);
-	if (rc != IDP_OK && rc != IDP_E_NOTFOUND && rc != IDP_E_IO)
-		idp_error_prefix(err, "%s", path);
-	return rc;
-}
-
 /* ---------------------------------------------------------------- create */
-
-struct body {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static enum idp_err body_add(struct body *b, const uint8_t *s, size_t n, struct idp_error *err)
-{
-	if (n > b->cap - b->len) {
-		size_t cap = b->cap ? b->cap : 65536;
-		while (n > cap - b->len)
-			cap *= 2;
-		uint8_t *p = realloc(b->p, cap);
-		if (p == NULL)
-			return idp_error_set(err, IDP_E_NOMEM, "manifest: out of memory");
-		b->p = p;
-		b->cap = cap;
-	}
-	if (n == 0)
-		return IDP_OK;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return IDP_OK;
-}
 
 /* Load the key of a device-list line that names a PEM file. */
 static enum idp_err load_pem_pub(const char *path, struct fmt_manifest_record *r,
@@ -299,7 +263,7 @@ static enum idp_err load_pem_pub(const char *path, struct fmt_manifest_record *r
 }
 
 struct create_ctx {
-	struct body records;
+	struct enr_body records;
 	uint64_t count;
 	struct fmt_manifest_dedup *dedup;
 };
@@ -330,7 +294,7 @@ static enum idp_err read_devices(const char *path, bool jsonl, struct create_ctx
 		if (rc == IDP_OK)
 			rc = fmt_manifest_dedup_add(c->dedup, &r, err);
 		if (rc == IDP_OK)
-			rc = body_add(&c->records, line, ll, err);
+			rc = enr_body_add(&c->records, line, ll, err);
 		if (rc != IDP_OK) {
 			idp_error_prefix(err, "%s: line %" PRIu64, path, d.lineno);
 			break;
@@ -354,16 +318,11 @@ static enum idp_err copy_arg(char *dst, size_t size, const char *src, const char
 	return IDP_OK;
 }
 
-static enum idp_err fill_header(const struct opts *o, const struct fmt_key *key, bool cms,
-                                uint64_t count, struct fmt_manifest_header *h,
+/* The header fields from the command line; enr_manifest_write does the rest. */
+static enum idp_err fill_header(const struct opts *o, struct fmt_manifest_header *h,
                                 struct idp_error *err)
 {
 	memset(h, 0, sizeof(*h));
-	h->version = FMT_MANIFEST_VERSION;
-	h->count = count;
-	h->sig = cms ? FMT_MANIFEST_SIG_CMS
-	             : fmt_key_type(key) == FMT_KEY_P256 ? FMT_MANIFEST_SIG_ES256
-	                                                 : FMT_MANIFEST_SIG_ED25519;
 	enum idp_err rc;
 	if ((rc = copy_arg(h->batch, sizeof(h->batch), o->batch, "--batch", err)) ||
 	    (rc = copy_arg(h->station, sizeof(h->station), o->station, "--station", err)) ||
@@ -397,7 +356,7 @@ static enum idp_err fill_header(const struct opts *o, const struct fmt_key *key,
 			h->prev[i] = (uint8_t)v;
 		}
 	}
-	return fmt_key_fingerprint(key, h->key, err);
+	return IDP_OK;
 }
 
 static int cmd_create(const struct opts *o)
@@ -424,77 +383,29 @@ static int cmd_create(const struct opts *o)
 	}
 	struct idp_error err = {0};
 	struct create_ctx c = {{NULL, 0, 0}, 0, fmt_manifest_dedup_new()};
-	struct fmt_key *key = NULL;
-	STACK_OF(X509) *certs = NULL, *chain = NULL;
-	uint8_t *sig = NULL;
-	size_t sig_len = 0;
-	struct body body = {NULL, 0, 0};
-	struct fmt_manifest_signer *s = NULL;
+	struct enr_signing sg;
+	memset(&sg, 0, sizeof(sg));
 	enum idp_err rc = IDP_OK;
 	if (c.dedup == NULL) {
 		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = fmt_keyfile_load_private(o->key, &key, &err)) ||
-	    (o->cert != NULL && (rc = load_certs(o->cert, &certs, &err))) ||
-	    (o->chain != NULL && (rc = load_certs(o->chain, &chain, &err))) ||
-	    (rc = read_devices(o->devices, jsonl, &c, &err)))
-		goto out;
-	/* The first certificate of --cert is the station's; the rest ride along. */
-	X509 *cert = certs != NULL ? sk_X509_shift(certs) : NULL;
-	if (cert != NULL && chain == NULL) {
-		chain = certs;
-		certs = NULL;
-	} else if (cert != NULL) {
-		while (sk_X509_num(certs) > 0)
-			if (sk_X509_push(chain, sk_X509_shift(certs)) <= 0)
-				break;
-	}
 	struct fmt_manifest_header h;
-	struct fmt_manifest_writer w;
-	uint8_t line[FMT_MANIFEST_LINE_MAX];
-	size_t ll = 0;
-	/* A cms manifest whose station is not its certificate's name would be
-	 * refused on site: refuse it here, before signing. */
-	if ((rc = fill_header(o, key, cert != NULL, c.count, &h, &err)) ||
-	    (cert != NULL && (rc = fmt_manifest_cert_station_check(cert, h.station, &err))) ||
-	    (rc = fmt_manifest_writer_begin(&w, &h, line, &ll, &err)) ||
-	    (rc = body_add(&body, line, ll, &err)) ||
-	    (rc = body_add(&body, c.records.p, c.records.len, &err)))
-		goto out_cert;
-	w.written = c.count;
 	uint8_t digest[FMT_MANIFEST_HASH_LEN];
-	if ((rc = fmt_manifest_writer_finish(&w, &err)) ||
-	    (rc = fmt_manifest_signer_new(h.sig, key, cert, chain, &s, &err)) ||
-	    (rc = fmt_manifest_signer_update(s, body.p, body.len, &err)) ||
-	    (rc = fmt_manifest_signer_final(s, &sig, &sig_len, digest, &err)))
-		goto out_cert;
-	char sigpath[PATH_MAX_ARG + 8];
-	if (strlen(o->out) > PATH_MAX_ARG) {
-		rc = idp_error_set(&err, IDP_E_ARG, "--out: path too long");
-		goto out_cert;
-	}
-	(void)snprintf(sigpath, sizeof(sigpath), "%s.sig", o->out); /* length checked above */
-	if ((rc = fmt_file_write_atomic(o->out, body.p, body.len, 0644, &err)) ||
-	    (rc = fmt_file_write_atomic(sigpath, sig, sig_len, 0644, &err)))
-		goto out_cert;
+	if ((rc = enr_signing_load(o->key, o->cert, o->chain, &sg, &err)) ||
+	    (rc = read_devices(o->devices, jsonl, &c, &err)) || (rc = fill_header(o, &h, &err)) ||
+	    (rc = enr_manifest_write(&sg, &h, &c.records, c.count, o->out, digest, &err)))
+		goto out;
 	char hex[65];
 	fmt_key_fingerprint_hex(digest, hex);
 	(void)printf("%s: %" PRIu64 " devices, batch %s, station %s, seq %" PRIu64 ", sig %s\n"
-	       "%s: signature\nsha256 %s (the next manifest's --prev-sha256)\n",
-	       o->out, h.count, h.batch, h.station, h.seq, fmt_manifest_sig_name(h.sig), sigpath,
+	       "%s.sig: signature\nsha256 %s (the next manifest's --prev-sha256)\n",
+	       o->out, h.count, h.batch, h.station, h.seq, fmt_manifest_sig_name(h.sig), o->out,
 	       hex);
-out_cert:
-	X509_free(cert);
 out:
-	fmt_manifest_signer_free(s);
-	free(sig);
-	free(body.p);
 	free(c.records.p);
 	fmt_manifest_dedup_free(c.dedup);
-	sk_X509_pop_free(certs, X509_free);
-	sk_X509_pop_free(chain, X509_free);
-	fmt_key_free(key);
+	enr_signing_free(&sg);
 	return rc == IDP_OK ? 0 : report(rc, &err);
 }
 

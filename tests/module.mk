@@ -10,3 +10,14 @@ FORMATS_SRCS = $(filter-out %_main.c,$(wildcard formats/*.c))
 fuzz_config_SRCS = server/config.c server/rules.c $(FORMATS_SRCS)
 $(foreach f,$(wildcard tests/fuzz/fuzz_*.c),$(eval $(basename $(notdir $(f)))_SRCS ?= $$(FORMATS_SRCS)))
 TEST_TOOLS += $(wildcard tests/tools/*.c)
+
+# The test device side of the wire protocol (tests/device/wire_device.h): a
+# library the unit tests and the tools link (tests/tools/wire-device.c runs
+# it on a tty for the shell tests).
+PROJECT_LIBS += testdev
+LIBS_testdev = tests/device/wire_device.c
+
+# tests/tools/serial-rig.c: libserialport on a USB serial adapter that
+# umockdev presents, a pty behind it running the test device
+# (tests/integration/station/serial.sh).
+serial-rig_PKGS = umockdev-1.0

@@ -1,0 +1,61 @@
+/*
+ * manifest_build.h - building and signing a batch manifest
+ * (formats/manifest.md), shared by idprov-manifest (from a device list) and
+ * idprov-station (from its journal): a growing body buffer, the station's
+ * signing material (key, certificate, chain), and "header + record lines ->
+ * signed pair of files written atomically".
+ *
+ * Not thread-safe; one build per thread.
+ */
+#ifndef IDP_ENROLL_MANIFEST_BUILD_H
+#define IDP_ENROLL_MANIFEST_BUILD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+#include "formats/error.h"
+#include "formats/keys.h"
+#include "formats/manifest.h"
+
+#define ENR_PATH_MAX 4000u /* bytes of a path given on the command line */
+
+/* A growing byte buffer; zero it to start, free p with free(). */
+struct enr_body {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+/* Append s[0..n) to b. IDP_E_NOMEM when it cannot grow. */
+IDP_MUST_CHECK enum idp_err enr_body_add(struct enr_body *b, const uint8_t *s, size_t n,
+                                         struct idp_error *err);
+
+/* The station's signing material. */
+struct enr_signing {
+	struct fmt_key *key;    /* private */
+	X509 *cert;             /* the station's certificate, or NULL (then es256/ed25519) */
+	STACK_OF(X509) * chain; /* the rest of the chain, or NULL */
+};
+
+/* Load key (PEM private key), and optionally cert (PEM: the station's
+ * certificate first, more may follow) and chain (PEM bundle). Errors name
+ * the file. Free with enr_signing_free() (also after a failure). */
+IDP_MUST_CHECK enum idp_err enr_signing_load(const char *key, const char *cert, const char *chain,
+                                             struct enr_signing *out, struct idp_error *err);
+
+/* Release what s holds; zeroes it. */
+void enr_signing_free(struct enr_signing *s);
+
+/* Sign and write a manifest: h's batch, station, seq, prev, created,
+ * product must be set; sig, key and count are filled in here (count from
+ * the number of lines in records). records holds the canonical record
+ * lines. Writes out_path and out_path + ".sig" atomically (the body first)
+ * and puts the body's SHA-256 into digest. A cms manifest whose station is
+ * not its certificate's name is refused before signing. */
+IDP_MUST_CHECK enum idp_err
+enr_manifest_write(const struct enr_signing *s, struct fmt_manifest_header *h,
+                   const struct enr_body *records, uint64_t count, const char *out_path,
+                   uint8_t digest[static FMT_MANIFEST_HASH_LEN], struct idp_error *err);
+
+#endif /* IDP_ENROLL_MANIFEST_BUILD_H */
