@@ -23,11 +23,11 @@
 #include "formats/b64.h"
 #include "formats/error.h"
 #include "formats/file.h"
+#include "formats/io/httpc.h"
 #include "formats/version.h"
-#include "server/state.h"
 
 #define ADM_DEFAULT_URL   "https://localhost:8443"
-#define ADM_DEFAULT_CA    SRV_STATE_DEFAULT_DIR "/ca.pem"
+#define ADM_DEFAULT_CA    IDP_SERVER_STATE_DIR "/ca.pem"
 #define ADM_TOKEN_MAX     256u         /* bytes of the credential file */
 #define ADM_PEM_MAX       16384u       /* a key or CA PEM */
 #define ADM_MANIFEST_MAX  (1u << 30)   /* the server's largest max-manifest */
@@ -44,13 +44,6 @@ struct opts {
 	const char *server;
 	const char *ca;
 	const char *token_file;
-};
-
-struct answer {
-	uint8_t *buf;
-	size_t len, cap;
-	size_t max; /* bytes kept at most */
-	bool overflow;
 };
 
 static void usage(FILE *f)
@@ -70,31 +63,6 @@ static void usage(FILE *f)
 	              "                               still verified until its tokens expire\n"
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
-}
-
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
-{
-	struct answer *a = arg;
-	size_t len = size * n;
-	if (len > a->max - a->len) {
-		a->overflow = true;
-		return 0;
-	}
-	if (a->len + len + 1 > a->cap) {
-		/* Doubling: a backup arrives in many small pieces. */
-		size_t cap = a->cap > 0 ? a->cap : 4096;
-		while (cap < a->len + len + 1)
-			cap *= 2;
-		uint8_t *nb = realloc(a->buf, cap);
-		if (nb == NULL)
-			return 0;
-		a->buf = nb;
-		a->cap = cap;
-	}
-	memcpy(a->buf + a->len, p, len);
-	a->len += len;
-	a->buf[a->len] = '\0';
-	return len;
 }
 
 /* The admin credential: the token file's first line, or $IDPROV_ADMIN_TOKEN. */
@@ -130,15 +98,14 @@ static int load_token(const struct opts *o, char tok[static ADM_TOKEN_MAX + 1])
 
 /* Write the database snapshot a[0..len) to path atomically (0600), after
  * checking that it is one; print {"ok":true,"file","bytes"}. */
-static int save_backup(const struct answer *a, const char *path)
+static int save_backup(const uint8_t *buf, size_t len, const char *path)
 {
 	struct idp_error err = {0};
-	if (a->len < sizeof(ADM_SQLITE_MAGIC) ||
-	    memcmp(a->buf, ADM_SQLITE_MAGIC, sizeof(ADM_SQLITE_MAGIC)) != 0) {
+	if (len < sizeof(ADM_SQLITE_MAGIC) || memcmp(buf, ADM_SQLITE_MAGIC, sizeof(ADM_SQLITE_MAGIC)) != 0) {
 		(void)fprintf(stderr, "idprov-admin: the answer is not an SQLite database\n");
 		return EXIT_LOCAL;
 	}
-	if (fmt_file_write_atomic(path, a->buf, a->len, 0600, &err) != IDP_OK) {
+	if (fmt_file_write_atomic(path, buf, len, 0600, &err) != IDP_OK) {
 		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
 		return EXIT_LOCAL;
 	}
@@ -146,7 +113,7 @@ static int save_backup(const struct answer *a, const char *path)
 	char *s = NULL;
 	if (o != NULL && cJSON_AddBoolToObject(o, "ok", 1) != NULL &&
 	    cJSON_AddStringToObject(o, "file", path) != NULL &&
-	    cJSON_AddNumberToObject(o, "bytes", (double)a->len) != NULL)
+	    cJSON_AddNumberToObject(o, "bytes", (double)len) != NULL)
 		s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	(void)printf("%s\n", s != NULL ? s : "{\"ok\":true}");
@@ -154,8 +121,10 @@ static int save_backup(const struct answer *a, const char *path)
 	return 0;
 }
 
-/* POST body[0..len) to /v1/admin/PATH (GET when body is NULL); print the
- * outcome, or with save set write the answer there (a backup). */
+/* POST body[0..len) to /v1/admin/PATH (GET when body is NULL) through the
+ * shared HTTPS client; print the outcome, or with save set write the answer
+ * there (a backup). Only 429/503 and failures before anything was sent are
+ * tried again (fio_httpc), so no admin action is ever applied twice. */
 static int post(const struct opts *o, const char *path, const char *type, const void *body,
                 size_t len, const char *sig64, const char *save)
 {
@@ -163,73 +132,51 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	int rc = load_token(o, tok);
 	if (rc != 0)
 		return rc;
-	char url[ADM_URL_MAX], auth[ADM_TOKEN_MAX + 32], ct[128];
-	char sigh[ADM_SIG_MAX * 2];
-	(void)snprintf(url, sizeof(url), "%s/v1/admin/%s", o->server, path);
-	(void)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-	OPENSSL_cleanse(tok, sizeof(tok));
-	(void)snprintf(ct, sizeof(ct), "Content-Type: %s", type);
-	struct curl_slist *h = curl_slist_append(NULL, auth);
-	OPENSSL_cleanse(auth, sizeof(auth));
-	struct curl_slist *h2 = h != NULL ? curl_slist_append(h, ct) : NULL;
-	if (h2 != NULL && sig64 != NULL) {
+	char apath[ADM_URL_MAX], sigh[ADM_SIG_MAX * 2];
+	(void)snprintf(apath, sizeof(apath), "/v1/admin/%s", path);
+	const char *hdrs[2] = {NULL, NULL};
+	if (sig64 != NULL) {
 		(void)snprintf(sigh, sizeof(sigh), "Idprov-Signature: %s", sig64);
-		h2 = curl_slist_append(h2, sigh);
+		hdrs[0] = sigh;
 	}
-	CURL *c = h2 != NULL ? curl_easy_init() : NULL;
-	if (c == NULL) {
-		curl_slist_free_all(h);
-		(void)fprintf(stderr, "idprov-admin: out of memory\n");
-		return EXIT_LOCAL;
-	}
-	struct answer a = {.max = save != NULL ? ADM_BACKUP_MAX : ADM_ANSWER_MAX};
-	char cerr[CURL_ERROR_SIZE] = "";
-	(void)curl_easy_setopt(c, CURLOPT_URL, url);
-	(void)curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-	(void)curl_easy_setopt(c, CURLOPT_CAINFO, o->ca);
-	(void)curl_easy_setopt(c, CURLOPT_HTTPHEADER, h2);
-	if (body != NULL) {
-		(void)curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		(void)curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	}
-	(void)curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	(void)curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
-	(void)curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-	(void)curl_easy_setopt(c, CURLOPT_TIMEOUT, ADM_TIMEOUT_S);
-	(void)curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	CURLcode cc = curl_easy_perform(c);
-	long status = 0;
-	(void)curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h2);
-	if (cc != CURLE_OK) {
-		(void)fprintf(stderr, "idprov-admin: %s: %s\n", o->server,
-		              a.overflow ? "answer too large" : cerr[0] != '\0' ? cerr
-		                                                : curl_easy_strerror(cc));
-		free(a.buf);
-		return EXIT_LOCAL;
-	}
-	if (status >= 200 && status < 300) {
-		rc = 0;
-		if (save != NULL)
-			rc = save_backup(&a, save);
-		else
-			(void)printf("%s\n", a.buf != NULL ? (const char *)a.buf : "");
-		free(a.buf);
-		return rc;
-	}
-	struct fmt_api_error e;
+	struct fio_httpc_opts ho = {.base_url = o->server,
+	                            .ca_file = o->ca,
+	                            .timeout_s = ADM_TIMEOUT_S,
+	                            .attempts = 3,
+	                            .answer_max = save != NULL ? ADM_BACKUP_MAX : ADM_ANSWER_MAX};
+	struct fio_httpc_req r = {.method = body != NULL ? "POST" : "GET",
+	                          .path = apath,
+	                          .content_type = body != NULL ? type : NULL,
+	                          .body = body,
+	                          .body_len = len,
+	                          .bearer = tok,
+	                          .headers = hdrs};
+	struct fio_httpc *c = NULL;
+	struct fio_httpc_resp resp;
+	memset(&resp, 0, sizeof(resp));
 	struct idp_error err = {0};
-	if (a.buf == NULL || fmt_api_error_parse(a.buf, a.len, &e, &err) != IDP_OK) {
-		(void)fprintf(stderr, "idprov-admin: server answered %ld without an API error\n",
-		              status);
-		free(a.buf);
-		return EXIT_LOCAL;
+	enum idp_err hrc = fio_httpc_new(&ho, &c, &err);
+	if (hrc == IDP_OK)
+		hrc = fio_httpc_do(c, &r, &resp, &err);
+	OPENSSL_cleanse(tok, sizeof(tok));
+	fio_httpc_free(c);
+	if (hrc == IDP_OK) {
+		if (save != NULL)
+			rc = save_backup(resp.body, resp.len, save);
+		else
+			(void)printf("%s\n", resp.body != NULL ? (const char *)resp.body : "");
+	} else if (resp.has_api_error) {
+		(void)fprintf(stderr, "idprov-admin: refused (%ld %s): %s\n", resp.status,
+		              resp.api.code_text, resp.api.message);
+		rc = EXIT_REFUSED;
+	} else {
+		/* Not trusted, unreachable, too large, or no API error body: the
+		 * client's message names the server and the problem. */
+		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
+		rc = EXIT_LOCAL;
 	}
-	free(a.buf);
-	(void)fprintf(stderr, "idprov-admin: refused (%ld %s): %s\n", status, e.code_text,
-	              e.message);
-	return EXIT_REFUSED;
+	fio_httpc_resp_free(&resp);
+	return rc;
 }
 
 /* POST a JSON object of string members names[i] = values[i]. */

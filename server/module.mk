@@ -8,9 +8,11 @@ LIBS_server += $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 PROGS += idprovd
 idprovd_SRCS := server/idprovd.c
 idprovd_LIBS := server io formats
+idprovd_PKGS := openssl sqlite3 libcjson libevent libevent_openssl libevent_pthreads avahi-client
 MANPAGES += docs/man/idprovd.8
 
 PROGS += idprov-admin
 idprov-admin_SRCS := server/admin_main.c
-idprov-admin_LIBS := formats
+idprov-admin_LIBS := io formats
+idprov-admin_PKGS := openssl libcjson libcurl
 MANPAGES += docs/man/idprov-admin.8

@@ -43,8 +43,9 @@
 #include "formats/error.h"
 #include "formats/keys.h"
 #include "formats/token.h"
+#include "formats/version.h"
 
-#define SRV_STATE_DEFAULT_DIR      "/var/lib/idprov"
+#define SRV_STATE_DEFAULT_DIR      IDP_SERVER_STATE_DIR
 #define SRV_STATE_NAMES_MAX        16u  /* extra server names and addresses */
 #define SRV_STATE_NAME_MAX         253u /* a DNS name or an address literal */
 #define SRV_STATE_PATH_MAX         4000u
