@@ -9,7 +9,8 @@
 #   make bench      benchmarks, printed as ratios against ceilings measured
 #                   in the same run
 #   make fuzz       a bounded libFuzzer run of every fuzz target
-#   make install    PREFIX (default /usr/local) and DESTDIR are honoured
+#   make install    PREFIX (default /usr/local) and DESTDIR are honoured; the
+#                   systemd units go to PREFIX/lib/systemd/system
 #   make lint       cppcheck + clang-tidy;  make asan: the ASan suite only
 #
 # Each component directory has a module.mk that adds its sources, programs
@@ -66,6 +67,7 @@ LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
 #   FUZZERS += tests/fuzz/fuzz_x.c; fuzz_x_SRCS = project sources compiled in
 #   MANPAGES += docs/man/x.N
 PROJECT_LIBS :=
+UNITS := $(wildcard samples/*.service)
 PROGS :=
 UNIT_TESTS :=
 TEST_TOOLS :=
@@ -209,6 +211,11 @@ install: programs
 	@for m in $(MANPAGES); do \
 		s=$${m##*.}; echo install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; \
 		install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	@for u in $(UNITS); do \
+		echo "install $$u -> $(DESTDIR)$(PREFIX)/lib/systemd/system/ (bin: $(PREFIX)/bin)"; \
+		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u >$(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) && \
+		chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) || exit 1; done
 
 clean:
 	rm -rf build

@@ -34,5 +34,17 @@ t_refuse "idprov-admin links no sqlite, libevent, libserialport, libusb" \
 for m in $(make -s --no-print-directory print-MANPAGES); do
 	t_run "mandoc -T lint finds nothing in $m" mandoc -T lint -W warning "$m"
 done
+# The systemd units: installed with PREFIX's paths, and valid for systemd
+# (verified where the programs really are: an install without DESTDIR).
+for u in idprovd idprov-agent; do
+	t_grep "$u.service installed with PREFIX's paths" "ExecStart=/opt/idp/bin/$u " \
+		"$dest/opt/idp/lib/systemd/system/$u.service"
+done
+real=$T_TMP/real
+t_run "make install PREFIX=$real" make -s --no-print-directory install PREFIX="$real"
+for u in idprovd idprov-agent; do
+	t_run "systemd-analyze verify $u.service" \
+		systemd-analyze verify --man=no "$real/lib/systemd/system/$u.service"
+done
 t_refuse "nothing is installed outside DESTDIR" test -e /opt/idp/bin
 t_done
