@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/lib.sh - helpers for shell tests (sourced). Each check prints ok/not ok;
 # t_done prints "RESULT <passed> <failed>" for tests/run-suite and exits.
 # Environment from run-suite: IDP_TOP, IDP_BIN, IDP_BUILD, IDP_VARIANT.

@@ -19,8 +19,8 @@ agent_bg() {
 	exec "$A" --state-dir "$T_TMP/$d" "$@" 2>>"$T_TMP/$d.log"
 }
 wait_for() {
-	local i
-	for i in $(seq 1 300); do
+	local _
+	for _ in $(seq 1 300); do
 		grep -qE -- "$2" "$1" 2>/dev/null && return 0
 		sleep 0.02
 	done

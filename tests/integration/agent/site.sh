@@ -29,8 +29,8 @@ agent_bg() {
 }
 # wait_for FILE PATTERN: until PATTERN shows in FILE (at most 60 s).
 wait_for() {
-	local i
-	for i in $(seq 1 600); do
+	local _
+	for _ in $(seq 1 600); do
 		grep -qE -- "$2" "$1" 2>/dev/null && return 0
 		sleep 0.1
 	done
@@ -155,7 +155,7 @@ out=$("$IDP_BUILD/tools/agent_embed" "$T_TMP/emb" dev-a9 02:00:5e:00:a1:09 "$SRV
 t_run "embedded library provisions" [ "${out%% *}" = provisioned ]
 
 # --- daemon renewal (started above) -------------------------------------------
-for i in $(seq 1 450); do
+for _ in $(seq 1 450); do
 	[ "$(grep -c 'event=token.renewed' "$T_TMP/pre.log")" -gt "$n0" ] && break
 	sleep 0.1
 done

@@ -5,7 +5,7 @@
 # The commands are read from the tracked scripts and Makefiles themselves: the
 # word in command position of each line and of each part after | && || ; $( `.
 . "$IDP_TOP/tests/lib.sh"
-cd "$IDP_TOP"
+cd "$IDP_TOP" || exit 1
 
 # Words in command position, one a line (comments, expansions and quotes dropped).
 commands_of() {

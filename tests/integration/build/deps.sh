@@ -3,7 +3,7 @@
 # build uses resolves, every listed package exists in Debian, and when all are
 # installed the script returns without calling apt-get at all.
 . "$IDP_TOP/tests/lib.sh"
-cd "$IDP_TOP"
+cd "$IDP_TOP" || exit 1
 
 # 1. No apt-get when everything is present: an apt-get that fails must not be reached.
 mkdir -p "$T_TMP/bin"

@@ -2,7 +2,7 @@
 # make install honours PREFIX and DESTDIR, installs every program and man page,
 # and the installed program runs.
 . "$IDP_TOP/tests/lib.sh"
-cd "$IDP_TOP"
+cd "$IDP_TOP" || exit 1
 dest="$T_TMP/root"
 t_run "make install DESTDIR PREFIX" make -s --no-print-directory install DESTDIR="$dest" PREFIX=/opt/idp
 for p in $(make -s --no-print-directory print-PROGS); do

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/../../lib.sh"
 tool="$IDP_BIN/idprov-manifest"
 samples="$IDP_TOP/samples/manifests"
-cd "$T_TMP"
+cd "$T_TMP" || exit 1
 
 # --- fixtures: station keys, a factory CA and a station certificate
 "$tool" keygen --type p256 --out st.key >/dev/null

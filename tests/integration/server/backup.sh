@@ -60,7 +60,7 @@ while read -r s; do
 		lost=$((lost + 1))
 done <"$T_TMP/answered.before"
 t_run "every write answered before the backup is in it ($(wc -l <"$T_TMP/answered.before") checked)" [ "$lost" = 0 ]
-t_run "no temporary file left in the state directory" [ -z "$(ls -A "$st" | grep -i backup)" ]
+t_run "no temporary file left in the state directory" [ -z "$(find "$st" -maxdepth 1 -iname "*backup*")" ]
 t_grep "backup logged" 'event=admin.done .*action=backup bytes=[0-9]+' "$SRV_ERR"
 
 # Refusals: no credential, a body, an unwritable destination, another CA.

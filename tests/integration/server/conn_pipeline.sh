@@ -17,8 +17,8 @@ rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # Wait until the count of answered requests stops moving (bounded: 60 s);
 # the server runs with --log-burst 0 so that every request is logged.
 settle() {
-	local prev=-1 n i
-	for i in $(seq 1 120); do
+	local prev=-1 n
+	for _ in $(seq 1 120); do
 		n=$(grep -c 'event=http.request' "$SRV_ERR")
 		[ "$n" = "$prev" ] && break
 		prev=$n

@@ -52,7 +52,7 @@ t_run "its head deadline is logged" [ "$(deadlines)" -eq $((before + 1)) ]
 
 # Connection bound: 3 idle TLS clients hold every slot; a 4th waits.
 holders=()
-for i in 1 2 3; do
+for _ in 1 2 3; do
 	(sleep 8 | openssl s_client -quiet -no_ign_eof -CAfile "$SRV_CA" -connect 127.0.0.1:$SRV_PORT \
 		>/dev/null 2>&1) &
 	holders+=($!)
