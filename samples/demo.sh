@@ -9,12 +9,17 @@
 # pending until approved by its key; a revoked device refused; a summary.
 # Every process it starts is stopped by its PID on exit, also on failure or
 # Ctrl-C. With KEEP_DIR the work directory is KEEP_DIR and is kept (tests
-# read the servers' state from it); otherwise a temporary one is removed.
+# read the servers' state from it; it must be new or empty); otherwise a
+# temporary one is made under $TMPDIR and removed.
 set -euo pipefail
 bin=$(cd "${1:-build/plain/bin}" && pwd)
 keep=${2:-}
 if [ -n "$keep" ]; then
 	mkdir -p "$keep"
+	if [ -n "$(ls -A "$keep")" ]; then
+		echo "demo: $keep is not empty: give a new directory to keep the state in" >&2
+		exit 2
+	fi
 	work=$(cd "$keep" && pwd)
 else
 	work=$(mktemp -d "${TMPDIR:-/tmp}/idprov-demo.XXXXXX")
