@@ -56,21 +56,29 @@ PATH="$bin:$PATH"
 export PATH
 
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
-# quote ARGS...: the arguments as one line a shell reads back as the same words.
+# quote ARG: ARG as a shell reads it back as the same word.
 quote() {
-	local a out=''
-	for a in "$@"; do
-		if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-			out+="$a "
-		else
-			out+="'${a//\'/\'\\\'\'}' "
-		fi
-	done
-	printf '%s' "${out% }"
+	if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+		printf '%s' "$1"
+	else
+		printf "'%s'" "${1//\'/\'\\\'\'}"
+	fi
 }
 step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
-# show ARGS...: print a command as typed; ev WHO TEXT: one event line.
-show() { printf '  $ %s\n' "$(quote "$@")"; }
+# show ARGS...: print a command as typed (long ones continued with \).
+show() {
+	local a w line='  $'
+	for a in "$@"; do
+		w=$(quote "$a")
+		if [ $((${#line} + ${#w})) -gt 92 ]; then
+			printf '%s \\\n' "$line"
+			line='      '
+		fi
+		line+=" $w"
+	done
+	printf '%s\n' "$line"
+}
+# ev WHO TEXT: one event line.
 ev() { printf '    %-9s %s\n' "$1" "$2"; }
 n_log=0
 # run ARGS...: show and run a command, its output to logs/N.out (set as $out).
@@ -155,7 +163,7 @@ key station.key
 label-dir labels
 timeout-ms 1500
 EOF
-ev station "settings in station.conf: $(grep -v '^#' station.conf | paste -sd ';' | sed 's/;/; /g')"
+ev station "settings in station.conf: $(paste -sd ';' station.conf | sed 's/;/; /g')"
 for n in 1 2 3 4 99; do device "$n"; done
 device 2 ed25519
 ev devices "dev-01..dev-04 are good; dev-99 was sealed in an earlier life:"
@@ -216,7 +224,8 @@ run openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3
 	-subj '/CN=demo factory CA' -keyout factory-ca.key -out factory-ca.pem
 run openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=station-01 \
 	-keyout station-client.key -out station-client.csr
-printf 'extendedKeyUsage=clientAuth\n' >client.ext
+echo '  $ echo extendedKeyUsage=clientAuth >client.ext'
+echo extendedKeyUsage=clientAuth >client.ext
 run openssl x509 -req -in station-client.csr -CA factory-ca.pem -CAkey factory-ca.key \
 	-CAcreateserial -days 30 -extfile client.ext -out station-client.pem
 show idprovd --foreground --state-dir state --listen 127.0.0.1:0 --station-ca factory-ca.pem
@@ -265,7 +274,8 @@ sqlite3 -readonly state/idprov.db "SELECT sequence, id, device_count, lower(hex(
 	ORDER BY sequence" >logs/chain
 h1=''
 while IFS='|' read -r seq b count h prev; do
-	ev chain "seq $seq  $b  $count devices  sha256 ${h:0:12}  prev ${prev:0:12}"
+	p=${prev:0:12}
+	ev chain "seq $seq  $b  $count devices  sha256 ${h:0:12}  prev ${p:-(none)}"
 	[ "$seq" = 1 ] && h1=$h
 	[ "$seq" = 2 ] && [ "$prev" != "$h1" ] && { echo "demo: the chain is broken" >&2; exit 1; }
 done <logs/chain
