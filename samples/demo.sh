@@ -36,19 +36,22 @@ stop() {
 	[ "$i" -lt 50 ] || kill -KILL "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
 }
+# cleanup: on any exit. No set -e here, and output last: a closed terminal
+# or pipe must not keep it from stopping the processes and removing $work.
 cleanup() {
 	local rc=$? p
-	trap - EXIT INT TERM
+	set +e
+	trap - EXIT INT TERM HUP PIPE
 	for p in "${pids[@]}"; do stop "$p"; done
-	if [ "$rc" != 0 ]; then
-		echo "demo: FAILED (exit $rc); every process it started is stopped" >&2
-		[ -z "$keep" ] && [ -f "$work/logs/idprovd.log" ] && tail -5 "$work/logs/idprovd.log" >&2
-	fi
 	[ -n "$keep" ] || rm -rf "$work"
+	[ "$rc" = 0 ] ||
+		echo "demo: FAILED (exit $rc); every process it started is stopped" >&2 2>/dev/null
 	exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 129' HUP
 trap 'exit 130' INT
+trap 'exit 141' PIPE
 trap 'exit 143' TERM
 cd "$work"
 mkdir -p logs
