@@ -4,8 +4,14 @@
  * answers HELLO, INFO_REQ and CHALLENGE on an fd (a pty's slave side) with
  * the answer cache, and can misbehave on request (boot-log noise, split
  * writes, a wrong proof, silence). A line of devices is simulated by
- * switching to the next identity after each PROOF. The device agent's
- * factory mode is to replace it in the end-to-end tests; keep it small.
+ * switching to the next identity after each PROOF. The real agent
+ * (idprov-agent factory) plays the device in
+ * tests/integration/station/agent.sh (a line of agents, console noise, a
+ * hung device, the seal); this one is kept only for what the agent cannot
+ * be made to do: a wrong proof (the agent signs with its own key over its
+ * own INFO only), silence after INFO, frames cut mid-line by a kernel
+ * message, 7-byte split writes, and the kill.sh and bench runs that need
+ * many identities per second. Keep it small.
  */
 #ifndef IDP_TESTS_DEVICE_WIRE_DEVICE_H
 #define IDP_TESTS_DEVICE_WIRE_DEVICE_H
