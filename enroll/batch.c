@@ -48,6 +48,10 @@ static void to_record(const struct fmt_journal_entry *e, struct fmt_manifest_rec
 	memcpy(r->serial, e->serial, sizeof(r->serial));
 	r->pub_len = e->spki_len;
 	memcpy(r->pub, e->spki, e->spki_len);
+	/* The capture proof travels with the device (manifest.md 2.4). */
+	r->has_capture = true;
+	memcpy(r->capture_nonce, e->nonce, sizeof(r->capture_nonce));
+	memcpy(r->capture_sig, e->sig, sizeof(r->capture_sig));
 }
 
 /* Walk the journal at path: fn(arg, entry) for each good entry. *good gets
@@ -697,6 +701,7 @@ enum idp_err enr_batch_manifest(const char *dir, const char *batch, const struct
 	}
 	struct fmt_manifest_header h;
 	memset(&h, 0, sizeof(h));
+	h.version = FMT_MANIFEST_VERSION_CAPTURE; /* every DEVICE entry holds its proof */
 	memcpy(h.batch, c.open.batch, sizeof(h.batch));
 	memcpy(h.station, c.open.station, sizeof(h.station));
 	memcpy(h.product, c.open.product, sizeof(h.product));

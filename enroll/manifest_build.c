@@ -91,7 +91,8 @@ enum idp_err enr_manifest_write(const struct enr_signing *s, struct fmt_manifest
 	uint8_t line[FMT_MANIFEST_LINE_MAX];
 	size_t ll = 0;
 	char sigpath[ENR_PATH_MAX + 8];
-	h->version = FMT_MANIFEST_VERSION;
+	if (h->version == 0)
+		h->version = FMT_MANIFEST_VERSION; /* no capture proofs: a device list */
 	h->count = count;
 	h->sig = s->cert != NULL                        ? FMT_MANIFEST_SIG_CMS
 	         : fmt_key_type(s->key) == FMT_KEY_P256 ? FMT_MANIFEST_SIG_ES256

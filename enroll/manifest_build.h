@@ -48,7 +48,8 @@ IDP_MUST_CHECK enum idp_err enr_signing_load(const char *key, const char *cert, 
 void enr_signing_free(struct enr_signing *s);
 
 /* Sign and write a manifest: h's batch, station, seq, prev, created,
- * product must be set; sig, key and count are filled in here (count from
+ * product must be set, and version when it is not FMT_MANIFEST_VERSION (0
+ * means that one); sig, key and count are filled in here (count from
  * the number of lines in records). records holds the canonical record
  * lines. Writes out_path and out_path + ".sig" atomically (the body first)
  * and puts the body's SHA-256 into digest. A cms manifest whose station is

@@ -16,8 +16,14 @@
 #include "formats/b64.h"
 #include "formats/id.h"
 #include "formats/json.h"
+#include "formats/wire.h"
 
 #define PUB_B64_MAX 172u /* base64 of FMT_KEY_SPKI_MAX bytes */
+#define SIG_B64_LEN 88u  /* base64 of FMT_MANIFEST_CAPTURE_SIG_LEN bytes */
+
+_Static_assert(FMT_MANIFEST_NONCE_LEN == FMT_WIRE_NONCE_LEN, "capture nonce is the wire nonce");
+_Static_assert(FMT_MANIFEST_CAPTURE_SIG_LEN == FMT_WIRE_SIG_LEN, "capture sig is the PROOF");
+_Static_assert(FMT_MANIFEST_NONCE_LEN == FMT_MANIFEST_HASH_LEN, "nonce is written as hex64");
 
 const char *fmt_manifest_sig_name(enum fmt_manifest_sig sig)
 {
@@ -237,10 +243,11 @@ static enum idp_err check_chain(uint64_t seq, const uint8_t prev[static FMT_MANI
 static enum idp_err check_header(const struct fmt_manifest_header *h, struct idp_error *err)
 {
 	enum idp_err rc;
-	if (h->version != FMT_MANIFEST_VERSION)
+	if (h->version != FMT_MANIFEST_VERSION && h->version != FMT_MANIFEST_VERSION_CAPTURE)
 		return idp_error_set(err, IDP_E_UNSUPPORTED,
-		                     "v: version %u is not supported (this reader knows %u)", h->version,
-		                     FMT_MANIFEST_VERSION);
+		                     "v: version %u is not supported (this reader knows %u and %u)",
+		                     h->version, FMT_MANIFEST_VERSION,
+		                     FMT_MANIFEST_VERSION_CAPTURE);
 	if ((rc = check_token("batch", h->batch, strnlen(h->batch, sizeof(h->batch)), err)) ||
 	    (rc = check_token("station", h->station, strnlen(h->station, sizeof(h->station)),
 	                      err)) ||
@@ -290,6 +297,8 @@ static enum idp_err check_record(const struct fmt_manifest_record *r, bool check
 	if (check_key && r->pub_len > 0 &&
 	    (rc = check_pub(r->pub, r->pub_len, NULL, err)) != IDP_OK)
 		return rc;
+	if (r->has_capture && r->pub_len == 0)
+		return idp_error_set(err, IDP_E_FORMAT, "capture: a capture proof needs pub");
 	if (r->nattrs > FMT_MANIFEST_ATTRS_MAX)
 		return idp_error_set(err, IDP_E_LIMIT, "attrs: %zu attributes, max %u", r->nattrs,
 		                     FMT_MANIFEST_ATTRS_MAX);
@@ -369,7 +378,9 @@ static enum idp_err encode_header(const struct fmt_manifest_header *h, uint8_t *
 {
 	struct out o = {out, 0, false};
 	char hex[2 * FMT_MANIFEST_HASH_LEN + 1];
-	put_s(&o, "{\"v\":1");
+	char v[16];
+	(void)snprintf(v, sizeof(v), "{\"v\":%u", h->version); /* checked: 1 or 2 */
+	put_s(&o, v);
 	put_str(&o, "batch", h->batch, false);
 	put_str(&o, "station", h->station, false);
 	put_u64(&o, "seq", h->seq);
@@ -409,6 +420,16 @@ static enum idp_err encode_record(const struct fmt_manifest_record *r, uint8_t *
 		put_s(&o, ",\"attrs\":{");
 		for (size_t i = 0; i < r->nattrs; i++)
 			put_str(&o, sorted[i]->key, sorted[i]->value, i == 0);
+		put_s(&o, "}");
+	}
+	if (r->has_capture) {
+		char hex[2 * FMT_MANIFEST_NONCE_LEN + 1], b64[SIG_B64_LEN + 1];
+		hex_encode(r->capture_nonce, FMT_MANIFEST_NONCE_LEN, hex);
+		hex[2 * (size_t)FMT_MANIFEST_NONCE_LEN] = '\0';
+		fmt_b64_encode(FMT_B64_STD, r->capture_sig, FMT_MANIFEST_CAPTURE_SIG_LEN, b64);
+		put_s(&o, ",\"capture\":{");
+		put_str(&o, "nonce", hex, true);
+		put_str(&o, "sig", b64, false);
 		put_s(&o, "}");
 	}
 	put_s(&o, "}");
@@ -510,11 +531,12 @@ static enum idp_err header_fields(const cJSON *o, struct fmt_manifest_header *h,
 	enum idp_err rc = fmt_json_get_int(o, "v", true, 0, FMT_JSON_INT_MAX, &v, NULL, err);
 	if (rc != IDP_OK)
 		return rc;
-	if (v != FMT_MANIFEST_VERSION)
-		return idp_error_set(err, IDP_E_UNSUPPORTED,
-		                     "v: version %lld is not supported (this reader knows %u)",
-		                     (long long)v, FMT_MANIFEST_VERSION);
-	h->version = FMT_MANIFEST_VERSION;
+	if (v != FMT_MANIFEST_VERSION && v != FMT_MANIFEST_VERSION_CAPTURE)
+		return idp_error_set(
+		        err, IDP_E_UNSUPPORTED,
+		        "v: version %lld is not supported (this reader knows %u and %u)",
+		        (long long)v, FMT_MANIFEST_VERSION, FMT_MANIFEST_VERSION_CAPTURE);
+	h->version = (unsigned)v;
 	if ((rc = fmt_json_only_keys(o, keys, sizeof(keys) / sizeof(keys[0]), err)) != IDP_OK) {
 		idp_error_prefix(err, "header");
 		return rc;
@@ -595,10 +617,74 @@ static enum idp_err record_attrs(const cJSON *o, struct fmt_manifest_record *r,
 	return IDP_OK;
 }
 
+/* The optional "capture" member: {"nonce":HEX64,"sig":BASE64 of 64 bytes}. */
+static enum idp_err record_capture(const cJSON *o, struct fmt_manifest_record *r,
+                                   struct idp_error *err)
+{
+	static const char *const keys[] = {"nonce", "sig"};
+	const cJSON *c = NULL;
+	enum idp_err rc = fmt_json_get_object(o, "capture", false, &c, err);
+	if (rc != IDP_OK || c == NULL)
+		return rc;
+	if ((rc = fmt_json_only_keys(c, keys, sizeof(keys) / sizeof(keys[0]), err)) != IDP_OK) {
+		idp_error_prefix(err, "capture");
+		return rc;
+	}
+	char buf[SIG_B64_LEN + 2];
+	size_t n = 0, got = 0;
+	const char *s = NULL;
+	uint8_t sig[FMT_MANIFEST_CAPTURE_SIG_LEN + 3];
+	if ((rc = get_into(c, "nonce", true, 2 * (size_t)FMT_MANIFEST_NONCE_LEN, buf, &n, err)) ||
+	    (rc = parse_hash("nonce", buf, n, r->capture_nonce, err)) ||
+	    (rc = fmt_json_get_string(c, "sig", true, false, SIG_B64_LEN, &s, &n, err)))
+		goto out;
+	rc = fmt_b64_decode(FMT_B64_STD, s, n, sig, sizeof(sig), &got, err);
+	if (rc == IDP_OK && got != FMT_MANIFEST_CAPTURE_SIG_LEN)
+		rc = idp_error_set(err, IDP_E_FORMAT, "sig: %zu bytes, must be %u", got,
+		                   FMT_MANIFEST_CAPTURE_SIG_LEN);
+	if (rc == IDP_OK) {
+		memcpy(r->capture_sig, sig, FMT_MANIFEST_CAPTURE_SIG_LEN);
+		r->has_capture = true;
+	}
+out:
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "capture");
+	return rc;
+}
+
+enum idp_err fmt_manifest_capture_verify(const struct fmt_manifest_header *h,
+                                         const struct fmt_manifest_record *r, struct idp_error *err)
+{
+	if (!r->has_capture || r->pub_len == 0 || r->pub_len > FMT_KEY_SPKI_MAX)
+		return idp_error_set(err, IDP_E_FORMAT, "capture: no capture proof or no key");
+	struct fmt_wire_challenge ch;
+	struct fmt_wire_info in;
+	struct fmt_wire_proof pr;
+	memset(&ch, 0, sizeof(ch));
+	memset(&in, 0, sizeof(in));
+	memcpy(ch.nonce, r->capture_nonce, FMT_WIRE_NONCE_LEN);
+	ch.station_id_len = strnlen(h->station, sizeof(h->station));
+	memcpy(ch.station_id, h->station, ch.station_id_len);
+	in.device_id_len = strnlen(r->id, sizeof(r->id));
+	memcpy(in.device_id, r->id, in.device_id_len);
+	memcpy(in.mac, r->mac, FMT_WIRE_MAC_LEN);
+	in.serial_len = strnlen(r->serial, sizeof(r->serial));
+	memcpy(in.serial, r->serial, in.serial_len);
+	memcpy(in.spki, r->pub, r->pub_len);
+	in.spki_len = r->pub_len;
+	memcpy(pr.sig, r->capture_sig, FMT_WIRE_SIG_LEN);
+	enum idp_err rc = fmt_key_spki_check(r->pub, r->pub_len, NULL, &in.key_type, err);
+	if (rc == IDP_OK)
+		rc = fmt_wire_proof_verify(&ch, &in, &pr, err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "capture");
+	return rc;
+}
+
 static enum idp_err record_fields(const cJSON *o, struct fmt_manifest_record *r,
                                   const EC_GROUP *p256, struct idp_error *err)
 {
-	static const char *const keys[] = {"id", "mac", "serial", "pub", "attrs"};
+	static const char *const keys[] = {"id", "mac", "serial", "pub", "attrs", "capture"};
 	enum idp_err rc = fmt_json_only_keys(o, keys, sizeof(keys) / sizeof(keys[0]), err);
 	if (rc != IDP_OK) {
 		idp_error_prefix(err, "record");
@@ -625,7 +711,9 @@ static enum idp_err record_fields(const cJSON *o, struct fmt_manifest_record *r,
 		if ((rc = check_pub(r->pub, r->pub_len, p256, err)) != IDP_OK)
 			return rc;
 	}
-	return record_attrs(o, r, err);
+	if ((rc = record_attrs(o, r, err)) != IDP_OK)
+		return rc;
+	return record_capture(o, r, err);
 }
 
 static enum idp_err parse_record(const uint8_t *buf, size_t len, bool canonical,
@@ -636,6 +724,7 @@ static enum idp_err parse_record(const uint8_t *buf, size_t len, bool canonical,
 	r->id[0] = r->serial[0] = '\0';
 	r->pub_len = 0;
 	r->nattrs = 0;
+	r->has_capture = false;
 	cJSON *o = NULL;
 	enum idp_err rc = parse_object(buf, &len, &o, err);
 	if (rc == IDP_OK)
@@ -666,10 +755,29 @@ enum idp_err fmt_manifest_writer_begin(struct fmt_manifest_writer *w,
 {
 	w->count = 0;
 	w->written = 0;
+	w->version = 0;
 	enum idp_err rc = fmt_manifest_encode_header(h, out, len, err);
-	if (rc == IDP_OK)
+	if (rc == IDP_OK) {
 		w->count = h->count;
+		w->version = h->version;
+	}
 	return rc;
+}
+
+/* Version 2 records carry a capture proof, version 1 records none. */
+static enum idp_err capture_fits(unsigned version, const struct fmt_manifest_record *r,
+                                 struct idp_error *err)
+{
+	if (version == FMT_MANIFEST_VERSION_CAPTURE && !r->has_capture)
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "capture: missing (every record of a version %u manifest "
+		                     "carries its capture proof)",
+		                     FMT_MANIFEST_VERSION_CAPTURE);
+	if (version == FMT_MANIFEST_VERSION && r->has_capture)
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "capture: not allowed in a version %u manifest",
+		                     FMT_MANIFEST_VERSION);
+	return IDP_OK;
 }
 
 enum idp_err fmt_manifest_writer_record(struct fmt_manifest_writer *w,
@@ -682,7 +790,10 @@ enum idp_err fmt_manifest_writer_record(struct fmt_manifest_writer *w,
 		return idp_error_set(err, IDP_E_LIMIT,
 		                     "manifest: record %" PRIu64 " is more than the header count %" PRIu64,
 		                     w->written + 1, w->count);
-	enum idp_err rc = fmt_manifest_encode_record(r, out, len, err);
+	enum idp_err rc = capture_fits(w->version, r, err);
+	if (rc != IDP_OK)
+		return rc;
+	rc = fmt_manifest_encode_record(r, out, len, err);
 	if (rc == IDP_OK)
 		w->written++;
 	return rc;
@@ -783,6 +894,8 @@ static enum idp_err take_line(struct fmt_manifest_reader *r, enum fmt_manifest_i
 		                          r->header.count),
 		            err);
 	rc = parse_record(r->line, n, true, r->p256, &r->record, err);
+	if (rc == IDP_OK)
+		rc = capture_fits(r->header.version, &r->record, err);
 	if (rc != IDP_OK)
 		return fail(r, rc, err);
 	r->records++;

@@ -26,7 +26,10 @@
 #include "formats/keys.h"
 #include "formats/mac.h"
 
-#define FMT_MANIFEST_VERSION     1u
+#define FMT_MANIFEST_VERSION     1u /* records without a capture proof */
+#define FMT_MANIFEST_VERSION_CAPTURE 2u /* every record carries its capture proof */
+#define FMT_MANIFEST_NONCE_LEN   32u /* a capture's station nonce (wire.md CHALLENGE) */
+#define FMT_MANIFEST_CAPTURE_SIG_LEN 64u /* a capture's PROOF signature (wire.md 5.5) */
 #define FMT_MANIFEST_LINE_MAX    4096u     /* bytes of one line, LF included */
 #define FMT_MANIFEST_ID_MAX      FMT_ID_MAX /* batch, station and device IDs, serials: formats/id.h */
 #define FMT_MANIFEST_PRODUCT_MAX 64u       /* product/model */
@@ -49,7 +52,7 @@ enum fmt_manifest_sig {
 
 /* All strings are NUL-terminated and hold no NUL. */
 struct fmt_manifest_header {
-	unsigned version;                          /* FMT_MANIFEST_VERSION */
+	unsigned version;                          /* FMT_MANIFEST_VERSION or _VERSION_CAPTURE */
 	char batch[FMT_MANIFEST_ID_MAX + 1];       /* batch ID */
 	char station[FMT_MANIFEST_ID_MAX + 1];     /* station ID */
 	uint64_t seq;                              /* 1, 2, ... per station */
@@ -74,6 +77,12 @@ struct fmt_manifest_record {
 	uint8_t pub[FMT_KEY_SPKI_MAX];    /* SPKI DER of a P-256 or Ed25519 key */
 	size_t nattrs;
 	struct fmt_manifest_attr attrs[FMT_MANIFEST_ATTRS_MAX]; /* names strictly ascending */
+	/* The capture proof (version 2 only, and there in every record): the
+	 * nonce the station sent in CHALLENGE and the device's PROOF
+	 * signature over it (formats/wire.md 5.5), made with the key in pub. */
+	bool has_capture;
+	uint8_t capture_nonce[FMT_MANIFEST_NONCE_LEN];
+	uint8_t capture_sig[FMT_MANIFEST_CAPTURE_SIG_LEN];
 };
 
 /* "cms", "es256", "ed25519". */
@@ -118,9 +127,19 @@ IDP_MUST_CHECK enum idp_err fmt_manifest_parse_record(const uint8_t *buf, size_t
                                                       struct fmt_manifest_record *r,
                                                       struct idp_error *err);
 
+/* Verify r's capture proof (manifest.md 2.4): the PROOF signature over the
+ * nonce, h's station and r's ID, MAC, serial and key, with r's key, exactly
+ * as the station verified it at the line (fmt_wire_proof_verify). IDP_OK when
+ * it holds; IDP_E_VERIFY "capture: proof: signature does not match ..." when
+ * not; IDP_E_FORMAT when r has no capture or no key. */
+IDP_MUST_CHECK enum idp_err fmt_manifest_capture_verify(const struct fmt_manifest_header *h,
+                                                        const struct fmt_manifest_record *r,
+                                                        struct idp_error *err);
+
 /* ---- writer: header + records -> canonical lines, count checked at finish */
 
 struct fmt_manifest_writer {
+	unsigned version; /* from the header: whether records carry a capture */
 	uint64_t count;   /* from the header */
 	uint64_t written; /* records encoded so far */
 };
@@ -131,7 +150,8 @@ IDP_MUST_CHECK enum idp_err fmt_manifest_writer_begin(struct fmt_manifest_writer
                                                       uint8_t out[static FMT_MANIFEST_LINE_MAX],
                                                       size_t *len, struct idp_error *err);
 
-/* Encode the next record line; IDP_E_LIMIT once count records were written. */
+/* Encode the next record line; IDP_E_LIMIT once count records were written,
+ * IDP_E_FORMAT when its capture does not fit the header's version. */
 IDP_MUST_CHECK enum idp_err fmt_manifest_writer_record(struct fmt_manifest_writer *w,
                                                        const struct fmt_manifest_record *r,
                                                        uint8_t out[static FMT_MANIFEST_LINE_MAX],

@@ -264,6 +264,11 @@ static enum idp_err import_records(struct srv_store *st, const uint8_t *body, si
 			const struct fmt_manifest_record *rec = fmt_manifest_reader_record(r);
 			uint64_t line = fmt_manifest_reader_line(r);
 			rc = srv_rules_check(rules, product, rec->id, rec->serial, err);
+			/* The device proved its key at the line: check that proof
+			 * again here, so a station key alone cannot invent one. */
+			if (rc == IDP_OK && rec->has_capture)
+				rc = fmt_manifest_capture_verify(fmt_manifest_reader_header(r), rec,
+				                                 err);
 			if (rc != IDP_OK)
 				idp_error_prefix(err, "line %llu: device %s",
 				                 (unsigned long long)line, rec->id);

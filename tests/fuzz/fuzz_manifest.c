@@ -6,7 +6,8 @@
  * and the trust (a P-256 key, an Ed25519 key, an empty CA store),
  * bytes 1-2 (big-endian) the length of the .sig bytes that follow, the rest
  * is the body. No input may crash; a body the reader accepts must have had
- * exactly its header's count of records; no signature may verify (the
+ * exactly its header's count of records; every capture proof (version 2)
+ * is verified as idprovd does; no manifest signature may verify (the
  * trusted keys are fresh, so a pass would be a forgery).
  */
 #include <stdint.h>
@@ -21,6 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct fmt_key *p256, *ed25519;
 static X509_STORE *store;
+static uint64_t captures_ok; /* capture proofs that verified (the seeds' are real) */
 
 static void read_body(const uint8_t *body, size_t len, size_t chunk)
 {
@@ -42,8 +44,15 @@ static void read_body(const uint8_t *body, size_t len, size_t chunk)
 				abort(); /* no progress */
 			pos += used;
 			if (rc == IDP_OK && item == FMT_MANIFEST_RECORD) {
+				const struct fmt_manifest_record *rec =
+				        fmt_manifest_reader_record(r);
 				records++;
-				rc = fmt_manifest_dedup_add(d, fmt_manifest_reader_record(r), NULL);
+				rc = fmt_manifest_dedup_add(d, rec, NULL);
+				/* A capture proof (version 2) is checked as idprovd does. */
+				if (rec->has_capture &&
+				    fmt_manifest_capture_verify(fmt_manifest_reader_header(r), rec,
+				                                NULL) == IDP_OK)
+					captures_ok++;
 			}
 		}
 	}

@@ -19,6 +19,7 @@
 #include "formats/manifest.h"
 #include "formats/manifest_dedup.h"
 #include "formats/manifest_sig.h"
+#include "formats/wire.h"
 #include "tests/unit/check_main.h"
 #include "tests/unit/helpers.h"
 
@@ -571,7 +572,8 @@ START_TEST(test_manifest_header_refusals)
 		const char *from, *to, *msg;
 		enum idp_err code;
 	} edits[] = {
-		{"\"v\":1", "\"v\":2", "line 1: v: version 2 is not supported (this reader knows 1)",
+		{"\"v\":1", "\"v\":3",
+		 "line 1: v: version 3 is not supported (this reader knows 1 and 2)",
 		 IDP_E_UNSUPPORTED},
 		{"\"v\":1", "\"v\":\"1\"", "line 1: v: expected a number", IDP_E_FORMAT},
 		{"\"seq\":1", "\"seq\":2", "line 1: prev: all zero but seq is 2", IDP_E_FORMAT},
@@ -942,7 +944,7 @@ START_TEST(test_manifest_writer_checks)
 	ck_assert_ptr_nonnull(strstr(err.msg, "prev: all zero but seq is 2"));
 	h.prev[31] = 1;
 	ck_assert_int_eq(fmt_manifest_encode_header(&h, line, &len, NULL), IDP_OK);
-	h.version = 2;
+	h.version = 3;
 	ck_assert_int_eq(fmt_manifest_encode_header(&h, line, &len, &err), IDP_E_UNSUPPORTED);
 	/* Attribute names repeated in the struct. */
 	record_n(3, false, &r);
@@ -983,6 +985,182 @@ START_TEST(test_manifest_writer_checks)
 	char t[FMT_MANIFEST_TIME_LEN + 1];
 	ck_assert_int_eq(fmt_manifest_time_format(1795000000, t, NULL), IDP_OK);
 	ck_assert_str_eq(t, "2026-11-18T11:06:40Z");
+	station_free(&s);
+}
+END_TEST
+
+/* Record i of a version 2 body: its key really signed a wire PROOF for
+ * station "station-01" over a fresh nonce, as a station records it. */
+static void captured_n(size_t i, struct fmt_manifest_record *r)
+{
+	record_n(i, false, r);
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(i % 2 ? FMT_KEY_ED25519 : FMT_KEY_P256, &k, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(fmt_key_spki_der(k, r->pub, &r->pub_len, NULL), IDP_OK);
+	struct fmt_wire_challenge ch;
+	struct fmt_wire_info in;
+	struct fmt_wire_proof pr;
+	memset(&ch, 0, sizeof(ch));
+	memset(&in, 0, sizeof(in));
+	for (size_t j = 0; j < sizeof(ch.nonce); j++)
+		ch.nonce[j] = (uint8_t)(i * 7 + j);
+	ch.station_id_len = (size_t)snprintf(ch.station_id, sizeof(ch.station_id), "station-01");
+	in.device_id_len = (size_t)snprintf(in.device_id, sizeof(in.device_id), "%s", r->id);
+	memcpy(in.mac, r->mac, 6);
+	in.serial_len = (size_t)snprintf(in.serial, sizeof(in.serial), "%s", r->serial);
+	in.key_type = fmt_key_type(k);
+	memcpy(in.spki, r->pub, r->pub_len);
+	in.spki_len = r->pub_len;
+	ck_assert_int_eq(fmt_wire_proof_sign(k, &ch, &in, &pr, NULL), IDP_OK);
+	fmt_key_free(k);
+	r->has_capture = true;
+	memcpy(r->capture_nonce, ch.nonce, sizeof(ch.nonce));
+	memcpy(r->capture_sig, pr.sig, sizeof(pr.sig));
+}
+
+/* A version 2 body of n captured records, through the writer. */
+static struct buf captured_body(const struct station *s, size_t n, unsigned version,
+                                struct fmt_manifest_record *recs)
+{
+	struct fmt_manifest_header h;
+	header_for(s, n, &h);
+	h.version = version;
+	struct fmt_manifest_writer w;
+	uint8_t line[FMT_MANIFEST_LINE_MAX];
+	size_t len = 0;
+	struct buf b = {NULL, 0};
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, line, &len, NULL), IDP_OK);
+	buf_add(&b, line, len);
+	for (size_t i = 0; i < n; i++) {
+		captured_n(i + 1, &recs[i]);
+		ck_assert_int_eq(fmt_manifest_writer_record(&w, &recs[i], line, &len, NULL),
+		                 IDP_OK);
+		buf_add(&b, line, len);
+	}
+	ck_assert_int_eq(fmt_manifest_writer_finish(&w, NULL), IDP_OK);
+	return b;
+}
+
+START_TEST(test_manifest_capture_round_trip_and_forgeries)
+{
+	struct station s;
+	station_new(&s, FMT_MANIFEST_SIG_ES256);
+	struct fmt_manifest_record recs[4], back[4];
+	struct buf b = captured_body(&s, 4, FMT_MANIFEST_VERSION_CAPTURE, recs);
+	ck_assert_ptr_nonnull(strstr((const char *)b.p, "{\"v\":2,"));
+	ck_assert_ptr_nonnull(strstr((const char *)b.p, ",\"capture\":{\"nonce\":\""));
+	size_t n = 0;
+	struct idp_error err = {IDP_OK, ""};
+	ck_assert_int_eq(read_all(b.p, b.len, 5, &n, back, &err), IDP_OK);
+	ck_assert_uint_eq(n, 4);
+	struct fmt_manifest_header h;
+	size_t hl = (size_t)((uint8_t *)memchr(b.p, '\n', b.len) - b.p);
+	ck_assert_int_eq(fmt_manifest_parse_header(b.p, hl, true, &h, NULL), IDP_OK);
+	ck_assert_uint_eq(h.version, FMT_MANIFEST_VERSION_CAPTURE);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert(back[i].has_capture);
+		ck_assert_mem_eq(back[i].capture_nonce, recs[i].capture_nonce, 32);
+		ck_assert_mem_eq(back[i].capture_sig, recs[i].capture_sig, 64);
+		ck_assert_int_eq(fmt_manifest_capture_verify(&h, &back[i], &err), IDP_OK);
+	}
+	/* Forged: each byte of the signature, of the nonce; another station; the
+	 * proof of another device (swapped); an altered identity. */
+	struct fmt_manifest_record f = back[0];
+	for (size_t j = 0; j < 64; j++) {
+		f.capture_sig[j] ^= 0x01;
+		ck_assert_int_ne(fmt_manifest_capture_verify(&h, &f, &err), IDP_OK);
+		f.capture_sig[j] ^= 0x01;
+	}
+	ck_assert_int_eq(fmt_manifest_capture_verify(&h, &f, &err), IDP_OK);
+	f.capture_nonce[31] ^= 0x80;
+	ck_assert_int_eq(fmt_manifest_capture_verify(&h, &f, &err), IDP_E_VERIFY);
+	ck_assert_str_eq(err.msg, "capture: proof: signature does not match the challenge, "
+	                          "identity and key");
+	f = back[0];
+	memcpy(f.capture_sig, back[2].capture_sig, 64); /* same key type, another device */
+	memcpy(f.capture_nonce, back[2].capture_nonce, 32);
+	ck_assert_int_eq(fmt_manifest_capture_verify(&h, &f, &err), IDP_E_VERIFY);
+	f = back[1];
+	f.serial[2] = 'X';
+	ck_assert_int_eq(fmt_manifest_capture_verify(&h, &f, &err), IDP_E_VERIFY);
+	struct fmt_manifest_header other = h;
+	strcpy(other.station, "station-02");
+	ck_assert_int_eq(fmt_manifest_capture_verify(&other, &back[1], &err), IDP_E_VERIFY);
+	f = back[1];
+	f.has_capture = false;
+	ck_assert_int_eq(fmt_manifest_capture_verify(&h, &f, &err), IDP_E_FORMAT);
+	free(b.p);
+	station_free(&s);
+}
+END_TEST
+
+START_TEST(test_manifest_capture_version_rules)
+{
+	struct station s;
+	station_new(&s, FMT_MANIFEST_SIG_ES256);
+	struct fmt_manifest_record recs[2];
+	struct buf b = captured_body(&s, 2, FMT_MANIFEST_VERSION_CAPTURE, recs);
+	char *text = calloc(1, b.len + 1);
+	ck_assert_ptr_nonnull(text);
+	memcpy(text, b.p, b.len);
+	/* A v1 header over captured records: refused naming the capture. */
+	char *v1 = strdup(text);
+	ck_assert_ptr_nonnull(v1);
+	v1[5] = '1';
+	refused(v1, IDP_E_FORMAT, "line 2: capture: not allowed in a version 1 manifest");
+	/* A v2 record without its capture. */
+	char *cut = strdup(text);
+	ck_assert_ptr_nonnull(cut);
+	char *c2 = strstr(strchr(cut, '\n') + 1, "\n") + 1; /* record 2 */
+	char *cap = strstr(c2, ",\"capture\"");
+	ck_assert_ptr_nonnull(cap);
+	memmove(cap, "}\n", 3);
+	refused(cut, IDP_E_FORMAT, "line 3: capture: missing (every record of a version 2");
+	/* Malformed captures: unknown member, a 65-digit nonce, a cut signature,
+	 * a signature of 65 bytes. */
+	static const struct {
+		const char *from, *to, *want;
+	} cases[] = {
+	        {"{\"nonce\":", "{\"x\":1,\"nonce\":", "line 2: capture: unknown field \"x\""},
+	        {"\"nonce\":\"", "\"nonce\":\"0", "line 2: capture: nonce: longer than 64 bytes"},
+	        {"==\"}}", "\"}}", "line 2: capture: base64: length 86 is not a multiple of 4"},
+	        {"==\"}}", "A=\"}}", "line 2: capture: sig: 65 bytes, must be 64"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *t = calloc(1, b.len + 64);
+		ck_assert_ptr_nonnull(t);
+		char *at = strstr(text, cases[i].from);
+		ck_assert_ptr_nonnull(at);
+		size_t pre = (size_t)(at - text);
+		memcpy(t, text, pre);
+		strcat(t, cases[i].to);
+		strcat(t, at + strlen(cases[i].from));
+		refused(t, 0, cases[i].want);
+		free(t);
+	}
+	/* The writer keeps the rule too, and a capture needs a key. */
+	struct fmt_manifest_header h;
+	header_for(&s, 1, &h);
+	struct fmt_manifest_writer w;
+	uint8_t line[FMT_MANIFEST_LINE_MAX];
+	size_t len = 0;
+	struct idp_error err = {IDP_OK, ""};
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, line, &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_manifest_writer_record(&w, &recs[0], line, &len, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "capture: not allowed in a version 1 manifest");
+	h.version = FMT_MANIFEST_VERSION_CAPTURE;
+	struct fmt_manifest_record plain;
+	record_n(1, true, &plain);
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, line, &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_manifest_writer_record(&w, &plain, line, &len, &err), IDP_E_FORMAT);
+	recs[0].pub_len = 0;
+	ck_assert_int_eq(fmt_manifest_encode_record(&recs[0], line, &len, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "capture: a capture proof needs pub");
+	free(cut);
+	free(v1);
+	free(text);
+	free(b.p);
 	station_free(&s);
 }
 END_TEST
@@ -1044,6 +1222,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_manifest_cms_station_named_by_certificate);
 	tcase_add_test(tc, test_manifest_writer_checks);
 	tcase_add_test(tc, test_manifest_fast_key_check_agrees);
+	tcase_add_test(tc, test_manifest_capture_round_trip_and_forgeries);
+	tcase_add_test(tc, test_manifest_capture_version_rules);
 	suite_add_tcase(s, tc);
 	return s;
 }
