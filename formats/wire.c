@@ -26,7 +26,7 @@ static const uint8_t marker[FMT_WIRE_MARKER_LEN] = {'~', 'I', 'D', 'P', '1', ':'
 enum dstate {
 	D_HUNT, /* looking for the marker; d->match bytes of it seen */
 	D_BODY, /* collecting base64url characters */
-	D_CR,   /* saw "\r" after the body; only "\n" may follow */
+	D_CR,   /* saw "\r" after the body; only more "\r" or "\n" may follow */
 };
 
 struct fmt_wire_decoder {
@@ -235,6 +235,10 @@ enum idp_err fmt_wire_feed(struct fmt_wire_decoder *d, const uint8_t *buf, size_
 			}
 			break;
 		case D_CR:
+			/* A run of CR before LF: a console server or a second
+			 * ONLCR stage adds CR more than once ("\r\r\n"). */
+			if (c == '\r')
+				break;
 			if (c == '\n') {
 				if (finish(d, out)) {
 					*got = true;
@@ -424,8 +428,9 @@ static enum idp_err enc_info(struct wr *w, const struct fmt_wire_info *in, struc
 	                 STR_ID, err)) != IDP_OK)
 		return rc;
 	if (in->spki_len == 0 || in->spki_len > FMT_KEY_SPKI_MAX)
-		return idp_error_set(err, IDP_E_LIMIT, "info: public key is %zu bytes, must be 1..%u",
-		                     in->spki_len, FMT_KEY_SPKI_MAX);
+		return idp_error_set(err, in->spki_len == 0 ? IDP_E_FORMAT : IDP_E_LIMIT,
+		                     "info: public key is %zu bytes, must be 1..%u", in->spki_len,
+		                     FMT_KEY_SPKI_MAX);
 	if ((rc = check_spki(in->key_type, in->spki, in->spki_len, NULL, err)) != IDP_OK ||
 	    (rc = wr_u8(w, kt, "info: key_type", err)) != IDP_OK ||
 	    (rc = wr_u8(w, (uint8_t)in->spki_len, "info: public key", err)) != IDP_OK ||
@@ -453,9 +458,11 @@ static enum idp_err dec_info(struct rd *r, struct fmt_wire_info *out, struct idp
 	    (rc = rd_u8(r, &kt, "info: key_type", err)) != IDP_OK ||
 	    (rc = rd_u8(r, &n, "info: public key", err)) != IDP_OK)
 		return rc;
+	/* Range before bytes left (strings check bytes left first): wire.md 5. */
 	if (n == 0 || n > FMT_KEY_SPKI_MAX)
-		return idp_error_set(err, IDP_E_LIMIT, "info: public key is %u bytes, must be 1..%u",
-		                     n, FMT_KEY_SPKI_MAX);
+		return idp_error_set(err, n == 0 ? IDP_E_FORMAT : IDP_E_LIMIT,
+		                     "info: public key is %u bytes, must be 1..%u", n,
+		                     FMT_KEY_SPKI_MAX);
 	if ((rc = rd_bytes(r, n, &p, "info: public key", err)) != IDP_OK)
 		return rc;
 	memcpy(out->spki, p, n);
@@ -624,8 +631,9 @@ enum idp_err fmt_wire_proof_message(const struct fmt_wire_challenge *ch,
 	enum idp_err rc;
 	*len = 0;
 	if (info->spki_len == 0 || info->spki_len > FMT_KEY_SPKI_MAX)
-		return idp_error_set(err, IDP_E_LIMIT, "proof: public key is %zu bytes, must be 1..%u",
-		                     info->spki_len, FMT_KEY_SPKI_MAX);
+		return idp_error_set(err, info->spki_len == 0 ? IDP_E_FORMAT : IDP_E_LIMIT,
+		                     "proof: public key is %zu bytes, must be 1..%u", info->spki_len,
+		                     FMT_KEY_SPKI_MAX);
 	if ((rc = wr_bytes(&w, FMT_WIRE_PROOF_DOMAIN, sizeof(FMT_WIRE_PROOF_DOMAIN),
 	                   "proof: domain", err)) != IDP_OK ||
 	    (rc = wr_bytes(&w, ch->nonce, FMT_WIRE_NONCE_LEN, "proof: nonce", err)) != IDP_OK ||

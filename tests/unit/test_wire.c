@@ -872,6 +872,133 @@ START_TEST(test_wire_cache_idempotent)
 }
 END_TEST
 
+/* A run of CRs before LF (a console server adding CR twice) ends the line like
+ * one CR or none; a CR run followed by anything else still cuts it. */
+START_TEST(test_wire_cr_runs_before_lf)
+{
+	struct fmt_wire_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_CHALLENGE;
+	m.seq = 0x1236;
+	make_challenge(&m.u.challenge);
+	uint8_t line[FMT_WIRE_LINE_MAX];
+	size_t n = encode(&m, line, sizeof(line)) - 1; /* without its LF */
+	static const char *const ends[] = {"\n", "\r\n", "\r\r\n", "\r\r\r\r\r\r\r\r\n"};
+	for (size_t e = 0; e < sizeof(ends) / sizeof(ends[0]); e++) {
+		static uint8_t stream[STREAM_MAX];
+		static struct fmt_wire_frame got[FRAMES_MAX];
+		size_t len = 0;
+		for (int k = 0; k < 3; k++) {
+			put(stream, &len, line, n);
+			puts_(stream, &len, ends[e]);
+		}
+		for (size_t chunk = 0; chunk < 4; chunk++) {
+			struct fmt_wire_decoder *d = fmt_wire_decoder_new();
+			ck_assert_ptr_nonnull(d);
+			size_t nf = decode_chunked(d, stream, len, chunk, 0, got);
+			ck_assert_msg(nf == 3, "end %zu chunk %zu: %zu frames", e, chunk, nf);
+			ck_assert_uint_eq(got[2].seq, 0x1236);
+			struct fmt_wire_stats st;
+			fmt_wire_decoder_stats(d, &st);
+			ck_assert_uint_eq(st.bad_cut, 0);
+			fmt_wire_decoder_free(d);
+		}
+	}
+	/* "\r\rX\n" still cuts the line: no frame. */
+	static uint8_t stream[STREAM_MAX];
+	static struct fmt_wire_frame got[FRAMES_MAX];
+	size_t len = 0;
+	put(stream, &len, line, n);
+	puts_(stream, &len, "\r\rX\n");
+	struct fmt_wire_decoder *d = fmt_wire_decoder_new();
+	ck_assert_ptr_nonnull(d);
+	ck_assert_uint_eq(decode_chunked(d, stream, len, 0, 0, got), 0);
+	struct fmt_wire_stats st;
+	fmt_wire_decoder_stats(d, &st);
+	ck_assert_uint_eq(st.bad_cut, 1);
+	fmt_wire_decoder_free(d);
+}
+END_TEST
+
+/* An empty public key is too short (FORMAT, as for every field), a long one
+ * too long (LIMIT): parser, encoder and proof message agree. */
+START_TEST(test_wire_empty_public_key_is_format)
+{
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	struct fmt_wire_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_INFO;
+	make_info(k, &m.u.info);
+	uint8_t p[FMT_WIRE_PAYLOAD_MAX], q[FMT_WIRE_PAYLOAD_MAX];
+	size_t n = 0;
+	struct idp_error err = {IDP_OK, ""};
+	ck_assert_int_eq(fmt_wire_payload_encode(&m, p, &n, &err), IDP_OK);
+	size_t kl = 1 + m.u.info.device_id_len + 6 + 1 + m.u.info.serial_len + 1;
+	ck_assert_uint_eq(p[kl], m.u.info.spki_len);
+	/* The same INFO with a zero-length key: drop the key bytes. */
+	memcpy(q, p, kl);
+	q[kl] = 0;
+	memcpy(q + kl + 1, p + kl + 1 + m.u.info.spki_len, n - kl - 1 - m.u.info.spki_len);
+	struct fmt_wire_msg out;
+	size_t qn = n - m.u.info.spki_len;
+	ck_assert_int_eq(fmt_wire_payload_parse(FMT_WIRE_INFO, q, qn, &out, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "info: public key is 0 bytes, must be 1..128");
+	struct fmt_wire_challenge ch;
+	make_challenge(&ch);
+	uint8_t msg[FMT_WIRE_PROOF_MSG_MAX];
+	m.u.info.spki_len = 0;
+	ck_assert_int_eq(fmt_wire_payload_encode(&m, p, &n, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_wire_proof_message(&ch, &m.u.info, msg, &n, &err), IDP_E_FORMAT);
+	m.u.info.spki_len = FMT_KEY_SPKI_MAX + 1;
+	ck_assert_int_eq(fmt_wire_payload_encode(&m, p, &n, &err), IDP_E_LIMIT);
+	ck_assert_int_eq(fmt_wire_proof_message(&ch, &m.u.info, msg, &n, &err), IDP_E_LIMIT);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* wire.md 6.2 in its order: a HELLO under the cached seq opens a new session
+ * unless it repeats the cached HELLO; flags are not compared. */
+START_TEST(test_wire_cache_rules_as_specified)
+{
+	struct fmt_wire_cache *c = calloc(1, sizeof(*c));
+	ck_assert_ptr_nonnull(c);
+	static const uint8_t answer[] = "~IDP1:answer\n";
+	struct fmt_wire_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_CHALLENGE;
+	m.seq = 9;
+	make_challenge(&m.u.challenge);
+	struct fmt_wire_frame f = frame_of(&m);
+	fmt_wire_cache_store(c, &f, answer, sizeof(answer) - 1);
+	struct fmt_wire_msg h;
+	memset(&h, 0, sizeof(h));
+	h.type = FMT_WIRE_HELLO;
+	h.seq = 9; /* the cached seq, another type: a new session, not a conflict */
+	h.u.hello.role = FMT_WIRE_ROLE_STATION;
+	h.u.hello.versions = 2;
+	struct fmt_wire_frame g = frame_of(&h);
+	ck_assert_int_eq(fmt_wire_cache_lookup(c, &g), FMT_WIRE_CACHE_MISS);
+	h.seq = 3; /* an older seq: still a new session */
+	g = frame_of(&h);
+	ck_assert_int_eq(fmt_wire_cache_lookup(c, &g), FMT_WIRE_CACHE_MISS);
+	fmt_wire_cache_store(c, &g, answer, sizeof(answer) - 1);
+	ck_assert_int_eq(fmt_wire_cache_lookup(c, &g), FMT_WIRE_CACHE_REPLAY); /* resent HELLO */
+	h.u.hello.versions = 6; /* the cached HELLO's type and seq, another payload */
+	struct fmt_wire_frame g2 = frame_of(&h);
+	ck_assert_int_eq(fmt_wire_cache_lookup(c, &g2), FMT_WIRE_CACHE_CONFLICT);
+	/* Flags (and the frame version) are not part of the comparison. */
+	f.flags = 0x80;
+	fmt_wire_cache_store(c, &f, answer, sizeof(answer) - 1);
+	f.flags = 0;
+	ck_assert_int_eq(fmt_wire_cache_lookup(c, &f), FMT_WIRE_CACHE_REPLAY);
+	/* A request over FMT_WIRE_CACHE_REQ_MAX clears the cache. */
+	f.len = FMT_WIRE_CACHE_REQ_MAX + 1;
+	fmt_wire_cache_store(c, &f, answer, sizeof(answer) - 1);
+	ck_assert(!c->valid);
+	free(c);
+}
+END_TEST
+
 /* The example lines of wire.md section 3.3, byte for byte. */
 START_TEST(test_wire_spec_examples)
 {
@@ -1098,6 +1225,9 @@ Suite *idp_test_suite(void)
 	                    IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_wire_proof_high_s_refused);
 	tcase_add_test(tc, test_wire_cache_idempotent);
+	tcase_add_test(tc, test_wire_cr_runs_before_lf);
+	tcase_add_test(tc, test_wire_empty_public_key_is_format);
+	tcase_add_test(tc, test_wire_cache_rules_as_specified);
 	tcase_add_test(tc, test_wire_spec_examples);
 	tcase_add_loop_test(tc, test_wire_session_with_retry, 0, 2);
 	tcase_add_test(tc, test_wire_version_pick);
