@@ -514,6 +514,13 @@ static enum idp_err check(struct source *src, const uint8_t *sig, size_t sig_len
 				idp_error_prefix(err, "line %" PRIu64, fmt_manifest_reader_line(r));
 				goto out;
 			}
+			/* A version 2 record's capture proof, checked as idprovd does. */
+			if (rec->has_capture && (rc = fmt_manifest_capture_verify(
+			                                 fmt_manifest_reader_header(r), rec, err))) {
+				idp_error_prefix(err, "line %" PRIu64 ": device %s",
+				                 fmt_manifest_reader_line(r), rec->id);
+				goto out;
+			}
 			if (print)
 				print_record(rec);
 		}

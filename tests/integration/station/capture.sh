@@ -39,13 +39,17 @@ import() {
 		-H "Idprov-Signature: $(base64 -w0 "$1.sig")" --data-binary @"$1" "$SRV_URL/v1/admin/import"
 }
 
-# One capture signature altered: the first base64 digit of dev-2's changed.
+# One capture signature altered: the first base64 digit of dev-2's changed,
+# and the body signed again with the station key.
 f1=$T_TMP/altered.manifest
 sed -E '/"id":"dev-2"/ { s/("sig":")A/\1B/; t; s/("sig":")./\1A/ }' "$m" >"$f1"
+openssl dgst -sha256 -sign "$key" -out "$f1.sig" "$f1"
 t_run "altered copy differs in one record" [ "$(diff "$m" "$f1" | grep -c '^>')" = 1 ]
 t_run "the altered copy's manifest signature is valid" \
-	bash -c "openssl dgst -sha256 -sign '$key' -out '$f1.sig' '$f1' &&
-		'$IDP_BIN/idprov-manifest' verify '$f1' --station-pub '$T_TMP/st.pub' -q"
+	openssl dgst -sha256 -verify "$T_TMP/st.pub" -signature "$f1.sig" "$f1"
+"$IDP_BIN/idprov-manifest" verify "$f1" --station-pub "$T_TMP/st.pub" -q 2>"$T_TMP/v1"
+t_run "idprov-manifest verify refuses the altered capture (exit 1)" [ $? = 1 ]
+t_grep "verify names the device" 'line 3: device dev-2: capture: proof: signature does not match' "$T_TMP/v1"
 snap >"$T_TMP/before"
 code=$(import "$f1")
 t_run "altered capture: import refused 403 (as a bad signature)" [ "$code" = 403 ]
