@@ -7,7 +7,7 @@
  * switching to the next identity after each PROOF. The real agent
  * (idprov-agent factory) plays the device in
  * tests/integration/station/agent.sh (a line of agents, console noise, a
- * hung device, the seal); this one is kept only for what the agent cannot
+ * hung device, the seal) and behind the USB adapter of serial.sh; this one is kept only for what the agent cannot
  * be made to do: a wrong proof (the agent signs with its own key over its
  * own INFO only), silence after INFO, frames cut mid-line by a kernel
  * message, 7-byte split writes, and the kill.sh and bench runs that need

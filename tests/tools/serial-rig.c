@@ -11,7 +11,9 @@
  *   serial-rig read [DEVICE ARGS]     open /dev/ttyUSB0 through libserialport
  *                                     and read one device: PASS/FAIL line,
  *                                     exit 0 on PASS, 1 on FAIL
- * DEVICE ARGS: --noise --cut --split --wrong-proof --silent-challenge
+ * DEVICE ARGS: --noise --cut --split --wrong-proof --silent-challenge, or
+ *   --agent AGENT STATE-DIR: the real agent (idprov-agent factory, device
+ *   "usb-agent") runs on the adapter's far end instead of the test device.
  * Re-executes itself under umockdev-wrapper. Test-only, not installed.
  */
 #define _GNU_SOURCE
@@ -22,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <umockdev.h>
@@ -78,7 +82,23 @@ struct rig {
 	int master;
 	struct tdev_cfg dev;
 	volatile int stop;
+	const char *agent, *agent_state; /* --agent: run this instead of the test device */
 };
+
+/* The real agent on the adapter's far end: stdin and stdout are the pty
+ * master, and it runs outside the testbed (no umockdev preload). */
+static pid_t agent_start(const struct rig *r)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	(void)unsetenv("LD_PRELOAD");
+	if (dup2(r->master, STDIN_FILENO) < 0 || dup2(r->master, STDOUT_FILENO) < 0)
+		_exit(3);
+	execl(r->agent, r->agent, "--state-dir", r->agent_state, "--id", "usb-agent", "--mac",
+	      "02:1a:2c:00:02:01", "--serial", "SN-U1", "factory", (char *)NULL);
+	_exit(3);
+}
 
 static void *dev_thread(void *arg)
 {
@@ -143,7 +163,10 @@ int main(int argc, char **argv)
 			r.dev.wrong_proof = true;
 		else if (strcmp(argv[i], "--silent-challenge") == 0)
 			r.dev.silent_challenge = true;
-		else
+		else if (strcmp(argv[i], "--agent") == 0 && i + 2 < argc) {
+			r.agent = argv[++i];
+			r.agent_state = argv[++i];
+		} else
 			return 2;
 	}
 	struct enr_line l;
@@ -154,7 +177,9 @@ int main(int argc, char **argv)
 	}
 	printf("opened /dev/ttyUSB0 %s\n", l.sp != NULL ? "through libserialport" : "directly");
 	pthread_t th;
-	if (pthread_create(&th, NULL, dev_thread, &r) != 0)
+	pid_t agent = -1;
+	if (r.agent != NULL ? (agent = agent_start(&r)) < 0
+	                    : pthread_create(&th, NULL, dev_thread, &r) != 0)
 		return 3;
 	struct fmt_wire_decoder *dec = fmt_wire_decoder_new();
 	struct enr_station_cfg c = {.station_id = "st-1",
@@ -165,7 +190,12 @@ int main(int argc, char **argv)
 	static struct enr_result res;
 	enum idp_err rc = enr_station_read(l.fd, dec, &c, &res, &err);
 	r.stop = 1;
-	pthread_join(th, NULL);
+	if (agent > 0) {
+		(void)kill(agent, SIGTERM);
+		(void)waitpid(agent, NULL, 0);
+	} else {
+		pthread_join(th, NULL);
+	}
 	enr_line_close(&l);
 	fmt_wire_decoder_free(dec);
 	g_object_unref(tb);
