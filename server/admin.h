@@ -45,5 +45,12 @@ srv_handler_fn srv_admin_device_list;     /* GET /v1/admin/devices[?state=S&afte
 srv_handler_fn srv_admin_flag_list;       /* GET /v1/admin/flags */
 srv_handler_fn srv_admin_backup;          /* POST /v1/admin/backup: the database snapshot */
 srv_handler_fn srv_admin_token_rotate;    /* POST /v1/admin/token-keys/rotate */
+srv_handler_fn srv_admin_audit_list;      /* GET /v1/admin/audit[?after=SEQ] */
+srv_handler_fn srv_admin_audit_verify;    /* GET /v1/admin/audit/verify */
+srv_handler_fn srv_admin_report_unprovisioned; /* GET /v1/admin/report/unprovisioned */
+
+/* True when req carries the admin credential; otherwise it has been
+ * answered 401 (for handlers outside /v1/admin/, e.g. GET /metrics). */
+bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req);
 
 #endif /* IDP_SERVER_ADMIN_H */
