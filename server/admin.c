@@ -816,7 +816,7 @@ static enum idp_err check_kind(const char *k, struct idp_error *err)
 /* The query of req parsed into q (answered 400, false returned, when it is
  * malformed or has a parameter not in names[0..n)). Free q with
  * evhttp_clear_headers() either way. */
-static bool parse_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
+static bool parse_query_names(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
                         const char *const *names, size_t n)
 {
 	TAILQ_INIT(q);
@@ -841,6 +841,21 @@ static bool parse_query(struct srv_ctx *ctx, struct evhttp_request *req, struct 
 	return true;
 }
 
+/* An authorized GET with a query of names[0..n) only, parsed into q (free
+ * it with evhttp_clear_headers() when true is returned); otherwise answered
+ * and false returned. */
+static bool parse_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
+                        const char *const *names, size_t n)
+{
+	TAILQ_INIT(q);
+	if (!authorized(ctx, req))
+		return false;
+	if (parse_query_names(ctx, req, q, names, n))
+		return true;
+	evhttp_clear_headers(q);
+	return false;
+}
+
 /* v (NULL: keep *out) as a positive decimal integer of at most 18 digits
  * (so that it fits int64_t), for the query parameter name. */
 static enum idp_err query_count(const char *v, const char *name, int64_t *out,
@@ -863,12 +878,8 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	static const char *const names[] = {"kind", "device", "after"};
 	struct evkeyvalq q;
-	if (!authorized(ctx, req))
+	if (!parse_query(ctx, req, &q, names, 3))
 		return;
-	if (!parse_query(ctx, req, &q, names, 3)) {
-		evhttp_clear_headers(&q);
-		return;
-	}
 	struct srv_flag_query fq = {.limit = SRV_ADMIN_LIST_MAX,
 	                            .kind = evhttp_find_header(&q, "kind"),
 	                            .subject = evhttp_find_header(&q, "device")};
@@ -921,12 +932,8 @@ void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	static const char *const names[] = {"after"};
 	struct evkeyvalq q;
-	if (!authorized(ctx, req))
+	if (!parse_query(ctx, req, &q, names, 1))
 		return;
-	if (!parse_query(ctx, req, &q, names, 1)) {
-		evhttp_clear_headers(&q);
-		return;
-	}
 	struct idp_error err = {0};
 	int64_t after = 0;
 	enum idp_err rc = query_count(evhttp_find_header(&q, "after"), "after", &after, &err);
@@ -1016,12 +1023,8 @@ void srv_admin_report_unprovisioned(struct srv_ctx *ctx, struct evhttp_request *
 {
 	static const char *const names[] = {"older_than", "batch", "after"};
 	struct evkeyvalq q;
-	if (!authorized(ctx, req))
+	if (!parse_query(ctx, req, &q, names, 3))
 		return;
-	if (!parse_query(ctx, req, &q, names, 3)) {
-		evhttp_clear_headers(&q);
-		return;
-	}
 	struct unprov_list ul = {.now = (int64_t)time(NULL)};
 	int64_t older = 0;
 	struct srv_unprov_query uq = {.batch_id = evhttp_find_header(&q, "batch"),

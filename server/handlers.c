@@ -22,6 +22,7 @@
 
 #include "formats/b64.h"
 #include "server/admin.h"
+#include "server/metrics.h"
 #include "server/import.h"
 #include "server/log.h"
 
@@ -516,6 +517,7 @@ static const struct srv_route routes[] = {
         {"/v1/admin/flags", EVHTTP_REQ_GET, 0, srv_admin_flag_list, SRV_AUTH_ADMIN},
         {"/v1/admin/backup", EVHTTP_REQ_POST, 0, srv_admin_backup, SRV_AUTH_ADMIN},
         {"/v1/admin/token-keys/rotate", EVHTTP_REQ_POST, 0, srv_admin_token_rotate, SRV_AUTH_ADMIN},
+        {"/metrics", EVHTTP_REQ_GET, 0, srv_metrics_get, SRV_AUTH_ADMIN},
         {"/v1/admin/audit", EVHTTP_REQ_GET, 0, srv_admin_audit_list, SRV_AUTH_ADMIN},
         {"/v1/admin/audit/verify", EVHTTP_REQ_GET, 0, srv_admin_audit_verify, SRV_AUTH_ADMIN},
         {"/v1/admin/report/unprovisioned", EVHTTP_REQ_GET, 0, srv_admin_report_unprovisioned,
