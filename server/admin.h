@@ -2,7 +2,8 @@
  * admin.h - idprovd's admin API under /v1/admin/ (docs/administrator.md,
  * "Admin API"): trust stations and factory CAs, import a manifest by file,
  * list devices and decide on them, release values for reuse, list flags,
- * take a backup of the database.
+ * take a backup of the database, list and verify the audit hash chain
+ * (formats/audit.md), report manifest devices never provisioned.
  *
  * Every request carries the admin credential as "Authorization: Bearer
  * <secret>", checked with srv_state_admin_check (a SHA-256 of it compared

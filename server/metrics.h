@@ -1,7 +1,7 @@
 /*
  * metrics.h - GET /metrics: idprovd's state in the Prometheus text
  * exposition format (version 0.0.4), for a scraper holding the admin
- * credential (docs/administrator.md, "Metrics"; formats/api.md §10).
+ * credential (docs/administrator.md, "Metrics"; formats/api.md §14).
  *
  * Counters of this process (HTTP answers by status, connections, log lines
  * suppressed) start at 0 with the process; counts from the store (decisions
