@@ -100,6 +100,10 @@ void srv_metrics_get(struct srv_ctx *ctx, struct evhttp_request *req)
 	add(&sc, "idprov_http_connections_total %" PRIu64 "\n", srv_http_connections_total());
 	family(&sc, "idprov_http_connections_open", "gauge", "TLS connections open now.");
 	add(&sc, "idprov_http_connections_open %" PRId64 "\n", srv_http_connections_open());
+	struct srv_throttle *thr = ((const struct srv_app *)ctx->app)->throttle;
+	family(&sc, "idprov_throttled_total", "counter",
+	       "Nonce and provision requests refused 429 by the per-address throttle.");
+	add(&sc, "idprov_throttled_total %" PRIu64 "\n", thr != NULL ? srv_throttle_refused(thr) : 0);
 	family(&sc, "idprov_log_suppressed_total", "counter",
 	       "Log lines dropped by the per-event rate limit.");
 	add(&sc, "idprov_log_suppressed_total %" PRIu64 "\n", srv_log_suppressed_total());
