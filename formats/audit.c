@@ -13,7 +13,7 @@
 
 size_t fmt_audit_canonical_len(const struct fmt_audit_entry *e)
 {
-	return TAG_LEN + 8 + 8 + 3 * 2 + e->event_len + e->subject_len + e->detail_len;
+	return TAG_LEN + 8u + 8u + 6u + e->event_len + e->subject_len + e->detail_len;
 }
 
 static uint8_t *put_u64(uint8_t *p, uint64_t v)

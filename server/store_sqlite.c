@@ -1680,9 +1680,7 @@ enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_t after_seq, in
 	const struct arg a[] = {INT(after_seq), INT(limit)};
 	sqlite3_stmt *s = NULL;
 	enum idp_err rc = stmt_bound(st, S_AUDIT_LIST, a, NARGS(a), &s, err);
-	struct srv_audit_row *row = rc == IDP_OK ? malloc(sizeof(*row)) : NULL;
-	if (rc == IDP_OK && row == NULL)
-		rc = idp_error_set(err, IDP_E_NOMEM, "store: out of memory");
+	struct srv_audit_row row;
 	while (rc == IDP_OK) {
 		int r = sqlite3_step(s);
 		if (r == SQLITE_DONE)
@@ -1691,11 +1689,10 @@ enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_t after_seq, in
 			rc = db_error(st, "audit list", err);
 			break;
 		}
-		rc = audit_row(s, row, err);
-		if (rc == IDP_OK && fn(ctx, row) != 0)
+		rc = audit_row(s, &row, err);
+		if (rc == IDP_OK && fn(ctx, &row) != 0)
 			break;
 	}
-	free(row);
 	if (s != NULL)
 		stmt_done(s);
 	return rc;
@@ -1800,7 +1797,7 @@ enum idp_err srv_store_unprovisioned_foreach(struct srv_store *st, const struct 
 		}
 		struct srv_unprov u;
 		memset(&u, 0, sizeof(u));
-		char state[16];
+		char state[16] = "";
 		rc = col_text(s, 0, u.id, sizeof(u.id), "device id", err);
 		if (rc == IDP_OK)
 			rc = col_text(s, 1, state, sizeof(state), "device state", err);
