@@ -17,7 +17,7 @@ nonces() { sqlite3 -readonly "$db" "select count(*) from nonces"; }
 # 20 nonce requests from 127.0.0.2 on one keep-alive connection: the codes
 # in order, one a line.
 # (curl's -o applies to one URL: each gets its own.)
-set_urls() { urls=(); for i in $(seq 1 20); do urls+=(-o /dev/null "$SRV_URL/v1/nonce"); done; }
+set_urls() { urls=(); for _ in $(seq 1 20); do urls+=(-o /dev/null "$SRV_URL/v1/nonce"); done; }
 set_urls
 srv_curl --interface 127.0.0.2 -X POST -H 'Content-Length: 0' -D "$T_TMP/flood.h" \
 	-w '%{http_code}\n' "${urls[@]}" >"$T_TMP/flood"
