@@ -85,6 +85,11 @@ static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
 	return ok;
 }
 
+bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	return authorized(ctx, req);
+}
+
 /* The request body as a JSON object with only the members in allowed;
  * answered 400 (and NULL returned) otherwise. */
 static cJSON *json_body(struct srv_ctx *ctx, struct evhttp_request *req,
@@ -808,46 +813,84 @@ static enum idp_err check_kind(const char *k, struct idp_error *err)
 	return IDP_OK;
 }
 
+/* The query of req parsed into q (answered 400, false returned, when it is
+ * malformed or has a parameter not in names[0..n)). Free q with
+ * evhttp_clear_headers() either way. */
+static bool parse_query_names(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
+                        const char *const *names, size_t n)
+{
+	TAILQ_INIT(q);
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query != NULL && evhttp_parse_query_str(query, q) != 0) {
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "query: malformed");
+		return false;
+	}
+	for (const struct evkeyval *kv = TAILQ_FIRST(q); kv != NULL; kv = TAILQ_NEXT(kv, next)) {
+		size_t i = 0;
+		while (i < n && strcmp(kv->key, names[i]) != 0)
+			i++;
+		if (i == n) {
+			char kbuf[SRV_LOG_ESC_MAX];
+			(void)srv_log_esc(kv->key, strnlen(kv->key, 256), kbuf, sizeof(kbuf));
+			struct idp_error err = {0};
+			(void)idp_error_set(&err, IDP_E_FORMAT, "query: unknown parameter %s", kbuf);
+			(void)srv_handlers_fail(ctx, req, IDP_E_FORMAT, FMT_API_ORIGIN_SERVER, &err);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* An authorized GET with a query of names[0..n) only, parsed into q (free
+ * it with evhttp_clear_headers() when true is returned); otherwise answered
+ * and false returned. */
+static bool parse_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
+                        const char *const *names, size_t n)
+{
+	TAILQ_INIT(q);
+	if (!authorized(ctx, req))
+		return false;
+	if (parse_query_names(ctx, req, q, names, n))
+		return true;
+	evhttp_clear_headers(q);
+	return false;
+}
+
+/* v (NULL: keep *out) as a positive decimal integer of at most 18 digits
+ * (so that it fits int64_t), for the query parameter name. */
+static enum idp_err query_count(const char *v, const char *name, int64_t *out,
+                                struct idp_error *err)
+{
+	if (v == NULL)
+		return IDP_OK;
+	size_t n = strnlen(v, 20);
+	if (n == 0 || n > 18 || strspn(v, "0123456789") != n || strtoll(v, NULL, 10) <= 0)
+		return idp_error_set(err, IDP_E_FORMAT, "%s: not a positive integer", name);
+	*out = strtoll(v, NULL, 10);
+	return IDP_OK;
+}
+
 /* GET /v1/admin/flags[?kind=K][&device=ID][&after=SEQ]: the open flags,
  * newest first, one row per (kind, subject) with its count and first and
  * last time seen; at most SRV_ADMIN_LIST_MAX, "next" the seq to continue
  * after. */
 void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!authorized(ctx, req))
-		return;
+	static const char *const names[] = {"kind", "device", "after"};
 	struct evkeyvalq q;
-	TAILQ_INIT(&q);
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "query: malformed");
+	if (!parse_query(ctx, req, &q, names, 3))
 		return;
-	}
 	struct srv_flag_query fq = {.limit = SRV_ADMIN_LIST_MAX,
 	                            .kind = evhttp_find_header(&q, "kind"),
 	                            .subject = evhttp_find_header(&q, "device")};
-	const char *after = evhttp_find_header(&q, "after");
 	struct idp_error err = {0};
 	enum idp_err rc = IDP_OK;
-	for (const struct evkeyval *kv = TAILQ_FIRST(&q); rc == IDP_OK && kv != NULL;
-	     kv = TAILQ_NEXT(kv, next))
-		if (strcmp(kv->key, "kind") != 0 && strcmp(kv->key, "device") != 0 &&
-		    strcmp(kv->key, "after") != 0)
-			rc = idp_error_set(&err, IDP_E_FORMAT,
-			                   "query: unknown parameter (kind, device or after)");
-	if (rc == IDP_OK && fq.kind != NULL)
+	if (fq.kind != NULL)
 		rc = check_kind(fq.kind, &err);
 	if (rc == IDP_OK && fq.subject != NULL)
 		rc = fmt_id_check(fq.subject, strlen(fq.subject), "device", &err);
-	if (rc == IDP_OK && after != NULL) {
-		size_t n = strnlen(after, 20);
-		if (n == 0 || n > 18 || strspn(after, "0123456789") != n)
-			rc = idp_error_set(&err, IDP_E_FORMAT, "after: not a flag seq");
-		else
-			fq.before_seq = strtoll(after, NULL, 10);
-		if (rc == IDP_OK && fq.before_seq <= 0)
-			rc = idp_error_set(&err, IDP_E_FORMAT, "after: not a flag seq");
-	}
+	if (rc == IDP_OK)
+		rc = query_count(evhttp_find_header(&q, "after"), "after", &fq.before_seq, &err);
 	struct list l = {0};
 	cJSON *top = rc == IDP_OK ? list_top(req, "flags", &l) : NULL;
 	if (rc != IDP_OK)
@@ -855,6 +898,155 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (top != NULL) {
 		rc = srv_store_flag_foreach(ctx->store, &fq, add_flag, &l, &err);
 		send_list(ctx, req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+	}
+	evhttp_clear_headers(&q);
+}
+
+/* ---------------------------------------------------------------- audit */
+
+static int add_audit(void *ctx, const struct srv_audit_row *r)
+{
+	struct list *l = ctx;
+	char hex[65] = "";
+	if (r->hash_len == 32)
+		fmt_key_fingerprint_hex(r->hash, hex);
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
+	    cJSON_AddNumberToObject(o, "seq", (double)r->seq) == NULL ||
+	    cJSON_AddNumberToObject(o, "at", (double)r->at) == NULL ||
+	    cJSON_AddStringToObject(o, "event", r->event) == NULL ||
+	    add_text(o, "subject", r->subject) == NULL || add_text(o, "detail", r->detail) == NULL ||
+	    add_text(o, "hash", hex) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	(void)snprintf(l->last, sizeof(l->last), "%lld", (long long)r->seq);
+	l->n++;
+	return 0;
+}
+
+/* GET /v1/admin/audit[?after=SEQ]: audit entries in seq order with their
+ * chain hash (formats/audit.md), at most SRV_ADMIN_LIST_MAX; "next" the seq
+ * to continue after. */
+void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	static const char *const names[] = {"after"};
+	struct evkeyvalq q;
+	if (!parse_query(ctx, req, &q, names, 1))
+		return;
+	struct idp_error err = {0};
+	int64_t after = 0;
+	enum idp_err rc = query_count(evhttp_find_header(&q, "after"), "after", &after, &err);
+	evhttp_clear_headers(&q);
+	struct list l = {0};
+	cJSON *top = rc == IDP_OK ? list_top(req, "entries", &l) : NULL;
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	if (top == NULL)
+		return;
+	rc = srv_store_audit_foreach(ctx->store, after, SRV_ADMIN_LIST_MAX, add_audit, &l, &err);
+	send_list(ctx, req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+}
+
+/* GET /v1/admin/audit/verify: recompute the chain; {"intact", "entries",
+ * "head_seq", "head_hash"} and, when broken, "broken_seq" and "reason"
+ * naming the first entry that does not verify. A broken chain is logged
+ * (audit.broken) and answered 200: the check itself worked. */
+void srv_admin_audit_verify(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	struct srv_audit_check c;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_store_audit_verify(ctx->store, &c, &err);
+	if (rc != IDP_OK) {
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+		return;
+	}
+	char hex[65];
+	fmt_key_fingerprint_hex(c.head_hash, hex);
+	bool intact = c.broken_seq == 0;
+	if (intact)
+		srv_log(SRV_LOG_INFO, "audit.verified", "loop=%u entries=%lld head=%s", ctx->loop,
+		        (long long)c.entries, hex);
+	else
+		srv_log(SRV_LOG_WARN, "audit.broken", "loop=%u seq=%lld verified=%lld", ctx->loop,
+		        (long long)c.broken_seq, (long long)c.entries);
+	cJSON *o = cJSON_CreateObject();
+	bool ok = o != NULL && cJSON_AddBoolToObject(o, "intact", intact) != NULL &&
+	          cJSON_AddNumberToObject(o, "entries", (double)c.entries) != NULL &&
+	          cJSON_AddNumberToObject(o, "head_seq", (double)c.head_seq) != NULL &&
+	          cJSON_AddStringToObject(o, "head_hash", hex) != NULL;
+	if (ok && !intact)
+		ok = cJSON_AddNumberToObject(o, "broken_seq", (double)c.broken_seq) != NULL &&
+		     cJSON_AddStringToObject(o, "reason", c.reason) != NULL;
+	if (ok)
+		srv_http_json(req, 200, o);
+	else
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	cJSON_Delete(o);
+}
+
+/* ---------------------------------------------------------------- reports */
+
+struct unprov_list {
+	struct list l;
+	int64_t now;
+};
+
+static int add_unprov(void *ctx, const struct srv_unprov *u)
+{
+	struct unprov_list *ul = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(ul->l.arr, o) ||
+	    cJSON_AddStringToObject(o, "id", u->id) == NULL ||
+	    cJSON_AddStringToObject(o, "state", srv_device_state_name(u->state)) == NULL ||
+	    cJSON_AddStringToObject(o, "batch_id", u->batch_id) == NULL ||
+	    cJSON_AddStringToObject(o, "station_id", u->station_id) == NULL ||
+	    cJSON_AddNumberToObject(o, "imported_at", (double)u->imported_at) == NULL ||
+	    cJSON_AddNumberToObject(o, "age", (double)(ul->now - u->imported_at)) == NULL ||
+	    cJSON_AddNumberToObject(o, "attempts", (double)u->attempts) == NULL) {
+		ul->l.failed = true;
+		return 1;
+	}
+	(void)snprintf(ul->l.last, sizeof(ul->l.last), "%s", u->id);
+	ul->l.n++;
+	return 0;
+}
+
+/* GET /v1/admin/report/unprovisioned[?older_than=SECONDS][&batch=ID]
+ * [&after=ID]: the hostage report. Devices a manifest named that never
+ * provisioned (preloaded, or held pending), with batch, station, import
+ * time and age, in ID order, at most SRV_ADMIN_LIST_MAX; "next" the ID to
+ * continue after. older_than keeps batches imported at least that long ago. */
+void srv_admin_report_unprovisioned(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	static const char *const names[] = {"older_than", "batch", "after"};
+	struct evkeyvalq q;
+	if (!parse_query(ctx, req, &q, names, 3))
+		return;
+	struct unprov_list ul = {.now = (int64_t)time(NULL)};
+	int64_t older = 0;
+	struct srv_unprov_query uq = {.batch_id = evhttp_find_header(&q, "batch"),
+	                              .after_id = evhttp_find_header(&q, "after"),
+	                              .limit = SRV_ADMIN_LIST_MAX};
+	struct idp_error err = {0};
+	enum idp_err rc =
+	        query_count(evhttp_find_header(&q, "older_than"), "older_than", &older, &err);
+	if (rc == IDP_OK && uq.batch_id != NULL)
+		rc = fmt_id_check(uq.batch_id, strlen(uq.batch_id), "batch", &err);
+	if (rc == IDP_OK && uq.after_id != NULL)
+		rc = fmt_id_check(uq.after_id, strlen(uq.after_id), "after", &err);
+	uq.imported_before = ul.now - older;
+	cJSON *top = rc == IDP_OK ? list_top(req, "devices", &ul.l) : NULL;
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	if (top != NULL) {
+		if (cJSON_AddNumberToObject(top, "now", (double)ul.now) == NULL)
+			ul.l.failed = true;
+		rc = srv_store_unprovisioned_foreach(ctx->store, &uq, add_unprov, &ul, &err);
+		send_list(ctx, req, top, &ul.l, rc, &err,
+		          ul.l.n == SRV_ADMIN_LIST_MAX ? ul.l.last : NULL);
 	}
 	evhttp_clear_headers(&q);
 }

@@ -2,7 +2,8 @@
  * admin.h - idprovd's admin API under /v1/admin/ (docs/administrator.md,
  * "Admin API"): trust stations and factory CAs, import a manifest by file,
  * list devices and decide on them, release values for reuse, list flags,
- * take a backup of the database.
+ * take a backup of the database, list and verify the audit hash chain
+ * (formats/audit.md), report manifest devices never provisioned.
  *
  * Every request carries the admin credential as "Authorization: Bearer
  * <secret>", checked with srv_state_admin_check (a SHA-256 of it compared
@@ -45,5 +46,12 @@ srv_handler_fn srv_admin_device_list;     /* GET /v1/admin/devices[?state=S&afte
 srv_handler_fn srv_admin_flag_list;       /* GET /v1/admin/flags */
 srv_handler_fn srv_admin_backup;          /* POST /v1/admin/backup: the database snapshot */
 srv_handler_fn srv_admin_token_rotate;    /* POST /v1/admin/token-keys/rotate */
+srv_handler_fn srv_admin_audit_list;      /* GET /v1/admin/audit[?after=SEQ] */
+srv_handler_fn srv_admin_audit_verify;    /* GET /v1/admin/audit/verify */
+srv_handler_fn srv_admin_report_unprovisioned; /* GET /v1/admin/report/unprovisioned */
+
+/* True when req carries the admin credential; otherwise it has been
+ * answered 401 (for handlers outside /v1/admin/, e.g. GET /metrics). */
+bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req);
 
 #endif /* IDP_SERVER_ADMIN_H */

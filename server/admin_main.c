@@ -44,6 +44,7 @@ struct opts {
 	const char *server;
 	const char *ca;
 	const char *token_file;
+	bool expect_intact; /* the answer is an audit check: exit 1 unless "intact" */
 };
 
 static void usage(FILE *f)
@@ -61,6 +62,11 @@ static void usage(FILE *f)
 	              "  backup FILE                  write a consistent copy of the database\n"
 	              "  token-key rotate             a new token-signing key; the old one is\n"
 	              "                               still verified until its tokens expire\n"
+	              "  audit [--after SEQ]          list audit entries with their chain hash\n"
+	              "  audit verify                 recompute the chain; exit 1 naming the\n"
+	              "                               first broken entry\n"
+	              "  report unprovisioned [--older-than DURATION] [--batch B] [--after ID]\n"
+	              "                               manifest devices never provisioned\n"
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
 }
@@ -121,6 +127,26 @@ static int save_backup(const uint8_t *buf, size_t len, const char *path)
 	return 0;
 }
 
+/* An audit check answer buf[0..len): EXIT_REFUSED, naming the broken
+ * entry on stderr, unless it says "intact": true. */
+static int check_intact(const uint8_t *buf, size_t len)
+{
+	cJSON *o = buf != NULL ? cJSON_ParseWithLength((const char *)buf, len) : NULL;
+	const cJSON *intact = cJSON_GetObjectItemCaseSensitive(o, "intact");
+	const cJSON *reason = cJSON_GetObjectItemCaseSensitive(o, "reason");
+	int rc = 0;
+	if (!cJSON_IsBool(intact)) {
+		(void)fprintf(stderr, "idprov-admin: the answer is not an audit check\n");
+		rc = EXIT_LOCAL;
+	} else if (!cJSON_IsTrue(intact)) {
+		(void)fprintf(stderr, "idprov-admin: audit chain broken: %s\n",
+		              cJSON_IsString(reason) ? reason->valuestring : "(no reason given)");
+		rc = EXIT_REFUSED;
+	}
+	cJSON_Delete(o);
+	return rc;
+}
+
 /* POST body[0..len) to /v1/admin/PATH (GET when body is NULL) through the
  * shared HTTPS client; print the outcome, or with save set write the answer
  * there (a backup). Only 429/503 and failures before anything was sent are
@@ -161,6 +187,8 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	OPENSSL_cleanse(tok, sizeof(tok));
 	fio_httpc_free(c);
 	if (hrc == IDP_OK) {
+		if (o->expect_intact)
+			rc = check_intact(resp.body, resp.len);
 		if (save != NULL)
 			rc = save_backup(resp.body, resp.len, save);
 		else
@@ -246,20 +274,38 @@ static int import(const struct opts *o, const char *manifest, const char *sig_pa
 	return rc;
 }
 
-/* GET a listing: "flags" or "devices" with its options as query parameters
- * (flags: --open is what is listed anyway; --kind, --device, --after SEQ;
- * devices: --state, --after ID). */
-static int list(const struct opts *o, int argc, char **argv)
+/* DURATION as seconds: a positive integer with an optional unit s, m, h,
+ * d or w ("90" and "90s" are the same); 0 when it is not one. */
+static long long parse_duration(const char *v)
 {
-	bool flags = strcmp(argv[0], "flags") == 0;
-	static const char *const flag_opts[] = {"kind", "device", "after"};
-	static const char *const device_opts[] = {"state", "after"};
-	const char *const *names = flags ? flag_opts : device_opts;
-	size_t n_names = flags ? 3 : 2;
+	static const struct {
+		char unit;
+		long long secs;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+	size_t n = strspn(v, "0123456789");
+	if (n == 0 || n > 12)
+		return 0;
+	long long x = strtoll(v, NULL, 10), mul = 0;
+	if (v[n] == '\0')
+		mul = 1;
+	for (size_t i = 0; v[n] != '\0' && v[n + 1] == '\0' && i < sizeof(units) / sizeof(units[0]);
+	     i++)
+		if (v[n] == units[i].unit)
+			mul = units[i].secs;
+	return x * mul;
+}
+
+/* GET a listing: path with the options of argv[1..argc) as query
+ * parameters: "--name VALUE" for each of names[0..n) (dashes in a name
+ * become "_" in the query); "--open" is skipped when skip_open (flags list
+ * only open ones anyway); "--older-than" takes a DURATION. */
+static int list(const struct opts *o, const char *base, int argc, char **argv,
+                const char *const *names, size_t n_names, bool skip_open)
+{
 	char path[1024];
-	size_t len = (size_t)snprintf(path, sizeof(path), "%s", argv[0]);
+	size_t len = (size_t)snprintf(path, sizeof(path), "%s", base);
 	for (int i = 1; i < argc; i++) {
-		if (flags && strcmp(argv[i], "--open") == 0)
+		if (skip_open && strcmp(argv[i], "--open") == 0)
 			continue;
 		size_t k = 0;
 		while (k < n_names &&
@@ -267,13 +313,32 @@ static int list(const struct opts *o, int argc, char **argv)
 			k++;
 		if (k == n_names || i + 1 >= argc)
 			return EXIT_USAGE;
-		char *e = curl_easy_escape(NULL, argv[++i], 0);
+		const char *v = argv[++i];
+		char secs[32];
+		if (strcmp(names[k], "older-than") == 0) {
+			long long d = parse_duration(v);
+			if (d <= 0) {
+				(void)fprintf(stderr,
+				              "idprov-admin: --older-than: not a duration (e.g. 90s, "
+				              "30m, 12h, 7d, 2w): %s\n",
+				              v);
+				return EXIT_USAGE;
+			}
+			(void)snprintf(secs, sizeof(secs), "%lld", d);
+			v = secs;
+		}
+		char *e = curl_easy_escape(NULL, v, 0);
 		if (e == NULL) {
 			(void)fprintf(stderr, "idprov-admin: out of memory\n");
 			return EXIT_LOCAL;
 		}
+		char qname[32];
+		(void)snprintf(qname, sizeof(qname), "%s", names[k]);
+		for (char *p = qname; *p != '\0'; p++)
+			if (*p == '-')
+				*p = '_';
 		int w = snprintf(path + len, sizeof(path) - len, "%c%s=%s",
-		                 strchr(path, '?') != NULL ? '&' : '?', names[k], e);
+		                 strchr(path, '?') != NULL ? '&' : '?', qname, e);
 		curl_free(e);
 		if (w < 0 || (size_t)w >= sizeof(path) - len) {
 			(void)fprintf(stderr, "idprov-admin: %s: options too long\n", argv[0]);
@@ -291,8 +356,23 @@ static int run(const struct opts *o, int argc, char **argv)
 		return post(o, "stations", "application/json", NULL, 0, NULL, NULL);
 	if (argc == 2 && strcmp(cmd, "backup") == 0)
 		return post(o, "backup", "application/json", "", 0, NULL, argv[1]);
-	if (strcmp(cmd, "flags") == 0 || strcmp(cmd, "devices") == 0)
-		return list(o, argc, argv);
+	static const char *const flag_opts[] = {"kind", "device", "after"};
+	static const char *const device_opts[] = {"state", "after"};
+	static const char *const audit_opts[] = {"after"};
+	static const char *const report_opts[] = {"older-than", "batch", "after"};
+	if (strcmp(cmd, "flags") == 0)
+		return list(o, "flags", argc, argv, flag_opts, 3, true);
+	if (strcmp(cmd, "devices") == 0)
+		return list(o, "devices", argc, argv, device_opts, 2, false);
+	if (argc == 2 && strcmp(cmd, "audit") == 0 && strcmp(argv[1], "verify") == 0) {
+		struct opts v = *o;
+		v.expect_intact = true;
+		return post(&v, "audit/verify", "application/json", NULL, 0, NULL, NULL);
+	}
+	if (strcmp(cmd, "audit") == 0)
+		return list(o, "audit", argc, argv, audit_opts, 1, false);
+	if (argc >= 2 && strcmp(cmd, "report") == 0 && strcmp(argv[1], "unprovisioned") == 0)
+		return list(o, "report/unprovisioned", argc - 1, argv + 1, report_opts, 3, false);
 	if (argc == 2 && strcmp(cmd, "token-key") == 0 && strcmp(argv[1], "rotate") == 0)
 		return post(o, "token-keys/rotate", "application/json", "{}", 2, NULL, NULL);
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {

@@ -97,6 +97,11 @@ static const struct key keys[] = {
          "silence after which a connection is closed"},
         {"log-burst", K_UINT, FIELD(log_burst), 0, 1000000, "50",
          "log lines of one event per second before the rest are counted, not written (0: all)"},
+        {"throttle-per-minute", K_UINT, FIELD(throttle_per_minute), 0, 6000000, "600",
+         "nonce and provision requests a minute from one client address, after "
+         "throttle-burst (beyond: 429 with Retry-After; 0: no throttling)"},
+        {"throttle-burst", K_UINT, FIELD(throttle_burst), 1, 1000000, "60",
+         "nonce and provision requests one client address may make at once"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -134,6 +139,8 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->body_timeout = 60;
 	cfg->request_timeout = 30;
 	cfg->log_burst = SRV_LOG_BURST;
+	cfg->throttle_per_minute = 600;
+	cfg->throttle_burst = 60;
 }
 
 /* Decimal digits of s with an optional one-letter suffix from units (its

@@ -70,6 +70,8 @@ struct srv_config {
 	unsigned body_timeout;               /* seconds to receive a body after its head */
 	unsigned request_timeout;            /* seconds of silence before closing */
 	unsigned log_burst;                  /* log lines of one event per second (0: all) */
+	unsigned throttle_per_minute;        /* nonce/provision requests a minute per address (0: off) */
+	unsigned throttle_burst;             /* requests an address may make at once */
 };
 
 enum srv_config_action {

@@ -22,6 +22,7 @@
 
 #include "formats/b64.h"
 #include "server/admin.h"
+#include "server/metrics.h"
 #include "server/import.h"
 #include "server/log.h"
 
@@ -71,12 +72,22 @@ enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
 			return rc;
 		}
 	}
+	if (cfg->throttle_per_minute > 0) {
+		enum idp_err rc = srv_throttle_new(cfg->throttle_per_minute, cfg->throttle_burst,
+		                                   &app->throttle, err);
+		if (rc != IDP_OK) {
+			srv_rules_free(&app->rules);
+			return rc;
+		}
+	}
 	return IDP_OK;
 }
 
 void srv_app_free(struct srv_app *app)
 {
 	srv_rules_free(&app->rules);
+	srv_throttle_free(app->throttle);
+	app->throttle = NULL;
 }
 
 enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_request *req,
@@ -150,8 +161,12 @@ static void jwks(struct srv_ctx *ctx, struct evhttp_request *req)
 
 /* POST /v1/nonce: a fresh single-use nonce (expired ones are purged in the
  * same transaction). */
+static bool throttled(struct srv_ctx *ctx, struct evhttp_request *req);
+
 static void nonce(struct srv_ctx *ctx, struct evhttp_request *req)
 {
+	if (throttled(ctx, req))
+		return;
 	const struct srv_app *app = ctx->app;
 	struct fmt_api_nonce n = {.time = (int64_t)time(NULL)};
 	n.expires = n.time + app->nonce_lifetime;
@@ -259,6 +274,41 @@ static const char *source_of(struct evhttp_request *req, char buf[static SRV_STO
 		n = snprintf(buf, SRV_STORE_SOURCE_MAX + 1, "%s", addr);
 	}
 	return n > 0 && (size_t)n <= SRV_STORE_SOURCE_MAX ? buf : NULL;
+}
+
+/* Whether req's client address is over its throttle (server/throttle.h):
+ * then it has been answered 429 with Retry-After, and nothing was written. */
+static bool throttled(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	const struct srv_app *app = ctx->app;
+	if (app->throttle == NULL)
+		return false;
+	char source[SRV_STORE_SOURCE_MAX + 1];
+	const char *who = source_of(req, source);
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t wait = 0;
+	if (srv_throttle_take(app->throttle, who, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9,
+	                      &wait))
+		return false;
+	char ra[24], wbuf[SRV_STORE_SOURCE_MAX * 4 + 8];
+	(void)snprintf(ra, sizeof(ra), "%lld", (long long)wait);
+	(void)srv_log_esc(who, strlen(who), wbuf, sizeof(wbuf));
+	srv_log(SRV_LOG_WARN, "request.throttled", "loop=%u source=%s retry_after=%lld", ctx->loop,
+	        wbuf, (long long)wait);
+	(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+	/* formats/api.md §9: retry_after in the body equals the header. */
+	char msg[IDP_ERROR_MSG_MAX], body[FMT_API_ERROR_BODY_MAX];
+	size_t len = 0;
+	(void)snprintf(msg, sizeof(msg), "too many requests from %s; retry after %lld s", wbuf,
+	               (long long)wait);
+	if (wait > FMT_API_RETRY_MAX ||
+	    fmt_api_error_body(FMT_API_ERR_THROTTLED, msg, strlen(msg), wait, body, sizeof(body),
+	                       &len, NULL) != IDP_OK)
+		srv_http_error(req, FMT_API_ERR_THROTTLED, "%s", msg);
+	else
+		srv_http_reply(req, 429, "application/json", body, len);
+	return true;
 }
 
 /* The shared part of the device endpoints: parse, verify the proof on this
@@ -402,7 +452,8 @@ out:
 
 static void provision(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	device_request(ctx, req, FMT_API_PROVISION);
+	if (!throttled(ctx, req))
+		device_request(ctx, req, FMT_API_PROVISION);
 }
 
 static void exchange(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -516,6 +567,11 @@ static const struct srv_route routes[] = {
         {"/v1/admin/flags", EVHTTP_REQ_GET, 0, srv_admin_flag_list, SRV_AUTH_ADMIN},
         {"/v1/admin/backup", EVHTTP_REQ_POST, 0, srv_admin_backup, SRV_AUTH_ADMIN},
         {"/v1/admin/token-keys/rotate", EVHTTP_REQ_POST, 0, srv_admin_token_rotate, SRV_AUTH_ADMIN},
+        {"/metrics", EVHTTP_REQ_GET, 0, srv_metrics_get, SRV_AUTH_ADMIN},
+        {"/v1/admin/audit", EVHTTP_REQ_GET, 0, srv_admin_audit_list, SRV_AUTH_ADMIN},
+        {"/v1/admin/audit/verify", EVHTTP_REQ_GET, 0, srv_admin_audit_verify, SRV_AUTH_ADMIN},
+        {"/v1/admin/report/unprovisioned", EVHTTP_REQ_GET, 0, srv_admin_report_unprovisioned,
+         SRV_AUTH_ADMIN},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

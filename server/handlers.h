@@ -17,6 +17,7 @@
 #include "server/httpd.h"
 #include "server/provision.h"
 #include "server/rules.h"
+#include "server/throttle.h"
 
 #define SRV_VERSION IDP_VERSION
 
@@ -28,6 +29,7 @@ struct srv_app {
 	int64_t pop_skew;
 	int64_t nonce_lifetime;
 	struct srv_rules rules; /* serial and ID rules applied to imports */
+	struct srv_throttle *throttle; /* per-address buckets (locked inside); NULL: off */
 };
 
 /* Fill app from cfg. The default server URL is https://HOST:PORT with the

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,7 @@ struct conn {
 	bool http10;      /* the last head passed was HTTP/1.0 */
 	bool close_after; /* close once the current reply is sent */
 	bool nodelay;
+	bool counted; /* in conns_open (set once conn_new succeeded) */
 	int status; /* status of the last reply, for the log */
 	enum fmt_api_err_code reject_code; /* of a refused request; FMT_API_ERR_UNKNOWN: none */
 	const char *reject_hdr;            /* a header for the refusal (NULL when none) */
@@ -143,6 +145,30 @@ static void srv_vformat(char *buf, size_t size, const char *fmt, va_list ap)
 		buf[0] = '\0';
 }
 
+/* Process-wide counters for GET /metrics (server/metrics.h): answers by
+ * status, connections accepted and open. Relaxed atomics: each is one
+ * independent count. */
+static atomic_uint_least64_t answered[SRV_HTTP_STATUS_MAX + 1];
+static atomic_uint_least64_t conns_total;
+static atomic_int_least64_t conns_open;
+
+uint64_t srv_http_answered(int code)
+{
+	if (code < 100 || code > (int)SRV_HTTP_STATUS_MAX)
+		return 0;
+	return atomic_load_explicit(&answered[code], memory_order_relaxed);
+}
+
+uint64_t srv_http_connections_total(void)
+{
+	return atomic_load_explicit(&conns_total, memory_order_relaxed);
+}
+
+int64_t srv_http_connections_open(void)
+{
+	return atomic_load_explicit(&conns_open, memory_order_relaxed);
+}
+
 void srv_http_reply(struct evhttp_request *req, int code, const char *content_type,
                     const void *body, size_t len)
 {
@@ -180,6 +206,8 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 	struct conn *c = conn_of(req);
 	if (c != NULL)
 		c->status = code;
+	if (code >= 100 && code <= (int)SRV_HTTP_STATUS_MAX)
+		(void)atomic_fetch_add_explicit(&answered[code], 1, memory_order_relaxed);
 	evhttp_send_reply(req, code, reason, NULL);
 }
 
@@ -444,6 +472,8 @@ static void conn_free(void *arg)
 {
 	struct conn *c = arg;
 	struct loop *l = c->loop;
+	if (c->counted)
+		(void)atomic_fetch_sub_explicit(&conns_open, 1, memory_order_relaxed);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -932,6 +962,9 @@ static struct bufferevent *conn_new(struct event_base *base, void *arg)
 		l->conns->prev = c;
 	l->conns = c;
 	l->n_conns++;
+	(void)atomic_fetch_add_explicit(&conns_total, 1, memory_order_relaxed);
+	(void)atomic_fetch_add_explicit(&conns_open, 1, memory_order_relaxed);
+	c->counted = true;
 	if (l->n_conns >= l->max_conns)
 		loop_accept(l, false);
 	arm(c, l->h->cfg->header_timeout);

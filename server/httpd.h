@@ -144,6 +144,14 @@ IDP_MUST_CHECK enum idp_err srv_http_channel_binding(struct evhttp_request *req,
                                                      uint8_t out[static SRV_HTTP_EXPORTER_LEN],
                                                      struct idp_error *err);
 
+/* Process-wide counts since the start, for GET /metrics: answers sent
+ * with status code (100..SRV_HTTP_STATUS_MAX; 0 for other codes),
+ * connections accepted, connections open now. Any thread. */
+#define SRV_HTTP_STATUS_MAX 599u
+uint64_t srv_http_answered(int code);
+uint64_t srv_http_connections_total(void);
+int64_t srv_http_connections_open(void);
+
 /* The peer's address as text (for logs). */
 const char *srv_http_peer(struct evhttp_request *req, char buf[static 64]);
 

@@ -337,11 +337,85 @@ IDP_MUST_CHECK enum idp_err srv_store_flag_count(struct srv_store *st, const cha
                                                  struct idp_error *err);
 
 /* The audit hook: append one event. Called inside the transaction of the
- * decision it records, so that both are durable or neither is. The audit
- * issue makes this chain tamper-evident behind the same signature. */
+ * decision it records, so that both are durable or neither is (alone, the
+ * call is its own transaction). The entry gets the next seq and its chain
+ * hash (formats/audit.md): SHA-256 of the previous entry's hash and its
+ * canonical bytes. */
 IDP_MUST_CHECK enum idp_err srv_store_audit_append(struct srv_store *st,
                                                    const struct srv_audit_event *ev,
                                                    struct idp_error *err);
+
+/* One stored audit entry, for the listing. */
+struct srv_audit_row {
+	int64_t seq;
+	int64_t at;
+	char event[SRV_STORE_KIND_MAX + 1];
+	char subject[SRV_STORE_ID_MAX + 1];    /* "" when none */
+	char detail[SRV_STORE_DETAIL_MAX + 1]; /* "" when none */
+	uint8_t hash[32];
+	size_t hash_len; /* 32; other values only in a tampered row */
+};
+
+/* Entries with seq > after_seq in seq order, at most limit; a non-zero
+ * return from fn stops the walk (still IDP_OK). IDP_E_FORMAT naming the
+ * field for a row whose text exceeds the limits (written by something else). */
+IDP_MUST_CHECK enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_t after_seq,
+                                                    int64_t limit,
+                                                    int (*fn)(void *ctx,
+                                                              const struct srv_audit_row *r),
+                                                    void *ctx, struct idp_error *err);
+
+/* The result of checking the chain. */
+struct srv_audit_check {
+	int64_t entries;     /* entries that verified, from seq 1 */
+	int64_t head_seq;    /* the last entry that verified (0: none) */
+	uint8_t head_hash[32];
+	int64_t broken_seq;  /* the first entry that does not verify; 0 when intact */
+	char reason[160];    /* why, naming the entry; "" when intact */
+};
+
+/* Recompute the whole chain in one read transaction (formats/audit.md §4):
+ * IDP_OK with out filled whether or not it is intact; an error only when
+ * the log cannot be read. */
+IDP_MUST_CHECK enum idp_err srv_store_audit_verify(struct srv_store *st,
+                                                   struct srv_audit_check *out,
+                                                   struct idp_error *err);
+
+/* Counts by key, for the metrics: audit entries by event, provisioning
+ * refusals by reason, open flags by kind, devices by state. fn gets each
+ * key (in order) and its count; a non-zero return stops the walk. */
+enum srv_store_group {
+	SRV_GROUP_AUDIT_EVENT = 1,
+	SRV_GROUP_REFUSAL = 2,
+	SRV_GROUP_FLAG_KIND = 3,
+	SRV_GROUP_DEVICE_STATE = 4,
+};
+IDP_MUST_CHECK enum idp_err srv_store_group_count(struct srv_store *st, enum srv_store_group g,
+                                                  int (*fn)(void *ctx, const char *key,
+                                                            int64_t n),
+                                                  void *ctx, struct idp_error *err);
+
+/* The hostage report: devices a manifest named that never provisioned
+ * (preloaded, or held pending, provisioned_at 0), with their batch. */
+struct srv_unprov {
+	char id[SRV_STORE_ID_MAX + 1];
+	enum srv_device_state state;
+	char batch_id[SRV_STORE_ID_MAX + 1];
+	char station_id[SRV_STORE_ID_MAX + 1];
+	int64_t imported_at;
+	int64_t attempts;
+};
+struct srv_unprov_query {
+	int64_t imported_before; /* only batches imported at or before this time */
+	const char *batch_id;    /* NULL: every batch */
+	const char *after_id;    /* NULL or "": from the first ID */
+	int64_t limit;
+};
+/* In device ID order; a non-zero return from fn stops the walk. */
+IDP_MUST_CHECK enum idp_err
+srv_store_unprovisioned_foreach(struct srv_store *st, const struct srv_unprov_query *q,
+                                int (*fn)(void *ctx, const struct srv_unprov *u), void *ctx,
+                                struct idp_error *err);
 
 /* SHA-256 over every row of every table (schema order, rows by their first
  * column): equal digests mean equal contents. For tests that show a refused

@@ -16,8 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
+
+#include "formats/audit.h"
 
 /* The ordered list of migrations: entry i brings the schema to version i + 1.
  * Never edit a shipped entry; append a new one. */
@@ -127,7 +130,13 @@ static const char *const migrations[] = {
         "CREATE TRIGGER contenders_gone AFTER DELETE ON devices BEGIN"
         "  DELETE FROM contenders WHERE device_id = old.id;"
         "END;",
+        /* 4: the audit hash chain (formats/audit.md); chain_existing() then
+         * numbers the rows already there 1..n and chains them. An index for
+         * the metrics' counts by event and refusal reason. */
+        "ALTER TABLE audit ADD COLUMN hash BLOB;"
+        "CREATE INDEX audit_event ON audit(event, detail);",
 };
+#define MIGRATION_AUDIT_CHAIN 4 /* the version whose migration chains the audit rows */
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 /* Every statement the engine runs, prepared lazily once per connection. */
@@ -176,6 +185,15 @@ enum stmt_id {
 	S_FLAG_COUNT,
 	S_FLAG_COUNT_KIND,
 	S_AUDIT_APPEND,
+	S_AUDIT_HEAD,
+	S_AUDIT_LIST,
+	S_AUDIT_NEXT,
+	S_AUDIT_RESEQ,
+	S_GROUP_EVENT,
+	S_GROUP_REFUSAL,
+	S_GROUP_FLAG,
+	S_GROUP_STATE,
+	S_UNPROVISIONED,
 	S_STATION_LIST,
 	S_DEVICE_LIST,
 	S_DEVICE_LIST_STATE,
@@ -199,6 +217,7 @@ enum stmt_id {
 #define UNENROLLED "'pending', 'rejected'"
 #define TOKEN_COLS "jti, device_id, kind, issued_at, expires_at, used, parent, revoked_at"
 #define FLAG_COLS  "seq, kind, subject, detail, created_at, count, last_seen"
+#define AUDIT_COLS "seq, at, event, subject, detail, hash"
 #define BATCH_COLS                                                                                 \
 	"id, station_id, sequence, hash, prev_hash, product, device_count, imported_at, state"
 
@@ -270,7 +289,25 @@ static const char *const stmt_sql[S_COUNT_] = {
                        "WHERE cleared = 0 AND kind = ?1 AND subject IS ?2",
         [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
         [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
-        [S_AUDIT_APPEND] = "INSERT INTO audit (at, event, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+        [S_AUDIT_APPEND] = "INSERT INTO audit (seq, at, event, subject, detail, hash) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [S_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        [S_AUDIT_NEXT] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT 1",
+        [S_AUDIT_RESEQ] = "UPDATE audit SET seq = ?2, hash = ?3 WHERE seq = ?1",
+        [S_GROUP_EVENT] = "SELECT event, count(*) FROM audit GROUP BY event ORDER BY event",
+        [S_GROUP_REFUSAL] = "SELECT detail, count(*) FROM audit WHERE event = 'provision.refused' "
+                            "GROUP BY detail ORDER BY detail",
+        [S_GROUP_FLAG] = "SELECT kind, count(*) FROM flags WHERE cleared = 0 GROUP BY kind "
+                         "ORDER BY kind",
+        [S_GROUP_STATE] = "SELECT state, count(*) FROM devices GROUP BY state ORDER BY state",
+        /* Manifest devices never provisioned (formats/api.md, the hostage report). */
+        [S_UNPROVISIONED] =
+                "SELECT d.id, d.state, d.batch_id, b.station_id, b.imported_at, d.attempts "
+                "FROM devices d JOIN batches b ON b.id = d.batch_id "
+                "WHERE d.provisioned_at = 0 AND d.state IN ('preloaded', 'pending') "
+                "AND b.imported_at <= ?1 AND (?2 IS NULL OR d.batch_id = ?2) "
+                "AND d.id > coalesce(?3, '') ORDER BY d.id LIMIT ?4",
         [S_STATION_LIST] = "SELECT id, public_key, enabled, created_at FROM stations ORDER BY id",
         [S_DEVICE_LIST] = "SELECT " DEVICE_COLS " FROM devices "
                           "WHERE id > coalesce(?1, '') ORDER BY id LIMIT ?2",
@@ -557,6 +594,8 @@ static enum idp_err exec(struct srv_store *st, const char *sql, const char *what
 	return IDP_OK;
 }
 
+static enum idp_err chain_existing(struct srv_store *st, struct idp_error *err);
+
 static enum idp_err setup(struct srv_store *st, struct idp_error *err)
 {
 	if (sqlite3_busy_timeout(st->db, SRV_STORE_BUSY_MS) != SQLITE_OK)
@@ -594,6 +633,8 @@ static enum idp_err setup(struct srv_store *st, struct idp_error *err)
 	for (size_t i = (size_t)(version < 0 ? 0 : version); rc == IDP_OK && i < N_MIGRATIONS;
 	     i++) {
 		rc = exec(st, migrations[i], "migrate", err);
+		if (rc == IDP_OK && i + 1 == MIGRATION_AUDIT_CHAIN)
+			rc = chain_existing(st, err);
 		if (rc != IDP_OK)
 			break;
 		char sql[128];
@@ -1503,6 +1544,75 @@ enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_
 	return query_int(st, kind == NULL ? S_FLAG_COUNT : S_FLAG_COUNT_KIND, kind, n, err);
 }
 
+/* An audit row (AUDIT_COLS) as the chain sees it; its text is borrowed
+ * from the statement until it is stepped or reset. */
+static void audit_entry_of(sqlite3_stmt *s, struct fmt_audit_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->seq = sqlite3_column_int64(s, 0);
+	e->at = sqlite3_column_int64(s, 1);
+	e->event = (const char *)sqlite3_column_text(s, 2);
+	e->event_len = e->event != NULL ? (size_t)sqlite3_column_bytes(s, 2) : 0;
+	e->subject = (const char *)sqlite3_column_text(s, 3);
+	e->subject_len = e->subject != NULL ? (size_t)sqlite3_column_bytes(s, 3) : 0;
+	e->detail = (const char *)sqlite3_column_text(s, 4);
+	e->detail_len = e->detail != NULL ? (size_t)sqlite3_column_bytes(s, 4) : 0;
+}
+
+/* Migration 4: number the audit rows already there 1..n in their order and
+ * chain them (docs/store.md). One row at a time (seek past the last one
+ * moved): rows only ever move to a lower, free seq. */
+static enum idp_err chain_existing(struct srv_store *st, struct idp_error *err)
+{
+	uint8_t prev[FMT_AUDIT_HASH_LEN] = {0};
+	int64_t last = 0, next = 1;
+	for (;;) {
+		const struct arg a[] = {INT(last)};
+		sqlite3_stmt *s = NULL;
+		enum idp_err rc = query_row(st, S_AUDIT_NEXT, a, NARGS(a), &s, err);
+		if (rc == IDP_E_NOTFOUND)
+			return IDP_OK;
+		if (rc != IDP_OK)
+			return rc;
+		struct fmt_audit_entry e;
+		audit_entry_of(s, &e);
+		int64_t old = e.seq;
+		e.seq = next;
+		uint8_t h[FMT_AUDIT_HASH_LEN];
+		rc = fmt_audit_hash(prev, &e, h, err);
+		stmt_done(s);
+		if (rc != IDP_OK)
+			return rc;
+		const struct arg u[] = {INT(old), INT(next), BLOB(h, sizeof(h))};
+		rc = run(st, S_AUDIT_RESEQ, u, NARGS(u), "audit chain", err);
+		if (rc != IDP_OK)
+			return rc;
+		memcpy(prev, h, sizeof(prev));
+		last = next++;
+	}
+}
+
+/* The head of the chain: its seq (0 for an empty log) and stored hash
+ * (zeros when none, or when it is not 32 bytes: verify names that row). */
+static enum idp_err audit_head(struct srv_store *st, int64_t *seq,
+                               uint8_t hash[static FMT_AUDIT_HASH_LEN], struct idp_error *err)
+{
+	*seq = 0;
+	memset(hash, 0, FMT_AUDIT_HASH_LEN);
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_AUDIT_HEAD, NULL, 0, &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc != IDP_OK)
+		return rc;
+	*seq = sqlite3_column_int64(s, 0);
+	const void *b = sqlite3_column_blob(s, 1);
+	if (b != NULL && sqlite3_column_bytes(s, 1) == (int)FMT_AUDIT_HASH_LEN)
+		memcpy(hash, b, FMT_AUDIT_HASH_LEN);
+	stmt_done(s);
+	return IDP_OK;
+}
+
 enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit_event *ev,
                                     struct idp_error *err)
 {
@@ -1513,8 +1623,197 @@ enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit
 		rc = check_len(ev->detail, SRV_STORE_DETAIL_MAX, false, "audit detail", err);
 	if (rc != IDP_OK)
 		return rc;
-	const struct arg a[] = {INT(ev->at), TEXT(ev->event), TEXT(ev->subject), TEXT(ev->detail)};
-	return run(st, S_AUDIT_APPEND, a, NARGS(a), "audit append", err);
+	/* Reading the head and appending must not interleave with another
+	 * connection's append: alone, the call takes the write lock itself. */
+	bool own_tx = !st->in_tx;
+	if (own_tx && (rc = srv_store_begin(st, err)) != IDP_OK)
+		return rc;
+	int64_t head = 0;
+	uint8_t prev[FMT_AUDIT_HASH_LEN], h[FMT_AUDIT_HASH_LEN];
+	rc = audit_head(st, &head, prev, err);
+	const struct fmt_audit_entry e = {
+	        .seq = head + 1,
+	        .at = ev->at,
+	        .event = ev->event,
+	        .event_len = strlen(ev->event),
+	        .subject = ev->subject,
+	        .subject_len = ev->subject != NULL ? strlen(ev->subject) : 0,
+	        .detail = ev->detail,
+	        .detail_len = ev->detail != NULL ? strlen(ev->detail) : 0,
+	};
+	if (rc == IDP_OK)
+		rc = fmt_audit_hash(prev, &e, h, err);
+	if (rc == IDP_OK) {
+		const struct arg a[] = {INT(e.seq),         INT(ev->at),          TEXT(ev->event),
+		                        TEXT(ev->subject),  TEXT(ev->detail),     BLOB(h, sizeof(h))};
+		rc = run(st, S_AUDIT_APPEND, a, NARGS(a), "audit append", err);
+	}
+	if (own_tx) {
+		if (rc == IDP_OK)
+			return srv_store_commit(st, err);
+		srv_store_rollback(st);
+	}
+	return rc;
+}
+
+/* Copy an audit row (AUDIT_COLS) into out. */
+static enum idp_err audit_row(sqlite3_stmt *s, struct srv_audit_row *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	out->seq = sqlite3_column_int64(s, 0);
+	out->at = sqlite3_column_int64(s, 1);
+	enum idp_err rc = col_text(s, 2, out->event, sizeof(out->event), "audit event", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 3, out->subject, sizeof(out->subject), "audit subject", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 4, out->detail, sizeof(out->detail), "audit detail", err);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 5, out->hash, sizeof(out->hash), &out->hash_len, "audit hash",
+		              err);
+	return rc;
+}
+
+enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_t after_seq, int64_t limit,
+                                     int (*fn)(void *ctx, const struct srv_audit_row *r),
+                                     void *ctx, struct idp_error *err)
+{
+	const struct arg a[] = {INT(after_seq), INT(limit)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_AUDIT_LIST, a, NARGS(a), &s, err);
+	struct srv_audit_row row;
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "audit list", err);
+			break;
+		}
+		rc = audit_row(s, &row, err);
+		if (rc == IDP_OK && fn(ctx, &row) != 0)
+			break;
+	}
+	if (s != NULL)
+		stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_audit_verify(struct srv_store *st, struct srv_audit_check *out,
+                                    struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	/* One statement walks the whole log: one read transaction, so entries
+	 * appended meanwhile by other connections are not half seen. */
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT " AUDIT_COLS " FROM audit ORDER BY seq", -1, &s,
+	                       NULL) != SQLITE_OK)
+		return db_error(st, "audit verify", err);
+	uint8_t prev[FMT_AUDIT_HASH_LEN] = {0};
+	enum idp_err rc = IDP_OK;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		struct fmt_audit_entry e;
+		audit_entry_of(s, &e);
+		const void *stored = sqlite3_column_blob(s, 5);
+		int stored_len = sqlite3_column_bytes(s, 5);
+		uint8_t h[FMT_AUDIT_HASH_LEN];
+		struct idp_error herr = {0};
+		if (e.seq != out->head_seq + 1) {
+			(void)snprintf(out->reason, sizeof(out->reason),
+			               "entry %lld follows entry %lld: entries missing or inserted",
+			               (long long)e.seq, (long long)out->head_seq);
+		} else if (fmt_audit_hash(prev, &e, h, &herr) != IDP_OK) {
+			(void)snprintf(out->reason, sizeof(out->reason), "entry %lld: %.100s",
+			               (long long)e.seq, herr.msg);
+		} else if (stored == NULL || stored_len != (int)FMT_AUDIT_HASH_LEN ||
+		           CRYPTO_memcmp(stored, h, sizeof(h)) != 0) {
+			(void)snprintf(out->reason, sizeof(out->reason),
+			               "entry %lld: hash does not match (entry changed or moved, "
+			               "or one before it removed)",
+			               (long long)e.seq);
+		} else {
+			memcpy(prev, h, sizeof(prev));
+			out->head_seq = e.seq;
+			out->entries++;
+			continue;
+		}
+		out->broken_seq = e.seq;
+		break;
+	}
+	if (out->broken_seq == 0 && r != SQLITE_DONE)
+		rc = db_error(st, "audit verify", err);
+	memcpy(out->head_hash, prev, sizeof(prev));
+	(void)sqlite3_finalize(s);
+	return rc;
+}
+
+enum idp_err srv_store_group_count(struct srv_store *st, enum srv_store_group g,
+                                   int (*fn)(void *ctx, const char *key, int64_t n), void *ctx,
+                                   struct idp_error *err)
+{
+	static const enum stmt_id ids[] = {
+	        [SRV_GROUP_AUDIT_EVENT] = S_GROUP_EVENT,
+	        [SRV_GROUP_REFUSAL] = S_GROUP_REFUSAL,
+	        [SRV_GROUP_FLAG_KIND] = S_GROUP_FLAG,
+	        [SRV_GROUP_DEVICE_STATE] = S_GROUP_STATE,
+	};
+	if ((size_t)g >= sizeof(ids) / sizeof(ids[0]) || ids[g] == S_BEGIN)
+		return idp_error_set(err, IDP_E_ARG, "store: unknown count group %d", (int)g);
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, ids[g], NULL, 0, &s, err);
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "count", err);
+			break;
+		}
+		char key[SRV_STORE_KIND_MAX + 1];
+		rc = col_text(s, 0, key, sizeof(key), "count key", err);
+		if (rc == IDP_OK && fn(ctx, key, sqlite3_column_int64(s, 1)) != 0)
+			break;
+	}
+	if (s != NULL)
+		stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_unprovisioned_foreach(struct srv_store *st, const struct srv_unprov_query *q,
+                                             int (*fn)(void *ctx, const struct srv_unprov *u),
+                                             void *ctx, struct idp_error *err)
+{
+	const struct arg a[] = {INT(q->imported_before), TEXT(q->batch_id), TEXT(q->after_id),
+	                        INT(q->limit)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_UNPROVISIONED, a, NARGS(a), &s, err);
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "unprovisioned", err);
+			break;
+		}
+		struct srv_unprov u;
+		memset(&u, 0, sizeof(u));
+		char state[16] = "";
+		rc = col_text(s, 0, u.id, sizeof(u.id), "device id", err);
+		if (rc == IDP_OK)
+			rc = col_text(s, 1, state, sizeof(state), "device state", err);
+		if (rc == IDP_OK)
+			rc = col_text(s, 2, u.batch_id, sizeof(u.batch_id), "batch id", err);
+		if (rc == IDP_OK)
+			rc = col_text(s, 3, u.station_id, sizeof(u.station_id), "station id", err);
+		u.state = strcmp(state, "pending") == 0 ? SRV_DEV_PENDING : SRV_DEV_PRELOADED;
+		u.imported_at = sqlite3_column_int64(s, 4);
+		u.attempts = sqlite3_column_int64(s, 5);
+		if (rc == IDP_OK && fn(ctx, &u) != 0)
+			break;
+	}
+	if (s != NULL)
+		stmt_done(s);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- digest */

@@ -125,6 +125,9 @@ static void setup(void)
 	cfg.n_listen = 0;
 	ck_assert_int_eq(srv_config_set(&cfg, "listen", "127.0.0.1:0", NULL), IDP_OK);
 	cfg.threads = 2;
+	/* Hundreds of requests from one loopback address: the per-address
+	 * throttle is tested by test_throttle.c and integration/server/throttle.sh. */
+	cfg.throttle_per_minute = 0;
 	make_station();
 	struct srv_state_opts o = {.dir = cfg.state_dir};
 	ck_assert_int_eq(srv_state_open(&o, &state, admin_secret, NULL), IDP_OK);
@@ -1224,7 +1227,7 @@ static pid_t spawn_idprovd(const char *state_dir, char url[static 96])
 		/* A fixed issuer: the port changes with every start. */
 		execl(exe, "idprovd", "--foreground", "--state-dir", state_dir, "--listen",
 		      "127.0.0.1:0", "--threads", "2", "--server-url", "https://idprovd.test:8443",
-		      (char *)NULL);
+		      "--throttle-per-minute", "0", (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);

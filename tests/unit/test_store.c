@@ -705,6 +705,124 @@ START_TEST(test_store_sigkill_mid_transaction_leaves_nothing_half_done)
 }
 END_TEST
 
+/* Run sql on the database file with a connection of its own (a tamperer). */
+static void raw_exec(const char *sql)
+{
+	sqlite3 *db = NULL;
+	ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	char *msg = NULL;
+	int r = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	ck_assert_msg(r == SQLITE_OK, "%s: %s", sql, msg != NULL ? msg : "");
+	sqlite3_close(db);
+}
+
+static void audit_n(struct srv_store *st, int from, int to)
+{
+	for (int i = from; i <= to; i++) {
+		char subject[16];
+		snprintf(subject, sizeof(subject), "dev-%d", i);
+		struct srv_audit_event ev = {.at = 100 + i, .event = "provision.approved",
+		                             .subject = subject, .detail = i % 2 ? "odd" : NULL};
+		ck_assert_int_eq(srv_store_audit_append(st, &ev, NULL), IDP_OK);
+	}
+}
+
+static struct srv_audit_check verify_ok(struct srv_store *st)
+{
+	struct srv_audit_check c;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_store_audit_verify(st, &c, &err);
+	ck_assert_msg(rc == IDP_OK, "verify: %s", err.msg);
+	return c;
+}
+
+/* Each append is chained (inside a caller's transaction or alone); an
+ * untouched log verifies to its head; an altered, deleted or swapped row
+ * is named; a rolled-back decision leaves no entry. */
+START_TEST(test_store_audit_chain_detects_tampering)
+{
+	struct srv_store *st = open_ok();
+	struct srv_audit_check c = verify_ok(st);
+	ck_assert_int_eq(c.entries, 0);
+	ck_assert_int_eq(c.broken_seq, 0);
+	audit_n(st, 1, 3);
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	audit_n(st, 4, 6);
+	ck_assert_int_eq(srv_store_commit(st, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	audit_n(st, 7, 7);
+	srv_store_rollback(st);
+	c = verify_ok(st);
+	ck_assert_int_eq(c.entries, 6);
+	ck_assert_int_eq(c.head_seq, 6);
+	ck_assert_int_eq(c.broken_seq, 0);
+	ck_assert_str_eq(c.reason, "");
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM audit WHERE length(hash) = 32"), 6);
+
+	/* Altered detail: entry 3 named; put back: intact again. */
+	raw_exec("UPDATE audit SET detail = 'even' WHERE seq = 3");
+	c = verify_ok(st);
+	ck_assert_int_eq(c.broken_seq, 3);
+	ck_assert_int_eq(c.entries, 2);
+	ck_assert_ptr_nonnull(strstr(c.reason, "entry 3: hash does not match"));
+	raw_exec("UPDATE audit SET detail = 'odd' WHERE seq = 3");
+	ck_assert_int_eq(verify_ok(st).broken_seq, 0);
+
+	/* Two rows' contents swapped (a reorder): the first of them named. */
+	raw_exec("UPDATE audit SET subject = CASE seq WHEN 4 THEN 'dev-5' ELSE 'dev-4' END, "
+	         "at = CASE seq WHEN 4 THEN 105 ELSE 104 END, "
+	         "detail = CASE seq WHEN 4 THEN 'odd' ELSE NULL END WHERE seq IN (4, 5)");
+	ck_assert_int_eq(verify_ok(st).broken_seq, 4);
+	raw_exec("UPDATE audit SET subject = CASE seq WHEN 4 THEN 'dev-4' ELSE 'dev-5' END, "
+	         "at = CASE seq WHEN 4 THEN 104 ELSE 105 END, "
+	         "detail = CASE seq WHEN 4 THEN NULL ELSE 'odd' END WHERE seq IN (4, 5)");
+	ck_assert_int_eq(verify_ok(st).broken_seq, 0);
+
+	/* A hash recomputed by hand for an edited row does not help: the next
+	 * row names the break. A missing hash is named too. */
+	raw_exec("UPDATE audit SET hash = NULL WHERE seq = 6");
+	c = verify_ok(st);
+	ck_assert_int_eq(c.broken_seq, 6);
+	ck_assert_int_eq(c.head_seq, 5);
+
+	/* Deleted row: the one after the gap named. */
+	raw_exec("DELETE FROM audit WHERE seq = 2");
+	c = verify_ok(st);
+	ck_assert_int_eq(c.broken_seq, 3);
+	ck_assert_ptr_nonnull(strstr(c.reason, "entry 3 follows entry 1"));
+	srv_store_close(st);
+}
+END_TEST
+
+/* A database of schema 3 with audit rows (numbered with gaps, as deletions
+ * left them) is migrated: rows numbered 1..n in their order, chained, and
+ * verified; appends continue the chain. */
+START_TEST(test_store_audit_migration_chains_existing_rows)
+{
+	struct srv_store *st = open_ok();
+	srv_store_close(st);
+	raw_exec("DROP INDEX audit_event; ALTER TABLE audit DROP COLUMN hash;"
+	         "DELETE FROM schema_migrations WHERE version = 4;"
+	         "INSERT INTO audit (seq, at, event, subject, detail) VALUES "
+	         "(3, 10, 'batch.imported', 'b-1', NULL), (7, 11, 'provision.approved', 'd-1', "
+	         "NULL), (8, 12, 'provision.refused', 'd-2', 'unknown-device')");
+	st = open_ok();
+	int64_t v = 0;
+	ck_assert_int_eq(srv_store_schema_version(st, &v, NULL), IDP_OK);
+	ck_assert_int_eq(v, srv_store_schema_latest());
+	ck_assert_int_eq(raw_int("SELECT group_concat(seq) = '1,2,3' FROM audit ORDER BY seq"), 1);
+	ck_assert_int_eq(raw_int("SELECT subject = 'd-2' FROM audit WHERE seq = 3"), 1);
+	struct srv_audit_check c = verify_ok(st);
+	ck_assert_int_eq(c.entries, 3);
+	ck_assert_int_eq(c.broken_seq, 0);
+	audit_n(st, 1, 1);
+	c = verify_ok(st);
+	ck_assert_int_eq(c.head_seq, 4);
+	ck_assert_int_eq(c.broken_seq, 0);
+	srv_store_close(st);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -721,6 +839,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_tokens_single_use_across_connections);
 	tcase_add_test(tc, test_store_failed_transaction_leaves_db_unchanged);
 	tcase_add_test(tc, test_store_sigkill_mid_transaction_leaves_nothing_half_done);
+	tcase_add_test(tc, test_store_audit_chain_detects_tampering);
+	tcase_add_test(tc, test_store_audit_migration_chains_existing_rows);
 	suite_add_tcase(s, tc);
 	return s;
 }

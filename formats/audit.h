@@ -1,0 +1,52 @@
+/*
+ * audit.h - the audit log's hash chain: the canonical bytes of one entry and
+ * the hash that links it to the one before. Spec: formats/audit.md.
+ *
+ * Pure: no I/O, logging or globals; thread-safe. Anyone holding the entries
+ * (the admin API's listing, a database copy) can recompute the chain with
+ * this module, or with any SHA-256 and the spec, without the server.
+ */
+#ifndef IDP_FORMATS_AUDIT_H
+#define IDP_FORMATS_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/error.h"
+
+#define FMT_AUDIT_HASH_LEN  32u      /* SHA-256 */
+#define FMT_AUDIT_FIELD_MAX 65535u   /* bytes of one text field (u16 length) */
+#define FMT_AUDIT_TAG       "idprov-audit-v1" /* domain separation, 15 bytes, no NUL */
+
+/* One entry as the chain covers it. Text fields are (pointer, length) and
+ * need not be NUL-terminated; an absent field is NULL with length 0 (the
+ * same bytes as an empty one). */
+struct fmt_audit_entry {
+	int64_t seq; /* 1, 2, ... with no gaps */
+	int64_t at;  /* Unix seconds */
+	const char *event;
+	size_t event_len;
+	const char *subject;
+	size_t subject_len;
+	const char *detail;
+	size_t detail_len;
+};
+
+/* The canonical bytes of e (formats/audit.md §2) into out[cap]; *len the
+ * bytes written. IDP_E_LIMIT when a field exceeds FMT_AUDIT_FIELD_MAX or
+ * out is too small (fmt_audit_canonical_len says how much is needed). */
+IDP_MUST_CHECK enum idp_err fmt_audit_canonical(const struct fmt_audit_entry *e, uint8_t *out,
+                                                size_t cap, size_t *len, struct idp_error *err);
+
+/* Bytes fmt_audit_canonical writes for e (field lengths not checked). */
+size_t fmt_audit_canonical_len(const struct fmt_audit_entry *e);
+
+/* The chain hash of e: SHA-256(prev || canonical(e)), prev being the hash
+ * of entry seq - 1, or 32 zero bytes for the first entry. IDP_E_LIMIT as
+ * fmt_audit_canonical, IDP_E_CRYPTO when SHA-256 fails to run. */
+IDP_MUST_CHECK enum idp_err fmt_audit_hash(const uint8_t prev[static FMT_AUDIT_HASH_LEN],
+                                           const struct fmt_audit_entry *e,
+                                           uint8_t out[static FMT_AUDIT_HASH_LEN],
+                                           struct idp_error *err);
+
+#endif /* IDP_FORMATS_AUDIT_H */
