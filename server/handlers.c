@@ -276,6 +276,23 @@ static const char *source_of(struct evhttp_request *req, char buf[static SRV_STO
 	return n > 0 && (size_t)n <= SRV_STORE_SOURCE_MAX ? buf : NULL;
 }
 
+/* Answer code (429 throttled, 503 unavailable) with Retry-After: wait and,
+ * as formats/api.md §9 says, the same retry_after in the JSON body. */
+static void error_with_retry(struct evhttp_request *req, enum fmt_api_err_code code,
+                             const char *msg, int64_t wait)
+{
+	char ra[24], body[FMT_API_ERROR_BODY_MAX];
+	size_t len = 0;
+	(void)snprintf(ra, sizeof(ra), "%lld", (long long)wait);
+	(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+	if (wait < 1 || wait > FMT_API_RETRY_MAX ||
+	    fmt_api_error_body(code, msg, strlen(msg), wait, body, sizeof(body), &len, NULL) !=
+	            IDP_OK)
+		srv_http_error(req, code, "%s", msg);
+	else
+		srv_http_reply(req, fmt_api_err_http_status(code), "application/json", body, len);
+}
+
 /* Whether req's client address is over its throttle (server/throttle.h):
  * then it has been answered 429 with Retry-After, and nothing was written. */
 static bool throttled(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -291,23 +308,14 @@ static bool throttled(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (srv_throttle_take(app->throttle, who, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9,
 	                      &wait))
 		return false;
-	char ra[24], wbuf[SRV_STORE_SOURCE_MAX * 4 + 8];
-	(void)snprintf(ra, sizeof(ra), "%lld", (long long)wait);
+	char wbuf[SRV_STORE_SOURCE_MAX * 4 + 8];
 	(void)srv_log_esc(who, strlen(who), wbuf, sizeof(wbuf));
 	srv_log(SRV_LOG_WARN, "request.throttled", "loop=%u source=%s retry_after=%lld", ctx->loop,
 	        wbuf, (long long)wait);
-	(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
-	/* formats/api.md §9: retry_after in the body equals the header. */
-	char msg[IDP_ERROR_MSG_MAX], body[FMT_API_ERROR_BODY_MAX];
-	size_t len = 0;
+	char msg[IDP_ERROR_MSG_MAX];
 	(void)snprintf(msg, sizeof(msg), "too many requests from %s; retry after %lld s", wbuf,
 	               (long long)wait);
-	if (wait > FMT_API_RETRY_MAX ||
-	    fmt_api_error_body(FMT_API_ERR_THROTTLED, msg, strlen(msg), wait, body, sizeof(body),
-	                       &len, NULL) != IDP_OK)
-		srv_http_error(req, FMT_API_ERR_THROTTLED, "%s", msg);
-	else
-		srv_http_reply(req, 429, "application/json", body, len);
+	error_with_retry(req, FMT_API_ERR_THROTTLED, msg, wait);
 	return true;
 }
 
@@ -405,15 +413,11 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 			               "pop: already used; sign a new one");
 		else if (out.refusal == SRV_REFUSE_TOKEN)
 			srv_http_error(req, FMT_API_ERR_TOKEN_INVALID, "%s", err.msg);
-		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT) {
-			char ra[24];
-			(void)snprintf(ra, sizeof(ra), "%lld", (long long)app->pcfg.retry_after);
-			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
-			                        "Retry-After", ra);
-			srv_http_error(req,
-			               rc == IDP_E_LIMIT ? FMT_API_ERR_THROTTLED : FMT_API_ERR_UNAVAILABLE,
-			               "%s", err.msg);
-		}
+		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT)
+			error_with_retry(req,
+			                 rc == IDP_E_LIMIT ? FMT_API_ERR_THROTTLED
+			                                   : FMT_API_ERR_UNAVAILABLE,
+			                 err.msg, app->pcfg.retry_after);
 		else if (out.refusal != SRV_REFUSE_NONE) {
 			set_rejected(&s, out.refusal);
 			send_status(req, &s);

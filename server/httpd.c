@@ -472,13 +472,16 @@ static void conn_free(void *arg)
 {
 	struct conn *c = arg;
 	struct loop *l = c->loop;
+	/* A connection whose setup failed in conn_new was never linked nor
+	 * counted: unlinking it would drop the loop's list of connections. */
+	bool linked = c->counted;
 	if (c->counted)
 		(void)atomic_fetch_sub_explicit(&conns_open, 1, memory_order_relaxed);
-	if (c->prev != NULL)
+	if (linked && c->prev != NULL)
 		c->prev->next = c->next;
-	else
+	else if (linked)
 		l->conns = c->next;
-	if (c->next != NULL)
+	if (linked && c->next != NULL)
 		c->next->prev = c->prev;
 	event_free(c->deadline);
 	event_free(c->flush_close);
@@ -486,6 +489,8 @@ static void conn_free(void *arg)
 	if (c->drained != NULL)
 		(void)evbuffer_remove_cb_entry(bufferevent_get_output(c->tls), c->drained);
 	free(c);
+	if (!linked)
+		return;
 	l->n_conns--;
 	if (l->n_conns < l->max_conns)
 		loop_accept(l, true);

@@ -1121,6 +1121,11 @@ static void expect_capped(const char *id, const struct fmt_key *key, long status
 	expect_error(c, status, code);
 	ck_assert_msg(strstr(c->answer, setting) != NULL, "%s", c->answer);
 	ck_assert_str_eq(c->retry_after, "30");
+	/* formats/api.md §9: the body's retry_after equals the header. */
+	struct fmt_api_error e;
+	ck_assert_int_eq(fmt_api_error_parse((const uint8_t *)c->answer, c->answer_len, &e, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(e.retry_after, 30);
 	call_free(c);
 }
 
