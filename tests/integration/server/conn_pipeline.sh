@@ -35,7 +35,11 @@ before=$(grep -c 'event=http.request' "$SRV_ERR")
 
 n=100000
 coproc HOLD { "$probe" hold "$SRV_PORT" "$n" /v1/ca; }
-T_CLEANUP+=("kill $HOLD_PID 2>/dev/null")
+# bash unsets HOLD and HOLD_PID once the coprocess ends (the server cuts it
+# off below): keep the pid and the write end now.
+hold_pid=$HOLD_PID
+hold_in=${HOLD[1]}
+T_CLEANUP+=("kill $hold_pid 2>/dev/null")
 read -r -t 60 line <&"${HOLD[0]}"
 t_run "client pipelined $n requests and reads nothing ($line)" [ -n "$line" ]
 answered=$(settle)
@@ -52,8 +56,8 @@ for _ in $(seq 1 40); do
 	sleep 0.5
 done
 t_grep "held connection cut off by the request deadline" 'event=conn.deadline .*phase=output' "$SRV_ERR"
-eval "exec ${HOLD[1]}>&-"
-wait "$HOLD_PID" 2>/dev/null
+eval "exec ${hold_in}>&-" 2>/dev/null
+wait "$hold_pid" 2>/dev/null
 
 "$probe" pipe "$SRV_PORT" 20000 /v1/ca >"$T_TMP/pipe" 2>&1
 t_run "a pipelining client that reads gets all 20000 answers ($(cat "$T_TMP/pipe"))" \
