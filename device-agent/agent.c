@@ -66,13 +66,13 @@ struct agt_ctx {
 	struct fmt_token_claims claims;
 	/* ca.pem */
 	char ca_fp[FP_HEX_LEN + 1];
+	char disc_fp[FP_HEX_LEN + 1]; /* the CA fingerprint DNS-SD named; "" when none */
 	/* the last rejection */
 	enum fmt_api_reason reason;
 	char reason_code[FMT_API_CODE_MAX + 1];
 	struct fio_httpc *http; /* for provision_url, verified by ca.pem */
 	bool renew_now;
 	int64_t last_proof_ms;
-	char disc_fp[FP_HEX_LEN + 1]; /* the CA fingerprint DNS-SD named; "" when none */
 };
 
 /* ---------------------------------------------------------------- small helpers */
