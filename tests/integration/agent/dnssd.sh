@@ -81,8 +81,8 @@ EOF
 		>"$T_TMP/$1.dbus.log" 2>&1 &
 	BUS_PID=$!
 	PIDS+=("$BUS_PID")
-	local i
-	for i in $(seq 1 100); do
+	local _
+	for _ in $(seq 1 100); do
 		[ -S "$T_TMP/$1.bus" ] && return 0
 		sleep 0.1
 	done
