@@ -45,9 +45,10 @@
 #define STATE_FILE_MAX 16384u                /* bytes of state.json */
 #define FP_HEX_LEN     64u
 #define LOG_MSG_MAX    512u
-#define DISCOVER_MAX   32u   /* instances kept by one DNS-SD browse */
-#define DISCOVER_WAIT_MS 5000 /* default bound of one browse */
-#define SERVICE_TYPE   "_idprov._tcp" /* formats/api.md §11 */
+#define DISCOVER_MAX     32u            /* instances kept by one DNS-SD browse */
+#define DISCOVER_WAIT_MS 5000           /* default bound of one browse */
+#define DISCOVER_MIN_MS  2000           /* least time one browse listens (dnssd.h) */
+#define SERVICE_TYPE     "_idprov._tcp" /* formats/api.md §11 */
 
 struct agt_ctx {
 	struct agt_config cfg; /* strings point at the copies below */
@@ -225,12 +226,13 @@ static enum idp_err pin_tofu(struct agt_ctx *c, const char *url, const char *ca_
 		rc = idp_error_set(err, IDP_E_VERIFY, "ca: the server's /v1/ca is not a CA certificate");
 	/* The configured fingerprint, else the one DNS-SD carried. */
 	const char *want = c->cfg.ca_fingerprint != NULL ? c->cfg.ca_fingerprint
-	                   : c->disc_fp[0] != '\0'      ? c->disc_fp
+	                   : c->disc_fp[0] != '\0'       ? c->disc_fp
 	                                                 : NULL;
 	if (rc == IDP_OK && want != NULL && strcasecmp(fp, want) != 0)
-		rc = idp_error_set(err, IDP_E_VERIFY,
-		                   "ca: the server's CA has fingerprint %s, expected %.64s%s: refused", fp,
-		                   want, want == c->disc_fp ? " (from DNS-SD)" : "");
+		rc = idp_error_set(
+		        err, IDP_E_VERIFY,
+		        "ca: the server's CA has fingerprint %s, expected %.64s%s: refused", fp,
+		        want, want == c->disc_fp ? " (from DNS-SD)" : "");
 	BIO *b = NULL;
 	if (rc == IDP_OK) {
 		/* Pin exactly the certificate whose fingerprint was checked. */
@@ -956,14 +958,21 @@ out:
 struct discovery {
 	struct fio_dnssd_found *found; /* DISCOVER_MAX */
 	size_t n;
-	size_t seen; /* resolutions reported, kept or not */
+	size_t seen;       /* instances reported, kept or not */
+	size_t unresolved; /* seen but not resolved: they may name another CA */
+	const struct agt_ctx *c;
 };
 
 static void on_found(void *arg, const struct fio_dnssd_found *f)
 {
 	struct discovery *d = arg;
 	d->seen++;
-	if (d->n < DISCOVER_MAX)
+	if (!f->resolved) {
+		d->unresolved++;
+		char q[IDP_QUOTE_MAX];
+		say(d->c, AGT_LOG_WARN, "discover.unresolved", "name=\"%s\"",
+		    idp_quote(f->name, strnlen(f->name, FIO_DNSSD_NAME_MAX), q));
+	} else if (d->n < DISCOVER_MAX)
 		d->found[d->n++] = *f;
 }
 
@@ -977,8 +986,8 @@ static bool is_fp(const char *s)
 	return true;
 }
 
-/* Usable for this agent (formats/api.md §11): v=1, path=/v1, a fingerprint,
- * an address reachable without naming an interface. */
+/* An instance of this API (formats/api.md §11): v=1, path=/v1, a
+ * fingerprint. Its address may still be unusable (link-local). */
 static bool usable(const struct agt_ctx *c, const struct fio_dnssd_found *f)
 {
 	const char *v = fio_dnssd_txt_get(f, "v"), *path = fio_dnssd_txt_get(f, "path");
@@ -989,8 +998,6 @@ static bool usable(const struct agt_ctx *c, const struct fio_dnssd_found *f)
 		why = "path";
 	else if (!is_fp(fio_dnssd_txt_get(f, "fp")))
 		why = "fingerprint";
-	else if (f->link_local)
-		why = "link-local";
 	if (why != NULL) {
 		char q[IDP_QUOTE_MAX];
 		say(c, AGT_LOG_DEBUG, "discover.skipped", "name=\"%s\" addr=%s reason=%s",
@@ -1035,7 +1042,7 @@ static enum idp_err trusted_fp(const struct agt_ctx *c, char fp[static FP_HEX_LE
  * instances that agree, found_cmp's order picks one. */
 static enum idp_err discover(struct agt_ctx *c, struct idp_error *err)
 {
-	struct discovery d = {.found = calloc(DISCOVER_MAX, sizeof(*d.found))};
+	struct discovery d = {.found = calloc(DISCOVER_MAX, sizeof(*d.found)), .c = c};
 	if (d.found == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "agent: out of memory");
 	char trust[FP_HEX_LEN + 1];
@@ -1043,41 +1050,57 @@ static enum idp_err discover(struct agt_ctx *c, struct idp_error *err)
 	int64_t wait = c->cfg.discover_wait_ms > 0 ? c->cfg.discover_wait_ms : DISCOVER_WAIT_MS;
 	enum idp_err rc = trusted_fp(c, trust, err);
 	if (rc == IDP_OK)
-		rc = fio_dnssd_browse(SERVICE_TYPE, wait, on_found, &d, &complete, err);
+		rc = fio_dnssd_browse(SERVICE_TYPE, wait < DISCOVER_MIN_MS ? wait : DISCOVER_MIN_MS,
+		                      wait, on_found, &d, &complete, err);
 	if (rc != IDP_OK)
 		goto out;
-	size_t k = 0;
-	for (size_t i = 0; i < d.n; i++)
-		if (usable(c, &d.found[i]))
-			d.found[k++] = d.found[i];
-	/* Keep the trusted CA's instances; without one, all must agree. */
-	size_t kept = 0;
-	const char *first = NULL;
+	/* Every instance of the API counts for the CA check, whatever its
+	 * address: a rogue must not be ignored for publishing a link-local
+	 * one. Only the choice needs an address a URL can name. */
+	size_t valid = 0, matching = 0, kept = 0;
+	char first[FP_HEX_LEN + 1] = "";
 	bool disagree = false;
-	for (size_t i = 0; i < k; i++) {
-		const char *fp = fio_dnssd_txt_get(&d.found[i], "fp");
-		say(c, AGT_LOG_INFO, "discover.found", "addr=%s port=%u fp=%s own=%s", d.found[i].addr,
-		    d.found[i].port, fp, d.found[i].own ? "yes" : "no");
+	for (size_t i = 0; i < d.n; i++) {
+		const struct fio_dnssd_found *f = &d.found[i];
+		if (!usable(c, f))
+			continue;
+		valid++;
+		const char *fp = fio_dnssd_txt_get(f, "fp");
+		say(c, AGT_LOG_INFO, "discover.found", "addr=%s port=%u fp=%s own=%s", f->addr,
+		    f->port, fp, f->own ? "yes" : "no");
 		if (trust[0] != '\0' && strcmp(fp, trust) != 0)
 			continue;
-		if (first != NULL && strcmp(first, fp) != 0)
+		matching++;
+		if (first[0] == '\0')
+			memcpy(first, fp, sizeof(first));
+		else if (strcmp(first, fp) != 0)
 			disagree = true;
-		if (first == NULL)
-			first = fio_dnssd_txt_get(&d.found[i], "fp");
-		d.found[kept++] = d.found[i];
+		if (f->link_local)
+			continue;
+		d.found[kept++] = *f; /* kept <= i: an entry already read */
 	}
-	if (k == 0) {
-		rc = idp_error_set(err, IDP_E_IO,
-		                   "server: none configured, and DNS-SD found no usable %s instance "
-		                   "(%zu seen%s)",
-		                   SERVICE_TYPE, d.seen, complete ? "" : ", browse timed out");
+	if (valid == 0) {
+		rc = idp_error_set(
+		        err, IDP_E_IO,
+		        "server: none configured, and DNS-SD found no usable %s instance "
+		        "(%zu seen%s)",
+		        SERVICE_TYPE, d.seen, complete ? "" : ", browse timed out");
 		goto out;
 	}
-	if (kept == 0) {
-		rc = idp_error_set(err, IDP_E_VERIFY,
-		                   "server: DNS-SD found %zu instance(s), none with the trusted CA %s: "
-		                   "refused",
-		                   k, trust);
+	if (matching == 0) {
+		rc = idp_error_set(
+		        err, IDP_E_VERIFY,
+		        "server: DNS-SD found %zu instance(s), none with the trusted CA %s: "
+		        "refused",
+		        valid, trust);
+		goto out;
+	}
+	if (trust[0] == '\0' && d.unresolved > 0) {
+		rc = idp_error_set(
+		        err, IDP_E_IO,
+		        "server: DNS-SD saw %zu instance(s) it could not resolve, which may "
+		        "name another CA; not choosing now (retry later)",
+		        d.unresolved);
 		goto out;
 	}
 	if (disagree) {
@@ -1085,13 +1108,20 @@ static enum idp_err discover(struct agt_ctx *c, struct idp_error *err)
 		                   "server: DNS-SD found %zu instances naming different CAs; not "
 		                   "choosing one (configure the server URL or the CA fingerprint): "
 		                   "refused",
-		                   kept);
+		                   matching);
+		goto out;
+	}
+	if (kept == 0) {
+		rc = idp_error_set(
+		        err, IDP_E_IO,
+		        "server: DNS-SD found only link-local addresses, which a URL cannot "
+		        "name; configure the server URL");
 		goto out;
 	}
 	qsort(d.found, kept, sizeof(*d.found), found_cmp);
 	const struct fio_dnssd_found *f = &d.found[0];
-	int n = snprintf(c->provision_url, sizeof(c->provision_url), f->ipv6 ? "https://[%s]:%u" : "https://%s:%u",
-	                 f->addr, f->port);
+	int n = snprintf(c->provision_url, sizeof(c->provision_url),
+	                 f->ipv6 ? "https://[%s]:%u" : "https://%s:%u", f->addr, f->port);
 	if (n < 0 || (size_t)n >= sizeof(c->provision_url)) {
 		c->provision_url[0] = '\0';
 		rc = idp_error_set(err, IDP_E_LIMIT, "server: discovered URL too long");
@@ -1100,8 +1130,8 @@ static enum idp_err discover(struct agt_ctx *c, struct idp_error *err)
 	memcpy(c->disc_fp, fio_dnssd_txt_get(f, "fp"), FP_HEX_LEN + 1);
 	fio_httpc_free(c->http);
 	c->http = NULL;
-	say(c, AGT_LOG_INFO, "discover.chosen", "url=%s fp=%s host=%s instances=%zu", c->provision_url,
-	    c->disc_fp, f->host, kept);
+	say(c, AGT_LOG_INFO, "discover.chosen", "url=%s fp=%s host=%s instances=%zu",
+	    c->provision_url, c->disc_fp, f->host, kept);
 out:
 	free(d.found);
 	return rc;

@@ -124,13 +124,15 @@ IDP_MUST_CHECK enum idp_err agt_open(const struct agt_config *cfg, struct agt_ct
  * out or agt_stop was called, IDP_E_IO / IDP_E_TIMEOUT the server could not
  * be reached or DNS-SD found none (retry later).
  *
- * Discovery (no URL configured or stored): browse _idprov._tcp once (within
- * discover_wait_ms), keep the instances with v=1, path=/v1, a fingerprint
- * and an address that is not link-local. When a CA is trusted already (the
+ * Discovery (no URL configured or stored): browse _idprov._tcp once (at
+ * least 2 s, at most discover_wait_ms), keep the instances with v=1,
+ * path=/v1 and a fingerprint, whatever their address. When a CA is trusted already (the
  * pinned ca.pem, ca_file or ca_fingerprint) only the instances naming its
  * fingerprint count, and none is IDP_E_VERIFY; otherwise instances naming
  * different fingerprints are IDP_E_VERIFY (the agent does not choose
- * between CAs). Among the instances left: IPv4 before IPv6, then the lowest
+ * between CAs); instances that DNS-SD saw but could not resolve are
+ * IDP_E_IO then (retry). Among the instances left with an address that is
+ * not link-local (none: IDP_E_IO): IPv4 before IPv6, then the lowest
  * instance name, then the lowest address text. The URL is
  * https://ADDRESS:PORT and the TXT fingerprint is required of the CA
  * trusted on first use; the server's certificate must name that address

@@ -256,8 +256,8 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 		         strcmp(value, "off") == 0 || strcmp(value, "0") == 0)
 			*(bool *)field = false;
 		else
-			return idp_error_set(err, IDP_E_FORMAT, "%s: '%.64s' is not yes/on or no/off",
-			                     k->name, value);
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "%s: '%.64s' is not yes/on or no/off", k->name, value);
 		return IDP_OK;
 	case K_NAME: {
 		size_t n = strnlen(value, SRV_STATE_NAME_MAX + 1);

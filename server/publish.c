@@ -79,8 +79,9 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 		}
 		/* One instance per port: "idprov on HOST", then "... port N". */
 		char name[FIO_DNSSD_NAME_MAX + 1];
-		int n = p->n == 0 ? snprintf(name, sizeof(name), "idprov on %s", host)
-		                  : snprintf(name, sizeof(name), "idprov on %s port %u", host, port);
+		int n = p->n == 0
+		                ? snprintf(name, sizeof(name), "idprov on %s", host)
+		                : snprintf(name, sizeof(name), "idprov on %s port %u", host, port);
 		if (n < 0 || (size_t)n >= sizeof(name))
 			name[sizeof(name) - 1] = '\0'; /* a long host name is cut; Avahi renames */
 		const struct fio_dnssd_service s = {.type = SRV_PUBLISH_TYPE,
@@ -90,9 +91,11 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 		                                    .n_txt = sizeof(txt) / sizeof(txt[0])};
 		struct idp_error err = {0};
 		struct fio_dnssd_pub *pub = NULL;
-		if (fio_dnssd_publish(&s, on_event, (void *)(uintptr_t)port, &pub, &err) != IDP_OK) {
+		if (fio_dnssd_publish(&s, on_event, (void *)(uintptr_t)port, &pub, &err) !=
+		    IDP_OK) {
 			srv_log(SRV_LOG_WARN, "dnssd.unavailable",
-			        "port=%u error=\"%s\" note=\"running without DNS-SD\"", port, err.msg);
+			        "port=%u error=\"%s\" note=\"running without DNS-SD\"", port,
+			        err.msg);
 			break; /* the daemon is not there for the next port either */
 		}
 		srv_log(SRV_LOG_INFO, "dnssd.publishing", "type=%s name=\"%s\" port=%u fp=%s",

@@ -81,8 +81,7 @@ static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
 		rename_and_retry(p, avahi_entry_group_get_client(g));
 		break;
 	case AVAHI_ENTRY_GROUP_FAILURE:
-		fail(p, "publication failed",
-		     avahi_client_errno(avahi_entry_group_get_client(g)));
+		fail(p, "publication failed", avahi_client_errno(avahi_entry_group_get_client(g)));
 		break;
 	case AVAHI_ENTRY_GROUP_UNCOMMITED:
 	case AVAHI_ENTRY_GROUP_REGISTERING:
@@ -99,8 +98,8 @@ static void add_service(struct fio_dnssd_pub *p, AvahiClient *c)
 	}
 	for (;;) {
 		int r = avahi_entry_group_add_service_strlst(p->group, AVAHI_IF_UNSPEC,
-		                                             AVAHI_PROTO_UNSPEC, 0, p->name, p->type,
-		                                             NULL, NULL, p->port, p->txt);
+		                                             AVAHI_PROTO_UNSPEC, 0, p->name,
+		                                             p->type, NULL, NULL, p->port, p->txt);
 		if (r == AVAHI_ERR_COLLISION && p->renames < RENAMES_MAX) {
 			char *n = avahi_alternative_service_name(p->name);
 			if (n == NULL)
@@ -160,15 +159,16 @@ static enum idp_err check_service(const struct fio_dnssd_service *s, struct idp_
 	for (size_t i = 0; i < s->n_txt; i++) {
 		size_t n = s->txt[i] == NULL ? 0 : strnlen(s->txt[i], FIO_DNSSD_STR_MAX + 1);
 		if (n == 0 || n > FIO_DNSSD_STR_MAX || strchr(s->txt[i], '=') == NULL)
-			return idp_error_set(err, IDP_E_ARG,
-			                     "dns-sd: TXT string %zu must be key=value, at most %u bytes",
-			                     i, FIO_DNSSD_STR_MAX);
+			return idp_error_set(
+			        err, IDP_E_ARG,
+			        "dns-sd: TXT string %zu must be key=value, at most %u bytes", i,
+			        FIO_DNSSD_STR_MAX);
 	}
 	return IDP_OK;
 }
 
-enum idp_err fio_dnssd_publish(const struct fio_dnssd_service *s, fio_dnssd_event_fn fn,
-                               void *arg, struct fio_dnssd_pub **out, struct idp_error *err)
+enum idp_err fio_dnssd_publish(const struct fio_dnssd_service *s, fio_dnssd_event_fn fn, void *arg,
+                               struct fio_dnssd_pub **out, struct idp_error *err)
 {
 	*out = NULL;
 	enum idp_err rc = check_service(s, err);
@@ -232,7 +232,7 @@ struct browse {
 	void *arg;
 	unsigned resolving; /* resolvers not yet ended */
 	bool all_for_now;
-	int failed;         /* an Avahi error code, 0 when none */
+	int failed; /* an Avahi error code, 0 when none */
 };
 
 static void copy_str(char *dst, size_t size, const char *src)
@@ -242,44 +242,45 @@ static void copy_str(char *dst, size_t size, const char *src)
 
 static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
                        AvahiResolverEvent event, const char *name, const char *type,
-                       const char *domain, const char *host, const AvahiAddress *a,
-                       uint16_t port, AvahiStringList *txt, AvahiLookupResultFlags flags,
-                       void *arg)
+                       const char *domain, const char *host, const AvahiAddress *a, uint16_t port,
+                       AvahiStringList *txt, AvahiLookupResultFlags flags, void *arg)
 {
 	struct browse *b = arg;
 	(void)proto;
 	(void)type;
 	(void)domain;
-	if (event == AVAHI_RESOLVER_FOUND && a != NULL) {
-		struct fio_dnssd_found *f = calloc(1, sizeof(*f));
-		if (f != NULL) {
-			copy_str(f->name, sizeof(f->name), name);
-			copy_str(f->host, sizeof(f->host), host);
-			(void)avahi_address_snprint(f->addr, sizeof(f->addr), a);
-			f->ipv6 = a->proto == AVAHI_PROTO_INET6;
-			if (f->ipv6)
-				f->link_local = a->data.ipv6.address[0] == 0xfe &&
-				                (a->data.ipv6.address[1] & 0xc0) == 0x80;
-			else
-				f->link_local = strncmp(f->addr, "169.254.", 8) == 0;
-			f->ifindex = ifindex;
-			f->port = port;
-			f->own = (flags & AVAHI_LOOKUP_RESULT_OUR_OWN) != 0;
-			for (AvahiStringList *l = txt; l != NULL && f->n_txt < FIO_DNSSD_TXT_MAX;
-			     l = avahi_string_list_get_next(l)) {
-				size_t n = avahi_string_list_get_size(l);
-				if (n > FIO_DNSSD_STR_MAX)
-					continue;
-				memcpy(f->txt[f->n_txt], avahi_string_list_get_text(l), n);
-				f->txt[f->n_txt][n] = '\0';
-				/* A string with a NUL inside would be cut short: drop it. */
-				if (strlen(f->txt[f->n_txt]) == n)
-					f->n_txt++;
-			}
-			b->fn(b->arg, f);
-			free(f);
+	struct fio_dnssd_found *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		goto out;
+	copy_str(f->name, sizeof(f->name), name);
+	f->ifindex = ifindex;
+	f->resolved = event == AVAHI_RESOLVER_FOUND && a != NULL;
+	if (f->resolved) {
+		copy_str(f->host, sizeof(f->host), host);
+		(void)avahi_address_snprint(f->addr, sizeof(f->addr), a);
+		f->ipv6 = a->proto == AVAHI_PROTO_INET6;
+		if (f->ipv6)
+			f->link_local = a->data.ipv6.address[0] == 0xfe &&
+			                (a->data.ipv6.address[1] & 0xc0) == 0x80;
+		else
+			f->link_local = strncmp(f->addr, "169.254.", 8) == 0;
+		f->port = port;
+		f->own = (flags & AVAHI_LOOKUP_RESULT_OUR_OWN) != 0;
+		for (AvahiStringList *l = txt; l != NULL && f->n_txt < FIO_DNSSD_TXT_MAX;
+		     l = avahi_string_list_get_next(l)) {
+			size_t n = avahi_string_list_get_size(l);
+			if (n > FIO_DNSSD_STR_MAX)
+				continue;
+			memcpy(f->txt[f->n_txt], avahi_string_list_get_text(l), n);
+			f->txt[f->n_txt][n] = '\0';
+			/* A string with a NUL inside would be cut short: drop it. */
+			if (strlen(f->txt[f->n_txt]) == n)
+				f->n_txt++;
 		}
 	}
+	b->fn(b->arg, f);
+out:
+	free(f);
 	avahi_service_resolver_free(r);
 	b->resolving--;
 }
@@ -292,8 +293,9 @@ static void browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex ifindex, AvahiProtoc
 	(void)flags;
 	switch (event) {
 	case AVAHI_BROWSER_NEW:
-		if (avahi_service_resolver_new(b->client, ifindex, proto, name, type, domain,
-		                               AVAHI_PROTO_UNSPEC, 0, resolve_cb, b) != NULL)
+		/* The address of the family the instance was seen on. */
+		if (avahi_service_resolver_new(b->client, ifindex, proto, name, type, domain, proto,
+		                               0, resolve_cb, b) != NULL)
 			b->resolving++;
 		break;
 	case AVAHI_BROWSER_ALL_FOR_NOW:
@@ -324,14 +326,17 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-enum idp_err fio_dnssd_browse(const char *type, int64_t wait_ms, fio_dnssd_found_fn fn,
-                              void *arg, bool *complete, struct idp_error *err)
+enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
+                              fio_dnssd_found_fn fn, void *arg, bool *complete,
+                              struct idp_error *err)
 {
 	if (complete != NULL)
 		*complete = false;
 	size_t tl = type == NULL ? 0 : strnlen(type, FIO_DNSSD_TYPE_MAX + 1);
-	if (tl == 0 || tl > FIO_DNSSD_TYPE_MAX || fn == NULL || wait_ms <= 0)
-		return idp_error_set(err, IDP_E_ARG, "dns-sd: browse needs a type, a callback and a wait");
+	if (tl == 0 || tl > FIO_DNSSD_TYPE_MAX || fn == NULL || wait_ms <= 0 || min_ms < 0 ||
+	    min_ms > wait_ms)
+		return idp_error_set(err, IDP_E_ARG,
+		                     "dns-sd: browse needs a type, a callback and a wait");
 	struct browse b = {.fn = fn, .arg = arg};
 	enum idp_err rc = IDP_OK;
 	AvahiServiceBrowser *sb = NULL;
@@ -352,12 +357,17 @@ enum idp_err fio_dnssd_browse(const char *type, int64_t wait_ms, fio_dnssd_found
 		                   avahi_strerror(avahi_client_errno(b.client)));
 		goto out;
 	}
-	int64_t end = mono_ms() + wait_ms;
-	while (b.failed == 0 && !(b.all_for_now && b.resolving == 0)) {
+	int64_t start = mono_ms(), end = start + wait_ms;
+	/* WARNING: ALL_FOR_NOW alone is not enough: under load an instance
+	 * (even one the local daemon publishes) was reported after it, so a
+	 * second publisher could be missed. Listen for min_ms in any case. */
+	while (b.failed == 0 &&
+	       !(b.all_for_now && b.resolving == 0 && mono_ms() - start >= min_ms)) {
 		int64_t left = end - mono_ms();
 		if (left <= 0)
 			break;
-		if (avahi_simple_poll_iterate(b.poll, (int)(left < SLICE_MS ? left : SLICE_MS)) != 0)
+		if (avahi_simple_poll_iterate(b.poll, (int)(left < SLICE_MS ? left : SLICE_MS)) !=
+		    0)
 			break;
 	}
 	if (b.failed != 0)

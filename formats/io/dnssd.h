@@ -72,20 +72,24 @@ struct fio_dnssd_found {
 	int ifindex;     /* interface it was found on */
 	uint16_t port;
 	char txt[FIO_DNSSD_TXT_MAX][FIO_DNSSD_STR_MAX + 1]; /* "key=value" as received */
-	size_t n_txt;    /* TXT strings beyond FIO_DNSSD_TXT_MAX are dropped */
-	bool own;        /* published by this host (AVAHI_LOOKUP_RESULT_OUR_OWN) */
+	size_t n_txt; /* TXT strings beyond FIO_DNSSD_TXT_MAX are dropped */
+	bool own;     /* published by this host (AVAHI_LOOKUP_RESULT_OUR_OWN) */
+	/* false: browsing saw the instance but resolving it failed; only name
+	 * and ifindex are filled. Such an instance may still exist. */
+	bool resolved;
 };
 
-/* Called once per resolved instance (one per interface and address family
- * it is seen on); f is borrowed for the call. */
+/* Called once per instance seen (one per interface and address family),
+ * resolved or not (f->resolved); f is borrowed for the call. */
 typedef void (*fio_dnssd_found_fn)(void *arg, const struct fio_dnssd_found *f);
 
 /* Browse type in the local domain and resolve every instance, calling fn for
- * each; returns when the daemon says it has reported all it knows and every
- * resolution has ended, or after wait_ms (> 0) at the latest: what was found
- * by then has been reported, and *complete (may be NULL) says which ended
- * it. IDP_E_IO when the daemon cannot be reached or the browse fails. */
-IDP_MUST_CHECK enum idp_err fio_dnssd_browse(const char *type, int64_t wait_ms,
+ * each; returns once min_ms have passed, the daemon has said it reported
+ * all it knows and every resolution has ended, or after wait_ms (> 0,
+ * >= min_ms) at the latest: what was found by then has been reported, and
+ * *complete (may be NULL) says which ended it. IDP_E_IO when the daemon
+ * cannot be reached or the browse fails. */
+IDP_MUST_CHECK enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
                                              fio_dnssd_found_fn fn, void *arg, bool *complete,
                                              struct idp_error *err);
 

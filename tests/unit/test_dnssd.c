@@ -31,7 +31,7 @@ START_TEST(test_fio_dnssd_publish_rejects_bad_services)
 	const char *const no_eq[] = {"v=1", "novalue"};
 	const char *const too_long[] = {long_txt};
 	const char *const many[FIO_DNSSD_TXT_MAX + 1] = {"a=1", "b=1", "c=1", "d=1", "e=1",
-	                                                  "f=1", "g=1", "h=1", "i=1"};
+	                                                 "f=1", "g=1", "h=1", "i=1"};
 	const struct fio_dnssd_service bad[] = {
 	        {.type = NULL, .name = "x", .port = 1},
 	        {.type = "_idprov._tcp", .name = NULL, .port = 1},
@@ -40,7 +40,10 @@ START_TEST(test_fio_dnssd_publish_rejects_bad_services)
 	        {.type = "_idprov._tcp", .name = long_name, .port = 1},
 	        {.type = "_idprov._tcp", .name = "x", .port = 1, .txt = no_eq, .n_txt = 2},
 	        {.type = "_idprov._tcp", .name = "x", .port = 1, .txt = too_long, .n_txt = 1},
-	        {.type = "_idprov._tcp", .name = "x", .port = 1, .txt = many,
+	        {.type = "_idprov._tcp",
+	         .name = "x",
+	         .port = 1,
+	         .txt = many,
 	         .n_txt = FIO_DNSSD_TXT_MAX + 1},
 	        {.type = "_idprov._tcp", .name = "x", .port = 1, .txt = NULL, .n_txt = 1},
 	};
@@ -61,8 +64,11 @@ START_TEST(test_fio_dnssd_no_daemon_is_io_error)
 	ck_assert_int_eq(setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/idprov-bus", 1),
 	                 0);
 	const char *const txt[] = {"v=1", "path=/v1"};
-	const struct fio_dnssd_service s = {
-	        .type = "_idprov._tcp", .name = "idprov test", .port = 8443, .txt = txt, .n_txt = 2};
+	const struct fio_dnssd_service s = {.type = "_idprov._tcp",
+	                                    .name = "idprov test",
+	                                    .port = 8443,
+	                                    .txt = txt,
+	                                    .n_txt = 2};
 	struct fio_dnssd_pub *p = NULL;
 	struct idp_error err = {0};
 	ck_assert_int_eq(fio_dnssd_publish(&s, NULL, NULL, &p, &err), IDP_E_IO);
@@ -70,7 +76,7 @@ START_TEST(test_fio_dnssd_no_daemon_is_io_error)
 	ck_assert_msg(strstr(err.msg, "cannot reach avahi-daemon") != NULL, "%s", err.msg);
 	int n = 0;
 	bool complete = true;
-	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 1000, on_found, &n, &complete, &err),
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 0, 1000, on_found, &n, &complete, &err),
 	                 IDP_E_IO);
 	ck_assert_msg(strstr(err.msg, "cannot reach avahi-daemon") != NULL, "%s", err.msg);
 	ck_assert_int_eq(n, 0);
@@ -82,10 +88,14 @@ START_TEST(test_fio_dnssd_browse_rejects_bad_arguments)
 {
 	int n = 0;
 	struct idp_error err = {0};
-	ck_assert_int_eq(fio_dnssd_browse(NULL, 1000, on_found, &n, NULL, &err), IDP_E_ARG);
-	ck_assert_int_eq(fio_dnssd_browse("", 1000, on_found, &n, NULL, &err), IDP_E_ARG);
-	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 0, on_found, &n, NULL, &err), IDP_E_ARG);
-	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 1000, NULL, &n, NULL, &err), IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse(NULL, 0, 1000, on_found, &n, NULL, &err), IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("", 0, 1000, on_found, &n, NULL, &err), IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 0, 0, on_found, &n, NULL, &err),
+	                 IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 0, 1000, NULL, &n, NULL, &err),
+	                 IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 2000, 1000, on_found, &n, NULL, &err),
+	                 IDP_E_ARG);
 }
 END_TEST
 

@@ -169,7 +169,19 @@ in_b avahi-publish -s "idprov rogue" _idprov._tcp 8443 v=1 path=/v1 "fp=$rogue_f
 rpid=$!
 PIDS+=("$rpid")
 t_run "rogue published by avahi-publish" t_wait "$T_TMP/rogue.log" 'Established under name'
-(in_b "$A" --state-dir "$T_TMP/ag2" run --once --id dev-d2 --mac 02:00:5e:00:d1:02 --wait 1 \
+# Precondition, not the subject: B's daemon knows both instances (avahi-browse
+# stops when the daemon says it has reported all it knows; bounded retries).
+both_known() {
+	local _
+	for _ in $(seq 1 30); do
+		(in_b avahi-browse -rtp _idprov._tcp) >"$T_TMP/browse.out" 2>/dev/null
+		grep -q "fp=$ca_fp" "$T_TMP/browse.out" && grep -q "fp=$rogue_fp" "$T_TMP/browse.out" &&
+			return 0
+	done
+	return 1
+}
+t_run "B's avahi-daemon knows both instances" both_known
+(in_b "$A" -v --state-dir "$T_TMP/ag2" run --once --id dev-d2 --mac 02:00:5e:00:d1:02 --wait 1 \
 	2>"$T_TMP/ag2.log")
 rc=$?
 t_run "two CAs published: agent refuses (exit 8)" [ "$rc" = 8 ]
@@ -187,6 +199,23 @@ rc=$?
 t_run "no instance of the trusted CA: refused (exit 8)" [ "$rc" = 8 ]
 t_grep "no instance of the trusted CA: reported" 'none with the trusted CA' "$T_TMP/ag4.log"
 kill_pid "$rpid"
+# A rogue whose address is link-local (no usable URL) still counts: it names
+# another CA, so a new agent refuses rather than taking the other instance.
+in_b avahi-publish -a "rogue-ll-$$.local" 169.254.7.7 >"$T_TMP/rogue-a.log" 2>&1 &
+PIDS+=("$!")
+t_run "link-local rogue address published" t_wait "$T_TMP/rogue-a.log" 'Established under name'
+in_b avahi-publish -s -H "rogue-ll-$$.local" "idprov rogue ll" _idprov._tcp 8443 v=1 path=/v1 \
+	"fp=$rogue_fp" >"$T_TMP/rogue-ll.log" 2>&1 &
+PIDS+=("$!")
+t_run "link-local rogue published" t_wait "$T_TMP/rogue-ll.log" 'Established under name'
+(in_b "$A" -v --state-dir "$T_TMP/ag5" run --once --id dev-d5 --mac 02:00:5e:00:d1:05 --wait 1 \
+	2>"$T_TMP/ag5.log")
+rc=$?
+t_run "link-local rogue: agent still refuses (exit 8)" [ "$rc" = 8 ]
+t_grep "link-local rogue: seen with its address" 'event=discover.found addr=169.254.7.7 port=8443' \
+	"$T_TMP/ag5.log"
+t_grep "link-local rogue: reported, not chosen" 'naming different CAs; not choosing' \
+	"$T_TMP/ag5.log"
 
 # --- the server withdraws on stop; dnssd = off; no avahi-daemon ---------------
 kill -TERM "$SRV_PID"
