@@ -6,6 +6,7 @@
  */
 #include "device-agent/agent.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -32,6 +33,7 @@
 
 #include "formats/file.h"
 #include "formats/id.h"
+#include "formats/io/dnssd.h"
 #include "formats/io/httpc.h"
 #include "formats/json.h"
 #include "formats/keyfile.h"
@@ -43,6 +45,10 @@
 #define STATE_FILE_MAX 16384u                /* bytes of state.json */
 #define FP_HEX_LEN     64u
 #define LOG_MSG_MAX    512u
+#define DISCOVER_MAX     32u            /* instances kept by one DNS-SD browse */
+#define DISCOVER_WAIT_MS 5000           /* default bound of one browse */
+#define DISCOVER_MIN_MS  2000           /* least time one browse listens (dnssd.h) */
+#define SERVICE_TYPE     "_idprov._tcp" /* formats/api.md §11 */
 
 struct agt_ctx {
 	struct agt_config cfg; /* strings point at the copies below */
@@ -61,6 +67,7 @@ struct agt_ctx {
 	struct fmt_token_claims claims;
 	/* ca.pem */
 	char ca_fp[FP_HEX_LEN + 1];
+	char disc_fp[FP_HEX_LEN + 1]; /* the CA fingerprint DNS-SD named; "" when none */
 	/* the last rejection */
 	enum fmt_api_reason reason;
 	char reason_code[FMT_API_CODE_MAX + 1];
@@ -217,11 +224,15 @@ static enum idp_err pin_tofu(struct agt_ctx *c, const char *url, const char *ca_
 		rc = cert_fp(resp.body, resp.len, fp, &x, err);
 	if (rc == IDP_OK && X509_check_ca(x) < 1)
 		rc = idp_error_set(err, IDP_E_VERIFY, "ca: the server's /v1/ca is not a CA certificate");
-	if (rc == IDP_OK && c->cfg.ca_fingerprint != NULL &&
-	    strcasecmp(fp, c->cfg.ca_fingerprint) != 0)
-		rc = idp_error_set(err, IDP_E_VERIFY,
-		                   "ca: the server's CA has fingerprint %s, expected %.64s: refused", fp,
-		                   c->cfg.ca_fingerprint);
+	/* The configured fingerprint, else the one DNS-SD carried. */
+	const char *want = c->cfg.ca_fingerprint != NULL ? c->cfg.ca_fingerprint
+	                   : c->disc_fp[0] != '\0'       ? c->disc_fp
+	                                                 : NULL;
+	if (rc == IDP_OK && want != NULL && strcasecmp(fp, want) != 0)
+		rc = idp_error_set(
+		        err, IDP_E_VERIFY,
+		        "ca: the server's CA has fingerprint %s, expected %.64s%s: refused", fp,
+		        want, want == c->disc_fp ? " (from DNS-SD)" : "");
 	BIO *b = NULL;
 	if (rc == IDP_OK) {
 		/* Pin exactly the certificate whose fingerprint was checked. */
@@ -235,7 +246,8 @@ static enum idp_err pin_tofu(struct agt_ctx *c, const char *url, const char *ca_
 	}
 	if (rc == IDP_OK) {
 		memcpy(c->ca_fp, fp, sizeof(c->ca_fp));
-		say(c, AGT_LOG_INFO, "ca.pinned", "source=first-use fingerprint=%s", fp);
+		say(c, AGT_LOG_INFO, "ca.pinned", "source=%s fingerprint=%s",
+		    want == c->disc_fp ? "dns-sd" : "first-use", fp);
 	}
 	BIO_free(b);
 	X509_free(x);
@@ -941,15 +953,196 @@ out:
 	return rc;
 }
 
+/* ---------------------------------------------------------------- DNS-SD */
+
+struct discovery {
+	struct fio_dnssd_found *found; /* DISCOVER_MAX */
+	size_t n;
+	size_t seen;       /* instances reported, kept or not */
+	size_t unresolved; /* seen but not resolved: they may name another CA */
+	const struct agt_ctx *c;
+};
+
+static void on_found(void *arg, const struct fio_dnssd_found *f)
+{
+	struct discovery *d = arg;
+	d->seen++;
+	if (!f->resolved) {
+		d->unresolved++;
+		char q[IDP_QUOTE_MAX];
+		say(d->c, AGT_LOG_WARN, "discover.unresolved", "name=\"%s\"",
+		    idp_quote(f->name, strnlen(f->name, FIO_DNSSD_NAME_MAX), q));
+	} else if (d->n < DISCOVER_MAX)
+		d->found[d->n++] = *f;
+}
+
+static bool is_fp(const char *s)
+{
+	if (s == NULL || strnlen(s, FP_HEX_LEN + 1) != FP_HEX_LEN)
+		return false;
+	for (size_t i = 0; i < FP_HEX_LEN; i++)
+		if (strchr("0123456789abcdef", s[i]) == NULL || s[i] == '\0')
+			return false;
+	return true;
+}
+
+/* An instance of this API (formats/api.md §11): v=1, path=/v1, a
+ * fingerprint. Its address may still be unusable (link-local). */
+static bool usable(const struct agt_ctx *c, const struct fio_dnssd_found *f)
+{
+	const char *v = fio_dnssd_txt_get(f, "v"), *path = fio_dnssd_txt_get(f, "path");
+	const char *why = NULL;
+	if (v == NULL || strcmp(v, "1") != 0)
+		why = "version";
+	else if (path == NULL || strcmp(path, "/v1") != 0)
+		why = "path";
+	else if (!is_fp(fio_dnssd_txt_get(f, "fp")))
+		why = "fingerprint";
+	if (why != NULL) {
+		char q[IDP_QUOTE_MAX];
+		say(c, AGT_LOG_DEBUG, "discover.skipped", "name=\"%s\" addr=%s reason=%s",
+		    idp_quote(f->name, strnlen(f->name, FIO_DNSSD_NAME_MAX), q), f->addr, why);
+	}
+	return why == NULL;
+}
+
+/* The documented order among instances that agree: IPv4 before IPv6, then
+ * by instance name, then by address text. */
+static int found_cmp(const void *pa, const void *pb)
+{
+	const struct fio_dnssd_found *a = pa, *b = pb;
+	if (a->ipv6 != b->ipv6)
+		return a->ipv6 ? 1 : -1;
+	int r = strcmp(a->name, b->name);
+	return r != 0 ? r : strcmp(a->addr, b->addr);
+}
+
+/* The CA fingerprint this agent already trusts: the pinned ca.pem, else a
+ * pre-loaded CA file, else the configured fingerprint; "" when none. */
+static enum idp_err trusted_fp(const struct agt_ctx *c, char fp[static FP_HEX_LEN + 1],
+                               struct idp_error *err)
+{
+	char path[FILE_PATH_MAX];
+	fp[0] = '\0';
+	enum idp_err rc = path_of(c, "ca.pem", path, err);
+	if (rc == IDP_OK && exists(path))
+		return file_fp(path, fp, err);
+	if (rc == IDP_OK && c->cfg.ca_file != NULL)
+		return file_fp(c->cfg.ca_file, fp, err);
+	if (rc == IDP_OK && c->cfg.ca_fingerprint != NULL)
+		for (size_t i = 0; i <= FP_HEX_LEN; i++)
+			fp[i] = (char)tolower((unsigned char)c->cfg.ca_fingerprint[i]);
+	return rc;
+}
+
+/* Find the server by DNS-SD (formats/api.md §11) and set provision_url and
+ * disc_fp. With a trusted CA, only instances carrying its fingerprint
+ * count; without one, instances that disagree on the fingerprint are
+ * refused (IDP_E_VERIFY): the agent does not choose between CAs. Among
+ * instances that agree, found_cmp's order picks one. */
+static enum idp_err discover(struct agt_ctx *c, struct idp_error *err)
+{
+	struct discovery d = {.found = calloc(DISCOVER_MAX, sizeof(*d.found)), .c = c};
+	if (d.found == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "agent: out of memory");
+	char trust[FP_HEX_LEN + 1];
+	bool complete = false;
+	int64_t wait = c->cfg.discover_wait_ms > 0 ? c->cfg.discover_wait_ms : DISCOVER_WAIT_MS;
+	enum idp_err rc = trusted_fp(c, trust, err);
+	if (rc == IDP_OK)
+		rc = fio_dnssd_browse(SERVICE_TYPE, wait < DISCOVER_MIN_MS ? wait : DISCOVER_MIN_MS,
+		                      wait, on_found, &d, &complete, err);
+	if (rc != IDP_OK)
+		goto out;
+	/* Every instance of the API counts for the CA check, whatever its
+	 * address: a rogue must not be ignored for publishing a link-local
+	 * one. Only the choice needs an address a URL can name. */
+	size_t valid = 0, matching = 0, kept = 0;
+	char first[FP_HEX_LEN + 1] = "";
+	bool disagree = false;
+	for (size_t i = 0; i < d.n; i++) {
+		const struct fio_dnssd_found *f = &d.found[i];
+		if (!usable(c, f))
+			continue;
+		valid++;
+		const char *fp = fio_dnssd_txt_get(f, "fp");
+		say(c, AGT_LOG_INFO, "discover.found", "addr=%s port=%u fp=%s own=%s", f->addr,
+		    f->port, fp, f->own ? "yes" : "no");
+		if (trust[0] != '\0' && strcmp(fp, trust) != 0)
+			continue;
+		matching++;
+		if (first[0] == '\0')
+			memcpy(first, fp, sizeof(first));
+		else if (strcmp(first, fp) != 0)
+			disagree = true;
+		if (f->link_local)
+			continue;
+		d.found[kept++] = *f; /* kept <= i: an entry already read */
+	}
+	if (valid == 0) {
+		rc = idp_error_set(
+		        err, IDP_E_IO,
+		        "server: none configured, and DNS-SD found no usable %s instance "
+		        "(%zu seen%s)",
+		        SERVICE_TYPE, d.seen, complete ? "" : ", browse timed out");
+		goto out;
+	}
+	if (matching == 0) {
+		rc = idp_error_set(
+		        err, IDP_E_VERIFY,
+		        "server: DNS-SD found %zu instance(s), none with the trusted CA %s: "
+		        "refused",
+		        valid, trust);
+		goto out;
+	}
+	if (trust[0] == '\0' && d.unresolved > 0) {
+		rc = idp_error_set(
+		        err, IDP_E_IO,
+		        "server: DNS-SD saw %zu instance(s) it could not resolve, which may "
+		        "name another CA; not choosing now (retry later)",
+		        d.unresolved);
+		goto out;
+	}
+	if (disagree) {
+		rc = idp_error_set(err, IDP_E_VERIFY,
+		                   "server: DNS-SD found %zu instances naming different CAs; not "
+		                   "choosing one (configure the server URL or the CA fingerprint): "
+		                   "refused",
+		                   matching);
+		goto out;
+	}
+	if (kept == 0) {
+		rc = idp_error_set(
+		        err, IDP_E_IO,
+		        "server: DNS-SD found only link-local addresses, which a URL cannot "
+		        "name; configure the server URL");
+		goto out;
+	}
+	qsort(d.found, kept, sizeof(*d.found), found_cmp);
+	const struct fio_dnssd_found *f = &d.found[0];
+	int n = snprintf(c->provision_url, sizeof(c->provision_url),
+	                 f->ipv6 ? "https://[%s]:%u" : "https://%s:%u", f->addr, f->port);
+	if (n < 0 || (size_t)n >= sizeof(c->provision_url)) {
+		c->provision_url[0] = '\0';
+		rc = idp_error_set(err, IDP_E_LIMIT, "server: discovered URL too long");
+		goto out;
+	}
+	memcpy(c->disc_fp, fio_dnssd_txt_get(f, "fp"), FP_HEX_LEN + 1);
+	fio_httpc_free(c->http);
+	c->http = NULL;
+	say(c, AGT_LOG_INFO, "discover.chosen", "url=%s fp=%s host=%s instances=%zu",
+	    c->provision_url, c->disc_fp, f->host, kept);
+out:
+	free(d.found);
+	return rc;
+}
+
 /* Where to provision: the configured URL, else the one stored, else DNS-SD. */
 static enum idp_err server_of(struct agt_ctx *c, struct idp_error *err)
 {
 	const char *url = c->cfg.server_url != NULL ? c->cfg.server_url : c->provision_url;
 	if (url[0] == '\0')
-		/* The DNS-SD seam: discovery of _idprov._tcp (formats/api.md §11)
-		 * fills the URL and the expected CA fingerprint here. */
-		return idp_error_set(err, IDP_E_UNSUPPORTED,
-		                     "server: none configured, and DNS-SD discovery is not built yet");
+		return discover(c, err);
 	if (strcmp(url, c->provision_url) != 0) {
 		(void)snprintf(c->provision_url, sizeof(c->provision_url), "%s", url);
 		fio_httpc_free(c->http);

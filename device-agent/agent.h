@@ -62,15 +62,17 @@ struct agt_config {
 	const char *serial;         /* optional (factory INFO): formats/id.h, or NULL */
 	const char *fw_version;     /* optional (factory INFO), or NULL */
 	enum fmt_key_type key_type; /* for a key created now; 0 = P-256 */
-	/* Server: the configured URL ("https://host:port"). NULL: discovery by
-	 * DNS-SD (not built yet: agt_run_once then fails IDP_E_UNSUPPORTED).
-	 * A URL stored by an earlier provisioning is used when this is NULL. */
+	/* Server: the configured URL ("https://host:port"). NULL: the URL
+	 * stored by an earlier provisioning, else discovery by DNS-SD
+	 * (formats/api.md §11, through avahi-daemon): see agt_run_once. */
 	const char *server_url;
 	const char *ca_file;        /* pre-loaded CA (PEM): pinned, nothing else accepted */
 	/* Without ca_file and without a pin: trust on first use of the CA that
 	 * GET /v1/ca serves. When set (64 hex, SHA-256 of the CA certificate's
-	 * DER, what DNS-SD will carry), that CA must have this fingerprint. */
+	 * DER, what DNS-SD carries), that CA must have this fingerprint; else
+	 * the fingerprint a DNS-SD discovery found is required the same way. */
 	const char *ca_fingerprint;
+	int64_t discover_wait_ms;   /* bound of one DNS-SD browse; 0 = 5000 */
 	const char *oob_secret;     /* the label's secret, or NULL. WARNING: a secret */
 	bool use_nonce;             /* always sign with a server nonce (else only when asked) */
 	/* Longest total wait while pending, seconds; 0 = no bound. */
@@ -120,7 +122,21 @@ IDP_MUST_CHECK enum idp_err agt_open(const struct agt_config *cfg, struct agt_ct
  * which), IDP_E_VERIFY the server is not the pinned CA's (or the CA
  * fingerprint does not match), IDP_E_AGAIN still pending when the wait ran
  * out or agt_stop was called, IDP_E_IO / IDP_E_TIMEOUT the server could not
- * be reached (retry later), IDP_E_UNSUPPORTED no server URL. */
+ * be reached or DNS-SD found none (retry later).
+ *
+ * Discovery (no URL configured or stored): browse _idprov._tcp once (at
+ * least 2 s, at most discover_wait_ms), keep the instances with v=1,
+ * path=/v1 and a fingerprint, whatever their address. When a CA is trusted already (the
+ * pinned ca.pem, ca_file or ca_fingerprint) only the instances naming its
+ * fingerprint count, and none is IDP_E_VERIFY; otherwise instances naming
+ * different fingerprints are IDP_E_VERIFY (the agent does not choose
+ * between CAs); instances that DNS-SD saw but could not resolve are
+ * IDP_E_IO then (retry). Among the instances left with an address that is
+ * not link-local (none: IDP_E_IO): IPv4 before IPv6, then the lowest
+ * instance name, then the lowest address text. The URL is
+ * https://ADDRESS:PORT and the TXT fingerprint is required of the CA
+ * trusted on first use; the server's certificate must name that address
+ * (idprovd's server-name). */
 IDP_MUST_CHECK enum idp_err agt_run_once(struct agt_ctx *ctx, struct idp_error *err);
 
 /* Make the next agt_run_once renew the device token even if it is not due

@@ -96,7 +96,8 @@ static void usage(FILE *f)
 	        "  factory [--console PATH] [--baud N]  answer the station (default stdin/stdout)\n"
 	        "options: --config FILE --state-dir DIR (" DEFAULT_STATE_DIR ") --id ID\n"
 	        "  --mac MAC | --iface IFACE --serial S --fw-version V --key-type p256|ed25519\n"
-	        "  --server URL --ca FILE --ca-fingerprint HEX --oob-file FILE --nonce -v\n"
+	        "  --server URL (none: DNS-SD) --discover-wait SECONDS --ca FILE\n"
+	        "  --ca-fingerprint HEX --oob-file FILE --nonce -v\n"
 	        "exit: 0 done, 2 usage, 3 local, 4 server, 5 pending, 6 rejected, 7 revoked,\n"
 	        "      8 trust refused\n");
 }
@@ -149,7 +150,8 @@ static bool set_opt(struct opts *o, const char *name, const char *value)
 		}
 		o->oob = (char *)buf;
 		c->oob_secret = o->oob;
-	} else if (strcmp(name, "wait") == 0 || strcmp(name, "baud") == 0) {
+	} else if (strcmp(name, "wait") == 0 || strcmp(name, "baud") == 0 ||
+	           strcmp(name, "discover-wait") == 0) {
 		char *end = NULL;
 		errno = 0;
 		unsigned long long v = strtoull(value, &end, 10);
@@ -157,6 +159,8 @@ static bool set_opt(struct opts *o, const char *name, const char *value)
 			return false;
 		if (name[0] == 'w')
 			c->pending_wait_s = (int64_t)v;
+		else if (name[0] == 'd')
+			c->discover_wait_ms = (int64_t)v * 1000;
 		else
 			o->baud = (unsigned)v;
 	} else if (strcmp(name, "nonce") == 0) {

@@ -95,6 +95,8 @@ static const struct key keys[] = {
          "time a client has to send a request body after its head"},
         {"request-timeout", K_DURATION, FIELD(request_timeout), 1, 3600, "30s",
          "silence after which a connection is closed"},
+        {"dnssd", K_BOOL, FIELD(dnssd), 0, 0, "on",
+         "publish _idprov._tcp by DNS-SD through avahi-daemon (formats/api.md section 11)"},
         {"log-burst", K_UINT, FIELD(log_burst), 0, 1000000, "50",
          "log lines of one event per second before the rest are counted, not written (0: all)"},
         {"throttle-per-minute", K_UINT, FIELD(throttle_per_minute), 0, 6000000, "600",
@@ -141,6 +143,7 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->log_burst = SRV_LOG_BURST;
 	cfg->throttle_per_minute = 600;
 	cfg->throttle_burst = 60;
+	cfg->dnssd = true;
 }
 
 /* Decimal digits of s with an optional one-letter suffix from units (its
@@ -247,14 +250,14 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 	}
 	case K_BOOL:
 		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
-		    strcmp(value, "1") == 0)
+		    strcmp(value, "on") == 0 || strcmp(value, "1") == 0)
 			*(bool *)field = true;
 		else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
-		         strcmp(value, "0") == 0)
+		         strcmp(value, "off") == 0 || strcmp(value, "0") == 0)
 			*(bool *)field = false;
 		else
-			return idp_error_set(err, IDP_E_FORMAT, "%s: '%.64s' is not yes or no",
-			                     k->name, value);
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "%s: '%.64s' is not yes/on or no/off", k->name, value);
 		return IDP_OK;
 	case K_NAME: {
 		size_t n = strnlen(value, SRV_STATE_NAME_MAX + 1);

@@ -72,6 +72,7 @@ struct srv_config {
 	unsigned log_burst;                  /* log lines of one event per second (0: all) */
 	unsigned throttle_per_minute;        /* nonce/provision requests a minute per address (0: off) */
 	unsigned throttle_burst;             /* requests an address may make at once */
+	bool dnssd;                          /* publish _idprov._tcp (server/publish.h) */
 };
 
 enum srv_config_action {

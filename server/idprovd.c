@@ -29,6 +29,7 @@
 #include "server/httpd.h"
 #include "server/lock.h"
 #include "server/log.h"
+#include "server/publish.h"
 #include "server/state.h"
 
 /* Detach from the terminal: the parent exits once the child reports (over
@@ -163,6 +164,7 @@ static int run(const struct srv_config *cfg)
 		srv_log(SRV_LOG_INFO, "http.listening", "addr=%s threads=%u", srv_httpd_bound(h, i),
 		        cfg->threads);
 	report(ready_fd, 0);
+	struct srv_publish *pub = srv_publish_start(cfg, state, h);
 
 	int sig = 0;
 	for (;;) {
@@ -181,6 +183,7 @@ static int run(const struct srv_config *cfg)
 		break;
 	}
 	srv_log(SRV_LOG_INFO, "http.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	srv_publish_stop(pub); /* goodbye packets first: agents stop finding a closing server */
 	srv_httpd_shutdown(h);
 	srv_httpd_free(h);
 	srv_app_free(&app);

@@ -1,5 +1,6 @@
 # formats/io/ - the I/O half of the shared library (libidprov-io.a): the one
-# HTTPS client and the TLS exporter. No formats/*.c includes it, so the
-# codecs stay pure; the programs link it after formats.
+# HTTPS client, the TLS exporter and the DNS-SD glue (avahi-client). No
+# formats/*.c includes it, so the codecs stay pure; the programs link it
+# after formats.
 PROJECT_LIBS += io
 LIBS_io += $(wildcard formats/io/*.c)

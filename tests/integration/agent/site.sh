@@ -27,15 +27,6 @@ agent_bg() {
 	shift
 	exec "$A" --state-dir "$T_TMP/$d" "$@" 2>>"$T_TMP/$d.log"
 }
-# wait_for FILE PATTERN: until PATTERN shows in FILE (at most 60 s).
-wait_for() {
-	local _
-	for _ in $(seq 1 600); do
-		grep -qE -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 ca_fp=$(openssl x509 -in "$SRV_CA" -outform DER | sha256sum | cut -c1-64)
 # json_field NAME < JSON: a string or number member of status --json's flat object.
 json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
@@ -130,7 +121,7 @@ agent_bg unk run --once --id dev-u1 --mac 02:00:5e:00:b1:01 --server "$SRV_URL" 
 	--wait 120 &
 upid=$!
 T_CLEANUP+=("kill $upid 2>/dev/null || true")
-t_run "unknown: pending seen" wait_for "$T_TMP/unk.log" 'event=provision.pending device=dev-u1'
+t_run "unknown: pending seen" t_wait "$T_TMP/unk.log" 'event=provision.pending device=dev-u1'
 t_run "unknown: approved by idprov-admin" adm approve dev-u1
 wait "$upid"
 t_run "unknown: agent completes (exit 0)" [ $? = 0 ]

@@ -21,13 +21,15 @@ done
 want=$(make -s --no-print-directory print-MANPAGES | wc -w)
 if [ "$n" -eq "$want" ] && [ "$want" -gt 0 ]; then t_ok "all $want man pages installed"; else t_fail "$n of $want man pages installed"; fi
 # Each program links only the libraries it uses: the server no serial, USB
-# or HTTP-client library; the device agent no server or station library.
+# or HTTP-client library; the device agent no server or station library (of
+# Avahi only the client library, for DNS-SD discovery through avahi-daemon).
 needed() { objdump -p "$1" | sed -n 's/^ *NEEDED *//p'; }
 bin=$dest/opt/idp/bin
 t_refuse "idprovd links no libserialport, libusb, libcurl" \
 	grep -qE 'libserialport|libusb|libcurl' <(needed "$bin/idprovd")
-t_refuse "idprov-agent links no sqlite, libevent, libserialport, libusb, avahi" \
-	grep -qE 'sqlite|libevent|libserialport|libusb|avahi' <(needed "$bin/idprov-agent")
+t_refuse "idprov-agent links no sqlite, libevent, libserialport, libusb, avahi-core" \
+	grep -qE 'sqlite|libevent|libserialport|libusb|avahi-core' <(needed "$bin/idprov-agent")
+t_grep "idprov-agent links avahi-client (discovery)" 'libavahi-client' <(needed "$bin/idprov-agent")
 t_refuse "idprov-admin links no sqlite, libevent, libserialport, libusb" \
 	grep -qE 'sqlite|libevent|libserialport|libusb' <(needed "$bin/idprov-admin")
 # The man pages are clean for mandoc's linter (dates, macros, references).

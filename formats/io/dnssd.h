@@ -1,0 +1,99 @@
+/*
+ * dnssd.h - DNS-SD glue over avahi-client (the avahi-daemon on the host,
+ * reached over D-Bus): publish one service instance, and browse a service
+ * type once with every instance resolved (host, address, port, TXT).
+ * Part of formats/io: I/O without policy; which instances to trust is the
+ * caller's business. What idprov publishes: formats/api.md §11.
+ *
+ * avahi-client, not libavahi-core: a host that runs avahi-daemon must not
+ * run a second mDNS responder on port 5353 beside it, and the daemon
+ * answers for every program on the host. A device image without the
+ * daemon is left for later (libavahi-core, the same model in-process).
+ *
+ * Threads: a publication runs its own Avahi thread (AvahiThreadedPoll)
+ * until fio_dnssd_unpublish; its event callback is called from that
+ * thread. fio_dnssd_browse blocks the calling thread (AvahiSimplePoll)
+ * and calls back from it. Distinct calls share nothing.
+ */
+#ifndef IDP_FORMATS_IO_DNSSD_H
+#define IDP_FORMATS_IO_DNSSD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/error.h"
+
+#define FIO_DNSSD_NAME_MAX 63u  /* bytes of an instance name (one DNS label) */
+#define FIO_DNSSD_HOST_MAX 255u /* bytes of a host name */
+#define FIO_DNSSD_ADDR_MAX 46u  /* bytes of an address as text (INET6_ADDRSTRLEN) */
+#define FIO_DNSSD_TXT_MAX  8u   /* TXT strings published or kept per instance */
+#define FIO_DNSSD_STR_MAX  255u /* bytes of one TXT string (RFC 6763 §6.1) */
+#define FIO_DNSSD_TYPE_MAX 63u  /* bytes of a service type ("_idprov._tcp") */
+
+/* What a publication reports, from its Avahi thread. */
+enum fio_dnssd_event {
+	FIO_DNSSD_PUBLISHED = 1, /* established; detail: the instance name */
+	FIO_DNSSD_RENAMED = 2,   /* name taken by another host; detail: the new name */
+	FIO_DNSSD_FAILED = 3,    /* the publication or the daemon failed; detail: why */
+};
+
+typedef void (*fio_dnssd_event_fn)(void *arg, enum fio_dnssd_event ev, const char *detail);
+
+struct fio_dnssd_service {
+	const char *type;       /* "_idprov._tcp" */
+	const char *name;       /* instance name, at most FIO_DNSSD_NAME_MAX bytes */
+	uint16_t port;          /* non-zero */
+	const char *const *txt; /* n_txt "key=value" strings, each <= FIO_DNSSD_STR_MAX */
+	size_t n_txt;           /* <= FIO_DNSSD_TXT_MAX */
+};
+
+struct fio_dnssd_pub; /* opaque */
+
+/* Publish s on every interface the daemon serves (s is copied). IDP_OK once
+ * the daemon accepted it; establishment (or a failure) is then reported to
+ * fn (may be NULL) from the Avahi thread. IDP_E_IO when avahi-daemon cannot
+ * be reached, IDP_E_ARG for a bad s. NULL *out on failure. */
+IDP_MUST_CHECK enum idp_err fio_dnssd_publish(const struct fio_dnssd_service *s,
+                                              fio_dnssd_event_fn fn, void *arg,
+                                              struct fio_dnssd_pub **out, struct idp_error *err);
+
+/* Withdraw the publication (the daemon sends goodbye packets), stop its
+ * thread and release p. NULL is a no-op. */
+void fio_dnssd_unpublish(struct fio_dnssd_pub *p);
+
+/* One resolved instance. */
+struct fio_dnssd_found {
+	char name[FIO_DNSSD_NAME_MAX + 1];
+	char host[FIO_DNSSD_HOST_MAX + 1]; /* "host.local" */
+	char addr[FIO_DNSSD_ADDR_MAX + 1]; /* "10.0.0.1" or "fe80::1" (no scope) */
+	bool ipv6;
+	bool link_local; /* 169.254/16 or fe80::/10: needs the interface to be reached */
+	int ifindex;     /* interface it was found on */
+	uint16_t port;
+	char txt[FIO_DNSSD_TXT_MAX][FIO_DNSSD_STR_MAX + 1]; /* "key=value" as received */
+	size_t n_txt; /* TXT strings beyond FIO_DNSSD_TXT_MAX are dropped */
+	bool own;     /* published by this host (AVAHI_LOOKUP_RESULT_OUR_OWN) */
+	/* false: browsing saw the instance but resolving it failed; only name
+	 * and ifindex are filled. Such an instance may still exist. */
+	bool resolved;
+};
+
+/* Called once per instance seen (one per interface and address family),
+ * resolved or not (f->resolved); f is borrowed for the call. */
+typedef void (*fio_dnssd_found_fn)(void *arg, const struct fio_dnssd_found *f);
+
+/* Browse type in the local domain and resolve every instance, calling fn for
+ * each; returns once min_ms have passed, the daemon has said it reported
+ * all it knows and every resolution has ended, or after wait_ms (> 0,
+ * >= min_ms) at the latest: what was found by then has been reported, and
+ * *complete (may be NULL) says which ended it. IDP_E_IO when the daemon
+ * cannot be reached or the browse fails. */
+IDP_MUST_CHECK enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
+                                             fio_dnssd_found_fn fn, void *arg, bool *complete,
+                                             struct idp_error *err);
+
+/* The value of key in f's TXT strings (the first "key=..." one), or NULL. */
+const char *fio_dnssd_txt_get(const struct fio_dnssd_found *f, const char *key);
+
+#endif /* IDP_FORMATS_IO_DNSSD_H */

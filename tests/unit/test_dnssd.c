@@ -1,0 +1,129 @@
+/*
+ * test_dnssd.c - formats/io/dnssd without a daemon: bad services and
+ * browses are refused with IDP_E_ARG before Avahi is touched, a missing
+ * avahi-daemon is IDP_E_IO naming it (never a crash or a hang), and TXT
+ * lookup matches whole keys only. The real mDNS exchange between two
+ * network namespaces is tests/integration/agent/dnssd.sh.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/io/dnssd.h"
+#include "tests/unit/check_main.h"
+
+static void on_found(void *arg, const struct fio_dnssd_found *f)
+{
+	(void)f;
+	(*(int *)arg)++;
+}
+
+START_TEST(test_fio_dnssd_publish_rejects_bad_services)
+{
+	char long_txt[FIO_DNSSD_STR_MAX + 2];
+	memset(long_txt, 'a', sizeof(long_txt) - 1);
+	long_txt[0] = 'k';
+	long_txt[1] = '=';
+	long_txt[sizeof(long_txt) - 1] = '\0';
+	char long_name[FIO_DNSSD_NAME_MAX + 2];
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	const char *const no_eq[] = {"v=1", "novalue"};
+	const char *const too_long[] = {long_txt};
+	const char *const many[FIO_DNSSD_TXT_MAX + 1] = {"a=1", "b=1", "c=1", "d=1", "e=1",
+	                                                 "f=1", "g=1", "h=1", "i=1"};
+	const struct fio_dnssd_service bad[] = {
+	        {.type = NULL, .name = "x", .port = 1},
+	        {.type = "_idprov._tcp", .name = NULL, .port = 1},
+	        {.type = "_idprov._tcp", .name = "x", .port = 0},
+	        {.type = "_idprov._tcp", .name = "", .port = 1},
+	        {.type = "_idprov._tcp", .name = long_name, .port = 1},
+	        {.type = "_idprov._tcp", .name = "x", .port = 1, .txt = no_eq, .n_txt = 2},
+	        {.type = "_idprov._tcp", .name = "x", .port = 1, .txt = too_long, .n_txt = 1},
+	        {.type = "_idprov._tcp",
+	         .name = "x",
+	         .port = 1,
+	         .txt = many,
+	         .n_txt = FIO_DNSSD_TXT_MAX + 1},
+	        {.type = "_idprov._tcp", .name = "x", .port = 1, .txt = NULL, .n_txt = 1},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		static int dummy;
+		struct fio_dnssd_pub *p = (struct fio_dnssd_pub *)(void *)&dummy; /* NULLed */
+		struct idp_error err = {0};
+		ck_assert_int_eq(fio_dnssd_publish(&bad[i], NULL, NULL, &p, &err), IDP_E_ARG);
+		ck_assert_ptr_null(p);
+		ck_assert_msg(strncmp(err.msg, "dns-sd: ", 8) == 0, "case %zu: %s", i, err.msg);
+	}
+	fio_dnssd_unpublish(NULL);
+}
+END_TEST
+
+START_TEST(test_fio_dnssd_no_daemon_is_io_error)
+{
+	ck_assert_int_eq(setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/idprov-bus", 1),
+	                 0);
+	const char *const txt[] = {"v=1", "path=/v1"};
+	const struct fio_dnssd_service s = {.type = "_idprov._tcp",
+	                                    .name = "idprov test",
+	                                    .port = 8443,
+	                                    .txt = txt,
+	                                    .n_txt = 2};
+	struct fio_dnssd_pub *p = NULL;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fio_dnssd_publish(&s, NULL, NULL, &p, &err), IDP_E_IO);
+	ck_assert_ptr_null(p);
+	ck_assert_msg(strstr(err.msg, "cannot reach avahi-daemon") != NULL, "%s", err.msg);
+	int n = 0;
+	bool complete = true;
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 0, 1000, on_found, &n, &complete, &err),
+	                 IDP_E_IO);
+	ck_assert_msg(strstr(err.msg, "cannot reach avahi-daemon") != NULL, "%s", err.msg);
+	ck_assert_int_eq(n, 0);
+	ck_assert(!complete);
+}
+END_TEST
+
+START_TEST(test_fio_dnssd_browse_rejects_bad_arguments)
+{
+	int n = 0;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fio_dnssd_browse(NULL, 0, 1000, on_found, &n, NULL, &err), IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("", 0, 1000, on_found, &n, NULL, &err), IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 0, 0, on_found, &n, NULL, &err),
+	                 IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 0, 1000, NULL, &n, NULL, &err),
+	                 IDP_E_ARG);
+	ck_assert_int_eq(fio_dnssd_browse("_idprov._tcp", 2000, 1000, on_found, &n, NULL, &err),
+	                 IDP_E_ARG);
+}
+END_TEST
+
+START_TEST(test_fio_dnssd_txt_get_whole_keys)
+{
+	struct fio_dnssd_found f;
+	memset(&f, 0, sizeof(f));
+	(void)snprintf(f.txt[0], sizeof(f.txt[0]), "%s", "version=2");
+	(void)snprintf(f.txt[1], sizeof(f.txt[1]), "%s", "v=1");
+	(void)snprintf(f.txt[2], sizeof(f.txt[2]), "%s", "fp=");
+	(void)snprintf(f.txt[3], sizeof(f.txt[3]), "%s", "path");
+	f.n_txt = 4;
+	ck_assert_str_eq(fio_dnssd_txt_get(&f, "v"), "1");
+	ck_assert_str_eq(fio_dnssd_txt_get(&f, "version"), "2");
+	ck_assert_str_eq(fio_dnssd_txt_get(&f, "fp"), "");
+	ck_assert_ptr_null(fio_dnssd_txt_get(&f, "path"));
+	ck_assert_ptr_null(fio_dnssd_txt_get(&f, "ver"));
+}
+END_TEST
+
+Suite *idp_test_suite(void)
+{
+	Suite *s = suite_create("dnssd");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_fio_dnssd_publish_rejects_bad_services);
+	tcase_add_test(tc, test_fio_dnssd_no_daemon_is_io_error);
+	tcase_add_test(tc, test_fio_dnssd_browse_rejects_bad_arguments);
+	tcase_add_test(tc, test_fio_dnssd_txt_get_whole_keys);
+	suite_add_tcase(s, tc);
+	return s;
+}
