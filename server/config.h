@@ -49,10 +49,9 @@ struct srv_config {
 	char rules[SRV_RULES_MAX][SRV_RULE_TEXT_MAX]; /* "product=... field=... ..." */
 	size_t n_rules;
 	enum fmt_key_type token_key; /* type of a newly created token key */
-	char station_ca[SRV_STATE_PATH_MAX];
+	char station_ca[SRV_STATE_PATH_MAX]; /* PEM file of the station CA; "" = none */
 	char server_url[SRV_STATE_PATH_MAX]; /* told to devices; token issuer; "" = derived */
-	char token_audience[SRV_STATE_PATH_MAX];
-	/* aud of every token */             /* PEM file of the station CA; "" = none */
+	char token_audience[SRV_STATE_PATH_MAX]; /* aud of every token */
 	int64_t token_lifetime;              /* device token, seconds */
 	int64_t provisioning_token_lifetime; /* provisioning token, seconds */
 	int64_t pending_retry_after;         /* seconds a pending device waits */

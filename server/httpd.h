@@ -43,8 +43,7 @@
 #include "server/state.h"
 #include "server/store.h"
 
-#define SRV_HTTP_EXPORTER_LEN   32u /* RFC 9266 tls-exporter channel binding */
-#define SRV_HTTP_EXPORTER_LABEL "EXPORTER-Channel-Binding"
+#define SRV_HTTP_EXPORTER_LEN   FMT_API_EXPORTER_LEN /* RFC 9266 (formats/io/tls.h) */
 #define SRV_HTTP_ROUTES_MAX     32u
 #define SRV_ROUTE_MANIFEST      SIZE_MAX /* a route's max_body: the configured max-manifest */
 
