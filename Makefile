@@ -18,7 +18,8 @@
 
 .SUFFIXES:
 .DELETE_ON_ERROR:
-.SECONDARY:
+# Objects are kept (a test binary's object is otherwise an intermediate file);
+# not ".SECONDARY:", which would let a moved source leave a stale program.
 SHELL := /bin/bash
 
 PREFIX  ?= /usr/local
@@ -75,7 +76,7 @@ BENCHES :=
 FUZZERS :=
 MANPAGES :=
 
-include $(sort $(wildcard */module.mk formats/*/module.mk tests/*/module.mk))
+include $(sort $(wildcard */module.mk formats/*/module.mk server/*/module.mk tests/*/module.mk))
 
 # ---------------------------------------------------------------- rules
 lib_path = $(B)/lib/libidprov-$(1).a
@@ -101,6 +102,7 @@ $(B)/obj/%.o: %.c
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
 -include $(shell find build/$(VARIANT)/obj -name '*.d' 2>/dev/null)
+.PRECIOUS: $(B)/obj/%.o
 
 define LIB_template
 $(call lib_path,$(1)): $(call objs_of,$(LIBS_$(1)))

@@ -1,7 +1,7 @@
 # server/ - the provisioning server idprovd and its library (libidprov-server.a):
 # the store, the state directory, the configuration, HTTPS and the handlers.
 # The programs' main() files stay out of the library.
-SERVER_MAINS := server/idprovd.c server/admin_main.c
+SERVER_MAINS := server/idprovd.c
 PROJECT_LIBS += server
 LIBS_server += $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 
@@ -11,8 +11,3 @@ idprovd_LIBS := server io formats
 idprovd_PKGS := openssl sqlite3 libcjson libevent libevent_openssl libevent_pthreads avahi-client
 MANPAGES += docs/man/idprovd.8
 
-PROGS += idprov-admin
-idprov-admin_SRCS := server/admin_main.c
-idprov-admin_LIBS := io formats
-idprov-admin_PKGS := openssl libcjson libcurl
-MANPAGES += docs/man/idprov-admin.8
