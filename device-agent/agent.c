@@ -35,6 +35,7 @@
 #include "formats/id.h"
 #include "formats/io/dnssd.h"
 #include "formats/io/httpc.h"
+#include "formats/io/keystore.h"
 #include "formats/json.h"
 #include "formats/keyfile.h"
 #include "formats/token.h"
@@ -53,8 +54,10 @@
 struct agt_ctx {
 	struct agt_config cfg; /* strings point at the copies below */
 	char *s_dir, *s_id, *s_mac, *s_iface, *s_serial, *s_fw, *s_url, *s_ca, *s_fp, *s_oob;
+	char *s_kuri, *s_kprov;
 	int lock_fd;
-	struct fmt_key *key;
+	struct fmt_key *key;    /* owned, or borrowed from ks */
+	struct fio_keystore *ks; /* the key's store when cfg.key_uri is set */
 	uint8_t mac[FMT_MAC_LEN];
 	atomic_int stop;
 	bool use_nonce;
@@ -414,15 +417,69 @@ static enum idp_err write_public(struct agt_ctx *c, struct idp_error *err)
 	return rc;
 }
 
+static void key_fp_hex(const struct fmt_key *k, char hex[static FP_HEX_LEN + 1])
+{
+	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
+	hex[0] = '\0';
+	if (fmt_key_fingerprint(k, fp, NULL) == IDP_OK)
+		fmt_key_fingerprint_hex(fp, hex);
+}
+
+/* The key behind cfg.key_uri, which must be the device's one identity: no
+ * key.pem beside it, and the key key.pub names when there is one. */
+static enum idp_err key_from_store(struct agt_ctx *c, struct idp_error *err)
+{
+	char path[FILE_PATH_MAX];
+	enum idp_err rc = path_of(c, "key.pem", path, err);
+	if (rc == IDP_OK && exists(path))
+		return idp_error_set(err, IDP_E_CONFLICT,
+		                     "device key: %s exists and a key URI is set: one identity only "
+		                     "(remove one of them)",
+		                     path);
+	if (rc == IDP_OK)
+		rc = fio_keystore_open(c->cfg.key_uri, c->cfg.key_providers, &c->ks, err);
+	if (rc != IDP_OK) {
+		idp_error_prefix(err, "device key");
+		return rc;
+	}
+	c->key = fio_keystore_key(c->ks);
+	char hex[FP_HEX_LEN + 1], old[FP_HEX_LEN + 1];
+	key_fp_hex(c->key, hex);
+	rc = path_of(c, "key.pub", path, err);
+	if (rc == IDP_OK && exists(path)) {
+		struct fmt_key *pub = NULL;
+		rc = fmt_keyfile_load_public(path, &pub, err);
+		if (rc == IDP_OK) {
+			key_fp_hex(pub, old);
+			if (hex[0] == '\0' || strcmp(hex, old) != 0)
+				rc = idp_error_set(err, IDP_E_CONFLICT,
+				                   "device key: the key URI names key %s, but this device "
+				                   "is %s (%s): refused",
+				                   hex, old, path);
+		}
+		fmt_key_free(pub);
+	}
+	if (rc == IDP_OK)
+		say(c, AGT_LOG_INFO, "key.loaded", "source=store type=%s fingerprint=%s",
+		    fmt_key_type_name(fmt_key_type(c->key)), hex);
+	return rc;
+}
+
 /* Load key.pem, or create it once: written as key.pem.new, then hard-linked
  * to key.pem, which fails if a key.pem appeared meanwhile, so an existing key
- * is never replaced, whatever the timing of a crash. */
+ * is never replaced, whatever the timing of a crash. A key.pub without
+ * key.pem means the key lived elsewhere (a store URI no longer configured):
+ * no new identity is made then. */
 static enum idp_err key_load_or_create(struct agt_ctx *c, struct idp_error *err)
 {
-	char path[FILE_PATH_MAX], tmp[FILE_PATH_MAX];
+	if (c->cfg.key_uri != NULL)
+		return key_from_store(c, err);
+	char path[FILE_PATH_MAX], tmp[FILE_PATH_MAX], pub[FILE_PATH_MAX];
 	enum idp_err rc = path_of(c, "key.pem", path, err);
 	if (rc == IDP_OK)
 		rc = path_of(c, "key.pem.new", tmp, err);
+	if (rc == IDP_OK)
+		rc = path_of(c, "key.pub", pub, err);
 	if (rc != IDP_OK)
 		return rc;
 	if (exists(path)) {
@@ -433,6 +490,11 @@ static enum idp_err key_load_or_create(struct agt_ctx *c, struct idp_error *err)
 	}
 	if (errno != ENOENT)
 		return idp_error_set(err, IDP_E_IO, "%s: %s", path, strerror(errno));
+	if (exists(pub))
+		return idp_error_set(err, IDP_E_CONFLICT,
+		                     "device key: %s exists without key.pem: the key is elsewhere "
+		                     "(configure its key URI); not making another",
+		                     pub);
 	/* First boot: wait until the kernel's pool is initialised (no
 	 * GRND_NONBLOCK) before drawing a key from it. */
 	uint8_t b;
@@ -461,10 +523,8 @@ static enum idp_err key_load_or_create(struct agt_ctx *c, struct idp_error *err)
 	(void)unlink(tmp);
 	rc = fmt_file_sync_dir(path, err);
 	if (rc == IDP_OK) {
-		uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
-		char hex[FP_HEX_LEN + 1] = "";
-		if (fmt_key_fingerprint(c->key, fp, NULL) == IDP_OK)
-			fmt_key_fingerprint_hex(fp, hex);
+		char hex[FP_HEX_LEN + 1];
+		key_fp_hex(c->key, hex);
 		say(c, AGT_LOG_INFO, "key.created", "type=%s fingerprint=%s",
 		    fmt_key_type_name(t), hex);
 	}
@@ -510,6 +570,8 @@ static enum idp_err copy_config(struct agt_ctx *c, const struct agt_config *cfg,
 	c->cfg.ca_file = c->s_ca = dup_str(cfg->ca_file, &oom);
 	c->cfg.ca_fingerprint = c->s_fp = dup_str(cfg->ca_fingerprint, &oom);
 	c->cfg.oob_secret = c->s_oob = dup_str(cfg->oob_secret, &oom);
+	c->cfg.key_uri = c->s_kuri = dup_str(cfg->key_uri, &oom);
+	c->cfg.key_providers = c->s_kprov = dup_str(cfg->key_providers, &oom);
 	if (c->cfg.log_level == 0)
 		c->cfg.log_level = AGT_LOG_INFO;
 	if (c->cfg.proof_interval_ms <= 0)
@@ -533,6 +595,13 @@ static enum idp_err check_config(const struct agt_config *cfg, struct idp_error 
 	if (rc == IDP_OK && cfg->key_type != 0 && cfg->key_type != FMT_KEY_P256 &&
 	    cfg->key_type != FMT_KEY_ED25519)
 		rc = idp_error_set(err, IDP_E_ARG, "key type: p256 or ed25519");
+	if (rc == IDP_OK && cfg->key_uri != NULL &&
+	    (cfg->key_uri[0] == '\0' || strnlen(cfg->key_uri, FIO_KEYSTORE_URI_MAX + 1) >
+	                                         FIO_KEYSTORE_URI_MAX))
+		rc = idp_error_set(err, IDP_E_ARG, "key uri: empty or over %u bytes",
+		                   FIO_KEYSTORE_URI_MAX);
+	if (rc == IDP_OK && cfg->key_providers != NULL && cfg->key_uri == NULL)
+		rc = idp_error_set(err, IDP_E_ARG, "key providers: set without a key uri");
 	if (rc == IDP_OK && cfg->server_url != NULL &&
 	    (strncmp(cfg->server_url, "https://", 8) != 0 ||
 	     strnlen(cfg->server_url, FMT_API_URL_MAX + 1) > FMT_API_URL_MAX))
@@ -559,12 +628,17 @@ static enum idp_err check_config(const struct agt_config *cfg, struct idp_error 
 	return rc;
 }
 
-/* agt_open for reading only: the key must exist; nothing is written. */
+/* agt_open for reading only: the key must exist; nothing is written. A key
+ * in a store is read from key.pub: a status beside a running agent must not
+ * compete for the hardware. */
 static enum idp_err read_only_open(struct agt_ctx *c, struct idp_error *err)
 {
 	char path[FILE_PATH_MAX];
-	enum idp_err rc = path_of(c, "key.pem", path, err);
-	if (rc == IDP_OK)
+	bool store = c->cfg.key_uri != NULL;
+	enum idp_err rc = path_of(c, store ? "key.pub" : "key.pem", path, err);
+	if (rc == IDP_OK && store)
+		rc = fmt_keyfile_load_public(path, &c->key, err);
+	else if (rc == IDP_OK)
 		rc = fmt_keyfile_load_private(path, &c->key, err);
 	if (rc == IDP_OK && (c->cfg.mac != NULL || c->cfg.mac_iface != NULL))
 		rc = read_mac(c, err);
@@ -629,7 +703,10 @@ void agt_close(struct agt_ctx *c)
 	if (c == NULL)
 		return;
 	fio_httpc_free(c->http);
-	fmt_key_free(c->key);
+	if (c->ks != NULL)
+		fio_keystore_free(c->ks); /* c->key is its key */
+	else
+		fmt_key_free(c->key);
 	if (c->lock_fd >= 0)
 		(void)close(c->lock_fd); /* releases the flock */
 	free(c->s_dir);
@@ -642,6 +719,8 @@ void agt_close(struct agt_ctx *c)
 	free(c->s_ca);
 	free(c->s_fp);
 	free_secret_str(c->s_oob);
+	free_secret_str(c->s_kuri); /* a PKCS#11 URI may carry a PIN */
+	free(c->s_kprov);
 	OPENSSL_cleanse(c, sizeof(*c));
 	free(c);
 }
@@ -693,9 +772,8 @@ void agt_status(const struct agt_ctx *c, struct agt_status *st)
 	(void)snprintf(st->device_id, sizeof(st->device_id), "%s", c->cfg.device_id);
 	fmt_mac_format(c->mac, st->mac);
 	st->key_type = fmt_key_type(c->key);
-	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
-	if (fmt_key_fingerprint(c->key, fp, NULL) == IDP_OK)
-		fmt_key_fingerprint_hex(fp, st->key_fingerprint);
+	key_fp_hex(c->key, st->key_fingerprint);
+	st->key_in_store = c->cfg.key_uri != NULL;
 	memcpy(st->provision_url, c->provision_url, sizeof(st->provision_url));
 	memcpy(st->server_url, c->server_url, sizeof(st->server_url));
 	memcpy(st->ca_fingerprint, c->ca_fp, sizeof(st->ca_fingerprint));

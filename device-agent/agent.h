@@ -9,8 +9,10 @@
  *
  * Everything a device keeps is in its state directory (mode 0700), each file
  * written atomically (temp + fsync + rename + directory fsync):
- *   key.pem     private key, 0600, created once and never replaced
- *   key.pub     its public half (SPKI PEM), 0644
+ *   key.pem     private key, 0600, created once and never replaced; absent
+ *               when the key stays in hardware (key_uri)
+ *   key.pub     its public half (SPKI PEM), 0644: the device's one identity;
+ *               a different key is refused from then on
  *   ca.pem      the pinned server CA (pre-loaded or trusted on first use)
  *   state.json  0600: provisioning URL, hub URL, the current token and kind
  *   sealed      present once factory mode is closed for good
@@ -62,6 +64,13 @@ struct agt_config {
 	const char *serial;         /* optional (factory INFO): formats/id.h, or NULL */
 	const char *fw_version;     /* optional (factory INFO), or NULL */
 	enum fmt_key_type key_type; /* for a key created now; 0 = P-256 */
+	/* Hardware-held key: an OSSL_STORE URI ("handle:0x81000001" through the
+	 * tpm2 provider, "pkcs11:..." through a PKCS#11 provider) loaded with
+	 * formats/io/keystore.h; the key signs there and no key.pem is ever
+	 * written. NULL: the key file key.pem. key_providers: the providers to
+	 * load for it, comma-separated ("tpm2"); NULL = "default". */
+	const char *key_uri;
+	const char *key_providers;
 	/* Server: the configured URL ("https://host:port"). NULL: the URL
 	 * stored by an earlier provisioning, else discovery by DNS-SD
 	 * (formats/api.md §11, through avahi-daemon): see agt_run_once. */
@@ -92,6 +101,7 @@ struct agt_status {
 	char mac[FMT_MAC_TEXT_LEN + 1];
 	enum fmt_key_type key_type;
 	char key_fingerprint[65];  /* SHA-256 of the SPKI DER, hex */
+	bool key_in_store;         /* the key is behind key_uri (else key.pem) */
 	char provision_url[FMT_API_URL_MAX + 1]; /* "" when never provisioned */
 	char server_url[FMT_API_URL_MAX + 1];    /* the hub named by the approval */
 	char ca_fingerprint[65];   /* pinned CA, SHA-256 of its DER; "" when none */
@@ -107,9 +117,14 @@ struct agt_ctx; /* opaque */
 /* Open the state directory (created 0700 if missing) and lock it; load the
  * device key or create it (waiting for the kernel's entropy pool) when there
  * is none: a key once written is never replaced, and an unreadable key file
- * is an error, never a reason to make another. Reads the MAC. *out gets a
- * context to release with agt_close(); NULL on failure. IDP_E_CONFLICT when
- * another agent holds the directory. */
+ * is an error, never a reason to make another. With key_uri the key is
+ * loaded from its store instead (never created, never written). Reads the
+ * MAC. *out gets a context to release with agt_close(); NULL on failure.
+ * IDP_E_CONFLICT when another agent holds the directory, or when the key
+ * is not the device's identity: key.pub names another key, key.pem exists
+ * beside a key_uri, or key.pub exists without key.pem or key_uri (the key
+ * lived elsewhere). In read_only mode with key_uri, the key is key.pub (the
+ * hardware is not touched). */
 IDP_MUST_CHECK enum idp_err agt_open(const struct agt_config *cfg, struct agt_ctx **out,
                                      struct idp_error *err);
 

@@ -98,6 +98,8 @@ static void usage(FILE *f)
 	        "  --mac MAC | --iface IFACE --serial S --fw-version V --key-type p256|ed25519\n"
 	        "  --server URL (none: DNS-SD) --discover-wait SECONDS --ca FILE\n"
 	        "  --ca-fingerprint HEX --oob-file FILE --nonce -v\n"
+	        "  --key-uri URI (a key kept in hardware, e.g. handle:0x81000001)\n"
+	        "  --key-providers NAME[,NAME] (OpenSSL providers for it, e.g. tpm2)\n"
 	        "exit: 0 done, 2 usage, 3 local, 4 server, 5 pending, 6 rejected, 7 revoked,\n"
 	        "      8 trust refused\n");
 }
@@ -125,6 +127,10 @@ static bool set_opt(struct opts *o, const char *name, const char *value)
 		c->ca_file = value;
 	else if (strcmp(name, "ca-fingerprint") == 0)
 		c->ca_fingerprint = value;
+	else if (strcmp(name, "key-uri") == 0)
+		c->key_uri = value;
+	else if (strcmp(name, "key-providers") == 0)
+		c->key_providers = value;
 	else if (strcmp(name, "console") == 0)
 		o->console = value;
 	else if (strcmp(name, "key-type") == 0) {
@@ -300,9 +306,11 @@ static int cmd_status(const struct agt_ctx *ctx, bool json)
 	fmt_time(st.next_renewal, next);
 	const char *tok = !st.has_token ? "none" : st.device_token ? "device" : "provisioning";
 	if (!json) {
-		(void)printf("device_id: %s\nkey: %s %s\nserver: %s\nhub: %s\npinned_ca: %s\n"
-		             "token: %s\ntoken_expires: %s\nnext_renewal: %s\nsealed: %s\n",
+		(void)printf("device_id: %s\nkey: %s %s\nkey_source: %s\nserver: %s\nhub: %s\n"
+		             "pinned_ca: %s\ntoken: %s\ntoken_expires: %s\nnext_renewal: %s\n"
+		             "sealed: %s\n",
 		             st.device_id, fmt_key_type_name(st.key_type), st.key_fingerprint,
+		             st.key_in_store ? "store" : "file",
 		             st.provision_url[0] != '\0' ? st.provision_url : "-",
 		             st.server_url[0] != '\0' ? st.server_url : "-",
 		             st.ca_fingerprint[0] != '\0' ? st.ca_fingerprint : "-", tok, exp, next,
@@ -313,6 +321,8 @@ static int cmd_status(const struct agt_ctx *ctx, bool json)
 	bool ok = o != NULL && cJSON_AddStringToObject(o, "device_id", st.device_id) != NULL &&
 	          cJSON_AddStringToObject(o, "key_type", fmt_key_type_name(st.key_type)) != NULL &&
 	          cJSON_AddStringToObject(o, "key_fingerprint", st.key_fingerprint) != NULL &&
+	          cJSON_AddStringToObject(o, "key_source", st.key_in_store ? "store" : "file") !=
+	                  NULL &&
 	          cJSON_AddStringToObject(o, "server", st.provision_url) != NULL &&
 	          cJSON_AddStringToObject(o, "hub", st.server_url) != NULL &&
 	          cJSON_AddStringToObject(o, "pinned_ca", st.ca_fingerprint) != NULL &&

@@ -4,6 +4,7 @@
 #include "formats/keys.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -22,6 +24,12 @@ struct fmt_key {
 	EVP_PKEY *pkey;
 	enum fmt_key_type type;
 	bool has_private;
+	bool in_provider; /* the private half stays in its provider (fmt_key_from_provider) */
+	/* Where signing is fetched: NULL and "" for every other key. OpenSSL
+	 * 3.0 fetches the signature from the library context it is given, not
+	 * from the key's provider, so a provider-held key names both. */
+	OSSL_LIB_CTX *libctx;
+	char propq[80];
 };
 
 /* Type of pkey, or 0 when it is neither P-256 nor Ed25519. */
@@ -412,6 +420,9 @@ enum idp_err fmt_key_private_pem(const struct fmt_key *key, char **pem, size_t *
 	*len = 0;
 	if (!key->has_private)
 		return idp_error_set(err, IDP_E_ARG, "private key: key has no private half");
+	if (key->in_provider)
+		return idp_error_set(err, IDP_E_ARG,
+		                     "private key: held by its provider, never exported");
 	BIO *bio = BIO_new(BIO_s_secmem());
 	if (bio == NULL)
 		bio = BIO_new(BIO_s_mem());
@@ -578,7 +589,8 @@ enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc, const
 	enum idp_err rc = IDP_OK;
 	const char *md = key->type == FMT_KEY_P256 ? "SHA256" : NULL;
 	size_t n = FMT_KEY_SIG_MAX;
-	if (EVP_DigestSignInit_ex(ctx, NULL, md, NULL, NULL, key->pkey, NULL) != 1 ||
+	if (EVP_DigestSignInit_ex(ctx, NULL, md, key->libctx,
+	                          key->propq[0] != '\0' ? key->propq : NULL, key->pkey, NULL) != 1 ||
 	    EVP_DigestSign(ctx, sig, &n, msg, len) != 1) {
 		rc = idp_error_ssl(err, IDP_E_CRYPTO, "sign: %s", fmt_key_type_name(key->type));
 		goto out;
@@ -708,6 +720,32 @@ enum idp_err fmt_key_from_evp(EVP_PKEY *pkey, struct fmt_key **out, struct idp_e
 	}
 	ERR_clear_error();
 	return wrap(pkey, priv, out, err);
+}
+
+enum idp_err fmt_key_from_provider(EVP_PKEY *pkey, OSSL_LIB_CTX *libctx, struct fmt_key **out,
+                                   struct idp_error *err)
+{
+	*out = NULL;
+	const OSSL_PROVIDER *prov = pkey != NULL ? EVP_PKEY_get0_provider(pkey) : NULL;
+	const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
+	char propq[sizeof((*out)->propq)];
+	int n = name != NULL ? snprintf(propq, sizeof(propq), "?provider=%s", name) : -1;
+	if (n < 0 || (size_t)n >= sizeof(propq))
+		return idp_error_set(err, IDP_E_ARG, "key: not a provider's key");
+	if (EVP_PKEY_up_ref(pkey) != 1)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "key: reference");
+	enum idp_err rc = wrap(pkey, true, out, err);
+	if (rc == IDP_OK) {
+		(*out)->in_provider = true;
+		(*out)->libctx = libctx;
+		memcpy((*out)->propq, propq, sizeof(propq));
+	}
+	return rc;
+}
+
+bool fmt_key_in_provider(const struct fmt_key *key)
+{
+	return key->in_provider;
 }
 
 void fmt_key_free(struct fmt_key *key)

@@ -149,6 +149,19 @@ EVP_PKEY *fmt_key_evp(const struct fmt_key *key);
 IDP_MUST_CHECK enum idp_err fmt_key_from_evp(EVP_PKEY *pkey, struct fmt_key **out,
                                              struct idp_error *err);
 
+/* Wrap a private key that its provider keeps (a TPM through tpm2-openssl, a
+ * secure element through a PKCS#11 provider), loaded in libctx (NULL: the
+ * default context): fmt_key_sign signs through libctx, preferring the key's
+ * own provider, and fmt_key_private_pem refuses it (IDP_E_ARG), so its
+ * private half is never asked for. Takes a new reference (the caller keeps
+ * its own); libctx and the provider must outlive *out. Types as
+ * fmt_key_from_evp. */
+IDP_MUST_CHECK enum idp_err fmt_key_from_provider(EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
+                                                  struct fmt_key **out, struct idp_error *err);
+
+/* True when key came from fmt_key_from_provider. */
+bool fmt_key_in_provider(const struct fmt_key *key);
+
 /* Release key (private material is cleansed by OpenSSL). NULL is a no-op. */
 void fmt_key_free(struct fmt_key *key);
 
