@@ -1597,6 +1597,12 @@ enum idp_err agt_console_raw(int fd, unsigned baud, struct idp_error *err)
 		return idp_error_set(err, IDP_E_IO, "console: speed %u: %s", baud, strerror(errno));
 	if (tcsetattr(fd, TCSANOW, &t) != 0)
 		return idp_error_set(err, IDP_E_IO, "console: tcsetattr: %s", strerror(errno));
+	/* Drop what waited on the line before the agent listened: requests a
+	 * station sent earlier would be answered late (under seqs it no longer
+	 * waits for) and spend the one proof the rate limit allows; output an
+	 * earlier writer left untransmitted may be half a frame. */
+	if (tcflush(fd, TCIOFLUSH) != 0)
+		return idp_error_set(err, IDP_E_IO, "console: tcflush: %s", strerror(errno));
 	return IDP_OK;
 }
 

@@ -184,12 +184,15 @@ IDP_MUST_CHECK enum idp_err agt_factory_serve(struct agt_ctx *ctx, int in_fd, in
                                               struct idp_error *err);
 
 /* Open a console for factory mode: path (a tty: raw 8N1 at baud, no echo,
- * no modem control; anything else as it is), read-write. *fd gets it. */
+ * no modem control, flushed as agt_console_raw says; anything else as it
+ * is), read-write. *fd gets it. */
 IDP_MUST_CHECK enum idp_err agt_console_open(const char *path, unsigned baud, int *fd,
                                              struct idp_error *err);
 
-/* Put the tty fd in raw 8N1 mode at baud (0: keep the speed). IDP_OK and
- * nothing done when fd is not a tty (a pipe, a socket). */
+/* Put the tty fd in raw 8N1 mode at baud (0: keep the speed), then flush
+ * it both ways (tcflush TCIOFLUSH): requests queued before the agent
+ * listened are never answered late, half a frame left unsent is never sent.
+ * IDP_OK and nothing done when fd is not a tty (a pipe, a socket). */
 IDP_MUST_CHECK enum idp_err agt_console_raw(int fd, unsigned baud, struct idp_error *err);
 
 /* Ask a running agt_run_once / agt_factory_serve to return soon. Safe from

@@ -7,7 +7,8 @@
  * proof verifies against the INFO and the station's own challenge; one proof
  * per HELLO session; a repeated request is answered from the cache (no second
  * signature); a reused seq is refused; corrupted frames are skipped; the rate
- * limit; a sealed device signs nothing.
+ * limit; a sealed device signs nothing; requests a station sent before the
+ * agent opened its console are flushed, never answered late.
  */
 #define _GNU_SOURCE /* posix_openpt, ptsname */
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <termios.h>
 
 #include <openssl/rand.h>
 
@@ -43,7 +46,34 @@ static void *serve(void *arg)
 	return NULL;
 }
 
+/* Start the device on a new pty; stale[0..stale_len) is what the station
+ * sent before the agent opened the console (queued on the tty). */
+static void rig_start_stale(struct rig *r, int64_t interval_ms, const uint8_t *stale,
+                            size_t stale_len);
+
 static void rig_start(struct rig *r, int64_t interval_ms)
+{
+	rig_start_stale(r, interval_ms, NULL, 0);
+}
+
+/* Queue stale[0..len) on the tty behind master as input the device has not
+ * read: through a raw, no-echo slave fd kept open meanwhile (*keep), and
+ * wait until the tty says it is there. */
+static void queue_stale(int master, const char *name, const uint8_t *stale, size_t len, int *keep)
+{
+	*keep = open(name, O_RDWR | O_NOCTTY);
+	ck_assert_int_ge(*keep, 0);
+	struct termios t;
+	ck_assert_int_eq(tcgetattr(*keep, &t), 0);
+	cfmakeraw(&t);
+	ck_assert_int_eq(tcsetattr(*keep, TCSANOW, &t), 0);
+	ck_assert_int_eq(write(master, stale, len), (ssize_t)len);
+	struct pollfd p = {.fd = *keep, .events = POLLIN};
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+}
+
+static void rig_start_stale(struct rig *r, int64_t interval_ms, const uint8_t *stale,
+                            size_t stale_len)
 {
 	memset(r, 0, sizeof(*r));
 	(void)snprintf(r->dir, sizeof(r->dir), "/tmp/agt-factory-XXXXXX");
@@ -62,7 +92,12 @@ static void rig_start(struct rig *r, int64_t interval_ms)
 	ck_assert_int_eq(unlockpt(r->master), 0);
 	const char *name = ptsname(r->master);
 	ck_assert_ptr_nonnull(name);
+	int keep = -1;
+	if (stale != NULL)
+		queue_stale(r->master, name, stale, stale_len, &keep);
 	ck_assert_msg(agt_console_open(name, 115200, &r->slave, &err) == IDP_OK, "%s", err.msg);
+	if (keep >= 0)
+		(void)close(keep);
 	/* A second writer on the device's console: the boot log. */
 	r->noise = open(name, O_WRONLY | O_NOCTTY);
 	ck_assert_int_ge(r->noise, 0);
@@ -306,6 +341,37 @@ START_TEST(test_factory_corrupted_frames_skipped)
 }
 END_TEST
 
+START_TEST(test_factory_stale_input_flushed_on_open)
+{
+	/* A HELLO and a CHALLENGE from an earlier attempt wait on the tty when
+	 * the agent starts. Answered late, they would spend the proof the rate
+	 * limit allows (one a minute here) and the station would see answers
+	 * under seqs it no longer waits for. */
+	uint8_t stale[2 * FMT_WIRE_LINE_MAX];
+	size_t n = 0;
+	struct fmt_wire_msg m = {.type = FMT_WIRE_HELLO, .seq = 0x7000};
+	m.u.hello.role = FMT_WIRE_ROLE_STATION;
+	m.u.hello.versions = 1u << 1;
+	n += encode(&m, stale);
+	memset(&m, 0, sizeof(m));
+	m.type = FMT_WIRE_CHALLENGE;
+	m.seq = 0x7001;
+	(void)snprintf(m.u.challenge.station_id, sizeof(m.u.challenge.station_id), "station-00");
+	m.u.challenge.station_id_len = strlen(m.u.challenge.station_id);
+	n += encode(&m, stale + n);
+	struct rig r;
+	rig_start_stale(&r, 60000, stale, n);
+	r.seq = 0x1000;
+	hello(&r); /* its answer is the first frame: nothing stale was answered */
+	struct fmt_wire_msg c, a;
+	uint8_t line[FMT_WIRE_LINE_MAX];
+	challenge_msg(&r, &c);
+	ask(&r, line, encode(&c, line), &a, NULL, NULL);
+	ck_assert_int_eq(a.type, FMT_WIRE_PROOF); /* not BUSY: no proof was spent */
+	rig_stop(&r);
+}
+END_TEST
+
 START_TEST(test_factory_rate_limited)
 {
 	struct rig r;
@@ -356,6 +422,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_factory_one_proof_per_session);
 	tcase_add_test(tc, test_factory_replay_and_seq_reuse);
 	tcase_add_test(tc, test_factory_corrupted_frames_skipped);
+	tcase_add_test(tc, test_factory_stale_input_flushed_on_open);
 	tcase_add_test(tc, test_factory_rate_limited);
 	tcase_add_test(tc, test_factory_sealed_signs_nothing);
 	suite_add_tcase(s, tc);
