@@ -58,6 +58,7 @@ struct agt_ctx {
 	int lock_fd;
 	struct fmt_key *key;    /* owned, or borrowed from ks */
 	struct fio_keystore *ks; /* the key's store when cfg.key_uri is set */
+	struct fmt_key *len_key; /* with ks: a software key of the same type (see post_signed) */
 	uint8_t mac[FMT_MAC_LEN];
 	atomic_int stop;
 	bool use_nonce;
@@ -703,6 +704,7 @@ void agt_close(struct agt_ctx *c)
 	if (c == NULL)
 		return;
 	fio_httpc_free(c->http);
+	fmt_key_free(c->len_key);
 	if (c->ks != NULL)
 		fio_keystore_free(c->ks); /* c->key is its key */
 	else
@@ -791,6 +793,7 @@ void agt_status(const struct agt_ctx *c, struct agt_status *st)
 /* The body of a signed request, made on the live connection. */
 struct pop_call {
 	const struct agt_ctx *c;
+	const struct fmt_key *key; /* signs: the device key, or len_key to learn the length */
 	struct fmt_api_request *req;
 	const uint8_t *nonce;
 	int64_t ts;
@@ -800,7 +803,7 @@ struct pop_call {
 static enum idp_err pop_encode(struct pop_call *p, const uint8_t exporter[static 32], size_t *len,
                                struct idp_error *err)
 {
-	enum idp_err rc = fmt_api_pop_sign(p->req, p->c->key, exporter, p->ts, p->nonce, err);
+	enum idp_err rc = fmt_api_pop_sign(p->req, p->key, exporter, p->ts, p->nonce, err);
 	if (rc == IDP_OK)
 		rc = fmt_api_request_encode(p->req, p->buf, FMT_API_BODY_MAX + 1, len, err);
 	return rc;
@@ -866,7 +869,7 @@ static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
 	if (rc != IDP_OK)
 		return rc;
 	uint8_t nonce[FMT_API_NONCE_LEN];
-	struct pop_call p = {.c = c, .req = req, .ts = now_s()};
+	struct pop_call p = {.c = c, .key = c->key, .req = req, .ts = now_s()};
 	if (c->use_nonce) {
 		rc = get_nonce(c, nonce, &p.ts, err);
 		if (rc != IDP_OK)
@@ -877,11 +880,21 @@ static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
 	if (p.buf == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "agent: out of memory");
 	/* The length is fixed by the members: sign once with a dummy exporter
-	 * to learn it (not all zero: the signer refuses that). */
+	 * to learn it (not all zero: the signer refuses that). It does not
+	 * depend on the key's bytes, only on its type (SPKI and signature
+	 * sizes are fixed per type), so a key in hardware, slow to sign with,
+	 * is stood in for by a software key of its type; pop_body checks the
+	 * real length against this one. */
+	if (c->ks != NULL && c->len_key == NULL)
+		rc = fmt_key_generate(fmt_key_type(c->key), &c->len_key, err);
 	uint8_t dummy[FMT_API_EXPORTER_LEN];
 	memset(dummy, 0x5a, sizeof(dummy));
 	size_t len = 0;
-	rc = pop_encode(&p, dummy, &len, err);
+	if (rc == IDP_OK) {
+		p.key = c->ks != NULL ? c->len_key : c->key;
+		rc = pop_encode(&p, dummy, &len, err);
+		p.key = c->key;
+	}
 	OPENSSL_cleanse(p.buf, FMT_API_BODY_MAX + 1);
 	struct fio_httpc_resp resp;
 	memset(&resp, 0, sizeof(resp));
