@@ -5,12 +5,14 @@
 # --key-providers tpm2). Against a real idprovd on loopback: the unknown
 # device is pending, approved only for the TPM key's SHA-256 (read from the
 # TPM by tpm2_readpublic, not from the agent), exchanges and renews; no
-# private key is ever in the state dir. Refusals: a key.pem beside the URI, a
+# private key is ever in the state dir. At the factory, idprov-station reads
+# the device (its PROOF signed by the TPM) as PASS. Refusals: a key.pem beside the URI, a
 # different TPM key for the same device, dropping the URI (no new key file),
 # a provider that does not exist. Skips (with the reason) only when swtpm
 # cannot start here.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/../server/idprovd.inc"
+. "$(dirname "$0")/../station/station.inc"
 
 A=$IDP_BIN/idprov-agent
 HANDLE=0x81000001
@@ -66,6 +68,28 @@ tpm2_readpublic -Q -c $OTHER -f pem -o "$T_TMP/other.pub.pem"
 other_fp=$(openssl pkey -pubin -in "$T_TMP/other.pub.pem" -outform DER | sha256sum | cut -c1-64)
 t_run "the two TPM keys differ" [ "$tpm_fp" != "$other_fp" ]
 
+# no_private DIR: no key file, and no private key of any kind in any file.
+no_private() {
+	[ ! -e "$T_TMP/$1/key.pem" ] && [ ! -e "$T_TMP/$1/key.pem.new" ] &&
+		! grep -rqE 'PRIVATE KEY' "$T_TMP/$1"
+}
+
+# --- at the factory: the station reads a PROOF the TPM signed ----------------
+"$IDP_BIN/idprov-manifest" keygen --type p256 --out "$T_TMP/st.key" >/dev/null
+t_run "station starts on a pty" st_start "$T_TMP/read" read --state "$T_TMP/st" --station st-1 \
+	--batch f-1 --product "Sensor X1" --pty --hello-window-ms 3000
+(exec "$A" --state-dir "$T_TMP/fac" --id dev-t1 --mac 02:00:5e:00:c1:01 --serial SN-T1 \
+	--key-uri "handle:$HANDLE" --key-providers tpm2 factory --console "$ST_PTY" 2>"$T_TMP/fac.log") &
+fpid=$!
+T_CLEANUP+=("kill $fpid 2>/dev/null || true")
+wait "$ST_PID"
+t_run "factory: the station reads PASS (exit 0)" [ $? = 0 ]
+t_grep "factory: PASS line for the TPM device" '^PASS  dev-t1  SN-T1  02:00:5e:00:c1:01  p256' "$T_TMP/read"
+kill -TERM "$fpid"
+wait "$fpid"
+t_grep "factory: the agent signed one proof" 'event=factory.proof' "$T_TMP/fac.log"
+t_run "factory: no private key in the state dir" no_private fac
+
 # --- the server -------------------------------------------------------------
 t_run "server starts" srv_start "$T_TMP/srv" --pending-retry-after 1s --token-lifetime 60s
 token=$(cat "$T_TMP/srv/admin.token")
@@ -84,11 +108,6 @@ agent_bg() {
 }
 json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 HW=(--key-uri "handle:$HANDLE" --key-providers tpm2)
-# no_private DIR: no key file, and no private key of any kind in any file.
-no_private() {
-	[ ! -e "$T_TMP/$1/key.pem" ] && [ ! -e "$T_TMP/$1/key.pem.new" ] &&
-		! grep -rqE 'PRIVATE KEY' "$T_TMP/$1"
-}
 
 # --- the agent's identity is the TPM key -------------------------------------
 agent tpm "${HW[@]}" key >"$T_TMP/agent.pub.pem"
