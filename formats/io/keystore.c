@@ -50,8 +50,8 @@ static enum idp_err load_providers(struct fio_keystore *ks, const char *list, st
 {
 	if (list == NULL || list[0] == '\0')
 		list = "default";
-	size_t total = strnlen(list, FIO_KEYSTORE_PROVIDERS_MAX * FIO_KEYSTORE_NAME_MAX + 1);
-	if (total > FIO_KEYSTORE_PROVIDERS_MAX * FIO_KEYSTORE_NAME_MAX)
+	const size_t list_max = (size_t)FIO_KEYSTORE_PROVIDERS_MAX * FIO_KEYSTORE_NAME_MAX;
+	if (strnlen(list, list_max + 1) > list_max)
 		return idp_error_set(err, IDP_E_ARG, "key providers: list too long");
 	bool has_base = false;
 	for (const char *p = list;;) {
