@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "formats/buf.h"
 #include "formats/file.h"
 #include "formats/id.h"
 #include "formats/io/dnssd.h"
@@ -307,42 +308,27 @@ static void token_forget(struct agt_ctx *c)
 	c->has_token = false;
 }
 
-/* Append "name":"value" (value JSON-quoted) at out + *off. */
-static void put_member(char *out, size_t *off, const char *name, const char *value)
-{
-	if (*off > 1)
-		out[(*off)++] = ',';
-	*off += fmt_json_quote(name, strlen(name), out + *off);
-	out[(*off)++] = ':';
-	*off += fmt_json_quote(value, strlen(value), out + *off);
-}
-
 static enum idp_err state_save(struct agt_ctx *c, struct idp_error *err)
 {
 	char path[FILE_PATH_MAX];
 	enum idp_err rc = path_of(c, "state.json", path, err);
 	if (rc != IDP_OK)
 		return rc;
-	size_t max = 64 + fmt_json_quoted_max(sizeof(c->provision_url)) +
-	             fmt_json_quoted_max(sizeof(c->server_url)) +
-	             fmt_json_quoted_max(sizeof(c->token));
-	char *out = malloc(max);
-	if (out == NULL)
-		return idp_error_set(err, IDP_E_NOMEM, "state: out of memory");
-	size_t off = 0;
-	out[off++] = '{';
-	put_member(out, &off, "provision_url", c->provision_url);
-	put_member(out, &off, "server_url", c->server_url);
+	struct fmt_buf b; /* holds the token: wiped as it grows and when freed */
+	fmt_buf_init(&b, STATE_FILE_MAX, FMT_BUF_SECRET);
+	fmt_buf_add_str(&b, "{");
+	fmt_json_put_str(&b, "provision_url", c->provision_url);
+	fmt_json_put_str(&b, "server_url", c->server_url);
 	if (c->has_token) {
-		put_member(out, &off, "token_kind",
-		           c->kind == FMT_API_TOKEN_DEVICE ? "device" : "provisioning");
-		put_member(out, &off, "token", c->token);
+		fmt_json_put_str(&b, "token_kind",
+		                 c->kind == FMT_API_TOKEN_DEVICE ? "device" : "provisioning");
+		fmt_json_put_str(&b, "token", c->token);
 	}
-	out[off++] = '}';
-	out[off++] = '\n';
-	rc = fmt_file_write_atomic(path, (const uint8_t *)out, off, 0600, err);
-	OPENSSL_cleanse(out, max);
-	free(out);
+	fmt_buf_add_str(&b, "}\n");
+	rc = fmt_buf_check(&b, "state", err);
+	if (rc == IDP_OK)
+		rc = fmt_file_write_atomic(path, b.p, b.len, 0600, err);
+	fmt_buf_free(&b);
 	return rc;
 }
 

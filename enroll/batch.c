@@ -641,7 +641,7 @@ static enum idp_err state_save(const char *dir, const struct state *st, struct i
 
 struct build_ctx {
 	struct fmt_journal_entry open;
-	struct enr_body records;
+	struct fmt_buf records;
 	uint64_t count;
 	bool closed;
 };
@@ -662,8 +662,10 @@ static enum idp_err on_build(void *arg, const struct fmt_journal_entry *e, struc
 	size_t n = 0;
 	to_record(e, &r);
 	enum idp_err rc = fmt_manifest_encode_record(&r, line, &n, err);
-	if (rc == IDP_OK)
-		rc = enr_body_add(&c->records, line, n, err);
+	if (rc == IDP_OK) {
+		fmt_buf_add(&c->records, line, n);
+		rc = fmt_buf_check(&c->records, "manifest", err);
+	}
 	if (rc == IDP_OK)
 		c->count++;
 	return rc;
@@ -680,6 +682,7 @@ enum idp_err enr_batch_manifest(const char *dir, const char *batch, const struct
 	char jpath[ENR_PATH_MAX + 1], mpath[ENR_PATH_MAX + 1];
 	static struct build_ctx c;
 	memset(&c, 0, sizeof(c));
+	fmt_buf_init(&c.records, SIZE_MAX, 0);
 	struct state st;
 	size_t good = 0, size = 0;
 	enum idp_err rc;
@@ -719,7 +722,7 @@ enum idp_err enr_batch_manifest(const char *dir, const char *batch, const struct
 	*seq = h.seq;
 	*count = c.count;
 out:
-	free(c.records.p);
+	fmt_buf_free(&c.records);
 	return rc;
 }
 

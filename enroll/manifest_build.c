@@ -13,25 +13,6 @@
 #include "formats/keyfile.h"
 #include "formats/manifest_sig.h"
 
-enum idp_err enr_body_add(struct enr_body *b, const uint8_t *s, size_t n, struct idp_error *err)
-{
-	if (n > b->cap - b->len) {
-		size_t cap = b->cap ? b->cap : 65536;
-		while (n > cap - b->len)
-			cap *= 2;
-		uint8_t *p = realloc(b->p, cap);
-		if (p == NULL)
-			return idp_error_set(err, IDP_E_NOMEM, "manifest: out of memory");
-		b->p = p;
-		b->cap = cap;
-	}
-	if (n == 0)
-		return IDP_OK;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return IDP_OK;
-}
-
 static enum idp_err load_certs(const char *path, STACK_OF(X509) * *out, struct idp_error *err)
 {
 	uint8_t *buf = NULL;
@@ -79,11 +60,11 @@ void enr_signing_free(struct enr_signing *s)
 }
 
 enum idp_err enr_manifest_write(const struct enr_signing *s, struct fmt_manifest_header *h,
-                                const struct enr_body *records, uint64_t count,
+                                const struct fmt_buf *records, uint64_t count,
                                 const char *out_path, uint8_t digest[static FMT_MANIFEST_HASH_LEN],
                                 struct idp_error *err)
 {
-	struct enr_body body = {NULL, 0, 0};
+	struct fmt_buf body;
 	struct fmt_manifest_signer *sg = NULL;
 	uint8_t *sig = NULL;
 	size_t sig_len = 0;
@@ -98,14 +79,17 @@ enum idp_err enr_manifest_write(const struct enr_signing *s, struct fmt_manifest
 	         : fmt_key_type(s->key) == FMT_KEY_P256 ? FMT_MANIFEST_SIG_ES256
 	                                                : FMT_MANIFEST_SIG_ED25519;
 	enum idp_err rc;
+	fmt_buf_init(&body, SIZE_MAX, 0); /* records came in a buffer already */
 	if (strnlen(out_path, ENR_PATH_MAX + 1) > ENR_PATH_MAX)
 		return idp_error_set(err, IDP_E_ARG, "%s: path too long", out_path);
 	(void)snprintf(sigpath, sizeof(sigpath), "%s.sig", out_path); /* length checked above */
 	if ((rc = fmt_key_fingerprint(s->key, h->key, err)) ||
 	    (s->cert != NULL && (rc = fmt_manifest_cert_station_check(s->cert, h->station, err))) ||
-	    (rc = fmt_manifest_writer_begin(&w, h, line, &ll, err)) ||
-	    (rc = enr_body_add(&body, line, ll, err)) ||
-	    (rc = enr_body_add(&body, records->p, records->len, err)))
+	    (rc = fmt_manifest_writer_begin(&w, h, line, &ll, err)))
+		goto out;
+	fmt_buf_add(&body, line, ll);
+	fmt_buf_add(&body, records->p, records->len);
+	if ((rc = fmt_buf_check(&body, "manifest", err)))
 		goto out;
 	w.written = count;
 	if ((rc = fmt_manifest_writer_finish(&w, err)) ||
@@ -118,6 +102,6 @@ enum idp_err enr_manifest_write(const struct enr_signing *s, struct fmt_manifest
 out:
 	fmt_manifest_signer_free(sg);
 	free(sig);
-	free(body.p);
+	fmt_buf_free(&body);
 	return rc;
 }

@@ -1,8 +1,7 @@
 /*
  * manifest_build.h - building and signing a batch manifest
  * (formats/manifest.md), shared by idprov-manifest (from a device list) and
- * idprov-station (from its journal): a growing body buffer, the station's
- * signing material (key, certificate, chain), and "header + record lines ->
+ * idprov-station (from its journal): the station's signing material (key, certificate, chain), and "header + record lines ->
  * signed pair of files written atomically".
  *
  * Not thread-safe; one build per thread.
@@ -15,21 +14,12 @@
 
 #include <openssl/x509.h>
 
+#include "formats/buf.h"
 #include "formats/error.h"
 #include "formats/keys.h"
 #include "formats/manifest.h"
 
 #define ENR_PATH_MAX 4000u /* bytes of a path given on the command line */
-
-/* A growing byte buffer; zero it to start, free p with free(). */
-struct enr_body {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-/* Append s[0..n) to b. IDP_E_NOMEM when it cannot grow. */
-IDP_MUST_CHECK enum idp_err enr_body_add(struct enr_body *b, const uint8_t *s, size_t n,
-                                         struct idp_error *err);
 
 /* The station's signing material. */
 struct enr_signing {
@@ -51,12 +41,12 @@ void enr_signing_free(struct enr_signing *s);
  * product must be set, and version when it is not FMT_MANIFEST_VERSION (0
  * means that one); sig, key and count are filled in here (count from
  * the number of lines in records). records holds the canonical record
- * lines. Writes out_path and out_path + ".sig" atomically (the body first)
+ * lines (fmt_buf_check()ed by the caller). Writes out_path and out_path + ".sig" atomically (the body first)
  * and puts the body's SHA-256 into digest. A cms manifest whose station is
  * not its certificate's name is refused before signing. */
 IDP_MUST_CHECK enum idp_err
 enr_manifest_write(const struct enr_signing *s, struct fmt_manifest_header *h,
-                   const struct enr_body *records, uint64_t count, const char *out_path,
+                   const struct fmt_buf *records, uint64_t count, const char *out_path,
                    uint8_t digest[static FMT_MANIFEST_HASH_LEN], struct idp_error *err);
 
 #endif /* IDP_ENROLL_MANIFEST_BUILD_H */

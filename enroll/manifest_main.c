@@ -263,7 +263,7 @@ static enum idp_err load_pem_pub(const char *path, struct fmt_manifest_record *r
 }
 
 struct create_ctx {
-	struct enr_body records;
+	struct fmt_buf records;
 	uint64_t count;
 	struct fmt_manifest_dedup *dedup;
 };
@@ -293,8 +293,10 @@ static enum idp_err read_devices(const char *path, bool jsonl, struct create_ctx
 			rc = fmt_manifest_encode_record(&r, line, &ll, err);
 		if (rc == IDP_OK)
 			rc = fmt_manifest_dedup_add(c->dedup, &r, err);
-		if (rc == IDP_OK)
-			rc = enr_body_add(&c->records, line, ll, err);
+		if (rc == IDP_OK) {
+			fmt_buf_add(&c->records, line, ll);
+			rc = fmt_buf_check(&c->records, "manifest", err);
+		}
 		if (rc != IDP_OK) {
 			idp_error_prefix(err, "%s: line %" PRIu64, path, d.lineno);
 			break;
@@ -382,7 +384,8 @@ static int cmd_create(const struct opts *o)
 		return EXIT_USAGE;
 	}
 	struct idp_error err = {0};
-	struct create_ctx c = {{NULL, 0, 0}, 0, fmt_manifest_dedup_new()};
+	struct create_ctx c = {.dedup = fmt_manifest_dedup_new()};
+	fmt_buf_init(&c.records, SIZE_MAX, 0);
 	struct enr_signing sg;
 	memset(&sg, 0, sizeof(sg));
 	enum idp_err rc = IDP_OK;
@@ -403,7 +406,7 @@ static int cmd_create(const struct opts *o)
 	       o->out, h.count, h.batch, h.station, h.seq, fmt_manifest_sig_name(h.sig), o->out,
 	       hex);
 out:
-	free(c.records.p);
+	fmt_buf_free(&c.records);
 	fmt_manifest_dedup_free(c.dedup);
 	enr_signing_free(&sg);
 	return rc == IDP_OK ? 0 : report(rc, &err);

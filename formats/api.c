@@ -18,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/json.h"
 
 #define API_JSON_DEPTH 2u /* deepest nesting of any body: {"pop":{...}} */
@@ -303,108 +304,28 @@ static enum idp_err only_known_here(const cJSON *o, const char *const *known, si
 
 /* ----------------------------------------------------------- JSON output */
 
-struct jbuf {
-	char *p;
-	size_t cap; /* bytes at p, room for the NUL included */
-	size_t len;
-	bool full;
-};
-
-static void jb_put(struct jbuf *b, const char *s, size_t n)
-{
-	if (b->full || n > b->cap - 1 - b->len) {
-		b->full = true;
-		return;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void jb_lit(struct jbuf *b, const char *s)
-{
-	jb_put(b, s, strlen(s));
-}
-
-static void jb_key(struct jbuf *b, const char *key)
-{
-	if (!b->full && b->len > 0 && b->p[b->len - 1] != '{')
-		jb_lit(b, ",");
-	jb_lit(b, "\"");
-	jb_lit(b, key);
-	jb_lit(b, "\":");
-}
-
-/* Quoted string, in slices so that no scratch buffer of the worst-case size
- * is needed; the quoting is per byte, so slicing cannot change the output. */
-static void jb_str(struct jbuf *b, const char *key, const char *s)
-{
-	char tmp[6 * 128 + 2];
-	size_t n = strlen(s);
-	jb_key(b, key);
-	jb_lit(b, "\"");
-	for (size_t i = 0; i < n; i += 128) {
-		size_t k = n - i < 128 ? n - i : 128;
-		size_t q = fmt_json_quote(s + i, k, tmp);
-		jb_put(b, tmp + 1, q - 2);
-	}
-	jb_lit(b, "\"");
-}
-
-static void jb_int(struct jbuf *b, const char *key, int64_t v)
-{
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-	jb_key(b, key);
-	if (n > 0 && (size_t)n < sizeof(tmp))
-		jb_put(b, tmp, (size_t)n);
-	else
-		b->full = true;
-}
-
-static void jb_bool(struct jbuf *b, const char *key, bool v)
-{
-	jb_key(b, key);
-	jb_lit(b, v ? "true" : "false");
-}
-
-static void jb_b64(struct jbuf *b, const char *key, const uint8_t *d, size_t n)
-{
-	char tmp[FMT_KEY_SPKI_MAX / 3 * 4 + 8];
-	if (fmt_b64_encoded_len(FMT_B64_STD, n) >= sizeof(tmp)) {
-		b->full = true;
-		return;
-	}
-	fmt_b64_encode(FMT_B64_STD, d, n, tmp);
-	jb_str(b, key, tmp);
-}
-
-static enum idp_err jb_begin(struct jbuf *b, char *out, size_t out_max, size_t *len,
+/* A body is built in the caller's out[0..out_max), NUL-terminated. */
+static enum idp_err body_begin(struct fmt_buf *b, char *out, size_t out_max, size_t *len,
                              struct idp_error *err)
 {
 	*len = 0;
-	b->p = out;
-	b->cap = out_max;
-	b->len = 0;
-	b->full = out == NULL || out_max == 0;
-	if (b->full) {
-		(void)idp_error_set(err, IDP_E_ARG, "encode: no output buffer");
-		return IDP_E_ARG;
-	}
-	out[0] = '\0';
-	jb_lit(b, "{");
+	if (out == NULL || out_max == 0)
+		return idp_error_set(err, IDP_E_ARG, "encode: no output buffer");
+	size_t max = out_max - 1 < FMT_API_BODY_MAX ? out_max - 1 : FMT_API_BODY_MAX;
+	/* Secret: a half-written body may hold a token; fmt_buf_free wipes it. */
+	fmt_buf_init_fixed(b, out, out_max, max, FMT_BUF_SECRET);
+	fmt_buf_add(b, "{", 1);
 	return IDP_OK;
 }
 
-static enum idp_err jb_end(struct jbuf *b, size_t *len, const char *what, struct idp_error *err)
+static enum idp_err body_end(struct fmt_buf *b, size_t out_max, size_t *len, const char *what,
+                           struct idp_error *err)
 {
-	jb_lit(b, "}");
-	if (b->full || b->len > FMT_API_BODY_MAX) {
-		/* WARNING: a half-written body may hold a token; leave none. */
-		OPENSSL_cleanse(b->p, b->cap);
-		b->p[0] = '\0';
+	fmt_buf_add(b, "}", 1);
+	if (fmt_buf_status(b) != IDP_OK) {
+		fmt_buf_free(b); /* leaves out wiped, "" */
 		return idp_error_set(err, IDP_E_LIMIT, "%s: does not fit in %zu bytes", what,
-		                     b->full ? b->cap : (size_t)FMT_API_BODY_MAX);
+		                     out_max - 1 < FMT_API_BODY_MAX ? out_max : (size_t)FMT_API_BODY_MAX);
 	}
 	*len = b->len;
 	return IDP_OK;
@@ -701,34 +622,34 @@ enum idp_err fmt_api_request_parse(enum fmt_api_purpose purpose, const uint8_t *
 enum idp_err fmt_api_request_encode(const struct fmt_api_request *r, char *out, size_t out_max,
                                     size_t *len, struct idp_error *err)
 {
-	struct jbuf b;
+	struct fmt_buf b;
 	*len = 0;
 	enum idp_err rc = check_request(r, NULL, err);
 	if (rc == IDP_OK)
-		rc = jb_begin(&b, out, out_max, len, err);
+		rc = body_begin(&b, out, out_max, len, err);
 	if (rc != IDP_OK)
 		return rc;
 	char mac[FMT_MAC_TEXT_LEN + 1];
 	fmt_mac_format(r->mac, mac);
-	jb_str(&b, "device_id", r->device_id);
-	jb_str(&b, "mac", mac);
-	jb_str(&b, "key_type", fmt_key_type_name(r->key_type));
-	jb_b64(&b, "public_key", r->spki, r->spki_len);
+	fmt_json_put_str(&b, "device_id", r->device_id);
+	fmt_json_put_str(&b, "mac", mac);
+	fmt_json_put_str(&b, "key_type", fmt_key_type_name(r->key_type));
+	fmt_json_put_b64(&b, "public_key", r->spki, r->spki_len);
 	if (r->purpose == FMT_API_PROVISION) {
-		jb_str(&b, "agent_version", r->agent_version);
+		fmt_json_put_str(&b, "agent_version", r->agent_version);
 		if (r->oob_secret[0] != '\0')
-			jb_str(&b, "oob_secret", r->oob_secret);
+			fmt_json_put_str(&b, "oob_secret", r->oob_secret);
 	} else {
-		jb_str(&b, "token", r->token);
+		fmt_json_put_str(&b, "token", r->token);
 	}
-	jb_key(&b, "pop");
-	jb_lit(&b, "{");
-	jb_int(&b, "ts", r->pop.ts);
+	fmt_json_put_key(&b, "pop");
+	fmt_buf_add(&b, "{", 1);
+	fmt_json_put_int(&b, "ts", r->pop.ts);
 	if (r->pop.has_nonce)
-		jb_b64(&b, "nonce", r->pop.nonce, FMT_API_NONCE_LEN);
-	jb_b64(&b, "sig", r->pop.sig, FMT_KEY_RAW_SIG_LEN);
-	jb_lit(&b, "}");
-	return jb_end(&b, len, purpose_name(r->purpose), err);
+		fmt_json_put_b64(&b, "nonce", r->pop.nonce, FMT_API_NONCE_LEN);
+	fmt_json_put_b64(&b, "sig", r->pop.sig, FMT_KEY_RAW_SIG_LEN);
+	fmt_buf_add(&b, "}", 1);
+	return body_end(&b, out_max, len, purpose_name(r->purpose), err);
 }
 
 void fmt_api_request_wipe(struct fmt_api_request *req)
@@ -1072,30 +993,30 @@ enum idp_err fmt_api_status_parse(const uint8_t *buf, size_t len, struct fmt_api
 enum idp_err fmt_api_status_encode(const struct fmt_api_status *st, char *out, size_t out_max,
                                    size_t *len, struct idp_error *err)
 {
-	struct jbuf b;
+	struct fmt_buf b;
 	*len = 0;
 	enum idp_err rc = check_status(st, err);
 	if (rc == IDP_OK)
-		rc = jb_begin(&b, out, out_max, len, err);
+		rc = body_begin(&b, out, out_max, len, err);
 	if (rc != IDP_OK)
 		return rc;
-	jb_str(&b, "status", status_names[st->status]);
+	fmt_json_put_str(&b, "status", status_names[st->status]);
 	if (st->status == FMT_API_APPROVED) {
-		jb_str(&b, "token_kind", token_kind_names[st->token_kind]);
-		jb_str(&b, "token", st->token);
-		jb_int(&b, "expires", st->expires);
+		fmt_json_put_str(&b, "token_kind", token_kind_names[st->token_kind]);
+		fmt_json_put_str(&b, "token", st->token);
+		fmt_json_put_int(&b, "expires", st->expires);
 		if (st->server_url[0] != '\0')
-			jb_str(&b, "server_url", st->server_url);
+			fmt_json_put_str(&b, "server_url", st->server_url);
 		if (st->ca_pem[0] != '\0')
-			jb_str(&b, "ca_pem", st->ca_pem);
+			fmt_json_put_str(&b, "ca_pem", st->ca_pem);
 	} else if (st->status == FMT_API_PENDING) {
-		jb_int(&b, "retry_after", st->retry_after);
+		fmt_json_put_int(&b, "retry_after", st->retry_after);
 	} else {
-		jb_str(&b, "reason", st->reason_code);
+		fmt_json_put_str(&b, "reason", st->reason_code);
 		if (st->message[0] != '\0')
-			jb_str(&b, "message", st->message);
+			fmt_json_put_str(&b, "message", st->message);
 	}
-	return jb_end(&b, len, "answer", err);
+	return body_end(&b, out_max, len, "answer", err);
 }
 
 void fmt_api_status_wipe(struct fmt_api_status *st)
@@ -1207,7 +1128,7 @@ enum idp_err fmt_api_error_body(enum fmt_api_err_code code, const char *msg, siz
                                 int64_t retry_after, char *out, size_t out_max, size_t *out_len,
                                 struct idp_error *err)
 {
-	struct jbuf b;
+	struct fmt_buf b;
 	*out_len = 0;
 	const char *name = fmt_api_err_code_name(code);
 	if (name == NULL)
@@ -1217,17 +1138,17 @@ enum idp_err fmt_api_error_body(enum fmt_api_err_code code, const char *msg, siz
 		                     (long long)retry_after, FMT_API_RETRY_MAX);
 	char text[FMT_API_MESSAGE_MAX + 1];
 	message_clean(msg != NULL ? msg : "", msg != NULL ? len : 0, name, text);
-	enum idp_err rc = jb_begin(&b, out, out_max, out_len, err);
+	enum idp_err rc = body_begin(&b, out, out_max, out_len, err);
 	if (rc != IDP_OK)
 		return rc;
-	jb_key(&b, "error");
-	jb_lit(&b, "{");
-	jb_str(&b, "code", name);
-	jb_str(&b, "message", text);
+	fmt_json_put_key(&b, "error");
+	fmt_buf_add(&b, "{", 1);
+	fmt_json_put_str(&b, "code", name);
+	fmt_json_put_str(&b, "message", text);
 	if (retry_after != 0)
-		jb_int(&b, "retry_after", retry_after);
-	jb_lit(&b, "}");
-	return jb_end(&b, out_len, "error answer", err);
+		fmt_json_put_int(&b, "retry_after", retry_after);
+	fmt_buf_add(&b, "}", 1);
+	return body_end(&b, out_max, out_len, "error answer", err);
 }
 
 enum idp_err fmt_api_error_encode(const struct fmt_api_error *e, char *out, size_t out_max,
@@ -1310,17 +1231,17 @@ enum idp_err fmt_api_nonce_parse(const uint8_t *buf, size_t len, struct fmt_api_
 enum idp_err fmt_api_nonce_encode(const struct fmt_api_nonce *n, char *out, size_t out_max,
                                   size_t *len, struct idp_error *err)
 {
-	struct jbuf b;
+	struct fmt_buf b;
 	*len = 0;
 	enum idp_err rc = check_nonce(n, err);
 	if (rc == IDP_OK)
-		rc = jb_begin(&b, out, out_max, len, err);
+		rc = body_begin(&b, out, out_max, len, err);
 	if (rc != IDP_OK)
 		return rc;
-	jb_b64(&b, "nonce", n->nonce, FMT_API_NONCE_LEN);
-	jb_int(&b, "time", n->time);
-	jb_int(&b, "expires", n->expires);
-	return jb_end(&b, len, "nonce answer", err);
+	fmt_json_put_b64(&b, "nonce", n->nonce, FMT_API_NONCE_LEN);
+	fmt_json_put_int(&b, "time", n->time);
+	fmt_json_put_int(&b, "expires", n->expires);
+	return body_end(&b, out_max, len, "nonce answer", err);
 }
 
 /* ----------------------------------------------------------------- batch */
@@ -1366,17 +1287,17 @@ enum idp_err fmt_api_batch_parse(const uint8_t *buf, size_t len, struct fmt_api_
 enum idp_err fmt_api_batch_encode(const struct fmt_api_batch *bt, char *out, size_t out_max,
                                   size_t *len, struct idp_error *err)
 {
-	struct jbuf b;
+	struct fmt_buf b;
 	*len = 0;
 	enum idp_err rc = check_batch(bt, err);
 	if (rc == IDP_OK)
-		rc = jb_begin(&b, out, out_max, len, err);
+		rc = body_begin(&b, out, out_max, len, err);
 	if (rc != IDP_OK)
 		return rc;
-	jb_str(&b, "batch_id", bt->batch_id);
-	jb_int(&b, "sequence", bt->sequence);
-	jb_int(&b, "devices", bt->devices);
-	jb_bool(&b, "created", bt->created);
-	jb_bool(&b, "gap", bt->gap);
-	return jb_end(&b, len, "batch answer", err);
+	fmt_json_put_str(&b, "batch_id", bt->batch_id);
+	fmt_json_put_int(&b, "sequence", bt->sequence);
+	fmt_json_put_int(&b, "devices", bt->devices);
+	fmt_json_put_bool(&b, "created", bt->created);
+	fmt_json_put_bool(&b, "gap", bt->gap);
+	return body_end(&b, out_max, len, "batch answer", err);
 }

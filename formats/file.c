@@ -15,6 +15,10 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "formats/buf.h"
+
+#define READ_CHUNK 65536u /* bytes asked of read() at a time */
+
 /* Directory part of path into dir (".", when path has no slash). */
 static enum idp_err dir_of(const char *path, char *dir, size_t size, struct idp_error *err)
 {
@@ -131,8 +135,10 @@ enum idp_err fmt_file_read_fd(int fd, const char *path, size_t max, uint8_t **ou
 	*out = NULL;
 	*len = 0;
 	enum idp_err rc = IDP_OK;
-	uint8_t *buf = NULL;
-	size_t cap = 0, used = 0;
+	/* WARNING: the file may hold a private key; the buffer wipes every
+	 * copy it drops, as it grows and on failure. */
+	struct fmt_buf b;
+	fmt_buf_init(&b, max, FMT_BUF_SECRET);
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
 		rc = idp_error_set(err, IDP_E_IO, "%s: stat: %s", path, strerror(errno));
@@ -147,25 +153,18 @@ enum idp_err fmt_file_read_fd(int fd, const char *path, size_t max, uint8_t **ou
 		                   (long long)st.st_size, max);
 		goto out;
 	}
-	/* Grow as we read: st_size may be 0 (pipes, /proc) or change under us. */
+	/* Read to EOF: st_size may be 0 (pipes, /proc) or change under us. Once
+	 * max bytes are in, one more byte is tried to tell "exactly max" from
+	 * "more". */
 	for (;;) {
-		if (cap - used < 2) {
-			size_t ncap = cap == 0 ? 4096 : cap * 2;
-			if (ncap > max + 2)
-				ncap = max + 2;
-			if (ncap <= cap) {
-				rc = idp_error_set(err, IDP_E_LIMIT, "%s: more than %zu bytes", path, max);
-				goto out;
-			}
-			uint8_t *nb = realloc(buf, ncap);
-			if (nb == NULL) {
-				rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);
-				goto out;
-			}
-			buf = nb;
-			cap = ncap;
+		size_t want = b.max - b.len < READ_CHUNK ? b.max - b.len : READ_CHUNK;
+		uint8_t probe;
+		uint8_t *room = want > 0 ? fmt_buf_room(&b, want) : &probe;
+		if (room == NULL) {
+			rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);
+			goto out;
 		}
-		ssize_t r = read(fd, buf + used, cap - used - 1);
+		ssize_t r = read(fd, room, want > 0 ? want : 1);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -174,27 +173,17 @@ enum idp_err fmt_file_read_fd(int fd, const char *path, size_t max, uint8_t **ou
 		}
 		if (r == 0)
 			break;
-		used += (size_t)r;
-		if (used > max) {
-			rc = idp_error_set(err, IDP_E_LIMIT, "%s: more than %zu bytes", path, max);
+		if (want == 0) {
+			rc = idp_error_set(err, IDP_E_LIMIT, "%s: more than %zu bytes", path, b.max);
 			goto out;
 		}
+		fmt_buf_commit(&b, (size_t)r);
 	}
-	if (buf == NULL) {
-		buf = malloc(1);
-		if (buf == NULL) {
-			rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);
-			goto out;
-		}
-	}
-	buf[used] = '\0';
-	*out = buf;
-	*len = used;
-	buf = NULL;
+	*out = fmt_buf_detach(&b, len);
+	if (*out == NULL)
+		rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);
 out:
-	/* WARNING: the file may hold a private key; never leave a copy behind. */
-	if (buf != NULL)
-		fmt_file_free_secret(buf, cap);
+	fmt_buf_free(&b);
 	return rc;
 }
 

@@ -3,8 +3,11 @@
  */
 #include "formats/json.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <string.h>
+
+#include "formats/b64.h"
 
 bool fmt_utf8_valid(const uint8_t *s, size_t len)
 {
@@ -274,11 +277,11 @@ size_t fmt_json_quoted_max(size_t len)
 	return len * 6 + 2;
 }
 
-size_t fmt_json_quote(const char *s, size_t len, char *out)
+/* The escaped form of s[0..len), without quotes; returns its length. */
+static size_t escape(const char *s, size_t len, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
-	out[o++] = '"';
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '"' || c == '\\') {
@@ -304,6 +307,73 @@ size_t fmt_json_quote(const char *s, size_t len, char *out)
 			out[o++] = (char)c;
 		}
 	}
+	return o;
+}
+
+size_t fmt_json_quote(const char *s, size_t len, char *out)
+{
+	out[0] = '"';
+	size_t o = 1 + escape(s, len, out + 1);
 	out[o++] = '"';
 	return o;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+#define SLICE 128u /* input bytes escaped at a time */
+
+void fmt_json_put_quoted(struct fmt_buf *b, const char *s, size_t len)
+{
+	/* In slices, so that no scratch buffer of the worst-case size is needed
+	 * and a value that fits once escaped is never refused for what it might
+	 * have grown to; escaping is per byte, so slicing cannot change it. */
+	char tmp[6 * SLICE];
+	fmt_buf_add(b, "\"", 1);
+	for (size_t i = 0; i < len; i += SLICE) {
+		size_t k = len - i < SLICE ? len - i : SLICE;
+		fmt_buf_add(b, tmp, escape(s + i, k, tmp));
+	}
+	fmt_buf_add(b, "\"", 1);
+}
+
+void fmt_json_put_key(struct fmt_buf *b, const char *key)
+{
+	if (fmt_buf_status(b) != IDP_OK)
+		return;
+	if (b->len > 0 && b->p[b->len - 1] != '{' && b->p[b->len - 1] != '[')
+		fmt_buf_add(b, ",", 1);
+	fmt_buf_add(b, "\"", 1);
+	fmt_buf_add_str(b, key);
+	fmt_buf_add(b, "\":", 2);
+}
+
+void fmt_json_put_str(struct fmt_buf *b, const char *key, const char *s)
+{
+	fmt_json_put_key(b, key);
+	fmt_json_put_quoted(b, s, strlen(s));
+}
+
+void fmt_json_put_int(struct fmt_buf *b, const char *key, int64_t v)
+{
+	fmt_json_put_key(b, key);
+	fmt_buf_addf(b, "%" PRId64, v);
+}
+
+void fmt_json_put_bool(struct fmt_buf *b, const char *key, bool v)
+{
+	fmt_json_put_key(b, key);
+	fmt_buf_add_str(b, v ? "true" : "false");
+}
+
+void fmt_json_put_b64(struct fmt_buf *b, const char *key, const uint8_t *d, size_t len)
+{
+	/* Whole groups of 3 bytes encode without padding, so chunks join. */
+	char tmp[4 * SLICE / 3 + 4];
+	fmt_json_put_key(b, key);
+	fmt_buf_add(b, "\"", 1);
+	for (size_t i = 0; i < len; i += 3 * (SLICE / 3)) {
+		size_t k = len - i < 3 * (SLICE / 3) ? len - i : 3 * (SLICE / 3);
+		fmt_buf_add(b, tmp, fmt_b64_encode(FMT_B64_STD, d + i, k, tmp));
+	}
+	fmt_buf_add(b, "\"", 1);
 }

@@ -19,6 +19,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "formats/buf.h"
 #include "formats/error.h"
 
 #define FMT_JSON_DEPTH_MAX   16u  /* deepest nesting accepted by any format */
@@ -72,5 +73,29 @@ size_t fmt_json_quote(const char *s, size_t len, char *out);
 
 /* Most bytes fmt_json_quote can write for len input bytes. */
 size_t fmt_json_quoted_max(size_t len);
+
+/* Writing deterministic JSON into a buffer (formats/buf.h): members in the
+ * caller's order, no whitespace, strings escaped as fmt_json_quote does.
+ * Failures are the buffer's (sticky): check it once with fmt_buf_check().
+ * The caller writes the braces ("{", "}") with fmt_buf_add. */
+
+/* The JSON string literal of s[0..len) (valid UTF-8, checked by the caller). */
+void fmt_json_put_quoted(struct fmt_buf *b, const char *s, size_t len);
+
+/* "key": preceded by a comma unless b is empty or ends with '{' or '['. key
+ * is a literal name that needs no escaping. */
+void fmt_json_put_key(struct fmt_buf *b, const char *key);
+
+/* "key":"s" for the NUL-terminated string s (valid UTF-8). */
+void fmt_json_put_str(struct fmt_buf *b, const char *key, const char *s);
+
+/* "key":v */
+void fmt_json_put_int(struct fmt_buf *b, const char *key, int64_t v);
+
+/* "key":true or "key":false */
+void fmt_json_put_bool(struct fmt_buf *b, const char *key, bool v);
+
+/* "key":"<standard base64 of d[0..len), padded>" */
+void fmt_json_put_b64(struct fmt_buf *b, const char *key, const uint8_t *d, size_t len);
 
 #endif /* IDP_FORMATS_JSON_H */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/id.h"
 #include "formats/json.h"
 #include "formats/wire.h"
@@ -321,66 +322,44 @@ static enum idp_err check_record(const struct fmt_manifest_record *r, bool check
 
 /* ---------------------------------------------------------------- encoding */
 
-struct out {
-	uint8_t *p;
-	size_t len;
-	bool full;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->full || n > FMT_MANIFEST_LINE_MAX - o->len) {
-		o->full = true;
-		return;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-}
-
-static void put_s(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
 /* "name":"value" with a leading comma unless first; value needs no escapes
  * (every string field's character set excludes " \ and controls). */
-static void put_str(struct out *o, const char *name, const char *value, bool first)
+static void put_str(struct fmt_buf *o, const char *name, const char *value, bool first)
 {
-	put_s(o, first ? "\"" : ",\"");
-	put_s(o, name);
-	put_s(o, "\":\"");
-	put_s(o, value);
-	put_s(o, "\"");
+	fmt_buf_add_str(o, first ? "\"" : ",\"");
+	fmt_buf_add_str(o, name);
+	fmt_buf_add_str(o, "\":\"");
+	fmt_buf_add_str(o, value);
+	fmt_buf_add_str(o, "\"");
 }
 
-static void put_u64(struct out *o, const char *name, uint64_t v)
+static void put_u64(struct fmt_buf *o, const char *name, uint64_t v)
 {
-	char buf[32];
-	int n = snprintf(buf, sizeof(buf), ",\"%s\":%" PRIu64, name, v);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		o->full = true;
-	else
-		put(o, buf, (size_t)n);
+	fmt_buf_addf(o, ",\"%s\":%" PRIu64, name, v);
 }
 
-static enum idp_err finish_line(struct out *o, size_t *len, struct idp_error *err)
+static enum idp_err finish_line(struct fmt_buf *o, size_t *len, struct idp_error *err)
 {
-	put(o, "\n", 1);
-	if (o->full)
-		return idp_error_set(err, IDP_E_LIMIT, "line: longer than %u bytes",
-		                     FMT_MANIFEST_LINE_MAX);
-	*len = o->len;
-	return IDP_OK;
+	fmt_buf_add(o, "\n", 1);
+	enum idp_err rc = fmt_buf_check(o, "line", err);
+	if (rc == IDP_OK)
+		*len = o->len;
+	return rc;
+}
+
+/* A line in out[0..FMT_MANIFEST_LINE_MAX), LF included, no NUL. */
+static void line_begin(struct fmt_buf *o, uint8_t *out)
+{
+	fmt_buf_init_fixed(o, out, FMT_MANIFEST_LINE_MAX, FMT_MANIFEST_LINE_MAX, 0);
 }
 
 static enum idp_err encode_header(const struct fmt_manifest_header *h, uint8_t *out, size_t *len,
                                   struct idp_error *err)
 {
-	struct out o = {out, 0, false};
+	struct fmt_buf o;
 	char hex[2 * FMT_MANIFEST_HASH_LEN + 1];
-	char v[16];
-	(void)snprintf(v, sizeof(v), "{\"v\":%u", h->version); /* checked: 1 or 2 */
-	put_s(&o, v);
+	line_begin(&o, out);
+	fmt_buf_addf(&o, "{\"v\":%u", h->version); /* checked: 1 or 2 */
 	put_str(&o, "batch", h->batch, false);
 	put_str(&o, "station", h->station, false);
 	put_u64(&o, "seq", h->seq);
@@ -393,16 +372,17 @@ static enum idp_err encode_header(const struct fmt_manifest_header *h, uint8_t *
 	put_str(&o, "sig", fmt_manifest_sig_name(h->sig), false);
 	hex_encode(h->key, FMT_KEY_FINGERPRINT_LEN, hex);
 	put_str(&o, "key", hex, false);
-	put_s(&o, "}");
+	fmt_buf_add_str(&o, "}");
 	return finish_line(&o, len, err);
 }
 
 static enum idp_err encode_record(const struct fmt_manifest_record *r, uint8_t *out, size_t *len,
                                   struct idp_error *err)
 {
-	struct out o = {out, 0, false};
+	struct fmt_buf o;
 	char mac[18];
-	put_s(&o, "{");
+	line_begin(&o, out);
+	fmt_buf_add_str(&o, "{");
 	put_str(&o, "id", r->id, true);
 	fmt_mac_format(r->mac, mac);
 	put_str(&o, "mac", mac, false);
@@ -417,22 +397,22 @@ static enum idp_err encode_record(const struct fmt_manifest_record *r, uint8_t *
 		for (size_t i = 0; i < r->nattrs; i++)
 			sorted[i] = &r->attrs[i];
 		qsort(sorted, r->nattrs, sizeof(const struct fmt_manifest_attr *), attr_cmp);
-		put_s(&o, ",\"attrs\":{");
+		fmt_buf_add_str(&o, ",\"attrs\":{");
 		for (size_t i = 0; i < r->nattrs; i++)
 			put_str(&o, sorted[i]->key, sorted[i]->value, i == 0);
-		put_s(&o, "}");
+		fmt_buf_add_str(&o, "}");
 	}
 	if (r->has_capture) {
 		char hex[2 * FMT_MANIFEST_NONCE_LEN + 1], b64[SIG_B64_LEN + 1];
 		hex_encode(r->capture_nonce, FMT_MANIFEST_NONCE_LEN, hex);
 		hex[2 * (size_t)FMT_MANIFEST_NONCE_LEN] = '\0';
 		fmt_b64_encode(FMT_B64_STD, r->capture_sig, FMT_MANIFEST_CAPTURE_SIG_LEN, b64);
-		put_s(&o, ",\"capture\":{");
+		fmt_buf_add_str(&o, ",\"capture\":{");
 		put_str(&o, "nonce", hex, true);
 		put_str(&o, "sig", b64, false);
-		put_s(&o, "}");
+		fmt_buf_add_str(&o, "}");
 	}
-	put_s(&o, "}");
+	fmt_buf_add_str(&o, "}");
 	return finish_line(&o, len, err);
 }
 

@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/id.h"
 #include "formats/json.h"
 
@@ -231,49 +232,6 @@ enum idp_err fmt_token_jwks_encode(const struct fmt_token_key *keys, size_t nkey
 
 /* ---------------------------------------------------------------- signing */
 
-/* A bounded string builder; overflow is sticky and checked once at the end. */
-struct sbuf {
-	char *p;
-	size_t n, cap;
-	bool overflow;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->overflow || n > b->cap - b->n) {
-		b->overflow = true;
-		return;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
-
-/* A JSON string literal of s[0..n) (valid UTF-8, checked by the caller). */
-static void sb_quoted(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->overflow || fmt_json_quoted_max(n) > b->cap - b->n) {
-		b->overflow = true;
-		return;
-	}
-	b->n += fmt_json_quote(s, n, b->p + b->n);
-}
-
-static void sb_int(struct sbuf *b, int64_t v)
-{
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
-	if (n <= 0 || (size_t)n >= sizeof(num)) {
-		b->overflow = true;
-		return;
-	}
-	sb_put(b, num, (size_t)n);
-}
-
 /* A claim string of a fixed-size field: 1..max bytes, text_valid. */
 static enum idp_err check_text_field(const char *s, size_t size, size_t max, const char *name,
                                      size_t *len, struct idp_error *err)
@@ -347,31 +305,25 @@ static enum idp_err prepare_claims(const char *kid, struct fmt_token_claims *c, 
 }
 
 /* The payload JSON, members in a fixed order (the order carries no meaning). */
-static enum idp_err build_payload(const struct fmt_token_claims *c, struct sbuf *b,
+static enum idp_err build_payload(const struct fmt_token_claims *c, struct fmt_buf *b,
                                   struct idp_error *err)
 {
-	sb_str(b, "{\"iss\":");
-	sb_quoted(b, c->iss, strlen(c->iss));
-	sb_str(b, ",\"aud\":");
-	sb_quoted(b, c->aud, strlen(c->aud));
-	sb_str(b, ",\"sub\":");
-	sb_quoted(b, c->sub, strlen(c->sub));
-	sb_str(b, ",\"kind\":\"");
-	sb_str(b, fmt_token_kind_name(c->kind));
-	sb_str(b, "\",\"iat\":");
-	sb_int(b, c->iat);
-	sb_str(b, ",\"nbf\":");
-	sb_int(b, c->nbf);
-	sb_str(b, ",\"exp\":");
-	sb_int(b, c->exp);
-	sb_str(b, ",\"jti\":\"");
-	sb_str(b, c->jti);
-	sb_str(b, "\",\"cnf\":{\"jkt\":\"");
-	sb_str(b, c->jkt);
-	sb_str(b, "\"}}");
-	if (b->overflow)
+	fmt_buf_add_str(b, "{");
+	fmt_json_put_str(b, "iss", c->iss);
+	fmt_json_put_str(b, "aud", c->aud);
+	fmt_json_put_str(b, "sub", c->sub);
+	fmt_json_put_str(b, "kind", fmt_token_kind_name(c->kind));
+	fmt_json_put_int(b, "iat", c->iat);
+	fmt_json_put_int(b, "nbf", c->nbf);
+	fmt_json_put_int(b, "exp", c->exp);
+	fmt_json_put_str(b, "jti", c->jti);
+	fmt_json_put_key(b, "cnf");
+	fmt_buf_add_str(b, "{");
+	fmt_json_put_str(b, "jkt", c->jkt);
+	fmt_buf_add_str(b, "}}");
+	if (fmt_buf_status(b) != IDP_OK)
 		return idp_error_set(err, IDP_E_LIMIT, "token: payload longer than %zu bytes",
-		                     b->cap);
+		                     b->max);
 	return IDP_OK;
 }
 
@@ -390,12 +342,13 @@ enum idp_err fmt_token_sign(const struct fmt_key *key, const char *kid,
 	if (hn <= 0 || (size_t)hn >= sizeof(header))
 		return idp_error_set(err, IDP_E_ARG, "token: header does not fit");
 	char payload[PAYLOAD_ROOM];
-	struct sbuf pb = {payload, 0, sizeof(payload), false};
+	struct fmt_buf pb;
+	fmt_buf_init_fixed(&pb, payload, sizeof(payload), sizeof(payload), 0);
 	rc = build_payload(claims, &pb, err);
 	if (rc != IDP_OK)
 		return rc;
 	size_t eh = fmt_b64_encoded_len(FMT_B64_URL, (size_t)hn);
-	size_t ep = fmt_b64_encoded_len(FMT_B64_URL, pb.n);
+	size_t ep = fmt_b64_encoded_len(FMT_B64_URL, pb.len);
 	size_t total = eh + 1 + ep + 1 + SIG_B64_LEN;
 	if (total > FMT_TOKEN_MAX)
 		return idp_error_set(err, IDP_E_LIMIT, "token: %zu bytes, max %u", total,
@@ -405,7 +358,7 @@ enum idp_err fmt_token_sign(const struct fmt_key *key, const char *kid,
 		return idp_error_set(err, IDP_E_NOMEM, "token: out of memory");
 	fmt_b64_encode(FMT_B64_URL, (const uint8_t *)header, (size_t)hn, t);
 	t[eh] = '.';
-	fmt_b64_encode(FMT_B64_URL, (const uint8_t *)payload, pb.n, t + eh + 1);
+	fmt_b64_encode(FMT_B64_URL, (const uint8_t *)payload, pb.len, t + eh + 1);
 	t[eh + 1 + ep] = '.';
 	uint8_t sig[FMT_KEY_SIG_MAX];
 	size_t sn = 0;

@@ -26,6 +26,7 @@
 #include <openssl/x509v3.h>
 
 #include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/file.h"
 #include "formats/keyfile.h"
 #include "server/lock.h"
@@ -672,10 +673,8 @@ static enum idp_err retired_save(const char *dir, const struct token_entry *e, s
 	enum idp_err rc = path_in(dir, "token.retired", path, sizeof(path), err);
 	if (rc != IDP_OK)
 		return rc;
-	char *buf = malloc(RETIRED_FILE_MAX);
-	if (buf == NULL)
-		return idp_error_set(err, IDP_E_NOMEM, "state: out of memory");
-	size_t used = 0;
+	struct fmt_buf b;
+	fmt_buf_init(&b, RETIRED_FILE_MAX - 1, 0);
 	for (size_t i = 0; rc == IDP_OK && i < n; i++) {
 		if (i == current || e[i].not_after < now)
 			continue;
@@ -686,16 +685,14 @@ static enum idp_err retired_save(const char *dir, const struct token_entry *e, s
 		if (rc != IDP_OK)
 			break;
 		(void)fmt_b64_encode(FMT_B64_STD, der, dlen, b64);
-		int w = snprintf(buf + used, RETIRED_FILE_MAX - used, "%s %lld %s\n", e[i].kid,
-		                 (long long)e[i].not_after, b64);
-		if (w < 0 || (size_t)w >= RETIRED_FILE_MAX - used)
-			rc = idp_error_set(err, IDP_E_LIMIT, "state: %s: too many retired keys", path);
-		else
-			used += (size_t)w;
+		fmt_buf_addf(&b, "%s %lld %s\n", e[i].kid, (long long)e[i].not_after, b64);
+		if (fmt_buf_status(&b) != IDP_OK)
+			rc = idp_error_set(err, fmt_buf_status(&b), "state: %s: too many retired keys",
+			                   path);
 	}
 	if (rc == IDP_OK)
-		rc = fmt_file_write_atomic(path, (const uint8_t *)buf, used, 0644, err);
-	free(buf);
+		rc = fmt_file_write_atomic(path, b.p, b.len, 0644, err);
+	fmt_buf_free(&b);
 	return rc;
 }
 

@@ -15,6 +15,8 @@
 
 #include "formats/io/httpc.h"
 
+#include "formats/buf.h"
+
 struct fio_httpc {
 	CURL *curl;
 	char *base_url, *ca_file, *client_cert, *client_key;
@@ -33,9 +35,7 @@ struct xfer {
 	size_t off;
 	struct idp_error body_err; /* body_fn's failure, reported after perform */
 	bool body_failed;
-	uint8_t *ans;
-	size_t ans_len, ans_cap;
-	bool overflow;
+	struct fmt_buf ans; /* the answer, capped at answer_max; secret (tokens) */
 	int64_t retry_after;
 };
 
@@ -164,24 +164,8 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
 	size_t len = size * n;
-	if (len > x->c->answer_max - x->ans_len) {
-		x->overflow = true;
-		return 0;
-	}
-	if (x->ans_len + len + 1 > x->ans_cap) {
-		size_t cap = x->ans_cap ? x->ans_cap : 4096;
-		while (cap < x->ans_len + len + 1)
-			cap *= 2;
-		uint8_t *nb = realloc(x->ans, cap);
-		if (nb == NULL)
-			return 0;
-		x->ans = nb;
-		x->ans_cap = cap;
-	}
-	memcpy(x->ans + x->ans_len, p, len);
-	x->ans_len += len;
-	x->ans[x->ans_len] = '\0';
-	return len;
+	fmt_buf_add(&x->ans, p, len);
+	return fmt_buf_status(&x->ans) == IDP_OK ? len : 0;
 }
 
 /* Retry-After: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3). */
@@ -360,6 +344,7 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
                                 CURLcode *ccp, struct idp_error *err)
 {
 	struct xfer x = {.c = c, .r = r};
+	fmt_buf_init(&x.ans, c->answer_max, FMT_BUF_SECRET);
 	char errbuf[CURL_ERROR_SIZE] = "";
 	if (r->body_fn != NULL) {
 		x.made = malloc(r->body_len > 0 ? r->body_len : 1);
@@ -372,8 +357,11 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
 	resp->status = 0;
 	(void)curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
 	resp->retry_after = x.retry_after;
-	resp->body = x.ans;
-	resp->len = x.ans_len;
+	bool overflow = fmt_buf_status(&x.ans) == IDP_E_LIMIT;
+	/* No answer bytes: no body, as callers test. */
+	resp->len = 0;
+	resp->body = x.ans.p != NULL ? fmt_buf_detach(&x.ans, &resp->len) : NULL;
+	fmt_buf_free(&x.ans);
 	if (x.made != NULL) {
 		OPENSSL_cleanse(x.made, r->body_len);
 		free(x.made);
@@ -386,7 +374,7 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
 	if (cc == CURLE_OK)
 		return IDP_OK;
 	const char *why = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
-	if (x.overflow)
+	if (overflow)
 		return idp_error_set(err, IDP_E_LIMIT, "%s: answer over %zu bytes", c->base_url,
 		                     c->answer_max);
 	if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)

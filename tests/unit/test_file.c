@@ -90,6 +90,57 @@ START_TEST(test_file_read_limits_and_errors)
 }
 END_TEST
 
+/* A pipe has no size to check first: the cap is met while reading, across
+ * several read() calls and buffer growths; exactly max bytes are accepted. */
+static enum idp_err read_pipe(size_t n, size_t max, uint8_t **buf, size_t *len,
+                              struct idp_error *err)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		(void)close(fds[0]);
+		uint8_t chunk[1000];
+		for (size_t i = 0; i < n; i += sizeof(chunk)) {
+			size_t k = n - i < sizeof(chunk) ? n - i : sizeof(chunk);
+			for (size_t j = 0; j < k; j++)
+				chunk[j] = (uint8_t)((i + j) % 251);
+			if (write(fds[1], chunk, k) != (ssize_t)k)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	(void)close(fds[1]);
+	enum idp_err rc = fmt_file_read_fd(fds[0], "pipe", max, buf, len, err);
+	(void)close(fds[0]); /* the writer may be blocked on a full pipe: let it go */
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return rc;
+}
+
+START_TEST(test_file_read_fd_pipe_cap)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct idp_error err = {0};
+	ck_assert_int_eq(read_pipe(200000, 200000, &buf, &len, &err), IDP_OK);
+	ck_assert_uint_eq(len, 200000);
+	ck_assert_uint_eq(buf[len], '\0');
+	for (size_t i = 0; i < len; i++)
+		ck_assert_uint_eq(buf[i], i % 251);
+	free(buf);
+	ck_assert_int_eq(read_pipe(200001, 200000, &buf, &len, &err), IDP_E_LIMIT);
+	ck_assert_ptr_null(buf);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_str_eq(err.msg, "pipe: more than 200000 bytes");
+	ck_assert_int_eq(read_pipe(0, 10, &buf, &len, &err), IDP_OK);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_uint_eq(buf[0], '\0');
+	free(buf);
+}
+END_TEST
+
 /* A write into a missing directory names the file asked for and the
  * problem, not the temporary file the writer would have used. */
 START_TEST(test_file_write_missing_dir_names_the_path)
@@ -146,6 +197,7 @@ Suite *idp_test_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_file_write_read_round_trip);
 	tcase_add_test(tc, test_file_read_limits_and_errors);
+	tcase_add_test(tc, test_file_read_fd_pipe_cap);
 	tcase_add_test(tc, test_file_write_missing_dir_names_the_path);
 	tcase_add_test(tc, test_file_atomic_under_kill);
 	suite_add_tcase(s, tc);

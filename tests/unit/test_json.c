@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/json.h"
 #include "tests/unit/check_main.h"
 
@@ -152,6 +154,55 @@ START_TEST(test_json_quote_round_trip)
 }
 END_TEST
 
+/* The writer: member order as written, commas only between members, strings
+ * escaped as fmt_json_quote, long values in slices that join seamlessly, and
+ * the result parses back to the same values. */
+START_TEST(test_json_put_writer)
+{
+	char big[700]; /* several slices, with escapes across their edges */
+	for (size_t i = 0; i < sizeof(big) - 1; i++)
+		big[i] = i % 127 == 0 ? '"' : (char)('a' + i % 26);
+	big[sizeof(big) - 1] = '\0';
+	uint8_t bin[400];
+	for (size_t i = 0; i < sizeof(bin); i++)
+		bin[i] = (uint8_t)(i * 7);
+	struct fmt_buf b;
+	fmt_buf_init(&b, 1 << 16, 0);
+	fmt_buf_add_str(&b, "{");
+	fmt_json_put_str(&b, "s", "x\ny");
+	fmt_json_put_int(&b, "i", -42);
+	fmt_json_put_bool(&b, "t", true);
+	fmt_json_put_key(&b, "o");
+	fmt_buf_add_str(&b, "{");
+	fmt_json_put_bool(&b, "f", false);
+	fmt_buf_add_str(&b, "}");
+	fmt_json_put_str(&b, "big", big);
+	fmt_json_put_b64(&b, "bin", bin, sizeof(bin));
+	fmt_buf_add_str(&b, "}");
+	ck_assert_int_eq(fmt_buf_check(&b, "doc", NULL), IDP_OK);
+	ck_assert_mem_eq(b.p, "{\"s\":\"x\\ny\",\"i\":-42,\"t\":true,\"o\":{\"f\":false},\"big\":\"",
+	                 47);
+	cJSON *j = NULL;
+	ck_assert_int_eq(fmt_json_parse(b.p, b.len, 2, &j, NULL), IDP_OK);
+	ck_assert_str_eq(cJSON_GetObjectItem(j, "big")->valuestring, big);
+	char b64[600];
+	fmt_b64_encode(FMT_B64_STD, bin, sizeof(bin), b64);
+	ck_assert_str_eq(cJSON_GetObjectItem(j, "bin")->valuestring, b64);
+	cJSON_Delete(j);
+	fmt_buf_free(&b);
+
+	/* Exactly as long as the escaped text: fits, though the worst case
+	 * (six bytes an input byte) would not. */
+	char out[8];
+	fmt_buf_init_fixed(&b, out, sizeof(out), sizeof(out) - 1, 0);
+	fmt_json_put_quoted(&b, "a\"bc", 4);
+	ck_assert_int_eq(fmt_buf_status(&b), IDP_OK);
+	ck_assert_str_eq(out, "\"a\\\"bc\"");
+	fmt_json_put_quoted(&b, "", 0);
+	ck_assert_int_eq(fmt_buf_status(&b), IDP_E_LIMIT);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("json");
@@ -161,6 +212,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_json_numbers_plain_integers_only);
 	tcase_add_test(tc, test_json_control_bytes_refused);
 	tcase_add_test(tc, test_json_quote_round_trip);
+	tcase_add_test(tc, test_json_put_writer);
 	suite_add_tcase(s, tc);
 	return s;
 }
