@@ -41,6 +41,7 @@
 #include "formats/keyfile.h"
 #include "formats/token.h"
 #include "formats/wire.h"
+#include "formats/x509.h"
 
 #define NAME_MAX_LEN   32u                   /* longest file name in the state dir */
 #define FILE_PATH_MAX  (AGT_PATH_MAX + NAME_MAX_LEN)
@@ -173,11 +174,12 @@ static enum idp_err cert_fp(const uint8_t *pem, size_t len, char hex[static FP_H
 	if (len == 0 || len > FMT_API_CA_PEM_MAX)
 		return idp_error_set(err, IDP_E_FORMAT, "ca: %zu bytes, must be 1..%u", len,
 		                     FMT_API_CA_PEM_MAX);
-	BIO *b = BIO_new_mem_buf(pem, (int)len);
-	X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-	BIO_free(b);
-	if (x == NULL)
-		return idp_error_ssl(err, IDP_E_FORMAT, "ca: not a PEM certificate");
+	X509 *x = NULL;
+	enum idp_err rc = fmt_x509_parse_first(pem, len, &x, err);
+	if (rc != IDP_OK) {
+		idp_error_prefix(err, "ca");
+		return rc;
+	}
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != FMT_KEY_FINGERPRINT_LEN) {

@@ -19,7 +19,7 @@ static enum idp_err load_certs(const char *path, STACK_OF(X509) * *out, struct i
 	size_t len = 0;
 	enum idp_err rc = fmt_file_read(path, FMT_MANIFEST_SIG_MAX, &buf, &len, err);
 	if (rc == IDP_OK)
-		rc = fmt_manifest_certs_parse(buf, len, out, err);
+		rc = fmt_x509_list_parse(buf, len, FMT_MANIFEST_CERTS_MAX, 0, out, err);
 	free(buf);
 	if (rc != IDP_OK && rc != IDP_E_NOTFOUND && rc != IDP_E_IO)
 		idp_error_prefix(err, "%s", path);

@@ -574,7 +574,8 @@ static int cmd_verify(const struct opts *o, bool show)
 		trust.station_key = key;
 	} else {
 		rc = fmt_file_read(o->ca, FMT_MANIFEST_SIG_MAX, &cabuf, &ca_len, &err);
-		if (rc == IDP_OK && (rc = fmt_manifest_store_parse(cabuf, ca_len, &trust.store, &err)))
+		if (rc == IDP_OK && (rc = fmt_x509_store_parse(cabuf, ca_len, FMT_MANIFEST_CERTS_MAX,
+		                                               &trust.store, &err)))
 			idp_error_prefix(&err, "%s", o->ca);
 	}
 	if (rc != IDP_OK || (rc = fmt_file_read(sigpath, FMT_MANIFEST_SIG_MAX, &sig, &sig_len, &err)))

@@ -10,16 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/sha.h>
-#include <openssl/x509.h>
 
 #include "formats/b64.h"
 #include "formats/buf.h"
 #include "formats/json.h"
+#include "formats/x509.h"
 
 #define API_JSON_DEPTH 2u /* deepest nesting of any body: {"pop":{...}} */
 #define POP_CONTEXT    "idprov-pop"
@@ -66,59 +63,16 @@ static bool char_ok(enum text_class cls, unsigned char c)
 	return false;
 }
 
-/* Count the certificate blocks of a PEM text that is nothing but blocks:
- * BEGIN line, body, END line, an optional '\n', the next BEGIN line. */
-static enum idp_err pem_blocks(const char *s, size_t n, const char *what, unsigned *count,
-                               struct idp_error *err)
-{
-	static const char begin[] = "-----BEGIN CERTIFICATE-----\n";
-	static const char end[] = "\n-----END CERTIFICATE-----";
-	size_t bl = sizeof(begin) - 1, el = sizeof(end) - 1;
-	*count = 0;
-	size_t i = 0;
-	while (i < n) {
-		if (n - i < bl || memcmp(s + i, begin, bl) != 0)
-			return idp_error_set(err, IDP_E_FORMAT,
-			                     "%s: not a PEM certificate list (offset %zu)", what, i);
-		size_t j = i + bl;
-		while (j < n && (n - j < el || memcmp(s + j, end, el) != 0))
-			j++;
-		if (j == n)
-			return idp_error_set(err, IDP_E_FORMAT,
-			                     "%s: certificate %u has no END line", what, *count + 1);
-		i = j + el;
-		if (i < n && s[i] == '\n')
-			i++;
-		(*count)++;
-	}
-	return IDP_OK;
-}
-
-/* Every certificate block of a PEM text parses as X.509 (OpenSSL). */
+/* A PEM text that is nothing but certificate blocks, each parsing as X.509. */
 static enum idp_err check_pem(const char *s, size_t n, const char *what, struct idp_error *err)
 {
-	unsigned blocks = 0;
-	enum idp_err rc = pem_blocks(s, n, what, &blocks, err);
+	STACK_OF(X509) *certs = NULL;
+	enum idp_err rc = fmt_x509_list_parse((const uint8_t *)s, n, FMT_X509_LIST_MAX,
+	                                      FMT_X509_STRICT, &certs, err);
+	sk_X509_pop_free(certs, X509_free);
 	if (rc != IDP_OK)
-		return rc;
-	BIO *bio = BIO_new_mem_buf(s, (int)n);
-	if (bio == NULL)
-		return idp_error_ssl(err, IDP_E_NOMEM, "%s: out of memory", what);
-	unsigned count = 0;
-	X509 *x;
-	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		X509_free(x);
-		count++;
-	}
-	unsigned long e = ERR_peek_last_error();
-	BIO_free(bio);
-	ERR_clear_error();
-	/* The loop ends with "no start line" at the end of good input only. */
-	if (count != blocks || ERR_GET_LIB(e) != ERR_LIB_PEM ||
-	    ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
-		return idp_error_set(err, IDP_E_FORMAT, "%s: certificate %u does not parse", what,
-		                     count + 1);
-	return IDP_OK;
+		idp_error_prefix(err, "%s", what);
+	return rc;
 }
 
 /* Check s[0..n) against its class and 1..max. */

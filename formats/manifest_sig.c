@@ -18,7 +18,6 @@
 #include <openssl/cms.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/pkcs7.h>
 
 struct fmt_manifest_signer {
@@ -650,84 +649,20 @@ enum idp_err fmt_manifest_verify(const uint8_t *sig, size_t sig_len,
 enum idp_err fmt_manifest_cert_station_check(const X509 *cert, const char *station,
                                              struct idp_error *err)
 {
-	const X509_NAME *subject = X509_get_subject_name(cert);
-	int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-	const ASN1_STRING *cn = NULL;
-	if (at >= 0 && X509_NAME_get_index_by_NID(subject, NID_commonName, at) < 0)
-		cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
-	int n = cn != NULL ? ASN1_STRING_length(cn) : 0;
-	if (n <= 0 || (size_t)n > FMT_MANIFEST_ID_MAX)
+	char name[FMT_MANIFEST_ID_MAX + 1];
+	size_t n = 0;
+	if (fmt_x509_cn(cert, name, sizeof(name), &n, NULL) != IDP_OK)
 		return idp_error_set(err, IDP_E_VERIFY,
 		                     "station: the station certificate has no single commonName of "
 		                     "1..%u bytes to match \"%s\"",
 		                     FMT_MANIFEST_ID_MAX, station);
-	const char *name = (const char *)ASN1_STRING_get0_data(cn);
 	size_t sn = strnlen(station, FMT_MANIFEST_ID_MAX + 1);
-	if (sn != (size_t)n || memcmp(station, name, sn) != 0) {
+	if (sn != n || memcmp(station, name, sn) != 0) {
 		char q[IDP_QUOTE_MAX];
 		return idp_error_set(err, IDP_E_VERIFY,
 		                     "station: header says \"%s\" but the station certificate is "
 		                     "for \"%s\"",
-		                     station, idp_quote(name, (size_t)n, q));
+		                     station, idp_quote(name, n, q));
 	}
-	return IDP_OK;
-}
-
-enum idp_err fmt_manifest_certs_parse(const uint8_t *buf, size_t len, STACK_OF(X509) **out,
-                                      struct idp_error *err)
-{
-	*out = NULL;
-	if (len == 0 || len > FMT_MANIFEST_SIG_MAX)
-		return idp_error_set(err, IDP_E_LIMIT, "certificates: %zu bytes, expected 1..%u", len,
-		                     FMT_MANIFEST_SIG_MAX);
-	BIO *bio = BIO_new_mem_buf(buf, (int)len);
-	STACK_OF(X509) *certs = sk_X509_new_null();
-	enum idp_err rc = IDP_OK;
-	if (bio == NULL || certs == NULL) {
-		rc = idp_error_ssl(err, IDP_E_NOMEM, "certificates: out of memory");
-		goto out;
-	}
-	X509 *c;
-	while ((c = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		if (sk_X509_num(certs) == (int)FMT_MANIFEST_CERTS_MAX || sk_X509_push(certs, c) <= 0) {
-			X509_free(c);
-			rc = idp_error_set(err, IDP_E_LIMIT, "certificates: more than %u",
-			                   FMT_MANIFEST_CERTS_MAX);
-			goto out;
-		}
-	}
-	ERR_clear_error(); /* the end of input reads as an error */
-	if (sk_X509_num(certs) == 0) {
-		rc = idp_error_set(err, IDP_E_FORMAT, "certificates: no PEM certificate found");
-		goto out;
-	}
-	*out = certs;
-	certs = NULL;
-out:
-	sk_X509_pop_free(certs, X509_free);
-	BIO_free(bio);
-	return rc;
-}
-
-enum idp_err fmt_manifest_store_parse(const uint8_t *buf, size_t len, X509_STORE **out,
-                                      struct idp_error *err)
-{
-	*out = NULL;
-	STACK_OF(X509) *certs = NULL;
-	enum idp_err rc = fmt_manifest_certs_parse(buf, len, &certs, err);
-	if (rc != IDP_OK)
-		return rc;
-	X509_STORE *store = X509_STORE_new();
-	if (store == NULL)
-		rc = idp_error_ssl(err, IDP_E_NOMEM, "certificates: out of memory");
-	for (int i = 0; rc == IDP_OK && i < sk_X509_num(certs); i++)
-		if (X509_STORE_add_cert(store, sk_X509_value(certs, i)) != 1)
-			rc = idp_error_ssl(err, IDP_E_CRYPTO, "certificates: add to store");
-	sk_X509_pop_free(certs, X509_free);
-	if (rc != IDP_OK) {
-		X509_STORE_free(store);
-		return rc;
-	}
-	*out = store;
 	return IDP_OK;
 }

@@ -28,9 +28,10 @@
 #include "formats/error.h"
 #include "formats/keys.h"
 #include "formats/manifest.h"
+#include "formats/x509.h"
 
 #define FMT_MANIFEST_SIG_MAX  65536u /* bytes of a .sig file (a CMS with its chain) */
-#define FMT_MANIFEST_CERTS_MAX 8u    /* certificates in a PEM bundle or a CMS */
+#define FMT_MANIFEST_CERTS_MAX FMT_X509_LIST_MAX /* certificates in a PEM bundle or a CMS */
 
 /* What to trust: exactly one of the two. */
 struct fmt_manifest_trust {
@@ -119,16 +120,5 @@ IDP_MUST_CHECK enum idp_err fmt_manifest_verify(const uint8_t *sig, size_t sig_l
  * apply it before signing. */
 IDP_MUST_CHECK enum idp_err fmt_manifest_cert_station_check(const X509 *cert, const char *station,
                                                             struct idp_error *err);
-
-/* Parse 1..FMT_MANIFEST_CERTS_MAX PEM certificates from buf[0..len) (a
- * station certificate, a chain, or CA bundle). Caller frees *out with
- * OSSL_STACK_OF_X509_free()-equivalent sk_X509_pop_free(*out, X509_free). */
-IDP_MUST_CHECK enum idp_err fmt_manifest_certs_parse(const uint8_t *buf, size_t len,
-                                                     STACK_OF(X509) **out, struct idp_error *err);
-
-/* A new X509_STORE trusting the PEM certificates in buf[0..len). Caller frees
- * with X509_STORE_free(). */
-IDP_MUST_CHECK enum idp_err fmt_manifest_store_parse(const uint8_t *buf, size_t len,
-                                                     X509_STORE **out, struct idp_error *err);
 
 #endif /* IDP_FORMATS_MANIFEST_SIG_H */

@@ -46,6 +46,7 @@
 #include "formats/id.h"
 #include "formats/io/tls.h"
 #include "formats/json.h"
+#include "formats/x509.h"
 #include "server/admin.h"
 #include "server/log.h"
 
@@ -270,10 +271,9 @@ static enum idp_err ssl_station(SSL *ssl, char id[static SRV_STORE_ID_MAX + 1],
 		return idp_error_set(err, IDP_E_DENIED, "station: no client certificate");
 	if (SSL_get_verify_result(ssl) != X509_V_OK)
 		return idp_error_set(err, IDP_E_VERIFY, "station: certificate not trusted");
-	int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, id,
-	                                  SRV_STORE_ID_MAX + 1);
-	if (n <= 0 || (size_t)n > SRV_STORE_ID_MAX ||
-	    fmt_id_check(id, (size_t)n, "station", err) != IDP_OK) {
+	size_t n = 0;
+	if (fmt_x509_cn(cert, id, SRV_STORE_ID_MAX + 1, &n, NULL) != IDP_OK ||
+	    fmt_id_check(id, n, "station", err) != IDP_OK) {
 		id[0] = '\0';
 		return idp_error_set(err, IDP_E_VERIFY,
 		                     "station: certificate CN is not a station ID");

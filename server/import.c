@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/crypto.h>
-#include <openssl/pem.h>
 #include <openssl/sha.h>
 
 #include "formats/mac.h"
@@ -48,18 +46,19 @@ struct ca_walk {
 	bool failed;
 };
 
+/* Every certificate of a stored factory CA's PEM is trusted. */
 static int add_ca(void *ctx, const char *name, const char *pem, size_t len)
 {
 	(void)name;
 	struct ca_walk *w = ctx;
-	BIO *bio = BIO_new_mem_buf(pem, (int)len);
-	X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-	if (x == NULL || X509_STORE_add_cert(w->store, x) != 1)
+	STACK_OF(X509) *certs = NULL;
+	if (fmt_x509_list_parse((const uint8_t *)pem, len, FMT_MANIFEST_CERTS_MAX, 0, &certs,
+	                        NULL) != IDP_OK ||
+	    fmt_x509_store_add(w->store, certs, NULL) != IDP_OK)
 		w->failed = true;
 	else
 		w->added++;
-	X509_free(x);
-	BIO_free(bio);
+	sk_X509_pop_free(certs, X509_free);
 	return 0;
 }
 

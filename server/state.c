@@ -29,6 +29,7 @@
 #include "formats/buf.h"
 #include "formats/file.h"
 #include "formats/keyfile.h"
+#include "formats/x509.h"
 #include "server/lock.h"
 
 /* The admin credential is 256 random bits: a plain SHA-256 of it is as
@@ -260,15 +261,11 @@ static enum idp_err cert_load(const struct srv_state *s, const char *name, X509 
 	                               &len, err);
 	if (rc != IDP_OK)
 		return rc;
-	BIO *bio = BIO_new_mem_buf(buf, (int)len);
-	if (bio != NULL)
-		*out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	BIO_free(bio);
+	rc = fmt_x509_parse_first(buf, len, out, err);
 	fmt_file_free_secret(buf, len);
-	if (*out == NULL)
-		return idp_error_ssl(err, IDP_E_FORMAT, "state: %s/%s: not a PEM certificate",
-		                     s->dir, name);
-	return IDP_OK;
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "state: %s/%s", s->dir, name);
+	return rc;
 }
 
 static enum idp_err cert_save(const struct srv_state *s, const char *name, X509 *cert,

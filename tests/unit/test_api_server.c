@@ -110,6 +110,15 @@ static void make_station(void)
 	write_pem("station-ca.pem", ca, NULL);
 	write_pem("station.pem", crt, NULL);
 	write_pem("station.key", NULL, station_key);
+	/* The same key and CA, but a subject with a second commonName. */
+	X509 *two = make_cert("station-01", station_key, ca, ca_key, false);
+	ck_assert_int_eq(X509_NAME_add_entry_by_txt(X509_get_subject_name(two), "CN", MBSTRING_UTF8,
+	                                            (const unsigned char *)"station-09", -1, -1,
+	                                            0),
+	                 1);
+	ck_assert_int_gt(X509_sign(two, fmt_key_evp(ca_key), EVP_sha256()), 0);
+	write_pem("station-2cn.pem", two, NULL);
+	X509_free(two);
 	snprintf(cfg.station_ca, sizeof(cfg.station_ca), "%s/station-ca.pem", dir);
 	X509_free(ca);
 	X509_free(crt);
@@ -956,6 +965,8 @@ static size_t up_write(char *buf, size_t size, size_t n, void *arg)
 }
 
 /* POST a manifest to /v1/batches, with station-01's certificate or none. */
+static const char *upload_cert = "station.pem"; /* the client certificate upload() sends */
+
 static long upload(const uint8_t *body, size_t len, const uint8_t *sig, size_t sig_len,
                    bool with_cert, struct upload *u)
 {
@@ -973,7 +984,7 @@ static long upload(const uint8_t *body, size_t len, const uint8_t *sig, size_t s
 	h = curl_slist_append(h, hdr);
 	char url[160], crt[160], key[160];
 	snprintf(url, sizeof(url), "%s/v1/batches", base_url);
-	snprintf(crt, sizeof(crt), "%s/station.pem", dir);
+	snprintf(crt, sizeof(crt), "%s/%s", dir, upload_cert);
 	snprintf(key, sizeof(key), "%s/station.key", dir);
 	CURL *c = curl_easy_init();
 	ck_assert_ptr_nonnull(c);
@@ -1054,6 +1065,12 @@ START_TEST(test_api_batch_upload_by_station)
 	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 403);
 	ck_assert_ptr_nonnull(strstr(u.answer, "\"forbidden\""));
 	body[len - 5] ^= 1;
+	/* A certificate of the station CA whose subject names two stations
+	 * identifies none (it once passed as its first commonName). */
+	upload_cert = "station-2cn.pem";
+	long st = upload(body, len, sig, sig_len, true, &u);
+	upload_cert = "station.pem";
+	ck_assert_msg(st == 401 || st == 403, "%ld: %s", st, u.answer);
 	digest(after);
 	ck_assert_mem_eq(before, after, 32);
 

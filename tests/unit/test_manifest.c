@@ -907,11 +907,7 @@ START_TEST(test_manifest_cms_details)
 	                 IDP_E_ARG);
 	ck_assert_ptr_nonnull(strstr(err.msg, "station certificate is not for the station key"));
 	fmt_key_free(k2);
-	/* The PEM helpers. */
-	STACK_OF(X509) *certs = NULL;
-	ck_assert_int_eq(fmt_manifest_certs_parse((const uint8_t *)"x", 1, &certs, &err),
-	                 IDP_E_FORMAT);
-	ck_assert_str_eq(err.msg, "certificates: no PEM certificate found");
+	/* The PEM helpers moved to formats/x509: tests/unit/test_x509.c. */
 	free(sig);
 	free(body.p);
 	station_free(&s);
