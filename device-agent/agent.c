@@ -39,6 +39,7 @@
 #include "formats/io/keystore.h"
 #include "formats/json.h"
 #include "formats/keyfile.h"
+#include "formats/pop.h"
 #include "formats/token.h"
 #include "formats/wire.h"
 #include "formats/x509.h"

@@ -21,6 +21,7 @@
 #include <openssl/sha.h>
 
 #include "formats/b64.h"
+#include "formats/pop.h"
 #include "server/admin.h"
 #include "server/metrics.h"
 #include "server/import.h"

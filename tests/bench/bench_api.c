@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "formats/api.h"
+#include "formats/pop.h"
 
 #define SLICE_SECONDS 0.03 /* one timed slice */
 #define PAIRS         21   /* slices of ours and the ceiling, alternated */

@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 
 #include "formats/api.h"
+#include "formats/pop.h"
 #include "formats/io/tls.h"
 #include "server/handlers.h"
 #include "server/httpd.h"

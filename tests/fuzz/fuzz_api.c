@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "formats/api.h"
+#include "formats/pop.h"
 #include "formats/mac.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 
 #include "formats/api.h"
+#include "formats/pop.h"
 #include "formats/b64.h"
 #include "formats/io/tls.h"
 #include "formats/json.h"

@@ -33,6 +33,7 @@
 #include <sqlite3.h>
 
 #include "formats/api.h"
+#include "formats/pop.h"
 #include "formats/b64.h"
 #include "formats/file.h"
 #include "formats/io/tls.h"

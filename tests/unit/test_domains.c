@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "formats/api.h"
+#include "formats/pop.h"
 #include "formats/b64.h"
 #include "formats/manifest_sig.h"
 #include "formats/token.h"
