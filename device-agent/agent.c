@@ -69,7 +69,7 @@ struct agt_ctx {
 	char provision_url[FMT_API_URL_MAX + 1];
 	char server_url[FMT_API_URL_MAX + 1];
 	bool has_token;
-	enum fmt_api_token_kind kind;
+	enum fmt_token_kind kind;
 	char token[FMT_API_TOKEN_MAX + 1]; /* secret */
 	struct fmt_token_claims claims;
 	/* ca.pem */
@@ -323,8 +323,7 @@ static enum idp_err state_save(struct agt_ctx *c, struct idp_error *err)
 	fmt_json_put_str(&b, "provision_url", c->provision_url);
 	fmt_json_put_str(&b, "server_url", c->server_url);
 	if (c->has_token) {
-		fmt_json_put_str(&b, "token_kind",
-		                 c->kind == FMT_API_TOKEN_DEVICE ? "device" : "provisioning");
+		fmt_json_put_str(&b, "token_kind", fmt_token_kind_name(c->kind));
 		fmt_json_put_str(&b, "token", c->token);
 	}
 	fmt_buf_add_str(&b, "}\n");
@@ -375,8 +374,9 @@ static enum idp_err state_load(struct agt_ctx *c, struct idp_error *err)
 	if (rc == IDP_OK)
 		rc = copy_member(o, "token", false, c->token, sizeof(c->token), err);
 	if (rc == IDP_OK && c->token[0] != '\0') {
-		c->kind = strcmp(kind, "device") == 0 ? FMT_API_TOKEN_DEVICE
-		                                      : FMT_API_TOKEN_PROVISIONING;
+		c->kind = fmt_token_kind_of(kind, strlen(kind)) == FMT_TOKEN_DEVICE
+		                  ? FMT_TOKEN_DEVICE
+		                  : FMT_TOKEN_PROVISION;
 		rc = fmt_token_decode_unverified((const uint8_t *)c->token, strlen(c->token),
 		                                 &c->claims, err);
 		c->has_token = rc == IDP_OK;
@@ -770,7 +770,7 @@ void agt_status(const struct agt_ctx *c, struct agt_status *st)
 	memcpy(st->ca_fingerprint, c->ca_fp, sizeof(st->ca_fingerprint));
 	st->has_token = c->has_token;
 	if (c->has_token) {
-		st->device_token = c->kind == FMT_API_TOKEN_DEVICE;
+		st->device_token = c->kind == FMT_TOKEN_DEVICE;
 		st->token_expires = c->claims.exp;
 		st->next_renewal = st->device_token ? fmt_token_renew_at(&c->claims) : now_s();
 	}
@@ -1016,7 +1016,7 @@ static enum idp_err token_call(struct agt_ctx *c, enum fmt_api_purpose purpose,
 		rc = idp_error_set(err, IDP_E_EXPIRED, "%s: rejected (%s)", what,
 		                   a->status.reason_code);
 	} else if (a->status.status != FMT_API_APPROVED ||
-	           a->status.token_kind != FMT_API_TOKEN_DEVICE) {
+	           a->status.token_kind != FMT_TOKEN_DEVICE) {
 		rc = idp_error_set(err, IDP_E_FORMAT, "%s: the server answered without a device token",
 		                   what);
 	} else {
@@ -1307,7 +1307,7 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 	}
 	const struct fmt_api_status *s = &a->status;
 	char fp[FP_HEX_LEN + 1];
-	if (s->token_kind != FMT_API_TOKEN_PROVISIONING) {
+	if (s->token_kind != FMT_TOKEN_PROVISION) {
 		rc = idp_error_set(err, IDP_E_FORMAT, "provision: approved without a provisioning token");
 		goto out;
 	}
@@ -1347,7 +1347,7 @@ enum idp_err agt_run_once(struct agt_ctx *c, struct idp_error *err)
 			rc = provision(c, err);
 		} else {
 			rc = server_of(c, err);
-			if (rc == IDP_OK && c->kind == FMT_API_TOKEN_PROVISIONING)
+			if (rc == IDP_OK && c->kind == FMT_TOKEN_PROVISION)
 				rc = token_call(c, FMT_API_EXCHANGE, err);
 			else if (rc == IDP_OK &&
 			         (c->renew_now || now >= fmt_token_renew_at(&c->claims)))

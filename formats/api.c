@@ -354,10 +354,6 @@ static const char *const status_names[] = {
 	[FMT_API_REJECTED] = "rejected",
 };
 
-static const char *const token_kind_names[] = {
-	[FMT_API_TOKEN_PROVISIONING] = "provisioning",
-	[FMT_API_TOKEN_DEVICE] = "device",
-};
 
 const char *fmt_api_err_code_name(enum fmt_api_err_code code)
 {
@@ -413,11 +409,6 @@ static size_t lookup(const char *s, const char *const *names, size_t n)
 		if (names[i] != NULL && strcmp(s, names[i]) == 0)
 			return i;
 	return 0;
-}
-
-static const char *name_of(size_t v, const char *const *names, size_t n)
-{
-	return v >= 1 && v < n ? names[v] : NULL;
 }
 
 /* -------------------------------------------------------------- requests */
@@ -635,14 +626,14 @@ static enum idp_err check_status(const struct fmt_api_status *st, struct idp_err
 	enum idp_err rc = IDP_OK;
 	switch (st->status) {
 	case FMT_API_APPROVED:
-		if (name_of(st->token_kind, token_kind_names, COUNT(token_kind_names)) == NULL)
+		if (st->token_kind != FMT_TOKEN_PROVISION && st->token_kind != FMT_TOKEN_DEVICE)
 			return idp_error_set(err, IDP_E_FORMAT, "token_kind: %d is unknown",
 			                     (int)st->token_kind);
 		rc = check_field(st->token, sizeof(st->token), true, TEXT_TOKEN, "token", err);
 		if (rc == IDP_OK && (st->expires < 1 || st->expires > FMT_API_TIME_MAX))
 			rc = idp_error_set(err, IDP_E_FORMAT, "expires: %lld is outside 1..%lld",
 			                   (long long)st->expires, (long long)FMT_API_TIME_MAX);
-		bool prov = st->token_kind == FMT_API_TOKEN_PROVISIONING;
+		bool prov = st->token_kind == FMT_TOKEN_PROVISION;
 		if (rc == IDP_OK)
 			rc = check_field(st->server_url, sizeof(st->server_url), prov, TEXT_URL,
 			                 "server_url", err);
@@ -686,8 +677,7 @@ static enum idp_err status_from_json(const cJSON *root, void *out, struct idp_er
 		if (rc == IDP_OK)
 			rc = get_text(root, "token_kind", true, TEXT_CODE, word, sizeof(word), err);
 		if (rc == IDP_OK) {
-			st->token_kind = (enum fmt_api_token_kind)lookup(word, token_kind_names,
-			                                                 COUNT(token_kind_names));
+			st->token_kind = fmt_token_kind_of(word, strnlen(word, sizeof(word)));
 			if (st->token_kind == 0)
 				rc = idp_error_set(err, IDP_E_FORMAT, "token_kind: \"%s\" is unknown",
 				                   word);
@@ -752,7 +742,7 @@ enum idp_err fmt_api_status_encode(const struct fmt_api_status *st, char *out, s
 		return rc;
 	fmt_json_put_str(&b, "status", status_names[st->status]);
 	if (st->status == FMT_API_APPROVED) {
-		fmt_json_put_str(&b, "token_kind", token_kind_names[st->token_kind]);
+		fmt_json_put_str(&b, "token_kind", fmt_token_kind_name(st->token_kind));
 		fmt_json_put_str(&b, "token", st->token);
 		fmt_json_put_int(&b, "expires", st->expires);
 		if (st->server_url[0] != '\0')

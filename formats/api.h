@@ -25,6 +25,7 @@
 #include "formats/id.h"
 #include "formats/keys.h"
 #include "formats/mac.h"
+#include "formats/token.h"
 
 #define FMT_API_BODY_MAX          16384u /* bytes of any request or answer body */
 #define FMT_API_ID_MAX            FMT_ID_MAX /* device and batch IDs: formats/id.h */
@@ -80,11 +81,6 @@ enum fmt_api_status_kind {
 	FMT_API_REJECTED = 3, /* HTTP 403 */
 };
 
-enum fmt_api_token_kind {
-	FMT_API_TOKEN_PROVISIONING = 1, /* short-lived, only for /v1/token/exchange */
-	FMT_API_TOKEN_DEVICE = 2,       /* the normal device token */
-};
-
 enum fmt_api_reason {
 	FMT_API_REASON_OTHER = 0, /* a code this version does not know (text kept) */
 	FMT_API_REASON_KEY_MISMATCH,
@@ -99,7 +95,7 @@ enum fmt_api_reason {
 struct fmt_api_status {
 	enum fmt_api_status_kind status;
 	/* approved */
-	enum fmt_api_token_kind token_kind;
+	enum fmt_token_kind token_kind; /* formats/token.h */
 	char token[FMT_API_TOKEN_MAX + 1]; /* secret */
 	int64_t expires;                   /* token expiry, Unix seconds */
 	char server_url[FMT_API_URL_MAX + 1]; /* required with a provisioning token */

@@ -48,6 +48,17 @@ const char *fmt_token_kind_name(enum fmt_token_kind kind)
 	return "unknown";
 }
 
+enum fmt_token_kind fmt_token_kind_of(const char *s, size_t len)
+{
+	static const enum fmt_token_kind kinds[] = {FMT_TOKEN_PROVISION, FMT_TOKEN_DEVICE};
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const char *name = fmt_token_kind_name(kinds[i]);
+		if (strlen(name) == len && memcmp(name, s, len) == 0)
+			return kinds[i];
+	}
+	return (enum fmt_token_kind)0;
+}
+
 const char *fmt_token_check_name(enum fmt_token_check check)
 {
 	static const char *const names[] = {
@@ -618,11 +629,8 @@ static enum idp_err parse_claims(const struct parts *p, struct fmt_token_claims 
 		idp_error_prefix(err, "cnf");
 		goto out;
 	}
-	if (klen == 12 && memcmp(kind, "provisioning", 12) == 0) {
-		c->kind = FMT_TOKEN_PROVISION;
-	} else if (klen == 6 && memcmp(kind, "device", 6) == 0) {
-		c->kind = FMT_TOKEN_DEVICE;
-	} else {
+	c->kind = fmt_token_kind_of(kind, klen);
+	if (c->kind == 0) {
 		rc = idp_error_set(err, IDP_E_FORMAT, "kind: not \"provisioning\" or \"device\"");
 		goto out;
 	}

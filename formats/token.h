@@ -146,8 +146,13 @@ IDP_MUST_CHECK enum idp_err fmt_token_decode_unverified(const uint8_t *buf, size
 /* When to renew: iat + (exp - iat) / 2 (half the lifetime). */
 int64_t fmt_token_renew_at(const struct fmt_token_claims *claims);
 
-/* "provisioning" or "device" ("unknown" for other values). */
+/* "provisioning" or "device" ("unknown" for other values). The one token
+ * kind enum and its names: API answers (formats/api.h), the server's token
+ * rows and the agent's state use them too. */
 const char *fmt_token_kind_name(enum fmt_token_kind kind);
+
+/* The kind named s[0..len) ("provisioning", "device"), or 0 when none is. */
+enum fmt_token_kind fmt_token_kind_of(const char *s, size_t len);
 
 /* Short stable name of a check ("signature", "expired", ...); never NULL. */
 const char *fmt_token_check_name(enum fmt_token_check check);

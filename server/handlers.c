@@ -432,8 +432,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	        (int)purpose, (int)out.decision, srv_refusal_name(out.refusal));
 	if (out.decision == SRV_DECISION_APPROVED) {
 		s.status = FMT_API_APPROVED;
-		s.token_kind = purpose == FMT_API_PROVISION ? FMT_API_TOKEN_PROVISIONING
-		                                            : FMT_API_TOKEN_DEVICE;
+		s.token_kind = purpose == FMT_API_PROVISION ? FMT_TOKEN_PROVISION : FMT_TOKEN_DEVICE;
 		(void)snprintf(s.token, sizeof(s.token), "%s", out.token);
 		s.expires = out.expires_at;
 		if (purpose == FMT_API_PROVISION) {

@@ -81,10 +81,7 @@ static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
 	rc = fmt_token_sign(signer, kid, &claims, now, lifetime, NULL, &tok, &len, err);
 	if (rc != IDP_OK)
 		return rc;
-	struct srv_token t = {.kind = kind == FMT_TOKEN_PROVISION ? SRV_TOKEN_PROVISIONING
-	                                                          : SRV_TOKEN_DEVICE,
-	                      .issued_at = claims.iat,
-	                      .expires_at = claims.exp};
+	struct srv_token t = {.kind = kind, .issued_at = claims.iat, .expires_at = claims.exp};
 	(void)snprintf(t.jti, sizeof(t.jti), "%s", claims.jti);
 	(void)snprintf(t.device_id, sizeof(t.device_id), "%s", device_id);
 	if (parent != NULL)

@@ -23,6 +23,7 @@
 
 #include "formats/error.h"
 #include "formats/keys.h"
+#include "formats/token.h"
 
 #define SRV_STORE_ID_MAX      64u    /* device, batch and station IDs, bytes */
 #define SRV_STORE_SERIAL_MAX  64u    /* device serial, bytes */
@@ -58,11 +59,6 @@ enum srv_ident_kind {
 enum srv_batch_state {
 	SRV_BATCH_IMPORTED = 1, /* chained on the previous batch of its station */
 	SRV_BATCH_GAP = 2,      /* imported, but a sequence number before it is missing */
-};
-
-enum srv_token_kind {
-	SRV_TOKEN_PROVISIONING = 1, /* short-lived, exchanged once */
-	SRV_TOKEN_DEVICE = 2,       /* the normal token, renewed */
 };
 
 struct srv_station {
@@ -103,7 +99,7 @@ struct srv_device {
 struct srv_token {
 	char jti[SRV_STORE_JTI_MAX + 1];
 	char device_id[SRV_STORE_ID_MAX + 1];
-	enum srv_token_kind kind;
+	enum fmt_token_kind kind; /* formats/token.h */
 	int64_t issued_at;
 	int64_t expires_at;
 	bool used; /* a provisioning token already exchanged, or a renewed device token */
@@ -467,7 +463,6 @@ IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st,
 
 /* Names of enum values as stored ("preloaded", "pending", ...); never NULL. */
 const char *srv_device_state_name(enum srv_device_state s);
-const char *srv_token_kind_name(enum srv_token_kind k);
 const char *srv_batch_state_name(enum srv_batch_state s);
 
 #endif /* IDP_SERVER_STORE_H */

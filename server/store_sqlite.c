@@ -348,10 +348,6 @@ static const char *const device_states[] = {
         [SRV_DEV_APPROVED] = "approved",   [SRV_DEV_REJECTED] = "rejected",
         [SRV_DEV_REVOKED] = "revoked",
 };
-static const char *const token_kinds[] = {
-        [SRV_TOKEN_PROVISIONING] = "provisioning",
-        [SRV_TOKEN_DEVICE] = "device",
-};
 static const char *const batch_states[] = {
         [SRV_BATCH_IMPORTED] = "imported",
         [SRV_BATCH_GAP] = "gap",
@@ -370,11 +366,6 @@ static const char *const ident_kinds[] = {
 const char *srv_device_state_name(enum srv_device_state s)
 {
 	return NAME_OF(device_states, s);
-}
-
-const char *srv_token_kind_name(enum srv_token_kind k)
-{
-	return NAME_OF(token_kinds, k);
 }
 
 const char *srv_batch_state_name(enum srv_batch_state s)
@@ -1260,7 +1251,7 @@ enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token
 	enum idp_err rc = check_len(t->jti, SRV_STORE_JTI_MAX, true, "jti", err);
 	if (rc == IDP_OK)
 		rc = check_len(t->device_id, SRV_STORE_ID_MAX, true, "device id", err);
-	if (rc == IDP_OK && t->kind != SRV_TOKEN_PROVISIONING && t->kind != SRV_TOKEN_DEVICE)
+	if (rc == IDP_OK && t->kind != FMT_TOKEN_PROVISION && t->kind != FMT_TOKEN_DEVICE)
 		rc = idp_error_set(err, IDP_E_ARG, "store: token %s: bad kind", t->jti);
 	if (rc != IDP_OK)
 		return rc;
@@ -1269,7 +1260,7 @@ enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {
-	        TEXT(t->jti),      TEXT(t->device_id), TEXT(srv_token_kind_name(t->kind)),
+	        TEXT(t->jti),      TEXT(t->device_id), TEXT(fmt_token_kind_name(t->kind)),
 	        INT(t->issued_at), INT(t->expires_at), INT(t->used),
 	        TEXT(t->parent),   INT(t->revoked_at)};
 	return run(st, S_TOKEN_INSERT, a, NARGS(a), "token insert", err);
@@ -1280,8 +1271,10 @@ static enum idp_err token_row(sqlite3_stmt *s, struct srv_token *out, struct idp
 	enum idp_err rc = col_text(s, 0, out->jti, sizeof(out->jti), "jti", err);
 	if (rc == IDP_OK)
 		rc = col_text(s, 1, out->device_id, sizeof(out->device_id), "device id", err);
-	out->kind = (enum srv_token_kind)index_of(token_kinds, 3, sqlite3_column_text(s, 2),
-	                                          sqlite3_column_bytes(s, 2));
+	int klen = sqlite3_column_bytes(s, 2);
+	const unsigned char *kind = sqlite3_column_text(s, 2);
+	out->kind = kind != NULL && klen > 0 ? fmt_token_kind_of((const char *)kind, (size_t)klen)
+	                                     : (enum fmt_token_kind)0;
 	out->issued_at = sqlite3_column_int64(s, 3);
 	out->expires_at = sqlite3_column_int64(s, 4);
 	out->used = sqlite3_column_int(s, 5) != 0;

@@ -320,7 +320,7 @@ static int mint_device_tokens(struct srv_store *db, const struct srv_state *stat
 		(void)snprintf(claims.sub, sizeof(claims.sub), "renew-%06u", i);
 		claims.kind = FMT_TOKEN_DEVICE;
 		size_t len = 0;
-		struct srv_token t = {.kind = SRV_TOKEN_DEVICE};
+		struct srv_token t = {.kind = FMT_TOKEN_DEVICE};
 		if (fmt_token_jkt(renew_keys[i], claims.jkt, NULL) != IDP_OK ||
 		    fmt_token_sign(state->token_key, kid, &claims, now, pcfg->device_lifetime, NULL,
 		                   &renew_tokens[i], &len, NULL) != IDP_OK) {

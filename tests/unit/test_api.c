@@ -994,7 +994,7 @@ static void approved(struct fmt_api_status *st, const char *ca_pem)
 {
 	memset(st, 0, sizeof(*st));
 	st->status = FMT_API_APPROVED;
-	st->token_kind = FMT_API_TOKEN_PROVISIONING;
+	st->token_kind = FMT_TOKEN_PROVISION;
 	snprintf(st->token, sizeof(st->token), "%s", TOKEN);
 	st->expires = NOW + 300;
 	snprintf(st->server_url, sizeof(st->server_url), "%s", "https://hub.local:8443/");
@@ -1013,7 +1013,7 @@ START_TEST(test_api_status_round_trip)
 	approved(&st, two);
 	status_round_trip(&st, NULL);
 	approved(&st, "");
-	st.token_kind = FMT_API_TOKEN_DEVICE;
+	st.token_kind = FMT_TOKEN_DEVICE;
 	st.server_url[0] = '\0';
 	status_round_trip(&st, "{\"status\":\"approved\",\"token_kind\":\"device\",\"token\":\"" TOKEN
 	                       "\",\"expires\":1800000300}");

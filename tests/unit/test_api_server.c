@@ -420,7 +420,7 @@ START_TEST(test_api_preloaded_device_provisions_exchanges_renews)
 	ck_assert_int_eq(run(c, &a), 200);
 	ck_assert(!a.is_error);
 	ck_assert_int_eq(a.status.status, FMT_API_APPROVED);
-	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_PROVISIONING);
+	ck_assert_int_eq(a.status.token_kind, FMT_TOKEN_PROVISION);
 	ck_assert_str_eq(a.status.server_url, app.server_url);
 	ck_assert_str_eq(a.status.ca_pem, state->ca_pem);
 	char prov[FMT_API_TOKEN_MAX + 1];
@@ -430,7 +430,7 @@ START_TEST(test_api_preloaded_device_provisions_exchanges_renews)
 
 	c = call_new(FMT_API_EXCHANGE, "dev-0001", "02:00:5e:10:00:01", k, prov);
 	ck_assert_int_eq(run(c, &a), 200);
-	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
+	ck_assert_int_eq(a.status.token_kind, FMT_TOKEN_DEVICE);
 	ck_assert_int_ge(a.status.expires, (int64_t)time(NULL) + 30 * 86400 - 60);
 	char dev[FMT_API_TOKEN_MAX + 1];
 	snprintf(dev, sizeof(dev), "%s", a.status.token);
@@ -456,7 +456,7 @@ START_TEST(test_api_preloaded_device_provisions_exchanges_renews)
 	/* A device token for renewal; then the provisioning token is spent. */
 	c = call_new(FMT_API_RENEW, "dev-0001", "02:00:5e:10:00:01", k, dev2);
 	ck_assert_int_eq(run(c, &a), 200);
-	ck_assert_int_eq(a.status.token_kind, FMT_API_TOKEN_DEVICE);
+	ck_assert_int_eq(a.status.token_kind, FMT_TOKEN_DEVICE);
 	ck_assert_str_ne(a.status.token, dev2);
 	fmt_api_answer_wipe(&a);
 	call_free(c);

@@ -455,7 +455,7 @@ START_TEST(test_store_tokens_single_use_across_connections)
 {
 	struct srv_store *a = open_ok();
 	struct srv_store *b = open_ok();
-	struct srv_token t = {.kind = SRV_TOKEN_PROVISIONING, .issued_at = 100, .expires_at = 200};
+	struct srv_token t = {.kind = FMT_TOKEN_PROVISION, .issued_at = 100, .expires_at = 200};
 	snprintf(t.jti, sizeof(t.jti), "jti-1");
 	snprintf(t.device_id, sizeof(t.device_id), "dev-1");
 	ck_assert_int_eq(srv_store_token_insert(a, &t, NULL), IDP_OK);
@@ -470,7 +470,7 @@ START_TEST(test_store_tokens_single_use_across_connections)
 	struct srv_token got;
 	ck_assert_int_eq(srv_store_token_get(b, "jti-2", &got, NULL), IDP_OK);
 	ck_assert(!got.used);
-	ck_assert_int_eq(got.kind, SRV_TOKEN_PROVISIONING);
+	ck_assert_int_eq(got.kind, FMT_TOKEN_PROVISION);
 	ck_assert_str_eq(got.device_id, "dev-1");
 
 	/* Nonces: one use, whoever asks first; expired ones are refused and gone. */

@@ -1168,12 +1168,31 @@ START_TEST(test_token_jwks_gives_back_the_verifying_keys)
 }
 END_TEST
 
+/* The one token-kind enum: names and lookups agree; anything else is none. */
+START_TEST(test_token_kind_names)
+{
+	static const enum fmt_token_kind kinds[] = {FMT_TOKEN_PROVISION, FMT_TOKEN_DEVICE};
+	for (size_t i = 0; i < 2; i++) {
+		const char *n = fmt_token_kind_name(kinds[i]);
+		ck_assert_int_eq(fmt_token_kind_of(n, strlen(n)), kinds[i]);
+	}
+	ck_assert_str_eq(fmt_token_kind_name(FMT_TOKEN_PROVISION), "provisioning");
+	ck_assert_str_eq(fmt_token_kind_name(FMT_TOKEN_DEVICE), "device");
+	ck_assert_str_eq(fmt_token_kind_name((enum fmt_token_kind)3), "unknown");
+	static const char *const bad[] = {"", "Device", "devic", "device ", "provision", "unknown"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_int_eq(fmt_token_kind_of(bad[i], strlen(bad[i])), 0);
+	ck_assert_int_eq(fmt_token_kind_of("device\0", 7), 0);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("token");
 	TCase *tc = tcase_create("core");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, test_token_round_trip, 0, 2);
+	tcase_add_test(tc, test_token_kind_names);
 	tcase_add_test(tc, test_token_thumbprint_known_answers);
 	tcase_add_test(tc, test_token_eddsa_known_answer);
 	tcase_add_test(tc, test_token_alg_none_refused);
