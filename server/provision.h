@@ -26,14 +26,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formats/api.h"
 #include "formats/error.h"
 #include "formats/keys.h"
 #include "formats/token.h"
 #include "server/state.h"
 #include "server/store.h"
 
-#define SRV_TOKEN_KID_MAX 32u
-#define SRV_NONCE_LEN     32u /* server nonce bytes (formats/api.md) */
+#define SRV_TOKEN_KID_MAX SRV_STATE_KID_MAX /* a kid with its NUL */
+#define SRV_NONCE_LEN     FMT_API_NONCE_LEN /* server nonce bytes (formats/api.md) */
 
 /* What to do with a device whose identity is in doubt (config keys
  * mac-mismatch and identity-reuse, docs/administrator.md). Zero is the
@@ -61,7 +62,7 @@ struct srv_provision_cfg {
  * signed bytes (formats/api.md §5.2), kept until it could no longer pass the
  * clock-skew check. */
 struct srv_proof {
-	uint8_t hash[32];
+	uint8_t hash[FMT_API_HASH_LEN];
 	int64_t expires_at;
 };
 
@@ -168,7 +169,7 @@ enum srv_admin_action {
 IDP_MUST_CHECK enum idp_err srv_admin_decide(struct srv_store *st, const char *device_id,
                                              enum srv_admin_action action,
                                              const char *key_sha256, int64_t now,
-                                             char approved_sha256[65], struct idp_error *err);
+                                             char approved_sha256[2 * FMT_KEY_FINGERPRINT_LEN + 1], struct idp_error *err);
 
 /* Free the token in r (cleansed) and zero r. */
 void srv_issued_clear(struct srv_issued *r);

@@ -15,10 +15,11 @@
 
 #include "formats/error.h"
 #include "formats/idrule.h"
+#include "formats/manifest.h"
 
 #define SRV_RULES_MAX        16u
 #define SRV_RULE_TEXT_MAX    (FMT_IDRULE_SPEC_MAX + 128u)
-#define SRV_RULE_PRODUCT_MAX 64u
+#define SRV_RULE_PRODUCT_MAX FMT_MANIFEST_PRODUCT_MAX
 
 enum srv_rule_field { SRV_RULE_SERIAL = 1, SRV_RULE_ID = 2 };
 

@@ -54,7 +54,7 @@
 #define SRV_STATE_RENEW_DAYS       30
 #define SRV_STATE_ADMIN_SECRET_LEN 43u /* base64url of 32 random bytes */
 #define SRV_STATE_CERT_PEM_MAX     16384u
-#define SRV_STATE_KID_MAX          32u /* a token kid with its NUL: "t-" + 16 hex */
+#define SRV_STATE_KID_MAX          (FMT_TOKEN_KID_MAX + 1u) /* a kid with its NUL ("t-" + 16 hex) */
 #define SRV_STATE_TOKEN_KEYS_MAX   FMT_TOKEN_KEYS_MAX /* token keys held in one run */
 
 struct srv_state_opts {
@@ -85,7 +85,7 @@ struct srv_state {
 	struct srv_token_ring *tokens;
 	char *ca_pem; /* NUL-terminated PEM of ca_cert, served at GET /v1/ca */
 	size_t ca_pem_len;
-	char ca_fingerprint[65]; /* SHA-256 of the CA certificate DER, lower-case hex */
+	char ca_fingerprint[2 * FMT_KEY_FINGERPRINT_LEN + 1]; /* SHA-256 of the CA certificate DER, lower-case hex */
 	bool created;            /* this open created the directory (first start) */
 	bool admin_created;      /* this open created the admin credential (admin.token) */
 	bool token_key_created;  /* this open made a new token key */

@@ -23,15 +23,21 @@
 
 #include "formats/error.h"
 #include "formats/keys.h"
+#include "formats/api.h"
+#include "formats/audit.h"
+#include "formats/id.h"
+#include "formats/mac.h"
+#include "formats/manifest.h"
 #include "formats/token.h"
 
-#define SRV_STORE_ID_MAX      64u    /* device, batch and station IDs, bytes */
-#define SRV_STORE_SERIAL_MAX  64u    /* device serial, bytes */
-#define SRV_STORE_MAC_MAX     17u    /* "aa:bb:cc:dd:ee:ff" */
-#define SRV_STORE_HASH_LEN    32u    /* SHA-256 of a manifest */
-#define SRV_STORE_PRODUCT_MAX 64u    /* product/model name, bytes */
-#define SRV_STORE_JTI_MAX     64u    /* token ID, bytes */
-#define SRV_STORE_NONCE_MAX   64u    /* server nonce, bytes */
+/* Sizes of what formats/ defines are formats/'s, so that the two cannot drift. */
+#define SRV_STORE_ID_MAX      FMT_ID_MAX       /* device, batch and station IDs, bytes */
+#define SRV_STORE_SERIAL_MAX  FMT_ID_MAX       /* device serial, bytes */
+#define SRV_STORE_MAC_MAX     FMT_MAC_TEXT_LEN /* "aa:bb:cc:dd:ee:ff" */
+#define SRV_STORE_HASH_LEN    FMT_MANIFEST_HASH_LEN /* SHA-256 (manifests, the store digest) */
+#define SRV_STORE_PRODUCT_MAX FMT_MANIFEST_PRODUCT_MAX /* product/model name, bytes */
+#define SRV_STORE_JTI_MAX     FMT_TOKEN_JTI_LEN /* token ID, bytes */
+#define SRV_STORE_NONCE_MAX   FMT_API_NONCE_LEN /* server nonce, bytes */
 #define SRV_STORE_KIND_MAX    32u    /* flag, audit and release kinds */
 #define SRV_STORE_DETAIL_MAX  1024u  /* flag and audit details, bytes */
 #define SRV_STORE_PEM_MAX     16384u /* a certificate PEM */
@@ -348,8 +354,8 @@ struct srv_audit_row {
 	char event[SRV_STORE_KIND_MAX + 1];
 	char subject[SRV_STORE_ID_MAX + 1];    /* "" when none */
 	char detail[SRV_STORE_DETAIL_MAX + 1]; /* "" when none */
-	uint8_t hash[32];
-	size_t hash_len; /* 32; other values only in a tampered row */
+	uint8_t hash[FMT_AUDIT_HASH_LEN];
+	size_t hash_len; /* FMT_AUDIT_HASH_LEN; other values only in a tampered row */
 };
 
 /* Entries with seq > after_seq in seq order, at most limit; a non-zero
@@ -365,7 +371,7 @@ IDP_MUST_CHECK enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_
 struct srv_audit_check {
 	int64_t entries;     /* entries that verified, from seq 1 */
 	int64_t head_seq;    /* the last entry that verified (0: none) */
-	uint8_t head_hash[32];
+	uint8_t head_hash[FMT_AUDIT_HASH_LEN];
 	int64_t broken_seq;  /* the first entry that does not verify; 0 when intact */
 	char reason[160];    /* why, naming the entry; "" when intact */
 };
@@ -416,7 +422,7 @@ srv_store_unprovisioned_foreach(struct srv_store *st, const struct srv_unprov_qu
 /* SHA-256 over every row of every table (schema order, rows by their first
  * column): equal digests mean equal contents. For tests that show a refused
  * request changed nothing, and for checking a backup. */
-IDP_MUST_CHECK enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static 32],
+IDP_MUST_CHECK enum idp_err srv_store_digest(struct srv_store *st, uint8_t out[static SRV_STORE_HASH_LEN],
                                              struct idp_error *err);
 
 /* Write a consistent snapshot of the whole database to path (VACUUM INTO:
