@@ -95,7 +95,7 @@ static void say(const struct agt_ctx *c, enum agt_log_level lvl, const char *eve
 	char msg[LOG_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	va_end(ap);
 	if (n < 0)
 		msg[0] = '\0';

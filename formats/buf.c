@@ -86,7 +86,7 @@ static bool reserve(struct fmt_buf *b, size_t n)
 
 static void terminate(struct fmt_buf *b)
 {
-	if (b->len < b->size)
+	if (b->p != NULL && b->len < b->size)
 		b->p[b->len] = '\0';
 }
 

@@ -158,7 +158,7 @@ enum idp_err fmt_file_read_fd(int fd, const char *path, size_t max, uint8_t **ou
 	 * "more". */
 	for (;;) {
 		size_t want = b.max - b.len < READ_CHUNK ? b.max - b.len : READ_CHUNK;
-		uint8_t probe;
+		uint8_t probe = 0;
 		uint8_t *room = want > 0 ? fmt_buf_room(&b, want) : &probe;
 		if (room == NULL) {
 			rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);

@@ -368,11 +368,12 @@ void fmt_json_put_bool(struct fmt_buf *b, const char *key, bool v)
 void fmt_json_put_b64(struct fmt_buf *b, const char *key, const uint8_t *d, size_t len)
 {
 	/* Whole groups of 3 bytes encode without padding, so chunks join. */
-	char tmp[4 * SLICE / 3 + 4];
+	const size_t chunk = (size_t)3 * (SLICE / 3);
+	char tmp[(size_t)4 * SLICE / 3 + 4];
 	fmt_json_put_key(b, key);
 	fmt_buf_add(b, "\"", 1);
-	for (size_t i = 0; i < len; i += 3 * (SLICE / 3)) {
-		size_t k = len - i < 3 * (SLICE / 3) ? len - i : 3 * (SLICE / 3);
+	for (size_t i = 0; i < len; i += chunk) {
+		size_t k = len - i < chunk ? len - i : chunk;
 		fmt_buf_add(b, tmp, fmt_b64_encode(FMT_B64_STD, d + i, k, tmp));
 	}
 	fmt_buf_add(b, "\"", 1);
