@@ -325,7 +325,10 @@ enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
 	if (!exchange(&s, &req, FMT_WIRE_INFO, info_ms, "INFO_REQ", &ans))
 		goto out;
 	res->info = ans.u.info;
+	res->identified = true;
 	res->stage = ENR_STAGE_CHALLENGE;
+	if (cfg->info_only)
+		goto out;
 	memset(&req, 0, sizeof(req));
 	req.type = FMT_WIRE_CHALLENGE;
 	size_t sl = strnlen(cfg->station_id, FMT_WIRE_ID_MAX + 1);
@@ -371,4 +374,15 @@ enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
 out:
 	res->elapsed_ms = enr_now_ms() - t0;
 	return IDP_OK;
+}
+
+enum idp_err enr_station_identify(int fd, struct fmt_wire_decoder *dec,
+                                  const struct enr_station_cfg *cfg, struct enr_result *res,
+                                  struct idp_error *err)
+{
+	if (cfg == NULL)
+		return idp_error_set(err, IDP_E_ARG, "station: bad arguments");
+	struct enr_station_cfg c = *cfg;
+	c.info_only = true;
+	return enr_station_read(fd, dec, &c, res, err);
 }

@@ -40,6 +40,7 @@ struct enr_station_cfg {
 	unsigned retries;                     /* 0 = FMT_WIRE_RETRIES */
 	volatile const int *stop;             /* non-zero: give up (signal), or NULL */
 	bool no_early_resend;                 /* wait for the timeout only (for comparison) */
+	bool info_only;                       /* stop after INFO: enr_station_identify() */
 };
 
 /* Where a read ended. */
@@ -55,6 +56,7 @@ enum enr_stage {
 struct enr_result {
 	bool pass;
 	enum enr_stage stage;
+	bool identified;                /* INFO arrived: info is valid */
 	bool gone;                      /* the port hung up or failed (device unplugged) */
 	bool stopped;                   /* cfg->stop was set */
 	char reason[IDP_ERROR_MSG_MAX]; /* FAIL: why, printable ("" on PASS) */
@@ -73,6 +75,14 @@ struct enr_result {
 IDP_MUST_CHECK enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
                                              const struct enr_station_cfg *cfg,
                                              struct enr_result *res, struct idp_error *err);
+
+/* Who is on fd: HELLO and INFO only, no CHALLENGE (the device signs
+ * nothing). res->identified and res->info say who answered; res->pass
+ * stays false. Used to notice that a device already read is still
+ * connected. Errors as enr_station_read(). */
+IDP_MUST_CHECK enum idp_err enr_station_identify(int fd, struct fmt_wire_decoder *dec,
+                                                 const struct enr_station_cfg *cfg,
+                                                 struct enr_result *res, struct idp_error *err);
 
 /* Milliseconds on the monotonic clock. */
 uint64_t enr_now_ms(void);

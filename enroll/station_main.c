@@ -376,6 +376,36 @@ static bool load_rule(const char *spec, struct fmt_idrule **out, const char *nam
 
 static int close_and_sign(const struct opts *o, const char *batch);
 
+/* The device last reported, while it stays connected. */
+struct held {
+	bool on;
+	uint8_t spki[FMT_KEY_SPKI_MAX];
+	size_t spki_len;
+	char id[FMT_WIRE_ID_MAX + 1];
+};
+
+static void hold(struct held *h, const struct fmt_wire_info *in)
+{
+	h->on = true;
+	memcpy(h->spki, in->spki, in->spki_len);
+	h->spki_len = in->spki_len;
+	(void)snprintf(h->id, sizeof(h->id), "%.*s", (int)in->device_id_len, in->device_id);
+}
+
+/* Is the held device what answered? An answer to HELLO without INFO
+ * (a device busy or confused) is no sign of a change either. */
+static bool held_still(const struct held *h, const struct enr_result *r)
+{
+	if (r->gone)
+		return false;
+	if (!r->identified)
+		return r->stage > ENR_STAGE_HELLO;
+	return r->info.spki_len == h->spki_len &&
+	       memcmp(r->info.spki, h->spki, h->spki_len) == 0 &&
+	       r->info.device_id_len == strnlen(h->id, sizeof(h->id)) &&
+	       memcmp(r->info.device_id, h->id, r->info.device_id_len) == 0;
+}
+
 /* run and read: once = read one device (read's exit code is its result). */
 static int cmd_run(const struct opts *o, bool once)
 {
@@ -484,24 +514,37 @@ static int cmd_run(const struct opts *o, bool once)
 	if (target == 0)
 		target = enr_batch_target(b); /* a resumed batch keeps its count */
 	struct counts c = {0, 0, enr_now_ms(), target};
-	uint8_t last_key[FMT_KEY_SPKI_MAX];
-	size_t last_key_len = 0;
-	bool said_same = false, port_gone = false;
+	/* A device already reported (PASS, or FAIL with its identity known)
+	 * that stays connected is held: it is only asked who it is (HELLO and
+	 * INFO, nothing signed) until another device answers, nobody does, or
+	 * the port goes away; it is never read or reported again. */
+	struct held h = {0};
+	bool port_gone = false;
 	rc = 0;
 	while (!stop_flag && (target == 0 || enr_batch_count(b) < target)) {
 		static struct enr_result res;
 		if (tty)
-			progress(b, &c, "waiting for a device");
-		if (enr_station_read(l.fd, dec, &cfg, &res, &err) != IDP_OK) {
+			progress(b, &c, h.on ? "waiting for the next device" : "waiting for a device");
+		enum idp_err re = h.on ? enr_station_identify(l.fd, dec, &cfg, &res, &err)
+		                       : enr_station_read(l.fd, dec, &cfg, &res, &err);
+		if (re != IDP_OK) {
 			(void)fprintf(stderr, "\n%s: %s\n", prog, err.msg);
 			rc = EXIT_LOCAL;
 			break;
 		}
 		if (res.stopped)
 			break;
+		if (h.on) {
+			if (held_still(&h, &res)) {
+				struct timespec ts = {0, WAIT_SAME_MS * 1000000L};
+				(void)nanosleep(&ts, NULL);
+				continue;
+			}
+			h.on = false; /* another device, none, or the port failed: */
+			continue;     /* read what is there now, quietly */
+		}
 		if (!res.pass && res.stage == ENR_STAGE_HELLO && !res.gone &&
 		    strncmp(res.reason, "device: no answer", 17) == 0) {
-			said_same = false;
 			if (once) {
 				(void)printf("NO DEVICE  %s\n", res.reason);
 				rc = EXIT_NODEVICE;
@@ -522,26 +565,17 @@ static int cmd_run(const struct opts *o, bool once)
 			}
 		}
 		port_gone = false;
+		/* Continuous mode: a device reported stays quiet until it goes. */
+		const char *unplug = once ? "" : ": unplug it";
+		if (res.identified && !res.gone && !once)
+			hold(&h, &res.info);
 		if (res.pass) {
 			const struct fmt_wire_info *in = &res.info;
 			enum idp_err a = enr_batch_add(b, in, res.nonce, &res.proof,
 			                               (int64_t)time(NULL), &err);
-			if (a == IDP_E_DUPLICATE && !once && in->spki_len == last_key_len &&
-			    memcmp(in->spki, last_key, last_key_len) == 0) {
-				/* The device just recorded is still connected. */
-				if (!said_same)
-					event(tty, b, &c,
-					      "SAME  %s still connected: connect the next device",
-					      in->device_id);
-				said_same = true;
-				struct timespec ts = {0, WAIT_SAME_MS * 1000000L};
-				(void)nanosleep(&ts, NULL);
-				continue;
-			}
-			said_same = false;
 			if (a == IDP_E_DUPLICATE) {
 				c.fail++;
-				event(tty, b, &c, "FAIL  %s  %s", in->device_id, err.msg);
+				event(tty, b, &c, "FAIL  %s  %s%s", in->device_id, err.msg, unplug);
 				if (once) {
 					rc = EXIT_FAIL;
 					break;
@@ -555,8 +589,6 @@ static int cmd_run(const struct opts *o, bool once)
 				break;
 			}
 			c.pass++;
-			memcpy(last_key, in->spki, in->spki_len);
-			last_key_len = in->spki_len;
 			char mac[FMT_MAC_TEXT_LEN + 1];
 			fmt_mac_format(in->mac, mac);
 			event(tty, b, &c, "PASS  %s  %s  %s  %s  %.2fs", in->device_id, in->serial,
@@ -571,10 +603,9 @@ static int cmd_run(const struct opts *o, bool once)
 				break;
 			continue;
 		}
-		said_same = false;
 		c.fail++;
-		event(tty, b, &c, "FAIL  %s  %s",
-		      res.stage >= ENR_STAGE_CHALLENGE ? res.info.device_id : "-", res.reason);
+		event(tty, b, &c, "FAIL  %s  %s%s", res.identified ? res.info.device_id : "-",
+		      res.reason, h.on ? unplug : "");
 		if (once) {
 			rc = EXIT_FAIL;
 			break;
