@@ -15,5 +15,5 @@ LIBS_enroll += $(filter-out %_main.c,$(wildcard enroll/*.c))
 PROGS += idprov-station
 idprov-station_SRCS = enroll/station_main.c
 idprov-station_LIBS = enroll io formats
-idprov-station_PKGS = openssl libcjson libcurl libserialport libqrencode
+idprov-station_PKGS = openssl libcjson libcurl libserialport libqrencode libusb-1.0
 MANPAGES += docs/man/idprov-station.1

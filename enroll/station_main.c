@@ -36,6 +36,7 @@
 #include "enroll/line.h"
 #include "enroll/manifest_build.h"
 #include "enroll/station.h"
+#include "enroll/usb.h"
 #include "formats/b64.h"
 #include "formats/file.h"
 #include "formats/idrule.h"
@@ -63,15 +64,16 @@ static void usage(void)
 {
 	(void)fprintf(
 	        stderr,
-	        "usage: %s run [--batch ID] [--product TEXT] [--count N] (--port PATH | --pty)\n"
-	        "       %s read --batch ID [--product TEXT] (--port PATH | --pty)\n"
+	        "usage: %s run [--batch ID] [--product TEXT] [--count N] LINE\n"
+	        "       %s read --batch ID [--product TEXT] LINE\n"
 	        "       %s close [--batch ID]\n"
 	        "       %s upload (--batch ID | --pending)\n"
 	        "       %s batches [--batch ID]\n"
-	        "       %s ports\n"
+	        "       %s ports [--usb VID:PID]\n"
 	        "       %s --version | --help\n"
+	        "LINE:  --port PATH [--baud N] | --usb VID:PID [--usb-interface N] | --pty\n"
 	        "common: [--config FILE] [--state DIR] [--station ID] [--key KEY [--cert CERT]\n"
-	        "        [--chain PEM]] [--id-rule RULE] [--serial-rule RULE] [--baud N]\n"
+	        "        [--chain PEM]] [--id-rule RULE] [--serial-rule RULE]\n"
 	        "        [--server URL --ca CA.pem --client-cert CERT --client-key KEY]\n"
 	        "        [--hello-window-ms N] [--timeout-ms N] [--attempts N]\n"
 	        "        [--label-dir DIR [--print-cmd CMD]]\n",
@@ -83,7 +85,7 @@ static void usage(void)
 struct opts {
 	const char *config, *state, *station, *key, *cert, *chain, *batch, *product, *count, *port,
 	        *baud, *id_rule, *serial_rule, *server, *ca, *client_cert, *client_key,
-	        *hello_window, *timeout, *attempts, *label_dir, *print_cmd;
+	        *hello_window, *timeout, *attempts, *label_dir, *print_cmd, *usb, *usb_iface;
 	bool pty, pending;
 };
 
@@ -113,6 +115,8 @@ static const struct {
         {"attempts", offsetof(struct opts, attempts)},
         {"label-dir", offsetof(struct opts, label_dir)},
         {"print-cmd", offsetof(struct opts, print_cmd)},
+        {"usb", offsetof(struct opts, usb)},
+        {"usb-interface", offsetof(struct opts, usb_iface)},
 };
 #define NOPTS (sizeof(value_opts) / sizeof(value_opts[0]))
 
@@ -276,16 +280,42 @@ static void print_port(void *arg, const struct enr_port_info *p)
 		(void)printf("%s  %s\n", p->name, p->description);
 }
 
-static int cmd_ports(void)
+static void print_usb(void *arg, const struct enr_usb_info *d)
 {
-	unsigned n = 0;
+	unsigned *n = arg;
+	(*n)++;
+	if (d->access)
+		(void)printf("usb:%03u:%03u  usb %04x:%04x  serial %s  %s %s\n", d->bus, d->address,
+		             d->vid, d->pid, d->serial[0] != '\0' ? d->serial : "-",
+		             d->manufacturer, d->product);
+	else
+		(void)printf("usb:%03u:%03u  usb %04x:%04x  no access (see the udev rule)\n", d->bus,
+		             d->address, d->vid, d->pid);
+}
+
+static int cmd_ports(const struct opts *o)
+{
+	unsigned n = 0, nu = 0;
 	struct idp_error err = {0};
+	struct enr_usb_match m;
+	if (o->usb != NULL && enr_usb_parse(o->usb, o->usb_iface, &m, &err) != IDP_OK) {
+		(void)fprintf(stderr, "%s: --usb: %s\n", prog, err.msg);
+		return EXIT_USAGE;
+	}
 	if (enr_line_ports(print_port, &n, &err) != IDP_OK) {
 		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return EXIT_LOCAL;
 	}
 	if (n == 0)
 		(void)printf("no serial ports\n");
+	if (o->usb == NULL)
+		return 0;
+	if (enr_usb_list(&m, print_usb, &nu, &err) != IDP_OK) {
+		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return EXIT_LOCAL;
+	}
+	if (nu == 0)
+		(void)printf("no USB device %s\n", o->usb);
 	return 0;
 }
 
@@ -376,6 +406,20 @@ static bool load_rule(const char *spec, struct fmt_idrule **out, const char *nam
 
 static int close_and_sign(const struct opts *o, const char *batch);
 
+static const char *stage_name(enum enr_stage st)
+{
+	switch (st) {
+	case ENR_STAGE_HELLO:
+		return "HELLO";
+	case ENR_STAGE_INFO:
+		return "INFO";
+	case ENR_STAGE_CHALLENGE:
+		return "CHALLENGE";
+	default:
+		return "the check";
+	}
+}
+
 /* The device last reported, while it stays connected. */
 struct held {
 	bool on;
@@ -412,8 +456,14 @@ static int cmd_run(const struct opts *o, bool once)
 	uint64_t target = 0, baud = 115200, window = 0, timeout = 0;
 	if (!need(o->state, "state") || !need(o->station, "station"))
 		return EXIT_USAGE;
-	if ((o->port == NULL) == !o->pty) {
-		(void)fprintf(stderr, "%s: give --port PATH or --pty\n", prog);
+	if ((o->port != NULL) + (o->usb != NULL) + o->pty != 1) {
+		(void)fprintf(stderr, "%s: give one of --port PATH, --usb VID:PID or --pty\n", prog);
+		return EXIT_USAGE;
+	}
+	struct enr_usb_match um;
+	struct idp_error perr = {0};
+	if (o->usb != NULL && enr_usb_parse(o->usb, o->usb_iface, &um, &perr) != IDP_OK) {
+		(void)fprintf(stderr, "%s: --usb: %s\n", prog, perr.msg);
 		return EXIT_USAGE;
 	}
 	if ((o->count != NULL && !parse_u64(o->count, "count", FMT_MANIFEST_COUNT_MAX, &target)) ||
@@ -433,6 +483,7 @@ static int cmd_run(const struct opts *o, bool once)
 	struct enr_batch *b = NULL;
 	struct fmt_wire_decoder *dec = fmt_wire_decoder_new();
 	struct enr_line l = {-1, -1, NULL};
+	struct enr_usb *usb = NULL;
 	bool busy = false, resumed = false;
 	int lock = lock_state(o->state, &busy);
 	if (lock < 0) {
@@ -485,7 +536,9 @@ static int cmd_run(const struct opts *o, bool once)
 	else
 		(void)printf("opened batch %s\n", batch);
 	char pty_name[ENR_PATH_MAX + 1];
-	if (enr_line_open(o->pty ? NULL : o->port, baud, &l, pty_name, &err) != IDP_OK) {
+	if (o->usb != NULL ? enr_usb_open(&um, &usb, &err) != IDP_OK
+	                   : enr_line_open(o->pty ? NULL : o->port, baud, &l, pty_name, &err) !=
+	                             IDP_OK) {
 		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
 		goto out;
 	}
@@ -498,6 +551,8 @@ static int cmd_run(const struct opts *o, bool once)
 	sa.sa_handler = on_signal;
 	(void)sigaction(SIGINT, &sa, NULL);
 	(void)sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN; /* a USB device unplugged under a write: EPIPE, not death */
+	(void)sigaction(SIGPIPE, &sa, NULL);
 	bool tty = isatty(STDOUT_FILENO) == 1;
 	pthread_t cmd_thread;
 	bool cmd_started = !once && isatty(STDIN_FILENO) == 1 &&
@@ -520,13 +575,46 @@ static int cmd_run(const struct opts *o, bool once)
 	 * the port goes away; it is never read or reported again. */
 	struct held h = {0};
 	bool port_gone = false;
+	uint64_t usb_waited = 0;
 	rc = 0;
 	while (!stop_flag && (target == 0 || enr_batch_count(b) < target)) {
 		static struct enr_result res;
 		if (tty)
 			progress(b, &c, h.on ? "waiting for the next device" : "waiting for a device");
+		if (usb != NULL && l.fd < 0) {
+			/* USB: wait for the next device to be plugged in. */
+			char desc[ENR_USB_DESC_MAX];
+			enum idp_err ae = enr_usb_attach(usb, 500, &stop_flag, &l.fd, desc, &err);
+			if (ae == IDP_E_NOTFOUND) {
+				usb_waited += 500;
+				if (once && usb_waited >= (window ? window : FMT_WIRE_HELLO_WINDOW_MS)) {
+					(void)printf("NO DEVICE  usb: no device %s plugged in\n",
+					             o->usb);
+					rc = EXIT_NODEVICE;
+					break;
+				}
+				continue;
+			}
+			if (ae != IDP_OK) {
+				(void)fprintf(stderr, "%s%s: %s\n", tty ? "\n" : "", prog, err.msg);
+				continue;
+			}
+			usb_waited = 0;
+		}
 		enum idp_err re = h.on ? enr_station_identify(l.fd, dec, &cfg, &res, &err)
 		                       : enr_station_read(l.fd, dec, &cfg, &res, &err);
+		if (re == IDP_OK && usb != NULL && res.gone) {
+			/* Unplugged (or the bridge failed): say so, and forget the fd. */
+			const char *why = enr_usb_gone_reason(usb);
+			(void)snprintf(res.reason, sizeof(res.reason), "%s during %s",
+			               why[0] != '\0' ? why : "usb: device gone",
+			               stage_name(res.stage));
+			enr_usb_detach(usb);
+			l.fd = -1;
+			h.on = false;
+			if (res.stage == ENR_STAGE_HELLO && !once)
+				continue; /* gone before it answered: nothing to report */
+		}
 		if (re != IDP_OK) {
 			(void)fprintf(stderr, "\n%s: %s\n", prog, err.msg);
 			rc = EXIT_LOCAL;
@@ -552,7 +640,7 @@ static int cmd_run(const struct opts *o, bool once)
 			}
 			continue; /* nobody on the line yet */
 		}
-		if (res.gone) {
+		if (res.gone && usb == NULL) {
 			/* The port failed (a USB tty unplugged): FAIL the device
 			 * being read, if any, then wait quietly. */
 			struct timespec ts = {0, 500000000L};
@@ -633,6 +721,9 @@ static int cmd_run(const struct opts *o, bool once)
 		(void)printf("sign it with: %s close --batch %s --key KEY\n", prog, batch);
 out:
 	(void)fflush(stdout);
+	if (usb != NULL)
+		l.fd = -1; /* the bridge's: closed with it */
+	enr_usb_close(usb);
 	enr_line_close(&l);
 	enr_batch_free(b);
 	fmt_wire_decoder_free(dec);
@@ -980,7 +1071,7 @@ int main(int argc, char **argv)
 	else if (strcmp(verb, "batches") == 0)
 		rc = cmd_batches(&o);
 	else if (strcmp(verb, "ports") == 0)
-		rc = cmd_ports();
+		rc = cmd_ports(&o);
 	curl_global_cleanup();
 	free(config);
 	if (rc >= 0) {

@@ -21,3 +21,8 @@ LIBS_testdev = tests/device/wire_device.c
 # umockdev presents, a pty behind it running the test device
 # (tests/integration/station/serial.sh).
 serial-rig_PKGS = umockdev-1.0
+
+# tests/tools/usb-rig.c: USB devices plugged into and out of a umockdev
+# testbed, their usbdevfs ioctls answered in the rig, the test device behind
+# the bulk endpoints (tests/integration/station/usb.sh).
+usb-rig_PKGS = umockdev-1.0
