@@ -299,15 +299,16 @@ static int cmd_ports(const struct opts *o)
 	struct idp_error err = {0};
 	struct enr_usb_match m;
 	if (o->usb != NULL && enr_usb_parse(o->usb, o->usb_iface, &m, &err) != IDP_OK) {
-		(void)fprintf(stderr, "%s: --usb: %s\n", prog, err.msg);
+		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return EXIT_USAGE;
 	}
 	if (enr_line_ports(print_port, &n, &err) != IDP_OK) {
 		(void)fprintf(stderr, "%s: %s\n", prog, err.msg);
-		return EXIT_LOCAL;
-	}
-	if (n == 0)
+		if (o->usb == NULL)
+			return EXIT_LOCAL; /* else the USB devices may still be listed */
+	} else if (n == 0) {
 		(void)printf("no serial ports\n");
+	}
 	if (o->usb == NULL)
 		return 0;
 	if (enr_usb_list(&m, print_usb, &nu, &err) != IDP_OK) {
@@ -463,7 +464,7 @@ static int cmd_run(const struct opts *o, bool once)
 	struct enr_usb_match um;
 	struct idp_error perr = {0};
 	if (o->usb != NULL && enr_usb_parse(o->usb, o->usb_iface, &um, &perr) != IDP_OK) {
-		(void)fprintf(stderr, "%s: --usb: %s\n", prog, perr.msg);
+		(void)fprintf(stderr, "%s: %s\n", prog, perr.msg);
 		return EXIT_USAGE;
 	}
 	if ((o->count != NULL && !parse_u64(o->count, "count", FMT_MANIFEST_COUNT_MAX, &target)) ||

@@ -86,7 +86,7 @@ enum idp_err enr_usb_parse(const char *ids, const char *iface, struct enr_usb_ma
 	    (strcmp(colon + 1, "*") != 0 &&
 	     (!parse_hex16(colon + 1, n - (size_t)(colon - ids) - 1, &m->pid) || m->pid == 0)))
 		return idp_error_set(err, IDP_E_ARG,
-		                     "usb: %s is not VENDOR:PRODUCT in hex (e.g. 1d50:6189)",
+		                     "usb: \"%s\" is not VENDOR:PRODUCT in hex (e.g. 1d50:6189)",
 		                     idp_quote(ids != NULL ? ids : "", n, q));
 	if (iface == NULL)
 		return IDP_OK;
@@ -94,7 +94,7 @@ enum idp_err enr_usb_parse(const char *ids, const char *iface, struct enr_usb_ma
 	errno = 0;
 	unsigned long v = strtoul(iface, &end, 10);
 	if (errno != 0 || end == iface || *end != '\0' || iface[0] == '-' || v > 255)
-		return idp_error_set(err, IDP_E_ARG, "usb: interface %s is not a number 0..255",
+		return idp_error_set(err, IDP_E_ARG, "usb: interface \"%s\" is not a number 0..255",
 		                     idp_quote(iface, strnlen(iface, 64), q));
 	m->iface = (uint8_t)v;
 	return IDP_OK;

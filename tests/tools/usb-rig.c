@@ -17,7 +17,9 @@
  *   unplug  the device plugged in (its pending transfers end NO_DEVICE)
  *   quit    SIGTERM to the program
  * The rig exits with the program's exit status (3 on its own failure) and
- * prints "rig: ..." lines on stderr (e.g. "rig: unplugged at CHALLENGE").
+ * prints "rig: ..." lines on stderr: "rig: usb-N session K" when the station
+ * opens its Kth session with the device (a HELLO under a new seq), "rig:
+ * unplugged at CHALLENGE".
  * Re-executes itself under umockdev-wrapper. Test-only, not installed.
  */
 #define _GNU_SOURCE
@@ -46,6 +48,8 @@ struct rdev {
 	unsigned n, devnum;
 	char syspath[128], devnode[64];
 	bool plugged, unplug_at_challenge;
+	unsigned sessions; /* HELLOs under a new seq: the station's sessions */
+	uint16_t hello_seq;
 	int fd;  /* ours; the test device has the other end */
 	int tfd; /* the test device's end */
 	pthread_t th;
@@ -196,7 +200,7 @@ static gboolean on_ioctl(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer 
 			 * device; it leaves instead. */
 			bool withhold = false;
 			size_t off = 0, len = (size_t)u->buffer_length;
-			while (d->unplug_at_challenge && off < len) {
+			while (off < len) {
 				static struct fmt_wire_frame f;
 				size_t used = 0;
 				bool got = false;
@@ -204,7 +208,13 @@ static gboolean on_ioctl(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer 
 				                  NULL) != IDP_OK || used == 0)
 					break;
 				off += used;
-				if (got && f.type == FMT_WIRE_CHALLENGE) {
+				if (got && f.type == FMT_WIRE_HELLO &&
+				    (d->sessions == 0 || f.seq != d->hello_seq)) {
+					d->hello_seq = f.seq;
+					fprintf(stderr, "rig: usb-%u session %u\n", d->n,
+					        ++d->sessions);
+				}
+				if (got && f.type == FMT_WIRE_CHALLENGE && d->unplug_at_challenge) {
 					d->unplug_at_challenge = false;
 					withhold = true;
 					g_idle_add(unplug_idle, NULL);
