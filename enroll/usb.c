@@ -93,7 +93,7 @@ enum idp_err enr_usb_parse(const char *ids, const char *iface, struct enr_usb_ma
 	char *end = NULL;
 	errno = 0;
 	unsigned long v = strtoul(iface, &end, 10);
-	if (errno != 0 || end == iface || *end != '\0' || iface[0] == '-' || v > 255)
+	if (errno != 0 || iface[0] < '0' || iface[0] > '9' || *end != '\0' || v > 255)
 		return idp_error_set(err, IDP_E_ARG, "usb: interface \"%s\" is not a number 0..255",
 		                     idp_quote(iface, strnlen(iface, 64), q));
 	m->iface = (uint8_t)v;

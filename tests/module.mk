@@ -15,7 +15,7 @@ TEST_TOOLS += $(wildcard tests/tools/*.c)
 # library the unit tests and the tools link (tests/tools/wire-device.c runs
 # it on a tty for the shell tests).
 PROJECT_LIBS += testdev
-LIBS_testdev = tests/device/wire_device.c
+LIBS_testdev = tests/device/wire_device.c tests/device/umockdev_wrap.c
 
 # tests/tools/serial-rig.c: libserialport on a USB serial adapter that
 # umockdev presents, a pty behind it running the test device

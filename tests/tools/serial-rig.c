@@ -33,6 +33,7 @@
 
 #include "enroll/line.h"
 #include "enroll/station.h"
+#include "tests/device/umockdev_wrap.h"
 #include "tests/device/wire_device.h"
 
 static const char adapter[] =
@@ -120,19 +121,7 @@ static void print_port(void *arg, const struct enr_port_info *p)
 
 int main(int argc, char **argv)
 {
-	const char *lp = getenv("LD_PRELOAD");
-	if (lp == NULL || strstr(lp, "umockdev") == NULL) {
-		char **args = calloc((size_t)argc + 2, sizeof(*args));
-		if (args == NULL)
-			return 3;
-		static char wrapper[] = "umockdev-wrapper";
-		args[0] = wrapper;
-		for (int i = 0; i < argc; i++)
-			args[i + 1] = argv[i];
-		execvp("umockdev-wrapper", args);
-		perror("serial-rig: umockdev-wrapper");
-		return 3;
-	}
+	tdev_umockdev_wrap("serial-rig", argc, argv);
 	if (argc < 2)
 		return 2;
 	UMockdevTestbed *tb = umockdev_testbed_new();

@@ -42,6 +42,7 @@
 #include <umockdev.h>
 
 #include "formats/wire.h"
+#include "tests/device/umockdev_wrap.h"
 #include "tests/device/wire_device.h"
 
 struct rdev {
@@ -401,19 +402,7 @@ static void on_child(GPid pid, gint status, gpointer arg)
 
 int main(int argc, char **argv)
 {
-	const char *lp = getenv("LD_PRELOAD");
-	if (lp == NULL || strstr(lp, "umockdev") == NULL) {
-		char **args = calloc((size_t)argc + 2, sizeof(*args));
-		if (args == NULL)
-			return 3;
-		static char wrapper[] = "umockdev-wrapper";
-		args[0] = wrapper;
-		for (int i = 0; i < argc; i++)
-			args[i + 1] = argv[i];
-		execvp("umockdev-wrapper", args);
-		perror("usb-rig: umockdev-wrapper");
-		return 3;
-	}
+	tdev_umockdev_wrap("usb-rig", argc, argv);
 	if (argc < 4 || strcmp(argv[2], "--") != 0) {
 		fprintf(stderr, "usage: usb-rig CTL -- PROGRAM [ARGS...]\n");
 		return 2;

@@ -247,6 +247,57 @@ START_TEST(test_station_gone_fails)
 }
 END_TEST
 
+/* enr_station_identify: who is there, from HELLO and INFO only; the
+ * device is never challenged (it sends no PROOF: its done file stays
+ * empty), and a full read afterwards still PASSes the same device. */
+START_TEST(test_station_identify_signs_nothing)
+{
+	struct rig r;
+	rig_open(&r);
+	char done[] = "/tmp/idp-identify-XXXXXX";
+	int dfd = mkstemp(done);
+	ck_assert_int_ge(dfd, 0);
+	r.dev.done_file = done;
+	rig_start(&r);
+	struct enr_result res;
+	struct idp_error err;
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(enr_station_identify(r.master, r.dec, &fast, &res, &err), IDP_OK);
+		ck_assert(res.identified);
+		ck_assert(!res.pass);
+		ck_assert_str_eq(res.info.device_id, "dev-1");
+		ck_assert_int_eq(res.stage, ENR_STAGE_CHALLENGE);
+	}
+	ck_assert_int_eq(lseek(dfd, 0, SEEK_END), 0);
+	read_one(&r, &fast, &res);
+	ck_assert_msg(res.pass, "%s", res.reason);
+	ck_assert(res.identified);
+	ck_assert_str_eq(res.info.device_id, "dev-1");
+	ck_assert_int_gt(lseek(dfd, 0, SEEK_END), 0);
+	(void)close(dfd);
+	(void)unlink(done);
+	rig_close(&r);
+}
+END_TEST
+
+/* A silent line: not identified, FAIL at HELLO. */
+START_TEST(test_station_identify_silent)
+{
+	struct rig r;
+	rig_open(&r);
+	r.dev.silent = true;
+	rig_start(&r);
+	struct enr_station_cfg c = fast;
+	c.hello_window_ms = 300;
+	struct enr_result res;
+	struct idp_error err;
+	ck_assert_int_eq(enr_station_identify(r.master, r.dec, &c, &res, &err), IDP_OK);
+	ck_assert(!res.identified);
+	ck_assert_int_eq(res.stage, ENR_STAGE_HELLO);
+	rig_close(&r);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("station");
@@ -261,6 +312,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_station_serial_rule_fails);
 	tcase_add_test(tc, test_station_no_serial_fails);
 	tcase_add_test(tc, test_station_gone_fails);
+	tcase_add_test(tc, test_station_identify_signs_nothing);
+	tcase_add_test(tc, test_station_identify_silent);
 	suite_add_tcase(s, tc);
 	return s;
 }
