@@ -54,7 +54,7 @@ t_grep "ports: the USB device with its serial" \
 
 # A line over USB.
 rig_start "$T_TMP/run" "$IDP_BIN/idprov-station" run --state "$st" --station st-1 --batch u-1 \
-	--product "Sensor X1" --usb 1d50:6189 --hello-window-ms 3000 --timeout-ms 500
+	--product "Sensor X1" --usb 1d50:6189 --hello-window-ms 3000 --timeout-ms 2000
 rig plug 1
 t_run "usb-1: PASS" st_wait_lines "$T_TMP/run" '^PASS  usb-1  SN-1  02:1a:2c:00:00:01  p256 ' 1
 rig unplug
