@@ -179,6 +179,15 @@ static void LIBUSB_CALL out_done(struct libusb_transfer *t)
 		set_gone(u, status_text(t->status));
 }
 
+/* Remove entry i of the arrival queue (under mu; the reference moves to
+ * the caller or was dropped). */
+static void queue_drop(struct enr_usb *u, size_t i)
+{
+	for (; i + 1 < u->queued; i++)
+		u->queue[i] = u->queue[i + 1];
+	u->queued--;
+}
+
 static int LIBUSB_CALL on_hotplug(libusb_context *ctx, libusb_device *dev,
                                   libusb_hotplug_event ev, void *arg)
 {
@@ -192,9 +201,7 @@ static int LIBUSB_CALL on_hotplug(libusb_context *ctx, libusb_device *dev,
 		for (size_t i = 0; i < u->queued; i++)
 			if (u->queue[i] == dev) {
 				libusb_unref_device(dev);
-				memmove(&u->queue[i], &u->queue[i + 1],
-				        (u->queued - i - 1) * sizeof(u->queue[0]));
-				u->queued--;
+				queue_drop(u, i);
 				break;
 			}
 	}
@@ -269,10 +276,8 @@ static enum idp_err do_attach(struct enr_usb *u, char *msg, size_t msg_size)
 {
 	pthread_mutex_lock(&u->mu);
 	libusb_device *dev = u->queued > 0 ? u->queue[0] : NULL;
-	if (dev != NULL) {
-		memmove(&u->queue[0], &u->queue[1], (u->queued - 1) * sizeof(u->queue[0]));
-		u->queued--;
-	}
+	if (dev != NULL)
+		queue_drop(u, 0);
 	u->gone[0] = '\0';
 	pthread_mutex_unlock(&u->mu);
 	if (dev == NULL)
