@@ -7,10 +7,18 @@
  *    are each cut by a kernel message, with the early resend (a damaged
  *    frame triggers the identical resend at once) and without (the resend
  *    waits for the 1 s / 5 s timeouts), against a clean session.
+ * 3. Line: devices read one after the other through a relay that passes
+ *    bytes between two ptys at the pace of a 115200 baud serial line (each
+ *    chunk forwarded after 10 bits per byte at 115200 bit/s); per-device
+ *    time (station: first HELLO to verified PROOF) against the wire time of
+ *    the bytes exchanged, and against a ceiling measured in the same run:
+ *    the same bytes in the same turns through the same relay, with nothing
+ *    computed at either end. Ratio goal <= 1.25 (issue 12).
  * Prints figures and ratios; exits non-zero only when an operation fails.
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <pty.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +166,165 @@ static double session(bool cut, bool early)
 	return (double)res.elapsed_ms;
 }
 
+/* ---------------------------------------------------------------- line */
+
+#define BAUD      115200.0
+#define LINE_DEVS 20
+#define TURNS_MAX 64
+
+struct relay {
+	int a, b; /* station side (a pty slave), device side (a pty master) */
+	volatile int stop;
+	uint64_t bytes;
+	bool record;             /* keep the turns of the session */
+	size_t turn_len[TURNS_MAX]; /* bytes per turn */
+	int turn_dir[TURNS_MAX];    /* 0: station -> device, 1: back */
+	size_t turns;
+};
+
+static void sleep_s(double s)
+{
+	struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+	nanosleep(&ts, NULL);
+}
+
+static bool put_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* Forward each chunk after its time on a 115200 baud wire. */
+static void *relay_thread(void *arg)
+{
+	struct relay *r = arg;
+	uint8_t buf[4096];
+	while (!r->stop) {
+		struct pollfd p[2] = {{.fd = r->a, .events = POLLIN}, {.fd = r->b, .events = POLLIN}};
+		if (poll(p, 2, 50) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if ((p[i].revents & POLLIN) == 0)
+				continue;
+			ssize_t n = read(i == 0 ? r->a : r->b, buf, sizeof(buf));
+			if (n <= 0)
+				continue;
+			sleep_s((double)n * 10.0 / BAUD);
+			if (!put_all(i == 0 ? r->b : r->a, buf, (size_t)n))
+				return NULL;
+			r->bytes += (uint64_t)n;
+			if (!r->record)
+				continue;
+			if (r->turns > 0 && r->turn_dir[r->turns - 1] == i)
+				r->turn_len[r->turns - 1] += (size_t)n;
+			else if (r->turns < TURNS_MAX) {
+				r->turn_dir[r->turns] = i;
+				r->turn_len[r->turns++] = (size_t)n;
+			}
+		}
+	}
+	return NULL;
+}
+
+static bool raw_pty(int *master, int *slave)
+{
+	if (openpty(master, slave, NULL, NULL, NULL) != 0)
+		return false;
+	struct termios t;
+	tcgetattr(*slave, &t);
+	cfmakeraw(&t);
+	tcsetattr(*slave, TCSANOW, &t);
+	return true;
+}
+
+static bool get_all(int fd, size_t n)
+{
+	uint8_t buf[4096];
+	while (n > 0) {
+		ssize_t r = read(fd, buf, n < sizeof(buf) ? n : sizeof(buf));
+		if (r <= 0)
+			return false;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+static int bench_line(void)
+{
+	int sm, ss, dm, ds; /* station pty master/slave, device pty master/slave */
+	if (!raw_pty(&sm, &ss) || !raw_pty(&dm, &ds))
+		return 1;
+	struct relay rl = {.a = ss, .b = dm};
+	struct rig dev = {.slave = ds};
+	dev.dev = (struct tdev_cfg){.id_prefix = "dev",
+	                            .serial_prefix = "SN",
+	                            .first = 1,
+	                            .devices = LINE_DEVS + 1,
+	                            .key_type = FMT_KEY_P256};
+	pthread_t rt, dt;
+	if (pthread_create(&rt, NULL, relay_thread, &rl) != 0 ||
+	    pthread_create(&dt, NULL, dev_thread, &dev) != 0)
+		return 1;
+	struct fmt_wire_decoder *dec = fmt_wire_decoder_new();
+	struct enr_station_cfg c = {.station_id = "st-1"};
+	static struct enr_result res;
+	struct idp_error err;
+	double total_ms = 0;
+	uint64_t bytes0 = 0;
+	int rc = 0;
+	/* Device 0 warms up (and its session's turns are recorded). */
+	for (unsigned i = 0; i <= LINE_DEVS && rc == 0; i++) {
+		rl.record = i == 0;
+		if (enr_station_read(sm, dec, &c, &res, &err) != IDP_OK || !res.pass) {
+			fprintf(stderr, "bench_station: line: %s\n", res.reason);
+			rc = 1;
+		}
+		if (i == 0) {
+			rl.record = false;
+			bytes0 = rl.bytes;
+			continue;
+		}
+		total_ms += (double)res.elapsed_ms;
+	}
+	double per_ms = total_ms / LINE_DEVS;
+	double bytes = (double)(rl.bytes - bytes0) / LINE_DEVS;
+	dev.stop = 1;
+	pthread_join(dt, NULL);
+	/* Ceiling: the recorded turns, nothing computed at either end. */
+	double t0 = now_s();
+	for (size_t k = 0; k < rl.turns && rc == 0; k++) {
+		static uint8_t fill[4096];
+		memset(fill, 'x', sizeof(fill));
+		size_t n = rl.turn_len[k] < sizeof(fill) ? rl.turn_len[k] : sizeof(fill);
+		int from = rl.turn_dir[k] == 0 ? sm : ds, to = rl.turn_dir[k] == 0 ? ds : sm;
+		if (!put_all(from, fill, n) || !get_all(to, n))
+			rc = 1;
+	}
+	double ceil_ms = (now_s() - t0) * 1000.0;
+	rl.stop = 1;
+	pthread_join(rt, NULL);
+	fmt_wire_decoder_free(dec);
+	close(sm);
+	close(ss);
+	close(dm);
+	close(ds);
+	if (rc != 0)
+		return rc;
+	double wire_ms = bytes * 10.0 / BAUD * 1000.0;
+	printf("line at 115200 baud: %.1f ms per device (%d devices, %.0f bytes each, %zu turns); "
+	       "wire time %.1f ms, ratio %.2f (goal <= 1.25); same bytes and turns with no "
+	       "protocol: %.1f ms, ratio %.2f\n",
+	       per_ms, LINE_DEVS, bytes, rl.turns, wire_ms, per_ms / wire_ms, ceil_ms,
+	       per_ms / ceil_ms);
+	return 0;
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/bench_station.XXXXXX";
@@ -175,5 +342,7 @@ int main(void)
 	printf("recovery: clean session %.0f ms; INFO and PROOF each cut by a kernel message: "
 	       "%.0f ms with the early resend, %.0f ms waiting for the timeouts (%.1fx)\n",
 	       clean, early, late, early > 0 ? late / early : 0.0);
+	if (bench_line() != 0)
+		rc = 1;
 	return rc;
 }
