@@ -14,6 +14,10 @@
  * CTL is a FIFO of commands, one a line:
  *   plug N [wrong-proof] [silent-challenge] [unplug-at-challenge] [noise]
  *          device "usb-N", serial "SN-N", USB serial "IDPUSB<N>"
+ *   agent N AGENT STATE
+ *          the real agent (AGENT factory --console, device "agt-uN", serial
+ *          "SN-UN", state directory STATE, log STATE.log) behind the
+ *          endpoints, on a pty the rig bridges
  *   unplug  the device plugged in (its pending transfers end NO_DEVICE)
  *   quit    SIGTERM to the program
  * The rig exits with the program's exit status (3 on its own failure) and
@@ -25,6 +29,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pty.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -34,6 +39,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <linux/usbdevice_fs.h>
@@ -54,11 +60,12 @@ struct rdev {
 	int fd;  /* ours; the test device has the other end */
 	int tfd; /* the test device's end */
 	pthread_t th;
+	pid_t agent; /* the real agent behind the endpoints, or 0 */
 	volatile int stop;
 	struct tdev_cfg cfg;
 	GQueue pending_in; /* UMockdevIoctlData of submitted IN URBs */
 	GQueue done;       /* completed URBs, to be reaped */
-	guint watch;
+	GSource *watch; /* on the device's data, while an IN URB waits */
 	struct fmt_wire_decoder *dec;
 	UMockdevIoctlBase *handler;
 };
@@ -82,15 +89,11 @@ static void urb_finish(UMockdevIoctlData *d, int status, int actual)
 	umockdev_ioctl_data_update(d, 0, (guint8 *)&u, (gint)sizeof(u));
 }
 
-static gboolean on_device_data(gint fd, GIOCondition cond, gpointer arg)
+static gboolean device_data(int fd, struct rdev *d)
 {
-	struct rdev *d = arg;
-	(void)cond;
 	UMockdevIoctlData *urb = g_queue_pop_head(&d->pending_in);
-	if (urb == NULL) {
-		d->watch = 0;
+	if (urb == NULL)
 		return G_SOURCE_REMOVE; /* again when an IN URB is submitted */
-	}
 	struct usbdevfs_urb u;
 	memcpy(&u, urb->data, sizeof(u));
 	GError *e = NULL;
@@ -99,6 +102,8 @@ static gboolean on_device_data(gint fd, GIOCondition cond, gpointer arg)
 	guint8 tmp[4096];
 	size_t want = (size_t)u.buffer_length < sizeof(tmp) ? (size_t)u.buffer_length : sizeof(tmp);
 	ssize_t r = read(fd, tmp, want);
+	if (getenv("USB_RIG_DEBUG") != NULL)
+		fprintf(stderr, "rig: IN %zd of %zu: %.*s\n", r, want, (int)(r > 0 ? r : 0), tmp);
 	if (r <= 0 || buf == NULL) {
 		g_queue_push_head(&d->pending_in, urb);
 		return G_SOURCE_CONTINUE;
@@ -106,7 +111,27 @@ static gboolean on_device_data(gint fd, GIOCondition cond, gpointer arg)
 	umockdev_ioctl_data_update(buf, 0, tmp, (gint)r);
 	urb_finish(urb, 0, (int)r);
 	g_queue_push_tail(&d->done, urb);
-	return d->pending_in.length > 0 ? G_SOURCE_CONTINUE : (d->watch = 0, G_SOURCE_REMOVE);
+	return d->pending_in.length > 0 ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+/* WARNING: umockdev runs the ioctl handler on its own worker thread (its
+ * main context), not on the rig's main loop: everything an rdev holds is
+ * touched under big, and the rig's own sources for a device go to the
+ * handler's context. */
+static GMutex big;
+
+static gboolean on_device_data(gint fd, GIOCondition cond, gpointer arg)
+{
+	struct rdev *d = arg;
+	(void)cond;
+	g_mutex_lock(&big);
+	gboolean more = device_data(fd, d);
+	if (!more && d->watch != NULL) {
+		g_source_unref(d->watch);
+		d->watch = NULL;
+	}
+	g_mutex_unlock(&big);
+	return more;
 }
 
 static gboolean unplug_idle(gpointer arg)
@@ -154,7 +179,7 @@ static gboolean reap_later(gpointer arg)
 	return G_SOURCE_REMOVE;
 }
 
-static gboolean on_ioctl(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer arg)
+static gboolean ioctl_locked(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer arg)
 {
 	(void)h;
 	struct rdev *d = arg;
@@ -168,7 +193,10 @@ static gboolean on_ioctl(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer 
 			 * so libusb asks again at once; answering "nothing yet" after
 			 * 1 ms keeps that loop from eating a core (a kernel would
 			 * make the fd writable only when a URB completed). */
-			g_timeout_add(1, reap_later, g_object_ref(c));
+			GSource *t = g_timeout_source_new(1);
+			g_source_set_callback(t, reap_later, g_object_ref(c), NULL);
+			(void)g_source_attach(t, g_main_context_get_thread_default());
+			g_source_unref(t);
 			return TRUE;
 		}
 		if (urb == NULL) {
@@ -208,8 +236,12 @@ static gboolean on_ioctl(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer 
 		umockdev_ioctl_data_ref(urb);
 		if (u->endpoint == 0x81) {
 			g_queue_push_tail(&d->pending_in, urb);
-			if (d->watch == 0)
-				d->watch = g_unix_fd_add(d->fd, G_IO_IN, on_device_data, d);
+			if (d->watch == NULL) {
+				d->watch = g_unix_fd_source_new(d->fd, G_IO_IN);
+				g_source_set_callback(d->watch, G_SOURCE_FUNC(on_device_data), d,
+				                      NULL);
+				(void)g_source_attach(d->watch, g_main_context_get_thread_default());
+			}
 		} else if (u->endpoint == 0x01 && buf != NULL) {
 			u->actual_length = u->buffer_length;
 			u->status = 0;
@@ -275,6 +307,14 @@ static gboolean on_ioctl(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer 
 	return TRUE;
 }
 
+static gboolean on_ioctl(UMockdevIoctlBase *h, UMockdevIoctlClient *c, gpointer arg)
+{
+	g_mutex_lock(&big);
+	gboolean r = ioctl_locked(h, c, arg);
+	g_mutex_unlock(&big);
+	return r;
+}
+
 static void *dev_thread(void *arg)
 {
 	struct rdev *d = arg;
@@ -283,14 +323,48 @@ static void *dev_thread(void *arg)
 	return NULL;
 }
 
-static void plug(unsigned n, char **flags)
+/* The real agent behind the device's endpoints: its console is a pty
+ * whose master the rig bridges; it runs outside the testbed. */
+static pid_t agent_start(struct rdev *d, const char *agent, const char *state)
+{
+	char tty[64], mac[32], id[32], serial[32], log[4200];
+	if (ttyname_r(d->tfd, tty, sizeof(tty)) != 0)
+		return -1;
+	(void)snprintf(mac, sizeof(mac), "02:1a:2c:00:04:%02x", d->n & 0xffu);
+	(void)snprintf(id, sizeof(id), "agt-u%u", d->n);
+	(void)snprintf(serial, sizeof(serial), "SN-U%u", d->n);
+	(void)snprintf(log, sizeof(log), "%s.log", state);
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	(void)unsetenv("LD_PRELOAD");
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+		_exit(3);
+	execl(agent, agent, "--state-dir", state, "--id", id, "--mac", mac, "--serial", serial,
+	      "factory", "--console", tty, (char *)NULL);
+	_exit(3);
+}
+
+static void plug(unsigned n, char **flags, const char *agent, const char *state)
 {
 	if (cur != NULL)
 		unplug();
 	struct rdev *d = calloc(1, sizeof(*d));
 	int sv[2];
-	if (d == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+	if (d == NULL)
 		exit(3);
+	if (agent != NULL) {
+		struct termios t;
+		if (openpty(&sv[0], &sv[1], NULL, NULL, NULL) != 0 || tcgetattr(sv[1], &t) != 0)
+			exit(3);
+		cfmakeraw(&t);
+		(void)tcsetattr(sv[1], TCSANOW, &t);
+		(void)fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+		(void)fcntl(sv[1], F_SETFD, FD_CLOEXEC);
+	} else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		exit(3);
+	}
 	d->n = n;
 	d->devnum = 2 + plugs++;
 	d->fd = sv[0];
@@ -345,7 +419,8 @@ static void plug(unsigned n, char **flags)
 		fprintf(stderr, "rig: %s\n", e->message);
 		exit(3);
 	}
-	if (pthread_create(&d->th, NULL, dev_thread, d) != 0)
+	if (agent != NULL ? (d->agent = agent_start(d, agent, state)) < 0
+	                  : pthread_create(&d->th, NULL, dev_thread, d) != 0)
 		exit(3);
 	umockdev_testbed_uevent(tb, d->syspath, "add");
 	cur = d;
@@ -359,19 +434,28 @@ static void unplug(void)
 	if (d == NULL)
 		return;
 	cur = NULL;
+	g_mutex_lock(&big);
 	d->plugged = false;
 	UMockdevIoctlData *urb;
 	while ((urb = g_queue_pop_head(&d->pending_in)) != NULL) {
 		urb_finish(urb, -ESHUTDOWN, 0);
 		g_queue_push_tail(&d->done, urb);
 	}
+	if (d->watch != NULL) {
+		g_source_destroy(d->watch);
+		g_source_unref(d->watch);
+		d->watch = NULL;
+	}
+	g_mutex_unlock(&big);
 	umockdev_testbed_uevent(tb, d->syspath, "remove");
 	umockdev_testbed_remove_device(tb, d->syspath);
 	d->stop = 1;
-	(void)pthread_join(d->th, NULL);
-	if (d->watch != 0)
-		g_source_remove(d->watch);
-	d->watch = 0;
+	if (d->agent > 0) {
+		(void)kill(d->agent, SIGTERM);
+		(void)waitpid(d->agent, NULL, 0);
+	} else {
+		(void)pthread_join(d->th, NULL);
+	}
 	(void)close(d->tfd);
 	/* d, its fd and handler stay: the client may still ask (ENODEV). */
 	fprintf(stderr, "rig: unplugged usb-%u\n", d->n);
@@ -392,7 +476,10 @@ static gboolean on_ctl(gint fd, GIOCondition cond, gpointer arg)
 		*nl = '\0';
 		char **w = g_strsplit(buf, " ", 0);
 		if (w[0] != NULL && strcmp(w[0], "plug") == 0 && w[1] != NULL)
-			plug((unsigned)strtoul(w[1], NULL, 10), w + 2);
+			plug((unsigned)strtoul(w[1], NULL, 10), w + 2, NULL, NULL);
+		else if (w[0] != NULL && strcmp(w[0], "agent") == 0 && w[1] != NULL &&
+		         w[2] != NULL && w[3] != NULL)
+			plug((unsigned)strtoul(w[1], NULL, 10), w + 4, w[2], w[3]);
 		else if (w[0] != NULL && strcmp(w[0], "unplug") == 0)
 			unplug();
 		else if (w[0] != NULL && strcmp(w[0], "quit") == 0 && child > 0)

@@ -7,7 +7,9 @@
 # devices reads PASS one after the other as they are plugged in; a wrong
 # proof is one FAIL however long the device stays connected; a device
 # unplugged mid-read (at its CHALLENGE) is FAIL naming the unplug and the
-# line goes on; one-shot read with nothing plugged in is NO DEVICE (exit 4);
+# line goes on; the real agent behind the endpoints PASSes with its own key
+# and, sealed, is one FAIL naming the seal; one-shot read with nothing
+# plugged in is NO DEVICE (exit 4);
 # bad --usb values are usage errors (exit 2).
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/station.inc"
@@ -15,6 +17,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-}:verify_asan_link_order=0
 
 st=$T_TMP/state
 ctl=$T_TMP/ctl
+"$IDP_BIN/idprov-manifest" keygen --type p256 --out "$T_TMP/st.key" >/dev/null
 # rig_start OUT PROGRAM ARGS...: the rig and its program in the background
 # (stdout to OUT, the rig's lines to OUT.rig); commands go to fd 3.
 rig_start() {
@@ -42,6 +45,7 @@ sessions_after() {
 }
 
 # ports: the device plugged in before the station looks.
+# shellcheck disable=SC2016 # expanded by the inner bash
 rig_start "$T_TMP/ports" bash -c 'for _ in $(seq 1 100); do [ -e "$0" ] && break; sleep 0.1; done
 	exec "$1" ports --usb 1d50:6189' "$T_TMP/go" "$IDP_BIN/idprov-station"
 rig plug 7
@@ -81,6 +85,36 @@ t_run "SIGTERM: exit 0" [ $? = 0 ]
 t_grep "batch closed with 3 devices" '^closed batch u-1: 3 devices \(PASS 3, FAIL 2' "$T_TMP/run"
 "$IDP_BIN/idprov-station" batches --state "$st" --batch u-1 >"$T_TMP/list"
 t_run "journal: usb-1, usb-2, usb-5" [ "$(cut -d' ' -f1 "$T_TMP/list" | tr '\n' ' ')" = "usb-1 usb-2 usb-5 " ]
+
+# The real agent (idprov-agent factory) behind the USB endpoints: PASS with
+# the agent's own key, one proof however long it stays; sealed, one FAIL.
+agt=$T_TMP/agt8
+"$IDP_BIN/idprov-agent" --state-dir "$agt" --id agt-u8 --mac 02:1a:2c:00:04:08 --serial SN-U8 \
+	key >"$T_TMP/agt8.pub" 2>/dev/null
+rig_start "$T_TMP/agent" "$IDP_BIN/idprov-station" run --state "$st" --station st-1 --batch u-3 \
+	--product "Sensor X1" --usb 1d50:6189 --hello-window-ms 3000 --timeout-ms 2000
+rig agent 8 "$IDP_BIN/idprov-agent" "$agt"
+t_run "agent over USB: PASS" st_wait_lines "$T_TMP/agent" '^PASS  agt-u8  SN-U8  02:1a:2c:00:04:08 ' 1
+t_run "agent left connected: 3 more sessions" sessions_after usb-8 "$T_TMP/agent" 3
+t_run "agent: one proof signed" [ "$(count 'factory.proof' "$agt.log")" = 1 ]
+rig unplug
+# the agent process is gone (its state directory free) once the rig says so
+st_wait_lines "$T_TMP/agent.rig" '^rig: unplugged usb-8' 1
+"$IDP_BIN/idprov-agent" --state-dir "$agt" --id agt-u8 --mac 02:1a:2c:00:04:08 seal 2>/dev/null
+t_run "agent 8 sealed" [ -e "$agt/sealed" ]
+rig agent 8 "$IDP_BIN/idprov-agent" "$agt"
+t_run "sealed agent over USB: FAIL" st_wait_lines "$T_TMP/agent" '^FAIL  agt-u8  ' 1
+t_run "sealed agent left connected: 3 more sessions" sessions_after usb-8 "$T_TMP/agent" 3
+t_grep "sealed agent: FAIL names the seal" \
+	'^FAIL  agt-u8  device: ERROR [A-Z_]+ to CHALLENGE: challenge: device is sealed: unplug it' "$T_TMP/agent"
+t_run "sealed agent: one CHALLENGE refused" [ "$(count 'factory.refused' "$agt.log")" = 1 ]
+rig quit
+rig_wait
+t_run "agent run: exit 0" [ $? = 0 ]
+m=$st/batches/u-3.manifest
+"$IDP_BIN/idprov-station" close --state "$st" --batch u-3 --key "$T_TMP/st.key" >/dev/null
+pub=$(grep -v '^-----' "$T_TMP/agt8.pub" | tr -d '\n')
+t_run "manifest record carries the agent's own key" grep -q "\"id\":\"agt-u8\".*\"pub\":\"$pub\"" "$m"
 
 # One-shot read: nothing plugged in, then a device.
 rig_start "$T_TMP/none" "$IDP_BIN/idprov-station" read --state "$st" --station st-1 --batch u-2 \
