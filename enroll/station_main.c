@@ -606,8 +606,9 @@ static int cmd_run(const struct opts *o, bool once)
 		                       : enr_station_read(l.fd, dec, &cfg, &res, &err);
 		if (re == IDP_OK && usb != NULL && res.gone) {
 			/* Unplugged (or the bridge failed): say so, and forget the fd. */
-			const char *why = enr_usb_gone_reason(usb);
-			(void)snprintf(res.reason, sizeof(res.reason), "%s during %s",
+			char why[IDP_ERROR_MSG_MAX];
+			enr_usb_gone_reason(usb, why);
+			(void)snprintf(res.reason, sizeof(res.reason), "%.200s during %s",
 			               why[0] != '\0' ? why : "usb: device gone",
 			               stage_name(res.stage));
 			enr_usb_detach(usb);

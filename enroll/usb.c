@@ -525,10 +525,11 @@ enum idp_err enr_usb_attach(struct enr_usb *u, unsigned wait_ms, volatile const 
 	return IDP_OK;
 }
 
-const char *enr_usb_gone_reason(const struct enr_usb *u)
+void enr_usb_gone_reason(struct enr_usb *u, char out[static IDP_ERROR_MSG_MAX])
 {
-	/* Written once under mu before the engine can see end of input. */
-	return u->gone;
+	pthread_mutex_lock(&u->mu);
+	(void)snprintf(out, IDP_ERROR_MSG_MAX, "%s", u->gone);
+	pthread_mutex_unlock(&u->mu);
 }
 
 void enr_usb_detach(struct enr_usb *u)

@@ -57,9 +57,9 @@ IDP_MUST_CHECK enum idp_err enr_usb_attach(struct enr_usb *u, unsigned wait_ms,
                                            char desc[static ENR_USB_DESC_MAX],
                                            struct idp_error *err);
 
-/* Why the attached device's bridge ended ("usb: device unplugged"), or ""
- * while it runs. */
-const char *enr_usb_gone_reason(const struct enr_usb *u);
+/* Copy why the attached device's bridge ended ("usb: device unplugged")
+ * into out, or "" while it runs. */
+void enr_usb_gone_reason(struct enr_usb *u, char out[static IDP_ERROR_MSG_MAX]);
 
 /* Stop the bridge, release the interface, close the device and both ends
  * of the socket pair. No-op when nothing is attached. */
