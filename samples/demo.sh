@@ -175,12 +175,12 @@ ev dev-99 "sealed: it answers every CHALLENGE with an error"
 
 # read_devices OUT N...: connect dev-0N in turn to the running station's pty
 # (its output in OUT), each until the station has shown its PASS or FAIL,
-# then unplug it (stop the agent). A PASSed device is unplugged once the
-# station says SAME (it read it again and knows it), so that no session is
-# left half done for the next device. The last device stays connected: its
+# then unplug it (stop the agent) once the station has asked it twice more
+# who it is (a device left connected after its line gets HELLO and INFO
+# only, 300 ms apart, and no second line). The last device stays connected: its
 # agent's PID is $last, for the caller to stop once the station is done.
 read_devices() {
-	local so=$1 n id line seen apid
+	local so=$1 n id line seen apid hellos
 	shift
 	for n in "$@"; do
 		id=$(printf 'dev-%02d' "$n")
@@ -192,7 +192,8 @@ read_devices() {
 		line=$(grep -E '^(PASS|FAIL) ' "$so" | sed -n "$((seen + 1))p")
 		ev station "${line%%  \[*}"
 		[ "$n" = "${*: -1}" ] && return 0
-		[ "${line%% *}" = PASS ] && wait_for "$so" "^SAME  $id "
+		hellos=$(grep -c 'factory.hello' "logs/$id.factory.log" || true)
+		wait_for "logs/$id.factory.log" 'factory.hello' $((hellos + 2))
 		stop "$apid"
 		forget "$apid"
 	done
