@@ -24,6 +24,18 @@
  * prints "rig: ..." lines on stderr: "rig: usb-N session K" when the station
  * opens its Kth session with the device (a HELLO under a new seq), "rig:
  * unplugged at CHALLENGE".
+ * USB_RIG_DEBUG=1 also prints each IN chunk and each ioctl it refuses.
+ *
+ * What is emulated, and how it differs from a kernel (umockdev 0.17,
+ * libusb 1.0.26): the descriptors come from sysfs ("descriptors"); CLAIM,
+ * RELEASE and DISCONNECT_CLAIM succeed, GET_CAPABILITIES and the driver
+ * ioctls are refused (libusb falls back); SUBMITURB/REAPURBNDELAY/
+ * DISCARDURB are served from queues, any number of URBs in flight. A
+ * testbed node always polls writable, so an empty reap is answered after
+ * 1 ms (a kernel signals completions by POLLOUT). Unplugging completes the
+ * pending URBs with -ESHUTDOWN and answers later ioctls ENODEV (libusb
+ * reports LIBUSB_TRANSFER_NO_DEVICE either way; a kernel also raises
+ * POLLERR), then removes the device with a "remove" uevent.
  * Re-executes itself under umockdev-wrapper. Test-only, not installed.
  */
 #define _GNU_SOURCE
