@@ -10,7 +10,8 @@
 # line goes on; the real agent behind the endpoints PASSes with its own key
 # and, sealed, is one FAIL naming the seal; one-shot read with nothing
 # plugged in is NO DEVICE (exit 4);
-# bad --usb values are usage errors (exit 2).
+# a device without the configured interface is named and skipped; bad
+# --usb values are usage errors (exit 2).
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/station.inc"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}:verify_asan_link_order=0
@@ -128,6 +129,16 @@ rig plug 6
 rig_wait
 t_run "read: PASS exits 0" [ $? = 0 ]
 t_grep "read: PASS line" '^PASS  usb-6  SN-6 ' "$T_TMP/one"
+
+# A device without the configured interface is named and skipped, not read.
+rig_start "$T_TMP/noif" "$IDP_BIN/idprov-station" read --state "$st" --station st-1 --batch u-2 \
+	--usb 1d50:6189 --usb-interface 1 --hello-window-ms 1500
+rig plug 9
+rig_wait
+t_run "wrong interface: nothing read, exit 4" [ $? = 4 ]
+t_grep "wrong interface: named" \
+	'usb 1d50:6189 bus 1 device [0-9]+: interface 1 has no bulk IN and OUT endpoint' "$T_TMP/noif.rig"
+t_refuse "wrong interface: no session opened" grep -q 'session' "$T_TMP/noif.rig"
 
 # Usage errors.
 "$IDP_BIN/idprov-station" read --state "$st" --station st-1 --usb 1d50 2>"$T_TMP/e1"
