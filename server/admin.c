@@ -25,6 +25,7 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
@@ -51,6 +52,65 @@ enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h
 	return srv_state_admin_check(state, h + 7, len - 7, ok, err);
 }
 
+enum idp_err srv_admin_identify(const struct srv_state *state, struct srv_store *st, const char *h,
+                                size_t len, struct srv_admin_who *who, struct idp_error *err)
+{
+	memset(who, 0, sizeof(*who));
+	bool ok = false;
+	enum idp_err rc = srv_admin_bearer_check(state, h, len, &ok, err);
+	if (rc != IDP_OK || ok) {
+		if (ok) {
+			(void)snprintf(who->name, sizeof(who->name), "%s", SRV_ADMIN_BUILTIN);
+			who->role = SRV_ROLE_ADMIN;
+		}
+		return rc;
+	}
+	if (h == NULL || len <= 7 || len > SRV_ADMIN_AUTH_MAX || strncasecmp(h, "Bearer ", 7) != 0 ||
+	    st == NULL)
+		return IDP_OK;
+	uint8_t hash[SRV_STORE_CRED_HASH_LEN];
+	(void)SHA256((const uint8_t *)h + 7, len - 7, hash);
+	struct srv_credential c;
+	rc = srv_store_credential_find(st, hash, &c, err);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc == IDP_OK) {
+		(void)snprintf(who->name, sizeof(who->name), "%s", c.name);
+		who->role = c.role;
+	}
+	OPENSSL_cleanse(c.hash, sizeof(c.hash));
+	return rc;
+}
+
+bool srv_admin_role_allows(enum srv_role role, bool read_only)
+{
+	return role == SRV_ROLE_ADMIN || (role == SRV_ROLE_VIEWER && read_only);
+}
+
+void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admin_who *who,
+                      const char *path, size_t path_len, char *msg, size_t size)
+{
+	char detail[160];
+	int n = (int)(path_len < 128 ? path_len : 128);
+	(void)snprintf(detail, sizeof(detail), "%.*s", n, path);
+	for (char *p = detail; *p != '\0'; p++) /* the path as logged: printable only */
+		if (*p < 0x21 || *p > 0x7e || *p == '"')
+			*p = '?';
+	srv_log(SRV_LOG_WARN, "admin.denied", "loop=%u actor=%s role=%s path=%s", loop, who->name,
+	        srv_role_name(who->role), detail);
+	const struct srv_audit_event ev = {.at = (int64_t)time(NULL),
+	                                   .event = "admin.denied",
+	                                   .detail = detail,
+	                                   .actor = who->name};
+	struct idp_error err = {0};
+	if (srv_store_audit_append(st, &ev, &err) != IDP_OK)
+		srv_log(SRV_LOG_ERROR, "admin.denied_audit", "loop=%u error=\"%s\"", loop, err.msg);
+	(void)snprintf(msg, size,
+	               "role %s: read-only (GET only); %s needs a credential of role admin",
+	               srv_role_name(who->role), detail);
+}
+
 /* The hex SHA-256 of spki[0..len) (a key's fingerprint as listings show it). */
 static void key_hex(const uint8_t *spki, size_t len, char hex[static 65])
 {
@@ -59,30 +119,47 @@ static void key_hex(const uint8_t *spki, size_t len, char hex[static 65])
 	fmt_key_fingerprint_hex(fp, hex);
 }
 
-/* True when req carries "Authorization: Bearer <admin credential>";
- * otherwise it has been answered 401. The secret is never logged. */
-static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
+bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct srv_admin_who *who)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 	size_t len = h != NULL ? strnlen(h, SRV_ADMIN_AUTH_MAX + 1) : 0;
-	bool ok = false;
 	struct idp_error err = {0};
-	if (srv_admin_bearer_check(ctx->state, h, len, &ok, &err) != IDP_OK) {
+	if (srv_admin_identify(ctx->state, ctx->store, h, len, who, &err) != IDP_OK) {
 		srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop, err.msg);
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
 		return false;
 	}
-	if (!ok) {
+	if (who->role == SRV_ROLE_NONE) {
 		char pbuf[64];
 		srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u peer=%s", ctx->loop,
 		        srv_http_peer(req, pbuf));
 		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		                        "Bearer realm=\"idprov-admin\"");
-		srv_http_error(req, FMT_API_ERR_UNAUTHORIZED, "%s", 
-		          h == NULL ? "authorization: missing admin credential"
-		                    : "authorization: not the admin credential");
+		srv_http_error(req, FMT_API_ERR_UNAUTHORIZED, "%s",
+		               h == NULL ? "authorization: missing admin credential"
+		                         : "authorization: not an admin credential");
+		return false;
 	}
-	return ok;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	if (!srv_admin_role_allows(who->role, cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+		const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+		char msg[256];
+		srv_admin_denied(ctx->loop, ctx->store, who, path != NULL ? path : "",
+		                 path != NULL ? strlen(path) : 0, msg, sizeof(msg));
+		srv_http_error(req, FMT_API_ERR_FORBIDDEN, "%s", msg);
+		return false;
+	}
+	/* The audit entries of this request name the caller (httpd.c clears it after). */
+	srv_store_set_actor(ctx->store, who->name);
+	return true;
+}
+
+/* True when req carries an admin credential allowing its method; otherwise
+ * it has been answered 401/403. The secret is never logged. */
+static bool authorized(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	struct srv_admin_who who;
+	return srv_admin_caller(ctx, req, &who);
 }
 
 bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -916,7 +993,7 @@ static int add_audit(void *ctx, const struct srv_audit_row *r)
 	    cJSON_AddNumberToObject(o, "at", (double)r->at) == NULL ||
 	    cJSON_AddStringToObject(o, "event", r->event) == NULL ||
 	    add_text(o, "subject", r->subject) == NULL || add_text(o, "detail", r->detail) == NULL ||
-	    add_text(o, "hash", hex) == NULL) {
+	    add_text(o, "actor", r->actor) == NULL || add_text(o, "hash", hex) == NULL) {
 		l->failed = true;
 		return 1;
 	}
@@ -1102,4 +1179,186 @@ void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
 	(void)munmap(map, (size_t)sb.st_size);
 	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=backup bytes=%lld", ctx->loop,
 	        (long long)sb.st_size);
+}
+
+/* ---------------------------------------------------------------- credentials */
+
+/* GET /v1/admin/whoami: the caller's credential name and role (any role). */
+void srv_admin_whoami(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	struct srv_admin_who who;
+	if (!srv_admin_caller(ctx, req, &who))
+		return;
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || cJSON_AddStringToObject(o, "name", who.name) == NULL ||
+	    cJSON_AddStringToObject(o, "role", srv_role_name(who.role)) == NULL) {
+		cJSON_Delete(o);
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	srv_http_json(req, 200, o);
+	cJSON_Delete(o);
+}
+
+/* A credential name: 1..SRV_STORE_CRED_NAME_MAX bytes of [A-Za-z0-9._-]. */
+static enum idp_err check_cred_name(const char *s, size_t len, struct idp_error *err)
+{
+	if (len == 0 || len > SRV_STORE_CRED_NAME_MAX)
+		return idp_error_set(err, IDP_E_FORMAT, "name: 1 to %u bytes",
+		                     SRV_STORE_CRED_NAME_MAX);
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "name: only letters, digits, '.', '_' and '-'");
+	}
+	return IDP_OK;
+}
+
+static enum idp_err cred_add(struct srv_store *st, const void *arg, int64_t now,
+                             struct idp_error *err)
+{
+	(void)now;
+	return srv_store_credential_add(st, arg, err);
+}
+
+/* POST /v1/admin/credentials {"name", "role"}: a new named credential; the
+ * answer carries its secret, the only time it is shown (201). */
+void srv_admin_credential_add(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	static const char *const keys[] = {"name", "role"};
+	cJSON *o = json_body(ctx, req, keys, 2);
+	if (o == NULL)
+		return;
+	struct idp_error err = {0};
+	const char *name = NULL, *role = NULL;
+	size_t name_len = 0, role_len = 0;
+	struct srv_credential c = {.created_at = (int64_t)time(NULL)};
+	enum idp_err rc = fmt_json_get_string(o, "name", true, false, SRV_STORE_CRED_NAME_MAX,
+	                                      &name, &name_len, &err);
+	if (rc == IDP_OK)
+		rc = check_cred_name(name, name_len, &err);
+	if (rc == IDP_OK && name_len == strlen(SRV_ADMIN_BUILTIN) &&
+	    memcmp(name, SRV_ADMIN_BUILTIN, name_len) == 0)
+		rc = idp_error_set(&err, IDP_E_DUPLICATE,
+		                   "name: \"admin\" is the state directory's credential");
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "role", true, false, 16, &role, &role_len, &err);
+	if (rc == IDP_OK && !srv_role_parse(role, &c.role))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "role: must be admin or viewer");
+	if (rc == IDP_OK)
+		memcpy(c.name, name, name_len);
+	cJSON_Delete(o);
+	uint8_t raw[32];
+	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+	if (rc == IDP_OK && RAND_bytes(raw, sizeof(raw)) != 1)
+		rc = idp_error_set(&err, IDP_E_CRYPTO, "credential: no randomness");
+	if (rc == IDP_OK) {
+		(void)fmt_b64_encode(FMT_B64_URL, raw, sizeof(raw), secret);
+		(void)SHA256((const uint8_t *)secret, strlen(secret), c.hash);
+		char detail[32];
+		(void)snprintf(detail, sizeof(detail), "role=%s", srv_role_name(c.role));
+		rc = in_transaction(ctx->store, cred_add, &c, "admin.credential_added", c.name,
+		                    detail, c.created_at, &err);
+	}
+	OPENSSL_cleanse(raw, sizeof(raw));
+	OPENSSL_cleanse(c.hash, sizeof(c.hash));
+	if (rc != IDP_OK) {
+		OPENSSL_cleanse(secret, sizeof(secret));
+		answer(ctx, req, "credential_add", rc, &err, "name", c.name);
+		return;
+	}
+	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=credential_add name=%s role=%s",
+	        ctx->loop, c.name, srv_role_name(c.role));
+	cJSON *a = cJSON_CreateObject();
+	if (a == NULL || cJSON_AddBoolToObject(a, "ok", 1) == NULL ||
+	    cJSON_AddStringToObject(a, "name", c.name) == NULL ||
+	    cJSON_AddStringToObject(a, "role", srv_role_name(c.role)) == NULL ||
+	    cJSON_AddStringToObject(a, "secret", secret) == NULL)
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	else
+		srv_http_json(req, 201, a);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	cJSON *sv = cJSON_GetObjectItemCaseSensitive(a, "secret");
+	if (sv != NULL && cJSON_IsString(sv))
+		OPENSSL_cleanse(sv->valuestring, strlen(sv->valuestring));
+	cJSON_Delete(a);
+}
+
+static int add_credential(void *ctx, const struct srv_credential *c)
+{
+	struct list *l = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
+	    cJSON_AddStringToObject(o, "name", c->name) == NULL ||
+	    cJSON_AddStringToObject(o, "role", srv_role_name(c->role)) == NULL ||
+	    cJSON_AddStringToObject(o, "source", "store") == NULL ||
+	    cJSON_AddNumberToObject(o, "created_at", (double)c->created_at) == NULL ||
+	    cJSON_AddNumberToObject(o, "revoked_at", (double)c->revoked_at) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	l->n++;
+	return 0;
+}
+
+/* GET /v1/admin/credentials: the state directory's "admin", then every
+ * named credential by name, revoked ones too (never a secret or hash). */
+void srv_admin_credential_list(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	struct list l = {0};
+	cJSON *top = authorized(ctx, req) ? list_top(req, "credentials", &l) : NULL;
+	if (top == NULL)
+		return;
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l.arr, o) ||
+	    cJSON_AddStringToObject(o, "name", SRV_ADMIN_BUILTIN) == NULL ||
+	    cJSON_AddStringToObject(o, "role", "admin") == NULL ||
+	    cJSON_AddStringToObject(o, "source", "state-dir") == NULL ||
+	    cJSON_AddNumberToObject(o, "created_at", 0) == NULL ||
+	    cJSON_AddNumberToObject(o, "revoked_at", 0) == NULL)
+		l.failed = true;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_store_credential_foreach(ctx->store, add_credential, &l, &err);
+	send_list(ctx, req, top, &l, rc, &err, NULL);
+}
+
+static enum idp_err cred_revoke(struct srv_store *st, const void *arg, int64_t now,
+                                struct idp_error *err)
+{
+	return srv_store_credential_revoke(st, arg, now, err);
+}
+
+/* POST /v1/admin/credentials/revoke {"name"}: the credential stops working
+ * with the next request (every request looks it up). */
+void srv_admin_credential_revoke(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	static const char *const keys[] = {"name"};
+	cJSON *o = json_body(ctx, req, keys, 1);
+	if (o == NULL)
+		return;
+	struct idp_error err = {0};
+	const char *s = NULL;
+	size_t len = 0;
+	char name[SRV_STORE_CRED_NAME_MAX + 1] = "";
+	enum idp_err rc =
+	        fmt_json_get_string(o, "name", true, false, SRV_STORE_CRED_NAME_MAX, &s, &len, &err);
+	if (rc == IDP_OK)
+		rc = check_cred_name(s, len, &err);
+	if (rc == IDP_OK)
+		memcpy(name, s, len);
+	cJSON_Delete(o);
+	if (rc == IDP_OK && strcmp(name, SRV_ADMIN_BUILTIN) == 0)
+		rc = idp_error_set(&err, IDP_E_CONFLICT,
+		                   "credential admin: the state directory's credential; replace it "
+		                   "with idprovd --reset-admin");
+	if (rc == IDP_OK)
+		rc = in_transaction(ctx->store, cred_revoke, name, "admin.credential_revoked", name,
+		                    NULL, (int64_t)time(NULL), &err);
+	answer(ctx, req, "credential_revoke", rc, &err, "name", name);
 }

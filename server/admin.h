@@ -5,11 +5,15 @@
  * take a backup of the database, list and verify the audit hash chain
  * (formats/audit.md), report manifest devices never provisioned.
  *
- * Every request carries the admin credential as "Authorization: Bearer
- * <secret>", checked with srv_state_admin_check (a SHA-256 of it compared
- * in constant time with the hash loaded at start; no file read, no KDF); anything else is answered 401 with a JSON error and
- * changes nothing. The secret is never logged. Each change is one store
- * transaction with its audit entry.
+ * Every request carries an admin credential as "Authorization: Bearer
+ * <secret>": the state directory's (named "admin", role admin; checked with
+ * srv_state_admin_check) or a named credential of the store
+ * (srv_store_credential_find), each a SHA-256 compared in constant time, no
+ * file read, no KDF. Anything else is answered 401 with a JSON error and
+ * changes nothing; a viewer's request other than GET/HEAD is answered 403
+ * (forbidden, "role viewer: read-only ...") and audited (admin.denied, the
+ * viewer as actor). The secret is never logged. Each change is one store
+ * transaction with its audit entry, whose actor is the caller's name.
  *
  * Thread-safety: as the handlers (one loop's store connection).
  */
@@ -31,6 +35,30 @@
 IDP_MUST_CHECK enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h,
                                                    size_t len, bool *ok, struct idp_error *err);
 
+/* Who sent an admin request. */
+struct srv_admin_who {
+	char name[SRV_STORE_CRED_NAME_MAX + 1]; /* "admin" for the state directory's */
+	enum srv_role role;                      /* SRV_ROLE_NONE: not authenticated */
+};
+#define SRV_ADMIN_BUILTIN "admin" /* the name of the state directory's credential */
+
+/* Who the Authorization value h[0..len) (may be NULL) names: who->role is
+ * SRV_ROLE_NONE when it is no valid credential. Fails only when the store
+ * cannot be read. Called on the request head (server/httpd.c) and again by
+ * the handlers. */
+IDP_MUST_CHECK enum idp_err srv_admin_identify(const struct srv_state *state,
+                                               struct srv_store *st, const char *h, size_t len,
+                                               struct srv_admin_who *who, struct idp_error *err);
+
+/* Whether role may send a request (read_only: GET or HEAD). */
+bool srv_admin_role_allows(enum srv_role role, bool read_only);
+
+/* A refused request of who for path[0..path_len): log it, audit it
+ * (admin.denied, actor who->name, subject none, detail the path) and put
+ * the answer's message in msg[0..size). */
+void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admin_who *who,
+                      const char *path, size_t path_len, char *msg, size_t size);
+
 /* The handlers, registered in the route table (server/handlers.c). Bodies:
  * docs/administrator.md ("Admin API"). */
 srv_handler_fn srv_admin_station_add;     /* POST /v1/admin/stations */
@@ -49,9 +77,18 @@ srv_handler_fn srv_admin_token_rotate;    /* POST /v1/admin/token-keys/rotate */
 srv_handler_fn srv_admin_audit_list;      /* GET /v1/admin/audit[?after=SEQ] */
 srv_handler_fn srv_admin_audit_verify;    /* GET /v1/admin/audit/verify */
 srv_handler_fn srv_admin_report_unprovisioned; /* GET /v1/admin/report/unprovisioned */
+srv_handler_fn srv_admin_whoami;          /* GET /v1/admin/whoami: {"name","role"} */
+srv_handler_fn srv_admin_credential_add;  /* POST /v1/admin/credentials {"name","role"} */
+srv_handler_fn srv_admin_credential_list; /* GET /v1/admin/credentials */
+srv_handler_fn srv_admin_credential_revoke; /* POST /v1/admin/credentials/revoke {"name"} */
 
-/* True when req carries the admin credential; otherwise it has been
- * answered 401 (for handlers outside /v1/admin/, e.g. GET /metrics). */
+/* True when req carries an admin credential whose role allows its method;
+ * otherwise it has been answered 401/403 (for handlers outside /v1/admin/,
+ * e.g. GET /metrics). */
 bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req);
+
+/* As srv_admin_authorized, and *who gets the caller (for handlers that
+ * show or act on the caller, e.g. the web UI's session). */
+bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct srv_admin_who *who);
 
 #endif /* IDP_SERVER_ADMIN_H */

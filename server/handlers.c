@@ -490,6 +490,8 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 {
 	struct idp_error err = {0};
 	enum idp_err rc;
+	if (station != NULL) /* the audit's actor; an admin import has its caller's */
+		srv_store_set_actor(ctx->store, station);
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	const char *ct = evhttp_find_header(in, "Content-Type");
 	if (ct == NULL || strcmp(ct, "application/vnd.idprov.manifest") != 0) {
@@ -575,6 +577,11 @@ static const struct srv_route routes[] = {
         {"/v1/admin/audit", EVHTTP_REQ_GET, 0, srv_admin_audit_list, SRV_AUTH_ADMIN},
         {"/v1/admin/audit/verify", EVHTTP_REQ_GET, 0, srv_admin_audit_verify, SRV_AUTH_ADMIN},
         {"/v1/admin/report/unprovisioned", EVHTTP_REQ_GET, 0, srv_admin_report_unprovisioned,
+         SRV_AUTH_ADMIN},
+        {"/v1/admin/whoami", EVHTTP_REQ_GET, 0, srv_admin_whoami, SRV_AUTH_ADMIN},
+        {"/v1/admin/credentials", EVHTTP_REQ_POST, 0, srv_admin_credential_add, SRV_AUTH_ADMIN},
+        {"/v1/admin/credentials", EVHTTP_REQ_GET, 0, srv_admin_credential_list, SRV_AUTH_ADMIN},
+        {"/v1/admin/credentials/revoke", EVHTTP_REQ_POST, 0, srv_admin_credential_revoke,
          SRV_AUTH_ADMIN},
 };
 

@@ -540,6 +540,7 @@ struct head_info {
 	bool chunked;
 	const char *auth; /* the first Authorization value (NULL: none) */
 	size_t auth_len;
+	bool read_only; /* GET or HEAD: what a viewer credential may send */
 	const char *bad; /* why the head is refused (400); NULL when it is not */
 };
 
@@ -554,6 +555,7 @@ static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 {
 	memset(hi, 0, sizeof(*hi));
 	const uint8_t *end = p + n;
+	hi->read_only = (n > 4 && memcmp(p, "GET ", 4) == 0) || (n > 5 && memcmp(p, "HEAD ", 5) == 0);
 	if (memchr(p, '\0', n) != NULL) {
 		hi->bad = "request head: a NUL byte";
 		return;
@@ -777,16 +779,21 @@ static bool head_authorized(struct conn *c, const struct srv_route *r, const str
 	case SRV_AUTH_NONE:
 		return true;
 	case SRV_AUTH_ADMIN: {
-		bool ok = false;
-		if (srv_admin_bearer_check(c->loop->ctx.state, hi->auth, hi->auth_len, &ok, &err) !=
-		    IDP_OK) {
+		struct srv_admin_who who;
+		if (srv_admin_identify(c->loop->ctx.state, c->loop->ctx.store, hi->auth,
+		                       hi->auth_len, &who, &err) != IDP_OK) {
 			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
 			        c->loop->ctx.loop, err.msg);
 			code = FMT_API_ERR_INTERNAL;
 			(void)snprintf(err.msg, sizeof(err.msg),
 			               "cannot check the admin credential");
-		} else if (ok) {
+		} else if (who.role != SRV_ROLE_NONE &&
+		           srv_admin_role_allows(who.role, hi->read_only)) {
 			return true;
+		} else if (who.role != SRV_ROLE_NONE) {
+			srv_admin_denied(c->loop->ctx.loop, c->loop->ctx.store, &who, hi->path,
+			                 hi->path_len, err.msg, sizeof(err.msg));
+			code = FMT_API_ERR_FORBIDDEN;
 		} else {
 			srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
 			        c->loop->ctx.loop);
@@ -795,7 +802,7 @@ static bool head_authorized(struct conn *c, const struct srv_route *r, const str
 			               "Bearer realm=\"idprov-admin\"");
 			(void)snprintf(err.msg, sizeof(err.msg), "authorization: %s",
 			               hi->auth == NULL ? "missing admin credential"
-			                                : "not the admin credential");
+			                                : "not an admin credential");
 		}
 		break;
 	}
@@ -1049,7 +1056,9 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	           route_max_body(l->h, r)) {
 		srv_http_error(req, FMT_API_ERR_TOO_LARGE, "body too large for this path");
 	} else {
+		srv_store_set_actor(l->ctx.store, NULL); /* admin.c sets the caller's */
 		r->fn(&l->ctx, req);
+		srv_store_set_actor(l->ctx.store, NULL);
 	}
 	srv_log(SRV_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d", l->ctx.loop,
 	        peer, pbuf, c != NULL ? c->status : 0);

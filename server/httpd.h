@@ -44,7 +44,7 @@
 #include "server/store.h"
 
 #define SRV_HTTP_EXPORTER_LEN   FMT_API_EXPORTER_LEN /* RFC 9266 (formats/io/tls.h) */
-#define SRV_HTTP_ROUTES_MAX     32u
+#define SRV_HTTP_ROUTES_MAX     64u
 #define SRV_ROUTE_MANIFEST      SIZE_MAX /* a route's max_body: the configured max-manifest */
 
 /* What a handler gets: its loop's own store connection and the shared,

@@ -44,6 +44,11 @@
 #define SRV_STORE_BUSY_MS     5000   /* how long a writer waits for the lock */
 #define SRV_STORE_SOURCE_MAX  64u    /* client address that created a pending device */
 #define SRV_STORE_CLAIMS_MAX  16u    /* claims srv_store_device_claims reports at most */
+#define SRV_STORE_ACTOR_MAX   64u    /* an audit entry's actor: a credential or station name */
+#define SRV_STORE_ACTOR_SERVER "idprovd" /* the actor of the server's own decisions */
+#define SRV_STORE_CRED_NAME_MAX 32u  /* an admin credential's name */
+#define SRV_STORE_CRED_HASH_LEN 32u  /* SHA-256 of an admin credential */
+#define SRV_STORE_OOB_VERIFIER_LEN 32u /* formats/oob.h: the KDF of a label secret */
 
 /* Device states, as the seed's flow names them. */
 enum srv_device_state {
@@ -119,6 +124,8 @@ struct srv_audit_event {
 	const char *event;   /* "provision.approved", "batch.imported", ... */
 	const char *subject; /* device, batch or station ID; may be NULL */
 	const char *detail;  /* free text (already escaped by the caller); may be NULL */
+	const char *actor;   /* who: NULL for the connection's (srv_store_set_actor), else
+	                        SRV_STORE_ACTOR_SERVER */
 };
 
 struct srv_store; /* opaque: one connection */
@@ -356,6 +363,7 @@ struct srv_audit_row {
 	char detail[SRV_STORE_DETAIL_MAX + 1]; /* "" when none */
 	uint8_t hash[FMT_AUDIT_HASH_LEN];
 	size_t hash_len; /* FMT_AUDIT_HASH_LEN; other values only in a tampered row */
+	char actor[SRV_STORE_ACTOR_MAX + 1]; /* "" in entries older than schema 5 */
 };
 
 /* Entries with seq > after_seq in seq order, at most limit; a non-zero
@@ -466,6 +474,82 @@ IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st,
                                                    const struct srv_flag_query *q,
                                                    int (*fn)(void *ctx, const struct srv_flag *f),
                                                    void *ctx, struct idp_error *err);
+
+/* The actor of the audit entries this connection appends while it is set
+ * and an entry names none (copied; NULL or "" clears it; a name longer than
+ * SRV_STORE_ACTOR_MAX clears it too). Admin handlers set it to the caller's
+ * credential name around their change and clear it after, so no later
+ * request on the connection inherits it. WARNING: the actor is stored
+ * beside the entry, not yet covered by the chain hash of formats/audit.md. */
+void srv_store_set_actor(struct srv_store *st, const char *actor);
+
+/* Admin credential roles (docs/administrator.md, "Roles"). */
+enum srv_role {
+	SRV_ROLE_NONE = 0,
+	SRV_ROLE_VIEWER = 1, /* read-only: GET of lists, reports, audit, metrics */
+	SRV_ROLE_ADMIN = 2,  /* everything */
+};
+/* "viewer", "admin" ("none" for anything else); never NULL. */
+const char *srv_role_name(enum srv_role r);
+/* *out from "viewer" or "admin"; false for anything else. */
+bool srv_role_parse(const char *s, enum srv_role *out);
+
+/* A named admin credential: only the SHA-256 of its secret is stored (the
+ * secret is 256 random bits, so no KDF is needed: see server/state.h). */
+struct srv_credential {
+	char name[SRV_STORE_CRED_NAME_MAX + 1];
+	enum srv_role role;
+	uint8_t hash[SRV_STORE_CRED_HASH_LEN];
+	int64_t created_at;
+	int64_t revoked_at; /* 0 while valid */
+};
+/* Add c; IDP_E_DUPLICATE when its name exists (revoked or not). */
+IDP_MUST_CHECK enum idp_err srv_store_credential_add(struct srv_store *st,
+                                                     const struct srv_credential *c,
+                                                     struct idp_error *err);
+/* The unrevoked credential whose hash is hash (compared with CRYPTO_memcmp
+ * after an index lookup on its first bytes); IDP_E_NOTFOUND without a message
+ * when none. */
+IDP_MUST_CHECK enum idp_err srv_store_credential_find(struct srv_store *st,
+                                                      const uint8_t hash[static SRV_STORE_CRED_HASH_LEN],
+                                                      struct srv_credential *out,
+                                                      struct idp_error *err);
+/* Revoke name at now; IDP_E_NOTFOUND naming it when none is valid. */
+IDP_MUST_CHECK enum idp_err srv_store_credential_revoke(struct srv_store *st, const char *name,
+                                                        int64_t now, struct idp_error *err);
+/* Every credential, revoked ones too, by name (hash zeroed). */
+IDP_MUST_CHECK enum idp_err srv_store_credential_foreach(struct srv_store *st,
+                                                         int (*fn)(void *ctx,
+                                                                   const struct srv_credential *c),
+                                                         void *ctx, struct idp_error *err);
+
+/* An out-of-band secret's entry (formats/api.md §12): the verifier only. */
+struct srv_oob {
+	char device_id[SRV_STORE_ID_MAX + 1];
+	uint8_t verifier[SRV_STORE_OOB_VERIFIER_LEN]; /* a secret: cleanse after use */
+	int64_t created_at;
+	int64_t expires_at;
+	int64_t used_at;  /* 0 until a device proved it (single use) */
+	int64_t failures; /* wrong proofs seen */
+};
+/* Insert or replace the entry of o->device_id (used_at and failures start at 0). */
+IDP_MUST_CHECK enum idp_err srv_store_oob_put(struct srv_store *st, const struct srv_oob *o,
+                                              struct idp_error *err);
+/* The entry of device_id; IDP_E_NOTFOUND naming it when none. */
+IDP_MUST_CHECK enum idp_err srv_store_oob_get(struct srv_store *st, const char *device_id,
+                                              struct srv_oob *out, struct idp_error *err);
+/* Mark it used at now; IDP_E_CONFLICT when it was used already. */
+IDP_MUST_CHECK enum idp_err srv_store_oob_use(struct srv_store *st, const char *device_id,
+                                              int64_t now, struct idp_error *err);
+/* Count one wrong proof. */
+IDP_MUST_CHECK enum idp_err srv_store_oob_fail(struct srv_store *st, const char *device_id,
+                                               struct idp_error *err);
+/* Entries with device_id > after (NULL: from the first), at most limit,
+ * verifiers zeroed. */
+IDP_MUST_CHECK enum idp_err srv_store_oob_foreach(struct srv_store *st, const char *after,
+                                                  int64_t limit,
+                                                  int (*fn)(void *ctx, const struct srv_oob *o),
+                                                  void *ctx, struct idp_error *err);
 
 /* Names of enum values as stored ("preloaded", "pending", ...); never NULL. */
 const char *srv_device_state_name(enum srv_device_state s);

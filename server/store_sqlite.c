@@ -135,6 +135,27 @@ static const char *const migrations[] = {
          * the metrics' counts by event and refusal reason. */
         "ALTER TABLE audit ADD COLUMN hash BLOB;"
         "CREATE INDEX audit_event ON audit(event, detail);",
+        /* 5: named admin credentials with roles (hash only; the state
+         * directory's admin.token stays the built-in "admin"), the actor of
+         * each audit entry, out-of-band secrets (a KDF verifier only). */
+        "CREATE TABLE admin_credentials ("
+        "  name TEXT PRIMARY KEY,"
+        "  role TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),"
+        "  lookup INTEGER NOT NULL,"
+        "  hash BLOB NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  revoked_at INTEGER NOT NULL DEFAULT 0"
+        ") STRICT;"
+        "CREATE INDEX admin_credentials_lookup ON admin_credentials(lookup);"
+        "ALTER TABLE audit ADD COLUMN actor TEXT;"
+        "CREATE TABLE oob_secrets ("
+        "  device_id TEXT PRIMARY KEY,"
+        "  verifier BLOB NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  expires_at INTEGER NOT NULL,"
+        "  used_at INTEGER NOT NULL DEFAULT 0,"
+        "  failures INTEGER NOT NULL DEFAULT 0"
+        ") STRICT;",
 };
 #define MIGRATION_AUDIT_CHAIN 4 /* the version whose migration chains the audit rows */
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -207,6 +228,15 @@ enum stmt_id {
 	S_PENDING_PURGE,
 	S_PENDING_COUNT_SOURCE,
 	S_PENDING_SOURCE,
+	S_CRED_ADD,
+	S_CRED_FIND,
+	S_CRED_REVOKE,
+	S_CRED_LIST,
+	S_OOB_PUT,
+	S_OOB_GET,
+	S_OOB_USE,
+	S_OOB_FAIL,
+	S_OOB_LIST,
 	S_COUNT_
 };
 
@@ -217,7 +247,9 @@ enum stmt_id {
 #define UNENROLLED "'pending', 'rejected'"
 #define TOKEN_COLS "jti, device_id, kind, issued_at, expires_at, used, parent, revoked_at"
 #define FLAG_COLS  "seq, kind, subject, detail, created_at, count, last_seen"
-#define AUDIT_COLS "seq, at, event, subject, detail, hash"
+#define AUDIT_COLS "seq, at, event, subject, detail, hash, actor"
+#define CRED_COLS  "name, role, hash, created_at, revoked_at"
+#define OOB_COLS   "device_id, verifier, created_at, expires_at, used_at, failures"
 #define BATCH_COLS                                                                                 \
 	"id, station_id, sequence, hash, prev_hash, product, device_count, imported_at, state"
 
@@ -289,11 +321,13 @@ static const char *const stmt_sql[S_COUNT_] = {
                        "WHERE cleared = 0 AND kind = ?1 AND subject IS ?2",
         [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
         [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
-        [S_AUDIT_APPEND] = "INSERT INTO audit (seq, at, event, subject, detail, hash) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [S_AUDIT_APPEND] = "INSERT INTO audit (seq, at, event, subject, detail, hash, actor) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [S_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
         [S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        [S_AUDIT_NEXT] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT 1",
+        /* Run by migration 4, before migration 5 adds the actor column. */
+        [S_AUDIT_NEXT] = "SELECT seq, at, event, subject, detail, hash FROM audit "
+                         "WHERE seq > ?1 ORDER BY seq LIMIT 1",
         [S_AUDIT_RESEQ] = "UPDATE audit SET seq = ?2, hash = ?3 WHERE seq = ?1",
         [S_GROUP_EVENT] = "SELECT event, count(*) FROM audit GROUP BY event ORDER BY event",
         [S_GROUP_REFUSAL] = "SELECT detail, count(*) FROM audit WHERE event = 'provision.refused' "
@@ -334,12 +368,27 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_PENDING_COUNT_SOURCE] =
                 "SELECT count(*) FROM devices WHERE state = 'pending' AND source = ?1",
         [S_PENDING_SOURCE] = "UPDATE devices SET source = ?2 WHERE id = ?1 AND state = 'pending'",
+        [S_CRED_ADD] = "INSERT INTO admin_credentials (name, role, lookup, hash, created_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5)",
+        [S_CRED_FIND] = "SELECT " CRED_COLS " FROM admin_credentials "
+                        "WHERE lookup = ?1 AND revoked_at = 0",
+        [S_CRED_REVOKE] = "UPDATE admin_credentials SET revoked_at = ?2 "
+                          "WHERE name = ?1 AND revoked_at = 0",
+        [S_CRED_LIST] = "SELECT " CRED_COLS " FROM admin_credentials ORDER BY name",
+        [S_OOB_PUT] = "INSERT OR REPLACE INTO oob_secrets (" OOB_COLS ") "
+                      "VALUES (?1, ?2, ?3, ?4, 0, 0)",
+        [S_OOB_GET] = "SELECT " OOB_COLS " FROM oob_secrets WHERE device_id = ?1",
+        [S_OOB_USE] = "UPDATE oob_secrets SET used_at = ?2 WHERE device_id = ?1 AND used_at = 0",
+        [S_OOB_FAIL] = "UPDATE oob_secrets SET failures = failures + 1 WHERE device_id = ?1",
+        [S_OOB_LIST] = "SELECT " OOB_COLS " FROM oob_secrets "
+                       "WHERE device_id > coalesce(?1, '') ORDER BY device_id LIMIT ?2",
 };
 
 struct srv_store {
 	sqlite3 *db;
 	char path[256];
 	bool in_tx;
+	char actor[SRV_STORE_ACTOR_MAX + 1]; /* srv_store_set_actor; "" for none */
 	sqlite3_stmt *stmt[S_COUNT_];
 };
 
@@ -1614,8 +1663,13 @@ enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit
 		rc = check_len(ev->subject, SRV_STORE_ID_MAX, false, "audit subject", err);
 	if (rc == IDP_OK)
 		rc = check_len(ev->detail, SRV_STORE_DETAIL_MAX, false, "audit detail", err);
+	if (rc == IDP_OK)
+		rc = check_len(ev->actor, SRV_STORE_ACTOR_MAX, false, "audit actor", err);
 	if (rc != IDP_OK)
 		return rc;
+	const char *actor = ev->actor != NULL && ev->actor[0] != '\0' ? ev->actor
+	                    : st->actor[0] != '\0'                      ? st->actor
+	                                                                 : SRV_STORE_ACTOR_SERVER;
 	/* Reading the head and appending must not interleave with another
 	 * connection's append: alone, the call takes the write lock itself. */
 	bool own_tx = !st->in_tx;
@@ -1638,7 +1692,8 @@ enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit
 		rc = fmt_audit_hash(prev, &e, h, err);
 	if (rc == IDP_OK) {
 		const struct arg a[] = {INT(e.seq),         INT(ev->at),          TEXT(ev->event),
-		                        TEXT(ev->subject),  TEXT(ev->detail),     BLOB(h, sizeof(h))};
+		                        TEXT(ev->subject),  TEXT(ev->detail),     BLOB(h, sizeof(h)),
+		                        TEXT(actor)};
 		rc = run(st, S_AUDIT_APPEND, a, NARGS(a), "audit append", err);
 	}
 	if (own_tx) {
@@ -1663,6 +1718,8 @@ static enum idp_err audit_row(sqlite3_stmt *s, struct srv_audit_row *out, struct
 	if (rc == IDP_OK)
 		rc = col_blob(s, 5, out->hash, sizeof(out->hash), &out->hash_len, "audit hash",
 		              err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 6, out->actor, sizeof(out->actor), "audit actor", err);
 	return rc;
 }
 
@@ -1957,6 +2014,234 @@ enum idp_err srv_store_flag_foreach(struct srv_store *st, const struct srv_flag_
 		struct srv_flag row;
 		rc = flag_row(s, &row, err);
 		if (rc == IDP_OK && fn(ctx, &row) != 0)
+			break;
+	}
+	stmt_done(s);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- actor, credentials, oob */
+
+void srv_store_set_actor(struct srv_store *st, const char *actor)
+{
+	st->actor[0] = '\0';
+	if (actor != NULL && strnlen(actor, SRV_STORE_ACTOR_MAX + 1) <= SRV_STORE_ACTOR_MAX)
+		(void)snprintf(st->actor, sizeof(st->actor), "%s", actor);
+}
+
+static const char *const cred_roles[] = {
+        [SRV_ROLE_VIEWER] = "viewer",
+        [SRV_ROLE_ADMIN] = "admin",
+};
+
+const char *srv_role_name(enum srv_role r)
+{
+	return r == SRV_ROLE_VIEWER || r == SRV_ROLE_ADMIN ? cred_roles[r] : "none";
+}
+
+bool srv_role_parse(const char *s, enum srv_role *out)
+{
+	for (size_t i = 1; i < sizeof(cred_roles) / sizeof(cred_roles[0]); i++)
+		if (s != NULL && strcmp(s, cred_roles[i]) == 0) {
+			*out = (enum srv_role)i;
+			return true;
+		}
+	return false;
+}
+
+/* The index key of a credential hash: its first 8 bytes. */
+static int64_t cred_lookup(const uint8_t hash[static SRV_STORE_CRED_HASH_LEN])
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < 8; i++)
+		v = v << 8 | hash[i];
+	return (int64_t)(v >> 1); /* non-negative, so it prints plainly in the SQLite CLI */
+}
+
+static enum idp_err cred_row(sqlite3_stmt *s, struct srv_credential *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	char role[16];
+	size_t hl = 0;
+	enum idp_err rc = col_text(s, 0, out->name, sizeof(out->name), "credential name", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 1, role, sizeof(role), "credential role", err);
+	if (rc == IDP_OK && !srv_role_parse(role, &out->role))
+		rc = idp_error_set(err, IDP_E_FORMAT, "store: credential %s: unknown role", out->name);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 2, out->hash, sizeof(out->hash), &hl, "credential hash", err);
+	if (rc == IDP_OK && hl != SRV_STORE_CRED_HASH_LEN)
+		rc = idp_error_set(err, IDP_E_FORMAT, "store: credential %s: hash is %zu bytes",
+		                   out->name, hl);
+	out->created_at = sqlite3_column_int64(s, 3);
+	out->revoked_at = sqlite3_column_int64(s, 4);
+	return rc;
+}
+
+enum idp_err srv_store_credential_add(struct srv_store *st, const struct srv_credential *c,
+                                      struct idp_error *err)
+{
+	enum idp_err rc = check_len(c->name, SRV_STORE_CRED_NAME_MAX, true, "credential name", err);
+	if (rc != IDP_OK)
+		return rc;
+	if (c->role != SRV_ROLE_VIEWER && c->role != SRV_ROLE_ADMIN)
+		return idp_error_set(err, IDP_E_ARG, "store: credential %s: no role", c->name);
+	const struct arg a[] = {TEXT(c->name), TEXT(cred_roles[c->role]), INT(cred_lookup(c->hash)),
+	                        BLOB(c->hash, sizeof(c->hash)), INT(c->created_at)};
+	rc = run(st, S_CRED_ADD, a, NARGS(a), "credential add", err);
+	if (rc == IDP_E_DUPLICATE)
+		rc = idp_error_set(err, IDP_E_DUPLICATE,
+		                   "credential %s: the name is taken (also by a revoked credential: "
+		                   "names stay unique in the audit log)",
+		                   c->name);
+	return rc;
+}
+
+enum idp_err srv_store_credential_find(struct srv_store *st,
+                                       const uint8_t hash[static SRV_STORE_CRED_HASH_LEN],
+                                       struct srv_credential *out, struct idp_error *err)
+{
+	const struct arg a[] = {INT(cred_lookup(hash))};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_CRED_FIND, a, NARGS(a), &s, err);
+	bool found = false;
+	while (rc == IDP_OK && !found) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "credential find", err);
+			break;
+		}
+		rc = cred_row(s, out, err);
+		/* WARNING: the whole hash in constant time; the index only narrows. */
+		found = rc == IDP_OK &&
+		        CRYPTO_memcmp(out->hash, hash, SRV_STORE_CRED_HASH_LEN) == 0;
+	}
+	stmt_done(s);
+	if (rc == IDP_OK && !found) {
+		memset(out, 0, sizeof(*out));
+		rc = IDP_E_NOTFOUND;
+	}
+	return rc;
+}
+
+enum idp_err srv_store_credential_revoke(struct srv_store *st, const char *name, int64_t now,
+                                         struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(name), INT(now)};
+	enum idp_err rc = run(st, S_CRED_REVOKE, a, NARGS(a), "credential revoke", err);
+	if (rc == IDP_OK && sqlite3_changes(st->db) == 0)
+		rc = idp_error_set(err, IDP_E_NOTFOUND, "credential %s: none such, or already revoked",
+		                   name);
+	return rc;
+}
+
+enum idp_err srv_store_credential_foreach(struct srv_store *st,
+                                          int (*fn)(void *ctx, const struct srv_credential *c),
+                                          void *ctx, struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_CRED_LIST, NULL, 0, &s, err);
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "credential list", err);
+			break;
+		}
+		struct srv_credential c;
+		rc = cred_row(s, &c, err);
+		OPENSSL_cleanse(c.hash, sizeof(c.hash));
+		if (rc == IDP_OK && fn(ctx, &c) != 0)
+			break;
+	}
+	stmt_done(s);
+	return rc;
+}
+
+static enum idp_err oob_row(sqlite3_stmt *s, struct srv_oob *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	size_t vl = 0;
+	enum idp_err rc = col_text(s, 0, out->device_id, sizeof(out->device_id), "oob device", err);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 1, out->verifier, sizeof(out->verifier), &vl, "oob verifier", err);
+	if (rc == IDP_OK && vl != sizeof(out->verifier))
+		rc = idp_error_set(err, IDP_E_FORMAT, "store: oob %s: verifier is %zu bytes",
+		                   out->device_id, vl);
+	out->created_at = sqlite3_column_int64(s, 2);
+	out->expires_at = sqlite3_column_int64(s, 3);
+	out->used_at = sqlite3_column_int64(s, 4);
+	out->failures = sqlite3_column_int64(s, 5);
+	return rc;
+}
+
+enum idp_err srv_store_oob_put(struct srv_store *st, const struct srv_oob *o,
+                               struct idp_error *err)
+{
+	enum idp_err rc = check_len(o->device_id, SRV_STORE_ID_MAX, true, "oob device", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(o->device_id), BLOB(o->verifier, sizeof(o->verifier)),
+	                        INT(o->created_at), INT(o->expires_at)};
+	return run(st, S_OOB_PUT, a, NARGS(a), "oob put", err);
+}
+
+enum idp_err srv_store_oob_get(struct srv_store *st, const char *device_id, struct srv_oob *out,
+                               struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(device_id)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_OOB_GET, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, IDP_E_NOTFOUND, "oob %s: no secret", device_id);
+	if (rc != IDP_OK)
+		return rc;
+	rc = oob_row(s, out, err);
+	stmt_done(s);
+	if (rc != IDP_OK)
+		OPENSSL_cleanse(out->verifier, sizeof(out->verifier));
+	return rc;
+}
+
+enum idp_err srv_store_oob_use(struct srv_store *st, const char *device_id, int64_t now,
+                               struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(device_id), INT(now)};
+	enum idp_err rc = run(st, S_OOB_USE, a, NARGS(a), "oob use", err);
+	if (rc == IDP_OK && sqlite3_changes(st->db) == 0)
+		rc = idp_error_set(err, IDP_E_CONFLICT, "oob %s: already used", device_id);
+	return rc;
+}
+
+enum idp_err srv_store_oob_fail(struct srv_store *st, const char *device_id,
+                                struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(device_id)};
+	return run(st, S_OOB_FAIL, a, NARGS(a), "oob failure", err);
+}
+
+enum idp_err srv_store_oob_foreach(struct srv_store *st, const char *after, int64_t limit,
+                                   int (*fn)(void *ctx, const struct srv_oob *o), void *ctx,
+                                   struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(after), INT(limit)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = stmt_bound(st, S_OOB_LIST, a, NARGS(a), &s, err);
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "oob list", err);
+			break;
+		}
+		struct srv_oob o;
+		rc = oob_row(s, &o, err);
+		OPENSSL_cleanse(o.verifier, sizeof(o.verifier));
+		if (rc == IDP_OK && fn(ctx, &o) != 0)
 			break;
 	}
 	stmt_done(s);

@@ -45,6 +45,7 @@ struct opts {
 	const char *ca;
 	const char *token_file;
 	bool expect_intact; /* the answer is an audit check: exit 1 unless "intact" */
+	const char *secret_out; /* credential add --out: the answer's secret goes there */
 };
 
 static void usage(FILE *f)
@@ -67,6 +68,11 @@ static void usage(FILE *f)
 	              "                               first broken entry\n"
 	              "  report unprovisioned [--older-than DURATION] [--batch B] [--after ID]\n"
 	              "                               manifest devices never provisioned\n"
+	              "  credential add NAME --role admin|viewer [--out FILE]\n"
+	              "                               a named credential; its secret is shown\n"
+	              "                               once (or written to FILE, mode 0600)\n"
+	              "  credential list | credential revoke NAME | whoami\n"
+
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
 }
@@ -147,6 +153,46 @@ static int check_intact(const uint8_t *buf, size_t len)
 	return rc;
 }
 
+/* The answer buf[0..len) of credential add: write its secret to path
+ * (0600, atomically, one line) and print the answer without it. */
+static int save_secret(const uint8_t *buf, size_t len, const char *path)
+{
+	cJSON *o = buf != NULL ? cJSON_ParseWithLength((const char *)buf, len) : NULL;
+	cJSON *sec = cJSON_GetObjectItemCaseSensitive(o, "secret");
+	int rc = 0;
+	if (!cJSON_IsString(sec)) {
+		(void)fprintf(stderr, "idprov-admin: the answer carries no secret\n");
+		rc = EXIT_LOCAL;
+	} else {
+		size_t n = strlen(sec->valuestring);
+		char *line = malloc(n + 2);
+		struct idp_error err = {0};
+		if (line == NULL) {
+			rc = EXIT_LOCAL;
+		} else {
+			memcpy(line, sec->valuestring, n);
+			line[n] = '\n';
+			if (fmt_file_write_atomic(path, (const uint8_t *)line, n + 1, 0600, &err) !=
+			    IDP_OK) {
+				(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
+				rc = EXIT_LOCAL;
+			}
+			OPENSSL_cleanse(line, n + 1);
+			free(line);
+		}
+		OPENSSL_cleanse(sec->valuestring, n);
+		cJSON_DeleteItemFromObjectCaseSensitive(o, "secret");
+		char *s = rc == 0 && cJSON_AddStringToObject(o, "file", path) != NULL
+		                  ? cJSON_PrintUnformatted(o)
+		                  : NULL;
+		if (s != NULL)
+			(void)printf("%s\n", s);
+		cJSON_free(s);
+	}
+	cJSON_Delete(o);
+	return rc;
+}
+
 /* POST body[0..len) to /v1/admin/PATH (GET when body is NULL) through the
  * shared HTTPS client; print the outcome, or with save set write the answer
  * there (a backup). Only 429/503 and failures before anything was sent are
@@ -191,6 +237,8 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 			rc = check_intact(resp.body, resp.len);
 		if (save != NULL)
 			rc = save_backup(resp.body, resp.len, save);
+		else if (o->secret_out != NULL)
+			rc = save_secret(resp.body, resp.len, o->secret_out);
 		else
 			(void)printf("%s\n", resp.body != NULL ? (const char *)resp.body : "");
 	} else if (resp.has_api_error) {
@@ -349,6 +397,35 @@ static int list(const struct opts *o, const char *base, int argc, char **argv,
 	return post(o, path, "application/json", NULL, 0, NULL, NULL);
 }
 
+/* credential add NAME --role R [--out FILE] | list | revoke NAME */
+static int credential(const struct opts *o, int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return post(o, "credentials", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 2 && strcmp(argv[0], "revoke") == 0) {
+		static const char *const names[] = {"name"};
+		const char *values[] = {argv[1]};
+		return post_json(o, "credentials/revoke", names, values, 1);
+	}
+	if ((argc != 4 && argc != 6) || strcmp(argv[0], "add") != 0)
+		return EXIT_USAGE;
+	struct opts c = *o;
+	const char *role = NULL;
+	for (int i = 2; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--role") == 0)
+			role = argv[i + 1];
+		else if (strcmp(argv[i], "--out") == 0)
+			c.secret_out = argv[i + 1];
+		else
+			return EXIT_USAGE;
+	}
+	if (role == NULL)
+		return EXIT_USAGE;
+	static const char *const names[] = {"name", "role"};
+	const char *values[] = {argv[1], role};
+	return post_json(&c, "credentials", names, values, 2);
+}
+
 static int run(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -373,6 +450,10 @@ static int run(const struct opts *o, int argc, char **argv)
 		return list(o, "audit", argc, argv, audit_opts, 1, false);
 	if (argc >= 2 && strcmp(cmd, "report") == 0 && strcmp(argv[1], "unprovisioned") == 0)
 		return list(o, "report/unprovisioned", argc - 1, argv + 1, report_opts, 3, false);
+	if (argc == 1 && strcmp(cmd, "whoami") == 0)
+		return post(o, "whoami", "application/json", NULL, 0, NULL, NULL);
+	if (argc >= 2 && strcmp(cmd, "credential") == 0)
+		return credential(o, argc - 1, argv + 1);
 	if (argc == 2 && strcmp(cmd, "token-key") == 0 && strcmp(argv[1], "rotate") == 0)
 		return post(o, "token-keys/rotate", "application/json", "{}", 2, NULL, NULL);
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {

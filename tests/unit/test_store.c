@@ -801,8 +801,10 @@ START_TEST(test_store_audit_migration_chains_existing_rows)
 {
 	struct srv_store *st = open_ok();
 	srv_store_close(st);
-	raw_exec("DROP INDEX audit_event; ALTER TABLE audit DROP COLUMN hash;"
-	         "DELETE FROM schema_migrations WHERE version = 4;"
+	raw_exec("DROP TABLE admin_credentials; DROP TABLE oob_secrets;"
+	         "ALTER TABLE audit DROP COLUMN actor;"
+	         "DROP INDEX audit_event; ALTER TABLE audit DROP COLUMN hash;"
+	         "DELETE FROM schema_migrations WHERE version >= 4;"
 	         "INSERT INTO audit (seq, at, event, subject, detail) VALUES "
 	         "(3, 10, 'batch.imported', 'b-1', NULL), (7, 11, 'provision.approved', 'd-1', "
 	         "NULL), (8, 12, 'provision.refused', 'd-2', 'unknown-device')");
@@ -812,6 +814,8 @@ START_TEST(test_store_audit_migration_chains_existing_rows)
 	ck_assert_int_eq(v, srv_store_schema_latest());
 	ck_assert_int_eq(raw_int("SELECT group_concat(seq) = '1,2,3' FROM audit ORDER BY seq"), 1);
 	ck_assert_int_eq(raw_int("SELECT subject = 'd-2' FROM audit WHERE seq = 3"), 1);
+	/* Migration 5 after 4: the old rows have no actor, new ones name theirs. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM audit WHERE actor IS NULL"), 3);
 	struct srv_audit_check c = verify_ok(st);
 	ck_assert_int_eq(c.entries, 3);
 	ck_assert_int_eq(c.broken_seq, 0);
@@ -819,6 +823,36 @@ START_TEST(test_store_audit_migration_chains_existing_rows)
 	c = verify_ok(st);
 	ck_assert_int_eq(c.head_seq, 4);
 	ck_assert_int_eq(c.broken_seq, 0);
+	srv_store_close(st);
+}
+END_TEST
+
+/* A named credential is found by its whole hash only: a hash sharing the
+ * indexed prefix but differing after it is not, nor one after revocation;
+ * a taken name stays taken after revocation. */
+START_TEST(test_store_credential_find_whole_hash)
+{
+	struct srv_store *st = open_ok();
+	struct srv_credential c = {.name = "ops", .role = SRV_ROLE_VIEWER, .created_at = 5};
+	for (size_t i = 0; i < sizeof(c.hash); i++)
+		c.hash[i] = (uint8_t)i;
+	ck_assert_int_eq(srv_store_credential_add(st, &c, NULL), IDP_OK);
+	struct srv_credential got;
+	uint8_t h[SRV_STORE_CRED_HASH_LEN];
+	memcpy(h, c.hash, sizeof(h));
+	ck_assert_int_eq(srv_store_credential_find(st, h, &got, NULL), IDP_OK);
+	ck_assert_str_eq(got.name, "ops");
+	ck_assert_int_eq(got.role, SRV_ROLE_VIEWER);
+	h[31] ^= 1; /* same index prefix, last byte forged */
+	ck_assert_int_eq(srv_store_credential_find(st, h, &got, NULL), IDP_E_NOTFOUND);
+	ck_assert_str_eq(got.name, "");
+	h[31] ^= 1;
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_credential_add(st, &c, &err), IDP_E_DUPLICATE);
+	ck_assert_int_eq(srv_store_credential_revoke(st, "ops", 9, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_credential_find(st, h, &got, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_credential_revoke(st, "ops", 9, &err), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_credential_add(st, &c, NULL), IDP_E_DUPLICATE);
 	srv_store_close(st);
 }
 END_TEST
@@ -841,6 +875,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_sigkill_mid_transaction_leaves_nothing_half_done);
 	tcase_add_test(tc, test_store_audit_chain_detects_tampering);
 	tcase_add_test(tc, test_store_audit_migration_chains_existing_rows);
+	tcase_add_test(tc, test_store_credential_find_whole_hash);
 	suite_add_tcase(s, tc);
 	return s;
 }

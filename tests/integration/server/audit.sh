@@ -37,7 +37,7 @@ t_run "verify: untouched log intact" cli audit verify
 t_grep "verify: intact to the head" "\"intact\":true,\"entries\":$n,\"head_seq\":$n" "$T_TMP/cli"
 head=$(grep -o '"head_hash":"[0-9a-f]*"' "$T_TMP/cli")
 t_run "list" cli audit
-t_grep "list: entries with hashes" '^\{"entries":\[\{"seq":1,"at":[0-9]+,"event":"admin.station_added","subject":"station-01","detail":null,"hash":"[0-9a-f]{64}"\}' "$T_TMP/cli"
+t_grep "list: entries with hashes" '^\{"entries":\[\{"seq":1,"at":[0-9]+,"event":"admin.station_added","subject":"station-01","detail":null,"actor":"admin","hash":"[0-9a-f]{64}"\}' "$T_TMP/cli"
 t_grep "list: the head's hash is the verified head" "\"seq\":$n,.*\"hash\":${head#\"head_hash\":}" "$T_TMP/cli"
 t_run "list --after 3" cli audit --after 3
 t_grep "list --after: starts at 4" '^\{"entries":\[\{"seq":4,' "$T_TMP/cli"
