@@ -104,6 +104,23 @@ static const struct key keys[] = {
          "throttle-burst (beyond: 429 with Retry-After; 0: no throttling)"},
         {"throttle-burst", K_UINT, FIELD(throttle_burst), 1, 1000000, "60",
          "nonce and provision requests one client address may make at once"},
+        {"throttle-device-per-minute", K_UINT, FIELD(throttle_device_per_minute), 0, 6000000,
+         "60",
+         "provision, exchange and renew requests a minute for one device ID, after "
+         "throttle-device-burst (beyond: 429 with Retry-After; 0: off)"},
+        {"throttle-device-burst", K_UINT, FIELD(throttle_device_burst), 1, 1000000, "20",
+         "requests for one device ID at once"},
+        {"throttle-station-per-minute", K_UINT, FIELD(throttle_station_per_minute), 0, 6000000,
+         "60",
+         "manifest uploads (POST /v1/batches) a minute from one station, after "
+         "throttle-station-burst (beyond: 429 with Retry-After; 0: off)"},
+        {"throttle-station-burst", K_UINT, FIELD(throttle_station_burst), 1, 1000000, "20",
+         "manifest uploads one station may make at once"},
+        {"throttle-oob-per-minute", K_UINT, FIELD(throttle_oob_per_minute), 0, 6000000, "1",
+         "wrong out-of-band proofs a minute for one device ID, after throttle-oob-burst; "
+         "beyond, its proofs are not checked (429) (0: off)"},
+        {"throttle-oob-burst", K_UINT, FIELD(throttle_oob_burst), 1, 1000000, "5",
+         "wrong out-of-band proofs one device ID may make at once"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -143,6 +160,12 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->log_burst = SRV_LOG_BURST;
 	cfg->throttle_per_minute = 600;
 	cfg->throttle_burst = 60;
+	cfg->throttle_device_per_minute = 60;
+	cfg->throttle_device_burst = 20;
+	cfg->throttle_station_per_minute = 60;
+	cfg->throttle_station_burst = 20;
+	cfg->throttle_oob_per_minute = 1;
+	cfg->throttle_oob_burst = 5;
 	cfg->dnssd = true;
 }
 

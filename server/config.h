@@ -71,6 +71,12 @@ struct srv_config {
 	unsigned log_burst;                  /* log lines of one event per second (0: all) */
 	unsigned throttle_per_minute;        /* nonce/provision requests a minute per address (0: off) */
 	unsigned throttle_burst;             /* requests an address may make at once */
+	unsigned throttle_device_per_minute; /* device requests a minute per device ID (0: off) */
+	unsigned throttle_device_burst;
+	unsigned throttle_station_per_minute; /* manifest uploads a minute per station (0: off) */
+	unsigned throttle_station_burst;
+	unsigned throttle_oob_per_minute;    /* wrong out-of-band proofs a minute per ID (0: off) */
+	unsigned throttle_oob_burst;
 	bool dnssd;                          /* publish _idprov._tcp (server/publish.h) */
 };
 

@@ -73,11 +73,22 @@ enum idp_err srv_app_init(struct srv_app *app, const struct srv_config *cfg,
 			return rc;
 		}
 	}
-	if (cfg->throttle_per_minute > 0) {
-		enum idp_err rc = srv_throttle_new(cfg->throttle_per_minute, cfg->throttle_burst,
-		                                   &app->throttle, err);
+	const struct {
+		unsigned per_minute, burst;
+		struct srv_throttle **t;
+	} th[] = {
+	        {cfg->throttle_per_minute, cfg->throttle_burst, &app->throttle},
+	        {cfg->throttle_device_per_minute, cfg->throttle_device_burst, &app->throttle_device},
+	        {cfg->throttle_station_per_minute, cfg->throttle_station_burst,
+	         &app->throttle_station},
+	        {cfg->throttle_oob_per_minute, cfg->throttle_oob_burst, &app->throttle_oob},
+	};
+	for (size_t i = 0; i < sizeof(th) / sizeof(th[0]); i++) {
+		if (th[i].per_minute == 0)
+			continue;
+		enum idp_err rc = srv_throttle_new(th[i].per_minute, th[i].burst, th[i].t, err);
 		if (rc != IDP_OK) {
-			srv_rules_free(&app->rules);
+			srv_app_free(app);
 			return rc;
 		}
 	}
@@ -88,7 +99,10 @@ void srv_app_free(struct srv_app *app)
 {
 	srv_rules_free(&app->rules);
 	srv_throttle_free(app->throttle);
-	app->throttle = NULL;
+	srv_throttle_free(app->throttle_device);
+	srv_throttle_free(app->throttle_station);
+	srv_throttle_free(app->throttle_oob);
+	app->throttle = app->throttle_device = app->throttle_station = app->throttle_oob = NULL;
 }
 
 enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_request *req,
@@ -294,30 +308,39 @@ static void error_with_retry(struct evhttp_request *req, enum fmt_api_err_code c
 		srv_http_reply(req, fmt_api_err_http_status(code), "application/json", body, len);
 }
 
+/* Whether key (of kind: "source", "device", "station") is over its bucket
+ * in t (server/throttle.h; NULL: off): then req has been answered 429 with
+ * Retry-After, and nothing was written. peek: take nothing when allowed. */
+static bool key_throttled(struct srv_ctx *ctx, struct evhttp_request *req, struct srv_throttle *t,
+                          const char *kind, const char *key, bool peek)
+{
+	if (t == NULL)
+		return false;
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	int64_t wait = 0;
+	if (peek ? srv_throttle_peek(t, key, now, &wait) : srv_throttle_take(t, key, now, &wait))
+		return false;
+	char wbuf[SRV_STORE_ID_MAX * 4 + 8]; /* an escaped ID or address */
+	(void)srv_log_esc(key, strnlen(key, SRV_STORE_ID_MAX), wbuf, sizeof(wbuf));
+	srv_log(SRV_LOG_WARN, "request.throttled", "loop=%u %s=%s retry_after=%lld", ctx->loop,
+	        kind, wbuf, (long long)wait);
+	char msg[IDP_ERROR_MSG_MAX];
+	(void)snprintf(msg, sizeof(msg), "too many requests %s %s; retry after %lld s",
+	               strcmp(kind, "source") == 0 ? "from" : "for", wbuf, (long long)wait);
+	error_with_retry(req, FMT_API_ERR_THROTTLED, msg, wait);
+	return true;
+}
+
 /* Whether req's client address is over its throttle (server/throttle.h):
  * then it has been answered 429 with Retry-After, and nothing was written. */
 static bool throttled(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	const struct srv_app *app = ctx->app;
-	if (app->throttle == NULL)
-		return false;
 	char source[SRV_STORE_SOURCE_MAX + 1];
 	const char *who = source_of(req, source);
-	struct timespec ts;
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t wait = 0;
-	if (srv_throttle_take(app->throttle, who, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9,
-	                      &wait))
-		return false;
-	char wbuf[SRV_STORE_SOURCE_MAX * 4 + 8];
-	(void)srv_log_esc(who, strlen(who), wbuf, sizeof(wbuf));
-	srv_log(SRV_LOG_WARN, "request.throttled", "loop=%u source=%s retry_after=%lld", ctx->loop,
-	        wbuf, (long long)wait);
-	char msg[IDP_ERROR_MSG_MAX];
-	(void)snprintf(msg, sizeof(msg), "too many requests from %s; retry after %lld s", wbuf,
-	               (long long)wait);
-	error_with_retry(req, FMT_API_ERR_THROTTLED, msg, wait);
-	return true;
+	return who != NULL && key_throttled(ctx, req, app->throttle, "source", who, false);
 }
 
 /* The shared part of the device endpoints: parse, verify the proof on this
@@ -364,6 +387,8 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		goto out;
 	}
 	(void)srv_log_esc(r->device_id, strlen(r->device_id), idbuf, sizeof(idbuf));
+	if (key_throttled(ctx, req, app->throttle_device, "device", r->device_id, false))
+		goto out;
 	rc = fmt_key_parse_spki_der(r->spki, r->spki_len, &key, &err);
 	if (rc != IDP_OK) {
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
@@ -483,7 +508,9 @@ static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_AUTH, &err);
 		return;
 	}
-	srv_handlers_import(ctx, req, station);
+	const struct srv_app *app = ctx->app;
+	if (!key_throttled(ctx, req, app->throttle_station, "station", station, false))
+		srv_handlers_import(ctx, req, station);
 }
 
 void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const char *station)

@@ -30,6 +30,9 @@ struct srv_app {
 	int64_t nonce_lifetime;
 	struct srv_rules rules; /* serial and ID rules applied to imports */
 	struct srv_throttle *throttle; /* per-address buckets (locked inside); NULL: off */
+	struct srv_throttle *throttle_device;  /* per device ID; NULL: off */
+	struct srv_throttle *throttle_station; /* per station (manifest uploads); NULL: off */
+	struct srv_throttle *throttle_oob;     /* wrong out-of-band proofs per device ID */
 };
 
 /* Fill app from cfg. The default server URL is https://HOST:PORT with the

@@ -100,10 +100,21 @@ void srv_metrics_get(struct srv_ctx *ctx, struct evhttp_request *req)
 	add(&sc, "idprov_http_connections_total %" PRIu64 "\n", srv_http_connections_total());
 	family(&sc, "idprov_http_connections_open", "gauge", "TLS connections open now.");
 	add(&sc, "idprov_http_connections_open %" PRId64 "\n", srv_http_connections_open());
-	struct srv_throttle *thr = ((const struct srv_app *)ctx->app)->throttle;
+	const struct srv_app *app = ctx->app;
+	const struct {
+		const char *by;
+		struct srv_throttle *t;
+	} thr[] = {{"address", app->throttle},
+	           {"device", app->throttle_device},
+	           {"station", app->throttle_station},
+	           {"oob", app->throttle_oob}};
 	family(&sc, "idprov_throttled_total", "counter",
-	       "Nonce and provision requests refused 429 by the per-address throttle.");
-	add(&sc, "idprov_throttled_total %" PRIu64 "\n", thr != NULL ? srv_throttle_refused(thr) : 0);
+	       "Requests refused 429 by a throttle: per client address (nonce, provision), "
+	       "per device ID, per station (manifest uploads), per device ID for wrong "
+	       "out-of-band proofs.");
+	for (size_t i = 0; i < sizeof(thr) / sizeof(thr[0]); i++)
+		add(&sc, "idprov_throttled_total{by=\"%s\"} %" PRIu64 "\n", thr[i].by,
+		    thr[i].t != NULL ? srv_throttle_refused(thr[i].t) : 0);
 	family(&sc, "idprov_log_suppressed_total", "counter",
 	       "Log lines dropped by the per-event rate limit.");
 	add(&sc, "idprov_log_suppressed_total %" PRIu64 "\n", srv_log_suppressed_total());

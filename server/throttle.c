@@ -70,7 +70,9 @@ static struct slot *slot_of(struct srv_throttle *t, const char *key, size_t len,
 	return victim;
 }
 
-bool srv_throttle_take(struct srv_throttle *t, const char *key, double now, int64_t *retry_after)
+/* Refill key's bucket to now; with a token there, take it when take is set. */
+static bool bucket(struct srv_throttle *t, const char *key, double now, bool take,
+                   int64_t *retry_after)
 {
 	*retry_after = 0;
 	size_t len = key != NULL ? strnlen(key, SRV_THROTTLE_KEY_MAX + 1) : 0;
@@ -86,9 +88,9 @@ bool srv_throttle_take(struct srv_throttle *t, const char *key, double now, int6
 		s->last = now;
 	}
 	ok = s->tokens >= 1.0;
-	if (ok) {
+	if (ok && take) {
 		s->tokens -= 1.0;
-	} else {
+	} else if (!ok) {
 		double wait = (1.0 - s->tokens) / t->rate;
 		int64_t whole = (int64_t)wait;
 		if ((double)whole < wait)
@@ -99,6 +101,16 @@ bool srv_throttle_take(struct srv_throttle *t, const char *key, double now, int6
 	if (!ok)
 		(void)atomic_fetch_add_explicit(&t->refused, 1, memory_order_relaxed);
 	return ok;
+}
+
+bool srv_throttle_take(struct srv_throttle *t, const char *key, double now, int64_t *retry_after)
+{
+	return bucket(t, key, now, true, retry_after);
+}
+
+bool srv_throttle_peek(struct srv_throttle *t, const char *key, double now, int64_t *retry_after)
+{
+	return bucket(t, key, now, false, retry_after);
 }
 
 uint64_t srv_throttle_refused(struct srv_throttle *t)

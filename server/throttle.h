@@ -1,10 +1,12 @@
 /*
- * throttle.h - per-client-address token buckets for the unauthenticated
- * endpoints that write rows (POST /v1/nonce, POST /v1/provision): a client
- * address may make `burst` requests at once, then `per_minute` a minute; a
- * request over that is answered 429 with Retry-After (docs/administrator.md,
- * "Throttling"). The key is the address as handlers.c's source_of gives it
- * (an IPv4 address, or an IPv6 /64).
+ * throttle.h - keyed token buckets: per client address for the
+ * unauthenticated endpoints that write rows (POST /v1/nonce, POST
+ * /v1/provision; the key is the address as handlers.c's source_of gives it,
+ * an IPv4 address or an IPv6 /64), per device ID for the device endpoints,
+ * per station for manifest uploads, per device ID for wrong out-of-band
+ * proofs: one table each. A key may make `burst` requests at once, then
+ * `per_minute` a minute; a request over that is answered 429 with
+ * Retry-After (docs/administrator.md, "Throttling").
  *
  * Memory is fixed: SRV_THROTTLE_SLOTS buckets in a hash table, shared by
  * every event loop (one client's connections land on several loops). A new
@@ -39,6 +41,11 @@ IDP_MUST_CHECK enum idp_err srv_throttle_new(unsigned per_minute, unsigned burst
  * false when throttled, with *retry_after the whole seconds (>= 1) until
  * the next request would be. A NULL or too long key is never throttled. */
 bool srv_throttle_take(struct srv_throttle *t, const char *key, double now, int64_t *retry_after);
+
+/* As srv_throttle_take, but a request that is allowed takes nothing (for
+ * buckets charged only on failure, e.g. wrong out-of-band proofs: peek
+ * before checking, take when it failed). A refusal is counted. */
+bool srv_throttle_peek(struct srv_throttle *t, const char *key, double now, int64_t *retry_after);
 
 /* Requests refused since the start (for GET /metrics). */
 uint64_t srv_throttle_refused(struct srv_throttle *t);

@@ -56,6 +56,7 @@ static struct srv_store *db; /* the test's own connection */
 static char base_url[96];
 static struct fmt_key *station_key; /* station-01's key, certified by the station CA */
 static char admin_secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
+static bool throttles_on; /* the "throttle" tcase: per device ID and per station on */
 
 /* A certificate for key, CN cn, signed by issuer_key (self-signed: issuer NULL). */
 static X509 *make_cert(const char *cn, const struct fmt_key *key, X509 *issuer,
@@ -138,6 +139,12 @@ static void setup(void)
 	/* Hundreds of requests from one loopback address: the per-address
 	 * throttle is tested by test_throttle.c and integration/server/throttle.sh. */
 	cfg.throttle_per_minute = 0;
+	/* Per device ID and per station: off but in the "throttle" tcase;
+	 * wrong out-of-band proofs: the defaults. */
+	cfg.throttle_device_per_minute = throttles_on ? 1 : 0;
+	cfg.throttle_device_burst = 3;
+	cfg.throttle_station_per_minute = throttles_on ? 1 : 0;
+	cfg.throttle_station_burst = 2;
 	make_station();
 	struct srv_state_opts o = {.dir = cfg.state_dir};
 	ck_assert_int_eq(srv_state_open(&o, &state, admin_secret, NULL), IDP_OK);
@@ -1593,9 +1600,9 @@ static size_t got_body(char *buf, size_t size, size_t n, void *arg)
 	return k;
 }
 
-/* GET path, or POST "{}" with "Authorization: Bearer bearer" when bearer is
- * not NULL; the status, the body and its content type in *g. */
-static long fetch(const char *path, const char *bearer, struct got *g)
+/* GET path, or with post POST "{}"; with "Authorization: Bearer bearer" when
+ * bearer is not NULL; the status, the body and its content type in *g. */
+static long fetch_as(const char *path, const char *bearer, bool post_empty, struct got *g)
 {
 	memset(g, 0, sizeof(*g));
 	char url[160], auth[128];
@@ -1606,6 +1613,8 @@ static long fetch(const char *path, const char *bearer, struct got *g)
 	if (bearer != NULL) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
 		h = curl_slist_append(h, auth);
+	}
+	if (post_empty) {
 		h = curl_slist_append(h, "Content-Type: application/json");
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
 	}
@@ -1624,6 +1633,18 @@ static long fetch(const char *path, const char *bearer, struct got *g)
 	curl_slist_free_all(h);
 	curl_easy_cleanup(curl);
 	return status;
+}
+
+/* GET path, or POST "{}" with the admin bearer when bearer is not NULL. */
+static long fetch(const char *path, const char *bearer, struct got *g)
+{
+	return fetch_as(path, bearer, bearer != NULL, g);
+}
+
+/* GET path with the admin credential. */
+static long fetch_get_admin(const char *path, struct got *g)
+{
+	return fetch_as(path, admin_secret, false, g);
 }
 
 /* The kid in the header of token tok. */
@@ -1839,6 +1860,79 @@ START_TEST(test_api_token_exchange_survives_crash_after_commit)
 }
 END_TEST
 
+static void setup_throttled(void)
+{
+	throttles_on = true;
+	setup();
+}
+
+/* The per-device-ID and per-station throttles: a device ID gets its burst,
+ * then 429 with Retry-After naming it, the store unchanged; another ID from
+ * the same address is not slowed; a station's uploads likewise; the
+ * refusals are counted in /metrics by kind. */
+START_TEST(test_api_throttle_per_device_and_station)
+{
+	struct fmt_key *k = new_key(FMT_KEY_P256), *k2 = new_key(FMT_KEY_P256);
+	struct fmt_api_answer a;
+	for (int i = 0; i < 3; i++) {
+		struct call *c = call_new(FMT_API_PROVISION, "dev-thr", "02:00:5e:10:00:09", k, NULL);
+		ck_assert_int_eq(run(c, &a), 202);
+		fmt_api_answer_wipe(&a);
+		call_free(c);
+	}
+	struct call *c = call_new(FMT_API_PROVISION, "dev-thr", "02:00:5e:10:00:09", k, NULL);
+	expect_error(c, 429, FMT_API_ERR_THROTTLED);
+	ck_assert_int_ge(atoi(c->retry_after), 1);
+	ck_assert_ptr_nonnull(strstr(c->answer, "too many requests for dev-thr"));
+	call_free(c);
+	c = call_new(FMT_API_PROVISION, "dev-thr2", "02:00:5e:10:00:0a", k2, NULL);
+	ck_assert_int_eq(run(c, &a), 202);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+
+	struct fmt_manifest_header h;
+	manifest_header(&h, "st1-thr", 1);
+	uint8_t body[2 * FMT_MANIFEST_LINE_MAX];
+	size_t len = 0, n = 0;
+	struct fmt_manifest_writer w;
+	ck_assert_int_eq(fmt_manifest_writer_begin(&w, &h, body, &n, NULL), IDP_OK);
+	len += n;
+	struct fmt_manifest_record r;
+	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "thr-0001");
+	snprintf(r.serial, sizeof(r.serial), "THR0001");
+	r.mac[0] = 0x02;
+	r.mac[5] = 0x77;
+	ck_assert_int_eq(fmt_manifest_writer_record(&w, &r, body + len, &n, NULL), IDP_OK);
+	len += n;
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	ck_assert_int_eq(fmt_manifest_sign(FMT_MANIFEST_SIG_ES256, station_key, NULL, NULL, body,
+	                                   len, &sig, &sig_len, NULL),
+	                 IDP_OK);
+	struct upload u;
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 201);
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 200);
+	uint8_t before[32], after[32];
+	digest(before);
+	ck_assert_int_eq(upload(body, len, sig, sig_len, true, &u), 429);
+	ck_assert_ptr_nonnull(strstr(u.answer, "too many requests for station-01"));
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+
+	ck_assert_uint_eq(srv_throttle_refused(app.throttle_device), 1);
+	ck_assert_uint_eq(srv_throttle_refused(app.throttle_station), 1);
+	struct got g;
+	ck_assert_int_eq(fetch_get_admin("/metrics", &g), 200);
+	ck_assert_ptr_nonnull(strstr(g.body, "idprov_throttled_total{by=\"device\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(g.body, "idprov_throttled_total{by=\"station\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(g.body, "idprov_throttled_total{by=\"oob\"} 0\n"));
+	free(sig);
+	fmt_key_free(k);
+	fmt_key_free(k2);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1862,5 +1956,10 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_jwks_verifies_tokens_across_rotation);
 	tcase_add_test(tc, test_api_token_exchange_survives_crash_after_commit);
 	suite_add_tcase(s, tc);
+	TCase *tt = tcase_create("throttle");
+	tcase_add_checked_fixture(tt, setup_throttled, teardown);
+	tcase_set_timeout(tt, 120);
+	tcase_add_test(tt, test_api_throttle_per_device_and_station);
+	suite_add_tcase(s, tt);
 	return s;
 }

@@ -87,6 +87,27 @@ START_TEST(test_srv_throttle_take_many_addresses_bounded)
 }
 END_TEST
 
+/* Peek takes nothing while allowed (a bucket charged only on failures):
+ * any number of peeks pass; after burst takes, a peek is refused, counted,
+ * with the Retry-After of the rate. */
+START_TEST(test_srv_throttle_peek_takes_nothing)
+{
+	struct srv_throttle *t = make(1, 2); /* one a minute after 2 */
+	int64_t ra = -1;
+	for (int i = 0; i < 10; i++)
+		ck_assert(srv_throttle_peek(t, "dev-1", 100.0, &ra));
+	ck_assert(srv_throttle_take(t, "dev-1", 100.0, &ra));
+	ck_assert(srv_throttle_peek(t, "dev-1", 100.0, &ra));
+	ck_assert(srv_throttle_take(t, "dev-1", 100.0, &ra));
+	ck_assert(!srv_throttle_peek(t, "dev-1", 100.0, &ra));
+	ck_assert_int_eq(ra, 60);
+	ck_assert_uint_eq(srv_throttle_refused(t), 1);
+	ck_assert(srv_throttle_peek(t, "dev-2", 100.0, &ra));
+	ck_assert(srv_throttle_peek(t, "dev-1", 160.0, &ra));
+	srv_throttle_free(t);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("throttle");
@@ -94,6 +115,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_srv_throttle_take_burst_then_refused_and_refill);
 	tcase_add_test(tc, test_srv_throttle_take_retry_after_from_rate);
 	tcase_add_test(tc, test_srv_throttle_take_many_addresses_bounded);
+	tcase_add_test(tc, test_srv_throttle_peek_takes_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }

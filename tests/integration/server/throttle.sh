@@ -44,7 +44,7 @@ t_grep "throttled provision: retry_after in the body equals the header" "\"retry
 t_grep "throttled: logged" 'event=request.throttled .*source=127.0.0.2' "$SRV_ERR"
 t_run "health is not throttled" [ "$(srv_curl --interface 127.0.0.2 -o /dev/null -w '%{http_code}' "$SRV_URL/v1/health")" = 200 ]
 srv_curl -o "$T_TMP/metrics" -H "Authorization: Bearer $token" "$SRV_URL/metrics"
-t_grep "metrics: the refusals counted" '^idprov_throttled_total 16$' "$T_TMP/metrics"
+t_grep "metrics: the refusals counted" '^idprov_throttled_total\{by="address"\} 16$' "$T_TMP/metrics"
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" -eq 0 ]
 
