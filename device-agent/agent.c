@@ -39,6 +39,7 @@
 #include "formats/io/keystore.h"
 #include "formats/json.h"
 #include "formats/keyfile.h"
+#include "formats/oob.h"
 #include "formats/pop.h"
 #include "formats/token.h"
 #include "formats/wire.h"
@@ -80,6 +81,8 @@ struct agt_ctx {
 	char reason_code[FMT_API_CODE_MAX + 1];
 	struct fio_httpc *http; /* for provision_url, verified by ca.pem */
 	bool renew_now;
+	uint8_t oob_key[FMT_OOB_LEN]; /* the label secret's verifier (formats/oob.h); secret */
+	bool has_oob_key;
 	int64_t last_proof_ms;
 };
 
@@ -605,16 +608,12 @@ static enum idp_err check_config(const struct agt_config *cfg, struct idp_error 
 		if (n != FP_HEX_LEN)
 			rc = idp_error_set(err, IDP_E_ARG, "ca fingerprint: must be 64 hex digits");
 	}
-	if (rc == IDP_OK && cfg->oob_secret != NULL) {
-		size_t n = strnlen(cfg->oob_secret, FMT_API_OOB_MAX + 1);
-		bool ok = n >= 1 && n <= FMT_API_OOB_MAX;
-		for (size_t i = 0; ok && i < n; i++)
-			ok = cfg->oob_secret[i] >= 0x21 && cfg->oob_secret[i] <= 0x7e;
-		if (!ok) /* never quote the value */
-			rc = idp_error_set(err, IDP_E_ARG,
-			                   "out-of-band secret: 1..%u printable characters, no space",
-			                   FMT_API_OOB_MAX);
-	}
+	if (rc == IDP_OK && cfg->oob_secret != NULL &&
+	    fmt_oob_secret_check(cfg->oob_secret, strnlen(cfg->oob_secret, FMT_OOB_SECRET_MAX + 1),
+	                         NULL) != IDP_OK) /* never quote the value */
+		rc = idp_error_set(err, IDP_E_ARG,
+		                   "out-of-band secret: 1..%u printable characters, no space",
+		                   FMT_OOB_SECRET_MAX);
 	return rc;
 }
 
@@ -792,7 +791,20 @@ struct pop_call {
 static enum idp_err pop_encode(struct pop_call *p, const uint8_t exporter[static 32], size_t *len,
                                struct idp_error *err)
 {
-	enum idp_err rc = fmt_api_pop_sign(p->req, p->key, exporter, p->ts, p->nonce, err);
+	enum idp_err rc = IDP_OK;
+	if (p->req->has_oob_proof) {
+		/* The label secret proven on this connection (formats/api.md §15);
+		 * the proof of possession then covers it. Made for the device key
+		 * (its public half) even while len_key only measures the body. */
+		uint8_t spki[FMT_KEY_SPKI_MAX];
+		size_t spki_len = 0;
+		rc = fmt_key_spki_der(p->c->key, spki, &spki_len, err);
+		if (rc == IDP_OK)
+			rc = fmt_oob_proof(p->c->oob_key, exporter, p->req->device_id, spki, spki_len,
+			                   p->req->oob_proof, err);
+	}
+	if (rc == IDP_OK)
+		rc = fmt_api_pop_sign(p->req, p->key, exporter, p->ts, p->nonce, err);
 	if (rc == IDP_OK)
 		rc = fmt_api_request_encode(p->req, p->buf, FMT_API_BODY_MAX + 1, len, err);
 	return rc;
@@ -1254,6 +1266,14 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 		rc = ensure_pin(c, c->provision_url, err);
 	if (rc != IDP_OK)
 		return rc;
+	if (c->cfg.oob_secret != NULL && !c->has_oob_key) {
+		/* The KDF once per run; the secret itself never leaves the device. */
+		rc = fmt_oob_verifier(c->cfg.device_id, c->cfg.oob_secret,
+		                      strlen(c->cfg.oob_secret), c->oob_key, err);
+		if (rc != IDP_OK)
+			return rc;
+		c->has_oob_key = true;
+	}
 	struct fmt_api_request *req = malloc(sizeof(*req));
 	struct fmt_api_answer *a = malloc(sizeof(*a));
 	if (req == NULL || a == NULL) {
@@ -1268,9 +1288,7 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 		}
 		request_init(c, req, FMT_API_PROVISION);
 		(void)snprintf(req->agent_version, sizeof(req->agent_version), "%s", AGT_VERSION);
-		if (c->cfg.oob_secret != NULL)
-			(void)snprintf(req->oob_secret, sizeof(req->oob_secret), "%s",
-			               c->cfg.oob_secret);
+		req->has_oob_proof = c->has_oob_key; /* computed on the connection */
 		long status = 0;
 		rc = post_signed(c, req, a, &status, err);
 		if (rc != IDP_OK)

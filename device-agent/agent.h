@@ -82,7 +82,8 @@ struct agt_config {
 	 * the fingerprint a DNS-SD discovery found is required the same way. */
 	const char *ca_fingerprint;
 	int64_t discover_wait_ms;   /* bound of one DNS-SD browse; 0 = 5000 */
-	const char *oob_secret;     /* the label's secret, or NULL. WARNING: a secret */
+	const char *oob_secret;     /* the label's secret, or NULL: proven with an HMAC bound to
+	                               the connection, never sent (formats/oob.h). WARNING: a secret */
 	bool use_nonce;             /* always sign with a server nonce (else only when asked) */
 	/* Longest total wait while pending, seconds; 0 = no bound. */
 	int64_t pending_wait_s;

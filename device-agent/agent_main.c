@@ -97,7 +97,7 @@ static void usage(FILE *f)
 	        "options: --config FILE --state-dir DIR (" DEFAULT_STATE_DIR ") --id ID\n"
 	        "  --mac MAC | --iface IFACE --serial S --fw-version V --key-type p256|ed25519\n"
 	        "  --server URL (none: DNS-SD) --discover-wait SECONDS --ca FILE\n"
-	        "  --ca-fingerprint HEX --oob-file FILE --nonce -v\n"
+	        "  --ca-fingerprint HEX --oob-secret-file FILE (or --oob-file) --nonce -v\n"
 	        "  --key-uri URI (a key kept in hardware, e.g. handle:0x81000001)\n"
 	        "  --key-providers NAME[,NAME] (OpenSSL providers for it, e.g. tpm2)\n"
 	        "exit: 0 done, 2 usage, 3 local, 4 server, 5 pending, 6 rejected, 7 revoked,\n"
@@ -140,7 +140,7 @@ static bool set_opt(struct opts *o, const char *name, const char *value)
 			c->key_type = FMT_KEY_ED25519;
 		else
 			return false;
-	} else if (strcmp(name, "oob-file") == 0) {
+	} else if (strcmp(name, "oob-file") == 0 || strcmp(name, "oob-secret-file") == 0) {
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		struct idp_error err = {0};

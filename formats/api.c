@@ -447,16 +447,13 @@ enum idp_err fmt_api_request_check(const struct fmt_api_request *r, struct fmt_k
 		rc = check_field(r->agent_version, sizeof(r->agent_version), true, TEXT_AGENT,
 		                 "agent_version", err);
 		if (rc == IDP_OK)
-			rc = check_field(r->oob_secret, sizeof(r->oob_secret), false, TEXT_OOB,
-			                 "oob_secret", err);
-		if (rc == IDP_OK)
 			rc = check_absent(r->token, "token", where, err);
 	} else {
 		rc = check_field(r->token, sizeof(r->token), true, TEXT_TOKEN, "token", err);
 		if (rc == IDP_OK)
 			rc = check_absent(r->agent_version, "agent_version", where, err);
-		if (rc == IDP_OK)
-			rc = check_absent(r->oob_secret, "oob_secret", where, err);
+		if (rc == IDP_OK && r->has_oob_proof)
+			rc = idp_error_set(err, IDP_E_FORMAT, "oob_proof: not allowed in %s", where);
 	}
 	if (rc != IDP_OK)
 		return rc;
@@ -488,7 +485,7 @@ static enum idp_err request_fields(const cJSON *root, struct fmt_api_request *r,
                                    struct idp_error *err)
 {
 	static const char *const prov_keys[] = {"device_id",     "mac",        "key_type", "public_key",
-	                                        "agent_version", "oob_secret", "pop"};
+	                                        "agent_version", "oob_proof", "pop"};
 	static const char *const tok_keys[] = {"device_id",  "mac",   "key_type",
 	                                       "public_key", "token", "pop"};
 	static const char *const pop_keys[] = {"ts", "nonce", "sig"};
@@ -516,8 +513,8 @@ static enum idp_err request_fields(const cJSON *root, struct fmt_api_request *r,
 		rc = get_text(root, "agent_version", true, TEXT_AGENT, r->agent_version,
 		              sizeof(r->agent_version), err);
 	if (rc == IDP_OK && prov)
-		rc = get_text(root, "oob_secret", false, TEXT_OOB, r->oob_secret,
-		              sizeof(r->oob_secret), err);
+		rc = get_b64(root, "oob_proof", false, r->oob_proof, FMT_API_OOB_PROOF_LEN, 0, NULL,
+		             &r->has_oob_proof, err);
 	if (rc == IDP_OK && !prov)
 		rc = get_text(root, "token", true, TEXT_TOKEN, r->token, sizeof(r->token), err);
 	const cJSON *pop = NULL;
@@ -589,8 +586,8 @@ enum idp_err fmt_api_request_encode(const struct fmt_api_request *r, char *out, 
 	fmt_json_put_b64(&b, "public_key", r->spki, r->spki_len);
 	if (r->purpose == FMT_API_PROVISION) {
 		fmt_json_put_str(&b, "agent_version", r->agent_version);
-		if (r->oob_secret[0] != '\0')
-			fmt_json_put_str(&b, "oob_secret", r->oob_secret);
+		if (r->has_oob_proof)
+			fmt_json_put_b64(&b, "oob_proof", r->oob_proof, FMT_API_OOB_PROOF_LEN);
 	} else {
 		fmt_json_put_str(&b, "token", r->token);
 	}

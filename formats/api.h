@@ -31,6 +31,7 @@
 #define FMT_API_ID_MAX            FMT_ID_MAX /* device and batch IDs: formats/id.h */
 #define FMT_API_AGENT_VERSION_MAX 32u    /* [A-Za-z0-9._+~-] */
 #define FMT_API_OOB_MAX           64u    /* out-of-band label secret: printable ASCII, no space */
+#define FMT_API_OOB_PROOF_LEN     32u    /* oob_proof: HMAC-SHA256 (formats/oob.h) */
 #define FMT_API_TOKEN_MAX         4096u  /* opaque token: [A-Za-z0-9._-] (JWS compact) */
 #define FMT_API_URL_MAX           256u   /* server_url: "https://" + printable ASCII */
 #define FMT_API_CA_PEM_MAX        8192u  /* ca_pem: one or more PEM certificates */
@@ -70,7 +71,8 @@ struct fmt_api_request {
 	uint8_t spki[FMT_KEY_SPKI_MAX]; /* public key, canonical SPKI DER */
 	size_t spki_len;
 	char agent_version[FMT_API_AGENT_VERSION_MAX + 1]; /* provision: required */
-	char oob_secret[FMT_API_OOB_MAX + 1];              /* provision: optional; secret */
+	uint8_t oob_proof[FMT_API_OOB_PROOF_LEN]; /* provision: optional (formats/oob.h, §15) */
+	bool has_oob_proof;
 	char token[FMT_API_TOKEN_MAX + 1];                 /* exchange, renew: required; secret */
 	struct fmt_api_pop pop;
 };

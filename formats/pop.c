@@ -81,9 +81,13 @@ static enum idp_err build_pop(const struct fmt_api_request *r,
 	out[o++] = (uint8_t)n;
 	memcpy(out + o, r->agent_version, n);
 	o += n;
-	rc = put_hash(out, &o, r->oob_secret, "oob_secret", err);
-	if (rc == IDP_OK)
-		rc = put_hash(out, &o, r->token, "token", err);
+	/* The out-of-band proof itself (it is already a MAC, not a secret). */
+	out[o++] = r->has_oob_proof ? FMT_API_OOB_PROOF_LEN : 0;
+	if (r->has_oob_proof) {
+		memcpy(out + o, r->oob_proof, FMT_API_OOB_PROOF_LEN);
+		o += FMT_API_OOB_PROOF_LEN;
+	}
+	rc = put_hash(out, &o, r->token, "token", err);
 	if (rc == IDP_OK)
 		*len = o;
 	return rc;

@@ -1362,3 +1362,107 @@ void srv_admin_credential_revoke(struct srv_ctx *ctx, struct evhttp_request *req
 		                    NULL, (int64_t)time(NULL), &err);
 	answer(ctx, req, "credential_revoke", rc, &err, "name", name);
 }
+
+/* ---------------------------------------------------------------- out-of-band secrets */
+
+#define OOB_EXPIRES_DEFAULT 604800   /* 7 days */
+#define OOB_EXPIRES_MAX     31622400 /* 366 days */
+
+static enum idp_err oob_put(struct srv_store *st, const void *arg, int64_t now,
+                            struct idp_error *err)
+{
+	(void)now;
+	return srv_store_oob_put(st, arg, err);
+}
+
+/* POST /v1/admin/oob {"device_id", "verifier", "expires_in"?}: the verifier
+ * of a device's label secret (formats/api.md §15; the client runs the KDF,
+ * the secret never reaches the server), valid for expires_in seconds
+ * (default 7 days) and once. An entry for the same ID is replaced. */
+void srv_admin_oob_add(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	static const char *const keys[] = {"device_id", "verifier", "expires_in"};
+	cJSON *o = json_body(ctx, req, keys, 3);
+	if (o == NULL)
+		return;
+	struct idp_error err = {0};
+	const char *id = NULL, *v = NULL;
+	size_t id_len = 0, v_len = 0, n = 0;
+	int64_t expires_in = OOB_EXPIRES_DEFAULT;
+	bool present = false;
+	struct srv_oob e = {.created_at = (int64_t)time(NULL)};
+	uint8_t raw[SRV_STORE_OOB_VERIFIER_LEN + 3];
+	enum idp_err rc = fmt_json_get_string(o, "device_id", true, false, SRV_STORE_ID_MAX, &id,
+	                                      &id_len, &err);
+	if (rc == IDP_OK)
+		rc = fmt_id_check(id, id_len, "device_id", &err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "verifier", true, false, 64, &v, &v_len, &err);
+	if (rc == IDP_OK)
+		rc = fmt_b64_decode(FMT_B64_STD, v, v_len, raw, sizeof(raw), &n, &err);
+	if (rc == IDP_OK && n != SRV_STORE_OOB_VERIFIER_LEN)
+		rc = idp_error_set(&err, IDP_E_FORMAT, "verifier: %zu bytes, expected %u", n,
+		                   SRV_STORE_OOB_VERIFIER_LEN);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "expires_in", false, 60, OOB_EXPIRES_MAX, &expires_in,
+		                      &present, &err);
+	if (rc == IDP_OK) {
+		memcpy(e.device_id, id, id_len);
+		memcpy(e.verifier, raw, sizeof(e.verifier));
+		e.expires_at = e.created_at + expires_in;
+	}
+	OPENSSL_cleanse(raw, sizeof(raw));
+	cJSON_Delete(o);
+	if (rc == IDP_OK) {
+		char detail[48];
+		(void)snprintf(detail, sizeof(detail), "expires %lld", (long long)e.expires_at);
+		rc = in_transaction(ctx->store, oob_put, &e, "admin.oob_added", e.device_id, detail,
+		                    e.created_at, &err);
+	}
+	OPENSSL_cleanse(e.verifier, sizeof(e.verifier));
+	answer(ctx, req, "oob_add", rc, &err, "device_id", e.device_id);
+}
+
+static int add_oob(void *ctx, const struct srv_oob *e)
+{
+	struct list *l = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
+	    cJSON_AddStringToObject(o, "device_id", e->device_id) == NULL ||
+	    cJSON_AddNumberToObject(o, "created_at", (double)e->created_at) == NULL ||
+	    cJSON_AddNumberToObject(o, "expires_at", (double)e->expires_at) == NULL ||
+	    cJSON_AddNumberToObject(o, "used_at", (double)e->used_at) == NULL ||
+	    cJSON_AddNumberToObject(o, "failures", (double)e->failures) == NULL) {
+		l->failed = true;
+		return 1;
+	}
+	(void)snprintf(l->last, sizeof(l->last), "%s", e->device_id);
+	l->n++;
+	return 0;
+}
+
+/* GET /v1/admin/oob[?after=ID]: the entries in ID order (never a verifier),
+ * at most SRV_ADMIN_LIST_MAX; "next" names the ID to continue after. */
+void srv_admin_oob_list(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	static const char *const names[] = {"after"};
+	struct evkeyvalq q;
+	if (!parse_query_names(ctx, req, &q, names, 1)) {
+		evhttp_clear_headers(&q);
+		return;
+	}
+	struct list l = {0};
+	cJSON *top = list_top(req, "entries", &l);
+	if (top != NULL) {
+		struct idp_error err = {0};
+		enum idp_err rc = srv_store_oob_foreach(ctx->store, evhttp_find_header(&q, "after"),
+		                                        SRV_ADMIN_LIST_MAX, add_oob, &l, &err);
+		send_list(ctx, req, top, &l, rc, &err,
+		          l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+	}
+	evhttp_clear_headers(&q);
+}

@@ -81,6 +81,8 @@ srv_handler_fn srv_admin_whoami;          /* GET /v1/admin/whoami: {"name","role
 srv_handler_fn srv_admin_credential_add;  /* POST /v1/admin/credentials {"name","role"} */
 srv_handler_fn srv_admin_credential_list; /* GET /v1/admin/credentials */
 srv_handler_fn srv_admin_credential_revoke; /* POST /v1/admin/credentials/revoke {"name"} */
+srv_handler_fn srv_admin_oob_add;         /* POST /v1/admin/oob {"device_id","verifier",...} */
+srv_handler_fn srv_admin_oob_list;        /* GET /v1/admin/oob[?after=ID] */
 
 /* True when req carries an admin credential whose role allows its method;
  * otherwise it has been answered 401/403 (for handlers outside /v1/admin/,

@@ -221,6 +221,8 @@ static enum fmt_api_reason reason_of(enum srv_refusal r)
 		return FMT_API_REASON_KEY_REUSED;
 	case SRV_REFUSE_REVOKED:
 		return FMT_API_REASON_REVOKED;
+	case SRV_REFUSE_OOB_MISMATCH:
+		return FMT_API_REASON_OOB_MISMATCH;
 	default:
 		return FMT_API_REASON_REJECTED;
 	}
@@ -343,6 +345,32 @@ static bool throttled(struct srv_ctx *ctx, struct evhttp_request *req)
 	return who != NULL && key_throttled(ctx, req, app->throttle, "source", who, false);
 }
 
+/* Log what became of an out-of-band proof; a wrong one takes from the ID's
+ * oob bucket (server/throttle.h). */
+static void oob_outcome(struct srv_ctx *ctx, struct evhttp_request *req, const char *idbuf,
+                        const char *device_id, enum srv_oob_outcome o)
+{
+	static const char *const names[] = {
+	        [SRV_OOB_ABSENT] = "absent",     [SRV_OOB_NO_ENTRY] = "no-entry",
+	        [SRV_OOB_EXPIRED] = "expired",   [SRV_OOB_USED] = "used",
+	        [SRV_OOB_MISMATCH] = "mismatch", [SRV_OOB_PROVEN] = "proven",
+	};
+	const struct srv_app *app = ctx->app;
+	if (o == SRV_OOB_ABSENT)
+		return;
+	char pbuf[64];
+	srv_log(o == SRV_OOB_PROVEN || o == SRV_OOB_NO_ENTRY ? SRV_LOG_INFO : SRV_LOG_WARN,
+	        "device.oob", "loop=%u device=%s outcome=%s peer=%s", ctx->loop, idbuf, names[o],
+	        srv_http_peer(req, pbuf));
+	if (o == SRV_OOB_MISMATCH && app->throttle_oob != NULL) {
+		struct timespec ts;
+		int64_t wait = 0;
+		(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+		(void)srv_throttle_take(app->throttle_oob, device_id,
+		                        (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, &wait);
+	}
+}
+
 /* The shared part of the device endpoints: parse, verify the proof on this
  * connection, then decide. */
 static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
@@ -406,6 +434,11 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot hash the proof");
 		goto out;
 	}
+	/* A wrong out-of-band proof costs a token of the ID's oob bucket; with
+	 * none left, no proof of that ID is checked (formats/api.md §15). */
+	if (purpose == FMT_API_PROVISION && r->has_oob_proof &&
+	    key_throttled(ctx, req, app->throttle_oob, "device", r->device_id, true))
+		goto out;
 	if (purpose == FMT_API_PROVISION) {
 		char mac[FMT_MAC_TEXT_LEN + 1], source[SRV_STORE_SOURCE_MAX + 1];
 		fmt_mac_format(r->mac, mac);
@@ -415,8 +448,12 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		                                     .nonce = nonce_p,
 		                                     .proof = &proof,
 		                                     .now = now,
-		                                     .source = source_of(req, source)};
+		                                     .source = source_of(req, source),
+		                                     .oob_proof = r->has_oob_proof ? r->oob_proof
+		                                                                   : NULL,
+		                                     .exporter = exporter};
 		rc = srv_provision(ctx->store, ctx->state, &app->pcfg, &pr, &out, &err);
+		oob_outcome(ctx, req, idbuf, r->device_id, out.oob);
 	} else if (purpose == FMT_API_EXCHANGE) {
 		rc = srv_token_exchange(ctx->store, ctx->state, &app->pcfg,
 		                        (const uint8_t *)r->token, strlen(r->token), r->device_id,
@@ -610,6 +647,8 @@ static const struct srv_route routes[] = {
         {"/v1/admin/credentials", EVHTTP_REQ_GET, 0, srv_admin_credential_list, SRV_AUTH_ADMIN},
         {"/v1/admin/credentials/revoke", EVHTTP_REQ_POST, 0, srv_admin_credential_revoke,
          SRV_AUTH_ADMIN},
+        {"/v1/admin/oob", EVHTTP_REQ_POST, 0, srv_admin_oob_add, SRV_AUTH_ADMIN},
+        {"/v1/admin/oob", EVHTTP_REQ_GET, 0, srv_admin_oob_list, SRV_AUTH_ADMIN},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -12,6 +12,8 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "formats/oob.h"
+
 static const char *const refusal_names[] = {
         [SRV_REFUSE_NONE] = "none",
         [SRV_REFUSE_KEY_MISMATCH] = "key-mismatch",
@@ -24,6 +26,7 @@ static const char *const refusal_names[] = {
         [SRV_REFUSE_TOKEN] = "token",
         [SRV_REFUSE_PENDING_LIMIT] = "pending-limit",
         [SRV_REFUSE_PROOF] = "proof",
+        [SRV_REFUSE_OOB_MISMATCH] = "oob-mismatch",
 };
 
 const char *srv_refusal_name(enum srv_refusal r)
@@ -164,12 +167,59 @@ static enum idp_err hold(struct srv_store *st, const struct srv_provision_cfg *c
 	return rc;
 }
 
-/* The decision proper, inside the transaction. */
+/* The request's out-of-band proof against the ID's entry (formats/api.md
+ * §15), inside the transaction: out->oob says what became of it; a wrong
+ * one is refused (flag oob-mismatch, the entry's failures counted), a
+ * right one uses the entry up (single use). */
+static enum idp_err oob_check(struct srv_store *st, const struct srv_provision_req *req,
+                              const uint8_t *spki, size_t spki_len, struct srv_issued *out,
+                              struct idp_error *err)
+{
+	struct srv_oob e;
+	enum idp_err rc = srv_store_oob_get(st, req->device_id, &e, err);
+	if (rc == IDP_E_NOTFOUND) {
+		out->oob = SRV_OOB_NO_ENTRY;
+		return IDP_OK;
+	}
+	if (rc != IDP_OK)
+		return rc;
+	uint8_t want[FMT_OOB_LEN];
+	if (e.used_at != 0) {
+		out->oob = SRV_OOB_USED;
+		rc = srv_store_flag_add(st, "oob-reused", req->device_id,
+		                        "out-of-band secret presented again after its use",
+		                        req->now, err);
+	} else if (req->now >= e.expires_at) {
+		out->oob = SRV_OOB_EXPIRED;
+	} else if ((rc = fmt_oob_proof(e.verifier, req->exporter, req->device_id, spki, spki_len,
+	                               want, err)) == IDP_OK) {
+		/* WARNING: constant time; the proof is a MAC under the verifier. */
+		if (CRYPTO_memcmp(want, req->oob_proof, FMT_OOB_LEN) == 0) {
+			out->oob = SRV_OOB_PROVEN;
+			rc = srv_store_oob_use(st, req->device_id, req->now, err);
+		} else {
+			out->oob = SRV_OOB_MISMATCH;
+			rc = srv_store_oob_fail(st, req->device_id, err);
+			if (rc == IDP_OK)
+				rc = refuse(st, req, SRV_REFUSE_OOB_MISMATCH, "oob-mismatch",
+				            "wrong out-of-band proof", out, err);
+		}
+	}
+	OPENSSL_cleanse(want, sizeof(want));
+	OPENSSL_cleanse(e.verifier, sizeof(e.verifier));
+	return rc;
+}
+
+/* The decision proper, inside the transaction. With an out-of-band proof
+ * that verified (out->oob SRV_OOB_PROVEN), an unknown or pending device is
+ * approved at once with the key it presented; a manifest's key, a rejection
+ * or a revocation still decide. */
 static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
                            const struct srv_provision_cfg *cfg, const struct srv_provision_req *req,
                            const uint8_t *spki, size_t spki_len, struct srv_issued *out,
                            struct idp_error *err)
 {
+	bool oob_ok = out->oob == SRV_OOB_PROVEN;
 	const char *mac = req->mac != NULL ? req->mac : "";
 	size_t mac_len = strnlen(mac, SRV_STORE_MAC_MAX + 1);
 	if (mac_len > SRV_STORE_MAC_MAX)
@@ -178,19 +228,22 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 	struct srv_device d;
 	enum idp_err rc = srv_store_device_get(st, req->device_id, &d, err);
 	if (rc == IDP_E_NOTFOUND) {
-		/* Unknown: stored once as pending; retries only count. */
+		/* Unknown: stored once as pending; retries only count. One that
+		 * proved its label secret is recorded with the key it presented
+		 * and approved below; the reuse checks apply to both. */
 		memset(&d, 0, sizeof(d));
 		(void)snprintf(d.id, sizeof(d.id), "%s", req->device_id);
 		memcpy(d.mac, mac, mac_len + 1);
 		memcpy(d.pubkey, spki, spki_len);
 		d.pubkey_len = spki_len;
-		d.state = SRV_DEV_PENDING;
+		d.state = oob_ok ? SRV_DEV_PRELOADED : SRV_DEV_PENDING;
 		d.created_at = d.updated_at = req->now;
-		d.attempts = 1;
+		d.attempts = oob_ok ? 0 : 1;
 		bool shared = false;
 		int64_t expired = 0;
-		rc = srv_store_pending_admit(st, req->source, req->now, &cfg->pending, &expired,
-		                             err);
+		rc = oob_ok ? IDP_OK
+		            : srv_store_pending_admit(st, req->source, req->now, &cfg->pending,
+		                                      &expired, err);
 		if (rc != IDP_OK) {
 			out->refusal = SRV_REFUSE_PENDING_LIMIT;
 			return rc;
@@ -210,13 +263,15 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 			return refuse(st, req, SRV_REFUSE_KEY_IN_USE, NULL, NULL, out, err);
 		if (rc == IDP_OK)
 			rc = srv_store_device_insert(st, &d, err);
-		if (rc == IDP_OK && req->source != NULL)
-			rc = srv_store_pending_source(st, d.id, req->source, err);
-		if (rc == IDP_OK)
-			rc = audit(st, req->now, "provision.pending", d.id, NULL, err);
-		out->decision = SRV_DECISION_PENDING;
-		out->retry_after = cfg->retry_after;
-		return rc;
+		if (!oob_ok) {
+			if (rc == IDP_OK && req->source != NULL)
+				rc = srv_store_pending_source(st, d.id, req->source, err);
+			if (rc == IDP_OK)
+				rc = audit(st, req->now, "provision.pending", d.id, NULL, err);
+			out->decision = SRV_DECISION_PENDING;
+			out->retry_after = cfg->retry_after;
+			return rc;
+		}
 	}
 	if (rc != IDP_OK)
 		return rc;
@@ -230,6 +285,17 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		if (!key_is(&d, spki, spki_len) && d.batch_id[0] != '\0')
 			return refuse(st, req, SRV_REFUSE_KEY_MISMATCH, "key-mismatch",
 			              "presented another key", out, err);
+		if (oob_ok) {
+			/* The label secret names this key: it takes the ID; other
+			 * keys presented while pending are dropped. */
+			memcpy(d.pubkey, spki, spki_len);
+			d.pubkey_len = spki_len;
+			memcpy(d.mac, mac, mac_len + 1);
+			rc = srv_store_contender_clear(st, d.id, err);
+			if (rc != IDP_OK)
+				return rc;
+			break;
+		}
 		if (!key_is(&d, spki, spki_len)) {
 			/* A second key for a pending ID: the first one is not
 			 * trusted to own it. Keep both for the administrator,
@@ -309,7 +375,8 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		rc = issue(st, state, cfg, d.id, req->key, FMT_TOKEN_PROVISION, NULL, req->now, out,
 		           err);
 	if (rc == IDP_OK)
-		rc = audit(st, req->now, "provision.approved", d.id, NULL, err);
+		rc = audit(st, req->now, "provision.approved", d.id,
+		           oob_ok ? "out-of-band secret proven" : NULL, err);
 	if (rc == IDP_OK)
 		out->decision = SRV_DECISION_APPROVED;
 	return rc;
@@ -338,7 +405,9 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 	if (rc == IDP_OK && req->nonce != NULL &&
 	    (rc = srv_store_nonce_consume(st, req->nonce, SRV_NONCE_LEN, req->now, err)) != IDP_OK)
 		out->refusal = SRV_REFUSE_NONCE;
-	if (rc == IDP_OK)
+	if (rc == IDP_OK && req->oob_proof != NULL && req->exporter != NULL)
+		rc = oob_check(st, req, spki, spki_len, out, err);
+	if (rc == IDP_OK && out->oob != SRV_OOB_MISMATCH)
 		rc = decide(st, state, cfg, req, spki, spki_len, out, err);
 	if (rc == IDP_OK)
 		rc = srv_store_commit(st, err); /* the answer leaves only after this */
@@ -346,8 +415,10 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 		srv_store_rollback(st);
 	if (rc != IDP_OK) {
 		enum srv_refusal why = out->refusal;
+		enum srv_oob_outcome oob = out->oob;
 		srv_issued_clear(out);
 		out->refusal = why;
+		out->oob = oob == SRV_OOB_MISMATCH ? oob : SRV_OOB_ABSENT; /* nothing was used */
 	}
 	return rc;
 }

@@ -85,6 +85,17 @@ enum srv_refusal {
 	SRV_REFUSE_PENDING_LIMIT, /* a pending cap is reached (an error: IDP_E_LIMIT per
 	                           * source, IDP_E_AGAIN in total); nothing stored */
 	SRV_REFUSE_PROOF,        /* the proof was used before (an error too) */
+	SRV_REFUSE_OOB_MISMATCH, /* a wrong out-of-band proof (formats/api.md §15) */
+};
+
+/* What became of a request's out-of-band proof (srv_issued.oob). */
+enum srv_oob_outcome {
+	SRV_OOB_ABSENT = 0, /* the request carried none */
+	SRV_OOB_NO_ENTRY,   /* no secret was entered for the ID: not checked */
+	SRV_OOB_EXPIRED,    /* the entry expired: not checked */
+	SRV_OOB_USED,       /* the entry was used before: not checked, flagged oob-reused */
+	SRV_OOB_MISMATCH,   /* checked, wrong: refused, flagged oob-mismatch */
+	SRV_OOB_PROVEN,     /* checked, right: the entry used, the device approved */
 };
 
 struct srv_provision_req {
@@ -95,12 +106,17 @@ struct srv_provision_req {
 	const struct srv_proof *proof; /* NULL, or the request's proof: used once */
 	int64_t now;
 	const char *source; /* client address (the per-source pending cap); NULL: none */
+	/* NULL, or the request's out-of-band proof (FMT_OOB_LEN bytes) and the
+	 * exporter value of its connection (FMT_OOB_EXPORTER_LEN). */
+	const uint8_t *oob_proof;
+	const uint8_t *exporter;
 };
 
 struct srv_issued {
 	enum srv_decision decision;
 	enum srv_refusal refusal; /* also set when an error was a refusal (nonce, token, state) */
 	int64_t retry_after;      /* PENDING */
+	enum srv_oob_outcome oob; /* provision with an out-of-band proof */
 	char *token;              /* APPROVED / exchanged / renewed: free with srv_issued_clear() */
 	size_t token_len;
 	int64_t expires_at;

@@ -523,7 +523,7 @@ IDP_MUST_CHECK enum idp_err srv_store_credential_foreach(struct srv_store *st,
                                                                    const struct srv_credential *c),
                                                          void *ctx, struct idp_error *err);
 
-/* An out-of-band secret's entry (formats/api.md §12): the verifier only. */
+/* An out-of-band secret's entry (formats/api.md §15): the verifier only. */
 struct srv_oob {
 	char device_id[SRV_STORE_ID_MAX + 1];
 	uint8_t verifier[SRV_STORE_OOB_VERIFIER_LEN]; /* a secret: cleanse after use */

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <termios.h>
+#include <unistd.h>
+
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -24,6 +27,7 @@
 #include "formats/error.h"
 #include "formats/file.h"
 #include "formats/io/httpc.h"
+#include "formats/oob.h"
 #include "formats/version.h"
 
 #define ADM_DEFAULT_URL   "https://localhost:8443"
@@ -37,6 +41,7 @@
 #define ADM_SQLITE_MAGIC  "SQLite format 3" /* + NUL: the first 16 bytes of a database */
 #define ADM_URL_MAX       2048u
 #define ADM_TIMEOUT_S     300L
+#define ADM_OOB_CSV_MAX   (16u << 20) /* bytes of an oob import file */
 
 enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_LOCAL = 3 };
 
@@ -72,6 +77,10 @@ static void usage(FILE *f)
 	              "                               a named credential; its secret is shown\n"
 	              "                               once (or written to FILE, mode 0600)\n"
 	              "  credential list | credential revoke NAME | whoami\n"
+	              "  oob add ID [--expires DURATION]  the label secret from stdin (asked\n"
+	              "                               for without echo on a terminal)\n"
+	              "  oob import FILE.csv [--expires DURATION]  lines ID,SECRET\n"
+	              "  oob list [--after ID]\n"
 
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
@@ -426,6 +435,152 @@ static int credential(const struct opts *o, int argc, char **argv)
 	return post_json(&c, "credentials", names, values, 2);
 }
 
+/* POST the verifier of secret[0..len) for id (the KDF runs here: the
+ * secret never leaves this process), valid expires seconds (0: the
+ * server's default). */
+static int oob_post(const struct opts *o, const char *id, const char *secret, size_t len,
+                    long long expires)
+{
+	uint8_t v[FMT_OOB_LEN];
+	char v64[64];
+	struct idp_error err = {0};
+	if (fmt_oob_verifier(id, secret, len, v, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", id, err.msg);
+		return EXIT_LOCAL;
+	}
+	(void)fmt_b64_encode(FMT_B64_STD, v, sizeof(v), v64);
+	OPENSSL_cleanse(v, sizeof(v));
+	cJSON *obj = cJSON_CreateObject();
+	char *body = NULL;
+	if (obj != NULL && cJSON_AddStringToObject(obj, "device_id", id) != NULL &&
+	    cJSON_AddStringToObject(obj, "verifier", v64) != NULL &&
+	    (expires == 0 || cJSON_AddNumberToObject(obj, "expires_in", (double)expires) != NULL))
+		body = cJSON_PrintUnformatted(obj);
+	OPENSSL_cleanse(v64, sizeof(v64));
+	cJSON_Delete(obj);
+	if (body == NULL) {
+		(void)fprintf(stderr, "idprov-admin: out of memory\n");
+		return EXIT_LOCAL;
+	}
+	int rc = post(o, "oob", "application/json", body, strlen(body), NULL, NULL);
+	OPENSSL_cleanse(body, strlen(body));
+	cJSON_free(body);
+	return rc;
+}
+
+/* The label secret for id: one line of stdin, asked for without echo when
+ * stdin is a terminal. Never from argv (it would show in ps). */
+static int read_secret(const char *id, char buf[static FMT_OOB_SECRET_MAX + 3], size_t *len)
+{
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	if (tty) {
+		(void)fprintf(stderr, "label secret for %s: ", id);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	bool got = fgets(buf, FMT_OOB_SECRET_MAX + 3, stdin) != NULL;
+	if (tty) {
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		(void)fputc('\n', stderr);
+	}
+	*len = got ? strcspn(buf, "\r\n") : 0;
+	if (got && buf[*len] == '\0' && *len > FMT_OOB_SECRET_MAX) {
+		(void)fprintf(stderr, "idprov-admin: the secret is longer than %u bytes\n",
+		              FMT_OOB_SECRET_MAX);
+		return EXIT_LOCAL;
+	}
+	buf[*len] = '\0';
+	if (*len == 0) {
+		(void)fprintf(stderr, "idprov-admin: no secret read from stdin\n");
+		return EXIT_LOCAL;
+	}
+	return 0;
+}
+
+/* oob import: each "ID,SECRET" line of path (blank lines, "#" comments and
+ * a "device_id,secret" header skipped), all checked before any is sent. */
+static int oob_import(const struct opts *o, const char *path, long long expires)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = read_file(path, ADM_OOB_CSV_MAX, &buf, &len);
+	if (rc != 0)
+		return rc;
+	size_t sent = 0;
+	for (int pass = 0; rc == 0 && pass < 2; pass++) {
+		size_t line = 0;
+		for (char *p = (char *)buf; rc == 0 && p < (char *)buf + len;) {
+			char *nl = memchr(p, '\n', (size_t)((char *)buf + len - p));
+			char *end = nl != NULL ? nl : (char *)buf + len;
+			size_t n = (size_t)(end - p);
+			line++;
+			if (n > 0 && p[n - 1] == '\r')
+				n--;
+			char *comma = memchr(p, ',', n);
+			bool skip = n == 0 || p[0] == '#' ||
+			            (line == 1 && n >= 10 && memcmp(p, "device_id,", 10) == 0);
+			if (!skip) {
+				size_t il = comma != NULL ? (size_t)(comma - p) : 0;
+				size_t sl = comma != NULL ? n - il - 1 : 0;
+				char id[FMT_OOB_ID_MAX + 1];
+				struct idp_error err = {0};
+				if (il == 0 || il > FMT_OOB_ID_MAX) {
+					(void)fprintf(stderr,
+					              "idprov-admin: %s:%zu: not ID,SECRET (an ID of 1 to "
+					              "%u bytes)\n",
+					              path, line, FMT_OOB_ID_MAX);
+					rc = EXIT_LOCAL;
+				} else if (fmt_oob_secret_check(comma + 1, sl, &err) != IDP_OK) {
+					(void)fprintf(stderr, "idprov-admin: %s:%zu: %s\n", path, line,
+					              err.msg);
+					rc = EXIT_LOCAL;
+				} else if (pass == 1) {
+					memcpy(id, p, il);
+					id[il] = '\0';
+					rc = oob_post(o, id, comma + 1, sl, expires);
+					sent += rc == 0;
+				}
+			}
+			p = nl != NULL ? nl + 1 : end;
+		}
+	}
+	fmt_file_free_secret(buf, len);
+	(void)fprintf(stderr, "idprov-admin: %s: %zu secrets entered\n", path, sent);
+	return rc;
+}
+
+/* oob add ID [--expires D] | import FILE [--expires D] | list [--after ID] */
+static int oob(const struct opts *o, int argc, char **argv)
+{
+	if (strcmp(argv[0], "list") == 0) {
+		static const char *const names[] = {"after"};
+		return list(o, "oob", argc, argv, names, 1, false);
+	}
+	long long expires = 0;
+	if (argc == 4 && strcmp(argv[2], "--expires") == 0) {
+		expires = parse_duration(argv[3]);
+		if (expires <= 0) {
+			(void)fprintf(stderr, "idprov-admin: --expires: not a duration (e.g. 12h, 7d)\n");
+			return EXIT_USAGE;
+		}
+	} else if (argc != 2) {
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[0], "import") == 0)
+		return oob_import(o, argv[1], expires);
+	if (strcmp(argv[0], "add") != 0)
+		return EXIT_USAGE;
+	char secret[FMT_OOB_SECRET_MAX + 3];
+	size_t len = 0;
+	int rc = read_secret(argv[1], secret, &len);
+	if (rc == 0)
+		rc = oob_post(o, argv[1], secret, len, expires);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	return rc;
+}
+
 static int run(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -454,6 +609,8 @@ static int run(const struct opts *o, int argc, char **argv)
 		return post(o, "whoami", "application/json", NULL, 0, NULL, NULL);
 	if (argc >= 2 && strcmp(cmd, "credential") == 0)
 		return credential(o, argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(cmd, "oob") == 0)
+		return oob(o, argc - 1, argv + 1);
 	if (argc == 2 && strcmp(cmd, "token-key") == 0 && strcmp(argv[1], "rotate") == 0)
 		return post(o, "token-keys/rotate", "application/json", "{}", 2, NULL, NULL);
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {

@@ -66,7 +66,8 @@ static void make_request(struct fmt_api_request *r, enum fmt_api_purpose purpose
 	memcpy(r->mac, mac_1, FMT_MAC_LEN);
 	if (purpose == FMT_API_PROVISION) {
 		snprintf(r->agent_version, sizeof(r->agent_version), "%s", "1.2.3");
-		snprintf(r->oob_secret, sizeof(r->oob_secret), "%s", "LBL-7Q2X");
+		memset(r->oob_proof, 0x5a, sizeof(r->oob_proof));
+		r->has_oob_proof = true;
 	} else {
 		snprintf(r->token, sizeof(r->token), "%s", TOKEN);
 	}
@@ -218,7 +219,8 @@ START_TEST(test_api_request_round_trip)
 				ck_assert_uint_eq(back.spki_len, r.spki_len);
 				ck_assert_mem_eq(back.spki, r.spki, r.spki_len);
 				ck_assert_str_eq(back.token, r.token);
-				ck_assert_str_eq(back.oob_secret, r.oob_secret);
+				ck_assert(back.has_oob_proof == r.has_oob_proof);
+				ck_assert_mem_eq(back.oob_proof, r.oob_proof, sizeof(r.oob_proof));
 				ck_assert_str_eq(back.agent_version, r.agent_version);
 				ck_assert_int_eq(back.pop.ts, NOW - 5);
 				ck_assert(back.pop.has_nonce == (with_nonce != 0));
@@ -291,10 +293,10 @@ static void check_refusals(enum fmt_api_purpose purpose, const char *body,
 		ck_assert_msg(strstr(err.msg, bad[i].msg) != NULL, "'%s' lacks '%s' for %s", err.msg,
 		              bad[i].msg, b);
 		/* Messages name the member, never a secret's value. */
-		ck_assert_ptr_null(strstr(err.msg, "LBL-7Q2X"));
+		ck_assert_ptr_null(strstr(err.msg, "WlpaWlpa"));
 		ck_assert_ptr_null(strstr(err.msg, TOKEN));
 		/* Failure leaves nothing behind, the secret included. */
-		ck_assert_str_eq(r.oob_secret, "");
+		ck_assert(!r.has_oob_proof);
 		ck_assert_str_eq(r.device_id, "");
 	}
 }
@@ -323,7 +325,7 @@ START_TEST(test_api_request_refusals)
 	char long_id[200], long_agent[100], long_oob[100];
 	snprintf(long_id, sizeof(long_id), "\"device_id\":\"%065d\"", 0);
 	snprintf(long_agent, sizeof(long_agent), "\"agent_version\":\"%033d\"", 0);
-	snprintf(long_oob, sizeof(long_oob), "\"oob_secret\":\"%065d\"", 0);
+	snprintf(long_oob, sizeof(long_oob), "\"oob_proof\":\"%048d\"", 0);
 	char pop_field[400], pop_comma[402];
 	const char *pf = strstr(body, "\"pop\":");
 	snprintf(pop_field, sizeof(pop_field), "%.*s", (int)(strlen(pf) - 1), pf);
@@ -346,8 +348,8 @@ START_TEST(test_api_request_refusals)
 		{"\"ts\":1799999995", "\"ts\":-1", IDP_E_LIMIT, "pop: ts: -1 is outside"},
 		{"\"ts\":1799999995", "\"ts\":1e300", IDP_E_FORMAT, "not a plain integer"},
 		{"\"mac\":\"02:00:5e:10:00:01\"", "\"mac\":null", IDP_E_FORMAT, "mac: expected a string"},
-		{"\"oob_secret\":\"LBL-7Q2X\"", "\"oob_secret\":true", IDP_E_FORMAT,
-		 "oob_secret: expected a string"},
+		{"\"oob_proof\":\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=\"", "\"oob_proof\":true", IDP_E_FORMAT,
+		 "oob_proof: expected a string"},
 		/* duplicate and unknown members, other purposes' members */
 		{"\"device_id\":\"dev-0001\",", "\"device_id\":\"dev-0001\",\"device_id\":\"dev-0002\",",
 		 IDP_E_FORMAT, "duplicate key \"device_id\""},
@@ -364,9 +366,10 @@ START_TEST(test_api_request_refusals)
 		{"\"agent_version\":\"1.2.3\"", long_agent, IDP_E_LIMIT, "agent_version: longer than 32"},
 		{"\"agent_version\":\"1.2.3\"", "\"agent_version\":\"1.2;3\"", IDP_E_FORMAT,
 		 "agent_version: character 0x3b"},
-		{"\"oob_secret\":\"LBL-7Q2X\"", long_oob, IDP_E_LIMIT, "oob_secret: longer than 64"},
-		{"\"oob_secret\":\"LBL-7Q2X\"", "\"oob_secret\":\"LBL 7Q2X\"", IDP_E_FORMAT,
-		 "oob_secret: character at offset 3 is not allowed"},
+		{"\"oob_proof\":\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=\"", long_oob, IDP_E_LIMIT, "oob_proof: longer than"},
+		{"\"oob_proof\":\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=\"", "\"oob_proof\":\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWg==\"",
+		 IDP_E_FORMAT, "oob_proof: 31 bytes, expected 32"},
+		{"\"oob_proof\":\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=\"", "\"oob_proof\":\"LBL-7Q2X\"", IDP_E_FORMAT, "oob_proof"},
 		{"\"mac\":\"02:00:5e:10:00:01\"", "\"mac\":\"02:00:5E:10:00:01\"", IDP_E_FORMAT,
 		 "is not in canonical form"},
 		{"\"mac\":\"02:00:5e:10:00:01\"", "\"mac\":\"03:00:5e:10:00:01\"", IDP_E_FORMAT,
@@ -447,8 +450,8 @@ START_TEST(test_api_request_refusals)
 		{"\"token\":\"" TOKEN "\"", "\"token\":\"a b\"", IDP_E_FORMAT,
 		 "token: character at offset 1 is not allowed"},
 		{"\"token\":\"" TOKEN "\"", "\"token\":[]", IDP_E_FORMAT, "token: expected a string"},
-		{"\"mac\":", "\"oob_secret\":\"x\",\"mac\":", IDP_E_FORMAT,
-		 "unknown field \"oob_secret\""},
+		{"\"mac\":", "\"oob_proof\":\"x\",\"mac\":", IDP_E_FORMAT,
+		 "unknown field \"oob_proof\""},
 		{"\"mac\":", "\"agent_version\":\"1\",\"mac\":", IDP_E_FORMAT,
 		 "unknown field \"agent_version\""},
 	};
@@ -457,9 +460,9 @@ START_TEST(test_api_request_refusals)
 	/* The encoder refuses what the parser refuses. */
 	size_t len;
 	struct fmt_api_request e = r;
-	snprintf(e.oob_secret, sizeof(e.oob_secret), "%s", "x");
+	e.has_oob_proof = true;
 	ck_assert_int_eq(fmt_api_request_encode(&e, body, sizeof(body), &len, &err), IDP_E_FORMAT);
-	ck_assert_str_eq(err.msg, "oob_secret: not allowed in exchange request");
+	ck_assert_str_eq(err.msg, "oob_proof: not allowed in exchange request");
 	e = r;
 	e.mac[0] = 1;
 	ck_assert_int_eq(fmt_api_request_encode(&e, body, sizeof(body), &len, &err), IDP_E_FORMAT);
@@ -519,11 +522,11 @@ START_TEST(test_api_pop_verify)
 		snprintf(m.agent_version, sizeof(m.agent_version), "%s", "1.2.4");
 		expect_verify(&m, exporter_a, NOW, IDP_E_VERIFY, NOMATCH, "agent_version");
 		m = r;
-		snprintf(m.oob_secret, sizeof(m.oob_secret), "%s", "LBL-7Q2Y");
-		expect_verify(&m, exporter_a, NOW, IDP_E_VERIFY, NOMATCH, "oob_secret");
+		m.oob_proof[31] ^= 1;
+		expect_verify(&m, exporter_a, NOW, IDP_E_VERIFY, NOMATCH, "oob_proof");
 		m = r;
-		m.oob_secret[0] = '\0';
-		expect_verify(&m, exporter_a, NOW, IDP_E_VERIFY, NOMATCH, "oob_secret dropped");
+		m.has_oob_proof = false;
+		expect_verify(&m, exporter_a, NOW, IDP_E_VERIFY, NOMATCH, "oob_proof dropped");
 		m = r;
 		m.pop.ts += 1;
 		expect_verify(&m, exporter_a, NOW, IDP_E_VERIFY, NOMATCH, "ts");

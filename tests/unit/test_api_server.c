@@ -39,6 +39,7 @@
 #include "formats/io/tls.h"
 #include "formats/manifest.h"
 #include "formats/manifest_sig.h"
+#include "formats/oob.h"
 #include "formats/token.h"
 #include "server/handlers.h"
 #include "server/httpd.h"
@@ -206,12 +207,32 @@ struct call {
 	bool tls12;       /* client limited to TLS 1.2 */
 	int tls_version;  /* of the connection, seen in read_cb */
 	bool ctx_differs; /* empty-context and no-context exporters differ */
+	/* An out-of-band proof (formats/oob.h) with this verifier, made for the
+	 * key oob_key_as (NULL: key) over this connection's exporter, or with
+	 * oob_other_conn over another connection's (a relayed proof). */
+	const uint8_t *oob_verifier;
+	const struct fmt_key *oob_key_as;
+	bool oob_other_conn;
 };
 
 static void build(struct call *c, const uint8_t exporter[static FMT_API_EXPORTER_LEN])
 {
 	int64_t ts = (int64_t)time(NULL) - (c->mode == SIGN_STALE ? 1000 : 0);
 	struct idp_error err = {0};
+	if (c->oob_verifier != NULL) {
+		uint8_t ex[FMT_API_EXPORTER_LEN], der[FMT_KEY_SPKI_MAX];
+		size_t dl = 0;
+		memcpy(ex, exporter, sizeof(ex));
+		if (c->oob_other_conn)
+			ex[0] ^= 0x80;
+		ck_assert_int_eq(fmt_key_spki_der(c->oob_key_as != NULL ? c->oob_key_as : c->key, der,
+		                                  &dl, NULL),
+		                 IDP_OK);
+		ck_assert_int_eq(fmt_oob_proof(c->oob_verifier, ex, c->req.device_id, der, dl,
+		                               c->req.oob_proof, NULL),
+		                 IDP_OK);
+		c->req.has_oob_proof = true;
+	}
 	ck_assert_msg(fmt_api_pop_sign(&c->req, c->key, exporter, ts, c->nonce, &err) == IDP_OK,
 	              "%s", err.msg);
 	if (c->mode == SIGN_FORGED)
@@ -1860,6 +1881,148 @@ START_TEST(test_api_token_exchange_survives_crash_after_commit)
 }
 END_TEST
 
+/* The answer of a provision call with an out-of-band proof by verifier
+ * (other_conn: made over another connection; as_key: made for another key). */
+static long oob_call(const char *id, const char *mac, const struct fmt_key *k,
+                     const uint8_t *verifier, bool other_conn, const struct fmt_key *as_key,
+                     struct fmt_api_answer *a)
+{
+	struct call *c = call_new(FMT_API_PROVISION, id, mac, k, NULL);
+	c->oob_verifier = verifier;
+	c->oob_other_conn = other_conn;
+	c->oob_key_as = as_key;
+	long st = run(c, a);
+	call_free(c);
+	return st;
+}
+
+static bool flag_open(const char *kind, const char *id, int64_t *count)
+{
+	struct srv_flag f;
+	enum idp_err rc = srv_store_flag_get(db, kind, id, &f, NULL);
+	if (count != NULL)
+		*count = rc == IDP_OK ? f.count : 0;
+	return rc == IDP_OK;
+}
+
+/* Out-of-band secrets end to end (formats/api.md §15): the administrator
+ * enters the label secret with idprov-admin (stdin; only the KDF verifier
+ * is stored); a wrong secret, a proof relayed from another connection and a
+ * proof made for another key are refused oob_mismatch, flagged, counted,
+ * and approve nothing; the right one approves the unknown device at once;
+ * the secret is single use (a second key with it is refused and flagged
+ * oob-reused); an expired entry is not checked (the device waits, pending);
+ * five wrong proofs for one ID exhaust its oob bucket: the next proof, even
+ * the right one, is answered 429 unchecked. */
+START_TEST(test_api_oob_secret_end_to_end)
+{
+	const char *secret = "Lb1-s3cr3t!x";
+	char path[160], out[4096], args[256];
+	snprintf(path, sizeof(path), "%s/label.secret", dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n", secret);
+	ck_assert_int_eq(fclose(f), 0);
+	snprintf(args, sizeof(args), "oob add dev-oob1 --expires 1h <'%s'", path);
+	ck_assert_msg(admin_cli(out, sizeof(out), args) == 0, "%s", out);
+	uint8_t right[FMT_OOB_LEN], wrong[FMT_OOB_LEN];
+	ck_assert_int_eq(fmt_oob_verifier("dev-oob1", secret, strlen(secret), right, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_oob_verifier("dev-oob1", "Lb1-s3cr3t!y", 12, wrong, NULL), IDP_OK);
+	struct srv_oob e;
+	ck_assert_int_eq(srv_store_oob_get(db, "dev-oob1", &e, NULL), IDP_OK);
+	ck_assert_mem_eq(e.verifier, right, FMT_OOB_LEN); /* the verifier, not the secret */
+	ck_assert_int_ge(e.expires_at - e.created_at, 3599);
+
+	struct fmt_key *ka = new_key(FMT_KEY_P256), *kb = new_key(FMT_KEY_ED25519);
+	struct fmt_api_answer a;
+	struct srv_device d;
+	const char *mac = "02:00:5e:10:0b:01";
+	/* Wrong secret; the right one relayed from another connection; the
+	 * right one made for ka but sent with kb (a relay that swaps the key). */
+	ck_assert_int_eq(oob_call("dev-oob1", mac, ka, wrong, false, NULL, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_OOB_MISMATCH);
+	fmt_api_answer_wipe(&a);
+	ck_assert_int_eq(oob_call("dev-oob1", mac, ka, right, true, NULL, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_OOB_MISMATCH);
+	fmt_api_answer_wipe(&a);
+	ck_assert_int_eq(oob_call("dev-oob1", mac, kb, right, false, ka, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_OOB_MISMATCH);
+	fmt_api_answer_wipe(&a);
+	int64_t count = 0;
+	ck_assert(flag_open("oob-mismatch", "dev-oob1", &count));
+	ck_assert_int_eq(count, 3);
+	ck_assert_int_eq(srv_store_device_get(db, "dev-oob1", &d, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_oob_get(db, "dev-oob1", &e, NULL), IDP_OK);
+	ck_assert_int_eq(e.failures, 3);
+	ck_assert_int_eq(e.used_at, 0);
+
+	/* The right secret on its own connection: approved at once. */
+	ck_assert_int_eq(oob_call("dev-oob1", mac, ka, right, false, NULL, &a), 200);
+	ck_assert_int_eq(a.status.status, FMT_API_APPROVED);
+	ck_assert_int_eq(a.status.token_kind, FMT_TOKEN_PROVISION);
+	fmt_api_answer_wipe(&a);
+	ck_assert_int_eq(srv_store_device_get(db, "dev-oob1", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_APPROVED);
+	ck_assert_int_eq(srv_store_oob_get(db, "dev-oob1", &e, NULL), IDP_OK);
+	ck_assert_int_ne(e.used_at, 0);
+
+	/* Used twice: another key with the same secret is not approved. */
+	ck_assert_int_eq(oob_call("dev-oob1", mac, kb, right, false, NULL, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_KEY_MISMATCH);
+	fmt_api_answer_wipe(&a);
+	ck_assert(flag_open("oob-reused", "dev-oob1", NULL));
+	ck_assert_int_eq(srv_store_device_get(db, "dev-oob1", &d, NULL), IDP_OK);
+	uint8_t der[FMT_KEY_SPKI_MAX];
+	size_t dl = 0;
+	ck_assert_int_eq(fmt_key_spki_der(ka, der, &dl, NULL), IDP_OK);
+	ck_assert_uint_eq(d.pubkey_len, dl);
+	ck_assert_mem_eq(d.pubkey, der, dl); /* still ka's */
+
+	/* Expired: not checked, the device waits for an administrator. */
+	uint8_t v2[FMT_OOB_LEN];
+	ck_assert_int_eq(fmt_oob_verifier("dev-oob2", secret, strlen(secret), v2, NULL), IDP_OK);
+	struct srv_oob old = {.created_at = (int64_t)time(NULL) - 7200,
+	                      .expires_at = (int64_t)time(NULL) - 1};
+	snprintf(old.device_id, sizeof(old.device_id), "dev-oob2");
+	memcpy(old.verifier, v2, sizeof(v2));
+	ck_assert_int_eq(srv_store_oob_put(db, &old, NULL), IDP_OK);
+	ck_assert_int_eq(oob_call("dev-oob2", "02:00:5e:10:0b:02", kb, v2, false, NULL, &a), 202);
+	fmt_api_answer_wipe(&a);
+	ck_assert_int_eq(srv_store_device_get(db, "dev-oob2", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PENDING);
+
+	/* Guessing: five wrong proofs, then even the right one is 429 unchecked. */
+	uint8_t v3[FMT_OOB_LEN], w3[FMT_OOB_LEN];
+	snprintf(args, sizeof(args), "oob add dev-oob3 <'%s'", path);
+	ck_assert_msg(admin_cli(out, sizeof(out), args) == 0, "%s", out);
+	ck_assert_int_eq(fmt_oob_verifier("dev-oob3", secret, strlen(secret), v3, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_oob_verifier("dev-oob3", "guess", 5, w3, NULL), IDP_OK);
+	struct fmt_key *kc = new_key(FMT_KEY_P256);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(oob_call("dev-oob3", "02:00:5e:10:0b:03", kc, w3, false, NULL, &a),
+		                 403);
+		fmt_api_answer_wipe(&a);
+	}
+	struct call *c = call_new(FMT_API_PROVISION, "dev-oob3", "02:00:5e:10:0b:03", kc, NULL);
+	c->oob_verifier = v3;
+	expect_error(c, 429, FMT_API_ERR_THROTTLED);
+	call_free(c);
+	ck_assert_int_eq(srv_store_oob_get(db, "dev-oob3", &e, NULL), IDP_OK);
+	ck_assert_int_eq(e.used_at, 0);
+	ck_assert_int_eq(e.failures, 5);
+	struct got g;
+	ck_assert_int_eq(fetch_get_admin("/metrics", &g), 200);
+	ck_assert_ptr_nonnull(strstr(g.body, "idprov_throttled_total{by=\"oob\"} 1\n"));
+	/* The listing shows entries, never a verifier. */
+	ck_assert_int_eq(fetch_get_admin("/v1/admin/oob", &g), 200);
+	ck_assert_ptr_nonnull(strstr(g.body, "\"device_id\":\"dev-oob3\""));
+	ck_assert_ptr_null(strstr(g.body, "verifier"));
+	fmt_key_free(ka);
+	fmt_key_free(kb);
+	fmt_key_free(kc);
+}
+END_TEST
+
 static void setup_throttled(void)
 {
 	throttles_on = true;
@@ -1955,6 +2118,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_sigkill_under_load_keeps_answered_decisions);
 	tcase_add_test(tc, test_api_jwks_verifies_tokens_across_rotation);
 	tcase_add_test(tc, test_api_token_exchange_survives_crash_after_commit);
+	tcase_add_test(tc, test_api_oob_secret_end_to_end);
 	suite_add_tcase(s, tc);
 	TCase *tt = tcase_create("throttle");
 	tcase_add_checked_fixture(tt, setup_throttled, teardown);
