@@ -53,9 +53,21 @@ enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h
 }
 
 enum idp_err srv_admin_identify(const struct srv_state *state, struct srv_store *st, const char *h,
-                                size_t len, struct srv_admin_who *who, struct idp_error *err)
+                                size_t len, const char *cert_cn, struct srv_admin_who *who,
+                                struct idp_error *err)
 {
 	memset(who, 0, sizeof(*who));
+	if (h == NULL && cert_cn != NULL && cert_cn[0] != '\0' && st != NULL) {
+		/* No bearer: an admin-ca certificate names its credential. */
+		struct srv_credential c;
+		enum idp_err rc = srv_store_credential_by_name(st, cert_cn, &c, err);
+		if (rc == IDP_OK) {
+			(void)snprintf(who->name, sizeof(who->name), "%s", c.name);
+			who->role = c.role;
+		}
+		OPENSSL_cleanse(c.hash, sizeof(c.hash));
+		return rc == IDP_E_NOTFOUND ? IDP_OK : rc;
+	}
 	bool ok = false;
 	enum idp_err rc = srv_admin_bearer_check(state, h, len, &ok, err);
 	if (rc != IDP_OK || ok) {
@@ -124,7 +136,9 @@ bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct sr
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 	size_t len = h != NULL ? strnlen(h, SRV_ADMIN_AUTH_MAX + 1) : 0;
 	struct idp_error err = {0};
-	if (srv_admin_identify(ctx->state, ctx->store, h, len, who, &err) != IDP_OK) {
+	char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
+	srv_http_admin_cn(req, cn);
+	if (srv_admin_identify(ctx->state, ctx->store, h, len, cn, who, &err) != IDP_OK) {
 		srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop, err.msg);
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
 		return false;

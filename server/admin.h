@@ -42,13 +42,16 @@ struct srv_admin_who {
 };
 #define SRV_ADMIN_BUILTIN "admin" /* the name of the state directory's credential */
 
-/* Who the Authorization value h[0..len) (may be NULL) names: who->role is
- * SRV_ROLE_NONE when it is no valid credential. Fails only when the store
- * cannot be read. Called on the request head (server/httpd.c) and again by
- * the handlers. */
+/* Who the Authorization value h[0..len) (may be NULL) names; without one,
+ * the credential that cert_cn (the CN of a client certificate verified
+ * against admin-ca, srv_http_admin_cn; NULL or "" for none) names. A bearer,
+ * when sent, decides alone. who->role is SRV_ROLE_NONE when neither is a
+ * valid credential. Fails only when the store cannot be read. Called on the
+ * request head (server/httpd.c) and again by the handlers. */
 IDP_MUST_CHECK enum idp_err srv_admin_identify(const struct srv_state *state,
                                                struct srv_store *st, const char *h, size_t len,
-                                               struct srv_admin_who *who, struct idp_error *err);
+                                               const char *cert_cn, struct srv_admin_who *who,
+                                               struct idp_error *err);
 
 /* Whether role may send a request (read_only: GET or HEAD). */
 bool srv_admin_role_allows(enum srv_role role, bool read_only);

@@ -57,6 +57,9 @@ static const struct key keys[] = {
          "type of a new token-signing key: p256 or ed25519"},
         {"station-ca", K_PATH, FIELD(station_ca), 0, 0, "none",
          "PEM file of the CA that issues station client certificates"},
+        {"admin-ca", K_PATH, FIELD(admin_ca), 0, 0, "none",
+         "PEM file of the CA that issues administrators' client certificates (CN = the name "
+         "of a credential, whose role applies)"},
         {"server-url", K_PATH, FIELD(server_url), 0, 0, "https://HOSTNAME:PORT",
          "URL devices are given with their token; also the tokens' issuer"},
         {"token-audience", K_PATH, FIELD(token_audience), 0, 0, "idprov",

@@ -50,6 +50,7 @@ struct srv_config {
 	size_t n_rules;
 	enum fmt_key_type token_key; /* type of a newly created token key */
 	char station_ca[SRV_STATE_PATH_MAX]; /* PEM file of the station CA; "" = none */
+	char admin_ca[SRV_STATE_PATH_MAX];   /* PEM file of the admin client CA; "" = none */
 	char server_url[SRV_STATE_PATH_MAX]; /* told to devices; token issuer; "" = derived */
 	char token_audience[SRV_STATE_PATH_MAX]; /* aud of every token */
 	int64_t token_lifetime;              /* device token, seconds */

@@ -41,6 +41,7 @@
 #include <event2/thread.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "formats/api.h"
 #include "formats/id.h"
@@ -122,6 +123,7 @@ struct srv_httpd {
 	const struct srv_route *routes;
 	size_t n_routes;
 	SSL_CTX *ssl_ctx;
+	X509_STORE *admin_store; /* admin-ca alone: which client certificates are an admin's */
 	struct loop *loops;
 	size_t n_loops;
 	size_t max_body_any; /* the largest body any route takes */
@@ -285,6 +287,39 @@ enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STO
                               struct idp_error *err)
 {
 	return ssl_station(srv_http_ssl(req), id, err);
+}
+
+/* The CN of ssl's client certificate when it chains to the admin CA (not
+ * merely to the handshake's store, which holds the station CA too); ""
+ * otherwise. The handshake proved the key. */
+static void ssl_admin_cn(const struct srv_httpd *h, SSL *ssl,
+                         char cn[static SRV_HTTP_ADMIN_CN_MAX + 1])
+{
+	cn[0] = '\0';
+	X509 *cert = ssl != NULL && h->admin_store != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+		return;
+	X509_STORE_CTX *vc = X509_STORE_CTX_new();
+	bool ok = vc != NULL &&
+	          X509_STORE_CTX_init(vc, h->admin_store, cert, SSL_get_peer_cert_chain(ssl)) == 1 &&
+	          X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_CLIENT) == 1 &&
+	          X509_verify_cert(vc) == 1;
+	X509_STORE_CTX_free(vc);
+	ERR_clear_error();
+	if (!ok)
+		return;
+	int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
+	                                  SRV_HTTP_ADMIN_CN_MAX + 1);
+	if (n <= 0 || (size_t)n > SRV_HTTP_ADMIN_CN_MAX || strlen(cn) != (size_t)n)
+		cn[0] = '\0';
+}
+
+void srv_http_admin_cn(struct evhttp_request *req, char cn[static SRV_HTTP_ADMIN_CN_MAX + 1])
+{
+	struct conn *c = conn_of(req);
+	cn[0] = '\0';
+	if (c != NULL)
+		ssl_admin_cn(c->loop->h, srv_http_ssl(req), cn);
 }
 
 static struct conn *conn_of(struct evhttp_request *req)
@@ -780,8 +815,10 @@ static bool head_authorized(struct conn *c, const struct srv_route *r, const str
 		return true;
 	case SRV_AUTH_ADMIN: {
 		struct srv_admin_who who;
+		char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
+		ssl_admin_cn(c->loop->h, bufferevent_openssl_get_ssl(c->tls), cn);
 		if (srv_admin_identify(c->loop->ctx.state, c->loop->ctx.store, hi->auth,
-		                       hi->auth_len, &who, &err) != IDP_OK) {
+		                       hi->auth_len, cn, &who, &err) != IDP_OK) {
 			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
 			        c->loop->ctx.loop, err.msg);
 			code = FMT_API_ERR_INTERNAL;
@@ -1310,6 +1347,26 @@ static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 		/* Ask for a certificate, do not require one: devices have none. */
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
+	const char *aca = h->cfg->admin_ca;
+	if (aca[0] != '\0') {
+		/* Trusted in the handshake beside the station CA; ssl_admin_cn then
+		 * checks a certificate against the admin CA alone. */
+		h->admin_store = X509_STORE_new();
+		STACK_OF(X509_NAME) *names = SSL_CTX_get_client_CA_list(ctx);
+		bool ok = h->admin_store != NULL && X509_STORE_load_file(h->admin_store, aca) == 1 &&
+		          SSL_CTX_load_verify_locations(ctx, aca, NULL) == 1;
+		if (ok && names != NULL) {
+			ok = SSL_add_file_cert_subjects_to_stack(names, aca) == 1;
+		} else if (ok) {
+			names = SSL_load_client_CA_file(aca);
+			ok = names != NULL;
+			if (ok)
+				SSL_CTX_set_client_CA_list(ctx, names);
+		}
+		if (!ok)
+			return idp_error_ssl(err, IDP_E_CRYPTO, "tls: admin-ca %s", aca);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
 	return IDP_OK;
 }
 
@@ -1422,5 +1479,6 @@ void srv_httpd_free(struct srv_httpd *h)
 	}
 	free(h->loops);
 	SSL_CTX_free(h->ssl_ctx);
+	X509_STORE_free(h->admin_store);
 	free(h);
 }

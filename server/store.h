@@ -514,6 +514,11 @@ IDP_MUST_CHECK enum idp_err srv_store_credential_find(struct srv_store *st,
                                                       const uint8_t hash[static SRV_STORE_CRED_HASH_LEN],
                                                       struct srv_credential *out,
                                                       struct idp_error *err);
+/* The unrevoked credential named name; IDP_E_NOTFOUND without a message
+ * when none (an admin-ca client certificate's CN, server/admin.h). */
+IDP_MUST_CHECK enum idp_err srv_store_credential_by_name(struct srv_store *st, const char *name,
+                                                         struct srv_credential *out,
+                                                         struct idp_error *err);
 /* Revoke name at now; IDP_E_NOTFOUND naming it when none is valid. */
 IDP_MUST_CHECK enum idp_err srv_store_credential_revoke(struct srv_store *st, const char *name,
                                                         int64_t now, struct idp_error *err);

@@ -231,6 +231,7 @@ enum stmt_id {
 	S_CRED_ADD,
 	S_CRED_FIND,
 	S_CRED_REVOKE,
+	S_CRED_BY_NAME,
 	S_CRED_LIST,
 	S_OOB_PUT,
 	S_OOB_GET,
@@ -374,6 +375,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                         "WHERE lookup = ?1 AND revoked_at = 0",
         [S_CRED_REVOKE] = "UPDATE admin_credentials SET revoked_at = ?2 "
                           "WHERE name = ?1 AND revoked_at = 0",
+        [S_CRED_BY_NAME] = "SELECT " CRED_COLS " FROM admin_credentials "
+                           "WHERE name = ?1 AND revoked_at = 0",
         [S_CRED_LIST] = "SELECT " CRED_COLS " FROM admin_credentials ORDER BY name",
         [S_OOB_PUT] = "INSERT OR REPLACE INTO oob_secrets (" OOB_COLS ") "
                       "VALUES (?1, ?2, ?3, ?4, 0, 0)",
@@ -2123,6 +2126,20 @@ enum idp_err srv_store_credential_find(struct srv_store *st,
 		memset(out, 0, sizeof(*out));
 		rc = IDP_E_NOTFOUND;
 	}
+	return rc;
+}
+
+enum idp_err srv_store_credential_by_name(struct srv_store *st, const char *name,
+                                          struct srv_credential *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {TEXT(name)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_CRED_BY_NAME, a, NARGS(a), &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	rc = cred_row(s, out, err);
+	stmt_done(s);
 	return rc;
 }
 

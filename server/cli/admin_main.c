@@ -49,6 +49,7 @@ struct opts {
 	const char *server;
 	const char *ca;
 	const char *token_file;
+	const char *cert, *key; /* a client certificate from the server's admin-ca */
 	bool expect_intact; /* the answer is an audit check: exit 1 unless "intact" */
 	const char *secret_out; /* credential add --out: the answer's secret goes there */
 };
@@ -56,7 +57,8 @@ struct opts {
 static void usage(FILE *f)
 {
 	(void)fprintf(f,
-	              "usage: idprov-admin [--server URL] [--ca CA.pem] [--token-file FILE] COMMAND\n"
+	              "usage: idprov-admin [--server URL] [--ca CA.pem] [--token-file FILE]\n"
+	              "                    [--cert CERT.pem --key KEY.pem] COMMAND\n"
 	              "  station add ID PUBKEY.pem    trust a station's signing key\n"
 	              "  station disable ID           stop trusting a station\n"
 	              "  station list | devices [--state S] [--after ID]\n"
@@ -83,7 +85,8 @@ static void usage(FILE *f)
 	              "  oob list [--after ID]\n"
 
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
-	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN\n");
+	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN, else a client\n"
+	              "certificate from the server's admin-ca (--cert/--key)\n");
 }
 
 /* The admin credential: the token file's first line, or $IDPROV_ADMIN_TOKEN. */
@@ -209,8 +212,11 @@ static int save_secret(const uint8_t *buf, size_t len, const char *path)
 static int post(const struct opts *o, const char *path, const char *type, const void *body,
                 size_t len, const char *sig64, const char *save)
 {
-	char tok[ADM_TOKEN_MAX + 1];
-	int rc = load_token(o, tok);
+	char tok[ADM_TOKEN_MAX + 1] = "";
+	/* With --cert and no bearer given, the certificate alone authenticates. */
+	bool cert_only = o->cert != NULL && o->token_file == NULL &&
+	                 getenv("IDPROV_ADMIN_TOKEN") == NULL;
+	int rc = cert_only ? 0 : load_token(o, tok);
 	if (rc != 0)
 		return rc;
 	char apath[ADM_URL_MAX], sigh[ADM_SIG_MAX * 2];
@@ -224,13 +230,15 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	                            .ca_file = o->ca,
 	                            .timeout_s = ADM_TIMEOUT_S,
 	                            .attempts = 3,
+	                            .client_cert = o->cert,
+	                            .client_key = o->key,
 	                            .answer_max = save != NULL ? ADM_BACKUP_MAX : ADM_ANSWER_MAX};
 	struct fio_httpc_req r = {.method = body != NULL ? "POST" : "GET",
 	                          .path = apath,
 	                          .content_type = body != NULL ? type : NULL,
 	                          .body = body,
 	                          .body_len = len,
-	                          .bearer = tok,
+	                          .bearer = tok[0] != '\0' ? tok : NULL,
 	                          .headers = hdrs};
 	struct fio_httpc *c = NULL;
 	struct fio_httpc_resp resp;
@@ -692,10 +700,15 @@ int main(int argc, char **argv)
 			o.ca = argv[++i];
 		else if (strcmp(argv[i], "--token-file") == 0)
 			o.token_file = argv[++i];
+		else if (strcmp(argv[i], "--cert") == 0)
+			o.cert = argv[++i];
+		else if (strcmp(argv[i], "--key") == 0)
+			o.key = argv[++i];
 		else
 			break;
 	}
-	if (i >= argc || strncmp(argv[i], "--", 2) == 0 || strlen(o.server) > ADM_URL_MAX - 64) {
+	if (i >= argc || strncmp(argv[i], "--", 2) == 0 || strlen(o.server) > ADM_URL_MAX - 64 ||
+	    (o.cert == NULL) != (o.key == NULL)) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
