@@ -1912,8 +1912,10 @@ static bool flag_open(const char *kind, const char *id, int64_t *count)
  * and approve nothing; the right one approves the unknown device at once;
  * the secret is single use (a second key with it is refused and flagged
  * oob-reused); an expired entry is not checked (the device waits, pending);
- * five wrong proofs for one ID exhaust its oob bucket: the next proof, even
- * the right one, is answered 429 unchecked. */
+ * a device pending before the secret was entered is approved by its proof;
+ * a manifest's key still decides (key_mismatch); five wrong proofs for one
+ * ID exhaust its oob bucket: the next proof, even the right one, is answered
+ * 429 unchecked. */
 START_TEST(test_api_oob_secret_end_to_end)
 {
 	const char *secret = "Lb1-s3cr3t!x";
@@ -1990,6 +1992,26 @@ START_TEST(test_api_oob_secret_end_to_end)
 	fmt_api_answer_wipe(&a);
 	ck_assert_int_eq(srv_store_device_get(db, "dev-oob2", &d, NULL), IDP_OK);
 	ck_assert_int_eq(d.state, SRV_DEV_PENDING);
+
+	/* Seen first, the secret entered after: the pending device is approved
+	 * with the key that proves it; a manifest's key still decides. */
+	uint8_t v4[FMT_OOB_LEN];
+	ck_assert_int_eq(oob_call("dev-oob4", "02:00:5e:10:0b:04", kb, NULL, false, NULL, &a), 202);
+	fmt_api_answer_wipe(&a);
+	snprintf(args, sizeof(args), "oob add dev-oob4 <'%s'", path);
+	ck_assert_msg(admin_cli(out, sizeof(out), args) == 0, "%s", out);
+	ck_assert_int_eq(fmt_oob_verifier("dev-oob4", secret, strlen(secret), v4, NULL), IDP_OK);
+	ck_assert_int_eq(oob_call("dev-oob4", "02:00:5e:10:0b:04", kb, v4, false, NULL, &a), 200);
+	fmt_api_answer_wipe(&a);
+	ck_assert_int_eq(srv_store_device_get(db, "dev-oob4", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_APPROVED);
+	preload("dev-oob5", ka, "02:00:5e:10:0b:05");
+	snprintf(args, sizeof(args), "oob add dev-oob5 <'%s'", path);
+	ck_assert_msg(admin_cli(out, sizeof(out), args) == 0, "%s", out);
+	ck_assert_int_eq(fmt_oob_verifier("dev-oob5", secret, strlen(secret), v4, NULL), IDP_OK);
+	ck_assert_int_eq(oob_call("dev-oob5", "02:00:5e:10:0b:05", kb, v4, false, NULL, &a), 403);
+	ck_assert_int_eq(a.status.reason, FMT_API_REASON_KEY_MISMATCH);
+	fmt_api_answer_wipe(&a);
 
 	/* Guessing: five wrong proofs, then even the right one is 429 unchecked. */
 	uint8_t v3[FMT_OOB_LEN], w3[FMT_OOB_LEN];
