@@ -124,6 +124,7 @@ struct srv_httpd {
 	size_t n_routes;
 	SSL_CTX *ssl_ctx;
 	X509_STORE *admin_store; /* admin-ca alone: which client certificates are an admin's */
+	X509_STORE *station_store; /* station-ca alone, when admin-ca shares the handshake */
 	struct loop *loops;
 	size_t n_loops;
 	size_t max_body_any; /* the largest body any route takes */
@@ -264,14 +265,29 @@ SSL *srv_http_ssl(struct evhttp_request *req)
 }
 
 /* srv_http_station on the TLS session ssl (NULL: none). */
-static enum idp_err ssl_station(SSL *ssl, char id[static SRV_STORE_ID_MAX + 1],
-                                struct idp_error *err)
+/* Whether ssl's client certificate chains to store alone (the handshake's
+ * store may hold the station and the admin CA together). */
+static bool chains_to(X509_STORE *store, SSL *ssl, X509 *cert)
+{
+	X509_STORE_CTX *vc = X509_STORE_CTX_new();
+	bool ok = vc != NULL &&
+	          X509_STORE_CTX_init(vc, store, cert, SSL_get_peer_cert_chain(ssl)) == 1 &&
+	          X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_CLIENT) == 1 &&
+	          X509_verify_cert(vc) == 1;
+	X509_STORE_CTX_free(vc);
+	ERR_clear_error();
+	return ok;
+}
+
+static enum idp_err ssl_station(const struct srv_httpd *h, SSL *ssl,
+                                char id[static SRV_STORE_ID_MAX + 1], struct idp_error *err)
 {
 	id[0] = '\0';
 	X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
 	if (cert == NULL)
 		return idp_error_set(err, IDP_E_DENIED, "station: no client certificate");
-	if (SSL_get_verify_result(ssl) != X509_V_OK)
+	if (SSL_get_verify_result(ssl) != X509_V_OK ||
+	    (h != NULL && h->station_store != NULL && !chains_to(h->station_store, ssl, cert)))
 		return idp_error_set(err, IDP_E_VERIFY, "station: certificate not trusted");
 	size_t n = 0;
 	if (fmt_x509_cn(cert, id, SRV_STORE_ID_MAX + 1, &n, NULL) != IDP_OK ||
@@ -286,7 +302,8 @@ static enum idp_err ssl_station(SSL *ssl, char id[static SRV_STORE_ID_MAX + 1],
 enum idp_err srv_http_station(struct evhttp_request *req, char id[static SRV_STORE_ID_MAX + 1],
                               struct idp_error *err)
 {
-	return ssl_station(srv_http_ssl(req), id, err);
+	struct conn *c = conn_of(req);
+	return ssl_station(c != NULL ? c->loop->h : NULL, srv_http_ssl(req), id, err);
 }
 
 /* The CN of ssl's client certificate when it chains to the admin CA (not
@@ -297,16 +314,8 @@ static void ssl_admin_cn(const struct srv_httpd *h, SSL *ssl,
 {
 	cn[0] = '\0';
 	X509 *cert = ssl != NULL && h->admin_store != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
-	if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
-		return;
-	X509_STORE_CTX *vc = X509_STORE_CTX_new();
-	bool ok = vc != NULL &&
-	          X509_STORE_CTX_init(vc, h->admin_store, cert, SSL_get_peer_cert_chain(ssl)) == 1 &&
-	          X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_CLIENT) == 1 &&
-	          X509_verify_cert(vc) == 1;
-	X509_STORE_CTX_free(vc);
-	ERR_clear_error();
-	if (!ok)
+	if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK ||
+	    !chains_to(h->admin_store, ssl, cert))
 		return;
 	int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
 	                                  SRV_HTTP_ADMIN_CN_MAX + 1);
@@ -845,7 +854,8 @@ static bool head_authorized(struct conn *c, const struct srv_route *r, const str
 	}
 	case SRV_AUTH_STATION: {
 		char id[SRV_STORE_ID_MAX + 1];
-		enum idp_err rc = ssl_station(bufferevent_openssl_get_ssl(c->tls), id, &err);
+		enum idp_err rc =
+		        ssl_station(c->loop->h, bufferevent_openssl_get_ssl(c->tls), id, &err);
 		if (rc == IDP_OK)
 			return true;
 		if (rc != IDP_E_DENIED)
@@ -1352,8 +1362,11 @@ static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 		/* Trusted in the handshake beside the station CA; ssl_admin_cn then
 		 * checks a certificate against the admin CA alone. */
 		h->admin_store = X509_STORE_new();
+		h->station_store = ca[0] != '\0' ? X509_STORE_new() : NULL;
 		STACK_OF(X509_NAME) *names = SSL_CTX_get_client_CA_list(ctx);
 		bool ok = h->admin_store != NULL && X509_STORE_load_file(h->admin_store, aca) == 1 &&
+		          (ca[0] == '\0' || (h->station_store != NULL &&
+		                             X509_STORE_load_file(h->station_store, ca) == 1)) &&
 		          SSL_CTX_load_verify_locations(ctx, aca, NULL) == 1;
 		if (ok && names != NULL) {
 			ok = SSL_add_file_cert_subjects_to_stack(names, aca) == 1;
@@ -1480,5 +1493,6 @@ void srv_httpd_free(struct srv_httpd *h)
 	free(h->loops);
 	SSL_CTX_free(h->ssl_ctx);
 	X509_STORE_free(h->admin_store);
+	X509_STORE_free(h->station_store);
 	free(h);
 }

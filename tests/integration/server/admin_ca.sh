@@ -4,7 +4,7 @@
 # with that credential's role (viewer: reads, writes refused 403 and
 # audited); the same CN from the station CA, an unknown CN, a revoked
 # credential's CN and a self-signed certificate are refused; a bearer, when
-# sent, decides alone.
+# sent, decides alone; an admin-ca certificate is not a station's.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -29,6 +29,7 @@ t_run "station CA" ca station-ca
 t_run "viewer certificate" leaf view ops-cert admin-ca
 t_run "unknown-name certificate" leaf nobody nobody admin-ca
 t_run "station certificate with the same CN" leaf st ops-cert station-ca
+t_run "admin certificate named like a station" leaf adst station-01 admin-ca
 t_run "self-signed certificate" openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
 	-nodes -keyout "$pki/self.key" -out "$pki/self.pem" -subj /CN=ops-cert -days 30
 
@@ -61,6 +62,15 @@ code=$(IDPROV_ADMIN_TOKEN=wrong-bearer as view whoami 2>/dev/null; echo $?)
 t_run "a wrong bearer beside a good certificate: refused" [ "$code" = 1 ]
 t_run "an admin bearer beside the viewer certificate decides" \
 	as view --token-file "$st/admin.token" whoami
+# The other way round: an admin-ca certificate is no station's.
+up() {
+	srv_curl -o "$T_TMP/up.out" -w '%{http_code}' --cert "$pki/$1.pem" --key "$pki/$1.key" \
+		-H 'Content-Type: application/vnd.idprov.manifest' --data-binary 'x' "$SRV_URL/v1/batches"
+}
+t_run "admin certificate as a station: 403" [ "$(up adst)" = 403 ]
+t_grep "admin certificate as a station: not trusted" 'station: certificate not trusted' "$T_TMP/up.out"
+code=$(up st)
+t_run "station certificate: past authentication (a bad manifest, $code)" [ "$code" = 400 ]
 t_run "revoke ops-cert" adm --token-file "$st/admin.token" credential revoke ops-cert
 code=$(as view whoami 2>/dev/null; echo $?)
 t_run "revoked: its certificate is refused" [ "$code" = 1 ]
