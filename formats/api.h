@@ -25,13 +25,14 @@
 #include "formats/id.h"
 #include "formats/keys.h"
 #include "formats/mac.h"
+#include "formats/oob.h"
 #include "formats/token.h"
 
 #define FMT_API_BODY_MAX          16384u /* bytes of any request or answer body */
 #define FMT_API_ID_MAX            FMT_ID_MAX /* device and batch IDs: formats/id.h */
 #define FMT_API_AGENT_VERSION_MAX 32u    /* [A-Za-z0-9._+~-] */
 #define FMT_API_OOB_MAX           64u    /* out-of-band label secret: printable ASCII, no space */
-#define FMT_API_OOB_PROOF_LEN     32u    /* oob_proof: HMAC-SHA256 (formats/oob.h) */
+#define FMT_API_OOB_PROOF_LEN     FMT_OOB_LEN /* oob_proof: HMAC-SHA256 (formats/oob.h) */
 #define FMT_API_TOKEN_MAX         4096u  /* opaque token: [A-Za-z0-9._-] (JWS compact) */
 #define FMT_API_URL_MAX           256u   /* server_url: "https://" + printable ASCII */
 #define FMT_API_CA_PEM_MAX        8192u  /* ca_pem: one or more PEM certificates */

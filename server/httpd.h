@@ -135,7 +135,7 @@ IDP_MUST_CHECK enum idp_err srv_http_station(struct evhttp_request *req,
 /* The CN of the request's client certificate when it verified against the
  * configured admin-ca (not merely the station CA); "" otherwise. The CN
  * names an admin credential (server/admin.h). */
-#define SRV_HTTP_ADMIN_CN_MAX 32u /* SRV_STORE_CRED_NAME_MAX */
+#define SRV_HTTP_ADMIN_CN_MAX SRV_STORE_CRED_NAME_MAX
 void srv_http_admin_cn(struct evhttp_request *req, char cn[static SRV_HTTP_ADMIN_CN_MAX + 1]);
 
 /* The TLS session of the request's connection (borrowed). */

@@ -28,6 +28,7 @@
 #include "formats/id.h"
 #include "formats/mac.h"
 #include "formats/manifest.h"
+#include "formats/oob.h"
 #include "formats/token.h"
 
 /* Sizes of what formats/ defines are formats/'s, so that the two cannot drift. */
@@ -44,11 +45,11 @@
 #define SRV_STORE_BUSY_MS     5000   /* how long a writer waits for the lock */
 #define SRV_STORE_SOURCE_MAX  64u    /* client address that created a pending device */
 #define SRV_STORE_CLAIMS_MAX  16u    /* claims srv_store_device_claims reports at most */
-#define SRV_STORE_ACTOR_MAX   64u    /* an audit entry's actor: a credential or station name */
+#define SRV_STORE_ACTOR_MAX   FMT_ID_MAX /* an audit entry's actor: a credential or station name */
 #define SRV_STORE_ACTOR_SERVER "idprovd" /* the actor of the server's own decisions */
 #define SRV_STORE_CRED_NAME_MAX 32u  /* an admin credential's name */
 #define SRV_STORE_CRED_HASH_LEN 32u  /* SHA-256 of an admin credential */
-#define SRV_STORE_OOB_VERIFIER_LEN 32u /* formats/oob.h: the KDF of a label secret */
+#define SRV_STORE_OOB_VERIFIER_LEN FMT_OOB_LEN /* the KDF of a label secret */
 
 /* Device states, as the seed's flow names them. */
 enum srv_device_state {
