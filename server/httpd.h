@@ -22,6 +22,9 @@
  * requests evhttp would refuse with its own HTML page: the filter refuses
  * those heads first (formats/api.md §9 lists the one exception).
  *
+ * Files: httpd.c (listeners, TLS, loops), conn.c (the connection filter
+ * and dispatch), head.c (the head checks), reply.c (the srv_http_* helpers).
+ *
  * Threads: srv_httpd_start() runs the loops; handlers run on their loop's
  * thread with that loop's struct srv_ctx. srv_httpd_shutdown() may be
  * called from any one thread (not from a handler).

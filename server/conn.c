@@ -1,0 +1,644 @@
+/*
+ * conn.c - one client connection of idprovd's HTTPS front (server/conn.h):
+ * a bufferevent_openssl on the socket, under a filtering bufferevent
+ * (conn_filter) that evhttp reads from. The filter passes the request head
+ * to evhttp only once it is whole, checks it (server/head.h), its size and
+ * the body size it announces against the route, and passes exactly the
+ * body bytes announced; a refused request is replaced by a tiny synthetic
+ * one ("GET /") so that evhttp calls the dispatcher, which answers the
+ * recorded JSON error and closes. Deadlines: the TLS handshake and head,
+ * the body, held output, and the linger after a refusal.
+ *
+ * WARNING: evhttp frees a connection as soon as the reply has left the
+ * filter, i.e. before TLS has sent it. So evhttp must never close a
+ * connection itself: when a request completes we strip what would make it
+ * close (Connection: close, HTTP/1.0) and close the socket ourselves once
+ * the TLS output is flushed; the client still sees "Connection: close".
+ *
+ * Thread-safety: a connection lives on its loop's thread.
+ */
+#include "server/conn.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/keyvalq_struct.h>
+
+#include "formats/api.h"
+#include "server/admin.h"
+#include "server/head.h"
+#include "server/log.h"
+
+#define ERROR_MSG_MAX 256u
+#define FLUSH_POLL_MS 20
+/* Pipelining: the next request head is passed to evhttp only when the
+ * answers waiting to be sent are under OUT_HIGH bytes; reading resumes
+ * once they drained to OUT_LOW. While held, at most HOLD_INPUT_MAX bytes
+ * of unparsed requests are read from the client (plus one TLS record). */
+#define OUT_HIGH          ((size_t)256 * 1024)
+#define OUT_LOW           ((size_t)64 * 1024)
+#define HOLD_INPUT_MAX    ((size_t)64 * 1024)
+#define LINGER_S          2u /* seconds a refused client may send on */
+#define SYNTHETIC_REQUEST "GET / HTTP/1.1\r\nHost: idprovd\r\n\r\n"
+
+enum conn_state {
+	C_HEAD,   /* reading a request head */
+	C_BODY,   /* passing the announced body */
+	C_REJECT, /* refused: everything further is dropped */
+};
+
+struct srv_conn {
+	struct srv_loop *loop;
+	struct srv_conn *prev, *next;
+	struct bufferevent *bev; /* the filter evhttp owns */
+	struct bufferevent *tls; /* the TLS bufferevent under it */
+	struct event *deadline;
+	struct event *flush_close;         /* close once the TLS output is flushed */
+	struct event *kick;                /* push evhttp's output through the filter */
+	bool kick_ref;                     /* kick is pending and holds a reference on bev */
+	struct evbuffer_cb_entry *drained; /* on the TLS output: resume when paused */
+	enum conn_state state;
+	size_t body_left;
+	bool in_request;  /* a head was passed and its response is not complete */
+	bool paused;      /* holding the next head until the output drains */
+	bool read_off;    /* reading from the client stopped while holding */
+	bool lingering;   /* refused and answered: dropping input until closed */
+	bool http10;      /* the last head passed was HTTP/1.0 */
+	bool close_after; /* close once the current reply is sent */
+	bool nodelay;
+	bool counted;                      /* in conns_open (set once conn_new succeeded) */
+	int status;                        /* status of the last reply, for the log */
+	enum fmt_api_err_code reject_code; /* of a refused request; FMT_API_ERR_UNKNOWN: none */
+	const char *reject_hdr;            /* a header for the refusal (NULL when none) */
+	char reject_hdr_value[48];         /* ... and its value */
+	char reject_msg[ERROR_MSG_MAX];
+};
+
+/* Connections accepted and open, for GET /metrics (server/metrics.h).
+ * Relaxed atomics: each is one independent count. */
+static atomic_uint_least64_t conns_total;
+static atomic_int_least64_t conns_open;
+
+uint64_t srv_http_connections_total(void)
+{
+	return atomic_load_explicit(&conns_total, memory_order_relaxed);
+}
+
+int64_t srv_http_connections_open(void)
+{
+	return atomic_load_explicit(&conns_open, memory_order_relaxed);
+}
+
+struct srv_conn *srv_conn_of(struct evhttp_request *req)
+{
+	SSL *ssl = srv_http_ssl(req);
+	return ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+}
+
+const struct srv_httpd *srv_conn_httpd(const struct srv_conn *c)
+{
+	return c->loop->h;
+}
+
+void srv_conn_replied(struct srv_conn *c, int code)
+{
+	c->status = code;
+}
+
+static void conn_close_now(struct srv_conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->tls);
+	if (fd >= 0)
+		(void)shutdown(fd, SHUT_RDWR);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_conn *c = arg;
+	srv_log(SRV_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
+	        c->state == C_BODY ? "body"
+	        : c->lingering     ? "linger"
+	        : c->paused        ? "output"
+	                           : "head");
+	conn_close_now(c);
+}
+
+static void arm(struct srv_conn *c, unsigned seconds)
+{
+	struct timeval tv = {.tv_sec = (time_t)seconds, .tv_usec = 0};
+	(void)evtimer_add(c->deadline, &tv);
+}
+
+static void flush_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_conn *c = arg;
+	if (evbuffer_get_length(bufferevent_get_output(c->tls)) != 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return;
+	(void)event_del(c->flush_close);
+	/* A refused client may still be sending the body we will not read:
+	 * closing now would reset the connection and could destroy our
+	 * answer before the client reads it. Send FIN and drop what comes
+	 * until the client closes or LINGER_S pass. */
+	evutil_socket_t sfd = bufferevent_getfd(c->tls);
+	if (c->state == C_REJECT && !c->lingering && sfd >= 0) {
+		c->lingering = true;
+		(void)shutdown(sfd, SHUT_WR);
+		if (c->read_off) {
+			c->read_off = false;
+			(void)bufferevent_enable(c->tls, EV_READ);
+		}
+		arm(c, LINGER_S);
+		return;
+	}
+	conn_close_now(c);
+}
+
+/* libevent 2.1's filter moves output only when data is added while
+ * writing is enabled, but evhttp adds a reply and then enables writing: the
+ * reply would sit in the filter. So every addition schedules a flush for
+ * when evhttp is done with the current call.
+ * WARNING: the pending kick holds a reference on the filter. Without it,
+ * evhttp could free the filter first, and the flush would take and drop a
+ * reference on the dead filter, finalizing it a second time (issue 8, the
+ * use-after-free in conn_free; tests/integration/server/conn_reset.sh).
+ * (Deferring the buffer's callbacks instead is no cure: libevent 2.1 then
+ * finalizes the filter with the buffer as its argument.) */
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_conn *c = arg;
+	struct bufferevent *bev = c->bev;
+	c->kick_ref = false;
+	(void)bufferevent_flush(bev, EV_WRITE, BEV_NORMAL);
+	(void)bufferevent_decref(bev); /* may free c: touch nothing after */
+}
+
+/* Data is only added by evhttp, which holds the filter: the reference
+ * taken here is never the first one on a freed filter. */
+static void output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	struct srv_conn *c = arg;
+	if (info->n_added == 0 || c->kick_ref)
+		return;
+	c->kick_ref = true;
+	bufferevent_incref(c->bev);
+	event_active(c->kick, EV_TIMEOUT, 1);
+}
+
+/* Bytes of answers c has not sent yet. */
+static size_t conn_out_pending(const struct srv_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->tls)) +
+	       evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Let the filter look at the unparsed input again: after a request
+ * completed or the output drained. Deferred, so it runs after evhttp is
+ * done with the current call; the TLS bufferevent's deferred callback is
+ * cancelled with it, and once the filter is freed its read callback is
+ * unset, so this never reaches a freed filter. */
+static void conn_pump(struct srv_conn *c)
+{
+	if (c->read_off) {
+		c->read_off = false;
+		(void)bufferevent_enable(c->tls, EV_READ);
+	}
+	bufferevent_trigger(c->tls, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The TLS output shrank: resume a paused connection at the low watermark. */
+static void output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct srv_conn *c = arg;
+	if (!c->paused || info->n_deleted == 0 || conn_out_pending(c) > OUT_LOW)
+		return;
+	(void)buf;
+	c->paused = false;
+	arm(c, c->loop->h->cfg->header_timeout);
+	conn_pump(c);
+}
+
+/* Close c once what it has to send is sent. */
+static void conn_close_when_flushed(struct srv_conn *c)
+{
+	struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)FLUSH_POLL_MS * 1000};
+	(void)event_add(c->flush_close, &tv);
+}
+
+/* The filter's context is freed with the filter, which evhttp frees with the
+ * connection: the one place a connection's bookkeeping ends. */
+static void conn_free(void *arg)
+{
+	struct srv_conn *c = arg;
+	struct srv_loop *l = c->loop;
+	/* A connection whose setup failed in conn_new was never linked nor
+	 * counted: unlinking it would drop the loop's list of connections. */
+	bool linked = c->counted;
+	if (c->counted)
+		(void)atomic_fetch_sub_explicit(&conns_open, 1, memory_order_relaxed);
+	if (linked && c->prev != NULL)
+		c->prev->next = c->next;
+	else if (linked)
+		l->conns = c->next;
+	if (linked && c->next != NULL)
+		c->next->prev = c->prev;
+	event_free(c->deadline);
+	event_free(c->flush_close);
+	event_free(c->kick);
+	if (c->drained != NULL)
+		(void)evbuffer_remove_cb_entry(bufferevent_get_output(c->tls), c->drained);
+	free(c);
+	if (!linked)
+		return;
+	l->n_conns--;
+	if (l->n_conns < l->max_conns)
+		srv_loop_accept(l, true);
+	srv_loop_check_done(l);
+}
+
+/* Refuse the current request: drop its bytes, hand evhttp a synthetic
+ * request instead, and remember what to answer. */
+static void conn_reject(struct srv_conn *c, struct evbuffer *src, struct evbuffer *dst,
+                        enum fmt_api_err_code code, const char *fmt, ...) IDP_PRINTF(5, 6);
+
+static void conn_reject(struct srv_conn *c, struct evbuffer *src, struct evbuffer *dst,
+                        enum fmt_api_err_code code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	srv_http_vformat(c->reject_msg, sizeof(c->reject_msg), fmt, ap);
+	va_end(ap);
+	c->reject_code = code;
+	c->state = C_REJECT;
+	c->in_request = true;
+	(void)evbuffer_drain(src, evbuffer_get_length(src));
+	(void)evbuffer_add(dst, SYNTHETIC_REQUEST, sizeof(SYNTHETIC_REQUEST) - 1);
+	(void)event_del(c->deadline);
+}
+
+/* The methods path takes, for an Allow header ("" when no route has it). */
+static void route_allow(const struct srv_httpd *h, const char *path, size_t len,
+                        char out[static 32])
+{
+	bool get = false, post = false;
+	for (size_t i = 0; i < h->n_routes; i++) {
+		if (strlen(h->routes[i].path) != len || memcmp(h->routes[i].path, path, len) != 0)
+			continue;
+		get = get || h->routes[i].method == EVHTTP_REQ_GET;
+		post = post || h->routes[i].method == EVHTTP_REQ_POST;
+	}
+	(void)snprintf(out, 32, "%s%s%s", get ? "GET, HEAD" : "", get && post ? ", " : "",
+	               post ? "POST" : "");
+}
+
+/* The route of path for method (0: the first of any method); when no route
+ * of path has that method, the first of path (answered 405). */
+static const struct srv_route *route_find(const struct srv_httpd *h, const char *path, size_t len,
+                                          enum evhttp_cmd_type method)
+{
+	const struct srv_route *first = NULL;
+	for (size_t i = 0; i < h->n_routes; i++) {
+		if (strlen(h->routes[i].path) != len || memcmp(h->routes[i].path, path, len) != 0)
+			continue;
+		if (method == 0 || h->routes[i].method == method)
+			return &h->routes[i];
+		if (first == NULL)
+			first = &h->routes[i];
+	}
+	return first;
+}
+
+static size_t route_max_body(const struct srv_httpd *h, const struct srv_route *r)
+{
+	if (r != NULL && r->max_body == SRV_ROUTE_MANIFEST)
+		return h->cfg->max_manifest;
+	return r != NULL && r->max_body != 0 ? r->max_body : h->cfg->max_body;
+}
+
+static enum srv_route_auth route_auth(const struct srv_route *r)
+{
+	if (r->auth == SRV_AUTH_NONE && strncmp(r->path, "/v1/admin/", 10) == 0)
+		return SRV_AUTH_ADMIN;
+	return r->auth;
+}
+
+/* Authenticate the head hi for route r before any body is read; when it
+ * fails, the request is refused (401/403) and false returned. */
+static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
+                            const struct srv_head *hi, struct evbuffer *src, struct evbuffer *dst)
+{
+	struct idp_error err = {0};
+	enum fmt_api_err_code code = FMT_API_ERR_UNAUTHORIZED;
+	switch (route_auth(r)) {
+	case SRV_AUTH_NONE:
+		return true;
+	case SRV_AUTH_ADMIN: {
+		struct srv_admin_who who;
+		char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
+		srv_http_ssl_admin_cn(c->loop->h, bufferevent_openssl_get_ssl(c->tls), cn);
+		if (srv_admin_identify(c->loop->ctx.state, c->loop->ctx.store, hi->auth,
+		                       hi->auth_len, cn, &who, &err) != IDP_OK) {
+			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
+			        c->loop->ctx.loop, err.msg);
+			code = FMT_API_ERR_INTERNAL;
+			(void)snprintf(err.msg, sizeof(err.msg),
+			               "cannot check the admin credential");
+		} else if (who.role != SRV_ROLE_NONE &&
+		           srv_admin_role_allows(who.role, hi->read_only)) {
+			return true;
+		} else if (who.role != SRV_ROLE_NONE) {
+			srv_admin_denied(c->loop->ctx.loop, c->loop->ctx.store, &who, hi->path,
+			                 hi->path_len, err.msg, sizeof(err.msg));
+			code = FMT_API_ERR_FORBIDDEN;
+		} else {
+			srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
+			        c->loop->ctx.loop);
+			c->reject_hdr = "WWW-Authenticate";
+			(void)snprintf(c->reject_hdr_value, sizeof(c->reject_hdr_value),
+			               "Bearer realm=\"idprov-admin\"");
+			(void)snprintf(err.msg, sizeof(err.msg), "authorization: %s",
+			               hi->auth == NULL ? "missing admin credential"
+			                                : "not an admin credential");
+		}
+		break;
+	}
+	case SRV_AUTH_STATION: {
+		char id[SRV_STORE_ID_MAX + 1];
+		enum idp_err rc =
+		        srv_http_ssl_station(c->loop->h, bufferevent_openssl_get_ssl(c->tls), id, &err);
+		if (rc == IDP_OK)
+			return true;
+		if (rc != IDP_E_DENIED)
+			code = FMT_API_ERR_FORBIDDEN;
+		break;
+	}
+	}
+	conn_reject(c, src, dst, code, "%s", err.msg);
+	return false;
+}
+
+static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct evbuffer *dst,
+                                                  ev_ssize_t dst_limit,
+                                                  enum bufferevent_flush_mode mode, void *arg)
+{
+	(void)dst_limit;
+	(void)mode;
+	struct srv_conn *c = arg;
+	const struct srv_config *cfg = c->loop->h->cfg;
+	bool produced = false;
+	if (!c->nodelay) {
+		int one = 1;
+		evutil_socket_t fd = bufferevent_getfd(c->tls);
+		if (fd >= 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->nodelay = true;
+	}
+	for (;;) {
+		size_t n = evbuffer_get_length(src);
+		if (n == 0)
+			break;
+		if (c->state == C_REJECT) {
+			(void)evbuffer_drain(src, n);
+			break;
+		}
+		if (c->state == C_BODY) {
+			size_t k = n < c->body_left ? n : c->body_left;
+			if (evbuffer_remove_buffer(src, dst, k) != (int)k)
+				return BEV_ERROR;
+			produced = true;
+			c->body_left -= k;
+			if (c->body_left == 0) {
+				c->state = C_HEAD;
+				(void)event_del(c->deadline);
+			}
+			continue;
+		}
+		/* One request at a time, and none while answers pile up: a
+		 * client that pipelines and reads nothing is held here. */
+		if (c->in_request || conn_out_pending(c) > OUT_HIGH) {
+			if (!c->in_request && !c->paused) {
+				c->paused = true;
+				arm(c, cfg->request_timeout);
+			}
+			if (n > HOLD_INPUT_MAX && !c->read_off) {
+				c->read_off = true;
+				(void)bufferevent_disable(c->tls, EV_READ);
+			}
+			break;
+		}
+		size_t look = n < cfg->max_headers + 3 ? n : cfg->max_headers + 3;
+		const uint8_t *p = evbuffer_pullup(src, (ev_ssize_t)look);
+		if (p == NULL)
+			return BEV_ERROR;
+		size_t end = srv_head_end(p, look);
+		if (end == 0 || end > cfg->max_headers) {
+			if (n <= cfg->max_headers)
+				break; /* wait for the rest; the deadline runs */
+			conn_reject(c, src, dst, FMT_API_ERR_HEADERS_TOO_LARGE,
+			            "request head is larger than %zu bytes", cfg->max_headers);
+			return BEV_OK;
+		}
+		struct srv_head hi;
+		srv_head_parse(p, end, &hi);
+		const struct srv_route *r =
+		        hi.bad != NULL ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
+		size_t max = route_max_body(c->loop->h, r);
+		if (hi.bad != NULL) {
+			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "%s", hi.bad);
+			return BEV_OK;
+		}
+		if (r != NULL && !head_authorized(c, r, &hi, src, dst))
+			return BEV_OK;
+		if (hi.chunked) {
+			conn_reject(c, src, dst, FMT_API_ERR_LENGTH_REQUIRED,
+			            "send the body with a Content-Length");
+			return BEV_OK;
+		}
+		enum fmt_api_err_code why_code = FMT_API_ERR_BAD_REQUEST;
+		const char *why = srv_head_refusal(p, end, &hi, &why_code);
+		if (why != NULL) {
+			conn_reject(c, src, dst, why_code, "%s", why);
+			return BEV_OK;
+		}
+		if (hi.has_length && hi.length > max) {
+			conn_reject(c, src, dst, FMT_API_ERR_TOO_LARGE,
+			            "body is %llu bytes, max %zu for this path",
+			            (unsigned long long)hi.length, max);
+			return BEV_OK;
+		}
+		if (evbuffer_remove_buffer(src, dst, end) != (int)end)
+			return BEV_ERROR;
+		produced = true;
+		c->in_request = true;
+		c->http10 = hi.http10;
+		(void)event_del(c->deadline);
+		if (hi.has_length && hi.length > 0) {
+			c->state = C_BODY;
+			c->body_left = (size_t)hi.length;
+			arm(c, cfg->body_timeout);
+		}
+	}
+	return produced ? BEV_OK : BEV_NEED_MORE;
+}
+
+struct bufferevent *srv_conn_new(struct event_base *base, void *arg)
+{
+	struct srv_loop *l = arg;
+	struct srv_conn *c = calloc(1, sizeof(*c));
+	SSL *ssl = c != NULL ? SSL_new(l->h->ssl_ctx) : NULL;
+	if (ssl == NULL) {
+		free(c);
+		srv_log(SRV_LOG_ERROR, "conn.error", "loop=%u what=out-of-memory", l->ctx.loop);
+		return NULL;
+	}
+	c->loop = l;
+	SSL_set_app_data(ssl, c);
+	c->deadline = evtimer_new(base, deadline_cb, c);
+	c->flush_close = event_new(base, -1, EV_PERSIST, flush_close_cb, c);
+	c->kick = event_new(base, -1, 0, kick_cb, c);
+	c->tls = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	                                        BEV_OPT_CLOSE_ON_FREE);
+	if (c->tls == NULL)
+		SSL_free(ssl);
+	else
+		bufferevent_openssl_set_allow_dirty_shutdown(c->tls, 1);
+	c->bev = c->tls != NULL
+	                 ? bufferevent_filter_new(c->tls, conn_filter, NULL,
+	                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS,
+	                                          conn_free, c)
+	                 : NULL;
+	c->drained = c->tls != NULL
+	                     ? evbuffer_add_cb(bufferevent_get_output(c->tls), output_drained, c)
+	                     : NULL;
+	if (c->deadline == NULL || c->flush_close == NULL || c->kick == NULL || c->bev == NULL ||
+	    c->drained == NULL ||
+	    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added, c) == NULL) {
+		if (c->bev != NULL) {
+			bufferevent_free(c->bev); /* frees c through conn_free */
+			return NULL;
+		}
+		if (c->tls != NULL)
+			bufferevent_free(c->tls);
+		event_free(c->deadline);
+		event_free(c->flush_close);
+		event_free(c->kick);
+		free(c);
+		return NULL;
+	}
+	c->next = l->conns;
+	if (l->conns != NULL)
+		l->conns->prev = c;
+	l->conns = c;
+	l->n_conns++;
+	(void)atomic_fetch_add_explicit(&conns_total, 1, memory_order_relaxed);
+	(void)atomic_fetch_add_explicit(&conns_open, 1, memory_order_relaxed);
+	c->counted = true;
+	if (l->n_conns >= l->max_conns)
+		srv_loop_accept(l, false);
+	arm(c, l->h->cfg->header_timeout);
+	return c->bev;
+}
+
+static void request_done(struct evhttp_request *req, void *arg)
+{
+	struct srv_conn *c = arg;
+	c->in_request = false;
+	/* Runs before evhttp decides whether to close: keep it from closing
+	 * (see the WARNING at the top) and close after the flush instead. */
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	(void)evhttp_remove_header(in, "Connection");
+	(void)evhttp_remove_header(evhttp_request_get_output_headers(req), "Connection");
+	if (c->http10)
+		(void)evhttp_add_header(in, "Connection", "keep-alive");
+	if (c->close_after || c->loop->stopping) {
+		conn_close_when_flushed(c);
+		return;
+	}
+	if (c->state == C_HEAD) {
+		arm(c, c->loop->h->cfg->header_timeout);
+		conn_pump(c); /* a pipelined head may be waiting */
+	}
+}
+
+void srv_conn_dispatch(struct evhttp_request *req, void *arg)
+{
+	struct srv_loop *l = arg;
+	struct srv_conn *c = srv_conn_of(req);
+	const char *uri = evhttp_request_get_uri(req);
+	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+	const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
+	char pbuf[SRV_LOG_ESC_MAX], peer[64];
+	/* Taken before the reply: the request may be gone after it. */
+	(void)srv_http_peer(req, peer);
+	if (c != NULL && c->reject_code != 0)
+		(void)snprintf(pbuf, sizeof(pbuf), "-");
+	else
+		(void)srv_log_esc(uri != NULL ? uri : "", uri != NULL ? strnlen(uri, 4096) : 0,
+		                  pbuf, sizeof(pbuf));
+	if (c != NULL) {
+		evhttp_request_set_on_complete_cb(req, request_done, c);
+		const char *ch =
+		        evhttp_find_header(evhttp_request_get_input_headers(req), "Connection");
+		bool keep = ch != NULL && strcasecmp(ch, "keep-alive") == 0;
+		c->close_after = l->stopping || c->reject_code != 0 ||
+		                 (ch != NULL && strcasecmp(ch, "close") == 0) ||
+		                 (c->http10 && !keep);
+		if (c->close_after)
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        "Connection", "close");
+	}
+	/* HEAD is GET without the body (srv_http_reply leaves it out). */
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	if (cmd == EVHTTP_REQ_HEAD)
+		cmd = EVHTTP_REQ_GET;
+	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path), cmd) : NULL;
+	if (c != NULL && c->reject_code != FMT_API_ERR_UNKNOWN) {
+		if (c->reject_hdr != NULL)
+			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+			                        c->reject_hdr, c->reject_hdr_value);
+		srv_http_error(req, c->reject_code, "%s", c->reject_msg);
+	} else if (path == NULL) {
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");
+	} else if (r == NULL) {
+		srv_http_error(req, FMT_API_ERR_NOT_FOUND, "no such path");
+	} else if (cmd != r->method) {
+		char allow[32];
+		route_allow(l->h, path, strlen(path), allow);
+		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+		srv_http_error(req, FMT_API_ERR_METHOD_NOT_ALLOWED, "use %s", allow);
+	} else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
+	           route_max_body(l->h, r)) {
+		srv_http_error(req, FMT_API_ERR_TOO_LARGE, "body too large for this path");
+	} else {
+		srv_store_set_actor(l->ctx.store, NULL); /* admin.c sets the caller's */
+		r->fn(&l->ctx, req);
+		srv_store_set_actor(l->ctx.store, NULL);
+	}
+	srv_log(SRV_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d", l->ctx.loop,
+	        peer, pbuf, c != NULL ? c->status : 0);
+}
+
+void srv_conn_close_idle(struct srv_loop *l)
+{
+	for (struct srv_conn *c = l->conns; c != NULL; c = c->next) {
+		if (!c->in_request && c->state == C_HEAD &&
+		    evbuffer_get_length(bufferevent_get_input(c->tls)) == 0)
+			conn_close_now(c);
+	}
+}

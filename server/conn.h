@@ -1,0 +1,116 @@
+/*
+ * conn.h - inside idprovd's HTTPS front (server/httpd.h), shared by its
+ * three files and nothing else: httpd.c (listeners, TLS context, event
+ * loops and their threads), conn.c (per connection: the filter in front of
+ * evhttp with its deadlines, head checks and output watermark, and the
+ * dispatch of each request to its route) and reply.c (the srv_http_*
+ * helpers handlers answer with).
+ *
+ * Thread-safety: a loop and its connections belong to the loop's thread;
+ * struct srv_httpd is read-only once the loops run.
+ */
+#ifndef IDP_SERVER_CONN_H
+#define IDP_SERVER_CONN_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "server/httpd.h"
+
+struct srv_conn; /* one client connection (conn.c) */
+
+/* One event loop with its listeners, its store connection (in ctx) and its
+ * connections. */
+struct srv_loop {
+	struct srv_httpd *h;
+	struct srv_ctx ctx;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound[SRV_CONFIG_LISTEN_MAX];
+	size_t n_bound;
+	struct event *stop_ev;
+	struct event *grace_ev;
+	pthread_t thread;
+	bool started;
+	bool stopping;
+	bool accepting;
+	unsigned n_conns; /* kept by conn.c */
+	unsigned max_conns;
+	struct srv_conn *conns; /* kept by conn.c */
+};
+
+struct srv_httpd {
+	const struct srv_config *cfg;
+	const struct srv_state *state;
+	const struct srv_route *routes;
+	size_t n_routes;
+	SSL_CTX *ssl_ctx;
+	X509_STORE *admin_store;   /* admin-ca alone: which client certificates are an admin's */
+	X509_STORE *station_store; /* station-ca alone, when admin-ca shares the handshake */
+	struct srv_loop *loops;
+	size_t n_loops;
+	size_t max_body_any; /* the largest body any route takes */
+	char bound_text[SRV_CONFIG_LISTEN_MAX][SRV_CONFIG_ADDR_TEXT];
+	size_t n_listen;
+	bool started;
+};
+
+/* ---------------------------------------------------------------- httpd.c */
+
+/* Start or stop accepting on every listener of l (never starts once l is
+ * stopping). */
+void srv_loop_accept(struct srv_loop *l, bool on);
+
+/* End l's event loop when it is stopping and its last connection closed. */
+void srv_loop_check_done(struct srv_loop *l);
+
+/* ---------------------------------------------------------------- conn.c */
+
+/* evhttp's bufferevent factory (evhttp_set_bevcb; arg: the struct
+ * srv_loop): a TLS bufferevent under the connection's filter. NULL when out
+ * of memory. */
+struct bufferevent *srv_conn_new(struct event_base *base, void *arg);
+
+/* evhttp's generic callback (evhttp_set_gencb; arg: the struct srv_loop):
+ * answer a refused request's recorded error, or 404/405/413, or run the
+ * route's handler; log the request. */
+void srv_conn_dispatch(struct evhttp_request *req, void *arg);
+
+/* Close every connection of l that is idle (no request under way, nothing
+ * unread): the start of a graceful stop. */
+void srv_conn_close_idle(struct srv_loop *l);
+
+/* The connection of req (NULL when it has none). */
+struct srv_conn *srv_conn_of(struct evhttp_request *req);
+
+/* The server c belongs to. */
+const struct srv_httpd *srv_conn_httpd(const struct srv_conn *c);
+
+/* Record the status of the reply c sends (for the request log). */
+void srv_conn_replied(struct srv_conn *c, int code);
+
+/* ---------------------------------------------------------------- reply.c */
+
+/* vsnprintf into buf[size], always NUL-terminated (cut when too long). */
+void srv_http_vformat(char *buf, size_t size, const char *fmt, va_list ap) IDP_PRINTF(3, 0);
+
+/* srv_http_station on the TLS session ssl (NULL: none) of a connection to
+ * h (NULL: no station-ca check of its own). */
+IDP_MUST_CHECK enum idp_err srv_http_ssl_station(const struct srv_httpd *h, SSL *ssl,
+                                                 char id[static SRV_STORE_ID_MAX + 1],
+                                                 struct idp_error *err);
+
+/* The CN of ssl's client certificate when it chains to h's admin CA (not
+ * merely to the handshake's store, which holds the station CA too); ""
+ * otherwise. The handshake proved the key. */
+void srv_http_ssl_admin_cn(const struct srv_httpd *h, SSL *ssl,
+                           char cn[static SRV_HTTP_ADMIN_CN_MAX + 1]);
+
+#endif /* IDP_SERVER_CONN_H */
