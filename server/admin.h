@@ -47,7 +47,7 @@ struct srv_admin_who {
  * against admin-ca, srv_http_admin_cn; NULL or "" for none) names. A bearer,
  * when sent, decides alone. who->role is SRV_ROLE_NONE when neither is a
  * valid credential. Fails only when the store cannot be read. Called on the
- * request head (server/httpd.c) and again by the handlers. */
+ * request head (server/conn.c) and again by the handlers. */
 IDP_MUST_CHECK enum idp_err srv_admin_identify(const struct srv_state *state,
                                                struct srv_store *st, const char *h, size_t len,
                                                const char *cert_cn, struct srv_admin_who *who,
@@ -62,7 +62,7 @@ bool srv_admin_role_allows(enum srv_role role, bool read_only);
 void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admin_who *who,
                       const char *path, size_t path_len, char *msg, size_t size);
 
-/* The handlers, registered in the route table (server/handlers.c). Bodies:
+/* The handlers, registered in the route table (server/routes.c). Bodies:
  * docs/administrator.md ("Admin API"). */
 srv_handler_fn srv_admin_station_add;     /* POST /v1/admin/stations */
 srv_handler_fn srv_admin_station_disable; /* POST /v1/admin/stations/disable */

@@ -37,6 +37,7 @@
 #include "server/admin.h"
 #include "server/head.h"
 #include "server/log.h"
+#include "server/routes.h"
 
 #define ERROR_MSG_MAX 256u
 #define FLUSH_POLL_MS 20
@@ -292,52 +293,6 @@ static void conn_reject(struct srv_conn *c, struct evbuffer *src, struct evbuffe
 	(void)event_del(c->deadline);
 }
 
-/* The methods path takes, for an Allow header ("" when no route has it). */
-static void route_allow(const struct srv_httpd *h, const char *path, size_t len,
-                        char out[static 32])
-{
-	bool get = false, post = false;
-	for (size_t i = 0; i < h->n_routes; i++) {
-		if (strlen(h->routes[i].path) != len || memcmp(h->routes[i].path, path, len) != 0)
-			continue;
-		get = get || h->routes[i].method == EVHTTP_REQ_GET;
-		post = post || h->routes[i].method == EVHTTP_REQ_POST;
-	}
-	(void)snprintf(out, 32, "%s%s%s", get ? "GET, HEAD" : "", get && post ? ", " : "",
-	               post ? "POST" : "");
-}
-
-/* The route of path for method (0: the first of any method); when no route
- * of path has that method, the first of path (answered 405). */
-static const struct srv_route *route_find(const struct srv_httpd *h, const char *path, size_t len,
-                                          enum evhttp_cmd_type method)
-{
-	const struct srv_route *first = NULL;
-	for (size_t i = 0; i < h->n_routes; i++) {
-		if (strlen(h->routes[i].path) != len || memcmp(h->routes[i].path, path, len) != 0)
-			continue;
-		if (method == 0 || h->routes[i].method == method)
-			return &h->routes[i];
-		if (first == NULL)
-			first = &h->routes[i];
-	}
-	return first;
-}
-
-static size_t route_max_body(const struct srv_httpd *h, const struct srv_route *r)
-{
-	if (r != NULL && r->max_body == SRV_ROUTE_MANIFEST)
-		return h->cfg->max_manifest;
-	return r != NULL && r->max_body != 0 ? r->max_body : h->cfg->max_body;
-}
-
-static enum srv_route_auth route_auth(const struct srv_route *r)
-{
-	if (r->auth == SRV_AUTH_NONE && strncmp(r->path, "/v1/admin/", 10) == 0)
-		return SRV_AUTH_ADMIN;
-	return r->auth;
-}
-
 /* Authenticate the head hi for route r before any body is read; when it
  * fails, the request is refused (401/403) and false returned. */
 static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
@@ -345,7 +300,7 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 {
 	struct idp_error err = {0};
 	enum fmt_api_err_code code = FMT_API_ERR_UNAUTHORIZED;
-	switch (route_auth(r)) {
+	switch (srv_route_auth(r)) {
 	case SRV_AUTH_NONE:
 		return true;
 	case SRV_AUTH_ADMIN: {
@@ -457,8 +412,9 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		struct srv_head hi;
 		srv_head_parse(p, end, &hi);
 		const struct srv_route *r =
-		        hi.bad != NULL ? NULL : route_find(c->loop->h, hi.path, hi.path_len, 0);
-		size_t max = route_max_body(c->loop->h, r);
+		        hi.bad != NULL ? NULL : srv_route_find(c->loop->h->routes, c->loop->h->n_routes, hi.path,
+		                                          hi.path_len, 0);
+		size_t max = srv_route_max_body(r, cfg);
 		if (hi.bad != NULL) {
 			conn_reject(c, src, dst, FMT_API_ERR_BAD_REQUEST, "%s", hi.bad);
 			return BEV_OK;
@@ -607,7 +563,8 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	if (cmd == EVHTTP_REQ_HEAD)
 		cmd = EVHTTP_REQ_GET;
-	const struct srv_route *r = path != NULL ? route_find(l->h, path, strlen(path), cmd) : NULL;
+	const struct srv_route *r = path != NULL ? srv_route_find(l->h->routes, l->h->n_routes, path,
+		                                                     strlen(path), cmd) : NULL;
 	if (c != NULL && c->reject_code != FMT_API_ERR_UNKNOWN) {
 		if (c->reject_hdr != NULL)
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -618,12 +575,12 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 	} else if (r == NULL) {
 		srv_http_error(req, FMT_API_ERR_NOT_FOUND, "no such path");
 	} else if (cmd != r->method) {
-		char allow[32];
-		route_allow(l->h, path, strlen(path), allow);
+		char allow[SRV_ROUTE_ALLOW_MAX];
+		srv_route_allow(l->h->routes, l->h->n_routes, path, strlen(path), allow);
 		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
 		srv_http_error(req, FMT_API_ERR_METHOD_NOT_ALLOWED, "use %s", allow);
 	} else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
-	           route_max_body(l->h, r)) {
+	           srv_route_max_body(r, l->h->cfg)) {
 		srv_http_error(req, FMT_API_ERR_TOO_LARGE, "body too large for this path");
 	} else {
 		srv_store_set_actor(l->ctx.store, NULL); /* admin.c sets the caller's */

@@ -22,8 +22,6 @@
 
 #include "formats/b64.h"
 #include "formats/pop.h"
-#include "server/admin.h"
-#include "server/metrics.h"
 #include "server/import.h"
 #include "server/log.h"
 
@@ -124,7 +122,7 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
 
 /* GET /v1/health: the server answers and its store connection works; also
  * the count of log lines the rate limit dropped (server/log.h). */
-static void health(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_health(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	int64_t version = 0;
 	struct idp_error err = {0};
@@ -149,7 +147,7 @@ static void health(struct srv_ctx *ctx, struct evhttp_request *req)
 }
 
 /* GET /v1/ca: the CA certificate devices pin. */
-static void ca(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_ca(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	srv_http_reply(req, 200, "application/x-pem-file", ctx->state->ca_pem,
 	               ctx->state->ca_pem_len);
@@ -158,7 +156,7 @@ static void ca(struct srv_ctx *ctx, struct evhttp_request *req)
 /* GET /v1/keys and /.well-known/jwks.json: the token-verification keys as a
  * JWK Set (formats/token.md, "Key set"): the current key and every retired
  * one whose tokens may still be alive, so a hub can verify device tokens. */
-static void jwks(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_jwks(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	struct fmt_token_key keys[SRV_STATE_TOKEN_KEYS_MAX];
 	size_t n = srv_state_token_keys(ctx->state, (int64_t)time(NULL), keys);
@@ -178,7 +176,7 @@ static void jwks(struct srv_ctx *ctx, struct evhttp_request *req)
  * same transaction). */
 static bool throttled(struct srv_ctx *ctx, struct evhttp_request *req);
 
-static void nonce(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_nonce(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (throttled(ctx, req))
 		return;
@@ -516,18 +514,18 @@ out:
 	free(r);
 }
 
-static void provision(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_provision(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!throttled(ctx, req))
 		device_request(ctx, req, FMT_API_PROVISION);
 }
 
-static void exchange(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_exchange(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	device_request(ctx, req, FMT_API_EXCHANGE);
 }
 
-static void renew(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_renew(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	device_request(ctx, req, FMT_API_RENEW);
 }
@@ -536,7 +534,7 @@ static void renew(struct srv_ctx *ctx, struct evhttp_request *req)
 
 /* POST /v1/batches: a station uploads its signed manifest (client
  * certificate authentication); imported whole or not at all. */
-static void batches(struct srv_ctx *ctx, struct evhttp_request *req)
+void srv_handlers_batches(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	char station[SRV_STORE_ID_MAX + 1];
 	struct idp_error err = {0};
@@ -611,48 +609,4 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 		return;
 	}
 	srv_http_reply(req, r.created ? 201 : 200, "application/json", out, olen);
-}
-
-static const struct srv_route routes[] = {
-        {"/v1/health", EVHTTP_REQ_GET, 0, health, SRV_AUTH_NONE},
-        {"/v1/ca", EVHTTP_REQ_GET, 0, ca, SRV_AUTH_NONE},
-        {"/v1/keys", EVHTTP_REQ_GET, 0, jwks, SRV_AUTH_NONE},
-        {"/.well-known/jwks.json", EVHTTP_REQ_GET, 0, jwks, SRV_AUTH_NONE},
-        {"/v1/nonce", EVHTTP_REQ_POST, 0, nonce, SRV_AUTH_NONE},
-        {"/v1/provision", EVHTTP_REQ_POST, FMT_API_BODY_MAX, provision, SRV_AUTH_NONE},
-        {"/v1/token/exchange", EVHTTP_REQ_POST, FMT_API_BODY_MAX, exchange, SRV_AUTH_NONE},
-        {"/v1/token/renew", EVHTTP_REQ_POST, FMT_API_BODY_MAX, renew, SRV_AUTH_NONE},
-        {"/v1/batches", EVHTTP_REQ_POST, SRV_ROUTE_MANIFEST, batches, SRV_AUTH_STATION},
-        {"/v1/admin/stations", EVHTTP_REQ_POST, 0, srv_admin_station_add, SRV_AUTH_ADMIN},
-        {"/v1/admin/stations/disable", EVHTTP_REQ_POST, 0, srv_admin_station_disable,
-         SRV_AUTH_ADMIN},
-        {"/v1/admin/cas", EVHTTP_REQ_POST, 0, srv_admin_ca_add, SRV_AUTH_ADMIN},
-        {"/v1/admin/import", EVHTTP_REQ_POST, SRV_ROUTE_MANIFEST, srv_admin_import, SRV_AUTH_ADMIN},
-        {"/v1/admin/devices/approve", EVHTTP_REQ_POST, 0, srv_admin_approve, SRV_AUTH_ADMIN},
-        {"/v1/admin/devices/reject", EVHTTP_REQ_POST, 0, srv_admin_reject, SRV_AUTH_ADMIN},
-        {"/v1/admin/devices/revoke", EVHTTP_REQ_POST, 0, srv_admin_revoke, SRV_AUTH_ADMIN},
-        {"/v1/admin/release", EVHTTP_REQ_POST, 0, srv_admin_release, SRV_AUTH_ADMIN},
-        {"/v1/admin/stations", EVHTTP_REQ_GET, 0, srv_admin_station_list, SRV_AUTH_ADMIN},
-        {"/v1/admin/devices", EVHTTP_REQ_GET, 0, srv_admin_device_list, SRV_AUTH_ADMIN},
-        {"/v1/admin/flags", EVHTTP_REQ_GET, 0, srv_admin_flag_list, SRV_AUTH_ADMIN},
-        {"/v1/admin/backup", EVHTTP_REQ_POST, 0, srv_admin_backup, SRV_AUTH_ADMIN},
-        {"/v1/admin/token-keys/rotate", EVHTTP_REQ_POST, 0, srv_admin_token_rotate, SRV_AUTH_ADMIN},
-        {"/metrics", EVHTTP_REQ_GET, 0, srv_metrics_get, SRV_AUTH_ADMIN},
-        {"/v1/admin/audit", EVHTTP_REQ_GET, 0, srv_admin_audit_list, SRV_AUTH_ADMIN},
-        {"/v1/admin/audit/verify", EVHTTP_REQ_GET, 0, srv_admin_audit_verify, SRV_AUTH_ADMIN},
-        {"/v1/admin/report/unprovisioned", EVHTTP_REQ_GET, 0, srv_admin_report_unprovisioned,
-         SRV_AUTH_ADMIN},
-        {"/v1/admin/whoami", EVHTTP_REQ_GET, 0, srv_admin_whoami, SRV_AUTH_ADMIN},
-        {"/v1/admin/credentials", EVHTTP_REQ_POST, 0, srv_admin_credential_add, SRV_AUTH_ADMIN},
-        {"/v1/admin/credentials", EVHTTP_REQ_GET, 0, srv_admin_credential_list, SRV_AUTH_ADMIN},
-        {"/v1/admin/credentials/revoke", EVHTTP_REQ_POST, 0, srv_admin_credential_revoke,
-         SRV_AUTH_ADMIN},
-        {"/v1/admin/oob", EVHTTP_REQ_POST, 0, srv_admin_oob_add, SRV_AUTH_ADMIN},
-        {"/v1/admin/oob", EVHTTP_REQ_GET, 0, srv_admin_oob_list, SRV_AUTH_ADMIN},
-};
-
-const struct srv_route *srv_handlers_routes(size_t *n)
-{
-	*n = sizeof(routes) / sizeof(routes[0]);
-	return routes;
 }

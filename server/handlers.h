@@ -1,5 +1,5 @@
 /*
- * handlers.h - idprovd's HTTP API: the route table the server runs.
+ * handlers.h - idprovd's device API and what every handler shares.
  * API: formats/api.md (POST /v1/nonce, /v1/provision, /v1/token/exchange,
  * /v1/token/renew) plus GET /v1/health and GET /v1/ca. Handlers run on their
  * loop's thread with that loop's store connection (server/httpd.h) and the
@@ -56,7 +56,15 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
                                         enum idp_err rc, enum fmt_api_err_origin origin,
                                         const struct idp_error *err);
 
-/* The routes, and their count in *n. Static: valid for the whole run. */
-const struct srv_route *srv_handlers_routes(size_t *n);
+/* The device API's handlers, registered in server/routes.c. Bodies:
+ * formats/api.md. */
+srv_handler_fn srv_handlers_health;    /* GET /v1/health */
+srv_handler_fn srv_handlers_ca;        /* GET /v1/ca */
+srv_handler_fn srv_handlers_jwks;      /* GET /v1/keys, GET /.well-known/jwks.json */
+srv_handler_fn srv_handlers_nonce;     /* POST /v1/nonce */
+srv_handler_fn srv_handlers_provision; /* POST /v1/provision */
+srv_handler_fn srv_handlers_exchange;  /* POST /v1/token/exchange */
+srv_handler_fn srv_handlers_renew;     /* POST /v1/token/renew */
+srv_handler_fn srv_handlers_batches;   /* POST /v1/batches (station certificate) */
 
 #endif /* IDP_SERVER_HANDLERS_H */

@@ -23,6 +23,7 @@
 
 #include "server/conn.h"
 #include "server/log.h"
+#include "server/routes.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -337,8 +338,7 @@ enum idp_err srv_httpd_new(const struct srv_config *cfg, const struct srv_state 
 	h->n_listen = cfg->n_listen;
 	h->max_body_any = cfg->max_body;
 	for (size_t i = 0; i < n_routes; i++) {
-		size_t m = routes[i].max_body == SRV_ROUTE_MANIFEST ? cfg->max_manifest
-		                                                    : routes[i].max_body;
+		size_t m = srv_route_max_body(&routes[i], cfg);
 		if (m > h->max_body_any)
 			h->max_body_any = m;
 	}

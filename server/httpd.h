@@ -48,7 +48,6 @@
 
 #define SRV_HTTP_EXPORTER_LEN   FMT_API_EXPORTER_LEN /* RFC 9266 (formats/io/tls.h) */
 #define SRV_HTTP_ROUTES_MAX     64u
-#define SRV_ROUTE_MANIFEST      SIZE_MAX /* a route's max_body: the configured max-manifest */
 
 /* What a handler gets: its loop's own store connection and the shared,
  * read-only server state. */
@@ -63,23 +62,7 @@ struct srv_ctx {
 /* A handler answers req exactly once (srv_http_* below or evhttp_send_reply). */
 typedef void srv_handler_fn(struct srv_ctx *ctx, struct evhttp_request *req);
 
-/* Who may send a route a body, checked on the request head before any of
- * the body is read (the handler checks again). */
-enum srv_route_auth {
-	SRV_AUTH_NONE = 0,
-	SRV_AUTH_ADMIN,   /* "Authorization: Bearer <admin credential>" (server/admin.h) */
-	SRV_AUTH_STATION, /* a client certificate verified against station-ca */
-};
-
-struct srv_route {
-	const char *path;            /* exact path, e.g. "/v1/health" */
-	enum evhttp_cmd_type method; /* EVHTTP_REQ_GET, EVHTTP_REQ_POST, ... */
-	size_t max_body;             /* 0: the configured max-body */
-	srv_handler_fn *fn;
-	enum srv_route_auth auth; /* the same for every route of one path; routes
-	                           * under /v1/admin/ are always SRV_AUTH_ADMIN */
-};
-
+struct srv_route; /* server/routes.h */
 struct srv_httpd;
 
 /* Bind every listen address once per loop (SO_REUSEPORT; port 0 is chosen

@@ -26,6 +26,7 @@
 
 #include "server/config.h"
 #include "server/handlers.h"
+#include "server/routes.h"
 #include "server/httpd.h"
 #include "server/lock.h"
 #include "server/log.h"
@@ -145,7 +146,7 @@ static int run(const struct srv_config *cfg)
 	(void)pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	size_t n_routes = 0;
-	const struct srv_route *routes = srv_handlers_routes(&n_routes);
+	const struct srv_route *routes = srv_routes(&n_routes);
 	struct srv_httpd *h = NULL;
 	static struct srv_app app;
 	if (srv_httpd_new(cfg, state, routes, n_routes, &app, &h, &err) != IDP_OK ||

@@ -31,6 +31,7 @@
 #include "formats/pop.h"
 #include "formats/io/tls.h"
 #include "server/handlers.h"
+#include "server/routes.h"
 #include "server/httpd.h"
 #include "server/log.h"
 #include "server/provision.h"
@@ -368,7 +369,7 @@ int main(void)
 	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	struct srv_state_opts so = {.dir = cfg.state_dir};
 	size_t nr = 0;
-	const struct srv_route *routes = srv_handlers_routes(&nr);
+	const struct srv_route *routes = srv_routes(&nr);
 	if (srv_config_set(&cfg, "listen", "127.0.0.1:0", NULL) != IDP_OK ||
 	    srv_state_open(&so, &state, secret, NULL) != IDP_OK ||
 	    srv_store_open(state->db_path, &db, NULL) != IDP_OK)

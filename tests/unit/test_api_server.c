@@ -42,6 +42,7 @@
 #include "formats/oob.h"
 #include "formats/token.h"
 #include "server/handlers.h"
+#include "server/routes.h"
 #include "server/httpd.h"
 #include "server/import.h"
 #include "tests/unit/check_main.h"
@@ -150,7 +151,7 @@ static void setup(void)
 	struct srv_state_opts o = {.dir = cfg.state_dir};
 	ck_assert_int_eq(srv_state_open(&o, &state, admin_secret, NULL), IDP_OK);
 	size_t n = 0;
-	const struct srv_route *routes = srv_handlers_routes(&n);
+	const struct srv_route *routes = srv_routes(&n);
 	struct idp_error err = {0};
 	ck_assert_msg(srv_httpd_new(&cfg, state, routes, n, &app, &httpd, &err) == IDP_OK, "%s",
 	              err.msg);
