@@ -1,8 +1,9 @@
 /*
  * store.h - the provisioning server's store: the one interface the handlers,
  * the import and the admin API use. Engine: SQLite (server/store_sqlite.c); a
- * second engine implements this same header. Schema and durability rules:
- * docs/store.md.
+ * second engine implements this same header in its own file, sharing
+ * server/store.c (the names of states and kinds, the checks on values).
+ * Schema and durability rules: docs/store.md.
  *
  * Thread-safety: a struct srv_store is one connection and is used by one
  * thread at a time (one per event loop); many connections to the same file
@@ -558,7 +559,46 @@ IDP_MUST_CHECK enum idp_err srv_store_oob_foreach(struct srv_store *st, const ch
                                                   void *ctx, struct idp_error *err);
 
 /* Names of enum values as stored ("preloaded", "pending", ...); never NULL. */
+/* ---------------------------------------------------------------- engine-neutral (store.c) */
+
+/* Names of enum values as stored ("preloaded", "pending", ...); "unknown"
+ * for a value out of range, never NULL. */
 const char *srv_device_state_name(enum srv_device_state s);
 const char *srv_batch_state_name(enum srv_batch_state s);
+const char *srv_ident_kind_name(enum srv_ident_kind k);
+
+/* The value named name[0..len) (not NUL-terminated; NULL allowed), or 0
+ * when it names none. */
+enum srv_device_state srv_device_state_of(const char *name, size_t len);
+enum srv_batch_state srv_batch_state_of(const char *name, size_t len);
+
+/* The checks every engine makes on a caller's values before they reach
+ * its database: IDP_E_ARG for a missing required value or a bad kind,
+ * IDP_E_LIMIT for a value over its SRV_STORE_*_MAX, each naming the field
+ * ("store: <field> ..."). _text checks one string v (NULL or "" is
+ * missing) against max bytes; the others a whole record or argument set of
+ * the srv_store_* call of the same name. */
+IDP_MUST_CHECK enum idp_err srv_store_check_text(const char *v, size_t max, bool required,
+                                                 const char *name, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_station(const struct srv_station *s,
+                                                    struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_factory_ca(const char *name, size_t pem_len,
+                                                       struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_batch(const struct srv_batch *b, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_device(const struct srv_device *d,
+                                                   struct idp_error *err);
+/* kind is any of enum srv_ident_kind, len 1..FMT_KEY_SPKI_MAX; what names
+ * the call in the message. */
+IDP_MUST_CHECK enum idp_err srv_store_check_ident(enum srv_ident_kind kind, size_t len,
+                                                  const char *what, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_token(const struct srv_token *t, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_contender(const char *device_id, size_t key_len,
+                                                      const char *mac, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_flag(const char *kind, const char *subject,
+                                                 const char *detail, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_audit(const struct srv_audit_event *ev,
+                                                  struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_nonce(size_t len, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_check_proof(size_t len, struct idp_error *err);
 
 #endif /* IDP_SERVER_STORE_H */

@@ -395,46 +395,6 @@ struct srv_store {
 	sqlite3_stmt *stmt[S_COUNT_];
 };
 
-static const char *const device_states[] = {
-        [SRV_DEV_PRELOADED] = "preloaded", [SRV_DEV_PENDING] = "pending",
-        [SRV_DEV_APPROVED] = "approved",   [SRV_DEV_REJECTED] = "rejected",
-        [SRV_DEV_REVOKED] = "revoked",
-};
-static const char *const batch_states[] = {
-        [SRV_BATCH_IMPORTED] = "imported",
-        [SRV_BATCH_GAP] = "gap",
-};
-static const char *const ident_kinds[] = {
-        [SRV_IDENT_ID] = "id",
-        [SRV_IDENT_SERIAL] = "serial",
-        [SRV_IDENT_MAC] = "mac",
-        [SRV_IDENT_KEY] = "key",
-};
-
-#define NAME_OF(table, v)                                                                          \
-	((size_t)(v) < sizeof(table) / sizeof((table)[0]) && (table)[(v)] != NULL ? (table)[(v)]   \
-	                                                                          : "unknown")
-
-const char *srv_device_state_name(enum srv_device_state s)
-{
-	return NAME_OF(device_states, s);
-}
-
-const char *srv_batch_state_name(enum srv_batch_state s)
-{
-	return NAME_OF(batch_states, s);
-}
-
-/* Index of name in table (1-based enums), or 0 when absent. */
-static int index_of(const char *const *table, size_t n, const unsigned char *name, int len)
-{
-	for (size_t i = 1; i < n; i++)
-		if (table[i] != NULL && len >= 0 && strlen(table[i]) == (size_t)len &&
-		    memcmp(table[i], name, (size_t)len) == 0)
-			return (int)i;
-	return 0;
-}
-
 int64_t srv_store_schema_latest(void)
 {
 	return (int64_t)N_MIGRATIONS;
@@ -578,6 +538,55 @@ static enum idp_err query_int(struct srv_store *st, enum stmt_id id, const char 
 	return IDP_OK;
 }
 
+/* A walk over the rows of one statement, the loop of every _foreach:
+ *
+ *	struct rows it;
+ *	rows_start(&it, st, S_X, args, n, "x list", err);
+ *	while (rows_next(&it, err)) {
+ *		it.rc = x_row(it.s, &row, err);   (a failure ends the walk)
+ *		if (it.rc != IDP_OK || fn(ctx, &row) != 0)
+ *			break;
+ *	}
+ *	return rows_end(&it);
+ *
+ * rows_next is false at the last row, on a database error (rc set, naming
+ * what) and once rc is not IDP_OK; rows_end resets the statement and gives
+ * rc. */
+struct rows {
+	struct srv_store *st;
+	sqlite3_stmt *s; /* the statement on its current row; NULL when binding failed */
+	const char *what;
+	enum idp_err rc;
+};
+
+static void rows_start(struct rows *it, struct srv_store *st, enum stmt_id id,
+                       const struct arg *args, size_t n, const char *what, struct idp_error *err)
+{
+	it->st = st;
+	it->s = NULL;
+	it->what = what;
+	it->rc = stmt_bound(st, id, args, n, &it->s, err);
+}
+
+static bool rows_next(struct rows *it, struct idp_error *err)
+{
+	if (it->rc != IDP_OK)
+		return false;
+	int r = sqlite3_step(it->s);
+	if (r == SQLITE_ROW)
+		return true;
+	if (r != SQLITE_DONE)
+		it->rc = db_error(it->st, it->what, err);
+	return false;
+}
+
+static enum idp_err rows_end(struct rows *it)
+{
+	if (it->s != NULL)
+		stmt_done(it->s);
+	return it->rc;
+}
+
 /* Copy a text column into out[size]; IDP_E_FORMAT when it does not fit (a
  * row written by something other than this engine). NULL gives "". */
 static enum idp_err col_text(sqlite3_stmt *s, int col, char *out, size_t size, const char *name,
@@ -609,19 +618,6 @@ static enum idp_err col_blob(sqlite3_stmt *s, int col, uint8_t *out, size_t size
 		                     size);
 	memcpy(out, b, (size_t)n);
 	*len = (size_t)n;
-	return IDP_OK;
-}
-
-/* Check a caller's string against its limit before it reaches the DB. */
-static enum idp_err check_len(const char *v, size_t max, bool required, const char *name,
-                              struct idp_error *err)
-{
-	if (v == NULL || v[0] == '\0')
-		return required ? idp_error_set(err, IDP_E_ARG, "store: %s is empty", name)
-		                : IDP_OK;
-	if (strnlen(v, max + 1) > max)
-		return idp_error_set(err, IDP_E_LIMIT, "store: %s is longer than %zu bytes", name,
-		                     max);
 	return IDP_OK;
 }
 
@@ -848,12 +844,9 @@ void srv_store_rollback(struct srv_store *st)
 enum idp_err srv_store_station_put(struct srv_store *st, const struct srv_station *s,
                                    struct idp_error *err)
 {
-	enum idp_err rc = check_len(s->id, SRV_STORE_ID_MAX, true, "station id", err);
+	enum idp_err rc = srv_store_check_station(s, err);
 	if (rc != IDP_OK)
 		return rc;
-	if (s->pubkey_len == 0 || s->pubkey_len > FMT_KEY_SPKI_MAX)
-		return idp_error_set(err, IDP_E_ARG, "store: station %s: bad public key length",
-		                     s->id);
 	const struct arg a[] = {TEXT(s->id), BLOB(s->pubkey, s->pubkey_len), INT(s->enabled),
 	                        INT(s->created_at)};
 	return run(st, S_STATION_PUT, a, NARGS(a), "station put", err);
@@ -889,13 +882,9 @@ enum idp_err srv_store_station_get(struct srv_store *st, const char *id, struct 
 enum idp_err srv_store_factory_ca_add(struct srv_store *st, const char *name, const char *pem,
                                       size_t pem_len, int64_t now, struct idp_error *err)
 {
-	enum idp_err rc = check_len(name, SRV_STORE_ID_MAX, true, "factory ca name", err);
+	enum idp_err rc = srv_store_check_factory_ca(name, pem_len, err);
 	if (rc != IDP_OK)
 		return rc;
-	if (pem_len == 0 || pem_len > SRV_STORE_PEM_MAX)
-		return idp_error_set(err, IDP_E_LIMIT,
-		                     "store: factory ca %s: pem is %zu bytes, max %u", name,
-		                     pem_len, SRV_STORE_PEM_MAX);
 	const struct arg a[] = {TEXT(name), TEXTN(pem, pem_len), INT(now)};
 	return run(st, S_CA_ADD, a, NARGS(a), "factory ca add", err);
 }
@@ -905,28 +894,18 @@ enum idp_err srv_store_factory_ca_foreach(struct srv_store *st,
                                                     size_t len),
                                           void *ctx, struct idp_error *err)
 {
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_CA_LIST, NULL, 0, &s, err);
-	if (rc != IDP_OK)
-		return rc;
-	for (;;) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "factory ca list", err);
-			break;
-		}
-		const char *name = (const char *)sqlite3_column_text(s, 0);
-		const char *pem = (const char *)sqlite3_column_text(s, 1);
-		int len = sqlite3_column_bytes(s, 1);
+	struct rows it;
+	rows_start(&it, st, S_CA_LIST, NULL, 0, "factory ca list", err);
+	while (rows_next(&it, err)) {
+		const char *name = (const char *)sqlite3_column_text(it.s, 0);
+		const char *pem = (const char *)sqlite3_column_text(it.s, 1);
+		int len = sqlite3_column_bytes(it.s, 1);
 		if (name == NULL || pem == NULL || len <= 0)
 			continue;
 		if (fn(ctx, name, pem, (size_t)len) != 0)
 			break;
 	}
-	stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -958,8 +937,8 @@ static enum idp_err batch_query(struct srv_store *st, enum stmt_id id, const str
 		rc = col_text(s, 5, out->product, sizeof(out->product), "product", err);
 	out->device_count = sqlite3_column_int64(s, 6);
 	out->imported_at = sqlite3_column_int64(s, 7);
-	out->state = (enum srv_batch_state)index_of(batch_states, 3, sqlite3_column_text(s, 8),
-	                                            sqlite3_column_bytes(s, 8));
+	out->state = srv_batch_state_of((const char *)sqlite3_column_text(s, 8),
+	                                (size_t)sqlite3_column_bytes(s, 8));
 	stmt_done(s);
 	return rc;
 }
@@ -967,11 +946,7 @@ static enum idp_err batch_query(struct srv_store *st, enum stmt_id id, const str
 enum idp_err srv_store_batch_insert(struct srv_store *st, const struct srv_batch *b,
                                     struct idp_error *err)
 {
-	enum idp_err rc = check_len(b->id, SRV_STORE_ID_MAX, true, "batch id", err);
-	if (rc == IDP_OK)
-		rc = check_len(b->station_id, SRV_STORE_ID_MAX, true, "station id", err);
-	if (rc == IDP_OK)
-		rc = check_len(b->product, SRV_STORE_PRODUCT_MAX, false, "product", err);
+	enum idp_err rc = srv_store_check_batch(b, err);
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {TEXT(b->id),
@@ -1016,19 +991,7 @@ enum idp_err srv_store_batch_get_last(struct srv_store *st, const char *station_
 static enum idp_err device_write(struct srv_store *st, enum stmt_id id, const struct srv_device *d,
                                  struct idp_error *err)
 {
-	enum idp_err rc = check_len(d->id, SRV_STORE_ID_MAX, true, "device id", err);
-	if (rc == IDP_OK)
-		rc = check_len(d->mac, SRV_STORE_MAC_MAX, false, "mac", err);
-	if (rc == IDP_OK)
-		rc = check_len(d->serial, SRV_STORE_SERIAL_MAX, false, "serial", err);
-	if (rc == IDP_OK)
-		rc = check_len(d->batch_id, SRV_STORE_ID_MAX, false, "batch id", err);
-	if (rc == IDP_OK && d->pubkey_len > FMT_KEY_SPKI_MAX)
-		rc = idp_error_set(err, IDP_E_LIMIT, "store: device %s: public key too long",
-		                   d->id);
-	if (rc == IDP_OK && (d->state < SRV_DEV_PRELOADED || d->state > SRV_DEV_REVOKED))
-		rc = idp_error_set(err, IDP_E_ARG, "store: device %s: bad state %d", d->id,
-		                   (int)d->state);
+	enum idp_err rc = srv_store_check_device(d, err);
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {TEXT(d->id),
@@ -1072,8 +1035,8 @@ static enum idp_err device_row(sqlite3_stmt *s, struct srv_device *out, struct i
 	if (rc == IDP_OK)
 		rc = col_blob(s, 3, out->pubkey, sizeof(out->pubkey), &out->pubkey_len,
 		              "public key", err);
-	out->state = (enum srv_device_state)index_of(device_states, 6, sqlite3_column_text(s, 4),
-	                                             sqlite3_column_bytes(s, 4));
+	out->state = srv_device_state_of((const char *)sqlite3_column_text(s, 4),
+	                                 (size_t)sqlite3_column_bytes(s, 4));
 	if (rc == IDP_OK)
 		rc = col_text(s, 5, out->batch_id, sizeof(out->batch_id), "batch id", err);
 	out->created_at = sqlite3_column_int64(s, 6);
@@ -1114,7 +1077,7 @@ static enum idp_err find_one(struct srv_store *st, enum stmt_id id, enum srv_ide
 	enum idp_err rc = query_row(st, id, a, NARGS(a), &s, err);
 	if (rc == IDP_E_NOTFOUND)
 		return idp_error_set(err, rc, "store: no other %sdevice has this %s", whom,
-		                     NAME_OF(ident_kinds, kind));
+		                     srv_ident_kind_name(kind));
 	if (rc != IDP_OK)
 		return rc;
 	rc = col_text(s, 0, id_out, SRV_STORE_ID_MAX + 1, "device id", err);
@@ -1133,8 +1096,9 @@ enum idp_err srv_store_device_find(struct srv_store *st, enum srv_ident_kind kin
 	        [SRV_IDENT_KEY] = S_DEVICE_FIND_KEY,
 	};
 	id_out[0] = '\0';
-	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
-		return idp_error_set(err, IDP_E_ARG, "store: device find: bad kind or length");
+	enum idp_err rc = srv_store_check_ident(kind, len, "device find", err);
+	if (rc != IDP_OK)
+		return rc;
 	return find_one(st, by_kind[kind], kind, value, len, except_id, id_out, "", err);
 }
 
@@ -1150,7 +1114,10 @@ enum idp_err srv_store_device_count(struct srv_store *st, enum srv_device_state 
 static enum idp_err ident_stmt(const enum stmt_id table[static 5], enum srv_ident_kind kind,
                                size_t len, enum stmt_id *id, struct idp_error *err)
 {
-	if (kind < SRV_IDENT_SERIAL || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
+	enum idp_err rc = srv_store_check_ident(kind, len, "device find", err);
+	if (rc != IDP_OK)
+		return rc;
+	if (kind == SRV_IDENT_ID)
 		return idp_error_set(err, IDP_E_ARG, "store: device find: bad kind or length");
 	*id = table[kind];
 	return IDP_OK;
@@ -1192,28 +1159,17 @@ enum idp_err srv_store_device_claims(struct srv_store *st, enum srv_ident_kind k
 	const struct arg a[] = {kind == SRV_IDENT_KEY ? (struct arg)BLOB(value, len)
 	                                              : (struct arg)TEXTN(value, len),
 	                        TEXT(except_id), INT(limit)};
-	sqlite3_stmt *s = NULL;
-	rc = stmt_bound(st, id, a, NARGS(a), &s, err);
-	if (rc != IDP_OK)
-		return rc;
 	/* Copied out first: fn may write to the store (a flag) while we walk. */
 	char ids[SRV_STORE_CLAIMS_MAX][SRV_STORE_ID_MAX + 1];
 	size_t n = 0;
-	for (;;) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "device claims", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, id, a, NARGS(a), "device claims", err);
+	while (rows_next(&it, err)) {
 		if (n < SRV_STORE_CLAIMS_MAX &&
-		    (rc = col_text(s, 0, ids[n], sizeof(ids[n]), "device id", err)) == IDP_OK)
+		    (it.rc = col_text(it.s, 0, ids[n], sizeof(ids[n]), "device id", err)) == IDP_OK)
 			n++;
-		if (rc != IDP_OK)
-			break;
 	}
-	stmt_done(s);
+	rc = rows_end(&it);
 	for (size_t i = 0; rc == IDP_OK && i < n; i++)
 		if (fn(ctx, ids[i]) != 0)
 			break;
@@ -1227,7 +1183,8 @@ enum idp_err srv_store_pending_admit(struct srv_store *st, const char *source, i
                                      struct idp_error *err)
 {
 	*expired = 0;
-	enum idp_err rc = check_len(source, SRV_STORE_SOURCE_MAX, false, "pending source", err);
+	enum idp_err rc =
+	        srv_store_check_text(source, SRV_STORE_SOURCE_MAX, false, "pending source", err);
 	if (rc == IDP_OK && lim->lifetime > 0) {
 		const struct arg a[] = {INT(now - lim->lifetime)};
 		rc = run(st, S_PENDING_PURGE, a, NARGS(a), "pending purge", err);
@@ -1257,7 +1214,8 @@ enum idp_err srv_store_pending_admit(struct srv_store *st, const char *source, i
 enum idp_err srv_store_pending_source(struct srv_store *st, const char *id, const char *source,
                                       struct idp_error *err)
 {
-	enum idp_err rc = check_len(source, SRV_STORE_SOURCE_MAX, false, "pending source", err);
+	enum idp_err rc =
+	        srv_store_check_text(source, SRV_STORE_SOURCE_MAX, false, "pending source", err);
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {TEXT(id), TEXT(source)};
@@ -1270,9 +1228,10 @@ enum idp_err srv_store_release_add(struct srv_store *st, enum srv_ident_kind kin
                                    const uint8_t *value, size_t len, int64_t now,
                                    struct idp_error *err)
 {
-	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
-		return idp_error_set(err, IDP_E_ARG, "store: release: bad kind or length");
-	const struct arg a[] = {TEXT(NAME_OF(ident_kinds, kind)), BLOB(value, len), INT(now)};
+	enum idp_err rc = srv_store_check_ident(kind, len, "release", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(srv_ident_kind_name(kind)), BLOB(value, len), INT(now)};
 	return run(st, S_RELEASE_ADD, a, NARGS(a), "release add", err);
 }
 
@@ -1281,11 +1240,12 @@ enum idp_err srv_store_release_check(struct srv_store *st, enum srv_ident_kind k
                                      struct idp_error *err)
 {
 	*released = false;
-	if (kind < SRV_IDENT_ID || kind > SRV_IDENT_KEY || len == 0 || len > FMT_KEY_SPKI_MAX)
-		return idp_error_set(err, IDP_E_ARG, "store: release: bad kind or length");
-	const struct arg a[] = {TEXT(NAME_OF(ident_kinds, kind)), BLOB(value, len)};
+	enum idp_err rc = srv_store_check_ident(kind, len, "release", err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(srv_ident_kind_name(kind)), BLOB(value, len)};
 	sqlite3_stmt *s = NULL;
-	enum idp_err rc = query_row(st, S_RELEASE_CHECK, a, NARGS(a), &s, err);
+	rc = query_row(st, S_RELEASE_CHECK, a, NARGS(a), &s, err);
 	if (rc == IDP_E_NOTFOUND)
 		return IDP_OK;
 	if (rc != IDP_OK)
@@ -1300,15 +1260,7 @@ enum idp_err srv_store_release_check(struct srv_store *st, enum srv_ident_kind k
 enum idp_err srv_store_token_insert(struct srv_store *st, const struct srv_token *t,
                                     struct idp_error *err)
 {
-	enum idp_err rc = check_len(t->jti, SRV_STORE_JTI_MAX, true, "jti", err);
-	if (rc == IDP_OK)
-		rc = check_len(t->device_id, SRV_STORE_ID_MAX, true, "device id", err);
-	if (rc == IDP_OK && t->kind != FMT_TOKEN_PROVISION && t->kind != FMT_TOKEN_DEVICE)
-		rc = idp_error_set(err, IDP_E_ARG, "store: token %s: bad kind", t->jti);
-	if (rc != IDP_OK)
-		return rc;
-	if (rc == IDP_OK)
-		rc = check_len(t->parent, SRV_STORE_JTI_MAX, false, "token parent", err);
+	enum idp_err rc = srv_store_check_token(t, err);
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {
@@ -1419,9 +1371,9 @@ enum idp_err srv_store_token_use(struct srv_store *st, const char *jti, int64_t 
 enum idp_err srv_store_nonce_insert(struct srv_store *st, const uint8_t *nonce, size_t len,
                                     int64_t expires_at, struct idp_error *err)
 {
-	if (len == 0 || len > SRV_STORE_NONCE_MAX)
-		return idp_error_set(err, IDP_E_ARG, "store: nonce is %zu bytes, max %u", len,
-		                     SRV_STORE_NONCE_MAX);
+	enum idp_err rc = srv_store_check_nonce(len, err);
+	if (rc != IDP_OK)
+		return rc;
 	const struct arg a[] = {BLOB(nonce, len), INT(expires_at)};
 	return run(st, S_NONCE_INSERT, a, NARGS(a), "nonce insert", err);
 }
@@ -1460,11 +1412,11 @@ enum idp_err srv_store_nonce_purge(struct srv_store *st, int64_t now, struct idp
 enum idp_err srv_store_proof_use(struct srv_store *st, const uint8_t *hash, size_t len,
                                  int64_t expires_at, int64_t now, struct idp_error *err)
 {
-	if (len == 0 || len > SRV_STORE_HASH_LEN)
-		return idp_error_set(err, IDP_E_ARG, "store: proof hash is %zu bytes, max %u", len,
-		                     SRV_STORE_HASH_LEN);
+	enum idp_err rc = srv_store_check_proof(len, err);
+	if (rc != IDP_OK)
+		return rc;
 	const struct arg p[] = {INT(now)};
-	enum idp_err rc = run(st, S_PROOF_PURGE, p, NARGS(p), "proof purge", err);
+	rc = run(st, S_PROOF_PURGE, p, NARGS(p), "proof purge", err);
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {BLOB(hash, len), INT(expires_at)};
@@ -1480,11 +1432,7 @@ enum idp_err srv_store_contender_put(struct srv_store *st, const char *device_id
                                      const uint8_t *spki, size_t len, const char *mac, int64_t now,
                                      struct idp_error *err)
 {
-	enum idp_err rc = check_len(device_id, SRV_STORE_ID_MAX, true, "device id", err);
-	if (rc == IDP_OK)
-		rc = check_len(mac, SRV_STORE_MAC_MAX, false, "mac", err);
-	if (rc == IDP_OK && (len == 0 || len > FMT_KEY_SPKI_MAX))
-		rc = idp_error_set(err, IDP_E_ARG, "store: contender: bad public key length");
+	enum idp_err rc = srv_store_check_contender(device_id, len, mac, err);
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {TEXT(device_id), BLOB(spki, len), TEXT(mac), INT(now)};
@@ -1496,32 +1444,23 @@ enum idp_err srv_store_contender_foreach(struct srv_store *st, const char *devic
                                          void *ctx, struct idp_error *err)
 {
 	const struct arg a[] = {TEXT(device_id)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_CONTENDER_LIST, a, NARGS(a), &s, err);
-	if (rc != IDP_OK)
-		return rc;
-	for (;;) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "contender list", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, S_CONTENDER_LIST, a, NARGS(a), "contender list", err);
+	while (rows_next(&it, err)) {
+		sqlite3_stmt *s = it.s;
 		struct srv_contender c;
 		memset(&c, 0, sizeof(c));
-		rc = col_blob(s, 0, c.pubkey, sizeof(c.pubkey), &c.pubkey_len, "contender key",
-		              err);
-		if (rc == IDP_OK)
-			rc = col_text(s, 1, c.mac, sizeof(c.mac), "contender mac", err);
+		it.rc = col_blob(s, 0, c.pubkey, sizeof(c.pubkey), &c.pubkey_len, "contender key",
+		                 err);
+		if (it.rc == IDP_OK)
+			it.rc = col_text(s, 1, c.mac, sizeof(c.mac), "contender mac", err);
 		c.first_seen = sqlite3_column_int64(s, 2);
 		c.last_seen = sqlite3_column_int64(s, 3);
 		c.attempts = sqlite3_column_int64(s, 4);
-		if (rc != IDP_OK || fn(ctx, &c) != 0)
+		if (it.rc != IDP_OK || fn(ctx, &c) != 0)
 			break;
 	}
-	stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 enum idp_err srv_store_contender_clear(struct srv_store *st, const char *device_id,
@@ -1536,11 +1475,7 @@ enum idp_err srv_store_contender_clear(struct srv_store *st, const char *device_
 enum idp_err srv_store_flag_add(struct srv_store *st, const char *kind, const char *subject,
                                 const char *detail, int64_t now, struct idp_error *err)
 {
-	enum idp_err rc = check_len(kind, SRV_STORE_KIND_MAX, true, "flag kind", err);
-	if (rc == IDP_OK)
-		rc = check_len(subject, SRV_STORE_ID_MAX, false, "flag subject", err);
-	if (rc == IDP_OK)
-		rc = check_len(detail, SRV_STORE_DETAIL_MAX, false, "flag detail", err);
+	enum idp_err rc = srv_store_check_flag(kind, subject, detail, err);
 	if (rc != IDP_OK)
 		return rc;
 	/* A repeat counts on the open flag: a flood of one kind for one subject
@@ -1661,13 +1596,7 @@ static enum idp_err audit_head(struct srv_store *st, int64_t *seq,
 enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit_event *ev,
                                     struct idp_error *err)
 {
-	enum idp_err rc = check_len(ev->event, SRV_STORE_KIND_MAX, true, "audit event", err);
-	if (rc == IDP_OK)
-		rc = check_len(ev->subject, SRV_STORE_ID_MAX, false, "audit subject", err);
-	if (rc == IDP_OK)
-		rc = check_len(ev->detail, SRV_STORE_DETAIL_MAX, false, "audit detail", err);
-	if (rc == IDP_OK)
-		rc = check_len(ev->actor, SRV_STORE_ACTOR_MAX, false, "audit actor", err);
+	enum idp_err rc = srv_store_check_audit(ev, err);
 	if (rc != IDP_OK)
 		return rc;
 	const char *actor = ev->actor != NULL && ev->actor[0] != '\0' ? ev->actor
@@ -1731,24 +1660,15 @@ enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_t after_seq, in
                                      void *ctx, struct idp_error *err)
 {
 	const struct arg a[] = {INT(after_seq), INT(limit)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_AUDIT_LIST, a, NARGS(a), &s, err);
 	struct srv_audit_row row;
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "audit list", err);
-			break;
-		}
-		rc = audit_row(s, &row, err);
-		if (rc == IDP_OK && fn(ctx, &row) != 0)
+	struct rows it;
+	rows_start(&it, st, S_AUDIT_LIST, a, NARGS(a), "audit list", err);
+	while (rows_next(&it, err)) {
+		it.rc = audit_row(it.s, &row, err);
+		if (it.rc != IDP_OK || fn(ctx, &row) != 0)
 			break;
 	}
-	if (s != NULL)
-		stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 enum idp_err srv_store_audit_verify(struct srv_store *st, struct srv_audit_check *out,
@@ -1812,24 +1732,15 @@ enum idp_err srv_store_group_count(struct srv_store *st, enum srv_store_group g,
 	};
 	if ((size_t)g >= sizeof(ids) / sizeof(ids[0]) || ids[g] == S_BEGIN)
 		return idp_error_set(err, IDP_E_ARG, "store: unknown count group %d", (int)g);
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, ids[g], NULL, 0, &s, err);
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "count", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, ids[g], NULL, 0, "count", err);
+	while (rows_next(&it, err)) {
 		char key[SRV_STORE_KIND_MAX + 1];
-		rc = col_text(s, 0, key, sizeof(key), "count key", err);
-		if (rc == IDP_OK && fn(ctx, key, sqlite3_column_int64(s, 1)) != 0)
+		it.rc = col_text(it.s, 0, key, sizeof(key), "count key", err);
+		if (it.rc != IDP_OK || fn(ctx, key, sqlite3_column_int64(it.s, 1)) != 0)
 			break;
 	}
-	if (s != NULL)
-		stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 enum idp_err srv_store_unprovisioned_foreach(struct srv_store *st, const struct srv_unprov_query *q,
@@ -1838,16 +1749,11 @@ enum idp_err srv_store_unprovisioned_foreach(struct srv_store *st, const struct 
 {
 	const struct arg a[] = {INT(q->imported_before), TEXT(q->batch_id), TEXT(q->after_id),
 	                        INT(q->limit)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_UNPROVISIONED, a, NARGS(a), &s, err);
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "unprovisioned", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, S_UNPROVISIONED, a, NARGS(a), "unprovisioned", err);
+	while (rows_next(&it, err)) {
+		sqlite3_stmt *s = it.s;
+		enum idp_err rc;
 		struct srv_unprov u;
 		memset(&u, 0, sizeof(u));
 		char state[16] = "";
@@ -1861,12 +1767,11 @@ enum idp_err srv_store_unprovisioned_foreach(struct srv_store *st, const struct 
 		u.state = strcmp(state, "pending") == 0 ? SRV_DEV_PENDING : SRV_DEV_PRELOADED;
 		u.imported_at = sqlite3_column_int64(s, 4);
 		u.attempts = sqlite3_column_int64(s, 5);
-		if (rc == IDP_OK && fn(ctx, &u) != 0)
+		it.rc = rc;
+		if (rc != IDP_OK || fn(ctx, &u) != 0)
 			break;
 	}
-	if (s != NULL)
-		stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 /* ---------------------------------------------------------------- digest */
@@ -1951,24 +1856,16 @@ enum idp_err srv_store_station_foreach(struct srv_store *st,
                                        int (*fn)(void *ctx, const struct srv_station *s),
                                        void *ctx, struct idp_error *err)
 {
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_STATION_LIST, NULL, 0, &s, err);
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "station list", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, S_STATION_LIST, NULL, 0, "station list", err);
+	while (rows_next(&it, err)) {
 		struct srv_station row;
 		memset(&row, 0, sizeof(row));
-		rc = station_row(s, &row, err);
-		if (rc == IDP_OK && fn(ctx, &row) != 0)
+		it.rc = station_row(it.s, &row, err);
+		if (it.rc != IDP_OK || fn(ctx, &row) != 0)
 			break;
 	}
-	stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 enum idp_err srv_store_device_foreach(struct srv_store *st, enum srv_device_state state,
@@ -1978,25 +1875,19 @@ enum idp_err srv_store_device_foreach(struct srv_store *st, enum srv_device_stat
 {
 	const struct arg a[] = {TEXT(after_id != NULL ? after_id : ""), INT(limit),
 	                        TEXT(srv_device_state_name(state))};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = state == 0 ? stmt_bound(st, S_DEVICE_LIST, a, 2, &s, err)
-	                             : stmt_bound(st, S_DEVICE_LIST_STATE, a, 3, &s, err);
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "device list", err);
-			break;
-		}
+	struct rows it;
+	if (state == 0)
+		rows_start(&it, st, S_DEVICE_LIST, a, 2, "device list", err);
+	else
+		rows_start(&it, st, S_DEVICE_LIST_STATE, a, 3, "device list", err);
+	while (rows_next(&it, err)) {
 		struct srv_device row;
 		memset(&row, 0, sizeof(row));
-		rc = device_row(s, &row, err);
-		if (rc == IDP_OK && fn(ctx, &row) != 0)
+		it.rc = device_row(it.s, &row, err);
+		if (it.rc != IDP_OK || fn(ctx, &row) != 0)
 			break;
 	}
-	stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 enum idp_err srv_store_flag_foreach(struct srv_store *st, const struct srv_flag_query *q,
@@ -2004,23 +1895,15 @@ enum idp_err srv_store_flag_foreach(struct srv_store *st, const struct srv_flag_
                                     struct idp_error *err)
 {
 	const struct arg a[] = {INT(q->before_seq), INT(q->limit), TEXT(q->kind), TEXT(q->subject)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_FLAG_LIST, a, NARGS(a), &s, err);
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "flag list", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, S_FLAG_LIST, a, NARGS(a), "flag list", err);
+	while (rows_next(&it, err)) {
 		struct srv_flag row;
-		rc = flag_row(s, &row, err);
-		if (rc == IDP_OK && fn(ctx, &row) != 0)
+		it.rc = flag_row(it.s, &row, err);
+		if (it.rc != IDP_OK || fn(ctx, &row) != 0)
 			break;
 	}
-	stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 /* ---------------------------------------------------------------- actor, credentials, oob */
@@ -2084,7 +1967,8 @@ static enum idp_err cred_row(sqlite3_stmt *s, struct srv_credential *out, struct
 enum idp_err srv_store_credential_add(struct srv_store *st, const struct srv_credential *c,
                                       struct idp_error *err)
 {
-	enum idp_err rc = check_len(c->name, SRV_STORE_CRED_NAME_MAX, true, "credential name", err);
+	enum idp_err rc =
+	        srv_store_check_text(c->name, SRV_STORE_CRED_NAME_MAX, true, "credential name", err);
 	if (rc != IDP_OK)
 		return rc;
 	if (c->role != SRV_ROLE_VIEWER && c->role != SRV_ROLE_ADMIN)
@@ -2198,7 +2082,8 @@ static enum idp_err oob_row(sqlite3_stmt *s, struct srv_oob *out, struct idp_err
 enum idp_err srv_store_oob_put(struct srv_store *st, const struct srv_oob *o,
                                struct idp_error *err)
 {
-	enum idp_err rc = check_len(o->device_id, SRV_STORE_ID_MAX, true, "oob device", err);
+	enum idp_err rc =
+	        srv_store_check_text(o->device_id, SRV_STORE_ID_MAX, true, "oob device", err);
 	if (rc != IDP_OK)
 		return rc;
 	const struct arg a[] = {TEXT(o->device_id), BLOB(o->verifier, sizeof(o->verifier)),

@@ -857,6 +857,148 @@ START_TEST(test_store_credential_find_whole_hash)
 }
 END_TEST
 
+/* Count rows; stop (non-zero) once *stop_at were seen (0: never). */
+struct walk {
+	int seen;
+	int stop_at;
+};
+static int walk_row(struct walk *w)
+{
+	w->seen++;
+	return w->stop_at != 0 && w->seen >= w->stop_at;
+}
+static int walk_device(void *ctx, const struct srv_device *d)
+{
+	ck_assert_int_eq(d->state, SRV_DEV_PRELOADED);
+	return walk_row(ctx);
+}
+static int walk_flag(void *ctx, const struct srv_flag *f)
+{
+	(void)f;
+	return walk_row(ctx);
+}
+static int walk_group(void *ctx, const char *key, int64_t n)
+{
+	(void)key;
+	ck_assert_int_gt(n, 0);
+	return walk_row(ctx);
+}
+static int walk_audit(void *ctx, const struct srv_audit_row *r)
+{
+	ck_assert_uint_eq(r->hash_len, 32);
+	return walk_row(ctx);
+}
+
+/* The _foreach walks (one row iterator in the engine): every row, an early
+ * stop by fn, and a row a tamperer made too long refused with IDP_E_FORMAT
+ * naming the field, with no row after it passed on. */
+START_TEST(test_store_foreach_walks_stops_and_refuses_oversized_rows)
+{
+	struct srv_store *st = open_ok();
+	struct srv_batch b;
+	make_batch(&b, "b-1", 1, 5);
+	ck_assert_int_eq(srv_store_batch_insert(st, &b, NULL), IDP_OK);
+	for (unsigned i = 1; i <= 5; i++) {
+		struct srv_device d;
+		make_device(&d, i, "b-1");
+		ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+		char subject[16];
+		snprintf(subject, sizeof(subject), "dev-%06u", i);
+		ck_assert_int_eq(srv_store_flag_add(st, "key-reuse", subject, "x", 1, NULL), IDP_OK);
+	}
+	audit_n(st, 1, 3);
+	struct walk w = {0, 0};
+	ck_assert_int_eq(srv_store_device_foreach(st, 0, NULL, 100, walk_device, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 5);
+	w = (struct walk){0, 2};
+	ck_assert_int_eq(srv_store_device_foreach(st, SRV_DEV_PRELOADED, "", 100, walk_device, &w,
+	                                          NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(w.seen, 2);
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_device_foreach(st, SRV_DEV_PENDING, NULL, 100, walk_device, &w,
+	                                          NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(w.seen, 0);
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_group_count(st, SRV_GROUP_DEVICE_STATE, walk_group, &w, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(w.seen, 1);
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_audit_foreach(st, 1, 10, walk_audit, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 2);
+	struct srv_flag_query q = {.limit = 100};
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_flag_foreach(st, &q, walk_flag, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 5);
+	/* The newest flag (walked first) gets a detail longer than the store's limit. */
+	raw_exec("UPDATE flags SET detail = hex(randomblob(600)) WHERE seq = "
+	         "(SELECT max(seq) FROM flags)");
+	w = (struct walk){0, 0};
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_flag_foreach(st, &q, walk_flag, &w, &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "flag detail"));
+	ck_assert_int_eq(w.seen, 0);
+	/* The walk left no statement open: a write on another connection goes on. */
+	struct srv_store *other = open_ok();
+	ck_assert_int_eq(srv_store_flag_add(other, "mac-mismatch", NULL, NULL, 2, NULL), IDP_OK);
+	srv_store_close(other);
+	srv_store_close(st);
+}
+END_TEST
+
+/* server/store.c: names round-trip, unknown names are 0, and the checks
+ * refuse what every engine must refuse, naming the field. */
+START_TEST(test_store_names_and_checks)
+{
+	for (int i = SRV_DEV_PRELOADED; i <= SRV_DEV_REVOKED; i++) {
+		const char *n = srv_device_state_name((enum srv_device_state)i);
+		ck_assert_int_eq(srv_device_state_of(n, strlen(n)), i);
+	}
+	ck_assert_int_eq(srv_batch_state_of("gap", 3), SRV_BATCH_GAP);
+	ck_assert_int_eq(srv_device_state_of("pend", 4), 0);
+	ck_assert_int_eq(srv_device_state_of("pendingx", 8), 0);
+	ck_assert_int_eq(srv_device_state_of(NULL, 0), 0);
+	ck_assert_str_eq(srv_device_state_name((enum srv_device_state)9), "unknown");
+	ck_assert_str_eq(srv_ident_kind_name(SRV_IDENT_MAC), "mac");
+	struct idp_error err = {0};
+	struct srv_device d;
+	make_device(&d, 1, NULL);
+	ck_assert_int_eq(srv_store_check_device(&d, NULL), IDP_OK);
+	memset(d.serial, 'x', sizeof(d.serial)); /* no NUL within the limit */
+	ck_assert_int_eq(srv_store_check_device(&d, &err), IDP_E_LIMIT);
+	ck_assert_str_eq(err.msg, "store: serial is longer than 64 bytes");
+	make_device(&d, 1, NULL);
+	d.state = (enum srv_device_state)0;
+	ck_assert_int_eq(srv_store_check_device(&d, &err), IDP_E_ARG);
+	d.id[0] = '\0';
+	ck_assert_int_eq(srv_store_check_device(&d, &err), IDP_E_ARG);
+	ck_assert_str_eq(err.msg, "store: device id is empty");
+	ck_assert_int_eq(srv_store_check_ident(SRV_IDENT_KEY, 0, "release", &err), IDP_E_ARG);
+	ck_assert_str_eq(err.msg, "store: release: bad kind or length");
+	ck_assert_int_eq(srv_store_check_ident((enum srv_ident_kind)5, 1, "x", NULL), IDP_E_ARG);
+	ck_assert_int_eq(srv_store_check_nonce(SRV_STORE_NONCE_MAX + 1, NULL), IDP_E_ARG);
+	ck_assert_int_eq(srv_store_check_proof(0, NULL), IDP_E_ARG);
+	struct srv_token t = {.kind = FMT_TOKEN_DEVICE};
+	snprintf(t.jti, sizeof(t.jti), "j");
+	snprintf(t.device_id, sizeof(t.device_id), "d");
+	ck_assert_int_eq(srv_store_check_token(&t, NULL), IDP_OK);
+	t.kind = (enum fmt_token_kind)3;
+	ck_assert_int_eq(srv_store_check_token(&t, NULL), IDP_E_ARG);
+	/* The engine applies them: nothing reaches the database. */
+	uint8_t before[32], after[32];
+	struct srv_store *st = open_ok();
+	ck_assert_int_eq(srv_store_digest(st, before, NULL), IDP_OK);
+	make_device(&d, 2, NULL);
+	memset(d.mac, 'm', sizeof(d.mac));
+	ck_assert_int_eq(srv_store_device_insert(st, &d, &err), IDP_E_LIMIT);
+	ck_assert_str_eq(err.msg, "store: mac is longer than 17 bytes");
+	ck_assert_int_eq(srv_store_digest(st, after, NULL), IDP_OK);
+	ck_assert_mem_eq(before, after, sizeof(before));
+	srv_store_close(st);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -876,6 +1018,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_audit_chain_detects_tampering);
 	tcase_add_test(tc, test_store_audit_migration_chains_existing_rows);
 	tcase_add_test(tc, test_store_credential_find_whole_hash);
+	tcase_add_test(tc, test_store_foreach_walks_stops_and_refuses_oversized_rows);
+	tcase_add_test(tc, test_store_names_and_checks);
 	suite_add_tcase(s, tc);
 	return s;
 }
