@@ -36,7 +36,7 @@
 #include "formats/keys.h"
 #include "formats/mac.h"
 #include "server/handlers.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 #include "server/provision.h"
 
 #define ADMIN_JSON_DEPTH 4u
@@ -109,7 +109,7 @@ void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admi
 	for (char *p = detail; *p != '\0'; p++) /* the path as logged: printable only */
 		if (*p < 0x21 || *p > 0x7e || *p == '"')
 			*p = '?';
-	srv_log(SRV_LOG_WARN, "admin.denied", "loop=%u actor=%s role=%s path=%s", loop, who->name,
+	fio_log(FIO_LOG_WARN, "admin.denied", "loop=%u actor=%s role=%s path=%s", loop, who->name,
 	        srv_role_name(who->role), detail);
 	const struct srv_audit_event ev = {.at = (int64_t)time(NULL),
 	                                   .event = "admin.denied",
@@ -117,7 +117,7 @@ void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admi
 	                                   .actor = who->name};
 	struct idp_error err = {0};
 	if (srv_store_audit_append(st, &ev, &err) != IDP_OK)
-		srv_log(SRV_LOG_ERROR, "admin.denied_audit", "loop=%u error=\"%s\"", loop, err.msg);
+		fio_log(FIO_LOG_ERROR, "admin.denied_audit", "loop=%u error=\"%s\"", loop, err.msg);
 	(void)snprintf(msg, size,
 	               "role %s: read-only (GET only); %s needs a credential of role admin",
 	               srv_role_name(who->role), detail);
@@ -139,13 +139,13 @@ bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct sr
 	char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
 	srv_http_admin_cn(req, cn);
 	if (srv_admin_identify(ctx->state, ctx->store, h, len, cn, who, &err) != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		fio_log(FIO_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop, err.msg);
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
 		return false;
 	}
 	if (who->role == SRV_ROLE_NONE) {
 		char pbuf[64];
-		srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u peer=%s", ctx->loop,
+		fio_log(FIO_LOG_WARN, "admin.unauthorized", "loop=%u peer=%s", ctx->loop,
 		        srv_http_peer(req, pbuf));
 		(void)evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		                        "Bearer realm=\"idprov-admin\"");
@@ -237,15 +237,15 @@ static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *
                    enum idp_err rc, const struct idp_error *err, const char *name,
                    const char *value)
 {
-	char vbuf[SRV_LOG_ESC_MAX];
-	(void)srv_log_esc(value, strlen(value), vbuf, sizeof(vbuf));
+	char vbuf[FIO_LOG_ESC_MAX];
+	(void)fio_log_esc(value, strlen(value), vbuf, sizeof(vbuf));
 	if (rc != IDP_OK) {
-		srv_log(SRV_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=\"%s\"",
+		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=\"%s\"",
 		        ctx->loop, event, name, vbuf, err->msg);
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
 		return;
 	}
-	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
 	        vbuf);
 	cJSON *o = cJSON_CreateObject();
 	if (o == NULL || cJSON_AddBoolToObject(o, "ok", 1) == NULL ||
@@ -324,7 +324,7 @@ static enum idp_err station_put(struct srv_store *st, const void *arg, int64_t n
 	if (rc == IDP_OK && k.other[0] != '\0') {
 		char detail[SRV_STORE_DETAIL_MAX];
 		(void)snprintf(detail, sizeof(detail), "key of disabled station %s", k.other);
-		srv_log(SRV_LOG_WARN, "admin.station_key_reused", "station=%s other=%s", s->id,
+		fio_log(FIO_LOG_WARN, "admin.station_key_reused", "station=%s other=%s", s->id,
 		        k.other);
 		rc = srv_store_flag_add(st, "station-key-reuse", s->id, detail, now, err);
 	}
@@ -541,7 +541,7 @@ void srv_admin_token_rotate(struct srv_ctx *ctx, struct evhttp_request *req)
 	srv_state_token_signer(ctx->state, &old_key, old);
 	enum idp_err rc = srv_state_token_rotate(ctx->state, now, kid, &err);
 	if (rc == IDP_OK) {
-		srv_log(SRV_LOG_WARN, "token.key_rotated", "loop=%u kid=%s retired=%s", ctx->loop,
+		fio_log(FIO_LOG_WARN, "token.key_rotated", "loop=%u kid=%s retired=%s", ctx->loop,
 		        kid, old);
 		rc = in_transaction(ctx->store, no_change, NULL, "admin.token_key_rotated", kid, old,
 		                    now, &err);
@@ -604,7 +604,7 @@ void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
 		answer(ctx, req, "approve", rc, &err, "id", id);
 		return;
 	}
-	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=approve id=%s key=sha256:%s", ctx->loop,
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=approve id=%s key=sha256:%s", ctx->loop,
 	        id, got);
 	cJSON *a = cJSON_CreateObject();
 	if (a == NULL || cJSON_AddBoolToObject(a, "ok", 1) == NULL ||
@@ -697,7 +697,7 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 		key_hex(r.value, r.len, hex);
 		(void)snprintf(shown, sizeof(shown), "sha256:%s", hex);
 	} else {
-		(void)srv_log_esc(value, value_len, shown, sizeof(shown));
+		(void)fio_log_esc(value, value_len, shown, sizeof(shown));
 	}
 	(void)snprintf(detail, sizeof(detail), "%s %s", kind, shown);
 	rc = in_transaction(ctx->store, release_put, &r, "admin.released", NULL, detail,
@@ -921,8 +921,8 @@ static bool parse_query_names(struct srv_ctx *ctx, struct evhttp_request *req, s
 		while (i < n && strcmp(kv->key, names[i]) != 0)
 			i++;
 		if (i == n) {
-			char kbuf[SRV_LOG_ESC_MAX];
-			(void)srv_log_esc(kv->key, strnlen(kv->key, 256), kbuf, sizeof(kbuf));
+			char kbuf[FIO_LOG_ESC_MAX];
+			(void)fio_log_esc(kv->key, strnlen(kv->key, 256), kbuf, sizeof(kbuf));
 			struct idp_error err = {0};
 			(void)idp_error_set(&err, IDP_E_FORMAT, "query: unknown parameter %s", kbuf);
 			(void)srv_handlers_fail(ctx, req, IDP_E_FORMAT, FMT_API_ORIGIN_SERVER, &err);
@@ -1058,10 +1058,10 @@ void srv_admin_audit_verify(struct srv_ctx *ctx, struct evhttp_request *req)
 	fmt_key_fingerprint_hex(c.head_hash, hex);
 	bool intact = c.broken_seq == 0;
 	if (intact)
-		srv_log(SRV_LOG_INFO, "audit.verified", "loop=%u entries=%lld head=%s", ctx->loop,
+		fio_log(FIO_LOG_INFO, "audit.verified", "loop=%u entries=%lld head=%s", ctx->loop,
 		        (long long)c.entries, hex);
 	else
-		srv_log(SRV_LOG_WARN, "audit.broken", "loop=%u seq=%lld verified=%lld", ctx->loop,
+		fio_log(FIO_LOG_WARN, "audit.broken", "loop=%u seq=%lld verified=%lld", ctx->loop,
 		        (long long)c.broken_seq, (long long)c.entries);
 	cJSON *o = cJSON_CreateObject();
 	bool ok = o != NULL && cJSON_AddBoolToObject(o, "intact", intact) != NULL &&
@@ -1191,7 +1191,7 @@ void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
 	}
 	srv_http_reply(req, 200, "application/vnd.sqlite3", map, (size_t)sb.st_size);
 	(void)munmap(map, (size_t)sb.st_size);
-	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=backup bytes=%lld", ctx->loop,
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=backup bytes=%lld", ctx->loop,
 	        (long long)sb.st_size);
 }
 
@@ -1285,7 +1285,7 @@ void srv_admin_credential_add(struct srv_ctx *ctx, struct evhttp_request *req)
 		answer(ctx, req, "credential_add", rc, &err, "name", c.name);
 		return;
 	}
-	srv_log(SRV_LOG_INFO, "admin.done", "loop=%u action=credential_add name=%s role=%s",
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=credential_add name=%s role=%s",
 	        ctx->loop, c.name, srv_role_name(c.role));
 	cJSON *a = cJSON_CreateObject();
 	if (a == NULL || cJSON_AddBoolToObject(a, "ok", 1) == NULL ||

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "formats/file.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 
 enum kind {
 	K_PATH,
@@ -160,7 +160,7 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->header_timeout = 10;
 	cfg->body_timeout = 60;
 	cfg->request_timeout = 30;
-	cfg->log_burst = SRV_LOG_BURST;
+	cfg->log_burst = FIO_LOG_BURST;
 	cfg->throttle_per_minute = 600;
 	cfg->throttle_burst = 60;
 	cfg->throttle_device_per_minute = 60;

@@ -36,7 +36,7 @@
 #include "formats/api.h"
 #include "server/admin.h"
 #include "server/head.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 #include "server/routes.h"
 
 #define ERROR_MSG_MAX 256u
@@ -127,7 +127,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct srv_conn *c = arg;
-	srv_log(SRV_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
+	fio_log(FIO_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
 	        c->state == C_BODY ? "body"
 	        : c->lingering     ? "linger"
 	        : c->paused        ? "output"
@@ -309,7 +309,7 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 		srv_http_ssl_admin_cn(c->loop->h, bufferevent_openssl_get_ssl(c->tls), cn);
 		if (srv_admin_identify(c->loop->ctx.state, c->loop->ctx.store, hi->auth,
 		                       hi->auth_len, cn, &who, &err) != IDP_OK) {
-			srv_log(SRV_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
+			fio_log(FIO_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
 			        c->loop->ctx.loop, err.msg);
 			code = FMT_API_ERR_INTERNAL;
 			(void)snprintf(err.msg, sizeof(err.msg),
@@ -322,7 +322,7 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 			                 hi->path_len, err.msg, sizeof(err.msg));
 			code = FMT_API_ERR_FORBIDDEN;
 		} else {
-			srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
+			fio_log(FIO_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
 			        c->loop->ctx.loop);
 			c->reject_hdr = "WWW-Authenticate";
 			(void)snprintf(c->reject_hdr_value, sizeof(c->reject_hdr_value),
@@ -460,7 +460,7 @@ struct bufferevent *srv_conn_new(struct event_base *base, void *arg)
 	SSL *ssl = c != NULL ? SSL_new(l->h->ssl_ctx) : NULL;
 	if (ssl == NULL) {
 		free(c);
-		srv_log(SRV_LOG_ERROR, "conn.error", "loop=%u what=out-of-memory", l->ctx.loop);
+		fio_log(FIO_LOG_ERROR, "conn.error", "loop=%u what=out-of-memory", l->ctx.loop);
 		return NULL;
 	}
 	c->loop = l;
@@ -539,13 +539,13 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 	const char *uri = evhttp_request_get_uri(req);
 	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
 	const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
-	char pbuf[SRV_LOG_ESC_MAX], peer[64];
+	char pbuf[FIO_LOG_ESC_MAX], peer[64];
 	/* Taken before the reply: the request may be gone after it. */
 	(void)srv_http_peer(req, peer);
 	if (c != NULL && c->reject_code != 0)
 		(void)snprintf(pbuf, sizeof(pbuf), "-");
 	else
-		(void)srv_log_esc(uri != NULL ? uri : "", uri != NULL ? strnlen(uri, 4096) : 0,
+		(void)fio_log_esc(uri != NULL ? uri : "", uri != NULL ? strnlen(uri, 4096) : 0,
 		                  pbuf, sizeof(pbuf));
 	if (c != NULL) {
 		evhttp_request_set_on_complete_cb(req, request_done, c);
@@ -587,7 +587,7 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 		r->fn(&l->ctx, req);
 		srv_store_set_actor(l->ctx.store, NULL);
 	}
-	srv_log(SRV_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d", l->ctx.loop,
+	fio_log(FIO_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d", l->ctx.loop,
 	        peer, pbuf, c != NULL ? c->status : 0);
 }
 

@@ -23,7 +23,7 @@
 #include "formats/b64.h"
 #include "formats/pop.h"
 #include "server/import.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 
 #define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
 
@@ -112,7 +112,7 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
 		srv_http_error(req, code, "%s", err->msg);
 		return code;
 	}
-	srv_log(SRV_LOG_ERROR, "request.error", "loop=%u code=%s error=\"%s\"", ctx->loop,
+	fio_log(FIO_LOG_ERROR, "request.error", "loop=%u code=%s error=\"%s\"", ctx->loop,
 	        fmt_api_err_code_name(code), err->msg);
 	srv_http_error(req, code, "%s",
 	               code == FMT_API_ERR_UNAVAILABLE ? "try again later"
@@ -121,13 +121,13 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
 }
 
 /* GET /v1/health: the server answers and its store connection works; also
- * the count of log lines the rate limit dropped (server/log.h). */
+ * the count of log lines the rate limit dropped (formats/io/log.h). */
 void srv_handlers_health(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	int64_t version = 0;
 	struct idp_error err = {0};
 	if (srv_store_schema_version(ctx->store, &version, &err) != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "health.store", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		fio_log(FIO_LOG_ERROR, "health.store", "loop=%u error=\"%s\"", ctx->loop, err.msg);
 		srv_http_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
 		return;
 	}
@@ -136,7 +136,7 @@ void srv_handlers_health(struct srv_ctx *ctx, struct evhttp_request *req)
 	    cJSON_AddStringToObject(o, "version", SRV_VERSION) == NULL ||
 	    cJSON_AddNumberToObject(o, "schema", (double)version) == NULL ||
 	    cJSON_AddStringToObject(o, "ca_fingerprint", ctx->state->ca_fingerprint) == NULL ||
-	    cJSON_AddNumberToObject(o, "log_suppressed", (double)srv_log_suppressed_total()) ==
+	    cJSON_AddNumberToObject(o, "log_suppressed", (double)fio_log_suppressed_total()) ==
 	            NULL) {
 		cJSON_Delete(o);
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
@@ -164,7 +164,7 @@ void srv_handlers_jwks(struct srv_ctx *ctx, struct evhttp_request *req)
 	size_t len = 0;
 	struct idp_error err = {0};
 	if (fmt_token_jwks_encode(keys, n, &body, &len, &err) != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "jwks.error", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		fio_log(FIO_LOG_ERROR, "jwks.error", "loop=%u error=\"%s\"", ctx->loop, err.msg);
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the key set");
 		return;
 	}
@@ -241,7 +241,7 @@ static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
 	size_t len = 0;
 	struct idp_error err = {0};
 	if (body == NULL || fmt_api_status_encode(s, body, ANSWER_MAX, &len, &err) != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "answer.error", "error=\"%s\"", err.msg);
+		fio_log(FIO_LOG_ERROR, "answer.error", "error=\"%s\"", err.msg);
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
 	} else {
 		if (s->status == FMT_API_PENDING) {
@@ -323,8 +323,8 @@ static bool key_throttled(struct srv_ctx *ctx, struct evhttp_request *req, struc
 	if (peek ? srv_throttle_peek(t, key, now, &wait) : srv_throttle_take(t, key, now, &wait))
 		return false;
 	char wbuf[SRV_STORE_ID_MAX * 4 + 8]; /* an escaped ID or address */
-	(void)srv_log_esc(key, strnlen(key, SRV_STORE_ID_MAX), wbuf, sizeof(wbuf));
-	srv_log(SRV_LOG_WARN, "request.throttled", "loop=%u %s=%s retry_after=%lld", ctx->loop,
+	(void)fio_log_esc(key, strnlen(key, SRV_STORE_ID_MAX), wbuf, sizeof(wbuf));
+	fio_log(FIO_LOG_WARN, "request.throttled", "loop=%u %s=%s retry_after=%lld", ctx->loop,
 	        kind, wbuf, (long long)wait);
 	char msg[IDP_ERROR_MSG_MAX];
 	(void)snprintf(msg, sizeof(msg), "too many requests %s %s; retry after %lld s",
@@ -357,7 +357,7 @@ static void oob_outcome(struct srv_ctx *ctx, struct evhttp_request *req, const c
 	if (o == SRV_OOB_ABSENT)
 		return;
 	char pbuf[64];
-	srv_log(o == SRV_OOB_PROVEN || o == SRV_OOB_NO_ENTRY ? SRV_LOG_INFO : SRV_LOG_WARN,
+	fio_log(o == SRV_OOB_PROVEN || o == SRV_OOB_NO_ENTRY ? FIO_LOG_INFO : FIO_LOG_WARN,
 	        "device.oob", "loop=%u device=%s outcome=%s peer=%s", ctx->loop, idbuf, names[o],
 	        srv_http_peer(req, pbuf));
 	if (o == SRV_OOB_MISMATCH && app->throttle_oob != NULL) {
@@ -400,7 +400,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	struct fmt_key *key = NULL;
 	struct srv_issued out;
 	memset(&out, 0, sizeof(out));
-	char idbuf[SRV_LOG_ESC_MAX];
+	char idbuf[FIO_LOG_ESC_MAX];
 	if (r == NULL) {
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
@@ -408,11 +408,11 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	rc = fmt_api_request_accept(purpose, buf, len, exporter, now, app->pop_skew, r, &err);
 	if (rc != IDP_OK) {
 		enum fmt_api_err_code code = srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_POP, &err);
-		srv_log(SRV_LOG_INFO, "device.refused", "loop=%u check=%s", ctx->loop,
+		fio_log(FIO_LOG_INFO, "device.refused", "loop=%u check=%s", ctx->loop,
 		        fmt_api_err_code_name(code));
 		goto out;
 	}
-	(void)srv_log_esc(r->device_id, strlen(r->device_id), idbuf, sizeof(idbuf));
+	(void)fio_log_esc(r->device_id, strlen(r->device_id), idbuf, sizeof(idbuf));
 	if (key_throttled(ctx, req, app->throttle_device, "device", r->device_id, false))
 		goto out;
 	rc = fmt_key_parse_spki_der(r->spki, r->spki_len, &key, &err);
@@ -464,7 +464,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	struct fmt_api_status s;
 	memset(&s, 0, sizeof(s));
 	if (rc != IDP_OK) {
-		srv_log(SRV_LOG_INFO, "device.refused",
+		fio_log(FIO_LOG_INFO, "device.refused",
 		        "loop=%u device=%s purpose=%d refusal=%s check=%s", ctx->loop, idbuf,
 		        (int)purpose, srv_refusal_name(out.refusal), fmt_token_check_name(failed));
 		if (out.refusal == SRV_REFUSE_NONCE)
@@ -487,7 +487,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		}
 		goto out;
 	}
-	srv_log(SRV_LOG_INFO, "device.decision",
+	fio_log(FIO_LOG_INFO, "device.decision",
 	        "loop=%u device=%s purpose=%d decision=%d refusal=%s", ctx->loop, idbuf,
 	        (int)purpose, (int)out.decision, srv_refusal_name(out.refusal));
 	if (out.decision == SRV_DECISION_APPROVED) {
@@ -586,17 +586,17 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 	rc = srv_import(ctx->store, body, len, sig, sig_len, station,
 	                &((const struct srv_app *)ctx->app)->rules, (int64_t)time(NULL), &r, &err);
 	free(sig);
-	char sbuf[SRV_LOG_ESC_MAX];
+	char sbuf[FIO_LOG_ESC_MAX];
 	const char *who = station != NULL ? station : "(admin)";
-	(void)srv_log_esc(who, strlen(who), sbuf, sizeof(sbuf));
+	(void)fio_log_esc(who, strlen(who), sbuf, sizeof(sbuf));
 	if (rc != IDP_OK) {
 		enum fmt_api_err_code code =
 		        srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-		srv_log(SRV_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s", ctx->loop,
+		fio_log(FIO_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s", ctx->loop,
 		        sbuf, fmt_api_err_code_name(code));
 		return;
 	}
-	srv_log(SRV_LOG_INFO, "batch.imported",
+	fio_log(FIO_LOG_INFO, "batch.imported",
 	        "loop=%u station=%s batch=%s devices=%lld created=%s gap=%s", ctx->loop, sbuf,
 	        r.batch_id, (long long)r.devices, r.created ? "yes" : "no", r.gap ? "yes" : "no");
 	struct fmt_api_batch b = {

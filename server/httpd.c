@@ -22,7 +22,7 @@
 #include <event2/thread.h>
 
 #include "server/conn.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 #include "server/routes.h"
 
 #define LISTEN_BACKLOG 511
@@ -50,7 +50,7 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct srv_loop *l = arg;
-	srv_log(SRV_LOG_WARN, "http.stop_forced", "loop=%u open=%u", l->ctx.loop, l->n_conns);
+	fio_log(FIO_LOG_WARN, "http.stop_forced", "loop=%u open=%u", l->ctx.loop, l->n_conns);
 	(void)event_base_loopbreak(l->base);
 }
 

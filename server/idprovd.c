@@ -29,7 +29,7 @@
 #include "server/routes.h"
 #include "server/httpd.h"
 #include "server/lock.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 #include "server/publish.h"
 #include "server/state.h"
 
@@ -79,7 +79,7 @@ static void report(int fd, char status)
 static int run(const struct srv_config *cfg)
 {
 	struct idp_error err = {0};
-	srv_log_set_burst(cfg->log_burst);
+	fio_log_set_burst(cfg->log_burst);
 	const char *names[SRV_STATE_NAMES_MAX];
 	for (size_t i = 0; i < cfg->n_server_names; i++)
 		names[i] = cfg->server_names[i];
@@ -97,16 +97,16 @@ static int run(const struct srv_config *cfg)
 	struct srv_state *state = NULL;
 	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	if (srv_state_open(&so, &state, secret, &err) != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "state.error", "dir=%s error=\"%s\"", cfg->state_dir,
+		fio_log(FIO_LOG_ERROR, "state.error", "dir=%s error=\"%s\"", cfg->state_dir,
 		        err.msg);
 		return 1;
 	}
 	/* The credential is in admin.token: never on stdout, never logged. */
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (state->admin_created)
-		srv_log(SRV_LOG_INFO, "admin.created", "path=%s/admin.token mode=0600", state->dir);
+		fio_log(FIO_LOG_INFO, "admin.created", "path=%s/admin.token mode=0600", state->dir);
 	if (state->token_key_created)
-		srv_log(SRV_LOG_WARN, "token.key_created",
+		fio_log(FIO_LOG_WARN, "token.key_created",
 		        "kid=%s type=%s retired=%s note=\"tokens signed by a key that is no longer "
 		        "in token.key or token.retired do not verify\"",
 		        state->token_kid, fmt_key_type_name(fmt_key_type(state->token_key)),
@@ -114,24 +114,24 @@ static int run(const struct srv_config *cfg)
 	{
 		struct fmt_token_key keys[SRV_STATE_TOKEN_KEYS_MAX];
 		size_t n = srv_state_token_keys(state, (int64_t)time(NULL), keys);
-		srv_log(SRV_LOG_INFO, "token.keys", "signing=%s verified=%zu", state->token_kid, n);
+		fio_log(FIO_LOG_INFO, "token.keys", "signing=%s verified=%zu", state->token_kid, n);
 	}
 	/* Say what the process is, as the kernel sees it (0: no core file). */
-	srv_log(SRV_LOG_INFO, "process.secured", "dumpable=%d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
-	srv_log(SRV_LOG_INFO, "state.ready", "dir=%s created=%s ca_fingerprint=%s cert_issued=%s",
+	fio_log(FIO_LOG_INFO, "process.secured", "dumpable=%d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+	fio_log(FIO_LOG_INFO, "state.ready", "dir=%s created=%s ca_fingerprint=%s cert_issued=%s",
 	        state->dir, state->created ? "yes" : "no", state->ca_fingerprint,
 	        state->server_cert_issued ? "yes" : "no");
 
 	int ready_fd = -1;
 	if (!cfg->foreground && (ready_fd = daemonize()) < 0) {
-		srv_log(SRV_LOG_ERROR, "daemon.error", "error=\"%s\"", strerror(errno));
+		fio_log(FIO_LOG_ERROR, "daemon.error", "error=\"%s\"", strerror(errno));
 		srv_state_free(state);
 		return 1;
 	}
 	/* The lock (inherited over fork) and the pid file name this process. */
 	if (srv_lock_set_pid(state->lock_fd, getpid(), &err) != IDP_OK ||
 	    (cfg->pid_file[0] != '\0' && srv_pidfile_write(cfg->pid_file, getpid(), &err) != IDP_OK)) {
-		srv_log(SRV_LOG_ERROR, "daemon.error", "error=\"%s\"", err.msg);
+		fio_log(FIO_LOG_ERROR, "daemon.error", "error=\"%s\"", err.msg);
 		srv_state_free(state);
 		report(ready_fd, 1);
 		return 1;
@@ -152,7 +152,7 @@ static int run(const struct srv_config *cfg)
 	if (srv_httpd_new(cfg, state, routes, n_routes, &app, &h, &err) != IDP_OK ||
 	    srv_app_init(&app, cfg, srv_httpd_bound(h, 0), &err) != IDP_OK ||
 	    srv_httpd_start(h, &err) != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "http.error", "error=\"%s\"", err.msg);
+		fio_log(FIO_LOG_ERROR, "http.error", "error=\"%s\"", err.msg);
 		srv_httpd_free(h);
 		srv_app_free(&app);
 		if (cfg->pid_file[0] != '\0')
@@ -162,7 +162,7 @@ static int run(const struct srv_config *cfg)
 		return 1;
 	}
 	for (size_t i = 0; srv_httpd_bound(h, i) != NULL; i++)
-		srv_log(SRV_LOG_INFO, "http.listening", "addr=%s threads=%u", srv_httpd_bound(h, i),
+		fio_log(FIO_LOG_INFO, "http.listening", "addr=%s threads=%u", srv_httpd_bound(h, i),
 		        cfg->threads);
 	report(ready_fd, 0);
 	struct srv_publish *pub = srv_publish_start(cfg, state, h);
@@ -174,16 +174,16 @@ static int run(const struct srv_config *cfg)
 		if (sig == SIGHUP) {
 			/* After idprovd --reset-admin: the new credential replaces the old. */
 			if (srv_state_admin_reload(state, &err) == IDP_OK)
-				srv_log(SRV_LOG_INFO, "admin.reloaded", "signal=HUP");
+				fio_log(FIO_LOG_INFO, "admin.reloaded", "signal=HUP");
 			else
-				srv_log(SRV_LOG_ERROR, "admin.reload_failed",
+				fio_log(FIO_LOG_ERROR, "admin.reload_failed",
 				        "signal=HUP error=\"%s\" note=\"the old credential stays\"",
 				        err.msg);
 			continue;
 		}
 		break;
 	}
-	srv_log(SRV_LOG_INFO, "http.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	fio_log(FIO_LOG_INFO, "http.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	srv_publish_stop(pub); /* goodbye packets first: agents stop finding a closing server */
 	srv_httpd_shutdown(h);
 	srv_httpd_free(h);
@@ -191,9 +191,9 @@ static int run(const struct srv_config *cfg)
 	if (cfg->pid_file[0] != '\0')
 		(void)unlink(cfg->pid_file);
 	srv_state_free(state);
-	srv_log_flush();
-	srv_log(SRV_LOG_INFO, "http.stopped", "status=0 log_suppressed=%llu",
-	        (unsigned long long)srv_log_suppressed_total());
+	fio_log_flush();
+	fio_log(FIO_LOG_INFO, "http.stopped", "status=0 log_suppressed=%llu",
+	        (unsigned long long)fio_log_suppressed_total());
 	return 0;
 }
 

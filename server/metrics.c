@@ -15,7 +15,7 @@
 #include "formats/version.h"
 #include "server/admin.h"
 #include "server/handlers.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 #include "server/store.h"
 
 /* The scrape being written. */
@@ -117,7 +117,7 @@ void srv_metrics_get(struct srv_ctx *ctx, struct evhttp_request *req)
 		    thr[i].t != NULL ? srv_throttle_refused(thr[i].t) : 0);
 	family(&sc, "idprov_log_suppressed_total", "counter",
 	       "Log lines dropped by the per-event rate limit.");
-	add(&sc, "idprov_log_suppressed_total %" PRIu64 "\n", srv_log_suppressed_total());
+	add(&sc, "idprov_log_suppressed_total %" PRIu64 "\n", fio_log_suppressed_total());
 
 	int64_t pending = 0, flags = 0;
 	rc = srv_store_device_count(ctx->store, SRV_DEV_PENDING, &pending, &err);

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "formats/io/dnssd.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 
 struct srv_publish {
 	struct fio_dnssd_pub *pub[SRV_CONFIG_LISTEN_MAX];
@@ -23,13 +23,13 @@ static void on_event(void *arg, enum fio_dnssd_event ev, const char *detail)
 	char q[IDP_QUOTE_MAX];
 	const char *d = idp_quote(detail, strnlen(detail, FIO_DNSSD_STR_MAX), q);
 	if (ev == FIO_DNSSD_PUBLISHED)
-		srv_log(SRV_LOG_INFO, "dnssd.published", "type=%s name=\"%s\" port=%u",
+		fio_log(FIO_LOG_INFO, "dnssd.published", "type=%s name=\"%s\" port=%u",
 		        SRV_PUBLISH_TYPE, d, port);
 	else if (ev == FIO_DNSSD_RENAMED)
-		srv_log(SRV_LOG_WARN, "dnssd.renamed", "type=%s name=\"%s\" port=%u",
+		fio_log(FIO_LOG_WARN, "dnssd.renamed", "type=%s name=\"%s\" port=%u",
 		        SRV_PUBLISH_TYPE, d, port);
 	else
-		srv_log(SRV_LOG_WARN, "dnssd.failed", "type=%s port=%u error=\"%s\"",
+		fio_log(FIO_LOG_WARN, "dnssd.failed", "type=%s port=%u error=\"%s\"",
 		        SRV_PUBLISH_TYPE, port, d);
 }
 
@@ -49,12 +49,12 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
                                       const struct srv_httpd *h)
 {
 	if (!cfg->dnssd) {
-		srv_log(SRV_LOG_INFO, "dnssd.off", "note=\"dnssd = off: not published\"");
+		fio_log(FIO_LOG_INFO, "dnssd.off", "note=\"dnssd = off: not published\"");
 		return NULL;
 	}
 	struct srv_publish *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
-		srv_log(SRV_LOG_WARN, "dnssd.unavailable", "error=\"out of memory\"");
+		fio_log(FIO_LOG_WARN, "dnssd.unavailable", "error=\"out of memory\"");
 		return NULL;
 	}
 	char host[FIO_DNSSD_NAME_MAX + 1] = "";
@@ -73,7 +73,7 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 			dup = dup || p->port[k] == port;
 		if (loopback || port == 0 || dup) {
 			if (!dup)
-				srv_log(SRV_LOG_INFO, "dnssd.skipped", "addr=%s reason=%s", b,
+				fio_log(FIO_LOG_INFO, "dnssd.skipped", "addr=%s reason=%s", b,
 				        loopback ? "loopback" : "no-port");
 			continue;
 		}
@@ -93,12 +93,12 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 		struct fio_dnssd_pub *pub = NULL;
 		if (fio_dnssd_publish(&s, on_event, (void *)(uintptr_t)port, &pub, &err) !=
 		    IDP_OK) {
-			srv_log(SRV_LOG_WARN, "dnssd.unavailable",
+			fio_log(FIO_LOG_WARN, "dnssd.unavailable",
 			        "port=%u error=\"%s\" note=\"running without DNS-SD\"", port,
 			        err.msg);
 			break; /* the daemon is not there for the next port either */
 		}
-		srv_log(SRV_LOG_INFO, "dnssd.publishing", "type=%s name=\"%s\" port=%u fp=%s",
+		fio_log(FIO_LOG_INFO, "dnssd.publishing", "type=%s name=\"%s\" port=%u fp=%s",
 		        SRV_PUBLISH_TYPE, name, port, state->ca_fingerprint);
 		p->pub[p->n] = pub;
 		p->port[p->n++] = port;
@@ -116,6 +116,6 @@ void srv_publish_stop(struct srv_publish *p)
 		return;
 	for (size_t i = 0; i < p->n; i++)
 		fio_dnssd_unpublish(p->pub[i]);
-	srv_log(SRV_LOG_INFO, "dnssd.withdrawn", "instances=%zu", p->n);
+	fio_log(FIO_LOG_INFO, "dnssd.withdrawn", "instances=%zu", p->n);
 	free(p);
 }

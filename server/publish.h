@@ -5,7 +5,7 @@
  * value GET /v1/health serves as ca_fingerprint). Over formats/io/dnssd.h
  * (avahi-daemon). A daemon that cannot be reached is a logged warning: the
  * server runs without the publication. Called from the main thread only;
- * Avahi's events are logged from its own thread (srv_log is thread-safe).
+ * Avahi's events are logged from its own thread (fio_log is thread-safe).
  */
 #ifndef IDP_SERVER_PUBLISH_H
 #define IDP_SERVER_PUBLISH_H

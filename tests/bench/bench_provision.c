@@ -33,7 +33,7 @@
 #include "server/handlers.h"
 #include "server/routes.h"
 #include "server/httpd.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 #include "server/provision.h"
 #include "server/store.h"
 
@@ -349,7 +349,7 @@ static int cmp_double(const void *a, const void *b)
 int main(void)
 {
 	char dir[] = "/tmp/idp-bench-prov-XXXXXX";
-	srv_log_set_level(SRV_LOG_WARN); /* one log line per request would flood the terminal */
+	fio_log_set_level(FIO_LOG_WARN); /* one log line per request would flood the terminal */
 	if (mkdtemp(dir) == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return 1;
 	int rc = 1;

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "formats/file.h"
-#include "server/log.h"
+#include "formats/io/log.h"
 #include "tests/unit/check_main.h"
 
 static char path[64];
@@ -63,19 +63,19 @@ static unsigned count_lines(const char *needle, const char *of, unsigned long lo
 
 START_TEST(test_log_flood_is_cut_and_counted)
 {
-	srv_log_set_burst(20);
-	uint64_t before = srv_log_suppressed_total();
+	fio_log_set_burst(20);
+	uint64_t before = fio_log_suppressed_total();
 	time_t t0 = time(NULL);
 	for (int i = 0; i < 5000; i++) {
-		srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=0 peer=192.0.2.1:%d", i);
+		fio_log(FIO_LOG_WARN, "admin.unauthorized", "loop=0 peer=192.0.2.1:%d", i);
 		if (i % 1000 == 0)
-			srv_log(SRV_LOG_INFO, "other.event", "i=%d", i);
+			fio_log(FIO_LOG_INFO, "other.event", "i=%d", i);
 	}
 	time_t t1 = time(NULL);
-	srv_log_flush();
+	fio_log_flush();
 	unsigned long long sum = 0;
 	unsigned written = count_lines("event=admin.unauthorized ", "admin.unauthorized", &sum);
-	uint64_t dropped = srv_log_suppressed_total() - before;
+	uint64_t dropped = fio_log_suppressed_total() - before;
 	/* Every line is either written or counted, and reported as suppressed. */
 	ck_assert_uint_eq(written + dropped, 5000);
 	ck_assert_uint_eq(sum, dropped);
@@ -88,7 +88,7 @@ START_TEST(test_log_flood_is_cut_and_counted)
 	ck_assert_uint_eq(other_sum, 0);
 	/* A flush with nothing pending writes nothing more. */
 	unsigned long long again = 0;
-	srv_log_flush();
+	fio_log_flush();
 	count_lines("event=admin.unauthorized ", "admin.unauthorized", &again);
 	ck_assert_uint_eq(again, sum);
 }
@@ -96,15 +96,15 @@ END_TEST
 
 START_TEST(test_log_no_limit_and_escaping)
 {
-	srv_log_set_burst(0);
-	uint64_t before = srv_log_suppressed_total();
+	fio_log_set_burst(0);
+	uint64_t before = fio_log_suppressed_total();
 	for (int i = 0; i < 300; i++)
-		srv_log(SRV_LOG_INFO, "many.lines", "i=%d", i);
-	char esc[SRV_LOG_ESC_MAX];
-	srv_log(SRV_LOG_INFO, "escaped", "id=%s", srv_log_esc("a\nb \"c\"", 7, esc, sizeof(esc)));
+		fio_log(FIO_LOG_INFO, "many.lines", "i=%d", i);
+	char esc[FIO_LOG_ESC_MAX];
+	fio_log(FIO_LOG_INFO, "escaped", "id=%s", fio_log_esc("a\nb \"c\"", 7, esc, sizeof(esc)));
 	unsigned long long sum = 0;
 	ck_assert_uint_eq(count_lines("event=many.lines ", "many.lines", &sum), 300);
-	ck_assert_uint_eq(srv_log_suppressed_total(), before);
+	ck_assert_uint_eq(fio_log_suppressed_total(), before);
 	ck_assert_uint_eq(count_lines("id=\"a\\x0ab \\\"c\\\"\"", "escaped", &sum), 1);
 }
 END_TEST

@@ -1,7 +1,7 @@
 /*
  * log.c - see log.h.
  */
-#include "server/log.h"
+#include "formats/io/log.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static atomic_int max_level = SRV_LOG_INFO;
-static atomic_uint burst = SRV_LOG_BURST;
+static atomic_int max_level = FIO_LOG_INFO;
+static atomic_uint burst = FIO_LOG_BURST;
 static atomic_uint_least64_t suppressed_total;
 
 /* One rate-limit slot per event name (by hash; a collision only makes two
@@ -27,21 +27,21 @@ struct slot {
 };
 
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct slot slots[SRV_LOG_EVENTS];
+static struct slot slots[FIO_LOG_EVENTS];
 
-void srv_log_set_burst(unsigned b)
+void fio_log_set_burst(unsigned b)
 {
 	atomic_store(&burst, b);
 }
 
-uint64_t srv_log_suppressed_total(void)
+uint64_t fio_log_suppressed_total(void)
 {
 	return atomic_load(&suppressed_total);
 }
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void srv_log_set_level(enum srv_log_level level)
+void fio_log_set_level(enum fio_log_level level)
 {
 	atomic_store(&max_level, (int)level);
 }
@@ -58,13 +58,13 @@ static size_t vformat(char *buf, size_t size, const char *fmt, va_list ap)
 	return m < 0 ? 0 : (size_t)m;
 }
 
-static void emit(enum srv_log_level level, const char *event, const char *fmt, va_list ap)
+static void emit(enum fio_log_level level, const char *event, const char *fmt, va_list ap)
         IDP_PRINTF(3, 0);
 
-static void emitf(enum srv_log_level level, const char *event, const char *fmt, ...)
+static void emitf(enum fio_log_level level, const char *event, const char *fmt, ...)
         IDP_PRINTF(3, 4);
 
-static void emitf(enum srv_log_level level, const char *event, const char *fmt, ...)
+static void emitf(enum fio_log_level level, const char *event, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -80,8 +80,8 @@ static struct slot *slot_of(const char *event)
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < sizeof(slots[0].name) - 1 && event[i] != '\0'; i++)
 		h = (h ^ (uint8_t)event[i]) * 16777619u;
-	for (size_t k = 0; k < SRV_LOG_EVENTS; k++) {
-		struct slot *sl = &slots[(h + k) % SRV_LOG_EVENTS];
+	for (size_t k = 0; k < FIO_LOG_EVENTS; k++) {
+		struct slot *sl = &slots[(h + k) % FIO_LOG_EVENTS];
 		if (sl->name[0] == '\0') {
 			(void)snprintf(sl->name, sizeof(sl->name), "%s", event);
 			return sl;
@@ -89,7 +89,7 @@ static struct slot *slot_of(const char *event)
 		if (strncmp(sl->name, event, sizeof(sl->name) - 1) == 0)
 			return sl;
 	}
-	return &slots[h % SRV_LOG_EVENTS];
+	return &slots[h % FIO_LOG_EVENTS];
 }
 
 /* True when this line of event may be written now. When a new second starts
@@ -123,14 +123,14 @@ static bool admit(const char *event, uint64_t *owed)
 /* The line that reports count suppressed lines of event. */
 static void summary(const char *event, uint64_t count)
 {
-	char esc[SRV_LOG_ESC_MAX];
-	(void)srv_log_esc(event, strnlen(event, sizeof(slots[0].name)), esc, sizeof(esc));
-	emitf(SRV_LOG_WARN, "log.suppressed", "of=%s count=%llu", esc, (unsigned long long)count);
+	char esc[FIO_LOG_ESC_MAX];
+	(void)fio_log_esc(event, strnlen(event, sizeof(slots[0].name)), esc, sizeof(esc));
+	emitf(FIO_LOG_WARN, "log.suppressed", "of=%s count=%llu", esc, (unsigned long long)count);
 }
 
-void srv_log_flush(void)
+void fio_log_flush(void)
 {
-	for (size_t i = 0; i < SRV_LOG_EVENTS; i++) {
+	for (size_t i = 0; i < FIO_LOG_EVENTS; i++) {
 		char name[sizeof(slots[0].name)];
 		uint64_t n;
 		(void)pthread_mutex_lock(&slots_lock);
@@ -143,7 +143,7 @@ void srv_log_flush(void)
 	}
 }
 
-void srv_log(enum srv_log_level level, const char *event, const char *fmt, ...)
+void fio_log(enum fio_log_level level, const char *event, const char *fmt, ...)
 {
 	if ((int)level > atomic_load(&max_level))
 		return;
@@ -159,9 +159,9 @@ void srv_log(enum srv_log_level level, const char *event, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void emit(enum srv_log_level level, const char *event, const char *fmt, va_list ap)
+static void emit(enum fio_log_level level, const char *event, const char *fmt, va_list ap)
 {
-	char line[SRV_LOG_LINE_MAX];
+	char line[FIO_LOG_LINE_MAX];
 	struct timeval tv;
 	struct tm tm;
 	(void)gettimeofday(&tv, NULL);
@@ -194,7 +194,7 @@ static bool bare_ok(char c)
 	       c == '@' || c == '+' || c == ',';
 }
 
-const char *srv_log_esc(const char *s, size_t len, char *buf, size_t size)
+const char *fio_log_esc(const char *s, size_t len, char *buf, size_t size)
 {
 	if (size < 8) {
 		if (size > 0)
