@@ -27,6 +27,7 @@
 
 #include "device-agent/agent.h"
 #include "formats/file.h"
+#include "formats/io/log.h"
 
 enum {
 	EX_DONE = 0,
@@ -66,22 +67,24 @@ static void on_signal(int sig)
 		agt_stop(g_ctx);
 }
 
-/* One line per event on stderr; under systemd (JOURNAL_STREAM) with the
- * sd-daemon priority prefix so that journald keeps the level. */
+/* One line per event: the shared log (formats/io/log.h; under systemd with
+ * the priority prefix). msg is the agent's "key=value" text, its outside
+ * values already escaped (agent.h). */
+_Static_assert((int)AGT_LOG_ERROR == (int)FIO_LOG_ERROR && (int)AGT_LOG_WARN == (int)FIO_LOG_WARN &&
+                       (int)AGT_LOG_INFO == (int)FIO_LOG_INFO &&
+                       (int)AGT_LOG_DEBUG == (int)FIO_LOG_DEBUG,
+               "agent log levels are the shared log's");
 static void log_line(void *arg, enum agt_log_level level, const char *event, const char *msg)
 {
 	(void)arg;
-	static const char *const names[] = {"error", "warn", "info", "debug"};
-	static const int prio[] = {3, 4, 6, 7};
-	if (getenv("JOURNAL_STREAM") != NULL)
-		(void)fprintf(stderr, "<%d>event=%s %s\n", prio[level], event, msg);
-	else
-		(void)fprintf(stderr, "idprov-agent: %s event=%s %s\n", names[level], event, msg);
+	fio_log((enum fio_log_level)level, event, "%s", msg);
 }
 
+/* A failure: err's message may quote a server's answer, so it is escaped. */
 static void fail_line(const char *event, const struct idp_error *err)
 {
-	log_line(NULL, AGT_LOG_ERROR, event, err->msg);
+	char ebuf[FIO_LOG_ESC_MAX];
+	fio_log(FIO_LOG_ERROR, event, "error=%s", fio_log_err(err, ebuf));
 }
 
 static void usage(FILE *f)
@@ -444,6 +447,7 @@ static int run(struct opts *o, int argc, char **argv)
 		o->cfg.state_dir = DEFAULT_STATE_DIR;
 	o->cfg.log = log_line;
 	o->cfg.log_level = o->verbose ? AGT_LOG_DEBUG : AGT_LOG_INFO;
+	fio_log_set_level(o->verbose ? FIO_LOG_DEBUG : FIO_LOG_INFO);
 	o->cfg.read_only = is_status;
 	if (o->cfg.device_id == NULL) {
 		(void)fprintf(stderr, "idprov-agent: no device ID: give --id\n");

@@ -116,8 +116,10 @@ void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admi
 	                                   .detail = detail,
 	                                   .actor = who->name};
 	struct idp_error err = {0};
+	char ebuf[FIO_LOG_ESC_MAX];
 	if (srv_store_audit_append(st, &ev, &err) != IDP_OK)
-		fio_log(FIO_LOG_ERROR, "admin.denied_audit", "loop=%u error=\"%s\"", loop, err.msg);
+		fio_log(FIO_LOG_ERROR, "admin.denied_audit", "loop=%u error=%s", loop,
+		        fio_log_err(&err, ebuf));
 	(void)snprintf(msg, size,
 	               "role %s: read-only (GET only); %s needs a credential of role admin",
 	               srv_role_name(who->role), detail);
@@ -139,7 +141,9 @@ bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct sr
 	char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
 	srv_http_admin_cn(req, cn);
 	if (srv_admin_identify(ctx->state, ctx->store, h, len, cn, who, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "admin.check", "loop=%u error=%s", ctx->loop,
+		        fio_log_err(&err, ebuf));
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot check the admin credential");
 		return false;
 	}
@@ -240,8 +244,9 @@ static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *
 	char vbuf[FIO_LOG_ESC_MAX];
 	(void)fio_log_esc(value, strlen(value), vbuf, sizeof(vbuf));
 	if (rc != IDP_OK) {
-		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=\"%s\"",
-		        ctx->loop, event, name, vbuf, err->msg);
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=%s",
+		        ctx->loop, event, name, vbuf, fio_log_err(err, ebuf));
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
 		return;
 	}

@@ -309,8 +309,9 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 		srv_http_ssl_admin_cn(c->loop->h, bufferevent_openssl_get_ssl(c->tls), cn);
 		if (srv_admin_identify(c->loop->ctx.state, c->loop->ctx.store, hi->auth,
 		                       hi->auth_len, cn, &who, &err) != IDP_OK) {
-			fio_log(FIO_LOG_ERROR, "admin.check", "loop=%u error=\"%s\"",
-			        c->loop->ctx.loop, err.msg);
+			char ebuf[FIO_LOG_ESC_MAX];
+			fio_log(FIO_LOG_ERROR, "admin.check", "loop=%u error=%s",
+			        c->loop->ctx.loop, fio_log_err(&err, ebuf));
 			code = FMT_API_ERR_INTERNAL;
 			(void)snprintf(err.msg, sizeof(err.msg),
 			               "cannot check the admin credential");

@@ -112,8 +112,9 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
 		srv_http_error(req, code, "%s", err->msg);
 		return code;
 	}
-	fio_log(FIO_LOG_ERROR, "request.error", "loop=%u code=%s error=\"%s\"", ctx->loop,
-	        fmt_api_err_code_name(code), err->msg);
+	char ebuf[FIO_LOG_ESC_MAX];
+	fio_log(FIO_LOG_ERROR, "request.error", "loop=%u code=%s error=%s", ctx->loop,
+	        fmt_api_err_code_name(code), fio_log_err(err, ebuf));
 	srv_http_error(req, code, "%s",
 	               code == FMT_API_ERR_UNAVAILABLE ? "try again later"
 	                                               : "server error (details in its log)");
@@ -127,7 +128,9 @@ void srv_handlers_health(struct srv_ctx *ctx, struct evhttp_request *req)
 	int64_t version = 0;
 	struct idp_error err = {0};
 	if (srv_store_schema_version(ctx->store, &version, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "health.store", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "health.store", "loop=%u error=%s", ctx->loop,
+		        fio_log_err(&err, ebuf));
 		srv_http_error(req, FMT_API_ERR_UNAVAILABLE, "store unavailable");
 		return;
 	}
@@ -164,7 +167,9 @@ void srv_handlers_jwks(struct srv_ctx *ctx, struct evhttp_request *req)
 	size_t len = 0;
 	struct idp_error err = {0};
 	if (fmt_token_jwks_encode(keys, n, &body, &len, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "jwks.error", "loop=%u error=\"%s\"", ctx->loop, err.msg);
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "jwks.error", "loop=%u error=%s", ctx->loop,
+		        fio_log_err(&err, ebuf));
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the key set");
 		return;
 	}
@@ -241,7 +246,8 @@ static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
 	size_t len = 0;
 	struct idp_error err = {0};
 	if (body == NULL || fmt_api_status_encode(s, body, ANSWER_MAX, &len, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "answer.error", "error=\"%s\"", err.msg);
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "answer.error", "error=%s", fio_log_err(&err, ebuf));
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
 	} else {
 		if (s->status == FMT_API_PENDING) {

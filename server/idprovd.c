@@ -79,6 +79,7 @@ static void report(int fd, char status)
 static int run(const struct srv_config *cfg)
 {
 	struct idp_error err = {0};
+	char ebuf[FIO_LOG_ESC_MAX]; /* err.msg escaped for the log */
 	fio_log_set_burst(cfg->log_burst);
 	const char *names[SRV_STATE_NAMES_MAX];
 	for (size_t i = 0; i < cfg->n_server_names; i++)
@@ -97,8 +98,8 @@ static int run(const struct srv_config *cfg)
 	struct srv_state *state = NULL;
 	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	if (srv_state_open(&so, &state, secret, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "state.error", "dir=%s error=\"%s\"", cfg->state_dir,
-		        err.msg);
+		fio_log(FIO_LOG_ERROR, "state.error", "dir=%s error=%s", cfg->state_dir,
+		        fio_log_err(&err, ebuf));
 		return 1;
 	}
 	/* The credential is in admin.token: never on stdout, never logged. */
@@ -131,7 +132,7 @@ static int run(const struct srv_config *cfg)
 	/* The lock (inherited over fork) and the pid file name this process. */
 	if (srv_lock_set_pid(state->lock_fd, getpid(), &err) != IDP_OK ||
 	    (cfg->pid_file[0] != '\0' && srv_pidfile_write(cfg->pid_file, getpid(), &err) != IDP_OK)) {
-		fio_log(FIO_LOG_ERROR, "daemon.error", "error=\"%s\"", err.msg);
+		fio_log(FIO_LOG_ERROR, "daemon.error", "error=%s", fio_log_err(&err, ebuf));
 		srv_state_free(state);
 		report(ready_fd, 1);
 		return 1;
@@ -152,7 +153,7 @@ static int run(const struct srv_config *cfg)
 	if (srv_httpd_new(cfg, state, routes, n_routes, &app, &h, &err) != IDP_OK ||
 	    srv_app_init(&app, cfg, srv_httpd_bound(h, 0), &err) != IDP_OK ||
 	    srv_httpd_start(h, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "http.error", "error=\"%s\"", err.msg);
+		fio_log(FIO_LOG_ERROR, "http.error", "error=%s", fio_log_err(&err, ebuf));
 		srv_httpd_free(h);
 		srv_app_free(&app);
 		if (cfg->pid_file[0] != '\0')
@@ -177,8 +178,8 @@ static int run(const struct srv_config *cfg)
 				fio_log(FIO_LOG_INFO, "admin.reloaded", "signal=HUP");
 			else
 				fio_log(FIO_LOG_ERROR, "admin.reload_failed",
-				        "signal=HUP error=\"%s\" note=\"the old credential stays\"",
-				        err.msg);
+				        "signal=HUP error=%s note=\"the old credential stays\"",
+				        fio_log_err(&err, ebuf));
 			continue;
 		}
 		break;

@@ -90,12 +90,13 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 		                                    .txt = txt,
 		                                    .n_txt = sizeof(txt) / sizeof(txt[0])};
 		struct idp_error err = {0};
+		char ebuf[FIO_LOG_ESC_MAX];
 		struct fio_dnssd_pub *pub = NULL;
 		if (fio_dnssd_publish(&s, on_event, (void *)(uintptr_t)port, &pub, &err) !=
 		    IDP_OK) {
 			fio_log(FIO_LOG_WARN, "dnssd.unavailable",
-			        "port=%u error=\"%s\" note=\"running without DNS-SD\"", port,
-			        err.msg);
+			        "port=%u error=%s note=\"running without DNS-SD\"", port,
+			        fio_log_err(&err, ebuf));
 			break; /* the daemon is not there for the next port either */
 		}
 		fio_log(FIO_LOG_INFO, "dnssd.publishing", "type=%s name=\"%s\" port=%u fp=%s",

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -166,8 +167,14 @@ static void emit(enum fio_log_level level, const char *event, const char *fmt, v
 	struct tm tm;
 	(void)gettimeofday(&tv, NULL);
 	(void)gmtime_r(&tv.tv_sec, &tm);
+	/* Under systemd (stderr is the journal) the sd-daemon prefix "<N>"
+	 * gives journald the line's priority. */
+	static const int prio[] = {3, 4, 6, 7};
+	char pfx[8] = "";
+	if (getenv("JOURNAL_STREAM") != NULL)
+		(void)snprintf(pfx, sizeof(pfx), "<%d>", prio[level]);
 	int n = snprintf(line, sizeof(line),
-	                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s event=%s ",
+	                 "%sts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s event=%s ", pfx,
 	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 	                 tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level], event);
 	if (n < 0)
@@ -235,4 +242,11 @@ const char *fio_log_esc(const char *s, size_t len, char *buf, size_t size)
 		buf[o++] = '"';
 	buf[o] = '\0';
 	return buf;
+}
+
+const char *fio_log_err(const struct idp_error *err, char buf[static FIO_LOG_ESC_MAX])
+{
+	if (err == NULL || err->msg[0] == '\0')
+		return fio_log_esc("-", 1, buf, FIO_LOG_ESC_MAX);
+	return fio_log_esc(err->msg, strnlen(err->msg, sizeof(err->msg)), buf, FIO_LOG_ESC_MAX);
 }

@@ -1,11 +1,13 @@
 /*
  * log.h - the programs' structured log (idprovd, idprov-agent): one line
- * per event on stderr (journald under systemd), "ts=... level=... event=...
- * key=value ...".
+ * per event on stderr, "ts=... level=... event=... key=value ..."; under
+ * systemd (JOURNAL_STREAM set) each line starts with the sd-daemon priority
+ * prefix "<N>", so journald keeps the level.
  *
  * Values that come from outside (device IDs, paths a client sent, error
- * messages quoting input) go through fio_log_esc() first, so that a device
- * cannot forge or split log lines. Thread-safe: each line is one write(2).
+ * messages, which may quote input) go through fio_log_esc() first (for an
+ * idp_error: fio_log_err()), so that a device cannot forge or split log
+ * lines. Thread-safe: each line is one write(2).
  *
  * Rate limit: at most FIO_LOG_BURST lines of one event name per second (UTC
  * wall-clock second); the rest are dropped and counted (per event, and in
@@ -55,5 +57,10 @@ void fio_log(enum fio_log_level level, const char *event, const char *fmt, ...) 
  * characters, else double-quoted with \", \\ and \xNN for anything outside
  * printable ASCII; cut with "..." when too long. Returns buf. */
 const char *fio_log_esc(const char *s, size_t len, char *buf, size_t size);
+
+/* err's message as a log value, escaped as fio_log_esc does (an error
+ * message may quote client input: a newline or quote in it must not split
+ * or forge a line). err NULL or without a message gives "-". Returns buf. */
+const char *fio_log_err(const struct idp_error *err, char buf[static FIO_LOG_ESC_MAX]);
 
 #endif /* IDP_FORMATS_IO_LOG_H */

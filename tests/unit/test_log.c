@@ -2,7 +2,8 @@
  * test_log.c - log.h: lines are escaped; a flood of one event is cut to the
  * burst per second, every dropped line is counted, and a "log.suppressed"
  * line reports the count (at the next second or at flush), while another
- * event keeps its own budget.
+ * event keeps its own budget; an error message holding newlines and control
+ * bytes stays on its line.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -109,6 +110,50 @@ START_TEST(test_log_no_limit_and_escaping)
 }
 END_TEST
 
+/* An error message quoting client input (idp_error's msg, up to its full
+ * size) cannot split or forge a line: fio_log_err escapes newlines, CRs,
+ * other control bytes, quotes and backslashes, and cuts what is too long. */
+START_TEST(test_log_err_msg_escaped)
+{
+	fio_log_set_burst(0);
+	struct idp_error err = {0};
+	(void)idp_error_set(&err, IDP_E_FORMAT,
+	                    "device \"x\": bad id \"a\nts=0 level=error event=admin.forged\r\x1b[2J\\\"");
+	char ebuf[FIO_LOG_ESC_MAX];
+	fio_log(FIO_LOG_ERROR, "request.error", "loop=0 error=%s", fio_log_err(&err, ebuf));
+	unsigned long long sum = 0;
+	/* One line, which holds the whole message escaped; nothing forged. */
+	ck_assert_uint_eq(count_lines("event=", "request.error", &sum), 1);
+	ck_assert_uint_eq(count_lines("event=admin.forged", "request.error", &sum), 1);
+	ck_assert_uint_eq(count_lines("level=error event=request.error loop=0 error=\"device "
+	                              "\\\"x\\\": bad id \\\"a\\x0ats=0 level=error "
+	                              "event=admin.forged\\x0d\\x1b[2J\\\\\\\"\"",
+	                              "request.error", &sum),
+	                  1);
+	/* A message of the full size is cut with "...", still one line. */
+	char big[IDP_ERROR_MSG_MAX];
+	memset(big, '\n', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	(void)idp_error_set(&err, IDP_E_FORMAT, "%s", big);
+	const char *e = fio_log_err(&err, ebuf);
+	ck_assert_uint_lt(strlen(e), FIO_LOG_ESC_MAX);
+	ck_assert_ptr_null(strchr(e, '\n'));
+	ck_assert_ptr_nonnull(strstr(e, "\\x0a..."));
+	fio_log(FIO_LOG_ERROR, "big.error", "error=%s", e);
+	ck_assert_uint_eq(count_lines("event=", "big.error", &sum), 2);
+	/* Under systemd the line carries journald's priority prefix. */
+	ck_assert_int_eq(setenv("JOURNAL_STREAM", "8:12345", 1), 0);
+	fio_log(FIO_LOG_WARN, "journal.line", "k=v");
+	ck_assert_int_eq(unsetenv("JOURNAL_STREAM"), 0);
+	ck_assert_uint_eq(count_lines("<4>ts=", "journal.line", &sum), 1);
+	ck_assert_uint_eq(count_lines("level=warn event=journal.line k=v", "journal.line", &sum), 1);
+	/* No error, or no message: "-". */
+	ck_assert_str_eq(fio_log_err(NULL, ebuf), "-");
+	idp_error_clear(&err);
+	ck_assert_str_eq(fio_log_err(&err, ebuf), "-");
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("log");
@@ -116,6 +161,7 @@ Suite *idp_test_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_log_flood_is_cut_and_counted);
 	tcase_add_test(tc, test_log_no_limit_and_escaping);
+	tcase_add_test(tc, test_log_err_msg_escaped);
 	suite_add_tcase(s, tc);
 	return s;
 }
