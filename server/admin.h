@@ -31,7 +31,7 @@
 /* Whether an Authorization header value h[0..len) is "Bearer <admin
  * credential>" (*ok). Fails only when the credential cannot be checked.
  * Also called by the connection filter on the request head, before any
- * body is read (server/httpd.c). */
+ * body is read (server/conn.c). */
 IDP_MUST_CHECK enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h,
                                                    size_t len, bool *ok, struct idp_error *err);
 

@@ -76,7 +76,7 @@ struct srv_conn {
 	bool http10;      /* the last head passed was HTTP/1.0 */
 	bool close_after; /* close once the current reply is sent */
 	bool nodelay;
-	bool counted;                      /* in conns_open (set once conn_new succeeded) */
+	bool counted;                      /* in conns_open (set once srv_conn_new succeeded) */
 	int status;                        /* status of the last reply, for the log */
 	enum fmt_api_err_code reject_code; /* of a refused request; FMT_API_ERR_UNKNOWN: none */
 	const char *reject_hdr;            /* a header for the refusal (NULL when none) */
@@ -248,7 +248,7 @@ static void conn_free(void *arg)
 {
 	struct srv_conn *c = arg;
 	struct srv_loop *l = c->loop;
-	/* A connection whose setup failed in conn_new was never linked nor
+	/* A connection whose setup failed in srv_conn_new was never linked nor
 	 * counted: unlinking it would drop the loop's list of connections. */
 	bool linked = c->counted;
 	if (c->counted)

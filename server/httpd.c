@@ -247,7 +247,7 @@ static enum idp_err loop_init(struct srv_httpd *h, struct srv_loop *l, unsigned 
 	evhttp_set_max_headers_size(l->http, (ev_ssize_t)cfg->max_headers);
 	evhttp_set_max_body_size(l->http, (ev_ssize_t)h->max_body_any);
 	evhttp_set_timeout(l->http, (int)cfg->request_timeout);
-	/* Every method, unknown ones included, reaches dispatch, which answers
+	/* Every method, unknown ones included, reaches srv_conn_dispatch, which answers
 	 * 404 or 405 in JSON; evhttp would answer a method it does not allow
 	 * with its own HTML 501. */
 	evhttp_set_allowed_methods(l->http, UINT16_MAX);
