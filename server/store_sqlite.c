@@ -1989,23 +1989,16 @@ enum idp_err srv_store_credential_find(struct srv_store *st,
                                        struct srv_credential *out, struct idp_error *err)
 {
 	const struct arg a[] = {INT(cred_lookup(hash))};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_CRED_FIND, a, NARGS(a), &s, err);
 	bool found = false;
-	while (rc == IDP_OK && !found) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "credential find", err);
-			break;
-		}
-		rc = cred_row(s, out, err);
+	struct rows it;
+	rows_start(&it, st, S_CRED_FIND, a, NARGS(a), "credential find", err);
+	while (!found && rows_next(&it, err)) {
+		it.rc = cred_row(it.s, out, err);
 		/* WARNING: the whole hash in constant time; the index only narrows. */
-		found = rc == IDP_OK &&
+		found = it.rc == IDP_OK &&
 		        CRYPTO_memcmp(out->hash, hash, SRV_STORE_CRED_HASH_LEN) == 0;
 	}
-	stmt_done(s);
+	enum idp_err rc = rows_end(&it);
 	if (rc == IDP_OK && !found) {
 		memset(out, 0, sizeof(*out));
 		rc = IDP_E_NOTFOUND;
@@ -2042,24 +2035,16 @@ enum idp_err srv_store_credential_foreach(struct srv_store *st,
                                           int (*fn)(void *ctx, const struct srv_credential *c),
                                           void *ctx, struct idp_error *err)
 {
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_CRED_LIST, NULL, 0, &s, err);
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "credential list", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, S_CRED_LIST, NULL, 0, "credential list", err);
+	while (rows_next(&it, err)) {
 		struct srv_credential c;
-		rc = cred_row(s, &c, err);
+		it.rc = cred_row(it.s, &c, err);
 		OPENSSL_cleanse(c.hash, sizeof(c.hash));
-		if (rc == IDP_OK && fn(ctx, &c) != 0)
+		if (it.rc != IDP_OK || fn(ctx, &c) != 0)
 			break;
 	}
-	stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
 
 static enum idp_err oob_row(sqlite3_stmt *s, struct srv_oob *out, struct idp_error *err)
@@ -2130,22 +2115,14 @@ enum idp_err srv_store_oob_foreach(struct srv_store *st, const char *after, int6
                                    struct idp_error *err)
 {
 	const struct arg a[] = {TEXT(after), INT(limit)};
-	sqlite3_stmt *s = NULL;
-	enum idp_err rc = stmt_bound(st, S_OOB_LIST, a, NARGS(a), &s, err);
-	while (rc == IDP_OK) {
-		int r = sqlite3_step(s);
-		if (r == SQLITE_DONE)
-			break;
-		if (r != SQLITE_ROW) {
-			rc = db_error(st, "oob list", err);
-			break;
-		}
+	struct rows it;
+	rows_start(&it, st, S_OOB_LIST, a, NARGS(a), "oob list", err);
+	while (rows_next(&it, err)) {
 		struct srv_oob o;
-		rc = oob_row(s, &o, err);
+		it.rc = oob_row(it.s, &o, err);
 		OPENSSL_cleanse(o.verifier, sizeof(o.verifier));
-		if (rc == IDP_OK && fn(ctx, &o) != 0)
+		if (it.rc != IDP_OK || fn(ctx, &o) != 0)
 			break;
 	}
-	stmt_done(s);
-	return rc;
+	return rows_end(&it);
 }
