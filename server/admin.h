@@ -5,6 +5,8 @@
  * take a backup of the database, list and verify the audit hash chain
  * (formats/audit.md), report manifest devices never provisioned.
  *
+ * Bodies: formats/admin_api.h (encoder and parser), spec
+ * formats/admin-api.md.
  * Every request carries an admin credential as "Authorization: Bearer
  * <secret>": the state directory's (named "admin", role admin; checked with
  * srv_state_admin_check) or a named credential of the store
@@ -23,10 +25,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "formats/admin_api.h"
 #include "server/httpd.h"
 
 #define SRV_ADMIN_AUTH_MAX 256u /* longest Authorization header accepted */
-#define SRV_ADMIN_LIST_MAX 1000 /* most rows one listing answers */
+#define SRV_ADMIN_LIST_MAX FMT_ADMIN_LIST_MAX /* most rows one listing answers */
 
 /* Whether an Authorization header value h[0..len) is "Bearer <admin
  * credential>" (*ok). Fails only when the credential cannot be checked.
