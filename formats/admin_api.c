@@ -520,7 +520,7 @@ static enum idp_err parse_rows(enum fmt_admin_kind kind, const cJSON *a, const c
 {
 	*rows = NULL;
 	*n = 0;
-	if (!cJSON_IsArray(a))
+	if (a == NULL || !cJSON_IsArray(a))
 		return idp_error_set(err, IDP_E_FORMAT, "%s: expected an array", what);
 	size_t count = (size_t)cJSON_GetArraySize(a);
 	if (count > FMT_ADMIN_LIST_MAX)

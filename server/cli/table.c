@@ -14,7 +14,7 @@ const char *adm_time_iso(int64_t t, char out[static ADM_TIME_MAX])
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
-	char buf[ADM_TIME_MAX];
+	char buf[ADM_TIME_MAX] = "";
 	size_t n = 0;
 	if (localtime_r(&tt, &tm) != NULL)
 		n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S%z", &tm);
@@ -133,8 +133,11 @@ static char *cell(const struct fmt_admin_field *f, const void *row)
 static void upper(const char *name, char *out, size_t max)
 {
 	size_t i = 0;
-	for (; name[i] != '\0' && i + 1 < max; i++)
-		out[i] = name[i] >= 'a' && name[i] <= 'z' ? (char)(name[i] - 'a' + 'A') : name[i];
+	for (; name[i] != '\0' && i + 1 < max; i++) {
+		out[i] = name[i];
+		if (out[i] >= 'a' && out[i] <= 'z')
+			out[i] -= 'a' - 'A';
+	}
 	out[i] = '\0';
 }
 
@@ -184,6 +187,8 @@ int adm_table_list(FILE *f, const struct fmt_admin_list *l)
 			else if (((fields[i].flags & FMT_ADMIN_F_WIDE) != 0) == (pass == 1))
 				order[ncols++] = i;
 		}
+	if (fields == NULL || ncols == 0)
+		return -1;
 	char **cells = calloc((l->n + 1) * ncols, sizeof(*cells));
 	size_t *widths = calloc(ncols, sizeof(*widths));
 	int rc = cells != NULL && widths != NULL ? 0 : -1;
