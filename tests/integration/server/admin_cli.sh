@@ -54,14 +54,18 @@ t_run "import" cli import "$m"
 t_grep "import: the batch's devices" '^devices   3$' "$T_TMP/out"
 t_grep "import: created" '^created   yes$' "$T_TMP/out"
 
-# A contested pending device (two keys) and a flag whose detail holds an
-# escape sequence, written as the store would, with the server stopped.
+# A contested pending device (two keys), a page and more of flags, and a
+# flag whose detail holds an escape sequence (the newest), written as the
+# store would, with the server stopped.
 srv_stop
 t_run "rows written" sqlite3 "$db" "
 	insert into devices(id, state, public_key, created_at, updated_at, attempts)
 		values ('dev-p1', 'pending', x'01', 1764526805, 1764526805, 2);
 	insert into contenders(device_id, public_key, mac, first_seen, last_seen, attempts)
 		values ('dev-p1', x'02', '02:00:5e:00:00:09', 1764526805, 1764526900, 2);
+	insert into flags(kind, subject, detail, created_at, last_seen)
+		with recursive n(i) as (select 1 union all select i + 1 from n where i < 1000)
+		select 'bulk', 'dev-b' || i, 'one of many', 1764526805, 1764526805 from n;
 	insert into flags(kind, subject, detail, created_at, last_seen)
 		values ('contested', 'dev-p1', 'second key' || char(27) || '[31m red', 1764526805, 1764526805);"
 t_run "server restarts" srv_start "$st"
@@ -86,6 +90,11 @@ t_grep "flags: header, detail last" '^SEQ +KIND +SUBJECT +COUNT +FIRST_SEEN +LAS
 t_grep "flags: the escape byte shown as text" 'second key\\x1b\[31m red$' "$T_TMP/out"
 t_refuse "flags: no raw escape byte printed" grep -q $'\x1b' "$T_TMP/out"
 t_run "flags: columns aligned" aligned "$T_TMP/out"
+t_run "flags --kind bulk" cli flags --kind bulk
+t_run "a full page: 1000 rows" [ "$(grep -c ' bulk ' "$T_TMP/out")" = 1000 ]
+t_grep "a full page names the next one" '^more: continue with --after 1$' "$T_TMP/out"
+t_run "flags --kind bulk --after 1" cli flags --kind bulk --after 1
+t_grep "the next page is empty" '^\(none\)$' "$T_TMP/out"
 
 t_run "station list" cli station list
 t_grep "stations: header" '^ID +ENABLED +KEY_SHA256 +CREATED_AT$' "$T_TMP/out"
