@@ -680,6 +680,16 @@ static int list_add(struct list *l, const void *row)
 	return 0;
 }
 
+/* s as text an answer can carry: s itself when it is valid UTF-8 (all the
+ * server writes), else escaped into buf[size] (a row altered outside the
+ * server), so one such row does not make the whole listing unanswerable. */
+static const char *answer_text(const char *s, char *buf, size_t size)
+{
+	if (fmt_utf8_valid((const uint8_t *)s, strlen(s)))
+		return s;
+	return srv_log_esc(s, strlen(s), buf, size);
+}
+
 /* v, or NULL when v is "" (an absent value is NULL in the store too). */
 static const char *text(const char *v)
 {
@@ -781,10 +791,11 @@ static int add_device(void *ctx, const struct srv_device *d)
 static int add_flag(void *ctx, const struct srv_flag *f)
 {
 	struct list *l = ctx;
+	char kind[FMT_ADMIN_KIND_MAX + 1], subject[FMT_ID_MAX + 1], detail[FMT_ADMIN_DETAIL_MAX + 1];
 	const struct fmt_admin_flag row = {.seq = f->seq,
-	                                   .kind = f->kind,
-	                                   .subject = f->subject,
-	                                   .detail = f->detail,
+	                                   .kind = answer_text(f->kind, kind, sizeof(kind)),
+	                                   .subject = answer_text(f->subject, subject, sizeof(subject)),
+	                                   .detail = answer_text(f->detail, detail, sizeof(detail)),
 	                                   .count = f->count,
 	                                   .first_seen = f->created_at,
 	                                   .last_seen = f->last_seen};
@@ -1066,13 +1077,16 @@ static int add_audit(void *ctx, const struct srv_audit_row *r)
 	char hex[65] = "";
 	if (r->hash_len == 32)
 		fmt_key_fingerprint_hex(r->hash, hex);
-	const struct fmt_admin_audit_entry row = {.seq = r->seq,
-	                                          .at = r->at,
-	                                          .event = r->event,
-	                                          .subject = text(r->subject),
-	                                          .detail = text(r->detail),
-	                                          .actor = text(r->actor),
-	                                          .hash = text(hex)};
+	char event[FMT_ADMIN_KIND_MAX + 1], subject[FMT_ID_MAX + 1], detail[FMT_ADMIN_DETAIL_MAX + 1];
+	char actor[FMT_ID_MAX + 1];
+	const struct fmt_admin_audit_entry row = {
+	        .seq = r->seq,
+	        .at = r->at,
+	        .event = answer_text(r->event, event, sizeof(event)),
+	        .subject = text(answer_text(r->subject, subject, sizeof(subject))),
+	        .detail = text(answer_text(r->detail, detail, sizeof(detail))),
+	        .actor = text(answer_text(r->actor, actor, sizeof(actor))),
+	        .hash = text(hex)};
 	int stop = list_add(l, &row);
 	if (stop == 0)
 		(void)snprintf(l->last, sizeof(l->last), "%lld", (long long)r->seq);

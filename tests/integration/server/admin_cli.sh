@@ -54,9 +54,10 @@ t_run "import" cli import "$m"
 t_grep "import: the batch's devices" '^devices   3$' "$T_TMP/out"
 t_grep "import: created" '^created   yes$' "$T_TMP/out"
 
-# A contested pending device (two keys), a page and more of flags, and a
-# flag whose detail holds an escape sequence (the newest), written as the
-# store would, with the server stopped.
+# A contested pending device (two keys), a page and more of flags, a flag
+# whose detail is not UTF-8 (a row altered outside the server) and one whose
+# detail holds an escape sequence (the newest), written with the server
+# stopped.
 srv_stop
 t_run "rows written" sqlite3 "$db" "
 	insert into devices(id, state, public_key, created_at, updated_at, attempts)
@@ -66,6 +67,8 @@ t_run "rows written" sqlite3 "$db" "
 	insert into flags(kind, subject, detail, created_at, last_seen)
 		with recursive n(i) as (select 1 union all select i + 1 from n where i < 1000)
 		select 'bulk', 'dev-b' || i, 'one of many', 1764526805, 1764526805 from n;
+	insert into flags(kind, subject, detail, created_at, last_seen)
+		values ('odd', 'dev-o1', cast(x'41ff42' as text), 1764526805, 1764526805);
 	insert into flags(kind, subject, detail, created_at, last_seen)
 		values ('contested', 'dev-p1', 'second key' || char(27) || '[31m red', 1764526805, 1764526805);"
 t_run "server restarts" srv_start "$st"
@@ -90,6 +93,8 @@ t_grep "flags: header, detail last" '^SEQ +KIND +SUBJECT +COUNT +FIRST_SEEN +LAS
 t_grep "flags: the escape byte shown as text" 'second key\\x1b\[31m red$' "$T_TMP/out"
 t_refuse "flags: no raw escape byte printed" grep -q $'\x1b' "$T_TMP/out"
 t_run "flags: columns aligned" aligned "$T_TMP/out"
+t_run "flags --json with a detail that is not UTF-8" cli flags --json
+t_grep "that detail escaped, the rest listed" '"kind":"odd","subject":"dev-o1","detail":"\\"A\\\\xffB\\"",' "$T_TMP/out"
 t_run "flags --kind bulk" cli flags --kind bulk
 t_run "a full page: 1000 rows" [ "$(grep -c ' bulk ' "$T_TMP/out")" = 1000 ]
 t_grep "a full page names the next one" '^more: continue with --after 1$' "$T_TMP/out"
