@@ -104,6 +104,9 @@ t_grep "the next page is empty" '^\(none\)$' "$T_TMP/out"
 t_run "station list" cli station list
 t_grep "stations: header" '^ID +ENABLED +KEY_SHA256 +CREATED_AT$' "$T_TMP/out"
 t_grep "stations: enabled, with its time" '^station-01 +yes +[0-9a-f]{64} +[0-9-]{10}T[0-9:]{8}\+01:00$' "$T_TMP/out"
+TZ=XXX+5:30 cli station list
+t_run "station list west of UTC, half hours" [ $? = 0 ]
+t_grep "a negative offset with its minutes" '^station-01 +yes +[0-9a-f]{64} +[0-9-]{10}T[0-9:]{8}-05:30$' "$T_TMP/out"
 t_run "report unprovisioned" cli report unprovisioned
 t_grep "report: age as a duration" '^dev-0001 +preloaded +b-cli-1 +station-01 +[0-9T:+-]+ +[0-9]+s +0$' "$T_TMP/out"
 t_run "report: columns aligned" aligned "$T_TMP/out"
