@@ -1,6 +1,6 @@
 /*
- * admin.h - idprovd's admin API under /v1/admin/ (docs/administrator.md,
- * "Admin API"): trust stations and factory CAs, import a manifest by file,
+ * admin.h - idprovd's admin API under /v1/admin/ (spec formats/admin-api.md;
+ * operators: docs/administrator.md, "Admin API"): trust stations and factory CAs, import a manifest by file,
  * list devices and decide on them, release values for reuse, list flags,
  * take a backup of the database, list and verify the audit hash chain
  * (formats/audit.md), report manifest devices never provisioned.
@@ -66,7 +66,7 @@ void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admi
                       const char *path, size_t path_len, char *msg, size_t size);
 
 /* The handlers, registered in the route table (server/handlers.c). Bodies:
- * docs/administrator.md ("Admin API"). */
+ * formats/admin-api.md, encoded and parsed by formats/admin_api.h. */
 srv_handler_fn srv_admin_station_add;     /* POST /v1/admin/stations */
 srv_handler_fn srv_admin_station_disable; /* POST /v1/admin/stations/disable */
 srv_handler_fn srv_admin_ca_add;          /* POST /v1/admin/cas */
