@@ -30,6 +30,7 @@
 #include "formats/admin_api.h"
 #include "formats/api.h"
 #include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/error.h"
 #include "formats/file.h"
 #include "formats/io/httpc.h"
@@ -483,7 +484,9 @@ static int list(const struct opts *o, const char *base, enum fmt_admin_kind kind
                 char **argv, const char *const *names, size_t n_names, bool skip_open)
 {
 	char path[1024];
-	size_t len = (size_t)snprintf(path, sizeof(path), "%s", base);
+	struct fmt_buf b;
+	fmt_buf_init_fixed(&b, path, sizeof(path), sizeof(path) - 1, 0);
+	fmt_buf_add_str(&b, base);
 	for (int i = 1; i < argc; i++) {
 		if (skip_open && strcmp(argv[i], "--open") == 0)
 			continue;
@@ -517,14 +520,12 @@ static int list(const struct opts *o, const char *base, enum fmt_admin_kind kind
 		for (char *p = qname; *p != '\0'; p++)
 			if (*p == '-')
 				*p = '_';
-		int w = snprintf(path + len, sizeof(path) - len, "%c%s=%s",
-		                 strchr(path, '?') != NULL ? '&' : '?', qname, e);
+		fmt_buf_addf(&b, "%c%s=%s", memchr(path, '?', b.len) != NULL ? '&' : '?', qname, e);
 		curl_free(e);
-		if (w < 0 || (size_t)w >= sizeof(path) - len) {
-			(void)fprintf(stderr, "idprov-admin: %s: options too long\n", argv[0]);
-			return EXIT_USAGE;
-		}
-		len += (size_t)w;
+	}
+	if (fmt_buf_status(&b) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s: options too long\n", argv[0]);
+		return EXIT_USAGE;
 	}
 	/* FMT_ADMIN_KIND_COUNT: a list not in formats/admin_api yet, printed raw. */
 	const struct answer a = {kind < FMT_ADMIN_KIND_COUNT ? SHAPE_LIST : SHAPE_RAW, kind, NULL};

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "formats/buf.h"
+
 #define COL_GAP 2 /* spaces between columns */
 
 const char *adm_time_iso(int64_t t, char out[static ADM_TIME_MAX])
@@ -32,22 +34,20 @@ const char *adm_time_iso(int64_t t, char out[static ADM_TIME_MAX])
 static char *escape(const char *s)
 {
 	size_t len = strlen(s);
-	char *o = malloc(4 * len + 1);
-	if (o == NULL)
-		return NULL;
-	size_t j = 0;
+	struct fmt_buf b;
+	fmt_buf_init(&b, 4 * len + 1, 0);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		bool c1 = c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
 		          (unsigned char)s[i + 1] <= 0x9f;
-		if (c < 0x20 || c == 0x7f || c == '\\' || c1) {
-			(void)snprintf(o + j, 5, "\\x%02x", c1 ? (unsigned char)s[++i] : c);
-			j += 4;
-		} else {
-			o[j++] = (char)c;
-		}
+		if (c < 0x20 || c == 0x7f || c == '\\' || c1)
+			fmt_buf_addf(&b, "\\x%02x", c1 ? (unsigned char)s[++i] : c);
+		else
+			fmt_buf_add(&b, &s[i], 1);
 	}
-	o[j] = '\0';
+	size_t n = 0;
+	char *o = fmt_buf_status(&b) == IDP_OK ? (char *)fmt_buf_detach(&b, &n) : NULL;
+	fmt_buf_free(&b);
 	return o;
 }
 
