@@ -315,6 +315,16 @@ static enum idp_err nomem(struct idp_error *err)
 	return idp_error_set(err, IDP_E_NOMEM, "admin api: out of memory");
 }
 
+/* name: x as a plain decimal integer. cJSON prints numbers of 15 digits or
+ * more in exponent form (2.5777777777792e+15), which the parser refuses;
+ * the text is written as it must be read instead. */
+static bool add_int(cJSON *o, const char *name, int64_t x)
+{
+	char num[24];
+	(void)snprintf(num, sizeof(num), "%lld", (long long)x);
+	return cJSON_AddRawToObject(o, name, num) != NULL;
+}
+
 static enum idp_err encode_field(const struct fmt_admin_field *f, const void *v, cJSON *o,
                                  struct idp_error *err)
 {
@@ -337,7 +347,7 @@ static enum idp_err encode_field(const struct fmt_admin_field *f, const void *v,
 			return idp_error_set(err, IDP_E_ARG, "%s: %lld out of range", f->name,
 			                     (long long)x);
 		if (x != 0 || !(f->flags & FMT_ADMIN_F_OPTIONAL))
-			ok = cJSON_AddNumberToObject(o, f->name, (double)x) != NULL;
+			ok = add_int(o, f->name, x);
 	} else if (f->type == FMT_ADMIN_T_BOOL || f->type == FMT_ADMIN_T_TRUE) {
 		ok = cJSON_AddBoolToObject(o, f->name, fmt_admin_get_bool(f, v)) != NULL;
 	} else if (f->type == FMT_ADMIN_T_ROWS) {
@@ -462,7 +472,7 @@ enum idp_err fmt_admin_list_end(cJSON *list, const char *next, int64_t now,
 	}
 	if (now < 0 || now > FMT_JSON_INT_MAX)
 		return idp_error_set(err, IDP_E_ARG, "now: out of range");
-	if (now > 0 && cJSON_AddNumberToObject(list, "now", (double)now) == NULL)
+	if (now > 0 && !add_int(list, "now", now))
 		return nomem(err);
 	return IDP_OK;
 }

@@ -339,6 +339,37 @@ START_TEST(test_admin_oversized)
 }
 END_TEST
 
+START_TEST(test_admin_large_integers_exact)
+{
+	/* Up to 2^53 - 1 every integer is written as plain digits (cJSON alone
+	 * writes 2.5777777777792e+15, which the parser refuses: found by
+	 * fuzz_admin_api) and read back exactly. */
+	struct fmt_admin_flag big = s_flag;
+	big.seq = 2577777777779200;
+	big.count = 9007199254740991;
+	char *s = encode(FMT_ADMIN_FLAG, &big);
+	ck_assert_ptr_nonnull(strstr(s, "\"seq\":2577777777779200,"));
+	ck_assert_ptr_nonnull(strstr(s, "\"count\":9007199254740991,"));
+	struct fmt_admin_flag back;
+	struct fmt_admin_doc doc;
+	struct idp_error err = {0};
+	ck_assert_msg(fmt_admin_parse(FMT_ADMIN_FLAG, (const uint8_t *)s, strlen(s), &back, &doc,
+	                              &err) == IDP_OK,
+	              "%s", err.msg);
+	ck_assert_int_eq(back.seq, big.seq);
+	ck_assert_int_eq(back.count, big.count);
+	fmt_admin_doc_free(&doc);
+	cJSON_free(s);
+	cJSON *top = NULL, *rows = NULL;
+	ck_assert_int_eq(fmt_admin_list_new(FMT_ADMIN_UNPROVISIONED, &top, &rows, &err), IDP_OK);
+	ck_assert_int_eq(fmt_admin_list_end(top, NULL, 9007199254740991, &err), IDP_OK);
+	s = cJSON_PrintUnformatted(top);
+	ck_assert_str_eq(s, "{\"devices\":[],\"now\":9007199254740991}");
+	cJSON_free(s);
+	cJSON_Delete(top);
+}
+END_TEST
+
 START_TEST(test_admin_encoder_refuses)
 {
 	struct idp_error err = {0};
@@ -409,6 +440,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_admin_list_round_trip);
 	tcase_add_test(tc, test_admin_refusals);
 	tcase_add_test(tc, test_admin_oversized);
+	tcase_add_test(tc, test_admin_large_integers_exact);
 	tcase_add_test(tc, test_admin_encoder_refuses);
 	tcase_add_test(tc, test_admin_field_tables);
 	suite_add_tcase(s, tc);
