@@ -50,7 +50,8 @@ static const struct fmt_admin_flag s_flag = {.seq = 7,
                                              .first_seen = 1,
                                              .last_seen = 2};
 static const struct fmt_admin_audit_entry s_entry = {
-        .seq = 1, .at = 5, .event = "admin.station_added", .subject = "station-01"};
+        .seq = 1, .at = 5, .event = "admin.station_added", .subject = "station-01",
+        .actor = "admin"};
 static const struct fmt_admin_audit_check s_check = {.intact = false,
                                                      .entries = 2,
                                                      .head_seq = 2,
@@ -93,7 +94,7 @@ static const struct {
          "\"first_seen\":1,\"last_seen\":2}"},
         {FMT_ADMIN_AUDIT_ENTRY, &s_entry,
          "{\"seq\":1,\"at\":5,\"event\":\"admin.station_added\",\"subject\":\"station-01\","
-         "\"detail\":null,\"hash\":null}"},
+         "\"detail\":null,\"actor\":\"admin\",\"hash\":null}"},
         {FMT_ADMIN_AUDIT_CHECK, &s_check,
          "{\"intact\":false,\"entries\":2,\"head_seq\":2,\"head_hash\":\"" HEX_B
          "\",\"broken_seq\":3,\"reason\":\"entry 3: hash does not match\"}"},

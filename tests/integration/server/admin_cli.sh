@@ -111,7 +111,7 @@ t_run "report unprovisioned" cli report unprovisioned
 t_grep "report: age as a duration" '^dev-0001 +preloaded +b-cli-1 +station-01 +[0-9T:+-]+ +[0-9]+s +0$' "$T_TMP/out"
 t_run "report: columns aligned" aligned "$T_TMP/out"
 t_run "audit" cli audit
-t_grep "audit: header, detail last" '^SEQ +AT +EVENT +SUBJECT +HASH +DETAIL$' "$T_TMP/out"
+t_grep "audit: header, detail last" '^SEQ +AT +EVENT +SUBJECT +ACTOR +HASH +DETAIL$' "$T_TMP/out"
 t_run "audit verify" cli audit verify
 t_grep "audit verify: intact" '^intact +yes$' "$T_TMP/out"
 t_run "revoke" cli revoke dev-0001
