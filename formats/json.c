@@ -45,7 +45,7 @@ bool fmt_utf8_valid(const uint8_t *s, size_t len)
 
 /* Walk the parsed tree: depth, member counts, duplicate keys, string UTF-8. */
 static enum idp_err check_tree(const cJSON *node, unsigned depth, unsigned max_depth,
-                               struct idp_error *err)
+                               size_t max_members, struct idp_error *err)
 {
 	if (depth > max_depth)
 		return idp_error_set(err, IDP_E_LIMIT, "json: nested deeper than %u", max_depth);
@@ -56,9 +56,9 @@ static enum idp_err check_tree(const cJSON *node, unsigned depth, unsigned max_d
 		return IDP_OK;
 	size_t count = 0;
 	for (const cJSON *c = node->child; c != NULL; c = c->next) {
-		if (++count > FMT_JSON_MEMBERS_MAX)
-			return idp_error_set(err, IDP_E_LIMIT, "json: more than %u members",
-			                     FMT_JSON_MEMBERS_MAX);
+		if (++count > max_members)
+			return idp_error_set(err, IDP_E_LIMIT, "json: more than %zu members",
+			                     max_members);
 		if (cJSON_IsObject(node)) {
 			if (!fmt_utf8_valid((const uint8_t *)c->string, strlen(c->string)))
 				return idp_error_set(err, IDP_E_FORMAT,
@@ -72,7 +72,7 @@ static enum idp_err check_tree(const cJSON *node, unsigned depth, unsigned max_d
 				}
 			}
 		}
-		enum idp_err rc = check_tree(c, depth + 1, max_depth, err);
+		enum idp_err rc = check_tree(c, depth + 1, max_depth, max_members, err);
 		if (rc != IDP_OK)
 			return rc;
 	}
@@ -105,6 +105,12 @@ static bool plain_integer(const uint8_t *s, size_t n)
 
 enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth, cJSON **out,
                             struct idp_error *err)
+{
+	return fmt_json_parse_members(buf, len, max_depth, FMT_JSON_MEMBERS_MAX, out, err);
+}
+
+enum idp_err fmt_json_parse_members(const uint8_t *buf, size_t len, unsigned max_depth,
+                                    size_t max_members, cJSON **out, struct idp_error *err)
 {
 	*out = NULL;
 	if (max_depth > FMT_JSON_DEPTH_MAX)
@@ -168,7 +174,7 @@ enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth, 
 			                     (size_t)(p - (const char *)buf));
 		}
 	}
-	enum idp_err rc = check_tree(root, 0, max_depth, err);
+	enum idp_err rc = check_tree(root, 0, max_depth, max_members, err);
 	if (rc != IDP_OK) {
 		cJSON_Delete(root);
 		return rc;

@@ -39,6 +39,12 @@ bool fmt_utf8_valid(const uint8_t *buf, size_t len);
 IDP_MUST_CHECK enum idp_err fmt_json_parse(const uint8_t *buf, size_t len, unsigned max_depth,
                                            cJSON **out, struct idp_error *err);
 
+/* As fmt_json_parse, with at most max_members members per object or array
+ * (listings: formats/admin_api.h). */
+IDP_MUST_CHECK enum idp_err fmt_json_parse_members(const uint8_t *buf, size_t len,
+                                                   unsigned max_depth, size_t max_members,
+                                                   cJSON **out, struct idp_error *err);
+
 /* Refuse members of obj whose names are not in allowed[0..n) (IDP_E_FORMAT
  * naming the first unknown one). */
 IDP_MUST_CHECK enum idp_err fmt_json_only_keys(const cJSON *obj, const char *const *allowed,

@@ -271,7 +271,7 @@ grep -E "^(closed|station/batches/line-002)" logs/station-2 | sed -E "s/ \(PASS.
 mkdir -p usb-stick
 run cp station/batches/line-002.manifest station/batches/line-002.manifest.sig usb-stick/
 ev carrier "line-002 travels as a file, not uploaded"
-run adm import usb-stick/line-002.manifest
+run adm import usb-stick/line-002.manifest --json
 ev admin "imported: $(json devices <"$out") devices"
 sqlite3 -readonly state/idprov.db "SELECT sequence, id, device_count, lower(hex(hash)),
 	lower(hex(prev_hash)) FROM batches WHERE station_id = 'station-01'
@@ -319,7 +319,7 @@ device 7
 site 07
 refused 5 idprov-agent --config dev-07.conf run --once --wait 1
 ev dev-07 "still pending after its --wait: no manifest names it (exit 5)"
-run adm devices --state pending
+run adm devices --state pending --json
 fp7=$(tr '{' '\n' <"$out" | grep '"id":"dev-07"' | json key_sha256)
 fp7=${fp7#sha256:}
 idprov-agent --config dev-07.conf status --json >logs/dev-07.status
@@ -351,7 +351,7 @@ for n in 01 02 03 04 05 06 07 99; do
 	IFS='|' read -r b s p <<<"$row"
 	printf '    %-7s %-8s %-9s %-9s %-11s %s\n' "dev-$n" "$fac" "$b" "$s" "$p" "${tok:--}"
 done
-run adm devices
+run adm devices --json
 ev admin "its JSON, one device a line: id, state, MAC, batch, key SHA-256, attempts"
 tr "{" "\n" <"$out" | grep '"id":' | while IFS= read -r d; do
 	k=$(json key_sha256 <<<"$d")

@@ -29,6 +29,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "formats/admin_api.h"
 #include "formats/api.h"
 #include "formats/b64.h"
 #include "formats/id.h"
@@ -39,9 +40,6 @@
 #include "formats/io/log.h"
 #include "server/provision.h"
 
-#define ADMIN_JSON_DEPTH 4u
-#define ADMIN_KEY_TEXT_MAX 4096u /* a public key as PEM or base64 DER */
-#define ADMIN_VALUE_MAX    4096u /* a released value */
 
 enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h, size_t len,
                                     bool *ok, struct idp_error *err)
@@ -185,31 +183,42 @@ bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req)
 	return authorized(ctx, req);
 }
 
-/* The request body as a JSON object with only the members in allowed;
- * answered 400 (and NULL returned) otherwise. */
-static cJSON *json_body(struct srv_ctx *ctx, struct evhttp_request *req,
-                        const char *const *allowed, size_t n)
+/* The request body parsed as kind into *out (formats/admin_api.h; strings
+ * borrowed from doc, free it with fmt_admin_doc_free); answered 400 (and
+ * false returned) otherwise. */
+static bool parse_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
+                       void *out, struct fmt_admin_doc *doc)
 {
 	const uint8_t *body = NULL;
 	size_t len = 0;
 	srv_http_body(req, &body, &len);
 	if (len == 0) { /* formats/api.md §9: no body where one is needed */
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: empty; send a JSON object");
-		return NULL;
+		return false;
 	}
+	struct idp_error err = {0};
+	enum idp_err rc = fmt_admin_parse(kind, body, len, out, doc, &err);
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	return rc == IDP_OK;
+}
+
+/* Answer v (a struct of kind) with status 200; an encoder failure (a stored
+ * value out of its type) is logged and answered 500. */
+static void send_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
+                      const void *v)
+{
 	cJSON *o = NULL;
 	struct idp_error err = {0};
-	enum idp_err rc = fmt_json_parse(body, len, ADMIN_JSON_DEPTH, &o, &err);
-	if (rc == IDP_OK && !cJSON_IsObject(o))
-		rc = idp_error_set(&err, IDP_E_FORMAT, "body: not a JSON object");
-	if (rc == IDP_OK)
-		rc = fmt_json_only_keys(o, allowed, n, &err);
-	if (rc != IDP_OK) {
-		cJSON_Delete(o);
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-		return NULL;
+	if (fmt_admin_encode(kind, v, &o, &err) != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "admin.encode", "loop=%u error=\"%s\"", ctx->loop,
+		        fio_log_err(&err, ebuf));
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+		return;
 	}
-	return o;
+	srv_http_json(req, 200, o);
+	cJSON_Delete(o);
 }
 
 /* One change and its audit entry in one transaction: fn(st, arg) then the
@@ -236,10 +245,10 @@ static enum idp_err in_transaction(struct srv_store *st, change_fn *fn, const vo
 	return rc;
 }
 
-/* Answer {"ok":true, name: value} (200) or the error of rc. */
+/* Answer d ({"ok":true, ...}, 200) or the error of rc; log name=value. */
 static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *event,
                    enum idp_err rc, const struct idp_error *err, const char *name,
-                   const char *value)
+                   const char *value, const struct fmt_admin_done *d)
 {
 	char vbuf[FIO_LOG_ESC_MAX];
 	(void)fio_log_esc(value, strlen(value), vbuf, sizeof(vbuf));
@@ -252,15 +261,15 @@ static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *
 	}
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
 	        vbuf);
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || cJSON_AddBoolToObject(o, "ok", 1) == NULL ||
-	    cJSON_AddStringToObject(o, name, value) == NULL) {
-		cJSON_Delete(o);
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-		return;
-	}
-	srv_http_json(req, 200, o);
-	cJSON_Delete(o);
+	send_body(ctx, req, FMT_ADMIN_DONE, d);
+}
+
+/* answer() for a change whose answer names the station or device id. */
+static void answer_id(struct srv_ctx *ctx, struct evhttp_request *req, const char *event,
+                      enum idp_err rc, const struct idp_error *err, const char *id)
+{
+	const struct fmt_admin_done d = {.id = id};
+	answer(ctx, req, event, rc, err, "id", id, &d);
 }
 
 /* ---------------------------------------------------------------- stations */
@@ -344,33 +353,23 @@ void srv_admin_station_add(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!authorized(ctx, req))
 		return;
-	static const char *const keys[] = {"id", "public_key"};
-	cJSON *o = json_body(ctx, req, keys, 2);
-	if (o == NULL)
+	struct fmt_admin_station_add a;
+	struct fmt_admin_doc doc;
+	if (!parse_body(ctx, req, FMT_ADMIN_STATION_ADD, &a, &doc))
 		return;
 	struct idp_error err = {0};
-	const char *id = NULL, *pk = NULL;
-	size_t id_len = 0, pk_len = 0;
 	struct srv_station s = {.enabled = true, .created_at = (int64_t)time(NULL)};
-	enum idp_err rc = fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &id, &id_len,
-	                                      &err);
-	if (rc == IDP_OK)
-		rc = fmt_id_check(id, id_len, "id", &err);
-	if (rc == IDP_OK)
-		rc = fmt_json_get_string(o, "public_key", true, false, ADMIN_KEY_TEXT_MAX, &pk,
-		                         &pk_len, &err);
-	if (rc == IDP_OK)
-		rc = parse_public_key(pk, pk_len, s.pubkey, &s.pubkey_len, &err);
+	enum idp_err rc =
+	        parse_public_key(a.public_key, strlen(a.public_key), s.pubkey, &s.pubkey_len, &err);
+	(void)snprintf(s.id, sizeof(s.id), "%s", a.id);
+	fmt_admin_doc_free(&doc);
 	if (rc != IDP_OK) {
-		cJSON_Delete(o);
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
-	memcpy(s.id, id, id_len);
-	cJSON_Delete(o);
 	rc = in_transaction(ctx->store, station_put, &s, "admin.station_added", s.id, NULL,
 	                    s.created_at, &err);
-	answer(ctx, req, "station_add", rc, &err, "id", s.id);
+	answer_id(ctx, req, "station_add", rc, &err, s.id);
 }
 
 static enum idp_err station_disable(struct srv_store *st, const void *arg, int64_t now,
@@ -391,24 +390,13 @@ static enum idp_err station_disable(struct srv_store *st, const void *arg, int64
 static bool body_id(struct srv_ctx *ctx, struct evhttp_request *req,
                     char id[static SRV_STORE_ID_MAX + 1])
 {
-	static const char *const keys[] = {"id"};
-	cJSON *o = json_body(ctx, req, keys, 1);
-	if (o == NULL)
+	struct fmt_admin_target t;
+	struct fmt_admin_doc doc;
+	if (!parse_body(ctx, req, FMT_ADMIN_TARGET, &t, &doc))
 		return false;
-	struct idp_error err = {0};
-	const char *s = NULL;
-	size_t len = 0;
-	enum idp_err rc = fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &s, &len, &err);
-	if (rc == IDP_OK)
-		rc = fmt_id_check(s, len, "id", &err);
-	if (rc == IDP_OK) {
-		memcpy(id, s, len);
-		id[len] = '\0';
-	}
-	cJSON_Delete(o);
-	if (rc != IDP_OK)
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-	return rc == IDP_OK;
+	(void)snprintf(id, SRV_STORE_ID_MAX + 1, "%s", t.id);
+	fmt_admin_doc_free(&doc);
+	return true;
 }
 
 /* POST /v1/admin/stations/disable {"id"}: stop trusting a station (its
@@ -421,7 +409,7 @@ void srv_admin_station_disable(struct srv_ctx *ctx, struct evhttp_request *req)
 	struct idp_error err = {0};
 	enum idp_err rc = in_transaction(ctx->store, station_disable, id, "admin.station_disabled",
 	                                 id, NULL, (int64_t)time(NULL), &err);
-	answer(ctx, req, "station_disable", rc, &err, "id", id);
+	answer_id(ctx, req, "station_disable", rc, &err, id);
 }
 
 /* ---------------------------------------------------------------- factory CAs */
@@ -474,36 +462,27 @@ void srv_admin_ca_add(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!authorized(ctx, req))
 		return;
-	static const char *const keys[] = {"pem", "name"};
-	cJSON *o = json_body(ctx, req, keys, 2);
-	if (o == NULL)
+	struct fmt_admin_ca_add c;
+	struct fmt_admin_doc doc;
+	if (!parse_body(ctx, req, FMT_ADMIN_CA_ADD, &c, &doc))
 		return;
 	struct idp_error err = {0};
-	const char *pem = NULL, *name = NULL;
-	size_t pem_len = 0, name_len = 0;
 	char fp[65];
-	enum idp_err rc = fmt_json_get_string(o, "pem", true, false, SRV_STORE_PEM_MAX, &pem,
-	                                      &pem_len, &err);
-	if (rc == IDP_OK)
-		rc = fmt_json_get_string(o, "name", false, false, SRV_STORE_ID_MAX, &name,
-		                         &name_len, &err);
-	if (rc == IDP_OK && name != NULL)
-		rc = fmt_id_check(name, name_len, "name", &err);
-	if (rc == IDP_OK)
-		rc = check_ca(pem, pem_len, fp, &err);
+	size_t pem_len = strlen(c.pem);
+	enum idp_err rc = check_ca(c.pem, pem_len, fp, &err);
 	if (rc != IDP_OK) {
-		cJSON_Delete(o);
+		fmt_admin_doc_free(&doc);
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
 	char nbuf[SRV_STORE_ID_MAX + 1];
-	(void)snprintf(nbuf, sizeof(nbuf), "%.*s", name != NULL ? (int)name_len : 64,
-	               name != NULL ? name : fp);
-	const struct ca_add a = {.name = nbuf, .pem = pem, .len = pem_len};
+	(void)snprintf(nbuf, sizeof(nbuf), "%.64s", c.name != NULL ? c.name : fp);
+	const struct ca_add a = {.name = nbuf, .pem = c.pem, .len = pem_len};
 	rc = in_transaction(ctx->store, ca_put, &a, "admin.ca_added", nbuf, fp, (int64_t)time(NULL),
 	                    &err);
-	cJSON_Delete(o);
-	answer(ctx, req, "ca_add", rc, &err, "name", nbuf);
+	fmt_admin_doc_free(&doc);
+	const struct fmt_admin_done d = {.name = nbuf};
+	answer(ctx, req, "ca_add", rc, &err, "name", nbuf, &d);
 }
 
 /* ---------------------------------------------------------------- import */
@@ -535,10 +514,11 @@ void srv_admin_token_rotate(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!authorized(ctx, req))
 		return;
-	cJSON *o = json_body(ctx, req, NULL, 0);
-	if (o == NULL)
+	struct fmt_admin_rotate r;
+	struct fmt_admin_doc doc;
+	if (!parse_body(ctx, req, FMT_ADMIN_ROTATE, &r, &doc))
 		return;
-	cJSON_Delete(o);
+	fmt_admin_doc_free(&doc);
 	struct idp_error err = {0};
 	const struct fmt_key *old_key = NULL;
 	char old[SRV_STATE_KID_MAX], kid[SRV_STATE_KID_MAX];
@@ -551,7 +531,8 @@ void srv_admin_token_rotate(struct srv_ctx *ctx, struct evhttp_request *req)
 		rc = in_transaction(ctx->store, no_change, NULL, "admin.token_key_rotated", kid, old,
 		                    now, &err);
 	}
-	answer(ctx, req, "token_key_rotate", rc, &err, "kid", rc == IDP_OK ? kid : old);
+	const struct fmt_admin_done d = {.kid = kid};
+	answer(ctx, req, "token_key_rotate", rc, &err, "kid", rc == IDP_OK ? kid : old, &d);
 }
 
 /* ---------------------------------------------------------------- devices */
@@ -565,7 +546,7 @@ static void decide(struct srv_ctx *ctx, struct evhttp_request *req, enum srv_adm
 	struct idp_error err = {0};
 	enum idp_err rc =
 	        srv_admin_decide(ctx->store, id, action, NULL, (int64_t)time(NULL), NULL, &err);
-	answer(ctx, req, what, rc, &err, "id", id);
+	answer_id(ctx, req, what, rc, &err, id);
 }
 
 /* POST /v1/admin/devices/approve {"id", "key_sha256"?}: approve a pending
@@ -576,49 +557,27 @@ void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!authorized(ctx, req))
 		return;
-	static const char *const keys[] = {"id", "key_sha256"};
-	cJSON *o = json_body(ctx, req, keys, 2);
-	if (o == NULL)
+	struct fmt_admin_approve a;
+	struct fmt_admin_doc doc;
+	if (!parse_body(ctx, req, FMT_ADMIN_APPROVE, &a, &doc))
 		return;
 	struct idp_error err = {0};
-	const char *s = NULL, *k = NULL;
-	size_t len = 0, klen = 0;
-	char id[SRV_STORE_ID_MAX + 1], want[65], got[65];
-	enum idp_err rc =
-	        fmt_json_get_string(o, "id", true, false, SRV_STORE_ID_MAX, &s, &len, &err);
-	if (rc == IDP_OK)
-		rc = fmt_id_check(s, len, "id", &err);
-	if (rc == IDP_OK)
-		rc = fmt_json_get_string(o, "key_sha256", false, false, 64, &k, &klen, &err);
-	if (rc == IDP_OK && k != NULL && (klen != 64 || strspn(k, "0123456789abcdef") != 64))
-		rc = idp_error_set(&err, IDP_E_FORMAT,
-		                   "key_sha256: must be 64 lower-case hex digits (a SHA-256)");
-	if (rc != IDP_OK) {
-		cJSON_Delete(o);
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-		return;
-	}
-	memcpy(id, s, len);
-	id[len] = '\0';
-	if (k != NULL)
-		memcpy(want, k, 65);
-	cJSON_Delete(o);
-	rc = srv_admin_decide(ctx->store, id, SRV_ADMIN_APPROVE, k != NULL ? want : NULL,
-	                      (int64_t)time(NULL), got, &err);
+	char id[SRV_STORE_ID_MAX + 1], want[FMT_ADMIN_SHA256_HEX + 1], got[65];
+	(void)snprintf(id, sizeof(id), "%s", a.id);
+	if (a.key_sha256 != NULL)
+		(void)snprintf(want, sizeof(want), "%s", a.key_sha256);
+	const bool keyed = a.key_sha256 != NULL;
+	fmt_admin_doc_free(&doc);
+	enum idp_err rc = srv_admin_decide(ctx->store, id, SRV_ADMIN_APPROVE, keyed ? want : NULL,
+	                                   (int64_t)time(NULL), got, &err);
 	if (rc != IDP_OK || got[0] == '\0') {
-		answer(ctx, req, "approve", rc, &err, "id", id);
+		answer_id(ctx, req, "approve", rc, &err, id);
 		return;
 	}
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=approve id=%s key=sha256:%s", ctx->loop,
 	        id, got);
-	cJSON *a = cJSON_CreateObject();
-	if (a == NULL || cJSON_AddBoolToObject(a, "ok", 1) == NULL ||
-	    cJSON_AddStringToObject(a, "id", id) == NULL ||
-	    cJSON_AddStringToObject(a, "key_sha256", got) == NULL)
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	else
-		srv_http_json(req, 200, a);
-	cJSON_Delete(a);
+	const struct fmt_admin_done d = {.id = id, .key_sha256 = got};
+	send_body(ctx, req, FMT_ADMIN_DONE, &d);
 }
 
 void srv_admin_reject(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -653,46 +612,33 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!authorized(ctx, req))
 		return;
-	static const char *const keys[] = {"kind", "value"};
-	cJSON *o = json_body(ctx, req, keys, 2);
-	if (o == NULL)
+	struct fmt_admin_release a;
+	struct fmt_admin_doc doc;
+	if (!parse_body(ctx, req, FMT_ADMIN_RELEASE, &a, &doc))
 		return;
 	struct idp_error err = {0};
-	const char *kind = NULL, *value = NULL;
-	size_t kind_len = 0, value_len = 0;
-	struct release r = {0};
+	const char *kind = a.kind, *value = a.value;
+	size_t value_len = strlen(value);
+	struct release r = {.value = (const uint8_t *)value, .len = value_len};
 	uint8_t buf[FMT_KEY_SPKI_MAX];
-	enum idp_err rc = fmt_json_get_string(o, "kind", true, false, SRV_STORE_KIND_MAX, &kind,
-	                                      &kind_len, &err);
-	if (rc == IDP_OK)
-		rc = fmt_json_get_string(o, "value", true, false, ADMIN_VALUE_MAX, &value,
-		                         &value_len, &err);
-	if (rc == IDP_OK) {
-		r.value = (const uint8_t *)value;
-		r.len = value_len;
-		if (strcmp(kind, "id") == 0) {
-			r.kind = SRV_IDENT_ID;
-			rc = fmt_id_check(value, value_len, "value", &err);
-		} else if (strcmp(kind, "serial") == 0) {
-			r.kind = SRV_IDENT_SERIAL;
-			rc = fmt_id_check(value, value_len, "value", &err);
-		} else if (strcmp(kind, "mac") == 0) {
-			uint8_t mac[FMT_MAC_LEN];
-			r.kind = SRV_IDENT_MAC;
-			rc = fmt_mac_parse(value, value_len, mac, &err);
-		} else if (strcmp(kind, "key") == 0) {
-			r.kind = SRV_IDENT_KEY;
-			rc = parse_public_key(value, value_len, buf, &r.len, &err);
-			r.value = buf;
-		} else {
-			char q[IDP_QUOTE_MAX];
-			rc = idp_error_set(&err, IDP_E_FORMAT,
-			                   "kind: must be id, serial, mac or key, not \"%s\"",
-			                   idp_quote(kind, kind_len, q));
-		}
+	enum idp_err rc = IDP_OK;
+	if (strcmp(kind, "id") == 0) {
+		r.kind = SRV_IDENT_ID;
+		rc = fmt_id_check(value, value_len, "value", &err);
+	} else if (strcmp(kind, "serial") == 0) {
+		r.kind = SRV_IDENT_SERIAL;
+		rc = fmt_id_check(value, value_len, "value", &err);
+	} else if (strcmp(kind, "mac") == 0) {
+		uint8_t mac[FMT_MAC_LEN];
+		r.kind = SRV_IDENT_MAC;
+		rc = fmt_mac_parse(value, value_len, mac, &err);
+	} else { /* "key": the parser allows no other kind */
+		r.kind = SRV_IDENT_KEY;
+		rc = parse_public_key(value, value_len, buf, &r.len, &err);
+		r.value = buf;
 	}
 	if (rc != IDP_OK) {
-		cJSON_Delete(o);
+		fmt_admin_doc_free(&doc);
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
@@ -709,61 +655,101 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 	                    (int64_t)time(NULL), &err);
 	char kbuf[SRV_STORE_KIND_MAX + 1];
 	(void)snprintf(kbuf, sizeof(kbuf), "%s", kind);
-	cJSON_Delete(o);
-	answer(ctx, req, "release", rc, &err, kbuf, shown);
+	fmt_admin_doc_free(&doc);
+	const struct fmt_admin_done d = {.kind = kbuf, .value = shown};
+	answer(ctx, req, "release", rc, &err, kbuf, shown, &d);
 }
 
 /* ---------------------------------------------------------------- listings */
 
+/* A list answer being built (formats/admin_api.h) by a store callback. */
 struct list {
-	cJSON *arr;
+	enum fmt_admin_kind kind;
+	cJSON *top;
+	cJSON *rows;
 	size_t n;
-	bool failed;
+	enum idp_err rc; /* of the first row that could not be encoded */
+	struct idp_error err;
 	char last[SRV_STORE_ID_MAX + 1];
 	struct srv_store *st; /* for per-row lookups (contenders) */
-	cJSON *keys;          /* the contenders array being filled */
+	int64_t now;          /* the report's clock */
+	cJSON *arr;           /* hand-built lists: the array being filled ... */
+	bool failed;          /* ... and whether a row could not be added */
+};
+
+/* Append row to l; 1 (stop) when it cannot be. */
+static int list_add(struct list *l, const void *row)
+{
+	l->rc = fmt_admin_list_add(l->rows, l->kind, row, &l->err);
+	if (l->rc != IDP_OK)
+		return 1;
+	l->n++;
+	return 0;
+}
+
+/* s as text an answer can carry: s itself when it is valid UTF-8 (all the
+ * server writes), else escaped into buf[size] (a row altered outside the
+ * server), so one such row does not make the whole listing unanswerable. */
+static const char *answer_text(const char *s, char *buf, size_t size)
+{
+	if (fmt_utf8_valid((const uint8_t *)s, strlen(s)))
+		return s;
+	return fio_log_esc(s, strlen(s), buf, size);
+}
+
+/* v, or NULL when v is "" (an absent value is NULL in the store too). */
+static const char *text(const char *v)
+{
+	return v[0] != '\0' ? v : NULL;
+}
+
+/* The other keys presented for a contested ID, at most FMT_ADMIN_LIST_MAX. */
+struct contenders {
+	struct fmt_admin_contender *rows;
+	char (*hex)[65];
+	char (*mac)[SRV_STORE_MAC_MAX + 1];
+	size_t n, cap;
+	bool failed;
 };
 
 static int add_contender(void *ctx, const struct srv_contender *c)
 {
-	struct list *l = ctx;
-	char hex[65];
-	key_hex(c->pubkey, c->pubkey_len, hex);
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->keys, o) ||
-	    cJSON_AddStringToObject(o, "key_sha256", hex) == NULL ||
-	    cJSON_AddStringToObject(o, "mac", c->mac) == NULL ||
-	    cJSON_AddNumberToObject(o, "first_seen", (double)c->first_seen) == NULL ||
-	    cJSON_AddNumberToObject(o, "last_seen", (double)c->last_seen) == NULL ||
-	    cJSON_AddNumberToObject(o, "attempts", (double)c->attempts) == NULL) {
-		l->failed = true;
+	struct contenders *cs = ctx;
+	if (cs->n == FMT_ADMIN_LIST_MAX)
 		return 1;
+	if (cs->n == cs->cap) {
+		size_t cap = cs->cap == 0 ? 4 : cs->cap * 2;
+		struct fmt_admin_contender *r = realloc(cs->rows, cap * sizeof(*r));
+		if (r != NULL)
+			cs->rows = r;
+		char(*h)[65] = realloc(cs->hex, cap * sizeof(*h));
+		if (h != NULL)
+			cs->hex = h;
+		char(*m)[SRV_STORE_MAC_MAX + 1] = realloc(cs->mac, cap * sizeof(*m));
+		if (m != NULL)
+			cs->mac = m;
+		if (r == NULL || h == NULL || m == NULL) {
+			cs->failed = true;
+			return 1;
+		}
+		cs->cap = cap;
 	}
+	key_hex(c->pubkey, c->pubkey_len, cs->hex[cs->n]);
+	(void)snprintf(cs->mac[cs->n], sizeof(cs->mac[0]), "%s", c->mac);
+	cs->rows[cs->n] = (struct fmt_admin_contender){.first_seen = c->first_seen,
+	                                               .last_seen = c->last_seen,
+	                                               .attempts = c->attempts};
+	cs->n++;
 	return 0;
 }
 
 static int add_station(void *ctx, const struct srv_station *s)
 {
-	struct list *l = ctx;
 	char hex[65];
 	key_hex(s->pubkey, s->pubkey_len, hex);
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
-	    cJSON_AddStringToObject(o, "id", s->id) == NULL ||
-	    cJSON_AddBoolToObject(o, "enabled", s->enabled) == NULL ||
-	    cJSON_AddStringToObject(o, "key_sha256", hex) == NULL ||
-	    cJSON_AddNumberToObject(o, "created_at", (double)s->created_at) == NULL) {
-		l->failed = true;
-		return 1;
-	}
-	l->n++;
-	return 0;
-}
-
-/* name: v, or null when v is "" (an absent value is NULL in the store too). */
-static cJSON *add_text(cJSON *o, const char *name, const char *v)
-{
-	return v[0] != '\0' ? cJSON_AddStringToObject(o, name, v) : cJSON_AddNullToObject(o, name);
+	const struct fmt_admin_station row = {
+	        .id = s->id, .enabled = s->enabled, .key_sha256 = hex, .created_at = s->created_at};
+	return list_add(ctx, &row);
 }
 
 static int add_device(void *ctx, const struct srv_device *d)
@@ -772,70 +758,118 @@ static int add_device(void *ctx, const struct srv_device *d)
 	char hex[65] = "";
 	if (d->pubkey_len > 0)
 		key_hex(d->pubkey, d->pubkey_len, hex);
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
-	    cJSON_AddStringToObject(o, "id", d->id) == NULL ||
-	    cJSON_AddStringToObject(o, "state", srv_device_state_name(d->state)) == NULL ||
-	    add_text(o, "mac", d->mac) == NULL || add_text(o, "serial", d->serial) == NULL ||
-	    add_text(o, "batch_id", d->batch_id) == NULL ||
-	    cJSON_AddBoolToObject(o, "has_key", d->pubkey_len > 0) == NULL ||
-	    add_text(o, "key_sha256", hex) == NULL ||
-	    cJSON_AddNumberToObject(o, "updated_at", (double)d->updated_at) == NULL ||
-	    cJSON_AddNumberToObject(o, "attempts", (double)d->attempts) == NULL) {
-		l->failed = true;
-		return 1;
-	}
 	/* A contested ID lists the other keys presented for it. */
+	struct contenders cs = {0};
 	struct idp_error err = {0};
-	l->keys = cJSON_CreateArray();
-	if (l->keys == NULL ||
-	    srv_store_contender_foreach(l->st, d->id, add_contender, l, &err) != IDP_OK ||
-	    l->failed ||
-	    cJSON_AddBoolToObject(o, "contested",
-	                          d->batch_id[0] == '\0' && cJSON_GetArraySize(l->keys) > 0) == NULL ||
-	    !cJSON_AddItemToObject(o, "other_keys", l->keys)) {
-		cJSON_Delete(l->keys);
-		l->failed = true;
-		return 1;
+	enum idp_err rc = srv_store_contender_foreach(l->st, d->id, add_contender, &cs, &err);
+	if (rc == IDP_OK && cs.failed)
+		rc = idp_error_set(&err, IDP_E_NOMEM, "devices: out of memory");
+	for (size_t i = 0; i < cs.n; i++) {
+		cs.rows[i].key_sha256 = cs.hex[i];
+		cs.rows[i].mac = text(cs.mac[i]);
 	}
-	(void)snprintf(l->last, sizeof(l->last), "%s", d->id);
-	l->n++;
-	return 0;
+	const struct fmt_admin_device row = {.id = d->id,
+	                                     .state = srv_device_state_name(d->state),
+	                                     .mac = text(d->mac),
+	                                     .serial = text(d->serial),
+	                                     .batch_id = text(d->batch_id),
+	                                     .has_key = d->pubkey_len > 0,
+	                                     .key_sha256 = text(hex),
+	                                     .updated_at = d->updated_at,
+	                                     .attempts = d->attempts,
+	                                     .contested = d->batch_id[0] == '\0' && cs.n > 0,
+	                                     .other_keys = cs.rows,
+	                                     .n_other_keys = cs.n};
+	int stop = 1;
+	if (rc != IDP_OK) {
+		l->rc = rc;
+		l->err = err;
+	} else {
+		stop = list_add(l, &row);
+	}
+	free(cs.rows);
+	free(cs.hex);
+	free(cs.mac);
+	if (stop == 0)
+		(void)snprintf(l->last, sizeof(l->last), "%s", d->id);
+	return stop;
 }
 
 static int add_flag(void *ctx, const struct srv_flag *f)
 {
 	struct list *l = ctx;
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
-	    cJSON_AddNumberToObject(o, "seq", (double)f->seq) == NULL ||
-	    cJSON_AddStringToObject(o, "kind", f->kind) == NULL ||
-	    cJSON_AddStringToObject(o, "subject", f->subject) == NULL ||
-	    cJSON_AddStringToObject(o, "detail", f->detail) == NULL ||
-	    cJSON_AddNumberToObject(o, "count", (double)f->count) == NULL ||
-	    cJSON_AddNumberToObject(o, "first_seen", (double)f->created_at) == NULL ||
-	    cJSON_AddNumberToObject(o, "last_seen", (double)f->last_seen) == NULL) {
-		l->failed = true;
-		return 1;
-	}
-	(void)snprintf(l->last, sizeof(l->last), "%lld", (long long)f->seq);
-	l->n++;
-	return 0;
+	char kind[FMT_ADMIN_KIND_MAX + 1], subject[FMT_ID_MAX + 1], detail[FMT_ADMIN_DETAIL_MAX + 1];
+	const struct fmt_admin_flag row = {.seq = f->seq,
+	                                   .kind = answer_text(f->kind, kind, sizeof(kind)),
+	                                   .subject = answer_text(f->subject, subject, sizeof(subject)),
+	                                   .detail = answer_text(f->detail, detail, sizeof(detail)),
+	                                   .count = f->count,
+	                                   .first_seen = f->created_at,
+	                                   .last_seen = f->last_seen};
+	int stop = list_add(l, &row);
+	if (stop == 0)
+		(void)snprintf(l->last, sizeof(l->last), "%lld", (long long)f->seq);
+	return stop;
 }
 
-/* Answer {name: [...]} (plus "next" when a device page is full). */
-static void send_list(struct srv_ctx *ctx, struct evhttp_request *req, cJSON *top, struct list *l, enum idp_err rc,
-                      const struct idp_error *err, const char *next)
+/* --- hand-built bodies: the credentials and out-of-band endpoints (to move
+ * into formats/admin_api like the others) --------------------------------- */
+
+/* The request body as a JSON object with only the members in allowed;
+ * answered 400 (and NULL returned) otherwise. */
+static cJSON *json_body(struct srv_ctx *ctx, struct evhttp_request *req,
+                        const char *const *allowed, size_t n)
 {
-	if (rc != IDP_OK)
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
-	else if (l->failed || (next != NULL && cJSON_AddStringToObject(top, "next", next) == NULL))
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	else
-		srv_http_json(req, 200, top);
-	cJSON_Delete(top);
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	srv_http_body(req, &body, &len);
+	if (len == 0) {
+		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: empty; send a JSON object");
+		return NULL;
+	}
+	cJSON *o = NULL;
+	struct idp_error err = {0};
+	enum idp_err rc = fmt_json_parse(body, len, FMT_ADMIN_DEPTH, &o, &err);
+	if (rc == IDP_OK && !cJSON_IsObject(o))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "body: not a JSON object");
+	if (rc == IDP_OK)
+		rc = fmt_json_only_keys(o, allowed, n, &err);
+	if (rc != IDP_OK) {
+		cJSON_Delete(o);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+		return NULL;
+	}
+	return o;
 }
 
+/* Answer {"ok":true, name: value} (200) or the error of rc. */
+static void answer_raw(struct srv_ctx *ctx, struct evhttp_request *req, const char *event,
+                       enum idp_err rc, const struct idp_error *err, const char *name,
+                       const char *value)
+{
+	cJSON *o = rc == IDP_OK ? cJSON_CreateObject() : NULL;
+	if (rc == IDP_OK && (o == NULL || cJSON_AddBoolToObject(o, "ok", 1) == NULL ||
+	                     cJSON_AddStringToObject(o, name, value) == NULL)) {
+		cJSON_Delete(o);
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	char vbuf[FIO_LOG_ESC_MAX];
+	(void)fio_log_esc(value, strlen(value), vbuf, sizeof(vbuf));
+	if (rc != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=\"%s\"",
+		        ctx->loop, event, name, vbuf, fio_log_err(err, ebuf));
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
+		return;
+	}
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
+	        vbuf);
+	srv_http_json(req, 200, o);
+	cJSON_Delete(o);
+}
+
+/* {name: []} with l->arr its array; answered 500 (NULL) when out of memory. */
 static cJSON *list_top(struct evhttp_request *req, const char *name, struct list *l)
 {
 	cJSON *top = cJSON_CreateObject();
@@ -848,16 +882,64 @@ static cJSON *list_top(struct evhttp_request *req, const char *name, struct list
 	return top;
 }
 
+/* Answer top (plus "next"), or the error of rc. */
+static void send_raw_list(struct srv_ctx *ctx, struct evhttp_request *req, cJSON *top,
+                          struct list *l, enum idp_err rc, const struct idp_error *err,
+                          const char *next)
+{
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
+	else if (l->failed || (next != NULL && cJSON_AddStringToObject(top, "next", next) == NULL))
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	else
+		srv_http_json(req, 200, top);
+	cJSON_Delete(top);
+}
+
+/* Start the list answer of rows of kind in l; answered 500 (false) when it
+ * cannot be. */
+static bool list_start(struct evhttp_request *req, enum fmt_admin_kind kind, struct list *l)
+{
+	l->kind = kind;
+	if (fmt_admin_list_new(kind, &l->top, &l->rows, &l->err) != IDP_OK) {
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return false;
+	}
+	return true;
+}
+
+/* Answer l (plus "next" when the page is full, and "now" for the report),
+ * or the error of the store's rc; a row that could not be encoded is
+ * logged and answered 500. */
+static void send_list(struct srv_ctx *ctx, struct evhttp_request *req, struct list *l,
+                      enum idp_err rc, const struct idp_error *err)
+{
+	const char *next = l->n == SRV_ADMIN_LIST_MAX && l->last[0] != '\0' ? l->last : NULL;
+	if (rc == IDP_OK && l->rc == IDP_OK)
+		l->rc = fmt_admin_list_end(l->top, next, l->now, &l->err);
+	if (l->rc != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "admin.encode", "loop=%u error=\"%s\"", ctx->loop,
+		        fio_log_err(&l->err, ebuf));
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+	} else if (rc != IDP_OK) {
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
+	} else {
+		srv_http_json(req, 200, l->top);
+	}
+	cJSON_Delete(l->top);
+	l->top = NULL;
+}
+
 /* GET /v1/admin/stations: every station, with its key's SHA-256. */
 void srv_admin_station_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	struct list l = {0};
-	cJSON *top = authorized(ctx, req) ? list_top(req, "stations", &l) : NULL;
-	if (top == NULL)
+	if (!authorized(ctx, req) || !list_start(req, FMT_ADMIN_STATION, &l))
 		return;
 	struct idp_error err = {0};
 	enum idp_err rc = srv_store_station_foreach(ctx->store, add_station, &l, &err);
-	send_list(ctx, req, top, &l, rc, &err, NULL);
+	send_list(ctx, req, &l, rc, &err);
 }
 
 /* GET /v1/admin/devices[?state=S][&after=ID]: devices in ID order, at most
@@ -887,13 +969,12 @@ void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	else if (after != NULL)
 		rc = fmt_id_check(after, strlen(after), "after", &err);
 	struct list l = {.st = ctx->store};
-	cJSON *top = rc == IDP_OK ? list_top(req, "devices", &l) : NULL;
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-	if (top != NULL) {
+	else if (list_start(req, FMT_ADMIN_DEVICE, &l)) {
 		rc = srv_store_device_foreach(ctx->store, s, after, SRV_ADMIN_LIST_MAX, add_device,
 		                              &l, &err);
-		send_list(ctx, req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+		send_list(ctx, req, &l, rc, &err);
 	}
 	evhttp_clear_headers(&q);
 }
@@ -988,12 +1069,11 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (rc == IDP_OK)
 		rc = query_count(evhttp_find_header(&q, "after"), "after", &fq.before_seq, &err);
 	struct list l = {0};
-	cJSON *top = rc == IDP_OK ? list_top(req, "flags", &l) : NULL;
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-	if (top != NULL) {
+	else if (list_start(req, FMT_ADMIN_FLAG, &l)) {
 		rc = srv_store_flag_foreach(ctx->store, &fq, add_flag, &l, &err);
-		send_list(ctx, req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+		send_list(ctx, req, &l, rc, &err);
 	}
 	evhttp_clear_headers(&q);
 }
@@ -1006,19 +1086,20 @@ static int add_audit(void *ctx, const struct srv_audit_row *r)
 	char hex[65] = "";
 	if (r->hash_len == 32)
 		fmt_key_fingerprint_hex(r->hash, hex);
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
-	    cJSON_AddNumberToObject(o, "seq", (double)r->seq) == NULL ||
-	    cJSON_AddNumberToObject(o, "at", (double)r->at) == NULL ||
-	    cJSON_AddStringToObject(o, "event", r->event) == NULL ||
-	    add_text(o, "subject", r->subject) == NULL || add_text(o, "detail", r->detail) == NULL ||
-	    add_text(o, "actor", r->actor) == NULL || add_text(o, "hash", hex) == NULL) {
-		l->failed = true;
-		return 1;
-	}
-	(void)snprintf(l->last, sizeof(l->last), "%lld", (long long)r->seq);
-	l->n++;
-	return 0;
+	char event[FMT_ADMIN_KIND_MAX + 1], subject[FMT_ID_MAX + 1], detail[FMT_ADMIN_DETAIL_MAX + 1];
+	char actor[FMT_ID_MAX + 1];
+	const struct fmt_admin_audit_entry row = {
+	        .seq = r->seq,
+	        .at = r->at,
+	        .event = answer_text(r->event, event, sizeof(event)),
+	        .subject = text(answer_text(r->subject, subject, sizeof(subject))),
+	        .detail = text(answer_text(r->detail, detail, sizeof(detail))),
+	        .actor = text(answer_text(r->actor, actor, sizeof(actor))),
+	        .hash = text(hex)};
+	int stop = list_add(l, &row);
+	if (stop == 0)
+		(void)snprintf(l->last, sizeof(l->last), "%lld", (long long)r->seq);
+	return stop;
 }
 
 /* GET /v1/admin/audit[?after=SEQ]: audit entries in seq order with their
@@ -1035,13 +1116,14 @@ void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	enum idp_err rc = query_count(evhttp_find_header(&q, "after"), "after", &after, &err);
 	evhttp_clear_headers(&q);
 	struct list l = {0};
-	cJSON *top = rc == IDP_OK ? list_top(req, "entries", &l) : NULL;
-	if (rc != IDP_OK)
+	if (rc != IDP_OK) {
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-	if (top == NULL)
+		return;
+	}
+	if (!list_start(req, FMT_ADMIN_AUDIT_ENTRY, &l))
 		return;
 	rc = srv_store_audit_foreach(ctx->store, after, SRV_ADMIN_LIST_MAX, add_audit, &l, &err);
-	send_list(ctx, req, top, &l, rc, &err, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+	send_list(ctx, req, &l, rc, &err);
 }
 
 /* GET /v1/admin/audit/verify: recompute the chain; {"intact", "entries",
@@ -1068,46 +1150,31 @@ void srv_admin_audit_verify(struct srv_ctx *ctx, struct evhttp_request *req)
 	else
 		fio_log(FIO_LOG_WARN, "audit.broken", "loop=%u seq=%lld verified=%lld", ctx->loop,
 		        (long long)c.broken_seq, (long long)c.entries);
-	cJSON *o = cJSON_CreateObject();
-	bool ok = o != NULL && cJSON_AddBoolToObject(o, "intact", intact) != NULL &&
-	          cJSON_AddNumberToObject(o, "entries", (double)c.entries) != NULL &&
-	          cJSON_AddNumberToObject(o, "head_seq", (double)c.head_seq) != NULL &&
-	          cJSON_AddStringToObject(o, "head_hash", hex) != NULL;
-	if (ok && !intact)
-		ok = cJSON_AddNumberToObject(o, "broken_seq", (double)c.broken_seq) != NULL &&
-		     cJSON_AddStringToObject(o, "reason", c.reason) != NULL;
-	if (ok)
-		srv_http_json(req, 200, o);
-	else
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	cJSON_Delete(o);
+	const struct fmt_admin_audit_check a = {.intact = intact,
+	                                        .entries = c.entries,
+	                                        .head_seq = c.head_seq,
+	                                        .head_hash = hex,
+	                                        .broken_seq = intact ? 0 : c.broken_seq,
+	                                        .reason = intact ? NULL : c.reason};
+	send_body(ctx, req, FMT_ADMIN_AUDIT_CHECK, &a);
 }
 
 /* ---------------------------------------------------------------- reports */
 
-struct unprov_list {
-	struct list l;
-	int64_t now;
-};
-
 static int add_unprov(void *ctx, const struct srv_unprov *u)
 {
-	struct unprov_list *ul = ctx;
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(ul->l.arr, o) ||
-	    cJSON_AddStringToObject(o, "id", u->id) == NULL ||
-	    cJSON_AddStringToObject(o, "state", srv_device_state_name(u->state)) == NULL ||
-	    cJSON_AddStringToObject(o, "batch_id", u->batch_id) == NULL ||
-	    cJSON_AddStringToObject(o, "station_id", u->station_id) == NULL ||
-	    cJSON_AddNumberToObject(o, "imported_at", (double)u->imported_at) == NULL ||
-	    cJSON_AddNumberToObject(o, "age", (double)(ul->now - u->imported_at)) == NULL ||
-	    cJSON_AddNumberToObject(o, "attempts", (double)u->attempts) == NULL) {
-		ul->l.failed = true;
-		return 1;
-	}
-	(void)snprintf(ul->l.last, sizeof(ul->l.last), "%s", u->id);
-	ul->l.n++;
-	return 0;
+	struct list *l = ctx;
+	const struct fmt_admin_unprovisioned row = {.id = u->id,
+	                                            .state = srv_device_state_name(u->state),
+	                                            .batch_id = u->batch_id,
+	                                            .station_id = u->station_id,
+	                                            .imported_at = u->imported_at,
+	                                            .age = l->now - u->imported_at,
+	                                            .attempts = u->attempts};
+	int stop = list_add(l, &row);
+	if (stop == 0)
+		(void)snprintf(l->last, sizeof(l->last), "%s", u->id);
+	return stop;
 }
 
 /* GET /v1/admin/report/unprovisioned[?older_than=SECONDS][&batch=ID]
@@ -1121,7 +1188,7 @@ void srv_admin_report_unprovisioned(struct srv_ctx *ctx, struct evhttp_request *
 	struct evkeyvalq q;
 	if (!parse_query(ctx, req, &q, names, 3))
 		return;
-	struct unprov_list ul = {.now = (int64_t)time(NULL)};
+	struct list l = {.now = (int64_t)time(NULL)};
 	int64_t older = 0;
 	struct srv_unprov_query uq = {.batch_id = evhttp_find_header(&q, "batch"),
 	                              .after_id = evhttp_find_header(&q, "after"),
@@ -1133,16 +1200,12 @@ void srv_admin_report_unprovisioned(struct srv_ctx *ctx, struct evhttp_request *
 		rc = fmt_id_check(uq.batch_id, strlen(uq.batch_id), "batch", &err);
 	if (rc == IDP_OK && uq.after_id != NULL)
 		rc = fmt_id_check(uq.after_id, strlen(uq.after_id), "after", &err);
-	uq.imported_before = ul.now - older;
-	cJSON *top = rc == IDP_OK ? list_top(req, "devices", &ul.l) : NULL;
+	uq.imported_before = l.now - older;
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-	if (top != NULL) {
-		if (cJSON_AddNumberToObject(top, "now", (double)ul.now) == NULL)
-			ul.l.failed = true;
-		rc = srv_store_unprovisioned_foreach(ctx->store, &uq, add_unprov, &ul, &err);
-		send_list(ctx, req, top, &ul.l, rc, &err,
-		          ul.l.n == SRV_ADMIN_LIST_MAX ? ul.l.last : NULL);
+	else if (list_start(req, FMT_ADMIN_UNPROVISIONED, &l)) {
+		rc = srv_store_unprovisioned_foreach(ctx->store, &uq, add_unprov, &l, &err);
+		send_list(ctx, req, &l, rc, &err);
 	}
 	evhttp_clear_headers(&q);
 }
@@ -1287,7 +1350,7 @@ void srv_admin_credential_add(struct srv_ctx *ctx, struct evhttp_request *req)
 	OPENSSL_cleanse(c.hash, sizeof(c.hash));
 	if (rc != IDP_OK) {
 		OPENSSL_cleanse(secret, sizeof(secret));
-		answer(ctx, req, "credential_add", rc, &err, "name", c.name);
+		answer_raw(ctx, req, "credential_add", rc, &err, "name", c.name);
 		return;
 	}
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=credential_add name=%s role=%s",
@@ -1342,7 +1405,7 @@ void srv_admin_credential_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		l.failed = true;
 	struct idp_error err = {0};
 	enum idp_err rc = srv_store_credential_foreach(ctx->store, add_credential, &l, &err);
-	send_list(ctx, req, top, &l, rc, &err, NULL);
+	send_raw_list(ctx, req, top, &l, rc, &err, NULL);
 }
 
 static enum idp_err cred_revoke(struct srv_store *st, const void *arg, int64_t now,
@@ -1379,7 +1442,7 @@ void srv_admin_credential_revoke(struct srv_ctx *ctx, struct evhttp_request *req
 	if (rc == IDP_OK)
 		rc = in_transaction(ctx->store, cred_revoke, name, "admin.credential_revoked", name,
 		                    NULL, (int64_t)time(NULL), &err);
-	answer(ctx, req, "credential_revoke", rc, &err, "name", name);
+	answer_raw(ctx, req, "credential_revoke", rc, &err, "name", name);
 }
 
 /* ---------------------------------------------------------------- out-of-band secrets */
@@ -1441,7 +1504,7 @@ void srv_admin_oob_add(struct srv_ctx *ctx, struct evhttp_request *req)
 		                    e.created_at, &err);
 	}
 	OPENSSL_cleanse(e.verifier, sizeof(e.verifier));
-	answer(ctx, req, "oob_add", rc, &err, "device_id", e.device_id);
+	answer_raw(ctx, req, "oob_add", rc, &err, "device_id", e.device_id);
 }
 
 static int add_oob(void *ctx, const struct srv_oob *e)
@@ -1480,8 +1543,8 @@ void srv_admin_oob_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		struct idp_error err = {0};
 		enum idp_err rc = srv_store_oob_foreach(ctx->store, evhttp_find_header(&q, "after"),
 		                                        SRV_ADMIN_LIST_MAX, add_oob, &l, &err);
-		send_list(ctx, req, top, &l, rc, &err,
-		          l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+		send_raw_list(ctx, req, top, &l, rc, &err,
+		              l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
 	}
 	evhttp_clear_headers(&q);
 }

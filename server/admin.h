@@ -1,10 +1,12 @@
 /*
- * admin.h - idprovd's admin API under /v1/admin/ (docs/administrator.md,
- * "Admin API"): trust stations and factory CAs, import a manifest by file,
+ * admin.h - idprovd's admin API under /v1/admin/ (spec formats/admin-api.md;
+ * operators: docs/administrator.md, "Admin API"): trust stations and factory CAs, import a manifest by file,
  * list devices and decide on them, release values for reuse, list flags,
  * take a backup of the database, list and verify the audit hash chain
  * (formats/audit.md), report manifest devices never provisioned.
  *
+ * Bodies: formats/admin_api.h (encoder and parser), spec
+ * formats/admin-api.md.
  * Every request carries an admin credential as "Authorization: Bearer
  * <secret>": the state directory's (named "admin", role admin; checked with
  * srv_state_admin_check) or a named credential of the store
@@ -23,10 +25,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "formats/admin_api.h"
 #include "server/httpd.h"
 
 #define SRV_ADMIN_AUTH_MAX 256u /* longest Authorization header accepted */
-#define SRV_ADMIN_LIST_MAX 1000 /* most rows one listing answers */
+#define SRV_ADMIN_LIST_MAX FMT_ADMIN_LIST_MAX /* most rows one listing answers */
 
 /* Whether an Authorization header value h[0..len) is "Bearer <admin
  * credential>" (*ok). Fails only when the credential cannot be checked.
@@ -63,7 +66,7 @@ void srv_admin_denied(unsigned loop, struct srv_store *st, const struct srv_admi
                       const char *path, size_t path_len, char *msg, size_t size);
 
 /* The handlers, registered in the route table (server/routes.c). Bodies:
- * docs/administrator.md ("Admin API"). */
+ * formats/admin-api.md, encoded and parsed by formats/admin_api.h. */
 srv_handler_fn srv_admin_station_add;     /* POST /v1/admin/stations */
 srv_handler_fn srv_admin_station_disable; /* POST /v1/admin/stations/disable */
 srv_handler_fn srv_admin_ca_add;          /* POST /v1/admin/cas */

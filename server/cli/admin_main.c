@@ -3,9 +3,14 @@
  * API (server/admin.h) over HTTPS with libcurl. Usage and exit codes:
  * docs/man/idprov-admin.8.
  *
- * Exit codes: 0 done; 1 the server refused (its JSON error code and message
- * are printed); 2 usage; 3 a local problem (file, credential, connection,
- * TLS, an answer that is not the API's).
+ * Answers are read with formats/admin_api (the server's own encoder's
+ * parser) and printed as tables (server/cli/table.h), or with --json as the
+ * API's JSON document, unchanged.
+ *
+ * Exit codes: 0 done; 1 refused: by the server (its JSON error code and
+ * message are printed) or, before sending, a value the API would refuse;
+ * 2 usage; 3 a local problem (file, credential, connection, TLS, an answer
+ * that is not the API's).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -22,13 +27,16 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "formats/admin_api.h"
 #include "formats/api.h"
 #include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/error.h"
 #include "formats/file.h"
 #include "formats/io/httpc.h"
 #include "formats/oob.h"
 #include "formats/version.h"
+#include "server/cli/table.h"
 
 #define ADM_DEFAULT_URL   "https://localhost:8443"
 #define ADM_DEFAULT_CA    IDP_SERVER_STATE_DIR "/ca.pem"
@@ -36,7 +44,7 @@
 #define ADM_PEM_MAX       16384u       /* a key or CA PEM */
 #define ADM_MANIFEST_MAX  (1u << 30)   /* the server's largest max-manifest */
 #define ADM_SIG_MAX       8192u        /* a detached signature */
-#define ADM_ANSWER_MAX    (1u << 20)   /* bytes of an answer kept */
+#define ADM_ANSWER_MAX    FMT_ADMIN_ANSWER_MAX /* bytes of an answer kept */
 #define ADM_BACKUP_MAX    ((size_t)1 << 34) /* bytes of a database backup */
 #define ADM_SQLITE_MAGIC  "SQLite format 3" /* + NUL: the first 16 bytes of a database */
 #define ADM_URL_MAX       2048u
@@ -52,41 +60,69 @@ struct opts {
 	const char *cert, *key; /* a client certificate from the server's admin-ca */
 	bool expect_intact; /* the answer is an audit check: exit 1 unless "intact" */
 	const char *secret_out; /* credential add --out: the answer's secret goes there */
+	bool json; /* print the API's JSON as it came, not a table */
 };
+
+/* How an answer is read and shown. */
+enum shape {
+	SHAPE_OBJECT, /* one object of kind: name/value lines */
+	SHAPE_LIST,   /* a list of rows of kind: a table */
+	SHAPE_BATCH,  /* an import's answer (formats/api.h fmt_api_batch) */
+	SHAPE_BACKUP, /* a database snapshot, saved to a file */
+	SHAPE_RAW,    /* printed as it came (credentials, oob: not in formats/admin_api yet) */
+};
+
+struct answer {
+	enum shape shape;
+	enum fmt_admin_kind kind;
+	const char *save; /* SHAPE_BACKUP: the file */
+};
+
+static const struct answer done = {SHAPE_OBJECT, FMT_ADMIN_DONE, NULL};
 
 static void usage(FILE *f)
 {
-	(void)fprintf(f,
-	              "usage: idprov-admin [--server URL] [--ca CA.pem] [--token-file FILE]\n"
-	              "                    [--cert CERT.pem --key KEY.pem] COMMAND\n"
-	              "  station add ID PUBKEY.pem    trust a station's signing key\n"
-	              "  station disable ID           stop trusting a station\n"
-	              "  station list | devices [--state S] [--after ID]\n"
-	              "  flags [--open] [--kind K] [--device ID] [--after SEQ]\n"
-	              "  ca add CA.pem [--name NAME]  trust a factory CA\n"
-	              "  import NAME.manifest [--sig FILE]\n"
-	              "  approve ID [--key SHA256] | reject ID | revoke ID\n"
-	              "  release id|serial|mac|key VALUE  (key: a PEM file)\n"
-	              "  backup FILE                  write a consistent copy of the database\n"
-	              "  token-key rotate             a new token-signing key; the old one is\n"
-	              "                               still verified until its tokens expire\n"
-	              "  audit [--after SEQ]          list audit entries with their chain hash\n"
-	              "  audit verify                 recompute the chain; exit 1 naming the\n"
-	              "                               first broken entry\n"
-	              "  report unprovisioned [--older-than DURATION] [--batch B] [--after ID]\n"
-	              "                               manifest devices never provisioned\n"
-	              "  credential add NAME --role admin|viewer [--out FILE]\n"
-	              "                               a named credential; its secret is shown\n"
-	              "                               once (or written to FILE, mode 0600)\n"
-	              "  credential list | credential revoke NAME | whoami\n"
-	              "  oob add ID [--expires DURATION]  the label secret from stdin (asked\n"
-	              "                               for without echo on a terminal)\n"
-	              "  oob import FILE.csv [--expires DURATION]  lines ID,SECRET\n"
-	              "  oob list [--after ID]\n"
-
-	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
-	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN, else a client\n"
-	              "certificate from the server's admin-ca (--cert/--key)\n");
+	(void)fprintf(
+	        f,
+	        "usage: idprov-admin [--server URL] [--ca CA.pem] [--token-file FILE]\n"
+	        "                    [--cert CERT.pem --key KEY.pem] [--json] COMMAND\n"
+	        "       idprov-admin --help | --version\n"
+	        "commands:\n"
+	        "  station add ID PUBKEY.pem          trust a station's signing key\n"
+	        "  station disable ID                 stop trusting a station\n"
+	        "  station list                       the stations and their keys\n"
+	        "  ca add CA.pem [--name NAME]        trust a factory CA\n"
+	        "  import NAME.manifest [--sig FILE]  import a signed manifest\n"
+	        "  devices [--state S] [--after ID]   list devices (1000 a page)\n"
+	        "  approve ID [--key SHA256]          approve a pending device (with that key)\n"
+	        "  reject ID                          reject a device\n"
+	        "  revoke ID                          revoke a device and its tokens\n"
+	        "  release id|serial|mac|key VALUE    let a later batch reuse a value (key: PEM file)\n"
+	        "  flags [--open] [--kind K] [--device ID] [--after SEQ]\n"
+	        "                                     the open flags for review\n"
+	        "  audit [--after SEQ]                audit entries with their chain hash\n"
+	        "  audit verify                       recompute the chain; exit 1 naming the first\n"
+	        "                                     broken entry\n"
+	        "  report unprovisioned [--older-than DURATION] [--batch B] [--after ID]\n"
+	        "                                     manifest devices never provisioned\n"
+	        "  token-key rotate                   a new token-signing key (the old one still\n"
+	        "                                     verifies until its tokens expire)\n"
+	        "  backup FILE                        write a consistent copy of the database\n"
+	        "  credential add NAME --role admin|viewer [--out FILE]\n"
+	        "                                     a named credential; its secret is shown once\n"
+	        "                                     (or written to FILE, mode 0600)\n"
+	        "  credential list                    the credentials and their roles\n"
+	        "  credential revoke NAME             the credential stops working\n"
+	        "  whoami                             the caller's credential and role\n"
+	        "  oob add ID [--expires DURATION]    the label secret from stdin (asked for\n"
+	        "                                     without echo on a terminal)\n"
+	        "  oob import FILE.csv [--expires DURATION]\n"
+	        "                                     lines ID,SECRET\n"
+	        "  oob list [--after ID]              the out-of-band entries\n"
+	        "output: tables (times in local ISO 8601); --json: the API's JSON answer\n"
+	        "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
+	        "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN, else a client\n"
+	        "certificate from the server's admin-ca (--cert/--key)\n");
 }
 
 /* The admin credential: the token file's first line, or $IDPROV_ADMIN_TOKEN. */
@@ -122,7 +158,7 @@ static int load_token(const struct opts *o, char tok[static ADM_TOKEN_MAX + 1])
 
 /* Write the database snapshot a[0..len) to path atomically (0600), after
  * checking that it is one; print {"ok":true,"file","bytes"}. */
-static int save_backup(const uint8_t *buf, size_t len, const char *path)
+static int save_backup(const struct opts *o, const uint8_t *buf, size_t len, const char *path)
 {
 	struct idp_error err = {0};
 	if (len < sizeof(ADM_SQLITE_MAGIC) || memcmp(buf, ADM_SQLITE_MAGIC, sizeof(ADM_SQLITE_MAGIC)) != 0) {
@@ -133,35 +169,89 @@ static int save_backup(const uint8_t *buf, size_t len, const char *path)
 		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
 		return EXIT_LOCAL;
 	}
-	cJSON *o = cJSON_CreateObject();
+	if (!o->json) {
+		char bytes[32];
+		(void)snprintf(bytes, sizeof(bytes), "%zu", len);
+		const char *names[] = {"file", "bytes"}, *values[] = {path, bytes};
+		adm_table_pairs(stdout, names, values, 2);
+		return 0;
+	}
+	cJSON *j = cJSON_CreateObject();
 	char *s = NULL;
-	if (o != NULL && cJSON_AddBoolToObject(o, "ok", 1) != NULL &&
-	    cJSON_AddStringToObject(o, "file", path) != NULL &&
-	    cJSON_AddNumberToObject(o, "bytes", (double)len) != NULL)
-		s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
+	if (j != NULL && cJSON_AddBoolToObject(j, "ok", 1) != NULL &&
+	    cJSON_AddStringToObject(j, "file", path) != NULL &&
+	    cJSON_AddNumberToObject(j, "bytes", (double)len) != NULL)
+		s = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
 	(void)printf("%s\n", s != NULL ? s : "{\"ok\":true}");
 	cJSON_free(s);
 	return 0;
 }
 
-/* An audit check answer buf[0..len): EXIT_REFUSED, naming the broken
- * entry on stderr, unless it says "intact": true. */
-static int check_intact(const uint8_t *buf, size_t len)
+/* An answer that does not parse as the API's: EXIT_LOCAL, saying why. */
+static int not_api(const struct idp_error *err)
 {
-	cJSON *o = buf != NULL ? cJSON_ParseWithLength((const char *)buf, len) : NULL;
-	const cJSON *intact = cJSON_GetObjectItemCaseSensitive(o, "intact");
-	const cJSON *reason = cJSON_GetObjectItemCaseSensitive(o, "reason");
+	(void)fprintf(stderr, "idprov-admin: the answer is not the admin API's: %s\n", err->msg);
+	return EXIT_LOCAL;
+}
+
+/* Parse the answer buf[0..len) as a says (formats/admin_api.h) and print it:
+ * as it came with --json, else as a table. An audit check that is not
+ * intact is EXIT_REFUSED, naming the broken entry on stderr. */
+static int show(const struct opts *o, const struct answer *a, const uint8_t *buf, size_t len)
+{
+	struct idp_error err = {0};
 	int rc = 0;
-	if (!cJSON_IsBool(intact)) {
-		(void)fprintf(stderr, "idprov-admin: the answer is not an audit check\n");
-		rc = EXIT_LOCAL;
-	} else if (!cJSON_IsTrue(intact)) {
+	if (a->shape == SHAPE_BACKUP)
+		return save_backup(o, buf, len, a->save);
+	if (a->shape == SHAPE_RAW) {
+		(void)printf("%s\n", buf != NULL ? (const char *)buf : "");
+		return 0;
+	}
+	if (a->shape == SHAPE_BATCH) {
+		struct fmt_api_batch b;
+		if (fmt_api_batch_parse(buf, len, &b, &err) != IDP_OK)
+			return not_api(&err);
+		char seq[24], n[24];
+		(void)snprintf(seq, sizeof(seq), "%lld", (long long)b.sequence);
+		(void)snprintf(n, sizeof(n), "%lld", (long long)b.devices);
+		const char *names[] = {"batch_id", "sequence", "devices", "created", "gap"};
+		const char *values[] = {b.batch_id, seq, n, b.created ? "yes" : "no",
+		                        b.gap ? "yes" : "no"};
+		if (o->json)
+			(void)printf("%s\n", (const char *)buf);
+		else
+			adm_table_pairs(stdout, names, values, 5);
+		return 0;
+	}
+	if (a->shape == SHAPE_LIST) {
+		struct fmt_admin_list l;
+		if (fmt_admin_list_parse(a->kind, buf, len, &l, &err) != IDP_OK)
+			return not_api(&err);
+		if (o->json)
+			(void)printf("%s\n", (const char *)buf);
+		else if (adm_table_list(stdout, &l) != 0)
+			rc = EXIT_LOCAL;
+		fmt_admin_list_free(&l);
+		return rc;
+	}
+	union {
+		struct fmt_admin_done done;
+		struct fmt_admin_audit_check check;
+	} row;
+	struct fmt_admin_doc doc;
+	if (fmt_admin_parse(a->kind, buf, len, &row, &doc, &err) != IDP_OK)
+		return not_api(&err);
+	if (o->json)
+		(void)printf("%s\n", (const char *)buf);
+	else
+		adm_table_object(stdout, a->kind, &row);
+	if (a->kind == FMT_ADMIN_AUDIT_CHECK && !row.check.intact) {
 		(void)fprintf(stderr, "idprov-admin: audit chain broken: %s\n",
-		              cJSON_IsString(reason) ? reason->valuestring : "(no reason given)");
+		              row.check.reason != NULL ? row.check.reason : "(no reason given)");
 		rc = EXIT_REFUSED;
 	}
-	cJSON_Delete(o);
+	fmt_admin_doc_free(&doc);
 	return rc;
 }
 
@@ -206,12 +296,15 @@ static int save_secret(const uint8_t *buf, size_t len, const char *path)
 }
 
 /* POST body[0..len) to /v1/admin/PATH (GET when body is NULL) through the
- * shared HTTPS client; print the outcome, or with save set write the answer
- * there (a backup). Only 429/503 and failures before anything was sent are
- * tried again (fio_httpc), so no admin action is ever applied twice. */
+ * shared HTTPS client; show the answer as a says. Only 429/503 and failures
+ * before anything was sent are tried again (fio_httpc), so no admin action
+ * is ever applied twice. */
 static int post(const struct opts *o, const char *path, const char *type, const void *body,
-                size_t len, const char *sig64, const char *save)
+                size_t len, const char *sig64, const struct answer *a)
 {
+	static const struct answer raw = {SHAPE_RAW, FMT_ADMIN_DONE, NULL};
+	if (a == NULL)
+		a = &raw;
 	char tok[ADM_TOKEN_MAX + 1] = "";
 	/* With --cert and no bearer given, the certificate alone authenticates. */
 	bool cert_only = o->cert != NULL && o->token_file == NULL &&
@@ -232,7 +325,8 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	                            .attempts = 3,
 	                            .client_cert = o->cert,
 	                            .client_key = o->key,
-	                            .answer_max = save != NULL ? ADM_BACKUP_MAX : ADM_ANSWER_MAX};
+	                            .answer_max = a->shape == SHAPE_BACKUP ? ADM_BACKUP_MAX
+	                                                                    : ADM_ANSWER_MAX};
 	struct fio_httpc_req r = {.method = body != NULL ? "POST" : "GET",
 	                          .path = apath,
 	                          .content_type = body != NULL ? type : NULL,
@@ -250,14 +344,10 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	OPENSSL_cleanse(tok, sizeof(tok));
 	fio_httpc_free(c);
 	if (hrc == IDP_OK) {
-		if (o->expect_intact)
-			rc = check_intact(resp.body, resp.len);
-		if (save != NULL)
-			rc = save_backup(resp.body, resp.len, save);
-		else if (o->secret_out != NULL)
+		if (o->secret_out != NULL)
 			rc = save_secret(resp.body, resp.len, o->secret_out);
 		else
-			(void)printf("%s\n", resp.body != NULL ? (const char *)resp.body : "");
+			rc = show(o, a, resp.body, resp.len);
 	} else if (resp.has_api_error) {
 		(void)fprintf(stderr, "idprov-admin: refused (%ld %s): %s\n", resp.status,
 		              resp.api.code_text, resp.api.message);
@@ -272,7 +362,31 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	return rc;
 }
 
-/* POST a JSON object of string members names[i] = values[i]. */
+/* POST the request v (a struct of kind) as JSON; a value the API would
+ * refuse is refused here, before anything is sent (EXIT_REFUSED). */
+static int post_body(const struct opts *o, const char *path, enum fmt_admin_kind kind,
+                     const void *v)
+{
+	char *s = NULL;
+	size_t len = 0;
+	struct idp_error err = {0};
+	enum idp_err erc = fmt_admin_encode_text(kind, v, &s, &len, &err);
+	if (erc == IDP_E_NOMEM) {
+		(void)fprintf(stderr, "idprov-admin: out of memory\n");
+		return EXIT_LOCAL;
+	}
+	if (erc != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: refused before sending: %s\n", err.msg);
+		return EXIT_REFUSED;
+	}
+	int rc = post(o, path, "application/json", s, len, NULL, &done);
+	cJSON_free(s);
+	return rc;
+}
+
+/* POST a JSON object of string members names[i] = values[i] (NULL: left
+ * out), answer printed as it came: the credentials' bodies, not in
+ * formats/admin_api yet. */
 static int post_json(const struct opts *o, const char *path, const char *const *names,
                      const char *const *values, size_t n)
 {
@@ -302,18 +416,19 @@ static int read_file(const char *path, size_t max, uint8_t **buf, size_t *len)
 	return 0;
 }
 
-/* POST a JSON object whose member field is the text of file path. */
-static int post_file_member(const struct opts *o, const char *path, const char *const *names,
-                            const char **values, size_t n, size_t file_i, const char *file)
+/* The text of file path (a PEM) into *text; free it with free(). */
+static int read_text(const char *path, char **text)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int rc = read_file(file, ADM_PEM_MAX, &buf, &len);
-	if (rc != 0)
-		return rc;
-	values[file_i] = (const char *)buf;
-	rc = post_json(o, path, names, values, n);
-	free(buf);
+	int rc = read_file(path, ADM_PEM_MAX, &buf, &len);
+	*text = (char *)buf;
+	if (rc == 0 && strlen(*text) != len) {
+		(void)fprintf(stderr, "idprov-admin: %s: a NUL byte in a text file\n", path);
+		free(buf);
+		*text = NULL;
+		rc = EXIT_LOCAL;
+	}
 	return rc;
 }
 
@@ -332,7 +447,8 @@ static int import(const struct opts *o, const char *manifest, const char *sig_pa
 	char sig64[ADM_SIG_MAX * 2];
 	if (rc == 0) {
 		(void)fmt_b64_encode(FMT_B64_STD, sig, sig_len, sig64);
-		rc = post(o, "import", "application/vnd.idprov.manifest", body, len, sig64, NULL);
+		static const struct answer batch = {SHAPE_BATCH, FMT_ADMIN_DONE, NULL};
+		rc = post(o, "import", "application/vnd.idprov.manifest", body, len, sig64, &batch);
 	}
 	free(sig);
 	free(body);
@@ -364,11 +480,13 @@ static long long parse_duration(const char *v)
  * parameters: "--name VALUE" for each of names[0..n) (dashes in a name
  * become "_" in the query); "--open" is skipped when skip_open (flags list
  * only open ones anyway); "--older-than" takes a DURATION. */
-static int list(const struct opts *o, const char *base, int argc, char **argv,
-                const char *const *names, size_t n_names, bool skip_open)
+static int list(const struct opts *o, const char *base, enum fmt_admin_kind kind, int argc,
+                char **argv, const char *const *names, size_t n_names, bool skip_open)
 {
 	char path[1024];
-	size_t len = (size_t)snprintf(path, sizeof(path), "%s", base);
+	struct fmt_buf b;
+	fmt_buf_init_fixed(&b, path, sizeof(path), sizeof(path) - 1, 0);
+	fmt_buf_add_str(&b, base);
 	for (int i = 1; i < argc; i++) {
 		if (skip_open && strcmp(argv[i], "--open") == 0)
 			continue;
@@ -402,16 +520,16 @@ static int list(const struct opts *o, const char *base, int argc, char **argv,
 		for (char *p = qname; *p != '\0'; p++)
 			if (*p == '-')
 				*p = '_';
-		int w = snprintf(path + len, sizeof(path) - len, "%c%s=%s",
-		                 strchr(path, '?') != NULL ? '&' : '?', qname, e);
+		fmt_buf_addf(&b, "%c%s=%s", memchr(path, '?', b.len) != NULL ? '&' : '?', qname, e);
 		curl_free(e);
-		if (w < 0 || (size_t)w >= sizeof(path) - len) {
-			(void)fprintf(stderr, "idprov-admin: %s: options too long\n", argv[0]);
-			return EXIT_USAGE;
-		}
-		len += (size_t)w;
 	}
-	return post(o, path, "application/json", NULL, 0, NULL, NULL);
+	if (fmt_buf_status(&b) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s: options too long\n", argv[0]);
+		return EXIT_USAGE;
+	}
+	/* FMT_ADMIN_KIND_COUNT: a list not in formats/admin_api yet, printed raw. */
+	const struct answer a = {kind < FMT_ADMIN_KIND_COUNT ? SHAPE_LIST : SHAPE_RAW, kind, NULL};
+	return post(o, path, "application/json", NULL, 0, NULL, &a);
 }
 
 /* credential add NAME --role R [--out FILE] | list | revoke NAME */
@@ -564,7 +682,7 @@ static int oob(const struct opts *o, int argc, char **argv)
 {
 	if (strcmp(argv[0], "list") == 0) {
 		static const char *const names[] = {"after"};
-		return list(o, "oob", argc, argv, names, 1, false);
+		return list(o, "oob", FMT_ADMIN_KIND_COUNT, argc, argv, names, 1, false);
 	}
 	long long expires = 0;
 	if (argc == 4 && strcmp(argv[2], "--expires") == 0) {
@@ -592,54 +710,63 @@ static int oob(const struct opts *o, int argc, char **argv)
 static int run(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
+	static const struct answer stations = {SHAPE_LIST, FMT_ADMIN_STATION, NULL};
 	if (argc == 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)
-		return post(o, "stations", "application/json", NULL, 0, NULL, NULL);
-	if (argc == 2 && strcmp(cmd, "backup") == 0)
-		return post(o, "backup", "application/json", "", 0, NULL, argv[1]);
+		return post(o, "stations", "application/json", NULL, 0, NULL, &stations);
+	if (argc == 2 && strcmp(cmd, "backup") == 0) {
+		const struct answer backup = {SHAPE_BACKUP, FMT_ADMIN_DONE, argv[1]};
+		return post(o, "backup", "application/json", "", 0, NULL, &backup);
+	}
 	static const char *const flag_opts[] = {"kind", "device", "after"};
 	static const char *const device_opts[] = {"state", "after"};
 	static const char *const audit_opts[] = {"after"};
 	static const char *const report_opts[] = {"older-than", "batch", "after"};
 	if (strcmp(cmd, "flags") == 0)
-		return list(o, "flags", argc, argv, flag_opts, 3, true);
+		return list(o, "flags", FMT_ADMIN_FLAG, argc, argv, flag_opts, 3, true);
 	if (strcmp(cmd, "devices") == 0)
-		return list(o, "devices", argc, argv, device_opts, 2, false);
+		return list(o, "devices", FMT_ADMIN_DEVICE, argc, argv, device_opts, 2, false);
 	if (argc == 2 && strcmp(cmd, "audit") == 0 && strcmp(argv[1], "verify") == 0) {
-		struct opts v = *o;
-		v.expect_intact = true;
-		return post(&v, "audit/verify", "application/json", NULL, 0, NULL, NULL);
+		static const struct answer check = {SHAPE_OBJECT, FMT_ADMIN_AUDIT_CHECK, NULL};
+		return post(o, "audit/verify", "application/json", NULL, 0, NULL, &check);
 	}
 	if (strcmp(cmd, "audit") == 0)
-		return list(o, "audit", argc, argv, audit_opts, 1, false);
+		return list(o, "audit", FMT_ADMIN_AUDIT_ENTRY, argc, argv, audit_opts, 1, false);
 	if (argc >= 2 && strcmp(cmd, "report") == 0 && strcmp(argv[1], "unprovisioned") == 0)
-		return list(o, "report/unprovisioned", argc - 1, argv + 1, report_opts, 3, false);
+		return list(o, "report/unprovisioned", FMT_ADMIN_UNPROVISIONED, argc - 1, argv + 1,
+		            report_opts, 3, false);
 	if (argc == 1 && strcmp(cmd, "whoami") == 0)
 		return post(o, "whoami", "application/json", NULL, 0, NULL, NULL);
 	if (argc >= 2 && strcmp(cmd, "credential") == 0)
 		return credential(o, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(cmd, "oob") == 0)
 		return oob(o, argc - 1, argv + 1);
-	if (argc == 2 && strcmp(cmd, "token-key") == 0 && strcmp(argv[1], "rotate") == 0)
-		return post(o, "token-keys/rotate", "application/json", "{}", 2, NULL, NULL);
+	if (argc == 2 && strcmp(cmd, "token-key") == 0 && strcmp(argv[1], "rotate") == 0) {
+		const struct fmt_admin_rotate r = {0};
+		return post_body(o, "token-keys/rotate", FMT_ADMIN_ROTATE, &r);
+	}
 	if (argc == 3 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "disable") == 0) {
-		static const char *const names[] = {"id"};
-		const char *values[] = {argv[2]};
-		return post_json(o, "stations/disable", names, values, 1);
+		const struct fmt_admin_target t = {.id = argv[2]};
+		return post_body(o, "stations/disable", FMT_ADMIN_TARGET, &t);
 	}
 	if (argc == 4 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "add") == 0) {
-		static const char *const names[] = {"id", "public_key"};
-		const char *values[] = {argv[2], NULL};
-		return post_file_member(o, "stations", names, values, 2, 1, argv[3]);
+		char *pem = NULL;
+		int rc = read_text(argv[3], &pem);
+		const struct fmt_admin_station_add a = {.id = argv[2], .public_key = pem};
+		if (rc == 0)
+			rc = post_body(o, "stations", FMT_ADMIN_STATION_ADD, &a);
+		free(pem);
+		return rc;
 	}
 	if ((argc == 3 || argc == 5) && strcmp(cmd, "ca") == 0 && strcmp(argv[1], "add") == 0) {
-		static const char *const names[] = {"pem", "name"};
-		const char *values[] = {NULL, NULL};
-		if (argc == 5) {
-			if (strcmp(argv[3], "--name") != 0)
-				return EXIT_USAGE;
-			values[1] = argv[4];
-		}
-		return post_file_member(o, "cas", names, values, 2, 0, argv[2]);
+		if (argc == 5 && strcmp(argv[3], "--name") != 0)
+			return EXIT_USAGE;
+		char *pem = NULL;
+		int rc = read_text(argv[2], &pem);
+		const struct fmt_admin_ca_add a = {.pem = pem, .name = argc == 5 ? argv[4] : NULL};
+		if (rc == 0)
+			rc = post_body(o, "cas", FMT_ADMIN_CA_ADD, &a);
+		free(pem);
+		return rc;
 	}
 	if ((argc == 2 || argc == 4) && strcmp(cmd, "import") == 0) {
 		if (argc == 4 && strcmp(argv[2], "--sig") != 0)
@@ -647,34 +774,37 @@ static int run(const struct opts *o, int argc, char **argv)
 		return import(o, argv[1], argc == 4 ? argv[3] : NULL);
 	}
 	if (argc == 4 && strcmp(cmd, "approve") == 0 && strcmp(argv[2], "--key") == 0) {
-		static const char *const names[] = {"id", "key_sha256"};
 		const char *key = argv[3];
 		if (strncasecmp(key, "sha256:", 7) == 0)
 			key += 7;
-		char lower[65];
-		size_t n = strnlen(key, sizeof(lower));
-		if (n >= sizeof(lower))
-			n = sizeof(lower) - 1; /* the server names a wrong length */
+		char lower[FMT_ADMIN_SHA256_HEX + 2];
+		size_t n = strnlen(key, sizeof(lower) - 1); /* one more: the encoder names it */
 		for (size_t i = 0; i < n; i++)
 			lower[i] = (char)tolower((unsigned char)key[i]);
 		lower[n] = '\0';
-		const char *values[] = {argv[1], lower};
-		return post_json(o, "devices/approve", names, values, 2);
+		const struct fmt_admin_approve a = {.id = argv[1], .key_sha256 = lower};
+		return post_body(o, "devices/approve", FMT_ADMIN_APPROVE, &a);
 	}
 	if (argc == 2 && (strcmp(cmd, "approve") == 0 || strcmp(cmd, "reject") == 0 ||
 	                  strcmp(cmd, "revoke") == 0)) {
 		char path[32];
 		(void)snprintf(path, sizeof(path), "devices/%s", cmd);
-		static const char *const names[] = {"id"};
-		const char *values[] = {argv[1]};
-		return post_json(o, path, names, values, 1);
+		if (strcmp(cmd, "approve") == 0) {
+			const struct fmt_admin_approve a = {.id = argv[1]};
+			return post_body(o, path, FMT_ADMIN_APPROVE, &a);
+		}
+		const struct fmt_admin_target t = {.id = argv[1]};
+		return post_body(o, path, FMT_ADMIN_TARGET, &t);
 	}
 	if (argc == 3 && strcmp(cmd, "release") == 0) {
-		static const char *const names[] = {"kind", "value"};
-		const char *values[] = {argv[1], argv[2]};
-		if (strcmp(argv[1], "key") == 0)
-			return post_file_member(o, "release", names, values, 2, 1, argv[2]);
-		return post_json(o, "release", names, values, 2);
+		char *pem = NULL;
+		int rc = strcmp(argv[1], "key") == 0 ? read_text(argv[2], &pem) : 0;
+		const struct fmt_admin_release r = {.kind = argv[1],
+		                                    .value = pem != NULL ? pem : argv[2]};
+		if (rc == 0)
+			rc = post_body(o, "release", FMT_ADMIN_RELEASE, &r);
+		free(pem);
+		return rc;
 	}
 	return EXIT_USAGE;
 }
@@ -684,6 +814,10 @@ int main(int argc, char **argv)
 	struct opts o = {.server = ADM_DEFAULT_URL, .ca = ADM_DEFAULT_CA};
 	int i = 1;
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			o.json = true;
+			continue;
+		}
 		if (strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
@@ -707,6 +841,15 @@ int main(int argc, char **argv)
 		else
 			break;
 	}
+	/* --json may also follow the command: take it out of the command's words. */
+	int n = i;
+	for (int k = i; k < argc; k++) {
+		if (strcmp(argv[k], "--json") == 0)
+			o.json = true;
+		else
+			argv[n++] = argv[k];
+	}
+	argc = n;
 	if (i >= argc || strncmp(argv[i], "--", 2) == 0 || strlen(o.server) > ADM_URL_MAX - 64 ||
 	    (o.cert == NULL) != (o.key == NULL)) {
 		usage(stderr);

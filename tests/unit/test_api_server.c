@@ -770,12 +770,12 @@ START_TEST(test_api_proof_replayed_on_same_connection)
 }
 END_TEST
 
-/* Run idprov-admin ARGS against this server; its stdout in out. Exit code. */
+/* Run idprov-admin --json ARGS against this server; its stdout in out. Exit code. */
 static int admin_cli(char *out, size_t size, const char *args)
 {
 	const char *bin = getenv("IDP_BIN");
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "'%s/idprov-admin' --server '%s' --ca '%s' %s",
+	snprintf(cmd, sizeof(cmd), "'%s/idprov-admin' --json --server '%s' --ca '%s' %s",
 	         bin != NULL ? bin : "build/asan/bin", base_url, ca_path, args);
 	ck_assert_int_eq(setenv("IDPROV_ADMIN_TOKEN", admin_secret, 1), 0);
 	FILE *p = popen(cmd, "r");

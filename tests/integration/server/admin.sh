@@ -108,7 +108,7 @@ t_run "same CA again: 409" [ "$(json cas "$ca_body")" = 409 ]
 t_run "a key is not a CA: 400" [ "$(json cas "{\"pem\":\"$(pem_json "$samples/sample-station-p256.pub")\"}")" = 400 ]
 t_run "station add by base64 DER" [ "$(json stations "{\"id\":\"station-02\",\"public_key\":\"$der64\"}")" = 200 ]
 # The idprov-admin CLI against the same server.
-cli() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" "$@" >"$T_TMP/cli" 2>&1; }
+cli() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --json "$@" >"$T_TMP/cli" 2>&1; }
 printf '%s\n' "$token" >"$T_TMP/token"
 IDPROV_ADMIN_TOKEN=wrong cli revoke dev-0002
 t_run "cli: wrong token exits 1" [ $? -eq 1 ]

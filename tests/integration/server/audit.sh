@@ -15,7 +15,7 @@ t_run "server starts" srv_start "$st"
 token=$(cat "$st/admin.token")
 db=$st/idprov.db
 printf '%s\n' "$token" >"$T_TMP/token"
-cli() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" "$@" >"$T_TMP/cli" 2>"$T_TMP/cli.err"; }
+cli() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" --json "$@" >"$T_TMP/cli" 2>"$T_TMP/cli.err"; }
 q() { sqlite3 "$db" "$1"; }
 
 # Decisions that write audit entries: a station, an import, a revoke, releases.

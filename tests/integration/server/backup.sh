@@ -16,7 +16,7 @@ t_run "server starts" srv_start "$st"
 cp "$st/admin.token" "$T_TMP/token"
 url=$SRV_URL
 cli() {
-	"$IDP_BIN/idprov-admin" --server "$url" --ca "$SRV_CA" --token-file "$T_TMP/token" "$@"
+	"$IDP_BIN/idprov-admin" --server "$url" --ca "$SRV_CA" --token-file "$T_TMP/token" --json "$@"
 }
 
 # A trusted station and an imported batch: preloaded devices to find again.

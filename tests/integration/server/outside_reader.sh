@@ -20,7 +20,7 @@ t_run "server starts" srv_start "$st"
 first_pid=$SRV_PID
 cp "$st/admin.token" "$T_TMP/token"
 cli() {
-	"$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" \
+	"$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" --json \
 		"$@" >"$T_TMP/cli" 2>&1
 }
 

@@ -29,7 +29,7 @@ t_run "server starts" srv_start "$srv"
 token=$(cat "$srv/admin.token")
 db=$srv/idprov.db
 snap() { sqlite3 -readonly "$db" .dump; }
-cli() { IDPROV_ADMIN_TOKEN=$token "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" "$@"; }
+cli() { IDPROV_ADMIN_TOKEN=$token "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --json "$@"; }
 t_run "station trusted" bash -c "IDPROV_ADMIN_TOKEN=$token '$IDP_BIN/idprov-admin' --server $SRV_URL --ca '$SRV_CA' station add st-1 '$T_TMP/st.pub' >/dev/null"
 # import FILE: POST FILE with a fresh es256 signature by the station key
 import() {

@@ -1,0 +1,298 @@
+/*
+ * admin_api.h - the admin API's JSON bodies (/v1/admin/: requests the
+ * administrator sends, answers idprovd gives), one encoder and one parser for
+ * the server (server/admin.c encodes answers, parses requests), idprov-admin
+ * (server/cli/: encodes requests, parses answers), the web UI and the tests.
+ * Spec: formats/admin-api.md (normative: endpoints, members, types, limits).
+ * The import answer is formats/api.h's fmt_api_batch and error bodies are
+ * fmt_api_error_* (formats/api.md §8, §9).
+ *
+ * Each body kind is a plain struct (struct fmt_admin_station, ...) described
+ * by a table of fields (name, type, limits) that drives the encoder, the
+ * parser and idprov-admin's tables alike, so a member exists in one place.
+ * Strings are const char * (NULL: absent or null); ints are int64_t; a nested
+ * array is a pointer plus a count. The encoder checks what the parser checks,
+ * so it never emits a body the parser refuses. Request bodies are strict
+ * (unknown members refused); answers ignore members they do not know, so an
+ * older client reads a newer server's answers.
+ *
+ * Adding an endpoint: a struct and a kind here, its field table in
+ * admin_api.c, the section in admin-api.md, the handler in server/admin.c.
+ *
+ * Pure (no I/O, logging or mutable globals); thread-safe.
+ */
+#ifndef IDP_FORMATS_ADMIN_API_H
+#define IDP_FORMATS_ADMIN_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "formats/error.h"
+#include "formats/id.h"
+
+#define FMT_ADMIN_LIST_MAX    1000u       /* rows in one answer (and nested rows per row) */
+#define FMT_ADMIN_REQUEST_MAX 65536u      /* bytes of a request body the parser takes */
+#define FMT_ADMIN_ANSWER_MAX  (8u << 20)  /* bytes of an answer the parser takes */
+#define FMT_ADMIN_DEPTH       5u          /* JSON nesting: list, rows, nested rows */
+#define FMT_ADMIN_KEY_TEXT_MAX 4096u      /* a public key as SPKI PEM or base64 DER */
+#define FMT_ADMIN_PEM_MAX     16384u      /* a CA certificate PEM */
+#define FMT_ADMIN_VALUE_MAX   4096u       /* a released value */
+#define FMT_ADMIN_KIND_MAX    32u         /* flag kinds, audit events, token kids */
+#define FMT_ADMIN_DETAIL_MAX  1024u       /* flag and audit details, audit reasons */
+#define FMT_ADMIN_SHA256_HEX  64u         /* a SHA-256 as lower-case hex digits */
+
+/* Body kinds. Requests first, then answers (rows of lists and objects). */
+enum fmt_admin_kind {
+	FMT_ADMIN_STATION_ADD = 0, /* POST stations: struct fmt_admin_station_add */
+	FMT_ADMIN_TARGET,          /* {"id"}: stations/disable, devices/reject|revoke */
+	FMT_ADMIN_CA_ADD,          /* POST cas: struct fmt_admin_ca_add */
+	FMT_ADMIN_APPROVE,         /* POST devices/approve: struct fmt_admin_approve */
+	FMT_ADMIN_RELEASE,         /* POST release: struct fmt_admin_release */
+	FMT_ADMIN_ROTATE,          /* POST token-keys/rotate: {} (struct fmt_admin_rotate) */
+	FMT_ADMIN_DONE,            /* a change's answer: struct fmt_admin_done */
+	FMT_ADMIN_STATION,         /* row of GET stations */
+	FMT_ADMIN_DEVICE,          /* row of GET devices */
+	FMT_ADMIN_CONTENDER,       /* row of a device's other_keys */
+	FMT_ADMIN_FLAG,            /* row of GET flags */
+	FMT_ADMIN_AUDIT_ENTRY,     /* row of GET audit */
+	FMT_ADMIN_AUDIT_CHECK,     /* answer of GET audit/verify */
+	FMT_ADMIN_UNPROVISIONED,   /* row of GET report/unprovisioned */
+	FMT_ADMIN_KIND_COUNT
+};
+
+/* --- requests --------------------------------------------------------------- */
+
+struct fmt_admin_station_add {
+	const char *id;         /* formats/id.h */
+	const char *public_key; /* SPKI PEM or base64 SPKI DER, 1..FMT_ADMIN_KEY_TEXT_MAX */
+};
+
+struct fmt_admin_target {
+	const char *id; /* formats/id.h */
+};
+
+struct fmt_admin_ca_add {
+	const char *pem;  /* 1..FMT_ADMIN_PEM_MAX */
+	const char *name; /* formats/id.h; NULL: absent */
+};
+
+struct fmt_admin_approve {
+	const char *id;         /* formats/id.h */
+	const char *key_sha256; /* 64 lower-case hex digits; NULL: absent */
+};
+
+struct fmt_admin_release {
+	const char *kind;  /* "id", "serial", "mac" or "key" */
+	const char *value; /* 1..FMT_ADMIN_VALUE_MAX */
+};
+
+struct fmt_admin_rotate {
+	char unused; /* the body is {} */
+};
+
+/* --- answers ---------------------------------------------------------------- */
+
+/* {"ok":true, ...}: what a change did; members absent when NULL. */
+struct fmt_admin_done {
+	const char *id;         /* the station or device */
+	const char *name;       /* the factory CA */
+	const char *kid;        /* the new token key */
+	const char *key_sha256; /* the key approved */
+	const char *kind;       /* release: what was released ... */
+	const char *value;      /* ... and its value (a key as "sha256:<hex>") */
+};
+
+struct fmt_admin_station {
+	const char *id;
+	bool enabled;
+	const char *key_sha256;
+	int64_t created_at; /* Unix seconds */
+};
+
+struct fmt_admin_contender {
+	const char *key_sha256;
+	const char *mac; /* NULL: none */
+	int64_t first_seen;
+	int64_t last_seen;
+	int64_t attempts;
+};
+
+struct fmt_admin_device {
+	const char *id;
+	const char *state; /* preloaded, pending, approved, rejected, revoked */
+	const char *mac;        /* NULL: none */
+	const char *serial;     /* NULL: none */
+	const char *batch_id;   /* NULL: none */
+	bool has_key;
+	const char *key_sha256; /* NULL: none */
+	int64_t updated_at;
+	int64_t attempts;
+	bool contested;
+	const struct fmt_admin_contender *other_keys; /* n_other_keys rows */
+	size_t n_other_keys;
+};
+
+struct fmt_admin_flag {
+	int64_t seq;
+	const char *kind;
+	const char *subject;
+	const char *detail; /* may be "" */
+	int64_t count;
+	int64_t first_seen;
+	int64_t last_seen;
+};
+
+struct fmt_admin_audit_entry {
+	int64_t seq;
+	int64_t at;
+	const char *event;
+	const char *subject; /* NULL: none */
+	const char *detail;  /* NULL: none */
+	const char *actor;   /* the credential that acted; NULL: none (older entries) */
+	const char *hash;    /* NULL: a tampered row without a 32-byte hash */
+};
+
+struct fmt_admin_audit_check {
+	bool intact;
+	int64_t entries;
+	int64_t head_seq;
+	const char *head_hash;
+	int64_t broken_seq; /* 0: absent (intact) */
+	const char *reason; /* NULL: absent (intact) */
+};
+
+struct fmt_admin_unprovisioned {
+	const char *id;
+	const char *state;
+	const char *batch_id;
+	const char *station_id;
+	int64_t imported_at;
+	int64_t age; /* seconds */
+	int64_t attempts;
+};
+
+/* --- the field tables --------------------------------------------------------- */
+
+enum fmt_admin_type {
+	FMT_ADMIN_T_STRING = 1, /* string of 1..max bytes (0..max with FMT_ADMIN_F_EMPTY) */
+	FMT_ADMIN_T_ID,         /* string following formats/id.h */
+	FMT_ADMIN_T_SHA256,     /* 64 lower-case hex digits */
+	FMT_ADMIN_T_ENUM,       /* one of values[] */
+	FMT_ADMIN_T_INT,        /* integer 0..FMT_JSON_INT_MAX */
+	FMT_ADMIN_T_TIME,       /* as INT: Unix seconds */
+	FMT_ADMIN_T_SECONDS,    /* as INT: a duration */
+	FMT_ADMIN_T_BOOL,
+	FMT_ADMIN_T_TRUE,       /* the boolean true ("ok") */
+	FMT_ADMIN_T_ROWS,       /* array of rows of kind rows, at most FMT_ADMIN_LIST_MAX */
+};
+
+#define FMT_ADMIN_F_OPTIONAL 1u /* may be absent (encoded absent when NULL or 0) */
+#define FMT_ADMIN_F_NULL     2u /* may be null (encoded null when NULL) */
+#define FMT_ADMIN_F_EMPTY    4u /* a string may be "" */
+#define FMT_ADMIN_F_WIDE     8u /* long text: tables show it last */
+
+struct fmt_admin_field {
+	const char *name;
+	enum fmt_admin_type type;
+	unsigned flags;
+	size_t offset;             /* of the member in the struct */
+	size_t max;                /* strings: bytes */
+	const char *const *values; /* FMT_ADMIN_T_ENUM: NULL-terminated */
+	enum fmt_admin_kind rows;  /* FMT_ADMIN_T_ROWS: the kind of the rows ... */
+	size_t count_offset;       /* ... and where their count is */
+};
+
+/* The fields of kind in member order (*n of them); NULL for an invalid kind. */
+const struct fmt_admin_field *fmt_admin_fields(enum fmt_admin_kind kind, size_t *n);
+
+/* The size of kind's struct; 0 for an invalid kind. */
+size_t fmt_admin_size(enum fmt_admin_kind kind);
+
+/* The member array's name when kind is the row of a list answer
+ * ("stations", "devices", "flags", "entries"); NULL otherwise. */
+const char *fmt_admin_list_name(enum fmt_admin_kind kind);
+
+/* Read field f of row (a struct of the field's kind). */
+const char *fmt_admin_get_string(const struct fmt_admin_field *f, const void *row);
+int64_t fmt_admin_get_int(const struct fmt_admin_field *f, const void *row);
+bool fmt_admin_get_bool(const struct fmt_admin_field *f, const void *row);
+/* Rows of a FMT_ADMIN_T_ROWS field: the first (NULL when none), *n of them. */
+const void *fmt_admin_get_rows(const struct fmt_admin_field *f, const void *row, size_t *n);
+
+/* --- encoding ------------------------------------------------------------------ */
+
+/* *out = v (a struct of kind's type) as a new JSON object, members in table
+ * order. Refuses, like the parser, a missing required member or a value out
+ * of its type (IDP_E_ARG naming the member), and IDP_E_NOMEM. The caller
+ * frees *out with cJSON_Delete(); NULL on failure. */
+IDP_MUST_CHECK enum idp_err fmt_admin_encode(enum fmt_admin_kind kind, const void *v, cJSON **out,
+                                             struct idp_error *err);
+
+/* *out = v encoded as compact JSON text (no NUL counted in *len); free with
+ * cJSON_free(). */
+IDP_MUST_CHECK enum idp_err fmt_admin_encode_text(enum fmt_admin_kind kind, const void *v,
+                                                  char **out, size_t *len,
+                                                  struct idp_error *err);
+
+/* A new list answer {name: []} for rows of kind (fmt_admin_list_name);
+ * *rows is its array (borrowed). Free *out with cJSON_Delete(). */
+IDP_MUST_CHECK enum idp_err fmt_admin_list_new(enum fmt_admin_kind kind, cJSON **out,
+                                               cJSON **rows, struct idp_error *err);
+
+/* Append row (of the list's kind) to rows, refusing more than
+ * FMT_ADMIN_LIST_MAX rows (IDP_E_LIMIT). */
+IDP_MUST_CHECK enum idp_err fmt_admin_list_add(cJSON *rows, enum fmt_admin_kind kind,
+                                               const void *row, struct idp_error *err);
+
+/* Add "next" (the page's last row's key, when the page is full; NULL: none)
+ * and, when now > 0, "now" (the report's clock) to list. */
+IDP_MUST_CHECK enum idp_err fmt_admin_list_end(cJSON *list, const char *next, int64_t now,
+                                               struct idp_error *err);
+
+/* --- parsing -------------------------------------------------------------------- */
+
+struct fmt_admin_block; /* opaque: row storage */
+
+/* A parsed body: the strings of the structs point into json, the rows into
+ * blocks. Release with fmt_admin_doc_free(). */
+struct fmt_admin_doc {
+	cJSON *json;
+	struct fmt_admin_block *blocks;
+};
+
+/* Parse buf[0..len) as one body of kind into *out (a struct of kind's type,
+ * zeroed first). Strict JSON (formats/json.h) of at most
+ * FMT_ADMIN_REQUEST_MAX (requests) or FMT_ADMIN_ANSWER_MAX (answers) bytes;
+ * a member missing, mistyped, out of bounds or (requests only) unknown is
+ * IDP_E_FORMAT or IDP_E_LIMIT naming it ("id: expected a string"). On
+ * success doc owns what *out points to; on failure doc is empty. */
+IDP_MUST_CHECK enum idp_err fmt_admin_parse(enum fmt_admin_kind kind, const uint8_t *buf,
+                                            size_t len, void *out, struct fmt_admin_doc *doc,
+                                            struct idp_error *err);
+
+/* A parsed list answer. */
+struct fmt_admin_list {
+	enum fmt_admin_kind kind; /* of the rows */
+	const void *rows;         /* n structs of kind's type; NULL when n = 0 */
+	size_t n;
+	const char *next; /* NULL: the last page */
+	int64_t now;      /* report/unprovisioned only; else 0 */
+	struct fmt_admin_doc doc;
+};
+
+/* Parse buf[0..len) as a list answer of rows of kind: {name: [rows], "next"?,
+ * "now"} ("now" required for the report only). Errors as fmt_admin_parse,
+ * naming the row ("devices[3]: id: expected a string"). Free with
+ * fmt_admin_list_free(). */
+IDP_MUST_CHECK enum idp_err fmt_admin_list_parse(enum fmt_admin_kind kind, const uint8_t *buf,
+                                                 size_t len, struct fmt_admin_list *out,
+                                                 struct idp_error *err);
+
+/* Release what a parse gave. NULL (and an empty doc) is a no-op. */
+void fmt_admin_doc_free(struct fmt_admin_doc *doc);
+void fmt_admin_list_free(struct fmt_admin_list *l);
+
+#endif /* IDP_FORMATS_ADMIN_API_H */
