@@ -84,3 +84,14 @@ enum idp_err fmt_audit_hash(const uint8_t prev[static FMT_AUDIT_HASH_LEN],
 	free(buf);
 	return rc;
 }
+
+void fmt_audit_checkpoint_bytes(const struct fmt_audit_checkpoint *c,
+                                uint8_t out[static FMT_AUDIT_CKPT_LEN])
+{
+	size_t tl = sizeof(FMT_AUDIT_CKPT_TAG) - 1;
+	memcpy(out, FMT_AUDIT_CKPT_TAG, tl);
+	uint8_t *p = put_u64(out + tl, (uint64_t)c->n);
+	p = put_u64(p, (uint64_t)c->seq);
+	p = put_u64(p, (uint64_t)c->at);
+	memcpy(p, c->hash, FMT_AUDIT_HASH_LEN);
+}

@@ -23,9 +23,11 @@
 #include "formats/b64.h"
 #include "formats/pop.h"
 #include "server/admin.h"
+#include "server/checkpoint.h"
 #include "server/metrics.h"
 #include "server/import.h"
 #include "server/log.h"
+#include "server/site.h"
 
 #define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
 
@@ -293,10 +295,8 @@ static const char *source_of(struct evhttp_request *req, char buf[static SRV_STO
 	return n > 0 && (size_t)n <= SRV_STORE_SOURCE_MAX ? buf : NULL;
 }
 
-/* Answer code (429 throttled, 503 unavailable) with Retry-After: wait and,
- * as formats/api.md §9 says, the same retry_after in the JSON body. */
-static void error_with_retry(struct evhttp_request *req, enum fmt_api_err_code code,
-                             const char *msg, int64_t wait)
+void srv_handlers_error_retry(struct evhttp_request *req, enum fmt_api_err_code code,
+                              const char *msg, int64_t wait)
 {
 	char ra[24], body[FMT_API_ERROR_BODY_MAX];
 	size_t len = 0;
@@ -331,7 +331,7 @@ static bool key_throttled(struct srv_ctx *ctx, struct evhttp_request *req, struc
 	char msg[IDP_ERROR_MSG_MAX];
 	(void)snprintf(msg, sizeof(msg), "too many requests %s %s; retry after %lld s",
 	               strcmp(kind, "source") == 0 ? "from" : "for", wbuf, (long long)wait);
-	error_with_retry(req, FMT_API_ERR_THROTTLED, msg, wait);
+	srv_handlers_error_retry(req, FMT_API_ERR_THROTTLED, msg, wait);
 	return true;
 }
 
@@ -477,7 +477,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		else if (out.refusal == SRV_REFUSE_TOKEN)
 			srv_http_error(req, FMT_API_ERR_TOKEN_INVALID, "%s", err.msg);
 		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT)
-			error_with_retry(req,
+			srv_handlers_error_retry(req,
 			                 rc == IDP_E_LIMIT ? FMT_API_ERR_THROTTLED
 			                                   : FMT_API_ERR_UNAVAILABLE,
 			                 err.msg, app->pcfg.retry_after);
@@ -518,13 +518,14 @@ out:
 
 static void provision(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!throttled(ctx, req))
+	if (!throttled(ctx, req) && !srv_site_refused(ctx, req))
 		device_request(ctx, req, FMT_API_PROVISION);
 }
 
 static void exchange(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	device_request(ctx, req, FMT_API_EXCHANGE);
+	if (!srv_site_refused(ctx, req))
+		device_request(ctx, req, FMT_API_EXCHANGE);
 }
 
 static void renew(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -649,6 +650,15 @@ static const struct srv_route routes[] = {
          SRV_AUTH_ADMIN},
         {"/v1/admin/oob", EVHTTP_REQ_POST, 0, srv_admin_oob_add, SRV_AUTH_ADMIN},
         {"/v1/admin/oob", EVHTTP_REQ_GET, 0, srv_admin_oob_list, SRV_AUTH_ADMIN},
+        /* server/site.h: suspension and the allow-list */
+        {"/v1/admin/suspend", EVHTTP_REQ_POST, 0, srv_site_suspend, SRV_AUTH_ADMIN},
+        {"/v1/admin/resume", EVHTTP_REQ_POST, 0, srv_site_resume, SRV_AUTH_ADMIN},
+        {"/v1/admin/suspension", EVHTTP_REQ_GET, 0, srv_site_status, SRV_AUTH_ADMIN},
+        {"/v1/admin/allow", EVHTTP_REQ_POST, 0, srv_site_allow_add, SRV_AUTH_ADMIN},
+        {"/v1/admin/allow/remove", EVHTTP_REQ_POST, 0, srv_site_allow_remove, SRV_AUTH_ADMIN},
+        {"/v1/admin/allow", EVHTTP_REQ_GET, 0, srv_site_allow_list, SRV_AUTH_ADMIN},
+        /* server/checkpoint.h: the audit export */
+        {"/v1/admin/audit/export", EVHTTP_REQ_GET, 0, srv_ckpt_export, SRV_AUTH_ADMIN},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -56,6 +56,12 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
                                         enum idp_err rc, enum fmt_api_err_origin origin,
                                         const struct idp_error *err);
 
+/* Answer code (429 throttled, 503 unavailable or suspended) with
+ * Retry-After: wait and, as formats/api.md §9 says, the same retry_after in
+ * the JSON body; msg is the message (client text escaped by the caller). */
+void srv_handlers_error_retry(struct evhttp_request *req, enum fmt_api_err_code code,
+                              const char *msg, int64_t wait);
+
 /* The routes, and their count in *n. Static: valid for the whole run. */
 const struct srv_route *srv_handlers_routes(size_t *n);
 

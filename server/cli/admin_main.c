@@ -52,6 +52,7 @@ struct opts {
 	const char *cert, *key; /* a client certificate from the server's admin-ca */
 	bool expect_intact; /* the answer is an audit check: exit 1 unless "intact" */
 	const char *secret_out; /* credential add --out: the answer's secret goes there */
+	bool raw;           /* print the answer's bytes as they are (audit export) */
 };
 
 static void usage(FILE *f)
@@ -84,6 +85,12 @@ static void usage(FILE *f)
 	              "  oob import FILE.csv [--expires DURATION]  lines ID,SECRET\n"
 	              "  oob list [--after ID]\n"
 
+	              "  audit export [--since SEQ|YYYY-MM-DDTHH:MM:SSZ]\n"
+	              "                               entries and signed checkpoints, JSON Lines\n"
+	              "  suspend [--reason R] | resume | suspension\n"
+	              "                               hold provisioning, lift the hold, show it\n"
+	              "  allow add|remove HOST:PORT|FINGERPRINT | allow list\n"
+	              "                               other DNS-SD publishers that are not rogues\n"
 	              "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	              "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN, else a client\n"
 	              "certificate from the server's admin-ca (--cert/--key)\n");
@@ -256,7 +263,9 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 			rc = save_backup(resp.body, resp.len, save);
 		else if (o->secret_out != NULL)
 			rc = save_secret(resp.body, resp.len, o->secret_out);
-		else
+		else if (o->raw && resp.len > 0 && fwrite(resp.body, 1, resp.len, stdout) != resp.len)
+			rc = EXIT_LOCAL;
+		else if (!o->raw)
 			(void)printf("%s\n", resp.body != NULL ? (const char *)resp.body : "");
 	} else if (resp.has_api_error) {
 		(void)fprintf(stderr, "idprov-admin: refused (%ld %s): %s\n", resp.status,
@@ -589,8 +598,87 @@ static int oob(const struct opts *o, int argc, char **argv)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- site */
+
+/* "YYYY-MM-DDTHH:MM:SSZ" (UTC) as Unix seconds; -1 when it is not one. */
+static long long parse_utc(const char *v)
+{
+	int f[6] = {0};
+	static const char seps[] = "--T::Z";
+	const char *p = v;
+	for (size_t i = 0; i < 6; i++) {
+		size_t n = strspn(p, "0123456789");
+		if (n == 0 || n > 4 || p[n] != seps[i])
+			return -1;
+		f[i] = (int)strtol(p, NULL, 10);
+		p += n + 1;
+	}
+	if (*p != '\0' || f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > 31 || f[3] > 23 ||
+	    f[4] > 59 || f[5] > 60 || f[0] < 1970)
+		return -1;
+	/* Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+	long long y = f[0] - (f[1] <= 2), m = f[1];
+	long long era = y / 400, yoe = y - era * 400;
+	long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + f[2] - 1;
+	long long days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+	return days * 86400 + f[3] * 3600LL + f[4] * 60LL + f[5];
+}
+
+/* suspend, resume, suspension, allow, audit export; -1 when argv is none
+ * of them. */
+static int site_cmd(const struct opts *o, int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	if (strcmp(cmd, "suspend") == 0 && (argc == 1 || (argc == 3 && strcmp(argv[1], "--reason") == 0))) {
+		static const char *const names[] = {"reason"};
+		const char *values[] = {argc == 3 ? argv[2] : NULL};
+		return post_json(o, "suspend", names, values, 1);
+	}
+	if (argc == 1 && strcmp(cmd, "resume") == 0)
+		return post(o, "resume", "application/json", "{}", 2, NULL, NULL);
+	if (argc == 1 && strcmp(cmd, "suspension") == 0)
+		return post(o, "suspension", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 2 && strcmp(cmd, "allow") == 0 && strcmp(argv[1], "list") == 0)
+		return post(o, "allow", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 3 && strcmp(cmd, "allow") == 0 &&
+	    (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0)) {
+		static const char *const names[] = {"entry"};
+		const char *values[] = {argv[2]};
+		return post_json(o, strcmp(argv[1], "add") == 0 ? "allow" : "allow/remove", names,
+		                 values, 1);
+	}
+	if (argc >= 2 && strcmp(cmd, "audit") == 0 && strcmp(argv[1], "export") == 0 &&
+	    (argc == 2 || (argc == 4 && strcmp(argv[2], "--since") == 0))) {
+		char path[64] = "audit/export";
+		if (argc == 4) {
+			const char *v = argv[3];
+			size_t n = strspn(v, "0123456789");
+			long long t = parse_utc(v);
+			if (n > 0 && n <= 18 && v[n] == '\0' && strtoll(v, NULL, 10) > 0)
+				(void)snprintf(path, sizeof(path), "audit/export?since_seq=%s", v);
+			else if (t >= 0)
+				(void)snprintf(path, sizeof(path), "audit/export?since=%lld", t);
+			else {
+				(void)fprintf(stderr,
+				              "idprov-admin: --since: not an entry number or a UTC time "
+				              "(2026-11-30T18:00:00Z): %s\n",
+				              v);
+				return EXIT_USAGE;
+			}
+		}
+		struct opts r = *o;
+		r.raw = true;
+		return post(&r, path, "application/json", NULL, 0, NULL, NULL);
+	}
+	return -1;
+}
+
 static int run(const struct opts *o, int argc, char **argv)
 {
+	int site = site_cmd(o, argc, argv);
+	if (site >= 0)
+		return site;
+
 	const char *cmd = argv[0];
 	if (argc == 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)
 		return post(o, "stations", "application/json", NULL, 0, NULL, NULL);

@@ -801,7 +801,8 @@ START_TEST(test_store_audit_migration_chains_existing_rows)
 {
 	struct srv_store *st = open_ok();
 	srv_store_close(st);
-	raw_exec("DROP TABLE admin_credentials; DROP TABLE oob_secrets;"
+	raw_exec("DROP TABLE site_state; DROP TABLE site_allow; DROP TABLE audit_checkpoints;"
+	         "DROP TABLE admin_credentials; DROP TABLE oob_secrets;"
 	         "ALTER TABLE audit DROP COLUMN actor;"
 	         "DROP INDEX audit_event; ALTER TABLE audit DROP COLUMN hash;"
 	         "DELETE FROM schema_migrations WHERE version >= 4;"
