@@ -172,9 +172,10 @@ static void forget(struct srv_site *s, const struct fio_dnssd_found *f)
 
 static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 {
-	char name[SRV_LOG_ESC_MAX], host[SRV_LOG_ESC_MAX];
-	(void)srv_log_esc(f->name, strlen(f->name), name, sizeof(name));
-	(void)srv_log_esc(f->host, strlen(f->host), host, sizeof(host));
+	/* Names and hosts are anyone's text: quoted (\xNN) before a log or a reason. */
+	char name[IDP_QUOTE_MAX], host[IDP_QUOTE_MAX];
+	(void)idp_quote(f->name, strlen(f->name), name);
+	(void)idp_quote(f->host, strlen(f->host), host);
 	if (!f->resolved) {
 		srv_log(SRV_LOG_WARN, "site.unresolved", "name=\"%s\" ifindex=%d", name, f->ifindex);
 		return;
@@ -191,16 +192,16 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 		allowed = false; /* unknown: treat as a rogue */
 	}
 	if (allowed) {
-		srv_log(SRV_LOG_INFO, "site.allowed", "name=\"%s\" host=%s addr=%s port=%u fp=%s",
+		srv_log(SRV_LOG_INFO, "site.allowed", "name=\"%s\" host=\"%s\" addr=%s port=%u fp=%s",
 		        name, host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
 		return;
 	}
-	srv_log(SRV_LOG_WARN, "site.rogue", "name=\"%s\" host=%s addr=%s port=%u fp=%s own=%s",
+	srv_log(SRV_LOG_WARN, "site.rogue", "name=\"%s\" host=\"%s\" addr=%s port=%u fp=%s own=%s",
 	        name, host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none",
 	        f->own ? "yes" : "no");
 	char reason[SRV_STORE_DETAIL_MAX];
 	(void)snprintf(reason, sizeof(reason),
-	               "rogue DNS-SD publisher: name=\"%.63s\" host=%.100s addr=%s port=%u fp=%s",
+	               "rogue DNS-SD publisher: name=\"%s\" host=%s addr=%s port=%u fp=%s",
 	               name, host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
 	bool newly = false;
 	if (set_suspended(s->store, true, reason, "site.suspended", true, &newly, &err) != IDP_OK) {
@@ -251,7 +252,7 @@ struct srv_site *srv_site_start(const struct srv_config *cfg, const struct srv_s
 		char r[SRV_LOG_ESC_MAX];
 		(void)srv_log_esc(cur.reason, strlen(cur.reason), r, sizeof(r));
 		srv_log(SRV_LOG_WARN, "site.suspended_at_start",
-		        "since=%lld reason=\"%s\" note=\"provisioning stays suspended until "
+		        "since=%lld reason=%s note=\"provisioning stays suspended until "
 		        "idprov-admin resume\"",
 		        (long long)cur.since, r);
 	}

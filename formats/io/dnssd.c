@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <avahi-client/client.h>
@@ -430,6 +431,12 @@ static void watch_resolve_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, Avah
 	struct fio_dnssd_found *f = calloc(1, sizeof(*f));
 	if (f != NULL) {
 		fill_found(f, ifindex, proto, event, name, host, a, port, txt, flags);
+		/* WARNING: the resolver did not set AVAHI_LOOKUP_RESULT_OUR_OWN
+		 * for a service this host's daemon published (measured, Avahi
+		 * 0.8): the host name, unique on the link, says it too. */
+		const char *me = avahi_client_get_host_name_fqdn(w->client);
+		if (f->resolved && !f->own && me != NULL)
+			f->own = strcasecmp(f->host, me) == 0;
 		watch_tell(w, FIO_DNSSD_APPEARED, f, NULL);
 	}
 	free(f);

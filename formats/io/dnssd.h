@@ -97,7 +97,8 @@ IDP_MUST_CHECK enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, i
 
 /* What a watch reports, from its Avahi thread. */
 enum fio_dnssd_change {
-	FIO_DNSSD_APPEARED = 1,     /* an instance (f; f->resolved says whether resolved) */
+	FIO_DNSSD_APPEARED = 1,     /* an instance (f; f->resolved says whether resolved;
+	                             * f->own also when its host is this host's daemon's name) */
 	FIO_DNSSD_GONE = 2,         /* an instance withdrawn (f: name, ifindex, ipv6 only) */
 	FIO_DNSSD_WATCH_READY = 3,  /* browsing (again): the daemon answers; detail: the type */
 	FIO_DNSSD_WATCH_FAILED = 4, /* the daemon is gone or browsing failed; detail: why.
