@@ -88,6 +88,33 @@ START_TEST(test_fmt_audit_hash_covers_every_field)
 }
 END_TEST
 
+/* formats/audit.md §6.1: tag, n, seq, at big-endian, then the hash. */
+START_TEST(test_fmt_audit_checkpoint_bytes_layout)
+{
+	struct fmt_audit_checkpoint c = {.n = 2, .seq = 0x0102030405060708LL, .at = 1700000000};
+	for (size_t i = 0; i < FMT_AUDIT_HASH_LEN; i++)
+		c.hash[i] = (uint8_t)(0xa0 + i);
+	uint8_t b[FMT_AUDIT_CKPT_LEN];
+	fmt_audit_checkpoint_bytes(&c, b);
+	ck_assert_uint_eq(sizeof(b), 82);
+	ck_assert_mem_eq(b, "idprov-audit-checkpoint-v1", 26);
+	static const uint8_t ints[24] = {0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8,
+	                                 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00};
+	ck_assert_mem_eq(b + 26, ints, sizeof(ints));
+	ck_assert_mem_eq(b + 50, c.hash, FMT_AUDIT_HASH_LEN);
+	/* Every field is covered: changing one changes the bytes. */
+	uint8_t b2[FMT_AUDIT_CKPT_LEN];
+	struct fmt_audit_checkpoint d = c;
+	d.n = 3;
+	fmt_audit_checkpoint_bytes(&d, b2);
+	ck_assert_int_ne(memcmp(b, b2, sizeof(b)), 0);
+	d = c;
+	d.hash[31] ^= 1;
+	fmt_audit_checkpoint_bytes(&d, b2);
+	ck_assert_int_ne(memcmp(b, b2, sizeof(b)), 0);
+}
+END_TEST
+
 START_TEST(test_fmt_audit_canonical_limits)
 {
 	static char big[FMT_AUDIT_FIELD_MAX + 1];
@@ -124,6 +151,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_fmt_audit_hash_known_answers);
 	tcase_add_test(tc, test_fmt_audit_hash_covers_every_field);
 	tcase_add_test(tc, test_fmt_audit_canonical_limits);
+	tcase_add_test(tc, test_fmt_audit_checkpoint_bytes_layout);
 	suite_add_tcase(s, tc);
 	return s;
 }
