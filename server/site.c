@@ -390,7 +390,7 @@ static void answer_state(struct srv_ctx *ctx, struct evhttp_request *req, const 
 
 void srv_site_suspend(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	char reason[SRV_STORE_DETAIL_MAX + 1];
+	char reason[SRV_STORE_DETAIL_MAX + 1] = "";
 	if (!srv_admin_authorized(ctx, req) ||
 	    !body_member(ctx, req, "reason", false, reason, sizeof(reason)))
 		return;
@@ -534,7 +534,7 @@ static enum idp_err check_entry(char *e, struct idp_error *err)
 
 static void allow_change(struct srv_ctx *ctx, struct evhttp_request *req, bool add)
 {
-	char entry[SRV_STORE_ALLOW_MAX + 1];
+	char entry[SRV_STORE_ALLOW_MAX + 1] = "";
 	if (!srv_admin_authorized(ctx, req) ||
 	    !body_member(ctx, req, "entry", true, entry, sizeof(entry)))
 		return;
