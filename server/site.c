@@ -35,6 +35,7 @@ struct srv_site {
 	size_t n_ports;
 	struct seen seen[SRV_SITE_SEEN_MAX]; /* under g_lock */
 	size_t n_seen;
+	bool overflow; /* more others seen than the list holds (until the daemon restarts) */
 };
 
 /* The running watch, for the resume handler (one per process). */
@@ -151,6 +152,8 @@ static void remember(struct srv_site *s, const struct fio_dnssd_found *f, const 
 		i++;
 	if (i == s->n_seen && s->n_seen < SRV_SITE_SEEN_MAX)
 		s->n_seen++;
+	else if (i == s->n_seen)
+		s->overflow = true;
 	if (i < s->n_seen) {
 		s->seen[i].f = *f;
 		(void)snprintf(s->seen[i].fp, sizeof(s->seen[i].fp), "%s", fp);
@@ -231,6 +234,12 @@ static void on_change(void *arg, enum fio_dnssd_change ch, const struct fio_dnss
 		srv_log(SRV_LOG_INFO, "dnssd.watching", "type=%s", SRV_PUBLISH_TYPE);
 		break;
 	case FIO_DNSSD_WATCH_FAILED:
+		/* The browser is gone: what it saw is reported again once the
+		 * daemon is back, so forget it (a stale entry would block resume). */
+		(void)pthread_mutex_lock(&g_lock);
+		s->n_seen = 0;
+		s->overflow = false;
+		(void)pthread_mutex_unlock(&g_lock);
 		srv_log(SRV_LOG_WARN, "dnssd.watch_failed", "error=\"%s\"",
 		        idp_quote(detail, strlen(detail), q));
 		break;
@@ -410,13 +419,20 @@ static enum idp_err rogue_present(struct srv_store *st, struct idp_error *err)
 	if (copy == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "resume: out of memory");
 	size_t n = 0;
+	bool overflow = false;
 	(void)pthread_mutex_lock(&g_lock);
 	if (g_site != NULL) {
 		n = g_site->n_seen;
+		overflow = g_site->overflow;
 		memcpy(copy, g_site->seen, n * sizeof(*copy));
 	}
 	(void)pthread_mutex_unlock(&g_lock);
 	enum idp_err rc = IDP_OK;
+	if (overflow)
+		rc = idp_error_set(err, IDP_E_CONFLICT,
+		                   "resume: more than %u other DNS-SD publishers seen; restart "
+		                   "idprovd once they are withdrawn",
+		                   SRV_SITE_SEEN_MAX);
 	for (size_t i = 0; rc == IDP_OK && i < n; i++) {
 		bool allowed = false;
 		rc = is_allowed(st, &copy[i].f, copy[i].fp, &allowed, err);
