@@ -162,22 +162,6 @@ enum idp_err srv_ckpt_write(struct srv_ckpt *ck, int64_t now, struct srv_checkpo
 
 /* ---------------------------------------------------------------- check */
 
-/* hex[64] to out[32]; false when it is not 64 lower-case hex digits. */
-static bool unhex32(const char *hex, uint8_t out[static 32])
-{
-	if (hex == NULL || strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64)
-		return false;
-	for (size_t i = 0; i < 32; i++) {
-		unsigned v = 0;
-		for (size_t k = 0; k < 2; k++) {
-			char ch = hex[2 * i + k];
-			v = v * 16 + (unsigned)(ch <= '9' ? ch - '0' : ch - 'a' + 10);
-		}
-		out[i] = (uint8_t)v;
-	}
-	return true;
-}
-
 struct walk {
 	struct srv_store *st;
 	const struct fmt_key *pub;
@@ -305,7 +289,7 @@ static enum idp_err check_file(struct walk *w, const char *dir, struct idp_error
 	const cJSON *sig = cJSON_GetObjectItemCaseSensitive(j, "sig");
 	bool ok = cJSON_IsNumber(n) && cJSON_IsNumber(seq) && cJSON_IsNumber(at) &&
 	          cJSON_IsString(kid) && cJSON_IsString(sig) && cJSON_IsString(hash) &&
-	          unhex32(hash->valuestring, c.hash) &&
+	          fmt_audit_hash_from_hex(hash->valuestring, strlen(hash->valuestring), c.hash) &&
 	          fmt_b64_decode(FMT_B64_STD, sig->valuestring, strlen(sig->valuestring), c.sig,
 	                         sizeof(c.sig), &c.sig_len, NULL) == IDP_OK;
 	if (ok) {

@@ -23,6 +23,7 @@
 #include <openssl/crypto.h>
 
 #include "formats/api.h"
+#include "formats/audit_export.h"
 #include "formats/b64.h"
 #include "formats/error.h"
 #include "formats/file.h"
@@ -40,6 +41,7 @@
 #define ADM_BACKUP_MAX    ((size_t)1 << 34) /* bytes of a database backup */
 #define ADM_SQLITE_MAGIC  "SQLite format 3" /* + NUL: the first 16 bytes of a database */
 #define ADM_URL_MAX       2048u
+#define ADM_EXPORT_MAX    ((size_t)1 << 32) /* bytes of an audit export verified offline */
 #define ADM_TIMEOUT_S     300L
 #define ADM_OOB_CSV_MAX   (16u << 20) /* bytes of an oob import file */
 
@@ -87,6 +89,8 @@ static void usage(FILE *f)
 
 	              "  audit export [--since SEQ|YYYY-MM-DDTHH:MM:SSZ]\n"
 	              "                               entries and signed checkpoints, JSON Lines\n"
+	              "  audit verify --file EXPORT [--key audit.pub]\n"
+	              "                               check an export offline (no server)\n"
 	              "  suspend [--reason R] | resume | suspension\n"
 	              "                               hold provisioning, lift the hold, show it\n"
 	              "  allow add|remove HOST:PORT|FINGERPRINT | allow list\n"
@@ -624,8 +628,48 @@ static long long parse_utc(const char *v)
 	return days * 86400 + f[3] * 3600LL + f[4] * 60LL + f[5];
 }
 
-/* suspend, resume, suspension, allow, audit export; -1 when argv is none
- * of them. */
+/* audit verify --file EXPORT [--key audit.pub]: check an export offline
+ * (formats/audit_export.h); prints the verdict as JSON, exit 1 unless intact. */
+static int verify_export(const char *path, const char *key_path)
+{
+	uint8_t *buf = NULL, *pem = NULL;
+	size_t len = 0, pem_len = 0;
+	struct fmt_key *key = NULL;
+	struct idp_error err = {0};
+	int rc = read_file(path, ADM_EXPORT_MAX, &buf, &len);
+	if (rc == 0 && key_path != NULL) {
+		rc = read_file(key_path, ADM_PEM_MAX, &pem, &pem_len);
+		if (rc == 0 && fmt_key_parse_public_pem(pem, pem_len, &key, &err) != IDP_OK) {
+			(void)fprintf(stderr, "idprov-admin: %s: %s\n", key_path, err.msg);
+			rc = EXIT_LOCAL;
+		}
+	}
+	struct fmt_audit_verdict v;
+	if (rc == 0 && fmt_audit_export_verify(buf, len, key, &v, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, err.msg);
+		rc = EXIT_REFUSED;
+	} else if (rc == 0) {
+		(void)printf("{\"intact\":%s,\"first_seq\":%lld,\"last_seq\":%lld,\"entries\":%lld,"
+		             "\"checkpoints\":%lld,\"truncated\":%s,\"key_id\":\"%s\"}\n",
+		             v.intact ? "true" : "false", (long long)v.first_seq,
+		             (long long)v.last_seq, (long long)v.entries, (long long)v.checkpoints,
+		             v.truncated ? "true" : "false", v.key_id);
+		if (!v.intact) {
+			(void)fprintf(stderr, "idprov-admin: audit export broken: %s\n", v.reason);
+			rc = EXIT_REFUSED;
+		} else if (key == NULL) {
+			(void)fprintf(stderr, "idprov-admin: note: checked with the export's own key "
+			                      "(give --key audit.pub to check who signed it)\n");
+		}
+	}
+	fmt_key_free(key);
+	free(pem);
+	free(buf);
+	return rc;
+}
+
+/* suspend, resume, suspension, allow, audit export, audit verify --file;
+ * -1 when argv is none of them. */
 static int site_cmd(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -633,6 +677,12 @@ static int site_cmd(const struct opts *o, int argc, char **argv)
 		static const char *const names[] = {"reason"};
 		const char *values[] = {argc == 3 ? argv[2] : NULL};
 		return post_json(o, "suspend", names, values, 1);
+	}
+	if ((argc == 4 || argc == 6) && strcmp(cmd, "audit") == 0 &&
+	    strcmp(argv[1], "verify") == 0 && strcmp(argv[2], "--file") == 0) {
+		if (argc == 6 && strcmp(argv[4], "--key") != 0)
+			return EXIT_USAGE;
+		return verify_export(argv[3], argc == 6 ? argv[5] : NULL);
 	}
 	if (argc == 1 && strcmp(cmd, "resume") == 0)
 		return post(o, "resume", "application/json", "{}", 2, NULL, NULL);

@@ -9,7 +9,8 @@
 # Signed checkpoints (one at every stop): truncating the tail, deleting
 # checkpoints (with the tail), forging a checkpoint's signature and inserting
 # entries are each detected and named; `audit export` writes JSON Lines whose
-# checkpoint signature and chain verify offline with the openssl command.
+# checkpoint signature verifies offline with the openssl command, and which
+# `idprov-admin audit verify --file` checks offline (edited, cut, other key).
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -182,6 +183,26 @@ t_grep "export --since 3: chained on entry 2's hash" "^\\{\"type\":\"export\",\"
 t_run "export --since 3: entries 3..5" [ "$(grep -c '"type":"entry"' "$T_TMP/export3.jsonl")" = 3 ]
 cli audit export --since yesterday
 t_run "export --since bad: usage (exit 2)" [ $? -eq 2 ]
+# idprov-admin verifies an export offline, against the key the holder has.
+ov() { "$IDP_BIN/idprov-admin" audit verify --file "$@" >"$T_TMP/ov" 2>"$T_TMP/ov.err"; }
+t_run "offline verify with audit.pub" ov "$T_TMP/export.jsonl" --key "$st/audit.pub"
+t_grep "offline: intact, 5 entries, 1 checkpoint" '^\{"intact":true,"first_seq":1,"last_seq":5,"entries":5,"checkpoints":1,"truncated":false,"key_id":"[0-9a-f]{64}"\}$' "$T_TMP/ov"
+t_run "offline verify of the part from 3" ov "$T_TMP/export3.jsonl" --key "$st/audit.pub"
+t_run "offline without --key: verifies, says whose key" ov "$T_TMP/export.jsonl"
+t_grep "offline without --key: the note" "checked with the export's own key" "$T_TMP/ov.err"
+sed 's/"detail":"10.0.0.3:3"/"detail":"10.0.0.9:9"/' "$T_TMP/export.jsonl" >"$T_TMP/edited.jsonl"
+ov "$T_TMP/edited.jsonl" --key "$st/audit.pub"
+t_run "offline: an edited entry, exit 1" [ $? -eq 1 ]
+t_grep "offline: the edited entry named" 'audit export broken: entry 3: hash does not match' "$T_TMP/ov.err"
+grep -v -e '"seq":4,"at"' -e '"seq":5,"at"' "$T_TMP/export.jsonl" | grep -v '"type":"checkpoint"' >"$T_TMP/cut.jsonl"
+grep '"type":"checkpoint"' "$T_TMP/export.jsonl" >>"$T_TMP/cut.jsonl"
+ov "$T_TMP/cut.jsonl" --key "$st/audit.pub"
+t_run "offline: the tail cut, exit 1" [ $? -eq 1 ]
+t_grep "offline: truncation named" 'audit export broken: entries missing at the end: checkpoint 1 covers entry 5' "$T_TMP/ov.err"
+openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout >"$T_TMP/other.pub" 2>/dev/null
+ov "$T_TMP/export.jsonl" --key "$T_TMP/other.pub"
+t_run "offline: another key, exit 1" [ $? -eq 1 ]
+t_grep "offline: another key named" 'audit_key: not the key given' "$T_TMP/ov.err"
 srv_stop
 t_run "server stops cleanly at the end" [ "$SRV_RC" -eq 0 ]
 t_done
