@@ -98,7 +98,7 @@ void fmt_audit_checkpoint_bytes(const struct fmt_audit_checkpoint *c,
 
 bool fmt_audit_hash_from_hex(const char *hex, size_t len, uint8_t out[static FMT_AUDIT_HASH_LEN])
 {
-	if (hex == NULL || len != 2 * FMT_AUDIT_HASH_LEN)
+	if (hex == NULL || len != (size_t)2 * FMT_AUDIT_HASH_LEN)
 		return false;
 	for (size_t i = 0; i < FMT_AUDIT_HASH_LEN; i++) {
 		unsigned v = 0;

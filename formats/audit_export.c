@@ -174,7 +174,7 @@ static enum idp_err checkpoint(struct run *r, const cJSON *o, struct idp_error *
 	if (rc == IDP_OK)
 		rc = fmt_json_get_string(o, "key_id", true, false, 64, &kid, &kid_len, err);
 	if (rc == IDP_OK)
-		rc = fmt_json_get_string(o, "sig", true, false, 2 * FMT_KEY_SIG_MAX, &sig64,
+		rc = fmt_json_get_string(o, "sig", true, false, (size_t)2 * FMT_KEY_SIG_MAX, &sig64,
 		                         &sig64_len, err);
 	if (rc == IDP_OK &&
 	    fmt_b64_decode(FMT_B64_STD, sig64, sig64_len, sig, sizeof(sig), &sig_len, NULL) != IDP_OK)
