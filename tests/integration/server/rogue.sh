@@ -116,12 +116,16 @@ t_refuse "own instance not a rogue: no site.rogue yet" grep -q 'event=site.rogue
 
 # A rogue: another CA's fingerprint, not on the list.
 rogue_fp=$(printf 'rogue' | sha256sum | cut -c1-64)
+t0=$(date +%s%3N)
 (in_ns b "$NB" avahi-publish -s "idprov rogue" _idprov._tcp 8443 v=1 path=/v1 "fp=$rogue_fp") \
 	>"$T_TMP/rogue.log" 2>&1 &
 RPID=$!
 NETNS_PIDS+=("$RPID")
 t_run "rogue published by avahi-publish" t_wait "$T_TMP/rogue.log" 'Established under name'
 t_run "server suspended provisioning" t_wait "$T_TMP/srv.log" 'level=warn event=site.suspended reason='
+# A figure, not an assertion: from starting avahi-publish to the suspension.
+ts=$(grep -o '^ts=[^ ]* level=warn event=site.suspended ' "$T_TMP/srv.log" | head -1 | cut -d' ' -f1 | cut -c4-)
+[ -z "$ts" ] || echo "# measured: rogue published -> suspended in $(($(date -d "$ts" +%s%3N) - t0)) ms"
 t_grep "log line names the rogue" "level=warn event=site.rogue name=\"idprov rogue\" host=\"idpd-b-$$.local\" addr=10.78.1.2 port=8443 fp=$rogue_fp own=no" "$T_TMP/srv.log"
 t_run "rogue: provision 503" [ "$(nprov)" = 503 ]
 t_grep "rogue: suspended, reason names it" "\"code\":\"suspended\",\"message\":\"provisioning suspended until an administrator resumes it: rogue DNS-SD publisher: name=.*idprov rogue.* addr=10.78.1.2 port=8443 fp=$rogue_fp\"" "$T_TMP/prov"
