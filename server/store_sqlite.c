@@ -258,6 +258,7 @@ enum stmt_id {
 	S_OOB_USE,
 	S_OOB_FAIL,
 	S_OOB_LIST,
+	S_SUSPENSION_GET,
 	S_COUNT_
 };
 
@@ -405,6 +406,8 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_OOB_FAIL] = "UPDATE oob_secrets SET failures = failures + 1 WHERE device_id = ?1",
         [S_OOB_LIST] = "SELECT " OOB_COLS " FROM oob_secrets "
                        "WHERE device_id > coalesce(?1, '') ORDER BY device_id LIMIT ?2",
+        /* Read on every provisioning request (server/site.h): kept prepared. */
+        [S_SUSPENSION_GET] = "SELECT suspended, reason, since FROM site_state WHERE id = 1",
 };
 
 struct srv_store {
@@ -2329,19 +2332,15 @@ enum idp_err srv_store_suspension_get(struct srv_store *st, struct srv_suspensio
 {
 	memset(out, 0, sizeof(*out));
 	sqlite3_stmt *s = NULL;
-	enum idp_err rc = prep(st, "SELECT suspended, reason, since FROM site_state WHERE id = 1",
-	                       NULL, 0, &s, err);
+	enum idp_err rc = query_row(st, S_SUSPENSION_GET, NULL, 0, &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK; /* never suspended */
 	if (rc != IDP_OK)
 		return rc;
-	int r = sqlite3_step(s);
-	if (r == SQLITE_ROW) {
-		out->suspended = sqlite3_column_int64(s, 0) != 0;
-		rc = col_text(s, 1, out->reason, sizeof(out->reason), "suspension reason", err);
-		out->since = sqlite3_column_int64(s, 2);
-	} else if (r != SQLITE_DONE) {
-		rc = db_error(st, "suspension", err);
-	}
-	(void)sqlite3_finalize(s);
+	out->suspended = sqlite3_column_int64(s, 0) != 0;
+	rc = col_text(s, 1, out->reason, sizeof(out->reason), "suspension reason", err);
+	out->since = sqlite3_column_int64(s, 2);
+	stmt_done(s);
 	return rc;
 }
 
