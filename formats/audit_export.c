@@ -3,7 +3,6 @@
  */
 #include "formats/audit_export.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +27,13 @@ struct run {
 	struct fmt_audit_verdict *out;
 };
 
-static void finding(struct run *r, const char *fmt, ...) IDP_PRINTF(2, 3);
-static void finding(struct run *r, const char *fmt, ...)
+#define REASON_SIZE sizeof(((struct fmt_audit_verdict *)NULL)->reason)
+
+/* Where the first finding is written: the rest is then not checked. */
+static char *finding(struct run *r)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	(void)vsnprintf(r->out->reason, sizeof(r->out->reason), fmt, ap);
-	va_end(ap);
 	r->stop = true;
+	return r->out->reason;
 }
 
 /* Keep hash h as the hash of the newest entry. */
@@ -57,7 +55,8 @@ static enum idp_err keep(struct run *r, const uint8_t h[static FMT_AUDIT_HASH_LE
 
 static enum idp_err header(struct run *r, const cJSON *o, struct idp_error *err)
 {
-	static const char *const keys[] = {"type", "version", "first_seq", "prev_hash", "audit_key"};
+	static const char *const keys[] = {"type", "version", "first_seq", "prev_hash",
+	                                   "audit_key"};
 	int64_t version = 0;
 	const char *prev = NULL;
 	size_t prev_len = 0;
@@ -78,8 +77,9 @@ static enum idp_err header(struct run *r, const cJSON *o, struct idp_error *err)
 	else if (rc == IDP_OK && !cJSON_IsNull(k))
 		rc = idp_error_set(err, IDP_E_FORMAT, "audit_key: not a PEM string or null");
 	if (rc == IDP_OK && r->key != NULL && r->own != NULL && !fmt_key_equal(r->key, r->own))
-		rc = idp_error_set(err, IDP_E_VERIFY,
-		                   "audit_key: not the key given (the export was signed by another)");
+		rc = idp_error_set(
+		        err, IDP_E_VERIFY,
+		        "audit_key: not the key given (the export was signed by another)");
 	if (rc == IDP_OK && r->key == NULL)
 		r->key = r->own;
 	if (rc == IDP_OK && r->key != NULL) {
@@ -106,7 +106,7 @@ static enum idp_err text_or_null(const cJSON *o, const char *name, size_t max, c
 
 static enum idp_err entry(struct run *r, const cJSON *o, struct idp_error *err)
 {
-	static const char *const keys[] = {"type",   "seq",    "at",  "event",
+	static const char *const keys[] = {"type",    "seq",    "at",  "event",
 	                                   "subject", "detail", "hash"};
 	struct fmt_audit_entry e;
 	memset(&e, 0, sizeof(e));
@@ -122,7 +122,8 @@ static enum idp_err entry(struct run *r, const cJSON *o, struct idp_error *err)
 		rc = fmt_json_get_string(o, "event", true, false, FMT_AUDIT_FIELD_MAX, &e.event,
 		                         &e.event_len, err);
 	if (rc == IDP_OK)
-		rc = text_or_null(o, "subject", FMT_AUDIT_FIELD_MAX, &e.subject, &e.subject_len, err);
+		rc = text_or_null(o, "subject", FMT_AUDIT_FIELD_MAX, &e.subject, &e.subject_len,
+		                  err);
 	if (rc == IDP_OK)
 		rc = text_or_null(o, "detail", FMT_AUDIT_FIELD_MAX, &e.detail, &e.detail_len, err);
 	if (rc == IDP_OK)
@@ -130,15 +131,18 @@ static enum idp_err entry(struct run *r, const cJSON *o, struct idp_error *err)
 	if (rc != IDP_OK || r->stop)
 		return rc;
 	if (e.seq != r->out->last_seq + 1) {
-		finding(r, "entry %lld follows entry %lld: entries missing or inserted",
-		        (long long)e.seq, (long long)r->out->last_seq);
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "entry %lld follows entry %lld: entries missing or inserted",
+		               (long long)e.seq, (long long)r->out->last_seq);
 		return IDP_OK;
 	}
 	rc = fmt_audit_hash(r->prev, &e, h, err);
 	if (rc != IDP_OK)
 		return rc;
-	if (!fmt_audit_hash_from_hex(hash, hash_len, stored) || CRYPTO_memcmp(stored, h, sizeof(h)) != 0) {
-		finding(r,
+	if (!fmt_audit_hash_from_hex(hash, hash_len, stored) ||
+	    CRYPTO_memcmp(stored, h, sizeof(h)) != 0) {
+		(void)snprintf(
+		        finding(r), REASON_SIZE,
 		        "entry %lld: hash does not match (entry changed or moved, or one before it "
 		        "removed)",
 		        (long long)e.seq);
@@ -176,31 +180,36 @@ static enum idp_err checkpoint(struct run *r, const cJSON *o, struct idp_error *
 	if (rc == IDP_OK)
 		rc = fmt_json_get_string(o, "sig", true, false, (size_t)2 * FMT_KEY_SIG_MAX, &sig64,
 		                         &sig64_len, err);
-	if (rc == IDP_OK &&
-	    fmt_b64_decode(FMT_B64_STD, sig64, sig64_len, sig, sizeof(sig), &sig_len, NULL) != IDP_OK)
+	if (rc == IDP_OK && fmt_b64_decode(FMT_B64_STD, sig64, sig64_len, sig, sizeof(sig),
+	                                   &sig_len, NULL) != IDP_OK)
 		rc = idp_error_set(err, IDP_E_FORMAT, "sig: not base64");
 	if (rc != IDP_OK || r->stop)
 		return rc;
 	uint8_t bytes[FMT_AUDIT_CKPT_LEN];
 	fmt_audit_checkpoint_bytes(&c, bytes);
 	if (r->last_n != 0 && c.n != r->last_n + 1) {
-		finding(r, "checkpoint %lld follows checkpoint %lld: checkpoints missing or inserted",
+		(void)snprintf(
+		        finding(r), REASON_SIZE,
+		        "checkpoint %lld follows checkpoint %lld: checkpoints missing or inserted",
 		        (long long)c.n, (long long)r->last_n);
 	} else if (r->key == NULL || kid_len != 64 || strncmp(kid, r->out->key_id, 64) != 0 ||
 	           fmt_key_verify(r->key, FMT_SIG_RAW, bytes, sizeof(bytes), sig, sig_len, NULL) !=
 	                   IDP_OK) {
-		finding(r, "checkpoint %lld (entry %lld): signature does not verify", (long long)c.n,
-		        (long long)c.seq);
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "checkpoint %lld (entry %lld): signature does not verify",
+		               (long long)c.n, (long long)c.seq);
 	} else if (c.seq > r->out->last_seq) {
 		r->out->truncated = true;
-		finding(r, "entries missing at the end: checkpoint %lld covers entry %lld",
-		        (long long)c.n, (long long)c.seq);
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "entries missing at the end: checkpoint %lld covers entry %lld",
+		               (long long)c.n, (long long)c.seq);
 	} else if (c.seq >= r->out->first_seq - 1 &&
 	           CRYPTO_memcmp(r->hashes + (size_t)(c.seq - (r->out->first_seq - 1)) *
 	                                             FMT_AUDIT_HASH_LEN,
 	                         c.hash, FMT_AUDIT_HASH_LEN) != 0) {
-		finding(r, "checkpoint %lld: the hash it signed is not entry %lld's", (long long)c.n,
-		        (long long)c.seq);
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "checkpoint %lld: the hash it signed is not entry %lld's",
+		               (long long)c.n, (long long)c.seq);
 	} else {
 		r->last_n = c.n;
 		r->out->checkpoints++;
@@ -237,7 +246,8 @@ enum idp_err fmt_audit_export_verify(const uint8_t *buf, size_t len, const struc
 		else if (rc == IDP_OK && strcmp(type, "checkpoint") == 0)
 			rc = checkpoint(&r, o, err);
 		else if (rc == IDP_OK)
-			rc = idp_error_set(err, IDP_E_FORMAT, "type: not export, entry or checkpoint");
+			rc = idp_error_set(err, IDP_E_FORMAT,
+			                   "type: not export, entry or checkpoint");
 		cJSON_Delete(o);
 		if (rc != IDP_OK)
 			idp_error_prefix(err, "audit export: line %zu", line);

@@ -18,14 +18,14 @@
 #define FMT_AUDIT_EXPORT_LINE_MAX 8192u /* bytes of one line (an entry is < 2.5 KiB) */
 
 struct fmt_audit_verdict {
-	bool intact;          /* every entry and checkpoint verified */
-	int64_t first_seq;    /* the header's */
-	int64_t last_seq;     /* the last entry that verified (first_seq - 1: none) */
-	int64_t entries;      /* entries that verified */
-	int64_t checkpoints;  /* checkpoints that verified */
-	bool truncated;       /* a checkpoint covers entries the export lacks */
-	char key_id[65];      /* hex SHA-256 of the key used */
-	char reason[256];     /* the first finding, naming the entry or checkpoint; "" */
+	bool intact;         /* every entry and checkpoint verified */
+	int64_t first_seq;   /* the header's */
+	int64_t last_seq;    /* the last entry that verified (first_seq - 1: none) */
+	int64_t entries;     /* entries that verified */
+	int64_t checkpoints; /* checkpoints that verified */
+	bool truncated;      /* a checkpoint covers entries the export lacks */
+	char key_id[65];     /* hex SHA-256 of the key used */
+	char reason[256];    /* the first finding, naming the entry or checkpoint; "" */
 };
 
 /* Verify the export buf[0..len). key: the audit public key to trust (the

@@ -20,9 +20,9 @@
 #include "server/handlers.h"
 #include "server/log.h"
 
-#define CKPT_FILE_MAX  2048u /* bytes of STATE/audit.checkpoint */
-#define CKPT_PAGE      1000  /* audit rows read at a time by the export */
-#define CKPT_SIG_B64   ((FMT_KEY_SIG_MAX + 2) / 3 * 4 + 1)
+#define CKPT_FILE_MAX 2048u /* bytes of STATE/audit.checkpoint */
+#define CKPT_PAGE     1000  /* audit rows read at a time by the export */
+#define CKPT_SIG_B64  ((FMT_KEY_SIG_MAX + 2) / 3 * 4 + 1)
 
 struct srv_ckpt {
 	struct fmt_key *key;
@@ -32,8 +32,7 @@ struct srv_ckpt {
 };
 
 /* The key ID: hex SHA-256 of the key's SPKI DER. */
-static enum idp_err key_id_of(const struct fmt_key *key, char out[static 65],
-                              struct idp_error *err)
+static enum idp_err key_id_of(const struct fmt_key *key, char out[static 65], struct idp_error *err)
 {
 	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
 	enum idp_err rc = fmt_key_fingerprint(key, fp, err);
@@ -61,8 +60,8 @@ enum idp_err srv_ckpt_open(const struct srv_state *state, struct srv_ckpt **out,
 		return rc;
 	}
 	if (created)
-		srv_log(SRV_LOG_INFO, "audit.key_created", "path=%s/audit.key key_id=%s", state->dir,
-		        ck->key_id);
+		srv_log(SRV_LOG_INFO, "audit.key_created", "path=%s/audit.key key_id=%s",
+		        state->dir, ck->key_id);
 	*out = ck;
 	return IDP_OK;
 }
@@ -227,11 +226,12 @@ static int check_one(void *ctx, const struct srv_checkpoint *c)
 		if (w->chain->broken_seq != 0 && w->chain->broken_seq <= c->seq)
 			return 1; /* the chain's break is the finding; stop here */
 		o->truncated = true;
-		(void)snprintf(buf, sizeof(buf),
-		               "entries %lld..%lld missing (tail truncated): checkpoint %lld signed at "
-		               "%lld covers entry %lld, the log ends at %lld",
-		               (long long)w->chain->head_seq + 1, (long long)c->seq, (long long)c->n,
-		               (long long)c->at, (long long)c->seq, (long long)w->chain->head_seq);
+		(void)snprintf(
+		        buf, sizeof(buf),
+		        "entries %lld..%lld missing (tail truncated): checkpoint %lld signed at "
+		        "%lld covers entry %lld, the log ends at %lld",
+		        (long long)w->chain->head_seq + 1, (long long)c->seq, (long long)c->n,
+		        (long long)c->at, (long long)c->seq, (long long)w->chain->head_seq);
 		why = buf;
 	} else if (why == NULL && c->seq > 0) {
 		w->row_found = false;
@@ -246,8 +246,9 @@ static int check_one(void *ctx, const struct srv_checkpoint *c)
 		if (why == buf)
 			(void)snprintf(o->reason, sizeof(o->reason), "%s", buf);
 		else
-			(void)snprintf(o->reason, sizeof(o->reason), "checkpoint %lld (entry %lld): %s",
-			               (long long)c->n, (long long)c->seq, why);
+			(void)snprintf(o->reason, sizeof(o->reason),
+			               "checkpoint %lld (entry %lld): %s", (long long)c->n,
+			               (long long)c->seq, why);
 		return 1;
 	}
 	w->prev = *c;
@@ -268,10 +269,11 @@ static enum idp_err check_file(struct walk *w, const char *dir, struct idp_error
 	if (rc == IDP_E_NOTFOUND) {
 		if (o->checkpoints > 0) {
 			o->bad_n = o->last_n;
-			(void)snprintf(o->reason, sizeof(o->reason),
-			               "%s/%s is missing: cannot tell whether newer checkpoints were "
-			               "deleted",
-			               dir, SRV_CKPT_FILE);
+			(void)snprintf(
+			        o->reason, sizeof(o->reason),
+			        "%s/%s is missing: cannot tell whether newer checkpoints were "
+			        "deleted",
+			        dir, SRV_CKPT_FILE);
 		}
 		return IDP_OK;
 	}
@@ -308,12 +310,13 @@ static enum idp_err check_file(struct walk *w, const char *dir, struct idp_error
 	} else if (c.n > o->last_n) {
 		o->bad_n = c.n;
 		o->truncated = c.seq > w->chain->head_seq;
-		(void)snprintf(o->reason, sizeof(o->reason),
-		               "checkpoints %lld..%lld missing from the database (%s holds checkpoint "
-		               "%lld of entry %lld)%s",
-		               (long long)o->last_n + 1, (long long)c.n, SRV_CKPT_FILE,
-		               (long long)c.n, (long long)c.seq,
-		               o->truncated ? "; entries after the log's end are missing too" : "");
+		(void)snprintf(
+		        o->reason, sizeof(o->reason),
+		        "checkpoints %lld..%lld missing from the database (%s holds checkpoint "
+		        "%lld of entry %lld)%s",
+		        (long long)o->last_n + 1, (long long)c.n, SRV_CKPT_FILE, (long long)c.n,
+		        (long long)c.seq,
+		        o->truncated ? "; entries after the log's end are missing too" : "");
 	}
 	return IDP_OK;
 }
@@ -335,7 +338,8 @@ enum idp_err srv_ckpt_check(struct srv_store *st, const char *dir, struct srv_au
 		if (rc == IDP_OK) {
 			out->bad_n = c.n;
 			(void)snprintf(out->reason, sizeof(out->reason),
-			               "checkpoint %lld: %s/audit.pub is missing", (long long)c.n, dir);
+			               "checkpoint %lld: %s/audit.pub is missing", (long long)c.n,
+			               dir);
 		}
 		return rc;
 	}
@@ -358,13 +362,14 @@ enum idp_err srv_ckpt_check(struct srv_store *st, const char *dir, struct srv_au
 
 /* ---------------------------------------------------------------- export */
 
-struct export {
+struct export
+{
 	struct evbuffer *out;
 	bool failed;
-	int64_t since_at;    /* entries with at >= since_at only, from the first such */
-	int64_t last_seq;    /* the last row read */
-	uint8_t prev[32];    /* the hash of the entry before the first exported */
-	int64_t first_seq;   /* 0 until the first entry is exported */
+	int64_t since_at;  /* entries with at >= since_at only, from the first such */
+	int64_t last_seq;  /* the last row read */
+	uint8_t prev[32];  /* the hash of the entry before the first exported */
+	int64_t first_seq; /* 0 until the first entry is exported */
 	int64_t rows;
 };
 
@@ -469,7 +474,8 @@ void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 	 * chains on its own (formats/audit.md §7): every row before is skipped. */
 	if (rc == IDP_OK && since_seq > 1) {
 		struct export pre = {.since_at = INT64_MAX};
-		rc = srv_store_audit_foreach(ctx->store, since_seq - 2, 1, export_entry, &pre, &err);
+		rc = srv_store_audit_foreach(ctx->store, since_seq - 2, 1, export_entry, &pre,
+		                             &err);
 		memcpy(x.prev, pre.prev, sizeof(x.prev));
 	}
 	x.last_seq = since_seq - 1;
@@ -524,8 +530,8 @@ void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 	} else {
 		size_t len = evbuffer_get_length(all);
 		const unsigned char *p = evbuffer_pullup(all, -1);
-		srv_http_reply(req, 200, "application/jsonl", p != NULL ? p : (const unsigned char *)"",
-		               len);
+		srv_http_reply(req, 200, "application/jsonl",
+		               p != NULL ? p : (const unsigned char *)"", len);
 		srv_log(SRV_LOG_INFO, "admin.done",
 		        "loop=%u action=audit_export first_seq=%lld bytes=%zu", ctx->loop,
 		        (long long)x.first_seq, len);

@@ -89,7 +89,8 @@ static void fp_of(const struct fio_dnssd_found *f, char out[static SITE_FP_LEN +
 {
 	const char *v = fio_dnssd_txt_get(f, "fp");
 	out[0] = '\0';
-	if (v == NULL || strlen(v) != SITE_FP_LEN || strspn(v, "0123456789abcdefABCDEF") != SITE_FP_LEN)
+	if (v == NULL || strlen(v) != SITE_FP_LEN ||
+	    strspn(v, "0123456789abcdefABCDEF") != SITE_FP_LEN)
 		return;
 	for (size_t i = 0; i <= SITE_FP_LEN; i++)
 		out[i] = (char)tolower((unsigned char)v[i]);
@@ -180,7 +181,8 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 	(void)idp_quote(f->name, strlen(f->name), name);
 	(void)idp_quote(f->host, strlen(f->host), host);
 	if (!f->resolved) {
-		srv_log(SRV_LOG_WARN, "site.unresolved", "name=\"%s\" ifindex=%d", name, f->ifindex);
+		srv_log(SRV_LOG_WARN, "site.unresolved", "name=\"%s\" ifindex=%d", name,
+		        f->ifindex);
 		return;
 	}
 	char fp[SITE_FP_LEN + 1];
@@ -195,8 +197,9 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 		allowed = false; /* unknown: treat as a rogue */
 	}
 	if (allowed) {
-		srv_log(SRV_LOG_INFO, "site.allowed", "name=\"%s\" host=\"%s\" addr=%s port=%u fp=%s",
-		        name, host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
+		srv_log(SRV_LOG_INFO, "site.allowed",
+		        "name=\"%s\" host=\"%s\" addr=%s port=%u fp=%s", name, host, f->addr,
+		        (unsigned)f->port, fp[0] != '\0' ? fp : "none");
 		return;
 	}
 	srv_log(SRV_LOG_WARN, "site.rogue", "name=\"%s\" host=\"%s\" addr=%s port=%u fp=%s own=%s",
@@ -204,12 +207,12 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 	        f->own ? "yes" : "no");
 	char reason[SRV_STORE_DETAIL_MAX];
 	(void)snprintf(reason, sizeof(reason),
-	               "rogue DNS-SD publisher: name=\"%s\" host=%s addr=%s port=%u fp=%s",
-	               name, host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
+	               "rogue DNS-SD publisher: name=\"%s\" host=%s addr=%s port=%u fp=%s", name,
+	               host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
 	bool newly = false;
 	if (set_suspended(s->store, true, reason, "site.suspended", true, &newly, &err) != IDP_OK) {
-		srv_log(SRV_LOG_ERROR, "site.error", "error=\"%s\" note=\"suspension not recorded\"",
-		        err.msg);
+		srv_log(SRV_LOG_ERROR, "site.error",
+		        "error=\"%s\" note=\"suspension not recorded\"", err.msg);
 		return;
 	}
 	if (newly)
@@ -277,8 +280,8 @@ struct srv_site *srv_site_start(const struct srv_config *cfg, const struct srv_s
 	s->store = st;
 	(void)snprintf(s->fp, sizeof(s->fp), "%s", state->ca_fingerprint);
 	const char *b;
-	for (size_t i = 0; (b = srv_httpd_bound(h, i)) != NULL && s->n_ports < SRV_CONFIG_LISTEN_MAX;
-	     i++) {
+	for (size_t i = 0;
+	     (b = srv_httpd_bound(h, i)) != NULL && s->n_ports < SRV_CONFIG_LISTEN_MAX; i++) {
 		const char *c = strrchr(b, ':');
 		unsigned long p = c != NULL ? strtoul(c + 1, NULL, 10) : 0;
 		if (p > 0 && p <= 65535)
@@ -405,9 +408,9 @@ void srv_site_suspend(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	struct idp_error err = {0};
 	bool changed = false;
-	enum idp_err rc = set_suspended(ctx->store, true,
-	                                reason[0] != '\0' ? reason : "suspended by an administrator",
-	                                "admin.suspended", false, &changed, &err);
+	enum idp_err rc = set_suspended(
+	        ctx->store, true, reason[0] != '\0' ? reason : "suspended by an administrator",
+	        "admin.suspended", false, &changed, &err);
 	answer_state(ctx, req, "suspend", rc, &err, true);
 }
 
@@ -438,12 +441,13 @@ static enum idp_err rogue_present(struct srv_store *st, struct idp_error *err)
 		rc = is_allowed(st, &copy[i].f, copy[i].fp, &allowed, err);
 		if (rc == IDP_OK && !allowed) {
 			char q[IDP_QUOTE_MAX];
-			rc = idp_error_set(
-			        err, IDP_E_CONFLICT,
-			        "resume: a rogue publisher is still there: \"%s\" at %s port %u fp %s; "
-			        "withdraw it, or allow it (idprov-admin allow add)",
-			        idp_quote(copy[i].f.name, strlen(copy[i].f.name), q), copy[i].f.addr,
-			        (unsigned)copy[i].f.port, copy[i].fp[0] != '\0' ? copy[i].fp : "none");
+			rc = idp_error_set(err, IDP_E_CONFLICT,
+			                   "resume: a rogue publisher is still there: \"%s\" at %s "
+			                   "port %u fp %s; "
+			                   "withdraw it, or allow it (idprov-admin allow add)",
+			                   idp_quote(copy[i].f.name, strlen(copy[i].f.name), q),
+			                   copy[i].f.addr, (unsigned)copy[i].f.port,
+			                   copy[i].fp[0] != '\0' ? copy[i].fp : "none");
 		}
 	}
 	free(copy);
@@ -538,13 +542,14 @@ static enum idp_err check_entry(char *e, struct idp_error *err)
 	unsigned long port = pl > 0 && pl <= 5 && strspn(c + 1, "0123456789") == pl
 	                             ? strtoul(c + 1, NULL, 10)
 	                             : 0;
-	bool host_ok = hl > 0 && (e[0] == '['
-	                                  ? e[hl - 1] == ']' && hl > 2 &&
-	                                            strspn(e + 1, "0123456789abcdef:.") == hl - 2
-	                                  : strspn(e, "abcdefghijklmnopqrstuvwxyz0123456789.-") == hl);
+	bool host_ok =
+	        hl > 0 && (e[0] == '[' ? e[hl - 1] == ']' && hl > 2 &&
+	                                         strspn(e + 1, "0123456789abcdef:.") == hl - 2
+	                               : strspn(e, "abcdefghijklmnopqrstuvwxyz0123456789.-") == hl);
 	if (!host_ok || port == 0 || port > 65535)
-		return idp_error_set(err, IDP_E_FORMAT,
-		                     "entry: not HOST:PORT ([IPv6]:PORT) or a 64-hex CA fingerprint");
+		return idp_error_set(
+		        err, IDP_E_FORMAT,
+		        "entry: not HOST:PORT ([IPv6]:PORT) or a 64-hex CA fingerprint");
 	return IDP_OK;
 }
 
@@ -562,10 +567,10 @@ static void allow_change(struct srv_ctx *ctx, struct evhttp_request *req, bool a
 	if (rc == IDP_OK) {
 		rc = add ? srv_store_allow_add(ctx->store, entry, now, &err)
 		         : srv_store_allow_remove(ctx->store, entry, &err);
-		const struct srv_audit_event ev = {
-		        .at = now,
-		        .event = add ? "admin.allow_added" : "admin.allow_removed",
-		        .detail = entry};
+		const struct srv_audit_event ev = {.at = now,
+		                                   .event = add ? "admin.allow_added"
+		                                                : "admin.allow_removed",
+		                                   .detail = entry};
 		if (rc == IDP_OK)
 			rc = srv_store_audit_append(ctx->store, &ev, &err);
 		if (rc == IDP_OK)

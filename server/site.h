@@ -52,11 +52,11 @@ void srv_site_stop(struct srv_site *s);
 bool srv_site_refused(struct srv_ctx *ctx, struct evhttp_request *req);
 
 /* The admin API (server/handlers.c routes; bodies in docs/administrator.md). */
-srv_handler_fn srv_site_suspend;     /* POST /v1/admin/suspend {"reason"?} */
-srv_handler_fn srv_site_resume;      /* POST /v1/admin/resume {} */
-srv_handler_fn srv_site_status;      /* GET /v1/admin/suspension */
-srv_handler_fn srv_site_allow_add;   /* POST /v1/admin/allow {"entry"} */
+srv_handler_fn srv_site_suspend;      /* POST /v1/admin/suspend {"reason"?} */
+srv_handler_fn srv_site_resume;       /* POST /v1/admin/resume {} */
+srv_handler_fn srv_site_status;       /* GET /v1/admin/suspension */
+srv_handler_fn srv_site_allow_add;    /* POST /v1/admin/allow {"entry"} */
 srv_handler_fn srv_site_allow_remove; /* POST /v1/admin/allow/remove {"entry"} */
-srv_handler_fn srv_site_allow_list;  /* GET /v1/admin/allow */
+srv_handler_fn srv_site_allow_list;   /* GET /v1/admin/allow */
 
 #endif /* IDP_SERVER_SITE_H */
