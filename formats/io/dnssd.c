@@ -507,17 +507,34 @@ static void watch_client_cb(AvahiClient *c, AvahiClientState state, void *arg)
 		}
 		break;
 	case AVAHI_CLIENT_FAILURE:
-	case AVAHI_CLIENT_CONNECTING:
-		/* The daemon went away (or is not there yet): with
-		 * AVAHI_CLIENT_NO_FAIL the client reconnects by itself; the
-		 * browser is dead and made again once it runs. */
+	case AVAHI_CLIENT_CONNECTING: {
+		/* The daemon is not there (yet), or went away. The browser is
+		 * dead and made again once the daemon runs. */
+		int code = avahi_client_errno(c);
 		if (w->browser != NULL)
 			avahi_service_browser_free(w->browser);
 		w->browser = NULL;
 		(void)snprintf(msg, sizeof(msg), "avahi-daemon not reachable (%s); waiting for it",
-		               avahi_strerror(avahi_client_errno(c)));
+		               avahi_strerror(code));
 		watch_tell(w, FIO_DNSSD_WATCH_FAILED, NULL, msg);
+		/* WARNING: a client the daemon disconnected stays failed, even
+		 * with AVAHI_CLIENT_NO_FAIL (measured, Avahi 0.8): make a new one,
+		 * as avahi-browse does. Freeing c here, in its own callback, is
+		 * what Avahi's examples do. */
+		if (state == AVAHI_CLIENT_FAILURE && code == AVAHI_ERR_DISCONNECTED) {
+			avahi_client_free(c);
+			int e = 0;
+			w->client = NULL;
+			w->client = avahi_client_new(avahi_threaded_poll_get(w->poll),
+			                             AVAHI_CLIENT_NO_FAIL, watch_client_cb, w, &e);
+			if (w->client == NULL) {
+				(void)snprintf(msg, sizeof(msg), "cannot reconnect: %s",
+				               avahi_strerror(e));
+				watch_tell(w, FIO_DNSSD_WATCH_FAILED, NULL, msg);
+			}
+		}
 		break;
+	}
 	}
 }
 

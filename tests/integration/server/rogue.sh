@@ -10,7 +10,7 @@
 # changes nothing; one that is not suspends provisioning at once (503
 # suspended, flag, audit entry, log line, metric); resume is refused while it
 # is still published, and works once it is withdrawn; then a device
-# provisions. Where namespaces are not allowed the test says so and only the
+# provisions. The watch survives its avahi-daemon going away and coming back. Where namespaces are not allowed the test says so and only the
 # loopback part is counted.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
@@ -84,6 +84,7 @@ VB=$NETNS_VB
 t_run "A: dbus-daemon" bus a "$NA"
 t_run "B: dbus-daemon" bus b "$NB"
 t_run "A: avahi-daemon" avahi a "$NA" "$VA"
+AVAHI_A=$AVAHI_PID
 t_run "B: avahi-daemon" avahi b "$NB" "$VB"
 
 sa=$T_TMP/srv
@@ -151,6 +152,27 @@ t_grep "resume audited" 'event=admin.done .*action=resume' "$T_TMP/srv.log"
 rc=$?
 t_run "resumed: a device provisions (pending, exit 5)" [ "$rc" = 5 ]
 t_grep "resumed: the agent got a decision, no suspension" 'provision: still pending' "$T_TMP/ag.log"
+
+# A's avahi-daemon goes away and comes back: the watch waits, then browses
+# again, and a rogue published after that still suspends provisioning.
+netns_kill "$AVAHI_A"
+t_run "daemon gone: the watch says so" t_wait "$T_TMP/srv.log" 'level=warn event=dnssd.watch_failed error="avahi-daemon not reachable'
+t_run "A: avahi-daemon again" avahi a "$NA" "$VA"
+watching_again() {
+	local _
+	for _ in $(seq 1 300); do
+		[ "$(grep -c 'event=dnssd.watching' "$T_TMP/srv.log")" -ge 2 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+t_run "daemon back: watching again" watching_again
+(in_ns b "$NB" avahi-publish -s "idprov rogue 2" _idprov._tcp 8444 v=1 path=/v1 "fp=$rogue_fp") \
+	>"$T_TMP/rogue2.log" 2>&1 &
+NETNS_PIDS+=("$!")
+t_run "second rogue published" t_wait "$T_TMP/rogue2.log" 'Established under name'
+t_run "after the daemon's return: suspended again" t_wait "$T_TMP/srv.log" 'event=site.rogue name="idprov rogue 2"'
+t_run "suspended again: provision 503" [ "$(nprov)" = 503 ]
 kill -TERM "$SPID"
 wait "$SPID"
 t_run "server stops cleanly" [ $? = 0 ]
