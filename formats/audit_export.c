@@ -11,6 +11,7 @@
 
 #include "formats/audit.h"
 #include "formats/b64.h"
+#include "formats/buf.h"
 #include "formats/json.h"
 
 #define JSON_DEPTH 2u
@@ -19,8 +20,7 @@ struct run {
 	const struct fmt_key *key; /* the key checkpoints are checked with */
 	struct fmt_key *own;       /* the export's, when no key was given */
 	uint8_t prev[FMT_AUDIT_HASH_LEN];
-	uint8_t *hashes; /* hash(first_seq - 1 + i) for i = 0 .. entries */
-	size_t cap;      /* hashes held */
+	struct fmt_buf hashes; /* hash(first_seq - 1 + i) for i = 0 .. entries */
 	int64_t last_n;
 	bool header;
 	bool stop; /* a finding was made: the rest is not checked */
@@ -36,21 +36,12 @@ static char *finding(struct run *r)
 	return r->out->reason;
 }
 
-/* Keep hash h as the hash of the newest entry. */
+/* Keep hash h as the hash of the newest entry (slot 0: prev_hash). */
 static enum idp_err keep(struct run *r, const uint8_t h[static FMT_AUDIT_HASH_LEN],
                          struct idp_error *err)
 {
-	size_t i = (size_t)r->out->entries + 1; /* slot 0 is prev_hash */
-	if (i >= r->cap) {
-		size_t cap = r->cap < 1024 ? 1024 : r->cap * 2;
-		uint8_t *p = realloc(r->hashes, cap * FMT_AUDIT_HASH_LEN);
-		if (p == NULL)
-			return idp_error_set(err, IDP_E_NOMEM, "audit export: out of memory");
-		r->hashes = p;
-		r->cap = cap;
-	}
-	memcpy(r->hashes + i * FMT_AUDIT_HASH_LEN, h, FMT_AUDIT_HASH_LEN);
-	return IDP_OK;
+	fmt_buf_add(&r->hashes, h, FMT_AUDIT_HASH_LEN);
+	return fmt_buf_check(&r->hashes, "audit export: hashes", err);
 }
 
 static enum idp_err header(struct run *r, const cJSON *o, struct idp_error *err)
@@ -204,8 +195,8 @@ static enum idp_err checkpoint(struct run *r, const cJSON *o, struct idp_error *
 		               "entries missing at the end: checkpoint %lld covers entry %lld",
 		               (long long)c.n, (long long)c.seq);
 	} else if (c.seq >= r->out->first_seq - 1 &&
-	           CRYPTO_memcmp(r->hashes + (size_t)(c.seq - (r->out->first_seq - 1)) *
-	                                             FMT_AUDIT_HASH_LEN,
+	           CRYPTO_memcmp(r->hashes.p + (size_t)(c.seq - (r->out->first_seq - 1)) *
+	                                               FMT_AUDIT_HASH_LEN,
 	                         c.hash, FMT_AUDIT_HASH_LEN) != 0) {
 		(void)snprintf(finding(r), REASON_SIZE,
 		               "checkpoint %lld: the hash it signed is not entry %lld's",
@@ -222,6 +213,7 @@ enum idp_err fmt_audit_export_verify(const uint8_t *buf, size_t len, const struc
 {
 	memset(out, 0, sizeof(*out));
 	struct run r = {.key = key, .out = out};
+	fmt_buf_init(&r.hashes, SIZE_MAX, 0);
 	enum idp_err rc = IDP_OK;
 	size_t line = 0;
 	for (size_t off = 0; rc == IDP_OK && off < len;) {
@@ -257,6 +249,6 @@ enum idp_err fmt_audit_export_verify(const uint8_t *buf, size_t len, const struc
 		rc = idp_error_set(err, IDP_E_FORMAT, "audit export: empty");
 	out->intact = rc == IDP_OK && out->reason[0] == '\0';
 	fmt_key_free(r.own);
-	free(r.hashes);
+	fmt_buf_free(&r.hashes);
 	return rc;
 }
