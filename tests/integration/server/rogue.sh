@@ -158,20 +158,22 @@ t_grep "resumed: the agent got a decision, no suspension" 'provision: still pend
 netns_kill "$AVAHI_A"
 t_run "daemon gone: the watch says so" t_wait "$T_TMP/srv.log" 'level=warn event=dnssd.watch_failed error="avahi-daemon not reachable'
 t_run "A: avahi-daemon again" avahi a "$NA" "$VA"
-watching_again() {
+# wait_count PATTERN N: until the server log has N lines matching PATTERN (30 s at most).
+wait_count() {
 	local _
 	for _ in $(seq 1 300); do
-		[ "$(grep -c 'event=dnssd.watching' "$T_TMP/srv.log")" -ge 2 ] && return 0
+		[ "$(grep -cE -- "$1" "$T_TMP/srv.log")" -ge "$2" ] && return 0
 		sleep 0.1
 	done
 	return 1
 }
-t_run "daemon back: watching again" watching_again
+t_run "daemon back: watching again" wait_count 'event=dnssd.watching' 2
 (in_ns b "$NB" avahi-publish -s "idprov rogue 2" _idprov._tcp 8444 v=1 path=/v1 "fp=$rogue_fp") \
 	>"$T_TMP/rogue2.log" 2>&1 &
 NETNS_PIDS+=("$!")
 t_run "second rogue published" t_wait "$T_TMP/rogue2.log" 'Established under name'
-t_run "after the daemon's return: suspended again" t_wait "$T_TMP/srv.log" 'event=site.rogue name="idprov rogue 2"'
+t_run "after the daemon's return: suspended again" wait_count 'level=warn event=site.suspended reason=' 2
+t_grep "suspended again: the second rogue named" 'event=site.rogue name="idprov rogue 2"' "$T_TMP/srv.log"
 t_run "suspended again: provision 503" [ "$(nprov)" = 503 ]
 kill -TERM "$SPID"
 wait "$SPID"
