@@ -84,3 +84,34 @@ enum idp_err fmt_audit_hash(const uint8_t prev[static FMT_AUDIT_HASH_LEN],
 	free(buf);
 	return rc;
 }
+
+void fmt_audit_checkpoint_bytes(const struct fmt_audit_checkpoint *c,
+                                uint8_t out[static FMT_AUDIT_CKPT_LEN])
+{
+	size_t tl = sizeof(FMT_AUDIT_CKPT_TAG) - 1;
+	memcpy(out, FMT_AUDIT_CKPT_TAG, tl);
+	uint8_t *p = put_u64(out + tl, (uint64_t)c->n);
+	p = put_u64(p, (uint64_t)c->seq);
+	p = put_u64(p, (uint64_t)c->at);
+	memcpy(p, c->hash, FMT_AUDIT_HASH_LEN);
+}
+
+bool fmt_audit_hash_from_hex(const char *hex, size_t len, uint8_t out[static FMT_AUDIT_HASH_LEN])
+{
+	if (hex == NULL || len != (size_t)2 * FMT_AUDIT_HASH_LEN)
+		return false;
+	for (size_t i = 0; i < FMT_AUDIT_HASH_LEN; i++) {
+		unsigned v = 0;
+		for (size_t k = 0; k < 2; k++) {
+			char c = hex[2 * i + k];
+			if (c >= '0' && c <= '9')
+				v = v * 16 + (unsigned)(c - '0');
+			else if (c >= 'a' && c <= 'f')
+				v = v * 16 + (unsigned)(c - 'a' + 10);
+			else
+				return false;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return true;
+}

@@ -9,6 +9,7 @@
 #ifndef IDP_FORMATS_AUDIT_H
 #define IDP_FORMATS_AUDIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,5 +49,24 @@ IDP_MUST_CHECK enum idp_err fmt_audit_hash(const uint8_t prev[static FMT_AUDIT_H
                                            const struct fmt_audit_entry *e,
                                            uint8_t out[static FMT_AUDIT_HASH_LEN],
                                            struct idp_error *err);
+
+/* hex[0..len) (64 lower-case hex digits, as the admin API shows hashes) as
+ * 32 bytes into out; false when it is not that. */
+bool fmt_audit_hash_from_hex(const char *hex, size_t len, uint8_t out[static FMT_AUDIT_HASH_LEN]);
+
+/* A signed checkpoint of the chain's head (formats/audit.md §6). */
+#define FMT_AUDIT_CKPT_TAG "idprov-audit-checkpoint-v1" /* 26 bytes, no NUL */
+#define FMT_AUDIT_CKPT_LEN (26u + 8u + 8u + 8u + FMT_AUDIT_HASH_LEN) /* signed bytes */
+
+struct fmt_audit_checkpoint {
+	int64_t n;   /* 1, 2, ... with no gaps */
+	int64_t seq; /* the head it covers: 0 for an empty log */
+	int64_t at;  /* Unix seconds it was made */
+	uint8_t hash[FMT_AUDIT_HASH_LEN]; /* hash(seq), 32 zero bytes for seq 0 */
+};
+
+/* The bytes a checkpoint's signature covers (formats/audit.md §6.1). */
+void fmt_audit_checkpoint_bytes(const struct fmt_audit_checkpoint *c,
+                                uint8_t out[static FMT_AUDIT_CKPT_LEN]);
 
 #endif /* IDP_FORMATS_AUDIT_H */

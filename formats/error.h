@@ -34,6 +34,7 @@ enum idp_err {
 	IDP_E_CONFLICT = -13,   /* contradicts stored state */
 	IDP_E_TIMEOUT = -14,    /* a deadline passed */
 	IDP_E_AGAIN = -15,      /* try again later (pending, throttled) */
+	IDP_E_SUSPENDED = -16,  /* refused while an administrator's hold is on (a rogue server) */
 };
 
 struct idp_error {

@@ -99,7 +99,10 @@ static const struct key keys[] = {
         {"request-timeout", K_DURATION, FIELD(request_timeout), 1, 3600, "30s",
          "silence after which a connection is closed"},
         {"dnssd", K_BOOL, FIELD(dnssd), 0, 0, "on",
-         "publish _idprov._tcp by DNS-SD through avahi-daemon (formats/api.md section 11)"},
+         "publish _idprov._tcp by DNS-SD through avahi-daemon (formats/api.md section 11) "
+         "and suspend provisioning when another server publishes it"},
+        {"audit-checkpoint-interval", K_DURATION, FIELD(audit_checkpoint_interval), 1, 86400,
+         "10m", "time between signed checkpoints of the audit log (also one at every stop)"},
         {"log-burst", K_UINT, FIELD(log_burst), 0, 1000000, "50",
          "log lines of one event per second before the rest are counted, not written (0: all)"},
         {"throttle-per-minute", K_UINT, FIELD(throttle_per_minute), 0, 6000000, "600",
@@ -170,6 +173,7 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->throttle_oob_per_minute = 1;
 	cfg->throttle_oob_burst = 5;
 	cfg->dnssd = true;
+	cfg->audit_checkpoint_interval = 600;
 }
 
 /* Decimal digits of s with an optional one-letter suffix from units (its

@@ -78,7 +78,9 @@ struct srv_config {
 	unsigned throttle_station_burst;
 	unsigned throttle_oob_per_minute;    /* wrong out-of-band proofs a minute per ID (0: off) */
 	unsigned throttle_oob_burst;
-	bool dnssd;                          /* publish _idprov._tcp (server/publish.h) */
+	bool dnssd;                          /* publish _idprov._tcp (server/publish.h) and
+	                                      * watch for other publishers (server/site.h) */
+	int64_t audit_checkpoint_interval;   /* seconds between signed audit checkpoints */
 };
 
 enum srv_config_action {

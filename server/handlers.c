@@ -24,6 +24,8 @@
 #include "formats/pop.h"
 #include "server/import.h"
 #include "formats/io/log.h"
+#include "server/checkpoint.h"
+#include "server/site.h"
 
 #define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
 
@@ -297,10 +299,8 @@ static const char *source_of(struct evhttp_request *req, char buf[static SRV_STO
 	return n > 0 && (size_t)n <= SRV_STORE_SOURCE_MAX ? buf : NULL;
 }
 
-/* Answer code (429 throttled, 503 unavailable) with Retry-After: wait and,
- * as formats/api.md §9 says, the same retry_after in the JSON body. */
-static void error_with_retry(struct evhttp_request *req, enum fmt_api_err_code code,
-                             const char *msg, int64_t wait)
+void srv_handlers_error_retry(struct evhttp_request *req, enum fmt_api_err_code code,
+                              const char *msg, int64_t wait)
 {
 	char ra[24], body[FMT_API_ERROR_BODY_MAX];
 	size_t len = 0;
@@ -335,7 +335,7 @@ static bool key_throttled(struct srv_ctx *ctx, struct evhttp_request *req, struc
 	char msg[IDP_ERROR_MSG_MAX];
 	(void)snprintf(msg, sizeof(msg), "too many requests %s %s; retry after %lld s",
 	               strcmp(kind, "source") == 0 ? "from" : "for", wbuf, (long long)wait);
-	error_with_retry(req, FMT_API_ERR_THROTTLED, msg, wait);
+	srv_handlers_error_retry(req, FMT_API_ERR_THROTTLED, msg, wait);
 	return true;
 }
 
@@ -481,7 +481,7 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		else if (out.refusal == SRV_REFUSE_TOKEN)
 			srv_http_error(req, FMT_API_ERR_TOKEN_INVALID, "%s", err.msg);
 		else if (out.refusal == SRV_REFUSE_PENDING_LIMIT)
-			error_with_retry(req,
+			srv_handlers_error_retry(req,
 			                 rc == IDP_E_LIMIT ? FMT_API_ERR_THROTTLED
 			                                   : FMT_API_ERR_UNAVAILABLE,
 			                 err.msg, app->pcfg.retry_after);
@@ -522,13 +522,14 @@ out:
 
 void srv_handlers_provision(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!throttled(ctx, req))
+	if (!throttled(ctx, req) && !srv_site_refused(ctx, req))
 		device_request(ctx, req, FMT_API_PROVISION);
 }
 
 void srv_handlers_exchange(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	device_request(ctx, req, FMT_API_EXCHANGE);
+	if (!srv_site_refused(ctx, req))
+		device_request(ctx, req, FMT_API_EXCHANGE);
 }
 
 void srv_handlers_renew(struct srv_ctx *ctx, struct evhttp_request *req)

@@ -67,4 +67,10 @@ srv_handler_fn srv_handlers_exchange;  /* POST /v1/token/exchange */
 srv_handler_fn srv_handlers_renew;     /* POST /v1/token/renew */
 srv_handler_fn srv_handlers_batches;   /* POST /v1/batches (station certificate) */
 
+/* Answer code (429 throttled, 503 unavailable or suspended) with
+ * Retry-After: wait and, as formats/api.md §9 says, the same retry_after in
+ * the JSON body; msg is the message (client text escaped by the caller). */
+void srv_handlers_error_retry(struct evhttp_request *req, enum fmt_api_err_code code,
+                              const char *msg, int64_t wait);
+
 #endif /* IDP_SERVER_HANDLERS_H */

@@ -24,6 +24,7 @@
 
 #include <openssl/crypto.h>
 
+#include "server/checkpoint.h"
 #include "server/config.h"
 #include "server/handlers.h"
 #include "server/routes.h"
@@ -31,6 +32,7 @@
 #include "server/lock.h"
 #include "formats/io/log.h"
 #include "server/publish.h"
+#include "server/site.h"
 #include "server/state.h"
 
 /* Detach from the terminal: the parent exits once the child reports (over
@@ -74,6 +76,23 @@ static void report(int fd, char status)
 		(void)w;
 		(void)close(fd);
 	}
+}
+
+/* Sign a checkpoint of the audit log's head (server/checkpoint.h). */
+static void checkpoint(struct srv_ckpt *ck)
+{
+	struct srv_checkpoint c;
+	struct idp_error err = {0};
+	if (ck == NULL)
+		return;
+	if (srv_ckpt_write(ck, (int64_t)time(NULL), &c, &err) != IDP_OK) {
+		fio_log(FIO_LOG_ERROR, "audit.checkpoint_failed", "error=\"%s\"", err.msg);
+		return;
+	}
+	char hex[65];
+	fmt_key_fingerprint_hex(c.hash, hex);
+	fio_log(FIO_LOG_INFO, "audit.checkpoint", "n=%lld seq=%lld hash=%s", (long long)c.n,
+	        (long long)c.seq, hex);
 }
 
 static int run(const struct srv_config *cfg)
@@ -167,11 +186,32 @@ static int run(const struct srv_config *cfg)
 		        cfg->threads);
 	report(ready_fd, 0);
 	struct srv_publish *pub = srv_publish_start(cfg, state, h);
+	struct srv_site *site = srv_site_start(cfg, state, h);
+	struct srv_ckpt *ck = NULL;
+	if (srv_ckpt_open(state, &ck, &err) != IDP_OK)
+		fio_log(FIO_LOG_ERROR, "audit.checkpoint_failed",
+		        "error=\"%s\" note=\"no signed audit checkpoints this run\"", err.msg);
 
 	int sig = 0;
+	struct timespec next;
+	(void)clock_gettime(CLOCK_MONOTONIC, &next);
+	next.tv_sec += cfg->audit_checkpoint_interval;
 	for (;;) {
-		if (sigwait(&sigs, &sig) != 0)
+		/* Signals, and a signed audit checkpoint every interval. */
+		struct timespec now, wait = {0, 0};
+		(void)clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec < next.tv_sec)
+			wait.tv_sec = next.tv_sec - now.tv_sec;
+		sig = sigtimedwait(&sigs, NULL, &wait);
+		if (sig < 0) {
+			if (errno == EAGAIN) {
+				checkpoint(ck);
+				next.tv_sec += cfg->audit_checkpoint_interval;
+				if (next.tv_sec <= now.tv_sec)
+					next.tv_sec = now.tv_sec + cfg->audit_checkpoint_interval;
+			}
 			continue;
+		}
 		if (sig == SIGHUP) {
 			/* After idprovd --reset-admin: the new credential replaces the old. */
 			if (srv_state_admin_reload(state, &err) == IDP_OK)
@@ -185,8 +225,11 @@ static int run(const struct srv_config *cfg)
 		break;
 	}
 	fio_log(FIO_LOG_INFO, "http.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	srv_site_stop(site);
 	srv_publish_stop(pub); /* goodbye packets first: agents stop finding a closing server */
 	srv_httpd_shutdown(h);
+	checkpoint(ck); /* the last one covers every entry of this run */
+	srv_ckpt_close(ck);
 	srv_httpd_free(h);
 	srv_app_free(&app);
 	if (cfg->pid_file[0] != '\0')

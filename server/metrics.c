@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -73,6 +74,30 @@ static enum idp_err group(struct scrape *sc, struct srv_store *st, enum srv_stor
 	sc->family = name;
 	sc->label = label;
 	return srv_store_group_count(st, g, add_group_line, sc, err);
+}
+
+/* The suspension (server/site.h) and the newest audit checkpoint's age
+ * (server/checkpoint.h; absent before the first). */
+static enum idp_err site_metrics(struct scrape *sc, struct srv_store *st, struct idp_error *err)
+{
+	struct srv_suspension sus;
+	struct srv_checkpoint ck;
+	enum idp_err rc = srv_store_suspension_get(st, &sus, err);
+	if (rc != IDP_OK)
+		return rc;
+	family(sc, "idprov_suspended", "gauge",
+	       "1 while provisioning is suspended (a rogue server, or an administrator).");
+	add(sc, "idprov_suspended %d\n", sus.suspended ? 1 : 0);
+	rc = srv_store_checkpoint_last(st, &ck, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc == IDP_OK) {
+		int64_t age = (int64_t)time(NULL) - ck.at;
+		family(sc, "idprov_audit_checkpoint_age_seconds", "gauge",
+		       "Seconds since the newest signed audit checkpoint.");
+		add(sc, "idprov_audit_checkpoint_age_seconds %" PRId64 "\n", age > 0 ? age : 0);
+	}
+	return rc;
 }
 
 void srv_metrics_get(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -143,6 +168,8 @@ void srv_metrics_get(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (rc == IDP_OK)
 		rc = group(&sc, ctx->store, SRV_GROUP_REFUSAL, "idprov_provision_refusals_total",
 		           "counter", "reason", "Provisioning requests refused, by reason.", &err);
+	if (rc == IDP_OK)
+		rc = site_metrics(&sc, ctx->store, &err);
 	if (rc != IDP_OK) {
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 	} else if (sc.failed) {

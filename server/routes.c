@@ -9,8 +9,10 @@
 
 #include "formats/api.h"
 #include "server/admin.h"
+#include "server/checkpoint.h"
 #include "server/handlers.h"
 #include "server/metrics.h"
+#include "server/site.h"
 
 /* One line per endpoint: path, method, body limit (0: max-body), handler,
  * authentication. Its handler's header documents the body. */
@@ -50,6 +52,15 @@ static const struct srv_route table[] = {
 	{"/v1/admin/credentials/revoke", EVHTTP_REQ_POST, 0, srv_admin_credential_revoke, SRV_AUTH_ADMIN},
 	{"/v1/admin/oob", EVHTTP_REQ_POST, 0, srv_admin_oob_add, SRV_AUTH_ADMIN},
 	{"/v1/admin/oob", EVHTTP_REQ_GET, 0, srv_admin_oob_list, SRV_AUTH_ADMIN},
+	/* server/site.h: suspension and the allow-list */
+	{"/v1/admin/suspend", EVHTTP_REQ_POST, 0, srv_site_suspend, SRV_AUTH_ADMIN},
+	{"/v1/admin/resume", EVHTTP_REQ_POST, 0, srv_site_resume, SRV_AUTH_ADMIN},
+	{"/v1/admin/suspension", EVHTTP_REQ_GET, 0, srv_site_status, SRV_AUTH_ADMIN},
+	{"/v1/admin/allow", EVHTTP_REQ_POST, 0, srv_site_allow_add, SRV_AUTH_ADMIN},
+	{"/v1/admin/allow/remove", EVHTTP_REQ_POST, 0, srv_site_allow_remove, SRV_AUTH_ADMIN},
+	{"/v1/admin/allow", EVHTTP_REQ_GET, 0, srv_site_allow_list, SRV_AUTH_ADMIN},
+	/* server/checkpoint.h: the audit export */
+	{"/v1/admin/audit/export", EVHTTP_REQ_GET, 0, srv_ckpt_export, SRV_AUTH_ADMIN},
 };
 /* clang-format on */
 

@@ -202,23 +202,30 @@ static enum idp_err key_load(const char *dir, const char *name, struct fmt_key *
 }
 
 /* Load DIR/name as a P-256 private key, or generate one and save it. */
-static enum idp_err key_load_or_make(struct srv_state *s, const char *name, struct fmt_key **out,
-                                     struct idp_error *err)
+/* Load DIR/name, or make a key of type (saving its public half as
+ * DIR/pub_name too when that is not NULL); *created says which. */
+static enum idp_err key_load_or_make(const struct srv_state *s, const char *name,
+                                     enum fmt_key_type type, const char *pub_name,
+                                     struct fmt_key **out, bool *created, struct idp_error *err)
 {
-	char path[SRV_STATE_PATH_MAX + 32];
+	char path[SRV_STATE_PATH_MAX + 32], pub[SRV_STATE_PATH_MAX + 32];
+	*created = false;
 	enum idp_err rc = path_of(s, name, path, sizeof(path), err);
+	if (rc == IDP_OK && pub_name != NULL)
+		rc = path_of(s, pub_name, pub, sizeof(pub), err);
 	if (rc != IDP_OK)
 		return rc;
 	rc = key_load(s->dir, name, out, err);
 	if (rc != IDP_E_NOTFOUND)
 		return rc;
-	rc = fmt_key_generate(FMT_KEY_P256, out, err);
+	rc = fmt_key_generate(type, out, err);
 	if (rc == IDP_OK)
-		rc = fmt_keyfile_save(*out, path, NULL, err);
+		rc = fmt_keyfile_save(*out, path, pub_name != NULL ? pub : NULL, err);
 	if (rc != IDP_OK) {
 		fmt_key_free(*out);
 		*out = NULL;
 	}
+	*created = rc == IDP_OK;
 	return rc;
 }
 
@@ -946,6 +953,7 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 {
 	*out = NULL;
 	admin_secret[0] = '\0';
+	bool made = false; /* a key made anew (the certificates say so themselves) */
 	struct srv_state *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "state: out of memory");
@@ -988,7 +996,7 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 
 	/* The CA: its key is the root of everything; never replaced once made. */
 	if (rc == IDP_OK)
-		rc = key_load_or_make(s, "ca.key", &s->ca_key, err);
+		rc = key_load_or_make(s, "ca.key", FMT_KEY_P256, NULL, &s->ca_key, &made, err);
 	if (rc == IDP_OK) {
 		rc = cert_load(s, "ca.pem", &s->ca_cert, err);
 		if (rc == IDP_E_NOTFOUND) {
@@ -1004,7 +1012,8 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 
 	/* The server certificate: re-issued whenever it no longer fits. */
 	if (rc == IDP_OK)
-		rc = key_load_or_make(s, "server.key", &s->server_key, err);
+		rc = key_load_or_make(s, "server.key", FMT_KEY_P256, NULL, &s->server_key, &made,
+		                      err);
 	if (rc == IDP_OK) {
 		rc = cert_load(s, "server.pem", &s->server_cert, err);
 		if (rc == IDP_OK && !server_cert_fit(s, s->server_cert, names, n_names)) {
@@ -1081,4 +1090,18 @@ void srv_state_free(struct srv_state *s)
 	free(s->ca_pem);
 	srv_lock_release(s->lock_fd);
 	free(s);
+}
+
+/* ---------------------------------------------------------------- audit key */
+
+enum idp_err srv_state_audit_key(const struct srv_state *s, struct fmt_key **out, bool *created,
+                                 struct idp_error *err)
+{
+	return key_load_or_make(s, "audit.key", FMT_KEY_ED25519, "audit.pub", out, created, err);
+}
+
+enum idp_err srv_state_read_public(const char *dir, const char *name, size_t max, uint8_t **out,
+                                   size_t *len, struct idp_error *err)
+{
+	return read_checked(dir, name, PUBLIC_FORBID, max, out, len, err);
 }

@@ -157,6 +157,20 @@ IDP_MUST_CHECK enum idp_err srv_state_token_rotate(const struct srv_state *state
                                                    char kid[static SRV_STATE_KID_MAX],
                                                    struct idp_error *err);
 
+/* The audit key (server/checkpoint.h): DIR/audit.key, loaded and checked
+ * as token.key is; made on first call as Ed25519, with DIR/audit.pub
+ * (0644), and then *created is true. Caller frees *out. */
+IDP_MUST_CHECK enum idp_err srv_state_audit_key(const struct srv_state *state,
+                                                struct fmt_key **out, bool *created,
+                                                struct idp_error *err);
+
+/* Read DIR/name whole (at most max bytes; a regular file of ours, not a
+ * symlink, not writable by group or others): IDP_E_NOTFOUND when absent.
+ * Free *out with fmt_file_free_secret(*out, *len). */
+IDP_MUST_CHECK enum idp_err srv_state_read_public(const char *dir, const char *name, size_t max,
+                                                  uint8_t **out, size_t *len,
+                                                  struct idp_error *err);
+
 /* Release everything (keys are cleansed by OpenSSL). NULL is a no-op. */
 void srv_state_free(struct srv_state *state);
 

@@ -601,4 +601,61 @@ IDP_MUST_CHECK enum idp_err srv_store_check_audit(const struct srv_audit_event *
 IDP_MUST_CHECK enum idp_err srv_store_check_nonce(size_t len, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_check_proof(size_t len, struct idp_error *err);
 
+/* ---------------------------------------------------------------- site and checkpoints
+ * Provisioning suspension (a rogue DNS-SD publisher, or an administrator's
+ * hold; server/site.h), its allow-list, and the signed audit checkpoints
+ * (formats/audit.md §6). The suspension is one row: it outlives restarts. */
+#define SRV_STORE_ALLOW_MAX 300u /* "HOST:PORT" or a 64-hex fingerprint */
+
+struct srv_suspension {
+	bool suspended;
+	char reason[SRV_STORE_DETAIL_MAX + 1]; /* "" when none */
+	int64_t since;                         /* when it was last set or cleared; 0: never */
+};
+IDP_MUST_CHECK enum idp_err srv_store_suspension_get(struct srv_store *st,
+                                                     struct srv_suspension *out,
+                                                     struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_suspension_set(struct srv_store *st, bool suspended,
+                                                     const char *reason, int64_t now,
+                                                     struct idp_error *err);
+/* _add: IDP_E_DUPLICATE when present; _remove: IDP_E_NOTFOUND when absent;
+ * both name the entry. _foreach in entry order; non-zero from fn stops. */
+IDP_MUST_CHECK enum idp_err srv_store_allow_add(struct srv_store *st, const char *entry,
+                                                int64_t now, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_allow_remove(struct srv_store *st, const char *entry,
+                                                   struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+srv_store_allow_foreach(struct srv_store *st,
+                        int (*fn)(void *ctx, const char *entry, int64_t added_at), void *ctx,
+                        struct idp_error *err);
+
+/* The audit log's head: its seq (0: empty) and stored hash (zeros if none). */
+IDP_MUST_CHECK enum idp_err srv_store_audit_head(struct srv_store *st, int64_t *seq,
+                                                 uint8_t hash[static SRV_STORE_HASH_LEN],
+                                                 struct idp_error *err);
+
+/* One signed checkpoint of the audit head (formats/audit.md §6). */
+struct srv_checkpoint {
+	int64_t n;   /* 1, 2, ... */
+	int64_t seq; /* the head it covers (0: an empty log) */
+	int64_t at;
+	uint8_t hash[SRV_STORE_HASH_LEN];
+	size_t hash_len; /* 32; other values only in a tampered row */
+	char key_id[65]; /* hex SHA-256 of the audit key's SPKI */
+	uint8_t sig[FMT_KEY_SIG_MAX];
+	size_t sig_len;
+};
+/* _add: IDP_E_DUPLICATE when n exists. _foreach: n > after_n in n order, at
+ * most limit. _last: the highest n, or IDP_E_NOTFOUND. */
+IDP_MUST_CHECK enum idp_err srv_store_checkpoint_add(struct srv_store *st,
+                                                     const struct srv_checkpoint *c,
+                                                     struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+srv_store_checkpoint_foreach(struct srv_store *st, int64_t after_n, int64_t limit,
+                             int (*fn)(void *ctx, const struct srv_checkpoint *c), void *ctx,
+                             struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_checkpoint_last(struct srv_store *st,
+                                                      struct srv_checkpoint *out,
+                                                      struct idp_error *err);
+
 #endif /* IDP_SERVER_STORE_H */

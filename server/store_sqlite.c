@@ -156,6 +156,26 @@ static const char *const migrations[] = {
         "  used_at INTEGER NOT NULL DEFAULT 0,"
         "  failures INTEGER NOT NULL DEFAULT 0"
         ") STRICT;",
+        /* 6: provisioning suspension (rogue DNS-SD publishers) and its
+         * allow-list; signed audit checkpoints (formats/audit.md §6). */
+        "CREATE TABLE site_state ("
+        "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+        "  suspended INTEGER NOT NULL CHECK (suspended IN (0, 1)),"
+        "  reason TEXT,"
+        "  since INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE site_allow ("
+        "  entry TEXT PRIMARY KEY,"
+        "  added_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE audit_checkpoints ("
+        "  n INTEGER PRIMARY KEY,"
+        "  seq INTEGER NOT NULL,"
+        "  at INTEGER NOT NULL,"
+        "  hash BLOB NOT NULL,"
+        "  key_id TEXT NOT NULL,"
+        "  sig BLOB NOT NULL"
+        ") STRICT;",
 };
 #define MIGRATION_AUDIT_CHAIN 4 /* the version whose migration chains the audit rows */
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -238,6 +258,7 @@ enum stmt_id {
 	S_OOB_USE,
 	S_OOB_FAIL,
 	S_OOB_LIST,
+	S_SUSPENSION_GET,
 	S_COUNT_
 };
 
@@ -385,6 +406,8 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_OOB_FAIL] = "UPDATE oob_secrets SET failures = failures + 1 WHERE device_id = ?1",
         [S_OOB_LIST] = "SELECT " OOB_COLS " FROM oob_secrets "
                        "WHERE device_id > coalesce(?1, '') ORDER BY device_id LIMIT ?2",
+        /* Read on every provisioning request (server/site.h): kept prepared. */
+        [S_SUSPENSION_GET] = "SELECT suspended, reason, since FROM site_state WHERE id = 1",
 };
 
 struct srv_store {
@@ -2125,4 +2148,207 @@ enum idp_err srv_store_oob_foreach(struct srv_store *st, const char *after, int6
 			break;
 	}
 	return rows_end(&it);
+}
+
+/* ---------------------------------------------------------------- site and checkpoints */
+
+/* Statements of this block are prepared per call (they run rarely: admin
+ * actions, a rogue sighting, one checkpoint an interval), bound as
+ * stmt_bound binds; the caller finalizes *out. */
+static enum idp_err prep(struct srv_store *st, const char *sql, const struct arg *args, size_t n,
+                         sqlite3_stmt **out, struct idp_error *err)
+{
+	*out = NULL;
+	if (sqlite3_prepare_v2(st->db, sql, -1, out, NULL) != SQLITE_OK)
+		return db_error(st, "prepare", err);
+	for (size_t i = 0; i < n; i++) {
+		if (bind_arg(*out, (int)i + 1, &args[i]) != SQLITE_OK) {
+			enum idp_err rc = db_error(st, "bind", err);
+			(void)sqlite3_finalize(*out);
+			*out = NULL;
+			return rc;
+		}
+	}
+	return IDP_OK;
+}
+
+/* Run sql with args to completion; *changes (may be NULL) the rows changed. */
+static enum idp_err prep_run(struct srv_store *st, const char *sql, const struct arg *args,
+                             size_t n, const char *what, int *changes, struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = prep(st, sql, args, n, &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	int r = sqlite3_step(s);
+	if (r != SQLITE_DONE && r != SQLITE_ROW)
+		rc = db_error(st, what, err);
+	else if (changes != NULL)
+		*changes = sqlite3_changes(st->db);
+	(void)sqlite3_finalize(s);
+	return rc;
+}
+
+enum idp_err srv_store_suspension_get(struct srv_store *st, struct srv_suspension *out,
+                                      struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_SUSPENSION_GET, NULL, 0, &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK; /* never suspended */
+	if (rc != IDP_OK)
+		return rc;
+	out->suspended = sqlite3_column_int64(s, 0) != 0;
+	rc = col_text(s, 1, out->reason, sizeof(out->reason), "suspension reason", err);
+	out->since = sqlite3_column_int64(s, 2);
+	stmt_done(s);
+	return rc;
+}
+
+enum idp_err srv_store_suspension_set(struct srv_store *st, bool suspended, const char *reason,
+                                      int64_t now, struct idp_error *err)
+{
+	enum idp_err rc = srv_store_check_text(reason, SRV_STORE_DETAIL_MAX, false, "suspension reason", err);
+	const struct arg a[] = {INT(suspended ? 1 : 0), TEXT(reason), INT(now)};
+	if (rc == IDP_OK)
+		rc = prep_run(st,
+		              "INSERT INTO site_state (id, suspended, reason, since) "
+		              "VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET "
+		              "suspended = excluded.suspended, reason = excluded.reason, "
+		              "since = excluded.since",
+		              a, NARGS(a), "suspension", NULL, err);
+	return rc;
+}
+
+enum idp_err srv_store_allow_add(struct srv_store *st, const char *entry, int64_t now,
+                                 struct idp_error *err)
+{
+	enum idp_err rc = srv_store_check_text(entry, SRV_STORE_ALLOW_MAX, true, "allow entry", err);
+	const struct arg a[] = {TEXT(entry), INT(now)};
+	if (rc == IDP_OK)
+		rc = prep_run(st, "INSERT INTO site_allow (entry, added_at) VALUES (?1, ?2)", a,
+		              NARGS(a), "allow add", NULL, err);
+	if (rc == IDP_E_DUPLICATE)
+		rc = idp_error_set(err, IDP_E_DUPLICATE, "allow: %s is already on the list", entry);
+	return rc;
+}
+
+enum idp_err srv_store_allow_remove(struct srv_store *st, const char *entry, struct idp_error *err)
+{
+	enum idp_err rc = srv_store_check_text(entry, SRV_STORE_ALLOW_MAX, true, "allow entry", err);
+	const struct arg a[] = {TEXT(entry)};
+	int changes = 0;
+	if (rc == IDP_OK)
+		rc = prep_run(st, "DELETE FROM site_allow WHERE entry = ?1", a, NARGS(a),
+		              "allow remove", &changes, err);
+	if (rc == IDP_OK && changes == 0)
+		rc = idp_error_set(err, IDP_E_NOTFOUND, "allow: %s is not on the list", entry);
+	return rc;
+}
+
+enum idp_err srv_store_allow_foreach(struct srv_store *st,
+                                     int (*fn)(void *ctx, const char *entry, int64_t added_at),
+                                     void *ctx, struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc =
+	        prep(st, "SELECT entry, added_at FROM site_allow ORDER BY entry", NULL, 0, &s, err);
+	char entry[SRV_STORE_ALLOW_MAX + 1];
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "allow list", err);
+			break;
+		}
+		rc = col_text(s, 0, entry, sizeof(entry), "allow entry", err);
+		if (rc == IDP_OK && fn(ctx, entry, sqlite3_column_int64(s, 1)) != 0)
+			break;
+	}
+	(void)sqlite3_finalize(s);
+	return rc;
+}
+
+enum idp_err srv_store_audit_head(struct srv_store *st, int64_t *seq,
+                                  uint8_t hash[static SRV_STORE_HASH_LEN], struct idp_error *err)
+{
+	return audit_head(st, seq, hash, err);
+}
+
+enum idp_err srv_store_checkpoint_add(struct srv_store *st, const struct srv_checkpoint *c,
+                                      struct idp_error *err)
+{
+	const struct arg a[] = {INT(c->n),    INT(c->seq),           INT(c->at),
+	                        BLOB(c->hash, sizeof(c->hash)), TEXT(c->key_id),
+	                        BLOB(c->sig, c->sig_len)};
+	return prep_run(st,
+	                "INSERT INTO audit_checkpoints (n, seq, at, hash, key_id, sig) "
+	                "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	                a, NARGS(a), "checkpoint add", NULL, err);
+}
+
+static enum idp_err checkpoint_row(sqlite3_stmt *s, struct srv_checkpoint *c,
+                                   struct idp_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	c->n = sqlite3_column_int64(s, 0);
+	c->seq = sqlite3_column_int64(s, 1);
+	c->at = sqlite3_column_int64(s, 2);
+	enum idp_err rc = col_blob(s, 3, c->hash, sizeof(c->hash), &c->hash_len,
+	                           "checkpoint hash", err);
+	if (rc == IDP_OK)
+		rc = col_text(s, 4, c->key_id, sizeof(c->key_id), "checkpoint key_id", err);
+	if (rc == IDP_OK)
+		rc = col_blob(s, 5, c->sig, sizeof(c->sig), &c->sig_len, "checkpoint sig", err);
+	return rc;
+}
+
+enum idp_err srv_store_checkpoint_foreach(struct srv_store *st, int64_t after_n, int64_t limit,
+                                          int (*fn)(void *ctx, const struct srv_checkpoint *c),
+                                          void *ctx, struct idp_error *err)
+{
+	const struct arg a[] = {INT(after_n), INT(limit)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = prep(st,
+	                       "SELECT n, seq, at, hash, key_id, sig FROM audit_checkpoints "
+	                       "WHERE n > ?1 ORDER BY n LIMIT ?2",
+	                       a, NARGS(a), &s, err);
+	struct srv_checkpoint c;
+	while (rc == IDP_OK) {
+		int r = sqlite3_step(s);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = db_error(st, "checkpoint list", err);
+			break;
+		}
+		rc = checkpoint_row(s, &c, err);
+		if (rc == IDP_OK && fn(ctx, &c) != 0)
+			break;
+	}
+	(void)sqlite3_finalize(s);
+	return rc;
+}
+
+enum idp_err srv_store_checkpoint_last(struct srv_store *st, struct srv_checkpoint *out,
+                                       struct idp_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = prep(st,
+	                       "SELECT n, seq, at, hash, key_id, sig FROM audit_checkpoints "
+	                       "ORDER BY n DESC LIMIT 1",
+	                       NULL, 0, &s, err);
+	if (rc != IDP_OK)
+		return rc;
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW)
+		rc = checkpoint_row(s, out, err);
+	else if (r == SQLITE_DONE)
+		rc = IDP_E_NOTFOUND;
+	else
+		rc = db_error(st, "checkpoint", err);
+	(void)sqlite3_finalize(s);
+	return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <avahi-client/client.h>
@@ -240,46 +241,55 @@ static void copy_str(char *dst, size_t size, const char *src)
 	(void)snprintf(dst, size, "%s", src != NULL ? src : "");
 }
 
+/* A resolver's result as a struct fio_dnssd_found (shared by browse and
+ * watch). */
+static void fill_found(struct fio_dnssd_found *f, AvahiIfIndex ifindex, AvahiProtocol proto,
+                       AvahiResolverEvent event, const char *name, const char *host,
+                       const AvahiAddress *a, uint16_t port, AvahiStringList *txt,
+                       AvahiLookupResultFlags flags)
+{
+	copy_str(f->name, sizeof(f->name), name);
+	f->ifindex = ifindex;
+	f->ipv6 = proto == AVAHI_PROTO_INET6;
+	f->resolved = event == AVAHI_RESOLVER_FOUND && a != NULL;
+	if (!f->resolved)
+		return;
+	copy_str(f->host, sizeof(f->host), host);
+	(void)avahi_address_snprint(f->addr, sizeof(f->addr), a);
+	f->ipv6 = a->proto == AVAHI_PROTO_INET6;
+	if (f->ipv6)
+		f->link_local =
+		        a->data.ipv6.address[0] == 0xfe && (a->data.ipv6.address[1] & 0xc0) == 0x80;
+	else
+		f->link_local = strncmp(f->addr, "169.254.", 8) == 0;
+	f->port = port;
+	f->own = (flags & AVAHI_LOOKUP_RESULT_OUR_OWN) != 0;
+	for (AvahiStringList *l = txt; l != NULL && f->n_txt < FIO_DNSSD_TXT_MAX;
+	     l = avahi_string_list_get_next(l)) {
+		size_t n = avahi_string_list_get_size(l);
+		if (n > FIO_DNSSD_STR_MAX)
+			continue;
+		memcpy(f->txt[f->n_txt], avahi_string_list_get_text(l), n);
+		f->txt[f->n_txt][n] = '\0';
+		/* A string with a NUL inside would be cut short: drop it. */
+		if (strlen(f->txt[f->n_txt]) == n)
+			f->n_txt++;
+	}
+}
+
 static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
                        AvahiResolverEvent event, const char *name, const char *type,
                        const char *domain, const char *host, const AvahiAddress *a, uint16_t port,
                        AvahiStringList *txt, AvahiLookupResultFlags flags, void *arg)
 {
 	struct browse *b = arg;
-	(void)proto;
 	(void)type;
 	(void)domain;
 	struct fio_dnssd_found *f = calloc(1, sizeof(*f));
-	if (f == NULL)
-		goto out;
-	copy_str(f->name, sizeof(f->name), name);
-	f->ifindex = ifindex;
-	f->resolved = event == AVAHI_RESOLVER_FOUND && a != NULL;
-	if (f->resolved) {
-		copy_str(f->host, sizeof(f->host), host);
-		(void)avahi_address_snprint(f->addr, sizeof(f->addr), a);
-		f->ipv6 = a->proto == AVAHI_PROTO_INET6;
-		if (f->ipv6)
-			f->link_local = a->data.ipv6.address[0] == 0xfe &&
-			                (a->data.ipv6.address[1] & 0xc0) == 0x80;
-		else
-			f->link_local = strncmp(f->addr, "169.254.", 8) == 0;
-		f->port = port;
-		f->own = (flags & AVAHI_LOOKUP_RESULT_OUR_OWN) != 0;
-		for (AvahiStringList *l = txt; l != NULL && f->n_txt < FIO_DNSSD_TXT_MAX;
-		     l = avahi_string_list_get_next(l)) {
-			size_t n = avahi_string_list_get_size(l);
-			if (n > FIO_DNSSD_STR_MAX)
-				continue;
-			memcpy(f->txt[f->n_txt], avahi_string_list_get_text(l), n);
-			f->txt[f->n_txt][n] = '\0';
-			/* A string with a NUL inside would be cut short: drop it. */
-			if (strlen(f->txt[f->n_txt]) == n)
-				f->n_txt++;
-		}
+	if (f != NULL) {
+		fill_found(f, ifindex, proto, event, name, host, a, port, txt, flags);
+		b->fn(b->arg, f);
 	}
-	b->fn(b->arg, f);
-out:
 	free(f);
 	avahi_service_resolver_free(r);
 	b->resolving--;
@@ -390,4 +400,188 @@ const char *fio_dnssd_txt_get(const struct fio_dnssd_found *f, const char *key)
 		if (strncmp(f->txt[i], key, kl) == 0 && f->txt[i][kl] == '=')
 			return f->txt[i] + kl + 1;
 	return NULL;
+}
+
+/* ---------------------------------------------------------------- watch */
+
+struct fio_dnssd_watch {
+	AvahiThreadedPoll *poll;
+	AvahiClient *client;
+	AvahiServiceBrowser *browser;
+	char type[FIO_DNSSD_TYPE_MAX + 1];
+	fio_dnssd_watch_fn fn;
+	void *arg;
+};
+
+static void watch_tell(const struct fio_dnssd_watch *w, enum fio_dnssd_change ch,
+                       const struct fio_dnssd_found *f, const char *detail)
+{
+	w->fn(w->arg, ch, f, detail);
+}
+
+static void watch_resolve_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
+                             AvahiResolverEvent event, const char *name, const char *type,
+                             const char *domain, const char *host, const AvahiAddress *a,
+                             uint16_t port, AvahiStringList *txt, AvahiLookupResultFlags flags,
+                             void *arg)
+{
+	struct fio_dnssd_watch *w = arg;
+	(void)type;
+	(void)domain;
+	struct fio_dnssd_found *f = calloc(1, sizeof(*f));
+	if (f != NULL) {
+		fill_found(f, ifindex, proto, event, name, host, a, port, txt, flags);
+		/* WARNING: the resolver did not set AVAHI_LOOKUP_RESULT_OUR_OWN
+		 * for a service this host's daemon published (measured, Avahi
+		 * 0.8): the host name, unique on the link, says it too. */
+		const char *me = avahi_client_get_host_name_fqdn(w->client);
+		if (f->resolved && !f->own && me != NULL)
+			f->own = strcasecmp(f->host, me) == 0;
+		watch_tell(w, FIO_DNSSD_APPEARED, f, NULL);
+	}
+	free(f);
+	avahi_service_resolver_free(r);
+}
+
+static void watch_browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex ifindex, AvahiProtocol proto,
+                            AvahiBrowserEvent event, const char *name, const char *type,
+                            const char *domain, AvahiLookupResultFlags flags, void *arg)
+{
+	struct fio_dnssd_watch *w = arg;
+	(void)flags;
+	char msg[160];
+	switch (event) {
+	case AVAHI_BROWSER_NEW:
+		if (avahi_service_resolver_new(w->client, ifindex, proto, name, type, domain, proto, 0,
+		                               watch_resolve_cb, w) == NULL) {
+			/* Reported unresolved: the caller decides what an unknown
+			 * instance means. */
+			struct fio_dnssd_found f;
+			memset(&f, 0, sizeof(f));
+			copy_str(f.name, sizeof(f.name), name);
+			f.ifindex = ifindex;
+			f.ipv6 = proto == AVAHI_PROTO_INET6;
+			watch_tell(w, FIO_DNSSD_APPEARED, &f, NULL);
+		}
+		break;
+	case AVAHI_BROWSER_REMOVE: {
+		struct fio_dnssd_found f;
+		memset(&f, 0, sizeof(f));
+		copy_str(f.name, sizeof(f.name), name);
+		f.ifindex = ifindex;
+		f.ipv6 = proto == AVAHI_PROTO_INET6;
+		watch_tell(w, FIO_DNSSD_GONE, &f, NULL);
+		break;
+	}
+	case AVAHI_BROWSER_FAILURE:
+		(void)snprintf(msg, sizeof(msg), "browsing failed: %s",
+		               avahi_strerror(avahi_client_errno(avahi_service_browser_get_client(sb))));
+		watch_tell(w, FIO_DNSSD_WATCH_FAILED, NULL, msg);
+		break;
+	case AVAHI_BROWSER_ALL_FOR_NOW:
+	case AVAHI_BROWSER_CACHE_EXHAUSTED:
+		break;
+	}
+}
+
+static void watch_client_cb(AvahiClient *c, AvahiClientState state, void *arg)
+{
+	struct fio_dnssd_watch *w = arg;
+	char msg[160];
+	switch (state) {
+	case AVAHI_CLIENT_S_RUNNING:
+	case AVAHI_CLIENT_S_REGISTERING:
+	case AVAHI_CLIENT_S_COLLISION:
+		if (w->browser != NULL)
+			break;
+		/* Called from avahi_client_new before it returns: w->client is set here. */
+		w->client = c;
+		w->browser = avahi_service_browser_new(c, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
+		                                       w->type, NULL, 0, watch_browse_cb, w);
+		if (w->browser == NULL) {
+			(void)snprintf(msg, sizeof(msg), "cannot browse %s: %s", w->type,
+			               avahi_strerror(avahi_client_errno(c)));
+			watch_tell(w, FIO_DNSSD_WATCH_FAILED, NULL, msg);
+		} else {
+			watch_tell(w, FIO_DNSSD_WATCH_READY, NULL, w->type);
+		}
+		break;
+	case AVAHI_CLIENT_FAILURE:
+	case AVAHI_CLIENT_CONNECTING: {
+		/* The daemon is not there (yet), or went away. The browser is
+		 * dead and made again once the daemon runs. */
+		int code = avahi_client_errno(c);
+		if (w->browser != NULL)
+			avahi_service_browser_free(w->browser);
+		w->browser = NULL;
+		(void)snprintf(msg, sizeof(msg), "avahi-daemon not reachable (%s); waiting for it",
+		               avahi_strerror(code));
+		watch_tell(w, FIO_DNSSD_WATCH_FAILED, NULL, msg);
+		/* WARNING: a client the daemon disconnected stays failed, even
+		 * with AVAHI_CLIENT_NO_FAIL (measured, Avahi 0.8): make a new one,
+		 * as avahi-browse does. Freeing c here, in its own callback, is
+		 * what Avahi's examples do. */
+		if (state == AVAHI_CLIENT_FAILURE && code == AVAHI_ERR_DISCONNECTED) {
+			avahi_client_free(c);
+			int e = 0;
+			w->client = NULL;
+			w->client = avahi_client_new(avahi_threaded_poll_get(w->poll),
+			                             AVAHI_CLIENT_NO_FAIL, watch_client_cb, w, &e);
+			if (w->client == NULL) {
+				(void)snprintf(msg, sizeof(msg), "cannot reconnect: %s",
+				               avahi_strerror(e));
+				watch_tell(w, FIO_DNSSD_WATCH_FAILED, NULL, msg);
+			}
+		}
+		break;
+	}
+	}
+}
+
+enum idp_err fio_dnssd_watch_start(const char *type, fio_dnssd_watch_fn fn, void *arg,
+                                   struct fio_dnssd_watch **out, struct idp_error *err)
+{
+	*out = NULL;
+	size_t tl = type == NULL ? 0 : strnlen(type, FIO_DNSSD_TYPE_MAX + 1);
+	if (tl == 0 || tl > FIO_DNSSD_TYPE_MAX || fn == NULL)
+		return idp_error_set(err, IDP_E_ARG, "dns-sd: watch needs a type and a callback");
+	struct fio_dnssd_watch *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "dns-sd: out of memory");
+	memcpy(w->type, type, tl + 1);
+	w->fn = fn;
+	w->arg = arg;
+	w->poll = avahi_threaded_poll_new();
+	if (w->poll == NULL) {
+		fio_dnssd_watch_stop(w);
+		return idp_error_set(err, IDP_E_NOMEM, "dns-sd: out of memory");
+	}
+	int code = 0;
+	w->client = avahi_client_new(avahi_threaded_poll_get(w->poll), AVAHI_CLIENT_NO_FAIL,
+	                             watch_client_cb, w, &code);
+	if (w->client == NULL) {
+		fio_dnssd_watch_stop(w);
+		return idp_error_set(err, IDP_E_IO, "dns-sd: cannot start an avahi client: %s",
+		                     avahi_strerror(code));
+	}
+	if (avahi_threaded_poll_start(w->poll) < 0) {
+		fio_dnssd_watch_stop(w);
+		return idp_error_set(err, IDP_E_IO, "dns-sd: cannot start the avahi thread");
+	}
+	*out = w;
+	return IDP_OK;
+}
+
+void fio_dnssd_watch_stop(struct fio_dnssd_watch *w)
+{
+	if (w == NULL)
+		return;
+	if (w->poll != NULL)
+		(void)avahi_threaded_poll_stop(w->poll);
+	/* Frees the browser and any resolver still running. */
+	if (w->client != NULL)
+		avahi_client_free(w->client);
+	if (w->poll != NULL)
+		avahi_threaded_poll_free(w->poll);
+	free(w);
 }

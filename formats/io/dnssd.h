@@ -13,7 +13,9 @@
  * Threads: a publication runs its own Avahi thread (AvahiThreadedPoll)
  * until fio_dnssd_unpublish; its event callback is called from that
  * thread. fio_dnssd_browse blocks the calling thread (AvahiSimplePoll)
- * and calls back from it. Distinct calls share nothing.
+ * and calls back from it. A watch (fio_dnssd_watch_start) browses without
+ * end in its own Avahi thread and calls back from it. Distinct calls share
+ * nothing.
  */
 #ifndef IDP_FORMATS_IO_DNSSD_H
 #define IDP_FORMATS_IO_DNSSD_H
@@ -92,6 +94,34 @@ typedef void (*fio_dnssd_found_fn)(void *arg, const struct fio_dnssd_found *f);
 IDP_MUST_CHECK enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
                                              fio_dnssd_found_fn fn, void *arg, bool *complete,
                                              struct idp_error *err);
+
+/* What a watch reports, from its Avahi thread. */
+enum fio_dnssd_change {
+	FIO_DNSSD_APPEARED = 1,     /* an instance (f; f->resolved says whether resolved;
+	                             * f->own also when its host is this host's daemon's name) */
+	FIO_DNSSD_GONE = 2,         /* an instance withdrawn (f: name, ifindex, ipv6 only) */
+	FIO_DNSSD_WATCH_READY = 3,  /* browsing (again): the daemon answers; detail: the type */
+	FIO_DNSSD_WATCH_FAILED = 4, /* the daemon is gone or browsing failed; detail: why.
+	                             * The watch reconnects by itself and says READY again. */
+};
+
+typedef void (*fio_dnssd_watch_fn)(void *arg, enum fio_dnssd_change ch,
+                                   const struct fio_dnssd_found *f, const char *detail);
+
+struct fio_dnssd_watch; /* opaque */
+
+/* Browse type without end and resolve every instance that appears, telling
+ * fn (from the watch's Avahi thread) what appears and goes. A daemon that is
+ * not there (yet) is not an error: FIO_DNSSD_WATCH_FAILED is reported and
+ * the watch waits for it. IDP_E_IO when no Avahi client can be made at all,
+ * IDP_E_ARG for a bad type. NULL *out on failure. */
+IDP_MUST_CHECK enum idp_err fio_dnssd_watch_start(const char *type, fio_dnssd_watch_fn fn,
+                                                  void *arg, struct fio_dnssd_watch **out,
+                                                  struct idp_error *err);
+
+/* Stop the watch's thread (no callback runs after it returns) and release
+ * w. NULL is a no-op. */
+void fio_dnssd_watch_stop(struct fio_dnssd_watch *w);
 
 /* The value of key in f's TXT strings (the first "key=..." one), or NULL. */
 const char *fio_dnssd_txt_get(const struct fio_dnssd_found *f, const char *key);

@@ -29,6 +29,7 @@
 
 #include "formats/admin_api.h"
 #include "formats/api.h"
+#include "formats/audit_export.h"
 #include "formats/b64.h"
 #include "formats/buf.h"
 #include "formats/error.h"
@@ -48,6 +49,7 @@
 #define ADM_BACKUP_MAX    ((size_t)1 << 34) /* bytes of a database backup */
 #define ADM_SQLITE_MAGIC  "SQLite format 3" /* + NUL: the first 16 bytes of a database */
 #define ADM_URL_MAX       2048u
+#define ADM_EXPORT_MAX    ((size_t)1 << 32) /* bytes of an audit export verified offline */
 #define ADM_TIMEOUT_S     300L
 #define ADM_OOB_CSV_MAX   (16u << 20) /* bytes of an oob import file */
 
@@ -61,6 +63,7 @@ struct opts {
 	bool expect_intact; /* the answer is an audit check: exit 1 unless "intact" */
 	const char *secret_out; /* credential add --out: the answer's secret goes there */
 	bool json; /* print the API's JSON as it came, not a table */
+	bool raw;           /* print the answer's bytes as they are (audit export) */
 };
 
 /* How an answer is read and shown. */
@@ -119,6 +122,16 @@ static void usage(FILE *f)
 	        "  oob import FILE.csv [--expires DURATION]\n"
 	        "                                     lines ID,SECRET\n"
 	        "  oob list [--after ID]              the out-of-band entries\n"
+	        "  audit export [--since SEQ|YYYY-MM-DDTHH:MM:SSZ]\n"
+	        "                                     entries and signed checkpoints, JSON Lines\n"
+	        "  audit verify --file EXPORT [--key audit.pub]\n"
+	        "                                     check an export offline (no server)\n"
+	        "  suspend [--reason R]               hold provisioning\n"
+	        "  resume                             lift the hold\n"
+	        "  suspension                         show the hold and its reason\n"
+	        "  allow add|remove HOST:PORT|FINGERPRINT\n"
+	        "                                     another DNS-SD publisher that is not a rogue\n"
+	        "  allow list                         the allow-list\n"
 	        "output: tables (times in local ISO 8601); --json: the API's JSON answer\n"
 	        "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	        "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN, else a client\n"
@@ -346,7 +359,10 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	if (hrc == IDP_OK) {
 		if (o->secret_out != NULL)
 			rc = save_secret(resp.body, resp.len, o->secret_out);
-		else
+		else if (o->raw) {
+			if (resp.len > 0 && fwrite(resp.body, 1, resp.len, stdout) != resp.len)
+				rc = EXIT_LOCAL;
+		} else
 			rc = show(o, a, resp.body, resp.len);
 	} else if (resp.has_api_error) {
 		(void)fprintf(stderr, "idprov-admin: refused (%ld %s): %s\n", resp.status,
@@ -707,8 +723,133 @@ static int oob(const struct opts *o, int argc, char **argv)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- site */
+
+/* "YYYY-MM-DDTHH:MM:SSZ" (UTC) as Unix seconds; -1 when it is not one. */
+static long long parse_utc(const char *v)
+{
+	int f[6] = {0};
+	static const char seps[] = "--T::Z";
+	const char *p = v;
+	for (size_t i = 0; i < 6; i++) {
+		size_t n = strspn(p, "0123456789");
+		if (n == 0 || n > 4 || p[n] != seps[i])
+			return -1;
+		f[i] = (int)strtol(p, NULL, 10);
+		p += n + 1;
+	}
+	if (*p != '\0' || f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > 31 || f[3] > 23 ||
+	    f[4] > 59 || f[5] > 60 || f[0] < 1970)
+		return -1;
+	/* Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+	long long y = f[0] - (f[1] <= 2), m = f[1];
+	long long era = y / 400, yoe = y - era * 400;
+	long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + f[2] - 1;
+	long long days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+	return days * 86400 + f[3] * 3600LL + f[4] * 60LL + f[5];
+}
+
+/* audit verify --file EXPORT [--key audit.pub]: check an export offline
+ * (formats/audit_export.h); prints the verdict as JSON, exit 1 unless intact. */
+static int verify_export(const char *path, const char *key_path)
+{
+	uint8_t *buf = NULL, *pem = NULL;
+	size_t len = 0, pem_len = 0;
+	struct fmt_key *key = NULL;
+	struct idp_error err = {0};
+	int rc = read_file(path, ADM_EXPORT_MAX, &buf, &len);
+	if (rc == 0 && key_path != NULL) {
+		rc = read_file(key_path, ADM_PEM_MAX, &pem, &pem_len);
+		if (rc == 0 && fmt_key_parse_public_pem(pem, pem_len, &key, &err) != IDP_OK) {
+			(void)fprintf(stderr, "idprov-admin: %s: %s\n", key_path, err.msg);
+			rc = EXIT_LOCAL;
+		}
+	}
+	struct fmt_audit_verdict v;
+	if (rc == 0 && fmt_audit_export_verify(buf, len, key, &v, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, err.msg);
+		rc = EXIT_REFUSED;
+	} else if (rc == 0) {
+		(void)printf("{\"intact\":%s,\"first_seq\":%lld,\"last_seq\":%lld,\"entries\":%lld,"
+		             "\"checkpoints\":%lld,\"truncated\":%s,\"key_id\":\"%s\"}\n",
+		             v.intact ? "true" : "false", (long long)v.first_seq,
+		             (long long)v.last_seq, (long long)v.entries, (long long)v.checkpoints,
+		             v.truncated ? "true" : "false", v.key_id);
+		if (!v.intact) {
+			(void)fprintf(stderr, "idprov-admin: audit export broken: %s\n", v.reason);
+			rc = EXIT_REFUSED;
+		} else if (key == NULL) {
+			(void)fprintf(stderr, "idprov-admin: note: checked with the export's own key "
+			                      "(give --key audit.pub to check who signed it)\n");
+		}
+	}
+	fmt_key_free(key);
+	free(pem);
+	free(buf);
+	return rc;
+}
+
+/* suspend, resume, suspension, allow, audit export, audit verify --file;
+ * -1 when argv is none of them. */
+static int site_cmd(const struct opts *o, int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	if (strcmp(cmd, "suspend") == 0 && (argc == 1 || (argc == 3 && strcmp(argv[1], "--reason") == 0))) {
+		static const char *const names[] = {"reason"};
+		const char *values[] = {argc == 3 ? argv[2] : NULL};
+		return post_json(o, "suspend", names, values, 1);
+	}
+	if ((argc == 4 || argc == 6) && strcmp(cmd, "audit") == 0 &&
+	    strcmp(argv[1], "verify") == 0 && strcmp(argv[2], "--file") == 0) {
+		if (argc == 6 && strcmp(argv[4], "--key") != 0)
+			return EXIT_USAGE;
+		return verify_export(argv[3], argc == 6 ? argv[5] : NULL);
+	}
+	if (argc == 1 && strcmp(cmd, "resume") == 0)
+		return post(o, "resume", "application/json", "{}", 2, NULL, NULL);
+	if (argc == 1 && strcmp(cmd, "suspension") == 0)
+		return post(o, "suspension", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 2 && strcmp(cmd, "allow") == 0 && strcmp(argv[1], "list") == 0)
+		return post(o, "allow", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 3 && strcmp(cmd, "allow") == 0 &&
+	    (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0)) {
+		static const char *const names[] = {"entry"};
+		const char *values[] = {argv[2]};
+		return post_json(o, strcmp(argv[1], "add") == 0 ? "allow" : "allow/remove", names,
+		                 values, 1);
+	}
+	if (argc >= 2 && strcmp(cmd, "audit") == 0 && strcmp(argv[1], "export") == 0 &&
+	    (argc == 2 || (argc == 4 && strcmp(argv[2], "--since") == 0))) {
+		char path[64] = "audit/export";
+		if (argc == 4) {
+			const char *v = argv[3];
+			size_t n = strspn(v, "0123456789");
+			long long t = parse_utc(v);
+			if (n > 0 && n <= 18 && v[n] == '\0' && strtoll(v, NULL, 10) > 0)
+				(void)snprintf(path, sizeof(path), "audit/export?since_seq=%s", v);
+			else if (t >= 0)
+				(void)snprintf(path, sizeof(path), "audit/export?since=%lld", t);
+			else {
+				(void)fprintf(stderr,
+				              "idprov-admin: --since: not an entry number or a UTC time "
+				              "(2026-11-30T18:00:00Z): %s\n",
+				              v);
+				return EXIT_USAGE;
+			}
+		}
+		struct opts r = *o;
+		r.raw = true;
+		return post(&r, path, "application/json", NULL, 0, NULL, NULL);
+	}
+	return -1;
+}
+
 static int run(const struct opts *o, int argc, char **argv)
 {
+	int site = site_cmd(o, argc, argv);
+	if (site >= 0)
+		return site;
+
 	const char *cmd = argv[0];
 	static const struct answer stations = {SHAPE_LIST, FMT_ADMIN_STATION, NULL};
 	if (argc == 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)

@@ -1343,7 +1343,7 @@ END_TEST
 START_TEST(test_api_err_of_one_map)
 {
 	/* Every failure maps to a code that has a name and an HTTP status. */
-	for (int rc = IDP_E_AGAIN; rc <= IDP_E_NOMEM; rc++) {
+	for (int rc = IDP_E_SUSPENDED; rc <= IDP_E_NOMEM; rc++) {
 		for (int o = FMT_API_ORIGIN_SERVER; o <= FMT_API_ORIGIN_AUTH; o++) {
 			enum fmt_api_err_code c =
 			        fmt_api_err_of((enum idp_err)rc, (enum fmt_api_err_origin)o);
@@ -1363,6 +1363,8 @@ START_TEST(test_api_err_of_one_map)
 		{IDP_E_IO, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
 		{IDP_E_CRYPTO, FMT_API_ORIGIN_SERVER, FMT_API_ERR_INTERNAL},
 		{IDP_E_AGAIN, FMT_API_ORIGIN_SERVER, FMT_API_ERR_UNAVAILABLE},
+		{IDP_E_SUSPENDED, FMT_API_ORIGIN_SERVER, FMT_API_ERR_SUSPENDED},
+		{IDP_E_SUSPENDED, FMT_API_ORIGIN_AUTH, FMT_API_ERR_SUSPENDED},
 		{IDP_E_NOTFOUND, FMT_API_ORIGIN_SERVER, FMT_API_ERR_NOT_FOUND},
 		{IDP_E_DUPLICATE, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},
 		{IDP_E_CONFLICT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "formats/audit.h"
+#include "formats/audit_export.h"
 #include "formats/keys.h"
 #include "tests/unit/check_main.h"
 
@@ -88,6 +89,96 @@ START_TEST(test_fmt_audit_hash_covers_every_field)
 }
 END_TEST
 
+/* formats/audit.md §6.1: tag, n, seq, at big-endian, then the hash. */
+START_TEST(test_fmt_audit_checkpoint_bytes_layout)
+{
+	struct fmt_audit_checkpoint c = {.n = 2, .seq = 0x0102030405060708LL, .at = 1700000000};
+	for (size_t i = 0; i < FMT_AUDIT_HASH_LEN; i++)
+		c.hash[i] = (uint8_t)(0xa0 + i);
+	uint8_t b[FMT_AUDIT_CKPT_LEN];
+	fmt_audit_checkpoint_bytes(&c, b);
+	ck_assert_uint_eq(sizeof(b), 82);
+	ck_assert_mem_eq(b, "idprov-audit-checkpoint-v1", 26);
+	static const uint8_t ints[24] = {0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8,
+	                                 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00};
+	ck_assert_mem_eq(b + 26, ints, sizeof(ints));
+	ck_assert_mem_eq(b + 50, c.hash, FMT_AUDIT_HASH_LEN);
+	/* Every field is covered: changing one changes the bytes. */
+	uint8_t b2[FMT_AUDIT_CKPT_LEN];
+	struct fmt_audit_checkpoint d = c;
+	d.n = 3;
+	fmt_audit_checkpoint_bytes(&d, b2);
+	ck_assert_int_ne(memcmp(b, b2, sizeof(b)), 0);
+	d = c;
+	d.hash[31] ^= 1;
+	fmt_audit_checkpoint_bytes(&d, b2);
+	ck_assert_int_ne(memcmp(b, b2, sizeof(b)), 0);
+}
+END_TEST
+
+/* Malformed exports are refused naming the line; a chain of one entry
+ * verifies; an edited hash, a gap and a checkpoint without a key are named. */
+START_TEST(test_fmt_audit_export_verify_adversarial)
+{
+	static const char hdr[] = "{\"type\":\"export\",\"version\":1,\"first_seq\":1,"
+	                          "\"prev_hash\":\"0000000000000000000000000000000000000000000000"
+	                          "000000000000000000\",\"audit_key\":null}\n";
+	/* Entry 1 of formats/audit.md §5. */
+	static const char e1[] =
+	        "{\"type\":\"entry\",\"seq\":1,\"at\":1700000000,\"event\":\"provision.approved\","
+	        "\"subject\":\"dev-1\",\"detail\":null,\"hash\":"
+	        "\"2c3849e8fd5a03528135f067d3ba7ba2ca025e4de9bbdbade8094d5991951b76\"}\n";
+	char buf[2048];
+	struct fmt_audit_verdict v;
+	struct idp_error err = {0};
+	(void)snprintf(buf, sizeof(buf), "%s%s", hdr, e1);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, &err),
+	                 IDP_OK);
+	ck_assert_msg(v.intact, "%s", v.reason);
+	ck_assert_int_eq(v.entries, 1);
+	/* Every byte short of the whole: refused or not intact, never past the end. */
+	for (size_t n = 0; n < strlen(buf) - 1; n++) {
+		bool ok = fmt_audit_export_verify((const uint8_t *)buf, n, NULL, &v, NULL) == IDP_OK;
+		ck_assert(!ok || v.entries == 0 || !v.intact || n >= strlen(hdr) + strlen(e1) - 1);
+	}
+	/* The entry edited. */
+	(void)snprintf(buf, sizeof(buf), "%s%s", hdr, e1);
+	memcpy(strstr(buf, "dev-1"), "dev-2", 5);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, NULL),
+	                 IDP_OK);
+	ck_assert(!v.intact);
+	ck_assert_str_eq(v.reason, "entry 1: hash does not match (entry changed or moved, or one "
+	                           "before it removed)");
+	/* No header; a second header; an unknown type; an oversized line. */
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)e1, strlen(e1), NULL, &v, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "audit export: line 1: not an audit export: no header");
+	(void)snprintf(buf, sizeof(buf), "%s%s", hdr, hdr);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "audit export: line 2: a second header");
+	(void)snprintf(buf, sizeof(buf), "%s{\"type\":\"other\"}\n", hdr);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "audit export: line 2: type: not export, entry or checkpoint");
+	static char big[FMT_AUDIT_EXPORT_LINE_MAX + 64];
+	memset(big, ' ', sizeof(big) - 1);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)big, sizeof(big) - 1, NULL, &v,
+	                                         NULL),
+	                 IDP_E_LIMIT);
+	/* A checkpoint when the export has no key: it cannot verify. */
+	(void)snprintf(buf, sizeof(buf),
+	               "%s%s{\"type\":\"checkpoint\",\"n\":1,\"seq\":1,\"at\":1,\"hash\":"
+	               "\"2c3849e8fd5a03528135f067d3ba7ba2ca025e4de9bbdbade8094d5991951b76\","
+	               "\"key_id\":\"00\",\"sig\":\"AAAA\"}\n",
+	               hdr, e1);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, NULL),
+	                 IDP_OK);
+	ck_assert(!v.intact);
+	ck_assert_str_eq(v.reason, "checkpoint 1 (entry 1): signature does not verify");
+}
+END_TEST
+
 START_TEST(test_fmt_audit_canonical_limits)
 {
 	static char big[FMT_AUDIT_FIELD_MAX + 1];
@@ -124,6 +215,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_fmt_audit_hash_known_answers);
 	tcase_add_test(tc, test_fmt_audit_hash_covers_every_field);
 	tcase_add_test(tc, test_fmt_audit_canonical_limits);
+	tcase_add_test(tc, test_fmt_audit_checkpoint_bytes_layout);
+	tcase_add_test(tc, test_fmt_audit_export_verify_adversarial);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -794,6 +794,69 @@ START_TEST(test_store_audit_chain_detects_tampering)
 }
 END_TEST
 
+static int count_allow(void *ctx, const char *entry, int64_t added_at)
+{
+	(void)entry;
+	(void)added_at;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int count_ckpt(void *ctx, const struct srv_checkpoint *c)
+{
+	(void)c;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* The suspension outlives the connection; allow-list entries are unique and
+ * named when absent; checkpoints are numbered uniquely, the last found. */
+START_TEST(test_store_site_suspension_allow_checkpoints)
+{
+	struct srv_store *st = open_ok();
+	struct srv_suspension sus;
+	ck_assert_int_eq(srv_store_suspension_get(st, &sus, NULL), IDP_OK);
+	ck_assert(!sus.suspended);
+	ck_assert_int_eq(sus.since, 0);
+	ck_assert_int_eq(srv_store_suspension_set(st, true, "rogue at 10.0.0.9", 1700000000, NULL),
+	                 IDP_OK);
+	srv_store_close(st);
+	st = open_ok();
+	ck_assert_int_eq(srv_store_suspension_get(st, &sus, NULL), IDP_OK);
+	ck_assert(sus.suspended);
+	ck_assert_str_eq(sus.reason, "rogue at 10.0.0.9");
+	ck_assert_int_eq(sus.since, 1700000000);
+
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_allow_add(st, "host.local:8443", 1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_allow_add(st, "host.local:8443", 2, &err), IDP_E_DUPLICATE);
+	ck_assert_str_eq(err.msg, "allow: host.local:8443 is already on the list");
+	ck_assert_int_eq(srv_store_allow_remove(st, "other:1", &err), IDP_E_NOTFOUND);
+	ck_assert_str_eq(err.msg, "allow: other:1 is not on the list");
+	int n = 0;
+	ck_assert_int_eq(srv_store_allow_foreach(st, count_allow, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+
+	struct srv_checkpoint c = {.n = 1, .seq = 0, .at = 5, .hash_len = 32, .sig_len = 64},
+	                      last;
+	snprintf(c.key_id, sizeof(c.key_id), "k");
+	ck_assert_int_eq(srv_store_checkpoint_last(st, &last, NULL), IDP_E_NOTFOUND);
+	ck_assert_int_eq(srv_store_checkpoint_add(st, &c, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_checkpoint_add(st, &c, NULL), IDP_E_DUPLICATE);
+	c.n = 2;
+	c.seq = 7;
+	ck_assert_int_eq(srv_store_checkpoint_add(st, &c, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_checkpoint_last(st, &last, NULL), IDP_OK);
+	ck_assert_int_eq(last.n, 2);
+	ck_assert_int_eq(last.seq, 7);
+	ck_assert_uint_eq(last.sig_len, 64);
+	n = 0;
+	ck_assert_int_eq(srv_store_checkpoint_foreach(st, 1, 10, count_ckpt, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+	srv_store_close(st);
+}
+END_TEST
+
 /* A database of schema 3 with audit rows (numbered with gaps, as deletions
  * left them) is migrated: rows numbered 1..n in their order, chained, and
  * verified; appends continue the chain. */
@@ -801,7 +864,8 @@ START_TEST(test_store_audit_migration_chains_existing_rows)
 {
 	struct srv_store *st = open_ok();
 	srv_store_close(st);
-	raw_exec("DROP TABLE admin_credentials; DROP TABLE oob_secrets;"
+	raw_exec("DROP TABLE site_state; DROP TABLE site_allow; DROP TABLE audit_checkpoints;"
+	         "DROP TABLE admin_credentials; DROP TABLE oob_secrets;"
 	         "ALTER TABLE audit DROP COLUMN actor;"
 	         "DROP INDEX audit_event; ALTER TABLE audit DROP COLUMN hash;"
 	         "DELETE FROM schema_migrations WHERE version >= 4;"
@@ -1020,6 +1084,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_credential_find_whole_hash);
 	tcase_add_test(tc, test_store_foreach_walks_stops_and_refuses_oversized_rows);
 	tcase_add_test(tc, test_store_names_and_checks);
+	tcase_add_test(tc, test_store_site_suspension_allow_checkpoints);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -14,18 +14,8 @@
 . "$(dirname "$0")/../../lib.sh"
 
 A=$IDP_BIN/idprov-agent
-kill_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-# Everything started is stopped by PID before the namespaces are deleted
-# (T_CLEANUP runs in order, so one entry does both, in that order).
-PIDS=()
-NETNS=()
-teardown() {
-	local p n
-	for p in "${PIDS[@]}"; do kill_pid "$p"; done
-	for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
-	[ -z "${VA:-}" ] || ip link del "$VA" 2>/dev/null || true # if never moved
-}
-T_CLEANUP+=("teardown")
+. "$IDP_TOP/tests/netns.inc"
+kill_pid() { netns_kill "$1"; }
 json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
 # --- without avahi-daemon (runs everywhere) ------------------------------------
@@ -39,95 +29,28 @@ t_grep "no avahi-daemon: agent says so" 'cannot reach avahi-daemon' "$T_TMP/nod.
 # --- the namespaces ------------------------------------------------------------
 NA=idpdA$$
 NB=idpdB$$
-VA=idpvA$$
-VB=idpvB$$
-if ! ip netns add "$NA" 2>"$T_TMP/netns.err"; then
+if ! netns_add "$NA"; then
 	echo "skip - network namespaces not allowed here ($(head -c 200 "$T_TMP/netns.err")):" \
 		"the DNS-SD discovery between namespaces did not run"
 	t_done
 fi
-NETNS+=("$NA")
-t_run "namespace B created" ip netns add "$NB"
-NETNS+=("$NB")
-t_run "veth pair created" ip link add "$VA" type veth peer name "$VB"
-ip link set "$VA" netns "$NA"
-ip link set "$VB" netns "$NB"
-ip -n "$NA" addr add 10.77.1.1/24 dev "$VA"
-ip -n "$NB" addr add 10.77.1.2/24 dev "$VB"
-for n in "$NA" "$NB"; do
-	ip -n "$n" link set lo up
-done
-ip -n "$NA" link set "$VA" up
-ip -n "$NB" link set "$VB" up
-
-# bus NAME NS: a dbus-daemon for namespace NS on $T_TMP/NAME.bus; sets BUS_PID.
-bus() {
-	cat >"$T_TMP/$1.dbus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$T_TMP/$1.bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-EOF
-	ip netns exec "$2" dbus-daemon --nofork --nosyslog --config-file="$T_TMP/$1.dbus.conf" \
-		>"$T_TMP/$1.dbus.log" 2>&1 &
-	BUS_PID=$!
-	PIDS+=("$BUS_PID")
-	local _
-	for _ in $(seq 1 100); do
-		[ -S "$T_TMP/$1.bus" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-# avahi NAME NS IFACE: an avahi-daemon on that bus, serving IFACE only, with
-# its /run/avahi-daemon on a tmpfs of its own (over /run in the namespace's
-# private mount namespace, so the host's /run is not touched).
-avahi() {
-	cat >"$T_TMP/$1.avahi.conf" <<EOF
-[server]
-host-name=idpd-$1-$$
-use-ipv4=yes
-use-ipv6=no
-allow-interfaces=$3
-enable-dbus=yes
-[wide-area]
-enable-wide-area=no
-[publish]
-publish-hinfo=no
-publish-workstation=no
-EOF
-	DBUS_SYSTEM_BUS_ADDRESS=unix:path=$T_TMP/$1.bus ip netns exec "$2" sh -c \
-		'mount -t tmpfs -o mode=0755 idpd-run /run && mkdir /run/avahi-daemon &&
-		 exec avahi-daemon --no-drop-root --no-chroot --no-rlimits --no-proc-title -f "$0"' \
-		"$T_TMP/$1.avahi.conf" >"$T_TMP/$1.avahi.log" 2>&1 &
-	local pid=$!
-	PIDS+=("$pid")
-	t_wait "$T_TMP/$1.avahi.log" 'Server startup complete'
-}
+t_run "namespace B created" netns_add "$NB"
+t_run "veth pair created" netns_link "$NA" 10.77.1.1/24 "$NB" 10.77.1.2/24
+VA=$NETNS_VA
+VB=$NETNS_VB
 t_run "A: dbus-daemon" bus a "$NA"
 t_run "B: dbus-daemon" bus b "$NB"
 t_run "A: avahi-daemon" avahi a "$NA" "$VA"
 t_run "B: avahi-daemon" avahi b "$NB" "$VB"
-# in_a / in_b CMD...: run CMD in namespace A / B with its bus. They exec, so
-# that "in_a CMD &" makes $! the command's own PID (ip netns exec execs too).
-in_a() { DBUS_SYSTEM_BUS_ADDRESS=unix:path=$T_TMP/a.bus exec ip netns exec "$NA" "$@"; }
-in_b() { DBUS_SYSTEM_BUS_ADDRESS=unix:path=$T_TMP/b.bus exec ip netns exec "$NB" "$@"; }
+in_a() { in_ns a "$NA" "$@"; }
+in_b() { in_ns b "$NB" "$@"; }
 
 # --- idprovd in A publishes ----------------------------------------------------
 in_a "$IDP_BIN/idprovd" --foreground --state-dir "$T_TMP/srv" --listen 10.77.1.1:0 \
 	--server-name 10.77.1.1 --threads 2 --pending-retry-after 1s >"$T_TMP/srv.out" \
 	2>"$T_TMP/srv.log" &
 SRV_PID=$!
-PIDS+=("$SRV_PID")
+NETNS_PIDS+=("$SRV_PID")
 t_run "server publishes _idprov._tcp" t_wait "$T_TMP/srv.log" 'event=dnssd.published'
 port=$(grep -o 'event=http.listening addr=10.77.1.1:[0-9]*' "$T_TMP/srv.log" | head -1 |
 	sed 's/.*://')
@@ -147,7 +70,7 @@ adm() { (IDPROV_ADMIN_TOKEN=$token in_a "$IDP_BIN/idprov-admin" --server "$url" 
 in_b "$A" --state-dir "$T_TMP/ag" run --once --id dev-d1 --mac 02:00:5e:00:d1:01 \
 	--wait 120 2>"$T_TMP/ag.log" &
 apid=$!
-PIDS+=("$apid")
+NETNS_PIDS+=("$apid")
 t_run "agent: pending seen" t_wait "$T_TMP/ag.log" 'event=provision.pending device=dev-d1'
 t_grep "agent: found the server, not its own" "event=discover.found addr=10.77.1.1 port=$port fp=$ca_fp own=no" \
 	"$T_TMP/ag.log"
@@ -164,10 +87,13 @@ t_run "status: pinned CA is the server's" [ "$(json_field pinned_ca <"$T_TMP/st.
 
 # --- a second publisher naming another CA --------------------------------------
 rogue_fp=$(printf 'rogue' | sha256sum | cut -c1-64)
+# The server would suspend provisioning on seeing it (server/site.h,
+# tests/integration/server/rogue.sh): allowed here, the agents are the subject.
+t_run "admin allows the second CA" adm allow add "$rogue_fp" >/dev/null
 in_b avahi-publish -s "idprov rogue" _idprov._tcp 8443 v=1 path=/v1 "fp=$rogue_fp" \
 	>"$T_TMP/rogue.log" 2>&1 &
 rpid=$!
-PIDS+=("$rpid")
+NETNS_PIDS+=("$rpid")
 t_run "rogue published by avahi-publish" t_wait "$T_TMP/rogue.log" 'Established under name'
 # Precondition, not the subject: B's daemon knows both instances (avahi-browse
 # stops when the daemon says it has reported all it knows; bounded retries).
@@ -202,11 +128,11 @@ kill_pid "$rpid"
 # A rogue whose address is link-local (no usable URL) still counts: it names
 # another CA, so a new agent refuses rather than taking the other instance.
 in_b avahi-publish -a "rogue-ll-$$.local" 169.254.7.7 >"$T_TMP/rogue-a.log" 2>&1 &
-PIDS+=("$!")
+NETNS_PIDS+=("$!")
 t_run "link-local rogue address published" t_wait "$T_TMP/rogue-a.log" 'Established under name'
 in_b avahi-publish -s -H "rogue-ll-$$.local" "idprov rogue ll" _idprov._tcp 8443 v=1 path=/v1 \
 	"fp=$rogue_fp" >"$T_TMP/rogue-ll.log" 2>&1 &
-PIDS+=("$!")
+NETNS_PIDS+=("$!")
 t_run "link-local rogue published" t_wait "$T_TMP/rogue-ll.log" 'Established under name'
 (in_b "$A" -v --state-dir "$T_TMP/ag5" run --once --id dev-d5 --mac 02:00:5e:00:d1:05 --wait 1 \
 	2>"$T_TMP/ag5.log")
@@ -226,7 +152,7 @@ printf 'dnssd = off\n' >"$T_TMP/off.conf"
 in_a "$IDP_BIN/idprovd" --foreground --config "$T_TMP/off.conf" --state-dir "$T_TMP/srv" \
 	--listen 10.77.1.1:0 --threads 1 >/dev/null 2>"$T_TMP/off.log" &
 opid=$!
-PIDS+=("$opid")
+NETNS_PIDS+=("$opid")
 t_run "dnssd = off: server starts" t_wait "$T_TMP/off.log" 'event=http.listening'
 t_grep "dnssd = off: logged" 'event=dnssd.off' "$T_TMP/off.log"
 t_refuse "dnssd = off: nothing published" grep -q 'event=dnssd.publishing' "$T_TMP/off.log"
@@ -234,7 +160,7 @@ kill_pid "$opid"
 DBUS_SYSTEM_BUS_ADDRESS=$nobus exec ip netns exec "$NA" "$IDP_BIN/idprovd" --foreground \
 	--state-dir "$T_TMP/srv" --listen 10.77.1.1:0 --threads 1 >/dev/null 2>"$T_TMP/nod.srv.log" &
 npid=$!
-PIDS+=("$npid")
+NETNS_PIDS+=("$npid")
 t_run "no avahi-daemon: server still starts" t_wait "$T_TMP/nod.srv.log" 'event=http.listening'
 t_grep "no avahi-daemon: a warning" 'level=warn event=dnssd.unavailable .*cannot reach avahi-daemon' \
 	"$T_TMP/nod.srv.log"

@@ -6,6 +6,11 @@
 # entry; `idprov-admin audit` lists entries; the unprovisioned report lists
 # manifest devices never provisioned with batch, station and import time, and
 # filters by age and batch. Unauthenticated callers are refused.
+# Signed checkpoints (one at every stop): truncating the tail, deleting
+# checkpoints (with the tail), forging a checkpoint's signature and inserting
+# entries are each detected and named; `audit export` writes JSON Lines whose
+# checkpoint signature verifies offline with the openssl command, and which
+# `idprov-admin audit verify --file` checks offline (edited, cut, other key).
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -92,4 +97,112 @@ t_run "report without credential: 401" [ "$(srv_curl -o /dev/null -w '%{http_cod
 
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" -eq 0 ]
+t_grep "a checkpoint at the stop" 'event=audit.checkpoint n=1 seq=' "$SRV_ERR"
+
+# --- signed checkpoints ----------------------------------------------------------
+st=$T_TMP/state2
+db=$st/idprov.db
+t_run "second server starts" srv_start "$st"
+printf '%s\n' "$(cat "$st/admin.token")" >"$T_TMP/token"
+t_run "audit key made" [ -f "$st/audit.key" ] && [ -f "$st/audit.pub" ]
+t_grep "audit key logged" 'event=audit.key_created path=.*/audit.key key_id=[0-9a-f]{64}' "$SRV_ERR"
+for e in 10.0.0.1:1 10.0.0.2:2 10.0.0.3:3 10.0.0.4:4 10.0.0.5:5; do cli allow add "$e"; done
+t_run "five entries" [ "$(q "select count(*) from audit")" = 5 ]
+srv_stop
+t_grep "stop: checkpoint 1 covers entry 5" 'event=audit.checkpoint n=1 seq=5 hash=[0-9a-f]{64}' "$SRV_ERR"
+t_run "checkpoint file written" [ -f "$st/audit.checkpoint" ]
+t_run "server starts again" srv_start "$st"
+t_run "verify: intact with its checkpoint" cli audit verify
+t_grep "verify: checkpoint named" '"intact":true,"entries":5,.*"checkpoints":1,"checkpoint_seq":5,.*"truncated":false' "$T_TMP/cli"
+t_run "metric: checkpoint age" sh -c "srv_curl() { curl -sS --max-time 20 --cacert '$SRV_CA' \"\$@\"; }; srv_curl -H 'Authorization: Bearer $(cat "$st/admin.token")' '$SRV_URL/metrics' | grep -qE '^idprov_audit_checkpoint_age_seconds [0-9]+$'"
+
+# Tail truncation: the last two entries go, the chain alone is intact.
+t_run "keep entries 4..5 aside" q "attach '$T_TMP/keep.db' as k; create table k.a as select * from audit where seq >= 4"
+t_run "truncate the tail" q "delete from audit where seq >= 4"
+cli audit verify
+t_run "truncated: verify exits 1" [ $? -eq 1 ]
+t_grep "truncated: named" 'audit chain broken: entries 4..5 missing \(tail truncated\): checkpoint 1 signed at [0-9]+ covers entry 5, the log ends at 3' "$T_TMP/cli.err"
+t_grep "truncated: flagged in the answer" '"intact":false,"entries":3,.*"broken_seq":4,.*"truncated":true' "$T_TMP/cli"
+t_run "put them back" q "attach '$T_TMP/keep.db' as k; insert into audit select * from k.a"
+t_run "restored: intact" cli audit verify
+
+# Insertion at the tail (no valid hash) and in the middle (entries renumbered).
+t_run "insert an entry at the end" q "insert into audit (seq, at, event, detail, hash) values (6, unixepoch(), 'admin.resumed', NULL, randomblob(32))"
+cli audit verify
+t_run "inserted at the end: verify exits 1" [ $? -eq 1 ]
+t_grep "inserted at the end: named" 'entry 6: hash does not match' "$T_TMP/cli.err"
+t_run "remove it" q "delete from audit where seq = 6"
+t_run "insert in the middle" q "begin; update audit set seq = seq + 100 where seq >= 3; update audit set seq = seq - 99 where seq >= 103; insert into audit (seq, at, event, detail, hash) select 3, at, event, 'forged', hash from audit where seq = 4; commit"
+cli audit verify
+t_run "inserted in the middle: verify exits 1" [ $? -eq 1 ]
+t_grep "inserted in the middle: entry 3 named" 'entry 3: hash does not match' "$T_TMP/cli.err"
+t_run "undo the insertion" q "begin; delete from audit where seq = 3; update audit set seq = seq + 100 where seq >= 4; update audit set seq = seq - 101 where seq >= 104; commit"
+t_run "undone: intact" cli audit verify
+
+# A forged checkpoint signature.
+sig=$(q "select hex(sig) from audit_checkpoints where n = 1")
+other=00
+[ "${sig:0:2}" != 00 ] || other=01
+t_run "flip a byte of the signature" q "update audit_checkpoints set sig = X'$other${sig:2}' where n = 1"
+cli audit verify
+t_run "forged checkpoint: verify exits 1" [ $? -eq 1 ]
+t_grep "forged checkpoint: named" 'checkpoint 1 \(entry 5\): signature does not verify' "$T_TMP/cli.err"
+t_grep "forged checkpoint: its number" '"broken_checkpoint":1' "$T_TMP/cli"
+t_run "put the signature back" q "update audit_checkpoints set sig = X'$sig' where n = 1"
+t_run "signature back: intact" cli audit verify
+
+# More entries and a second checkpoint; then the tail and that checkpoint go.
+cli allow add 10.0.0.6:6
+srv_stop
+t_grep "stop: checkpoint 2 covers entry 6" 'event=audit.checkpoint n=2 seq=6 ' "$SRV_ERR"
+t_run "server starts a third time" srv_start "$st"
+t_run "delete checkpoint 2 and entry 6" q "begin; delete from audit_checkpoints where n = 2; delete from audit where seq = 6; commit"
+cli audit verify
+t_run "checkpoint deleted with the tail: verify exits 1" [ $? -eq 1 ]
+t_grep "checkpoint deleted: named from the checkpoint file" 'checkpoints 2..2 missing from the database \(audit.checkpoint holds checkpoint 2 of entry 6\); entries after the log.s end are missing too' "$T_TMP/cli.err"
+
+# The export verifies offline: checkpoint 1's signature with openssl, and
+# the chain from entry 1 with SHA-256 (formats/audit.md §2, §3, §6).
+t_run "export" sh -c "'$IDP_BIN/idprov-admin' --server '$SRV_URL' --ca '$SRV_CA' --token-file '$T_TMP/token' audit export >'$T_TMP/export.jsonl'"
+t_grep "export: header first" '^\{"type":"export","version":1,"first_seq":1,"prev_hash":"0{64}","audit_key":"-----BEGIN PUBLIC KEY-----' "$T_TMP/export.jsonl"
+t_run "export: one line per entry" [ "$(grep -c '"type":"entry"' "$T_TMP/export.jsonl")" = 5 ]
+t_grep "export: checkpoint 1" '^\{"type":"checkpoint","n":1,"seq":5,' "$T_TMP/export.jsonl"
+line=$(grep '"type":"checkpoint","n":1,' "$T_TMP/export.jsonl")
+field() { printf '%s' "$line" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+printf '%s\n' "$(grep '"type":"export"' "$T_TMP/export.jsonl" | sed 's/.*"audit_key":"\([^"]*\)".*/\1/; s/\\n/\n/g')" >"$T_TMP/audit.pub"
+t_run "export: the key is audit.pub" cmp -s "$T_TMP/audit.pub" "$st/audit.pub"
+{ printf 'idprov-audit-checkpoint-v1'; perl -e 'print pack("Q>Q>Q>", @ARGV)' "$(field n)" "$(field seq)" "$(field at)"
+  printf '%s' "$(field hash)" | perl -ne 'print pack("H*", $_)'; } >"$T_TMP/ckpt.bin"
+printf '%s' "$(field sig)" | openssl base64 -d -A >"$T_TMP/ckpt.sig"
+t_run "offline: checkpoint signature verifies (openssl)" openssl pkeyutl -verify -pubin -inkey "$T_TMP/audit.pub" -rawin -in "$T_TMP/ckpt.bin" -sigfile "$T_TMP/ckpt.sig"
+printf 'x' >>"$T_TMP/ckpt.bin"
+t_refuse "offline: one more byte does not verify" openssl pkeyutl -verify -pubin -inkey "$T_TMP/audit.pub" -rawin -in "$T_TMP/ckpt.bin" -sigfile "$T_TMP/ckpt.sig"
+t_run "export --since 3" sh -c "'$IDP_BIN/idprov-admin' --server '$SRV_URL' --ca '$SRV_CA' --token-file '$T_TMP/token' audit export --since 3 >'$T_TMP/export3.jsonl'"
+h2=$(q "select lower(hex(hash)) from audit where seq = 2")
+t_grep "export --since 3: chained on entry 2's hash" "^\\{\"type\":\"export\",\"version\":1,\"first_seq\":3,\"prev_hash\":\"$h2\"" "$T_TMP/export3.jsonl"
+t_run "export --since 3: entries 3..5" [ "$(grep -c '"type":"entry"' "$T_TMP/export3.jsonl")" = 3 ]
+cli audit export --since yesterday
+t_run "export --since bad: usage (exit 2)" [ $? -eq 2 ]
+# idprov-admin verifies an export offline, against the key the holder has.
+ov() { "$IDP_BIN/idprov-admin" audit verify --file "$@" >"$T_TMP/ov" 2>"$T_TMP/ov.err"; }
+t_run "offline verify with audit.pub" ov "$T_TMP/export.jsonl" --key "$st/audit.pub"
+t_grep "offline: intact, 5 entries, 1 checkpoint" '^\{"intact":true,"first_seq":1,"last_seq":5,"entries":5,"checkpoints":1,"truncated":false,"key_id":"[0-9a-f]{64}"\}$' "$T_TMP/ov"
+t_run "offline verify of the part from 3" ov "$T_TMP/export3.jsonl" --key "$st/audit.pub"
+t_run "offline without --key: verifies, says whose key" ov "$T_TMP/export.jsonl"
+t_grep "offline without --key: the note" "checked with the export's own key" "$T_TMP/ov.err"
+sed 's/"detail":"10.0.0.3:3"/"detail":"10.0.0.9:9"/' "$T_TMP/export.jsonl" >"$T_TMP/edited.jsonl"
+ov "$T_TMP/edited.jsonl" --key "$st/audit.pub"
+t_run "offline: an edited entry, exit 1" [ $? -eq 1 ]
+t_grep "offline: the edited entry named" 'audit export broken: entry 3: hash does not match' "$T_TMP/ov.err"
+grep -v -e '"seq":4,"at"' -e '"seq":5,"at"' "$T_TMP/export.jsonl" | grep -v '"type":"checkpoint"' >"$T_TMP/cut.jsonl"
+grep '"type":"checkpoint"' "$T_TMP/export.jsonl" >>"$T_TMP/cut.jsonl"
+ov "$T_TMP/cut.jsonl" --key "$st/audit.pub"
+t_run "offline: the tail cut, exit 1" [ $? -eq 1 ]
+t_grep "offline: truncation named" 'audit export broken: entries missing at the end: checkpoint 1 covers entry 5' "$T_TMP/ov.err"
+openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout >"$T_TMP/other.pub" 2>/dev/null
+ov "$T_TMP/export.jsonl" --key "$T_TMP/other.pub"
+t_run "offline: another key, exit 1" [ $? -eq 1 ]
+t_grep "offline: another key named" 'audit_key: not the key given' "$T_TMP/ov.err"
+srv_stop
+t_run "server stops cleanly at the end" [ "$SRV_RC" -eq 0 ]
 t_done

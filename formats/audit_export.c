@@ -1,0 +1,254 @@
+/*
+ * audit_export.c - see audit_export.h. Spec: formats/audit.md §3, §6, §7.
+ */
+#include "formats/audit_export.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "formats/audit.h"
+#include "formats/b64.h"
+#include "formats/buf.h"
+#include "formats/json.h"
+
+#define JSON_DEPTH 2u
+
+struct run {
+	const struct fmt_key *key; /* the key checkpoints are checked with */
+	struct fmt_key *own;       /* the export's, when no key was given */
+	uint8_t prev[FMT_AUDIT_HASH_LEN];
+	struct fmt_buf hashes; /* hash(first_seq - 1 + i) for i = 0 .. entries */
+	int64_t last_n;
+	bool header;
+	bool stop; /* a finding was made: the rest is not checked */
+	struct fmt_audit_verdict *out;
+};
+
+#define REASON_SIZE sizeof(((struct fmt_audit_verdict *)NULL)->reason)
+
+/* Where the first finding is written: the rest is then not checked. */
+static char *finding(struct run *r)
+{
+	r->stop = true;
+	return r->out->reason;
+}
+
+/* Keep hash h as the hash of the newest entry (slot 0: prev_hash). */
+static enum idp_err keep(struct run *r, const uint8_t h[static FMT_AUDIT_HASH_LEN],
+                         struct idp_error *err)
+{
+	fmt_buf_add(&r->hashes, h, FMT_AUDIT_HASH_LEN);
+	return fmt_buf_check(&r->hashes, "audit export: hashes", err);
+}
+
+static enum idp_err header(struct run *r, const cJSON *o, struct idp_error *err)
+{
+	static const char *const keys[] = {"type", "version", "first_seq", "prev_hash",
+	                                   "audit_key"};
+	int64_t version = 0;
+	const char *prev = NULL;
+	size_t prev_len = 0;
+	enum idp_err rc = fmt_json_only_keys(o, keys, 5, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "version", true, 1, 1, &version, NULL, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "first_seq", true, 1, INT64_MAX / 2, &r->out->first_seq,
+		                      NULL, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "prev_hash", true, false, 64, &prev, &prev_len, err);
+	if (rc == IDP_OK && !fmt_audit_hash_from_hex(prev, prev_len, r->prev))
+		rc = idp_error_set(err, IDP_E_FORMAT, "prev_hash: not 64 hex digits");
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "audit_key");
+	if (rc == IDP_OK && cJSON_IsString(k))
+		rc = fmt_key_parse_public_pem((const uint8_t *)k->valuestring,
+		                              strlen(k->valuestring), &r->own, err);
+	else if (rc == IDP_OK && !cJSON_IsNull(k))
+		rc = idp_error_set(err, IDP_E_FORMAT, "audit_key: not a PEM string or null");
+	if (rc == IDP_OK && r->key != NULL && r->own != NULL && !fmt_key_equal(r->key, r->own))
+		rc = idp_error_set(
+		        err, IDP_E_VERIFY,
+		        "audit_key: not the key given (the export was signed by another)");
+	if (rc == IDP_OK && r->key == NULL)
+		r->key = r->own;
+	if (rc == IDP_OK && r->key != NULL) {
+		uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
+		rc = fmt_key_fingerprint(r->key, fp, err);
+		if (rc == IDP_OK)
+			fmt_key_fingerprint_hex(fp, r->out->key_id);
+	}
+	r->out->last_seq = r->out->first_seq - 1;
+	r->header = true;
+	return rc == IDP_OK ? keep(r, r->prev, err) : rc;
+}
+
+/* A text member that may be null: (NULL, 0) then. */
+static enum idp_err text_or_null(const cJSON *o, const char *name, size_t max, const char **s,
+                                 size_t *len, struct idp_error *err)
+{
+	*s = NULL;
+	*len = 0;
+	if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, name)))
+		return IDP_OK;
+	return fmt_json_get_string(o, name, true, true, max, s, len, err);
+}
+
+static enum idp_err entry(struct run *r, const cJSON *o, struct idp_error *err)
+{
+	static const char *const keys[] = {"type",    "seq",    "at",  "event",
+	                                   "subject", "detail", "hash"};
+	struct fmt_audit_entry e;
+	memset(&e, 0, sizeof(e));
+	const char *hash = NULL;
+	size_t hash_len = 0;
+	uint8_t stored[FMT_AUDIT_HASH_LEN], h[FMT_AUDIT_HASH_LEN];
+	enum idp_err rc = fmt_json_only_keys(o, keys, 7, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "seq", true, 1, INT64_MAX / 2, &e.seq, NULL, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "at", true, 0, INT64_MAX / 2, &e.at, NULL, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "event", true, false, FMT_AUDIT_FIELD_MAX, &e.event,
+		                         &e.event_len, err);
+	if (rc == IDP_OK)
+		rc = text_or_null(o, "subject", FMT_AUDIT_FIELD_MAX, &e.subject, &e.subject_len,
+		                  err);
+	if (rc == IDP_OK)
+		rc = text_or_null(o, "detail", FMT_AUDIT_FIELD_MAX, &e.detail, &e.detail_len, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "hash", true, true, 64, &hash, &hash_len, err);
+	if (rc != IDP_OK || r->stop)
+		return rc;
+	if (e.seq != r->out->last_seq + 1) {
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "entry %lld follows entry %lld: entries missing or inserted",
+		               (long long)e.seq, (long long)r->out->last_seq);
+		return IDP_OK;
+	}
+	rc = fmt_audit_hash(r->prev, &e, h, err);
+	if (rc != IDP_OK)
+		return rc;
+	if (!fmt_audit_hash_from_hex(hash, hash_len, stored) ||
+	    CRYPTO_memcmp(stored, h, sizeof(h)) != 0) {
+		(void)snprintf(
+		        finding(r), REASON_SIZE,
+		        "entry %lld: hash does not match (entry changed or moved, or one before it "
+		        "removed)",
+		        (long long)e.seq);
+		return IDP_OK;
+	}
+	memcpy(r->prev, h, sizeof(h));
+	rc = keep(r, h, err);
+	r->out->last_seq = e.seq;
+	r->out->entries++;
+	return rc;
+}
+
+static enum idp_err checkpoint(struct run *r, const cJSON *o, struct idp_error *err)
+{
+	static const char *const keys[] = {"type", "n", "seq", "at", "hash", "key_id", "sig"};
+	struct fmt_audit_checkpoint c;
+	memset(&c, 0, sizeof(c));
+	const char *hash = NULL, *sig64 = NULL, *kid = NULL;
+	size_t hash_len = 0, sig64_len = 0, kid_len = 0;
+	uint8_t sig[FMT_KEY_SIG_MAX];
+	size_t sig_len = 0;
+	enum idp_err rc = fmt_json_only_keys(o, keys, 7, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "n", true, 1, INT64_MAX / 2, &c.n, NULL, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "seq", true, 0, INT64_MAX / 2, &c.seq, NULL, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "at", true, 0, INT64_MAX / 2, &c.at, NULL, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "hash", true, false, 64, &hash, &hash_len, err);
+	if (rc == IDP_OK && !fmt_audit_hash_from_hex(hash, hash_len, c.hash))
+		rc = idp_error_set(err, IDP_E_FORMAT, "hash: not 64 hex digits");
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "key_id", true, false, 64, &kid, &kid_len, err);
+	if (rc == IDP_OK)
+		rc = fmt_json_get_string(o, "sig", true, false, (size_t)2 * FMT_KEY_SIG_MAX, &sig64,
+		                         &sig64_len, err);
+	if (rc == IDP_OK && fmt_b64_decode(FMT_B64_STD, sig64, sig64_len, sig, sizeof(sig),
+	                                   &sig_len, NULL) != IDP_OK)
+		rc = idp_error_set(err, IDP_E_FORMAT, "sig: not base64");
+	if (rc != IDP_OK || r->stop)
+		return rc;
+	uint8_t bytes[FMT_AUDIT_CKPT_LEN];
+	fmt_audit_checkpoint_bytes(&c, bytes);
+	if (r->last_n != 0 && c.n != r->last_n + 1) {
+		(void)snprintf(
+		        finding(r), REASON_SIZE,
+		        "checkpoint %lld follows checkpoint %lld: checkpoints missing or inserted",
+		        (long long)c.n, (long long)r->last_n);
+	} else if (r->key == NULL || kid_len != 64 || strncmp(kid, r->out->key_id, 64) != 0 ||
+	           fmt_key_verify(r->key, FMT_SIG_RAW, bytes, sizeof(bytes), sig, sig_len, NULL) !=
+	                   IDP_OK) {
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "checkpoint %lld (entry %lld): signature does not verify",
+		               (long long)c.n, (long long)c.seq);
+	} else if (c.seq > r->out->last_seq) {
+		r->out->truncated = true;
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "entries missing at the end: checkpoint %lld covers entry %lld",
+		               (long long)c.n, (long long)c.seq);
+	} else if (c.seq >= r->out->first_seq - 1 &&
+	           CRYPTO_memcmp(r->hashes.p + (size_t)(c.seq - (r->out->first_seq - 1)) *
+	                                               FMT_AUDIT_HASH_LEN,
+	                         c.hash, FMT_AUDIT_HASH_LEN) != 0) {
+		(void)snprintf(finding(r), REASON_SIZE,
+		               "checkpoint %lld: the hash it signed is not entry %lld's",
+		               (long long)c.n, (long long)c.seq);
+	} else {
+		r->last_n = c.n;
+		r->out->checkpoints++;
+	}
+	return IDP_OK;
+}
+
+enum idp_err fmt_audit_export_verify(const uint8_t *buf, size_t len, const struct fmt_key *key,
+                                     struct fmt_audit_verdict *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct run r = {.key = key, .out = out};
+	fmt_buf_init(&r.hashes, SIZE_MAX, 0);
+	enum idp_err rc = IDP_OK;
+	size_t line = 0;
+	for (size_t off = 0; rc == IDP_OK && off < len;) {
+		const uint8_t *nl = memchr(buf + off, '\n', len - off);
+		size_t n = nl != NULL ? (size_t)(nl - (buf + off)) : len - off;
+		line++;
+		cJSON *o = NULL;
+		if (n > FMT_AUDIT_EXPORT_LINE_MAX)
+			rc = idp_error_set(err, IDP_E_LIMIT, "line is %zu bytes, max %u", n,
+			                   FMT_AUDIT_EXPORT_LINE_MAX);
+		if (rc == IDP_OK)
+			rc = fmt_json_parse(buf + off, n, JSON_DEPTH, &o, err);
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+		const char *type = cJSON_IsString(t) ? t->valuestring : "";
+		if (rc == IDP_OK && !r.header && strcmp(type, "export") != 0)
+			rc = idp_error_set(err, IDP_E_FORMAT, "not an audit export: no header");
+		else if (rc == IDP_OK && strcmp(type, "export") == 0)
+			rc = r.header ? idp_error_set(err, IDP_E_FORMAT, "a second header")
+			              : header(&r, o, err);
+		else if (rc == IDP_OK && strcmp(type, "entry") == 0)
+			rc = entry(&r, o, err);
+		else if (rc == IDP_OK && strcmp(type, "checkpoint") == 0)
+			rc = checkpoint(&r, o, err);
+		else if (rc == IDP_OK)
+			rc = idp_error_set(err, IDP_E_FORMAT,
+			                   "type: not export, entry or checkpoint");
+		cJSON_Delete(o);
+		if (rc != IDP_OK)
+			idp_error_prefix(err, "audit export: line %zu", line);
+		off += n + 1;
+	}
+	if (rc == IDP_OK && !r.header)
+		rc = idp_error_set(err, IDP_E_FORMAT, "audit export: empty");
+	out->intact = rc == IDP_OK && out->reason[0] == '\0';
+	fmt_key_free(r.own);
+	fmt_buf_free(&r.hashes);
+	return rc;
+}

@@ -1,0 +1,626 @@
+/*
+ * site.c - see site.h.
+ */
+#include "server/site.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "formats/io/dnssd.h"
+#include "formats/json.h"
+#include "server/admin.h"
+#include "server/handlers.h"
+#include "formats/io/log.h"
+#include "server/publish.h"
+
+#define SITE_JSON_DEPTH 2u
+#define SITE_FP_LEN     64u
+
+/* One other publisher seen and not yet withdrawn. */
+struct seen {
+	struct fio_dnssd_found f;
+	char fp[SITE_FP_LEN + 1]; /* "" when its TXT has none */
+};
+
+struct srv_site {
+	struct fio_dnssd_watch *watch;
+	struct srv_store *store; /* the watch thread's own connection */
+	char fp[SITE_FP_LEN + 1];
+	uint16_t ports[SRV_CONFIG_LISTEN_MAX];
+	size_t n_ports;
+	struct seen seen[SRV_SITE_SEEN_MAX]; /* under g_lock */
+	size_t n_seen;
+	bool overflow; /* more others seen than the list holds (until the daemon restarts) */
+};
+
+/* The running watch, for the resume handler (one per process). */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct srv_site *g_site;
+
+/* ---------------------------------------------------------------- matching */
+
+static bool same_instance(const struct fio_dnssd_found *a, const struct fio_dnssd_found *b)
+{
+	return a->ifindex == b->ifindex && a->ipv6 == b->ipv6 && strcmp(a->name, b->name) == 0;
+}
+
+/* "HOST:PORT" of f as host name and as address, for the allow-list. */
+static void endpoints(const struct fio_dnssd_found *f, char host[static FIO_DNSSD_HOST_MAX + 8],
+                      char addr[static FIO_DNSSD_ADDR_MAX + 10])
+{
+	(void)snprintf(host, FIO_DNSSD_HOST_MAX + 8, "%s:%u", f->host, (unsigned)f->port);
+	(void)snprintf(addr, FIO_DNSSD_ADDR_MAX + 10, f->ipv6 ? "[%s]:%u" : "%s:%u", f->addr,
+	               (unsigned)f->port);
+}
+
+struct allow_match {
+	const struct fio_dnssd_found *f;
+	const char *fp;
+	bool allowed;
+};
+
+static int match_entry(void *ctx, const char *entry, int64_t added_at)
+{
+	struct allow_match *m = ctx;
+	(void)added_at;
+	char host[FIO_DNSSD_HOST_MAX + 8], addr[FIO_DNSSD_ADDR_MAX + 10];
+	endpoints(m->f, host, addr);
+	m->allowed = strcasecmp(entry, host) == 0 || strcasecmp(entry, addr) == 0 ||
+	             (m->fp[0] != '\0' && strcmp(entry, m->fp) == 0);
+	return m->allowed ? 1 : 0;
+}
+
+static enum idp_err is_allowed(struct srv_store *st, const struct fio_dnssd_found *f,
+                               const char *fp, bool *allowed, struct idp_error *err)
+{
+	struct allow_match m = {.f = f, .fp = fp};
+	enum idp_err rc = srv_store_allow_foreach(st, match_entry, &m, err);
+	*allowed = m.allowed;
+	return rc;
+}
+
+/* The fp of f's TXT, lower-case, when it is 64 hex digits; else "". */
+static void fp_of(const struct fio_dnssd_found *f, char out[static SITE_FP_LEN + 1])
+{
+	const char *v = fio_dnssd_txt_get(f, "fp");
+	out[0] = '\0';
+	if (v == NULL || strlen(v) != SITE_FP_LEN ||
+	    strspn(v, "0123456789abcdefABCDEF") != SITE_FP_LEN)
+		return;
+	for (size_t i = 0; i <= SITE_FP_LEN; i++)
+		out[i] = (char)tolower((unsigned char)v[i]);
+}
+
+static bool is_ours(const struct srv_site *s, const struct fio_dnssd_found *f, const char *fp)
+{
+	if (!f->own || strcmp(fp, s->fp) != 0)
+		return false;
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i] == f->port)
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------- the watch */
+
+/* Set the suspension to on (with reason) and write its audit entry (event)
+ * in one transaction. For a rogue sighting (rogue), a "rogue-server" flag
+ * is raised first, and an existing suspension is kept as it is; for an
+ * administrator, asking for the state already in force is IDP_E_CONFLICT.
+ * *changed says whether the state changed. */
+static enum idp_err set_suspended(struct srv_store *st, bool on, const char *reason,
+                                  const char *event, bool rogue, bool *changed,
+                                  struct idp_error *err)
+{
+	int64_t now = (int64_t)time(NULL);
+	struct srv_suspension cur;
+	*changed = false;
+	enum idp_err rc = srv_store_begin(st, err);
+	if (rc != IDP_OK)
+		return rc;
+	rc = srv_store_suspension_get(st, &cur, err);
+	if (rc == IDP_OK && rogue)
+		rc = srv_store_flag_add(st, "rogue-server", NULL, reason, now, err);
+	if (rc == IDP_OK && cur.suspended == on && !rogue)
+		rc = idp_error_set(err, IDP_E_CONFLICT, "provisioning is %s already",
+		                   on ? "suspended" : "not suspended");
+	if (rc == IDP_OK && cur.suspended != on) {
+		rc = srv_store_suspension_set(st, on, reason, now, err);
+		const struct srv_audit_event ev = {.at = now, .event = event, .detail = reason};
+		if (rc == IDP_OK)
+			rc = srv_store_audit_append(st, &ev, err);
+		*changed = rc == IDP_OK;
+	}
+	if (rc == IDP_OK)
+		rc = srv_store_commit(st, err);
+	else
+		srv_store_rollback(st);
+	if (rc != IDP_OK)
+		*changed = false;
+	return rc;
+}
+
+static void remember(struct srv_site *s, const struct fio_dnssd_found *f, const char *fp)
+{
+	(void)pthread_mutex_lock(&g_lock);
+	size_t i = 0;
+	while (i < s->n_seen && !same_instance(&s->seen[i].f, f))
+		i++;
+	if (i == s->n_seen && s->n_seen < SRV_SITE_SEEN_MAX)
+		s->n_seen++;
+	else if (i == s->n_seen)
+		s->overflow = true;
+	if (i < s->n_seen) {
+		s->seen[i].f = *f;
+		(void)snprintf(s->seen[i].fp, sizeof(s->seen[i].fp), "%s", fp);
+	}
+	(void)pthread_mutex_unlock(&g_lock);
+}
+
+static void forget(struct srv_site *s, const struct fio_dnssd_found *f)
+{
+	(void)pthread_mutex_lock(&g_lock);
+	for (size_t i = 0; i < s->n_seen; i++) {
+		if (same_instance(&s->seen[i].f, f)) {
+			s->seen[i] = s->seen[--s->n_seen];
+			break;
+		}
+	}
+	(void)pthread_mutex_unlock(&g_lock);
+}
+
+static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
+{
+	/* Names and hosts are anyone's text: quoted (\xNN) before a log or a reason. */
+	char name[IDP_QUOTE_MAX], host[IDP_QUOTE_MAX];
+	(void)idp_quote(f->name, strlen(f->name), name);
+	(void)idp_quote(f->host, strlen(f->host), host);
+	if (!f->resolved) {
+		fio_log(FIO_LOG_WARN, "site.unresolved", "name=\"%s\" ifindex=%d", name,
+		        f->ifindex);
+		return;
+	}
+	char fp[SITE_FP_LEN + 1];
+	fp_of(f, fp);
+	if (is_ours(s, f, fp))
+		return;
+	remember(s, f, fp);
+	struct idp_error err = {0};
+	bool allowed = false;
+	if (is_allowed(s->store, f, fp, &allowed, &err) != IDP_OK) {
+		fio_log(FIO_LOG_ERROR, "site.error", "error=\"%s\"", err.msg);
+		allowed = false; /* unknown: treat as a rogue */
+	}
+	if (allowed) {
+		fio_log(FIO_LOG_INFO, "site.allowed",
+		        "name=\"%s\" host=\"%s\" addr=%s port=%u fp=%s", name, host, f->addr,
+		        (unsigned)f->port, fp[0] != '\0' ? fp : "none");
+		return;
+	}
+	fio_log(FIO_LOG_WARN, "site.rogue", "name=\"%s\" host=\"%s\" addr=%s port=%u fp=%s own=%s",
+	        name, host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none",
+	        f->own ? "yes" : "no");
+	char reason[SRV_STORE_DETAIL_MAX];
+	(void)snprintf(reason, sizeof(reason),
+	               "rogue DNS-SD publisher: name=\"%s\" host=%s addr=%s port=%u fp=%s", name,
+	               host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
+	bool newly = false;
+	if (set_suspended(s->store, true, reason, "site.suspended", true, &newly, &err) != IDP_OK) {
+		fio_log(FIO_LOG_ERROR, "site.error",
+		        "error=\"%s\" note=\"suspension not recorded\"", err.msg);
+		return;
+	}
+	if (newly)
+		fio_log(FIO_LOG_WARN, "site.suspended", "reason=\"%s\"", reason);
+}
+
+static void on_change(void *arg, enum fio_dnssd_change ch, const struct fio_dnssd_found *f,
+                      const char *detail)
+{
+	struct srv_site *s = arg;
+	char q[IDP_QUOTE_MAX];
+	switch (ch) {
+	case FIO_DNSSD_APPEARED:
+		appeared(s, f);
+		break;
+	case FIO_DNSSD_GONE:
+		forget(s, f);
+		fio_log(FIO_LOG_INFO, "site.gone", "name=\"%s\"",
+		        idp_quote(f->name, strlen(f->name), q));
+		break;
+	case FIO_DNSSD_WATCH_READY:
+		fio_log(FIO_LOG_INFO, "dnssd.watching", "type=%s", SRV_PUBLISH_TYPE);
+		break;
+	case FIO_DNSSD_WATCH_FAILED:
+		/* The browser is gone: what it saw is reported again once the
+		 * daemon is back, so forget it (a stale entry would block resume). */
+		(void)pthread_mutex_lock(&g_lock);
+		s->n_seen = 0;
+		s->overflow = false;
+		(void)pthread_mutex_unlock(&g_lock);
+		fio_log(FIO_LOG_WARN, "dnssd.watch_failed", "error=\"%s\"",
+		        idp_quote(detail, strlen(detail), q));
+		break;
+	}
+}
+
+struct srv_site *srv_site_start(const struct srv_config *cfg, const struct srv_state *state,
+                                const struct srv_httpd *h)
+{
+	struct idp_error err = {0};
+	struct srv_store *st = NULL;
+	if (srv_store_open(state->db_path, &st, &err) != IDP_OK) {
+		fio_log(FIO_LOG_ERROR, "site.error", "error=\"%s\" note=\"rogue detection off\"",
+		        err.msg);
+		return NULL;
+	}
+	struct srv_suspension cur;
+	if (srv_store_suspension_get(st, &cur, &err) == IDP_OK && cur.suspended) {
+		char r[FIO_LOG_ESC_MAX];
+		(void)fio_log_esc(cur.reason, strlen(cur.reason), r, sizeof(r));
+		fio_log(FIO_LOG_WARN, "site.suspended_at_start",
+		        "since=%lld reason=%s note=\"provisioning stays suspended until "
+		        "idprov-admin resume\"",
+		        (long long)cur.since, r);
+	}
+	if (!cfg->dnssd) {
+		srv_store_close(st);
+		return NULL;
+	}
+	struct srv_site *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		srv_store_close(st);
+		return NULL;
+	}
+	s->store = st;
+	(void)snprintf(s->fp, sizeof(s->fp), "%s", state->ca_fingerprint);
+	const char *b;
+	for (size_t i = 0;
+	     (b = srv_httpd_bound(h, i)) != NULL && s->n_ports < SRV_CONFIG_LISTEN_MAX; i++) {
+		const char *c = strrchr(b, ':');
+		unsigned long p = c != NULL ? strtoul(c + 1, NULL, 10) : 0;
+		if (p > 0 && p <= 65535)
+			s->ports[s->n_ports++] = (uint16_t)p;
+	}
+	(void)pthread_mutex_lock(&g_lock);
+	g_site = s;
+	(void)pthread_mutex_unlock(&g_lock);
+	if (fio_dnssd_watch_start(SRV_PUBLISH_TYPE, on_change, s, &s->watch, &err) != IDP_OK) {
+		fio_log(FIO_LOG_WARN, "dnssd.watch_failed",
+		        "error=\"%s\" note=\"rogue detection off\"", err.msg);
+		srv_site_stop(s);
+		return NULL;
+	}
+	return s;
+}
+
+void srv_site_stop(struct srv_site *s)
+{
+	if (s == NULL)
+		return;
+	fio_dnssd_watch_stop(s->watch); /* no callback runs after this */
+	(void)pthread_mutex_lock(&g_lock);
+	if (g_site == s)
+		g_site = NULL;
+	(void)pthread_mutex_unlock(&g_lock);
+	srv_store_close(s->store);
+	free(s);
+}
+
+/* ---------------------------------------------------------------- the gate */
+
+bool srv_site_refused(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	struct srv_suspension cur;
+	struct idp_error err = {0};
+	if (srv_store_suspension_get(ctx->store, &cur, &err) != IDP_OK) {
+		(void)srv_handlers_fail(ctx, req, IDP_E_AGAIN, FMT_API_ORIGIN_SERVER, &err);
+		return true;
+	}
+	if (!cur.suspended)
+		return false;
+	char pbuf[64];
+	fio_log(FIO_LOG_INFO, "request.suspended", "loop=%u peer=%s", ctx->loop,
+	        srv_http_peer(req, pbuf));
+	char msg[IDP_ERROR_MSG_MAX];
+	(void)snprintf(msg, sizeof(msg),
+	               "provisioning suspended until an administrator resumes it: %.400s",
+	               cur.reason[0] != '\0' ? cur.reason : "(no reason given)");
+	srv_handlers_error_retry(req, fmt_api_err_of(IDP_E_SUSPENDED, FMT_API_ORIGIN_SERVER), msg,
+	                         SRV_SITE_RETRY_AFTER);
+	return true;
+}
+
+/* ---------------------------------------------------------------- admin API */
+
+/* The optional string member name of a JSON body with no other member (an
+ * empty body is an empty object): copied to out[size], "" when absent.
+ * Answered 400 (false returned) otherwise. */
+static bool body_member(struct srv_ctx *ctx, struct evhttp_request *req, const char *name,
+                        bool required, char *out, size_t size)
+{
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	srv_http_body(req, &body, &len);
+	out[0] = '\0';
+	cJSON *o = NULL;
+	struct idp_error err = {0};
+	enum idp_err rc = IDP_OK;
+	if (len > 0 || required)
+		rc = fmt_json_parse(body, len, SITE_JSON_DEPTH, &o, &err);
+	if (rc == IDP_OK && o != NULL && !cJSON_IsObject(o))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "body: not a JSON object");
+	if (rc == IDP_OK && o != NULL)
+		rc = fmt_json_only_keys(o, &name, 1, &err);
+	const char *v = NULL;
+	size_t vlen = 0;
+	if (rc == IDP_OK && o != NULL)
+		rc = fmt_json_get_string(o, name, required, false, size - 1, &v, &vlen, &err);
+	if (rc == IDP_OK && v != NULL) {
+		memcpy(out, v, vlen);
+		out[vlen] = '\0';
+	}
+	cJSON_Delete(o);
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	return rc == IDP_OK;
+}
+
+/* Answer {"ok":true, name: v} (v is taken; NULL: out of memory). */
+static void answer_ok(struct evhttp_request *req, const char *name, cJSON *v)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o != NULL && v != NULL && cJSON_AddBoolToObject(o, "ok", 1) != NULL &&
+	    cJSON_AddItemToObject(o, name, v)) {
+		srv_http_json(req, 200, o);
+	} else {
+		cJSON_Delete(v);
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	}
+	cJSON_Delete(o);
+}
+
+/* Answer {"ok":true,"suspended":on} or the error. */
+static void answer_state(struct srv_ctx *ctx, struct evhttp_request *req, const char *action,
+                         enum idp_err rc, const struct idp_error *err, bool on)
+{
+	if (rc != IDP_OK) {
+		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s error=\"%s\"", ctx->loop,
+		        action, err->msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
+		return;
+	}
+	fio_log(on ? FIO_LOG_WARN : FIO_LOG_INFO, "admin.done", "loop=%u action=%s", ctx->loop,
+	        action);
+	answer_ok(req, "suspended", cJSON_CreateBool(on));
+}
+
+void srv_site_suspend(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	char reason[SRV_STORE_DETAIL_MAX + 1] = "";
+	if (!srv_admin_authorized(ctx, req) ||
+	    !body_member(ctx, req, "reason", false, reason, sizeof(reason)))
+		return;
+	struct idp_error err = {0};
+	bool changed = false;
+	enum idp_err rc = set_suspended(
+	        ctx->store, true, reason[0] != '\0' ? reason : "suspended by an administrator",
+	        "admin.suspended", false, &changed, &err);
+	answer_state(ctx, req, "suspend", rc, &err, true);
+}
+
+/* The first other publisher seen now that the allow-list does not name:
+ * IDP_E_CONFLICT naming it, IDP_OK when there is none. */
+static enum idp_err rogue_present(struct srv_store *st, struct idp_error *err)
+{
+	struct seen *copy = calloc(SRV_SITE_SEEN_MAX, sizeof(*copy));
+	if (copy == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "resume: out of memory");
+	size_t n = 0;
+	bool overflow = false;
+	(void)pthread_mutex_lock(&g_lock);
+	if (g_site != NULL) {
+		n = g_site->n_seen;
+		overflow = g_site->overflow;
+		memcpy(copy, g_site->seen, n * sizeof(*copy));
+	}
+	(void)pthread_mutex_unlock(&g_lock);
+	enum idp_err rc = IDP_OK;
+	if (overflow)
+		rc = idp_error_set(err, IDP_E_CONFLICT,
+		                   "resume: more than %u other DNS-SD publishers seen; restart "
+		                   "idprovd once they are withdrawn",
+		                   SRV_SITE_SEEN_MAX);
+	for (size_t i = 0; rc == IDP_OK && i < n; i++) {
+		bool allowed = false;
+		rc = is_allowed(st, &copy[i].f, copy[i].fp, &allowed, err);
+		if (rc == IDP_OK && !allowed) {
+			char q[IDP_QUOTE_MAX];
+			rc = idp_error_set(err, IDP_E_CONFLICT,
+			                   "resume: a rogue publisher is still there: \"%s\" at %s "
+			                   "port %u fp %s; "
+			                   "withdraw it, or allow it (idprov-admin allow add)",
+			                   idp_quote(copy[i].f.name, strlen(copy[i].f.name), q),
+			                   copy[i].f.addr, (unsigned)copy[i].f.port,
+			                   copy[i].fp[0] != '\0' ? copy[i].fp : "none");
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+void srv_site_resume(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	char none[2];
+	if (!srv_admin_authorized(ctx, req) || !body_member(ctx, req, "reason", false, none, 1))
+		return;
+	struct idp_error err = {0};
+	enum idp_err rc = rogue_present(ctx->store, &err);
+	bool changed = false;
+	if (rc == IDP_OK)
+		rc = set_suspended(ctx->store, false, NULL, "admin.resumed", false, &changed, &err);
+	answer_state(ctx, req, "resume", rc, &err, false);
+}
+
+static int add_seen(cJSON *arr, const struct seen *s, bool allowed)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(arr, o) ||
+	    cJSON_AddStringToObject(o, "name", s->f.name) == NULL ||
+	    cJSON_AddStringToObject(o, "host", s->f.host) == NULL ||
+	    cJSON_AddStringToObject(o, "addr", s->f.addr) == NULL ||
+	    cJSON_AddNumberToObject(o, "port", s->f.port) == NULL ||
+	    (s->fp[0] != '\0' ? cJSON_AddStringToObject(o, "fp", s->fp)
+	                      : cJSON_AddNullToObject(o, "fp")) == NULL ||
+	    cJSON_AddBoolToObject(o, "allowed", allowed) == NULL)
+		return -1;
+	return 0;
+}
+
+void srv_site_status(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!srv_admin_authorized(ctx, req))
+		return;
+	struct srv_suspension cur;
+	struct idp_error err = {0};
+	enum idp_err rc = srv_store_suspension_get(ctx->store, &cur, &err);
+	if (rc != IDP_OK) {
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+		return;
+	}
+	struct seen *copy = calloc(SRV_SITE_SEEN_MAX, sizeof(*copy));
+	size_t n = 0;
+	bool watching = false;
+	(void)pthread_mutex_lock(&g_lock);
+	if (g_site != NULL && copy != NULL) {
+		watching = true;
+		n = g_site->n_seen;
+		memcpy(copy, g_site->seen, n * sizeof(*copy));
+	}
+	(void)pthread_mutex_unlock(&g_lock);
+	cJSON *o = cJSON_CreateObject();
+	cJSON *arr = NULL;
+	bool ok = copy != NULL && o != NULL &&
+	          cJSON_AddBoolToObject(o, "suspended", cur.suspended) != NULL &&
+	          (cur.reason[0] != '\0' ? cJSON_AddStringToObject(o, "reason", cur.reason)
+	                                 : cJSON_AddNullToObject(o, "reason")) != NULL &&
+	          cJSON_AddNumberToObject(o, "since", (double)cur.since) != NULL &&
+	          cJSON_AddBoolToObject(o, "watching", watching) != NULL &&
+	          (arr = cJSON_AddArrayToObject(o, "seen")) != NULL;
+	for (size_t i = 0; ok && rc == IDP_OK && i < n; i++) {
+		bool allowed = false;
+		rc = is_allowed(ctx->store, &copy[i].f, copy[i].fp, &allowed, &err);
+		ok = rc != IDP_OK || add_seen(arr, &copy[i], allowed) == 0;
+	}
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	else if (ok)
+		srv_http_json(req, 200, o);
+	else
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	cJSON_Delete(o);
+	free(copy);
+}
+
+/* An allow-list entry: "HOST:PORT" (HOST a name or an IPv4 address, or
+ * "[IPv6]") or a CA fingerprint (64 hex digits), normalised to lower case. */
+static enum idp_err check_entry(char *e, struct idp_error *err)
+{
+	size_t n = strlen(e);
+	for (size_t i = 0; i < n; i++)
+		e[i] = (char)tolower((unsigned char)e[i]);
+	if (n == SITE_FP_LEN && strspn(e, "0123456789abcdef") == n)
+		return IDP_OK;
+	const char *c = strrchr(e, ':');
+	size_t hl = c != NULL ? (size_t)(c - e) : 0;
+	size_t pl = c != NULL ? strlen(c + 1) : 0;
+	unsigned long port = pl > 0 && pl <= 5 && strspn(c + 1, "0123456789") == pl
+	                             ? strtoul(c + 1, NULL, 10)
+	                             : 0;
+	bool host_ok =
+	        hl > 0 && (e[0] == '[' ? e[hl - 1] == ']' && hl > 2 &&
+	                                         strspn(e + 1, "0123456789abcdef:.") == hl - 2
+	                               : strspn(e, "abcdefghijklmnopqrstuvwxyz0123456789.-") == hl);
+	if (!host_ok || port == 0 || port > 65535)
+		return idp_error_set(
+		        err, IDP_E_FORMAT,
+		        "entry: not HOST:PORT ([IPv6]:PORT) or a 64-hex CA fingerprint");
+	return IDP_OK;
+}
+
+static void allow_change(struct srv_ctx *ctx, struct evhttp_request *req, bool add)
+{
+	char entry[SRV_STORE_ALLOW_MAX + 1] = "";
+	if (!srv_admin_authorized(ctx, req) ||
+	    !body_member(ctx, req, "entry", true, entry, sizeof(entry)))
+		return;
+	struct idp_error err = {0};
+	enum idp_err rc = check_entry(entry, &err);
+	int64_t now = (int64_t)time(NULL);
+	if (rc == IDP_OK)
+		rc = srv_store_begin(ctx->store, &err);
+	if (rc == IDP_OK) {
+		rc = add ? srv_store_allow_add(ctx->store, entry, now, &err)
+		         : srv_store_allow_remove(ctx->store, entry, &err);
+		const struct srv_audit_event ev = {.at = now,
+		                                   .event = add ? "admin.allow_added"
+		                                                : "admin.allow_removed",
+		                                   .detail = entry};
+		if (rc == IDP_OK)
+			rc = srv_store_audit_append(ctx->store, &ev, &err);
+		if (rc == IDP_OK)
+			rc = srv_store_commit(ctx->store, &err);
+		else
+			srv_store_rollback(ctx->store);
+	}
+	const char *action = add ? "allow_add" : "allow_remove";
+	if (rc != IDP_OK) {
+		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s error=\"%s\"", ctx->loop,
+		        action, err.msg);
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+		return;
+	}
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=%s entry=%s", ctx->loop, action, entry);
+	answer_ok(req, "entry", cJSON_CreateString(entry));
+}
+
+void srv_site_allow_add(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	allow_change(ctx, req, true);
+}
+
+void srv_site_allow_remove(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	allow_change(ctx, req, false);
+}
+
+static int add_allow(void *ctx, const char *entry, int64_t added_at)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddItemToArray(ctx, o) ||
+	    cJSON_AddStringToObject(o, "entry", entry) == NULL ||
+	    cJSON_AddNumberToObject(o, "added_at", (double)added_at) == NULL)
+		return 1;
+	return 0;
+}
+
+void srv_site_allow_list(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!srv_admin_authorized(ctx, req))
+		return;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *arr = o != NULL ? cJSON_AddArrayToObject(o, "allow") : NULL;
+	struct idp_error err = {0};
+	enum idp_err rc = arr != NULL ? srv_store_allow_foreach(ctx->store, add_allow, arr, &err)
+	                              : idp_error_set(&err, IDP_E_NOMEM, "out of memory");
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	else
+		srv_http_json(req, 200, o);
+	cJSON_Delete(o);
+}
