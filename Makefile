@@ -191,7 +191,8 @@ asan: deps
 # make lint: cppcheck and clang-tidy with the checks STYLE.md names.
 TIDY_CHECKS := clang-analyzer-*,bugprone-*,cert-err33-c,-bugprone-easily-swappable-parameters,$\
 -clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling
-LINT_SRCS = $(sort $(foreach l,$(PROJECT_LIBS),$(LIBS_$(l))) $(foreach p,$(PROGS),$($(p)_SRCS)))
+LINT_SRCS = $(filter-out build/%,$(sort $(foreach l,$(PROJECT_LIBS),$(LIBS_$(l))) \
+            $(foreach p,$(PROGS),$($(p)_SRCS))))
 lint: deps
 	cppcheck --quiet --enable=warning,portability --error-exitcode=1 --inline-suppr \
 		-I. $(LINT_SRCS)

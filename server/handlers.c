@@ -26,6 +26,7 @@
 #include "server/metrics.h"
 #include "server/import.h"
 #include "server/log.h"
+#include "server/ui.h"
 
 #define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
 
@@ -649,6 +650,18 @@ static const struct srv_route routes[] = {
          SRV_AUTH_ADMIN},
         {"/v1/admin/oob", EVHTTP_REQ_POST, 0, srv_admin_oob_add, SRV_AUTH_ADMIN},
         {"/v1/admin/oob", EVHTTP_REQ_GET, 0, srv_admin_oob_list, SRV_AUTH_ADMIN},
+        /* The web UI (server/ui.h): one route per file of server/ui/. */
+        {"/ui", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/index.html", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/style.css", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/app.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/api.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/pages.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/label.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+        {"/ui/login", EVHTTP_REQ_POST, 0, srv_ui_login, SRV_AUTH_NONE},
+        {"/ui/logout", EVHTTP_REQ_POST, 0, srv_ui_logout, SRV_AUTH_NONE},
+        {"/ui/session", EVHTTP_REQ_GET, 0, srv_ui_session, SRV_AUTH_NONE},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

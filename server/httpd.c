@@ -49,6 +49,7 @@
 #include "formats/json.h"
 #include "formats/x509.h"
 #include "server/admin.h"
+#include "server/ui.h"
 #include "server/log.h"
 
 #define LISTEN_BACKLOG    511
@@ -576,6 +577,8 @@ static size_t head_end(const uint8_t *p, size_t n)
 }
 
 struct head_info {
+	const uint8_t *raw; /* the whole head (for the web UI's session check) */
+	size_t raw_len;
 	bool http10;
 	const char *path;
 	size_t path_len;
@@ -598,6 +601,8 @@ struct head_info {
 static void head_parse(const uint8_t *p, size_t n, struct head_info *hi)
 {
 	memset(hi, 0, sizeof(*hi));
+	hi->raw = p;
+	hi->raw_len = n;
 	const uint8_t *end = p + n;
 	hi->read_only = (n > 4 && memcmp(p, "GET ", 4) == 0) || (n > 5 && memcmp(p, "HEAD ", 5) == 0);
 	if (memchr(p, '\0', n) != NULL) {
@@ -825,6 +830,7 @@ static bool head_authorized(struct conn *c, const struct srv_route *r, const str
 	case SRV_AUTH_ADMIN: {
 		struct srv_admin_who who;
 		char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
+		int ui = 0;
 		ssl_admin_cn(c->loop->h, bufferevent_openssl_get_ssl(c->tls), cn);
 		if (srv_admin_identify(c->loop->ctx.state, c->loop->ctx.store, hi->auth,
 		                       hi->auth_len, cn, &who, &err) != IDP_OK) {
@@ -840,6 +846,10 @@ static bool head_authorized(struct conn *c, const struct srv_route *r, const str
 			srv_admin_denied(c->loop->ctx.loop, c->loop->ctx.store, &who, hi->path,
 			                 hi->path_len, err.msg, sizeof(err.msg));
 			code = FMT_API_ERR_FORBIDDEN;
+		} else if (hi->auth == NULL && (ui = srv_ui_head_session(hi->raw, hi->raw_len, &code,
+		                                                       err.msg, sizeof(err.msg))) != 0) {
+			if (ui > 0)
+				return true; /* a live web UI session (server/ui.h) */
 		} else {
 			srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
 			        c->loop->ctx.loop);
