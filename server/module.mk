@@ -19,4 +19,4 @@ UI_GEN   := $(B)/gen/server/ui_assets.c
 LIBS_server += $(UI_GEN)
 $(UI_GEN): $(UI_FILES) server/ui/embed.sh
 	@mkdir -p $(@D)
-	sh server/ui/embed.sh $@ $(UI_FILES)
+	server/ui/embed.sh $@ $(UI_FILES)

@@ -90,6 +90,7 @@ function loggedOut(why) {
   $('logout').hidden = true;
   $('who').textContent = '';
   $('counts').textContent = '';
+  $('flash').textContent = '';
   document.body.dataset.role = 'none';
   $('login-error').textContent = why || '';
   $('credential').focus();
@@ -118,7 +119,7 @@ async function logout() {
 async function start() {
   $('login-form').addEventListener('submit', login);
   $('logout').addEventListener('click', logout);
-  window.addEventListener('hashchange', render);
+  window.addEventListener('hashchange', () => { pages.say($('flash'), ''); render(); });
   let s = { role: 'none' };
   try { s = await get('/ui/session'); } catch { /* shown as logged out */ }
   if (s.role === 'admin' || s.role === 'viewer') loggedIn(s);

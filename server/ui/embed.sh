@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # embed.sh OUT FILE... - write the C file OUT that compiles the web UI's files
 # into idprovd (server/ui.h: srv_ui_assets). Uses od and awk only (coreutils,
 # mawk), so `make` needs no Node and no xxd. Each file is served under
@@ -12,7 +12,7 @@ tmp=$out.tmp
 	echo '#include "server/ui.h"'
 	i=0
 	for f in "$@"; do
-		echo "static const unsigned char ui_file_$i[] = {"
+		echo "static const unsigned char ui_file_${i}[] = {"
 		od -An -v -tu1 "$f" | awk '{ s = ""; for (k = 1; k <= NF; k++) s = s $k ","; if (s != "") print "\t" s }'
 		echo '	0};'
 		i=$((i + 1))

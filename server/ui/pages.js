@@ -29,11 +29,13 @@ function table(caption, cols, rows) {
       h('tbody', {}, rows)));
 }
 
+// The page-wide message line (#flash): it outlives the re-rendering of a
+// page, so the outcome of a decision stays readable after the list refreshes.
 function status() {
-  return h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
+  return document.getElementById('flash');
 }
 
-function say(el, text, cls = '') {
+export function say(el, text, cls = '') {
   el.className = `status ${cls}`;
   el.textContent = text;
 }
@@ -58,11 +60,16 @@ export function confirmDialog(text, detail) {
 // ---------------------------------------------------------------- pending
 export async function pending(view, ctx) {
   const msg = status();
-  const list = h('div');
   const canWrite = ctx.role === 'admin';
-  view.replaceChildren(h('h2', {}, 'Pending requests'),
-    h('p', {}, 'Devices that asked for an identity and wait for a decision. Compare the fingerprint with the device\'s label before approving.'),
-    canWrite ? labelForm(msg, ctx) : null, msg, list);
+  // A refresh (live counts) replaces the list only: the label field keeps
+  // what is being typed or scanned into it.
+  let list = view.querySelector('#pending-list');
+  if (!list) {
+    list = h('div', { id: 'pending-list' });
+    view.replaceChildren(h('h2', {}, 'Pending requests'),
+      h('p', {}, 'Devices that asked for an identity and wait for a decision. Compare the fingerprint with the device\'s label before approving.'),
+      canWrite ? labelForm(msg, ctx) : null, list);
+  }
   const data = await get(withQuery('/v1/admin/devices', { state: 'pending' }));
   const rows = data.devices.map((d) => h('tr', { 'data-id': d.id },
     h('td', {}, d.id), h('td', {}, d.mac || ''), h('td', {}, d.serial || ''),
@@ -152,7 +159,7 @@ export async function devices(view, ctx) {
   });
   const msg = status();
   const out = h('div');
-  view.replaceChildren(h('h2', {}, 'Devices'), form, msg, out);
+  view.replaceChildren(h('h2', {}, 'Devices'), form, out);
   let flagged = null;
   if (st.flag === 'open') {
     const fl = await get('/v1/admin/flags');
@@ -233,7 +240,7 @@ export async function audit(view, ctx) {
     } catch (e) { say(msg, failText(e), 'error'); }
   } }, 'Verify the chain');
   const data = await get(withQuery('/v1/admin/audit', { after: st.after }));
-  view.replaceChildren(h('h2', {}, 'Audit log'), verify, msg,
+  view.replaceChildren(h('h2', {}, 'Audit log'), verify,
     table('Audit entries', ['#', 'Time', 'Event', 'Subject', 'Detail', 'Hash'],
       data.entries.map((a) => h('tr', {}, h('td', {}, String(a.seq)), h('td', {}, when(a.at)), h('td', {}, a.event),
         h('td', {}, a.subject || ''), h('td', {}, a.detail || ''), h('td', { class: 'fp' }, (a.hash || '').slice(0, 16))))),
