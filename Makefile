@@ -18,6 +18,9 @@
 
 .SUFFIXES:
 .DELETE_ON_ERROR:
+# module.mk files may define rules (server/module.mk generates a source):
+# plain `make` still means `make all`.
+.DEFAULT_GOAL := all
 # Objects are kept (a test binary's object is otherwise an intermediate file);
 # not ".SECONDARY:", which would let a moved source leave a stale program.
 SHELL := /bin/bash
