@@ -26,6 +26,7 @@
 #include "server/metrics.h"
 #include "server/import.h"
 #include "server/log.h"
+#include "server/admin_views.h"
 #include "server/ui.h"
 
 #define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
@@ -650,7 +651,8 @@ static const struct srv_route routes[] = {
          SRV_AUTH_ADMIN},
         {"/v1/admin/oob", EVHTTP_REQ_POST, 0, srv_admin_oob_add, SRV_AUTH_ADMIN},
         {"/v1/admin/oob", EVHTTP_REQ_GET, 0, srv_admin_oob_list, SRV_AUTH_ADMIN},
-        /* The web UI (server/ui.h): one route per file of server/ui/. */
+        /* The web UI (server/ui.h): one route per file of server/ui/, and
+         * the listings it reads (server/admin_views.h). */
         {"/ui", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
         {"/ui/", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
         {"/ui/index.html", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
@@ -662,6 +664,8 @@ static const struct srv_route routes[] = {
         {"/ui/login", EVHTTP_REQ_POST, 0, srv_ui_login, SRV_AUTH_NONE},
         {"/ui/logout", EVHTTP_REQ_POST, 0, srv_ui_logout, SRV_AUTH_NONE},
         {"/ui/session", EVHTTP_REQ_GET, 0, srv_ui_session, SRV_AUTH_NONE},
+        {"/v1/admin/batches", EVHTTP_REQ_GET, 0, srv_admin_batch_list, SRV_AUTH_ADMIN},
+        {"/v1/admin/cas", EVHTTP_REQ_GET, 0, srv_admin_ca_list, SRV_AUTH_ADMIN},
 };
 
 const struct srv_route *srv_handlers_routes(size_t *n)

@@ -5,7 +5,7 @@ import { get, post, setCsrf, parseMetrics, ApiError } from './api.js';
 import * as pages from './pages.js';
 
 const PAGES = { pending: pages.pending, devices: pages.devices, flags: pages.flags,
-  report: pages.report, audit: pages.audit, stations: pages.stations };
+  report: pages.report, batches: pages.batches, audit: pages.audit, stations: pages.stations };
 const COUNT_EVERY_MS = 3000;
 
 const $ = (id) => document.getElementById(id);

@@ -16,6 +16,11 @@ export function h(tag, attrs = {}, ...kids) {
   return e;
 }
 
+// Replace el's children with kids, leaving out the absent ones (null).
+function put(el, ...kids) {
+  el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined));
+}
+
 const when = (t) => (t ? new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 19) : '');
 const age = (s) => (s >= 86400 ? `${Math.floor(s / 86400)} d` : s >= 3600 ? `${Math.floor(s / 3600)} h` : `${Math.floor(s / 60)} min`);
 // A fingerprint in groups of 8 for reading aloud against a label.
@@ -66,7 +71,7 @@ export async function pending(view, ctx) {
   let list = view.querySelector('#pending-list');
   if (!list) {
     list = h('div', { id: 'pending-list' });
-    view.replaceChildren(h('h2', {}, 'Pending requests'),
+    put(view, h('h2', {}, 'Pending requests'),
       h('p', {}, 'Devices that asked for an identity and wait for a decision. Compare the fingerprint with the device\'s label before approving.'),
       canWrite ? labelForm(msg, ctx) : null, list);
   }
@@ -81,7 +86,7 @@ export async function pending(view, ctx) {
         onclick: () => decide(ctx, msg, 'approve', d) }, 'Approve'), ' ',
       h('button', { type: 'button', class: 'danger', 'aria-label': `Reject ${d.id}`,
         onclick: () => decide(ctx, msg, 'reject', d) }, 'Reject')) : null));
-  list.replaceChildren(rows.length === 0 ? h('p', { id: 'no-pending' }, 'No pending requests.')
+  put(list, rows.length === 0 ? h('p', { id: 'no-pending' }, 'No pending requests.')
     : table('Pending requests', ['Device ID', 'MAC', 'Serial', 'Key fingerprint (SHA-256)', 'Attempts', 'Last seen',
       ...(canWrite ? ['Decision'] : [])], rows));
   if (data.next) list.append(h('p', {}, 'More than one page pending: decide on these first.'));
@@ -159,7 +164,7 @@ export async function devices(view, ctx) {
   });
   const msg = status();
   const out = h('div');
-  view.replaceChildren(h('h2', {}, 'Devices'), form, out);
+  put(view, h('h2', {}, 'Devices'), form, out);
   let flagged = null;
   if (st.flag === 'open') {
     const fl = await get('/v1/admin/flags');
@@ -185,7 +190,7 @@ export async function devices(view, ctx) {
     h('td', {}, d.serial || ''), h('td', { class: 'fp' }, fp(d.key_sha256)),
     h('td', {}, flagged && flagged.has(d.id) ? 'open flag' : ''), h('td', {}, when(d.updated_at))));
   say(msg, `${found.length} device(s) shown${st.after ? ` after ${st.after}` : ''}.`);
-  out.replaceChildren(table('Devices', ['ID', 'State', 'Batch', 'MAC', 'Serial', 'Key fingerprint', 'Flag', 'Updated'], rows),
+  put(out, table('Devices', ['ID', 'State', 'Batch', 'MAC', 'Serial', 'Key fingerprint', 'Flag', 'Updated'], rows),
     h('div', { class: 'pager' },
       st.after ? h('button', { type: 'button', onclick: () => ctx.go('devices', { ...st, after: '' }) }, 'First page') : null,
       next ? h('button', { type: 'button', id: 'next-page', onclick: () => ctx.go('devices', { ...st, after: next }) }, 'Next page') : null));
@@ -196,7 +201,7 @@ export async function flags(view) {
   const data = await get('/v1/admin/flags');
   const byKind = new Map();
   for (const f of data.flags) byKind.set(f.kind, (byKind.get(f.kind) || 0) + f.count);
-  view.replaceChildren(h('h2', {}, 'Open flags'),
+  put(view, h('h2', {}, 'Open flags'),
     h('ul', { class: 'summary', 'aria-label': 'Open flags by kind' },
       [...byKind].map(([k, n]) => h('li', {}, `${k}: ${n}`)),
       byKind.size === 0 ? h('li', {}, 'No open flags.') : null),
@@ -220,7 +225,7 @@ export async function report(view, ctx) {
     ctx.go('report', { older_than: older.value, batch: batch.value.trim() });
   });
   const data = await get(withQuery('/v1/admin/report/unprovisioned', { older_than: st.older_than, batch: st.batch, after: st.after }));
-  view.replaceChildren(h('h2', {}, 'Hostage report'),
+  put(view, h('h2', {}, 'Hostage report'),
     h('p', {}, 'Devices a manifest named that never provisioned: preloaded, or held pending.'), form,
     table('Unprovisioned devices', ['ID', 'State', 'Batch', 'Station', 'Imported', 'Age', 'Attempts'],
       data.devices.map((d) => h('tr', {}, h('td', {}, d.id), h('td', {}, d.state), h('td', {}, d.batch_id),
@@ -240,20 +245,62 @@ export async function audit(view, ctx) {
     } catch (e) { say(msg, failText(e), 'error'); }
   } }, 'Verify the chain');
   const data = await get(withQuery('/v1/admin/audit', { after: st.after }));
-  view.replaceChildren(h('h2', {}, 'Audit log'), verify,
+  put(view, h('h2', {}, 'Audit log'), verify,
     table('Audit entries', ['#', 'Time', 'Event', 'Subject', 'Detail', 'Hash'],
       data.entries.map((a) => h('tr', {}, h('td', {}, String(a.seq)), h('td', {}, when(a.at)), h('td', {}, a.event),
         h('td', {}, a.subject || ''), h('td', {}, a.detail || ''), h('td', { class: 'fp' }, (a.hash || '').slice(0, 16))))),
     data.next ? h('button', { type: 'button', onclick: () => ctx.go('audit', { after: data.next }) }, 'Next page') : null);
 }
 
+// ---------------------------------------------------------------- batches
+export async function batches(view, ctx) {
+  const st = ctx.params;
+  const station = h('input', { id: 'b-station', name: 'station', value: st.station || '', size: 16 });
+  const form = h('form', { class: 'filters' },
+    h('div', {}, h('label', { for: 'b-station' }, 'Station'), station),
+    h('button', { type: 'submit' }, 'Show'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    ctx.go('batches', { station: station.value.trim() });
+  });
+  const data = await get(withQuery('/v1/admin/batches', { station: st.station }));
+  const per = new Map();
+  for (const b of data.batches) {
+    if (!per.has(b.station_id)) per.set(b.station_id, []);
+    per.get(b.station_id).push(b);
+  }
+  const sections = [...per].map(([sid, list]) => {
+    const gaps = list.filter((b) => b.missing).length;
+    const broken = list.filter((b) => !b.missing && !b.chained).length;
+    return h('section', { 'aria-label': `Station ${sid}` },
+      h('h3', {}, `Station ${sid}: ${list.length} sequence(s)`,
+        gaps ? h('span', { class: 'badge error' }, ` ${gaps} missing`) : null,
+        broken ? h('span', { class: 'badge warn' }, ` ${broken} not chained`) : null),
+      table(`Batches of ${sid}`, ['#', 'Batch', 'State', 'Product', 'Devices', 'Imported', 'Chain'],
+        list.map((b) => (b.missing
+          ? h('tr', { class: 'missing' }, h('td', {}, String(b.sequence)), h('td', { colspan: '6', class: 'error' }, 'missing: never imported'))
+          : h('tr', {}, h('td', {}, String(b.sequence)), h('td', {}, b.id),
+            h('td', { class: b.state === 'gap' ? 'warn' : '' }, b.state), h('td', {}, b.product),
+            h('td', {}, String(b.devices)), h('td', {}, when(b.imported_at)),
+            h('td', { class: b.chained ? 'ok' : 'warn', title: `prev ${b.prev_hash || 'none'}` },
+              b.chained ? 'chained' : 'not chained to the one before'))))));
+  });
+  put(view, h('h2', {}, 'Batches per station'),
+    h('p', {}, 'Each station numbers its batches 1, 2, ...; each batch carries the hash of the one before. A missing number or a broken link stands out here.'),
+    form, ...sections, per.size === 0 ? h('p', {}, 'No batches imported.') : null,
+    data.truncated ? h('p', { class: 'warn' }, 'Only the first 1000 rows: pick a station.') : null);
+}
+
 // ---------------------------------------------------------------- stations
 export async function stations(view) {
-  const data = await get('/v1/admin/stations');
-  view.replaceChildren(h('h2', {}, 'Stations'),
+  const [data, cas] = await Promise.all([get('/v1/admin/stations'), get('/v1/admin/cas')]);
+  put(view, h('h2', {}, 'Stations'),
     table('Stations', ['ID', 'Enabled', 'Key fingerprint (SHA-256)', 'Trusted since'],
       data.stations.map((s) => h('tr', {}, h('td', {}, s.id), h('td', {}, s.enabled ? 'yes' : 'no'),
         h('td', { class: 'fp' }, fp(s.key_sha256)), h('td', {}, when(s.created_at))))),
     h('h2', {}, 'Factory CAs'),
-    h('p', {}, 'Factory CAs are added with idprov-admin ca add; the admin API has no listing of them yet.'));
+    cas.cas.length === 0 ? h('p', {}, 'No factory CA trusted.')
+      : table('Factory CAs', ['Name', 'Subject', 'Certificate SHA-256', 'Valid until'],
+        cas.cas.map((c) => h('tr', {}, h('td', {}, c.name), h('td', {}, c.subject || ''),
+          h('td', { class: 'fp' }, fp(c.sha256 || '')), h('td', {}, c.not_after || '')))));
 }

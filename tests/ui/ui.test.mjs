@@ -194,6 +194,9 @@ async function main() {
   await page.locator('.status.ok', { hasText: 'dev-u3 approved by label' }).waitFor();
   ok(await deviceState('dev-u3') === 'approved', 'matching label: approved');
   ok(await within(u3, 60000, 'agent dev-u3') === 0, 'device approved by label receives its token');
+  await page.locator('#counts', { hasText: 'Pending: 1 ' }).waitFor();
+  await page.locator('#counts', { hasText: 'Approved: 2 ' }).waitFor();
+  ok(true, 'live counts follow the decisions');
 
   // --- the other pages ---------------------------------------------------------
   await page.locator('nav a[href="#devices"]').click();
@@ -208,12 +211,19 @@ async function main() {
   await page.locator('.status', { hasText: '1 device(s) shown' }).waitFor();
   ok(true, 'devices: text filter');
   await shot(page, 'devices');
-  for (const name of ['flags', 'report', 'stations']) {
+  const pageText = {};
+  for (const name of ['flags', 'report', 'batches', 'stations']) {
     await page.locator(`nav a[href="#${name}"]`).click();
     await page.locator(`#view[data-page="${name}"]:not([aria-busy]) h2`).first().waitFor();
+    pageText[name] = await page.locator('#view').innerText();
     await shot(page, name);
   }
-  ok(true, 'flags, hostage report and stations pages render');
+  ok(true, 'flags, hostage report, batches and stations pages render');
+  ok(!Object.values(pageText).some((t) => /\bnull\b|undefined|NaN/.test(t)), 'no page shows null, undefined or NaN');
+  ok(/dev-0001/.test(pageText.report) && /b-ui-1/.test(pageText.report), 'hostage report: the preloaded devices with their batch');
+  ok(/missing: never imported/.test(pageText.batches) && /1 missing/.test(pageText.batches) &&
+    /b-ui-3/.test(pageText.batches), 'batches: the gap at sequence 2 stands out', pageText.batches.slice(0, 200));
+  ok(/line-1/.test(pageText.stations) && pageText.stations.includes(grouped(env.UI_CA_SHA)), 'stations: the factory CA with its fingerprint');
   await page.locator('nav a[href="#audit"]').click();
   await page.locator('#audit-verify').click();
   await page.locator('.status.ok', { hasText: 'Chain intact' }).waitFor();

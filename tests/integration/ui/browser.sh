@@ -3,13 +3,15 @@
 # playwright-core (tests/ui/ui.test.mjs) against a real idprovd on loopback,
 # with real idprov-agent processes as the devices: log in, a pending device
 # appears live and is approved (the agent then gets its token), reject,
-# approve by label (matching, mismatching, another version), forged
+# approve by label (matching, mismatching, another version), the batch
+# chain with its gap, the hostage report, the factory CA, forged
 # cross-site and CSRF-less requests refused, logout ends the session, the
 # CSP header, no console errors. Screenshots go to $IDP_BUILD/ui-screenshots.
 # Skips (RESULT 0 0, saying why) only when node, playwright-core or chromium
 # is missing or chromium cannot start.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/../server/idprovd.inc"
+. "$(dirname "$0")/site.inc"
 
 ui=$IDP_TOP/tests/ui
 skip() { echo "SKIP: $*"; echo "RESULT 0 0"; exit 0; }
@@ -20,6 +22,7 @@ command -v node >/dev/null || skip "node is not installed (.ci/install-deps inst
 
 A=$IDP_BIN/idprov-agent
 t_run "server starts" srv_start "$T_TMP/srv" --pending-retry-after 1s
+t_run "a station, a CA and two batches with a gap" ui_site
 # The agents' keys, made now; the fingerprints are what their labels carry.
 for n in 1 2 3 4; do
 	"$A" --state-dir "$T_TMP/dev-u$n" key --id "dev-u$n" --mac "02:00:5e:00:c1:0$n" \
@@ -28,7 +31,7 @@ for n in 1 2 3 4; do
 done
 t_run "agent keys made" [ ${#UI_FP_4} = 64 ]
 
-export UI_URL=$SRV_URL UI_CA=$SRV_CA UI_AGENT=$A UI_TMP=$T_TMP UI_CHROMIUM
+export UI_URL=$SRV_URL UI_CA=$SRV_CA UI_AGENT=$A UI_TMP=$T_TMP UI_CHROMIUM UI_CA_SHA
 export UI_SHOTS=${IDP_BUILD:-$IDP_TOP/build/plain}/ui-screenshots
 UI_TOKEN=$(cat "$T_TMP/srv/admin.token")
 export UI_TOKEN
