@@ -78,12 +78,11 @@ export async function pending(view, ctx) {
   const data = await get(withQuery('/v1/admin/devices', { state: 'pending' }));
   const rows = data.devices.map((d) => h('tr', { 'data-id': d.id },
     h('td', {}, d.id), h('td', {}, d.mac || ''), h('td', {}, d.serial || ''),
-    h('td', { class: 'fp' }, fp(d.key_sha256),
-      d.contested ? h('span', { class: 'badge warn' }, ` contested: ${d.other_keys.length} other key(s)`) : null),
+    h('td', { class: 'fp' }, d.contested ? contested(ctx, msg, d, canWrite) : fp(d.key_sha256)),
     h('td', {}, String(d.attempts)), h('td', {}, when(d.updated_at)),
     canWrite ? h('td', {},
-      h('button', { type: 'button', class: 'primary', 'aria-label': `Approve ${d.id}`,
-        onclick: () => decide(ctx, msg, 'approve', d) }, 'Approve'), ' ',
+      d.contested ? null : h('button', { type: 'button', class: 'primary', 'aria-label': `Approve ${d.id}`,
+        onclick: () => decide(ctx, msg, 'approve', d, d.key_sha256) }, 'Approve'), ' ',
       h('button', { type: 'button', class: 'danger', 'aria-label': `Reject ${d.id}`,
         onclick: () => decide(ctx, msg, 'reject', d) }, 'Reject')) : null));
   put(list, rows.length === 0 ? h('p', { id: 'no-pending' }, 'No pending requests.')
@@ -92,12 +91,27 @@ export async function pending(view, ctx) {
   if (data.next) list.append(h('p', {}, 'More than one page pending: decide on these first.'));
 }
 
-async function decide(ctx, msg, action, d) {
+// Every key presented for a contested ID (its MAC beside it), each with its
+// own approve button: the first key does not win by being first.
+function contested(ctx, msg, d, canWrite) {
+  const keys = [{ key_sha256: d.key_sha256, mac: d.mac }, ...d.other_keys];
+  return h('div', {}, h('span', { class: 'badge warn' }, `contested: ${keys.length} keys`),
+    h('ul', { class: 'keys' }, keys.map((k) => h('li', {}, fp(k.key_sha256), ` (MAC ${k.mac || '?'}) `,
+      canWrite ? h('button', { type: 'button', 'aria-label': `Approve ${d.id} with key ${k.key_sha256.slice(0, 8)}`,
+        onclick: () => decide(ctx, msg, 'approve', d, k.key_sha256) }, 'Approve this key') : null))));
+}
+
+// The keys presented for d: the one on record, then a contested ID's others.
+function keysOf(d) {
+  return [d.key_sha256, ...(d.other_keys || []).map((k) => k.key_sha256)].filter((k) => k);
+}
+
+async function decide(ctx, msg, action, d, key) {
   const ok = await confirmDialog(`${action === 'approve' ? 'Approve' : 'Reject'} device ${d.id}?`,
-    d.key_sha256 ? `Key SHA-256: ${fp(d.key_sha256)}` : '');
+    action === 'approve' && key ? `Key SHA-256: ${fp(key)}` : '');
   if (!ok) return;
   try {
-    const body = action === 'approve' && d.key_sha256 ? { id: d.id, key_sha256: d.key_sha256 } : { id: d.id };
+    const body = action === 'approve' && key ? { id: d.id, key_sha256: key } : { id: d.id };
     await post(`/v1/admin/devices/${action}`, body);
     say(msg, `${d.id} ${action === 'approve' ? 'approved' : 'rejected'}.`, 'ok');
   } catch (e) {
@@ -123,7 +137,7 @@ function labelForm(msg, ctx) {
       dev = data.devices.find((d) => d.id === l.id);
     } catch (e) { say(msg, failText(e), 'error'); return; }
     if (!dev) { say(msg, `label: ${l.id} is not pending`, 'error'); return; }
-    if (dev.key_sha256 !== l.fingerprint) {
+    if (!keysOf(dev).includes(l.fingerprint)) {
       say(msg, `label: fingerprint does not match the key ${l.id} presented; not approved`, 'error');
       return;
     }

@@ -6,7 +6,8 @@
 //   UI_CA       the server's CA certificate (for this script's own requests)
 //   UI_TOKEN    the admin credential
 //   UI_AGENT    the idprov-agent binary;  UI_TMP  a scratch directory
-//   UI_FP_<N>   SHA-256 of the key of agent dev-u<N> (created beforehand)
+//   UI_FP_<N>   SHA-256 of the key of agent N (created beforehand): agent N
+//               is device dev-u<N>, agent 6 is dev-u5 too (a contested ID)
 //   UI_SHOTS    where the screenshots go
 // Prints "ok - ..." / "not ok - ..." per check; exit 77 when chromium cannot
 // start (the wrapper reports the skip), 1 on a failed check.
@@ -62,13 +63,13 @@ async function deviceState(id) {
 // Start agent dev-u<n> (its key made by the wrapper): it asks to provision and
 // waits up to 120 s for a decision. Resolves its exit code when it ends.
 function startAgent(n) {
-  const id = `dev-u${n}`;
-  const log = fs.openSync(path.join(env.UI_TMP, `${id}.log`), 'a');
-  const child = spawn(env.UI_AGENT, ['--state-dir', path.join(env.UI_TMP, id), 'run', '--once',
+  const id = n === 6 ? 'dev-u5' : `dev-u${n}`;
+  const log = fs.openSync(path.join(env.UI_TMP, `agent-${n}.log`), 'a');
+  const child = spawn(env.UI_AGENT, ['--state-dir', path.join(env.UI_TMP, `agent-${n}`), 'run', '--once',
     '--id', id, '--mac', `02:00:5e:00:c1:0${n}`, '--server', URL0, '--ca', env.UI_CA, '--wait', '120'],
   { stdio: ['ignore', 'ignore', log] });
   const done = new Promise((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig)));
-  agents.set(id, child);
+  agents.set(n, child);
   return done;
 }
 
@@ -158,7 +159,7 @@ async function main() {
   await page.locator('.status.ok', { hasText: 'dev-u1 approved' }).waitFor();
   ok(await deviceState('dev-u1') === 'approved', 'approve: stored as approved');
   ok(await within(u1, 60000, 'agent dev-u1') === 0, 'approved device receives its token (agent exit 0)');
-  ok(/event=token\.exchanged device=dev-u1/.test(fs.readFileSync(path.join(env.UI_TMP, 'dev-u1.log'), 'utf8')), 'agent log: token exchanged');
+  ok(/event=token\.exchanged device=dev-u1/.test(fs.readFileSync(path.join(env.UI_TMP, 'agent-1.log'), 'utf8')), 'agent log: token exchanged');
 
   // --- reject, after a cancelled confirmation ----------------------------------
   const u2 = startAgent(2);
@@ -194,8 +195,26 @@ async function main() {
   await page.locator('.status.ok', { hasText: 'dev-u3 approved by label' }).waitFor();
   ok(await deviceState('dev-u3') === 'approved', 'matching label: approved');
   ok(await within(u3, 60000, 'agent dev-u3') === 0, 'device approved by label receives its token');
+
+  // A contested ID: two devices present two keys under dev-u5; the label of
+  // the second picks its key, and only that device gets a token.
+  startAgent(5);
+  await page.locator('tr[data-id="dev-u5"]').waitFor();
+  const u6 = startAgent(6);
+  const row5 = page.locator('tr[data-id="dev-u5"]');
+  await row5.locator('.badge', { hasText: 'contested: 2 keys' }).waitFor();
+  ok((await row5.innerText()).includes(grouped(fp(6))), 'contested ID: both keys listed');
+  ok(await row5.getByRole('button', { name: 'Approve dev-u5', exact: true }).count() === 0, 'contested ID: no approve without naming a key');
+  await shot(page, 'pending-contested');
+  await label.fill(`IDPL1;dev-u5;${fp(6)}`);
+  await label.press('Enter');
+  await confirm(page);
+  await page.locator('.status.ok', { hasText: 'dev-u5 approved by label' }).waitFor();
+  const d5 = JSON.parse((await raw('GET', '/v1/admin/devices', bearer)).body).devices.find((x) => x.id === 'dev-u5');
+  ok(d5.state === 'approved' && d5.key_sha256 === fp(6), 'contested ID: approved with the label\'s key, not the first', JSON.stringify(d5));
+  ok(await within(u6, 60000, 'agent 6') === 0, 'the device with the label\'s key receives its token');
   await page.locator('#counts', { hasText: 'Pending: 1 ' }).waitFor();
-  await page.locator('#counts', { hasText: 'Approved: 2 ' }).waitFor();
+  await page.locator('#counts', { hasText: 'Approved: 3 ' }).waitFor();
   ok(true, 'live counts follow the decisions');
 
   // --- the other pages ---------------------------------------------------------
@@ -203,9 +222,9 @@ async function main() {
   await page.locator('#device-filters').waitFor();
   await page.locator('#f-state').selectOption('approved');
   await page.locator('#device-filters button[type=submit]').click();
-  await page.locator('.status', { hasText: '2 device(s) shown' }).waitFor();
+  await page.locator('.status', { hasText: '3 device(s) shown' }).waitFor();
   const devText = await page.locator('#view table').innerText();
-  ok(devText.includes('dev-u1') && devText.includes('dev-u3') && !devText.includes('dev-u2'), 'devices: state filter');
+  ok(devText.includes('dev-u1') && devText.includes('dev-u3') && devText.includes('dev-u5') && !devText.includes('dev-u2'), 'devices: state filter');
   await page.locator('#f-text').fill('u3');
   await page.locator('#device-filters button[type=submit]').click();
   await page.locator('.status', { hasText: '1 device(s) shown' }).waitFor();

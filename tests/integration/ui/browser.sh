@@ -3,7 +3,8 @@
 # playwright-core (tests/ui/ui.test.mjs) against a real idprovd on loopback,
 # with real idprov-agent processes as the devices: log in, a pending device
 # appears live and is approved (the agent then gets its token), reject,
-# approve by label (matching, mismatching, another version), the batch
+# approve by label (matching, mismatching, another version; the second key
+# of a contested ID), the batch
 # chain with its gap, the hostage report, the factory CA, forged
 # cross-site and CSRF-less requests refused, logout ends the session, the
 # CSP header, no console errors. Screenshots go to $IDP_BUILD/ui-screenshots.
@@ -24,12 +25,16 @@ A=$IDP_BIN/idprov-agent
 t_run "server starts" srv_start "$T_TMP/srv" --pending-retry-after 1s
 t_run "a station, a CA and two batches with a gap" ui_site
 # The agents' keys, made now; the fingerprints are what their labels carry.
-for n in 1 2 3 4; do
-	"$A" --state-dir "$T_TMP/dev-u$n" key --id "dev-u$n" --mac "02:00:5e:00:c1:0$n" \
-		>"$T_TMP/u$n.pub" 2>>"$T_TMP/dev-u$n.log"
+# Agent n runs in $T_TMP/agent-n as dev-u<n>, but 6 also as dev-u5: two keys
+# under one ID (contested).
+for n in 1 2 3 4 5 6; do
+	id=dev-u$n
+	[ "$n" = 6 ] && id=dev-u5
+	"$A" --state-dir "$T_TMP/agent-$n" key --id "$id" --mac "02:00:5e:00:c1:0$n" \
+		>"$T_TMP/u$n.pub" 2>>"$T_TMP/agent-$n.log"
 	export "UI_FP_$n=$(openssl pkey -pubin -in "$T_TMP/u$n.pub" -outform DER | sha256sum | cut -c1-64)"
 done
-t_run "agent keys made" [ ${#UI_FP_4} = 64 ]
+t_run "agent keys made" [ ${#UI_FP_6} = 64 ]
 
 export UI_URL=$SRV_URL UI_CA=$SRV_CA UI_AGENT=$A UI_TMP=$T_TMP UI_CHROMIUM UI_CA_SHA
 export UI_SHOTS=${IDP_BUILD:-$IDP_TOP/build/plain}/ui-screenshots
