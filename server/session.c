@@ -166,7 +166,8 @@ enum srv_session_verdict srv_session_check(const struct srv_session_creds *c, in
 			verdict = SRV_SESSION_ROLE;
 	}
 	if (s != NULL && verdict != SRV_SESSION_UNKNOWN) {
-		s->last_used = now;
+		if (verdict == SRV_SESSION_OK) /* a refused request keeps nothing alive */
+			s->last_used = now;
 		*role = s->role;
 		if (csrf != NULL)
 			memcpy(csrf, s->csrf, SRV_SESSION_HEX + 1);

@@ -62,7 +62,8 @@ IDP_MUST_CHECK enum idp_err srv_session_new(enum srv_role role, int64_t now,
 
 /* Check what a request presents at time now. On SRV_SESSION_OK the
  * session's idle time restarts, *role is its role and, when csrf is not
- * NULL, its CSRF token is copied there. */
+ * NULL, its CSRF token is copied there. On a refusal for a live session
+ * (CSRF, ORIGIN, ROLE) *role is still set, the idle time not restarted. */
 enum srv_session_verdict srv_session_check(const struct srv_session_creds *c, int64_t now,
                                            enum srv_role *role,
                                            char csrf[SRV_SESSION_HEX + 1]);

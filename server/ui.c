@@ -200,6 +200,9 @@ void srv_ui_login(struct srv_ctx *ctx, struct evhttp_request *req)
 		srv_http_error(req, FMT_API_ERR_UNAUTHORIZED, "credential: not an admin credential");
 		return;
 	}
+	/* A login replaces the browser's earlier session rather than leaving
+	 * it alive beside the new one. */
+	(void)srv_session_end(c.cookie, c.cookie_len);
 	char id[SRV_SESSION_HEX + 1], csrf[SRV_SESSION_HEX + 1];
 	rc = srv_session_new(role, (int64_t)time(NULL), id, csrf, &err);
 	if (rc != IDP_OK) {

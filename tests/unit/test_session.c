@@ -130,6 +130,12 @@ START_TEST(test_session_expiry_and_logout)
 	login(&a, SRV_ROLE_ADMIN, T0);
 	ck_assert_int_eq(check(a.cookie, NULL, NULL, false, T0 + SRV_SESSION_IDLE, NULL),
 	                 SRV_SESSION_UNKNOWN);
+	/* A refused request does not keep a session alive. */
+	login(&a, SRV_ROLE_ADMIN, T0);
+	ck_assert_int_eq(check(a.cookie, NULL, NULL, true, T0 + SRV_SESSION_IDLE - 1, NULL),
+	                 SRV_SESSION_CSRF);
+	ck_assert_int_eq(check(a.cookie, NULL, NULL, false, T0 + SRV_SESSION_IDLE, NULL),
+	                 SRV_SESSION_UNKNOWN);
 	login(&a, SRV_ROLE_ADMIN, T0);
 	size_t before = srv_session_count(T0);
 	ck_assert(srv_session_end(a.cookie, strlen(a.cookie)));

@@ -85,10 +85,16 @@ t_grep "logout clears the cookie" '^Set-Cookie: __Host-idprov-session=; .*Max-Ag
 t_run "after logout the cookie is refused: 401" [ "$(code -H "Cookie: $cookie" "$SRV_URL/v1/admin/devices")" = 401 ]
 t_run "after logout the cookie and token cannot change: 401" [ "$(post -H "Cookie: $cookie" -H "X-CSRF-Token: $csrf")" = 401 ]
 
-# --- a restart ends every session ------------------------------------------------------
+# --- a new login ends the browser's earlier session ----------------------------------
 login "{\"credential\":\"$token\"}" >/dev/null
+old=$(awk '$6 == "__Host-idprov-session" {print $6 "=" $7}' "$jar")
+t_run "login again with the old cookie: 200" [ "$(code -c "$jar" -H "Cookie: $old" -H 'Content-Type: application/json' --data-binary "{\"credential\":\"$token\"}" "$SRV_URL/ui/login")" = 200 ]
 cookie=$(awk '$6 == "__Host-idprov-session" {print $6 "=" $7}' "$jar")
-t_run "a new session works" [ "$(code -H "Cookie: $cookie" "$SRV_URL/v1/admin/devices")" = 200 ]
+t_run "a new session ID" [ "$cookie" != "$old" ]
+t_run "the old session is ended: 401" [ "$(code -H "Cookie: $old" "$SRV_URL/v1/admin/devices")" = 401 ]
+
+# --- a restart ends every session ------------------------------------------------------
+t_run "the new session works" [ "$(code -H "Cookie: $cookie" "$SRV_URL/v1/admin/devices")" = 200 ]
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
 t_run "server restarts" srv_start "$st" --threads 1
