@@ -200,7 +200,7 @@ export async function devices(view, ctx) {
     if (!data.next && found.length < PAGE) { next = ''; break; }
   }
   const rows = found.map((d) => h('tr', {},
-    h('td', {}, d.id), h('td', {}, d.state), h('td', {}, d.batch_id || ''), h('td', {}, d.mac || ''),
+    h('td', {}, h('a', { href: `#audit?subject=${encodeURIComponent(d.id)}`, title: `History of ${d.id}` }, d.id)), h('td', {}, d.state), h('td', {}, d.batch_id || ''), h('td', {}, d.mac || ''),
     h('td', {}, d.serial || ''), h('td', { class: 'fp' }, fp(d.key_sha256)),
     h('td', {}, flagged && flagged.has(d.id) ? 'open flag' : ''), h('td', {}, when(d.updated_at))));
   say(msg, `${found.length} device(s) shown${st.after ? ` after ${st.after}` : ''}.`);
@@ -258,12 +258,34 @@ export async function audit(view, ctx) {
       else say(msg, `Chain BROKEN at entry #${v.broken_seq}: ${v.reason} (${v.entries} verified before it)`, 'error');
     } catch (e) { say(msg, failText(e), 'error'); }
   } }, 'Verify the chain');
-  const data = await get(withQuery('/v1/admin/audit', { after: st.after }));
-  put(view, h('h2', {}, 'Audit log'), verify,
+  const subject = h('input', { id: 'a-subject', name: 'subject', value: st.subject || '', size: 20 });
+  const form = h('form', { class: 'filters', id: 'audit-filters' },
+    h('div', {}, h('label', { for: 'a-subject' }, 'Subject (device, batch or station ID)'), subject),
+    h('button', { type: 'submit' }, 'Filter'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    ctx.go('audit', { subject: subject.value.trim() });
+  });
+  // The admin API lists the log in order only: a subject's history is
+  // gathered from up to SCAN_PAGES pages (1000 entries each) per screen.
+  const found = [];
+  let after = st.after || '';
+  let next = '';
+  for (let i = 0; i < (st.subject ? SCAN_PAGES : 1) && found.length < PAGE; i++) {
+    const data = await get(withQuery('/v1/admin/audit', { after }));
+    for (const a of data.entries) {
+      if (found.length === PAGE) break;
+      if (!st.subject || a.subject === st.subject) found.push(a);
+      next = String(a.seq);
+    }
+    if (!data.next && found.length < PAGE) { next = ''; break; }
+    after = data.next;
+  }
+  put(view, h('h2', {}, st.subject ? `History of ${st.subject}` : 'Audit log'), verify, form,
     table('Audit entries', ['#', 'Time', 'Event', 'Subject', 'Detail', 'Hash'],
-      data.entries.map((a) => h('tr', {}, h('td', {}, String(a.seq)), h('td', {}, when(a.at)), h('td', {}, a.event),
+      found.map((a) => h('tr', {}, h('td', {}, String(a.seq)), h('td', {}, when(a.at)), h('td', {}, a.event),
         h('td', {}, a.subject || ''), h('td', {}, a.detail || ''), h('td', { class: 'fp' }, (a.hash || '').slice(0, 16))))),
-    data.next ? h('button', { type: 'button', onclick: () => ctx.go('audit', { after: data.next }) }, 'Next page') : null);
+    next ? h('button', { type: 'button', id: 'audit-next', onclick: () => ctx.go('audit', { ...st, after: next }) }, `Next page (after #${next})`) : null);
 }
 
 // ---------------------------------------------------------------- batches

@@ -230,6 +230,11 @@ async function main() {
   await page.locator('.status', { hasText: '1 device(s) shown' }).waitFor();
   ok(true, 'devices: text filter');
   await shot(page, 'devices');
+  await page.getByRole('link', { name: 'dev-u3' }).click();
+  await page.locator('h2', { hasText: 'History of dev-u3' }).waitFor();
+  const hist = await page.locator('#view table').innerText();
+  ok(/provision\.pending/.test(hist) && /admin\.approved/.test(hist) && !/dev-u1/.test(hist), 'device history: its audit entries only', hist.slice(0, 300));
+  await shot(page, 'history');
   const pageText = {};
   for (const name of ['flags', 'report', 'batches', 'stations']) {
     await page.locator(`nav a[href="#${name}"]`).click();
