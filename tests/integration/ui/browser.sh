@@ -42,7 +42,7 @@ UI_TOKEN=$(cat "$T_TMP/srv/admin.token")
 export UI_TOKEN
 timeout --kill-after=10 600 node "$ui/ui.test.mjs" >"$T_TMP/ui.out" 2>&1
 rc=$?
-[ "$rc" = 77 ] && skip "$(grep -m1 '^SKIP' "$T_TMP/ui.out")"
+[ "$rc" = 77 ] && skip "$(sed -n 's/^SKIP: //p' "$T_TMP/ui.out" | head -1)"
 while IFS= read -r line; do
 	case "$line" in
 	"ok - "*) t_ok "${line#ok - }" ;;
