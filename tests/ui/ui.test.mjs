@@ -285,16 +285,31 @@ async function main() {
   r = await raw('GET', '/v1/admin/devices', { Cookie: sessionCookie });
   ok(r.status === 200 && r.headers['cache-control'] === 'no-store', 'the API with the session cookie: 200, no-store');
 
+  // --- a session ended elsewhere (another tab's logout) ---------------------------
+  ok(errors.length === 0, 'no console errors on the page', errors.join(' | '));
+  r = await raw('POST', '/ui/logout', { Cookie: sessionCookie, 'X-CSRF-Token': sess.csrf }, '');
+  ok(r.status === 200, 'logout from another client: 200', String(r.status));
+  await page.locator('#login-error', { hasText: 'Session ended' }).waitFor();
+  ok(await page.locator('#nav').isHidden() && (await page.locator('#view').innerText()) === '',
+    'the page notices at its next refresh and shows nothing but the login');
+
   // --- logout ------------------------------------------------------------------
+  await page.locator('#credential').fill(env.UI_TOKEN);
+  await page.locator('#credential').press('Enter');
+  await page.locator('#who', { hasText: 'Signed in as admin' }).waitFor();
+  const cookie2 = (await context.cookies()).find((c) => c.name === '__Host-idprov-session');
+  ok(cookie2 && cookie2.value !== cookie.value, 'logged in again: a new session');
   await page.locator('#logout').click();
   await page.locator('#credential').waitFor();
   ok(await page.locator('#nav').isHidden(), 'logout: back at the login form');
+  const gone = `${cookie2.name}=${cookie2.value}`;
+  ok((await raw('GET', '/v1/admin/devices', { Cookie: gone })).status === 401, 'the logged-out session is refused');
+  ok(!(await context.cookies()).some((c) => c.name === '__Host-idprov-session'), 'logout cleared the cookie in the browser');
   r = await raw('GET', '/v1/admin/devices', { Cookie: sessionCookie });
   ok(r.status === 401, 'old session cookie after logout: 401', String(r.status));
   r = await raw('POST', '/v1/admin/devices/approve', { Cookie: sessionCookie, 'X-CSRF-Token': sess.csrf }, body);
   ok(r.status === 401, 'old session cookie and token after logout: cannot approve', String(r.status));
   ok(JSON.parse((await raw('GET', '/ui/session', { Cookie: sessionCookie })).body).role === 'none', 'GET /ui/session: no session');
-  ok(errors.length === 0, 'no console errors on the page', errors.join(' | '));
   await browser.close();
 }
 
