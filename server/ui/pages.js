@@ -198,12 +198,14 @@ export async function devices(view, ctx) {
       next = d.id;
     }
     if (!data.next && found.length < PAGE) { next = ''; break; }
+    after = data.next;
   }
   const rows = found.map((d) => h('tr', {},
     h('td', {}, h('a', { href: `#audit?subject=${encodeURIComponent(d.id)}`, title: `History of ${d.id}` }, d.id)), h('td', {}, d.state), h('td', {}, d.batch_id || ''), h('td', {}, d.mac || ''),
     h('td', {}, d.serial || ''), h('td', { class: 'fp' }, fp(d.key_sha256)),
     h('td', {}, flagged && flagged.has(d.id) ? 'open flag' : ''), h('td', {}, when(d.updated_at))));
-  say(msg, `${found.length} device(s) shown${st.after ? ` after ${st.after}` : ''}.`);
+  say(msg, `${found.length} device(s) shown${st.after ? ` after ${st.after}` : ''}` +
+    `${next && found.length < PAGE ? `; searched up to ${next}, Next page searches on` : ''}.`);
   put(out, table('Devices', ['ID', 'State', 'Batch', 'MAC', 'Serial', 'Key fingerprint', 'Flag', 'Updated'], rows),
     h('div', { class: 'pager' },
       st.after ? h('button', { type: 'button', onclick: () => ctx.go('devices', { ...st, after: '' }) }, 'First page') : null,

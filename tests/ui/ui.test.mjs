@@ -54,9 +54,19 @@ function raw(method, p, headers = {}, body = null) {
 }
 
 const bearer = { Authorization: `Bearer ${env.UI_TOKEN}` };
+// The device id as the admin API lists it (all pages), or undefined.
+async function device(id) {
+  let after = '';
+  for (let i = 0; i < 10; i++) {
+    const r = JSON.parse((await raw('GET', `/v1/admin/devices${after ? `?after=${after}` : ''}`, bearer)).body);
+    const d = r.devices.find((x) => x.id === id);
+    if (d || !r.next) return d;
+    after = r.next;
+  }
+  return undefined;
+}
 async function deviceState(id) {
-  const r = await raw('GET', '/v1/admin/devices', bearer);
-  const d = JSON.parse(r.body).devices.find((x) => x.id === id);
+  const d = await device(id);
   return d ? d.state : 'absent';
 }
 
@@ -210,7 +220,7 @@ async function main() {
   await label.press('Enter');
   await confirm(page);
   await page.locator('.status.ok', { hasText: 'dev-u5 approved by label' }).waitFor();
-  const d5 = JSON.parse((await raw('GET', '/v1/admin/devices', bearer)).body).devices.find((x) => x.id === 'dev-u5');
+  const d5 = await device('dev-u5');
   ok(d5.state === 'approved' && d5.key_sha256 === fp(6), 'contested ID: approved with the label\'s key, not the first', JSON.stringify(d5));
   ok(await within(u6, 60000, 'agent 6') === 0, 'the device with the label\'s key receives its token');
   await page.locator('#counts', { hasText: 'Pending: 1 ' }).waitFor();
@@ -229,6 +239,24 @@ async function main() {
   await page.locator('#device-filters button[type=submit]').click();
   await page.locator('.status', { hasText: '1 device(s) shown' }).waitFor();
   ok(true, 'devices: text filter');
+  // Any state: the matches lie beyond 2500 other devices (3 server pages).
+  await page.locator('#f-state').selectOption('');
+  await page.locator('#f-text').fill('dev-u');
+  await page.locator('#device-filters button[type=submit]').click();
+  await page.locator('.status', { hasText: '5 device(s) shown.' }).waitFor();
+  const any = await page.locator('#view table').innerText();
+  ok(['dev-u1', 'dev-u2', 'dev-u3', 'dev-u4', 'dev-u5'].every((x) => any.includes(x)) && !any.includes('dev-1'),
+    'devices: text filter across server pages');
+  await page.locator('#f-text').fill('');
+  await page.locator('#device-filters button[type=submit]').click();
+  await page.locator('.status', { hasText: '100 device(s) shown.' }).waitFor();
+  await page.locator('#next-page').click();
+  await page.locator('.status', { hasText: '100 device(s) shown after dev-10093.' }).waitFor();
+  ok(true, 'devices: paging by 100');
+  await page.locator('#f-text').fill('u3');
+  await page.locator('#f-state').selectOption('approved');
+  await page.locator('#device-filters button[type=submit]').click();
+  await page.locator('.status', { hasText: '1 device(s) shown' }).waitFor();
   await shot(page, 'devices');
   await page.getByRole('link', { name: 'dev-u3' }).click();
   await page.locator('h2', { hasText: 'History of dev-u3' }).waitFor();

@@ -24,6 +24,18 @@ command -v node >/dev/null || skip "node is not installed (.ci/install-deps inst
 A=$IDP_BIN/idprov-agent
 t_run "server starts" srv_start "$T_TMP/srv" --pending-retry-after 1s
 t_run "a station, a CA and two batches with a gap" ui_site
+# 2500 more devices (dev-10001..dev-12500 sort between dev-0008 and dev-u1),
+# so that finding dev-u* by text takes the page through several server pages.
+awk 'BEGIN { for (i = 1; i <= 2500; i++) printf "dev-1%04d,02:20:00:00:%02x:%02x,SB-%05d\n", i, int(i / 256), i % 256, i }' \
+	>"$T_TMP/b4.csv"
+"$IDP_BIN/idprov-manifest" create --key "$IDP_TOP/samples/manifests/sample-station-p256.key" \
+	--batch b-ui-4 --station station-01 --seq 4 --prev "$T_TMP/b3.manifest" --product sx1 \
+	--devices "$T_TMP/b4.csv" --format csv --out "$T_TMP/b4.manifest" >/dev/null
+code=$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$T_TMP/srv/admin.token")" \
+	-H 'Content-Type: application/vnd.idprov.manifest' \
+	-H "Idprov-Signature: $(base64 -w0 "$T_TMP/b4.manifest.sig")" \
+	--data-binary @"$T_TMP/b4.manifest" "$SRV_URL/v1/admin/import")
+t_run "2500 more devices imported" [ "$code" = 201 ]
 # The agents' keys, made now; the fingerprints are what their labels carry.
 # Agent n runs in $T_TMP/agent-n as dev-u<n>, but 6 also as dev-u5: two keys
 # under one ID (contested).
