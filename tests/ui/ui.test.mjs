@@ -253,11 +253,11 @@ async function main() {
   await page.locator('#next-page').click();
   await page.locator('.status', { hasText: '100 device(s) shown after dev-10093.' }).waitFor();
   ok(true, 'devices: paging by 100');
+  await shot(page, 'devices');
   await page.locator('#f-text').fill('u3');
   await page.locator('#f-state').selectOption('approved');
   await page.locator('#device-filters button[type=submit]').click();
   await page.locator('.status', { hasText: '1 device(s) shown' }).waitFor();
-  await shot(page, 'devices');
   await page.getByRole('link', { name: 'dev-u3' }).click();
   await page.locator('h2', { hasText: 'History of dev-u3' }).waitFor();
   const hist = await page.locator('#view table').innerText();
