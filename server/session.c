@@ -18,8 +18,7 @@
 struct session {
 	bool used;
 	uint8_t id_hash[SHA256_DIGEST_LENGTH]; /* SHA-256 of the hex ID */
-	char csrf[SRV_SESSION_HEX + 1];
-	enum srv_role role;
+	struct srv_session_info info;
 	int64_t created;
 	int64_t last_used;
 };
@@ -53,12 +52,17 @@ static enum idp_err random_hex(char out[static SRV_SESSION_HEX + 1], struct idp_
 	return IDP_OK;
 }
 
-enum idp_err srv_session_new(enum srv_role role, int64_t now, char id[static SRV_SESSION_HEX + 1],
+enum idp_err srv_session_new(enum srv_role role, const char *name, int64_t now,
+                             char id[static SRV_SESSION_HEX + 1],
                              char csrf[static SRV_SESSION_HEX + 1], struct idp_error *err)
 {
 	id[0] = csrf[0] = '\0';
 	if (role != SRV_ROLE_ADMIN && role != SRV_ROLE_VIEWER)
 		return idp_error_set(err, IDP_E_ARG, "session: no role");
+	size_t nlen = name != NULL ? strnlen(name, SRV_SESSION_NAME_MAX + 1) : 0;
+	if (nlen == 0 || nlen > SRV_SESSION_NAME_MAX)
+		return idp_error_set(err, IDP_E_ARG, "session: credential name of 1 to %u bytes",
+		                     SRV_SESSION_NAME_MAX);
 	enum idp_err rc = random_hex(id, err);
 	if (rc == IDP_OK)
 		rc = random_hex(csrf, err);
@@ -80,8 +84,9 @@ enum idp_err srv_session_new(enum srv_role role, int64_t now, char id[static SRV
 	wipe(slot);
 	slot->used = true;
 	(void)SHA256((const uint8_t *)id, SRV_SESSION_HEX, slot->id_hash);
-	memcpy(slot->csrf, csrf, sizeof(slot->csrf));
-	slot->role = role;
+	memcpy(slot->info.csrf, csrf, sizeof(slot->info.csrf));
+	memcpy(slot->info.name, name, nlen);
+	slot->info.role = role;
 	slot->created = slot->last_used = now;
 	(void)pthread_mutex_unlock(&table_lock);
 	return IDP_OK;
@@ -141,9 +146,9 @@ bool srv_session_origin_ok(const struct srv_session_creds *c)
 }
 
 enum srv_session_verdict srv_session_check(const struct srv_session_creds *c, int64_t now,
-                                           enum srv_role *role, char csrf[SRV_SESSION_HEX + 1])
+                                           struct srv_session_info *out)
 {
-	*role = SRV_ROLE_NONE;
+	memset(out, 0, sizeof(*out));
 	const char *v = NULL;
 	size_t vlen = 0;
 	bool twice = false;
@@ -160,17 +165,15 @@ enum srv_session_verdict srv_session_check(const struct srv_session_creds *c, in
 		if (!srv_session_origin_ok(c))
 			verdict = SRV_SESSION_ORIGIN;
 		else if (c->csrf == NULL || c->csrf_len != SRV_SESSION_HEX ||
-		         CRYPTO_memcmp(c->csrf, s->csrf, SRV_SESSION_HEX) != 0)
+		         CRYPTO_memcmp(c->csrf, s->info.csrf, SRV_SESSION_HEX) != 0)
 			verdict = SRV_SESSION_CSRF;
-		else if (s->role != SRV_ROLE_ADMIN)
+		else if (s->info.role != SRV_ROLE_ADMIN)
 			verdict = SRV_SESSION_ROLE;
 	}
-	if (s != NULL && verdict != SRV_SESSION_UNKNOWN) {
+	if (s != NULL) {
 		if (verdict == SRV_SESSION_OK) /* a refused request keeps nothing alive */
 			s->last_used = now;
-		*role = s->role;
-		if (csrf != NULL)
-			memcpy(csrf, s->csrf, SRV_SESSION_HEX + 1);
+		*out = s->info;
 	}
 	(void)pthread_mutex_unlock(&table_lock);
 	return verdict;

@@ -29,6 +29,7 @@
 #define SRV_SESSION_HEX      64u    /* an ID or CSRF token: 32 bytes as lower-case hex */
 #define SRV_SESSION_COOKIE   "__Host-idprov-session"
 #define SRV_SESSION_CSRF_HDR "X-CSRF-Token"
+#define SRV_SESSION_NAME_MAX SRV_STORE_CRED_NAME_MAX /* the credential's name (audit actor) */
 
 /* What a request presents (borrowed, not NUL-terminated; NULL: absent). */
 struct srv_session_creds {
@@ -52,21 +53,29 @@ enum srv_session_verdict {
 	SRV_SESSION_ROLE,      /* unsafe request by a viewer (403) */
 };
 
-/* Start a session for role at time now: its ID and CSRF token as hex in
- * id and csrf (NUL-terminated). When the table is full the session used
- * least recently is ended. IDP_E_CRYPTO when no random bytes. */
-IDP_MUST_CHECK enum idp_err srv_session_new(enum srv_role role, int64_t now,
+/* What a live session is: whose, with what role, and its CSRF token. */
+struct srv_session_info {
+	enum srv_role role;
+	char name[SRV_SESSION_NAME_MAX + 1]; /* the credential's name ("admin") */
+	char csrf[SRV_SESSION_HEX + 1];
+};
+
+/* Start a session for the credential name (1..SRV_SESSION_NAME_MAX bytes)
+ * with role at time now: its ID and CSRF token as hex in id and csrf
+ * (NUL-terminated). When the table is full the session used least recently
+ * is ended. IDP_E_ARG for no role or a bad name, IDP_E_CRYPTO when no
+ * random bytes. */
+IDP_MUST_CHECK enum idp_err srv_session_new(enum srv_role role, const char *name, int64_t now,
                                             char id[static SRV_SESSION_HEX + 1],
                                             char csrf[static SRV_SESSION_HEX + 1],
                                             struct idp_error *err);
 
 /* Check what a request presents at time now. On SRV_SESSION_OK the
- * session's idle time restarts, *role is its role and, when csrf is not
- * NULL, its CSRF token is copied there. On a refusal for a live session
- * (CSRF, ORIGIN, ROLE) *role is still set, the idle time not restarted. */
+ * session's idle time restarts and *out describes it. On a refusal for a
+ * live session (CSRF, ORIGIN, ROLE) *out is filled too, the idle time not
+ * restarted; otherwise *out is zeroed (role SRV_ROLE_NONE). */
 enum srv_session_verdict srv_session_check(const struct srv_session_creds *c, int64_t now,
-                                           enum srv_role *role,
-                                           char csrf[SRV_SESSION_HEX + 1]);
+                                           struct srv_session_info *out);
 
 /* True when c has no Origin or its Origin is https://<its Host>: the
  * page's own origin (a browser sends Origin on every POST). */

@@ -70,16 +70,19 @@ int srv_ui_admin_session(struct srv_ctx *ctx, struct evhttp_request *req,
                          struct srv_admin_who *who)
 {
 	struct srv_session_creds c;
+	struct srv_session_info si;
 	creds_of(req, &c);
 	memset(who, 0, sizeof(*who));
-	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &who->role, NULL);
+	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &si);
+	OPENSSL_cleanse(si.csrf, sizeof(si.csrf));
+	who->role = si.role;
+	(void)snprintf(who->name, sizeof(who->name), "%s", si.name);
 	if (v == SRV_SESSION_NO_COOKIE)
 		return 0;
 	if (v != SRV_SESSION_OK) {
 		refuse(ctx, req, v);
 		return -1;
 	}
-	(void)snprintf(who->name, sizeof(who->name), "%s", SRV_ADMIN_BUILTIN);
 	return 1;
 }
 
@@ -87,9 +90,10 @@ int srv_ui_head_session(const uint8_t *p, size_t n, enum fmt_api_err_code *code,
                         size_t size)
 {
 	struct srv_session_creds c;
-	enum srv_role role;
+	struct srv_session_info si;
 	srv_session_creds_from_head(p, n, &c);
-	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &role, NULL);
+	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &si);
+	OPENSSL_cleanse(si.csrf, sizeof(si.csrf));
 	if (v == SRV_SESSION_NO_COOKIE)
 		return 0;
 	if (v == SRV_SESSION_OK)
@@ -122,12 +126,13 @@ void srv_ui_file(struct srv_ctx *ctx, struct evhttp_request *req)
 
 /* ---------------------------------------------------------------- session */
 
-/* Answer {"role", "csrf", "idle_timeout"} with status 200. */
-static void send_session(struct evhttp_request *req, enum srv_role role, const char *csrf)
+/* Answer {"name", "role", "csrf", "idle_timeout"} with status 200. */
+static void send_session(struct evhttp_request *req, const struct srv_session_info *si)
 {
 	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || cJSON_AddStringToObject(o, "role", srv_role_name(role)) == NULL ||
-	    cJSON_AddStringToObject(o, "csrf", csrf) == NULL ||
+	if (o == NULL || cJSON_AddStringToObject(o, "name", si->name) == NULL ||
+	    cJSON_AddStringToObject(o, "role", srv_role_name(si->role)) == NULL ||
+	    cJSON_AddStringToObject(o, "csrf", si->csrf) == NULL ||
 	    cJSON_AddNumberToObject(o, "idle_timeout", SRV_SESSION_IDLE) == NULL)
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 	else
@@ -135,17 +140,20 @@ static void send_session(struct evhttp_request *req, enum srv_role role, const c
 	cJSON_Delete(o);
 }
 
-/* The role of credential s[0..len), SRV_ROLE_NONE when it is none.
- * Today the one admin credential (STATE/admin.token) is the only one and
- * its role is admin; named credentials with roles plug in here. */
+/* The name and role of credential s[0..len) in si (role SRV_ROLE_NONE
+ * when it is none). Today the one admin credential (STATE/admin.token) is
+ * the only one: named "admin", role admin. Named credentials with roles
+ * plug in here (the session then carries their name as the audit's actor). */
 static enum idp_err credential_role(const struct srv_state *state, const char *s, size_t len,
-                                    enum srv_role *role, struct idp_error *err)
+                                    struct srv_session_info *si, struct idp_error *err)
 {
 	bool ok = false;
-	*role = SRV_ROLE_NONE;
+	memset(si, 0, sizeof(*si));
 	enum idp_err rc = srv_state_admin_check(state, s, len, &ok, err);
-	if (rc == IDP_OK && ok)
-		*role = SRV_ROLE_ADMIN;
+	if (rc == IDP_OK && ok) {
+		si->role = SRV_ROLE_ADMIN;
+		(void)snprintf(si->name, sizeof(si->name), "admin");
+	}
 	return rc;
 }
 
@@ -183,9 +191,9 @@ void srv_ui_login(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (rc == IDP_OK)
 		rc = fmt_json_get_string(o, "credential", true, false, UI_CREDENTIAL_MAX, &s, &slen,
 		                         &err);
-	enum srv_role role = SRV_ROLE_NONE;
+	struct srv_session_info si = {.role = SRV_ROLE_NONE};
 	if (rc == IDP_OK)
-		rc = credential_role(ctx->state, s, slen, &role, &err);
+		rc = credential_role(ctx->state, s, slen, &si, &err);
 	if (rc != IDP_OK) {
 		cJSON_Delete(o);
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
@@ -194,7 +202,7 @@ void srv_ui_login(struct srv_ctx *ctx, struct evhttp_request *req)
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, "credential");
 	OPENSSL_cleanse(item->valuestring, slen); /* cJSON_Delete does not wipe */
 	cJSON_Delete(o);
-	if (role == SRV_ROLE_NONE) {
+	if (si.role == SRV_ROLE_NONE) {
 		srv_log(SRV_LOG_WARN, "admin.unauthorized", "loop=%u peer=%s phase=ui-login",
 		        ctx->loop, peer);
 		srv_http_error(req, FMT_API_ERR_UNAUTHORIZED, "credential: not an admin credential");
@@ -203,8 +211,8 @@ void srv_ui_login(struct srv_ctx *ctx, struct evhttp_request *req)
 	/* A login replaces the browser's earlier session rather than leaving
 	 * it alive beside the new one. */
 	(void)srv_session_end(c.cookie, c.cookie_len);
-	char id[SRV_SESSION_HEX + 1], csrf[SRV_SESSION_HEX + 1];
-	rc = srv_session_new(role, (int64_t)time(NULL), id, csrf, &err);
+	char id[SRV_SESSION_HEX + 1];
+	rc = srv_session_new(si.role, si.name, (int64_t)time(NULL), id, si.csrf, &err);
 	if (rc != IDP_OK) {
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
@@ -215,10 +223,10 @@ void srv_ui_login(struct srv_ctx *ctx, struct evhttp_request *req)
 	OPENSSL_cleanse(id, sizeof(id));
 	(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
 	OPENSSL_cleanse(cookie, sizeof(cookie));
-	srv_log(SRV_LOG_INFO, "ui.login", "loop=%u peer=%s role=%s", ctx->loop, peer,
-	        srv_role_name(role));
-	send_session(req, role, csrf);
-	OPENSSL_cleanse(csrf, sizeof(csrf));
+	srv_log(SRV_LOG_INFO, "ui.login", "loop=%u peer=%s name=%s role=%s", ctx->loop, peer,
+	        si.name, srv_role_name(si.role));
+	send_session(req, &si);
+	OPENSSL_cleanse(si.csrf, sizeof(si.csrf));
 }
 
 /* GET /ui/session: the live session's role and CSRF token (a reloaded page
@@ -228,14 +236,15 @@ void srv_ui_session(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	ui_headers(req);
 	struct srv_session_creds c;
+	struct srv_session_info si;
 	creds_of(req, &c);
-	enum srv_role role;
-	char csrf[SRV_SESSION_HEX + 1];
-	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &role, csrf);
+	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &si);
 	(void)ctx;
 	/* No session is an answer, not an error: the page then shows its login. */
-	send_session(req, v == SRV_SESSION_OK ? role : SRV_ROLE_NONE, v == SRV_SESSION_OK ? csrf : "");
-	OPENSSL_cleanse(csrf, sizeof(csrf));
+	if (v != SRV_SESSION_OK)
+		memset(&si, 0, sizeof(si));
+	send_session(req, &si);
+	OPENSSL_cleanse(si.csrf, sizeof(si.csrf));
 }
 
 /* POST /ui/logout: end the session (it needs its CSRF token, so another
@@ -244,9 +253,10 @@ void srv_ui_logout(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	ui_headers(req);
 	struct srv_session_creds c;
+	struct srv_session_info si;
 	creds_of(req, &c);
-	enum srv_role role;
-	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &role, NULL);
+	enum srv_session_verdict v = srv_session_check(&c, (int64_t)time(NULL), &si);
+	OPENSSL_cleanse(si.csrf, sizeof(si.csrf));
 	/* A viewer may log out: that changes nothing but its own session. */
 	if (v != SRV_SESSION_OK && v != SRV_SESSION_ROLE) {
 		refuse(ctx, req, v);
@@ -254,8 +264,8 @@ void srv_ui_logout(struct srv_ctx *ctx, struct evhttp_request *req)
 	}
 	(void)srv_session_end(c.cookie, c.cookie_len);
 	char peer[64];
-	srv_log(SRV_LOG_INFO, "ui.logout", "loop=%u peer=%s role=%s", ctx->loop,
-	        srv_http_peer(req, peer), srv_role_name(role));
+	srv_log(SRV_LOG_INFO, "ui.logout", "loop=%u peer=%s name=%s role=%s", ctx->loop,
+	        srv_http_peer(req, peer), si.name, srv_role_name(si.role));
 	(void)evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie",
 	                        SRV_SESSION_COOKIE
 	                        "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");

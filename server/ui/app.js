@@ -69,7 +69,7 @@ function loggedIn(s) {
   $('nav').hidden = false;
   $('view').hidden = false;
   $('logout').hidden = false;
-  $('who').textContent = `Signed in as ${s.role}${s.role === 'viewer' ? ' (read only)' : ''}`;
+  $('who').textContent = `Signed in as ${s.name} (${s.role === 'viewer' ? 'viewer, read only' : s.role})`;
   document.body.dataset.role = s.role;
   lastCounts = '';
   counts();

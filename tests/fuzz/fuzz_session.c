@@ -25,7 +25,7 @@ static bool inside(const char *p, size_t len, const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char id[SRV_SESSION_HEX + 1], csrf[SRV_SESSION_HEX + 1];
-	if (id[0] == '\0' && srv_session_new(SRV_ROLE_ADMIN, 1000, id, csrf, NULL) != IDP_OK)
+	if (id[0] == '\0' && srv_session_new(SRV_ROLE_ADMIN, "admin", 1000, id, csrf, NULL) != IDP_OK)
 		abort();
 	static uint8_t buf[65536];
 	static const char hdr[] = "\r\nCookie: " SRV_SESSION_COOKIE "=";
@@ -47,12 +47,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!inside(c.cookie, c.cookie_len, data, size) || !inside(c.csrf, c.csrf_len, data, size) ||
 	    !inside(c.origin, c.origin_len, data, size) || !inside(c.host, c.host_len, data, size))
 		abort(); /* a value outside the head */
-	enum srv_role role = SRV_ROLE_NONE;
-	enum srv_session_verdict v = srv_session_check(&c, 1001, &role, NULL);
+	struct srv_session_info si;
+	enum srv_session_verdict v = srv_session_check(&c, 1001, &si);
 	if (c.unsafe && v == SRV_SESSION_OK)
 		abort(); /* a change accepted without the session's CSRF token */
 	if (v != SRV_SESSION_OK && v != SRV_SESSION_ROLE && v != SRV_SESSION_CSRF &&
-	    v != SRV_SESSION_ORIGIN && role != SRV_ROLE_NONE)
-		abort(); /* a role for a request that has no session */
+	    v != SRV_SESSION_ORIGIN && (si.role != SRV_ROLE_NONE || si.csrf[0] != '\0'))
+		abort(); /* a role or token for a request that has no session */
 	return 0;
 }

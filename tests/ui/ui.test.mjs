@@ -299,7 +299,7 @@ async function main() {
   ok(nav && (nav.status() === 401 || nav.status() === 403), 'cross-site form POST refused', nav && String(nav.status()));
   await evil.close();
   const sess = JSON.parse((await raw('GET', '/ui/session', { Cookie: sessionCookie })).body);
-  ok(sess.role === 'admin' && /^[0-9a-f]{64}$/.test(sess.csrf), 'GET /ui/session gives the role and CSRF token');
+  ok(sess.name === 'admin' && sess.role === 'admin' && /^[0-9a-f]{64}$/.test(sess.csrf), 'GET /ui/session gives the name, role and CSRF token');
   const body = JSON.stringify({ id: 'dev-u4' });
   let r = await raw('POST', '/v1/admin/devices/approve', { Cookie: sessionCookie }, body);
   ok(r.status === 403 && /X-CSRF-Token/.test(r.body), 'session cookie without CSRF token: 403', `${r.status} ${r.body}`);

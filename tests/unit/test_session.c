@@ -24,7 +24,9 @@ struct sess {
 
 static void login(struct sess *s, enum srv_role role, int64_t now)
 {
-	ck_assert_int_eq(srv_session_new(role, now, s->id, s->csrf, NULL), IDP_OK);
+	ck_assert_int_eq(srv_session_new(role, role == SRV_ROLE_ADMIN ? "admin" : "ops-viewer", now,
+	                                 s->id, s->csrf, NULL),
+	                 IDP_OK);
 	ck_assert_uint_eq(strlen(s->id), SRV_SESSION_HEX);
 	(void)snprintf(s->cookie, sizeof(s->cookie), "theme=dark; " SRV_SESSION_COOKIE "=%s; x=1",
 	               s->id);
@@ -43,8 +45,11 @@ static enum srv_session_verdict check(const char *cookie, const char *csrf, cons
 	                              .host = "127.0.0.1:8443",
 	                              .host_len = 14,
 	                              .unsafe = unsafe};
-	enum srv_role r;
-	return srv_session_check(&c, now, role != NULL ? role : &r, NULL);
+	struct srv_session_info si;
+	enum srv_session_verdict v = srv_session_check(&c, now, &si);
+	if (role != NULL)
+		*role = si.role;
+	return v;
 }
 
 START_TEST(test_session_check_allows)
@@ -58,9 +63,17 @@ START_TEST(test_session_check_allows)
 	ck_assert_int_eq(check(a.cookie, a.csrf, "https://127.0.0.1:8443", true, T0 + 3, NULL),
 	                 SRV_SESSION_OK);
 	struct srv_session_creds c = {.cookie = a.cookie, .cookie_len = strlen(a.cookie)};
-	char csrf[SRV_SESSION_HEX + 1];
-	ck_assert_int_eq(srv_session_check(&c, T0 + 4, &role, csrf), SRV_SESSION_OK);
-	ck_assert_str_eq(csrf, a.csrf);
+	struct srv_session_info si;
+	ck_assert_int_eq(srv_session_check(&c, T0 + 4, &si), SRV_SESSION_OK);
+	ck_assert_str_eq(si.csrf, a.csrf);
+	ck_assert_str_eq(si.name, "admin");
+	/* Nothing about a session leaks out for a cookie that is not one. */
+	c.cookie = SRV_SESSION_COOKIE "=00";
+	c.cookie_len = strlen(c.cookie);
+	ck_assert_int_eq(srv_session_check(&c, T0 + 4, &si), SRV_SESSION_UNKNOWN);
+	ck_assert_int_eq(si.role, SRV_ROLE_NONE);
+	ck_assert_str_eq(si.csrf, "");
+	ck_assert_str_eq(si.name, "");
 }
 END_TEST
 
@@ -110,7 +123,12 @@ START_TEST(test_session_check_refusals)
 	ck_assert_int_eq(check(v.cookie, NULL, NULL, false, T0, &role), SRV_SESSION_OK);
 	ck_assert_int_eq(role, SRV_ROLE_VIEWER);
 	ck_assert_int_eq(check(v.cookie, v.csrf, NULL, true, T0, NULL), SRV_SESSION_ROLE);
-	ck_assert_int_ne(srv_session_new(SRV_ROLE_NONE, T0, a.id, a.csrf, NULL), IDP_OK);
+	ck_assert_int_ne(srv_session_new(SRV_ROLE_NONE, "admin", T0, a.id, a.csrf, NULL), IDP_OK);
+	ck_assert_int_ne(srv_session_new(SRV_ROLE_ADMIN, "", T0, a.id, a.csrf, NULL), IDP_OK);
+	ck_assert_int_ne(srv_session_new(SRV_ROLE_ADMIN, NULL, T0, a.id, a.csrf, NULL), IDP_OK);
+	ck_assert_int_ne(srv_session_new(SRV_ROLE_ADMIN, "a-name-of-thirty-three-bytes-xxxx", T0,
+	                                 a.id, a.csrf, NULL),
+	                 IDP_OK);
 }
 END_TEST
 

@@ -42,10 +42,10 @@ t_run "not JSON: 400" [ "$(login 'credential=x')" = 400 ]
 t_run "unknown member: 400" [ "$(login "{\"credential\":\"$token\",\"role\":\"admin\"}")" = 400 ]
 t_run "credential of 300 bytes: 400" [ "$(login "{\"credential\":\"$(head -c 300 /dev/zero | tr '\0' a)\"}")" = 400 ]
 t_run "login from another origin: 403" [ "$(code -H 'Origin: https://evil.example' -H 'Content-Type: application/json' --data-binary "{\"credential\":\"$token\"}" "$SRV_URL/ui/login")" = 403 ]
-t_run "no session yet" [ "$(srv_curl "$SRV_URL/ui/session")" = '{"role":"none","csrf":"","idle_timeout":900}' ]
+t_run "no session yet" [ "$(srv_curl "$SRV_URL/ui/session")" = '{"name":"","role":"none","csrf":"","idle_timeout":900}' ]
 t_run "login: 200" [ "$(login "{\"credential\":\"$token\"}")" = 200 ]
 csrf=$(sed -n 's/.*"csrf":"\([0-9a-f]\{64\}\)".*/\1/p' "$T_TMP/out")
-t_run "login answers the role and a CSRF token" grep -q '"role":"admin"' "$T_TMP/out"
+t_run "login answers the name, the role and a CSRF token" grep -q '^{"name":"admin","role":"admin","csrf":"[0-9a-f]\{64\}"' "$T_TMP/out"
 t_run "CSRF token is 64 hex digits" [ ${#csrf} = 64 ]
 cookie=$(awk '$6 == "__Host-idprov-session" {print $6 "=" $7}' "$jar")
 t_run "session cookie set" [ ${#cookie} = $((22 + 64)) ]
