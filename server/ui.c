@@ -32,6 +32,8 @@ static void ui_headers(struct evhttp_request *req)
 	(void)evhttp_add_header(h, "X-Frame-Options", "DENY");
 	(void)evhttp_add_header(h, "Referrer-Policy", "no-referrer");
 	(void)evhttp_add_header(h, "Cross-Origin-Opener-Policy", "same-origin");
+	/* Another site cannot load the page's scripts into its own page. */
+	(void)evhttp_add_header(h, "Cross-Origin-Resource-Policy", "same-origin");
 }
 
 /* What req presents, read from its evhttp headers. */

@@ -30,6 +30,7 @@ for f in /ui/ /ui /ui/index.html /ui/app.js /ui/api.js /ui/pages.js /ui/label.js
 	t_run "$f: 200 $want with CSP, no framing, nosniff" grep -qiE "^content-type: $want" "$T_TMP/h"
 	t_grep "$f: CSP self only" "^Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'.*frame-ancestors 'none'" "$T_TMP/h"
 	t_grep "$f: X-Frame-Options DENY" '^X-Frame-Options: DENY' "$T_TMP/h"
+	t_grep "$f: not for other sites' pages" '^Cross-Origin-Resource-Policy: same-origin' "$T_TMP/h"
 done
 t_refuse "index.html has no inline script or style" grep -qiE '<script>|<style|style=|on[a-z]+=' "$T_TMP/f"
 t_run "a file that is not there: 404" [ "$(code "$SRV_URL/ui/nothere.js")" = 404 ]
