@@ -12,14 +12,12 @@
 #include <time.h>
 
 #include <event2/keyvalq_struct.h>
-#include <openssl/bio.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "formats/id.h"
 #include "formats/keys.h"
+#include "formats/x509.h"
 #include "server/admin.h"
 #include "server/handlers.h"
 
@@ -183,13 +181,8 @@ static int add_ca(void *ctx, const char *name, const char *pem, size_t len)
 		l->failed = true;
 		return 1;
 	}
-	if (len > INT32_MAX)
-		return 0;
-	BIO *bio = BIO_new_mem_buf(pem, (int)len);
-	X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-	BIO_free(bio);
-	ERR_clear_error();
-	if (x == NULL)
+	X509 *x = NULL;
+	if (fmt_x509_parse_first((const uint8_t *)pem, len, &x, NULL) != IDP_OK)
 		return 0;
 	uint8_t md[32];
 	unsigned mdlen = 0;
