@@ -85,6 +85,18 @@ int srv_ui_admin_session(struct srv_ctx *ctx, struct evhttp_request *req,
 		refuse(ctx, req, v);
 		return -1;
 	}
+	/* A named credential revoked since the login ends its sessions too. */
+	if (strcmp(who->name, SRV_ADMIN_BUILTIN) != 0) {
+		struct srv_credential cr = {.role = SRV_ROLE_NONE};
+		struct idp_error err = {0};
+		enum idp_err rc = srv_store_credential_by_name(ctx->store, who->name, &cr, &err);
+		OPENSSL_cleanse(cr.hash, sizeof(cr.hash));
+		if (rc != IDP_OK || cr.role != who->role) {
+			(void)srv_session_end(c.cookie, c.cookie_len);
+			refuse(ctx, req, SRV_SESSION_UNKNOWN);
+			return -1;
+		}
+	}
 	return 1;
 }
 
@@ -143,18 +155,23 @@ static void send_session(struct evhttp_request *req, const struct srv_session_in
 }
 
 /* The name and role of credential s[0..len) in si (role SRV_ROLE_NONE
- * when it is none). Today the one admin credential (STATE/admin.token) is
- * the only one: named "admin", role admin. Named credentials with roles
- * plug in here (the session then carries their name as the audit's actor). */
-static enum idp_err credential_role(const struct srv_state *state, const char *s, size_t len,
+ * when it is none): admin.token ("admin", role admin) or a named
+ * credential of the store, as a bearer would be identified (server/admin.h). */
+static enum idp_err credential_role(struct srv_ctx *ctx, const char *s, size_t len,
                                     struct srv_session_info *si, struct idp_error *err)
 {
-	bool ok = false;
 	memset(si, 0, sizeof(*si));
-	enum idp_err rc = srv_state_admin_check(state, s, len, &ok, err);
-	if (rc == IDP_OK && ok) {
-		si->role = SRV_ROLE_ADMIN;
-		(void)snprintf(si->name, sizeof(si->name), "admin");
+	char bearer[SRV_ADMIN_AUTH_MAX + 1];
+	int n = snprintf(bearer, sizeof(bearer), "Bearer %.*s", (int)len, s);
+	if (n < 0 || (size_t)n >= sizeof(bearer))
+		return IDP_OK; /* longer than any credential */
+	struct srv_admin_who who;
+	enum idp_err rc =
+	        srv_admin_identify(ctx->state, ctx->store, bearer, (size_t)n, NULL, &who, err);
+	OPENSSL_cleanse(bearer, sizeof(bearer));
+	if (rc == IDP_OK && who.role != SRV_ROLE_NONE) {
+		si->role = who.role;
+		(void)snprintf(si->name, sizeof(si->name), "%s", who.name);
 	}
 	return rc;
 }
@@ -195,7 +212,7 @@ void srv_ui_login(struct srv_ctx *ctx, struct evhttp_request *req)
 		                         &err);
 	struct srv_session_info si = {.role = SRV_ROLE_NONE};
 	if (rc == IDP_OK)
-		rc = credential_role(ctx->state, s, slen, &si, &err);
+		rc = credential_role(ctx, s, slen, &si, &err);
 	if (rc != IDP_OK) {
 		cJSON_Delete(o);
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);

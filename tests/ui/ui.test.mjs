@@ -289,6 +289,33 @@ async function main() {
   await shot(page, 'pending-tablet');
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // --- a viewer: everything shown, nothing to change ------------------------------
+  let r0 = await raw('POST', '/v1/admin/credentials', bearer, JSON.stringify({ name: 'ops-view', role: 'viewer' }));
+  ok(r0.status === 201, 'viewer credential issued', `${r0.status} ${r0.body}`);
+  const viewerSecret = JSON.parse(r0.body).secret;
+  const vctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  const vpage = await vctx.newPage();
+  await vpage.goto(`${URL0}/ui/`);
+  await vpage.locator('#credential').fill(viewerSecret);
+  await vpage.locator('#credential').press('Enter');
+  await vpage.locator('#who', { hasText: 'Signed in as ops-view (viewer, read only)' }).waitFor();
+  await vpage.locator('tr[data-id="dev-u4"]').waitFor();
+  ok(await vpage.locator('#label-form').count() === 0 && await vpage.getByRole('button', { name: /^(Approve|Reject)/ }).count() === 0,
+    'viewer: pending devices listed, no approve, reject or label controls');
+  ok(!/\bnull\b/.test(await vpage.locator('#view').innerText()), 'viewer: nothing absent shows as null');
+  await shot(vpage, 'pending-viewer');
+  const vcookie = (await vctx.cookies()).find((c) => c.name === '__Host-idprov-session');
+  const vsess = JSON.parse((await raw('GET', '/ui/session', { Cookie: `${vcookie.name}=${vcookie.value}` })).body);
+  ok(vsess.name === 'ops-view' && vsess.role === 'viewer', 'viewer session: its name and role');
+  r0 = await raw('POST', '/v1/admin/devices/approve', { Cookie: `${vcookie.name}=${vcookie.value}`, 'X-CSRF-Token': vsess.csrf },
+    JSON.stringify({ id: 'dev-u4' }));
+  ok(r0.status === 403 && await deviceState('dev-u4') === 'pending', 'viewer session with its token: the API refuses to approve (403)', `${r0.status} ${r0.body}`);
+  r0 = await raw('POST', '/v1/admin/credentials/revoke', bearer, JSON.stringify({ name: 'ops-view' }));
+  ok(r0.status === 200, 'viewer credential revoked');
+  r0 = await raw('GET', '/v1/admin/devices', { Cookie: `${vcookie.name}=${vcookie.value}` });
+  ok(r0.status === 401, 'revoking the credential ends its session', String(r0.status));
+  await vctx.close();
+
   // --- forged cross-site requests ------------------------------------------------
   // A page of another site posting a form to the admin API: the browser does
   // not send the SameSite=Strict cookie, so the server sees no credential.
