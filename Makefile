@@ -18,6 +18,9 @@
 
 .SUFFIXES:
 .DELETE_ON_ERROR:
+# module.mk files may define rules (server/module.mk generates a source):
+# plain `make` still means `make all`.
+.DEFAULT_GOAL := all
 # Objects are kept (a test binary's object is otherwise an intermediate file);
 # not ".SECONDARY:", which would let a moved source leave a stale program.
 SHELL := /bin/bash
@@ -191,7 +194,8 @@ asan: deps
 # make lint: cppcheck and clang-tidy with the checks STYLE.md names.
 TIDY_CHECKS := clang-analyzer-*,bugprone-*,cert-err33-c,-bugprone-easily-swappable-parameters,$\
 -clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling
-LINT_SRCS = $(sort $(foreach l,$(PROJECT_LIBS),$(LIBS_$(l))) $(foreach p,$(PROGS),$($(p)_SRCS)))
+LINT_SRCS = $(filter-out build/%,$(sort $(foreach l,$(PROJECT_LIBS),$(LIBS_$(l))) \
+            $(foreach p,$(PROGS),$($(p)_SRCS))))
 lint: deps
 	cppcheck --quiet --enable=warning,portability --error-exitcode=1 --inline-suppr \
 		-I. $(LINT_SRCS)

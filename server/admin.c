@@ -40,6 +40,7 @@
 #include "server/handlers.h"
 #include "formats/io/log.h"
 #include "server/provision.h"
+#include "server/ui.h"
 
 
 enum idp_err srv_admin_bearer_check(const struct srv_state *state, const char *h, size_t len,
@@ -136,6 +137,11 @@ bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct sr
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 	size_t len = h != NULL ? strnlen(h, SRV_ADMIN_AUTH_MAX + 1) : 0;
+	int ui = h == NULL ? srv_ui_admin_session(ctx, req, who) : 0; /* the web UI (ui.h) */
+	if (ui > 0)
+		srv_store_set_actor(ctx->store, who->name);
+	if (ui != 0)
+		return ui > 0;
 	struct idp_error err = {0};
 	char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
 	srv_http_admin_cn(req, cn);

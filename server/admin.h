@@ -11,7 +11,9 @@
  * <secret>": the state directory's (named "admin", role admin; checked with
  * srv_state_admin_check) or a named credential of the store
  * (srv_store_credential_find), each a SHA-256 compared in constant time, no
- * file read, no KDF. Anything else is answered 401 with a JSON error and
+ * file read, no KDF; or, without an Authorization header, a web UI session
+ * (server/ui.h: its cookie, and its CSRF token on a POST) of such a
+ * credential. Anything else is answered 401 with a JSON error and
  * changes nothing; a viewer's request other than GET/HEAD is answered 403
  * (forbidden, "role viewer: read-only ...") and audited (admin.denied, the
  * viewer as actor). The secret is never logged. Each change is one store

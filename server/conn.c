@@ -38,6 +38,7 @@
 #include "server/head.h"
 #include "formats/io/log.h"
 #include "server/routes.h"
+#include "server/ui.h"
 
 #define ERROR_MSG_MAX 256u
 #define FLUSH_POLL_MS 20
@@ -305,6 +306,7 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 		return true;
 	case SRV_AUTH_ADMIN: {
 		struct srv_admin_who who;
+		int ui = 0;
 		char cn[SRV_HTTP_ADMIN_CN_MAX + 1];
 		srv_http_ssl_admin_cn(c->loop->h, bufferevent_openssl_get_ssl(c->tls), cn);
 		if (srv_admin_identify(c->loop->ctx.state, c->loop->ctx.store, hi->auth,
@@ -322,6 +324,10 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 			srv_admin_denied(c->loop->ctx.loop, c->loop->ctx.store, &who, hi->path,
 			                 hi->path_len, err.msg, sizeof(err.msg));
 			code = FMT_API_ERR_FORBIDDEN;
+		} else if (hi->auth == NULL && (ui = srv_ui_head_session(hi->raw, hi->raw_len, &code,
+		                                                       err.msg, sizeof(err.msg))) != 0) {
+			if (ui > 0)
+				return true; /* a live web UI session (server/ui.h) */
 		} else {
 			fio_log(FIO_LOG_WARN, "admin.unauthorized", "loop=%u phase=head",
 			        c->loop->ctx.loop);

@@ -32,6 +32,8 @@ size_t srv_head_end(const uint8_t *p, size_t n)
 void srv_head_parse(const uint8_t *p, size_t n, struct srv_head *hi)
 {
 	memset(hi, 0, sizeof(*hi));
+	hi->raw = p;
+	hi->raw_len = n;
 	const uint8_t *end = p + n;
 	hi->read_only = (n > 4 && memcmp(p, "GET ", 4) == 0) || (n > 5 && memcmp(p, "HEAD ", 5) == 0);
 	if (memchr(p, '\0', n) != NULL) {

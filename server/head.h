@@ -18,6 +18,8 @@
 
 /* What srv_head_parse found; pointers are into the head (borrowed). */
 struct srv_head {
+	const uint8_t *raw; /* the whole head (for the web UI's session check) */
+	size_t raw_len;
 	bool http10;
 	const char *path; /* the target's path, not NUL-terminated */
 	size_t path_len;

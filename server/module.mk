@@ -11,3 +11,12 @@ idprovd_LIBS := server io formats
 idprovd_PKGS := openssl sqlite3 libcjson libevent libevent_openssl libevent_pthreads avahi-client
 MANPAGES += docs/man/idprovd.8
 
+
+# The web UI's files (server/ui/) compiled into the server library as one
+# generated C file (server/ui/embed.sh: od + awk, no Node at build time).
+UI_FILES := $(sort $(wildcard server/ui/*.html server/ui/*.css server/ui/*.js))
+UI_GEN   := $(B)/gen/server/ui_assets.c
+LIBS_server += $(UI_GEN)
+$(UI_GEN): $(UI_FILES) server/ui/embed.sh
+	@mkdir -p $(@D)
+	server/ui/embed.sh $@ $(UI_FILES)

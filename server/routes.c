@@ -9,10 +9,12 @@
 
 #include "formats/api.h"
 #include "server/admin.h"
+#include "server/admin_views.h"
 #include "server/checkpoint.h"
 #include "server/handlers.h"
 #include "server/metrics.h"
 #include "server/site.h"
+#include "server/ui.h"
 
 /* One line per endpoint: path, method, body limit (0: max-body), handler,
  * authentication. Its handler's header documents the body. */
@@ -61,6 +63,21 @@ static const struct srv_route table[] = {
 	{"/v1/admin/allow", EVHTTP_REQ_GET, 0, srv_site_allow_list, SRV_AUTH_ADMIN},
 	/* server/checkpoint.h: the audit export */
 	{"/v1/admin/audit/export", EVHTTP_REQ_GET, 0, srv_ckpt_export, SRV_AUTH_ADMIN},
+	/* The web UI (server/ui.h): one route per file of server/ui/, and
+	 * the listings it reads (server/admin_views.h). */
+	{"/ui", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/index.html", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/style.css", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/app.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/api.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/pages.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/label.js", EVHTTP_REQ_GET, 0, srv_ui_file, SRV_AUTH_NONE},
+	{"/ui/login", EVHTTP_REQ_POST, 0, srv_ui_login, SRV_AUTH_NONE},
+	{"/ui/logout", EVHTTP_REQ_POST, 0, srv_ui_logout, SRV_AUTH_NONE},
+	{"/ui/session", EVHTTP_REQ_GET, 0, srv_ui_session, SRV_AUTH_NONE},
+	{"/v1/admin/batches", EVHTTP_REQ_GET, 0, srv_admin_batch_list, SRV_AUTH_ADMIN},
+	{"/v1/admin/cas", EVHTTP_REQ_GET, 0, srv_admin_ca_list, SRV_AUTH_ADMIN},
 };
 /* clang-format on */
 

@@ -24,7 +24,8 @@
  * the body is read (the handler checks again). */
 enum srv_route_auth {
 	SRV_AUTH_NONE = 0,
-	SRV_AUTH_ADMIN,   /* "Authorization: Bearer <admin credential>" (server/admin.h) */
+	SRV_AUTH_ADMIN,   /* "Authorization: Bearer <admin credential>" (server/admin.h),
+	                   * or a web UI session (server/ui.h) */
 	SRV_AUTH_STATION, /* a client certificate verified against station-ca */
 };
 

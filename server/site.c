@@ -193,7 +193,8 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 	struct idp_error err = {0};
 	bool allowed = false;
 	if (is_allowed(s->store, f, fp, &allowed, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "site.error", "error=\"%s\"", err.msg);
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "site.error", "error=\"%s\"", fio_log_err(&err, ebuf));
 		allowed = false; /* unknown: treat as a rogue */
 	}
 	if (allowed) {
@@ -211,8 +212,9 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 	               host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
 	bool newly = false;
 	if (set_suspended(s->store, true, reason, "site.suspended", true, &newly, &err) != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
 		fio_log(FIO_LOG_ERROR, "site.error",
-		        "error=\"%s\" note=\"suspension not recorded\"", err.msg);
+		        "error=\"%s\" note=\"suspension not recorded\"", fio_log_err(&err, ebuf));
 		return;
 	}
 	if (newly)
@@ -255,8 +257,9 @@ struct srv_site *srv_site_start(const struct srv_config *cfg, const struct srv_s
 	struct idp_error err = {0};
 	struct srv_store *st = NULL;
 	if (srv_store_open(state->db_path, &st, &err) != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
 		fio_log(FIO_LOG_ERROR, "site.error", "error=\"%s\" note=\"rogue detection off\"",
-		        err.msg);
+		        fio_log_err(&err, ebuf));
 		return NULL;
 	}
 	struct srv_suspension cur;
@@ -291,8 +294,9 @@ struct srv_site *srv_site_start(const struct srv_config *cfg, const struct srv_s
 	g_site = s;
 	(void)pthread_mutex_unlock(&g_lock);
 	if (fio_dnssd_watch_start(SRV_PUBLISH_TYPE, on_change, s, &s->watch, &err) != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
 		fio_log(FIO_LOG_WARN, "dnssd.watch_failed",
-		        "error=\"%s\" note=\"rogue detection off\"", err.msg);
+		        "error=\"%s\" note=\"rogue detection off\"", fio_log_err(&err, ebuf));
 		srv_site_stop(s);
 		return NULL;
 	}
@@ -390,8 +394,9 @@ static void answer_state(struct srv_ctx *ctx, struct evhttp_request *req, const 
                          enum idp_err rc, const struct idp_error *err, bool on)
 {
 	if (rc != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
 		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s error=\"%s\"", ctx->loop,
-		        action, err->msg);
+		        action, fio_log_err(err, ebuf));
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
 		return;
 	}
@@ -580,8 +585,9 @@ static void allow_change(struct srv_ctx *ctx, struct evhttp_request *req, bool a
 	}
 	const char *action = add ? "allow_add" : "allow_remove";
 	if (rc != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
 		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s error=\"%s\"", ctx->loop,
-		        action, err.msg);
+		        action, fio_log_err(&err, ebuf));
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}

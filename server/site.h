@@ -51,7 +51,7 @@ void srv_site_stop(struct srv_site *s);
  * the store cannot say). For the device provisioning handlers. */
 bool srv_site_refused(struct srv_ctx *ctx, struct evhttp_request *req);
 
-/* The admin API (server/handlers.c routes; bodies in docs/administrator.md). */
+/* The admin API (server/routes.c; bodies in docs/administrator.md). */
 srv_handler_fn srv_site_suspend;      /* POST /v1/admin/suspend {"reason"?} */
 srv_handler_fn srv_site_resume;       /* POST /v1/admin/resume {} */
 srv_handler_fn srv_site_status;       /* GET /v1/admin/suspension */

@@ -26,3 +26,6 @@ serial-rig_PKGS = umockdev-1.0
 # testbed, their usbdevfs ioctls answered in the rig, the test device behind
 # the bulk endpoints (tests/integration/station/usb.sh).
 usb-rig_PKGS = umockdev-1.0
+
+# tests/fuzz/fuzz_session.c: the web UI's session check on a raw head.
+fuzz_session_SRCS = server/session.c $(FORMATS_SRCS)
