@@ -34,4 +34,8 @@ t_wait() {
 	done
 	return 1
 }
+# STR with its last character replaced by one that surely differs (a forged
+# secret of the right length): "x" unless it already ends in x, then "y".
+t_forge() { local s=$1; if [ "${s: -1}" = x ]; then echo "${s%?}y"; else echo "${s%?}x"; fi; }
+
 t_done() { echo "RESULT $T_PASS $T_FAIL"; [ "$T_FAIL" -eq 0 ]; exit $?; }

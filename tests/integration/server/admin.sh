@@ -35,7 +35,7 @@ code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H 'Content-Type: application/
 	--data-binary "$body" "$SRV_URL/v1/admin/stations")
 t_run "no token: 401" [ "$code" = 401 ]
 t_grep "no token: JSON error" '"code":"unauthorized"' "$T_TMP/out"
-code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H "Authorization: Bearer ${token%?}x" \
+code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H "Authorization: Bearer $(t_forge "$token")" \
 	-H 'Content-Type: application/json' --data-binary "$body" "$SRV_URL/v1/admin/stations")
 t_run "wrong token: 401" [ "$code" = 401 ]
 code=$(srv_curl -o "$T_TMP/out" -w '%{http_code}' -H "Authorization: Basic $token" \

@@ -24,7 +24,7 @@ status() {
 	echo "$code"
 }
 t_run "right credential: 200" [ "$(status "Bearer $token")" = 200 ]
-t_run "wrong credential: 401" [ "$(status "Bearer ${token%?}x")" = 401 ]
+t_run "wrong credential: 401" [ "$(status "Bearer $(t_forge "$token")")" = 401 ]
 t_run "short (one byte less): 401" [ "$(status "Bearer ${token%?}")" = 401 ]
 t_run "long (one byte more): 401" [ "$(status "Bearer ${token}A")" = 401 ]
 t_run "very long: 401" [ "$(status "Bearer $token$(head -c 300 /dev/zero | tr '\0' A)")" = 401 ]

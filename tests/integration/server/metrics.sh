@@ -23,7 +23,7 @@ value() { awk -v k="$1" '$1 == k { print $2 }' "$T_TMP/metrics"; }
 
 t_run "no credential: 401" [ "$(srv_curl -o "$T_TMP/out" -w '%{http_code}' "$SRV_URL/metrics")" = 401 ]
 t_grep "no credential: JSON error" '"code":"unauthorized"' "$T_TMP/out"
-t_run "wrong credential: 401" [ "$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${token%?}x" "$SRV_URL/metrics")" = 401 ]
+t_run "wrong credential: 401" [ "$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(t_forge "$token")" "$SRV_URL/metrics")" = 401 ]
 
 # A manifest with a preloaded key (provisions) and a MAC-only device (a
 # claim with another MAC is refused).

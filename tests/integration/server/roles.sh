@@ -87,7 +87,7 @@ t_grep "names --reset-admin" 'reset-admin' "$T_TMP/rv.err"
 code=$(adm --token-file "$tf" credential add ops-view --role viewer 2>/dev/null; echo $?)
 t_run "a revoked name is not reused" [ "$code" = 1 ]
 # A forged credential: the right length, wrong bytes; a truncated one.
-code=$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${adm2%?}A" "$SRV_URL/v1/admin/whoami")
+code=$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(t_forge "$adm2")" "$SRV_URL/v1/admin/whoami")
 t_run "forged credential 401" [ "$code" = 401 ]
 code=$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${adm2:0:20}" "$SRV_URL/v1/admin/whoami")
 t_run "truncated credential 401" [ "$code" = 401 ]
