@@ -56,44 +56,58 @@ void srv_head_parse(const uint8_t *p, size_t n, struct srv_head *hi)
 		const uint8_t *v = line[-1] == '\r' ? line - 9 : line - 8;
 		hi->http10 = v >= p && memcmp(v, "HTTP/1.0", 8) == 0;
 	}
+	const uint8_t *pos = NULL;
+	struct srv_head_field f;
+	while (srv_head_next_field(p, n, &pos, &f)) {
+		const uint8_t *v = (const uint8_t *)f.value, *ve = v + f.value_len;
+		if (f.name_len == 14 && strncasecmp(f.name, "content-length", 14) == 0) {
+			uint64_t x = 0;
+			const uint8_t *d = v;
+			while (d < ve && *d >= '0' && *d <= '9' && x < (UINT64_C(1) << 50))
+				x = x * 10 + (uint64_t)(*d++ - '0');
+			if (d == v || d != ve || (hi->has_length && hi->length != x))
+				hi->bad = "content-length: malformed or not all equal";
+			hi->has_length = true;
+			hi->length = x;
+		} else if (f.name_len == 17 && strncasecmp(f.name, "transfer-encoding", 17) == 0) {
+			hi->chunked = true;
+		} else if (f.name_len == 13 && hi->auth == NULL &&
+		           strncasecmp(f.name, "authorization", 13) == 0) {
+			hi->auth = f.value; /* trimmed as evhttp does */
+			hi->auth_len = f.value_len;
+		}
+	}
+}
+
+bool srv_head_next_field(const uint8_t *p, size_t n, const uint8_t **pos,
+                         struct srv_head_field *f)
+{
+	const uint8_t *end = p + n;
+	const uint8_t *line = *pos != NULL ? *pos : memchr(p, '\n', n);
 	while (line != NULL && line + 1 < end) {
 		line++;
 		const uint8_t *le = memchr(line, '\n', (size_t)(end - line));
 		if (le == NULL)
 			break;
 		const uint8_t *colon = memchr(line, ':', (size_t)(le - line));
-		if (colon != NULL) {
-			size_t nlen = (size_t)(colon - line);
-			const uint8_t *v = colon + 1;
-			while (v < le && (*v == ' ' || *v == '\t'))
-				v++;
-			if (nlen == 14 &&
-			    strncasecmp((const char *)line, "content-length", 14) == 0) {
-				uint64_t x = 0;
-				const uint8_t *d = v;
-				while (d < le && *d >= '0' && *d <= '9' && x < (UINT64_C(1) << 50))
-					x = x * 10 + (uint64_t)(*d++ - '0');
-				while (d < le && (*d == ' ' || *d == '\t' || *d == '\r'))
-					d++;
-				if (d == v || d != le || (hi->has_length && hi->length != x))
-					hi->bad = "content-length: malformed or not all equal";
-				hi->has_length = true;
-				hi->length = x;
-			} else if (nlen == 17 &&
-			           strncasecmp((const char *)line, "transfer-encoding", 17) == 0) {
-				hi->chunked = true;
-			} else if (nlen == 13 && hi->auth == NULL &&
-			           strncasecmp((const char *)line, "authorization", 13) == 0) {
-				const uint8_t *ve = le; /* trimmed as evhttp does */
-				while (ve > v &&
-				       (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
-					ve--;
-				hi->auth = (const char *)v;
-				hi->auth_len = (size_t)(ve - v);
-			}
+		if (colon == NULL) {
+			line = le;
+			continue;
 		}
-		line = le;
+		const uint8_t *v = colon + 1, *ve = le;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
+			ve--;
+		f->name = (const char *)line;
+		f->name_len = (size_t)(colon - line);
+		f->value = (const char *)v;
+		f->value_len = (size_t)(ve - v);
+		*pos = le;
+		return true;
 	}
+	*pos = end;
+	return false;
 }
 
 /* An RFC 9110 token character (methods, header field names). */

@@ -36,6 +36,21 @@ struct srv_head {
  * when the head is not whole yet. */
 size_t srv_head_end(const uint8_t *p, size_t n);
 
+/* One header field of a request head: its name and its value without the
+ * blanks (and CR) around it; not NUL-terminated. */
+struct srv_head_field {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+};
+
+/* The next "NAME: VALUE" line of the head p[0..n) after *pos (start with
+ * *pos = NULL: the request line is skipped); false at the end. The one walk
+ * over header lines, for the head checks and the web UI's session. */
+bool srv_head_next_field(const uint8_t *p, size_t n, const uint8_t **pos,
+                         struct srv_head_field *f);
+
 /* Just enough of the whole head p[0..n) to bound the body: the target's path,
  * Content-Length (digits, all copies equal) and Transfer-Encoding. evhttp
  * parses the head fully after us (srv_head_refusal keeps the two in step).

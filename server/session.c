@@ -13,6 +13,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "server/head.h"
+
 #define SESSION_RAW 32u
 
 struct session {
@@ -239,34 +241,19 @@ static bool header_is(const char *n, size_t len, const char *w, const char *cons
 void srv_session_creds_from_head(const uint8_t *p, size_t n, struct srv_session_creds *c)
 {
 	memset(c, 0, sizeof(*c));
-	const uint8_t *end = p + n;
 	const uint8_t *sp = memchr(p, ' ', n);
 	c->unsafe = !(sp != NULL && ((sp - p == 3 && memcmp(p, "GET", 3) == 0) ||
 	                             (sp - p == 4 && memcmp(p, "HEAD", 4) == 0)));
-	const uint8_t *line = memchr(p, '\n', n);
-	while (line != NULL && line + 1 < end) {
-		line++;
-		const uint8_t *le = memchr(line, '\n', (size_t)(end - line));
-		if (le == NULL)
-			break;
-		const uint8_t *colon = memchr(line, ':', (size_t)(le - line));
-		if (colon != NULL) {
-			const uint8_t *v = colon + 1, *ve = le;
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
-				ve--;
-			const char *name = (const char *)line;
-			size_t nlen = (size_t)(colon - line), vlen = (size_t)(ve - v);
-			if (header_is(name, nlen, "cookie", &c->cookie))
-				c->cookie = (const char *)v, c->cookie_len = vlen;
-			else if (header_is(name, nlen, "x-csrf-token", &c->csrf))
-				c->csrf = (const char *)v, c->csrf_len = vlen;
-			else if (header_is(name, nlen, "origin", &c->origin))
-				c->origin = (const char *)v, c->origin_len = vlen;
-			else if (header_is(name, nlen, "host", &c->host))
-				c->host = (const char *)v, c->host_len = vlen;
-		}
-		line = le;
+	const uint8_t *pos = NULL;
+	struct srv_head_field f;
+	while (srv_head_next_field(p, n, &pos, &f)) {
+		if (header_is(f.name, f.name_len, "cookie", &c->cookie))
+			c->cookie = f.value, c->cookie_len = f.value_len;
+		else if (header_is(f.name, f.name_len, "x-csrf-token", &c->csrf))
+			c->csrf = f.value, c->csrf_len = f.value_len;
+		else if (header_is(f.name, f.name_len, "origin", &c->origin))
+			c->origin = f.value, c->origin_len = f.value_len;
+		else if (header_is(f.name, f.name_len, "host", &c->host))
+			c->host = f.value, c->host_len = f.value_len;
 	}
 }

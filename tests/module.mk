@@ -28,4 +28,4 @@ serial-rig_PKGS = umockdev-1.0
 usb-rig_PKGS = umockdev-1.0
 
 # tests/fuzz/fuzz_session.c: the web UI's session check on a raw head.
-fuzz_session_SRCS = server/session.c $(FORMATS_SRCS)
+fuzz_session_SRCS = server/session.c server/head.c $(FORMATS_SRCS)
