@@ -426,7 +426,7 @@ static int read_file(const char *path, size_t max, uint8_t **buf, size_t *len)
 {
 	struct idp_error err = {0};
 	if (fmt_file_read(path, max, buf, len, &err) != IDP_OK) {
-		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, err.msg);
+		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg); /* names path */
 		return EXIT_LOCAL;
 	}
 	return 0;
@@ -457,9 +457,11 @@ static int import(const struct opts *o, const char *manifest, const char *sig_pa
 	}
 	uint8_t *sig = NULL, *body = NULL;
 	size_t sig_len = 0, len = 0;
-	int rc = read_file(sig_path, ADM_SIG_MAX, &sig, &sig_len);
+	/* The manifest first: a mistyped manifest path is named as such, not as
+	 * the missing .sig beside it. */
+	int rc = read_file(manifest, ADM_MANIFEST_MAX, &body, &len);
 	if (rc == 0)
-		rc = read_file(manifest, ADM_MANIFEST_MAX, &body, &len);
+		rc = read_file(sig_path, ADM_SIG_MAX, &sig, &sig_len);
 	char sig64[ADM_SIG_MAX * 2];
 	if (rc == 0) {
 		(void)fmt_b64_encode(FMT_B64_STD, sig, sig_len, sig64);
@@ -892,6 +894,14 @@ static int run(const struct opts *o, int argc, char **argv)
 	if (argc == 4 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "add") == 0) {
 		char *pem = NULL;
 		int rc = read_text(argv[3], &pem);
+		/* A private key never leaves this machine, not even to be refused. */
+		if (rc == 0 && strstr(pem, "PRIVATE KEY-----") != NULL) {
+			(void)fprintf(stderr,
+			              "idprov-admin: %s: this is a private key; give the station's "
+			              ".pub file (nothing was sent)\n",
+			              argv[3]);
+			rc = EXIT_USAGE;
+		}
 		const struct fmt_admin_station_add a = {.id = argv[2], .public_key = pem};
 		if (rc == 0)
 			rc = post_body(o, "stations", FMT_ADMIN_STATION_ADD, &a);

@@ -32,6 +32,18 @@ aligned() {
 	END { exit (bad > 0 || rows == 0) }' "$1"
 }
 
+# A mistyped manifest path is named as the manifest, once (not as the .sig
+# file beside it, not "path: path: ...").
+t_refuse "import of a missing manifest refused" cli import "$T_TMP/missing.manifest"
+t_grep "the error names the manifest" "^idprov-admin: $T_TMP/missing.manifest: No such file" \
+	"$T_TMP/err"
+t_refuse "the .sig is not what is named" grep -q 'missing.manifest.sig' "$T_TMP/err"
+openssl genpkey -algorithm ed25519 -out "$T_TMP/st-priv.key" 2>/dev/null
+t_refuse "station add with a private key refused" cli station add st-priv "$T_TMP/st-priv.key"
+t_grep "the error says it is a private key" 'this is a private key; give the station.s \.pub file' \
+	"$T_TMP/err"
+cli --json station list
+t_refuse "no station was added" grep -q '"st-priv"' "$T_TMP/out"
 t_run "--version" cli --version
 t_grep "--version names the release" '^idprov-admin [0-9]+\.[0-9]+\.[0-9]+$' "$T_TMP/out"
 t_run "--help" cli --help
