@@ -912,12 +912,15 @@ static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
 	}
 	free(p.buf);
 	if (resp.status != 0 && resp.body != NULL) {
-		struct idp_error perr = {0};
-		if (fmt_api_answer_parse(resp.body, resp.len, ans, &perr) == IDP_OK) {
+		/* A transport error already in err stays the one reported. */
+		enum idp_err prc =
+		        fmt_api_answer_parse(resp.body, resp.len, ans, rc == IDP_OK ? err : NULL);
+		if (prc == IDP_OK) {
 			*status = resp.status;
 			rc = IDP_OK;
 		} else if (rc == IDP_OK) {
-			rc = idp_error_set(err, IDP_E_FORMAT, "server answer: %s", perr.msg);
+			rc = prc;
+			idp_error_prefix(err, "server answer");
 		}
 	}
 	fio_httpc_resp_free(&resp);
