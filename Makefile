@@ -65,6 +65,9 @@ LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
 #            project libraries it links, in link order; <prog>_PKGS = pkg-config
 #            packages (default: all)
 #   UNIT_TESTS += tests/unit/test_x.c (each a Check suite, linked with all libs)
+#   INTEG_TESTS += tests/integration/<component>/test_x.c (a Check suite that starts
+#            TLS servers, opens SQLite files, kills processes or drives ptys;
+#            built as $(B)/tests/integration/<component>/test_x)
 #   TEST_TOOLS += tests/tools/x.c (a helper program the shell tests run: $(B)/tools/x,
 #            linked with the project libraries; x_PKGS = pkg-config packages besides PKGS)
 #   BENCHES += tests/bench/bench_x.c
@@ -74,6 +77,7 @@ PROJECT_LIBS :=
 UNITS := $(wildcard samples/*.service)
 PROGS :=
 UNIT_TESTS :=
+INTEG_TESTS :=
 TEST_TOOLS :=
 BENCHES :=
 FUZZERS :=
@@ -88,6 +92,7 @@ objs_of  = $(patsubst %.c,$(B)/obj/%.o,$(1))
 ALL_LIB_ARCHIVES = $(foreach l,$(PROJECT_LIBS),$(call lib_path,$(l)))
 PROG_BINS   = $(addprefix $(B)/bin/,$(PROGS))
 UNIT_BINS   = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TESTS))
+INTEG_BINS  = $(patsubst tests/%.c,$(B)/tests/%,$(INTEG_TESTS))
 BENCH_BINS  = $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCHES))
 TOOL_BINS   = $(patsubst tests/tools/%.c,$(B)/tools/%,$(TEST_TOOLS))
 
@@ -98,7 +103,7 @@ TOOL_BINS   = $(patsubst tests/tools/%.c,$(B)/tools/%,$(TEST_TOOLS))
 all: deps-quiet
 	@$(MAKE) --no-print-directory programs
 programs: $(PROG_BINS)
-build-tests: $(PROG_BINS) $(UNIT_BINS) $(TOOL_BINS)
+build-tests: $(PROG_BINS) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -121,12 +126,18 @@ $(B)/bin/$(1): $(call objs_of,$($(1)_SRCS)) $(foreach l,$($(1)_LIBS),$(call lib_
 endef
 $(foreach p,$(PROGS),$(eval $(call PROG_template,$(p))))
 
-# Unit tests link every project library (server before formats) and all packages.
+# Check suites (unit and integration) link every project library (server
+# before formats) and all packages.
 UNIT_COMMON = $(B)/obj/tests/unit/check_main.o $(B)/obj/tests/unit/helpers.o
-$(B)/tests/%: $(B)/obj/tests/unit/%.o $(UNIT_COMMON) $(ALL_LIB_ARCHIVES)
-	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(UNIT_COMMON) \
+CHECK_LINK = $(CC) $(LDFLAGS_ALL) -o $@ $< $(UNIT_COMMON) \
 		$(ALL_LIB_ARCHIVES) $(ALL_LIB_ARCHIVES) $(PKG_LIBS) $(CHECK_LIBS)
+$(UNIT_BINS): $(B)/tests/%: $(B)/obj/tests/unit/%.o $(UNIT_COMMON) $(ALL_LIB_ARCHIVES)
+	@mkdir -p $(@D)
+	$(CHECK_LINK)
+$(INTEG_BINS): $(B)/tests/integration/%: $(B)/obj/tests/integration/%.o $(UNIT_COMMON) \
+		$(ALL_LIB_ARCHIVES)
+	@mkdir -p $(@D)
+	$(CHECK_LINK)
 
 # Tools may use the project libraries (only the objects they call are linked).
 $(B)/tools/%: $(B)/obj/tests/tools/%.o $(ALL_LIB_ARCHIVES)

@@ -1,9 +1,12 @@
-# tests/ - every tests/unit/test_*.c is a Check binary; every
+# tests/ - every tests/unit/test_*.c is a Check binary of pure unit tests;
+# every tests/integration/<component>/test_*.c a Check binary that starts TLS
+# servers, opens SQLite files, kills processes or drives ptys; every
 # tests/bench/bench_*.c a benchmark; every tests/fuzz/fuzz_*.c a libFuzzer
 # target whose project sources are listed as fuzz_<name>_SRCS (default: all of
 # formats/). Every tests/tools/*.c is a helper program for the shell tests,
 # built as $(B)/tools/<name>.
 UNIT_TESTS += $(wildcard tests/unit/test_*.c)
+INTEG_TESTS += $(wildcard tests/integration/*/test_*.c)
 BENCHES    += $(wildcard tests/bench/bench_*.c)
 FUZZERS    += $(wildcard tests/fuzz/fuzz_*.c)
 FORMATS_SRCS = $(filter-out %_main.c,$(wildcard formats/*.c))

@@ -10,6 +10,7 @@
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/obj_mac.h>
+#include <openssl/x509v3.h>
 
 #include "formats/b64.h"
 #include "tests/unit/check_main.h"
@@ -153,4 +154,62 @@ struct fmt_key *idp_test_jwk_key(const cJSON *jwk)
 	if (fmt_key_parse_spki_der(der, len, &key, NULL) != IDP_OK)
 		return NULL;
 	return key;
+}
+
+/* Adds the extension nid = value to cert, issued by issuer. */
+static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	ck_assert_msg(ext != NULL, "extension %d = %s", nid, value);
+	ck_assert_int_eq(X509_add_ext(cert, ext, -1), 1);
+	X509_EXTENSION_free(ext);
+}
+
+X509 *idp_test_cert(EVP_PKEY *key, const struct idp_test_cert_spec *spec)
+{
+	static long next_serial = 1000;
+	X509 *c = X509_new();
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(X509_set_version(c, 2), 1);
+	long serial = spec->serial != 0 ? spec->serial : next_serial++;
+	ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(c), serial), 1);
+	ck_assert_ptr_nonnull(
+	        X509_gmtime_adj(X509_getm_notBefore(c), spec->valid_from != 0 ? spec->valid_from : -3600));
+	ck_assert_ptr_nonnull(
+	        X509_gmtime_adj(X509_getm_notAfter(c), spec->valid_for != 0 ? spec->valid_for : 86400));
+	X509_NAME *name = X509_get_subject_name(c);
+	for (size_t i = 0; i < spec->ncn; i++)
+		ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+		                                            (const unsigned char *)spec->cns[i], -1,
+		                                            -1, 0),
+		                 1);
+	if (spec->ncn == 0)
+		ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+		                                            (const unsigned char *)"no cn", -1, -1,
+		                                            0),
+		                 1);
+	X509 *issuer = spec->issuer != NULL ? spec->issuer : c;
+	ck_assert_int_eq(X509_set_issuer_name(c, X509_get_subject_name(issuer)), 1);
+	ck_assert_int_eq(X509_set_pubkey(c, key), 1);
+	if (!spec->no_ext) {
+		add_ext(c, issuer, NID_basic_constraints, spec->ca ? "critical,CA:TRUE" : "CA:FALSE");
+		if (spec->key_usage != NULL)
+			add_ext(c, issuer, NID_key_usage, spec->key_usage);
+		if (spec->san != NULL)
+			add_ext(c, issuer, NID_subject_alt_name, spec->san);
+	}
+	EVP_PKEY *signer = spec->issuer_key != NULL ? spec->issuer_key : key;
+	ck_assert_int_gt(X509_sign(c, signer, EVP_sha256()), 0);
+	return c;
+}
+
+X509 *idp_test_cert_cn(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                       bool ca)
+{
+	const struct idp_test_cert_spec spec = {
+	        .cns = &cn, .ncn = 1, .issuer = issuer, .issuer_key = issuer_key, .ca = ca};
+	return idp_test_cert(key, &spec);
 }

@@ -3,15 +3,18 @@
  * known edwards25519 encodings that must be refused, and ECDSA signature
  * spellings that must be refused. Known-answer data, written from RFC 8032
  * and checked independently in test_keys.c; not taken from formats/. And a
- * JWK-to-key conversion written without formats/token.c.
+ * JWK-to-key conversion written without formats/token.c. And the one
+ * test certificate maker (idp_test_cert).
  */
 #ifndef IDP_TESTS_UNIT_HELPERS_H
 #define IDP_TESTS_UNIT_HELPERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <cjson/cJSON.h>
 
@@ -50,5 +53,29 @@ int idp_test_ossl_verify_raw(EVP_PKEY *pkey, const uint8_t *msg, size_t len,
  * "crv":"P-256"} and {"kty":"OKP","crv":"Ed25519"} are known. NULL for any
  * other or malformed JWK. Caller frees with fmt_key_free(). */
 struct fmt_key *idp_test_jwk_key(const cJSON *jwk);
+
+/* What idp_test_cert() makes; a zero field takes its default. */
+struct idp_test_cert_spec {
+	const char *const *cns; /* commonNames; none: an O entry "no cn" instead */
+	size_t ncn;
+	X509 *issuer;           /* NULL: self-signed */
+	EVP_PKEY *issuer_key;   /* NULL: the certificate's own key */
+	bool ca;                /* basicConstraints critical,CA:TRUE (else CA:FALSE) */
+	bool no_ext;            /* no extensions at all (overrides ca, key_usage, san) */
+	const char *key_usage;  /* keyUsage value, e.g. "critical,digitalSignature" */
+	const char *san;        /* subjectAltName value, e.g. "IP:127.0.0.1" */
+	long serial;            /* 0: a fresh one per call */
+	long valid_from;        /* seconds relative to now; 0: -3600 */
+	long valid_for;         /* seconds after now; 0: one day */
+};
+
+/* A version 3 certificate for key as spec says, signed with SHA-256. Fails
+ * the running test on any OpenSSL error. Caller frees. */
+X509 *idp_test_cert(EVP_PKEY *key, const struct idp_test_cert_spec *spec);
+
+/* A certificate with the one commonName cn for key, signed by issuer_key
+ * (self-signed when issuer is NULL); ca as in struct idp_test_cert_spec. */
+X509 *idp_test_cert_cn(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                       bool ca);
 
 #endif /* IDP_TESTS_UNIT_HELPERS_H */

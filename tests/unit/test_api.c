@@ -1,7 +1,6 @@
 /*
- * test_api.c - provisioning API messages (formats/api.h) and EUI-48 text
- * (formats/mac.h): round trips of every message, deterministic output, each
- * refusal named, and the TLS-bound proof of possession against relayed,
+ * test_api.c - provisioning API messages (formats/api.h): round trips of
+ * every message, deterministic output, each refusal named, and the TLS-bound proof of possession against relayed,
  * replayed, altered, stale and forged proofs, for P-256 and Ed25519.
  */
 #include <stdio.h>
@@ -89,21 +88,7 @@ static size_t encode_request(const struct fmt_api_request *r, char *out, size_t 
 static X509 *make_cert(struct fmt_key **key)
 {
 	*key = new_key(FMT_KEY_P256);
-	X509 *x = X509_new();
-	ck_assert_ptr_nonnull(x);
-	ck_assert_int_eq(X509_set_version(x, 2), 1);
-	ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
-	X509_NAME *name = X509_get_subject_name(x);
-	ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-	                                            (const unsigned char *)"idprov test CA", -1, -1,
-	                                            0),
-	                 1);
-	ck_assert_int_eq(X509_set_issuer_name(x, name), 1);
-	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), 0));
-	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
-	ck_assert_int_eq(X509_set_pubkey(x, fmt_key_evp(*key)), 1);
-	ck_assert_int_gt(X509_sign(x, fmt_key_evp(*key), EVP_sha256()), 0);
-	return x;
+	return idp_test_cert_cn(fmt_key_evp(*key), "idprov test CA", NULL, NULL, true);
 }
 
 /* A self-signed certificate as PEM, for ca_pem. Caller frees. */
@@ -134,44 +119,6 @@ static const char *replace(const char *body, const char *from, const char *to)
 	ck_assert(n > 0 && (size_t)n < sizeof(out));
 	return out;
 }
-
-/* ------------------------------------------------------------------ mac */
-
-START_TEST(test_mac_parse_format)
-{
-	uint8_t m[FMT_MAC_LEN];
-	char text[FMT_MAC_TEXT_LEN + 1];
-	ck_assert_int_eq(fmt_mac_parse("02:00:5e:10:00:01", 17, m, NULL), IDP_OK);
-	ck_assert_mem_eq(m, mac_1, FMT_MAC_LEN);
-	fmt_mac_format(m, text);
-	ck_assert_str_eq(text, "02:00:5e:10:00:01");
-	static const struct {
-		const char *in, *msg;
-	} bad[] = {
-		{"02:00:5E:10:00:01", "mac: \"02:00:5E:10:00:01\" is not in canonical form"},
-		{"02-00-5e-10-00-01", "not in canonical form"},
-		{"02:00:5e:10:00:0", "mac: \"02:00:5e:10:00:0\" is not an EUI-48 address"},
-		{"02:00:5e:10:00:011", "not an EUI-48 address"},
-		{"0200.5e10.0001", "not in canonical form"},
-		{"02005e100001", "not in canonical form"},
-		{"01:00:5e:10:00:01", "group (multicast)"},
-		{"00:00:00:00:00:00", "all-zero"},
-		{"02:00:5e:10:00:g1", "not an EUI-48 address"},
-		{"02:00:5e:10:00:0\x1b", "\"02:00:5e:10:00:0\\x1b\" is not an EUI-48"},
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct idp_error err;
-		memset(m, 0xaa, sizeof(m));
-		ck_assert_int_eq(fmt_mac_parse(bad[i].in, strlen(bad[i].in), m, &err), IDP_E_FORMAT);
-		ck_assert_msg(strstr(err.msg, bad[i].msg) != NULL, "'%s' for %s", err.msg, bad[i].in);
-		ck_assert_int_eq(m[0], 0xaa); /* unchanged on failure */
-	}
-	/* Length is what the caller says: no read past it, no NUL needed. */
-	char noterm[17];
-	memcpy(noterm, "02:00:5e:10:00:01", 17);
-	ck_assert_int_eq(fmt_mac_parse(noterm, 17, m, NULL), IDP_OK);
-}
-END_TEST
 
 START_TEST(test_api_check_id)
 {
@@ -1455,7 +1402,6 @@ Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("api");
 	TCase *tc = tcase_create("core");
-	tcase_add_test(tc, test_mac_parse_format);
 	tcase_add_test(tc, test_api_check_id);
 	tcase_add_test(tc, test_api_request_round_trip);
 	tcase_add_test(tc, test_api_request_exact_json);

@@ -1,7 +1,7 @@
 /*
- * test_keys.c - keys.h and keyfile.h: both key types round-trip through every
+ * test_keys.c - keys.h: both key types round-trip through every
  * encoding, signatures verify and forgeries do not, other key types are
- * refused, files get their modes. Includes RFC 8032 test 1 as a known answer.
+ * refused (key files: test_keyfile.c). Includes RFC 8032 test 1 as a known answer.
  * Ed25519 keys anyone can sign for (the eight small-order points, shown
  * forgeable with plain OpenSSL) and non-canonical encodings are refused by
  * every parser; P-256 signatures are made low-s and raw high-s ones refused.
@@ -20,7 +20,6 @@
 
 #include "formats/b64.h"
 #include "formats/file.h"
-#include "formats/keyfile.h"
 #include "formats/keys.h"
 #include "tests/unit/check_main.h"
 #include "tests/unit/helpers.h"
@@ -472,48 +471,6 @@ START_TEST(test_key_p256_low_s_only)
 }
 END_TEST
 
-START_TEST(test_keyfile_save_load_modes)
-{
-	char dir[] = "/tmp/idp-keys-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	char priv[128], pub[128];
-	snprintf(priv, sizeof(priv), "%s/station.key", dir);
-	snprintf(pub, sizeof(pub), "%s/station.pub", dir);
-	umask(022);
-	struct fmt_key *k = NULL, *lp = NULL, *lq = NULL, *lr = NULL;
-	ck_assert_int_eq(fmt_key_generate(types[_i], &k, NULL), IDP_OK);
-	ck_assert_int_eq(fmt_keyfile_save(k, priv, pub, NULL), IDP_OK);
-	struct stat st;
-	ck_assert_int_eq(stat(priv, &st), 0);
-	ck_assert_uint_eq(st.st_mode & 0777, 0600);
-	ck_assert_int_eq(stat(pub, &st), 0);
-	ck_assert_uint_eq(st.st_mode & 0777, 0644);
-	ck_assert_int_eq(fmt_keyfile_load_private(priv, &lp, NULL), IDP_OK);
-	ck_assert_int_eq(fmt_keyfile_load_public(pub, &lq, NULL), IDP_OK);
-	ck_assert_int_eq(fmt_keyfile_load_public(priv, &lr, NULL), IDP_OK);
-	ck_assert(fmt_key_equal(k, lp) && fmt_key_equal(k, lq) && fmt_key_equal(k, lr));
-	ck_assert(fmt_key_has_private(lp) && !fmt_key_has_private(lr));
-
-	/* Errors name the path. */
-	struct idp_error err;
-	struct fmt_key *none = NULL;
-	ck_assert_int_eq(fmt_keyfile_load_private(pub, &none, &err), IDP_E_FORMAT);
-	ck_assert_ptr_nonnull(strstr(err.msg, pub));
-	char missing[160];
-	snprintf(missing, sizeof(missing), "%s/missing.key", dir);
-	ck_assert_int_eq(fmt_keyfile_load_private(missing, &none, &err), IDP_E_NOTFOUND);
-	ck_assert_ptr_nonnull(strstr(err.msg, missing));
-
-	fmt_key_free(k);
-	fmt_key_free(lp);
-	fmt_key_free(lq);
-	fmt_key_free(lr);
-	unlink(priv);
-	unlink(pub);
-	rmdir(dir);
-}
-END_TEST
-
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("keys");
@@ -527,7 +484,6 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_key_ed25519_small_order_refused, 0, IDP_TEST_SMALL_ORDER_N);
 	tcase_add_loop_test(tc, test_key_ed25519_noncanonical_refused, 0, IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_key_p256_low_s_only);
-	tcase_add_loop_test(tc, test_keyfile_save_load_modes, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -38,35 +38,20 @@ struct station {
 	struct fmt_manifest_trust trust;
 };
 
-static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-	X509V3_CTX ctx;
-	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-	ck_assert_ptr_nonnull(ext);
-	ck_assert_int_eq(X509_add_ext(cert, ext, -1), 1);
-	X509_EXTENSION_free(ext);
-}
-
 /* A certificate for key, signed by issuer_key (self-signed when issuer is NULL). */
 static X509 *make_cert(const struct fmt_key *key, const char *cn, X509 *issuer,
                        const struct fmt_key *issuer_key, bool ca)
 {
-	X509 *c = X509_new();
-	ck_assert_ptr_nonnull(c);
-	ck_assert_int_eq(X509_set_version(c, 2), 1);
-	ASN1_INTEGER_set(X509_get_serialNumber(c), ca ? 1 : 2);
-	X509_gmtime_adj(X509_getm_notBefore(c), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 365);
-	X509_NAME *name = X509_get_subject_name(c);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(c, issuer != NULL ? X509_get_subject_name(issuer) : name);
-	ck_assert_int_eq(X509_set_pubkey(c, fmt_key_evp(key)), 1);
-	X509 *iss = issuer != NULL ? issuer : c;
-	add_ext(c, iss, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
-	add_ext(c, iss, NID_key_usage, ca ? "critical,keyCertSign" : "critical,digitalSignature");
-	ck_assert_int_gt(X509_sign(c, fmt_key_evp(issuer_key), EVP_sha256()), 0);
-	return c;
+	const struct idp_test_cert_spec spec = {
+	        .cns = &cn,
+	        .ncn = 1,
+	        .issuer = issuer,
+	        .issuer_key = fmt_key_evp(issuer_key),
+	        .ca = ca,
+	        .key_usage = ca ? "critical,keyCertSign" : "critical,digitalSignature",
+	        .valid_for = 86400L * 365,
+	};
+	return idp_test_cert(fmt_key_evp(key), &spec);
 }
 
 static void station_new(struct station *s, enum fmt_manifest_sig kind)

@@ -138,23 +138,6 @@ static void decode_one(const uint8_t *line, size_t n, struct fmt_wire_frame *f)
 	fmt_wire_decoder_free(d);
 }
 
-START_TEST(test_crc32c_check_value)
-{
-	const uint8_t *s = (const uint8_t *)"123456789";
-	ck_assert_uint_eq(fmt_crc32c(0, s, 9), FMT_CRC32C_CHECK);
-	ck_assert_uint_eq(fmt_crc32c(0, s, 9), 0xE3069283u);
-	for (size_t i = 0; i <= 9; i++)
-		ck_assert_uint_eq(fmt_crc32c(fmt_crc32c(0, s, i), s + i, 9 - i), 0xE3069283u);
-	ck_assert_uint_eq(fmt_crc32c(0, s, 0), 0);
-	/* RFC 3720 B.4: 32 bytes of zeros, and of 0xff. */
-	uint8_t z[32];
-	memset(z, 0, sizeof(z));
-	ck_assert_uint_eq(fmt_crc32c(0, z, sizeof(z)), 0x8A9136AAu);
-	memset(z, 0xff, sizeof(z));
-	ck_assert_uint_eq(fmt_crc32c(0, z, sizeof(z)), 0x62A8AB43u);
-}
-END_TEST
-
 /* Every message type: encode, decode the line, parse, compare. */
 START_TEST(test_wire_round_trip_every_message)
 {
@@ -1213,7 +1196,6 @@ Suite *idp_test_suite(void)
 	Suite *s = suite_create("wire");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_crc32c_check_value);
 	tcase_add_loop_test(tc, test_wire_round_trip_every_message, 0, 2);
 	tcase_add_test(tc, test_wire_split_at_every_boundary);
 	tcase_add_test(tc, test_wire_boot_noise_interleaved);

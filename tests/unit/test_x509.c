@@ -16,6 +16,7 @@
 
 #include "formats/x509.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 static EVP_PKEY *ca_key;
 static X509 *ca;
@@ -27,36 +28,9 @@ static X509 *make(const char *const *cns, size_t ncn, X509 *issuer, EVP_PKEY *is
 {
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	ck_assert_ptr_nonnull(key);
-	X509 *c = X509_new();
-	ck_assert_ptr_nonnull(c);
-	ck_assert_int_eq(X509_set_version(c, 2), 1);
-	static long serial = 100;
-	ASN1_INTEGER_set(X509_get_serialNumber(c), serial++);
-	X509_gmtime_adj(X509_getm_notBefore(c), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(c), 86400L);
-	X509_NAME *name = X509_get_subject_name(c);
-	for (size_t i = 0; i < ncn; i++)
-		ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-		                                            (const unsigned char *)cns[i], -1, -1,
-		                                            0),
-		                 1);
-	if (ncn == 0)
-		ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-		                                            (const unsigned char *)"no cn", -1,
-		                                            -1, 0),
-		                 1);
-	X509_set_issuer_name(c, issuer != NULL ? X509_get_subject_name(issuer) : name);
-	ck_assert_int_eq(X509_set_pubkey(c, key), 1);
-	if (issuer == NULL) {
-		X509V3_CTX ctx;
-		X509V3_set_ctx(&ctx, c, c, NULL, NULL, 0);
-		X509_EXTENSION *ext =
-		        X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
-		ck_assert_ptr_nonnull(ext);
-		ck_assert_int_eq(X509_add_ext(c, ext, -1), 1);
-		X509_EXTENSION_free(ext);
-	}
-	ck_assert_int_gt(X509_sign(c, issuer_key != NULL ? issuer_key : key, EVP_sha256()), 0);
+	const struct idp_test_cert_spec spec = {
+	        .cns = cns, .ncn = ncn, .issuer = issuer, .issuer_key = issuer_key, .ca = issuer == NULL};
+	X509 *c = idp_test_cert(key, &spec);
 	if (key_out != NULL)
 		*key_out = key;
 	else

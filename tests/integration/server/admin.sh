@@ -87,7 +87,7 @@ t_run "approve a preloaded device: 409" [ "$(json devices/approve '{"id":"dev-00
 t_run "unknown device: 404" [ "$(json devices/reject '{"id":"nobody"}')" = 404 ]
 # Pending devices are made by a provision request with a proof of possession,
 # which shell cannot sign; two are written as the store would, with the
-# server stopped (the request path is covered by tests/unit/test_provision.c).
+# server stopped (the request path is covered by tests/integration/server/test_provision.c).
 srv_stop
 t_run "pending devices written" sqlite3 "$db" "insert into devices(id, state, created_at, updated_at) values ('dev-p1', 'pending', 1, 1), ('dev-p2', 'pending', 1, 1)"
 t_run "server restarts" srv_start "$st"

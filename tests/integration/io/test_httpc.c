@@ -26,6 +26,7 @@
 
 #include "formats/io/httpc.h"
 #include "tests/unit/check_main.h"
+#include "tests/unit/helpers.h"
 
 #define SCRIPT_MAX 8
 
@@ -63,28 +64,11 @@ static void make_cert(const char *path, EVP_PKEY **key_out, X509 **cert_out)
 {
 	EVP_PKEY *k = EVP_EC_gen("P-256");
 	ck_assert_ptr_nonnull(k);
-	X509 *x = X509_new();
-	ck_assert_ptr_nonnull(x);
-	ck_assert_int_eq(X509_set_version(x, 2), 1);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	ck_assert_int_eq(X509_set_pubkey(x, k), 1);
-	X509_NAME *n = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1,
-	                           -1, 0);
-	ck_assert_int_eq(X509_set_issuer_name(x, n), 1);
-	X509V3_CTX v3;
-	X509V3_set_ctx_nodb(&v3);
-	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
-	ck_assert_ptr_nonnull(e);
-	X509_add_ext(x, e, -1);
-	X509_EXTENSION_free(e);
-	e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
-	X509_add_ext(x, e, -1);
-	X509_EXTENSION_free(e);
-	ck_assert_int_gt(X509_sign(x, k, EVP_sha256()), 0);
+	const char *cn = "127.0.0.1";
+	const struct idp_test_cert_spec spec = {
+	        .cns = &cn, .ncn = 1, .ca = true, .san = "IP:127.0.0.1", .valid_from = -60,
+	        .valid_for = 3600};
+	X509 *x = idp_test_cert(k, &spec);
 	FILE *f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	ck_assert_int_eq(PEM_write_X509(f, x), 1);

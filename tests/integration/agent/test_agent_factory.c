@@ -8,7 +8,9 @@
  * per HELLO session; a repeated request is answered from the cache (no second
  * signature); a reused seq is refused; corrupted frames are skipped; the rate
  * limit; a sealed device signs nothing; requests a station sent before the
- * agent opened its console are flushed, never answered late.
+ * agent opened its console are flushed, never answered late. And the same
+ * engine on two pipes standing in for the bulk OUT and IN endpoints of a USB
+ * vendor interface (FunctionFS ep1/ep2 are plain file descriptors too).
  */
 #define _GNU_SOURCE /* posix_openpt, ptsname */
 #include <errno.h>
@@ -33,6 +35,8 @@ struct rig {
 	char dir[64];
 	struct agt_ctx *ctx;
 	int master, slave, noise;
+	int dev_in, dev_out; /* the device's ends: the console (slave) or the endpoints */
+	int st_rd, st_wr;    /* the station's ends: the pty master or the endpoints */
 	pthread_t th;
 	enum idp_err served;
 	struct fmt_wire_decoder *dec;
@@ -42,7 +46,7 @@ struct rig {
 static void *serve(void *arg)
 {
 	struct rig *r = arg;
-	r->served = agt_factory_serve(r->ctx, r->slave, r->slave, NULL);
+	r->served = agt_factory_serve(r->ctx, r->dev_in, r->dev_out, NULL);
 	return NULL;
 }
 
@@ -72,10 +76,11 @@ static void queue_stale(int master, const char *name, const uint8_t *stale, size
 	ck_assert_int_eq(poll(&p, 1, 5000), 1);
 }
 
-static void rig_start_stale(struct rig *r, int64_t interval_ms, const uint8_t *stale,
-                            size_t stale_len)
+/* A fresh agent in a new state directory; the transport is the caller's. */
+static void rig_open_agent(struct rig *r, int64_t interval_ms)
 {
 	memset(r, 0, sizeof(*r));
+	r->master = r->slave = r->noise = -1;
 	(void)snprintf(r->dir, sizeof(r->dir), "/tmp/agt-factory-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(r->dir));
 	const struct agt_config cfg = {.state_dir = r->dir,
@@ -86,6 +91,16 @@ static void rig_start_stale(struct rig *r, int64_t interval_ms, const uint8_t *s
 	                               .proof_interval_ms = interval_ms};
 	struct idp_error err = {0};
 	ck_assert_msg(agt_open(&cfg, &r->ctx, &err) == IDP_OK, "%s", err.msg);
+	r->dec = fmt_wire_decoder_new();
+	ck_assert_ptr_nonnull(r->dec);
+	ck_assert_int_eq(RAND_bytes((unsigned char *)&r->seq, sizeof(r->seq)), 1);
+}
+
+static void rig_start_stale(struct rig *r, int64_t interval_ms, const uint8_t *stale,
+                            size_t stale_len)
+{
+	rig_open_agent(r, interval_ms);
+	struct idp_error err = {0};
 	r->master = posix_openpt(O_RDWR | O_NOCTTY);
 	ck_assert_int_ge(r->master, 0);
 	ck_assert_int_eq(grantpt(r->master), 0);
@@ -101,9 +116,23 @@ static void rig_start_stale(struct rig *r, int64_t interval_ms, const uint8_t *s
 	/* A second writer on the device's console: the boot log. */
 	r->noise = open(name, O_WRONLY | O_NOCTTY);
 	ck_assert_int_ge(r->noise, 0);
-	r->dec = fmt_wire_decoder_new();
-	ck_assert_ptr_nonnull(r->dec);
-	ck_assert_int_eq(RAND_bytes((unsigned char *)&r->seq, sizeof(r->seq)), 1);
+	r->dev_in = r->dev_out = r->slave;
+	r->st_rd = r->st_wr = r->master;
+	ck_assert_int_eq(pthread_create(&r->th, NULL, serve, r), 0);
+}
+
+/* Start the device on two pipes standing in for a USB vendor interface's
+ * bulk endpoints: OUT (host to device) and IN (device to host). */
+static void rig_start_endpoints(struct rig *r)
+{
+	rig_open_agent(r, 1);
+	int out_ep[2], in_ep[2];
+	ck_assert_int_eq(pipe2(out_ep, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(in_ep, O_CLOEXEC), 0);
+	r->dev_in = out_ep[0];
+	r->st_wr = out_ep[1];
+	r->st_rd = in_ep[0];
+	r->dev_out = in_ep[1];
 	ck_assert_int_eq(pthread_create(&r->th, NULL, serve, r), 0);
 }
 
@@ -112,9 +141,16 @@ static void rig_stop(struct rig *r)
 	agt_stop(r->ctx);
 	ck_assert_int_eq(pthread_join(r->th, NULL), 0);
 	ck_assert_int_eq(r->served, IDP_OK);
-	close(r->noise);
-	close(r->slave);
-	close(r->master);
+	if (r->master >= 0) {
+		close(r->noise);
+		close(r->slave);
+		close(r->master);
+	} else {
+		close(r->dev_in);
+		close(r->dev_out);
+		close(r->st_rd);
+		close(r->st_wr);
+	}
 	fmt_wire_decoder_free(r->dec);
 	agt_close(r->ctx);
 	char cmd[128];
@@ -155,10 +191,10 @@ static bool next_frame(struct rig *r, struct fmt_wire_frame *f)
 			if (got)
 				return true;
 		}
-		struct pollfd p = {.fd = r->master, .events = POLLIN};
+		struct pollfd p = {.fd = r->st_rd, .events = POLLIN};
 		if (poll(&p, 1, 100) <= 0)
 			continue;
-		ssize_t n = read(r->master, pend, sizeof(pend));
+		ssize_t n = read(r->st_rd, pend, sizeof(pend));
 		ck_assert_int_gt(n, 0);
 		plen = (size_t)n;
 	}
@@ -170,7 +206,7 @@ static bool next_frame(struct rig *r, struct fmt_wire_frame *f)
 static void ask(struct rig *r, const uint8_t *line, size_t len, struct fmt_wire_msg *ans,
                 uint8_t *raw, size_t *raw_len)
 {
-	put(r->master, line, len);
+	put(r->st_wr, line, len);
 	struct fmt_wire_frame f;
 	ck_assert_msg(next_frame(r, &f), "no answer from the device");
 	if (raw != NULL) {
@@ -223,6 +259,19 @@ static void challenge_msg(struct rig *r, struct fmt_wire_msg *m)
 	m->u.challenge.station_id_len = strlen(m->u.challenge.station_id);
 }
 
+/* A fresh challenge (*m) answered by a PROOF (*a) that verifies against in. */
+static void challenge_and_verify(struct rig *r, const struct fmt_wire_info *in,
+                                 struct fmt_wire_msg *m, struct fmt_wire_msg *a)
+{
+	challenge_msg(r, m);
+	uint8_t line[FMT_WIRE_LINE_MAX];
+	ask(r, line, encode(m, line), a, NULL, NULL);
+	ck_assert_int_eq(a->type, FMT_WIRE_PROOF);
+	struct idp_error err = {0};
+	ck_assert_msg(fmt_wire_proof_verify(&m->u.challenge, in, &a->u.proof, &err) == IDP_OK,
+	              "%s", err.msg);
+}
+
 START_TEST(test_factory_session_proof_verifies_with_noise)
 {
 	struct rig r;
@@ -248,13 +297,7 @@ START_TEST(test_factory_session_proof_verifies_with_noise)
 	ck_assert_mem_eq(spki, in.spki, spki_len);
 	boot_noise(&r);
 	struct fmt_wire_msg m, a;
-	challenge_msg(&r, &m);
-	uint8_t line[FMT_WIRE_LINE_MAX];
-	ask(&r, line, encode(&m, line), &a, NULL, NULL);
-	ck_assert_int_eq(a.type, FMT_WIRE_PROOF);
-	struct idp_error err = {0};
-	ck_assert_msg(fmt_wire_proof_verify(&m.u.challenge, &in, &a.u.proof, &err) == IDP_OK, "%s",
-	              err.msg);
+	challenge_and_verify(&r, &in, &m, &a);
 	/* Another station ID than the one challenged must not verify. */
 	struct fmt_wire_challenge other = m.u.challenge;
 	other.station_id[0] = 'X';
@@ -413,6 +456,29 @@ START_TEST(test_factory_sealed_signs_nothing)
 }
 END_TEST
 
+/* The engine behind a USB vendor interface: the station's frames arrive on
+ * the OUT endpoint and the answers leave on the IN endpoint, two descriptors
+ * and no tty (docs/firmware-integrator.md, "USB vendor interface"). The
+ * session proof verifies; a second challenge in the session is refused. */
+START_TEST(test_factory_over_usb_endpoints)
+{
+	struct rig r;
+	rig_start_endpoints(&r);
+	hello(&r);
+	struct fmt_wire_info in;
+	info(&r, &in);
+	ck_assert_str_eq(in.device_id, "dev-f1");
+	struct fmt_wire_msg m, a;
+	challenge_and_verify(&r, &in, &m, &a);
+	uint8_t line[FMT_WIRE_LINE_MAX];
+	challenge_msg(&r, &m);
+	ask(&r, line, encode(&m, line), &a, NULL, NULL);
+	ck_assert_int_eq(a.type, FMT_WIRE_ERROR);
+	ck_assert_int_eq(a.u.error.code, FMT_WIRE_ERR_BUSY);
+	rig_stop(&r);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("agent_factory");
@@ -425,6 +491,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_factory_stale_input_flushed_on_open);
 	tcase_add_test(tc, test_factory_rate_limited);
 	tcase_add_test(tc, test_factory_sealed_signs_nothing);
+	tcase_add_test(tc, test_factory_over_usb_endpoints);
 	suite_add_tcase(s, tc);
 	return s;
 }

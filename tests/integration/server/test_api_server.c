@@ -64,29 +64,7 @@ static bool throttles_on; /* the "throttle" tcase: per device ID and per station
 static X509 *make_cert(const char *cn, const struct fmt_key *key, X509 *issuer,
                        const struct fmt_key *issuer_key, bool ca)
 {
-	X509 *c = X509_new();
-	ck_assert_ptr_nonnull(c);
-	ck_assert_int_eq(X509_set_version(c, 2), 1);
-	ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(c), (long)(time(NULL) & 0xffff)),
-	                 1);
-	X509_NAME *n = X509_get_subject_name(c);
-	ck_assert_int_eq(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8,
-	                                            (const unsigned char *)cn, -1, -1, 0),
-	                 1);
-	ck_assert_int_eq(
-	        X509_set_issuer_name(c, issuer != NULL ? X509_get_subject_name(issuer) : n), 1);
-	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(c), -3600));
-	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(c), 86400));
-	ck_assert_int_eq(X509_set_pubkey(c, fmt_key_evp(key)), 1);
-	X509V3_CTX ctx;
-	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : c, c, NULL, NULL, 0);
-	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
-	                                        ca ? "critical,CA:TRUE" : "CA:FALSE");
-	ck_assert_ptr_nonnull(e);
-	ck_assert_int_eq(X509_add_ext(c, e, -1), 1);
-	X509_EXTENSION_free(e);
-	ck_assert_int_gt(X509_sign(c, fmt_key_evp(issuer_key), EVP_sha256()), 0);
-	return c;
+	return idp_test_cert_cn(fmt_key_evp(key), cn, issuer, fmt_key_evp(issuer_key), ca);
 }
 
 static void write_pem(const char *name, X509 *cert, const struct fmt_key *key)
