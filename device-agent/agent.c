@@ -53,6 +53,10 @@
 #define DISCOVER_MAX     32u            /* instances kept by one DNS-SD browse */
 #define DISCOVER_WAIT_MS 5000           /* default bound of one browse */
 #define DISCOVER_MIN_MS  2000           /* least time one browse listens (dnssd.h) */
+/* A longer Retry-After (a suspended site says 300 s) ends the request at
+ * once: run --once exits 4 naming the answer, the daemon retries on its own
+ * schedule, rather than sleeping through it inside one request. */
+#define RETRY_AFTER_WAIT_S 30
 #define SERVICE_TYPE     "_idprov._tcp" /* formats/api.md §11 */
 
 struct agt_ctx {
@@ -831,7 +835,8 @@ static enum idp_err client(struct agt_ctx *c, struct idp_error *err)
 	char ca[FILE_PATH_MAX];
 	enum idp_err rc = path_of(c, "ca.pem", ca, err);
 	const struct fio_httpc_opts o = {
-	        .base_url = c->provision_url, .ca_file = ca, .attempts = 3, .backoff_ms = 1000};
+	        .base_url = c->provision_url, .ca_file = ca, .attempts = 3, .backoff_ms = 1000,
+	        .retry_after_max = RETRY_AFTER_WAIT_S};
 	if (rc == IDP_OK)
 		rc = fio_httpc_new(&o, &c->http, err);
 	return rc;

@@ -23,6 +23,7 @@ struct fio_httpc {
 	bool no_verify;
 	long timeout_s, connect_timeout_s;
 	unsigned attempts, backoff_ms, backoff_max_ms;
+	int64_t retry_after_max;
 	size_t answer_max;
 };
 
@@ -94,6 +95,9 @@ enum idp_err fio_httpc_new(const struct fio_httpc_opts *o, struct fio_httpc **ou
 	c->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 500;
 	c->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
 	c->answer_max = o->answer_max > 0 ? o->answer_max : FIO_HTTPC_ANSWER_DEFAULT;
+	c->retry_after_max = o->retry_after_max > 0 && o->retry_after_max < FIO_HTTPC_RETRY_AFTER_MAX
+	                             ? o->retry_after_max
+	                             : FIO_HTTPC_RETRY_AFTER_MAX;
 	*out = c;
 	return IDP_OK;
 }
@@ -422,7 +426,7 @@ enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
 			again = rc == IDP_E_IO || rc == IDP_E_TIMEOUT;
 			again = again && (nothing_sent(cc) || r->idempotent);
 		}
-		if (!again || attempt >= c->attempts || resp->retry_after > FIO_HTTPC_RETRY_AFTER_MAX)
+		if (!again || attempt >= c->attempts || resp->retry_after > c->retry_after_max)
 			break;
 		sleep_ms(delay_ms(c, attempt + 1, resp->retry_after));
 		rc = IDP_OK;

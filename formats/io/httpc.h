@@ -45,6 +45,8 @@ struct fio_httpc_opts {
 	unsigned backoff_ms;      /* delay before the 2nd try, doubled each time; 0 = 500 */
 	unsigned backoff_max_ms;  /* cap of one delay; 0 = 30000 */
 	size_t answer_max;        /* bytes of an answer kept; 0 = FIO_HTTPC_ANSWER_DEFAULT */
+	int64_t retry_after_max;  /* seconds: a longer Retry-After (429, 503) is returned to
+	                           * the caller, not slept through; 0 = FIO_HTTPC_RETRY_AFTER_MAX */
 };
 
 /* Writes exactly len bytes of body into out, on the connection whose RFC

@@ -35,6 +35,8 @@
 #include "formats/error.h"
 #include "formats/file.h"
 #include "formats/io/httpc.h"
+#include "formats/keys.h"
+#include "formats/label.h"
 #include "formats/oob.h"
 #include "formats/version.h"
 #include "server/cli/table.h"
@@ -98,6 +100,8 @@ static void usage(FILE *f)
 	        "  import NAME.manifest [--sig FILE]  import a signed manifest\n"
 	        "  devices [--state S] [--after ID]   list devices (1000 a page)\n"
 	        "  approve ID [--key SHA256]          approve a pending device (with that key)\n"
+	        "  approve --label PAYLOAD            approve the device a label names, with the\n"
+	        "                                     key it names (formats/label.md)\n"
 	        "  reject ID                          reject a device\n"
 	        "  revoke ID                          revoke a device and its tokens\n"
 	        "  release id|serial|mac|key VALUE    let a later batch reuse a value (key: PEM file)\n"
@@ -846,6 +850,24 @@ static int site_cmd(const struct opts *o, int argc, char **argv)
 	return -1;
 }
 
+/* approve --label PAYLOAD: the device ID and key fingerprint a label's QR
+ * code carries (formats/label.md), approved as approve ID --key SHA256 is:
+ * the server answers 409 unless that device presented that key. */
+static int approve_label(const struct opts *o, const char *payload)
+{
+	char id[FMT_ID_MAX + 1];
+	uint8_t fp[FMT_KEY_FINGERPRINT_LEN];
+	char hex[65];
+	struct idp_error err = {0};
+	if (fmt_label_parse(payload, strnlen(payload, FMT_LABEL_MAX + 2), id, fp, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: --label: %s\n", err.msg);
+		return EXIT_USAGE;
+	}
+	fmt_key_fingerprint_hex(fp, hex);
+	const struct fmt_admin_approve a = {.id = id, .key_sha256 = hex};
+	return post_body(o, "devices/approve", FMT_ADMIN_APPROVE, &a);
+}
+
 static int run(const struct opts *o, int argc, char **argv)
 {
 	int site = site_cmd(o, argc, argv);
@@ -924,6 +946,8 @@ static int run(const struct opts *o, int argc, char **argv)
 			return EXIT_USAGE;
 		return import(o, argv[1], argc == 4 ? argv[3] : NULL);
 	}
+	if (argc == 3 && strcmp(cmd, "approve") == 0 && strcmp(argv[1], "--label") == 0)
+		return approve_label(o, argv[2]);
 	if (argc == 4 && strcmp(cmd, "approve") == 0 && strcmp(argv[2], "--key") == 0) {
 		const char *key = argv[3];
 		if (strncasecmp(key, "sha256:", 7) == 0)
