@@ -57,6 +57,10 @@ cleanup() {
 	local rc=$? p
 	set +e
 	trap - EXIT INT TERM HUP PIPE
+	# A signal's trap may run inside a command whose output goes to a log
+	# (run's redirection of a shell function, such as adm): say it where
+	# the demo's own output goes.
+	exec 1>&7 2>&8
 	for p in "${pids[@]}"; do stop "$p"; done
 	[ -z "$netdir" ] || netns_teardown
 	[ -z "$nettmp" ] || rm -rf "$nettmp"
@@ -65,6 +69,7 @@ cleanup() {
 		echo "demo: FAILED (exit $rc); every process it started is stopped" >&2 2>/dev/null
 	exit "$rc"
 }
+exec 7>&1 8>&2 # the demo's own output, for cleanup
 trap cleanup EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
@@ -196,8 +201,10 @@ net_up() {
 	for c in ip dbus-daemon avahi-daemon avahi-publish avahi-browse; do
 		command -v "$c" >/dev/null || { why="no $c here"; return 1; }
 	done
+	# The buses' sockets: a D-Bus address takes a path of at most 107 bytes,
+	# and a space (say) only %-escaped: else a short one under /tmp.
 	netdir=$work/net
-	if [ "${#netdir}" -gt 80 ]; then # a D-Bus socket path has at most 107 bytes
+	if [ "${#netdir}" -gt 80 ] || [[ $netdir =~ [^-A-Za-z0-9_/.] ]]; then
 		nettmp=$(mktemp -d /tmp/idpdemo.XXXXXX)
 		netdir=$nettmp
 	fi

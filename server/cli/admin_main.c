@@ -861,7 +861,7 @@ static int approve_label(const struct opts *o, const char *payload)
 	struct idp_error err = {0};
 	if (fmt_label_parse(payload, strnlen(payload, FMT_LABEL_MAX + 2), id, fp, &err) != IDP_OK) {
 		(void)fprintf(stderr, "idprov-admin: --label: %s\n", err.msg);
-		return EXIT_USAGE;
+		return EXIT_LOCAL;
 	}
 	fmt_key_fingerprint_hex(fp, hex);
 	const struct fmt_admin_approve a = {.id = id, .key_sha256 = hex};
