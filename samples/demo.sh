@@ -600,7 +600,7 @@ if [ -n "$keep" ]; then
 	printf '    %-10s %s\n' "state" "$work/state (idprovd), station/ (station-01), dev-NN/ (agents), logs/"
 	printf '    %-10s %s\n' "credential" "$work/state/admin.token (the administrator's; 0600)"
 	printf '    %-10s %s\n' "web UI" "start idprovd on that state, then open https://127.0.0.1:8443/ui/:"
-	show "$bin/idprovd" --foreground --state-dir "$work/state" --listen 127.0.0.1:8443
+	show "$bin/idprovd" --foreground --state-dir "$work/state" --listen 127.0.0.1:8443 --dnssd=off
 else
 	echo "  (run samples/demo.sh BIN_DIR DIR to keep the state in DIR: the server's state,"
 	echo "  its admin credential and web UI, the station's and the agents' directories)"
