@@ -280,6 +280,38 @@ START_TEST(test_httpc_retry_after_then_api_error)
 }
 END_TEST
 
+/* A Retry-After over the client's retry_after_max (a suspended site says
+ * 300 s) ends the request with that answer after one attempt, and
+ * resp.retry_after says how long the server asked for (one within it is
+ * waited: test_httpc_retry_after_then_api_error). */
+START_TEST(test_httpc_long_retry_after_returned)
+{
+	static const struct step s[] = {
+	        {503, "Retry-After: 300\r\n",
+	         "{\"error\":{\"code\":\"suspended\",\"message\":\"provisioning suspended\"}}", 0},
+	};
+	start_server(s, 1, 0);
+	char url[64];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/", srv.port);
+	const struct fio_httpc_opts o = {.base_url = url, .ca_file = ca_path, .attempts = 3,
+	                                 .backoff_ms = 10, .retry_after_max = 30};
+	struct fio_httpc *c = NULL;
+	struct idp_error err = {0};
+	ck_assert_msg(fio_httpc_new(&o, &c, &err) == IDP_OK, "%s", err.msg);
+	struct fio_httpc_req r = {.method = "GET", .path = "/v1/health", .idempotent = true};
+	struct fio_httpc_resp resp;
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_AGAIN);
+	ck_assert_uint_eq(resp.attempts, 1);
+	ck_assert_uint_eq(srv.n_seen, 1);
+	ck_assert_int_eq(resp.retry_after, 300);
+	ck_assert(resp.has_api_error);
+	ck_assert_str_eq(err.msg, "server refused (503 suspended): provisioning suspended");
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+}
+END_TEST
+
 /* A request that may have reached the server is sent once unless it is
  * safe to repeat. */
 START_TEST(test_httpc_retries_only_when_safe)
@@ -449,6 +481,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_httpc_get_sends_bearer_and_keeps_answer);
 	tcase_add_test(tc, test_httpc_retry_after_then_api_error);
 	tcase_add_test(tc, test_httpc_retries_only_when_safe);
+	tcase_add_test(tc, test_httpc_long_retry_after_returned);
 	tcase_add_test(tc, test_httpc_refused_connection_retried_then_reported);
 	tcase_add_test(tc, test_httpc_answer_cap_and_unknown_ca);
 	tcase_add_test(tc, test_httpc_bad_options_and_headers);
