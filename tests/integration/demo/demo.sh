@@ -41,9 +41,10 @@ marked() {
 			echo "${p#/proc/}"
 	done
 }
-# wait_for FILE ERE: until FILE has a line matching ERE (at most 60 s).
+# wait_for FILE ERE: until FILE has a line matching ERE (at most 120 s: the
+# machine may be busy).
 wait_for() {
-	for _ in $(seq 1 600); do
+	for _ in $(seq 1 1200); do
 		grep -qE -- "$2" "$1" 2>/dev/null && return 0
 		sleep 0.1
 	done
