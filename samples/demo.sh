@@ -215,7 +215,7 @@ net_up() {
 	# shellcheck source=samples/netns.sh
 	. "$here/netns.sh"
 	if ! netns_add "$ns_site"; then
-		why="network namespaces not allowed here ($(head -1 "$netdir/netns.err" | cut -c1-60))"
+		why="network namespaces not allowed here ($(head -1 "$netdir/netns.err" | cut -c1-80))"
 		return 1
 	fi
 	netns_add "$ns_dev" && netns_link "$ns_site" "$site_ip/24" "$ns_dev" "$dev_ip/24" &&
