@@ -58,6 +58,21 @@ static bool cut_marker_at_end(const uint8_t *s, size_t n)
 	return after < n && s[after] == '-';
 }
 
+/* True when s[0..n) holds a BEGIN line of a block PEM_read_bio_X509 reads
+ * (CERTIFICATE, X509 CERTIFICATE). */
+static bool begin_line_in(const uint8_t *s, size_t n)
+{
+	static const char *const begins[] = {"-----BEGIN CERTIFICATE-----",
+	                                     "-----BEGIN X509 CERTIFICATE-----"};
+	for (size_t b = 0; b < sizeof(begins) / sizeof(begins[0]); b++) {
+		size_t bl = strlen(begins[b]);
+		for (size_t i = 0; n >= bl && i <= n - bl; i++)
+			if (memcmp(s + i, begins[b], bl) == 0)
+				return true;
+	}
+	return false;
+}
+
 enum idp_err fmt_x509_list_parse(const uint8_t *buf, size_t len, size_t max, unsigned flags,
                                  STACK_OF(X509) **out, struct idp_error *err)
 {
@@ -77,7 +92,16 @@ enum idp_err fmt_x509_list_parse(const uint8_t *buf, size_t len, size_t max, uns
 	/* Errors before ours are the caller's: look only at what the loop adds. */
 	(void)ERR_set_mark();
 	X509 *c = NULL;
-	while (bio != NULL && (c = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+	const uint8_t *rest = NULL; /* where the read that found no certificate began */
+	size_t rest_len = 0;
+	for (;;) {
+		char *at = NULL;
+		long left = bio != NULL ? BIO_get_mem_data(bio, &at) : 0;
+		if (bio == NULL || (c = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+			rest = (const uint8_t *)at;
+			rest_len = left > 0 && at != NULL ? (size_t)left : 0;
+			break;
+		}
 		if ((size_t)sk_X509_num(certs) >= max || sk_X509_push(certs, c) <= 0) {
 			X509_free(c);
 			(void)ERR_pop_to_mark();
@@ -86,13 +110,16 @@ enum idp_err fmt_x509_list_parse(const uint8_t *buf, size_t len, size_t max, uns
 		}
 	}
 	/* The loop ends with "no start line" at the end of good input only; any
-	 * other error is a certificate block that did not parse. */
+	 * other error is a certificate block that did not parse. WARNING:
+	 * OpenSSL 3.0 also gives up on some damaged blocks without any error
+	 * (a body line that starts like an END line), so a certificate BEGIN
+	 * line left in the unread text is a block that did not parse too. */
 	unsigned long e = bio != NULL ? ERR_peek_last_error() : 0;
 	(void)ERR_pop_to_mark();
 	size_t n = (size_t)sk_X509_num(certs);
 	bool clean_end = e == 0 || (ERR_GET_LIB(e) == ERR_LIB_PEM &&
 	                             ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
-	if (!clean_end || ((flags & FMT_X509_STRICT) && n != blocks) ||
+	if (!clean_end || begin_line_in(rest, rest_len) || ((flags & FMT_X509_STRICT) && n != blocks) ||
 	    (n > 0 && cut_marker_at_end(buf, len)))
 		rc = idp_error_set(err, IDP_E_FORMAT, "certificate %zu does not parse", n + 1);
 	else if (n == 0)

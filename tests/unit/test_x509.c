@@ -197,6 +197,43 @@ START_TEST(test_x509_list_truncated_or_damaged)
 }
 END_TEST
 
+/* A damaged second block whose body holds a line that starts like an END
+ * line ("-END CERTIFICA..."): OpenSSL 3.0's PEM reader gives up on it
+ * without putting any error on the queue, so the list was taken as one
+ * good certificate with the block dropped; and whether it was refused
+ * depended on an error the caller had left on the queue. Found by
+ * tests/fuzz/fuzz_x509.c (corpus: damaged-end-line). Refused either way. */
+START_TEST(test_x509_list_damaged_block_without_openssl_error)
+{
+	X509 *a = leaf("a");
+	char *text = append_pem(NULL, a);
+	static const char damaged[] = "-----BEGIN CERTIFICATE-----\n"
+	                              "MIIBXTCCXn-END CERTIFICAwE----(-\n\n"
+	                              "-----END CERTIFICATE-----\n";
+	size_t old = strlen(text);
+	text = realloc(text, old + sizeof(damaged));
+	ck_assert_ptr_nonnull(text);
+	memcpy(text + old, damaged, sizeof(damaged));
+	struct idp_error err;
+	STACK_OF(X509) *got = NULL;
+	ERR_clear_error();
+	ck_assert_int_eq(parse(text, strlen(text), 0, &got, &err), IDP_E_FORMAT);
+	ck_assert_ptr_null(got);
+	ck_assert_str_eq(err.msg, "certificate 2 does not parse");
+	ERR_raise(ERR_LIB_X509, X509_R_CERT_ALREADY_IN_HASH_TABLE);
+	ck_assert_int_eq(parse(text, strlen(text), 0, &got, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "certificate 2 does not parse");
+	ERR_clear_error();
+	X509_STORE *st = NULL;
+	ck_assert_int_eq(fmt_x509_store_parse((const uint8_t *)text, strlen(text),
+	                                      FMT_X509_LIST_MAX, &st, NULL),
+	                 IDP_E_FORMAT);
+	ck_assert_ptr_null(st);
+	X509_free(a);
+	free(text);
+}
+END_TEST
+
 START_TEST(test_x509_list_text_between_blocks)
 {
 	X509 *a = leaf("a"), *b = leaf("b");
@@ -311,6 +348,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_x509_list_many_round_trip);
 	tcase_add_test(tc, test_x509_list_empty_and_garbage);
 	tcase_add_test(tc, test_x509_list_truncated_or_damaged);
+	tcase_add_test(tc, test_x509_list_damaged_block_without_openssl_error);
 	tcase_add_test(tc, test_x509_list_text_between_blocks);
 	tcase_add_test(tc, test_x509_store_trusts_the_list);
 	tcase_add_test(tc, test_x509_cn_single_and_bounded);
