@@ -32,3 +32,6 @@ usb-rig_PKGS = umockdev-1.0
 
 # tests/fuzz/fuzz_session.c: the web UI's session check on a raw head.
 fuzz_session_SRCS = server/session.c server/head.c $(FORMATS_SRCS)
+
+# tests/fuzz/fuzz_head.c: the connection filter's request-head parser.
+fuzz_head_SRCS = server/head.c $(FORMATS_SRCS)
