@@ -3,12 +3,14 @@
 #   make            build everything (plain, optimised) into build/plain
 #   make check      install missing packages, then build and run the whole
 #                   suite twice: under ASan+UBSan (build/asan) and plain;
-#                   then 4 s of each fuzz target, one run of each benchmark
+#                   then every fuzz corpus file replayed once through its
+#                   target (ASan+UBSan, deterministic), one run of each benchmark
 #                   (passes when it completes; no ratio asserted) and lint
 #   make demo       the production-line-to-site run on embedded defaults
 #   make bench      benchmarks, printed as ratios against ceilings measured
 #                   in the same run
-#   make fuzz       a bounded libFuzzer run of every fuzz target
+#   make fuzz       a bounded libFuzzer run of every fuzz target (FUZZ_SECONDS
+#                   each, default 60);  make fuzz-replay: the corpus replay only
 #   make install    PREFIX (default /usr/local) and DESTDIR are honoured; the
 #                   systemd units go to PREFIX/lib/systemd/system
 #   make lint       cppcheck + clang-tidy;  make asan: the ASan suite only
@@ -179,7 +181,7 @@ check: deps
 	$(MAKE) --no-print-directory fuzz-build
 	@tests/run-suite build/asan build/results-asan || true
 	@tests/run-suite build/plain build/results-plain || true
-	@FUZZ_SECONDS=$${FUZZ_CHECK_SECONDS:-4} tests/run-fuzz build/results-fuzz || true
+	@tests/run-fuzz --replay build/results-fuzz || true
 	@tests/run-bench build/plain --smoke build/results-bench || true
 	@if $(MAKE) --no-print-directory -s lint >build/lint.log 2>&1; then \
 		echo "[lint] PASS cppcheck + clang-tidy"; echo "1 0" >build/results-lint; \
@@ -197,6 +199,11 @@ fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} tests/run-fuzz build/results-fuzz; \
 		tests/summarize build/results-fuzz
+
+.PHONY: fuzz-replay
+fuzz-replay: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@tests/run-fuzz --replay build/results-fuzz; tests/summarize build/results-fuzz
 
 # make asan: the suite under ASan+UBSan only (the fast development loop).
 asan: deps
