@@ -251,6 +251,10 @@ body "deep nesting" 400 invalid_field "${J[@]}" -d '{"pop":{"ts":{"a":[1]}}}' "$
 body "chunked body" 411 length_required "${J[@]}" -H 'Transfer-Encoding: chunked' -d '{}' "$SRV_URL/v1/provision"
 body "admin API without credential" 401 unauthorized "${J[@]}" -d '{"id":"dev-a"}' "$SRV_URL/v1/admin/devices/approve"
 body "unknown path" 404 not_found "${J[@]}" -d '{}' "$SRV_URL/v1/provisionx"
+body "GET on a POST route" 405 method_not_allowed "$SRV_URL/v1/provision"
+body "token over 4096 bytes" 400 invalid_field "${J[@]}" -d "{\"token\":\"$(head -c 5000 /dev/zero | tr '\0' a)\"}" "$SRV_URL/v1/token/renew"
+body "admin API with a forged bearer" 401 unauthorized -H "Authorization: Bearer $(t_forge "$(cat "$T_TMP/srv/admin.token")")" "$SRV_URL/v1/admin/devices"
+body "manifest upload without a station certificate" 401 unauthorized -X POST -H 'Content-Type: application/vnd.idprov.manifest' --data-binary @"$T_TMP/garbage" "$SRV_URL/v1/batches"
 # A NUL byte in the head and an obs-fold line: JSON 400 and the connection
 # closed (idp_probe raw prints what came back until the close).
 printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\n{}' |
@@ -276,9 +280,10 @@ printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nContent-Type: application/json
 	stall "truncated head" head
 printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{"device_id":"dev-a",' |
 	stall "truncated body" body
-# The five bodies the device handler parsed (truncated, garbage, unknown,
-# duplicate, nesting) are logged as device refusals; the rest never reach it.
-class_end 5
+# The six bodies the device handler parsed (truncated, garbage, unknown,
+# duplicate, nesting, long token) are logged as device refusals; the rest
+# never reach it.
+class_end 6
 
 # ---------------------------------------------------------------- clients
 class_begin "slow clients"
