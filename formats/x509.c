@@ -119,8 +119,8 @@ enum idp_err fmt_x509_list_parse(const uint8_t *buf, size_t len, size_t max, uns
 	size_t n = (size_t)sk_X509_num(certs);
 	bool clean_end = e == 0 || (ERR_GET_LIB(e) == ERR_LIB_PEM &&
 	                             ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
-	if (!clean_end || begin_line_in(rest, rest_len) || ((flags & FMT_X509_STRICT) && n != blocks) ||
-	    (n > 0 && cut_marker_at_end(buf, len)))
+	if (!clean_end || begin_line_in(rest, rest_len) ||
+	    ((flags & FMT_X509_STRICT) && n != blocks) || (n > 0 && cut_marker_at_end(buf, len)))
 		rc = idp_error_set(err, IDP_E_FORMAT, "certificate %zu does not parse", n + 1);
 	else if (n == 0)
 		rc = idp_error_set(err, IDP_E_FORMAT, "no PEM certificate found");

@@ -31,8 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (end > size)
 		abort(); /* the end past the bytes given */
 	if (end > 0 && !(end >= 2 && data[end - 1] == '\n' &&
-	                 (data[end - 2] == '\n' || (end >= 3 && data[end - 2] == '\r' &&
-	                                            data[end - 3] == '\n'))))
+	                 (data[end - 2] == '\n' ||
+	                  (end >= 3 && data[end - 2] == '\r' && data[end - 3] == '\n'))))
 		abort(); /* an end that is not after a blank line */
 	size_t n = end > 0 ? end : size;
 	struct srv_head hi;
@@ -46,8 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct srv_head_field f;
 	size_t fields = 0;
 	while (srv_head_next_field(data, n, &pos, &f)) {
-		if (!inside(f.name, f.name_len, data, n) || !inside(f.value, f.value_len, data, n) ||
-		    ++fields > n)
+		if (!inside(f.name, f.name_len, data, n) ||
+		    !inside(f.value, f.value_len, data, n) || ++fields > n)
 			abort(); /* outside the head, or no progress */
 	}
 	enum fmt_api_err_code code = FMT_API_ERR_UNKNOWN;

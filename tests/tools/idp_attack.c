@@ -94,8 +94,8 @@
 #include "formats/pop.h"
 #include "formats/token.h"
 
-#define SILENCE_S 10
-#define LORIS_MAX 64u
+#define SILENCE_S  10
+#define LORIS_MAX  64u
 #define ANSWER_MAX (4 * FMT_API_BODY_MAX)
 
 static SSL_CTX *cctx;
@@ -195,7 +195,8 @@ static bool read_msg(SSL *ssl, struct msg *m)
 	while (end == NULL) {
 		if (m->head_len >= sizeof(m->head) - 1)
 			return false;
-		int r = SSL_read(ssl, m->head + m->head_len, (int)(sizeof(m->head) - 1 - m->head_len));
+		int r = SSL_read(ssl, m->head + m->head_len,
+		                 (int)(sizeof(m->head) - 1 - m->head_len));
 		if (r <= 0) {
 			ERR_clear_error();
 			return false;
@@ -557,9 +558,8 @@ static void token_kid(const char *tok, char kid[static FMT_TOKEN_KID_MAX + 1], c
 {
 	const char *dot = strchr(tok, '.');
 	size_t n = 0;
-	if (dot == NULL ||
-	    fmt_b64_decode(FMT_B64_URL, tok, (size_t)(dot - tok), (uint8_t *)hdr, hdr_max - 1,
-	                   &n, NULL) != IDP_OK)
+	if (dot == NULL || fmt_b64_decode(FMT_B64_URL, tok, (size_t)(dot - tok), (uint8_t *)hdr,
+	                                  hdr_max - 1, &n, NULL) != IDP_OK)
 		die("token header", NULL);
 	hdr[n] = '\0';
 	const char *k = strstr(hdr, "\"kid\":\"");
@@ -651,9 +651,11 @@ static int cmd_flood(unsigned long n, const char *path)
 		by[m->status >= 0 && m->status < 600 ? m->status : 0]++;
 		struct fmt_api_answer a;
 		if (m->status != 200 &&
-		    fmt_api_answer_parse((const uint8_t *)m->body, m->body_len, &a, NULL) == IDP_OK &&
+		    fmt_api_answer_parse((const uint8_t *)m->body, m->body_len, &a, NULL) ==
+		            IDP_OK &&
 		    a.is_error) {
-			(void)snprintf(code, sizeof(code), "%s", fmt_api_err_code_name(a.error.code));
+			(void)snprintf(code, sizeof(code), "%s",
+			               fmt_api_err_code_name(a.error.code));
 			ra = a.error.retry_after == m->retry_after ? m->retry_after : -1;
 		}
 	}
@@ -743,7 +745,8 @@ static int cmd_stall(void)
 		char b[4096];
 		int r = SSL_read(ssl, b, sizeof(b));
 		if (r > 0) {
-			size_t k = (size_t)r < sizeof(head) - 1 - got ? (size_t)r : sizeof(head) - 1 - got;
+			size_t k = (size_t)r < sizeof(head) - 1 - got ? (size_t)r
+			                                              : sizeof(head) - 1 - got;
 			memcpy(head + got, b, k);
 			got += k;
 			continue;
@@ -752,7 +755,8 @@ static int cmd_stall(void)
 		ERR_clear_error();
 		closed = e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
 	}
-	int status = strncmp(head, "HTTP/1.", 7) == 0 && got >= 12 ? (int)strtol(head + 9, NULL, 10) : 0;
+	int status =
+	        strncmp(head, "HTTP/1.", 7) == 0 && got >= 12 ? (int)strtol(head + 9, NULL, 10) : 0;
 	printf("stall closed=%d status=%d\n", closed ? 1 : 0, status);
 	tls_close(ssl);
 	return 0;
@@ -809,7 +813,8 @@ int main(int argc, char **argv)
 		a = 3;
 	}
 	if (argc - a < 2) {
-		fprintf(stderr, "usage: idp_attack [-s ADDR] key|send|forge|flood|loris|hold ...\n");
+		fprintf(stderr,
+		        "usage: idp_attack [-s ADDR] key|send|forge|flood|loris|hold ...\n");
 		return 2;
 	}
 	const char *cmd = argv[a];
@@ -838,7 +843,12 @@ int main(int argc, char **argv)
 	port = (unsigned)number(av[0]);
 	int rc = 2;
 	if (strcmp(cmd, "send") == 0 && n >= 6 && n <= 8) {
-		char *args[7] = {av[1], av[2], av[3], av[4], av[5], n >= 7 ? av[6] : NULL,
+		char *args[7] = {av[1],
+		                 av[2],
+		                 av[3],
+		                 av[4],
+		                 av[5],
+		                 n >= 7 ? av[6] : NULL,
 		                 n >= 8 ? av[7] : NULL};
 		rc = cmd_send(args);
 	} else if (strcmp(cmd, "flood") == 0 && n == 3) {
