@@ -265,21 +265,23 @@ if head -1 "$T_TMP/raw" | grep -q '^HTTP/1.1 400' && grep -q '"code":"bad_reques
 else UNEXPECTED=$((UNEXPECTED + 1)); t_fail "NUL byte in the head: $(head -c 200 "$T_TMP/raw")"; fi
 # Truncated heads and bodies: nothing more comes; the server closes each
 # by its deadline (logged with the phase), without an answer.
-stall() { # DESC PHASE
+stall() { # DESC PHASE FILE (not in a pipeline: the counts are this shell's)
 	local d=$1 phase=$2 before
 	before=$(grep -c "event=conn.deadline .*phase=$phase" "$SRV_ERR")
 	local out
-	out=$("$A" stall "$SRV_PORT")
+	out=$("$A" stall "$SRV_PORT" <"$3")
 	TRIED=$((TRIED + 1))
 	if [ "$out" = "stall closed=1 status=0" ] &&
 		[ "$(grep -c "event=conn.deadline .*phase=$phase" "$SRV_ERR")" -eq $((before + 1)) ]; then
 		REFUSED=$((REFUSED + 1)); t_ok "$d: closed by the $phase deadline"
 	else UNEXPECTED=$((UNEXPECTED + 1)); t_fail "$d: $out"; fi
 }
-printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Le' |
-	stall "truncated head" head
-printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{"device_id":"dev-a",' |
-	stall "truncated body" body
+printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Le' \
+	>"$T_TMP/head.cut"
+stall "truncated head" head "$T_TMP/head.cut"
+printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{"device_id":"dev-a",' \
+	>"$T_TMP/body.cut"
+stall "truncated body" body "$T_TMP/body.cut"
 # The six bodies the device handler parsed (truncated, garbage, unknown,
 # duplicate, nesting, long token) are logged as device refusals; the rest
 # never reach it.
