@@ -124,7 +124,11 @@ enum idp_err fmt_api_pop_sign(struct fmt_api_request *req, const struct fmt_key 
 		memset(req->pop.nonce, 0, FMT_API_NONCE_LEN);
 	uint8_t msg[FMT_API_POP_MSG_MAX];
 	size_t mlen = 0;
-	rc = fmt_api_pop_message(req, exporter, msg, &mlen, err);
+	/* The key's own SPKI needs no parse (fmt_api_request_encode, which
+	 * every request passes before it is sent, checks it as a parser does). */
+	rc = fmt_api_request_check_signer(req, key, err);
+	if (rc == IDP_OK)
+		rc = build_pop(req, exporter, msg, &mlen, err);
 	if (rc != IDP_OK)
 		return rc;
 	uint8_t sig[FMT_KEY_SIG_MAX];

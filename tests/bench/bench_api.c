@@ -5,8 +5,8 @@
  * one EVP_DigestVerify; agent = fmt_api_pop_sign + encode, ceiling = one
  * EVP_DigestSign with the key already loaded, measured in alternating slices. Ours includes what a real
  * request costs on top: JSON, base64, importing the presented key and the
- * SHA-256 fields. Prints rates and ratios; exits non-zero only when an operation
- * fails.
+ * SHA-256 fields. Prints rates and ratios with the goal (>= 0.8 each,
+ * issue 17); exits non-zero only when an operation fails, never on a ratio.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +20,7 @@
 
 #define SLICE_SECONDS 0.03 /* one timed slice */
 #define PAIRS         21   /* slices of ours and the ceiling, alternated */
+#define GOAL          0.8  /* issue 17: sign and accept >= 0.8 of OpenSSL's own rate */
 
 static double now_s(void)
 {
@@ -83,8 +84,9 @@ static int compare(const char *what, int (*ours)(void *), const char *ceiling_na
 		r[i] = a[i] / b[i];
 	}
 	double ratio = median(r, PAIRS);
-	printf("%s %8.0f/s  %s %8.0f/s  ratio %.2f (median of %d pairs)\n", what,
-	       median(a, PAIRS), ceiling_name, median(b, PAIRS), ratio, PAIRS);
+	printf("%s %8.0f/s  %s %8.0f/s  ratio %.2f (median of %d pairs; goal >= %.2f)%s\n", what,
+	       median(a, PAIRS), ceiling_name, median(b, PAIRS), ratio, PAIRS, GOAL,
+	       ratio >= GOAL ? "" : "  BELOW GOAL");
 	return 0;
 }
 

@@ -682,6 +682,40 @@ START_TEST(test_api_request_accept)
 }
 END_TEST
 
+/* The signer's check compares the request's key with the signing key: a
+ * request naming another key (or type) is not signed, and the member
+ * checks are the parser's. */
+START_TEST(test_api_request_check_signer)
+{
+	struct fmt_key *key = new_key(FMT_KEY_P256), *other = new_key(FMT_KEY_ED25519);
+	struct fmt_api_request r;
+	make_request(&r, FMT_API_PROVISION, key, exporter_a, nonce_1);
+	struct idp_error err;
+	ck_assert_int_eq(fmt_api_request_check_signer(&r, key, &err), IDP_OK);
+	ck_assert_int_eq(fmt_api_request_check_signer(&r, other, &err), IDP_E_ARG);
+	ck_assert_str_eq(err.msg, "public_key: not the signing key's own");
+	struct fmt_api_request f = r;
+	f.spki[f.spki_len - 1] ^= 1;
+	ck_assert_int_eq(fmt_api_request_check_signer(&f, key, &err), IDP_E_ARG);
+	f = r;
+	f.key_type = FMT_KEY_ED25519;
+	ck_assert_int_eq(fmt_api_request_check_signer(&f, key, &err), IDP_E_ARG);
+	f = r;
+	f.device_id[0] = '-';
+	ck_assert_int_eq(fmt_api_request_check_signer(&f, key, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_api_request_check(&f, NULL, NULL), IDP_E_FORMAT);
+	/* fmt_api_pop_sign takes the key's own SPKI and signs what checks. */
+	ck_assert_int_eq(fmt_api_pop_sign(&f, key, exporter_a, NOW, NULL, &err), IDP_E_FORMAT);
+	f = r;
+	ck_assert_int_eq(fmt_api_pop_sign(&f, other, exporter_a, NOW, NULL, &err), IDP_OK);
+	ck_assert_int_eq(fmt_api_pop_verify(&f, exporter_a, NOW, SKEW, &err), IDP_OK);
+	fmt_api_request_wipe(&r);
+	fmt_api_request_wipe(&f);
+	fmt_key_free(key);
+	fmt_key_free(other);
+}
+END_TEST
+
 /* f, encoded, is refused by fmt_api_request_accept_key as a forgery, and
  * no key comes out. */
 static void accept_key_refused(const struct fmt_api_request *f)
@@ -1480,6 +1514,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_pop_verify);
 	tcase_add_test(tc, test_api_request_accept);
 	tcase_add_test(tc, test_api_request_accept_key);
+	tcase_add_test(tc, test_api_request_check_signer);
 	tcase_add_loop_test(tc, test_api_request_refuses_weak_ed25519_keys, 0,
 	                    IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_api_pop_high_s_refused);

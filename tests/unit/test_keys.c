@@ -473,6 +473,51 @@ START_TEST(test_key_p256_low_s_only)
 }
 END_TEST
 
+/* keys.c converts ECDSA signatures between DER and r||s itself: its DER is
+ * OpenSSL's (i2d_ECDSA_SIG of the same values) and its r||s verifies, also
+ * for the rare values whose DER is shorter (a leading zero byte of r or s)
+ * or padded (r with its top bit set), found by signing until each shows. */
+START_TEST(test_key_p256_der_raw_edges)
+{
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k, NULL), IDP_OK);
+	bool short_r = false, short_s = false, padded_r = false;
+	for (int i = 0; i < 8192 && !(short_r && short_s && padded_r); i++) {
+		uint8_t msg[8], der[FMT_KEY_SIG_MAX], raw[FMT_KEY_SIG_MAX];
+		memcpy(msg, &i, sizeof(i));
+		memset(msg + sizeof(i), 0, sizeof(msg) - sizeof(i));
+		size_t dn = 0, rn = 0;
+		ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_DER, msg, sizeof(msg), der, &dn, NULL),
+		                 IDP_OK);
+		const uint8_t *dp = der;
+		ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &dp, (long)dn);
+		ck_assert_ptr_nonnull(es);
+		ck_assert_ptr_eq(dp, der + dn);
+		unsigned char *again = NULL;
+		ck_assert_int_eq(i2d_ECDSA_SIG(es, &again), (int)dn);
+		ck_assert_mem_eq(again, der, dn);
+		OPENSSL_free(again);
+		uint8_t vals[64];
+		ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_r(es), vals, 32), 32);
+		ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_s(es), vals + 32, 32), 32);
+		ECDSA_SIG_free(es);
+		short_r |= vals[0] == 0;
+		short_s |= vals[32] == 0;
+		padded_r |= (vals[0] & 0x80) != 0;
+		/* The same values as r||s (what fmt_key_verify turns back into DER). */
+		ck_assert_int_eq(fmt_key_verify(k, FMT_SIG_RAW, msg, sizeof(msg), vals, 64, NULL),
+		                 IDP_OK);
+		ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_RAW, msg, sizeof(msg), raw, &rn, NULL),
+		                 IDP_OK);
+		ck_assert_uint_eq(rn, 64);
+		ck_assert_int_eq(idp_test_ossl_verify_raw(fmt_key_evp(k), msg, sizeof(msg), raw), 1);
+	}
+	ck_assert_msg(short_r && short_s && padded_r, "short r %d, short s %d, padded r %d",
+	              short_r, short_s, padded_r);
+	fmt_key_free(k);
+}
+END_TEST
+
 /* OpenSSL's own generic decoder (no project code) takes spki whole. */
 static bool ossl_takes_spki(const uint8_t *spki, size_t n)
 {
@@ -618,6 +663,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_key_ed25519_noncanonical_refused, 0, IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_key_p256_low_s_only);
 	tcase_add_test(tc, test_key_p256_import_agrees_with_openssl);
+	tcase_add_test(tc, test_key_p256_der_raw_edges);
 	suite_add_tcase(s, tc);
 	return s;
 }
