@@ -148,12 +148,14 @@ static enum idp_err spki_export(const struct fmt_key *key, uint8_t out[static FM
  * key the module hands out passes here, so the Ed25519 key checks live here:
  * wire, API, manifests, station keys and certificates all inherit them.
  * spki: the key's canonical SPKI DER when the caller has it (len bytes), or
- * NULL to export it here. */
+ * NULL to export it here. known: the type when the caller made pkey as one
+ * (asking OpenSSL costs 1 % of a proof check), or 0 to ask. */
 static enum idp_err wrap_spki(EVP_PKEY *pkey, bool priv, const uint8_t *spki, size_t spki_len,
-                              struct fmt_key **out, struct idp_error *err)
+                              enum fmt_key_type known, struct fmt_key **out,
+                              struct idp_error *err)
 {
 	*out = NULL;
-	enum fmt_key_type t = type_of(pkey);
+	enum fmt_key_type t = known != 0 ? known : type_of(pkey);
 	if (t == 0) {
 		(void)idp_error_set(err, IDP_E_UNSUPPORTED,
 		                    "key: type %s is not supported (use p256 or ed25519)",
@@ -190,7 +192,7 @@ static enum idp_err wrap_spki(EVP_PKEY *pkey, bool priv, const uint8_t *spki, si
 
 static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct idp_error *err)
 {
-	return wrap_spki(pkey, priv, NULL, 0, out, err);
+	return wrap_spki(pkey, priv, NULL, 0, 0, out, err);
 }
 
 enum idp_err fmt_key_generate(enum fmt_key_type type, struct fmt_key **out, struct idp_error *err)
@@ -394,8 +396,11 @@ enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t len, struct fmt_k
 	EVP_PKEY *fast = spki_fast_parse(buf, len, &tried);
 	if (tried && fast == NULL)
 		return idp_error_ssl(err, IDP_E_FORMAT, "public key: not an SPKI DER key");
-	if (fast != NULL) /* canonical by construction */
-		return wrap_spki(fast, false, buf, len, out, err);
+	if (fast != NULL) /* canonical by construction, and its form names the type */
+		return wrap_spki(fast, false, buf, len,
+		                 len == sizeof(spki_ed25519_head) + ED25519_KEY_LEN ? FMT_KEY_ED25519
+		                                                                    : FMT_KEY_P256,
+		                 out, err);
 	const unsigned char *p = buf;
 	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)len);
 	if (pkey == NULL)
