@@ -750,7 +750,7 @@ enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc, const
 	}
 	if (key->type == FMT_KEY_P256) {
 		/* Low s in both encodings: one signature per message and key. */
-		uint8_t raw[64];
+		uint8_t raw[64] = {0};
 		rc = der_to_raw(sig, n, raw, err);
 		if (rc == IDP_OK)
 			rc = p256_low_s(raw + 32, err);
