@@ -204,6 +204,13 @@ void fmt_api_request_wipe(struct fmt_api_request *req);
 IDP_MUST_CHECK enum idp_err fmt_api_request_check(const struct fmt_api_request *req,
                                                   struct fmt_key **key, struct idp_error *err);
 
+/* fmt_api_request_check for a request about to be signed with key (the
+ * signer, formats/pop.h): the same member checks, and req's key_type and
+ * spki must be key's own (IDP_E_ARG), compared instead of parsed. */
+IDP_MUST_CHECK enum idp_err fmt_api_request_check_signer(const struct fmt_api_request *req,
+                                                         const struct fmt_key *key,
+                                                         struct idp_error *err);
+
 /* fmt_api_request_parse, also handing over the public key its checks
  * imported, as fmt_api_request_check does (key may be NULL). For a verifier
  * (formats/pop.h) that would otherwise import it again. */

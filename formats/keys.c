@@ -30,6 +30,12 @@ struct fmt_key {
 	 * from the key's provider, so a provider-held key names both. */
 	OSSL_LIB_CTX *libctx;
 	char propq[80];
+	/* The public key's SPKI DER, taken once when the key is made (the key
+	 * never changes): every proof and fingerprint needs it, and exporting
+	 * a P-256 point costs about 20 us. spki_len 0: not taken (the export
+	 * failed then), fmt_key_spki_der exports on each call. */
+	uint8_t spki[FMT_KEY_SPKI_MAX];
+	size_t spki_len;
 };
 
 /* Type of pkey, or 0 when it is neither P-256 nor Ed25519. */
@@ -135,13 +141,21 @@ static enum idp_err ed25519_pkey_check(EVP_PKEY *pkey, struct idp_error *err)
 	return ed25519_check(pub, err);
 }
 
+static enum idp_err spki_export(const struct fmt_key *key, uint8_t out[static FMT_KEY_SPKI_MAX],
+                               size_t *len, struct idp_error *err);
+
 /* Wrap pkey (takes ownership of the caller's reference in every case). Every
  * key the module hands out passes here, so the Ed25519 key checks live here:
- * wire, API, manifests, station keys and certificates all inherit them. */
-static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct idp_error *err)
+ * wire, API, manifests, station keys and certificates all inherit them.
+ * spki: the key's canonical SPKI DER when the caller has it (len bytes), or
+ * NULL to export it here. known: the type when the caller made pkey as one
+ * (asking OpenSSL costs 1 % of a proof check), or 0 to ask. */
+static enum idp_err wrap_spki(EVP_PKEY *pkey, bool priv, const uint8_t *spki, size_t spki_len,
+                              enum fmt_key_type known, struct fmt_key **out,
+                              struct idp_error *err)
 {
 	*out = NULL;
-	enum fmt_key_type t = type_of(pkey);
+	enum fmt_key_type t = known != 0 ? known : type_of(pkey);
 	if (t == 0) {
 		(void)idp_error_set(err, IDP_E_UNSUPPORTED,
 		                    "key: type %s is not supported (use p256 or ed25519)",
@@ -165,8 +179,20 @@ static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct
 	k->pkey = pkey;
 	k->type = t;
 	k->has_private = priv;
+	if (spki != NULL && spki_len <= sizeof(k->spki)) {
+		memcpy(k->spki, spki, spki_len);
+		k->spki_len = spki_len;
+	} else if (spki_export(k, k->spki, &k->spki_len, NULL) != IDP_OK) {
+		k->spki_len = 0; /* fmt_key_spki_der tries again and names the failure */
+		ERR_clear_error();
+	}
 	*out = k;
 	return IDP_OK;
+}
+
+static enum idp_err wrap(EVP_PKEY *pkey, bool priv, struct fmt_key **out, struct idp_error *err)
+{
+	return wrap_spki(pkey, priv, NULL, 0, 0, out, err);
 }
 
 enum idp_err fmt_key_generate(enum fmt_key_type type, struct fmt_key **out, struct idp_error *err)
@@ -250,22 +276,14 @@ static const uint8_t spki_ed25519_head[] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
                                             0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
 #define P256_POINT_LEN 65u /* 0x04 || X || Y */
 
-/* A key from canonical SPKI bytes. *tried is false when buf is in neither
- * canonical form; then NULL. With *tried, NULL means OpenSSL refused the key. */
-static EVP_PKEY *spki_fast_parse(const uint8_t *buf, size_t len, bool *tried)
+/* A P-256 public key from its uncompressed point, the generic way: OpenSSL
+ * 3.0 builds a new EC_GROUP from the curve's name for every key (about 40 of
+ * its 70-90 us). NULL when OpenSSL refuses the point. */
+static EVP_PKEY *p256_fromdata(const uint8_t pt[static P256_POINT_LEN])
 {
-	size_t eh = sizeof(spki_ed25519_head), ph = sizeof(spki_p256_head);
-	*tried = false;
-	if (len == eh + ED25519_KEY_LEN && memcmp(buf, spki_ed25519_head, eh) == 0) {
-		*tried = true;
-		return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, buf + eh, ED25519_KEY_LEN);
-	}
-	if (len != ph + P256_POINT_LEN || memcmp(buf, spki_p256_head, ph) != 0 || buf[ph] != 0x04)
-		return NULL;
-	*tried = true;
 	char group[] = "prime256v1";
 	uint8_t point[P256_POINT_LEN];
-	memcpy(point, buf + ph, sizeof(point));
+	memcpy(point, pt, sizeof(point));
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
 		OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)),
@@ -280,6 +298,63 @@ static EVP_PKEY *spki_fast_parse(const uint8_t *buf, size_t len, bool *tried)
 	}
 	EVP_PKEY_CTX_free(ctx);
 	return pkey;
+}
+
+/* The P-256 base point G, uncompressed: the public key of the template. */
+static const uint8_t p256_base[P256_POINT_LEN] = {
+        0x04, 0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6, 0xe5,
+        0x63, 0xa4, 0x40, 0xf2, 0x77, 0x03, 0x7d, 0x81, 0x2d, 0xeb, 0x33, 0xa0, 0xf4,
+        0xa1, 0x39, 0x45, 0xd8, 0x98, 0xc2, 0x96, 0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a,
+        0x7f, 0x9b, 0x8e, 0xe7, 0xeb, 0x4a, 0x7c, 0x0f, 0x9e, 0x16, 0x2b, 0xce, 0x33,
+        0x57, 0x6b, 0x31, 0x5e, 0xce, 0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51, 0xf5};
+
+/*
+ * The one process-wide object of this module: a P-256 public key (the base
+ * point) made on first use and never changed after, which every P-256
+ * import copies. Copying it duplicates its group (about 15 us with the new
+ * point) instead of building one from the curve's name (about 70 us), the
+ * largest cost of a provisioning request's key besides the signature
+ * itself. WARNING: read-only after p256_template_init; nothing may set a
+ * parameter on it. Never freed (it lives as long as the process).
+ */
+static CRYPTO_ONCE p256_once = CRYPTO_ONCE_STATIC_INIT;
+static EVP_PKEY *p256_template;
+
+static void p256_template_init(void)
+{
+	p256_template = p256_fromdata(p256_base);
+	ERR_clear_error();
+}
+
+/* A P-256 public key from its uncompressed point: a copy of the template
+ * with the point set (OpenSSL checks it is on the curve, as for
+ * p256_fromdata). NULL when refused or out of memory. */
+static EVP_PKEY *p256_import(const uint8_t pt[static P256_POINT_LEN])
+{
+	if (CRYPTO_THREAD_run_once(&p256_once, p256_template_init) != 1 || p256_template == NULL)
+		return p256_fromdata(pt);
+	EVP_PKEY *pkey = EVP_PKEY_dup(p256_template);
+	if (pkey == NULL || EVP_PKEY_set1_encoded_public_key(pkey, pt, P256_POINT_LEN) != 1) {
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	return pkey;
+}
+
+/* A key from canonical SPKI bytes. *tried is false when buf is in neither
+ * canonical form; then NULL. With *tried, NULL means OpenSSL refused the key. */
+static EVP_PKEY *spki_fast_parse(const uint8_t *buf, size_t len, bool *tried)
+{
+	size_t eh = sizeof(spki_ed25519_head), ph = sizeof(spki_p256_head);
+	*tried = false;
+	if (len == eh + ED25519_KEY_LEN && memcmp(buf, spki_ed25519_head, eh) == 0) {
+		*tried = true;
+		return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, buf + eh, ED25519_KEY_LEN);
+	}
+	if (len != ph + P256_POINT_LEN || memcmp(buf, spki_p256_head, ph) != 0 || buf[ph] != 0x04)
+		return NULL;
+	*tried = true;
+	return p256_import(buf + ph);
 }
 
 /* Canonical SPKI of key into out when its public key exports in canonical
@@ -321,8 +396,11 @@ enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t len, struct fmt_k
 	EVP_PKEY *fast = spki_fast_parse(buf, len, &tried);
 	if (tried && fast == NULL)
 		return idp_error_ssl(err, IDP_E_FORMAT, "public key: not an SPKI DER key");
-	if (fast != NULL)
-		return wrap(fast, false, out, err); /* canonical by construction */
+	if (fast != NULL) /* canonical by construction, and its form names the type */
+		return wrap_spki(fast, false, buf, len,
+		                 len == sizeof(spki_ed25519_head) + ED25519_KEY_LEN ? FMT_KEY_ED25519
+		                                                                    : FMT_KEY_P256,
+		                 out, err);
 	const unsigned char *p = buf;
 	EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)len);
 	if (pkey == NULL)
@@ -350,6 +428,48 @@ enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t len, struct fmt_k
 	return IDP_OK;
 }
 
+/* P-256's curve constant b (the curve is y^2 = x^3 - 3x + b over the NIST
+ * prime p, BN_get0_nist_prime_256). */
+static const uint8_t p256_b[32] = {0x5a, 0xc6, 0x35, 0xd8, 0xaa, 0x3a, 0x93, 0xe7,
+                                   0xb3, 0xeb, 0xbd, 0x55, 0x76, 0x98, 0x86, 0xbc,
+                                   0x65, 0x1d, 0x06, 0xb0, 0xcc, 0x53, 0xb0, 0xf6,
+                                   0x3b, 0xce, 0x3c, 0x3e, 0x27, 0xd2, 0x60, 0x4b};
+
+/* 1 when pt (0x04 || X || Y) is a point of P-256: X < p, Y < p and
+ * Y^2 = X^3 - 3X + b (mod p), what EC_POINT_oct2point checks of an
+ * uncompressed point (the curve has cofactor 1, so every such point is in
+ * the group), in about 1-2 us instead of the 40 us a new EC_GROUP costs;
+ * BN_nist_mod_256 reduces (BN_mod_mul's division tripled the time). 0 when
+ * it is not; -1 when out of memory. Public data: no constant time needed. */
+static int p256_on_curve(const uint8_t pt[static P256_POINT_LEN])
+{
+	const BIGNUM *p = BN_get0_nist_prime_256();
+	BN_CTX *ctx = BN_CTX_new();
+	if (ctx == NULL)
+		return -1;
+	BN_CTX_start(ctx);
+	BIGNUM *b = BN_CTX_get(ctx), *x = BN_CTX_get(ctx), *y = BN_CTX_get(ctx);
+	BIGNUM *lhs = BN_CTX_get(ctx), *rhs = BN_CTX_get(ctx), *t = BN_CTX_get(ctx);
+	int ok = -1;
+	if (t != NULL && BN_bin2bn(p256_b, 32, b) != NULL && BN_bin2bn(pt + 1, 32, x) != NULL &&
+	    BN_bin2bn(pt + 33, 32, y) != NULL) {
+		/* All values stay in [0, p^2), what BN_nist_mod_256 takes:
+		 * rhs = (x^3 mod p) + b + 3p - 3x lies in (0, 5p). */
+		if (pt[0] != 0x04 || BN_cmp(x, p) >= 0 || BN_cmp(y, p) >= 0)
+			ok = 0;
+		else if (BN_sqr(t, y, ctx) == 1 && BN_nist_mod_256(lhs, t, p, ctx) == 1 &&
+		         BN_sqr(t, x, ctx) == 1 && BN_nist_mod_256(t, t, p, ctx) == 1 &&
+		         BN_mul(rhs, t, x, ctx) == 1 && BN_nist_mod_256(rhs, rhs, p, ctx) == 1 &&
+		         BN_add(rhs, rhs, b) == 1 && BN_lshift1(t, p) == 1 && BN_add(t, t, p) == 1 &&
+		         BN_add(rhs, rhs, t) == 1 && BN_lshift1(t, x) == 1 && BN_add(t, t, x) == 1 &&
+		         BN_sub(rhs, rhs, t) == 1 && BN_nist_mod_256(rhs, rhs, p, ctx) == 1)
+			ok = BN_cmp(lhs, rhs) == 0;
+	}
+	BN_CTX_end(ctx);
+	BN_CTX_free(ctx);
+	return ok;
+}
+
 EC_GROUP *fmt_key_p256_group(void)
 {
 	return EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
@@ -369,17 +489,19 @@ enum idp_err fmt_key_spki_check(const uint8_t *buf, size_t len, const EC_GROUP *
 		return rc;
 	}
 	if (len == ph + P256_POINT_LEN && memcmp(buf, spki_p256_head, ph) == 0 && buf[ph] == 0x04) {
-		EC_GROUP *own = p256 == NULL ? fmt_key_p256_group() : NULL;
-		const EC_GROUP *g = p256 != NULL ? p256 : own;
-		EC_POINT *pt = g != NULL ? EC_POINT_new(g) : NULL;
-		if (pt == NULL) {
-			EC_GROUP_free(own);
-			return idp_error_ssl(err, IDP_E_NOMEM, "public key: out of memory");
+		int ok;
+		if (p256 != NULL) {
+			EC_POINT *pt = EC_POINT_new(p256);
+			if (pt == NULL)
+				return idp_error_ssl(err, IDP_E_NOMEM, "public key: out of memory");
+			/* Fails unless the point is on the curve. */
+			ok = EC_POINT_oct2point(p256, pt, buf + ph, P256_POINT_LEN, NULL);
+			EC_POINT_free(pt);
+		} else {
+			ok = p256_on_curve(buf + ph);
 		}
-		/* Fails unless the point is on the curve. */
-		int ok = EC_POINT_oct2point(g, pt, buf + ph, P256_POINT_LEN, NULL);
-		EC_POINT_free(pt);
-		EC_GROUP_free(own);
+		if (ok < 0)
+			return idp_error_ssl(err, IDP_E_NOMEM, "public key: out of memory");
 		if (ok != 1)
 			return idp_error_ssl(err, IDP_E_FORMAT,
 			                     "public key: P-256 point is not on the curve");
@@ -455,8 +577,9 @@ enum idp_err fmt_key_public_pem(const struct fmt_key *key, char **pem, size_t *l
 	return rc;
 }
 
-enum idp_err fmt_key_spki_der(const struct fmt_key *key, uint8_t out[static FMT_KEY_SPKI_MAX],
-                              size_t *len, struct idp_error *err)
+/* The SPKI DER of key's public half, exported from OpenSSL. */
+static enum idp_err spki_export(const struct fmt_key *key, uint8_t out[static FMT_KEY_SPKI_MAX],
+                               size_t *len, struct idp_error *err)
 {
 	*len = 0;
 	if (spki_fast_encode(key, out, len))
@@ -471,6 +594,16 @@ enum idp_err fmt_key_spki_der(const struct fmt_key *key, uint8_t out[static FMT_
 	if (i2d_PUBKEY(key->pkey, &p) != n)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "public key: encode SPKI");
 	*len = (size_t)n;
+	return IDP_OK;
+}
+
+enum idp_err fmt_key_spki_der(const struct fmt_key *key, uint8_t out[static FMT_KEY_SPKI_MAX],
+                              size_t *len, struct idp_error *err)
+{
+	if (key->spki_len == 0)
+		return spki_export(key, out, len, err);
+	memcpy(out, key->spki, key->spki_len);
+	*len = key->spki_len;
 	return IDP_OK;
 }
 
@@ -514,66 +647,86 @@ bool fmt_key_sig_high_s(const struct fmt_key *key, const uint8_t *sig, size_t si
 }
 
 /* ECDSA s -> n - s when s > n/2, so that a message has one valid signature
- * (ECDSA signatures are otherwise malleable: (r, n - s) verifies too). */
+ * (ECDSA signatures are otherwise malleable: (r, n - s) verifies too). The
+ * arithmetic is on the 32 big-endian bytes: s is public, and a BIGNUM round
+ * trip cost a few us of a 70 us signature. */
 static enum idp_err p256_low_s(uint8_t s[static 32], struct idp_error *err)
 {
 	if (memcmp(s, p256_half_order, 32) <= 0)
 		return IDP_OK;
-	BIGNUM *n = BN_bin2bn(p256_order, 32, NULL);
-	BIGNUM *v = BN_bin2bn(s, 32, NULL);
-	int ok = n != NULL && v != NULL && BN_sub(v, n, v) == 1 && BN_bn2binpad(v, s, 32) == 32;
-	BN_free(n);
-	BN_free(v);
-	return ok ? IDP_OK : idp_error_ssl(err, IDP_E_CRYPTO, "sign: normalise ecdsa s");
-}
-
-/* DER ECDSA signature -> 64-byte r||s. */
-static enum idp_err der_to_raw(const uint8_t *der, size_t len, uint8_t raw[static 64],
-                               struct idp_error *err)
-{
-	const unsigned char *p = der;
-	ECDSA_SIG *s = d2i_ECDSA_SIG(NULL, &p, (long)len);
-	if (s == NULL || p != der + len) {
-		ECDSA_SIG_free(s);
-		return idp_error_ssl(err, IDP_E_VERIFY, "signature: not a DER ECDSA signature");
+	if (memcmp(s, p256_order, 32) >= 0)
+		return idp_error_set(err, IDP_E_CRYPTO, "sign: ecdsa s is not below the order");
+	unsigned borrow = 0;
+	for (size_t i = 32; i-- > 0;) {
+		unsigned d = (unsigned)p256_order[i] - s[i] - borrow;
+		s[i] = (uint8_t)d;
+		borrow = (d >> 8) & 1u;
 	}
-	const BIGNUM *r = NULL, *sv = NULL;
-	ECDSA_SIG_get0(s, &r, &sv);
-	int ok = BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(sv, raw + 32, 32) == 32;
-	ECDSA_SIG_free(s);
-	if (!ok)
-		return idp_error_ssl(err, IDP_E_VERIFY, "signature: ECDSA value out of range");
 	return IDP_OK;
 }
 
-/* 64-byte r||s -> DER ECDSA signature in der (FMT_KEY_SIG_MAX bytes). */
-static enum idp_err raw_to_der(const uint8_t raw[static 64], uint8_t der[static FMT_KEY_SIG_MAX],
-                               size_t *len, struct idp_error *err)
+/* One DER INTEGER at *p (before end) of an ECDSA signature: positive,
+ * minimal, at most 32 bytes of value, left-padded into out. */
+static bool der_int32(const uint8_t **p, const uint8_t *end, uint8_t out[static 32])
 {
-	ECDSA_SIG *s = ECDSA_SIG_new();
-	BIGNUM *r = BN_bin2bn(raw, 32, NULL);
-	BIGNUM *sv = BN_bin2bn(raw + 32, 32, NULL);
-	enum idp_err rc = IDP_OK;
-	if (s == NULL || r == NULL || sv == NULL || ECDSA_SIG_set0(s, r, sv) != 1) {
-		BN_free(r);
-		BN_free(sv);
-		rc = idp_error_ssl(err, IDP_E_NOMEM, "signature: out of memory");
-		goto out;
+	const uint8_t *q = *p;
+	if (end - q < 3 || q[0] != 0x02)
+		return false;
+	size_t n = q[1];
+	q += 2;
+	if (n == 0 || n > (size_t)(end - q) || (q[0] & 0x80) != 0)
+		return false;
+	if (n > 1 && q[0] == 0 && (q[1] & 0x80) == 0)
+		return false; /* not minimal */
+	if (q[0] == 0 && n > 1) {
+		q++;
+		n--;
 	}
-	int n = i2d_ECDSA_SIG(s, NULL);
-	if (n <= 0 || (size_t)n > FMT_KEY_SIG_MAX) {
-		rc = idp_error_ssl(err, IDP_E_CRYPTO, "signature: encode DER");
-		goto out;
-	}
-	unsigned char *p = der;
-	if (i2d_ECDSA_SIG(s, &p) != n) {
-		rc = idp_error_ssl(err, IDP_E_CRYPTO, "signature: encode DER");
-		goto out;
-	}
-	*len = (size_t)n;
-out:
-	ECDSA_SIG_free(s);
-	return rc;
+	if (n > 32)
+		return false;
+	memset(out, 0, 32 - n);
+	memcpy(out + 32 - n, q, n);
+	*p = q + n;
+	return true;
+}
+
+/* DER ECDSA signature (SEQUENCE { r, s }, short-form lengths, as P-256
+ * signatures always are) -> 64-byte r||s. */
+static enum idp_err der_to_raw(const uint8_t *der, size_t len, uint8_t raw[static 64],
+                               struct idp_error *err)
+{
+	if (len < 2 || der[0] != 0x30 || der[1] != len - 2)
+		return idp_error_set(err, IDP_E_VERIFY, "signature: not a DER ECDSA signature");
+	const uint8_t *p = der + 2, *end = der + len;
+	if (!der_int32(&p, end, raw) || !der_int32(&p, end, raw + 32) || p != end)
+		return idp_error_set(err, IDP_E_VERIFY, "signature: not a DER ECDSA signature");
+	return IDP_OK;
+}
+
+/* One 32-byte big-endian value as a minimal positive DER INTEGER at out. */
+static size_t der_put_int32(const uint8_t v[static 32], uint8_t *out)
+{
+	size_t skip = 0;
+	while (skip < 31 && v[skip] == 0)
+		skip++;
+	size_t n = 32 - skip, pad = (v[skip] & 0x80) != 0 ? 1u : 0u;
+	out[0] = 0x02;
+	out[1] = (uint8_t)(n + pad);
+	out[2] = 0;
+	memcpy(out + 2 + pad, v + skip, n);
+	return 2 + pad + n;
+}
+
+/* 64-byte r||s -> DER ECDSA signature in der (at most 72 bytes, so the
+ * lengths are short-form). */
+static void raw_to_der(const uint8_t raw[static 64], uint8_t der[static FMT_KEY_SIG_MAX],
+                       size_t *len)
+{
+	size_t n = der_put_int32(raw, der + 2);
+	n += der_put_int32(raw + 32, der + 2 + n);
+	der[0] = 0x30;
+	der[1] = (uint8_t)n;
+	*len = n + 2;
 }
 
 enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc, const uint8_t *msg,
@@ -597,7 +750,7 @@ enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc, const
 	}
 	if (key->type == FMT_KEY_P256) {
 		/* Low s in both encodings: one signature per message and key. */
-		uint8_t raw[64];
+		uint8_t raw[64] = {0};
 		rc = der_to_raw(sig, n, raw, err);
 		if (rc == IDP_OK)
 			rc = p256_low_s(raw + 32, err);
@@ -605,7 +758,7 @@ enum idp_err fmt_key_sign(const struct fmt_key *key, enum fmt_sig_enc enc, const
 			memcpy(sig, raw, sizeof(raw));
 			n = sizeof(raw);
 		} else if (rc == IDP_OK) {
-			rc = raw_to_der(raw, sig, &n, err);
+			raw_to_der(raw, sig, &n);
 		}
 		if (rc != IDP_OK)
 			goto out;
@@ -633,9 +786,7 @@ enum idp_err fmt_key_verify(const struct fmt_key *key, enum fmt_sig_enc enc, con
 		                     "signature: ecdsa s is above n/2 (not low-s)");
 	if (key->type == FMT_KEY_P256 && enc == FMT_SIG_RAW) {
 		size_t n = 0;
-		enum idp_err rc = raw_to_der(sig, der, &n, err);
-		if (rc != IDP_OK)
-			return rc;
+		raw_to_der(sig, der, &n);
 		sig = der;
 		sig_len = n;
 	}

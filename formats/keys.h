@@ -68,9 +68,10 @@ IDP_MUST_CHECK enum idp_err fmt_key_parse_spki_der(const uint8_t *buf, size_t le
  * on the curve, uncompressed) or of an Ed25519 key, without building a key:
  * OpenSSL 3.0's d2i_PUBKEY costs about 250 us a call, this about 3 us, for
  * readers that check a key per device. p256 may be a P-256 group the caller
- * keeps for repeated calls (see fmt_key_p256_group), or NULL (one is made
- * per call, about 20 us). *type gets the key type. Refusals carry the same
- * errors as fmt_key_parse_spki_der. */
+ * keeps for repeated calls (see fmt_key_p256_group), or NULL (the curve
+ * equation is then checked with plain modular arithmetic, also about 3 us).
+ * *type gets the key type. Refusals carry the same errors as
+ * fmt_key_parse_spki_der. */
 IDP_MUST_CHECK enum idp_err fmt_key_spki_check(const uint8_t *buf, size_t len,
                                                const EC_GROUP *p256, enum fmt_key_type *type,
                                                struct idp_error *err);
@@ -88,7 +89,8 @@ IDP_MUST_CHECK enum idp_err fmt_key_private_pem(const struct fmt_key *key, char 
 IDP_MUST_CHECK enum idp_err fmt_key_public_pem(const struct fmt_key *key, char **pem, size_t *len,
                                                struct idp_error *err);
 
-/* Public key as SPKI DER into out; *len gets its length. */
+/* Public key as SPKI DER into out; *len gets its length. The bytes are
+ * taken once when the key is made (a key never changes), so this is a copy. */
 IDP_MUST_CHECK enum idp_err fmt_key_spki_der(const struct fmt_key *key,
                                              uint8_t out[static FMT_KEY_SPKI_MAX], size_t *len,
                                              struct idp_error *err);
@@ -144,8 +146,9 @@ bool fmt_key_equal(const struct fmt_key *a, const struct fmt_key *b);
  * the few places that hand a key to OpenSSL directly (CMS, TLS, X.509). */
 EVP_PKEY *fmt_key_evp(const struct fmt_key *key);
 
-/* Wrap an OpenSSL key (takes a new reference; the caller keeps its own).
- * Refuses types other than P-256 and Ed25519. */
+/* Wrap an OpenSSL key (takes a new reference; the caller keeps its own,
+ * and must not change the key through it afterwards: its SPKI is taken
+ * here). Refuses types other than P-256 and Ed25519. */
 IDP_MUST_CHECK enum idp_err fmt_key_from_evp(EVP_PKEY *pkey, struct fmt_key **out,
                                              struct idp_error *err);
 

@@ -124,7 +124,11 @@ enum idp_err fmt_api_pop_sign(struct fmt_api_request *req, const struct fmt_key 
 		memset(req->pop.nonce, 0, FMT_API_NONCE_LEN);
 	uint8_t msg[FMT_API_POP_MSG_MAX];
 	size_t mlen = 0;
-	rc = fmt_api_pop_message(req, exporter, msg, &mlen, err);
+	/* The key's own SPKI needs no parse (fmt_api_request_encode, which
+	 * every request passes before it is sent, checks it as a parser does). */
+	rc = fmt_api_request_check_signer(req, key, err);
+	if (rc == IDP_OK)
+		rc = build_pop(req, exporter, msg, &mlen, err);
 	if (rc != IDP_OK)
 		return rc;
 	uint8_t sig[FMT_KEY_SIG_MAX];
@@ -192,23 +196,39 @@ enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req,
 	return rc;
 }
 
-enum idp_err fmt_api_request_accept(enum fmt_api_purpose purpose, const uint8_t *buf, size_t len,
-                                    const uint8_t exporter[static FMT_API_EXPORTER_LEN],
-                                    int64_t now, int64_t max_skew, struct fmt_api_request *out,
-                                    struct idp_error *err)
+enum idp_err fmt_api_request_accept_key(enum fmt_api_purpose purpose, const uint8_t *buf,
+                                        size_t len,
+                                        const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                        int64_t now, int64_t max_skew,
+                                        struct fmt_api_request *out, struct fmt_key **key,
+                                        struct idp_error *err)
 {
+	if (key != NULL)
+		*key = NULL;
 	memset(out, 0, sizeof(*out));
 	if (purpose != FMT_API_PROVISION && purpose != FMT_API_EXCHANGE && purpose != FMT_API_RENEW)
 		return idp_error_set(err, IDP_E_ARG, "request: purpose %d is unknown", (int)purpose);
 	enum idp_err rc = check_clock(exporter, now, max_skew, err);
 	if (rc != IDP_OK)
 		return rc;
-	/* One key import serves both the check and the signature. */
-	struct fmt_key *key = NULL;
-	rc = fmt_api_request_parse_key(purpose, buf, len, out, &key, err);
+	/* One key import serves the check, the signature and the caller. */
+	struct fmt_key *k = NULL;
+	rc = fmt_api_request_parse_key(purpose, buf, len, out, &k, err);
 	if (rc != IDP_OK)
 		return rc;
-	rc = verify_checked(out, key, exporter, now, max_skew, err);
-	fmt_key_free(key);
+	rc = verify_checked(out, k, exporter, now, max_skew, err);
+	if (rc == IDP_OK && key != NULL)
+		*key = k;
+	else
+		fmt_key_free(k);
 	return rc;
+}
+
+enum idp_err fmt_api_request_accept(enum fmt_api_purpose purpose, const uint8_t *buf, size_t len,
+                                    const uint8_t exporter[static FMT_API_EXPORTER_LEN],
+                                    int64_t now, int64_t max_skew, struct fmt_api_request *out,
+                                    struct idp_error *err)
+{
+	return fmt_api_request_accept_key(purpose, buf, len, exporter, now, max_skew, out, NULL,
+	                                  err);
 }

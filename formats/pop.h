@@ -45,7 +45,8 @@ IDP_MUST_CHECK enum idp_err fmt_api_pop_verify(const struct fmt_api_request *req
                                                struct idp_error *err);
 
 /* Server side, in one step: fmt_api_request_parse, then fmt_api_pop_verify,
- * importing the public key once instead of twice. A body the parser refuses
+ * importing the public key once instead of twice (and once in all with
+ * fmt_api_request_accept_key below). A body the parser refuses
  * leaves *out wiped, as the parser does. WARNING: when the body parses but
  * the proof fails (IDP_E_EXPIRED, IDP_E_VERIFY), *out keeps the request so
  * that the refusal can be logged and flagged under the claimed device ID;
@@ -56,5 +57,14 @@ IDP_MUST_CHECK enum idp_err fmt_api_request_accept(enum fmt_api_purpose purpose,
                                                    int64_t now, int64_t max_skew,
                                                    struct fmt_api_request *out,
                                                    struct idp_error *err);
+
+/* fmt_api_request_accept, also handing over the public key it imported and
+ * verified the proof with (key may be NULL): on IDP_OK *key is that key,
+ * which the caller frees with fmt_key_free(); on any failure *key is NULL,
+ * so an unproven key never leaves here. */
+IDP_MUST_CHECK enum idp_err fmt_api_request_accept_key(
+        enum fmt_api_purpose purpose, const uint8_t *buf, size_t len,
+        const uint8_t exporter[static FMT_API_EXPORTER_LEN], int64_t now, int64_t max_skew,
+        struct fmt_api_request *out, struct fmt_key **key, struct idp_error *err);
 
 #endif /* IDP_FORMATS_POP_H */

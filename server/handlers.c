@@ -411,7 +411,9 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	rc = fmt_api_request_accept(purpose, buf, len, exporter, now, app->pop_skew, r, &err);
+	/* The key the proof was verified with: one import per request. */
+	rc = fmt_api_request_accept_key(purpose, buf, len, exporter, now, app->pop_skew, r, &key,
+	                                &err);
 	if (rc != IDP_OK) {
 		enum fmt_api_err_code code = srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_POP, &err);
 		fio_log(FIO_LOG_INFO, "device.refused", "loop=%u check=%s", ctx->loop,
@@ -421,11 +423,6 @@ static void device_request(struct srv_ctx *ctx, struct evhttp_request *req,
 	(void)fio_log_esc(r->device_id, strlen(r->device_id), idbuf, sizeof(idbuf));
 	if (key_throttled(ctx, req, app->throttle_device, "device", r->device_id, false))
 		goto out;
-	rc = fmt_key_parse_spki_der(r->spki, r->spki_len, &key, &err);
-	if (rc != IDP_OK) {
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-		goto out;
-	}
 	const uint8_t *nonce_p = r->pop.has_nonce ? r->pop.nonce : NULL;
 	enum fmt_token_check failed = FMT_TOKEN_CHECK_OK;
 	/* The proof is used once (formats/api.md §5.3): its signed bytes are

@@ -1,7 +1,8 @@
 /*
  * httpc.c - the shared HTTPS client (see httpc.h). One CURL easy handle
- * per client, reset before each request so that connections and the CA
- * cache are kept but no option leaks from one request into the next.
+ * per client, reset before each request so that connections, TLS sessions
+ * and the parsed CA file are kept but no option leaks from one request into
+ * the next.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -268,6 +269,11 @@ static void set_options(struct fio_httpc *c, const struct fio_httpc_req *r, cons
 		/* Only the given CA: never the system's bundle or directory. */
 		(void)curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
 		(void)curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+		/* Parse the CA file once per client, not per connection: libcurl
+		 * keeps the X509_STORE in the handle (CAINFO alone, no CAPATH,
+		 * blob or CRL) for this long. libcurl still makes an SSL_CTX per
+		 * connection, and connections are kept between requests. */
+		(void)curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, FIO_HTTPC_CA_CACHE_S);
 	}
 	if (c->client_cert != NULL) {
 		(void)curl_easy_setopt(e, CURLOPT_SSLCERT, c->client_cert);

@@ -9,8 +9,11 @@
  * connection from its RFC 9266 exporter (the proof of possession).
  *
  * One client per thread: a client reuses its connection between requests
- * and is not to be shared between threads. curl_global_init() is the
- * program's job (main), as libcurl requires.
+ * and is not to be shared between threads. A client parses its CA file once
+ * and verifies every later connection with it for FIO_HTTPC_CA_CACHE_S
+ * (a replaced file is read by a new client, or after that time); a program
+ * that makes many connections keeps one client per server.
+ * curl_global_init() is the program's job (main), as libcurl requires.
  */
 #ifndef IDP_FORMATS_IO_HTTPC_H
 #define IDP_FORMATS_IO_HTTPC_H
@@ -29,6 +32,7 @@
 #define FIO_HTTPC_ANSWER_DEFAULT    (1u << 20) /* bytes of an answer kept */
 #define FIO_HTTPC_RETRY_AFTER_MAX   INT64_C(3600)/* seconds: a longer Retry-After is not waited */
 #define FIO_HTTPC_ATTEMPTS_MAX      100u
+#define FIO_HTTPC_CA_CACHE_S        3600L      /* seconds a client keeps its parsed CA file */
 
 struct fio_httpc_opts {
 	const char *base_url;     /* "https://host:port" (no trailing '/'); https only */

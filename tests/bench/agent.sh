@@ -80,7 +80,7 @@ done
 aw=$(median "$T_TMP/agent" 1) ar=$(median "$T_TMP/agent" 2)
 cw=$(median "$T_TMP/curl" 1) cr=$(median "$T_TMP/curl" 2)
 awk -v aw="$aw" -v ar="$ar" -v cw="$cw" -v cr="$cr" -v n=$N 'BEGIN {
-	printf "agent provisioning  wall %6.1f ms  curl GET %6.1f ms  ratio %.2f (median of %d)\n", aw/1000, cw/1000, aw/cw, n
+	printf "agent provisioning  wall %6.1f ms  curl GET %6.1f ms  ratio %.2f (median of %d; goal <= 1.5)%s\n", aw/1000, cw/1000, aw/cw, n, aw/cw <= 1.5 ? "" : "  ABOVE GOAL"
 	printf "agent provisioning  peak RSS %6d kB  curl %6d kB  ratio %.2f (median of %d)\n", ar, cr, ar/cr, n }'
 if [ -n "$tpm" ]; then
 	tw=$(median "$T_TMP/tpmrun" 1)

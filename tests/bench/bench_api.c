@@ -3,10 +3,11 @@
  * pay it, against OpenSSL's own rate for the same signature operation in the
  * same run: server = fmt_api_request_accept of a provision body, ceiling =
  * one EVP_DigestVerify; agent = fmt_api_pop_sign + encode, ceiling = one
- * EVP_DigestSign with the key already loaded, measured in alternating slices. Ours includes what a real
+ * EVP_DigestSign with the key already loaded, measured in alternating slices
+ * of this thread's CPU time (rates are per CPU second). Ours includes what a real
  * request costs on top: JSON, base64, importing the presented key and the
- * SHA-256 fields. Prints rates and ratios; exits non-zero only when an operation
- * fails.
+ * SHA-256 fields. Prints rates and ratios with the goal (>= 0.8 each,
+ * issue 17); exits non-zero only when an operation fails, never on a ratio.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +21,15 @@
 
 #define SLICE_SECONDS 0.03 /* one timed slice */
 #define PAIRS         21   /* slices of ours and the ceiling, alternated */
+#define GOAL          0.8  /* issue 17: sign and accept >= 0.8 of OpenSSL's own rate */
 
+/* This thread's CPU time: the machine is shared (2 cores, other builds and
+ * benchmarks), and a slice preempted on the wall clock would count another
+ * process's time against whichever side it fell on. */
 static double now_s(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -41,7 +46,8 @@ static void fill(struct fmt_api_request *r)
 	snprintf(r->agent_version, sizeof(r->agent_version), "%s", "1.0.0");
 }
 
-/* Operations per second of op(ctx) over SLICE_SECONDS; -1 on failure. */
+/* Operations per CPU second of op(ctx) over SLICE_SECONDS of CPU time; -1
+ * on failure. */
 static double rate(int (*op)(void *), void *ctx)
 {
 	double t0 = now_s(), t;
@@ -83,8 +89,9 @@ static int compare(const char *what, int (*ours)(void *), const char *ceiling_na
 		r[i] = a[i] / b[i];
 	}
 	double ratio = median(r, PAIRS);
-	printf("%s %8.0f/s  %s %8.0f/s  ratio %.2f (median of %d pairs)\n", what,
-	       median(a, PAIRS), ceiling_name, median(b, PAIRS), ratio, PAIRS);
+	printf("%s %8.0f/s  %s %8.0f/s  ratio %.2f (median of %d pairs; goal >= %.2f)%s\n", what,
+	       median(a, PAIRS), ceiling_name, median(b, PAIRS), ratio, PAIRS, GOAL,
+	       ratio >= GOAL ? "" : "  BELOW GOAL");
 	return 0;
 }
 

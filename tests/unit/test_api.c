@@ -682,6 +682,111 @@ START_TEST(test_api_request_accept)
 }
 END_TEST
 
+/* The signer's check compares the request's key with the signing key: a
+ * request naming another key (or type) is not signed, and the member
+ * checks are the parser's. */
+START_TEST(test_api_request_check_signer)
+{
+	struct fmt_key *key = new_key(FMT_KEY_P256), *other = new_key(FMT_KEY_ED25519);
+	struct fmt_api_request r;
+	make_request(&r, FMT_API_PROVISION, key, exporter_a, nonce_1);
+	struct idp_error err;
+	ck_assert_int_eq(fmt_api_request_check_signer(&r, key, &err), IDP_OK);
+	ck_assert_int_eq(fmt_api_request_check_signer(&r, other, &err), IDP_E_ARG);
+	ck_assert_str_eq(err.msg, "public_key: not the signing key's own");
+	struct fmt_api_request f = r;
+	f.spki[f.spki_len - 1] ^= 1;
+	ck_assert_int_eq(fmt_api_request_check_signer(&f, key, &err), IDP_E_ARG);
+	f = r;
+	f.key_type = FMT_KEY_ED25519;
+	ck_assert_int_eq(fmt_api_request_check_signer(&f, key, &err), IDP_E_ARG);
+	f = r;
+	f.device_id[0] = '-';
+	ck_assert_int_eq(fmt_api_request_check_signer(&f, key, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(fmt_api_request_check(&f, NULL, NULL), IDP_E_FORMAT);
+	/* fmt_api_pop_sign takes the key's own SPKI and signs what checks. */
+	ck_assert_int_eq(fmt_api_pop_sign(&f, key, exporter_a, NOW, NULL, &err), IDP_E_FORMAT);
+	f = r;
+	ck_assert_int_eq(fmt_api_pop_sign(&f, other, exporter_a, NOW, NULL, &err), IDP_OK);
+	ck_assert_int_eq(fmt_api_pop_verify(&f, exporter_a, NOW, SKEW, &err), IDP_OK);
+	fmt_api_request_wipe(&r);
+	fmt_api_request_wipe(&f);
+	fmt_key_free(key);
+	fmt_key_free(other);
+}
+END_TEST
+
+/* f, encoded, is refused by fmt_api_request_accept_key as a forgery, and
+ * no key comes out. */
+static void accept_key_refused(const struct fmt_api_request *f)
+{
+	char body[FMT_API_BODY_MAX + 1];
+	size_t len = encode_request(f, body, sizeof(body));
+	struct fmt_api_request got;
+	struct fmt_key *k = (struct fmt_key *)(uintptr_t)1; /* must be overwritten */
+	ck_assert_int_eq(fmt_api_request_accept_key(f->purpose, (const uint8_t *)body, len,
+	                                            exporter_a, NOW, SKEW, &got, &k, NULL),
+	                 IDP_E_VERIFY);
+	ck_assert_ptr_null(k);
+	fmt_api_request_wipe(&got);
+}
+
+/* The key fmt_api_request_accept_key hands out is the presented one, and
+ * only a proven one: relayed, stale, forged, other-key and other-endpoint
+ * requests leave *key NULL (a caller must never act on an unproven key). */
+START_TEST(test_api_request_accept_key)
+{
+	struct fmt_key *key = new_key(FMT_KEY_P256), *other = new_key(FMT_KEY_P256);
+	struct fmt_api_request r, got;
+	make_request(&r, FMT_API_PROVISION, key, exporter_a, nonce_1);
+	char body[FMT_API_BODY_MAX + 1];
+	size_t len = encode_request(&r, body, sizeof(body));
+	const uint8_t *b = (const uint8_t *)body;
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_api_request_accept_key(FMT_API_PROVISION, b, len, exporter_a, NOW, SKEW,
+	                                            &got, &k, NULL),
+	                 IDP_OK);
+	ck_assert_ptr_nonnull(k);
+	ck_assert(fmt_key_equal(k, key) && !fmt_key_equal(k, other));
+	ck_assert(!fmt_key_has_private(k));
+	fmt_key_free(k);
+	/* The same call without a key pointer. */
+	ck_assert_int_eq(fmt_api_request_accept_key(FMT_API_PROVISION, b, len, exporter_a, NOW, SKEW,
+	                                            &got, NULL, NULL),
+	                 IDP_OK);
+	struct {
+		const uint8_t *exporter;
+		int64_t now;
+		enum fmt_api_purpose purpose;
+		enum idp_err want;
+	} bad[] = {
+	        {exporter_b, NOW, FMT_API_PROVISION, IDP_E_VERIFY},      /* relayed */
+	        {exporter_a, NOW + 600, FMT_API_PROVISION, IDP_E_EXPIRED}, /* stale */
+	        {exporter_a, NOW, FMT_API_RENEW, IDP_E_FORMAT},           /* other endpoint */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		k = key; /* any non-NULL value must be overwritten */
+		ck_assert_int_eq(fmt_api_request_accept_key(bad[i].purpose, b, len, bad[i].exporter,
+		                                            bad[i].now, SKEW, &got, &k, NULL),
+		                 bad[i].want);
+		ck_assert_ptr_null(k);
+	}
+	/* Another key's SPKI with this key's proof, or one flipped bit of the
+	 * signature: forgeries, refused. */
+	struct fmt_api_request f = r;
+	ck_assert_int_eq(fmt_key_spki_der(other, f.spki, &f.spki_len, NULL), IDP_OK);
+	accept_key_refused(&f);
+	f = r;
+	f.pop.sig[10] ^= 0x01;
+	accept_key_refused(&f);
+	fmt_api_request_wipe(&r);
+	fmt_api_request_wipe(&f);
+	fmt_api_request_wipe(&got);
+	fmt_key_free(key);
+	fmt_key_free(other);
+}
+END_TEST
+
 static void hex(const uint8_t *b, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -1408,6 +1513,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_request_refusals);
 	tcase_add_test(tc, test_api_pop_verify);
 	tcase_add_test(tc, test_api_request_accept);
+	tcase_add_test(tc, test_api_request_accept_key);
+	tcase_add_test(tc, test_api_request_check_signer);
 	tcase_add_loop_test(tc, test_api_request_refuses_weak_ed25519_keys, 0,
 	                    IDP_TEST_SMALL_ORDER_N + IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_api_pop_high_s_refused);

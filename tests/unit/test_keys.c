@@ -13,7 +13,9 @@
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
@@ -471,6 +473,182 @@ START_TEST(test_key_p256_low_s_only)
 }
 END_TEST
 
+/* keys.c converts ECDSA signatures between DER and r||s itself: its DER is
+ * OpenSSL's (i2d_ECDSA_SIG of the same values) and its r||s verifies, also
+ * for the rare values whose DER is shorter (a leading zero byte of r or s)
+ * or padded (r with its top bit set), found by signing until each shows. */
+START_TEST(test_key_p256_der_raw_edges)
+{
+	struct fmt_key *k = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k, NULL), IDP_OK);
+	bool short_r = false, short_s = false, padded_r = false;
+	for (int i = 0; i < 8192 && !(short_r && short_s && padded_r); i++) {
+		uint8_t msg[8], der[FMT_KEY_SIG_MAX], raw[FMT_KEY_SIG_MAX];
+		memcpy(msg, &i, sizeof(i));
+		memset(msg + sizeof(i), 0, sizeof(msg) - sizeof(i));
+		size_t dn = 0, rn = 0;
+		ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_DER, msg, sizeof(msg), der, &dn, NULL),
+		                 IDP_OK);
+		const uint8_t *dp = der;
+		ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &dp, (long)dn);
+		ck_assert_ptr_nonnull(es);
+		ck_assert_ptr_eq(dp, der + dn);
+		unsigned char *again = NULL;
+		ck_assert_int_eq(i2d_ECDSA_SIG(es, &again), (int)dn);
+		ck_assert_mem_eq(again, der, dn);
+		OPENSSL_free(again);
+		uint8_t vals[64];
+		ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_r(es), vals, 32), 32);
+		ck_assert_int_eq(BN_bn2binpad(ECDSA_SIG_get0_s(es), vals + 32, 32), 32);
+		ECDSA_SIG_free(es);
+		short_r |= vals[0] == 0;
+		short_s |= vals[32] == 0;
+		padded_r |= (vals[0] & 0x80) != 0;
+		/* The same values as r||s (what fmt_key_verify turns back into DER). */
+		ck_assert_int_eq(fmt_key_verify(k, FMT_SIG_RAW, msg, sizeof(msg), vals, 64, NULL),
+		                 IDP_OK);
+		ck_assert_int_eq(fmt_key_sign(k, FMT_SIG_RAW, msg, sizeof(msg), raw, &rn, NULL),
+		                 IDP_OK);
+		ck_assert_uint_eq(rn, 64);
+		ck_assert_int_eq(idp_test_ossl_verify_raw(fmt_key_evp(k), msg, sizeof(msg), raw), 1);
+	}
+	ck_assert_msg(short_r && short_s && padded_r, "short r %d, short s %d, padded r %d",
+	              short_r, short_s, padded_r);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* OpenSSL's own generic decoder (no project code) takes spki whole. */
+static bool ossl_takes_spki(const uint8_t *spki, size_t n)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *k = d2i_PUBKEY(NULL, &p, (long)n);
+	bool ok = k != NULL && p == spki + n;
+	EVP_PKEY_free(k);
+	ERR_clear_error();
+	return ok;
+}
+
+/* The canonical P-256 SPKI of the affine point (x, y), each written as 32
+ * bytes (values up to 2^256 - 1, so coordinates >= p can be spelled). */
+static void p256_spki_of(const BIGNUM *x, const BIGNUM *y, uint8_t out[static FMT_KEY_SPKI_MAX])
+{
+	uint8_t any[FMT_KEY_SPKI_MAX];
+	ck_assert_uint_eq(idp_test_fresh_spki(FMT_KEY_P256, any), 91);
+	memcpy(out, any, 26); /* the fixed header, then 0x04 || X || Y */
+	out[26] = 0x04;
+	ck_assert_int_eq(BN_bn2binpad(x, out + 27, 32), 32);
+	ck_assert_int_eq(BN_bn2binpad(y, out + 59, 32), 32);
+}
+
+/* Every P-256 import path (the parser, which copies one template key, and
+ * the key check with and without a group) takes exactly the points OpenSSL's
+ * generic decoder takes; and every imported key is its own: it re-encodes to
+ * its own bytes and verifies its own signatures only, also after refusals
+ * and after importing the template's own point. */
+START_TEST(test_key_p256_import_agrees_with_openssl)
+{
+	EC_GROUP *g = fmt_key_p256_group();
+	BN_CTX *bn = BN_CTX_new();
+	BIGNUM *p = BN_new(), *x = BN_new(), *y = BN_new(), *t = BN_new();
+	ck_assert(g != NULL && bn != NULL && p != NULL && x != NULL && y != NULL && t != NULL);
+	ck_assert_int_eq(EC_GROUP_get_curve(g, p, NULL, NULL, bn), 1);
+	struct fmt_key *a = NULL, *b = NULL;
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &a, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &b, NULL), IDP_OK);
+	const uint8_t msg[] = "one key, one import";
+	uint8_t sig[FMT_KEY_SIG_MAX];
+	size_t slen = 0;
+	ck_assert_int_eq(fmt_key_sign(a, FMT_SIG_RAW, msg, sizeof(msg), sig, &slen, NULL), IDP_OK);
+
+	enum { N = 8 };
+	uint8_t c[N][FMT_KEY_SPKI_MAX];
+	size_t n = 0;
+	ck_assert_int_eq(fmt_key_spki_der(a, c[0], &n, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_spki_der(b, c[1], &n, NULL), IDP_OK);
+	/* The base point G (the template's own public key). */
+	ck_assert_int_eq(EC_POINT_get_affine_coordinates(g, EC_GROUP_get0_generator(g), x, y, bn),
+	                 1);
+	p256_spki_of(x, y, c[2]);
+	/* -A = (x, p - y): on the curve, another key. */
+	ck_assert_ptr_nonnull(BN_bin2bn(c[0] + 27, 32, x));
+	ck_assert_ptr_nonnull(BN_bin2bn(c[0] + 59, 32, y));
+	ck_assert_int_eq(BN_sub(t, p, y), 1);
+	p256_spki_of(x, t, c[3]);
+	/* A with y + 1: off the curve. */
+	ck_assert_int_eq(BN_add_word(y, 1), 1);
+	p256_spki_of(x, y, c[4]);
+	/* (0, 0): off the curve (b != 0). */
+	BN_zero(x);
+	p256_spki_of(x, x, c[5]);
+	/* A point P with a small x, and -P, each written with x + p: the same
+	 * points modulo p, and OpenSSL refuses coordinates >= p. (A y + p
+	 * fits in 32 bytes only for a y below 2^224: no such point is at hand.) */
+	EC_POINT *pt = EC_POINT_new(g);
+	ck_assert_ptr_nonnull(pt);
+	int found = 0;
+	for (BN_ULONG w = 1; w < 64 && !found; w++)
+		found = BN_set_word(x, w) == 1 &&
+		        EC_POINT_set_compressed_coordinates(g, pt, x, 0, bn) == 1;
+	ERR_clear_error();
+	ck_assert(found);
+	ck_assert_int_eq(EC_POINT_get_affine_coordinates(g, pt, x, y, bn), 1);
+	ck_assert_int_eq(BN_add(t, x, p), 1);
+	p256_spki_of(t, y, c[6]);
+	ck_assert_int_eq(BN_sub(y, p, y), 1);
+	p256_spki_of(t, y, c[7]);
+	EC_POINT_free(pt);
+	const bool expect[N] = {true, true, true, true, false, false, false, false};
+
+	struct fmt_key *k[N] = {0};
+	for (size_t i = 0; i < N; i++) {
+		bool want = ossl_takes_spki(c[i], 91);
+		ck_assert_msg(want == expect[i], "case %zu: OpenSSL says %d", i, want);
+		enum fmt_key_type type;
+		struct idp_error err;
+		bool parsed = fmt_key_parse_spki_der(c[i], 91, &k[i], &err) == IDP_OK;
+		bool fast = fmt_key_spki_check(c[i], 91, NULL, &type, NULL) == IDP_OK;
+		bool grp = fmt_key_spki_check(c[i], 91, g, &type, NULL) == IDP_OK;
+		ck_assert_msg(parsed == want && fast == want && grp == want,
+		              "case %zu: openssl %d parse %d check %d check+group %d", i, want, parsed,
+		              fast, grp);
+		if (!parsed)
+			continue;
+		uint8_t again[FMT_KEY_SPKI_MAX];
+		size_t alen = 0;
+		ck_assert_int_eq(fmt_key_spki_der(k[i], again, &alen, NULL), IDP_OK);
+		ck_assert_uint_eq(alen, 91);
+		ck_assert_mem_eq(again, c[i], 91);
+		unsigned char *ossl = NULL;
+		ck_assert_int_eq(i2d_PUBKEY(fmt_key_evp(k[i]), &ossl), 91);
+		ck_assert_mem_eq(ossl, c[i], 91);
+		OPENSSL_free(ossl);
+	}
+	/* Only A's own import verifies A's signature. */
+	ck_assert(fmt_key_equal(k[0], a) && !fmt_key_equal(k[1], a) && !fmt_key_equal(k[3], a));
+	ck_assert_int_eq(fmt_key_verify(k[0], FMT_SIG_RAW, msg, sizeof(msg), sig, slen, NULL), IDP_OK);
+	for (size_t i = 1; i < 4; i++)
+		ck_assert_int_eq(fmt_key_verify(k[i], FMT_SIG_RAW, msg, sizeof(msg), sig, slen, NULL),
+		                 IDP_E_VERIFY);
+	/* After the refusals, a new import of A is still A. */
+	struct fmt_key *again = NULL;
+	ck_assert_int_eq(fmt_key_parse_spki_der(c[0], 91, &again, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_verify(again, FMT_SIG_RAW, msg, sizeof(msg), sig, slen, NULL),
+	                 IDP_OK);
+	fmt_key_free(again);
+	for (size_t i = 0; i < N; i++)
+		fmt_key_free(k[i]);
+	fmt_key_free(a);
+	fmt_key_free(b);
+	BN_free(p);
+	BN_free(x);
+	BN_free(y);
+	BN_free(t);
+	BN_CTX_free(bn);
+	EC_GROUP_free(g);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("keys");
@@ -484,6 +662,8 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_key_ed25519_small_order_refused, 0, IDP_TEST_SMALL_ORDER_N);
 	tcase_add_loop_test(tc, test_key_ed25519_noncanonical_refused, 0, IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_key_p256_low_s_only);
+	tcase_add_test(tc, test_key_p256_import_agrees_with_openssl);
+	tcase_add_test(tc, test_key_p256_der_raw_edges);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -54,10 +54,12 @@ static struct server {
 	size_t n_steps, next;
 	struct seen seen[SCRIPT_MAX];
 	size_t n_seen;
+	size_t handshakes; /* TLS connections accepted */
 	int max_proto;
 } srv;
 
 static char dir[64], ca_path[128], other_ca_path[128];
+static bool no_resumption; /* the next server refuses TLS session resumption */
 
 /* A self-signed P-256 certificate for 127.0.0.1, written to path. */
 static void make_cert(const char *path, EVP_PKEY **key_out, X509 **cert_out)
@@ -129,6 +131,7 @@ static void *serve(void *arg)
 		SSL *s = SSL_new(srv.ctx);
 		SSL_set_fd(s, fd);
 		if (SSL_accept(s) == 1) {
+			srv.handshakes++;
 			while (srv.next < srv.n_steps) {
 				struct seen *sn = &srv.seen[srv.n_seen];
 				if (!read_request(s, sn))
@@ -167,6 +170,11 @@ static void start_server(const struct step *steps, size_t n, int max_proto)
 	SSL_CTX_set_min_proto_version(srv.ctx, TLS1_2_VERSION);
 	if (max_proto != 0)
 		SSL_CTX_set_max_proto_version(srv.ctx, max_proto);
+	if (no_resumption) { /* every connection verifies the certificate again */
+		SSL_CTX_set_options(srv.ctx, SSL_OP_NO_TICKET);
+		SSL_CTX_set_session_cache_mode(srv.ctx, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_num_tickets(srv.ctx, 0);
+	}
 	ck_assert_int_eq(SSL_CTX_use_certificate(srv.ctx, x), 1);
 	ck_assert_int_eq(SSL_CTX_use_PrivateKey(srv.ctx, k), 1);
 	EVP_PKEY_free(k);
@@ -206,6 +214,7 @@ static struct fio_httpc *client(unsigned attempts, size_t answer_max, const char
 
 static void setup(void)
 {
+	no_resumption = false;
 	snprintf(dir, sizeof(dir), "/tmp/idp-httpc-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
@@ -334,6 +343,39 @@ START_TEST(test_httpc_retries_only_when_safe)
 	ck_assert_uint_eq(resp.attempts, 2);
 	ck_assert_uint_eq(srv.n_seen, 3);
 	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+}
+END_TEST
+
+/* The CA file is read once per client, not per connection
+ * (CURLOPT_CA_CACHE_TIMEOUT): the client's second connection is verified
+ * with the store it loaded first, even after the file was replaced by
+ * another CA; a new client reads the file again and refuses the server
+ * the file no longer names. */
+START_TEST(test_httpc_ca_read_once_per_client)
+{
+	static const struct step s[] = {{200, "Connection: close\r\n", "{}", 0},
+	                                {200, "Connection: close\r\n", "{}", 0},
+	                                {200, NULL, "{}", 0}};
+	no_resumption = true; /* a resumed session would skip the certificate */
+	start_server(s, 3, 0);
+	struct fio_httpc *c = client(1, 0, ca_path);
+	struct fio_httpc_req r = {.method = "GET", .path = "/v1/health"};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	ck_assert_msg(fio_httpc_do(c, &r, &resp, &err) == IDP_OK, "%s", err.msg);
+	fio_httpc_resp_free(&resp);
+	ck_assert_uint_eq(srv.handshakes, 1);
+	ck_assert_int_eq(rename(other_ca_path, ca_path), 0);
+	ck_assert_msg(fio_httpc_do(c, &r, &resp, &err) == IDP_OK, "%s", err.msg);
+	fio_httpc_resp_free(&resp);
+	ck_assert_uint_eq(srv.handshakes, 2); /* a new connection, and no new read */
+	struct fio_httpc *fresh = client(1, 0, ca_path);
+	ck_assert_int_eq(fio_httpc_do(fresh, &r, &resp, &err), IDP_E_VERIFY);
+	ck_assert_ptr_nonnull(strstr(err.msg, "server not trusted"));
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(fresh);
 	fio_httpc_free(c);
 	stop_server();
 }
@@ -483,6 +525,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_httpc_retries_only_when_safe);
 	tcase_add_test(tc, test_httpc_long_retry_after_returned);
 	tcase_add_test(tc, test_httpc_refused_connection_retried_then_reported);
+	tcase_add_test(tc, test_httpc_ca_read_once_per_client);
 	tcase_add_test(tc, test_httpc_answer_cap_and_unknown_ca);
 	tcase_add_test(tc, test_httpc_bad_options_and_headers);
 	tcase_add_test(tc, test_httpc_body_bound_to_live_exporter);
