@@ -111,6 +111,11 @@ const struct srv_httpd *srv_conn_httpd(const struct srv_conn *c)
 	return c->loop->h;
 }
 
+struct srv_loop *srv_conn_loop(const struct srv_conn *c)
+{
+	return c->loop;
+}
+
 void srv_conn_replied(struct srv_conn *c, int code)
 {
 	c->status = code;

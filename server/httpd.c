@@ -47,6 +47,124 @@ void srv_loop_accept(struct srv_loop *l, bool on)
 	l->accepting = on;
 }
 
+/* ---------------------------------------------------------------- group commit */
+
+/* A reply held until the commits counted when it was made are durable. */
+struct srv_held {
+	struct srv_held *next;
+	struct evhttp_request *req;
+	int code;
+	const char *reason;
+	uint64_t seq;
+};
+
+/* Ask the syncer for a flush covering seq (call with sync_lock held). */
+static void want_locked(struct srv_httpd *h, uint64_t seq)
+{
+	if (h->sync_wanted < seq)
+		h->sync_wanted = seq;
+	(void)pthread_cond_signal(&h->sync_cv);
+}
+
+bool srv_loop_hold_reply(struct srv_loop *l, struct evhttp_request *req, int code,
+                         const char *reason)
+{
+	struct srv_httpd *h = l->h;
+	if (h->sync == NULL)
+		return false;
+	/* Whatever this answer says may rest on any commit counted so far
+	 * (its own, or one another loop made and it read). */
+	uint64_t seq = srv_store_sync_committed(h->sync);
+	if (seq <= srv_store_sync_durable(h->sync))
+		return false;
+	struct srv_held *held = malloc(sizeof(*held));
+	(void)pthread_mutex_lock(&h->sync_lock);
+	want_locked(h, seq);
+	if (held == NULL) {
+		/* No memory to hold it: wait here for the flush instead. */
+		while (!h->sync_stop && srv_store_sync_durable(h->sync) < seq)
+			(void)pthread_cond_wait(&h->synced_cv, &h->sync_lock);
+		(void)pthread_mutex_unlock(&h->sync_lock);
+		return false;
+	}
+	(void)pthread_mutex_unlock(&h->sync_lock);
+	*held = (struct srv_held){.req = req, .code = code, .reason = reason, .seq = seq};
+	if (l->held_tail != NULL)
+		l->held_tail->next = held;
+	else
+		l->held = held;
+	l->held_tail = held;
+	return true;
+}
+
+/* The syncer made more commits durable: send the replies they cover. A
+ * reply's completion may dispatch the connection's next request, whose
+ * reply may be held again: the list is re-read each time. */
+static void durable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_loop *l = arg;
+	uint64_t d = srv_store_sync_durable(l->h->sync);
+	while (l->held != NULL && l->held->seq <= d) {
+		struct srv_held *held = l->held;
+		l->held = held->next;
+		if (l->held == NULL)
+			l->held_tail = NULL;
+		/* A request whose client left meanwhile was detached by evhttp;
+		 * sending frees it. */
+		evhttp_send_reply(held->req, held->code, held->reason, NULL);
+		free(held);
+	}
+}
+
+static void *sync_run(void *arg)
+{
+	struct srv_httpd *h = arg;
+	(void)prctl(PR_SET_NAME, "idprovd/sync", 0, 0, 0);
+	(void)pthread_mutex_lock(&h->sync_lock);
+	for (;;) {
+		while (!h->sync_stop && h->sync_wanted <= srv_store_sync_durable(h->sync))
+			(void)pthread_cond_wait(&h->sync_cv, &h->sync_lock);
+		if (h->sync_wanted <= srv_store_sync_durable(h->sync) ||
+		    (h->sync_stop && h->sync_failed))
+			break; /* stopping, with nothing (more that can be) made durable */
+		(void)pthread_mutex_unlock(&h->sync_lock);
+		/* Commits made while the previous fsync ran are all covered by this
+		 * one: under load each fsync covers many decisions. */
+		uint64_t durable = 0;
+		struct idp_error err = {0};
+		bool ok = srv_store_sync_flush(h->sync, &durable, &err) == IDP_OK;
+		if (ok) {
+			for (size_t i = 0; i < h->n_loops; i++)
+				event_active(h->loops[i].durable_ev, EV_READ, 0);
+		} else {
+			char ebuf[FIO_LOG_ESC_MAX];
+			fio_log(FIO_LOG_ERROR, "store.sync", "error=%s", fio_log_err(&err, ebuf));
+			struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+			(void)nanosleep(&pause, NULL); /* replies stay held: retry */
+		}
+		(void)pthread_mutex_lock(&h->sync_lock);
+		h->sync_failed = !ok;
+		(void)pthread_cond_broadcast(&h->synced_cv);
+	}
+	(void)pthread_cond_broadcast(&h->synced_cv);
+	(void)pthread_mutex_unlock(&h->sync_lock);
+	return NULL;
+}
+
+static void sync_stop(struct srv_httpd *h)
+{
+	if (!h->syncer_on)
+		return;
+	(void)pthread_mutex_lock(&h->sync_lock);
+	h->sync_stop = true;
+	(void)pthread_cond_signal(&h->sync_cv);
+	(void)pthread_mutex_unlock(&h->sync_lock);
+	(void)pthread_join(h->syncer, NULL);
+	h->syncer_on = false;
+}
+
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -246,7 +364,8 @@ static enum idp_err loop_init(struct srv_httpd *h, struct srv_loop *l, unsigned 
 	l->http = l->base != NULL ? evhttp_new(l->base) : NULL;
 	l->stop_ev = l->base != NULL ? event_new(l->base, -1, 0, stop_cb, l) : NULL;
 	l->grace_ev = l->base != NULL ? evtimer_new(l->base, grace_cb, l) : NULL;
-	if (l->http == NULL || l->stop_ev == NULL || l->grace_ev == NULL)
+	l->durable_ev = l->base != NULL ? event_new(l->base, -1, 0, durable_cb, l) : NULL;
+	if (l->http == NULL || l->stop_ev == NULL || l->grace_ev == NULL || l->durable_ev == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
 	evhttp_set_bevcb(l->http, srv_conn_new, l);
 	evhttp_set_gencb(l->http, srv_conn_dispatch, l);
@@ -258,6 +377,8 @@ static enum idp_err loop_init(struct srv_httpd *h, struct srv_loop *l, unsigned 
 	 * with its own HTML 501. */
 	evhttp_set_allowed_methods(l->http, UINT16_MAX);
 	enum idp_err rc = srv_store_open(h->state->db_path, &l->ctx.store, err);
+	if (rc == IDP_OK)
+		rc = srv_store_sync_join(l->ctx.store, h->sync, err);
 	if (rc != IDP_OK)
 		return rc;
 	return loop_bind(l, addrs, lens, err);
@@ -280,6 +401,7 @@ static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 	static const unsigned char sid[] = "idprovd";
 	if (SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: session id context");
+
 	const char *ca = h->cfg->station_ca;
 	if (ca[0] != '\0') {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
@@ -354,7 +476,16 @@ enum idp_err srv_httpd_new(const struct srv_config *cfg, const struct srv_state 
 		free(h);
 		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
 	}
+	if (pthread_mutex_init(&h->sync_lock, NULL) != 0 ||
+	    pthread_cond_init(&h->sync_cv, NULL) != 0 ||
+	    pthread_cond_init(&h->synced_cv, NULL) != 0) {
+		free(h->loops);
+		free(h);
+		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
+	}
 	enum idp_err rc = tls_init(h, err);
+	if (rc == IDP_OK)
+		rc = srv_store_sync_new(state->db_path, &h->sync, err);
 	struct sockaddr_storage addrs[SRV_CONFIG_LISTEN_MAX];
 	socklen_t lens[SRV_CONFIG_LISTEN_MAX];
 	memset(addrs, 0, sizeof(addrs));
@@ -380,6 +511,10 @@ const char *srv_httpd_bound(const struct srv_httpd *h, size_t i)
 
 enum idp_err srv_httpd_start(struct srv_httpd *h, struct idp_error *err)
 {
+	int se = pthread_create(&h->syncer, NULL, sync_run, h);
+	if (se != 0)
+		return idp_error_set(err, IDP_E_IO, "httpd: sync thread: %s", strerror(se));
+	h->syncer_on = true;
 	for (size_t i = 0; i < h->n_loops; i++) {
 		int e = pthread_create(&h->loops[i].thread, NULL, loop_run, &h->loops[i]);
 		if (e != 0) {
@@ -392,6 +527,11 @@ enum idp_err srv_httpd_start(struct srv_httpd *h, struct idp_error *err)
 	return IDP_OK;
 }
 
+const struct srv_store_sync *srv_httpd_store_sync(const struct srv_httpd *h)
+{
+	return h->sync;
+}
+
 double srv_httpd_cpu_seconds(const struct srv_httpd *h)
 {
 	double sum = 0;
@@ -402,6 +542,11 @@ double srv_httpd_cpu_seconds(const struct srv_httpd *h)
 		    clock_gettime(id, &ts) == 0)
 			sum += (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	}
+	clockid_t id;
+	struct timespec ts;
+	if (h->syncer_on && pthread_getcpuclockid(h->syncer, &id) == 0 &&
+	    clock_gettime(id, &ts) == 0)
+		sum += (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	return sum;
 }
 
@@ -416,14 +561,25 @@ void srv_httpd_shutdown(struct srv_httpd *h)
 			h->loops[i].started = false;
 		}
 	}
+	sync_stop(h); /* after the loops: their last replies may wait for it */
 }
 
 void srv_httpd_free(struct srv_httpd *h)
 {
 	if (h == NULL)
 		return;
+	sync_stop(h);
 	for (size_t i = 0; h->loops != NULL && i < h->n_loops; i++) {
 		struct srv_loop *l = &h->loops[i];
+		/* Only a forced stop leaves replies held; evhttp_free below frees
+		 * their requests with their connections. */
+		while (l->held != NULL) {
+			struct srv_held *held = l->held;
+			l->held = held->next;
+			free(held);
+		}
+		if (l->durable_ev != NULL)
+			event_free(l->durable_ev);
 		l->stopping = false; /* no loopexit calls on a base being torn down */
 		l->n_bound = 0;      /* evhttp_free frees the listeners first */
 		if (l->http != NULL)
@@ -437,6 +593,10 @@ void srv_httpd_free(struct srv_httpd *h)
 		srv_store_close(l->ctx.store);
 	}
 	free(h->loops);
+	srv_store_sync_free(h->sync);
+	(void)pthread_mutex_destroy(&h->sync_lock);
+	(void)pthread_cond_destroy(&h->sync_cv);
+	(void)pthread_cond_destroy(&h->synced_cv);
 	SSL_CTX_free(h->ssl_ctx);
 	X509_STORE_free(h->admin_store);
 	X509_STORE_free(h->station_store);
