@@ -54,6 +54,7 @@ struct srv_httpd {
 	const struct srv_route *routes;
 	size_t n_routes;
 	SSL_CTX *ssl_ctx;
+	struct srv_tickets *tickets; /* session ticket keys (httpd.c); NULL: no tickets */
 	X509_STORE *admin_store;   /* admin-ca alone: which client certificates are an admin's */
 	X509_STORE *station_store; /* station-ca alone, when admin-ca shares the handshake */
 	struct srv_loop *loops;

@@ -22,6 +22,10 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "server/conn.h"
 #include "formats/io/log.h"
@@ -384,6 +388,148 @@ static enum idp_err loop_init(struct srv_httpd *h, struct srv_loop *l, unsigned 
 	return loop_bind(l, addrs, lens, err);
 }
 
+/* ---------------------------------------------------------------- session tickets */
+
+/* Session tickets (RFC 8446 §4.6.1, RFC 5077) let a client that reconnects,
+ * such as a renewing agent, skip the certificate and its signature. The
+ * ticket keys live in memory only, are made at start and rotate every
+ * tls-session-lifetime: a ticket is sealed with the current key and still
+ * opened with the previous one (and then replaced), so a ticket resumes for
+ * its whole lifetime and no key outlives two periods. A restart forgets
+ * every key, and every client does a full handshake once. */
+#define TICKET_NAME_LEN 16
+
+struct ticket_key {
+	uint8_t name[TICKET_NAME_LEN];
+	uint8_t aes[32];  /* AES-256-CBC */
+	uint8_t hmac[32]; /* HMAC-SHA256 */
+	bool set;
+};
+
+struct srv_tickets {
+	pthread_mutex_t lock;
+	int64_t period;  /* seconds */
+	int64_t rotated; /* CLOCK_MONOTONIC seconds of the last rotation */
+	struct ticket_key cur, prev;
+};
+
+static int64_t mono_s(void)
+{
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+/* Make t->cur new, keeping the old one as t->prev (with t->lock held, or
+ * before any thread runs). */
+static bool ticket_rotate(struct srv_tickets *t, int64_t now)
+{
+	struct ticket_key k = {.set = true};
+	if (RAND_bytes(k.name, sizeof(k.name)) != 1 || RAND_priv_bytes(k.aes, sizeof(k.aes)) != 1 ||
+	    RAND_priv_bytes(k.hmac, sizeof(k.hmac)) != 1) {
+		OPENSSL_cleanse(&k, sizeof(k));
+		return false;
+	}
+	OPENSSL_cleanse(&t->prev, sizeof(t->prev));
+	t->prev = t->cur;
+	t->cur = k;
+	OPENSSL_cleanse(&k, sizeof(k));
+	t->rotated = now;
+	return true;
+}
+
+/* OpenSSL's ticket key callback: enc = 1 seals a new ticket with the
+ * current key; enc = 0 opens one by its key name: 1 (current key), 2
+ * (previous key: accepted, and a new ticket is sent), 0 (unknown or
+ * retired: a full handshake), -1 on error. Any loop's thread. */
+static int ticket_cb(SSL *ssl, unsigned char name[TICKET_NAME_LEN],
+                     unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+	struct srv_tickets *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct ticket_key k = {.set = false};
+	int rc = 0;
+	int64_t now = mono_s();
+	(void)pthread_mutex_lock(&t->lock);
+	if (now - t->rotated >= t->period && !ticket_rotate(t, now))
+		rc = -1;
+	else if (enc)
+		rc = 1;
+	else if (memcmp(name, t->cur.name, TICKET_NAME_LEN) == 0)
+		rc = 1;
+	else if (t->prev.set && memcmp(name, t->prev.name, TICKET_NAME_LEN) == 0)
+		rc = 2;
+	if (rc > 0)
+		k = rc == 2 ? t->prev : t->cur;
+	/* TLS 1.3 clients use a ticket once (RFC 8446 §C.4; OpenSSL's do): a
+	 * resumed connection gets a new one, or the next would be a full
+	 * handshake. */
+	if (rc == 1 && !enc && SSL_version(ssl) >= TLS1_3_VERSION)
+		rc = 2;
+	(void)pthread_mutex_unlock(&t->lock);
+	if (rc <= 0)
+		return rc;
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac,
+	                                                         sizeof(k.hmac)),
+	                       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+	                       OSSL_PARAM_construct_end()};
+	if (enc) {
+		memcpy(name, k.name, TICKET_NAME_LEN);
+		if (RAND_bytes(iv, 16) != 1 ||
+		    EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+			rc = -1;
+	} else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+		rc = -1;
+	}
+	if (rc > 0 && EVP_MAC_CTX_set_params(hctx, params) != 1)
+		rc = -1;
+	OPENSSL_cleanse(&k, sizeof(k));
+	return rc;
+}
+
+/* Tickets on ctx as cfg says (tls-session-lifetime; 0: none, and no
+ * resumption at all). A ticket carries the whole session. TLS 1.2 clients
+ * that send no ticket extension (libcurl sets SSL_OP_NO_TICKET) resume by
+ * session ID from OpenSSL's server cache (its default 20480 sessions), which
+ * lives as long as a ticket. */
+static enum idp_err tickets_init(struct srv_httpd *h, SSL_CTX *ctx, struct idp_error *err)
+{
+	int64_t period = h->cfg->tls_session_lifetime;
+	if (period <= 0) {
+		(void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		(void)SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+		if (SSL_CTX_set_num_tickets(ctx, 0) != 1)
+			return idp_error_ssl(err, IDP_E_CRYPTO, "tls: tickets off");
+		return IDP_OK;
+	}
+	struct srv_tickets *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "tls: out of memory");
+	if (pthread_mutex_init(&t->lock, NULL) != 0) {
+		free(t);
+		return idp_error_set(err, IDP_E_NOMEM, "tls: out of memory");
+	}
+	h->tickets = t;
+	t->period = period;
+	/* One ticket per connection: a renewing agent resumes one session. */
+	if (!ticket_rotate(t, mono_s()) || SSL_CTX_set_app_data(ctx, t) != 1 ||
+	    SSL_CTX_set_num_tickets(ctx, 1) != 1 ||
+	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: session tickets");
+	(void)SSL_CTX_set_timeout(ctx, (long)period);
+	return IDP_OK;
+}
+
+static void tickets_free(struct srv_tickets *t)
+{
+	if (t == NULL)
+		return;
+	(void)pthread_mutex_destroy(&t->lock);
+	OPENSSL_cleanse(t, sizeof(*t));
+	free(t);
+}
+
 static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -401,7 +547,9 @@ static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 	static const unsigned char sid[] = "idprovd";
 	if (SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: session id context");
-
+	enum idp_err rc = tickets_init(h, ctx, err);
+	if (rc != IDP_OK)
+		return rc;
 	const char *ca = h->cfg->station_ca;
 	if (ca[0] != '\0') {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
@@ -598,6 +746,7 @@ void srv_httpd_free(struct srv_httpd *h)
 	(void)pthread_cond_destroy(&h->sync_cv);
 	(void)pthread_cond_destroy(&h->synced_cv);
 	SSL_CTX_free(h->ssl_ctx);
+	tickets_free(h->tickets);
 	X509_STORE_free(h->admin_store);
 	X509_STORE_free(h->station_store);
 	free(h);

@@ -660,6 +660,57 @@ START_TEST(test_api_rfc9266_exporter_empty_context)
 }
 END_TEST
 
+/* TLS session resumption (tickets): a client that reconnects resumes its
+ * session, under TLS 1.3 (_i = 0) and TLS 1.2 (_i = 1), and each resumed
+ * connection still has its own RFC 9266 exporter, so a proof made on one
+ * resumed connection is refused on another (and leaves the store unchanged). */
+START_TEST(test_api_resumed_sessions_have_their_own_exporter)
+{
+	bool tls12 = _i == 1;
+	CURLSH *share = curl_share_init();
+	ck_assert_ptr_nonnull(share);
+	ck_assert_int_eq(curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION),
+	                 CURLSHE_OK);
+	struct fmt_key *k[4];
+	char id[32], mac[32];
+	struct call *c[4];
+	for (int i = 0; i < 4; i++) {
+		k[i] = new_key(FMT_KEY_P256);
+		snprintf(id, sizeof(id), "dev-res%d", i);
+		snprintf(mac, sizeof(mac), "02:00:5e:10:01:%02x", i);
+		preload(id, k[i], mac);
+		c[i] = call_new(FMT_API_PROVISION, id, mac, k[i], NULL);
+		c[i]->share = share;
+		c[i]->tls12 = tls12;
+	}
+	struct fmt_api_answer a;
+	/* A full handshake, then two resumed connections. */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(run(c[i], &a), 200);
+		ck_assert_int_eq(a.status.status, FMT_API_APPROVED);
+		fmt_api_answer_wipe(&a);
+		ck_assert_int_eq(c[i]->tls_version, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+		ck_assert_msg(c[i]->reused == (i > 0), "connection %d reused: %d", i, c[i]->reused);
+	}
+	ck_assert_mem_ne(c[1]->seen, c[2]->seen, FMT_API_EXPORTER_LEN);
+	ck_assert_mem_ne(c[0]->seen, c[1]->seen, FMT_API_EXPORTER_LEN);
+	/* A proof signed with the exporter of resumed connection 2, sent on
+	 * resumed connection 3: refused, nothing stored. */
+	c[3]->sign_with = c[2]->seen;
+	expect_error(c[3], 401, FMT_API_ERR_POP_INVALID);
+	ck_assert(c[3]->reused);
+	ck_assert_mem_ne(c[3]->seen, c[2]->seen, FMT_API_EXPORTER_LEN);
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(db, "dev-res3", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
+	for (int i = 0; i < 4; i++) {
+		call_free(c[i]);
+		fmt_key_free(k[i]);
+	}
+	curl_share_cleanup(share);
+}
+END_TEST
+
 /* Group commit: the answer to a decision leaves only after the fsync that
  * covers its commit (server/httpd.h srv_httpd_store_sync): when the client
  * has it, the server's durable count has reached the commit. */
@@ -2150,6 +2201,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_unknown_pending_once_then_rejected_and_revoked);
 	tcase_add_test(tc, test_api_bad_proofs_change_nothing);
 	tcase_add_loop_test(tc, test_api_rfc9266_exporter_empty_context, 0, 2);
+	tcase_add_loop_test(tc, test_api_resumed_sessions_have_their_own_exporter, 0, 2);
 	tcase_add_test(tc, test_api_answer_after_its_commit_is_durable);
 	tcase_add_test(tc, test_api_pop_high_s_refused_by_server);
 	tcase_add_test(tc, test_api_weak_ed25519_keys_refused_by_server);
