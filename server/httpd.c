@@ -145,7 +145,7 @@ static void *sync_run(void *arg)
 		} else {
 			char ebuf[FIO_LOG_ESC_MAX];
 			fio_log(FIO_LOG_ERROR, "store.sync", "error=%s", fio_log_err(&err, ebuf));
-			struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+			struct timespec pause = {.tv_sec = 0, .tv_nsec = 100000000L};
 			(void)nanosleep(&pause, NULL); /* replies stay held: retry */
 		}
 		(void)pthread_mutex_lock(&h->sync_lock);
@@ -453,9 +453,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[TICKET_NAME_LEN],
 	(void)pthread_mutex_lock(&t->lock);
 	if (now - t->rotated >= t->period && !ticket_rotate(t, now))
 		rc = -1;
-	else if (enc)
-		rc = 1;
-	else if (memcmp(name, t->cur.name, TICKET_NAME_LEN) == 0)
+	else if (enc || memcmp(name, t->cur.name, TICKET_NAME_LEN) == 0)
 		rc = 1;
 	else if (t->prev.set && memcmp(name, t->prev.name, TICKET_NAME_LEN) == 0)
 		rc = 2;
