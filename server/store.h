@@ -185,6 +185,8 @@ IDP_MUST_CHECK enum idp_err srv_store_sync_join(struct srv_store *st, struct srv
 uint64_t srv_store_sync_committed(const struct srv_store_sync *g);
 /* The count of commits known durable (<= _committed). */
 uint64_t srv_store_sync_durable(const struct srv_store_sync *g);
+/* The fsyncs _flush made (commits per fsync: how well commits group). */
+uint64_t srv_store_sync_flushes(const struct srv_store_sync *g);
 /* fsync the WAL: every commit counted before the call is then on disk and
  * *durable (also _durable) is their count. IDP_E_IO when the sync fails
  * (then nothing more is known durable). */

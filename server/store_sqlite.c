@@ -872,6 +872,7 @@ struct srv_store_sync {
 	struct srv_store *st;          /* its own connection: the WAL descriptor flushed */
 	atomic_uint_least64_t committed; /* commits of the joined connections */
 	atomic_uint_least64_t durable;   /* of those, known on disk */
+	atomic_uint_least64_t flushes;   /* fsyncs made */
 };
 
 enum idp_err srv_store_sync_new(const char *path, struct srv_store_sync **out,
@@ -888,6 +889,7 @@ enum idp_err srv_store_sync_new(const char *path, struct srv_store_sync **out,
 	}
 	atomic_init(&g->committed, 0);
 	atomic_init(&g->durable, 0);
+	atomic_init(&g->flushes, 0);
 	*out = g;
 	return IDP_OK;
 }
@@ -933,6 +935,11 @@ uint64_t srv_store_sync_durable(const struct srv_store_sync *g)
 	return atomic_load_explicit(&g->durable, memory_order_acquire);
 }
 
+uint64_t srv_store_sync_flushes(const struct srv_store_sync *g)
+{
+	return atomic_load_explicit(&g->flushes, memory_order_relaxed);
+}
+
 enum idp_err srv_store_sync_flush(struct srv_store_sync *g, uint64_t *durable,
                                   struct idp_error *err)
 {
@@ -950,6 +957,7 @@ enum idp_err srv_store_sync_flush(struct srv_store_sync *g, uint64_t *durable,
 		return idp_error_set(err, IDP_E_IO, "store: %s: syncing the WAL: %s", g->st->path,
 		                     sqlite3_errstr(r));
 	atomic_store_explicit(&g->durable, target, memory_order_release);
+	(void)atomic_fetch_add_explicit(&g->flushes, 1, memory_order_relaxed);
 	*durable = target;
 	return IDP_OK;
 }

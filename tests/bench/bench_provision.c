@@ -488,6 +488,8 @@ int main(void)
 	              [RENEW] = {renewal, cpu_ours, h},
 	              [RESUMED] = {renewal, cpu_ours, h}};
 	double rate[KINDS][ROUNDS], cpu[KINDS] = {0}, med[KINDS], per[KINDS];
+	const struct srv_store_sync *group = srv_httpd_store_sync(h);
+	uint64_t commits0 = srv_store_sync_committed(group), flushes0 = srv_store_sync_flushes(group);
 	long ops[KINDS] = {0};
 	if ((ca_store = X509_STORE_new()) == NULL || X509_STORE_load_file(ca_store, ca_path) != 1)
 		goto out;
@@ -534,6 +536,11 @@ int main(void)
 	       med[RESUMED] / med[RENEW]);
 	printf("resumed renewal CPU ratio: %.2f (goal >= 1.50)\n",
 	       per[RESUMED] > 0 ? per[RENEW] / per[RESUMED] : 0);
+	uint64_t commits = srv_store_sync_committed(group) - commits0;
+	uint64_t flushes = srv_store_sync_flushes(group) - flushes0;
+	printf("group commit: %llu commits, %llu fsyncs (%.1f commits per fsync)\n",
+	       (unsigned long long)commits, (unsigned long long)flushes,
+	       flushes > 0 ? (double)commits / (double)flushes : 0);
 	rc = 0;
 out:
 	if (rc != 0)

@@ -134,6 +134,7 @@ START_TEST(test_store_group_commit_counts_flushes_and_checkpoints)
 	ck_assert_msg(srv_store_sync_flush(g, &durable, &err) == IDP_OK, "%s", err.msg);
 	ck_assert_uint_eq(durable, 2);
 	ck_assert_uint_eq(srv_store_sync_durable(g), 2);
+	ck_assert_uint_eq(srv_store_sync_flushes(g), 1);
 	struct srv_device got;
 	ck_assert_int_eq(srv_store_device_get(other, "dev-000002", &got, NULL), IDP_OK);
 	ck_assert_int_eq(srv_store_device_get(other, "dev-000003", &got, NULL), IDP_E_NOTFOUND);
