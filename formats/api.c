@@ -29,7 +29,8 @@ enum text_class {
 	TEXT_CODE,    /* [a-z_] */
 	TEXT_URL,     /* "https://" then printable ASCII without space */
 	TEXT_MESSAGE, /* UTF-8 without control characters */
-	TEXT_PEM,     /* printable ASCII and '\n' */
+	TEXT_PEM,     /* printable ASCII and '\n', parsing as certificates */
+	TEXT_PEM_CHARS, /* TEXT_PEM's characters, certificates checked before */
 };
 
 static bool is_alnum(unsigned char c)
@@ -54,6 +55,7 @@ static bool char_ok(enum text_class cls, unsigned char c)
 	case TEXT_MESSAGE:
 		return c >= 0x20 && c != 0x7f;
 	case TEXT_PEM:
+	case TEXT_PEM_CHARS:
 		return (c >= 0x20 && c < 0x7f) || c == '\n';
 	}
 	return false;
@@ -649,7 +651,10 @@ static const char *const status_approved[] = {"status",  "token_kind", "token",
 static const char *const status_pending[] = {"status", "retry_after"};
 static const char *const status_rejected[] = {"status", "reason", "message"};
 
-static enum idp_err check_status(const struct fmt_api_status *st, struct idp_error *err)
+/* Check st; ca_checked: take st->ca_pem as checked already (its characters
+ * are still checked, not its certificates). */
+static enum idp_err check_status(const struct fmt_api_status *st, bool ca_checked,
+                                 struct idp_error *err)
 {
 	enum idp_err rc = IDP_OK;
 	switch (st->status) {
@@ -666,8 +671,8 @@ static enum idp_err check_status(const struct fmt_api_status *st, struct idp_err
 			rc = check_field(st->server_url, sizeof(st->server_url), prov, TEXT_URL,
 			                 "server_url", err);
 		if (rc == IDP_OK)
-			rc = check_field(st->ca_pem, sizeof(st->ca_pem), prov, TEXT_PEM, "ca_pem",
-			                 err);
+			rc = check_field(st->ca_pem, sizeof(st->ca_pem), prov,
+			                 ca_checked ? TEXT_PEM_CHARS : TEXT_PEM, "ca_pem", err);
 		return rc;
 	case FMT_API_PENDING:
 		if (st->retry_after < 1 || st->retry_after > FMT_API_RETRY_MAX)
@@ -748,7 +753,7 @@ static enum idp_err status_from_json(const cJSON *root, void *out, struct idp_er
 	}
 	if (rc != IDP_OK)
 		return rc;
-	return check_status(st, err);
+	return check_status(st, false, err);
 }
 
 enum idp_err fmt_api_status_parse(const uint8_t *buf, size_t len, struct fmt_api_status *out,
@@ -758,12 +763,17 @@ enum idp_err fmt_api_status_parse(const uint8_t *buf, size_t len, struct fmt_api
 	return parse_with(buf, len, "answer", status_from_json, out, sizeof(*out), err);
 }
 
-enum idp_err fmt_api_status_encode(const struct fmt_api_status *st, char *out, size_t out_max,
-                                   size_t *len, struct idp_error *err)
+enum idp_err fmt_api_ca_pem_check(const char *pem, size_t len, struct idp_error *err)
+{
+	return check_text(pem, len, FMT_API_CA_PEM_MAX, TEXT_PEM, "ca_pem", err);
+}
+
+static enum idp_err status_encode(const struct fmt_api_status *st, bool ca_checked, char *out,
+                                  size_t out_max, size_t *len, struct idp_error *err)
 {
 	struct fmt_buf b;
 	*len = 0;
-	enum idp_err rc = check_status(st, err);
+	enum idp_err rc = check_status(st, ca_checked, err);
 	if (rc == IDP_OK)
 		rc = body_begin(&b, out, out_max, len, err);
 	if (rc != IDP_OK)
@@ -785,6 +795,19 @@ enum idp_err fmt_api_status_encode(const struct fmt_api_status *st, char *out, s
 			fmt_json_put_str(&b, "message", st->message);
 	}
 	return body_end(&b, out_max, len, "answer", err);
+}
+
+enum idp_err fmt_api_status_encode(const struct fmt_api_status *st, char *out, size_t out_max,
+                                   size_t *len, struct idp_error *err)
+{
+	return status_encode(st, false, out, out_max, len, err);
+}
+
+enum idp_err fmt_api_status_encode_ca_checked(const struct fmt_api_status *st, char *out,
+                                              size_t out_max, size_t *len,
+                                              struct idp_error *err)
+{
+	return status_encode(st, true, out, out_max, len, err);
 }
 
 void fmt_api_status_wipe(struct fmt_api_status *st)

@@ -231,6 +231,22 @@ IDP_MUST_CHECK enum idp_err fmt_api_status_parse(const uint8_t *buf, size_t len,
 IDP_MUST_CHECK enum idp_err fmt_api_status_encode(const struct fmt_api_status *st, char *out,
                                                   size_t out_max, size_t *len,
                                                   struct idp_error *err);
+
+/* Check a ca_pem value once (1..FMT_API_CA_PEM_MAX bytes of PEM
+ * certificates, strictly parsed, as fmt_api_status_encode checks it):
+ * IDP_E_FORMAT / IDP_E_LIMIT naming the problem. */
+IDP_MUST_CHECK enum idp_err fmt_api_ca_pem_check(const char *pem, size_t len,
+                                                 struct idp_error *err);
+
+/* fmt_api_status_encode for a sender whose st->ca_pem is one value it
+ * checked with fmt_api_ca_pem_check() (a server answers with the same CA
+ * every time): the certificates are not parsed again (their characters and
+ * every other member are still checked). WARNING: an unchecked ca_pem
+ * would go out as it is. */
+IDP_MUST_CHECK enum idp_err fmt_api_status_encode_ca_checked(const struct fmt_api_status *st,
+                                                             char *out, size_t out_max,
+                                                             size_t *len,
+                                                             struct idp_error *err);
 void fmt_api_status_wipe(struct fmt_api_status *st);
 
 /* Parse / encode an error body. An unknown code is kept in code_text with

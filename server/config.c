@@ -72,6 +72,9 @@ static const struct key keys[] = {
          "Retry-After given to a device waiting for approval"},
         {"nonce-lifetime", K_DURATION, FIELD(nonce_lifetime), 5, 3600, "2m",
          "how long a server nonce may be used"},
+        {"tls-session-lifetime", K_DURATION, FIELD(tls_session_lifetime), 0, 86400, "1h",
+         "how long a client may resume its TLS session with a ticket (0: no tickets); "
+         "ticket keys rotate at this period"},
         {"max-pending", K_UINT, FIELD(max_pending), 1, 10000000, "10000",
          "pending devices kept at once (unknown devices beyond are refused, 503)"},
         {"max-pending-per-address", K_UINT, FIELD(max_pending_per_address), 1, 10000000, "64",
@@ -153,6 +156,7 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->provisioning_token_lifetime = 300;
 	cfg->pending_retry_after = 30;
 	cfg->nonce_lifetime = 120;
+	cfg->tls_session_lifetime = 3600;
 	cfg->max_pending = 10000;
 	cfg->max_pending_per_address = 64;
 	cfg->pending_lifetime = 7LL * 86400;

@@ -57,6 +57,7 @@ struct srv_config {
 	int64_t provisioning_token_lifetime; /* provisioning token, seconds */
 	int64_t pending_retry_after;         /* seconds a pending device waits */
 	int64_t nonce_lifetime;              /* seconds a server nonce is valid */
+	int64_t tls_session_lifetime;        /* seconds a ticket resumes; key rotation; 0 = off */
 	unsigned max_pending;                /* pending devices kept at once */
 	unsigned max_pending_per_address;    /* pending devices created per client address */
 	int64_t pending_lifetime;            /* seconds a silent pending device is kept */

@@ -111,6 +111,11 @@ const struct srv_httpd *srv_conn_httpd(const struct srv_conn *c)
 	return c->loop->h;
 }
 
+struct srv_loop *srv_conn_loop(const struct srv_conn *c)
+{
+	return c->loop;
+}
+
 void srv_conn_replied(struct srv_conn *c, int code)
 {
 	c->status = code;
@@ -260,6 +265,15 @@ static void conn_free(void *arg)
 		l->conns = c->next;
 	if (linked && c->next != NULL)
 		c->next->prev = c->prev;
+	/* A TLS session that ended between requests ended well: OpenSSL drops
+	 * from its cache a session whose connection ends without close_notify,
+	 * and a TLS 1.2 client without tickets (libcurl) could not resume it
+	 * (server/httpd.c, session tickets). Marked, not sent: the client may
+	 * be gone, and a write would raise SIGPIPE in a program that embeds
+	 * the server without ignoring it. */
+	SSL *ssl = c->tls != NULL ? bufferevent_openssl_get_ssl(c->tls) : NULL;
+	if (ssl != NULL && !c->in_request && SSL_is_init_finished(ssl))
+		SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
 	event_free(c->deadline);
 	event_free(c->flush_close);
 	event_free(c->kick);

@@ -44,6 +44,8 @@ struct srv_loop {
 	unsigned n_conns; /* kept by conn.c */
 	unsigned max_conns;
 	struct srv_conn *conns; /* kept by conn.c */
+	struct event *durable_ev;      /* the syncer made more commits durable */
+	struct srv_held *held, *held_tail; /* replies waiting for their commits (httpd.c) */
 };
 
 struct srv_httpd {
@@ -52,10 +54,22 @@ struct srv_httpd {
 	const struct srv_route *routes;
 	size_t n_routes;
 	SSL_CTX *ssl_ctx;
+	struct srv_tickets *tickets; /* session ticket keys (httpd.c); NULL: no tickets */
 	X509_STORE *admin_store;   /* admin-ca alone: which client certificates are an admin's */
 	X509_STORE *station_store; /* station-ca alone, when admin-ca shares the handshake */
 	struct srv_loop *loops;
 	size_t n_loops;
+	/* Group commit: the loops' store connections commit into sync, and the
+	 * syncer thread's one fsync covers them all before replies go out. */
+	struct srv_store_sync *sync;
+	pthread_t syncer;
+	bool syncer_on;
+	bool sync_stop;          /* under sync_lock */
+	uint64_t sync_wanted;    /* under sync_lock: the count of commits replies wait for */
+	bool sync_failed;        /* under sync_lock: the last flush failed */
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cv;   /* wakes the syncer */
+	pthread_cond_t synced_cv; /* after each flush (a loop waiting without memory) */
 	size_t max_body_any; /* the largest body any route takes */
 	char bound_text[SRV_CONFIG_LISTEN_MAX][SRV_CONFIG_ADDR_TEXT];
 	size_t n_listen;
@@ -93,6 +107,9 @@ struct srv_conn *srv_conn_of(struct evhttp_request *req);
 /* The server c belongs to. */
 const struct srv_httpd *srv_conn_httpd(const struct srv_conn *c);
 
+/* The loop c belongs to. */
+struct srv_loop *srv_conn_loop(const struct srv_conn *c);
+
 /* Record the status of the reply c sends (for the request log). */
 void srv_conn_replied(struct srv_conn *c, int code);
 
@@ -112,5 +129,12 @@ IDP_MUST_CHECK enum idp_err srv_http_ssl_station(const struct srv_httpd *h, SSL 
  * otherwise. The handshake proved the key. */
 void srv_http_ssl_admin_cn(const struct srv_httpd *h, SSL *ssl,
                            char cn[static SRV_HTTP_ADMIN_CN_MAX + 1]);
+
+/* Called by srv_http_reply for each answer: true when the answer must wait
+ * for a commit that is not durable yet (then req is answered with code and
+ * reason, a static string, by the loop once the syncer's fsync covers the
+ * commits counted now); false: send it now. */
+bool srv_loop_hold_reply(struct srv_loop *l, struct evhttp_request *req, int code,
+                         const char *reason);
 
 #endif /* IDP_SERVER_CONN_H */

@@ -241,13 +241,15 @@ static void set_rejected(struct fmt_api_status *s, enum srv_refusal r)
 	               fmt_api_reason_name(s->reason));
 }
 
-/* Send a decision (formats/api.md §6). */
+/* Send a decision (formats/api.md §6). Its ca_pem, when present, is the
+ * state's, checked once at open (server/state.h). */
 static void send_status(struct evhttp_request *req, struct fmt_api_status *s)
 {
 	char *body = malloc(ANSWER_MAX);
 	size_t len = 0;
 	struct idp_error err = {0};
-	if (body == NULL || fmt_api_status_encode(s, body, ANSWER_MAX, &len, &err) != IDP_OK) {
+	if (body == NULL ||
+	    fmt_api_status_encode_ca_checked(s, body, ANSWER_MAX, &len, &err) != IDP_OK) {
 		char ebuf[FIO_LOG_ESC_MAX];
 		fio_log(FIO_LOG_ERROR, "answer.error", "error=%s", fio_log_err(&err, ebuf));
 		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");

@@ -13,13 +13,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "server/conn.h"
 #include "formats/io/log.h"
@@ -43,6 +49,124 @@ void srv_loop_accept(struct srv_loop *l, bool on)
 			(void)(on ? evconnlistener_enable(lev) : evconnlistener_disable(lev));
 	}
 	l->accepting = on;
+}
+
+/* ---------------------------------------------------------------- group commit */
+
+/* A reply held until the commits counted when it was made are durable. */
+struct srv_held {
+	struct srv_held *next;
+	struct evhttp_request *req;
+	int code;
+	const char *reason;
+	uint64_t seq;
+};
+
+/* Ask the syncer for a flush covering seq (call with sync_lock held). */
+static void want_locked(struct srv_httpd *h, uint64_t seq)
+{
+	if (h->sync_wanted < seq)
+		h->sync_wanted = seq;
+	(void)pthread_cond_signal(&h->sync_cv);
+}
+
+bool srv_loop_hold_reply(struct srv_loop *l, struct evhttp_request *req, int code,
+                         const char *reason)
+{
+	struct srv_httpd *h = l->h;
+	if (h->sync == NULL)
+		return false;
+	/* Whatever this answer says may rest on any commit counted so far
+	 * (its own, or one another loop made and it read). */
+	uint64_t seq = srv_store_sync_committed(h->sync);
+	if (seq <= srv_store_sync_durable(h->sync))
+		return false;
+	struct srv_held *held = malloc(sizeof(*held));
+	(void)pthread_mutex_lock(&h->sync_lock);
+	want_locked(h, seq);
+	if (held == NULL) {
+		/* No memory to hold it: wait here for the flush instead. */
+		while (!h->sync_stop && srv_store_sync_durable(h->sync) < seq)
+			(void)pthread_cond_wait(&h->synced_cv, &h->sync_lock);
+		(void)pthread_mutex_unlock(&h->sync_lock);
+		return false;
+	}
+	(void)pthread_mutex_unlock(&h->sync_lock);
+	*held = (struct srv_held){.req = req, .code = code, .reason = reason, .seq = seq};
+	if (l->held_tail != NULL)
+		l->held_tail->next = held;
+	else
+		l->held = held;
+	l->held_tail = held;
+	return true;
+}
+
+/* The syncer made more commits durable: send the replies they cover. A
+ * reply's completion may dispatch the connection's next request, whose
+ * reply may be held again: the list is re-read each time. */
+static void durable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_loop *l = arg;
+	uint64_t d = srv_store_sync_durable(l->h->sync);
+	while (l->held != NULL && l->held->seq <= d) {
+		struct srv_held *held = l->held;
+		l->held = held->next;
+		if (l->held == NULL)
+			l->held_tail = NULL;
+		/* A request whose client left meanwhile was detached by evhttp;
+		 * sending frees it. */
+		evhttp_send_reply(held->req, held->code, held->reason, NULL);
+		free(held);
+	}
+}
+
+static void *sync_run(void *arg)
+{
+	struct srv_httpd *h = arg;
+	(void)prctl(PR_SET_NAME, "idprovd/sync", 0, 0, 0);
+	(void)pthread_mutex_lock(&h->sync_lock);
+	for (;;) {
+		while (!h->sync_stop && h->sync_wanted <= srv_store_sync_durable(h->sync))
+			(void)pthread_cond_wait(&h->sync_cv, &h->sync_lock);
+		if (h->sync_wanted <= srv_store_sync_durable(h->sync) ||
+		    (h->sync_stop && h->sync_failed))
+			break; /* stopping, with nothing (more that can be) made durable */
+		(void)pthread_mutex_unlock(&h->sync_lock);
+		/* Commits made while the previous fsync ran are all covered by this
+		 * one: under load each fsync covers many decisions. */
+		uint64_t durable = 0;
+		struct idp_error err = {0};
+		bool ok = srv_store_sync_flush(h->sync, &durable, &err) == IDP_OK;
+		if (ok) {
+			for (size_t i = 0; i < h->n_loops; i++)
+				event_active(h->loops[i].durable_ev, EV_READ, 0);
+		} else {
+			char ebuf[FIO_LOG_ESC_MAX];
+			fio_log(FIO_LOG_ERROR, "store.sync", "error=%s", fio_log_err(&err, ebuf));
+			struct timespec pause = {.tv_sec = 0, .tv_nsec = 100000000L};
+			(void)nanosleep(&pause, NULL); /* replies stay held: retry */
+		}
+		(void)pthread_mutex_lock(&h->sync_lock);
+		h->sync_failed = !ok;
+		(void)pthread_cond_broadcast(&h->synced_cv);
+	}
+	(void)pthread_cond_broadcast(&h->synced_cv);
+	(void)pthread_mutex_unlock(&h->sync_lock);
+	return NULL;
+}
+
+static void sync_stop(struct srv_httpd *h)
+{
+	if (!h->syncer_on)
+		return;
+	(void)pthread_mutex_lock(&h->sync_lock);
+	h->sync_stop = true;
+	(void)pthread_cond_signal(&h->sync_cv);
+	(void)pthread_mutex_unlock(&h->sync_lock);
+	(void)pthread_join(h->syncer, NULL);
+	h->syncer_on = false;
 }
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
@@ -76,6 +200,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 static void *loop_run(void *arg)
 {
 	struct srv_loop *l = arg;
+	/* Named for top -H and perf report --sort comm (15 bytes at most). */
+	char name[16];
+	(void)snprintf(name, sizeof(name), "idprovd/%u", l->ctx.loop % 1000u);
+	(void)prctl(PR_SET_NAME, name, 0, 0, 0);
 	(void)event_base_dispatch(l->base);
 	return NULL;
 }
@@ -240,7 +368,8 @@ static enum idp_err loop_init(struct srv_httpd *h, struct srv_loop *l, unsigned 
 	l->http = l->base != NULL ? evhttp_new(l->base) : NULL;
 	l->stop_ev = l->base != NULL ? event_new(l->base, -1, 0, stop_cb, l) : NULL;
 	l->grace_ev = l->base != NULL ? evtimer_new(l->base, grace_cb, l) : NULL;
-	if (l->http == NULL || l->stop_ev == NULL || l->grace_ev == NULL)
+	l->durable_ev = l->base != NULL ? event_new(l->base, -1, 0, durable_cb, l) : NULL;
+	if (l->http == NULL || l->stop_ev == NULL || l->grace_ev == NULL || l->durable_ev == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
 	evhttp_set_bevcb(l->http, srv_conn_new, l);
 	evhttp_set_gencb(l->http, srv_conn_dispatch, l);
@@ -252,9 +381,151 @@ static enum idp_err loop_init(struct srv_httpd *h, struct srv_loop *l, unsigned 
 	 * with its own HTML 501. */
 	evhttp_set_allowed_methods(l->http, UINT16_MAX);
 	enum idp_err rc = srv_store_open(h->state->db_path, &l->ctx.store, err);
+	if (rc == IDP_OK)
+		rc = srv_store_sync_join(l->ctx.store, h->sync, err);
 	if (rc != IDP_OK)
 		return rc;
 	return loop_bind(l, addrs, lens, err);
+}
+
+/* ---------------------------------------------------------------- session tickets */
+
+/* Session tickets (RFC 8446 §4.6.1, RFC 5077) let a client that reconnects,
+ * such as a renewing agent, skip the certificate and its signature. The
+ * ticket keys live in memory only, are made at start and rotate every
+ * tls-session-lifetime: a ticket is sealed with the current key and still
+ * opened with the previous one (and then replaced), so a ticket resumes for
+ * its whole lifetime and no key outlives two periods. A restart forgets
+ * every key, and every client does a full handshake once. */
+#define TICKET_NAME_LEN 16
+
+struct ticket_key {
+	uint8_t name[TICKET_NAME_LEN];
+	uint8_t aes[32];  /* AES-256-CBC */
+	uint8_t hmac[32]; /* HMAC-SHA256 */
+	bool set;
+};
+
+struct srv_tickets {
+	pthread_mutex_t lock;
+	int64_t period;  /* seconds */
+	int64_t rotated; /* CLOCK_MONOTONIC seconds of the last rotation */
+	struct ticket_key cur, prev;
+};
+
+static int64_t mono_s(void)
+{
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+/* Make t->cur new, keeping the old one as t->prev (with t->lock held, or
+ * before any thread runs). */
+static bool ticket_rotate(struct srv_tickets *t, int64_t now)
+{
+	struct ticket_key k = {.set = true};
+	if (RAND_bytes(k.name, sizeof(k.name)) != 1 || RAND_priv_bytes(k.aes, sizeof(k.aes)) != 1 ||
+	    RAND_priv_bytes(k.hmac, sizeof(k.hmac)) != 1) {
+		OPENSSL_cleanse(&k, sizeof(k));
+		return false;
+	}
+	OPENSSL_cleanse(&t->prev, sizeof(t->prev));
+	t->prev = t->cur;
+	t->cur = k;
+	OPENSSL_cleanse(&k, sizeof(k));
+	t->rotated = now;
+	return true;
+}
+
+/* OpenSSL's ticket key callback: enc = 1 seals a new ticket with the
+ * current key; enc = 0 opens one by its key name: 1 (current key), 2
+ * (previous key: accepted, and a new ticket is sent), 0 (unknown or
+ * retired: a full handshake), -1 on error. Any loop's thread. */
+static int ticket_cb(SSL *ssl, unsigned char name[TICKET_NAME_LEN],
+                     unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+	struct srv_tickets *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct ticket_key k = {.set = false};
+	int rc = 0;
+	int64_t now = mono_s();
+	(void)pthread_mutex_lock(&t->lock);
+	if (now - t->rotated >= t->period && !ticket_rotate(t, now))
+		rc = -1;
+	else if (enc || memcmp(name, t->cur.name, TICKET_NAME_LEN) == 0)
+		rc = 1;
+	else if (t->prev.set && memcmp(name, t->prev.name, TICKET_NAME_LEN) == 0)
+		rc = 2;
+	if (rc > 0)
+		k = rc == 2 ? t->prev : t->cur;
+	/* TLS 1.3 clients use a ticket once (RFC 8446 §C.4; OpenSSL's do): a
+	 * resumed connection gets a new one, or the next would be a full
+	 * handshake. */
+	if (rc == 1 && !enc && SSL_version(ssl) >= TLS1_3_VERSION)
+		rc = 2;
+	(void)pthread_mutex_unlock(&t->lock);
+	if (rc <= 0)
+		return rc;
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac,
+	                                                         sizeof(k.hmac)),
+	                       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+	                       OSSL_PARAM_construct_end()};
+	if (enc) {
+		memcpy(name, k.name, TICKET_NAME_LEN);
+		if (RAND_bytes(iv, 16) != 1 ||
+		    EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+			rc = -1;
+	} else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+		rc = -1;
+	}
+	if (rc > 0 && EVP_MAC_CTX_set_params(hctx, params) != 1)
+		rc = -1;
+	OPENSSL_cleanse(&k, sizeof(k));
+	return rc;
+}
+
+/* Tickets on ctx as cfg says (tls-session-lifetime; 0: none, and no
+ * resumption at all). A ticket carries the whole session. TLS 1.2 clients
+ * that send no ticket extension (libcurl sets SSL_OP_NO_TICKET) resume by
+ * session ID from OpenSSL's server cache (its default 20480 sessions), which
+ * lives as long as a ticket. */
+static enum idp_err tickets_init(struct srv_httpd *h, SSL_CTX *ctx, struct idp_error *err)
+{
+	int64_t period = h->cfg->tls_session_lifetime;
+	if (period <= 0) {
+		(void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		(void)SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+		if (SSL_CTX_set_num_tickets(ctx, 0) != 1)
+			return idp_error_ssl(err, IDP_E_CRYPTO, "tls: tickets off");
+		return IDP_OK;
+	}
+	struct srv_tickets *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "tls: out of memory");
+	if (pthread_mutex_init(&t->lock, NULL) != 0) {
+		free(t);
+		return idp_error_set(err, IDP_E_NOMEM, "tls: out of memory");
+	}
+	h->tickets = t;
+	t->period = period;
+	/* One ticket per connection: a renewing agent resumes one session. */
+	if (!ticket_rotate(t, mono_s()) || SSL_CTX_set_app_data(ctx, t) != 1 ||
+	    SSL_CTX_set_num_tickets(ctx, 1) != 1 ||
+	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: session tickets");
+	(void)SSL_CTX_set_timeout(ctx, (long)period);
+	return IDP_OK;
+}
+
+static void tickets_free(struct srv_tickets *t)
+{
+	if (t == NULL)
+		return;
+	(void)pthread_mutex_destroy(&t->lock);
+	OPENSSL_cleanse(t, sizeof(*t));
+	free(t);
 }
 
 static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
@@ -274,6 +545,9 @@ static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 	static const unsigned char sid[] = "idprovd";
 	if (SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: session id context");
+	enum idp_err rc = tickets_init(h, ctx, err);
+	if (rc != IDP_OK)
+		return rc;
 	const char *ca = h->cfg->station_ca;
 	if (ca[0] != '\0') {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
@@ -348,7 +622,16 @@ enum idp_err srv_httpd_new(const struct srv_config *cfg, const struct srv_state 
 		free(h);
 		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
 	}
+	if (pthread_mutex_init(&h->sync_lock, NULL) != 0 ||
+	    pthread_cond_init(&h->sync_cv, NULL) != 0 ||
+	    pthread_cond_init(&h->synced_cv, NULL) != 0) {
+		free(h->loops);
+		free(h);
+		return idp_error_set(err, IDP_E_NOMEM, "httpd: out of memory");
+	}
 	enum idp_err rc = tls_init(h, err);
+	if (rc == IDP_OK)
+		rc = srv_store_sync_new(state->db_path, &h->sync, err);
 	struct sockaddr_storage addrs[SRV_CONFIG_LISTEN_MAX];
 	socklen_t lens[SRV_CONFIG_LISTEN_MAX];
 	memset(addrs, 0, sizeof(addrs));
@@ -374,6 +657,10 @@ const char *srv_httpd_bound(const struct srv_httpd *h, size_t i)
 
 enum idp_err srv_httpd_start(struct srv_httpd *h, struct idp_error *err)
 {
+	int se = pthread_create(&h->syncer, NULL, sync_run, h);
+	if (se != 0)
+		return idp_error_set(err, IDP_E_IO, "httpd: sync thread: %s", strerror(se));
+	h->syncer_on = true;
 	for (size_t i = 0; i < h->n_loops; i++) {
 		int e = pthread_create(&h->loops[i].thread, NULL, loop_run, &h->loops[i]);
 		if (e != 0) {
@@ -384,6 +671,29 @@ enum idp_err srv_httpd_start(struct srv_httpd *h, struct idp_error *err)
 	}
 	h->started = true;
 	return IDP_OK;
+}
+
+const struct srv_store_sync *srv_httpd_store_sync(const struct srv_httpd *h)
+{
+	return h->sync;
+}
+
+double srv_httpd_cpu_seconds(const struct srv_httpd *h)
+{
+	double sum = 0;
+	for (size_t i = 0; i < h->n_loops; i++) {
+		clockid_t id;
+		struct timespec ts;
+		if (h->loops[i].started && pthread_getcpuclockid(h->loops[i].thread, &id) == 0 &&
+		    clock_gettime(id, &ts) == 0)
+			sum += (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	}
+	clockid_t id;
+	struct timespec ts;
+	if (h->syncer_on && pthread_getcpuclockid(h->syncer, &id) == 0 &&
+	    clock_gettime(id, &ts) == 0)
+		sum += (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return sum;
 }
 
 void srv_httpd_shutdown(struct srv_httpd *h)
@@ -397,14 +707,25 @@ void srv_httpd_shutdown(struct srv_httpd *h)
 			h->loops[i].started = false;
 		}
 	}
+	sync_stop(h); /* after the loops: their last replies may wait for it */
 }
 
 void srv_httpd_free(struct srv_httpd *h)
 {
 	if (h == NULL)
 		return;
+	sync_stop(h);
 	for (size_t i = 0; h->loops != NULL && i < h->n_loops; i++) {
 		struct srv_loop *l = &h->loops[i];
+		/* Only a forced stop leaves replies held; evhttp_free below frees
+		 * their requests with their connections. */
+		while (l->held != NULL) {
+			struct srv_held *held = l->held;
+			l->held = held->next;
+			free(held);
+		}
+		if (l->durable_ev != NULL)
+			event_free(l->durable_ev);
 		l->stopping = false; /* no loopexit calls on a base being torn down */
 		l->n_bound = 0;      /* evhttp_free frees the listeners first */
 		if (l->http != NULL)
@@ -418,7 +739,12 @@ void srv_httpd_free(struct srv_httpd *h)
 		srv_store_close(l->ctx.store);
 	}
 	free(h->loops);
+	srv_store_sync_free(h->sync);
+	(void)pthread_mutex_destroy(&h->sync_lock);
+	(void)pthread_cond_destroy(&h->sync_cv);
+	(void)pthread_cond_destroy(&h->synced_cv);
 	SSL_CTX_free(h->ssl_ctx);
+	tickets_free(h->tickets);
 	X509_STORE_free(h->admin_store);
 	X509_STORE_free(h->station_store);
 	free(h);

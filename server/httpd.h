@@ -83,6 +83,18 @@ const char *srv_httpd_bound(const struct srv_httpd *h, size_t i);
 /* Start one thread per loop. */
 IDP_MUST_CHECK enum idp_err srv_httpd_start(struct srv_httpd *h, struct idp_error *err);
 
+/* CPU time (user + system, seconds) the loop threads and the group-commit
+ * syncer have used since srv_httpd_start(): every handshake, request,
+ * commit and fsync runs on them.
+ * For benchmarks, which take differences over a run; 0 before the start.
+ * Any thread. */
+double srv_httpd_cpu_seconds(const struct srv_httpd *h);
+
+/* The group commit the loops' store connections commit into (server/store.h
+ * srv_store_sync_*): no answer leaves before the commits it may rest on
+ * are durable. Borrowed; for /metrics and tests. */
+const struct srv_store_sync *srv_httpd_store_sync(const struct srv_httpd *h);
+
 /* Graceful stop: stop accepting, close idle connections, let requests in
  * flight finish (bounded by the header, body and request timeouts), then
  * join the threads and close the store connections. */

@@ -59,18 +59,24 @@ static enum idp_err audit(struct srv_store *st, int64_t now, const char *event, 
 }
 
 /* Sign a token of kind for device_id bound to key, record it (with the
- * token redeemed for it, parent; may be NULL), put it in out. */
+ * token redeemed for it, parent; may be NULL), put it in out. jkt: key's
+ * thumbprint when the caller has it already, else NULL. */
 static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
                           const struct srv_provision_cfg *cfg, const char *device_id,
-                          const struct fmt_key *key, enum fmt_token_kind kind, const char *parent,
-                          int64_t now, struct srv_issued *out, struct idp_error *err)
+                          const struct fmt_key *key, const char *jkt, enum fmt_token_kind kind,
+                          const char *parent, int64_t now, struct srv_issued *out,
+                          struct idp_error *err)
 {
 	char kid[SRV_TOKEN_KID_MAX];
 	const struct fmt_key *signer = NULL;
 	struct fmt_token_claims claims;
 	memset(&claims, 0, sizeof(claims));
 	srv_state_token_signer(state, &signer, kid);
-	enum idp_err rc = fmt_token_jkt(key, claims.jkt, err);
+	enum idp_err rc = IDP_OK;
+	if (jkt != NULL) /* the caller's, of the same key: not computed twice */
+		(void)snprintf(claims.jkt, sizeof(claims.jkt), "%s", jkt);
+	else
+		rc = fmt_token_jkt(key, claims.jkt, err);
 	if (rc != IDP_OK)
 		return rc;
 	(void)snprintf(claims.iss, sizeof(claims.iss), "%s", cfg->issuer);
@@ -372,8 +378,8 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 	d.attempts++;
 	rc = srv_store_device_update(st, &d, err);
 	if (rc == IDP_OK)
-		rc = issue(st, state, cfg, d.id, req->key, FMT_TOKEN_PROVISION, NULL, req->now, out,
-		           err);
+		rc = issue(st, state, cfg, d.id, req->key, NULL, FMT_TOKEN_PROVISION, NULL, req->now,
+		           out, err);
 	if (rc == IDP_OK)
 		rc = audit(st, req->now, "provision.approved", d.id,
 		           oob_ok ? "out-of-band secret proven" : NULL, err);
@@ -518,7 +524,8 @@ static enum idp_err redeem(struct srv_store *st, const struct srv_state *state,
 			why = SRV_REFUSE_TOKEN;
 	}
 	if (rc == IDP_OK)
-		rc = issue(st, state, cfg, d.id, key, FMT_TOKEN_DEVICE, claims.jti, now, out, err);
+		rc = issue(st, state, cfg, d.id, key, jkt, FMT_TOKEN_DEVICE, claims.jti, now, out,
+		           err);
 	if (rc == IDP_OK)
 		rc = audit(st, now, retried ? "token.reissued" : event, d.id, NULL, err);
 	if (rc == IDP_OK)

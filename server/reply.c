@@ -82,6 +82,10 @@ void srv_http_reply(struct evhttp_request *req, int code, const char *content_ty
 		srv_conn_replied(c, code);
 	if (code >= 100 && code <= (int)SRV_HTTP_STATUS_MAX)
 		(void)atomic_fetch_add_explicit(&answered[code], 1, memory_order_relaxed);
+	/* Group commit: no answer leaves before the commits it may rest on
+	 * are on disk (server/conn.h). */
+	if (c != NULL && srv_loop_hold_reply(srv_conn_loop(c), req, code, reason))
+		return;
 	evhttp_send_reply(req, code, reason, NULL);
 }
 

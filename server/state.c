@@ -25,6 +25,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "formats/api.h"
 #include "formats/b64.h"
 #include "formats/buf.h"
 #include "formats/file.h"
@@ -1055,6 +1056,10 @@ enum idp_err srv_state_open(const struct srv_state_opts *opts, struct srv_state 
 
 	if (rc == IDP_OK)
 		rc = cert_pem(s->ca_cert, &s->ca_pem, &s->ca_pem_len, err);
+	/* Checked once here: each approval carries it unparsed
+	 * (fmt_api_status_encode_ca_checked). */
+	if (rc == IDP_OK)
+		rc = fmt_api_ca_pem_check(s->ca_pem, s->ca_pem_len, err);
 	if (rc == IDP_OK) {
 		uint8_t md[EVP_MAX_MD_SIZE];
 		unsigned mdlen = 0;

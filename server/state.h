@@ -83,7 +83,8 @@ struct srv_state {
 	struct fmt_key *token_key;
 	struct srv_admin_cred *admin;
 	struct srv_token_ring *tokens;
-	char *ca_pem; /* NUL-terminated PEM of ca_cert, served at GET /v1/ca */
+	char *ca_pem; /* NUL-terminated PEM of ca_cert, served at GET /v1/ca;
+	               * passed fmt_api_ca_pem_check at open */
 	size_t ca_pem_len;
 	char ca_fingerprint[2 * FMT_KEY_FINGERPRINT_LEN + 1]; /* SHA-256 of the CA certificate DER, lower-case hex */
 	bool created;            /* this open created the directory (first start) */

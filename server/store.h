@@ -13,7 +13,8 @@
  * testable. Every change the caller wants atomic across several calls goes
  * between srv_store_begin() and srv_store_commit(); a single call outside a
  * transaction is atomic and durable by itself. When a call returns IDP_OK
- * after a commit, the change is on disk (synchronous=FULL).
+ * after a commit, the change is on disk (synchronous=FULL), except on a
+ * connection that joined a group commit (srv_store_sync_join below).
  */
 #ifndef IDP_SERVER_STORE_H
 #define IDP_SERVER_STORE_H
@@ -158,6 +159,39 @@ IDP_MUST_CHECK enum idp_err srv_store_begin(struct srv_store *st, struct idp_err
 IDP_MUST_CHECK enum idp_err srv_store_commit(struct srv_store *st, struct idp_error *err);
 /* Undo the open transaction; no-op when none is open. */
 void srv_store_rollback(struct srv_store *st);
+
+/* Group commit (docs/store.md "Durability"). The connections that join a
+ * group commit with synchronous=NORMAL: COMMIT writes the WAL without
+ * waiting for the disk, and a commit is durable only once a later
+ * srv_store_sync_flush() of the group returns. A caller must not answer
+ * anyone from a joined connection before the flush that covers every
+ * commit counted when it answers (server/httpd.c holds the replies).
+ * Counting uses SQLite's WAL hook, so commits outside srv_store_begin count
+ * too; the hook also runs the automatic checkpoint at SQLite's default of
+ * 1000 frames. Thread-safety: _committed and _durable from any thread;
+ * _join before the joined connection's first use; _flush from one thread. */
+struct srv_store_sync;
+
+/* A group with its own connection to path (its WAL descriptor is the one
+ * flushed). Caller frees *out with srv_store_sync_free(). */
+IDP_MUST_CHECK enum idp_err srv_store_sync_new(const char *path, struct srv_store_sync **out,
+                                               struct idp_error *err);
+/* Release g (after every joined connection is closed). NULL is a no-op. */
+void srv_store_sync_free(struct srv_store_sync *g);
+/* Make st commit into g (synchronous=NORMAL). g must outlive st. */
+IDP_MUST_CHECK enum idp_err srv_store_sync_join(struct srv_store *st, struct srv_store_sync *g,
+                                                struct idp_error *err);
+/* Commits the joined connections made so far (a count since the start). */
+uint64_t srv_store_sync_committed(const struct srv_store_sync *g);
+/* The count of commits known durable (<= _committed). */
+uint64_t srv_store_sync_durable(const struct srv_store_sync *g);
+/* The fsyncs _flush made (commits per fsync: how well commits group). */
+uint64_t srv_store_sync_flushes(const struct srv_store_sync *g);
+/* fsync the WAL: every commit counted before the call is then on disk and
+ * *durable (also _durable) is their count. IDP_E_IO when the sync fails
+ * (then nothing more is known durable). */
+IDP_MUST_CHECK enum idp_err srv_store_sync_flush(struct srv_store_sync *g, uint64_t *durable,
+                                                 struct idp_error *err);
 
 /* Stations. _put inserts or replaces; _get gives IDP_E_NOTFOUND naming the ID. */
 IDP_MUST_CHECK enum idp_err srv_store_station_put(struct srv_store *st, const struct srv_station *s,

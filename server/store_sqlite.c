@@ -3,13 +3,16 @@
  *
  * WAL journal with synchronous=FULL: a commit returns only after the WAL is
  * fsynced, so every answered decision survives power loss (WAL+NORMAL may
- * lose the last commits). Writers take the lock up front (BEGIN IMMEDIATE)
+ * lose the last commits). Connections in a group commit (srv_store_sync_*)
+ * use NORMAL, and the group's one fsync of the WAL covers all their commits
+ * before anyone is answered. Writers take the lock up front (BEGIN IMMEDIATE)
  * and wait up to SRV_STORE_BUSY_MS for one another; readers never block.
  * Statements are prepared once per connection and reused.
  */
 #include "server/store.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,6 +417,7 @@ struct srv_store {
 	sqlite3 *db;
 	char path[256];
 	bool in_tx;
+	struct srv_store_sync *group; /* srv_store_sync_join; NULL: synchronous=FULL */
 	char actor[SRV_STORE_ACTOR_MAX + 1]; /* srv_store_set_actor; "" for none */
 	sqlite3_stmt *stmt[S_COUNT_];
 };
@@ -860,7 +864,103 @@ void srv_store_rollback(struct srv_store *st)
 	st->in_tx = false;
 }
 
-/* ---------------------------------------------------------------- stations */
+/* ---------------------------------------------------------------- group commit */
+
+#define SYNC_CHECKPOINT_FRAMES 1000 /* SQLite's default automatic checkpoint */
+
+struct srv_store_sync {
+	struct srv_store *st;          /* its own connection: the WAL descriptor flushed */
+	atomic_uint_least64_t committed; /* commits of the joined connections */
+	atomic_uint_least64_t durable;   /* of those, known on disk */
+	atomic_uint_least64_t flushes;   /* fsyncs made */
+};
+
+enum idp_err srv_store_sync_new(const char *path, struct srv_store_sync **out,
+                                struct idp_error *err)
+{
+	*out = NULL;
+	struct srv_store_sync *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "store: out of memory");
+	enum idp_err rc = srv_store_open(path, &g->st, err);
+	if (rc != IDP_OK) {
+		free(g);
+		return rc;
+	}
+	atomic_init(&g->committed, 0);
+	atomic_init(&g->durable, 0);
+	atomic_init(&g->flushes, 0);
+	*out = g;
+	return IDP_OK;
+}
+
+void srv_store_sync_free(struct srv_store_sync *g)
+{
+	if (g == NULL)
+		return;
+	srv_store_close(g->st);
+	free(g);
+}
+
+/* Runs after each commit of a joined connection, once its frames are
+ * written and the write lock released (sqlite3_wal_hook). Setting the hook
+ * replaces SQLite's automatic checkpoint, done here as it would. */
+static int sync_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct srv_store_sync *g = arg;
+	(void)atomic_fetch_add_explicit(&g->committed, 1, memory_order_release);
+	if (frames >= SYNC_CHECKPOINT_FRAMES)
+		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
+enum idp_err srv_store_sync_join(struct srv_store *st, struct srv_store_sync *g,
+                                 struct idp_error *err)
+{
+	enum idp_err rc = exec(st, "PRAGMA synchronous=NORMAL", "group commit", err);
+	if (rc != IDP_OK)
+		return rc;
+	(void)sqlite3_wal_hook(st->db, sync_wal_hook, g);
+	st->group = g;
+	return IDP_OK;
+}
+
+uint64_t srv_store_sync_committed(const struct srv_store_sync *g)
+{
+	return atomic_load_explicit(&g->committed, memory_order_acquire);
+}
+
+uint64_t srv_store_sync_durable(const struct srv_store_sync *g)
+{
+	return atomic_load_explicit(&g->durable, memory_order_acquire);
+}
+
+uint64_t srv_store_sync_flushes(const struct srv_store_sync *g)
+{
+	return atomic_load_explicit(&g->flushes, memory_order_relaxed);
+}
+
+enum idp_err srv_store_sync_flush(struct srv_store_sync *g, uint64_t *durable,
+                                  struct idp_error *err)
+{
+	/* Every commit counted now has its frames in the WAL file: one fsync of
+	 * that file (through SQLite's own descriptor, see srv_store_open) puts
+	 * them all on disk, whichever connection wrote them. */
+	uint64_t target = srv_store_sync_committed(g);
+	sqlite3_file *f = NULL;
+	if (sqlite3_file_control(g->st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) !=
+	            SQLITE_OK ||
+	    f == NULL || f->pMethods == NULL)
+		return idp_error_set(err, IDP_E_IO, "store: %s: no WAL file to sync", g->st->path);
+	int r = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+	if (r != SQLITE_OK)
+		return idp_error_set(err, IDP_E_IO, "store: %s: syncing the WAL: %s", g->st->path,
+		                     sqlite3_errstr(r));
+	atomic_store_explicit(&g->durable, target, memory_order_release);
+	(void)atomic_fetch_add_explicit(&g->flushes, 1, memory_order_relaxed);
+	*durable = target;
+	return IDP_OK;
+}
 
 /* ---------------------------------------------------------------- stations */
 

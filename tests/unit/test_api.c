@@ -1106,6 +1106,51 @@ START_TEST(test_api_status_round_trip)
 }
 END_TEST
 
+/* The CA checked once: the same bytes as the full encoder; a broken CA is
+ * refused by the check, and the checked encoder still refuses bad
+ * characters and every other bad member. */
+START_TEST(test_api_status_ca_checked)
+{
+	char *pem = make_cert_pem();
+	struct fmt_api_status st;
+	approved(&st, pem);
+	char full[FMT_API_BODY_MAX + 1], quick[FMT_API_BODY_MAX + 1];
+	size_t len = 0, len2 = 0;
+	struct idp_error err;
+	ck_assert_msg(fmt_api_ca_pem_check(pem, strlen(pem), &err) == IDP_OK, "%s", err.msg);
+	ck_assert_int_eq(fmt_api_status_encode(&st, full, sizeof(full), &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_api_status_encode_ca_checked(&st, quick, sizeof(quick), &len2, NULL),
+	                 IDP_OK);
+	ck_assert_uint_eq(len, len2);
+	ck_assert_str_eq(full, quick);
+	/* A forged certificate (outer tag changed), a truncated one, none, too long. */
+	char bad[FMT_API_CA_PEM_MAX + 2];
+	snprintf(bad, sizeof(bad), "%s", pem);
+	bad[28] = 'A';
+	ck_assert_int_eq(fmt_api_ca_pem_check(bad, strlen(bad), &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "ca_pem"));
+	ck_assert_int_ne(fmt_api_ca_pem_check(pem, strlen(pem) / 2, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_api_ca_pem_check(pem, 0, NULL), IDP_E_FORMAT);
+	memset(bad, 'A', sizeof(bad) - 1);
+	ck_assert_int_eq(fmt_api_ca_pem_check(bad, FMT_API_CA_PEM_MAX + 1, NULL), IDP_E_LIMIT);
+	/* The checked encoder trusts the certificates, not the characters. */
+	st.ca_pem[30] = '\x01';
+	ck_assert_int_eq(fmt_api_status_encode_ca_checked(&st, quick, sizeof(quick), &len2, &err),
+	                 IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "ca_pem"));
+	approved(&st, pem);
+	st.server_url[0] = '\0';
+	ck_assert_int_eq(fmt_api_status_encode_ca_checked(&st, quick, sizeof(quick), &len2, NULL),
+	                 IDP_E_FORMAT);
+	approved(&st, pem);
+	st.token[3] = ' ';
+	ck_assert_int_eq(fmt_api_status_encode_ca_checked(&st, quick, sizeof(quick), &len2, NULL),
+	                 IDP_E_FORMAT);
+	fmt_api_status_wipe(&st);
+	free(pem);
+}
+END_TEST
+
 START_TEST(test_api_status_refusals)
 {
 	char *pem = make_cert_pem();
@@ -1523,6 +1568,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_pop_over_tls);
 	tcase_add_test(tc, test_api_status_round_trip);
 	tcase_add_test(tc, test_api_status_refusals);
+	tcase_add_test(tc, test_api_status_ca_checked);
 	tcase_add_test(tc, test_api_error_messages);
 	tcase_add_test(tc, test_api_error_body_any_message);
 	tcase_add_test(tc, test_api_err_of_one_map);

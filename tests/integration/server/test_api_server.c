@@ -192,6 +192,10 @@ struct call {
 	const uint8_t *oob_verifier;
 	const struct fmt_key *oob_key_as;
 	bool oob_other_conn;
+	CURLSH *share;          /* when set: the TLS session store (resumption) */
+	bool reused;            /* the connection resumed a session (read_cb) */
+	uint8_t seen[FMT_API_EXPORTER_LEN]; /* the connection's exporter (read_cb) */
+	const uint8_t *sign_with; /* when set: sign with this exporter, not the connection's */
 };
 
 static void build(struct call *c, const uint8_t exporter[static FMT_API_EXPORTER_LEN])
@@ -242,6 +246,10 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
 		                 1);
 		c->tls_version = SSL_version(ti->internals);
 		c->ctx_differs = memcmp(exporter, none, sizeof(none)) != 0;
+		c->reused = SSL_session_reused(ti->internals) == 1;
+		memcpy(c->seen, exporter, sizeof(c->seen));
+		if (c->sign_with != NULL)
+			memcpy(exporter, c->sign_with, sizeof(exporter));
 		if (c->mode == SIGN_NO_CTX)
 			memcpy(exporter, none, sizeof(none));
 		if (c->mode == SIGN_RELAYED)
@@ -310,6 +318,8 @@ static struct curl_slist *post_open(const char *path, struct call *c)
 	if (c->tls12)
 		curl_easy_setopt(c->curl, CURLOPT_SSLVERSION,
 		                 (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+	if (c->share != NULL)
+		curl_easy_setopt(c->curl, CURLOPT_SHARE, c->share);
 	return h;
 }
 
@@ -644,6 +654,89 @@ START_TEST(test_api_rfc9266_exporter_empty_context)
 	ck_assert_int_eq(run(c, &a), 200);
 	ck_assert_int_eq(a.status.status, FMT_API_APPROVED);
 	ck_assert_int_eq(c->tls_version, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* TLS session resumption (tickets): a client that reconnects resumes its
+ * session, under TLS 1.3 (_i = 0) and TLS 1.2 (_i = 1), and each resumed
+ * connection still has its own RFC 9266 exporter, so a proof made on one
+ * resumed connection is refused on another (and leaves the store unchanged). */
+START_TEST(test_api_resumed_sessions_have_their_own_exporter)
+{
+	bool tls12 = _i == 1;
+	CURLSH *share = curl_share_init();
+	ck_assert_ptr_nonnull(share);
+	ck_assert_int_eq(curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION),
+	                 CURLSHE_OK);
+	struct fmt_key *k[4];
+	char id[32], mac[32];
+	struct call *c[4];
+	for (int i = 0; i < 4; i++) {
+		k[i] = new_key(FMT_KEY_P256);
+		snprintf(id, sizeof(id), "dev-res%d", i);
+		snprintf(mac, sizeof(mac), "02:00:5e:10:01:%02x", i);
+		preload(id, k[i], mac);
+		c[i] = call_new(FMT_API_PROVISION, id, mac, k[i], NULL);
+		c[i]->share = share;
+		c[i]->tls12 = tls12;
+	}
+	struct fmt_api_answer a;
+	/* A full handshake, then two resumed connections. */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(run(c[i], &a), 200);
+		ck_assert_int_eq(a.status.status, FMT_API_APPROVED);
+		fmt_api_answer_wipe(&a);
+		ck_assert_int_eq(c[i]->tls_version, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+		ck_assert_msg(c[i]->reused == (i > 0), "connection %d reused: %d", i, c[i]->reused);
+	}
+	ck_assert_mem_ne(c[1]->seen, c[2]->seen, FMT_API_EXPORTER_LEN);
+	ck_assert_mem_ne(c[0]->seen, c[1]->seen, FMT_API_EXPORTER_LEN);
+	/* A proof signed with the exporter of resumed connection 2, sent on
+	 * resumed connection 3: refused, nothing stored. */
+	c[3]->sign_with = c[2]->seen;
+	expect_error(c[3], 401, FMT_API_ERR_POP_INVALID);
+	ck_assert(c[3]->reused);
+	ck_assert_mem_ne(c[3]->seen, c[2]->seen, FMT_API_EXPORTER_LEN);
+	struct srv_device d;
+	ck_assert_int_eq(srv_store_device_get(db, "dev-res3", &d, NULL), IDP_OK);
+	ck_assert_int_eq(d.state, SRV_DEV_PRELOADED);
+	for (int i = 0; i < 4; i++) {
+		call_free(c[i]);
+		fmt_key_free(k[i]);
+	}
+	curl_share_cleanup(share);
+}
+END_TEST
+
+/* Group commit: the answer to a decision leaves only after the fsync that
+ * covers its commit (server/httpd.h srv_httpd_store_sync): when the client
+ * has it, the server's durable count has reached the commit. */
+START_TEST(test_api_answer_after_its_commit_is_durable)
+{
+	const struct srv_store_sync *g = srv_httpd_store_sync(httpd);
+	ck_assert_ptr_nonnull(g);
+	struct fmt_key *k = new_key(FMT_KEY_P256);
+	preload("dev-gc", k, "02:00:5e:10:02:01");
+	struct fmt_api_answer a;
+	uint64_t before = srv_store_sync_committed(g);
+	struct call *c = call_new(FMT_API_PROVISION, "dev-gc", "02:00:5e:10:02:01", k, NULL);
+	ck_assert_int_eq(run(c, &a), 200);
+	/* Its decision was committed (counted) and is durable. */
+	ck_assert_uint_gt(srv_store_sync_committed(g), before);
+	ck_assert_uint_gt(srv_store_sync_durable(g), before);
+	char prov[FMT_API_TOKEN_MAX + 1];
+	snprintf(prov, sizeof(prov), "%s", a.status.token);
+	fmt_api_answer_wipe(&a);
+	call_free(c);
+	before = srv_store_sync_committed(g);
+	c = call_new(FMT_API_EXCHANGE, "dev-gc", "02:00:5e:10:02:01", k, prov);
+	ck_assert_int_eq(run(c, &a), 200);
+	ck_assert_int_eq(a.status.token_kind, FMT_TOKEN_DEVICE);
+	ck_assert_uint_gt(srv_store_sync_durable(g), before);
+	ck_assert_uint_le(srv_store_sync_durable(g), srv_store_sync_committed(g));
 	fmt_api_answer_wipe(&a);
 	call_free(c);
 	fmt_key_free(k);
@@ -2108,6 +2201,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_api_unknown_pending_once_then_rejected_and_revoked);
 	tcase_add_test(tc, test_api_bad_proofs_change_nothing);
 	tcase_add_loop_test(tc, test_api_rfc9266_exporter_empty_context, 0, 2);
+	tcase_add_loop_test(tc, test_api_resumed_sessions_have_their_own_exporter, 0, 2);
+	tcase_add_test(tc, test_api_answer_after_its_commit_is_durable);
 	tcase_add_test(tc, test_api_pop_high_s_refused_by_server);
 	tcase_add_test(tc, test_api_weak_ed25519_keys_refused_by_server);
 	tcase_add_loop_test(tc, test_api_proof_replayed_on_same_connection, 0, 2);

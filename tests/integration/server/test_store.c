@@ -101,6 +101,61 @@ static void make_batch(struct srv_batch *b, const char *id, int64_t seq, int64_t
 	b->state = SRV_BATCH_IMPORTED;
 }
 
+/* Group commit: a joined connection's commits, in a transaction or not, are
+ * counted, a rollback and another connection's commits are not; nothing is
+ * durable before a flush and all counted commits are after it; the WAL hook
+ * still runs the automatic checkpoint (the database file grows). */
+START_TEST(test_store_group_commit_counts_flushes_and_checkpoints)
+{
+	struct srv_store_sync *g = NULL;
+	struct idp_error err = {0};
+	ck_assert_msg(srv_store_sync_new(db_path, &g, &err) == IDP_OK, "%s", err.msg);
+	struct srv_store *st = open_ok(), *other = open_ok();
+	ck_assert_int_eq(srv_store_sync_join(st, g, NULL), IDP_OK);
+	ck_assert_uint_eq(srv_store_sync_committed(g), 0);
+	struct srv_device d;
+	make_device(&d, 1, NULL);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	ck_assert_uint_eq(srv_store_sync_committed(g), 1);
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	make_device(&d, 2, NULL);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_commit(st, NULL), IDP_OK);
+	ck_assert_uint_eq(srv_store_sync_committed(g), 2);
+	ck_assert_int_eq(srv_store_begin(st, NULL), IDP_OK);
+	make_device(&d, 3, NULL);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	srv_store_rollback(st);
+	make_device(&d, 4, NULL);
+	ck_assert_int_eq(srv_store_device_insert(other, &d, NULL), IDP_OK);
+	ck_assert_uint_eq(srv_store_sync_committed(g), 2);
+	ck_assert_uint_eq(srv_store_sync_durable(g), 0);
+	uint64_t durable = 0;
+	ck_assert_msg(srv_store_sync_flush(g, &durable, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_uint_eq(durable, 2);
+	ck_assert_uint_eq(srv_store_sync_durable(g), 2);
+	ck_assert_uint_eq(srv_store_sync_flushes(g), 1);
+	struct srv_device got;
+	ck_assert_int_eq(srv_store_device_get(other, "dev-000002", &got, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_get(other, "dev-000003", &got, NULL), IDP_E_NOTFOUND);
+	/* Without the checkpoint the rows would all stay in the WAL. */
+	struct stat before, after;
+	ck_assert_int_eq(stat(db_path, &before), 0);
+	for (unsigned i = 10; i < 1500; i++) {
+		make_device(&d, i, NULL);
+		ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	}
+	ck_assert_uint_eq(srv_store_sync_committed(g), 2 + 1490);
+	ck_assert_int_eq(stat(db_path, &after), 0);
+	ck_assert_int_gt(after.st_size, before.st_size);
+	ck_assert_int_eq(srv_store_sync_flush(g, &durable, NULL), IDP_OK);
+	ck_assert_uint_eq(durable, 2 + 1490);
+	srv_store_close(st);
+	srv_store_close(other);
+	srv_store_sync_free(g);
+}
+END_TEST
+
 START_TEST(test_store_open_migrates_from_empty_and_reopens)
 {
 	umask(022);
@@ -1085,6 +1140,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_foreach_walks_stops_and_refuses_oversized_rows);
 	tcase_add_test(tc, test_store_names_and_checks);
 	tcase_add_test(tc, test_store_site_suspension_allow_checkpoints);
+	tcase_add_test(tc, test_store_group_commit_counts_flushes_and_checkpoints);
 	suite_add_tcase(s, tc);
 	return s;
 }
