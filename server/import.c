@@ -169,15 +169,13 @@ static enum idp_err check_free(struct srv_store *st, enum srv_ident_kind kind, c
 	                     (unsigned long long)line, id, what, shown, other);
 }
 
-static enum idp_err import_record(struct srv_store *st, const struct fmt_manifest_record *rec,
-                                  const char *batch_id, uint64_t line, int64_t now,
-                                  struct idp_error *err)
+/* The exact reuse checks of import.h for a record whose ID, serial, MAC or
+ * key some device holds: fills d's creation time and attempts, and *replace
+ * when the record takes over a device of its ID. */
+static enum idp_err check_held(struct srv_store *st, const struct fmt_manifest_record *rec,
+                               const char *mac, const char *batch_id, uint64_t line, int64_t now,
+                               struct srv_device *d, bool *replace, struct idp_error *err)
 {
-	struct srv_device d;
-	memset(&d, 0, sizeof(d));
-	char mac[FMT_MAC_TEXT_LEN + 1];
-	fmt_mac_format(rec->mac, mac);
-	bool replace = false;
 	struct srv_device old;
 	enum idp_err rc = srv_store_device_get(st, rec->id, &old, err);
 	if (rc == IDP_OK) {
@@ -210,13 +208,11 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 				        (unsigned long long)line, rec->id,
 				        old.batch_id[0] != '\0' ? old.batch_id : "none");
 		}
-		replace = true;
-		d.created_at = old.created_at;
-		d.attempts = old.attempts;
+		*replace = true;
+		d->created_at = old.created_at;
+		d->attempts = old.attempts;
 	} else if (rc != IDP_E_NOTFOUND) {
 		return rc;
-	} else {
-		d.created_at = now;
 	}
 	rc = check_free(st, SRV_IDENT_SERIAL, "serial", (const uint8_t *)rec->serial,
 	                strlen(rec->serial), rec->serial, rec->id, batch_id, line, now, err);
@@ -226,6 +222,25 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 	if (rc == IDP_OK && rec->pub_len > 0)
 		rc = check_free(st, SRV_IDENT_KEY, "public key", rec->pub, rec->pub_len, "(key)",
 		                rec->id, batch_id, line, now, err);
+	return rc;
+}
+
+static enum idp_err import_record(struct srv_store *st, const struct fmt_manifest_record *rec,
+                                  const char *batch_id, uint64_t line, int64_t now,
+                                  struct idp_error *err)
+{
+	struct srv_device d;
+	memset(&d, 0, sizeof(d));
+	d.created_at = now;
+	char mac[FMT_MAC_TEXT_LEN + 1];
+	fmt_mac_format(rec->mac, mac);
+	bool replace = false, held = true;
+	/* Almost every record of a batch is new: one probe, and the exact
+	 * checks only when something holds one of its values. */
+	enum idp_err rc =
+	        srv_store_device_held(st, rec->id, rec->serial, mac, rec->pub, rec->pub_len, &held, err);
+	if (rc == IDP_OK && held)
+		rc = check_held(st, rec, mac, batch_id, line, now, &d, &replace, err);
 	if (rc != IDP_OK)
 		return rc;
 	(void)snprintf(d.id, sizeof(d.id), "%s", rec->id);

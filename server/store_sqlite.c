@@ -262,6 +262,7 @@ enum stmt_id {
 	S_OOB_FAIL,
 	S_OOB_LIST,
 	S_SUSPENSION_GET,
+	S_DEVICE_HELD,
 	S_COUNT_
 };
 
@@ -411,6 +412,12 @@ static const char *const stmt_sql[S_COUNT_] = {
                        "WHERE device_id > coalesce(?1, '') ORDER BY device_id LIMIT ?2",
         /* Read on every provisioning request (server/site.h): kept prepared. */
         [S_SUSPENSION_GET] = "SELECT suspended, reason, since FROM site_state WHERE id = 1",
+        /* One index probe per identity (the import's fast path): four
+         * EXISTS so that each uses its own index. */
+        [S_DEVICE_HELD] = "SELECT EXISTS (SELECT 1 FROM devices WHERE id = ?1) "
+                          "OR EXISTS (SELECT 1 FROM devices WHERE serial = ?2) "
+                          "OR EXISTS (SELECT 1 FROM devices WHERE mac = ?3) "
+                          "OR EXISTS (SELECT 1 FROM devices WHERE public_key = ?4)",
 };
 
 struct srv_store {
@@ -1297,6 +1304,23 @@ enum idp_err srv_store_device_claims(struct srv_store *st, enum srv_ident_kind k
 		if (fn(ctx, ids[i]) != 0)
 			break;
 	return rc;
+}
+
+enum idp_err srv_store_device_held(struct srv_store *st, const char *id, const char *serial,
+                                   const char *mac, const uint8_t *key, size_t key_len,
+                                   bool *held, struct idp_error *err)
+{
+	*held = true;
+	const struct arg a[] = {TEXT(id), TEXT(serial), TEXT(mac), BLOB(key, key_len)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_DEVICE_HELD, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, IDP_E_IO, "store: query gave no row");
+	if (rc != IDP_OK)
+		return rc;
+	*held = sqlite3_column_int64(s, 0) != 0;
+	stmt_done(s);
+	return IDP_OK;
 }
 
 /* ---------------------------------------------------------------- pending */
