@@ -570,18 +570,13 @@ static enum idp_err bind_header(const struct fmt_manifest_verifier *v,
 	return IDP_OK;
 }
 
-enum idp_err fmt_manifest_verifier_final(struct fmt_manifest_verifier *v,
-                                         struct fmt_manifest_verified *out, struct idp_error *err)
+/* Check the signature over digest, and bind the kept header line. */
+static enum idp_err verify_digest(struct fmt_manifest_verifier *v,
+                                  const uint8_t digest[static FMT_MANIFEST_HASH_LEN],
+                                  struct fmt_manifest_verified *out, struct idp_error *err)
 {
-	memset(out, 0, sizeof(*out));
-	if (v->spent)
-		return idp_error_set(err, IDP_E_ARG, "verify: verifier already finished");
-	v->spent = true;
-	uint8_t digest[FMT_MANIFEST_HASH_LEN];
 	uint8_t fp[FMT_KEY_FINGERPRINT_LEN] = {0};
-	enum idp_err rc = md_final(v->md, digest, err);
-	if (rc != IDP_OK)
-		return rc;
+	enum idp_err rc = IDP_OK;
 	if (v->kind == FMT_MANIFEST_SIG_CMS) {
 		rc = cms_verify(v, digest, fp, err);
 	} else {
@@ -590,7 +585,7 @@ enum idp_err fmt_manifest_verifier_final(struct fmt_manifest_verifier *v,
 			return rc;
 		if (v->kind == FMT_MANIFEST_SIG_ES256)
 			rc = es256_verify(v, digest, err);
-		else if (fmt_key_verify(v->key, FMT_SIG_DER, digest, sizeof(digest), v->sig,
+		else if (fmt_key_verify(v->key, FMT_SIG_DER, digest, FMT_MANIFEST_HASH_LEN, v->sig,
 		                        v->sig_len, err) != IDP_OK)
 			rc = idp_error_set(err, IDP_E_VERIFY,
 			                   "signature: does not match the body (ed25519)");
@@ -612,9 +607,42 @@ enum idp_err fmt_manifest_verifier_final(struct fmt_manifest_verifier *v,
 		return hrc;
 	}
 	out->header = h;
-	memcpy(out->body_sha256, digest, sizeof(digest));
+	memcpy(out->body_sha256, digest, FMT_MANIFEST_HASH_LEN);
 	out->body_len = v->body_len;
 	return IDP_OK;
+}
+
+enum idp_err fmt_manifest_verifier_final(struct fmt_manifest_verifier *v,
+                                         struct fmt_manifest_verified *out, struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (v->spent)
+		return idp_error_set(err, IDP_E_ARG, "verify: verifier already finished");
+	v->spent = true;
+	uint8_t digest[FMT_MANIFEST_HASH_LEN];
+	enum idp_err rc = md_final(v->md, digest, err);
+	return rc != IDP_OK ? rc : verify_digest(v, digest, out, err);
+}
+
+enum idp_err fmt_manifest_verifier_final_digest(struct fmt_manifest_verifier *v,
+                                                const uint8_t *header, size_t header_len,
+                                                const uint8_t digest[static FMT_MANIFEST_HASH_LEN],
+                                                uint64_t body_len,
+                                                struct fmt_manifest_verified *out,
+                                                struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (v->spent || v->body_len != 0)
+		return idp_error_set(err, IDP_E_ARG, "verify: verifier already fed or finished");
+	v->spent = true;
+	/* The header as _update would have kept it: whole only with its LF. */
+	v->header_len = header_len < sizeof(v->header) ? header_len : sizeof(v->header);
+	if (v->header_len > 0)
+		memcpy(v->header, header, v->header_len);
+	v->header_done = v->header_len > 0 && v->header[v->header_len - 1] == '\n' &&
+	                 memchr(v->header, '\n', v->header_len) == v->header + v->header_len - 1;
+	v->body_len = body_len;
+	return verify_digest(v, digest, out, err);
 }
 
 void fmt_manifest_verifier_free(struct fmt_manifest_verifier *v)

@@ -104,6 +104,19 @@ IDP_MUST_CHECK enum idp_err fmt_manifest_verifier_final(struct fmt_manifest_veri
                                                         struct fmt_manifest_verified *out,
                                                         struct idp_error *err);
 
+/* As _final for a body hashed elsewhere (a server that hashes an upload as
+ * it arrives and keeps it on disk): header[0..header_len) is the body's
+ * first line with its LF (a line without one is not a complete header),
+ * digest the SHA-256 of all body_len bytes. Same checks and result as
+ * _final; IDP_E_ARG when v was fed with _update. The caller vouches that
+ * digest is the body's: read the body again only through a check of it. */
+IDP_MUST_CHECK enum idp_err
+fmt_manifest_verifier_final_digest(struct fmt_manifest_verifier *v, const uint8_t *header,
+                                   size_t header_len,
+                                   const uint8_t digest[static FMT_MANIFEST_HASH_LEN],
+                                   uint64_t body_len, struct fmt_manifest_verified *out,
+                                   struct idp_error *err);
+
 /* Release v. NULL is a no-op. */
 void fmt_manifest_verifier_free(struct fmt_manifest_verifier *v);
 

@@ -9,6 +9,12 @@
  * recorded JSON error and closes. Deadlines: the TLS handshake and head,
  * the body, held output, and the linger after a refusal.
  *
+ * A manifest upload (a route whose body limit is max-manifest) never
+ * reaches evhttp's memory: the filter holds its head, writes the body to a
+ * spool (server/spool.h: a temporary file, hashed on the way) and, once the
+ * body is whole, passes the head with "Content-Length: 0"; the handler
+ * imports from the spool (srv_conn_upload).
+ *
  * WARNING: evhttp frees a connection as soon as the reply has left the
  * filter, i.e. before TLS has sent it. So evhttp must never close a
  * connection itself: when a request completes we strip what would make it
@@ -38,6 +44,7 @@
 #include "server/head.h"
 #include "formats/io/log.h"
 #include "server/routes.h"
+#include "server/spool.h"
 #include "server/ui.h"
 
 #define ERROR_MSG_MAX 256u
@@ -56,6 +63,7 @@ enum conn_state {
 	C_HEAD,   /* reading a request head */
 	C_BODY,   /* passing the announced body */
 	C_REJECT, /* refused: everything further is dropped */
+	C_SPOOL,  /* writing a manifest body to the spool; its head is held */
 };
 
 struct srv_conn {
@@ -83,6 +91,9 @@ struct srv_conn {
 	const char *reject_hdr;            /* a header for the refusal (NULL when none) */
 	char reject_hdr_value[48];         /* ... and its value */
 	char reject_msg[ERROR_MSG_MAX];
+	struct srv_spool *spool; /* the upload of the current request, or NULL */
+	uint8_t *held;           /* C_SPOOL: the head to pass once the body is spooled */
+	size_t held_len;
 };
 
 /* Connections accepted and open, for GET /metrics (server/metrics.h).
@@ -121,6 +132,21 @@ void srv_conn_replied(struct srv_conn *c, int code)
 	c->status = code;
 }
 
+struct srv_spool *srv_conn_upload(struct srv_conn *c)
+{
+	return c->state == C_SPOOL ? NULL : c->spool;
+}
+
+/* Forget the upload of c (spooled or half-spooled). */
+static void conn_upload_drop(struct srv_conn *c)
+{
+	srv_spool_free(c->spool);
+	c->spool = NULL;
+	free(c->held);
+	c->held = NULL;
+	c->held_len = 0;
+}
+
 static void conn_close_now(struct srv_conn *c)
 {
 	evutil_socket_t fd = bufferevent_getfd(c->tls);
@@ -134,7 +160,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct srv_conn *c = arg;
 	fio_log(FIO_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
-	        c->state == C_BODY ? "body"
+	        c->state == C_BODY || c->state == C_SPOOL ? "body"
 	        : c->lingering     ? "linger"
 	        : c->paused        ? "output"
 	                           : "head");
@@ -279,6 +305,7 @@ static void conn_free(void *arg)
 	event_free(c->kick);
 	if (c->drained != NULL)
 		(void)evbuffer_remove_cb_entry(bufferevent_get_output(c->tls), c->drained);
+	conn_upload_drop(c);
 	free(c);
 	if (!linked)
 		return;
@@ -301,6 +328,7 @@ static void conn_reject(struct srv_conn *c, struct evbuffer *src, struct evbuffe
 	srv_http_vformat(c->reject_msg, sizeof(c->reject_msg), fmt, ap);
 	va_end(ap);
 	c->reject_code = code;
+	conn_upload_drop(c);
 	c->state = C_REJECT;
 	c->in_request = true;
 	(void)evbuffer_drain(src, evbuffer_get_length(src));
@@ -369,6 +397,105 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 	return false;
 }
 
+/* The head p[0..end) as evhttp gets it after its body went to the spool:
+ * the same request line and fields, but "Content-Length: 0" and no Expect
+ * (answered here). *expect_continue says whether it asked for 100-continue. */
+static uint8_t *head_without_body(const uint8_t *p, size_t end, size_t *len,
+                                  bool *expect_continue)
+{
+	static const char tail[] = "Content-Length: 0\r\n\r\n";
+	*expect_continue = false;
+	const uint8_t *lf = memchr(p, '\n', end);
+	uint8_t *out = lf != NULL ? malloc(end + sizeof(tail)) : NULL;
+	if (out == NULL)
+		return NULL;
+	size_t n = (size_t)(lf - p) + 1;
+	memcpy(out, p, n);
+	const uint8_t *pos = NULL;
+	struct srv_head_field f;
+	while (srv_head_next_field(p, end, &pos, &f)) {
+		if (f.name_len == 6 && strncasecmp(f.name, "expect", 6) == 0) {
+			*expect_continue = true;
+			continue;
+		}
+		if (f.name_len == 14 && strncasecmp(f.name, "content-length", 14) == 0)
+			continue;
+		/* name ": " value CRLF is never longer than the line it came from. */
+		memcpy(out + n, f.name, f.name_len);
+		n += f.name_len;
+		memcpy(out + n, ": ", 2);
+		n += 2;
+		memcpy(out + n, f.value, f.value_len);
+		n += f.value_len;
+		memcpy(out + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(out + n, tail, sizeof(tail) - 1);
+	*len = n + sizeof(tail) - 1;
+	return out;
+}
+
+/* Start spooling the body of the manifest upload whose head is p[0..end) in
+ * src; false when refused (answered with the error). */
+static bool conn_spool_start(struct srv_conn *c, const uint8_t *p, size_t end, uint64_t length,
+                             struct evbuffer *src, struct evbuffer *dst)
+{
+	struct idp_error err = {0};
+	bool expect = false;
+	conn_upload_drop(c);
+	c->held = head_without_body(p, end, &c->held_len, &expect);
+	if (c->held == NULL) {
+		conn_reject(c, src, dst, FMT_API_ERR_INTERNAL, "out of memory");
+		return false;
+	}
+	if (srv_spool_new(c->loop->h->cfg->state_dir, &c->spool, &err) != IDP_OK) {
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "upload.spool", "loop=%u error=%s", c->loop->ctx.loop,
+		        fio_log_err(&err, ebuf));
+		conn_reject(c, src, dst, FMT_API_ERR_INTERNAL, "cannot store the upload");
+		return false;
+	}
+	(void)evbuffer_drain(src, end);
+	if (expect) /* after any earlier answer still in the filter */
+		(void)bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	c->state = C_SPOOL;
+	c->in_request = true;
+	c->body_left = (size_t)length;
+	(void)event_del(c->deadline);
+	arm(c, c->loop->h->cfg->body_timeout);
+	return true;
+}
+
+/* Move up to c->body_left bytes of src into the spool; false when refused. */
+static bool conn_spool_some(struct srv_conn *c, struct evbuffer *src, struct evbuffer *dst)
+{
+	size_t n = evbuffer_get_length(src);
+	size_t k = n < c->body_left ? n : c->body_left;
+	struct idp_error err = {0};
+	while (k > 0) {
+		struct evbuffer_iovec v[8];
+		int nv = evbuffer_peek(src, (ev_ssize_t)k, NULL, v, 8);
+		size_t done = 0;
+		for (int i = 0; i < nv && i < 8 && done < k; i++) {
+			size_t m = v[i].iov_len < k - done ? v[i].iov_len : k - done;
+			if (srv_spool_write(c->spool, v[i].iov_base, m, &err) != IDP_OK) {
+				char ebuf[FIO_LOG_ESC_MAX];
+				fio_log(FIO_LOG_ERROR, "upload.spool", "loop=%u error=%s",
+				        c->loop->ctx.loop, fio_log_err(&err, ebuf));
+				conn_reject(c, src, dst, FMT_API_ERR_INTERNAL,
+				            "cannot store the upload");
+				return false;
+			}
+			done += m;
+		}
+		if (done == 0 || evbuffer_drain(src, done) != 0)
+			return false;
+		k -= done;
+		c->body_left -= done;
+	}
+	return true;
+}
+
 static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct evbuffer *dst,
                                                   ev_ssize_t dst_limit,
                                                   enum bufferevent_flush_mode mode, void *arg)
@@ -392,6 +519,21 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		if (c->state == C_REJECT) {
 			(void)evbuffer_drain(src, n);
 			break;
+		}
+		if (c->state == C_SPOOL) {
+			if (!conn_spool_some(c, src, dst))
+				return c->state == C_REJECT ? BEV_OK : BEV_ERROR;
+			if (c->body_left == 0) {
+				/* Whole: now evhttp may see the request. */
+				if (evbuffer_add(dst, c->held, c->held_len) != 0)
+					return BEV_ERROR;
+				free(c->held);
+				c->held = NULL;
+				produced = true;
+				c->state = C_HEAD;
+				(void)event_del(c->deadline);
+			}
+			continue;
 		}
 		if (c->state == C_BODY) {
 			size_t k = n < c->body_left ? n : c->body_left;
@@ -458,6 +600,13 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			            "body is %llu bytes, max %zu for this path",
 			            (unsigned long long)hi.length, max);
 			return BEV_OK;
+		}
+		c->http10 = hi.http10;
+		if (r != NULL && r->max_body == SRV_ROUTE_MANIFEST && hi.has_length &&
+		    hi.length > 0) {
+			if (!conn_spool_start(c, p, end, hi.length, src, dst))
+				return BEV_OK;
+			continue;
 		}
 		if (evbuffer_remove_buffer(src, dst, end) != (int)end)
 			return BEV_ERROR;
@@ -536,6 +685,7 @@ static void request_done(struct evhttp_request *req, void *arg)
 {
 	struct srv_conn *c = arg;
 	c->in_request = false;
+	conn_upload_drop(c);
 	/* Runs before evhttp decides whether to close: keep it from closing
 	 * (see the WARNING at the top) and close after the flush instead. */
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);

@@ -113,6 +113,12 @@ struct srv_loop *srv_conn_loop(const struct srv_conn *c);
 /* Record the status of the reply c sends (for the request log). */
 void srv_conn_replied(struct srv_conn *c, int code);
 
+/* The manifest body of c's current request, spooled to a temporary file as
+ * it arrived (server/spool.h; routes whose body limit is max-manifest): the
+ * request evhttp dispatches then has an empty body. NULL when there is none.
+ * Borrowed: freed when the request completes. */
+struct srv_spool *srv_conn_upload(struct srv_conn *c);
+
 /* ---------------------------------------------------------------- reply.c */
 
 /* vsnprintf into buf[size], always NUL-terminated (cut when too long). */

@@ -25,7 +25,9 @@
 #include "server/import.h"
 #include "formats/io/log.h"
 #include "server/checkpoint.h"
+#include "server/conn.h"
 #include "server/site.h"
+#include "server/spool.h"
 
 #define ANSWER_MAX ((size_t)2 * FMT_API_BODY_MAX)
 
@@ -585,16 +587,32 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "Idprov-Signature: not base64");
 		return;
 	}
-	const uint8_t *body = NULL;
-	size_t len = 0;
-	srv_http_body(req, &body, &len);
+	/* The body was spooled to a file as it arrived (server/conn.c); an
+	 * empty one is all evhttp holds. */
+	const struct srv_rules *rules = &((const struct srv_app *)ctx->app)->rules;
+	struct srv_conn *c = srv_conn_of(req);
+	struct srv_spool *sp = c != NULL ? srv_conn_upload(c) : NULL;
 	struct srv_import_result r;
-	rc = srv_import(ctx->store, body, len, sig, sig_len, station,
-	                &((const struct srv_app *)ctx->app)->rules, (int64_t)time(NULL), &r, &err);
-	free(sig);
 	char sbuf[FIO_LOG_ESC_MAX];
 	const char *who = station != NULL ? station : "(admin)";
 	(void)fio_log_esc(who, strlen(who), sbuf, sizeof(sbuf));
+	if (sp != NULL) {
+		struct srv_import_src src;
+		rc = srv_spool_source(sp, &src, &err);
+		if (rc == IDP_OK) {
+			fio_log(FIO_LOG_INFO, "batch.upload", "loop=%u station=%s bytes=%llu",
+			        ctx->loop, sbuf, (unsigned long long)src.len);
+			rc = srv_import_stream(ctx->store, &src, sig, sig_len, station, rules,
+			                       (int64_t)time(NULL), &r, &err);
+		}
+	} else {
+		const uint8_t *body = NULL;
+		size_t len = 0;
+		srv_http_body(req, &body, &len);
+		rc = srv_import(ctx->store, body, len, sig, sig_len, station, rules,
+		                (int64_t)time(NULL), &r, &err);
+	}
+	free(sig);
 	if (rc != IDP_OK) {
 		enum fmt_api_err_code code =
 		        srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);

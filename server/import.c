@@ -8,35 +8,23 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "formats/mac.h"
 #include "formats/manifest.h"
 #include "formats/manifest_sig.h"
 
-/* The header of body, read before anything is trusted (to find the station). */
-static enum idp_err peek_header(const uint8_t *body, size_t len, struct fmt_manifest_header *h,
+/* The header line of src, read before anything is trusted (to find the station). */
+static enum idp_err peek_header(const struct srv_import_src *src, struct fmt_manifest_header *h,
                                 struct idp_error *err)
 {
 	memset(h, 0, sizeof(*h));
-	struct fmt_manifest_reader *r = fmt_manifest_reader_new();
-	if (r == NULL)
-		return idp_error_set(err, IDP_E_NOMEM, "import: out of memory");
-	enum idp_err rc = IDP_OK;
-	enum fmt_manifest_item item = FMT_MANIFEST_NONE;
-	size_t off = 0;
-	while (rc == IDP_OK && item != FMT_MANIFEST_HEADER && off < len) {
-		size_t used = 0;
-		rc = fmt_manifest_reader_feed(r, body + off, len - off, &used, &item, err);
-		off += used;
-		if (rc == IDP_OK && used == 0 && item == FMT_MANIFEST_NONE)
-			break;
-	}
-	if (rc == IDP_OK && item != FMT_MANIFEST_HEADER)
-		rc = idp_error_set(err, IDP_E_FORMAT, "import: no manifest header");
-	if (rc == IDP_OK)
-		*h = *fmt_manifest_reader_header(r);
-	fmt_manifest_reader_free(r);
+	if (src->header == NULL || src->header_len == 0)
+		return idp_error_set(err, IDP_E_FORMAT, "import: no manifest header");
+	enum idp_err rc = fmt_manifest_parse_header(src->header, src->header_len, true, h, err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "line 1");
 	return rc;
 }
 
@@ -87,7 +75,7 @@ static enum idp_err station_still_trusted(struct srv_store *st, const struct fmt
 
 /* Verify the signature with what the store trusts for the header's station. */
 static enum idp_err verify(struct srv_store *st, const struct fmt_manifest_header *h,
-                           const uint8_t *body, size_t len, const uint8_t *sig, size_t sig_len,
+                           const struct srv_import_src *src, const uint8_t *sig, size_t sig_len,
                            struct fmt_manifest_verified *v, struct idp_error *err)
 {
 	enum idp_err rc = station_still_trusted(st, h, err);
@@ -112,8 +100,13 @@ static enum idp_err verify(struct srv_store *st, const struct fmt_manifest_heade
 		rc = fmt_key_parse_spki_der(s.pubkey, s.pubkey_len, &key, err);
 		trust.station_key = key;
 	}
+	struct fmt_manifest_verifier *ver = NULL;
 	if (rc == IDP_OK)
-		rc = fmt_manifest_verify(sig, sig_len, &trust, body, len, v, err);
+		rc = fmt_manifest_verifier_new(sig, sig_len, &trust, &ver, err);
+	if (rc == IDP_OK)
+		rc = fmt_manifest_verifier_final_digest(ver, src->header, src->header_len,
+		                                        src->sha256, src->len, v, err);
+	fmt_manifest_verifier_free(ver);
 	if (rc == IDP_OK && (strcmp(v->header.station, h->station) != 0 ||
 	                     strcmp(v->header.batch, h->batch) != 0 || v->header.seq != h->seq))
 		rc = idp_error_set(err, IDP_E_VERIFY, "import: signed header differs");
@@ -257,63 +250,83 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 	return rc;
 }
 
-/* Stream every record of body into the store. */
-static enum idp_err import_records(struct srv_store *st, const uint8_t *body, size_t len,
+/* Stream every record of src into the store, hashing the bytes again: they
+ * must be the ones whose digest was verified. */
+static enum idp_err import_records(struct srv_store *st, const struct srv_import_src *src,
                                    const char *batch_id, const char *product,
                                    const struct srv_rules *rules, int64_t now, int64_t *count,
                                    struct idp_error *err)
 {
 	struct fmt_manifest_reader *r = fmt_manifest_reader_new();
-	if (r == NULL)
-		return idp_error_set(err, IDP_E_NOMEM, "import: out of memory");
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	enum idp_err rc = IDP_OK;
-	size_t off = 0;
+	if (r == NULL || md == NULL || EVP_DigestInit_ex2(md, EVP_sha256(), NULL) != 1)
+		rc = idp_error_set(err, IDP_E_NOMEM, "import: out of memory");
+	uint64_t total = 0;
 	*count = 0;
-	while (rc == IDP_OK && off < len) {
-		size_t used = 0;
-		enum fmt_manifest_item item = FMT_MANIFEST_NONE;
-		rc = fmt_manifest_reader_feed(r, body + off, len - off, &used, &item, err);
-		off += used;
-		if (rc == IDP_OK && item == FMT_MANIFEST_RECORD) {
-			const struct fmt_manifest_record *rec = fmt_manifest_reader_record(r);
-			uint64_t line = fmt_manifest_reader_line(r);
-			rc = srv_rules_check(rules, product, rec->id, rec->serial, err);
-			/* The device proved its key at the line: check that proof
-			 * again here, so a station key alone cannot invent one. */
-			if (rc == IDP_OK && rec->has_capture)
-				rc = fmt_manifest_capture_verify(fmt_manifest_reader_header(r), rec,
-				                                 err);
-			if (rc != IDP_OK)
-				idp_error_prefix(err, "line %llu: device %s",
-				                 (unsigned long long)line, rec->id);
-			if (rc == IDP_OK)
-				rc = import_record(st, rec, batch_id, line, now, err);
-			(*count)++;
-		} else if (rc == IDP_OK && used == 0 && item == FMT_MANIFEST_NONE) {
-			break;
+	const uint8_t *chunk = NULL;
+	size_t len = 0;
+	while (rc == IDP_OK && (rc = src->next(src->ctx, &chunk, &len, err)) == IDP_OK && len > 0) {
+		total += len;
+		if (EVP_DigestUpdate(md, chunk, len) != 1)
+			rc = idp_error_ssl(err, IDP_E_CRYPTO, "import: sha-256");
+		size_t off = 0;
+		while (rc == IDP_OK && off < len) {
+			size_t used = 0;
+			enum fmt_manifest_item item = FMT_MANIFEST_NONE;
+			rc = fmt_manifest_reader_feed(r, chunk + off, len - off, &used, &item, err);
+			off += used;
+			if (rc == IDP_OK && item == FMT_MANIFEST_RECORD) {
+				const struct fmt_manifest_record *rec = fmt_manifest_reader_record(r);
+				uint64_t line = fmt_manifest_reader_line(r);
+				rc = srv_rules_check(rules, product, rec->id, rec->serial, err);
+				/* The device proved its key at the line: check that
+				 * proof again here, so a station key alone cannot
+				 * invent one. */
+				if (rc == IDP_OK && rec->has_capture)
+					rc = fmt_manifest_capture_verify(fmt_manifest_reader_header(r),
+					                                 rec, err);
+				if (rc != IDP_OK)
+					idp_error_prefix(err, "line %llu: device %s",
+					                 (unsigned long long)line, rec->id);
+				if (rc == IDP_OK)
+					rc = import_record(st, rec, batch_id, line, now, err);
+				(*count)++;
+			} else if (rc == IDP_OK && used == 0 && item == FMT_MANIFEST_NONE) {
+				break;
+			}
 		}
 	}
+	uint8_t again[SRV_STORE_HASH_LEN];
+	unsigned n = 0;
+	if (rc == IDP_OK && (EVP_DigestFinal_ex(md, again, &n) != 1 || n != sizeof(again)))
+		rc = idp_error_ssl(err, IDP_E_CRYPTO, "import: sha-256");
+	if (rc == IDP_OK && (total != src->len || CRYPTO_memcmp(again, src->sha256, n) != 0))
+		rc = idp_error_set(err, IDP_E_VERIFY,
+		                   "import: the body read back differs from the one verified");
 	if (rc == IDP_OK)
 		rc = fmt_manifest_reader_finish(r, err);
+	EVP_MD_CTX_free(md);
 	fmt_manifest_reader_free(r);
 	return rc;
 }
 
-enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, const uint8_t *sig,
-                        size_t sig_len, const char *station, const struct srv_rules *rules,
-                        int64_t now, struct srv_import_result *out, struct idp_error *err)
+enum idp_err srv_import_stream(struct srv_store *st, const struct srv_import_src *src,
+                               const uint8_t *sig, size_t sig_len, const char *station,
+                               const struct srv_rules *rules, int64_t now,
+                               struct srv_import_result *out, struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct fmt_manifest_header h;
 	struct fmt_manifest_verified v;
-	enum idp_err rc = peek_header(body, len, &h, err);
+	enum idp_err rc = peek_header(src, &h, err);
 	if (rc == IDP_OK && station != NULL && strcmp(station, h.station) != 0)
 		rc = idp_error_set(
 		        err, IDP_E_DENIED,
 		        "import: authenticated as station %s, the manifest is station %s's",
 		        station, h.station);
 	if (rc == IDP_OK)
-		rc = verify(st, &h, body, len, sig, sig_len, &v, err);
+		rc = verify(st, &h, src, sig, sig_len, &v, err);
 	if (rc != IDP_OK)
 		return rc;
 	if (h.seq > (uint64_t)INT64_MAX)
@@ -378,8 +391,7 @@ enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, c
 	if (rc == IDP_OK)
 		rc = srv_store_batch_insert(st, &b, err);
 	if (rc == IDP_OK)
-		rc = import_records(st, body, len, h.batch, h.product, rules, now, &out->devices,
-		                    err);
+		rc = import_records(st, src, h.batch, h.product, rules, now, &out->devices, err);
 	if (rc == IDP_OK && !chained)
 		rc = srv_store_flag_add(st, "batch-gap", h.batch,
 		                        "previous sequence missing or its hash differs", now, err);
@@ -396,4 +408,40 @@ enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, c
 		out->gap = !chained;
 	}
 	return rc;
+}
+
+/* A body in memory: one chunk. */
+struct mem_body {
+	const uint8_t *p;
+	size_t len;
+	bool given;
+};
+
+static enum idp_err mem_next(void *ctx, const uint8_t **chunk, size_t *n, struct idp_error *err)
+{
+	(void)err;
+	struct mem_body *m = ctx;
+	*chunk = m->p;
+	*n = m->given ? 0 : m->len;
+	m->given = true;
+	return IDP_OK;
+}
+
+enum idp_err srv_import(struct srv_store *st, const uint8_t *body, size_t len, const uint8_t *sig,
+                        size_t sig_len, const char *station, const struct srv_rules *rules,
+                        int64_t now, struct srv_import_result *out, struct idp_error *err)
+{
+	struct mem_body m = {.p = body, .len = len};
+	struct srv_import_src src = {.len = len, .next = mem_next, .ctx = &m};
+	size_t look = len < FMT_MANIFEST_LINE_MAX ? len : FMT_MANIFEST_LINE_MAX;
+	const uint8_t *lf = look > 0 ? memchr(body, '\n', look) : NULL;
+	if (lf != NULL) {
+		src.header = body;
+		src.header_len = (size_t)(lf - body) + 1;
+	}
+	if (SHA256(len > 0 ? body : (const uint8_t *)"", len, src.sha256) == NULL) {
+		memset(out, 0, sizeof(*out));
+		return idp_error_ssl(err, IDP_E_CRYPTO, "import: sha-256");
+	}
+	return srv_import_stream(st, &src, sig, sig_len, station, rules, now, out, err);
 }

@@ -44,6 +44,32 @@ struct srv_import_result {
 	bool gap;     /* sequence or previous-hash gap: recorded and flagged */
 };
 
+/* A manifest body the import reads: its first line and SHA-256, known
+ * before the import starts (server/spool.h computes both as the upload
+ * arrives), and its bytes, read once, front to back, inside the import's
+ * transaction. */
+struct srv_import_src {
+	const uint8_t *header; /* the first line, LF included; NULL: none complete */
+	size_t header_len;
+	uint8_t sha256[SRV_STORE_HASH_LEN]; /* of the whole body */
+	uint64_t len;                       /* bytes of the whole body */
+	/* The next bytes of the body in *chunk[0..*n) (valid until the next
+	 * call); *n = 0 at the end. */
+	enum idp_err (*next)(void *ctx, const uint8_t **chunk, size_t *n, struct idp_error *err);
+	void *ctx;
+};
+
+/* As srv_import for the body src describes. The signature is checked over
+ * src's digest and header line before anything is written; the records are
+ * then read once from src in the transaction, and hashed again on the way:
+ * bytes that differ from the digest (or a body of another length) roll the
+ * import back (IDP_E_VERIFY), so what was verified is what is imported. */
+IDP_MUST_CHECK enum idp_err srv_import_stream(struct srv_store *st, const struct srv_import_src *src,
+                                              const uint8_t *sig, size_t sig_len,
+                                              const char *station, const struct srv_rules *rules,
+                                              int64_t now, struct srv_import_result *out,
+                                              struct idp_error *err);
+
 /* Import body[0..len) signed by sig[0..sig_len). When station is not NULL
  * (an upload authenticated as that station) the manifest must be that
  * station's. Every record must pass rules (may be NULL) for the batch's
