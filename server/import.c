@@ -250,13 +250,25 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 	return rc;
 }
 
+/* a and b name the same batch the same way (what the import acts on). */
+static bool same_header(const struct fmt_manifest_header *a, const struct fmt_manifest_header *b)
+{
+	return a->version == b->version && strcmp(a->batch, b->batch) == 0 &&
+	       strcmp(a->station, b->station) == 0 && a->seq == b->seq &&
+	       memcmp(a->prev, b->prev, sizeof(a->prev)) == 0 &&
+	       strcmp(a->created, b->created) == 0 && strcmp(a->product, b->product) == 0 &&
+	       a->count == b->count && a->sig == b->sig &&
+	       memcmp(a->key, b->key, sizeof(a->key)) == 0;
+}
+
 /* Stream every record of src into the store, hashing the bytes again: they
  * must be the ones whose digest was verified. */
 static enum idp_err import_records(struct srv_store *st, const struct srv_import_src *src,
-                                   const char *batch_id, const char *product,
+                                   const struct fmt_manifest_header *h,
                                    const struct srv_rules *rules, int64_t now, int64_t *count,
                                    struct idp_error *err)
 {
+	const char *batch_id = h->batch, *product = h->product;
 	struct fmt_manifest_reader *r = fmt_manifest_reader_new();
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	enum idp_err rc = IDP_OK;
@@ -276,6 +288,11 @@ static enum idp_err import_records(struct srv_store *st, const struct srv_import
 			enum fmt_manifest_item item = FMT_MANIFEST_NONE;
 			rc = fmt_manifest_reader_feed(r, chunk + off, len - off, &used, &item, err);
 			off += used;
+			if (rc == IDP_OK && item == FMT_MANIFEST_HEADER &&
+			    !same_header(fmt_manifest_reader_header(r), h))
+				rc = idp_error_set(err, IDP_E_VERIFY,
+				                   "import: the header read back differs from the "
+				                   "one verified");
 			if (rc == IDP_OK && item == FMT_MANIFEST_RECORD) {
 				const struct fmt_manifest_record *rec = fmt_manifest_reader_record(r);
 				uint64_t line = fmt_manifest_reader_line(r);
@@ -391,7 +408,7 @@ enum idp_err srv_import_stream(struct srv_store *st, const struct srv_import_src
 	if (rc == IDP_OK)
 		rc = srv_store_batch_insert(st, &b, err);
 	if (rc == IDP_OK)
-		rc = import_records(st, src, h.batch, h.product, rules, now, &out->devices, err);
+		rc = import_records(st, src, &h, rules, now, &out->devices, err);
 	if (rc == IDP_OK && !chained)
 		rc = srv_store_flag_add(st, "batch-gap", h.batch,
 		                        "previous sequence missing or its hash differs", now, err);

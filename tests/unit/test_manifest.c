@@ -347,6 +347,55 @@ START_TEST(test_manifest_round_trip)
 }
 END_TEST
 
+/* fmt_manifest_verifier_final_digest: a body hashed elsewhere verifies as
+ * the streamed one does; a digest one bit off, a length or a header line
+ * without its LF, and a verifier already fed are refused. */
+static enum idp_err over_digest(const struct signed_manifest *m, size_t header_len,
+                                const uint8_t *sha, uint64_t len, struct fmt_manifest_verified *v,
+                                struct idp_error *err)
+{
+	struct fmt_manifest_verifier *ver = NULL;
+	ck_assert_int_eq(fmt_manifest_verifier_new(m->sig, m->sig_len, &m->s.trust, &ver, NULL),
+	                 IDP_OK);
+	enum idp_err rc =
+	        fmt_manifest_verifier_final_digest(ver, m->body.p, header_len, sha, len, v, err);
+	fmt_manifest_verifier_free(ver);
+	return rc;
+}
+
+START_TEST(test_manifest_verify_over_digest)
+{
+	struct signed_manifest m;
+	signed_new(&m, kinds[_i], 4);
+	uint8_t sha[32];
+	SHA256(m.body.p, m.body.len, sha);
+	const uint8_t *lf = memchr(m.body.p, '\n', m.body.len);
+	ck_assert_ptr_nonnull(lf);
+	size_t hlen = (size_t)(lf - m.body.p) + 1;
+	struct fmt_manifest_verified v;
+	struct idp_error err;
+	ck_assert_msg(over_digest(&m, hlen, sha, m.body.len, &v, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_mem_eq(v.body_sha256, sha, 32);
+	ck_assert_uint_eq(v.body_len, m.body.len);
+	ck_assert_uint_eq(v.header.count, 4);
+	sha[31] ^= 1;
+	ck_assert_int_eq(over_digest(&m, hlen, sha, m.body.len, &v, &err), IDP_E_VERIFY);
+	ck_assert_msg(strstr(err.msg, "does not match the body") != NULL, "%s", err.msg);
+	sha[31] ^= 1;
+	ck_assert_int_eq(over_digest(&m, hlen - 1, sha, m.body.len, &v, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(over_digest(&m, hlen + 1, sha, m.body.len, &v, &err), IDP_E_FORMAT);
+	ck_assert_int_eq(over_digest(&m, 0, sha, m.body.len, &v, &err), IDP_E_FORMAT);
+	struct fmt_manifest_verifier *ver = NULL;
+	ck_assert_int_eq(fmt_manifest_verifier_new(m.sig, m.sig_len, &m.s.trust, &ver, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_manifest_verifier_update(ver, m.body.p, 1, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_manifest_verifier_final_digest(ver, m.body.p, hlen, sha, m.body.len,
+	                                                    &v, NULL),
+	                 IDP_E_ARG);
+	fmt_manifest_verifier_free(ver);
+	signed_free(&m);
+}
+END_TEST
+
 START_TEST(test_manifest_every_byte_change_fails)
 {
 	struct signed_manifest m;
@@ -1189,6 +1238,7 @@ Suite *idp_test_suite(void)
 	TCase *tc = tcase_create("manifest");
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_manifest_round_trip, 0, 3);
+	tcase_add_loop_test(tc, test_manifest_verify_over_digest, 0, 3);
 	tcase_add_loop_test(tc, test_manifest_every_byte_change_fails, 0, 3);
 	tcase_add_loop_test(tc, test_manifest_truncation_fails_cleanly, 0, 3);
 	tcase_add_test(tc, test_manifest_inserted_and_removed_lines);

@@ -6,7 +6,11 @@
  * an administrator released the value); a sequence gap is recorded and
  * flagged; a pending device is taken over; SIGKILL in the middle of a large
  * import, at several points, leaves the batch whole or absent; a station
- * disabled while its import waits for the write lock imports nothing.
+ * disabled while its import waits for the write lock imports nothing. The
+ * streaming import (srv_import_stream): from a spool written in uneven
+ * chunks; a bad signature found only at the end of the body; bytes read back
+ * that differ from the verified digest (same length, shorter, or another
+ * header) roll back with the store unchanged.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +27,7 @@
 #include "formats/manifest.h"
 #include "formats/manifest_sig.h"
 #include "server/import.h"
+#include "server/spool.h"
 #include "tests/unit/check_main.h"
 #include "tests/unit/helpers.h"
 
@@ -519,6 +524,121 @@ START_TEST(test_import_sigkill_leaves_batch_whole_or_absent)
 }
 END_TEST
 
+/* b written into a spool in uneven chunks (as an upload arrives). */
+static struct srv_spool *spooled(const uint8_t *p, size_t len)
+{
+	struct srv_spool *sp = NULL;
+	ck_assert_int_eq(srv_spool_new(dir, &sp, NULL), IDP_OK);
+	for (size_t pos = 0, step = 1; pos < len; pos += step, step = step * 7 % 5003 + 1) {
+		size_t n = len - pos < step ? len - pos : step;
+		ck_assert_int_eq(srv_spool_write(sp, p + pos, n, NULL), IDP_OK);
+	}
+	ck_assert_uint_eq(srv_spool_size(sp), len);
+	return sp;
+}
+
+static enum idp_err import_spooled(const uint8_t *p, size_t len, const struct body *signed_by,
+                                   struct srv_import_result *r, struct idp_error *err)
+{
+	struct srv_spool *sp = spooled(p, len);
+	struct srv_import_src src;
+	ck_assert_int_eq(srv_spool_source(sp, &src, NULL), IDP_OK);
+	enum idp_err rc = srv_import_stream(st, &src, signed_by->sig, signed_by->sig_len, NULL,
+	                                    NULL, NOW, r, err);
+	srv_spool_free(sp);
+	return rc;
+}
+
+START_TEST(test_import_stream_from_spool)
+{
+	struct body b = make(1, NULL, 1, 3000, station_key);
+	uint8_t before[32], after[32];
+	digest(before);
+	struct srv_import_result r;
+	struct idp_error err = {0};
+	/* The last record's last serial digit changed: the body is still a
+	 * well-formed manifest, only the signature over all of it fails. */
+	uint8_t *bad = malloc(b.len);
+	ck_assert_ptr_nonnull(bad);
+	memcpy(bad, b.p, b.len);
+	ck_assert_int_eq(bad[b.len - 4], '0');
+	bad[b.len - 4] = '1';
+	ck_assert_int_eq(import_spooled(bad, b.len, &b, &r, &err), IDP_E_VERIFY);
+	ck_assert_msg(strstr(err.msg, "signature: does not match the body") != NULL, "%s", err.msg);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	/* Cut after half its lines: refused the same way. */
+	const uint8_t *half = b.p + b.len / 2;
+	while (*half != '\n')
+		half++;
+	ck_assert_int_eq(import_spooled(b.p, (size_t)(half - b.p) + 1, &b, &r, &err), IDP_E_VERIFY);
+	digest(after);
+	ck_assert_mem_eq(before, after, 32);
+	ck_assert_msg(import_spooled(b.p, b.len, &b, &r, &err) == IDP_OK, "%s", err.msg);
+	ck_assert(r.created);
+	ck_assert_int_eq(r.devices, 3000);
+	ck_assert_int_eq(devices(), 3000);
+	free(bad);
+	body_free(&b);
+}
+END_TEST
+
+/* A source whose bytes are not those its digest and header describe. */
+struct liar {
+	const uint8_t *p;
+	size_t len;
+	bool given;
+};
+
+static enum idp_err liar_next(void *ctx, const uint8_t **chunk, size_t *n, struct idp_error *err)
+{
+	(void)err;
+	struct liar *l = ctx;
+	*chunk = l->p;
+	*n = l->given ? 0 : l->len;
+	l->given = true;
+	return IDP_OK;
+}
+
+START_TEST(test_import_stream_read_back_must_match_the_digest)
+{
+	struct body b = make(1, NULL, 1, 200, station_key);
+	struct body other = make(2, NULL, 1, 200, station_key); /* another header */
+	uint8_t before[32], after[32];
+	digest(before);
+	const uint8_t *lf = memchr(b.p, '\n', b.len);
+	struct srv_import_src src = {.header = b.p, .header_len = (size_t)(lf - b.p) + 1,
+	                             .len = b.len, .next = liar_next};
+	SHA256(b.p, b.len, src.sha256);
+	uint8_t *changed = malloc(b.len);
+	ck_assert_ptr_nonnull(changed);
+	memcpy(changed, b.p, b.len);
+	changed[b.len - 4] = changed[b.len - 4] == '1' ? '2' : '1';
+	/* same length, one byte off; one line short; the same length of another
+	 * batch (its own header, so its records are not b's) */
+	size_t short_len = b.len - 1;
+	while (b.p[short_len - 1] != '\n')
+		short_len--;
+	struct liar lies[] = {
+	        {changed, b.len, false}, {b.p, short_len, false}, {other.p, other.len, false}};
+	for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
+		src.ctx = &lies[i];
+		struct srv_import_result r;
+		struct idp_error err = {0};
+		enum idp_err rc = srv_import_stream(st, &src, b.sig, b.sig_len, NULL, NULL, NOW, &r,
+		                                    &err);
+		ck_assert_msg(rc == IDP_E_VERIFY, "lie %zu: %d %s", i, rc, err.msg);
+		ck_assert_msg(strstr(err.msg, "differs from the one verified") != NULL, "lie %zu: %s",
+		              i, err.msg);
+		digest(after);
+		ck_assert_mem_eq(before, after, 32);
+	}
+	free(changed);
+	body_free(&b);
+	body_free(&other);
+}
+END_TEST
+
 struct racer {
 	const struct body *b;
 	struct srv_import_result r;
@@ -584,6 +704,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_import_refuses_weak_ed25519_keys);
 	tcase_add_test(tc, test_import_sigkill_leaves_batch_whole_or_absent);
 	tcase_add_test(tc, test_import_station_disabled_in_flight_imports_nothing);
+	tcase_add_test(tc, test_import_stream_from_spool);
+	tcase_add_test(tc, test_import_stream_read_back_must_match_the_digest);
 	suite_add_tcase(s, tc);
 	return s;
 }
