@@ -456,8 +456,12 @@ static bool conn_spool_start(struct srv_conn *c, const uint8_t *p, size_t end, u
 		return false;
 	}
 	(void)evbuffer_drain(src, end);
-	if (expect) /* after any earlier answer still in the filter */
-		(void)bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	/* evhttp never sees this Expect: answer it here, straight to TLS (the
+	 * filter passes evhttp's output only while evhttp writes). An earlier
+	 * answer has left the filter once its request completed; if one has
+	 * not, the client waits its own timeout and sends the body anyway. */
+	if (expect && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		(void)bufferevent_write(c->tls, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	c->state = C_SPOOL;
 	c->in_request = true;
 	c->body_left = (size_t)length;

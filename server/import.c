@@ -224,29 +224,40 @@ static enum idp_err import_record(struct srv_store *st, const struct fmt_manifes
 {
 	struct srv_device d;
 	memset(&d, 0, sizeof(d));
-	d.created_at = now;
-	char mac[FMT_MAC_TEXT_LEN + 1];
-	fmt_mac_format(rec->mac, mac);
-	bool replace = false, held = true;
-	/* Almost every record of a batch is new: one probe, and the exact
-	 * checks only when something holds one of its values. */
-	enum idp_err rc =
-	        srv_store_device_held(st, rec->id, rec->serial, mac, rec->pub, rec->pub_len, &held, err);
-	if (rc == IDP_OK && held)
-		rc = check_held(st, rec, mac, batch_id, line, now, &d, &replace, err);
-	if (rc != IDP_OK)
-		return rc;
+	fmt_mac_format(rec->mac, d.mac);
 	(void)snprintf(d.id, sizeof(d.id), "%s", rec->id);
 	(void)snprintf(d.serial, sizeof(d.serial), "%s", rec->serial);
-	memcpy(d.mac, mac, sizeof(mac));
 	memcpy(d.pubkey, rec->pub, rec->pub_len);
 	d.pubkey_len = rec->pub_len;
 	d.state = SRV_DEV_PRELOADED;
 	(void)snprintf(d.batch_id, sizeof(d.batch_id), "%s", batch_id);
+	d.created_at = now;
 	d.updated_at = now;
-	rc = replace ? srv_store_device_update(st, &d, err) : srv_store_device_insert(st, &d, err);
+	/* Almost every record of a batch is new: one probe of its serial, MAC
+	 * and key, then the insert, which finds a taken ID itself (and writes
+	 * nothing then). The exact checks run only when something holds one of
+	 * its values. */
+	bool held = true, replace = false;
+	enum idp_err rc = srv_store_device_held(st, d.serial, d.mac, d.pubkey, d.pubkey_len, &held,
+	                                        err);
+	if (rc == IDP_OK && !held) {
+		rc = srv_store_device_insert(st, &d, err);
+		if (rc == IDP_OK)
+			return IDP_OK;
+		if (rc != IDP_E_DUPLICATE)
+			goto write_failed;
+		idp_error_clear(err); /* the ID is taken: see below */
+		rc = IDP_OK;
+	}
+	if (rc == IDP_OK)
+		rc = check_held(st, rec, d.mac, batch_id, line, now, &d, &replace, err);
 	if (rc != IDP_OK)
-		idp_error_prefix(err, "line %llu", (unsigned long long)line);
+		return rc;
+	rc = replace ? srv_store_device_update(st, &d, err) : srv_store_device_insert(st, &d, err);
+	if (rc == IDP_OK)
+		return IDP_OK;
+write_failed:
+	idp_error_prefix(err, "line %llu", (unsigned long long)line);
 	return rc;
 }
 

@@ -261,14 +261,15 @@ IDP_MUST_CHECK enum idp_err srv_store_device_claims(struct srv_store *st, enum s
                                                     int (*fn)(void *ctx, const char *id),
                                                     void *ctx, struct idp_error *err);
 
-/* *held = false when no device at all (any state) has id as its ID, serial
- * as its serial, mac as its MAC or key[0..key_len) as its public key (key
- * may be NULL); true otherwise. One statement: the import's fast path, which
- * runs the exact checks above only for a record whose values are held. */
-IDP_MUST_CHECK enum idp_err srv_store_device_held(struct srv_store *st, const char *id,
-                                                  const char *serial, const char *mac,
-                                                  const uint8_t *key, size_t key_len,
-                                                  bool *held, struct idp_error *err);
+/* *held = false when no device at all (any state) has serial as its
+ * serial, mac as its MAC or key[0..key_len) as its public key (key may be
+ * NULL); true otherwise. One statement: the import's fast path, which runs
+ * the exact checks above only for a record whose values are held (a taken
+ * ID it learns from srv_store_device_insert's IDP_E_DUPLICATE). */
+IDP_MUST_CHECK enum idp_err srv_store_device_held(struct srv_store *st, const char *serial,
+                                                  const char *mac, const uint8_t *key,
+                                                  size_t key_len, bool *held,
+                                                  struct idp_error *err);
 
 /* Bounds on pending devices; 0 disables each. */
 struct srv_pending_limits {

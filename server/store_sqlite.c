@@ -412,12 +412,13 @@ static const char *const stmt_sql[S_COUNT_] = {
                        "WHERE device_id > coalesce(?1, '') ORDER BY device_id LIMIT ?2",
         /* Read on every provisioning request (server/site.h): kept prepared. */
         [S_SUSPENSION_GET] = "SELECT suspended, reason, since FROM site_state WHERE id = 1",
-        /* One index probe per identity (the import's fast path): four
-         * EXISTS so that each uses its own index. */
-        [S_DEVICE_HELD] = "SELECT EXISTS (SELECT 1 FROM devices WHERE id = ?1) "
-                          "OR EXISTS (SELECT 1 FROM devices WHERE serial = ?2) "
-                          "OR EXISTS (SELECT 1 FROM devices WHERE mac = ?3) "
-                          "OR EXISTS (SELECT 1 FROM devices WHERE public_key = ?4)",
+        /* One index probe per identity (the import's fast path): an EXISTS
+         * each, so that each uses its own index, in a WHERE, so that the
+         * first hit ends it and no key skips the key's. */
+        [S_DEVICE_HELD] = "SELECT 1 WHERE EXISTS (SELECT 1 FROM devices WHERE serial = ?1) "
+                          "OR EXISTS (SELECT 1 FROM devices WHERE mac = ?2) "
+                          "OR (?3 IS NOT NULL AND "
+                          "EXISTS (SELECT 1 FROM devices WHERE public_key = ?3))",
 };
 
 struct srv_store {
@@ -1306,19 +1307,20 @@ enum idp_err srv_store_device_claims(struct srv_store *st, enum srv_ident_kind k
 	return rc;
 }
 
-enum idp_err srv_store_device_held(struct srv_store *st, const char *id, const char *serial,
-                                   const char *mac, const uint8_t *key, size_t key_len,
-                                   bool *held, struct idp_error *err)
+enum idp_err srv_store_device_held(struct srv_store *st, const char *serial, const char *mac,
+                                   const uint8_t *key, size_t key_len, bool *held,
+                                   struct idp_error *err)
 {
 	*held = true;
-	const struct arg a[] = {TEXT(id), TEXT(serial), TEXT(mac), BLOB(key, key_len)};
+	const struct arg a[] = {TEXT(serial), TEXT(mac), BLOB(key, key_len)};
 	sqlite3_stmt *s = NULL;
 	enum idp_err rc = query_row(st, S_DEVICE_HELD, a, NARGS(a), &s, err);
-	if (rc == IDP_E_NOTFOUND)
-		return idp_error_set(err, IDP_E_IO, "store: query gave no row");
+	if (rc == IDP_E_NOTFOUND) {
+		*held = false;
+		return IDP_OK;
+	}
 	if (rc != IDP_OK)
 		return rc;
-	*held = sqlite3_column_int64(s, 0) != 0;
 	stmt_done(s);
 	return IDP_OK;
 }

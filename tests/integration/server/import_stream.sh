@@ -91,6 +91,16 @@ t_run "its spool is gone" wait_spools 0
 wait "$probe_pid" 2>/dev/null
 t_run "cut-off upload: database unchanged" [ "$(snap)" = "$before" ]
 
+# A client that asks before sending the body gets "100 Continue" from the
+# filter (the head is held back from evhttp until the body is spooled).
+{
+	printf 'POST /v1/admin/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n' "$token"
+	printf 'Content-Type: application/vnd.idprov.manifest\r\nIdprov-Signature: %s\r\n' "$(base64 -w0 "$m.sig")"
+	printf 'Expect: 100-continue\r\nContent-Length: %s\r\n\r\n' "$len"
+} >"$T_TMP/ask.req"
+"$probe" raw "$SRV_PORT" <"$T_TMP/ask.req" >"$T_TMP/ask.out" 2>&1
+t_grep "Expect: 100-continue is answered before the body" '^HTTP/1.1 100 Continue' "$T_TMP/ask.out"
+t_run "the unsent body imports nothing" [ "$(snap)" = "$before" ]
 t_run "upload with Expect: 100-continue: 201" [ "$(upload "$m" "$m.sig" -H 'Expect: 100-continue')" = 201 ]
 t_grep "the answer counts every device" "\"devices\":$n" "$T_TMP/out"
 t_run "$n devices preloaded" [ "$(q "select count(*) from devices where state='preloaded'")" = $n ]
