@@ -397,6 +397,13 @@ static bool head_authorized(struct srv_conn *c, const struct srv_route *r,
 	return false;
 }
 
+/* Copy p[0..len) to out + n; the new length. */
+static size_t put(uint8_t *out, size_t n, const void *p, size_t len)
+{
+	memcpy(out + n, p, len);
+	return n + len;
+}
+
 /* The head p[0..end) as evhttp gets it after its body went to the spool:
  * the same request line and fields, but "Content-Length: 0" and no Expect
  * (answered here). *expect_continue says whether it asked for 100-continue. */
@@ -421,14 +428,11 @@ static uint8_t *head_without_body(const uint8_t *p, size_t end, size_t *len,
 		if (f.name_len == 14 && strncasecmp(f.name, "content-length", 14) == 0)
 			continue;
 		/* name ": " value CRLF is never longer than the line it came from. */
-		memcpy(out + n, f.name, f.name_len);
-		n += f.name_len;
-		memcpy(out + n, ": ", 2);
-		n += 2;
-		memcpy(out + n, f.value, f.value_len);
-		n += f.value_len;
-		memcpy(out + n, "\r\n", 2);
-		n += 2;
+		static const uint8_t colon[2] = {':', ' '}, crlf[2] = {'\r', '\n'};
+		n = put(out, n, f.name, f.name_len);
+		n = put(out, n, colon, sizeof(colon));
+		n = put(out, n, f.value, f.value_len);
+		n = put(out, n, crlf, sizeof(crlf));
 	}
 	memcpy(out + n, tail, sizeof(tail) - 1);
 	*len = n + sizeof(tail) - 1;

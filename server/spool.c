@@ -1,7 +1,7 @@
 /*
  * spool.c - see spool.h.
  */
-#define _GNU_SOURCE /* O_TMPFILE */
+#define _GNU_SOURCE /* O_TMPFILE; NOLINT(bugprone-reserved-identifier) */
 #include "server/spool.h"
 
 #include <errno.h>
