@@ -620,7 +620,6 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			return BEV_ERROR;
 		produced = true;
 		c->in_request = true;
-		c->http10 = hi.http10;
 		(void)event_del(c->deadline);
 		if (hi.has_length && hi.length > 0) {
 			c->state = C_BODY;
