@@ -235,7 +235,7 @@ static int check_one(void *ctx, const struct srv_checkpoint *c)
 		why = buf;
 	} else if (why == NULL && c->seq > 0) {
 		w->row_found = false;
-		w->rc = srv_store_audit_foreach(w->st, c->seq - 1, 1, take_row, w, w->err);
+		w->rc = srv_store_audit_foreach(w->st, c->seq - 1, 1, NULL, take_row, w, w->err);
 		if (w->rc != IDP_OK)
 			return 1;
 		if (!w->row_found || CRYPTO_memcmp(w->row_hash, c->hash, 32) != 0)
@@ -474,14 +474,14 @@ void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 	 * chains on its own (formats/audit.md §7): every row before is skipped. */
 	if (rc == IDP_OK && since_seq > 1) {
 		struct export pre = {.since_at = INT64_MAX};
-		rc = srv_store_audit_foreach(ctx->store, since_seq - 2, 1, export_entry, &pre,
+		rc = srv_store_audit_foreach(ctx->store, since_seq - 2, 1, NULL, export_entry, &pre,
 		                             &err);
 		memcpy(x.prev, pre.prev, sizeof(x.prev));
 	}
 	x.last_seq = since_seq - 1;
 	for (int64_t before = -1; rc == IDP_OK && !x.failed && x.rows != before;) {
 		before = x.rows;
-		rc = srv_store_audit_foreach(ctx->store, x.last_seq, CKPT_PAGE, export_entry, &x,
+		rc = srv_store_audit_foreach(ctx->store, x.last_seq, CKPT_PAGE, NULL, export_entry, &x,
 		                             &err);
 	}
 	if (x.first_seq == 0)
