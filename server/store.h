@@ -406,6 +406,7 @@ struct srv_audit_row {
 	uint8_t hash[FMT_AUDIT_HASH_LEN];
 	size_t hash_len; /* FMT_AUDIT_HASH_LEN; other values only in a tampered row */
 	char actor[SRV_STORE_ACTOR_MAX + 1]; /* "" in entries older than schema 5 */
+	int version; /* of its hash (formats/audit.md §2): 2 covers the actor, 1 not */
 };
 
 /* Entries with seq > after_seq in seq order (of subject only, when not
@@ -530,8 +531,8 @@ IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st,
  * and an entry names none (copied; NULL or "" clears it; a name longer than
  * SRV_STORE_ACTOR_MAX clears it too). Admin handlers set it to the caller's
  * credential name around their change and clear it after, so no later
- * request on the connection inherits it. WARNING: the actor is stored
- * beside the entry, not yet covered by the chain hash of formats/audit.md. */
+ * request on the connection inherits it. The actor is covered by the
+ * entry's chain hash (version 2, formats/audit.md §2). */
 void srv_store_set_actor(struct srv_store *st, const char *actor);
 
 /* Admin credential roles (docs/administrator.md, "Roles"). */

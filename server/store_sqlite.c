@@ -179,8 +179,11 @@ static const char *const migrations[] = {
         "  key_id TEXT NOT NULL,"
         "  sig BLOB NOT NULL"
         ") STRICT;",
-        /* 7: a subject's audit history (GET /v1/admin/audit?subject=) by index. */
-        "CREATE INDEX audit_subject ON audit(subject, seq) WHERE subject IS NOT NULL;",
+        /* 7: a subject's audit history (GET /v1/admin/audit?subject=) by index;
+         * each entry's hash version (formats/audit.md §2): rows from now on
+         * are version 2, whose hash covers the actor. */
+        "CREATE INDEX audit_subject ON audit(subject, seq) WHERE subject IS NOT NULL;"
+        "ALTER TABLE audit ADD COLUMN v INTEGER NOT NULL DEFAULT 1 CHECK (v IN (1, 2));",
 };
 #define MIGRATION_AUDIT_CHAIN 4 /* the version whose migration chains the audit rows */
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -276,7 +279,7 @@ enum stmt_id {
 #define UNENROLLED "'pending', 'rejected'"
 #define TOKEN_COLS "jti, device_id, kind, issued_at, expires_at, used, parent, revoked_at"
 #define FLAG_COLS  "seq, kind, subject, detail, created_at, count, last_seen"
-#define AUDIT_COLS "seq, at, event, subject, detail, hash, actor"
+#define AUDIT_COLS "seq, at, event, subject, detail, hash, actor, v"
 #define CRED_COLS  "name, role, hash, created_at, revoked_at"
 #define OOB_COLS   "device_id, verifier, created_at, expires_at, used_at, failures"
 #define BATCH_COLS                                                                                 \
@@ -350,8 +353,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                        "WHERE cleared = 0 AND kind = ?1 AND subject IS ?2",
         [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
         [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
-        [S_AUDIT_APPEND] = "INSERT INTO audit (seq, at, event, subject, detail, hash, actor) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        [S_AUDIT_APPEND] = "INSERT INTO audit (seq, at, event, subject, detail, hash, actor, v) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2)",
         [S_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
         [S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         /* Run by migration 4, before migration 5 adds the actor column. */
@@ -1685,6 +1688,12 @@ static void audit_entry_of(sqlite3_stmt *s, struct fmt_audit_entry *e)
 	e->subject_len = e->subject != NULL ? (size_t)sqlite3_column_bytes(s, 3) : 0;
 	e->detail = (const char *)sqlite3_column_text(s, 4);
 	e->detail_len = e->detail != NULL ? (size_t)sqlite3_column_bytes(s, 4) : 0;
+	/* AUDIT_COLS (not migration 4's statement, older than both columns). */
+	if (sqlite3_column_count(s) >= 8) {
+		e->version = sqlite3_column_int(s, 7);
+		e->actor = (const char *)sqlite3_column_text(s, 6);
+		e->actor_len = e->actor != NULL ? (size_t)sqlite3_column_bytes(s, 6) : 0;
+	}
 }
 
 /* Migration 4: number the audit rows already there 1..n in their order and
@@ -1767,6 +1776,9 @@ enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit
 	        .subject_len = ev->subject != NULL ? strlen(ev->subject) : 0,
 	        .detail = ev->detail,
 	        .detail_len = ev->detail != NULL ? strlen(ev->detail) : 0,
+	        .version = 2,
+	        .actor = actor,
+	        .actor_len = strlen(actor),
 	};
 	if (rc == IDP_OK)
 		rc = fmt_audit_hash(prev, &e, h, err);
@@ -1800,6 +1812,7 @@ static enum idp_err audit_row(sqlite3_stmt *s, struct srv_audit_row *out, struct
 		              err);
 	if (rc == IDP_OK)
 		rc = col_text(s, 6, out->actor, sizeof(out->actor), "audit actor", err);
+	out->version = sqlite3_column_int(s, 7);
 	return rc;
 }
 
