@@ -120,9 +120,9 @@ static const struct fmt_admin_field suspended_fields[] = {
         FIELD(fmt_admin_suspended, suspended, FMT_ADMIN_T_BOOL, 0, 0),
 };
 static const struct fmt_admin_field seen_fields[] = {
-        FIELD(fmt_admin_seen, name, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_KIND_MAX * 2),
+        FIELD(fmt_admin_seen, name, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_HOST_MAX),
         FIELD(fmt_admin_seen, host, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_HOST_MAX),
-        FIELD(fmt_admin_seen, addr, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_KIND_MAX * 2),
+        FIELD(fmt_admin_seen, addr, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_ADDR_MAX),
         FIELD(fmt_admin_seen, port, FMT_ADMIN_T_INT, 0, 0),
         FIELD(fmt_admin_seen, fp, FMT_ADMIN_T_SHA256, FMT_ADMIN_F_NULL, FMT_ADMIN_SHA256_HEX),
         FIELD(fmt_admin_seen, allowed, FMT_ADMIN_T_BOOL, 0, 0),

@@ -47,7 +47,8 @@
 #define FMT_ADMIN_SECRET_MAX  64u         /* a credential's secret (base64url of 32 bytes: 43) */
 #define FMT_ADMIN_VERIFIER_MAX 64u        /* an OOB verifier in base64 */
 #define FMT_ADMIN_ALLOW_MAX   300u        /* an allow-list entry */
-#define FMT_ADMIN_HOST_MAX    255u        /* a DNS-SD host name */
+#define FMT_ADMIN_HOST_MAX    255u        /* a DNS-SD host name, an instance name (escaped) */
+#define FMT_ADMIN_ADDR_MAX    64u         /* an address as text */
 
 /* Body kinds. Requests first, then answers (rows of lists and objects). */
 enum fmt_admin_kind {

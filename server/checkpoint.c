@@ -601,7 +601,7 @@ void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 			rc = IDP_OK; /* no checkpoint yet: no key */
 	}
 	cJSON *h = rc == IDP_OK ? cJSON_CreateObject() : NULL;
-	if (rc == IDP_OK) {
+	if (rc == IDP_OK && s != NULL) {
 		s->ctx = ctx;
 		s->req = req;
 		s->conn = evhttp_request_get_connection(req);
@@ -626,10 +626,11 @@ void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 			rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
 	}
 	fmt_file_free_secret(pem, pem_len);
-	if (rc != IDP_OK) {
+	if (rc != IDP_OK || s == NULL) {
 		if (s != NULL)
 			stream_free(s);
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+		(void)srv_handlers_fail(ctx, req, rc != IDP_OK ? rc : IDP_E_NOMEM,
+		                        FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
 	s->c = srv_conn_of(req);

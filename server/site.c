@@ -470,7 +470,7 @@ void srv_site_status(struct srv_ctx *ctx, struct evhttp_request *req)
 	}
 	struct seen *copy = calloc(SRV_SITE_SEEN_MAX, sizeof(*copy));
 	struct fmt_admin_seen *rows = calloc(SRV_SITE_SEEN_MAX, sizeof(*rows));
-	char(*names)[FIO_LOG_ESC_MAX] = calloc(SRV_SITE_SEEN_MAX, sizeof(*names));
+	char(*names)[FMT_ADMIN_HOST_MAX + 1] = calloc(SRV_SITE_SEEN_MAX, sizeof(*names));
 	size_t n = 0;
 	bool watching = false;
 	(void)pthread_mutex_lock(&g_lock);
@@ -480,8 +480,10 @@ void srv_site_status(struct srv_ctx *ctx, struct evhttp_request *req)
 		memcpy(copy, g_site->seen, n * sizeof(*copy));
 	}
 	(void)pthread_mutex_unlock(&g_lock);
-	if (copy == NULL || rows == NULL || names == NULL)
+	if (copy == NULL || rows == NULL || names == NULL) {
+		n = 0;
 		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
+	}
 	for (size_t i = 0; rc == IDP_OK && i < n; i++) {
 		bool allowed = false;
 		rc = is_allowed(ctx->store, &copy[i].f, copy[i].fp, &allowed, &err);
