@@ -30,6 +30,8 @@
 static const char *const release_kinds[] = {"id", "serial", "mac", "key", NULL};
 static const char *const device_states[] = {"preloaded", "pending", "approved",
                                             "rejected",  "revoked", NULL};
+static const char *const roles[] = {"admin", "viewer", NULL};
+static const char *const cred_sources[] = {"state-dir", "store", NULL};
 
 static const struct fmt_admin_field station_add_fields[] = {
         FIELD(fmt_admin_station_add, id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
@@ -54,13 +56,92 @@ static const struct fmt_admin_field release_fields[] = {
 static const struct fmt_admin_field done_fields[] = {
         {.name = "ok", .type = FMT_ADMIN_T_TRUE},
         FIELD(fmt_admin_done, id, FMT_ADMIN_T_ID, FMT_ADMIN_F_OPTIONAL, FMT_ID_MAX),
-        FIELD(fmt_admin_done, name, FMT_ADMIN_T_ID, FMT_ADMIN_F_OPTIONAL, FMT_ID_MAX),
+        FIELD(fmt_admin_done, name, FMT_ADMIN_T_STRING, FMT_ADMIN_F_OPTIONAL, FMT_ID_MAX),
         FIELD(fmt_admin_done, kid, FMT_ADMIN_T_STRING, FMT_ADMIN_F_OPTIONAL, FMT_ADMIN_KIND_MAX),
         FIELD(fmt_admin_done, key_sha256, FMT_ADMIN_T_SHA256, FMT_ADMIN_F_OPTIONAL,
               FMT_ADMIN_SHA256_HEX),
         ENUM_FIELD(fmt_admin_done, kind, FMT_ADMIN_F_OPTIONAL, release_kinds),
         FIELD(fmt_admin_done, value, FMT_ADMIN_T_STRING, FMT_ADMIN_F_OPTIONAL,
               FMT_ADMIN_VALUE_MAX),
+        FIELD(fmt_admin_done, seq, FMT_ADMIN_T_INT, FMT_ADMIN_F_OPTIONAL, 0),
+        FIELD(fmt_admin_done, device_id, FMT_ADMIN_T_ID, FMT_ADMIN_F_OPTIONAL, FMT_ID_MAX),
+        FIELD(fmt_admin_done, entry, FMT_ADMIN_T_STRING, FMT_ADMIN_F_OPTIONAL,
+              FMT_ADMIN_ALLOW_MAX),
+};
+static const struct fmt_admin_field flag_resolve_fields[] = {
+        FIELD(fmt_admin_flag_resolve, seq, FMT_ADMIN_T_INT, 0, 0),
+};
+static const struct fmt_admin_field credential_add_fields[] = {
+        FIELD(fmt_admin_credential_add, name, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_CRED_NAME_MAX),
+        ENUM_FIELD(fmt_admin_credential_add, role, 0, roles),
+};
+static const struct fmt_admin_field name_fields[] = {
+        FIELD(fmt_admin_name, name, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_CRED_NAME_MAX),
+};
+static const struct fmt_admin_field oob_add_fields[] = {
+        FIELD(fmt_admin_oob_add, device_id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
+        FIELD(fmt_admin_oob_add, verifier, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_VERIFIER_MAX),
+        FIELD(fmt_admin_oob_add, expires_in, FMT_ADMIN_T_SECONDS, FMT_ADMIN_F_OPTIONAL, 0),
+};
+static const struct fmt_admin_field suspend_fields[] = {
+        FIELD(fmt_admin_suspend, reason, FMT_ADMIN_T_STRING,
+              FMT_ADMIN_F_OPTIONAL | FMT_ADMIN_F_WIDE, FMT_ADMIN_DETAIL_MAX),
+};
+static const struct fmt_admin_field allow_entry_fields[] = {
+        FIELD(fmt_admin_allow_entry, entry, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_ALLOW_MAX),
+};
+static const struct fmt_admin_field whoami_fields[] = {
+        FIELD(fmt_admin_whoami, name, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_CRED_NAME_MAX),
+        ENUM_FIELD(fmt_admin_whoami, role, 0, roles),
+};
+static const struct fmt_admin_field secret_fields[] = {
+        {.name = "ok", .type = FMT_ADMIN_T_TRUE},
+        FIELD(fmt_admin_secret, name, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_CRED_NAME_MAX),
+        ENUM_FIELD(fmt_admin_secret, role, 0, roles),
+        FIELD(fmt_admin_secret, secret, FMT_ADMIN_T_STRING, FMT_ADMIN_F_WIDE,
+              FMT_ADMIN_SECRET_MAX),
+};
+static const struct fmt_admin_field credential_fields[] = {
+        FIELD(fmt_admin_credential, name, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_CRED_NAME_MAX),
+        ENUM_FIELD(fmt_admin_credential, role, 0, roles),
+        ENUM_FIELD(fmt_admin_credential, source, 0, cred_sources),
+        FIELD(fmt_admin_credential, created_at, FMT_ADMIN_T_TIME, 0, 0),
+        FIELD(fmt_admin_credential, revoked_at, FMT_ADMIN_T_TIME, 0, 0),
+};
+static const struct fmt_admin_field oob_fields[] = {
+        FIELD(fmt_admin_oob, device_id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
+        FIELD(fmt_admin_oob, created_at, FMT_ADMIN_T_TIME, 0, 0),
+        FIELD(fmt_admin_oob, expires_at, FMT_ADMIN_T_TIME, 0, 0),
+        FIELD(fmt_admin_oob, used_at, FMT_ADMIN_T_TIME, 0, 0),
+        FIELD(fmt_admin_oob, failures, FMT_ADMIN_T_INT, 0, 0),
+};
+static const struct fmt_admin_field suspended_fields[] = {
+        {.name = "ok", .type = FMT_ADMIN_T_TRUE},
+        FIELD(fmt_admin_suspended, suspended, FMT_ADMIN_T_BOOL, 0, 0),
+};
+static const struct fmt_admin_field seen_fields[] = {
+        FIELD(fmt_admin_seen, name, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_HOST_MAX),
+        FIELD(fmt_admin_seen, host, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_HOST_MAX),
+        FIELD(fmt_admin_seen, addr, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_ADMIN_ADDR_MAX),
+        FIELD(fmt_admin_seen, port, FMT_ADMIN_T_INT, 0, 0),
+        FIELD(fmt_admin_seen, fp, FMT_ADMIN_T_SHA256, FMT_ADMIN_F_NULL, FMT_ADMIN_SHA256_HEX),
+        FIELD(fmt_admin_seen, allowed, FMT_ADMIN_T_BOOL, 0, 0),
+};
+static const struct fmt_admin_field suspension_fields[] = {
+        FIELD(fmt_admin_suspension, suspended, FMT_ADMIN_T_BOOL, 0, 0),
+        FIELD(fmt_admin_suspension, reason, FMT_ADMIN_T_STRING,
+              FMT_ADMIN_F_NULL | FMT_ADMIN_F_WIDE, FMT_ADMIN_DETAIL_MAX),
+        FIELD(fmt_admin_suspension, since, FMT_ADMIN_T_TIME, 0, 0),
+        FIELD(fmt_admin_suspension, watching, FMT_ADMIN_T_BOOL, 0, 0),
+        {.name = "seen",
+         .type = FMT_ADMIN_T_ROWS,
+         .offset = offsetof(struct fmt_admin_suspension, seen),
+         .rows = FMT_ADMIN_SEEN,
+         .count_offset = offsetof(struct fmt_admin_suspension, n_seen)},
+};
+static const struct fmt_admin_field allow_fields[] = {
+        FIELD(fmt_admin_allow, entry, FMT_ADMIN_T_STRING, 0, FMT_ADMIN_ALLOW_MAX),
+        FIELD(fmt_admin_allow, added_at, FMT_ADMIN_T_TIME, 0, 0),
 };
 static const struct fmt_admin_field station_fields[] = {
         FIELD(fmt_admin_station, id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
@@ -167,6 +248,34 @@ static const struct kind_info {
                                    sizeof(struct fmt_admin_audit_check), NULL, false},
         [FMT_ADMIN_UNPROVISIONED] = {unprovisioned_fields, N(unprovisioned_fields),
                                      sizeof(struct fmt_admin_unprovisioned), "devices", false},
+        [FMT_ADMIN_FLAG_RESOLVE] = {flag_resolve_fields, N(flag_resolve_fields),
+                                    sizeof(struct fmt_admin_flag_resolve), NULL, true},
+        [FMT_ADMIN_CREDENTIAL_ADD] = {credential_add_fields, N(credential_add_fields),
+                                      sizeof(struct fmt_admin_credential_add), NULL, true},
+        [FMT_ADMIN_NAME] = {name_fields, N(name_fields), sizeof(struct fmt_admin_name), NULL,
+                            true},
+        [FMT_ADMIN_OOB_ADD] = {oob_add_fields, N(oob_add_fields),
+                               sizeof(struct fmt_admin_oob_add), NULL, true},
+        [FMT_ADMIN_SUSPEND] = {suspend_fields, N(suspend_fields),
+                               sizeof(struct fmt_admin_suspend), NULL, true},
+        [FMT_ADMIN_ALLOW_ENTRY] = {allow_entry_fields, N(allow_entry_fields),
+                                   sizeof(struct fmt_admin_allow_entry), NULL, true},
+        [FMT_ADMIN_WHOAMI] = {whoami_fields, N(whoami_fields), sizeof(struct fmt_admin_whoami),
+                              NULL, false},
+        [FMT_ADMIN_SECRET] = {secret_fields, N(secret_fields), sizeof(struct fmt_admin_secret),
+                              NULL, false},
+        [FMT_ADMIN_CREDENTIAL] = {credential_fields, N(credential_fields),
+                                  sizeof(struct fmt_admin_credential), "credentials", false},
+        [FMT_ADMIN_OOB] = {oob_fields, N(oob_fields), sizeof(struct fmt_admin_oob), "entries",
+                           false},
+        [FMT_ADMIN_SUSPENDED] = {suspended_fields, N(suspended_fields),
+                                 sizeof(struct fmt_admin_suspended), NULL, false},
+        [FMT_ADMIN_SUSPENSION] = {suspension_fields, N(suspension_fields),
+                                  sizeof(struct fmt_admin_suspension), NULL, false},
+        [FMT_ADMIN_SEEN] = {seen_fields, N(seen_fields), sizeof(struct fmt_admin_seen), NULL,
+                            false},
+        [FMT_ADMIN_ALLOW] = {allow_fields, N(allow_fields), sizeof(struct fmt_admin_allow),
+                             "allow", false},
 };
 
 static const struct kind_info *info(enum fmt_admin_kind kind)

@@ -43,6 +43,12 @@
 #define FMT_ADMIN_KIND_MAX    32u         /* flag kinds, audit events, token kids */
 #define FMT_ADMIN_DETAIL_MAX  1024u       /* flag and audit details, audit reasons */
 #define FMT_ADMIN_SHA256_HEX  64u         /* a SHA-256 as lower-case hex digits */
+#define FMT_ADMIN_CRED_NAME_MAX 32u       /* an admin credential's name */
+#define FMT_ADMIN_SECRET_MAX  64u         /* a credential's secret (base64url of 32 bytes: 43) */
+#define FMT_ADMIN_VERIFIER_MAX 64u        /* an OOB verifier in base64 */
+#define FMT_ADMIN_ALLOW_MAX   300u        /* an allow-list entry */
+#define FMT_ADMIN_HOST_MAX    255u        /* a DNS-SD host name, an instance name (escaped) */
+#define FMT_ADMIN_ADDR_MAX    64u         /* an address as text */
 
 /* Body kinds. Requests first, then answers (rows of lists and objects). */
 enum fmt_admin_kind {
@@ -60,6 +66,20 @@ enum fmt_admin_kind {
 	FMT_ADMIN_AUDIT_ENTRY,     /* row of GET audit */
 	FMT_ADMIN_AUDIT_CHECK,     /* answer of GET audit/verify */
 	FMT_ADMIN_UNPROVISIONED,   /* row of GET report/unprovisioned */
+	FMT_ADMIN_FLAG_RESOLVE,    /* POST flags/resolve: struct fmt_admin_flag_resolve */
+	FMT_ADMIN_CREDENTIAL_ADD,  /* POST credentials: struct fmt_admin_credential_add */
+	FMT_ADMIN_NAME,            /* {"name"}: credentials/revoke */
+	FMT_ADMIN_OOB_ADD,         /* POST oob: struct fmt_admin_oob_add */
+	FMT_ADMIN_SUSPEND,         /* POST suspend: {"reason"?}; resume: {} */
+	FMT_ADMIN_ALLOW_ENTRY,     /* {"entry"}: POST allow, allow/remove */
+	FMT_ADMIN_WHOAMI,          /* answer of GET whoami */
+	FMT_ADMIN_SECRET,          /* answer of POST credentials (201): the secret, once */
+	FMT_ADMIN_CREDENTIAL,      /* row of GET credentials */
+	FMT_ADMIN_OOB,             /* row of GET oob */
+	FMT_ADMIN_SUSPENDED,       /* answer of POST suspend, resume */
+	FMT_ADMIN_SUSPENSION,      /* answer of GET suspension */
+	FMT_ADMIN_SEEN,            /* row of a suspension's seen */
+	FMT_ADMIN_ALLOW,           /* row of GET allow */
 	FMT_ADMIN_KIND_COUNT
 };
 
@@ -93,6 +113,33 @@ struct fmt_admin_rotate {
 	char unused; /* the body is {} */
 };
 
+struct fmt_admin_flag_resolve {
+	int64_t seq; /* the open flag's seq, as GET flags lists it */
+};
+
+struct fmt_admin_credential_add {
+	const char *name; /* 1..FMT_ADMIN_CRED_NAME_MAX of [A-Za-z0-9._-] (the server checks) */
+	const char *role; /* "admin" or "viewer" */
+};
+
+struct fmt_admin_name {
+	const char *name; /* a credential's name */
+};
+
+struct fmt_admin_oob_add {
+	const char *device_id; /* formats/id.h */
+	const char *verifier;  /* base64 of the KDF of the label secret (formats/api.md §15) */
+	int64_t expires_in;    /* seconds; 0: absent (the server's default) */
+};
+
+struct fmt_admin_suspend {
+	const char *reason; /* NULL: absent (resume takes none) */
+};
+
+struct fmt_admin_allow_entry {
+	const char *entry; /* "HOST:PORT", "[IPv6]:PORT" or a 64-hex CA fingerprint */
+};
+
 /* --- answers ---------------------------------------------------------------- */
 
 /* {"ok":true, ...}: what a change did; members absent when NULL. */
@@ -103,6 +150,66 @@ struct fmt_admin_done {
 	const char *key_sha256; /* the key approved */
 	const char *kind;       /* release: what was released ... */
 	const char *value;      /* ... and its value (a key as "sha256:<hex>") */
+	int64_t seq;            /* the flag resolved; 0: absent */
+	const char *device_id;  /* oob add: the device */
+	const char *entry;      /* allow add, remove: the entry as stored */
+};
+
+struct fmt_admin_whoami {
+	const char *name;
+	const char *role; /* "admin" or "viewer" */
+};
+
+/* {"ok":true,"name","role","secret"}. WARNING: secret is the credential:
+ * wipe what holds it after use. */
+struct fmt_admin_secret {
+	const char *name;
+	const char *role;
+	const char *secret;
+};
+
+struct fmt_admin_credential {
+	const char *name;
+	const char *role;
+	const char *source; /* "state-dir" (admin.token) or "store" (named) */
+	int64_t created_at;
+	int64_t revoked_at; /* 0 while not revoked */
+};
+
+struct fmt_admin_oob {
+	const char *device_id;
+	int64_t created_at;
+	int64_t expires_at;
+	int64_t used_at; /* 0: not used */
+	int64_t failures;
+};
+
+struct fmt_admin_suspended {
+	bool suspended; /* the state now */
+};
+
+/* Another DNS-SD publisher of the service type, seen now. */
+struct fmt_admin_seen {
+	const char *name; /* instance name */
+	const char *host;
+	const char *addr;
+	int64_t port;
+	const char *fp; /* its TXT's CA fingerprint; NULL: none */
+	bool allowed;   /* on the allow-list */
+};
+
+struct fmt_admin_suspension {
+	bool suspended;
+	const char *reason; /* NULL: none */
+	int64_t since;      /* 0: never suspended */
+	bool watching;      /* rogue detection (DNS-SD browsing) runs */
+	const struct fmt_admin_seen *seen; /* n_seen rows */
+	size_t n_seen;
+};
+
+struct fmt_admin_allow {
+	const char *entry;
+	int64_t added_at;
 };
 
 struct fmt_admin_station {
@@ -212,7 +319,8 @@ const struct fmt_admin_field *fmt_admin_fields(enum fmt_admin_kind kind, size_t 
 size_t fmt_admin_size(enum fmt_admin_kind kind);
 
 /* The member array's name when kind is the row of a list answer
- * ("stations", "devices", "flags", "entries"); NULL otherwise. */
+ * ("stations", "devices", "flags", "entries", "credentials", "allow");
+ * NULL otherwise. */
 const char *fmt_admin_list_name(enum fmt_admin_kind kind);
 
 /* Read field f of row (a struct of the field's kind). */

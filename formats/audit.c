@@ -13,7 +13,8 @@
 
 size_t fmt_audit_canonical_len(const struct fmt_audit_entry *e)
 {
-	return TAG_LEN + 8u + 8u + 6u + e->event_len + e->subject_len + e->detail_len;
+	size_t n = TAG_LEN + 8u + 8u + 6u + e->event_len + e->subject_len + e->detail_len;
+	return e->version == 2 ? n + 2u + e->actor_len : n;
 }
 
 static uint8_t *put_u64(uint8_t *p, uint64_t v)
@@ -36,10 +37,14 @@ enum idp_err fmt_audit_canonical(const struct fmt_audit_entry *e, uint8_t *out, 
                                  size_t *len, struct idp_error *err)
 {
 	*len = 0;
-	const size_t lens[3] = {e->event_len, e->subject_len, e->detail_len};
-	const char *const ptrs[3] = {e->event, e->subject, e->detail};
-	static const char *const names[3] = {"event", "subject", "detail"};
-	for (size_t i = 0; i < 3; i++) {
+	if (e->version != 0 && e->version != 1 && e->version != 2)
+		return idp_error_set(err, IDP_E_FORMAT, "audit: entry version %d unknown",
+		                     e->version);
+	const size_t lens[4] = {e->event_len, e->subject_len, e->detail_len, e->actor_len};
+	const char *const ptrs[4] = {e->event, e->subject, e->detail, e->actor};
+	static const char *const names[4] = {"event", "subject", "detail", "actor"};
+	const size_t fields = e->version == 2 ? 4 : 3;
+	for (size_t i = 0; i < fields; i++) {
 		if (lens[i] > FMT_AUDIT_FIELD_MAX)
 			return idp_error_set(err, IDP_E_LIMIT, "audit: %s is %zu bytes, max %u",
 			                     names[i], lens[i], FMT_AUDIT_FIELD_MAX);
@@ -52,11 +57,11 @@ enum idp_err fmt_audit_canonical(const struct fmt_audit_entry *e, uint8_t *out, 
 		return idp_error_set(err, IDP_E_LIMIT, "audit: entry needs %zu bytes, buffer has %zu",
 		                     need, cap);
 	uint8_t *p = out;
-	memcpy(p, FMT_AUDIT_TAG, TAG_LEN);
+	memcpy(p, e->version == 2 ? FMT_AUDIT_TAG_V2 : FMT_AUDIT_TAG, TAG_LEN);
 	p += TAG_LEN;
 	p = put_u64(p, (uint64_t)e->seq);
 	p = put_u64(p, (uint64_t)e->at);
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < fields; i++)
 		p = put_text(p, ptrs[i], lens[i]);
 	*len = (size_t)(p - out);
 	return IDP_OK;

@@ -18,6 +18,7 @@
 #define FMT_AUDIT_HASH_LEN  32u      /* SHA-256 */
 #define FMT_AUDIT_FIELD_MAX 65535u   /* bytes of one text field (u16 length) */
 #define FMT_AUDIT_TAG       "idprov-audit-v1" /* domain separation, 15 bytes, no NUL */
+#define FMT_AUDIT_TAG_V2    "idprov-audit-v2" /* version 2: the actor is hashed too */
 
 /* One entry as the chain covers it. Text fields are (pointer, length) and
  * need not be NUL-terminated; an absent field is NULL with length 0 (the
@@ -31,6 +32,9 @@ struct fmt_audit_entry {
 	size_t subject_len;
 	const char *detail;
 	size_t detail_len;
+	int version;       /* 2: the actor is covered (formats/audit.md §2); 0 or 1: not */
+	const char *actor; /* version 2: who acted (NULL with 0: none) */
+	size_t actor_len;
 };
 
 /* The canonical bytes of e (formats/audit.md §2) into out[cap]; *len the

@@ -53,7 +53,7 @@ static enum idp_err header(struct run *r, const cJSON *o, struct idp_error *err)
 	size_t prev_len = 0;
 	enum idp_err rc = fmt_json_only_keys(o, keys, 5, err);
 	if (rc == IDP_OK)
-		rc = fmt_json_get_int(o, "version", true, 1, 1, &version, NULL, err);
+		rc = fmt_json_get_int(o, "version", true, 1, 2, &version, NULL, err);
 	if (rc == IDP_OK)
 		rc = fmt_json_get_int(o, "first_seq", true, 1, INT64_MAX / 2, &r->out->first_seq,
 		                      NULL, err);
@@ -97,14 +97,22 @@ static enum idp_err text_or_null(const cJSON *o, const char *name, size_t max, c
 
 static enum idp_err entry(struct run *r, const cJSON *o, struct idp_error *err)
 {
-	static const char *const keys[] = {"type",    "seq",    "at",  "event",
-	                                   "subject", "detail", "hash"};
+	static const char *const keys[] = {"type",   "seq",  "at", "event", "subject",
+	                                   "detail", "hash", "v",  "actor"};
 	struct fmt_audit_entry e;
 	memset(&e, 0, sizeof(e));
 	const char *hash = NULL;
 	size_t hash_len = 0;
 	uint8_t stored[FMT_AUDIT_HASH_LEN], h[FMT_AUDIT_HASH_LEN];
-	enum idp_err rc = fmt_json_only_keys(o, keys, 7, err);
+	enum idp_err rc = fmt_json_only_keys(o, keys, 9, err);
+	int64_t v = 1;
+	bool has_v = false;
+	if (rc == IDP_OK)
+		rc = fmt_json_get_int(o, "v", false, 1, 2, &v, &has_v, err);
+	e.version = (int)v;
+	/* A version 2 entry's actor is hashed; a version 1 entry's is shown only. */
+	if (rc == IDP_OK && v == 2)
+		rc = text_or_null(o, "actor", FMT_AUDIT_FIELD_MAX, &e.actor, &e.actor_len, err);
 	if (rc == IDP_OK)
 		rc = fmt_json_get_int(o, "seq", true, 1, INT64_MAX / 2, &e.seq, NULL, err);
 	if (rc == IDP_OK)

@@ -193,8 +193,8 @@ bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req)
 /* The request body parsed as kind into *out (formats/admin_api.h; strings
  * borrowed from doc, free it with fmt_admin_doc_free); answered 400 (and
  * false returned) otherwise. */
-static bool parse_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
-                       void *out, struct fmt_admin_doc *doc)
+bool srv_admin_parse_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
+                          void *out, struct fmt_admin_doc *doc)
 {
 	const uint8_t *body = NULL;
 	size_t len = 0;
@@ -212,8 +212,8 @@ static bool parse_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt
 
 /* Answer v (a struct of kind) with status 200; an encoder failure (a stored
  * value out of its type) is logged and answered 500. */
-static void send_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
-                      const void *v)
+void srv_admin_send_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
+                         const void *v)
 {
 	cJSON *o = NULL;
 	struct idp_error err = {0};
@@ -241,11 +241,16 @@ static enum idp_err in_transaction(struct srv_store *st, change_fn *fn, const vo
 	if (rc != IDP_OK)
 		return rc;
 	rc = fn(st, arg, now, err);
-	if (rc == IDP_OK) {
-		const struct srv_audit_event ev = {
-		        .at = now, .event = event, .subject = subject, .detail = detail};
-		rc = srv_store_audit_append(st, &ev, err);
-	}
+	const struct srv_audit_event ev = {
+	        .at = now, .event = event, .subject = subject, .detail = detail};
+	return srv_admin_commit(st, rc, &ev, err);
+}
+
+enum idp_err srv_admin_commit(struct srv_store *st, enum idp_err rc,
+                              const struct srv_audit_event *ev, struct idp_error *err)
+{
+	if (rc == IDP_OK)
+		rc = srv_store_audit_append(st, ev, err);
 	if (rc == IDP_OK)
 		return srv_store_commit(st, err);
 	srv_store_rollback(st);
@@ -268,7 +273,7 @@ static void answer(struct srv_ctx *ctx, struct evhttp_request *req, const char *
 	}
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
 	        vbuf);
-	send_body(ctx, req, FMT_ADMIN_DONE, d);
+	srv_admin_send_body(ctx, req, FMT_ADMIN_DONE, d);
 }
 
 /* answer() for a change whose answer names the station or device id. */
@@ -362,7 +367,7 @@ void srv_admin_station_add(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	struct fmt_admin_station_add a;
 	struct fmt_admin_doc doc;
-	if (!parse_body(ctx, req, FMT_ADMIN_STATION_ADD, &a, &doc))
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_STATION_ADD, &a, &doc))
 		return;
 	struct idp_error err = {0};
 	struct srv_station s = {.enabled = true, .created_at = (int64_t)time(NULL)};
@@ -399,7 +404,7 @@ static bool body_id(struct srv_ctx *ctx, struct evhttp_request *req,
 {
 	struct fmt_admin_target t;
 	struct fmt_admin_doc doc;
-	if (!parse_body(ctx, req, FMT_ADMIN_TARGET, &t, &doc))
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_TARGET, &t, &doc))
 		return false;
 	(void)snprintf(id, SRV_STORE_ID_MAX + 1, "%s", t.id);
 	fmt_admin_doc_free(&doc);
@@ -471,7 +476,7 @@ void srv_admin_ca_add(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	struct fmt_admin_ca_add c;
 	struct fmt_admin_doc doc;
-	if (!parse_body(ctx, req, FMT_ADMIN_CA_ADD, &c, &doc))
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_CA_ADD, &c, &doc))
 		return;
 	struct idp_error err = {0};
 	char fp[65];
@@ -523,7 +528,7 @@ void srv_admin_token_rotate(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	struct fmt_admin_rotate r;
 	struct fmt_admin_doc doc;
-	if (!parse_body(ctx, req, FMT_ADMIN_ROTATE, &r, &doc))
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_ROTATE, &r, &doc))
 		return;
 	fmt_admin_doc_free(&doc);
 	struct idp_error err = {0};
@@ -566,7 +571,7 @@ void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	struct fmt_admin_approve a;
 	struct fmt_admin_doc doc;
-	if (!parse_body(ctx, req, FMT_ADMIN_APPROVE, &a, &doc))
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_APPROVE, &a, &doc))
 		return;
 	struct idp_error err = {0};
 	char id[SRV_STORE_ID_MAX + 1], want[FMT_ADMIN_SHA256_HEX + 1], got[65];
@@ -584,7 +589,7 @@ void srv_admin_approve(struct srv_ctx *ctx, struct evhttp_request *req)
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=approve id=%s key=sha256:%s", ctx->loop,
 	        id, got);
 	const struct fmt_admin_done d = {.id = id, .key_sha256 = got};
-	send_body(ctx, req, FMT_ADMIN_DONE, &d);
+	srv_admin_send_body(ctx, req, FMT_ADMIN_DONE, &d);
 }
 
 void srv_admin_reject(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -621,7 +626,7 @@ void srv_admin_release(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	struct fmt_admin_release a;
 	struct fmt_admin_doc doc;
-	if (!parse_body(ctx, req, FMT_ADMIN_RELEASE, &a, &doc))
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_RELEASE, &a, &doc))
 		return;
 	struct idp_error err = {0};
 	const char *kind = a.kind, *value = a.value;
@@ -680,8 +685,6 @@ struct list {
 	char last[SRV_STORE_ID_MAX + 1];
 	struct srv_store *st; /* for per-row lookups (contenders) */
 	int64_t now;          /* the report's clock */
-	cJSON *arr;           /* hand-built lists: the array being filled ... */
-	bool failed;          /* ... and whether a row could not be added */
 };
 
 /* Append row to l; 1 (stop) when it cannot be. */
@@ -756,7 +759,11 @@ static int add_station(void *ctx, const struct srv_station *s)
 	key_hex(s->pubkey, s->pubkey_len, hex);
 	const struct fmt_admin_station row = {
 	        .id = s->id, .enabled = s->enabled, .key_sha256 = hex, .created_at = s->created_at};
-	return list_add(ctx, &row);
+	struct list *l = ctx;
+	int stop = list_add(l, &row);
+	if (stop == 0)
+		(void)snprintf(l->last, sizeof(l->last), "%s", s->id);
+	return stop;
 }
 
 static int add_device(void *ctx, const struct srv_device *d)
@@ -819,90 +826,6 @@ static int add_flag(void *ctx, const struct srv_flag *f)
 	return stop;
 }
 
-/* --- hand-built bodies: the credentials and out-of-band endpoints (to move
- * into formats/admin_api like the others) --------------------------------- */
-
-/* The request body as a JSON object with only the members in allowed;
- * answered 400 (and NULL returned) otherwise. */
-static cJSON *json_body(struct srv_ctx *ctx, struct evhttp_request *req,
-                        const char *const *allowed, size_t n)
-{
-	const uint8_t *body = NULL;
-	size_t len = 0;
-	srv_http_body(req, &body, &len);
-	if (len == 0) {
-		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "body: empty; send a JSON object");
-		return NULL;
-	}
-	cJSON *o = NULL;
-	struct idp_error err = {0};
-	enum idp_err rc = fmt_json_parse(body, len, FMT_ADMIN_DEPTH, &o, &err);
-	if (rc == IDP_OK && !cJSON_IsObject(o))
-		rc = idp_error_set(&err, IDP_E_FORMAT, "body: not a JSON object");
-	if (rc == IDP_OK)
-		rc = fmt_json_only_keys(o, allowed, n, &err);
-	if (rc != IDP_OK) {
-		cJSON_Delete(o);
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-		return NULL;
-	}
-	return o;
-}
-
-/* Answer {"ok":true, name: value} (200) or the error of rc. */
-static void answer_raw(struct srv_ctx *ctx, struct evhttp_request *req, const char *event,
-                       enum idp_err rc, const struct idp_error *err, const char *name,
-                       const char *value)
-{
-	cJSON *o = rc == IDP_OK ? cJSON_CreateObject() : NULL;
-	if (rc == IDP_OK && (o == NULL || cJSON_AddBoolToObject(o, "ok", 1) == NULL ||
-	                     cJSON_AddStringToObject(o, name, value) == NULL)) {
-		cJSON_Delete(o);
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-		return;
-	}
-	char vbuf[FIO_LOG_ESC_MAX];
-	(void)fio_log_esc(value, strlen(value), vbuf, sizeof(vbuf));
-	if (rc != IDP_OK) {
-		char ebuf[FIO_LOG_ESC_MAX];
-		fio_log(FIO_LOG_INFO, "admin.refused", "loop=%u action=%s %s=%s error=\"%s\"",
-		        ctx->loop, event, name, vbuf, fio_log_err(err, ebuf));
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
-		return;
-	}
-	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=%s %s=%s", ctx->loop, event, name,
-	        vbuf);
-	srv_http_json(req, 200, o);
-	cJSON_Delete(o);
-}
-
-/* {name: []} with l->arr its array; answered 500 (NULL) when out of memory. */
-static cJSON *list_top(struct evhttp_request *req, const char *name, struct list *l)
-{
-	cJSON *top = cJSON_CreateObject();
-	l->arr = top != NULL ? cJSON_AddArrayToObject(top, name) : NULL;
-	if (l->arr == NULL) {
-		cJSON_Delete(top);
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-		return NULL;
-	}
-	return top;
-}
-
-/* Answer top (plus "next"), or the error of rc. */
-static void send_raw_list(struct srv_ctx *ctx, struct evhttp_request *req, cJSON *top,
-                          struct list *l, enum idp_err rc, const struct idp_error *err,
-                          const char *next)
-{
-	if (rc != IDP_OK)
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
-	else if (l->failed || (next != NULL && cJSON_AddStringToObject(top, "next", next) == NULL))
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	else
-		srv_http_json(req, 200, top);
-	cJSON_Delete(top);
-}
-
 /* Start the list answer of rows of kind in l; answered 500 (false) when it
  * cannot be. */
 static bool list_start(struct evhttp_request *req, enum fmt_admin_kind kind, struct list *l)
@@ -938,15 +861,30 @@ static void send_list(struct srv_ctx *ctx, struct evhttp_request *req, struct li
 	l->top = NULL;
 }
 
-/* GET /v1/admin/stations: every station, with its key's SHA-256. */
+static bool parse_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
+                        const char *const *names, size_t n);
+
+/* GET /v1/admin/stations[?after=ID]: stations in ID order with their key's
+ * SHA-256, at most SRV_ADMIN_LIST_MAX; "next" names the ID to continue
+ * after. */
 void srv_admin_station_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	struct list l = {0};
-	if (!authorized(ctx, req) || !list_start(req, FMT_ADMIN_STATION, &l))
+	static const char *const names[] = {"after"};
+	struct evkeyvalq q;
+	if (!parse_query(ctx, req, &q, names, 1))
 		return;
+	const char *after = evhttp_find_header(&q, "after");
 	struct idp_error err = {0};
-	enum idp_err rc = srv_store_station_foreach(ctx->store, add_station, &l, &err);
-	send_list(ctx, req, &l, rc, &err);
+	enum idp_err rc = after != NULL ? fmt_id_check(after, strlen(after), "after", &err) : IDP_OK;
+	struct list l = {0};
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	else if (list_start(req, FMT_ADMIN_STATION, &l)) {
+		rc = srv_store_station_page(ctx->store, after, SRV_ADMIN_LIST_MAX, add_station, &l,
+		                            &err);
+		send_list(ctx, req, &l, rc, &err);
+	}
+	evhttp_clear_headers(&q);
 }
 
 /* GET /v1/admin/devices[?state=S][&after=ID]: devices in ID order, at most
@@ -1054,16 +992,18 @@ static enum idp_err query_count(const char *v, const char *name, int64_t *out,
 	return IDP_OK;
 }
 
-/* GET /v1/admin/flags[?kind=K][&device=ID][&after=SEQ]: the open flags,
+/* GET /v1/admin/flags[?kind=K][&device=ID][&after=SEQ][&state=open|resolved]:
+ * the open (or resolved) flags,
  * newest first, one row per (kind, subject) with its count and first and
  * last time seen; at most SRV_ADMIN_LIST_MAX, "next" the seq to continue
  * after. */
 void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	static const char *const names[] = {"kind", "device", "after"};
+	static const char *const names[] = {"kind", "device", "after", "state"};
 	struct evkeyvalq q;
-	if (!parse_query(ctx, req, &q, names, 3))
+	if (!parse_query(ctx, req, &q, names, 4))
 		return;
+	const char *state = evhttp_find_header(&q, "state");
 	struct srv_flag_query fq = {.limit = SRV_ADMIN_LIST_MAX,
 	                            .kind = evhttp_find_header(&q, "kind"),
 	                            .subject = evhttp_find_header(&q, "device")};
@@ -1075,6 +1015,10 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		rc = fmt_id_check(fq.subject, strlen(fq.subject), "device", &err);
 	if (rc == IDP_OK)
 		rc = query_count(evhttp_find_header(&q, "after"), "after", &fq.before_seq, &err);
+	if (rc == IDP_OK && state != NULL && strcmp(state, "open") != 0 &&
+	    strcmp(state, "resolved") != 0)
+		rc = idp_error_set(&err, IDP_E_FORMAT, "state: must be open or resolved");
+	fq.resolved = rc == IDP_OK && state != NULL && strcmp(state, "resolved") == 0;
 	struct list l = {0};
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
@@ -1083,6 +1027,38 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		send_list(ctx, req, &l, rc, &err);
 	}
 	evhttp_clear_headers(&q);
+}
+
+/* POST /v1/admin/flags/resolve {"seq"}: an administrator reviewed the open
+ * flag seq; it leaves the open list (GET flags?state=resolved lists it) and
+ * an audit entry admin.flag_resolved names its subject, kind and seq. */
+void srv_admin_flag_resolve(struct srv_ctx *ctx, struct evhttp_request *req)
+{
+	if (!authorized(ctx, req))
+		return;
+	struct fmt_admin_flag_resolve a;
+	struct fmt_admin_doc doc;
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_FLAG_RESOLVE, &a, &doc))
+		return;
+	fmt_admin_doc_free(&doc);
+	struct idp_error err = {0};
+	struct srv_flag f;
+	int64_t now = (int64_t)time(NULL);
+	enum idp_err rc = srv_store_begin(ctx->store, &err);
+	if (rc == IDP_OK) {
+		rc = srv_store_flag_resolve(ctx->store, a.seq, &f, &err);
+		char detail[SRV_STORE_KIND_MAX + 32];
+		(void)snprintf(detail, sizeof(detail), "%s #%lld", f.kind, (long long)a.seq);
+		const struct srv_audit_event ev = {.at = now,
+		                                   .event = "admin.flag_resolved",
+		                                   .subject = text(f.subject),
+		                                   .detail = detail};
+		rc = srv_admin_commit(ctx->store, rc, &ev, &err);
+	}
+	char seq[24];
+	(void)snprintf(seq, sizeof(seq), "%lld", (long long)a.seq);
+	const struct fmt_admin_done d = {.seq = a.seq};
+	answer(ctx, req, "flag_resolve", rc, &err, "seq", seq, &d);
 }
 
 /* ---------------------------------------------------------------- audit */
@@ -1109,18 +1085,25 @@ static int add_audit(void *ctx, const struct srv_audit_row *r)
 	return stop;
 }
 
-/* GET /v1/admin/audit[?after=SEQ]: audit entries in seq order with their
- * chain hash (formats/audit.md), at most SRV_ADMIN_LIST_MAX; "next" the seq
- * to continue after. */
+/* GET /v1/admin/audit[?after=SEQ][&subject=ID]: audit entries in seq order
+ * with their chain hash (formats/audit.md), at most SRV_ADMIN_LIST_MAX, of
+ * one subject only when given (a device's history); "next" the seq to
+ * continue after. */
 void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	static const char *const names[] = {"after"};
+	static const char *const names[] = {"after", "subject"};
 	struct evkeyvalq q;
-	if (!parse_query(ctx, req, &q, names, 1))
+	if (!parse_query(ctx, req, &q, names, 2))
 		return;
 	struct idp_error err = {0};
 	int64_t after = 0;
 	enum idp_err rc = query_count(evhttp_find_header(&q, "after"), "after", &after, &err);
+	char subject[SRV_STORE_ID_MAX + 1] = "";
+	const char *sv = evhttp_find_header(&q, "subject");
+	if (rc == IDP_OK && sv != NULL)
+		rc = fmt_id_check(sv, strlen(sv), "subject", &err);
+	if (rc == IDP_OK && sv != NULL)
+		(void)snprintf(subject, sizeof(subject), "%s", sv);
 	evhttp_clear_headers(&q);
 	struct list l = {0};
 	if (rc != IDP_OK) {
@@ -1129,7 +1112,8 @@ void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	}
 	if (!list_start(req, FMT_ADMIN_AUDIT_ENTRY, &l))
 		return;
-	rc = srv_store_audit_foreach(ctx->store, after, SRV_ADMIN_LIST_MAX, add_audit, &l, &err);
+	rc = srv_store_audit_foreach(ctx->store, after, SRV_ADMIN_LIST_MAX, text(subject), add_audit,
+	                             &l, &err);
 	send_list(ctx, req, &l, rc, &err);
 }
 
@@ -1301,15 +1285,8 @@ void srv_admin_whoami(struct srv_ctx *ctx, struct evhttp_request *req)
 	struct srv_admin_who who;
 	if (!srv_admin_caller(ctx, req, &who))
 		return;
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || cJSON_AddStringToObject(o, "name", who.name) == NULL ||
-	    cJSON_AddStringToObject(o, "role", srv_role_name(who.role)) == NULL) {
-		cJSON_Delete(o);
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-		return;
-	}
-	srv_http_json(req, 200, o);
-	cJSON_Delete(o);
+	const struct fmt_admin_whoami w = {.name = who.name, .role = srv_role_name(who.role)};
+	srv_admin_send_body(ctx, req, FMT_ADMIN_WHOAMI, &w);
 }
 
 /* A credential name: 1..SRV_STORE_CRED_NAME_MAX bytes of [A-Za-z0-9._-]. */
@@ -1341,29 +1318,22 @@ void srv_admin_credential_add(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!authorized(ctx, req))
 		return;
-	static const char *const keys[] = {"name", "role"};
-	cJSON *o = json_body(ctx, req, keys, 2);
-	if (o == NULL)
+	struct fmt_admin_credential_add in;
+	struct fmt_admin_doc doc;
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_CREDENTIAL_ADD, &in, &doc))
 		return;
 	struct idp_error err = {0};
-	const char *name = NULL, *role = NULL;
-	size_t name_len = 0, role_len = 0;
 	struct srv_credential c = {.created_at = (int64_t)time(NULL)};
-	enum idp_err rc = fmt_json_get_string(o, "name", true, false, SRV_STORE_CRED_NAME_MAX,
-	                                      &name, &name_len, &err);
-	if (rc == IDP_OK)
-		rc = check_cred_name(name, name_len, &err);
-	if (rc == IDP_OK && name_len == strlen(SRV_ADMIN_BUILTIN) &&
-	    memcmp(name, SRV_ADMIN_BUILTIN, name_len) == 0)
+	size_t name_len = strlen(in.name);
+	enum idp_err rc = check_cred_name(in.name, name_len, &err);
+	if (rc == IDP_OK && strcmp(in.name, SRV_ADMIN_BUILTIN) == 0)
 		rc = idp_error_set(&err, IDP_E_DUPLICATE,
 		                   "name: \"admin\" is the state directory's credential");
-	if (rc == IDP_OK)
-		rc = fmt_json_get_string(o, "role", true, false, 16, &role, &role_len, &err);
-	if (rc == IDP_OK && !srv_role_parse(role, &c.role))
+	if (rc == IDP_OK && !srv_role_parse(in.role, &c.role))
 		rc = idp_error_set(&err, IDP_E_FORMAT, "role: must be admin or viewer");
 	if (rc == IDP_OK)
-		memcpy(c.name, name, name_len);
-	cJSON_Delete(o);
+		memcpy(c.name, in.name, name_len);
+	fmt_admin_doc_free(&doc);
 	uint8_t raw[32];
 	char secret[SRV_STATE_ADMIN_SECRET_LEN + 1];
 	if (rc == IDP_OK && RAND_bytes(raw, sizeof(raw)) != 1)
@@ -1380,17 +1350,17 @@ void srv_admin_credential_add(struct srv_ctx *ctx, struct evhttp_request *req)
 	OPENSSL_cleanse(c.hash, sizeof(c.hash));
 	if (rc != IDP_OK) {
 		OPENSSL_cleanse(secret, sizeof(secret));
-		answer_raw(ctx, req, "credential_add", rc, &err, "name", c.name);
+		const struct fmt_admin_done d = {.name = c.name};
+		answer(ctx, req, "credential_add", rc, &err, "name", c.name, &d);
 		return;
 	}
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=credential_add name=%s role=%s",
 	        ctx->loop, c.name, srv_role_name(c.role));
-	cJSON *a = cJSON_CreateObject();
-	if (a == NULL || cJSON_AddBoolToObject(a, "ok", 1) == NULL ||
-	    cJSON_AddStringToObject(a, "name", c.name) == NULL ||
-	    cJSON_AddStringToObject(a, "role", srv_role_name(c.role)) == NULL ||
-	    cJSON_AddStringToObject(a, "secret", secret) == NULL)
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+	const struct fmt_admin_secret out = {
+	        .name = c.name, .role = srv_role_name(c.role), .secret = secret};
+	cJSON *a = NULL;
+	if (fmt_admin_encode(FMT_ADMIN_SECRET, &out, &a, &err) != IDP_OK)
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
 	else
 		srv_http_json(req, 201, a);
 	OPENSSL_cleanse(secret, sizeof(secret));
@@ -1402,19 +1372,12 @@ void srv_admin_credential_add(struct srv_ctx *ctx, struct evhttp_request *req)
 
 static int add_credential(void *ctx, const struct srv_credential *c)
 {
-	struct list *l = ctx;
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
-	    cJSON_AddStringToObject(o, "name", c->name) == NULL ||
-	    cJSON_AddStringToObject(o, "role", srv_role_name(c->role)) == NULL ||
-	    cJSON_AddStringToObject(o, "source", "store") == NULL ||
-	    cJSON_AddNumberToObject(o, "created_at", (double)c->created_at) == NULL ||
-	    cJSON_AddNumberToObject(o, "revoked_at", (double)c->revoked_at) == NULL) {
-		l->failed = true;
-		return 1;
-	}
-	l->n++;
-	return 0;
+	const struct fmt_admin_credential row = {.name = c->name,
+	                                         .role = srv_role_name(c->role),
+	                                         .source = "store",
+	                                         .created_at = c->created_at,
+	                                         .revoked_at = c->revoked_at};
+	return list_add(ctx, &row);
 }
 
 /* GET /v1/admin/credentials: the state directory's "admin", then every
@@ -1422,20 +1385,15 @@ static int add_credential(void *ctx, const struct srv_credential *c)
 void srv_admin_credential_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	struct list l = {0};
-	cJSON *top = authorized(ctx, req) ? list_top(req, "credentials", &l) : NULL;
-	if (top == NULL)
+	if (!authorized(ctx, req) || !list_start(req, FMT_ADMIN_CREDENTIAL, &l))
 		return;
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l.arr, o) ||
-	    cJSON_AddStringToObject(o, "name", SRV_ADMIN_BUILTIN) == NULL ||
-	    cJSON_AddStringToObject(o, "role", "admin") == NULL ||
-	    cJSON_AddStringToObject(o, "source", "state-dir") == NULL ||
-	    cJSON_AddNumberToObject(o, "created_at", 0) == NULL ||
-	    cJSON_AddNumberToObject(o, "revoked_at", 0) == NULL)
-		l.failed = true;
+	const struct fmt_admin_credential builtin = {
+	        .name = SRV_ADMIN_BUILTIN, .role = "admin", .source = "state-dir"};
 	struct idp_error err = {0};
-	enum idp_err rc = srv_store_credential_foreach(ctx->store, add_credential, &l, &err);
-	send_raw_list(ctx, req, top, &l, rc, &err, NULL);
+	enum idp_err rc = IDP_OK;
+	if (list_add(&l, &builtin) == 0)
+		rc = srv_store_credential_foreach(ctx->store, add_credential, &l, &err);
+	send_list(ctx, req, &l, rc, &err);
 }
 
 static enum idp_err cred_revoke(struct srv_store *st, const void *arg, int64_t now,
@@ -1450,21 +1408,16 @@ void srv_admin_credential_revoke(struct srv_ctx *ctx, struct evhttp_request *req
 {
 	if (!authorized(ctx, req))
 		return;
-	static const char *const keys[] = {"name"};
-	cJSON *o = json_body(ctx, req, keys, 1);
-	if (o == NULL)
+	struct fmt_admin_name in;
+	struct fmt_admin_doc doc;
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_NAME, &in, &doc))
 		return;
 	struct idp_error err = {0};
-	const char *s = NULL;
-	size_t len = 0;
 	char name[SRV_STORE_CRED_NAME_MAX + 1] = "";
-	enum idp_err rc =
-	        fmt_json_get_string(o, "name", true, false, SRV_STORE_CRED_NAME_MAX, &s, &len, &err);
+	enum idp_err rc = check_cred_name(in.name, strlen(in.name), &err);
 	if (rc == IDP_OK)
-		rc = check_cred_name(s, len, &err);
-	if (rc == IDP_OK)
-		memcpy(name, s, len);
-	cJSON_Delete(o);
+		(void)snprintf(name, sizeof(name), "%s", in.name);
+	fmt_admin_doc_free(&doc);
 	if (rc == IDP_OK && strcmp(name, SRV_ADMIN_BUILTIN) == 0)
 		rc = idp_error_set(&err, IDP_E_CONFLICT,
 		                   "credential admin: the state directory's credential; replace it "
@@ -1472,7 +1425,8 @@ void srv_admin_credential_revoke(struct srv_ctx *ctx, struct evhttp_request *req
 	if (rc == IDP_OK)
 		rc = in_transaction(ctx->store, cred_revoke, name, "admin.credential_revoked", name,
 		                    NULL, (int64_t)time(NULL), &err);
-	answer_raw(ctx, req, "credential_revoke", rc, &err, "name", name);
+	const struct fmt_admin_done d = {.name = name};
+	answer(ctx, req, "credential_revoke", rc, &err, "name", name, &d);
 }
 
 /* ---------------------------------------------------------------- out-of-band secrets */
@@ -1495,38 +1449,31 @@ void srv_admin_oob_add(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!authorized(ctx, req))
 		return;
-	static const char *const keys[] = {"device_id", "verifier", "expires_in"};
-	cJSON *o = json_body(ctx, req, keys, 3);
-	if (o == NULL)
+	struct fmt_admin_oob_add in;
+	struct fmt_admin_doc doc;
+	if (!srv_admin_parse_body(ctx, req, FMT_ADMIN_OOB_ADD, &in, &doc))
 		return;
 	struct idp_error err = {0};
-	const char *id = NULL, *v = NULL;
-	size_t id_len = 0, v_len = 0, n = 0;
-	int64_t expires_in = OOB_EXPIRES_DEFAULT;
-	bool present = false;
+	size_t id_len = strlen(in.device_id), n = 0;
+	const char *id = in.device_id;
+	int64_t expires_in = in.expires_in != 0 ? in.expires_in : OOB_EXPIRES_DEFAULT;
 	struct srv_oob e = {.created_at = (int64_t)time(NULL)};
 	uint8_t raw[SRV_STORE_OOB_VERIFIER_LEN + 3];
-	enum idp_err rc = fmt_json_get_string(o, "device_id", true, false, SRV_STORE_ID_MAX, &id,
-	                                      &id_len, &err);
-	if (rc == IDP_OK)
-		rc = fmt_id_check(id, id_len, "device_id", &err);
-	if (rc == IDP_OK)
-		rc = fmt_json_get_string(o, "verifier", true, false, 64, &v, &v_len, &err);
-	if (rc == IDP_OK)
-		rc = fmt_b64_decode(FMT_B64_STD, v, v_len, raw, sizeof(raw), &n, &err);
+	enum idp_err rc = fmt_b64_decode(FMT_B64_STD, in.verifier, strlen(in.verifier), raw,
+	                                 sizeof(raw), &n, &err);
 	if (rc == IDP_OK && n != SRV_STORE_OOB_VERIFIER_LEN)
 		rc = idp_error_set(&err, IDP_E_FORMAT, "verifier: %zu bytes, expected %u", n,
 		                   SRV_STORE_OOB_VERIFIER_LEN);
-	if (rc == IDP_OK)
-		rc = fmt_json_get_int(o, "expires_in", false, 60, OOB_EXPIRES_MAX, &expires_in,
-		                      &present, &err);
+	if (rc == IDP_OK && (expires_in < 60 || expires_in > OOB_EXPIRES_MAX))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "expires_in: must be 60..%d seconds",
+		                   OOB_EXPIRES_MAX);
 	if (rc == IDP_OK) {
 		memcpy(e.device_id, id, id_len);
 		memcpy(e.verifier, raw, sizeof(e.verifier));
 		e.expires_at = e.created_at + expires_in;
 	}
 	OPENSSL_cleanse(raw, sizeof(raw));
-	cJSON_Delete(o);
+	fmt_admin_doc_free(&doc); /* the verifier's text: not a secret (a KDF of one) */
 	if (rc == IDP_OK) {
 		char detail[48];
 		(void)snprintf(detail, sizeof(detail), "expires %lld", (long long)e.expires_at);
@@ -1534,25 +1481,22 @@ void srv_admin_oob_add(struct srv_ctx *ctx, struct evhttp_request *req)
 		                    e.created_at, &err);
 	}
 	OPENSSL_cleanse(e.verifier, sizeof(e.verifier));
-	answer_raw(ctx, req, "oob_add", rc, &err, "device_id", e.device_id);
+	const struct fmt_admin_done d = {.device_id = e.device_id};
+	answer(ctx, req, "oob_add", rc, &err, "device_id", e.device_id, &d);
 }
 
 static int add_oob(void *ctx, const struct srv_oob *e)
 {
 	struct list *l = ctx;
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->arr, o) ||
-	    cJSON_AddStringToObject(o, "device_id", e->device_id) == NULL ||
-	    cJSON_AddNumberToObject(o, "created_at", (double)e->created_at) == NULL ||
-	    cJSON_AddNumberToObject(o, "expires_at", (double)e->expires_at) == NULL ||
-	    cJSON_AddNumberToObject(o, "used_at", (double)e->used_at) == NULL ||
-	    cJSON_AddNumberToObject(o, "failures", (double)e->failures) == NULL) {
-		l->failed = true;
-		return 1;
-	}
-	(void)snprintf(l->last, sizeof(l->last), "%s", e->device_id);
-	l->n++;
-	return 0;
+	const struct fmt_admin_oob row = {.device_id = e->device_id,
+	                                  .created_at = e->created_at,
+	                                  .expires_at = e->expires_at,
+	                                  .used_at = e->used_at,
+	                                  .failures = e->failures};
+	int stop = list_add(l, &row);
+	if (stop == 0)
+		(void)snprintf(l->last, sizeof(l->last), "%s", e->device_id);
+	return stop;
 }
 
 /* GET /v1/admin/oob[?after=ID]: the entries in ID order (never a verifier),
@@ -1568,13 +1512,11 @@ void srv_admin_oob_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	}
 	struct list l = {0};
-	cJSON *top = list_top(req, "entries", &l);
-	if (top != NULL) {
+	if (list_start(req, FMT_ADMIN_OOB, &l)) {
 		struct idp_error err = {0};
 		enum idp_err rc = srv_store_oob_foreach(ctx->store, evhttp_find_header(&q, "after"),
 		                                        SRV_ADMIN_LIST_MAX, add_oob, &l, &err);
-		send_raw_list(ctx, req, top, &l, rc, &err,
-		              l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL);
+		send_list(ctx, req, &l, rc, &err);
 	}
 	evhttp_clear_headers(&q);
 }

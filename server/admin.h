@@ -80,9 +80,10 @@ srv_handler_fn srv_admin_release;         /* POST /v1/admin/release */
 srv_handler_fn srv_admin_station_list;    /* GET /v1/admin/stations */
 srv_handler_fn srv_admin_device_list;     /* GET /v1/admin/devices[?state=S&after=ID] */
 srv_handler_fn srv_admin_flag_list;       /* GET /v1/admin/flags */
+srv_handler_fn srv_admin_flag_resolve;    /* POST /v1/admin/flags/resolve */
 srv_handler_fn srv_admin_backup;          /* POST /v1/admin/backup: the database snapshot */
 srv_handler_fn srv_admin_token_rotate;    /* POST /v1/admin/token-keys/rotate */
-srv_handler_fn srv_admin_audit_list;      /* GET /v1/admin/audit[?after=SEQ] */
+srv_handler_fn srv_admin_audit_list;      /* GET /v1/admin/audit[?after=SEQ&subject=ID] */
 srv_handler_fn srv_admin_audit_verify;    /* GET /v1/admin/audit/verify */
 srv_handler_fn srv_admin_report_unprovisioned; /* GET /v1/admin/report/unprovisioned */
 srv_handler_fn srv_admin_whoami;          /* GET /v1/admin/whoami: {"name","role"} */
@@ -100,5 +101,23 @@ bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req);
 /* As srv_admin_authorized, and *who gets the caller (for handlers that
  * show or act on the caller, e.g. the web UI's session). */
 bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct srv_admin_who *who);
+
+/* The request body parsed as kind into *out (formats/admin_api.h; strings
+ * borrowed from doc: free it with fmt_admin_doc_free) and true; otherwise
+ * answered 400 and false. */
+bool srv_admin_parse_body(struct srv_ctx *ctx, struct evhttp_request *req,
+                          enum fmt_admin_kind kind, void *out, struct fmt_admin_doc *doc);
+
+/* Answer v (a struct of kind) with 200; an encoder failure (a stored value
+ * out of its type) is logged and answered 500. */
+void srv_admin_send_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
+                         const void *v);
+
+/* End the change made in st's open transaction: when rc is IDP_OK, append
+ * ev (its audit entry) and commit, so both are written or neither; else, or
+ * when that fails, roll back. Returns the first failure. */
+IDP_MUST_CHECK enum idp_err srv_admin_commit(struct srv_store *st, enum idp_err rc,
+                                             const struct srv_audit_event *ev,
+                                             struct idp_error *err);
 
 #endif /* IDP_SERVER_ADMIN_H */

@@ -4,7 +4,10 @@
 #include "server/checkpoint.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <sys/socket.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "formats/json.h"
 #include "formats/keys.h"
 #include "server/admin.h"
+#include "server/conn.h"
 #include "server/handlers.h"
 #include "formats/io/log.h"
 
@@ -235,7 +239,7 @@ static int check_one(void *ctx, const struct srv_checkpoint *c)
 		why = buf;
 	} else if (why == NULL && c->seq > 0) {
 		w->row_found = false;
-		w->rc = srv_store_audit_foreach(w->st, c->seq - 1, 1, take_row, w, w->err);
+		w->rc = srv_store_audit_foreach(w->st, c->seq - 1, 1, NULL, take_row, w, w->err);
 		if (w->rc != IDP_OK)
 			return 1;
 		if (!w->row_found || CRYPTO_memcmp(w->row_hash, c->hash, 32) != 0)
@@ -410,6 +414,8 @@ static int export_entry(void *ctx, const struct srv_audit_row *r)
 	    cJSON_AddStringToObject(o, "event", r->event) == NULL ||
 	    add_text_or_null(o, "subject", r->subject) == NULL ||
 	    add_text_or_null(o, "detail", r->detail) == NULL ||
+	    add_text_or_null(o, "actor", r->actor) == NULL ||
+	    cJSON_AddNumberToObject(o, "v", r->version == 2 ? 2 : 1) == NULL ||
 	    cJSON_AddStringToObject(o, "hash", hex) == NULL) {
 		cJSON_Delete(o);
 		x->failed = true;
@@ -435,6 +441,109 @@ static bool query_int(const char *v, int64_t *out)
 		return false;
 	*out = strtoll(v, NULL, 10);
 	return true;
+}
+
+/* The start of an export since a time: the first entry with at >= since_at
+ * after *last_seq (then *found), and the hash of the entry before it. */
+struct start {
+	int64_t since_at;
+	int64_t last_seq;
+	bool found;
+	uint8_t prev[32];
+};
+
+static int find_start(void *ctx, const struct srv_audit_row *r)
+{
+	struct start *f = ctx;
+	if (r->at >= f->since_at) {
+		f->found = true;
+		return 1;
+	}
+	f->last_seq = r->seq;
+	memset(f->prev, 0, sizeof(f->prev));
+	if (r->hash_len == 32)
+		memcpy(f->prev, r->hash, 32);
+	return 0;
+}
+
+/* An export being streamed: one page of entries per chunk, the next read
+ * when the one before has left (so the server holds one page, not the
+ * log), then the checkpoints, then the end. */
+struct stream {
+	struct srv_ctx *ctx;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	struct srv_conn *c;
+	struct export x; /* x.out: the chunk being filled */
+	bool entries_done;
+	size_t bytes;
+};
+
+static void stream_free(struct stream *s)
+{
+	if (s->x.out != NULL)
+		evbuffer_free(s->x.out);
+	free(s);
+}
+
+/* The client went away (or was cut at the deadline) mid-export. evhttp has
+ * detached the unfinished request from the connection and leaves it to us:
+ * ending it frees it. */
+static void stream_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct stream *s = arg;
+	(void)conn;
+	srv_conn_stream_end(s->c);
+	evhttp_send_reply_end(s->req);
+	fio_log(FIO_LOG_INFO, "admin.refused",
+	        "loop=%u action=audit_export error=\"connection closed after %zu bytes\"",
+	        s->ctx->loop, s->bytes);
+	stream_free(s);
+}
+
+/* Send the next chunk (called again once the one before has left). */
+static void stream_next(void *arg)
+{
+	struct stream *s = arg;
+	struct idp_error err = {0};
+	enum idp_err rc = IDP_OK;
+	bool last = false;
+	if (!s->entries_done) {
+		int64_t before = s->x.rows;
+		rc = srv_store_audit_foreach(s->ctx->store, s->x.last_seq, CKPT_PAGE, NULL,
+		                             export_entry, &s->x, &err);
+		s->entries_done = s->x.rows - before < CKPT_PAGE;
+	} else {
+		rc = srv_store_checkpoint_foreach(s->ctx->store, 0, INT64_MAX, export_ckpt, &s->x,
+		                                  &err);
+		last = true;
+	}
+	if (rc != IDP_OK || s->x.failed) {
+		/* The status line has left: cut the connection so the client sees
+		 * an incomplete transfer, never a shorter export that looks whole. */
+		char ebuf[FIO_LOG_ESC_MAX];
+		if (rc == IDP_OK)
+			(void)idp_error_set(&err, IDP_E_NOMEM, "out of memory");
+		fio_log(FIO_LOG_ERROR, "admin.refused", "loop=%u action=audit_export error=\"%s\"",
+		        s->ctx->loop, fio_log_err(&err, ebuf));
+		int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(s->conn));
+		if (fd >= 0)
+			(void)shutdown(fd, SHUT_RDWR); /* stream_closed() frees s */
+		return;
+	}
+	s->bytes += evbuffer_get_length(s->x.out);
+	if (evbuffer_get_length(s->x.out) > 0)
+		evhttp_send_reply_chunk(s->req, s->x.out);
+	if (!last) {
+		srv_conn_when_drained(s->c, stream_next, s);
+		return;
+	}
+	srv_conn_stream_end(s->c);
+	evhttp_connection_set_closecb(s->conn, NULL, NULL);
+	evhttp_send_reply_end(s->req);
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=audit_export first_seq=%lld bytes=%zu",
+	        s->ctx->loop, (long long)s->x.first_seq, s->bytes);
+	stream_free(s);
 }
 
 void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -466,26 +575,23 @@ void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 		}
 	}
 	evhttp_clear_headers(&q);
-	struct export x = {.out = evbuffer_new(), .since_at = since_at};
-	struct evbuffer *all = evbuffer_new();
-	if (rc == IDP_OK && (x.out == NULL || all == NULL))
-		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
-	/* The hash of the entry before the first, so that the part exported
-	 * chains on its own (formats/audit.md §7): every row before is skipped. */
+	/* Where the export starts, and the hash of the entry before it, so that
+	 * the part exported chains on its own (formats/audit.md §7). */
+	struct start f = {.since_at = since_at, .last_seq = since_seq - 1};
 	if (rc == IDP_OK && since_seq > 1) {
-		struct export pre = {.since_at = INT64_MAX};
-		rc = srv_store_audit_foreach(ctx->store, since_seq - 2, 1, export_entry, &pre,
+		struct start pre = {.since_at = INT64_MAX};
+		rc = srv_store_audit_foreach(ctx->store, since_seq - 2, 1, NULL, find_start, &pre,
 		                             &err);
-		memcpy(x.prev, pre.prev, sizeof(x.prev));
+		memcpy(f.prev, pre.prev, sizeof(f.prev));
 	}
-	x.last_seq = since_seq - 1;
-	for (int64_t before = -1; rc == IDP_OK && !x.failed && x.rows != before;) {
-		before = x.rows;
-		rc = srv_store_audit_foreach(ctx->store, x.last_seq, CKPT_PAGE, export_entry, &x,
+	for (int64_t before = -1; rc == IDP_OK && !f.found && f.last_seq != before;) {
+		before = f.last_seq;
+		rc = srv_store_audit_foreach(ctx->store, f.last_seq, CKPT_PAGE, NULL, find_start, &f,
 		                             &err);
 	}
-	if (x.first_seq == 0)
-		x.first_seq = x.last_seq + 1;
+	struct stream *s = rc == IDP_OK ? calloc(1, sizeof(*s)) : NULL;
+	if (rc == IDP_OK && (s == NULL || (s->x.out = evbuffer_new()) == NULL))
+		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
 	uint8_t *pem = NULL;
 	size_t pem_len = 0;
 	if (rc == IDP_OK) {
@@ -494,50 +600,46 @@ void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 		if (rc == IDP_E_NOTFOUND)
 			rc = IDP_OK; /* no checkpoint yet: no key */
 	}
-	char prev[65];
-	fmt_key_fingerprint_hex(x.prev, prev);
 	cJSON *h = rc == IDP_OK ? cJSON_CreateObject() : NULL;
-	if (h != NULL) {
+	if (rc == IDP_OK && s != NULL) {
+		s->ctx = ctx;
+		s->req = req;
+		s->conn = evhttp_request_get_connection(req);
+		s->x.last_seq = f.last_seq;
+		s->x.first_seq = f.last_seq + 1;
+		memcpy(s->x.prev, f.prev, sizeof(s->x.prev));
+		char prev[65];
+		fmt_key_fingerprint_hex(f.prev, prev);
 		char *pemz = pem != NULL ? calloc(1, pem_len + 1) : NULL;
 		if (pemz != NULL)
 			memcpy(pemz, pem, pem_len);
-		if (cJSON_AddStringToObject(h, "type", "export") == NULL ||
-		    cJSON_AddNumberToObject(h, "version", 1) == NULL ||
-		    cJSON_AddNumberToObject(h, "first_seq", (double)x.first_seq) == NULL ||
+		if (h == NULL || cJSON_AddStringToObject(h, "type", "export") == NULL ||
+		    cJSON_AddNumberToObject(h, "version", 2) == NULL ||
+		    cJSON_AddNumberToObject(h, "first_seq", (double)s->x.first_seq) == NULL ||
 		    cJSON_AddStringToObject(h, "prev_hash", prev) == NULL ||
 		    (pemz != NULL ? cJSON_AddStringToObject(h, "audit_key", pemz)
 		                  : cJSON_AddNullToObject(h, "audit_key")) == NULL)
-			x.failed = true;
+			s->x.failed = true;
 		free(pemz);
-		struct evbuffer *entries = x.out;
-		x.out = all;
-		add_line(&x, h);
-		if (evbuffer_add_buffer(all, entries) != 0)
-			x.failed = true;
-		x.out = entries;
+		add_line(&s->x, h);
+		if (s->x.failed)
+			rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
 	}
 	fmt_file_free_secret(pem, pem_len);
-	if (rc == IDP_OK && !x.failed) {
-		struct evbuffer *entries = x.out;
-		x.out = all;
-		rc = srv_store_checkpoint_foreach(ctx->store, 0, INT64_MAX, export_ckpt, &x, &err);
-		x.out = entries;
+	if (rc != IDP_OK || s == NULL) {
+		if (s != NULL)
+			stream_free(s);
+		(void)srv_handlers_fail(ctx, req, rc != IDP_OK ? rc : IDP_E_NOMEM,
+		                        FMT_API_ORIGIN_SERVER, &err);
+		return;
 	}
-	if (rc != IDP_OK) {
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-	} else if (x.failed) {
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	} else {
-		size_t len = evbuffer_get_length(all);
-		const unsigned char *p = evbuffer_pullup(all, -1);
-		srv_http_reply(req, 200, "application/jsonl",
-		               p != NULL ? p : (const unsigned char *)"", len);
-		fio_log(FIO_LOG_INFO, "admin.done",
-		        "loop=%u action=audit_export first_seq=%lld bytes=%zu", ctx->loop,
-		        (long long)x.first_seq, len);
+	s->c = srv_conn_of(req);
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD || s->conn == NULL || s->c == NULL) {
+		stream_free(s);
+		srv_http_reply(req, 200, "application/jsonl", NULL, 0);
+		return;
 	}
-	if (x.out != NULL)
-		evbuffer_free(x.out);
-	if (all != NULL)
-		evbuffer_free(all);
+	srv_http_reply_start(req, 200, "application/jsonl");
+	evhttp_connection_set_closecb(s->conn, stream_closed, s);
+	stream_next(s);
 }

@@ -76,6 +76,9 @@ struct srv_conn {
 	struct event *kick;                /* push evhttp's output through the filter */
 	bool kick_ref;                     /* kick is pending and holds a reference on bev */
 	struct evbuffer_cb_entry *drained; /* on the TLS output: resume when paused */
+	struct event *drain_ev;            /* runs drain_fn (srv_conn_when_drained) */
+	void (*drain_fn)(void *arg);
+	void *drain_arg;
 	enum conn_state state;
 	size_t body_left;
 	bool in_request;  /* a head was passed and its response is not complete */
@@ -255,16 +258,51 @@ static void conn_pump(struct srv_conn *c)
 	bufferevent_trigger(c->tls, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
-/* The TLS output shrank: resume a paused connection at the low watermark. */
+/* The TLS output shrank: resume a paused connection at the low watermark,
+ * and wake a streaming handler (deferred: it adds output). */
 static void output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct srv_conn *c = arg;
-	if (!c->paused || info->n_deleted == 0 || conn_out_pending(c) > OUT_LOW)
+	if (info->n_deleted == 0 || conn_out_pending(c) > OUT_LOW)
+		return;
+	if (c->drain_fn != NULL)
+		event_active(c->drain_ev, EV_TIMEOUT, 1);
+	if (!c->paused)
 		return;
 	(void)buf;
 	c->paused = false;
 	arm(c, c->loop->h->cfg->header_timeout);
 	conn_pump(c);
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_conn *c = arg;
+	void (*fn)(void *) = c->drain_fn;
+	c->drain_fn = NULL;
+	if (fn == NULL)
+		return;
+	arm(c, c->loop->h->cfg->header_timeout); /* progress: the client reads */
+	fn(c->drain_arg);
+}
+
+void srv_conn_when_drained(struct srv_conn *c, void (*fn)(void *arg), void *arg)
+{
+	c->drain_fn = fn;
+	c->drain_arg = arg;
+	if (conn_out_pending(c) <= OUT_LOW)
+		event_active(c->drain_ev, EV_TIMEOUT, 1);
+	else /* a client that stops reading is cut at the deadline */
+		arm(c, c->loop->h->cfg->header_timeout);
+}
+
+void srv_conn_stream_end(struct srv_conn *c)
+{
+	c->drain_fn = NULL;
+	(void)event_del(c->drain_ev);
+	(void)event_del(c->deadline);
 }
 
 /* Close c once what it has to send is sent. */
@@ -303,6 +341,8 @@ static void conn_free(void *arg)
 	event_free(c->deadline);
 	event_free(c->flush_close);
 	event_free(c->kick);
+	if (c->drain_ev != NULL)
+		event_free(c->drain_ev);
 	if (c->drained != NULL)
 		(void)evbuffer_remove_cb_entry(bufferevent_get_output(c->tls), c->drained);
 	conn_upload_drop(c);
@@ -645,6 +685,7 @@ struct bufferevent *srv_conn_new(struct event_base *base, void *arg)
 	c->deadline = evtimer_new(base, deadline_cb, c);
 	c->flush_close = event_new(base, -1, EV_PERSIST, flush_close_cb, c);
 	c->kick = event_new(base, -1, 0, kick_cb, c);
+	c->drain_ev = event_new(base, -1, 0, drain_cb, c);
 	c->tls = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	                                        BEV_OPT_CLOSE_ON_FREE);
 	if (c->tls == NULL)
@@ -659,7 +700,8 @@ struct bufferevent *srv_conn_new(struct event_base *base, void *arg)
 	c->drained = c->tls != NULL
 	                     ? evbuffer_add_cb(bufferevent_get_output(c->tls), output_drained, c)
 	                     : NULL;
-	if (c->deadline == NULL || c->flush_close == NULL || c->kick == NULL || c->bev == NULL ||
+	if (c->deadline == NULL || c->flush_close == NULL || c->kick == NULL ||
+	    c->drain_ev == NULL || c->bev == NULL ||
 	    c->drained == NULL ||
 	    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added, c) == NULL) {
 		if (c->bev != NULL) {
@@ -671,6 +713,8 @@ struct bufferevent *srv_conn_new(struct event_base *base, void *arg)
 		event_free(c->deadline);
 		event_free(c->flush_close);
 		event_free(c->kick);
+		if (c->drain_ev != NULL)
+			event_free(c->drain_ev);
 		free(c);
 		return NULL;
 	}

@@ -119,6 +119,15 @@ void srv_conn_replied(struct srv_conn *c, int code);
  * Borrowed: freed when the request completes. */
 struct srv_spool *srv_conn_upload(struct srv_conn *c);
 
+/* A handler streaming a long answer (evhttp_send_reply_chunk): call fn(arg)
+ * once c's unsent output is under the low watermark (at once when it is
+ * already), so the answer is produced as fast as the client reads it and
+ * never piles up. Each wake re-arms the connection deadline; a client that
+ * stops reading is cut at it (evhttp's close callback then tells the
+ * handler). One waiter at a time; srv_conn_stream_end() cancels it. */
+void srv_conn_when_drained(struct srv_conn *c, void (*fn)(void *arg), void *arg);
+void srv_conn_stream_end(struct srv_conn *c);
+
 /* ---------------------------------------------------------------- reply.c */
 
 /* vsnprintf into buf[size], always NUL-terminated (cut when too long). */

@@ -109,6 +109,11 @@ void srv_httpd_free(struct srv_httpd *h);
 void srv_http_reply(struct evhttp_request *req, int code, const char *content_type,
                     const void *body, size_t len);
 
+/* Start a chunked answer (the headers of srv_http_reply) whose body the
+ * handler sends with evhttp_send_reply_chunk*() and ends with
+ * evhttp_send_reply_end(): an answer too large to hold (the audit export). */
+void srv_http_reply_start(struct evhttp_request *req, int code, const char *content_type);
+
 /* Send obj as JSON with status code. */
 void srv_http_json(struct evhttp_request *req, int code, const cJSON *obj);
 

@@ -43,6 +43,20 @@ uint64_t srv_http_answered(int code)
 	return atomic_load_explicit(&answered[code], memory_order_relaxed);
 }
 
+void srv_http_reply_start(struct evhttp_request *req, int code, const char *content_type)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	(void)evhttp_add_header(h, "Content-Type", content_type);
+	(void)evhttp_add_header(h, "Cache-Control", "no-store");
+	(void)evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	struct srv_conn *c = srv_conn_of(req);
+	if (c != NULL)
+		srv_conn_replied(c, code);
+	if (code >= 100 && code <= (int)SRV_HTTP_STATUS_MAX)
+		(void)atomic_fetch_add_explicit(&answered[code], 1, memory_order_relaxed);
+	evhttp_send_reply_start(req, code, code == 200 ? "OK" : "Error");
+}
+
 void srv_http_reply(struct evhttp_request *req, int code, const char *content_type,
                     const void *body, size_t len)
 {

@@ -78,6 +78,7 @@ static const struct srv_route table[] = {
 	{"/ui/session", EVHTTP_REQ_GET, 0, srv_ui_session, SRV_AUTH_NONE},
 	{"/v1/admin/batches", EVHTTP_REQ_GET, 0, srv_admin_batch_list, SRV_AUTH_ADMIN},
 	{"/v1/admin/cas", EVHTTP_REQ_GET, 0, srv_admin_ca_list, SRV_AUTH_ADMIN},
+	{"/v1/admin/flags/resolve", EVHTTP_REQ_POST, 0, srv_admin_flag_resolve, SRV_AUTH_ADMIN},
 };
 /* clang-format on */
 

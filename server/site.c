@@ -18,7 +18,6 @@
 #include "formats/io/log.h"
 #include "server/publish.h"
 
-#define SITE_JSON_DEPTH 2u
 #define SITE_FP_LEN     64u
 
 /* One other publisher seen and not yet withdrawn. */
@@ -342,51 +341,21 @@ bool srv_site_refused(struct srv_ctx *ctx, struct evhttp_request *req)
 
 /* ---------------------------------------------------------------- admin API */
 
-/* The optional string member name of a JSON body with no other member (an
- * empty body is an empty object): copied to out[size], "" when absent.
- * Answered 400 (false returned) otherwise. */
-static bool body_member(struct srv_ctx *ctx, struct evhttp_request *req, const char *name,
-                        bool required, char *out, size_t size)
+/* The body of suspend or resume as kind into *out (an empty body is {});
+ * answered 400 (false returned) otherwise. Free doc with fmt_admin_doc_free. */
+static bool site_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
+                      void *out, struct fmt_admin_doc *doc)
 {
 	const uint8_t *body = NULL;
 	size_t len = 0;
 	srv_http_body(req, &body, &len);
-	out[0] = '\0';
-	cJSON *o = NULL;
+	if (len > 0)
+		return srv_admin_parse_body(ctx, req, kind, out, doc);
 	struct idp_error err = {0};
-	enum idp_err rc = IDP_OK;
-	if (len > 0 || required)
-		rc = fmt_json_parse(body, len, SITE_JSON_DEPTH, &o, &err);
-	if (rc == IDP_OK && o != NULL && !cJSON_IsObject(o))
-		rc = idp_error_set(&err, IDP_E_FORMAT, "body: not a JSON object");
-	if (rc == IDP_OK && o != NULL)
-		rc = fmt_json_only_keys(o, &name, 1, &err);
-	const char *v = NULL;
-	size_t vlen = 0;
-	if (rc == IDP_OK && o != NULL)
-		rc = fmt_json_get_string(o, name, required, false, size - 1, &v, &vlen, &err);
-	if (rc == IDP_OK && v != NULL) {
-		memcpy(out, v, vlen);
-		out[vlen] = '\0';
-	}
-	cJSON_Delete(o);
+	enum idp_err rc = fmt_admin_parse(kind, (const uint8_t *)"{}", 2, out, doc, &err);
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 	return rc == IDP_OK;
-}
-
-/* Answer {"ok":true, name: v} (v is taken; NULL: out of memory). */
-static void answer_ok(struct evhttp_request *req, const char *name, cJSON *v)
-{
-	cJSON *o = cJSON_CreateObject();
-	if (o != NULL && v != NULL && cJSON_AddBoolToObject(o, "ok", 1) != NULL &&
-	    cJSON_AddItemToObject(o, name, v)) {
-		srv_http_json(req, 200, o);
-	} else {
-		cJSON_Delete(v);
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	}
-	cJSON_Delete(o);
 }
 
 /* Answer {"ok":true,"suspended":on} or the error. */
@@ -402,15 +371,20 @@ static void answer_state(struct srv_ctx *ctx, struct evhttp_request *req, const 
 	}
 	fio_log(on ? FIO_LOG_WARN : FIO_LOG_INFO, "admin.done", "loop=%u action=%s", ctx->loop,
 	        action);
-	answer_ok(req, "suspended", cJSON_CreateBool(on));
+	const struct fmt_admin_suspended a = {.suspended = on};
+	srv_admin_send_body(ctx, req, FMT_ADMIN_SUSPENDED, &a);
 }
 
 void srv_site_suspend(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	char reason[SRV_STORE_DETAIL_MAX + 1] = "";
-	if (!srv_admin_authorized(ctx, req) ||
-	    !body_member(ctx, req, "reason", false, reason, sizeof(reason)))
+	struct fmt_admin_suspend in;
+	struct fmt_admin_doc doc;
+	if (!srv_admin_authorized(ctx, req) || !site_body(ctx, req, FMT_ADMIN_SUSPEND, &in, &doc))
 		return;
+	if (in.reason != NULL)
+		(void)snprintf(reason, sizeof(reason), "%s", in.reason);
+	fmt_admin_doc_free(&doc);
 	struct idp_error err = {0};
 	bool changed = false;
 	enum idp_err rc = set_suspended(
@@ -461,9 +435,11 @@ static enum idp_err rogue_present(struct srv_store *st, struct idp_error *err)
 
 void srv_site_resume(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	char none[2];
-	if (!srv_admin_authorized(ctx, req) || !body_member(ctx, req, "reason", false, none, 1))
+	struct fmt_admin_rotate none;
+	struct fmt_admin_doc doc;
+	if (!srv_admin_authorized(ctx, req) || !site_body(ctx, req, FMT_ADMIN_ROTATE, &none, &doc))
 		return;
+	fmt_admin_doc_free(&doc);
 	struct idp_error err = {0};
 	enum idp_err rc = rogue_present(ctx->store, &err);
 	bool changed = false;
@@ -472,19 +448,13 @@ void srv_site_resume(struct srv_ctx *ctx, struct evhttp_request *req)
 	answer_state(ctx, req, "resume", rc, &err, false);
 }
 
-static int add_seen(cJSON *arr, const struct seen *s, bool allowed)
+/* s as answer text: itself when valid UTF-8, else escaped into buf[size]
+ * (an instance name is whatever the other publisher chose). */
+static const char *utf8_text(const char *s, char *buf, size_t size)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(arr, o) ||
-	    cJSON_AddStringToObject(o, "name", s->f.name) == NULL ||
-	    cJSON_AddStringToObject(o, "host", s->f.host) == NULL ||
-	    cJSON_AddStringToObject(o, "addr", s->f.addr) == NULL ||
-	    cJSON_AddNumberToObject(o, "port", s->f.port) == NULL ||
-	    (s->fp[0] != '\0' ? cJSON_AddStringToObject(o, "fp", s->fp)
-	                      : cJSON_AddNullToObject(o, "fp")) == NULL ||
-	    cJSON_AddBoolToObject(o, "allowed", allowed) == NULL)
-		return -1;
-	return 0;
+	if (fmt_utf8_valid((const uint8_t *)s, strlen(s)))
+		return s;
+	return fio_log_esc(s, strlen(s), buf, size);
 }
 
 void srv_site_status(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -499,6 +469,8 @@ void srv_site_status(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	}
 	struct seen *copy = calloc(SRV_SITE_SEEN_MAX, sizeof(*copy));
+	struct fmt_admin_seen *rows = calloc(SRV_SITE_SEEN_MAX, sizeof(*rows));
+	char(*names)[FMT_ADMIN_HOST_MAX + 1] = calloc(SRV_SITE_SEEN_MAX, sizeof(*names));
 	size_t n = 0;
 	bool watching = false;
 	(void)pthread_mutex_lock(&g_lock);
@@ -508,27 +480,33 @@ void srv_site_status(struct srv_ctx *ctx, struct evhttp_request *req)
 		memcpy(copy, g_site->seen, n * sizeof(*copy));
 	}
 	(void)pthread_mutex_unlock(&g_lock);
-	cJSON *o = cJSON_CreateObject();
-	cJSON *arr = NULL;
-	bool ok = copy != NULL && o != NULL &&
-	          cJSON_AddBoolToObject(o, "suspended", cur.suspended) != NULL &&
-	          (cur.reason[0] != '\0' ? cJSON_AddStringToObject(o, "reason", cur.reason)
-	                                 : cJSON_AddNullToObject(o, "reason")) != NULL &&
-	          cJSON_AddNumberToObject(o, "since", (double)cur.since) != NULL &&
-	          cJSON_AddBoolToObject(o, "watching", watching) != NULL &&
-	          (arr = cJSON_AddArrayToObject(o, "seen")) != NULL;
-	for (size_t i = 0; ok && rc == IDP_OK && i < n; i++) {
+	if (copy == NULL || rows == NULL || names == NULL) {
+		n = 0;
+		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; rc == IDP_OK && i < n; i++) {
 		bool allowed = false;
 		rc = is_allowed(ctx->store, &copy[i].f, copy[i].fp, &allowed, &err);
-		ok = rc != IDP_OK || add_seen(arr, &copy[i], allowed) == 0;
+		rows[i] = (struct fmt_admin_seen){
+		        .name = utf8_text(copy[i].f.name, names[i], sizeof(names[i])),
+		        .host = copy[i].f.host,
+		        .addr = copy[i].f.addr,
+		        .port = copy[i].f.port,
+		        .fp = copy[i].fp[0] != '\0' ? copy[i].fp : NULL,
+		        .allowed = allowed};
 	}
+	const struct fmt_admin_suspension a = {.suspended = cur.suspended,
+	                                       .reason = cur.reason[0] != '\0' ? cur.reason : NULL,
+	                                       .since = cur.since,
+	                                       .watching = watching,
+	                                       .seen = rows,
+	                                       .n_seen = n};
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-	else if (ok)
-		srv_http_json(req, 200, o);
 	else
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	cJSON_Delete(o);
+		srv_admin_send_body(ctx, req, FMT_ADMIN_SUSPENSION, &a);
+	free(names);
+	free(rows);
 	free(copy);
 }
 
@@ -561,9 +539,13 @@ static enum idp_err check_entry(char *e, struct idp_error *err)
 static void allow_change(struct srv_ctx *ctx, struct evhttp_request *req, bool add)
 {
 	char entry[SRV_STORE_ALLOW_MAX + 1] = "";
+	struct fmt_admin_allow_entry in;
+	struct fmt_admin_doc doc;
 	if (!srv_admin_authorized(ctx, req) ||
-	    !body_member(ctx, req, "entry", true, entry, sizeof(entry)))
+	    !srv_admin_parse_body(ctx, req, FMT_ADMIN_ALLOW_ENTRY, &in, &doc))
 		return;
+	(void)snprintf(entry, sizeof(entry), "%s", in.entry);
+	fmt_admin_doc_free(&doc);
 	struct idp_error err = {0};
 	enum idp_err rc = check_entry(entry, &err);
 	int64_t now = (int64_t)time(NULL);
@@ -576,12 +558,7 @@ static void allow_change(struct srv_ctx *ctx, struct evhttp_request *req, bool a
 		                                   .event = add ? "admin.allow_added"
 		                                                : "admin.allow_removed",
 		                                   .detail = entry};
-		if (rc == IDP_OK)
-			rc = srv_store_audit_append(ctx->store, &ev, &err);
-		if (rc == IDP_OK)
-			rc = srv_store_commit(ctx->store, &err);
-		else
-			srv_store_rollback(ctx->store);
+		rc = srv_admin_commit(ctx->store, rc, &ev, &err);
 	}
 	const char *action = add ? "allow_add" : "allow_remove";
 	if (rc != IDP_OK) {
@@ -592,7 +569,8 @@ static void allow_change(struct srv_ctx *ctx, struct evhttp_request *req, bool a
 		return;
 	}
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=%s entry=%s", ctx->loop, action, entry);
-	answer_ok(req, "entry", cJSON_CreateString(entry));
+	const struct fmt_admin_done d = {.entry = entry};
+	srv_admin_send_body(ctx, req, FMT_ADMIN_DONE, &d);
 }
 
 void srv_site_allow_add(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -605,28 +583,39 @@ void srv_site_allow_remove(struct srv_ctx *ctx, struct evhttp_request *req)
 	allow_change(ctx, req, false);
 }
 
+struct allow_list {
+	cJSON *rows;
+	enum idp_err rc;
+	struct idp_error err;
+};
+
 static int add_allow(void *ctx, const char *entry, int64_t added_at)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(ctx, o) ||
-	    cJSON_AddStringToObject(o, "entry", entry) == NULL ||
-	    cJSON_AddNumberToObject(o, "added_at", (double)added_at) == NULL)
-		return 1;
-	return 0;
+	struct allow_list *l = ctx;
+	const struct fmt_admin_allow row = {.entry = entry, .added_at = added_at};
+	l->rc = fmt_admin_list_add(l->rows, FMT_ADMIN_ALLOW, &row, &l->err);
+	return l->rc != IDP_OK;
 }
 
 void srv_site_allow_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	if (!srv_admin_authorized(ctx, req))
 		return;
-	cJSON *o = cJSON_CreateObject();
-	cJSON *arr = o != NULL ? cJSON_AddArrayToObject(o, "allow") : NULL;
+	struct allow_list l = {0};
+	cJSON *top = NULL;
 	struct idp_error err = {0};
-	enum idp_err rc = arr != NULL ? srv_store_allow_foreach(ctx->store, add_allow, arr, &err)
-	                              : idp_error_set(&err, IDP_E_NOMEM, "out of memory");
+	enum idp_err rc = fmt_admin_list_new(FMT_ADMIN_ALLOW, &top, &l.rows, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_allow_foreach(ctx->store, add_allow, &l, &err);
+	if (rc == IDP_OK && l.rc != IDP_OK) {
+		rc = l.rc;
+		err = l.err;
+	}
+	if (rc == IDP_OK)
+		rc = fmt_admin_list_end(top, NULL, 0, &err);
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 	else
-		srv_http_json(req, 200, o);
-	cJSON_Delete(o);
+		srv_http_json(req, 200, top);
+	cJSON_Delete(top);
 }

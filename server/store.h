@@ -387,6 +387,12 @@ struct srv_flag;
 IDP_MUST_CHECK enum idp_err srv_store_flag_get(struct srv_store *st, const char *kind,
                                                const char *subject, struct srv_flag *out,
                                                struct idp_error *err);
+/* Resolve the open flag seq (an administrator reviewed it): it leaves the
+ * open list and the counts; the same kind and subject raised later opens a
+ * new flag. *out is the flag as it was. IDP_E_NOTFOUND when seq is no open
+ * flag (unknown, or resolved already). */
+IDP_MUST_CHECK enum idp_err srv_store_flag_resolve(struct srv_store *st, int64_t seq,
+                                                   struct srv_flag *out, struct idp_error *err);
 /* Count open flags of a kind (NULL = all kinds). */
 IDP_MUST_CHECK enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_t *n,
                                                  struct idp_error *err);
@@ -410,13 +416,15 @@ struct srv_audit_row {
 	uint8_t hash[FMT_AUDIT_HASH_LEN];
 	size_t hash_len; /* FMT_AUDIT_HASH_LEN; other values only in a tampered row */
 	char actor[SRV_STORE_ACTOR_MAX + 1]; /* "" in entries older than schema 5 */
+	int version; /* of its hash (formats/audit.md §2): 2 covers the actor, 1 not */
 };
 
-/* Entries with seq > after_seq in seq order, at most limit; a non-zero
+/* Entries with seq > after_seq in seq order (of subject only, when not
+ * NULL: a device's history, by index), at most limit; a non-zero
  * return from fn stops the walk (still IDP_OK). IDP_E_FORMAT naming the
  * field for a row whose text exceeds the limits (written by something else). */
 IDP_MUST_CHECK enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_t after_seq,
-                                                    int64_t limit,
+                                                    int64_t limit, const char *subject,
                                                     int (*fn)(void *ctx,
                                                               const struct srv_audit_row *r),
                                                     void *ctx, struct idp_error *err);
@@ -505,11 +513,19 @@ struct srv_flag_query {
 	int64_t limit;       /* at most this many */
 	const char *kind;    /* NULL: every kind */
 	const char *subject; /* NULL: every subject */
+	bool resolved;       /* list the resolved flags instead of the open ones */
 };
 IDP_MUST_CHECK enum idp_err srv_store_station_foreach(struct srv_store *st,
                                                       int (*fn)(void *ctx,
                                                                 const struct srv_station *s),
                                                       void *ctx, struct idp_error *err);
+/* Stations with IDs after after_id ("" or NULL: from the first) in ID order,
+ * at most limit (negative: all): one page of the listing. */
+IDP_MUST_CHECK enum idp_err srv_store_station_page(struct srv_store *st, const char *after_id,
+                                                   int64_t limit,
+                                                   int (*fn)(void *ctx,
+                                                             const struct srv_station *s),
+                                                   void *ctx, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_device_foreach(struct srv_store *st,
                                                      enum srv_device_state state,
                                                      const char *after_id, int64_t limit,
@@ -525,8 +541,8 @@ IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st,
  * and an entry names none (copied; NULL or "" clears it; a name longer than
  * SRV_STORE_ACTOR_MAX clears it too). Admin handlers set it to the caller's
  * credential name around their change and clear it after, so no later
- * request on the connection inherits it. WARNING: the actor is stored
- * beside the entry, not yet covered by the chain hash of formats/audit.md. */
+ * request on the connection inherits it. The actor is covered by the
+ * entry's chain hash (version 2, formats/audit.md §2). */
 void srv_store_set_actor(struct srv_store *st, const char *actor);
 
 /* Admin credential roles (docs/administrator.md, "Roles"). */

@@ -179,6 +179,11 @@ static const char *const migrations[] = {
         "  key_id TEXT NOT NULL,"
         "  sig BLOB NOT NULL"
         ") STRICT;",
+        /* 7: a subject's audit history (GET /v1/admin/audit?subject=) by index;
+         * each entry's hash version (formats/audit.md §2): rows from now on
+         * are version 2, whose hash covers the actor. */
+        "CREATE INDEX audit_subject ON audit(subject, seq) WHERE subject IS NOT NULL;"
+        "ALTER TABLE audit ADD COLUMN v INTEGER NOT NULL DEFAULT 1 CHECK (v IN (1, 2));",
 };
 #define MIGRATION_AUDIT_CHAIN 4 /* the version whose migration chains the audit rows */
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -238,10 +243,12 @@ enum stmt_id {
 	S_GROUP_FLAG,
 	S_GROUP_STATE,
 	S_UNPROVISIONED,
-	S_STATION_LIST,
 	S_DEVICE_LIST,
 	S_DEVICE_LIST_STATE,
 	S_FLAG_LIST,
+	S_FLAG_RESOLVE,
+	S_STATION_PAGE,
+	S_AUDIT_LIST_SUBJECT,
 	S_FIND_ENROLLED_SERIAL,
 	S_FIND_ENROLLED_MAC,
 	S_FIND_ENROLLED_KEY,
@@ -273,7 +280,7 @@ enum stmt_id {
 #define UNENROLLED "'pending', 'rejected'"
 #define TOKEN_COLS "jti, device_id, kind, issued_at, expires_at, used, parent, revoked_at"
 #define FLAG_COLS  "seq, kind, subject, detail, created_at, count, last_seen"
-#define AUDIT_COLS "seq, at, event, subject, detail, hash, actor"
+#define AUDIT_COLS "seq, at, event, subject, detail, hash, actor, v"
 #define CRED_COLS  "name, role, hash, created_at, revoked_at"
 #define OOB_COLS   "device_id, verifier, created_at, expires_at, used_at, failures"
 #define BATCH_COLS                                                                                 \
@@ -347,8 +354,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                        "WHERE cleared = 0 AND kind = ?1 AND subject IS ?2",
         [S_FLAG_COUNT] = "SELECT count(*) FROM flags WHERE cleared = 0",
         [S_FLAG_COUNT_KIND] = "SELECT count(*) FROM flags WHERE cleared = 0 AND kind = ?1",
-        [S_AUDIT_APPEND] = "INSERT INTO audit (seq, at, event, subject, detail, hash, actor) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        [S_AUDIT_APPEND] = "INSERT INTO audit (seq, at, event, subject, detail, hash, actor, v) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 2)",
         [S_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
         [S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         /* Run by migration 4, before migration 5 adds the actor column. */
@@ -368,14 +375,19 @@ static const char *const stmt_sql[S_COUNT_] = {
                 "WHERE d.provisioned_at = 0 AND d.state IN ('preloaded', 'pending') "
                 "AND b.imported_at <= ?1 AND (?2 IS NULL OR d.batch_id = ?2) "
                 "AND d.id > coalesce(?3, '') ORDER BY d.id LIMIT ?4",
-        [S_STATION_LIST] = "SELECT id, public_key, enabled, created_at FROM stations ORDER BY id",
         [S_DEVICE_LIST] = "SELECT " DEVICE_COLS " FROM devices "
                           "WHERE id > coalesce(?1, '') ORDER BY id LIMIT ?2",
         [S_DEVICE_LIST_STATE] = "SELECT " DEVICE_COLS " FROM devices "
                                 "WHERE id > coalesce(?1, '') AND state = ?3 ORDER BY id LIMIT ?2",
         [S_FLAG_LIST] = "SELECT " FLAG_COLS " FROM flags "
-                        "WHERE cleared = 0 AND (?1 <= 0 OR seq < ?1) AND (?3 IS NULL OR kind = ?3) "
+                        "WHERE cleared = ?5 AND (?1 <= 0 OR seq < ?1) AND (?3 IS NULL OR kind = ?3) "
                         "AND (?4 IS NULL OR subject = ?4) ORDER BY seq DESC LIMIT ?2",
+        [S_STATION_PAGE] = "SELECT id, public_key, enabled, created_at FROM stations "
+                           "WHERE id > coalesce(?1, '') ORDER BY id LIMIT ?2",
+        [S_FLAG_RESOLVE] = "UPDATE flags SET cleared = 1 WHERE seq = ?1 AND cleared = 0 "
+                           "RETURNING " FLAG_COLS,
+        [S_AUDIT_LIST_SUBJECT] = "SELECT " AUDIT_COLS " FROM audit "
+                                 "WHERE subject = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
         [S_FIND_ENROLLED_SERIAL] = "SELECT id FROM devices WHERE serial = ?1 AND id IS NOT ?2 "
                                    "AND state NOT IN (" UNENROLLED ") LIMIT 1",
         [S_FIND_ENROLLED_MAC] = "SELECT id FROM devices WHERE mac = ?1 AND id IS NOT ?2 "
@@ -1667,6 +1679,22 @@ enum idp_err srv_store_flag_get(struct srv_store *st, const char *kind, const ch
 	return rc;
 }
 
+enum idp_err srv_store_flag_resolve(struct srv_store *st, int64_t seq, struct srv_flag *out,
+                                    struct idp_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const struct arg a[] = {INT(seq)};
+	sqlite3_stmt *s = NULL;
+	enum idp_err rc = query_row(st, S_FLAG_RESOLVE, a, NARGS(a), &s, err);
+	if (rc == IDP_E_NOTFOUND)
+		return idp_error_set(err, rc, "flag %lld: no such open flag", (long long)seq);
+	if (rc != IDP_OK)
+		return rc;
+	rc = flag_row(s, out, err);
+	stmt_done(s);
+	return rc;
+}
+
 enum idp_err srv_store_flag_count(struct srv_store *st, const char *kind, int64_t *n,
                                   struct idp_error *err)
 {
@@ -1686,6 +1714,12 @@ static void audit_entry_of(sqlite3_stmt *s, struct fmt_audit_entry *e)
 	e->subject_len = e->subject != NULL ? (size_t)sqlite3_column_bytes(s, 3) : 0;
 	e->detail = (const char *)sqlite3_column_text(s, 4);
 	e->detail_len = e->detail != NULL ? (size_t)sqlite3_column_bytes(s, 4) : 0;
+	/* AUDIT_COLS (not migration 4's statement, older than both columns). */
+	if (sqlite3_column_count(s) >= 8) {
+		e->version = sqlite3_column_int(s, 7);
+		e->actor = (const char *)sqlite3_column_text(s, 6);
+		e->actor_len = e->actor != NULL ? (size_t)sqlite3_column_bytes(s, 6) : 0;
+	}
 }
 
 /* Migration 4: number the audit rows already there 1..n in their order and
@@ -1768,6 +1802,9 @@ enum idp_err srv_store_audit_append(struct srv_store *st, const struct srv_audit
 	        .subject_len = ev->subject != NULL ? strlen(ev->subject) : 0,
 	        .detail = ev->detail,
 	        .detail_len = ev->detail != NULL ? strlen(ev->detail) : 0,
+	        .version = 2,
+	        .actor = actor,
+	        .actor_len = strlen(actor),
 	};
 	if (rc == IDP_OK)
 		rc = fmt_audit_hash(prev, &e, h, err);
@@ -1801,17 +1838,22 @@ static enum idp_err audit_row(sqlite3_stmt *s, struct srv_audit_row *out, struct
 		              err);
 	if (rc == IDP_OK)
 		rc = col_text(s, 6, out->actor, sizeof(out->actor), "audit actor", err);
+	out->version = sqlite3_column_int(s, 7);
 	return rc;
 }
 
 enum idp_err srv_store_audit_foreach(struct srv_store *st, int64_t after_seq, int64_t limit,
+                                     const char *subject,
                                      int (*fn)(void *ctx, const struct srv_audit_row *r),
                                      void *ctx, struct idp_error *err)
 {
-	const struct arg a[] = {INT(after_seq), INT(limit)};
+	const struct arg a[] = {INT(after_seq), INT(limit), TEXT(subject)};
 	struct srv_audit_row row;
 	struct rows it;
-	rows_start(&it, st, S_AUDIT_LIST, a, NARGS(a), "audit list", err);
+	if (subject == NULL)
+		rows_start(&it, st, S_AUDIT_LIST, a, 2, "audit list", err);
+	else
+		rows_start(&it, st, S_AUDIT_LIST_SUBJECT, a, 3, "audit list", err);
 	while (rows_next(&it, err)) {
 		it.rc = audit_row(it.s, &row, err);
 		if (it.rc != IDP_OK || fn(ctx, &row) != 0)
@@ -2005,8 +2047,16 @@ enum idp_err srv_store_station_foreach(struct srv_store *st,
                                        int (*fn)(void *ctx, const struct srv_station *s),
                                        void *ctx, struct idp_error *err)
 {
+	return srv_store_station_page(st, NULL, -1, fn, ctx, err);
+}
+
+enum idp_err srv_store_station_page(struct srv_store *st, const char *after_id, int64_t limit,
+                                    int (*fn)(void *ctx, const struct srv_station *s), void *ctx,
+                                    struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(after_id != NULL ? after_id : ""), INT(limit)};
 	struct rows it;
-	rows_start(&it, st, S_STATION_LIST, NULL, 0, "station list", err);
+	rows_start(&it, st, S_STATION_PAGE, a, NARGS(a), "station list", err);
 	while (rows_next(&it, err)) {
 		struct srv_station row;
 		memset(&row, 0, sizeof(row));
@@ -2043,7 +2093,8 @@ enum idp_err srv_store_flag_foreach(struct srv_store *st, const struct srv_flag_
                                     int (*fn)(void *ctx, const struct srv_flag *f), void *ctx,
                                     struct idp_error *err)
 {
-	const struct arg a[] = {INT(q->before_seq), INT(q->limit), TEXT(q->kind), TEXT(q->subject)};
+	const struct arg a[] = {INT(q->before_seq), INT(q->limit), TEXT(q->kind), TEXT(q->subject),
+	                        INT(q->resolved ? 1 : 0)};
 	struct rows it;
 	rows_start(&it, st, S_FLAG_LIST, a, NARGS(a), "flag list", err);
 	while (rows_next(&it, err)) {

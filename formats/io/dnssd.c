@@ -136,9 +136,25 @@ static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
 		if (p->group != NULL)
 			(void)avahi_entry_group_reset(p->group);
 		break;
-	case AVAHI_CLIENT_FAILURE:
-		fail(p, "avahi-daemon", avahi_client_errno(c));
+	case AVAHI_CLIENT_FAILURE: {
+		int code = avahi_client_errno(c);
+		fail(p, "avahi-daemon", code);
+		/* The daemon went away (restarted, or stopped): the group went
+		 * with the client. A disconnected client stays failed (see the
+		 * watch below), so make a new one that waits for the daemon
+		 * (AVAHI_CLIENT_NO_FAIL) and publishes again once it runs. */
+		if (code == AVAHI_ERR_DISCONNECTED) {
+			p->group = NULL;
+			avahi_client_free(c);
+			p->client = NULL;
+			int e = 0;
+			p->client = avahi_client_new(avahi_threaded_poll_get(p->poll),
+			                             AVAHI_CLIENT_NO_FAIL, client_cb, p, &e);
+			if (p->client == NULL)
+				fail(p, "cannot reconnect to avahi-daemon", e);
+		}
 		break;
+	}
 	case AVAHI_CLIENT_CONNECTING:
 		break;
 	}

@@ -37,7 +37,9 @@
 enum fio_dnssd_event {
 	FIO_DNSSD_PUBLISHED = 1, /* established; detail: the instance name */
 	FIO_DNSSD_RENAMED = 2,   /* name taken by another host; detail: the new name */
-	FIO_DNSSD_FAILED = 3,    /* the publication or the daemon failed; detail: why */
+	FIO_DNSSD_FAILED = 3,    /* the publication or the daemon failed; detail: why. A
+	                          * daemon that went away (restart) is waited for, and
+	                          * the service is published again: PUBLISHED follows */
 };
 
 typedef void (*fio_dnssd_event_fn)(void *arg, enum fio_dnssd_event ev, const char *detail);

@@ -74,7 +74,7 @@ enum shape {
 	SHAPE_LIST,   /* a list of rows of kind: a table */
 	SHAPE_BATCH,  /* an import's answer (formats/api.h fmt_api_batch) */
 	SHAPE_BACKUP, /* a database snapshot, saved to a file */
-	SHAPE_RAW,    /* printed as it came (credentials, oob: not in formats/admin_api yet) */
+	SHAPE_RAW,    /* printed as it came (an audit export) */
 };
 
 struct answer {
@@ -95,7 +95,7 @@ static void usage(FILE *f)
 	        "commands:\n"
 	        "  station add ID PUBKEY.pem          trust a station's signing key\n"
 	        "  station disable ID                 stop trusting a station\n"
-	        "  station list                       the stations and their keys\n"
+	        "  station list [--after ID]          the stations and their keys (1000 a page)\n"
 	        "  ca add CA.pem [--name NAME]        trust a factory CA\n"
 	        "  import NAME.manifest [--sig FILE]  import a signed manifest\n"
 	        "  devices [--state S] [--after ID]   list devices (1000 a page)\n"
@@ -105,9 +105,11 @@ static void usage(FILE *f)
 	        "  reject ID                          reject a device\n"
 	        "  revoke ID                          revoke a device and its tokens\n"
 	        "  release id|serial|mac|key VALUE    let a later batch reuse a value (key: PEM file)\n"
-	        "  flags [--open] [--kind K] [--device ID] [--after SEQ]\n"
-	        "                                     the open flags for review\n"
-	        "  audit [--after SEQ]                audit entries with their chain hash\n"
+	        "  flags [--open] [--state open|resolved] [--kind K] [--device ID] [--after SEQ]\n"
+	        "                                     the open (or resolved) flags for review\n"
+	        "  flag resolve SEQ                   mark flag SEQ reviewed (it leaves the list)\n"
+	        "  audit [--subject ID] [--after SEQ] audit entries with their chain hash (of one\n"
+	        "                                     device, batch or station: its history)\n"
 	        "  audit verify                       recompute the chain; exit 1 naming the first\n"
 	        "                                     broken entry\n"
 	        "  report unprovisioned [--older-than DURATION] [--batch B] [--after ID]\n"
@@ -255,6 +257,10 @@ static int show(const struct opts *o, const struct answer *a, const uint8_t *buf
 	union {
 		struct fmt_admin_done done;
 		struct fmt_admin_audit_check check;
+		struct fmt_admin_whoami who;
+		struct fmt_admin_secret secret;
+		struct fmt_admin_suspended suspended;
+		struct fmt_admin_suspension suspension;
 	} row;
 	struct fmt_admin_doc doc;
 	if (fmt_admin_parse(a->kind, buf, len, &row, &doc, &err) != IDP_OK)
@@ -272,43 +278,49 @@ static int show(const struct opts *o, const struct answer *a, const uint8_t *buf
 	return rc;
 }
 
-/* The answer buf[0..len) of credential add: write its secret to path
- * (0600, atomically, one line) and print the answer without it. */
-static int save_secret(const uint8_t *buf, size_t len, const char *path)
+/* The answer buf[0..len) of credential add (formats/admin_api.h
+ * FMT_ADMIN_SECRET): write its secret to path (0600, atomically, one line)
+ * and print the rest, with the file instead of the secret. */
+static int save_secret(const struct opts *o, const uint8_t *buf, size_t len, const char *path)
 {
-	cJSON *o = buf != NULL ? cJSON_ParseWithLength((const char *)buf, len) : NULL;
-	cJSON *sec = cJSON_GetObjectItemCaseSensitive(o, "secret");
+	struct fmt_admin_secret a;
+	struct fmt_admin_doc doc;
+	struct idp_error err = {0};
+	if (fmt_admin_parse(FMT_ADMIN_SECRET, buf, len, &a, &doc, &err) != IDP_OK)
+		return not_api(&err);
+	size_t n = strlen(a.secret);
+	char *line = malloc(n + 2);
 	int rc = 0;
-	if (!cJSON_IsString(sec)) {
-		(void)fprintf(stderr, "idprov-admin: the answer carries no secret\n");
+	if (line == NULL) {
 		rc = EXIT_LOCAL;
 	} else {
-		size_t n = strlen(sec->valuestring);
-		char *line = malloc(n + 2);
-		struct idp_error err = {0};
-		if (line == NULL) {
+		memcpy(line, a.secret, n);
+		line[n] = '\n';
+		if (fmt_file_write_atomic(path, (const uint8_t *)line, n + 1, 0600, &err) != IDP_OK) {
+			(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
 			rc = EXIT_LOCAL;
-		} else {
-			memcpy(line, sec->valuestring, n);
-			line[n] = '\n';
-			if (fmt_file_write_atomic(path, (const uint8_t *)line, n + 1, 0600, &err) !=
-			    IDP_OK) {
-				(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
-				rc = EXIT_LOCAL;
-			}
-			OPENSSL_cleanse(line, n + 1);
-			free(line);
 		}
-		OPENSSL_cleanse(sec->valuestring, n);
-		cJSON_DeleteItemFromObjectCaseSensitive(o, "secret");
-		char *s = rc == 0 && cJSON_AddStringToObject(o, "file", path) != NULL
-		                  ? cJSON_PrintUnformatted(o)
-		                  : NULL;
-		if (s != NULL)
-			(void)printf("%s\n", s);
-		cJSON_free(s);
+		OPENSSL_cleanse(line, n + 1);
+		free(line);
 	}
-	cJSON_Delete(o);
+	/* The secret's text lives in doc's JSON: wipe it there. */
+	OPENSSL_cleanse((char *)(uintptr_t)a.secret, n);
+	if (rc == 0 && o->json) {
+		cJSON *j = cJSON_CreateObject();
+		char *t = NULL;
+		if (j != NULL && cJSON_AddBoolToObject(j, "ok", 1) != NULL &&
+		    cJSON_AddStringToObject(j, "name", a.name) != NULL &&
+		    cJSON_AddStringToObject(j, "role", a.role) != NULL &&
+		    cJSON_AddStringToObject(j, "file", path) != NULL)
+			t = cJSON_PrintUnformatted(j);
+		(void)printf("%s\n", t != NULL ? t : "{\"ok\":true}");
+		cJSON_free(t);
+		cJSON_Delete(j);
+	} else if (rc == 0) {
+		const char *names[] = {"name", "role", "file"}, *values[] = {a.name, a.role, path};
+		adm_table_pairs(stdout, names, values, 3);
+	}
+	fmt_admin_doc_free(&doc);
 	return rc;
 }
 
@@ -362,7 +374,7 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	fio_httpc_free(c);
 	if (hrc == IDP_OK) {
 		if (o->secret_out != NULL)
-			rc = save_secret(resp.body, resp.len, o->secret_out);
+			rc = save_secret(o, resp.body, resp.len, o->secret_out);
 		else if (o->raw) {
 			if (resp.len > 0 && fwrite(resp.body, 1, resp.len, stdout) != resp.len)
 				rc = EXIT_LOCAL;
@@ -384,8 +396,8 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 
 /* POST the request v (a struct of kind) as JSON; a value the API would
  * refuse is refused here, before anything is sent (EXIT_REFUSED). */
-static int post_body(const struct opts *o, const char *path, enum fmt_admin_kind kind,
-                     const void *v)
+static int post_as(const struct opts *o, const char *path, enum fmt_admin_kind kind,
+                   const void *v, const struct answer *a)
 {
 	char *s = NULL;
 	size_t len = 0;
@@ -399,31 +411,17 @@ static int post_body(const struct opts *o, const char *path, enum fmt_admin_kind
 		(void)fprintf(stderr, "idprov-admin: refused before sending: %s\n", err.msg);
 		return EXIT_REFUSED;
 	}
-	int rc = post(o, path, "application/json", s, len, NULL, &done);
+	int rc = post(o, path, "application/json", s, len, NULL, a);
+	OPENSSL_cleanse(s, len); /* an OOB verifier: no secret, but a KDF of one */
 	cJSON_free(s);
 	return rc;
 }
 
-/* POST a JSON object of string members names[i] = values[i] (NULL: left
- * out), answer printed as it came: the credentials' bodies, not in
- * formats/admin_api yet. */
-static int post_json(const struct opts *o, const char *path, const char *const *names,
-                     const char *const *values, size_t n)
+/* post_as() answered by a change's {"ok":true, ...} (FMT_ADMIN_DONE). */
+static int post_body(const struct opts *o, const char *path, enum fmt_admin_kind kind,
+                     const void *v)
 {
-	cJSON *obj = cJSON_CreateObject();
-	bool ok = obj != NULL;
-	for (size_t i = 0; ok && i < n; i++)
-		if (values[i] != NULL)
-			ok = cJSON_AddStringToObject(obj, names[i], values[i]) != NULL;
-	char *s = ok ? cJSON_PrintUnformatted(obj) : NULL;
-	cJSON_Delete(obj);
-	if (s == NULL) {
-		(void)fprintf(stderr, "idprov-admin: out of memory\n");
-		return EXIT_LOCAL;
-	}
-	int rc = post(o, path, "application/json", s, strlen(s), NULL, NULL);
-	cJSON_free(s);
-	return rc;
+	return post_as(o, path, kind, v, &done);
 }
 
 static int read_file(const char *path, size_t max, uint8_t **buf, size_t *len)
@@ -549,8 +547,7 @@ static int list(const struct opts *o, const char *base, enum fmt_admin_kind kind
 		(void)fprintf(stderr, "idprov-admin: %s: options too long\n", argv[0]);
 		return EXIT_USAGE;
 	}
-	/* FMT_ADMIN_KIND_COUNT: a list not in formats/admin_api yet, printed raw. */
-	const struct answer a = {kind < FMT_ADMIN_KIND_COUNT ? SHAPE_LIST : SHAPE_RAW, kind, NULL};
+	const struct answer a = {SHAPE_LIST, kind, NULL};
 	return post(o, path, "application/json", NULL, 0, NULL, &a);
 }
 
@@ -558,11 +555,10 @@ static int list(const struct opts *o, const char *base, enum fmt_admin_kind kind
 static int credential(const struct opts *o, int argc, char **argv)
 {
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
-		return post(o, "credentials", "application/json", NULL, 0, NULL, NULL);
+		return list(o, "credentials", FMT_ADMIN_CREDENTIAL, argc, argv, NULL, 0, false);
 	if (argc == 2 && strcmp(argv[0], "revoke") == 0) {
-		static const char *const names[] = {"name"};
-		const char *values[] = {argv[1]};
-		return post_json(o, "credentials/revoke", names, values, 1);
+		const struct fmt_admin_name n = {.name = argv[1]};
+		return post_body(o, "credentials/revoke", FMT_ADMIN_NAME, &n);
 	}
 	if ((argc != 4 && argc != 6) || strcmp(argv[0], "add") != 0)
 		return EXIT_USAGE;
@@ -578,9 +574,9 @@ static int credential(const struct opts *o, int argc, char **argv)
 	}
 	if (role == NULL)
 		return EXIT_USAGE;
-	static const char *const names[] = {"name", "role"};
-	const char *values[] = {argv[1], role};
-	return post_json(&c, "credentials", names, values, 2);
+	static const struct answer secret = {SHAPE_OBJECT, FMT_ADMIN_SECRET, NULL};
+	const struct fmt_admin_credential_add a = {.name = argv[1], .role = role};
+	return post_as(&c, "credentials", FMT_ADMIN_CREDENTIAL_ADD, &a, &secret);
 }
 
 /* POST the verifier of secret[0..len) for id (the KDF runs here: the
@@ -598,21 +594,9 @@ static int oob_post(const struct opts *o, const char *id, const char *secret, si
 	}
 	(void)fmt_b64_encode(FMT_B64_STD, v, sizeof(v), v64);
 	OPENSSL_cleanse(v, sizeof(v));
-	cJSON *obj = cJSON_CreateObject();
-	char *body = NULL;
-	if (obj != NULL && cJSON_AddStringToObject(obj, "device_id", id) != NULL &&
-	    cJSON_AddStringToObject(obj, "verifier", v64) != NULL &&
-	    (expires == 0 || cJSON_AddNumberToObject(obj, "expires_in", (double)expires) != NULL))
-		body = cJSON_PrintUnformatted(obj);
+	const struct fmt_admin_oob_add a = {.device_id = id, .verifier = v64, .expires_in = expires};
+	int rc = post_body(o, "oob", FMT_ADMIN_OOB_ADD, &a);
 	OPENSSL_cleanse(v64, sizeof(v64));
-	cJSON_Delete(obj);
-	if (body == NULL) {
-		(void)fprintf(stderr, "idprov-admin: out of memory\n");
-		return EXIT_LOCAL;
-	}
-	int rc = post(o, "oob", "application/json", body, strlen(body), NULL, NULL);
-	OPENSSL_cleanse(body, strlen(body));
-	cJSON_free(body);
 	return rc;
 }
 
@@ -704,7 +688,7 @@ static int oob(const struct opts *o, int argc, char **argv)
 {
 	if (strcmp(argv[0], "list") == 0) {
 		static const char *const names[] = {"after"};
-		return list(o, "oob", FMT_ADMIN_KIND_COUNT, argc, argv, names, 1, false);
+		return list(o, "oob", FMT_ADMIN_OOB, argc, argv, names, 1, false);
 	}
 	long long expires = 0;
 	if (argc == 4 && strcmp(argv[2], "--expires") == 0) {
@@ -800,10 +784,10 @@ static int verify_export(const char *path, const char *key_path)
 static int site_cmd(const struct opts *o, int argc, char **argv)
 {
 	const char *cmd = argv[0];
+	static const struct answer state = {SHAPE_OBJECT, FMT_ADMIN_SUSPENDED, NULL};
 	if (strcmp(cmd, "suspend") == 0 && (argc == 1 || (argc == 3 && strcmp(argv[1], "--reason") == 0))) {
-		static const char *const names[] = {"reason"};
-		const char *values[] = {argc == 3 ? argv[2] : NULL};
-		return post_json(o, "suspend", names, values, 1);
+		const struct fmt_admin_suspend sp = {.reason = argc == 3 ? argv[2] : NULL};
+		return post_as(o, "suspend", FMT_ADMIN_SUSPEND, &sp, &state);
 	}
 	if ((argc == 4 || argc == 6) && strcmp(cmd, "audit") == 0 &&
 	    strcmp(argv[1], "verify") == 0 && strcmp(argv[2], "--file") == 0) {
@@ -811,18 +795,21 @@ static int site_cmd(const struct opts *o, int argc, char **argv)
 			return EXIT_USAGE;
 		return verify_export(argv[3], argc == 6 ? argv[5] : NULL);
 	}
-	if (argc == 1 && strcmp(cmd, "resume") == 0)
-		return post(o, "resume", "application/json", "{}", 2, NULL, NULL);
-	if (argc == 1 && strcmp(cmd, "suspension") == 0)
-		return post(o, "suspension", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 1 && strcmp(cmd, "resume") == 0) {
+		const struct fmt_admin_rotate none = {0};
+		return post_as(o, "resume", FMT_ADMIN_ROTATE, &none, &state);
+	}
+	if (argc == 1 && strcmp(cmd, "suspension") == 0) {
+		static const struct answer status = {SHAPE_OBJECT, FMT_ADMIN_SUSPENSION, NULL};
+		return post(o, "suspension", "application/json", NULL, 0, NULL, &status);
+	}
 	if (argc == 2 && strcmp(cmd, "allow") == 0 && strcmp(argv[1], "list") == 0)
-		return post(o, "allow", "application/json", NULL, 0, NULL, NULL);
+		return list(o, "allow", FMT_ADMIN_ALLOW, 1, argv, NULL, 0, false);
 	if (argc == 3 && strcmp(cmd, "allow") == 0 &&
 	    (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0)) {
-		static const char *const names[] = {"entry"};
-		const char *values[] = {argv[2]};
-		return post_json(o, strcmp(argv[1], "add") == 0 ? "allow" : "allow/remove", names,
-		                 values, 1);
+		const struct fmt_admin_allow_entry e = {.entry = argv[2]};
+		return post_body(o, strcmp(argv[1], "add") == 0 ? "allow" : "allow/remove",
+		                 FMT_ADMIN_ALLOW_ENTRY, &e);
 	}
 	if (argc >= 2 && strcmp(cmd, "audit") == 0 && strcmp(argv[1], "export") == 0 &&
 	    (argc == 2 || (argc == 4 && strcmp(argv[2], "--since") == 0))) {
@@ -875,19 +862,30 @@ static int run(const struct opts *o, int argc, char **argv)
 		return site;
 
 	const char *cmd = argv[0];
-	static const struct answer stations = {SHAPE_LIST, FMT_ADMIN_STATION, NULL};
-	if (argc == 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)
-		return post(o, "stations", "application/json", NULL, 0, NULL, &stations);
+	static const char *const station_opts[] = {"after"};
+	if (argc >= 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)
+		return list(o, "stations", FMT_ADMIN_STATION, argc - 1, argv + 1, station_opts, 1,
+		            false);
 	if (argc == 2 && strcmp(cmd, "backup") == 0) {
 		const struct answer backup = {SHAPE_BACKUP, FMT_ADMIN_DONE, argv[1]};
 		return post(o, "backup", "application/json", "", 0, NULL, &backup);
 	}
-	static const char *const flag_opts[] = {"kind", "device", "after"};
+	static const char *const flag_opts[] = {"kind", "device", "after", "state"};
 	static const char *const device_opts[] = {"state", "after"};
-	static const char *const audit_opts[] = {"after"};
+	static const char *const audit_opts[] = {"after", "subject"};
 	static const char *const report_opts[] = {"older-than", "batch", "after"};
 	if (strcmp(cmd, "flags") == 0)
-		return list(o, "flags", FMT_ADMIN_FLAG, argc, argv, flag_opts, 3, true);
+		return list(o, "flags", FMT_ADMIN_FLAG, argc, argv, flag_opts, 4, true);
+	if (argc == 3 && strcmp(cmd, "flag") == 0 && strcmp(argv[1], "resolve") == 0) {
+		const char *v = argv[2];
+		size_t n = strspn(v, "0123456789");
+		if (n == 0 || n > 18 || v[n] != '\0') {
+			(void)fprintf(stderr, "idprov-admin: flag resolve: not a flag number: %s\n", v);
+			return EXIT_USAGE;
+		}
+		const struct fmt_admin_flag_resolve r = {.seq = strtoll(v, NULL, 10)};
+		return post_body(o, "flags/resolve", FMT_ADMIN_FLAG_RESOLVE, &r);
+	}
 	if (strcmp(cmd, "devices") == 0)
 		return list(o, "devices", FMT_ADMIN_DEVICE, argc, argv, device_opts, 2, false);
 	if (argc == 2 && strcmp(cmd, "audit") == 0 && strcmp(argv[1], "verify") == 0) {
@@ -895,12 +893,14 @@ static int run(const struct opts *o, int argc, char **argv)
 		return post(o, "audit/verify", "application/json", NULL, 0, NULL, &check);
 	}
 	if (strcmp(cmd, "audit") == 0)
-		return list(o, "audit", FMT_ADMIN_AUDIT_ENTRY, argc, argv, audit_opts, 1, false);
+		return list(o, "audit", FMT_ADMIN_AUDIT_ENTRY, argc, argv, audit_opts, 2, false);
 	if (argc >= 2 && strcmp(cmd, "report") == 0 && strcmp(argv[1], "unprovisioned") == 0)
 		return list(o, "report/unprovisioned", FMT_ADMIN_UNPROVISIONED, argc - 1, argv + 1,
 		            report_opts, 3, false);
-	if (argc == 1 && strcmp(cmd, "whoami") == 0)
-		return post(o, "whoami", "application/json", NULL, 0, NULL, NULL);
+	if (argc == 1 && strcmp(cmd, "whoami") == 0) {
+		static const struct answer who = {SHAPE_OBJECT, FMT_ADMIN_WHOAMI, NULL};
+		return post(o, "whoami", "application/json", NULL, 0, NULL, &who);
+	}
 	if (argc >= 2 && strcmp(cmd, "credential") == 0)
 		return credential(o, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(cmd, "oob") == 0)

@@ -267,4 +267,8 @@ void adm_table_object(FILE *f, enum fmt_admin_kind kind, const void *row)
 		(void)fprintf(f, "%-*s%*s%s\n", (int)w, names[i], COL_GAP, "", values[i]);
 		free(values[i]);
 	}
+	/* Nested rows (a suspension's publishers seen) follow, one a line. */
+	for (size_t i = 0; i < nf; i++)
+		if (fields[i].type == FMT_ADMIN_T_ROWS && print_nested(f, &fields[i], row) != 0)
+			(void)fputs("(out of memory)\n", f);
 }

@@ -47,6 +47,7 @@ async function render() {
 
 async function counts() {
   try {
+    await pages.suspension($('suspended'), session.role, counts);
     const m = parseMetrics(await get('/metrics'));
     const n = (k) => m.get(k) ?? 0;
     const text = `Pending: ${n('idprov_pending_devices')} · Open flags: ${n('idprov_open_flags')} · ` +
@@ -91,6 +92,8 @@ function loggedOut(why) {
   $('who').textContent = '';
   $('counts').textContent = '';
   $('flash').textContent = '';
+  $('suspended').hidden = true;
+  $('suspended').replaceChildren();
   document.body.dataset.role = 'none';
   $('login-error').textContent = why || '';
   $('credential').focus();

@@ -213,18 +213,83 @@ export async function devices(view, ctx) {
 }
 
 // ---------------------------------------------------------------- flags
-export async function flags(view) {
-  const data = await get('/v1/admin/flags');
+export async function flags(view, ctx) {
+  const msg = status();
+  const resolved = ctx.params.state === 'resolved';
+  const canResolve = ctx.role === 'admin' && !resolved;
+  const show = h('select', { id: 'fl-state', name: 'state' },
+    h('option', { value: 'open', selected: !resolved }, 'open'),
+    h('option', { value: 'resolved', selected: resolved }, 'resolved'));
+  const form = h('form', { class: 'filters', id: 'flag-filters' },
+    h('div', {}, h('label', { for: 'fl-state' }, 'Show flags'), show),
+    h('button', { type: 'submit' }, 'Show'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    ctx.go('flags', { state: show.value === 'resolved' ? 'resolved' : '' });
+  });
+  const data = await get(withQuery('/v1/admin/flags', { state: resolved ? 'resolved' : '' }));
   const byKind = new Map();
   for (const f of data.flags) byKind.set(f.kind, (byKind.get(f.kind) || 0) + f.count);
-  put(view, h('h2', {}, 'Open flags'),
-    h('ul', { class: 'summary', 'aria-label': 'Open flags by kind' },
+  const what = resolved ? 'Resolved flags' : 'Open flags';
+  put(view, h('h2', {}, what), form,
+    h('ul', { class: 'summary', 'aria-label': `${what} by kind` },
       [...byKind].map(([k, n]) => h('li', {}, `${k}: ${n}`)),
-      byKind.size === 0 ? h('li', {}, 'No open flags.') : null),
-    table('Open flags', ['Kind', 'Subject', 'Detail', 'Count', 'First seen', 'Last seen'],
-      data.flags.map((f) => h('tr', {}, h('td', {}, f.kind), h('td', {}, f.subject), h('td', {}, f.detail),
-        h('td', {}, String(f.count)), h('td', {}, when(f.first_seen)), h('td', {}, when(f.last_seen))))),
-    h('p', { class: 'muted' }, 'Resolving a flag is not part of the admin API yet.'));
+      byKind.size === 0 ? h('li', {}, resolved ? 'No resolved flags.' : 'No open flags.') : null),
+    table(what, ['#', 'Kind', 'Subject', 'Detail', 'Count', 'First seen', 'Last seen', ...(canResolve ? ['Review'] : [])],
+      data.flags.map((f) => h('tr', { 'data-seq': String(f.seq) }, h('td', {}, String(f.seq)), h('td', {}, f.kind),
+        h('td', {}, f.subject ? h('a', { href: `#audit?subject=${encodeURIComponent(f.subject)}`, title: `History of ${f.subject}` }, f.subject) : ''),
+        h('td', {}, f.detail), h('td', {}, String(f.count)), h('td', {}, when(f.first_seen)), h('td', {}, when(f.last_seen)),
+        canResolve ? h('td', {}, h('button', { type: 'button', 'aria-label': `Resolve flag ${f.seq} (${f.kind} ${f.subject})`,
+          onclick: () => resolveFlag(ctx, msg, f) }, 'Resolve')) : null))),
+    data.next ? h('p', { class: 'muted' }, 'Only the newest 1000 are shown.') : null);
+}
+
+async function resolveFlag(ctx, msg, f) {
+  const ok = await confirmDialog(`Resolve flag #${f.seq} (${f.kind} on ${f.subject || 'no subject'})?`,
+    'It leaves the open list; the audit log records who resolved it. Raised again, it opens a new flag.');
+  if (!ok) return;
+  try {
+    await post('/v1/admin/flags/resolve', { seq: f.seq });
+    say(msg, `Flag #${f.seq} resolved.`, 'ok');
+  } catch (e) {
+    say(msg, `resolve flag #${f.seq}: ${failText(e)}`, 'error');
+  }
+  ctx.refresh();
+}
+
+// ---------------------------------------------------------------- suspension
+// The banner above every page while provisioning is suspended (a rogue
+// DNS-SD publisher, or an administrator's hold), with resume for admins.
+export async function suspension(banner, role, onChange) {
+  const s = await get('/v1/admin/suspension');
+  if (!s.suspended) {
+    banner.hidden = true;
+    banner.replaceChildren();
+    return;
+  }
+  const key = `${s.since}|${s.reason}|${role}|${(s.seen || []).length}`;
+  if (!banner.hidden && banner.dataset.key === key) return; // unchanged: keep focus and messages
+  banner.dataset.key = key;
+  const rogues = (s.seen || []).filter((x) => !x.allowed);
+  const note = h('p', { id: 'suspended-status', class: 'status', role: 'status' });
+  const resume = role === 'admin' ? h('button', { type: 'button', id: 'resume', class: 'primary', onclick: async () => {
+    const ok = await confirmDialog('Resume provisioning?',
+      rogues.length ? 'Another publisher is still seen: allow-list it or withdraw it first, or the server refuses.' : 'Devices can then provision again.');
+    if (!ok) return;
+    try {
+      await post('/v1/admin/resume', {});
+      say(status(), 'Provisioning resumed.', 'ok');
+      onChange();
+    } catch (e) { say(note, `resume: ${failText(e)}`, 'error'); }
+  } }, 'Resume provisioning') : null;
+  put(banner,
+    h('h2', { id: 'suspended-title' }, 'Provisioning is suspended'),
+    h('p', {}, `Since ${when(s.since)}: ${s.reason || 'no reason given'}.`),
+    rogues.length ? h('ul', { 'aria-label': 'Other publishers seen' }, rogues.map((x) =>
+      h('li', {}, `"${x.name}" at ${x.addr} port ${x.port}, CA fingerprint ${x.fp || 'none'}`))) : null,
+    role === 'admin' ? null : h('p', {}, 'An administrator can resume it.'),
+    resume, note);
+  banner.hidden = false;
 }
 
 // ---------------------------------------------------------------- hostage report
@@ -268,25 +333,15 @@ export async function audit(view, ctx) {
     ev.preventDefault();
     ctx.go('audit', { subject: subject.value.trim() });
   });
-  // The admin API lists the log in order only: a subject's history is
-  // gathered from up to SCAN_PAGES pages (1000 entries each) per screen.
-  const found = [];
-  let after = st.after || '';
-  let next = '';
-  for (let i = 0; i < (st.subject ? SCAN_PAGES : 1) && found.length < PAGE; i++) {
-    const data = await get(withQuery('/v1/admin/audit', { after }));
-    for (const a of data.entries) {
-      if (found.length === PAGE) break;
-      if (!st.subject || a.subject === st.subject) found.push(a);
-      next = String(a.seq);
-    }
-    if (!data.next && found.length < PAGE) { next = ''; break; }
-    after = data.next;
-  }
+  // A subject's history is filtered by the server (GET audit?subject=).
+  const data = await get(withQuery('/v1/admin/audit', { subject: st.subject, after: st.after }));
+  const next = data.next || '';
   put(view, h('h2', {}, st.subject ? `History of ${st.subject}` : 'Audit log'), verify, form,
-    table('Audit entries', ['#', 'Time', 'Event', 'Subject', 'Detail', 'Hash'],
-      found.map((a) => h('tr', {}, h('td', {}, String(a.seq)), h('td', {}, when(a.at)), h('td', {}, a.event),
-        h('td', {}, a.subject || ''), h('td', {}, a.detail || ''), h('td', { class: 'fp' }, (a.hash || '').slice(0, 16))))),
+    data.entries.length === 0 ? h('p', { id: 'audit-none' }, st.subject ? `No entries for ${st.subject}.` : 'No entries.') : null,
+    table('Audit entries', ['#', 'Time', 'Event', 'Subject', 'Detail', 'Actor', 'Hash'],
+      data.entries.map((a) => h('tr', {}, h('td', {}, String(a.seq)), h('td', {}, when(a.at)), h('td', {}, a.event),
+        h('td', {}, a.subject || ''), h('td', {}, a.detail || ''), h('td', {}, a.actor || ''),
+        h('td', { class: 'fp' }, (a.hash || '').slice(0, 16))))),
     next ? h('button', { type: 'button', id: 'audit-next', onclick: () => ctx.go('audit', { ...st, after: next }) }, `Next page (after #${next})`) : null);
 }
 
@@ -330,12 +385,16 @@ export async function batches(view, ctx) {
 }
 
 // ---------------------------------------------------------------- stations
-export async function stations(view) {
-  const [data, cas] = await Promise.all([get('/v1/admin/stations'), get('/v1/admin/cas')]);
+export async function stations(view, ctx) {
+  const st = ctx.params;
+  const [data, cas] = await Promise.all([get(withQuery('/v1/admin/stations', { after: st.after })), get('/v1/admin/cas')]);
   put(view, h('h2', {}, 'Stations'),
     table('Stations', ['ID', 'Enabled', 'Key fingerprint (SHA-256)', 'Trusted since'],
       data.stations.map((s) => h('tr', {}, h('td', {}, s.id), h('td', {}, s.enabled ? 'yes' : 'no'),
         h('td', { class: 'fp' }, fp(s.key_sha256)), h('td', {}, when(s.created_at))))),
+    h('div', { class: 'pager' },
+      st.after ? h('button', { type: 'button', onclick: () => ctx.go('stations', {}) }, 'First page') : null,
+      data.next ? h('button', { type: 'button', id: 'stations-next', onclick: () => ctx.go('stations', { after: data.next }) }, 'Next page') : null),
     h('h2', {}, 'Factory CAs'),
     cas.cas.length === 0 ? h('p', {}, 'No factory CA trusted.')
       : table('Factory CAs', ['Name', 'Subject', 'Certificate SHA-256', 'Valid until'],

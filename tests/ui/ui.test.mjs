@@ -13,47 +13,10 @@
 // start (the wrapper reports the skip), 1 on a failed check.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { env, URL0, STEP_MS, ok, raw, bearer, launch, openPage, shot, confirm, run } from './lib.mjs';
 
-const env = process.env;
-const URL0 = env.UI_URL;
-const ca = fs.readFileSync(env.UI_CA);
-const shots = env.UI_SHOTS;
-const STEP_MS = 30000; // bound of every wait for the page or a process
-let failed = 0;
 const agents = new Map();
-
-function ok(cond, what, detail = '') {
-  if (cond) console.log(`ok - ${what}`);
-  else {
-    failed++;
-    console.log(`not ok - ${what}${detail ? ` (${detail})` : ''}`);
-  }
-  return cond;
-}
-
-// A request from this script (not the browser), with the server's CA.
-function raw(method, p, headers = {}, body = null) {
-  return new Promise((resolve, reject) => {
-    const u = new URL(p, URL0);
-    const req = https.request({ method, hostname: u.hostname, port: u.port, path: u.pathname + u.search, ca,
-      headers: { ...headers, ...(body !== null ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } : {}) },
-      timeout: STEP_MS }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => { data += c; });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: data }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    if (body !== null) req.write(body);
-    req.end();
-  });
-}
-
-const bearer = { Authorization: `Bearer ${env.UI_TOKEN}` };
 // The device id as the admin API lists it (all pages), or undefined.
 async function device(id) {
   let after = '';
@@ -92,34 +55,9 @@ function within(promise, ms, what) {
 const fp = (n) => env[`UI_FP_${n}`];
 const grouped = (x) => x.match(/.{1,8}/g).join(' ');
 
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-}
-
-async function confirm(page) {
-  const dlg = page.locator('#confirm');
-  await dlg.waitFor({ state: 'visible', timeout: STEP_MS });
-  await page.locator('#confirm-ok').click();
-}
-
 async function main() {
-  let browser;
-  try {
-    browser = await chromium.launch({ executablePath: env.UI_CHROMIUM || '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu'], timeout: STEP_MS });
-  } catch (e) {
-    console.log(`SKIP: chromium cannot start: ${String(e.message).split('\n')[0]}`);
-    process.exit(77);
-  }
-  fs.mkdirSync(shots, { recursive: true });
-  // The server's CA is not in chromium's store: the page's own TLS is what
-  // this test trusts (its requests are checked with the CA above).
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(STEP_MS);
-  const page = await context.newPage();
-  const errors = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  page.on('pageerror', (e) => errors.push(String(e)));
+  const browser = await launch();
+  const { context, page, errors } = await openPage(browser);
 
   // --- the page and its headers ---------------------------------------------
   const resp = await page.goto(`${URL0}/ui/`);
@@ -368,12 +306,6 @@ async function main() {
   await browser.close();
 }
 
-try {
-  await main();
-} catch (e) {
-  failed++;
-  console.log(`not ok - ${String(e.message || e).split('\n')[0]}`);
-} finally {
+await run(main, () => {
   for (const c of agents.values()) if (c.exitCode === null) c.kill('SIGTERM');
-}
-process.exit(failed === 0 ? 0 : 1);
+});

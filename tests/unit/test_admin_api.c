@@ -66,6 +66,33 @@ static const struct fmt_admin_unprovisioned s_unprov = {.id = "dev-0002",
                                                         .age = 259200,
                                                         .attempts = 0};
 
+static const struct fmt_admin_flag_resolve s_resolve = {.seq = 17};
+static const struct fmt_admin_credential_add s_cred_add = {.name = "ops.view", .role = "viewer"};
+static const struct fmt_admin_name s_name = {.name = "ops.view"};
+static const struct fmt_admin_oob_add s_oob_add = {
+        .device_id = "dev-o1", .verifier = "AAAA", .expires_in = 7200};
+static const struct fmt_admin_suspend s_suspend = {.reason = "line 3 audit"};
+static const struct fmt_admin_allow_entry s_allow_entry = {.entry = "idpd-b.local:9443"};
+static const struct fmt_admin_whoami s_whoami = {.name = "admin", .role = "admin"};
+static const struct fmt_admin_secret s_secret = {
+        .name = "ops", .role = "admin", .secret = "c2VjcmV0"};
+static const struct fmt_admin_credential s_cred = {
+        .name = "admin", .role = "admin", .source = "state-dir", .created_at = 0, .revoked_at = 0};
+static const struct fmt_admin_oob s_oob = {
+        .device_id = "dev-o1", .created_at = 1, .expires_at = 2, .used_at = 0, .failures = 3};
+static const struct fmt_admin_suspended s_suspended = {.suspended = false};
+static const struct fmt_admin_seen seen[] = {
+        {.name = "idprovd on b", .host = "b.local", .addr = "10.0.0.2", .port = 9443, .fp = NULL,
+         .allowed = false},
+};
+static const struct fmt_admin_suspension s_suspension = {.suspended = true,
+                                                         .reason = "rogue",
+                                                         .since = 5,
+                                                         .watching = true,
+                                                         .seen = seen,
+                                                         .n_seen = 1};
+static const struct fmt_admin_allow s_allow = {.entry = HEX_A, .added_at = 9};
+
 static const struct {
 	enum fmt_admin_kind kind;
 	const void *v;
@@ -101,6 +128,28 @@ static const struct {
         {FMT_ADMIN_UNPROVISIONED, &s_unprov,
          "{\"id\":\"dev-0002\",\"state\":\"preloaded\",\"batch_id\":\"b-1\",\"station_id\":"
          "\"station-01\",\"imported_at\":100,\"age\":259200,\"attempts\":0}"},
+        {FMT_ADMIN_FLAG_RESOLVE, &s_resolve, "{\"seq\":17}"},
+        {FMT_ADMIN_CREDENTIAL_ADD, &s_cred_add, "{\"name\":\"ops.view\",\"role\":\"viewer\"}"},
+        {FMT_ADMIN_NAME, &s_name, "{\"name\":\"ops.view\"}"},
+        {FMT_ADMIN_OOB_ADD, &s_oob_add,
+         "{\"device_id\":\"dev-o1\",\"verifier\":\"AAAA\",\"expires_in\":7200}"},
+        {FMT_ADMIN_SUSPEND, &s_suspend, "{\"reason\":\"line 3 audit\"}"},
+        {FMT_ADMIN_ALLOW_ENTRY, &s_allow_entry, "{\"entry\":\"idpd-b.local:9443\"}"},
+        {FMT_ADMIN_WHOAMI, &s_whoami, "{\"name\":\"admin\",\"role\":\"admin\"}"},
+        {FMT_ADMIN_SECRET, &s_secret,
+         "{\"ok\":true,\"name\":\"ops\",\"role\":\"admin\",\"secret\":\"c2VjcmV0\"}"},
+        {FMT_ADMIN_CREDENTIAL, &s_cred,
+         "{\"name\":\"admin\",\"role\":\"admin\",\"source\":\"state-dir\",\"created_at\":0,"
+         "\"revoked_at\":0}"},
+        {FMT_ADMIN_OOB, &s_oob,
+         "{\"device_id\":\"dev-o1\",\"created_at\":1,\"expires_at\":2,\"used_at\":0,"
+         "\"failures\":3}"},
+        {FMT_ADMIN_SUSPENDED, &s_suspended, "{\"ok\":true,\"suspended\":false}"},
+        {FMT_ADMIN_SUSPENSION, &s_suspension,
+         "{\"suspended\":true,\"reason\":\"rogue\",\"since\":5,\"watching\":true,\"seen\":[{"
+         "\"name\":\"idprovd on b\",\"host\":\"b.local\",\"addr\":\"10.0.0.2\",\"port\":9443,"
+         "\"fp\":null,\"allowed\":false}]}"},
+        {FMT_ADMIN_ALLOW, &s_allow, "{\"entry\":\"" HEX_A "\",\"added_at\":9}"},
 };
 
 static char *encode(enum fmt_admin_kind kind, const void *v)
@@ -131,7 +180,8 @@ static enum idp_err parse_text(enum fmt_admin_kind kind, const char *s, struct i
 
 START_TEST(test_admin_round_trip)
 {
-	ck_assert_uint_eq(sizeof(samples) / sizeof(samples[0]), FMT_ADMIN_KIND_COUNT - 1);
+	/* Every kind but the nested rows (contender, seen) has a sample. */
+	ck_assert_uint_eq(sizeof(samples) / sizeof(samples[0]), FMT_ADMIN_KIND_COUNT - 2);
 	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
 		char *first = encode(samples[i].kind, samples[i].v);
 		ck_assert_str_eq(first, samples[i].json);
@@ -261,6 +311,20 @@ START_TEST(test_admin_refusals)
 	         "state: must be preloaded, pending, approved, rejected or revoked, not \"lost\""},
 	        {FMT_ADMIN_AUDIT_CHECK, "{\"intact\":true,\"entries\":1,\"head_seq\":1}",
 	         "head_hash: missing"},
+	        {FMT_ADMIN_FLAG_RESOLVE, "{\"seq\":\"1\"}", "seq"},
+	        {FMT_ADMIN_FLAG_RESOLVE, "{\"seq\":-1}", "seq"},
+	        {FMT_ADMIN_FLAG_RESOLVE, "{}", "seq: missing"},
+	        {FMT_ADMIN_CREDENTIAL_ADD, "{\"name\":\"x\",\"role\":\"root\"}",
+	         "role: must be admin or viewer, not \"root\""},
+	        {FMT_ADMIN_CREDENTIAL_ADD, "{\"name\":\"x\",\"role\":\"admin\",\"secret\":\"s\"}",
+	         "unknown field \"secret\""},
+	        {FMT_ADMIN_OOB_ADD, "{\"device_id\":\"d\",\"verifier\":\"v\",\"expires_in\":\"2h\"}",
+	         "expires_in"},
+	        {FMT_ADMIN_SUSPEND, "{\"reason\":7}", "reason: expected a string"},
+	        {FMT_ADMIN_ALLOW_ENTRY, "{}", "entry: missing"},
+	        {FMT_ADMIN_SUSPENSION, "{\"suspended\":true,\"reason\":null,\"since\":1,\"watching\":"
+	                               "false,\"seen\":[{\"name\":\"n\"}]}",
+	         "seen[0]: host: missing"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct idp_error err = {0};

@@ -179,6 +179,72 @@ START_TEST(test_fmt_audit_export_verify_adversarial)
 }
 END_TEST
 
+/* Version 2 (formats/audit.md §2): the actor is hashed. Known answer
+ * computed with openssl (§5); a changed, removed or added actor changes
+ * the hash; an export's v2 entry with another actor does not verify, its
+ * v1 entries (written before version 2) still do. */
+static const char kat_v2[] = "09ed8897a2ee90db57dd9ecb53effda6cb283d4873faba87c66fb5aaee1309a4";
+
+START_TEST(test_fmt_audit_v2_covers_the_actor)
+{
+	uint8_t zero[32] = {0}, h[32], other[32];
+	char hex[65];
+	struct fmt_audit_entry e = entry1();
+	e.version = 2;
+	e.actor = "admin";
+	e.actor_len = 5;
+	ck_assert_int_eq(fmt_audit_hash(zero, &e, h, NULL), IDP_OK);
+	hex_of(h, hex);
+	ck_assert_str_eq(hex, kat_v2);
+	struct fmt_audit_entry m = e;
+	m.actor = "admiN";
+	ck_assert_int_eq(fmt_audit_hash(zero, &m, other, NULL), IDP_OK);
+	ck_assert(memcmp(h, other, 32) != 0);
+	m.actor_len = 0;
+	ck_assert_int_eq(fmt_audit_hash(zero, &m, other, NULL), IDP_OK);
+	ck_assert(memcmp(h, other, 32) != 0);
+	m.version = 1; /* the same entry read as version 1: another hash */
+	ck_assert_int_eq(fmt_audit_hash(zero, &m, other, NULL), IDP_OK);
+	ck_assert(memcmp(h, other, 32) != 0);
+	m.version = 3;
+	ck_assert_int_eq(fmt_audit_hash(zero, &m, other, NULL), IDP_E_FORMAT);
+
+	static const char hdr[] = "{\"type\":\"export\",\"version\":2,\"first_seq\":1,"
+	                          "\"prev_hash\":\"0000000000000000000000000000000000000000000000"
+	                          "000000000000000000\",\"audit_key\":null}\n";
+	char line[512], buf[2048];
+	(void)snprintf(line, sizeof(line),
+	               "{\"type\":\"entry\",\"seq\":1,\"at\":1700000000,\"event\":"
+	               "\"provision.approved\",\"subject\":\"dev-1\",\"detail\":null,"
+	               "\"actor\":\"admin\",\"v\":2,\"hash\":\"%s\"}\n",
+	               kat_v2);
+	struct fmt_audit_verdict v;
+	(void)snprintf(buf, sizeof(buf), "%s%s", hdr, line);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, NULL),
+	                 IDP_OK);
+	ck_assert_msg(v.intact, "%s", v.reason);
+	memcpy(strstr(buf, "\"admin\""), "\"ops-1\"", 7);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, NULL),
+	                 IDP_OK);
+	ck_assert(!v.intact);
+	ck_assert_str_eq(v.reason, "entry 1: hash does not match (entry changed or moved, or one "
+	                           "before it removed)");
+	/* Downgraded to version 1 to escape the actor check: caught too. */
+	(void)snprintf(buf, sizeof(buf), "%s%s", hdr, line);
+	memcpy(strstr(buf, "\"v\":2"), "\"v\":1", 5);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, NULL),
+	                 IDP_OK);
+	ck_assert(!v.intact);
+	/* A version 1 entry (kat1) with an actor shown: its actor is not hashed. */
+	(void)snprintf(buf, sizeof(buf), "%s{\"type\":\"entry\",\"seq\":1,\"at\":1700000000,"
+	               "\"event\":\"provision.approved\",\"subject\":\"dev-1\",\"detail\":null,"
+	               "\"actor\":\"anyone\",\"v\":1,\"hash\":\"%s\"}\n", hdr, kat1);
+	ck_assert_int_eq(fmt_audit_export_verify((const uint8_t *)buf, strlen(buf), NULL, &v, NULL),
+	                 IDP_OK);
+	ck_assert_msg(v.intact, "%s", v.reason);
+}
+END_TEST
+
 START_TEST(test_fmt_audit_canonical_limits)
 {
 	static char big[FMT_AUDIT_FIELD_MAX + 1];
@@ -215,6 +281,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_fmt_audit_hash_known_answers);
 	tcase_add_test(tc, test_fmt_audit_hash_covers_every_field);
 	tcase_add_test(tc, test_fmt_audit_canonical_limits);
+	tcase_add_test(tc, test_fmt_audit_v2_covers_the_actor);
 	tcase_add_test(tc, test_fmt_audit_checkpoint_bytes_layout);
 	tcase_add_test(tc, test_fmt_audit_export_verify_adversarial);
 	suite_add_tcase(s, tc);

@@ -53,7 +53,7 @@ t_run "csv: nothing entered" [ "$(q "select count(*) from oob_secrets where devi
 printf '# site 4, replacement units\ndev-o2,%s\n\ndev-o3,%s\n' "$s2" "$s1" >"$T_TMP/good.csv"
 t_run "csv import" adm oob import "$T_TMP/good.csv"
 t_run "csv: both entered" [ "$(q "select count(*) from oob_secrets where device_id in ('dev-o2','dev-o3')")" = 2 ]
-t_run "oob list" adm oob list >"$T_TMP/list"
+t_run "oob list" adm --json oob list >"$T_TMP/list"
 t_grep "list names the entries" '"device_id":"dev-o2"' "$T_TMP/list"
 t_refuse "list shows no verifier" grep -q verifier "$T_TMP/list"
 

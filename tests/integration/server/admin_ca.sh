@@ -42,7 +42,7 @@ as() { local n=$1; shift; adm --cert "$pki/$n.pem" --key "$pki/$n.key" "$@"; }
 t_run "credential ops-cert (viewer)" adm --token-file "$st/admin.token" credential add ops-cert \
 	--role viewer --out "$T_TMP/unused.token"
 
-t_run "certificate: whoami" as view whoami >"$T_TMP/who"
+t_run "certificate: whoami" as view --json whoami >"$T_TMP/who"
 t_grep "certificate acts as its credential" '"name":"ops-cert","role":"viewer"' "$T_TMP/who"
 t_run "certificate: a list" as view devices
 code=$(as view station add s1 "$IDP_TOP/samples/manifests/sample-station-p256.pub" 2>"$T_TMP/w.err"; echo $?)

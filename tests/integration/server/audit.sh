@@ -164,7 +164,7 @@ t_grep "checkpoint deleted: named from the checkpoint file" 'checkpoints 2..2 mi
 # The export verifies offline: checkpoint 1's signature with openssl, and
 # the chain from entry 1 with SHA-256 (formats/audit.md §2, §3, §6).
 t_run "export" sh -c "'$IDP_BIN/idprov-admin' --server '$SRV_URL' --ca '$SRV_CA' --token-file '$T_TMP/token' audit export >'$T_TMP/export.jsonl'"
-t_grep "export: header first" '^\{"type":"export","version":1,"first_seq":1,"prev_hash":"0{64}","audit_key":"-----BEGIN PUBLIC KEY-----' "$T_TMP/export.jsonl"
+t_grep "export: header first" '^\{"type":"export","version":2,"first_seq":1,"prev_hash":"0{64}","audit_key":"-----BEGIN PUBLIC KEY-----' "$T_TMP/export.jsonl"
 t_run "export: one line per entry" [ "$(grep -c '"type":"entry"' "$T_TMP/export.jsonl")" = 5 ]
 t_grep "export: checkpoint 1" '^\{"type":"checkpoint","n":1,"seq":5,' "$T_TMP/export.jsonl"
 line=$(grep '"type":"checkpoint","n":1,' "$T_TMP/export.jsonl")
@@ -179,7 +179,7 @@ printf 'x' >>"$T_TMP/ckpt.bin"
 t_refuse "offline: one more byte does not verify" openssl pkeyutl -verify -pubin -inkey "$T_TMP/audit.pub" -rawin -in "$T_TMP/ckpt.bin" -sigfile "$T_TMP/ckpt.sig"
 t_run "export --since 3" sh -c "'$IDP_BIN/idprov-admin' --server '$SRV_URL' --ca '$SRV_CA' --token-file '$T_TMP/token' audit export --since 3 >'$T_TMP/export3.jsonl'"
 h2=$(q "select lower(hex(hash)) from audit where seq = 2")
-t_grep "export --since 3: chained on entry 2's hash" "^\\{\"type\":\"export\",\"version\":1,\"first_seq\":3,\"prev_hash\":\"$h2\"" "$T_TMP/export3.jsonl"
+t_grep "export --since 3: chained on entry 2's hash" "^\\{\"type\":\"export\",\"version\":2,\"first_seq\":3,\"prev_hash\":\"$h2\"" "$T_TMP/export3.jsonl"
 t_run "export --since 3: entries 3..5" [ "$(grep -c '"type":"entry"' "$T_TMP/export3.jsonl")" = 3 ]
 cli audit export --since yesterday
 t_run "export --since bad: usage (exit 2)" [ $? -eq 2 ]

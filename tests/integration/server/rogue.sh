@@ -168,6 +168,19 @@ wait_count() {
 	return 1
 }
 t_run "daemon back: watching again" wait_count 'event=dnssd.watching' 2
+t_run "daemon back: published again" wait_count 'event=dnssd.published' 2
+# browse_a: B's avahi-browse resolves A's instance (its address and port);
+# tried up to 30 times, as announcements take a moment to arrive.
+browse_a() {
+	local _
+	for _ in $(seq 1 30); do
+		(in_ns b "$NB" avahi-browse -rpt _idprov._tcp) 2>/dev/null >"$T_TMP/browse.out"
+		grep -q "^=;.*;_idprov._tcp;local;.*;10.78.1.1;$port;" "$T_TMP/browse.out" && return 0
+		sleep 1
+	done
+	return 1
+}
+t_run "daemon back: B's avahi-browse finds the server again" browse_a
 (in_ns b "$NB" avahi-publish -s "idprov rogue 2" _idprov._tcp 8444 v=1 path=/v1 "fp=$rogue_fp") \
 	>"$T_TMP/rogue2.log" 2>&1 &
 NETNS_PIDS+=("$!")

@@ -16,14 +16,16 @@ tf=$st/admin.token
 adm() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" "$@"; }
 snap() { sqlite3 -readonly "$db" "select name, role, revoked_at from admin_credentials; select count(*) from stations;"; }
 
-t_run "whoami with admin.token" adm --token-file "$tf" whoami >"$T_TMP/who"
+t_run "whoami with admin.token" adm --token-file "$tf" --json whoami >"$T_TMP/who"
 t_grep "the state directory's credential is named admin" '"name":"admin","role":"admin"' "$T_TMP/who"
+adm --token-file "$tf" whoami >"$T_TMP/who.txt"
+t_grep "whoami as a table by default" '^role +admin$' "$T_TMP/who.txt"
 
 t_run "credential add viewer (to a file)" adm --token-file "$tf" credential add ops-view \
 	--role viewer --out "$T_TMP/view.token" >"$T_TMP/add.out"
 t_run "secret file is mode 0600" [ "$(stat -c %a "$T_TMP/view.token")" = 600 ]
 t_refuse "secret not printed when written to a file" grep -qF "$(cat "$T_TMP/view.token")" "$T_TMP/add.out"
-t_run "credential add admin (printed once)" adm --token-file "$tf" credential add ops-admin \
+t_run "credential add admin (printed once)" adm --token-file "$tf" --json credential add ops-admin \
 	--role admin >"$T_TMP/add2.out"
 sed -n 's/.*"secret":"\([^"]*\)".*/\1/p' "$T_TMP/add2.out" >"$T_TMP/adm2.token"
 t_run "printed secret is 43 characters" [ "$(tr -d '\n' <"$T_TMP/adm2.token" | wc -c)" = 43 ]
@@ -42,10 +44,10 @@ t_run "a bad name is refused" [ "$code" = 1 ]
 code=$(adm --token-file "$tf" credential add admin --role viewer 2>/dev/null; echo $?)
 t_run "the name admin is reserved" [ "$code" = 1 ]
 
-t_run "viewer: whoami" adm --token-file "$T_TMP/view.token" whoami >"$T_TMP/who"
+t_run "viewer: whoami" adm --token-file "$T_TMP/view.token" --json whoami >"$T_TMP/who"
 t_grep "viewer named with its role" '"name":"ops-view","role":"viewer"' "$T_TMP/who"
 t_run "viewer: devices list" adm --token-file "$T_TMP/view.token" devices
-t_run "viewer: credential list" adm --token-file "$T_TMP/view.token" credential list >"$T_TMP/list"
+t_run "viewer: credential list" adm --token-file "$T_TMP/view.token" --json credential list >"$T_TMP/list"
 t_grep "list shows both with roles" '"name":"ops-view","role":"viewer"' "$T_TMP/list"
 t_refuse "list shows no secret or hash" grep -qE 'secret|hash' "$T_TMP/list"
 t_run "viewer: audit verify" adm --token-file "$T_TMP/view.token" audit verify

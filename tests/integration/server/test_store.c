@@ -922,6 +922,7 @@ START_TEST(test_store_audit_migration_chains_existing_rows)
 	raw_exec("DROP TABLE site_state; DROP TABLE site_allow; DROP TABLE audit_checkpoints;"
 	         "DROP TABLE admin_credentials; DROP TABLE oob_secrets;"
 	         "ALTER TABLE audit DROP COLUMN actor;"
+	         "DROP INDEX audit_subject; ALTER TABLE audit DROP COLUMN v;"
 	         "DROP INDEX audit_event; ALTER TABLE audit DROP COLUMN hash;"
 	         "DELETE FROM schema_migrations WHERE version >= 4;"
 	         "INSERT INTO audit (seq, at, event, subject, detail) VALUES "
@@ -1044,7 +1045,7 @@ START_TEST(test_store_foreach_walks_stops_and_refuses_oversized_rows)
 	                 IDP_OK);
 	ck_assert_int_eq(w.seen, 1);
 	w = (struct walk){0, 0};
-	ck_assert_int_eq(srv_store_audit_foreach(st, 1, 10, walk_audit, &w, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_audit_foreach(st, 1, 10, NULL, walk_audit, &w, NULL), IDP_OK);
 	ck_assert_int_eq(w.seen, 2);
 	struct srv_flag_query q = {.limit = 100};
 	w = (struct walk){0, 0};
@@ -1062,6 +1063,57 @@ START_TEST(test_store_foreach_walks_stops_and_refuses_oversized_rows)
 	struct srv_store *other = open_ok();
 	ck_assert_int_eq(srv_store_flag_add(other, "mac-mismatch", NULL, NULL, 2, NULL), IDP_OK);
 	srv_store_close(other);
+	srv_store_close(st);
+}
+END_TEST
+
+/* A resolved flag leaves the open list and counts, is listed as resolved,
+ * cannot be resolved twice; the same kind and subject raised later opens a
+ * new flag. The audit subject filter gives one subject's entries in order. */
+START_TEST(test_store_flag_resolve_and_audit_subject)
+{
+	struct srv_store *st = open_ok();
+	ck_assert_int_eq(srv_store_flag_add(st, "mac-mismatch", "dev-1", "a", 1, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_flag_add(st, "key-reuse", "dev-2", "b", 2, NULL), IDP_OK);
+	struct srv_flag f;
+	ck_assert_int_eq(srv_store_flag_get(st, "mac-mismatch", "dev-1", &f, NULL), IDP_OK);
+	int64_t seq = f.seq;
+	struct srv_flag r;
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_flag_resolve(st, seq, &r, &err), IDP_OK);
+	ck_assert_str_eq(r.kind, "mac-mismatch");
+	ck_assert_str_eq(r.subject, "dev-1");
+	int64_t n = 0;
+	ck_assert_int_eq(srv_store_flag_count(st, NULL, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(srv_store_flag_resolve(st, seq, &r, &err), IDP_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(err.msg, "no such open flag"));
+	ck_assert_int_eq(srv_store_flag_resolve(st, 999, &r, NULL), IDP_E_NOTFOUND);
+	struct srv_flag_query q = {.limit = 100};
+	struct walk w = {0, 0};
+	ck_assert_int_eq(srv_store_flag_foreach(st, &q, walk_flag, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 1);
+	q.resolved = true;
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_flag_foreach(st, &q, walk_flag, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 1);
+	/* Raised again: a new open flag, not the resolved one counted up. */
+	ck_assert_int_eq(srv_store_flag_add(st, "mac-mismatch", "dev-1", "c", 3, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_flag_get(st, "mac-mismatch", "dev-1", &f, NULL), IDP_OK);
+	ck_assert_int_ne(f.seq, seq);
+	ck_assert_int_eq(f.count, 1);
+	/* Subject filter: dev-3's entries among others, after a given seq. */
+	audit_n(st, 1, 5);
+	audit_n(st, 3, 3);
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_audit_foreach(st, 0, 10, "dev-3", walk_audit, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 2);
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_audit_foreach(st, 3, 10, "dev-3", walk_audit, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 1);
+	w = (struct walk){0, 0};
+	ck_assert_int_eq(srv_store_audit_foreach(st, 0, 10, "dev-9", walk_audit, &w, NULL), IDP_OK);
+	ck_assert_int_eq(w.seen, 0);
 	srv_store_close(st);
 }
 END_TEST
@@ -1139,6 +1191,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_credential_find_whole_hash);
 	tcase_add_test(tc, test_store_foreach_walks_stops_and_refuses_oversized_rows);
 	tcase_add_test(tc, test_store_names_and_checks);
+	tcase_add_test(tc, test_store_flag_resolve_and_audit_subject);
 	tcase_add_test(tc, test_store_site_suspension_allow_checkpoints);
 	tcase_add_test(tc, test_store_group_commit_counts_flushes_and_checkpoints);
 	suite_add_tcase(s, tc);

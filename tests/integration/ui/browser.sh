@@ -14,12 +14,10 @@
 . "$(dirname "$0")/../server/idprovd.inc"
 . "$(dirname "$0")/site.inc"
 
-ui=$IDP_TOP/tests/ui
 skip() { echo "SKIP: $*"; echo "RESULT 0 0"; exit 0; }
-command -v node >/dev/null || skip "node is not installed (.ci/install-deps installs nodejs)"
-[ -x "${UI_CHROMIUM:=/usr/bin/chromium}" ] || skip "$UI_CHROMIUM is missing (package chromium)"
-[ -d "$ui/node_modules/playwright-core" ] ||
-	skip "playwright-core is not installed: run npm ci --prefix tests/ui (.ci/install-deps does)"
+why=$(ui_browser_missing)
+[ -z "$why" ] || skip "$why"
+: "${UI_CHROMIUM:=/usr/bin/chromium}"
 
 A=$IDP_BIN/idprov-agent
 t_run "server starts" srv_start "$T_TMP/srv" --pending-retry-after 1s
@@ -52,17 +50,7 @@ export UI_URL=$SRV_URL UI_CA=$SRV_CA UI_AGENT=$A UI_TMP=$T_TMP UI_CHROMIUM UI_CA
 export UI_SHOTS=${IDP_BUILD:-$IDP_TOP/build/plain}/ui-screenshots
 UI_TOKEN=$(cat "$T_TMP/srv/admin.token")
 export UI_TOKEN
-timeout --kill-after=10 600 node "$ui/ui.test.mjs" >"$T_TMP/ui.out" 2>&1
-rc=$?
-[ "$rc" = 77 ] && skip "$(sed -n 's/^SKIP: //p' "$T_TMP/ui.out" | head -1)"
-while IFS= read -r line; do
-	case "$line" in
-	"ok - "*) t_ok "${line#ok - }" ;;
-	"not ok - "*) t_fail "${line#not ok - }" ;;
-	*) echo "# $line" ;;
-	esac
-done <"$T_TMP/ui.out"
-t_run "browser test exits 0" [ "$rc" = 0 ]
+ui_node ui.test.mjs 600 || [ $? != 77 ] || { srv_stop; echo "RESULT 0 0"; exit 0; }
 t_refuse "the credential is not in the server log" grep -qF -- "$UI_TOKEN" "$SRV_ERR"
 t_grep "logins and logouts are logged" 'event=ui.logout' "$SRV_ERR"
 t_grep "forged requests are logged" 'event=ui.refused' "$SRV_ERR"
