@@ -69,9 +69,9 @@ t_refuse "nothing is installed outside DESTDIR" test -e /opt/idp/bin
 # allowed. A rule with a bad key shows the check can fail.
 rules=$dest/opt/idp/lib/udev/rules.d/60-idprov-station.rules
 t_run "udev rule installed" cmp -s samples/60-idprov-station.rules "$rules"
-udev_parse() { # DIR: udev's messages about the rules in DIR
-	unshare -m sh -c 'mount --bind "$1" /etc/udev/rules.d && udevadm test --action=add /sys/class/tty/console 2>&1' \
-		sh "$1" | grep '^/etc/udev/rules.d/'
+udev_parse() {
+	unshare -m bash -c 'mount --bind "$1" /etc/udev/rules.d && udevadm test --action=add /sys/class/tty/console 2>&1' \
+		udev "$1" | grep '^/etc/udev/rules.d/'
 }
 mkdir -p "$T_TMP/udev" "$T_TMP/udev-bad"
 cp "$rules" "$T_TMP/udev/"
