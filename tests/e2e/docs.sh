@@ -18,8 +18,9 @@
 # command here that no doc shows any more. Programs run from the build
 # (wrappers in $T_TMP/docbin, first in PATH) with the test server's URL and
 # CA; doc_subst replaces the paths and placeholders of the docs (/etc/idprov,
-# /var/lib/idprov, https://site:8443, 3f1c...e9, KEY_SHA256, ...) by the
-# test's.
+# /var/lib/idprov, https://site:8443, 3f1c...e9, KEY_SHA256, a SHA-256 in
+# hex, ...) by the test's. A "$ CMD" line in another fenced block (a session
+# shown with its output) is a shown command too.
 . "$(dirname "$0")/e2e.inc"
 cd "$IDP_TOP" || exit 1
 
@@ -67,6 +68,8 @@ doc_subst() {
 	c=${c//\/srv\/backup\//$T_TMP/backup/}
 	c=${c//3f1c...e9/$DOC_FP}
 	c=${c//KEY_SHA256/$DOC_FP}
+	while [[ $c =~ [0-9a-f]{64} ]]; do c=${c//${BASH_REMATCH[0]}/@FP@}; done
+	c=${c//@FP@/$DOC_FP}
 	c=${c//IDPROV_ADMIN_TOKEN=.../IDPROV_ADMIN_TOKEN=\$(cat $SRV_DIR/admin.token)}
 	c=${c//\[--config FILE | --state-dir DIR\]/--state-dir $SRV_DIR}
 	c=${c//\[--cert station.crt\] /}
@@ -182,6 +185,20 @@ DOC_FP=$("$IDP_BIN/idprov-agent" --state-dir "$T_TMP/dev42" --id dev-0042 status
 out "dev-0042 .*$DOC_FP|$DOC_FP.*dev-0042|dev-0042"
 doc_run 'idprov-admin approve dev-0042 --key 3f1c...e9'
 doc_run 'idprov-admin flags --open'
+# The session administrator.md shows: the same columns, the same answer.
+"$IDP_BIN/idprov-agent" --state-dir "$T_TMP/dev07" --id dev-07 --mac 02:1a:2b:00:00:07 \
+	--server "$SRV_URL" --ca "$SRV_CA" run --once --wait 1 2>/dev/null
+doc_run 'idprov-admin devices --state pending'
+shown() { # CMD: the output lines the doc shows after "$ CMD"
+	awk -v c="\$ $1" '$0 == c { on = 1; next } on && /^(\$ |```)/ { exit } on' "$IDP_TOP/docs/administrator.md"
+}
+t_run "  the table's columns are those shown" \
+	[ "$(head -1 "$T_TMP/doc.out" | tr -s ' ')" = "$(shown 'idprov-admin devices --state pending' | head -1 | tr -s ' ')" ]
+DOC_FP=$("$IDP_BIN/idprov-agent" --state-dir "$T_TMP/dev07" --id dev-07 status --json |
+	sed -n 's/.*"key_fingerprint":"\([0-9a-f]*\)".*/\1/p')
+doc_run 'idprov-admin approve dev-07 --key ca358758f6d27e6cf45272937977a748fd88391db679ceda7dc7bf1f005ee879'
+t_run "  the answer's rows are those shown" [ "$(awk '{print $1}' "$T_TMP/doc.out" | tr '\n' ' ')" = \
+	"$(shown 'idprov-admin approve dev-07 --key ca358758f6d27e6cf45272937977a748fd88391db679ceda7dc7bf1f005ee879' | awk '{print $1}' | tr '\n' ' ')" ]
 doc_run 'idprov-admin flags --kind key-reuse --device dev-0042'
 doc_run 'idprov-admin release mac 02:1a:2b:00:00:01'
 doc_run 'idprov-admin backup /srv/backup/idprov-$(date +%F).db'
