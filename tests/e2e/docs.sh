@@ -184,6 +184,23 @@ DOC_FP=$("$IDP_BIN/idprov-agent" --state-dir "$T_TMP/dev42" --id dev-0042 status
 	sed -n 's/.*"key_fingerprint":"\([0-9a-f]*\)".*/\1/p')
 out "dev-0042 .*$DOC_FP|$DOC_FP.*dev-0042|dev-0042"
 doc_run 'idprov-admin approve dev-0042 --key 3f1c...e9'
+# A device read at a factory station whose batch never arrived: its label
+# (the station's PGM raster, as a scanned label.png) approves it.
+mkdir -p "$T_TMP/labels"
+st_start "$T_TMP/lab-read" run --state "$T_TMP/lab-st" --station st-lab --batch LB-1 \
+	--product "Sensor X1" --count 1 --pty --hello-window-ms 3000 --label-dir "$T_TMP/labels" || t_fail "label station"
+e2e_factory "$ST_PTY" 6
+st_wait_lines "$T_TMP/lab-read" '^PASS  e2e-06  ' 1 || t_fail "device 6 read for its label"
+kill -TERM "$AGT_PID" 2>/dev/null
+wait "$AGT_PID" 2>/dev/null
+wait "$ST_PID"
+cp "$T_TMP/labels/e2e-06.pgm" label.png
+e2e_site 6 --wait 1
+t_run "  device 6 pending on site (exit 5)" [ $? = 5 ]
+doc_run 'idprov-admin approve --label "$(zbarimg -q --raw label.png)"'
+out "e2e-06"
+e2e_site 6
+t_run "  device 6 approved by its label provisions (exit 0)" [ $? = 0 ]
 doc_run 'idprov-admin flags --open'
 # The session administrator.md shows: the same columns, the same answer.
 "$IDP_BIN/idprov-agent" --state-dir "$T_TMP/dev07" --id dev-07 --mac 02:1a:2b:00:00:07 \
