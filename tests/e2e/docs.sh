@@ -248,6 +248,19 @@ doc_run 'idprov-admin audit verify --file audit-2026-11-30.jsonl --key audit.pub
 doc_run 'idprov-admin report unprovisioned'
 doc_run 'idprov-admin report unprovisioned --batch b-2026-0001'
 
+# --- docs/reliability.md and docs/performance.md: build, attack and benchmark
+# commands that make check runs itself
+doc_skip 'make VARIANT=asan build-tests' 'make check builds it (Makefile, target check)'
+doc_skip 'make -j2 VARIANT=plain programs' 'make check builds it (Makefile, target check)'
+doc_skip 'IDP_TOP=$PWD IDP_BUILD=$PWD/build/asan IDP_BIN=$PWD/build/asan/bin bash tests/integration/server/attack.sh' \
+	'tests/run-suite runs tests/integration/server/attack.sh in both variants'
+doc_skip 'make -j2 VARIANT=plain build/plain/bench/bench_api && build/plain/bench/bench_api' \
+	'make check runs every benchmark once (tests/run-bench --smoke)'
+doc_skip 'IDP_TOP=$PWD IDP_BUILD=$PWD/build/plain IDP_BIN=$PWD/build/plain/bin bash tests/bench/agent.sh' \
+	'make check runs every benchmark once (tests/run-bench --smoke)'
+doc_skip 'strace -f --seccomp-bpf -T -e trace=fsync,poll,connect build/plain/bin/idprov-agent --state-dir S --id ID --mac MAC --server URL --ca CA run --once' \
+	'a measuring aid for a developer (strace is not a dependency); the agent run is run above'
+
 # --- docs/firmware-integrator.md: a TPM is swtpm's; tpm.sh makes the key so
 doc_in 'tpm2_createprimary -C o -G ecc256 -c primary.ctx' tests/integration/agent/tpm.sh
 doc_in 'tpm2_create -C primary.ctx -G ecc256:ecdsa-sha256 -u k.pub -r k.priv' tests/integration/agent/tpm.sh
