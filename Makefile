@@ -12,7 +12,10 @@
 #   make fuzz       a bounded libFuzzer run of every fuzz target (FUZZ_SECONDS
 #                   each, default 60);  make fuzz-replay: the corpus replay only
 #   make install    PREFIX (default /usr/local) and DESTDIR are honoured; the
-#                   systemd units go to PREFIX/lib/systemd/system
+#                   systemd units go to PREFIX/lib/systemd/system, the udev
+#                   rule to UDEVRULESDIR (PREFIX/lib/udev/rules.d), the docs
+#                   to DOCDIR (PREFIX/share/doc/idprov), a default
+#                   idprovd.conf to SYSCONFDIR/idprov (/etc/idprov) if absent
 #   make lint       cppcheck + clang-tidy;  make asan: the ASan suite only
 #
 # Each component directory has a module.mk that adds its sources, programs
@@ -228,6 +231,14 @@ demo: deps
 	@$(MAKE) --no-print-directory VARIANT=plain programs
 	@samples/demo.sh build/plain/bin
 
+# make install: programs, man pages, systemd units (PREFIX's paths), the udev
+# rule, the documentation, and a default idprovd.conf (every key commented;
+# written only if absent: an administrator's file is never replaced).
+SYSCONFDIR   ?= /etc
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+DOCDIR       ?= $(PREFIX)/share/doc/idprov
+DOC_FILES    := README.md $(wildcard docs/*.md) $(wildcard docs/images/*.png)
+SPEC_FILES   := $(wildcard formats/*.md)
 install: programs
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
@@ -240,6 +251,19 @@ install: programs
 		echo "install $$u -> $(DESTDIR)$(PREFIX)/lib/systemd/system/ (bin: $(PREFIX)/bin)"; \
 		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u >$(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) && \
 		chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) || exit 1; done
+	install -d $(DESTDIR)$(UDEVRULESDIR)
+	install -m 0644 samples/60-idprov-station.rules $(DESTDIR)$(UDEVRULESDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/docs/images $(DESTDIR)$(DOCDIR)/formats $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(filter docs/%.md,$(DOC_FILES)) $(DESTDIR)$(DOCDIR)/docs/
+	$(if $(filter %.png,$(DOC_FILES)),install -m 0644 $(filter %.png,$(DOC_FILES)) $(DESTDIR)$(DOCDIR)/docs/images/)
+	install -m 0644 $(SPEC_FILES) $(DESTDIR)$(DOCDIR)/formats/
+	install -m 0644 samples/idprovd.conf samples/60-idprov-station.rules $(UNITS) $(DESTDIR)$(DOCDIR)/examples/
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/idprov
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/idprov/idprovd.conf ]; then \
+		echo "keep $(DESTDIR)$(SYSCONFDIR)/idprov/idprovd.conf (exists; the default is in $(DOCDIR)/examples)"; \
+	else echo install -m 0644 samples/idprovd.conf $(DESTDIR)$(SYSCONFDIR)/idprov/; \
+		install -m 0644 samples/idprovd.conf $(DESTDIR)$(SYSCONFDIR)/idprov/; fi
 
 clean:
 	rm -rf build

@@ -539,7 +539,9 @@ static enum idp_err read_mac(struct agt_ctx *c, struct idp_error *err)
 	(void)snprintf(path, sizeof(path), "/sys/class/net/%s/address", iface);
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	enum idp_err rc = fmt_file_read(path, 64, &buf, &len, err);
+	/* A sysfs attribute's size is a whole page (4096, or 64 KiB pages), whatever
+	 * it holds: bound the read by that, fmt_mac_parse checks what it holds. */
+	enum idp_err rc = fmt_file_read(path, 65536, &buf, &len, err);
 	while (rc == IDP_OK && len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
 		len--;
 	if (rc == IDP_OK)

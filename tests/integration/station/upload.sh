@@ -13,15 +13,8 @@
 st=$T_TMP/state
 srv=$T_TMP/srv
 pki=$T_TMP/pki
-mkdir -p "$pki"
+st_pki "$pki" st-1
 q() { "$@" >/dev/null 2>&1; }
-q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=factory-ca -keyout "$pki/ca.key" -out "$pki/ca.pem"
-q openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=st-1 \
-	-keyout "$pki/client.key" -out "$pki/client.csr"
-printf 'extendedKeyUsage=clientAuth\n' >"$pki/ext"
-q openssl x509 -req -in "$pki/client.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
-	-CAcreateserial -days 2 -extfile "$pki/ext" -out "$pki/client.pem"
 t_run "client certificate made" [ -s "$pki/client.pem" ]
 "$IDP_BIN/idprov-manifest" keygen --type p256 --out "$T_TMP/st.key" >/dev/null
 
