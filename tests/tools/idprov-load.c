@@ -25,7 +25,8 @@
  *       A request that fails (no answer, 429, 5xx) is retried on a new
  *       connection with a new proof until it has failed for S seconds (the
  *       operation then gives up). Stops after S seconds, when every device
- *       is done, or when the stop file exists. Each decision answered 200
+ *       is done (with --stop-file: renewals and listings go on), or when the
+ *       stop file exists. Each decision answered 200
  *       is appended to FILE at once: "KIND DEVICE JTI SIG NONCE" (SIG the
  *       proof's signature, NONCE the server nonce or "-", both base64url). Prints the figures:
  *       requests/s, p50/p99 latency of answered requests, failed attempts
@@ -340,6 +341,18 @@ static void record(enum op op, const struct device *d, const char *token,
 	atomic_fetch_add(&answered, 1);
 }
 
+/* Worth another try: no answer, or not a whole one (the server died while
+ * sending it), 429, 5xx, and a used nonce: libcurl sends a request again
+ * on a new connection when a reused one died before any answer, so a
+ * request the killed server had committed (its nonce used) reaches the
+ * restarted one; idprov-agent likewise takes a new nonce. Any other 4xx
+ * answer is a refusal. */
+static bool retryable(const struct fio_httpc_resp *resp)
+{
+	return resp->status < 400 || resp->status == 429 || resp->status >= 500 ||
+	       (resp->has_api_error && resp->api.code == FMT_API_ERR_NONCE_INVALID);
+}
+
 /* One attempt of op for d on a new connection. 1: answered 200 (the new
  * token in out); 0: failed, worth another try; -1: refused for good. */
 static int attempt(enum op op, struct device *d, const char *token, bool use_nonce,
@@ -383,7 +396,7 @@ static int attempt(enum op op, struct device *d, const char *token, bool use_non
 		} else {
 			fail_note(OP_NONCE, resp.status,
 			          resp.has_api_error ? resp.api.code_text : idp_err_name(rc), err.msg);
-			res = resp.status == 0 || resp.status == 429 || resp.status >= 500 ? 0 : -1;
+			res = retryable(&resp) ? 0 : -1;
 			goto out;
 		}
 		fio_httpc_resp_free(&resp);
@@ -419,7 +432,7 @@ static int attempt(enum op op, struct device *d, const char *token, bool use_non
 		                   : rc == IDP_OK      ? "not_approved"
 		                                       : idp_err_name(rc);
 		fail_note(op, resp.status, code, err.msg[0] != '\0' ? err.msg : "(no message)");
-		res = resp.status == 0 || resp.status == 429 || resp.status >= 500 ? 0 : -1;
+		res = retryable(&resp) ? 0 : -1;
 	}
 	fmt_api_answer_wipe(&ans);
 out:
@@ -597,10 +610,13 @@ static int run(void)
 			nth++;
 	if (opt.list_rate > 0 && pthread_create(&th[nth], NULL, lister, NULL) == 0)
 		nth++;
-	/* The provisioners end when the devices run out; the others then stop. */
+	/* The provisioners end when the devices run out; the others then stop,
+	 * or with a stop file they go on until it exists (or the time is up). */
 	for (unsigned i = 0; i < opt.clients && i < nth; i++)
 		(void)pthread_join(th[i], NULL);
 	double t_prov = now_s() - t_start;
+	while (opt.stop_file != NULL && !stopping())
+		nap(0.05);
 	atomic_store(&stop_all, true); /* renewers and lister stop at their next turn */
 	for (unsigned i = opt.clients; i < nth; i++)
 		(void)pthread_join(th[i], NULL);
