@@ -62,7 +62,7 @@ start_on() {
 	SRV_PID=$!
 	T_CLEANUP+=("srv_kill $SRV_PID")
 	for _ in $(seq 1 200); do
-		SRV_PORT=$(grep -o 'event=http.listening addr=127.0.0.1:[0-9]*' "$SRV_ERR" |
+		SRV_PORT=$(grep -o 'event=http.listening addr=127.0.0.1:[0-9]*' "$SRV_ERR" 2>/dev/null |
 			head -1 | sed 's/.*://')
 		[ -n "$SRV_PORT" ] && break
 		kill -0 "$SRV_PID" 2>/dev/null || break
@@ -119,8 +119,16 @@ mk b-load-1 "$T_TMP/devs/devices.csv" "$T_TMP/b1.manifest"
 mk b-load-2 "$T_TMP/more/devices.csv" "$T_TMP/b2.manifest"
 t_run "manifest of $DEVICES devices imported" adm import "$T_TMP/b1.manifest" >/dev/null
 
+# The checker can fail: an answer whose token the server never issued is
+# lost, and an answer recorded twice is a token answered twice.
+printf 'provision ld-000000 AAAAAAAAAAAAAAAAAAAAAA sig -\n%.0s' 1 2 >"$T_TMP/forged.txt"
+"$LOAD" check --db "$st/idprov.db" --answers "$T_TMP/forged.txt" >"$T_TMP/forged.out" 2>&1
+t_run "check: a decision the server never issued exits 1" [ $? = 1 ]
+t_grep "check: and counts it as lost, and answered twice" ' lost=2 .* dup_token=1 dup_proof=1 ' "$T_TMP/forged.out"
+
 # ---------------------------------------------------------------- ramp
-best_c=0 best_rps=0 best_p99=0
+# The load held: the most clients with zero failed requests; the best rate.
+best_c=0 best_rps=0 best_p99=0 held_rps=0 held_p99=0
 for c in $RAMP; do
 	n=400
 	load "ramp$c" --clients "$c" --count "$n" --seconds "$RAMP_SECONDS" --renew-rate 0 \
@@ -129,8 +137,11 @@ for c in $RAMP; do
 	next=$((next + n))
 	echo "ramp: $line"
 	fa=$(field "$line" failed_attempts) gu=$(field "$line" gave_up) rps=$(field "$line" rps)
-	if [ "${fa:-1}" = 0 ] && [ "${gu:-1}" = 0 ] && [ "${rps:-0}" -gt "$best_rps" ]; then
-		best_c=$c best_rps=$rps best_p99=$(field "$line" p99_ms)
+	if [ "${fa:-1}" = 0 ] && [ "${gu:-1}" = 0 ]; then
+		best_c=$c held_rps=$rps held_p99=$(field "$line" p99_ms)
+		if [ "${rps:-0}" -gt "$best_rps" ]; then
+			best_rps=$rps best_p99=$(field "$line" p99_ms) rate_c=$c
+		fi
 	fi
 	grep '^failed:' "$T_TMP/ramp$c.load" | head -5
 done
@@ -139,7 +150,7 @@ t_run "ramp: a load with zero failed requests" [ "$best_c" -gt 0 ]
 check ramp
 
 # ---------------------------------------------------------------- load
-rate=$((best_rps / 10 > 5 ? best_rps / 10 : 5))
+rate=$((best_rps / 8 > 5 ? best_rps / 8 : 5))
 load main --clients "$best_c" --count $((DEVICES / 4)) --seconds "$LOAD_SECONDS" \
 	--renew-rate "$rate" --renewers 2 --list-rate 4 &
 lpid=$!
@@ -169,7 +180,8 @@ for b in online1 online2; do
 done
 check load
 row "load held (clients, req/s, p50, p99)" "$best_c provisioning clients + 2 renewers ($rate/s) + listings 4/s: $(field "$line" rps) req/s, p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms"
-row "ramp: best zero-failure point" "$best_c clients, $best_rps req/s, p99 $best_p99 ms"
+row "ramp: most clients, zero failures" "$best_c clients: $held_rps req/s, p99 $held_p99 ms"
+row "ramp: best rate, zero failures" "${rate_c:-?} clients: $best_rps req/s, p99 $best_p99 ms"
 
 # ---------------------------------------------------------------- kill -9
 stop=$T_TMP/stop.kill
@@ -238,7 +250,7 @@ t_run "kill: the checks held after every restart" [ "$checks_bad" = 0 ]
 t_run "kill: every client operation finished by retrying (none gave up)" [ "$lrc" = 0 ]
 t_grep "kill: outside copies all pass integrity_check" ' 0 bad copies' "$T_TMP/outside.out"
 check kill
-row "kill -9 of idprovd under load" "$kills kills, $((kills - restarts_bad)) restarts; checks failed after $checks_bad; client ops given up $(field "$line" gave_up)"
+row "kill -9 of idprovd under load" "$kills kills, $((kills - restarts_bad)) restarts; checks failed after $checks_bad; $(field "$line" answered) decisions answered meanwhile, $(field "$line" failed_attempts) attempts retried, $(field "$line" gave_up) ops given up"
 row "outside readers during the kills" "$(sed 's/^outside: //' "$T_TMP/outside.out")"
 
 # ---------------------------------------------------------------- lock
