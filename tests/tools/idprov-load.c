@@ -180,7 +180,7 @@ static int prepare(void)
 {
 	char path[PATH_MAX_LOAD];
 	if (opt.dir == NULL || opt.devices == 0 || opt.devices > DEVICES_MAX) {
-		fprintf(stderr, "idprov-load prepare: --dir and --devices 1..%u required\n",
+		(void)fprintf(stderr, "idprov-load prepare: --dir and --devices 1..%u required\n",
 		        DEVICES_MAX);
 		return 2;
 	}
@@ -191,7 +191,7 @@ static int prepare(void)
 	FILE *pem = fopen(path, "w");
 	int rc = csv != NULL && pem != NULL && fchmod(fileno(pem), 0600) == 0 ? 0 : 1;
 	if (rc != 0)
-		fprintf(stderr, "idprov-load prepare: %s: %s\n", path, strerror(errno));
+		(void)fprintf(stderr, "idprov-load prepare: %s: %s\n", path, strerror(errno));
 	if (rc == 0 && fprintf(csv, "id,mac,serial,pub\n") < 0)
 		rc = 1;
 	for (unsigned i = 0; rc == 0 && i < opt.devices; i++) {
@@ -202,7 +202,7 @@ static int prepare(void)
 		struct idp_error err = {0};
 		if (fmt_key_generate(FMT_KEY_P256, &k, &err) != IDP_OK ||
 		    fmt_key_spki_der(k, spki, &spki_len, &err) != IDP_OK) {
-			fprintf(stderr, "idprov-load prepare: key: %s\n", err.msg);
+			(void)fprintf(stderr, "idprov-load prepare: key: %s\n", err.msg);
 			rc = 1;
 		}
 		if (rc == 0) {
@@ -220,7 +220,7 @@ static int prepare(void)
 	if (pem != NULL && fclose(pem) != 0)
 		rc = 1;
 	if (rc == 0)
-		printf("prepared %u devices in %s\n", opt.devices, opt.dir);
+		(void)printf("prepared %u devices in %s\n", opt.devices, opt.dir);
 	return rc;
 }
 
@@ -234,7 +234,7 @@ static int load_devices(void)
 	FILE *pem = fopen(path, "r");
 	devs = calloc(DEVICES_MAX, sizeof(*devs));
 	if (csv == NULL || pem == NULL || devs == NULL) {
-		fprintf(stderr, "idprov-load: %s: cannot read the prepared devices\n", opt.dir);
+		(void)fprintf(stderr, "idprov-load: %s: cannot read the prepared devices\n", opt.dir);
 		if (csv != NULL)
 			(void)fclose(csv);
 		if (pem != NULL)
@@ -257,7 +257,7 @@ static int load_devices(void)
 			if (idl > FMT_API_ID_MAX ||
 			    fmt_mac_parse(comma + 1, FMT_MAC_TEXT_LEN, d->mac, &err) != IDP_OK ||
 			    fmt_key_from_evp(pk, &d->key, &err) != IDP_OK) {
-				fprintf(stderr, "idprov-load: %s line %u: %s\n", path, i, err.msg);
+				(void)fprintf(stderr, "idprov-load: %s line %u: %s\n", path, i, err.msg);
 				rc = -1;
 			} else {
 				memcpy(d->id, line, idl);
@@ -270,7 +270,7 @@ static int load_devices(void)
 	(void)fclose(csv);
 	(void)fclose(pem);
 	if (rc == 0 && n_devs == 0)
-		fprintf(stderr, "idprov-load: no device from %u in %s\n", opt.first, opt.dir);
+		(void)fprintf(stderr, "idprov-load: no device from %u in %s\n", opt.first, opt.dir);
 	return rc == 0 && n_devs > 0 ? 0 : -1;
 }
 
@@ -317,7 +317,7 @@ static struct fio_httpc *client_new(void)
 	struct fio_httpc *h = NULL;
 	struct idp_error err = {0};
 	if (fio_httpc_new(&o, &h, &err) != IDP_OK)
-		fprintf(stderr, "idprov-load: client: %s\n", err.msg);
+		(void)fprintf(stderr, "idprov-load: client: %s\n", err.msg);
 	return h;
 }
 
@@ -460,7 +460,7 @@ static bool operate(enum op op, struct device *d, const char *token, unsigned *s
 		/* In-flight operations finish (or give up) after a stop. */
 		if (r < 0 || now_s() - since > opt.retry_seconds) {
 			atomic_fetch_add(&gave_up, 1);
-			fprintf(stderr, "idprov-load: %s %s: gave up\n", op_names[op], d->id);
+			(void)fprintf(stderr, "idprov-load: %s %s: gave up\n", op_names[op], d->id);
 			return false;
 		}
 		nap(backoff);
@@ -471,7 +471,7 @@ static bool operate(enum op op, struct device *d, const char *token, unsigned *s
 static void *provisioner(void *arg)
 {
 	unsigned seq = (unsigned)(uintptr_t)arg;
-	char *tok = malloc(2 * (FMT_API_TOKEN_MAX + 1));
+	char *tok = malloc(2 * ((size_t)FMT_API_TOKEN_MAX + 1));
 	if (tok == NULL)
 		return NULL;
 	char *dev_tok = tok + FMT_API_TOKEN_MAX + 1;
@@ -491,7 +491,7 @@ static void *provisioner(void *arg)
 		(void)pthread_mutex_unlock(&mu);
 		atomic_fetch_add(&done_devs, 1);
 	}
-	OPENSSL_cleanse(tok, 2 * (FMT_API_TOKEN_MAX + 1));
+	OPENSSL_cleanse(tok, 2 * ((size_t)FMT_API_TOKEN_MAX + 1));
 	free(tok);
 	return NULL;
 }
@@ -570,7 +570,7 @@ static int read_bearer(void)
 {
 	FILE *f = fopen(opt.token_file, "r");
 	if (f == NULL || fgets(bearer, sizeof(bearer), f) == NULL) {
-		fprintf(stderr, "idprov-load: %s: cannot read the credential\n", opt.token_file);
+		(void)fprintf(stderr, "idprov-load: %s: cannot read the credential\n", opt.token_file);
 		if (f != NULL)
 			(void)fclose(f);
 		return -1;
@@ -585,7 +585,7 @@ static int run(void)
 	if (opt.server == NULL || opt.ca == NULL || opt.dir == NULL || opt.answers == NULL ||
 	    opt.clients + opt.renewers + 1 > THREADS_MAX || opt.clients == 0 ||
 	    (opt.list_rate > 0 && opt.token_file == NULL)) {
-		fprintf(stderr, "idprov-load run: --server, --ca, --dir, --answers required; "
+		(void)fprintf(stderr, "idprov-load run: --server, --ca, --dir, --answers required; "
 		                "--clients 1..%u; --list-rate needs --token-file\n",
 		        THREADS_MAX - 2);
 		return 2;
@@ -595,7 +595,7 @@ static int run(void)
 	answers = fopen(opt.answers, "a");
 	lat = calloc(LAT_MAX, sizeof(*lat));
 	if (answers == NULL || lat == NULL) {
-		fprintf(stderr, "idprov-load: %s: %s\n", opt.answers, strerror(errno));
+		(void)fprintf(stderr, "idprov-load: %s: %s\n", opt.answers, strerror(errno));
 		return 1;
 	}
 	pthread_t th[THREADS_MAX];
@@ -628,18 +628,18 @@ static int run(void)
 		total += atomic_load(&ok_by_op[o]);
 	for (unsigned i = 0; i < n_kinds; i++)
 		failed += kinds[i].n;
-	printf("load: clients=%u renewers=%u devices=%u done=%u seconds=%.1f requests=%lu "
+	(void)printf("load: clients=%u renewers=%u devices=%u done=%u seconds=%.1f requests=%lu "
 	       "rps=%.0f p50_ms=%.1f p99_ms=%.1f answered=%lu failed_attempts=%lu gave_up=%lu\n",
 	       opt.clients, opt.renew_rate > 0 ? opt.renewers : 0, n_devs,
 	       atomic_load(&done_devs), secs, total, (double)total / secs,
 	       nl > 0 ? lat[nl / 2] : 0.0, nl > 0 ? lat[(size_t)((double)nl * 0.99)] : 0.0,
 	       atomic_load(&answered), failed, atomic_load(&gave_up));
-	printf("load: devices/s=%.0f", (double)atomic_load(&done_devs) / t_prov);
+	(void)printf("load: devices/s=%.0f", (double)atomic_load(&done_devs) / t_prov);
 	for (int o = 0; o < OP_N; o++)
-		printf(" %s=%lu", op_names[o], atomic_load(&ok_by_op[o]));
-	printf("\n");
+		(void)printf(" %s=%lu", op_names[o], atomic_load(&ok_by_op[o]));
+	(void)printf("\n");
 	for (unsigned i = 0; i < n_kinds; i++)
-		printf("failed: %lu x %s: %s\n", kinds[i].n, kinds[i].kind, kinds[i].sample);
+		(void)printf("failed: %lu x %s: %s\n", kinds[i].n, kinds[i].kind, kinds[i].sample);
 	(void)fclose(answers);
 	for (unsigned i = 0; i < n_devs; i++) {
 		fmt_key_free(devs[i].key);
@@ -702,7 +702,7 @@ static long long one_int(sqlite3 *db, const char *sql)
 	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
 		v = sqlite3_column_int64(s, 0);
 	else
-		fprintf(stderr, "idprov-load check: %s: %s\n", sql, sqlite3_errmsg(db));
+		(void)fprintf(stderr, "idprov-load check: %s: %s\n", sql, sqlite3_errmsg(db));
 	sqlite3_finalize(s);
 	return v;
 }
@@ -710,14 +710,14 @@ static long long one_int(sqlite3 *db, const char *sql)
 static int check(void)
 {
 	if (opt.db == NULL || opt.answers == NULL) {
-		fprintf(stderr, "idprov-load check: --db and --answers required\n");
+		(void)fprintf(stderr, "idprov-load check: --db and --answers required\n");
 		return 2;
 	}
 	FILE *f = fopen(opt.answers, "r");
 	size_t cap = 1024, n = 0;
 	struct answer *a = malloc(cap * sizeof(*a));
 	if (f == NULL || a == NULL) {
-		fprintf(stderr, "idprov-load check: %s: %s\n", opt.answers, strerror(errno));
+		(void)fprintf(stderr, "idprov-load check: %s: %s\n", opt.answers, strerror(errno));
 		free(a);
 		if (f != NULL)
 			(void)fclose(f);
@@ -742,7 +742,7 @@ static int check(void)
 		    snprintf(x->jti, sizeof(x->jti), "%s", fl[2]) >= (int)sizeof(x->jti) ||
 		    snprintf(x->sig, sizeof(x->sig), "%s", fl[3]) >= (int)sizeof(x->sig) ||
 		    snprintf(x->nonce, sizeof(x->nonce), "%s", fl[4]) >= (int)sizeof(x->nonce)) {
-			fprintf(stderr, "idprov-load check: %s: bad line %zu\n", opt.answers, n + 1);
+			(void)fprintf(stderr, "idprov-load check: %s: bad line %zu\n", opt.answers, n + 1);
 			continue;
 		}
 		n++;
@@ -754,7 +754,7 @@ static int check(void)
 	(void)snprintf(uri, sizeof(uri), "file:%s?mode=ro", opt.db);
 	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(db, 10000) != SQLITE_OK) {
-		fprintf(stderr, "idprov-load check: %s: %s\n", opt.db, sqlite3_errmsg(db));
+		(void)fprintf(stderr, "idprov-load check: %s: %s\n", opt.db, sqlite3_errmsg(db));
 		goto out;
 	}
 	/* One read transaction: every figure from the same snapshot. */
@@ -766,7 +766,7 @@ static int check(void)
 	                       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT state FROM devices WHERE id = ?", -1, &dev, NULL) !=
 	            SQLITE_OK) {
-		fprintf(stderr, "idprov-load check: %s\n", sqlite3_errmsg(db));
+		(void)fprintf(stderr, "idprov-load check: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -774,11 +774,11 @@ static int check(void)
 		(void)sqlite3_bind_text(tok, 1, a[i].jti, -1, SQLITE_STATIC);
 		if (sqlite3_step(tok) != SQLITE_ROW) {
 			if (lost++ < 5)
-				fprintf(stderr, "lost: %s %s %s\n", a[i].kind, a[i].dev, a[i].jti);
+				(void)fprintf(stderr, "lost: %s %s %s\n", a[i].kind, a[i].dev, a[i].jti);
 		} else if (strcmp((const char *)sqlite3_column_text(tok, 0), a[i].dev) != 0 ||
 		           strcmp((const char *)sqlite3_column_text(tok, 1), want) != 0) {
 			if (wrong++ < 5)
-				fprintf(stderr, "wrong: %s %s %s\n", a[i].kind, a[i].dev, a[i].jti);
+				(void)fprintf(stderr, "wrong: %s %s %s\n", a[i].kind, a[i].dev, a[i].jti);
 		}
 		(void)sqlite3_reset(tok);
 		(void)sqlite3_bind_text(dev, 1, a[i].dev, -1, SQLITE_STATIC);
@@ -817,7 +817,7 @@ static int check(void)
 		(void)snprintf(integrity, sizeof(integrity), "%s", sqlite3_column_text(s, 0));
 	sqlite3_finalize(s);
 	(void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	printf("check: answered=%zu lost=%u wrong=%u not_approved=%u dup_token=%u dup_proof=%u "
+	(void)printf("check: answered=%zu lost=%u wrong=%u not_approved=%u dup_token=%u dup_proof=%u "
 	       "dup_nonce=%u multi_live=%lld parent_twice=%lld integrity=%s\n",
 	       n, lost, wrong, not_approved, dup_jti, dup_sig, dup_nonce, multi_live, twice,
 	       integrity);
@@ -836,7 +836,7 @@ out:
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: idprov-load prepare|run|check [OPTIONS] (see the source's "
+	(void)fprintf(stderr, "usage: idprov-load prepare|run|check [OPTIONS] (see the source's "
 	                "header and docs/reliability.md)\n");
 	return 2;
 }
@@ -847,7 +847,7 @@ static bool num(const char *s, double lo, double hi, double *out)
 	errno = 0;
 	double v = strtod(s, &end);
 	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-		fprintf(stderr, "idprov-load: '%s' is not a number in %g..%g\n", s, lo, hi);
+		(void)fprintf(stderr, "idprov-load: '%s' is not a number in %g..%g\n", s, lo, hi);
 		return false;
 	}
 	*out = v;
