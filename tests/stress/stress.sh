@@ -16,8 +16,9 @@
 #             corrupted, service resumes when space returns
 #   station   tests/integration/station/kill.sh with more rounds
 #   agent     tests/integration/agent/kill.sh with more kills
-#   attack    tests/stress/attack.sh when it exists (its last line:
-#             "attack: N tried, N refused, N unexpected")
+#   attack    tests/integration/server/attack.sh (or tests/stress/attack.sh)
+#             when it exists; its last line: "attack: N tried, N refused,
+#             N unexpected"
 # After every phase: tests/tools/idprov-load check (every answered decision
 # present once, no token or proof answered twice, one live token per
 # device, integrity_check ok) and idprov-admin audit verify. Ends with the
@@ -375,14 +376,16 @@ sub agent "IDP_KILL_EXTRA=$AGENT_KILLS" tests/integration/agent/kill.sh \
 	"$((AGENT_KILLS + 12)) kill -9 of idprov-agent mid-provisioning"
 
 # ---------------------------------------------------------------- attack
-if [ -f "$IDP_TOP/tests/stress/attack.sh" ]; then
-	bash "$IDP_TOP/tests/stress/attack.sh" >"$T_TMP/attack.out" 2>&1
+attack=$IDP_TOP/tests/integration/server/attack.sh
+[ -f "$attack" ] || attack=$IDP_TOP/tests/stress/attack.sh
+if [ -f "$attack" ]; then
+	bash "$attack" >"$T_TMP/attack.out" 2>&1
 	a=$(grep '^attack: ' "$T_TMP/attack.out" | tail -1)
 	echo "${a:-attack: no summary line}"
 	row "bad inputs tried" "${a#attack: }"
 	case $a in *" 0 unexpected"*) t_ok "attack: nothing unexpected" ;; *) t_fail "attack: $a" ;; esac
 else
-	row "bad inputs tried" "(tests/stress/attack.sh not present)"
+	row "bad inputs tried" "(no attack script)"
 fi
 
 # ---------------------------------------------------------------- the end
