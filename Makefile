@@ -17,6 +17,9 @@
 #                   to DOCDIR (PREFIX/share/doc/idprov), a default
 #                   idprovd.conf to SYSCONFDIR/idprov (/etc/idprov) if absent
 #   make lint       cppcheck + clang-tidy;  make asan: the ASan suite only
+#   make stress     load and faults against a real idprovd, ending with a
+#                   table (tests/stress/stress.sh, docs/reliability.md); not
+#                   part of make check; VARIANT=asan runs it under ASan
 #
 # Each component directory has a module.mk that adds its sources, programs
 # and tests to the variables below; this file only knows the rules.
@@ -102,7 +105,7 @@ BENCH_BINS  = $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCHES))
 TOOL_BINS   = $(patsubst tests/tools/%.c,$(B)/tools/%,$(TEST_TOOLS))
 
 .PHONY: all programs build-tests check check-variant demo bench fuzz fuzz-build install clean \
-        deps deps-quiet asan lint
+        deps deps-quiet asan lint stress
 # Entry points first install missing packages, then re-run make so that the
 # pkg-config flags are read after the packages exist (fresh machine).
 all: deps-quiet
@@ -226,6 +229,12 @@ lint: deps
 bench: deps
 	$(MAKE) --no-print-directory VARIANT=plain $(PROG_BINS) $(BENCH_BINS)
 	@tests/run-bench build/plain
+
+stress: deps
+	@$(MAKE) --no-print-directory $(PROG_BINS) $(TOOL_BINS)
+	@IDP_TOP=$(CURDIR) IDP_BUILD=$(CURDIR)/$(B) IDP_BIN=$(CURDIR)/$(B)/bin IDP_VARIANT=$(VARIANT) \
+		ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:verify_asan_link_order=0} \
+		tests/stress/stress.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory VARIANT=plain programs

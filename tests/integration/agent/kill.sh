@@ -5,6 +5,8 @@
 # restarted: it always ends provisioned, with whole state files, and with the
 # key it created first (the server holds a MAC-only record, so it records the
 # first key presented and would refuse another as key_mismatch).
+# IDP_KILL_EXTRA=N (default 0; make stress sets it) adds N kills at random
+# times (0.10 to 0.99 s into the run), each a device of its own.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/../server/idprovd.inc"
 
@@ -29,6 +31,9 @@ wait_for() {
 
 points="key.created ca.pinned provision.approved token.exchanged factory.sealed"
 delays="0.05 0.2 0.4 0.6 0.8 1.0 1.5"
+for _ in $(seq 1 "${IDP_KILL_EXTRA:-0}"); do
+	delays+=" 0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
+done
 : >"$T_TMP/devs.csv"
 n=0
 for p in $points $delays; do

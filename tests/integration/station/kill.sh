@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kill.sh - kill -9 of idprov-station at random points of a batch (3
-# rounds): after each, the journal holds every device shown as PASS, and at
+# kill.sh - kill -9 of idprov-station at random points of a batch
+# (IDP_KILL_ROUNDS rounds, default 3, at least 2; make stress runs more):
+# after each, the journal holds every device shown as PASS, and at
 # most the one device in flight besides; a restart resumes the same batch.
 # A torn last write (a partial entry appended, as a power cut leaves) is
 # dropped on restart and the file is cut back. The closed manifest holds
@@ -14,10 +15,12 @@ key=$T_TMP/st.key
 journal=$st/batches/b-k.journal
 : >"$T_TMP/shown"
 kills=0
-for round in 1 2 3; do
-	# round 3 names no batch: the open one is resumed
+rounds=${IDP_KILL_ROUNDS:-3}
+[ "$rounds" -ge 2 ] || rounds=2
+for round in $(seq 1 "$rounds"); do
+	# the last round names no batch: the open one is resumed
 	args=(run --state "$st" --station st-1 --pty --hello-window-ms 3000)
-	[ "$round" != 3 ] && args+=(--batch b-k)
+	[ "$round" != "$rounds" ] && args+=(--batch b-k)
 	[ "$round" = 1 ] && args+=(--product "Sensor X1")
 	st_start "$T_TMP/r$round" "${args[@]}" || t_fail "round $round: station started"
 	dev_start "$ST_PTY" --first $((round * 100)) --devices 50 --done "$T_TMP/sent$round"
@@ -41,14 +44,14 @@ for round in 1 2 3; do
 		echo "$extra" >>"$T_TMP/shown"
 	fi
 done
-t_grep "restart without --batch resumed the open batch" '^resumed batch b-k: [1-9][0-9]* devices from the journal' "$T_TMP/r3"
+t_grep "restart without --batch resumed the open batch" '^resumed batch b-k: [1-9][0-9]* devices from the journal' "$T_TMP/r$rounds"
 
 # A torn last write: the first bytes of an entry whose length runs past the end.
 printf 'IDJ1\002\000\001\020partial-device' >>"$journal"
 st_start "$T_TMP/r4" run --state "$st" --station st-1 --batch b-k --pty --count $(($(wc -l <"$T_TMP/shown") + 2)) \
 	--key "$key" --hello-window-ms 3000 || t_fail "round 4: station started"
 t_grep "torn tail dropped: same count" "^resumed batch b-k: $(wc -l <"$T_TMP/shown") devices" "$T_TMP/r4"
-dev_start "$ST_PTY" --first 400 --devices 2
+dev_start "$ST_PTY" --first $(((rounds + 1) * 100)) --devices 2
 wait "$ST_PID"
 rc=$?
 t_run "final run closes the batch" [ "$rc" = 0 ]
