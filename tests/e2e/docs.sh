@@ -217,6 +217,13 @@ doc_run 'idprov-admin approve dev-07 --key ca358758f6d27e6cf45272937977a748fd883
 t_run "  the answer's rows are those shown" [ "$(awk '{print $1}' "$T_TMP/doc.out" | tr '\n' ' ')" = \
 	"$(shown 'idprov-admin approve dev-07 --key ca358758f6d27e6cf45272937977a748fd88391db679ceda7dc7bf1f005ee879' | awk '{print $1}' | tr '\n' ' ')" ]
 doc_run 'idprov-admin flags --kind key-reuse --device dev-0042'
+# The doc's 17 stands for a flag's seq: this resolves the first open flag.
+idprov-admin --json flags --open >"$T_TMP/flags.json"
+DOC_FLAG=$(jq -r '[.. | objects | select(has("seq")) | .seq][0] // empty' "$T_TMP/flags.json")
+doc_as 'idprov-admin flag resolve 17' idprov-admin flag resolve "${DOC_FLAG:-none}"
+t_run "  the flag is resolved" quiet sh -c "idprov-admin --json flags --state resolved | grep -q '\"seq\":$DOC_FLAG[,}]'"
+doc_run 'idprov-admin audit --subject dev-0042'
+out 'dev-0042'
 doc_run 'idprov-admin release mac 02:1a:2b:00:00:01'
 doc_run 'idprov-admin backup /srv/backup/idprov-$(date +%F).db'
 t_run "  the backup is a database" quiet sqlite3 -readonly "$T_TMP/backup/idprov-$(date +%F).db" 'select count(*) from devices'
@@ -228,7 +235,7 @@ doc_run 'idprov-admin credential list'
 out 'alice'
 doc_run 'idprov-admin credential revoke alice'
 doc_run 'idprov-admin --token-file ops-view.token whoami'
-out 'ops-view.*viewer'
+out '^role +viewer$'
 printf 'label-secret-7f31\n' >secret.txt
 DOC_IN=secret.txt doc_run 'idprov-admin oob add dev-7f31'
 doc_run 'idprov-admin oob add dev-7f31 --expires 2d <secret.txt'
