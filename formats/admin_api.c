@@ -15,6 +15,7 @@
 
 #include "formats/json.h"
 #include "formats/mac.h"
+#include "formats/manifest.h"
 
 #define FIELD(s, m, t, fl, mx)                                                                  \
 	{                                                                                          \
@@ -25,6 +26,13 @@
 		.name = #m, .type = FMT_ADMIN_T_ENUM, .flags = (fl), .offset = offsetof(struct s, m), \
 		.max = FMT_ADMIN_KIND_MAX, .values = (vals)                                        \
 	}
+/* A member of a batch row, absent when the row's "missing" is true. */
+#define BATCH_FIELD(m, t, fl, mx)                                                             \
+	{                                                                                          \
+		.name = #m, .type = (t), .flags = (fl) | FMT_ADMIN_F_GATED,                         \
+		.offset = offsetof(struct fmt_admin_batch, m), .max = (mx),                        \
+		.gate_offset = offsetof(struct fmt_admin_batch, missing)                           \
+	}
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const release_kinds[] = {"id", "serial", "mac", "key", NULL};
@@ -32,6 +40,7 @@ static const char *const device_states[] = {"preloaded", "pending", "approved",
                                             "rejected",  "revoked", NULL};
 static const char *const roles[] = {"admin", "viewer", NULL};
 static const char *const cred_sources[] = {"state-dir", "store", NULL};
+static const char *const batch_states[] = {"imported", "gap", NULL};
 
 static const struct fmt_admin_field station_add_fields[] = {
         FIELD(fmt_admin_station_add, id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
@@ -201,8 +210,14 @@ static const struct fmt_admin_field audit_check_fields[] = {
         FIELD(fmt_admin_audit_check, head_seq, FMT_ADMIN_T_INT, 0, 0),
         FIELD(fmt_admin_audit_check, head_hash, FMT_ADMIN_T_SHA256, 0, FMT_ADMIN_SHA256_HEX),
         FIELD(fmt_admin_audit_check, broken_seq, FMT_ADMIN_T_INT, FMT_ADMIN_F_OPTIONAL, 0),
+        FIELD(fmt_admin_audit_check, broken_checkpoint, FMT_ADMIN_T_INT,
+              FMT_ADMIN_F_OPTIONAL | FMT_ADMIN_F_HIDDEN, 0),
         FIELD(fmt_admin_audit_check, reason, FMT_ADMIN_T_STRING,
               FMT_ADMIN_F_OPTIONAL | FMT_ADMIN_F_WIDE, FMT_ADMIN_DETAIL_MAX),
+        FIELD(fmt_admin_audit_check, checkpoints, FMT_ADMIN_T_INT, FMT_ADMIN_F_HIDDEN, 0),
+        FIELD(fmt_admin_audit_check, checkpoint_seq, FMT_ADMIN_T_INT, FMT_ADMIN_F_HIDDEN, 0),
+        FIELD(fmt_admin_audit_check, checkpoint_at, FMT_ADMIN_T_TIME, FMT_ADMIN_F_HIDDEN, 0),
+        FIELD(fmt_admin_audit_check, truncated, FMT_ADMIN_T_BOOL, FMT_ADMIN_F_HIDDEN, 0),
 };
 static const struct fmt_admin_field unprovisioned_fields[] = {
         FIELD(fmt_admin_unprovisioned, id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
@@ -212,6 +227,42 @@ static const struct fmt_admin_field unprovisioned_fields[] = {
         FIELD(fmt_admin_unprovisioned, imported_at, FMT_ADMIN_T_TIME, 0, 0),
         FIELD(fmt_admin_unprovisioned, age, FMT_ADMIN_T_SECONDS, 0, 0),
         FIELD(fmt_admin_unprovisioned, attempts, FMT_ADMIN_T_INT, 0, 0),
+};
+static const struct fmt_admin_field batch_fields[] = {
+        FIELD(fmt_admin_batch, station_id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
+        FIELD(fmt_admin_batch, sequence, FMT_ADMIN_T_INT, 0, 0),
+        FIELD(fmt_admin_batch, missing, FMT_ADMIN_T_BOOL, 0, 0),
+        BATCH_FIELD(id, FMT_ADMIN_T_ID, 0, FMT_ID_MAX),
+        {.name = "state",
+         .type = FMT_ADMIN_T_ENUM,
+         .flags = FMT_ADMIN_F_GATED,
+         .offset = offsetof(struct fmt_admin_batch, state),
+         .max = FMT_ADMIN_KIND_MAX,
+         .values = batch_states,
+         .gate_offset = offsetof(struct fmt_admin_batch, missing)},
+        BATCH_FIELD(product, FMT_ADMIN_T_STRING, FMT_ADMIN_F_EMPTY, FMT_MANIFEST_PRODUCT_MAX),
+        BATCH_FIELD(devices, FMT_ADMIN_T_INT, 0, 0),
+        BATCH_FIELD(imported_at, FMT_ADMIN_T_TIME, 0, 0),
+        BATCH_FIELD(hash, FMT_ADMIN_T_SHA256, 0, FMT_ADMIN_SHA256_HEX),
+        BATCH_FIELD(prev_hash, FMT_ADMIN_T_SHA256, FMT_ADMIN_F_NULL, FMT_ADMIN_SHA256_HEX),
+        BATCH_FIELD(chained, FMT_ADMIN_T_BOOL, 0, 0),
+};
+static const struct fmt_admin_field batches_fields[] = {
+        {.name = "batches",
+         .type = FMT_ADMIN_T_ROWS,
+         .offset = offsetof(struct fmt_admin_batches, batches),
+         .rows = FMT_ADMIN_BATCH,
+         .count_offset = offsetof(struct fmt_admin_batches, n_batches)},
+        FIELD(fmt_admin_batches, truncated, FMT_ADMIN_T_BOOL, 0, 0),
+};
+static const struct fmt_admin_field ca_fields[] = {
+        FIELD(fmt_admin_ca, name, FMT_ADMIN_T_STRING, 0, FMT_ID_MAX),
+        FIELD(fmt_admin_ca, sha256, FMT_ADMIN_T_SHA256, FMT_ADMIN_F_OPTIONAL,
+              FMT_ADMIN_SHA256_HEX),
+        FIELD(fmt_admin_ca, subject, FMT_ADMIN_T_STRING,
+              FMT_ADMIN_F_OPTIONAL | FMT_ADMIN_F_EMPTY | FMT_ADMIN_F_WIDE, FMT_ADMIN_SUBJECT_MAX),
+        FIELD(fmt_admin_ca, not_after, FMT_ADMIN_T_STRING,
+              FMT_ADMIN_F_OPTIONAL | FMT_ADMIN_F_EMPTY, FMT_ADMIN_DATE_MAX),
 };
 
 static const struct kind_info {
@@ -276,6 +327,11 @@ static const struct kind_info {
                             false},
         [FMT_ADMIN_ALLOW] = {allow_fields, N(allow_fields), sizeof(struct fmt_admin_allow),
                              "allow", false},
+        [FMT_ADMIN_BATCH] = {batch_fields, N(batch_fields), sizeof(struct fmt_admin_batch), NULL,
+                             false},
+        [FMT_ADMIN_BATCHES] = {batches_fields, N(batches_fields),
+                               sizeof(struct fmt_admin_batches), NULL, false},
+        [FMT_ADMIN_CA] = {ca_fields, N(ca_fields), sizeof(struct fmt_admin_ca), "cas", false},
 };
 
 static const struct kind_info *info(enum fmt_admin_kind kind)
@@ -325,6 +381,14 @@ bool fmt_admin_get_bool(const struct fmt_admin_field *f, const void *row)
 		return true;
 	memcpy(&v, (const char *)row + f->offset, sizeof(v));
 	return v;
+}
+
+bool fmt_admin_gated_off(const struct fmt_admin_field *f, const void *row)
+{
+	bool off = false;
+	if (f->flags & FMT_ADMIN_F_GATED)
+		memcpy(&off, (const char *)row + f->gate_offset, sizeof(off));
+	return off;
 }
 
 const void *fmt_admin_get_rows(const struct fmt_admin_field *f, const void *row, size_t *n)
@@ -438,6 +502,8 @@ static enum idp_err encode_field(const struct fmt_admin_field *f, const void *v,
                                  struct idp_error *err)
 {
 	bool ok = true;
+	if (fmt_admin_gated_off(f, v))
+		return IDP_OK; /* absent, whatever the member holds */
 	if (is_string_type(f->type)) {
 		const char *s = fmt_admin_get_string(f, v);
 		if (s == NULL && (f->flags & FMT_ADMIN_F_NULL))
@@ -669,6 +735,8 @@ static enum idp_err parse_rows(enum fmt_admin_kind kind, const cJSON *a, const c
 static enum idp_err parse_field(const struct fmt_admin_field *f, const cJSON *o, void *out,
                                 struct fmt_admin_doc *doc, struct idp_error *err)
 {
+	if (fmt_admin_gated_off(f, out))
+		return IDP_OK; /* absent by its gate: ignored when sent */
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, f->name);
 	if (m == NULL)
 		return (f->flags & FMT_ADMIN_F_OPTIONAL)

@@ -49,6 +49,8 @@
 #define FMT_ADMIN_ALLOW_MAX   300u        /* an allow-list entry */
 #define FMT_ADMIN_HOST_MAX    255u        /* a DNS-SD host name, an instance name (escaped) */
 #define FMT_ADMIN_ADDR_MAX    64u         /* an address as text */
+#define FMT_ADMIN_SUBJECT_MAX 511u        /* a CA's subject, one-line form */
+#define FMT_ADMIN_DATE_MAX    32u         /* a date as text ("YYYY-MM-DDTHH:MM:SSZ") */
 
 /* Body kinds. Requests first, then answers (rows of lists and objects). */
 enum fmt_admin_kind {
@@ -80,6 +82,9 @@ enum fmt_admin_kind {
 	FMT_ADMIN_SUSPENSION,      /* answer of GET suspension */
 	FMT_ADMIN_SEEN,            /* row of a suspension's seen */
 	FMT_ADMIN_ALLOW,           /* row of GET allow */
+	FMT_ADMIN_BATCH,           /* row of GET batches */
+	FMT_ADMIN_BATCHES,         /* answer of GET batches: struct fmt_admin_batches */
+	FMT_ADMIN_CA,              /* row of GET cas */
 	FMT_ADMIN_KIND_COUNT
 };
 
@@ -267,8 +272,14 @@ struct fmt_admin_audit_check {
 	int64_t entries;
 	int64_t head_seq;
 	const char *head_hash;
-	int64_t broken_seq; /* 0: absent (intact) */
-	const char *reason; /* NULL: absent (intact) */
+	int64_t broken_seq;        /* 0: absent (intact) */
+	int64_t broken_checkpoint; /* the first that does not verify; 0: absent */
+	const char *reason;        /* NULL: absent (intact) */
+	/* The signed checkpoints (formats/audit.md §6); not in tables. */
+	int64_t checkpoints;    /* how many verified */
+	int64_t checkpoint_seq; /* the newest that verified: the seq it covers ... */
+	int64_t checkpoint_at;  /* ... and when it was made; 0: none */
+	bool truncated;         /* entries a checkpoint covers are missing */
 };
 
 struct fmt_admin_unprovisioned {
@@ -279,6 +290,36 @@ struct fmt_admin_unprovisioned {
 	int64_t imported_at;
 	int64_t age; /* seconds */
 	int64_t attempts;
+};
+
+/* A sequence of a station's batch chain: the batch, or a gap. */
+struct fmt_admin_batch {
+	const char *station_id;
+	int64_t sequence;
+	bool missing; /* never imported: the members below are absent */
+	const char *id;
+	const char *state; /* "imported" or "gap" */
+	const char *product;
+	int64_t devices;
+	int64_t imported_at;
+	const char *hash;      /* the batch's chain hash */
+	const char *prev_hash; /* NULL: null (a station's first batch) */
+	bool chained;          /* prev_hash is the hash of the batch before */
+};
+
+struct fmt_admin_batches {
+	const struct fmt_admin_batch *batches; /* n_batches rows */
+	size_t n_batches;
+	bool truncated; /* cut at FMT_ADMIN_LIST_MAX rows */
+};
+
+/* A trusted factory CA. A PEM that no longer parses is listed with its name
+ * only (the other members NULL: absent). */
+struct fmt_admin_ca {
+	const char *name;
+	const char *sha256;    /* of the certificate's DER */
+	const char *subject;   /* one-line form; may be "" */
+	const char *not_after; /* "YYYY-MM-DDTHH:MM:SSZ"; "" when unreadable */
 };
 
 /* --- the field tables --------------------------------------------------------- */
@@ -300,6 +341,8 @@ enum fmt_admin_type {
 #define FMT_ADMIN_F_NULL     2u /* may be null (encoded null when NULL) */
 #define FMT_ADMIN_F_EMPTY    4u /* a string may be "" */
 #define FMT_ADMIN_F_WIDE     8u /* long text: tables show it last */
+#define FMT_ADMIN_F_GATED   16u /* absent when the bool at gate_offset is true */
+#define FMT_ADMIN_F_HIDDEN  32u /* not shown in idprov-admin's tables */
 
 struct fmt_admin_field {
 	const char *name;
@@ -310,6 +353,7 @@ struct fmt_admin_field {
 	const char *const *values; /* FMT_ADMIN_T_ENUM: NULL-terminated */
 	enum fmt_admin_kind rows;  /* FMT_ADMIN_T_ROWS: the kind of the rows ... */
 	size_t count_offset;       /* ... and where their count is */
+	size_t gate_offset;        /* FMT_ADMIN_F_GATED: the bool (an earlier member) */
 };
 
 /* The fields of kind in member order (*n of them); NULL for an invalid kind. */
@@ -319,7 +363,7 @@ const struct fmt_admin_field *fmt_admin_fields(enum fmt_admin_kind kind, size_t 
 size_t fmt_admin_size(enum fmt_admin_kind kind);
 
 /* The member array's name when kind is the row of a list answer
- * ("stations", "devices", "flags", "entries", "credentials", "allow");
+ * ("stations", "devices", "flags", "entries", "credentials", "allow", "cas");
  * NULL otherwise. */
 const char *fmt_admin_list_name(enum fmt_admin_kind kind);
 
@@ -327,6 +371,8 @@ const char *fmt_admin_list_name(enum fmt_admin_kind kind);
 const char *fmt_admin_get_string(const struct fmt_admin_field *f, const void *row);
 int64_t fmt_admin_get_int(const struct fmt_admin_field *f, const void *row);
 bool fmt_admin_get_bool(const struct fmt_admin_field *f, const void *row);
+/* Whether field f is absent from row by its gate (FMT_ADMIN_F_GATED). */
+bool fmt_admin_gated_off(const struct fmt_admin_field *f, const void *row);
 /* Rows of a FMT_ADMIN_T_ROWS field: the first (NULL when none), *n of them. */
 const void *fmt_admin_get_rows(const struct fmt_admin_field *f, const void *row, size_t *n);
 

@@ -210,6 +210,15 @@ bool srv_admin_parse_body(struct srv_ctx *ctx, struct evhttp_request *req, enum 
 	return rc == IDP_OK;
 }
 
+void srv_admin_encode_failed(struct srv_ctx *ctx, struct evhttp_request *req,
+                             const struct idp_error *err)
+{
+	char ebuf[FIO_LOG_ESC_MAX];
+	fio_log(FIO_LOG_ERROR, "admin.encode", "loop=%u error=\"%s\"", ctx->loop,
+	        fio_log_err(err, ebuf));
+	srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+}
+
 /* Answer v (a struct of kind) with status 200; an encoder failure (a stored
  * value out of its type) is logged and answered 500. */
 void srv_admin_send_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
@@ -218,10 +227,7 @@ void srv_admin_send_body(struct srv_ctx *ctx, struct evhttp_request *req, enum f
 	cJSON *o = NULL;
 	struct idp_error err = {0};
 	if (fmt_admin_encode(kind, v, &o, &err) != IDP_OK) {
-		char ebuf[FIO_LOG_ESC_MAX];
-		fio_log(FIO_LOG_ERROR, "admin.encode", "loop=%u error=\"%s\"", ctx->loop,
-		        fio_log_err(&err, ebuf));
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
+		srv_admin_encode_failed(ctx, req, &err);
 		return;
 	}
 	srv_http_json(req, 200, o);
@@ -847,16 +853,12 @@ static void send_list(struct srv_ctx *ctx, struct evhttp_request *req, struct li
 	const char *next = l->n == SRV_ADMIN_LIST_MAX && l->last[0] != '\0' ? l->last : NULL;
 	if (rc == IDP_OK && l->rc == IDP_OK)
 		l->rc = fmt_admin_list_end(l->top, next, l->now, &l->err);
-	if (l->rc != IDP_OK) {
-		char ebuf[FIO_LOG_ESC_MAX];
-		fio_log(FIO_LOG_ERROR, "admin.encode", "loop=%u error=\"%s\"", ctx->loop,
-		        fio_log_err(&l->err, ebuf));
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "cannot encode the answer");
-	} else if (rc != IDP_OK) {
+	if (l->rc != IDP_OK)
+		srv_admin_encode_failed(ctx, req, &l->err);
+	else if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
-	} else {
+	else
 		srv_http_json(req, 200, l->top);
-	}
 	cJSON_Delete(l->top);
 	l->top = NULL;
 }
@@ -1117,9 +1119,9 @@ void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	send_list(ctx, req, &l, rc, &err);
 }
 
-/* GET /v1/admin/audit/verify: recompute the chain; {"intact", "entries",
- * "head_seq", "head_hash"} and, when broken, "broken_seq" and "reason"
- * naming the first entry that does not verify. A broken chain is logged
+/* GET /v1/admin/audit/verify: recompute the chain and check the signed
+ * checkpoints; FMT_ADMIN_AUDIT_CHECK, with "broken_seq" and "reason"
+ * naming the first entry that does not verify when broken. A broken chain is logged
  * (audit.broken) and answered 200: the check itself worked. */
 void srv_admin_audit_verify(struct srv_ctx *ctx, struct evhttp_request *req)
 {
@@ -1150,27 +1152,19 @@ void srv_admin_audit_verify(struct srv_ctx *ctx, struct evhttp_request *req)
 	else
 		fio_log(FIO_LOG_WARN, "audit.broken", "loop=%u seq=%lld verified=%lld", ctx->loop,
 		        (long long)c.broken_seq, (long long)c.entries);
-	cJSON *o = cJSON_CreateObject();
-	bool ok = o != NULL && cJSON_AddBoolToObject(o, "intact", intact) != NULL &&
-	          cJSON_AddNumberToObject(o, "entries", (double)c.entries) != NULL &&
-	          cJSON_AddNumberToObject(o, "head_seq", (double)c.head_seq) != NULL &&
-	          cJSON_AddStringToObject(o, "head_hash", hex) != NULL;
-	if (ok && c.broken_seq != 0)
-		ok = cJSON_AddNumberToObject(o, "broken_seq", (double)c.broken_seq) != NULL;
-	if (ok && ck.bad_n != 0)
-		ok = cJSON_AddNumberToObject(o, "broken_checkpoint", (double)ck.bad_n) != NULL;
-	if (ok && !intact)
-		ok = cJSON_AddStringToObject(o, "reason", reason) != NULL;
-	if (ok) /* the newest checkpoint that verified (server/checkpoint.h) */
-		ok = cJSON_AddNumberToObject(o, "checkpoints", (double)ck.checkpoints) != NULL &&
-		     cJSON_AddNumberToObject(o, "checkpoint_seq", (double)ck.last_seq) != NULL &&
-		     cJSON_AddNumberToObject(o, "checkpoint_at", (double)ck.last_at) != NULL &&
-		     cJSON_AddBoolToObject(o, "truncated", ck.truncated) != NULL;
-	if (ok)
-		srv_http_json(req, 200, o);
-	else
-		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
-	cJSON_Delete(o);
+	/* checkpoint_*: the newest checkpoint that verified (server/checkpoint.h) */
+	const struct fmt_admin_audit_check a = {.intact = intact,
+	                                        .entries = c.entries,
+	                                        .head_seq = c.head_seq,
+	                                        .head_hash = hex,
+	                                        .broken_seq = c.broken_seq,
+	                                        .broken_checkpoint = ck.bad_n,
+	                                        .reason = intact ? NULL : reason,
+	                                        .checkpoints = ck.checkpoints,
+	                                        .checkpoint_seq = ck.last_seq,
+	                                        .checkpoint_at = ck.last_at,
+	                                        .truncated = ck.truncated};
+	srv_admin_send_body(ctx, req, FMT_ADMIN_AUDIT_CHECK, &a);
 }
 
 /* ---------------------------------------------------------------- reports */

@@ -113,6 +113,10 @@ bool srv_admin_parse_body(struct srv_ctx *ctx, struct evhttp_request *req,
 void srv_admin_send_body(struct srv_ctx *ctx, struct evhttp_request *req, enum fmt_admin_kind kind,
                          const void *v);
 
+/* Log the encoder's refusal err (admin.encode) and answer 500. */
+void srv_admin_encode_failed(struct srv_ctx *ctx, struct evhttp_request *req,
+                             const struct idp_error *err);
+
 /* End the change made in st's open transaction: when rc is IDP_OK, append
  * ev (its audit entry) and commit, so both are written or neither; else, or
  * when that fails, roll back. Returns the first failure. */

@@ -15,22 +15,12 @@
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 
+#include "formats/admin_api.h"
 #include "formats/id.h"
 #include "formats/keys.h"
 #include "formats/x509.h"
 #include "server/admin.h"
 #include "server/handlers.h"
-
-/* Answer top (200) when rc is IDP_OK, else the failure; top is freed. */
-static void send_top(struct srv_ctx *ctx, struct evhttp_request *req, enum idp_err rc,
-                     const struct idp_error *err, cJSON *top)
-{
-	if (rc == IDP_OK)
-		srv_http_json(req, 200, top);
-	else
-		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, err);
-	cJSON_Delete(top);
-}
 
 /* ---------------------------------------------------------------- batches */
 
@@ -51,43 +41,47 @@ static int collect_station(void *ctx, const struct srv_station *s)
 	return 0;
 }
 
-static cJSON *hash_text(cJSON *o, const char *name, const uint8_t h[static SRV_STORE_HASH_LEN])
-{
-	char hex[65];
-	fmt_key_fingerprint_hex(h, hex);
-	return cJSON_AddStringToObject(o, name, hex);
-}
+/* The rows of a batch listing and the text they point to. */
+struct batch_rows {
+	struct fmt_admin_batch row[SRV_ADMIN_LIST_MAX];
+	struct batch_text {
+		char id[SRV_STORE_ID_MAX + 1];
+		char product[SRV_STORE_PRODUCT_MAX + 1];
+		char hash[FMT_ADMIN_SHA256_HEX + 1];
+		char prev_hash[FMT_ADMIN_SHA256_HEX + 1];
+	} text[SRV_ADMIN_LIST_MAX];
+	size_t n;
+};
 
-/* Add the row of sequence seq of station to arr: the batch b (NULL when
+/* Add the row of sequence seq of station to rows: the batch b (NULL when
  * that sequence was never imported); chained says whether b's prev_hash is
- * the hash of the batch before it. */
-static bool add_batch_row(cJSON *arr, const char *station, int64_t seq, const struct srv_batch *b,
-                          bool chained)
+ * the hash of the batch before it. There is room (the caller counts). */
+static void add_batch_row(struct batch_rows *rows, const char *station, int64_t seq,
+                          const struct srv_batch *b, bool chained)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(arr, o)) {
-		cJSON_Delete(o);
-		return false;
-	}
-	bool ok = cJSON_AddStringToObject(o, "station_id", station) != NULL &&
-	          cJSON_AddNumberToObject(o, "sequence", (double)seq) != NULL &&
-	          cJSON_AddBoolToObject(o, "missing", b == NULL) != NULL;
-	if (ok && b != NULL)
-		ok = cJSON_AddStringToObject(o, "id", b->id) != NULL &&
-		     cJSON_AddStringToObject(o, "state", srv_batch_state_name(b->state)) != NULL &&
-		     cJSON_AddStringToObject(o, "product", b->product) != NULL &&
-		     cJSON_AddNumberToObject(o, "devices", (double)b->device_count) != NULL &&
-		     cJSON_AddNumberToObject(o, "imported_at", (double)b->imported_at) != NULL &&
-		     hash_text(o, "hash", b->hash) != NULL &&
-		     (b->has_prev ? hash_text(o, "prev_hash", b->prev_hash)
-		                  : cJSON_AddNullToObject(o, "prev_hash")) != NULL &&
-		     cJSON_AddBoolToObject(o, "chained", chained) != NULL;
-	return ok;
+	struct fmt_admin_batch *r = &rows->row[rows->n];
+	struct batch_text *t = &rows->text[rows->n++];
+	*r = (struct fmt_admin_batch){.station_id = station, .sequence = seq, .missing = b == NULL};
+	if (b == NULL)
+		return;
+	memcpy(t->id, b->id, sizeof(t->id));
+	memcpy(t->product, b->product, sizeof(t->product));
+	fmt_key_fingerprint_hex(b->hash, t->hash);
+	if (b->has_prev)
+		fmt_key_fingerprint_hex(b->prev_hash, t->prev_hash);
+	r->id = t->id;
+	r->state = srv_batch_state_name(b->state);
+	r->product = t->product;
+	r->devices = b->device_count;
+	r->imported_at = b->imported_at;
+	r->hash = t->hash;
+	r->prev_hash = b->has_prev ? t->prev_hash : NULL;
+	r->chained = chained;
 }
 
-/* Walk station's chain 1..last into arr, at most *left rows. */
-static enum idp_err walk_chain(struct srv_store *st, const char *station, cJSON *arr,
-                               size_t *left, bool *truncated, struct idp_error *err)
+/* Walk station's chain 1..last into rows, up to SRV_ADMIN_LIST_MAX rows. */
+static enum idp_err walk_chain(struct srv_store *st, const char *station, struct batch_rows *rows,
+                               bool *truncated, struct idp_error *err)
 {
 	struct srv_batch last, b, prev;
 	bool have_prev = false;
@@ -95,7 +89,7 @@ static enum idp_err walk_chain(struct srv_store *st, const char *station, cJSON 
 	if (rc == IDP_E_NOTFOUND)
 		return IDP_OK;
 	for (int64_t seq = 1; rc == IDP_OK && seq <= last.sequence; seq++) {
-		if (*left == 0) {
+		if (rows->n == SRV_ADMIN_LIST_MAX) {
 			*truncated = true;
 			break;
 		}
@@ -111,9 +105,7 @@ static enum idp_err walk_chain(struct srv_store *st, const char *station, cJSON 
 		                                  : have_prev && b.has_prev &&
 		                                            CRYPTO_memcmp(b.prev_hash, prev.hash,
 		                                                          SRV_STORE_HASH_LEN) == 0);
-		if (!add_batch_row(arr, station, seq, found ? &b : NULL, chained))
-			return idp_error_set(err, IDP_E_NOMEM, "out of memory");
-		(*left)--;
+		add_batch_row(rows, station, seq, found ? &b : NULL, chained);
 		have_prev = found;
 		if (found)
 			prev = b;
@@ -144,17 +136,20 @@ void srv_admin_batch_list(struct srv_ctx *ctx, struct evhttp_request *req)
 		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
 	if (rc == IDP_OK)
 		rc = srv_store_station_foreach(ctx->store, collect_station, &ids, &err);
-	cJSON *top = rc == IDP_OK ? cJSON_CreateObject() : NULL;
-	cJSON *arr = top != NULL ? cJSON_AddArrayToObject(top, "batches") : NULL;
-	if (rc == IDP_OK && arr == NULL)
+	struct batch_rows *rows = rc == IDP_OK ? calloc(1, sizeof(*rows)) : NULL;
+	if (rc == IDP_OK && rows == NULL)
 		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
-	size_t left = SRV_ADMIN_LIST_MAX;
-	bool truncated = false;
-	for (size_t i = 0; rc == IDP_OK && i < ids.n && !truncated; i++)
-		rc = walk_chain(ctx->store, ids.id[i], arr, &left, &truncated, &err);
-	if (rc == IDP_OK && cJSON_AddBoolToObject(top, "truncated", truncated) == NULL)
-		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
-	send_top(ctx, req, rc, &err, top);
+	struct fmt_admin_batches a = {0};
+	for (size_t i = 0; rc == IDP_OK && rows != NULL && i < ids.n && !a.truncated; i++)
+		rc = walk_chain(ctx->store, ids.id[i], rows, &a.truncated, &err);
+	if (rc == IDP_OK && rows != NULL) {
+		a.batches = rows->row;
+		a.n_batches = rows->n;
+		srv_admin_send_body(ctx, req, FMT_ADMIN_BATCHES, &a);
+	} else {
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	}
+	free(rows);
 	free(ids.id);
 	evhttp_clear_headers(&q);
 }
@@ -162,47 +157,39 @@ void srv_admin_batch_list(struct srv_ctx *ctx, struct evhttp_request *req)
 /* ---------------------------------------------------------------- CAs */
 
 struct ca_list {
-	cJSON *arr;
-	bool failed;
+	cJSON *rows;
+	enum idp_err rc; /* the encoder's refusal */
+	struct idp_error *err;
 };
 
-/* One CA as {"name","sha256","subject","not_after"}; a PEM that no longer
- * parses (it was checked when added) is listed with its name only. */
+/* One CA as a row of the listing; a PEM that no longer parses (it was
+ * checked when added) is listed with its name only. */
 static int add_ca(void *ctx, const char *name, const char *pem, size_t len)
 {
 	struct ca_list *l = ctx;
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddItemToArray(l->arr, o)) {
-		cJSON_Delete(o);
-		l->failed = true;
-		return 1;
-	}
-	if (cJSON_AddStringToObject(o, "name", name) == NULL) {
-		l->failed = true;
-		return 1;
-	}
+	struct fmt_admin_ca row = {.name = name};
 	X509 *x = NULL;
-	if (fmt_x509_parse_first((const uint8_t *)pem, len, &x, NULL) != IDP_OK)
-		return 0;
-	uint8_t md[32];
-	unsigned mdlen = 0;
-	char hex[65], subject[512], after[32] = "";
-	bool ok = X509_digest(x, EVP_sha256(), md, &mdlen) == 1 && mdlen == sizeof(md);
-	if (ok)
-		fmt_key_fingerprint_hex(md, hex);
-	X509_NAME_oneline(X509_get_subject_name(x), subject, (int)sizeof(subject));
-	const ASN1_TIME *na = X509_get0_notAfter(x);
-	struct tm tm;
-	if (na != NULL && ASN1_TIME_to_tm(na, &tm) == 1)
-		(void)strftime(after, sizeof(after), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	X509_free(x);
-	if (ok && (cJSON_AddStringToObject(o, "sha256", hex) == NULL ||
-	           cJSON_AddStringToObject(o, "subject", subject) == NULL ||
-	           cJSON_AddStringToObject(o, "not_after", after) == NULL)) {
-		l->failed = true;
-		return 1;
+	char hex[FMT_ADMIN_SHA256_HEX + 1], subject[FMT_ADMIN_SUBJECT_MAX + 1],
+	        after[FMT_ADMIN_DATE_MAX] = "";
+	if (fmt_x509_parse_first((const uint8_t *)pem, len, &x, NULL) == IDP_OK) {
+		uint8_t md[32];
+		unsigned mdlen = 0;
+		bool ok = X509_digest(x, EVP_sha256(), md, &mdlen) == 1 && mdlen == sizeof(md);
+		X509_NAME_oneline(X509_get_subject_name(x), subject, (int)sizeof(subject));
+		const ASN1_TIME *na = X509_get0_notAfter(x);
+		struct tm tm;
+		if (na != NULL && ASN1_TIME_to_tm(na, &tm) == 1)
+			(void)strftime(after, sizeof(after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		X509_free(x);
+		if (ok) {
+			fmt_key_fingerprint_hex(md, hex);
+			row.sha256 = hex;
+			row.subject = subject;
+			row.not_after = after;
+		}
 	}
-	return 0;
+	l->rc = fmt_admin_list_add(l->rows, FMT_ADMIN_CA, &row, l->err);
+	return l->rc != IDP_OK;
 }
 
 void srv_admin_ca_list(struct srv_ctx *ctx, struct evhttp_request *req)
@@ -210,13 +197,16 @@ void srv_admin_ca_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (!srv_admin_authorized(ctx, req))
 		return;
 	struct idp_error err = {0};
-	struct ca_list l = {0};
-	cJSON *top = cJSON_CreateObject();
-	l.arr = top != NULL ? cJSON_AddArrayToObject(top, "cas") : NULL;
-	enum idp_err rc = l.arr != NULL
-	                          ? srv_store_factory_ca_foreach(ctx->store, add_ca, &l, &err)
-	                          : idp_error_set(&err, IDP_E_NOMEM, "out of memory");
-	if (rc == IDP_OK && l.failed)
-		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
-	send_top(ctx, req, rc, &err, top);
+	struct ca_list l = {.err = &err};
+	cJSON *top = NULL;
+	enum idp_err rc = fmt_admin_list_new(FMT_ADMIN_CA, &top, &l.rows, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_factory_ca_foreach(ctx->store, add_ca, &l, &err);
+	if (l.rc != IDP_OK)
+		srv_admin_encode_failed(ctx, req, &err);
+	else if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	else
+		srv_http_json(req, 200, top);
+	cJSON_Delete(top);
 }

@@ -75,9 +75,12 @@ static void duration(int64_t s, char *out, size_t max)
 		(void)snprintf(out, max, "%llds", v);
 }
 
-/* Whether field f of row is absent (an optional member not sent). */
+/* Whether field f of row is absent (an optional member not sent, a member
+ * off by its gate) or not for tables. */
 static bool absent(const struct fmt_admin_field *f, const void *row)
 {
+	if ((f->flags & FMT_ADMIN_F_HIDDEN) || fmt_admin_gated_off(f, row))
+		return true;
 	if (!(f->flags & FMT_ADMIN_F_OPTIONAL))
 		return false;
 	switch (f->type) {
@@ -184,6 +187,8 @@ int adm_table_list(FILE *f, const struct fmt_admin_list *l)
 		for (size_t i = 0; i < nf && ncols < 16; i++) {
 			if (fields[i].type == FMT_ADMIN_T_ROWS)
 				nested = &fields[i];
+			else if (fields[i].flags & FMT_ADMIN_F_HIDDEN)
+				continue;
 			else if (((fields[i].flags & FMT_ADMIN_F_WIDE) != 0) == (pass == 1))
 				order[ncols++] = i;
 		}

@@ -57,7 +57,12 @@ static const struct fmt_admin_audit_check s_check = {.intact = false,
                                                      .head_seq = 2,
                                                      .head_hash = HEX_B,
                                                      .broken_seq = 3,
-                                                     .reason = "entry 3: hash does not match"};
+                                                     .broken_checkpoint = 2,
+                                                     .reason = "entry 3: hash does not match",
+                                                     .checkpoints = 1,
+                                                     .checkpoint_seq = 1,
+                                                     .checkpoint_at = 4,
+                                                     .truncated = false};
 static const struct fmt_admin_unprovisioned s_unprov = {.id = "dev-0002",
                                                         .state = "preloaded",
                                                         .batch_id = "b-1",
@@ -92,6 +97,33 @@ static const struct fmt_admin_suspension s_suspension = {.suspended = true,
                                                          .seen = seen,
                                                          .n_seen = 1};
 static const struct fmt_admin_allow s_allow = {.entry = HEX_A, .added_at = 9};
+static const struct fmt_admin_batch chain[] = {
+        {.station_id = "station-01", .sequence = 1, .missing = true},
+        {.station_id = "station-01",
+         .sequence = 2,
+         .id = "b-2",
+         .state = "imported",
+         .product = "sensor-v2",
+         .devices = 0,
+         .imported_at = 1764526805,
+         .hash = HEX_A,
+         .prev_hash = HEX_B,
+         .chained = false},
+};
+static const struct fmt_admin_batch s_batch = {.station_id = "station-01",
+                                               .sequence = 1,
+                                               .id = "b-1",
+                                               .state = "gap",
+                                               .product = "",
+                                               .devices = 3,
+                                               .imported_at = 100,
+                                               .hash = HEX_B,
+                                               .prev_hash = NULL,
+                                               .chained = true};
+static const struct fmt_admin_batches s_batches = {
+        .batches = chain, .n_batches = 2, .truncated = true};
+static const struct fmt_admin_ca s_ca_row = {
+        .name = "factory-a", .sha256 = HEX_A, .subject = "/CN=Factory A", .not_after = ""};
 
 static const struct {
 	enum fmt_admin_kind kind;
@@ -124,7 +156,9 @@ static const struct {
          "\"detail\":null,\"actor\":\"admin\",\"hash\":null}"},
         {FMT_ADMIN_AUDIT_CHECK, &s_check,
          "{\"intact\":false,\"entries\":2,\"head_seq\":2,\"head_hash\":\"" HEX_B
-         "\",\"broken_seq\":3,\"reason\":\"entry 3: hash does not match\"}"},
+         "\",\"broken_seq\":3,\"broken_checkpoint\":2,\"reason\":\"entry 3: hash does not "
+         "match\",\"checkpoints\":1,\"checkpoint_seq\":1,\"checkpoint_at\":4,\"truncated\":"
+         "false}"},
         {FMT_ADMIN_UNPROVISIONED, &s_unprov,
          "{\"id\":\"dev-0002\",\"state\":\"preloaded\",\"batch_id\":\"b-1\",\"station_id\":"
          "\"station-01\",\"imported_at\":100,\"age\":259200,\"attempts\":0}"},
@@ -150,6 +184,19 @@ static const struct {
          "\"name\":\"idprovd on b\",\"host\":\"b.local\",\"addr\":\"10.0.0.2\",\"port\":9443,"
          "\"fp\":null,\"allowed\":false}]}"},
         {FMT_ADMIN_ALLOW, &s_allow, "{\"entry\":\"" HEX_A "\",\"added_at\":9}"},
+        {FMT_ADMIN_BATCH, &s_batch,
+         "{\"station_id\":\"station-01\",\"sequence\":1,\"missing\":false,\"id\":\"b-1\","
+         "\"state\":\"gap\",\"product\":\"\",\"devices\":3,\"imported_at\":100,\"hash\":\"" HEX_B
+         "\",\"prev_hash\":null,\"chained\":true}"},
+        {FMT_ADMIN_BATCHES, &s_batches,
+         "{\"batches\":[{\"station_id\":\"station-01\",\"sequence\":1,\"missing\":true},{"
+         "\"station_id\":\"station-01\",\"sequence\":2,\"missing\":false,\"id\":\"b-2\","
+         "\"state\":\"imported\",\"product\":\"sensor-v2\",\"devices\":0,\"imported_at\":"
+         "1764526805,\"hash\":\"" HEX_A "\",\"prev_hash\":\"" HEX_B
+         "\",\"chained\":false}],\"truncated\":true}"},
+        {FMT_ADMIN_CA, &s_ca_row,
+         "{\"name\":\"factory-a\",\"sha256\":\"" HEX_A
+         "\",\"subject\":\"/CN=Factory A\",\"not_after\":\"\"}"},
 };
 
 static char *encode(enum fmt_admin_kind kind, const void *v)
@@ -322,6 +369,37 @@ START_TEST(test_admin_refusals)
 	         "expires_in"},
 	        {FMT_ADMIN_SUSPEND, "{\"reason\":7}", "reason: expected a string"},
 	        {FMT_ADMIN_ALLOW_ENTRY, "{}", "entry: missing"},
+	        {FMT_ADMIN_AUDIT_CHECK, "{\"intact\":true,\"entries\":1,\"head_seq\":1,\"head_hash\":\"" HEX_A
+	                                "\",\"checkpoint_seq\":0,\"checkpoint_at\":0,"
+	                                "\"truncated\":false}",
+	         "checkpoints: missing"},
+	        {FMT_ADMIN_AUDIT_CHECK, "{\"intact\":true,\"entries\":1,\"head_seq\":1,\"head_hash\":\"" HEX_A
+	                                "\",\"checkpoints\":0,\"checkpoint_seq\":0,\"checkpoint_at\":0,"
+	                                "\"truncated\":\"no\"}",
+	         "truncated: expected true or false"},
+	        {FMT_ADMIN_BATCHES, "{\"truncated\":false}", "batches: missing"},
+	        {FMT_ADMIN_BATCHES, "{\"batches\":[]}", "truncated: missing"},
+	        {FMT_ADMIN_BATCHES, "{\"batches\":[{\"station_id\":\"s\",\"sequence\":1,"
+	                            "\"missing\":false,\"id\":\"b\",\"state\":\"imported\","
+	                            "\"product\":\"p\",\"devices\":1,\"imported_at\":1}],"
+	                            "\"truncated\":false}",
+	         "batches[0]: hash: missing"},
+	        {FMT_ADMIN_BATCHES, "{\"batches\":[{\"station_id\":\"s\",\"sequence\":1}],"
+	                            "\"truncated\":false}",
+	         "batches[0]: missing: missing"},
+	        {FMT_ADMIN_BATCH, "{\"station_id\":\"s\",\"sequence\":1,\"missing\":false,\"id\":"
+	                          "\"b\",\"state\":\"lost\"}",
+	         "state: must be imported or gap, not \"lost\""},
+	        {FMT_ADMIN_BATCH, "{\"station_id\":\"s\",\"sequence\":1,\"missing\":false,\"id\":"
+	                          "\"b\",\"state\":\"gap\",\"product\":\"p\",\"devices\":1,"
+	                          "\"imported_at\":1,\"hash\":\"" HEX_A "\",\"prev_hash\":\"ABC\"}",
+	         "prev_hash: must be 64 lower-case hex digits"},
+	        {FMT_ADMIN_BATCH, "{\"station_id\":\"s\",\"sequence\":-2,\"missing\":true}",
+	         "sequence"},
+	        {FMT_ADMIN_CA, "{\"sha256\":\"" HEX_A "\"}", "name: missing"},
+	        {FMT_ADMIN_CA, "{\"name\":\"f\",\"sha256\":\"xyz\"}",
+	         "sha256: must be 64 lower-case hex digits"},
+	        {FMT_ADMIN_CA, "{\"name\":\"f\",\"subject\":7}", "subject: expected a string"},
 	        {FMT_ADMIN_SUSPENSION, "{\"suspended\":true,\"reason\":null,\"since\":1,\"watching\":"
 	                               "false,\"seen\":[{\"name\":\"n\"}]}",
 	         "seen[0]: host: missing"},
@@ -349,6 +427,84 @@ START_TEST(test_admin_refusals)
 	ck_assert_str_eq(err.msg, "devices[0]: other_keys[0]: key_sha256: must be 64 lower-case "
 	                          "hex digits (a SHA-256)");
 	ck_assert_ptr_null(l.doc.json);
+}
+END_TEST
+
+START_TEST(test_admin_batches_and_cas)
+{
+	struct idp_error err = {0};
+	/* A missing sequence's row has three members; what else it holds is
+	 * not written, and what else it is sent is not read. */
+	struct fmt_admin_batch gap = s_batch;
+	gap.missing = true;
+	gap.hash = "not hex";
+	char *s = encode(FMT_ADMIN_BATCH, &gap);
+	ck_assert_str_eq(s, "{\"station_id\":\"station-01\",\"sequence\":1,\"missing\":true}");
+	cJSON_free(s);
+	const char *extra = "{\"station_id\":\"s\",\"sequence\":4,\"missing\":true,\"id\":\"b\","
+	                    "\"hash\":7}";
+	struct fmt_admin_batch b;
+	struct fmt_admin_doc doc;
+	ck_assert_msg(fmt_admin_parse(FMT_ADMIN_BATCH, (const uint8_t *)extra, strlen(extra), &b,
+	                              &doc, &err) == IDP_OK,
+	              "%s", err.msg);
+	ck_assert(b.missing);
+	ck_assert_int_eq(b.sequence, 4);
+	ck_assert_ptr_null(b.id);
+	ck_assert_ptr_null(b.hash);
+	fmt_admin_doc_free(&doc);
+	/* A batch that is there must have its members. */
+	struct fmt_admin_batch no_hash = s_batch;
+	no_hash.hash = NULL;
+	cJSON *o = NULL;
+	ck_assert_int_eq(fmt_admin_encode(FMT_ADMIN_BATCH, &no_hash, &o, &err), IDP_E_ARG);
+	ck_assert_str_eq(err.msg, "hash: missing");
+	struct fmt_admin_batches many = s_batches;
+	many.n_batches = FMT_ADMIN_LIST_MAX + 1;
+	ck_assert_int_eq(fmt_admin_encode(FMT_ADMIN_BATCHES, &many, &o, &err), IDP_E_ARG);
+	ck_assert_ptr_nonnull(strstr(err.msg, "batches: more than 1000 rows"));
+	/* The answer's rows as read. */
+	s = encode(FMT_ADMIN_BATCHES, &s_batches);
+	struct fmt_admin_batches back;
+	ck_assert_int_eq(
+	        fmt_admin_parse(FMT_ADMIN_BATCHES, (const uint8_t *)s, strlen(s), &back, &doc, &err),
+	        IDP_OK);
+	ck_assert(back.truncated);
+	ck_assert_uint_eq(back.n_batches, 2);
+	ck_assert(back.batches[0].missing);
+	ck_assert_ptr_null(back.batches[0].product);
+	ck_assert_str_eq(back.batches[1].product, "sensor-v2");
+	ck_assert_str_eq(back.batches[1].prev_hash, HEX_B);
+	ck_assert_int_eq(back.batches[1].devices, 0);
+	fmt_admin_doc_free(&doc);
+	cJSON_free(s);
+
+	/* GET cas: a list without "next"; a CA whose PEM no longer parses has
+	 * its name only. */
+	cJSON *top = NULL, *rows = NULL;
+	ck_assert_int_eq(fmt_admin_list_new(FMT_ADMIN_CA, &top, &rows, &err), IDP_OK);
+	const struct fmt_admin_ca name_only = {.name = "old"};
+	ck_assert_int_eq(fmt_admin_list_add(rows, FMT_ADMIN_CA, &s_ca_row, &err), IDP_OK);
+	ck_assert_int_eq(fmt_admin_list_add(rows, FMT_ADMIN_CA, &name_only, &err), IDP_OK);
+	const struct fmt_admin_ca long_name = {.name = HEX_A "x"};
+	ck_assert_int_eq(fmt_admin_list_add(rows, FMT_ADMIN_CA, &long_name, &err), IDP_E_LIMIT);
+	s = cJSON_PrintUnformatted(top);
+	cJSON_Delete(top);
+	ck_assert_str_eq(s, "{\"cas\":[{\"name\":\"factory-a\",\"sha256\":\"" HEX_A
+	                    "\",\"subject\":\"/CN=Factory A\",\"not_after\":\"\"},{\"name\":\"old\"}]}");
+	struct fmt_admin_list l;
+	ck_assert_int_eq(fmt_admin_list_parse(FMT_ADMIN_CA, (const uint8_t *)s, strlen(s), &l, &err),
+	                 IDP_OK);
+	ck_assert_uint_eq(l.n, 2);
+	const struct fmt_admin_ca *ca = l.rows;
+	ck_assert_str_eq(ca[0].not_after, "");
+	ck_assert_str_eq(ca[1].name, "old");
+	ck_assert_ptr_null(ca[1].sha256);
+	ck_assert_ptr_null(ca[1].subject);
+	fmt_admin_list_free(&l);
+	cJSON_free(s);
+	ck_assert_str_eq(fmt_admin_list_name(FMT_ADMIN_CA), "cas");
+	ck_assert_ptr_null(fmt_admin_list_name(FMT_ADMIN_BATCH));
 }
 END_TEST
 
@@ -504,6 +660,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_admin_device_fields);
 	tcase_add_test(tc, test_admin_list_round_trip);
 	tcase_add_test(tc, test_admin_refusals);
+	tcase_add_test(tc, test_admin_batches_and_cas);
 	tcase_add_test(tc, test_admin_oversized);
 	tcase_add_test(tc, test_admin_large_integers_exact);
 	tcase_add_test(tc, test_admin_encoder_refuses);
