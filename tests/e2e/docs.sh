@@ -221,7 +221,7 @@ doc_run 'idprov-admin flags --kind key-reuse --device dev-0042'
 idprov-admin --json flags --open >"$T_TMP/flags.json"
 DOC_FLAG=$(jq -r '[.. | objects | select(has("seq")) | .seq][0] // empty' "$T_TMP/flags.json")
 doc_as 'idprov-admin flag resolve 17' idprov-admin flag resolve "${DOC_FLAG:-none}"
-t_run "  the flag is resolved" quiet sh -c "idprov-admin --json flags --state resolved | grep -q '\"seq\":$DOC_FLAG[,}]'"
+t_run "  the flag is resolved" quiet sh -c "idprov-admin --json flags --state resolved | grep -q '\"seq\":${DOC_FLAG}[,}]'"
 doc_run 'idprov-admin audit --subject dev-0042'
 out 'dev-0042'
 doc_run 'idprov-admin release mac 02:1a:2b:00:00:01'
