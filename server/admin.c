@@ -863,9 +863,6 @@ static void send_list(struct srv_ctx *ctx, struct evhttp_request *req, struct li
 	l->top = NULL;
 }
 
-static bool parse_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
-                        const char *const *names, size_t n);
-
 /* GET /v1/admin/stations[?after=ID]: stations in ID order with their key's
  * SHA-256, at most SRV_ADMIN_LIST_MAX; "next" names the ID to continue
  * after. */
@@ -873,7 +870,7 @@ void srv_admin_station_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	static const char *const names[] = {"after"};
 	struct evkeyvalq q;
-	if (!parse_query(ctx, req, &q, names, 1))
+	if (!srv_admin_query(ctx, req, &q, names, 1))
 		return;
 	const char *after = evhttp_find_header(&q, "after");
 	struct idp_error err = {0};
@@ -968,8 +965,8 @@ static bool parse_query_names(struct srv_ctx *ctx, struct evhttp_request *req, s
 /* An authorized GET with a query of names[0..n) only, parsed into q (free
  * it with evhttp_clear_headers() when true is returned); otherwise answered
  * and false returned. */
-static bool parse_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
-                        const char *const *names, size_t n)
+bool srv_admin_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
+                     const char *const *names, size_t n)
 {
 	TAILQ_INIT(q);
 	if (!authorized(ctx, req))
@@ -1003,7 +1000,7 @@ void srv_admin_flag_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	static const char *const names[] = {"kind", "device", "after", "state"};
 	struct evkeyvalq q;
-	if (!parse_query(ctx, req, &q, names, 4))
+	if (!srv_admin_query(ctx, req, &q, names, 4))
 		return;
 	const char *state = evhttp_find_header(&q, "state");
 	struct srv_flag_query fq = {.limit = SRV_ADMIN_LIST_MAX,
@@ -1095,7 +1092,7 @@ void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	static const char *const names[] = {"after", "subject"};
 	struct evkeyvalq q;
-	if (!parse_query(ctx, req, &q, names, 2))
+	if (!srv_admin_query(ctx, req, &q, names, 2))
 		return;
 	struct idp_error err = {0};
 	int64_t after = 0;
@@ -1194,7 +1191,7 @@ void srv_admin_report_unprovisioned(struct srv_ctx *ctx, struct evhttp_request *
 {
 	static const char *const names[] = {"older_than", "batch", "after"};
 	struct evkeyvalq q;
-	if (!parse_query(ctx, req, &q, names, 3))
+	if (!srv_admin_query(ctx, req, &q, names, 3))
 		return;
 	struct list l = {.now = (int64_t)time(NULL)};
 	int64_t older = 0;

@@ -98,6 +98,13 @@ srv_handler_fn srv_admin_oob_list;        /* GET /v1/admin/oob[?after=ID] */
  * e.g. GET /metrics). */
 bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req);
 
+/* An authorized request whose query has parameters of names[0..n) only,
+ * parsed into q (free it with evhttp_clear_headers() when true is
+ * returned); otherwise answered (401/403, or 400 naming a malformed query or
+ * an unknown parameter) and false returned. */
+bool srv_admin_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
+                     const char *const *names, size_t n);
+
 /* As srv_admin_authorized, and *who gets the caller (for handlers that
  * show or act on the caller, e.g. the web UI's session). */
 bool srv_admin_caller(struct srv_ctx *ctx, struct evhttp_request *req, struct srv_admin_who *who);

@@ -115,19 +115,12 @@ static enum idp_err walk_chain(struct srv_store *st, const char *station, struct
 
 void srv_admin_batch_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!srv_admin_authorized(ctx, req))
-		return;
+	static const char *const names[] = {"station"};
 	struct evkeyvalq q;
-	TAILQ_INIT(&q);
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (!srv_admin_query(ctx, req, &q, names, 1))
+		return;
 	struct idp_error err = {0};
 	enum idp_err rc = IDP_OK;
-	if (query != NULL && evhttp_parse_query_str(query, &q) != 0)
-		rc = idp_error_set(&err, IDP_E_FORMAT, "query: malformed");
-	for (const struct evkeyval *kv = TAILQ_FIRST(&q); rc == IDP_OK && kv != NULL;
-	     kv = TAILQ_NEXT(kv, next))
-		if (strcmp(kv->key, "station") != 0)
-			rc = idp_error_set(&err, IDP_E_FORMAT, "query: only station is known");
 	struct station_ids ids = {.only = evhttp_find_header(&q, "station")};
 	if (rc == IDP_OK && ids.only != NULL)
 		rc = fmt_id_check(ids.only, strlen(ids.only), "station", &err);

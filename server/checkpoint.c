@@ -548,32 +548,19 @@ static void stream_next(void *arg)
 
 void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!srv_admin_authorized(ctx, req))
-		return;
+	static const char *const names[] = {"since_seq", "since"};
 	struct evkeyvalq q;
-	TAILQ_INIT(&q);
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (!srv_admin_query(ctx, req, &q, names, 2))
+		return;
 	struct idp_error err = {0};
 	enum idp_err rc = IDP_OK;
 	int64_t since_seq = 1, since_at = 0;
-	if (query != NULL && evhttp_parse_query_str(query, &q) != 0)
-		rc = idp_error_set(&err, IDP_E_FORMAT, "query: malformed");
-	for (const struct evkeyval *kv = TAILQ_FIRST(&q); rc == IDP_OK && kv != NULL;
-	     kv = TAILQ_NEXT(kv, next)) {
-		if (strcmp(kv->key, "since_seq") == 0) {
-			if (!query_int(kv->value, &since_seq) || since_seq < 1)
-				rc = idp_error_set(&err, IDP_E_FORMAT,
-				                   "since_seq: not a positive integer");
-		} else if (strcmp(kv->key, "since") == 0) {
-			if (!query_int(kv->value, &since_at))
-				rc = idp_error_set(&err, IDP_E_FORMAT,
-				                   "since: not a Unix time in seconds");
-		} else {
-			char q2[IDP_QUOTE_MAX];
-			rc = idp_error_set(&err, IDP_E_FORMAT, "query: unknown parameter %s",
-			                   idp_quote(kv->key, strnlen(kv->key, 256), q2));
-		}
-	}
+	const char *v = evhttp_find_header(&q, "since_seq");
+	if (v != NULL && (!query_int(v, &since_seq) || since_seq < 1))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "since_seq: not a positive integer");
+	v = evhttp_find_header(&q, "since");
+	if (rc == IDP_OK && v != NULL && !query_int(v, &since_at))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "since: not a Unix time in seconds");
 	evhttp_clear_headers(&q);
 	/* Where the export starts, and the hash of the entry before it, so that
 	 * the part exported chains on its own (formats/audit.md §7). */
