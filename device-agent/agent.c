@@ -271,6 +271,24 @@ static enum idp_err pin_tofu(struct agt_ctx *c, const char *url, const char *ca_
 	return rc;
 }
 
+/* The fingerprint of ca.pem into c->ca_fp. A copy of a configured CA file
+ * that does not parse (a power cut after its unsynced write) is ignored:
+ * c->ca_fp stays "" and ensure_pin copies the file again. */
+static enum idp_err load_pin(struct agt_ctx *c, const char *ca_path, struct idp_error *err)
+{
+	c->ca_fp[0] = '\0';
+	struct idp_error e = {0};
+	enum idp_err rc = file_fp(ca_path, c->ca_fp, &e);
+	if (rc != IDP_OK && c->cfg.ca_file != NULL) {
+		c->ca_fp[0] = '\0';
+		say(c, AGT_LOG_WARN, "ca.copy_unreadable", "copied again from the configured CA file");
+		return IDP_OK;
+	}
+	if (rc != IDP_OK && err != NULL)
+		*err = e;
+	return rc;
+}
+
 /* Make sure ca.pem holds the pin: a pre-loaded CA is copied there on first
  * use, and must stay the same; without one, trust on first use. */
 static enum idp_err ensure_pin(struct agt_ctx *c, const char *url, struct idp_error *err)
@@ -279,10 +297,15 @@ static enum idp_err ensure_pin(struct agt_ctx *c, const char *url, struct idp_er
 	enum idp_err rc = path_of(c, "ca.pem", ca_path, err);
 	if (rc != IDP_OK)
 		return rc;
+	c->ca_fp[0] = '\0';
 	if (exists(ca_path)) {
-		rc = file_fp(ca_path, c->ca_fp, err);
-		if (rc != IDP_OK || c->cfg.ca_file == NULL)
+		rc = load_pin(c, ca_path, err);
+		if (rc != IDP_OK)
 			return rc;
+	}
+	if (c->ca_fp[0] != '\0') {
+		if (c->cfg.ca_file == NULL)
+			return IDP_OK;
 		char fp[FP_HEX_LEN + 1];
 		rc = file_fp(c->cfg.ca_file, fp, err);
 		if (rc == IDP_OK && strcmp(fp, c->ca_fp) != 0)
@@ -301,12 +324,28 @@ static enum idp_err ensure_pin(struct agt_ctx *c, const char *url, struct idp_er
 		if (rc != IDP_OK)
 			idp_error_prefix(err, "%s", c->cfg.ca_file);
 	}
+	/* A copy of the configured file, made again from it when lost or
+	 * unreadable (load_pin): no fsync of its own, it becomes durable
+	 * with the state written after the answer. */
 	if (rc == IDP_OK)
-		rc = fmt_file_write_atomic(ca_path, buf, len, 0644, err);
+		rc = fmt_file_write_atomic_ex(ca_path, buf, len, 0644,
+		                              FMT_FILE_NO_DATA_SYNC | FMT_FILE_NO_DIR_SYNC, err);
 	free(buf);
 	if (rc == IDP_OK)
 		say(c, AGT_LOG_INFO, "ca.pinned", "source=file fingerprint=%s", c->ca_fp);
 	return rc;
+}
+
+/* A pin copied from the configured CA file may be lost or garbled by a
+ * power cut that kept the token written after it (the copy has no fsync of
+ * its own): copy it again. A pin trusted on first use is durable at once. */
+static enum idp_err pin_again(struct agt_ctx *c, struct idp_error *err)
+{
+	char ca_path[FILE_PATH_MAX];
+	enum idp_err rc = path_of(c, "ca.pem", ca_path, err);
+	if (rc != IDP_OK || c->cfg.ca_file == NULL || (exists(ca_path) && c->ca_fp[0] != '\0'))
+		return rc;
+	return ensure_pin(c, c->provision_url, err);
 }
 
 /* ---------------------------------------------------------------- state.json */
@@ -318,7 +357,8 @@ static void token_forget(struct agt_ctx *c)
 	c->has_token = false;
 }
 
-static enum idp_err state_save(struct agt_ctx *c, struct idp_error *err)
+/* Write state.json; flags as fmt_file_write_atomic_ex (0: durable now). */
+static enum idp_err state_save(struct agt_ctx *c, unsigned flags, struct idp_error *err)
 {
 	char path[FILE_PATH_MAX];
 	enum idp_err rc = path_of(c, "state.json", path, err);
@@ -336,9 +376,19 @@ static enum idp_err state_save(struct agt_ctx *c, struct idp_error *err)
 	fmt_buf_add_str(&b, "}\n");
 	rc = fmt_buf_check(&b, "state", err);
 	if (rc == IDP_OK)
-		rc = fmt_file_write_atomic(path, b.p, b.len, 0600, err);
+		rc = fmt_file_write_atomic_ex(path, b.p, b.len, 0600, flags, err);
 	fmt_buf_free(&b);
 	return rc;
+}
+
+/* Make earlier deferred writes in the state directory durable; best effort
+ * (a failure only costs a provisioning again after a power cut). */
+static void state_sync(const struct agt_ctx *c)
+{
+	char path[FILE_PATH_MAX];
+	struct idp_error err = {0};
+	if (path_of(c, "state.json", path, &err) != IDP_OK || fmt_file_sync_dir(path, &err) != IDP_OK)
+		say(c, AGT_LOG_WARN, "state.sync", "error=\"%s\"", err.msg);
 }
 
 static enum idp_err copy_member(const cJSON *o, const char *name, bool required, char *out,
@@ -640,7 +690,7 @@ static enum idp_err read_only_open(struct agt_ctx *c, struct idp_error *err)
 	if (rc == IDP_OK)
 		rc = state_load(c, err);
 	if (rc == IDP_OK && path_of(c, "ca.pem", path, NULL) == IDP_OK && exists(path))
-		rc = file_fp(path, c->ca_fp, err);
+		rc = load_pin(c, path, err);
 	return rc;
 }
 
@@ -683,7 +733,7 @@ enum idp_err agt_open(const struct agt_config *cfg, struct agt_ctx **out, struct
 	if (rc == IDP_OK)
 		rc = state_load(c, err);
 	if (rc == IDP_OK && path_of(c, "ca.pem", path, NULL) == IDP_OK && exists(path))
-		rc = file_fp(path, c->ca_fp, err);
+		rc = load_pin(c, path, err);
 done:
 	if (rc != IDP_OK) {
 		agt_close(c);
@@ -749,17 +799,25 @@ static bool is_sealed(const struct agt_ctx *c)
 	return path_of(c, "sealed", path, NULL) == IDP_OK && exists(path);
 }
 
-enum idp_err agt_seal(struct agt_ctx *c, struct idp_error *err)
+/* Write the seal; flags as fmt_file_write_atomic_ex. Its existence alone
+ * counts, so its content needs no fsync of its own when the caller says so. */
+static enum idp_err seal_write(struct agt_ctx *c, unsigned flags, struct idp_error *err)
 {
 	char path[FILE_PATH_MAX];
 	enum idp_err rc = path_of(c, "sealed", path, err);
 	if (rc != IDP_OK || exists(path))
 		return rc;
 	static const char text[] = "sealed: factory mode is closed on this device\n";
-	rc = fmt_file_write_atomic(path, (const uint8_t *)text, sizeof(text) - 1, 0644, err);
+	rc = fmt_file_write_atomic_ex(path, (const uint8_t *)text, sizeof(text) - 1, 0644, flags,
+	                              err);
 	if (rc == IDP_OK)
 		say(c, AGT_LOG_INFO, "factory.sealed", "device=%s", c->cfg.device_id);
 	return rc;
+}
+
+enum idp_err agt_seal(struct agt_ctx *c, struct idp_error *err)
+{
+	return seal_write(c, 0, err);
 }
 
 void agt_status(const struct agt_ctx *c, struct agt_status *st)
@@ -973,8 +1031,8 @@ static void note_rejection(struct agt_ctx *c, const struct fmt_api_status *s)
 	    s->reason_code);
 }
 
-/* Keep an approved token (atomically, with the URLs). */
-static enum idp_err keep_token(struct agt_ctx *c, const struct fmt_api_status *s,
+/* Keep an approved token (atomically, with the URLs); flags as state_save. */
+static enum idp_err keep_token(struct agt_ctx *c, const struct fmt_api_status *s, unsigned flags,
                                struct idp_error *err)
 {
 	struct fmt_token_claims cl;
@@ -990,7 +1048,7 @@ static enum idp_err keep_token(struct agt_ctx *c, const struct fmt_api_status *s
 	c->has_token = true;
 	if (s->server_url[0] != '\0')
 		memcpy(c->server_url, s->server_url, sizeof(c->server_url));
-	return state_save(c, err);
+	return state_save(c, flags, err);
 }
 
 /* Wipe and free a request and its answer (either may be NULL). */
@@ -1042,13 +1100,17 @@ static enum idp_err token_call(struct agt_ctx *c, enum fmt_api_purpose purpose,
 		rc = idp_error_set(err, IDP_E_FORMAT, "%s: the server answered without a device token",
 		                   what);
 	} else {
-		rc = keep_token(c, &a->status, err);
+		/* The first device token closes factory mode: the token and the
+		 * seal (no content fsync: it counts by existing) become durable
+		 * under one directory fsync, the seal's. */
+		bool seal = !is_sealed(c);
+		rc = keep_token(c, &a->status, seal ? FMT_FILE_NO_DIR_SYNC : 0, err);
 		if (rc == IDP_OK)
 			say(c, AGT_LOG_INFO, purpose == FMT_API_EXCHANGE ? "token.exchanged" : "token.renewed",
 			    "device=%s expires=%lld renew_at=%lld", c->cfg.device_id,
 			    (long long)c->claims.exp, (long long)fmt_token_renew_at(&c->claims));
-		if (rc == IDP_OK && !is_sealed(c))
-			rc = agt_seal(c, err); /* the first site provisioning closes factory mode */
+		if (rc == IDP_OK && seal)
+			rc = seal_write(c, FMT_FILE_NO_DATA_SYNC, err);
 	}
 out:
 	exchange_free(req, a);
@@ -1314,7 +1376,7 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 		if (s->status == FMT_API_REJECTED) {
 			note_rejection(c, s);
 			token_forget(c);
-			(void)state_save(c, NULL);
+			(void)state_save(c, 0, NULL);
 			rc = idp_error_set(err, IDP_E_DENIED, "provision: rejected (%s)%s%s",
 			                   s->reason_code, s->message[0] != '\0' ? ": " : "",
 			                   s->message);
@@ -1344,13 +1406,19 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 		rc = idp_error_set(err, IDP_E_VERIFY,
 		                   "provision: the approval names CA %s, not the pinned %s: refused", fp,
 		                   c->ca_fp);
+	/* The provisioning token (and a pin copied from the configured file)
+	 * become durable with the device token's directory fsync: exchanged at
+	 * once, it is kept alone only when the exchange fails. A power cut
+	 * before that provisions again. */
 	if (rc == IDP_OK)
-		rc = keep_token(c, s, err);
+		rc = keep_token(c, s, FMT_FILE_NO_DIR_SYNC, err);
 	if (rc != IDP_OK)
 		goto out;
 	say(c, AGT_LOG_INFO, "provision.approved", "device=%s server=%s", c->cfg.device_id,
 	    c->server_url);
 	rc = token_call(c, FMT_API_EXCHANGE, err);
+	if (rc != IDP_OK)
+		state_sync(c);
 out:
 	exchange_free(req, a);
 	return rc;
@@ -1375,6 +1443,8 @@ enum idp_err agt_run_once(struct agt_ctx *c, struct idp_error *err)
 			rc = provision(c, err);
 		} else {
 			rc = server_of(c, err);
+			if (rc == IDP_OK)
+				rc = pin_again(c, err);
 			if (rc == IDP_OK && c->kind == FMT_TOKEN_PROVISION)
 				rc = token_call(c, FMT_API_EXCHANGE, err);
 			else if (rc == IDP_OK &&
@@ -1383,12 +1453,16 @@ enum idp_err agt_run_once(struct agt_ctx *c, struct idp_error *err)
 			if (rc == IDP_OK)
 				c->renew_now = false;
 		}
+		/* A device token without the seal (a cut between the two):
+		 * factory mode closes now. */
+		if (rc == IDP_OK && c->has_token && c->kind == FMT_TOKEN_DEVICE && !is_sealed(c))
+			rc = agt_seal(c, err);
 		if (rc != IDP_E_EXPIRED)
 			return rc;
 		say(c, AGT_LOG_WARN, "token.refused", "device=%s provisioning again",
 		    c->cfg.device_id);
 		token_forget(c);
-		rc = state_save(c, err);
+		rc = state_save(c, 0, err);
 		if (rc != IDP_OK)
 			return rc;
 	}

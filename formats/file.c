@@ -56,6 +56,12 @@ enum idp_err fmt_file_sync_dir(const char *path, struct idp_error *err)
 enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t len, mode_t mode,
                                    struct idp_error *err)
 {
+	return fmt_file_write_atomic_ex(path, buf, len, mode, 0, err);
+}
+
+enum idp_err fmt_file_write_atomic_ex(const char *path, const uint8_t *buf, size_t len,
+                                      mode_t mode, unsigned flags, struct idp_error *err)
+{
 	char tmp[PATH_MAX];
 	uint8_t rnd[6];
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
@@ -91,7 +97,7 @@ enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t 
 		}
 		off += (size_t)w;
 	}
-	if (fsync(fd) != 0) {
+	if ((flags & FMT_FILE_NO_DATA_SYNC) == 0 && fsync(fd) != 0) {
 		rc = idp_error_set(err, IDP_E_IO, "%s: fsync: %s", path, strerror(errno));
 		goto out;
 	}
@@ -105,6 +111,8 @@ enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t 
 		rc = idp_error_set(err, IDP_E_IO, "%s: rename: %s", path, strerror(errno));
 		goto out;
 	}
+	if ((flags & FMT_FILE_NO_DIR_SYNC) != 0)
+		return IDP_OK;
 	return fmt_file_sync_dir(path, err);
 out:
 	if (fd >= 0)

@@ -20,6 +20,22 @@
 IDP_MUST_CHECK enum idp_err fmt_file_write_atomic(const char *path, const uint8_t *buf, size_t len,
                                                   mode_t mode, struct idp_error *err);
 
+/* Flags of fmt_file_write_atomic_ex: what it leaves to the caller. */
+#define FMT_FILE_NO_DIR_SYNC  1u /* no directory fsync: the rename is durable only at the
+                                  * caller's next fmt_file_sync_dir() of that directory */
+#define FMT_FILE_NO_DATA_SYNC 2u /* no fsync of the content before the rename: only for a
+                                  * marker whose existence alone counts (may read empty
+                                  * after a power loss) */
+
+/* As fmt_file_write_atomic, with the fsyncs in flags left out. Batching:
+ * several files written with FMT_FILE_NO_DIR_SYNC and the last without it (or
+ * a fmt_file_sync_dir) become durable together under one directory fsync;
+ * until then a power loss may keep any of their renames or none, each file
+ * old or new and (without FMT_FILE_NO_DATA_SYNC) whole. */
+IDP_MUST_CHECK enum idp_err fmt_file_write_atomic_ex(const char *path, const uint8_t *buf,
+                                                     size_t len, mode_t mode, unsigned flags,
+                                                     struct idp_error *err);
+
 /* Read the whole of path into a new NUL-terminated buffer (*out, *len excludes
  * the NUL; the caller frees *out with free(), or with fmt_file_free_secret()
  * for secrets). Refuses files larger than max with IDP_E_LIMIT, missing files
