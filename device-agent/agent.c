@@ -84,6 +84,7 @@ struct agt_ctx {
 	enum fmt_api_reason reason;
 	char reason_code[FMT_API_CODE_MAX + 1];
 	struct fio_httpc *http; /* for provision_url, verified by ca.pem */
+	bool tls_resumed;       /* the last answer came on a resumed TLS session */
 	bool renew_now;
 	uint8_t oob_key[FMT_OOB_LEN]; /* the label secret's verifier (formats/oob.h); secret */
 	bool has_oob_key;
@@ -902,6 +903,21 @@ static enum idp_err client(struct agt_ctx *c, struct idp_error *err)
 	return rc;
 }
 
+/* "resumed" or "full": how the last answer's TLS session began. */
+static const char *tls_kind(const struct agt_ctx *c)
+{
+	return c->tls_resumed ? "resumed" : "full";
+}
+
+/* Before a long wait: drop the connection (the server would), keep the TLS
+ * session, so the next request resumes it without the certificate. */
+static void idle(struct agt_ctx *c)
+{
+	struct idp_error err = {0};
+	if (c->http != NULL && fio_httpc_disconnect(c->http, &err) != IDP_OK)
+		say(c, AGT_LOG_WARN, "http.idle", "error=\"%s\"", err.msg);
+}
+
 /* Fetch a server nonce; *ts gets the server's time to sign with. */
 static enum idp_err get_nonce(struct agt_ctx *c, uint8_t nonce[static FMT_API_NONCE_LEN],
                               int64_t *ts, struct idp_error *err)
@@ -972,6 +988,7 @@ static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
 		                                .body_arg = &p,
 		                                .body_len = len};
 		rc = fio_httpc_do(c->http, &r, &resp, err);
+		c->tls_resumed = resp.tls_resumed;
 		if (rc == IDP_E_VERIFY)
 			idp_error_prefix(err, "not the pinned CA's server (%s)", c->ca_fp);
 	}
@@ -1107,8 +1124,9 @@ static enum idp_err token_call(struct agt_ctx *c, enum fmt_api_purpose purpose,
 		rc = keep_token(c, &a->status, seal ? FMT_FILE_NO_DIR_SYNC : 0, err);
 		if (rc == IDP_OK)
 			say(c, AGT_LOG_INFO, purpose == FMT_API_EXCHANGE ? "token.exchanged" : "token.renewed",
-			    "device=%s expires=%lld renew_at=%lld", c->cfg.device_id,
-			    (long long)c->claims.exp, (long long)fmt_token_renew_at(&c->claims));
+			    "device=%s expires=%lld renew_at=%lld tls=%s", c->cfg.device_id,
+			    (long long)c->claims.exp, (long long)fmt_token_renew_at(&c->claims),
+			    tls_kind(c));
 		if (rc == IDP_OK && seal)
 			rc = seal_write(c, FMT_FILE_NO_DATA_SYNC, err);
 	}
@@ -1391,8 +1409,10 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 			                   (long long)((now_ms() - start) / 1000));
 			goto out;
 		}
-		say(c, AGT_LOG_INFO, "provision.pending", "device=%s retry_after=%lld wait_ms=%lld",
-		    c->cfg.device_id, (long long)s->retry_after, (long long)d);
+		say(c, AGT_LOG_INFO, "provision.pending",
+		    "device=%s retry_after=%lld wait_ms=%lld tls=%s", c->cfg.device_id,
+		    (long long)s->retry_after, (long long)d, tls_kind(c));
+		idle(c);
 		(void)nap(c, d);
 	}
 	const struct fmt_api_status *s = &a->status;
@@ -1414,8 +1434,8 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 		rc = keep_token(c, s, FMT_FILE_NO_DIR_SYNC, err);
 	if (rc != IDP_OK)
 		goto out;
-	say(c, AGT_LOG_INFO, "provision.approved", "device=%s server=%s", c->cfg.device_id,
-	    c->server_url);
+	say(c, AGT_LOG_INFO, "provision.approved", "device=%s server=%s tls=%s", c->cfg.device_id,
+	    c->server_url, tls_kind(c));
 	rc = token_call(c, FMT_API_EXCHANGE, err);
 	if (rc != IDP_OK)
 		state_sync(c);
@@ -1424,7 +1444,8 @@ out:
 	return rc;
 }
 
-enum idp_err agt_run_once(struct agt_ctx *c, struct idp_error *err)
+/* agt_run_once without dropping the connection at the end. */
+static enum idp_err run_step(struct agt_ctx *c, struct idp_error *err)
 {
 	c->reason = FMT_API_REASON_OTHER;
 	c->reason_code[0] = '\0';
@@ -1468,6 +1489,13 @@ enum idp_err agt_run_once(struct agt_ctx *c, struct idp_error *err)
 	}
 	return idp_error_set(err, IDP_E_DENIED, "token: refused %u times after provisioning",
 	                     AGT_REPROVISION_MAX);
+}
+
+enum idp_err agt_run_once(struct agt_ctx *c, struct idp_error *err)
+{
+	enum idp_err rc = run_step(c, err);
+	idle(c); /* the caller waits until the next renewal or retry */
+	return rc;
 }
 
 /* ---------------------------------------------------------------- factory mode */

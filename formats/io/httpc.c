@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include "formats/io/httpc.h"
 
@@ -20,6 +21,7 @@
 
 struct fio_httpc {
 	CURL *curl;
+	CURLSH *share; /* TLS sessions, kept across fio_httpc_disconnect */
 	char *base_url, *ca_file, *client_cert, *client_key;
 	bool no_verify;
 	long timeout_s, connect_timeout_s;
@@ -39,6 +41,7 @@ struct xfer {
 	bool body_failed;
 	struct fmt_buf ans; /* the answer, capped at answer_max; secret (tokens) */
 	int64_t retry_after;
+	bool tls_seen, tls_resumed;
 };
 
 static char *dup_opt(const char *s)
@@ -46,11 +49,61 @@ static char *dup_opt(const char *s)
 	return s != NULL ? strdup(s) : NULL;
 }
 
+/* ---------------------------------------------------------------- TLS sessions */
+
+/* A new easy handle on c's share of TLS sessions (made on first use): a
+ * handle replaced by fio_httpc_disconnect still resumes the sessions its
+ * predecessor received. NULL when out of memory. */
+static CURL *sessions_init(struct fio_httpc *c)
+{
+	if (c->share == NULL) {
+		c->share = curl_share_init();
+		if (c->share != NULL &&
+		    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) !=
+		            CURLSHE_OK) {
+			curl_share_cleanup(c->share);
+			c->share = NULL;
+		}
+		if (c->share == NULL)
+			return NULL;
+	}
+	CURL *e = curl_easy_init();
+	if (e != NULL && curl_easy_setopt(e, CURLOPT_SHARE, c->share) != CURLE_OK) {
+		curl_easy_cleanup(e);
+		e = NULL;
+	}
+	return e;
+}
+
+enum idp_err fio_httpc_disconnect(struct fio_httpc *c, struct idp_error *err)
+{
+	CURL *e = sessions_init(c);
+	if (e == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "https client: out of memory");
+	curl_easy_cleanup(c->curl); /* closes its connection (close_notify) */
+	c->curl = e;
+	return IDP_OK;
+}
+
+/* Whether the transfer's TLS session was resumed, read once per attempt
+ * while the connection is live (its first header line). */
+static void note_resumed(struct xfer *x)
+{
+	const struct curl_tlssessioninfo *ti = NULL;
+	if (x->tls_seen)
+		return;
+	x->tls_seen = true;
+	if (curl_easy_getinfo(x->c->curl, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti != NULL &&
+	    ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals != NULL)
+		x->tls_resumed = SSL_session_reused(ti->internals) == 1;
+}
+
 void fio_httpc_free(struct fio_httpc *c)
 {
 	if (c == NULL)
 		return;
 	curl_easy_cleanup(c->curl);
+	curl_share_cleanup(c->share); /* after its last easy handle */
 	free(c->base_url);
 	free(c->ca_file);
 	free(c->client_cert);
@@ -76,7 +129,7 @@ enum idp_err fio_httpc_new(const struct fio_httpc_opts *o, struct fio_httpc **ou
 	struct fio_httpc *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "https client: out of memory");
-	c->curl = curl_easy_init();
+	c->curl = sessions_init(c);
 	c->base_url = dup_opt(o->base_url);
 	c->ca_file = dup_opt(o->ca_file);
 	c->client_cert = dup_opt(o->client_cert);
@@ -179,6 +232,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	struct xfer *x = arg;
 	size_t len = size * n;
 	static const char name[] = "retry-after:";
+	note_resumed(x);
 	if (len <= sizeof(name) - 1 || strncasecmp(p, name, sizeof(name) - 1) != 0)
 		return len;
 	char v[64];
@@ -367,6 +421,7 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
 	resp->status = 0;
 	(void)curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
 	resp->retry_after = x.retry_after;
+	resp->tls_resumed = x.tls_resumed;
 	bool overflow = fmt_buf_status(&x.ans) == IDP_E_LIMIT;
 	/* No answer bytes: no body, as callers test. */
 	resp->len = 0;

@@ -9,7 +9,8 @@
  * connection from its RFC 9266 exporter (the proof of possession).
  *
  * One client per thread: a client reuses its connection between requests
- * and is not to be shared between threads. A client parses its CA file once
+ * (and its TLS sessions across connections: fio_httpc_disconnect) and is
+ * not to be shared between threads. A client parses its CA file once
  * and verifies every later connection with it for FIO_HTTPC_CA_CACHE_S
  * (a replaced file is read by a new client, or after that time); a program
  * that makes many connections keeps one client per server.
@@ -84,6 +85,7 @@ struct fio_httpc_resp {
 	bool has_api_error;        /* status >= 400 and the body is an API error */
 	struct fmt_api_error api;  /* when has_api_error */
 	unsigned attempts;         /* tries made */
+	bool tls_resumed;          /* the answer came on a resumed TLS session */
 };
 
 struct fio_httpc; /* opaque */
@@ -102,6 +104,14 @@ IDP_MUST_CHECK enum idp_err fio_httpc_new(const struct fio_httpc_opts *o, struct
  * cap), IDP_E_IO, each naming the server. */
 IDP_MUST_CHECK enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
                                          struct fio_httpc_resp *resp, struct idp_error *err);
+
+/* Close c's connection now (an idle client that waits long before its next
+ * request: the server would drop it anyway) but keep the TLS sessions it
+ * received: the next request resumes one (a session ticket, no certificate
+ * sent or verified), when the server still accepts it, and reports
+ * resp->tls_resumed. Each connection still has its own RFC 9266 exporter.
+ * Sessions live in memory only, as long as c. IDP_E_NOMEM, c unchanged. */
+IDP_MUST_CHECK enum idp_err fio_httpc_disconnect(struct fio_httpc *c, struct idp_error *err);
 
 /* Free resp's body and zero it. NULL is a no-op. */
 void fio_httpc_resp_free(struct fio_httpc_resp *resp);

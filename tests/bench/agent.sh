@@ -8,7 +8,10 @@
 # from a fresh state dir (a device reset in the field: the server approves
 # the key it recorded the first time); the difference is the TPM's cost,
 # over a TCP socket. Then the binary's size and the
-# shared libraries it loads. Prints figures; fails only when a run fails.
+# shared libraries it loads. Then renewals by an agent that stays (the
+# library in tests/tools/agent_embed, each renewal on a new connection):
+# resumed TLS sessions against full handshakes (a second server started
+# with tls-session-lifetime 0). Prints figures; fails only when a run fails.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../integration/server/idprovd.inc"
 
@@ -21,6 +24,7 @@ adm() { IDPROV_ADMIN_TOKEN=$token "$IDP_BIN/idprov-admin" --server "$SRV_URL" --
 {
 	for i in $(seq 1 $N); do printf 'dev-b%02d,02:00:5e:00:b0:%02x,SB-%04d,\n' "$i" "$i" "$i"; done
 	echo "dev-tpm,02:00:5e:00:c0:01,SB-0100,"
+	for i in 1 2 3; do printf 'dev-rn%d,02:00:5e:00:c1:%02x,SB-02%02d,\n' "$i" "$i" "$i"; done
 } >"$T_TMP/devs.csv"
 if ! { "$IDP_BIN/idprov-manifest" create --key "$samples/sample-station-p256.key" \
 	--batch b-bench --station station-01 --seq 1 --product sx1 --devices "$T_TMP/devs.csv" \
@@ -91,3 +95,30 @@ else
 fi
 echo "idprov-agent binary: $(stat -c %s "$A") bytes ($(basename "$(dirname "$IDP_BIN")") build)"
 echo "shared libraries: $(ldd "$A" | awk '{print $1}' | sed 's|.*/||' | sort | tr '\n' ' ')"
+
+# Renewals in one process, each on a new connection: median wall time of
+# one agt_run_once renewal, resumed (ticket) against full handshakes; three
+# rounds of R renewals on each server, alternating which goes first.
+R=7
+renewals() { # OUT DEVICE-NUMBER URL CA: R renewals' microseconds added to OUT
+	"$IDP_BUILD/tools/agent_embed" "$T_TMP/ren$2.$RANDOM" "dev-rn$2" "02:00:5e:00:c1:0$2" "$3" "$4" "$R" \
+		2>>"$T_TMP/bench.log" |
+		awk '/^renewed/ {sub(/us=/, "", $3); print $3 " " ($0 ~ /tls=resumed/)}' >>"$1"
+}
+url1=$SRV_URL ca1=$SRV_CA
+: >"$T_TMP/ren1" && : >"$T_TMP/ren0"
+if srv_start "$T_TMP/srv0" --tls-session-lifetime 0 && token=$(cat "$T_TMP/srv0/admin.token") &&
+	adm station add station-01 "$samples/sample-station-p256.pub" >/dev/null &&
+	adm import "$T_TMP/b.manifest" --sig "$T_TMP/b.manifest.sig" >/dev/null &&
+	renewals "$T_TMP/ren1" 1 "$url1" "$ca1" && renewals "$T_TMP/ren0" 1 "$SRV_URL" "$SRV_CA" &&
+	renewals "$T_TMP/ren0" 2 "$SRV_URL" "$SRV_CA" && renewals "$T_TMP/ren1" 2 "$url1" "$ca1" &&
+	renewals "$T_TMP/ren1" 3 "$url1" "$ca1" && renewals "$T_TMP/ren0" 3 "$SRV_URL" "$SRV_CA" &&
+	[ "$(awk '$2 == 1' "$T_TMP/ren1" | wc -l)" = $((3 * R)) ] &&
+	[ "$(awk '$2 == 0' "$T_TMP/ren0" | wc -l)" = $((3 * R)) ]; then
+	rw=$(median "$T_TMP/ren1" 1) fw=$(median "$T_TMP/ren0" 1)
+	awk -v rw="$rw" -v fw="$fw" -v n=$((3 * R)) 'BEGIN {
+		printf "agent renewal  resumed TLS %6.2f ms  full handshake %6.2f ms  speed-up %.2f (median of %d)\n", rw/1000, fw/1000, fw/rw, n }'
+else
+	echo "agent bench: renewals failed"
+	exit 1
+fi

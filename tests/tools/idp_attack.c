@@ -25,6 +25,9 @@
  *         stale, future ts 1000 s in the past / in the future
  *         replay-conn   a good request, then the same bytes on that connection
  *         replay-new    a good request, then the same bytes on a new connection
+ *         replay-resumed a good request, then the same bytes on a new
+ *                       connection that resumes the first one's TLS session
+ *                       (its ticket); prints "resumed 0|1" before the answer
  *         relay         signed over the exporter of a TLS relay in between
  *                       (a thread that terminates TLS with its own
  *                       certificate and forwards the bytes on its own
@@ -140,6 +143,23 @@ static SSL *tls_connect(void)
 		return NULL;
 	SSL *ssl = SSL_new(cctx);
 	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1) {
+		ERR_print_errors_fp(stderr);
+		SSL_free(ssl);
+		(void)close(fd);
+		return NULL;
+	}
+	return ssl;
+}
+
+/* A TLS connection resuming sess (a session received on an earlier one). */
+static SSL *tls_resume(SSL_SESSION *sess)
+{
+	int fd = tcp_connect();
+	if (fd < 0)
+		return NULL;
+	SSL *ssl = SSL_new(cctx);
+	if (ssl == NULL || SSL_set_session(ssl, sess) != 1 || SSL_set_fd(ssl, fd) != 1 ||
+	    SSL_connect(ssl) != 1) {
 		ERR_print_errors_fp(stderr);
 		SSL_free(ssl);
 		(void)close(fd);
@@ -465,8 +485,20 @@ static int cmd_send(char **av)
 	SSL *ssl = tls_connect();
 	if (ssl == NULL)
 		return 1;
-	if (strcmp(mode, "good") == 0 || strcmp(mode, "replay-conn") == 0 ||
-	    strcmp(mode, "replay-new") == 0) {
+	if (strcmp(mode, "replay-resumed") == 0) {
+		sign_for(&d, ssl, d.key, 0, NULL, body, &len);
+		exchange_on(ssl, path, body, len, d.token_out);
+		SSL_SESSION *sess = SSL_get1_session(ssl); /* with the ticket the answer brought */
+		(void)SSL_shutdown(ssl);
+		tls_close(ssl);
+		ssl = sess != NULL ? tls_resume(sess) : NULL;
+		SSL_SESSION_free(sess);
+		if (ssl == NULL)
+			return 1;
+		(void)printf("resumed %d\n", SSL_session_reused(ssl));
+		exchange_on(ssl, path, body, len, NULL);
+	} else if (strcmp(mode, "good") == 0 || strcmp(mode, "replay-conn") == 0 ||
+	           strcmp(mode, "replay-new") == 0) {
 		sign_for(&d, ssl, d.key, 0, NULL, body, &len);
 		exchange_on(ssl, path, body, len, d.token_out);
 		if (strcmp(mode, "good") != 0)

@@ -513,6 +513,45 @@ START_TEST(test_httpc_body_bound_to_live_exporter)
 }
 END_TEST
 
+/* fio_httpc_disconnect closes the connection and keeps the TLS session:
+ * the next request resumes it (TLS 1.3 ticket) on a new connection whose
+ * exporter differs from the first's and is what the body is made from; a
+ * server that refuses resumption gets a full handshake, reported so. */
+START_TEST(test_httpc_resumes_after_disconnect)
+{
+	for (int refuse = 0; refuse < 2; refuse++) {
+		no_resumption = refuse == 1;
+		static const struct step s[] = {{200, NULL, "{}", 0}, {200, NULL, "{}", 0}};
+		start_server(s, 2, 0);
+		struct fio_httpc *c = client(1, 0, ca_path);
+		struct bound b[2] = {{.calls = 0}, {.calls = 0}};
+		struct fio_httpc_resp resp[2];
+		struct idp_error err = {0};
+		for (int i = 0; i < 2; i++) {
+			struct fio_httpc_req r = {.method = "POST",
+			                          .path = "/v1/token/renew",
+			                          .body_fn = make_body,
+			                          .body_arg = &b[i],
+			                          .body_len = 2 * FIO_TLS_EXPORTER_LEN};
+			ck_assert_msg(fio_httpc_do(c, &r, &resp[i], &err) == IDP_OK, "%s", err.msg);
+			ck_assert_int_eq(b[i].calls, 1);
+			ck_assert_mem_eq(b[i].seen, srv.seen[i].exporter, FIO_TLS_EXPORTER_LEN);
+			if (i == 0)
+				ck_assert_int_eq(fio_httpc_disconnect(c, &err), IDP_OK);
+		}
+		ck_assert_uint_eq(srv.handshakes, 2); /* the connection was closed */
+		ck_assert(!resp[0].tls_resumed);
+		ck_assert_msg(resp[1].tls_resumed == !refuse, "resumed %d, server refuses %d",
+		              resp[1].tls_resumed, refuse);
+		ck_assert_mem_ne(srv.seen[0].exporter, srv.seen[1].exporter, FIO_TLS_EXPORTER_LEN);
+		fio_httpc_resp_free(&resp[0]);
+		fio_httpc_resp_free(&resp[1]);
+		fio_httpc_free(c);
+		stop_server();
+	}
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -529,6 +568,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_httpc_answer_cap_and_unknown_ca);
 	tcase_add_test(tc, test_httpc_bad_options_and_headers);
 	tcase_add_test(tc, test_httpc_body_bound_to_live_exporter);
+	tcase_add_test(tc, test_httpc_resumes_after_disconnect);
 	suite_add_tcase(s, tc);
 	return s;
 }
