@@ -8,7 +8,9 @@
  * driver package can embed it to register itself at install time.
  *
  * Everything a device keeps is in its state directory (mode 0700), each file
- * written atomically (temp + fsync + rename + directory fsync):
+ * written atomically (temp + rename: whole after a power cut, old or new), the
+ * fsyncs batched where one directory fsync covers several files (see
+ * docs/firmware-integrator.md, "State directory"):
  *   key.pem     private key, 0600, created once and never replaced; absent
  *               when the key stays in hardware (key_uri)
  *   key.pub     its public half (SPKI PEM), 0644: the device's one identity;
@@ -138,7 +140,9 @@ IDP_MUST_CHECK enum idp_err agt_open(const struct agt_config *cfg, struct agt_ct
  * which), IDP_E_VERIFY the server is not the pinned CA's (or the CA
  * fingerprint does not match), IDP_E_AGAIN still pending when the wait ran
  * out or agt_stop was called, IDP_E_IO / IDP_E_TIMEOUT the server could not
- * be reached or DNS-SD found none (retry later).
+ * be reached or DNS-SD found none (retry later). It returns with its
+ * connection closed and the TLS session kept in ctx, so the next call (a
+ * renewal, a retry) resumes it on a new connection.
  *
  * Discovery (no URL configured or stored): browse _idprov._tcp once (at
  * least 2 s, at most discover_wait_ms), keep the instances with v=1,
