@@ -45,7 +45,7 @@ endif
 FUZZ_CC ?= clang
 
 PKGS := openssl sqlite3 libcjson libcurl libserialport libusb-1.0 libqrencode libevent \
-        libevent_openssl libevent_pthreads avahi-client avahi-core
+        libevent_openssl libevent_pthreads avahi-client
 # Libraries go to -isystem so that a warning in their headers never breaks -Werror.
 PKG_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
@@ -82,6 +82,7 @@ LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
 #   FUZZERS += tests/fuzz/fuzz_x.c; fuzz_x_SRCS = project sources compiled in
 #   MANPAGES += docs/man/x.N
 PROJECT_LIBS :=
+EXTERN_LIBS :=
 UNITS := $(wildcard samples/*.service)
 PROGS :=
 UNIT_TESTS :=
@@ -97,7 +98,8 @@ include $(sort $(wildcard */module.mk formats/*/module.mk server/*/module.mk tes
 lib_path = $(B)/lib/libidprov-$(1).a
 objs_of  = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
-ALL_LIB_ARCHIVES = $(foreach l,$(PROJECT_LIBS),$(call lib_path,$(l)))
+# EXTERN_LIBS: archives a module.mk makes by a rule of its own (lib_path names).
+ALL_LIB_ARCHIVES = $(foreach l,$(PROJECT_LIBS) $(EXTERN_LIBS),$(call lib_path,$(l)))
 PROG_BINS   = $(addprefix $(B)/bin/,$(PROGS))
 UNIT_BINS   = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TESTS))
 INTEG_BINS  = $(patsubst tests/%.c,$(B)/tests/%,$(INTEG_TESTS))

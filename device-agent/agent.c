@@ -1231,6 +1231,16 @@ static enum idp_err discover(struct agt_ctx *c, struct idp_error *err)
 	bool complete = false;
 	int64_t wait = c->cfg.discover_wait_ms > 0 ? c->cfg.discover_wait_ms : DISCOVER_WAIT_MS;
 	enum idp_err rc = trusted_fp(c, trust, err);
+	if (rc == IDP_OK) {
+		bool by_auto = false;
+		fio_dnssd_use(c->cfg.dnssd_backend);
+		enum fio_dnssd_backend b = fio_dnssd_backend_current(&by_auto);
+		say(c, AGT_LOG_INFO, "discover.backend", "backend=%s chosen=%s",
+		    fio_dnssd_backend_name(b),
+		    !by_auto                   ? "dnssd-backend"
+		    : b == FIO_DNSSD_EMBEDDED ? "auto:no-avahi-daemon"
+		                              : "auto:avahi-daemon");
+	}
 	if (rc == IDP_OK)
 		rc = fio_dnssd_browse(SERVICE_TYPE, wait < DISCOVER_MIN_MS ? wait : DISCOVER_MIN_MS,
 		                      wait, on_found, &d, &complete, err);

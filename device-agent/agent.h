@@ -37,6 +37,7 @@
 
 #include "formats/api.h"
 #include "formats/error.h"
+#include "formats/io/dnssd.h"
 #include "formats/keys.h"
 #include "formats/mac.h"
 
@@ -75,7 +76,7 @@ struct agt_config {
 	const char *key_providers;
 	/* Server: the configured URL ("https://host:port"). NULL: the URL
 	 * stored by an earlier provisioning, else discovery by DNS-SD
-	 * (formats/api.md §11, through avahi-daemon): see agt_run_once. */
+	 * (formats/api.md §11, through Avahi: dnssd_backend): see agt_run_once. */
 	const char *server_url;
 	const char *ca_file;        /* pre-loaded CA (PEM): pinned, nothing else accepted */
 	/* Without ca_file and without a pin: trust on first use of the CA that
@@ -84,6 +85,11 @@ struct agt_config {
 	 * the fingerprint a DNS-SD discovery found is required the same way. */
 	const char *ca_fingerprint;
 	int64_t discover_wait_ms;   /* bound of one DNS-SD browse; 0 = 5000 */
+	/* Which Avahi discovers (formats/io/dnssd.h): FIO_DNSSD_AUTO (0, the
+	 * daemon if it answers on D-Bus, else libavahi-core in the process),
+	 * FIO_DNSSD_DAEMON or FIO_DNSSD_EMBEDDED. Process-wide: fio_dnssd_use
+	 * is called with it before each discovery. */
+	enum fio_dnssd_backend dnssd_backend;
 	const char *oob_secret;     /* the label's secret, or NULL: proven with an HMAC bound to
 	                               the connection, never sent (formats/oob.h). WARNING: a secret */
 	bool use_nonce;             /* always sign with a server nonce (else only when asked) */

@@ -100,6 +100,7 @@ static void usage(FILE *f)
 	        "options: --config FILE --state-dir DIR (" DEFAULT_STATE_DIR ") --id ID\n"
 	        "  --mac MAC | --iface IFACE --serial S --fw-version V --key-type p256|ed25519\n"
 	        "  --server URL (none: DNS-SD) --discover-wait SECONDS --ca FILE\n"
+	        "  --dnssd-backend auto|daemon|embedded (Avahi for DNS-SD; default auto)\n"
 	        "  --ca-fingerprint HEX --oob-secret-file FILE (or --oob-file) --nonce -v\n"
 	        "  --key-uri URI (a key kept in hardware, e.g. handle:0x81000001)\n"
 	        "  --key-providers NAME[,NAME] (OpenSSL providers for it, e.g. tpm2)\n"
@@ -136,6 +137,13 @@ static bool set_opt(struct opts *o, const char *name, const char *value)
 		c->key_providers = value;
 	else if (strcmp(name, "console") == 0)
 		o->console = value;
+	else if (strcmp(name, "dnssd-backend") == 0) {
+		struct idp_error err = {0};
+		if (fio_dnssd_backend_parse(value, &c->dnssd_backend, &err) != IDP_OK) {
+			fail_line("config.dnssd_backend", &err);
+			return false;
+		}
+	}
 	else if (strcmp(name, "key-type") == 0) {
 		if (strcmp(value, "p256") == 0)
 			c->key_type = FMT_KEY_P256;

@@ -6,6 +6,6 @@ LIBS_agent += device-agent/agent.c
 
 PROGS += idprov-agent
 idprov-agent_SRCS := device-agent/agent_main.c
-idprov-agent_LIBS := agent io formats
+idprov-agent_LIBS := agent io avahicore formats
 idprov-agent_PKGS := openssl libcjson libcurl avahi-client
 MANPAGES += docs/man/idprov-agent.8

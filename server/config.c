@@ -23,7 +23,8 @@ enum kind {
 	K_NAME,
 	K_KEYTYPE,
 	K_RULE,
-	K_POLICY
+	K_POLICY,
+	K_DNSSD
 };
 
 struct key {
@@ -104,6 +105,10 @@ static const struct key keys[] = {
         {"dnssd", K_BOOL, FIELD(dnssd), 0, 0, "on",
          "publish _idprov._tcp by DNS-SD through avahi-daemon (formats/api.md section 11) "
          "and suspend provisioning when another server publishes it"},
+        {"dnssd-backend", K_DNSSD, FIELD(dnssd_backend), 0, 0, "auto",
+         "which Avahi publishes and watches: daemon (avahi-daemon over D-Bus), embedded "
+         "(libavahi-core in idprovd, no daemon) or auto (daemon if it answers, else "
+         "embedded)"},
         {"audit-checkpoint-interval", K_DURATION, FIELD(audit_checkpoint_interval), 1, 86400,
          "10m", "time between signed checkpoints of the audit log (also one at every stop)"},
         {"log-burst", K_UINT, FIELD(log_burst), 0, 1000000, "50",
@@ -342,6 +347,15 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 		return idp_error_set(err, IDP_E_FORMAT, "%s: '%.64s' is not %s", k->name, value,
 		                     k->max == SRV_POLICY_FLAG ? "hold, refuse or flag"
 		                                               : "hold or refuse");
+	}
+	case K_DNSSD: {
+		enum fio_dnssd_backend b = FIO_DNSSD_AUTO;
+		if (fio_dnssd_backend_parse(value, &b, NULL) != IDP_OK)
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "%s: '%.64s' is not auto, daemon or embedded", k->name,
+			                     value);
+		*(enum fio_dnssd_backend *)field = b;
+		return IDP_OK;
 	}
 	case K_UINT:
 	case K_DURATION:

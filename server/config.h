@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "formats/error.h"
+#include "formats/io/dnssd.h"
 #include "formats/keys.h"
 #include "server/provision.h"
 #include "server/rules.h"
@@ -81,6 +82,7 @@ struct srv_config {
 	unsigned throttle_oob_burst;
 	bool dnssd;                          /* publish _idprov._tcp (server/publish.h) and
 	                                      * watch for other publishers (server/site.h) */
+	enum fio_dnssd_backend dnssd_backend; /* which Avahi (formats/io/dnssd.h) */
 	int64_t audit_checkpoint_interval;   /* seconds between signed audit checkpoints */
 };
 

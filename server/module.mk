@@ -7,7 +7,7 @@ LIBS_server += $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 
 PROGS += idprovd
 idprovd_SRCS := server/idprovd.c
-idprovd_LIBS := server io formats
+idprovd_LIBS := server io avahicore formats
 idprovd_PKGS := openssl sqlite3 libcjson libevent libevent_openssl libevent_pthreads avahi-client
 MANPAGES += docs/man/idprovd.8
 

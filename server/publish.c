@@ -28,6 +28,8 @@ static void on_event(void *arg, enum fio_dnssd_event ev, const char *detail)
 	else if (ev == FIO_DNSSD_RENAMED)
 		fio_log(FIO_LOG_WARN, "dnssd.renamed", "type=%s name=\"%s\" port=%u",
 		        SRV_PUBLISH_TYPE, d, port);
+	else if (ev == FIO_DNSSD_HOST_RENAMED)
+		fio_log(FIO_LOG_WARN, "dnssd.host_renamed", "host=\"%s\" port=%u", d, port);
 	else
 		fio_log(FIO_LOG_WARN, "dnssd.failed", "type=%s port=%u error=\"%s\"",
 		        SRV_PUBLISH_TYPE, port, d);
@@ -52,6 +54,15 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 		fio_log(FIO_LOG_INFO, "dnssd.off", "note=\"dnssd = off: not published\"");
 		return NULL;
 	}
+	/* The backend of the whole process: the watch (server/site.h),
+	 * started next, shares it. */
+	fio_dnssd_use(cfg->dnssd_backend);
+	bool by_auto = false;
+	enum fio_dnssd_backend be = fio_dnssd_backend_current(&by_auto);
+	fio_log(FIO_LOG_INFO, "dnssd.backend", "backend=%s chosen=%s", fio_dnssd_backend_name(be),
+	        !by_auto                    ? "dnssd-backend"
+	        : be == FIO_DNSSD_EMBEDDED ? "auto:no-avahi-daemon"
+	                                   : "auto:avahi-daemon");
 	struct srv_publish *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		fio_log(FIO_LOG_WARN, "dnssd.unavailable", "error=\"out of memory\"");
@@ -97,7 +108,7 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 			fio_log(FIO_LOG_WARN, "dnssd.unavailable",
 			        "port=%u error=%s note=\"running without DNS-SD\"", port,
 			        fio_log_err(&err, ebuf));
-			break; /* the daemon is not there for the next port either */
+			break; /* Avahi is not there for the next port either */
 		}
 		fio_log(FIO_LOG_INFO, "dnssd.publishing", "type=%s name=\"%s\" port=%u fp=%s",
 		        SRV_PUBLISH_TYPE, name, port, state->ca_fingerprint);

@@ -1,8 +1,10 @@
 /*
- * dnssd.c - see dnssd.h.
+ * dnssd.c - see dnssd.h. The daemon backend (avahi-client) and the choice
+ * of backend; the embedded one is dnssd_core.c.
  */
 #include "formats/io/dnssd.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,56 +21,152 @@
 #include <avahi-common/strlst.h>
 #include <avahi-common/thread-watch.h>
 
-#define RENAMES_MAX 16u /* alternative names tried after collisions */
-#define SLICE_MS    100 /* longest single wait of the browse loop */
+#include "formats/io/dnssd_core.h"
+
+#define RENAMES_MAX FIO_DNSSD_RENAMES_MAX
+#define SLICE_MS    FIO_DNSSD_SLICE_MS
+
+/* ---------------------------------------------------------------- backend */
+
+static pthread_mutex_t g_backend_lock = PTHREAD_MUTEX_INITIALIZER;
+static enum fio_dnssd_backend g_wanted = FIO_DNSSD_AUTO; /* under g_backend_lock */
+static enum fio_dnssd_backend g_decided = FIO_DNSSD_AUTO; /* AUTO: not yet */
+
+static const char *const backend_names[] = {"auto", "daemon", "embedded"};
+
+enum idp_err fio_dnssd_backend_parse(const char *s, enum fio_dnssd_backend *out,
+                                     struct idp_error *err)
+{
+	for (size_t i = 0; s != NULL && i < sizeof(backend_names) / sizeof(backend_names[0]); i++)
+		if (strcmp(s, backend_names[i]) == 0) {
+			*out = (enum fio_dnssd_backend)i;
+			return IDP_OK;
+		}
+	return idp_error_set(err, IDP_E_ARG,
+	                     "dns-sd backend: '%.32s' is not auto, daemon or embedded",
+	                     s != NULL ? s : "");
+}
+
+const char *fio_dnssd_backend_name(enum fio_dnssd_backend b)
+{
+	return (unsigned)b < sizeof(backend_names) / sizeof(backend_names[0]) ? backend_names[b]
+	                                                                      : "?";
+}
+
+void fio_dnssd_use(enum fio_dnssd_backend b)
+{
+	(void)pthread_mutex_lock(&g_backend_lock);
+	g_wanted = b;
+	g_decided = b;
+	(void)pthread_mutex_unlock(&g_backend_lock);
+}
+
+static void probe_cb(AvahiClient *c, AvahiClientState state, void *arg)
+{
+	(void)c;
+	(void)state;
+	(void)arg;
+}
+
+/* Does avahi-daemon answer on D-Bus now? (avahi_client_new without
+ * AVAHI_CLIENT_NO_FAIL fails at once when it does not.) */
+static bool daemon_answers(void)
+{
+	AvahiSimplePoll *sp = avahi_simple_poll_new();
+	if (sp == NULL)
+		return false;
+	int code = 0;
+	AvahiClient *c = avahi_client_new(avahi_simple_poll_get(sp), 0, probe_cb, NULL, &code);
+	if (c != NULL)
+		avahi_client_free(c);
+	avahi_simple_poll_free(sp);
+	return c != NULL;
+}
+
+enum fio_dnssd_backend fio_dnssd_backend_current(bool *by_auto)
+{
+	(void)pthread_mutex_lock(&g_backend_lock);
+	if (g_decided == FIO_DNSSD_AUTO)
+		g_decided = daemon_answers() ? FIO_DNSSD_DAEMON : FIO_DNSSD_EMBEDDED;
+	enum fio_dnssd_backend b = g_decided;
+	if (by_auto != NULL)
+		*by_auto = g_wanted == FIO_DNSSD_AUTO;
+	(void)pthread_mutex_unlock(&g_backend_lock);
+	return b;
+}
+
+static bool embedded(void)
+{
+	return fio_dnssd_backend_current(NULL) == FIO_DNSSD_EMBEDDED;
+}
+
+/* ---------------------------------------------------------------- publish */
 
 struct fio_dnssd_pub {
+	struct fio_dnssd_core_pub *core; /* embedded; the rest is the daemon's */
 	AvahiThreadedPoll *poll;
 	AvahiClient *client;
 	AvahiEntryGroup *group;
-	char *name; /* avahi_malloc'd: avahi_alternative_service_name() gives one */
-	char type[FIO_DNSSD_TYPE_MAX + 1];
-	uint16_t port;
-	AvahiStringList *txt;
-	unsigned renames;
-	fio_dnssd_event_fn fn;
-	void *arg;
+	struct fio_dnssd_svc svc;
 };
 
-static void tell(const struct fio_dnssd_pub *p, enum fio_dnssd_event ev, const char *detail)
+void fio_dnssd_tell(const struct fio_dnssd_svc *v, enum fio_dnssd_event ev, const char *detail)
 {
-	if (p->fn != NULL)
-		p->fn(p->arg, ev, detail);
+	if (v->fn != NULL)
+		v->fn(v->arg, ev, detail);
 }
 
-static void fail(const struct fio_dnssd_pub *p, const char *what, int code)
+void fio_dnssd_fail(const struct fio_dnssd_svc *v, const char *what, int code)
 {
 	char msg[160];
 	(void)snprintf(msg, sizeof(msg), "%s: %s", what, avahi_strerror(code));
-	tell(p, FIO_DNSSD_FAILED, msg);
+	fio_dnssd_tell(v, FIO_DNSSD_FAILED, msg);
+}
+
+bool fio_dnssd_svc_rename(struct fio_dnssd_svc *v)
+{
+	if (++v->renames > RENAMES_MAX) {
+		fio_dnssd_tell(v, FIO_DNSSD_FAILED, "name collision: no free alternative name");
+		return false;
+	}
+	char *n = avahi_alternative_service_name(v->name);
+	if (n == NULL) {
+		fio_dnssd_tell(v, FIO_DNSSD_FAILED, "name collision: out of memory");
+		return false;
+	}
+	avahi_free(v->name);
+	v->name = n;
+	fio_dnssd_tell(v, FIO_DNSSD_RENAMED, v->name);
+	return true;
+}
+
+enum idp_err fio_dnssd_svc_init(struct fio_dnssd_svc *v, const struct fio_dnssd_service *s,
+                                fio_dnssd_event_fn fn, void *arg, struct idp_error *err)
+{
+	memset(v, 0, sizeof(*v));
+	v->fn = fn;
+	v->arg = arg;
+	v->port = s->port;
+	memcpy(v->type, s->type, strnlen(s->type, FIO_DNSSD_TYPE_MAX) + 1);
+	v->name = avahi_strdup(s->name);
+	if (s->n_txt > 0)
+		v->txt = avahi_string_list_new_from_array((const char **)(uintptr_t)s->txt,
+		                                          (int)s->n_txt);
+	if (v->name == NULL || (s->n_txt > 0 && v->txt == NULL)) {
+		fio_dnssd_svc_done(v);
+		return idp_error_set(err, IDP_E_NOMEM, "dns-sd: out of memory");
+	}
+	return IDP_OK;
+}
+
+void fio_dnssd_svc_done(struct fio_dnssd_svc *v)
+{
+	avahi_string_list_free(v->txt);
+	avahi_free(v->name);
+	memset(v, 0, sizeof(*v));
 }
 
 static void add_service(struct fio_dnssd_pub *p, AvahiClient *c);
-
-/* Pick the next name after a collision and publish again. */
-static void rename_and_retry(struct fio_dnssd_pub *p, AvahiClient *c)
-{
-	if (++p->renames > RENAMES_MAX) {
-		tell(p, FIO_DNSSD_FAILED, "name collision: no free alternative name");
-		return;
-	}
-	char *n = avahi_alternative_service_name(p->name);
-	if (n == NULL) {
-		tell(p, FIO_DNSSD_FAILED, "name collision: out of memory");
-		return;
-	}
-	avahi_free(p->name);
-	p->name = n;
-	tell(p, FIO_DNSSD_RENAMED, p->name);
-	if (p->group != NULL)
-		(void)avahi_entry_group_reset(p->group);
-	add_service(p, c);
-}
 
 static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
 {
@@ -76,13 +174,17 @@ static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
 	p->group = g; /* called from avahi_entry_group_new, before it returns */
 	switch (state) {
 	case AVAHI_ENTRY_GROUP_ESTABLISHED:
-		tell(p, FIO_DNSSD_PUBLISHED, p->name);
+		fio_dnssd_tell(&p->svc, FIO_DNSSD_PUBLISHED, p->svc.name);
 		break;
 	case AVAHI_ENTRY_GROUP_COLLISION:
-		rename_and_retry(p, avahi_entry_group_get_client(g));
+		/* Another host holds the name: the next one, published again. */
+		if (fio_dnssd_svc_rename(&p->svc)) {
+			(void)avahi_entry_group_reset(g);
+			add_service(p, avahi_entry_group_get_client(g));
+		}
 		break;
 	case AVAHI_ENTRY_GROUP_FAILURE:
-		fail(p, "publication failed", avahi_client_errno(avahi_entry_group_get_client(g)));
+		fio_dnssd_fail(&p->svc, "publication failed", avahi_client_errno(avahi_entry_group_get_client(g)));
 		break;
 	case AVAHI_ENTRY_GROUP_UNCOMMITED:
 	case AVAHI_ENTRY_GROUP_REGISTERING:
@@ -94,32 +196,28 @@ static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
 static void add_service(struct fio_dnssd_pub *p, AvahiClient *c)
 {
 	if (p->group == NULL && (p->group = avahi_entry_group_new(c, group_cb, p)) == NULL) {
-		fail(p, "entry group", avahi_client_errno(c));
+		fio_dnssd_fail(&p->svc, "entry group", avahi_client_errno(c));
 		return;
 	}
 	for (;;) {
 		int r = avahi_entry_group_add_service_strlst(p->group, AVAHI_IF_UNSPEC,
-		                                             AVAHI_PROTO_UNSPEC, 0, p->name,
-		                                             p->type, NULL, NULL, p->port, p->txt);
-		if (r == AVAHI_ERR_COLLISION && p->renames < RENAMES_MAX) {
-			char *n = avahi_alternative_service_name(p->name);
-			if (n == NULL)
-				return;
-			avahi_free(p->name);
-			p->name = n;
-			p->renames++;
-			tell(p, FIO_DNSSD_RENAMED, p->name);
-			continue;
+		                                             AVAHI_PROTO_UNSPEC, 0, p->svc.name,
+		                                             p->svc.type, NULL, NULL, p->svc.port,
+		                                             p->svc.txt);
+		if (r == AVAHI_ERR_COLLISION) {
+			if (fio_dnssd_svc_rename(&p->svc))
+				continue;
+			return;
 		}
 		if (r < 0) {
-			fail(p, "add service", r);
+			fio_dnssd_fail(&p->svc, "add service", r);
 			return;
 		}
 		break;
 	}
 	int r = avahi_entry_group_commit(p->group);
 	if (r < 0)
-		fail(p, "commit", r);
+		fio_dnssd_fail(&p->svc, "commit", r);
 }
 
 static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
@@ -138,7 +236,7 @@ static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
 		break;
 	case AVAHI_CLIENT_FAILURE: {
 		int code = avahi_client_errno(c);
-		fail(p, "avahi-daemon", code);
+		fio_dnssd_fail(&p->svc, "avahi-daemon", code);
 		/* The daemon went away (restarted, or stopped): the group went
 		 * with the client. A disconnected client stays failed (see the
 		 * watch below), so make a new one that waits for the daemon
@@ -151,7 +249,7 @@ static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
 			p->client = avahi_client_new(avahi_threaded_poll_get(p->poll),
 			                             AVAHI_CLIENT_NO_FAIL, client_cb, p, &e);
 			if (p->client == NULL)
-				fail(p, "cannot reconnect to avahi-daemon", e);
+				fio_dnssd_fail(&p->svc, "cannot reconnect to avahi-daemon", e);
 		}
 		break;
 	}
@@ -194,17 +292,21 @@ enum idp_err fio_dnssd_publish(const struct fio_dnssd_service *s, fio_dnssd_even
 	struct fio_dnssd_pub *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "dns-sd: out of memory");
-	p->fn = fn;
-	p->arg = arg;
-	p->port = s->port;
-	memcpy(p->type, s->type, strnlen(s->type, FIO_DNSSD_TYPE_MAX) + 1);
-	p->name = avahi_strdup(s->name);
-	if (s->n_txt > 0) {
-		p->txt = avahi_string_list_new_from_array((const char **)(uintptr_t)s->txt,
-		                                          (int)s->n_txt);
+	if (embedded()) {
+		rc = fio_dnssd_core_publish(s, fn, arg, &p->core, err);
+		if (rc != IDP_OK)
+			free(p);
+		else
+			*out = p;
+		return rc;
+	}
+	rc = fio_dnssd_svc_init(&p->svc, s, fn, arg, err);
+	if (rc != IDP_OK) {
+		free(p);
+		return rc;
 	}
 	p->poll = avahi_threaded_poll_new();
-	if (p->name == NULL || p->poll == NULL || (s->n_txt > 0 && p->txt == NULL)) {
+	if (p->poll == NULL) {
 		fio_dnssd_unpublish(p);
 		return idp_error_set(err, IDP_E_NOMEM, "dns-sd: out of memory");
 	}
@@ -228,6 +330,11 @@ void fio_dnssd_unpublish(struct fio_dnssd_pub *p)
 {
 	if (p == NULL)
 		return;
+	if (p->core != NULL) {
+		fio_dnssd_core_unpublish(p->core);
+		free(p);
+		return;
+	}
 	if (p->poll != NULL)
 		(void)avahi_threaded_poll_stop(p->poll); /* harmless when not started */
 	/* Frees the group too: the daemon withdraws it and says goodbye. */
@@ -235,8 +342,7 @@ void fio_dnssd_unpublish(struct fio_dnssd_pub *p)
 		avahi_client_free(p->client);
 	if (p->poll != NULL)
 		avahi_threaded_poll_free(p->poll);
-	avahi_string_list_free(p->txt);
-	avahi_free(p->name);
+	fio_dnssd_svc_done(&p->svc);
 	free(p);
 }
 
@@ -257,9 +363,8 @@ static void copy_str(char *dst, size_t size, const char *src)
 	(void)snprintf(dst, size, "%s", src != NULL ? src : "");
 }
 
-/* A resolver's result as a struct fio_dnssd_found (shared by browse and
- * watch). */
-static void fill_found(struct fio_dnssd_found *f, AvahiIfIndex ifindex, AvahiProtocol proto,
+/* Shared by both backends' browses and watches (dnssd_core.h). */
+void fio_dnssd_fill_found(struct fio_dnssd_found *f, AvahiIfIndex ifindex, AvahiProtocol proto,
                        AvahiResolverEvent event, const char *name, const char *host,
                        const AvahiAddress *a, uint16_t port, AvahiStringList *txt,
                        AvahiLookupResultFlags flags)
@@ -303,7 +408,7 @@ static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProto
 	(void)domain;
 	struct fio_dnssd_found *f = calloc(1, sizeof(*f));
 	if (f != NULL) {
-		fill_found(f, ifindex, proto, event, name, host, a, port, txt, flags);
+		fio_dnssd_fill_found(f, ifindex, proto, event, name, host, a, port, txt, flags);
 		b->fn(b->arg, f);
 	}
 	free(f);
@@ -345,7 +450,16 @@ static void browse_client_cb(AvahiClient *c, AvahiClientState state, void *arg)
 		b->failed = avahi_client_errno(c);
 }
 
-static int64_t mono_ms(void)
+void fio_dnssd_fill_unresolved(struct fio_dnssd_found *f, AvahiIfIndex ifindex,
+                               AvahiProtocol proto, const char *name)
+{
+	memset(f, 0, sizeof(*f));
+	copy_str(f->name, sizeof(f->name), name);
+	f->ifindex = ifindex;
+	f->ipv6 = proto == AVAHI_PROTO_INET6;
+}
+
+int64_t fio_dnssd_mono_ms(void)
 {
 	struct timespec ts;
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -363,6 +477,8 @@ enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
 	    min_ms > wait_ms)
 		return idp_error_set(err, IDP_E_ARG,
 		                     "dns-sd: browse needs a type, a callback and a wait");
+	if (embedded())
+		return fio_dnssd_core_browse(type, min_ms, wait_ms, fn, arg, complete, err);
 	struct browse b = {.fn = fn, .arg = arg};
 	enum idp_err rc = IDP_OK;
 	AvahiServiceBrowser *sb = NULL;
@@ -383,13 +499,13 @@ enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
 		                   avahi_strerror(avahi_client_errno(b.client)));
 		goto out;
 	}
-	int64_t start = mono_ms(), end = start + wait_ms;
+	int64_t start = fio_dnssd_mono_ms(), end = start + wait_ms;
 	/* WARNING: ALL_FOR_NOW alone is not enough: under load an instance
 	 * (even one the local daemon publishes) was reported after it, so a
 	 * second publisher could be missed. Listen for min_ms in any case. */
 	while (b.failed == 0 &&
-	       !(b.all_for_now && b.resolving == 0 && mono_ms() - start >= min_ms)) {
-		int64_t left = end - mono_ms();
+	       !(b.all_for_now && b.resolving == 0 && fio_dnssd_mono_ms() - start >= min_ms)) {
+		int64_t left = end - fio_dnssd_mono_ms();
 		if (left <= 0)
 			break;
 		if (avahi_simple_poll_iterate(b.poll, (int)(left < SLICE_MS ? left : SLICE_MS)) !=
@@ -421,6 +537,7 @@ const char *fio_dnssd_txt_get(const struct fio_dnssd_found *f, const char *key)
 /* ---------------------------------------------------------------- watch */
 
 struct fio_dnssd_watch {
+	struct fio_dnssd_core_watch *core; /* embedded; the rest is the daemon's */
 	AvahiThreadedPoll *poll;
 	AvahiClient *client;
 	AvahiServiceBrowser *browser;
@@ -446,7 +563,7 @@ static void watch_resolve_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, Avah
 	(void)domain;
 	struct fio_dnssd_found *f = calloc(1, sizeof(*f));
 	if (f != NULL) {
-		fill_found(f, ifindex, proto, event, name, host, a, port, txt, flags);
+		fio_dnssd_fill_found(f, ifindex, proto, event, name, host, a, port, txt, flags);
 		/* WARNING: the resolver did not set AVAHI_LOOKUP_RESULT_OUR_OWN
 		 * for a service this host's daemon published (measured, Avahi
 		 * 0.8): the host name, unique on the link, says it too. */
@@ -473,19 +590,13 @@ static void watch_browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex ifindex, Avahi
 			/* Reported unresolved: the caller decides what an unknown
 			 * instance means. */
 			struct fio_dnssd_found f;
-			memset(&f, 0, sizeof(f));
-			copy_str(f.name, sizeof(f.name), name);
-			f.ifindex = ifindex;
-			f.ipv6 = proto == AVAHI_PROTO_INET6;
+			fio_dnssd_fill_unresolved(&f, ifindex, proto, name);
 			watch_tell(w, FIO_DNSSD_APPEARED, &f, NULL);
 		}
 		break;
 	case AVAHI_BROWSER_REMOVE: {
 		struct fio_dnssd_found f;
-		memset(&f, 0, sizeof(f));
-		copy_str(f.name, sizeof(f.name), name);
-		f.ifindex = ifindex;
-		f.ipv6 = proto == AVAHI_PROTO_INET6;
+		fio_dnssd_fill_unresolved(&f, ifindex, proto, name);
 		watch_tell(w, FIO_DNSSD_GONE, &f, NULL);
 		break;
 	}
@@ -564,6 +675,14 @@ enum idp_err fio_dnssd_watch_start(const char *type, fio_dnssd_watch_fn fn, void
 	struct fio_dnssd_watch *w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return idp_error_set(err, IDP_E_NOMEM, "dns-sd: out of memory");
+	if (embedded()) {
+		enum idp_err rc = fio_dnssd_core_watch_start(type, fn, arg, &w->core, err);
+		if (rc != IDP_OK)
+			free(w);
+		else
+			*out = w;
+		return rc;
+	}
 	memcpy(w->type, type, tl + 1);
 	w->fn = fn;
 	w->arg = arg;
@@ -592,6 +711,11 @@ void fio_dnssd_watch_stop(struct fio_dnssd_watch *w)
 {
 	if (w == NULL)
 		return;
+	if (w->core != NULL) {
+		fio_dnssd_core_watch_stop(w->core);
+		free(w);
+		return;
+	}
 	if (w->poll != NULL)
 		(void)avahi_threaded_poll_stop(w->poll);
 	/* Frees the browser and any resolver still running. */

@@ -1,21 +1,32 @@
 /*
- * dnssd.h - DNS-SD glue over avahi-client (the avahi-daemon on the host,
- * reached over D-Bus): publish one service instance, and browse a service
- * type once with every instance resolved (host, address, port, TXT).
- * Part of formats/io: I/O without policy; which instances to trust is the
- * caller's business. What idprov publishes: formats/api.md §11.
+ * dnssd.h - DNS-SD glue over Avahi: publish one service instance, browse a
+ * service type once with every instance resolved (host, address, port,
+ * TXT), or watch a type without end. Part of formats/io: I/O without
+ * policy; which instances to trust is the caller's business. What idprov
+ * publishes: formats/api.md §11.
  *
- * avahi-client, not libavahi-core: a host that runs avahi-daemon must not
- * run a second mDNS responder on port 5353 beside it, and the daemon
- * answers for every program on the host. A device image without the
- * daemon is left for later (libavahi-core, the same model in-process).
+ * Two backends behind the same calls (fio_dnssd_use chooses, once per
+ * process, before any other call):
+ * - daemon: avahi-client, the avahi-daemon on the host reached over D-Bus.
+ *   A host that runs avahi-daemon must not run a second mDNS responder on
+ *   port 5353 beside it, and the daemon answers for every program.
+ * - embedded: libavahi-core, the same model inside the process with no
+ *   daemon and no D-Bus (a device image, a server host without Avahi).
+ *   Publications and watches of one process share one embedded responder
+ *   (one host name, one Avahi thread), so a watch knows the process's own
+ *   publications (f->own). A browse runs a querier of its own that
+ *   publishes nothing. The responder's host name is the system's; when
+ *   another host on the link holds it, an alternative ("name-2") is taken
+ *   and FIO_DNSSD_HOST_RENAMED reported.
+ * - auto (the default): daemon if avahi-daemon answers on D-Bus when the
+ *   first call is made, else embedded.
  *
- * Threads: a publication runs its own Avahi thread (AvahiThreadedPoll)
- * until fio_dnssd_unpublish; its event callback is called from that
- * thread. fio_dnssd_browse blocks the calling thread (AvahiSimplePoll)
- * and calls back from it. A watch (fio_dnssd_watch_start) browses without
- * end in its own Avahi thread and calls back from it. Distinct calls share
- * nothing.
+ * Threads: a publication's event callback is called from an Avahi thread
+ * (its own with the daemon, the shared responder's when embedded) until
+ * fio_dnssd_unpublish. fio_dnssd_browse blocks the calling thread
+ * (AvahiSimplePoll) and calls back from it. A watch browses without end
+ * and calls back from an Avahi thread (as a publication). Callbacks must
+ * not call back into this module. Distinct calls share nothing else.
  */
 #ifndef IDP_FORMATS_IO_DNSSD_H
 #define IDP_FORMATS_IO_DNSSD_H
@@ -33,6 +44,31 @@
 #define FIO_DNSSD_STR_MAX  255u /* bytes of one TXT string (RFC 6763 §6.1) */
 #define FIO_DNSSD_TYPE_MAX 63u  /* bytes of a service type ("_idprov._tcp") */
 
+/* Which Avahi serves the calls (see the top of this file). */
+enum fio_dnssd_backend {
+	FIO_DNSSD_AUTO = 0,     /* daemon if it answers on D-Bus, else embedded */
+	FIO_DNSSD_DAEMON = 1,   /* avahi-client: avahi-daemon over D-Bus */
+	FIO_DNSSD_EMBEDDED = 2, /* libavahi-core in the process */
+};
+
+/* "auto", "daemon" or "embedded" to *out; IDP_E_ARG naming the value and
+ * the choices otherwise (*out unchanged). */
+IDP_MUST_CHECK enum idp_err fio_dnssd_backend_parse(const char *s, enum fio_dnssd_backend *out,
+                                                    struct idp_error *err);
+
+/* The name fio_dnssd_backend_parse reads. */
+const char *fio_dnssd_backend_name(enum fio_dnssd_backend b);
+
+/* Choose the backend of this process. Call it before any publication,
+ * browse or watch, and never while one runs. AUTO is decided again at the
+ * next call that needs it. */
+void fio_dnssd_use(enum fio_dnssd_backend b);
+
+/* The backend calls use now: DAEMON or EMBEDDED, never AUTO (AUTO is
+ * decided here if it was not yet: the daemon is asked over D-Bus, which
+ * takes a moment). *by_auto (may be NULL): chosen by AUTO. Thread-safe. */
+enum fio_dnssd_backend fio_dnssd_backend_current(bool *by_auto);
+
 /* What a publication reports, from its Avahi thread. */
 enum fio_dnssd_event {
 	FIO_DNSSD_PUBLISHED = 1, /* established; detail: the instance name */
@@ -40,6 +76,8 @@ enum fio_dnssd_event {
 	FIO_DNSSD_FAILED = 3,    /* the publication or the daemon failed; detail: why. A
 	                          * daemon that went away (restart) is waited for, and
 	                          * the service is published again: PUBLISHED follows */
+	FIO_DNSSD_HOST_RENAMED = 4, /* embedded: the host name was taken on the link;
+	                             * detail: the new host name; PUBLISHED follows */
 };
 
 typedef void (*fio_dnssd_event_fn)(void *arg, enum fio_dnssd_event ev, const char *detail);
@@ -54,16 +92,19 @@ struct fio_dnssd_service {
 
 struct fio_dnssd_pub; /* opaque */
 
-/* Publish s on every interface the daemon serves (s is copied). IDP_OK once
- * the daemon accepted it; establishment (or a failure) is then reported to
- * fn (may be NULL) from the Avahi thread. IDP_E_IO when avahi-daemon cannot
- * be reached, IDP_E_ARG for a bad s. NULL *out on failure. */
+/* Publish s on every interface Avahi serves (s is copied). IDP_OK once
+ * Avahi accepted it; establishment (or a failure) is then reported to fn
+ * (may be NULL) from the Avahi thread. IDP_E_IO when avahi-daemon cannot be
+ * reached (daemon) or no responder can be made (embedded; also when a watch
+ * started the process's responder first, as a querier only: publish
+ * before watching), IDP_E_ARG for a bad s. NULL *out on failure. */
 IDP_MUST_CHECK enum idp_err fio_dnssd_publish(const struct fio_dnssd_service *s,
                                               fio_dnssd_event_fn fn, void *arg,
                                               struct fio_dnssd_pub **out, struct idp_error *err);
 
-/* Withdraw the publication (the daemon sends goodbye packets), stop its
- * thread and release p. NULL is a no-op. */
+/* Withdraw the publication (goodbye packets are sent), stop its thread
+ * (embedded: the last user stops the shared one) and release p. NULL is a
+ * no-op. */
 void fio_dnssd_unpublish(struct fio_dnssd_pub *p);
 
 /* One resolved instance. */
@@ -77,7 +118,8 @@ struct fio_dnssd_found {
 	uint16_t port;
 	char txt[FIO_DNSSD_TXT_MAX][FIO_DNSSD_STR_MAX + 1]; /* "key=value" as received */
 	size_t n_txt; /* TXT strings beyond FIO_DNSSD_TXT_MAX are dropped */
-	bool own;     /* published by this host (AVAHI_LOOKUP_RESULT_OUR_OWN) */
+	bool own;     /* published by this host (AVAHI_LOOKUP_RESULT_OUR_OWN; embedded:
+	               * by this process's responder) */
 	/* false: browsing saw the instance but resolving it failed; only name
 	 * and ifindex are filled. Such an instance may still exist. */
 	bool resolved;
@@ -88,11 +130,12 @@ struct fio_dnssd_found {
 typedef void (*fio_dnssd_found_fn)(void *arg, const struct fio_dnssd_found *f);
 
 /* Browse type in the local domain and resolve every instance, calling fn for
- * each; returns once min_ms have passed, the daemon has said it reported
- * all it knows and every resolution has ended, or after wait_ms (> 0,
+ * each; returns once min_ms have passed, Avahi has said it reported all it
+ * knows and every resolution has ended, or after wait_ms (> 0,
  * >= min_ms) at the latest: what was found by then has been reported, and
  * *complete (may be NULL) says which ended it. IDP_E_IO when the daemon
- * cannot be reached or the browse fails. */
+ * cannot be reached, no querier can be made (embedded) or the browse
+ * fails. */
 IDP_MUST_CHECK enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
                                              fio_dnssd_found_fn fn, void *arg, bool *complete,
                                              struct idp_error *err);
@@ -100,11 +143,12 @@ IDP_MUST_CHECK enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, i
 /* What a watch reports, from its Avahi thread. */
 enum fio_dnssd_change {
 	FIO_DNSSD_APPEARED = 1,     /* an instance (f; f->resolved says whether resolved;
-	                             * f->own also when its host is this host's daemon's name) */
+	                             * f->own also when its host is this host's Avahi name) */
 	FIO_DNSSD_GONE = 2,         /* an instance withdrawn (f: name, ifindex, ipv6 only) */
 	FIO_DNSSD_WATCH_READY = 3,  /* browsing (again): the daemon answers; detail: the type */
 	FIO_DNSSD_WATCH_FAILED = 4, /* the daemon is gone or browsing failed; detail: why.
-	                             * The watch reconnects by itself and says READY again. */
+	                             * The watch reconnects by itself and says READY again
+	                             * (embedded: there is no daemon to lose). */
 };
 
 typedef void (*fio_dnssd_watch_fn)(void *arg, enum fio_dnssd_change ch,
@@ -115,8 +159,9 @@ struct fio_dnssd_watch; /* opaque */
 /* Browse type without end and resolve every instance that appears, telling
  * fn (from the watch's Avahi thread) what appears and goes. A daemon that is
  * not there (yet) is not an error: FIO_DNSSD_WATCH_FAILED is reported and
- * the watch waits for it. IDP_E_IO when no Avahi client can be made at all,
- * IDP_E_ARG for a bad type. NULL *out on failure. */
+ * the watch waits for it. IDP_E_IO when no Avahi client (daemon) or
+ * responder (embedded) can be made at all, IDP_E_ARG for a bad type. NULL
+ * *out on failure. */
 IDP_MUST_CHECK enum idp_err fio_dnssd_watch_start(const char *type, fio_dnssd_watch_fn fn,
                                                   void *arg, struct fio_dnssd_watch **out,
                                                   struct idp_error *err);

@@ -1,9 +1,11 @@
 /*
  * test_dnssd.c - formats/io/dnssd without a daemon: bad services and
  * browses are refused with IDP_E_ARG before Avahi is touched, a missing
- * avahi-daemon is IDP_E_IO naming it (never a crash or a hang), and TXT
- * lookup matches whole keys only. The real mDNS exchange between two
- * network namespaces is tests/integration/agent/dnssd.sh.
+ * avahi-daemon is IDP_E_IO naming it (never a crash or a hang), the
+ * backend choice (auto without a daemon is embedded, unknown names
+ * refused), and TXT lookup matches whole keys only. The real mDNS exchange between two
+ * network namespaces is tests/integration/agent/dnssd.sh (daemon) and
+ * dnssd_embedded.sh (embedded).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,15 @@
 static void on_found(void *arg, const struct fio_dnssd_found *f)
 {
 	(void)f;
+	(*(int *)arg)++;
+}
+
+static void on_change(void *arg, enum fio_dnssd_change ch, const struct fio_dnssd_found *f,
+                      const char *detail)
+{
+	(void)ch;
+	(void)f;
+	(void)detail;
 	(*(int *)arg)++;
 }
 
@@ -63,6 +74,10 @@ START_TEST(test_fio_dnssd_no_daemon_is_io_error)
 {
 	ck_assert_int_eq(setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/idprov-bus", 1),
 	                 0);
+	fio_dnssd_use(FIO_DNSSD_DAEMON);
+	bool by_auto = true;
+	ck_assert_int_eq(fio_dnssd_backend_current(&by_auto), FIO_DNSSD_DAEMON);
+	ck_assert(!by_auto);
 	const char *const txt[] = {"v=1", "path=/v1"};
 	const struct fio_dnssd_service s = {.type = "_idprov._tcp",
 	                                    .name = "idprov test",
@@ -81,6 +96,68 @@ START_TEST(test_fio_dnssd_no_daemon_is_io_error)
 	ck_assert_msg(strstr(err.msg, "cannot reach avahi-daemon") != NULL, "%s", err.msg);
 	ck_assert_int_eq(n, 0);
 	ck_assert(!complete);
+}
+END_TEST
+
+/* auto without a daemon on D-Bus is the embedded backend; asked again
+ * after fio_dnssd_use, not remembered from an earlier choice. */
+START_TEST(test_fio_dnssd_backend_auto_without_daemon_is_embedded)
+{
+	ck_assert_int_eq(setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/idprov-bus", 1),
+	                 0);
+	fio_dnssd_use(FIO_DNSSD_EMBEDDED);
+	ck_assert_int_eq(fio_dnssd_backend_current(NULL), FIO_DNSSD_EMBEDDED);
+	fio_dnssd_use(FIO_DNSSD_DAEMON);
+	ck_assert_int_eq(fio_dnssd_backend_current(NULL), FIO_DNSSD_DAEMON);
+	fio_dnssd_use(FIO_DNSSD_AUTO);
+	bool by_auto = false;
+	ck_assert_int_eq(fio_dnssd_backend_current(&by_auto), FIO_DNSSD_EMBEDDED);
+	ck_assert(by_auto);
+}
+END_TEST
+
+START_TEST(test_fio_dnssd_backend_parse_refuses_unknown)
+{
+	enum fio_dnssd_backend b = FIO_DNSSD_DAEMON;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fio_dnssd_backend_parse("auto", &b, &err), IDP_OK);
+	ck_assert_int_eq(b, FIO_DNSSD_AUTO);
+	ck_assert_int_eq(fio_dnssd_backend_parse("embedded", &b, &err), IDP_OK);
+	ck_assert_int_eq(b, FIO_DNSSD_EMBEDDED);
+	ck_assert_int_eq(fio_dnssd_backend_parse("daemon", &b, &err), IDP_OK);
+	ck_assert_int_eq(b, FIO_DNSSD_DAEMON);
+	const char *const bad[] = {"", "Daemon", "embedded ", "core", "autox", NULL};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(fio_dnssd_backend_parse(bad[i], &b, &err), IDP_E_ARG);
+		ck_assert_int_eq(b, FIO_DNSSD_DAEMON); /* unchanged */
+		ck_assert_msg(strstr(err.msg, "is not auto, daemon or embedded") != NULL, "%s",
+		              err.msg);
+	}
+	ck_assert_str_eq(fio_dnssd_backend_name(FIO_DNSSD_EMBEDDED), "embedded");
+	ck_assert_str_eq(fio_dnssd_backend_name((enum fio_dnssd_backend)7), "?");
+}
+END_TEST
+
+/* A publication and a watch of one process share the embedded responder;
+ * a watch started first runs it as a querier, and a publication then is
+ * refused with a message saying to publish first (not a second responder
+ * beside it, which would see the publication as another host's). */
+START_TEST(test_fio_dnssd_embedded_publish_after_watch_refused)
+{
+	fio_dnssd_use(FIO_DNSSD_EMBEDDED);
+	struct fio_dnssd_watch *w = NULL;
+	struct idp_error err = {0};
+	int n = 0;
+	ck_assert_int_eq(fio_dnssd_watch_start("_idprovunit._tcp", on_change, &n, &w, &err),
+	                 IDP_OK);
+	ck_assert_ptr_nonnull(w);
+	const struct fio_dnssd_service s = {.type = "_idprovunit._tcp", .name = "unit", .port = 9};
+	struct fio_dnssd_pub *p = NULL;
+	ck_assert_int_eq(fio_dnssd_publish(&s, NULL, NULL, &p, &err), IDP_E_IO);
+	ck_assert_ptr_null(p);
+	ck_assert_msg(strstr(err.msg, "publish before watching") != NULL, "%s", err.msg);
+	fio_dnssd_watch_stop(w);
+	fio_dnssd_use(FIO_DNSSD_AUTO);
 }
 END_TEST
 
@@ -122,6 +199,9 @@ Suite *idp_test_suite(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_fio_dnssd_publish_rejects_bad_services);
 	tcase_add_test(tc, test_fio_dnssd_no_daemon_is_io_error);
+	tcase_add_test(tc, test_fio_dnssd_backend_auto_without_daemon_is_embedded);
+	tcase_add_test(tc, test_fio_dnssd_backend_parse_refuses_unknown);
+	tcase_add_test(tc, test_fio_dnssd_embedded_publish_after_watch_refused);
 	tcase_add_test(tc, test_fio_dnssd_browse_rejects_bad_arguments);
 	tcase_add_test(tc, test_fio_dnssd_txt_get_whole_keys);
 	suite_add_tcase(s, tc);

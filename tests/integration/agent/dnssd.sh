@@ -20,7 +20,7 @@ json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
 # --- without avahi-daemon (runs everywhere) ------------------------------------
 nobus=unix:path=$T_TMP/no-such-bus
-DBUS_SYSTEM_BUS_ADDRESS=$nobus "$A" --state-dir "$T_TMP/nod" run --once --id dev-n1 \
+DBUS_SYSTEM_BUS_ADDRESS=$nobus "$A" --dnssd-backend daemon --state-dir "$T_TMP/nod" run --once --id dev-n1 \
 	--mac 02:00:5e:00:d0:01 2>"$T_TMP/nod.log"
 rc=$?
 t_run "no avahi-daemon: agent exits 4 (retry later)" [ "$rc" = 4 ]
@@ -158,7 +158,8 @@ t_grep "dnssd = off: logged" 'event=dnssd.off' "$T_TMP/off.log"
 t_refuse "dnssd = off: nothing published" grep -q 'event=dnssd.publishing' "$T_TMP/off.log"
 kill_pid "$opid"
 DBUS_SYSTEM_BUS_ADDRESS=$nobus exec ip netns exec "$NA" "$IDP_BIN/idprovd" --foreground \
-	--state-dir "$T_TMP/srv" --listen 10.77.1.1:0 --threads 1 >/dev/null 2>"$T_TMP/nod.srv.log" &
+	--state-dir "$T_TMP/srv" --listen 10.77.1.1:0 --threads 1 --dnssd-backend=daemon \
+	>/dev/null 2>"$T_TMP/nod.srv.log" &
 npid=$!
 NETNS_PIDS+=("$npid")
 t_run "no avahi-daemon: server still starts" t_wait "$T_TMP/nod.srv.log" 'event=http.listening'

@@ -30,7 +30,8 @@ want=$(make -s --no-print-directory print-MANPAGES | wc -w)
 if [ "$n" -eq "$want" ] && [ "$want" -gt 0 ]; then t_ok "all $want man pages installed"; else t_fail "$n of $want man pages installed"; fi
 # Each program links only the libraries it uses: the server no serial, USB
 # or HTTP-client library; the device agent no server or station library (of
-# Avahi only the client library, for DNS-SD discovery through avahi-daemon).
+# Avahi only the client library, for DNS-SD through avahi-daemon: the
+# embedded backend's libavahi-core is linked statically, formats/io/module.mk).
 needed() { objdump -p "$1" | sed -n 's/^ *NEEDED *//p'; }
 bin=$dest/opt/idp/bin
 t_refuse "idprovd links no libserialport, libusb, libcurl" \

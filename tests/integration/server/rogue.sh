@@ -27,7 +27,7 @@ provision() {
 # --- loopback: suspend, restart, resume ------------------------------------------
 st=$T_TMP/lo
 export DBUS_SYSTEM_BUS_ADDRESS=$nobus
-t_run "server starts (no avahi-daemon)" srv_start "$st"
+t_run "server starts (no avahi-daemon)" srv_start "$st" --dnssd-backend=daemon
 t_grep "no avahi-daemon: rogue detection off, said so" 'event=dnssd.watch_failed .*rogue detection off' "$SRV_ERR"
 adm() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$st/admin.token" --json "$@" >"$T_TMP/cli" 2>"$T_TMP/cli.err"; }
 metric() { srv_curl -H "Authorization: Bearer $(cat "$st/admin.token")" "$SRV_URL/metrics" | grep "^$1 "; }
@@ -51,7 +51,7 @@ t_grep "audit entry admin.suspended with the reason" '"event":"admin.suspended",
 t_grep "log line" 'event=admin.done .*action=suspend' "$SRV_ERR"
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
-t_run "server starts again" srv_start "$st"
+t_run "server starts again" srv_start "$st" --dnssd-backend=daemon
 t_grep "restart: still suspended, said at start" 'level=warn event=site.suspended_at_start .*reason="maintenance window"' "$SRV_ERR"
 t_run "restart: provision still 503" [ "$(provision "$SRV_URL" "$SRV_CA")" = 503 ]
 t_run "suspension" adm suspension
