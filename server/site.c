@@ -186,8 +186,11 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 	}
 	char fp[SITE_FP_LEN + 1];
 	fp_of(f, fp);
-	if (is_ours(s, f, fp))
+	if (is_ours(s, f, fp)) {
+		fio_log(FIO_LOG_INFO, "site.own", "name=\"%s\" host=\"%s\" addr=%s port=%u",
+		        name, host, f->addr, (unsigned)f->port);
 		return;
+	}
 	remember(s, f, fp);
 	struct idp_error err = {0};
 	bool allowed = false;
