@@ -327,10 +327,10 @@ enum idp_err fio_dnssd_core_publish(const struct fio_dnssd_service *s, fio_dnssd
 		return rc;
 	}
 	rc = acquire(true, &p->sh, err);
-	if (rc != IDP_OK) {
+	if (rc != IDP_OK || p->sh == NULL) {
 		fio_dnssd_svc_done(&p->svc);
 		free(p);
-		return rc;
+		return rc != IDP_OK ? rc : IDP_E_IO;
 	}
 	avahi_threaded_poll_lock(p->sh->poll);
 	p->kick = kick_new(p->sh, pub_kick, p);
@@ -508,9 +508,9 @@ enum idp_err fio_dnssd_core_watch_start(const char *type, fio_dnssd_watch_fn fn,
 	w->fn = fn;
 	w->arg = arg;
 	enum idp_err rc = acquire(false, &w->sh, err);
-	if (rc != IDP_OK) {
+	if (rc != IDP_OK || w->sh == NULL) {
 		free(w);
-		return rc;
+		return rc != IDP_OK ? rc : IDP_E_IO;
 	}
 	avahi_threaded_poll_lock(w->sh->poll);
 	w->kick = kick_new(w->sh, watch_kick, w);

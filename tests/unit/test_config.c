@@ -49,6 +49,7 @@ START_TEST(test_config_defaults)
 	ck_assert_int_eq(cfg.token_lifetime, 30 * 86400);
 	ck_assert(!cfg.foreground);
 	ck_assert(cfg.dnssd);
+	ck_assert_int_eq(cfg.dnssd_backend, FIO_DNSSD_AUTO);
 	ck_assert_int_eq(cfg.mac_mismatch, SRV_POLICY_HOLD);
 	ck_assert_int_eq(cfg.identity_reuse, SRV_POLICY_HOLD);
 	struct idp_error err = {0};
@@ -77,6 +78,7 @@ START_TEST(test_config_file_keys_units_and_lists)
 	                        "max-manifest = 2M\n"
 	                        "foreground = yes\n"
 	                        "dnssd = off\n"
+	                        "dnssd-backend = embedded\n"
 	                        "token-key = ed25519\n"
 	                        "server-name = idprov.example\n"
 	                        "server-name = 10.0.0.1\n"
@@ -97,6 +99,7 @@ START_TEST(test_config_file_keys_units_and_lists)
 	ck_assert_uint_eq(cfg.max_manifest, 2u << 20);
 	ck_assert(cfg.foreground);
 	ck_assert(!cfg.dnssd);
+	ck_assert_int_eq(cfg.dnssd_backend, FIO_DNSSD_EMBEDDED);
 	ck_assert_int_eq(cfg.token_key, FMT_KEY_ED25519);
 	ck_assert_uint_eq(cfg.n_server_names, 2);
 	ck_assert_str_eq(cfg.server_names[1], "10.0.0.1");
@@ -119,6 +122,8 @@ START_TEST(test_config_file_errors_name_file_line_and_key)
 	        {"\n\ntoken-lifetime = 3w\n", {"test.conf:3", "token-lifetime", "3w"}},
 	        {"foreground = maybe\n", {"test.conf:1", "foreground", "maybe"}},
 	        {"dnssd = disabled\n", {"test.conf:1", "dnssd", "yes/on or no/off"}},
+	        {"dnssd-backend = core\n",
+	         {"test.conf:1", "dnssd-backend", "'core' is not auto, daemon or embedded"}},
 	        {"threads = 1\nthreads = 2\n", {"test.conf:2", "threads", "twice"}},
 	        {"listen = ::1:80\n", {"test.conf:1", "listen", "[ADDR]:PORT"}},
 	        {"listen = localhost:80\n", {"test.conf:1", "listen", "not an IP address"}},
