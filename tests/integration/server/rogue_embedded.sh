@@ -9,8 +9,9 @@
 # still knows its own instance. Then a rogue published in B with
 # avahi-publish (not project code) suspends provisioning in A (log, 503);
 # its withdrawal is seen. When idprovd stops, its goodbye packets remove the
-# instance from B's daemon. Where namespaces are not allowed the test says
-# "skip".
+# instance from B's daemon. Started again while B publishes its instance
+# name, it takes the next name. Where namespaces are not allowed the test
+# says "skip".
 . "$(dirname "$0")/../../lib.sh"
 . "$IDP_TOP/tests/netns.inc"
 
@@ -70,12 +71,16 @@ nprov() { (ip netns exec "$NA" curl -sS --max-time 20 --cacert "$sa/ca.pem" -o "
 	-w '%{http_code}' -H 'Content-Type: application/json' -d '{}' "$url/v1/provision"); }
 t_run "not suspended: provision parses the request (400)" [ "$(nprov)" = 400 ]
 rogue_fp=$(printf 'rogue' | sha256sum | cut -c1-64)
+t0=$(date +%s%3N)
 (in_b avahi-publish -s "idprov rogue" _idprov._tcp 8443 v=1 path=/v1 "fp=$rogue_fp") \
 	>"$T_TMP/rogue.log" 2>&1 &
 RPID=$!
 NETNS_PIDS+=("$RPID")
 t_run "rogue published by avahi-publish in B" t_wait "$T_TMP/rogue.log" 'Established under name'
 t_run "server suspended provisioning" t_wait "$T_TMP/srv.log" 'level=warn event=site.suspended reason='
+# A figure, not an assertion: from starting avahi-publish to the suspension.
+ts=$(grep -o '^ts=[^ ]* level=warn event=site.suspended ' "$T_TMP/srv.log" | head -1 | cut -d' ' -f1 | cut -c4-)
+[ -z "$ts" ] || echo "# measured: rogue published -> suspended in $(($(date -d "$ts" +%s%3N) - t0)) ms (embedded)"
 t_grep "log line names the rogue, not own" \
 	"level=warn event=site.rogue name=\"idprov rogue\" host=\"idpd-b-$$.local\" addr=10.80.1.2 port=8443 fp=$rogue_fp own=no" \
 	"$T_TMP/srv.log"
@@ -89,4 +94,23 @@ wait "$SPID"
 t_run "server stops cleanly" [ $? = 0 ]
 t_grep "server withdrew its publication" 'event=dnssd.withdrawn instances=1' "$T_TMP/srv.log"
 t_run "goodbye: B's avahi-daemon no longer lists A's instance" browse_b 0
+
+# A service-name collision: B publishes A's instance name first; A, started
+# again, takes the next name and publishes under it.
+(in_b avahi-publish -s "idprov on $me" _idprov._tcp 9443 v=1 path=/v1 "fp=$rogue_fp") \
+	>"$T_TMP/same.log" 2>&1 &
+NETNS_PIDS+=("$!")
+t_run "B publishes A's instance name" t_wait "$T_TMP/same.log" 'Established under name'
+(DBUS_SYSTEM_BUS_ADDRESS=$nobus exec ip netns exec "$NA" "$IDP_BIN/idprovd" --foreground \
+	--state-dir "$sa" --listen 10.80.1.1:0 --server-name 10.80.1.1 --threads 1) \
+	>/dev/null 2>"$T_TMP/srv2.log" &
+SPID=$!
+NETNS_PIDS+=("$SPID")
+t_run "name taken: the server renames its instance" t_wait "$T_TMP/srv2.log" \
+	"level=warn event=dnssd.renamed type=_idprov._tcp name=\"idprov on $me #2\""
+t_run "name taken: published under the new name" t_wait "$T_TMP/srv2.log" \
+	"event=dnssd.published type=_idprov._tcp name=\"idprov on $me #2\""
+kill -TERM "$SPID"
+wait "$SPID"
+t_run "server stops cleanly again" [ $? = 0 ]
 t_done
