@@ -17,6 +17,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 
 #include "formats/b64.h"
 #include "formats/json.h"
@@ -370,6 +371,47 @@ START_TEST(test_token_thumbprint_known_answers)
 	ck_assert_int_eq(fmt_token_jkt(ed_key, b, NULL), IDP_OK);
 	ck_assert_str_ne(a, b);
 	fmt_key_free(k);
+}
+END_TEST
+
+/* The P-256 thumbprint reads the point from the key's SPKI bytes: for
+ * fresh keys, and for keys imported from them, it is the RFC 7638
+ * thumbprint of the coordinates OpenSSL reports. */
+START_TEST(test_token_thumbprint_matches_openssl_coordinates)
+{
+	for (int i = 0; i < 16; i++) {
+		struct fmt_key *k = NULL, *pub = NULL;
+		ck_assert_int_eq(fmt_key_generate(FMT_KEY_P256, &k, NULL), IDP_OK);
+		uint8_t der[FMT_KEY_SPKI_MAX];
+		size_t n = 0;
+		ck_assert_int_eq(fmt_key_spki_der(k, der, &n, NULL), IDP_OK);
+		ck_assert_int_eq(fmt_key_parse_spki_der(der, n, &pub, NULL), IDP_OK);
+		BIGNUM *bx = NULL, *by = NULL;
+		uint8_t x[32], y[32];
+		ck_assert_int_eq(EVP_PKEY_get_bn_param(fmt_key_evp(k), "qx", &bx), 1);
+		ck_assert_int_eq(EVP_PKEY_get_bn_param(fmt_key_evp(k), "qy", &by), 1);
+		ck_assert_int_eq(BN_bn2binpad(bx, x, 32), 32);
+		ck_assert_int_eq(BN_bn2binpad(by, y, 32), 32);
+		BN_free(bx);
+		BN_free(by);
+		char ex[44], ey[44], jwk[160], want[FMT_TOKEN_JKT_LEN + 1];
+		fmt_b64_encode(FMT_B64_URL, x, 32, ex);
+		fmt_b64_encode(FMT_B64_URL, y, 32, ey);
+		int w = snprintf(jwk, sizeof(jwk),
+		                 "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", ex,
+		                 ey);
+		ck_assert(w > 0 && (size_t)w < sizeof(jwk));
+		uint8_t d[32];
+		ck_assert_ptr_nonnull(SHA256((const uint8_t *)jwk, (size_t)w, d));
+		fmt_b64_encode(FMT_B64_URL, d, sizeof(d), want);
+		char a[FMT_TOKEN_JKT_LEN + 1], b[FMT_TOKEN_JKT_LEN + 1];
+		ck_assert_int_eq(fmt_token_jkt(k, a, NULL), IDP_OK);
+		ck_assert_int_eq(fmt_token_jkt(pub, b, NULL), IDP_OK);
+		ck_assert_str_eq(a, want);
+		ck_assert_str_eq(b, want);
+		fmt_key_free(k);
+		fmt_key_free(pub);
+	}
 }
 END_TEST
 
@@ -1194,6 +1236,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_token_round_trip, 0, 2);
 	tcase_add_test(tc, test_token_kind_names);
 	tcase_add_test(tc, test_token_thumbprint_known_answers);
+	tcase_add_test(tc, test_token_thumbprint_matches_openssl_coordinates);
 	tcase_add_test(tc, test_token_eddsa_known_answer);
 	tcase_add_test(tc, test_token_alg_none_refused);
 	tcase_add_test(tc, test_token_hs256_with_public_key_refused);
