@@ -14,13 +14,20 @@ Prints the share of the selected threads' samples (comm starting with
 --comm) that each function is on the stack of; with --callees F, what F
 calls directly; and always the split into handler (device_request),
 TLS (libssl), the group-commit syncer and the rest (the event loop).
+
+By kind of request: run the benchmark with IDP_BENCH_SLICES=1 (it prints
+"slice KIND T0 T1 REQUESTS" on stderr, CLOCK_MONOTONIC) under
+`perf record -k CLOCK_MONOTONIC`, and give `perf script -F comm,time,ip,sym,dso`;
+--slices FILE --kind provision keeps the samples of that kind's slices and
+also prints each share as milliseconds of CPU per request (samples at
+--freq per second, divided by the slices' requests).
 """
 import argparse
 import collections
 import sys
 
 
-def samples(stream, prefix):
+def samples(stream, prefix, windows=None):
     stack, keep = [], False
     for line in stream:
         line = line.rstrip("\n")
@@ -31,7 +38,12 @@ def samples(stream, prefix):
         elif not line[0].isspace():
             if keep and stack:
                 yield stack
-            stack, keep = [], line.split()[0].startswith(prefix)
+            head = line.split()
+            keep = head[0].startswith(prefix)
+            if keep and windows is not None:
+                t = next((float(w.rstrip(":")) for w in head[1:] if w.endswith(":")), None)
+                keep = t is not None and any(a <= t < b for a, b in windows)
+            stack = []
         elif keep:
             rest = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
             sym, _, dso = rest.rpartition(" (")
@@ -47,10 +59,23 @@ def main():
     ap.add_argument("--comm", default="idprovd/", help="thread name prefix")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--callees", help="show what this function calls")
+    ap.add_argument("--slices", help="the benchmark's slice lines (IDP_BENCH_SLICES=1)")
+    ap.add_argument("--kind", help="with --slices: this kind's slices only")
+    ap.add_argument("--freq", type=float, default=499, help="perf record -F")
     a = ap.parse_args()
+    windows, requests = None, 0
+    if a.slices:
+        windows = []
+        for line in open(a.slices):
+            f = line.split()
+            if len(f) == 5 and f[0] == "slice" and f[1] == a.kind:
+                windows.append((float(f[2]), float(f[3])))
+                requests += int(f[4])
+        if not windows:
+            sys.exit("perf-top: no slices of kind %s in %s" % (a.kind, a.slices))
     incl, callees, split = collections.Counter(), collections.Counter(), collections.Counter()
     n = 0
-    for st in samples(sys.stdin, a.comm):
+    for st in samples(sys.stdin, a.comm, windows):
         n += 1
         names = [f for f, _ in st]
         for f in set(names):
@@ -68,17 +93,23 @@ def main():
             split["event loop, accept, close, other"] += 1
     if n == 0:
         sys.exit("perf-top: no samples of threads named %s*" % a.comm)
-    print("%d samples of %s* threads" % (n, a.comm))
+    def share(v):
+        if requests:
+            return "%6.1f%% %6.3f ms" % (100 * v / n, v / a.freq / requests * 1e3)
+        return "%6.1f%%" % (100 * v / n)
+
+    print("%d samples of %s* threads" % (n, a.comm) +
+          (", %d requests of kind %s" % (requests, a.kind) if requests else ""))
     for k, v in split.most_common():
-        print("%6.1f%%  %s" % (100 * v / n, k))
+        print("%s  %s" % (share(v), k))
     print("-- inclusive")
     for k, v in incl.most_common(a.top):
         if not k.startswith("?") and k not in ("start_thread", "clone3"):
-            print("%6.1f%%  %s" % (100 * v / n, k))
+            print("%s  %s" % (share(v), k))
     if a.callees:
-        print("-- called by %s (%.1f%%)" % (a.callees, 100 * incl[a.callees] / n))
+        print("-- called by %s (%s)" % (a.callees, share(incl[a.callees])))
         for k, v in callees.most_common(a.top):
-            print("%6.1f%%  %s" % (100 * v / n, k))
+            print("%s  %s" % (share(v), k))
 
 
 if __name__ == "__main__":
