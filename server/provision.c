@@ -226,6 +226,7 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
                            struct idp_error *err)
 {
 	bool oob_ok = out->oob == SRV_OOB_PROVEN;
+	bool ident_kept = true; /* d's MAC and key as stored (device_update_state) */
 	const char *mac = req->mac != NULL ? req->mac : "";
 	size_t mac_len = strnlen(mac, SRV_STORE_MAC_MAX + 1);
 	if (mac_len > SRV_STORE_MAC_MAX)
@@ -297,6 +298,7 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 			memcpy(d.pubkey, spki, spki_len);
 			d.pubkey_len = spki_len;
 			memcpy(d.mac, mac, mac_len + 1);
+			ident_kept = false;
 			rc = srv_store_contender_clear(st, d.id, err);
 			if (rc != IDP_OK)
 				return rc;
@@ -324,7 +326,7 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		d.updated_at = req->now;
 		out->decision = SRV_DECISION_PENDING;
 		out->retry_after = cfg->retry_after;
-		return srv_store_device_update(st, &d, err);
+		return srv_store_device_update_state(st, &d, err);
 	case SRV_DEV_PRELOADED:
 	case SRV_DEV_APPROVED:
 		break;
@@ -360,6 +362,7 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		rc = IDP_OK;
 		memcpy(d.pubkey, spki, spki_len);
 		d.pubkey_len = spki_len;
+		ident_kept = false;
 	} else {
 		return refuse(st, req, SRV_REFUSE_NO_IDENTITY, NULL, NULL, out, err);
 	}
@@ -376,7 +379,8 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		d.provisioned_at = req->now;
 	d.updated_at = req->now;
 	d.attempts++;
-	rc = srv_store_device_update(st, &d, err);
+	rc = ident_kept ? srv_store_device_update_state(st, &d, err)
+	                : srv_store_device_update(st, &d, err);
 	if (rc == IDP_OK)
 		rc = issue(st, state, cfg, d.id, req->key, NULL, FMT_TOKEN_PROVISION, NULL, req->now,
 		           out, err);

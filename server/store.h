@@ -230,6 +230,13 @@ IDP_MUST_CHECK enum idp_err
 srv_store_device_insert(struct srv_store *st, const struct srv_device *d, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err
 srv_store_device_update(struct srv_store *st, const struct srv_device *d, struct idp_error *err);
+/* As _update, for a device whose MAC, serial, key and batch are as stored:
+ * writes only its state, updated_at, provisioned_at and attempts (the other
+ * fields of d are not written), so the indexes on those stay untouched
+ * (the hot path of every decision; docs/performance.md). */
+IDP_MUST_CHECK enum idp_err srv_store_device_update_state(struct srv_store *st,
+                                                          const struct srv_device *d,
+                                                          struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_device_get(struct srv_store *st, const char *id,
                                                  struct srv_device *out, struct idp_error *err);
 

@@ -204,6 +204,7 @@ enum stmt_id {
 	S_BATCH_GET_LAST,
 	S_DEVICE_INSERT,
 	S_DEVICE_UPDATE,
+	S_DEVICE_UPDATE_STATE,
 	S_DEVICE_GET,
 	S_DEVICE_FIND_ID,
 	S_DEVICE_FIND_SERIAL,
@@ -309,6 +310,11 @@ static const char *const stmt_sql[S_COUNT_] = {
                 "UPDATE devices SET mac = ?2, serial = ?3, public_key = ?4, state = ?5, "
                 "batch_id = ?6, updated_at = ?8, provisioned_at = ?9, attempts = ?10 "
                 "WHERE id = ?1",
+        /* Sets no identity column, so that SQLite rewrites only the index
+         * on state (devices_pending), not those on MAC, serial, key and
+         * batch (EXPLAIN: 2 index writes instead of 10). */
+        [S_DEVICE_UPDATE_STATE] = "UPDATE devices SET state = ?2, updated_at = ?3, "
+                                  "provisioned_at = ?4, attempts = ?5 WHERE id = ?1",
         [S_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices WHERE id = ?1",
         [S_DEVICE_FIND_ID] = "SELECT id FROM devices WHERE id = ?1 AND id IS NOT ?2",
         [S_DEVICE_FIND_SERIAL] =
@@ -1166,6 +1172,22 @@ enum idp_err srv_store_device_update(struct srv_store *st, const struct srv_devi
                                      struct idp_error *err)
 {
 	return device_write(st, S_DEVICE_UPDATE, d, err);
+}
+
+enum idp_err srv_store_device_update_state(struct srv_store *st, const struct srv_device *d,
+                                           struct idp_error *err)
+{
+	enum idp_err rc = srv_store_check_device(d, err);
+	if (rc != IDP_OK)
+		return rc;
+	const struct arg a[] = {TEXT(d->id), TEXT(srv_device_state_name(d->state)),
+	                        INT(d->updated_at), INT(d->provisioned_at), INT(d->attempts)};
+	rc = run(st, S_DEVICE_UPDATE_STATE, a, NARGS(a), "device update", err);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "device %s", d->id);
+	else if (sqlite3_changes(st->db) != 1)
+		rc = idp_error_set(err, IDP_E_NOTFOUND, "store: device %s: not found", d->id);
+	return rc;
 }
 
 static enum idp_err device_row(sqlite3_stmt *s, struct srv_device *out, struct idp_error *err)

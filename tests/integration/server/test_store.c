@@ -450,6 +450,64 @@ START_TEST(test_store_device_round_trip_find_and_update)
 }
 END_TEST
 
+/* The state-only update writes state, times and attempts, never the
+ * identity columns (even when the struct holds other ones), and the
+ * lookups by MAC, serial and key still find the device. */
+START_TEST(test_store_device_update_state_keeps_identity)
+{
+	struct srv_store *st = open_ok();
+	struct srv_device d, got;
+	struct idp_error err = {0};
+	make_device(&d, 9, NULL);
+	ck_assert_int_eq(srv_store_device_insert(st, &d, NULL), IDP_OK);
+	struct srv_device changed = d;
+	changed.state = SRV_DEV_APPROVED;
+	changed.updated_at = d.created_at + 5;
+	changed.provisioned_at = d.created_at + 5;
+	changed.attempts = 4;
+	(void)snprintf(changed.mac, sizeof(changed.mac), "02:00:00:00:99:99");
+	(void)snprintf(changed.serial, sizeof(changed.serial), "SN-OTHER");
+	changed.pubkey[0] ^= 1;
+	ck_assert_int_eq(srv_store_device_update_state(st, &changed, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000009", &got, NULL), IDP_OK);
+	ck_assert_int_eq(got.state, SRV_DEV_APPROVED);
+	ck_assert_int_eq(got.updated_at, changed.updated_at);
+	ck_assert_int_eq(got.provisioned_at, changed.provisioned_at);
+	ck_assert_int_eq(got.attempts, 4);
+	ck_assert_str_eq(got.mac, d.mac);
+	ck_assert_str_eq(got.serial, d.serial);
+	ck_assert_uint_eq(got.pubkey_len, d.pubkey_len);
+	ck_assert_mem_eq(got.pubkey, d.pubkey, d.pubkey_len);
+	char id[SRV_STORE_ID_MAX + 1];
+	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_MAC, (const uint8_t *)d.mac,
+	                                       strlen(d.mac), NULL, id, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_SERIAL, (const uint8_t *)d.serial,
+	                                       strlen(d.serial), NULL, id, NULL),
+	                 IDP_OK);
+	ck_assert_int_eq(
+	        srv_store_device_find(st, SRV_IDENT_KEY, d.pubkey, d.pubkey_len, NULL, id, NULL),
+	        IDP_OK);
+	ck_assert_str_eq(id, "dev-000009");
+	ck_assert_int_eq(srv_store_device_find(st, SRV_IDENT_KEY, changed.pubkey,
+	                                       changed.pubkey_len, NULL, id, NULL),
+	                 IDP_E_NOTFOUND);
+	int64_t n = 0;
+	ck_assert_int_eq(srv_store_device_count(st, SRV_DEV_APPROVED, &n, NULL), IDP_OK);
+	ck_assert_int_eq(n, 1);
+	/* Absent, or a bad state: refused, nothing written. */
+	(void)snprintf(changed.id, sizeof(changed.id), "nope");
+	ck_assert_int_eq(srv_store_device_update_state(st, &changed, &err), IDP_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(err.msg, "nope"));
+	(void)snprintf(changed.id, sizeof(changed.id), "dev-000009");
+	changed.state = (enum srv_device_state)9;
+	ck_assert_int_eq(srv_store_device_update_state(st, &changed, &err), IDP_E_ARG);
+	ck_assert_int_eq(srv_store_device_get(st, "dev-000009", &got, NULL), IDP_OK);
+	ck_assert_int_eq(got.state, SRV_DEV_APPROVED);
+	srv_store_close(st);
+}
+END_TEST
+
 START_TEST(test_store_batches_and_chain_lookups)
 {
 	struct srv_store *st = open_ok();
@@ -1182,6 +1240,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_snapshot_is_the_same_database);
 	tcase_add_test(tc, test_store_pending_caps_and_expiry);
 	tcase_add_test(tc, test_store_device_round_trip_find_and_update);
+	tcase_add_test(tc, test_store_device_update_state_keeps_identity);
 	tcase_add_test(tc, test_store_batches_and_chain_lookups);
 	tcase_add_test(tc, test_store_tokens_single_use_across_connections);
 	tcase_add_test(tc, test_store_failed_transaction_leaves_db_unchanged);
