@@ -446,7 +446,35 @@ struct srv_store {
 	struct srv_store_sync *group; /* srv_store_sync_join; NULL: synchronous=FULL */
 	char actor[SRV_STORE_ACTOR_MAX + 1]; /* srv_store_set_actor; "" for none */
 	sqlite3_stmt *stmt[S_COUNT_];
+	/* The suspension as last read outside a transaction, valid while
+	 * susp_epoch (below) is still susp_seen (see srv_store_suspension_get);
+	 * susp_writing: this connection's open transaction set it. */
+	bool susp_cached, susp_writing;
+	uint64_t susp_seen;
+	struct srv_suspension susp;
 };
+
+/* Every provisioning request reads the suspension (server/site.h), and a
+ * read transaction of its own cost about 30 us a request: each connection
+ * keeps what it read. Every change goes through srv_store_suspension_set in
+ * a connection of this process (idprovd holds its state directory alone,
+ * server/lock.h); a transaction that made one bumps susp_epoch when it ends
+ * (commit or rollback), and none is cached while any is open (susp_writers),
+ * so a cached value is never older than a committed change. Process-wide:
+ * a change in any database drops the caches of all. */
+static atomic_uint_least64_t susp_epoch;
+static atomic_uint susp_writers;
+
+/* The end of st's transaction (committed or not): a suspension it set is
+ * now in force or gone, and every cache is stale. */
+static void susp_tx_ended(struct srv_store *st)
+{
+	if (!st->susp_writing)
+		return;
+	st->susp_writing = false;
+	(void)atomic_fetch_add(&susp_epoch, 1);
+	(void)atomic_fetch_sub(&susp_writers, 1);
+}
 
 int64_t srv_store_schema_latest(void)
 {
@@ -852,6 +880,7 @@ void srv_store_close(struct srv_store *st)
 			(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 		(void)sqlite3_close(st->db);
 	}
+	susp_tx_ended(st);
 	free(st);
 }
 
@@ -878,6 +907,7 @@ enum idp_err srv_store_commit(struct srv_store *st, struct idp_error *err)
 	if (rc != IDP_OK)
 		srv_store_rollback(st);
 	st->in_tx = false;
+	susp_tx_ended(st);
 	return rc;
 }
 
@@ -888,6 +918,7 @@ void srv_store_rollback(struct srv_store *st)
 	if (run(st, S_ROLLBACK, NULL, 0, "rollback", NULL) != IDP_OK)
 		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	st->in_tx = false;
+	susp_tx_ended(st);
 }
 
 /* ---------------------------------------------------------------- group commit */
@@ -2391,17 +2422,38 @@ static enum idp_err prep_run(struct srv_store *st, const char *sql, const struct
 enum idp_err srv_store_suspension_get(struct srv_store *st, struct srv_suspension *out,
                                       struct idp_error *err)
 {
+	/* Outside a transaction (also the implicit one of a statement still
+	 * stepping, whose snapshot may be older), with no change in flight
+	 * since it was read, the cached value is the committed one (see
+	 * susp_epoch). */
+	bool outside = !st->in_tx && sqlite3_get_autocommit(st->db);
+	for (sqlite3_stmt *p = sqlite3_next_stmt(st->db, NULL); outside && p != NULL;
+	     p = sqlite3_next_stmt(st->db, p))
+		outside = sqlite3_stmt_busy(p) == 0;
+	uint64_t epoch = atomic_load(&susp_epoch);
+	bool quiet = outside && atomic_load(&susp_writers) == 0;
+	if (quiet && st->susp_cached && st->susp_seen == epoch) {
+		*out = st->susp;
+		return IDP_OK;
+	}
 	memset(out, 0, sizeof(*out));
 	sqlite3_stmt *s = NULL;
 	enum idp_err rc = query_row(st, S_SUSPENSION_GET, NULL, 0, &s, err);
-	if (rc == IDP_E_NOTFOUND)
-		return IDP_OK; /* never suspended */
-	if (rc != IDP_OK)
-		return rc;
-	out->suspended = sqlite3_column_int64(s, 0) != 0;
-	rc = col_text(s, 1, out->reason, sizeof(out->reason), "suspension reason", err);
-	out->since = sqlite3_column_int64(s, 2);
-	stmt_done(s);
+	if (rc == IDP_E_NOTFOUND) {
+		rc = IDP_OK; /* never suspended */
+	} else if (rc == IDP_OK) {
+		out->suspended = sqlite3_column_int64(s, 0) != 0;
+		rc = col_text(s, 1, out->reason, sizeof(out->reason), "suspension reason", err);
+		out->since = sqlite3_column_int64(s, 2);
+		stmt_done(s);
+	}
+	/* Kept only when no change began or ended while it was read. */
+	st->susp_cached = rc == IDP_OK && quiet && atomic_load(&susp_writers) == 0 &&
+	                  atomic_load(&susp_epoch) == epoch;
+	if (st->susp_cached) {
+		st->susp = *out;
+		st->susp_seen = epoch;
+	}
 	return rc;
 }
 
@@ -2410,6 +2462,13 @@ enum idp_err srv_store_suspension_set(struct srv_store *st, bool suspended, cons
 {
 	enum idp_err rc = srv_store_check_text(reason, SRV_STORE_DETAIL_MAX, false, "suspension reason", err);
 	const struct arg a[] = {INT(suspended ? 1 : 0), TEXT(reason), INT(now)};
+	/* Every cache is stale from before the write until the transaction
+	 * ends (susp_tx_ended; at once without one). */
+	bool alone = !st->in_tx;
+	if (rc == IDP_OK && !st->susp_writing) {
+		st->susp_writing = true;
+		(void)atomic_fetch_add(&susp_writers, 1);
+	}
 	if (rc == IDP_OK)
 		rc = prep_run(st,
 		              "INSERT INTO site_state (id, suspended, reason, since) "
@@ -2417,6 +2476,8 @@ enum idp_err srv_store_suspension_set(struct srv_store *st, bool suspended, cons
 		              "suspended = excluded.suspended, reason = excluded.reason, "
 		              "since = excluded.since",
 		              a, NARGS(a), "suspension", NULL, err);
+	if (alone)
+		susp_tx_ended(st);
 	return rc;
 }
 

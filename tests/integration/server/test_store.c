@@ -922,6 +922,56 @@ static int count_ckpt(void *ctx, const struct srv_checkpoint *c)
 	return 0;
 }
 
+/* Each connection keeps the suspension it read (it is read on every
+ * provisioning request), and still sees every change another connection
+ * commits at once; one that is rolled back, or not yet committed, is not
+ * seen. */
+START_TEST(test_store_suspension_cache_sees_other_connections)
+{
+	struct srv_store *a = open_ok(), *b = open_ok();
+	struct srv_suspension sus;
+	for (int i = 0; i < 2; i++) { /* the second read comes from the cache */
+		ck_assert_int_eq(srv_store_suspension_get(a, &sus, NULL), IDP_OK);
+		ck_assert(!sus.suspended);
+	}
+	/* Uncommitted: a still sees the committed state, and keeps no copy. */
+	ck_assert_int_eq(srv_store_begin(b, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_suspension_set(b, true, "first", 1700000000, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_suspension_get(a, &sus, NULL), IDP_OK);
+	ck_assert(!sus.suspended);
+	ck_assert_int_eq(srv_store_commit(b, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_suspension_get(a, &sus, NULL), IDP_OK);
+	ck_assert(sus.suspended);
+	ck_assert_str_eq(sus.reason, "first");
+	ck_assert_int_eq(sus.since, 1700000000);
+	/* Rolled back: nothing changed. */
+	ck_assert_int_eq(srv_store_begin(b, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_suspension_set(b, false, NULL, 1700000001, NULL), IDP_OK);
+	srv_store_rollback(b);
+	ck_assert_int_eq(srv_store_suspension_get(a, &sus, NULL), IDP_OK);
+	ck_assert(sus.suspended);
+	/* Without a transaction of its own, and lifted from a third
+	 * connection that then closes. */
+	ck_assert_int_eq(srv_store_suspension_set(b, true, "second", 1700000002, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_suspension_get(a, &sus, NULL), IDP_OK);
+	ck_assert_str_eq(sus.reason, "second");
+	struct srv_store *c = open_ok();
+	ck_assert_int_eq(srv_store_begin(c, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_suspension_set(c, false, NULL, 1700000003, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_commit(c, NULL), IDP_OK);
+	srv_store_close(c);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(srv_store_suspension_get(a, &sus, NULL), IDP_OK);
+		ck_assert(!sus.suspended);
+		ck_assert_int_eq(srv_store_suspension_get(b, &sus, NULL), IDP_OK);
+		ck_assert(!sus.suspended);
+	}
+	ck_assert_int_eq(raw_int("SELECT suspended FROM site_state"), 0);
+	srv_store_close(a);
+	srv_store_close(b);
+}
+END_TEST
+
 /* The suspension outlives the connection; allow-list entries are unique and
  * named when absent; checkpoints are numbered uniquely, the last found. */
 START_TEST(test_store_site_suspension_allow_checkpoints)
@@ -1252,6 +1302,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_names_and_checks);
 	tcase_add_test(tc, test_store_flag_resolve_and_audit_subject);
 	tcase_add_test(tc, test_store_site_suspension_allow_checkpoints);
+	tcase_add_test(tc, test_store_suspension_cache_sees_other_connections);
 	tcase_add_test(tc, test_store_group_commit_counts_flushes_and_checkpoints);
 	suite_add_tcase(s, tc);
 	return s;
