@@ -199,7 +199,7 @@ static size_t read_file(struct xfer *x, char *buf, size_t cap)
 		else if (n == 0)
 			(void)idp_error_set(&x->body_err, IDP_E_FORMAT,
 			                    "%s: ends at byte %llu, it had %llu when the upload began",
-			                    up->f->path, (unsigned long long)(x->off + got),
+			                    up->f->path, (unsigned long long)x->off + got,
 			                    (unsigned long long)up->size);
 		if (n <= 0) {
 			x->body_failed = true;
