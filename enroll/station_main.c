@@ -52,7 +52,6 @@
 #define EXIT_BUSY     6
 
 #define CONFIG_MAX   65536u
-#define MANIFEST_MAX ((size_t)1 << 31)
 #define SIG_MAX      65536u
 #define WAIT_SAME_MS 300
 
@@ -836,17 +835,21 @@ static int upload_one(const struct opts *o, struct fio_httpc *hc, const char *ba
 {
 	char mpath[ENR_PATH_MAX + 1], spath[ENR_PATH_MAX + 8], status[ENR_STATUS_MAX];
 	struct idp_error err = {0};
-	uint8_t *body = NULL, *sig = NULL;
-	size_t body_len = 0, sig_len = 0;
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
 	char *sig64 = NULL, *hdr = NULL;
 	int rc = EXIT_LOCAL;
 	struct fio_httpc_resp resp;
 	memset(&resp, 0, sizeof(resp));
+	/* The manifest is sent from its file as it is read, and checked as it
+	 * goes: a damaged file is stopped before its end leaves. */
+	struct fmt_manifest_check chk = {0};
 	if (enr_batch_path(o->state, batch, ".manifest", mpath, &err) != IDP_OK)
 		goto out;
 	(void)snprintf(spath, sizeof(spath), "%s.sig", mpath);
-	if (fmt_file_read(mpath, MANIFEST_MAX, &body, &body_len, &err) != IDP_OK ||
-	    fmt_file_read(spath, SIG_MAX, &sig, &sig_len, &err) != IDP_OK) {
+	if (access(mpath, F_OK) != 0)
+		(void)idp_error_set(&err, IDP_E_NOTFOUND, "%s: %s", mpath, strerror(errno));
+	if (err.code != IDP_OK || fmt_file_read(spath, SIG_MAX, &sig, &sig_len, &err) != IDP_OK) {
 		(void)fprintf(stderr, "%s: %s: %s\n", prog, batch, err.msg);
 		rc = err.code == IDP_E_NOTFOUND ? EXIT_FAIL : EXIT_LOCAL;
 		goto out;
@@ -862,11 +865,16 @@ static int upload_one(const struct opts *o, struct fio_httpc *hc, const char *ba
 	struct fio_httpc_req req = {.method = "POST",
 	                            .path = "/v1/batches",
 	                            .content_type = "application/vnd.idprov.manifest",
-	                            .body = body,
-	                            .body_len = body_len,
 	                            .headers = headers,
 	                            .idempotent = true};
-	enum idp_err e = fio_httpc_do(hc, &req, &resp, &err);
+	const struct fio_httpc_file file = {mpath, fmt_manifest_check_piece, &chk};
+	enum idp_err e = fio_httpc_do_file(hc, &req, &file, &resp, &err);
+	if (e != IDP_OK && resp.local) {
+		/* The file, not the server: the batch stays pending. */
+		(void)fprintf(stderr, "%s: %s: %s\n", prog, batch, err.msg);
+		rc = e == IDP_E_NOTFOUND ? EXIT_FAIL : EXIT_LOCAL;
+		goto out;
+	}
 	if (e == IDP_OK) {
 		struct fmt_api_batch ans;
 		struct idp_error perr = {0};
@@ -903,7 +911,7 @@ static int upload_one(const struct opts *o, struct fio_httpc *hc, const char *ba
 	}
 out:
 	fio_httpc_resp_free(&resp);
-	free(body);
+	fmt_manifest_check_free(&chk);
 	free(sig);
 	free(sig64);
 	free(hdr);

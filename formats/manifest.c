@@ -934,3 +934,48 @@ enum idp_err fmt_manifest_reader_finish(struct fmt_manifest_reader *r, struct id
 	r->failed = false;
 	return IDP_OK;
 }
+
+/* ---------------------------------------------------------------- check */
+
+enum idp_err fmt_manifest_check_piece(void *arg, uint64_t offset, const uint8_t *buf, size_t len,
+                                      bool last, struct idp_error *err)
+{
+	struct fmt_manifest_check *c = arg;
+	if (offset == 0) {
+		fmt_manifest_reader_free(c->r);
+		c->r = fmt_manifest_reader_new();
+		c->next = 0;
+		c->done = false;
+		if (c->r == NULL)
+			return idp_error_set(err, IDP_E_NOMEM, "manifest: out of memory");
+	}
+	if (c->r == NULL || offset != c->next || c->done)
+		return idp_error_set(err, IDP_E_ARG, "manifest check: piece at %" PRIu64 " out of order",
+		                     offset);
+	size_t off = 0;
+	while (off < len) {
+		size_t used = 0;
+		enum fmt_manifest_item item = FMT_MANIFEST_NONE;
+		enum idp_err rc = fmt_manifest_reader_feed(c->r, buf + off, len - off, &used, &item, err);
+		if (rc != IDP_OK)
+			return rc;
+		off += used; /* the reader takes at least one byte, or fails */
+	}
+	c->next = offset + len;
+	if (!last)
+		return IDP_OK;
+	enum idp_err rc = fmt_manifest_reader_finish(c->r, err);
+	if (rc == IDP_OK) {
+		c->header = *fmt_manifest_reader_header(c->r);
+		c->done = true;
+	}
+	return rc;
+}
+
+void fmt_manifest_check_free(struct fmt_manifest_check *c)
+{
+	if (c == NULL)
+		return;
+	fmt_manifest_reader_free(c->r);
+	c->r = NULL;
+}

@@ -200,4 +200,28 @@ uint64_t fmt_manifest_reader_line(const struct fmt_manifest_reader *r);
 /* Release r. NULL is a no-op. */
 void fmt_manifest_reader_free(struct fmt_manifest_reader *r);
 
+/* ---- a whole body checked piece by piece (a client sending a manifest file) */
+
+/* Zero-initialise; free with fmt_manifest_check_free(). */
+struct fmt_manifest_check {
+	struct fmt_manifest_reader *r;
+	uint64_t next;                     /* offset the next piece must have */
+	bool done;                         /* the last piece passed: header is set */
+	struct fmt_manifest_header header;
+};
+
+/* Feed piece buf[0..len) at offset of a body to check c (the arg: a struct
+ * fmt_manifest_check *); offset 0 starts the body over. With last, the body
+ * must end here, complete (fmt_manifest_reader_finish). The reader's checks
+ * of form, in constant memory, not the signature. Errors are the reader's
+ * ("line 17: mac: ..."); IDP_E_ARG for a piece out of order. Its type is
+ * formats/io/httpc.h fio_httpc_piece_fn, so a client checks what it sends
+ * as it sends it. */
+IDP_MUST_CHECK enum idp_err fmt_manifest_check_piece(void *c, uint64_t offset, const uint8_t *buf,
+                                                     size_t len, bool last,
+                                                     struct idp_error *err);
+
+/* Release c's reader. NULL is a no-op. */
+void fmt_manifest_check_free(struct fmt_manifest_check *c);
+
 #endif /* IDP_FORMATS_MANIFEST_H */

@@ -476,6 +476,9 @@ struct stream {
 	struct srv_conn *c;
 	struct export x; /* x.out: the chunk being filled */
 	bool entries_done;
+	bool last;       /* x.out ends the export */
+	bool parked;     /* waiting for the fsync covering what x.out was read from */
+	bool gone;       /* the client left while parked: free s when woken */
 	size_t bytes;
 };
 
@@ -498,7 +501,43 @@ static void stream_closed(struct evhttp_connection *conn, void *arg)
 	fio_log(FIO_LOG_INFO, "admin.refused",
 	        "loop=%u action=audit_export error=\"connection closed after %zu bytes\"",
 	        s->ctx->loop, s->bytes);
+	if (s->parked)
+		s->gone = true; /* stream_durable() frees s */
+	else
+		stream_free(s);
+}
+
+static void stream_next(void *arg);
+
+/* Send the chunk in x.out (its entries are durable) and ask for the next
+ * once it has left, or end the export. */
+static void stream_send(struct stream *s)
+{
+	s->bytes += evbuffer_get_length(s->x.out);
+	if (evbuffer_get_length(s->x.out) > 0)
+		evhttp_send_reply_chunk(s->req, s->x.out);
+	if (!s->last) {
+		srv_conn_when_drained(s->c, stream_next, s);
+		return;
+	}
+	srv_conn_stream_end(s->c);
+	evhttp_connection_set_closecb(s->conn, NULL, NULL);
+	evhttp_send_reply_end(s->req);
+	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=audit_export first_seq=%lld bytes=%zu",
+	        s->ctx->loop, (long long)s->x.first_seq, s->bytes);
 	stream_free(s);
+}
+
+/* The syncer made the chunk's entries durable (or the server stops:
+ * durable false, and the close callback follows). */
+static void stream_durable(void *arg, bool durable)
+{
+	struct stream *s = arg;
+	s->parked = false;
+	if (s->gone)
+		stream_free(s);
+	else if (durable)
+		stream_send(s);
 }
 
 /* Send the next chunk (called again once the one before has left). */
@@ -507,7 +546,6 @@ static void stream_next(void *arg)
 	struct stream *s = arg;
 	struct idp_error err = {0};
 	enum idp_err rc = IDP_OK;
-	bool last = false;
 	if (!s->entries_done) {
 		int64_t before = s->x.rows;
 		rc = srv_store_audit_foreach(s->ctx->store, s->x.last_seq, CKPT_PAGE, NULL,
@@ -516,7 +554,7 @@ static void stream_next(void *arg)
 	} else {
 		rc = srv_store_checkpoint_foreach(s->ctx->store, 0, INT64_MAX, export_ckpt, &s->x,
 		                                  &err);
-		last = true;
+		s->last = true;
 	}
 	if (rc != IDP_OK || s->x.failed) {
 		/* The status line has left: cut the connection so the client sees
@@ -531,19 +569,13 @@ static void stream_next(void *arg)
 			(void)shutdown(fd, SHUT_RDWR); /* stream_closed() frees s */
 		return;
 	}
-	s->bytes += evbuffer_get_length(s->x.out);
-	if (evbuffer_get_length(s->x.out) > 0)
-		evhttp_send_reply_chunk(s->req, s->x.out);
-	if (!last) {
-		srv_conn_when_drained(s->c, stream_next, s);
-		return;
-	}
-	srv_conn_stream_end(s->c);
-	evhttp_connection_set_closecb(s->conn, NULL, NULL);
-	evhttp_send_reply_end(s->req);
-	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=audit_export first_seq=%lld bytes=%zu",
-	        s->ctx->loop, (long long)s->x.first_seq, s->bytes);
-	stream_free(s);
+	/* Group commit: the entries just read may come from commits not yet
+	 * on disk (another loop's decision, answered once its fsync is done).
+	 * An export must not show an entry a power cut could still take back:
+	 * the chain the client keeps would then fork from the server's. */
+	s->parked = srv_loop_when_durable(srv_conn_loop(s->c), stream_durable, s);
+	if (!s->parked)
+		stream_send(s);
 }
 
 void srv_ckpt_export(struct srv_ctx *ctx, struct evhttp_request *req)

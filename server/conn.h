@@ -152,4 +152,11 @@ void srv_http_ssl_admin_cn(const struct srv_httpd *h, SSL *ssl,
 bool srv_loop_hold_reply(struct srv_loop *l, struct evhttp_request *req, int code,
                          const char *reason);
 
+/* The same for a streamed answer (srv_http_reply_start), whose chunks are
+ * not replies: false when the commits counted now are durable (send the
+ * chunk now); true when fn(arg, true) will run on l's thread once they
+ * are. A server stopped before that calls fn(arg, false) (send nothing;
+ * the connection's close callback follows). */
+bool srv_loop_when_durable(struct srv_loop *l, void (*fn)(void *arg, bool durable), void *arg);
+
 #endif /* IDP_SERVER_CONN_H */

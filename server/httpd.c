@@ -53,12 +53,15 @@ void srv_loop_accept(struct srv_loop *l, bool on)
 
 /* ---------------------------------------------------------------- group commit */
 
-/* A reply held until the commits counted when it was made are durable. */
+/* A reply held until the commits counted when it was made are durable; or
+ * (fn set) a callback waiting for them (srv_loop_when_durable). */
 struct srv_held {
 	struct srv_held *next;
 	struct evhttp_request *req;
 	int code;
 	const char *reason;
+	void (*fn)(void *arg, bool durable);
+	void *arg;
 	uint64_t seq;
 };
 
@@ -70,8 +73,9 @@ static void want_locked(struct srv_httpd *h, uint64_t seq)
 	(void)pthread_cond_signal(&h->sync_cv);
 }
 
-bool srv_loop_hold_reply(struct srv_loop *l, struct evhttp_request *req, int code,
-                         const char *reason)
+/* Queue what on l until the commits counted now are durable; false when
+ * they already are (or when, out of memory, this waited for them). */
+static bool hold(struct srv_loop *l, const struct srv_held *what)
 {
 	struct srv_httpd *h = l->h;
 	if (h->sync == NULL)
@@ -92,13 +96,28 @@ bool srv_loop_hold_reply(struct srv_loop *l, struct evhttp_request *req, int cod
 		return false;
 	}
 	(void)pthread_mutex_unlock(&h->sync_lock);
-	*held = (struct srv_held){.req = req, .code = code, .reason = reason, .seq = seq};
+	*held = *what;
+	held->next = NULL;
+	held->seq = seq;
 	if (l->held_tail != NULL)
 		l->held_tail->next = held;
 	else
 		l->held = held;
 	l->held_tail = held;
 	return true;
+}
+
+bool srv_loop_hold_reply(struct srv_loop *l, struct evhttp_request *req, int code,
+                         const char *reason)
+{
+	const struct srv_held what = {.req = req, .code = code, .reason = reason};
+	return hold(l, &what);
+}
+
+bool srv_loop_when_durable(struct srv_loop *l, void (*fn)(void *arg, bool durable), void *arg)
+{
+	const struct srv_held what = {.fn = fn, .arg = arg};
+	return hold(l, &what);
 }
 
 /* The syncer made more commits durable: send the replies they cover. A
@@ -117,7 +136,10 @@ static void durable_cb(evutil_socket_t fd, short what, void *arg)
 			l->held_tail = NULL;
 		/* A request whose client left meanwhile was detached by evhttp;
 		 * sending frees it. */
-		evhttp_send_reply(held->req, held->code, held->reason, NULL);
+		if (held->fn != NULL)
+			held->fn(held->arg, true);
+		else
+			evhttp_send_reply(held->req, held->code, held->reason, NULL);
 		free(held);
 	}
 }
@@ -722,6 +744,8 @@ void srv_httpd_free(struct srv_httpd *h)
 		while (l->held != NULL) {
 			struct srv_held *held = l->held;
 			l->held = held->next;
+			if (held->fn != NULL)
+				held->fn(held->arg, false);
 			free(held);
 		}
 		if (l->durable_ev != NULL)

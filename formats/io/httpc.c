@@ -5,10 +5,13 @@
  * the next.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -30,10 +33,18 @@ struct fio_httpc {
 	size_t answer_max;
 };
 
+/* A body read from a file as it is sent (fio_httpc_do_file). */
+struct upload {
+	const struct fio_httpc_file *f;
+	int fd;
+	uint64_t size; /* when opened: the Content-Length */
+};
+
 /* What the callbacks of one attempt share. */
 struct xfer {
 	struct fio_httpc *c;
 	const struct fio_httpc_req *r;
+	const struct upload *up; /* or NULL: r's body */
 	uint8_t *made;     /* body made by body_fn on this connection */
 	bool built;
 	size_t off;
@@ -169,10 +180,50 @@ void fio_httpc_resp_free(struct fio_httpc_resp *resp)
 
 /* ---------------------------------------------------------------- callbacks */
 
-/* The body: fixed, or made now from this connection's exporter. */
+/* The next piece of a file body, read straight into libcurl's buffer and
+ * shown to the check before it leaves. A file that ends early, a read
+ * error or a refusal aborts the transfer: the server never gets the whole
+ * body it was promised (Content-Length), so it has nothing to act on. */
+static size_t read_file(struct xfer *x, char *buf, size_t cap)
+{
+	const struct upload *up = x->up;
+	uint64_t left = up->size - x->off;
+	size_t k = left < cap ? (size_t)left : cap, got = 0;
+	while (got < k) {
+		ssize_t n = pread(up->fd, buf + got, k - got, (off_t)(x->off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			(void)idp_error_set(&x->body_err, IDP_E_IO, "%s: reading: %s", up->f->path,
+			                    strerror(errno));
+		else if (n == 0)
+			(void)idp_error_set(&x->body_err, IDP_E_FORMAT,
+			                    "%s: ends at byte %llu, it had %llu when the upload began",
+			                    up->f->path, (unsigned long long)x->off + got,
+			                    (unsigned long long)up->size);
+		if (n <= 0) {
+			x->body_failed = true;
+			return CURL_READFUNC_ABORT;
+		}
+		got += (size_t)n;
+	}
+	if (up->f->check != NULL && k > 0 &&
+	    up->f->check(up->f->check_arg, (uint64_t)x->off, (const uint8_t *)buf, k,
+	                 x->off + k == up->size, &x->body_err) != IDP_OK) {
+		idp_error_prefix(&x->body_err, "%s", up->f->path);
+		x->body_failed = true;
+		return CURL_READFUNC_ABORT;
+	}
+	x->off += k;
+	return k;
+}
+
+/* The body: fixed, made now from this connection's exporter, or a file's. */
 static size_t on_read(char *buf, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
+	if (x->up != NULL)
+		return read_file(x, buf, size * n);
 	const struct fio_httpc_req *r = x->r;
 	const uint8_t *src = r->body;
 	if (r->body_fn != NULL) {
@@ -338,14 +389,15 @@ static void set_options(struct fio_httpc *c, const struct fio_httpc_req *r, cons
 	(void)curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	(void)curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	(void)curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	bool has_body = r->body != NULL || r->body_fn != NULL;
+	bool has_body = r->body != NULL || r->body_fn != NULL || x->up != NULL;
 	if (has_body) {
 		(void)curl_easy_setopt(e, CURLOPT_POST, 1L);
 		(void)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
 		(void)curl_easy_setopt(e, CURLOPT_READDATA, x);
 		(void)curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
 		(void)curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
-		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		                       (curl_off_t)(x->up != NULL ? x->up->size : r->body_len));
 	}
 	if (strcmp(r->method, "HEAD") == 0)
 		(void)curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -403,11 +455,12 @@ static unsigned delay_ms(const struct fio_httpc *c, unsigned next, int64_t retry
 	return (unsigned)d;
 }
 
-static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req *r, const char *url,
-                                struct curl_slist *h, struct fio_httpc_resp *resp,
-                                CURLcode *ccp, struct idp_error *err)
+static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req *r,
+                                const struct upload *up, const char *url, struct curl_slist *h,
+                                struct fio_httpc_resp *resp, CURLcode *ccp, bool *body_failed,
+                                struct idp_error *err)
 {
-	struct xfer x = {.c = c, .r = r};
+	struct xfer x = {.c = c, .r = r, .up = up};
 	fmt_buf_init(&x.ans, c->answer_max, FMT_BUF_SECRET);
 	char errbuf[CURL_ERROR_SIZE] = "";
 	if (r->body_fn != NULL) {
@@ -431,6 +484,7 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
 		OPENSSL_cleanse(x.made, r->body_len);
 		free(x.made);
 	}
+	*body_failed = x.body_failed;
 	if (x.body_failed) {
 		if (err != NULL)
 			*err = x.body_err;
@@ -449,10 +503,11 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
 	return idp_error_set(err, IDP_E_IO, "%s: %s", c->base_url, why);
 }
 
-enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
-                          struct fio_httpc_resp *resp, struct idp_error *err)
+/* fio_httpc_do, with the body read from up when it is not NULL. */
+static enum idp_err do_request(struct fio_httpc *c, const struct fio_httpc_req *r,
+                               const struct upload *up, struct fio_httpc_resp *resp,
+                               struct idp_error *err)
 {
-	memset(resp, 0, sizeof(*resp));
 	if (r->method == NULL || r->path == NULL || r->path[0] != '/' ||
 	    (r->body != NULL && r->body_fn != NULL))
 		return idp_error_set(err, IDP_E_ARG, "https client: bad request description");
@@ -466,8 +521,12 @@ enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
 	for (unsigned attempt = 1; rc == IDP_OK; attempt++) {
 		fio_httpc_resp_free(resp);
 		CURLcode cc = CURLE_OK;
+		bool body_failed = false;
 		resp->attempts = attempt;
-		rc = one_attempt(c, r, url, h, resp, &cc, err);
+		rc = one_attempt(c, r, up, url, h, resp, &cc, &body_failed, err);
+		resp->local = body_failed;
+		if (body_failed)
+			break; /* the body could not be made or read: sending it again cannot help */
 		bool again;
 		if (rc == IDP_OK && resp->status >= 200 && resp->status < 300)
 			break;
@@ -493,5 +552,46 @@ enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
 		rc = IDP_OK;
 	}
 	free_headers(h);
+	return rc;
+}
+
+enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_httpc_req *r,
+                          struct fio_httpc_resp *resp, struct idp_error *err)
+{
+	memset(resp, 0, sizeof(*resp));
+	return do_request(c, r, NULL, resp, err);
+}
+
+/* ---------------------------------------------------------------- upload from a file */
+
+enum idp_err fio_httpc_do_file(struct fio_httpc *c, const struct fio_httpc_req *r,
+                               const struct fio_httpc_file *f, struct fio_httpc_resp *resp,
+                               struct idp_error *err)
+{
+	memset(resp, 0, sizeof(*resp));
+	if (f == NULL || f->path == NULL || r->body != NULL || r->body_fn != NULL)
+		return idp_error_set(err, IDP_E_ARG, "https client: bad file upload description");
+	struct upload up = {.f = f, .fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY)};
+	if (up.fd < 0) {
+		resp->local = true;
+		return idp_error_set(err, errno == ENOENT ? IDP_E_NOTFOUND : IDP_E_IO, "%s: %s",
+		                     f->path, strerror(errno));
+	}
+	struct stat sb;
+	enum idp_err rc = IDP_OK;
+	if (fstat(up.fd, &sb) != 0)
+		rc = idp_error_set(err, IDP_E_IO, "%s: %s", f->path, strerror(errno));
+	else if (!S_ISREG(sb.st_mode))
+		rc = idp_error_set(err, IDP_E_ARG, "%s: not a regular file", f->path);
+	up.size = rc == IDP_OK ? (uint64_t)sb.st_size : 0;
+	/* An empty file sends no piece: the check sees its end here. */
+	if (rc == IDP_OK && up.size == 0 && f->check != NULL &&
+	    (rc = f->check(f->check_arg, 0, (const uint8_t *)"", 0, true, err)) != IDP_OK)
+		idp_error_prefix(err, "%s", f->path);
+	if (rc == IDP_OK)
+		rc = do_request(c, r, &up, resp, err);
+	else
+		resp->local = true;
+	(void)close(up.fd);
 	return rc;
 }

@@ -86,6 +86,8 @@ struct fio_httpc_resp {
 	struct fmt_api_error api;  /* when has_api_error */
 	unsigned attempts;         /* tries made */
 	bool tls_resumed;          /* the answer came on a resumed TLS session */
+	bool local;                /* failed here: the body could not be made or read (its
+	                            * error says why); nothing the server answered */
 };
 
 struct fio_httpc; /* opaque */
@@ -112,6 +114,35 @@ IDP_MUST_CHECK enum idp_err fio_httpc_do(struct fio_httpc *c, const struct fio_h
  * resp->tls_resumed. Each connection still has its own RFC 9266 exporter.
  * Sessions live in memory only, as long as c. IDP_E_NOMEM, c unchanged. */
 IDP_MUST_CHECK enum idp_err fio_httpc_disconnect(struct fio_httpc *c, struct idp_error *err);
+
+/* Sees each piece of a file body (fio_httpc_do_file) before it is sent:
+ * offset is the piece's place in the file (0 starts the body again: a new
+ * attempt, so start over), last says the piece ends the file (an empty file
+ * gives one empty last piece before anything is sent). A failure aborts the
+ * transfer before this piece leaves. */
+typedef enum idp_err (*fio_httpc_piece_fn)(void *arg, uint64_t offset, const uint8_t *buf,
+                                           size_t len, bool last, struct idp_error *err);
+
+struct fio_httpc_file {
+	const char *path;         /* a regular file: its size when opened is the body's length */
+	fio_httpc_piece_fn check; /* or NULL */
+	void *check_arg;
+};
+
+/* fio_httpc_do with the body read from f->path as it is sent (r->body and
+ * r->body_fn NULL), in libcurl's buffer: constant memory whatever the size.
+ * The file is opened once; every attempt sends it from its start (pread),
+ * as does libcurl when it rewinds for a new connection. Before anything is
+ * sent: IDP_E_NOTFOUND / IDP_E_IO for a file that cannot be opened,
+ * IDP_E_ARG for one that is not a regular file, each naming it. During the
+ * transfer, a file that ends before its size when opened (IDP_E_FORMAT), a
+ * read error (IDP_E_IO) or the check's refusal (its error, prefixed with the
+ * path) abort it before the last byte leaves, so the server never has the
+ * whole body; none of these is tried again. */
+IDP_MUST_CHECK enum idp_err fio_httpc_do_file(struct fio_httpc *c, const struct fio_httpc_req *r,
+                                              const struct fio_httpc_file *f,
+                                              struct fio_httpc_resp *resp,
+                                              struct idp_error *err);
 
 /* Free resp's body and zero it. NULL is a no-op. */
 void fio_httpc_resp_free(struct fio_httpc_resp *resp);

@@ -37,6 +37,7 @@
 #include "formats/io/httpc.h"
 #include "formats/keys.h"
 #include "formats/label.h"
+#include "formats/manifest.h"
 #include "formats/oob.h"
 #include "formats/version.h"
 #include "server/cli/table.h"
@@ -45,7 +46,6 @@
 #define ADM_DEFAULT_CA    IDP_SERVER_STATE_DIR "/ca.pem"
 #define ADM_TOKEN_MAX     256u         /* bytes of the credential file */
 #define ADM_PEM_MAX       16384u       /* a key or CA PEM */
-#define ADM_MANIFEST_MAX  (1u << 30)   /* the server's largest max-manifest */
 #define ADM_SIG_MAX       8192u        /* a detached signature */
 #define ADM_ANSWER_MAX    FMT_ADMIN_ANSWER_MAX /* bytes of an answer kept */
 #define ADM_BACKUP_MAX    ((size_t)1 << 34) /* bytes of a database backup */
@@ -328,8 +328,9 @@ static int save_secret(const struct opts *o, const uint8_t *buf, size_t len, con
  * shared HTTPS client; show the answer as a says. Only 429/503 and failures
  * before anything was sent are tried again (fio_httpc), so no admin action
  * is ever applied twice. */
-static int post(const struct opts *o, const char *path, const char *type, const void *body,
-                size_t len, const char *sig64, const struct answer *a)
+static int send_req(const struct opts *o, const char *path, const char *type, const void *body,
+                    size_t len, const struct fio_httpc_file *file, const char *sig64,
+                    const struct answer *a)
 {
 	static const struct answer raw = {SHAPE_RAW, FMT_ADMIN_DONE, NULL};
 	if (a == NULL)
@@ -356,20 +357,25 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	                            .client_key = o->key,
 	                            .answer_max = a->shape == SHAPE_BACKUP ? ADM_BACKUP_MAX
 	                                                                    : ADM_ANSWER_MAX};
-	struct fio_httpc_req r = {.method = body != NULL ? "POST" : "GET",
+	bool has_body = body != NULL || file != NULL;
+	/* A file is a manifest: importing it again answers "already imported"
+	 * (created false), so it may be sent again after a broken connection. */
+	struct fio_httpc_req r = {.method = has_body ? "POST" : "GET",
 	                          .path = apath,
-	                          .content_type = body != NULL ? type : NULL,
+	                          .content_type = has_body ? type : NULL,
 	                          .body = body,
 	                          .body_len = len,
 	                          .bearer = tok[0] != '\0' ? tok : NULL,
-	                          .headers = hdrs};
+	                          .headers = hdrs,
+	                          .idempotent = file != NULL};
 	struct fio_httpc *c = NULL;
 	struct fio_httpc_resp resp;
 	memset(&resp, 0, sizeof(resp));
 	struct idp_error err = {0};
 	enum idp_err hrc = fio_httpc_new(&ho, &c, &err);
 	if (hrc == IDP_OK)
-		hrc = fio_httpc_do(c, &r, &resp, &err);
+		hrc = file != NULL ? fio_httpc_do_file(c, &r, file, &resp, &err)
+		                   : fio_httpc_do(c, &r, &resp, &err);
 	OPENSSL_cleanse(tok, sizeof(tok));
 	fio_httpc_free(c);
 	if (hrc == IDP_OK) {
@@ -392,6 +398,12 @@ static int post(const struct opts *o, const char *path, const char *type, const 
 	}
 	fio_httpc_resp_free(&resp);
 	return rc;
+}
+
+static int post(const struct opts *o, const char *path, const char *type, const void *body,
+                size_t len, const char *sig64, const struct answer *a)
+{
+	return send_req(o, path, type, body, len, NULL, sig64, a);
 }
 
 /* POST the request v (a struct of kind) as JSON; a value the API would
@@ -457,21 +469,30 @@ static int import(const struct opts *o, const char *manifest, const char *sig_pa
 		(void)snprintf(def, sizeof(def), "%s.sig", manifest);
 		sig_path = def;
 	}
-	uint8_t *sig = NULL, *body = NULL;
-	size_t sig_len = 0, len = 0;
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	int rc = 0;
 	/* The manifest first: a mistyped manifest path is named as such, not as
 	 * the missing .sig beside it. */
-	int rc = read_file(manifest, ADM_MANIFEST_MAX, &body, &len);
+	if (access(manifest, R_OK) != 0) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", manifest, strerror(errno));
+		rc = EXIT_LOCAL;
+	}
 	if (rc == 0)
 		rc = read_file(sig_path, ADM_SIG_MAX, &sig, &sig_len);
 	char sig64[ADM_SIG_MAX * 2];
 	if (rc == 0) {
 		(void)fmt_b64_encode(FMT_B64_STD, sig, sig_len, sig64);
 		static const struct answer batch = {SHAPE_BATCH, FMT_ADMIN_DONE, NULL};
-		rc = post(o, "import", "application/vnd.idprov.manifest", body, len, sig64, &batch);
+		/* Sent from the file as it is read, and checked as it goes: a
+		 * damaged file is stopped before its end leaves. */
+		struct fmt_manifest_check chk = {0};
+		const struct fio_httpc_file file = {manifest, fmt_manifest_check_piece, &chk};
+		rc = send_req(o, "import", "application/vnd.idprov.manifest", NULL, 0, &file, sig64,
+		              &batch);
+		fmt_manifest_check_free(&chk);
 	}
 	free(sig);
-	free(body);
 	return rc;
 }
 

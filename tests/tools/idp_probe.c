@@ -27,6 +27,14 @@
  *       connection per round) until the server answers or closes. Prints
  *       one line per connection: "conn I sent=BYTES status=CODE" (0: no
  *       answer).
+ *   idp_probe cut PORT BYTES
+ *       A TCP relay (TLS passes through it untouched) on 127.0.0.1, a port
+ *       the kernel picks, printed as "port=N", to 127.0.0.1:PORT: the first
+ *       connection is reset on both sides once BYTES bytes from the client
+ *       have been passed on, as a server or network failing in the middle
+ *       of an upload; later connections are relayed whole. Prints "conn I
+ *       up=BYTES cut" or "conn I up=BYTES closed" as each ends; runs until
+ *       stdin ends (or 120 s without a connection).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -402,10 +410,134 @@ static int cmd_listen(unsigned port, const char *mode)
 	return 0;
 }
 
+#define RELAY_MAX 8u
+
+/* One relayed connection: client side a, server side b. */
+struct relay {
+	int a, b;
+	unsigned long id, up;
+	bool cut_it;
+};
+
+static void relay_end(struct relay *r, bool cut)
+{
+	printf("conn %lu up=%lu %s\n", r->id, r->up, cut ? "cut" : "closed");
+	(void)fflush(stdout);
+	if (cut) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		(void)setsockopt(r->a, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		(void)setsockopt(r->b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	(void)close(r->a);
+	(void)close(r->b);
+	r->a = r->b = -1;
+}
+
+/* Pass what is waiting on from to to (blocking write); false at the end. */
+static bool relay_pass(int from, int to, size_t max, size_t *moved)
+{
+	static char buf[CHUNK];
+	ssize_t n = read(from, buf, max < sizeof(buf) ? max : sizeof(buf));
+	if (n <= 0)
+		return false;
+	for (ssize_t off = 0; off < n;) {
+		ssize_t w = write(to, buf + off, (size_t)(n - off));
+		if (w <= 0)
+			return false;
+		off += w;
+	}
+	*moved = (size_t)n;
+	return true;
+}
+
+static int cmd_cut(unsigned port, unsigned long cut_at)
+{
+	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t al = sizeof(a);
+	if (ls < 0 || bind(ls, (const struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 8) != 0 ||
+	    getsockname(ls, (struct sockaddr *)&a, &al) != 0) {
+		perror("idp_probe: cut: listen");
+		return 1;
+	}
+	printf("port=%u\n", (unsigned)ntohs(a.sin_port));
+	(void)fflush(stdout);
+	struct relay r[RELAY_MAX];
+	for (unsigned i = 0; i < RELAY_MAX; i++)
+		r[i].a = r[i].b = -1;
+	unsigned long conns = 0;
+	long idle_since = now_ms();
+	for (;;) {
+		struct pollfd p[2 + 2 * RELAY_MAX];
+		p[0] = (struct pollfd){.fd = 0, .events = POLLIN};
+		p[1] = (struct pollfd){.fd = ls, .events = POLLIN};
+		unsigned np = 2, busy = 0;
+		for (unsigned i = 0; i < RELAY_MAX; i++) {
+			p[np++] = (struct pollfd){.fd = r[i].a, .events = POLLIN};
+			p[np++] = (struct pollfd){.fd = r[i].b, .events = POLLIN};
+			busy += r[i].a >= 0;
+		}
+		if (busy == 0 && now_ms() - idle_since > 120000)
+			break;
+		if (poll(p, np, 1000) < 0 && errno != EINTR)
+			break;
+		char c;
+		if ((p[0].revents & (POLLIN | POLLHUP)) != 0 && read(0, &c, 1) <= 0)
+			break;
+		if ((p[1].revents & POLLIN) != 0) {
+			int cl = accept(ls, NULL, NULL);
+			int sv = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			struct sockaddr_in t = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+			t.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			unsigned slot = 0;
+			while (slot < RELAY_MAX && r[slot].a >= 0)
+				slot++;
+			if (cl < 0 || sv < 0 || slot == RELAY_MAX ||
+			    connect(sv, (const struct sockaddr *)&t, sizeof(t)) != 0) {
+				if (cl >= 0)
+					(void)close(cl);
+				if (sv >= 0)
+					(void)close(sv);
+			} else {
+				r[slot] = (struct relay){cl, sv, ++conns, 0, conns == 1};
+			}
+		}
+		for (unsigned i = 0; i < RELAY_MAX; i++) {
+			struct relay *x = &r[i];
+			short ra = p[2 + 2 * i].revents, rb = p[3 + 2 * i].revents;
+			if (x->a < 0 || p[2 + 2 * i].fd != x->a)
+				continue; /* slot filled by this round's accept */
+			size_t moved = 0;
+			if ((ra & (POLLIN | POLLHUP | POLLERR)) != 0) {
+				size_t max = x->cut_it ? cut_at - x->up : CHUNK;
+				if (!relay_pass(x->a, x->b, max, &moved)) {
+					relay_end(x, false);
+					continue;
+				}
+				x->up += moved;
+				if (x->cut_it && x->up >= cut_at) {
+					relay_end(x, true);
+					continue;
+				}
+			}
+			if ((rb & (POLLIN | POLLHUP | POLLERR)) != 0 && !relay_pass(x->b, x->a, CHUNK, &moved))
+				relay_end(x, false);
+		}
+		if (busy > 0)
+			idle_since = now_ms();
+	}
+	for (unsigned i = 0; i < RELAY_MAX; i++)
+		if (r[i].a >= 0)
+			relay_end(&r[i], false);
+	(void)close(ls);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: idp_probe flood|hold|pipe|raw|slow|listen PORT ...\n");
+		fprintf(stderr, "usage: idp_probe flood|hold|pipe|raw|slow|listen|cut PORT ...\n");
 		return 2;
 	}
 	ctx = SSL_CTX_new(TLS_client_method());
@@ -424,6 +556,8 @@ int main(int argc, char **argv)
 		rc = cmd_pipe(port, number(argv[3], "requests"), argv[4]);
 	else if (strcmp(cmd, "listen") == 0 && argc == 4)
 		rc = cmd_listen(port, argv[3]);
+	else if (strcmp(cmd, "cut") == 0 && argc == 4)
+		rc = cmd_cut(port, number(argv[3], "bytes"));
 	else if (strcmp(cmd, "raw") == 0 && argc == 3)
 		rc = cmd_raw(port);
 	else if (strcmp(cmd, "slow") == 0 && argc == 6)

@@ -457,6 +457,57 @@ START_TEST(test_manifest_truncation_fails_cleanly)
 }
 END_TEST
 
+/* Feed body[0..len) to c in pieces of `piece` bytes, the last one marked. */
+static enum idp_err check_pieces(struct fmt_manifest_check *c, const uint8_t *body, size_t len,
+                                 size_t piece, struct idp_error *err)
+{
+	enum idp_err rc = IDP_OK;
+	size_t off = 0;
+	do {
+		size_t k = len - off < piece ? len - off : piece;
+		rc = fmt_manifest_check_piece(c, off, body + off, k, off + k == len, err);
+		off += k;
+	} while (rc == IDP_OK && off < len);
+	return rc;
+}
+
+/* The piecewise check a client runs on what it sends: a whole body passes
+ * in any piece size and gives its header; a cut one fails at its last
+ * piece with the reader's message; offset 0 starts over (a retry); a piece
+ * out of order is refused. */
+START_TEST(test_manifest_check_pieces)
+{
+	struct signed_manifest m;
+	signed_new(&m, FMT_MANIFEST_SIG_ES256, 5);
+	const struct buf *b = &m.body;
+	struct idp_error err;
+	struct fmt_manifest_check c = {0};
+	static const size_t pieces[] = {1, 7, 64, 100000};
+	for (size_t i = 0; i < 4; i++) {
+		ck_assert_msg(check_pieces(&c, b->p, b->len, pieces[i], &err) == IDP_OK, "%s",
+		              err.msg);
+		ck_assert(c.done);
+		ck_assert_uint_eq(c.header.count, 5);
+	}
+	ck_assert_int_eq(check_pieces(&c, b->p, b->len - 1, 64, &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "line 6: no LF at the end"));
+	ck_assert(!c.done);
+	const uint8_t *last = b->p + b->len - 1;
+	while (last[-1] != '\n')
+		last--;
+	ck_assert_int_eq(check_pieces(&c, b->p, (size_t)(last - b->p), 64, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "manifest: header count is 5 but 4 records follow");
+	/* Started over after the failure: passes again. */
+	ck_assert_int_eq(check_pieces(&c, b->p, b->len, 64, &err), IDP_OK);
+	ck_assert_int_eq(fmt_manifest_check_piece(&c, 0, b->p, 10, false, &err), IDP_OK);
+	ck_assert_int_eq(fmt_manifest_check_piece(&c, 11, b->p + 11, 10, false, &err), IDP_E_ARG);
+	fmt_manifest_check_free(&c);
+	fmt_manifest_check_free(&c);
+	fmt_manifest_check_free(NULL);
+	signed_free(&m);
+}
+END_TEST
+
 START_TEST(test_manifest_inserted_and_removed_lines)
 {
 	struct signed_manifest m;
@@ -1242,6 +1293,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_manifest_every_byte_change_fails, 0, 3);
 	tcase_add_loop_test(tc, test_manifest_truncation_fails_cleanly, 0, 3);
 	tcase_add_test(tc, test_manifest_inserted_and_removed_lines);
+	tcase_add_test(tc, test_manifest_check_pieces);
 	tcase_add_test(tc, test_manifest_named_refusals);
 	tcase_add_test(tc, test_manifest_header_refusals);
 	tcase_add_test(tc, test_manifest_duplicates_refused);

@@ -1740,6 +1740,34 @@ static long fetch_get_admin(const char *path, struct got *g)
 	return fetch_as(path, admin_secret, false, g);
 }
 
+/* Group commit and streamed answers: an audit export (sent in chunks, not
+ * through srv_http_reply) shows an entry only once the fsync covering its
+ * commit is done. The test's own connection joins the server's group and
+ * commits an entry no answer waits for, so nothing has asked the syncer to
+ * flush it; the export that carries it must. */
+START_TEST(test_api_audit_export_waits_for_durable_entries)
+{
+	/* The server's group, joined as its loops join it (test only). */
+	struct srv_store_sync *g = (struct srv_store_sync *)(uintptr_t)srv_httpd_store_sync(httpd);
+	ck_assert_ptr_nonnull(g);
+	struct srv_store *w = NULL;
+	ck_assert_int_eq(srv_store_open(state->db_path, &w, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_sync_join(w, g, NULL), IDP_OK);
+	const struct srv_audit_event ev = {.at = (int64_t)time(NULL),
+	                                   .event = "test.not-yet-durable",
+	                                   .subject = "exp-1",
+	                                   .actor = SRV_STORE_ACTOR_SERVER};
+	ck_assert_int_eq(srv_store_audit_append(w, &ev, NULL), IDP_OK);
+	uint64_t counted = srv_store_sync_committed(g);
+	ck_assert_uint_lt(srv_store_sync_durable(g), counted);
+	struct got got;
+	ck_assert_int_eq(fetch_get_admin("/v1/admin/audit/export", &got), 200);
+	ck_assert_ptr_nonnull(strstr(got.body, "\"test.not-yet-durable\""));
+	ck_assert_uint_ge(srv_store_sync_durable(g), counted);
+	srv_store_close(w);
+}
+END_TEST
+
 /* The kid in the header of token tok. */
 static void header_kid(const char *tok, char kid[static 65])
 {
@@ -2203,6 +2231,7 @@ Suite *idp_test_suite(void)
 	tcase_add_loop_test(tc, test_api_rfc9266_exporter_empty_context, 0, 2);
 	tcase_add_loop_test(tc, test_api_resumed_sessions_have_their_own_exporter, 0, 2);
 	tcase_add_test(tc, test_api_answer_after_its_commit_is_durable);
+	tcase_add_test(tc, test_api_audit_export_waits_for_durable_entries);
 	tcase_add_test(tc, test_api_pop_high_s_refused_by_server);
 	tcase_add_test(tc, test_api_weak_ed25519_keys_refused_by_server);
 	tcase_add_loop_test(tc, test_api_proof_replayed_on_same_connection, 0, 2);
