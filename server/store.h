@@ -545,6 +545,17 @@ IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st,
  * entry's chain hash (version 2, formats/audit.md §2). */
 void srv_store_set_actor(struct srv_store *st, const char *actor);
 
+/* How long st's next writes wait for another writer's lock, in ms (0: not
+ * at all; SRV_STORE_BUSY_MS when opened), and forget an earlier busy
+ * failure. idprovd's loops wait briefly and retry a request on a timer
+ * instead (server/conn.c), so that a lock another process holds never
+ * stalls an event loop. */
+void srv_store_set_busy_ms(struct srv_store *st, int ms);
+/* Whether a call failed with IDP_E_AGAIN because another connection held
+ * the lock, since the last srv_store_set_busy_ms (nothing was written by
+ * that call: a caller may run its whole request again). */
+bool srv_store_was_busy(const struct srv_store *st);
+
 /* Admin credential roles (docs/administrator.md, "Roles"). */
 enum srv_role {
 	SRV_ROLE_NONE = 0,

@@ -439,6 +439,7 @@ struct srv_store {
 	bool in_tx;
 	struct srv_store_sync *group; /* srv_store_sync_join; NULL: synchronous=FULL */
 	char actor[SRV_STORE_ACTOR_MAX + 1]; /* srv_store_set_actor; "" for none */
+	bool was_busy;                       /* srv_store_was_busy */
 	sqlite3_stmt *stmt[S_COUNT_];
 };
 
@@ -447,13 +448,26 @@ int64_t srv_store_schema_latest(void)
 	return (int64_t)N_MIGRATIONS;
 }
 
-/* err from the connection's last error: busy/locked become IDP_E_AGAIN. */
+/* Whether errno value e means the storage is full: no space, a quota, or
+ * the file size limit (RLIMIT_FSIZE; idprovd ignores SIGXFSZ to see it). */
+static bool errno_full(int e)
+{
+	return e == ENOSPC || e == EDQUOT || e == EFBIG;
+}
+
+/* err from the connection's last error: busy/locked become IDP_E_AGAIN, a
+ * full disk (SQLITE_FULL, or a write error of ENOSPC, EDQUOT or EFBIG)
+ * IDP_E_FULL. */
 static enum idp_err db_error(struct srv_store *st, const char *what, struct idp_error *err)
 {
 	int code = sqlite3_extended_errcode(st->db);
 	enum idp_err rc = IDP_E_IO;
-	if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+	if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
 		rc = IDP_E_AGAIN;
+		st->was_busy = true;
+	} else if ((code & 0xff) == SQLITE_FULL ||
+	         ((code & 0xff) == SQLITE_IOERR && errno_full(sqlite3_system_errno(st->db))))
+		rc = IDP_E_FULL;
 	else if ((code & 0xff) == SQLITE_NOMEM)
 		rc = IDP_E_NOMEM;
 	else if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
@@ -2113,6 +2127,17 @@ void srv_store_set_actor(struct srv_store *st, const char *actor)
 	st->actor[0] = '\0';
 	if (actor != NULL && strnlen(actor, SRV_STORE_ACTOR_MAX + 1) <= SRV_STORE_ACTOR_MAX)
 		(void)snprintf(st->actor, sizeof(st->actor), "%s", actor);
+}
+
+void srv_store_set_busy_ms(struct srv_store *st, int ms)
+{
+	(void)sqlite3_busy_timeout(st->db, ms); /* 0 removes the handler: fail at once */
+	st->was_busy = false;
+}
+
+bool srv_store_was_busy(const struct srv_store *st)
+{
+	return st->was_busy;
 }
 
 static const char *const cred_roles[] = {
