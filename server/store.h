@@ -322,6 +322,11 @@ IDP_MUST_CHECK enum idp_err srv_store_token_use(struct srv_store *st, const char
  * issued): IDP_OK with *out, or IDP_E_NOTFOUND. */
 IDP_MUST_CHECK enum idp_err srv_store_token_child(struct srv_store *st, const char *jti,
                                                   struct srv_token *out, struct idp_error *err);
+/* The newest token issued to device_id (revoked or not): IDP_OK with *out,
+ * or IDP_E_NOTFOUND. */
+IDP_MUST_CHECK enum idp_err srv_store_token_latest(struct srv_store *st, const char *device_id,
+                                                   struct srv_token *out,
+                                                   struct idp_error *err);
 /* Revoke one token (jti) or every token of a device (_revoke_device), at
  * now; tokens already revoked keep their time. Unknown jti: IDP_OK. */
 IDP_MUST_CHECK enum idp_err srv_store_token_revoke(struct srv_store *st, const char *jti,

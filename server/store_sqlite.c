@@ -217,6 +217,7 @@ enum stmt_id {
 	S_TOKEN_GET,
 	S_TOKEN_USE,
 	S_TOKEN_CHILD,
+	S_TOKEN_LATEST,
 	S_TOKEN_REVOKE,
 	S_TOKEN_REVOKE_DEVICE,
 	S_TOKEN_LIVE,
@@ -326,6 +327,8 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_TOKEN_GET] = "SELECT " TOKEN_COLS " FROM tokens WHERE jti = ?1",
         [S_TOKEN_USE] = "UPDATE tokens SET used = 1 "
                         "WHERE jti = ?1 AND used = 0 AND revoked_at = 0 AND expires_at > ?2",
+        [S_TOKEN_LATEST] = "SELECT " TOKEN_COLS " FROM tokens WHERE device_id = ?1 "
+                           "ORDER BY issued_at DESC, rowid DESC LIMIT 1",
         [S_TOKEN_CHILD] = "SELECT " TOKEN_COLS " FROM tokens "
                           "WHERE parent = ?1 AND revoked_at = 0 ORDER BY issued_at DESC LIMIT 1",
         [S_TOKEN_REVOKE] = "UPDATE tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at = 0",
@@ -1490,6 +1493,12 @@ enum idp_err srv_store_token_child(struct srv_store *st, const char *jti, struct
                                    struct idp_error *err)
 {
 	return token_query(st, S_TOKEN_CHILD, jti, out, "nothing issued for it", err);
+}
+
+enum idp_err srv_store_token_latest(struct srv_store *st, const char *device_id,
+                                    struct srv_token *out, struct idp_error *err)
+{
+	return token_query(st, S_TOKEN_LATEST, device_id, out, "no token issued to it", err);
 }
 
 enum idp_err srv_store_token_revoke(struct srv_store *st, const char *jti, int64_t now,
