@@ -451,10 +451,24 @@ int64_t srv_store_schema_latest(void)
 	return (int64_t)N_MIGRATIONS;
 }
 
-/* Whether errno value e means the storage is full: no space, a quota, or
- * the file size limit (RLIMIT_FSIZE; idprovd ignores SIGXFSZ to see it). */
-static bool errno_full(int e)
+/* Whether the last write error of st was storage running out: no space, a
+ * quota, or the file size limit (RLIMIT_FSIZE; idprovd ignores SIGXFSZ to
+ * see it). SQLite reports ENOSPC as SQLITE_FULL, the others as
+ * SQLITE_IOERR_WRITE with the errno kept by the file that failed (the WAL
+ * or the database; sqlite3_system_errno is not always set then). */
+static bool write_full(struct srv_store *st, int code)
 {
+	if (code != SQLITE_IOERR_WRITE)
+		return false;
+	int e = sqlite3_system_errno(st->db);
+	sqlite3_file *wal = NULL;
+	if (e == 0 &&
+	    sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
+	    wal != NULL && wal->pMethods != NULL &&
+	    wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
+		e = 0;
+	if (e == 0 && sqlite3_file_control(st->db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
+		e = 0;
 	return e == ENOSPC || e == EDQUOT || e == EFBIG;
 }
 
@@ -465,19 +479,23 @@ static enum idp_err db_error(struct srv_store *st, const char *what, struct idp_
 {
 	int code = sqlite3_extended_errcode(st->db);
 	enum idp_err rc = IDP_E_IO;
+	/* The message first: the file controls below may replace it. */
+	(void)idp_error_set(err, rc, "store: %s: %s", what, sqlite3_errmsg(st->db));
 	if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
 		rc = IDP_E_AGAIN;
 		st->was_busy = true;
-	} else if ((code & 0xff) == SQLITE_FULL ||
-	         ((code & 0xff) == SQLITE_IOERR && errno_full(sqlite3_system_errno(st->db))))
+	} else if ((code & 0xff) == SQLITE_FULL || write_full(st, code)) {
 		rc = IDP_E_FULL;
-	else if ((code & 0xff) == SQLITE_NOMEM)
+	} else if ((code & 0xff) == SQLITE_NOMEM) {
 		rc = IDP_E_NOMEM;
-	else if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
+	} else if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE) {
 		rc = IDP_E_DUPLICATE;
-	else if ((code & 0xff) == SQLITE_CONSTRAINT)
+	} else if ((code & 0xff) == SQLITE_CONSTRAINT) {
 		rc = IDP_E_CONFLICT;
-	return idp_error_set(err, rc, "store: %s: %s", what, sqlite3_errmsg(st->db));
+	}
+	if (err != NULL)
+		err->code = rc;
+	return rc;
 }
 
 /* Done with s: reset it so that it holds no read lock and no bindings. */
