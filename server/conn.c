@@ -1032,7 +1032,8 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 		if (c->reject_hdr != NULL)
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
 			                        c->reject_hdr, c->reject_hdr_value);
-		if (!srv_fault_answer(l->ctx.loop, req, c->reject_code, NULL))
+		if (c->reject_code != FMT_API_ERR_STORAGE_FULL ||
+		    !srv_fault_answer(l->ctx.loop, req, c->reject_code, NULL))
 			srv_http_error(req, c->reject_code, "%s", c->reject_msg);
 	} else if (path == NULL) {
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");
