@@ -134,6 +134,7 @@ enum fmt_api_err_code {
 	FMT_API_ERR_UNAVAILABLE,
 	FMT_API_ERR_LENGTH_REQUIRED,
 	FMT_API_ERR_HEADERS_TOO_LARGE,
+	FMT_API_ERR_STORAGE_FULL, /* keep last: tests/fuzz/fuzz_api_error.c takes it as the end */
 };
 
 /* Where a failure came from, for fmt_api_err_of(): the same enum idp_err

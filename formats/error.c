@@ -106,6 +106,7 @@ const char *idp_err_name(enum idp_err code)
 	case IDP_E_TIMEOUT: return "timeout";
 	case IDP_E_AGAIN: return "again";
 	case IDP_E_SUSPENDED: return "suspended";
+	case IDP_E_FULL: return "full";
 	}
 	return "unknown";
 }

@@ -35,6 +35,7 @@ enum idp_err {
 	IDP_E_TIMEOUT = -14,    /* a deadline passed */
 	IDP_E_AGAIN = -15,      /* try again later (pending, throttled) */
 	IDP_E_SUSPENDED = -16,  /* refused while an administrator's hold is on (a rogue server) */
+	IDP_E_FULL = -17,       /* out of storage (disk full, file size limit): try again later */
 };
 
 struct idp_error {

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -41,6 +42,7 @@
 
 #include "formats/api.h"
 #include "server/admin.h"
+#include "server/fault.h"
 #include "server/head.h"
 #include "formats/io/log.h"
 #include "server/routes.h"
@@ -530,7 +532,9 @@ static bool conn_spool_some(struct srv_conn *c, struct evbuffer *src, struct evb
 				char ebuf[FIO_LOG_ESC_MAX];
 				fio_log(FIO_LOG_ERROR, "upload.spool", "loop=%u error=%s",
 				        c->loop->ctx.loop, fio_log_err(&err, ebuf));
-				conn_reject(c, src, dst, FMT_API_ERR_INTERNAL,
+				conn_reject(c, src, dst,
+				            err.code == IDP_E_FULL ? FMT_API_ERR_STORAGE_FULL
+				                                   : FMT_API_ERR_INTERNAL,
 				            "cannot store the upload");
 				return false;
 			}
@@ -754,6 +758,243 @@ static void request_done(struct evhttp_request *req, void *arg)
 	}
 }
 
+/* ---------------------------------------------------------------- busy store
+ * Another process (the sqlite3 CLI, a backup tool) may hold the database's
+ * write lock for long. SQLite's busy handler would sleep in the loop's
+ * thread for up to SRV_STORE_BUSY_MS, stalling every connection of the
+ * loop, reads included. Instead a route handler runs with a short wait
+ * (BUSY_SLICE_MS: the other loops' transactions are that short), and a
+ * request that still meets the lock is queued (srv_http_defer) and run
+ * again from the start on a timer, backing off from RETRY_MIN_MS to
+ * RETRY_MAX_MS. Each tick runs the oldest request only (without any wait):
+ * while the lock is held one handler run per tick is all it costs, and once
+ * it goes through, the rest run in order. A request still waiting when its
+ * bound passes is answered 503 unavailable with Retry-After. */
+#define BUSY_SLICE_MS 20
+#define RETRY_MIN_MS  10u
+#define RETRY_MAX_MS  200u
+
+struct srv_retry {
+	struct srv_retry *next;
+	struct evhttp_request *req;
+	srv_handler_fn *fn;
+	int64_t deadline; /* CLOCK_MONOTONIC ms: answer 503 from then on */
+	bool deferred;    /* its handler asked to run again */
+	bool again;       /* this is a run again */
+	unsigned runs;
+	char peer[64];
+	char path[FIO_LOG_ESC_MAX];
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool srv_http_defer(struct evhttp_request *req)
+{
+	struct srv_conn *c = srv_conn_of(req);
+	struct srv_loop *l = c != NULL ? c->loop : NULL;
+	if (l == NULL || l->cur == NULL || l->cur->req != req || l->stopping ||
+	    mono_ms() >= l->cur->deadline)
+		return false;
+	l->cur->deferred = true;
+	return true;
+}
+
+bool srv_http_retrying(struct evhttp_request *req)
+{
+	struct srv_conn *c = srv_conn_of(req);
+	return c != NULL && c->loop->cur != NULL && c->loop->cur->req == req && c->loop->cur->again;
+}
+
+/* The request log line of a request once answered (runs: of its handler;
+ * more than one when it waited for the lock). */
+static void request_log(const struct srv_loop *l, const char *peer, const char *path, int status,
+                        unsigned runs)
+{
+	if (runs > 1)
+		fio_log(FIO_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d runs=%u",
+		        l->ctx.loop, peer, path, status, runs);
+	else
+		fio_log(FIO_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d",
+		        l->ctx.loop, peer, path, status);
+}
+
+/* Run e's handler once, waiting wait_ms at most for the lock. */
+static void retry_run(struct srv_loop *l, struct srv_retry *e, int wait_ms)
+{
+	struct srv_retry *outer = l->cur; /* a reply may dispatch a pipelined request */
+	l->cur = e;
+	e->deferred = false;
+	e->runs++;
+	srv_store_set_busy_ms(l->ctx.store, wait_ms);
+	srv_store_set_actor(l->ctx.store, NULL); /* admin.c sets the caller's */
+	e->fn(&l->ctx, e->req);
+	srv_store_set_actor(l->ctx.store, NULL);
+	srv_store_set_busy_ms(l->ctx.store, SRV_STORE_BUSY_MS);
+	l->cur = outer;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Queue e (at the head when first) and arm the tick. */
+static void retry_queue(struct srv_loop *l, struct srv_retry *e, bool first)
+{
+	if (first) {
+		e->next = l->retry_head;
+		l->retry_head = e;
+		if (l->retry_tail == NULL)
+			l->retry_tail = e;
+	} else {
+		e->next = NULL;
+		if (l->retry_tail != NULL)
+			l->retry_tail->next = e;
+		else
+			l->retry_head = e;
+		l->retry_tail = e;
+	}
+	if (l->retry_ev == NULL)
+		l->retry_ev = evtimer_new(l->base, retry_cb, l);
+	if (l->retry_ev != NULL && !evtimer_pending(l->retry_ev, NULL)) {
+		struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)l->retry_ms * 1000};
+		(void)evtimer_add(l->retry_ev, &tv);
+	}
+}
+
+static struct srv_retry *retry_pop(struct srv_loop *l)
+{
+	struct srv_retry *e = l->retry_head;
+	if (e != NULL) {
+		l->retry_head = e->next;
+		if (l->retry_head == NULL)
+			l->retry_tail = NULL;
+		e->next = NULL;
+	}
+	return e;
+}
+
+/* Answer e 503 (its bound passed, or the loop stops); the caller frees e. */
+static void retry_give_up(struct srv_loop *l, struct srv_retry *e)
+{
+	struct idp_error err = {0};
+	(void)idp_error_set(&err, IDP_E_AGAIN,
+	                    "store: busy: another process held the write lock for %d ms "
+	                    "(%u runs)%s",
+	                    SRV_STORE_BUSY_MS, e->runs, l->stopping ? "; stopping" : "");
+	struct srv_conn *c = srv_conn_of(e->req); /* NULL: the client left */
+	(void)srv_fault_answer(l->ctx.loop, e->req, FMT_API_ERR_UNAVAILABLE, &err);
+	request_log(l, e->peer, e->path, c != NULL ? c->status : 0, e->runs);
+}
+
+/* Run e again; true when it was answered (then e is freed). */
+static bool retry_again(struct srv_loop *l, struct srv_retry *e, int wait_ms)
+{
+	if (evhttp_request_get_connection(e->req) == NULL) {
+		/* The client left: evhttp detached the request, sending frees it. */
+		evhttp_send_reply(e->req, 503, "Service Unavailable", NULL);
+		request_log(l, e->peer, e->path, 0, e->runs);
+		free(e);
+		return true;
+	}
+	struct srv_conn *c = srv_conn_of(e->req);
+	e->again = true;
+	retry_run(l, e, wait_ms);
+	if (e->deferred)
+		return false;
+	request_log(l, e->peer, e->path, c != NULL ? c->status : 0, e->runs);
+	free(e);
+	return true;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_loop *l = arg;
+	int64_t now = mono_ms();
+	/* Past their bound: answered 503, in order. */
+	for (struct srv_retry **p = &l->retry_head; *p != NULL;) {
+		struct srv_retry *e = *p;
+		if (e->deadline > now) {
+			p = &e->next;
+			continue;
+		}
+		*p = e->next;
+		if (l->retry_tail == e)
+			l->retry_tail = NULL;
+		retry_give_up(l, e);
+		free(e);
+	}
+	if (l->retry_tail == NULL)
+		for (struct srv_retry *e = l->retry_head; e != NULL; e = e->next)
+			l->retry_tail = e;
+	/* The oldest probes the lock without waiting; once it passes, the rest
+	 * follow with the short wait of a first run. */
+	int wait_ms = 0;
+	struct srv_retry *e;
+	while ((e = retry_pop(l)) != NULL) {
+		if (!retry_again(l, e, wait_ms)) {
+			l->retry_ms = wait_ms == 0 && l->retry_ms < RETRY_MAX_MS ? l->retry_ms * 2
+			                                                        : RETRY_MIN_MS;
+			if (l->retry_ms > RETRY_MAX_MS)
+				l->retry_ms = RETRY_MAX_MS;
+			retry_queue(l, e, true);
+			return;
+		}
+		wait_ms = BUSY_SLICE_MS;
+		l->retry_ms = RETRY_MIN_MS;
+	}
+}
+
+void srv_conn_retry_end(struct srv_loop *l, bool release)
+{
+	struct srv_retry *e;
+	while ((e = retry_pop(l)) != NULL) {
+		if (!release)
+			retry_give_up(l, e);
+		else if (evhttp_request_get_connection(e->req) == NULL)
+			evhttp_request_free(e->req); /* detached: ours to free */
+		/* else evhttp frees it with its connection */
+		free(e);
+	}
+	if (release && l->retry_ev != NULL) {
+		event_free(l->retry_ev);
+		l->retry_ev = NULL;
+	}
+}
+
+/* Run route r's handler for req, the request first seen now: queued when
+ * it meets the store's lock (above); logged once answered. */
+static void conn_run(struct srv_loop *l, struct srv_conn *c, const struct srv_route *r,
+                     struct evhttp_request *req, const char *peer, const char *path)
+{
+	struct srv_retry now = {.req = req, .fn = r->fn, .deadline = mono_ms() + SRV_STORE_BUSY_MS};
+	/* While others wait for the lock, a new request does not sleep on it. */
+	retry_run(l, &now, l->retry_head != NULL ? 0 : BUSY_SLICE_MS);
+	if (!now.deferred) {
+		request_log(l, peer, path, c != NULL ? c->status : 0, now.runs);
+		return;
+	}
+	struct srv_retry *e = malloc(sizeof(*e));
+	if (e == NULL) {
+		(void)snprintf(now.peer, sizeof(now.peer), "%s", peer);
+		(void)snprintf(now.path, sizeof(now.path), "%s", path);
+		retry_give_up(l, &now);
+		return;
+	}
+	*e = now;
+	(void)snprintf(e->peer, sizeof(e->peer), "%s", peer);
+	(void)snprintf(e->path, sizeof(e->path), "%s", path);
+	if (l->retry_ms == 0)
+		l->retry_ms = RETRY_MIN_MS;
+	fio_log(FIO_LOG_INFO, "request.waiting", "loop=%u peer=%s path=%s lock=busy bound_ms=%d",
+	        l->ctx.loop, e->peer, e->path, SRV_STORE_BUSY_MS);
+	retry_queue(l, e, false);
+}
+
 void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct srv_loop *l = arg;
@@ -791,7 +1032,9 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 		if (c->reject_hdr != NULL)
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
 			                        c->reject_hdr, c->reject_hdr_value);
-		srv_http_error(req, c->reject_code, "%s", c->reject_msg);
+		if (c->reject_code != FMT_API_ERR_STORAGE_FULL ||
+		    !srv_fault_answer(l->ctx.loop, req, c->reject_code, NULL))
+			srv_http_error(req, c->reject_code, "%s", c->reject_msg);
 	} else if (path == NULL) {
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");
 	} else if (r == NULL) {
@@ -805,12 +1048,10 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 	           srv_route_max_body(r, l->h->cfg)) {
 		srv_http_error(req, FMT_API_ERR_TOO_LARGE, "body too large for this path");
 	} else {
-		srv_store_set_actor(l->ctx.store, NULL); /* admin.c sets the caller's */
-		r->fn(&l->ctx, req);
-		srv_store_set_actor(l->ctx.store, NULL);
+		conn_run(l, c, r, req, peer, pbuf); /* logs once answered */
+		return;
 	}
-	fio_log(FIO_LOG_INFO, "http.request", "loop=%u peer=%s path=%s status=%d", l->ctx.loop,
-	        peer, pbuf, c != NULL ? c->status : 0);
+	request_log(l, peer, pbuf, c != NULL ? c->status : 0, 1);
 }
 
 void srv_conn_close_idle(struct srv_loop *l)

@@ -46,6 +46,11 @@ struct srv_loop {
 	struct srv_conn *conns; /* kept by conn.c */
 	struct event *durable_ev;      /* the syncer made more commits durable */
 	struct srv_held *held, *held_tail; /* replies waiting for their commits (httpd.c) */
+	/* Requests waiting for the store's write lock (conn.c, srv_http_defer). */
+	struct srv_retry *retry_head, *retry_tail;
+	struct srv_retry *cur; /* the request a route handler runs now; NULL: none */
+	struct event *retry_ev; /* made at the first deferral */
+	unsigned retry_ms;      /* the next wait */
 };
 
 struct srv_httpd {
@@ -100,6 +105,11 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg);
 /* Close every connection of l that is idle (no request under way, nothing
  * unread): the start of a graceful stop. */
 void srv_conn_close_idle(struct srv_loop *l);
+
+/* Answer every request of l waiting for the store's lock with 503 (a
+ * stopping loop), and, with release, free what the waits used (the loop's
+ * end; requests evhttp still owns are left to it). */
+void srv_conn_retry_end(struct srv_loop *l, bool release);
 
 /* The connection of req (NULL when it has none). */
 struct srv_conn *srv_conn_of(struct evhttp_request *req);

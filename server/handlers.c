@@ -26,6 +26,7 @@
 #include "formats/io/log.h"
 #include "server/checkpoint.h"
 #include "server/conn.h"
+#include "server/fault.h"
 #include "server/site.h"
 #include "server/spool.h"
 
@@ -111,17 +112,20 @@ enum fmt_api_err_code srv_handlers_fail(struct srv_ctx *ctx, struct evhttp_reque
                                         enum idp_err rc, enum fmt_api_err_origin origin,
                                         const struct idp_error *err)
 {
+	/* Another process holds the store's lock: run again later, off the loop. */
+	if (rc == IDP_E_AGAIN && srv_store_was_busy(ctx->store) && srv_http_defer(req))
+		return FMT_API_ERR_UNAVAILABLE;
 	enum fmt_api_err_code code = fmt_api_err_of(rc, origin);
 	if (fmt_api_err_http_status(code) < 500) {
 		srv_http_error(req, code, "%s", err->msg);
 		return code;
 	}
+	if (srv_fault_answer(ctx->loop, req, code, err)) /* storage_full, unavailable */
+		return code;
 	char ebuf[FIO_LOG_ESC_MAX];
 	fio_log(FIO_LOG_ERROR, "request.error", "loop=%u code=%s error=%s", ctx->loop,
 	        fmt_api_err_code_name(code), fio_log_err(err, ebuf));
-	srv_http_error(req, code, "%s",
-	               code == FMT_API_ERR_UNAVAILABLE ? "try again later"
-	                                               : "server error (details in its log)");
+	srv_http_error(req, code, "%s", "server error (details in its log)");
 	return code;
 }
 
@@ -324,7 +328,7 @@ void srv_handlers_error_retry(struct evhttp_request *req, enum fmt_api_err_code 
 static bool key_throttled(struct srv_ctx *ctx, struct evhttp_request *req, struct srv_throttle *t,
                           const char *kind, const char *key, bool peek)
 {
-	if (t == NULL)
+	if (t == NULL || srv_http_retrying(req)) /* charged on its first run */
 		return false;
 	struct timespec ts;
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -210,6 +210,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 		evhttp_del_accept_socket(l->http, l->bound[i]);
 	l->n_bound = 0;
 	l->accepting = false;
+	srv_conn_retry_end(l, false); /* waiting for the store's lock: 503 now */
 	srv_conn_close_idle(l);
 	const struct srv_config *cfg = l->h->cfg;
 	struct timeval tv = {
@@ -750,6 +751,7 @@ void srv_httpd_free(struct srv_httpd *h)
 		}
 		if (l->durable_ev != NULL)
 			event_free(l->durable_ev);
+		srv_conn_retry_end(l, true); /* requests waiting for the store's lock */
 		l->stopping = false; /* no loopexit calls on a base being torn down */
 		l->n_bound = 0;      /* evhttp_free frees the listeners first */
 		if (l->http != NULL)

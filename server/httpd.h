@@ -124,6 +124,17 @@ void srv_http_json(struct evhttp_request *req, int code, const cJSON *obj);
 void srv_http_error(struct evhttp_request *req, enum fmt_api_err_code code, const char *fmt, ...)
 	IDP_PRINTF(3, 4);
 
+/* The store's write lock is held by another connection (srv_store_was_busy
+ * after an IDP_E_AGAIN): true when req, the request a route handler runs
+ * now, is to be run again from the start on a timer of its loop (nothing
+ * was written, and the handler must not answer it or touch it again);
+ * false when its bound (SRV_STORE_BUSY_MS since it arrived) has passed, or
+ * the server is stopping: then answer it (503 unavailable). The loop never
+ * sleeps on the lock meanwhile (server/conn.c, "Busy store"). */
+bool srv_http_defer(struct evhttp_request *req);
+/* Whether req is such a run again (then throttles are not charged twice). */
+bool srv_http_retrying(struct evhttp_request *req);
+
 /* The request body as one contiguous buffer (borrowed until the reply). */
 void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len);
 

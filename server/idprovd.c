@@ -287,6 +287,9 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	(void)signal(SIGPIPE, SIG_IGN);
+	/* Past RLIMIT_FSIZE a write fails with EFBIG (answered 503 storage_full,
+	 * server/fault.h) instead of killing the server. */
+	(void)signal(SIGXFSZ, SIG_IGN);
 	int rc = run(cfg);
 	free(cfg);
 	return rc;

@@ -15,6 +15,7 @@
 
 #include "formats/version.h"
 #include "server/admin.h"
+#include "server/fault.h"
 #include "server/handlers.h"
 #include "formats/io/log.h"
 #include "server/store.h"
@@ -140,6 +141,10 @@ void srv_metrics_get(struct srv_ctx *ctx, struct evhttp_request *req)
 	for (size_t i = 0; i < sizeof(thr) / sizeof(thr[0]); i++)
 		add(&sc, "idprov_throttled_total{by=\"%s\"} %" PRIu64 "\n", thr[i].by,
 		    thr[i].t != NULL ? srv_throttle_refused(thr[i].t) : 0);
+	family(&sc, "idprov_storage_full_total", "counter",
+	       "Requests refused 503 storage_full: the disk, a quota or the file size limit "
+	       "was reached (server/fault.h).");
+	add(&sc, "idprov_storage_full_total %" PRIu64 "\n", srv_fault_full_total());
 	family(&sc, "idprov_log_suppressed_total", "counter",
 	       "Log lines dropped by the per-event rate limit.");
 	add(&sc, "idprov_log_suppressed_total %" PRIu64 "\n", fio_log_suppressed_total());

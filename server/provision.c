@@ -106,6 +106,28 @@ static enum idp_err issue(struct srv_store *st, const struct srv_state *state,
 	return IDP_OK;
 }
 
+/* An approved device (its key checked) provisions again: jti gets the
+ * token of its last approval when that answer was lost (a crash or a cut
+ * connection between the commit and the answer, and the client sent the
+ * request again on a new connection with a new proof): its newest token is
+ * then a provisioning token never exchanged, not revoked, not expired and
+ * not itself such a re-issue (its parent names the token it replaced), so
+ * one retry per approval goes unflagged and a loop of them does not. Not a
+ * reset in the field: not flagged (formats/api.md §6.1). "" otherwise. */
+static enum idp_err answer_lost(struct srv_store *st, const char *device_id, int64_t now,
+                                char jti[static SRV_STORE_JTI_MAX + 1], struct idp_error *err)
+{
+	struct srv_token t;
+	jti[0] = '\0';
+	enum idp_err rc = srv_store_token_latest(st, device_id, &t, err);
+	if (rc == IDP_E_NOTFOUND)
+		return IDP_OK;
+	if (rc == IDP_OK && t.kind == FMT_TOKEN_PROVISION && !t.used && t.revoked_at == 0 &&
+	    t.expires_at > now && t.parent[0] == '\0')
+		(void)snprintf(jti, SRV_STORE_JTI_MAX + 1, "%s", t.jti);
+	return rc;
+}
+
 static bool key_is(const struct srv_device *d, const uint8_t *spki, size_t len)
 {
 	return d->pubkey_len == len && CRYPTO_memcmp(d->pubkey, spki, len) == 0;
@@ -367,8 +389,14 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 		return refuse(st, req, SRV_REFUSE_NO_IDENTITY, NULL, NULL, out, err);
 	}
 	/* A device provisioning again (a reset in the field) starts a new token
-	 * chain: every earlier token of it is revoked, so one chain is live. */
-	if (rc == IDP_OK && d.state == SRV_DEV_APPROVED)
+	 * chain: every earlier token of it is revoked, so one chain is live.
+	 * Unless its answer was lost (formats/api.md §6.1), that is flagged; the
+	 * first provisioning of a device an administrator approved is none. */
+	char lost[SRV_STORE_JTI_MAX + 1] = "";
+	bool again = d.state == SRV_DEV_APPROVED && d.provisioned_at != 0;
+	if (rc == IDP_OK && again)
+		rc = answer_lost(st, d.id, req->now, lost, err);
+	if (rc == IDP_OK && again && lost[0] == '\0')
 		rc = srv_store_flag_add(st, "repeat-provision", d.id, NULL, req->now, err);
 	if (rc == IDP_OK)
 		rc = srv_store_token_revoke_device(st, d.id, req->now, err);
@@ -382,14 +410,28 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
 	rc = ident_kept ? srv_store_device_update_state(st, &d, err)
 	                : srv_store_device_update(st, &d, err);
 	if (rc == IDP_OK)
-		rc = issue(st, state, cfg, d.id, req->key, NULL, FMT_TOKEN_PROVISION, NULL, req->now,
-		           out, err);
+		rc = issue(st, state, cfg, d.id, req->key, NULL, FMT_TOKEN_PROVISION,
+		           lost[0] != '\0' ? lost : NULL, req->now, out, err);
 	if (rc == IDP_OK)
 		rc = audit(st, req->now, "provision.approved", d.id,
-		           oob_ok ? "out-of-band secret proven" : NULL, err);
+		           oob_ok        ? "out-of-band secret proven"
+		           : lost[0] != '\0' ? "again: the answer of the last approval was lost"
+		                           : NULL,
+		           err);
 	if (rc == IDP_OK)
 		out->decision = SRV_DECISION_APPROVED;
 	return rc;
+}
+
+/* WARNING: a test-only fault point. With IDPROVD_TEST_FAULT=name in the
+ * server's environment the process ends here at once (exit status 99), as
+ * a crash would: tests use it to kill the server between a commit and its
+ * answer (docs/design.md, "Fault points for tests"). Never set in service. */
+static void fault_point(const char *name)
+{
+	const char *f = getenv("IDPROVD_TEST_FAULT");
+	if (f != NULL && strcmp(f, name) == 0)
+		_exit(99);
 }
 
 enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
@@ -423,6 +465,8 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 		rc = srv_store_commit(st, err); /* the answer leaves only after this */
 	else
 		srv_store_rollback(st);
+	if (rc == IDP_OK && out->decision == SRV_DECISION_APPROVED)
+		fault_point("provision.committed");
 	if (rc != IDP_OK) {
 		enum srv_refusal why = out->refusal;
 		enum srv_oob_outcome oob = out->oob;
@@ -431,17 +475,6 @@ enum idp_err srv_provision(struct srv_store *st, const struct srv_state *state,
 		out->oob = oob == SRV_OOB_MISMATCH ? oob : SRV_OOB_ABSENT; /* nothing was used */
 	}
 	return rc;
-}
-
-/* WARNING: a test-only fault point. With IDPROVD_TEST_FAULT=name in the
- * server's environment the process ends here at once (exit status 99), as
- * a crash would: tests use it to kill the server between a commit and its
- * answer (docs/design.md, "Fault points for tests"). Never set in service. */
-static void fault_point(const char *name)
-{
-	const char *f = getenv("IDPROVD_TEST_FAULT");
-	if (f != NULL && strcmp(f, name) == 0)
-		_exit(99);
 }
 
 /* The token jti was redeemed before (*rc is IDP_E_CONFLICT): when what that

@@ -101,7 +101,8 @@ enum idp_err srv_spool_write(struct srv_spool *sp, const uint8_t *buf, size_t le
 			continue;
 		if (w <= 0) {
 			sp->failed = true;
-			return idp_error_set(err, IDP_E_IO, "upload spool: write: %s",
+			bool full = w < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG);
+			return idp_error_set(err, full ? IDP_E_FULL : IDP_E_IO, "upload spool: write: %s",
 			                     w < 0 ? strerror(errno) : "no progress");
 		}
 		off += (size_t)w;

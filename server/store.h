@@ -329,6 +329,11 @@ IDP_MUST_CHECK enum idp_err srv_store_token_use(struct srv_store *st, const char
  * issued): IDP_OK with *out, or IDP_E_NOTFOUND. */
 IDP_MUST_CHECK enum idp_err srv_store_token_child(struct srv_store *st, const char *jti,
                                                   struct srv_token *out, struct idp_error *err);
+/* The newest token issued to device_id (revoked or not): IDP_OK with *out,
+ * or IDP_E_NOTFOUND. */
+IDP_MUST_CHECK enum idp_err srv_store_token_latest(struct srv_store *st, const char *device_id,
+                                                   struct srv_token *out,
+                                                   struct idp_error *err);
 /* Revoke one token (jti) or every token of a device (_revoke_device), at
  * now; tokens already revoked keep their time. Unknown jti: IDP_OK. */
 IDP_MUST_CHECK enum idp_err srv_store_token_revoke(struct srv_store *st, const char *jti,
@@ -551,6 +556,17 @@ IDP_MUST_CHECK enum idp_err srv_store_flag_foreach(struct srv_store *st,
  * request on the connection inherits it. The actor is covered by the
  * entry's chain hash (version 2, formats/audit.md §2). */
 void srv_store_set_actor(struct srv_store *st, const char *actor);
+
+/* How long st's next writes wait for another writer's lock, in ms (0: not
+ * at all; SRV_STORE_BUSY_MS when opened), and forget an earlier busy
+ * failure. idprovd's loops wait briefly and retry a request on a timer
+ * instead (server/conn.c), so that a lock another process holds never
+ * stalls an event loop. */
+void srv_store_set_busy_ms(struct srv_store *st, int ms);
+/* Whether a call failed with IDP_E_AGAIN because another connection held
+ * the lock, since the last srv_store_set_busy_ms (nothing was written by
+ * that call: a caller may run its whole request again). */
+bool srv_store_was_busy(const struct srv_store *st);
 
 /* Admin credential roles (docs/administrator.md, "Roles"). */
 enum srv_role {

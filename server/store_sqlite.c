@@ -218,6 +218,7 @@ enum stmt_id {
 	S_TOKEN_GET,
 	S_TOKEN_USE,
 	S_TOKEN_CHILD,
+	S_TOKEN_LATEST,
 	S_TOKEN_REVOKE,
 	S_TOKEN_REVOKE_DEVICE,
 	S_TOKEN_LIVE,
@@ -332,6 +333,8 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_TOKEN_GET] = "SELECT " TOKEN_COLS " FROM tokens WHERE jti = ?1",
         [S_TOKEN_USE] = "UPDATE tokens SET used = 1 "
                         "WHERE jti = ?1 AND used = 0 AND revoked_at = 0 AND expires_at > ?2",
+        [S_TOKEN_LATEST] = "SELECT " TOKEN_COLS " FROM tokens WHERE device_id = ?1 "
+                           "ORDER BY issued_at DESC, rowid DESC LIMIT 1",
         [S_TOKEN_CHILD] = "SELECT " TOKEN_COLS " FROM tokens "
                           "WHERE parent = ?1 AND revoked_at = 0 ORDER BY issued_at DESC LIMIT 1",
         [S_TOKEN_REVOKE] = "UPDATE tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at = 0",
@@ -445,6 +448,7 @@ struct srv_store {
 	bool in_tx;
 	struct srv_store_sync *group; /* srv_store_sync_join; NULL: synchronous=FULL */
 	char actor[SRV_STORE_ACTOR_MAX + 1]; /* srv_store_set_actor; "" for none */
+	bool was_busy;                       /* srv_store_was_busy */
 	sqlite3_stmt *stmt[S_COUNT_];
 	/* The suspension as last read outside a transaction, valid while
 	 * susp_epoch (below) is still susp_seen (see srv_store_suspension_get);
@@ -481,20 +485,51 @@ int64_t srv_store_schema_latest(void)
 	return (int64_t)N_MIGRATIONS;
 }
 
-/* err from the connection's last error: busy/locked become IDP_E_AGAIN. */
+/* Whether the last write error of st was storage running out: no space, a
+ * quota, or the file size limit (RLIMIT_FSIZE; idprovd ignores SIGXFSZ to
+ * see it). SQLite reports ENOSPC as SQLITE_FULL, the others as
+ * SQLITE_IOERR_WRITE with the errno kept by the file that failed (the WAL
+ * or the database; sqlite3_system_errno is not always set then). */
+static bool write_full(struct srv_store *st, int code)
+{
+	if (code != SQLITE_IOERR_WRITE)
+		return false;
+	int e = sqlite3_system_errno(st->db);
+	sqlite3_file *wal = NULL;
+	if (e == 0 &&
+	    sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
+	    wal != NULL && wal->pMethods != NULL &&
+	    wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
+		e = 0;
+	if (e == 0 && sqlite3_file_control(st->db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
+		e = 0;
+	return e == ENOSPC || e == EDQUOT || e == EFBIG;
+}
+
+/* err from the connection's last error: busy/locked become IDP_E_AGAIN, a
+ * full disk (SQLITE_FULL, or a write error of ENOSPC, EDQUOT or EFBIG)
+ * IDP_E_FULL. */
 static enum idp_err db_error(struct srv_store *st, const char *what, struct idp_error *err)
 {
 	int code = sqlite3_extended_errcode(st->db);
 	enum idp_err rc = IDP_E_IO;
-	if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+	/* The message first: the file controls below may replace it. */
+	(void)idp_error_set(err, rc, "store: %s: %s", what, sqlite3_errmsg(st->db));
+	if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
 		rc = IDP_E_AGAIN;
-	else if ((code & 0xff) == SQLITE_NOMEM)
+		st->was_busy = true;
+	} else if ((code & 0xff) == SQLITE_FULL || write_full(st, code)) {
+		rc = IDP_E_FULL;
+	} else if ((code & 0xff) == SQLITE_NOMEM) {
 		rc = IDP_E_NOMEM;
-	else if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
+	} else if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE) {
 		rc = IDP_E_DUPLICATE;
-	else if ((code & 0xff) == SQLITE_CONSTRAINT)
+	} else if ((code & 0xff) == SQLITE_CONSTRAINT) {
 		rc = IDP_E_CONFLICT;
-	return idp_error_set(err, rc, "store: %s: %s", what, sqlite3_errmsg(st->db));
+	}
+	if (err != NULL)
+		err->code = rc;
+	return rc;
 }
 
 /* Done with s: reset it so that it holds no read lock and no bindings. */
@@ -1531,6 +1566,12 @@ enum idp_err srv_store_token_child(struct srv_store *st, const char *jti, struct
 	return token_query(st, S_TOKEN_CHILD, jti, out, "nothing issued for it", err);
 }
 
+enum idp_err srv_store_token_latest(struct srv_store *st, const char *device_id,
+                                    struct srv_token *out, struct idp_error *err)
+{
+	return token_query(st, S_TOKEN_LATEST, device_id, out, "no token issued to it", err);
+}
+
 enum idp_err srv_store_token_revoke(struct srv_store *st, const char *jti, int64_t now,
                                     struct idp_error *err)
 {
@@ -2166,6 +2207,17 @@ void srv_store_set_actor(struct srv_store *st, const char *actor)
 	st->actor[0] = '\0';
 	if (actor != NULL && strnlen(actor, SRV_STORE_ACTOR_MAX + 1) <= SRV_STORE_ACTOR_MAX)
 		(void)snprintf(st->actor, sizeof(st->actor), "%s", actor);
+}
+
+void srv_store_set_busy_ms(struct srv_store *st, int ms)
+{
+	(void)sqlite3_busy_timeout(st->db, ms); /* 0 removes the handler: fail at once */
+	st->was_busy = false;
+}
+
+bool srv_store_was_busy(const struct srv_store *st)
+{
+	return st->was_busy;
 }
 
 static const char *const cred_roles[] = {

@@ -24,12 +24,13 @@ t_run() { local d=$1; shift; if "$@"; then t_ok "$d"; else t_fail "$d (exit $?)"
 t_refuse() { local d=$1; shift; if "$@"; then t_fail "$d (unexpected success)"; else t_ok "$d"; fi; }
 # t_grep DESC PATTERN FILE : passes when FILE contains PATTERN (extended regex)
 t_grep() { if grep -qE -- "$2" "$3"; then t_ok "$1"; else t_fail "$1 (no /$2/ in $3)"; sed 's/^/    # /' "$3" | head -20; fi; }
-# t_wait FILE PATTERN : until PATTERN (extended regex) shows in FILE; false
-# after 60 s. For waiting on an event before asserting on it.
+# t_wait FILE PATTERN [N] : until PATTERN (extended regex) shows in FILE (on
+# N lines at least, default 1); false after 60 s. For waiting on an event
+# before asserting on it.
 t_wait() {
 	local _
 	for _ in $(seq 1 600); do
-		grep -qE -- "$2" "$1" 2>/dev/null && return 0
+		[ "$(grep -cE -- "$2" "$1" 2>/dev/null)" -ge "${3:-1}" ] && return 0
 		sleep 0.1
 	done
 	return 1

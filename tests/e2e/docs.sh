@@ -217,6 +217,9 @@ doc_run 'idprov-admin approve dev-07 --key ca358758f6d27e6cf45272937977a748fd883
 t_run "  the answer's rows are those shown" [ "$(awk '{print $1}' "$T_TMP/doc.out" | tr '\n' ' ')" = \
 	"$(shown 'idprov-admin approve dev-07 --key ca358758f6d27e6cf45272937977a748fd88391db679ceda7dc7bf1f005ee879' | awk '{print $1}' | tr '\n' ' ')" ]
 doc_run 'idprov-admin flags --kind key-reuse --device dev-0042'
+# An open flag to resolve: another key claims dev-0009 (refused key_mismatch).
+"$IDP_BIN/idprov-agent" --state-dir "$T_TMP/dev9-other" --id dev-0009 --mac 02:1a:2b:00:00:09 \
+	--server "$SRV_URL" --ca "$SRV_CA" run --once --wait 1 2>/dev/null
 # The doc's 17 stands for a flag's seq: this resolves the first open flag.
 idprov-admin --json flags --open >"$T_TMP/flags.json"
 DOC_FLAG=$(jq -r '[.. | objects | select(has("seq")) | .seq][0] // empty' "$T_TMP/flags.json")

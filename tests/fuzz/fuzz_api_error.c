@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 4 || size > 4096)
 		return 0;
 	enum fmt_api_err_code code =
-	        (enum fmt_api_err_code)(1 + data[0] % FMT_API_ERR_HEADERS_TOO_LARGE);
+	        (enum fmt_api_err_code)(1 + data[0] % FMT_API_ERR_STORAGE_FULL);
 	int64_t retry = ((int64_t)data[1] << 16 | (int64_t)data[2] << 8 | data[3]) % 100000;
 	if (retry > FMT_API_RETRY_MAX)
 		retry = 0;

@@ -331,9 +331,10 @@ if [ -n "$mode" ]; then
 	t_wait "$SRV_ERR" 'event=device.decision' || true
 	dd if=/dev/zero of="$st/filler" bs=1M count=100 2>/dev/null
 	t_run "disk full: the filesystem is full" [ "$(df --output=avail "$st" | tail -1)" -lt 64 ]
-	t_run "disk full: the log names the cause" t_wait "$SRV_ERR" 'error="store: [a-z ]*: database or disk is full"'
+	t_run "disk full: the log names the cause" t_wait "$SRV_ERR" 'event=store.full .*error="store: [a-z ]*: database or disk is full"'
 	sleep 2 # requests go on failing for a while
-	t_grep "disk full: requests refused with a server error" 'path=/v1/(provision|token/exchange|nonce) status=5[0-9][0-9]' "$SRV_ERR"
+	t_grep "disk full: requests refused 503 (storage_full)" 'path=/v1/(provision|token/exchange|nonce) status=503' "$SRV_ERR"
+	t_refuse "disk full: none answered 500" grep -qE 'path=/v1/(provision|token/exchange|nonce) status=500' "$SRV_ERR"
 	t_run "disk full: the server is still up" kill -0 "$SRV_PID"
 	rm -f "$st/filler"
 	wait "$lpid"

@@ -1285,7 +1285,7 @@ START_TEST(test_api_error_messages)
 		{FMT_API_ERR_MEDIA_TYPE, 415},   {FMT_API_ERR_THROTTLED, 429},
 		{FMT_API_ERR_INTERNAL, 500},     {FMT_API_ERR_SUSPENDED, 503},
 		{FMT_API_ERR_UNAVAILABLE, 503},  {FMT_API_ERR_LENGTH_REQUIRED, 411},
-		{FMT_API_ERR_HEADERS_TOO_LARGE, 431},
+		{FMT_API_ERR_HEADERS_TOO_LARGE, 431}, {FMT_API_ERR_STORAGE_FULL, 503},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		ck_assert_int_eq(fmt_api_err_http_status(want[i].code), want[i].http);
@@ -1440,7 +1440,7 @@ END_TEST
 START_TEST(test_api_err_of_one_map)
 {
 	/* Every failure maps to a code that has a name and an HTTP status. */
-	for (int rc = IDP_E_SUSPENDED; rc <= IDP_E_NOMEM; rc++) {
+	for (int rc = IDP_E_FULL; rc <= IDP_E_NOMEM; rc++) {
 		for (int o = FMT_API_ORIGIN_SERVER; o <= FMT_API_ORIGIN_AUTH; o++) {
 			enum fmt_api_err_code c =
 			        fmt_api_err_of((enum idp_err)rc, (enum fmt_api_err_origin)o);
@@ -1462,6 +1462,8 @@ START_TEST(test_api_err_of_one_map)
 		{IDP_E_AGAIN, FMT_API_ORIGIN_SERVER, FMT_API_ERR_UNAVAILABLE},
 		{IDP_E_SUSPENDED, FMT_API_ORIGIN_SERVER, FMT_API_ERR_SUSPENDED},
 		{IDP_E_SUSPENDED, FMT_API_ORIGIN_AUTH, FMT_API_ERR_SUSPENDED},
+		{IDP_E_FULL, FMT_API_ORIGIN_SERVER, FMT_API_ERR_STORAGE_FULL},
+		{IDP_E_FULL, FMT_API_ORIGIN_POP, FMT_API_ERR_STORAGE_FULL},
 		{IDP_E_NOTFOUND, FMT_API_ORIGIN_SERVER, FMT_API_ERR_NOT_FOUND},
 		{IDP_E_DUPLICATE, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},
 		{IDP_E_CONFLICT, FMT_API_ORIGIN_SERVER, FMT_API_ERR_CONFLICT},

@@ -905,7 +905,9 @@ START_TEST(test_api_admin_cli_flags_and_contested_ids)
 	ck_assert_str_eq(cJSON_GetObjectItem(top, "subject")->valuestring, "dev-fl2");
 	cJSON *rep = cJSON_GetArrayItem(fl, 1);
 	ck_assert_str_eq(cJSON_GetObjectItem(rep, "kind")->valuestring, "repeat-provision");
-	ck_assert_int_eq(cJSON_GetObjectItem(rep, "count")->valueint, FLOOD - 1);
+	/* Each approval's first repeat is taken for the retry of a lost answer
+	 * (formats/api.md §6.1): every second one is flagged. */
+	ck_assert_int_eq(cJSON_GetObjectItem(rep, "count")->valueint, (FLOOD - 1) / 2);
 	cJSON_Delete(j);
 	ck_assert_int_eq(admin_cli(out, sizeof(out), "flags --kind repeat-provision"), 0);
 	ck_assert_ptr_null(strstr(out, "key-reuse"));

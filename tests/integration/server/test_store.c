@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1278,6 +1279,86 @@ START_TEST(test_store_names_and_checks)
 }
 END_TEST
 
+/* Insert nonces first.. until a call fails (at most n); its code (IDP_OK:
+ * none failed). */
+static enum idp_err fill_nonces(struct srv_store *st, unsigned first, unsigned n,
+                                struct idp_error *err)
+{
+	for (unsigned i = first; i < first + n; i++) {
+		uint8_t nonce[SRV_STORE_NONCE_MAX];
+		memset(nonce, 0, sizeof(nonce));
+		memcpy(nonce, &i, sizeof(i));
+		enum idp_err rc = srv_store_nonce_insert(st, nonce, sizeof(nonce), 2000000000, err);
+		if (rc != IDP_OK)
+			return rc;
+	}
+	return IDP_OK;
+}
+
+/* Out of storage is IDP_E_FULL (answered 503 storage_full), not IDP_E_IO:
+ * here the file size limit (EFBIG, SIGXFSZ ignored, as idprovd does), in a
+ * child process so that the limit stays there. Nothing is half-written and
+ * writes resume once the limit is raised. A lock another connection holds
+ * is IDP_E_AGAIN and srv_store_was_busy, at once with a wait of 0. */
+START_TEST(test_store_full_and_busy)
+{
+	srv_store_close(open_ok()); /* the schema, before the limit */
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		(void)signal(SIGXFSZ, SIG_IGN);
+		struct stat sb;
+		struct rlimit old, lim;
+		if (stat(db_path, &sb) != 0 || getrlimit(RLIMIT_FSIZE, &old) != 0)
+			_exit(2);
+		lim = old;
+		lim.rlim_cur = (rlim_t)sb.st_size + 64 * 1024;
+		if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+			_exit(3);
+		struct srv_store *st = NULL;
+		struct idp_error err = {0};
+		if (srv_store_open(db_path, &st, NULL) != IDP_OK)
+			_exit(4);
+		enum idp_err rc = fill_nonces(st, 0, 100000, &err);
+		if (rc != IDP_E_FULL) {
+			fprintf(stderr, "got %s: %s\n", idp_err_name(rc), err.msg);
+			_exit(5);
+		}
+		if (setrlimit(RLIMIT_FSIZE, &old) != 0)
+			_exit(6);
+		rc = fill_nonces(st, 200000, 10, &err);
+		if (rc != IDP_OK) {
+			fprintf(stderr, "after: %s: %s\n", idp_err_name(rc), err.msg);
+			_exit(7);
+		}
+		srv_store_close(st);
+		_exit(0);
+	}
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	ck_assert_int_gt(raw_int("SELECT count(*) FROM nonces"), 10);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_integrity_check WHERE "
+	                         "integrity_check = 'ok'"),
+	                 1);
+
+	struct srv_store *a = open_ok(), *b = open_ok();
+	struct idp_error err = {0};
+	ck_assert_int_eq(srv_store_begin(a, NULL), IDP_OK);
+	srv_store_set_busy_ms(b, 0);
+	ck_assert(!srv_store_was_busy(b));
+	ck_assert_int_eq(srv_store_begin(b, &err), IDP_E_AGAIN);
+	ck_assert(srv_store_was_busy(b));
+	srv_store_set_busy_ms(b, 0);
+	ck_assert(!srv_store_was_busy(b));
+	ck_assert_int_eq(srv_store_commit(a, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_begin(b, NULL), IDP_OK);
+	ck_assert_int_eq(srv_store_commit(b, NULL), IDP_OK);
+	srv_store_close(a);
+	srv_store_close(b);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -1304,6 +1385,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_store_site_suspension_allow_checkpoints);
 	tcase_add_test(tc, test_store_suspension_cache_sees_other_connections);
 	tcase_add_test(tc, test_store_group_commit_counts_flushes_and_checkpoints);
+	tcase_add_test(tc, test_store_full_and_busy);
 	suite_add_tcase(s, tc);
 	return s;
 }

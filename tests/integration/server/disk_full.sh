@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# disk_full.sh - the state directory's filesystem is full (issue 16, "Disk
+# full"; a small tmpfs this test mounts, so it needs root: without, it is
+# skipped): every write is refused 503 storage_full with Retry-After (the
+# body's retry_after equal to it), provisioning, nonces and a manifest import
+# alike; reads are still answered; the cause is logged once (event=store.full),
+# not per request, and counted in /metrics; once space returns the next
+# requests succeed; the decision answered before is intact and the database
+# passes integrity_check.
+. "$(dirname "$0")/../../lib.sh"
+. "$(dirname "$0")/idprovd.inc"
+
+A=${IDP_BUILD:-$IDP_TOP/build/plain}/tools/idp_attack
+samples=$IDP_TOP/samples/manifests
+st=$T_TMP/full
+mkdir -p "$st"
+if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=8m,mode=0700 tmpfs "$st" 2>/dev/null; then
+	t_ok "disk full: skipped (needs root to mount a tmpfs)"
+	t_done
+fi
+T_CLEANUP+=("umount '$st' 2>/dev/null")
+t_run "server starts on an 8 MiB tmpfs" srv_start "$st" --throttle-per-minute 0 --log-burst 0 \
+	--throttle-device-burst 1000
+db=$st/idprov.db
+cp "$st/admin.token" "$T_TMP/token"
+token=$(cat "$T_TMP/token")
+adm() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" "$@"; }
+"$A" key "$T_TMP/k1" p256 && "$A" key "$T_TMP/k2" p256 || t_fail "keys"
+t_run "trust station-01" adm station add station-01 "$samples/sample-station-p256.pub" >/dev/null
+printf 'df-%04d,02:1d:00:00:%02x:%02x,SN-DF-%04d\n' 1 0 1 1 2 0 2 2 3 0 3 3 >"$T_TMP/devs.csv"
+t_run "a manifest to import" "$IDP_BIN/idprov-manifest" create \
+	--key "$samples/sample-station-p256.key" --batch df-1 --station station-01 --seq 1 \
+	--product sx1 --devices "$T_TMP/devs.csv" --format csv --out "$T_TMP/df.manifest"
+import() { # prints the status of POST /v1/admin/import of the manifest
+	srv_curl -o "$T_TMP/import.json" -D "$T_TMP/import.h" -w '%{http_code}' \
+		-H "Authorization: Bearer $token" -H 'Content-Type: application/vnd.idprov.manifest' \
+		-H "Idprov-Signature: $(base64 -w0 "$T_TMP/df.manifest.sig")" \
+		--data-binary @"$T_TMP/df.manifest" "$SRV_URL/v1/admin/import"
+}
+nonce() { # prints the status of POST /v1/nonce
+	srv_curl -o "$T_TMP/nonce.json" -D "$T_TMP/nonce.h" -w '%{http_code}' -X POST \
+		-H 'Content-Length: 0' "$SRV_URL/v1/nonce"
+}
+
+# A decision answered before the disk fills.
+"$A" send "$SRV_PORT" "$T_TMP/k1" provision dev-d1 02:00:5e:30:00:01 good >/dev/null 2>&1
+adm approve dev-d1 >/dev/null 2>&1 || t_fail "approve dev-d1"
+"$A" send "$SRV_PORT" "$T_TMP/k1" provision dev-d1 02:00:5e:30:00:01 good - "$T_TMP/d1.tok" >"$T_TMP/d1.out" 2>&1
+t_grep "dev-d1 provisioned before the disk fills" '^answer 200 approved' "$T_TMP/d1.out"
+q() { sqlite3 -readonly "$db" "$1"; }
+d1_before=$(q "SELECT state || '/' || (SELECT count(*) FROM tokens WHERE device_id = 'dev-d1') FROM devices WHERE id = 'dev-d1'")
+
+# ---------------------------------------------------------------- full
+dd if=/dev/zero of="$st/fill" bs=64k 2>/dev/null
+t_run "the filesystem is full" [ "$(df --output=avail "$st" | tail -1)" -lt 64 ]
+# The WAL may still have room for a few commits: write until one is refused.
+code=
+for _ in $(seq 1 2000); do
+	code=$(nonce)
+	[ "$code" = 200 ] || break
+done
+t_run "a nonce request is refused 503 once the WAL cannot grow" [ "$code" = 503 ]
+t_grep "503 storage_full" '"code":"storage_full"' "$T_TMP/nonce.json"
+t_grep "with Retry-After" '^Retry-After: [1-9]' "$T_TMP/nonce.h"
+ra=$(sed -n 's/^Retry-After: \([0-9]*\).*/\1/p' "$T_TMP/nonce.h" | tr -d '\r')
+t_grep "retry_after in the body equals the header" "\"retry_after\":$ra}" "$T_TMP/nonce.json"
+"$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-d2 02:00:5e:30:00:02 good >"$T_TMP/d2.out" 2>&1
+t_grep "a provisioning request: 503 storage_full" '^answer 503 storage_full' "$T_TMP/d2.out"
+t_run "nothing of it stored" [ "$(q "SELECT count(*) FROM devices WHERE id = 'dev-d2'")" = 0 ]
+code=$(import)
+t_run "a manifest import: 503" [ "$code" = 503 ]
+t_grep "import: storage_full" '"code":"storage_full"' "$T_TMP/import.json"
+t_grep "import: with Retry-After" '^Retry-After: [1-9]' "$T_TMP/import.h"
+t_run "import: no batch stored" [ "$(q "SELECT count(*) FROM batches")" = 0 ]
+t_run "reads still answered: health 200" \
+	[ "$(srv_curl -o /dev/null -w '%{http_code}' "$SRV_URL/v1/health")" = 200 ]
+for _ in 1 2 3; do nonce >/dev/null; done
+t_run "the cause logged once for all the refusals" [ "$(grep -c 'event=store.full' "$SRV_ERR")" = 1 ]
+t_grep "and names it" 'event=store.full .*error="store: [a-z ]*: database or disk is full"' "$SRV_ERR"
+t_refuse "no 500 answered" grep -q 'status=500' "$SRV_ERR"
+srv_curl -o "$T_TMP/metrics" -H "Authorization: Bearer $token" "$SRV_URL/metrics"
+n=$(sed -n 's/^idprov_storage_full_total \([0-9]*\)$/\1/p' "$T_TMP/metrics")
+t_run "metrics: idprov_storage_full_total counts the refusals ($n)" [ "${n:-0}" -ge 6 ]
+t_run "server still up" kill -0 "$SRV_PID"
+
+# ---------------------------------------------------------------- space returns
+rm -f "$st/fill"
+t_run "space back: a nonce is answered 200" [ "$(nonce)" = 200 ]
+"$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-d2 02:00:5e:30:00:02 good >"$T_TMP/d2.out" 2>&1
+t_grep "space back: the provisioning request is decided" '^answer 202 pending' "$T_TMP/d2.out"
+t_run "space back: the import is created (201)" [ "$(import)" = 201 ]
+t_run "the decision answered before is intact" \
+	[ "$(q "SELECT state || '/' || (SELECT count(*) FROM tokens WHERE device_id = 'dev-d1') FROM devices WHERE id = 'dev-d1'")" = "$d1_before" ]
+t_run "integrity_check ok" [ "$(q 'PRAGMA integrity_check')" = ok ]
+srv_stop
+t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
+t_run "audit chain verifies after a restart" srv_start "$st"
+t_run "idprov-admin audit verify" adm audit verify >/dev/null
+srv_stop
+t_done
