@@ -50,6 +50,7 @@
 #define FMT_ADMIN_HOST_MAX    255u        /* a DNS-SD host name, an instance name (escaped) */
 #define FMT_ADMIN_ADDR_MAX    64u         /* an address as text */
 #define FMT_ADMIN_SUBJECT_MAX 511u        /* a CA's subject, one-line form */
+#define FMT_ADMIN_NEXT_MAX    FMT_ADMIN_ALLOW_MAX /* a list's "next": its last row's key */
 #define FMT_ADMIN_DATE_MAX    32u         /* a date as text ("YYYY-MM-DDTHH:MM:SSZ") */
 
 /* Body kinds. Requests first, then answers (rows of lists and objects). */

@@ -151,7 +151,9 @@ void srv_admin_batch_list(struct srv_ctx *ctx, struct evhttp_request *req)
 
 struct ca_list {
 	cJSON *rows;
-	enum idp_err rc; /* the encoder's refusal */
+	size_t n;
+	char last[SRV_STORE_ID_MAX + 1]; /* the last row's name: "next" of a full page */
+	enum idp_err rc;                 /* the encoder's refusal */
 	struct idp_error *err;
 };
 
@@ -182,24 +184,41 @@ static int add_ca(void *ctx, const char *name, const char *pem, size_t len)
 		}
 	}
 	l->rc = fmt_admin_list_add(l->rows, FMT_ADMIN_CA, &row, l->err);
-	return l->rc != IDP_OK;
+	if (l->rc != IDP_OK)
+		return 1;
+	l->n++;
+	(void)snprintf(l->last, sizeof(l->last), "%s", name);
+	return 0;
 }
 
+/* GET /v1/admin/cas[?after=NAME]: the factory CAs in name order, at most
+ * SRV_ADMIN_LIST_MAX; "next" names the CA to continue after. */
 void srv_admin_ca_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!srv_admin_authorized(ctx, req))
+	static const char *const names[] = {"after"};
+	struct evkeyvalq q;
+	if (!srv_admin_query(ctx, req, &q, names, 1))
 		return;
+	const char *after = evhttp_find_header(&q, "after");
 	struct idp_error err = {0};
 	struct ca_list l = {.err = &err};
 	cJSON *top = NULL;
-	enum idp_err rc = fmt_admin_list_new(FMT_ADMIN_CA, &top, &l.rows, &err);
+	enum idp_err rc = after != NULL ? fmt_id_check(after, strlen(after), "after", &err) : IDP_OK;
 	if (rc == IDP_OK)
-		rc = srv_store_factory_ca_foreach(ctx->store, add_ca, &l, &err);
-	if (l.rc != IDP_OK)
+		rc = fmt_admin_list_new(FMT_ADMIN_CA, &top, &l.rows, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_factory_ca_page(ctx->store, after, SRV_ADMIN_LIST_MAX, add_ca, &l,
+		                               &err);
+	/* A full page names its last CA, which may be the last of all: the
+	 * next page is then empty, as in the other listings. */
+	if (rc == IDP_OK && l.rc == IDP_OK)
+		l.rc = fmt_admin_list_end(top, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL, 0, &err);
+	if (rc == IDP_OK && l.rc != IDP_OK)
 		srv_admin_encode_failed(ctx, req, &err);
 	else if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 	else
 		srv_http_json(req, 200, top);
 	cJSON_Delete(top);
+	evhttp_clear_headers(&q);
 }

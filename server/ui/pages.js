@@ -399,5 +399,6 @@ export async function stations(view, ctx) {
     cas.cas.length === 0 ? h('p', {}, 'No factory CA trusted.')
       : table('Factory CAs', ['Name', 'Subject', 'Certificate SHA-256', 'Valid until'],
         cas.cas.map((c) => h('tr', {}, h('td', {}, c.name), h('td', {}, c.subject || ''),
-          h('td', { class: 'fp' }, fp(c.sha256 || '')), h('td', {}, c.not_after || '')))));
+          h('td', { class: 'fp' }, fp(c.sha256 || '')), h('td', {}, c.not_after || '')))),
+    cas.next ? h('p', { class: 'warn' }, `Only the first 1000 factory CAs, by name: idprov-admin ca list --after ${cas.next} lists the others.`) : null);
 }
