@@ -211,17 +211,15 @@ net_up() {
 	mkdir -p "$netdir"
 	# shellcheck disable=SC2034 # samples/netns.sh's
 	NETNS_DIR=$netdir
-	NETNS_VA='' NETNS_VB=''
 	# shellcheck source=samples/netns.sh
 	. "$here/netns.sh"
-	if ! netns_add "$ns_site"; then
-		why="network namespaces not allowed here ($(head -1 "$netdir/netns.err" | cut -c1-80))"
-		return 1
-	fi
-	netns_add "$ns_dev" && netns_link "$ns_site" "$site_ip/24" "$ns_dev" "$dev_ip/24" &&
-		bus site "$ns_site" && bus dev "$ns_dev" &&
-		avahi site "$ns_site" "$NETNS_VA" && avahi dev "$ns_dev" "$NETNS_VB" && return 0
-	why="the namespaces could not be set up (logs in $netdir)"
+	local rc=0
+	netns_pair site "$ns_site" "$site_ip/24" dev "$ns_dev" "$dev_ip/24" || rc=$?
+	case $rc in
+	0) return 0 ;;
+	2) why="network namespaces not allowed here ($(head -1 "$netdir/netns.err" | cut -c1-80))" ;;
+	*) why="the namespaces could not be set up (logs in $netdir)" ;;
+	esac
 	return 1
 }
 site() { DBUS_SYSTEM_BUS_ADDRESS=unix:path=$netdir/site.bus ip netns exec "$ns_site" "$@"; }

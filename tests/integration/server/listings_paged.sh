@@ -42,11 +42,11 @@ paged() {
 	t_run "$what: page 1: 200" [ "$(get "$path")" = 200 ]
 	t_run "$what: page 1: 1000 rows" [ "$(jq ".$arr | length" "$T_TMP/out")" = 1000 ]
 	t_run "$what: page 1: next is the last row's key" [ "$(jq -r '.next' "$T_TMP/out")" = "$next" ]
-	jq -r ".$arr[].$key" "$T_TMP/out" >"$T_TMP/keys"
+	jq -r ".${arr}[].$key" "$T_TMP/out" >"$T_TMP/keys"
 	t_run "$what: page 2: 200" [ "$(get "$path?after=$(jq -rn --arg v "$next" '$v|@uri')")" = 200 ]
 	t_run "$what: page 2: $rest rows, no next" \
 		[ "$(jq -c '[(.'"$arr"' | length), has("next")]' "$T_TMP/out")" = "[$rest,false]" ]
-	jq -r ".$arr[].$key" "$T_TMP/out" >>"$T_TMP/keys"
+	jq -r ".${arr}[].$key" "$T_TMP/out" >>"$T_TMP/keys"
 	t_run "$what: every row once, in order" cmp -s "$T_TMP/keys" "$want"
 	t_run "$what: an unknown parameter: 400" [ "$(get "$path?page=2")" = 400 ]
 	t_grep "$what: the unknown parameter named" '"query: unknown parameter page"' "$T_TMP/out"
