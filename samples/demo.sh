@@ -22,7 +22,9 @@
 # IDPROV_DEMO_WORK=<work dir> in its environment. With KEEP_DIR the work
 # directory is KEEP_DIR and is kept (tests read the servers' state from it;
 # it must be new or empty); otherwise a temporary one is made under $TMPDIR
-# and removed.
+# and removed. With IDPROV_DEMO_PAUSE=1 it stops before each step after the
+# first, everything it started still running, until a line (Enter) comes on
+# its standard input (end of input goes on too): a presenter's pace.
 set -euo pipefail
 bin=$(cd "${1:-build/plain/bin}" && pwd)
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -90,7 +92,16 @@ quote() {
 		printf "'%s'" "${1//\'/\'\\\'\'}"
 	fi
 }
-step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
+n_step=0
+step() {
+	n_step=$((n_step + 1))
+	# What it waits on is its input: the line below is said just before.
+	if [ "${IDPROV_DEMO_PAUSE:-}" = 1 ] && [ "$n_step" -gt 1 ]; then
+		printf '\n  (paused before step %s: Enter goes on)\n' "$n_step"
+		read -r _ || true
+	fi
+	printf '\n%s== %s%s\n' "$bold" "$*" "$plain"
+}
 # show ARGS...: print a command as typed (long ones continued with \).
 show() {
 	local a w line='  $'
