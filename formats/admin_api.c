@@ -254,6 +254,8 @@ static const struct fmt_admin_field batches_fields[] = {
          .rows = FMT_ADMIN_BATCH,
          .count_offset = offsetof(struct fmt_admin_batches, n_batches)},
         FIELD(fmt_admin_batches, truncated, FMT_ADMIN_T_BOOL, 0, 0),
+        FIELD(fmt_admin_batches, next, FMT_ADMIN_T_STRING, FMT_ADMIN_F_OPTIONAL,
+              FMT_ADMIN_NEXT_MAX),
 };
 static const struct fmt_admin_field ca_fields[] = {
         FIELD(fmt_admin_ca, name, FMT_ADMIN_T_STRING, 0, FMT_ID_MAX),

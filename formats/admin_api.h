@@ -311,7 +311,8 @@ struct fmt_admin_batch {
 struct fmt_admin_batches {
 	const struct fmt_admin_batch *batches; /* n_batches rows */
 	size_t n_batches;
-	bool truncated; /* cut at FMT_ADMIN_LIST_MAX rows */
+	bool truncated;   /* cut at FMT_ADMIN_LIST_MAX rows */
+	const char *next; /* NULL unless truncated: "STATION:SEQUENCE" of the last row */
 };
 
 /* A trusted factory CA. A PEM that no longer parses is listed with its name

@@ -8,7 +8,10 @@
 # after is refused naming it. Before, each answered 500 ("admin api: more
 # than 1000 rows") past 1000 rows. The allow entries (longer than an ID) and
 # the credential names (starting with "_", not an ID) check that "next"
-# carries any row key, not only IDs.
+# carries any row key, not only IDs. The listings that paged already are
+# checked past 1000 rows the same way: devices (all, and by state), the
+# hostage report, flags (newest first), the audit log and the out-of-band
+# entries.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -26,7 +29,30 @@ sqlite3 "$st/idprov.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1
 	INSERT INTO site_allow (entry, added_at) SELECT printf('$long-%04d.local:8443', i), 1764526805 FROM n;
 	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
 	INSERT INTO admin_credentials (name, role, lookup, hash, created_at)
-	SELECT printf('_op-%04d', i), 'viewer', i, randomblob(32), 1764526805 FROM n;"
+	SELECT printf('_op-%04d', i), 'viewer', i, randomblob(32), 1764526805 FROM n;
+	INSERT INTO batches (id, station_id, sequence, hash, device_count, imported_at, state)
+	VALUES ('b-1', 'st-1', 1, randomblob(32), 1500, 1764526805, 'imported');
+	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+	INSERT INTO devices (id, serial, state, batch_id, created_at, updated_at)
+	SELECT printf('dev-%04d', i), printf('SN-%04d', i), 'preloaded', 'b-1', 1764526805, 1764526805 FROM n;
+	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+	INSERT INTO flags (seq, kind, subject, detail, created_at, last_seen)
+	SELECT i, 'mac-mismatch', printf('dev-%04d', i), 'seen', 1764526805, 1764526805 FROM n;
+	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+	INSERT INTO audit (seq, at, event, subject, hash) SELECT i, 1764526805, 'admin.approved',
+		printf('dev-%04d', i), randomblob(32) FROM n;
+	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+	INSERT INTO oob_secrets (device_id, verifier, created_at, expires_at)
+	SELECT printf('dev-%04d', i), randomblob(32), 1764526805, 1864526805 FROM n;
+	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 350)
+	INSERT INTO stations (id, public_key, enabled, created_at)
+	SELECT printf('bs-%04d', i), randomblob(91), 1, 1764526805 FROM n;
+	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 350),
+	s(q) AS (VALUES (1), (3))
+	INSERT INTO batches (id, station_id, sequence, hash, prev_hash, device_count, imported_at, state)
+	SELECT printf('bb-%04d-%d', i, q), printf('bs-%04d', i), q, randomblob(32),
+		CASE q WHEN 1 THEN NULL ELSE randomblob(32) END, 0, 1764526805,
+		CASE q WHEN 1 THEN 'imported' ELSE 'gap' END FROM n, s;"
 t_run "1500 CAs, allow entries and credentials stored" [ "$(sqlite3 -readonly "$st/idprov.db" \
 	'select (select count(*) from factory_cas) || (select count(*) from site_allow) || (select count(*) from admin_credentials)')" = 150015001500 ]
 t_run "server starts again" srv_start "$st" --threads 1
@@ -43,12 +69,14 @@ paged() {
 	t_run "$what: page 1: 1000 rows" [ "$(jq ".$arr | length" "$T_TMP/out")" = 1000 ]
 	t_run "$what: page 1: next is the last row's key" [ "$(jq -r '.next' "$T_TMP/out")" = "$next" ]
 	jq -r ".${arr}[].$key" "$T_TMP/out" >"$T_TMP/keys"
-	t_run "$what: page 2: 200" [ "$(get "$path?after=$(jq -rn --arg v "$next" '$v|@uri')")" = 200 ]
+	local sep='?'
+	case $path in *\?*) sep='&' ;; esac
+	t_run "$what: page 2: 200" [ "$(get "$path${sep}after=$(jq -rn --arg v "$next" '$v|@uri')")" = 200 ]
 	t_run "$what: page 2: $rest rows, no next" \
 		[ "$(jq -c '[(.'"$arr"' | length), has("next")]' "$T_TMP/out")" = "[$rest,false]" ]
 	jq -r ".${arr}[].$key" "$T_TMP/out" >>"$T_TMP/keys"
 	t_run "$what: every row once, in order" cmp -s "$T_TMP/keys" "$want"
-	t_run "$what: an unknown parameter: 400" [ "$(get "$path?page=2")" = 400 ]
+	t_run "$what: an unknown parameter: 400" [ "$(get "$path${sep}page=2")" = 400 ]
 	t_grep "$what: the unknown parameter named" '"query: unknown parameter page"' "$T_TMP/out"
 }
 
@@ -83,6 +111,42 @@ adm credential list >"$T_TMP/t1"
 t_grep "credential list: how to go on" '^more: continue with --after _op-0999$' "$T_TMP/t1"
 adm --json credential list --after _op-1498 >"$T_TMP/t2"
 t_run "credential list --after: the last two" [ "$(jq -c '[.credentials[].name]' "$T_TMP/t2")" = '["_op-1499","_op-1500"]' ]
+
+# The listings that paged already, past 1000 rows too.
+seq -f 'dev-%04g' 1 1500 >"$T_TMP/want"
+paged devices devices devices id dev-1000 500 "$T_TMP/want"
+paged "preloaded devices" 'devices?state=preloaded' devices id dev-1000 500 "$T_TMP/want"
+paged "hostage report" report/unprovisioned devices id dev-1000 500 "$T_TMP/want"
+paged "out-of-band entries" oob entries device_id dev-1000 500 "$T_TMP/want"
+seq 1 1500 >"$T_TMP/want"
+paged "audit log" audit entries seq 1000 500 "$T_TMP/want"
+seq 1500 -1 1 >"$T_TMP/want"
+paged flags flags flags seq 501 500 "$T_TMP/want"
+
+# Batch chains: 350 stations (more than the 256 it read at once, whose
+# rest it dropped without a word), 3 rows each (sequence 2 missing): 1050
+# rows, the first 1000 then "next" naming the last row (bs-0334:1), then
+# the other 50; every (station, sequence) once, in order.
+rows() { jq -r '.batches[] | "\(.station_id):\(.sequence)"' "$T_TMP/out"; }
+t_run "batches: page 1: 200" [ "$(get batches)" = 200 ]
+t_run "batches: page 1: 1000 rows, truncated, next the last row" \
+	[ "$(jq -c '[(.batches | length), .truncated, .next]' "$T_TMP/out")" = '[1000,true,"bs-0334:1"]' ]
+rows >"$T_TMP/keys"
+t_run "batches: page 2: 200" [ "$(get 'batches?after=bs-0334:1')" = 200 ]
+t_run "batches: page 2: 50 rows, the last" \
+	[ "$(jq -c '[(.batches | length), .truncated, has("next")]' "$T_TMP/out")" = '[50,false,false]' ]
+t_run "batches: page 2 goes on with the rest of bs-0334's chain" \
+	[ "$(jq -c '.batches[0:2] | map([.station_id, .sequence, .missing, .chained])' "$T_TMP/out")" = \
+	'[["bs-0334",2,true,null],["bs-0334",3,false,false]]' ]
+rows >>"$T_TMP/keys"
+for i in $(seq -f '%04g' 1 350); do printf 'bs-%s:1\nbs-%s:2\nbs-%s:3\n' "$i" "$i" "$i"; done >"$T_TMP/want"
+t_run "batches: every station's sequences once, in order" cmp -s "$T_TMP/keys" "$T_TMP/want"
+t_run "batches: one station, after its row 2: 200" [ "$(get 'batches?station=bs-0350&after=bs-0350:2')" = 200 ]
+t_run "batches: one station, after its row 2: row 3" [ "$(rows | paste -sd ' ')" = bs-0350:3 ]
+for bad in bs-0001 bs-0001:0 :1 bs-0001:x -x:1; do
+	t_run "batches: after=$bad: 400" [ "$(get "batches?after=$bad")" = 400 ]
+done
+t_grep "batches: the bad after named" '"after: not STATION:SEQUENCE' "$T_TMP/out"
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
 t_done
