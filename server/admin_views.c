@@ -188,10 +188,10 @@ void srv_admin_batch_list(struct srv_ctx *ctx, struct evhttp_request *req)
 	if (rc == IDP_OK && rows == NULL)
 		rc = idp_error_set(&err, IDP_E_NOMEM, "out of memory");
 	struct fmt_admin_batches a = {0};
-	if (rc == IDP_OK)
+	if (rc == IDP_OK && rows != NULL)
 		rc = walk_stations(ctx->store, only, after, seq, rows, &a.truncated, &err);
 	char next[SRV_STORE_ID_MAX + 24];
-	if (rc == IDP_OK) {
+	if (rc == IDP_OK && rows != NULL) {
 		a.batches = rows->row;
 		a.n_batches = rows->n;
 		if (a.truncated) { /* rows->n is SRV_ADMIN_LIST_MAX */
