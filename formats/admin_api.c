@@ -254,6 +254,8 @@ static const struct fmt_admin_field batches_fields[] = {
          .rows = FMT_ADMIN_BATCH,
          .count_offset = offsetof(struct fmt_admin_batches, n_batches)},
         FIELD(fmt_admin_batches, truncated, FMT_ADMIN_T_BOOL, 0, 0),
+        FIELD(fmt_admin_batches, next, FMT_ADMIN_T_STRING, FMT_ADMIN_F_OPTIONAL,
+              FMT_ADMIN_NEXT_MAX),
 };
 static const struct fmt_admin_field ca_fields[] = {
         FIELD(fmt_admin_ca, name, FMT_ADMIN_T_STRING, 0, FMT_ID_MAX),
@@ -631,15 +633,17 @@ enum idp_err fmt_admin_list_add(cJSON *rows, enum fmt_admin_kind kind, const voi
 	return IDP_OK;
 }
 
+/* The key of a page's last row: an ID, a seq, a credential name or an
+ * allow-list entry, the longest (FMT_ADMIN_NEXT_MAX). */
 static const struct fmt_admin_field next_field = {
-        .name = "next", .type = FMT_ADMIN_T_ID, .max = FMT_ID_MAX};
+        .name = "next", .type = FMT_ADMIN_T_STRING, .max = FMT_ADMIN_NEXT_MAX};
 
 enum idp_err fmt_admin_list_end(cJSON *list, const char *next, int64_t now,
                                 struct idp_error *err)
 {
 	if (next != NULL) {
-		enum idp_err rc =
-		        check_string(&next_field, next, strnlen(next, FMT_ID_MAX + 1), IDP_E_ARG, err);
+		enum idp_err rc = check_string(&next_field, next,
+		                               strnlen(next, FMT_ADMIN_NEXT_MAX + 1), IDP_E_ARG, err);
 		if (rc != IDP_OK)
 			return rc;
 		if (cJSON_AddStringToObject(list, "next", next) == NULL)

@@ -50,6 +50,7 @@
 #define FMT_ADMIN_HOST_MAX    255u        /* a DNS-SD host name, an instance name (escaped) */
 #define FMT_ADMIN_ADDR_MAX    64u         /* an address as text */
 #define FMT_ADMIN_SUBJECT_MAX 511u        /* a CA's subject, one-line form */
+#define FMT_ADMIN_NEXT_MAX    FMT_ADMIN_ALLOW_MAX /* a list's "next": its last row's key */
 #define FMT_ADMIN_DATE_MAX    32u         /* a date as text ("YYYY-MM-DDTHH:MM:SSZ") */
 
 /* Body kinds. Requests first, then answers (rows of lists and objects). */
@@ -310,7 +311,8 @@ struct fmt_admin_batch {
 struct fmt_admin_batches {
 	const struct fmt_admin_batch *batches; /* n_batches rows */
 	size_t n_batches;
-	bool truncated; /* cut at FMT_ADMIN_LIST_MAX rows */
+	bool truncated;   /* cut at FMT_ADMIN_LIST_MAX rows */
+	const char *next; /* NULL unless truncated: "STATION:SEQUENCE" of the last row */
 };
 
 /* A trusted factory CA. A PEM that no longer parses is listed with its name

@@ -22,7 +22,9 @@
 # IDPROV_DEMO_WORK=<work dir> in its environment. With KEEP_DIR the work
 # directory is KEEP_DIR and is kept (tests read the servers' state from it;
 # it must be new or empty); otherwise a temporary one is made under $TMPDIR
-# and removed.
+# and removed. With IDPROV_DEMO_PAUSE=1 it stops before each step after the
+# first, everything it started still running, until a line (Enter) comes on
+# its standard input (end of input goes on too): a presenter's pace.
 set -euo pipefail
 bin=$(cd "${1:-build/plain/bin}" && pwd)
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -90,7 +92,16 @@ quote() {
 		printf "'%s'" "${1//\'/\'\\\'\'}"
 	fi
 }
-step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
+n_step=0
+step() {
+	n_step=$((n_step + 1))
+	# What it waits on is its input: the line below is said just before.
+	if [ "${IDPROV_DEMO_PAUSE:-}" = 1 ] && [ "$n_step" -gt 1 ]; then
+		printf '\n  (paused before step %s: Enter goes on)\n' "$n_step"
+		read -r _ || true
+	fi
+	printf '\n%s== %s%s\n' "$bold" "$*" "$plain"
+}
 # show ARGS...: print a command as typed (long ones continued with \).
 show() {
 	local a w line='  $'
@@ -211,17 +222,15 @@ net_up() {
 	mkdir -p "$netdir"
 	# shellcheck disable=SC2034 # samples/netns.sh's
 	NETNS_DIR=$netdir
-	NETNS_VA='' NETNS_VB=''
 	# shellcheck source=samples/netns.sh
 	. "$here/netns.sh"
-	if ! netns_add "$ns_site"; then
-		why="network namespaces not allowed here ($(head -1 "$netdir/netns.err" | cut -c1-80))"
-		return 1
-	fi
-	netns_add "$ns_dev" && netns_link "$ns_site" "$site_ip/24" "$ns_dev" "$dev_ip/24" &&
-		bus site "$ns_site" && bus dev "$ns_dev" &&
-		avahi site "$ns_site" "$NETNS_VA" && avahi dev "$ns_dev" "$NETNS_VB" && return 0
-	why="the namespaces could not be set up (logs in $netdir)"
+	local rc=0
+	netns_pair site "$ns_site" "$site_ip/24" dev "$ns_dev" "$dev_ip/24" || rc=$?
+	case $rc in
+	0) return 0 ;;
+	2) why="network namespaces not allowed here ($(head -1 "$netdir/netns.err" | cut -c1-80))" ;;
+	*) why="the namespaces could not be set up (logs in $netdir)" ;;
+	esac
 	return 1
 }
 site() { DBUS_SYSTEM_BUS_ADDRESS=unix:path=$netdir/site.bus ip netns exec "$ns_site" "$@"; }

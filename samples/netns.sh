@@ -14,6 +14,8 @@
 #   bus NAME NS              a dbus-daemon for NS on $NETNS_DIR/NAME.bus (BUS_PID)
 #   avahi NAME NS IFACE      an avahi-daemon on that bus serving IFACE only (AVAHI_PID)
 #   in_ns NAME NS CMD...     exec CMD in NS with NAME's bus
+#   netns_pair BA NA ADDR_A BB NB ADDR_B  all of the above for two "machines"
+#                            (below): what the demo and the tests set up
 NETNS_PIDS=()
 NETNS=()
 NETNS_LINKS=()
@@ -119,4 +121,27 @@ in_ns() {
 	local b=$1 n=$2
 	shift 2
 	DBUS_SYSTEM_BUS_ADDRESS=unix:path=$NETNS_DIR/$b.bus exec ip netns exec "$n" "$@"
+}
+
+# netns_pair BA NA ADDR_A/LEN BB NB ADDR_B/LEN: namespaces NA and NB joined
+# by a veth pair (ADDR_A on NETNS_VA in NA, ADDR_B on NETNS_VB in NB), in
+# each a dbus-daemon (bus BA in NA, BB in NB) and an avahi-daemon serving its
+# veth end only (PIDs NETNS_AVAHI_A, NETNS_AVAHI_B). Returns 2 when no
+# namespace may be made here (the reason in $NETNS_DIR/netns.err, nothing
+# made), 1 when a later step failed (said on stderr; netns_teardown undoes
+# what was made).
+netns_pair() {
+	netns_add "$2" || return 2
+	netns_add "$5" || { echo "netns: namespace $5: $(cat "$NETNS_DIR/netns.err")" >&2; return 1; }
+	netns_link "$2" "$3" "$5" "$6" || { echo "netns: no veth pair $2-$5" >&2; return 1; }
+	if ! bus "$1" "$2" || ! bus "$4" "$5"; then
+		echo "netns: no dbus-daemon (logs in $NETNS_DIR)" >&2
+		return 1
+	fi
+	avahi "$1" "$2" "$NETNS_VA" || return 1
+	# shellcheck disable=SC2034 # for the caller
+	NETNS_AVAHI_A=$AVAHI_PID
+	avahi "$4" "$5" "$NETNS_VB" || return 1
+	# shellcheck disable=SC2034 # for the caller
+	NETNS_AVAHI_B=$AVAHI_PID
 }

@@ -890,15 +890,10 @@ void srv_admin_station_list(struct srv_ctx *ctx, struct evhttp_request *req)
  * SRV_ADMIN_LIST_MAX; "next" names the ID to continue after. */
 void srv_admin_device_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!authorized(ctx, req))
-		return;
+	static const char *const names[] = {"state", "after"};
 	struct evkeyvalq q;
-	TAILQ_INIT(&q);
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "query: malformed");
+	if (!srv_admin_query(ctx, req, &q, names, 2))
 		return;
-	}
 	const char *state = evhttp_find_header(&q, "state");
 	const char *after = evhttp_find_header(&q, "after");
 	enum srv_device_state s = 0;
@@ -935,8 +930,8 @@ static enum idp_err check_kind(const char *k, struct idp_error *err)
 }
 
 /* The query of req parsed into q (answered 400, false returned, when it is
- * malformed or has a parameter not in names[0..n)). Free q with
- * evhttp_clear_headers() either way. */
+ * malformed or has a parameter not in names[0..n), or one twice). Free q
+ * with evhttp_clear_headers() either way. */
 static bool parse_query_names(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
                         const char *const *names, size_t n)
 {
@@ -950,11 +945,16 @@ static bool parse_query_names(struct srv_ctx *ctx, struct evhttp_request *req, s
 		size_t i = 0;
 		while (i < n && strcmp(kv->key, names[i]) != 0)
 			i++;
-		if (i == n) {
+		/* Twice is refused too: which one a handler reads is no answer. */
+		const struct evkeyval *first = TAILQ_FIRST(q);
+		while (strcmp(first->key, kv->key) != 0) /* ends at kv at the latest */
+			first = TAILQ_NEXT(first, next);
+		if (i == n || first != kv) {
 			char kbuf[FIO_LOG_ESC_MAX];
 			(void)fio_log_esc(kv->key, strnlen(kv->key, 256), kbuf, sizeof(kbuf));
 			struct idp_error err = {0};
-			(void)idp_error_set(&err, IDP_E_FORMAT, "query: unknown parameter %s", kbuf);
+			(void)idp_error_set(&err, IDP_E_FORMAT, "query: %s parameter %s",
+			                    i == n ? "unknown" : "repeated", kbuf);
 			(void)srv_handlers_fail(ctx, req, IDP_E_FORMAT, FMT_API_ORIGIN_SERVER, &err);
 			return false;
 		}
@@ -1122,8 +1122,10 @@ void srv_admin_audit_list(struct srv_ctx *ctx, struct evhttp_request *req)
  * (audit.broken) and answered 200: the check itself worked. */
 void srv_admin_audit_verify(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!authorized(ctx, req))
+	struct evkeyvalq q; /* no parameters */
+	if (!srv_admin_query(ctx, req, &q, NULL, 0))
 		return;
+	evhttp_clear_headers(&q);
 	struct srv_audit_check c;
 	struct idp_error err = {0};
 	enum idp_err rc = srv_store_audit_verify(ctx->store, &c, &err);
@@ -1274,8 +1276,10 @@ void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
 void srv_admin_whoami(struct srv_ctx *ctx, struct evhttp_request *req)
 {
 	struct srv_admin_who who;
-	if (!srv_admin_caller(ctx, req, &who))
+	struct evkeyvalq q; /* no parameters */
+	if (!srv_admin_caller(ctx, req, &who) || !srv_admin_query(ctx, req, &q, NULL, 0))
 		return;
+	evhttp_clear_headers(&q);
 	const struct fmt_admin_whoami w = {.name = who.name, .role = srv_role_name(who.role)};
 	srv_admin_send_body(ctx, req, FMT_ADMIN_WHOAMI, &w);
 }
@@ -1368,23 +1372,43 @@ static int add_credential(void *ctx, const struct srv_credential *c)
 	                                         .source = "store",
 	                                         .created_at = c->created_at,
 	                                         .revoked_at = c->revoked_at};
-	return list_add(ctx, &row);
+	struct list *l = ctx;
+	int stop = list_add(l, &row);
+	if (stop == 0)
+		(void)snprintf(l->last, sizeof(l->last), "%s", c->name);
+	return stop;
 }
 
-/* GET /v1/admin/credentials: the state directory's "admin", then every
- * named credential by name, revoked ones too (never a secret or hash). */
+/* GET /v1/admin/credentials[?after=NAME]: the state directory's "admin"
+ * (first page only), then the named credentials by name, revoked ones too
+ * (never a secret or hash), at most SRV_ADMIN_LIST_MAX; "next" names the
+ * credential to continue after. */
 void srv_admin_credential_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	struct list l = {0};
-	if (!authorized(ctx, req) || !list_start(req, FMT_ADMIN_CREDENTIAL, &l))
+	static const char *const names[] = {"after"};
+	struct evkeyvalq q;
+	if (!srv_admin_query(ctx, req, &q, names, 1))
 		return;
-	const struct fmt_admin_credential builtin = {
-	        .name = SRV_ADMIN_BUILTIN, .role = "admin", .source = "state-dir"};
+	const char *after = evhttp_find_header(&q, "after");
 	struct idp_error err = {0};
-	enum idp_err rc = IDP_OK;
-	if (list_add(&l, &builtin) == 0)
-		rc = srv_store_credential_foreach(ctx->store, add_credential, &l, &err);
-	send_list(ctx, req, &l, rc, &err);
+	enum idp_err rc = after != NULL ? check_cred_name(after, strlen(after), &err) : IDP_OK;
+	if (rc != IDP_OK) /* named as the parameter it is here */
+		(void)idp_error_set(&err, rc, "after: not a credential name (1 to %u of "
+		                              "[A-Za-z0-9._-])",
+		                    SRV_STORE_CRED_NAME_MAX);
+	struct list l = {0};
+	if (rc != IDP_OK) {
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	} else if (list_start(req, FMT_ADMIN_CREDENTIAL, &l)) {
+		const struct fmt_admin_credential builtin = {
+		        .name = SRV_ADMIN_BUILTIN, .role = "admin", .source = "state-dir"};
+		if (after != NULL || list_add(&l, &builtin) == 0)
+			rc = srv_store_credential_page(ctx->store, after,
+			                               (int64_t)(SRV_ADMIN_LIST_MAX - l.n),
+			                               add_credential, &l, &err);
+		send_list(ctx, req, &l, rc, &err);
+	}
+	evhttp_clear_headers(&q);
 }
 
 static enum idp_err cred_revoke(struct srv_store *st, const void *arg, int64_t now,
@@ -1494,19 +1518,18 @@ static int add_oob(void *ctx, const struct srv_oob *e)
  * at most SRV_ADMIN_LIST_MAX; "next" names the ID to continue after. */
 void srv_admin_oob_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!authorized(ctx, req))
-		return;
 	static const char *const names[] = {"after"};
 	struct evkeyvalq q;
-	if (!parse_query_names(ctx, req, &q, names, 1)) {
-		evhttp_clear_headers(&q);
+	if (!srv_admin_query(ctx, req, &q, names, 1))
 		return;
-	}
+	const char *after = evhttp_find_header(&q, "after");
+	struct idp_error err = {0};
+	enum idp_err rc = after != NULL ? fmt_id_check(after, strlen(after), "after", &err) : IDP_OK;
 	struct list l = {0};
-	if (list_start(req, FMT_ADMIN_OOB, &l)) {
-		struct idp_error err = {0};
-		enum idp_err rc = srv_store_oob_foreach(ctx->store, evhttp_find_header(&q, "after"),
-		                                        SRV_ADMIN_LIST_MAX, add_oob, &l, &err);
+	if (rc != IDP_OK)
+		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
+	else if (list_start(req, FMT_ADMIN_OOB, &l)) {
+		rc = srv_store_oob_foreach(ctx->store, after, SRV_ADMIN_LIST_MAX, add_oob, &l, &err);
 		send_list(ctx, req, &l, rc, &err);
 	}
 	evhttp_clear_headers(&q);

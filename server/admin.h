@@ -77,7 +77,7 @@ srv_handler_fn srv_admin_approve;         /* POST /v1/admin/devices/approve */
 srv_handler_fn srv_admin_reject;          /* POST /v1/admin/devices/reject */
 srv_handler_fn srv_admin_revoke;          /* POST /v1/admin/devices/revoke */
 srv_handler_fn srv_admin_release;         /* POST /v1/admin/release */
-srv_handler_fn srv_admin_station_list;    /* GET /v1/admin/stations */
+srv_handler_fn srv_admin_station_list;    /* GET /v1/admin/stations[?after=ID] */
 srv_handler_fn srv_admin_device_list;     /* GET /v1/admin/devices[?state=S&after=ID] */
 srv_handler_fn srv_admin_flag_list;       /* GET /v1/admin/flags */
 srv_handler_fn srv_admin_flag_resolve;    /* POST /v1/admin/flags/resolve */
@@ -88,7 +88,7 @@ srv_handler_fn srv_admin_audit_verify;    /* GET /v1/admin/audit/verify */
 srv_handler_fn srv_admin_report_unprovisioned; /* GET /v1/admin/report/unprovisioned */
 srv_handler_fn srv_admin_whoami;          /* GET /v1/admin/whoami: {"name","role"} */
 srv_handler_fn srv_admin_credential_add;  /* POST /v1/admin/credentials {"name","role"} */
-srv_handler_fn srv_admin_credential_list; /* GET /v1/admin/credentials */
+srv_handler_fn srv_admin_credential_list; /* GET /v1/admin/credentials[?after=NAME] */
 srv_handler_fn srv_admin_credential_revoke; /* POST /v1/admin/credentials/revoke {"name"} */
 srv_handler_fn srv_admin_oob_add;         /* POST /v1/admin/oob {"device_id","verifier",...} */
 srv_handler_fn srv_admin_oob_list;        /* GET /v1/admin/oob[?after=ID] */
@@ -98,10 +98,11 @@ srv_handler_fn srv_admin_oob_list;        /* GET /v1/admin/oob[?after=ID] */
  * e.g. GET /metrics). */
 bool srv_admin_authorized(struct srv_ctx *ctx, struct evhttp_request *req);
 
-/* An authorized request whose query has parameters of names[0..n) only,
- * parsed into q (free it with evhttp_clear_headers() when true is
- * returned); otherwise answered (401/403, or 400 naming a malformed query or
- * an unknown parameter) and false returned. */
+/* An authorized request whose query has parameters of names[0..n) only
+ * (n may be 0), each once, parsed into q (free it with
+ * evhttp_clear_headers() when true is returned); otherwise answered
+ * (401/403, or 400 naming a malformed query, an unknown parameter or one
+ * repeated) and false returned. Every admin GET parses its query here. */
 bool srv_admin_query(struct srv_ctx *ctx, struct evhttp_request *req, struct evkeyvalq *q,
                      const char *const *names, size_t n);
 

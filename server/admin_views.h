@@ -11,14 +11,17 @@
 
 #include "server/httpd.h"
 
-#define SRV_ADMIN_VIEW_STATIONS_MAX 256u /* stations one batch listing walks */
+#define SRV_ADMIN_VIEW_STATIONS_MAX 256u /* station IDs a batch listing reads at a time */
 
-/* GET /v1/admin/batches[?station=ID]: per station (ID order), sequence 1
- * to its last: each batch, or {"missing": true} for a sequence never
- * imported; at most SRV_ADMIN_LIST_MAX rows, "truncated" when cut. */
+/* GET /v1/admin/batches[?station=ID][&after=STATION:SEQ]: per station (ID
+ * order), sequence 1 to its last: each batch, or {"missing": true} for a
+ * sequence never imported; at most SRV_ADMIN_LIST_MAX rows, "truncated"
+ * when cut, and "next" naming the last row ("STATION:SEQ") to continue
+ * after. */
 srv_handler_fn srv_admin_batch_list;
 
-/* GET /v1/admin/cas: {"cas":[{"name","sha256","subject","not_after"}]}. */
+/* GET /v1/admin/cas[?after=NAME]: {"cas":[{"name","sha256","subject",
+ * "not_after"}]} in name order, paged as the other listings. */
 srv_handler_fn srv_admin_ca_list;
 
 #endif /* IDP_SERVER_ADMIN_VIEWS_H */

@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <event2/keyvalq_struct.h>
+
 #include "formats/io/dnssd.h"
 #include "formats/json.h"
 #include "server/admin.h"
@@ -462,8 +464,10 @@ static const char *utf8_text(const char *s, char *buf, size_t size)
 
 void srv_site_status(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!srv_admin_authorized(ctx, req))
+	struct evkeyvalq q; /* no parameters */
+	if (!srv_admin_query(ctx, req, &q, NULL, 0))
 		return;
+	evhttp_clear_headers(&q);
 	struct srv_suspension cur;
 	struct idp_error err = {0};
 	enum idp_err rc = srv_store_suspension_get(ctx->store, &cur, &err);
@@ -588,6 +592,8 @@ void srv_site_allow_remove(struct srv_ctx *ctx, struct evhttp_request *req)
 
 struct allow_list {
 	cJSON *rows;
+	size_t n;
+	char last[SRV_STORE_ALLOW_MAX + 1]; /* the last row's entry: "next" of a full page */
 	enum idp_err rc;
 	struct idp_error err;
 };
@@ -597,25 +603,48 @@ static int add_allow(void *ctx, const char *entry, int64_t added_at)
 	struct allow_list *l = ctx;
 	const struct fmt_admin_allow row = {.entry = entry, .added_at = added_at};
 	l->rc = fmt_admin_list_add(l->rows, FMT_ADMIN_ALLOW, &row, &l->err);
-	return l->rc != IDP_OK;
+	if (l->rc != IDP_OK)
+		return 1;
+	l->n++;
+	(void)snprintf(l->last, sizeof(l->last), "%s", entry);
+	return 0;
 }
 
+/* GET /v1/admin/allow[?after=ENTRY]: the allow-list in entry order, at most
+ * SRV_ADMIN_LIST_MAX; "next" names the entry to continue after. */
 void srv_site_allow_list(struct srv_ctx *ctx, struct evhttp_request *req)
 {
-	if (!srv_admin_authorized(ctx, req))
+	static const char *const names[] = {"after"};
+	struct evkeyvalq q;
+	if (!srv_admin_query(ctx, req, &q, names, 1))
 		return;
 	struct allow_list l = {0};
 	cJSON *top = NULL;
 	struct idp_error err = {0};
-	enum idp_err rc = fmt_admin_list_new(FMT_ADMIN_ALLOW, &top, &l.rows, &err);
+	const char *av = evhttp_find_header(&q, "after");
+	char after[SRV_STORE_ALLOW_MAX + 1] = "";
+	enum idp_err rc = IDP_OK;
+	if (av != NULL && strnlen(av, sizeof(after)) == sizeof(after))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "after: longer than %u bytes",
+		                   SRV_STORE_ALLOW_MAX);
+	else if (av != NULL) {
+		(void)snprintf(after, sizeof(after), "%s", av);
+		rc = check_entry(after, &err);
+		if (rc != IDP_OK) /* named as the parameter it is here */
+			(void)idp_error_set(&err, rc, "after: not an allow-list entry");
+	}
+	evhttp_clear_headers(&q);
 	if (rc == IDP_OK)
-		rc = srv_store_allow_foreach(ctx->store, add_allow, &l, &err);
+		rc = fmt_admin_list_new(FMT_ADMIN_ALLOW, &top, &l.rows, &err);
+	if (rc == IDP_OK)
+		rc = srv_store_allow_page(ctx->store, av != NULL ? after : NULL, SRV_ADMIN_LIST_MAX,
+		                          add_allow, &l, &err);
 	if (rc == IDP_OK && l.rc != IDP_OK) {
 		rc = l.rc;
 		err = l.err;
 	}
 	if (rc == IDP_OK)
-		rc = fmt_admin_list_end(top, NULL, 0, &err);
+		rc = fmt_admin_list_end(top, l.n == SRV_ADMIN_LIST_MAX ? l.last : NULL, 0, &err);
 	if (rc != IDP_OK)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 	else

@@ -201,7 +201,9 @@ IDP_MUST_CHECK enum idp_err srv_store_station_get(struct srv_store *st, const ch
 
 /* Factory CAs (PEM certificates the station certificates chain to). Adding
  * the same name twice gives IDP_E_DUPLICATE. _foreach calls fn for each, in
- * insertion order; a non-zero return from fn stops the walk (still IDP_OK). */
+ * insertion order; a non-zero return from fn stops the walk (still IDP_OK).
+ * _page: the CAs named after after (NULL: from the first) in name order, at
+ * most limit (negative: all, as _foreach): one page of the listing. */
 IDP_MUST_CHECK enum idp_err srv_store_factory_ca_add(struct srv_store *st, const char *name,
                                                      const char *pem, size_t pem_len, int64_t now,
                                                      struct idp_error *err);
@@ -209,6 +211,11 @@ IDP_MUST_CHECK enum idp_err srv_store_factory_ca_foreach(struct srv_store *st,
                                                          int (*fn)(void *ctx, const char *name,
                                                                    const char *pem, size_t len),
                                                          void *ctx, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_factory_ca_page(struct srv_store *st, const char *after,
+                                                      int64_t limit,
+                                                      int (*fn)(void *ctx, const char *name,
+                                                                const char *pem, size_t len),
+                                                      void *ctx, struct idp_error *err);
 
 /* Batches. _insert: IDP_E_DUPLICATE when the ID, or the station and sequence,
  * exist. _get_seq: the batch of a station with that sequence; _get_last: the
@@ -607,11 +614,17 @@ IDP_MUST_CHECK enum idp_err srv_store_credential_by_name(struct srv_store *st, c
 /* Revoke name at now; IDP_E_NOTFOUND naming it when none is valid. */
 IDP_MUST_CHECK enum idp_err srv_store_credential_revoke(struct srv_store *st, const char *name,
                                                         int64_t now, struct idp_error *err);
-/* Every credential, revoked ones too, by name (hash zeroed). */
+/* Every credential, revoked ones too, by name (hash zeroed); _page: those
+ * named after after (NULL: from the first), at most limit (negative: all). */
 IDP_MUST_CHECK enum idp_err srv_store_credential_foreach(struct srv_store *st,
                                                          int (*fn)(void *ctx,
                                                                    const struct srv_credential *c),
                                                          void *ctx, struct idp_error *err);
+IDP_MUST_CHECK enum idp_err srv_store_credential_page(struct srv_store *st, const char *after,
+                                                      int64_t limit,
+                                                      int (*fn)(void *ctx,
+                                                                const struct srv_credential *c),
+                                                      void *ctx, struct idp_error *err);
 
 /* An out-of-band secret's entry (formats/api.md §15): the verifier only. */
 struct srv_oob {
@@ -702,7 +715,9 @@ IDP_MUST_CHECK enum idp_err srv_store_suspension_set(struct srv_store *st, bool 
                                                      const char *reason, int64_t now,
                                                      struct idp_error *err);
 /* _add: IDP_E_DUPLICATE when present; _remove: IDP_E_NOTFOUND when absent;
- * both name the entry. _foreach in entry order; non-zero from fn stops. */
+ * both name the entry. _foreach in entry order; non-zero from fn stops.
+ * _page: the entries after after (NULL: from the first), at most limit
+ * (negative: all). */
 IDP_MUST_CHECK enum idp_err srv_store_allow_add(struct srv_store *st, const char *entry,
                                                 int64_t now, struct idp_error *err);
 IDP_MUST_CHECK enum idp_err srv_store_allow_remove(struct srv_store *st, const char *entry,
@@ -711,6 +726,10 @@ IDP_MUST_CHECK enum idp_err
 srv_store_allow_foreach(struct srv_store *st,
                         int (*fn)(void *ctx, const char *entry, int64_t added_at), void *ctx,
                         struct idp_error *err);
+IDP_MUST_CHECK enum idp_err
+srv_store_allow_page(struct srv_store *st, const char *after, int64_t limit,
+                     int (*fn)(void *ctx, const char *entry, int64_t added_at), void *ctx,
+                     struct idp_error *err);
 
 /* The audit log's head: its seq (0: empty) and stored hash (zeros if none). */
 IDP_MUST_CHECK enum idp_err srv_store_audit_head(struct srv_store *st, int64_t *seq,

@@ -198,6 +198,7 @@ enum stmt_id {
 	S_STATION_GET,
 	S_CA_ADD,
 	S_CA_LIST,
+	S_CA_PAGE,
 	S_BATCH_INSERT,
 	S_BATCH_GET,
 	S_BATCH_GET_SEQ,
@@ -298,6 +299,8 @@ static const char *const stmt_sql[S_COUNT_] = {
         [S_STATION_GET] = "SELECT id, public_key, enabled, created_at FROM stations WHERE id = ?1",
         [S_CA_ADD] = "INSERT INTO factory_cas (name, cert_pem, created_at) VALUES (?1, ?2, ?3)",
         [S_CA_LIST] = "SELECT name, cert_pem FROM factory_cas ORDER BY seq",
+        [S_CA_PAGE] = "SELECT name, cert_pem FROM factory_cas "
+                      "WHERE name > coalesce(?1, '') ORDER BY name LIMIT ?2",
         [S_BATCH_INSERT] = "INSERT INTO batches (" BATCH_COLS ") "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         [S_BATCH_GET] = "SELECT " BATCH_COLS " FROM batches WHERE id = ?1",
@@ -423,7 +426,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                           "WHERE name = ?1 AND revoked_at = 0",
         [S_CRED_BY_NAME] = "SELECT " CRED_COLS " FROM admin_credentials "
                            "WHERE name = ?1 AND revoked_at = 0",
-        [S_CRED_LIST] = "SELECT " CRED_COLS " FROM admin_credentials ORDER BY name",
+        [S_CRED_LIST] = "SELECT " CRED_COLS " FROM admin_credentials "
+                        "WHERE name > coalesce(?1, '') ORDER BY name LIMIT ?2",
         [S_OOB_PUT] = "INSERT OR REPLACE INTO oob_secrets (" OOB_COLS ") "
                       "VALUES (?1, ?2, ?3, ?4, 0, 0)",
         [S_OOB_GET] = "SELECT " OOB_COLS " FROM oob_secrets WHERE device_id = ?1",
@@ -1109,8 +1113,21 @@ enum idp_err srv_store_factory_ca_foreach(struct srv_store *st,
                                                     size_t len),
                                           void *ctx, struct idp_error *err)
 {
+	return srv_store_factory_ca_page(st, NULL, -1, fn, ctx, err);
+}
+
+enum idp_err srv_store_factory_ca_page(struct srv_store *st, const char *after, int64_t limit,
+                                       int (*fn)(void *ctx, const char *name, const char *pem,
+                                                 size_t len),
+                                       void *ctx, struct idp_error *err)
+{
+	/* The whole list (the import's trust store) in insertion order; a page by name. */
+	const struct arg a[] = {TEXT(after), INT(limit)};
 	struct rows it;
-	rows_start(&it, st, S_CA_LIST, NULL, 0, "factory ca list", err);
+	if (limit < 0)
+		rows_start(&it, st, S_CA_LIST, NULL, 0, "factory ca list", err);
+	else
+		rows_start(&it, st, S_CA_PAGE, a, NARGS(a), "factory ca list", err);
 	while (rows_next(&it, err)) {
 		const char *name = (const char *)sqlite3_column_text(it.s, 0);
 		const char *pem = (const char *)sqlite3_column_text(it.s, 1);
@@ -2340,8 +2357,16 @@ enum idp_err srv_store_credential_foreach(struct srv_store *st,
                                           int (*fn)(void *ctx, const struct srv_credential *c),
                                           void *ctx, struct idp_error *err)
 {
+	return srv_store_credential_page(st, NULL, -1, fn, ctx, err);
+}
+
+enum idp_err srv_store_credential_page(struct srv_store *st, const char *after, int64_t limit,
+                                       int (*fn)(void *ctx, const struct srv_credential *c),
+                                       void *ctx, struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(after), INT(limit)};
 	struct rows it;
-	rows_start(&it, st, S_CRED_LIST, NULL, 0, "credential list", err);
+	rows_start(&it, st, S_CRED_LIST, a, NARGS(a), "credential list", err);
 	while (rows_next(&it, err)) {
 		struct srv_credential c;
 		it.rc = cred_row(it.s, &c, err);
@@ -2563,9 +2588,19 @@ enum idp_err srv_store_allow_foreach(struct srv_store *st,
                                      int (*fn)(void *ctx, const char *entry, int64_t added_at),
                                      void *ctx, struct idp_error *err)
 {
+	return srv_store_allow_page(st, NULL, -1, fn, ctx, err);
+}
+
+enum idp_err srv_store_allow_page(struct srv_store *st, const char *after, int64_t limit,
+                                  int (*fn)(void *ctx, const char *entry, int64_t added_at),
+                                  void *ctx, struct idp_error *err)
+{
+	const struct arg a[] = {TEXT(after), INT(limit)};
 	sqlite3_stmt *s = NULL;
-	enum idp_err rc =
-	        prep(st, "SELECT entry, added_at FROM site_allow ORDER BY entry", NULL, 0, &s, err);
+	enum idp_err rc = prep(st,
+	                       "SELECT entry, added_at FROM site_allow "
+	                       "WHERE entry > coalesce(?1, '') ORDER BY entry LIMIT ?2",
+	                       a, NARGS(a), &s, err);
 	char entry[SRV_STORE_ALLOW_MAX + 1];
 	while (rc == IDP_OK) {
 		int r = sqlite3_step(s);

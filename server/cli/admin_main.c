@@ -97,6 +97,7 @@ static void usage(FILE *f)
 	        "  station disable ID                 stop trusting a station\n"
 	        "  station list [--after ID]          the stations and their keys (1000 a page)\n"
 	        "  ca add CA.pem [--name NAME]        trust a factory CA\n"
+	        "  ca list [--after NAME]             the factory CAs (1000 a page)\n"
 	        "  import NAME.manifest [--sig FILE]  import a signed manifest\n"
 	        "  devices [--state S] [--after ID]   list devices (1000 a page)\n"
 	        "  approve ID [--key SHA256]          approve a pending device (with that key)\n"
@@ -120,7 +121,7 @@ static void usage(FILE *f)
 	        "  credential add NAME --role admin|viewer [--out FILE]\n"
 	        "                                     a named credential; its secret is shown once\n"
 	        "                                     (or written to FILE, mode 0600)\n"
-	        "  credential list                    the credentials and their roles\n"
+	        "  credential list [--after NAME]     the credentials and their roles (1000 a page)\n"
 	        "  credential revoke NAME             the credential stops working\n"
 	        "  whoami                             the caller's credential and role\n"
 	        "  oob add ID [--expires DURATION]    the label secret from stdin (asked for\n"
@@ -137,7 +138,7 @@ static void usage(FILE *f)
 	        "  suspension                         show the hold and its reason\n"
 	        "  allow add|remove HOST:PORT|FINGERPRINT\n"
 	        "                                     another DNS-SD publisher that is not a rogue\n"
-	        "  allow list                         the allow-list\n"
+	        "  allow list [--after ENTRY]         the allow-list (1000 a page)\n"
 	        "output: tables (times in local ISO 8601); --json: the API's JSON answer\n"
 	        "defaults: --server " ADM_DEFAULT_URL " --ca " ADM_DEFAULT_CA "\n"
 	        "credential: --token-file FILE, else $IDPROV_ADMIN_TOKEN, else a client\n"
@@ -575,8 +576,9 @@ static int list(const struct opts *o, const char *base, enum fmt_admin_kind kind
 /* credential add NAME --role R [--out FILE] | list | revoke NAME */
 static int credential(const struct opts *o, int argc, char **argv)
 {
-	if (argc == 1 && strcmp(argv[0], "list") == 0)
-		return list(o, "credentials", FMT_ADMIN_CREDENTIAL, argc, argv, NULL, 0, false);
+	static const char *const after[] = {"after"};
+	if (strcmp(argv[0], "list") == 0)
+		return list(o, "credentials", FMT_ADMIN_CREDENTIAL, argc, argv, after, 1, false);
 	if (argc == 2 && strcmp(argv[0], "revoke") == 0) {
 		const struct fmt_admin_name n = {.name = argv[1]};
 		return post_body(o, "credentials/revoke", FMT_ADMIN_NAME, &n);
@@ -824,8 +826,9 @@ static int site_cmd(const struct opts *o, int argc, char **argv)
 		static const struct answer status = {SHAPE_OBJECT, FMT_ADMIN_SUSPENSION, NULL};
 		return post(o, "suspension", "application/json", NULL, 0, NULL, &status);
 	}
-	if (argc == 2 && strcmp(cmd, "allow") == 0 && strcmp(argv[1], "list") == 0)
-		return list(o, "allow", FMT_ADMIN_ALLOW, 1, argv, NULL, 0, false);
+	static const char *const after[] = {"after"};
+	if (argc >= 2 && strcmp(cmd, "allow") == 0 && strcmp(argv[1], "list") == 0)
+		return list(o, "allow", FMT_ADMIN_ALLOW, argc - 1, argv + 1, after, 1, false);
 	if (argc == 3 && strcmp(cmd, "allow") == 0 &&
 	    (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0)) {
 		const struct fmt_admin_allow_entry e = {.entry = argv[2]};
@@ -887,6 +890,8 @@ static int run(const struct opts *o, int argc, char **argv)
 	if (argc >= 2 && strcmp(cmd, "station") == 0 && strcmp(argv[1], "list") == 0)
 		return list(o, "stations", FMT_ADMIN_STATION, argc - 1, argv + 1, station_opts, 1,
 		            false);
+	if (argc >= 2 && strcmp(cmd, "ca") == 0 && strcmp(argv[1], "list") == 0)
+		return list(o, "cas", FMT_ADMIN_CA, argc - 1, argv + 1, station_opts, 1, false);
 	if (argc == 2 && strcmp(cmd, "backup") == 0) {
 		const struct answer backup = {SHAPE_BACKUP, FMT_ADMIN_DONE, argv[1]};
 		return post(o, "backup", "application/json", "", 0, NULL, &backup);

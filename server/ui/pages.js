@@ -356,7 +356,7 @@ export async function batches(view, ctx) {
     ev.preventDefault();
     ctx.go('batches', { station: station.value.trim() });
   });
-  const data = await get(withQuery('/v1/admin/batches', { station: st.station }));
+  const data = await get(withQuery('/v1/admin/batches', { station: st.station, after: st.after }));
   const per = new Map();
   for (const b of data.batches) {
     if (!per.has(b.station_id)) per.set(b.station_id, []);
@@ -381,7 +381,9 @@ export async function batches(view, ctx) {
   put(view, h('h2', {}, 'Batches per station'),
     h('p', {}, 'Each station numbers its batches 1, 2, ...; each batch carries the hash of the one before. A missing number or a broken link stands out here.'),
     form, ...sections, per.size === 0 ? h('p', {}, 'No batches imported.') : null,
-    data.truncated ? h('p', { class: 'warn' }, 'Only the first 1000 rows: pick a station.') : null);
+    h('div', { class: 'pager' },
+      st.after ? h('button', { type: 'button', onclick: () => ctx.go('batches', { station: st.station }) }, 'First page') : null,
+      data.next ? h('button', { type: 'button', id: 'batches-next', onclick: () => ctx.go('batches', { ...st, after: data.next }) }, 'Next page (1000 rows a page)') : null));
 }
 
 // ---------------------------------------------------------------- stations
@@ -399,5 +401,6 @@ export async function stations(view, ctx) {
     cas.cas.length === 0 ? h('p', {}, 'No factory CA trusted.')
       : table('Factory CAs', ['Name', 'Subject', 'Certificate SHA-256', 'Valid until'],
         cas.cas.map((c) => h('tr', {}, h('td', {}, c.name), h('td', {}, c.subject || ''),
-          h('td', { class: 'fp' }, fp(c.sha256 || '')), h('td', {}, c.not_after || '')))));
+          h('td', { class: 'fp' }, fp(c.sha256 || '')), h('td', {}, c.not_after || '')))),
+    cas.next ? h('p', { class: 'warn' }, `Only the first 1000 factory CAs, by name: idprov-admin ca list --after ${cas.next} lists the others.`) : null);
 }

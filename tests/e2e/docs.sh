@@ -176,6 +176,7 @@ printf 'dev-0101,02:1a:2b:00:00:01,SN-0101,\n' >b1.csv
 "$IDP_BIN/idprov-manifest" create --key station-01.key --batch b-2026-0001 --station station-01 --seq 1 \
 	--product "Sensor X1" --devices b1.csv --out b-2026-0001.manifest >/dev/null
 doc_run 'idprov-admin station add station-01 station-01.pub'
+doc_run 'idprov-admin ca list'
 doc_run 'idprov-admin import b-2026-0001.manifest'
 "$IDP_BIN/idprov-agent" --state-dir "$T_TMP/dev42" --id dev-0042 --mac 02:1a:2b:00:00:42 \
 	--server "$SRV_URL" --ca "$SRV_CA" run --once --wait 1 2>/dev/null

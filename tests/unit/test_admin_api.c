@@ -622,8 +622,42 @@ START_TEST(test_admin_encoder_refuses)
 	ck_assert_int_eq(fmt_admin_encode(FMT_ADMIN_KIND_COUNT, &s_flag, &o, &err), IDP_E_ARG);
 	cJSON *top = NULL, *rows = NULL;
 	ck_assert_int_eq(fmt_admin_list_new(FMT_ADMIN_DEVICE, &top, &rows, &err), IDP_OK);
-	ck_assert_int_eq(fmt_admin_list_end(top, "not an id!", 0, &err), IDP_E_ARG);
+	/* "next" is any row key (an ID, a seq, a credential name, an allow
+	 * entry) of 1..FMT_ADMIN_NEXT_MAX bytes of UTF-8. */
+	ck_assert_int_eq(fmt_admin_list_end(top, "", 0, &err), IDP_E_ARG);
+	ck_assert_int_eq(fmt_admin_list_end(top, "\xc3\x28", 0, &err), IDP_E_ARG);
+	char key[FMT_ADMIN_NEXT_MAX + 2];
+	memset(key, 'h', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	ck_assert_int_eq(fmt_admin_list_end(top, key, 0, &err), IDP_E_LIMIT);
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(top, "next"));
 	cJSON_Delete(top);
+}
+END_TEST
+
+START_TEST(test_admin_list_next_any_key)
+{
+	/* A page's last key that is no ID (a credential name may start with
+	 * "_", an allow entry be 300 bytes) goes out and comes back. */
+	struct idp_error err = {0};
+	char entry[FMT_ADMIN_NEXT_MAX + 1];
+	memset(entry, 'h', sizeof(entry) - 1);
+	memcpy(entry + sizeof(entry) - 6, ":8443", 6);
+	const char *const keys[] = {"_op-0999", entry};
+	for (size_t i = 0; i < 2; i++) {
+		cJSON *top = NULL, *rows = NULL;
+		ck_assert_int_eq(fmt_admin_list_new(FMT_ADMIN_ALLOW, &top, &rows, &err), IDP_OK);
+		ck_assert_int_eq(fmt_admin_list_end(top, keys[i], 0, &err), IDP_OK);
+		char *text = cJSON_PrintUnformatted(top);
+		cJSON_Delete(top);
+		struct fmt_admin_list l;
+		ck_assert_msg(fmt_admin_list_parse(FMT_ADMIN_ALLOW, (const uint8_t *)text,
+		                                   strlen(text), &l, &err) == IDP_OK,
+		              "%s", err.msg);
+		ck_assert_str_eq(l.next, keys[i]);
+		fmt_admin_list_free(&l);
+		cJSON_free(text);
+	}
 }
 END_TEST
 
@@ -664,6 +698,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_admin_oversized);
 	tcase_add_test(tc, test_admin_large_integers_exact);
 	tcase_add_test(tc, test_admin_encoder_refuses);
+	tcase_add_test(tc, test_admin_list_next_any_key);
 	tcase_add_test(tc, test_admin_field_tables);
 	suite_add_tcase(s, tc);
 	return s;

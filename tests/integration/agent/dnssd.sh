@@ -29,19 +29,8 @@ t_grep "no avahi-daemon: agent says so" 'cannot reach avahi-daemon' "$T_TMP/nod.
 # --- the namespaces ------------------------------------------------------------
 NA=idpdA$$
 NB=idpdB$$
-if ! netns_add "$NA"; then
-	echo "skip - network namespaces not allowed here ($(head -c 200 "$T_TMP/netns.err")):" \
-		"the DNS-SD discovery between namespaces did not run"
-	t_done
-fi
-t_run "namespace B created" netns_add "$NB"
-t_run "veth pair created" netns_link "$NA" 10.77.1.1/24 "$NB" 10.77.1.2/24
-VA=$NETNS_VA
-VB=$NETNS_VB
-t_run "A: dbus-daemon" bus a "$NA"
-t_run "B: dbus-daemon" bus b "$NB"
-t_run "A: avahi-daemon" avahi a "$NA" "$VA"
-t_run "B: avahi-daemon" avahi b "$NB" "$VB"
+netns_pair_or_skip a "$NA" 10.77.1.1/24 b "$NB" 10.77.1.2/24 \
+	"the DNS-SD discovery between namespaces did not run"
 in_a() { in_ns a "$NA" "$@"; }
 in_b() { in_ns b "$NB" "$@"; }
 

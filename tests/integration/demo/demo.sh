@@ -19,9 +19,9 @@
 # server restarted on the kept state, as the demo's "look next" says, whose
 # web UI answers). Nothing the demo started is left running and its
 # namespaces are gone. A demo interrupted by Ctrl-C (SIGINT to its process
-# group) at the site, with its server, daemons and namespaces up, stops
-# every process it started, deletes the namespaces and removes its work
-# directory; so does one whose output pipe is closed part way. The scripts
+# group) at the site (held there by IDPROV_DEMO_PAUSE), with its server,
+# daemons and namespaces up, stops every process it started, deletes the
+# namespaces and removes its work directory; so does one whose output pipe is closed part way. The scripts
 # are ShellCheck-clean at every severity.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/../server/idprovd.inc"
@@ -222,15 +222,45 @@ t_run "loopback: the demo exits 0" [ "$rc" = 0 ]
 check_run "$w2" "$T_TMP/out-lo" loopback
 
 # Ctrl-C at the site: SIGINT to the demo's process group (as a terminal
-# sends it) with the server, the daemons, the namespaces and agents up.
+# sends it) with the server, the daemons and the namespaces up. The demo
+# runs with IDPROV_DEMO_PAUSE=1, its input a FIFO this test writes a line
+# to at each pause, and is held at the last pause (before its summary, the
+# site done) while the checks look: it waits there on its input, so it
+# cannot run on to its end meanwhile. (Taken from its "dev-07 pending" line
+# instead, a slow check could find it already finished: it once did, under
+# load.)
 mkdir "$T_TMP/tmp dir"
-set -m # its own process group, SIGINT not ignored
-TMPDIR="$T_TMP/tmp dir" env --default-signal=INT bash "$demo" "$T_TMP/bin dir" >"$T_TMP/out2" 2>&1 &
+mkfifo "$T_TMP/enter"
+exec 9<>"$T_TMP/enter" # held open: the demo's reads wait rather than end
+set -m                 # its own process group, SIGINT not ignored
+IDPROV_DEMO_PAUSE=1 TMPDIR="$T_TMP/tmp dir" env --default-signal=INT bash "$demo" "$T_TMP/bin dir" \
+	<"$T_TMP/enter" >"$T_TMP/out2" 2>&1 &
 dpid=$!
 set +m
 T_CLEANUP+=("kill -TERM -- -$dpid 2>/dev/null || true")
-t_run "Ctrl-C run reaches the site" wait_for "$T_TMP/out2" '^ +dev-07 +pending'
-t_run "its processes are running" [ "$(marked "$T_TMP/tmp dir" | wc -l)" -ge 1 ]
+# paused N: the demo says it waits before step N.
+paused() { wait_for "$T_TMP/out2" "^  \\(paused before step $1: Enter goes on\\)$"; }
+t_run "Ctrl-C run: paused before step 2" paused 2
+echo >&9
+t_run "Ctrl-C run: paused before step 3" paused 3
+echo >&9
+t_run "Ctrl-C run reaches the site and waits there (before its summary)" paused 4
+t_refuse "Ctrl-C run: no summary yet" grep -q '^== 4\. Summary' "$T_TMP/out2"
+t_grep "Ctrl-C run: the site happened (dev-07 pending, then approved)" \
+	'^ +admin +approves dev-07 by its label' "$T_TMP/out2"
+# running DIR PROG...: each PROG is among the processes the demo started.
+running() {
+	local d=$1 p
+	shift
+	for p in $(marked "$d"); do cat "/proc/$p/comm"; done 2>/dev/null | sort -u >"$T_TMP/comms"
+	for p in "$@"; do grep -qx "$p" "$T_TMP/comms" || return 1; done
+}
+if [ "$netns_ok" = yes ]; then
+	t_run "its server, buses and avahi-daemons are running" \
+		running "$T_TMP/tmp dir" idprovd dbus-daemon avahi-daemon
+else
+	t_run "its server is running" running "$T_TMP/tmp dir" idprovd
+fi
 if [ "$netns_ok" = yes ]; then
 	t_run "its two namespaces are named" [ "$(namespaces "$T_TMP/out2" | wc -w)" = 2 ]
 	t_refuse "its namespaces exist" ns_gone "$T_TMP/out2"
@@ -238,6 +268,7 @@ fi
 kill -INT -- "-$dpid"
 wait "$dpid"
 rc=$?
+exec 9>&-
 t_run "Ctrl-C: the demo exits 130" [ "$rc" = 130 ]
 t_grep "Ctrl-C: says it failed" 'demo: FAILED \(exit 130\)' "$T_TMP/out2"
 t_run "Ctrl-C: nothing left running" [ -z "$(marked "$T_TMP/tmp dir")" ]

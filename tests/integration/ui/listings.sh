@@ -32,9 +32,9 @@ t_run "station filter: same three rows" [ "$(grep -o '"sequence":' "$T_TMP/out" 
 t_run "other station: 200" [ "$(adm 'batches?station=station-02')" = 200 ]
 t_grep "other station: none" '^\{"batches":\[\],"truncated":false\}$' "$T_TMP/out"
 t_run "bad station ID: 400" [ "$(adm 'batches?station=-x')" = 400 ]
-t_run "unknown parameter: 400" [ "$(adm 'batches?after=1')" = 400 ]
+t_run "unknown parameter: 400" [ "$(adm 'batches?page=1')" = 400 ]
 t_grep "the unknown parameter is named, as on every admin listing" \
-	'"message":"query: unknown parameter after"' "$T_TMP/out"
+	'"message":"query: unknown parameter page"' "$T_TMP/out"
 t_run "no credential: 401" [ "$(get "$SRV_URL/v1/admin/batches")" = 401 ]
 
 t_run "CAs: 200" [ "$(adm cas)" = 200 ]
