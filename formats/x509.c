@@ -10,6 +10,10 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+/* The reason code of the sentinel error fmt_x509_list_parse pushes (OpenSSL
+ * itself never raises ERR_LIB_USER errors). */
+#define X509_SENTINEL 1
+
 /* Count the certificate blocks of a PEM text that is nothing but blocks:
  * BEGIN line, body, END line, an optional '\n', the next BEGIN line. */
 static enum idp_err strict_blocks(const uint8_t *s, size_t n, size_t *count,
@@ -89,8 +93,12 @@ enum idp_err fmt_x509_list_parse(const uint8_t *buf, size_t len, size_t max, uns
 		rc = idp_error_ssl(err, IDP_E_NOMEM, "certificate list: out of memory");
 		goto out;
 	}
-	/* Errors before ours are the caller's: look only at what the loop adds. */
+	/* Errors before ours are the caller's: look only at what the loop adds.
+	 * WARNING: ERR_peek_last_error sees through a mark, so when the loop adds
+	 * nothing it would return the caller's last error: a sentinel error on
+	 * top of the mark (popped with it) stands for "nothing added". */
 	(void)ERR_set_mark();
+	ERR_raise(ERR_LIB_USER, X509_SENTINEL);
 	X509 *c = NULL;
 	const uint8_t *rest = NULL; /* where the read that found no certificate began */
 	size_t rest_len = 0;
@@ -115,6 +123,8 @@ enum idp_err fmt_x509_list_parse(const uint8_t *buf, size_t len, size_t max, uns
 	 * (a body line that starts like an END line), so a certificate BEGIN
 	 * line left in the unread text is a block that did not parse too. */
 	unsigned long e = bio != NULL ? ERR_peek_last_error() : 0;
+	if (ERR_GET_LIB(e) == ERR_LIB_USER && ERR_GET_REASON(e) == X509_SENTINEL)
+		e = 0;
 	(void)ERR_pop_to_mark();
 	size_t n = (size_t)sk_X509_num(certs);
 	bool clean_end = e == 0 || (ERR_GET_LIB(e) == ERR_LIB_PEM &&
