@@ -292,6 +292,55 @@ START_TEST(test_key_refuses_bad_encodings)
 }
 END_TEST
 
+/* Text with no complete PEM block is refused before OpenSSL's decoders are
+ * set up (formats/keys.c pem_block_in), and says so; a key after text and
+ * after a damaged block is still found, as OpenSSL's readers find it. */
+START_TEST(test_key_pem_without_block_refused_early)
+{
+	enum fmt_key_type t = types[_i];
+	struct fmt_key *k = NULL, *got = NULL;
+	struct idp_error err;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	char *priv = NULL, *pub = NULL;
+	size_t plen = 0, ulen = 0;
+	ck_assert_int_eq(fmt_key_private_pem(k, &priv, &plen, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_public_pem(k, &pub, &ulen, NULL), IDP_OK);
+	for (int half = 0; half < 2; half++) {
+		const char *pem = half ? pub : priv;
+		size_t len = half ? ulen : plen;
+		const char *label = half ? "PUBLIC KEY" : "PRIVATE KEY";
+		enum idp_err (*parse)(const uint8_t *, size_t, struct fmt_key **,
+		                      struct idp_error *) =
+		        half ? fmt_key_parse_public_pem : fmt_key_parse_private_pem;
+		/* Cut before its END line, or its END line damaged: no block. */
+		const char *end = strstr(pem, "-----END");
+		ck_assert_ptr_nonnull(end);
+		ck_assert_int_eq(parse((const uint8_t *)pem, (size_t)(end - pem), &got, &err),
+		                 IDP_E_FORMAT);
+		ck_assert_ptr_null(got);
+		ck_assert_ptr_nonnull(strstr(err.msg, ": no complete PEM block"));
+		char text[1024];
+		int n = snprintf(text, sizeof(text), "%.*s-----END %sX-----\n",
+		                 (int)(end - pem), pem, label);
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_eq(parse((const uint8_t *)text, (size_t)n, &got, &err), IDP_E_FORMAT);
+		ck_assert_ptr_nonnull(strstr(err.msg, ": no complete PEM block"));
+		/* The key after a comment and a block whose body is not base64. */
+		n = snprintf(text, sizeof(text),
+		             "comment\n-----BEGIN %s-----\n!!!!\n-----END %s-----\n%.*s", label,
+		             label, (int)len, pem);
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_eq(parse((const uint8_t *)text, (size_t)n, &got, &err), IDP_OK);
+		ck_assert(fmt_key_equal(k, got));
+		fmt_key_free(got);
+		got = NULL;
+	}
+	fmt_key_free_secret(priv, plen);
+	free(pub);
+	fmt_key_free(k);
+}
+END_TEST
+
 /* Montgomery u = (1 + y) / (1 - y) of an Edwards y (RFC 7748 section 4.1),
  * little-endian into u; false for y = 1 (the identity has no u). */
 static bool edwards_to_u(const uint8_t enc[static 32], uint8_t u[static 32])
@@ -659,6 +708,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_key_raw_and_der_interoperate);
 	tcase_add_test(tc, test_key_refuses_other_types);
 	tcase_add_test(tc, test_key_refuses_bad_encodings);
+	tcase_add_loop_test(tc, test_key_pem_without_block_refused_early, 0, 2);
 	tcase_add_loop_test(tc, test_key_ed25519_small_order_refused, 0, IDP_TEST_SMALL_ORDER_N);
 	tcase_add_loop_test(tc, test_key_ed25519_noncanonical_refused, 0, IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_key_p256_low_s_only);
