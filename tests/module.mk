@@ -10,7 +10,10 @@ INTEG_TESTS += $(wildcard tests/integration/*/test_*.c)
 BENCHES    += $(wildcard tests/bench/bench_*.c)
 FUZZERS    += $(wildcard tests/fuzz/fuzz_*.c)
 FORMATS_SRCS = $(filter-out %_main.c,$(wildcard formats/*.c))
-fuzz_config_SRCS = server/config.c server/rules.c $(FORMATS_SRCS)
+# server/config.c reads dnssd-backend (fio_dnssd_backend_parse): formats/io/dnssd
+# and what it links (the embedded backend, its renamed libavahi-core copy).
+fuzz_config_SRCS = server/config.c server/rules.c formats/io/dnssd.c formats/io/dnssd_core.c \
+                   formats/io/log.c $(B)/lib/libidprov-avahicore.a $(FORMATS_SRCS)
 $(foreach f,$(wildcard tests/fuzz/fuzz_*.c),$(eval $(basename $(notdir $(f)))_SRCS ?= $$(FORMATS_SRCS)))
 TEST_TOOLS += $(wildcard tests/tools/*.c)
 

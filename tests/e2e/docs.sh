@@ -271,6 +271,14 @@ doc_skip 'IDP_TOP=$PWD IDP_BUILD=$PWD/build/plain IDP_BIN=$PWD/build/plain/bin b
 	'make check runs every benchmark once (tests/run-bench --smoke)'
 doc_skip 'strace -f --seccomp-bpf -T -e trace=fsync,poll,connect build/plain/bin/idprov-agent --state-dir S --id ID --mac MAC --server URL --ca CA run --once' \
 	'a measuring aid for a developer (strace is not a dependency); the agent run is run above'
+# docs/reliability.md: fuzzing (make check replays the corpus with the fuzz build)
+doc_skip 'make fuzz-build' 'make check builds the fuzz targets (Makefile, target check)'
+doc_skip 'make fuzz-replay' 'make check replays every corpus file (tests/run-fuzz --replay)'
+doc_skip 'tests/fuzz/long-run' 'a long run takes hours (up to 10^7 executions per target)'
+doc_skip 'FUZZ_MAX_SECONDS=400 tests/fuzz/long-run fuzz_token fuzz_x509' \
+	'a long run takes minutes per target'
+doc_skip 'build/fuzz/fuzz_token -set_cover_merge=1 -use_counters=0 tests/fuzz/corpus/fuzz_token build/fuzz-long/fuzz_token/corpus' \
+	'needs the corpus of a long run'
 
 # --- docs/firmware-integrator.md: a TPM is swtpm's; tpm.sh makes the key so
 doc_in 'tpm2_createprimary -C o -G ecc256 -c primary.ctx' tests/integration/agent/tpm.sh

@@ -292,6 +292,139 @@ START_TEST(test_key_refuses_bad_encodings)
 }
 END_TEST
 
+/* Text with no complete PEM block is refused before OpenSSL's decoders are
+ * set up (formats/keys.c pem_block_in), and says so; a key after text and
+ * after a damaged block is still found, as OpenSSL's readers find it. */
+START_TEST(test_key_pem_without_block_refused_early)
+{
+	enum fmt_key_type t = types[_i];
+	struct fmt_key *k = NULL, *got = NULL;
+	struct idp_error err;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	char *priv = NULL, *pub = NULL;
+	size_t plen = 0, ulen = 0;
+	ck_assert_int_eq(fmt_key_private_pem(k, &priv, &plen, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_public_pem(k, &pub, &ulen, NULL), IDP_OK);
+	for (int half = 0; half < 2; half++) {
+		const char *pem = half ? pub : priv;
+		size_t len = half ? ulen : plen;
+		const char *label = half ? "PUBLIC KEY" : "PRIVATE KEY";
+		enum idp_err (*parse)(const uint8_t *, size_t, struct fmt_key **,
+		                      struct idp_error *) =
+		        half ? fmt_key_parse_public_pem : fmt_key_parse_private_pem;
+		/* Cut before its END line, or its END line damaged: no block. */
+		const char *end = strstr(pem, "-----END");
+		ck_assert_ptr_nonnull(end);
+		ck_assert_int_eq(parse((const uint8_t *)pem, (size_t)(end - pem), &got, &err),
+		                 IDP_E_FORMAT);
+		ck_assert_ptr_null(got);
+		ck_assert_ptr_nonnull(strstr(err.msg, ": no complete PEM block"));
+		char text[1024];
+		int n = snprintf(text, sizeof(text), "%.*s-----END %sX-----\n",
+		                 (int)(end - pem), pem, label);
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_eq(parse((const uint8_t *)text, (size_t)n, &got, &err), IDP_E_FORMAT);
+		ck_assert_ptr_nonnull(strstr(err.msg, ": no complete PEM block"));
+		/* The key after a comment and a block whose body is not base64. */
+		n = snprintf(text, sizeof(text),
+		             "comment\n-----BEGIN %s-----\n!!!!\n-----END %s-----\n%.*s", label,
+		             label, (int)len, pem);
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_eq(parse((const uint8_t *)text, (size_t)n, &got, &err), IDP_OK);
+		ck_assert(fmt_key_equal(k, got));
+		fmt_key_free(got);
+		got = NULL;
+	}
+	fmt_key_free_secret(priv, plen);
+	free(pub);
+	fmt_key_free(k);
+}
+END_TEST
+
+/* The key of PEM_read_bio_PUBKEY for text, or NULL. */
+static EVP_PKEY *ossl_pubkey(const char *text, size_t len)
+{
+	BIO *b = BIO_new_mem_buf(text, (int)len);
+	ck_assert_ptr_nonnull(b);
+	EVP_PKEY *p = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
+	BIO_free(b);
+	ERR_clear_error();
+	return p;
+}
+
+/* fmt_key_parse_public_pem reads the canonical form itself (no decoder
+ * setup) and leaves every other text to OpenSSL: the key is OpenSSL's in
+ * every case, the first of two, a compressed P-256 point (not canonical:
+ * OpenSSL's path), a point off the curve (refused either way). */
+START_TEST(test_key_public_pem_agrees_with_openssl)
+{
+	enum fmt_key_type t = types[_i];
+	struct fmt_key *k = NULL, *k2 = NULL, *got = NULL;
+	ck_assert_int_eq(fmt_key_generate(t, &k, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_generate(t, &k2, NULL), IDP_OK);
+	char *pem = NULL, *pem2 = NULL;
+	size_t len = 0, len2 = 0;
+	ck_assert_int_eq(fmt_key_public_pem(k, &pem, &len, NULL), IDP_OK);
+	ck_assert_int_eq(fmt_key_public_pem(k2, &pem2, &len2, NULL), IDP_OK);
+	char text[2048];
+	int n = snprintf(text, sizeof(text), "%s%s", pem, pem2);
+	ck_assert_int_gt(n, 0);
+	const char *texts[] = {pem, text};
+	size_t lens[] = {len, (size_t)n};
+	for (size_t i = 0; i < 2; i++) {
+		EVP_PKEY *o = ossl_pubkey(texts[i], lens[i]);
+		ck_assert_ptr_nonnull(o);
+		ck_assert_int_eq(fmt_key_parse_public_pem((const uint8_t *)texts[i], lens[i], &got,
+		                                          NULL),
+		                 IDP_OK);
+		ck_assert_int_eq(EVP_PKEY_eq(fmt_key_evp(got), o), 1);
+		ck_assert(fmt_key_equal(got, k));
+		ck_assert_int_eq(fmt_key_type(got), t);
+		fmt_key_free(got);
+		got = NULL;
+		EVP_PKEY_free(o);
+	}
+	if (t == FMT_KEY_P256) {
+		/* Compressed point: OpenSSL's reader takes it. */
+		EVP_PKEY *cp = EVP_PKEY_dup(fmt_key_evp(k));
+		ck_assert_ptr_nonnull(cp);
+		ck_assert_int_eq(EVP_PKEY_set_utf8_string_param(
+		                         cp, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"),
+		                 1);
+		BIO *b = BIO_new(BIO_s_mem());
+		ck_assert_int_eq(PEM_write_bio_PUBKEY(b, cp), 1);
+		char *data;
+		long dn = BIO_get_mem_data(b, &data);
+		EVP_PKEY *o = ossl_pubkey(data, (size_t)dn);
+		ck_assert_ptr_nonnull(o);
+		ck_assert_int_eq(fmt_key_parse_public_pem((const uint8_t *)data, (size_t)dn, &got, NULL),
+		                 IDP_OK);
+		ck_assert_int_eq(EVP_PKEY_eq(fmt_key_evp(got), o), 1);
+		fmt_key_free(got);
+		got = NULL;
+		EVP_PKEY_free(o);
+		BIO_free(b);
+		EVP_PKEY_free(cp);
+		/* Canonical form, point off the curve: refused by both. */
+		uint8_t spki[FMT_KEY_SPKI_MAX];
+		size_t sl = 0;
+		ck_assert_int_eq(fmt_key_spki_der(k, spki, &sl, NULL), IDP_OK);
+		spki[sl - 1] ^= 1;
+		n = snprintf(text, sizeof(text), "-----BEGIN PUBLIC KEY-----\n");
+		n += (int)fmt_b64_encode(FMT_B64_STD, spki, sl, text + n);
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "\n-----END PUBLIC KEY-----\n");
+		ck_assert_ptr_null(ossl_pubkey(text, (size_t)n));
+		ck_assert_int_eq(fmt_key_parse_public_pem((const uint8_t *)text, (size_t)n, &got, NULL),
+		                 IDP_E_FORMAT);
+		ck_assert_ptr_null(got);
+	}
+	free(pem);
+	free(pem2);
+	fmt_key_free(k);
+	fmt_key_free(k2);
+}
+END_TEST
+
 /* Montgomery u = (1 + y) / (1 - y) of an Edwards y (RFC 7748 section 4.1),
  * little-endian into u; false for y = 1 (the identity has no u). */
 static bool edwards_to_u(const uint8_t enc[static 32], uint8_t u[static 32])
@@ -659,6 +792,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_key_raw_and_der_interoperate);
 	tcase_add_test(tc, test_key_refuses_other_types);
 	tcase_add_test(tc, test_key_refuses_bad_encodings);
+	tcase_add_loop_test(tc, test_key_pem_without_block_refused_early, 0, 2);
+	tcase_add_loop_test(tc, test_key_public_pem_agrees_with_openssl, 0, 2);
 	tcase_add_loop_test(tc, test_key_ed25519_small_order_refused, 0, IDP_TEST_SMALL_ORDER_N);
 	tcase_add_loop_test(tc, test_key_ed25519_noncanonical_refused, 0, IDP_TEST_NONCANONICAL_N);
 	tcase_add_test(tc, test_key_p256_low_s_only);

@@ -234,6 +234,48 @@ START_TEST(test_x509_list_damaged_block_without_openssl_error)
 }
 END_TEST
 
+/* A block of another type whose body has a line starting like a marker
+ * ("-----x") makes OpenSSL 3.0 stop reading without an error on the queue.
+ * ERR_peek_last_error sees through the mark set before the loop, so the
+ * list was accepted with an empty queue and refused ("certificate 2 does
+ * not parse") when the caller had left an error on it. Found by
+ * tests/fuzz/fuzz_x509.c (corpus: other-block-marker-line). The same answer
+ * either way: the other block is text between certificates. */
+START_TEST(test_x509_list_same_answer_with_caller_error)
+{
+	X509 *a = leaf("a");
+	char *text = append_pem(NULL, a);
+	static const char other[] = "-----BEGIN OTHER-----\n-----x\n-----END OTHER-----\n";
+	size_t old = strlen(text);
+	text = realloc(text, old + sizeof(other));
+	ck_assert_ptr_nonnull(text);
+	memcpy(text + old, other, sizeof(other));
+	for (int round = 0; round < 2; round++) {
+		ERR_clear_error();
+		if (round == 1)
+			ERR_raise(ERR_LIB_X509, X509_R_CERT_ALREADY_IN_HASH_TABLE);
+		STACK_OF(X509) *got = NULL;
+		ck_assert_int_eq(parse(text, strlen(text), 0, &got, NULL), IDP_OK);
+		ck_assert_int_eq(sk_X509_num(got), 1);
+		ck_assert_int_eq(X509_cmp(sk_X509_value(got, 0), a), 0);
+		sk_X509_pop_free(got, X509_free);
+		X509_STORE *st = NULL;
+		ck_assert_int_eq(fmt_x509_store_parse((const uint8_t *)text, strlen(text),
+		                                      FMT_X509_LIST_MAX, &st, NULL),
+		                 IDP_OK);
+		X509_STORE_free(st);
+		/* The caller's error is still there, and nothing was added. */
+		if (round == 1) {
+			unsigned long e = ERR_get_error();
+			ck_assert_int_eq(ERR_GET_REASON(e), X509_R_CERT_ALREADY_IN_HASH_TABLE);
+			ck_assert_uint_eq(ERR_peek_error(), 0);
+		}
+	}
+	X509_free(a);
+	free(text);
+}
+END_TEST
+
 START_TEST(test_x509_list_text_between_blocks)
 {
 	X509 *a = leaf("a"), *b = leaf("b");
@@ -349,6 +391,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_x509_list_empty_and_garbage);
 	tcase_add_test(tc, test_x509_list_truncated_or_damaged);
 	tcase_add_test(tc, test_x509_list_damaged_block_without_openssl_error);
+	tcase_add_test(tc, test_x509_list_same_answer_with_caller_error);
 	tcase_add_test(tc, test_x509_list_text_between_blocks);
 	tcase_add_test(tc, test_x509_store_trusts_the_list);
 	tcase_add_test(tc, test_x509_cn_single_and_bounded);
