@@ -82,12 +82,49 @@ static bool carries(const struct ifaddrs *ifa, int family, const struct in6_addr
 	       a4->s_addr;
 }
 
+/* Restrict the embedded backend to names[0..n) (all: every interface) and
+ * log it; from: the config key that chose them, or NULL (the listeners). */
+static void use_interfaces(const char *const *names, size_t n, bool all, const char *from,
+                           enum fio_dnssd_backend be)
+{
+	static const char *const lo[] = {"lo"};
+	char list[FIO_DNSSD_IFACES_MAX * (FIO_DNSSD_IFNAME_MAX + 1) + 1] = "";
+	size_t used = 0;
+	if (!all && n == 0) {
+		/* WARNING: no names would mean every interface to dnssd.h. */
+		names = lo;
+		n = 1;
+	}
+	for (size_t i = 0; !all && i < n; i++) {
+		int w = snprintf(list + used, sizeof(list) - used, "%s%s", i > 0 ? "," : "",
+		                 names[i]);
+		if (w > 0 && (size_t)w < sizeof(list) - used)
+			used += (size_t)w;
+	}
+	struct idp_error err = {0};
+	char ebuf[FIO_LOG_ESC_MAX];
+	if (fio_dnssd_use_interfaces(all ? NULL : names, all ? 0 : n, &err) != IDP_OK) {
+		/* Names are checked when read: not expected. Nothing leaves the
+		 * host rather than everything everywhere. */
+		fio_log(FIO_LOG_WARN, "dnssd.interfaces_refused", "error=%s names=lo",
+		        fio_log_err(&err, ebuf));
+		if (fio_dnssd_use_interfaces(lo, 1, NULL) != IDP_OK)
+			fio_log(FIO_LOG_WARN, "dnssd.interfaces_refused", "names=lo");
+		return;
+	}
+	fio_log(FIO_LOG_INFO, "dnssd.interfaces", "names=%s%s%s%s", all ? "all" : list,
+	        from != NULL ? " from=" : "", from != NULL ? from : "",
+	        be == FIO_DNSSD_DAEMON ? " note=\"avahi-daemon serves the interfaces of its "
+	                                 "own allow-interfaces\""
+	                               : "");
+}
+
 /* The interfaces the listeners' addresses are on, for the embedded mDNS
  * responder and querier (formats/io/dnssd.h): a server listening on some
  * addresses speaks mDNS only where those are, a loopback one only on the
  * loopback interface (the host). A wildcard listener: every interface.
- * Logs dnssd.interfaces; an address on no interface is logged and left
- * out (none left: the loopback interface, so nothing leaves the host). */
+ * An address on no interface is logged and left out (none left: the
+ * loopback interface, so nothing leaves the host). */
 static void use_listen_interfaces(const struct srv_httpd *h, enum fio_dnssd_backend be)
 {
 	char names[FIO_DNSSD_IFACES_MAX][FIO_DNSSD_IFNAME_MAX + 1];
@@ -135,30 +172,7 @@ static void use_listen_interfaces(const struct srv_httpd *h, enum fio_dnssd_back
 		}
 	if (ifs != NULL)
 		freeifaddrs(ifs);
-	char list[FIO_DNSSD_IFACES_MAX * (FIO_DNSSD_IFNAME_MAX + 1) + 1] = "";
-	size_t used = 0;
-	for (size_t i = 0; i < n; i++) {
-		int w = snprintf(list + used, sizeof(list) - used, "%s%s", i > 0 ? "," : "",
-		                 names[i]);
-		if (w > 0 && (size_t)w < sizeof(list) - used)
-			used += (size_t)w;
-	}
-	struct idp_error err = {0};
-	char ebuf[FIO_LOG_ESC_MAX];
-	if (fio_dnssd_use_interfaces(all ? NULL : ptrs, all ? 0 : n, &err) != IDP_OK) {
-		/* The names came from getifaddrs: not expected. Nothing leaves
-		 * the host rather than everything everywhere. */
-		static const char *const lo[] = {"lo"};
-		fio_log(FIO_LOG_WARN, "dnssd.interfaces_refused", "error=%s names=lo",
-		        fio_log_err(&err, ebuf));
-		if (fio_dnssd_use_interfaces(lo, 1, NULL) != IDP_OK)
-			fio_log(FIO_LOG_WARN, "dnssd.interfaces_refused", "names=lo");
-		return;
-	}
-	fio_log(FIO_LOG_INFO, "dnssd.interfaces", "names=%s%s", all ? "all" : list,
-	        be == FIO_DNSSD_DAEMON ? " note=\"avahi-daemon serves the interfaces of its "
-	                                 "own allow-interfaces\""
-	                               : "");
+	use_interfaces(ptrs, n, all, NULL, be);
 }
 
 struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct srv_state *state,
@@ -177,7 +191,16 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 	        !by_auto                    ? "dnssd-backend"
 	        : be == FIO_DNSSD_EMBEDDED ? "auto:no-avahi-daemon"
 	                                   : "auto:avahi-daemon");
-	use_listen_interfaces(h, be);
+	if (cfg->dnssd_ifaces_all || cfg->n_dnssd_ifaces > 0) {
+		/* dnssd-interfaces given (names checked when read). */
+		const char *ptrs[FIO_DNSSD_IFACES_MAX];
+		for (size_t i = 0; i < cfg->n_dnssd_ifaces && i < FIO_DNSSD_IFACES_MAX; i++)
+			ptrs[i] = cfg->dnssd_ifaces[i];
+		use_interfaces(ptrs, cfg->n_dnssd_ifaces, cfg->dnssd_ifaces_all, "dnssd-interfaces",
+		               be);
+	} else {
+		use_listen_interfaces(h, be);
+	}
 	struct srv_publish *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		fio_log(FIO_LOG_WARN, "dnssd.unavailable", "error=\"out of memory\"");

@@ -77,8 +77,12 @@ void fio_dnssd_use(enum fio_dnssd_backend b);
  * keeps its interfaces). The daemon backend ignores it: avahi-daemon
  * serves the interfaces of its own configuration (allow-interfaces in
  * avahi-daemon.conf). IDP_E_ARG naming the name when a name is empty,
- * longer than FIO_DNSSD_IFNAME_MAX or holds '/' or a space, or when n >
- * FIO_DNSSD_IFACES_MAX: the restriction is then unchanged. Thread-safe. */
+ * longer than FIO_DNSSD_IFNAME_MAX or holds '/', ',' or a space, or when n >
+ * FIO_DNSSD_IFACES_MAX: the restriction is then unchanged. Thread-safe.
+ * fio_dnssd_ifname_check: that check of one name alone (IDP_OK or
+ * IDP_E_ARG), for a caller that reads names before using them. */
+IDP_MUST_CHECK enum idp_err fio_dnssd_ifname_check(const char *name, struct idp_error *err);
+
 IDP_MUST_CHECK enum idp_err fio_dnssd_use_interfaces(const char *const *names, size_t n,
                                                      struct idp_error *err);
 

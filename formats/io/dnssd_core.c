@@ -94,6 +94,19 @@ static pthread_mutex_t g_if_lock = PTHREAD_MUTEX_INITIALIZER;
 static char g_ifaces[FIO_DNSSD_IFACES_MAX][FIO_DNSSD_IFNAME_MAX + 1]; /* under g_if_lock */
 static size_t g_n_ifaces;                                             /* 0: all */
 
+enum idp_err fio_dnssd_ifname_check(const char *name, struct idp_error *err)
+{
+	const char *v = name != NULL ? name : "";
+	size_t l = strnlen(v, FIO_DNSSD_IFNAME_MAX + 1);
+	if (l > 0 && l <= FIO_DNSSD_IFNAME_MAX && strpbrk(v, "/ \t\n,") == NULL)
+		return IDP_OK;
+	char q[FIO_LOG_ESC_MAX];
+	return idp_error_set(err, IDP_E_ARG,
+	                     "dns-sd: interface '%s' is not a name of 1..%u bytes without "
+	                     "'/', ',' or spaces",
+	                     fio_log_esc(v, strnlen(v, 64), q, sizeof(q)), FIO_DNSSD_IFNAME_MAX);
+}
+
 enum idp_err fio_dnssd_use_interfaces(const char *const *names, size_t n, struct idp_error *err)
 {
 	if (names == NULL)
@@ -102,16 +115,9 @@ enum idp_err fio_dnssd_use_interfaces(const char *const *names, size_t n, struct
 		return idp_error_set(err, IDP_E_ARG, "dns-sd: %zu interfaces, at most %u", n,
 		                     FIO_DNSSD_IFACES_MAX);
 	for (size_t i = 0; i < n; i++) {
-		const char *v = names[i] != NULL ? names[i] : "";
-		size_t l = strnlen(v, FIO_DNSSD_IFNAME_MAX + 1);
-		if (l == 0 || l > FIO_DNSSD_IFNAME_MAX || strpbrk(v, "/ \t\n") != NULL) {
-			char q[FIO_LOG_ESC_MAX];
-			return idp_error_set(err, IDP_E_ARG,
-			                     "dns-sd: interface '%s' is not a name of 1..%u bytes "
-			                     "without '/' or spaces",
-			                     fio_log_esc(v, strnlen(v, 64), q, sizeof(q)),
-			                     FIO_DNSSD_IFNAME_MAX);
-		}
+		enum idp_err rc = fio_dnssd_ifname_check(names[i], err);
+		if (rc != IDP_OK)
+			return rc;
 	}
 	(void)pthread_mutex_lock(&g_if_lock);
 	for (size_t i = 0; i < n; i++)

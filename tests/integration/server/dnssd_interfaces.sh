@@ -10,7 +10,8 @@
 # memberships in A (/proc/net/igmp, igmp6: 224.0.0.251 / ff02::fb) say on
 # which interfaces the responder listens; B's and C's daemons say where the
 # publication arrives, and rogues published in B and C say where the watch
-# hears; an agent with --iface browses that link only. A wildcard
+# hears; an agent with --iface browses that link only; dnssd-interfaces
+# overrides the choice. A wildcard
 # listener, last, joins both links: the membership check can fail. Where namespaces are not allowed, that part says "skip".
 . "$(dirname "$0")/../../lib.sh"
 . "$IDP_TOP/tests/integration/server/idprovd.inc"
@@ -66,10 +67,10 @@ wait_joined() {
 	done
 	return 1
 }
-# start_a LOG ADDR: idprovd in A listening on ADDR:0 (SPID).
+# start_a LOG ADDR [ARGS...]: idprovd in A listening on ADDR:0 (SPID).
 start_a() {
 	ip netns exec "$NA" "$IDP_BIN/idprovd" --foreground --state-dir "$T_TMP/srv" \
-		--listen "$2:0" --server-name 10.82.1.1 --threads 1 >/dev/null 2>"$1" &
+		--listen "$2:0" --server-name 10.82.1.1 --threads 1 "${@:3}" >/dev/null 2>"$1" &
 	SPID=$!
 	NETNS_PIDS+=("$SPID")
 }
@@ -163,6 +164,15 @@ t_grep "agent --mac: browses every interface" 'event=discover.interfaces names=a
 	"$T_TMP/ag-i2.log"
 t_grep "agent --mac: found the rogue on the other link too" \
 	'event=discover.found addr=10.82.2.2 ' "$T_TMP/ag-i2.log"
+
+# dnssd-interfaces overrides the listen addresses' interfaces.
+start_a "$T_TMP/over.log" 10.82.1.1 --dnssd-interfaces "$VAC"
+t_run "dnssd-interfaces: watching" t_wait "$T_TMP/over.log" 'event=dnssd.watching'
+t_grep "dnssd-interfaces: logged as given" \
+	"event=dnssd.interfaces names=$VAC from=dnssd-interfaces\$" "$T_TMP/over.log"
+t_run "dnssd-interfaces: joined on the link to C" wait_joined "$VAC"
+t_refuse "dnssd-interfaces: not on the link to B" joined "$VAB"
+t_run "dnssd-interfaces: stops cleanly" stop_a
 
 # A wildcard listener: every interface, so both links (the check above can fail).
 start_a "$T_TMP/any.log" 0.0.0.0
