@@ -1240,6 +1240,14 @@ static enum idp_err discover(struct agt_ctx *c, struct idp_error *err)
 		    !by_auto                   ? "dnssd-backend"
 		    : b == FIO_DNSSD_EMBEDDED ? "auto:no-avahi-daemon"
 		                              : "auto:avahi-daemon");
+		/* --iface names the device's network link: the embedded
+		 * querier browses there only (the daemon keeps its own). */
+		const char *ifs[1] = {c->cfg.mac_iface};
+		size_t n_ifs = c->cfg.mac_iface != NULL ? 1 : 0;
+		rc = fio_dnssd_use_interfaces(n_ifs > 0 ? ifs : NULL, n_ifs, err);
+		if (rc == IDP_OK && b == FIO_DNSSD_EMBEDDED)
+			say(c, AGT_LOG_INFO, "discover.interfaces", "names=%s",
+			    n_ifs > 0 ? c->cfg.mac_iface : "all");
 	}
 	if (rc == IDP_OK)
 		rc = fio_dnssd_browse(SERVICE_TYPE, wait < DISCOVER_MIN_MS ? wait : DISCOVER_MIN_MS,

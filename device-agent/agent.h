@@ -63,7 +63,8 @@ struct agt_config {
 	const char *state_dir;      /* required */
 	const char *device_id;      /* required: formats/id.h */
 	const char *mac;            /* "aa:bb:cc:dd:ee:ff", or NULL: read from mac_iface */
-	const char *mac_iface;      /* NULL: "eth0"; read from /sys/class/net/IFACE/address */
+	const char *mac_iface;      /* NULL: "eth0"; read from /sys/class/net/IFACE/address.
+	                             * Set: an embedded DNS-SD browse runs on it only */
 	const char *serial;         /* optional (factory INFO): formats/id.h, or NULL */
 	const char *fw_version;     /* optional (factory INFO), or NULL */
 	enum fmt_key_type key_type; /* for a key created now; 0 = P-256 */

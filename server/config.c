@@ -24,7 +24,8 @@ enum kind {
 	K_KEYTYPE,
 	K_RULE,
 	K_POLICY,
-	K_DNSSD
+	K_DNSSD,
+	K_IFACES
 };
 
 struct key {
@@ -109,6 +110,10 @@ static const struct key keys[] = {
          "which Avahi publishes and watches: daemon (avahi-daemon over D-Bus), embedded "
          "(libavahi-core in idprovd, no daemon) or auto (daemon if it answers, else "
          "embedded)"},
+        {"dnssd-interfaces", K_IFACES, FIELD(dnssd_ifaces), 0, 0, "listen",
+         "where the embedded Avahi speaks mDNS: listen (the interfaces of the listen "
+         "addresses; all for a wildcard one), all, or interface names (eth1,eth2); "
+         "avahi-daemon has its own allow-interfaces"},
         {"audit-checkpoint-interval", K_DURATION, FIELD(audit_checkpoint_interval), 1, 86400,
          "10m", "time between signed checkpoints of the audit log (also one at every stop)"},
         {"log-burst", K_UINT, FIELD(log_burst), 0, 1000000, "50",
@@ -356,6 +361,37 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 			                     value);
 		*(enum fio_dnssd_backend *)field = b;
 		return IDP_OK;
+	}
+	case K_IFACES: {
+		/* "listen", "all" or NAME[,NAME...]; a later line replaces it. */
+		cfg->dnssd_ifaces_all = strcmp(value, "all") == 0;
+		cfg->n_dnssd_ifaces = 0;
+		if (cfg->dnssd_ifaces_all || strcmp(value, "listen") == 0)
+			return IDP_OK;
+		for (const char *p = value;; p++) {
+			const char *e = strchr(p, ',');
+			size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+			char name[FIO_DNSSD_IFNAME_MAX + 2];
+			(void)snprintf(name, sizeof(name), "%.*s",
+			               (int)(n < sizeof(name) - 1 ? n : sizeof(name) - 1), p);
+			struct idp_error e2 = {0};
+			if (cfg->n_dnssd_ifaces >= FIO_DNSSD_IFACES_MAX) {
+				cfg->n_dnssd_ifaces = 0;
+				return idp_error_set(err, IDP_E_LIMIT, "%s: more than %u interfaces",
+				                     k->name, FIO_DNSSD_IFACES_MAX);
+			}
+			if (n > FIO_DNSSD_IFNAME_MAX || fio_dnssd_ifname_check(name, &e2) != IDP_OK) {
+				cfg->n_dnssd_ifaces = 0;
+				return idp_error_set(err, IDP_E_FORMAT,
+				                     "%s: '%.64s' is not listen, all or interface names "
+				                     "of 1..%u bytes separated by commas",
+				                     k->name, value, FIO_DNSSD_IFNAME_MAX);
+			}
+			memcpy(cfg->dnssd_ifaces[cfg->n_dnssd_ifaces++], name, n + 1);
+			if (e == NULL)
+				return IDP_OK;
+			p = e;
+		}
 	}
 	case K_UINT:
 	case K_DURATION:

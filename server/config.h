@@ -83,6 +83,11 @@ struct srv_config {
 	bool dnssd;                          /* publish _idprov._tcp (server/publish.h) and
 	                                      * watch for other publishers (server/site.h) */
 	enum fio_dnssd_backend dnssd_backend; /* which Avahi (formats/io/dnssd.h) */
+	/* dnssd-interfaces: where the embedded Avahi speaks. Neither set
+	 * ("listen", the default): the interfaces of the listen addresses. */
+	bool dnssd_ifaces_all; /* "all" */
+	char dnssd_ifaces[FIO_DNSSD_IFACES_MAX][FIO_DNSSD_IFNAME_MAX + 1];
+	size_t n_dnssd_ifaces;
 	int64_t audit_checkpoint_interval;   /* seconds between signed audit checkpoints */
 };
 

@@ -3,6 +3,10 @@
  */
 #include "server/publish.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,130 @@ static uint16_t public_port(const char *bound, bool *loopback)
 	return end != c + 1 && *end == '\0' && p > 0 && p <= 65535 ? (uint16_t)p : 0;
 }
 
+/* One listener's address ("ADDR:PORT" / "[ADDR]:PORT") into a; false when
+ * unreadable. */
+static bool bound_addr(const char *bound, int *family, struct in6_addr *a6, struct in_addr *a4)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *c = strrchr(bound, ':');
+	const char *h = bound[0] == '[' ? bound + 1 : bound;
+	const char *e = bound[0] == '[' ? strchr(bound, ']') : c;
+	if (c == NULL || e == NULL || e < h || (size_t)(e - h) >= sizeof(host))
+		return false;
+	memcpy(host, h, (size_t)(e - h));
+	host[e - h] = '\0';
+	*family = bound[0] == '[' ? AF_INET6 : AF_INET;
+	return inet_pton(*family, host, *family == AF_INET6 ? (void *)a6 : (void *)a4) == 1;
+}
+
+/* Does ifa carry this address (loopback: is ifa the loopback interface)? */
+static bool carries(const struct ifaddrs *ifa, int family, const struct in6_addr *a6,
+                    const struct in_addr *a4, bool loopback)
+{
+	if (loopback)
+		return (ifa->ifa_flags & IFF_LOOPBACK) != 0;
+	if (ifa->ifa_addr == NULL || ifa->ifa_addr->sa_family != family)
+		return false;
+	if (family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)(const void *)ifa->ifa_addr)->sin6_addr,
+		              a6, sizeof(*a6)) == 0;
+	return ((const struct sockaddr_in *)(const void *)ifa->ifa_addr)->sin_addr.s_addr ==
+	       a4->s_addr;
+}
+
+/* Restrict the embedded backend to names[0..n) (all: every interface) and
+ * log it; from: the config key that chose them, or NULL (the listeners). */
+static void use_interfaces(const char *const *names, size_t n, bool all, const char *from,
+                           enum fio_dnssd_backend be)
+{
+	static const char *const lo[] = {"lo"};
+	char list[FIO_DNSSD_IFACES_MAX * (FIO_DNSSD_IFNAME_MAX + 1) + 1] = "";
+	size_t used = 0;
+	if (!all && n == 0) {
+		/* WARNING: no names would mean every interface to dnssd.h. */
+		names = lo;
+		n = 1;
+	}
+	for (size_t i = 0; !all && i < n; i++) {
+		int w = snprintf(list + used, sizeof(list) - used, "%s%s", i > 0 ? "," : "",
+		                 names[i]);
+		if (w > 0 && (size_t)w < sizeof(list) - used)
+			used += (size_t)w;
+	}
+	struct idp_error err = {0};
+	char ebuf[FIO_LOG_ESC_MAX];
+	if (fio_dnssd_use_interfaces(all ? NULL : names, all ? 0 : n, &err) != IDP_OK) {
+		/* Names are checked when read: not expected. Nothing leaves the
+		 * host rather than everything everywhere. */
+		fio_log(FIO_LOG_WARN, "dnssd.interfaces_refused", "error=%s names=lo",
+		        fio_log_err(&err, ebuf));
+		if (fio_dnssd_use_interfaces(lo, 1, NULL) != IDP_OK)
+			fio_log(FIO_LOG_WARN, "dnssd.interfaces_refused", "names=lo");
+		return;
+	}
+	fio_log(FIO_LOG_INFO, "dnssd.interfaces", "names=%s%s%s%s", all ? "all" : list,
+	        from != NULL ? " from=" : "", from != NULL ? from : "",
+	        be == FIO_DNSSD_DAEMON ? " note=\"avahi-daemon serves the interfaces of its "
+	                                 "own allow-interfaces\""
+	                               : "");
+}
+
+/* The interfaces the listeners' addresses are on, for the embedded mDNS
+ * responder and querier (formats/io/dnssd.h): a server listening on some
+ * addresses speaks mDNS only where those are, a loopback one only on the
+ * loopback interface (the host). A wildcard listener: every interface.
+ * An address on no interface is logged and left out (none left: the
+ * loopback interface, so nothing leaves the host). */
+static void use_listen_interfaces(const struct srv_httpd *h, enum fio_dnssd_backend be)
+{
+	char names[FIO_DNSSD_IFACES_MAX][FIO_DNSSD_IFNAME_MAX + 1];
+	const char *ptrs[FIO_DNSSD_IFACES_MAX];
+	size_t n = 0;
+	bool all = false;
+	struct ifaddrs *ifs = NULL;
+	if (getifaddrs(&ifs) != 0)
+		ifs = NULL;
+	const char *b;
+	for (size_t i = 0; !all && (b = srv_httpd_bound(h, i)) != NULL; i++) {
+		int family = AF_INET;
+		struct in6_addr a6;
+		struct in_addr a4;
+		if (!bound_addr(b, &family, &a6, &a4)) {
+			fio_log(FIO_LOG_WARN, "dnssd.interface_unknown", "addr=%s reason=unreadable", b);
+			continue;
+		}
+		all = family == AF_INET6 ? IN6_IS_ADDR_UNSPECIFIED(&a6) : a4.s_addr == INADDR_ANY;
+		bool loopback = family == AF_INET6 ? IN6_IS_ADDR_LOOPBACK(&a6)
+		                                   : (ntohl(a4.s_addr) >> 24) == 127;
+		const char *found = NULL;
+		for (const struct ifaddrs *ifa = ifs; !all && found == NULL && ifa != NULL;
+		     ifa = ifa->ifa_next)
+			if (ifa->ifa_name != NULL && carries(ifa, family, &a6, &a4, loopback))
+				found = ifa->ifa_name;
+		if (!all && found == NULL)
+			fio_log(FIO_LOG_WARN, "dnssd.interface_unknown",
+			        "addr=%s reason=on-no-interface note=\"no mDNS for it\"", b);
+		bool dup = found == NULL;
+		for (size_t k = 0; !dup && k < n; k++)
+			dup = strcmp(names[k], found) == 0;
+		if (!dup && n < FIO_DNSSD_IFACES_MAX &&
+		    strnlen(found, FIO_DNSSD_IFNAME_MAX + 1) <= FIO_DNSSD_IFNAME_MAX) {
+			memcpy(names[n], found, strlen(found) + 1);
+			ptrs[n] = names[n];
+			n++;
+		}
+	}
+	for (const struct ifaddrs *ifa = ifs; !all && n == 0 && ifa != NULL; ifa = ifa->ifa_next)
+		if (ifa->ifa_name != NULL && (ifa->ifa_flags & IFF_LOOPBACK) != 0 &&
+		    strnlen(ifa->ifa_name, FIO_DNSSD_IFNAME_MAX + 1) <= FIO_DNSSD_IFNAME_MAX) {
+			memcpy(names[0], ifa->ifa_name, strlen(ifa->ifa_name) + 1);
+			ptrs[n++] = names[0];
+		}
+	if (ifs != NULL)
+		freeifaddrs(ifs);
+	use_interfaces(ptrs, n, all, NULL, be);
+}
+
 struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct srv_state *state,
                                       const struct srv_httpd *h)
 {
@@ -63,6 +191,16 @@ struct srv_publish *srv_publish_start(const struct srv_config *cfg, const struct
 	        !by_auto                    ? "dnssd-backend"
 	        : be == FIO_DNSSD_EMBEDDED ? "auto:no-avahi-daemon"
 	                                   : "auto:avahi-daemon");
+	if (cfg->dnssd_ifaces_all || cfg->n_dnssd_ifaces > 0) {
+		/* dnssd-interfaces given (names checked when read). */
+		const char *ptrs[FIO_DNSSD_IFACES_MAX];
+		for (size_t i = 0; i < cfg->n_dnssd_ifaces && i < FIO_DNSSD_IFACES_MAX; i++)
+			ptrs[i] = cfg->dnssd_ifaces[i];
+		use_interfaces(ptrs, cfg->n_dnssd_ifaces, cfg->dnssd_ifaces_all, "dnssd-interfaces",
+		               be);
+	} else {
+		use_listen_interfaces(h, be);
+	}
 	struct srv_publish *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		fio_log(FIO_LOG_WARN, "dnssd.unavailable", "error=\"out of memory\"");

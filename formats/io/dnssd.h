@@ -64,6 +64,28 @@ const char *fio_dnssd_backend_name(enum fio_dnssd_backend b);
  * next call that needs it. */
 void fio_dnssd_use(enum fio_dnssd_backend b);
 
+#define FIO_DNSSD_IFACES_MAX 16u   /* interfaces fio_dnssd_use_interfaces keeps */
+#define FIO_DNSSD_IFNAME_MAX 15u   /* bytes of an interface name (IFNAMSIZ - 1) */
+
+/* Restrict the embedded backend of this process to the interfaces
+ * names[0..n) ("eth0", "lo"; copied): the responders and queriers made
+ * after the call send and listen on those only (libavahi-core's
+ * allow-interfaces). NULL/0: every interface again (the default). The
+ * loopback interface counts as one (avahi-core serves it), so {"lo"} keeps
+ * every packet on the host. Like fio_dnssd_use: call it before a
+ * publication, browse or watch, not while one runs (one already running
+ * keeps its interfaces). The daemon backend ignores it: avahi-daemon
+ * serves the interfaces of its own configuration (allow-interfaces in
+ * avahi-daemon.conf). IDP_E_ARG naming the name when a name is empty,
+ * longer than FIO_DNSSD_IFNAME_MAX or holds '/', ',' or a space, or when n >
+ * FIO_DNSSD_IFACES_MAX: the restriction is then unchanged. Thread-safe.
+ * fio_dnssd_ifname_check: that check of one name alone (IDP_OK or
+ * IDP_E_ARG), for a caller that reads names before using them. */
+IDP_MUST_CHECK enum idp_err fio_dnssd_ifname_check(const char *name, struct idp_error *err);
+
+IDP_MUST_CHECK enum idp_err fio_dnssd_use_interfaces(const char *const *names, size_t n,
+                                                     struct idp_error *err);
+
 /* The backend calls use now: DAEMON or EMBEDDED, never AUTO (AUTO is
  * decided here if it was not yet: the daemon is asked over D-Bus, which
  * takes a moment). *by_auto (may be NULL): chosen by AUTO. Thread-safe. */

@@ -89,9 +89,48 @@ static void core_log_init(void)
 	avahi_set_log_function(core_log);
 }
 
+/* fio_dnssd_use_interfaces' list, read by server_new. */
+static pthread_mutex_t g_if_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_ifaces[FIO_DNSSD_IFACES_MAX][FIO_DNSSD_IFNAME_MAX + 1]; /* under g_if_lock */
+static size_t g_n_ifaces;                                             /* 0: all */
+
+enum idp_err fio_dnssd_ifname_check(const char *name, struct idp_error *err)
+{
+	const char *v = name != NULL ? name : "";
+	size_t l = strnlen(v, FIO_DNSSD_IFNAME_MAX + 1);
+	if (l > 0 && l <= FIO_DNSSD_IFNAME_MAX && strpbrk(v, "/ \t\n,") == NULL)
+		return IDP_OK;
+	char q[FIO_LOG_ESC_MAX];
+	return idp_error_set(err, IDP_E_ARG,
+	                     "dns-sd: interface '%s' is not a name of 1..%u bytes without "
+	                     "'/', ',' or spaces",
+	                     fio_log_esc(v, strnlen(v, 64), q, sizeof(q)), FIO_DNSSD_IFNAME_MAX);
+}
+
+enum idp_err fio_dnssd_use_interfaces(const char *const *names, size_t n, struct idp_error *err)
+{
+	if (names == NULL)
+		n = 0;
+	if (n > FIO_DNSSD_IFACES_MAX)
+		return idp_error_set(err, IDP_E_ARG, "dns-sd: %zu interfaces, at most %u", n,
+		                     FIO_DNSSD_IFACES_MAX);
+	for (size_t i = 0; i < n; i++) {
+		enum idp_err rc = fio_dnssd_ifname_check(names[i], err);
+		if (rc != IDP_OK)
+			return rc;
+	}
+	(void)pthread_mutex_lock(&g_if_lock);
+	for (size_t i = 0; i < n; i++)
+		memcpy(g_ifaces[i], names[i], strnlen(names[i], FIO_DNSSD_IFNAME_MAX) + 1);
+	g_n_ifaces = n;
+	(void)pthread_mutex_unlock(&g_if_lock);
+	return IDP_OK;
+}
+
 /* A responder's settings: no HINFO, workstation or domain records (noise
  * on a site network); host address records only where a service is
- * published; no wide-area DNS. */
+ * published; no wide-area DNS; the interfaces of fio_dnssd_use_interfaces
+ * (an empty allow list means all to avahi-core). */
 static AvahiServer *server_new(const AvahiPoll *api, bool publishing, AvahiServerCallback cb,
                                void *arg, int *code)
 {
@@ -104,6 +143,22 @@ static AvahiServer *server_new(const AvahiPoll *api, bool publishing, AvahiServe
 	cfg.enable_wide_area = 0;
 	cfg.publish_addresses = publishing ? 1 : 0;
 	cfg.disable_publishing = publishing ? 0 : 1;
+	(void)pthread_mutex_lock(&g_if_lock);
+	bool oom = false;
+	for (size_t i = 0; i < g_n_ifaces && !oom; i++) {
+		AvahiStringList *l = avahi_string_list_add(cfg.allow_interfaces, g_ifaces[i]);
+		oom = l == NULL; /* the list so far stays in cfg */
+		if (l != NULL)
+			cfg.allow_interfaces = l;
+	}
+	(void)pthread_mutex_unlock(&g_if_lock);
+	if (oom) {
+		/* WARNING: a NULL list means every interface to avahi-core:
+		 * refuse rather than run wider than asked. */
+		avahi_server_config_free(&cfg);
+		*code = AVAHI_ERR_NO_MEMORY;
+		return NULL;
+	}
 	AvahiServer *s = avahi_server_new(api, &cfg, cb, arg, code);
 	avahi_server_config_free(&cfg);
 	return s;

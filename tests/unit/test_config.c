@@ -50,6 +50,8 @@ START_TEST(test_config_defaults)
 	ck_assert(!cfg.foreground);
 	ck_assert(cfg.dnssd);
 	ck_assert_int_eq(cfg.dnssd_backend, FIO_DNSSD_AUTO);
+	ck_assert(!cfg.dnssd_ifaces_all); /* dnssd-interfaces = listen */
+	ck_assert_uint_eq(cfg.n_dnssd_ifaces, 0);
 	ck_assert_int_eq(cfg.mac_mismatch, SRV_POLICY_HOLD);
 	ck_assert_int_eq(cfg.identity_reuse, SRV_POLICY_HOLD);
 	struct idp_error err = {0};
@@ -57,6 +59,9 @@ START_TEST(test_config_defaults)
 	                 IDP_OK);
 	ck_assert_int_eq(cfg.mac_mismatch, SRV_POLICY_FLAG);
 	ck_assert_int_eq(cfg.identity_reuse, SRV_POLICY_REFUSE);
+	ck_assert_int_eq(apply(&cfg, "dnssd-interfaces = all\n", &err), IDP_OK);
+	ck_assert(cfg.dnssd_ifaces_all);
+	ck_assert_uint_eq(cfg.n_dnssd_ifaces, 0);
 }
 END_TEST
 
@@ -79,6 +84,7 @@ START_TEST(test_config_file_keys_units_and_lists)
 	                        "foreground = yes\n"
 	                        "dnssd = off\n"
 	                        "dnssd-backend = embedded\n"
+	                        "dnssd-interfaces = eth1,lo\n"
 	                        "token-key = ed25519\n"
 	                        "server-name = idprov.example\n"
 	                        "server-name = 10.0.0.1\n"
@@ -100,6 +106,10 @@ START_TEST(test_config_file_keys_units_and_lists)
 	ck_assert(cfg.foreground);
 	ck_assert(!cfg.dnssd);
 	ck_assert_int_eq(cfg.dnssd_backend, FIO_DNSSD_EMBEDDED);
+	ck_assert_uint_eq(cfg.n_dnssd_ifaces, 2);
+	ck_assert_str_eq(cfg.dnssd_ifaces[0], "eth1");
+	ck_assert_str_eq(cfg.dnssd_ifaces[1], "lo");
+	ck_assert(!cfg.dnssd_ifaces_all);
 	ck_assert_int_eq(cfg.token_key, FMT_KEY_ED25519);
 	ck_assert_uint_eq(cfg.n_server_names, 2);
 	ck_assert_str_eq(cfg.server_names[1], "10.0.0.1");
@@ -124,6 +134,13 @@ START_TEST(test_config_file_errors_name_file_line_and_key)
 	        {"dnssd = disabled\n", {"test.conf:1", "dnssd", "yes/on or no/off"}},
 	        {"dnssd-backend = core\n",
 	         {"test.conf:1", "dnssd-backend", "'core' is not auto, daemon or embedded"}},
+	        {"dnssd-interfaces = eth0,\n",
+	         {"test.conf:1", "dnssd-interfaces", "'eth0,' is not listen, all or interface"}},
+	        {"dnssd-interfaces = eth0/1\n", {"test.conf:1", "dnssd-interfaces", "eth0/1"}},
+	        {"dnssd-interfaces = sixteen-bytes-xx\n",
+	         {"test.conf:1", "dnssd-interfaces", "1..15 bytes"}},
+	        {"dnssd-interfaces = a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\n",
+	         {"test.conf:1", "dnssd-interfaces", "more than 16 interfaces"}},
 	        {"threads = 1\nthreads = 2\n", {"test.conf:2", "threads", "twice"}},
 	        {"listen = ::1:80\n", {"test.conf:1", "listen", "[ADDR]:PORT"}},
 	        {"listen = localhost:80\n", {"test.conf:1", "listen", "not an IP address"}},

@@ -3,7 +3,9 @@
  * browses are refused with IDP_E_ARG before Avahi is touched, a missing
  * avahi-daemon is IDP_E_IO naming it (never a crash or a hang), the
  * backend choice (auto without a daemon is embedded, unknown names
- * refused), and TXT lookup matches whole keys only. The real mDNS exchange between two
+ * refused), the interface restriction (bad names refused; the one
+ * embedded watch here runs on loopback only), and TXT lookup matches
+ * whole keys only. The real mDNS exchange between two
  * network namespaces is tests/integration/agent/dnssd.sh (daemon) and
  * dnssd_embedded.sh (embedded).
  */
@@ -145,8 +147,12 @@ END_TEST
 START_TEST(test_fio_dnssd_embedded_publish_after_watch_refused)
 {
 	fio_dnssd_use(FIO_DNSSD_EMBEDDED);
-	struct fio_dnssd_watch *w = NULL;
+	/* The watch sends its queries on the loopback interface only: a test
+	 * speaks on no network but the host's. */
+	static const char *const lo[] = {"lo"};
 	struct idp_error err = {0};
+	ck_assert_int_eq(fio_dnssd_use_interfaces(lo, 1, &err), IDP_OK);
+	struct fio_dnssd_watch *w = NULL;
 	int n = 0;
 	ck_assert_int_eq(fio_dnssd_watch_start("_idprovunit._tcp", on_change, &n, &w, &err),
 	                 IDP_OK);
@@ -158,6 +164,30 @@ START_TEST(test_fio_dnssd_embedded_publish_after_watch_refused)
 	ck_assert_msg(strstr(err.msg, "publish before watching") != NULL, "%s", err.msg);
 	fio_dnssd_watch_stop(w);
 	fio_dnssd_use(FIO_DNSSD_AUTO);
+	ck_assert_int_eq(fio_dnssd_use_interfaces(NULL, 0, &err), IDP_OK);
+}
+END_TEST
+
+/* Interface names that are not names are refused, naming them, and leave
+ * the restriction as it was; NULL/0 lifts it. */
+START_TEST(test_fio_dnssd_use_interfaces_refuses_bad_names)
+{
+	struct idp_error err = {0};
+	const char *const bad[] = {"", "eth0/x", "a b", "sixteen-bytes-xx", NULL};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *const one[] = {bad[i]};
+		memset(&err, 0, sizeof(err));
+		ck_assert_int_eq(fio_dnssd_use_interfaces(one, 1, &err), IDP_E_ARG);
+		ck_assert_msg(strstr(err.msg, "interface '") != NULL, "%s", err.msg);
+	}
+	const char *many[FIO_DNSSD_IFACES_MAX + 1];
+	for (size_t i = 0; i < FIO_DNSSD_IFACES_MAX + 1; i++)
+		many[i] = "lo";
+	ck_assert_int_eq(fio_dnssd_use_interfaces(many, FIO_DNSSD_IFACES_MAX + 1, &err), IDP_E_ARG);
+	ck_assert_msg(strstr(err.msg, "at most 16") != NULL, "%s", err.msg);
+	const char *const ok[] = {"lo", "fifteen-bytes-x"};
+	ck_assert_int_eq(fio_dnssd_use_interfaces(ok, 2, &err), IDP_OK);
+	ck_assert_int_eq(fio_dnssd_use_interfaces(NULL, 0, &err), IDP_OK);
 }
 END_TEST
 
@@ -202,6 +232,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_fio_dnssd_backend_auto_without_daemon_is_embedded);
 	tcase_add_test(tc, test_fio_dnssd_backend_parse_refuses_unknown);
 	tcase_add_test(tc, test_fio_dnssd_embedded_publish_after_watch_refused);
+	tcase_add_test(tc, test_fio_dnssd_use_interfaces_refuses_bad_names);
 	tcase_add_test(tc, test_fio_dnssd_browse_rejects_bad_arguments);
 	tcase_add_test(tc, test_fio_dnssd_txt_get_whole_keys);
 	suite_add_tcase(s, tc);
