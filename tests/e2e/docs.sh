@@ -270,7 +270,7 @@ doc_skip 'make -j2 VARIANT=plain build/plain/bench/bench_api && build/plain/benc
 doc_skip 'IDP_TOP=$PWD IDP_BUILD=$PWD/build/plain IDP_BIN=$PWD/build/plain/bin bash tests/bench/agent.sh' \
 	'make check runs every benchmark once (tests/run-bench --smoke)'
 doc_skip 'strace -f --seccomp-bpf -T -e trace=fsync,poll,connect build/plain/bin/idprov-agent --state-dir S --id ID --mac MAC --server URL --ca CA run --once' \
-	'a measuring aid for a developer (strace is not a dependency); the agent run is run above'
+	'a measuring aid for a developer (durable.sh checks the fsyncs); the agent run is run above'
 # docs/reliability.md: fuzzing (make check replays the corpus with the fuzz build)
 doc_skip 'make fuzz-build' 'make check builds the fuzz targets (Makefile, target check)'
 doc_skip 'make fuzz-replay' 'make check replays every corpus file (tests/run-fuzz --replay)'
