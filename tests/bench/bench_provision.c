@@ -777,6 +777,20 @@ int main(void)
 		fprintf(stderr, "bench_provision: %d requests failed\n", atomic_load(&failures));
 		goto out;
 	}
+	/* The decision ceiling did its work: one committed row per answer. */
+	sqlite3_stmt *count = NULL;
+	long rows = -1;
+	if (sqlite3_prepare_v2(cdb.db, "SELECT count(*) FROM decisions", -1, &count, NULL) ==
+	            SQLITE_OK &&
+	    sqlite3_step(count) == SQLITE_ROW)
+		rows = (long)sqlite3_column_int64(count, 0);
+	(void)sqlite3_finalize(count);
+	if (rows != ops[CEIL_PROVISION] + ops[CEIL_RENEW] || cdb.durable != cdb.committed) {
+		(void)fprintf(stderr, "bench_provision: the decision ceiling stored %ld decisions "
+		                      "for %ld answers\n",
+		              rows, ops[CEIL_PROVISION] + ops[CEIL_RENEW]);
+		goto out;
+	}
 	/* Each client's first connection is a full handshake; all others resume. */
 	if (atomic_load(&resumed) < ops[RESUMED] - (long)(ROUNDS * CLIENTS)) {
 		fprintf(stderr, "bench_provision: %ld of %ld renewals resumed their session\n",
