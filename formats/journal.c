@@ -166,7 +166,13 @@ static enum idp_err get_str(struct rbuf *r, char *out, size_t max, bool id, size
 		return rc;
 	out[n] = '\0';
 	size_t got = 0;
-	return check_str(out, max, id, min, what, &got, err);
+	if ((rc = check_str(out, max, id, min, what, &got, err)) != IDP_OK)
+		return rc;
+	/* check_str stops at a NUL: the bytes behind one would be dropped,
+	 * and the entry would re-encode to other bytes than it was read from. */
+	if (got != n)
+		return idp_error_set(err, IDP_E_FORMAT, "%s: byte 0x00 at offset %zu", what, got);
+	return IDP_OK;
 }
 
 static enum idp_err parse_payload(uint8_t type, const uint8_t *p, size_t len,

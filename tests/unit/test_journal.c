@@ -224,6 +224,42 @@ START_TEST(test_journal_good_crc_bad_payload)
 }
 END_TEST
 
+/* A NUL inside a string's declared length is refused, not cut off: "b-1\0x"
+ * read as "b-1" would re-encode to other bytes (found by fuzz_journal). */
+START_TEST(test_journal_nul_in_string_refused)
+{
+	static const char *const fields[] = {"batch", "station", "product"};
+	for (int f = 0; f < 3; f++) {
+		uint8_t buf[64] = {'I', 'D', 'J', '1', FMT_JOURNAL_OPEN, 0, 0, 0};
+		size_t p = 8;
+		const char *val[] = {"b-1", "st-1", "Sensor X"};
+		for (int i = 0; i < 3; i++) {
+			size_t n = strlen(val[i]);
+			buf[p++] = (uint8_t)(n + (i == f ? 2 : 0));
+			memcpy(buf + p, val[i], n);
+			p += n;
+			if (i == f) {
+				buf[p++] = 0x00;
+				buf[p++] = 'x';
+			}
+		}
+		p += 16; /* target and time, zero */
+		buf[7] = (uint8_t)(p - 8);
+		uint32_t crc = fmt_crc32c(0, buf, p);
+		for (int i = 0; i < 4; i++)
+			buf[p + (size_t)i] = (uint8_t)(crc >> (24 - 8 * i));
+		size_t pos = 0;
+		struct fmt_journal_entry e;
+		enum fmt_journal_item item;
+		struct idp_error err;
+		ck_assert_int_eq(fmt_journal_next(buf, p + 4, &pos, &e, &item, &err), IDP_E_FORMAT);
+		ck_assert_ptr_nonnull(strstr(err.msg, fields[f]));
+		ck_assert_ptr_nonnull(strstr(err.msg, "byte 0x00"));
+		ck_assert_uint_eq(pos, 0);
+	}
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("journal");
@@ -234,6 +270,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_journal_damage_in_middle_refused);
 	tcase_add_test(tc, test_journal_encode_refusals);
 	tcase_add_test(tc, test_journal_good_crc_bad_payload);
+	tcase_add_test(tc, test_journal_nul_in_string_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
