@@ -168,10 +168,17 @@ $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)
 # coverage reaches them (Debian's libraries are not instrumented).
 FUZZ_FLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -I. \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+# Each source is compiled once into build/fuzz/obj (the same flags for every
+# target), then each target links the objects it lists (fuzz_<name>_SRCS).
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+-include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null)
+fuzz_objs = $(patsubst %.c,build/fuzz/obj/%.o,$(filter %.c,$(1))) $(filter-out %.c,$(1))
 define FUZZ_template
-build/fuzz/$(basename $(notdir $(1))): $(1) $($(basename $(notdir $(1)))_SRCS) $(wildcard formats/*.h)
+build/fuzz/$(basename $(notdir $(1))): $(call fuzz_objs,$(1) $($(basename $(notdir $(1)))_SRCS))
 	@mkdir -p $$(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $$@ $(1) $($(basename $(notdir $(1)))_SRCS) $$(PKG_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $$@ $$^ $$(PKG_LIBS)
 endef
 $(foreach f,$(FUZZERS),$(eval $(call FUZZ_template,$(f))))
 FUZZ_BINS = $(foreach f,$(FUZZERS),build/fuzz/$(basename $(notdir $(f))))
