@@ -190,28 +190,29 @@ deps-quiet:
 	@.ci/install-deps
 
 # make check builds with one job per core unless make was given -j itself.
-# Then three lanes run side by side, as the tests are isolated from each
+# Then the two suites run side by side, as the tests are isolated from each
 # other (each its own temporary directory, ports the kernel picks, network
-# namespaces, veth and avahi host names with its PID in them): the ASan
-# suite; the plain suite, then the fuzz corpus replay; lint, then the
-# benchmark smoke run. The suites' lines are prefixed with the variant and each
-# test's block is written whole (tests/run-suite); what the other stages say
-# is kept in build/*.out and shown when all lanes are done.
+# namespaces, veth and avahi host names with its PID in them) and most of
+# their time is spent waiting on servers, daemons and browsers: the ASan
+# suite beside the plain suite and then the fuzz corpus replay. Lint and the
+# benchmark smoke run, which keep a core busy, come after. The suites' lines
+# are prefixed with the variant and each test's block is written whole
+# (tests/run-suite).
 CHECK_J = $(if $(findstring -j,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
 check: deps
-	@rm -f build/results-* build/fuzz.out build/bench.out build/lint.out
+	@rm -f build/results-* build/fuzz.out
 	$(MAKE) --no-print-directory $(CHECK_J) VARIANT=asan build-tests
 	$(MAKE) --no-print-directory $(CHECK_J) VARIANT=plain build-tests $(BENCH_BINS)
 	$(MAKE) --no-print-directory $(CHECK_J) fuzz-build
 	@tests/run-suite build/asan build/results-asan & a=$$!; \
 	{ tests/run-suite build/plain build/results-plain; \
 	  tests/run-fuzz --replay build/results-fuzz >build/fuzz.out 2>&1; } & p=$$!; \
-	{ if $(MAKE) --no-print-directory -s lint >build/lint.log 2>&1; then \
+	wait $$a $$p; cat build/fuzz.out; true
+	@tests/run-bench build/plain --smoke build/results-bench || true
+	@if $(MAKE) --no-print-directory -s lint >build/lint.log 2>&1; then \
 		echo "[lint] PASS cppcheck + clang-tidy"; echo "1 0" >build/results-lint; \
-	  else echo "[lint] FAIL cppcheck + clang-tidy"; tail -n 40 build/lint.log; \
-		echo "0 1" >build/results-lint; fi >build/lint.out; \
-	  tests/run-bench build/plain --smoke build/results-bench >build/bench.out 2>&1; } & l=$$!; \
-	wait $$a $$p $$l; cat build/fuzz.out build/bench.out build/lint.out 2>/dev/null; true
+	else echo "[lint] FAIL cppcheck + clang-tidy"; tail -n 40 build/lint.log; \
+		echo "0 1" >build/results-lint; fi
 	@tests/summarize build/results-asan build/results-plain build/results-fuzz \
 		build/results-bench build/results-lint
 
