@@ -168,10 +168,17 @@ $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIB_ARCHIVES)
 # coverage reaches them (Debian's libraries are not instrumented).
 FUZZ_FLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -I. \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+# Each source is compiled once into build/fuzz/obj (the same flags for every
+# target), then each target links the objects it lists (fuzz_<name>_SRCS).
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+-include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null)
+fuzz_objs = $(patsubst %.c,build/fuzz/obj/%.o,$(filter %.c,$(1))) $(filter-out %.c,$(1))
 define FUZZ_template
-build/fuzz/$(basename $(notdir $(1))): $(1) $($(basename $(notdir $(1)))_SRCS) $(wildcard formats/*.h)
+build/fuzz/$(basename $(notdir $(1))): $(call fuzz_objs,$(1) $($(basename $(notdir $(1)))_SRCS))
 	@mkdir -p $$(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $$@ $(1) $($(basename $(notdir $(1)))_SRCS) $$(PKG_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $$@ $$^ $$(PKG_LIBS)
 endef
 $(foreach f,$(FUZZERS),$(eval $(call FUZZ_template,$(f))))
 FUZZ_BINS = $(foreach f,$(FUZZERS),build/fuzz/$(basename $(notdir $(f))))
@@ -182,14 +189,25 @@ deps:
 deps-quiet:
 	@.ci/install-deps
 
+# make check builds with one job per core unless make was given -j itself.
+# Then the two suites run side by side, as the tests are isolated from each
+# other (each its own temporary directory, ports the kernel picks, network
+# namespaces, veth and avahi host names with its PID in them) and most of
+# their time is spent waiting on servers, daemons and browsers: the ASan
+# suite beside the plain suite and then the fuzz corpus replay. Lint and the
+# benchmark smoke run, which keep a core busy, come after. The suites' lines
+# are prefixed with the variant and each test's block is written whole
+# (tests/run-suite).
+CHECK_J = $(if $(findstring -j,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
 check: deps
-	@rm -f build/results-*
-	$(MAKE) --no-print-directory VARIANT=asan build-tests
-	$(MAKE) --no-print-directory VARIANT=plain build-tests $(BENCH_BINS)
-	$(MAKE) --no-print-directory fuzz-build
-	@tests/run-suite build/asan build/results-asan || true
-	@tests/run-suite build/plain build/results-plain || true
-	@tests/run-fuzz --replay build/results-fuzz || true
+	@rm -f build/results-* build/fuzz.out
+	$(MAKE) --no-print-directory $(CHECK_J) VARIANT=asan build-tests
+	$(MAKE) --no-print-directory $(CHECK_J) VARIANT=plain build-tests $(BENCH_BINS)
+	$(MAKE) --no-print-directory $(CHECK_J) fuzz-build
+	@tests/run-suite build/asan build/results-asan & a=$$!; \
+	{ tests/run-suite build/plain build/results-plain; \
+	  tests/run-fuzz --replay build/results-fuzz >build/fuzz.out 2>&1; } & p=$$!; \
+	wait $$a $$p; cat build/fuzz.out; true
 	@tests/run-bench build/plain --smoke build/results-bench || true
 	@if $(MAKE) --no-print-directory -s lint >build/lint.log 2>&1; then \
 		echo "[lint] PASS cppcheck + clang-tidy"; echo "1 0" >build/results-lint; \

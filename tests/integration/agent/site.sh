@@ -145,16 +145,6 @@ t_grep "revoked: reason logged" 'event=provision.rejected device=dev-a7 reason=r
 out=$("$IDP_BUILD/tools/agent_embed" "$T_TMP/emb" dev-a9 02:00:5e:00:a1:09 "$SRV_URL" "$SRV_CA")
 t_run "embedded library provisions" [ "${out%% *}" = provisioned ]
 
-# --- daemon renewal (started above) -------------------------------------------
-for _ in $(seq 1 450); do
-	[ "$(grep -c 'event=token.renewed' "$T_TMP/pre.log")" -gt "$n0" ] && break
-	sleep 0.1
-done
-t_run "daemon: a renewal after it started" [ "$(grep -c 'event=token.renewed' "$T_TMP/pre.log")" -gt "$n0" ]
-kill -TERM "$dpid"
-wait "$dpid"
-t_run "daemon: SIGTERM ends it with exit 0" [ $? = 0 ]
-
 # --- an expired token (device offline past its expiry): provisions again -----
 # The stored token's times are moved into the past (its signature no longer
 # matters: the agent reads its own token's times without a key and never
@@ -175,6 +165,16 @@ t_run "expired: run provisions again (exit 0)" agent mac run --once --id dev-a2 
 t_grep "expired: noticed" 'event=token.expired device=dev-a2' "$T_TMP/mac.log"
 agent mac status --json --id dev-a2 >"$T_TMP/exp.json"
 t_run "expired: a new token in the future" [ "$(json_field token_expires <"$T_TMP/exp.json")" -gt "$(date +%s)" ]
+
+# --- daemon renewal (started above) -------------------------------------------
+for _ in $(seq 1 450); do
+	[ "$(grep -c 'event=token.renewed' "$T_TMP/pre.log")" -gt "$n0" ] && break
+	sleep 0.1
+done
+t_run "daemon: a renewal after it started" [ "$(grep -c 'event=token.renewed' "$T_TMP/pre.log")" -gt "$n0" ]
+kill -TERM "$dpid"
+wait "$dpid"
+t_run "daemon: SIGTERM ends it with exit 0" [ $? = 0 ]
 
 # --- TOFU pin, then a server with another CA ---------------------------------
 srv_stop

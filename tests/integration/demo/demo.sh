@@ -31,15 +31,15 @@ ln -s "$IDP_BIN" "$T_TMP/bin dir"
 demo="$T_TMP/check out/samples/demo.sh"
 # marked PREFIX: the PIDs of processes the demo with a work dir starting
 # with PREFIX started (each has IDPROV_DEMO_WORK=<work dir> in its
-# environment), or whose working directory is there.
+# environment), or whose working directory is there. Four processes in all,
+# not some for each process on the machine: this runs often, on a busy one.
 marked() {
-	local p c
-	for p in /proc/[0-9]*; do
-		c=$(readlink "$p/cwd" 2>/dev/null) || continue
-		case $c in "$1" | "$1"/* | "$1 (deleted)") echo "${p#/proc/}" && continue ;; esac
-		tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qF "IDPROV_DEMO_WORK=$1" &&
-			echo "${p#/proc/}"
-	done
+	{
+		find /proc -mindepth 2 -maxdepth 2 -name cwd -printf '%h\t%l\n' 2>/dev/null |
+			W=$1 awk -F '\t' '{ w = ENVIRON["W"] }
+				$2 == w || index($2, w "/") == 1 || $2 == w " (deleted)" { print substr($1, 7) }'
+		grep -lzF -- "IDPROV_DEMO_WORK=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3
+	} | sort -u
 }
 # wait_for FILE ERE: until FILE has a line matching ERE (at most 120 s: the
 # machine may be busy).
