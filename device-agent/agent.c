@@ -650,6 +650,9 @@ static enum idp_err check_config(const struct agt_config *cfg, struct idp_error 
 	                                         FIO_KEYSTORE_URI_MAX))
 		rc = idp_error_set(err, IDP_E_ARG, "key uri: empty or over %u bytes",
 		                   FIO_KEYSTORE_URI_MAX);
+	if (rc == IDP_OK && cfg->attempts > AGT_ATTEMPTS_MAX)
+		rc = idp_error_set(err, IDP_E_ARG, "attempts: %u, at most %u", cfg->attempts,
+		                   AGT_ATTEMPTS_MAX);
 	if (rc == IDP_OK && cfg->key_providers != NULL && cfg->key_uri == NULL)
 		rc = idp_error_set(err, IDP_E_ARG, "key providers: set without a key uri");
 	if (rc == IDP_OK && cfg->server_url != NULL &&
@@ -895,8 +898,10 @@ static enum idp_err client(struct agt_ctx *c, struct idp_error *err)
 		return IDP_OK;
 	char ca[FILE_PATH_MAX];
 	enum idp_err rc = path_of(c, "ca.pem", ca, err);
+	/* One try per call: post_signed retries, each time on a new
+	 * connection with a new proof (a proof is bound to its connection). */
 	const struct fio_httpc_opts o = {
-	        .base_url = c->provision_url, .ca_file = ca, .attempts = 3, .backoff_ms = 1000,
+	        .base_url = c->provision_url, .ca_file = ca, .attempts = 1,
 	        .retry_after_max = RETRY_AFTER_WAIT_S};
 	if (rc == IDP_OK)
 		rc = fio_httpc_new(&o, &c->http, err);
@@ -937,15 +942,16 @@ static enum idp_err get_nonce(struct agt_ctx *c, uint8_t nonce[static FMT_API_NO
 	return rc;
 }
 
-/* POST req (its purpose's path) with a proof bound to the connection; *ans
- * gets the answer (decision or API error) when one arrived (*status != 0).
- * A transport failure returns its code with *status = 0. */
-static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
-                                struct fmt_api_answer *ans, long *status, struct idp_error *err)
+/* One try of post_signed: its nonce when one is used, then the POST;
+ * *retry_after gets the answer's Retry-After (seconds, 0: none). */
+static enum idp_err post_once(struct agt_ctx *c, struct fmt_api_request *req,
+                              struct fmt_api_answer *ans, long *status, int64_t *retry_after,
+                              struct idp_error *err)
 {
 	static const char *const paths[] = {"", "/v1/provision", "/v1/token/exchange",
 	                                    "/v1/token/renew"};
 	*status = 0;
+	*retry_after = 0;
 	memset(ans, 0, sizeof(*ans));
 	enum idp_err rc = client(c, err);
 	if (rc != IDP_OK)
@@ -989,6 +995,7 @@ static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
 		                                .body_len = len};
 		rc = fio_httpc_do(c->http, &r, &resp, err);
 		c->tls_resumed = resp.tls_resumed;
+		*retry_after = resp.retry_after;
 		if (rc == IDP_E_VERIFY)
 			idp_error_prefix(err, "not the pinned CA's server (%s)", c->ca_fp);
 	}
@@ -1007,6 +1014,72 @@ static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
 	}
 	fio_httpc_resp_free(&resp);
 	return rc;
+}
+
+/* Delay before pending poll number n (0, 1, ...): the server's retry_after,
+ * doubled from 1 s per poll when that is longer, capped, plus up to 25 %
+ * jitter so that a line of devices powered together spreads out. */
+static int64_t pending_delay_ms(int64_t retry_after, unsigned n)
+{
+	int64_t d = (int64_t)1 << (n < 9 ? n : 9);
+	if (d < retry_after)
+		d = retry_after;
+	if (d > AGT_WAIT_CAP_S)
+		d = AGT_WAIT_CAP_S;
+	uint32_t rnd = 0;
+	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
+		rnd = 0;
+	return d * 1000 + (int64_t)(rnd % (uint32_t)(d * 250 + 1));
+}
+
+/* Whether a try of post_signed ended without a decision and may be made
+ * again: a transport failure (no answer, a reset, half an answer: the
+ * request may have been decided, and a new request with a new proof is
+ * what the server expects after a lost answer, formats/api.md §6.1), or
+ * 429 / 503 with a Retry-After the agent waits for (throttled,
+ * storage_full, unavailable). Never an answer that is a decision or a
+ * refusal. */
+static bool no_decision(enum idp_err rc, long status, const struct fmt_api_answer *a,
+                        int64_t retry_after)
+{
+	if (status == 0)
+		return rc == IDP_E_IO || rc == IDP_E_TIMEOUT;
+	return rc == IDP_OK && a->is_error && (status == 429 || status == 503) && retry_after > 0 &&
+	       retry_after <= RETRY_AFTER_WAIT_S;
+}
+
+/* POST req (its purpose's path) with a proof bound to the connection; *ans
+ * gets the answer (decision or API error) when one arrived (*status != 0).
+ * A transport failure returns its code with *status = 0. Tried up to
+ * cfg.attempts times while no decision comes back (no_decision), each time
+ * on a new connection with a new proof (agent.h, attempts). */
+static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
+                                struct fmt_api_answer *ans, long *status, struct idp_error *err)
+{
+	static const char *const names[] = {"", "provision", "exchange", "renew"};
+	unsigned attempts = c->cfg.attempts > 0 ? c->cfg.attempts : AGT_ATTEMPTS_DEFAULT;
+	int64_t start = now_ms();
+	for (unsigned n = 1;; n++) {
+		int64_t retry_after = 0;
+		enum idp_err rc = post_once(c, req, ans, status, &retry_after, err);
+		if (n >= attempts || !no_decision(rc, *status, ans, retry_after))
+			return rc;
+		int64_t d = pending_delay_ms(retry_after, n - 1);
+		if (now_ms() - start + d > (int64_t)AGT_RETRY_TIME_S * 1000)
+			return rc;
+		char why[64];
+		if (*status != 0)
+			(void)snprintf(why, sizeof(why), "%ld_%s", *status, ans->error.code_text);
+		else
+			(void)snprintf(why, sizeof(why), "%s", idp_err_name(rc));
+		say(c, AGT_LOG_WARN, "request.retry",
+		    "device=%s request=%s attempt=%u of=%u after=%s retry_after=%lld wait_ms=%lld",
+		    c->cfg.device_id, names[req->purpose], n + 1, attempts, why,
+		    (long long)retry_after, (long long)d);
+		idle(c); /* a new connection: the next proof is bound to it */
+		if (!nap(c, d))
+			return rc;
+	}
 }
 
 /* Fill the members every request carries. */
@@ -1349,22 +1422,6 @@ static enum idp_err server_of(struct agt_ctx *c, struct idp_error *err)
 		c->http = NULL;
 	}
 	return IDP_OK;
-}
-
-/* Delay before pending poll number n (0, 1, ...): the server's retry_after,
- * doubled from 1 s per poll when that is longer, capped, plus up to 25 %
- * jitter so that a line of devices powered together spreads out. */
-static int64_t pending_delay_ms(int64_t retry_after, unsigned n)
-{
-	int64_t d = (int64_t)1 << (n < 9 ? n : 9);
-	if (d < retry_after)
-		d = retry_after;
-	if (d > AGT_WAIT_CAP_S)
-		d = AGT_WAIT_CAP_S;
-	uint32_t rnd = 0;
-	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
-		rnd = 0;
-	return d * 1000 + (int64_t)(rnd % (uint32_t)(d * 250 + 1));
 }
 
 static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)

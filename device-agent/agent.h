@@ -45,6 +45,9 @@
 #define AGT_PATH_MAX      1024u /* bytes of the state directory path */
 #define AGT_WAIT_CAP_S    300   /* longest single wait between two pending polls */
 #define AGT_REPROVISION_MAX 3u  /* provisionings in one agt_run_once before giving up */
+#define AGT_ATTEMPTS_DEFAULT 3u /* tries of one request (agt_config.attempts) */
+#define AGT_ATTEMPTS_MAX    10u
+#define AGT_RETRY_TIME_S    60  /* no retry of one request starts later than this after its first try */
 
 enum agt_log_level {
 	AGT_LOG_ERROR = 0,
@@ -97,6 +100,17 @@ struct agt_config {
 	/* Longest total wait while pending, seconds; 0 = no bound. */
 	int64_t pending_wait_s;
 	int64_t proof_interval_ms;  /* factory: least time between two proofs; 0 = 1000 */
+	/* Tries of one request (provision, exchange, renew, with its nonce)
+	 * when no decision came back: a transport failure after the request
+	 * may have been sent (no answer, a connection reset, half an answer)
+	 * or before, and 429 / 503 with a Retry-After of at most 30 s
+	 * (throttled, storage_full, unavailable). Each try is a new connection
+	 * with a new proof (and a new nonce when one is used), after a backoff
+	 * doubled from 1 s with jitter, at least the Retry-After; none starts
+	 * more than AGT_RETRY_TIME_S after the first. An answer that is a
+	 * decision or a refusal (4xx) is never tried again. 0 =
+	 * AGT_ATTEMPTS_DEFAULT, 1 = no retry, at most AGT_ATTEMPTS_MAX. */
+	unsigned attempts;
 	agt_log_fn log;             /* NULL: silent */
 	void *log_arg;
 	enum agt_log_level log_level; /* events above it are not reported; 0 = AGT_LOG_INFO */

@@ -102,6 +102,7 @@ static void usage(FILE *f)
 	        "  --server URL (none: DNS-SD) --discover-wait SECONDS --ca FILE\n"
 	        "  --dnssd-backend auto|daemon|embedded (Avahi for DNS-SD; default auto)\n"
 	        "  --ca-fingerprint HEX --oob-secret-file FILE (or --oob-file) --nonce -v\n"
+	        "  --attempts N (tries of a request that got no decision, 1..10; default 3)\n"
 	        "  --key-uri URI (a key kept in hardware, e.g. handle:0x81000001)\n"
 	        "  --key-providers NAME[,NAME] (OpenSSL providers for it, e.g. tpm2)\n"
 	        "exit: 0 done, 2 usage, 3 local, 4 server, 5 pending, 6 rejected, 7 revoked,\n"
@@ -168,13 +169,17 @@ static bool set_opt(struct opts *o, const char *name, const char *value)
 		o->oob = (char *)buf;
 		c->oob_secret = o->oob;
 	} else if (strcmp(name, "wait") == 0 || strcmp(name, "baud") == 0 ||
-	           strcmp(name, "discover-wait") == 0) {
+	           strcmp(name, "discover-wait") == 0 || strcmp(name, "attempts") == 0) {
 		char *end = NULL;
 		errno = 0;
 		unsigned long long v = strtoull(value, &end, 10);
 		if (errno != 0 || end == value || *end != '\0' || v > 366ull * 86400)
 			return false;
-		if (name[0] == 'w')
+		if (name[0] == 'a') {
+			if (v < 1 || v > AGT_ATTEMPTS_MAX)
+				return false;
+			c->attempts = (unsigned)v;
+		} else if (name[0] == 'w')
 			c->pending_wait_s = (int64_t)v;
 		else if (name[0] == 'd')
 			c->discover_wait_ms = (int64_t)v * 1000;
