@@ -18,21 +18,8 @@ db=$st/idprov.db
 tok=$(cat "$st/admin.token")
 "$A" key "$T_TMP/k1" p256 && "$A" key "$T_TMP/k2" p256 || t_fail "keys"
 
-# hold: the sqlite3 CLI takes the write lock and keeps it until "COMMIT;"
-# is written to it; returns once the lock is held.
-hold() {
-	coproc HOLD { sqlite3 "$db"; }
-	HOLD_PID_SAVED=$HOLD_PID
-	T_CLEANUP+=("kill $HOLD_PID_SAVED 2>/dev/null")
-	printf '.timeout 10000\nBEGIN IMMEDIATE;\n.print locked\n' >&"${HOLD[1]}"
-	local line
-	read -r -t 20 line <&"${HOLD[0]}"
-	[ "$line" = locked ]
-}
-release() {
-	printf 'COMMIT;\n.quit\n' >&"${HOLD[1]}"
-	wait "$HOLD_PID_SAVED" 2>/dev/null
-}
+hold() { db_hold "$db"; }
+release() { db_release; }
 answered() { grep -q '^answer' "$1"; }
 # provision_waits N KEY ID MAC: provision ID in the background (answer lines
 # in $T_TMP/ID.out, PID in BG) while the lock is held; it must be the Nth
