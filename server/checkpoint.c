@@ -63,11 +63,17 @@ enum idp_err srv_ckpt_open(const struct srv_state *state, struct srv_ckpt **out,
 		srv_ckpt_close(ck);
 		return rc;
 	}
+	srv_store_set_busy_ms(ck->store, SRV_STORE_BUSY_SLICE_MS);
 	if (created)
 		fio_log(FIO_LOG_INFO, "audit.key_created", "path=%s/audit.key key_id=%s",
 		        state->dir, ck->key_id);
 	*out = ck;
 	return IDP_OK;
+}
+
+void srv_ckpt_set_busy_ms(struct srv_ckpt *ck, int ms)
+{
+	srv_store_set_busy_ms(ck->store, ms);
 }
 
 void srv_ckpt_close(struct srv_ckpt *ck)

@@ -34,9 +34,18 @@ IDP_MUST_CHECK enum idp_err srv_ckpt_open(const struct srv_state *state, struct 
                                           struct idp_error *err);
 
 /* Sign the current head as checkpoint n = last + 1 at now; store it and
- * replace STATE/audit.checkpoint. out (may be NULL) gets it. */
+ * replace STATE/audit.checkpoint. out (may be NULL) gets it. It waits
+ * SRV_STORE_BUSY_SLICE_MS at most for another writer's lock (see
+ * srv_ckpt_set_busy_ms): IDP_E_AGAIN then, nothing written; try again
+ * later (idprovd's main thread does, with a backoff). */
 IDP_MUST_CHECK enum idp_err srv_ckpt_write(struct srv_ckpt *ck, int64_t now,
                                            struct srv_checkpoint *out, struct idp_error *err);
+
+/* How long ck's writes wait for another writer's lock, ms (opened with
+ * SRV_STORE_BUSY_SLICE_MS, so that a lock another process holds never
+ * stalls the thread that signs on a timer; the last checkpoint, at stop,
+ * may wait SRV_STORE_BUSY_MS). */
+void srv_ckpt_set_busy_ms(struct srv_ckpt *ck, int ms);
 
 /* Release ck. NULL is a no-op. */
 void srv_ckpt_close(struct srv_ckpt *ck);

@@ -770,7 +770,7 @@ static void request_done(struct evhttp_request *req, void *arg)
  * while the lock is held one handler run per tick is all it costs, and once
  * it goes through, the rest run in order. A request still waiting when its
  * bound passes is answered 503 unavailable with Retry-After. */
-#define BUSY_SLICE_MS 20
+#define BUSY_SLICE_MS SRV_STORE_BUSY_SLICE_MS
 #define RETRY_MIN_MS  10u
 #define RETRY_MAX_MS  200u
 

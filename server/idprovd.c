@@ -78,21 +78,43 @@ static void report(int fd, char status)
 	}
 }
 
-/* Sign a checkpoint of the audit log's head (server/checkpoint.h). */
-static void checkpoint(struct srv_ckpt *ck)
+#define CKPT_RETRY_MAX_S 30 /* longest wait between two tries of a checkpoint */
+
+/* Sign a checkpoint of the audit log's head (server/checkpoint.h). tries:
+ * the tries that met another process's write lock so far. Returns the
+ * seconds until the next try when the lock was held (nothing written: the
+ * thread goes back to its signals, and tries again after a backoff from
+ * 1 s to CKPT_RETRY_MAX_S), else 0 (written, or failed for another cause,
+ * logged). */
+static int64_t checkpoint(struct srv_ckpt *ck, unsigned *tries)
 {
 	struct srv_checkpoint c;
 	struct idp_error err = {0};
+	char ebuf[FIO_LOG_ESC_MAX];
 	if (ck == NULL)
-		return;
-	if (srv_ckpt_write(ck, (int64_t)time(NULL), &c, &err) != IDP_OK) {
-		fio_log(FIO_LOG_ERROR, "audit.checkpoint_failed", "error=\"%s\"", err.msg);
-		return;
+		return 0;
+	enum idp_err rc = srv_ckpt_write(ck, (int64_t)time(NULL), &c, &err);
+	if (rc == IDP_E_AGAIN) {
+		++*tries;
+		int64_t wait = *tries > 5 ? CKPT_RETRY_MAX_S : INT64_C(1) << (*tries - 1);
+		if (wait > CKPT_RETRY_MAX_S)
+			wait = CKPT_RETRY_MAX_S;
+		fio_log(FIO_LOG_WARN, "audit.checkpoint_waiting",
+		        "tries=%u retry_in_s=%lld error=%s", *tries, (long long)wait,
+		        fio_log_err(&err, ebuf));
+		return wait;
+	}
+	unsigned waited = *tries;
+	*tries = 0;
+	if (rc != IDP_OK) {
+		fio_log(FIO_LOG_ERROR, "audit.checkpoint_failed", "error=%s", fio_log_err(&err, ebuf));
+		return 0;
 	}
 	char hex[65];
 	fmt_key_fingerprint_hex(c.hash, hex);
-	fio_log(FIO_LOG_INFO, "audit.checkpoint", "n=%lld seq=%lld hash=%s", (long long)c.n,
-	        (long long)c.seq, hex);
+	fio_log(FIO_LOG_INFO, "audit.checkpoint", "n=%lld seq=%lld hash=%s tries=%u", (long long)c.n,
+	        (long long)c.seq, hex, waited + 1);
+	return 0;
 }
 
 static int run(const struct srv_config *cfg)
@@ -163,6 +185,7 @@ static int run(const struct srv_config *cfg)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SRV_SITE_WAKE_SIGNAL); /* server/site.h: a rogue sighting waits */
 	(void)pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	size_t n_routes = 0;
@@ -196,19 +219,45 @@ static int run(const struct srv_config *cfg)
 	struct timespec next;
 	(void)clock_gettime(CLOCK_MONOTONIC, &next);
 	next.tv_sec += cfg->audit_checkpoint_interval;
+	/* Store writes that met another process's write lock, tried again
+	 * here (monotonic seconds of the next try; 0: none): a checkpoint, and
+	 * rogue sightings the site watch queued. */
+	int64_t retry_at = 0, site_at = 0;
+	unsigned tries = 0;
 	for (;;) {
-		/* Signals, and a signed audit checkpoint every interval. */
+		/* Signals, a signed audit checkpoint every interval, and the
+		 * retries above. */
 		struct timespec now, wait = {0, 0};
 		(void)clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec < next.tv_sec)
-			wait.tv_sec = next.tv_sec - now.tv_sec;
+		int64_t wake = next.tv_sec;
+		if (retry_at != 0 && retry_at < wake)
+			wake = retry_at;
+		if (site_at != 0 && site_at < wake)
+			wake = site_at;
+		if (now.tv_sec < wake)
+			wait.tv_sec = wake - now.tv_sec;
 		sig = sigtimedwait(&sigs, NULL, &wait);
+		int e = errno;
+		(void)clock_gettime(CLOCK_MONOTONIC, &now);
+		if (sig == SRV_SITE_WAKE_SIGNAL) {
+			if (site_at == 0)
+				site_at = now.tv_sec + 1;
+			continue;
+		}
 		if (sig < 0) {
-			if (errno == EAGAIN) {
-				checkpoint(ck);
+			if (e != EAGAIN)
+				continue;
+			if (site_at != 0 && now.tv_sec >= site_at)
+				site_at = srv_site_retry(site) ? now.tv_sec + 1 : 0;
+			bool due = now.tv_sec >= next.tv_sec;
+			if (due) {
 				next.tv_sec += cfg->audit_checkpoint_interval;
 				if (next.tv_sec <= now.tv_sec)
 					next.tv_sec = now.tv_sec + cfg->audit_checkpoint_interval;
+			}
+			if (due || (retry_at != 0 && now.tv_sec >= retry_at)) {
+				int64_t again = checkpoint(ck, &tries);
+				retry_at = again > 0 ? now.tv_sec + again : 0;
 			}
 			continue;
 		}
@@ -228,7 +277,12 @@ static int run(const struct srv_config *cfg)
 	srv_site_stop(site);
 	srv_publish_stop(pub); /* goodbye packets first: agents stop finding a closing server */
 	srv_httpd_shutdown(h);
-	checkpoint(ck); /* the last one covers every entry of this run */
+	/* The last one covers every entry of this run: nothing else is
+	 * served now, so it may wait for the lock up to the usual bound. */
+	if (ck != NULL)
+		srv_ckpt_set_busy_ms(ck, SRV_STORE_BUSY_MS);
+	tries = 0;
+	(void)checkpoint(ck, &tries);
 	srv_ckpt_close(ck);
 	srv_httpd_free(h);
 	srv_app_free(&app);

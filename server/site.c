@@ -37,6 +37,13 @@ struct srv_site {
 	struct seen seen[SRV_SITE_SEEN_MAX]; /* under g_lock */
 	size_t n_seen;
 	bool overflow; /* more others seen than the list holds (until the daemon restarts) */
+	/* Sightings whose suspension is not written yet (another process held
+	 * the write lock), oldest first; with store, under write_lock. */
+	pthread_mutex_t write_lock;
+	char pending[SRV_SITE_SEEN_MAX][SRV_STORE_DETAIL_MAX];
+	size_t n_pending;
+	bool waiting;    /* site.waiting was logged for the current wait */
+	pthread_t owner; /* srv_site_start's thread: woken by SRV_SITE_WAKE_SIGNAL */
 };
 
 /* The running watch, for the resume handler (one per process). */
@@ -175,6 +182,68 @@ static void forget(struct srv_site *s, const struct fio_dnssd_found *f)
 	(void)pthread_mutex_unlock(&g_lock);
 }
 
+/* Write the queued sightings in order (write_lock held), each waiting
+ * SRV_STORE_BUSY_SLICE_MS at most for the lock; false when one met another
+ * process's lock (it and the rest stay queued). A sighting that fails for
+ * another cause is logged and dropped, as before there was a queue. */
+static bool write_pending(struct srv_site *s)
+{
+	while (s->n_pending > 0) {
+		struct idp_error err = {0};
+		bool newly = false;
+		const char *reason = s->pending[0];
+		srv_store_set_busy_ms(s->store, SRV_STORE_BUSY_SLICE_MS); /* also forgets was_busy */
+		enum idp_err rc = set_suspended(s->store, true, reason, "site.suspended", true, &newly,
+		                                &err);
+		char ebuf[FIO_LOG_ESC_MAX];
+		if (rc == IDP_E_AGAIN && srv_store_was_busy(s->store)) {
+			if (!s->waiting)
+				fio_log(FIO_LOG_WARN, "site.waiting",
+				        "queued=%zu error=%s note=\"the suspension is written once the "
+				        "lock is free\"",
+				        s->n_pending, fio_log_err(&err, ebuf));
+			s->waiting = true;
+			return false;
+		}
+		if (rc != IDP_OK)
+			fio_log(FIO_LOG_ERROR, "site.error",
+			        "error=%s note=\"suspension not recorded\"", fio_log_err(&err, ebuf));
+		else if (newly)
+			fio_log(FIO_LOG_WARN, "site.suspended", "reason=\"%s\"%s", reason,
+			        s->waiting ? " waited=yes" : "");
+		s->waiting = false;
+		memmove(s->pending[0], s->pending[1], --s->n_pending * sizeof(s->pending[0]));
+	}
+	return true;
+}
+
+/* Suspend for a rogue sighting (reason): queued, then written with the
+ * ones before it; the owner thread is woken when it has to wait. */
+static void suspend_for(struct srv_site *s, const char *reason)
+{
+	(void)pthread_mutex_lock(&s->write_lock);
+	if (s->n_pending < SRV_SITE_SEEN_MAX)
+		(void)snprintf(s->pending[s->n_pending++], sizeof(s->pending[0]), "%s", reason);
+	else /* the queue holds a suspension already: only this flag is lost */
+		fio_log(FIO_LOG_ERROR, "site.error",
+		        "queued=%zu note=\"queue full: this sighting's flag not recorded\"",
+		        s->n_pending);
+	bool wake = !write_pending(s);
+	(void)pthread_mutex_unlock(&s->write_lock);
+	if (wake)
+		(void)pthread_kill(s->owner, SRV_SITE_WAKE_SIGNAL);
+}
+
+bool srv_site_retry(struct srv_site *s)
+{
+	if (s == NULL)
+		return false;
+	(void)pthread_mutex_lock(&s->write_lock);
+	bool more = !write_pending(s);
+	(void)pthread_mutex_unlock(&s->write_lock);
+	return more;
+}
+
 static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 {
 	/* Names and hosts are anyone's text: quoted (\xNN) before a log or a reason. */
@@ -196,7 +265,10 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 	remember(s, f, fp);
 	struct idp_error err = {0};
 	bool allowed = false;
-	if (is_allowed(s->store, f, fp, &allowed, &err) != IDP_OK) {
+	(void)pthread_mutex_lock(&s->write_lock);
+	enum idp_err arc = is_allowed(s->store, f, fp, &allowed, &err);
+	(void)pthread_mutex_unlock(&s->write_lock);
+	if (arc != IDP_OK) {
 		char ebuf[FIO_LOG_ESC_MAX];
 		fio_log(FIO_LOG_ERROR, "site.error", "error=\"%s\"", fio_log_err(&err, ebuf));
 		allowed = false; /* unknown: treat as a rogue */
@@ -214,15 +286,7 @@ static void appeared(struct srv_site *s, const struct fio_dnssd_found *f)
 	(void)snprintf(reason, sizeof(reason),
 	               "rogue DNS-SD publisher: name=\"%s\" host=%s addr=%s port=%u fp=%s", name,
 	               host, f->addr, (unsigned)f->port, fp[0] != '\0' ? fp : "none");
-	bool newly = false;
-	if (set_suspended(s->store, true, reason, "site.suspended", true, &newly, &err) != IDP_OK) {
-		char ebuf[FIO_LOG_ESC_MAX];
-		fio_log(FIO_LOG_ERROR, "site.error",
-		        "error=\"%s\" note=\"suspension not recorded\"", fio_log_err(&err, ebuf));
-		return;
-	}
-	if (newly)
-		fio_log(FIO_LOG_WARN, "site.suspended", "reason=\"%s\"", reason);
+	suspend_for(s, reason);
 }
 
 static void on_change(void *arg, enum fio_dnssd_change ch, const struct fio_dnssd_found *f,
@@ -285,6 +349,8 @@ struct srv_site *srv_site_start(const struct srv_config *cfg, const struct srv_s
 		return NULL;
 	}
 	s->store = st;
+	s->owner = pthread_self();
+	(void)pthread_mutex_init(&s->write_lock, NULL);
 	(void)snprintf(s->fp, sizeof(s->fp), "%s", state->ca_fingerprint);
 	const char *b;
 	for (size_t i = 0;
@@ -317,6 +383,7 @@ void srv_site_stop(struct srv_site *s)
 		g_site = NULL;
 	(void)pthread_mutex_unlock(&g_lock);
 	srv_store_close(s->store);
+	(void)pthread_mutex_destroy(&s->write_lock);
 	free(s);
 }
 

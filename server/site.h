@@ -21,10 +21,18 @@
  * Threads: the watch calls back from its Avahi thread with a store
  * connection of its own; the handlers run on their loop with the loop's
  * connection. The list of instances seen is behind a lock.
+ *
+ * The watch never sits in SQLite's busy wait: its writes wait
+ * SRV_STORE_BUSY_SLICE_MS at most for another process's write lock (the
+ * sqlite3 CLI in BEGIN IMMEDIATE). A sighting whose suspension could not be
+ * written then stays queued (logged once, site.waiting) and is written in
+ * order by srv_site_retry, which idprovd's main thread calls after
+ * SRV_SITE_WAKE_SIGNAL and then every second until the queue is empty.
  */
 #ifndef IDP_SERVER_SITE_H
 #define IDP_SERVER_SITE_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "server/config.h"
@@ -33,6 +41,7 @@
 
 #define SRV_SITE_RETRY_AFTER 300 /* seconds a device is told to wait while suspended */
 #define SRV_SITE_SEEN_MAX    32u /* other publishers remembered at once */
+#define SRV_SITE_WAKE_SIGNAL SIGUSR1 /* sent to the starting thread when a write waits */
 
 struct srv_site; /* opaque */
 
@@ -45,6 +54,13 @@ struct srv_site *srv_site_start(const struct srv_config *cfg, const struct srv_s
 
 /* Stop browsing and release s. NULL is a no-op. */
 void srv_site_stop(struct srv_site *s);
+
+/* Write the sightings still queued (see above), in order, with the short
+ * wait. True while some are still queued (the lock is still held): call
+ * again a little later. From the thread that called srv_site_start, which
+ * gets SRV_SITE_WAKE_SIGNAL (blocked there, taken with sigtimedwait) when
+ * a sighting starts waiting. NULL: false. */
+bool srv_site_retry(struct srv_site *s);
 
 /* True when provisioning is suspended: req has then been answered 503
  * `suspended` with the reason and Retry-After (or 503 `unavailable` when

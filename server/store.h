@@ -45,6 +45,7 @@
 #define SRV_STORE_DETAIL_MAX  1024u  /* flag and audit details, bytes */
 #define SRV_STORE_PEM_MAX     16384u /* a certificate PEM */
 #define SRV_STORE_BUSY_MS     5000   /* how long a writer waits for the lock */
+#define SRV_STORE_BUSY_SLICE_MS 20   /* the short wait of a loop or timer that retries later */
 #define SRV_STORE_SOURCE_MAX  64u    /* client address that created a pending device */
 #define SRV_STORE_CLAIMS_MAX  16u    /* claims srv_store_device_claims reports at most */
 #define SRV_STORE_ACTOR_MAX   FMT_ID_MAX /* an audit entry's actor: a credential or station name */

@@ -7,6 +7,8 @@
 # events, not a time); once the lock goes, the waiting request is decided;
 # a lock held past the bound (5 s) is answered 503 unavailable with
 # Retry-After; nothing is lost or written twice, and the database checks.
+# Timer writes (the signed audit checkpoint) wait 20 ms at most too and are
+# tried again later, never given up (the last section).
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -76,6 +78,45 @@ t_run "server still up" kill -0 "$SRV_PID"
 t_grep "lock gone: the retry is decided" '^answer 202 pending' "$T_TMP/p3.out"
 t_run "each device stored once" \
 	[ "$(sqlite3 -readonly "$db" "SELECT count(*) FROM devices WHERE id LIKE 'dev-lk%'")" = 2 ]
+srv_stop
+t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
+t_run "integrity_check ok" [ "$(sqlite3 -readonly "$db" 'PRAGMA integrity_check')" = ok ]
+
+# ---------------------------------------------------------------- timer writes
+# A signed audit checkpoint (idprovd's main thread, on its timer: every
+# second here) falls due while the lock is held: it waits 20 ms at most,
+# logs audit.checkpoint_waiting and is tried again with a backoff, never
+# given up; meanwhile the server answers health and an admin listing and
+# its main thread takes a signal (SIGHUP: admin.reloaded); once the lock
+# goes, the checkpoint is written.
+st=$T_TMP/ck
+t_run "server starts (a checkpoint every second)" srv_start "$st" --threads 1 --log-burst 0 \
+	--audit-checkpoint-interval 1
+db=$st/idprov.db
+tok=$(cat "$st/admin.token")
+ckpts() { sqlite3 -readonly "$db" "SELECT coalesce(max(n), 0) FROM audit_checkpoints"; }
+t_run "a checkpoint signed on its timer" t_wait "$SRV_ERR" 'event=audit.checkpoint n=1 '
+t_run "lock held" hold
+t_run "a checkpoint due meets the lock: it waits" \
+	t_wait "$SRV_ERR" 'event=audit.checkpoint_waiting tries=1 retry_in_s=1 '
+n=$(ckpts)
+code=$(srv_curl -o /dev/null -w '%{http_code}' "$SRV_URL/v1/health")
+t_run "GET /v1/health answered 200 meanwhile" [ "$code" = 200 ]
+code=$(srv_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" \
+	"$SRV_URL/v1/admin/devices")
+t_run "admin device listing answered 200 meanwhile" [ "$code" = 200 ]
+kill -HUP "$SRV_PID"
+t_run "the main thread takes SIGHUP meanwhile (admin.reloaded)" \
+	t_wait "$SRV_ERR" 'event=admin.reloaded signal=HUP'
+t_run "and tries the checkpoint again, still locked" \
+	t_wait "$SRV_ERR" 'event=audit.checkpoint_waiting tries=2 '
+t_run "no checkpoint written while locked" [ "$(ckpts)" = "$n" ]
+t_refuse "none given up" grep -q 'event=audit.checkpoint_failed' "$SRV_ERR"
+t_run "the CLI still holds the lock" kill -0 "$HOLD_PID_SAVED"
+release
+t_run "lock released: the waiting checkpoint is written" \
+	t_wait "$SRV_ERR" "event=audit.checkpoint n=$((n + 1)) seq=[0-9]+ hash=[0-9a-f]+ tries=[2-9]"
+t_run "and stored" [ "$(ckpts)" -gt "$n" ]
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
 t_run "integrity_check ok" [ "$(sqlite3 -readonly "$db" 'PRAGMA integrity_check')" = ok ]

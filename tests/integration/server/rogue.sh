@@ -171,11 +171,26 @@ browse_a() {
 	return 1
 }
 t_run "daemon back: B's avahi-browse finds the server again" browse_a
+# The second rogue appears while another process (the sqlite3 CLI) holds
+# the database's write lock: the watch does not sit in SQLite's busy wait
+# nor drop the suspension; it queues it (site.waiting), the server answers
+# meanwhile, and the suspension is written once the lock goes.
+t_run "the sqlite3 CLI holds the write lock" db_hold "$sa/idprov.db"
 (in_ns b "$NB" avahi-publish -s "idprov rogue 2" _idprov._tcp 8444 v=1 path=/v1 "fp=$rogue_fp") \
 	>"$T_TMP/rogue2.log" 2>&1 &
 NETNS_PIDS+=("$!")
 t_run "second rogue published" t_wait "$T_TMP/rogue2.log" 'Established under name'
+t_run "locked: the watch queues its suspension (site.waiting)" \
+	wait_count 'level=warn event=site.waiting queued=1 ' 1
+t_run "locked: health answered meanwhile" [ "$( (in_ns a "$NA" curl -sS --max-time 20 \
+	--cacert "$sa/ca.pem" -o /dev/null -w '%{http_code}' "$url/v1/health") )" = 200 ]
+t_run "locked: an admin device listing answered meanwhile" nadm devices
+t_run "locked: the suspension is not written yet" nadm suspension
+t_grep "locked: not suspended yet" '"suspended":false' "$T_TMP/cli"
+t_refuse "locked: nothing dropped" grep -q 'suspension not recorded' "$T_TMP/srv.log"
+db_release
 t_run "after the daemon's return: suspended again" wait_count 'level=warn event=site.suspended reason=' 2
+t_grep "written once the lock went" 'level=warn event=site.suspended reason=.*idprov rogue 2.* waited=yes' "$T_TMP/srv.log"
 t_grep "suspended again: the second rogue named" 'event=site.rogue name="idprov rogue 2"' "$T_TMP/srv.log"
 t_run "suspended again: provision 503" [ "$(nprov)" = 503 ]
 kill -TERM "$SPID"
