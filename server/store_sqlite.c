@@ -493,11 +493,12 @@ int64_t srv_store_schema_latest(void)
  * quota, or the file size limit (RLIMIT_FSIZE; idprovd ignores SIGXFSZ to
  * see it). SQLite reports ENOSPC as SQLITE_FULL, the others as
  * SQLITE_IOERR_WRITE with the errno kept by the file that failed (the WAL
- * or the database; sqlite3_system_errno is not always set then). */
-static bool write_full(struct srv_store *st, int code)
+ * or the database; sqlite3_system_errno is not always set then). Returns
+ * that errno, or 0 when it is none of these. */
+static int write_full(struct srv_store *st, int code)
 {
 	if (code != SQLITE_IOERR_WRITE)
-		return false;
+		return 0;
 	int e = sqlite3_system_errno(st->db);
 	sqlite3_file *wal = NULL;
 	if (e == 0 &&
@@ -507,7 +508,7 @@ static bool write_full(struct srv_store *st, int code)
 		e = 0;
 	if (e == 0 && sqlite3_file_control(st->db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
 		e = 0;
-	return e == ENOSPC || e == EDQUOT || e == EFBIG;
+	return e == ENOSPC || e == EDQUOT || e == EFBIG ? e : 0;
 }
 
 /* err from the connection's last error: busy/locked become IDP_E_AGAIN, a
@@ -515,15 +516,24 @@ static bool write_full(struct srv_store *st, int code)
  * IDP_E_FULL. */
 static enum idp_err db_error(struct srv_store *st, const char *what, struct idp_error *err)
 {
-	int code = sqlite3_extended_errcode(st->db);
+	int code = sqlite3_extended_errcode(st->db), e = 0;
 	enum idp_err rc = IDP_E_IO;
 	/* The message first: the file controls below may replace it. */
 	(void)idp_error_set(err, rc, "store: %s: %s", what, sqlite3_errmsg(st->db));
 	if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
 		rc = IDP_E_AGAIN;
 		st->was_busy = true;
-	} else if ((code & 0xff) == SQLITE_FULL || write_full(st, code)) {
+	} else if ((code & 0xff) == SQLITE_FULL) {
 		rc = IDP_E_FULL;
+	} else if ((e = write_full(st, code)) != 0) {
+		/* SQLite says "disk I/O error": name the cause (a quota, the
+		 * file size limit). */
+		rc = IDP_E_FULL;
+		if (err != NULL) {
+			char m[IDP_ERROR_MSG_MAX];
+			(void)snprintf(m, sizeof(m), "%s", err->msg);
+			(void)idp_error_set(err, rc, "%s: %s", m, strerror(e));
+		}
 	} else if ((code & 0xff) == SQLITE_NOMEM) {
 		rc = IDP_E_NOMEM;
 	} else if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE) {
