@@ -22,10 +22,6 @@ q() { sqlite3 -readonly "$db" "$1"; }
 adm() { "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" \
 	--token-file "$st/admin.token" "$@"; }
 verify() { adm audit verify >"$T_TMP/verify.out"; }
-nonce() { # prints the status of POST /v1/nonce
-	srv_curl -o "$T_TMP/nonce.json" -D "$T_TMP/nonce.h" -w '%{http_code}' -X POST \
-		-H 'Content-Length: 0' "$SRV_URL/v1/nonce"
-}
 "$A" key "$T_TMP/k1" p256 && "$A" key "$T_TMP/k2" p256 || t_fail "keys"
 
 # A decision answered before the limit is reached.
@@ -36,16 +32,7 @@ t_grep "dev-f1 provisioned before the limit" '^answer 200 approved' "$T_TMP/f1.o
 f1_before=$(q "SELECT state || '/' || (SELECT count(*) FROM tokens WHERE device_id = 'dev-f1') FROM devices WHERE id = 'dev-f1'")
 
 # ---------------------------------------------------------------- at the limit
-code=
-for _ in $(seq 1 3000); do
-	code=$(nonce)
-	[ "$code" = 200 ] || break
-done
-t_run "nonces until the WAL reaches the limit: then 503" [ "$code" = 503 ]
-t_grep "503 storage_full" '"code":"storage_full"' "$T_TMP/nonce.json"
-t_grep "with Retry-After" '^Retry-After: [1-9]' "$T_TMP/nonce.h"
-ra=$(sed -n 's/^Retry-After: \([0-9]*\).*/\1/p' "$T_TMP/nonce.h" | tr -d '\r')
-t_grep "retry_after in the body equals the header" "\"retry_after\":$ra}" "$T_TMP/nonce.json"
+srv_until_full "nonces until the WAL reaches the limit"
 t_run "the WAL stopped at the limit" [ "$(stat -c %s "$db-wal")" -le "$LIMIT" ]
 "$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-f2 02:00:5e:31:00:02 good >"$T_TMP/f2.out" 2>&1
 t_grep "a provisioning request: 503 storage_full" '^answer 503 storage_full' "$T_TMP/f2.out"
@@ -69,7 +56,7 @@ t_run "server stops (exit 0)" [ "$SRV_RC" = 0 ]
 SRV_PREFIX="prlimit --fsize=$((64 * 1024 * 1024))"
 t_run "server restarts with a 64 MiB limit" srv_start "$st" --throttle-per-minute 0 \
 	--log-burst 0 --throttle-device-burst 1000
-t_run "a nonce is answered 200" [ "$(nonce)" = 200 ]
+t_run "a nonce is answered 200" [ "$(srv_nonce)" = 200 ]
 "$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-f2 02:00:5e:31:00:02 good >"$T_TMP/f2.out" 2>&1
 t_grep "the provisioning request is decided" '^answer 202 pending' "$T_TMP/f2.out"
 t_run "the decision answered before is still intact" \

@@ -37,10 +37,7 @@ import() { # prints the status of POST /v1/admin/import of the manifest
 		-H "Idprov-Signature: $(base64 -w0 "$T_TMP/df.manifest.sig")" \
 		--data-binary @"$T_TMP/df.manifest" "$SRV_URL/v1/admin/import"
 }
-nonce() { # prints the status of POST /v1/nonce
-	srv_curl -o "$T_TMP/nonce.json" -D "$T_TMP/nonce.h" -w '%{http_code}' -X POST \
-		-H 'Content-Length: 0' "$SRV_URL/v1/nonce"
-}
+nonce() { srv_nonce; }
 
 # A decision answered before the disk fills.
 "$A" send "$SRV_PORT" "$T_TMP/k1" provision dev-d1 02:00:5e:30:00:01 good >/dev/null 2>&1
@@ -54,16 +51,7 @@ d1_before=$(q "SELECT state || '/' || (SELECT count(*) FROM tokens WHERE device_
 dd if=/dev/zero of="$st/fill" bs=64k 2>/dev/null
 t_run "the filesystem is full" [ "$(df --output=avail "$st" | tail -1)" -lt 64 ]
 # The WAL may still have room for a few commits: write until one is refused.
-code=
-for _ in $(seq 1 2000); do
-	code=$(nonce)
-	[ "$code" = 200 ] || break
-done
-t_run "a nonce request is refused 503 once the WAL cannot grow" [ "$code" = 503 ]
-t_grep "503 storage_full" '"code":"storage_full"' "$T_TMP/nonce.json"
-t_grep "with Retry-After" '^Retry-After: [1-9]' "$T_TMP/nonce.h"
-ra=$(sed -n 's/^Retry-After: \([0-9]*\).*/\1/p' "$T_TMP/nonce.h" | tr -d '\r')
-t_grep "retry_after in the body equals the header" "\"retry_after\":$ra}" "$T_TMP/nonce.json"
+srv_until_full "nonces once the WAL cannot grow"
 "$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-d2 02:00:5e:30:00:02 good >"$T_TMP/d2.out" 2>&1
 t_grep "a provisioning request: 503 storage_full" '^answer 503 storage_full' "$T_TMP/d2.out"
 t_run "nothing of it stored" [ "$(q "SELECT count(*) FROM devices WHERE id = 'dev-d2'")" = 0 ]
