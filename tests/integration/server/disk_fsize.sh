@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # SRV_PREFIX is read by srv_start (idprovd.inc)
 # disk_fsize.sh - the file size limit as a full disk (issue 16, "Disk full",
 # the RLIMIT_FSIZE variant; no root needed): idprovd runs under `prlimit
 # --fsize=N` (util-linux), so a write that would take the database's WAL

@@ -99,7 +99,6 @@ t_run "dev-ag: pending, then approved by the administrator" adm approve dev-ag >
 srv_stop
 IDPROVD_TEST_FAULT=provision.committed srv_start "$st" --throttle-per-minute 0 \
 	--throttle-device-burst 1000 --listen 127.0.0.1:$port
-crashed_err=$SRV_ERR
 # Tries enough to outlast a slow restart (bounded: agent.h, 60 s in all).
 agent --attempts 6 run --once --wait 1 >"$T_TMP/agent.out" 2>"$T_TMP/agent.err" &
 ag=$!
