@@ -117,6 +117,30 @@ release
 t_run "lock released: the waiting checkpoint is written" \
 	t_wait "$SRV_ERR" "event=audit.checkpoint n=$((n + 1)) seq=[0-9]+ hash=[0-9a-f]+ tries=[2-9]"
 t_run "and stored" [ "$(ckpts)" -gt "$n" ]
+
+# An upload (its body spooled to a file as it arrives) that meets the lock
+# runs again from the same file once the lock goes: imported, not 500.
+samples=$IDP_TOP/samples/manifests
+"$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$st/admin.token" \
+	station add station-01 "$samples/sample-station-p256.pub" >/dev/null || t_fail "station"
+printf 'bl-%04d,02:1b:00:00:00:%02x,SN-BL-%04d\n' 1 1 1 2 2 2 >"$T_TMP/bl.csv"
+"$IDP_BIN/idprov-manifest" create --key "$samples/sample-station-p256.key" --batch bl-1 \
+	--station station-01 --seq 1 --product sx1 --devices "$T_TMP/bl.csv" --format csv \
+	--out "$T_TMP/bl.manifest" || t_fail "manifest"
+t_run "lock held again" hold
+srv_curl -o "$T_TMP/import.json" -w '%{http_code}' -H "Authorization: Bearer $tok" \
+	-H 'Content-Type: application/vnd.idprov.manifest' \
+	-H "Idprov-Signature: $(base64 -w0 "$T_TMP/bl.manifest.sig")" \
+	--data-binary @"$T_TMP/bl.manifest" "$SRV_URL/v1/admin/import" >"$T_TMP/import.code" &
+imp=$!
+T_CLEANUP+=("kill $imp 2>/dev/null")
+t_run "an import waits for the lock" \
+	t_wait "$SRV_ERR" 'event=request.waiting .*path=/v1/admin/import lock=busy'
+release
+wait "$imp"
+t_run "lock released: the import is created from its spooled body (201)" \
+	[ "$(cat "$T_TMP/import.code")" = 201 ]
+t_refuse "no spool spent" grep -q 'upload spool: spent' "$SRV_ERR"
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
 t_run "integrity_check ok" [ "$(sqlite3 -readonly "$db" 'PRAGMA integrity_check')" = ok ]
