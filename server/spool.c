@@ -24,7 +24,8 @@ struct srv_spool {
 	uint64_t size;
 	uint64_t read_off;
 	bool failed;
-	bool sourced;
+	bool sourced;                          /* the body is complete: sha256 is set */
+	uint8_t sha256[SRV_STORE_HASH_LEN];
 	bool header_done;                      /* header[] holds the first line with its LF */
 	uint8_t header[FMT_MANIFEST_LINE_MAX]; /* the first line, as it streams past */
 	size_t header_len;
@@ -138,12 +139,17 @@ enum idp_err srv_spool_source(struct srv_spool *sp, struct srv_import_src *src,
                               struct idp_error *err)
 {
 	memset(src, 0, sizeof(*src));
-	if (sp->failed || sp->sourced)
+	if (sp->failed)
 		return idp_error_set(err, IDP_E_ARG, "upload spool: spent");
-	sp->sourced = true;
 	unsigned n = 0;
-	if (EVP_DigestFinal_ex(sp->md, src->sha256, &n) != 1 || n != sizeof(src->sha256))
-		return idp_error_ssl(err, IDP_E_CRYPTO, "upload spool: sha-256");
+	if (!sp->sourced) {
+		if (EVP_DigestFinal_ex(sp->md, sp->sha256, &n) != 1 || n != sizeof(sp->sha256)) {
+			sp->failed = true;
+			return idp_error_ssl(err, IDP_E_CRYPTO, "upload spool: sha-256");
+		}
+		sp->sourced = true;
+	}
+	memcpy(src->sha256, sp->sha256, sizeof(src->sha256));
 	if (sp->header_done) {
 		src->header = sp->header;
 		src->header_len = sp->header_len;

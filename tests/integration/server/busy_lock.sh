@@ -18,21 +18,6 @@ db=$st/idprov.db
 tok=$(cat "$st/admin.token")
 "$A" key "$T_TMP/k1" p256 && "$A" key "$T_TMP/k2" p256 || t_fail "keys"
 
-# hold: the sqlite3 CLI takes the write lock and keeps it until "COMMIT;"
-# is written to it; returns once the lock is held.
-hold() {
-	coproc HOLD { sqlite3 "$db"; }
-	HOLD_PID_SAVED=$HOLD_PID
-	T_CLEANUP+=("kill $HOLD_PID_SAVED 2>/dev/null")
-	printf '.timeout 10000\nBEGIN IMMEDIATE;\n.print locked\n' >&"${HOLD[1]}"
-	local line
-	read -r -t 20 line <&"${HOLD[0]}"
-	[ "$line" = locked ]
-}
-release() {
-	printf 'COMMIT;\n.quit\n' >&"${HOLD[1]}"
-	wait "$HOLD_PID_SAVED" 2>/dev/null
-}
 answered() { grep -q '^answer' "$1"; }
 # provision_waits N KEY ID MAC: provision ID in the background (answer lines
 # in $T_TMP/ID.out, PID in BG) while the lock is held; it must be the Nth
@@ -51,7 +36,7 @@ provision_waits() {
 }
 
 # ---------------------------------------------------------------- lock released in time
-t_run "lock held by the sqlite3 CLI" hold
+t_run "lock held by the sqlite3 CLI" srv_lock_hold "$db"
 provision_waits 1 "$T_TMP/k1" dev-lk1 02:00:5e:20:00:01
 p1=$BG
 code=$(srv_curl -o "$T_TMP/list.json" -w '%{http_code}' -H "Authorization: Bearer $tok" \
@@ -59,7 +44,7 @@ code=$(srv_curl -o "$T_TMP/list.json" -w '%{http_code}' -H "Authorization: Beare
 t_run "admin device listing answered 200 meanwhile" [ "$code" = 200 ]
 t_refuse "the provision is still unanswered after both" answered "$T_TMP/dev-lk1.out"
 t_run "and its client still waits" kill -0 "$p1"
-release
+srv_lock_release
 wait "$p1"
 t_grep "lock released: the provision is decided (pending)" '^answer 202 pending' "$T_TMP/dev-lk1.out"
 t_grep "its request log line says it ran again" 'event=http.request .*path=/v1/provision status=202 runs=[2-9]' "$SRV_ERR"
@@ -67,7 +52,7 @@ t_run "the pending device is stored once" \
 	[ "$(sqlite3 -readonly "$db" "SELECT count(*) FROM devices WHERE id = 'dev-lk1'")" = 1 ]
 
 # ---------------------------------------------------------------- lock held past the bound
-t_run "lock held again" hold
+t_run "lock held again" srv_lock_hold "$db"
 provision_waits 2 "$T_TMP/k2" dev-lk2 02:00:5e:20:00:02
 p2=$BG
 t_refuse "the second provision is unanswered when health answered" answered "$T_TMP/dev-lk2.out"
@@ -83,7 +68,7 @@ t_grep "the provision past the bound: 503 unavailable" '^answer 503 unavailable'
 t_grep "the refusal is logged with its cause" 'event=request.error .*store: busy: another process held the write lock' "$SRV_ERR"
 t_run "nothing of them was stored" \
 	[ "$(sqlite3 -readonly "$db" "SELECT count(*) FROM devices WHERE id = 'dev-lk2'")" = 0 ]
-release
+srv_lock_release
 t_run "server still up" kill -0 "$SRV_PID"
 "$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-lk2 02:00:5e:20:00:02 good >"$T_TMP/p3.out" 2>&1
 t_grep "lock gone: the retry is decided" '^answer 202 pending' "$T_TMP/p3.out"
