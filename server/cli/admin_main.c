@@ -654,54 +654,106 @@ static int read_secret(const char *id, char buf[static FMT_OOB_SECRET_MAX + 3], 
 	return 0;
 }
 
+#define ADM_OOB_LINE_KEEP 256u /* bytes of a line kept: more than ID + "," + SECRET + CR */
+
+/* The next line of f (LF removed): its first ADM_OOB_LINE_KEEP bytes in
+ * buf, its whole length in *n, its last byte in *last (-1: empty). False at
+ * the end of the file. */
+static bool oob_line(FILE *f, char buf[static ADM_OOB_LINE_KEEP], size_t *n, int *last)
+{
+	int c;
+	bool any = false;
+	*n = 0;
+	*last = -1;
+	while ((c = getc(f)) != EOF) {
+		any = true;
+		if (c == '\n')
+			return true;
+		if (*n < ADM_OOB_LINE_KEEP)
+			buf[*n] = (char)c;
+		(*n)++;
+		*last = c;
+	}
+	return any;
+}
+
 /* oob import: each "ID,SECRET" line of path (blank lines, "#" comments and
- * a "device_id,secret" header skipped), all checked before any is sent. */
+ * a "device_id,secret" header skipped), all checked before any is sent: the
+ * file is read twice, a line at a time (memory does not grow with it). */
 static int oob_import(const struct opts *o, const char *path, long long expires)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int rc = read_file(path, ADM_OOB_CSV_MAX, &buf, &len);
-	if (rc != 0)
-		return rc;
+	/* WARNING: the file holds secrets: stdio's buffer and the line are
+	 * ours, wiped at the end. */
+	static char iobuf[65536];
+	char p[ADM_OOB_LINE_KEEP];
+	struct idp_error err = {0};
+	int rc = 0;
+	int fd = -1;
+	FILE *f = NULL;
+	if (fmt_file_open_read(path, ADM_OOB_CSV_MAX, &fd, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg); /* names path */
+		return EXIT_LOCAL;
+	}
+	f = fdopen(fd, "r");
+	if (f == NULL || setvbuf(f, iobuf, _IOFBF, sizeof(iobuf)) != 0) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, strerror(errno));
+		if (f != NULL)
+			(void)fclose(f);
+		else
+			(void)close(fd);
+		return EXIT_LOCAL;
+	}
 	size_t sent = 0;
 	for (int pass = 0; rc == 0 && pass < 2; pass++) {
-		size_t line = 0;
-		for (char *p = (char *)buf; rc == 0 && p < (char *)buf + len;) {
-			char *nl = memchr(p, '\n', (size_t)((char *)buf + len - p));
-			char *end = nl != NULL ? nl : (char *)buf + len;
-			size_t n = (size_t)(end - p);
+		size_t line = 0, n = 0;
+		int last = -1;
+		if (pass == 1 && fseek(f, 0, SEEK_SET) != 0) {
+			(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, strerror(errno));
+			rc = EXIT_LOCAL;
+		}
+		while (rc == 0 && oob_line(f, p, &n, &last)) {
 			line++;
-			if (n > 0 && p[n - 1] == '\r')
+			if (n > 0 && last == '\r')
 				n--;
-			char *comma = memchr(p, ',', n);
+			/* A comma past what was kept: an ID too long either way. */
+			char *comma = memchr(p, ',', n < ADM_OOB_LINE_KEEP ? n : ADM_OOB_LINE_KEEP);
 			bool skip = n == 0 || p[0] == '#' ||
 			            (line == 1 && n >= 10 && memcmp(p, "device_id,", 10) == 0);
-			if (!skip) {
-				size_t il = comma != NULL ? (size_t)(comma - p) : 0;
-				size_t sl = comma != NULL ? n - il - 1 : 0;
-				char id[FMT_OOB_ID_MAX + 1];
-				struct idp_error err = {0};
-				if (il == 0 || il > FMT_OOB_ID_MAX) {
-					(void)fprintf(stderr,
-					              "idprov-admin: %s:%zu: not ID,SECRET (an ID of 1 to "
-					              "%u bytes)\n",
-					              path, line, FMT_OOB_ID_MAX);
-					rc = EXIT_LOCAL;
-				} else if (fmt_oob_secret_check(comma + 1, sl, &err) != IDP_OK) {
-					(void)fprintf(stderr, "idprov-admin: %s:%zu: %s\n", path, line,
-					              err.msg);
-					rc = EXIT_LOCAL;
-				} else if (pass == 1) {
-					memcpy(id, p, il);
-					id[il] = '\0';
-					rc = oob_post(o, id, comma + 1, sl, expires);
-					sent += rc == 0;
-				}
+			if (skip)
+				continue;
+			size_t il = comma != NULL ? (size_t)(comma - p) : 0;
+			size_t sl = comma != NULL ? n - il - 1 : 0;
+			char id[FMT_OOB_ID_MAX + 1];
+			if (il == 0 || il > FMT_OOB_ID_MAX) {
+				(void)fprintf(stderr,
+				              "idprov-admin: %s:%zu: not ID,SECRET (an ID of 1 to "
+				              "%u bytes)\n",
+				              path, line, FMT_OOB_ID_MAX);
+				rc = EXIT_LOCAL;
+			} else if (fmt_oob_secret_check(comma + 1,
+			                                 /* longer: refused by length, and
+			                                  * MAX + 1 bytes of it were kept */
+			                                 sl > FMT_OOB_SECRET_MAX ? FMT_OOB_SECRET_MAX + 1
+			                                                         : sl,
+			                                 &err) != IDP_OK) {
+				(void)fprintf(stderr, "idprov-admin: %s:%zu: %s\n", path, line,
+				              err.msg);
+				rc = EXIT_LOCAL;
+			} else if (pass == 1) {
+				memcpy(id, p, il);
+				id[il] = '\0';
+				rc = oob_post(o, id, comma + 1, sl, expires);
+				sent += rc == 0;
 			}
-			p = nl != NULL ? nl + 1 : end;
+		}
+		if (rc == 0 && ferror(f)) {
+			(void)fprintf(stderr, "idprov-admin: %s: read: %s\n", path, strerror(errno));
+			rc = EXIT_LOCAL;
 		}
 	}
-	fmt_file_free_secret(buf, len);
+	(void)fclose(f);
+	OPENSSL_cleanse(iobuf, sizeof(iobuf));
+	OPENSSL_cleanse(p, sizeof(p));
 	(void)fprintf(stderr, "idprov-admin: %s: %zu secrets entered\n", path, sent);
 	return rc;
 }
