@@ -656,10 +656,10 @@ static int read_secret(const char *id, char buf[static FMT_OOB_SECRET_MAX + 3], 
 
 #define ADM_OOB_LINE_KEEP 256u /* bytes of a line kept: more than ID + "," + SECRET + CR */
 
-/* The next line of f (LF removed): its first ADM_OOB_LINE_KEEP bytes in
- * buf, its whole length in *n, its last byte in *last (-1: empty). False at
- * the end of the file. */
-static bool oob_line(FILE *f, char buf[static ADM_OOB_LINE_KEEP], size_t *n, int *last)
+/* The next line of f (LF removed): its first keep bytes in buf, its whole
+ * length in *n, its last byte in *last (-1: empty). False at the end of the
+ * file. */
+static bool next_line(FILE *f, char *buf, size_t keep, size_t *n, int *last)
 {
 	int c;
 	bool any = false;
@@ -669,12 +669,34 @@ static bool oob_line(FILE *f, char buf[static ADM_OOB_LINE_KEEP], size_t *n, int
 		any = true;
 		if (c == '\n')
 			return true;
-		if (*n < ADM_OOB_LINE_KEEP)
+		if (*n < keep)
 			buf[*n] = (char)c;
 		(*n)++;
 		*last = c;
 	}
 	return any;
+}
+
+/* path opened for reading a line at a time (at most max bytes), with iobuf
+ * as stdio's buffer; NULL after saying why on stderr. */
+static FILE *open_lines(const char *path, size_t max, char *iobuf, size_t iolen)
+{
+	struct idp_error err = {0};
+	int fd = -1;
+	if (fmt_file_open_read(path, max, &fd, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg); /* names path */
+		return NULL;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (f == NULL || setvbuf(f, iobuf, _IOFBF, iolen) != 0) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, strerror(errno));
+		if (f != NULL)
+			(void)fclose(f);
+		else
+			(void)close(fd);
+		return NULL;
+	}
+	return f;
 }
 
 /* oob import: each "ID,SECRET" line of path (blank lines, "#" comments and
@@ -688,21 +710,9 @@ static int oob_import(const struct opts *o, const char *path, long long expires)
 	char p[ADM_OOB_LINE_KEEP];
 	struct idp_error err = {0};
 	int rc = 0;
-	int fd = -1;
-	FILE *f = NULL;
-	if (fmt_file_open_read(path, ADM_OOB_CSV_MAX, &fd, &err) != IDP_OK) {
-		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg); /* names path */
+	FILE *f = open_lines(path, ADM_OOB_CSV_MAX, iobuf, sizeof(iobuf));
+	if (f == NULL)
 		return EXIT_LOCAL;
-	}
-	f = fdopen(fd, "r");
-	if (f == NULL || setvbuf(f, iobuf, _IOFBF, sizeof(iobuf)) != 0) {
-		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, strerror(errno));
-		if (f != NULL)
-			(void)fclose(f);
-		else
-			(void)close(fd);
-		return EXIT_LOCAL;
-	}
 	size_t sent = 0;
 	for (int pass = 0; rc == 0 && pass < 2; pass++) {
 		size_t line = 0, n = 0;
@@ -711,7 +721,7 @@ static int oob_import(const struct opts *o, const char *path, long long expires)
 			(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, strerror(errno));
 			rc = EXIT_LOCAL;
 		}
-		while (rc == 0 && oob_line(f, p, &n, &last)) {
+		while (rc == 0 && next_line(f, p, sizeof(p), &n, &last)) {
 			line++;
 			if (n > 0 && last == '\r')
 				n--;
@@ -818,11 +828,14 @@ static long long parse_utc(const char *v)
  * (formats/audit_export.h); prints the verdict as JSON, exit 1 unless intact. */
 static int verify_export(const char *path, const char *key_path)
 {
-	uint8_t *buf = NULL, *pem = NULL;
-	size_t len = 0, pem_len = 0;
+	static char iobuf[65536], line[FMT_AUDIT_EXPORT_LINE_MAX + 1];
+	uint8_t *pem = NULL;
+	size_t pem_len = 0;
 	struct fmt_key *key = NULL;
 	struct idp_error err = {0};
-	int rc = read_file(path, ADM_EXPORT_MAX, &buf, &len);
+	struct fmt_audit_export_check *c = NULL;
+	FILE *f = open_lines(path, ADM_EXPORT_MAX, iobuf, sizeof(iobuf));
+	int rc = f != NULL ? 0 : EXIT_LOCAL;
 	if (rc == 0 && key_path != NULL) {
 		rc = read_file(key_path, ADM_PEM_MAX, &pem, &pem_len);
 		if (rc == 0 && fmt_key_parse_public_pem(pem, pem_len, &key, &err) != IDP_OK) {
@@ -830,8 +843,32 @@ static int verify_export(const char *path, const char *key_path)
 			rc = EXIT_LOCAL;
 		}
 	}
+	if (rc == 0 && (c = fmt_audit_export_check_new(key)) == NULL) {
+		(void)fprintf(stderr, "idprov-admin: out of memory\n");
+		rc = EXIT_LOCAL;
+	}
+	/* Read twice, a line at a time: the entries the checkpoints name,
+	 * then the check (formats/audit_export.h). */
+	enum idp_err e = IDP_OK;
+	for (int pass = 0; rc == 0 && e == IDP_OK && pass < 2; pass++) {
+		size_t n = 0;
+		int last = -1;
+		if (fseek(f, 0, SEEK_SET) != 0)
+			break;
+		while (e == IDP_OK && next_line(f, line, sizeof(line), &n, &last)) {
+			size_t kept = n < sizeof(line) ? n : sizeof(line);
+			if (pass == 0)
+				fmt_audit_export_check_want(c, (const uint8_t *)line, kept);
+			else
+				e = fmt_audit_export_check_line(c, (const uint8_t *)line, kept, n, &err);
+		}
+	}
+	if (rc == 0 && ferror(f)) {
+		(void)fprintf(stderr, "idprov-admin: %s: read: %s\n", path, strerror(errno));
+		rc = EXIT_LOCAL;
+	}
 	struct fmt_audit_verdict v;
-	if (rc == 0 && fmt_audit_export_verify(buf, len, key, &v, &err) != IDP_OK) {
+	if (rc == 0 && fmt_audit_export_check_finish(c, &v, &err) != IDP_OK) {
 		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, err.msg);
 		rc = EXIT_REFUSED;
 	} else if (rc == 0) {
@@ -848,9 +885,11 @@ static int verify_export(const char *path, const char *key_path)
 			                      "(give --key audit.pub to check who signed it)\n");
 		}
 	}
+	if (f != NULL)
+		(void)fclose(f);
+	fmt_audit_export_check_free(c);
 	fmt_key_free(key);
 	free(pem);
-	free(buf);
 	return rc;
 }
 
