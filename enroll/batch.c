@@ -57,30 +57,110 @@ static void to_record(const struct fmt_journal_entry *e, struct fmt_manifest_rec
 /* Walk the journal at path: fn(arg, entry) for each good entry. *good gets
  * the length of the good prefix, *size the file's, so that the caller can
  * cut a torn tail. IDP_E_NOTFOUND when there is no journal. */
+#define WALK_READ (64u * 1024u) /* bytes read at a time: a walk's memory, whatever the size */
+
+/* Read into win[*wlen..cap) until it is full or the file ends (*eof). */
+static enum idp_err walk_fill(int fd, const char *path, uint8_t *win, size_t cap, size_t *wlen,
+                              uint64_t *total, bool *eof, struct idp_error *err)
+{
+	while (!*eof && *wlen < cap) {
+		ssize_t r = read(fd, win + *wlen, cap - *wlen);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return idp_error_set(err, IDP_E_IO, "%s: read: %s", path, strerror(errno));
+		*eof = r == 0;
+		*wlen += (size_t)r;
+		*total += (uint64_t)r;
+		if (*total > ENR_JOURNAL_FILE_MAX)
+			return idp_error_set(err, IDP_E_LIMIT, "%s: more than %zu bytes", path,
+			                     ENR_JOURNAL_FILE_MAX);
+	}
+	return IDP_OK;
+}
+
+/* Whether the rest of the file from its current offset is zeros. */
+static enum idp_err walk_rest_zero(int fd, const char *path, uint8_t *win, size_t cap,
+                                   uint64_t *total, bool *zero, struct idp_error *err)
+{
+	bool eof = false;
+	*zero = true;
+	while (!eof && *zero) {
+		size_t n = 0;
+		enum idp_err rc = walk_fill(fd, path, win, cap, &n, total, &eof, err);
+		if (rc != IDP_OK)
+			return rc;
+		for (size_t i = 0; i < n && *zero; i++)
+			*zero = win[i] == 0;
+	}
+	return IDP_OK;
+}
+
+/* Walk the journal at path: fn(arg, entry) for each good entry. *good gets
+ * the length of the good prefix, *size the file's, so that the caller can
+ * cut a torn tail. IDP_E_NOTFOUND when there is no journal. The file is
+ * read in pieces (WALK_READ): memory does not grow with the batch. */
 static enum idp_err walk(const char *path,
                          enum idp_err (*fn)(void *, const struct fmt_journal_entry *,
                                             struct idp_error *),
                          void *arg, size_t *good, size_t *size, struct idp_error *err)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	enum idp_err rc = fmt_file_read(path, ENR_JOURNAL_FILE_MAX, &buf, &len, err);
+	*good = 0;
+	*size = 0;
+	int fd = -1;
+	enum idp_err rc = fmt_file_open_read(path, ENR_JOURNAL_FILE_MAX, &fd, err);
 	if (rc != IDP_OK)
 		return rc;
+	const size_t cap = WALK_READ + FMT_JOURNAL_ENTRY_MAX;
+	uint8_t *win = malloc(cap);
+	if (win == NULL) {
+		rc = idp_error_set(err, IDP_E_NOMEM, "%s: out of memory", path);
+		goto out;
+	}
 	static struct fmt_journal_entry e;
-	size_t pos = 0;
-	bool first = true, closed = false;
+	uint64_t base = 0, total = 0; /* file offset of win[0]; bytes read */
+	size_t wlen = 0, wpos = 0;
+	bool eof = false, first = true, closed = false, journal = false;
 	for (;;) {
+		/* A whole entry (at most FMT_JOURNAL_ENTRY_MAX) in the window,
+		 * unless the file ends first. */
+		if (!eof && wlen - wpos < FMT_JOURNAL_ENTRY_MAX) {
+			memmove(win, win + wpos, wlen - wpos);
+			base += wpos;
+			wlen -= wpos;
+			wpos = 0;
+			if ((rc = walk_fill(fd, path, win, cap, &wlen, &total, &eof, err))) {
+				journal = false; /* the message names path already */
+				break;
+			}
+		}
+		journal = true;
 		enum fmt_journal_item item;
-		if ((rc = fmt_journal_next(buf, len, &pos, &e, &item, err)) != IDP_OK)
+		if ((rc = fmt_journal_next_at(win, wlen, &wpos, base, &e, &item, err)) != IDP_OK)
 			break;
+		if (item == FMT_JOURNAL_ITEM_TORN && !eof) {
+			/* Zeros to the window's end: a torn tail only if the rest
+			 * of the file is zeros too (journal.md 4). */
+			bool zero = false;
+			if ((rc = walk_rest_zero(fd, path, win, cap, &total, &zero, err))) {
+				journal = false;
+				break;
+			}
+			if (!zero) {
+				rc = idp_error_set(err, IDP_E_FORMAT,
+				                   "journal: offset %" PRIu64
+				                   ": damaged entry before further data (damaged journal)",
+				                   base + wpos);
+				break;
+			}
+		}
 		if (item != FMT_JOURNAL_ITEM_ENTRY)
 			break;
 		if (first != (e.type == FMT_JOURNAL_OPEN) || closed) {
 			rc = idp_error_set(
 			        err, IDP_E_FORMAT,
-			        "journal: entry of type %d out of order before offset %zu",
-			        (int)e.type, pos);
+			        "journal: entry of type %d out of order before offset %" PRIu64,
+			        (int)e.type, base + wpos);
 			break;
 		}
 		first = false;
@@ -90,11 +170,13 @@ static enum idp_err walk(const char *path,
 	}
 	if (rc == IDP_OK && first)
 		rc = idp_error_set(err, IDP_E_FORMAT, "journal: no OPEN entry");
-	if (rc != IDP_OK)
+	if (rc != IDP_OK && journal)
 		idp_error_prefix(err, "%s", path);
-	*good = pos;
-	*size = len;
-	free(buf);
+	*good = (size_t)(base + wpos);
+	*size = (size_t)total;
+out:
+	free(win);
+	(void)close(fd);
 	return rc;
 }
 
@@ -640,34 +722,23 @@ static enum idp_err state_save(const char *dir, const struct state *st, struct i
 }
 
 struct build_ctx {
-	struct fmt_journal_entry open;
-	struct fmt_buf records;
-	uint64_t count;
-	bool closed;
+	struct enr_manifest_out out;
+	uint64_t written;
 };
 
+/* Each DEVICE entry as its record line, into the manifest being written. */
 static enum idp_err on_build(void *arg, const struct fmt_journal_entry *e, struct idp_error *err)
 {
 	struct build_ctx *c = arg;
-	if (e->type == FMT_JOURNAL_OPEN) {
-		c->open = *e;
+	if (e->type != FMT_JOURNAL_DEVICE)
 		return IDP_OK;
-	}
-	if (e->type == FMT_JOURNAL_CLOSE) {
-		c->closed = true;
-		return IDP_OK;
-	}
 	static struct fmt_manifest_record r;
 	uint8_t line[FMT_MANIFEST_LINE_MAX];
 	size_t n = 0;
 	to_record(e, &r);
 	enum idp_err rc = fmt_manifest_encode_record(&r, line, &n, err);
-	if (rc == IDP_OK) {
-		fmt_buf_add(&c->records, line, n);
-		rc = fmt_buf_check(&c->records, "manifest", err);
-	}
 	if (rc == IDP_OK)
-		c->count++;
+		rc = enr_manifest_out_record(&c->out, line, n, err);
 	return rc;
 }
 
@@ -680,9 +751,10 @@ enum idp_err enr_batch_manifest(const char *dir, const char *batch, const struct
 	*seq = 0;
 	*count = 0;
 	char jpath[ENR_PATH_MAX + 1], mpath[ENR_PATH_MAX + 1];
+	static struct summary sum;
+	memset(&sum, 0, sizeof(sum));
 	static struct build_ctx c;
 	memset(&c, 0, sizeof(c));
-	fmt_buf_init(&c.records, SIZE_MAX, 0);
 	struct state st;
 	size_t good = 0, size = 0;
 	enum idp_err rc;
@@ -696,22 +768,24 @@ enum idp_err enr_batch_manifest(const char *dir, const char *batch, const struct
 		memcpy(digest, st.prev, FMT_MANIFEST_HASH_LEN);
 		return IDP_OK;
 	}
-	if ((rc = walk(jpath, on_build, &c, &good, &size, err)))
-		goto out;
-	if (!c.closed) {
-		rc = idp_error_set(err, IDP_E_CONFLICT, "batch %s is still open", batch);
-		goto out;
-	}
+	/* Two passes over the journal, neither held in memory: the header
+	 * needs the count before the first record line is written. */
+	if ((rc = walk(jpath, on_summary, &sum, &good, &size, err)))
+		return rc;
+	if (!sum.closed)
+		return idp_error_set(err, IDP_E_CONFLICT, "batch %s is still open", batch);
 	struct fmt_manifest_header h;
 	memset(&h, 0, sizeof(h));
 	h.version = FMT_MANIFEST_VERSION_CAPTURE; /* every DEVICE entry holds its proof */
-	memcpy(h.batch, c.open.batch, sizeof(h.batch));
-	memcpy(h.station, c.open.station, sizeof(h.station));
-	memcpy(h.product, c.open.product, sizeof(h.product));
+	memcpy(h.batch, sum.open.batch, sizeof(h.batch));
+	memcpy(h.station, sum.open.station, sizeof(h.station));
+	memcpy(h.product, sum.open.product, sizeof(h.product));
 	h.seq = st.seq + 1;
 	memcpy(h.prev, st.prev, sizeof(h.prev));
 	if ((rc = fmt_manifest_time_format(now, h.created, err)) ||
-	    (rc = enr_manifest_write(s, &h, &c.records, c.count, mpath, digest, err)))
+	    (rc = enr_manifest_out_begin(&c.out, s, &h, sum.count, mpath, err)) ||
+	    (rc = walk(jpath, on_build, &c, &good, &size, err)) ||
+	    (rc = enr_manifest_out_finish(&c.out, digest, err)))
 		goto out;
 	st.seq = h.seq;
 	memcpy(st.prev, digest, sizeof(st.prev));
@@ -720,9 +794,9 @@ enum idp_err enr_batch_manifest(const char *dir, const char *batch, const struct
 	    (rc = state_save(dir, &st, err)))
 		goto out;
 	*seq = h.seq;
-	*count = c.count;
+	*count = sum.count;
 out:
-	fmt_buf_free(&c.records);
+	enr_manifest_out_abort(&c.out);
 	return rc;
 }
 

@@ -59,49 +59,115 @@ void enr_signing_free(struct enr_signing *s)
 	memset(s, 0, sizeof(*s));
 }
 
-enum idp_err enr_manifest_write(const struct enr_signing *s, struct fmt_manifest_header *h,
-                                const struct fmt_buf *records, uint64_t count,
-                                const char *out_path, uint8_t digest[static FMT_MANIFEST_HASH_LEN],
-                                struct idp_error *err)
+#define ENR_MANIFEST_OUT_BUF 65536u /* bytes of record lines gathered per write() */
+
+enum idp_err enr_manifest_out_begin(struct enr_manifest_out *o, const struct enr_signing *s,
+                                    struct fmt_manifest_header *h, uint64_t count,
+                                    const char *out_path, struct idp_error *err)
 {
-	struct fmt_buf body;
-	struct fmt_manifest_signer *sg = NULL;
-	uint8_t *sig = NULL;
-	size_t sig_len = 0;
-	struct fmt_manifest_writer w;
+	memset(o, 0, sizeof(*o));
+	o->file.fd = -1;
 	uint8_t line[FMT_MANIFEST_LINE_MAX];
 	size_t ll = 0;
-	char sigpath[ENR_PATH_MAX + 8];
 	if (h->version == 0)
 		h->version = FMT_MANIFEST_VERSION; /* no capture proofs: a device list */
 	h->count = count;
 	h->sig = s->cert != NULL                        ? FMT_MANIFEST_SIG_CMS
 	         : fmt_key_type(s->key) == FMT_KEY_P256 ? FMT_MANIFEST_SIG_ES256
 	                                                : FMT_MANIFEST_SIG_ED25519;
-	enum idp_err rc;
-	fmt_buf_init(&body, SIZE_MAX, 0); /* records came in a buffer already */
 	if (strnlen(out_path, ENR_PATH_MAX + 1) > ENR_PATH_MAX)
 		return idp_error_set(err, IDP_E_ARG, "%s: path too long", out_path);
-	(void)snprintf(sigpath, sizeof(sigpath), "%s.sig", out_path); /* length checked above */
+	/* length checked above */
+	(void)snprintf(o->sigpath, sizeof(o->sigpath), "%s.sig", out_path);
+	enum idp_err rc;
 	if ((rc = fmt_key_fingerprint(s->key, h->key, err)) ||
 	    (s->cert != NULL && (rc = fmt_manifest_cert_station_check(s->cert, h->station, err))) ||
-	    (rc = fmt_manifest_writer_begin(&w, h, line, &ll, err)))
+	    (rc = fmt_manifest_writer_begin(&o->w, h, line, &ll, err)) ||
+	    (rc = fmt_manifest_signer_new(h->sig, s->key, s->cert, s->chain, &o->sg, err)))
+		return rc;
+	o->pend = malloc(ENR_MANIFEST_OUT_BUF);
+	if (o->pend == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "manifest: out of memory");
+	if ((rc = fmt_file_atomic_open(&o->file, out_path, 0644, err)))
+		return rc;
+	o->open = true;
+	memcpy(o->pend, line, ll);
+	o->pend_len = ll;
+	return fmt_manifest_signer_update(o->sg, line, ll, err);
+}
+
+/* Write the gathered lines to the temp file. */
+static enum idp_err out_flush(struct enr_manifest_out *o, struct idp_error *err)
+{
+	enum idp_err rc = fmt_file_atomic_write(&o->file, o->pend, o->pend_len, err);
+	o->pend_len = 0;
+	if (rc != IDP_OK)
+		o->open = false; /* the temp file is gone */
+	return rc;
+}
+
+enum idp_err enr_manifest_out_record(struct enr_manifest_out *o, const uint8_t *line, size_t len,
+                                     struct idp_error *err)
+{
+	if (!o->open)
+		return idp_error_set(err, IDP_E_ARG, "manifest: not being written");
+	if (len > FMT_MANIFEST_LINE_MAX)
+		return idp_error_set(err, IDP_E_LIMIT, "manifest: line of %zu bytes", len);
+	enum idp_err rc;
+	if (o->pend_len + len > ENR_MANIFEST_OUT_BUF && (rc = out_flush(o, err)))
+		return rc;
+	memcpy(o->pend + o->pend_len, line, len);
+	o->pend_len += len;
+	o->w.written++;
+	return fmt_manifest_signer_update(o->sg, line, len, err);
+}
+
+enum idp_err enr_manifest_out_finish(struct enr_manifest_out *o,
+                                     uint8_t digest[static FMT_MANIFEST_HASH_LEN],
+                                     struct idp_error *err)
+{
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
+	enum idp_err rc;
+	if (!o->open)
+		return idp_error_set(err, IDP_E_ARG, "manifest: not being written");
+	if ((rc = fmt_manifest_writer_finish(&o->w, err)) || (rc = out_flush(o, err)) ||
+	    (rc = fmt_manifest_signer_final(o->sg, &sig, &sig_len, digest, err)))
 		goto out;
-	fmt_buf_add(&body, line, ll);
-	fmt_buf_add(&body, records->p, records->len);
-	if ((rc = fmt_buf_check(&body, "manifest", err)))
-		goto out;
-	w.written = count;
-	if ((rc = fmt_manifest_writer_finish(&w, err)) ||
-	    (rc = fmt_manifest_signer_new(h->sig, s->key, s->cert, s->chain, &sg, err)) ||
-	    (rc = fmt_manifest_signer_update(sg, body.p, body.len, err)) ||
-	    (rc = fmt_manifest_signer_final(sg, &sig, &sig_len, digest, err)) ||
-	    (rc = fmt_file_write_atomic(out_path, body.p, body.len, 0644, err)) ||
-	    (rc = fmt_file_write_atomic(sigpath, sig, sig_len, 0644, err)))
+	o->open = false;
+	if ((rc = fmt_file_atomic_commit(&o->file, 0, err)) ||
+	    (rc = fmt_file_write_atomic(o->sigpath, sig, sig_len, 0644, err)))
 		goto out;
 out:
-	fmt_manifest_signer_free(sg);
 	free(sig);
-	fmt_buf_free(&body);
+	return rc;
+}
+
+void enr_manifest_out_abort(struct enr_manifest_out *o)
+{
+	fmt_file_atomic_abort(&o->file);
+	o->open = false;
+	fmt_manifest_signer_free(o->sg);
+	o->sg = NULL;
+	free(o->pend);
+	o->pend = NULL;
+}
+
+enum idp_err enr_manifest_write(const struct enr_signing *s, struct fmt_manifest_header *h,
+                                const struct fmt_buf *records, uint64_t count,
+                                const char *out_path, uint8_t digest[static FMT_MANIFEST_HASH_LEN],
+                                struct idp_error *err)
+{
+	struct enr_manifest_out o;
+	enum idp_err rc = enr_manifest_out_begin(&o, s, h, count, out_path, err);
+	for (size_t off = 0; rc == IDP_OK && off < records->len;) {
+		const uint8_t *nl = memchr(records->p + off, '\n', records->len - off);
+		size_t n = nl != NULL ? (size_t)(nl - (records->p + off)) + 1 : records->len - off;
+		rc = enr_manifest_out_record(&o, records->p + off, n, err);
+		off += n;
+	}
+	if (rc == IDP_OK)
+		rc = enr_manifest_out_finish(&o, digest, err);
+	enr_manifest_out_abort(&o);
 	return rc;
 }

@@ -20,11 +20,23 @@ struct run {
 	const struct fmt_key *key; /* the key checkpoints are checked with */
 	struct fmt_key *own;       /* the export's, when no key was given */
 	uint8_t prev[FMT_AUDIT_HASH_LEN];
-	struct fmt_buf hashes; /* hash(first_seq - 1 + i) for i = 0 .. entries */
+	/* The seqs the checkpoints name (sorted, once each) and, as the
+	 * entries verify, their hashes: all a checkpoint is compared with, so
+	 * memory grows with the checkpoints, not the entries. */
+	struct fmt_buf want;   /* int64_t seqs */
+	struct fmt_buf hashes; /* FMT_AUDIT_HASH_LEN bytes per seq of want */
+	size_t line;
 	int64_t last_n;
 	bool header;
 	bool stop; /* a finding was made: the rest is not checked */
 	struct fmt_audit_verdict *out;
+};
+
+struct fmt_audit_export_check {
+	struct run r;
+	struct fmt_audit_verdict v;
+	bool sorted;
+	enum idp_err rc; /* the first error: later lines are not checked */
 };
 
 #define REASON_SIZE sizeof(((struct fmt_audit_verdict *)NULL)->reason)
@@ -36,12 +48,30 @@ static char *finding(struct run *r)
 	return r->out->reason;
 }
 
-/* Keep hash h as the hash of the newest entry (slot 0: prev_hash). */
-static enum idp_err keep(struct run *r, const uint8_t h[static FMT_AUDIT_HASH_LEN],
-                         struct idp_error *err)
+/* Where seq is in want; -1 when no checkpoint names it. */
+static ptrdiff_t want_at(const struct run *r, int64_t seq)
 {
-	fmt_buf_add(&r->hashes, h, FMT_AUDIT_HASH_LEN);
-	return fmt_buf_check(&r->hashes, "audit export: hashes", err);
+	const int64_t *w = (const int64_t *)(const void *)r->want.p;
+	size_t lo = 0, hi = r->want.len / sizeof(int64_t);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w[mid] == seq)
+			return (ptrdiff_t)mid;
+		if (w[mid] < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Keep hash h of entry seq (first_seq - 1: prev_hash) if a checkpoint
+ * names it. */
+static void keep(struct run *r, int64_t seq, const uint8_t h[static FMT_AUDIT_HASH_LEN])
+{
+	ptrdiff_t i = want_at(r, seq);
+	if (i >= 0)
+		memcpy(r->hashes.p + (size_t)i * FMT_AUDIT_HASH_LEN, h, FMT_AUDIT_HASH_LEN);
 }
 
 static enum idp_err header(struct run *r, const cJSON *o, struct idp_error *err)
@@ -81,7 +111,9 @@ static enum idp_err header(struct run *r, const cJSON *o, struct idp_error *err)
 	}
 	r->out->last_seq = r->out->first_seq - 1;
 	r->header = true;
-	return rc == IDP_OK ? keep(r, r->prev, err) : rc;
+	if (rc == IDP_OK)
+		keep(r, r->out->last_seq, r->prev);
+	return rc;
 }
 
 /* A text member that may be null: (NULL, 0) then. */
@@ -148,10 +180,10 @@ static enum idp_err entry(struct run *r, const cJSON *o, struct idp_error *err)
 		return IDP_OK;
 	}
 	memcpy(r->prev, h, sizeof(h));
-	rc = keep(r, h, err);
+	keep(r, e.seq, h);
 	r->out->last_seq = e.seq;
 	r->out->entries++;
-	return rc;
+	return IDP_OK;
 }
 
 static enum idp_err checkpoint(struct run *r, const cJSON *o, struct idp_error *err)
@@ -203,9 +235,9 @@ static enum idp_err checkpoint(struct run *r, const cJSON *o, struct idp_error *
 		               "entries missing at the end: checkpoint %lld covers entry %lld",
 		               (long long)c.n, (long long)c.seq);
 	} else if (c.seq >= r->out->first_seq - 1 &&
-	           CRYPTO_memcmp(r->hashes.p + (size_t)(c.seq - (r->out->first_seq - 1)) *
-	                                               FMT_AUDIT_HASH_LEN,
-	                         c.hash, FMT_AUDIT_HASH_LEN) != 0) {
+	           (want_at(r, c.seq) < 0 ||
+	            CRYPTO_memcmp(r->hashes.p + (size_t)want_at(r, c.seq) * FMT_AUDIT_HASH_LEN,
+	                          c.hash, FMT_AUDIT_HASH_LEN) != 0)) {
 		(void)snprintf(finding(r), REASON_SIZE,
 		               "checkpoint %lld: the hash it signed is not entry %lld's",
 		               (long long)c.n, (long long)c.seq);
@@ -216,47 +248,138 @@ static enum idp_err checkpoint(struct run *r, const cJSON *o, struct idp_error *
 	return IDP_OK;
 }
 
+static int cmp_seq(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+struct fmt_audit_export_check *fmt_audit_export_check_new(const struct fmt_key *key)
+{
+	struct fmt_audit_export_check *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->r.key = key;
+	c->r.out = &c->v;
+	fmt_buf_init(&c->r.want, SIZE_MAX, 0);
+	fmt_buf_init(&c->r.hashes, SIZE_MAX, 0);
+	return c;
+}
+
+void fmt_audit_export_check_want(struct fmt_audit_export_check *c, const uint8_t *line, size_t n)
+{
+	cJSON *o = NULL;
+	int64_t seq = 0;
+	if (c->sorted || n > FMT_AUDIT_EXPORT_LINE_MAX ||
+	    fmt_json_parse(line, n, JSON_DEPTH, &o, NULL) != IDP_OK)
+		return;
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+	if (cJSON_IsString(t) && strcmp(t->valuestring, "checkpoint") == 0 &&
+	    fmt_json_get_int(o, "seq", true, 0, INT64_MAX / 2, &seq, NULL, NULL) == IDP_OK)
+		fmt_buf_add(&c->r.want, (const uint8_t *)&seq, sizeof(seq));
+	cJSON_Delete(o);
+}
+
+/* After the wants: sort them, drop repeats, make room for their hashes. */
+static enum idp_err check_ready(struct fmt_audit_export_check *c, struct idp_error *err)
+{
+	if (c->sorted)
+		return IDP_OK;
+	c->sorted = true;
+	enum idp_err rc = fmt_buf_check(&c->r.want, "audit export: checkpoints", err);
+	if (rc != IDP_OK)
+		return rc;
+	int64_t *w = (int64_t *)(void *)c->r.want.p;
+	size_t n = c->r.want.len / sizeof(int64_t), k = 0;
+	if (n > 0)
+		qsort(w, n, sizeof(*w), cmp_seq);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || w[k - 1] != w[i])
+			w[k++] = w[i];
+	c->r.want.len = k * sizeof(int64_t);
+	if (k > 0 && fmt_buf_room(&c->r.hashes, k * FMT_AUDIT_HASH_LEN) == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "audit export: out of memory");
+	if (k > 0) {
+		memset(c->r.hashes.p, 0, k * FMT_AUDIT_HASH_LEN);
+		fmt_buf_commit(&c->r.hashes, k * FMT_AUDIT_HASH_LEN);
+	}
+	return IDP_OK;
+}
+
+enum idp_err fmt_audit_export_check_line(struct fmt_audit_export_check *c, const uint8_t *line,
+                                         size_t kept, size_t n, struct idp_error *err)
+{
+	struct run *r = &c->r;
+	enum idp_err rc = c->rc != IDP_OK ? c->rc : check_ready(c, err);
+	if (rc != IDP_OK)
+		return c->rc = rc;
+	r->line++;
+	cJSON *o = NULL;
+	if (n > FMT_AUDIT_EXPORT_LINE_MAX || kept < n)
+		rc = idp_error_set(err, IDP_E_LIMIT, "line is %zu bytes, max %u", n,
+		                   FMT_AUDIT_EXPORT_LINE_MAX);
+	if (rc == IDP_OK)
+		rc = fmt_json_parse(line, n, JSON_DEPTH, &o, err);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+	const char *type = cJSON_IsString(t) ? t->valuestring : "";
+	if (rc == IDP_OK && !r->header && strcmp(type, "export") != 0)
+		rc = idp_error_set(err, IDP_E_FORMAT, "not an audit export: no header");
+	else if (rc == IDP_OK && strcmp(type, "export") == 0)
+		rc = r->header ? idp_error_set(err, IDP_E_FORMAT, "a second header")
+		               : header(r, o, err);
+	else if (rc == IDP_OK && strcmp(type, "entry") == 0)
+		rc = entry(r, o, err);
+	else if (rc == IDP_OK && strcmp(type, "checkpoint") == 0)
+		rc = checkpoint(r, o, err);
+	else if (rc == IDP_OK)
+		rc = idp_error_set(err, IDP_E_FORMAT, "type: not export, entry or checkpoint");
+	cJSON_Delete(o);
+	if (rc != IDP_OK)
+		idp_error_prefix(err, "audit export: line %zu", r->line);
+	return c->rc = rc;
+}
+
+enum idp_err fmt_audit_export_check_finish(struct fmt_audit_export_check *c,
+                                           struct fmt_audit_verdict *out, struct idp_error *err)
+{
+	enum idp_err rc = c->rc;
+	if (rc == IDP_OK && !c->r.header)
+		rc = idp_error_set(err, IDP_E_FORMAT, "audit export: empty");
+	c->v.intact = rc == IDP_OK && c->v.reason[0] == '\0';
+	*out = c->v;
+	return rc;
+}
+
+void fmt_audit_export_check_free(struct fmt_audit_export_check *c)
+{
+	if (c == NULL)
+		return;
+	fmt_key_free(c->r.own);
+	fmt_buf_free(&c->r.want);
+	fmt_buf_free(&c->r.hashes);
+	free(c);
+}
+
 enum idp_err fmt_audit_export_verify(const uint8_t *buf, size_t len, const struct fmt_key *key,
                                      struct fmt_audit_verdict *out, struct idp_error *err)
 {
 	memset(out, 0, sizeof(*out));
-	struct run r = {.key = key, .out = out};
-	fmt_buf_init(&r.hashes, SIZE_MAX, 0);
+	struct fmt_audit_export_check *c = fmt_audit_export_check_new(key);
+	if (c == NULL)
+		return idp_error_set(err, IDP_E_NOMEM, "audit export: out of memory");
 	enum idp_err rc = IDP_OK;
-	size_t line = 0;
-	for (size_t off = 0; rc == IDP_OK && off < len;) {
-		const uint8_t *nl = memchr(buf + off, '\n', len - off);
-		size_t n = nl != NULL ? (size_t)(nl - (buf + off)) : len - off;
-		line++;
-		cJSON *o = NULL;
-		if (n > FMT_AUDIT_EXPORT_LINE_MAX)
-			rc = idp_error_set(err, IDP_E_LIMIT, "line is %zu bytes, max %u", n,
-			                   FMT_AUDIT_EXPORT_LINE_MAX);
-		if (rc == IDP_OK)
-			rc = fmt_json_parse(buf + off, n, JSON_DEPTH, &o, err);
-		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
-		const char *type = cJSON_IsString(t) ? t->valuestring : "";
-		if (rc == IDP_OK && !r.header && strcmp(type, "export") != 0)
-			rc = idp_error_set(err, IDP_E_FORMAT, "not an audit export: no header");
-		else if (rc == IDP_OK && strcmp(type, "export") == 0)
-			rc = r.header ? idp_error_set(err, IDP_E_FORMAT, "a second header")
-			              : header(&r, o, err);
-		else if (rc == IDP_OK && strcmp(type, "entry") == 0)
-			rc = entry(&r, o, err);
-		else if (rc == IDP_OK && strcmp(type, "checkpoint") == 0)
-			rc = checkpoint(&r, o, err);
-		else if (rc == IDP_OK)
-			rc = idp_error_set(err, IDP_E_FORMAT,
-			                   "type: not export, entry or checkpoint");
-		cJSON_Delete(o);
-		if (rc != IDP_OK)
-			idp_error_prefix(err, "audit export: line %zu", line);
-		off += n + 1;
-	}
-	if (rc == IDP_OK && !r.header)
-		rc = idp_error_set(err, IDP_E_FORMAT, "audit export: empty");
-	out->intact = rc == IDP_OK && out->reason[0] == '\0';
-	fmt_key_free(r.own);
-	fmt_buf_free(&r.hashes);
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t off = 0; rc == IDP_OK && off < len;) {
+			const uint8_t *nl = memchr(buf + off, '\n', len - off);
+			size_t n = nl != NULL ? (size_t)(nl - (buf + off)) : len - off;
+			if (pass == 0)
+				fmt_audit_export_check_want(c, buf + off, n);
+			else
+				rc = fmt_audit_export_check_line(c, buf + off, n, n, err);
+			off += n + 1;
+		}
+	if (rc == IDP_OK || c->rc != IDP_OK)
+		rc = fmt_audit_export_check_finish(c, out, err);
+	fmt_audit_export_check_free(c);
 	return rc;
 }

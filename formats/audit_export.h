@@ -3,7 +3,8 @@
  * without the server: the chain from its prev_hash, every checkpoint's
  * signature and hash, and truncation of the tail before a checkpoint.
  *
- * Pure: works on a memory buffer; no I/O, logging or globals; thread-safe.
+ * Pure: works on a memory buffer, or on lines given twice; no I/O, logging
+ * or globals; thread-safe.
  */
 #ifndef IDP_FORMATS_AUDIT_EXPORT_H
 #define IDP_FORMATS_AUDIT_EXPORT_H
@@ -37,5 +38,36 @@ IDP_MUST_CHECK enum idp_err fmt_audit_export_verify(const uint8_t *buf, size_t l
                                                     const struct fmt_key *key,
                                                     struct fmt_audit_verdict *out,
                                                     struct idp_error *err);
+
+/* ---- the same in pieces, for an export read from a file twice: memory
+ * grows with its checkpoints (a seq and a hash each), not its entries. */
+
+struct fmt_audit_export_check; /* opaque */
+
+/* A new check trusting key (as above; borrowed until _free). NULL when out
+ * of memory. */
+struct fmt_audit_export_check *fmt_audit_export_check_new(const struct fmt_key *key);
+
+/* First pass: each line line[0..n) (LF removed), in order. Notes the entry
+ * a checkpoint line names; anything else (bad lines too) is left to the
+ * second pass. */
+void fmt_audit_export_check_want(struct fmt_audit_export_check *c, const uint8_t *line, size_t n);
+
+/* Second pass: each line again, in order: line[0..kept) of a line of n
+ * bytes (kept < n only for a line over FMT_AUDIT_EXPORT_LINE_MAX, refused
+ * by its length). The errors of fmt_audit_export_verify; after one, every
+ * later call returns it. */
+IDP_MUST_CHECK enum idp_err fmt_audit_export_check_line(struct fmt_audit_export_check *c,
+                                                        const uint8_t *line, size_t kept,
+                                                        size_t n, struct idp_error *err);
+
+/* The verdict, as fmt_audit_export_verify's (its IDP_E_FORMAT for an
+ * export with no line, or the lines' error). */
+IDP_MUST_CHECK enum idp_err fmt_audit_export_check_finish(struct fmt_audit_export_check *c,
+                                                          struct fmt_audit_verdict *out,
+                                                          struct idp_error *err);
+
+/* Release c. NULL is a no-op. */
+void fmt_audit_export_check_free(struct fmt_audit_export_check *c);
 
 #endif /* IDP_FORMATS_AUDIT_EXPORT_H */

@@ -4,6 +4,7 @@
  */
 #include "formats/journal.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "formats/crc32c.h"
@@ -243,6 +244,13 @@ enum idp_err fmt_journal_next(const uint8_t *buf, size_t len, size_t *pos,
                               struct fmt_journal_entry *e, enum fmt_journal_item *item,
                               struct idp_error *err)
 {
+	return fmt_journal_next_at(buf, len, pos, 0, e, item, err);
+}
+
+enum idp_err fmt_journal_next_at(const uint8_t *buf, size_t len, size_t *pos, uint64_t base,
+                                 struct fmt_journal_entry *e, enum fmt_journal_item *item,
+                                 struct idp_error *err)
+{
 	*item = FMT_JOURNAL_ITEM_END;
 	if (*pos > len || (buf == NULL && len > 0))
 		return idp_error_set(err, IDP_E_ARG, "journal: position past the end");
@@ -261,8 +269,8 @@ enum idp_err fmt_journal_next(const uint8_t *buf, size_t len, size_t *pos,
 			return IDP_OK;
 		*item = FMT_JOURNAL_ITEM_END;
 		return idp_error_set(err, IDP_E_FORMAT,
-		                     "journal: offset %zu: not an entry header (damaged journal)",
-		                     at);
+		                     "journal: offset %" PRIu64 ": not an entry header (damaged journal)",
+		                     base + at);
 	}
 	size_t n = FMT_JOURNAL_HEADER_LEN + plen + FMT_JOURNAL_CRC_LEN;
 	if (n > left)
@@ -275,14 +283,14 @@ enum idp_err fmt_journal_next(const uint8_t *buf, size_t len, size_t *pos,
 			return IDP_OK;
 		*item = FMT_JOURNAL_ITEM_END;
 		return idp_error_set(err, IDP_E_FORMAT,
-		                     "journal: offset %zu: crc mismatch before further entries "
+		                     "journal: offset %" PRIu64 ": crc mismatch before further entries "
 		                     "(damaged journal)",
-		                     at);
+		                     base + at);
 	}
 	*item = FMT_JOURNAL_ITEM_END;
 	enum idp_err rc = parse_payload(p[4], p + FMT_JOURNAL_HEADER_LEN, plen, e, err);
 	if (rc != IDP_OK) {
-		idp_error_prefix(err, "journal: offset %zu", at);
+		idp_error_prefix(err, "journal: offset %" PRIu64, base + at);
 		return IDP_E_FORMAT;
 	}
 	*item = FMT_JOURNAL_ITEM_ENTRY;

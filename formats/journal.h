@@ -80,4 +80,14 @@ IDP_MUST_CHECK enum idp_err fmt_journal_next(const uint8_t *buf, size_t len, siz
                                              struct fmt_journal_entry *e,
                                              enum fmt_journal_item *item, struct idp_error *err);
 
+/* As fmt_journal_next, for buf[0..len) a window of a journal read in pieces
+ * that starts at offset base of the file: offsets in messages are base +
+ * position. The caller keeps at least FMT_JOURNAL_ENTRY_MAX bytes past *pos
+ * in the window until the file's end, and takes TORN before the end only
+ * when every byte after base + *pos in the file is zero (journal.md §4). */
+IDP_MUST_CHECK enum idp_err fmt_journal_next_at(const uint8_t *buf, size_t len, size_t *pos,
+                                                uint64_t base, struct fmt_journal_entry *e,
+                                                enum fmt_journal_item *item,
+                                                struct idp_error *err);
+
 #endif /* IDP_FORMATS_JOURNAL_H */

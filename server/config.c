@@ -245,6 +245,18 @@ enum idp_err srv_config_parse_listen(const char *s, struct srv_listen *out, stru
 		a4->sin_family = AF_INET;
 		a4->sin_port = htons((uint16_t)port);
 		out->addr_len = sizeof(*a4);
+	} else if (h != s && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1 &&
+	           IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+		/* [::ffff:A.B.C.D] is the IPv4 address A.B.C.D: an IPv6-only
+		 * socket (the default) cannot bind it, and as IPv4 it is on the
+		 * interface that owns A.B.C.D (its mDNS, server/publish.c). */
+		struct in_addr v4;
+		memcpy(&v4, &a6->sin6_addr.s6_addr[12], sizeof(v4));
+		memset(&out->addr, 0, sizeof(out->addr));
+		a4->sin_family = AF_INET;
+		a4->sin_addr = v4;
+		a4->sin_port = htons((uint16_t)port);
+		out->addr_len = sizeof(*a4);
 	} else if (h != s && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
 		a6->sin6_family = AF_INET6;
 		a6->sin6_port = htons((uint16_t)port);

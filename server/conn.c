@@ -810,6 +810,13 @@ bool srv_http_retrying(struct evhttp_request *req)
 	return c != NULL && c->loop->cur != NULL && c->loop->cur->req == req && c->loop->cur->again;
 }
 
+bool srv_http_deferred(struct evhttp_request *req)
+{
+	struct srv_conn *c = srv_conn_of(req);
+	return c != NULL && c->loop->cur != NULL && c->loop->cur->req == req &&
+	       c->loop->cur->deferred;
+}
+
 /* The request log line of a request once answered (runs: of its handler;
  * more than one when it waited for the lock). */
 static void request_log(const struct srv_loop *l, const char *peer, const char *path, int status,

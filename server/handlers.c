@@ -604,8 +604,9 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 		struct srv_import_src src;
 		rc = srv_spool_source(sp, &src, &err);
 		if (rc == IDP_OK) {
-			fio_log(FIO_LOG_INFO, "batch.upload", "loop=%u station=%s bytes=%llu",
-			        ctx->loop, sbuf, (unsigned long long)src.len);
+			if (!srv_http_retrying(req)) /* once, not per run for the lock */
+				fio_log(FIO_LOG_INFO, "batch.upload", "loop=%u station=%s bytes=%llu",
+				        ctx->loop, sbuf, (unsigned long long)src.len);
 			rc = srv_import_stream(ctx->store, &src, sig, sig_len, station, rules,
 			                       (int64_t)time(NULL), &r, &err);
 		}
@@ -620,8 +621,11 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 	if (rc != IDP_OK) {
 		enum fmt_api_err_code code =
 		        srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
-		fio_log(FIO_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s", ctx->loop,
-		        sbuf, fmt_api_err_code_name(code));
+		/* Waiting for the store's lock is no refusal: the run that
+		 * answers logs the batch's outcome, once. */
+		if (!srv_http_deferred(req))
+			fio_log(FIO_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s",
+			        ctx->loop, sbuf, fmt_api_err_code_name(code));
 		return;
 	}
 	fio_log(FIO_LOG_INFO, "batch.imported",

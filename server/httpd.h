@@ -134,6 +134,10 @@ void srv_http_error(struct evhttp_request *req, enum fmt_api_err_code code, cons
 bool srv_http_defer(struct evhttp_request *req);
 /* Whether req is such a run again (then throttles are not charged twice). */
 bool srv_http_retrying(struct evhttp_request *req);
+/* Whether req, the request a route handler runs now, was deferred in this
+ * run (srv_http_defer said true): it is not answered yet, so its outcome
+ * (a log line) belongs to the run that answers it. */
+bool srv_http_deferred(struct evhttp_request *req);
 
 /* The request body as one contiguous buffer (borrowed until the reply). */
 void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len);

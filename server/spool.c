@@ -24,8 +24,8 @@ struct srv_spool {
 	uint64_t size;
 	uint64_t read_off;
 	bool failed;
-	bool sourced;
-	uint8_t sha256[32];                    /* the body's, once sourced */
+	bool sourced;                          /* the body is complete: sha256 is set */
+	uint8_t sha256[SRV_STORE_HASH_LEN];
 	bool header_done;                      /* header[] holds the first line with its LF */
 	uint8_t header[FMT_MANIFEST_LINE_MAX]; /* the first line, as it streams past */
 	size_t header_len;
@@ -141,16 +141,14 @@ enum idp_err srv_spool_source(struct srv_spool *sp, struct srv_import_src *src,
 	memset(src, 0, sizeof(*src));
 	if (sp->failed)
 		return idp_error_set(err, IDP_E_ARG, "upload spool: spent");
-	/* Sourced again when the handler runs again (it met the store's lock,
-	 * server/conn.c): the same file from its start, the digest kept. */
-	_Static_assert(sizeof(sp->sha256) == sizeof(src->sha256), "sha-256 sizes");
-	unsigned n = sizeof(sp->sha256);
-	if (!sp->sourced &&
-	    (EVP_DigestFinal_ex(sp->md, sp->sha256, &n) != 1 || n != sizeof(sp->sha256))) {
-		sp->failed = true;
-		return idp_error_ssl(err, IDP_E_CRYPTO, "upload spool: sha-256");
+	unsigned n = 0;
+	if (!sp->sourced) {
+		if (EVP_DigestFinal_ex(sp->md, sp->sha256, &n) != 1 || n != sizeof(sp->sha256)) {
+			sp->failed = true;
+			return idp_error_ssl(err, IDP_E_CRYPTO, "upload spool: sha-256");
+		}
+		sp->sourced = true;
 	}
-	sp->sourced = true;
 	memcpy(src->sha256, sp->sha256, sizeof(src->sha256));
 	if (sp->header_done) {
 		src->header = sp->header;

@@ -39,8 +39,9 @@ IDP_MUST_CHECK enum idp_err srv_spool_write(struct srv_spool *sp, const uint8_t 
 uint64_t srv_spool_size(const struct srv_spool *sp);
 
 /* The body is complete: fill *src to read it front to back (borrowed from sp
- * until _free; one pass). Called again (a handler run again after meeting
- * the store's lock), it reads the same body from its start again. */
+ * until _free; one pass). Called again (a handler run again after the
+ * store's lock, server/conn.c), it reads the body again from its start;
+ * nothing more can be written then. */
 IDP_MUST_CHECK enum idp_err srv_spool_source(struct srv_spool *sp, struct srv_import_src *src,
                                              struct idp_error *err);
 

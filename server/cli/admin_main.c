@@ -654,54 +654,116 @@ static int read_secret(const char *id, char buf[static FMT_OOB_SECRET_MAX + 3], 
 	return 0;
 }
 
+#define ADM_OOB_LINE_KEEP 256u /* bytes of a line kept: more than ID + "," + SECRET + CR */
+
+/* The next line of f (LF removed): its first keep bytes in buf, its whole
+ * length in *n, its last byte in *last (-1: empty). False at the end of the
+ * file. */
+static bool next_line(FILE *f, char *buf, size_t keep, size_t *n, int *last)
+{
+	int c;
+	bool any = false;
+	*n = 0;
+	*last = -1;
+	while ((c = getc(f)) != EOF) {
+		any = true;
+		if (c == '\n')
+			return true;
+		if (*n < keep)
+			buf[*n] = (char)c;
+		(*n)++;
+		*last = c;
+	}
+	return any;
+}
+
+/* path opened for reading a line at a time (at most max bytes), with iobuf
+ * as stdio's buffer; NULL after saying why on stderr. */
+static FILE *open_lines(const char *path, size_t max, char *iobuf, size_t iolen)
+{
+	struct idp_error err = {0};
+	int fd = -1;
+	if (fmt_file_open_read(path, max, &fd, &err) != IDP_OK) {
+		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg); /* names path */
+		return NULL;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (f == NULL || setvbuf(f, iobuf, _IOFBF, iolen) != 0) {
+		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, strerror(errno));
+		if (f != NULL)
+			(void)fclose(f);
+		else
+			(void)close(fd);
+		return NULL;
+	}
+	return f;
+}
+
 /* oob import: each "ID,SECRET" line of path (blank lines, "#" comments and
- * a "device_id,secret" header skipped), all checked before any is sent. */
+ * a "device_id,secret" header skipped), all checked before any is sent: the
+ * file is read twice, a line at a time (memory does not grow with it). */
 static int oob_import(const struct opts *o, const char *path, long long expires)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int rc = read_file(path, ADM_OOB_CSV_MAX, &buf, &len);
-	if (rc != 0)
-		return rc;
+	/* WARNING: the file holds secrets: stdio's buffer and the line are
+	 * ours, wiped at the end. */
+	static char iobuf[65536];
+	char p[ADM_OOB_LINE_KEEP];
+	struct idp_error err = {0};
+	int rc = 0;
+	FILE *f = open_lines(path, ADM_OOB_CSV_MAX, iobuf, sizeof(iobuf));
+	if (f == NULL)
+		return EXIT_LOCAL;
 	size_t sent = 0;
 	for (int pass = 0; rc == 0 && pass < 2; pass++) {
-		size_t line = 0;
-		for (char *p = (char *)buf; rc == 0 && p < (char *)buf + len;) {
-			char *nl = memchr(p, '\n', (size_t)((char *)buf + len - p));
-			char *end = nl != NULL ? nl : (char *)buf + len;
-			size_t n = (size_t)(end - p);
+		size_t line = 0, n = 0;
+		int last = -1;
+		if (pass == 1 && fseek(f, 0, SEEK_SET) != 0) {
+			(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, strerror(errno));
+			rc = EXIT_LOCAL;
+		}
+		while (rc == 0 && next_line(f, p, sizeof(p), &n, &last)) {
 			line++;
-			if (n > 0 && p[n - 1] == '\r')
+			if (n > 0 && last == '\r')
 				n--;
-			char *comma = memchr(p, ',', n);
+			/* A comma past what was kept: an ID too long either way. */
+			char *comma = memchr(p, ',', n < ADM_OOB_LINE_KEEP ? n : ADM_OOB_LINE_KEEP);
 			bool skip = n == 0 || p[0] == '#' ||
 			            (line == 1 && n >= 10 && memcmp(p, "device_id,", 10) == 0);
-			if (!skip) {
-				size_t il = comma != NULL ? (size_t)(comma - p) : 0;
-				size_t sl = comma != NULL ? n - il - 1 : 0;
-				char id[FMT_OOB_ID_MAX + 1];
-				struct idp_error err = {0};
-				if (il == 0 || il > FMT_OOB_ID_MAX) {
-					(void)fprintf(stderr,
-					              "idprov-admin: %s:%zu: not ID,SECRET (an ID of 1 to "
-					              "%u bytes)\n",
-					              path, line, FMT_OOB_ID_MAX);
-					rc = EXIT_LOCAL;
-				} else if (fmt_oob_secret_check(comma + 1, sl, &err) != IDP_OK) {
-					(void)fprintf(stderr, "idprov-admin: %s:%zu: %s\n", path, line,
-					              err.msg);
-					rc = EXIT_LOCAL;
-				} else if (pass == 1) {
-					memcpy(id, p, il);
-					id[il] = '\0';
-					rc = oob_post(o, id, comma + 1, sl, expires);
-					sent += rc == 0;
-				}
+			if (skip)
+				continue;
+			size_t il = comma != NULL ? (size_t)(comma - p) : 0;
+			size_t sl = comma != NULL ? n - il - 1 : 0;
+			char id[FMT_OOB_ID_MAX + 1];
+			if (il == 0 || il > FMT_OOB_ID_MAX) {
+				(void)fprintf(stderr,
+				              "idprov-admin: %s:%zu: not ID,SECRET (an ID of 1 to "
+				              "%u bytes)\n",
+				              path, line, FMT_OOB_ID_MAX);
+				rc = EXIT_LOCAL;
+			} else if (fmt_oob_secret_check(comma + 1,
+			                                 /* longer: refused by length, and
+			                                  * MAX + 1 bytes of it were kept */
+			                                 sl > FMT_OOB_SECRET_MAX ? FMT_OOB_SECRET_MAX + 1
+			                                                         : sl,
+			                                 &err) != IDP_OK) {
+				(void)fprintf(stderr, "idprov-admin: %s:%zu: %s\n", path, line,
+				              err.msg);
+				rc = EXIT_LOCAL;
+			} else if (pass == 1) {
+				memcpy(id, p, il);
+				id[il] = '\0';
+				rc = oob_post(o, id, comma + 1, sl, expires);
+				sent += rc == 0;
 			}
-			p = nl != NULL ? nl + 1 : end;
+		}
+		if (rc == 0 && ferror(f)) {
+			(void)fprintf(stderr, "idprov-admin: %s: read: %s\n", path, strerror(errno));
+			rc = EXIT_LOCAL;
 		}
 	}
-	fmt_file_free_secret(buf, len);
+	(void)fclose(f);
+	OPENSSL_cleanse(iobuf, sizeof(iobuf));
+	OPENSSL_cleanse(p, sizeof(p));
 	(void)fprintf(stderr, "idprov-admin: %s: %zu secrets entered\n", path, sent);
 	return rc;
 }
@@ -766,11 +828,14 @@ static long long parse_utc(const char *v)
  * (formats/audit_export.h); prints the verdict as JSON, exit 1 unless intact. */
 static int verify_export(const char *path, const char *key_path)
 {
-	uint8_t *buf = NULL, *pem = NULL;
-	size_t len = 0, pem_len = 0;
+	static char iobuf[65536], line[FMT_AUDIT_EXPORT_LINE_MAX + 1];
+	uint8_t *pem = NULL;
+	size_t pem_len = 0;
 	struct fmt_key *key = NULL;
 	struct idp_error err = {0};
-	int rc = read_file(path, ADM_EXPORT_MAX, &buf, &len);
+	struct fmt_audit_export_check *c = NULL;
+	FILE *f = open_lines(path, ADM_EXPORT_MAX, iobuf, sizeof(iobuf));
+	int rc = f != NULL ? 0 : EXIT_LOCAL;
 	if (rc == 0 && key_path != NULL) {
 		rc = read_file(key_path, ADM_PEM_MAX, &pem, &pem_len);
 		if (rc == 0 && fmt_key_parse_public_pem(pem, pem_len, &key, &err) != IDP_OK) {
@@ -778,8 +843,32 @@ static int verify_export(const char *path, const char *key_path)
 			rc = EXIT_LOCAL;
 		}
 	}
+	if (rc == 0 && (c = fmt_audit_export_check_new(key)) == NULL) {
+		(void)fprintf(stderr, "idprov-admin: out of memory\n");
+		rc = EXIT_LOCAL;
+	}
+	/* Read twice, a line at a time: the entries the checkpoints name,
+	 * then the check (formats/audit_export.h). */
+	enum idp_err e = IDP_OK;
+	for (int pass = 0; rc == 0 && e == IDP_OK && pass < 2; pass++) {
+		size_t n = 0;
+		int last = -1;
+		if (fseek(f, 0, SEEK_SET) != 0)
+			break;
+		while (e == IDP_OK && next_line(f, line, sizeof(line), &n, &last)) {
+			size_t kept = n < sizeof(line) ? n : sizeof(line);
+			if (pass == 0)
+				fmt_audit_export_check_want(c, (const uint8_t *)line, kept);
+			else
+				e = fmt_audit_export_check_line(c, (const uint8_t *)line, kept, n, &err);
+		}
+	}
+	if (rc == 0 && ferror(f)) {
+		(void)fprintf(stderr, "idprov-admin: %s: read: %s\n", path, strerror(errno));
+		rc = EXIT_LOCAL;
+	}
 	struct fmt_audit_verdict v;
-	if (rc == 0 && fmt_audit_export_verify(buf, len, key, &v, &err) != IDP_OK) {
+	if (rc == 0 && fmt_audit_export_check_finish(c, &v, &err) != IDP_OK) {
 		(void)fprintf(stderr, "idprov-admin: %s: %s\n", path, err.msg);
 		rc = EXIT_REFUSED;
 	} else if (rc == 0) {
@@ -796,9 +885,11 @@ static int verify_export(const char *path, const char *key_path)
 			                      "(give --key audit.pub to check who signed it)\n");
 		}
 	}
+	if (f != NULL)
+		(void)fclose(f);
+	fmt_audit_export_check_free(c);
 	fmt_key_free(key);
 	free(pem);
-	free(buf);
 	return rc;
 }
 

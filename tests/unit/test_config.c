@@ -261,6 +261,32 @@ START_TEST(test_config_sample_file_parses)
 }
 END_TEST
 
+/* [::ffff:A.B.C.D]:PORT is IPv4 A.B.C.D (an IPv6-only socket cannot bind
+ * it); its text stays as written. Other IPv6 addresses stay IPv6. */
+START_TEST(test_config_parse_listen_v4_mapped)
+{
+	struct srv_listen l;
+	struct idp_error err = {0};
+	ck_assert_msg(srv_config_parse_listen("[::ffff:10.82.1.1]:8443", &l, &err) == IDP_OK, "%s",
+	              err.msg);
+	ck_assert_int_eq(l.addr.ss_family, AF_INET);
+	ck_assert_uint_eq(l.addr_len, sizeof(struct sockaddr_in));
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)&l.addr;
+	ck_assert_uint_eq(ntohl(a4->sin_addr.s_addr), 0x0a520101u);
+	ck_assert_uint_eq(ntohs(a4->sin_port), 8443);
+	ck_assert(!l.dual_stack);
+	ck_assert_str_eq(l.text, "[::ffff:10.82.1.1]:8443");
+	ck_assert_msg(srv_config_parse_listen("[::ffff:0.0.0.0]:0", &l, &err) == IDP_OK, "%s",
+	              err.msg);
+	ck_assert_int_eq(l.addr.ss_family, AF_INET);
+	ck_assert_uint_eq(((const struct sockaddr_in *)&l.addr)->sin_addr.s_addr, INADDR_ANY);
+	ck_assert_msg(srv_config_parse_listen("[::10.82.1.1]:1", &l, &err) == IDP_OK, "%s",
+	              err.msg); /* IPv4-compatible, not mapped */
+	ck_assert_int_eq(l.addr.ss_family, AF_INET6);
+	ck_assert_int_eq(srv_config_parse_listen("::ffff:10.82.1.1:1", &l, &err), IDP_E_FORMAT);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -270,6 +296,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_config_file_errors_name_file_line_and_key);
 	tcase_add_test(tc, test_config_command_line_over_file);
 	tcase_add_test(tc, test_config_sample_file_parses);
+	tcase_add_test(tc, test_config_parse_listen_v4_mapped);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -178,6 +178,31 @@ START_TEST(test_journal_damage_in_middle_refused)
 }
 END_TEST
 
+/* A window of a journal at file offset base: entries decode as at 0, and
+ * a damaged one is named at its offset in the file, not the window's. */
+START_TEST(test_journal_next_at_names_file_offsets)
+{
+	uint8_t buf[8192];
+	size_t ends[8];
+	size_t len = build(buf, 3, true, ends);
+	static struct fmt_journal_entry e;
+	enum fmt_journal_item item;
+	struct idp_error err = {0};
+	size_t pos = 0;
+	const uint64_t base = 5000000000ull;
+	ck_assert_int_eq(fmt_journal_next_at(buf, len, &pos, base, &e, &item, &err), IDP_OK);
+	ck_assert_int_eq(item, FMT_JOURNAL_ITEM_ENTRY);
+	ck_assert_uint_eq(pos, ends[0]);
+	buf[ends[1] + 12] ^= 0x40;
+	ck_assert_int_eq(fmt_journal_next_at(buf, len, &pos, base, &e, &item, &err), IDP_OK);
+	ck_assert_int_eq(fmt_journal_next_at(buf, len, &pos, base, &e, &item, &err), IDP_E_FORMAT);
+	char want[80];
+	snprintf(want, sizeof(want), "journal: offset %llu: crc mismatch",
+	         (unsigned long long)(base + ends[1]));
+	ck_assert_msg(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
+}
+END_TEST
+
 START_TEST(test_journal_encode_refusals)
 {
 	struct fmt_journal_entry e;
@@ -268,6 +293,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_journal_torn_every_prefix);
 	tcase_add_test(tc, test_journal_torn_zero_fill_and_bad_last);
 	tcase_add_test(tc, test_journal_damage_in_middle_refused);
+	tcase_add_test(tc, test_journal_next_at_names_file_offsets);
 	tcase_add_test(tc, test_journal_encode_refusals);
 	tcase_add_test(tc, test_journal_good_crc_bad_payload);
 	tcase_add_test(tc, test_journal_nul_in_string_refused);

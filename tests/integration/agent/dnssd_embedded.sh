@@ -44,13 +44,8 @@ t_grep "agent: says the daemon is missing" 'cannot reach avahi-daemon' "$T_TMP/n
 # --- the namespaces ----------------------------------------------------------------
 NA=idpeA$$
 NB=idpeB$$
-if ! netns_add "$NA"; then
-	echo "skip - network namespaces not allowed here ($(head -c 200 "$T_TMP/netns.err")):" \
-		"the embedded DNS-SD discovery between namespaces did not run"
-	t_done
-fi
-t_run "namespace B created" netns_add "$NB"
-t_run "veth pair created" netns_link "$NA" 10.79.1.1/24 "$NB" 10.79.1.2/24
+netns_link_or_skip "$NA" 10.79.1.1/24 "$NB" 10.79.1.2/24 \
+	"the embedded DNS-SD discovery between namespaces did not run"
 VA=$NETNS_VA
 t_refuse "no dbus-daemon reachable" test -S "$T_TMP/no-such-bus"
 

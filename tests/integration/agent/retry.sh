@@ -44,13 +44,13 @@ t_refuse "no retry logged" grep -q 'event=request.retry' "$T_TMP/rf.log"
 agent "$T_TMP/lk" dev-lk 02:00:5e:50:00:02
 t_run "dev-lk: pending, then approved" adm approve dev-lk
 n=$(provisions)
-t_run "the sqlite3 CLI holds the write lock" db_hold "$db"
+t_run "the sqlite3 CLI holds the write lock" srv_lock_hold "$db"
 agent "$T_TMP/lk" dev-lk 02:00:5e:50:00:02 &
 ag=$!
 T_CLEANUP+=("kill $ag 2>/dev/null")
 t_run "the server answers the provision 503 once its bound passed" \
 	t_wait "$SRV_ERR" 'event=http.request .*path=/v1/provision status=503' 1
-db_release
+srv_lock_release
 wait "$ag"
 t_run "one agent run ends provisioned after the lock goes (exit 0)" [ $? = 0 ]
 t_grep "it tried again after 503 unavailable, honouring Retry-After" \

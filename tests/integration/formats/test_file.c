@@ -156,6 +156,55 @@ START_TEST(test_file_write_missing_dir_names_the_path)
 }
 END_TEST
 
+/* The streamed writer: pieces make the file; until the commit the old
+ * content stays and a temp file is all that is added; an abort removes it;
+ * a temp name that exists already is not removed by the abort. */
+START_TEST(test_file_atomic_pieces_commit_abort)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/m", dir);
+	struct idp_error err = {0};
+	ck_assert_int_eq(fmt_file_write_atomic(path, (const uint8_t *)"old", 3, 0644, &err), IDP_OK);
+	struct fmt_file_atomic a;
+	ck_assert_int_eq(fmt_file_atomic_open(&a, path, 0600, &err), IDP_OK);
+	ck_assert_int_eq(fmt_file_atomic_write(&a, (const uint8_t *)"ne", 2, &err), IDP_OK);
+	ck_assert_int_eq(fmt_file_atomic_write(&a, (const uint8_t *)"w!", 2, &err), IDP_OK);
+	ck_assert_uint_eq(count_entries(), 2); /* m and the temp file */
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(fmt_file_read(path, 16, &buf, &len, &err), IDP_OK);
+	ck_assert_mem_eq(buf, "old", 3);
+	free(buf);
+	ck_assert_int_eq(fmt_file_atomic_commit(&a, 0, &err), IDP_OK);
+	fmt_file_atomic_abort(&a); /* after the commit: a no-op */
+	ck_assert_uint_eq(count_entries(), 1);
+	ck_assert_int_eq(fmt_file_read(path, 16, &buf, &len, &err), IDP_OK);
+	ck_assert_uint_eq(len, 4);
+	ck_assert_mem_eq(buf, "new!", 4);
+	free(buf);
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+
+	ck_assert_int_eq(fmt_file_atomic_open(&a, path, 0644, &err), IDP_OK);
+	ck_assert_int_eq(fmt_file_atomic_write(&a, (const uint8_t *)"xx", 2, &err), IDP_OK);
+	fmt_file_atomic_abort(&a);
+	ck_assert_uint_eq(count_entries(), 1);
+	ck_assert_int_eq(fmt_file_read(path, 16, &buf, &len, &err), IDP_OK);
+	ck_assert_mem_eq(buf, "new!", 4);
+	free(buf);
+	ck_assert_int_ne(fmt_file_atomic_write(&a, (const uint8_t *)"x", 1, &err), IDP_OK);
+	ck_assert_int_ne(fmt_file_atomic_commit(&a, 0, &err), IDP_OK);
+
+	char missing[160];
+	snprintf(missing, sizeof(missing), "%s/no/such/m", dir);
+	ck_assert_int_eq(fmt_file_atomic_open(&a, missing, 0644, &err), IDP_E_IO);
+	ck_assert_ptr_nonnull(strstr(err.msg, missing));
+	fmt_file_atomic_abort(&a);
+	ck_assert_uint_eq(count_entries(), 1);
+}
+END_TEST
+
 START_TEST(test_file_atomic_under_kill)
 {
 	/* A child rewrites the file in a loop with one of two contents and is
@@ -200,6 +249,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_file_read_fd_pipe_cap);
 	tcase_add_test(tc, test_file_write_missing_dir_names_the_path);
 	tcase_add_test(tc, test_file_atomic_under_kill);
+	tcase_add_test(tc, test_file_atomic_pieces_commit_abort);
 	suite_add_tcase(s, tc);
 	return s;
 }

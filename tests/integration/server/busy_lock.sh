@@ -20,8 +20,6 @@ db=$st/idprov.db
 tok=$(cat "$st/admin.token")
 "$A" key "$T_TMP/k1" p256 && "$A" key "$T_TMP/k2" p256 || t_fail "keys"
 
-hold() { db_hold "$db"; }
-release() { db_release; }
 answered() { grep -q '^answer' "$1"; }
 # provision_waits N KEY ID MAC: provision ID in the background (answer lines
 # in $T_TMP/ID.out, PID in BG) while the lock is held; it must be the Nth
@@ -40,7 +38,7 @@ provision_waits() {
 }
 
 # ---------------------------------------------------------------- lock released in time
-t_run "lock held by the sqlite3 CLI" hold
+t_run "lock held by the sqlite3 CLI" srv_lock_hold "$db"
 provision_waits 1 "$T_TMP/k1" dev-lk1 02:00:5e:20:00:01
 p1=$BG
 code=$(srv_curl -o "$T_TMP/list.json" -w '%{http_code}' -H "Authorization: Bearer $tok" \
@@ -48,7 +46,7 @@ code=$(srv_curl -o "$T_TMP/list.json" -w '%{http_code}' -H "Authorization: Beare
 t_run "admin device listing answered 200 meanwhile" [ "$code" = 200 ]
 t_refuse "the provision is still unanswered after both" answered "$T_TMP/dev-lk1.out"
 t_run "and its client still waits" kill -0 "$p1"
-release
+srv_lock_release
 wait "$p1"
 t_grep "lock released: the provision is decided (pending)" '^answer 202 pending' "$T_TMP/dev-lk1.out"
 t_grep "its request log line says it ran again" 'event=http.request .*path=/v1/provision status=202 runs=[2-9]' "$SRV_ERR"
@@ -56,7 +54,7 @@ t_run "the pending device is stored once" \
 	[ "$(sqlite3 -readonly "$db" "SELECT count(*) FROM devices WHERE id = 'dev-lk1'")" = 1 ]
 
 # ---------------------------------------------------------------- lock held past the bound
-t_run "lock held again" hold
+t_run "lock held again" srv_lock_hold "$db"
 provision_waits 2 "$T_TMP/k2" dev-lk2 02:00:5e:20:00:02
 p2=$BG
 t_refuse "the second provision is unanswered when health answered" answered "$T_TMP/dev-lk2.out"
@@ -72,7 +70,7 @@ t_grep "the provision past the bound: 503 unavailable" '^answer 503 unavailable'
 t_grep "the refusal is logged with its cause" 'event=request.error .*store: busy: another process held the write lock' "$SRV_ERR"
 t_run "nothing of them was stored" \
 	[ "$(sqlite3 -readonly "$db" "SELECT count(*) FROM devices WHERE id = 'dev-lk2'")" = 0 ]
-release
+srv_lock_release
 t_run "server still up" kill -0 "$SRV_PID"
 "$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-lk2 02:00:5e:20:00:02 good >"$T_TMP/p3.out" 2>&1
 t_grep "lock gone: the retry is decided" '^answer 202 pending' "$T_TMP/p3.out"
@@ -96,7 +94,7 @@ db=$st/idprov.db
 tok=$(cat "$st/admin.token")
 ckpts() { sqlite3 -readonly "$db" "SELECT coalesce(max(n), 0) FROM audit_checkpoints"; }
 t_run "a checkpoint signed on its timer" t_wait "$SRV_ERR" 'event=audit.checkpoint n=1 '
-t_run "lock held" hold
+t_run "lock held" srv_lock_hold "$db"
 t_run "a checkpoint due meets the lock: it waits" \
 	t_wait "$SRV_ERR" 'event=audit.checkpoint_waiting tries=1 retry_in_s=1 '
 n=$(ckpts)
@@ -113,7 +111,7 @@ t_run "and tries the checkpoint again, still locked" \
 t_run "no checkpoint written while locked" [ "$(ckpts)" = "$n" ]
 t_refuse "none given up" grep -q 'event=audit.checkpoint_failed' "$SRV_ERR"
 t_run "the CLI still holds the lock" kill -0 "$HOLD_PID_SAVED"
-release
+srv_lock_release
 t_run "lock released: the waiting checkpoint is written" \
 	t_wait "$SRV_ERR" "event=audit.checkpoint n=$((n + 1)) seq=[0-9]+ hash=[0-9a-f]+ tries=[2-9]"
 t_run "and stored" [ "$(ckpts)" -gt "$n" ]
@@ -127,7 +125,7 @@ printf 'bl-%04d,02:1b:00:00:00:%02x,SN-BL-%04d\n' 1 1 1 2 2 2 >"$T_TMP/bl.csv"
 "$IDP_BIN/idprov-manifest" create --key "$samples/sample-station-p256.key" --batch bl-1 \
 	--station station-01 --seq 1 --product sx1 --devices "$T_TMP/bl.csv" --format csv \
 	--out "$T_TMP/bl.manifest" || t_fail "manifest"
-t_run "lock held again" hold
+t_run "lock held again" srv_lock_hold "$db"
 srv_curl -o "$T_TMP/import.json" -w '%{http_code}' -H "Authorization: Bearer $tok" \
 	-H 'Content-Type: application/vnd.idprov.manifest' \
 	-H "Idprov-Signature: $(base64 -w0 "$T_TMP/bl.manifest.sig")" \
@@ -136,7 +134,7 @@ imp=$!
 T_CLEANUP+=("kill $imp 2>/dev/null")
 t_run "an import waits for the lock" \
 	t_wait "$SRV_ERR" 'event=request.waiting .*path=/v1/admin/import lock=busy'
-release
+srv_lock_release
 wait "$imp"
 t_run "lock released: the import is created from its spooled body (201)" \
 	[ "$(cat "$T_TMP/import.code")" = 201 ]

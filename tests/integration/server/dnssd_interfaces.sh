@@ -26,6 +26,16 @@ t_grep "loopback server: mDNS on the loopback interface only" \
 	'event=dnssd.interfaces names=lo$' "$SRV_ERR"
 srv_stop
 t_run "loopback server stops cleanly" [ "$SRV_RC" = 0 ]
+# An IPv4-mapped IPv6 address is that IPv4 address: listened on as such,
+# on the interface that owns it.
+t_run "IPv4-mapped loopback server starts" srv_start "$T_TMP/lo4" \
+	--listen '[::ffff:127.0.0.1]:0'
+t_run "IPv4-mapped: its watch runs" t_wait "$SRV_ERR" 'event=dnssd.watching'
+t_grep "IPv4-mapped: mDNS on the loopback interface only" 'event=dnssd.interfaces names=lo$' \
+	"$SRV_ERR"
+t_refuse "IPv4-mapped: no address on no interface" grep -q 'dnssd.interface_unknown' "$SRV_ERR"
+srv_stop
+t_run "IPv4-mapped loopback server stops cleanly" [ "$SRV_RC" = 0 ]
 
 # --- two links ----------------------------------------------------------------------
 NA=idpiA$$
@@ -144,6 +154,16 @@ t_run "server heard the rogue on B's link" t_wait "$T_TMP/srv.log" \
 t_refuse "server still did not hear the rogue on C's link" \
 	grep -q 'event=site.rogue name="idprov rogue C"' "$T_TMP/srv.log"
 t_run "A on B's link: stops cleanly" stop_a
+# The same address written IPv4-mapped: the same interface.
+start_a "$T_TMP/map.log" '[::ffff:10.82.1.1]'
+t_run "A on B's link, IPv4-mapped: watching" t_wait "$T_TMP/map.log" 'event=dnssd.watching'
+t_grep "A on B's link, IPv4-mapped: listens on the IPv4 address" \
+	'event=http.listening addr=10.82.1.1:[0-9]' "$T_TMP/map.log"
+t_grep "A on B's link, IPv4-mapped: names the link to B only" \
+	"event=dnssd.interfaces names=$VAB\$" "$T_TMP/map.log"
+t_run "A on B's link, IPv4-mapped: the mDNS group joined on the link to B" wait_joined "$VAB"
+t_refuse "A on B's link, IPv4-mapped: not joined on lo" joined lo
+t_run "A on B's link, IPv4-mapped: stops cleanly" stop_a
 
 # The agent (device-agent/) browses embedded: with --iface on that link
 # only; with --mac alone on every interface (both rogues).

@@ -175,7 +175,7 @@ t_run "daemon back: B's avahi-browse finds the server again" browse_a
 # the database's write lock: the watch does not sit in SQLite's busy wait
 # nor drop the suspension; it queues it (site.waiting), the server answers
 # meanwhile, and the suspension is written once the lock goes.
-t_run "the sqlite3 CLI holds the write lock" db_hold "$sa/idprov.db"
+t_run "the sqlite3 CLI holds the write lock" srv_lock_hold "$sa/idprov.db"
 (in_ns b "$NB" avahi-publish -s "idprov rogue 2" _idprov._tcp 8444 v=1 path=/v1 "fp=$rogue_fp") \
 	>"$T_TMP/rogue2.log" 2>&1 &
 NETNS_PIDS+=("$!")
@@ -188,7 +188,7 @@ t_run "locked: an admin device listing answered meanwhile" nadm devices
 t_run "locked: the suspension is not written yet" nadm suspension
 t_grep "locked: not suspended yet" '"suspended":false' "$T_TMP/cli"
 t_refuse "locked: nothing dropped" grep -q 'suspension not recorded' "$T_TMP/srv.log"
-db_release
+srv_lock_release
 t_run "after the daemon's return: suspended again" wait_count 'level=warn event=site.suspended reason=' 2
 t_grep "written once the lock went" 'level=warn event=site.suspended reason=.*idprov rogue 2.* waited=yes' "$T_TMP/srv.log"
 t_grep "suspended again: the second rogue named" 'event=site.rogue name="idprov rogue 2"' "$T_TMP/srv.log"

@@ -18,13 +18,8 @@
 nobus=unix:path=$T_TMP/no-such-bus
 NA=idprA$$
 NB=idprB$$
-if ! netns_add "$NA"; then
-	echo "skip - network namespaces not allowed here ($(head -c 200 "$T_TMP/netns.err")):" \
-		"the embedded rogue detection did not run"
-	t_done
-fi
-t_run "namespace B created" netns_add "$NB"
-t_run "veth pair A-B" netns_link "$NA" 10.80.1.1/24 "$NB" 10.80.1.2/24
+netns_link_or_skip "$NA" 10.80.1.1/24 "$NB" 10.80.1.2/24 \
+	"the embedded rogue detection did not run"
 VB=$NETNS_VB
 t_run "B: dbus-daemon" bus b "$NB"
 t_run "B: avahi-daemon" avahi b "$NB" "$VB"
