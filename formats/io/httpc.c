@@ -53,6 +53,12 @@ struct xfer {
 	struct fmt_buf ans; /* the answer, capped at answer_max; secret (tokens) */
 	int64_t retry_after;
 	bool tls_seen, tls_resumed;
+	/* A file upload's progress bound (on_progress): when the upload last
+	 * moved, and how far; stalled names the bound that ended it. */
+	int64_t moved_ms;
+	curl_off_t sent, got;
+	const char *stalled;
+	long stalled_s;
 };
 
 static char *dup_opt(const char *s)
@@ -257,6 +263,45 @@ static size_t on_read(char *buf, size_t size, size_t n, void *arg)
 	return k;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The seconds an upload of size bytes may wait for its answer once sent:
+ * the client's timeout, plus the server's time to act on that many bytes. */
+static long answer_wait_s(const struct fio_httpc *c, uint64_t size)
+{
+	return c->timeout_s + (long)(size / FIO_HTTPC_UPLOAD_ANSWER_RATE);
+}
+
+/* A file upload has no bound on its whole time (a large manifest on a slow
+ * or loaded link takes what it takes): it ends when it makes no progress
+ * for timeout_s (body or answer bytes), or when, all sent, the answer does
+ * not begin within answer_wait_s. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	(void)dltotal;
+	struct xfer *x = arg;
+	int64_t now = mono_ms();
+	if (ulnow != x->sent || dlnow != x->got || x->moved_ms == 0) {
+		x->sent = ulnow;
+		x->got = dlnow;
+		x->moved_ms = now;
+		return 0;
+	}
+	bool waiting = ultotal > 0 && ulnow >= ultotal && dlnow == 0;
+	long bound = waiting ? answer_wait_s(x->c, x->up->size) : x->c->timeout_s;
+	if (now - x->moved_ms < (int64_t)bound * 1000)
+		return 0;
+	x->stalled = waiting ? "no answer" : "no progress";
+	x->stalled_s = bound;
+	return 1;
+}
+
 /* libcurl rewinds when it must send the body again on a new connection:
  * that connection has another exporter, so the body is made again. */
 static int on_seek(void *arg, curl_off_t offset, int origin)
@@ -364,7 +409,13 @@ static void set_options(struct fio_httpc *c, const struct fio_httpc_req *r, cons
 	(void)curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
 	(void)curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT, c->timeout_s);
+	/* A file upload is bounded by its progress instead (on_progress). */
+	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT, x->up != NULL ? 0L : c->timeout_s);
+	if (x->up != NULL) {
+		(void)curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+		(void)curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+		(void)curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
+	}
 	(void)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
 	(void)curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	if (c->no_verify) {
@@ -500,6 +551,9 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
 		return idp_error_set(err, IDP_E_VERIFY, "%s: server not trusted: %s", c->base_url, why);
 	if (cc == CURLE_OPERATION_TIMEDOUT)
 		return idp_error_set(err, IDP_E_TIMEOUT, "%s: %s", c->base_url, why);
+	if (cc == CURLE_ABORTED_BY_CALLBACK && x.stalled != NULL)
+		return idp_error_set(err, IDP_E_TIMEOUT, "%s: %s for %ld s", c->base_url, x.stalled,
+		                     x.stalled_s);
 	return idp_error_set(err, IDP_E_IO, "%s: %s", c->base_url, why);
 }
 

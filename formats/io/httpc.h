@@ -34,6 +34,9 @@
 #define FIO_HTTPC_RETRY_AFTER_MAX   INT64_C(3600)/* seconds: a longer Retry-After is not waited */
 #define FIO_HTTPC_ATTEMPTS_MAX      100u
 #define FIO_HTTPC_CA_CACHE_S        3600L      /* seconds a client keeps its parsed CA file */
+/* A file upload, all sent, waits for its answer timeout_s plus one second
+ * per this many bytes (the server acts on the whole body first). */
+#define FIO_HTTPC_UPLOAD_ANSWER_RATE (128u << 10)
 
 struct fio_httpc_opts {
 	const char *base_url;     /* "https://host:port" (no trailing '/'); https only */
@@ -44,7 +47,8 @@ struct fio_httpc_opts {
 	bool no_verify;
 	const char *client_cert;  /* PEM certificate presented to the server, or NULL */
 	const char *client_key;   /* its PEM private key (required with client_cert) */
-	long timeout_s;           /* one attempt, whole transfer; 0 = 30 */
+	long timeout_s;           /* one attempt, whole transfer; 0 = 30. A file upload
+	                           * (fio_httpc_do_file) instead: the longest stall */
 	long connect_timeout_s;   /* 0 = 10 */
 	unsigned attempts;        /* tries in all for a retryable failure; 0 = 1 */
 	unsigned backoff_ms;      /* delay before the 2nd try, doubled each time; 0 = 500 */
@@ -138,7 +142,13 @@ struct fio_httpc_file {
  * transfer, a file that ends before its size when opened (IDP_E_FORMAT), a
  * read error (IDP_E_IO) or the check's refusal (its error, prefixed with the
  * path) abort it before the last byte leaves, so the server never has the
- * whole body; none of these is tried again. */
+ * whole body; none of these is tried again. An attempt has no bound on its
+ * whole time (a large file on a slow or loaded link takes what it takes):
+ * it ends with IDP_E_TIMEOUT ("no progress for N s") when no byte moves
+ * either way for timeout_s, or ("no answer for N s") when, the body all
+ * sent, no answer begins within timeout_s plus one second per
+ * FIO_HTTPC_UPLOAD_ANSWER_RATE bytes of it; it is tried again then when
+ * r->idempotent. */
 IDP_MUST_CHECK enum idp_err fio_httpc_do_file(struct fio_httpc *c, const struct fio_httpc_req *r,
                                               const struct fio_httpc_file *f,
                                               struct fio_httpc_resp *resp,

@@ -38,6 +38,12 @@ struct step {
 	size_t body_repeat;  /* body sent this many times (for the cap) */
 };
 
+/* Step i's manner of answering (set before start_server; zero by default). */
+static struct {
+	unsigned delay_ms; /* wait this long after the request before answering */
+	bool hold;         /* never answer: wait until the client closes */
+} manner[SCRIPT_MAX];
+
 struct seen {
 	char head[4096];
 	char body[1024];
@@ -153,9 +159,18 @@ static void *serve(void *arg)
 				                           FMT_API_EXPORTER_LABEL,
 				                           strlen(FMT_API_EXPORTER_LABEL), NULL, 0, 0);
 				srv.n_seen++;
+				bool hold = manner[srv.next].hold;
+				unsigned delay_ms = manner[srv.next].delay_ms;
 				const struct step *st = &srv.script[srv.next++];
-				if (st->status == 0)
+				if (hold) {
+					char b;
+					while (SSL_read(s, &b, 1) > 0)
+						;
+				}
+				if (st->status == 0 || hold)
 					break;
+				if (delay_ms > 0)
+					(void)usleep(delay_ms * 1000u);
 				answer(s, st);
 			}
 		}
@@ -228,6 +243,7 @@ static void setup(void)
 	 * must give it EPIPE, not end the test process. */
 	(void)signal(SIGPIPE, SIG_IGN);
 	no_resumption = false;
+	memset(manner, 0, sizeof(manner));
 	snprintf(dir, sizeof(dir), "/tmp/idp-httpc-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
@@ -696,6 +712,48 @@ START_TEST(test_httpc_file_body_refused_or_cut)
 }
 END_TEST
 
+/* A file upload has no bound on its whole time: with a 1 s timeout, an
+ * answer that comes 2 s after the body was sent is waited for (the bound
+ * grows with the file: 1 s plus 1 s per FIO_HTTPC_UPLOAD_ANSWER_RATE bytes,
+ * 5 s here); an answer that never comes ends the attempt with a timeout
+ * naming it, which an idempotent upload tries again. */
+START_TEST(test_httpc_file_upload_bounded_by_progress)
+{
+	static const struct step s[] = {{201, NULL, "{}", 0}, {0, NULL, NULL, 0}, {0, NULL, NULL, 0}};
+	manner[0].delay_ms = 2000;
+	manner[1].hold = manner[2].hold = true;
+	start_server(s, 3, 0);
+	char url[64];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u", srv.port);
+	struct fio_httpc_opts o = {.base_url = url, .ca_file = ca_path, .timeout_s = 1,
+	                           .attempts = 2, .backoff_ms = 10};
+	struct fio_httpc *c = NULL;
+	struct idp_error err = {0};
+	ck_assert_msg(fio_httpc_new(&o, &c, &err) == IDP_OK, "%s", err.msg);
+	char path[160];
+	make_file("slow.manifest", 4 * FIO_HTTPC_UPLOAD_ANSWER_RATE, path);
+	const struct fio_httpc_file f = {path, NULL, NULL};
+	struct fio_httpc_req r = {.method = "POST", .path = "/v1/batches", .idempotent = true};
+	struct fio_httpc_resp resp;
+	ck_assert_msg(fio_httpc_do_file(c, &r, &f, &resp, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_int_eq(resp.status, 201);
+	ck_assert_uint_eq(resp.attempts, 1);
+	fio_httpc_resp_free(&resp);
+
+	make_file("quiet.manifest", 700, path);
+	ck_assert_int_eq(fio_httpc_do_file(c, &r, &f, &resp, &err), IDP_E_TIMEOUT);
+	ck_assert_msg(strstr(err.msg, ": no answer for 1 s") != NULL, "%s", err.msg);
+	ck_assert_uint_eq(resp.attempts, 2);
+	ck_assert(!resp.local);
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+	ck_assert_uint_eq(srv.n_seen, 3);
+	ck_assert_uint_eq(srv.seen[0].body_len, 4 * FIO_HTTPC_UPLOAD_ANSWER_RATE);
+	ck_assert_uint_eq(srv.seen[2].body_len, 700);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -715,6 +773,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_httpc_resumes_after_disconnect);
 	tcase_add_test(tc, test_httpc_file_body_sent_again_from_start);
 	tcase_add_test(tc, test_httpc_file_body_refused_or_cut);
+	tcase_add_test(tc, test_httpc_file_upload_bounded_by_progress);
 	suite_add_tcase(s, tc);
 	return s;
 }

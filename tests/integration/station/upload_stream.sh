@@ -85,11 +85,18 @@ else
 	echo "# a 10-device upload needs $hi KiB of address space"
 	limited() { (ulimit -v $((hi + 4096)) && "$@"); }
 fi
+# A client that sent the whole body again (it may, on a loaded machine: a
+# lost answer) is answered "already imported" (200): what must hold is that
+# the batch was imported exactly once (the database's counts and audit).
+imported() { echo "^$1: uploaded (201 devices $2|200 devices $2 \\(already imported\\))\$"; }
+before=$(snap)
 limited upload "$SRV_URL" big
 rc=$?
 t_run "a $size-byte manifest uploads under the limit (exit $rc)" [ "$rc" -eq 0 ]
-t_grep "big batch imported" "^big: uploaded 201 devices $n\$" "$T_TMP/up"
+t_grep "big batch imported" "$(imported big $n)" "$T_TMP/up"
 t_run "$n devices stored" [ "$(q "select count(*) from devices where batch_id = 'big'")" = $n ]
+t_run "big: imported once, one audit entry" [ "$(snap)" = "$(echo "$before" |
+	awk -F/ -v n=$n '{print $1 + n "/" $2 + 1 "/" $3 + 1}')" ]
 limited import "$SRV_URL" "$st/batches/big.manifest"
 rc=$?
 t_run "idprov-admin import of it under the same limit (exit $rc)" [ "$rc" -eq 0 ]
@@ -119,7 +126,7 @@ upload "https://127.0.0.1:$RELAY_PORT" again --attempts 3
 rc=$?
 relay_stop
 t_run "station upload cut half-way, then sent again: exit $rc" [ "$rc" -eq 0 ]
-t_grep "imported once (201)" "^again: uploaded 201 devices $n\$" "$T_TMP/up"
+t_grep "imported (201, or 200 to a copy sent once more)" "$(imported again $n)" "$T_TMP/up"
 t_grep "the first connection was cut" '^conn 1 up=[0-9]+ cut$' "$T_TMP/relay"
 up2=$(awk '/^conn 2 /{sub("up=", "", $3); print $3}' "$T_TMP/relay")
 t_run "the second connection carried the whole body again ($up2 > $size)" [ "${up2:-0}" -gt "$size" ]
@@ -178,7 +185,9 @@ t_run "database unchanged" [ "$(snap)" = "$before" ]
 mv "$T_TMP/whole.manifest" "$T_TMP/fixed.manifest"
 rmdir "$st/batches/torn.manifest" && mv "$T_TMP/fixed.manifest" "$st/batches/torn.manifest"
 upload "$SRV_URL" torn
-t_grep "the whole file then uploads" '^torn: uploaded 201 devices 50000$' "$T_TMP/up"
+t_grep "the whole file then uploads" "$(imported torn 50000)" "$T_TMP/up"
+t_refuse "no gap: every batch before it was imported" grep -q 'gap flagged' "$T_TMP/up"
+t_run "never a 500" [ "$(grep -c 'event=http.request .*status=500' "$SRV_ERR")" = 0 ]
 t_refuse "no sanitizer report" grep -qE 'AddressSanitizer|runtime error' "$SRV_ERR"
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
