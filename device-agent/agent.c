@@ -37,6 +37,7 @@
 #include "formats/io/dnssd.h"
 #include "formats/io/httpc.h"
 #include "formats/io/keystore.h"
+#include "formats/io/log.h"
 #include "formats/json.h"
 #include "formats/keyfile.h"
 #include "formats/oob.h"
@@ -113,13 +114,6 @@ static void say(const struct agt_ctx *c, enum agt_log_level lvl, const char *eve
 static int64_t now_s(void)
 {
 	return (int64_t)time(NULL);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static bool stopped(const struct agt_ctx *c)
@@ -1058,14 +1052,14 @@ static enum idp_err post_signed(struct agt_ctx *c, struct fmt_api_request *req,
 {
 	static const char *const names[] = {"", "provision", "exchange", "renew"};
 	unsigned attempts = c->cfg.attempts > 0 ? c->cfg.attempts : AGT_ATTEMPTS_DEFAULT;
-	int64_t start = now_ms();
+	int64_t start = fio_mono_ms();
 	for (unsigned n = 1;; n++) {
 		int64_t retry_after = 0;
 		enum idp_err rc = post_once(c, req, ans, status, &retry_after, err);
 		if (n >= attempts || !no_decision(rc, *status, ans, retry_after))
 			return rc;
 		int64_t d = pending_delay_ms(retry_after, n - 1);
-		if (now_ms() - start + d > (int64_t)AGT_RETRY_TIME_S * 1000)
+		if (fio_mono_ms() - start + d > (int64_t)AGT_RETRY_TIME_S * 1000)
 			return rc;
 		char why[64];
 		if (*status != 0)
@@ -1445,7 +1439,7 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 		rc = idp_error_set(err, IDP_E_NOMEM, "agent: out of memory");
 		goto out;
 	}
-	int64_t start = now_ms();
+	int64_t start = fio_mono_ms();
 	for (unsigned n = 0;; n++) {
 		if (stopped(c)) {
 			rc = idp_error_set(err, IDP_E_AGAIN, "provision: stopped");
@@ -1479,9 +1473,9 @@ static enum idp_err provision(struct agt_ctx *c, struct idp_error *err)
 			break;
 		int64_t d = pending_delay_ms(s->retry_after, n);
 		if (c->cfg.pending_wait_s > 0 &&
-		    now_ms() - start + d > c->cfg.pending_wait_s * 1000) {
+		    fio_mono_ms() - start + d > c->cfg.pending_wait_s * 1000) {
 			rc = idp_error_set(err, IDP_E_AGAIN, "provision: still pending after %lld s",
-			                   (long long)((now_ms() - start) / 1000));
+			                   (long long)((fio_mono_ms() - start) / 1000));
 			goto out;
 		}
 		say(c, AGT_LOG_INFO, "provision.pending",
@@ -1651,7 +1645,7 @@ static void answer(struct agt_ctx *c, struct session *s)
 			wire_error(o, FMT_WIRE_ERR_INTERNAL, "info: cannot encode the key");
 		break;
 	case FMT_WIRE_CHALLENGE: {
-		int64_t t = now_ms();
+		int64_t t = fio_mono_ms();
 		if (is_sealed(c)) {
 			wire_error(o, FMT_WIRE_ERR_INTERNAL, "challenge: device is sealed");
 			say(c, AGT_LOG_WARN, "factory.refused", "reason=sealed");

@@ -786,19 +786,12 @@ struct srv_retry {
 	char path[FIO_LOG_ESC_MAX];
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool srv_http_defer(struct evhttp_request *req)
 {
 	struct srv_conn *c = srv_conn_of(req);
 	struct srv_loop *l = c != NULL ? c->loop : NULL;
 	if (l == NULL || l->cur == NULL || l->cur->req != req || l->stopping ||
-	    mono_ms() >= l->cur->deadline)
+	    fio_mono_ms() >= l->cur->deadline)
 		return false;
 	l->cur->deferred = true;
 	return true;
@@ -921,7 +914,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct srv_loop *l = arg;
-	int64_t now = mono_ms();
+	int64_t now = fio_mono_ms();
 	/* Past their bound: answered 503, in order. */
 	for (struct srv_retry **p = &l->retry_head; *p != NULL;) {
 		struct srv_retry *e = *p;
@@ -978,7 +971,8 @@ void srv_conn_retry_end(struct srv_loop *l, bool release)
 static void conn_run(struct srv_loop *l, struct srv_conn *c, const struct srv_route *r,
                      struct evhttp_request *req, const char *peer, const char *path)
 {
-	struct srv_retry now = {.req = req, .fn = r->fn, .deadline = mono_ms() + SRV_STORE_BUSY_MS};
+	struct srv_retry now = {
+	    .req = req, .fn = r->fn, .deadline = fio_mono_ms() + SRV_STORE_BUSY_MS};
 	/* While others wait for the lock, a new request does not sleep on it. */
 	retry_run(l, &now, l->retry_head != NULL ? 0 : BUSY_SLICE_MS);
 	if (!now.deferred) {

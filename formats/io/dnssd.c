@@ -22,6 +22,7 @@
 #include <avahi-common/thread-watch.h>
 
 #include "formats/io/dnssd_core.h"
+#include "formats/io/log.h"
 
 #define RENAMES_MAX FIO_DNSSD_RENAMES_MAX
 #define SLICE_MS    FIO_DNSSD_SLICE_MS
@@ -459,13 +460,6 @@ void fio_dnssd_fill_unresolved(struct fio_dnssd_found *f, AvahiIfIndex ifindex,
 	f->ipv6 = proto == AVAHI_PROTO_INET6;
 }
 
-int64_t fio_dnssd_mono_ms(void)
-{
-	struct timespec ts;
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
                               fio_dnssd_found_fn fn, void *arg, bool *complete,
                               struct idp_error *err)
@@ -499,13 +493,13 @@ enum idp_err fio_dnssd_browse(const char *type, int64_t min_ms, int64_t wait_ms,
 		                   avahi_strerror(avahi_client_errno(b.client)));
 		goto out;
 	}
-	int64_t start = fio_dnssd_mono_ms(), end = start + wait_ms;
+	int64_t start = fio_mono_ms(), end = start + wait_ms;
 	/* WARNING: ALL_FOR_NOW alone is not enough: under load an instance
 	 * (even one the local daemon publishes) was reported after it, so a
 	 * second publisher could be missed. Listen for min_ms in any case. */
 	while (b.failed == 0 &&
-	       !(b.all_for_now && b.resolving == 0 && fio_dnssd_mono_ms() - start >= min_ms)) {
-		int64_t left = end - fio_dnssd_mono_ms();
+	       !(b.all_for_now && b.resolving == 0 && fio_mono_ms() - start >= min_ms)) {
+		int64_t left = end - fio_mono_ms();
 		if (left <= 0)
 			break;
 		if (avahi_simple_poll_iterate(b.poll, (int)(left < SLICE_MS ? left : SLICE_MS)) !=

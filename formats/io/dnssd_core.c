@@ -704,11 +704,11 @@ enum idp_err fio_dnssd_core_browse(const char *type, int64_t min_ms, int64_t wai
 		                   avahi_strerror(avahi_server_errno(b.server)));
 		goto out;
 	}
-	int64_t start = fio_dnssd_mono_ms(), end = start + wait_ms;
+	int64_t start = fio_mono_ms(), end = start + wait_ms;
 	/* As the daemon's browse: listen for min_ms in any case (dnssd.c). */
 	while (b.failed == 0 && !(b.all_for_now && b.res == NULL &&
-	                          fio_dnssd_mono_ms() - start >= min_ms)) {
-		int64_t left = end - fio_dnssd_mono_ms();
+	                          fio_mono_ms() - start >= min_ms)) {
+		int64_t left = end - fio_mono_ms();
 		if (left <= 0)
 			break;
 		if (avahi_simple_poll_iterate(poll, (int)(left < FIO_DNSSD_SLICE_MS

@@ -80,9 +80,6 @@ void fio_dnssd_fill_found(struct fio_dnssd_found *f, AvahiIfIndex ifindex, Avahi
 void fio_dnssd_fill_unresolved(struct fio_dnssd_found *f, AvahiIfIndex ifindex,
                                AvahiProtocol proto, const char *name);
 
-/* Milliseconds of CLOCK_MONOTONIC. */
-int64_t fio_dnssd_mono_ms(void);
-
 #define FIO_DNSSD_RENAMES_MAX 16u /* alternative names tried after collisions */
 #define FIO_DNSSD_SLICE_MS    100 /* longest single wait of a browse loop */
 

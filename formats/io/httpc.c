@@ -21,6 +21,7 @@
 #include "formats/io/httpc.h"
 
 #include "formats/buf.h"
+#include "formats/io/log.h"
 
 struct fio_httpc {
 	CURL *curl;
@@ -263,13 +264,6 @@ static size_t on_read(char *buf, size_t size, size_t n, void *arg)
 	return k;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The seconds an upload of size bytes may wait for its answer once sent:
  * the client's timeout, plus the server's time to act on that many bytes. */
 static long answer_wait_s(const struct fio_httpc *c, uint64_t size)
@@ -286,7 +280,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 {
 	(void)dltotal;
 	struct xfer *x = arg;
-	int64_t now = mono_ms();
+	int64_t now = fio_mono_ms();
 	if (ulnow != x->sent || dlnow != x->got || x->moved_ms == 0) {
 		x->sent = ulnow;
 		x->got = dlnow;

@@ -30,6 +30,13 @@ struct slot {
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot slots[FIO_LOG_EVENTS];
 
+int64_t fio_mono_ms(void)
+{
+	struct timespec ts;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void fio_log_set_burst(unsigned b)
 {
 	atomic_store(&burst, b);

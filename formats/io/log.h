@@ -29,6 +29,10 @@
 #define FIO_LOG_BURST    50u   /* default: lines of one event per second */
 #define FIO_LOG_EVENTS   128u  /* distinct event names rate-limited (more share one slot) */
 
+/* Milliseconds of CLOCK_MONOTONIC: deadlines, backoffs and waits of every
+ * program (never the wall clock, which an administrator may set). */
+int64_t fio_mono_ms(void);
+
 enum fio_log_level {
 	FIO_LOG_ERROR = 0,
 	FIO_LOG_WARN = 1,
