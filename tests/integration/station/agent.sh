@@ -43,7 +43,8 @@ noise() {
 }
 
 for n in 1 2 3 4 5; do agent_dir $n; done
-t_run "agents made their keys" [ -s "$T_TMP/dev1.pub" ] && [ -s "$T_TMP/dev5.pub" ]
+t_run "agent 1 made its key" [ -s "$T_TMP/dev1.pub" ]
+t_run "agent 5 made its key" [ -s "$T_TMP/dev5.pub" ]
 
 # A line of three agents, one after the other on the same console.
 t_run "run starts on a pty" st_start "$T_TMP/run" run --state "$st" --station st-1 \
