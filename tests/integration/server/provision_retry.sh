@@ -9,7 +9,8 @@
 # provisioning again is a reset and is flagged. Another key is refused
 # key_mismatch; the first request's bytes re-sent on a new connection and a
 # request relayed through another TLS connection fail their proof and issue
-# nothing.
+# nothing. Then idprov-agent through the same crash, for a provisioning and
+# for a renewal, each in one invocation that retries by itself.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -94,11 +95,14 @@ agent() { "$IDP_BIN/idprov-agent" --state-dir "$T_TMP/agent" --id dev-ag --mac $
 	--server "https://127.0.0.1:$port" --ca "$st/ca.pem" "$@"; }
 t_run "server starts" srv_start "$st" --throttle-per-minute 0 --throttle-device-burst 1000
 port=$SRV_PORT
+# One issuer for every restart (the default names the first listen port,
+# which srv_start makes an ephemeral one).
+url=(--server-url "https://127.0.0.1:$port")
 agent run --once --wait 1 >/dev/null 2>&1
 t_run "dev-ag: pending, then approved by the administrator" adm approve dev-ag >/dev/null
 srv_stop
 IDPROVD_TEST_FAULT=provision.committed srv_start "$st" --throttle-per-minute 0 \
-	--throttle-device-burst 1000 --listen 127.0.0.1:$port
+	--throttle-device-burst 1000 --listen 127.0.0.1:$port "${url[@]}"
 # Tries enough to outlast a slow restart (bounded: agent.h, 60 s in all).
 agent --attempts 6 run --once --wait 1 >"$T_TMP/agent.out" 2>"$T_TMP/agent.err" &
 ag=$!
@@ -108,7 +112,7 @@ t_run "the server died after committing dev-ag's approval (exit 99)" [ $? = 99 ]
 t_run "dev-ag's approval was committed (one token)" \
 	[ "$(q "SELECT count(*) FROM tokens WHERE device_id = 'dev-ag'")" = 1 ]
 t_run "server restarts on the same port" srv_start "$st" --throttle-per-minute 0 \
-	--throttle-device-burst 1000 --listen 127.0.0.1:$port
+	--throttle-device-burst 1000 --listen 127.0.0.1:$port "${url[@]}"
 wait "$ag"
 t_run "the one agent run ends provisioned (exit 0)" [ $? = 0 ]
 t_grep "it tried again by itself after the lost answer" \
@@ -124,6 +128,43 @@ t_run "dev-ag: no repeat-provision flag" \
 	[ "$(q "SELECT count(*) FROM flags WHERE kind = 'repeat-provision' AND subject = 'dev-ag'")" = 0 ]
 t_run "the agent holds a device token" \
 	[ "$(agent status --json | grep -o '"token":"[a-z]*"')" = '"token":"device"' ]
+srv_stop
+
+# ---------------------------------------------------------------- a renewal lost
+# The same crash for a renewal (IDPROVD_TEST_FAULT=redeem.committed): the
+# server commits the new device token, spending the old one, and dies before
+# the answer leaves. The agent still holds only the old token; its own retry
+# presents it again with a new proof, and the restarted server takes it for
+# the retry of a lost answer (server/provision.c, retry_lost): a new token,
+# the undelivered one revoked, audited token.reissued. No provisioning again.
+tok() { grep -o '"token":"[^"]*"' "$T_TMP/agent/state.json"; }
+old_tok=$(tok)
+IDPROVD_TEST_FAULT=redeem.committed srv_start "$st" --throttle-per-minute 0 \
+	--throttle-device-burst 1000 --listen 127.0.0.1:$port "${url[@]}"
+agent --attempts 6 run --once --renew --wait 1 >"$T_TMP/renew.out" 2>"$T_TMP/renew.err" &
+ag=$!
+T_CLEANUP+=("kill $ag 2>/dev/null")
+wait "$SRV_PID"
+t_run "the server died after committing dev-ag's renewal (exit 99)" [ $? = 99 ]
+t_run "the renewal was committed: the old device token used, a new one unused" \
+	[ "$(q "SELECT sum(kind = 'device' AND used = 1) || '/' || sum(kind = 'device' AND used = 0 AND revoked_at = 0) FROM tokens WHERE device_id = 'dev-ag'")" = 1/1 ]
+lost_jti=$(q "SELECT jti FROM tokens WHERE device_id = 'dev-ag' AND kind = 'device' AND used = 0 AND revoked_at = 0")
+t_run "server restarts on the same port" srv_start "$st" --throttle-per-minute 0 \
+	--throttle-device-burst 1000 --listen 127.0.0.1:$port "${url[@]}"
+wait "$ag"
+t_run "the one agent run ends renewed (exit 0)" [ $? = 0 ]
+t_grep "it tried the renewal again by itself" \
+	'event=request.retry .*device=dev-ag request=renew attempt=2 of=6' "$T_TMP/renew.err"
+t_run "the restarted server took it for a lost answer (token.reissued)" \
+	[ "$(q "SELECT count(*) FROM audit WHERE event = 'token.reissued' AND subject = 'dev-ag'")" = 1 ]
+t_run "the undelivered device token is revoked" \
+	[ "$(q "SELECT revoked_at > 0 FROM tokens WHERE jti = '$lost_jti'")" = 1 ]
+t_run "dev-ag: one live token in all, a device token" \
+	[ "$(q "SELECT count(*) || '/' || sum(kind = 'device') FROM tokens WHERE device_id = 'dev-ag' AND used = 0 AND revoked_at = 0 AND expires_at > strftime('%s','now')")" = 1/1 ]
+t_run "dev-ag: not provisioned again, not flagged" \
+	[ "$(q "SELECT count(*) FROM tokens WHERE device_id = 'dev-ag' AND kind = 'provisioning'")/$(q "SELECT count(*) FROM flags WHERE subject = 'dev-ag'")" = 2/0 ]
+t_run "the agent holds a new device token" \
+	[ -n "$old_tok" ] && [ "$(tok)" != "$old_tok" ]
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
 t_run "integrity_check ok" [ "$(q 'PRAGMA integrity_check')" = ok ]
