@@ -9,19 +9,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
 
-#define READ_CHUNK 512u
+#include "formats/io/log.h"
 
-uint64_t enr_now_ms(void)
-{
-	struct timespec ts;
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+#define READ_CHUNK 512u
 
 /* One session's state. */
 struct sess {
@@ -105,7 +99,7 @@ enum wait_rc {
 };
 
 /* Wait until deadline for a response of type want (or ERROR) under s->seq. */
-static enum wait_rc await(struct sess *s, uint8_t want, uint64_t deadline, bool allow_early,
+static enum wait_rc await(struct sess *s, uint8_t want, int64_t deadline, bool allow_early,
                           struct fmt_wire_msg *m)
 {
 	uint64_t bad0 = damaged(s->dec);
@@ -139,10 +133,10 @@ static enum wait_rc await(struct sess *s, uint8_t want, uint64_t deadline, bool 
 			fail(s, s->res->stage, "station: stopped");
 			return W_FAIL;
 		}
-		uint64_t now = enr_now_ms();
+		int64_t now = fio_mono_ms();
 		if (now >= deadline)
 			return W_TIMEOUT;
-		uint64_t left = deadline - now;
+		int64_t left = deadline - now;
 		struct pollfd p = {.fd = s->fd, .events = POLLIN};
 		int pr = poll(&p, 1, left > 200 ? 200 : (int)left); /* 200: notice stop */
 		if (pr < 0 && errno == EINTR)
@@ -194,7 +188,7 @@ static bool hello(struct sess *s)
 	const struct enr_station_cfg *c = s->cfg;
 	unsigned interval = c->hello_interval_ms ? c->hello_interval_ms : FMT_WIRE_HELLO_TIMEOUT_MS;
 	unsigned window = c->hello_window_ms ? c->hello_window_ms : FMT_WIRE_HELLO_WINDOW_MS;
-	uint64_t end = enr_now_ms() + window;
+	int64_t end = fio_mono_ms() + window;
 	struct fmt_wire_msg m = {.type = FMT_WIRE_HELLO};
 	m.u.hello.role = FMT_WIRE_ROLE_STATION;
 	m.u.hello.versions = 1u << FMT_WIRE_VERSION;
@@ -202,8 +196,8 @@ static bool hello(struct sess *s)
 	if (!send_msg(s, &m, true))
 		return false;
 	for (;;) {
-		uint64_t now = enr_now_ms();
-		uint64_t dl = now + interval < end ? now + interval : end;
+		int64_t now = fio_mono_ms();
+		int64_t dl = now + interval < end ? now + interval : end;
 		struct fmt_wire_msg a;
 		enum wait_rc w = await(s, FMT_WIRE_HELLO_ACK, dl, !c->no_early_resend, &a);
 		if (w == W_FAIL)
@@ -221,7 +215,7 @@ static bool hello(struct sess *s)
 			}
 			return true;
 		}
-		if (enr_now_ms() >= end) {
+		if (fio_mono_ms() >= end) {
 			fail(s, ENR_STAGE_HELLO, "device: no answer to HELLO within %u ms", window);
 			return false;
 		}
@@ -242,7 +236,7 @@ static bool exchange(struct sess *s, struct fmt_wire_msg *req, uint8_t want, uns
 	unsigned payload_errors = 0;
 	if (!send_msg(s, req, true))
 		return false;
-	uint64_t dl = enr_now_ms() + timeout;
+	int64_t dl = fio_mono_ms() + timeout;
 	for (unsigned attempt = 1;;) {
 		enum wait_rc w = await(s, want, dl, !s->cfg->no_early_resend, ans);
 		if (w == W_FAIL)
@@ -271,7 +265,7 @@ static bool exchange(struct sess *s, struct fmt_wire_msg *req, uint8_t want, uns
 				fail(s, s->res->stage, "port: write failed: device gone?");
 				return false;
 			}
-			dl = enr_now_ms() + timeout;
+			dl = fio_mono_ms() + timeout;
 			continue;
 		}
 		/* An ERROR for our seq. */
@@ -295,7 +289,7 @@ static bool exchange(struct sess *s, struct fmt_wire_msg *req, uint8_t want, uns
 		}
 		if (!send_msg(s, req, true))
 			return false;
-		dl = enr_now_ms() + timeout;
+		dl = fio_mono_ms() + timeout;
 	}
 }
 
@@ -314,7 +308,7 @@ enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
 	s.res = res;
 	if (RAND_bytes((uint8_t *)&s.seq, sizeof(s.seq)) != 1)
 		return idp_error_ssl(err, IDP_E_CRYPTO, "station: random seq");
-	uint64_t t0 = enr_now_ms();
+	int64_t t0 = fio_mono_ms();
 	struct fmt_wire_msg req, ans;
 	if (!hello(&s))
 		goto out;
@@ -372,7 +366,7 @@ enum idp_err enr_station_read(int fd, struct fmt_wire_decoder *dec,
 	res->stage = ENR_STAGE_DONE;
 	res->pass = true;
 out:
-	res->elapsed_ms = enr_now_ms() - t0;
+	res->elapsed_ms = (uint64_t)(fio_mono_ms() - t0);
 	return IDP_OK;
 }
 

@@ -84,7 +84,4 @@ IDP_MUST_CHECK enum idp_err enr_station_identify(int fd, struct fmt_wire_decoder
                                                  const struct enr_station_cfg *cfg,
                                                  struct enr_result *res, struct idp_error *err);
 
-/* Milliseconds on the monotonic clock. */
-uint64_t enr_now_ms(void);
-
 #endif /* IDP_ENROLL_STATION_H */

@@ -41,6 +41,7 @@
 #include "formats/file.h"
 #include "formats/idrule.h"
 #include "formats/io/httpc.h"
+#include "formats/io/log.h"
 #include "formats/mac.h"
 #include "formats/version.h"
 
@@ -346,7 +347,7 @@ static void *stdin_commands(void *arg)
 
 struct counts {
 	uint64_t pass, fail;
-	uint64_t t0_ms;
+	int64_t t0_ms;
 	uint64_t target; /* --count, else the journal's; 0 = open-ended */
 };
 
@@ -354,7 +355,7 @@ struct counts {
 static void progress(const struct enr_batch *b, const struct counts *c, const char *what)
 {
 	uint64_t done = enr_batch_count(b), target = c->target;
-	double mins = (double)(enr_now_ms() - c->t0_ms) / 60000.0;
+	double mins = (double)(fio_mono_ms() - c->t0_ms) / 60000.0;
 	double rate = mins > 0 ? (double)c->pass / mins : 0.0;
 	char eta[32] = "-";
 	if (target > done && rate > 0) {
@@ -568,7 +569,7 @@ static int cmd_run(const struct opts *o, bool once)
 	                              .stop = &stop_flag};
 	if (target == 0)
 		target = enr_batch_target(b); /* a resumed batch keeps its count */
-	struct counts c = {0, 0, enr_now_ms(), target};
+	struct counts c = {0, 0, fio_mono_ms(), target};
 	/* A device already reported (PASS, or FAIL with its identity known)
 	 * that stays connected is held: it is only asked who it is (HELLO and
 	 * INFO, nothing signed) until another device answers, nobody does, or
