@@ -62,6 +62,12 @@
  *       N TLS connections opened one after another (handshake done), then
  *       silent; prints "held N" when all are open and "closed K" when the
  *       server has closed them (at most 60 s).
+ *   idp_attack pace PORT RATE
+ *       Sends stdin (one request: its head at once, then its body at a
+ *       steady RATE bytes a second, a slice every 100 ms) until the body is
+ *       sent or the server answers or closes, then reads until the server
+ *       closes (at most 120 s in all); prints "pace sent=BODY-BYTES
+ *       closed=0|1 status=CODE" (0: no answer).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -756,6 +762,32 @@ static int cmd_loris(unsigned long n)
 	return 0;
 }
 
+/* Read what comes (keeping its first bytes in head) until the server
+ * closes or t_end passes; true when it closed. */
+static bool read_until_closed(SSL *ssl, char head[static 16], size_t *got, long t_end)
+{
+	int fd = SSL_get_fd(ssl);
+	while (now_ms() < t_end) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (SSL_pending(ssl) == 0 && poll(&p, 1, 200) <= 0)
+			continue;
+		char b[4096];
+		int r = SSL_read(ssl, b, sizeof(b));
+		if (r > 0) {
+			size_t k = (size_t)r < 15 - *got ? (size_t)r : 15 - *got;
+			memcpy(head + *got, b, k);
+			*got += k;
+			head[*got] = '\0';
+			continue;
+		}
+		int e = SSL_get_error(ssl, r);
+		ERR_clear_error();
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+			return true;
+	}
+	return false;
+}
+
 static int cmd_stall(void)
 {
 	static char in[1u << 16];
@@ -763,34 +795,75 @@ static int cmd_stall(void)
 	SSL *ssl = tls_connect();
 	if (ssl == NULL)
 		return 1;
-	int fd = SSL_get_fd(ssl);
 	bool ok = write_all(ssl, in, n);
 	/* Whatever comes back (an answer or nothing) until the server closes. */
 	char head[16] = "";
 	size_t got = 0;
-	bool closed = false;
-	long t0 = now_ms();
-	while (ok && !closed && now_ms() - t0 < 60000) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (poll(&p, 1, 200) <= 0)
-			continue;
-		char b[4096];
-		int r = SSL_read(ssl, b, sizeof(b));
-		if (r > 0) {
-			size_t k = (size_t)r < sizeof(head) - 1 - got ? (size_t)r
-			                                              : sizeof(head) - 1 - got;
-			memcpy(head + got, b, k);
-			got += k;
-			continue;
-		}
-		int e = SSL_get_error(ssl, r);
-		ERR_clear_error();
-		closed = e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
-	}
+	bool closed = ok && read_until_closed(ssl, head, &got, now_ms() + 60000);
 	int status =
 	        strncmp(head, "HTTP/1.", 7) == 0 && got >= 12 ? (int)strtol(head + 9, NULL, 10) : 0;
 	printf("stall closed=%d status=%d\n", closed ? 1 : 0, status);
 	tls_close(ssl);
+	return 0;
+}
+
+/* Whether the server answered or closed: a readable socket may only hold
+ * a TLS 1.3 session ticket, which a peek consumes (without blocking). */
+static bool answered(SSL *ssl)
+{
+	int fd = SSL_get_fd(ssl);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (SSL_pending(ssl) == 0 && poll(&p, 1, 0) <= 0)
+		return false;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+		return true;
+	char b;
+	int r = SSL_peek(ssl, &b, 1);
+	int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+	ERR_clear_error();
+	(void)fcntl(fd, F_SETFL, fl);
+	return e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+}
+
+static int cmd_pace(unsigned long rate)
+{
+	enum { PACE_IN_MAX = 16 << 20, PACE_TICK_MS = 100 };
+	char *in = malloc(PACE_IN_MAX);
+	size_t n = in != NULL ? fread(in, 1, PACE_IN_MAX, stdin) : 0;
+	size_t head_len = 0, sent = 0;
+	for (size_t i = 0; head_len == 0 && i + 4 <= n; i++)
+		if (memcmp(in + i, "\r\n\r\n", 4) == 0)
+			head_len = i + 4;
+	if (head_len == 0 || rate == 0)
+		die("pace: stdin is not a request head (and body), or RATE is 0", NULL);
+	SSL *ssl = tls_connect();
+	if (ssl == NULL)
+		return 1;
+	long t0 = now_ms(), t_end = t0 + 120000;
+	bool ok = write_all(ssl, in, head_len);
+	t0 = now_ms();
+	/* Steady: after t ms, t * RATE / 1000 body bytes are out, never more. */
+	while (ok && sent < n - head_len && now_ms() < t_end) {
+		(void)usleep(PACE_TICK_MS * 1000);
+		if (answered(ssl))
+			break; /* an answer or a close before the whole body */
+		size_t due = (size_t)((unsigned long)(now_ms() - t0) * rate / 1000);
+		if (due > n - head_len)
+			due = n - head_len;
+		if (due > sent) {
+			ok = write_all(ssl, in + head_len + sent, due - sent);
+			sent = ok ? due : sent;
+		}
+	}
+	char head[16] = "";
+	size_t got = 0;
+	bool closed = read_until_closed(ssl, head, &got, t_end);
+	int status =
+	        strncmp(head, "HTTP/1.", 7) == 0 && got >= 12 ? (int)strtol(head + 9, NULL, 10) : 0;
+	printf("pace sent=%zu closed=%d status=%d\n", sent, closed ? 1 : 0, status);
+	tls_close(ssl);
+	free(in);
 	return 0;
 }
 
@@ -846,7 +919,7 @@ int main(int argc, char **argv)
 	}
 	if (argc - a < 2) {
 		fprintf(stderr,
-		        "usage: idp_attack [-s ADDR] key|send|forge|flood|loris|hold ...\n");
+		        "usage: idp_attack [-s ADDR] key|send|forge|flood|loris|stall|hold|pace ...\n");
 		return 2;
 	}
 	const char *cmd = argv[a];
@@ -891,6 +964,8 @@ int main(int argc, char **argv)
 		rc = cmd_stall();
 	} else if (strcmp(cmd, "hold") == 0 && n == 2) {
 		rc = cmd_hold(number(av[1]));
+	} else if (strcmp(cmd, "pace") == 0 && n == 2) {
+		rc = cmd_pace(number(av[1]));
 	} else {
 		fprintf(stderr, "idp_attack: bad arguments for %s\n", cmd);
 	}
