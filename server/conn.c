@@ -556,7 +556,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 	(void)mode;
 	struct srv_conn *c = arg;
 	const struct srv_config *cfg = c->loop->h->cfg;
-	bool produced = false;
+	bool produced = false, spooled = false;
 	if (!c->nodelay) {
 		int one = 1;
 		evutil_socket_t fd = bufferevent_getfd(c->tls);
@@ -573,8 +573,12 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			break;
 		}
 		if (c->state == C_SPOOL) {
+			size_t left = c->body_left;
 			if (!conn_spool_some(c, src, dst))
 				return c->state == C_REJECT ? BEV_OK : BEV_ERROR;
+			/* evhttp sees nothing of a spooled body: BEV_OK tells it the
+			 * connection is not silent (resets its request-timeout). */
+			spooled = spooled || left != c->body_left;
 			if (c->body_left == 0) {
 				/* Whole: now evhttp may see the request. */
 				if (evbuffer_add(dst, c->held, c->held_len) != 0)
@@ -671,7 +675,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			arm(c, cfg->body_timeout);
 		}
 	}
-	return produced ? BEV_OK : BEV_NEED_MORE;
+	return produced || spooled ? BEV_OK : BEV_NEED_MORE;
 }
 
 struct bufferevent *srv_conn_new(struct event_base *base, void *arg)
