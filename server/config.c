@@ -20,6 +20,7 @@ enum kind {
 	K_UINT,
 	K_DURATION,
 	K_SIZE,
+	K_RATE, /* bytes a second, with the K_SIZE suffixes */
 	K_NAME,
 	K_KEYTYPE,
 	K_RULE,
@@ -100,7 +101,11 @@ static const struct key keys[] = {
         {"header-timeout", K_DURATION, FIELD(header_timeout), 1, 3600, "10s",
          "time a client has to send the whole request head"},
         {"body-timeout", K_DURATION, FIELD(body_timeout), 1, 86400, "60s",
-         "time a client has to send a request body after its head"},
+         "time a client has to send a request body after its head, extended by one second "
+         "for every body-min-rate bytes received"},
+        {"body-min-rate", K_RATE, FIELD(body_min_rate), 0, 1u << 30, "8K",
+         "data rate a body must keep up after body-timeout, in bytes a second (K, M "
+         "suffix); 0: body-timeout bounds the whole body"},
         {"request-timeout", K_DURATION, FIELD(request_timeout), 1, 3600, "30s",
          "silence after which a connection is closed"},
         {"dnssd", K_BOOL, FIELD(dnssd), 0, 0, "on",
@@ -176,6 +181,7 @@ void srv_config_defaults(struct srv_config *cfg)
 	cfg->max_connections = 1024;
 	cfg->header_timeout = 10;
 	cfg->body_timeout = 60;
+	cfg->body_min_rate = 8u << 10;
 	cfg->request_timeout = 30;
 	cfg->log_burst = FIO_LOG_BURST;
 	cfg->throttle_per_minute = 600;
@@ -408,10 +414,11 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 	case K_UINT:
 	case K_DURATION:
 	case K_SIZE:
+	case K_RATE:
 		if (!parse_scaled(value,
-		                  k->kind == K_DURATION ? "smhd"
-		                  : k->kind == K_SIZE   ? "KMG"
-		                                        : NULL,
+		                  k->kind == K_DURATION                     ? "smhd"
+		                  : k->kind == K_SIZE || k->kind == K_RATE ? "KMG"
+		                                                             : NULL,
 		                  k->kind == K_DURATION ? dur_mult : size_mult, &v) ||
 		    v < k->min || v > k->max)
 			return idp_error_set(
@@ -419,6 +426,7 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 			        k->name, value,
 			        k->kind == K_DURATION ? "duration in seconds"
 			        : k->kind == K_SIZE   ? "size in bytes"
+			        : k->kind == K_RATE   ? "rate in bytes a second"
 			                              : "number",
 			        (unsigned long long)k->min, (unsigned long long)k->max);
 		break;

@@ -69,7 +69,8 @@ struct srv_config {
 	size_t max_headers;                  /* bytes of all request headers */
 	unsigned max_connections;            /* open connections, whole server */
 	unsigned header_timeout;             /* seconds to receive the request headers */
-	unsigned body_timeout;               /* seconds to receive a body after its head */
+	unsigned body_timeout;               /* seconds to receive a body after its head, */
+	unsigned body_min_rate;              /* ... plus one per this many bytes (0: none) */
 	unsigned request_timeout;            /* seconds of silence before closing */
 	unsigned log_burst;                  /* log lines of one event per second (0: all) */
 	unsigned throttle_per_minute;        /* nonce/provision requests a minute per address (0: off) */

@@ -7,7 +7,10 @@
  * body bytes announced; a refused request is replaced by a tiny synthetic
  * one ("GET /") so that evhttp calls the dispatcher, which answers the
  * recorded JSON error and closes. Deadlines: the TLS handshake and head,
- * the body, held output, and the linger after a refusal.
+ * the body, held output, and the linger after a refusal. The body's is
+ * a minimum data rate (Apache mod_reqtimeout's MinRate): body-timeout,
+ * extended by one second for every body-min-rate bytes received, so a
+ * slow honest upload finishes while a client trickling bytes is cut.
  *
  * A manifest upload (a route whose body limit is max-manifest) never
  * reaches evhttp's memory: the filter holds its head, writes the body to a
@@ -96,6 +99,9 @@ struct srv_conn {
 	const char *reject_hdr;            /* a header for the refusal (NULL when none) */
 	char reject_hdr_value[48];         /* ... and its value */
 	char reject_msg[ERROR_MSG_MAX];
+	int64_t body_t0;         /* C_BODY, C_SPOOL: when the body began (fio_mono_ms) */
+	int64_t body_last;       /* ... when its last bytes came */
+	uint64_t body_got;       /* ... and its bytes received so far */
 	struct srv_spool *spool; /* the upload of the current request, or NULL */
 	uint8_t *held;           /* C_SPOOL: the head to pass once the body is spooled */
 	size_t held_len;
@@ -159,16 +165,57 @@ static void conn_close_now(struct srv_conn *c)
 		(void)shutdown(fd, SHUT_RDWR);
 }
 
+/* When the body's deadline is, for the bytes received so far: body-timeout
+ * after it began, plus a second for every body-min-rate bytes received
+ * (so never later than body-timeout + Content-Length / body-min-rate, the
+ * length being bounded by the route: max-body, max-manifest), and never
+ * more than body-timeout after the last bytes (a client that sent much
+ * quickly and then stops is not kept for the credit it earned). */
+static int64_t body_due(const struct srv_conn *c)
+{
+	const struct srv_config *cfg = c->loop->h->cfg;
+	int64_t t = (int64_t)cfg->body_timeout * 1000;
+	if (cfg->body_min_rate == 0)
+		return c->body_t0 + t;
+	/* got <= max-manifest <= 1 GiB: no overflow */
+	int64_t due = c->body_t0 + t + (int64_t)(c->body_got * 1000 / cfg->body_min_rate);
+	return due < c->body_last + t ? due : c->body_last + t;
+}
+
+/* n more bytes of the body came. */
+static void body_received(struct srv_conn *c, size_t n)
+{
+	if (n == 0)
+		return;
+	c->body_got += n;
+	c->body_last = fio_mono_ms();
+}
+
+/* The timer is not moved for every read: when it fires early, it is set
+ * again for the deadline the bytes received since have earned. */
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct srv_conn *c = arg;
-	fio_log(FIO_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
-	        c->state == C_BODY || c->state == C_SPOOL ? "body"
-	        : c->lingering     ? "linger"
-	        : c->paused        ? "output"
-	                           : "head");
+	bool body = c->state == C_BODY || c->state == C_SPOOL;
+	int64_t left = body ? body_due(c) - fio_mono_ms() : 0;
+	if (left > 0) {
+		struct timeval tv = {.tv_sec = (time_t)(left / 1000),
+		                     .tv_usec = (suseconds_t)(left % 1000) * 1000};
+		(void)evtimer_add(c->deadline, &tv);
+		return;
+	}
+	if (body)
+		fio_log(FIO_LOG_INFO, "conn.deadline",
+		        "loop=%u phase=body got=%llu left=%llu min_rate=%u", c->loop->ctx.loop,
+		        (unsigned long long)c->body_got, (unsigned long long)c->body_left,
+		        c->loop->h->cfg->body_min_rate);
+	else
+		fio_log(FIO_LOG_INFO, "conn.deadline", "loop=%u phase=%s", c->loop->ctx.loop,
+		        c->lingering ? "linger"
+		        : c->paused  ? "output"
+		                     : "head");
 	conn_close_now(c);
 }
 
@@ -176,6 +223,16 @@ static void arm(struct srv_conn *c, unsigned seconds)
 {
 	struct timeval tv = {.tv_sec = (time_t)seconds, .tv_usec = 0};
 	(void)evtimer_add(c->deadline, &tv);
+}
+
+/* The body of the current request begins: its deadline is body-timeout
+ * from now, moved on as its bytes arrive (body_due). */
+static void body_arm(struct srv_conn *c)
+{
+	c->body_t0 = fio_mono_ms();
+	c->body_last = c->body_t0;
+	c->body_got = 0;
+	arm(c, c->loop->h->cfg->body_timeout);
 }
 
 static void flush_close_cb(evutil_socket_t fd, short what, void *arg)
@@ -512,7 +569,7 @@ static bool conn_spool_start(struct srv_conn *c, const uint8_t *p, size_t end, u
 	c->in_request = true;
 	c->body_left = (size_t)length;
 	(void)event_del(c->deadline);
-	arm(c, c->loop->h->cfg->body_timeout);
+	body_arm(c);
 	return true;
 }
 
@@ -576,6 +633,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 			size_t left = c->body_left;
 			if (!conn_spool_some(c, src, dst))
 				return c->state == C_REJECT ? BEV_OK : BEV_ERROR;
+			body_received(c, left - c->body_left);
 			/* evhttp sees nothing of a spooled body: BEV_OK tells it the
 			 * connection is not silent (resets its request-timeout). */
 			spooled = spooled || left != c->body_left;
@@ -597,6 +655,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 				return BEV_ERROR;
 			produced = true;
 			c->body_left -= k;
+			body_received(c, k);
 			if (c->body_left == 0) {
 				c->state = C_HEAD;
 				(void)event_del(c->deadline);
@@ -672,7 +731,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 		if (hi.has_length && hi.length > 0) {
 			c->state = C_BODY;
 			c->body_left = (size_t)hi.length;
-			arm(c, cfg->body_timeout);
+			body_arm(c);
 		}
 	}
 	return produced || spooled ? BEV_OK : BEV_NEED_MORE;

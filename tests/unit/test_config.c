@@ -261,6 +261,55 @@ START_TEST(test_config_sample_file_parses)
 }
 END_TEST
 
+/* body-min-rate: bytes a second with the size suffixes, 0 (body-timeout
+ * bounds the whole body) to 1G; a bad value names the key and the range,
+ * and leaves the value before it. It is also a flag and in --help. */
+START_TEST(test_config_body_min_rate)
+{
+	struct srv_config cfg;
+	srv_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.body_min_rate, 8192);
+	ck_assert_uint_eq(cfg.body_timeout, 60);
+	struct idp_error err = {0};
+	ck_assert_msg(apply(&cfg, "body-min-rate = 16K\nbody-timeout = 2m\n", &err) == IDP_OK, "%s",
+	              err.msg);
+	ck_assert_uint_eq(cfg.body_min_rate, 16384);
+	ck_assert_uint_eq(cfg.body_timeout, 120);
+	ck_assert_msg(apply(&cfg, "body-min-rate = 0\n", &err) == IDP_OK, "%s", err.msg);
+	ck_assert_uint_eq(cfg.body_min_rate, 0);
+	ck_assert_msg(apply(&cfg, "body-min-rate = 1G\n", &err) == IDP_OK, "%s", err.msg);
+	ck_assert_uint_eq(cfg.body_min_rate, 1u << 30);
+	static const char *const bad[] = {"body-min-rate = 2G\n", "body-min-rate = fast\n",
+	                                  "body-min-rate = -1\n", "body-min-rate = 8k\n",
+	                                  "body-min-rate = 8K/s\n", "body-min-rate = 1073741825\n"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		srv_config_defaults(&cfg);
+		ck_assert_msg(apply(&cfg, bad[i], &err) == IDP_E_FORMAT, "'%s' accepted", bad[i]);
+		ck_assert_msg(strstr(err.msg, "test.conf:1: body-min-rate: '") != NULL &&
+		                      strstr(err.msg, "rate in bytes a second from 0 to 1073741824") !=
+		                              NULL,
+		              "'%s': %s", bad[i], err.msg);
+		ck_assert_uint_eq(cfg.body_min_rate, 8192);
+	}
+	enum srv_config_action act;
+	const char *const argv[] = {"idprovd", "--body-min-rate", "512", NULL};
+	ck_assert_int_eq(from_args(argv, &cfg, &act, &err), IDP_OK);
+	ck_assert_uint_eq(cfg.body_min_rate, 512);
+	const char *const argv2[] = {"idprovd", "--body-min-rate=x", NULL};
+	ck_assert_int_eq(from_args(argv2, &cfg, &act, &err), IDP_E_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "command line: body-min-rate: 'x'"));
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	ck_assert_ptr_nonnull(f);
+	srv_config_usage(f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_ptr_nonnull(strstr(text, "--body-min-rate VALUE\n"));
+	ck_assert_ptr_nonnull(strstr(text, "(default: 8K)"));
+	free(text);
+}
+END_TEST
+
 /* [::ffff:A.B.C.D]:PORT is IPv4 A.B.C.D (an IPv6-only socket cannot bind
  * it); its text stays as written. Other IPv6 addresses stay IPv6. */
 START_TEST(test_config_parse_listen_v4_mapped)
@@ -297,6 +346,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_config_command_line_over_file);
 	tcase_add_test(tc, test_config_sample_file_parses);
 	tcase_add_test(tc, test_config_parse_listen_v4_mapped);
+	tcase_add_test(tc, test_config_body_min_rate);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -9,7 +9,7 @@
 # with the server's own key, expired, another audience, another subject),
 # swapped token kinds, a revoked and a spent token, an ID claimed with
 # another key; oversized, truncated and malformed bodies and heads; slow
-# clients (closed by their deadline event); more connections than the bound
+# heads/bodies (closed by their deadline); more connections than the bound
 # (held until slots free, then served); a flood from one address (429 with
 # Retry-After). Each is refused with its documented status and code
 # (formats/api.md §9), logged with the check that refused it, the store
@@ -300,6 +300,21 @@ else
 	UNEXPECTED=$((UNEXPECTED + 6 - ${n:-0})); REFUSED=$((REFUSED + ${n:-0}))
 	t_fail "slow-loris: $out, deadlines $before -> $after"
 fi
+# A body trickled at 512 B/s, 1/16 of the default body-min-rate (8K): cut
+# once the 2 s body-timeout and the credit of its bytes are spent.
+head -c 16000 /dev/zero | tr '\0' ' ' >"$T_TMP/slow.body"
+{
+	printf 'POST /v1/provision HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+	printf 'Content-Length: 16000\r\n\r\n'
+	cat "$T_TMP/slow.body"
+} >"$T_TMP/slow.req"
+before=$(grep -c 'event=conn.deadline .*phase=body' "$SRV_ERR")
+out=$("$A" pace "$SRV_PORT" 512 <"$T_TMP/slow.req")
+TRIED=$((TRIED + 1))
+if [[ $out =~ ^pace\ sent=[0-9]+\ closed=1\ status=0$ ]] &&
+	[ "$(grep -c 'event=conn.deadline .*phase=body' "$SRV_ERR")" -eq $((before + 1)) ]; then
+	REFUSED=$((REFUSED + 1)); t_ok "a body trickled below body-min-rate: closed by its body deadline ($out)"
+else UNEXPECTED=$((UNEXPECTED + 1)); t_fail "slow body: $out"; fi
 class_end 0
 
 # More silent connections than the bound ($MAXCONN over two threads): the
