@@ -49,9 +49,11 @@ struct xfer {
 	uint8_t *made;     /* body made by body_fn on this connection */
 	bool built;
 	size_t off;
-	struct idp_error body_err; /* body_fn's failure, reported after perform */
+	struct idp_error body_err; /* body_fn's or the sink's failure, reported after perform */
 	bool body_failed;
 	struct fmt_buf ans; /* the answer, capped at answer_max; secret (tokens) */
+	int to_sink;        /* the answer goes to r->sink: -1 not known yet, 0 no, 1 yes */
+	uint64_t sunk;      /* bytes of it given to the sink */
 	int64_t retry_after;
 	bool tls_seen, tls_resumed;
 	/* A file upload's progress bound (on_progress): when the upload last
@@ -287,8 +289,10 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 		x->moved_ms = now;
 		return 0;
 	}
-	bool waiting = ultotal > 0 && ulnow >= ultotal && dlnow == 0;
-	long bound = waiting ? answer_wait_s(x->c, x->up->size) : x->c->timeout_s;
+	/* All sent (a sink's request may have no body), nothing answered yet. */
+	bool waiting = (ultotal > 0 || x->up == NULL) && ulnow >= ultotal && dlnow == 0;
+	long bound = waiting ? answer_wait_s(x->c, x->up != NULL ? x->up->size : 0)
+	                     : x->c->timeout_s;
 	if (now - x->moved_ms < (int64_t)bound * 1000)
 		return 0;
 	x->stalled = waiting ? "no answer" : "no progress";
@@ -308,10 +312,30 @@ static int on_seek(void *arg, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
+/* Give buf[0..len) of a 2xx answer to the sink; false when it refused. */
+static bool sink_put(struct xfer *x, const char *buf, size_t len)
+{
+	if (x->r->sink(x->r->sink_arg, x->sunk, (const uint8_t *)buf, len, &x->body_err) !=
+	    IDP_OK) {
+		x->body_failed = true;
+		return false;
+	}
+	x->sunk += len;
+	return true;
+}
+
+/* The answer: a 2xx one to the sink when there is one, else kept (capped). */
 static size_t on_write(char *p, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
 	size_t len = size * n;
+	if (x->to_sink < 0) {
+		long status = 0;
+		(void)curl_easy_getinfo(x->c->curl, CURLINFO_RESPONSE_CODE, &status);
+		x->to_sink = x->r->sink != NULL && status >= 200 && status < 300;
+	}
+	if (x->to_sink > 0)
+		return sink_put(x, p, len) ? len : 0;
 	fmt_buf_add(&x->ans, p, len);
 	return fmt_buf_status(&x->ans) == IDP_OK ? len : 0;
 }
@@ -403,9 +427,11 @@ static void set_options(struct fio_httpc *c, const struct fio_httpc_req *r, cons
 	(void)curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
 	(void)curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-	/* A file upload is bounded by its progress instead (on_progress). */
-	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT, x->up != NULL ? 0L : c->timeout_s);
-	if (x->up != NULL) {
+	/* A file upload or an answer to a sink is bounded by its progress
+	 * instead (on_progress). */
+	bool streams = x->up != NULL || r->sink != NULL;
+	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT, streams ? 0L : c->timeout_s);
+	if (streams) {
 		(void)curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
 		(void)curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
 		(void)curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
@@ -505,7 +531,7 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
                                 struct fio_httpc_resp *resp, CURLcode *ccp, bool *body_failed,
                                 struct idp_error *err)
 {
-	struct xfer x = {.c = c, .r = r, .up = up};
+	struct xfer x = {.c = c, .r = r, .up = up, .to_sink = -1};
 	fmt_buf_init(&x.ans, c->answer_max, FMT_BUF_SECRET);
 	char errbuf[CURL_ERROR_SIZE] = "";
 	if (r->body_fn != NULL) {
@@ -518,6 +544,11 @@ static enum idp_err one_attempt(struct fio_httpc *c, const struct fio_httpc_req 
 	*ccp = cc;
 	resp->status = 0;
 	(void)curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+	/* A whole 2xx answer with no body still begins at offset 0 for the sink:
+	 * what an earlier, cut attempt gave is not the answer. */
+	if (cc == CURLE_OK && r->sink != NULL && x.to_sink < 0 && resp->status >= 200 &&
+	    resp->status < 300)
+		(void)sink_put(&x, "", 0);
 	resp->retry_after = x.retry_after;
 	resp->tls_resumed = x.tls_resumed;
 	bool overflow = fmt_buf_status(&x.ans) == IDP_E_LIMIT;

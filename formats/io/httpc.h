@@ -3,7 +3,8 @@
  * idprov-station, idprov-agent), over libcurl with OpenSSL. Part of
  * formats/io: I/O without policy. It verifies the server against a CA
  * file, can present a client certificate, sends a bearer credential and
- * wipes its copies, keeps answers under a cap, turns API error bodies
+ * wipes its copies, keeps answers under a cap or hands a large one to a
+ * sink as it arrives (constant memory), turns API error bodies
  * (formats/api.md) into an idp_error, retries with exponential backoff and
  * jitter that honour Retry-After, and can build a request body on the live
  * connection from its RFC 9266 exporter (the proof of possession).
@@ -48,12 +49,14 @@ struct fio_httpc_opts {
 	const char *client_cert;  /* PEM certificate presented to the server, or NULL */
 	const char *client_key;   /* its PEM private key (required with client_cert) */
 	long timeout_s;           /* one attempt, whole transfer; 0 = 30. A file upload
-	                           * (fio_httpc_do_file) instead: the longest stall */
+	                           * (fio_httpc_do_file) or an answer to a sink
+	                           * (fio_httpc_req.sink) instead: the longest stall */
 	long connect_timeout_s;   /* 0 = 10 */
 	unsigned attempts;        /* tries in all for a retryable failure; 0 = 1 */
 	unsigned backoff_ms;      /* delay before the 2nd try, doubled each time; 0 = 500 */
 	unsigned backoff_max_ms;  /* cap of one delay; 0 = 30000 */
-	size_t answer_max;        /* bytes of an answer kept; 0 = FIO_HTTPC_ANSWER_DEFAULT */
+	size_t answer_max;        /* bytes of an answer kept; 0 = FIO_HTTPC_ANSWER_DEFAULT.
+	                           * With a sink: of an error answer (not 2xx) only */
 	int64_t retry_after_max;  /* seconds: a longer Retry-After (429, 503) is returned to
 	                           * the caller, not slept through; 0 = FIO_HTTPC_RETRY_AFTER_MAX */
 };
@@ -64,6 +67,18 @@ struct fio_httpc_opts {
 typedef enum idp_err (*fio_httpc_body_fn)(void *arg,
                                           const uint8_t exporter[static FIO_TLS_EXPORTER_LEN],
                                           uint8_t *out, size_t len, struct idp_error *err);
+
+/* Takes each piece of a 2xx answer's body as it arrives (fio_httpc_req.sink),
+ * the upload side's fio_httpc_piece_fn mirrored: offset is the piece's place
+ * in the body, and 0 begins an answer: a new attempt, so start over (drop
+ * what an earlier, cut attempt gave). Every 2xx answer that arrives whole
+ * gives a piece at offset 0 first (an empty one when its body is empty), so
+ * the pieces since the last offset 0 are the answer when the request returns
+ * IDP_OK; on any failure they are not (an answer cut mid-body, retried or
+ * not). A failure aborts the transfer, which is not tried again (resp->local,
+ * its error returned). buf is libcurl's, valid for the call only. */
+typedef enum idp_err (*fio_httpc_sink_fn)(void *arg, uint64_t offset, const uint8_t *buf,
+                                          size_t len, struct idp_error *err);
 
 struct fio_httpc_req {
 	const char *method;        /* "GET", "POST", ... */
@@ -79,6 +94,15 @@ struct fio_httpc_req {
 	 * (safe to repeat: a GET, an idempotent upload). Otherwise only
 	 * failures before anything was sent, 429 and 503 are retried. */
 	bool idempotent;
+	/* Or NULL: a 2xx answer's body goes to sink as it arrives, not into
+	 * resp->body (which stays NULL), in constant memory whatever its size;
+	 * error answers are kept as without it (answer_max). The attempt is then
+	 * bounded by its progress, as a file upload is (fio_httpc_do_file): no
+	 * byte moving either way for timeout_s ends it ("no progress"), as does
+	 * no answer beginning within timeout_s once the body is sent ("no
+	 * answer"). */
+	fio_httpc_sink_fn sink;
+	void *sink_arg;
 };
 
 struct fio_httpc_resp {
@@ -90,8 +114,8 @@ struct fio_httpc_resp {
 	struct fmt_api_error api;  /* when has_api_error */
 	unsigned attempts;         /* tries made */
 	bool tls_resumed;          /* the answer came on a resumed TLS session */
-	bool local;                /* failed here: the body could not be made or read (its
-	                            * error says why); nothing the server answered */
+	bool local;                /* failed here: the body could not be made or read, or
+	                            * the sink refused the answer (its error says why) */
 };
 
 struct fio_httpc; /* opaque */

@@ -42,6 +42,7 @@ struct step {
 static struct {
 	unsigned delay_ms; /* wait this long after the request before answering */
 	bool hold;         /* never answer: wait until the client closes */
+	size_t cut_at;     /* >0: send only this many body bytes, then hang up */
 } manner[SCRIPT_MAX];
 
 struct seen {
@@ -121,7 +122,8 @@ static bool read_request(SSL *s, struct seen *out)
 	return true;
 }
 
-static void answer(SSL *s, const struct step *st)
+/* Answer st; with cut > 0 send only that many bytes of its body. */
+static void answer(SSL *s, const struct step *st, size_t cut)
 {
 	size_t blen = st->body != NULL ? strlen(st->body) : 0;
 	size_t rep = st->body_repeat > 0 ? st->body_repeat : 1;
@@ -131,8 +133,12 @@ static void answer(SSL *s, const struct step *st)
 	                 "%zu\r\n\r\n",
 	                 st->status, st->headers != NULL ? st->headers : "", blen * rep);
 	ck_assert_int_eq(SSL_write(s, head, n), n);
-	for (size_t i = 0; i < rep && blen > 0; i++)
-		ck_assert_int_eq(SSL_write(s, st->body, (int)blen), (int)blen);
+	size_t left = cut > 0 ? cut : blen * rep;
+	for (size_t i = 0; i < rep && left > 0; i++) {
+		int k = (int)(blen < left ? blen : left);
+		ck_assert_int_eq(SSL_write(s, st->body, k), k);
+		left -= (size_t)k;
+	}
 }
 
 /* Serve connections one after another until the script is done. */
@@ -161,6 +167,7 @@ static void *serve(void *arg)
 				srv.n_seen++;
 				bool hold = manner[srv.next].hold;
 				unsigned delay_ms = manner[srv.next].delay_ms;
+				size_t cut = manner[srv.next].cut_at;
 				const struct step *st = &srv.script[srv.next++];
 				if (hold) {
 					char b;
@@ -171,7 +178,9 @@ static void *serve(void *arg)
 					break;
 				if (delay_ms > 0)
 					(void)usleep(delay_ms * 1000u);
-				answer(s, st);
+				answer(s, st, cut);
+				if (cut > 0)
+					break; /* hang up mid-body */
 			}
 		}
 		SSL_free(s);
@@ -754,6 +763,123 @@ START_TEST(test_httpc_file_upload_bounded_by_progress)
 }
 END_TEST
 
+/* What a sink was given (see_answer). */
+struct answer_seen {
+	unsigned starts;   /* pieces at offset 0 */
+	uint64_t bytes;    /* since the last start */
+	bool in_order;     /* every byte the pattern's at its offset */
+	uint64_t refuse_past; /* >0: refuse a piece that goes past this */
+};
+
+/* The sink of the tests: the answers are "0123456789" repeated. */
+static enum idp_err see_answer(void *arg, uint64_t offset, const uint8_t *buf, size_t len,
+                               struct idp_error *err)
+{
+	struct answer_seen *a = arg;
+	if (offset == 0) {
+		a->starts++;
+		a->bytes = 0;
+		a->in_order = true;
+	}
+	ck_assert_uint_eq(offset, a->bytes);
+	for (size_t i = 0; i < len; i++)
+		a->in_order = a->in_order && buf[i] == '0' + (offset + i) % 10;
+	a->bytes += len;
+	if (a->refuse_past > 0 && a->bytes > a->refuse_past)
+		return idp_error_set(err, IDP_E_FORMAT, "longer than wanted");
+	return IDP_OK;
+}
+
+/* A 2xx answer goes to the sink as it arrives, not into resp.body and not
+ * under answer_max (4 KiB here, the answer 1 MB); cut mid-body, the
+ * idempotent request is tried again and the sink starts over at offset 0,
+ * ending with the whole second answer only. An error answer is kept as
+ * without a sink (the sink never sees it); a whole empty 2xx answer after a
+ * cut one still starts the sink over (an empty piece at 0). */
+START_TEST(test_httpc_answer_to_sink_started_over)
+{
+	static const struct step s[] = {
+	        {200, NULL, "0123456789", 100000},
+	        {200, NULL, "0123456789", 100000},
+	        {404, NULL, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such\"}}", 0},
+	        {200, NULL, "0123456789", 1000},
+	        {200, NULL, NULL, 0},
+	};
+	manner[0].cut_at = 300000;
+	manner[3].cut_at = 5000;
+	start_server(s, 5, 0);
+	struct fio_httpc *c = client(3, 4096, ca_path);
+	struct answer_seen a = {0};
+	struct fio_httpc_req r = {.method = "POST", .path = "/v1/admin/backup", .idempotent = true,
+	                          .sink = see_answer, .sink_arg = &a};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	ck_assert_msg(fio_httpc_do(c, &r, &resp, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_int_eq(resp.status, 200);
+	ck_assert_uint_eq(resp.attempts, 2);
+	ck_assert_ptr_null(resp.body);
+	ck_assert_uint_eq(resp.len, 0);
+	ck_assert_uint_eq(a.starts, 2);
+	ck_assert_uint_eq(a.bytes, 1000000);
+	ck_assert(a.in_order);
+	fio_httpc_resp_free(&resp);
+
+	a = (struct answer_seen){0};
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_NOTFOUND);
+	ck_assert(resp.has_api_error);
+	ck_assert_str_eq(err.msg, "server refused (404 not_found): no such");
+	ck_assert_uint_eq(a.starts, 0);
+	fio_httpc_resp_free(&resp);
+
+	ck_assert_msg(fio_httpc_do(c, &r, &resp, &err) == IDP_OK, "%s", err.msg);
+	ck_assert_uint_eq(resp.attempts, 2);
+	ck_assert_uint_eq(a.starts, 2);
+	ck_assert_uint_eq(a.bytes, 0);
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+	ck_assert_uint_eq(srv.n_seen, 5);
+}
+END_TEST
+
+/* A request that is not idempotent, cut mid-answer, is not tried again and
+ * fails; a sink that refuses a piece aborts the transfer, which is not tried
+ * again: its error comes back and resp.local says it was refused here. */
+START_TEST(test_httpc_answer_to_sink_cut_or_refused)
+{
+	static const struct step s[] = {
+	        {200, NULL, "0123456789", 100000},
+	        {200, NULL, "0123456789", 3000}, /* fits in the socket buffers */
+	};
+	manner[0].cut_at = 300000;
+	start_server(s, 2, 0);
+	struct fio_httpc *c = client(3, 0, ca_path);
+	struct answer_seen a = {0};
+	struct fio_httpc_req r = {.method = "POST", .path = "/v1/admin/backup", .sink = see_answer,
+	                          .sink_arg = &a};
+	struct fio_httpc_resp resp;
+	struct idp_error err = {0};
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_IO);
+	ck_assert_uint_eq(resp.attempts, 1);
+	ck_assert(!resp.local);
+	ck_assert_uint_eq(a.starts, 1);
+	ck_assert_uint_eq(a.bytes, 300000);
+	fio_httpc_resp_free(&resp);
+
+	a = (struct answer_seen){.refuse_past = 20000};
+	r.idempotent = true;
+	ck_assert_int_eq(fio_httpc_do(c, &r, &resp, &err), IDP_E_FORMAT);
+	ck_assert_str_eq(err.msg, "longer than wanted");
+	ck_assert(resp.local);
+	ck_assert_uint_eq(resp.attempts, 1);
+	ck_assert_uint_eq(a.starts, 1);
+	fio_httpc_resp_free(&resp);
+	fio_httpc_free(c);
+	stop_server();
+	ck_assert_uint_eq(srv.n_seen, 2);
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -774,6 +900,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_httpc_file_body_sent_again_from_start);
 	tcase_add_test(tc, test_httpc_file_body_refused_or_cut);
 	tcase_add_test(tc, test_httpc_file_upload_bounded_by_progress);
+	tcase_add_test(tc, test_httpc_answer_to_sink_started_over);
+	tcase_add_test(tc, test_httpc_answer_to_sink_cut_or_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
