@@ -38,5 +38,19 @@ t_wait() {
 # STR with its last character replaced by one that surely differs (a forged
 # secret of the right length): "x" unless it already ends in x, then "y".
 t_forge() { local s=$1; if [ "${s: -1}" = x ]; then echo "${s%?}y"; else echo "${s%?}x"; fi; }
+# t_peak_rss OUT CMD... : run CMD under /usr/bin/time and return its exit
+# status; its peak RSS in KiB goes alone to OUT. Under ASan the quarantine of
+# freed memory is off for CMD, so that RSS counts what is live. For tests that
+# memory does not grow with the input: two runs compared within a few MiB.
+t_peak_rss() {
+	local out=$1 opts=${ASAN_OPTIONS:-} rc
+	shift
+	[ "${IDP_VARIANT:-}" = asan ] && opts="$opts:quarantine_size_mb=0"
+	ASAN_OPTIONS=$opts /usr/bin/time -o "$out.time" -f %M "$@"
+	rc=$?
+	tail -1 "$out.time" >"$out"
+	rm -f "$out.time"
+	return "$rc"
+}
 
 t_done() { echo "RESULT $T_PASS $T_FAIL"; [ "$T_FAIL" -eq 0 ]; exit $?; }

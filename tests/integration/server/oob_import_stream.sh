@@ -4,11 +4,10 @@
 # memory does not grow with the file. Two files whose last line is bad (so
 # nothing is sent and no server is needed), 20 lines and about 12 MiB: both
 # refused naming their last line, and the large one's peak RSS
-# (/usr/bin/time %M) within 4 MiB of the small one's (holding the file
-# would add 12 MiB). Under ASan the quarantine of freed memory is off.
+# (t_peak_rss) within 4 MiB of the small one's (holding the file would
+# add 12 MiB).
 . "$(dirname "$0")/../../lib.sh"
 
-[ "$IDP_VARIANT" = asan ] && export ASAN_OPTIONS="${ASAN_OPTIONS:-}:quarantine_size_mb=0"
 # csv N FILE: N good lines, then one whose secret holds a space.
 csv() {
 	awk -v n="$1" 'BEGIN { print "device_id,secret"
@@ -19,10 +18,10 @@ csv() {
 # peak RSS in KiB; the refusal in $T_TMP/err.N.
 import_peak() {
 	csv "$1" "$T_TMP/s$1.csv"
-	IDPROV_ADMIN_TOKEN=unused /usr/bin/time -o "$T_TMP/time$1" -f %M "$IDP_BIN/idprov-admin" \
+	IDPROV_ADMIN_TOKEN=unused t_peak_rss "$T_TMP/rss$1" "$IDP_BIN/idprov-admin" \
 		--server https://127.0.0.1:1 --ca /dev/null oob import "$T_TMP/s$1.csv" \
 		>/dev/null 2>"$T_TMP/err.$1"
-	echo "$? $(tail -1 "$T_TMP/time$1")"
+	echo "$? $(cat "$T_TMP/rss$1")"
 }
 read -r rc small < <(import_peak 20)
 t_run "20 lines and a bad one: refused (exit 3)" [ "$rc" = 3 ]

@@ -4,25 +4,22 @@
 # (enroll/batch.c walk, enroll/manifest_build.h enr_manifest_out): its peak
 # memory does not grow with the batch. A journal of 200 devices and one of
 # 60,000 (about 14 MiB; journal-gen writes them) are closed; the larger
-# close's peak RSS (/usr/bin/time %M) must stay within 4 MiB of the
-# smaller's (reading the journal whole alone would add 14 MiB). Under ASan
-# the quarantine of freed memory is off for both, so that RSS counts what
-# is live. Both manifests are whole: the printed SHA-256 is the file's, one
+# close's peak RSS (t_peak_rss) must stay within 4 MiB of the
+# smaller's (reading the journal whole alone would add 14 MiB). Both manifests are whole: the printed SHA-256 is the file's, one
 # line per device after the header, no temporary file left beside them.
 . "$(dirname "$0")/../../lib.sh"
 
 gen=$IDP_BUILD/tools/journal-gen
 key=$IDP_TOP/samples/manifests/sample-station-p256.key
-[ "$IDP_VARIANT" = asan ] && export ASAN_OPTIONS="${ASAN_OPTIONS:-}:quarantine_size_mb=0"
 # close_peak N: close a batch of N devices in its own state directory;
 # prints the peak RSS in KiB.
 close_peak() {
 	local st=$T_TMP/s$1
 	mkdir -p "$st/batches"
 	"$gen" "$st/batches/b-$1.journal" "b-$1" station-01 sx1 "$1" || return 1
-	/usr/bin/time -o "$T_TMP/time$1" -f %M "$IDP_BIN/idprov-station" close --state "$st" \
+	t_peak_rss "$T_TMP/rss$1" "$IDP_BIN/idprov-station" close --state "$st" \
 		--batch "b-$1" --key "$key" >"$T_TMP/close$1" 2>&1 || return 1
-	tail -1 "$T_TMP/time$1"
+	cat "$T_TMP/rss$1"
 }
 # whole N: the manifest of N devices is complete and is what was printed.
 whole() {
