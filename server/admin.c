@@ -27,6 +27,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "formats/admin_api.h"
@@ -37,6 +38,7 @@
 #include "formats/keys.h"
 #include "formats/mac.h"
 #include "server/checkpoint.h"
+#include "server/fault.h"
 #include "server/handlers.h"
 #include "formats/io/log.h"
 #include "server/provision.h"
@@ -1219,6 +1221,39 @@ void srv_admin_report_unprovisioned(struct srv_ctx *ctx, struct evhttp_request *
 
 /* ---------------------------------------------------------------- backup */
 
+/* WARNING: test-only fault points (srv_fault_test): write the first half of
+ * the snapshot db[0..len) as a 200 answer straight to the connection, then
+ * end the process (exit status 99) as a crash would. backup.cut announces
+ * the whole length (the answer is cut mid-body), backup.short the half (a
+ * well-framed answer that holds a truncated database). Returns when neither
+ * is set. */
+static void backup_fault(struct evhttp_request *req, const uint8_t *db, size_t len)
+{
+	bool cut = srv_fault_test("backup.cut");
+	SSL *ssl = srv_http_ssl(req);
+	if ((!cut && !srv_fault_test("backup.short")) || ssl == NULL)
+		return;
+	char head[160];
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.sqlite3\r\n"
+	                 "Content-Length: %zu\r\n\r\n",
+	                 cut ? len : len / 2);
+	int fd = SSL_get_fd(ssl), fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+	if (n > 0 && fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0) {
+		const uint8_t *parts[2] = {(const uint8_t *)head, db};
+		size_t lens[2] = {(size_t)n, len / 2};
+		for (size_t i = 0; i < 2; i++)
+			for (size_t off = 0, k; off < lens[i]; off += k) {
+				int w = SSL_write(ssl, parts[i] + off,
+				                  lens[i] - off > 65536 ? 65536 : (int)(lens[i] - off));
+				if (w <= 0)
+					_exit(99);
+				k = (size_t)w;
+			}
+	}
+	_exit(99);
+}
+
 /* POST /v1/admin/backup: a consistent snapshot of the database (VACUUM INTO
  * a temporary file in the state directory, served as
  * application/vnd.sqlite3, then gone). The file is created here (0600,
@@ -1264,6 +1299,7 @@ void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
 		(void)srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		return;
 	}
+	backup_fault(req, map, (size_t)sb.st_size);
 	srv_http_reply(req, 200, "application/vnd.sqlite3", map, (size_t)sb.st_size);
 	(void)munmap(map, (size_t)sb.st_size);
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=backup bytes=%lld", ctx->loop,

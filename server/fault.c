@@ -4,6 +4,8 @@
 #include "server/fault.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "formats/io/log.h"
@@ -60,4 +62,10 @@ bool srv_fault_answer(unsigned loop, struct evhttp_request *req, enum fmt_api_er
 		return true;
 	}
 	return false;
+}
+
+bool srv_fault_test(const char *name)
+{
+	const char *f = getenv("IDPROVD_TEST_FAULT");
+	return f != NULL && strcmp(f, name) == 0;
 }

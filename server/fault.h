@@ -34,4 +34,9 @@ bool srv_fault_answer(unsigned loop, struct evhttp_request *req, enum fmt_api_er
 /* Requests refused with storage_full since the start (for /metrics). */
 uint64_t srv_fault_full_total(void);
 
+/* WARNING: test-only fault points (docs/design.md, "Fault points for
+ * tests"). Whether IDPROVD_TEST_FAULT in the environment is name: the
+ * caller then fails there as a crash would. Never set in service. */
+bool srv_fault_test(const char *name);
+
 #endif /* IDP_SERVER_FAULT_H */

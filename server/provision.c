@@ -13,6 +13,7 @@
 #include <openssl/sha.h>
 
 #include "formats/oob.h"
+#include "server/fault.h"
 
 static const char *const refusal_names[] = {
         [SRV_REFUSE_NONE] = "none",
@@ -429,8 +430,7 @@ static enum idp_err decide(struct srv_store *st, const struct srv_state *state,
  * answer (docs/design.md, "Fault points for tests"). Never set in service. */
 static void fault_point(const char *name)
 {
-	const char *f = getenv("IDPROVD_TEST_FAULT");
-	if (f != NULL && strcmp(f, name) == 0)
+	if (srv_fault_test(name))
 		_exit(99);
 }
 
