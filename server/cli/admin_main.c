@@ -48,8 +48,8 @@
 #define ADM_PEM_MAX       16384u       /* a key or CA PEM */
 #define ADM_SIG_MAX       8192u        /* a detached signature */
 #define ADM_ANSWER_MAX    FMT_ADMIN_ANSWER_MAX /* bytes of an answer kept */
-#define ADM_BACKUP_MAX    ((size_t)1 << 34) /* bytes of a database backup */
 #define ADM_SQLITE_MAGIC  "SQLite format 3" /* + NUL: the first 16 bytes of a database */
+#define ADM_SQLITE_HEAD   100u /* bytes of an SQLite database header */
 #define ADM_URL_MAX       2048u
 #define ADM_EXPORT_MAX    ((size_t)1 << 32) /* bytes of an audit export verified offline */
 #define ADM_TIMEOUT_S     300L
@@ -176,31 +176,103 @@ static int load_token(const struct opts *o, char tok[static ADM_TOKEN_MAX + 1])
 	return 0;
 }
 
-/* Write the database snapshot a[0..len) to path atomically (0600), after
- * checking that it is one; print {"ok":true,"file","bytes"}. */
-static int save_backup(const struct opts *o, const uint8_t *buf, size_t len, const char *path)
+/* A database snapshot written to its file as it arrives (the sink of the
+ * backup request, fio_httpc_req.sink): constant memory whatever its size.
+ * The temp file beside path is made when an answer begins (offset 0, so a
+ * new attempt starts it over) and renamed over path by backup_finish only
+ * when whole; on any failure the caller drops it and path is untouched. */
+struct backup {
+	const char *path;
+	struct fmt_file_atomic f; /* .fd -1: none open */
+	uint8_t head[ADM_SQLITE_HEAD];
+	uint64_t got;  /* bytes of this answer written */
+	uint64_t size; /* the database's bytes by its header; 0 until known */
+};
+
+static uint32_t load_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The bytes of the database whose header is head (SQLite file format,
+ * section 1.3): page size at offset 16 (big-endian, 1 meaning 65536) times
+ * the page count at offset 28, which counts only when the change counter at
+ * 24 equals the version-valid-for number at 92 (always so in a database
+ * that VACUUM INTO wrote). 0 when the header gives no size. */
+static uint64_t sqlite_size(const uint8_t head[static ADM_SQLITE_HEAD])
+{
+	uint32_t page = (uint32_t)head[16] << 8 | head[17];
+	if (page == 1)
+		page = 65536;
+	if (page < 512 || (page & (page - 1)) != 0 || memcmp(head + 24, head + 92, 4) != 0)
+		return 0;
+	return (uint64_t)page * load_be32(head + 28);
+}
+
+/* The next piece of the answer: checked (the SQLite magic, the size its
+ * header gives) and appended to the temp file. */
+static enum idp_err backup_piece(void *arg, uint64_t offset, const uint8_t *buf, size_t len,
+                                 struct idp_error *err)
+{
+	struct backup *b = arg;
+	enum idp_err rc;
+	if (offset == 0) { /* an answer begins: the file starts over */
+		fmt_file_atomic_abort(&b->f);
+		b->got = b->size = 0;
+		if ((rc = fmt_file_atomic_open(&b->f, b->path, 0600, err)) != IDP_OK)
+			return rc;
+	}
+	if (b->got < ADM_SQLITE_HEAD) {
+		size_t k = len < ADM_SQLITE_HEAD - b->got ? len : ADM_SQLITE_HEAD - (size_t)b->got;
+		memcpy(b->head + b->got, buf, k);
+		if (b->got + k >= sizeof(ADM_SQLITE_MAGIC) &&
+		    memcmp(b->head, ADM_SQLITE_MAGIC, sizeof(ADM_SQLITE_MAGIC)) != 0)
+			return idp_error_set(err, IDP_E_FORMAT, "the answer is not an SQLite database");
+		if (b->got + k == ADM_SQLITE_HEAD && (b->size = sqlite_size(b->head)) == 0)
+			return idp_error_set(err, IDP_E_FORMAT,
+			                     "the answer's SQLite header gives no database size");
+	}
+	if (b->size > 0 && len > b->size - b->got)
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "the answer is longer than the %llu bytes its SQLite header gives",
+		                     (unsigned long long)b->size);
+	rc = fmt_file_atomic_write(&b->f, buf, len, err);
+	b->got += len;
+	return rc;
+}
+
+/* The whole answer is in b's temp file: unless it is shorter than its
+ * header says, make it b->path (fsync'ed, renamed, directory fsync'ed) and
+ * print {"ok":true,"file","bytes"}. */
+static int backup_finish(const struct opts *o, struct backup *b)
 {
 	struct idp_error err = {0};
-	if (len < sizeof(ADM_SQLITE_MAGIC) || memcmp(buf, ADM_SQLITE_MAGIC, sizeof(ADM_SQLITE_MAGIC)) != 0) {
-		(void)fprintf(stderr, "idprov-admin: the answer is not an SQLite database\n");
-		return EXIT_LOCAL;
-	}
-	if (fmt_file_write_atomic(path, buf, len, 0600, &err) != IDP_OK) {
+	enum idp_err rc;
+	if (b->got < sizeof(ADM_SQLITE_MAGIC))
+		rc = idp_error_set(&err, IDP_E_FORMAT, "the answer is not an SQLite database");
+	else if (b->got != b->size)
+		rc = idp_error_set(&err, IDP_E_FORMAT,
+		                   "the answer is cut: %llu bytes, its SQLite header gives %llu",
+		                   (unsigned long long)b->got, (unsigned long long)b->size);
+	else
+		rc = fmt_file_atomic_commit(&b->f, 0, &err);
+	if (rc != IDP_OK) {
+		fmt_file_atomic_abort(&b->f);
 		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
 		return EXIT_LOCAL;
 	}
 	if (!o->json) {
 		char bytes[32];
-		(void)snprintf(bytes, sizeof(bytes), "%zu", len);
-		const char *names[] = {"file", "bytes"}, *values[] = {path, bytes};
+		(void)snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)b->got);
+		const char *names[] = {"file", "bytes"}, *values[] = {b->path, bytes};
 		adm_table_pairs(stdout, names, values, 2);
 		return 0;
 	}
 	cJSON *j = cJSON_CreateObject();
 	char *s = NULL;
 	if (j != NULL && cJSON_AddBoolToObject(j, "ok", 1) != NULL &&
-	    cJSON_AddStringToObject(j, "file", path) != NULL &&
-	    cJSON_AddNumberToObject(j, "bytes", (double)len) != NULL)
+	    cJSON_AddStringToObject(j, "file", b->path) != NULL &&
+	    cJSON_AddNumberToObject(j, "bytes", (double)b->got) != NULL)
 		s = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
 	(void)printf("%s\n", s != NULL ? s : "{\"ok\":true}");
@@ -222,8 +294,6 @@ static int show(const struct opts *o, const struct answer *a, const uint8_t *buf
 {
 	struct idp_error err = {0};
 	int rc = 0;
-	if (a->shape == SHAPE_BACKUP)
-		return save_backup(o, buf, len, a->save);
 	if (a->shape == SHAPE_RAW) {
 		(void)printf("%s\n", buf != NULL ? (const char *)buf : "");
 		return 0;
@@ -326,9 +396,10 @@ static int save_secret(const struct opts *o, const uint8_t *buf, size_t len, con
 }
 
 /* POST body[0..len) to /v1/admin/PATH (GET when body is NULL) through the
- * shared HTTPS client; show the answer as a says. Only 429/503 and failures
- * before anything was sent are tried again (fio_httpc), so no admin action
- * is ever applied twice. */
+ * shared HTTPS client; show the answer as a says (a backup: written to its
+ * file as it arrives). Only 429/503 and failures before anything was sent
+ * are tried again (fio_httpc), so no admin action is ever applied twice;
+ * a manifest import and a backup (a read) also after a broken connection. */
 static int send_req(const struct opts *o, const char *path, const char *type, const void *body,
                     size_t len, const struct fio_httpc_file *file, const char *sig64,
                     const struct answer *a)
@@ -356,11 +427,12 @@ static int send_req(const struct opts *o, const char *path, const char *type, co
 	                            .attempts = 3,
 	                            .client_cert = o->cert,
 	                            .client_key = o->key,
-	                            .answer_max = a->shape == SHAPE_BACKUP ? ADM_BACKUP_MAX
-	                                                                    : ADM_ANSWER_MAX};
+	                            .answer_max = ADM_ANSWER_MAX};
 	bool has_body = body != NULL || file != NULL;
 	/* A file is a manifest: importing it again answers "already imported"
-	 * (created false), so it may be sent again after a broken connection. */
+	 * (created false), so it may be sent again after a broken connection;
+	 * a backup is a read, its file started over by a new answer. */
+	struct backup bk = {.path = a->save, .f = {.fd = -1}};
 	struct fio_httpc_req r = {.method = has_body ? "POST" : "GET",
 	                          .path = apath,
 	                          .content_type = has_body ? type : NULL,
@@ -368,7 +440,9 @@ static int send_req(const struct opts *o, const char *path, const char *type, co
 	                          .body_len = len,
 	                          .bearer = tok[0] != '\0' ? tok : NULL,
 	                          .headers = hdrs,
-	                          .idempotent = file != NULL};
+	                          .idempotent = file != NULL || a->shape == SHAPE_BACKUP,
+	                          .sink = a->shape == SHAPE_BACKUP ? backup_piece : NULL,
+	                          .sink_arg = &bk};
 	struct fio_httpc *c = NULL;
 	struct fio_httpc_resp resp;
 	memset(&resp, 0, sizeof(resp));
@@ -380,7 +454,9 @@ static int send_req(const struct opts *o, const char *path, const char *type, co
 	OPENSSL_cleanse(tok, sizeof(tok));
 	fio_httpc_free(c);
 	if (hrc == IDP_OK) {
-		if (o->secret_out != NULL)
+		if (a->shape == SHAPE_BACKUP)
+			rc = backup_finish(o, &bk);
+		else if (o->secret_out != NULL)
 			rc = save_secret(o, resp.body, resp.len, o->secret_out);
 		else if (o->raw) {
 			if (resp.len > 0 && fwrite(resp.body, 1, resp.len, stdout) != resp.len)
@@ -397,6 +473,7 @@ static int send_req(const struct opts *o, const char *path, const char *type, co
 		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
 		rc = EXIT_LOCAL;
 	}
+	fmt_file_atomic_abort(&bk.f); /* a failed backup leaves no file */
 	fio_httpc_resp_free(&resp);
 	return rc;
 }

@@ -104,4 +104,81 @@ t_run "same import again: already imported" cli import "$T_TMP/b1.manifest" >"$T
 t_grep "the batch is known" '"created":false' "$T_TMP/imp.out"
 srv_stop
 t_run "restored server stops cleanly" [ "$SRV_RC" = 0 ]
+
+# Constant memory: idprov-admin writes the answer to FILE's temp file as it
+# arrives, so the backup of a database of tens of MB peaks within 4 MiB of
+# a small one's (holding the answer would add all of it). The padding is
+# written by the sqlite3 CLI while no server runs.
+t_run "server starts again" srv_start "$r"
+url=$SRV_URL
+# cli as one command (t_peak_rss runs a program, not a function).
+admin() { adm=("$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" --token-file "$T_TMP/token" --json); }
+admin
+t_peak_rss "$T_TMP/rss.small" "${adm[@]}" backup "$T_TMP/small.db" >/dev/null
+t_run "small backup done" [ $? = 0 ]
+srv_stop
+sqlite3 "$r/idprov.db" "create table pad(b blob);
+	with recursive n(i) as (select 1 union all select i + 1 from n where i < 40)
+	insert into pad select randomblob(1048576) from n;"
+t_run "server starts on a database of 40 MB more" srv_start "$r"
+url=$SRV_URL
+admin
+t_peak_rss "$T_TMP/rss.large" "${adm[@]}" backup "$T_TMP/large.db" >"$T_TMP/cli.out"
+t_run "large backup done" [ $? = 0 ]
+small=$(cat "$T_TMP/rss.small") large=$(cat "$T_TMP/rss.large") bytes=$(stat -c %s "$T_TMP/large.db")
+echo "# measured: peak RSS $small KiB (backup of $(stat -c %s "$T_TMP/small.db") bytes)," \
+	"$large KiB (backup of $bytes bytes)"
+t_run "large backup over 40 MB" [ "$bytes" -gt 41943040 ]
+t_run "peak RSS of the large backup within 4 MiB of the small one's" \
+	[ "$large" -le $((small + 4096)) ]
+t_grep "its size printed" "\"bytes\":$bytes}" "$T_TMP/cli.out"
+t_run "large backup passes integrity_check" \
+	[ "$(sqlite3 "$T_TMP/large.db" 'pragma integrity_check')" = ok ]
+t_run "large backup holds the padding" \
+	[ "$(sqlite3 "$T_TMP/large.db" 'select count(*) from pad')" = 40 ]
+t_run "large backup is 0600" [ "$(stat -c %a "$T_TMP/large.db")" = 600 ]
+srv_stop
+
+# An existing FILE is kept whole, and no temp file is left beside it, when
+# the answer is an error, is cut mid-body (the server dies: fault point
+# backup.cut), or is well framed but holds a truncated database (fault point
+# backup.short: only the size its SQLite header gives tells).
+old=$(sha256sum <"$T_TMP/large.db")
+intact() { [ -s "$T_TMP/large.db" ] && [ "$(sha256sum <"$T_TMP/large.db")" = "$old" ] &&
+	[ -z "$(find "$T_TMP" -maxdepth 1 -name 'large.db.tmp-*')" ]; }
+t_run "server starts again" srv_start "$r"
+url=$SRV_URL
+t_forge "$(cat "$T_TMP/token")" >"$T_TMP/forged"
+chmod 600 "$T_TMP/forged"
+"$IDP_BIN/idprov-admin" --server "$url" --ca "$SRV_CA" --token-file "$T_TMP/forged" \
+	backup "$T_TMP/large.db" 2>"$T_TMP/err.out"
+t_run "a refused backup exits 1" [ $? = 1 ]
+t_grep "and prints the server's error" 'refused \(401 unauthorized\)' "$T_TMP/err.out"
+t_run "FILE intact after a refused backup" intact
+srv_stop
+IDPROVD_TEST_FAULT=backup.cut srv_start "$r"
+url=$SRV_URL
+cli backup "$T_TMP/large.db" 2>"$T_TMP/err.out"
+t_run "a backup cut mid-answer exits 3" [ $? = 3 ]
+wait "$SRV_PID"
+t_run "the server died in the middle of the answer (fault point)" [ $? = 99 ]
+t_run "FILE intact after a cut backup" intact
+IDPROVD_TEST_FAULT=backup.short srv_start "$r"
+url=$SRV_URL
+cli backup "$T_TMP/large.db" 2>"$T_TMP/err.out"
+t_run "a truncated database exits 3" [ $? = 3 ]
+t_grep "named as cut by its header" \
+	'the answer is cut: [0-9]+ bytes, its SQLite header gives [0-9]+$' "$T_TMP/err.out"
+read -r got want < <(sed -n 's/.*is cut: \([0-9]*\) bytes, its SQLite header gives \([0-9]*\)$/\1 \2/p' "$T_TMP/err.out")
+t_run "half of the database came" [ "$got" = $((${want:-0} / 2)) ] && [ "$got" -gt 0 ]
+wait "$SRV_PID"
+t_run "the server died after the short answer (fault point)" [ $? = 99 ]
+t_run "FILE intact after a truncated database" intact
+IDPROVD_TEST_FAULT=backup.short srv_start "$r"
+url=$SRV_URL
+cli backup "$T_TMP/new.db" 2>/dev/null
+t_run "a truncated database to a new FILE exits 3" [ $? = 3 ]
+srv_kill "$SRV_PID"
+t_run "and leaves no FILE" [ ! -e "$T_TMP/new.db" ]
+t_run "and no temp file" [ -z "$(find "$T_TMP" -maxdepth 1 -name 'new.db.tmp-*')" ]
 t_done
