@@ -1225,11 +1225,13 @@ void srv_admin_report_unprovisioned(struct srv_ctx *ctx, struct evhttp_request *
  * the snapshot db[0..len) as a 200 answer straight to the connection, then
  * end the process (exit status 99) as a crash would. backup.cut announces
  * the whole length (the answer is cut mid-body), backup.short the half (a
- * well-framed answer that holds a truncated database). Returns when neither
- * is set. */
+ * well-framed answer that holds a truncated database); backup.stall is
+ * backup.cut that hangs (the loop's thread sleeps until the process is
+ * killed) instead of ending. Returns when none is set. */
 static void backup_fault(struct evhttp_request *req, const uint8_t *db, size_t len)
 {
-	bool cut = srv_fault_test("backup.cut");
+	bool stall = srv_fault_test("backup.stall");
+	bool cut = stall || srv_fault_test("backup.cut");
 	SSL *ssl = srv_http_ssl(req);
 	if ((!cut && !srv_fault_test("backup.short")) || ssl == NULL)
 		return;
@@ -1251,6 +1253,9 @@ static void backup_fault(struct evhttp_request *req, const uint8_t *db, size_t l
 				k = (size_t)w;
 			}
 	}
+	if (stall)
+		for (;;)
+			(void)pause(); /* until killed */
 	_exit(99);
 }
 

@@ -14,6 +14,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,21 @@ struct backup {
 	uint64_t size; /* the database's bytes by its header; 0 until known */
 };
 
+/* The temp file of the backup in progress, for on_signal: a copy of its
+ * name, flagged only while whole (not while fmt_file_atomic writes it). */
+static char backup_tmp[sizeof(((struct fmt_file_atomic *)NULL)->tmp)];
+static volatile sig_atomic_t backup_tmp_set;
+
+/* SIGINT, SIGTERM, SIGHUP during a backup: remove its temp file (FILE stays
+ * as it was), then die of the signal. Async-signal-safe calls only. */
+static void on_signal(int sig)
+{
+	if (backup_tmp_set)
+		(void)unlink(backup_tmp);
+	(void)signal(sig, SIG_DFL);
+	(void)raise(sig);
+}
+
 static uint32_t load_be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -217,10 +233,13 @@ static enum idp_err backup_piece(void *arg, uint64_t offset, const uint8_t *buf,
 	struct backup *b = arg;
 	enum idp_err rc;
 	if (offset == 0) { /* an answer begins: the file starts over */
+		backup_tmp_set = 0;
 		fmt_file_atomic_abort(&b->f);
 		b->got = b->size = 0;
 		if ((rc = fmt_file_atomic_open(&b->f, b->path, 0600, err)) != IDP_OK)
 			return rc;
+		memcpy(backup_tmp, b->f.tmp, sizeof(backup_tmp));
+		backup_tmp_set = 1;
 	}
 	if (b->got < ADM_SQLITE_HEAD) {
 		size_t k = len < ADM_SQLITE_HEAD - b->got ? len : ADM_SQLITE_HEAD - (size_t)b->got;
@@ -433,6 +452,14 @@ static int send_req(const struct opts *o, const char *path, const char *type, co
 	 * (created false), so it may be sent again after a broken connection;
 	 * a backup is a read, its file started over by a new answer. */
 	struct backup bk = {.path = a->save, .f = {.fd = -1}};
+	if (a->shape == SHAPE_BACKUP) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal;
+		(void)sigaction(SIGINT, &sa, NULL);
+		(void)sigaction(SIGTERM, &sa, NULL);
+		(void)sigaction(SIGHUP, &sa, NULL);
+	}
 	struct fio_httpc_req r = {.method = has_body ? "POST" : "GET",
 	                          .path = apath,
 	                          .content_type = has_body ? type : NULL,
@@ -473,6 +500,7 @@ static int send_req(const struct opts *o, const char *path, const char *type, co
 		(void)fprintf(stderr, "idprov-admin: %s\n", err.msg);
 		rc = EXIT_LOCAL;
 	}
+	backup_tmp_set = 0;
 	fmt_file_atomic_abort(&bk.f); /* a failed backup leaves no file */
 	fio_httpc_resp_free(&resp);
 	return rc;
