@@ -269,6 +269,10 @@ static int backup_finish(const struct opts *o, struct backup *b)
 	enum idp_err rc;
 	if (b->got < sizeof(ADM_SQLITE_MAGIC))
 		rc = idp_error_set(&err, IDP_E_FORMAT, "the answer is not an SQLite database");
+	else if (b->size == 0)
+		rc = idp_error_set(&err, IDP_E_FORMAT,
+		                   "the answer is cut: %llu bytes, less than an SQLite header",
+		                   (unsigned long long)b->got);
 	else if (b->got != b->size)
 		rc = idp_error_set(&err, IDP_E_FORMAT,
 		                   "the answer is cut: %llu bytes, its SQLite header gives %llu",
