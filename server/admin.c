@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -1259,6 +1261,13 @@ static void backup_fault(struct evhttp_request *req, const uint8_t *db, size_t l
 	_exit(99);
 }
 
+/* The cleanup of a backup answer's buffer: map is the mapping itself. */
+static void unmap_snapshot(const void *data, size_t len, void *map)
+{
+	(void)data;
+	(void)munmap(map, len);
+}
+
 /* POST /v1/admin/backup: a consistent snapshot of the database (VACUUM INTO
  * a temporary file in the state directory, served as
  * application/vnd.sqlite3, then gone). The file is created here (0600,
@@ -1305,8 +1314,16 @@ void srv_admin_backup(struct srv_ctx *ctx, struct evhttp_request *req)
 		return;
 	}
 	backup_fault(req, map, (size_t)sb.st_size);
-	srv_http_reply(req, 200, "application/vnd.sqlite3", map, (size_t)sb.st_size);
-	(void)munmap(map, (size_t)sb.st_size);
+	/* By reference: the answer is sent from the mapping, which is unmapped
+	 * once the last byte has left (a copy would cost the server the
+	 * database's size in memory). */
+	if (evbuffer_add_reference(evhttp_request_get_output_buffer(req), map, (size_t)sb.st_size,
+	                           unmap_snapshot, map) != 0) {
+		(void)munmap(map, (size_t)sb.st_size);
+		srv_http_error(req, FMT_API_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	srv_http_reply(req, 200, "application/vnd.sqlite3", NULL, 0);
 	fio_log(FIO_LOG_INFO, "admin.done", "loop=%u action=backup bytes=%lld", ctx->loop,
 	        (long long)sb.st_size);
 }
