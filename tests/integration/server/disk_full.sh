@@ -83,6 +83,8 @@ t_run "integrity_check ok" [ "$(q 'PRAGMA integrity_check')" = ok ]
 srv_stop
 t_run "server stops cleanly" [ "$SRV_RC" = 0 ]
 t_run "audit chain verifies after a restart" srv_start "$st"
-t_run "idprov-admin audit verify" adm audit verify >/dev/null
+verify() { adm audit verify >"$T_TMP/verify.out"; }
+t_run "idprov-admin audit verify" verify
+t_grep "... intact" '^intact +yes$' "$T_TMP/verify.out"
 srv_stop
 t_done
