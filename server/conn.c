@@ -102,6 +102,7 @@ struct srv_conn {
 	int64_t body_t0;         /* C_BODY, C_SPOOL: when the body began (fio_mono_ms) */
 	int64_t body_last;       /* ... when its last bytes came */
 	uint64_t body_got;       /* ... and its bytes received so far */
+	struct idp_error reject_err; /* the cause of a storage_full refusal, for its log */
 	struct srv_spool *spool; /* the upload of the current request, or NULL */
 	uint8_t *held;           /* C_SPOOL: the head to pass once the body is spooled */
 	size_t held_len;
@@ -538,6 +539,25 @@ static uint8_t *head_without_body(const uint8_t *p, size_t end, size_t *len,
 	return out;
 }
 
+/* Refuse the upload whose spool failed with err: storage running out
+ * (IDP_E_FULL) is answered like any full store, 503 storage_full with
+ * Retry-After and logged as store.full (server/fault.h, from the
+ * dispatcher); anything else 500, logged here. The spool goes with the
+ * refusal (conn_reject), and its space with it. */
+static void conn_spool_refuse(struct srv_conn *c, struct evbuffer *src, struct evbuffer *dst,
+                              const struct idp_error *err)
+{
+	enum fmt_api_err_code code = fmt_api_err_of(err->code, FMT_API_ORIGIN_SERVER);
+	if (code != FMT_API_ERR_STORAGE_FULL) {
+		char ebuf[FIO_LOG_ESC_MAX];
+		fio_log(FIO_LOG_ERROR, "upload.spool", "loop=%u error=%s", c->loop->ctx.loop,
+		        fio_log_err(err, ebuf));
+		code = FMT_API_ERR_INTERNAL;
+	}
+	conn_reject(c, src, dst, code, "cannot store the upload");
+	c->reject_err = *err;
+}
+
 /* Start spooling the body of the manifest upload whose head is p[0..end) in
  * src; false when refused (answered with the error). */
 static bool conn_spool_start(struct srv_conn *c, const uint8_t *p, size_t end, uint64_t length,
@@ -552,10 +572,7 @@ static bool conn_spool_start(struct srv_conn *c, const uint8_t *p, size_t end, u
 		return false;
 	}
 	if (srv_spool_new(c->loop->h->cfg->state_dir, &c->spool, &err) != IDP_OK) {
-		char ebuf[FIO_LOG_ESC_MAX];
-		fio_log(FIO_LOG_ERROR, "upload.spool", "loop=%u error=%s", c->loop->ctx.loop,
-		        fio_log_err(&err, ebuf));
-		conn_reject(c, src, dst, FMT_API_ERR_INTERNAL, "cannot store the upload");
+		conn_spool_refuse(c, src, dst, &err);
 		return false;
 	}
 	(void)evbuffer_drain(src, end);
@@ -586,13 +603,7 @@ static bool conn_spool_some(struct srv_conn *c, struct evbuffer *src, struct evb
 		for (int i = 0; i < nv && i < 8 && done < k; i++) {
 			size_t m = v[i].iov_len < k - done ? v[i].iov_len : k - done;
 			if (srv_spool_write(c->spool, v[i].iov_base, m, &err) != IDP_OK) {
-				char ebuf[FIO_LOG_ESC_MAX];
-				fio_log(FIO_LOG_ERROR, "upload.spool", "loop=%u error=%s",
-				        c->loop->ctx.loop, fio_log_err(&err, ebuf));
-				conn_reject(c, src, dst,
-				            err.code == IDP_E_FULL ? FMT_API_ERR_STORAGE_FULL
-				                                   : FMT_API_ERR_INTERNAL,
-				            "cannot store the upload");
+				conn_spool_refuse(c, src, dst, &err);
 				return false;
 			}
 			done += m;
@@ -1097,7 +1108,8 @@ void srv_conn_dispatch(struct evhttp_request *req, void *arg)
 			(void)evhttp_add_header(evhttp_request_get_output_headers(req),
 			                        c->reject_hdr, c->reject_hdr_value);
 		if (c->reject_code != FMT_API_ERR_STORAGE_FULL ||
-		    !srv_fault_answer(l->ctx.loop, req, c->reject_code, NULL))
+		    !srv_fault_answer(l->ctx.loop, req, c->reject_code,
+		                      c->reject_err.code != IDP_OK ? &c->reject_err : NULL))
 			srv_http_error(req, c->reject_code, "%s", c->reject_msg);
 	} else if (path == NULL) {
 		srv_http_error(req, FMT_API_ERR_BAD_REQUEST, "malformed request target");

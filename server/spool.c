@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "formats/manifest.h"
+#include "server/store.h"
 
 #define SPOOL_CHUNK 65536u /* bytes read back at a time */
 
@@ -38,8 +39,8 @@ static int open_unnamed(const char *dir, struct idp_error *err)
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
 	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) {
 		if (fd < 0)
-			(void)idp_error_set(err, IDP_E_IO, "%s: upload spool: %s", dir,
-			                    strerror(errno));
+			(void)idp_error_set(err, srv_store_errno_full(errno) ? IDP_E_FULL : IDP_E_IO,
+			                    "%s: upload spool: %s", dir, strerror(errno));
 		return fd;
 	}
 	char path[4096];
@@ -50,7 +51,8 @@ static int open_unnamed(const char *dir, struct idp_error *err)
 	}
 	fd = mkstemp(path);
 	if (fd < 0) {
-		(void)idp_error_set(err, IDP_E_IO, "%s: upload spool: %s", dir, strerror(errno));
+		(void)idp_error_set(err, srv_store_errno_full(errno) ? IDP_E_FULL : IDP_E_IO,
+		                    "%s: upload spool: %s", dir, strerror(errno));
 		return -1;
 	}
 	(void)unlink(path);
@@ -102,7 +104,7 @@ enum idp_err srv_spool_write(struct srv_spool *sp, const uint8_t *buf, size_t le
 			continue;
 		if (w <= 0) {
 			sp->failed = true;
-			bool full = w < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG);
+			bool full = w < 0 && srv_store_errno_full(errno);
 			return idp_error_set(err, full ? IDP_E_FULL : IDP_E_IO, "upload spool: write: %s",
 			                     w < 0 ? strerror(errno) : "no progress");
 		}

@@ -25,13 +25,15 @@
 
 struct srv_spool; /* opaque */
 
-/* A new empty spool in directory dir. Free with _free(). IDP_E_IO naming dir
- * when no file can be made there. */
+/* A new empty spool in directory dir. Free with _free(). IDP_E_FULL (no
+ * space or inode left, a quota) or IDP_E_IO naming dir when no file can be
+ * made there. */
 IDP_MUST_CHECK enum idp_err srv_spool_new(const char *dir, struct srv_spool **out,
                                           struct idp_error *err);
 
-/* Append buf[0..len) (any chunking). IDP_E_IO when the file cannot take it
- * (disk full): the spool is then spent. */
+/* Append buf[0..len) (any chunking). IDP_E_FULL when storage ran out (no
+ * space, a quota, the file size limit: srv_store_errno_full), IDP_E_IO for
+ * another write error: the spool is then spent. */
 IDP_MUST_CHECK enum idp_err srv_spool_write(struct srv_spool *sp, const uint8_t *buf, size_t len,
                                             struct idp_error *err);
 

@@ -576,6 +576,12 @@ void srv_store_set_busy_ms(struct srv_store *st, int ms);
  * that call: a caller may run its whole request again). */
 bool srv_store_was_busy(const struct srv_store *st);
 
+/* Whether errno e of a failed write means storage ran out (no space, a
+ * quota, the file size limit): what the store answers IDP_E_FULL, and so
+ * 503 storage_full (server/fault.h). The one such list; the upload spool
+ * (server/spool.h) uses it too. */
+bool srv_store_errno_full(int e);
+
 /* Admin credential roles (docs/administrator.md, "Roles"). */
 enum srv_role {
 	SRV_ROLE_NONE = 0,

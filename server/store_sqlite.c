@@ -508,7 +508,12 @@ static int write_full(struct srv_store *st, int code)
 		e = 0;
 	if (e == 0 && sqlite3_file_control(st->db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
 		e = 0;
-	return e == ENOSPC || e == EDQUOT || e == EFBIG ? e : 0;
+	return srv_store_errno_full(e) ? e : 0;
+}
+
+bool srv_store_errno_full(int e)
+{
+	return e == ENOSPC || e == EDQUOT || e == EFBIG;
 }
 
 /* err from the connection's last error: busy/locked become IDP_E_AGAIN, a

@@ -3,10 +3,12 @@
 # full"; a small tmpfs this test mounts, so it needs root: without, it is
 # skipped): every write is refused 503 storage_full with Retry-After (the
 # body's retry_after equal to it), provisioning, nonces and a manifest import
-# alike; reads are still answered; the cause is logged once (event=store.full),
-# not per request, and counted in /metrics; once space returns the next
-# requests succeed; the decision answered before is intact and the database
-# passes integrity_check.
+# alike, and a manifest upload whose spool file (server/spool.h) meets the
+# full disk (ENOSPC), its spool then gone; reads are still answered; the
+# cause is logged once (event=store.full), not per request, and counted in
+# /metrics; once space returns the next requests succeed, that upload too;
+# the decision answered before is intact and the database passes
+# integrity_check.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/idprovd.inc"
 
@@ -31,11 +33,20 @@ printf 'df-%04d,02:1d:00:00:%02x:%02x,SN-DF-%04d\n' 1 0 1 1 2 0 2 2 3 0 3 3 >"$T
 t_run "a manifest to import" "$IDP_BIN/idprov-manifest" create \
 	--key "$samples/sample-station-p256.key" --batch df-1 --station station-01 --seq 1 \
 	--product sx1 --devices "$T_TMP/devs.csv" --format csv --out "$T_TMP/df.manifest"
-import() { # prints the status of POST /v1/admin/import of the manifest
+# The next in the chain: 3000 devices, larger than the space left once full.
+awk 'BEGIN { for (i = 1; i <= 3000; i++)
+	printf "dg-%06d,02:1d:01:00:%02x:%02x,SN-DG-%06d\n", i, int(i / 256), i % 256, i }' \
+	>"$T_TMP/big.csv"
+t_run "a larger manifest to import" "$IDP_BIN/idprov-manifest" create \
+	--key "$samples/sample-station-p256.key" --batch df-2 --station station-01 --seq 2 \
+	--product sx1 --devices "$T_TMP/big.csv" --format csv --prev "$T_TMP/df.manifest" \
+	--out "$T_TMP/big.manifest" >/dev/null
+import() { # [NAME]: prints the status of POST /v1/admin/import of $T_TMP/NAME.manifest (df)
+	local m=$T_TMP/${1:-df}.manifest
 	srv_curl -o "$T_TMP/import.json" -D "$T_TMP/import.h" -w '%{http_code}' \
 		-H "Authorization: Bearer $token" -H 'Content-Type: application/vnd.idprov.manifest' \
-		-H "Idprov-Signature: $(base64 -w0 "$T_TMP/df.manifest.sig")" \
-		--data-binary @"$T_TMP/df.manifest" "$SRV_URL/v1/admin/import"
+		-H "Idprov-Signature: $(base64 -w0 "$m.sig")" \
+		--data-binary @"$m" "$SRV_URL/v1/admin/import"
 }
 nonce() { srv_nonce; }
 
@@ -60,6 +71,18 @@ t_run "a manifest import: 503" [ "$code" = 503 ]
 t_grep "import: storage_full" '"code":"storage_full"' "$T_TMP/import.json"
 t_grep "import: with Retry-After" '^Retry-After: [1-9]' "$T_TMP/import.h"
 t_run "import: no batch stored" [ "$(q "SELECT count(*) FROM batches")" = 0 ]
+avail=$(df --output=avail -B1 "$st" | tail -1)
+t_run "the larger manifest ($(stat -c %s "$T_TMP/big.manifest") bytes) exceeds the $avail bytes left" \
+	[ "$(stat -c %s "$T_TMP/big.manifest")" -gt "$avail" ]
+code=$(import big)
+t_run "an upload whose spool fills the disk: 503" [ "$code" = 503 ]
+t_grep "spool: storage_full" '"code":"storage_full"' "$T_TMP/import.json"
+t_grep "spool: with Retry-After" '^Retry-After: [1-9]' "$T_TMP/import.h"
+t_run "spool: no batch stored" [ "$(q "SELECT count(*) FROM batches")" = 0 ]
+t_refuse "spool: not an internal error (upload.spool)" grep -q 'event=upload.spool' "$SRV_ERR"
+t_run "spool: its file is gone (no deleted file of the state directory held open)" \
+	[ -z "$(find "/proc/$SRV_PID/fd" -lname "$st/*(deleted)" -print -quit)" ]
+t_run "spool: its space is free again" [ "$(df --output=avail -B1 "$st" | tail -1)" -ge "$avail" ]
 t_run "reads still answered: health 200" \
 	[ "$(srv_curl -o /dev/null -w '%{http_code}' "$SRV_URL/v1/health")" = 200 ]
 for _ in 1 2 3; do nonce >/dev/null; done
@@ -68,7 +91,7 @@ t_grep "and names it" 'event=store.full .*error="store: [a-z ]*: database or dis
 t_refuse "no 500 answered" grep -q 'status=500' "$SRV_ERR"
 srv_curl -o "$T_TMP/metrics" -H "Authorization: Bearer $token" "$SRV_URL/metrics"
 n=$(sed -n 's/^idprov_storage_full_total \([0-9]*\)$/\1/p' "$T_TMP/metrics")
-t_run "metrics: idprov_storage_full_total counts the refusals ($n)" [ "${n:-0}" -ge 6 ]
+t_run "metrics: idprov_storage_full_total counts the refusals ($n)" [ "${n:-0}" -ge 7 ]
 t_run "server still up" kill -0 "$SRV_PID"
 
 # ---------------------------------------------------------------- space returns
@@ -77,6 +100,7 @@ t_run "space back: a nonce is answered 200" [ "$(nonce)" = 200 ]
 "$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-d2 02:00:5e:30:00:02 good >"$T_TMP/d2.out" 2>&1
 t_grep "space back: the provisioning request is decided" '^answer 202 pending' "$T_TMP/d2.out"
 t_run "space back: the import is created (201)" [ "$(import)" = 201 ]
+t_run "space back: the larger upload is created (201)" [ "$(import big)" = 201 ]
 t_run "the decision answered before is intact" \
 	[ "$(q "SELECT state || '/' || (SELECT count(*) FROM tokens WHERE device_id = 'dev-d1') FROM devices WHERE id = 'dev-d1'")" = "$d1_before" ]
 t_run "integrity_check ok" [ "$(q 'PRAGMA integrity_check')" = ok ]
