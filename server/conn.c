@@ -858,6 +858,8 @@ struct srv_retry {
 	unsigned runs;
 	char peer[64];
 	char path[FIO_LOG_ESC_MAX];
+	const char *outcome; /* srv_http_defer_outcome: its event, or NULL */
+	char outcome_fields[FIO_LOG_ESC_MAX + 64];
 };
 
 bool srv_http_defer(struct evhttp_request *req)
@@ -882,6 +884,27 @@ bool srv_http_deferred(struct evhttp_request *req)
 	struct srv_conn *c = srv_conn_of(req);
 	return c != NULL && c->loop->cur != NULL && c->loop->cur->req == req &&
 	       c->loop->cur->deferred;
+}
+
+void srv_http_defer_outcome(struct evhttp_request *req, const char *event, const char *fields)
+{
+	struct srv_conn *c = srv_conn_of(req);
+	struct srv_retry *e = c != NULL ? c->loop->cur : NULL;
+	if (e == NULL || e->req != req || !e->deferred)
+		return;
+	e->outcome = event;
+	(void)snprintf(e->outcome_fields, sizeof(e->outcome_fields), "%s", fields);
+}
+
+/* The outcome its handler left for e (srv_http_defer_outcome), now that e
+ * ends without a run that answers it; why: the busy store. */
+static void retry_outcome(const struct srv_retry *e, const struct idp_error *why)
+{
+	if (e->outcome == NULL)
+		return;
+	char ebuf[FIO_LOG_ESC_MAX];
+	fio_log(FIO_LOG_INFO, e->outcome, "%s code=%s reason=%s", e->outcome_fields,
+	        fmt_api_err_code_name(FMT_API_ERR_UNAVAILABLE), fio_log_err(why, ebuf));
 }
 
 /* The request log line of a request once answered (runs: of its handler;
@@ -959,6 +982,7 @@ static void retry_give_up(struct srv_loop *l, struct srv_retry *e)
 	                    "(%u runs)%s",
 	                    SRV_STORE_BUSY_MS, e->runs, l->stopping ? "; stopping" : "");
 	struct srv_conn *c = srv_conn_of(e->req); /* NULL: the client left */
+	retry_outcome(e, &err);
 	(void)srv_fault_answer(l->ctx.loop, e->req, FMT_API_ERR_UNAVAILABLE, &err);
 	request_log(l, e->peer, e->path, c != NULL ? c->status : 0, e->runs);
 }
@@ -968,6 +992,12 @@ static bool retry_again(struct srv_loop *l, struct srv_retry *e, int wait_ms)
 {
 	if (evhttp_request_get_connection(e->req) == NULL) {
 		/* The client left: evhttp detached the request, sending frees it. */
+		struct idp_error err = {0};
+		(void)idp_error_set(&err, IDP_E_AGAIN,
+		                    "store: busy: the client left while another process held "
+		                    "the write lock (%u runs)",
+		                    e->runs);
+		retry_outcome(e, &err);
 		evhttp_send_reply(e->req, 503, "Service Unavailable", NULL);
 		request_log(l, e->peer, e->path, 0, e->runs);
 		free(e);

@@ -622,10 +622,17 @@ void srv_handlers_import(struct srv_ctx *ctx, struct evhttp_request *req, const 
 		enum fmt_api_err_code code =
 		        srv_handlers_fail(ctx, req, rc, FMT_API_ORIGIN_SERVER, &err);
 		/* Waiting for the store's lock is no refusal: the run that
-		 * answers logs the batch's outcome, once. */
-		if (!srv_http_deferred(req))
-			fio_log(FIO_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s",
-			        ctx->loop, sbuf, fmt_api_err_code_name(code));
+		 * answers logs the batch's outcome, once, or if none does (503
+		 * past the bound), the wait logs it (srv_http_defer_outcome). */
+		if (srv_http_deferred(req)) {
+			char fields[FIO_LOG_ESC_MAX + 64];
+			(void)snprintf(fields, sizeof(fields), "loop=%u station=%s", ctx->loop, sbuf);
+			srv_http_defer_outcome(req, "batch.refused", fields);
+		} else {
+			char ebuf[FIO_LOG_ESC_MAX];
+			fio_log(FIO_LOG_INFO, "batch.refused", "loop=%u station=%s code=%s reason=%s",
+			        ctx->loop, sbuf, fmt_api_err_code_name(code), fio_log_err(&err, ebuf));
+		}
 		return;
 	}
 	fio_log(FIO_LOG_INFO, "batch.imported",

@@ -138,6 +138,13 @@ bool srv_http_retrying(struct evhttp_request *req);
  * run (srv_http_defer said true): it is not answered yet, so its outcome
  * (a log line) belongs to the run that answers it. */
 bool srv_http_deferred(struct evhttp_request *req);
+/* For req deferred in this run (srv_http_deferred): the outcome line to log
+ * should its wait end with no run that answers it (503 past the bound or as
+ * the server stops, or the client left): event (a literal), fields (already
+ * escaped; copied), then code=unavailable and reason= naming the busy
+ * database. A later run that answers req logs its own outcome instead, so
+ * the request has one either way. No-op when req was not deferred. */
+void srv_http_defer_outcome(struct evhttp_request *req, const char *event, const char *fields);
 
 /* The request body as one contiguous buffer (borrowed until the reply). */
 void srv_http_body(struct evhttp_request *req, const uint8_t **buf, size_t *len);

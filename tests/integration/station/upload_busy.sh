@@ -8,8 +8,10 @@
 # server/import_busy.sh covers the server's side with idprov-admin); the
 # same manifest sent by both while the lock is held is imported once (201,
 # then "already imported"); a lock held past the bound is answered 503 with
-# Retry-After, which both clients retry by themselves. Every step waits on
-# events (log lines, the client's exit), never on a time window.
+# Retry-After, which both clients retry by themselves, and each such 503
+# logs one batch.refused naming the busy database (none did before). Every
+# step waits on events (log lines, the client's exit), never on a time
+# window.
 . "$(dirname "$0")/../../lib.sh"
 . "$(dirname "$0")/../server/idprovd.inc"
 . "$(dirname "$0")/station.inc"
@@ -69,6 +71,9 @@ again() {
 }
 waiting() { grep -c 'event=request.waiting .*path=/v1/\(batches\|admin/import\)' "$SRV_ERR"; }
 status_count() { grep -c "event=http.request .*path=/v1/\(batches\|admin/import\) status=$1" "$SRV_ERR"; }
+count() { grep -cE -- "$1" "$SRV_ERR"; }
+busy_refused='event=batch.refused .*code=unavailable reason="store: busy: another process held the write lock'
+
 any_path='path=/v1/(batches|admin/import)'
 seq=0 prev=
 next_manifest() { # BATCH: the next manifest of the chain
@@ -128,6 +133,7 @@ for client in station admin; do
 	next_manifest "$b"
 	before=$(snap)
 	n503=$(status_count 503)
+	nref=$(count "$busy_refused")
 	t_run "$client: lock held past the bound" srv_lock_hold "$db"
 	send_bg $client "$b"
 	pid=$BG
@@ -140,10 +146,18 @@ for client in station admin; do
 	t_run "$client: its retry goes through: exit $rc" [ "$rc" -eq 0 ]
 	t_run "$client: its retry imported it (201)" created $client "$b"
 	t_run "$client: imported once after the 503" [ "$(snap)" = "$(plus "$before" 2000 1)" ]
+	t_run "$client: the 503 logged one batch.refused naming the busy database" \
+		[ "$(count "$busy_refused")" = $((nref + 1)) ]
 done
 t_grep "the 503s name the busy lock in the log" "event=request.error .*code=unavailable .*busy" "$SRV_ERR"
 
 t_run "never a 500" [ "$(status_count 500)" = 0 ]
+n503=$(status_count 503)
+t_run "one batch.refused per upload answered 503 ($n503)" \
+	[ "$(count 'event=batch.refused .*code=unavailable')" = "$n503" ]
+nup=$(count 'event=batch.upload ')
+t_run "each upload logged one outcome ($nup: batch.imported or batch.refused)" \
+	[ "$(($(count 'event=batch.imported ') + $(count 'event=batch.refused ')))" = "$nup" ]
 t_refuse "no spent spool" grep -q 'upload spool: spent' "$SRV_ERR"
 t_refuse "no sanitizer report" grep -qE 'AddressSanitizer|runtime error' "$SRV_ERR"
 echo "# batches: $(q "select id || ' ' || state from batches order by sequence" | tr '\n' ' ')"
