@@ -4,7 +4,7 @@
 # skipped): every write is refused 503 storage_full with Retry-After (the
 # body's retry_after equal to it), provisioning, nonces and a manifest import
 # alike, and a manifest upload whose spool file (server/spool.h) meets the
-# full disk (ENOSPC), its spool then gone; reads are still answered; the
+# full disk (ENOSPC), its spool then gone, or cannot be made (no inode left); reads are still answered; the
 # cause is logged once (event=store.full), not per request, and counted in
 # /metrics; once space returns the next requests succeed, that upload too;
 # the decision answered before is intact and the database passes
@@ -16,7 +16,7 @@ A=${IDP_BUILD:-$IDP_TOP/build/plain}/tools/idp_attack
 samples=$IDP_TOP/samples/manifests
 st=$T_TMP/full
 mkdir -p "$st"
-if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=8m,mode=0700 tmpfs "$st" 2>/dev/null; then
+if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=8m,nr_inodes=64,mode=0700 tmpfs "$st" 2>/dev/null; then
 	t_ok "disk full: skipped (needs root to mount a tmpfs)"
 	t_done
 fi
@@ -100,6 +100,16 @@ t_run "space back: a nonce is answered 200" [ "$(nonce)" = 200 ]
 "$A" send "$SRV_PORT" "$T_TMP/k2" provision dev-d2 02:00:5e:30:00:02 good >"$T_TMP/d2.out" 2>&1
 t_grep "space back: the provisioning request is decided" '^answer 202 pending' "$T_TMP/d2.out"
 t_run "space back: the import is created (201)" [ "$(import)" = 201 ]
+# No inode left (the tmpfs has 64): the upload's spool file cannot be made.
+for i in $(seq 1 64); do touch "$st/inode.$i" 2>/dev/null || break; done
+t_run "no inode left" [ "$(df --output=iavail "$st" | tail -1)" -eq 0 ]
+code=$(import big)
+t_run "no inode: an upload whose spool cannot be made: 503" [ "$code" = 503 ]
+t_grep "no inode: storage_full" '"code":"storage_full"' "$T_TMP/import.json"
+t_grep "no inode: with Retry-After" '^Retry-After: [1-9]' "$T_TMP/import.h"
+t_refuse "no inode: not an internal error (upload.spool)" grep -q 'event=upload.spool' "$SRV_ERR"
+t_run "no inode: writes that need no new file go on (nonce 200)" [ "$(nonce)" = 200 ]
+rm -f "$st"/inode.*
 t_run "space back: the larger upload is created (201)" [ "$(import big)" = 201 ]
 t_run "the decision answered before is intact" \
 	[ "$(q "SELECT state || '/' || (SELECT count(*) FROM tokens WHERE device_id = 'dev-d1') FROM devices WHERE id = 'dev-d1'")" = "$d1_before" ]
