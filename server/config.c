@@ -584,8 +584,16 @@ enum idp_err srv_config_from_args(int argc, char *const argv[], struct srv_confi
 				i++;
 			continue;
 		}
-		if (eq == NULL && strcmp(a, "--reset-admin") == 0) {
-			*action = SRV_CONFIG_RESET_ADMIN;
+		if (eq == NULL &&
+		    (strcmp(a, "--reset-admin") == 0 || strcmp(a, "--check-config") == 0)) {
+			enum srv_config_action want =
+			        a[2] == 'r' ? SRV_CONFIG_RESET_ADMIN : SRV_CONFIG_CHECK;
+			if (*action != SRV_CONFIG_RUN && *action != want)
+				return idp_error_set(
+				        err, IDP_E_FORMAT,
+				        "--check-config and --reset-admin exclude each "
+				        "other");
+			*action = want;
 			continue;
 		}
 		const struct key *k = key_find(a + 2, klen);
@@ -605,17 +613,152 @@ enum idp_err srv_config_from_args(int argc, char *const argv[], struct srv_confi
 	return IDP_OK;
 }
 
+/* v with the largest unit of units whose multiplier mult[] divides it
+ * exactly ("30d", "16K"), else in plain digits: what parse_scaled reads. */
+static void print_scaled(FILE *f, uint64_t v, const char *units, const uint64_t *mult, size_t n)
+{
+	for (size_t i = n; i-- > 0;) {
+		if (v != 0 && v % mult[i] == 0) {
+			(void)fprintf(f, "%llu%c\n", (unsigned long long)(v / mult[i]), units[i]);
+			return;
+		}
+	}
+	(void)fprintf(f, "%llu\n", (unsigned long long)v);
+}
+
+/* A value the file parser reads back unchanged: one line, no NUL, not
+ * empty, no spaces at either end (it trims them). */
+static enum idp_err printable(const struct key *k, const char *v, struct idp_error *err)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n >= SRV_CONFIG_LINE_MAX - strlen(k->name) - 3 ||
+	    strpbrk(v, "\n\r") != NULL || is_space(v[0]) || is_space(v[n - 1]))
+		return idp_error_set(err, IDP_E_FORMAT,
+		                     "%s: a value that is empty, too long, has a line break or "
+		                     "spaces at an end cannot be written as a config file line",
+		                     k->name);
+	return IDP_OK;
+}
+
+enum idp_err srv_config_print(FILE *f, const struct srv_config *cfg, struct idp_error *err)
+{
+	static const uint64_t dur_mult[] = {1, 60, 3600, 86400};
+	static const uint64_t size_mult[] = {1u << 10, 1u << 20, 1u << 30};
+	static const char *const policies[] = {[SRV_POLICY_HOLD] = "hold",
+	                                       [SRV_POLICY_REFUSE] = "refuse",
+	                                       [SRV_POLICY_FLAG] = "flag"};
+	/* Check every value first, so that an error prints nothing. */
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct key *k = &keys[i];
+		const char *field = (const char *)cfg + k->off;
+		enum idp_err rc = IDP_OK;
+		if (k->kind == K_PATH && field[0] != '\0')
+			rc = printable(k, field, err);
+		for (size_t j = 0; rc == IDP_OK && k->kind == K_NAME && j < cfg->n_server_names;
+		     j++)
+			rc = printable(k, cfg->server_names[j], err);
+		for (size_t j = 0; rc == IDP_OK && k->kind == K_RULE && j < cfg->n_rules; j++)
+			rc = printable(k, cfg->rules[j], err);
+		if (rc != IDP_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct key *k = &keys[i];
+		const uint8_t *field = (const uint8_t *)cfg + k->off;
+		uint64_t v = 0;
+		switch (k->kind) {
+		case K_PATH:
+			/* No key holds a secret: paths, URLs and names only. */
+			if (field[0] == '\0')
+				(void)fprintf(f, "# %s = (not set; default: %s)\n", k->name,
+				              k->def);
+			else
+				(void)fprintf(f, "%s = %s\n", k->name, (const char *)field);
+			continue;
+		case K_LISTEN:
+			for (size_t j = 0; j < cfg->n_listen; j++)
+				(void)fprintf(f, "%s = %s\n", k->name, cfg->listen[j].text);
+			continue;
+		case K_NAME:
+			if (cfg->n_server_names == 0)
+				(void)fprintf(f, "# %s = (none beyond the default: %s)\n", k->name,
+				              k->def);
+			for (size_t j = 0; j < cfg->n_server_names; j++)
+				(void)fprintf(f, "%s = %s\n", k->name, cfg->server_names[j]);
+			continue;
+		case K_RULE:
+			if (cfg->n_rules == 0)
+				(void)fprintf(f, "# %s = (none)\n", k->name);
+			for (size_t j = 0; j < cfg->n_rules; j++)
+				(void)fprintf(f, "%s = %s\n", k->name, cfg->rules[j]);
+			continue;
+		case K_BOOL:
+			(void)fprintf(f, "%s = %s\n", k->name, *(const bool *)field ? "yes" : "no");
+			continue;
+		case K_KEYTYPE:
+			(void)fprintf(f, "%s = %s\n", k->name, fmt_key_type_name(cfg->token_key));
+			continue;
+		case K_POLICY: {
+			size_t p = (size_t) * (const enum srv_policy *)field;
+			(void)fprintf(f, "%s = %s\n", k->name,
+			              p < sizeof(policies) / sizeof(policies[0]) ? policies[p]
+			                                                         : "?");
+			continue;
+		}
+		case K_DNSSD:
+			(void)fprintf(
+			        f, "%s = %s\n", k->name,
+			        fio_dnssd_backend_name(*(const enum fio_dnssd_backend *)field));
+			continue;
+		case K_IFACES:
+			(void)fprintf(f, "%s = ", k->name);
+			if (cfg->dnssd_ifaces_all)
+				(void)fputs("all", f);
+			else if (cfg->n_dnssd_ifaces == 0)
+				(void)fputs("listen", f);
+			for (size_t j = 0; !cfg->dnssd_ifaces_all && j < cfg->n_dnssd_ifaces; j++)
+				(void)fprintf(f, "%s%s", j > 0 ? "," : "", cfg->dnssd_ifaces[j]);
+			(void)fputc('\n', f);
+			continue;
+		case K_UINT:
+		case K_DURATION:
+		case K_SIZE:
+		case K_RATE:
+			break;
+		}
+		if (k->kind == K_SIZE)
+			v = *(const size_t *)field;
+		else if (k->size == sizeof(unsigned))
+			v = *(const unsigned *)field;
+		else
+			v = (uint64_t) * (const int64_t *)field;
+		(void)fprintf(f, "%s = ", k->name);
+		if (k->kind == K_DURATION)
+			print_scaled(f, v, "smhd", dur_mult, 4);
+		else if (k->kind == K_SIZE || k->kind == K_RATE)
+			print_scaled(f, v, "KMG", size_mult, 3);
+		else
+			(void)fprintf(f, "%llu\n", (unsigned long long)v);
+	}
+	return IDP_OK;
+}
+
 void srv_config_usage(FILE *f)
 {
-	(void)fprintf(f,
-	              "usage: idprovd [--config FILE] [--state-dir DIR] [--listen ADDR:PORT]...\n"
-	              "               [--foreground] [--threads N] [--KEY VALUE]...\n"
-	              "       idprovd --reset-admin [--config FILE] [--state-dir DIR]\n"
-	              "       idprovd --help | --version\n\n"
-	              "Every option is also a config file key (\"key = value\").\n\n"
-	              "  --config FILE\n      read keys from FILE first (the command line wins)\n"
-	              "  --reset-admin\n      write a new admin credential to STATE-DIR/admin.token "
-	              "and exit;\n      a running idprovd takes it on SIGHUP\n");
+	(void)fprintf(
+	        f, "usage: idprovd [--config FILE] [--state-dir DIR] [--listen ADDR:PORT]...\n"
+	           "               [--foreground] [--threads N] [--KEY VALUE]...\n"
+	           "       idprovd --reset-admin [--config FILE] [--state-dir DIR]\n"
+	           "       idprovd --check-config [--config FILE] [--KEY VALUE]...\n"
+	           "       idprovd --help | --version\n\n"
+	           "Every option is also a config file key (\"key = value\").\n\n"
+	           "  --config FILE\n      read keys from FILE first (the command line wins)\n"
+	           "  --reset-admin\n      write a new admin credential to STATE-DIR/admin.token "
+	           "and exit;\n      a running idprovd takes it on SIGHUP\n"
+	           "  --check-config\n      check the configuration as a start would, print "
+	           "every effective\n      setting as a config file (key = value) and exit: 0 if "
+	           "valid, 2 if not;\n      opens no database, binds no socket, creates no "
+	           "file\n");
 	for (size_t i = 0; i < N_KEYS; i++)
 		(void)fprintf(f, "  --%s%s\n      %s (default: %s)\n", keys[i].name,
 		              keys[i].kind == K_BOOL ? "" : " VALUE", keys[i].help, keys[i].def);

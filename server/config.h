@@ -97,6 +97,7 @@ enum srv_config_action {
 	SRV_CONFIG_HELP = 1,
 	SRV_CONFIG_VERSION = 2,
 	SRV_CONFIG_RESET_ADMIN = 3, /* --reset-admin: new admin credential, then exit */
+	SRV_CONFIG_CHECK = 4,       /* --check-config: check, print the settings, exit */
 };
 
 /* Fill cfg with the built-in defaults (listen on [::]:8443 dual-stack,
@@ -105,7 +106,8 @@ void srv_config_defaults(struct srv_config *cfg);
 
 /* Parse the command line (argv[0] is the program): defaults, then the file
  * of --config (if any), then the flags. --help and --version set *action and
- * stop; --reset-admin sets *action and the rest still applies (--state-dir). Errors name the flag or the file, line and key. */
+ * stop; --reset-admin and --check-config set *action and the rest still
+ * applies. Errors name the flag or the file, line and key. */
 IDP_MUST_CHECK enum idp_err srv_config_from_args(int argc, char *const argv[],
                                                  struct srv_config *cfg,
                                                  enum srv_config_action *action,
@@ -124,6 +126,15 @@ IDP_MUST_CHECK enum idp_err srv_config_set(struct srv_config *cfg, const char *k
 /* Parse "ADDR:PORT" ("127.0.0.1:8443", "[::1]:8443", "[::]:8443"). */
 IDP_MUST_CHECK enum idp_err srv_config_parse_listen(const char *s, struct srv_listen *out,
                                                     struct idp_error *err);
+
+/* Print every setting of cfg to f as config file lines ("key = value"),
+ * in the key table's order, one line per value of a list key (listen,
+ * server-name, rule); a key without a value (pid-file, station-ca, ...) is
+ * a comment line. The output parses back (srv_config_apply_file) to the
+ * same settings. No key holds a secret. Fails, printing nothing, when a
+ * value (from the command line) cannot be one line of a file. */
+IDP_MUST_CHECK enum idp_err srv_config_print(FILE *f, const struct srv_config *cfg,
+                                             struct idp_error *err);
 
 /* Print the usage text (every flag with its default) to f. */
 void srv_config_usage(FILE *f);

@@ -551,6 +551,22 @@ static void tickets_free(struct srv_tickets *t)
 	free(t);
 }
 
+enum idp_err srv_httpd_ca_check(const char *key, const char *path, struct idp_error *err)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return idp_error_set(err, IDP_E_IO, "tls: %s %s: %s", key, path, strerror(errno));
+	(void)fclose(f);
+	STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(path);
+	X509_STORE *store = X509_STORE_new();
+	bool ok = names != NULL && store != NULL && X509_STORE_load_file(store, path) == 1;
+	sk_X509_NAME_pop_free(names, X509_NAME_free);
+	X509_STORE_free(store);
+	if (!ok)
+		return idp_error_ssl(err, IDP_E_CRYPTO, "tls: %s %s", key, path);
+	return IDP_OK;
+}
+
 static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -572,6 +588,12 @@ static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 	if (rc != IDP_OK)
 		return rc;
 	const char *ca = h->cfg->station_ca;
+	const char *aca = h->cfg->admin_ca;
+	/* The checks of idprovd --check-config, so both say the same. */
+	if (ca[0] != '\0' && (rc = srv_httpd_ca_check("station-ca", ca, err)) != IDP_OK)
+		return rc;
+	if (aca[0] != '\0' && (rc = srv_httpd_ca_check("admin-ca", aca, err)) != IDP_OK)
+		return rc;
 	if (ca[0] != '\0') {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
 		if (names == NULL || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
@@ -582,7 +604,6 @@ static enum idp_err tls_init(struct srv_httpd *h, struct idp_error *err)
 		/* Ask for a certificate, do not require one: devices have none. */
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
-	const char *aca = h->cfg->admin_ca;
 	if (aca[0] != '\0') {
 		/* Trusted in the handshake beside the station CA; ssl_admin_cn then
 		 * checks a certificate against the admin CA alone. */

@@ -76,6 +76,13 @@ IDP_MUST_CHECK enum idp_err srv_httpd_new(const struct srv_config *cfg,
                                           const struct srv_route *routes, size_t n_routes,
                                           void *app, struct srv_httpd **out, struct idp_error *err);
 
+/* Check that the CA file path of key (station-ca, admin-ca) loads as
+ * srv_httpd_new loads it: readable, and holding at least one PEM
+ * certificate. Pure: reads the file, changes nothing (idprovd
+ * --check-config). IDP_E_IO or IDP_E_CRYPTO naming key and path. */
+IDP_MUST_CHECK enum idp_err srv_httpd_ca_check(const char *key, const char *path,
+                                               struct idp_error *err);
+
 /* The address listener i is bound to, as "ADDR:PORT" (the real port when
  * 0 was asked for). NULL when i is out of range. */
 const char *srv_httpd_bound(const struct srv_httpd *h, size_t i);

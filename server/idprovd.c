@@ -295,6 +295,34 @@ static int run(const struct srv_config *cfg)
 	return 0;
 }
 
+/* idprovd --check-config: the checks a start makes that have no side
+ * effect (no state directory, database, socket or file is touched), then
+ * the effective settings on stdout. Exit 0, or 2 with the start's message. */
+static int check_config(const struct srv_config *cfg)
+{
+	struct idp_error err = {0};
+	static struct srv_app app;
+	enum idp_err rc = IDP_OK;
+	if (cfg->station_ca[0] != '\0')
+		rc = srv_httpd_ca_check("station-ca", cfg->station_ca, &err);
+	if (rc == IDP_OK && cfg->admin_ca[0] != '\0')
+		rc = srv_httpd_ca_check("admin-ca", cfg->admin_ca, &err);
+	/* server-url, token-audience and the rules, as the handlers take them. */
+	if (rc == IDP_OK && (rc = srv_app_init(&app, cfg, NULL, &err)) == IDP_OK)
+		srv_app_free(&app);
+	if (rc == IDP_OK)
+		rc = srv_config_print(stdout, cfg, &err);
+	if (rc != IDP_OK) {
+		(void)fprintf(stderr, "idprovd: %s\n", err.msg);
+		return 2;
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		(void)fprintf(stderr, "idprovd: stdout: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct srv_config *cfg = malloc(sizeof(*cfg));
@@ -319,6 +347,11 @@ int main(int argc, char **argv)
 		(void)printf("idprovd %s\n", SRV_VERSION);
 		free(cfg);
 		return 0;
+	}
+	if (action == SRV_CONFIG_CHECK) {
+		int rc = check_config(cfg);
+		free(cfg);
+		return rc;
 	}
 	/* Before any key is loaded: a core dump would hold ca.key and token.key. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)

@@ -152,6 +152,7 @@ doc_run 'curl --cacert /var/lib/idprov/ca.pem https://localhost:8443/v1/health'
 out '"status"'
 old=$IDPROV_ADMIN_TOKEN
 doc_run 'idprovd --reset-admin [--config FILE | --state-dir DIR]'
+doc_in 'idprovd --check-config --config /etc/idprov/idprovd.conf' tests/integration/server/check_config.sh
 doc_as 'systemctl reload idprovd' kill -HUP "$SRV_PID" # the unit's ExecReload (install.sh verifies the unit)
 t_run "  the server took the new credential" t_wait "$SRV_ERR" 'event=admin.reloaded'
 t_refuse "  the old credential is refused" quiet "$IDP_BIN/idprov-admin" --server "$SRV_URL" --ca "$SRV_CA" whoami

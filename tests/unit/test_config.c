@@ -336,6 +336,103 @@ START_TEST(test_config_parse_listen_v4_mapped)
 }
 END_TEST
 
+/* srv_config_print of cfg, as a malloc'd string (caller frees). */
+static char *print_text(const struct srv_config *cfg, enum idp_err *rc, struct idp_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	ck_assert_ptr_nonnull(f);
+	*rc = srv_config_print(f, cfg, err);
+	ck_assert_int_eq(fclose(f), 0);
+	return text;
+}
+
+/* Every kind of value, zeros and odd sizes included, prints as lines the
+ * file parser reads back to the very same settings and the same text. */
+START_TEST(test_config_print_round_trip)
+{
+	static const char conf[] =
+	        "state-dir = /srv/idprov state\n"
+	        "listen = 127.0.0.1:1\nlisten = [::ffff:10.0.0.1]:2\nlisten = [::]:3\n"
+	        "foreground = yes\npid-file = /run/idprovd.pid\nthreads = 7\n"
+	        "server-name = a.example\nserver-name = 10.1.2.3\n"
+	        "rule = product=P1 field=serial pattern=^[0-9]{8}$ check=luhn\n"
+	        "rule = product=P2 field=id check=div:7\n"
+	        "token-key = ed25519\nstation-ca = /etc/idprov/station ca.pem\n"
+	        "admin-ca = /etc/idprov/admin-ca.pem\nserver-url = https://idprov.example:8443\n"
+	        "token-audience = site-1\ntoken-lifetime = 90061\n"
+	        "tls-session-lifetime = 0\nmac-mismatch = flag\nidentity-reuse = refuse\n"
+	        "max-body = 1025\nmax-manifest = 1G\nbody-min-rate = 0\nlog-burst = 0\n"
+	        "throttle-per-minute = 0\ndnssd = off\ndnssd-backend = embedded\n"
+	        "dnssd-interfaces = all\n";
+	struct srv_config a, b;
+	struct idp_error err = {0};
+	enum idp_err rc = IDP_OK;
+	srv_config_defaults(&a);
+	ck_assert_msg(srv_config_apply_file(&a, "t.conf", (const uint8_t *)conf, sizeof(conf) - 1,
+	                                    &err) == IDP_OK,
+	              "%s", err.msg);
+	char *t1 = print_text(&a, &rc, &err);
+	ck_assert_msg(rc == IDP_OK, "%s", err.msg);
+	ck_assert_ptr_nonnull(strstr(t1, "\nlisten = 127.0.0.1:1\nlisten = [::ffff:10.0.0.1]:2\n"
+	                                 "listen = [::]:3\nforeground = yes\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\ntoken-lifetime = 90061s\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\ntls-session-lifetime = 0\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\nmax-body = 1025\nmax-manifest = 1G\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\nmac-mismatch = flag\nidentity-reuse = refuse\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\ndnssd = no\ndnssd-backend = embedded\n"
+	                                 "dnssd-interfaces = all\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\ntoken-key = ed25519\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\nstation-ca = /etc/idprov/station ca.pem\n"));
+	srv_config_defaults(&b);
+	b.threads = 1; /* the output sets it: defaults that differ must not survive */
+	ck_assert_msg(srv_config_apply_file(&b, "out", (const uint8_t *)t1, strlen(t1), &err) ==
+	                      IDP_OK,
+	              "%s", err.msg);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+	char *t2 = print_text(&b, &rc, &err);
+	ck_assert_int_eq(rc, IDP_OK);
+	ck_assert_str_eq(t1, t2);
+	free(t1);
+	free(t2);
+
+	/* Defaults: an unset path or list is a comment, which reads back as unset. */
+	srv_config_defaults(&a);
+	t1 = print_text(&a, &rc, &err);
+	ck_assert_int_eq(rc, IDP_OK);
+	ck_assert_ptr_nonnull(strstr(t1, "\n# pid-file = (not set; default: none)\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\n# rule = (none)\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\nlisten = [::]:8443\n"));
+	ck_assert_ptr_nonnull(strstr(t1, "\ndnssd-interfaces = listen\n"));
+	srv_config_defaults(&b);
+	ck_assert(srv_config_apply_file(&b, "out", (const uint8_t *)t1, strlen(t1), &err) ==
+	          IDP_OK);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+	free(t1);
+}
+END_TEST
+
+/* A command-line value no file line can hold is an error naming the key,
+ * with nothing printed. */
+START_TEST(test_config_print_refuses_unwritable_value)
+{
+	static const char *const bad[] = {"/a\nb", "/a\rb", " /lead", "/trail\t"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct srv_config cfg;
+		struct idp_error err = {0};
+		enum idp_err rc = IDP_OK;
+		srv_config_defaults(&cfg);
+		ck_assert_int_eq(srv_config_set(&cfg, "pid-file", bad[i], &err), IDP_OK);
+		char *t = print_text(&cfg, &rc, &err);
+		ck_assert_int_eq(rc, IDP_E_FORMAT);
+		ck_assert_ptr_nonnull(strstr(err.msg, "pid-file: "));
+		ck_assert_str_eq(t, "");
+		free(t);
+	}
+}
+END_TEST
+
 Suite *idp_test_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -347,6 +444,8 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_config_sample_file_parses);
 	tcase_add_test(tc, test_config_parse_listen_v4_mapped);
 	tcase_add_test(tc, test_config_body_min_rate);
+	tcase_add_test(tc, test_config_print_round_trip);
+	tcase_add_test(tc, test_config_print_refuses_unwritable_value);
 	suite_add_tcase(s, tc);
 	return s;
 }
