@@ -627,17 +627,26 @@ static void print_scaled(FILE *f, uint64_t v, const char *units, const uint64_t 
 }
 
 /* A value the file parser reads back unchanged: one line, no NUL, not
- * empty, no spaces at either end (it trims them). */
+ * empty, no spaces at either end nor a CR at the end (it trims them; a CR
+ * inside stays, as in a file line), and "key=value" within
+ * a line (as it was in a file; print_kv adds the spaces when they fit). */
 static enum idp_err printable(const struct key *k, const char *v, struct idp_error *err)
 {
 	size_t n = strlen(v);
-	if (n == 0 || n >= SRV_CONFIG_LINE_MAX - strlen(k->name) - 3 ||
-	    strpbrk(v, "\n\r") != NULL || is_space(v[0]) || is_space(v[n - 1]))
+	if (n == 0 || strlen(k->name) + 1 + n >= SRV_CONFIG_LINE_MAX || strchr(v, '\n') != NULL ||
+	    is_space(v[0]) || is_space(v[n - 1]) || v[n - 1] == '\r')
 		return idp_error_set(err, IDP_E_FORMAT,
 		                     "%s: a value that is empty, too long, has a line break or "
 		                     "spaces at an end cannot be written as a config file line",
 		                     k->name);
 	return IDP_OK;
+}
+
+/* "key = value", or "key=value" when the spaces would pass the line limit. */
+static void print_kv(FILE *f, const char *key, const char *v)
+{
+	bool fits = strlen(key) + 3 + strlen(v) < SRV_CONFIG_LINE_MAX;
+	(void)fprintf(f, "%s%s%s\n", key, fits ? " = " : "=", v);
 }
 
 enum idp_err srv_config_print(FILE *f, const struct srv_config *cfg, struct idp_error *err)
@@ -673,7 +682,7 @@ enum idp_err srv_config_print(FILE *f, const struct srv_config *cfg, struct idp_
 				(void)fprintf(f, "# %s = (not set; default: %s)\n", k->name,
 				              k->def);
 			else
-				(void)fprintf(f, "%s = %s\n", k->name, (const char *)field);
+				print_kv(f, k->name, (const char *)field);
 			continue;
 		case K_LISTEN:
 			for (size_t j = 0; j < cfg->n_listen; j++)
@@ -684,13 +693,13 @@ enum idp_err srv_config_print(FILE *f, const struct srv_config *cfg, struct idp_
 				(void)fprintf(f, "# %s = (none beyond the default: %s)\n", k->name,
 				              k->def);
 			for (size_t j = 0; j < cfg->n_server_names; j++)
-				(void)fprintf(f, "%s = %s\n", k->name, cfg->server_names[j]);
+				print_kv(f, k->name, cfg->server_names[j]);
 			continue;
 		case K_RULE:
 			if (cfg->n_rules == 0)
 				(void)fprintf(f, "# %s = (none)\n", k->name);
 			for (size_t j = 0; j < cfg->n_rules; j++)
-				(void)fprintf(f, "%s = %s\n", k->name, cfg->rules[j]);
+				print_kv(f, k->name, cfg->rules[j]);
 			continue;
 		case K_BOOL:
 			(void)fprintf(f, "%s = %s\n", k->name, *(const bool *)field ? "yes" : "no");

@@ -413,11 +413,46 @@ START_TEST(test_config_print_round_trip)
 }
 END_TEST
 
+/* What a file line may hold prints as a line that reads back: a CR inside
+ * a value, and a value so long that "key = value" would pass the line
+ * limit ("key=value" then, as the file had it). */
+START_TEST(test_config_print_file_edge_values)
+{
+	char conf[SRV_CONFIG_LINE_MAX + 64];
+	char path[SRV_CONFIG_LINE_MAX];
+	size_t n = SRV_CONFIG_LINE_MAX - 1 - strlen("pid-file=");
+	memset(path, 'p', n);
+	path[0] = '/';
+	path[n] = '\0';
+	int len = snprintf(conf, sizeof(conf), "pid-file=%s\nstate-dir = /a\rb\n", path);
+	ck_assert(len > 0 && (size_t)len < sizeof(conf));
+	struct srv_config a, b;
+	struct idp_error err = {0};
+	enum idp_err rc = IDP_OK;
+	srv_config_defaults(&a);
+	ck_assert_msg(srv_config_apply_file(&a, "t.conf", (const uint8_t *)conf, (size_t)len,
+	                                    &err) == IDP_OK,
+	              "%s", err.msg);
+	char *t1 = print_text(&a, &rc, &err);
+	ck_assert_msg(rc == IDP_OK, "%s", err.msg);
+	char want[SRV_CONFIG_LINE_MAX + 16];
+	(void)snprintf(want, sizeof(want), "\npid-file=%s\n", path);
+	ck_assert_ptr_nonnull(strstr(t1, want));
+	ck_assert_ptr_nonnull(strstr(t1, "state-dir = /a\rb\n"));
+	srv_config_defaults(&b);
+	ck_assert_msg(srv_config_apply_file(&b, "out", (const uint8_t *)t1, strlen(t1), &err) ==
+	                      IDP_OK,
+	              "%s", err.msg);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+	free(t1);
+}
+END_TEST
+
 /* A command-line value no file line can hold is an error naming the key,
  * with nothing printed. */
 START_TEST(test_config_print_refuses_unwritable_value)
 {
-	static const char *const bad[] = {"/a\nb", "/a\rb", " /lead", "/trail\t"};
+	static const char *const bad[] = {"/a\nb", "/trail\r", " /lead", "/trail\t"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct srv_config cfg;
 		struct idp_error err = {0};
@@ -446,6 +481,7 @@ Suite *idp_test_suite(void)
 	tcase_add_test(tc, test_config_body_min_rate);
 	tcase_add_test(tc, test_config_print_round_trip);
 	tcase_add_test(tc, test_config_print_refuses_unwritable_value);
+	tcase_add_test(tc, test_config_print_file_edge_values);
 	suite_add_tcase(s, tc);
 	return s;
 }
