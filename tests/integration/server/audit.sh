@@ -214,10 +214,9 @@ t_grep "offline: another key named" 'audit_key: not the key given' "$T_TMP/ov.er
   for _ in $(seq 1 60000); do printf '%s\n' "$l5"; done
   grep '"type":"checkpoint"' "$T_TMP/export.jsonl"; } >"$T_TMP/big.jsonl"
 ov_peak() {
-	(if [ "$IDP_VARIANT" = asan ]; then export ASAN_OPTIONS="${ASAN_OPTIONS:-}:quarantine_size_mb=0"; fi
-	 /usr/bin/time -o "$T_TMP/ov.time" -f %M "$IDP_BIN/idprov-admin" audit verify --file "$1" \
-		--key "$st/audit.pub" >"$T_TMP/ov" 2>"$T_TMP/ov.err")
-	tail -1 "$T_TMP/ov.time"
+	t_peak_rss "$T_TMP/ov.rss" "$IDP_BIN/idprov-admin" audit verify --file "$1" \
+		--key "$st/audit.pub" >"$T_TMP/ov" 2>"$T_TMP/ov.err"
+	cat "$T_TMP/ov.rss"
 }
 small=$(ov_peak "$T_TMP/export.jsonl")
 large=$(ov_peak "$T_TMP/big.jsonl")
