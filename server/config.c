@@ -284,13 +284,19 @@ static const struct key *key_find(const char *name, size_t len)
 	return NULL;
 }
 
+/* The suffixes' multipliers (K_DURATION "smhd", K_SIZE and K_RATE "KMG")
+ * and the K_POLICY values, read by key_set and written by srv_config_print. */
+static const uint64_t dur_mult[] = {1, 60, 3600, 86400};
+static const uint64_t size_mult[] = {1u << 10, 1u << 20, 1u << 30};
+static const char *const policy_names[] = {[SRV_POLICY_HOLD] = "hold",
+                                           [SRV_POLICY_REFUSE] = "refuse",
+                                           [SRV_POLICY_FLAG] = "flag"};
+
 /* Set k to value. A list key appends. */
 static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const char *value,
                             struct idp_error *err)
 {
 	uint8_t *field = (uint8_t *)cfg + k->off;
-	static const uint64_t dur_mult[] = {1, 60, 3600, 86400};
-	static const uint64_t size_mult[] = {1u << 10, 1u << 20, 1u << 30};
 	uint64_t v = 0;
 	switch (k->kind) {
 	case K_PATH: {
@@ -358,11 +364,9 @@ static enum idp_err key_set(struct srv_config *cfg, const struct key *k, const c
 		return IDP_OK;
 	}
 	case K_POLICY: {
-		static const char *const names[] = {[SRV_POLICY_HOLD] = "hold",
-		                                    [SRV_POLICY_REFUSE] = "refuse",
-		                                    [SRV_POLICY_FLAG] = "flag"};
-		for (size_t i = 0; i <= k->max && i < sizeof(names) / sizeof(names[0]); i++) {
-			if (strcmp(value, names[i]) == 0) {
+		for (size_t i = 0; i <= k->max && i < sizeof(policy_names) / sizeof(policy_names[0]);
+		     i++) {
+			if (strcmp(value, policy_names[i]) == 0) {
 				*(enum srv_policy *)field = (enum srv_policy)i;
 				return IDP_OK;
 			}
@@ -651,11 +655,6 @@ static void print_kv(FILE *f, const char *key, const char *v)
 
 enum idp_err srv_config_print(FILE *f, const struct srv_config *cfg, struct idp_error *err)
 {
-	static const uint64_t dur_mult[] = {1, 60, 3600, 86400};
-	static const uint64_t size_mult[] = {1u << 10, 1u << 20, 1u << 30};
-	static const char *const policies[] = {[SRV_POLICY_HOLD] = "hold",
-	                                       [SRV_POLICY_REFUSE] = "refuse",
-	                                       [SRV_POLICY_FLAG] = "flag"};
 	/* Check every value first, so that an error prints nothing. */
 	for (size_t i = 0; i < N_KEYS; i++) {
 		const struct key *k = &keys[i];
@@ -710,7 +709,7 @@ enum idp_err srv_config_print(FILE *f, const struct srv_config *cfg, struct idp_
 		case K_POLICY: {
 			size_t p = (size_t) * (const enum srv_policy *)field;
 			(void)fprintf(f, "%s = %s\n", k->name,
-			              p < sizeof(policies) / sizeof(policies[0]) ? policies[p]
+			              p < sizeof(policy_names) / sizeof(policy_names[0]) ? policy_names[p]
 			                                                         : "?");
 			continue;
 		}
